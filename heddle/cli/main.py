@@ -1,0 +1,24 @@
+"""The `heddle` command: one typer app that mounts each package's commands."""
+
+from __future__ import annotations
+
+import typer
+
+from heddle.cli import advise, catalog, events, models_cmd, place, sim, trace
+
+app = typer.Typer(
+    name="heddle",
+    help="Schedule AI work across an ad-hoc fleet, simulate it, and advise what to buy.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(catalog.app, name="catalog")
+app.add_typer(models_cmd.app, name="models")
+app.add_typer(trace.app, name="trace")
+app.add_typer(events.app, name="events")
+app.command("place")(place.place)
+app.command("sim")(sim.sim)
+app.command("advise")(advise.advise)
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,63 @@
+"""Nodes, budgets and fleets as plain data (the fleet YAML loader builds these)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from heddle.models.ids import AccountId, NodeId, OfferId, OwnerId, PowerSource
+from heddle.models.specs import CloudOffer, DeviceSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A device in a fleet."""
+
+    id: NodeId
+    device: DeviceSpec
+    memory_gb: float  # installed unified memory (or VRAM for a discrete GPU)
+    owner: OwnerId
+    trusted_owners: frozenset[OwnerId] = frozenset()  # owners whose personal work may run here
+    labels: dict[str, str] = field(default_factory=dict)  # e.g. {"location": "office"}
+    power_source: PowerSource = PowerSource.AC
+    slots: int = 1  # concurrent tasks
+    electricity_usd_per_kwh: float = 0.0  # 0 = use the fleet's price
+    reserved_memory_gb: float = 0.0  # kept for the OS and the owner's own apps
+
+    def may_hold_personal_of(self, owner: OwnerId | None) -> bool:
+        """Privacy rule for `personal` work: the owner's own node or one the owner trusts."""
+        return owner is not None and (owner == self.owner or owner in self.trusted_owners)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A budget account's cloud spending limit for a period."""
+
+    account: AccountId
+    limit_usd: float
+    period: str = "month"  # "day" | "week" | "month"
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    """The whole fleet: local nodes, the cloud offers it allows, budgets and prices."""
+
+    name: str
+    nodes: tuple[Node, ...]
+    cloud_offers: tuple[CloudOffer, ...] = ()
+    budgets: dict[AccountId, Budget] = field(default_factory=dict)
+    electricity_usd_per_kwh: float = 0.15
+
+    def node(self, node_id: NodeId) -> Node:
+        for n in self.nodes:
+            if n.id == node_id:
+                return n
+        raise KeyError(node_id)
+
+    def offer(self, offer_id: OfferId) -> CloudOffer:
+        for o in self.cloud_offers:
+            if o.id == offer_id:
+                return o
+        raise KeyError(offer_id)
+
+    def price_usd_per_kwh(self, node: Node) -> float:
+        return node.electricity_usd_per_kwh or self.electricity_usd_per_kwh
