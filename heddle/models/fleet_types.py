@@ -23,6 +23,9 @@ class Node:
     electricity_usd_per_kwh: float = 0.0  # 0 = use the fleet's price
     reserved_memory_gb: float = 0.0  # kept for the OS and the owner's own apps
 
+    def __hash__(self) -> int:  # the labels dict makes the generated hash fail
+        return hash((self.id, self.device.id, self.memory_gb, self.owner))
+
     def may_hold_personal_of(self, owner: OwnerId | None) -> bool:
         """Privacy rule for `personal` work: the owner's own node or one the owner trusts."""
         return owner is not None and (owner == self.owner or owner in self.trusted_owners)
@@ -46,6 +49,9 @@ class Fleet:
     cloud_offers: tuple[CloudOffer, ...] = ()
     budgets: dict[AccountId, Budget] = field(default_factory=dict)
     electricity_usd_per_kwh: float = 0.15
+
+    def __hash__(self) -> int:  # the budgets dict makes the generated hash fail
+        return hash((self.name, self.nodes, self.cloud_offers))
 
     def node(self, node_id: NodeId) -> Node:
         for n in self.nodes:

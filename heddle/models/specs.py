@@ -54,6 +54,9 @@ class ModelSpec:
     kind: str = "llm"  # "llm" | "embedding"
     source: str = ""
 
+    def __hash__(self) -> int:  # the dict field makes the generated hash fail; ids are unique
+        return hash(self.id)
+
     def weights_gb(self, quant: str) -> float:
         """Resident size of the weights in GB (1e9 bytes) at a quantization."""
         return self.params_b * self.bytes_per_weight[quant]
@@ -85,3 +88,6 @@ class CloudOffer:
     gpu_fp16_tflops: float = 0.0  # per GPU
     source: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+
+    def __hash__(self) -> int:  # the dict field makes the generated hash fail; ids are unique
+        return hash(self.id)
