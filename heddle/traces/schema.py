@@ -1,0 +1,244 @@
+"""The trace schema: column names, in-memory dtypes, categorical encodings and validation.
+
+One row is one request or one pipeline stage. `normalize()` turns any DataFrame that has the
+columns into the canonical in-memory form (fixed dtypes, low-cardinality strings as pandas
+Categoricals with sorted categories), so two traces with the same content compare equal.
+`validate()` checks a canonical frame and raises `TraceValidationError` naming the first bad
+row and column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import pandas as pd
+
+from heddle.traces.errors import TraceValidationError
+
+__all__ = [
+    "COLUMNS",
+    "COLUMN_NAMES",
+    "KINDS",
+    "PRIVACIES",
+    "TIERS",
+    "Column",
+    "Encoding",
+    "empty_frame",
+    "normalize",
+    "validate",
+]
+
+
+class Encoding(str, Enum):
+    """How a column is held in memory and on disk."""
+
+    NUMERIC = "numeric"  # a numpy array of `dtype`
+    CATEGORY = "category"  # a pandas Categorical of strings: few distinct values
+    STRING = "string"  # plain strings: (nearly) unique values such as task ids
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One schema column."""
+
+    name: str
+    dtype: str  # numpy dtype name for NUMERIC; "str" otherwise
+    encoding: Encoding
+    doc: str
+    fixed_categories: tuple[str, ...] = ()  # the only values allowed ("" included if allowed)
+
+
+KINDS: tuple[str, ...] = ("llm", "processor")
+"""Task kinds: `heddle.models.TaskKind` values."""
+PRIVACIES: tuple[str, ...] = ("public", "sensitive", "personal")
+"""Privacy tags: `heddle.models.Privacy` values, least to most restricted."""
+TIERS: tuple[str, ...] = ("", "local", "standard", "frontier")
+"""Tier preferences: "" (none) then `heddle.models.Tier` values."""
+
+_N, _C, _S = Encoding.NUMERIC, Encoding.CATEGORY, Encoding.STRING
+
+COLUMNS: tuple[Column, ...] = (
+    Column("arrival_s", "float64", _N, "seconds from trace start; rows sorted by it"),
+    Column("kind", "str", _C, '"llm" | "processor"', KINDS),
+    Column("model", "str", _C, 'catalog model id ("" for processor steps)'),
+    Column("quant", "str", _C, 'quantization such as "q4_k_m" ("" = default)'),
+    Column("prompt_tokens", "int32", _N, "LLM input tokens"),
+    Column("output_tokens", "int32", _N, "LLM generated tokens"),
+    Column("cpu_seconds", "float32", _N, "processor work, seconds on one reference core"),
+    Column("memory_gb", "float32", _N, "processor working memory"),
+    Column("privacy", "str", _C, '"public" | "sensitive" | "personal"', PRIVACIES),
+    Column("owner", "str", _C, "owner id (personal work runs only on the owner's nodes)"),
+    Column("deadline_s", "float64", _N, "deadline RELATIVE to arrival (NaN = none)"),
+    Column("tier", "str", _C, 'tier preference ("" = none)', TIERS),
+    Column("account", "str", _C, "budget account charged for cloud spend"),
+    Column("priority", "int8", _N, "higher first"),
+    Column("pipeline_id", "str", _C, 'pipeline or council id ("" = not in one)'),
+    Column("stage", "str", _C, "stage name inside the pipeline"),
+    Column("depends_on", "str", _C, "comma-separated stage names of the same pipeline_id"),
+    Column("task_id", "str", _S, "unique task id"),
+)
+"""The column contract (docs/traces.md). Order is the on-disk order."""
+
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+_BY_NAME = {c.name: c for c in COLUMNS}
+
+
+def _categorical(values: object, column: Column) -> pd.Categorical:
+    """A Categorical with canonical categories: the fixed list, else the sorted distinct values."""
+    if isinstance(values, pd.Series):
+        values = values.array
+    if isinstance(values, pd.Categorical) and not column.fixed_categories:
+        cat = values.remove_unused_categories()
+        cats = cat.categories.astype(str)
+        if cats.is_monotonic_increasing and cats.equals(cat.categories):
+            return cat
+        return cat.rename_categories(cats).reorder_categories(pd.Index(sorted(cats), dtype="str"))
+    if column.fixed_categories:
+        cats = list(column.fixed_categories)
+    else:
+        uniques = pd.unique(np.asarray(values, dtype=object))
+        cats = sorted(str(u) for u in uniques if not _is_missing(u))
+    return pd.Categorical(np.asarray(values, dtype=object), categories=pd.Index(cats, dtype="str"))
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def empty_frame() -> pd.DataFrame:
+    """A canonical DataFrame with every column and no rows."""
+    data: dict[str, object] = {}
+    for col in COLUMNS:
+        if col.encoding is Encoding.NUMERIC:
+            data[col.name] = np.empty(0, dtype=col.dtype)
+        elif col.encoding is Encoding.CATEGORY:
+            data[col.name] = pd.Categorical(
+                [], categories=pd.Index(list(col.fixed_categories), dtype="str"))
+        else:
+            data[col.name] = pd.Series([], dtype="str")
+    return pd.DataFrame(data)
+
+
+def normalize(df: pd.DataFrame, *, sort: bool = True) -> pd.DataFrame:
+    """Return `df` in canonical form: schema columns in order, schema dtypes, sorted by arrival.
+
+    Raises TraceValidationError if a column is missing or a value cannot take the column's
+    dtype (the message names the row and column). Extra columns are kept after the schema
+    columns. Missing strings become "" (the schema's "none"), except task_id.
+    """
+    missing = [c for c in COLUMN_NAMES if c not in df.columns]
+    if missing:
+        raise TraceValidationError(f"missing column(s): {', '.join(missing)}", column=missing[0])
+    out: dict[str, object] = {}
+    for col in COLUMNS:
+        values = df[col.name]
+        if col.encoding is Encoding.NUMERIC:
+            out[col.name] = _numeric(values, col)
+        elif col.encoding is Encoding.CATEGORY:
+            if not isinstance(values.dtype, pd.CategoricalDtype):
+                values = values.astype(object).where(values.notna(), "")
+            if col.fixed_categories:
+                allowed = pd.Index(col.fixed_categories)
+                bad_mask = ~np.asarray(pd.Index(values.astype(object)).isin(allowed))
+                if bad_mask.any():
+                    row = int(np.flatnonzero(bad_mask)[0])
+                    raise TraceValidationError(
+                        f"{values.iloc[row]!r} is not one of {list(col.fixed_categories)}",
+                        row=row, column=col.name,
+                    )
+            out[col.name] = _categorical(values, col)
+        else:
+            if values.isna().any():
+                row = int(np.flatnonzero(values.isna().to_numpy())[0])
+                raise TraceValidationError("missing value", row=row, column=col.name)
+            out[col.name] = pd.array(values.to_numpy(dtype=object), dtype="str")
+    extra = [c for c in df.columns if c not in _BY_NAME]
+    result = pd.DataFrame(out)
+    for name in extra:
+        result[name] = df[name].to_numpy()
+    if sort and len(result) and not result["arrival_s"].is_monotonic_increasing:
+        result = result.sort_values("arrival_s", kind="stable", ignore_index=True)
+    return result
+
+
+def _numeric(values: pd.Series, col: Column) -> np.ndarray:
+    arr = values.to_numpy()
+    if arr.dtype == np.dtype(col.dtype):
+        return arr
+    if col.dtype.startswith("int"):
+        num = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        info = np.iinfo(col.dtype)
+        bad = ~np.isfinite(num) | (num != np.round(num)) | (num < info.min) | (num > info.max)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise TraceValidationError(
+                f"expected an integer fitting {col.dtype}, got {values.iloc[row]!r}",
+                row=row, column=col.name,
+            )
+        return num.astype(col.dtype)
+    num = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    bad = np.isnan(num) & values.notna().to_numpy() & (values.astype(str) != "nan").to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise TraceValidationError(
+            f"expected a number, got {values.iloc[row]!r}", row=row, column=col.name
+        )
+    return num.astype(col.dtype)
+
+
+def _first(mask: np.ndarray) -> int | None:
+    idx = np.flatnonzero(mask)
+    return int(idx[0]) if len(idx) else None
+
+
+def validate(df: pd.DataFrame) -> None:
+    """Check the semantic rules of a canonical frame; raise on the first bad row.
+
+    Rules: arrival finite, >= 0 and sorted; token counts and CPU work >= 0; deadlines > 0 or
+    NaN; task ids unique and non-empty; an LLM row names a model; depends_on names stages of
+    the same pipeline.
+    """
+    arrival = df["arrival_s"].to_numpy()
+    checks: list[tuple[str, np.ndarray, str]] = [
+        ("arrival_s", ~np.isfinite(arrival) | (arrival < 0), "a finite time >= 0"),
+        ("prompt_tokens", df["prompt_tokens"].to_numpy() < 0, "tokens >= 0"),
+        ("output_tokens", df["output_tokens"].to_numpy() < 0, "tokens >= 0"),
+        ("cpu_seconds", ~(df["cpu_seconds"].to_numpy() >= 0), "seconds >= 0"),
+        ("memory_gb", ~(df["memory_gb"].to_numpy() >= 0), "GB >= 0"),
+        ("deadline_s", df["deadline_s"].to_numpy() <= 0, "a deadline > 0 s, or none"),
+        ("task_id", df["task_id"].to_numpy() == "", "a non-empty task id"),
+        ("task_id", df["task_id"].duplicated().to_numpy(), "a unique task id"),
+        ("model", ((df["kind"] == "llm") & (df["model"] == "")).to_numpy(), "a model id"),
+    ]
+    if len(arrival) > 1:
+        unsorted = np.concatenate([[False], np.diff(arrival) < 0])
+        checks.append(("arrival_s", unsorted, "rows sorted by arrival"))
+    for name, bad, expected in checks:
+        row = _first(bad)
+        if row is not None:
+            got = df[name].iloc[row]
+            raise TraceValidationError(f"expected {expected}, got {got!r}", row=row, column=name)
+    _validate_dependencies(df)
+
+
+def _validate_dependencies(df: pd.DataFrame) -> None:
+    dep = df["depends_on"].to_numpy(dtype=object)
+    rows = np.flatnonzero(dep != "")
+    if not len(rows):
+        return
+    pipe = df["pipeline_id"].to_numpy(dtype=object)
+    stage = df["stage"].to_numpy(dtype=object)
+    in_pipe = np.flatnonzero(pipe != "")
+    stages: dict[str, set[str]] = {}
+    for p, s in zip(pipe[in_pipe], stage[in_pipe], strict=True):
+        stages.setdefault(p, set()).add(s)
+    for row in rows:
+        known = stages.get(pipe[row], set())
+        for name in dep[row].split(","):
+            if name not in known:
+                raise TraceValidationError(
+                    f"depends on stage {name!r}, which pipeline {pipe[row]!r} does not have",
+                    row=int(row), column="depends_on",
+                )

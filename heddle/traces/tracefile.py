@@ -1,0 +1,373 @@
+"""The heddle trace file format (`.htr`, optionally `.htr.gz` / `.htr.zst`): streaming, columnar.
+
+Layout (docs/traces.md has the full description)::
+
+    HEDDLE-TRACE 1\\n                      magic and format version, ASCII
+    {"columns": [...], "meta": {...}}\\n   file header, JSON (pydantic-validated on read)
+    C <u32 n> <n bytes chunk JSON> <column blocks>   one per chunk, any number
+    E <u64 total rows>                     trailer: a file without it was cut short
+
+A chunk's JSON holds its row count, each categorical column's dictionary (the distinct values
+in that chunk, the codes' dtype) and the values of plain string columns. The column blocks
+follow in schema order: raw little-endian numbers, or dictionary codes. A reader needs one
+chunk in memory at a time; the writer likewise.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from heddle.traces.errors import TraceFormatError, TraceValidationError
+from heddle.traces.schema import COLUMNS, Column, Encoding, normalize, validate
+from heddle.traces.trace import Trace
+
+__all__ = ["FORMAT_VERSION", "TraceWriter", "iter_trace", "read_trace", "write_trace"]
+
+MAGIC = b"HEDDLE-TRACE"
+FORMAT_VERSION = 1
+"""On-disk format version written in the first line; readers refuse versions they don't know."""
+DEFAULT_CHUNK_ROWS = 65_536
+"""Rows per chunk: big enough that per-chunk overhead is noise, small enough to stream."""
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_GZIP_LEVEL = 6
+"""zlib's default trade-off; level 9 writes ~3x slower for a few percent smaller files."""
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+class _ColumnHeader(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    dtype: str
+    encoding: Encoding
+
+
+class _FileHeader(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    columns: list[_ColumnHeader]
+    meta: dict[str, str] = {}
+
+
+def _code_dtype(n_values: int) -> np.dtype:
+    for dt in (np.int8, np.int16, np.int32):
+        if n_values <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.int64)
+
+
+def _open_write(path: Path, suffix: str) -> IO[bytes]:
+    """Open `path` for writing, compressed according to `suffix` (the final file's suffix)."""
+    if suffix == ".gz":
+        return gzip.open(path, "wb", compresslevel=_GZIP_LEVEL)
+    if suffix == ".zst":
+        try:
+            import zstandard  # optional: not a dependency
+        except ImportError as exc:
+            raise TraceFormatError(
+                "writing .zst needs the 'zstandard' package; use .gz", path=path
+            ) from exc
+        return zstandard.ZstdCompressor().stream_writer(open(path, "wb"))
+    return open(path, "wb")
+
+
+def _open_read(path: Path) -> IO[bytes]:
+    raw = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+    head = raw.read(4)
+    raw.seek(0)
+    if head.startswith(_GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if head == _ZSTD_MAGIC:
+        try:
+            import zstandard
+        except ImportError as exc:
+            raw.close()
+            raise TraceFormatError(
+                "file is zstd-compressed; install 'zstandard' or recompress with gzip", path=path
+            ) from exc
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw))
+    return raw
+
+
+class TraceWriter:
+    """Write a trace chunk by chunk. Use as a context manager; the file appears on close.
+
+    Writes go to `<path>.partial`, renamed over `path` only after the trailer is written,
+    so an interrupted write never leaves a file that looks complete.
+    """
+
+    def __init__(self, path: str | Path, meta: Mapping[str, str] | None = None) -> None:
+        self.path = Path(path)
+        self._tmp = self.path.with_name(self.path.name + ".partial")
+        self._meta = {str(k): str(v) for k, v in (meta or {}).items()}
+        self._file: IO[bytes] | None = None
+        self.rows = 0
+
+    def __enter__(self) -> Self:
+        # the compressor is chosen by the final name's suffix, not the .partial one
+        self._file = _open_write(self._tmp, self.path.suffix)
+        header = _FileHeader(
+            columns=[_ColumnHeader(name=c.name, dtype=c.dtype, encoding=c.encoding)
+                     for c in COLUMNS],
+            meta=self._meta,
+        )
+        self._file.write(MAGIC + b" " + str(FORMAT_VERSION).encode() + b"\n")
+        self._file.write(header.model_dump_json().encode() + b"\n")
+        return self
+
+    def write(self, chunk: Trace | pd.DataFrame) -> None:
+        """Append rows (already in arrival order relative to earlier chunks)."""
+        if self._file is None:
+            raise RuntimeError("TraceWriter.write outside 'with'")
+        df = chunk.df if isinstance(chunk, Trace) else normalize(chunk)
+        if not len(df):
+            return
+        for start in range(0, len(df), DEFAULT_CHUNK_ROWS):
+            self._write_chunk(df.iloc[start : start + DEFAULT_CHUNK_ROWS])
+
+    def _write_chunk(self, df: pd.DataFrame) -> None:
+        assert self._file is not None
+        dicts: dict[str, list[str]] = {}
+        codes: dict[str, str] = {}
+        strings: dict[str, list[str]] = {}
+        blocks: list[bytes] = []
+        for col in COLUMNS:
+            values = df[col.name]
+            if col.encoding is Encoding.NUMERIC:
+                blocks.append(np.ascontiguousarray(values.to_numpy(), dtype="<" + col.dtype[0]
+                                                   + str(np.dtype(col.dtype).itemsize)).tobytes())
+            elif col.encoding is Encoding.CATEGORY:
+                cat = values.array
+                if not isinstance(cat, pd.Categorical):
+                    cat = pd.Categorical(values.to_numpy(dtype=object))
+                dicts[col.name] = [str(v) for v in cat.categories]
+                dt = _code_dtype(len(cat.categories))
+                codes[col.name] = dt.name
+                blocks.append(cat.codes.astype(dt.newbyteorder("<"), copy=False).tobytes())
+            else:
+                strings[col.name] = values.to_numpy(dtype=object).tolist()
+        head = json.dumps({"rows": len(df), "dicts": dicts, "codes": codes, "strings": strings})
+        head_bytes = head.encode("ascii")
+        self._file.write(b"C" + _U32.pack(len(head_bytes)) + head_bytes)
+        for block in blocks:
+            self._file.write(block)
+        self.rows += len(df)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._file is not None
+        try:
+            if exc_type is None:
+                self._file.write(b"E" + _U64.pack(self.rows))
+        finally:
+            self._file.close()
+            self._file = None
+        if exc_type is None:
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+
+def write_trace(
+    trace: Trace | Iterable[Trace], path: str | Path, meta: Mapping[str, str] | None = None
+) -> int:
+    """Write a trace (or an iterable of chunks, streamed) to `path`; return the rows written.
+
+    The suffix picks compression: `.gz` gzip, `.zst` zstd (needs `zstandard`), else none.
+    `meta` defaults to the (first) trace's meta.
+    """
+    if isinstance(trace, Trace):
+        chunks: Iterable[Trace] = [trace]
+        meta = trace.meta if meta is None else meta
+    else:
+        chunks = trace
+    with TraceWriter(path, meta) as writer:
+        for chunk in chunks:
+            writer.write(chunk)
+    return writer.rows
+
+
+def _read_exact(f: IO[bytes], n: int, path: Path, what: str) -> bytearray:
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = f.readinto(view[got:])
+        if not k:
+            raise TraceFormatError(f"file ends inside {what} (cut short?)", path=path)
+        got += k
+    return buf
+
+
+def _read_header(f: IO[bytes], path: Path) -> _FileHeader:
+    first = f.readline(64)
+    if not first.startswith(MAGIC):
+        raise TraceFormatError(
+            "not a heddle trace (expected the line 'HEDDLE-TRACE <version>'); "
+            "import CSV files with 'heddle trace import'", path=path,
+        )
+    try:
+        version = int(first[len(MAGIC):].strip())
+    except ValueError as exc:
+        raise TraceFormatError(f"unreadable format version in {first!r}", path=path) from exc
+    if version != FORMAT_VERSION:
+        raise TraceFormatError(
+            f"format version {version} is not supported (this heddle reads {FORMAT_VERSION})",
+            path=path,
+        )
+    try:
+        header = _FileHeader.model_validate_json(f.readline())
+    except ValidationError as exc:
+        raise TraceFormatError(f"line 2 (file header): {exc}", path=path) from exc
+    expected = [(c.name, c.dtype, c.encoding) for c in COLUMNS]
+    found = [(c.name, c.dtype, c.encoding) for c in header.columns]
+    if found != expected:
+        raise TraceFormatError(f"line 2 (file header): columns {found} != {expected}", path=path)
+    return header
+
+
+def _decode_chunk(f: IO[bytes], path: Path) -> dict | None:
+    tag = f.read(1)
+    if tag == b"E":
+        return None
+    if tag != b"C":
+        raise TraceFormatError(
+            "file ends without its trailer (cut short?)" if not tag
+            else f"expected a chunk marker, found {tag!r}", path=path,
+        )
+    (n,) = _U32.unpack(_read_exact(f, 4, path, "a chunk header"))
+    try:
+        head = json.loads(_read_exact(f, n, path, "a chunk header"))
+    except json.JSONDecodeError as exc:
+        raise TraceFormatError(f"corrupt chunk header: {exc}", path=path) from exc
+    rows = int(head["rows"])
+    sizes = []
+    for col in COLUMNS:
+        if col.encoding is Encoding.NUMERIC:
+            sizes.append(np.dtype(col.dtype).itemsize * rows)
+        elif col.encoding is Encoding.CATEGORY:
+            sizes.append(np.dtype(head["codes"][col.name]).itemsize * rows)
+        else:
+            sizes.append(0)
+    buf = _read_exact(f, sum(sizes), path, "a chunk's columns")
+    arrays: dict[str, object] = {"__rows__": rows}
+    offset = 0
+    for col, size in zip(COLUMNS, sizes, strict=True):
+        if col.encoding is Encoding.NUMERIC:
+            arrays[col.name] = np.frombuffer(buf, np.dtype(col.dtype).newbyteorder("<"),
+                                             rows, offset)
+        elif col.encoding is Encoding.CATEGORY:
+            dt = np.dtype(head["codes"][col.name]).newbyteorder("<")
+            arrays[col.name] = (np.frombuffer(buf, dt, rows, offset), head["dicts"][col.name])
+        else:
+            values = head["strings"][col.name]
+            if len(values) != rows:
+                raise TraceFormatError(f"chunk column {col.name!r} has {len(values)} values, "
+                                       f"expected {rows}", path=path)
+            arrays[col.name] = values
+        offset += size
+    return arrays
+
+
+def _categorical(parts: list[tuple[np.ndarray, list[str]]], col: Column) -> pd.Categorical:
+    """Merge per-chunk (codes, dictionary) pairs into one Categorical with canonical categories."""
+    if col.fixed_categories:
+        cats = list(col.fixed_categories)
+    else:
+        cats = sorted({v for _, d in parts for v in d})
+    pos = {v: i for i, v in enumerate(cats)}
+    dt = _code_dtype(len(cats))
+    out = np.empty(sum(len(c) for c, _ in parts), dtype=dt)
+    at = 0
+    for codes, dictionary in parts:
+        try:
+            lookup = np.array([pos[v] for v in dictionary], dtype=dt)
+        except KeyError as exc:
+            raise TraceValidationError(f"value {exc.args[0]!r} is not one of {cats}",
+                                       column=col.name) from None
+        if len(codes) and (codes.min() < 0 or codes.max() >= len(dictionary)):
+            raise TraceValidationError("dictionary code out of range", column=col.name)
+        out[at : at + len(codes)] = lookup[codes] if len(lookup) else codes
+        at += len(codes)
+    # unused categories (possible after chunk merges) are dropped to stay canonical
+    cat = pd.Categorical.from_codes(out, categories=pd.Index(cats, dtype="str"), validate=False)
+    if not col.fixed_categories and len(cats) and len(np.unique(out)) != len(cats):
+        cat = cat.remove_unused_categories()
+    return cat
+
+
+def _assemble(chunks: list[dict], meta: dict[str, str], path: Path, check: bool) -> Trace:
+    if not chunks:
+        return Trace.empty(meta)
+    data: dict[str, object] = {}
+    for col in COLUMNS:
+        parts = [c[col.name] for c in chunks]
+        if col.encoding is Encoding.NUMERIC:
+            arr = np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])
+            data[col.name] = arr.astype(col.dtype, copy=False)
+        elif col.encoding is Encoding.CATEGORY:
+            data[col.name] = _categorical(parts, col)
+        else:
+            flat = parts[0] if len(parts) == 1 else [v for p in parts for v in p]
+            data[col.name] = pd.array(flat, dtype="str")
+    df = pd.DataFrame(data, copy=False)
+    if check:
+        try:
+            validate(df)
+        except TraceValidationError as exc:
+            raise TraceValidationError(exc.reason, path=path, row=exc.row,
+                                       column=exc.column) from None
+    return Trace(df, meta)
+
+
+def iter_trace(path: str | Path, *, check: bool = True) -> Iterator[Trace]:
+    """Yield the file's chunks as Traces, one chunk in memory at a time."""
+    path = Path(path)
+    with _open_read(path) as f:
+        header = _read_header(f, path)
+        total = 0
+        while (chunk := _decode_chunk(f, path)) is not None:
+            total += chunk["__rows__"]
+            yield _assemble([chunk], header.meta, path, check)
+        _check_trailer(f, path, total)
+
+
+def _check_trailer(f: IO[bytes], path: Path, total: int) -> None:
+    (rows,) = _U64.unpack(_read_exact(f, 8, path, "the trailer"))
+    if rows != total:
+        raise TraceFormatError(f"trailer says {rows} rows, chunks hold {total}", path=path)
+
+
+def read_trace(path: str | Path, *, check: bool = True) -> Trace:
+    """Read a whole trace file (plain, gzip or zstd: detected from the first bytes).
+
+    Raises TraceFormatError for a file that is not a heddle trace, has an unknown version or
+    is cut short, and TraceValidationError (naming the row and column) for bad values.
+    """
+    path = Path(path)
+    try:
+        with _open_read(path) as f:
+            header = _read_header(f, path)
+            chunks = []
+            while (chunk := _decode_chunk(f, path)) is not None:
+                chunks.append(chunk)
+            _check_trailer(f, path, sum(c["__rows__"] for c in chunks))
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise TraceFormatError(f"cannot read: {exc}", path=path) from exc
+    return _assemble(chunks, header.meta, path, check)
