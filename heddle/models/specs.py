@@ -36,6 +36,9 @@ class DeviceSpec:
     source: str  # where the figures come from
     unified_memory: bool = True  # False: discrete GPU with its own VRAM (memory_options = VRAM)
     system_memory_gb: int = 0  # host RAM of a discrete-GPU desktop (0 for unified memory)
+    backend: str = "metal"  # inference runtime family the perf model calibrates: "metal" | "cuda" | "neuron"
+    cpu_single_core_relative: float = 1.0  # one performance core's speed vs the reference (Apple M1 P-core)
+    storage_read_gb_s: float = 3.0  # sequential read of the disk models load from
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,7 @@ class CloudOffer:
     gpu_fp16_tflops: float = 0.0  # per GPU
     source: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    backend: str = ""  # instance only: "cuda" | "neuron" (perf model calibration family)
 
     def __hash__(self) -> int:  # the dict field makes the generated hash fail; ids are unique
         return hash(self.id)

@@ -1,0 +1,181 @@
+"""Fleet YAML: the nodes a household or small business owns, its cloud offers and budgets.
+
+`load_fleet(path)` validates a file against the catalog and builds the plain `Fleet` the
+optimizer and the twin use. Every error names the file, the line and the field, and what was
+expected (a known device id, one of the device's memory sizes, a unique node id, ...).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from heddle.models import catalog
+from heddle.models.errors import FleetError
+from heddle.models.fleet_types import Budget, Fleet, Node
+from heddle.models.ids import AccountId, NodeId, OfferId, OwnerId, PowerSource
+from heddle.models.yamlsource import YamlDoc, format_validation_error, load_yaml
+
+__all__ = ["FleetFile", "load_fleet", "parse_fleet", "shipped_fleet_path", "shipped_fleets"]
+
+FLEETS_DIR = Path(__file__).resolve().parent.parent / "data" / "fleets"
+"""Where the shipped sample fleets live (package data)."""
+
+DEFAULT_ELECTRICITY_USD_PER_KWH = 0.17
+"""US average residential electricity price, 2025 (EIA Electric Power Monthly, rounded)."""
+
+_Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeIn(_Strict):
+    """One node as written in fleet YAML."""
+
+    id: _Name
+    device: str
+    memory_gb: Annotated[float, Field(gt=0)]
+    owner: _Name
+    trusted_owners: list[_Name] = []
+    labels: dict[str, str] = {}
+    power_source: PowerSource = PowerSource.AC
+    slots: Annotated[int, Field(ge=1, le=256)] = 1
+    electricity_usd_per_kwh: Annotated[float, Field(ge=0)] = 0.0
+    reserved_memory_gb: Annotated[float, Field(ge=0)] = 0.0
+
+
+class BudgetIn(_Strict):
+    limit_usd: Annotated[float, Field(ge=0)]
+    period: Literal["day", "week", "month"] = "month"
+
+
+class FleetFile(_Strict):
+    """The whole fleet file."""
+
+    name: _Name
+    electricity_usd_per_kwh: Annotated[float, Field(ge=0)] = DEFAULT_ELECTRICITY_USD_PER_KWH
+    cloud_offers: list[str] = []
+    budgets: dict[_Name, BudgetIn] = {}
+    nodes: list[NodeIn] = Field(min_length=1)
+
+
+def _hint(value: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(value, known, n=3)
+    return f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(known))}"
+
+
+def _build_node(i: int, n: NodeIn, doc: YamlDoc) -> Node:
+    here = ("nodes", i)
+    known_devices = catalog.devices()
+    if n.device not in known_devices:
+        raise FleetError(
+            f"{doc.where(here + ('device',))}: nodes[{i}].device: unknown device id {n.device!r}; "
+            f"expected a catalog device id ({_hint(n.device, list(known_devices))})"
+        )
+    spec = known_devices[n.device]
+    options = spec.memory_options_gb
+    what = "unified memory" if spec.unified_memory else "GPU memory (VRAM)"
+    if n.memory_gb > max(options):
+        raise FleetError(
+            f"{doc.where(here + ('memory_gb',))}: nodes[{i}].memory_gb: {n.memory_gb:g} GB exceeds "
+            f"the {max(options)} GB maximum {what} of {spec.id}; expected one of {list(options)}"
+        )
+    if n.memory_gb not in options:
+        raise FleetError(
+            f"{doc.where(here + ('memory_gb',))}: nodes[{i}].memory_gb: {n.memory_gb:g} GB is not a "
+            f"{what} size {spec.id} is sold with; expected one of {list(options)}"
+        )
+    if n.reserved_memory_gb >= n.memory_gb:
+        raise FleetError(
+            f"{doc.where(here + ('reserved_memory_gb',))}: nodes[{i}].reserved_memory_gb: "
+            f"{n.reserved_memory_gb:g} GB leaves nothing of the node's {n.memory_gb:g} GB; "
+            "expected less than memory_gb"
+        )
+    return Node(
+        id=NodeId(n.id),
+        device=spec,
+        memory_gb=float(n.memory_gb),
+        owner=OwnerId(n.owner),
+        trusted_owners=frozenset(OwnerId(o) for o in n.trusted_owners),
+        labels=dict(n.labels),
+        power_source=n.power_source,
+        slots=n.slots,
+        electricity_usd_per_kwh=n.electricity_usd_per_kwh,
+        reserved_memory_gb=n.reserved_memory_gb,
+    )
+
+
+def _build(parsed: FleetFile, doc: YamlDoc) -> Fleet:
+    seen: dict[str, int] = {}
+    nodes = []
+    for i, n in enumerate(parsed.nodes):
+        if n.id in seen:
+            raise FleetError(
+                f"{doc.where(('nodes', i, 'id'))}: nodes[{i}].id: duplicate node id {n.id!r} "
+                f"(first used by nodes[{seen[n.id]}] on line {doc.line_of(('nodes', seen[n.id], 'id'))}); "
+                "expected every node id to be unique"
+            )
+        seen[n.id] = i
+        nodes.append(_build_node(i, n, doc))
+    known_offers = catalog.offers()
+    offers = []
+    for i, offer_id in enumerate(parsed.cloud_offers):
+        if offer_id not in known_offers:
+            raise FleetError(
+                f"{doc.where(('cloud_offers', i))}: cloud_offers[{i}]: unknown offer id {offer_id!r}; "
+                f"expected a catalog offer id ({_hint(offer_id, list(known_offers))})"
+            )
+        if known_offers[offer_id] in offers:
+            raise FleetError(f"{doc.where(('cloud_offers', i))}: cloud_offers[{i}]: {offer_id!r} is listed twice")
+        offers.append(known_offers[offer_id])
+    budgets = {
+        AccountId(name): Budget(account=AccountId(name), limit_usd=b.limit_usd, period=b.period)
+        for name, b in parsed.budgets.items()
+    }
+    return Fleet(
+        name=parsed.name,
+        nodes=tuple(nodes),
+        cloud_offers=tuple(offers),
+        budgets=budgets,
+        electricity_usd_per_kwh=parsed.electricity_usd_per_kwh,
+    )
+
+
+def parse_fleet(text: str, source: str = "<fleet>") -> Fleet:
+    """Validate fleet YAML `text`; `source` names it in errors (usually the file path)."""
+    doc = load_yaml(text, source, FleetError)
+    if not isinstance(doc.data, dict):
+        raise FleetError(f"{doc.where(())}: expected a mapping with name, nodes, ... at the top level")
+    try:
+        parsed = FleetFile.model_validate(doc.data)
+    except ValidationError as exc:
+        raise FleetError(format_validation_error(exc, doc)) from None
+    return _build(parsed, doc)
+
+
+def load_fleet(path: str | Path) -> Fleet:
+    """Read and validate a fleet YAML file (FleetError names file, line and field)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FleetError(f"{p}: cannot read fleet file: {exc.strerror or exc}") from None
+    return parse_fleet(text, str(p))
+
+
+def shipped_fleets() -> list[str]:
+    """Names of the sample fleets shipped as package data."""
+    return sorted(p.stem for p in FLEETS_DIR.glob("*.yaml"))
+
+
+def shipped_fleet_path(name: str = "demo") -> Path:
+    """Path of a shipped sample fleet ("demo", "small", "office")."""
+    path = FLEETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise FleetError(f"no shipped fleet named {name!r}; expected one of {shipped_fleets()}")
+    return path

@@ -1,0 +1,97 @@
+"""Load YAML while remembering the line of every value, and turn pydantic errors into messages.
+
+Every file heddle reads (catalog, fleet, workload, config) goes through here so that a bad
+value is reported as `file:line: field.path: what was wrong (expected ...)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+Path_ = tuple[str | int, ...]
+
+__all__ = ["YamlDoc", "format_validation_error", "load_yaml"]
+
+
+class YamlDoc:
+    """Parsed YAML data plus the 1-based line of every mapping key and sequence item."""
+
+    def __init__(self, data: Any, lines: dict[Path_, int], source: str) -> None:
+        self.data = data
+        self.lines = lines
+        self.source = source
+
+    def line_of(self, path: Iterable[str | int]) -> int | None:
+        """Line of the deepest known prefix of `path` (pydantic paths can go below YAML nodes)."""
+        p = tuple(path)
+        while p:
+            if p in self.lines:
+                return self.lines[p]
+            p = p[:-1]
+        return self.lines.get((), None)
+
+    def where(self, path: Iterable[str | int]) -> str:
+        line = self.line_of(path)
+        return f"{self.source}:{line}" if line is not None else self.source
+
+
+def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            _walk(value_node, path + (key,), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[path + (i,)] = item.start_mark.line + 1
+            _walk(item, path + (i,), lines)
+
+
+def load_yaml(text: str, source: str, error: type[Exception]) -> YamlDoc:
+    """Parse `text`; a syntax error becomes `error` naming `source` and the line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise error(f"{source}{line}: not valid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{source}: not valid YAML: {exc}") from None
+    lines: dict[Path_, int] = {}
+    if node is not None:
+        _walk(node, (), lines)
+    return YamlDoc(data, lines, source)
+
+
+def _field_name(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def format_validation_error(
+    exc: ValidationError, doc: YamlDoc, prefix: Path_ = (), limit: int = 5
+) -> str:
+    """One line per problem: `file:line: field: message (got value)`."""
+    parts = []
+    for err in exc.errors()[:limit]:
+        loc = prefix + tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (not allowed here; check the spelling)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        elif "input" in err and err["type"] not in ("value_error",) and not isinstance(err["input"], dict | list):
+            msg = f"{msg} (got {err['input']!r})"
+        parts.append(f"{doc.where(loc)}: {_field_name(loc)}: {msg}")
+    more = len(exc.errors()) - limit
+    if more > 0:
+        parts.append(f"... and {more} more problem(s)")
+    return "\n".join(parts)
