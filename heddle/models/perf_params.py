@@ -1,0 +1,90 @@
+"""Fitted efficiency factors of the performance model, one set per inference backend.
+
+`METAL` is fitted by `heddle.models.calibration.fit_backend()` to the shipped llama.cpp
+measurements on Apple M1/M2 (heddle/data/catalog/calibration_*.csv); a test refits and checks
+these literals still match. `CUDA` keeps the Metal bandwidth and mat-vec efficiencies (same
+physics) and replaces the factors that depend on the runtime (per-layer decode overhead, MoE
+overhead, prefill efficiency), each solved from ONE published measurement and checked against
+the other published figures (docs/performance-model.md).
+`NEURON` (Inferentia/Trainium) has no measurement at all: it reuses CUDA's (estimate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from heddle.models.errors import PerfError
+
+__all__ = [
+    "CUDA",
+    "METAL",
+    "NEURON",
+    "QUANT_CLASSES",
+    "BackendParams",
+    "backend_params",
+    "quant_class",
+]
+
+QUANT_CLASSES = ("f16", "q8_0", "q4")
+"""Quantizations the calibration measured; every catalog quant maps onto one of them."""
+
+_QUANT_TO_CLASS = {
+    "f16": 0, "bf16": 0,
+    "q8_0": 1,
+    "q4_0": 2,
+    "q4_k_m": 2,  # assumption: K-quant kernels run like q4_0 (no shipped measurement)
+    "mxfp4": 2,  # assumption: 4-bit microscaled weights run like q4_0
+}
+
+
+def quant_class(quant: str) -> int:
+    """Index into QUANT_CLASSES of the calibrated quantization `quant` behaves like."""
+    try:
+        return _QUANT_TO_CLASS[quant]
+    except KeyError:
+        raise PerfError(f"no performance calibration for quantization {quant!r}; expected one of {sorted(_QUANT_TO_CLASS)}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class BackendParams:
+    """Efficiencies of one inference runtime family (fractions of the device's peak)."""
+
+    bandwidth_efficiency: float  # share of peak memory bandwidth decode reaches
+    decode_layer_overhead_s: float  # fixed cost per layer per decode step (dispatch, sync)
+    decode_compute_efficiency: tuple[float, float, float]  # per QUANT_CLASSES, mat-vec
+    prefill_compute_efficiency: tuple[float, float, float]  # per QUANT_CLASSES, mat-mat
+    prefill_layer_overhead_s: float  # fixed cost per layer per prompt token
+    moe_layer_overhead_factor: float = 1.0  # MoE layers launch router + per-expert kernels
+
+
+# ---- fitted: python -m heddle.models.calibration (all 16 Apple M1/M2 rows, 90 figures)
+METAL = BackendParams(
+    bandwidth_efficiency=1.0,
+    decode_layer_overhead_s=1.909e-04,
+    decode_compute_efficiency=(0.3476, 0.7577, 1.0),
+    prefill_compute_efficiency=(0.7770, 0.6869, 0.6826),
+    prefill_layer_overhead_s=1.382e-06,
+    # not measurable on Metal with the shipped data: taken from the CUDA anchor (gpt-oss-20b on
+    # DGX Spark), on the reasoning that the extra kernels per MoE layer are the model's, not the GPU's
+    moe_layer_overhead_factor=3.681,
+)
+
+# ---- anchored: one published measurement each (see calibration.CUDA_ANCHORS)
+CUDA = replace(
+    METAL,
+    decode_layer_overhead_s=4.669e-05,
+    prefill_compute_efficiency=(0.4529, 0.4529, 0.4529),
+    prefill_layer_overhead_s=0.0,
+)
+
+NEURON = CUDA
+"""No measurement: Inferentia2/Trainium are predicted like a CUDA GPU of the same specs."""
+
+_BY_NAME = {"metal": METAL, "cuda": CUDA, "neuron": NEURON}
+
+
+def backend_params(backend: str) -> BackendParams:
+    try:
+        return _BY_NAME[backend]
+    except KeyError:
+        raise PerfError(f"unknown inference backend {backend!r}; expected one of {sorted(_BY_NAME)}") from None
