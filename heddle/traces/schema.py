@@ -96,15 +96,19 @@ def _categorical(values: object, column: Column) -> pd.Categorical:
             return cat
         return cat.rename_categories(cats).reorder_categories(pd.Index(sorted(cats), dtype="str"))
     if column.fixed_categories:
-        cats = list(column.fixed_categories)
-    else:
-        uniques = pd.unique(np.asarray(values, dtype=object))
-        cats = sorted(str(u) for u in uniques if not _is_missing(u))
-    return pd.Categorical(np.asarray(values, dtype=object), categories=pd.Index(cats, dtype="str"))
-
-
-def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
+        cats = pd.Index(list(column.fixed_categories), dtype="str")
+        return pd.Categorical(np.asarray(values, dtype=object), categories=cats)
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), sort=False)
+    # sort the (few) distinct values with Python's ordering so every path agrees
+    names = [str(u) for u in uniques]
+    order = sorted(range(len(names)), key=names.__getitem__)
+    remap = np.empty(len(names), dtype=np.int64)
+    remap[order] = np.arange(len(names))
+    cats = pd.Index([names[i] for i in order], dtype="str")
+    codes = remap[codes] if len(names) else codes
+    dt = next(t for t in (np.int8, np.int16, np.int32, np.int64)
+              if len(names) < np.iinfo(t).max)
+    return pd.Categorical.from_codes(codes.astype(dt), categories=cats, validate=False)
 
 
 def empty_frame() -> pd.DataFrame:
@@ -137,23 +141,14 @@ def normalize(df: pd.DataFrame, *, sort: bool = True) -> pd.DataFrame:
         if col.encoding is Encoding.NUMERIC:
             out[col.name] = _numeric(values, col)
         elif col.encoding is Encoding.CATEGORY:
-            if not isinstance(values.dtype, pd.CategoricalDtype):
-                values = values.astype(object).where(values.notna(), "")
-            if col.fixed_categories:
-                allowed = pd.Index(col.fixed_categories)
-                bad_mask = ~np.asarray(pd.Index(values.astype(object)).isin(allowed))
-                if bad_mask.any():
-                    row = int(np.flatnonzero(bad_mask)[0])
-                    raise TraceValidationError(
-                        f"{values.iloc[row]!r} is not one of {list(col.fixed_categories)}",
-                        row=row, column=col.name,
-                    )
-            out[col.name] = _categorical(values, col)
+            out[col.name] = _category_column(values, col)
         else:
-            if values.isna().any():
-                row = int(np.flatnonzero(values.isna().to_numpy())[0])
+            arr = values.to_numpy(dtype=object)
+            missing_mask = pd.isna(arr)
+            if missing_mask.any():
+                row = int(np.flatnonzero(missing_mask)[0])
                 raise TraceValidationError("missing value", row=row, column=col.name)
-            out[col.name] = pd.array(values.to_numpy(dtype=object), dtype="str")
+            out[col.name] = arr if values.dtype == "str" else pd.array(arr, dtype="str")
     extra = [c for c in df.columns if c not in _BY_NAME]
     result = pd.DataFrame(out)
     for name in extra:
@@ -161,6 +156,29 @@ def normalize(df: pd.DataFrame, *, sort: bool = True) -> pd.DataFrame:
     if sort and len(result) and not result["arrival_s"].is_monotonic_increasing:
         result = result.sort_values("arrival_s", kind="stable", ignore_index=True)
     return result
+
+
+def _category_column(values: pd.Series, col: Column) -> pd.Categorical:
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cat = values.array
+        if not col.fixed_categories:
+            return _categorical(cat, col)
+        if set(cat.categories) <= set(col.fixed_categories) and not cat.isna().any():
+            return cat.set_categories(pd.Index(list(col.fixed_categories), dtype="str"))
+    arr = values.to_numpy(dtype=object)
+    missing = pd.isna(arr)
+    if missing.any():
+        arr = arr.copy()
+        arr[missing] = ""
+    if col.fixed_categories:
+        bad_mask = ~np.asarray(pd.Index(arr).isin(pd.Index(col.fixed_categories)))
+        if bad_mask.any():
+            row = int(np.flatnonzero(bad_mask)[0])
+            raise TraceValidationError(
+                f"{arr[row]!r} is not one of {list(col.fixed_categories)}",
+                row=row, column=col.name,
+            )
+    return _categorical(arr, col)
 
 
 def _numeric(values: pd.Series, col: Column) -> np.ndarray:
@@ -224,21 +242,35 @@ def validate(df: pd.DataFrame) -> None:
 
 
 def _validate_dependencies(df: pd.DataFrame) -> None:
-    dep = df["depends_on"].to_numpy(dtype=object)
-    rows = np.flatnonzero(dep != "")
-    if not len(rows):
-        return
-    pipe = df["pipeline_id"].to_numpy(dtype=object)
-    stage = df["stage"].to_numpy(dtype=object)
-    in_pipe = np.flatnonzero(pipe != "")
-    stages: dict[str, set[str]] = {}
-    for p, s in zip(pipe[in_pipe], stage[in_pipe], strict=True):
-        stages.setdefault(p, set()).add(s)
-    for row in rows:
-        known = stages.get(pipe[row], set())
-        for name in dep[row].split(","):
-            if name not in known:
+    """Every name in depends_on is a stage of the same pipeline (vectorized over codes)."""
+    dep = df["depends_on"].array
+    pipe = df["pipeline_id"].array
+    stage = df["stage"].array
+    if not isinstance(dep, pd.Categorical):
+        dep, pipe, stage = (pd.Categorical(np.asarray(a, dtype=object)) for a in (dep, pipe, stage))
+    stage_pos = {name: i for i, name in enumerate(stage.categories)}
+    n_stages = max(len(stage.categories), 1)
+    # every (pipeline, stage) pair present, as one sorted integer key per pair
+    pair = pipe.codes.astype(np.int64) * n_stages + stage.codes
+    present = np.zeros(max(len(pipe.categories), 1) * n_stages, dtype=bool)
+    present[pair[pair >= 0]] = True
+    for code, value in enumerate(dep.categories):
+        if value == "":
+            continue
+        rows = np.flatnonzero(dep.codes == code)
+        if not len(rows):
+            continue
+        for name in value.split(","):
+            if name in stage_pos:
+                keys = pipe.codes[rows].astype(np.int64) * n_stages + stage_pos[name]
+                found = present[np.maximum(keys, 0)]
+            else:
+                found = np.zeros(len(rows), dtype=bool)
+            found &= pipe.codes[rows] >= 0
+            found &= np.asarray(pipe.categories)[pipe.codes[rows]] != ""
+            if not found.all():
+                row = int(rows[np.flatnonzero(~found)[0]])
                 raise TraceValidationError(
                     f"depends on stage {name!r}, which pipeline {pipe[row]!r} does not have",
-                    row=int(row), column="depends_on",
+                    row=row, column="depends_on",
                 )
