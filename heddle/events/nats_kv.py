@@ -82,9 +82,10 @@ class NatsKeyValueStore(KeyValueStore):
                     raise
         if kv is None:
             kv = await js.key_value(bucket)  # exists (maybe configured by someone else)
-        version = nc.connected_server_version
+        server = nc.connected_server_version
+        version = f"{server.major}.{server.minor}.{server.patch}"
         info = await js.stream_info(f"KV_{bucket}")
-        if not msg_ttl_supported(str(version)):
+        if not msg_ttl_supported(version):
             return cls(kv, ttl_supported=False, reason=f"nats-server {version} is older than 2.11")
         if not info.config.allow_msg_ttl:
             return cls(

@@ -7,6 +7,7 @@ The fakes are not registered; register them in a test (under registry isolation)
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -82,12 +83,18 @@ def make_command(
 async def wait_until(
     predicate: Callable[[], object], timeout_s: float = 5.0, interval_s: float = 0.01
 ) -> None:
-    """Wait for ``predicate()`` to become true, or raise TimeoutError after ``timeout_s``.
+    """Wait for ``predicate()`` (plain or awaitable result) to become true, or raise
+    TimeoutError after ``timeout_s``.
 
     For conditions with no event to await (a key expiring on a server): poll, bounded.
     """
     deadline = time.monotonic() + timeout_s
-    while not predicate():
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout_s} s")
         await asyncio.sleep(interval_s)
