@@ -27,6 +27,8 @@ __all__ = [
     "CUDA_ANCHORS",
     "CUDA_CHECKS",
     "Measurement",
+    "HOLDOUT_SCENARIOS",
+    "accuracy_report",
     "anchor_cuda",
     "cuda_check_errors",
     "fit_backend",
@@ -201,27 +203,50 @@ def cuda_check_errors(p: BackendParams = CUDA) -> list[tuple[str, float, float, 
     return out
 
 
-def _report() -> None:  # pragma: no cover - a printing entry point
+HOLDOUT_SCENARIOS: tuple[tuple[str, Callable[[DeviceSpec], bool]], ...] = (
+    ("fit M2, predict M1", lambda d: d.family == "m1"),
+    ("fit M1, predict M2", lambda d: d.family == "m2"),
+    ("leave out base", lambda d: d.tier == "base"),
+    ("leave out pro", lambda d: d.tier == "pro"),
+    ("leave out max", lambda d: d.tier == "max"),
+    ("leave out ultra", lambda d: d.tier == "ultra"),
+)
+"""The unseen-chip scenarios the accuracy is reported for."""
+
+
+def accuracy_report() -> str:
+    """Markdown: the fitted factors, MAPE per scenario and quantization, CUDA checks."""
     rows = load_measurements()
     fitted = fit_backend(rows)
-    print("Metal fit on all rows:", fitted)
-    print("CUDA anchored:", anchor_cuda(fitted))
-    scenarios: list[tuple[str, Callable[[DeviceSpec], bool]]] = [
-        ("fit M2, predict M1", lambda d: d.family == "m1"),
-        ("fit M1, predict M2", lambda d: d.family == "m2"),
-    ] + [(f"leave out {t}", (lambda t: lambda d: d.tier == t)(t)) for t in ("base", "pro", "max", "ultra")]
-    print(f"\n| scenario | {' | '.join(f'decode {q}' for q in ('f16', 'q8_0', 'q4_0'))} | "
-          f"{' | '.join(f'prefill {q}' for q in ('f16', 'q8_0', 'q4_0'))} |")
-    print("|---" * 7 + "|")
-    for name, held in [("in-sample (all rows)", None), *scenarios]:
+    quants = ("f16", "q8_0", "q4_0")
+    lines = [
+        "| scenario | " + " | ".join(f"decode {q}" for q in quants) + " | "
+        + " | ".join(f"prefill {q}" for q in quants) + " |",
+        "|---" * 7 + "|",
+    ]
+    for name, held in (("in-sample (all 16 chips)", None), *HOLDOUT_SCENARIOS):
         mape = mape_by_quant(fitted, rows) if held is None else holdout_mape(rows, held)
-        cells = [f"{mape.get((k, q), float('nan')):.1f}%" for k in ("tg", "pp") for q in ("f16", "q8_0", "q4_0")]
-        print(f"| {name} | {' | '.join(cells)} |")
-    print("\nCUDA held-out checks:")
-    for label, meas, pred, err in cuda_check_errors():
-        print(f"  {label}: measured {meas:.1f}, predicted {pred:.1f} ({err:+.1f}%)")
-    print("\nquant classes:", QUANT_CLASSES, "| shipped CUDA:", CUDA)
+        cells = [f"{mape[(k, q)]:.1f}%" for k in ("tg", "pp") for q in quants]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    lines += ["", "| held-out published figure | measured tok/s | predicted tok/s | error |", "|---|---|---|---|"]
+    lines += [f"| {label} | {meas:.1f} | {pred:.1f} | {err:+.1f}% |" for label, meas, pred, err in cuda_check_errors()]
+    lines += [
+        "",
+        f"Metal fit (all rows): bandwidth efficiency {fitted.bandwidth_efficiency:.3f}, decode per-layer "
+        f"overhead {fitted.decode_layer_overhead_s * 1e6:.1f} us, decode compute efficiency "
+        f"{', '.join(f'{q} {e:.3f}' for q, e in zip(QUANT_CLASSES, fitted.decode_compute_efficiency))}, "
+        f"prefill compute efficiency "
+        f"{', '.join(f'{q} {e:.3f}' for q, e in zip(QUANT_CLASSES, fitted.prefill_compute_efficiency))}, "
+        f"prefill per-layer overhead {fitted.prefill_layer_overhead_s * 1e6:.2f} us.",
+    ]
+    cuda = anchor_cuda(fitted)
+    lines.append(
+        f"CUDA anchors: decode per-layer overhead {cuda.decode_layer_overhead_s * 1e6:.1f} us, MoE layer "
+        f"overhead x{cuda.moe_layer_overhead_factor:.2f}, prefill compute efficiency "
+        f"{cuda.prefill_compute_efficiency[0]:.3f}."
+    )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    _report()
+    print(accuracy_report())

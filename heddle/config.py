@@ -1,0 +1,106 @@
+"""heddle's settings: one pydantic model from ~/.heddle/config.yaml < HEDDLE_* env vars < CLI flags.
+
+The config file path is `$HEDDLE_CONFIG` when set, else `~/.heddle/config.yaml`; a missing
+file is fine (defaults apply). Every bad value is reported with where it came from: the file
+and line, the environment variable, or the CLI flag.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from heddle.models.errors import ConfigError
+from heddle.models.yamlsource import format_validation_error, load_yaml
+
+__all__ = ["ENV_PREFIX", "Settings", "config_path", "load_settings"]
+
+ENV_PREFIX = "HEDDLE_"
+CONFIG_ENV = "HEDDLE_CONFIG"
+"""Environment variable naming the config file (overrides ~/.heddle/config.yaml)."""
+
+
+class Settings(BaseModel):
+    """Everything a `heddle` command may be configured with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fleet: str = "demo"  # a shipped fleet name or a path to a fleet YAML file
+    trace: str = "demo"  # a shipped trace name or a path to a trace file
+    policy: str = "optimal"  # placement policy name (heddle.optimizer)
+    seed: int = 0  # seed of every numpy Generator a command creates
+    electricity_usd_per_kwh: Annotated[float, Field(ge=0)] | None = None  # None: the fleet's
+    service_life_years: Annotated[float, Field(gt=0)] = 4.0  # for hardware amortization
+    nats_url: str | None = None  # None: start an embedded nats-server
+    data_dir: Path = Path("~/.heddle")  # event logs, recorded traces
+    output: Literal["table", "json"] = "table"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def config_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where the settings file is read from."""
+    env = os.environ if env is None else env
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]).expanduser()
+    home = env.get("HOME")
+    return (Path(home) if home else Path.home()) / ".heddle" / "config.yaml"
+
+
+def _from_file(path: Path) -> tuple[dict[str, Any], Any]:
+    if not path.is_file():
+        return {}, None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read settings file: {exc.strerror or exc}") from None
+    doc = load_yaml(text, str(path), ConfigError)
+    if doc.data is None:
+        return {}, doc
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"{doc.where(())}: expected a mapping of setting: value")
+    return dict(doc.data), doc
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, str]:
+    fields = Settings.model_fields
+    out = {}
+    for key, value in env.items():
+        if key.startswith(ENV_PREFIX) and key != CONFIG_ENV:
+            name = key[len(ENV_PREFIX):].lower()
+            if name in fields:
+                out[name] = value
+    return out
+
+
+def load_settings(
+    cli: Mapping[str, Any] | None = None, *, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Merge file < environment < `cli` (None values in `cli` mean "flag not given")."""
+    env = os.environ if env is None else env
+    path = config_path(env)
+    file_values, doc = _from_file(path)
+    if doc is not None:
+        try:
+            Settings.model_validate(file_values)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, doc)) from None
+    env_values = _from_env(env)
+    for name, value in env_values.items():
+        try:
+            Settings.model_validate({name: value})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ConfigError(f"environment variable {ENV_PREFIX}{name.upper()}={value!r}: {err['msg']}") from None
+    cli_values = {k: v for k, v in (cli or {}).items() if v is not None}
+    merged = {**file_values, **env_values, **cli_values}
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        flag = "--" + str(err["loc"][0]).replace("_", "-")
+        raise ConfigError(f"option {flag}: {err['msg']}") from None
+    return settings.model_copy(update={"data_dir": settings.data_dir.expanduser()})
