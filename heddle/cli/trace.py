@@ -1,12 +1,200 @@
-"""`heddle trace` commands (stub: filled in by the package owner)."""
+"""`heddle trace`: import public traces, synthesize traces, show their statistics."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
 import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True, help="trace commands")
+from heddle.traces import (
+    TraceError,
+    read_trace,
+    shipped_trace_names,
+    shipped_trace_path,
+    write_trace,
+)
+from heddle.traces.importers import FORMATS, CsvMapping, ImportDefaults, import_trace, load_mapping
+from heddle.traces.samples import resolve_trace
+from heddle.traces.stats import PERCENTILES, trace_stats, write_plots
+from heddle.traces.synth import SynthConfig, synthesize
+
+app = typer.Typer(no_args_is_help=True, help="Workload traces: import, synthesize, inspect.")
+out = Console()
+err = Console(stderr=True)
 
 
-@app.callback()
-def _group() -> None:
-    """trace commands."""
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
+    """`a=b` items (repeatable, or comma-separated) -> dict."""
+    result: dict[str, str] = {}
+    for item in items or []:
+        for part in item.split(","):
+            key, sep, value = part.partition("=")
+            if not sep or not key.strip():
+                raise _fail(f"{option} {part!r}: expected FIELD=VALUE")
+            result[key.strip()] = value.strip()
+    return result
+
+
+@app.command("import")
+def import_cmd(
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help=f"one of {', '.join(FORMATS)}")],
+    file: Annotated[Path, typer.Argument(help="CSV file (plain or .gz)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="trace file to write (.htr, .htr.gz)")],
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="skip bad rows, report them")] = False,
+    mapping: Annotated[list[str] | None, typer.Option(
+        "--map", help="csv format: FIELD=CSV_COLUMN (repeatable)")] = None,
+    mapping_file: Annotated[Path | None, typer.Option(
+        "--mapping", help="csv format: YAML with columns:/defaults:")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="default for a field the source lacks: FIELD=VALUE (repeatable)")] = None,
+) -> None:
+    """Import a public trace (Azure LLM 2023, BurstGPT) or any CSV into the heddle format."""
+    try:
+        defaults = ImportDefaults.model_validate(_pairs(set_, "--set")) if set_ else None
+        csv_mapping = None
+        if mapping_file is not None:
+            csv_mapping = load_mapping(mapping_file)
+        elif mapping:
+            csv_mapping = CsvMapping(columns=_pairs(mapping, "--map"))
+        result = import_trace(fmt, file, skip_bad=skip_bad, defaults=defaults,
+                              mapping=csv_mapping)
+        write_trace(result.trace, output)
+    except ValidationError as exc:
+        raise _fail(str(exc)) from None
+    except (TraceError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    report = result.report
+    out.print(f"imported {report.rows_kept:,} of {report.rows_read:,} rows from {file} "
+              f"-> {output}")
+    if report.skipped:
+        table = Table(title=f"skipped {report.rows_skipped:,} rows")
+        for col in ("reason", "rows", "first lines"):
+            table.add_column(col, justify="right" if col == "rows" else "left")
+        for reason, count in report.skipped.most_common():
+            lines = ", ".join(str(x) for x in report.example_lines.get(reason, []))
+            table.add_row(reason, f"{count:,}", lines)
+        out.print(table)
+
+
+@app.command("synth")
+def synth_cmd(
+    output: Annotated[Path, typer.Option("-o", "--output", help="trace file to write")],
+    seed: Annotated[int | None, typer.Option(help="random seed (same seed, same trace)")] = None,
+    days: Annotated[float | None, typer.Option(help="length in days")] = None,
+    hours: Annotated[float | None, typer.Option(help="length in hours (instead of --days)")] = None,
+    rate: Annotated[float | None, typer.Option(help="workflows per hour, day average")] = None,
+    amplitude: Annotated[float | None, typer.Option(help="diurnal amplitude, 0 = flat")] = None,
+    peak_hour: Annotated[float | None, typer.Option(help="hour of the daily peak")] = None,
+    growth: Annotated[float | None, typer.Option(help="week-over-week growth, 0.1 = +10%")] = None,
+    burst_factor: Annotated[float | None, typer.Option(help="MMPP burst/calm rate, 1 = none")] = None,
+    tokens: Annotated[str | None, typer.Option(help="token profile: conv | code")] = None,
+    privacy: Annotated[str | None, typer.Option(
+        help="privacy mix, e.g. public=0.6,sensitive=0.25,personal=0.15")] = None,
+    shapes: Annotated[str | None, typer.Option(
+        help="workflow mix, e.g. single=0.85,pipeline=0.1,council=0.05")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML with any SynthConfig fields")] = None,
+) -> None:
+    """Synthesize a trace: modulated Poisson arrivals, Azure-fitted tokens, workflows."""
+    try:
+        fields = yaml.safe_load(config.read_text()) or {} if config else {}
+        flags = {"seed": seed, "rate_per_h": rate, "diurnal_amplitude": amplitude,
+                 "peak_hour": peak_hour, "growth_per_week": growth,
+                 "burst_factor": burst_factor, "tokens": tokens}
+        fields |= {k: v for k, v in flags.items() if v is not None}
+        if days is not None or hours is not None:
+            fields["duration_h"] = (days or 0.0) * 24 + (hours or 0.0)
+        if privacy:
+            fields["privacy_mix"] = {k: float(v) for k, v in _pairs([privacy], "--privacy").items()}
+        if shapes:
+            fields["shape_mix"] = {k: float(v) for k, v in _pairs([shapes], "--shapes").items()}
+        cfg = SynthConfig.model_validate(fields)
+        trace = synthesize(cfg, np.random.default_rng(cfg.seed))
+        write_trace(trace, output)
+    except (ValidationError, ValueError, yaml.YAMLError) as exc:
+        raise _fail(str(exc)) from None
+    except (TraceError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"wrote {len(trace):,} rows ({cfg.duration_h:g} h, seed {cfg.seed}) -> {output}")
+
+
+def _mix_text(mix: dict[str, float]) -> str:
+    return ", ".join(f"{k or '-'} {v:.1%}" for k, v in mix.items())
+
+
+@app.command("stats")
+def stats_cmd(
+    file: Annotated[str, typer.Argument(help="trace file, or a shipped name such as 'demo'")],
+    plots: Annotated[Path | None, typer.Option(help="write PNG plots into this directory")] = None,
+) -> None:
+    """Rates, token percentiles, the diurnal profile and the privacy mix of a trace."""
+    try:
+        trace = read_trace(resolve_trace(file))
+    except (TraceError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    s = trace_stats(trace)
+    table = Table(title=f"{file}", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    rows = [
+        ("rows / workflows", f"{s.rows:,} / {s.workflows:,}"),
+        ("duration", f"{s.duration_h:,.2f} h"),
+        ("rate", f"{s.rows_per_h:,.1f} rows/h, {s.workflows_per_h:,.1f} workflows/h"),
+        ("workflow shapes", _mix_text(s.shape_mix)),
+        ("kinds", _mix_text(s.kind_mix)),
+        ("privacy (rows)", _mix_text(s.privacy_rows)),
+        ("privacy (workflows)", _mix_text(s.privacy_workflows)),
+        ("models", _mix_text(s.model_mix)),
+        ("owners", ", ".join(f"{k} {v:,}" for k, v in s.owners.items())),
+        ("prompt tokens " + "/".join(f"p{p}" for p in PERCENTILES),
+         " / ".join(f"{v:,.0f}" for v in s.prompt_percentiles.values())),
+        ("output tokens " + "/".join(f"p{p}" for p in PERCENTILES),
+         " / ".join(f"{v:,.0f}" for v in s.output_percentiles.values())),
+        ("diurnal", "n/a (< 1 day)" if s.diurnal_amplitude is None else
+         f"amplitude {s.diurnal_amplitude:.2f}, peak at {s.diurnal_peak_hour:.1f} h"),
+        ("growth / week", "n/a (< 3 days)" if s.growth_per_week is None
+         else f"{s.growth_per_week:+.1%}"),
+        ("dispersion (per min)", f"{s.dispersion_per_min:.2f} (Poisson = 1)"),
+        ("rows with a deadline", f"{s.deadline_share:.1%}"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    out.print(table)
+    if s.hourly_profile:
+        out.print(_profile_table(s.hourly_profile))
+    if plots is not None:
+        for path in write_plots(trace, s, plots):
+            out.print(f"wrote {path}")
+
+
+def _profile_table(hourly: list[float]) -> Table:
+    profile = Table(title="hourly profile (workflows / mean)")
+    profile.add_column("hour", justify="right")
+    profile.add_column("x mean", justify="right")
+    profile.add_column("")
+    for hour, value in enumerate(hourly):
+        profile.add_row(str(hour), f"{value:.2f}", "█" * round(value * 20))
+    return profile
+
+
+@app.command("samples")
+def samples_cmd() -> None:
+    """List the sample traces shipped with heddle."""
+    table = Table(title="shipped traces")
+    for col in ("name", "rows", "hours", "source"):
+        table.add_column(col)
+    for name in shipped_trace_names():
+        trace = read_trace(shipped_trace_path(name))
+        source = trace.meta.get("attribution") or trace.meta.get("generator", "")
+        table.add_row(name, f"{len(trace):,}", f"{trace.duration_s / 3600:.1f}", source)
+    out.print(table)

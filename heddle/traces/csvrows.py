@@ -210,6 +210,7 @@ def _blocks(reader, width: int, path: Path, skip_bad: bool, report: SkipReport):
             start = previous_end + 1
             previous_end = reader.line_num
             if not skip_bad:
+                yield rows, lines
                 raise TraceValidationError(f"unreadable row: {exc}", path=path,
                                            line=start) from None
             report.rows_read += 1
@@ -220,6 +221,7 @@ def _blocks(reader, width: int, path: Path, skip_bad: bool, report: SkipReport):
             continue  # a blank line is not a request
         if len(row) != width:
             if not skip_bad:
+                yield rows, lines  # earlier rows may hold an earlier error: report that first
                 raise TraceValidationError(f"expected {width} fields, got {len(row)}",
                                            path=path, line=start)
             report.rows_read += 1
