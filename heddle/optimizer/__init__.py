@@ -1,9 +1,28 @@
-"""The placement engine (PLACEHOLDER until the optimizer lands: the signature is the contract).
+"""The placement engine: `place(state, pending, policy="optimal") -> Placement`.
 
-    place(state: FleetState, pending: Sequence[Task], policy: Policy | str = "optimal") -> Placement
+Pure and deterministic; policies by name ("optimal", "fast", "round-robin", "least-loaded",
+"ray-hybrid", "cheapest") or as a `Policy` with custom weights. See docs/optimizer.md.
 """
 
-from heddle.optimizer._stub import place
+from heddle.optimizer.engine import REGISTRY, place, resolve_policy, scored
+from heddle.optimizer.errors import OptimizerError, TaskFileError, UnknownPolicyError
 from heddle.optimizer.placement import Decision, DecisionStatus, Placement, TargetKind
+from heddle.optimizer.policy import POLICY_NAMES, Policy
+from heddle.optimizer.reasons import Reason
 
-__all__ = ["Decision", "DecisionStatus", "Placement", "TargetKind", "place"]
+__all__ = [
+    "POLICY_NAMES",
+    "REGISTRY",
+    "Decision",
+    "DecisionStatus",
+    "OptimizerError",
+    "Placement",
+    "Policy",
+    "Reason",
+    "TargetKind",
+    "TaskFileError",
+    "UnknownPolicyError",
+    "place",
+    "resolve_policy",
+    "scored",
+]

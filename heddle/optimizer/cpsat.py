@@ -1,0 +1,204 @@
+"""The CP-SAT model for a batch, written like an OR-Tools sample.
+
+Sections: data, variables, constraints, objective, solve, read back. The speed tricks are
+switchable so the benchmark can compare with the plain model on the same problem:
+  * aggregate identical tasks into classes with integer counts;
+  * merge identical nodes whose memory cannot bind into pools (capacity = summed slots);
+  * warm-start from the fast path's assignment (AddHint).
+Always: a time limit, a fixed seed, and a status check (the fast path answers otherwise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from heddle.optimizer.assign import Assignment, objective_int
+from heddle.optimizer.policy import Policy
+from heddle.optimizer.scoring import Scored
+
+__all__ = ["CpResult", "solve_cpsat"]
+
+
+@dataclass(slots=True)
+class CpResult:
+    assignment: Assignment
+    status: str  # OPTIMAL / FEASIBLE / FAST_PATH (solver found nothing better or failed)
+    objective_int: int
+    bound_int: int
+    wall_s: float
+    n_classes: int
+    n_pools: int
+
+
+def _classes(sc: Scored, base, spend, kv, w, aggregate: bool) -> list[list[int]]:
+    if not aggregate:
+        return [[t] for t in range(len(sc.tasks))]
+    groups: dict[bytes, list[int]] = {}
+    defer = sc.defer_int()
+    for t in range(len(sc.tasks)):
+        key = b"|".join((
+            np.array([sc.group[t], sc.account[t], defer[t], kv[t], w[t]], dtype=np.int64).tobytes(),
+            sc.ok[t].tobytes(), base[t].tobytes(), spend[t].tobytes(), sc.resident[t].tobytes(),
+        ))
+        groups.setdefault(key, []).append(t)
+    return list(groups.values())
+
+
+def _pools(sc: Scored, base, kv, w, free, cap, pools: bool) -> tuple[list[list[int]], np.ndarray]:
+    """Target pools and a [J] flag 'memory may bind on this node'."""
+    j_n, n_nodes = sc.fa.n_targets, sc.fa.n_nodes
+    binding = np.zeros(j_n, dtype=bool)
+    for j in range(n_nodes):
+        users = np.flatnonzero(sc.ok[:, j])
+        if users.size == 0:
+            continue
+        worst = (kv[users] + np.where(sc.resident[users, j], 0, w[users])).max()
+        binding[j] = min(int(cap[j]), users.size) * worst > free[j]
+    if not pools:
+        return [[j] for j in range(j_n)], binding
+    merged: dict[bytes, list[int]] = {}
+    out: list[list[int]] = []
+    for j in range(j_n):
+        if j >= n_nodes or binding[j]:
+            out.append([j])
+            continue
+        key = sc.ok[:, j].tobytes() + base[:, j].tobytes()
+        if key in merged:
+            merged[key].append(j)
+        else:
+            merged[key] = [j]
+            out.append(merged[key])
+    return out, binding
+
+
+def solve_cpsat(sc: Scored, policy: Policy, hint: Assignment | None, *, aggregate: bool = True,
+                pools: bool = True, time_limit_s: float | None = None) -> CpResult:
+    # --- data ------------------------------------------------------------------------------
+    base, spend, defer = sc.base_int(), sc.spend_int(), sc.defer_int()
+    kv, w, free, evictable = sc.memory_mb()
+    cap = sc.view.free_slots
+    classes = _classes(sc, base, spend, kv, w, aggregate)
+    target_pools, binding = _pools(sc, base, kv, w, free, cap, pools)
+    evict_cost = sc.eviction_int(policy)
+    model = cp_model.CpModel()
+
+    # --- variables: x[c, p] = how many tasks of class c go to pool p -----------------------
+    x: dict[tuple[int, int], cp_model.IntVar] = {}
+    ub: dict[tuple[int, int], int] = {}
+    pool_cap = [int(sum(max(int(cap[j]), 0) for j in pool)) for pool in target_pools]
+    for c, members in enumerate(classes):
+        rep = members[0]
+        for p, pool in enumerate(target_pools):
+            if sc.ok[rep, pool[0]] and pool_cap[p] > 0:
+                ub[c, p] = min(len(members), pool_cap[p])
+                x[c, p] = model.NewIntVar(0, ub[c, p], f"x[{c},{p}]")
+    load: dict[tuple[int, int], cp_model.IntVar] = {}
+    evict: dict[int, cp_model.IntVar] = {}
+
+    # --- constraints ---------------------------------------------------------------------------
+    by_class: dict[int, list] = {}
+    by_pool: dict[int, list] = {}
+    for (c, p), var in x.items():
+        by_class.setdefault(c, []).append(var)
+        by_pool.setdefault(p, []).append((c, var, ub[c, p]))
+    for c, vars_ in by_class.items():  # each task placed at most once (the rest is deferred)
+        model.Add(sum(vars_) <= len(classes[c]))
+    for p, items in by_pool.items():  # slots / per-call capacity
+        if sum(u for _, _, u in items) > pool_cap[p]:
+            model.Add(sum(v for _, v, _ in items) <= pool_cap[p])
+    for p, items in by_pool.items():  # memory on nodes where it may bind (pools never bind)
+        j = target_pools[p][0]
+        if not binding[j]:
+            continue
+        mem_terms = []
+        for c, var, upper in items:
+            rep = classes[c][0]
+            mem_terms.append(int(kv[rep]) * var)
+            if not sc.resident[rep, j]:
+                g = int(sc.group[rep])
+                if (g, j) not in load:
+                    load[g, j] = model.NewBoolVar(f"load[{g},{j}]")
+                    mem_terms.append(int(w[rep]) * load[g, j])
+                model.Add(var <= upper * load[g, j])
+        capacity = int(free[j])
+        if evictable[j] > 0:
+            evict[j] = model.NewBoolVar(f"evict[{j}]")
+            model.Add(sum(mem_terms) <= capacity + int(evictable[j]) * evict[j])
+        else:
+            model.Add(sum(mem_terms) <= capacity)
+    for a, limit in enumerate(sc.remaining_int()):  # budgets, including this batch's spend
+        terms = [int(spend[classes[c][0], target_pools[p][0]]) * v for (c, p), v in x.items()
+                 if sc.account[classes[c][0]] == a and spend[classes[c][0], target_pools[p][0]] > 0]
+        if terms:
+            model.Add(sum(terms) <= int(limit))
+
+    # --- objective: placed costs + deferrals + evictions --------------------------------------
+    deferred_total = int(sum(int(defer[m[0]]) * len(m) for m in classes))
+    model.Minimize(
+        sum((int(base[classes[c][0], target_pools[p][0]]) - int(defer[classes[c][0]])) * v
+            for (c, p), v in x.items())
+        + sum(evict_cost * e for e in evict.values())
+        + deferred_total
+    )
+
+    # --- warm start from the fast path ---------------------------------------------------------
+    if hint is not None:
+        pool_of = {j: p for p, pool in enumerate(target_pools) for j in pool}
+        class_of = {t: c for c, m in enumerate(classes) for t in m}
+        counts: dict[tuple[int, int], int] = {}
+        for t, j in enumerate(hint.target):
+            if j >= 0:
+                key = (class_of[t], pool_of[int(j)])
+                counts[key] = counts.get(key, 0) + 1
+        for key, var in x.items():
+            model.AddHint(var, counts.get(key, 0))
+        for (g, j), var in load.items():
+            used = any(hint.target[t] == j and sc.group[t] == g for t in range(len(sc.tasks)))
+            model.AddHint(var, int(used))
+        for j, var in evict.items():
+            model.AddHint(var, int(hint.evicted[j]))
+
+    # --- solve -----------------------------------------------------------------------------
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = policy.time_limit_s if time_limit_s is None else time_limit_s
+    solver.parameters.num_workers = policy.num_workers
+    solver.parameters.random_seed = policy.random_seed
+    solver.parameters.relative_gap_limit = policy.relative_gap
+    status = solver.Solve(model)
+    name = solver.StatusName(status)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        fallback = hint if hint is not None else Assignment(
+            np.full(len(sc.tasks), -1), np.zeros(sc.fa.n_targets, bool), np.zeros(len(sc.tasks), bool))
+        obj = objective_int(sc, policy, fallback)
+        return CpResult(fallback, f"FAST_PATH ({name})", obj, obj, solver.WallTime(),
+                        len(classes), len(target_pools))
+
+    # --- read back: hand each class's tasks to its pools, each pool's slots node by node -----
+    target = np.full(len(sc.tasks), -1, dtype=np.int64)
+    left = cap.astype(np.int64).copy()
+    for (c, p), var in sorted(x.items()):
+        n = int(solver.Value(var))
+        queue = [t for t in classes[c] if target[t] < 0]
+        for t in queue[:n]:
+            j = next(j for j in target_pools[p] if left[j] > 0)
+            target[t] = j
+            left[j] -= 1
+    evicted = np.zeros(sc.fa.n_targets, dtype=bool)
+    evicted_by = np.zeros(len(sc.tasks), dtype=bool)
+    for j, var in evict.items():
+        if solver.Value(var):
+            evicted[j] = True
+            on_j = np.flatnonzero(target == j)
+            if on_j.size:
+                evicted_by[on_j[0]] = True
+    result = Assignment(target, evicted, evicted_by)
+    obj = objective_int(sc, policy, result)
+    bound = round(solver.BestObjectiveBound())
+    if hint is not None and objective_int(sc, policy, hint) < obj:  # never worse than the hint
+        result, obj = hint, objective_int(sc, policy, hint)
+    if name == "OPTIMAL" and obj > bound:
+        name = "FEASIBLE"
+    return CpResult(result, name, obj, min(bound, obj), solver.WallTime(), len(classes), len(target_pools))

@@ -1,0 +1,106 @@
+"""Read an assignment back into `Decision`s with cost parts and explanations.
+
+Explanations of the rejected alternatives are built lazily (a Mapping that renders on first
+access) from the scored table captured at call time, so a caller that never reads them (the
+twin) does not pay for thousands of strings, and a caller that reads them later still sees
+the state as it was when the decision was made.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from heddle.models import TaskId
+from heddle.optimizer.assign import Assignment
+from heddle.optimizer.placement import Decision, DecisionStatus, TargetKind
+from heddle.optimizer.reasons import reason_text
+from heddle.optimizer.scoring import Scored
+
+__all__ = ["Alternatives", "decisions"]
+
+
+class Alternatives(Mapping):
+    """target -> why it was not chosen (a broken constraint, or its higher cost)."""
+
+    __slots__ = ("_chosen", "_data", "_full", "_sc", "_t")
+
+    def __init__(self, sc: Scored, t: int, chosen: int, full: np.ndarray | None) -> None:
+        self._sc, self._t, self._chosen, self._full = sc, t, chosen, full
+        self._data: dict[str, str] | None = None
+
+    def _render(self) -> dict[str, str]:
+        if self._data is None:
+            sc, t = self._sc, self._t
+            privacy = sc.tasks[t].privacy.value
+            out: dict[str, str] = {}
+            for j, name in enumerate(sc.fa.target_names):
+                if j == self._chosen:
+                    continue
+                code = int(sc.codes[t, j])
+                if code:
+                    out[name] = reason_text(code, privacy)
+                elif self._full is not None and self._full[j]:
+                    out[name] = "slots/memory/budget: used by other tasks of this batch"
+                else:
+                    out[name] = f"cost: ${sc.total_usd[t, j]:.6f} is not the cheapest option"
+            self._data = out
+        return self._data
+
+    def __getitem__(self, key: str) -> str:
+        return self._render()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._render())
+
+    def __len__(self) -> int:
+        return len(self._render())
+
+    def __repr__(self) -> str:
+        return repr(self._render())
+
+
+def _unplaced_reason(sc: Scored, t: int, permanent: bool) -> str:
+    row = sc.codes[t]
+    if not permanent and sc.ok[t].any():
+        return "waiting is cheaper than every feasible target, or their capacity went to this batch"
+    counts = Counter(int(c) for c in row if c)
+    privacy = sc.tasks[t].privacy.value
+    parts = [f"{reason_text(c, privacy)} ({n})" for c, n in sorted(counts.items())]
+    return ("no target can ever run it: " if permanent else "no target can run it now: ") + "; ".join(parts)
+
+
+def decisions(sc: Scored, assignment: Assignment, solver: str, explain: bool, eviction_usd: float,
+              full: np.ndarray | None = None) -> list[Decision]:
+    """One Decision per task in input order. `full` [J]: targets whose batch capacity ran out."""
+    fa, now = sc.fa, sc.view.time_s
+    out: list[Decision] = []
+    n_nodes = fa.n_nodes
+    for t, task in enumerate(sc.tasks):
+        j = int(assignment.target[t])
+        if j < 0:
+            permanent = bool(sc.permanent[t])
+            status = DecisionStatus.REJECTED if permanent else DecisionStatus.DEFERRED
+            d = Decision(TaskId(task.id), status, reason=_unplaced_reason(sc, t, permanent),
+                         cost_usd={"defer": float(sc.defer_usd[t])})
+        else:
+            evict = eviction_usd if assignment.evicted_by[t] else 0.0
+            d = Decision(
+                TaskId(task.id), DecisionStatus.PLACED, fa.target_names[j],
+                TargetKind.NODE if j < n_nodes else TargetKind.CLOUD,
+                reason=f"lowest cost ({solver})" if j < n_nodes else f"cloud burst ({solver})",
+                est_start_s=now + float(sc.wait_s[j]),
+                est_seconds=float(sc.service_s[t, j]),
+                cost_usd={
+                    "cloud": float(sc.cloud_usd[t, j]),
+                    "energy": float(sc.energy_usd[t, j]),
+                    "lateness": float(sc.lateness_usd[t, j]),
+                    "eviction": float(evict),
+                },
+            )
+        if explain:
+            d.rejected_alternatives = Alternatives(sc, t, j, full)  # type: ignore[assignment]
+        out.append(d)
+    return out

@@ -1,0 +1,110 @@
+"""`place()`: the one entry point the twin and the live runtime call.
+
+Pure and deterministic: it reads the clock only from `state.time_s`, does no I/O, keeps no
+state between calls except a memo of per-fleet arrays (see fleet_cache.py), and CP-SAT runs
+with a fixed seed. Policies are chosen by name from `REGISTRY`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from heddle.models import FleetState, Task
+from heddle.optimizer.assign import Assignment, objective_int
+from heddle.optimizer.baselines import cheapest, least_loaded, ray_hybrid, round_robin
+from heddle.optimizer.cpsat import solve_cpsat
+from heddle.optimizer.decisions import decisions
+from heddle.optimizer.errors import UnknownPolicyError
+from heddle.optimizer.fast import fast_assign
+from heddle.optimizer.fleet_cache import fleet_arrays
+from heddle.optimizer.placement import Placement
+from heddle.optimizer.policy import POLICY_NAMES, Policy
+from heddle.optimizer.scoring import MICRO, Scored, score
+from heddle.optimizer.view import gather
+
+__all__ = ["REGISTRY", "lower_bound_int", "place", "resolve_policy", "scored"]
+
+Solver = Callable[[Scored, Policy], tuple[Assignment, str, str, int | None, float]]
+"""(scored, policy) -> (assignment, status, solver name, best bound or None, solver wall s)."""
+
+
+def _heuristic(assign: Callable[[Scored, Policy], Assignment], name: str) -> Solver:
+    def run(sc: Scored, policy: Policy):
+        return assign(sc, policy), "HEURISTIC", name, None, 0.0
+    return run
+
+
+def _fast(sc: Scored, policy: Policy):
+    assignment = fast_assign(sc, policy)
+    bound = lower_bound_int(sc)
+    status = "OPTIMAL" if objective_int(sc, policy, assignment) == bound else "FAST_PATH"
+    return assignment, status, "fast_path", bound, 0.0
+
+
+def _optimal(sc: Scored, policy: Policy):
+    assignment, status, solver, bound, wall = _fast(sc, policy)
+    if status == "OPTIMAL":  # the capacity-free bound is met: nothing left to search
+        return assignment, status, solver, bound, wall
+    result = solve_cpsat(sc, policy, assignment)
+    return result.assignment, result.status, "cp-sat", max(result.bound_int, bound), result.wall_s
+
+
+REGISTRY: dict[str, Solver] = {
+    "optimal": _optimal,
+    "fast": _fast,
+    "round-robin": _heuristic(round_robin.assign, "round-robin"),
+    "least-loaded": _heuristic(least_loaded.assign, "least-loaded"),
+    "ray-hybrid": _heuristic(ray_hybrid.assign, "ray-hybrid"),
+    "cheapest": _heuristic(cheapest.assign, "cheapest"),
+}
+assert tuple(REGISTRY) == POLICY_NAMES, "registry and POLICY_NAMES disagree"
+
+
+def resolve_policy(policy: Policy | str) -> Policy:
+    """A Policy from a name or a Policy (raises UnknownPolicyError naming the valid names)."""
+    if isinstance(policy, str):
+        policy = Policy(name=policy)
+    if policy.name not in REGISTRY:
+        raise UnknownPolicyError(f"unknown policy {policy.name!r}; expected one of {', '.join(POLICY_NAMES)}")
+    return policy
+
+
+def scored(state: FleetState, pending: Sequence[Task], policy: Policy | str = "optimal") -> Scored:
+    """The scored (task, target) table place() works from (the CLI's --json and tests use it)."""
+    policy = resolve_policy(policy)
+    fa = fleet_arrays(state.fleet)
+    return score(fa, gather(fa, state, policy.instance_slots_per_gpu), list(pending), policy)
+
+
+def lower_bound_int(sc: Scored) -> int:
+    """Each task's cheapest option with all shared capacity ignored: a valid lower bound."""
+    base = sc.base_int()
+    best = base.min(axis=1) if base.shape[1] else np.full(len(sc.tasks), 1 << 62)
+    return int(np.minimum(best, sc.defer_int()).sum())
+
+
+def place(state: FleetState, pending: Sequence[Task], policy: Policy | str = "optimal") -> Placement:
+    """Place `pending` on `state`'s fleet under `policy` (a name or a Policy)."""
+    policy = resolve_policy(policy)
+    if not pending:
+        return Placement([], status="OPTIMAL", solver=policy.name)
+    sc = scored(state, pending, policy)
+    assignment, status, solver, bound, wall = REGISTRY[policy.name](sc, policy)
+    objective = objective_int(sc, policy, assignment)
+    full = _exhausted(sc, assignment) if policy.explain and len(pending) > 1 else None
+    return Placement(
+        decisions(sc, assignment, solver, policy.explain, policy.eviction_usd, full),
+        status=status,
+        objective=objective / MICRO,
+        best_bound=(bound if bound is not None else lower_bound_int(sc)) / MICRO,
+        solver=solver,
+        wall_s=wall,
+    )
+
+
+def _exhausted(sc: Scored, assignment: Assignment) -> np.ndarray:
+    """[J] targets whose free slots this batch used up (for the explanations)."""
+    used = np.bincount(assignment.target[assignment.target >= 0], minlength=sc.fa.n_targets)
+    return used >= sc.view.free_slots

@@ -1,0 +1,62 @@
+"""Why a (task, target) pair is ruled out: one code per hard constraint, in checking order.
+
+A pair's code is the FIRST constraint it breaks in this order. Codes below `THERMAL` are
+permanent (waiting will not help: the task is rejected if every target is permanently ruled
+out); codes from `THERMAL` on are transient (the task is deferred and tried again later).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+__all__ = ["FIRST_TRANSIENT", "Reason", "reason_text"]
+
+
+class Reason(IntEnum):
+    OK = 0
+    DEPARTED = 1  # node left the fleet
+    DRAINING = 2  # node finishes its work and takes nothing new
+    PRIVACY = 3  # personal: not the owner's/trusted node; sensitive: cloud
+    TIER = 4  # target does not serve the task's preferred tier
+    KIND = 5  # an API offer cannot run a processor step
+    MODEL = 6  # the catalog does not know the task's (model, quant)
+    MEMORY_INSTALLED = 7  # weights + KV exceed the target's installed memory
+    NO_BUDGET = 8  # cloud target, task has no budget account
+    THERMAL = 9  # node's thermal state is serious or critical
+    BATTERY = 10  # heavy work on a node running on battery
+    SLOTS = 11  # no free slot (or the offer's per-call capacity is used up)
+    MEMORY_FREE = 12  # weights + KV do not fit the free memory (even after evicting)
+    BUDGET_LIMIT = 13  # the account's remaining budget for the period is too small
+    BURST_RULE = 14  # cloud not allowed: local capacity can still meet the deadline
+
+
+FIRST_TRANSIENT = Reason.THERMAL
+"""Codes >= this one may clear by themselves; lower codes never do for this task."""
+
+_TEXT: dict[Reason, str] = {
+    Reason.OK: "feasible",
+    Reason.DEPARTED: "drain: node has departed",
+    Reason.DRAINING: "drain: node is draining",
+    Reason.PRIVACY: "privacy",
+    Reason.TIER: "tier: target does not serve the preferred tier",
+    Reason.KIND: "kind: API offers run LLM steps only",
+    Reason.MODEL: "model: unknown model or quantization",
+    Reason.MEMORY_INSTALLED: "memory: weights + KV exceed installed memory",
+    Reason.NO_BUDGET: "budget: task has no budget account for cloud spend",
+    Reason.THERMAL: "courtesy: thermal state serious/critical",
+    Reason.BATTERY: "courtesy: heavy work on battery",
+    Reason.SLOTS: "slots: no free slot",
+    Reason.MEMORY_FREE: "memory: does not fit free memory",
+    Reason.BUDGET_LIMIT: "budget: would exceed the account's limit",
+    Reason.BURST_RULE: "burst rule: local nodes can still meet the deadline",
+}
+
+
+def reason_text(code: int, privacy: str = "") -> str:
+    """Human text for a reason code (privacy gets the tag that applied)."""
+    reason = Reason(code)
+    if reason is Reason.PRIVACY:
+        if privacy == "sensitive":
+            return "privacy: sensitive work stays on local nodes"
+        return "privacy: personal work only on the owner's or trusted nodes"
+    return _TEXT[reason]

@@ -1,0 +1,247 @@
+"""Score every (task, target) pair at once: hard-constraint codes, cost parts, burst rule.
+
+This is the model's data section. Every policy works from the same `Scored` table, so the
+hard constraints (privacy, memory, slots, drain, courtesy, budget, tier) are decided in one
+place and no policy can skip them. Per pair the cost is
+
+    cloud_weight * cloud_usd + energy_weight * energy_usd + lateness_usd + eviction_usd
+
+and each task also gets the cost of deferring it (see docs/optimizer.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from heddle.models import Privacy, Task, TaskKind
+from heddle.optimizer.fleet_cache import TIER_CODE, FleetArrays
+from heddle.optimizer.policy import Policy
+from heddle.optimizer.reasons import FIRST_TRANSIENT, Reason
+from heddle.optimizer.view import StateView
+
+__all__ = ["INFEASIBLE", "MICRO", "Scored", "score"]
+
+MICRO = 1_000_000
+"""Integer objective unit: micro-dollars (CP-SAT needs integers; 1e-6 USD is far below noise)."""
+
+INFEASIBLE = 1 << 40
+"""Integer cost standing for a ruled-out pair (never chosen: any defer cost is smaller)."""
+
+_PRIVACY_CODE = {Privacy.PUBLIC: 0, Privacy.SENSITIVE: 1, Privacy.PERSONAL: 2}
+
+
+@dataclass(slots=True, eq=False)
+class Scored:
+    """Everything the policies need about a batch, as [T] and [T, J] arrays."""
+
+    tasks: list
+    codes: np.ndarray  # [T,J] int8 Reason (0 = feasible now)
+    ok: np.ndarray  # [T,J] bool
+    total_usd: np.ndarray  # [T,J]
+    cloud_usd: np.ndarray  # [T,J] spend charged to the budget account (unweighted)
+    energy_usd: np.ndarray  # [T,J]
+    lateness_usd: np.ndarray  # [T,J]
+    eviction_usd: np.ndarray  # [T,J] (only if this task alone forces an eviction)
+    service_s: np.ndarray  # [T,J]
+    wait_s: np.ndarray  # [J]
+    kv_gb: np.ndarray  # [T] memory that grows with the task (KV cache / working set)
+    weights_gb: np.ndarray  # [T] weights of the task's model (0 for processor steps)
+    resident: np.ndarray  # [T,J] bool, model already loaded on the target
+    group: np.ndarray  # [T] index of the task's (model, quant) group
+    n_groups: int
+    defer_usd: np.ndarray  # [T]
+    eligible: np.ndarray  # [T] bool, burst rule allows the cloud
+    permanent: np.ndarray  # [T] bool, every target is ruled out for good
+    account: np.ndarray  # [T] int index into `accounts` (-1 = none)
+    accounts: list
+    remaining_usd: np.ndarray  # [A]
+    outlook_finish_s: np.ndarray  # [T] best local finish ignoring free slots (inf = none)
+    evictable_gb: np.ndarray  # [J] memory an eviction may free (models this batch does not use)
+    view: StateView
+    fa: FleetArrays
+
+    def base_int(self) -> np.ndarray:
+        """[T,J] objective without the eviction part, in micro-dollars (huge where infeasible).
+
+        Eviction is charged once per node in a batch (see `eviction_int`), not per pair.
+        """
+        base = np.where(self.ok, self.total_usd - self.eviction_usd, 0.0)
+        return np.where(self.ok, np.rint(base * MICRO), INFEASIBLE).astype(np.int64)
+
+    def eviction_int(self, policy: Policy) -> int:
+        return round(policy.eviction_usd * MICRO)
+
+    def memory_mb(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Integer memory data (MB): kv [T] and weights [T] rounded up, free and evictable [J] down."""
+        up = lambda a: np.ceil(np.asarray(a) * 1000 - 1e-9).astype(np.int64)
+        free = np.where(np.isfinite(self.view.free_mem_gb), self.view.free_mem_gb, 1e9)
+        down = lambda a: np.floor(np.asarray(a) * 1000 + 1e-9).astype(np.int64)
+        return up(self.kv_gb), up(self.weights_gb), down(free), down(self.evictable_gb)
+
+    def spend_int(self) -> np.ndarray:
+        """[T,J] spend in micro-dollars rounded UP, so integer budget checks never overspend."""
+        return np.ceil(np.where(self.ok, self.cloud_usd, 0.0) * MICRO - 1e-9).astype(np.int64)
+
+    def remaining_int(self) -> np.ndarray:
+        """[A] budget left in micro-dollars rounded DOWN."""
+        return np.floor(np.maximum(self.remaining_usd, 0.0) * MICRO + 1e-9).astype(np.int64)
+
+    def defer_int(self) -> np.ndarray:
+        return np.rint(self.defer_usd * MICRO).astype(np.int64)
+
+
+def score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) -> Scored:
+    """Score `tasks` against every target (infinities in ruled-out pairs are expected)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _score(fa, view, tasks, policy)
+
+
+def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) -> Scored:
+    t_n, j_n = len(tasks), fa.n_targets
+    now = view.time_s
+
+    # --- task columns ---------------------------------------------------------------------
+    llm = np.array([t.kind is TaskKind.LLM for t in tasks], dtype=bool)
+    prompt = np.array([t.prompt_tokens for t in tasks], dtype=float)[:, None]
+    output = np.array([t.output_tokens for t in tasks], dtype=float)[:, None]
+    cpu_s = np.array([t.cpu_seconds for t in tasks], dtype=float)[:, None]
+    priv = np.array([_PRIVACY_CODE[t.privacy] for t in tasks])
+    deadline = np.array([np.inf if t.deadline_s is None else t.deadline_s for t in tasks])[:, None]
+    prio_w = np.array([1.0 + max(t.priority, 0) for t in tasks])
+    tier = np.array([-1 if t.tier is None else TIER_CODE[t.tier] for t in tasks])[:, None]
+    accounts = sorted({t.account for t in tasks if t.account is not None})
+    acc_index = {a: i for i, a in enumerate(accounts)}
+    account = np.array([acc_index.get(t.account, -1) for t in tasks])
+    remaining = np.array([view.remaining_usd.get(a, np.inf if policy.allow_unbudgeted_cloud else -1.0)
+                          for a in accounts])
+    task_remaining = np.where(account >= 0, remaining[account] if len(accounts) else 0.0,
+                              np.inf if policy.allow_unbudgeted_cloud else -1.0)[:, None]
+
+    # --- (model, quant) groups: per-target speeds stacked [G, J] ----------------------------
+    keys: dict = {}
+    group = np.array([keys.setdefault((t.model, t.quant) if t.kind is TaskKind.LLM else None, len(keys))
+                      for t in tasks])
+    g_n = len(keys)
+    load = np.zeros((g_n, j_n))
+    res_g = np.zeros((g_n, j_n), dtype=bool)
+    weights_g = np.zeros(g_n)
+    kvpt_g = np.zeros(g_n)
+    known_g = np.ones(g_n, dtype=bool)
+    arrays = [None] * g_n
+    for key, g in keys.items():
+        if key is None:
+            continue
+        ma = arrays[g] = fa.model(*key)
+        known_g[g] = ma.known
+        if ma.known:
+            load[g] = ma.load_s
+            weights_g[g], kvpt_g[g] = ma.weights_gb, ma.kv_gb_per_token
+            res_g[g] = view.resident_mask(*key)
+    # rates depend on the context length (the perf model's KV-cache reads): prefill at the
+    # prompt, decode at the prompt plus half the output, like perf.llm_step
+    prefill = np.ones((t_n, j_n))
+    decode = np.ones((t_n, j_n))
+    for i, t in enumerate(tasks):
+        ma = arrays[group[i]]
+        if ma is not None:
+            prefill[i] = ma.rates(fa, t.prompt_tokens)[0]
+            decode[i] = ma.rates(fa, t.prompt_tokens + t.output_tokens // 2)[1]
+    resident = res_g[group]
+    weights = weights_g[group]
+    kv = np.where(llm, kvpt_g[group] * (prompt + output)[:, 0],
+                  np.array([t.memory_gb for t in tasks], dtype=float))
+
+    # --- service time, wait, finish --------------------------------------------------------
+    llm_s = np.where(resident, 0.0, load[group]) + prompt / prefill + output / decode
+    proc_s = cpu_s * fa.proc_s_per_cpu_s
+    service = np.where(llm[:, None], llm_s, proc_s) / view.speed + fa.latency_s
+    finish = now + view.wait_s + service
+    late_s = np.maximum(finish - deadline, 0.0)
+    lateness = (late_s * policy.lateness_usd_per_s + (late_s > 0) * policy.deadline_miss_usd) * prio_w[:, None]
+
+    # --- money -------------------------------------------------------------------------------
+    energy = service * fa.energy_usd_per_s
+    energy[:, fa.n_nodes:] = 0.0
+    cloud = np.where(fa.is_api, prompt * fa.price_in_usd_per_token + output * fa.price_out_usd_per_token,
+                     (service + view.unpaid_startup_s) * fa.price_usd_per_s)
+    cloud[:, :fa.n_nodes] = 0.0
+    need = kv[:, None] + np.where(resident, 0.0, weights[:, None])
+    evictable = _evictable(fa, view, keys)
+    evicts = need > view.free_mem_gb
+    eviction = evicts * policy.eviction_usd
+
+    # --- hard constraints (first failing code wins: fill in reverse order) ---------------------
+    is_cloud = ~fa.is_node
+    owners = {}
+    personal_rows = [owners.setdefault(t.owner, fa.personal_mask(t.owner)) if t.privacy is Privacy.PERSONAL
+                     else fa.is_node for t in tasks]
+    privacy_bad = ((priv == 1)[:, None] & is_cloud) | ((priv == 2)[:, None] & ~np.array(personal_rows))
+    permanent_fails = [
+        (Reason.DEPARTED, np.broadcast_to(view.departed, (t_n, j_n))),
+        (Reason.DRAINING, np.broadcast_to(view.draining, (t_n, j_n))),
+        (Reason.PRIVACY, privacy_bad),
+        (Reason.TIER, (tier >= 0) & (fa.tier_code != tier)),
+        (Reason.KIND, ~llm[:, None] & fa.is_api),
+        (Reason.MODEL, (llm & ~known_g[group])[:, None] & np.ones(j_n, dtype=bool)),
+        (Reason.MEMORY_INSTALLED, kv[:, None] + weights[:, None] > fa.installed_gb),
+        (Reason.NO_BUDGET, is_cloud & (task_remaining < 0)),
+    ]
+    codes = np.zeros((t_n, j_n), dtype=np.int8)
+    for reason, fail in reversed(permanent_fails):
+        codes[fail] = reason
+    possible = codes == 0
+
+    # --- burst rule: cloud only if local capacity cannot do it in time ------------------------
+    local_possible = possible & fa.is_node
+    node_finish = np.where(local_possible, now + view.wait_s + service, np.inf)[:, : fa.n_nodes]
+    outlook = node_finish.min(axis=1) if fa.n_nodes else np.full(t_n, np.inf)
+    min_wait = np.where(local_possible, view.wait_s, np.inf)[:, : fa.n_nodes]
+    min_wait = min_wait.min(axis=1) if fa.n_nodes else np.full(t_n, np.inf)
+    any_local = np.isfinite(outlook)
+    eligible = (priv == 0) & (~any_local | (outlook > deadline[:, 0])
+                              | (min_wait > policy.burst_backlog_threshold_s))
+
+    heavy = (service > policy.battery_heavy_seconds) | (need > policy.battery_heavy_memory_gb)
+    transient_fails = [
+        (Reason.THERMAL, np.broadcast_to(view.hot, (t_n, j_n))),
+        (Reason.BATTERY, view.battery & heavy),
+        (Reason.SLOTS, np.broadcast_to(view.free_slots <= 0, (t_n, j_n))),
+        (Reason.MEMORY_FREE, need > view.free_mem_gb + evictable),
+        (Reason.BUDGET_LIMIT, is_cloud & (cloud > task_remaining)),
+        (Reason.BURST_RULE, is_cloud & ~eligible[:, None]),
+    ]
+    for reason, fail in reversed(transient_fails):
+        codes[fail & possible] = reason
+    ok = codes == 0
+
+    # --- deferring: wait for the best local node (or, cloud-only tasks, a high price) ----------
+    out_late = np.maximum(outlook - deadline[:, 0], 0.0)
+    out_late = np.where(np.isfinite(out_late), out_late, 0.0)
+    defer = np.where(
+        any_local,
+        (policy.defer_usd + out_late * policy.lateness_usd_per_s + (out_late > 0) * policy.deadline_miss_usd),
+        policy.stranded_defer_usd,
+    ) * prio_w
+    total = policy.cloud_weight * cloud + policy.energy_weight * energy + lateness + eviction
+    return Scored(
+        tasks=tasks, codes=codes, ok=ok, total_usd=total, cloud_usd=cloud, energy_usd=energy,
+        lateness_usd=lateness, eviction_usd=eviction, service_s=service, wait_s=view.wait_s,
+        kv_gb=kv, weights_gb=weights, resident=resident, group=group, n_groups=g_n,
+        defer_usd=defer, eligible=eligible, permanent=(codes < FIRST_TRANSIENT).all(axis=1) & ~ok.any(axis=1),
+        account=account, accounts=accounts, remaining_usd=remaining, outlook_finish_s=outlook,
+        evictable_gb=evictable, view=view, fa=fa,
+    )
+
+
+def _evictable(fa: FleetArrays, view: StateView, keys: dict) -> np.ndarray:
+    """[J] memory an eviction may free: resident weights of models this batch does not use."""
+    evictable = view.evictable_gb
+    if not evictable.any():
+        return evictable
+    evictable = evictable.copy()
+    for i, res in enumerate(view.resident):
+        if evictable[i] > 0:
+            evictable[i] -= sum(fa.weights_gb(*key) for key in res if key in keys)
+    return np.maximum(evictable, 0.0)

@@ -1,0 +1,114 @@
+"""An independent checker of the hard constraints, recomputed from the raw inputs.
+
+It does not use the optimizer's scoring code: memory comes from the catalog's ModelSpec,
+service times from heddle.models.perf, prices from the offers, so a bug in the optimizer's
+tables cannot hide itself here.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from heddle.models import (
+    FleetState,
+    NodeStatus,
+    OfferKind,
+    PowerSource,
+    Privacy,
+    Task,
+    TaskKind,
+    ThermalState,
+    Tier,
+    catalog,
+    perf,
+)
+from heddle.optimizer import DecisionStatus, Placement, Policy, TargetKind
+
+TOL = 1e-9
+
+
+def node_service_s(node, ns, task: Task, resident: bool) -> float:
+    if task.kind is TaskKind.PROCESSOR:
+        return perf.processor_seconds(node.device, task.cpu_seconds) / ns.speed_factor
+    spec = catalog.model(task.model)
+    step = perf.llm_step(node.device, spec, task.quant, task.prompt_tokens, task.output_tokens, resident=resident)
+    return step.seconds / ns.speed_factor
+
+
+def cloud_cost_usd(state: FleetState, offer, task: Task) -> float:
+    if offer.kind is OfferKind.API:
+        return (task.prompt_tokens * offer.price_usd_per_m_input_tokens
+                + task.output_tokens * offer.price_usd_per_m_output_tokens) / 1e6
+    if task.kind is TaskKind.PROCESSOR:
+        seconds = task.cpu_seconds
+    else:
+        spec = catalog.model(task.model)
+        seconds = perf.llm_step(perf.offer_device(offer), spec, task.quant, task.prompt_tokens,
+                                task.output_tokens).seconds
+    seconds += offer.network_latency_s
+    if offer.id not in state.instance_ready_at_s:
+        seconds += offer.startup_s
+    return offer.price_usd_per_hour * seconds / 3600
+
+
+def check_placement(state: FleetState, tasks: list[Task], placement: Placement, policy: Policy | None = None) -> None:
+    """Assert every hard constraint; raise AssertionError naming the task and constraint."""
+    policy = policy or Policy()
+    fleet = state.fleet
+    assert [d.task_id for d in placement.decisions] == [t.id for t in tasks], "one decision per task, in order"
+    on_node: dict[str, list[Task]] = defaultdict(list)
+    on_offer: dict[str, int] = defaultdict(int)
+    spend: dict[str, float] = defaultdict(float)
+    for task, d in zip(tasks, placement.decisions):
+        if d.status is not DecisionStatus.PLACED:
+            assert d.reason, f"{task.id}: unplaced without a reason"
+            assert d.target is None
+            continue
+        if d.target_kind is TargetKind.NODE:
+            node, ns = fleet.node(d.target), state.nodes[d.target]
+            assert ns.status is NodeStatus.ACTIVE, f"{task.id}: placed on {ns.status.value} node"
+            assert ns.thermal not in (ThermalState.SERIOUS, ThermalState.CRITICAL), f"{task.id}: hot node"
+            if task.privacy is Privacy.PERSONAL:
+                assert node.may_hold_personal_of(task.owner), f"{task.id}: personal data on a foreign node"
+            assert task.tier in (None, Tier.LOCAL), f"{task.id}: tier {task.tier} on a local node"
+            if ns.power_source is PowerSource.BATTERY:
+                resident = (task.model, task.quant) in ns.resident_models
+                assert node_service_s(node, ns, task, resident) <= policy.battery_heavy_seconds + TOL, \
+                    f"{task.id}: heavy work on battery"
+            on_node[node.id].append(task)
+        else:
+            offer = fleet.offer(d.target)
+            assert task.privacy is Privacy.PUBLIC, f"{task.id}: {task.privacy.value} data sent to the cloud"
+            assert task.tier in (None, offer.tier), f"{task.id}: tier {task.tier} on {offer.tier}"
+            assert task.kind is TaskKind.LLM or offer.kind is OfferKind.INSTANCE
+            assert policy.allow_unbudgeted_cloud or task.account in fleet.budgets, f"{task.id}: no budget"
+            on_offer[offer.id] += 1
+            spend[task.account] += cloud_cost_usd(state, offer, task)
+    for node_id, placed in on_node.items():
+        node, ns = fleet.node(node_id), state.nodes[node_id]
+        assert len(placed) <= ns.free_slots, f"{node_id}: {len(placed)} tasks for {ns.free_slots} free slots"
+        need, loads = 0.0, set()
+        for task in placed:
+            if task.kind is TaskKind.PROCESSOR:
+                need += task.memory_gb
+                continue
+            spec = catalog.model(task.model)
+            need += spec.kv_bytes_per_token * (task.prompt_tokens + task.output_tokens) / 1e9
+            key = (task.model, task.quant)
+            if key not in ns.resident_models and key not in loads:
+                loads.add(key)
+                need += spec.weights_gb(task.quant)
+        idle = ns.free_slots >= node.slots
+        evictable = sum(catalog.model(m).weights_gb(q) for m, q in ns.resident_models) if idle else 0.0
+        assert need <= ns.free_memory_gb + evictable + 1e-6, f"{node_id}: {need:.2f} GB > free memory"
+    for account, usd in spend.items():
+        if account in fleet.budgets:
+            limit = fleet.budgets[account].limit_usd
+            already = state.cloud_spend_usd.get(account, 0.0)
+            assert already + usd <= limit + 1e-6, f"budget {account}: {already}+{usd} > {limit}"
+    for offer_id, count in on_offer.items():
+        offer = fleet.offer(offer_id)
+        if offer.kind is OfferKind.API and offer.rate_limit_rpm > 0:
+            assert count <= offer.rate_limit_rpm
+        if offer.kind is OfferKind.INSTANCE:
+            assert count <= max(offer.gpu_count, 1) * policy.instance_slots_per_gpu

@@ -1,0 +1,156 @@
+"""Behaviour of place() on a small hand-built household fleet: privacy, the burst rule,
+budgets, tiers, drain/courtesy, evictions, explanations and errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from heddle.models import (
+    AccountId,
+    Budget,
+    Fleet,
+    FleetState,
+    ModelId,
+    Node,
+    NodeId,
+    NodeStatus,
+    OwnerId,
+    PowerSource,
+    Privacy,
+    Task,
+    TaskId,
+    TaskKind,
+    ThermalState,
+    Tier,
+    catalog,
+)
+from heddle.optimizer import DecisionStatus, Policy, TargetKind, UnknownPolicyError, place
+
+BIZ = AccountId("business")
+
+
+def _fleet(budget_usd: float = 10.0) -> Fleet:
+    nodes = (
+        Node(NodeId("studio"), catalog.device("m2-ultra-76"), 192, OwnerId("alice"), slots=2),
+        Node(NodeId("mini"), catalog.device("m4-pro-20"), 64, OwnerId("bob"),
+             trusted_owners=frozenset({OwnerId("carol")}), slots=1),
+        Node(NodeId("air"), catalog.device("m1-8"), 16, OwnerId("alice"), slots=1),
+    )
+    offers = tuple(catalog.offer(o) for o in ("claude-haiku-4.5", "claude-opus-4.5", "aws-g5.xlarge"))
+    return Fleet("household", nodes, offers, {BIZ: Budget(BIZ, budget_usd)})
+
+
+def _llm(i: int = 0, **kw) -> Task:
+    base = dict(id=TaskId(f"t{i}"), kind=TaskKind.LLM, arrival_s=100.0, model=ModelId("llama-3.1-8b"),
+                quant="q4_k_m", prompt_tokens=500, output_tokens=200, account=BIZ, owner=OwnerId("alice"))
+    base.update(kw)
+    return Task(**base)
+
+
+@pytest.fixture
+def state() -> FleetState:
+    return FleetState.idle(_fleet(), time_s=100.0)
+
+
+def _busy(state: FleetState, backlog_s: float = 5000.0) -> FleetState:
+    for ns in state.nodes.values():
+        ns.backlog_s = backlog_s
+    return state
+
+
+def test_an_idle_fleet_runs_a_small_public_task_locally(state):
+    d = place(state, [_llm(deadline_s=400.0)]).decisions[0]
+    assert d.status is DecisionStatus.PLACED and d.target_kind is TargetKind.NODE
+    assert d.cost_usd["cloud"] == 0.0 and d.cost_usd["energy"] > 0
+    assert "burst rule" in d.rejected_alternatives["claude-haiku-4.5"]
+
+
+def test_public_work_bursts_when_the_local_backlog_misses_the_deadline(state):
+    d = place(_busy(state), [_llm(deadline_s=160.0)]).decisions[0]
+    assert d.status is DecisionStatus.PLACED and d.target_kind is TargetKind.CLOUD
+    assert d.cost_usd["cloud"] > 0
+
+
+def test_sensitive_work_waits_rather_than_leave_the_fleet(state):
+    d = place(_busy(state), [_llm(deadline_s=160.0, privacy=Privacy.SENSITIVE)]).decisions[0]
+    assert d.target_kind is TargetKind.NODE  # late locally beats any cloud
+    assert all("privacy" in d.rejected_alternatives[o] for o in ("claude-haiku-4.5", "aws-g5.xlarge"))
+
+
+def test_personal_work_stays_on_the_owners_and_trusting_nodes(state):
+    carol = [_llm(i, privacy=Privacy.PERSONAL, owner=OwnerId("carol")) for i in range(3)]
+    placement = place(state, carol)
+    targets = {d.target for d in placement.decisions if d.status is DecisionStatus.PLACED}
+    assert targets == {"mini"}  # bob's mini trusts carol; alice's nodes do not; mini has one slot
+    waiting = [d for d in placement.decisions if d.status is DecisionStatus.DEFERRED]
+    assert len(waiting) == 2
+    assert "privacy" in waiting[0].rejected_alternatives["studio"]
+
+
+def test_a_budget_that_is_spent_defers_the_burst_with_a_budget_reason(state):
+    state.cloud_spend_usd[BIZ] = 10.0
+    d = place(_busy(state), [_llm(deadline_s=160.0)]).decisions[0]
+    assert d.target_kind is TargetKind.NODE or d.status is DecisionStatus.DEFERRED
+    assert "budget" in d.rejected_alternatives["claude-haiku-4.5"]
+
+
+def test_a_batch_never_spends_more_than_the_budget_left(state):
+    state.cloud_spend_usd[BIZ] = 9.99
+    tasks = [_llm(i, prompt_tokens=4000, output_tokens=800, deadline_s=101.0) for i in range(40)]
+    placement = place(_busy(state), tasks)
+    spent = sum(d.cost_usd.get("cloud", 0.0) for d in placement.decisions)
+    assert 0 < spent <= 0.01 + 1e-9
+
+
+def test_a_model_no_node_can_hold_goes_to_the_cloud_without_a_deadline(state):
+    huge = _llm(model=ModelId("gpt-oss-120b"), quant="f16")
+    d = place(state, [huge]).decisions[0]
+    assert d.status is DecisionStatus.PLACED and d.target == "claude-haiku-4.5"
+    assert d.rejected_alternatives["studio"].startswith("memory")
+
+
+def test_a_model_no_node_can_hold_is_rejected_when_it_is_sensitive(state):
+    huge = _llm(model=ModelId("gpt-oss-120b"), quant="f16", privacy=Privacy.SENSITIVE)
+    d = place(state, [huge]).decisions[0]
+    assert d.status is DecisionStatus.REJECTED
+    assert "memory" in d.reason and "privacy" in d.reason
+
+
+def test_a_frontier_task_goes_to_the_frontier_tier(state):
+    d = place(state, [_llm(tier=Tier.FRONTIER)]).decisions[0]
+    assert d.target == "claude-opus-4.5"
+
+
+def test_draining_departed_hot_and_battery_nodes_get_nothing_heavy(state):
+    state.nodes["studio"].status = NodeStatus.DRAINING
+    state.nodes["mini"].thermal = ThermalState.CRITICAL
+    state.nodes["air"].power_source = PowerSource.BATTERY
+    d = place(state, [_llm(privacy=Privacy.SENSITIVE, output_tokens=2000)]).decisions[0]
+    assert d.status is DecisionStatus.DEFERRED
+    assert d.rejected_alternatives["studio"].startswith("drain")
+    assert d.rejected_alternatives["mini"].startswith("courtesy: thermal")
+    assert d.rejected_alternatives["air"].startswith("courtesy: heavy work on battery")
+    state.nodes["studio"].status = NodeStatus.DEPARTED
+    state.nodes["mini"].status = NodeStatus.DEPARTED
+    state.nodes["air"].status = NodeStatus.DEPARTED
+    assert place(state, [_llm(privacy=Privacy.SENSITIVE)]).decisions[0].status is DecisionStatus.REJECTED
+
+
+def test_loading_a_model_may_evict_idle_residents_at_a_price(state):
+    for nid in ("studio", "mini"):
+        state.nodes[nid].status = NodeStatus.DRAINING
+    air = state.nodes["air"]
+    air.resident_models = frozenset({(ModelId("qwen2.5-7b"), "q8_0")})
+    air.free_memory_gb = 16.0 - 8.1  # the resident model's weights take the rest
+    d = place(state, [_llm(model=ModelId("llama-3.1-8b"), quant="q8_0", privacy=Privacy.SENSITIVE)]).decisions[0]
+    assert d.target == "air"
+    assert d.cost_usd["eviction"] == Policy().eviction_usd
+
+
+def test_unknown_policy_names_the_valid_ones(state):
+    with pytest.raises(UnknownPolicyError, match="round-robin"):
+        place(state, [_llm()], "fastest")
+
+
+def test_an_empty_batch_is_an_empty_placement(state):
+    assert place(state, []).decisions == []
