@@ -30,6 +30,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+FINALIZE_ATTEMPTS = 3
+"""Tries per InternalFinalize when the CAS is lost (each reloads the aggregate); after that
+the miss is swallowed as the seed allows: finalization is opportunistic."""
+
 
 class CommandSink(Protocol):
     """Where projectors send commands: a CommandHandler, or a bus client with handle()."""
@@ -53,8 +57,9 @@ async def send_finalize(
 ) -> bool:
     """Claim the finalization lease (when a store is given) and send ``cmd``.
 
-    Returns True if the command was sent and accepted. CommandRejected and ConcurrencyError
-    are swallowed: finalization is opportunistic and the aggregate ignores duplicates.
+    Returns True if the command was sent and accepted. CommandRejected is swallowed at once,
+    ConcurrencyError after FINALIZE_ATTEMPTS tries: finalization is opportunistic and the
+    aggregate ignores duplicates.
     """
     if kv is not None:
         async with finalization_lease(
@@ -72,14 +77,31 @@ async def send_finalize(
                     cmd.aggregate_id,
                 )
                 return False
-    try:
-        await sink.handle(cmd)
-    except (CommandRejected, ConcurrencyError) as exc:
-        logger.info(
-            "%s: %s/%s not finalized: %s", projector_name, cmd.aggregate_type, cmd.aggregate_id, exc
-        )
-        return False
-    return True
+    for attempt in range(1, FINALIZE_ATTEMPTS + 1):
+        try:
+            await sink.handle(cmd)
+            return True
+        except ConcurrencyError as exc:
+            # A stale cached copy lost the CAS and was evicted: a retry reloads it.
+            if attempt == FINALIZE_ATTEMPTS:
+                logger.info(
+                    "%s: %s/%s not finalized after %d attempts: %s",
+                    projector_name,
+                    cmd.aggregate_type,
+                    cmd.aggregate_id,
+                    attempt,
+                    exc,
+                )
+        except CommandRejected as exc:
+            logger.info(
+                "%s: %s/%s not finalized: %s",
+                projector_name,
+                cmd.aggregate_type,
+                cmd.aggregate_id,
+                exc,
+            )
+            break
+    return False
 
 
 class ScopeMembershipProjector(Projector):

@@ -1,0 +1,372 @@
+"""Against a real nats-server: CAS under contention, ACL roles, lease expiry after a crash,
+provenance on forged events, stream set-up, and the whole pipeline on JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import nats
+import pytest
+from _natsd import start_nats_server
+from nats.js import api
+
+from heddle.events.acl import nats_auth_config, role_permissions
+from heddle.events.aggregate import Phase
+from heddle.events.command_handler import CommandHandler
+from heddle.events.dedup import NatsDedupPublisher, NatsDedupSubscriber
+from heddle.events.dispatcher import EventDispatcher
+from heddle.events.errors import ConcurrencyError, CorruptAggregateAlert, LeaseUnsupportedError
+from heddle.events.jetstream import (
+    ensure_command_stream,
+    ensure_event_stream,
+    ensure_rejection_stream,
+    event_stream_name,
+)
+from heddle.events.jetstream_log import JetStreamEventLog, JetStreamRejectionLog
+from heddle.events.lease import finalization_lease, lease_key
+from heddle.events.nats_kv import NatsKeyValueStore, msg_ttl_supported
+from heddle.events.projectors import CascadeProjector, ScopeMembershipProjector
+from heddle.events.snapshot import SnapshotStore
+from heddle.events.testing import make_command, make_event, wait_until
+
+LEASE_EXPIRY_TIMEOUT_S = 10.0
+"""Upper bound for a 1 s lease to disappear on a loaded machine."""
+
+
+async def test_concurrent_writers_exactly_one_wins_each_version(connect, uid):
+    """Six writers on six connections race to append 8 events each to one aggregate."""
+    agg_type, writers_n, per_writer = "Race" + uid, 6, 8
+    logs = [JetStreamEventLog((await connect()).jetstream()) for _ in range(writers_n)]
+    await ensure_event_stream(logs[0]._js, agg_type)
+    conflicts = 0
+
+    async def writer(index: int, log: JetStreamEventLog) -> None:
+        nonlocal conflicts
+        written = 0
+        while written < per_writer:
+            current = await log.current_version(agg_type, "hot")
+            envelope = make_event(
+                aggregate_type=agg_type,
+                aggregate_id="hot",
+                aggregate_version=current + 1,
+                payload={"writer": index, "n": written},
+            )
+            try:
+                await log.append(envelope, expected_version=current)
+                written += 1
+            except ConcurrencyError:
+                conflicts += 1
+
+    await asyncio.gather(*(writer(i, log) for i, log in enumerate(logs)))
+    events = [e async for e in logs[0].load(agg_type, "hot")]
+    assert [e.aggregate_version for e in events] == list(range(1, writers_n * per_writer + 1))
+    written = sorted((e.payload["writer"], e.payload["n"]) for e in events)
+    assert written == [(w, n) for w in range(writers_n) for n in range(per_writer)]
+    info = await logs[0]._js.stream_info(event_stream_name(agg_type))
+    assert info.state.messages == writers_n * per_writer  # losers left nothing behind
+
+
+async def test_ensure_streams_are_idempotent_with_the_stated_configuration(nc, uid):
+    js = nc.jetstream()
+    agg_type = "Cfg" + uid
+    for ensure, prefix, subject, days in [
+        (ensure_event_stream, "HEDDLE_EVENTS_", "heddle.events", 7),
+        (ensure_command_stream, "HEDDLE_COMMANDS_", "heddle.commands", 7),
+        (ensure_rejection_stream, "HEDDLE_REJECTIONS_", "heddle.rejections", 30),
+    ]:
+        first = await ensure(js, agg_type)
+        again = await ensure(js, agg_type)
+        config = again.config
+        assert config.name == first.config.name == prefix + agg_type.upper()
+        assert config.subjects == [f"{subject}.{agg_type}.>"]
+        assert (config.storage, config.num_replicas) == (api.StorageType.FILE, 1)
+        assert config.max_age == days * 24 * 3600
+
+
+async def test_forged_internal_finalized_in_the_log_is_refused_by_provenance(nc, uid):
+    """If a forged InternalFinalized gets past the ACL (here: an unauthenticated server),
+    the process replaying it refuses it."""
+    log, rejections = JetStreamEventLog(nc.jetstream()), JetStreamRejectionLog(nc.jetstream())
+    await log.append(
+        make_event(
+            aggregate_type="Task",
+            aggregate_id="t" + uid,
+            event_type="TaskSubmitted",
+            payload={"job_id": "", "model": "m", "owner": "o", "privacy": "public"},
+        ),
+        expected_version=0,
+    )
+    await log.append(
+        make_event(
+            "InternalFinalized",
+            aggregate_type="Task",
+            aggregate_id="t" + uid,
+            aggregate_version=2,
+            issued_by="user:badge:666",
+        ),
+        expected_version=1,
+    )
+    handler = CommandHandler(log, rejections)
+    with pytest.raises(CorruptAggregateAlert, match="user:badge:666"):
+        await handler.handle(
+            make_command(
+                "PlaceTask", aggregate_type="Task", aggregate_id="t" + uid, payload={"target": "n1"}
+            )
+        )
+
+
+async def test_lease_of_a_crashed_holder_expires_after_its_ttl(connect, uid):
+    holder_conn, other_conn = await connect(), await connect()
+    bucket = "lease" + uid
+    holder = await NatsKeyValueStore.open(holder_conn, bucket=bucket)
+    other = await NatsKeyValueStore.open(other_conn, bucket=bucket)
+    async with finalization_lease(holder, "Task", uid, projector_name="cascade", ttl_s=1) as won:
+        assert won
+        await holder_conn.close()  # the holder dies inside its critical section
+    async with finalization_lease(other, "Task", uid, projector_name="horizon", ttl_s=1) as won:
+        assert not won  # still held: a crash does not release it
+
+    async def claimable() -> bool:
+        async with finalization_lease(
+            other, "Task", uid, projector_name="horizon", ttl_s=1
+        ) as claimed:
+            return claimed
+
+    await wait_until(claimable, timeout_s=LEASE_EXPIRY_TIMEOUT_S, interval_s=0.1)
+    assert b"horizon" in await other.get(lease_key("Task", uid))
+
+
+async def test_ttl_claims_are_refused_where_keys_cannot_expire(nc, uid):
+    js = nc.jetstream()
+    bucket = "old" + uid
+    # A bucket as an older tool would have made it: no allow_msg_ttl on its stream.
+    await js.add_stream(
+        name=f"KV_{bucket}",
+        subjects=[f"$KV.{bucket}.>"],
+        max_msgs_per_subject=1,
+        allow_rollup_hdrs=True,
+        deny_delete=True,
+        allow_msg_ttl=False,
+        discard=api.DiscardPolicy.NEW,
+    )
+    store = await NatsKeyValueStore.open(nc, bucket=bucket)
+    assert not store.ttl_supported
+    with pytest.raises(LeaseUnsupportedError, match="allow_msg_ttl"):
+        await store.set_if_not_exists("heddle:events:horizon:Task:t1", b"x", ttl_s=5)
+    assert await store.set_if_not_exists("heddle:events:snapshot:Task:t1", b"x") is True
+    assert [msg_ttl_supported(v) for v in ("2.10.24", "2.11.0", "v2.15.1", "3.0.0", "junk")] == [
+        False,
+        True,
+        True,
+        True,
+        False,
+    ]
+
+
+async def test_seed_keys_map_to_dotted_nats_kv_keys(nc, uid):
+    bucket = "map" + uid
+    store = await NatsKeyValueStore.open(nc, bucket=bucket)
+    await store.put("heddle:events:snapshot:Job:j1", b"blob")
+    raw = await nc.jetstream().key_value(bucket)
+    assert (await raw.get("heddle.events.snapshot.Job.j1")).value == b"blob"
+    with pytest.raises(ValueError, match="cannot be stored"):
+        await store.put("heddle:events:snapshot:Job:has space", b"x")
+
+
+async def test_cascade_and_cross_process_dedup_on_jetstream(connect, uid):
+    """Two handler 'processes' with NATS KV snapshots and the NATS dedup bus; P1 + P2 on a
+    dispatcher cascade a Job's finalization to its Tasks."""
+    conns = [await connect() for _ in range(2)]
+    kv = await NatsKeyValueStore.open(conns[0], bucket="pipe" + uid)
+
+    def handler(conn):
+        js = conn.jetstream()
+        return CommandHandler(
+            JetStreamEventLog(js),
+            JetStreamRejectionLog(js),
+            snapshots=SnapshotStore(kv),
+            snapshot_every_n=50,
+            dedup_publisher=NatsDedupPublisher(conn),
+            dedup_subscriber=NatsDedupSubscriber(conn),
+        )
+
+    a, b = handler(conns[0]), handler(conns[1])
+    membership = ScopeMembershipProjector()
+    dispatcher = EventDispatcher(a.event_log)
+    dispatcher.register(membership)
+    dispatcher.register(CascadeProjector(membership, a, kv=kv))
+    await dispatcher.start("Job")
+    job, tasks = "job" + uid, [f"task{uid}{i}" for i in range(3)]
+    try:
+        await a.handle(
+            make_command(
+                "SubmitJob", aggregate_type="Job", aggregate_id=job, payload={"owner": "ana"}
+            )
+        )
+        for task in tasks:
+            await a.handle(
+                make_command(
+                    "SubmitTask",
+                    aggregate_type="Task",
+                    aggregate_id=task,
+                    payload={
+                        "job_id": job,
+                        "model": "llama-3-8b",
+                        "owner": "ana",
+                        "privacy": "personal",
+                    },
+                )
+            )
+            await a.handle(
+                make_command(
+                    "AddTask", aggregate_type="Job", aggregate_id=job, payload={"task_id": task}
+                )
+            )
+        # Cross-process dedup: a caches task 0 at version 1; b moves it on and handles
+        # `start`; the announcement on heddle.dedup marks a's stale copy, so a's retry of
+        # `start` returns b's event instead of failing or writing a duplicate.
+        await b.handle(
+            make_command(
+                "PlaceTask",
+                aggregate_type="Task",
+                aggregate_id=tasks[0],
+                payload={"target": "mac-mini-1"},
+            )
+        )
+        start = make_command("StartTask", aggregate_type="Task", aggregate_id=tasks[0])
+        original = await b.handle(start)
+        stale = a.cache.get(("Task", tasks[0]))
+        assert stale.aggregate_version == 1
+        await wait_until(lambda: stale.has_processed(start.command_id))
+        assert (await a.handle(start)).event_id == original.event_id
+
+        await a.handle(
+            make_command(
+                "InternalFinalize",
+                aggregate_type="Job",
+                aggregate_id=job,
+                issued_by="framework:control_plane",
+            )
+        )
+        log = a.event_log
+
+        async def all_finalized() -> bool:
+            for task in tasks:
+                events = [e async for e in log.load("Task", task)]
+                if events[-1].event_type != "InternalFinalized":
+                    return False
+            return True
+
+        await wait_until(all_finalized)
+        fresh = handler(await connect())
+        with pytest.raises(Exception, match="ALREADY_FINALIZED"):
+            await fresh.handle(
+                make_command("StartTask", aggregate_type="Task", aggregate_id=tasks[1])
+            )
+        assert membership.children("Job", job) == {"Task": frozenset(tasks)}
+        rebuilt = fresh.cache.get(("Task", tasks[1]))
+        assert rebuilt.phase is Phase.FINALIZED and rebuilt.finalized_by == "framework:cascade"
+    finally:
+        await dispatcher.stop()
+
+
+# -- ACL: a server running the generated configuration ---------------------------------------
+
+PASSWORDS = {
+    role: f"pw-{role}-{uuid.uuid4().hex[:6]}"
+    for role in ("framework", "application", "observer", "workshop")
+}
+
+
+@pytest.fixture(scope="module")
+def acl_server(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("nats-acl")
+    config = directory / "auth.conf"
+    config.write_text(nats_auth_config(PASSWORDS))
+    server = start_nats_server(directory / "js", config_file=config)
+    yield server
+    server.stop()
+
+
+async def connect_as(server, role, errors):
+    async def on_error(exc):
+        errors.append(str(exc))
+
+    return await nats.connect(
+        server.url,
+        user=role,
+        password=PASSWORDS[role],
+        error_cb=on_error,
+        allow_reconnect=False,
+        connect_timeout=5,
+    )
+
+
+async def test_only_framework_may_publish_internal_finalized(acl_server, uid):
+    errors: list[str] = []
+    framework = await connect_as(acl_server, "framework", errors)
+    application = await connect_as(acl_server, "application", errors)
+    try:
+        agg_id = "t" + uid
+        fw_log = JetStreamEventLog(framework.jetstream())
+        await ensure_event_stream(framework.jetstream(), "Task")
+        app_log = JetStreamEventLog(application.jetstream(timeout=1.0), ensure_streams=False)
+        # The application role can do ordinary event-sourcing work on JetStream...
+        await app_log.append(
+            make_event("TaskSubmitted", aggregate_type="Task", aggregate_id=agg_id),
+            expected_version=0,
+        )
+        assert [e.aggregate_version async for e in app_log.load("Task", agg_id)] == [1]
+        # ...but a forged InternalFinalized never reaches the stream.
+        forged = make_event(
+            "InternalFinalized",
+            aggregate_type="Task",
+            aggregate_id=agg_id,
+            aggregate_version=2,
+            issued_by="framework:forged",
+        )
+        with pytest.raises(nats.errors.TimeoutError):  # dropped by the server: no ack comes
+            await app_log.append(forged, expected_version=1)
+        await wait_until(
+            lambda: any(
+                "permissions violation" in e.lower() and "internalfinalized" in e.lower()
+                for e in errors
+            )
+        )
+        assert [e.event_type async for e in fw_log.load("Task", agg_id)] == ["TaskSubmitted"]
+        # The framework role may publish it.
+        real = make_event(
+            "InternalFinalized",
+            aggregate_type="Task",
+            aggregate_id=agg_id,
+            aggregate_version=2,
+            issued_by="framework:cascade",
+        )
+        await fw_log.append(real, expected_version=1)
+        assert [e.event_type async for e in fw_log.load("Task", agg_id)] == [
+            "TaskSubmitted",
+            "InternalFinalized",
+        ]
+    finally:
+        await framework.close()
+        await application.close()
+
+
+async def test_observer_reads_but_cannot_manage_streams(acl_server, uid):
+    errors: list[str] = []
+    framework = await connect_as(acl_server, "framework", errors)
+    await ensure_event_stream(framework.jetstream(), "Task")
+    await framework.close()
+    observer = await connect_as(acl_server, "observer", errors)
+    try:
+        with pytest.raises(nats.errors.TimeoutError):  # no reply to a forbidden API request
+            await observer.jetstream(timeout=1.0).add_stream(name="X" + uid, subjects=["x.>"])
+        await wait_until(lambda: any("stream.create" in e.lower() for e in errors))
+        # Reading is allowed: stream info on the events stream answers.
+        await observer.jetstream(timeout=2.0).stream_info("HEDDLE_EVENTS_TASK")
+        assert (
+            "heddle.events.*.*.InternalFinalized" in role_permissions("observer")["publish"]["deny"]
+        )
+    finally:
+        await observer.close()
