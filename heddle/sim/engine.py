@@ -1,0 +1,600 @@
+"""The twin's event loop: arrivals, placement through `optimizer.place()`, service on nodes and
+cloud offers, completions, deferral, retries and fleet events, on a SimPy clock.
+
+Hot-path design: one SimPy event per arrival, per start delay and per completion, handled by
+plain callbacks (no process per task); the `FleetState` handed to `place()` is built once and
+mutated in place; per-task results go straight into preallocated arrays (`Records`).
+Invariant: a task that arrives is, when the run ends, in exactly one terminal state (or
+`in_flight` at a horizon); a placement that breaks privacy raises at once.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+import simpy
+
+from heddle.models import Fleet, FleetState, OfferKind, perf
+from heddle.models.catalog_stub import model_spec
+from heddle.optimizer import DecisionStatus, TargetKind, place
+from heddle.sim.cloud import INSTANCE_SLOTS_PER_GPU, OfferRt
+from heddle.sim.errors import PrivacyViolationError, WorkloadError
+from heddle.sim.fleet_events import FleetDynamics
+from heddle.sim.nodes import NodeRt
+from heddle.sim.records import (
+    KIND_CLOUD, KIND_NODE, ST_COMPLETED, ST_FAILED, ST_IN_FLIGHT, ST_PENDING, ST_REJECTED, Records,
+)
+from heddle.sim.workload import Workload
+
+__all__ = ["Twin", "TwinSettings"]
+
+JOULES_PER_KWH = 3.6e6
+"""1 kWh = 3.6 MJ."""
+
+_PLACED, _DEFERRED, _REJECTED = DecisionStatus.PLACED, DecisionStatus.DEFERRED, DecisionStatus.REJECTED
+_CLOUD = TargetKind.CLOUD
+
+
+@dataclass(frozen=True, slots=True)
+class TwinSettings:
+    """Knobs of one run (all times in simulated seconds)."""
+
+    batch_window_s: float = 0.0  # 0: place on each arrival (fast path); > 0: batch windows
+    batch_max_tasks: int = 2000  # most tasks handed to one batch call
+    max_retries: int = 3  # re-placements after a node failure before a task fails
+    max_defer_s: float = 3600.0  # a task deferred longer than this is rejected with the reason
+    defer_retry_s: float = 5.0  # deferred tasks are re-offered at least this often
+    retry_scan: int = 8  # deferred tasks re-offered past the free slots / per periodic retry
+    instance_keepalive_s: float = 300.0  # an idle instance shuts down after this
+    service_cv: float = 0.0  # lognormal noise on service times (0 = the perf model exactly)
+    progress_every: int = 8192  # arrivals between progress callbacks
+
+
+class Twin:
+    """One simulation run. Build, `run()`, then read `records` and the node/offer state."""
+
+    def __init__(self, fleet: Fleet, workload: Workload, policy: Any, *, settings: TwinSettings,
+                 dynamics: FleetDynamics | None, rng: np.random.Generator,
+                 horizon_s: float | None, progress: Callable[[int, int], None] | None = None):
+        self.env = simpy.Environment()
+        self.w = workload
+        self.policy = policy
+        self.cfg = settings
+        self.horizon_s = horizon_s
+        self.progress = progress
+        self.state = FleetState.idle(fleet)
+        self.state.time_s = -1.0  # forces the first _prepare_state
+        self.nodes: list[NodeRt] = []
+        self.offers: list[OfferRt] = []
+        self.targets: list[NodeRt | OfferRt] = []  # index = target code in the records
+        self.target_by_name: dict[str, NodeRt | OfferRt] = {}
+        for node in fleet.nodes:
+            self.add_node(node, present=True)
+        slots_per_gpu = getattr(policy, "instance_slots_per_gpu", INSTANCE_SLOTS_PER_GPU)
+        for offer in fleet.cloud_offers:
+            rt = OfferRt(idx=-1, offer=offer, slots=max(offer.gpu_count, 1) * slots_per_gpu)
+            if offer.kind is OfferKind.INSTANCE:
+                rt.device = perf.offer_device(offer)
+            rt.idx = len(self.targets)
+            self.offers.append(rt)
+            self.targets.append(rt)
+            self.target_by_name[offer.id] = rt
+        self.rec = Records.empty(workload.n)
+        self.arrived = np.zeros(workload.n, dtype=bool)
+        self.deps_left = workload.deps_left.copy()
+        self.dep_failed = np.zeros(workload.n, dtype=bool)
+        self.token = np.zeros(workload.n, dtype=np.int32)  # bumps invalidate stale completions
+        self.mem_key = np.full(workload.n, -1, dtype=np.int64)
+        self.mem_need = np.zeros(workload.n)
+        self.noise = (rng.lognormal(-0.5 * np.log1p(settings.service_cv ** 2),
+                                    np.sqrt(np.log1p(settings.service_cv ** 2)), workload.n)
+                      if settings.service_cv > 0 else None)
+        self.live: dict[int, Any] = {}  # task index -> Task while not terminal
+        self.deferred: deque[int] = deque()
+        self.pending: list[int] = []  # batch mode: released, waiting for the window
+        self.retry_armed = False
+        self.window_armed = False
+        self.outstanding = 0
+        self.place_calls = 0
+        self.place_wall_s = 0.0  # wall-clock seconds spent inside place()
+        self.budget_roll = _BudgetRoller(fleet)
+        self._spec: dict[int, Any] = {}
+        self._rates: dict[tuple[int, int, int, int], float] = {}
+        self.dynamics = dynamics
+        if dynamics is not None:
+            dynamics.attach(self)
+
+    # -- fleet bookkeeping ----------------------------------------------------------------
+    def add_node(self, node, *, present: bool) -> NodeRt:
+        ns = self.state.nodes.get(node.id)
+        if ns is None:
+            ns = FleetState.idle(Fleet("one", (node,))).nodes[node.id]
+            self.state.nodes[node.id] = ns
+        fleet = self.state.fleet
+        dev = node.device
+        rt = NodeRt(
+            idx=len(self.targets), node=node, ns=ns,
+            usable_gb=node.memory_gb - node.reserved_memory_gb,
+            busy_w_per_slot=max(dev.typical_power_w - dev.idle_power_w, 0.0) / max(node.slots, 1),
+            idle_w=dev.idle_power_w, price_usd_per_kwh=fleet.price_usd_per_kwh(node),
+            present=present,
+        )
+        self.nodes.append(rt)
+        self.targets.append(rt)
+        self.target_by_name[node.id] = rt
+        rt.publish(self.env.now)
+        return rt
+
+    def target_names(self) -> list[str]:
+        return [rt.node.id if isinstance(rt, NodeRt) else rt.offer.id for rt in self.targets]
+
+    # -- run ------------------------------------------------------------------------------
+    def run(self) -> None:
+        self.env.process(self._arrivals())
+        if self.horizon_s is None:
+            self.env.run()
+        else:
+            self.env.run(until=self.horizon_s)
+        self._close()
+
+    def _arrivals(self):
+        env, w = self.env, self.w
+        arrival = w.arrival_s.tolist()
+        n = w.n
+        horizon = self.horizon_s
+        every = self.cfg.progress_every
+        for i in range(n):
+            t = arrival[i]
+            if horizon is not None and t >= horizon:
+                break
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            self.arrived[i] = True
+            self.outstanding += 1
+            if self.deps_left[i] == 0:
+                self._release(i)
+            if self.progress is not None and i % every == 0:
+                self.progress(i, n)
+        if self.progress is not None:
+            self.progress(n, n)
+
+    def _close(self) -> None:
+        """At the end: anything not terminal is in flight (horizon) — or a bug (no horizon)."""
+        rec = self.rec
+        open_ = self.arrived & (rec.status == ST_PENDING)
+        if open_.any():
+            if self.horizon_s is None:
+                i = int(np.flatnonzero(open_)[0])
+                raise WorkloadError(f"task {self.w.task_id[i]!r} never reached a terminal state")
+            rec.status[open_] = ST_IN_FLIGHT
+        now = self.env.now
+        for rt in self.offers:  # instances still up are billed to the end of the run
+            if rt.up and rt.last_task >= 0:
+                usd = rt.charge_to(now)
+                rec.cost_usd[rt.last_task] += usd
+                self._charge_budget(rt.last_task, usd)
+
+    # -- release and placement ------------------------------------------------------------
+    def _release(self, i: int) -> None:
+        if self.dep_failed[i]:
+            self._terminal(i, ST_REJECTED, "a stage it depends on did not complete")
+            return
+        self.rec.release_s[i] = self.env.now
+        self.live[i] = self.w.make_task(i)
+        if self.cfg.batch_window_s > 0:
+            self.pending.append(i)
+            self._arm_window()
+        elif self._place([i]):
+            self.deferred.append(i)
+            self._arm_retry()
+
+    def _prepare_state(self) -> None:
+        """Bring the time-dependent parts of the FleetState to now (once per instant: every
+        change at the same instant already republished its node)."""
+        now = self.env.now
+        if now == self.state.time_s:
+            return
+        self.state.time_s = now
+        if now >= self.budget_roll.soonest:
+            self.budget_roll.roll(now, self.state)
+        for rt in self.nodes:  # inlined NodeRt.refresh_backlog: this runs on every instant
+            busy = len(rt.running)
+            slots = rt.node.slots
+            if busy >= slots or rt.queue:
+                left = (rt.finish_sum_s - busy * now + rt.queued_work_s) / slots
+                rt.ns.backlog_s = left if left > 0.0 else 0.0
+
+    def _place(self, batch: list[int]) -> list[int]:
+        """Ask the optimizer about `batch`; act on each decision. Returns re-deferred indices."""
+        self._prepare_state()
+        tasks = [self.live[i] for i in batch]
+        self.place_calls += 1
+        t0 = perf_counter()
+        decisions = place(self.state, tasks, self.policy).decisions
+        self.place_wall_s += perf_counter() - t0
+        if len(batch) == 1:
+            pairs = [(batch[0], decisions[0])]
+        else:
+            by_id = {d.task_id: d for d in decisions}
+            pairs = [(i, by_id[t.id]) for i, t in zip(batch, tasks)]
+        deferred = []
+        for i, d in pairs:
+            status = d.status
+            if status is _PLACED:
+                self._dispatch(i, d)
+            elif status is _DEFERRED:
+                if self._defer(i, d.reason):
+                    deferred.append(i)
+            elif status is _REJECTED:
+                self._terminal(i, ST_REJECTED, d.reason or "rejected by the optimizer")
+            else:
+                raise WorkloadError(f"optimizer returned unknown status {status!r} for task {d.task_id!r}")
+        return deferred
+
+    def _defer(self, i: int, reason: str) -> bool:
+        """Count a deferral; False if the task has waited too long and was rejected."""
+        rec = self.rec
+        rec.defers[i] += 1
+        if self.env.now - rec.release_s[i] > self.cfg.max_defer_s:
+            self._terminal(i, ST_REJECTED, f"deferred for over {self.cfg.max_defer_s:g} s: {reason}")
+            return False
+        rec.set_reason(i, reason)
+        return True
+
+    def _dispatch(self, i: int, d) -> None:
+        target = self.target_by_name.get(d.target)
+        if target is None:
+            raise WorkloadError(f"optimizer placed task {d.task_id!r} on unknown target {d.target!r}")
+        w = self.w
+        privacy = w.privacy[i]
+        if isinstance(target, OfferRt):
+            if privacy != 0 or d.target_kind is not _CLOUD:
+                raise PrivacyViolationError(
+                    f"task {d.task_id!r} ({('public', 'sensitive', 'personal')[privacy]}) "
+                    f"was placed on cloud offer {d.target!r}")
+            self._to_offer(i, target)
+            return
+        if privacy == 2 and not target.node.may_hold_personal_of(self.live[i].owner):
+            raise PrivacyViolationError(
+                f"personal task {d.task_id!r} of owner {self.live[i].owner!r} was placed on node "
+                f"{target.node.id!r} (owner {target.node.owner!r})")
+        if not target.accepts_work():  # a stale decision: offer it again later
+            if self._defer(i, f"node {target.node.id} is {target.ns.status.value}"):
+                self.deferred.append(i)
+                self._arm_retry()
+            return
+        rec = self.rec
+        rec.target[i] = target.idx
+        rec.target_kind[i] = KIND_NODE
+        self._memory_needs(i)
+        target.queue.append(i)
+        target.queued_work_s += d.est_seconds
+        self._start_next(target)
+        target.publish(self.env.now)
+
+    # -- local nodes ----------------------------------------------------------------------
+    def _memory_needs(self, i: int) -> None:
+        w = self.w
+        if w.kind[i] == 0:
+            mc, qc = int(w.model_code[i]), int(w.quant_code[i])
+            spec = self._model(mc)
+            self.mem_key[i] = mc * 4096 + qc
+            ctx = int(w.prompt_tokens[i] + w.output_tokens[i])
+            self.mem_need[i] = spec.kv_bytes_per_token * ctx / 1e9
+        else:
+            self.mem_key[i] = -1
+            self.mem_need[i] = float(w.memory_gb[i])
+
+    def _model(self, code: int):
+        spec = self._spec.get(code)
+        if spec is None:
+            name = self.w.models[code]
+            try:
+                spec = model_spec(name)
+            except KeyError as exc:
+                raise WorkloadError(f"field 'model': {name!r} is not in the model catalog") from exc
+            self._spec[code] = spec
+        return spec
+
+    def _start_next(self, rt: NodeRt) -> None:
+        w, env = self.w, self.env
+        while rt.queue and len(rt.running) < rt.node.slots:
+            i = rt.queue[0]
+            key = int(self.mem_key[i])
+            need = float(self.mem_need[i])
+            weights = 0.0
+            name = ("", "")
+            if key >= 0:
+                spec = self._model(key // 4096)
+                name = (spec.id, w.quants[key % 4096])
+                weights = spec.weights_gb(name[1])
+            ok, missing = rt.admit(key, weights, need, name)
+            if not ok:
+                if rt.running:
+                    break  # wait for the memory that running tasks hold
+                rt.queue.popleft()
+                self._interrupt(i, rt, f"does not fit in the memory of node {rt.node.id}", requeue=True)
+                continue
+            rt.queue.popleft()
+            self._start_on_node(i, rt, key, missing, name)
+
+    def _start_on_node(self, i: int, rt: NodeRt, key: int, missing: bool, name: tuple[str, str]) -> None:
+        w, env, rec = self.w, self.env, self.rec
+        now = env.now
+        sf = rt.ns.speed_factor or 1.0
+        if key >= 0:
+            spec = self._model(key // 4096)
+            # decode slows when several requests share the node's memory bandwidth
+            st = perf.llm_step(rt.node.device, spec, name[1], int(w.prompt_tokens[i]),
+                               int(w.output_tokens[i]), resident=not missing, batch=len(rt.running) + 1)
+            wait_load = 0.0
+            if missing:
+                rt.loaded_at_s[key] = now + st.load_s / sf
+            else:
+                wait_load = max(0.0, rt.loaded_at_s.get(key, 0.0) - now)
+            service = wait_load + st.seconds / sf
+            first_token = wait_load + (st.load_s + st.prefill_s) / sf
+        else:
+            service = perf.processor_seconds(rt.node.device, float(w.cpu_seconds[i])) / sf
+            first_token = service
+        if self.noise is not None:
+            service *= self.noise[i]
+            first_token *= self.noise[i]
+        rec.start_s[i] = now
+        rec.service_s[i] = service
+        rec.ttft_s[i] = now - w.arrival_s[i] + first_token
+        rt.queued_work_s = max(0.0, rt.queued_work_s - service)
+        rt.running.add(i)
+        rt.finish_sum_s += now + service
+        ev = env.timeout(service, (i, int(self.token[i])))
+        ev.callbacks.append(self._on_node_finish)
+
+    def _on_node_finish(self, ev) -> None:
+        i, tok = ev._value
+        if self.token[i] != tok:
+            return  # the node failed under this attempt
+        rt = self.targets[self.rec.target[i]]
+        now = self.env.now
+        rec = self.rec
+        service = rec.service_s[i]
+        rt.running.discard(i)
+        rt.finish_sum_s -= rec.start_s[i] + service
+        rt.release(int(self.mem_key[i]), float(self.mem_need[i]))
+        rt.busy_slot_s += service
+        kwh = rt.busy_w_per_slot * service / JOULES_PER_KWH
+        rec.energy_kwh[i] += kwh
+        rec.cost_usd[i] += kwh * rt.price_usd_per_kwh
+        rec.finish_s[i] = now
+        self._terminal(i, ST_COMPLETED, "")
+        self._start_next(rt)
+        rt.publish(now)
+        self._capacity_freed()
+
+    def _interrupt(self, i: int, rt: NodeRt | None, why: str, *, requeue: bool) -> None:
+        """A task lost its place (node failed/left, or it cannot fit): retry it, bounded."""
+        rec = self.rec
+        if rt is not None and i in rt.running:
+            ran = self.env.now - rec.start_s[i]
+            rt.busy_slot_s += ran
+            kwh = rt.busy_w_per_slot * ran / JOULES_PER_KWH
+            rec.energy_kwh[i] += kwh
+            rec.cost_usd[i] += kwh * rt.price_usd_per_kwh
+        self.token[i] += 1
+        rec.retries[i] += 1
+        if rec.retries[i] > self.cfg.max_retries:
+            rec.finish_s[i] = self.env.now
+            self._terminal(i, ST_FAILED, f"failed after {self.cfg.max_retries} retries: {why}")
+            return
+        rec.set_reason(i, why)
+        rec.target[i] = -1
+        rec.target_kind[i] = 0
+        rec.start_s[i] = np.nan
+        if requeue:
+            self.deferred.appendleft(i)
+            self._arm_retry()
+
+    # -- cloud ----------------------------------------------------------------------------
+    def _to_offer(self, i: int, rt: OfferRt) -> None:
+        rec, now = self.rec, self.env.now
+        rec.target[i] = rt.idx
+        rec.target_kind[i] = KIND_CLOUD
+        if rt.is_api:
+            usd = rt.api_cost_usd(int(self.w.prompt_tokens[i]), int(self.w.output_tokens[i]))
+            rec.cost_usd[i] += usd
+            self._charge_budget(i, usd)
+        elif not rt.up:
+            rt.up = True
+            rt.starts += 1
+            rt.ready_at_s = now + rt.offer.startup_s
+            rt.charged_until_s = now
+            self.state.instance_ready_at_s[rt.offer.id] = rt.ready_at_s
+        rt.queue.append(i)
+        self._offer_pump(rt)
+
+    def _offer_pump(self, rt: OfferRt) -> None:
+        now = self.env.now
+        while rt.queue and rt.has_capacity(now):
+            i = rt.queue.popleft()
+            self._start_on_offer(i, rt)
+        if rt.queue and rt.is_api and not rt.wake_armed:
+            rt.wake_armed = True
+            ev = self.env.timeout(rt.rate_free_at(now) - now, rt)
+            ev.callbacks.append(self._offer_wake)
+
+    def _offer_wake(self, ev) -> None:
+        rt = ev._value
+        rt.wake_armed = False
+        self._offer_pump(rt)
+
+    def _start_on_offer(self, i: int, rt: OfferRt) -> None:
+        w, rec, now = self.w, self.rec, self.env.now
+        o = rt.offer
+        p, q = int(w.prompt_tokens[i]), int(w.output_tokens[i])
+        if rt.is_api:
+            rt.sent_s.append(now)
+            st = perf.api_step(o, p, q)
+            first, service = o.network_latency_s + st.prefill_s, st.seconds
+            delay = 0.0
+        else:
+            rt.running += 1
+            delay = max(0.0, rt.ready_at_s - now)
+            if w.kind[i] == 0:
+                spec = self._model(int(w.model_code[i]))
+                st = perf.llm_step(rt.device, spec, w.quants[w.quant_code[i]], p, q, resident=True)
+                first, service = o.network_latency_s + st.prefill_s, o.network_latency_s + st.seconds
+            else:
+                service = first = o.network_latency_s + perf.processor_seconds(rt.device, float(w.cpu_seconds[i]))
+        if self.noise is not None:
+            service *= self.noise[i]
+            first *= self.noise[i]
+        rec.start_s[i] = now + delay
+        rec.service_s[i] = service
+        rec.ttft_s[i] = now + delay - w.arrival_s[i] + first
+        ev = self.env.timeout(delay + service, (i, int(self.token[i]), rt))
+        ev.callbacks.append(self._on_offer_finish)
+
+    def _on_offer_finish(self, ev) -> None:
+        i, _tok, rt = ev._value
+        now, rec = self.env.now, self.rec
+        rec.finish_s[i] = now
+        if not rt.is_api:
+            rt.running -= 1
+            usd = rt.charge_to(now)
+            rec.cost_usd[i] += usd
+            self._charge_budget(i, usd)
+            rt.last_task = i
+            if rt.running == 0 and not rt.queue:
+                rt.idle_token += 1
+                t = self.env.timeout(self.cfg.instance_keepalive_s, (rt, rt.idle_token))
+                t.callbacks.append(self._instance_idle)
+        self._terminal(i, ST_COMPLETED, "")
+        self._offer_pump(rt)
+
+    def _instance_idle(self, ev) -> None:
+        rt, tok = ev._value
+        if tok != rt.idle_token or rt.running or rt.queue:
+            return
+        usd = rt.charge_to(self.env.now)  # the idle tail goes to the last task served
+        self.rec.cost_usd[rt.last_task] += usd
+        self._charge_budget(rt.last_task, usd)
+        rt.up = False
+        self.state.instance_ready_at_s.pop(rt.offer.id, None)
+
+    def _charge_budget(self, i: int, usd: float) -> None:
+        if usd:
+            account = self.w.accounts[self.w.account_code[i]]
+            spend = self.state.cloud_spend_usd
+            spend[account] = spend.get(account, 0.0) + usd
+
+    # -- terminal states, dependencies, deferral ------------------------------------------
+    def _terminal(self, i: int, status: int, reason: str) -> None:
+        rec = self.rec
+        if rec.status[i] != ST_PENDING:
+            raise WorkloadError(f"task {self.w.task_id[i]!r} reached a second terminal state")
+        rec.status[i] = status
+        if status != ST_COMPLETED:
+            rec.set_reason(i, reason)
+            if rec.finish_s[i] != rec.finish_s[i]:
+                rec.finish_s[i] = self.env.now
+        self.live.pop(i, None)
+        self.outstanding -= 1
+        for j in self.w.dependents.get(i, ()):
+            if status != ST_COMPLETED:
+                self.dep_failed[j] = True
+            self.deps_left[j] -= 1
+            if self.deps_left[j] == 0 and self.arrived[j]:
+                self._release(j)
+
+    def _free_slots(self) -> int:
+        return sum(rt.ns.free_slots for rt in self.nodes if rt.present)
+
+    def _capacity_freed(self) -> None:
+        if self.deferred and self.cfg.batch_window_s <= 0:
+            self._retry(1)
+
+    def _retry(self, minimum: int) -> None:
+        """Re-offer deferred tasks one at a time, oldest first, while local slots are free
+        (at least `minimum`; at most `retry_scan` past the free slots, so a head that cannot
+        use the freed slot does not block the rest). One at a time keeps the queue FIFO."""
+        dq = self.deferred
+        kept: list[int] = []
+        attempts = 0
+        budget = max(minimum, self._free_slots())
+        limit = budget + self.cfg.retry_scan
+        while dq and attempts < limit and (attempts < minimum or self._free_slots() > 0):
+            i = dq.popleft()
+            attempts += 1
+            kept.extend(self._place([i]))
+        dq.extendleft(reversed(kept))
+        if dq:
+            self._arm_retry()
+
+    def _arm_retry(self) -> None:
+        if not self.retry_armed and self.cfg.batch_window_s <= 0:
+            self.retry_armed = True
+            ev = self.env.timeout(self.cfg.defer_retry_s)
+            ev.callbacks.append(self._retry_tick)
+
+    def _retry_tick(self, _ev) -> None:
+        self.retry_armed = False
+        dq, rec, now, limit = self.deferred, self.rec, self.env.now, self.cfg.max_defer_s
+        while dq and now - rec.release_s[dq[0]] > limit:
+            i = dq.popleft()
+            self._terminal(i, ST_REJECTED,
+                           f"deferred for over {limit:g} s: {rec.reasons[rec.reason[i]]}")
+        if self.offers or self._free_slots() > 0:  # else only a freed slot can help
+            self._retry(min(len(dq), self.cfg.retry_scan))
+        elif dq:
+            self._arm_retry()
+
+    def _arm_window(self) -> None:
+        if not self.window_armed:
+            self.window_armed = True
+            ev = self.env.timeout(self.cfg.batch_window_s)
+            ev.callbacks.append(self._window_tick)
+
+    def _window_tick(self, _ev) -> None:
+        self.window_armed = False
+        batch = list(self.deferred) + self.pending
+        self.deferred.clear()
+        self.pending = []
+        cap = self.cfg.batch_max_tasks
+        for k in range(0, len(batch), cap):
+            self.deferred.extend(self._place(batch[k:k + cap]))
+        if self.deferred or self.pending:
+            self._arm_window()
+
+    def requeue_batch(self, indices: list[int]) -> None:
+        """Tasks thrown off a node go back to the front of the deferred queue, in order."""
+        if self.cfg.batch_window_s > 0:
+            self._arm_window()
+        else:
+            self._retry(max(1, len(indices)))
+
+
+class _BudgetRoller:
+    """Resets each budget account's spend at its period boundary (day/week/month)."""
+
+    PERIOD_S = {"day": 86_400.0, "week": 604_800.0, "month": 2_592_000.0}
+    """Budget periods in seconds; a month is 30 days of simulated time."""
+
+    def __init__(self, fleet: Fleet):
+        self.periods = {acct: self.PERIOD_S.get(b.period, self.PERIOD_S["month"])
+                        for acct, b in fleet.budgets.items()}
+        self.next_s = {acct: p for acct, p in self.periods.items()}
+        self.soonest = min(self.next_s.values(), default=float("inf"))
+
+    def roll(self, now_s: float, state: FleetState) -> None:
+        if now_s < self.soonest:
+            return
+        for acct, t in self.next_s.items():
+            if now_s >= t:
+                state.cloud_spend_usd[acct] = 0.0
+                p = self.periods[acct]
+                self.next_s[acct] = t + p * (1 + (now_s - t) // p)
+        self.soonest = min(self.next_s.values())

@@ -1,0 +1,107 @@
+"""Applies a scenario's fleet events to a running twin at their simulated times.
+
+A node that leaves or fails loses its memory and its work: running tasks are interrupted
+(their partial service counts toward utilization and energy) and, with the tasks queued on
+it, offered to the optimizer again, each counted as a retry. Nothing is dropped: a task that
+runs out of retries fails with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from heddle.models import Fleet, Node, NodeId, NodeStatus, OwnerId, PowerSource
+from heddle.sim.errors import ScenarioError
+from heddle.sim.scenario import Action, FleetEvent, Scenario
+
+if TYPE_CHECKING:
+    from heddle.sim.engine import Twin
+
+__all__ = ["FleetDynamics"]
+
+
+class FleetDynamics:
+    """Schedules the timeline of one scenario on one twin."""
+
+    def __init__(self, scenario: Scenario, fleet: Fleet, end_s: float, rng: np.random.Generator,
+                 origin: str = "scenario"):
+        scenario.check_against(fleet, origin)
+        self.scenario = scenario
+        self.origin = origin
+        self.timeline = scenario.timeline(fleet, end_s, rng)
+        self.applied: list[tuple[float, str, str]] = []  # (time, node, action) for the report
+        self.twin: Twin | None = None
+
+    def attach(self, twin: Twin) -> None:
+        self.twin = twin
+        for name in self.scenario.absent_at_start:
+            rt = twin.target_by_name[name]
+            rt.depart(0.0)
+        for ev in self.timeline:
+            t = twin.env.timeout(ev.at_s, ev)
+            t.callbacks.append(self._fire)
+
+    def _fire(self, simpy_event) -> None:
+        ev: FleetEvent = simpy_event._value
+        twin = self.twin
+        assert twin is not None
+        now = twin.env.now
+        rt = twin.target_by_name.get(ev.node)
+        if rt is None:
+            if ev.action is not Action.JOIN or ev.device is None:
+                raise ScenarioError(f"{self.origin}: node {ev.node!r} does not exist at t={ev.at_s:g} s")
+            rt = twin.add_node(self._new_node(ev), present=False)
+            twin.state.fleet = replace(twin.state.fleet, nodes=twin.state.fleet.nodes + (rt.node,))
+        ns = rt.ns
+        action = ev.action
+        if action is Action.JOIN:
+            rt.arrive(now)
+        elif action in (Action.LEAVE, Action.FAIL):
+            if rt.present:
+                self._evacuate(rt, "failed" if action is Action.FAIL else "left")
+                rt.depart(now)
+        elif action is Action.DRAIN:
+            if rt.present:
+                ns.status = NodeStatus.DRAINING
+        elif action is Action.BATTERY:
+            ns.power_source = PowerSource.BATTERY
+        elif action is Action.AC:
+            ns.power_source = PowerSource.AC
+        elif action is Action.THROTTLE:
+            ns.speed_factor = float(ev.speed_factor)
+            if ev.thermal is not None:
+                ns.thermal = ev.thermal
+        elif action is Action.THERMAL:
+            ns.thermal = ev.thermal
+        rt.publish(now)
+        self.applied.append((now, ev.node, action.value))
+        twin.requeue_batch([])  # capacity or rules changed: offer deferred work again
+
+    def _evacuate(self, rt, verb: str) -> None:
+        twin = self.twin
+        why = f"node {rt.node.id} {verb}"
+        running = sorted(rt.running, key=lambda i: twin.w.arrival_s[i])
+        queued = list(rt.queue)
+        moved = []
+        for i in running + queued:
+            twin._interrupt(i, rt, why, requeue=False)
+            if twin.rec.status[i] == 0:  # still pending: goes back to the optimizer
+                moved.append(i)
+        rt.wipe()
+        moved.sort(key=lambda i: twin.w.arrival_s[i])
+        twin.deferred.extendleft(reversed(moved))
+        if moved:
+            twin.requeue_batch(moved)
+
+    def _new_node(self, ev: FleetEvent) -> Node:
+        from heddle.models.catalog import device  # the catalog lands with the models package
+
+        try:
+            spec = device(ev.device)
+        except KeyError as exc:
+            raise ScenarioError(f"{self.origin}: join of {ev.node!r}: unknown device {ev.device!r}") from exc
+        return Node(id=NodeId(ev.node), device=spec, memory_gb=float(ev.memory_gb),
+                    owner=OwnerId(ev.owner), slots=ev.slots)

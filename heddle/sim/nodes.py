@@ -1,0 +1,162 @@
+"""One local node in the twin: slots, unified memory with resident models (LRU), its queue,
+and the bookkeeping that becomes utilization and energy.
+
+The node owns the `NodeState` object the optimizer sees and updates it in place after every
+change, so building a `FleetState` for `place()` costs nothing per decision. Memory rule:
+resident weights are not free memory; when a task needs room, the twin evicts the least
+recently used models that no running task uses.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+from heddle.models import Node, NodeState, NodeStatus
+
+__all__ = ["NodeRt"]
+
+
+@dataclass(slots=True)
+class NodeRt:
+    """Runtime state of one node (the twin's side; `ns` is the optimizer's view)."""
+
+    idx: int
+    node: Node
+    ns: NodeState
+    usable_gb: float  # installed memory minus the owner's reserve
+    busy_w_per_slot: float  # (typical - idle power) / slots: the marginal power of one task
+    idle_w: float
+    price_usd_per_kwh: float
+    present: bool = True
+    present_since_s: float = 0.0
+    present_s: float = 0.0  # accumulated time in the fleet (closed intervals)
+    busy_slot_s: float = 0.0  # slot-seconds of service, interrupted runs included
+    running: set[int] = field(default_factory=set)
+    queue: deque[int] = field(default_factory=deque)  # placed here, waiting for a slot/memory
+    queued_work_s: float = 0.0  # estimated service of the queue (for backlog_s)
+    finish_sum_s: float = 0.0  # sum of expected finish times of running tasks
+    resident: OrderedDict[int, float] = field(default_factory=OrderedDict)  # key -> GB, LRU first
+    loaded_at_s: dict[int, float] = field(default_factory=dict)  # key -> time its load completes
+    in_use: dict[int, int] = field(default_factory=dict)  # key -> running tasks using it
+    resident_gb: float = 0.0
+    in_use_weights_gb: float = 0.0
+    pinned_gb: float = 0.0  # KV cache / working memory of running tasks
+    loads: int = 0
+    evictions: int = 0
+    names: dict[int, tuple[str, str]] = field(default_factory=dict)  # key -> (model, quant)
+
+    @property
+    def slots(self) -> int:
+        return self.node.slots
+
+    def accepts_work(self) -> bool:
+        return self.present and self.ns.status is NodeStatus.ACTIVE
+
+    # -- memory -------------------------------------------------------------------------
+    def admit(self, key: int, weights_gb: float, need_gb: float, name: tuple[str, str]) -> tuple[bool, bool]:
+        """Reserve memory for one task. Returns (admitted, model_was_missing).
+
+        `key` < 0 means no model (a processor step). Evicts idle models, least recently used
+        first, until the task fits; if it still does not fit, nothing changes.
+        """
+        missing = key >= 0 and key not in self.resident
+        need = need_gb + (weights_gb if missing else 0.0)
+        available = self.usable_gb - self.resident_gb - self.pinned_gb
+        if need > available:
+            idle = [k for k in self.resident if not self.in_use.get(k)]
+            reclaimable = sum(self.resident[k] for k in idle)
+            if need > available + reclaimable + 1e-9:
+                return False, missing
+            changed = False
+            for k in idle:  # OrderedDict order = least recently used first
+                if need <= available + 1e-9:
+                    break
+                gb = self.resident.pop(k)
+                self.loaded_at_s.pop(k, None)
+                self.resident_gb -= gb
+                available += gb
+                self.evictions += 1
+                changed = True
+            if changed:
+                self._publish_resident()
+        if key >= 0:
+            if missing:
+                self.resident[key] = weights_gb
+                self.resident_gb += weights_gb
+                self.names[key] = name
+                self.loads += 1
+                self._publish_resident()
+            else:
+                self.resident.move_to_end(key)
+            uses = self.in_use.get(key, 0)
+            if uses == 0:
+                self.in_use_weights_gb += self.resident[key]
+            self.in_use[key] = uses + 1
+        self.pinned_gb += need_gb
+        return True, missing
+
+    def release(self, key: int, need_gb: float) -> None:
+        """Give back what `admit` reserved (the model stays resident, now reclaimable)."""
+        self.pinned_gb -= need_gb
+        if key >= 0 and key in self.in_use:
+            uses = self.in_use[key] - 1
+            if uses <= 0:
+                del self.in_use[key]
+                self.in_use_weights_gb -= self.resident.get(key, 0.0)
+            else:
+                self.in_use[key] = uses
+
+    def wipe(self) -> None:
+        """The node left or died: memory is empty, nothing runs, nothing is queued."""
+        self.running.clear()
+        self.queue.clear()
+        self.queued_work_s = 0.0
+        self.finish_sum_s = 0.0
+        self.resident.clear()
+        self.loaded_at_s.clear()
+        self.in_use.clear()
+        self.resident_gb = self.in_use_weights_gb = self.pinned_gb = 0.0
+        self._publish_resident()
+
+    # -- what the optimizer sees --------------------------------------------------------
+    def _publish_resident(self) -> None:
+        self.ns.resident_models = frozenset(self.names[k] for k in self.resident)
+
+    def publish(self, now_s: float) -> None:
+        """Refresh free slots, free memory and backlog in the optimizer's NodeState."""
+        self.refresh_backlog(now_s)
+        ns = self.ns
+        free = self.node.slots - len(self.running) - len(self.queue)
+        ns.free_slots = free if free > 0 else 0
+        # resident weights are not free: the optimizer counts them as evictable only when the
+        # node is idle (heddle.optimizer.view), and the twin evicts them LRU when it must
+        mem = self.usable_gb - self.pinned_gb - self.resident_gb
+        ns.free_memory_gb = mem if mem > 0.0 else 0.0
+
+    def refresh_backlog(self, now_s: float) -> None:
+        """backlog_s: expected wait before a new task could start here."""
+        busy = len(self.running)
+        if busy < self.node.slots and not self.queue:
+            self.ns.backlog_s = 0.0
+            return
+        remaining = self.finish_sum_s - busy * now_s + self.queued_work_s
+        self.ns.backlog_s = max(0.0, remaining / self.node.slots)
+
+    # -- presence -----------------------------------------------------------------------
+    def arrive(self, now_s: float) -> None:
+        if not self.present:
+            self.present = True
+            self.present_since_s = now_s
+        self.ns.status = NodeStatus.ACTIVE
+
+    def depart(self, now_s: float) -> None:
+        if self.present:
+            self.present_s += now_s - self.present_since_s
+            self.present = False
+        self.ns.status = NodeStatus.DEPARTED
+        self.wipe()
+        self.publish(now_s)
+
+    def present_total_s(self, now_s: float) -> float:
+        return self.present_s + (now_s - self.present_since_s if self.present else 0.0)

@@ -1,0 +1,183 @@
+"""The twin's public entry points: `simulate()` for one run, `run_many()` for side-by-side runs
+in parallel processes (what-if comparisons and advisor sweeps).
+
+This is the composition root: it loads the fleet, workload and scenario, builds the `Twin`,
+runs it, checks privacy on every record, and assembles the `SimResult`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from heddle.models import Fleet
+from heddle.sim.engine import JOULES_PER_KWH, Twin, TwinSettings
+from heddle.sim.errors import PrivacyViolationError, SimError
+from heddle.sim.fleet_events import FleetDynamics
+from heddle.sim.metrics import queue_series, summarize, utilization_series
+from heddle.sim.nodes import NodeRt
+from heddle.sim.result import SimResult
+from heddle.sim.scenario import Scenario, load_scenario
+from heddle.sim.workload import Workload, as_workload
+
+__all__ = ["RunSpec", "run_many", "simulate"]
+
+
+def _fleet(fleet: Fleet | str | Path) -> Fleet:
+    if isinstance(fleet, Fleet):
+        return fleet
+    from heddle.models.fleet import load_fleet  # the models package owns the fleet format
+
+    return load_fleet(Path(fleet))
+
+
+def _policy_name(policy: Any) -> str:
+    return policy if isinstance(policy, str) else getattr(policy, "name", type(policy).__name__)
+
+
+def simulate(
+    fleet: Fleet | str | Path,
+    trace_or_tasks: Any,
+    policy: Any = "optimal",
+    scenario: Scenario | str | Path | None = None,
+    seed: int = 0,
+    horizon_s: float | None = None,
+    *,
+    batch_window_s: float | None = None,
+    settings: TwinSettings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SimResult:
+    """Replay a workload on a fleet through `optimizer.place()` and report what happened.
+
+    `trace_or_tasks`: a `heddle.traces.Trace`, a trace DataFrame, a trace file path, an
+    iterable of `Task`s, or a prepared `Workload`. `batch_window_s` (default: the policy's
+    `batch_window_s` if it has one, else 0) > 0 collects arrivals and places them together
+    every window; 0 places each arrival at once. `horizon_s` stops the clock early (tasks not
+    finished are `in_flight`). Raises `PrivacyViolationError` if any record breaks privacy.
+    """
+    wall0 = time.perf_counter()
+    fleet = _fleet(fleet)
+    workload = as_workload(trace_or_tasks)
+    origin = "scenario"
+    if isinstance(scenario, (str, Path)):
+        origin = str(scenario)
+        scenario = load_scenario(scenario)
+    cfg = settings or TwinSettings()
+    if batch_window_s is None:
+        batch_window_s = float(getattr(policy, "batch_window_s", cfg.batch_window_s) or 0.0)
+    if batch_window_s != cfg.batch_window_s:
+        cfg = TwinSettings(**{**{f: getattr(cfg, f) for f in cfg.__slots__}, "batch_window_s": batch_window_s})
+    rng = np.random.default_rng(seed)
+    end_s = float(workload.arrival_s[-1]) if workload.n else 0.0
+    dynamics = FleetDynamics(scenario, fleet, horizon_s or end_s, rng, origin) if scenario else None
+    twin = Twin(fleet, workload, policy, settings=cfg, dynamics=dynamics, rng=rng,
+                horizon_s=horizon_s, progress=progress)
+    twin.run()
+    result = _assemble(twin, workload, _policy_name(policy), seed)
+    result.summary.wall_s = time.perf_counter() - wall0
+    result.summary.requests_per_wall_s = result.summary.arrived / max(result.summary.wall_s, 1e-9)
+    return result
+
+
+def _privacy_violations(df: pd.DataFrame, twin: Twin) -> list[str]:
+    bad = df[(df["target_kind"] == "cloud") & (df["privacy"] != "public")]
+    problems = [f"{r.task_id} ({r.privacy}) ran on cloud offer {r.target}" for r in bad.head(5).itertuples()]
+    personal = df[(df["target_kind"] == "node") & (df["privacy"] == "personal")]
+    for (target, owner), g in personal.groupby(["target", "owner"]):
+        node = twin.target_by_name[target].node
+        if not node.may_hold_personal_of(owner or None):
+            problems.append(f"{len(g)} personal task(s) of {owner!r} ran on {target} (owner {node.owner!r})")
+    return problems
+
+
+def _assemble(twin: Twin, workload: Workload, policy: str, seed: int) -> SimResult:
+    df = twin.rec.frame(workload, twin.target_names(), twin.arrived)
+    problems = _privacy_violations(df, twin)
+    if problems:
+        raise PrivacyViolationError("privacy violated: " + "; ".join(problems))
+    now = twin.env.now
+    nodes: list[NodeRt] = twin.nodes
+    utilization, idle_kwh, idle_usd = {}, 0.0, 0.0
+    for rt in nodes:
+        present = rt.present_total_s(now)
+        utilization[rt.node.id] = rt.busy_slot_s / (rt.node.slots * present) if present > 0 else 0.0
+        kwh = rt.idle_w * present / JOULES_PER_KWH
+        idle_kwh += kwh
+        idle_usd += kwh * rt.price_usd_per_kwh
+    summary = summarize(
+        df, fleet=twin.state.fleet.name, policy=policy, utilization=utilization,
+        idle_energy_kwh=idle_kwh, idle_energy_usd=idle_usd, privacy_violations=0,
+        model_loads={rt.node.id: rt.loads for rt in nodes},
+        evictions={rt.node.id: rt.evictions for rt in nodes},
+    )
+    cloud = df["target_kind"] == "cloud"
+    accounts = np.array(workload.accounts, dtype=object)[workload.account_code[twin.arrived]]
+    summary.cloud_spend_by_account = {
+        str(k): float(v) for k, v in df.loc[cloud, "cost_usd"].groupby(accounts[cloud.to_numpy()]).sum().items()
+    }
+    summary.place_calls = twin.place_calls
+    summary.place_wall_s = twin.place_wall_s
+    return SimResult(
+        summary=summary, records=df, queue=queue_series(df),
+        utilization=utilization_series(df, {rt.node.id: rt.node.slots for rt in nodes}),
+        fleet_events=list(twin.dynamics.applied) if twin.dynamics else [], seed=seed,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """One run of a side-by-side comparison (everything picklable for a worker process)."""
+
+    fleet: Any  # Fleet or fleet YAML path
+    trace: Any  # trace path, DataFrame, Trace, or list of Tasks
+    policy: Any = "optimal"
+    scenario: Any = None
+    seed: int = 0
+    horizon_s: float | None = None
+    batch_window_s: float | None = None
+    label: str = ""
+    options: dict = field(default_factory=dict)  # extra TwinSettings fields
+
+
+def _run_spec(spec: RunSpec) -> SimResult:
+    settings = TwinSettings(**spec.options) if spec.options else None
+    return simulate(spec.fleet, spec.trace, spec.policy, spec.scenario, spec.seed, spec.horizon_s,
+                    batch_window_s=spec.batch_window_s, settings=settings)
+
+
+def run_many(specs: Sequence[RunSpec], *, max_workers: int | None = None,
+             on_done: Callable[[int, SimResult], None] | None = None) -> list[SimResult]:
+    """Run several simulations in parallel processes; results in the order of `specs`.
+
+    One spec runs in-process (no pool start-up cost). A failing run raises its error after
+    the others finish, so one bad fleet does not hide the rest's results from the caller.
+    """
+    if len(specs) == 1:
+        result = _run_spec(specs[0])
+        if on_done:
+            on_done(0, result)
+        return [result]
+    results: list[SimResult | None] = [None] * len(specs)
+    errors: list[BaseException] = []
+    with ProcessPoolExecutor(max_workers=max_workers or min(len(specs), os.cpu_count() or 2)) as pool:
+        futures = {pool.submit(_run_spec, s): k for k, s in enumerate(specs)}
+        for fut in as_completed(futures):
+            k = futures[fut]
+            try:
+                results[k] = fut.result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others
+                errors.append(exc)
+                continue
+            if on_done:
+                on_done(k, results[k])
+    if errors:
+        raise errors[0] if isinstance(errors[0], SimError) else SimError(str(errors[0])) from errors[0]
+    return [r for r in results if r is not None]

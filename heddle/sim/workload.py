@@ -1,0 +1,267 @@
+"""The workload as the twin sees it: columnar arrays plus the pipeline dependency graph.
+
+A trace (or a list of `Task`s) becomes one `Workload`: numpy columns sorted by arrival, string
+columns interned, and for pipeline stages the number of stages each one waits for and the
+stages it releases. `Task` objects are built one at a time when a task is released, so a
+million-row trace never exists as a million Python objects.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from heddle.models import AccountId, ModelId, OwnerId, Privacy, Task, TaskId, TaskKind, Tier
+from heddle.sim.errors import WorkloadError
+
+__all__ = ["PRIVACY_CODES", "TRACE_COLUMNS", "Workload", "as_workload"]
+
+TRACE_COLUMNS: tuple[str, ...] = (
+    "arrival_s", "kind", "model", "quant", "prompt_tokens", "output_tokens", "cpu_seconds",
+    "memory_gb", "privacy", "owner", "deadline_s", "tier", "account", "priority",
+    "pipeline_id", "stage", "depends_on", "task_id",
+)
+"""The trace schema (ARCHITECTURE / common brief, traces contract)."""
+
+PRIVACY_CODES: dict[str, int] = {"public": 0, "sensitive": 1, "personal": 2}
+_PRIVACY_BY_CODE = (Privacy.PUBLIC, Privacy.SENSITIVE, Privacy.PERSONAL)
+_KIND_CODES = {"llm": 0, "processor": 1}
+_KIND_BY_CODE = (TaskKind.LLM, TaskKind.PROCESSOR)
+_CHUNK_ROWS = 65536
+"""Rows converted to Python values at a time when building Tasks (memory vs speed)."""
+_TIERS = {"": None, "local": Tier.LOCAL, "standard": Tier.STANDARD, "frontier": Tier.FRONTIER}
+
+
+def _intern(values: pd.Series, column: str) -> tuple[np.ndarray, list[str]]:
+    cat = pd.Categorical(values.fillna("").astype(str))
+    return cat.codes.astype(np.int32), [str(c) for c in cat.categories]
+
+
+@dataclass(slots=True)
+class Workload:
+    """Columnar workload, sorted by arrival. Row index = the twin's task index."""
+
+    n: int
+    task_id: list[str]
+    arrival_s: np.ndarray  # float64, seconds from trace start
+    kind: np.ndarray  # int8: 0 llm, 1 processor
+    model_code: np.ndarray  # int32 into models
+    models: list[str]
+    quant_code: np.ndarray
+    quants: list[str]
+    prompt_tokens: np.ndarray  # int64
+    output_tokens: np.ndarray
+    cpu_seconds: np.ndarray  # float64
+    memory_gb: np.ndarray
+    privacy: np.ndarray  # int8, PRIVACY_CODES
+    owner_code: np.ndarray
+    owners: list[str]
+    deadline_rel_s: np.ndarray  # float64, NaN = none
+    tier_code: np.ndarray
+    tiers: list[str]
+    account_code: np.ndarray
+    accounts: list[str]
+    priority: np.ndarray  # int64
+    pipeline_code: np.ndarray
+    pipelines: list[str]
+    stage: list[str]
+    deps_left: np.ndarray  # int32: unfinished dependencies at start
+    dependents: dict[int, list[int]] = field(default_factory=dict)
+
+    _chunk_start: int = -1
+    _chunk: list[tuple] = field(default_factory=list)
+
+    def _load_chunk(self, i: int) -> None:
+        """Python rows for a slice around `i`: list indexing beats numpy scalar access ~10x,
+        and a slice (not the whole trace) keeps memory flat on million-row traces."""
+        lo = (i // _CHUNK_ROWS) * _CHUNK_ROWS
+        hi = min(lo + _CHUNK_ROWS, self.n)
+        sl = slice(lo, hi)
+        models = [None] + [ModelId(m) if m else None for m in self.models]
+        kind = self.kind[sl]
+        model_idx = np.where(kind == 0, self.model_code[sl] + 1, 0)
+        quants = [q or None for q in self.quants]
+        owners = [OwnerId(o) if o else None for o in self.owners]
+        accounts = [AccountId(a) if a else None for a in self.accounts]
+        pipelines = [p or None for p in self.pipelines]
+        tiers = [_TIERS.get(t) for t in self.tiers]
+        arrival = self.arrival_s[sl]
+        deadline = arrival + self.deadline_rel_s[sl]
+        self._chunk = list(zip(
+            self.task_id[sl],
+            [_KIND_BY_CODE[k] for k in kind.tolist()],
+            arrival.tolist(),
+            [models[m] for m in model_idx.tolist()],
+            [quants[q] if k == 0 else None for q, k in zip(self.quant_code[sl].tolist(), kind.tolist())],
+            self.prompt_tokens[sl].tolist(),
+            self.output_tokens[sl].tolist(),
+            self.cpu_seconds[sl].tolist(),
+            self.memory_gb[sl].tolist(),
+            [_PRIVACY_BY_CODE[p] for p in self.privacy[sl].tolist()],
+            [owners[o] for o in self.owner_code[sl].tolist()],
+            [None if d != d else d for d in deadline.tolist()],
+            self.priority[sl].tolist(),
+            [tiers[t] for t in self.tier_code[sl].tolist()],
+            [accounts[a] for a in self.account_code[sl].tolist()],
+            [pipelines[p] for p in self.pipeline_code[sl].tolist()],
+            [st or None for st in self.stage[sl]],
+        ))
+        self._chunk_start = lo
+
+    def make_task(self, i: int) -> Task:
+        """Build the `Task` for row `i` (absolute deadline = arrival + relative deadline)."""
+        k = i - self._chunk_start
+        if self._chunk_start < 0 or not 0 <= k < len(self._chunk):
+            self._load_chunk(i)
+            k = i - self._chunk_start
+        return Task(*self._chunk[k])
+
+
+def _tasks_frame(tasks: Iterable[Task]) -> pd.DataFrame:
+    rows = []
+    for t in tasks:
+        rows.append({
+            "arrival_s": t.arrival_s, "kind": t.kind.value, "model": t.model or "",
+            "quant": t.quant or "", "prompt_tokens": t.prompt_tokens,
+            "output_tokens": t.output_tokens, "cpu_seconds": t.cpu_seconds,
+            "memory_gb": t.memory_gb, "privacy": t.privacy.value, "owner": t.owner or "",
+            "deadline_s": np.nan if t.deadline_s is None else t.deadline_s - t.arrival_s,
+            "tier": t.tier.value if t.tier else "", "account": t.account or "",
+            "priority": t.priority, "pipeline_id": t.pipeline_id or "", "stage": t.stage or "",
+            "depends_on": "", "task_id": t.id,
+        })
+    return pd.DataFrame(rows, columns=list(TRACE_COLUMNS))
+
+
+def _frame_of(source: Any) -> pd.DataFrame:
+    if isinstance(source, pd.DataFrame):
+        return source
+    if hasattr(source, "df") and isinstance(source.df, pd.DataFrame):  # heddle.traces.Trace
+        return source.df
+    if isinstance(source, (str, Path)):
+        from heddle.traces import read_trace  # the traces package owns the file format
+
+        return read_trace(Path(source)).df
+    return _tasks_frame(source)
+
+
+def _codes(values: pd.Series, table: dict[str, int], column: str, ids: list[str]) -> np.ndarray:
+    strings = values.fillna("").astype(str)
+    codes = strings.map(table)
+    bad = codes.isna().to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise WorkloadError(
+            f"task {ids[i]!r}: field {column!r} is {strings.iloc[i]!r}, expected one of "
+            f"{sorted(table)}"
+        )
+    return codes.to_numpy(dtype=np.int8)
+
+
+def _dependencies(df: pd.DataFrame, ids: list[str]) -> tuple[np.ndarray, dict[int, list[int]]]:
+    """Count each stage's dependencies and list who each stage releases; reject cycles."""
+    n = len(df)
+    deps_left = np.zeros(n, dtype=np.int32)
+    dependents: dict[int, list[int]] = {}
+    pipes = df["pipeline_id"].fillna("").astype(str).to_numpy()
+    deps = df["depends_on"].fillna("").astype(str).to_numpy()
+    rows = np.flatnonzero(pipes != "")
+    if len(rows) == 0:
+        return deps_left, dependents
+    stages = df["stage"].fillna("").astype(str).to_numpy()
+    index: dict[tuple[str, str], int] = {}
+    for i in rows.tolist():
+        key = (pipes[i], stages[i])
+        if key in index:
+            raise WorkloadError(f"task {ids[i]!r}: stage {stages[i]!r} appears twice in pipeline {pipes[i]!r}")
+        index[key] = i
+    for i in np.flatnonzero(deps != "").tolist():
+        if not pipes[i]:
+            raise WorkloadError(f"task {ids[i]!r}: field 'depends_on' is set but 'pipeline_id' is empty")
+        for name in deps[i].split(","):
+            name = name.strip()
+            if not name:
+                continue
+            j = index.get((pipes[i], name))
+            if j is None:
+                raise WorkloadError(
+                    f"task {ids[i]!r}: field 'depends_on' names stage {name!r}, which pipeline "
+                    f"{pipes[i]!r} does not have"
+                )
+            deps_left[i] += 1
+            dependents.setdefault(j, []).append(i)
+    # Kahn's algorithm: every stage must become releasable, or the pipeline has a cycle.
+    left = deps_left.copy()
+    ready = deque(i for i in rows.tolist() if left[i] == 0)
+    seen = 0
+    while ready:
+        j = ready.popleft()
+        seen += 1
+        for k in dependents.get(j, ()):
+            left[k] -= 1
+            if left[k] == 0:
+                ready.append(k)
+    if seen < len(rows):
+        stuck = [f"{pipes[i]}/{stages[i]}" for i in rows.tolist() if left[i] > 0][:5]
+        raise WorkloadError(f"pipeline dependency cycle among stages {stuck}")
+    return deps_left, dependents
+
+
+def as_workload(source: Any) -> Workload:
+    """A `Workload` from a Trace, a trace DataFrame, a trace path, or an iterable of Tasks."""
+    if isinstance(source, Workload):
+        return source
+    df = _frame_of(source)
+    missing = [c for c in ("arrival_s", "kind", "task_id") if c not in df.columns]
+    if missing:
+        raise WorkloadError(f"trace is missing column(s) {missing}; expected {list(TRACE_COLUMNS)}")
+    defaults: dict[str, Any] = {
+        "model": "", "quant": "", "prompt_tokens": 0, "output_tokens": 0, "cpu_seconds": 0.0,
+        "memory_gb": 0.0, "privacy": "public", "owner": "", "deadline_s": np.nan, "tier": "",
+        "account": "", "priority": 0, "pipeline_id": "", "stage": "", "depends_on": "",
+    }
+    df = df.assign(**{c: v for c, v in defaults.items() if c not in df.columns})
+    arrival = df["arrival_s"].to_numpy(dtype=np.float64)
+    if np.isnan(arrival).any() or (arrival < 0).any():
+        i = int(np.flatnonzero(np.isnan(arrival) | (arrival < 0))[0])
+        raise WorkloadError(f"task {df['task_id'].iloc[i]!r}: field 'arrival_s' must be >= 0")
+    if len(arrival) > 1 and (np.diff(arrival) < 0).any():
+        df = df.iloc[np.argsort(arrival, kind="stable")]
+        arrival = df["arrival_s"].to_numpy(dtype=np.float64)
+    ids = df["task_id"].astype(str).tolist()
+    if len(set(ids)) != len(ids):
+        dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
+        raise WorkloadError(f"task id {dup!r} appears more than once (field 'task_id')")
+    kind = _codes(df["kind"], _KIND_CODES, "kind", ids)
+    privacy = _codes(df["privacy"], PRIVACY_CODES, "privacy", ids)
+    tier_codes, tiers = _intern(df["tier"], "tier")
+    for t in tiers:
+        if t not in _TIERS:
+            raise WorkloadError(f"field 'tier' has value {t!r}; expected one of {sorted(_TIERS)}")
+    deps_left, dependents = _dependencies(df, ids)
+    model_code, models = _intern(df["model"], "model")
+    quant_code, quants = _intern(df["quant"], "quant")
+    owner_code, owners = _intern(df["owner"], "owner")
+    account_code, accounts = _intern(df["account"], "account")
+    pipeline_code, pipelines = _intern(df["pipeline_id"], "pipeline_id")
+    return Workload(
+        n=len(df), task_id=ids, arrival_s=arrival, kind=kind,
+        model_code=model_code, models=models, quant_code=quant_code, quants=quants,
+        prompt_tokens=df["prompt_tokens"].to_numpy(dtype=np.int64),
+        output_tokens=df["output_tokens"].to_numpy(dtype=np.int64),
+        cpu_seconds=df["cpu_seconds"].to_numpy(dtype=np.float64),
+        memory_gb=df["memory_gb"].to_numpy(dtype=np.float64),
+        privacy=privacy, owner_code=owner_code, owners=owners,
+        deadline_rel_s=df["deadline_s"].to_numpy(dtype=np.float64),
+        tier_code=tier_codes, tiers=tiers, account_code=account_code, accounts=accounts,
+        priority=df["priority"].to_numpy(dtype=np.int64),
+        pipeline_code=pipeline_code, pipelines=pipelines,
+        stage=df["stage"].fillna("").astype(str).tolist(),
+        deps_left=deps_left, dependents=dependents,
+    )
