@@ -42,7 +42,7 @@ def _mix(value: Mapping[str, float], allowed: tuple[str, ...] | None, what: str)
 
 
 class SynthConfig(BaseModel):
-    """Everything `synthesize` needs; the defaults make a small-team day (docs/traces.md)."""
+    """Everything `synthesize` needs; the defaults make a day of the demo household's work."""
 
     model_config = ConfigDict(extra="forbid")
     seed: int = 0
@@ -66,8 +66,11 @@ class SynthConfig(BaseModel):
     quants: dict[str, str] = {"gpt-oss-20b": "mxfp4", "gpt-oss-120b": "mxfp4",
                               "nomic-embed-text-v1.5": "f16"}
     default_quant: str = "q4_k_m"
-    owners: list[str] = ["alice", "bob", "carol", "dave", "erin"]
-    accounts: list[str] = ["engineering", "research", "operations"]
+    # the shipped demo fleet's household (heddle/data/fleets/demo.yaml): alice runs a business
+    owners: list[str] = ["alice", "bob", "carol"]
+    owner_weights: list[float] | None = [0.6, 0.25, 0.15]  # None = equal
+    owner_accounts: dict[str, str] = {"alice": "business", "bob": "household",
+                                      "carol": "household"}  # budget account of each owner
     tier_mix: dict[str, float] = {"": 0.8, "local": 0.1, "standard": 0.05, "frontier": 0.05}
     interactive_share: float = Field(0.5, ge=0, le=1)  # single calls with a deadline
     interactive_deadline_s: float = Field(60.0, gt=0)
@@ -107,8 +110,14 @@ class SynthConfig(BaseModel):
 
     @model_validator(mode="after")
     def _lists(self) -> SynthConfig:
-        if not self.owners or not self.accounts or not self.council_models:
-            raise ValueError("owners, accounts and council_models must not be empty")
+        if not self.owners or not self.council_models:
+            raise ValueError("owners and council_models must not be empty")
+        if self.owner_weights is not None:
+            if len(self.owner_weights) != len(self.owners):
+                raise ValueError("owner_weights needs one weight per owner")
+            _mix(dict(zip(self.owners, self.owner_weights, strict=True)), None, "owner_weights")
+        if missing := [o for o in self.owners if o not in self.owner_accounts]:
+            raise ValueError(f"owner_accounts has no account for {missing}")
         low, high = self.pipeline_fanout
         if not 1 <= low <= high <= 64:
             raise ValueError("pipeline_fanout must be (low, high) with 1 <= low <= high <= 64")
@@ -141,7 +150,7 @@ def synthesize(config: SynthConfig, rng: np.random.Generator | None = None) -> T
     # per-workflow draws, in a fixed order
     shape = _choice(rng, config.shape_mix, n)
     privacy = _choice(rng, config.privacy_mix, n)
-    owner_idx = rng.integers(0, len(config.owners), n)
+    owner_idx = rng.choice(len(config.owners), size=n, p=config.owner_weights)
     tier = _choice(rng, config.tier_mix, n)
     interactive = rng.random(n) < config.interactive_share
     single_model = _choice(rng, config.model_mix, n)
@@ -172,7 +181,7 @@ def synthesize(config: SynthConfig, rng: np.random.Generator | None = None) -> T
         default=np.nan,
     )
     owners = np.array(config.owners, dtype=object)
-    accounts = np.array(config.accounts, dtype=object)
+    accounts = np.array([config.owner_accounts[o] for o in config.owners], dtype=object)
     wf_id = np.array([f"w{i}" for i in wf.tolist()], dtype=object)
     frame = pd.DataFrame({
         "arrival_s": arrival[wf],
@@ -181,7 +190,7 @@ def synthesize(config: SynthConfig, rng: np.random.Generator | None = None) -> T
         "owner": owners[owner_idx[wf]],
         "deadline_s": deadline,
         "tier": np.where(single, tier[wf], ""),
-        "account": accounts[owner_idx[wf] % len(accounts)],
+        "account": accounts[owner_idx[wf]],
         "priority": (single & interactive[wf]).astype(np.int8),
         "pipeline_id": np.where(single, "", wf_id).astype(object),
         "stage": stage,
