@@ -2,9 +2,10 @@
 minute limit) and rented instances (per-hour billing, start-up latency, an idle keep-alive).
 
 Billing invariant: every dollar an offer bills is charged to some task, so the run's cloud
-spend equals the sum of the per-task costs. An instance's start-up and idle time are charged
-to the tasks that run on it: each task pays the billed time from the end of what was already
-charged up to its own finish, and the idle tail before shut-down goes to the last task.
+spend equals the sum of the per-task costs. An instance session is billed by the cost model
+(per second, with a minimum); each task on it pays the session's bill up to its own finish
+minus what earlier tasks paid (so start-up goes to the first), and the idle tail before
+shut-down goes to the last task served.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from heddle.models import CloudOffer, DeviceSpec, OfferKind
+from heddle.models import CloudOffer, DeviceSpec, OfferKind, cost
 
 __all__ = ["INSTANCE_SLOTS_PER_GPU", "OfferRt", "RATE_WINDOW_S"]
 
@@ -37,24 +38,26 @@ class OfferRt:
     running: int = 0
     up: bool = False  # instance started (booting or ready)
     ready_at_s: float = 0.0
-    charged_until_s: float = 0.0  # instance: billed time already charged to tasks
+    session_start_s: float = 0.0  # instance: when the current session was started
+    charged_usd: float = 0.0  # instance: this session's bill already charged to tasks
     last_task: int = -1
     idle_token: int = 0
-    billed_s: float = 0.0
+    billed_usd: float = 0.0
     starts: int = 0
 
     @property
     def is_api(self) -> bool:
         return self.offer.kind is OfferKind.API
 
-    @property
-    def usd_per_s(self) -> float:
-        return self.offer.price_usd_per_hour / 3600.0
-
     def api_cost_usd(self, prompt_tokens: int, output_tokens: int) -> float:
-        o = self.offer
-        return (prompt_tokens * o.price_usd_per_m_input_tokens
-                + output_tokens * o.price_usd_per_m_output_tokens) / 1e6
+        return cost.api_cost_usd(self.offer, prompt_tokens, output_tokens)
+
+    def start_session(self, now_s: float) -> None:
+        self.up = True
+        self.starts += 1
+        self.session_start_s = now_s
+        self.charged_usd = 0.0
+        self.ready_at_s = now_s + self.offer.startup_s
 
     def rate_free_at(self, now_s: float) -> float:
         """Earliest time another request may be sent (now if under the limit)."""
@@ -74,10 +77,12 @@ class OfferRt:
         return self.running < self.slots
 
     def charge_to(self, now_s: float) -> float:
-        """Instance: bill from what was charged so far up to `now_s`; return the USD."""
-        start = self.charged_until_s
-        if now_s <= start:
+        """Instance: the session's bill up to `now_s` (the cost model's per-second billing
+        with its minimum) minus what was already charged; returns the new USD."""
+        total = cost.instance_cost_usd(self.offer, now_s - self.session_start_s)
+        usd = total - self.charged_usd
+        if usd <= 0.0:
             return 0.0
-        self.charged_until_s = now_s
-        self.billed_s += now_s - start
-        return (now_s - start) * self.usd_per_s
+        self.charged_usd = total
+        self.billed_usd += usd
+        return usd

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from heddle.models import Fleet, FleetState, OfferKind, perf
+from heddle.models import Fleet, FleetState, OfferKind, cost, perf
 from heddle.models.catalog_stub import model_spec
 from heddle.optimizer import DecisionStatus, TargetKind, place
 from heddle.sim.cloud import INSTANCE_SLOTS_PER_GPU, OfferRt
@@ -32,9 +32,6 @@ from heddle.sim.records import (
 from heddle.sim.workload import Workload
 
 __all__ = ["Twin", "TwinSettings"]
-
-JOULES_PER_KWH = 3.6e6
-"""1 kWh = 3.6 MJ."""
 
 _PLACED, _DEFERRED, _REJECTED = DecisionStatus.PLACED, DecisionStatus.DEFERRED, DecisionStatus.REJECTED
 _CLOUD = TargetKind.CLOUD
@@ -91,6 +88,7 @@ class Twin:
         self.token = np.zeros(workload.n, dtype=np.int32)  # bumps invalidate stale completions
         self.mem_key = np.full(workload.n, -1, dtype=np.int64)
         self.mem_need = np.zeros(workload.n)
+        self.task_kwh = np.zeros(workload.n)  # energy of the current attempt, known at its start
         self.noise = (rng.lognormal(-0.5 * np.log1p(settings.service_cv ** 2),
                                     np.sqrt(np.log1p(settings.service_cv ** 2)), workload.n)
                       if settings.service_cv > 0 else None)
@@ -120,7 +118,7 @@ class Twin:
         rt = NodeRt(
             idx=len(self.targets), node=node, ns=ns,
             usable_gb=node.memory_gb - node.reserved_memory_gb,
-            busy_w_per_slot=max(dev.typical_power_w - dev.idle_power_w, 0.0) / max(node.slots, 1),
+            busy_w_per_slot=max(cost.step_power_w(dev, "decode") - dev.idle_power_w, 0.0) / max(node.slots, 1),
             idle_w=dev.idle_power_w, price_usd_per_kwh=fleet.price_usd_per_kwh(node),
             present=present,
         )
@@ -339,12 +337,17 @@ class Twin:
                 wait_load = max(0.0, rt.loaded_at_s.get(key, 0.0) - now)
             service = wait_load + st.seconds / sf
             first_token = wait_load + (st.load_s + st.prefill_s) / sf
+            # marginal energy of the step (load phase at its own power), shared by the slots
+            kwh = cost.step_energy_kwh(rt.node.device, st) / sf / rt.node.slots
         else:
             service = perf.processor_seconds(rt.node.device, float(w.cpu_seconds[i])) / sf
             first_token = service
+            kwh = cost.energy_kwh(rt.busy_w_per_slot, service)
         if self.noise is not None:
             service *= self.noise[i]
             first_token *= self.noise[i]
+            kwh *= self.noise[i]
+        self.task_kwh[i] = kwh
         rec.start_s[i] = now
         rec.service_s[i] = service
         rec.ttft_s[i] = now - w.arrival_s[i] + first_token
@@ -366,7 +369,7 @@ class Twin:
         rt.finish_sum_s -= rec.start_s[i] + service
         rt.release(int(self.mem_key[i]), float(self.mem_need[i]))
         rt.busy_slot_s += service
-        kwh = rt.busy_w_per_slot * service / JOULES_PER_KWH
+        kwh = self.task_kwh[i]
         rec.energy_kwh[i] += kwh
         rec.cost_usd[i] += kwh * rt.price_usd_per_kwh
         rec.finish_s[i] = now
@@ -381,7 +384,7 @@ class Twin:
         if rt is not None and i in rt.running:
             ran = self.env.now - rec.start_s[i]
             rt.busy_slot_s += ran
-            kwh = rt.busy_w_per_slot * ran / JOULES_PER_KWH
+            kwh = cost.energy_kwh(rt.busy_w_per_slot, ran)
             rec.energy_kwh[i] += kwh
             rec.cost_usd[i] += kwh * rt.price_usd_per_kwh
         self.token[i] += 1
@@ -408,10 +411,7 @@ class Twin:
             rec.cost_usd[i] += usd
             self._charge_budget(i, usd)
         elif not rt.up:
-            rt.up = True
-            rt.starts += 1
-            rt.ready_at_s = now + rt.offer.startup_s
-            rt.charged_until_s = now
+            rt.start_session(now)
             self.state.instance_ready_at_s[rt.offer.id] = rt.ready_at_s
         rt.queue.append(i)
         self._offer_pump(rt)

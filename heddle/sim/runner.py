@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from heddle.models import Fleet
-from heddle.sim.engine import JOULES_PER_KWH, Twin, TwinSettings
+from heddle.models import Fleet, cost
+from heddle.sim.engine import Twin, TwinSettings
 from heddle.sim.errors import PrivacyViolationError, SimError
 from heddle.sim.fleet_events import FleetDynamics
 from heddle.sim.metrics import queue_series, summarize, utilization_series
@@ -109,7 +109,7 @@ def _assemble(twin: Twin, workload: Workload, policy: str, seed: int) -> SimResu
     for rt in nodes:
         present = rt.present_total_s(now)
         utilization[rt.node.id] = rt.busy_slot_s / (rt.node.slots * present) if present > 0 else 0.0
-        kwh = rt.idle_w * present / JOULES_PER_KWH
+        kwh = cost.energy_kwh(rt.idle_w, present)
         idle_kwh += kwh
         idle_usd += kwh * rt.price_usd_per_kwh
     summary = summarize(
