@@ -26,8 +26,8 @@ __all__ = [
     "CALIBRATION_CSV",
     "CUDA_ANCHORS",
     "CUDA_CHECKS",
-    "Measurement",
     "HOLDOUT_SCENARIOS",
+    "Measurement",
     "accuracy_report",
     "anchor_cuda",
     "cuda_check_errors",
@@ -232,12 +232,12 @@ def accuracy_report() -> str:
     lines += [f"| {label} | {meas:.1f} | {pred:.1f} | {err:+.1f}% |" for label, meas, pred, err in cuda_check_errors()]
     lines += [
         "",
-        f"Metal fit (all rows): bandwidth efficiency {fitted.bandwidth_efficiency:.3f}, decode per-layer "
+        (f"Metal fit (all rows): bandwidth efficiency {fitted.bandwidth_efficiency:.3f}, decode per-layer "
         f"overhead {fitted.decode_layer_overhead_s * 1e6:.1f} us, decode compute efficiency "
         f"{', '.join(f'{q} {e:.3f}' for q, e in zip(QUANT_CLASSES, fitted.decode_compute_efficiency))}, "
         f"prefill compute efficiency "
         f"{', '.join(f'{q} {e:.3f}' for q, e in zip(QUANT_CLASSES, fitted.prefill_compute_efficiency))}, "
-        f"prefill per-layer overhead {fitted.prefill_layer_overhead_s * 1e6:.2f} us.",
+        f"prefill per-layer overhead {fitted.prefill_layer_overhead_s * 1e6:.2f} us."),
     ]
     cuda = anchor_cuda(fitted)
     lines.append(

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from heddle.models import catalog
 from heddle.models.errors import FleetError
 from heddle.models.fleet_types import Budget, Fleet, Node
-from heddle.models.ids import AccountId, NodeId, OfferId, OwnerId, PowerSource
+from heddle.models.ids import AccountId, NodeId, OwnerId, PowerSource
 from heddle.models.yamlsource import YamlDoc, format_validation_error, load_yaml
 
 __all__ = ["FleetFile", "load_fleet", "parse_fleet", "shipped_fleet_path", "shipped_fleets"]

@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from heddle.models.fleet_types import Fleet
-from heddle.models.ids import AccountId, ModelId, NodeId, NodeStatus, OfferId, PowerSource, ThermalState
+from heddle.models.ids import (
+    AccountId,
+    ModelId,
+    NodeId,
+    NodeStatus,
+    OfferId,
+    PowerSource,
+    ThermalState,
+)
 
 
 @dataclass(slots=True)
@@ -34,7 +42,7 @@ class FleetState:
     instance_ready_at_s: dict[OfferId, float] = field(default_factory=dict)  # running instances
 
     @classmethod
-    def idle(cls, fleet: Fleet, time_s: float = 0.0) -> "FleetState":
+    def idle(cls, fleet: Fleet, time_s: float = 0.0) -> FleetState:
         """Every node empty, active and on its configured power source."""
         return cls(
             time_s=time_s,

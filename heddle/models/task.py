@@ -32,3 +32,4 @@ class Task:
     account: AccountId | None = None  # budget account charged for cloud spend
     pipeline_id: str | None = None
     stage: str | None = None
+    depends_on: tuple[str, ...] = ()  # stage names of the same pipeline_id that must finish first

@@ -1,6 +1,7 @@
 """Performance model behaviour a user of the twin or the optimizer would notice."""
 
 import dataclasses
+import itertools
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_batching_raises_aggregate_throughput_until_compute_bound():
     per_request = [llm_rates(d, LLAMA8, "q4_k_m", batch=b)[1] for b in (1, 2, 4, 8, 16, 64, 256)]
     aggregate = [b * r for b, r in zip((1, 2, 4, 8, 16, 64, 256), per_request)]
     assert all(a < b for a, b in zip(per_request[1:], per_request))  # each request slower
-    assert all(a < b for a, b in zip(aggregate, aggregate[1:]))  # the device does more
+    assert all(a < b for a, b in itertools.pairwise(aggregate))  # the device does more
     # saturation: at large batches throughput approaches the compute roofline
     assert aggregate[-1] / aggregate[-2] < 2.0  # quadrupling the batch no longer ~quadruples it
     assert aggregate[2] / aggregate[0] > 3.0  # while small batches scale almost linearly

@@ -1,0 +1,204 @@
+"""Workload files: single tasks, pipelines and councils, validated into Tasks.
+
+The file is YAML with three optional lists, `tasks`, `pipelines` and `councils`. Every error
+names the file, the line and the field (or the stage) and what was expected. Deadlines in
+the file are RELATIVE to the item's arrival; the Tasks built carry absolute deadlines
+(arrival + relative), as the Task contract requires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from heddle.models import catalog
+from heddle.models.council import CouncilIn, expand_council
+from heddle.models.errors import CycleError, UnknownIdError, WorkloadError
+from heddle.models.ids import AccountId, ModelId, OwnerId, Privacy, TaskId, TaskKind, Tier
+from heddle.models.pipeline import Pipeline, StageIn, build_pipeline
+from heddle.models.task import Task
+from heddle.models.yamlsource import YamlDoc, format_validation_error, load_yaml
+
+__all__ = ["DEFAULT_QUANT", "Workload", "WorkloadFile", "load_workload", "parse_workload"]
+
+DEFAULT_QUANT = "q4_k_m"
+"""Quantization assumed when a file names a model but no quant (Ollama's default pull)."""
+
+
+class _Submission(BaseModel):
+    """Who submits an item, when, and under which constraints."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    arrival_s: Annotated[float, Field(ge=0)] = 0.0
+    privacy: Privacy = Privacy.PUBLIC
+    owner: str | None = None
+    deadline_s: Annotated[float, Field(gt=0)] | None = None  # relative to arrival
+    priority: int = 0
+    account: str | None = None
+
+    @model_validator(mode="after")
+    def _personal_has_owner(self) -> _Submission:
+        if self.privacy == Privacy.PERSONAL and not self.owner:
+            raise ValueError("personal work needs an owner (whose nodes it may run on)")
+        return self
+
+
+class TaskIn(_Submission):
+    id: str
+    kind: Literal["llm", "processor"] = "llm"
+    model: str | None = None
+    quant: str | None = None
+    prompt_tokens: Annotated[int, Field(ge=0)] = 0
+    output_tokens: Annotated[int, Field(ge=0)] = 0
+    cpu_seconds: Annotated[float, Field(ge=0)] = 0.0
+    memory_gb: Annotated[float, Field(ge=0)] = 0.0
+    tier: Tier | None = None
+
+    @model_validator(mode="after")
+    def _needs(self) -> TaskIn:
+        if self.kind == "llm" and self.model is None and self.tier in (None, Tier.LOCAL):
+            raise ValueError("an llm task needs a model, or a standard/frontier tier served by a cloud API")
+        if self.kind == "processor" and self.cpu_seconds <= 0:
+            raise ValueError("a processor task needs cpu_seconds > 0")
+        return self
+
+
+class PipelineIn(_Submission):
+    id: str
+    stages: list[StageIn] = Field(min_length=1)
+
+
+class CouncilEntry(CouncilIn, _Submission):
+    pass
+
+
+class WorkloadFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tasks: list[TaskIn] = []
+    pipelines: list[PipelineIn] = []
+    councils: list[CouncilEntry] = []
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """Every Task of the file (sorted by arrival) and the pipelines they came from."""
+
+    tasks: tuple[Task, ...]
+    pipelines: dict[str, Pipeline]
+
+
+def _resolve_model(model: str | None, quant: str | None, doc: YamlDoc, path: tuple) -> str | None:
+    """Check model and quant against the catalog; return the quant to use."""
+    if model is None:
+        return quant
+    try:
+        spec = catalog.model(model)
+    except UnknownIdError as exc:
+        raise WorkloadError(f"{doc.where(path + ('model',))}: {_dotted(path)}.model: {exc}") from None
+    if quant is None:
+        return DEFAULT_QUANT if DEFAULT_QUANT in spec.bytes_per_weight else min(
+            spec.bytes_per_weight, key=spec.bytes_per_weight.__getitem__
+        )
+    if quant not in spec.bytes_per_weight:
+        raise WorkloadError(
+            f"{doc.where(path + ('quant',))}: {_dotted(path)}.quant: {model} has no quantization {quant!r}; "
+            f"expected one of {sorted(spec.bytes_per_weight)}"
+        )
+    return quant
+
+
+def _dotted(path: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(path))
+
+
+def _submit(item: _Submission, tasks: list[Task]) -> list[Task]:
+    """Stamp pipeline/council tasks with the item's submission fields."""
+    deadline = None if item.deadline_s is None else item.arrival_s + item.deadline_s
+    return [
+        Task(**{
+            **{f: getattr(t, f) for f in Task.__dataclass_fields__},
+            "arrival_s": item.arrival_s, "privacy": item.privacy,
+            "owner": OwnerId(item.owner) if item.owner else None, "deadline_s": deadline,
+            "priority": item.priority, "account": AccountId(item.account) if item.account else None,
+        })
+        for t in tasks
+    ]
+
+
+def _build(parsed: WorkloadFile, doc: YamlDoc) -> Workload:
+    tasks: list[Task] = []
+    pipelines: dict[str, Pipeline] = {}
+    for i, t in enumerate(parsed.tasks):
+        quant = _resolve_model(t.model, t.quant, doc, ("tasks", i))
+        tasks.append(Task(
+            id=TaskId(t.id), kind=TaskKind(t.kind), arrival_s=t.arrival_s,
+            model=ModelId(t.model) if t.model else None, quant=quant,
+            prompt_tokens=t.prompt_tokens, output_tokens=t.output_tokens, cpu_seconds=t.cpu_seconds,
+            memory_gb=t.memory_gb, privacy=t.privacy, owner=OwnerId(t.owner) if t.owner else None,
+            deadline_s=None if t.deadline_s is None else t.arrival_s + t.deadline_s,
+            priority=t.priority, tier=t.tier, account=AccountId(t.account) if t.account else None,
+        ))
+    groups: list[tuple[str, list]] = [("pipelines", parsed.pipelines), ("councils", parsed.councils)]
+    for section, items in groups:
+        for i, item in enumerate(items):
+            here = (section, i)
+            if item.id in pipelines:
+                raise WorkloadError(f"{doc.where(here + ('id',))}: {_dotted(here)}.id: duplicate id {item.id!r}")
+            try:
+                if section == "pipelines":
+                    stages = [
+                        s.model_copy(update={"quant": _resolve_model(s.model, s.quant, doc, here + ("stages", j))})
+                        for j, s in enumerate(item.stages)
+                    ]
+                    pipe = build_pipeline(item.id, stages)
+                else:
+                    for j, p in enumerate(item.participants):
+                        _resolve_model(p.model, p.quant, doc, here + ("participants", j))
+                    pipe = expand_council(item)
+                    stages = [
+                        s.model_copy(update={"quant": _resolve_model(s.model, s.quant, doc, here)})
+                        for s in pipe.stages
+                    ]
+                    pipe = build_pipeline(item.id, stages)
+            except CycleError as exc:
+                raise CycleError(f"{doc.where(here)}: {_dotted(here)}: {exc}", exc.cycle) from None
+            except WorkloadError as exc:
+                if str(exc).startswith(doc.source):  # already names file and line
+                    raise
+                raise WorkloadError(f"{doc.where(here)}: {_dotted(here)}: {exc}") from None
+            pipelines[item.id] = pipe
+            tasks.extend(_submit(item, pipe.to_tasks()))
+    ids = [t.id for t in tasks]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise WorkloadError(f"{doc.source}: task ids must be unique; repeated: {', '.join(dup)}")
+    tasks.sort(key=lambda t: t.arrival_s)
+    return Workload(tuple(tasks), pipelines)
+
+
+def parse_workload(text: str, source: str = "<workload>") -> Workload:
+    """Validate workload YAML `text`; `source` names it in errors."""
+    doc = load_yaml(text, source, WorkloadError)
+    if doc.data is not None and not isinstance(doc.data, dict):
+        raise WorkloadError(f"{doc.where(())}: expected a mapping with tasks, pipelines and/or councils")
+    try:
+        parsed = WorkloadFile.model_validate(doc.data or {})
+    except ValidationError as exc:
+        raise WorkloadError(format_validation_error(exc, doc)) from None
+    return _build(parsed, doc)
+
+
+def load_workload(path: str | Path) -> Workload:
+    """Read and validate a workload file (WorkloadError names file, line and field)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise WorkloadError(f"{p}: cannot read workload file: {exc.strerror or exc}") from None
+    return parse_workload(text, str(p))
+
