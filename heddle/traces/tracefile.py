@@ -68,19 +68,24 @@ def _code_dtype(n_values: int) -> np.dtype:
     return np.dtype(np.int64)
 
 
-def _open_write(path: Path, suffix: str) -> IO[bytes]:
-    """Open `path` for writing, compressed according to `suffix` (the final file's suffix)."""
+def _open_write(path: Path, suffix: str) -> tuple[IO[bytes], IO[bytes]]:
+    """(stream to write, underlying file) for `path`, compressed according to `suffix`."""
+    raw = open(path, "wb")  # noqa: SIM115 - closed by TraceWriter.__exit__
     if suffix == ".gz":
-        return gzip.open(path, "wb", compresslevel=_GZIP_LEVEL)
+        # no name and a zero mtime in the gzip header: the same trace gives the same bytes
+        return gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=_GZIP_LEVEL,
+                             mtime=0), raw
     if suffix == ".zst":
         try:
             import zstandard  # optional: not a dependency
         except ImportError as exc:
+            raw.close()
+            path.unlink(missing_ok=True)
             raise TraceFormatError(
                 "writing .zst needs the 'zstandard' package; use .gz", path=path
             ) from exc
-        return zstandard.ZstdCompressor().stream_writer(open(path, "wb"))
-    return open(path, "wb")
+        return zstandard.ZstdCompressor().stream_writer(raw, closefd=False), raw
+    return raw, raw
 
 
 def _open_read(path: Path) -> IO[bytes]:
@@ -113,11 +118,12 @@ class TraceWriter:
         self._tmp = self.path.with_name(self.path.name + ".partial")
         self._meta = {str(k): str(v) for k, v in (meta or {}).items()}
         self._file: IO[bytes] | None = None
+        self._raw: IO[bytes] | None = None
         self.rows = 0
 
     def __enter__(self) -> Self:
         # the compressor is chosen by the final name's suffix, not the .partial one
-        self._file = _open_write(self._tmp, self.path.suffix)
+        self._file, self._raw = _open_write(self._tmp, self.path.suffix)
         header = _FileHeader(
             columns=[_ColumnHeader(name=c.name, dtype=c.dtype, encoding=c.encoding)
                      for c in COLUMNS],
@@ -175,7 +181,9 @@ class TraceWriter:
                 self._file.write(b"E" + _U64.pack(self.rows))
         finally:
             self._file.close()
-            self._file = None
+            if self._raw is not None and self._raw is not self._file:
+                self._raw.close()
+            self._file = self._raw = None
         if exc_type is None:
             os.replace(self._tmp, self.path)
         else:

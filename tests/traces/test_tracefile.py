@@ -60,7 +60,7 @@ def traces(draw: st.DrawFn) -> Trace:
     return Trace.from_frame(frame, meta)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(trace=traces(), gz=st.booleans())
 def test_write_then_read_gives_the_identical_trace(tmp_path_factory, trace: Trace, gz: bool):
     path = tmp_path_factory.mktemp("rt") / ("t.htr.gz" if gz else "t.htr")

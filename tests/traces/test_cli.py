@@ -1,0 +1,119 @@
+"""`heddle trace ...` as a user runs it, and the shipped samples the CLI defaults to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from heddle.cli.main import app
+from heddle.traces import read_trace, shipped_trace_names, shipped_trace_path
+from heddle.traces.synth import SynthConfig, synthesize
+from heddle.traces.trace import to_tasks
+from tests.traces.conftest import SHARED_TRACES
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, ["trace", *args], catch_exceptions=False)
+
+
+def test_synth_is_seeded_down_to_the_bytes(tmp_path: Path):
+    a, b, c = tmp_path / "a.htr.gz", tmp_path / "b.htr.gz", tmp_path / "c.htr.gz"
+    for path, seed in ((a, "5"), (b, "5"), (c, "6")):
+        result = run("synth", "--seed", seed, "--hours", "2", "--rate", "300", "-o", str(path))
+        assert result.exit_code == 0, result.output
+    assert a.read_bytes() == b.read_bytes() != c.read_bytes()
+    trace = read_trace(a)
+    assert 0 < trace.duration_s <= 2 * 3600
+
+
+def test_synth_options_reach_the_trace(tmp_path: Path):
+    out = tmp_path / "p.htr"
+    result = run("synth", "--hours", "4", "--rate", "200", "--privacy",
+                 "public=0,sensitive=0,personal=1", "--shapes", "single=0,pipeline=1,council=0",
+                 "-o", str(out))
+    assert result.exit_code == 0, result.output
+    df = read_trace(out).df
+    assert set(df["privacy"]) == {"personal"}
+    assert (df["pipeline_id"] != "").all()
+
+
+def test_synth_rejects_a_bad_mix_with_the_field_named(tmp_path: Path):
+    result = run("synth", "--privacy", "public=0.9", "-o", str(tmp_path / "x.htr"))
+    assert result.exit_code == 1
+    assert "privacy_mix" in result.output
+    assert not (tmp_path / "x.htr").exists()
+
+
+def test_import_then_stats_with_plots(tmp_path: Path):
+    out = tmp_path / "conv.htr.gz"
+    result = run("import", "azure", str(SHARED_TRACES / "azure_llm_2023_conv.csv"), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "19,366 of 19,366" in result.output
+    result = run("stats", str(out), "--plots", str(tmp_path / "plots"))
+    assert result.exit_code == 0, result.output
+    assert "19,366" in result.output and "public 100.0%" in result.output
+    pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert pngs == ["arrivals.png", "privacy.png", "tokens.png"]  # < 1 day: no diurnal plot
+    assert all((tmp_path / "plots" / n).read_bytes()[:4] == b"\x89PNG" for n in pngs)
+
+
+def test_import_bad_rows_fail_or_are_counted(tmp_path: Path):
+    src = tmp_path / "bad.csv"
+    src.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                   "2023-11-16 18:15:46,1,1\n2023-11-16 18:15:47,1,oops\n2023-11-16 18:15:48,2\n")
+    out = tmp_path / "out.htr"
+    result = run("import", "azure", str(src), "-o", str(out))
+    assert result.exit_code == 1
+    assert "line 3" in result.output and "GeneratedTokens" in result.output
+    assert not out.exists()
+    result = run("import", "azure", str(src), "-o", str(out), "--skip-bad")
+    assert result.exit_code == 0, result.output
+    assert "imported 1 of 3 rows" in result.output and "skipped 2 rows" in result.output
+    assert len(read_trace(out)) == 1
+
+
+def test_generic_import_with_map_and_mapping_file(tmp_path: Path):
+    src = tmp_path / "mine.csv"
+    src.write_text("t,in,out,cls\n0,5,6,sensitive\n2.5,7,8,public\n")
+    out = tmp_path / "mine.htr"
+    result = run("import", "csv", str(src), "-o", str(out), "--map", "arrival_s=t",
+                 "--map", "prompt_tokens=in,output_tokens=out,privacy=cls",
+                 "--set", "owner=carol,model=qwen2.5-7b")
+    assert result.exit_code == 0, result.output
+    df = read_trace(out).df
+    assert list(df["privacy"]) == ["sensitive", "public"] and set(df["owner"]) == {"carol"}
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(yaml.safe_dump({"columns": {"arrival_s": "t", "prompt_tokens": "in"},
+                                       "defaults": {"privacy": "personal"}}))
+    result = run("import", "csv", str(src), "-o", str(out), "--mapping", str(mapping))
+    assert result.exit_code == 0, result.output
+    assert set(read_trace(out).df["privacy"]) == {"personal"}
+    result = run("import", "csv", str(src), "-o", str(out))
+    assert result.exit_code == 1 and "mapping" in result.output
+
+
+def test_stats_of_a_missing_file_is_a_clear_error():
+    result = run("stats", "no-such-trace")
+    assert result.exit_code == 1
+    assert "no-such-trace" in result.output and "demo" in result.output
+
+
+def test_shipped_samples_exist_and_are_what_their_configs_generate():
+    assert {"demo", "demo-14d", "azure-code"} <= set(shipped_trace_names())
+    data = shipped_trace_path().parent
+    for name in ("demo", "demo-14d"):
+        cfg = SynthConfig.model_validate(yaml.safe_load((data / f"{name}.synth.yaml").read_text()))
+        assert read_trace(shipped_trace_path(name)).equals(synthesize(cfg)), name
+    demo = read_trace(shipped_trace_path("demo"))
+    assert 2_000 <= len(demo) <= 5_000
+    assert set(demo.df["privacy"]) == {"public", "sensitive", "personal"}
+    assert (demo.df["depends_on"] != "").any()
+    tasks = list(to_tasks(demo))
+    assert len(tasks) == len(demo) and len({t.id for t in tasks}) == len(tasks)
+    assert shipped_trace_path("demo-14d").stat().st_size < 1_000_000
+    azure = read_trace(shipped_trace_path("azure-code"))
+    assert len(azure) == 8_819 and "CC-BY 4.0" in azure.meta["attribution"]
