@@ -11,13 +11,13 @@ import difflib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from heddle.models import catalog
 from heddle.models.errors import FleetError
 from heddle.models.fleet_types import Budget, Fleet, Node
 from heddle.models.ids import AccountId, NodeId, OwnerId, PowerSource
-from heddle.models.yamlsource import YamlDoc, format_validation_error, load_yaml
+from heddle.models.yamlsource import YamlDoc, load_yaml, read_text, validate_doc
 
 __all__ = ["FleetFile", "load_fleet", "parse_fleet", "shipped_fleet_path", "shipped_fleets"]
 
@@ -149,23 +149,14 @@ def _build(parsed: FleetFile, doc: YamlDoc) -> Fleet:
 def parse_fleet(text: str, source: str = "<fleet>") -> Fleet:
     """Validate fleet YAML `text`; `source` names it in errors (usually the file path)."""
     doc = load_yaml(text, source, FleetError)
-    if not isinstance(doc.data, dict):
-        raise FleetError(f"{doc.where(())}: expected a mapping with name, nodes, ... at the top level")
-    try:
-        parsed = FleetFile.model_validate(doc.data)
-    except ValidationError as exc:
-        raise FleetError(format_validation_error(exc, doc)) from None
+    parsed = validate_doc(FleetFile, doc, FleetError, "name, nodes, ...")
     return _build(parsed, doc)
 
 
 def load_fleet(path: str | Path) -> Fleet:
     """Read and validate a fleet YAML file (FleetError names file, line and field)."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FleetError(f"{p}: cannot read fleet file: {exc.strerror or exc}") from None
-    return parse_fleet(text, str(p))
+    return parse_fleet(read_text(p, FleetError, "fleet file"), str(p))
 
 
 def shipped_fleets() -> list[str]:

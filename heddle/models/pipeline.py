@@ -25,6 +25,7 @@ __all__ = [
     "Pipeline",
     "StageIn",
     "build_pipeline",
+    "check_step_needs",
     "execution_levels",
     "find_cycle",
     "infer_dependencies",
@@ -34,6 +35,14 @@ GOAL = "goal"
 """First segment of an input_mapping value that reads the pipeline's own input."""
 
 StageName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$", max_length=64)]
+
+
+def check_step_needs(kind: str, model: str | None, tier: Tier | None, cpu_seconds: float, what: str) -> None:
+    """An LLM step needs a model (or a cloud tier to pick one); a processor step needs work."""
+    if kind == "llm" and model is None and tier in (None, Tier.LOCAL):
+        raise ValueError(f"an llm {what} needs a model, or a standard/frontier tier served by a cloud API")
+    if kind == "processor" and cpu_seconds <= 0:
+        raise ValueError(f"a processor {what} needs cpu_seconds > 0")
 
 
 class StageIn(BaseModel):
@@ -58,10 +67,7 @@ class StageIn(BaseModel):
     def _needs(self) -> StageIn:
         if self.name == GOAL:
             raise ValueError(f"a stage cannot be named {GOAL!r} (reserved for the pipeline's input)")
-        if self.kind == "llm" and self.model is None and self.tier in (None, Tier.LOCAL):
-            raise ValueError("an llm stage needs a model, or a standard/frontier tier served by a cloud API")
-        if self.kind == "processor" and self.cpu_seconds <= 0:
-            raise ValueError("a processor stage needs cpu_seconds > 0")
+        check_step_needs(self.kind, self.model, self.tier, self.cpu_seconds, "stage")
         return self
 
 

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from heddle.models import catalog
 from heddle.models.council import CouncilIn, expand_council
 from heddle.models.errors import CycleError, UnknownIdError, WorkloadError
 from heddle.models.ids import AccountId, ModelId, OwnerId, Privacy, TaskId, TaskKind, Tier
-from heddle.models.pipeline import Pipeline, StageIn, build_pipeline
+from heddle.models.pipeline import Pipeline, StageIn, build_pipeline, check_step_needs
 from heddle.models.task import Task
-from heddle.models.yamlsource import YamlDoc, format_validation_error, load_yaml
+from heddle.models.yamlsource import YamlDoc, load_yaml, read_text, validate_doc
 
 __all__ = ["DEFAULT_QUANT", "Workload", "WorkloadFile", "load_workload", "parse_workload"]
 
@@ -60,10 +60,7 @@ class TaskIn(_Submission):
 
     @model_validator(mode="after")
     def _needs(self) -> TaskIn:
-        if self.kind == "llm" and self.model is None and self.tier in (None, Tier.LOCAL):
-            raise ValueError("an llm task needs a model, or a standard/frontier tier served by a cloud API")
-        if self.kind == "processor" and self.cpu_seconds <= 0:
-            raise ValueError("a processor task needs cpu_seconds > 0")
+        check_step_needs(self.kind, self.model, self.tier, self.cpu_seconds, "task")
         return self
 
 
@@ -184,21 +181,12 @@ def _build(parsed: WorkloadFile, doc: YamlDoc) -> Workload:
 def parse_workload(text: str, source: str = "<workload>") -> Workload:
     """Validate workload YAML `text`; `source` names it in errors."""
     doc = load_yaml(text, source, WorkloadError)
-    if doc.data is not None and not isinstance(doc.data, dict):
-        raise WorkloadError(f"{doc.where(())}: expected a mapping with tasks, pipelines and/or councils")
-    try:
-        parsed = WorkloadFile.model_validate(doc.data or {})
-    except ValidationError as exc:
-        raise WorkloadError(format_validation_error(exc, doc)) from None
+    parsed = validate_doc(WorkloadFile, doc, WorkloadError, "tasks, pipelines and/or councils", allow_empty=True)
     return _build(parsed, doc)
 
 
 def load_workload(path: str | Path) -> Workload:
     """Read and validate a workload file (WorkloadError names file, line and field)."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise WorkloadError(f"{p}: cannot read workload file: {exc.strerror or exc}") from None
-    return parse_workload(text, str(p))
+    return parse_workload(read_text(p, WorkloadError, "workload file"), str(p))
 

@@ -7,14 +7,17 @@ value is reported as `file:line: field.path: what was wrong (expected ...)`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 Path_ = tuple[str | int, ...]
 
-__all__ = ["YamlDoc", "format_validation_error", "load_yaml"]
+__all__ = ["YamlDoc", "format_validation_error", "load_yaml", "read_text", "validate_doc"]
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class YamlDoc:
@@ -95,3 +98,26 @@ def format_validation_error(
     if more > 0:
         parts.append(f"... and {more} more problem(s)")
     return "\n".join(parts)
+
+
+def read_text(path: Path, error: type[Exception], what: str) -> str:
+    """The file's text; an unreadable file becomes `error` naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+
+
+def validate_doc(
+    schema: type[_M], doc: YamlDoc, error: type[Exception], expected: str, *, allow_empty: bool = False
+) -> _M:
+    """Validate the document's top-level mapping against `schema`; errors name file:line: field."""
+    data = doc.data
+    if data is None and allow_empty:
+        data = {}
+    if not isinstance(data, dict):
+        raise error(f"{doc.where(())}: expected a mapping with {expected} at the top level")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise error(format_validation_error(exc, doc)) from None
