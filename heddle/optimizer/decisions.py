@@ -16,7 +16,7 @@ import numpy as np
 from heddle.models import TaskId
 from heddle.optimizer.assign import Assignment
 from heddle.optimizer.placement import Decision, DecisionStatus, TargetKind
-from heddle.optimizer.reasons import reason_text
+from heddle.optimizer.reasons import reason_text, unplaced_reason
 from heddle.optimizer.scoring import Scored
 
 __all__ = ["Alternatives", "decisions"]
@@ -63,13 +63,8 @@ class Alternatives(Mapping):
 
 
 def _unplaced_reason(sc: Scored, t: int, permanent: bool) -> str:
-    row = sc.codes[t]
-    if not permanent and sc.ok[t].any():
-        return "waiting is cheaper than every feasible target, or their capacity went to this batch"
-    counts = Counter(int(c) for c in row if c)
-    privacy = sc.tasks[t].privacy.value
-    parts = [f"{reason_text(c, privacy)} ({n})" for c, n in sorted(counts.items())]
-    return ("no target can ever run it: " if permanent else "no target can run it now: ") + "; ".join(parts)
+    counts = Counter(int(c) for c in sc.codes[t] if c)
+    return unplaced_reason(counts, bool(sc.ok[t].any()), permanent, sc.tasks[t].privacy.value)
 
 
 def decisions(sc: Scored, assignment: Assignment, solver: str, explain: bool, eviction_usd: float,

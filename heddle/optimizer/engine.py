@@ -19,6 +19,7 @@ from heddle.optimizer.decisions import decisions
 from heddle.optimizer.errors import UnknownPolicyError
 from heddle.optimizer.fast import fast_assign
 from heddle.optimizer.fleet_cache import fleet_arrays
+from heddle.optimizer.lean import place_one
 from heddle.optimizer.placement import Placement
 from heddle.optimizer.policy import POLICY_NAMES, Policy
 from heddle.optimizer.scoring import MICRO, Scored, score
@@ -50,6 +51,9 @@ def _optimal(sc: Scored, policy: Policy):
     result = solve_cpsat(sc, policy, assignment)
     return result.assignment, result.status, "cp-sat", max(result.bound_int, bound), result.wall_s
 
+
+_LEAN_POLICIES = ("optimal", "fast")
+"""Policies whose one-task answer is the exact cheapest option (the plain-Python path)."""
 
 REGISTRY: dict[str, Solver] = {
     "optimal": _optimal,
@@ -90,6 +94,10 @@ def place(state: FleetState, pending: Sequence[Task], policy: Policy | str = "op
     policy = resolve_policy(policy)
     if not pending:
         return Placement([], status="OPTIMAL", solver=policy.name)
+    if len(pending) == 1 and not policy.explain and policy.name in _LEAN_POLICIES:
+        placement = place_one(fleet_arrays(state.fleet), state, pending[0], policy)
+        if placement is not None:
+            return placement
     sc = scored(state, pending, policy)
     assignment, status, solver, bound, wall = REGISTRY[policy.name](sc, policy)
     objective = objective_int(sc, policy, assignment)

@@ -51,6 +51,7 @@ class ModelArrays:
     spec: object = None  # the ModelSpec (None if unknown)
     quant: str | None = None
     _by_bucket: dict = field(default_factory=dict)
+    _lists: dict = field(default_factory=dict)
 
     def rates(self, fa: FleetArrays, context_tokens: int) -> tuple[np.ndarray, np.ndarray]:
         """(prefill [J], decode [J]) tokens/s at this context length (bucketed like perf)."""
@@ -67,6 +68,15 @@ class ModelArrays:
                     i = fa.n_nodes + k
                     prefill[i], decode[i] = _llm_rates(perf.offer_device(offer), self.spec, self.quant, bucket)
             found = self._by_bucket[bucket] = (prefill, decode)
+        return found
+
+    def rate_lists(self, fa: "FleetArrays", context_tokens: int) -> tuple[list, list]:
+        """`rates` as Python lists (the one-task path loops in plain Python)."""
+        bucket = -(-max(int(context_tokens), 0) // CONTEXT_BUCKET_TOKENS)
+        found = self._lists.get(bucket)
+        if found is None:
+            prefill, decode = self.rates(fa, context_tokens)
+            found = self._lists[bucket] = (prefill.tolist(), decode.tolist())
         return found
 
 

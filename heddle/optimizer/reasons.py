@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["FIRST_TRANSIENT", "Reason", "reason_text"]
+__all__ = ["FIRST_TRANSIENT", "Reason", "reason_text", "unplaced_reason"]
 
 
 class Reason(IntEnum):
@@ -48,7 +48,7 @@ _TEXT: dict[Reason, str] = {
     Reason.SLOTS: "slots: no free slot",
     Reason.MEMORY_FREE: "memory: does not fit free memory",
     Reason.BUDGET_LIMIT: "budget: would exceed the account's limit",
-    Reason.BURST_RULE: "burst rule: local nodes can still meet the deadline",
+    Reason.BURST_RULE: "burst rule: local nodes can still do it in time (deadline, backlog threshold)",
 }
 
 
@@ -60,3 +60,11 @@ def reason_text(code: int, privacy: str = "") -> str:
             return "privacy: sensitive work stays on local nodes"
         return "privacy: personal work only on the owner's or trusted nodes"
     return _TEXT[reason]
+
+
+def unplaced_reason(counts: dict[int, int], any_ok: bool, permanent: bool, privacy: str) -> str:
+    """Why a task was not placed, from how many targets each constraint ruled out."""
+    if not permanent and any_ok:
+        return "waiting is cheaper than every feasible target, or their capacity went to this batch"
+    parts = [f"{reason_text(c, privacy)} ({n})" for c, n in sorted(counts.items())]
+    return ("no target can ever run it: " if permanent else "no target can run it now: ") + "; ".join(parts)

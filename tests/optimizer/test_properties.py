@@ -64,5 +64,8 @@ def test_explanations_do_not_change_one_task_decisions(problem):
         full = place(state, tasks, Policy(name=name, explain=True))
         lean = place(state, tasks, Policy(name=name, explain=False))
         assert _signature(full) == _signature(lean)
-        assert full.decisions[0].est_seconds == pytest.approx(lean.decisions[0].est_seconds)
-        assert full.objective == pytest.approx(lean.objective)
+        a, b = full.decisions[0], lean.decisions[0]
+        assert (a.reason, a.est_start_s) == (b.reason, pytest.approx(b.est_start_s))
+        assert a.est_seconds == pytest.approx(b.est_seconds)
+        assert a.cost_usd == pytest.approx(b.cost_usd)
+        assert (full.objective, full.status) == (pytest.approx(lean.objective), lean.status)

@@ -1,0 +1,260 @@
+"""The one-task fast path in plain Python, for callers that switch explanations off.
+
+The twin asks for one task per arrival tens of thousands of times a second; at that size
+numpy's per-call overhead dominates, so this path walks the targets once in Python with the
+per-fleet lists cached in `FleetArrays`. It evaluates exactly the constraints, costs and
+integer rounding of scoring.py + assign.py (a property test holds the two paths equal) and
+returns None for inputs it does not handle (an unknown model), so the caller falls back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from heddle.models import (
+    FleetState,
+    NodeStatus,
+    OfferKind,
+    PowerSource,
+    Privacy,
+    Task,
+    TaskId,
+    TaskKind,
+    ThermalState,
+)
+from heddle.optimizer.fleet_cache import TIER_CODE, FleetArrays
+from heddle.optimizer.placement import Decision, DecisionStatus, Placement, TargetKind
+from heddle.optimizer.policy import Policy
+from heddle.optimizer.reasons import Reason, unplaced_reason
+from heddle.optimizer.scoring import MICRO
+from heddle.optimizer.view import node_states
+
+__all__ = ["place_one"]
+
+_HOT = (ThermalState.SERIOUS, ThermalState.CRITICAL)
+_INF = math.inf
+
+
+@dataclass(slots=True, eq=False)
+class _Lean:
+    installed: list
+    energy: list
+    proc: list
+    slots: list
+    offers: list  # (j, name, is_api, tier, installed, price_in, price_out, price_s, startup, latency, capacity)
+
+
+def _lean(fa: FleetArrays) -> _Lean:
+    lean = fa._models.get("__lean__")
+    if lean is None:
+        n = fa.n_nodes
+        offers = []
+        for k, offer in enumerate(fa.fleet.cloud_offers):
+            j = n + k
+            offers.append((j, fa.target_names[j], offer.kind is OfferKind.API, int(fa.tier_code[j]),
+                           float(fa.installed_gb[j]), float(fa.price_in_usd_per_token[j]),
+                           float(fa.price_out_usd_per_token[j]), float(fa.price_usd_per_s[j]),
+                           float(fa.startup_s[j]), float(fa.latency_s[j]), int(fa.offer_capacity[k])))
+        lean = _Lean(fa.installed_gb[:n].tolist(), fa.energy_usd_per_s[:n].tolist(),
+                     fa.proc_s_per_cpu_s.tolist(), fa.slots.tolist(), offers)
+        fa._models["__lean__"] = lean
+    return lean
+
+
+def _mb_up(gb: float) -> int:
+    return math.ceil(gb * 1000 - 1e-9)
+
+
+def _mb_down(gb: float) -> int:
+    return math.floor(gb * 1000 + 1e-9)
+
+
+def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy) -> Placement | None:
+    lean = _lean(fa)
+    now = state.time_s
+    llm = task.kind is TaskKind.LLM
+    p, o = float(task.prompt_tokens), float(task.output_tokens)
+    key = (task.model, task.quant)
+    if llm:
+        ma = fa.model(task.model, task.quant)
+        if not ma.known:
+            return None
+        pre = ma.rate_lists(fa, task.prompt_tokens)[0]
+        dec = ma.rate_lists(fa, task.prompt_tokens + task.output_tokens // 2)[1]
+        load = ma.load_s.tolist() if ma.known else None
+        w = ma.weights_gb
+        kv = ma.kv_gb_per_token * (p + o)
+    else:
+        pre = dec = load = None
+        w, kv = 0.0, float(task.memory_gb)
+    cpu = float(task.cpu_seconds)
+    kv_mb, w_mb = _mb_up(kv), _mb_up(w)
+    deadline = _INF if task.deadline_s is None else task.deadline_s
+    prio = 1.0 + max(task.priority, 0)
+    rate, miss, ev_usd = policy.lateness_usd_per_s, policy.deadline_miss_usd, policy.eviction_usd
+    cw, ew = policy.cloud_weight, policy.energy_weight
+    ev_int = round(ev_usd * MICRO)
+    personal = fa.personal_mask(task.owner) if task.privacy is Privacy.PERSONAL else None
+    tier = -1 if task.tier is None else TIER_CODE[task.tier]
+    static_need = kv + w
+    counts: dict[int, int] = {}
+    any_local = any_ok = False
+    outlook = min_wait = _INF
+    best = None  # (cost int, j, service, wait, cloud, energy, lateness, evicts)
+
+    # --- local nodes ---------------------------------------------------------------------
+    for i, ns in enumerate(node_states(fa, state)):
+        code = 0
+        if ns.status is not NodeStatus.ACTIVE:
+            code = Reason.DEPARTED if ns.status is NodeStatus.DEPARTED else Reason.DRAINING
+        elif personal is not None and not personal[i]:
+            code = Reason.PRIVACY
+        elif tier > 0:
+            code = Reason.TIER
+        elif static_need > lean.installed[i]:
+            code = Reason.MEMORY_INSTALLED
+        if code:
+            counts[code] = counts.get(code, 0) + 1
+            continue
+        resident = llm and bool(ns.resident_models) and key in ns.resident_models
+        speed = ns.speed_factor if ns.speed_factor > 0 else 1.0
+        if llm:
+            service = ((0.0 if resident else load[i]) + p / pre[i] + o / dec[i]) / speed
+        else:
+            service = cpu * lean.proc[i] / speed
+        wait = ns.backlog_s
+        finish = now + wait + service
+        any_local = True
+        if finish < outlook:
+            outlook = finish
+        if wait < min_wait:
+            min_wait = wait
+        need = kv + (0.0 if resident else w)
+        free = ns.free_memory_gb
+        evictable = 0.0
+        if need > free and ns.resident_models and ns.free_slots >= lean.slots[i]:
+            evictable = max(sum(fa.weights_gb(*mq) for mq in ns.resident_models if mq != key), 0.0)
+        if ns.thermal in _HOT:
+            code = Reason.THERMAL
+        elif ns.power_source is PowerSource.BATTERY and (
+                service > policy.battery_heavy_seconds or need > policy.battery_heavy_memory_gb):
+            code = Reason.BATTERY
+        elif ns.free_slots <= 0:
+            code = Reason.SLOTS
+        elif need > free + evictable:
+            code = Reason.MEMORY_FREE
+        if code:
+            counts[code] = counts.get(code, 0) + 1
+            continue
+        any_ok = True
+        add_mb = kv_mb + (0 if resident else w_mb)
+        free_mb = _mb_down(free)
+        needs_evict = add_mb > free_mb
+        if needs_evict and add_mb > free_mb + _mb_down(evictable):
+            continue
+        energy = service * lean.energy[i]
+        late = finish - deadline
+        late = late if late > 0.0 else 0.0
+        lateness = (late * rate + (miss if late > 0.0 else 0.0)) * prio
+        evf = ev_usd if need > free else 0.0
+        total = cw * 0.0 + ew * energy + lateness + evf
+        cost = round((total - evf) * MICRO) + (ev_int if needs_evict else 0)
+        if best is None or cost < best[0]:
+            best = (cost, i, service, wait, 0.0, energy, lateness, needs_evict)
+
+    # --- cloud offers (burst rule, budget) --------------------------------------------------
+    if lean.offers:
+        if task.account is None:
+            remaining = _INF if policy.allow_unbudgeted_cloud else -1.0
+        else:
+            budget = fa.fleet.budgets.get(task.account)
+            if budget is None:
+                remaining = _INF if policy.allow_unbudgeted_cloud else -1.0
+            else:
+                remaining = budget.limit_usd - state.cloud_spend_usd.get(task.account, 0.0)
+        remaining_int = math.floor(max(remaining, 0.0) * MICRO + 1e-9) if remaining < _INF else None
+        eligible = task.privacy is Privacy.PUBLIC and (
+            not any_local or outlook > deadline or min_wait > policy.burst_backlog_threshold_s)
+        ready = state.instance_ready_at_s
+        for j, name, is_api, o_tier, installed, pin, pout, price_s, startup, latency, capacity in lean.offers:
+            if task.privacy is not Privacy.PUBLIC:
+                code = Reason.PRIVACY
+            elif tier >= 0 and o_tier != tier:
+                code = Reason.TIER
+            elif is_api and not llm:
+                code = Reason.KIND
+            elif static_need > installed:
+                code = Reason.MEMORY_INSTALLED
+            elif remaining < 0:
+                code = Reason.NO_BUDGET
+            else:
+                code = 0
+            if code:
+                counts[code] = counts.get(code, 0) + 1
+                continue
+            if llm:
+                service = (0.0 + p / pre[j] + o / dec[j]) / 1.0 + latency
+            else:
+                service = cpu * lean.proc[j] / 1.0 + latency
+            if is_api:
+                wait = unpaid = 0.0
+                cloud = p * pin + o * pout
+            else:
+                oid = fa.offer_ids[j - fa.n_nodes]
+                if oid in ready:
+                    wait, unpaid = max(ready[oid] - now, 0.0), 0.0
+                else:
+                    wait = unpaid = startup
+                capacity *= policy.instance_slots_per_gpu
+                cloud = (service + unpaid) * price_s
+            if capacity <= 0:
+                code = Reason.SLOTS
+            elif cloud > remaining:
+                code = Reason.BUDGET_LIMIT
+            elif not eligible:
+                code = Reason.BURST_RULE
+            if code:
+                counts[code] = counts.get(code, 0) + 1
+                continue
+            any_ok = True
+            spend_int = math.ceil(cloud * MICRO - 1e-9)
+            if remaining_int is not None and spend_int > remaining_int:
+                continue
+            finish = now + wait + service
+            late = finish - deadline
+            late = late if late > 0.0 else 0.0
+            lateness = (late * rate + (miss if late > 0.0 else 0.0)) * prio
+            total = cw * cloud + ew * 0.0 + lateness + 0.0
+            cost = round((total - 0.0) * MICRO)
+            if best is None or cost < best[0]:
+                best = (cost, j, service, wait, cloud, 0.0, lateness, False)
+
+    # --- defer or place ----------------------------------------------------------------------
+    if any_local:
+        out_late = outlook - deadline
+        out_late = out_late if out_late > 0.0 else 0.0
+        defer = (policy.defer_usd + out_late * rate + (miss if out_late > 0.0 else 0.0)) * prio
+    else:
+        defer = policy.stranded_defer_usd * prio
+    defer_int = round(defer * MICRO)
+    tid = TaskId(task.id)
+    if best is not None and best[0] < defer_int:
+        cost, j, service, wait, cloud, energy, lateness, evicts = best
+        node = j < fa.n_nodes
+        decision = Decision(
+            tid, DecisionStatus.PLACED, fa.target_names[j], TargetKind.NODE if node else TargetKind.CLOUD,
+            reason="lowest cost (fast_path)" if node else "cloud burst (fast_path)",
+            est_start_s=now + wait, est_seconds=service,
+            cost_usd={"cloud": cloud, "energy": energy, "lateness": lateness, "eviction": ev_usd if evicts else 0.0},
+        )
+        objective = cost
+    else:
+        permanent = not any_local and not any_ok and all(c < Reason.THERMAL for c in counts)
+        decision = Decision(
+            tid, DecisionStatus.REJECTED if permanent else DecisionStatus.DEFERRED,
+            reason=unplaced_reason(counts, any_ok, permanent, task.privacy.value), cost_usd={"defer": defer},
+        )
+        objective = defer_int
+    return Placement([decision], status="OPTIMAL", objective=objective / MICRO,
+                     best_bound=objective / MICRO, solver="fast_path")

@@ -1,0 +1,113 @@
+"""Task files for `heddle place`: a YAML (or JSON) list of tasks, validated with pydantic.
+
+Parsing is pure (text in, Tasks out); the CLI reads the file. Every error names the source,
+the line, the task index and the field, and says what was expected.
+
+    - id: summarise-contract      # unique
+      kind: llm                   # llm | processor
+      model: llama-3.1-8b         # catalog model id (llm)
+      quant: q4_k_m               # one of the model's quantizations (llm)
+      prompt_tokens: 3000
+      output_tokens: 400
+      privacy: sensitive          # public | sensitive | personal
+      owner: alice
+      deadline_s: 60              # absolute, on the same clock as --time (default 0)
+      account: business           # budget account charged for cloud spend
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from heddle.models import (
+    AccountId,
+    ModelId,
+    OwnerId,
+    Privacy,
+    Task,
+    TaskId,
+    TaskKind,
+    Tier,
+    catalog,
+)
+from heddle.models.yamlsource import format_validation_error, load_yaml
+from heddle.optimizer.errors import TaskFileError
+
+__all__ = ["TaskIn", "parse_tasks"]
+
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class TaskIn(BaseModel):
+    """One task as written in a task file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, Field(min_length=1, max_length=128)]
+    kind: Literal["llm", "processor"] = "llm"
+    arrival_s: float = 0.0
+    model: str | None = None
+    quant: str | None = None
+    prompt_tokens: Annotated[int, Field(ge=0)] = 0
+    output_tokens: Annotated[int, Field(ge=0)] = 0
+    cpu_seconds: NonNegative = 0.0
+    memory_gb: NonNegative = 0.0
+    privacy: Privacy = Privacy.PUBLIC
+    owner: str | None = None
+    deadline_s: float | None = None
+    priority: int = 0
+    tier: Tier | None = None
+    account: str | None = None
+    pipeline_id: str | None = None
+    stage: str | None = None
+
+
+_LIST = TypeAdapter(list[TaskIn])
+
+
+def _check_model(i: int, t: TaskIn, where) -> None:
+    if t.kind != "llm":
+        return
+    models = catalog.models()
+    if t.model is None or t.quant is None:
+        field = "model" if t.model is None else "quant"
+        raise TaskFileError(f"{where((i, field))}: [{i}].{field}: required for an llm task ('{t.id}')")
+    if t.model not in models:
+        close = difflib.get_close_matches(t.model, list(models), n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(models))}"
+        raise TaskFileError(f"{where((i, 'model'))}: [{i}].model: unknown model {t.model!r}; {hint}")
+    quants = models[t.model].bytes_per_weight
+    if t.quant not in quants:
+        raise TaskFileError(f"{where((i, 'quant'))}: [{i}].quant: {t.model} has no quantization "
+                            f"{t.quant!r}; expected one of {', '.join(quants)}")
+
+
+def parse_tasks(text: str, source: str = "<tasks>") -> list[Task]:
+    """Tasks from YAML/JSON text (a list of mappings); raises TaskFileError naming the place."""
+    doc = load_yaml(text, source, TaskFileError)
+    if not isinstance(doc.data, list):
+        raise TaskFileError(f"{source}: expected a list of tasks, got {type(doc.data).__name__}")
+    try:
+        parsed = _LIST.validate_python(doc.data)
+    except ValidationError as exc:
+        raise TaskFileError(format_validation_error(exc, doc)) from None
+    seen: dict[str, int] = {}
+    tasks = []
+    for i, t in enumerate(parsed):
+        if t.id in seen:
+            raise TaskFileError(f"{doc.where((i, 'id'))}: [{i}].id: duplicate task id {t.id!r} "
+                                f"(first used by [{seen[t.id]}]); expected unique ids")
+        seen[t.id] = i
+        _check_model(i, t, doc.where)
+        tasks.append(Task(
+            id=TaskId(t.id), kind=TaskKind(t.kind), arrival_s=t.arrival_s,
+            model=ModelId(t.model) if t.model else None, quant=t.quant,
+            prompt_tokens=t.prompt_tokens, output_tokens=t.output_tokens, cpu_seconds=t.cpu_seconds,
+            memory_gb=t.memory_gb, privacy=t.privacy, owner=OwnerId(t.owner) if t.owner else None,
+            deadline_s=t.deadline_s, priority=t.priority, tier=t.tier,
+            account=AccountId(t.account) if t.account else None, pipeline_id=t.pipeline_id, stage=t.stage,
+        ))
+    return tasks
