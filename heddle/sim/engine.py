@@ -389,11 +389,11 @@ class Twin:
             rec.cost_usd[i] += kwh * rt.price_usd_per_kwh
         self.token[i] += 1
         rec.retries[i] += 1
+        rec.retry_reason[i] = rec.code(why)
         if rec.retries[i] > self.cfg.max_retries:
             rec.finish_s[i] = self.env.now
             self._terminal(i, ST_FAILED, f"failed after {self.cfg.max_retries} retries: {why}")
             return
-        rec.set_reason(i, why)
         rec.target[i] = -1
         rec.target_kind[i] = 0
         rec.start_s[i] = np.nan

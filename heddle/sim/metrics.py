@@ -137,7 +137,7 @@ def summarize(df: pd.DataFrame, *, fleet: str, policy: str, utilization: dict[st
         utilization=utilization,
         retried_tasks=int((df["retries"] > 0).sum()),
         retries=int(df["retries"].sum()),
-        retry_reasons=_counts(df.loc[(df["retries"] > 0) & (df["status"] == "completed"), "reason"]),
+        retry_reasons=_counts(df.loc[df["retries"] > 0, "retry_reason"]),
         rejected_reasons=_counts(df.loc[df["status"] == "rejected", "reason"]),
         failed_reasons=_counts(df.loc[df["status"] == "failed", "reason"]),
         deferrals=int(df["defers"].sum()),
@@ -149,7 +149,9 @@ def summarize(df: pd.DataFrame, *, fleet: str, policy: str, utilization: dict[st
 
 
 def _grid(df: pd.DataFrame) -> np.ndarray:
-    end = np.nanmax(df["finish"].to_numpy(dtype=float)) if len(df) else 1.0
+    finish = df["finish"].to_numpy(dtype=float)
+    finish = finish[~np.isnan(finish)]
+    end = float(finish.max()) if len(finish) else 1.0
     return np.linspace(0.0, max(end, 1e-9), SERIES_POINTS)
 
 

@@ -40,7 +40,8 @@ class Records:
     status: np.ndarray  # int8 ST_*
     retries: np.ndarray  # int16
     defers: np.ndarray  # int32
-    reason: np.ndarray  # int32 into `reasons`
+    reason: np.ndarray  # int32 into `reasons`: why rejected/failed, else the last deferral
+    retry_reason: np.ndarray  # int32 into `reasons`: why the last attempt was lost
     reasons: list[str]
     _reason_code: dict[str, int]
 
@@ -53,16 +54,20 @@ class Records:
             target=np.full(n, -1, dtype=np.int32), target_kind=np.zeros(n, dtype=np.int8),
             status=np.zeros(n, dtype=np.int8), retries=np.zeros(n, dtype=np.int16),
             defers=np.zeros(n, dtype=np.int32), reason=np.zeros(n, dtype=np.int32),
+            retry_reason=np.zeros(n, dtype=np.int32),
             reasons=[""], _reason_code={"": 0},
         )
 
-    def set_reason(self, i: int, text: str) -> None:
+    def code(self, text: str) -> int:
         code = self._reason_code.get(text)
         if code is None:
             code = len(self.reasons)
             self.reasons.append(text)
             self._reason_code[text] = code
-        self.reason[i] = code
+        return code
+
+    def set_reason(self, i: int, text: str) -> None:
+        self.reason[i] = self.code(text)
 
     def frame(self, w: Workload, target_names: list[str], arrived: np.ndarray) -> pd.DataFrame:
         """The per-task DataFrame, one row per task that arrived (in arrival order)."""
@@ -104,4 +109,5 @@ class Records:
             "retries": self.retries[idx],
             "defers": self.defers[idx],
             "reason": np.array(self.reasons, dtype=object)[self.reason[idx]],
+            "retry_reason": np.array(self.reasons, dtype=object)[self.retry_reason[idx]],
         })

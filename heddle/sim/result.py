@@ -31,7 +31,8 @@ class SimResult:
 
     `records` has one row per task that arrived: task_id, kind, arrival, release, start,
     finish, target, target_kind, wait, service, latency, ttft, cost_usd, energy_kwh,
-    deadline_s, deadline_met, privacy, owner, pipeline_id, status, retries, defers, reason.
+    deadline_s, deadline_met, privacy, owner, pipeline_id, status, retries, defers, reason,
+    retry_reason.
     """
 
     summary: SimSummary
