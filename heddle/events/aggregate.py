@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -86,6 +86,11 @@ class Aggregate:
     """
 
     aggregate_type: ClassVar[str] = ""
+    _apply_table: ClassVar[dict[str, Callable[..., None]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._apply_table = {}  # per class: event_type -> apply_* function, filled lazily
 
     def __init__(self, aggregate_id: str) -> None:
         self.aggregate_id = aggregate_id
@@ -119,14 +124,17 @@ class Aggregate:
                 f"not {self.aggregate_id!r}"
             )
         # 3. Dispatch.
-        handler = getattr(self, _apply_name(event_type), None)
+        handler = self._apply_table.get(event_type)
         if handler is None:
-            raise UnknownEventVersionError(
-                f"{type(self).__name__} has no {_apply_name(event_type)}(): event type "
-                f"{event_type!r} was written by a newer heddle"
-            )
+            handler = getattr(type(self), _apply_name(event_type), None)
+            if handler is None:
+                raise UnknownEventVersionError(
+                    f"{type(self).__name__} has no {_apply_name(event_type)}(): event type "
+                    f"{event_type!r} was written by a newer heddle"
+                )
+            self._apply_table[event_type] = handler
         try:
-            handler(envelope.payload, envelope.metadata)
+            handler(self, envelope.payload, envelope.metadata)
             self._after_apply(envelope)
         except (AggregateInvariantError, CorruptAggregateAlert):
             raise

@@ -11,9 +11,9 @@ snapshot every N events. A lost CAS evicts the cached aggregate; the caller retr
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable
 
 from heddle.events import sli
@@ -29,8 +29,9 @@ from heddle.events.envelopes import (
     MESSAGE_TYPE_PATTERN,
     CommandMessage,
     EventEnvelope,
-    Metadata,
     RejectionEnvelope,
+    trusted_event,
+    trusted_metadata,
 )
 from heddle.events.errors import CommandRejected, ConcurrencyError
 from heddle.events.event_log import EventLog, RejectionLog
@@ -46,7 +47,8 @@ _HANDLE_NAMES: dict[str, str] = {}
 
 
 def _new_id() -> str:
-    return str(uuid.uuid4())
+    # 128 random bits as hex: as unique as a uuid4, at a fifth of the cost.
+    return os.urandom(16).hex()
 
 
 class CommandHandler:
@@ -76,6 +78,7 @@ class CommandHandler:
         self.cache = cache if cache is not None else AggregateCache()
         self.snapshots = snapshots
         self.dedup_publisher = dedup_publisher or NullDedupPublisher()
+        self._announce = not isinstance(self.dedup_publisher, NullDedupPublisher)
         self.dedup_subscriber = dedup_subscriber or NullDedupSubscriber()
         self.snapshot_every_n = snapshot_every_n
         self._clock = clock
@@ -96,6 +99,8 @@ class CommandHandler:
         Raises CommandRejected (recorded in the rejection log), ConcurrencyError (reload and
         retry), AttributeError (no handler for the command type), KeyError (unknown type).
         """
+        if not sli.is_recording():
+            return await self._handle(cmd)
         started = time.perf_counter()
         outcome = "error"
         try:
@@ -122,7 +127,7 @@ class CommandHandler:
     async def _handle(self, cmd: CommandMessage) -> EventEnvelope:
         cls = get_aggregate_class(cmd.aggregate_type)  # 1
         key = (cmd.aggregate_type, cmd.aggregate_id)
-        aggregate = await self._load_or_create(cls, key)  # 2
+        aggregate = self.cache.get(key) or await self._load_or_create(cls, key)  # 2
         if aggregate.has_processed(cmd.command_id):  # 3
             earlier = await self._find_event(key, cmd.command_id)
             if earlier is not None:
@@ -151,21 +156,19 @@ class CommandHandler:
         except CommandRejected as rejection:
             await self._record_rejection(cmd, current, rejection)  # 7
             raise
-        self._check_event(cls, event_type, payload)
-        envelope = EventEnvelope.model_construct(  # 8: fields come from a validated command
+        if event_type not in self._checked_event_types or type(payload) is not dict:
+            self._check_event(cls, event_type, payload)
+        envelope = trusted_event(  # 8: every part comes from a validated command or is checked
             event_id=self._new_id(),
             event_type=event_type,
             aggregate_type=cmd.aggregate_type,
             aggregate_id=cmd.aggregate_id,
             aggregate_version=current + 1,
             payload=payload,
-            metadata=Metadata.model_construct(
-                issued_by=cmd.metadata.issued_by,
-                command_id=cmd.command_id,
-                correlation_id=cmd.metadata.correlation_id,
+            metadata=trusted_metadata(
+                cmd.metadata.issued_by, cmd.command_id, cmd.metadata.correlation_id
             ),
             occurred_at_unix_s=self._clock(),
-            schema_version=1,
         )
         try:
             await self.event_log.append(envelope, expected_version=current)  # 9
@@ -178,7 +181,8 @@ class CommandHandler:
             self.cache.discard(key)  # the instance may be half-mutated: never reuse it
             raise
         aggregate.mark_processed(cmd.command_id)
-        await self.dedup_publisher.publish(cmd.aggregate_type, cmd.aggregate_id, cmd.command_id)
+        if self._announce:
+            await self.dedup_publisher.publish(cmd.aggregate_type, cmd.aggregate_id, cmd.command_id)
         if self.snapshots is not None and aggregate.aggregate_version % self.snapshot_every_n == 0:
             await self.snapshots.save(aggregate)
         return envelope
@@ -198,9 +202,6 @@ class CommandHandler:
             )
 
     async def _load_or_create(self, cls: type[Aggregate], key: CacheKey) -> Aggregate:
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
         aggregate = None
         if self.snapshots is not None:
             aggregate = await self.snapshots.load(cls, key[1])

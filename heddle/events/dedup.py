@@ -137,13 +137,19 @@ class NatsDedupSubscriber(DedupSubscriber):
     async def subscribe(
         self, aggregate_type: str, aggregate_id: str, callback: DedupCallback
     ) -> None:
+        key = (aggregate_type, aggregate_id)
         self.unsubscribe(aggregate_type, aggregate_id)
+        holder: list[Subscription] = []
 
         async def on_message(msg: Msg) -> None:
-            callback(msg.data.decode())
+            # Messages already in flight when the subscription was dropped or replaced
+            # must not reach the old callback.
+            if holder and self._subs.get(key) is holder[0]:
+                callback(msg.data.decode())
 
         sub = await self._nc.subscribe(dedup_subject(aggregate_type, aggregate_id), cb=on_message)
-        self._subs[(aggregate_type, aggregate_id)] = sub
+        holder.append(sub)
+        self._subs[key] = sub
         await self._nc.flush()  # the server has registered the interest: ready
 
     def unsubscribe(self, aggregate_type: str, aggregate_id: str) -> None:

@@ -22,6 +22,8 @@ __all__ = [
     "EventEnvelope",
     "Metadata",
     "RejectionEnvelope",
+    "trusted_event",
+    "trusted_metadata",
 ]
 
 SCHEMA_VERSION = 1
@@ -107,3 +109,60 @@ class RejectionEnvelope(BaseModel):
     metadata: Metadata
     rejected_at_unix_s: float = Field(ge=0.0)
     schema_version: int = Field(default=SCHEMA_VERSION, ge=1)
+
+
+_object_setattr = object.__setattr__
+_EVENT_FIELDS = tuple(EventEnvelope.model_fields)
+_METADATA_FIELDS = tuple(Metadata.model_fields)
+
+
+def _trusted(cls: type[BaseModel], fields: tuple[str, ...], values: dict[str, Any]) -> Any:
+    # What model_construct() does for a model without aliases, private attributes or
+    # post-init hooks, minus its per-field Python loop: the hot path builds one per command.
+    instance = cls.__new__(cls)
+    _object_setattr(instance, "__dict__", values)
+    _object_setattr(instance, "__pydantic_fields_set__", set(fields))
+    _object_setattr(instance, "__pydantic_extra__", None)
+    _object_setattr(instance, "__pydantic_private__", None)
+    return instance
+
+
+def trusted_metadata(
+    issued_by: str, command_id: str | None, correlation_id: str | None
+) -> Metadata:
+    """Metadata from already-validated parts, without validation (hot path only)."""
+    return _trusted(
+        Metadata,
+        _METADATA_FIELDS,
+        {"issued_by": issued_by, "command_id": command_id, "correlation_id": correlation_id},
+    )
+
+
+def trusted_event(
+    *,
+    event_id: str,
+    event_type: str,
+    aggregate_type: str,
+    aggregate_id: str,
+    aggregate_version: int,
+    payload: dict[str, Any],
+    metadata: Metadata,
+    occurred_at_unix_s: float,
+) -> EventEnvelope:
+    """An EventEnvelope from already-validated parts, without validation (hot path only:
+    the CommandHandler, whose inputs come from a validated CommandMessage)."""
+    return _trusted(
+        EventEnvelope,
+        _EVENT_FIELDS,
+        {
+            "event_id": event_id,
+            "event_type": event_type,
+            "aggregate_type": aggregate_type,
+            "aggregate_id": aggregate_id,
+            "aggregate_version": aggregate_version,
+            "payload": payload,
+            "metadata": metadata,
+            "occurred_at_unix_s": occurred_at_unix_s,
+            "schema_version": SCHEMA_VERSION,
+        },
+    )

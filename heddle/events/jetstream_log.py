@@ -35,6 +35,9 @@ WRONG_LAST_SEQUENCE = 10071
 """JetStream err_code for a failed Nats-Expected-Last-Subject-Sequence check."""
 LAST_SEQUENCE_CACHE_SIZE = 100_000
 """Aggregates whose (version, stream sequence) this process remembers to skip a lookup."""
+DEFAULT_ACK_TIMEOUT_S = 5.0
+"""How long an append waits for JetStream's ack (a publish the server drops, e.g. for a
+permissions violation, never gets one)."""
 FETCH_BATCH = 256
 """Messages per pull request when replaying a history."""
 
@@ -89,9 +92,16 @@ class JetStreamEventLog(EventLog):
     False for roles that may not manage streams (the framework provisions them).
     """
 
-    def __init__(self, js: JetStreamContext, *, ensure_streams: bool = True) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        ensure_streams: bool = True,
+        ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S,
+    ) -> None:
         self._js = js
         self._ensure_streams = ensure_streams
+        self._ack_timeout_s = ack_timeout_s
         self._ensured: set[str] = set()
         # (type, id) -> (aggregate_version, stream sequence) of its last event we saw.
         self._last: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()
@@ -155,9 +165,11 @@ class JetStreamEventLog(EventLog):
             "Nats-Msg-Id": envelope.event_id,
         }
         try:
+            # Concurrent appends pipeline on one connection: each awaits only its own ack.
             ack = await self._js.publish(
                 event_subject(aggregate_type, aggregate_id, envelope.event_type),
                 envelope.model_dump_json().encode(),
+                timeout=self._ack_timeout_s,
                 headers=headers,
             )
         except APIError as exc:

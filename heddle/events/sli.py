@@ -20,6 +20,7 @@ __all__ = [
     "Recorder",
     "get_recorder",
     "install_recorder",
+    "is_recording",
     "observe",
 ]
 
@@ -74,6 +75,11 @@ def install_recorder(recorder: Recorder) -> Recorder:
     global _recorder
     previous, _recorder = _recorder, recorder
     return previous
+
+
+def is_recording() -> bool:
+    """False while the no-op default is installed: hot paths skip timing entirely."""
+    return not isinstance(_recorder, NoOpRecorder)
 
 
 def get_recorder() -> Recorder:

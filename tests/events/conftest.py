@@ -6,8 +6,8 @@ import uuid
 
 import nats
 import pytest
-from _natsd import NatsServer, start_nats_server
 
+from heddle.events.natsd import NatsServer, start_nats_server
 from heddle.events.registry import register_aggregate
 from heddle.events.testing import FakeIntervalAggregate, FakeRootAggregate
 

@@ -8,7 +8,6 @@ import uuid
 
 import nats
 import pytest
-from _natsd import start_nats_server
 from nats.js import api
 
 from heddle.events.acl import nats_auth_config, role_permissions
@@ -26,6 +25,7 @@ from heddle.events.jetstream import (
 from heddle.events.jetstream_log import JetStreamEventLog, JetStreamRejectionLog
 from heddle.events.lease import finalization_lease, lease_key
 from heddle.events.nats_kv import NatsKeyValueStore, msg_ttl_supported
+from heddle.events.natsd import start_nats_server
 from heddle.events.projectors import CascadeProjector, ScopeMembershipProjector
 from heddle.events.snapshot import SnapshotStore
 from heddle.events.testing import make_command, make_event, wait_until
@@ -311,7 +311,9 @@ async def test_only_framework_may_publish_internal_finalized(acl_server, uid):
         agg_id = "t" + uid
         fw_log = JetStreamEventLog(framework.jetstream())
         await ensure_event_stream(framework.jetstream(), "Task")
-        app_log = JetStreamEventLog(application.jetstream(timeout=1.0), ensure_streams=False)
+        app_log = JetStreamEventLog(
+            application.jetstream(), ensure_streams=False, ack_timeout_s=1.0
+        )
         # The application role can do ordinary event-sourcing work on JetStream...
         await app_log.append(
             make_event("TaskSubmitted", aggregate_type="Task", aggregate_id=agg_id),

@@ -1,4 +1,6 @@
-"""Start a real nats-server (JetStream on) for tests, on a loopback port the server picks.
+"""Start a throwaway nats-server (JetStream on) on a loopback port the server picks.
+
+For tests and benchmarks: the live runtime manages its own server.
 
 ``-p -1`` lets the server choose a free port and log it, so there is no race between
 finding a free port and binding it. Readiness is the server's own "Server is ready" log line,
@@ -16,6 +18,8 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+
+__all__ = ["NatsServer", "nats_server_binary", "start_nats_server"]
 
 READY_TIMEOUT_S = 10.0
 """Generous: the server is ready in ~15 ms, but the test machine is shared and loaded."""
