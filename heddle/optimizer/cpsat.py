@@ -75,7 +75,7 @@ def _pools(sc: Scored, base, kv, w, free, cap, pools: bool) -> tuple[list[list[i
 
 
 def solve_cpsat(sc: Scored, policy: Policy, hint: Assignment | None, *, aggregate: bool = True,
-                pools: bool = True, time_limit_s: float | None = None) -> CpResult:
+                pools: bool = True, prune: bool = True, time_limit_s: float | None = None) -> CpResult:
     # --- data ------------------------------------------------------------------------------
     base, spend, defer = sc.base_int(), sc.spend_int(), sc.defer_int()
     kv, w, free, evictable = sc.memory_mb()
@@ -92,7 +92,8 @@ def solve_cpsat(sc: Scored, policy: Policy, hint: Assignment | None, *, aggregat
     for c, members in enumerate(classes):
         rep = members[0]
         for p, pool in enumerate(target_pools):
-            if sc.ok[rep, pool[0]] and pool_cap[p] > 0:
+            # a pair costing at least the deferral is dominated (deferring uses no capacity)
+            if sc.ok[rep, pool[0]] and pool_cap[p] > 0 and (not prune or base[rep, pool[0]] < defer[rep]):
                 ub[c, p] = min(len(members), pool_cap[p])
                 x[c, p] = model.NewIntVar(0, ub[c, p], f"x[{c},{p}]")
     load: dict[tuple[int, int], cp_model.IntVar] = {}
@@ -155,9 +156,9 @@ def solve_cpsat(sc: Scored, policy: Policy, hint: Assignment | None, *, aggregat
                 counts[key] = counts.get(key, 0) + 1
         for key, var in x.items():
             model.AddHint(var, counts.get(key, 0))
-        for (g, j), var in load.items():
-            used = any(hint.target[t] == j and sc.group[t] == g for t in range(len(sc.tasks)))
-            model.AddHint(var, int(used))
+        loaded = {(int(sc.group[t]), int(j)) for t, j in enumerate(hint.target) if j >= 0}
+        for key, var in load.items():
+            model.AddHint(var, int(key in loaded))
         for j, var in evict.items():
             model.AddHint(var, int(hint.evicted[j]))
 

@@ -20,6 +20,7 @@ from heddle.optimizer.errors import UnknownPolicyError
 from heddle.optimizer.fast import fast_assign
 from heddle.optimizer.fleet_cache import fleet_arrays
 from heddle.optimizer.lean import place_one
+from heddle.optimizer.lp_round import lp_round
 from heddle.optimizer.placement import Placement
 from heddle.optimizer.policy import POLICY_NAMES, Policy
 from heddle.optimizer.scoring import MICRO, Scored, score
@@ -45,12 +46,31 @@ def _fast(sc: Scored, policy: Policy):
 
 
 def _optimal(sc: Scored, policy: Policy):
+    if len(sc.tasks) >= LARGE_BATCH_TASKS:
+        return _large(sc, policy)
     assignment, status, solver, bound, wall = _fast(sc, policy)
     if status == "OPTIMAL":  # the capacity-free bound is met: nothing left to search
         return assignment, status, solver, bound, wall
     result = solve_cpsat(sc, policy, assignment)
     return result.assignment, result.status, "cp-sat", max(result.bound_int, bound), result.wall_s
 
+
+LARGE_BATCH_TASKS = 500
+"""From this many tasks the LP-rounding decomposition replaces CP-SAT (whose model building and
+presolve alone exceed a second at 2,000 x 50; see docs/optimizer.md)."""
+
+
+def _large(sc: Scored, policy: Policy):
+    assignment, lp_bound = lp_round(sc, policy)
+    bound = lower_bound_int(sc)
+    if lp_bound is None:
+        greedy = fast_assign(sc, policy)
+        if objective_int(sc, policy, greedy) < objective_int(sc, policy, assignment):
+            assignment = greedy
+    else:
+        bound = max(bound, lp_bound)
+    status = "OPTIMAL" if objective_int(sc, policy, assignment) <= bound else "FEASIBLE"
+    return assignment, status, "lp-round", bound, 0.0
 
 _LEAN_POLICIES = ("optimal", "fast")
 """Policies whose one-task answer is the exact cheapest option (the plain-Python path)."""

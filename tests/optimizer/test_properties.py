@@ -69,3 +69,20 @@ def test_explanations_do_not_change_one_task_decisions(problem):
         assert a.est_seconds == pytest.approx(b.est_seconds)
         assert a.cost_usd == pytest.approx(b.cost_usd)
         assert (full.objective, full.status) == (pytest.approx(lean.objective), lean.status)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_large_batches_through_lp_rounding_obey_every_hard_constraint(seed):
+    import numpy as np
+
+    from heddle.optimizer.instances import random_fleet, random_state, random_tasks
+
+    rng = np.random.default_rng(seed)
+    fleet = random_fleet(rng, 12, budget_usd=(0.05, 0.5))
+    state = random_state(fleet, rng, busy=0.4, trouble=0.2)
+    tasks = random_tasks(rng, 600, fleet)
+    placement = place(state, tasks, "optimal")
+    assert placement.solver == "lp-round"
+    check_placement(state, tasks, placement)
+    assert placement.best_bound <= placement.objective + 1e-6
+    assert _signature(place(state, tasks, "optimal")) == _signature(placement)

@@ -1,0 +1,146 @@
+"""Optimizer benchmarks, each printed with a ratio to a baseline measured in the same run.
+
+1. One-task decision latency at 8 and 64 nodes (the twin's call: explain=False), and with
+   explanations, vs plain CP-SAT on the same one-task problem.
+2. A 2,000-task x 50-node batch (plus 4 cloud offers): heddle "optimal" (LP-rounding
+   decomposition) vs plain CP-SAT (no aggregation, pools, pruning or hint) given 10 s;
+   gap = (objective - best bound) / best bound, with the best bound from heddle's LP.
+3. Quality vs the baselines on the same batches: objective ratio and deadline misses.
+
+    uv run python benchmarks/bench_optimizer.py            # full sizes (~1-2 min)
+    uv run python benchmarks/bench_optimizer.py --quick    # smaller, ~20 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from heddle.models import Task
+from heddle.optimizer import POLICY_NAMES, DecisionStatus, Policy, place
+from heddle.optimizer.cpsat import solve_cpsat
+from heddle.optimizer.engine import scored
+from heddle.optimizer.instances import random_fleet, random_state, random_tasks
+
+
+def _median_us(fn, items, repeat: int = 1) -> float:
+    samples = []
+    for item in items:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn(item)
+            samples.append(time.perf_counter() - t0)
+    return statistics.median(samples) * 1e6
+
+
+def one_task(n_nodes: int, n_calls: int) -> None:
+    rng = np.random.default_rng(n_nodes)
+    fleet = random_fleet(rng, n_nodes)
+    state = random_state(fleet, rng, busy=0.3, trouble=0.05)
+    tasks = random_tasks(rng, n_calls, fleet)
+    twin, explained = Policy(explain=False), Policy()
+    for t in tasks[:20]:  # warm the per-fleet cache like a running twin would
+        place(state, [t], twin)
+    lean = _median_us(lambda t: place(state, [t], twin), tasks)
+    full = _median_us(lambda t: place(state, [t], explained), tasks[: max(n_calls // 5, 20)])
+    plain_policy = Policy(num_workers=1, time_limit_s=10.0)
+
+    def plain(t: Task) -> None:
+        solve_cpsat(scored(state, [t], plain_policy), plain_policy, None, aggregate=False, pools=False,
+                    prune=False)
+
+    cp = _median_us(plain, tasks[:30])
+    agree = sum(place(state, [t], twin).decisions[0].target == place(state, [t], explained).decisions[0].target
+                for t in tasks[:200])
+    print(f"one task, {n_nodes:>2} nodes + {len(fleet.cloud_offers)} offers: "
+          f"median {lean:7.1f} us (explain=False, {1e6 / lean:,.0f}/s) | {full:7.1f} us with explanations | "
+          f"plain CP-SAT {cp:9.1f} us -> {cp / lean:,.0f}x faster; same target as explained path: {agree}/200")
+
+
+def _misses(placement, tasks) -> int:
+    by = placement.by_task()
+    late = 0
+    for t in tasks:
+        d = by[t.id]
+        if t.deadline_s is None:
+            continue
+        if d.status is not DecisionStatus.PLACED or d.est_start_s + d.est_seconds > t.deadline_s:
+            late += 1
+    return late
+
+
+def batch(n_tasks: int, n_nodes: int, plain_limit_s: float, seeds: list[int]) -> None:
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        fleet = random_fleet(rng, n_nodes)
+        state = random_state(fleet, rng, busy=0.3, trouble=0.05)
+        tasks = random_tasks(rng, n_tasks, fleet)
+        t0 = time.perf_counter()
+        ours = place(state, tasks, "optimal")
+        wall = time.perf_counter() - t0
+        bound = ours.best_bound
+        gap = (ours.objective - bound) / bound
+        policy = Policy(time_limit_s=plain_limit_s)
+        t0 = time.perf_counter()
+        sc = scored(state, tasks, policy)
+        plain = solve_cpsat(sc, policy, None, aggregate=False, pools=False, prune=False)
+        plain_wall = time.perf_counter() - t0
+        plain_obj = plain.objective_int / 1e6
+        plain_text = (f"{plain.status}, objective {plain_obj:.2f}, gap to heddle's bound "
+                      f"{(plain_obj - bound) / bound:.2%}" if not plain.status.startswith("FAST_PATH")
+                      else f"{plain.status}: no solution (all {n_tasks} deferred, objective {plain_obj:.2f})")
+        print(f"batch {n_tasks} x {n_nodes} (+{len(fleet.cloud_offers)} offers) seed {seed}: heddle {ours.status} "
+              f"objective {ours.objective:.2f} bound {bound:.2f} gap {gap:.3%} in {wall:.2f} s wall | plain CP-SAT "
+              f"{plain_limit_s:.0f} s limit ({plain_wall:.1f} s wall incl. build): {plain_text}")
+        quality(state, tasks, ours)
+
+
+def quality(state, tasks, ours) -> None:
+    rows = []
+    for name in POLICY_NAMES:
+        p = ours if name == "optimal" else place(state, tasks, name)
+        placed = sum(d.status is DecisionStatus.PLACED for d in p.decisions)
+        rows.append(f"{name} {p.objective / ours.objective:.3f}x obj, {_misses(p, tasks)} misses, {placed} placed")
+    print("   quality (objective ratio to optimal, deadline misses incl. unplaced): " + " | ".join(rows))
+
+
+def medium(n_tasks: int, n_nodes: int, seeds: list[int]) -> None:
+    """CP-SAT with its tricks (classes, pools, pruning, hint) vs the plain model, same limit."""
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        fleet = random_fleet(rng, n_nodes)
+        state = random_state(fleet, rng, busy=0.3, trouble=0.05)
+        tasks = random_tasks(rng, n_tasks, fleet)
+        t0 = time.perf_counter()
+        ours = place(state, tasks, "optimal")
+        wall = time.perf_counter() - t0
+        policy = Policy()
+        sc = scored(state, tasks, policy)
+        t0 = time.perf_counter()
+        plain = solve_cpsat(sc, policy, None, aggregate=False, pools=False, prune=False)
+        plain_wall = time.perf_counter() - t0
+        print(f"batch {n_tasks} x {n_nodes} seed {seed}: heddle {ours.solver} {ours.status} objective "
+              f"{ours.objective:.4f} bound {ours.best_bound:.4f} in {wall:.2f} s | plain CP-SAT (1 s limit) "
+              f"{plain.status} objective {plain.objective_int / 1e6:.4f} in {plain_wall:.2f} s")
+        quality(state, tasks, ours)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (~20 s)")
+    args = parser.parse_args()
+    calls = 300 if args.quick else 2000
+    one_task(8, calls)
+    one_task(64, calls)
+    medium(100 if args.quick else 200, 10 if args.quick else 20, [3])
+    if args.quick:
+        batch(500, 20, 2.0, [7])
+    else:
+        batch(2000, 50, 10.0, [7, 8])
+
+
+if __name__ == "__main__":
+    main()
