@@ -211,6 +211,13 @@ def _first(mask: np.ndarray) -> int | None:
     return int(idx[0]) if len(idx) else None
 
 
+def _duplicated(ids: pd.Series) -> np.ndarray:
+    """Rows whose id appeared before; one hash pass when (as usual) all ids are unique."""
+    if pd.Index(ids.array).is_unique:
+        return np.zeros(len(ids), dtype=bool)
+    return ids.duplicated().to_numpy()
+
+
 def validate(df: pd.DataFrame) -> None:
     """Check the semantic rules of a canonical frame; raise on the first bad row.
 
@@ -227,7 +234,7 @@ def validate(df: pd.DataFrame) -> None:
         ("memory_gb", ~(df["memory_gb"].to_numpy() >= 0), "GB >= 0"),
         ("deadline_s", df["deadline_s"].to_numpy() <= 0, "a deadline > 0 s, or none"),
         ("task_id", df["task_id"].to_numpy() == "", "a non-empty task id"),
-        ("task_id", df["task_id"].duplicated().to_numpy(), "a unique task id"),
+        ("task_id", _duplicated(df["task_id"]), "a unique task id"),
         ("model", ((df["kind"] == "llm") & (df["model"] == "")).to_numpy(), "a model id"),
     ]
     if len(arrival) > 1:

@@ -106,6 +106,24 @@ def _open_read(path: Path) -> IO[bytes]:
     return raw
 
 
+def _used(cat: pd.Categorical) -> tuple[np.ndarray, list[str]]:
+    """Codes renumbered over only the categories this chunk uses, and those categories.
+
+    A slice of a big trace keeps the whole trace's categories (say 100k pipeline ids);
+    writing them all with every chunk would make files and reads grow with the square.
+    """
+    codes = cat.codes
+    if not len(codes):
+        return codes, []
+    present = np.bincount(codes, minlength=len(cat.categories)) > 0
+    if present.all():
+        return codes, [str(v) for v in cat.categories]
+    used = np.flatnonzero(present)
+    renumber = np.full(len(present), -1, dtype=np.int64)
+    renumber[used] = np.arange(len(used))
+    return renumber[codes], [str(v) for v in np.asarray(cat.categories)[used]]
+
+
 class TraceWriter:
     """Write a trace chunk by chunk. Use as a context manager; the file appears on close.
 
@@ -158,10 +176,11 @@ class TraceWriter:
                 cat = values.array
                 if not isinstance(cat, pd.Categorical):
                     cat = pd.Categorical(values.to_numpy(dtype=object))
-                dicts[col.name] = [str(v) for v in cat.categories]
-                dt = _code_dtype(len(cat.categories))
+                chunk_codes, values_used = _used(cat)
+                dicts[col.name] = values_used
+                dt = _code_dtype(len(values_used))
                 codes[col.name] = dt.name
-                blocks.append(cat.codes.astype(dt.newbyteorder("<"), copy=False).tobytes())
+                blocks.append(chunk_codes.astype(dt.newbyteorder("<"), copy=False).tobytes())
             else:
                 strings[col.name] = values.to_numpy(dtype=object).tolist()
         head = json.dumps({"rows": len(df), "dicts": dicts, "codes": codes, "strings": strings})
@@ -313,7 +332,8 @@ def _categorical(parts: list[tuple[np.ndarray, list[str]]], col: Column) -> pd.C
         at += len(codes)
     # unused categories (possible after chunk merges) are dropped to stay canonical
     cat = pd.Categorical.from_codes(out, categories=pd.Index(cats, dtype="str"), validate=False)
-    if not col.fixed_categories and len(cats) and len(np.unique(out)) != len(cats):
+    if not col.fixed_categories and len(cats) and not (
+            np.bincount(out, minlength=len(cats)) > 0).all():
         cat = cat.remove_unused_categories()
     return cat
 
