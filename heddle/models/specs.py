@@ -40,6 +40,9 @@ class DeviceSpec:
     cpu_single_core_relative: float = 1.0  # one performance core's speed vs the reference (Apple M1 P-core)
     storage_read_gb_s: float = 3.0  # sequential read of the disk models load from
 
+    def __hash__(self) -> int:  # cheap: perf lookups hash devices in hot loops (eq still compares all)
+        return hash(self.id)
+
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
