@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import simpy
 
-from heddle.models import Fleet, FleetState, OfferKind, cost, perf
+from heddle.models import Fleet, FleetState, OfferKind, Privacy, TaskKind, cost, perf
 from heddle.models.catalog_stub import model_spec
 from heddle.optimizer import DecisionStatus, TargetKind, place
 from heddle.sim.cloud import INSTANCE_SLOTS_PER_GPU, OfferRt
@@ -35,6 +35,7 @@ __all__ = ["Twin", "TwinSettings"]
 
 _PLACED, _DEFERRED, _REJECTED = DecisionStatus.PLACED, DecisionStatus.DEFERRED, DecisionStatus.REJECTED
 _CLOUD = TargetKind.CLOUD
+_PUBLIC, _PERSONAL, _LLM = Privacy.PUBLIC, Privacy.PERSONAL, TaskKind.LLM
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +84,15 @@ class Twin:
             self.target_by_name[offer.id] = rt
         self.rec = Records.empty(workload.n)
         self.arrived = np.zeros(workload.n, dtype=bool)
-        self.deps_left = workload.deps_left.copy()
+        self.deps_left = workload.deps_left.tolist()
         self.dep_failed = np.zeros(workload.n, dtype=bool)
-        self.token = np.zeros(workload.n, dtype=np.int32)  # bumps invalidate stale completions
-        self.mem_key = np.full(workload.n, -1, dtype=np.int64)
-        self.mem_need = np.zeros(workload.n)
-        self.task_kwh = np.zeros(workload.n)  # energy of the current attempt, known at its start
+        # per-task scratch as Python lists: indexing them is much cheaper than numpy scalars
+        n = workload.n
+        self.token = [0] * n  # bumped when an attempt is lost: its completion event is stale
+        self.mem_key = [-1] * n  # (model, quant) key of the task, -1 = no model
+        self.mem_need = [0.0] * n  # GB the task pins while it runs (KV cache / working memory)
+        self.est_s = [0.0] * n  # the optimizer's service estimate (for queued work)
+        self.task_kwh = [0.0] * n  # energy of the current attempt, known at its start
         self.noise = (rng.lognormal(-0.5 * np.log1p(settings.service_cv ** 2),
                                     np.sqrt(np.log1p(settings.service_cv ** 2)), workload.n)
                       if settings.service_cv > 0 else None)
@@ -101,8 +105,9 @@ class Twin:
         self.place_calls = 0
         self.place_wall_s = 0.0  # wall-clock seconds spent inside place()
         self.budget_roll = _BudgetRoller(fleet)
-        self._spec: dict[int, Any] = {}
-        self._rates: dict[tuple[int, int, int, int], float] = {}
+        self._mq: dict[tuple[str, str], tuple] = {}  # (model, quant) -> see _model_quant
+        self._mq_by_key: list[tuple] = []
+        self._full: set[NodeRt] = set()  # nodes with no free slot (their backlog moves with time)
         self.dynamics = dynamics
         if dynamics is not None:
             dynamics.attach(self)
@@ -200,12 +205,9 @@ class Twin:
         self.state.time_s = now
         if now >= self.budget_roll.soonest:
             self.budget_roll.roll(now, self.state)
-        for rt in self.nodes:  # inlined NodeRt.refresh_backlog: this runs on every instant
-            busy = len(rt.running)
-            slots = rt.node.slots
-            if busy >= slots or rt.queue:
-                left = (rt.finish_sum_s - busy * now + rt.queued_work_s) / slots
-                rt.ns.backlog_s = left if left > 0.0 else 0.0
+        for rt in self._full:  # only full nodes have a backlog that moves with the clock
+            left = (rt.finish_sum_s - len(rt.running) * now + rt.queued_work_s) / rt.node.slots
+            rt.ns.backlog_s = left if left > 0.0 else 0.0
 
     def _place(self, batch: list[int]) -> list[int]:
         """Ask the optimizer about `batch`; act on each decision. Returns re-deferred indices."""
@@ -248,18 +250,17 @@ class Twin:
         target = self.target_by_name.get(d.target)
         if target is None:
             raise WorkloadError(f"optimizer placed task {d.task_id!r} on unknown target {d.target!r}")
-        w = self.w
-        privacy = w.privacy[i]
+        task = self.live[i]
+        privacy = task.privacy
         if isinstance(target, OfferRt):
-            if privacy != 0 or d.target_kind is not _CLOUD:
+            if privacy is not _PUBLIC or d.target_kind is not _CLOUD:
                 raise PrivacyViolationError(
-                    f"task {d.task_id!r} ({('public', 'sensitive', 'personal')[privacy]}) "
-                    f"was placed on cloud offer {d.target!r}")
+                    f"task {d.task_id!r} ({privacy.value}) was placed on cloud offer {d.target!r}")
             self._to_offer(i, target)
             return
-        if privacy == 2 and not target.node.may_hold_personal_of(self.live[i].owner):
+        if privacy is _PERSONAL and not target.node.may_hold_personal_of(task.owner):
             raise PrivacyViolationError(
-                f"personal task {d.task_id!r} of owner {self.live[i].owner!r} was placed on node "
+                f"personal task {d.task_id!r} of owner {task.owner!r} was placed on node "
                 f"{target.node.id!r} (owner {target.node.owner!r})")
         if not target.accepts_work():  # a stale decision: offer it again later
             if self._defer(i, f"node {target.node.id} is {target.ns.status.value}"):
@@ -269,78 +270,97 @@ class Twin:
         rec = self.rec
         rec.target[i] = target.idx
         rec.target_kind[i] = KIND_NODE
-        self._memory_needs(i)
-        target.queue.append(i)
-        target.queued_work_s += d.est_seconds
-        self._start_next(target)
-        target.publish(self.env.now)
+        self._memory_needs(i, task)
+        self.est_s[i] = d.est_seconds
+        if target.queue or len(target.running) >= target.node.slots or not self._try_start(i, target):
+            target.queue.append(i)
+            target.queued_work_s += d.est_seconds
+        self._publish(target, self.env.now)
+
+    def _publish(self, rt: NodeRt, now: float) -> None:
+        rt.publish(now)
+        if rt.queue or len(rt.running) >= rt.node.slots:
+            self._full.add(rt)
+        else:
+            self._full.discard(rt)
 
     # -- local nodes ----------------------------------------------------------------------
-    def _memory_needs(self, i: int) -> None:
-        w = self.w
-        if w.kind[i] == 0:
-            mc, qc = int(w.model_code[i]), int(w.quant_code[i])
-            spec = self._model(mc)
-            self.mem_key[i] = mc * 4096 + qc
-            ctx = int(w.prompt_tokens[i] + w.output_tokens[i])
-            self.mem_need[i] = spec.kv_bytes_per_token * ctx / 1e9
+    def _memory_needs(self, i: int, task) -> None:
+        if task.kind is _LLM:
+            mq = self._mq.get((task.model, task.quant))
+            if mq is None:
+                mq = self._model_quant(task.model, task.quant)
+            self.mem_key[i] = mq[0]
+            self.mem_need[i] = mq[3] * (task.prompt_tokens + task.output_tokens)
         else:
             self.mem_key[i] = -1
-            self.mem_need[i] = float(w.memory_gb[i])
+            self.mem_need[i] = task.memory_gb
 
-    def _model(self, code: int):
-        spec = self._spec.get(code)
-        if spec is None:
-            name = self.w.models[code]
-            try:
-                spec = model_spec(name)
-            except KeyError as exc:
-                raise WorkloadError(f"field 'model': {name!r} is not in the model catalog") from exc
-            self._spec[code] = spec
-        return spec
+    def _model_quant(self, model: str, quant: str) -> tuple:
+        """(key, spec, weights GB, KV GB per token, (model, quant)) for one model + quant."""
+        try:
+            spec = model_spec(model)
+        except KeyError as exc:
+            raise WorkloadError(f"field 'model': {model!r} is not in the model catalog") from exc
+        if quant not in spec.bytes_per_weight:
+            raise WorkloadError(f"field 'quant': model {model!r} has no quantization {quant!r}; "
+                                f"expected one of {sorted(spec.bytes_per_weight)}")
+        mq = (len(self._mq_by_key), spec, spec.weights_gb(quant), spec.kv_bytes_per_token / 1e9, (model, quant))
+        self._mq[(model, quant)] = mq
+        self._mq_by_key.append(mq)
+        return mq
+
+    def _try_start(self, i: int, rt: NodeRt) -> bool:
+        """Start task i on rt if its memory fits now. False: it must wait for memory."""
+        key = self.mem_key[i]
+        need = self.mem_need[i]
+        if key >= 0:
+            mq = self._mq_by_key[key]
+            ok, missing = rt.admit(key, mq[2], need, mq[4])
+        else:
+            ok, missing = rt.admit(-1, 0.0, need, ("", ""))
+        if ok:
+            self._start_on_node(i, rt, key, missing)
+            return True
+        if rt.running:
+            return False  # wait for the memory that running tasks hold
+        self._interrupt(i, rt, f"does not fit in the memory of node {rt.node.id}", requeue=True)
+        return True
 
     def _start_next(self, rt: NodeRt) -> None:
-        w, env = self.w, self.env
-        while rt.queue and len(rt.running) < rt.node.slots:
-            i = rt.queue[0]
-            key = int(self.mem_key[i])
-            need = float(self.mem_need[i])
-            weights = 0.0
-            name = ("", "")
-            if key >= 0:
-                spec = self._model(key // 4096)
-                name = (spec.id, w.quants[key % 4096])
-                weights = spec.weights_gb(name[1])
-            ok, missing = rt.admit(key, weights, need, name)
-            if not ok:
-                if rt.running:
-                    break  # wait for the memory that running tasks hold
-                rt.queue.popleft()
-                self._interrupt(i, rt, f"does not fit in the memory of node {rt.node.id}", requeue=True)
-                continue
-            rt.queue.popleft()
-            self._start_on_node(i, rt, key, missing, name)
+        queue = rt.queue
+        while queue and len(rt.running) < rt.node.slots:
+            i = queue[0]
+            if not self._try_start(i, rt):
+                break
+            queue.popleft()
+            left = rt.queued_work_s - self.est_s[i]
+            rt.queued_work_s = left if left > 0.0 else 0.0
 
-    def _start_on_node(self, i: int, rt: NodeRt, key: int, missing: bool, name: tuple[str, str]) -> None:
-        w, env, rec = self.w, self.env, self.rec
+    def _start_on_node(self, i: int, rt: NodeRt, key: int, missing: bool) -> None:
+        env, rec = self.env, self.rec
+        task = self.live[i]
         now = env.now
         sf = rt.ns.speed_factor or 1.0
+        device = rt.node.device
         if key >= 0:
-            spec = self._model(key // 4096)
+            mq = self._mq_by_key[key]
             # decode slows when several requests share the node's memory bandwidth
-            st = perf.llm_step(rt.node.device, spec, name[1], int(w.prompt_tokens[i]),
-                               int(w.output_tokens[i]), resident=not missing, batch=len(rt.running) + 1)
+            st = perf.llm_step(device, mq[1], task.quant, task.prompt_tokens, task.output_tokens,
+                               resident=not missing, batch=len(rt.running) + 1)
             wait_load = 0.0
             if missing:
                 rt.loaded_at_s[key] = now + st.load_s / sf
             else:
-                wait_load = max(0.0, rt.loaded_at_s.get(key, 0.0) - now)
+                ready = rt.loaded_at_s.get(key, 0.0)
+                if ready > now:
+                    wait_load = ready - now
             service = wait_load + st.seconds / sf
             first_token = wait_load + (st.load_s + st.prefill_s) / sf
             # marginal energy of the step (load phase at its own power), shared by the slots
-            kwh = cost.step_energy_kwh(rt.node.device, st) / sf / rt.node.slots
+            kwh = cost.step_energy_kwh(device, st) / sf / rt.node.slots
         else:
-            service = perf.processor_seconds(rt.node.device, float(w.cpu_seconds[i])) / sf
+            service = perf.processor_seconds(device, task.cpu_seconds) / sf
             first_token = service
             kwh = cost.energy_kwh(rt.busy_w_per_slot, service)
         if self.noise is not None:
@@ -350,24 +370,23 @@ class Twin:
         self.task_kwh[i] = kwh
         rec.start_s[i] = now
         rec.service_s[i] = service
-        rec.ttft_s[i] = now - w.arrival_s[i] + first_token
-        rt.queued_work_s = max(0.0, rt.queued_work_s - service)
+        rec.ttft_s[i] = now - task.arrival_s + first_token
         rt.running.add(i)
         rt.finish_sum_s += now + service
-        ev = env.timeout(service, (i, int(self.token[i])))
+        ev = env.timeout(service, (i, self.token[i]))
         ev.callbacks.append(self._on_node_finish)
 
     def _on_node_finish(self, ev) -> None:
         i, tok = ev._value
         if self.token[i] != tok:
             return  # the node failed under this attempt
-        rt = self.targets[self.rec.target[i]]
-        now = self.env.now
         rec = self.rec
+        rt = self.targets[rec.target[i]]
+        now = self.env.now
         service = rec.service_s[i]
         rt.running.discard(i)
         rt.finish_sum_s -= rec.start_s[i] + service
-        rt.release(int(self.mem_key[i]), float(self.mem_need[i]))
+        rt.release(self.mem_key[i], self.mem_need[i])
         rt.busy_slot_s += service
         kwh = self.task_kwh[i]
         rec.energy_kwh[i] += kwh
@@ -375,7 +394,7 @@ class Twin:
         rec.finish_s[i] = now
         self._terminal(i, ST_COMPLETED, "")
         self._start_next(rt)
-        rt.publish(now)
+        self._publish(rt, now)
         self._capacity_freed()
 
     def _interrupt(self, i: int, rt: NodeRt | None, why: str, *, requeue: bool) -> None:
@@ -443,9 +462,10 @@ class Twin:
         else:
             rt.running += 1
             delay = max(0.0, rt.ready_at_s - now)
-            if w.kind[i] == 0:
-                spec = self._model(int(w.model_code[i]))
-                st = perf.llm_step(rt.device, spec, w.quants[w.quant_code[i]], p, q, resident=True)
+            task = self.live[i]
+            if task.kind is _LLM:
+                mq = self._mq.get((task.model, task.quant)) or self._model_quant(task.model, task.quant)
+                st = perf.llm_step(rt.device, mq[1], task.quant, p, q, resident=True)
                 first, service = o.network_latency_s + st.prefill_s, o.network_latency_s + st.seconds
             else:
                 service = first = o.network_latency_s + perf.processor_seconds(rt.device, float(w.cpu_seconds[i]))
@@ -455,7 +475,7 @@ class Twin:
         rec.start_s[i] = now + delay
         rec.service_s[i] = service
         rec.ttft_s[i] = now + delay - w.arrival_s[i] + first
-        ev = self.env.timeout(delay + service, (i, int(self.token[i]), rt))
+        ev = self.env.timeout(delay + service, (i, self.token[i], rt))
         ev.callbacks.append(self._on_offer_finish)
 
     def _on_offer_finish(self, ev) -> None:

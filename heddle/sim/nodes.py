@@ -17,7 +17,7 @@ from heddle.models import Node, NodeState, NodeStatus
 __all__ = ["NodeRt"]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity hash: the twin keeps sets of nodes
 class NodeRt:
     """Runtime state of one node (the twin's side; `ns` is the optimizer's view)."""
 
@@ -140,8 +140,8 @@ class NodeRt:
         if busy < self.node.slots and not self.queue:
             self.ns.backlog_s = 0.0
             return
-        remaining = self.finish_sum_s - busy * now_s + self.queued_work_s
-        self.ns.backlog_s = max(0.0, remaining / self.node.slots)
+        left = (self.finish_sum_s - busy * now_s + self.queued_work_s) / self.node.slots
+        self.ns.backlog_s = left if left > 0.0 else 0.0  # same formula as Twin._prepare_state
 
     # -- presence -----------------------------------------------------------------------
     def arrive(self, now_s: float) -> None:

@@ -1,0 +1,131 @@
+"""Twin throughput: simulated requests per wall-clock second.
+
+    uv run python benchmarks/bench_sim.py            # 1,000,000 requests (fast path)
+    uv run python benchmarks/bench_sim.py --quick    # 20,000 requests (< 2 min)
+
+A 10-node fleet (catalog devices, 2-4 slots each) replays a synthetic LLM trace (Poisson
+arrivals at ~60% of the fleet's capacity, token lengths in the range of the Azure 2023 conv
+trace) three ways in the same process:
+  1. the twin, placing each arrival with the optimizer's fast path ("fast");
+  2. the twin with CP-SAT batch windows ("optimal", one place() call per window) on a
+     smaller slice of the same trace (CP-SAT calls are slow; the slice size is printed);
+  3. a bare SimPy M/M/c loop (one process per customer, a simpy.Resource with c = total
+     slots) with the same number of customers: the baseline the ratios refer to.
+Also printed: the share of wall time spent inside optimizer.place(), and the twin's own
+rate with that time taken out (what the twin costs by itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from heddle.models import Fleet, Node, NodeId, OwnerId, catalog
+from heddle.sim import simulate
+
+FLEET_DEVICES = (
+    ("m2-ultra-76", 192, 4), ("m3-max-40", 128, 2), ("m4-pro-20", 64, 2), ("m4-max-40", 128, 3),
+    ("m2-max-38", 96, 2), ("m1-ultra-64", 128, 3), ("m3-ultra-80", 256, 4), ("m4-max-32", 36, 2),
+    ("m2-pro-19", 32, 2), ("m1-max-32", 64, 2),
+)
+"""(catalog device, installed GB, slots) of the 10 benchmark nodes."""
+
+LOAD = 0.6
+"""Offered load as a fraction of the fleet's slot capacity (queues stay short, nothing drops)."""
+
+
+def bench_fleet() -> Fleet:
+    have = catalog.devices()
+    nodes = []
+    for k, (dev, mem, slots) in enumerate(FLEET_DEVICES):
+        device = catalog.device(dev if dev in have else sorted(have)[k])
+        nodes.append(Node(NodeId(f"n{k}"), device, memory_gb=float(mem), owner=OwnerId("office"), slots=slots))
+    return Fleet("bench-10", tuple(nodes))
+
+
+def bench_trace(n: int, fleet: Fleet, rng: np.random.Generator) -> pd.DataFrame:
+    from heddle.models import perf
+
+    prompt = np.clip(rng.lognormal(6.5, 1.0, n), 16, 8000).astype(np.int32)
+    output = np.clip(rng.lognormal(5.0, 0.8, n), 4, 1500).astype(np.int32)
+    model = catalog.model("llama-3.1-8b")
+    mean_s = np.mean([perf.llm_step(nd.device, model, "q4_k_m", int(prompt.mean()), int(output.mean())).seconds
+                      for nd in fleet.nodes])
+    slots = sum(nd.slots for nd in fleet.nodes)
+    rate = LOAD * slots / mean_s
+    return pd.DataFrame({
+        "arrival_s": np.cumsum(rng.exponential(1 / rate, n)), "kind": "llm", "model": "llama-3.1-8b",
+        "quant": "q4_k_m", "prompt_tokens": prompt, "output_tokens": output, "privacy": "public",
+        "owner": "office", "task_id": np.char.add("r", np.arange(n).astype(str)),
+    })
+
+
+def bare_simpy_mmc(n: int, servers: int, rng: np.random.Generator) -> float:
+    """Customers per wall second of a textbook SimPy M/M/c loop at load 0.6."""
+    env = simpy.Environment()
+    desk = simpy.Resource(env, capacity=servers)
+    gaps = rng.exponential(1 / (LOAD * servers), n).tolist()
+    work = rng.exponential(1.0, n).tolist()
+
+    def customer(k):
+        with desk.request() as req:
+            yield req
+            yield env.timeout(work[k])
+
+    def source():
+        for k in range(n):
+            yield env.timeout(gaps[k])
+            env.process(customer(k))
+
+    env.process(source())
+    t0 = time.perf_counter()
+    env.run()
+    return n / (time.perf_counter() - t0)
+
+
+def run_twin(fleet, df, policy: str, batch_window_s: float) -> dict:
+    t0 = time.perf_counter()
+    result = simulate(fleet, df, policy, batch_window_s=batch_window_s)
+    wall = time.perf_counter() - t0
+    s = result.summary
+    own = max(wall - s.place_wall_s, 1e-9)
+    return {"n": len(df), "wall_s": wall, "rate": len(df) / wall, "place_share": s.place_wall_s / wall,
+            "place_calls": s.place_calls, "own_rate": len(df) / own, "completed": s.completed,
+            "mean_util": float(np.mean(list(s.utilization.values())))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20,000 requests instead of 1,000,000")
+    parser.add_argument("--requests", type=int, default=None)
+    parser.add_argument("--cpsat-requests", type=int, default=None)
+    parser.add_argument("--window-s", type=float, default=2.0, help="CP-SAT batch window")
+    args = parser.parse_args()
+    n = args.requests or (20_000 if args.quick else 1_000_000)
+    n_cpsat = args.cpsat_requests or (2_000 if args.quick else 20_000)
+    rng = np.random.default_rng(0)
+    fleet = bench_fleet()
+    df = bench_trace(n, fleet, rng)
+    slots = sum(nd.slots for nd in fleet.nodes)
+
+    bare = bare_simpy_mmc(n, slots, np.random.default_rng(1))
+    fast = run_twin(fleet, df, "fast", 0.0)
+    cpsat = run_twin(fleet, df.iloc[:n_cpsat].reset_index(drop=True), "optimal", args.window_s)
+
+    print(f"fleet: 10 nodes, {slots} slots; trace: {n:,} LLM requests at {LOAD:.0%} load")
+    print(f"bare SimPy M/M/{slots} loop        : {bare:>10,.0f} customers/s  (baseline)")
+    for name, r in (("twin, fast path per arrival", fast), (f"twin, CP-SAT windows {args.window_s:g} s", cpsat)):
+        print(f"{name:<32}: {r['rate']:>10,.0f} requests/s  ratio to bare {r['rate'] / bare:.3f}  "
+              f"({r['n']:,} requests in {r['wall_s']:.1f} s; place() {r['place_share']:.0%} of wall, "
+              f"{r['place_calls']:,} calls; twin alone {r['own_rate']:,.0f} req/s, ratio {r['own_rate'] / bare:.2f}; "
+              f"completed {r['completed']:,}, mean utilization {r['mean_util']:.0%})")
+    goal = 50_000
+    print(f"goal >= {goal:,} requests/s with the fast path: {'met' if fast['rate'] >= goal else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
