@@ -27,3 +27,22 @@ def export_schemas_cmd(
 
     for path in export_schemas(out):
         Console().print(f"wrote {path}")
+
+
+@app.command("nats-auth")
+def nats_auth_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the nats-server config.")],
+) -> None:
+    """Write a nats-server authorization block for the four roles, with fresh passwords."""
+    import secrets
+
+    from heddle.events.acl import ROLES, nats_auth_config
+
+    # Credentials come from the OS CSPRNG, not from a seeded generator: they must not repeat.
+    passwords = {role: secrets.token_urlsafe(24) for role in ROLES}
+    out.write_text(nats_auth_config(passwords), encoding="utf-8")
+    out.chmod(0o600)
+    console = Console()
+    console.print(f"wrote {out} (include it from your nats-server config, or pass -c)")
+    for role in ROLES:
+        console.print(f"  {role}: user={role} password={passwords[role]}")

@@ -66,3 +66,14 @@ def test_export_schemas_command_writes_valid_schemas(tmp_path):
         assert set(schema["required"]) >= {"metadata"}
         assert schema["title"] == model.__name__
         assert schema["additionalProperties"] is False
+
+
+def test_nats_auth_command_writes_a_config_with_every_role(tmp_path):
+    out = tmp_path / "auth.conf"
+    result = CliRunner().invoke(app, ["events", "nats-auth", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    for role in ("framework", "application", "observer", "workshop"):
+        assert f'"user": "{role}"' in text
+        assert f"{role}: user={role} password=" in result.output
+    assert "heddle.events.*.*.InternalFinalized" in text
