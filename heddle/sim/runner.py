@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,17 @@ def _fleet(fleet: Fleet | str | Path) -> Fleet:
     return load_fleet(Path(fleet))
 
 
+def _twin_policy(policy: Any) -> Any:
+    """The policy with per-decision explanations off: the twin reads statuses, targets and
+    reasons, never the explanation tables, and place() has a lean one-task path without them."""
+    from heddle.optimizer import Policy, resolve_policy
+
+    resolved = resolve_policy(policy) if isinstance(policy, (str, Policy)) else policy
+    if isinstance(resolved, Policy) and resolved.explain:
+        return replace(resolved, explain=False)
+    return resolved
+
+
 def _policy_name(policy: Any) -> str:
     return policy if isinstance(policy, str) else getattr(policy, "name", type(policy).__name__)
 
@@ -64,6 +75,7 @@ def simulate(
     finished are `in_flight`). Raises `PrivacyViolationError` if any record breaks privacy.
     """
     wall0 = time.perf_counter()
+    policy = _twin_policy(policy)
     fleet = _fleet(fleet)
     workload = as_workload(trace_or_tasks)
     origin = "scenario"
