@@ -3,7 +3,7 @@
 from heddle.traces.errors import TraceError, TraceFormatError, TraceValidationError
 from heddle.traces.samples import shipped_trace_names, shipped_trace_path
 from heddle.traces.schema import COLUMN_NAMES, COLUMNS, Column, Encoding, normalize, validate
-from heddle.traces.trace import Trace, concat_traces, to_tasks
+from heddle.traces.trace import Trace, concat_traces, from_tasks, to_tasks
 from heddle.traces.tracefile import (
     FORMAT_VERSION,
     TraceWriter,
@@ -24,6 +24,7 @@ __all__ = [
     "TraceValidationError",
     "TraceWriter",
     "concat_traces",
+    "from_tasks",
     "iter_trace",
     "normalize",
     "read_trace",

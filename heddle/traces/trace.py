@@ -16,7 +16,7 @@ from heddle.models.ids import AccountId, ModelId, OwnerId, Privacy, TaskId, Task
 from heddle.models.task import Task
 from heddle.traces.schema import COLUMN_NAMES, empty_frame, normalize, validate
 
-__all__ = ["Trace", "concat_traces", "to_tasks"]
+__all__ = ["Trace", "concat_traces", "from_tasks", "to_tasks"]
 
 
 @dataclass(slots=True, eq=False)
@@ -132,3 +132,38 @@ def to_tasks(trace: Trace) -> Iterator[Task]:
             pipeline_id=_opt(cols["pipeline_id"][i]),
             stage=_opt(cols["stage"][i]),
         )
+
+
+def from_tasks(
+    tasks: Iterable[Task], depends_on: Mapping[str, str] | None = None,
+    meta: Mapping[str, str] | None = None,
+) -> Trace:
+    """The inverse of `to_tasks`: record tasks as a trace (deadlines become relative again).
+
+    `depends_on` maps task id -> comma-separated stage names (Task has no such field).
+    Rows are sorted by arrival (stable), so tasks may come in any order.
+    """
+    deps = depends_on or {}
+    cols: dict[str, list] = {name: [] for name in COLUMN_NAMES}
+    for t in tasks:
+        cols["arrival_s"].append(t.arrival_s)
+        cols["kind"].append(TaskKind(t.kind).value)
+        cols["model"].append(t.model or "")
+        cols["quant"].append(t.quant or "")
+        cols["prompt_tokens"].append(t.prompt_tokens)
+        cols["output_tokens"].append(t.output_tokens)
+        cols["cpu_seconds"].append(t.cpu_seconds)
+        cols["memory_gb"].append(t.memory_gb)
+        cols["privacy"].append(Privacy(t.privacy).value)
+        cols["owner"].append(t.owner or "")
+        cols["deadline_s"].append(np.nan if t.deadline_s is None else t.deadline_s - t.arrival_s)
+        cols["tier"].append(Tier(t.tier).value if t.tier is not None else "")
+        cols["account"].append(t.account or "")
+        cols["priority"].append(t.priority)
+        cols["pipeline_id"].append(t.pipeline_id or "")
+        cols["stage"].append(t.stage or "")
+        cols["depends_on"].append(deps.get(t.id, ""))
+        cols["task_id"].append(t.id)
+    if not cols["task_id"]:
+        return Trace.empty(meta)
+    return Trace.from_frame(pd.DataFrame(cols), meta)

@@ -17,6 +17,7 @@ from heddle.traces import (
     TraceFormatError,
     TraceValidationError,
     concat_traces,
+    from_tasks,
     iter_trace,
     read_trace,
     to_tasks,
@@ -170,3 +171,15 @@ def test_to_tasks_makes_deadlines_absolute(small_trace: Trace):
 def test_memory_per_row_is_small(small_trace: Trace):
     big = Trace.from_frame(make_frame(20_000))
     assert big.df.memory_usage(deep=True).sum() / len(big) < 200
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(trace=traces())
+def test_tasks_recorded_back_into_a_trace_match_the_original(trace: Trace):
+    deps = dict(zip(trace.df["task_id"], trace.df["depends_on"].astype(str), strict=True))
+    back = from_tasks(to_tasks(trace), deps, trace.meta)
+    # relative -> absolute -> relative deadlines may differ in the last bits
+    pd.testing.assert_frame_equal(back.df.drop(columns="deadline_s"),
+                                  trace.df.drop(columns="deadline_s"), check_exact=True)
+    np.testing.assert_allclose(back.df["deadline_s"], trace.df["deadline_s"], rtol=1e-9,
+                               atol=1e-6)
