@@ -9,7 +9,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 
 
 def test_python_examples_in_the_events_doc_run(capsys):
-    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
     assert blocks, "docs/events.md lost its examples"
     for block in blocks:
         exec(compile(block, str(DOC), "exec"), {"__name__": "__docs__"})  # noqa: S102
