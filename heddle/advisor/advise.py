@@ -95,10 +95,23 @@ def recommendation_sentence(best: Evaluation | None, baseline: Evaluation, setti
     if best.uncertainty:
         p = best.uncertainty.pooled
         band = f" (P10-P90 {p['p10']:.1f}-{p['p90']:.1f} across days and growth scenarios)"
-    return (f"Buy {best.candidate.name.removeprefix('+ ').removeprefix('optimized mix: ')} for "
+    c = best.candidate
+    what = (f"Replace {c.removed[0]} by {c.purchases[0].label()}" if c.kind == "replace"
+            else "Buy " + " + ".join(p.label() for p in c.purchases))
+    return (f"{what} for "
             f"{best.candidate.purchase_usd:,.0f} USD: it saves {sv:,.0f} USD a month at your "
             f"current request rate and pays back in {_fmt_months(best.payback_months)}{band}; "
             f"3-year NPV {best.npv_usd:,.0f} USD.")
+
+
+def _trustworthy(e: Evaluation, settings: AdvisorSettings) -> bool:
+    """Recommendable: privacy-eligible, positive NPV, and paying back within the horizon in
+    at least 90% of the bootstrapped months at today's rate (so a saving that is only noise
+    between two twin runs is not sold as advice)."""
+    if not (e.eligible and e.npv_usd > 0 and math.isfinite(e.payback_months)):
+        return False
+    u = e.uncertainty
+    return u is None or u.by_scenario["flat"]["p90"] <= settings.horizon_months
 
 
 def _frame(trace: Any) -> tuple[pd.DataFrame, str]:
@@ -159,7 +172,7 @@ def advise(
     if plan.sampled:
         replay_df, slot = subset_days(df, plan.days)
     else:
-        replay_df, day = df.reset_index(drop=True), row_days(df)
+        replay_df, day = df.reset_index(drop=True), row_days(df, plan.period_s)
         slot = np.searchsorted(plan.days, day)
     fleets = [(e.candidate.name, e.candidate.fleet) for e in scr.shortlist]
     replays = replay_fleets(fleets, replay_df, slot, policy=settings.policy, seed=settings.seed,
@@ -173,7 +186,7 @@ def advise(
              for e, r in zip(scr.shortlist, replays)]
     baseline, others = evals[0], evals[1:]
     others.sort(key=lambda e: (-e.npv_usd, e.candidate.purchase_usd, e.candidate.name))
-    good = [e for e in others if e.eligible and e.npv_usd > 0 and math.isfinite(e.payback_months)]
+    good = [e for e in others if _trustworthy(e, settings)]
     best = good[0] if good else None
     current = cloud_use(replay_df, replays[0], base_costs, plan, slices, fleet)
     sentence = recommendation_sentence(best, baseline, settings, bool(profile.personal_owners))

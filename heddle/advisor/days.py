@@ -16,7 +16,7 @@ import pandas as pd
 
 from heddle.advisor.workload import SECONDS_PER_DAY
 
-__all__ = ["DayPlan", "plan_days", "row_days", "subset_days"]
+__all__ = ["DayPlan", "period_of", "plan_days", "row_days", "subset_days"]
 
 
 @dataclass(slots=True)
@@ -27,8 +27,14 @@ class DayPlan:
     weight_requests: np.ndarray  # requests of the block the day stands for
     day_requests: np.ndarray  # requests on the day itself
     weight_days: np.ndarray  # days of the block the day stands for (a partial last day < 1)
-    n_days: int  # days in the whole trace
+    n_days: int  # periods in the whole trace
     sampled: bool
+    period_s: float = SECONDS_PER_DAY  # one replay slot: a day (an hour for traces < 2 days)
+
+    @property
+    def periods(self) -> int:
+        """Periods the trace covers: the size of one bootstrap resample."""
+        return max(1, round(float(self.weight_days.sum()) * SECONDS_PER_DAY / self.period_s))
 
     @property
     def scale(self) -> np.ndarray:
@@ -36,10 +42,21 @@ class DayPlan:
         return self.weight_requests / np.maximum(self.day_requests, 1)
 
 
-def row_days(df: pd.DataFrame) -> np.ndarray:
-    """Trace day of each row; a pipeline belongs wholly to the day its first stage arrived,
-    so a sampled day never holds half a pipeline."""
-    day = (df["arrival_s"].to_numpy(np.float64) // SECONDS_PER_DAY).astype(np.int64)
+SHORT_TRACE_DAYS = 2.0
+"""Traces shorter than two days are cut into hours, not days: one or two days would give the
+bootstrap nothing to resample."""
+
+
+def period_of(df: pd.DataFrame) -> float:
+    """The replay slot length for a trace: a day, or an hour for a short trace."""
+    span_s = float(df["arrival_s"].max())
+    return SECONDS_PER_DAY if span_s >= SHORT_TRACE_DAYS * SECONDS_PER_DAY else 3600.0
+
+
+def row_days(df: pd.DataFrame, period_s: float = SECONDS_PER_DAY) -> np.ndarray:
+    """Trace period (day) of each row; a pipeline belongs wholly to the period its first stage
+    arrived in, so a sampled day never holds half a pipeline."""
+    day = (df["arrival_s"].to_numpy(np.float64) // period_s).astype(np.int64)
     if "pipeline_id" in df.columns:
         pid = df["pipeline_id"].astype(str).to_numpy()
         inpipe = pid != ""
@@ -62,16 +79,18 @@ def _features(df: pd.DataFrame, day: np.ndarray, n_days: int) -> np.ndarray:
 
 
 def plan_days(df: pd.DataFrame, k: int) -> DayPlan:
-    """All days when the trace has at most `k` (or k == 0); else one medoid day per block."""
-    day = row_days(df)
+    """All days when the trace has at most `k` (or k == 0); else one medoid day per block.
+    A trace shorter than two days is replayed whole and cut into hours."""
+    period = period_of(df)
+    day = row_days(df, period)
     n_days = int(day.max()) + 1
     count = np.bincount(day, minlength=n_days).astype(np.float64)
-    # the last day is usually partial: it counts for the fraction of it the trace covers
+    # the last period is usually partial: it counts for the fraction of it the trace covers
     end_s = max(float(df["arrival_s"].max()), 1.0)
-    length = np.clip(end_s / SECONDS_PER_DAY - np.arange(n_days), 1.0 / 24, 1.0)
-    if k <= 0 or n_days <= k:
+    length = np.clip(end_s / period - np.arange(n_days), 1.0 / 24, 1.0) * period / SECONDS_PER_DAY
+    if k <= 0 or n_days <= k or period < SECONDS_PER_DAY:
         days = np.flatnonzero(count > 0)
-        return DayPlan(days, count[days], count[days], length[days], n_days, False)
+        return DayPlan(days, count[days], count[days], length[days], n_days, False, period)
     feats = _features(df, day, n_days)
     blocks = np.array_split(np.arange(n_days), k)
     chosen, w_req, d_req, w_days = [], [], [], []

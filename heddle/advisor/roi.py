@@ -148,7 +148,7 @@ def evaluate(
     if price > 0:
         scenarios = {"flat": 0.0, "trend": trend_growth_per_year}
         scenarios |= {f"{g:+.0%}/yr": g for g in settings.growth_scenarios_per_year}
-        n_draw = round(plan.weight_days.sum())
+        n_draw = plan.periods
         ev.uncertainty = payback_uncertainty(
             price, daily, save_energy, plan.weight_days, n_draw, scenarios, headroom,
             months=months, samples=settings.bootstrap_samples,

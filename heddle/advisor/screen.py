@@ -9,7 +9,7 @@ optimized mix.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from heddle.advisor import finance
 from heddle.advisor.candidates import (
@@ -24,8 +24,9 @@ from heddle.advisor.candidates import (
     replace_candidate,
     serves_personal_locally,
 )
+from heddle.advisor.errors import SizingError
 from heddle.advisor.settings import AdvisorSettings
-from heddle.advisor.sizing import MixResult, solve_mix
+from heddle.advisor.sizing import MixResult, fixed_fleet_cost, solve_mix
 from heddle.advisor.slices import Slice, pair_table, unit_types_of
 from heddle.models.fleet_types import Fleet
 from heddle.models.specs import DeviceSpec
@@ -34,9 +35,6 @@ __all__ = ["Estimate", "ScreenResult", "estimate", "screen"]
 
 REPLACEMENT_DEVICES = 3
 """Replacements are tried with the best few add-one devices only (n_nodes x 3 candidates)."""
-
-ESTIMATE_TIME_LIMIT_S = 2.0
-"""A fixed fleet is an LP in disguise: CP-SAT proves it in tens of ms; this is a safety net."""
 
 
 @dataclass(slots=True)
@@ -57,22 +55,25 @@ class ScreenResult:
     shortlist: list[Estimate]
 
 
-def _price(fleet: Fleet, settings: AdvisorSettings) -> float | None:
-    return settings.electricity_usd_per_kwh
+def _personal_computer(node) -> bool:
+    """A laptop is someone's own computer that lends spare cycles, not fleet hardware: the
+    advisor never proposes to replace it (fleet YAML labels: form_factor / battery_capable)."""
+    return (node.labels.get("form_factor") == "laptop" or node.labels.get("battery_capable") == "true"
+            or node.power_source.value == "battery")
 
 
-def estimate(fleet: Fleet, slices: list[Slice], settings: AdvisorSettings) -> MixResult:
+def estimate(fleet: Fleet, slices: list[Slice], settings: AdvisorSettings,
+             cache: dict | None = None) -> MixResult:
     """Monthly cost of serving the slices with exactly this fleet (analytic)."""
     units = unit_types_of(fleet, settings.electricity_usd_per_kwh)
-    table = pair_table(slices, units, fleet.cloud_offers)
-    return solve_mix(slices, units, table, buyable=[False] * len(units), budget_usd=0.0,
-                     miss_value_usd=settings.miss_value_usd, horizon_months=settings.horizon_months,
-                     target_utilization=settings.target_utilization,
-                     time_limit_s=ESTIMATE_TIME_LIMIT_S, seed=settings.seed, workers=1)
+    table = pair_table(slices, units, fleet.cloud_offers, cache)
+    return fixed_fleet_cost(slices, units, table, miss_value_usd=settings.miss_value_usd,
+                            target_utilization=settings.target_utilization)
 
 
-def _judge(c: Candidate, slices: list[Slice], settings: AdvisorSettings, base: MixResult | None) -> Estimate:
-    mix = estimate(c.fleet, slices, settings)
+def _judge(c: Candidate, slices: list[Slice], settings: AdvisorSettings, base: MixResult | None,
+           cache: dict) -> Estimate:
+    mix = estimate(c.fleet, slices, settings, cache)
     saving = (base.operating_usd_per_month - mix.operating_usd_per_month) if base else 0.0
     sched = finance.growth_schedule(saving, settings.horizon_months)
     return Estimate(c, mix, saving, finance.payback_months(c.purchase_usd, saving),
@@ -80,17 +81,15 @@ def _judge(c: Candidate, slices: list[Slice], settings: AdvisorSettings, base: M
                     serves_personal_locally(c.fleet, slices))
 
 
-def _sizing_candidate(fleet: Fleet, slices: list[Slice], devices: dict[str, DeviceSpec],
-                      settings: AdvisorSettings, options: list[tuple[DeviceSpec, int]]
+def _sizing_candidate(fleet: Fleet, slices: list[Slice], settings: AdvisorSettings,
+                      options: list[tuple[DeviceSpec, int]], cache: dict
                       ) -> tuple[MixResult | None, Candidate | None]:
     have = unit_types_of(fleet, settings.electricity_usd_per_kwh)
     price = settings.electricity_usd_per_kwh if settings.electricity_usd_per_kwh is not None \
         else fleet.electricity_usd_per_kwh
     buy = [purchase_unit(fleet, d, m, settings.max_units, price) for d, m in options]
     units = have + buy
-    table = pair_table(slices, units, fleet.cloud_offers)
-    from heddle.advisor.errors import SizingError
-
+    table = pair_table(slices, units, fleet.cloud_offers, cache)
     try:
         mix = solve_mix(slices, units, table, buyable=[False] * len(have) + [True] * len(buy),
                         budget_usd=settings.budget_usd, miss_value_usd=settings.miss_value_usd,
@@ -110,8 +109,6 @@ def _sizing_candidate(fleet: Fleet, slices: list[Slice], devices: dict[str, Devi
             nodes += [purchased_node(fleet, d, u.node.memory_gb, len(nodes) + i + 1) for i in range(k)]
             purchases.append(Purchase(d.id, u.node.memory_gb, k, u.price_usd))
     label = " + ".join(p.label() for p in purchases)
-    from dataclasses import replace
-
     return mix, Candidate(f"optimized mix: {label}", "mix", replace(fleet, nodes=tuple(nodes)),
                           tuple(purchases))
 
@@ -119,7 +116,8 @@ def _sizing_candidate(fleet: Fleet, slices: list[Slice], devices: dict[str, Devi
 def screen(fleet: Fleet, slices: list[Slice], devices: dict[str, DeviceSpec],
            settings: AdvisorSettings) -> ScreenResult:
     """Generate every candidate, estimate each analytically, pick the shortlist."""
-    base_mix = estimate(fleet, slices, settings)
+    cache: dict = {}
+    base_mix = estimate(fleet, slices, settings, cache)
     baseline = Estimate(Candidate("current fleet", "current", fleet), base_mix, 0.0, 0.0, 0.0,
                         serves_personal_locally(fleet, slices))
     reserve = _reserved_fraction(fleet)
@@ -127,7 +125,7 @@ def screen(fleet: Fleet, slices: list[Slice], devices: dict[str, DeviceSpec],
                for m in memory_choices(d, slices, reserve)]
     cands = [add_candidate(fleet, d, m, k) for d, m in options for k in range(1, settings.max_units + 1)]
     cands = [c for c in cands if c.purchase_usd <= settings.budget_usd]
-    ests = [_judge(c, slices, settings, base_mix) for c in cands]
+    ests = [_judge(c, slices, settings, base_mix, cache) for c in cands]
     ests.sort(key=lambda e: -e.npv_usd)
 
     seen_dev: list[tuple[DeviceSpec, float]] = []
@@ -138,14 +136,16 @@ def screen(fleet: Fleet, slices: list[Slice], devices: dict[str, DeviceSpec],
         if len(seen_dev) == REPLACEMENT_DEVICES:
             break
     for old in fleet.nodes:
+        if _personal_computer(old):
+            continue
         for d, m in seen_dev:
             c = replace_candidate(fleet, old, d, m)
             if c.purchase_usd <= settings.budget_usd:
-                ests.append(_judge(c, slices, settings, base_mix))
+                ests.append(_judge(c, slices, settings, base_mix, cache))
 
-    sizing, mix_cand = _sizing_candidate(fleet, slices, devices, settings, options)
+    sizing, mix_cand = _sizing_candidate(fleet, slices, settings, options, cache)
     if mix_cand is not None:
-        ests.append(_judge(mix_cand, slices, settings, base_mix))
+        ests.append(_judge(mix_cand, slices, settings, base_mix, cache))
     ests.sort(key=lambda e: (-e.npv_usd, e.candidate.purchase_usd, e.candidate.name))
 
     shortlist, sigs = [baseline], {fleet_signature(fleet)}

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from ortools.sat.python import cp_model
+from scipy import sparse
+from scipy.optimize import linprog
 
 from heddle.advisor.errors import SizingError
 from heddle.advisor.slices import PairTable, Slice, UnitType
 
-__all__ = ["MixResult", "dominated", "solve_mix"]
+__all__ = ["MixResult", "dominated", "fixed_fleet_cost", "solve_mix"]
 
 PARTS = 1000
 """A slice's traffic is split in permille: fine enough that rounding never matters for cost."""
@@ -58,6 +60,85 @@ class MixResult:
     def operating_usd_per_month(self) -> float:
         m = self.monthly_usd
         return m["idle"] + m["energy"] + m["cloud"] + m["misses"]
+
+
+def _demand(slices: list[Slice], units: list[UnitType], table: PairTable) -> np.ndarray:
+    """Design-peak utilization of one unit if it served a whole slice [S, U] (0 if infeasible)."""
+    rate = np.array([s.design_rate_per_s for s in slices])[:, None]
+    slots = np.array([max(u.node.slots, 1) for u in units], dtype=np.float64)[None, :]
+    return np.where(table.feasible, rate * np.where(table.feasible, table.seconds, 0.0) / slots, 0.0)
+
+
+def _read_back(status: str, slices: list[Slice], units: list[UnitType], table: PairTable,
+               buyable: list[bool], counts: dict[str, int], share: dict[tuple[int, int], float],
+               cloud_share: dict[int, float], miss_share: np.ndarray, miss_value_usd: float,
+               horizon_months: int, t0: float) -> MixResult:
+    per_month = np.array([s.per_month for s in slices])
+    demand = _demand(slices, units, table)
+    total = per_month.sum() or 1.0
+    local = sum(per_month[i] * f for (i, _), f in share.items())
+    monthly = {
+        "amortized": sum(u.price_usd * counts[u.key] / horizon_months
+                         for j, u in enumerate(units) if buyable[j]),
+        "idle": float(sum(table.idle_usd_per_month[j] * counts[u.key] for j, u in enumerate(units))),
+        "energy": float(sum(per_month[i] * table.energy_usd[i, j] * f for (i, j), f in share.items())),
+        "cloud": float(sum(per_month[i] * table.cloud_usd[i] * f for i, f in cloud_share.items())),
+        "misses": float(per_month @ miss_share * miss_value_usd),
+    }
+    utilization: dict[str, float] = {}
+    served: dict[str, dict[str, float]] = {}
+    for (i, j), f in share.items():
+        if f > 1e-9:
+            served.setdefault(slices[i].key, {})[units[j].key] = f
+            key = units[j].key
+            utilization[key] = utilization.get(key, 0.0) + demand[i, j] * f / counts[key]
+    return MixResult(
+        status=status,
+        counts=counts,
+        bought={u.key: counts[u.key] for j, u in enumerate(units) if buyable[j] and counts[u.key]},
+        purchase_usd=float(sum(u.price_usd * counts[u.key] for j, u in enumerate(units) if buyable[j])),
+        monthly_usd=monthly,
+        local_share=float(local / total),
+        cloud_share=float(sum(per_month[i] * f for i, f in cloud_share.items()) / total),
+        miss_share=float(per_month @ miss_share / total),
+        utilization=utilization,
+        wall_s=time.perf_counter() - t0,
+        served=served,
+    )
+
+
+def fixed_fleet_cost(slices: list[Slice], units: list[UnitType], table: PairTable, *,
+                     miss_value_usd: float, target_utilization: float) -> MixResult:
+    """The same model with every count fixed: a linear program (HiGHS via scipy), solved
+    exactly in milliseconds. This is the analytic pre-screen of one candidate fleet."""
+    t0 = time.perf_counter()
+    n_s, n_u = len(slices), len(units)
+    per_month = np.array([s.per_month for s in slices])
+    demand = _demand(slices, units, table)
+    pairs = np.argwhere(table.feasible)
+    clouds = np.flatnonzero(np.isfinite(table.cloud_usd))
+    n_y, n_c = len(pairs), len(clouds)
+    n_var = n_y + n_c + n_s
+    cost = np.concatenate([
+        per_month[pairs[:, 0]] * table.energy_usd[pairs[:, 0], pairs[:, 1]],
+        per_month[clouds] * table.cloud_usd[clouds],
+        per_month * miss_value_usd,
+    ])
+    rows = np.concatenate([pairs[:, 0], clouds, np.arange(n_s)])
+    a_eq = sparse.csr_matrix((np.ones(n_var), (rows, np.arange(n_var))), shape=(n_s, n_var))
+    a_ub = sparse.csr_matrix((demand[pairs[:, 0], pairs[:, 1]], (pairs[:, 1], np.arange(n_y))),
+                             shape=(n_u, n_var))
+    cap = np.array([target_utilization * u.count for u in units])
+    res = linprog(cost, A_ub=a_ub, b_ub=cap, A_eq=a_eq, b_eq=np.ones(n_s), bounds=(0.0, 1.0),
+                  method="highs")
+    if res.status != 0:
+        raise SizingError(f"fixed-fleet cost LP failed: {res.message}")
+    x = res.x
+    share = {(int(i), int(j)): float(x[k]) for k, (i, j) in enumerate(pairs)}
+    cloud_share = {int(i): float(x[n_y + k]) for k, i in enumerate(clouds)}
+    counts = {u.key: u.count for u in units}
+    return _read_back("OPTIMAL", slices, units, table, [False] * n_u, counts, share, cloud_share,
+                      x[n_y + n_c:], miss_value_usd, 1, t0)
 
 
 def dominated(units: list[UnitType], table: PairTable, buyable: list[bool]) -> list[bool]:
@@ -105,12 +186,9 @@ def solve_mix(
     t0 = time.perf_counter()
     n_s, n_u = len(slices), len(units)
     # --- data
-    util = np.zeros((n_s, n_u), dtype=np.int64)
-    for i, s in enumerate(slices):
-        for j, u in enumerate(units):
-            if table.feasible[i, j]:
-                demand = s.design_rate_per_s * table.seconds[i, j] / max(u.node.slots, 1)
-                util[i, j] = max(1, math.ceil(demand * UTIL_SCALE))
+    # utilization rounded up, and at least 1: a slice never looks free
+    util = np.where(table.feasible, np.maximum(1, np.ceil(_demand(slices, units, table) * UTIL_SCALE)),
+                    0).astype(np.int64)
     cap = round(target_utilization * UTIL_SCALE) * PARTS
     per_month = np.array([s.per_month for s in slices])
 
@@ -171,40 +249,9 @@ def solve_mix(
 
     # --- read back
     counts = {u.key: int(solver.value(n[j])) for j, u in enumerate(units)}
-    bought = {u.key: counts[u.key] for j, u in enumerate(units) if buyable[j] and counts[u.key]}
     share = {k: solver.value(v) / PARTS for k, v in y.items()}
     cloud_share = {i: solver.value(v) / PARTS for i, v in c.items()}
     miss_share = np.array([solver.value(v) / PARTS for v in miss])
-    total = per_month.sum() or 1.0
-    local = sum(per_month[i] * f for (i, _), f in share.items())
-    monthly = {
-        "amortized": sum(u.price_usd * counts[u.key] / horizon_months
-                         for j, u in enumerate(units) if buyable[j]),
-        "idle": float(sum(table.idle_usd_per_month[j] * counts[u.key] for j, u in enumerate(units))),
-        "energy": float(sum(per_month[i] * table.energy_usd[i, j] * f for (i, j), f in share.items())),
-        "cloud": float(sum(per_month[i] * table.cloud_usd[i] * f for i, f in cloud_share.items())),
-        "misses": float(per_month @ miss_share * miss_value_usd),
-    }
-    utilization = {}
-    for j, u in enumerate(units):
-        if counts[u.key]:
-            used = sum(util[i, j] * share[i, j] * PARTS for i in range(n_s) if (i, j) in share)
-            utilization[u.key] = used / (UTIL_SCALE * PARTS) / counts[u.key]
-    served: dict[str, dict[str, float]] = {}
-    for (i, j), f in share.items():
-        if f > 0:
-            served.setdefault(slices[i].key, {})[units[j].key] = f
-    return MixResult(
-        status="OPTIMAL" if status == cp_model.OPTIMAL else "FEASIBLE",
-        counts=counts,
-        bought=bought,
-        purchase_usd=float(sum(u.price_usd * counts[u.key]
-                               for j, u in enumerate(units) if buyable[j])),
-        monthly_usd=monthly,
-        local_share=float(local / total),
-        cloud_share=float(sum(per_month[i] * f for i, f in cloud_share.items()) / total),
-        miss_share=float(per_month @ miss_share / total),
-        utilization=utilization,
-        wall_s=time.perf_counter() - t0,
-        served=served,
-    )
+    return _read_back("OPTIMAL" if status == cp_model.OPTIMAL else "FEASIBLE", slices, units,
+                      table, buyable, counts, share, cloud_share, miss_share, miss_value_usd,
+                      horizon_months, t0)

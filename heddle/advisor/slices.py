@@ -202,12 +202,25 @@ def _privacy_ok(unit: UnitType, s: Slice) -> bool:
     return s.privacy != "personal" or unit.node.may_hold_personal_of(s.owner)
 
 
-def pair_table(slices: list[Slice], units: list[UnitType], offers: tuple[CloudOffer, ...]) -> PairTable:
+def _column_key(u: UnitType) -> tuple:
+    n = u.node
+    return (n.device.id, n.memory_gb, n.reserved_memory_gb, n.owner, n.trusted_owners, n.slots,
+            u.electricity_usd_per_kwh)
+
+
+def pair_table(slices: list[Slice], units: list[UnitType], offers: tuple[CloudOffer, ...],
+               cache: dict | None = None) -> PairTable:
+    """Build the table; `cache` (a dict owned by the caller, valid for one slice list) reuses
+    the columns of unit types seen before - candidates share most of their machines."""
     n_s, n_u = len(slices), len(units)
     feasible = np.zeros((n_s, n_u), dtype=bool)
     seconds = np.full((n_s, n_u), np.inf)
     energy = np.zeros((n_s, n_u))
     for j, u in enumerate(units):
+        key = _column_key(u)
+        if cache is not None and key in cache:
+            feasible[:, j], seconds[:, j], energy[:, j] = cache[key]
+            continue
         dev = u.node.device
         busy_kw = max(dev.typical_power_w - dev.idle_power_w, 0.0) / 1000.0
         for i, s in enumerate(slices):
@@ -220,6 +233,8 @@ def pair_table(slices: list[Slice], units: list[UnitType], offers: tuple[CloudOf
             feasible[i, j] = True
             seconds[i, j] = mean
             energy[i, j] = mean / 3600.0 * busy_kw * u.electricity_usd_per_kwh
+        if cache is not None:
+            cache[key] = (feasible[:, j].copy(), seconds[:, j].copy(), energy[:, j].copy())
     idle = np.array([
         u.node.device.idle_power_w / 1000.0 * 24 * DAYS_PER_MONTH * u.electricity_usd_per_kwh
         for u in units

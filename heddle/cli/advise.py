@@ -1,11 +1,87 @@
-"""`heddle advise` (stub: filled in by the package owner)."""
+"""`heddle advise`: what hardware to buy next, from a workload trace replayed in the twin.
+
+With no arguments: the shipped demo fleet and demo trace. Prints a ranked table and one
+recommendation sentence; writes advice.html (charts embedded), advice.md and advice.json.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+out = Console()
+err = Console(stderr=True)
+
+CONSOLE_COLUMNS = ("#", "candidate", "price USD", "saves USD/mo", "payback mo", "P10-P50-P90 mo",
+                   "NPV USD", "status")
+"""The ranked table's columns that fit a terminal (the HTML/Markdown report has them all)."""
+
+DEFAULT_OUT = Path("heddle-advice")
+"""Where the report goes when --out is not given (relative to the working directory)."""
 
 
-def advise() -> None:
-    """Not built yet."""
-    typer.echo("heddle advise: not built yet")
-    raise typer.Exit(1)
+def advise(
+    trace: Annotated[str | None, typer.Option("--trace", "-t", help="Trace file or shipped trace name (e.g. demo, demo-14d).")] = None,
+    fleet: Annotated[str | None, typer.Option("--fleet", "-f", help="Fleet YAML or shipped fleet name.")] = None,
+    budget: Annotated[float | None, typer.Option("--budget", help="Purchase budget in USD.", min=0)] = None,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for advice.html, advice.md, advice.json.")] = DEFAULT_OUT,
+    miss_value: Annotated[float | None, typer.Option("--miss-value", help="USD value of one deadline miss avoided.", min=0)] = None,
+    discount_rate: Annotated[float | None, typer.Option("--discount-rate", help="Annual discount rate for NPV (0.08 = 8%).", min=0, max=1)] = None,
+    electricity: Annotated[float | None, typer.Option("--electricity", help="Electricity price USD/kWh (default: the fleet's).", min=0)] = None,
+    sample_days: Annotated[int | None, typer.Option("--sample-days", help="Representative days replayed for long traces (0 = all days).", min=0)] = None,
+    shortlist: Annotated[int | None, typer.Option("--shortlist", help="Candidates replayed in the twin.", min=1)] = None,
+    policy: Annotated[str | None, typer.Option("--policy", "-p", help="Placement policy the twin uses.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the bootstrap and the twin.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")] = False,
+) -> None:
+    """Advise what to buy: rank candidate purchases by payback, NPV and TCO from twin replays."""
+    from pydantic import ValidationError
+
+    from heddle.advisor import AdvisorError, AdvisorSettings
+    from heddle.advisor import advise as run_advice
+    from heddle.advisor.report import RANKING_COLUMNS, ranking_rows, write_report
+    from heddle.config import load_settings
+    from heddle.models.errors import ModelsError
+    from heddle.sim import SimError
+    from heddle.sim.whatif import resolve_fleet, resolve_trace
+    from heddle.traces import TraceError
+
+    try:
+        base = load_settings({"trace": trace, "fleet": fleet, "seed": seed,
+                              "electricity_usd_per_kwh": electricity})
+        flags = {"budget_usd": budget, "miss_value_usd": miss_value,
+                 "discount_rate_annual": discount_rate, "sample_days": sample_days,
+                 "shortlist": shortlist, "policy": policy}
+        settings = AdvisorSettings(
+            seed=base.seed, electricity_usd_per_kwh=base.electricity_usd_per_kwh,
+            **{k: v for k, v in flags.items() if v is not None})
+        with err.status("advising...") as status:
+            report = run_advice(resolve_trace(base.trace), resolve_fleet(base.fleet), settings,
+                                progress=lambda msg: status.update(f"advising: {msg}"))
+        paths = write_report(report, out_dir)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        err.print(f"[red]heddle advise: option {e['loc'][0]}: {e['msg']}[/red]")
+        raise typer.Exit(2) from None
+    except (AdvisorError, SimError, ModelsError, TraceError, OSError) as exc:
+        err.print(f"[red]heddle advise: {exc}[/red]")
+        raise typer.Exit(2) from None
+
+    if as_json:
+        out.print_json(paths["json"].read_text(encoding="utf-8"))
+        return
+    table = Table(title=f"heddle advise — fleet {report.fleet_name}, trace {report.trace_label}")
+    keep = [RANKING_COLUMNS.index(c) for c in CONSOLE_COLUMNS]
+    for col in CONSOLE_COLUMNS:
+        table.add_column(col, justify="left" if col in ("candidate", "status") else "right",
+                         overflow="fold", max_width=44 if col == "candidate" else 24)
+    for row in ranking_rows(report):
+        table.add_row(*(row[k] for k in keep), style="bold green" if row[-1] == "RECOMMENDED" else None)
+    out.print(table)
+    out.print(f"[bold]{report.sentence}[/bold]")
+    out.print(f"report: {paths['html']} (also {paths['markdown'].name}, {paths['json'].name}); "
+              f"privacy violations in all replays: {report.privacy_violations}")
