@@ -81,6 +81,9 @@ def random_state(fleet: Fleet, rng: np.random.Generator, *, time_s: float = 1000
             ns.status = NodeStatus.DRAINING if roll[1] < 0.7 else NodeStatus.DEPARTED
         if roll[2] < trouble:
             ns.thermal = ThermalState.SERIOUS if roll[1] < 0.5 else ThermalState.CRITICAL
+        elif roll[2] < 2 * trouble:  # warm but allowed: throttled
+            ns.thermal = ThermalState.FAIR
+            ns.speed_factor = float(rng.uniform(0.5, 1.0))
         if roll[3] < trouble:
             ns.power_source = PowerSource.BATTERY
     state.cloud_spend_usd = {a: float(rng.uniform(0, b.limit_usd)) for a, b in fleet.budgets.items()}

@@ -23,17 +23,19 @@ from heddle.models import (
     TaskKind,
     ThermalState,
 )
-from heddle.optimizer.fleet_cache import TIER_CODE, FleetArrays
+from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS, TIER_CODE, FleetArrays
 from heddle.optimizer.placement import Decision, DecisionStatus, Placement, TargetKind
 from heddle.optimizer.policy import Policy
 from heddle.optimizer.reasons import Reason, unplaced_reason
 from heddle.optimizer.scoring import MICRO
-from heddle.optimizer.view import node_states
+from heddle.optimizer.view import _DEPARTED
 
 __all__ = ["place_one"]
 
 _HOT = (ThermalState.SERIOUS, ThermalState.CRITICAL)
 _INF = math.inf
+_LB_SAFETY = 1.0 - 1e-9
+"""Lower bounds are shrunk by this factor so float rounding can never prune a real candidate."""
 
 
 @dataclass(slots=True, eq=False)
@@ -62,6 +64,41 @@ def _lean(fa: FleetArrays) -> _Lean:
     return lean
 
 
+def _plan(fa: FleetArrays, lean: _Lean, ma, task: Task) -> tuple[list, list, list, list, list]:
+    """Node visiting order (cheapest energy per token first) and suffix minima along it.
+
+    From position k on, every node has service >= a*suf_a[k] + b*suf_b[k] and energy cost
+    >= a*suf_ea[k] + b*suf_eb[k] (a, b = prompt and output tokens, or CPU seconds and 0):
+    throttling only slows and loading only adds, so these are the scan's lower bounds.
+    """
+    if ma is None:
+        key = ("__plan__", None)
+    else:
+        bp = -(-max(task.prompt_tokens, 0) // CONTEXT_BUCKET_TOKENS)
+        bd = -(-max(task.prompt_tokens + task.output_tokens // 2, 0) // CONTEXT_BUCKET_TOKENS)
+        key = ("__plan__", task.model, task.quant, bp, bd)
+    plan = fa._models.get(key)
+    if plan is None:
+        n = fa.n_nodes
+        if ma is None:
+            per_a, per_b = lean.proc[:n], [0.0] * n
+        else:
+            pre = ma.rate_lists(fa, task.prompt_tokens)[0]
+            dec = ma.rate_lists(fa, task.prompt_tokens + task.output_tokens // 2)[1]
+            per_a, per_b = [1.0 / pre[i] for i in range(n)], [1.0 / dec[i] for i in range(n)]
+        energy = lean.energy
+        order = sorted(range(n), key=lambda i: (energy[i] * (per_a[i] + per_b[i] * 4), i))
+        plan = tuple([0.0] * n for _ in range(4))
+        run = [_INF] * 4
+        for k in range(n - 1, -1, -1):
+            i = order[k]
+            for m, v in enumerate((per_a[i], per_b[i], energy[i] * per_a[i], energy[i] * per_b[i])):
+                run[m] = v if v < run[m] else run[m]
+                plan[m][k] = run[m]
+        plan = fa._models[key] = (order, *plan)
+    return plan
+
+
 def _mb_up(gb: float) -> int:
     return math.ceil(gb * 1000 - 1e-9)
 
@@ -70,7 +107,8 @@ def _mb_down(gb: float) -> int:
     return math.floor(gb * 1000 + 1e-9)
 
 
-def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy) -> Placement | None:
+def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
+              early_stop: bool = True) -> Placement | None:
     lean = _lean(fa)
     now = state.time_s
     llm = task.kind is TaskKind.LLM
@@ -103,8 +141,28 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy) ->
     outlook = min_wait = _INF
     best = None  # (cost int, j, service, wait, cloud, energy, lateness, evicts)
 
-    # --- local nodes ---------------------------------------------------------------------
-    for i, ns in enumerate(node_states(fa, state)):
+    # --- local nodes, fastest first; stop once no unseen node can matter ------------------
+    nodes, node_ids = state.nodes, fa.node_ids
+    order, suf_a, suf_b, suf_ea, suf_eb = _plan(fa, lean, ma if llm else None, task)
+    x_a, x_b = (p, o) if llm else (cpu, 0.0)
+    cloud_matters = bool(lean.offers) and task.privacy is Privacy.PUBLIC
+    stopped = False
+    min_defer = round(policy.defer_usd * prio * MICRO)
+    thr = policy.burst_backlog_threshold_s
+    for k, i in enumerate(order):
+        if early_stop and best is not None and best[0] < min_defer:
+            # placing beats any deferral; stop when no unseen node can be as cheap and the
+            # burst rule cannot change (cloud irrelevant, or already ruled out / settled)
+            lb_f = now + (x_a * suf_a[k] + x_b * suf_b[k]) * _LB_SAFETY
+            late = lb_f - deadline
+            late = late if late > 0.0 else 0.0
+            lb_cost = round((ew * (x_a * suf_ea[k] + x_b * suf_eb[k]) * _LB_SAFETY
+                             + (late * rate + (miss if late > 0.0 else 0.0)) * prio) * MICRO)
+            if lb_cost > best[0] and (not cloud_matters or (outlook <= deadline and min_wait <= thr)
+                                      or (lb_f >= outlook and outlook > deadline)):
+                stopped = True
+                break
+        ns = nodes.get(node_ids[i], _DEPARTED)
         code = 0
         if ns.status is not NodeStatus.ACTIVE:
             code = Reason.DEPARTED if ns.status is NodeStatus.DEPARTED else Reason.DRAINING
@@ -118,7 +176,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy) ->
             counts[code] = counts.get(code, 0) + 1
             continue
         resident = llm and bool(ns.resident_models) and key in ns.resident_models
-        speed = ns.speed_factor if ns.speed_factor > 0 else 1.0
+        speed = min(ns.speed_factor, 1.0) if ns.speed_factor > 0 else 1.0
         if llm:
             service = ((0.0 if resident else load[i]) + p / pre[i] + o / dec[i]) / speed
         else:
@@ -160,7 +218,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy) ->
         evf = ev_usd if need > free else 0.0
         total = cw * 0.0 + ew * energy + lateness + evf
         cost = round((total - evf) * MICRO) + (ev_int if needs_evict else 0)
-        if best is None or cost < best[0]:
+        if best is None or cost < best[0] or (cost == best[0] and i < best[1]):
             best = (cost, i, service, wait, 0.0, energy, lateness, needs_evict)
 
     # --- cloud offers (burst rule, budget) --------------------------------------------------
@@ -250,6 +308,8 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy) ->
         )
         objective = cost
     else:
+        if stopped:  # the reason counts every target: walk them all
+            return place_one(fa, state, task, policy, early_stop=False)
         permanent = not any_local and not any_ok and all(c < Reason.THERMAL for c in counts)
         decision = Decision(
             tid, DecisionStatus.REJECTED if permanent else DecisionStatus.DEFERRED,

@@ -29,7 +29,7 @@ class StateView:
     draining: np.ndarray  # [J] bool
     hot: np.ndarray  # [J] bool, thermal serious or critical
     battery: np.ndarray  # [J] bool
-    speed: np.ndarray  # [J] throttling factor (1 = full speed)
+    speed: np.ndarray  # [J] throttling factor in (0, 1] (1 = full speed; above 1 is clamped)
     evictable_gb: np.ndarray  # [J] weights of resident models an idle node could drop
     unpaid_startup_s: np.ndarray  # [J] start-up seconds billed (instances not yet running)
     resident: tuple  # [N] frozensets of (model, quant)
@@ -96,7 +96,7 @@ def gather(fa: FleetArrays, state: FleetState, instance_slots_per_gpu: int) -> S
         draining=np.array([s.status is NodeStatus.DRAINING for s in sts] + offer_false),
         hot=np.array([s.thermal in _HOT for s in sts] + offer_false),
         battery=np.array([s.power_source is PowerSource.BATTERY for s in sts] + offer_false),
-        speed=np.array([s.speed_factor if s.speed_factor > 0 else 1.0 for s in sts] + [1.0] * m),
+        speed=np.array([min(s.speed_factor, 1.0) if s.speed_factor > 0 else 1.0 for s in sts] + [1.0] * m),
         evictable_gb=np.array(evictable + [0.0] * m),
         unpaid_startup_s=np.array([0.0] * fa.n_nodes + unpaid),
         resident=tuple(s.resident_models for s in sts),
