@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from heddle.config import load_settings
 from heddle.models.errors import ModelsError
 from heddle.models.fleet import load_fleet, shipped_fleet_path
 from heddle.models.predict import predict_step
@@ -31,10 +32,11 @@ def predict(
     output_tokens: Annotated[int, typer.Option("--output-tokens", min=0)] = 128,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Requests decoding together.")] = 1,
     cold: Annotated[bool, typer.Option("--cold", help="The model is not loaded yet.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (default: the `output` setting).")] = False,
 ) -> None:
     """Predict prefill/decode speed and the time of one LLM step."""
     try:
+        as_json = as_json or load_settings().output == "json"
         p = predict_step(device, model, quant, prompt_tokens, output_tokens, batch=batch, resident=not cold)
     except ModelsError as exc:
         _fail(exc)
@@ -62,10 +64,13 @@ def predict(
 
 @app.command()
 def fleet(
-    name_or_path: Annotated[str, typer.Argument(help="A shipped fleet name or a fleet YAML path.")] = "demo",
+    name_or_path: Annotated[
+        str | None, typer.Argument(help="A shipped fleet name or a fleet YAML path (default: the `fleet` setting).")
+    ] = None,
 ) -> None:
     """Validate a fleet file and show its nodes."""
     try:
+        name_or_path = name_or_path or load_settings().fleet
         path = Path(name_or_path) if Path(name_or_path).suffix in (".yaml", ".yml") else shipped_fleet_path(name_or_path)
         f = load_fleet(path)
     except ModelsError as exc:

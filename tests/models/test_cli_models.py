@@ -67,3 +67,14 @@ def test_models_fleet_validates_files(tmp_path):
 def test_accuracy_report_prints_the_table():
     r = run("models", "accuracy")
     assert r.exit_code == 0 and "fit M1, predict M2" in r.output and "rtx-5090" in r.output
+
+
+def test_fleet_and_output_defaults_come_from_settings(tmp_path):
+    (tmp_path / ".heddle").mkdir()
+    (tmp_path / ".heddle" / "config.yaml").write_text("fleet: small\n")
+    r = runner.invoke(app, ["models", "fleet"], env={"HOME": str(tmp_path), "COLUMNS": "200"})
+    assert r.exit_code == 0 and "fleet small" in r.output
+    env = {"HOME": str(tmp_path), "HEDDLE_FLEET": "office", "HEDDLE_OUTPUT": "json"}
+    assert "fleet office" in runner.invoke(app, ["models", "fleet"], env=env | {"COLUMNS": "200"}).output
+    r = runner.invoke(app, ["models", "predict", "--device", "m4-10", "--model", "mistral-7b"], env=env)
+    assert json.loads(r.output)["target"] == "m4-10"

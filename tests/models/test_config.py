@@ -10,10 +10,7 @@ from heddle.models.errors import ConfigError
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key in list(__import__("os").environ):
-        if key.startswith("HEDDLE_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))  # conftest already cleared HEDDLE_* variables
     return tmp_path
 
 

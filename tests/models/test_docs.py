@@ -1,6 +1,5 @@
 """The models engineer's docs execute: CLI commands run, YAML examples validate, Python runs."""
 
-import os
 import re
 import shlex
 from pathlib import Path
@@ -61,8 +60,5 @@ def test_doc_python_examples_run(page, tmp_path, monkeypatch):
     workload_yaml = next(t for t in blocks("models.md", "yaml") if "pipelines:" in t)
     (tmp_path / "my-workload.yaml").write_text(workload_yaml)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    for key in [k for k in os.environ if k.startswith("HEDDLE_")]:
-        monkeypatch.delenv(key)
     for code in blocks(page, "python"):
         exec(compile(code, page, "exec"), {})  # noqa: S102 - running our own docs is the point
