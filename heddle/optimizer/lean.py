@@ -222,7 +222,12 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
             best = (cost, i, service, wait, 0.0, energy, lateness, needs_evict)
 
     # --- cloud offers (burst rule, budget) --------------------------------------------------
-    if lean.offers:
+    eligible = task.privacy is Privacy.PUBLIC and (not any_local or outlook > deadline or min_wait > thr)
+    if lean.offers and not eligible and best is not None and best[0] < min_defer:
+        pass  # the cloud is ruled out and a node wins: the offers cannot change the decision
+    elif lean.offers and task.privacy is not Privacy.PUBLIC:
+        counts[Reason.PRIVACY] = counts.get(Reason.PRIVACY, 0) + len(lean.offers)
+    elif lean.offers:
         if task.account is None:
             remaining = _INF if policy.allow_unbudgeted_cloud else -1.0
         else:
@@ -232,8 +237,6 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
             else:
                 remaining = budget.limit_usd - state.cloud_spend_usd.get(task.account, 0.0)
         remaining_int = math.floor(max(remaining, 0.0) * MICRO + 1e-9) if remaining < _INF else None
-        eligible = task.privacy is Privacy.PUBLIC and (
-            not any_local or outlook > deadline or min_wait > policy.burst_backlog_threshold_s)
         ready = state.instance_ready_at_s
         for j, name, is_api, o_tier, installed, pin, pout, price_s, startup, latency, capacity in lean.offers:
             if task.privacy is not Privacy.PUBLIC:

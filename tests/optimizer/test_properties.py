@@ -36,7 +36,7 @@ def test_optimal_policy_never_breaks_a_hard_constraint(problem):
     assert placement.objective >= placement.best_bound - 1e-6
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(problem=problems(max_tasks=1))
 def test_one_task_calls_never_break_a_hard_constraint(problem):
     state, tasks = problem
