@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 __all__ = [
     "AZURE_CODE_OUTPUT",
@@ -50,6 +49,8 @@ class LogNormal:
 
 def fit_lognormal(tokens: np.ndarray, source: str = "", maximum: int = 32_768) -> LogNormal:
     """Maximum-likelihood lognormal fit with the location fixed at 0 (tokens must be > 0)."""
+    from scipy import stats  # slow to import (~1 s): only fitting needs it
+
     values = np.asarray(tokens, dtype="float64")
     if len(values) < 2 or (values <= 0).any():
         raise ValueError("need at least two token counts, all > 0")
