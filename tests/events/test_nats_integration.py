@@ -24,6 +24,7 @@ from heddle.events.jetstream import (
 )
 from heddle.events.jetstream_log import JetStreamEventLog, JetStreamRejectionLog
 from heddle.events.lease import finalization_lease, lease_key
+from heddle.events.lifecycle import TaskAggregate
 from heddle.events.nats_kv import NatsKeyValueStore, msg_ttl_supported
 from heddle.events.natsd import start_nats_server
 from heddle.events.projectors import CascadeProjector, ScopeMembershipProjector
@@ -372,3 +373,60 @@ async def test_observer_reads_but_cannot_manage_streams(acl_server, uid):
         )
     finally:
         await observer.close()
+
+
+async def test_application_role_runs_the_command_path_but_cannot_take_leases(acl_server, uid):
+    """The generated permissions are enough for real work: an application-role process
+    handles commands (JetStream logs, KV snapshots, dedup bus, a dispatcher subscription);
+    stream and bucket set-up and leases stay with the framework role."""
+    errors: list[str] = []
+    framework = await connect_as(acl_server, "framework", errors)
+    application = await connect_as(acl_server, "application", errors)
+    try:
+        for ensure in (ensure_event_stream, ensure_rejection_stream):
+            await ensure(framework.jetstream(), "Task")
+        await NatsKeyValueStore.open(framework)  # the framework creates the bucket
+        js = application.jetstream()
+        kv = await NatsKeyValueStore.open(application, create=False)
+        handler = CommandHandler(
+            JetStreamEventLog(js, ensure_streams=False),
+            JetStreamRejectionLog(js, ensure_streams=False),
+            snapshots=SnapshotStore(kv),
+            snapshot_every_n=1,
+            dedup_publisher=NatsDedupPublisher(application),
+            dedup_subscriber=NatsDedupSubscriber(application),
+        )
+        dispatcher = EventDispatcher(handler.event_log)
+        seen: list[str] = []
+
+        class Spy(ScopeMembershipProjector):
+            async def project(self, envelope):
+                seen.append(envelope.event_type)
+
+        dispatcher.register(Spy())
+        await dispatcher.start("Task")
+        task = {"aggregate_type": "Task", "aggregate_id": "t" + uid}
+        await handler.handle(
+            make_command(
+                "SubmitTask",
+                payload={"job_id": "", "model": "m", "owner": "o", "privacy": "public"},
+                **task,
+            )
+        )
+        with pytest.raises(Exception, match="INVALID_TRANSITION"):
+            await handler.handle(make_command("StartTask", **task))
+        await wait_until(lambda: seen == ["TaskSubmitted"])
+        await dispatcher.stop()
+        restored = await SnapshotStore(kv).load(TaskAggregate, "t" + uid)
+        assert restored is not None and restored.status == "submitted"
+        rejected = [r async for r in JetStreamRejectionLog(js).load("Task", "t" + uid)]
+        assert [r.reason for r in rejected] == ["INVALID_TRANSITION"]
+        assert errors == []
+        with pytest.raises(nats.errors.TimeoutError):  # the lease key is not the app's to set
+            await NatsKeyValueStore(
+                await application.jetstream(timeout=1.0).key_value("heddle"), ttl_supported=True
+            ).set_if_not_exists(lease_key("Task", "t" + uid), b"x", ttl_s=5)
+        await wait_until(lambda: any("heddle.events.horizon" in e.lower() for e in errors))
+    finally:
+        await framework.close()
+        await application.close()
