@@ -44,6 +44,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _GZIP_LEVEL = 6
 """zlib's default trade-off; level 9 writes ~3x slower for a few percent smaller files."""
+_SCHEMA_NAMES = frozenset(c.name for c in COLUMNS)
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 
@@ -137,6 +138,7 @@ class TraceWriter:
         self._meta = {str(k): str(v) for k, v in (meta or {}).items()}
         self._file: IO[bytes] | None = None
         self._raw: IO[bytes] | None = None
+        self._last_arrival_s = 0.0
         self.rows = 0
 
     def __enter__(self) -> Self:
@@ -156,8 +158,23 @@ class TraceWriter:
         if self._file is None:
             raise RuntimeError("TraceWriter.write outside 'with'")
         df = chunk.df if isinstance(chunk, Trace) else normalize(chunk)
+        extra = [c for c in df.columns if c not in _SCHEMA_NAMES]
+        if extra:
+            # refuse rather than drop them silently
+            raise TraceValidationError(
+                f"the trace format holds the schema columns only; drop {extra} before writing",
+                path=self.path, column=extra[0],
+            )
         if not len(df):
             return
+        first = float(df["arrival_s"].iloc[0])
+        if first < self._last_arrival_s:
+            raise TraceValidationError(
+                f"chunk starts at {first} s, before the previous chunk's last arrival "
+                f"{self._last_arrival_s} s: chunks must come in arrival order",
+                path=self.path, row=self.rows, column="arrival_s",
+            )
+        self._last_arrival_s = float(df["arrival_s"].iloc[-1])
         for start in range(0, len(df), DEFAULT_CHUNK_ROWS):
             self._write_chunk(df.iloc[start : start + DEFAULT_CHUNK_ROWS])
 

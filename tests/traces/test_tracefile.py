@@ -183,3 +183,13 @@ def test_tasks_recorded_back_into_a_trace_match_the_original(trace: Trace):
                                   trace.df.drop(columns="deadline_s"), check_exact=True)
     np.testing.assert_allclose(back.df["deadline_s"], trace.df["deadline_s"], rtol=1e-9,
                                atol=1e-6)
+
+
+def test_writer_refuses_what_it_cannot_keep(tmp_path: Path, small_trace: Trace):
+    extra = small_trace.df.assign(note="x")
+    with pytest.raises(TraceValidationError, match="note"):
+        write_trace(Trace(extra), tmp_path / "x.htr")
+    halves = list(small_trace.chunks(25))
+    with pytest.raises(TraceValidationError, match="arrival order"):
+        write_trace(reversed(halves), tmp_path / "y.htr")
+    assert list(tmp_path.iterdir()) == []
