@@ -4,6 +4,8 @@ import dataclasses
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from heddle.models import catalog, perf
 from heddle.models.errors import PerfError
@@ -123,3 +125,24 @@ def test_api_step_time_is_latency_plus_streaming():
 def test_processor_seconds_scale_with_core_speed():
     assert perf.processor_seconds(dev("m1-8"), 10.0) == pytest.approx(10.0)
     assert perf.processor_seconds(dev("m4-10"), 10.0) < 10.0 < perf.processor_seconds(dev("jetson-orin-nano-super"), 10.0)
+
+_DEVICES = sorted(catalog.devices())
+_MODELS = sorted(catalog.models())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(_DEVICES), st.sampled_from(_MODELS), st.data(),
+    st.integers(0, 20000), st.integers(0, 4000), st.integers(1, 64),
+)
+def test_step_time_is_positive_and_monotone(device_id, model_id, data, prompt, output, batch):
+    d, m = catalog.device(device_id), catalog.model(model_id)
+    quant = data.draw(st.sampled_from(sorted(m.bytes_per_weight)))
+    step = llm_step(d, m, quant, prompt, output, batch=batch)
+    assert step.seconds >= 0 and step.prefill_tokens_per_s > 0 and step.decode_tokens_per_s > 0
+    assert llm_step(d, m, quant, prompt + 256, output, batch=batch).seconds >= step.seconds
+    assert llm_step(d, m, quant, prompt, output + 64, batch=batch).seconds > step.seconds
+    # a bigger batch: each request no faster, the device as a whole no slower
+    _, one = llm_rates(d, m, quant, batch=batch, context_tokens=prompt)
+    _, more = llm_rates(d, m, quant, batch=batch + 1, context_tokens=prompt)
+    assert more <= one and (batch + 1) * more >= batch * one
