@@ -13,13 +13,14 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from heddle.models import TaskId
+from heddle.models import FleetState, NodeState, Task, TaskId
 from heddle.optimizer.assign import Assignment
 from heddle.optimizer.placement import Decision, DecisionStatus, TargetKind
 from heddle.optimizer.reasons import reason_text, unplaced_reason
-from heddle.optimizer.scoring import Scored
+from heddle.optimizer.scoring import Scored, score
+from heddle.optimizer.view import gather
 
-__all__ = ["Alternatives", "decisions"]
+__all__ = ["Alternatives", "decisions", "explain_later"]
 
 
 class Alternatives(Mapping):
@@ -99,3 +100,48 @@ def decisions(sc: Scored, assignment: Assignment, solver: str, explain: bool, ev
             d.rejected_alternatives = Alternatives(sc, t, j, full)  # type: ignore[assignment]
         out.append(d)
     return out
+
+
+class _Deferred(Mapping):
+    """Alternatives of a one-task decision, scored from a snapshot only when first read."""
+
+    __slots__ = ("_args", "_alts")
+
+    def __init__(self, fa, snapshot: FleetState, task: Task, policy, chosen: int) -> None:
+        self._args = (fa, snapshot, task, policy, chosen)
+        self._alts: Alternatives | None = None
+
+    def _get(self) -> Alternatives:
+        if self._alts is None:
+            fa, snapshot, task, policy, chosen = self._args
+            sc = score(fa, gather(fa, snapshot, policy.instance_slots_per_gpu), [task], policy)
+            self._alts = Alternatives(sc, 0, chosen, None)
+        return self._alts
+
+    def __getitem__(self, key: str) -> str:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+
+def explain_later(decision: Decision, fa, state: FleetState, task: Task, policy) -> None:
+    """Attach lazily-scored alternatives, from a copy of the state as it is now (the caller
+    may change its NodeStates right after the call, as the twin does)."""
+    snapshot = FleetState(
+        time_s=state.time_s,
+        fleet=state.fleet,
+        nodes={nid: NodeState(ns.node_id, ns.free_memory_gb, ns.free_slots, ns.resident_models, ns.backlog_s,
+                              ns.status, ns.power_source, ns.thermal, ns.speed_factor)
+               for nid, ns in state.nodes.items()},
+        cloud_spend_usd=dict(state.cloud_spend_usd),
+        instance_ready_at_s=dict(state.instance_ready_at_s),
+    )
+    chosen = fa.target_names.index(decision.target) if decision.target is not None else -1
+    decision.rejected_alternatives = _Deferred(fa, snapshot, task, policy, chosen)  # type: ignore[assignment]

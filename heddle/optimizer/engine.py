@@ -15,7 +15,7 @@ from heddle.models import FleetState, Task
 from heddle.optimizer.assign import Assignment, objective_int
 from heddle.optimizer.baselines import cheapest, least_loaded, ray_hybrid, round_robin
 from heddle.optimizer.cpsat import solve_cpsat
-from heddle.optimizer.decisions import decisions
+from heddle.optimizer.decisions import decisions, explain_later
 from heddle.optimizer.errors import UnknownPolicyError
 from heddle.optimizer.fast import fast_assign
 from heddle.optimizer.fleet_cache import fleet_arrays
@@ -26,7 +26,7 @@ from heddle.optimizer.policy import POLICY_NAMES, Policy
 from heddle.optimizer.scoring import MICRO, Scored, score
 from heddle.optimizer.view import gather
 
-__all__ = ["REGISTRY", "lower_bound_int", "place", "resolve_policy", "scored"]
+__all__ = ["REGISTRY", "lower_bound_int", "place", "place_table", "resolve_policy", "scored"]
 
 Solver = Callable[[Scored, Policy], tuple[Assignment, str, str, int | None, float]]
 """(scored, policy) -> (assignment, status, solver name, best bound or None, solver wall s)."""
@@ -114,10 +114,24 @@ def place(state: FleetState, pending: Sequence[Task], policy: Policy | str = "op
     policy = resolve_policy(policy)
     if not pending:
         return Placement([], status="OPTIMAL", solver=policy.name)
-    if len(pending) == 1 and not policy.explain and policy.name in _LEAN_POLICIES:
-        placement = place_one(fleet_arrays(state.fleet), state, pending[0], policy)
+    if len(pending) == 1 and policy.name in _LEAN_POLICIES:
+        fa = fleet_arrays(state.fleet)
+        placement = place_one(fa, state, pending[0], policy)
         if placement is not None:
+            if policy.explain:
+                explain_later(placement.decisions[0], fa, state, pending[0], policy)
             return placement
+    return place_table(state, pending, policy)
+
+
+def place_table(state: FleetState, pending: Sequence[Task], policy: Policy | str = "optimal") -> Placement:
+    """`place()` through the scored numpy table for every batch size (no one-task shortcut).
+
+    place() uses it for batches; tests and benchmarks call it to compare the two paths.
+    """
+    policy = resolve_policy(policy)
+    if not pending:
+        return Placement([], status="OPTIMAL", solver=policy.name)
     sc = scored(state, pending, policy)
     assignment, status, solver, bound, wall = REGISTRY[policy.name](sc, policy)
     objective = objective_int(sc, policy, assignment)

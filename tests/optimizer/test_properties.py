@@ -8,7 +8,9 @@ import copy
 import pytest
 from hypothesis import given, settings
 
+from heddle.models import FleetState
 from heddle.optimizer import POLICY_NAMES, Policy, place
+from heddle.optimizer.engine import place_table
 from tests.optimizer.checks import check_placement
 from tests.optimizer.conftest import problems
 
@@ -58,17 +60,32 @@ def test_same_input_gives_the_same_placement(problem):
 
 @settings(max_examples=300, deadline=None)
 @given(problem=problems(max_nodes=24, max_tasks=1))
-def test_explanations_do_not_change_one_task_decisions(problem):
-    state, tasks = problem
+def test_the_one_task_path_equals_the_table_path(problem):
+    """place() answers one task in plain Python; place_table() through the numpy table and
+    the policy's solver. Same decision, costs, reasons and explanations."""
+    original, tasks = problem
     for name in ("optimal", "fast"):
-        full = place(state, tasks, Policy(name=name, explain=True))
-        lean = place(state, tasks, Policy(name=name, explain=False))
-        assert _signature(full) == _signature(lean)
-        a, b = full.decisions[0], lean.decisions[0]
-        assert (a.reason, a.est_start_s) == (b.reason, pytest.approx(b.est_start_s))
-        assert a.est_seconds == pytest.approx(b.est_seconds)
-        assert a.cost_usd == pytest.approx(b.cost_usd)
-        assert (full.objective, full.status) == (pytest.approx(lean.objective), lean.status)
+        state = _copy_state(original)
+        table = place_table(state, tasks, Policy(name=name))
+        expected_alternatives = dict(table.decisions[0].rejected_alternatives)
+        lean = place(state, tasks, Policy(name=name))
+        quiet = place(state, tasks, Policy(name=name, explain=False))
+        for node_state in state.nodes.values():  # the caller moves on; explanations must not
+            node_state.free_slots = 0
+        for other in (lean, quiet):
+            assert _signature(other) == _signature(table)
+            a, b = table.decisions[0], other.decisions[0]
+            assert (a.reason, a.est_start_s) == (b.reason, pytest.approx(b.est_start_s))
+            assert a.est_seconds == pytest.approx(b.est_seconds)
+            assert a.cost_usd == pytest.approx(b.cost_usd)
+            assert (table.objective, table.status) == (pytest.approx(other.objective), other.status)
+        assert dict(lean.decisions[0].rejected_alternatives) == expected_alternatives
+        assert dict(quiet.decisions[0].rejected_alternatives) == {}
+
+
+def _copy_state(state):
+    nodes = {k: copy.copy(v) for k, v in state.nodes.items()}
+    return FleetState(state.time_s, state.fleet, nodes, dict(state.cloud_spend_usd), dict(state.instance_ready_at_s))
 
 
 @pytest.mark.parametrize("seed", [1, 2])
