@@ -138,6 +138,7 @@ class _ModelIn(_Strict):
     head_dim: Annotated[int, Field(gt=0)]
     context_length: Annotated[int, Field(gt=0)]
     bytes_per_weight: dict[str, Positive] | None = None  # replaces the defaults when given
+    tier: Tier = Tier.LOCAL
     source: Annotated[str, Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -289,6 +290,7 @@ def _models_from(doc: YamlDoc) -> dict[ModelId, ModelSpec]:
             bytes_per_weight=dict(m.bytes_per_weight or parsed.default_bytes_per_weight),
             kind=m.kind,
             source=m.source,
+            tier=m.tier,
         )
         _put(out, spec.id, spec, doc, ("models", mi, "id"))
     return out

@@ -59,6 +59,7 @@ class ModelSpec:
     bytes_per_weight: dict[str, float]  # quantization name -> bytes per weight, e.g. {"q4_0": 0.5625}
     kind: str = "llm"  # "llm" | "embedding"
     source: str = ""
+    tier: Tier = Tier.LOCAL  # highest model tier it can serve: big open models qualify for "standard"
 
     def __hash__(self) -> int:  # the dict field makes the generated hash fail; ids are unique
         return hash(self.id)

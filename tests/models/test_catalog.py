@@ -144,3 +144,9 @@ def test_duplicate_catalog_ids_are_rejected():
     doc = _devices_doc(GOOD_DEVICE + GOOD_DEVICE.replace("devices:\n", ""))
     with pytest.raises(CatalogError, match="'box' is defined twice"):
         catalog.load_catalog(devices_doc=doc)
+
+
+def test_big_open_models_qualify_for_the_standard_tier():
+    assert {m.id for m in catalog.models().values() if m.tier == Tier.STANDARD} == {
+        "llama-3.1-70b", "qwen2.5-32b", "gpt-oss-120b"}
+    assert catalog.model("llama-3.1-8b").tier == Tier.LOCAL
