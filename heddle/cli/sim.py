@@ -48,7 +48,7 @@ def _summary_table(run) -> Table:
     for node, u in s.utilization.items():
         t.add_row(f"utilization {node}", f"{u:.0%}")
     for reason, n in list(s.rejected_reasons.items())[:5]:
-        t.add_row("rejected: " + (reason if len(reason) <= 48 else reason[:47] + "…"), f"{n:,}")
+        t.add_row("rejected: " + (reason if len(reason) <= 40 else reason[:39] + "…"), f"{n:,}")
     return t
 
 

@@ -64,7 +64,7 @@ class NodeRt:
         need = need_gb + (weights_gb if missing else 0.0)
         available = self.usable_gb - self.resident_gb - self.pinned_gb
         if need > available:
-            idle = [k for k in self.resident if not self.in_use.get(k)]
+            idle = [k for k in self.resident if k != key and not self.in_use.get(k)]
             reclaimable = sum(self.resident[k] for k in idle)
             if need > available + reclaimable + 1e-9:
                 return False, missing

@@ -89,3 +89,28 @@ def test_scenario_errors_name_file_and_field(tmp_path) -> None:
     bad.write_text("events: [\n")
     with pytest.raises(ScenarioError, match=r"bad\.yaml: line \d+"):
         load_scenario(bad)
+
+
+def test_models_stay_resident_and_the_least_recently_used_is_evicted() -> None:
+    from heddle.models import perf
+    from heddle.models.catalog_stub import model_spec
+    from tests.sim.conftest import llm_trace, make_device
+
+    # room for the 8B model and one 7B model at q4_k_m, not for all three at once
+    spec_8b, spec_7b = model_spec("llama-3.1-8b"), model_spec("mistral-7b")
+    memory = spec_8b.weights_gb("q4_k_m") + spec_7b.weights_gb("q4_k_m") + 1.0
+    models = ["llama-3.1-8b", "llama-3.1-8b", "mistral-7b", "llama-3.1-8b", "qwen2.5-7b", "mistral-7b"]
+    n = len(models)
+    df = llm_trace(np.arange(n) * 100.0, np.full(n, 100), np.full(n, 10), model=models)
+    result = simulate(make_fleet(1, memory_gb=memory), df, "fast")
+    rec = result.records
+    assert (rec["status"] == "completed").all()
+    # 8b (miss), 8b (hit), mistral (miss), 8b (hit), qwen (miss: evicts mistral, least recently
+    # used), mistral (miss again: evicts 8b). Evicting 8b for qwen would make the last one a hit.
+    assert result.summary.model_loads == {"n0": 4} and result.summary.evictions == {"n0": 2}
+    misses = rec["service"] > 2 * rec["service"].min()
+    assert list(misses) == [True, False, True, False, True, True]
+    dev = make_device()
+    load_8b = perf.load_seconds(dev, spec_8b, "q4_k_m")
+    assert rec["service"].iloc[0] - rec["service"].iloc[1] == pytest.approx(load_8b, rel=1e-3)
+    assert rec["ttft"].iloc[0] > load_8b > rec["ttft"].iloc[1]
