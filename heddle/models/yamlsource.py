@@ -42,17 +42,23 @@ class YamlDoc:
         return f"{self.source}:{line}" if line is not None else self.source
 
 
-def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
+def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str, error: type[Exception]) -> None:
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            _walk(value_node, path + (key,), lines)
+            line = key_node.start_mark.line + 1
+            if path + (key,) in lines:  # YAML itself would silently keep the last one
+                raise error(
+                    f"{source}:{line}: {key!r} is given twice in the same mapping "
+                    f"(first on line {lines[path + (key,)]}); expected each key once"
+                )
+            lines[path + (key,)] = line
+            _walk(value_node, path + (key,), lines, source, error)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             lines[path + (i,)] = item.start_mark.line + 1
-            _walk(item, path + (i,), lines)
+            _walk(item, path + (i,), lines, source, error)
 
 
 def load_yaml(text: str, source: str, error: type[Exception]) -> YamlDoc:
@@ -68,7 +74,7 @@ def load_yaml(text: str, source: str, error: type[Exception]) -> YamlDoc:
         raise error(f"{source}: not valid YAML: {exc}") from None
     lines: dict[Path_, int] = {}
     if node is not None:
-        _walk(node, (), lines)
+        _walk(node, (), lines, source, error)
     return YamlDoc(data, lines, source)
 
 

@@ -97,3 +97,9 @@ def test_missing_file_is_a_fleet_error(tmp_path: Path):
 def test_unknown_shipped_fleet_lists_the_known_ones():
     with pytest.raises(FleetError, match="demo"):
         shipped_fleet_path("nope")
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_override():
+    text = BASE.replace("memory_gb: 16\n", "memory_gb: 16\n    memory_gb: 24\n")
+    with pytest.raises(FleetError, match=rf"^d\.yaml:{line_of(text, 'memory_gb: 24')}: 'memory_gb' is given twice .*line {line_of(text, 'memory_gb: 16')}"):
+        parse_fleet(text, "d.yaml")
