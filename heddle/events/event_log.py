@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from heddle.events.envelopes import EventEnvelope, RejectionEnvelope
 from heddle.events.errors import ConcurrencyError
@@ -55,6 +55,29 @@ class EventLog(ABC):
     @abstractmethod
     async def subscribe(self, aggregate_type: str) -> EventSubscription:
         """Events of one type appended after this call returns, until closed."""
+
+    async def append_batch(
+        self, items: Sequence[tuple[EventEnvelope, int | None]]
+    ) -> list[Exception | None]:
+        """Append many (envelope, expected_version) pairs; one result per item, None when it
+        was appended. After a failure, that aggregate's later items fail too (their versions
+        would leave a gap); other aggregates are unaffected. Default: one at a time."""
+        results: list[Exception | None] = []
+        failed: set[tuple[str, str]] = set()
+        for envelope, expected_version in items:
+            key = (envelope.aggregate_type, envelope.aggregate_id)
+            if key in failed:
+                results.append(
+                    ConcurrencyError("an earlier event of this aggregate in the batch failed")
+                )
+                continue
+            try:
+                await self.append(envelope, expected_version)
+                results.append(None)
+            except Exception as exc:  # noqa: BLE001 - reported per item, as documented
+                results.append(exc)
+                failed.add(key)
+        return results
 
     async def current_version(self, aggregate_type: str, aggregate_id: str) -> int:
         """The aggregate's latest version (0 if it has no events). Default: replay."""

@@ -196,3 +196,38 @@ async def test_rejections_load_per_aggregate_in_append_order(rejection_log, agg_
     assert [r.reason for r in loaded] == ["FIRST", "SECOND"]
     assert loaded[0] == written[0]
     assert [r async for r in rejection_log.load(agg_type, "none")] == []
+
+
+async def test_append_batch_reports_per_item_and_keeps_aggregates_independent(logs, agg_type):
+    log = await logs()
+    await log.append(ev(agg_type, 1, agg_id="stale"), expected_version=0)
+    items = [
+        (ev(agg_type, 1, agg_id="a"), 0),
+        (ev(agg_type, 2, agg_id="a"), 1),
+        (ev(agg_type, 1, agg_id="b"), None),
+        (ev(agg_type, 2, agg_id="gap"), None),  # "gap" has no version 1
+        (ev(agg_type, 3, agg_id="gap"), None),  # blocked by the failure before it
+        (ev(agg_type, 2, agg_id="stale"), 0),  # wrong expected version
+        (ev(agg_type, 3, agg_id="a"), 2),
+    ]
+    results = await log.append_batch(items)
+    assert [r is None for r in results] == [True, True, True, False, False, False, True]
+    assert all(isinstance(r, ConcurrencyError) for r in results if r is not None)
+    assert [e.aggregate_version for e in await collect(log, agg_type, "a")] == [1, 2, 3]
+    assert [e.aggregate_version for e in await collect(log, agg_type, "b")] == [1]
+    assert await collect(log, agg_type, "gap") == []
+    assert [e.aggregate_version for e in await collect(log, agg_type, "stale")] == [1]
+
+
+async def test_append_batch_races_fairly_with_single_appends(logs, agg_type):
+    first, second = await logs(), await logs()
+    contenders = [ev(agg_type, 1, agg_id=f"k{i}") for i in range(20)]
+    rivals = [ev(agg_type, 1, agg_id=f"k{i}") for i in range(20)]
+    batch_results, single_results = await asyncio.gather(
+        first.append_batch([(e, 0) for e in contenders]),
+        asyncio.gather(*(second.append(e, 0) for e in rivals), return_exceptions=True),
+    )
+    for i in range(20):
+        wins = [batch_results[i] is None, single_results[i] is None]
+        assert wins.count(True) == 1, f"k{i}: exactly one writer must win version 1"
+        assert len(await collect(first, agg_type, f"k{i}")) == 1
