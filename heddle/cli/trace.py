@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from heddle.traces import (
     TraceError,
+    iter_trace,
     read_trace,
     shipped_trace_names,
     shipped_trace_path,
@@ -67,9 +69,10 @@ def import_cmd(
             csv_mapping = load_mapping(mapping_file)
         elif mapping:
             csv_mapping = CsvMapping(columns=_pairs(mapping, "--map"))
-        result = import_trace(fmt, file, skip_bad=skip_bad, defaults=defaults,
-                              mapping=csv_mapping)
-        write_trace(result.trace, output)
+        with err.status(f"importing {file}"):
+            result = import_trace(fmt, file, skip_bad=skip_bad, defaults=defaults,
+                                  mapping=csv_mapping)
+            write_trace(result.trace, output)
     except ValidationError as exc:
         raise _fail(str(exc)) from None
     except (TraceError, OSError) as exc:
@@ -119,8 +122,9 @@ def synth_cmd(
         if shapes:
             fields["shape_mix"] = {k: float(v) for k, v in _pairs([shapes], "--shapes").items()}
         cfg = SynthConfig.model_validate(fields)
-        trace = synthesize(cfg, np.random.default_rng(cfg.seed))
-        write_trace(trace, output)
+        with err.status("synthesizing"):
+            trace = synthesize(cfg, np.random.default_rng(cfg.seed))
+            write_trace(trace, output)
     except (ValidationError, ValueError, yaml.YAMLError) as exc:
         raise _fail(str(exc)) from None
     except (TraceError, OSError) as exc:
@@ -139,7 +143,8 @@ def stats_cmd(
 ) -> None:
     """Rates, token percentiles, the diurnal profile and the privacy mix of a trace."""
     try:
-        trace = read_trace(resolve_trace(file))
+        with err.status(f"reading {file}"):
+            trace = read_trace(resolve_trace(file))
     except (TraceError, OSError) as exc:
         raise _fail(str(exc)) from None
     s = trace_stats(trace)
@@ -150,6 +155,7 @@ def stats_cmd(
         ("rows / workflows", f"{s.rows:,} / {s.workflows:,}"),
         ("duration", f"{s.duration_h:,.2f} h"),
         ("rate", f"{s.rows_per_h:,.1f} rows/h, {s.workflows_per_h:,.1f} workflows/h"),
+        ("busiest hour", f"{s.peak_rows_per_h:,} rows"),
         ("workflow shapes", _mix_text(s.shape_mix)),
         ("kinds", _mix_text(s.kind_mix)),
         ("privacy (rows)", _mix_text(s.privacy_rows)),
@@ -198,3 +204,39 @@ def samples_cmd() -> None:
         source = trace.meta.get("attribution") or trace.meta.get("generator", "")
         table.add_row(name, f"{len(trace):,}", f"{trace.duration_s / 3600:.1f}", source)
     out.print(table)
+
+
+HEAD_COLUMNS = "arrival_s,task_id,model,prompt_tokens,output_tokens,privacy,owner,depends_on"
+"""Columns `heddle trace head` shows unless --columns says otherwise (all 18 do not fit)."""
+
+
+@app.command("head")
+def head_cmd(
+    file: Annotated[str, typer.Argument(help="trace file, or a shipped name such as 'demo'")],
+    rows: Annotated[int, typer.Option("-n", "--rows", help="rows to show")] = 10,
+    columns: Annotated[str, typer.Option(help="comma-separated columns")] = HEAD_COLUMNS,
+) -> None:
+    """Show the first rows of a trace."""
+    try:
+        chunk = next(iter_trace(resolve_trace(file)), None)
+    except (TraceError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    if chunk is None:
+        out.print(f"{file}: empty trace")
+        return
+    names = [c.strip() for c in columns.split(",") if c.strip()]
+    if unknown := [c for c in names if c not in chunk.df.columns]:
+        raise _fail(f"--columns: unknown {unknown}; columns: {', '.join(chunk.df.columns)}")
+    table = Table(title=f"{file} (first {rows} rows)")
+    for name in names:
+        short = name.replace("_tokens", "").replace("_seconds", "_s")
+        table.add_column(short, justify="right" if chunk.df[name].dtype.kind in "fiu" else "left")
+    for record in chunk.df[names].head(rows).astype(object).itertuples(index=False):
+        table.add_row(*(_cell(v) for v in record))
+    out.print(table)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:,.2f}"
+    return str(value) if value != "" else "-"

@@ -49,6 +49,7 @@ class TraceStats:
     growth_per_week: float | None = None
     dispersion_per_min: float = float("nan")
     deadline_share: float = 0.0
+    peak_rows_per_h: int = 0  # rows in the busiest clock hour since the start
 
 
 def _mix(values: pd.Series) -> dict[str, float]:
@@ -123,6 +124,8 @@ def trace_stats(trace: Trace) -> TraceStats:
         growth_per_week=growth,
         dispersion_per_min=dispersion,
         deadline_share=float(df["deadline_s"].notna().mean()) if len(df) else 0.0,
+        peak_rows_per_h=int(np.bincount((df["arrival_s"].to_numpy() // 3600).astype(int)).max())
+        if len(df) else 0,
     )
 
 

@@ -117,3 +117,14 @@ def test_shipped_samples_exist_and_are_what_their_configs_generate():
     assert shipped_trace_path("demo-14d").stat().st_size < 1_000_000
     azure = read_trace(shipped_trace_path("azure-code"))
     assert len(azure) == 8_819 and "CC-BY 4.0" in azure.meta["attribution"]
+
+
+def test_head_shows_the_first_rows_and_checks_columns():
+    result = run("head", "demo", "-n", "3", "--columns", "task_id,privacy,deadline_s")
+    assert result.exit_code == 0, result.output
+    first = read_trace(shipped_trace_path("demo")).df.head(3)
+    for task_id in first["task_id"]:
+        assert task_id in result.output
+    assert first["task_id"].iloc[0] in result.output
+    result = run("head", "demo", "--columns", "task_id,colour")
+    assert result.exit_code == 1 and "colour" in result.output
