@@ -46,31 +46,30 @@ def _fast(sc: Scored, policy: Policy):
 
 
 def _optimal(sc: Scored, policy: Policy):
-    if len(sc.tasks) >= LARGE_BATCH_TASKS:
-        return _large(sc, policy)
-    assignment, status, solver, bound, wall = _fast(sc, policy)
+    """Fast path; if it is not provably optimal, LP rounding (bound + incumbent); then, unless
+    the batch is large, CP-SAT warm-started from the better of the two."""
+    fast, status, _, bound, _ = _fast(sc, policy)
     if status == "OPTIMAL":  # the capacity-free bound is met: nothing left to search
-        return assignment, status, solver, bound, wall
-    result = solve_cpsat(sc, policy, assignment)
-    return result.assignment, result.status, "cp-sat", max(result.bound_int, bound), result.wall_s
-
-
-LARGE_BATCH_TASKS = 500
-"""From this many tasks the LP-rounding decomposition replaces CP-SAT (whose model building and
-presolve alone exceed a second at 2,000 x 50; see docs/optimizer.md)."""
-
-
-def _large(sc: Scored, policy: Policy):
-    assignment, lp_bound = lp_round(sc, policy)
-    bound = lower_bound_int(sc)
-    if lp_bound is None:
-        greedy = fast_assign(sc, policy)
-        if objective_int(sc, policy, greedy) < objective_int(sc, policy, assignment):
-            assignment = greedy
-    else:
+        return fast, status, "fast_path", bound, 0.0
+    rounded, lp_bound = lp_round(sc, policy)
+    if lp_bound is not None:
         bound = max(bound, lp_bound)
-    status = "OPTIMAL" if objective_int(sc, policy, assignment) <= bound else "FEASIBLE"
-    return assignment, status, "lp-round", bound, 0.0
+    incumbent = min((fast, rounded), key=lambda a: objective_int(sc, policy, a))
+    best = objective_int(sc, policy, incumbent)
+    pairs = int((sc.ok & (sc.base_int() < sc.defer_int()[:, None])).sum())
+    if best <= bound or pairs > LARGE_BATCH_PAIRS:
+        return incumbent, "OPTIMAL" if best <= bound else "FEASIBLE", "lp-round", bound, 0.0
+    result = solve_cpsat(sc, policy, incumbent)
+    bound = max(result.bound_int, bound)
+    status = "OPTIMAL" if result.objective_int <= bound else "FEASIBLE"
+    return result.assignment, status, "cp-sat", bound, result.wall_s
+
+
+LARGE_BATCH_PAIRS = 6000
+"""Above this many candidate (task, target) pairs (feasible and cheaper than deferring) the
+LP-rounding answer is final: CP-SAT's model building and presolve alone exceed a second at
+2,000 x 50 (see docs/optimizer.md)."""
+
 
 _LEAN_POLICIES = ("optimal", "fast")
 """Policies whose one-task answer is the exact cheapest option (the plain-Python path)."""

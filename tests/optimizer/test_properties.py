@@ -89,12 +89,14 @@ def _copy_state(state):
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_large_batches_through_lp_rounding_obey_every_hard_constraint(seed):
+def test_large_batches_through_lp_rounding_obey_every_hard_constraint(seed, monkeypatch):
     import numpy as np
 
+    from heddle.optimizer import engine
     from heddle.optimizer.instances import random_fleet, random_state, random_tasks
 
     rng = np.random.default_rng(seed)
+    monkeypatch.setattr(engine, "LARGE_BATCH_PAIRS", 1000)  # the 2,000-task path, on 600 tasks
     fleet = random_fleet(rng, 12, budget_usd=(0.05, 0.5))
     state = random_state(fleet, rng, busy=0.4, trouble=0.2)
     tasks = random_tasks(rng, 600, fleet)
