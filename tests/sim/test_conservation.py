@@ -60,9 +60,10 @@ def cases(draw):
             {"at_s": float(rng.uniform(0, 60)), "node": "n0", "action": draw(st.sampled_from(["fail", "drain", "leave"]))},
             {"at_s": float(rng.uniform(30, 90)), "node": "n0", "action": "join"},
         ]})
-    policy = draw(st.sampled_from(["fast", "least-loaded", "round-robin", "cheapest"]))
+    policy = draw(st.sampled_from(["fast", "optimal", "least-loaded", "round-robin", "ray-hybrid", "cheapest"]))
     horizon = draw(st.sampled_from([None, None, 45.0]))
-    settings = TwinSettings(max_defer_s=draw(st.sampled_from([30.0, 600.0])), max_retries=draw(st.integers(0, 2)))
+    settings = TwinSettings(max_defer_s=draw(st.sampled_from([30.0, 600.0])), max_retries=draw(st.integers(0, 2)),
+                            batch_window_s=draw(st.sampled_from([0.0, 0.0, 3.0])))
     return fleet, df, policy, scenario, horizon, settings, seed
 
 

@@ -114,3 +114,26 @@ def test_models_stay_resident_and_the_least_recently_used_is_evicted() -> None:
     load_8b = perf.load_seconds(dev, spec_8b, "q4_k_m")
     assert rec["service"].iloc[0] - rec["service"].iloc[1] == pytest.approx(load_8b, rel=1e-3)
     assert rec["ttft"].iloc[0] > load_8b > rec["ttft"].iloc[1]
+
+
+@pytest.mark.parametrize("policy", ["fast", "optimal"])
+def test_batch_windows_place_everything_that_arrived_in_one_call(policy) -> None:
+    df = processor_trace(np.array([0.3, 1.1, 1.7, 9.0]), np.full(4, 1.0))
+    result = simulate(make_fleet(3), df, policy, batch_window_s=2.0)
+    rec = result.records
+    assert (rec["status"] == "completed").all()
+    # a window opens when work arrives: the first three share the window ending at 2.3
+    assert list(rec["start"]) == pytest.approx([2.3, 2.3, 2.3, 11.0])
+    assert result.summary.place_calls == 2
+
+
+def test_a_new_catalog_device_can_join_mid_run() -> None:
+    df = _steady(n=30, gap_s=0.5, work_s=4.0)
+    result = simulate(make_fleet(1), df, "fast", _scenario(
+        {"at_s": 5.0, "node": "new-mini", "action": "join", "device": "m4-pro-20", "memory_gb": 64,
+         "owner": "alice", "slots": 2}))
+    rec = result.records
+    assert (rec["status"] == "completed").all()
+    on_new = rec[rec["target"] == "new-mini"]
+    assert len(on_new) > 0 and (on_new["start"] >= 5.0).all()
+    assert set(result.summary.utilization) == {"n0", "new-mini"}

@@ -87,3 +87,12 @@ def test_cli_reports_bad_input_clearly(tmp_path) -> None:
     assert "s.yaml" in result.output and "events.0.action" in result.output
     result = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["sim", "--policy", "psychic"])
     assert result.exit_code != 0 and "psychic" in result.output
+
+
+def test_cli_json_output_is_the_metrics(tmp_path) -> None:
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        app, ["sim", "--trace", str(_small_trace(tmp_path)), "--policy", "fast", "--json", "--horizon", "600"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output)
+    assert metrics["arrived"] == metrics["completed"] + metrics["rejected"] + metrics["failed"] + metrics["in_flight"]
+    assert set(metrics["queue_length"]) == {"t", "queued", "running"}
