@@ -48,6 +48,9 @@ def _fast(sc: Scored, policy: Policy):
 def _optimal(sc: Scored, policy: Policy):
     """Fast path; if it is not provably optimal, LP rounding (bound + incumbent); then, unless
     the batch is large, CP-SAT warm-started from the better of the two."""
+    pairs = int((sc.ok & (sc.base_int() < sc.defer_int()[:, None])).sum())
+    if pairs > LARGE_BATCH_PAIRS:
+        return _large(sc, policy)
     fast, status, _, bound, _ = _fast(sc, policy)
     if status == "OPTIMAL":  # the capacity-free bound is met: nothing left to search
         return fast, status, "fast_path", bound, 0.0
@@ -56,9 +59,8 @@ def _optimal(sc: Scored, policy: Policy):
         bound = max(bound, lp_bound)
     incumbent = min((fast, rounded), key=lambda a: objective_int(sc, policy, a))
     best = objective_int(sc, policy, incumbent)
-    pairs = int((sc.ok & (sc.base_int() < sc.defer_int()[:, None])).sum())
-    if best <= bound or pairs > LARGE_BATCH_PAIRS:
-        return incumbent, "OPTIMAL" if best <= bound else "FEASIBLE", "lp-round", bound, 0.0
+    if best <= bound:
+        return incumbent, "OPTIMAL", "lp-round", bound, 0.0
     result = solve_cpsat(sc, policy, incumbent)
     bound = max(result.bound_int, bound)
     status = "OPTIMAL" if result.objective_int <= bound else "FEASIBLE"
@@ -69,6 +71,20 @@ LARGE_BATCH_PAIRS = 6000
 """Above this many candidate (task, target) pairs (feasible and cheaper than deferring) the
 LP-rounding answer is final: CP-SAT's model building and presolve alone exceed a second at
 2,000 x 50 (see docs/optimizer.md)."""
+
+
+def _large(sc: Scored, policy: Policy):
+    """LP rounding alone (the fast path only if the LP fails)."""
+    assignment, lp_bound = lp_round(sc, policy)
+    bound = lower_bound_int(sc)
+    if lp_bound is None:
+        greedy = fast_assign(sc, policy)
+        if objective_int(sc, policy, greedy) < objective_int(sc, policy, assignment):
+            assignment = greedy
+    else:
+        bound = max(bound, lp_bound)
+    status = "OPTIMAL" if objective_int(sc, policy, assignment) <= bound else "FEASIBLE"
+    return assignment, status, "lp-round", bound, 0.0
 
 
 _LEAN_POLICIES = ("optimal", "fast")
