@@ -70,6 +70,7 @@ class Twin:
         self.nodes: list[NodeRt] = []
         self.offers: list[OfferRt] = []
         self.targets: list[NodeRt | OfferRt] = []  # index = target code in the records
+        self._full: set[NodeRt] = set()  # nodes with no free slot (their backlog moves with time)
         self.target_by_name: dict[str, NodeRt | OfferRt] = {}
         for node in fleet.nodes:
             self.add_node(node, present=True)
@@ -107,7 +108,6 @@ class Twin:
         self.budget_roll = _BudgetRoller(fleet)
         self._mq: dict[tuple[str, str], tuple] = {}  # (model, quant) -> see _model_quant
         self._mq_by_key: list[tuple] = []
-        self._full: set[NodeRt] = set()  # nodes with no free slot (their backlog moves with time)
         self.dynamics = dynamics
         if dynamics is not None:
             dynamics.attach(self)
@@ -130,7 +130,7 @@ class Twin:
         self.nodes.append(rt)
         self.targets.append(rt)
         self.target_by_name[node.id] = rt
-        rt.publish(self.env.now)
+        self.publish(rt, self.env.now)
         return rt
 
     def target_names(self) -> list[str]:
@@ -206,8 +206,7 @@ class Twin:
         if now >= self.budget_roll.soonest:
             self.budget_roll.roll(now, self.state)
         for rt in self._full:  # only full nodes have a backlog that moves with the clock
-            left = (rt.finish_sum_s - len(rt.running) * now + rt.queued_work_s) / rt.node.slots
-            rt.ns.backlog_s = left if left > 0.0 else 0.0
+            rt.refresh_backlog(now)
 
     def _place(self, batch: list[int]) -> list[int]:
         """Ask the optimizer about `batch`; act on each decision. Returns re-deferred indices."""
@@ -275,11 +274,11 @@ class Twin:
         if target.queue or len(target.running) >= target.node.slots or not self._try_start(i, target):
             target.queue.append(i)
             target.queued_work_s += d.est_seconds
-        self._publish(target, self.env.now)
+        self.publish(target, self.env.now)
 
-    def _publish(self, rt: NodeRt, now: float) -> None:
-        rt.publish(now)
-        if rt.queue or len(rt.running) >= rt.node.slots:
+    def publish(self, rt: NodeRt, now: float) -> None:
+        """Refresh rt's NodeState and remember whether its backlog moves with the clock."""
+        if rt.publish(now):
             self._full.add(rt)
         else:
             self._full.discard(rt)
@@ -394,7 +393,7 @@ class Twin:
         rec.finish_s[i] = now
         self._terminal(i, ST_COMPLETED, "")
         self._start_next(rt)
-        self._publish(rt, now)
+        self.publish(rt, now)
         self._capacity_freed()
 
     def _interrupt(self, i: int, rt: NodeRt | None, why: str, *, requeue: bool) -> None:

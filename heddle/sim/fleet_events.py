@@ -76,7 +76,7 @@ class FleetDynamics:
                 ns.thermal = ev.thermal
         elif action is Action.THERMAL:
             ns.thermal = ev.thermal
-        rt.publish(now)
+        twin.publish(rt, now)
         self.applied.append((now, ev.node, action.value))
         twin.requeue_batch([])  # capacity or rules changed: offer deferred work again
 

@@ -123,25 +123,32 @@ class NodeRt:
     def _publish_resident(self) -> None:
         self.ns.resident_models = frozenset(self.names[k] for k in self.resident)
 
-    def publish(self, now_s: float) -> None:
-        """Refresh free slots, free memory and backlog in the optimizer's NodeState."""
-        self.refresh_backlog(now_s)
+    def publish(self, now_s: float) -> bool:
+        """Refresh free slots, free memory and backlog in the optimizer's NodeState.
+
+        Returns True when the node is full (no free slot or a queue): its backlog then moves
+        with the clock and the twin refreshes it before each placement (`refresh_backlog`).
+        """
         ns = self.ns
-        free = self.node.slots - len(self.running) - len(self.queue)
+        slots = self.node.slots
+        busy = len(self.running)
+        queued = len(self.queue)
+        free = slots - busy - queued
         ns.free_slots = free if free > 0 else 0
         # resident weights are not free: the optimizer counts them as evictable only when the
         # node is idle (heddle.optimizer.view), and the twin evicts them LRU when it must
         mem = self.usable_gb - self.pinned_gb - self.resident_gb
         ns.free_memory_gb = mem if mem > 0.0 else 0.0
+        if busy < slots and not queued:
+            ns.backlog_s = 0.0
+            return False
+        self.refresh_backlog(now_s)
+        return True
 
     def refresh_backlog(self, now_s: float) -> None:
-        """backlog_s: expected wait before a new task could start here."""
-        busy = len(self.running)
-        if busy < self.node.slots and not self.queue:
-            self.ns.backlog_s = 0.0
-            return
-        left = (self.finish_sum_s - busy * now_s + self.queued_work_s) / self.node.slots
-        self.ns.backlog_s = left if left > 0.0 else 0.0  # same formula as Twin._prepare_state
+        """backlog_s of a full node: queued plus remaining running work, per slot."""
+        left = (self.finish_sum_s - len(self.running) * now_s + self.queued_work_s) / self.node.slots
+        self.ns.backlog_s = left if left > 0.0 else 0.0
 
     # -- presence -----------------------------------------------------------------------
     def arrive(self, now_s: float) -> None:
