@@ -19,10 +19,10 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _fmt(value: float, unit: str = "") -> str:
+def _fmt(value: float, unit: str = "", digits: int = 2) -> str:
     if value != value:  # NaN: nothing completed in that class
         return "-"
-    return f"{value:,.2f}{unit}" if abs(value) < 1000 else f"{value:,.0f}{unit}"
+    return f"{value:,.{digits}f}{unit}" if abs(value) < 1000 else f"{value:,.0f}{unit}"
 
 
 def _summary_table(run) -> Table:
@@ -54,13 +54,14 @@ def _summary_table(run) -> Table:
 
 def _class_table(run) -> Table:
     s = run.result.summary
-    t = Table(title="Per class")
-    for col in ("class", "arrived", "completed", "latency p50", "p95", "p99", "TTFT p95", "missed"):
+    t = Table(title="Per class (seconds)")
+    for col in ("class", "arrived", "done", "p50", "p95", "p99", "TTFT p95", "missed"):
         t.add_column(col, justify="left" if col == "class" else "right", no_wrap=True)
     for name, row in s.by_class.items():
-        t.add_row(name, f"{row['arrived']:,}", f"{row['completed']:,}", _fmt(row["latency_p50_s"], " s"),
-                  _fmt(row["latency_p95_s"], " s"), _fmt(row["latency_p99_s"], " s"),
-                  _fmt(row["ttft_p95_s"], " s"), f"{row['deadline_miss_rate']:.1%}")
+        t.add_row(name, f"{row['arrived']:,}", f"{row['completed']:,}", _fmt(row["latency_p50_s"], digits=1),
+                  _fmt(row["latency_p95_s"], digits=1), _fmt(row["latency_p99_s"], digits=1),
+                  _fmt(row["ttft_p95_s"], digits=1),
+                  f"{row['deadline_miss_rate']:.1%}")
     return t
 
 
