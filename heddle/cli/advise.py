@@ -6,6 +6,7 @@ recommendation sentence; writes advice.html (charts embedded), advice.md and adv
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,8 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-out = Console()
 err = Console(stderr=True)
+
+PIPE_WIDTH = 160
+"""Width of the table when stdout is not a terminal (a pipe or a file): wide enough that no
+candidate name or status wraps; a terminal uses its own width."""
 
 CONSOLE_COLUMNS = ("#", "candidate", "price USD", "saves USD/mo", "payback mo", "P10-P50-P90 mo",
                    "NPV USD", "status")
@@ -71,6 +75,7 @@ def advise(
         err.print(f"[red]heddle advise: {exc}[/red]")
         raise typer.Exit(2) from None
 
+    out = Console() if sys.stdout.isatty() else Console(width=PIPE_WIDTH)
     if as_json:
         out.print_json(paths["json"].read_text(encoding="utf-8"))
         return
@@ -78,7 +83,8 @@ def advise(
     keep = [RANKING_COLUMNS.index(c) for c in CONSOLE_COLUMNS]
     for col in CONSOLE_COLUMNS:
         table.add_column(col, justify="left" if col in ("candidate", "status") else "right",
-                         overflow="fold", max_width=44 if col == "candidate" else 24)
+                         overflow="fold", max_width=44 if col == "candidate" else 24,
+                         min_width=11 if col == "status" else None)
     for row in ranking_rows(report):
         table.add_row(*(row[k] for k in keep), style="bold green" if row[-1] == "RECOMMENDED" else None)
     out.print(table)

@@ -1,0 +1,52 @@
+"""`heddle advise` end to end on files, and its errors on bad input."""
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from heddle.cli.main import app
+from heddle.traces import write_trace
+from tests.advisor.conftest import steady_trace
+
+FLEET_YAML = """\
+name: tiny
+electricity_usd_per_kwh: 0.25
+cloud_offers: [claude-haiku-4.5]
+nodes:
+  - id: mini
+    device: m4-10
+    memory_gb: 16
+    owner: alice
+"""
+
+
+def test_advise_on_files_prints_a_ranked_table_and_writes_the_report(tmp_path: Path):
+    trace = steady_trace([{"every_s": 900, "model": "llama-3.1-70b", "quant": "q8_0", "prompt": 500,
+                               "output": 200, "privacy": "sensitive", "owner": "alice", "deadline_s": 3600}],
+                         days=2)
+    write_trace(trace, tmp_path / "t.htr.gz")
+    (tmp_path / "fleet.yaml").write_text(FLEET_YAML)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, [
+        "advise", "--trace", str(tmp_path / "t.htr.gz"), "--fleet", str(tmp_path / "fleet.yaml"),
+        "--budget", "6000", "--miss-value", "0.5", "--shortlist", "2", "--out", str(out)],
+        terminal_width=200)
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())  # rich wraps to the terminal width
+    assert "RECOMMENDED" in result.output and "pays back in" in flat
+    assert "privacy violations in all replays: 0" in flat
+    for name in ("advice.html", "advice.md", "advice.json"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_advise_names_the_missing_file(tmp_path: Path):
+    missing = tmp_path / "nope.htr"
+    result = CliRunner().invoke(app, ["advise", "--trace", str(missing), "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "nope" in result.output
+
+
+def test_advise_refuses_a_bad_option_value(tmp_path: Path):
+    result = CliRunner().invoke(app, ["advise", "--budget", "-5", "--out", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "budget" in result.output.lower()
