@@ -184,3 +184,21 @@ def test_timestamps_become_seconds_with_subsecond_precision(tmp_path: Path):
                     "2023-11-16 18:15:46.6805900,1,1\n2023-11-16 18:15:47.0000000,1,1\n")
     arrival = import_azure(path).trace.df["arrival_s"].to_numpy()
     assert np.allclose(arrival, [0.0, 0.31941], atol=1e-6)
+
+
+def test_reading_zstd_needs_zstandard_or_works(tmp_path: Path):
+    from heddle.traces import Trace, TraceFormatError, read_trace, write_trace
+
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        with pytest.raises(TraceFormatError, match="zstandard"):
+            write_trace(Trace.empty(), tmp_path / "t.htr.zst")
+        assert list(tmp_path.iterdir()) == []
+        fake = tmp_path / "z.htr"
+        fake.write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 16)
+        with pytest.raises(TraceFormatError, match="zstandard"):
+            read_trace(fake)
+    else:
+        write_trace(Trace.empty({"a": "b"}), tmp_path / "t.htr.zst")
+        assert read_trace(tmp_path / "t.htr.zst").meta == {"a": "b"}
