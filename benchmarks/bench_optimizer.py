@@ -46,7 +46,7 @@ def one_task(n_nodes: int, n_calls: int) -> None:
         place(state, [t], twin)
     lean = _median_us(lambda t: place(state, [t], twin), tasks)
     full = _median_us(lambda t: place(state, [t], explained), tasks[: max(n_calls // 5, 20)])
-    plain_policy = Policy(num_workers=1, time_limit_s=10.0)
+    plain_policy = Policy(num_workers=1, time_limit_s=10.0, deterministic=False)
 
     def plain(t: Task) -> None:
         solve_cpsat(scored(state, [t], plain_policy), plain_policy, None, aggregate=False, pools=False,
@@ -85,7 +85,7 @@ def batch(n_tasks: int, n_nodes: int, plain_limit_s: float, seeds: list[int]) ->
         wall = time.perf_counter() - t0
         bound = ours.best_bound
         gap = (ours.objective - bound) / bound
-        policy = Policy(time_limit_s=plain_limit_s)
+        policy = Policy(time_limit_s=plain_limit_s, deterministic=False)
         t0 = time.perf_counter()
         sc = scored(state, tasks, policy)
         plain = solve_cpsat(sc, policy, None, aggregate=False, pools=False, prune=False)
@@ -119,7 +119,7 @@ def medium(n_tasks: int, n_nodes: int, seeds: list[int]) -> None:
         t0 = time.perf_counter()
         ours = place(state, tasks, "optimal")
         wall = time.perf_counter() - t0
-        policy = Policy()
+        policy = Policy(deterministic=False)
         sc = scored(state, tasks, policy)
         t0 = time.perf_counter()
         plain = solve_cpsat(sc, policy, None, aggregate=False, pools=False, prune=False)

@@ -16,7 +16,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from heddle.optimizer.assign import Assignment, objective_int
-from heddle.optimizer.policy import Policy
+from heddle.optimizer.policy import DETERMINISTIC_WALL_FACTOR, DETERMINISTIC_WALL_SLACK_S, Policy
 from heddle.optimizer.scoring import Scored
 
 __all__ = ["CpResult", "solve_cpsat"]
@@ -164,7 +164,12 @@ def solve_cpsat(sc: Scored, policy: Policy, hint: Assignment | None, *, aggregat
 
     # --- solve -----------------------------------------------------------------------------
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = policy.time_limit_s if time_limit_s is None else time_limit_s
+    limit = policy.time_limit_s if time_limit_s is None else time_limit_s
+    if policy.deterministic:  # same input, same answer, however loaded the machine is
+        solver.parameters.max_deterministic_time = limit
+        solver.parameters.max_time_in_seconds = limit * DETERMINISTIC_WALL_FACTOR + DETERMINISTIC_WALL_SLACK_S
+    else:
+        solver.parameters.max_time_in_seconds = limit
     solver.parameters.num_workers = policy.num_workers
     solver.parameters.random_seed = policy.random_seed
     solver.parameters.relative_gap_limit = policy.relative_gap

@@ -105,3 +105,22 @@ def test_large_batches_through_lp_rounding_obey_every_hard_constraint(seed, monk
     check_placement(state, tasks, placement)
     assert placement.best_bound <= placement.objective + 1e-6
     assert _signature(place(state, tasks, "optimal")) == _signature(placement)
+
+
+def test_cpsat_stopped_by_its_limit_still_gives_the_same_answer_twice():
+    """A batch CP-SAT cannot finish within the limit: deterministic time keeps it reproducible."""
+    import numpy as np
+
+    from heddle.optimizer.cpsat import solve_cpsat
+    from heddle.optimizer.engine import scored
+    from heddle.optimizer.instances import random_fleet, random_state, random_tasks
+
+    rng = np.random.default_rng(3)
+    fleet = random_fleet(rng, 12)
+    state = random_state(fleet, rng, busy=0.3, trouble=0.05)
+    tasks = random_tasks(rng, 150, fleet)
+    policy = Policy(time_limit_s=0.05)
+    sc = scored(state, tasks, policy)
+    first, again = (solve_cpsat(sc, policy, None, aggregate=False, pools=False, prune=False) for _ in range(2))
+    assert (first.status, first.objective_int) == (again.status, again.objective_int)
+    assert first.assignment.target.tolist() == again.assignment.target.tolist()
