@@ -47,7 +47,7 @@ def _summary_table(run) -> Table:
         t.add_row(name, value)
     for node, u in s.utilization.items():
         t.add_row(f"utilization {node}", f"{u:.0%}")
-    for reason, n in list(s.rejected_reasons.items())[:5]:
+    for reason, n in sorted(s.rejected_reasons.items(), key=lambda kv: -kv[1])[:5]:  # most common
         t.add_row("rejected: " + (reason if len(reason) <= 40 else reason[:39] + "…"), f"{n:,}")
     return t
 
