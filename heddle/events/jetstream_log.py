@@ -30,6 +30,7 @@ from heddle.events.jetstream import (
     ensure_rejection_stream,
     event_stream_name,
     event_subject,
+    flush_interest,
     rejection_stream_name,
     rejection_subject,
 )
@@ -297,6 +298,7 @@ class JetStreamEventLog(EventLog):
                 future.set_result(msg.data)
 
         await self._nc.subscribe(prefix + "*", cb=on_reply)
+        await flush_interest(self._nc)  # JetStream's acks come from another client
         self._reply_prefix = prefix
 
     async def load(
@@ -327,9 +329,9 @@ class JetStreamEventLog(EventLog):
             ordered_consumer=True,
             deliver_policy=api.DeliverPolicy.NEW,
         )
-        # The consumer exists once subscribe() returns; flushing makes sure the server has
-        # also registered our delivery subscription before we report ready.
-        await self._js._nc.flush()
+        # The consumer exists once subscribe() returns; make sure the server has also
+        # registered our delivery subscription before we report ready.
+        await flush_interest(self._nc)
         return _JetStreamSubscription(sub)
 
 
