@@ -98,6 +98,8 @@ class Twin:
                                     np.sqrt(np.log1p(settings.service_cv ** 2)), workload.n)
                       if settings.service_cv > 0 else None)
         self.live: dict[int, Any] = {}  # task index -> Task while not terminal
+        self._arrival: list[float] = []
+        self._next = 0  # next trace row to arrive
         self.deferred: deque[int] = deque()
         self.pending: list[int] = []  # batch mode: released, waiting for the window
         self.retry_armed = False
@@ -138,33 +140,39 @@ class Twin:
 
     # -- run ------------------------------------------------------------------------------
     def run(self) -> None:
-        self.env.process(self._arrivals())
+        self._arrival = self.w.arrival_s.tolist()
+        self._next = 0
+        self._schedule_arrival()
         if self.horizon_s is None:
             self.env.run()
         else:
             self.env.run(until=self.horizon_s)
         self._close()
 
-    def _arrivals(self):
-        env, w = self.env, self.w
-        arrival = w.arrival_s.tolist()
-        n = w.n
-        horizon = self.horizon_s
+    def _schedule_arrival(self) -> None:
+        """One timer to the next arrival instant (a callback chain: cheaper than a process)."""
+        i, n = self._next, self.w.n
+        if i >= n or (self.horizon_s is not None and self._arrival[i] >= self.horizon_s):
+            if self.progress is not None:
+                self.progress(n, n)
+            return
+        ev = self.env.timeout(self._arrival[i] - self.env.now)
+        ev.callbacks.append(self._on_arrivals)
+
+    def _on_arrivals(self, _ev) -> None:
+        now, arrival, n = self.env.now, self._arrival, self.w.n
+        i = self._next
         every = self.cfg.progress_every
-        for i in range(n):
-            t = arrival[i]
-            if horizon is not None and t >= horizon:
-                break
-            if t > env.now:
-                yield env.timeout(t - env.now)
+        while i < n and arrival[i] <= now:  # everything arriving at this instant, in trace order
+            self._next = i + 1
             self.arrived[i] = True
             self.outstanding += 1
             if self.deps_left[i] == 0:
                 self._release(i)
             if self.progress is not None and i % every == 0:
                 self.progress(i, n)
-        if self.progress is not None:
-            self.progress(n, n)
+            i += 1
+        self._schedule_arrival()
 
     def _close(self) -> None:
         """At the end: anything not terminal is in flight (horizon) — or a bug (no horizon)."""
