@@ -131,6 +131,10 @@ class CommandHandler:
         if aggregate.has_processed(cmd.command_id):  # 3
             earlier = await self._find_event(key, cmd.command_id)
             if earlier is not None:
+                if earlier.aggregate_version > aggregate.aggregate_version:
+                    # Another process handled it (we heard via the dedup bus): our copy is
+                    # behind, so reload next time instead of losing the next CAS.
+                    self.cache.discard(key)
                 return earlier
             # The ring (restored from a snapshot or told by another process) knows the id but
             # this log has no event for it (e.g. aged out): handle it as new, visibly.

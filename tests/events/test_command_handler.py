@@ -170,6 +170,8 @@ async def test_dedup_bus_marks_other_handlers_cached_aggregates(
     assert b.cache.get(("FakeInterval", "agg-1")).has_processed(cmd.command_id)
     assert await b.handle(cmd) == original
     assert len(in_memory_event_log.events("FakeInterval", "agg-1")) == 3
+    # b learned its copy was behind: its next command reloads instead of losing the CAS.
+    assert (await b.handle(record("next"))).aggregate_version == 4
 
 
 # -- cache, snapshots ------------------------------------------------------------------------
