@@ -14,7 +14,7 @@ from heddle.optimizer.assign import Assignment, greedy
 from heddle.optimizer.policy import Policy
 from heddle.optimizer.scoring import Scored
 
-__all__ = ["fast_assign", "regret_order", "unconstrained_best"]
+__all__ = ["fast_assign", "regret_order"]
 
 
 def regret_order(sc: Scored) -> np.ndarray:
@@ -27,14 +27,6 @@ def regret_order(sc: Scored) -> np.ndarray:
     regret = two[:, 1] - two[:, 0]
     priority = np.array([t.priority for t in sc.tasks])
     return np.lexsort((np.arange(t_n), -priority, -regret))
-
-
-def unconstrained_best(sc: Scored) -> np.ndarray:
-    """[T] each task's cheapest option ignoring the batch's shared capacity (-1 = defer)."""
-    base = sc.base_int()
-    j = base.argmin(axis=1) if base.shape[1] else np.full(len(sc.tasks), -1)
-    best = base[np.arange(len(sc.tasks)), j] if base.shape[1] else np.full(len(sc.tasks), 1 << 62)
-    return np.where(best < sc.defer_int(), j, -1)
 
 
 def fast_assign(sc: Scored, policy: Policy) -> Assignment:

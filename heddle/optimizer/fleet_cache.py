@@ -70,6 +70,13 @@ class ModelArrays:
             found = self._by_bucket[bucket] = (prefill, decode)
         return found
 
+    def load_list(self) -> list:
+        """`load_s` as a Python list (cached)."""
+        found = self._lists.get("load")
+        if found is None:
+            found = self._lists["load"] = self.load_s.tolist()
+        return found
+
     def rate_lists(self, fa: "FleetArrays", context_tokens: int) -> tuple[list, list]:
         """`rates` as Python lists (the one-task path loops in plain Python)."""
         bucket = -(-max(int(context_tokens), 0) // CONTEXT_BUCKET_TOKENS)

@@ -1,8 +1,8 @@
-"""The one-task fast path in plain Python, for callers that switch explanations off.
+"""The one-task path in plain Python (every one-task call of "optimal" and "fast").
 
 The twin asks for one task per arrival tens of thousands of times a second; at that size
-numpy's per-call overhead dominates, so this path walks the targets once in Python with the
-per-fleet lists cached in `FleetArrays`. It evaluates exactly the constraints, costs and
+numpy's per-call overhead dominates, so this path walks the targets in Python with the
+per-fleet lists cached in `FleetArrays`, cheapest nodes first, and stops on lower bounds. It evaluates exactly the constraints, costs and
 integer rounding of scoring.py + assign.py (a property test holds the two paths equal) and
 returns None for inputs it does not handle (an unknown model), so the caller falls back.
 """
@@ -120,7 +120,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
             return None
         pre = ma.rate_lists(fa, task.prompt_tokens)[0]
         dec = ma.rate_lists(fa, task.prompt_tokens + task.output_tokens // 2)[1]
-        load = ma.load_s.tolist() if ma.known else None
+        load = ma.load_list()
         w = ma.weights_gb
         kv = ma.kv_gb_per_token * (p + o)
     else:

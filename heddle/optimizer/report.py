@@ -92,6 +92,8 @@ def placement_report(state: FleetState, tasks: list[Task], placement: Placement,
         "time_s": state.time_s,
         "fleet": state.fleet.name,
         "eviction_cost_micro_usd": sc.eviction_int(policy),
+        "evicting_nodes": sorted({d.target for d in placement.decisions
+                                  if d.target is not None and d.cost_usd.get("eviction", 0.0) > 0}),
         "objective_note": ("objective = sum of cost_micro_usd of placed pairs + defer_cost_micro_usd of "
                            "unplaced tasks + eviction_cost_micro_usd per node that must evict; "
                            "constraints: free_slots per target, memory_mb per node (a model group's "
