@@ -30,7 +30,7 @@ from heddle.advisor.workload import SECONDS_PER_DAY, WorkloadProfile, analyze
 from heddle.models.fleet_types import Fleet
 from heddle.models.specs import DeviceSpec
 
-__all__ = ["AdvisorReport", "advise", "recommendation_sentence"]
+__all__ = ["AdvisorReport", "SamplingCheck", "advise", "check_sampling", "recommendation_sentence"]
 
 
 @dataclass(slots=True)
@@ -196,3 +196,57 @@ def advise(
         raise AdvisorError("the current fleet's replay broke privacy: the twin is not trustworthy")
     return AdvisorReport(settings, fleet.name, label, profile, current, len(scr.estimates) + 1, scr,
                          plan, others, baseline, best, sentence, t)
+
+
+@dataclass(slots=True)
+class SamplingCheck:
+    """How far the representative-days answer is from replaying every day."""
+
+    candidate: str
+    sampled_payback_months: float
+    full_payback_months: float
+    sampled_savings_usd_per_month: float
+    full_savings_usd_per_month: float
+    sampled_twin_s: float
+    full_twin_s: float
+    days_sampled: int
+    days_total: int
+
+    @property
+    def payback_error(self) -> float:
+        """Relative error of the sampled payback against the full replay."""
+        return abs(self.sampled_payback_months / self.full_payback_months - 1.0)
+
+
+def _replay_pair(df: pd.DataFrame, sample_days: int, fleets, pick: Evaluation,
+                 report: AdvisorReport) -> tuple[Evaluation, float, DayPlan]:
+    settings = report.settings
+    plan = plan_days(df, sample_days)
+    if plan.sampled:
+        replay_df, slot = subset_days(df, plan.days)
+    else:
+        replay_df, day = df.reset_index(drop=True), row_days(df, plan.period_s)
+        slot = np.searchsorted(plan.days, day)
+    t0 = time.perf_counter()
+    base, mine = replay_fleets(fleets, replay_df, slot, policy=settings.policy, seed=settings.seed,
+                               workers=settings.workers)
+    wall = time.perf_counter() - t0
+    ev = evaluate(pick.estimate, mine, daily_costs(base, plan), plan, settings,
+                  report.profile.growth_per_year, np.random.default_rng(settings.seed))
+    return ev, wall, plan
+
+
+def check_sampling(report: AdvisorReport, trace: Any) -> SamplingCheck:
+    """Replay the current fleet and the recommended (else the best) candidate on the sampled
+    days and on every day of the trace; compare the two paybacks and the twin's run times."""
+    pick = report.recommended or (report.evaluations[0] if report.evaluations else None)
+    if pick is None:
+        raise AdvisorError("no candidate to check")
+    df, _ = _frame(trace)
+    fleets = [("current fleet", report.baseline.candidate.fleet),
+              (pick.candidate.name, pick.candidate.fleet)]
+    sampled, sampled_s, plan_s = _replay_pair(df, report.settings.sample_days, fleets, pick, report)
+    full, full_s, plan_f = _replay_pair(df, 0, fleets, pick, report)
+    return SamplingCheck(pick.candidate.name, sampled.payback_months, full.payback_months,
+                         sampled.savings_usd_per_month["total"], full.savings_usd_per_month["total"],
+                         sampled_s, full_s, int(plan_s.days.size), int(plan_f.n_days))
