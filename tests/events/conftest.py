@@ -7,6 +7,7 @@ import uuid
 import nats
 import pytest
 
+from heddle.events import sli
 from heddle.events.natsd import NatsServer, start_nats_server
 from heddle.events.registry import register_aggregate
 from heddle.events.testing import FakeIntervalAggregate, FakeRootAggregate
@@ -56,3 +57,12 @@ def fake_types(registry_isolation):
     register_aggregate("FakeInterval")(FakeIntervalAggregate)
     register_aggregate("FakeRoot")(FakeRootAggregate)
     return FakeIntervalAggregate, FakeRootAggregate
+
+
+@pytest.fixture
+def recorder():
+    """A CapturingRecorder installed for one test (the previous recorder restored after)."""
+    capturing = sli.CapturingRecorder()
+    previous = sli.install_recorder(capturing)
+    yield capturing
+    sli.install_recorder(previous)

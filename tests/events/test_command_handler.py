@@ -21,14 +21,6 @@ def record(value, **kwargs):
     return make_command("Record", payload={"value": value}, **kwargs)
 
 
-@pytest.fixture
-def recorder():
-    capturing = sli.CapturingRecorder()
-    previous = sli.install_recorder(capturing)
-    yield capturing
-    sli.install_recorder(previous)
-
-
 async def test_handle_appends_applies_and_propagates_metadata(command_handler, in_memory_event_log):
     cmd = record(1, issued_by="user:badge:206", correlation_id="flow-9")
     event = await command_handler.handle(cmd)

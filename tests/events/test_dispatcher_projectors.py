@@ -35,14 +35,6 @@ class Recording(Projector):
             raise RuntimeError(f"{self.name} is broken")
 
 
-@pytest.fixture
-def recorder():
-    capturing = sli.CapturingRecorder()
-    previous = sli.install_recorder(capturing)
-    yield capturing
-    sli.install_recorder(previous)
-
-
 async def test_start_is_ready_on_return_and_fans_out_in_order_past_failures(
     in_memory_event_log, command_handler, caplog, recorder
 ):
