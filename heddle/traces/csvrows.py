@@ -69,10 +69,21 @@ class SkipReport:
             examples.append(line)
 
 
+def _numbers(raw: np.ndarray) -> np.ndarray:
+    """float64 values of numeric strings, NaN where not a number (spaces around are fine)."""
+    arr = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(
+        dtype="float64", na_value=np.nan).copy()
+    retry = np.flatnonzero(np.isnan(arr))
+    if len(retry):  # only the few that failed pay for stripping
+        stripped = pd.Series([str(v).strip() for v in raw[retry]], dtype=object)
+        arr[retry] = pd.to_numeric(stripped, errors="coerce").to_numpy(
+            dtype="float64", na_value=np.nan)
+    return arr
+
+
 def as_int(minimum: int = 0, maximum: int = 2**31 - 1) -> Converter:
     def convert(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
-        num = pd.to_numeric(pd.Series(raw, dtype=object).str.strip(), errors="coerce")
-        arr = num.to_numpy(dtype="float64", na_value=np.nan)
+        arr = _numbers(raw)
         bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (arr < minimum) | (arr > maximum)
         return np.where(bad, 0, arr).astype("int64"), bad, f"an integer in [{minimum}, {maximum}]"
     return convert
@@ -80,9 +91,10 @@ def as_int(minimum: int = 0, maximum: int = 2**31 - 1) -> Converter:
 
 def as_float(minimum: float = 0.0, allow_empty: bool = False) -> Converter:
     def convert(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
-        text = pd.Series(raw, dtype=object).str.strip()
-        arr = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        empty = (text == "").to_numpy()
+        arr = _numbers(raw)
+        empty = np.zeros(len(arr), dtype=bool)
+        missing = np.flatnonzero(np.isnan(arr))
+        empty[missing] = [not str(v).strip() for v in raw[missing]]
         bad = ~np.isfinite(arr) | (arr < minimum)
         if allow_empty:
             bad &= ~empty
@@ -93,12 +105,11 @@ def as_float(minimum: float = 0.0, allow_empty: bool = False) -> Converter:
 
 def as_time_s(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
     """Numbers are seconds; anything else is parsed as an ISO 8601 date-time (to epoch s)."""
-    text = pd.Series(raw, dtype=object).str.strip()
-    num = pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    num = num.copy()  # pandas may hand back a read-only view
-    need = np.isnan(num) & (text != "").to_numpy()
+    num = _numbers(raw)
+    need = np.isnan(num)
     if need.any():
-        stamps = pd.to_datetime(text[need], format="ISO8601", errors="coerce")
+        text = pd.Series([str(v).strip() for v in raw[need]], dtype=object)
+        stamps = pd.to_datetime(text, format="ISO8601", errors="coerce")
         ns = stamps.to_numpy(dtype="datetime64[ns]").astype("int64")
         num[need] = np.where(stamps.isna().to_numpy(), np.nan, ns / 1e9)
     bad = ~np.isfinite(num)
@@ -109,11 +120,12 @@ def as_choice(allowed: Sequence[str], mapping: dict[str, str] | None = None) -> 
     """Values must be one of `allowed` (after an optional rename through `mapping`)."""
     allowed_index = pd.Index(list(allowed))
     def convert(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
-        text = pd.Series(raw, dtype=object).str.strip()
-        if mapping:
-            text = text.map(lambda v: mapping.get(v, v))
-        bad = ~np.asarray(pd.Index(text).isin(allowed_index))
-        return text.to_numpy(dtype=object), bad, f"one of {list(allowed)}"
+        codes, uniques = pd.factorize(np.asarray(raw, dtype=object))
+        names = [str(u).strip() for u in uniques]  # few distinct values: strip those
+        names = np.array([mapping.get(u, u) if mapping else u for u in names], dtype=object)
+        ok = np.asarray(pd.Index(names).isin(allowed_index)) if len(names) else np.zeros(0, bool)
+        return names[codes] if len(names) else np.asarray(raw, dtype=object), ~ok[codes], \
+            f"one of {list(allowed)}"
     return convert
 
 

@@ -231,14 +231,17 @@ def import_burstgpt(
         CsvField("account", "Log Type", as_choice(list(BURSTGPT_LOG_TYPES))),
     ]
     columns, lines, report = read_csv(path, fields, skip_bad=skip_bad)
-    source_model = pd.Series(columns["model"], dtype=object)
-    log_type = pd.Series(columns["account"], dtype=object)
+    # map through the (two or so) distinct values, then index: no per-row Python
+    model_codes, models = pd.factorize(columns["model"])
+    log_codes, log_types = pd.factorize(columns["account"])
     columns = dict(columns)
-    columns["model"] = source_model.map(lambda m: BURSTGPT_MODELS[m].model).to_numpy(object)
-    columns["quant"] = source_model.map(lambda m: BURSTGPT_MODELS[m].quant).to_numpy(object)
-    columns["tier"] = source_model.map(lambda m: BURSTGPT_MODELS[m].tier).to_numpy(object)
-    columns["account"] = log_type.map(lambda t: BURSTGPT_LOG_TYPES[t][0]).to_numpy(object)
-    columns["priority"] = log_type.map(lambda t: BURSTGPT_LOG_TYPES[t][1]).to_numpy("int64")
+    for name, attr in (("model", "model"), ("quant", "quant"), ("tier", "tier")):
+        table = np.array([getattr(BURSTGPT_MODELS[m], attr) for m in models], dtype=object)
+        columns[name] = table[model_codes] if len(table) else np.empty(0, dtype=object)
+    accounts = np.array([BURSTGPT_LOG_TYPES[t][0] for t in log_types], dtype=object)
+    priorities = np.array([BURSTGPT_LOG_TYPES[t][1] for t in log_types], dtype=np.int64)
+    columns["account"] = accounts[log_codes] if len(accounts) else np.empty(0, dtype=object)
+    columns["priority"] = priorities[log_codes] if len(priorities) else np.empty(0, np.int64)
     meta = {"source": Path(path).name, "format": "burstgpt", "attribution": BURSTGPT_ATTRIBUTION}
     return ImportResult(_build(columns, lines, defaults or ImportDefaults(), meta), report)
 
