@@ -7,8 +7,9 @@ With no arguments it runs the shipped demo fleet and demo trace. Several --fleet
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -20,7 +21,7 @@ err = Console(stderr=True)
 
 
 def _fmt(value: float, unit: str = "", digits: int = 2) -> str:
-    if value != value:  # NaN: nothing completed in that class
+    if math.isnan(value):  # nothing completed in that class
         return "-"
     return f"{value:,.{digits}f}{unit}" if abs(value) < 1000 else f"{value:,.0f}{unit}"
 
@@ -87,14 +88,14 @@ def _comparison(runs) -> Table:
 
 
 def sim(
-    fleet: Annotated[Optional[list[str]], typer.Option("--fleet", "-f", help="Fleet YAML or shipped fleet name; repeat to compare.")] = None,
-    trace: Annotated[Optional[str], typer.Option("--trace", "-t", help="Trace file or shipped trace name.")] = None,
-    policy: Annotated[Optional[list[str]], typer.Option("--policy", "-p", help="Placement policy; repeat to compare.")] = None,
-    scenario: Annotated[Optional[str], typer.Option("--scenario", "-s", help="Scenario YAML or shipped scenario name (fleet dynamics).")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write metrics.json, records.csv and PNG plots here.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of the run's random draws.")] = None,
-    batch_window: Annotated[Optional[float], typer.Option("--batch-window", help="Seconds between batch placements (0 = place each arrival).", min=0)] = None,
-    horizon: Annotated[Optional[float], typer.Option("--horizon", help="Stop the clock at this many simulated seconds.", min=0)] = None,
+    fleet: Annotated[list[str] | None, typer.Option("--fleet", "-f", help="Fleet YAML or shipped fleet name; repeat to compare.")] = None,
+    trace: Annotated[str | None, typer.Option("--trace", "-t", help="Trace file or shipped trace name.")] = None,
+    policy: Annotated[list[str] | None, typer.Option("--policy", "-p", help="Placement policy; repeat to compare.")] = None,
+    scenario: Annotated[str | None, typer.Option("--scenario", "-s", help="Scenario YAML or shipped scenario name (fleet dynamics).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Write metrics.json, records.csv and PNG plots here.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the run's random draws.")] = None,
+    batch_window: Annotated[float | None, typer.Option("--batch-window", help="Seconds between batch placements (0 = place each arrival).", min=0)] = None,
+    horizon: Annotated[float | None, typer.Option("--horizon", help="Stop the clock at this many simulated seconds.", min=0)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary metrics as JSON.")] = False,
 ) -> None:
     """Replay a workload trace on a fleet (default: the shipped demo fleet and trace)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from heddle.models import CloudOffer, DeviceSpec, OfferKind, cost
 
-__all__ = ["INSTANCE_SLOTS_PER_GPU", "OfferRt", "RATE_WINDOW_S"]
+__all__ = ["INSTANCE_SLOTS_PER_GPU", "RATE_WINDOW_S", "OfferRt"]
 
 INSTANCE_SLOTS_PER_GPU = 4
 """Concurrent requests one rented GPU serves (same default as the optimizer's Policy)."""

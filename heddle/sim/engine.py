@@ -27,7 +27,14 @@ from heddle.sim.errors import PrivacyViolationError, WorkloadError
 from heddle.sim.fleet_events import FleetDynamics
 from heddle.sim.nodes import NodeRt
 from heddle.sim.records import (
-    KIND_CLOUD, KIND_NODE, ST_COMPLETED, ST_FAILED, ST_IN_FLIGHT, ST_PENDING, ST_REJECTED, Records,
+    KIND_CLOUD,
+    KIND_NODE,
+    ST_COMPLETED,
+    ST_FAILED,
+    ST_IN_FLIGHT,
+    ST_PENDING,
+    ST_REJECTED,
+    Records,
 )
 from heddle.sim.workload import Workload
 
@@ -342,7 +349,7 @@ class Twin:
                 break
             queue.popleft()
             left = rt.queued_work_s - self.est_s[i]
-            rt.queued_work_s = left if left > 0.0 else 0.0
+            rt.queued_work_s = max(0.0, left)
 
     def _start_on_node(self, i: int, rt: NodeRt, key: int, missing: bool) -> None:
         env, rec = self.env, self.rec
@@ -604,14 +611,15 @@ class Twin:
             self._retry(max(1, len(indices)))
 
 
+BUDGET_PERIOD_S: dict[str, float] = {"day": 86_400.0, "week": 604_800.0, "month": 2_592_000.0}
+"""Budget periods in seconds; a month is 30 days of simulated time."""
+
+
 class _BudgetRoller:
     """Resets each budget account's spend at its period boundary (day/week/month)."""
 
-    PERIOD_S = {"day": 86_400.0, "week": 604_800.0, "month": 2_592_000.0}
-    """Budget periods in seconds; a month is 30 days of simulated time."""
-
     def __init__(self, fleet: Fleet):
-        self.periods = {acct: self.PERIOD_S.get(b.period, self.PERIOD_S["month"])
+        self.periods = {acct: BUDGET_PERIOD_S.get(b.period, BUDGET_PERIOD_S["month"])
                         for acct, b in fleet.budgets.items()}
         self.next_s = {acct: p for acct, p in self.periods.items()}
         self.soonest = min(self.next_s.values(), default=float("inf"))

@@ -134,11 +134,11 @@ class NodeRt:
         busy = len(self.running)
         queued = len(self.queue)
         free = slots - busy - queued
-        ns.free_slots = free if free > 0 else 0
+        ns.free_slots = max(0, free)
         # resident weights are not free: the optimizer counts them as evictable only when the
         # node is idle (heddle.optimizer.view), and the twin evicts them LRU when it must
         mem = self.usable_gb - self.pinned_gb - self.resident_gb
-        ns.free_memory_gb = mem if mem > 0.0 else 0.0
+        ns.free_memory_gb = max(0.0, mem)
         if busy < slots and not queued:
             ns.backlog_s = 0.0
             return False
@@ -148,7 +148,7 @@ class NodeRt:
     def refresh_backlog(self, now_s: float) -> None:
         """backlog_s of a full node: queued plus remaining running work, per slot."""
         left = (self.finish_sum_s - len(self.running) * now_s + self.queued_work_s) / self.node.slots
-        self.ns.backlog_s = left if left > 0.0 else 0.0
+        self.ns.backlog_s = max(0.0, left)
 
     # -- presence -----------------------------------------------------------------------
     def arrive(self, now_s: float) -> None:

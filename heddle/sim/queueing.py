@@ -50,7 +50,7 @@ def fifo_waits(arrival_s: np.ndarray, service_s: np.ndarray, servers: int) -> np
     waits = np.empty(len(arrival_s))
     for k, (a, s) in enumerate(zip(arrival_s.tolist(), service_s.tolist())):
         f = heapq.heappop(free_at)
-        start = a if a > f else f
+        start = max(f, a)
         waits[k] = start - a
         heapq.heappush(free_at, start + s)
     return waits

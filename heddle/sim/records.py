@@ -14,7 +14,7 @@ import pandas as pd
 
 from heddle.sim.workload import Workload
 
-__all__ = ["STATUS_NAMES", "Records", "ST_COMPLETED", "ST_FAILED", "ST_IN_FLIGHT", "ST_REJECTED"]
+__all__ = ["STATUS_NAMES", "ST_COMPLETED", "ST_FAILED", "ST_IN_FLIGHT", "ST_REJECTED", "Records"]
 
 ST_PENDING, ST_COMPLETED, ST_REJECTED, ST_FAILED, ST_IN_FLIGHT = 0, 1, 2, 3, 4
 STATUS_NAMES = ("pending", "completed", "rejected", "failed", "in_flight")
@@ -46,7 +46,7 @@ class Records:
     _reason_code: dict[str, int]
 
     @classmethod
-    def empty(cls, n: int) -> "Records":
+    def empty(cls, n: int) -> Records:
         nan = np.full(n, np.nan)
         return cls(
             release_s=nan.copy(), start_s=nan.copy(), finish_s=nan.copy(), service_s=nan.copy(),

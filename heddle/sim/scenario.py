@@ -50,7 +50,7 @@ class FleetEvent(BaseModel):
     slots: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
-    def _fields_fit_action(self) -> "FleetEvent":
+    def _fields_fit_action(self) -> FleetEvent:
         if self.action is Action.THROTTLE and self.speed_factor is None:
             raise ValueError("action 'throttle' needs speed_factor")
         if self.action is Action.THERMAL and self.thermal is None:

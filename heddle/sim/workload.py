@@ -8,6 +8,7 @@ million-row trace never exists as a million Python objects.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from heddle.models import AccountId, ModelId, OwnerId, Privacy, Task, TaskId, TaskKind, Tier
+from heddle.models import AccountId, ModelId, OwnerId, Privacy, Task, TaskKind, Tier
 from heddle.sim.errors import WorkloadError
 
 __all__ = ["PRIVACY_CODES", "TRACE_COLUMNS", "Workload", "as_workload"]
@@ -105,7 +106,7 @@ class Workload:
             self.memory_gb[sl].tolist(),
             [_PRIVACY_BY_CODE[p] for p in self.privacy[sl].tolist()],
             [owners[o] for o in self.owner_code[sl].tolist()],
-            [None if d != d else d for d in deadline.tolist()],
+            [None if math.isnan(d) else d for d in deadline.tolist()],
             self.priority[sl].tolist(),
             [tiers[t] for t in self.tier_code[sl].tolist()],
             [accounts[a] for a in self.account_code[sl].tolist()],

@@ -7,7 +7,17 @@ import pandas as pd
 import pytest
 from hypothesis import settings
 
-from heddle.models import CloudOffer, DeviceSpec, Fleet, Node, NodeId, OfferId, OfferKind, OwnerId, Tier
+from heddle.models import (
+    CloudOffer,
+    DeviceSpec,
+    Fleet,
+    Node,
+    NodeId,
+    OfferId,
+    OfferKind,
+    OwnerId,
+    Tier,
+)
 
 settings.register_profile("sim", max_examples=25, deadline=None, derandomize=True)
 settings.load_profile("sim")
@@ -15,13 +25,13 @@ settings.load_profile("sim")
 
 def make_device(name: str = "testchip", **overrides) -> DeviceSpec:
     """A made-up device with round numbers (the perf model turns them into speeds)."""
-    fields = dict(
-        id=name, name=name, vendor="apple", family="m2", tier="max", gpu_cores=38,
-        cpu_performance_cores=8, cpu_efficiency_cores=4, memory_bandwidth_gb_s=400.0,
-        memory_options_gb=(64,), gpu_fp32_tflops=13.6, gpu_fp16_tflops=27.2, npu_tops=15.8,
-        idle_power_w=10.0, typical_power_w=60.0, max_power_w=100.0, price_usd=3000.0,
-        machine="test box", source="test fixture",
-    )
+    fields = {
+        "id": name, "name": name, "vendor": "apple", "family": "m2", "tier": "max", "gpu_cores": 38,
+        "cpu_performance_cores": 8, "cpu_efficiency_cores": 4, "memory_bandwidth_gb_s": 400.0,
+        "memory_options_gb": (64,), "gpu_fp32_tflops": 13.6, "gpu_fp16_tflops": 27.2, "npu_tops": 15.8,
+        "idle_power_w": 10.0, "typical_power_w": 60.0, "max_power_w": 100.0, "price_usd": 3000.0,
+        "machine": "test box", "source": "test fixture",
+    }
     fields.update(overrides)
     return DeviceSpec(**fields)
 
@@ -37,11 +47,11 @@ def make_fleet(servers: int, *, slots: int = 1, memory_gb: float = 64.0, owners=
 
 
 def api_offer(**overrides) -> CloudOffer:
-    fields = dict(
-        id=OfferId("test-api"), name="Test API", kind=OfferKind.API, tier=Tier.LOCAL,
-        price_usd_per_m_input_tokens=1.0, price_usd_per_m_output_tokens=5.0,
-        network_latency_s=0.3, decode_tokens_per_s=80.0, prefill_tokens_per_s=3000.0,
-    )
+    fields = {
+        "id": OfferId("test-api"), "name": "Test API", "kind": OfferKind.API, "tier": Tier.LOCAL,
+        "price_usd_per_m_input_tokens": 1.0, "price_usd_per_m_output_tokens": 5.0,
+        "network_latency_s": 0.3, "decode_tokens_per_s": 80.0, "prefill_tokens_per_s": 3000.0,
+    }
     fields.update(overrides)
     return CloudOffer(**fields)
 

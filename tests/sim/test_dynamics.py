@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from heddle.sim import Scenario, ScenarioError, TwinSettings, load_scenario, shipped_scenario_path, simulate
+from heddle.sim import (
+    Scenario,
+    ScenarioError,
+    TwinSettings,
+    load_scenario,
+    shipped_scenario_path,
+    simulate,
+)
 from tests.sim.conftest import make_fleet, processor_trace
 
 

@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import heddle.sim.engine as engine
 from heddle.optimizer import Decision, DecisionStatus, Placement, TargetKind
-from heddle.sim import PrivacyViolationError, WorkloadError, simulate
+from heddle.sim import PrivacyViolationError, WorkloadError, engine, simulate
 from tests.sim.conftest import api_offer, make_fleet, processor_trace
 
 
