@@ -111,6 +111,8 @@ def synth_cmd(
     """Synthesize a trace: modulated Poisson arrivals, Azure-fitted tokens, workflows."""
     try:
         fields = yaml.safe_load(config.read_text()) or {} if config else {}
+        if not isinstance(fields, dict):
+            raise _fail(f"{config}: expected a mapping of SynthConfig fields")
         flags = {"seed": seed, "rate_per_h": rate, "diurnal_amplitude": amplitude,
                  "peak_hour": peak_hour, "growth_per_week": growth,
                  "burst_factor": burst_factor, "tokens": tokens}

@@ -202,3 +202,12 @@ def test_reading_zstd_needs_zstandard_or_works(tmp_path: Path):
     else:
         write_trace(Trace.empty({"a": "b"}), tmp_path / "t.htr.zst")
         assert read_trace(tmp_path / "t.htr.zst").meta == {"a": "b"}
+
+
+def test_spaces_around_values_are_tolerated(tmp_path: Path):
+    path = tmp_path / "spaced.csv"
+    path.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+                    " 3 , GPT-4 , 12 ,  4,16, API log \n")
+    df = import_burstgpt(path).trace.df
+    assert (df["prompt_tokens"].iloc[0], df["output_tokens"].iloc[0]) == (12, 4)
+    assert df["tier"].iloc[0] == "frontier" and df["account"].iloc[0] == "api"
