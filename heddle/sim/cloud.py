@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from heddle.models import CloudOffer, DeviceSpec, OfferKind, cost
+from heddle.models import CloudOffer, DeviceSpec, OfferKind, TaskKind, cost, perf
+from heddle.sim.records import KIND_CLOUD, ST_COMPLETED
 
 __all__ = ["INSTANCE_SLOTS_PER_GPU", "RATE_WINDOW_S", "OfferRt"]
 
@@ -86,3 +87,98 @@ class OfferRt:
         self.charged_usd = total
         self.billed_usd += usd
         return usd
+
+
+class CloudDispatch:
+    """The twin's cloud side (mixed into `Twin`, whose state it uses): send tasks to offers,
+    start instances, bill, and complete cloud tasks."""
+
+    def _to_offer(self, i: int, rt: OfferRt) -> None:
+        rec, now = self.rec, self.env.now
+        rec.target[i] = rt.idx
+        rec.target_kind[i] = KIND_CLOUD
+        if rt.is_api:
+            usd = rt.api_cost_usd(int(self.w.prompt_tokens[i]), int(self.w.output_tokens[i]))
+            rec.cost_usd[i] += usd
+            self._charge_budget(i, usd)
+        elif not rt.up:
+            rt.start_session(now)
+            self.state.instance_ready_at_s[rt.offer.id] = rt.ready_at_s
+        rt.queue.append(i)
+        self._offer_pump(rt)
+
+    def _offer_pump(self, rt: OfferRt) -> None:
+        now = self.env.now
+        while rt.queue and rt.has_capacity(now):
+            i = rt.queue.popleft()
+            self._start_on_offer(i, rt)
+        if rt.queue and rt.is_api and not rt.wake_armed:
+            rt.wake_armed = True
+            ev = self.env.timeout(rt.rate_free_at(now) - now, rt)
+            ev.callbacks.append(self._offer_wake)
+
+    def _offer_wake(self, ev) -> None:
+        rt = ev._value
+        rt.wake_armed = False
+        self._offer_pump(rt)
+
+    def _start_on_offer(self, i: int, rt: OfferRt) -> None:
+        w, rec, now = self.w, self.rec, self.env.now
+        o = rt.offer
+        p, q = int(w.prompt_tokens[i]), int(w.output_tokens[i])
+        if rt.is_api:
+            rt.sent_s.append(now)
+            st = perf.api_step(o, p, q)
+            first, service = o.network_latency_s + st.prefill_s, st.seconds
+            delay = 0.0
+        else:
+            rt.running += 1
+            delay = max(0.0, rt.ready_at_s - now)
+            task = self.live[i]
+            if task.kind is TaskKind.LLM:
+                mq = self._mq.get((task.model, task.quant)) or self._model_quant(task.model, task.quant)
+                st = perf.llm_step(rt.device, mq[1], task.quant, p, q, resident=True)
+                first, service = o.network_latency_s + st.prefill_s, o.network_latency_s + st.seconds
+            else:
+                service = first = o.network_latency_s + perf.processor_seconds(rt.device, float(w.cpu_seconds[i]))
+        if self.noise is not None:
+            service *= self.noise[i]
+            first *= self.noise[i]
+        rec.start_s[i] = now + delay
+        rec.service_s[i] = service
+        rec.ttft_s[i] = now + delay - w.arrival_s[i] + first
+        ev = self.env.timeout(delay + service, (i, self.token[i], rt))
+        ev.callbacks.append(self._on_offer_finish)
+
+    def _on_offer_finish(self, ev) -> None:
+        i, _tok, rt = ev._value
+        now, rec = self.env.now, self.rec
+        rec.finish_s[i] = now
+        if not rt.is_api:
+            rt.running -= 1
+            usd = rt.charge_to(now)
+            rec.cost_usd[i] += usd
+            self._charge_budget(i, usd)
+            rt.last_task = i
+            if rt.running == 0 and not rt.queue:
+                rt.idle_token += 1
+                t = self.env.timeout(self.cfg.instance_keepalive_s, (rt, rt.idle_token))
+                t.callbacks.append(self._instance_idle)
+        self._terminal(i, ST_COMPLETED, "")
+        self._offer_pump(rt)
+
+    def _instance_idle(self, ev) -> None:
+        rt, tok = ev._value
+        if tok != rt.idle_token or rt.running or rt.queue:
+            return
+        usd = rt.charge_to(self.env.now)  # the idle tail goes to the last task served
+        self.rec.cost_usd[rt.last_task] += usd
+        self._charge_budget(rt.last_task, usd)
+        rt.up = False
+        self.state.instance_ready_at_s.pop(rt.offer.id, None)
+
+    def _charge_budget(self, i: int, usd: float) -> None:
+        if usd:
+            account = self.w.accounts[self.w.account_code[i]]
+            spend = self.state.cloud_spend_usd
+            spend[account] = spend.get(account, 0.0) + usd
