@@ -107,6 +107,9 @@ class FleetArrays:
     proc_s_per_cpu_s: np.ndarray  # [J] processor-step seconds per reference CPU second
     price_in_usd_per_token: np.ndarray  # [J]
     price_out_usd_per_token: np.ndarray  # [J]
+    long_context_tokens: np.ndarray  # [J] prompts above this use the long-context prices (inf: none)
+    long_in_usd_per_token: np.ndarray  # [J]
+    long_out_usd_per_token: np.ndarray  # [J]
     price_usd_per_s: np.ndarray  # [J] instance hourly price per second
     startup_s: np.ndarray  # [J] instance cold start
     latency_s: np.ndarray  # [J] network round trip
@@ -192,6 +195,12 @@ def _build(fleet: Fleet) -> FleetArrays:
         proc_s_per_cpu_s=proc,
         price_in_usd_per_token=np.array(zeros_n + [o.price_usd_per_m_input_tokens / 1e6 for o in offers]),
         price_out_usd_per_token=np.array(zeros_n + [o.price_usd_per_m_output_tokens / 1e6 for o in offers]),
+        long_context_tokens=np.array([np.inf] * n + [o.extra.get("long_context_threshold_tokens", 0.0) or np.inf
+                                                     for o in offers]),
+        long_in_usd_per_token=np.array(zeros_n + [o.extra.get("long_price_usd_per_m_input_tokens",
+                                                             o.price_usd_per_m_input_tokens) / 1e6 for o in offers]),
+        long_out_usd_per_token=np.array(zeros_n + [o.extra.get("long_price_usd_per_m_output_tokens",
+                                                              o.price_usd_per_m_output_tokens) / 1e6 for o in offers]),
         price_usd_per_s=np.array(zeros_n + [o.price_usd_per_hour / 3600.0 for o in offers]),
         startup_s=np.array(zeros_n + [o.startup_s if o.kind is OfferKind.INSTANCE else 0.0 for o in offers]),
         latency_s=np.array(zeros_n + [o.network_latency_s for o in offers]),

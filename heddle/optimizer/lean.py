@@ -44,7 +44,7 @@ class _Lean:
     energy: list
     proc: list
     slots: list
-    offers: list  # (j, name, is_api, tier, installed, price_in, price_out, price_s, startup, latency, capacity)
+    offers: list  # (j, name, is_api, tier, installed, price_in/out, price_s, startup, latency, capacity, long_*)
 
 
 def _lean(fa: FleetArrays) -> _Lean:
@@ -57,7 +57,9 @@ def _lean(fa: FleetArrays) -> _Lean:
             offers.append((j, fa.target_names[j], offer.kind is OfferKind.API, int(fa.tier_code[j]),
                            float(fa.installed_gb[j]), float(fa.price_in_usd_per_token[j]),
                            float(fa.price_out_usd_per_token[j]), float(fa.price_usd_per_s[j]),
-                           float(fa.startup_s[j]), float(fa.latency_s[j]), int(fa.offer_capacity[k])))
+                           float(fa.startup_s[j]), float(fa.latency_s[j]), int(fa.offer_capacity[k]),
+                           float(fa.long_context_tokens[j]), float(fa.long_in_usd_per_token[j]),
+                           float(fa.long_out_usd_per_token[j])))
         lean = _Lean(fa.installed_gb[:n].tolist(), fa.energy_usd_per_s[:n].tolist(),
                      fa.proc_s_per_cpu_s.tolist(), fa.slots.tolist(), offers)
         fa._models["__lean__"] = lean
@@ -238,7 +240,8 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
                 remaining = budget.limit_usd - state.cloud_spend_usd.get(task.account, 0.0)
         remaining_int = math.floor(max(remaining, 0.0) * MICRO + 1e-9) if remaining < _INF else None
         ready = state.instance_ready_at_s
-        for j, name, is_api, o_tier, installed, pin, pout, price_s, startup, latency, capacity in lean.offers:
+        for (j, name, is_api, o_tier, installed, pin, pout, price_s, startup, latency, capacity,
+             long_tokens, long_in, long_out) in lean.offers:
             if task.privacy is not Privacy.PUBLIC:
                 code = Reason.PRIVACY
             elif tier >= 0 and o_tier != tier:
@@ -260,7 +263,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
                 service = cpu * lean.proc[j] / 1.0 + latency
             if is_api:
                 wait = unpaid = 0.0
-                cloud = p * pin + o * pout
+                cloud = p * long_in + o * long_out if p > long_tokens else p * pin + o * pout
             else:
                 oid = fa.offer_ids[j - fa.n_nodes]
                 if oid in ready:

@@ -164,7 +164,10 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
     # --- money -------------------------------------------------------------------------------
     energy = service * fa.energy_usd_per_s
     energy[:, fa.n_nodes:] = 0.0
-    cloud = np.where(fa.is_api, prompt * fa.price_in_usd_per_token + output * fa.price_out_usd_per_token,
+    long = prompt > fa.long_context_tokens  # API long-context prices, like models.cost.api_cost_usd
+    price_in = np.where(long, fa.long_in_usd_per_token, fa.price_in_usd_per_token)
+    price_out = np.where(long, fa.long_out_usd_per_token, fa.price_out_usd_per_token)
+    cloud = np.where(fa.is_api, prompt * price_in + output * price_out,
                      (service + view.unpaid_startup_s) * fa.price_usd_per_s)
     cloud[:, :fa.n_nodes] = 0.0
     need = kv[:, None] + np.where(resident, 0.0, weights[:, None])

@@ -20,6 +20,7 @@ from heddle.models import (
     ThermalState,
     Tier,
     catalog,
+    cost,
     perf,
 )
 from heddle.optimizer import DecisionStatus, Placement, Policy, TargetKind
@@ -37,8 +38,7 @@ def node_service_s(node, ns, task: Task, resident: bool) -> float:
 
 def cloud_cost_usd(state: FleetState, offer, task: Task) -> float:
     if offer.kind is OfferKind.API:
-        return (task.prompt_tokens * offer.price_usd_per_m_input_tokens
-                + task.output_tokens * offer.price_usd_per_m_output_tokens) / 1e6
+        return cost.api_cost_usd(offer, task.prompt_tokens, task.output_tokens)
     if task.kind is TaskKind.PROCESSOR:
         seconds = task.cpu_seconds
     else:

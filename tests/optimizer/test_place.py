@@ -23,6 +23,7 @@ from heddle.models import (
     ThermalState,
     Tier,
     catalog,
+    cost,
 )
 from heddle.optimizer import DecisionStatus, Policy, TargetKind, UnknownPolicyError, place
 
@@ -154,3 +155,14 @@ def test_unknown_policy_names_the_valid_ones(state):
 
 def test_an_empty_batch_is_an_empty_placement(state):
     assert place(state, []).decisions == []
+
+
+def test_long_prompts_are_priced_at_the_long_context_rate():
+    sonnet = catalog.offer("claude-sonnet-4.5")
+    fleet = Fleet("api-only", (), (sonnet,), {BIZ: Budget(BIZ, 100.0)})
+    state = FleetState.idle(fleet, time_s=100.0)
+    long_prompt = _llm(prompt_tokens=250_000, output_tokens=1000)
+    d = place(state, [long_prompt], Policy(stranded_defer_usd=5.0)).decisions[0]  # worth $5 to us
+    assert d.target == "claude-sonnet-4.5"
+    assert d.cost_usd["cloud"] == pytest.approx(cost.api_cost_usd(sonnet, 250_000, 1000))
+    assert d.cost_usd["cloud"] > (250_000 * 3.0 + 1000 * 15.0) / 1e6  # dearer than the short rate
