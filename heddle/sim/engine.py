@@ -206,7 +206,7 @@ class Twin(CloudDispatch):
         if self.cfg.batch_window_s > 0:
             self.pending.append(i)
             self._arm_window()
-        elif self._place([i]):
+        elif self._place_one(i):
             self.deferred.append(i)
             self._arm_retry()
 
@@ -222,32 +222,40 @@ class Twin(CloudDispatch):
         for rt in self._full:  # only full nodes have a backlog that moves with the clock
             rt.refresh_backlog(now)
 
+    def _place_one(self, i: int) -> bool:
+        """Ask the optimizer about one task (the fast path). True if it was deferred again."""
+        self._prepare_state()
+        self.place_calls += 1
+        t0 = perf_counter()
+        d = place(self.state, [self.live[i]], self.policy).decisions[0]
+        self.place_wall_s += perf_counter() - t0
+        return self._act(i, d)
+
     def _place(self, batch: list[int]) -> list[int]:
         """Ask the optimizer about `batch`; act on each decision. Returns re-deferred indices."""
+        if len(batch) == 1:
+            return batch if self._place_one(batch[0]) else []
         self._prepare_state()
         tasks = [self.live[i] for i in batch]
         self.place_calls += 1
         t0 = perf_counter()
         decisions = place(self.state, tasks, self.policy).decisions
         self.place_wall_s += perf_counter() - t0
-        if len(batch) == 1:
-            pairs = [(batch[0], decisions[0])]
-        else:
-            by_id = {d.task_id: d for d in decisions}
-            pairs = [(i, by_id[t.id]) for i, t in zip(batch, tasks)]
-        deferred = []
-        for i, d in pairs:
-            status = d.status
-            if status is _PLACED:
-                self._dispatch(i, d)
-            elif status is _DEFERRED:
-                if self._defer(i, d.reason):
-                    deferred.append(i)
-            elif status is _REJECTED:
-                self._terminal(i, ST_REJECTED, d.reason or "rejected by the optimizer")
-            else:
-                raise WorkloadError(f"optimizer returned unknown status {status!r} for task {d.task_id!r}")
-        return deferred
+        by_id = {d.task_id: d for d in decisions}
+        return [i for i, t in zip(batch, tasks) if self._act(i, by_id[t.id])]
+
+    def _act(self, i: int, d) -> bool:
+        """Carry out one decision. True if the task stays deferred."""
+        status = d.status
+        if status is _PLACED:
+            self._dispatch(i, d)
+            return False
+        if status is _DEFERRED:
+            return self._defer(i, d.reason)
+        if status is _REJECTED:
+            self._terminal(i, ST_REJECTED, d.reason or "rejected by the optimizer")
+            return False
+        raise WorkloadError(f"optimizer returned unknown status {status!r} for task {d.task_id!r}")
 
     def _defer(self, i: int, reason: str) -> bool:
         """Count a deferral; False if the task has waited too long and was rejected."""
@@ -471,7 +479,8 @@ class Twin(CloudDispatch):
         while dq and attempts < limit and (attempts < minimum or self._free_slots() > 0):
             i = dq.popleft()
             attempts += 1
-            kept.extend(self._place([i]))
+            if self._place_one(i):
+                kept.append(i)
         dq.extendleft(reversed(kept))
         if dq:
             self._arm_retry()
