@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import settings
 
 from heddle.models import (
     CloudOffer,
@@ -18,9 +17,6 @@ from heddle.models import (
     OwnerId,
     Tier,
 )
-
-settings.register_profile("sim", max_examples=25, deadline=None, derandomize=True)
-settings.load_profile("sim")
 
 
 def make_device(name: str = "testchip", **overrides) -> DeviceSpec:

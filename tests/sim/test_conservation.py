@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heddle.models import Budget
@@ -67,6 +67,7 @@ def cases(draw):
     return fleet, df, policy, scenario, horizon, settings, seed
 
 
+@settings(max_examples=25, deadline=None, derandomize=True)  # each example is a whole run
 @given(cases())
 def test_every_task_ends_in_exactly_one_state_per_class(case) -> None:
     fleet, df, policy, scenario, horizon, settings, seed = case
