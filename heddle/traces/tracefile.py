@@ -20,7 +20,9 @@ import io
 import json
 import os
 import struct
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -296,9 +298,19 @@ def _decode_chunk(f: IO[bytes], path: Path) -> dict | None:
     (n,) = _U32.unpack(_read_exact(f, 4, path, "a chunk header"))
     try:
         head = json.loads(_read_exact(f, n, path, "a chunk header"))
-    except json.JSONDecodeError as exc:
-        raise TraceFormatError(f"corrupt chunk header: {exc}", path=path) from exc
-    rows = int(head["rows"])
+        rows = int(head["rows"])
+        for col in COLUMNS:
+            if col.encoding is Encoding.CATEGORY:
+                np.dtype(head["codes"][col.name])
+                if not isinstance(head["dicts"][col.name], list):
+                    raise TypeError(f"dictionary of {col.name!r} is not a list")
+            elif col.encoding is Encoding.STRING and not isinstance(head["strings"][col.name],
+                                                                     list):
+                raise TypeError(f"values of {col.name!r} are not a list")
+        if rows < 0:
+            raise ValueError("negative row count")
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise TraceFormatError(f"corrupt chunk header: {exc!r}", path=path) from None
     sizes = []
     for col in COLUMNS:
         if col.encoding is Encoding.NUMERIC:
@@ -382,13 +394,24 @@ def _assemble(chunks: list[dict], meta: dict[str, str], path: Path, check: bool)
 def iter_trace(path: str | Path, *, check: bool = True) -> Iterator[Trace]:
     """Yield the file's chunks as Traces, one chunk in memory at a time."""
     path = Path(path)
-    with _open_read(path) as f:
+    with _open_read(path) as f, _translated(path):
         header = _read_header(f, path)
         total = 0
         while (chunk := _decode_chunk(f, path)) is not None:
             total += chunk["__rows__"]
             yield _assemble([chunk], header.meta, path, check)
         _check_trailer(f, path, total)
+
+
+@contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    """Turn decompression and I/O failures inside a file into TraceFormatError."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+        raise TraceFormatError(f"cannot read: {exc}", path=path) from exc
 
 
 def _check_trailer(f: IO[bytes], path: Path, total: int) -> None:
@@ -404,15 +427,10 @@ def read_trace(path: str | Path, *, check: bool = True) -> Trace:
     is cut short, and TraceValidationError (naming the row and column) for bad values.
     """
     path = Path(path)
-    try:
-        with _open_read(path) as f:
-            header = _read_header(f, path)
-            chunks = []
-            while (chunk := _decode_chunk(f, path)) is not None:
-                chunks.append(chunk)
-            _check_trailer(f, path, sum(c["__rows__"] for c in chunks))
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise TraceFormatError(f"cannot read: {exc}", path=path) from exc
+    with _open_read(path) as f, _translated(path):
+        header = _read_header(f, path)
+        chunks = []
+        while (chunk := _decode_chunk(f, path)) is not None:
+            chunks.append(chunk)
+        _check_trailer(f, path, sum(c["__rows__"] for c in chunks))
     return _assemble(chunks, header.meta, path, check)
