@@ -101,7 +101,7 @@ def sim(
     """Replay a workload trace on a fleet (default: the shipped demo fleet and trace)."""
     from heddle.config import load_settings
     from heddle.models.errors import ModelsError
-    from heddle.optimizer import POLICY_NAMES
+    from heddle.optimizer import POLICY_NAMES, OptimizerError
     from heddle.sim import SimError
     from heddle.sim.whatif import safe_dir_name, what_if
     from heddle.traces import TraceError
@@ -126,7 +126,7 @@ def sim(
                 runs = what_if(fleets, settings.trace, policies, scenario=scenario, seed=settings.seed,
                                batch_window_s=batch_window, horizon_s=horizon,
                                on_done=lambda k, n, label: bar.advance(job))
-    except (SimError, ModelsError, TraceError) as exc:
+    except (SimError, ModelsError, TraceError, OptimizerError) as exc:
         err.print(f"[red]heddle sim: {exc}[/red]")
         raise typer.Exit(2) from None
 
