@@ -12,6 +12,7 @@ from pathlib import Path
 from heddle.advisor.advise import AdvisorReport
 from heddle.advisor.charts import CHART_TITLES, render_charts
 from heddle.advisor.roi import Evaluation
+from heddle.advisor.uncertainty import PAYBACK_CEILING_MONTHS
 
 __all__ = ["RANKING_COLUMNS", "ranking_rows", "write_report"]
 
@@ -20,7 +21,9 @@ RANKING_COLUMNS = ("#", "candidate", "price USD", "saves USD/mo", "payback mo", 
 
 
 def _m(x: float) -> str:
-    return f"{x:.1f}" if math.isfinite(x) else "never"
+    if not math.isfinite(x):
+        return "never"
+    return f">{PAYBACK_CEILING_MONTHS:.0f}" if x >= PAYBACK_CEILING_MONTHS else f"{x:.1f}"
 
 
 def _usd(x: float) -> str:
