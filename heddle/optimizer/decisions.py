@@ -105,7 +105,7 @@ def decisions(sc: Scored, assignment: Assignment, solver: str, explain: bool, ev
 class _Deferred(Mapping):
     """Alternatives of a one-task decision, scored from a snapshot only when first read."""
 
-    __slots__ = ("_args", "_alts")
+    __slots__ = ("_alts", "_args")
 
     def __init__(self, fa, snapshot: FleetState, task: Task, policy, chosen: int) -> None:
         self._args = (fa, snapshot, task, policy, chosen)

@@ -77,7 +77,7 @@ class ModelArrays:
             found = self._lists["load"] = self.load_s.tolist()
         return found
 
-    def rate_lists(self, fa: "FleetArrays", context_tokens: int) -> tuple[list, list]:
+    def rate_lists(self, fa: FleetArrays, context_tokens: int) -> tuple[list, list]:
         """`rates` as Python lists (the one-task path loops in plain Python)."""
         bucket = -(-max(int(context_tokens), 0) // CONTEXT_BUCKET_TOKENS)
         found = self._lists.get(bucket)

@@ -99,12 +99,12 @@ def random_tasks(rng: np.random.Generator, n: int, fleet: Fleet, *, time_s: floa
     for i in range(n):
         privacy = privacies[int(rng.choice(3, p=(0.6, 0.2, 0.2)))]
         deadline = time_s + float(rng.uniform(2, 300)) if rng.random() < 0.7 else None
-        common = dict(
-            id=TaskId(f"{prefix}{i}"), arrival_s=time_s, privacy=privacy,
-            owner=owners[int(rng.integers(len(owners)))], deadline_s=deadline,
-            priority=int(rng.integers(0, 3)),
-            account=ACCOUNTS[int(rng.integers(len(ACCOUNTS)))] if rng.random() < 0.9 else None,
-        )
+        common = {
+            "id": TaskId(f"{prefix}{i}"), "arrival_s": time_s, "privacy": privacy,
+            "owner": owners[int(rng.integers(len(owners)))], "deadline_s": deadline,
+            "priority": int(rng.integers(0, 3)),
+            "account": ACCOUNTS[int(rng.integers(len(ACCOUNTS)))] if rng.random() < 0.9 else None,
+        }
         if rng.random() < 0.8:
             model, quant = MODEL_CHOICES[int(rng.choice(len(MODEL_CHOICES), p=(0.5, 0.1, 0.2, 0.1, 0.1)))]
             tasks.append(Task(kind=TaskKind.LLM, model=ModelId(model), quant=quant,

@@ -7,6 +7,9 @@ integer rounding of scoring.py + assign.py (a property test holds the two paths 
 returns None for inputs it does not handle (an unknown model), so the caller falls back.
 """
 
+# ruff: noqa: FURB136, PLR1730, PLR1716
+# (inline `x if x > 0 else 0` and `if a < b: b = a` on purpose: builtin min/max calls cost
+#  more than the comparison in this per-node loop)
 from __future__ import annotations
 
 import math

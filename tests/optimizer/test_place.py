@@ -42,10 +42,10 @@ def _fleet(budget_usd: float = 10.0) -> Fleet:
 
 
 def _llm(i: int = 0, **kw) -> Task:
-    base = dict(id=TaskId(f"t{i}"), kind=TaskKind.LLM, arrival_s=100.0, model=ModelId("llama-3.1-8b"),
-                quant="q4_k_m", prompt_tokens=500, output_tokens=200, account=BIZ, owner=OwnerId("alice"))
-    base.update(kw)
-    return Task(**base)
+    base = {"id": TaskId(f"t{i}"), "kind": TaskKind.LLM, "arrival_s": 100.0, "model": ModelId("llama-3.1-8b"),
+            "quant": "q4_k_m", "prompt_tokens": 500, "output_tokens": 200, "account": BIZ,
+            "owner": OwnerId("alice")}
+    return Task(**{**base, **kw})
 
 
 @pytest.fixture
