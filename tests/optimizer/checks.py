@@ -51,6 +51,31 @@ def cloud_cost_usd(state: FleetState, offer, task: Task) -> float:
     return offer.price_usd_per_hour * seconds / 3600
 
 
+def burst_allowed(state: FleetState, task: Task, policy: Policy) -> bool:
+    """The burst rule, recomputed: no node could ever run the task, or the best local finish
+    (backlog + service, ignoring free slots) misses the deadline, or every local backlog is
+    longer than the threshold."""
+    best_finish, best_wait = float("inf"), float("inf")
+    for node in state.fleet.nodes:
+        ns = state.nodes[node.id]
+        if ns.status is not NodeStatus.ACTIVE or task.tier not in (None, Tier.LOCAL):
+            continue
+        if task.privacy is Privacy.PERSONAL and not node.may_hold_personal_of(task.owner):
+            continue
+        if task.kind is TaskKind.LLM:
+            spec = catalog.model(task.model)
+            if spec.memory_gb(task.quant, task.prompt_tokens + task.output_tokens) > node.memory_gb - node.reserved_memory_gb:
+                continue
+        elif task.memory_gb > node.memory_gb - node.reserved_memory_gb:
+            continue
+        resident = (task.model, task.quant) in ns.resident_models
+        finish = state.time_s + ns.backlog_s + node_service_s(node, ns, task, resident)
+        best_finish, best_wait = min(best_finish, finish), min(best_wait, ns.backlog_s)
+    deadline = float("inf") if task.deadline_s is None else task.deadline_s
+    return (best_finish == float("inf") or best_finish > deadline - 1e-6
+            or best_wait > policy.burst_backlog_threshold_s)
+
+
 def check_placement(state: FleetState, tasks: list[Task], placement: Placement, policy: Policy | None = None) -> None:
     """Assert every hard constraint; raise AssertionError naming the task and constraint."""
     policy = policy or Policy()
@@ -82,6 +107,7 @@ def check_placement(state: FleetState, tasks: list[Task], placement: Placement, 
             assert task.tier in (None, offer.tier), f"{task.id}: tier {task.tier} on {offer.tier}"
             assert task.kind is TaskKind.LLM or offer.kind is OfferKind.INSTANCE
             assert policy.allow_unbudgeted_cloud or task.account in fleet.budgets, f"{task.id}: no budget"
+            assert burst_allowed(state, task, policy), f"{task.id}: burst although local nodes can do it in time"
             on_offer[offer.id] += 1
             spend[task.account] += cloud_cost_usd(state, offer, task)
     for node_id, placed in on_node.items():
