@@ -26,6 +26,10 @@ MIN_DAYS_FOR_TREND = 7
 TREND_SIGNIFICANCE = 2.0
 """A fitted daily growth smaller than 2 standard errors (about 95% two-sided) reads as flat."""
 
+MAX_GROWTH_PER_YEAR = 10.0
+"""A short trace of a ramp-up can fit absurd yearly growth (+5%/day is x50 million a year);
+beyond 11x a year the extrapolation is capped and the report says so."""
+
 REQUIRED_COLUMNS = (
     "arrival_s", "kind", "model", "quant", "prompt_tokens", "output_tokens",
     "privacy", "owner", "deadline_s",
@@ -150,6 +154,11 @@ def analyze(df: pd.DataFrame, design_percentile: float = 90.0) -> WorkloadProfil
         notes.append(f"fitted trend {g_day * 100:+.2f}%/day is within noise (SE {se * 100:.2f}%/day): "
                      "treated as flat")
         g_day = 0.0
+    g_year = (1 + g_day) ** 365.25 - 1
+    if g_year > MAX_GROWTH_PER_YEAR:
+        notes.append(f"fitted trend {g_year:+.0%}/year is not a rate to plan on: capped at "
+                     f"{MAX_GROWTH_PER_YEAR:+.0%}/year")
+        g_day = (1 + MAX_GROWTH_PER_YEAR) ** (1 / 365.25) - 1
 
     hour_of_day = ((arr % SECONDS_PER_DAY) // 3600).astype(np.int64)
     diurnal = np.bincount(hour_of_day, minlength=24)[:24].astype(np.float64)

@@ -30,11 +30,11 @@ def _poisson_trace(rng, days: int, per_day, hour_weights=None) -> pd.DataFrame:
 
 def test_growth_trend_is_recovered_from_a_growing_trace():
     rng = np.random.default_rng(7)
-    weekly = 0.10  # +10% a week
+    weekly = 0.03  # +3% a week (+367% a year: under the cap)
     df = _poisson_trace(rng, 56, lambda d: 2_000 * (1 + weekly) ** (d / 7))
     p = analyze(df)
     per_week = (1 + p.growth_per_month) ** (7 / 30.4375) - 1
-    assert per_week == pytest.approx(weekly, abs=0.01)
+    assert per_week == pytest.approx(weekly, abs=0.005)
 
 
 def test_flat_trace_reads_as_flat_and_says_so():
@@ -74,3 +74,11 @@ def test_bad_traces_are_refused_with_the_problem_named():
                                "privacy": "public", "owner": "a"}], days=1).df.iloc[:0]
     with pytest.raises(WorkloadError, match="empty"):
         analyze(empty)
+
+
+def test_an_explosive_ramp_is_capped_and_reported():
+    rng = np.random.default_rng(11)
+    df = _poisson_trace(rng, 21, lambda d: 50 * 1.2 ** d)  # +20% a day
+    p = analyze(df)
+    assert p.growth_per_year == pytest.approx(10.0, rel=1e-6)
+    assert any("capped" in n for n in p.notes)
