@@ -1,7 +1,7 @@
 """The twin's event loop: arrivals, placement through `optimizer.place()`, service on nodes and
 cloud offers, completions, deferral, retries and fleet events, on a SimPy clock.
 
-Hot-path design: one SimPy event per arrival, per start delay and per completion, handled by
+Hot-path design: one SimPy event per arrival instant and per completion, handled by
 plain callbacks (no process per task); the `FleetState` handed to `place()` is built once and
 mutated in place; per-task results go straight into preallocated arrays (`Records`).
 Invariant: a task that arrives is, when the run ends, in exactly one terminal state (or
