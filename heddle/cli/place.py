@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -55,8 +55,8 @@ def _alternatives_table(placement) -> Table:
 
 
 def place(
-    fleet: Annotated[Optional[Path], typer.Option("--fleet", help="Fleet YAML (default: the shipped demo fleet).")] = None,
-    tasks: Annotated[Optional[Path], typer.Option("--tasks", help="Task YAML/JSON list (default: shipped demo tasks).")] = None,
+    fleet: Annotated[Path | None, typer.Option("--fleet", help="Fleet YAML (default: the shipped demo fleet).")] = None,
+    tasks: Annotated[Path | None, typer.Option("--tasks", help="Task YAML/JSON list (default: shipped demo tasks).")] = None,
     policy: Annotated[str, typer.Option("--policy", help="optimal | fast | round-robin | least-loaded | ray-hybrid | cheapest")] = "optimal",
     time_s: Annotated[float, typer.Option("--time", help="The idle fleet's clock, seconds (deadlines are absolute).")] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the machine-checkable JSON record.")] = False,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from heddle.models import CloudOffer, Fleet, OfferKind, Tier, perf
-from heddle.models.catalog_stub import model_spec
+from heddle.models.catalog import model as model_spec
 
 __all__ = ["TIER_CODE", "FleetArrays", "ModelArrays", "fleet_arrays"]
 
