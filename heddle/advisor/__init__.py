@@ -4,7 +4,13 @@
 (`heddle.sim`), never a simulation of its own.
 """
 
-from heddle.advisor.advise import AdvisorReport, advise, recommendation_sentence
+from heddle.advisor.advise import (
+    AdvisorReport,
+    SamplingCheck,
+    advise,
+    check_sampling,
+    recommendation_sentence,
+)
 from heddle.advisor.candidates import (
     Candidate,
     Purchase,
@@ -23,12 +29,14 @@ __all__ = [
     "AdvisorSettings",
     "Candidate",
     "Purchase",
+    "SamplingCheck",
     "SizingError",
     "TwinError",
     "WorkloadError",
     "WorkloadProfile",
     "advise",
     "analyze",
+    "check_sampling",
     "primary_owner",
     "purchase_trust",
     "purchased_node",

@@ -111,3 +111,14 @@ def test_html_report_embeds_every_chart_as_a_png(trusted_report, tmp_path):
 def test_html_has_no_external_references(trusted_report, tmp_path):
     html = write_report(trusted_report, tmp_path)["html"].read_text(encoding="utf-8")
     assert "http://" not in html and "https://" not in html and "<link" not in html
+
+
+def test_same_inputs_give_the_same_advice(trusted_report):
+    again = _advise(fleet_of(node("mini", "m4-10", 16, "alice", ["bob"])))
+    first, second = trusted_report.as_dict(), again.as_dict()
+    for d in (first, second):  # wall-clock times are the only thing allowed to differ
+        d.pop("timings_s")
+        d["sizing"].pop("wall_s")
+    for c in first["candidates"] + second["candidates"] + [first["baseline"], second["baseline"]]:
+        c.pop("twin_wall_s")
+    assert first == second
