@@ -37,6 +37,7 @@ __all__ = [
     "purchase_unit",
     "purchased_node",
     "replace_candidate",
+    "reserved_fraction",
     "serves_personal_locally",
 ]
 
@@ -91,7 +92,7 @@ def purchase_trust(fleet: Fleet) -> frozenset[OwnerId]:
     return frozenset(trusted)
 
 
-def _reserved_fraction(fleet: Fleet) -> float:
+def reserved_fraction(fleet: Fleet) -> float:
     """New machines are set up like the existing ones: the fleet's median reserve share."""
     if not fleet.nodes:
         return 0.0
@@ -109,7 +110,7 @@ def purchased_node(fleet: Fleet, device: DeviceSpec, memory_gb: float, index: in
     return Node(
         id=nid, device=device, memory_gb=float(memory_gb), owner=primary_owner(fleet),
         trusted_owners=purchase_trust(fleet), labels={"purchase": "advisor"},
-        reserved_memory_gb=_reserved_fraction(fleet) * memory_gb,
+        reserved_memory_gb=reserved_fraction(fleet) * memory_gb,
     )
 
 

@@ -21,13 +21,9 @@ per-option price (larger Mac Studio upgrades cost less per GB: this errs on the 
 
 @lru_cache(maxsize=4096)
 def model_spec(model_id: str) -> ModelSpec:
-    """The catalog's ModelSpec for an id (the placeholder lookup until the catalog lands)."""
-    try:
-        from heddle.models import catalog
-    except ImportError:  # the models engineer's catalog has not landed yet
-        from heddle.models.catalog_stub import model_spec as stub
+    """The catalog's ModelSpec for an id (raises the catalog's UnknownIdError if unknown)."""
+    from heddle.models import catalog
 
-        return stub(model_id)
     return catalog.model(model_id)
 
 

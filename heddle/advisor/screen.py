@@ -15,13 +15,13 @@ from heddle.advisor import finance
 from heddle.advisor.candidates import (
     Candidate,
     Purchase,
-    _reserved_fraction,
     add_candidate,
     fleet_signature,
     memory_choices,
     purchase_unit,
     purchased_node,
     replace_candidate,
+    reserved_fraction,
     serves_personal_locally,
 )
 from heddle.advisor.errors import SizingError
@@ -120,7 +120,7 @@ def screen(fleet: Fleet, slices: list[Slice], devices: dict[str, DeviceSpec],
     base_mix = estimate(fleet, slices, settings, cache)
     baseline = Estimate(Candidate("current fleet", "current", fleet), base_mix, 0.0, 0.0, 0.0,
                         serves_personal_locally(fleet, slices))
-    reserve = _reserved_fraction(fleet)
+    reserve = reserved_fraction(fleet)
     options = [(d, m) for d in devices.values() if d.price_usd > 0
                for m in memory_choices(d, slices, reserve)]
     cands = [add_candidate(fleet, d, m, k) for d, m in options for k in range(1, settings.max_units + 1)]

@@ -50,10 +50,15 @@ def advise(
     from heddle.advisor.report import RANKING_COLUMNS, ranking_rows, write_report
     from heddle.config import load_settings
     from heddle.models.errors import ModelsError
+    from heddle.optimizer import POLICY_NAMES
     from heddle.sim import SimError
     from heddle.sim.whatif import resolve_fleet, resolve_trace
     from heddle.traces import TraceError
 
+    if policy is not None and policy not in POLICY_NAMES:
+        err.print(f"[red]heddle advise: option --policy: unknown policy {policy!r}; expected one of "
+                  f"{', '.join(POLICY_NAMES)}[/red]")
+        raise typer.Exit(2)
     try:
         base = load_settings({"trace": trace, "fleet": fleet, "seed": seed,
                               "electricity_usd_per_kwh": electricity})

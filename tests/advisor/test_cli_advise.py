@@ -50,3 +50,9 @@ def test_advise_refuses_a_bad_option_value(tmp_path: Path):
     result = CliRunner().invoke(app, ["advise", "--budget", "-5", "--out", str(tmp_path)])
     assert result.exit_code != 0
     assert "budget" in result.output.lower()
+
+
+def test_advise_refuses_an_unknown_policy(tmp_path: Path):
+    result = CliRunner().invoke(app, ["advise", "--policy", "psychic", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "psychic" in result.output and "fast" in result.output
