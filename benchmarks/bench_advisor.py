@@ -78,9 +78,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="~300 requests/day instead of ~800")
     ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--per-day", type=float, default=None, help="mean requests per working day")
     ap.add_argument("--sample-days", type=int, default=8)
     args = ap.parse_args()
-    trace = make_trace(300 if args.quick else 800, args.days, 0.02, seed=1)
+    per_day = args.per_day or (300 if args.quick else 800)
+    trace = make_trace(per_day, args.days, 0.02, seed=1)
     fleet = make_fleet()
     settings = AdvisorSettings(budget_usd=8_000, miss_value_usd=0.05, sample_days=args.sample_days,
                                shortlist=6, seed=0, workers=2)
