@@ -41,11 +41,12 @@ def advise(
     policy: Annotated[str | None, typer.Option("--policy", "-p", help="Placement policy the twin uses.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the bootstrap and the twin.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")] = False,
+    check: Annotated[bool, typer.Option("--check-sampling", help="Also replay every day and print how far the sampled-days payback is.")] = False,
 ) -> None:
     """Advise what to buy: rank candidate purchases by payback, NPV and TCO from twin replays."""
     from pydantic import ValidationError
 
-    from heddle.advisor import AdvisorError, AdvisorSettings
+    from heddle.advisor import AdvisorError, AdvisorSettings, check_sampling
     from heddle.advisor import advise as run_advice
     from heddle.advisor.report import RANKING_COLUMNS, ranking_rows, write_report
     from heddle.config import load_settings
@@ -72,6 +73,10 @@ def advise(
             report = run_advice(resolve_trace(base.trace), resolve_fleet(base.fleet), settings,
                                 progress=lambda msg: status.update(f"advising: {msg}"))
         paths = write_report(report, out_dir)
+        chk = None
+        if check and report.plan.sampled and (report.recommended or report.evaluations):
+            with err.status("replaying every day to check the sampled answer..."):
+                chk = check_sampling(report, resolve_trace(base.trace))
     except ValidationError as exc:
         e = exc.errors()[0]
         err.print(f"[red]heddle advise: option {e['loc'][0]}: {e['msg']}[/red]")
@@ -96,3 +101,10 @@ def advise(
     out.print(f"[bold]{report.sentence}[/bold]")
     out.print(f"report: {paths['html']} (also {paths['markdown'].name}, {paths['json'].name}); "
               f"privacy violations in all replays: {report.privacy_violations}")
+    if chk is not None:
+        out.print(f"sampling check ({chk.candidate}): payback {chk.sampled_payback_months:.2f} months "
+                  f"from {chk.days_sampled} days vs {chk.full_payback_months:.2f} from all "
+                  f"{chk.days_total} days ({chk.payback_error:.1%} apart); twin "
+                  f"{chk.sampled_twin_s:.1f} s vs {chk.full_twin_s:.1f} s")
+    elif check:
+        out.print("sampling check: the trace was replayed whole (no sampled days to check)")

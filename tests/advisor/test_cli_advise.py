@@ -56,3 +56,18 @@ def test_advise_refuses_an_unknown_policy(tmp_path: Path):
     result = CliRunner().invoke(app, ["advise", "--policy", "psychic", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "psychic" in result.output and "fast" in result.output
+
+
+def test_check_sampling_reports_the_full_replay(tmp_path: Path):
+    trace = steady_trace([{"every_s": 1800, "model": "llama-3.1-70b", "quant": "q8_0", "prompt": 500,
+                           "output": 200, "privacy": "sensitive", "owner": "alice", "deadline_s": 3600}],
+                         days=4)
+    write_trace(trace, tmp_path / "t.htr.gz")
+    (tmp_path / "fleet.yaml").write_text(FLEET_YAML)
+    result = CliRunner().invoke(app, [
+        "advise", "--trace", str(tmp_path / "t.htr.gz"), "--fleet", str(tmp_path / "fleet.yaml"),
+        "--sample-days", "2", "--shortlist", "1", "--check-sampling", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    # a steady load: two sampled days give the same payback as all four
+    assert "from 2 days vs" in flat and "from all 4 days (0.0% apart)" in flat
