@@ -80,12 +80,13 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--per-day", type=float, default=None, help="mean requests per working day")
     ap.add_argument("--sample-days", type=int, default=8)
+    ap.add_argument("--shortlist", type=int, default=6, help="candidates replayed in the twin")
     args = ap.parse_args()
     per_day = args.per_day or (300 if args.quick else 800)
     trace = make_trace(per_day, args.days, 0.02, seed=1)
     fleet = make_fleet()
     settings = AdvisorSettings(budget_usd=8_000, miss_value_usd=0.05, sample_days=args.sample_days,
-                               shortlist=6, seed=0, workers=2)
+                               shortlist=args.shortlist, seed=0, workers=2)
     print(f"trace: {len(trace):,} requests over {args.days} days; fleet {fleet.name} "
           f"({len(fleet.nodes)} nodes)")
     t0 = time.perf_counter()
