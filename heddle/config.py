@@ -31,6 +31,7 @@ class Settings(BaseModel):
 
     fleet: str = "demo"  # a shipped fleet name or a path to a fleet YAML file
     trace: str = "demo"  # a shipped trace name or a path to a trace file
+    advise_trace: str = "demo-14d"  # the advisor's trace: purchase advice wants weeks, not hours
     policy: str = "optimal"  # placement policy name (heddle.optimizer)
     seed: int = 0  # seed of every numpy Generator a command creates
     electricity_usd_per_kwh: Annotated[float, Field(ge=0)] | None = None  # None: the fleet's

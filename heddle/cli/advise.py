@@ -1,7 +1,8 @@
 """`heddle advise`: what hardware to buy next, from a workload trace replayed in the twin.
 
-With no arguments: the shipped demo fleet and demo trace. Prints a ranked table and one
-recommendation sentence; writes advice.html (charts embedded), advice.md and advice.json.
+With no arguments: the shipped demo fleet and the two-week demo trace (`demo-14d`, the
+setting `advise_trace`): purchase advice needs weeks of workload, not the 3-hour `demo`.
+Prints a ranked table and one recommendation sentence; writes advice.html (charts embedded), advice.md and advice.json.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def advise(
                   f"{', '.join(POLICY_NAMES)}[/red]")
         raise typer.Exit(2)
     try:
-        base = load_settings({"trace": trace, "fleet": fleet, "seed": seed,
+        base = load_settings({"advise_trace": trace, "fleet": fleet, "seed": seed,
                               "electricity_usd_per_kwh": electricity})
         flags = {"budget_usd": budget, "miss_value_usd": miss_value,
                  "discount_rate_annual": discount_rate, "sample_days": sample_days,
@@ -70,13 +71,13 @@ def advise(
             seed=base.seed, electricity_usd_per_kwh=base.electricity_usd_per_kwh,
             **{k: v for k, v in flags.items() if v is not None})
         with err.status("advising...") as status:
-            report = run_advice(resolve_trace(base.trace), resolve_fleet(base.fleet), settings,
+            report = run_advice(resolve_trace(base.advise_trace), resolve_fleet(base.fleet), settings,
                                 progress=lambda msg: status.update(f"advising: {msg}"))
         paths = write_report(report, out_dir)
         chk = None
         if check and report.plan.sampled and (report.recommended or report.evaluations):
             with err.status("replaying every day to check the sampled answer..."):
-                chk = check_sampling(report, resolve_trace(base.trace))
+                chk = check_sampling(report, resolve_trace(base.advise_trace))
     except ValidationError as exc:
         e = exc.errors()[0]
         err.print(f"[red]heddle advise: option {e['loc'][0]}: {e['msg']}[/red]")
