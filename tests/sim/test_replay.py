@@ -15,7 +15,7 @@ from heddle.sim import as_workload, simulate
 from heddle.traces import Trace, read_trace, shipped_trace_path, to_tasks, write_trace
 from heddle.traces.importers import import_trace
 
-AZURE_CONV = Path("/work/shared/data/traces/azure_llm_2023_conv.csv")
+AZURE_CONV = Path(__file__).resolve().parents[1] / "data" / "azure" / "azure_llm_2023_conv.csv"
 
 
 @pytest.fixture(scope="module")

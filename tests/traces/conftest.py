@@ -10,7 +10,8 @@ import pytest
 
 from heddle.traces import Trace
 
-SHARED_TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "traces"
+SHARED_TRACES = Path(__file__).resolve().parents[1] / "data" / "azure"
+"""Copies of ../shared/data/traces/ (Azure LLM 2023, CC-BY 4.0) kept in the repo for clean clones."""
 
 
 def make_frame(n: int, seed: int = 0) -> pd.DataFrame:

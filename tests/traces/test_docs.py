@@ -31,7 +31,7 @@ def test_every_documented_command_runs(tmp_path: Path, monkeypatch: pytest.Monke
     assert commands
     for command in commands:
         # the docs use the repository-relative data path; tests run from a temp dir
-        command = command.replace("../shared/data/traces/", f"{SHARED_TRACES}/")
+        command = command.replace("tests/data/azure/", f"{SHARED_TRACES}/")
         result = runner.invoke(app, shlex.split(command)[1:], catch_exceptions=False)
         assert result.exit_code == 0, f"{command}\n{result.output}"
 
