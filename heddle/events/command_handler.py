@@ -125,11 +125,17 @@ class CommandHandler:
             )
 
     async def _handle(self, cmd: CommandMessage) -> EventEnvelope:
-        cls = get_aggregate_class(cmd.aggregate_type)  # 1
-        key = (cmd.aggregate_type, cmd.aggregate_id)
+        # Hot path (the twin runs every command through it): fields are read into locals once.
+        aggregate_type, aggregate_id, command_id = (
+            cmd.aggregate_type,
+            cmd.aggregate_id,
+            cmd.command_id,
+        )
+        cls = get_aggregate_class(aggregate_type)  # 1
+        key = (aggregate_type, aggregate_id)
         aggregate = self.cache.get(key) or await self._load_or_create(cls, key)  # 2
-        if aggregate.has_processed(cmd.command_id):  # 3
-            earlier = await self._find_event(key, cmd.command_id)
+        if aggregate.has_processed(command_id):  # 3
+            earlier = await self.event_log.find_event(aggregate_type, aggregate_id, command_id)
             if earlier is not None:
                 if earlier.aggregate_version > aggregate.aggregate_version:
                     # Another process handled it (we heard via the dedup bus): our copy is
@@ -140,23 +146,26 @@ class CommandHandler:
             # this log has no event for it (e.g. aged out): handle it as new, visibly.
             logger.warning(
                 "command %s marked processed on %s/%s but its event is missing; handling it",
-                cmd.command_id,
+                command_id,
                 *key,
             )
         current = aggregate.aggregate_version
-        if cmd.expected_aggregate_version is not None and cmd.expected_aggregate_version != current:
+        expected = cmd.expected_aggregate_version
+        if expected is not None and expected != current:
             raise ConcurrencyError(  # 4
-                f"{key[0]}/{key[1]} is at version {current}, command {cmd.command_id} expected "
-                f"{cmd.expected_aggregate_version}"
+                f"{aggregate_type}/{aggregate_id} is at version {current}, command "
+                f"{command_id} expected {expected}"
             )
-        name = _HANDLE_NAMES.get(cmd.command_type)
+        command_type = cmd.command_type
+        name = _HANDLE_NAMES.get(command_type)
         if name is None:
-            name = _HANDLE_NAMES[cmd.command_type] = "handle_" + snake_case(cmd.command_type)
+            name = _HANDLE_NAMES[command_type] = "handle_" + snake_case(command_type)
         handler = getattr(aggregate, name, None)
         if handler is None:  # 5
-            raise AttributeError(f"{cls.__name__} has no {name}() for command {cmd.command_type!r}")
+            raise AttributeError(f"{cls.__name__} has no {name}() for command {command_type!r}")
+        metadata = cmd.metadata
         try:
-            event_type, payload = handler(cmd.payload, cmd.metadata)  # 6
+            event_type, payload = handler(cmd.payload, metadata)  # 6
         except CommandRejected as rejection:
             await self._record_rejection(cmd, current, rejection)  # 7
             raise
@@ -165,13 +174,11 @@ class CommandHandler:
         envelope = trusted_event(  # 8: every part comes from a validated command or is checked
             event_id=self._new_id(),
             event_type=event_type,
-            aggregate_type=cmd.aggregate_type,
-            aggregate_id=cmd.aggregate_id,
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
             aggregate_version=current + 1,
             payload=payload,
-            metadata=trusted_metadata(
-                cmd.metadata.issued_by, cmd.command_id, cmd.metadata.correlation_id
-            ),
+            metadata=trusted_metadata(metadata.issued_by, command_id, metadata.correlation_id),
             occurred_at_unix_s=self._clock(),
         )
         try:
@@ -184,9 +191,9 @@ class CommandHandler:
         except Exception:
             self.cache.discard(key)  # the instance may be half-mutated: never reuse it
             raise
-        aggregate.mark_processed(cmd.command_id)
+        aggregate.mark_processed(command_id)
         if self._announce:
-            await self.dedup_publisher.publish(cmd.aggregate_type, cmd.aggregate_id, cmd.command_id)
+            await self.dedup_publisher.publish(aggregate_type, aggregate_id, command_id)
         if self.snapshots is not None and aggregate.aggregate_version % self.snapshot_every_n == 0:
             await self.snapshots.save(aggregate)
         return envelope
@@ -216,12 +223,6 @@ class CommandHandler:
         if self.cache.put(key, aggregate):
             await self.dedup_subscriber.subscribe(key[0], key[1], aggregate.mark_processed)
         return aggregate
-
-    async def _find_event(self, key: CacheKey, command_id: str) -> EventEnvelope | None:
-        async for envelope in self.event_log.load(key[0], key[1]):
-            if envelope.metadata.command_id == command_id:
-                return envelope
-        return None
 
     async def _record_rejection(
         self, cmd: CommandMessage, version: int, rejection: CommandRejected
