@@ -20,7 +20,11 @@ from heddle.models.catalog import model as model_spec
 __all__ = ["TIER_CODE", "FleetArrays", "ModelArrays", "fleet_arrays"]
 
 TIER_CODE: dict[Tier, int] = {Tier.LOCAL: 0, Tier.STANDARD: 1, Tier.FRONTIER: 2}
-"""Integer code of each tier in the target arrays (local nodes serve the LOCAL tier)."""
+"""Integer code of each tier, ordered local < standard < frontier (the seed's tiers).
+
+An API offer serves exactly its own tier; a local node or an instance (both run open models)
+serves a task's preferred tier T iff the catalog tier of the task's model is >= T
+(`ModelSpec.tier`; processor steps and unknown models count as local)."""
 
 CACHE_FLEETS = 32
 """Fleets kept in the memo; a twin or an advisor sweep uses a handful at a time."""
@@ -50,6 +54,7 @@ class ModelArrays:
     load_s: np.ndarray  # [J] seconds to load the weights when not resident (0 for cloud)
     spec: object = None  # the ModelSpec (None if unknown)
     quant: str | None = None
+    tier_code: int = 0  # TIER_CODE of the model's catalog tier (local if unknown)
     _by_bucket: dict = field(default_factory=dict)
     _lists: dict = field(default_factory=dict)
 
@@ -100,7 +105,7 @@ class FleetArrays:
     is_node: np.ndarray  # [J] bool
     is_api: np.ndarray  # [J] bool
     is_instance: np.ndarray  # [J] bool
-    tier_code: np.ndarray  # [J] int
+    tier_code: np.ndarray  # [J] int, the tier an API serves (nodes/instances: local; the model decides)
     installed_gb: np.ndarray  # [J] memory a task may ever use (nodes: installed - reserved)
     slots: np.ndarray  # [N] int, configured concurrency
     energy_usd_per_s: np.ndarray  # [J] marginal energy price while busy (0 for cloud)
@@ -238,7 +243,8 @@ def _model_arrays(fa: FleetArrays, model_id: str | None, quant: str | None) -> M
         else:  # an instance that states no GPU figures: fall back to its advertised rates
             prefill[i] = offer.prefill_tokens_per_s or API_DEFAULT_PREFILL_TOKENS_PER_S
             decode[i] = offer.decode_tokens_per_s or API_DEFAULT_DECODE_TOKENS_PER_S
-    return ModelArrays(True, weights, spec.kv_bytes_per_token / 1e9, prefill, decode, load, spec, quant)
+    return ModelArrays(True, weights, spec.kv_bytes_per_token / 1e9, prefill, decode, load, spec, quant,
+                       TIER_CODE[spec.tier])
 
 
 def _llm_rates(device, spec, quant: str, context_tokens: int) -> tuple[float, float]:

@@ -140,6 +140,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
     ev_int = round(ev_usd * MICRO)
     personal = fa.personal_mask(task.owner) if task.privacy is Privacy.PERSONAL else None
     tier = -1 if task.tier is None else TIER_CODE[task.tier]
+    model_tier = ma.tier_code if llm else 0  # nodes and instances serve tier T iff model_tier >= T
     static_need = kv + w
     counts: dict[int, int] = {}
     any_local = any_ok = False
@@ -173,7 +174,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
             code = Reason.DEPARTED if ns.status is NodeStatus.DEPARTED else Reason.DRAINING
         elif personal is not None and not personal[i]:
             code = Reason.PRIVACY
-        elif tier > 0:
+        elif tier > model_tier:
             code = Reason.TIER
         elif static_need > lean.installed[i]:
             code = Reason.MEMORY_INSTALLED
@@ -247,7 +248,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
              long_tokens, long_in, long_out) in lean.offers:
             if task.privacy is not Privacy.PUBLIC:
                 code = Reason.PRIVACY
-            elif tier >= 0 and o_tier != tier:
+            elif tier >= 0 and (o_tier != tier if is_api else model_tier < tier):
                 code = Reason.TIER
             elif is_api and not llm:
                 code = Reason.KIND

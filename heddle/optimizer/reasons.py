@@ -17,7 +17,7 @@ class Reason(IntEnum):
     DEPARTED = 1  # node left the fleet
     DRAINING = 2  # node finishes its work and takes nothing new
     PRIVACY = 3  # personal: not the owner's/trusted node; sensitive: cloud
-    TIER = 4  # target does not serve the task's preferred tier
+    TIER = 4  # API of another tier, or a node/instance whose model's catalog tier is below it
     KIND = 5  # an API offer cannot run a processor step
     MODEL = 6  # the catalog does not know the task's (model, quant)
     MEMORY_INSTALLED = 7  # weights + KV exceed the target's installed memory
@@ -38,7 +38,7 @@ _TEXT: dict[Reason, str] = {
     Reason.DEPARTED: "drain: node has departed",
     Reason.DRAINING: "drain: node is draining",
     Reason.PRIVACY: "privacy",
-    Reason.TIER: "tier: target does not serve the preferred tier",
+    Reason.TIER: "tier: target does not serve the preferred tier (API: another tier; node/instance: model tier below it)",
     Reason.KIND: "kind: API offers run LLM steps only",
     Reason.MODEL: "model: unknown model or quantization",
     Reason.MEMORY_INSTALLED: "memory: weights + KV exceed installed memory",

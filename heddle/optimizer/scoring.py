@@ -129,12 +129,14 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
     weights_g = np.zeros(g_n)
     kvpt_g = np.zeros(g_n)
     known_g = np.ones(g_n, dtype=bool)
+    tier_g = np.zeros(g_n, dtype=np.int64)  # the model's catalog tier (processor steps: local)
     arrays = [None] * g_n
     for key, g in keys.items():
         if key is None:
             continue
         ma = arrays[g] = fa.model(*key)
         known_g[g] = ma.known
+        tier_g[g] = ma.tier_code
         if ma.known:
             load[g] = ma.load_s
             weights_g[g], kvpt_g[g] = ma.weights_gb, ma.kv_gb_per_token
@@ -185,7 +187,8 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
         (Reason.DEPARTED, np.broadcast_to(view.departed, (t_n, j_n))),
         (Reason.DRAINING, np.broadcast_to(view.draining, (t_n, j_n))),
         (Reason.PRIVACY, privacy_bad),
-        (Reason.TIER, (tier >= 0) & (fa.tier_code != tier)),
+        # an API serves exactly its tier; nodes and instances run open models: the model's tier >= T
+        (Reason.TIER, (tier >= 0) & np.where(fa.is_api, fa.tier_code != tier, tier_g[group][:, None] < tier)),
         (Reason.KIND, ~llm[:, None] & fa.is_api),
         (Reason.MODEL, (llm & ~known_g[group])[:, None] & np.ones(j_n, dtype=bool)),
         (Reason.MEMORY_INSTALLED, kv[:, None] + weights[:, None] > fa.installed_gb),

@@ -51,6 +51,22 @@ def cloud_cost_usd(state: FleetState, offer, task: Task) -> float:
     return offer.price_usd_per_hour * seconds / 3600
 
 
+TIER_ORDER = (Tier.LOCAL, Tier.STANDARD, Tier.FRONTIER)
+"""The seed's tiers from lowest to highest."""
+
+
+def tier_allowed(task: Task, offer=None) -> bool:
+    """The tier rule, recomputed: an API serves exactly its own tier; a local node or an
+    instance (open models) serves tier T iff the catalog tier of the task's model is >= T
+    (processor steps count as local)."""
+    if task.tier is None:
+        return True
+    if offer is not None and offer.kind is OfferKind.API:
+        return offer.tier is task.tier
+    model_tier = catalog.model(task.model).tier if task.kind is TaskKind.LLM else Tier.LOCAL
+    return TIER_ORDER.index(model_tier) >= TIER_ORDER.index(task.tier)
+
+
 def burst_allowed(state: FleetState, task: Task, policy: Policy) -> bool:
     """The burst rule, recomputed: no node could ever run the task, or the best local finish
     (backlog + service, ignoring free slots) misses the deadline, or every local backlog is
@@ -58,7 +74,7 @@ def burst_allowed(state: FleetState, task: Task, policy: Policy) -> bool:
     best_finish, best_wait = float("inf"), float("inf")
     for node in state.fleet.nodes:
         ns = state.nodes[node.id]
-        if ns.status is not NodeStatus.ACTIVE or task.tier not in (None, Tier.LOCAL):
+        if ns.status is not NodeStatus.ACTIVE or not tier_allowed(task):
             continue
         if task.privacy is Privacy.PERSONAL and not node.may_hold_personal_of(task.owner):
             continue
@@ -76,6 +92,36 @@ def burst_allowed(state: FleetState, task: Task, policy: Policy) -> bool:
             or best_wait > policy.burst_backlog_threshold_s)
 
 
+def _need_gb(task: Task) -> float:
+    if task.kind is TaskKind.PROCESSOR:
+        return task.memory_gb
+    return catalog.model(task.model).memory_gb(task.quant, task.prompt_tokens + task.output_tokens)
+
+
+def ever_runnable(state: FleetState, task: Task, policy: Policy) -> bool:
+    """Some target passes every permanent constraint (active, privacy, tier, kind, installed
+    memory, budget account), so rejecting the task ("no target can ever run it") is wrong."""
+    need = _need_gb(task) + 1e-6  # a hair of slack so float noise never flags a real rejection
+    for node in state.fleet.nodes:
+        if state.nodes[node.id].status is not NodeStatus.ACTIVE or not tier_allowed(task):
+            continue
+        if task.privacy is Privacy.PERSONAL and not node.may_hold_personal_of(task.owner):
+            continue
+        if need <= node.memory_gb - node.reserved_memory_gb:
+            return True
+    if task.privacy is not Privacy.PUBLIC:
+        return False
+    has_account = policy.allow_unbudgeted_cloud or task.account in state.fleet.budgets
+    for offer in state.fleet.cloud_offers:
+        if not has_account or not tier_allowed(task, offer):
+            continue
+        if offer.kind is OfferKind.API and task.kind is TaskKind.LLM:
+            return True
+        if offer.kind is OfferKind.INSTANCE and need <= offer.gpu_count * offer.gpu_memory_gb:
+            return True
+    return False
+
+
 def check_placement(state: FleetState, tasks: list[Task], placement: Placement, policy: Policy | None = None) -> None:
     """Assert every hard constraint; raise AssertionError naming the task and constraint."""
     policy = policy or Policy()
@@ -88,6 +134,8 @@ def check_placement(state: FleetState, tasks: list[Task], placement: Placement, 
         if d.status is not DecisionStatus.PLACED:
             assert d.reason, f"{task.id}: unplaced without a reason"
             assert d.target is None
+            if d.status is DecisionStatus.REJECTED:
+                assert not ever_runnable(state, task, policy), f"{task.id}: rejected although a target could run it"
             continue
         if d.target_kind is TargetKind.NODE:
             node, ns = fleet.node(d.target), state.nodes[d.target]
@@ -95,7 +143,7 @@ def check_placement(state: FleetState, tasks: list[Task], placement: Placement, 
             assert ns.thermal not in (ThermalState.SERIOUS, ThermalState.CRITICAL), f"{task.id}: hot node"
             if task.privacy is Privacy.PERSONAL:
                 assert node.may_hold_personal_of(task.owner), f"{task.id}: personal data on a foreign node"
-            assert task.tier in (None, Tier.LOCAL), f"{task.id}: tier {task.tier} on a local node"
+            assert tier_allowed(task), f"{task.id}: tier {task.tier} on a local node with {task.model}"
             if ns.power_source is PowerSource.BATTERY:
                 resident = (task.model, task.quant) in ns.resident_models
                 assert node_service_s(node, ns, task, resident) <= policy.battery_heavy_seconds + TOL, \
@@ -104,7 +152,7 @@ def check_placement(state: FleetState, tasks: list[Task], placement: Placement, 
         else:
             offer = fleet.offer(d.target)
             assert task.privacy is Privacy.PUBLIC, f"{task.id}: {task.privacy.value} data sent to the cloud"
-            assert task.tier in (None, offer.tier), f"{task.id}: tier {task.tier} on {offer.tier}"
+            assert tier_allowed(task, offer), f"{task.id}: tier {task.tier} on {offer.id} with {task.model}"
             assert task.kind is TaskKind.LLM or offer.kind is OfferKind.INSTANCE
             assert policy.allow_unbudgeted_cloud or task.account in fleet.budgets, f"{task.id}: no budget"
             assert burst_allowed(state, task, policy), f"{task.id}: burst although local nodes can do it in time"

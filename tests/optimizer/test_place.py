@@ -122,6 +122,34 @@ def test_a_frontier_task_goes_to_the_frontier_tier(state):
     assert d.target == "claude-opus-4.5"
 
 
+def test_a_node_serves_a_tier_up_to_its_models_catalog_tier(state):
+    # qwen2.5-32b is a standard-tier open model (catalog); bob's 64 GB mini can hold it
+    assert catalog.model("qwen2.5-32b").tier is Tier.STANDARD
+    mine = {"model": ModelId("qwen2.5-32b"), "privacy": Privacy.PERSONAL, "owner": OwnerId("bob")}
+    for policy in ("optimal", "fast", "cheapest", "round-robin", "least-loaded", "ray-hybrid"):
+        d = place(state, [_llm(tier=Tier.STANDARD, **mine)], policy).decisions[0]
+        assert d.status is DecisionStatus.PLACED and d.target == "mini", policy
+    batch = place(state, [_llm(0, tier=Tier.STANDARD, **mine), _llm(1, **mine)]).decisions
+    assert [d.target for d in batch].count("mini") == 1  # one slot: the batch path applies the rule too
+    assert "tier" not in batch[0].reason + batch[1].reason
+
+    too_high = place(state, [_llm(tier=Tier.FRONTIER, **mine)]).decisions[0]
+    assert too_high.status is DecisionStatus.REJECTED
+    assert "tier" in too_high.reason and too_high.rejected_alternatives["mini"].startswith("tier")
+
+    public = place(state, [_llm(tier=Tier.FRONTIER, model=ModelId("qwen2.5-32b"))]).decisions[0]
+    assert public.target == "claude-opus-4.5"  # no node serves frontier with this model: a burst
+    assert public.rejected_alternatives["mini"].startswith("tier")
+    assert public.rejected_alternatives["claude-haiku-4.5"].startswith("tier")  # APIs: exact tier
+
+
+def test_a_small_models_task_preferring_standard_still_skips_the_nodes(state):
+    small = _llm(tier=Tier.STANDARD, privacy=Privacy.SENSITIVE)  # llama-3.1-8b is a local-tier model
+    d = place(state, [small]).decisions[0]
+    assert d.status is DecisionStatus.REJECTED and "tier" in d.reason
+    assert place(state, [_llm(tier=Tier.STANDARD)]).decisions[0].target == "claude-haiku-4.5"
+
+
 def test_draining_departed_hot_and_battery_nodes_get_nothing_heavy(state):
     state.nodes["studio"].status = NodeStatus.DRAINING
     state.nodes["mini"].thermal = ThermalState.CRITICAL
