@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from heddle.models import CloudOffer, DeviceSpec, OfferKind, TaskKind, cost, perf
+from heddle.sim.clock import after
 from heddle.sim.records import KIND_CLOUD, ST_COMPLETED
 
 __all__ = ["INSTANCE_SLOTS_PER_GPU", "RATE_WINDOW_S", "OfferRt"]
@@ -147,8 +148,7 @@ class CloudDispatch:
         rec.start_s[i] = now + delay
         rec.service_s[i] = service
         rec.ttft_s[i] = now + delay - w.arrival_s[i] + first
-        ev = self.env.timeout(delay + service, (i, self.token[i], rt))
-        ev.callbacks.append(self._on_offer_finish)
+        after(self.env, delay + service, (i, self.token[i], rt), self._on_offer_finish)
 
     def _on_offer_finish(self, ev) -> None:
         i, _tok, rt = ev._value

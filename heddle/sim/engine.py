@@ -22,6 +22,7 @@ import simpy
 from heddle.models import Fleet, FleetState, OfferKind, Privacy, TaskKind, cost, perf
 from heddle.models.catalog_stub import model_spec
 from heddle.optimizer import DecisionStatus, TargetKind, place
+from heddle.sim.clock import after
 from heddle.sim.cloud import INSTANCE_SLOTS_PER_GPU, CloudDispatch, OfferRt
 from heddle.sim.errors import PrivacyViolationError, WorkloadError
 from heddle.sim.fleet_events import FleetDynamics
@@ -162,8 +163,7 @@ class Twin(CloudDispatch):
             if self.progress is not None:
                 self.progress(n, n)
             return
-        ev = self.env.timeout(self._arrival[i] - self.env.now)
-        ev.callbacks.append(self._on_arrivals)
+        after(self.env, self._arrival[i] - self.env.now, None, self._on_arrivals)
 
     def _on_arrivals(self, _ev) -> None:
         now, arrival, n = self.env.now, self._arrival, self.w.n
@@ -220,7 +220,9 @@ class Twin(CloudDispatch):
         if now >= self.budget_roll.soonest:
             self.budget_roll.roll(now, self.state)
         for rt in self._full:  # only full nodes have a backlog that moves with the clock
-            rt.refresh_backlog(now)
+            # NodeRt.refresh_backlog inlined: this runs for every full node on every placement
+            left = (rt.finish_sum_s - len(rt.running) * now + rt.queued_work_s) / rt.node.slots
+            rt.ns.backlog_s = left if left > 0.0 else 0.0  # noqa: FURB136 (max() is a call)
 
     def _place_one(self, i: int) -> bool:
         """Ask the optimizer about one task (the fast path). True if it was deferred again."""
@@ -394,8 +396,7 @@ class Twin(CloudDispatch):
         rec.ttft_s[i] = now - task.arrival_s + first_token
         rt.running.add(i)
         rt.finish_sum_s += now + service
-        ev = env.timeout(service, (i, self.token[i]))
-        ev.callbacks.append(self._on_node_finish)
+        after(env, service, (i, self.token[i]), self._on_node_finish)
 
     def _on_node_finish(self, ev) -> None:
         i, tok = ev._value
