@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-from collections import OrderedDict
+import re
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
 
 import nats.errors
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
 from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
@@ -34,6 +33,8 @@ from heddle.events.jetstream import (
     rejection_stream_name,
     rejection_subject,
 )
+from heddle.events.jetstream_acks import AckRouter, resolve_future
+from heddle.events.jetstream_batch import BatchAppend
 
 __all__ = ["JetStreamEventLog", "JetStreamRejectionLog"]
 
@@ -46,6 +47,9 @@ DEFAULT_ACK_TIMEOUT_S = 5.0
 permissions violation, never gets one)."""
 FETCH_BATCH = 256
 """Messages per pull request when replaying a history."""
+_ACK_SEQ = re.compile(rb'"seq":(\d+)')
+NO_RESPONDERS_STATUS = "503"
+"""Status header of the server's reply when nothing subscribes to a published subject."""
 
 
 async def _fetch_all(js: JetStreamContext, stream: str, filter_subject: str) -> list[Msg]:
@@ -110,8 +114,7 @@ class JetStreamEventLog(EventLog):
         self._ensure_streams = ensure_streams
         self._ack_timeout_s = ack_timeout_s
         self._ensured: set[str] = set()
-        self._reply_prefix = ""  # set up on the first append_batch
-        self._replies: dict[str, asyncio.Future[bytes]] = {}
+        self._acks = AckRouter(self._nc)
         # (type, id) -> (aggregate_version, stream sequence) of its last event we saw.
         self._last: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()
 
@@ -170,6 +173,12 @@ class JetStreamEventLog(EventLog):
                 )
         return known[1]
 
+    async def _prepare(
+        self, envelope: EventEnvelope, expected_version: int | None
+    ) -> tuple[str, bytes, dict[str, str]]:
+        """(subject, data, headers) of the CAS publish; ConcurrencyError if it cannot win."""
+        return self._message(envelope, await self._expected_sequence(envelope, expected_version))
+
     @staticmethod
     def _message(envelope: EventEnvelope, expected_seq: int) -> tuple[str, bytes, dict[str, str]]:
         aggregate_type, aggregate_id = envelope.aggregate_type, envelope.aggregate_id
@@ -183,10 +192,18 @@ class JetStreamEventLog(EventLog):
         subject = event_subject(aggregate_type, aggregate_id, envelope.event_type)
         return subject, envelope.model_dump_json().encode(), headers
 
-    def _settle(self, envelope: EventEnvelope, reply_data: bytes) -> None:
+    def _settle(self, envelope: EventEnvelope, reply: Msg) -> None:
         """Record a successful ack, or raise what the ack says (10071 -> ConcurrencyError)."""
         key = (envelope.aggregate_type, envelope.aggregate_id)
-        ack = json.loads(reply_data)
+        if reply.headers and reply.headers.get(api.Header.STATUS) == NO_RESPONDERS_STATUS:
+            raise NoStreamResponseError  # no stream listens on the subject
+        data = reply.data
+        if b'"error"' not in data:
+            match = _ACK_SEQ.search(data)
+            if match is not None:  # the common case, without a JSON parse
+                self._remember(key, envelope.aggregate_version, int(match.group(1)))
+                return
+        ack = json.loads(data)
         error = ack.get("error")
         if error is not None:
             try:
@@ -203,103 +220,45 @@ class JetStreamEventLog(EventLog):
 
     async def append(self, envelope: EventEnvelope, expected_version: int | None) -> None:
         await self._ensure(envelope.aggregate_type)
-        expected_seq = await self._expected_sequence(envelope, expected_version)
-        subject, data, headers = self._message(envelope, expected_seq)
+        subject, data, headers = await self._prepare(envelope, expected_version)
+        # The shared ack router rather than nc.request()/js.publish(): no per-append
+        # wait_for() or PubAck. Concurrent appends pipeline on the one connection.
+        await self._acks.start()
+        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        token, reply_subject = self._acks.route(resolve_future, future)
         try:
-            # A plain request with a minimal ack parse: JetStreamContext.publish() spends more
-            # on building a PubAck than the append costs. Concurrent appends pipeline.
-            reply = await self._nc.request(
-                subject, data, timeout=self._ack_timeout_s, headers=headers
-            )
-        except NoRespondersError:
-            raise NoStreamResponseError from None
-        self._settle(envelope, reply.data)
+            await self._acks.publish(subject, data, reply_subject, headers)
+            async with asyncio.timeout(self._ack_timeout_s):
+                reply = await future
+        except TimeoutError:
+            raise nats.errors.TimeoutError from None
+        finally:
+            self._acks.forget(token)
+        self._settle(envelope, reply)
 
     async def append_batch(
         self, items: Sequence[tuple[EventEnvelope, int | None]]
     ) -> list[Exception | None]:
         """Append many events, pipelined; one result per item (None = appended).
 
-        Events of different aggregates go out together; events of one aggregate go in order,
-        each after the previous one's ack (its CAS needs that sequence). One failure stops
-        the rest of that aggregate's events (they get ConcurrencyError) but no other's. This
-        is the high-throughput path: one publish each and one deadline per wave, instead of
-        a request and a timer per event.
+        Each aggregate's events form a chain: its next event is published as soon as the
+        previous one's ack arrives (its CAS needs that stream sequence), while the chains of
+        all aggregates run at once. One failure stops the rest of its chain (they get
+        ConcurrencyError) but no other chain. An event with no ack ``ack_timeout_s`` after
+        its publish gets ``nats.errors.TimeoutError``. This is the high-throughput path: a
+        publish and a dict entry per event, no future or timer per event.
         """
-        results: list[Exception | None] = [None] * len(items)
-        queues: dict[tuple[str, str], list[int]] = {}
+        chains: dict[tuple[str, str], deque[int]] = {}
         for index, (envelope, _) in enumerate(items):
-            queues.setdefault((envelope.aggregate_type, envelope.aggregate_id), []).append(index)
-        for aggregate_type in {key[0] for key in queues}:
+            chains.setdefault((envelope.aggregate_type, envelope.aggregate_id), deque()).append(
+                index
+            )
+        for aggregate_type in {key[0] for key in chains}:
             await self._ensure(aggregate_type)
-        await self._ensure_reply_mux()
-        wave_number = 0
-        while True:
-            wave = [
-                indexes[wave_number] for indexes in queues.values() if wave_number < len(indexes)
-            ]
-            if not wave:
-                return results
-            await self._send_wave(items, wave, results)
-            for indexes in queues.values():  # a failed event blocks the rest of its aggregate
-                if wave_number < len(indexes) and results[indexes[wave_number]] is not None:
-                    for later in indexes[wave_number + 1 :]:
-                        results[later] = ConcurrencyError(
-                            "an earlier event of this aggregate in the batch was not appended"
-                        )
-                    del indexes[wave_number + 1 :]
-            wave_number += 1
-
-    async def _send_wave(
-        self,
-        items: Sequence[tuple[EventEnvelope, int | None]],
-        wave: list[int],
-        results: list[Exception | None],
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        pending: dict[int, asyncio.Future[bytes]] = {}
-        for index in wave:
-            envelope, expected_version = items[index]
-            try:
-                expected_seq = await self._expected_sequence(envelope, expected_version)
-            except ConcurrencyError as exc:
-                results[index] = exc
-                continue
-            subject, data, headers = self._message(envelope, expected_seq)
-            token = os.urandom(8).hex()
-            future: asyncio.Future[bytes] = loop.create_future()
-            self._replies[token] = future
-            pending[index] = future
-            await self._nc.publish(subject, data, reply=self._reply_prefix + token, headers=headers)
-        if not pending:
-            return
-        done, _ = await asyncio.wait(pending.values(), timeout=self._ack_timeout_s)
-        for index, future in pending.items():
-            envelope = items[index][0]
-            if future not in done:
-                future.cancel()
-                results[index] = nats.errors.TimeoutError()
-                continue
-            try:
-                self._settle(envelope, future.result())
-            except Exception as exc:  # noqa: BLE001 - reported per item, as documented
-                results[index] = exc
-        for token in [t for t, f in self._replies.items() if f.done()]:
-            del self._replies[token]
-
-    async def _ensure_reply_mux(self) -> None:
-        if self._reply_prefix:
-            return
-        prefix = f"_INBOX.{os.urandom(11).hex()}."
-
-        async def on_reply(msg: Msg) -> None:
-            future = self._replies.pop(msg.subject[len(prefix) :], None)
-            if future is not None and not future.done():
-                future.set_result(msg.data)
-
-        await self._nc.subscribe(prefix + "*", cb=on_reply)
-        await flush_interest(self._nc)  # JetStream's acks come from another client
-        self._reply_prefix = prefix
+        await self._acks.start()
+        return await BatchAppend(
+            items, self._acks, self._ack_timeout_s, self._prepare, self._settle
+        ).run(chains)
 
     async def load(
         self, aggregate_type: str, aggregate_id: str, from_version: int = 0

@@ -9,6 +9,7 @@ import uuid
 import nats
 import pytest
 from nats.js import api
+from nats.js.errors import NoStreamResponseError
 
 from heddle.events.acl import nats_auth_config, role_permissions
 from heddle.events.aggregate import Phase
@@ -430,3 +431,40 @@ async def test_application_role_runs_the_command_path_but_cannot_take_leases(acl
     finally:
         await framework.close()
         await application.close()
+
+
+@pytest.mark.parametrize("raw_writes", [True, False])
+async def test_appends_store_the_same_message_whichever_way_they_are_written(nc, uid, raw_writes):
+    """The ack router writes HPUB frames itself when it can; nats-py's own publish is the
+    fallback. Both must put the same headers and body in the stream, for single and batched
+    appends, and an event id nats-py would rewrite (a newline) must still round-trip."""
+    agg_type = "Raw" + uid
+    log = JetStreamEventLog(nc.jetstream())
+    log._acks.raw_writes = raw_writes
+    first = make_event(aggregate_type=agg_type, aggregate_id="a", aggregate_version=1)
+    odd_id = make_event(
+        aggregate_type=agg_type, aggregate_id="a", aggregate_version=2, event_id="x\ny"
+    )
+    await log.append(first, expected_version=0)
+    assert await log.append_batch([(odd_id, 1)]) == [None]
+    stream = event_stream_name(agg_type)
+    stored_first = await nc.jetstream().get_msg(stream, 1)
+    stored_odd = await nc.jetstream().get_msg(stream, 2)
+    assert stored_first.headers == {
+        "Nats-Expected-Last-Subject-Sequence": "0",
+        "Nats-Expected-Last-Subject-Sequence-Subject": f"heddle.events.{agg_type}.a.*",
+        "Nats-Msg-Id": first.event_id,
+    }
+    assert stored_first.subject == f"heddle.events.{agg_type}.a.Recorded"
+    assert stored_odd.headers["Nats-Msg-Id"] == "x y"  # nats-py's newline rule, either way
+    assert stored_odd.headers["Nats-Expected-Last-Subject-Sequence"] == "1"
+    assert [e async for e in log.load(agg_type, "a")] == [first, odd_id]
+
+
+async def test_append_without_a_stream_says_so_single_and_batched(nc, uid):
+    log = JetStreamEventLog(nc.jetstream(), ensure_streams=False, ack_timeout_s=5.0)
+    agg_type = "NoStream" + uid
+    with pytest.raises(NoStreamResponseError):
+        await log.append(make_event(aggregate_type=agg_type, aggregate_id="a"), 0)
+    results = await log.append_batch([(make_event(aggregate_type=agg_type, aggregate_id="b"), 0)])
+    assert [type(r) for r in results] == [NoStreamResponseError]
