@@ -8,7 +8,6 @@ million-row trace never exists as a million Python objects.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,6 +36,15 @@ _KIND_BY_CODE = (TaskKind.LLM, TaskKind.PROCESSOR)
 _CHUNK_ROWS = 65536
 """Rows converted to Python values at a time when building Tasks (memory vs speed)."""
 _TIERS = {"": None, "local": Tier.LOCAL, "standard": Tier.STANDARD, "frontier": Tier.FRONTIER}
+
+
+def _lookup(table, codes: np.ndarray) -> list:
+    """`[table[c] for c in codes]` in one numpy gather (the values stay the same objects)."""
+    if len(table) == 0:  # no codes can point into an empty table (an empty column)
+        return [None] * len(codes)
+    objects = np.empty(len(table), dtype=object)
+    objects[:] = list(table)
+    return objects[codes].tolist()
 
 
 def _intern(values: pd.Series, column: str) -> tuple[np.ndarray, list[str]]:
@@ -84,33 +92,29 @@ class Workload:
         lo = (i // _CHUNK_ROWS) * _CHUNK_ROWS
         hi = min(lo + _CHUNK_ROWS, self.n)
         sl = slice(lo, hi)
-        models = [None] + [ModelId(m) if m else None for m in self.models]
         kind = self.kind[sl]
-        model_idx = np.where(kind == 0, self.model_code[sl] + 1, 0)
-        quants = [q or None for q in self.quants]
-        owners = [OwnerId(o) if o else None for o in self.owners]
-        accounts = [AccountId(a) if a else None for a in self.accounts]
-        pipelines = [p or None for p in self.pipelines]
-        tiers = [_TIERS.get(t) for t in self.tiers]
+        llm = kind == 0
         arrival = self.arrival_s[sl]
-        deadline = arrival + self.deadline_rel_s[sl]
+        deadline = (arrival + self.deadline_rel_s[sl]).astype(object)  # Python floats
+        deadline[np.isnan(self.deadline_rel_s[sl])] = None
         self._chunk = list(zip(
             self.task_id[sl],
-            [_KIND_BY_CODE[k] for k in kind.tolist()],
+            _lookup(_KIND_BY_CODE, kind),
             arrival.tolist(),
-            [models[m] for m in model_idx.tolist()],
-            [quants[q] if k == 0 else None for q, k in zip(self.quant_code[sl].tolist(), kind.tolist())],
+            _lookup([None] + [ModelId(m) if m else None for m in self.models],
+                    np.where(llm, self.model_code[sl] + 1, 0)),
+            _lookup([None] + [q or None for q in self.quants], np.where(llm, self.quant_code[sl] + 1, 0)),
             self.prompt_tokens[sl].tolist(),
             self.output_tokens[sl].tolist(),
             self.cpu_seconds[sl].tolist(),
             self.memory_gb[sl].tolist(),
-            [_PRIVACY_BY_CODE[p] for p in self.privacy[sl].tolist()],
-            [owners[o] for o in self.owner_code[sl].tolist()],
-            [None if math.isnan(d) else d for d in deadline.tolist()],
+            _lookup(_PRIVACY_BY_CODE, self.privacy[sl]),
+            _lookup([OwnerId(o) if o else None for o in self.owners], self.owner_code[sl]),
+            deadline.tolist(),
             self.priority[sl].tolist(),
-            [tiers[t] for t in self.tier_code[sl].tolist()],
-            [accounts[a] for a in self.account_code[sl].tolist()],
-            [pipelines[p] for p in self.pipeline_code[sl].tolist()],
+            _lookup([_TIERS.get(t) for t in self.tiers], self.tier_code[sl]),
+            _lookup([AccountId(a) if a else None for a in self.accounts], self.account_code[sl]),
+            _lookup([p or None for p in self.pipelines], self.pipeline_code[sl]),
             [st or None for st in self.stage[sl]],
         ))
         self._chunk_start = lo
