@@ -219,6 +219,26 @@ async def test_append_batch_reports_per_item_and_keeps_aggregates_independent(lo
     assert [e.aggregate_version for e in await collect(log, agg_type, "stale")] == [1]
 
 
+async def test_find_event_returns_the_event_a_command_produced(logs, agg_type):
+    log = await logs()
+    for version, command_id in enumerate(["c1", None, "c3"], start=1):
+        await log.append(
+            make_event(
+                aggregate_type=agg_type,
+                aggregate_id="a1",
+                aggregate_version=version,
+                command_id=command_id,
+                payload={"n": version},
+            ),
+            expected_version=version - 1,
+        )
+    found = await log.find_event(agg_type, "a1", "c3")
+    assert found is not None and found.aggregate_version == 3 and found.payload == {"n": 3}
+    assert found == (await collect(log, agg_type))[2]
+    assert await log.find_event(agg_type, "a1", "c2") is None
+    assert await log.find_event(agg_type, "other", "c1") is None
+
+
 async def test_append_batch_races_fairly_with_single_appends(logs, agg_type):
     first, second = await logs(), await logs()
     contenders = [ev(agg_type, 1, agg_id=f"k{i}") for i in range(20)]

@@ -468,3 +468,53 @@ async def test_append_without_a_stream_says_so_single_and_batched(nc, uid):
         await log.append(make_event(aggregate_type=agg_type, aggregate_id="a"), 0)
     results = await log.append_batch([(make_event(aggregate_type=agg_type, aggregate_id="b"), 0)])
     assert [type(r) for r in results] == [NoStreamResponseError]
+
+
+async def test_a_dropped_publish_in_a_batch_times_out_alone(acl_server, uid):
+    """The server drops the application's forged InternalFinalized, so no ack ever comes:
+    that item (and the rest of its aggregate) fails after the ack timeout, while the other
+    aggregates' events in the same batch are appended."""
+    errors: list[str] = []
+    framework = await connect_as(acl_server, "framework", errors)
+    application = await connect_as(acl_server, "application", errors)
+    try:
+        await ensure_event_stream(framework.jetstream(), "Task")
+        app_log = JetStreamEventLog(
+            application.jetstream(), ensure_streams=False, ack_timeout_s=1.0
+        )
+        forged, ok = "forged" + uid, "ok" + uid
+        items = [
+            (make_event("TaskSubmitted", aggregate_type="Task", aggregate_id=forged), 0),
+            (
+                make_event(
+                    "InternalFinalized",
+                    aggregate_type="Task",
+                    aggregate_id=forged,
+                    aggregate_version=2,
+                    issued_by="framework:forged",
+                ),
+                1,
+            ),
+            (
+                make_event(
+                    "TaskPlaced", aggregate_type="Task", aggregate_id=forged, aggregate_version=3
+                ),
+                2,
+            ),
+            (make_event("TaskSubmitted", aggregate_type="Task", aggregate_id=ok), 0),
+            (
+                make_event(
+                    "TaskPlaced", aggregate_type="Task", aggregate_id=ok, aggregate_version=2
+                ),
+                1,
+            ),
+        ]
+        results = await app_log.append_batch(items)
+        assert results[0] is None and results[3] is None and results[4] is None
+        assert isinstance(results[1], nats.errors.TimeoutError)
+        assert isinstance(results[2], ConcurrencyError)
+        assert [e.event_type async for e in app_log.load("Task", forged)] == ["TaskSubmitted"]
+        assert [e.aggregate_version async for e in app_log.load("Task", ok)] == [1, 2]
+    finally:
+        await framework.close()
+        await application.close()
