@@ -2,8 +2,10 @@
 cloud offers, completions, deferral, retries and fleet events, on a SimPy clock.
 
 Hot-path design: one SimPy event per arrival instant and per completion, handled by
-plain callbacks (no process per task); the `FleetState` handed to `place()` is built once and
-mutated in place; per-task results go straight into preallocated arrays (`Records`).
+plain callbacks (no process per task) and pushed straight onto SimPy's heap
+(`heddle.sim.clock.after`, the same order as `env.timeout`); the `FleetState` handed to
+`place()` is built once and mutated in place; per-task results go straight into
+preallocated arrays (`Records`).
 Invariant: a task that arrives is, when the run ends, in exactly one terminal state (or
 `in_flight` at a horizon); a placement that breaks privacy raises at once.
 """
