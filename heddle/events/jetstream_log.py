@@ -15,7 +15,6 @@ import re
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
 
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
@@ -114,7 +113,7 @@ class JetStreamEventLog(EventLog):
         self._ensure_streams = ensure_streams
         self._ack_timeout_s = ack_timeout_s
         self._ensured: set[str] = set()
-        self._acks = AckRouter(self._nc)
+        self._acks = AckRouter(self._nc, ack_timeout_s)
         # (type, id) -> (aggregate_version, stream sequence) of its last event we saw.
         self._last: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()
 
@@ -226,12 +225,10 @@ class JetStreamEventLog(EventLog):
         await self._acks.start()
         future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
         token, reply_subject = self._acks.route(resolve_future, future)
+        self._acks.arm_timeout(token, future)
         try:
             await self._acks.publish(subject, data, reply_subject, headers)
-            async with asyncio.timeout(self._ack_timeout_s):
-                reply = await future
-        except TimeoutError:
-            raise nats.errors.TimeoutError from None
+            reply = await future  # nats.errors.TimeoutError after ack_timeout_s
         finally:
             self._acks.forget(token)
         self._settle(envelope, reply)
