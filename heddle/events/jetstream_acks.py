@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import re
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -33,8 +32,6 @@ from heddle.events.jetstream import flush_interest
 
 __all__ = ["AckCallback", "AckRouter", "resolve_future"]
 
-_UNSAFE_HEADER_VALUE = re.compile(r"[\r\n]|^\s|\s$")
-"""Values nats-py would rewrite (it strips them and turns CR/LF into spaces): sent its way."""
 
 AckCallback = Callable[[Any, Msg], None]
 """Called as ``on_ack(tag, msg)`` in the connection's subscription task; must not block."""
@@ -120,7 +117,8 @@ class AckRouter:
             return
         lines = ["NATS/1.0\r\n"]
         for key, value in headers.items():
-            if _UNSAFE_HEADER_VALUE.search(value):
+            # nats-py strips values and turns CR/LF into spaces: such values go its way.
+            if not value.isprintable() or value.strip() != value:
                 await nc.publish(subject, payload, reply=reply, headers=headers)
                 return
             lines.append(f"{key}: {value}\r\n")
