@@ -59,40 +59,44 @@ class BatchAppend:
         self.woken.set()
 
     async def run(self, chains: dict[tuple[str, str], deque[int]]) -> list[Exception | None]:
-        for chain in chains.values():
-            await self.send_next(chain)
-        while self.outstanding:
-            if not self.acks:
-                await self.wait_or_expire(chains)
-            while self.acks:
-                index, msg = self.acks.popleft()
-                if self.outstanding.pop(index, None) is None:
-                    continue  # already timed out
-                envelope = self.items[index][0]
-                try:
-                    self.settle(envelope, msg)
-                except Exception as exc:  # noqa: BLE001 - reported per item, as documented
-                    self.fail(chains, index, exc)
-                    continue
-                await self.send_next(chains[(envelope.aggregate_type, envelope.aggregate_id)])
+        try:
+            for chain in chains.values():
+                await self.send_next(chain)
+            while self.outstanding:
+                if not self.acks:
+                    await self.wait_or_expire(chains)
+                while self.acks:
+                    index, msg = self.acks.popleft()
+                    if self.outstanding.pop(index, None) is None:
+                        continue  # already timed out
+                    envelope = self.items[index][0]
+                    try:
+                        self.settle(envelope, msg)
+                    except Exception as exc:  # noqa: BLE001 - reported per item, as documented
+                        self.fail(chains, index, exc)
+                        continue
+                    await self.send_next(chains[(envelope.aggregate_type, envelope.aggregate_id)])
+        finally:  # cancelled or failed: leave no routes behind in the shared router
+            for token in self.outstanding.values():
+                self.router.forget(token)
         return self.results
 
     async def send_next(self, chain: deque[int]) -> None:
-        """Publish the chain's next event (skipping, and failing, any that cannot go)."""
-        while chain:
-            index = chain.popleft()
-            envelope, expected_version = self.items[index]
-            try:
-                subject, data, headers = await self.prepare(envelope, expected_version)
-            except ConcurrencyError as exc:
-                self.results[index] = exc
-                self.fail_rest(chain)
-                return
-            token, reply_subject = self.router.route(self.on_ack, index)
-            self.outstanding[index] = token
-            self.deadlines.append((time.monotonic() + self.ack_timeout_s, index))
-            await self.router.publish(subject, data, reply_subject, headers)
+        """Publish the chain's next event; if it cannot win its CAS, fail it and the rest."""
+        if not chain:
             return
+        index = chain.popleft()
+        envelope, expected_version = self.items[index]
+        try:
+            subject, data, headers = await self.prepare(envelope, expected_version)
+        except ConcurrencyError as exc:
+            self.results[index] = exc
+            self.fail_rest(chain)
+            return
+        token, reply_subject = self.router.route(self.on_ack, index)
+        self.outstanding[index] = token
+        self.deadlines.append((time.monotonic() + self.ack_timeout_s, index))
+        await self.router.publish(subject, data, reply_subject, headers)
 
     async def wait_or_expire(self, chains: dict[tuple[str, str], deque[int]]) -> None:
         while self.deadlines and self.deadlines[0][1] not in self.outstanding:
