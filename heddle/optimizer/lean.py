@@ -29,7 +29,7 @@ from heddle.models import (
 from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS, TIER_CODE, FleetArrays
 from heddle.optimizer.placement import Decision, DecisionStatus, Placement, TargetKind
 from heddle.optimizer.policy import Policy
-from heddle.optimizer.reasons import Reason, unplaced_reason
+from heddle.optimizer.reasons import FIRST_TRANSIENT, Reason, unplaced_reason
 from heddle.optimizer.scoring import MICRO
 from heddle.optimizer.view import _DEPARTED
 
@@ -169,15 +169,18 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
                 stopped = True
                 break
         ns = nodes.get(node_ids[i], _DEPARTED)
+        status = ns.status
         code = 0
-        if ns.status is not NodeStatus.ACTIVE:
-            code = Reason.DEPARTED if ns.status is NodeStatus.DEPARTED else Reason.DRAINING
+        if status is NodeStatus.DRAINING:
+            code = Reason.DRAINING
         elif personal is not None and not personal[i]:
             code = Reason.PRIVACY
         elif tier > model_tier:
             code = Reason.TIER
         elif static_need > lean.installed[i]:
             code = Reason.MEMORY_INSTALLED
+        elif status is not NodeStatus.ACTIVE:  # after the permanent checks: departure is transient
+            code = Reason.DEPARTED
         if code:
             counts[code] = counts.get(code, 0) + 1
             continue
@@ -320,7 +323,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
     else:
         if stopped:  # the reason counts every target: walk them all
             return place_one(fa, state, task, policy, early_stop=False)
-        permanent = not any_local and not any_ok and all(c < Reason.THERMAL for c in counts)
+        permanent = not any_local and not any_ok and all(c < FIRST_TRANSIENT for c in counts)
         decision = Decision(
             tid, DecisionStatus.REJECTED if permanent else DecisionStatus.DEFERRED,
             reason=unplaced_reason(counts, any_ok, permanent, task.privacy.value), cost_usd={"defer": defer},

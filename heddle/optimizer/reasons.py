@@ -1,8 +1,8 @@
 """Why a (task, target) pair is ruled out: one code per hard constraint, in checking order.
 
-A pair's code is the FIRST constraint it breaks in this order. Codes below `THERMAL` are
+A pair's code is the FIRST constraint it breaks in this order. Codes below `DEPARTED` are
 permanent (waiting will not help: the task is rejected if every target is permanently ruled
-out); codes from `THERMAL` on are transient (the task is deferred and tried again later).
+out); codes from `DEPARTED` on are transient (the task is deferred and tried again later).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ __all__ = ["FIRST_TRANSIENT", "Reason", "reason_text", "unplaced_reason"]
 
 class Reason(IntEnum):
     OK = 0
-    DEPARTED = 1  # node left the fleet
-    DRAINING = 2  # node finishes its work and takes nothing new
-    PRIVACY = 3  # personal: not the owner's/trusted node; sensitive: cloud
-    TIER = 4  # API of another tier, or a node/instance whose model's catalog tier is below it
-    KIND = 5  # an API offer cannot run a processor step
-    MODEL = 6  # the catalog does not know the task's (model, quant)
-    MEMORY_INSTALLED = 7  # weights + KV exceed the target's installed memory
-    NO_BUDGET = 8  # cloud target, task has no budget account
+    DRAINING = 1  # node finishes its work and takes nothing new (an operator's decision)
+    PRIVACY = 2  # personal: not the owner's/trusted node; sensitive: cloud
+    TIER = 3  # API of another tier, or a node/instance whose model's catalog tier is below it
+    KIND = 4  # an API offer cannot run a processor step
+    MODEL = 5  # the catalog does not know the task's (model, quant)
+    MEMORY_INSTALLED = 6  # weights + KV exceed the target's installed memory
+    NO_BUDGET = 7  # cloud target, task has no budget account
+    DEPARTED = 8  # node left the fleet; laptops and failed nodes come back, so this is transient
     THERMAL = 9  # node's thermal state is serious or critical
     BATTERY = 10  # heavy work on a node running on battery
     SLOTS = 11  # no free slot (or the offer's per-call capacity is used up)
@@ -30,12 +30,16 @@ class Reason(IntEnum):
     BURST_RULE = 14  # cloud not allowed: local capacity can still meet the deadline
 
 
-FIRST_TRANSIENT = Reason.THERMAL
-"""Codes >= this one may clear by themselves; lower codes never do for this task."""
+FIRST_TRANSIENT = Reason.DEPARTED
+"""Codes >= this one may clear by themselves; lower codes never do for this task.
+
+DEPARTED is the first transient code: in a household fleet nodes leave and come back (a
+laptop closes, a failed node rejoins), so a task whose only possible node has left waits
+(the caller decides for how long) instead of being rejected. The permanent checks come
+first, so a departed node that could never run the task anyway reports that reason."""
 
 _TEXT: dict[Reason, str] = {
     Reason.OK: "feasible",
-    Reason.DEPARTED: "drain: node has departed",
     Reason.DRAINING: "drain: node is draining",
     Reason.PRIVACY: "privacy",
     Reason.TIER: "tier: target does not serve the preferred tier (API: another tier; node/instance: model tier below it)",
@@ -43,6 +47,7 @@ _TEXT: dict[Reason, str] = {
     Reason.MODEL: "model: unknown model or quantization",
     Reason.MEMORY_INSTALLED: "memory: weights + KV exceed installed memory",
     Reason.NO_BUDGET: "budget: task has no budget account for cloud spend",
+    Reason.DEPARTED: "departed: node has left the fleet (it may come back)",
     Reason.THERMAL: "courtesy: thermal state serious/critical",
     Reason.BATTERY: "courtesy: heavy work on battery",
     Reason.SLOTS: "slots: no free slot",

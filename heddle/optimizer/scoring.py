@@ -177,14 +177,13 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
     evicts = need > view.free_mem_gb
     eviction = evicts * policy.eviction_usd
 
-    # --- hard constraints (first failing code wins: fill in reverse order) ---------------------
+    # --- hard constraints (first failing code wins: fill in reverse order; see reasons.py) -----
     is_cloud = ~fa.is_node
     owners = {}
     personal_rows = [owners.setdefault(t.owner, fa.personal_mask(t.owner)) if t.privacy is Privacy.PERSONAL
                      else fa.is_node for t in tasks]
     privacy_bad = ((priv == 1)[:, None] & is_cloud) | ((priv == 2)[:, None] & ~np.array(personal_rows))
     permanent_fails = [
-        (Reason.DEPARTED, np.broadcast_to(view.departed, (t_n, j_n))),
         (Reason.DRAINING, np.broadcast_to(view.draining, (t_n, j_n))),
         (Reason.PRIVACY, privacy_bad),
         # an API serves exactly its tier; nodes and instances run open models: the model's tier >= T
@@ -197,6 +196,9 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
     codes = np.zeros((t_n, j_n), dtype=np.int8)
     for reason, fail in reversed(permanent_fails):
         codes[fail] = reason
+    # departure is transient but, like the permanent codes, keeps a node out of the local
+    # outlook (burst rule, defer cost): only a node that is here now can finish anything
+    codes[np.broadcast_to(view.departed, (t_n, j_n)) & (codes == 0)] = Reason.DEPARTED
     possible = codes == 0
 
     # --- burst rule: cloud only if local capacity cannot do it in time ------------------------

@@ -99,11 +99,13 @@ def _need_gb(task: Task) -> float:
 
 
 def ever_runnable(state: FleetState, task: Task, policy: Policy) -> bool:
-    """Some target passes every permanent constraint (active, privacy, tier, kind, installed
-    memory, budget account), so rejecting the task ("no target can ever run it") is wrong."""
+    """Some target passes every permanent constraint (not draining, privacy, tier, kind,
+    installed memory, budget account), so rejecting the task ("no target can ever run it") is
+    wrong. A departed node (or one missing from the state) counts: it may come back."""
     need = _need_gb(task) + 1e-6  # a hair of slack so float noise never flags a real rejection
     for node in state.fleet.nodes:
-        if state.nodes[node.id].status is not NodeStatus.ACTIVE or not tier_allowed(task):
+        ns = state.nodes.get(node.id)
+        if (ns is not None and ns.status is NodeStatus.DRAINING) or not tier_allowed(task):
             continue
         if task.privacy is Privacy.PERSONAL and not node.may_hold_personal_of(task.owner):
             continue
@@ -134,8 +136,11 @@ def check_placement(state: FleetState, tasks: list[Task], placement: Placement, 
         if d.status is not DecisionStatus.PLACED:
             assert d.reason, f"{task.id}: unplaced without a reason"
             assert d.target is None
+            runnable = ever_runnable(state, task, policy)
             if d.status is DecisionStatus.REJECTED:
-                assert not ever_runnable(state, task, policy), f"{task.id}: rejected although a target could run it"
+                assert not runnable, f"{task.id}: rejected although a target could run it"
+            else:  # and the converse: waiting for a target that can never run it is pointless
+                assert runnable, f"{task.id}: deferred although no target can ever run it"
             continue
         if d.target_kind is TargetKind.NODE:
             node, ns = fleet.node(d.target), state.nodes[d.target]

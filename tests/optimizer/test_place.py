@@ -26,6 +26,7 @@ from heddle.models import (
     cost,
 )
 from heddle.optimizer import DecisionStatus, Policy, TargetKind, UnknownPolicyError, place
+from heddle.optimizer.engine import place_table
 
 BIZ = AccountId("business")
 
@@ -162,7 +163,32 @@ def test_draining_departed_hot_and_battery_nodes_get_nothing_heavy(state):
     state.nodes["studio"].status = NodeStatus.DEPARTED
     state.nodes["mini"].status = NodeStatus.DEPARTED
     state.nodes["air"].status = NodeStatus.DEPARTED
-    assert place(state, [_llm(privacy=Privacy.SENSITIVE)]).decisions[0].status is DecisionStatus.REJECTED
+    gone = place(state, [_llm(privacy=Privacy.SENSITIVE)]).decisions[0]
+    assert gone.status is DecisionStatus.DEFERRED  # departed nodes may come back: wait for them
+    assert "departed" in gone.reason and "privacy" in gone.reason  # the offers stay ruled out
+
+
+@pytest.mark.parametrize("path", [place, place_table], ids=["one-task path", "table path"])
+def test_personal_work_waits_for_its_owners_departed_node_but_never_for_a_foreign_one(state, path):
+    # bob's only node is the mini; carol is trusted there; alice and dave may not use it
+    bobs = _llm(privacy=Privacy.PERSONAL, owner=OwnerId("bob"))
+    for nid in ("studio", "air"):
+        state.nodes[nid].status = NodeStatus.DRAINING  # only the mini is left to decide on
+    state.nodes["mini"].status = NodeStatus.DEPARTED
+    waiting = path(state, [bobs]).decisions[0]
+    assert waiting.status is DecisionStatus.DEFERRED
+    assert "departed" in waiting.reason and waiting.rejected_alternatives["mini"].startswith("departed")
+
+    daves = _llm(privacy=Privacy.PERSONAL, owner=OwnerId("dave"))  # same task, not the owner's node
+    foreign = path(state, [daves]).decisions[0]
+    assert foreign.status is DecisionStatus.REJECTED  # privacy never clears: checked before departure
+    assert foreign.rejected_alternatives["mini"].startswith("privacy") and "departed" not in foreign.reason
+
+    back = FleetState.idle(state.fleet, time_s=200.0)  # the mini has rejoined
+    for nid in ("studio", "air"):
+        back.nodes[nid].status = NodeStatus.DRAINING
+    placed = path(back, [bobs]).decisions[0]
+    assert placed.status is DecisionStatus.PLACED and placed.target == "mini"
 
 
 def test_loading_a_model_may_evict_idle_residents_at_a_price(state):
