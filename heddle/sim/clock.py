@@ -20,7 +20,7 @@ from typing import Any
 import simpy
 from simpy.events import NORMAL
 
-__all__ = ["after"]
+__all__ = ["NodeDone", "after"]
 
 
 class _Tick:
@@ -37,3 +37,10 @@ class _Tick:
 def after(env: simpy.Environment, delay: float, value: Any, callback: Callable[[Any], None]) -> None:
     """Call `callback(event)` `delay` simulated seconds from now; `event._value` is `value`."""
     heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), _Tick(value, callback)))
+
+
+class NodeDone(_Tick):
+    """A task's completion on a local node: an ordinary timer to SimPy (`env.step()` runs its
+    callback); the express loop (`heddle.sim.express`) recognises the type and handles it inline."""
+
+    __slots__ = ()

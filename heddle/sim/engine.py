@@ -15,16 +15,18 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from heapq import heappush
 from time import perf_counter
 from typing import Any
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL
 
 from heddle.models import Fleet, FleetState, OfferKind, Privacy, TaskKind, cost, perf
 from heddle.models.catalog_stub import model_spec
 from heddle.optimizer import DecisionStatus, TargetKind, place
-from heddle.sim.clock import after
+from heddle.sim.clock import NodeDone, after
 from heddle.sim.cloud import INSTANCE_SLOTS_PER_GPU, CloudDispatch, OfferRt
 from heddle.sim.errors import PrivacyViolationError, WorkloadError
 from heddle.sim.fleet_events import FleetDynamics
@@ -60,6 +62,7 @@ class TwinSettings:
     instance_keepalive_s: float = 300.0  # an idle instance shuts down after this
     service_cv: float = 0.0  # lognormal noise on service times (0 = the perf model exactly)
     progress_every: int = 8192  # arrivals between progress callbacks
+    express: bool = True  # the ExpressTwin (same results, less Python per request); False: Twin
 
 
 class Twin(CloudDispatch):
@@ -275,17 +278,20 @@ class Twin(CloudDispatch):
         target = self.target_by_name.get(d.target)
         if target is None:
             raise WorkloadError(f"optimizer placed task {d.task_id!r} on unknown target {d.target!r}")
-        task = self.live[i]
-        privacy = task.privacy
         if isinstance(target, OfferRt):
+            privacy = self.live[i].privacy
             if privacy is not _PUBLIC or d.target_kind is not _CLOUD:
                 raise PrivacyViolationError(
                     f"task {d.task_id!r} ({privacy.value}) was placed on cloud offer {d.target!r}")
             self._to_offer(i, target)
             return
-        if privacy is _PERSONAL and not target.node.may_hold_personal_of(task.owner):
+        self._to_node(i, target, d.est_seconds, self.w.row(i))
+
+    def _to_node(self, i: int, target: NodeRt, est_seconds: float, row: tuple) -> None:
+        """Send task i (`row`: its Task field values) to a node: start it or queue it there."""
+        if row[9] is _PERSONAL and not target.node.may_hold_personal_of(row[10]):
             raise PrivacyViolationError(
-                f"personal task {d.task_id!r} of owner {task.owner!r} was placed on node "
+                f"personal task {row[0]!r} of owner {row[10]!r} was placed on node "
                 f"{target.node.id!r} (owner {target.node.owner!r})")
         if not target.accepts_work():  # a stale decision: offer it again later
             if self._defer(i, f"node {target.node.id} is {target.ns.status.value}"):
@@ -295,12 +301,20 @@ class Twin(CloudDispatch):
         rec = self.rec
         rec.target[i] = target.idx
         rec.target_kind[i] = KIND_NODE
-        self._memory_needs(i, task)
-        self.est_s[i] = d.est_seconds
+        if row[1] is _LLM:
+            mq = self._mq.get((row[3], row[4]))
+            if mq is None:
+                mq = self._model_quant(row[3], row[4])
+            self.mem_key[i] = mq[0]
+            self.mem_need[i] = mq[3] * (row[5] + row[6])
+        else:
+            self.mem_key[i] = -1
+            self.mem_need[i] = row[8]
+        self.est_s[i] = est_seconds
         if target.queue or len(target.running) >= target.node.slots or not self._try_start(i, target):
             target.queue.append(i)
-            target.queued_work_s += d.est_seconds
-        self.publish(target, self.env.now)
+            target.queued_work_s += est_seconds
+        self.publish(target, self.env._now)
 
     def publish(self, rt: NodeRt, now: float) -> None:
         """Refresh rt's NodeState and remember whether its backlog moves with the clock."""
@@ -310,17 +324,6 @@ class Twin(CloudDispatch):
             self._full.discard(rt)
 
     # -- local nodes ----------------------------------------------------------------------
-    def _memory_needs(self, i: int, task) -> None:
-        if task.kind is _LLM:
-            mq = self._mq.get((task.model, task.quant))
-            if mq is None:
-                mq = self._model_quant(task.model, task.quant)
-            self.mem_key[i] = mq[0]
-            self.mem_need[i] = mq[3] * (task.prompt_tokens + task.output_tokens)
-        else:
-            self.mem_key[i] = -1
-            self.mem_need[i] = task.memory_gb
-
     def _model_quant(self, model: str, quant: str) -> tuple:
         """(key, spec, weights GB, KV GB per token, (model, quant)) for one model + quant."""
         try:
@@ -364,28 +367,24 @@ class Twin(CloudDispatch):
 
     def _start_on_node(self, i: int, rt: NodeRt, key: int, missing: bool) -> None:
         env, rec = self.env, self.rec
-        task = self.live[i]
-        now = env.now
+        now = env._now
         sf = rt.ns.speed_factor or 1.0
-        device = rt.node.device
         if key >= 0:
-            mq = self._mq_by_key[key]
             # decode slows when several requests share the node's memory bandwidth
-            st = perf.llm_step(device, mq[1], task.quant, task.prompt_tokens, task.output_tokens,
-                               resident=not missing, batch=len(rt.running) + 1)
+            load_s, prefill_s, decode_s, kwh = self._llm_step(i, rt, key, missing, len(rt.running) + 1)
             wait_load = 0.0
             if missing:
-                rt.loaded_at_s[key] = now + st.load_s / sf
+                rt.loaded_at_s[key] = now + load_s / sf
             else:
                 ready = rt.loaded_at_s.get(key, 0.0)
                 if ready > now:
                     wait_load = ready - now
-            service = wait_load + st.seconds / sf
-            first_token = wait_load + (st.load_s + st.prefill_s) / sf
+            service = wait_load + (load_s + prefill_s + decode_s) / sf
+            first_token = wait_load + (load_s + prefill_s) / sf
             # marginal energy of the step (load phase at its own power), shared by the slots
-            kwh = cost.step_energy_kwh(device, st) / sf / rt.node.slots
+            kwh = kwh / sf / rt.node.slots
         else:
-            service = perf.processor_seconds(device, task.cpu_seconds) / sf
+            service = perf.processor_seconds(rt.node.device, self.w.row(i)[7]) / sf
             first_token = service
             kwh = cost.energy_kwh(rt.busy_w_per_slot, service)
         if self.noise is not None:
@@ -395,18 +394,28 @@ class Twin(CloudDispatch):
         self.task_kwh[i] = kwh
         rec.start_s[i] = now
         rec.service_s[i] = service
-        rec.ttft_s[i] = now - task.arrival_s + first_token
+        rec.ttft_s[i] = now - self._arrival[i] + first_token
         rt.running.add(i)
         rt.finish_sum_s += now + service
-        after(env, service, (i, self.token[i]), self._on_node_finish)
+        heappush(env._queue, (now + service, NORMAL, next(env._eid),
+                              NodeDone((i, self.token[i]), self._on_node_finish)))
+
+    def _llm_step(self, i: int, rt: NodeRt, key: int, missing: bool, batch: int) -> tuple[float, float, float, float]:
+        """(load s, prefill s, decode s, marginal kWh) of task i's LLM step on rt, unthrottled."""
+        row = self.w.row(i)
+        st = perf.llm_step(rt.node.device, self._mq_by_key[key][1], row[4], row[5], row[6],
+                           resident=not missing, batch=batch)
+        return st.load_s, st.prefill_s, st.decode_s, cost.step_energy_kwh(rt.node.device, st)
 
     def _on_node_finish(self, ev) -> None:
-        i, tok = ev._value
+        self._node_finished(*ev._value)
+
+    def _node_finished(self, i: int, tok: int) -> None:
         if self.token[i] != tok:
             return  # the node failed under this attempt
         rec = self.rec
         rt = self.targets[rec.target[i]]
-        now = self.env.now
+        now = self.env._now
         service = rec.service_s[i]
         rt.running.discard(i)
         rt.finish_sum_s -= rec.start_s[i] + service

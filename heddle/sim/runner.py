@@ -21,6 +21,7 @@ import pandas as pd
 from heddle.models import Fleet, cost
 from heddle.sim.engine import Twin, TwinSettings
 from heddle.sim.errors import PrivacyViolationError, SimError
+from heddle.sim.express import ExpressTwin
 from heddle.sim.fleet_events import FleetDynamics
 from heddle.sim.metrics import queue_series, summarize, utilization_series
 from heddle.sim.nodes import NodeRt
@@ -90,8 +91,9 @@ def simulate(
     rng = np.random.default_rng(seed)
     end_s = float(workload.arrival_s[-1]) if workload.n else 0.0
     dynamics = FleetDynamics(scenario, fleet, horizon_s or end_s, rng, origin) if scenario else None
-    twin = Twin(fleet, workload, policy, settings=cfg, dynamics=dynamics, rng=rng,
-                horizon_s=horizon_s, progress=progress)
+    engine = ExpressTwin if cfg.express else Twin
+    twin = engine(fleet, workload, policy, settings=cfg, dynamics=dynamics, rng=rng,
+                  horizon_s=horizon_s, progress=progress)
     twin.run()
     result = _assemble(twin, workload, _policy_name(policy), seed)
     result.summary.wall_s = time.perf_counter() - wall0

@@ -90,14 +90,18 @@ class Workload:
         """Python rows for a slice around `i`: list indexing beats numpy scalar access ~10x,
         and a slice (not the whole trace) keeps memory flat on million-row traces."""
         lo = (i // _CHUNK_ROWS) * _CHUNK_ROWS
-        hi = min(lo + _CHUNK_ROWS, self.n)
+        self._chunk = self._rows(lo, min(lo + _CHUNK_ROWS, self.n))
+        self._chunk_start = lo
+
+    def _rows(self, lo: int, hi: int) -> list[tuple]:
+        """Rows lo..hi-1 as tuples of `Task` field values, in `Task` field order."""
         sl = slice(lo, hi)
         kind = self.kind[sl]
         llm = kind == 0
         arrival = self.arrival_s[sl]
         deadline = (arrival + self.deadline_rel_s[sl]).astype(object)  # Python floats
         deadline[np.isnan(self.deadline_rel_s[sl])] = None
-        self._chunk = list(zip(
+        return list(zip(
             self.task_id[sl],
             _lookup(_KIND_BY_CODE, kind),
             arrival.tolist(),
@@ -117,15 +121,22 @@ class Workload:
             _lookup([p or None for p in self.pipelines], self.pipeline_code[sl]),
             [st or None for st in self.stage[sl]],
         ))
-        self._chunk_start = lo
+
+    def row(self, i: int) -> tuple:
+        """Row `i` as a tuple of `Task` field values (`Task(*row)` is the task). Rows are
+        converted a chunk at a time; a row behind the current chunk (a pipeline stage released
+        late) is converted alone, so the chunk never moves backwards."""
+        k = i - self._chunk_start
+        if self._chunk_start < 0 or not 0 <= k < len(self._chunk):
+            if self._chunk_start >= 0 and i < self._chunk_start:
+                return self._rows(i, i + 1)[0]
+            self._load_chunk(i)
+            k = i - self._chunk_start
+        return self._chunk[k]
 
     def make_task(self, i: int) -> Task:
         """Build the `Task` for row `i` (absolute deadline = arrival + relative deadline)."""
-        k = i - self._chunk_start
-        if self._chunk_start < 0 or not 0 <= k < len(self._chunk):
-            self._load_chunk(i)
-            k = i - self._chunk_start
-        return Task(*self._chunk[k])
+        return Task(*self.row(i))
 
 
 def _tasks_frame(tasks: Iterable[Task]) -> pd.DataFrame:

@@ -52,6 +52,19 @@ def api_offer(**overrides) -> CloudOffer:
     return CloudOffer(**fields)
 
 
+def chain_pipeline(df: pd.DataFrame, pipeline: np.ndarray) -> None:
+    """Rows where `pipeline == "pipe"` become stages s<row> of one pipeline, each depending
+    on the previous one (in row order)."""
+    n = len(df)
+    stages = [f"s{i}" for i in range(n)]
+    df["stage"] = np.where(pipeline == "pipe", stages, "")
+    in_pipe = [i for i in range(n) if pipeline[i] == "pipe"]
+    df["depends_on"] = [
+        (stages[in_pipe[in_pipe.index(i) - 1]] if pipeline[i] == "pipe" and in_pipe.index(i) > 0 else "")
+        for i in range(n)
+    ]
+
+
 def processor_trace(arrival_s: np.ndarray, cpu_seconds: np.ndarray, **columns) -> pd.DataFrame:
     n = len(arrival_s)
     data = {

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from heddle.models import Budget
 from heddle.sim import Scenario, TwinSettings, simulate
-from tests.sim.conftest import api_offer, make_fleet
+from tests.sim.conftest import api_offer, chain_pipeline, make_fleet
 
 TERMINAL = {"completed", "rejected", "failed"}
 OWNERS = ("alice", "bob", "carol")
@@ -47,13 +47,7 @@ def cases(draw):
         "pipeline_id": pipeline,
         "task_id": [f"t{i}" for i in range(n)],
     })
-    stages = [f"s{i}" for i in range(n)]
-    df["stage"] = np.where(pipeline == "pipe", stages, "")
-    in_pipe = [i for i in range(n) if pipeline[i] == "pipe"]
-    df["depends_on"] = [
-        (stages[in_pipe[in_pipe.index(i) - 1]] if pipeline[i] == "pipe" and in_pipe.index(i) > 0 else "")
-        for i in range(n)
-    ]
+    chain_pipeline(df, pipeline)
     scenario = None
     if servers and draw(st.booleans()):
         scenario = Scenario.model_validate({"events": [

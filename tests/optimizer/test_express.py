@@ -1,0 +1,64 @@
+"""The express path (`optimizer.express.place_row`) answers exactly when place() would place
+a task on a local node, with the same node and service estimate, on random fleets and states."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+
+from heddle.models import Privacy
+from heddle.optimizer import DecisionStatus, Policy, TargetKind, place
+from heddle.optimizer.express import place_row, task_row
+from heddle.optimizer.fleet_cache import fleet_arrays
+from tests.optimizer.conftest import problems
+
+
+def _check(state, task, name):
+    policy = Policy(name=name, explain=False)
+    fa = fleet_arrays(state.fleet)
+    express = place_row(fa, state, task_row(task), policy)
+    decision = place(state, [task], policy).decisions[0]
+    on_node = decision.status is DecisionStatus.PLACED and decision.target_kind is TargetKind.NODE
+    cloud_may_matter = task.privacy is Privacy.PUBLIC and bool(state.fleet.cloud_offers)
+    # an answer only for node placements, and one for every node placement place() makes
+    # unless the cloud may matter or the node costs as much as a deferral would at least
+    if express is not None:
+        assert on_node and not cloud_may_matter
+    elif on_node and not cloud_may_matter:
+        floor = policy.defer_usd * (1.0 + max(task.priority, 0))
+        assert sum(decision.cost_usd.values()) >= floor * (1 - 1e-9)
+    if express is not None:
+        assert fa.target_names[express[0]] == decision.target
+        assert express[1] == decision.est_seconds  # bit for bit: same expressions, same order
+    return express is not None
+
+
+@settings(max_examples=400, deadline=None)
+@given(problem=problems(max_nodes=12, max_tasks=1))
+def test_express_path_equals_place_on_random_states(problem):
+    state, tasks = problem
+    for name in ("optimal", "fast"):
+        _check(state, tasks[0], name)
+
+
+@settings(max_examples=150, deadline=None)
+@given(problem=problems(max_nodes=12, max_tasks=1, offers=False))
+def test_express_path_equals_place_on_local_fleets(problem):
+    state, tasks = problem
+    _check(state, tasks[0], "optimal")
+
+
+def test_express_path_answers_most_calls_on_a_local_fleet():
+    """Not vacuous: on local-only fleets most one-task calls are node placements it answers."""
+    import numpy as np
+
+    from heddle.optimizer.instances import random_fleet, random_state, random_tasks
+
+    answered = total = 0
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        fleet = random_fleet(rng, int(rng.integers(2, 8)), n_owners=2, offers=False, budget_usd=(0.0, 1.0))
+        state = random_state(fleet, rng, busy=0.3, trouble=0.0)
+        for task in random_tasks(rng, 3, fleet):
+            answered += _check(state, task, "fast")
+            total += 1
+    assert answered >= total // 2, (answered, total)
