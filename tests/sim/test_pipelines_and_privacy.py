@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from heddle.optimizer import Decision, DecisionStatus, Placement, TargetKind
-from heddle.sim import PrivacyViolationError, WorkloadError, engine, simulate
+from heddle.sim import PrivacyViolationError, TwinSettings, WorkloadError, engine, express, simulate
 from tests.sim.conftest import api_offer, make_fleet, processor_trace
 
 
@@ -48,21 +48,31 @@ def test_bad_dependencies_are_refused_with_the_task_named(depends_on, message) -
         simulate(make_fleet(1), _pipeline(depends_on, ["a", "b"]), "fast")
 
 
-def test_a_placement_that_breaks_privacy_fails_the_run(monkeypatch) -> None:
+def _rogue(monkeypatch, rogue, express_answer=None) -> None:
+    """Both twins ask `rogue` instead of place(); the express twin's own path answers
+    `express_answer(row)` (None: it asks place() too)."""
+    monkeypatch.setattr(engine, "place", rogue)
+    monkeypatch.setattr(express, "place", rogue)
+    monkeypatch.setattr(express, "place_row", lambda fa, state, row, policy: express_answer and express_answer(row))
+
+
+@pytest.mark.parametrize("use_express", [False, True])
+def test_a_placement_that_breaks_privacy_fails_the_run(monkeypatch, use_express) -> None:
     def rogue(state, pending, policy):  # sends everything to the cloud
         return Placement([Decision(t.id, DecisionStatus.PLACED, "test-api", TargetKind.CLOUD) for t in pending])
 
-    monkeypatch.setattr(engine, "place", rogue)
+    _rogue(monkeypatch, rogue)
     df = processor_trace(np.array([0.0, 1.0]), np.array([1.0, 1.0]), privacy=["public", "sensitive"])
     with pytest.raises(PrivacyViolationError, match="'p1' \\(sensitive\\)"):
-        simulate(make_fleet(1, offers=(api_offer(),)), df, "fast")
+        simulate(make_fleet(1, offers=(api_offer(),)), df, "fast", settings=TwinSettings(express=use_express))
 
 
-def test_personal_work_on_a_stranger_s_node_fails_the_run(monkeypatch) -> None:
+@pytest.mark.parametrize("path", ["reference", "express-place", "express-own"])
+def test_personal_work_on_a_stranger_s_node_fails_the_run(monkeypatch, path) -> None:
     def rogue(state, pending, policy):
         return Placement([Decision(t.id, DecisionStatus.PLACED, "n1", TargetKind.NODE) for t in pending])
 
-    monkeypatch.setattr(engine, "place", rogue)
+    _rogue(monkeypatch, rogue, (lambda row: (1, 1.0)) if path == "express-own" else None)
     df = processor_trace(np.array([0.0]), np.array([1.0]), privacy="personal", owner="alice")
     with pytest.raises(PrivacyViolationError, match="owner 'bob'"):
-        simulate(make_fleet(2, owners=("alice", "bob")), df, "fast")
+        simulate(make_fleet(2, owners=("alice", "bob")), df, "fast", settings=TwinSettings(express=path != "reference"))
