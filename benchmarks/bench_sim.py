@@ -6,7 +6,9 @@
 A 10-node fleet (catalog devices, 2-4 slots each) replays a synthetic LLM trace (Poisson
 arrivals at ~60% of the fleet's capacity, token lengths in the range of the Azure 2023 conv
 trace) three ways in the same process:
-  1. the twin, placing each arrival with the optimizer's fast path ("fast");
+  1. the twin, placing each arrival with the optimizer's fast path ("fast"), as `simulate`
+     runs it (the ExpressTwin), and the reference Twin on the same requests (the two give
+     identical records; tests/sim/test_express.py);
   2. the twin with CP-SAT batch windows ("optimal", one place() call per window) on a
      smaller slice of the same trace (CP-SAT calls are slow; the slice size is printed);
   3. a bare SimPy M/M/c loop (one process per customer, a simpy.Resource with c = total
@@ -28,7 +30,7 @@ import pandas as pd
 import simpy
 
 from heddle.models import Fleet, Node, NodeId, OwnerId, catalog
-from heddle.sim import simulate
+from heddle.sim import TwinSettings, simulate
 
 FLEET_DEVICES = (
     ("m2-ultra-76", 192, 4), ("m3-max-40", 128, 2), ("m4-pro-20", 64, 2), ("m4-max-40", 128, 3),
@@ -90,9 +92,9 @@ def bare_simpy_mmc(n: int, servers: int, rng: np.random.Generator) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def run_twin(fleet, df, policy: str, batch_window_s: float) -> dict:
+def run_twin(fleet, df, policy: str, batch_window_s: float, *, express: bool = True) -> dict:
     t0 = time.perf_counter()
-    result = simulate(fleet, df, policy, batch_window_s=batch_window_s)
+    result = simulate(fleet, df, policy, batch_window_s=batch_window_s, settings=TwinSettings(express=express))
     wall = time.perf_counter() - t0
     s = result.summary
     own = max(wall - s.place_wall_s, 1e-9)
@@ -106,6 +108,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="20,000 requests instead of 1,000,000")
     parser.add_argument("--requests", type=int, default=None)
     parser.add_argument("--cpsat-requests", type=int, default=None)
+    parser.add_argument("--reference-requests", type=int, default=None,
+                        help="requests for the reference (non-express) twin; default: all")
     parser.add_argument("--window-s", type=float, default=2.0, help="CP-SAT batch window")
     args = parser.parse_args()
     n = args.requests or (20_000 if args.quick else 1_000_000)
@@ -120,6 +124,8 @@ def main() -> None:
     fast = run_twin(fleet, df, "fast", 0.0)
     bare_after = bare_simpy_mmc(n, slots, np.random.default_rng(1))
     bare = (bare_before + bare_after) / 2
+    n_ref = args.reference_requests or n
+    reference = run_twin(fleet, df.iloc[:n_ref].reset_index(drop=True), "fast", 0.0, express=False)
     cpsat = run_twin(fleet, df.iloc[:n_cpsat].reset_index(drop=True), "optimal", args.window_s)
 
     print(f"fleet: 10 nodes, {slots} slots; trace: {n:,} LLM requests at {LOAD:.0%} load")
@@ -127,11 +133,14 @@ def main() -> None:
           f"{os.getloadavg()[0]:.2f} at end")
     print(f"bare SimPy M/M/{slots} loop        : {bare:>10,.0f} customers/s  (baseline; "
           f"{bare_before:,.0f} before the twin, {bare_after:,.0f} after)")
-    for name, r in (("twin, fast path per arrival", fast), (f"twin, CP-SAT windows {args.window_s:g} s", cpsat)):
+    rows = (("twin, fast path per arrival", fast), ("  same, reference Twin (no express)", reference),
+            (f"twin, CP-SAT windows {args.window_s:g} s", cpsat))
+    for name, r in rows:
         print(f"{name:<32}: {r['rate']:>10,.0f} requests/s  ratio to bare {r['rate'] / bare:.3f}  "
               f"({r['n']:,} requests in {r['wall_s']:.1f} s; place() {r['place_share']:.0%} of wall, "
               f"{r['place_calls']:,} calls; twin alone {r['own_rate']:,.0f} req/s, ratio {r['own_rate'] / bare:.2f}; "
               f"completed {r['completed']:,}, mean utilization {r['mean_util']:.0%})")
+    print(f"express twin vs reference twin (identical records): {fast['rate'] / reference['rate']:.2f}x")
     goal = 50_000
     print(f"goal >= {goal:,} requests/s with the fast path: {'met' if fast['rate'] >= goal else 'NOT met'}"
           f" (place() alone allows at most {fast['n'] / max(fast['place_share'] * fast['wall_s'], 1e-9):,.0f}"

@@ -51,9 +51,9 @@ def task_row(task: Task) -> tuple:
 
 
 def _candidates(fa: FleetArrays, row: tuple, llm: bool) -> tuple | None:
-    """(entries, suf_a, suf_b, suf_ea, suf_eb) of the task's class; None if place_one would
-    not handle the task (an unknown model). Entries are the nodes privacy and tier allow, in
-    plan order: (plan position, node index, node id, prefill tokens/s (processor steps:
+    """The candidate entries of the task's class; None if place_one would not handle the task
+    (an unknown model). Entries are the nodes privacy and tier allow, in plan order: (the
+    plan's four suffix lower bounds at the node's position, node index, node id, prefill tokens/s (processor steps:
     seconds per CPU second), decode tokens/s, load seconds, energy USD/s, usable GB, slots)."""
     privacy, tier = row[9], row[13]
     owner = row[10] if privacy is _PERSONAL else None
@@ -84,13 +84,14 @@ def _candidates(fa: FleetArrays, row: tuple, llm: bool) -> tuple | None:
     for k, i in enumerate(order):
         if (personal is not None and not personal[i]) or tier_code > model_tier:
             continue
+        bounds = (suf_a[k], suf_b[k], suf_ea[k], suf_eb[k])
         if llm:
-            entries.append((k, i, fa.node_ids[i], pre[i], dec[i], load[i], lean.energy[i],
+            entries.append((*bounds, i, fa.node_ids[i], pre[i], dec[i], load[i], lean.energy[i],
                             lean.installed[i], lean.slots[i]))
         else:
-            entries.append((k, i, fa.node_ids[i], lean.proc[i], 0.0, 0.0, lean.energy[i],
+            entries.append((*bounds, i, fa.node_ids[i], lean.proc[i], 0.0, 0.0, lean.energy[i],
                             lean.installed[i], lean.slots[i]))
-    found = fa._models[key] = (entries, suf_a, suf_b, suf_ea, suf_eb)
+    found = fa._models[key] = entries
     return found
 
 
@@ -123,7 +124,7 @@ def place_row(fa: FleetArrays, state: FleetState, row: tuple, policy: Policy) ->
         plan = _candidates(fa, row, llm)
         if plan is None:
             return None
-    entries, suf_a, suf_b, suf_ea, suf_eb = plan
+    entries = plan
     now = state.time_s
     p, o = float(row[5]), float(row[6])
     if llm:
@@ -139,6 +140,7 @@ def place_row(fa: FleetArrays, state: FleetState, row: tuple, policy: Policy) ->
     kv_mb = math.ceil(kv * 1000 - 1e-9)
     w_mb = math.ceil(w * 1000 - 1e-9)
     deadline = _INF if row[11] is None else row[11]
+    timely = deadline == _INF  # no deadline: no lateness, which place_one computes as 0.0 too
     priority = row[12]
     prio = 1.0 + (priority if priority > 0 else 0)
     rate, miss, ev_usd = policy.lateness_usd_per_s, policy.deadline_miss_usd, policy.eviction_usd
@@ -150,13 +152,15 @@ def place_row(fa: FleetArrays, state: FleetState, row: tuple, policy: Policy) ->
     best_cost = best_i = -1
     best_service = 0.0
     found = False
-    for k, i, nid, a_i, b_i, load_i, e_i, installed_i, slots_i in entries:
-        if found and best_cost < min_defer:
-            lb_f = now + (x_a * suf_a[k] + x_b * suf_b[k]) * _LB_SAFETY
-            late = lb_f - deadline
-            late = late if late > 0.0 else 0.0
-            lb_cost = round((ew * (x_a * suf_ea[k] + x_b * suf_eb[k]) * _LB_SAFETY
-                             + (late * rate + (miss if late > 0.0 else 0.0)) * prio) * MICRO)
+    for sa, sb, sea, seb, i, nid, a_i, b_i, load_i, e_i, installed_i, slots_i in entries:
+        if found and best_cost < min_defer:  # place_one's early stop
+            if timely:
+                lb_cost = round(ew * (x_a * sea + x_b * seb) * _LB_SAFETY * MICRO)
+            else:
+                late = now + (x_a * sa + x_b * sb) * _LB_SAFETY - deadline
+                late = late if late > 0.0 else 0.0
+                lb_cost = round((ew * (x_a * sea + x_b * seb) * _LB_SAFETY
+                                 + (late * rate + (miss if late > 0.0 else 0.0)) * prio) * MICRO)
             if lb_cost > best_cost:
                 break
         ns = nodes.get(nid, _DEPARTED)
@@ -188,9 +192,12 @@ def place_row(fa: FleetArrays, state: FleetState, row: tuple, policy: Policy) ->
         if needs_evict and add_mb > free_mb + math.floor(evictable * 1000 + 1e-9):
             continue
         energy = service * e_i
-        late = now + ns.backlog_s + service - deadline
-        late = late if late > 0.0 else 0.0
-        lateness = (late * rate + (miss if late > 0.0 else 0.0)) * prio
+        if timely:
+            lateness = 0.0
+        else:
+            late = now + ns.backlog_s + service - deadline
+            late = late if late > 0.0 else 0.0
+            lateness = (late * rate + (miss if late > 0.0 else 0.0)) * prio
         evf = ev_usd if need > free else 0.0
         total = cw0 + ew * energy + lateness + evf
         cost = round((total - evf) * MICRO) + (round(ev_usd * MICRO) if needs_evict else 0)

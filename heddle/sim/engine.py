@@ -397,8 +397,12 @@ class Twin(CloudDispatch):
         rec.ttft_s[i] = now - self._arrival[i] + first_token
         rt.running.add(i)
         rt.finish_sum_s += now + service
-        heappush(env._queue, (now + service, NORMAL, next(env._eid),
-                              NodeDone((i, self.token[i]), self._on_node_finish)))
+        self._push_done(now + service, i)
+
+    def _push_done(self, at_s: float, i: int) -> None:
+        """Task i's completion at `at_s`, on SimPy's heap as `after()` would put it."""
+        env = self.env
+        heappush(env._queue, (at_s, NORMAL, next(env._eid), NodeDone((i, self.token[i]), self._on_node_finish)))
 
     def _llm_step(self, i: int, rt: NodeRt, key: int, missing: bool, batch: int) -> tuple[float, float, float, float]:
         """(load s, prefill s, decode s, marginal kWh) of task i's LLM step on rt, unthrottled."""

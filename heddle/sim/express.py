@@ -22,7 +22,7 @@ fleets, traces, policies, scenarios and horizons.
 from __future__ import annotations
 
 import math
-from heapq import heappop
+from heapq import heappop, heappush
 from time import perf_counter
 from typing import Any
 
@@ -30,7 +30,6 @@ from heddle.models import cost, perf
 from heddle.optimizer import Policy, place
 from heddle.optimizer.express import EXPRESS_POLICIES, place_row
 from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS, fleet_arrays
-from heddle.sim.clock import NodeDone
 from heddle.sim.engine import Twin
 from heddle.sim.nodes import NodeRt
 from heddle.sim.workload import Workload
@@ -91,11 +90,10 @@ class ExpressTwin(Twin):
                 if t < t_arr or (t == t_arr and (top[1] < _NORMAL or (top[1] == _NORMAL and top[2] < self._e_arr))):
                     if t >= end:
                         break
-                    ev = top[3]
-                    if type(ev) is NodeDone:
+                    if len(top) == 5:  # a completion pushed by _push_done below
                         heappop(q)
                         env._now = t
-                        finished(*ev._value)
+                        finished(top[3], top[4])
                     else:
                         step()
                     continue
@@ -166,6 +164,13 @@ class ExpressTwin(Twin):
         d = place(state, [self.live[i]], self.policy).decisions[0]
         self.place_wall_s += perf_counter() - t0
         return self._act(i, d)
+
+    def _push_done(self, at_s: float, i: int) -> None:
+        """As Twin's, but the heap entry carries the task itself: (time, NORMAL, id, i, token).
+        Event ids are unique, so tuples never compare past the id, and only the loop above
+        pops these entries (it calls env.step() only when another kind of event is first)."""
+        env = self.env
+        heappush(env._queue, (at_s, _NORMAL, next(env._eid), i, self.token[i]))
 
     # -- service times ------------------------------------------------------------------
     def _llm_step(self, i: int, rt: NodeRt, key: int, missing: bool, batch: int) -> tuple[float, float, float, float]:

@@ -148,7 +148,7 @@ class NodeRt:
     def refresh_backlog(self, now_s: float) -> None:
         """backlog_s of a full node: queued plus remaining running work, per slot."""
         left = (self.finish_sum_s - len(self.running) * now_s + self.queued_work_s) / self.node.slots
-        self.ns.backlog_s = max(0.0, left)
+        self.ns.backlog_s = left if left > 0.0 else 0.0  # noqa: FURB136 (max() is a call; same value)
 
     # -- presence -----------------------------------------------------------------------
     def arrive(self, now_s: float) -> None:
