@@ -42,8 +42,6 @@ _ACTIVE, _BATTERY = NodeStatus.ACTIVE, PowerSource.BATTERY
 _HOT = (ThermalState.SERIOUS, ThermalState.CRITICAL)
 _PERSONAL, _PUBLIC, _LLM = Privacy.PERSONAL, Privacy.PUBLIC, TaskKind.LLM
 _INF = math.inf
-_PRIVACY_CODE = {Privacy.PUBLIC: 0, Privacy.SENSITIVE: 1, Privacy.PERSONAL: 2}
-"""In cache keys (an int hashes faster than the str enum)."""
 _LB_SAFETY = 1.0 - 1e-9
 
 
@@ -52,27 +50,18 @@ def task_row(task: Task) -> tuple:
     return tuple(getattr(task, name) for name in _TASK_FIELDS)
 
 
-def _candidates(fa: FleetArrays, row: tuple, llm: bool) -> tuple | None:
-    """The candidate entries of the task's class; None if place_one would not handle the task
-    (an unknown model). Entries are the nodes privacy and tier allow, in plan order: (the
-    plan's four suffix lower bounds at the node's position, node index, node id, prefill tokens/s (processor steps:
-    seconds per CPU second), decode tokens/s, load seconds, energy USD/s, usable GB, slots)."""
+def _candidates(fa: FleetArrays, row: tuple, llm: bool, key: tuple) -> list | None:
+    """The candidate entries of the task's class, cached in `fa` under `key` (place_row's
+    class key); None if place_one would not handle the task (an unknown model). Entries are
+    the nodes privacy and tier allow, in plan order: (the plan's four suffix lower bounds at
+    the node's position, node index, node id, prefill tokens/s (processor steps: seconds per
+    CPU second), decode tokens/s, load seconds, energy USD/s, usable GB, slots)."""
     privacy, tier = row[9], row[13]
     owner = row[10] if privacy is _PERSONAL else None
     tier_code = -1 if tier is None else TIER_CODE[tier]
-    if llm:
-        ma = fa.model(row[3], row[4])
-        if not ma.known:
-            return None
-        p, o = row[5], row[6]  # the plan's and the rate lists' own context buckets
-        key = ("__express__", row[3], row[4], _PRIVACY_CODE[privacy], owner, tier_code,
-               -(-max(p, 0) // CONTEXT_BUCKET_TOKENS), -(-max(p + o // 2, 0) // CONTEXT_BUCKET_TOKENS))
-    else:
-        ma = None
-        key = ("__express__", None, None, _PRIVACY_CODE[privacy], owner, tier_code)
-    found = fa._models.get(key)
-    if found is not None:
-        return found
+    ma = fa.model(row[3], row[4]) if llm else None
+    if llm and not ma.known:
+        return None
     lean = _lean(fa)
     task = Task(*row)
     order, suf_a, suf_b, suf_ea, suf_eb = _plan(fa, lean, ma, task)
@@ -112,19 +101,21 @@ def place_row(fa: FleetArrays, state: FleetState, row: tuple, policy: Policy) ->
     if privacy is _PUBLIC and fa.offer_ids:
         return None  # the cloud may matter: place_one decides
     llm = row[1] is _LLM
+    # the class key: everything the candidate list depends on (the plan's context buckets,
+    # not the token counts themselves); an int for privacy (hashes faster than the enum)
+    personal = privacy is _PERSONAL
     if llm:
-        p_int, o_int = row[5], row[6]
-        ctx = p_int + o_int // 2
-        key = ("__express__", row[3], row[4], 0 if privacy is _PUBLIC else (2 if privacy is _PERSONAL else 1),
-               row[10] if privacy is _PERSONAL else None,
-               -1 if row[13] is None else TIER_CODE[row[13]],
+        p_int, ctx = row[5], row[5] + row[6] // 2
+        key = ("__express__", row[3], row[4], 0 if privacy is _PUBLIC else (2 if personal else 1),
+               row[10] if personal else None, -1 if row[13] is None else TIER_CODE[row[13]],
                -(-(p_int if p_int > 0 else 0) // CONTEXT_BUCKET_TOKENS),
                -(-(ctx if ctx > 0 else 0) // CONTEXT_BUCKET_TOKENS))
-        plan = fa._models.get(key)
     else:
-        plan = None
+        key = ("__express__", None, None, 0 if privacy is _PUBLIC else (2 if personal else 1),
+               row[10] if personal else None, -1 if row[13] is None else TIER_CODE[row[13]])
+    plan = fa._models.get(key)
     if plan is None:
-        plan = _candidates(fa, row, llm)
+        plan = _candidates(fa, row, llm, key)
         if plan is None:
             return None
     entries = plan
