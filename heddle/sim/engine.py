@@ -215,19 +215,21 @@ class Twin(CloudDispatch):
             self.deferred.append(i)
             self._arm_retry()
 
+    def _advance_clock(self) -> float:
+        """Bring the FleetState's clock (and budget periods) to now; returns now."""
+        state, now = self.state, self.env._now
+        if now != state.time_s:
+            state.time_s = now
+            if now >= self.budget_roll.soonest:
+                self.budget_roll.roll(now, state)
+        return now
+
     def _prepare_state(self) -> None:
-        """Bring the time-dependent parts of the FleetState to now (once per instant: every
-        change at the same instant already republished its node)."""
-        now = self.env.now
-        if now == self.state.time_s:
-            return
-        self.state.time_s = now
-        if now >= self.budget_roll.soonest:
-            self.budget_roll.roll(now, self.state)
-        for rt in self._full:  # only full nodes have a backlog that moves with the clock
-            # NodeRt.refresh_backlog inlined: this runs for every full node on every placement
-            left = (rt.finish_sum_s - len(rt.running) * now + rt.queued_work_s) / rt.node.slots
-            rt.ns.backlog_s = left if left > 0.0 else 0.0  # noqa: FURB136 (max() is a call)
+        """Bring the time-dependent parts of the FleetState to now: the clock, budget periods
+        and the backlog of every full node (only theirs moves with the clock)."""
+        now = self._advance_clock()
+        for rt in self._full:
+            rt.refresh_backlog(now)
 
     def _place_one(self, i: int) -> bool:
         """Ask the optimizer about one task (the fast path). True if it was deferred again."""

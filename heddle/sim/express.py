@@ -126,26 +126,11 @@ class ExpressTwin(Twin):
             self.deferred.append(i)
             self._arm_retry()
 
-    def _prepare_state(self) -> None:
-        """Twin._prepare_state, refreshing the full nodes' backlogs every time: the express
-        path below leaves them stale within an instant when it does not need them."""
-        state, now = self.state, self.env._now
-        if now != state.time_s:
-            state.time_s = now
-            if now >= self.budget_roll.soonest:
-                self.budget_roll.roll(now, state)
-        for rt in self._full:
-            rt.refresh_backlog(now)
-
     def _place_one(self, i: int) -> bool:
         if not self._express:
             return super()._place_one(i)
         state = self.state
-        now = self.env._now
-        if now != state.time_s:  # _prepare_state, except the backlogs (below)
-            state.time_s = now
-            if now >= self.budget_roll.soonest:
-                self.budget_roll.roll(now, state)
+        now = self._advance_clock()  # _prepare_state, except the backlogs (below)
         # place_row reads the backlog of nodes with a free slot only; of the full nodes
         # (whose backlog moves with the clock) that is those with a queue waiting for memory
         for rt in self._full:
