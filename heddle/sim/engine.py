@@ -96,9 +96,9 @@ class Twin(CloudDispatch):
             self.targets.append(rt)
             self.target_by_name[offer.id] = rt
         self.rec = Records.empty(workload.n)
-        self.arrived = np.zeros(workload.n, dtype=bool)
+        self.arrived = bytearray(workload.n)  # 1 = arrived (`arrived_mask()` is the numpy view)
         self.deps_left = workload.deps_left.tolist()
-        self.dep_failed = np.zeros(workload.n, dtype=bool)
+        self.dep_failed = bytearray(workload.n)
         # per-task scratch as Python lists: indexing them is much cheaper than numpy scalars
         n = workload.n
         self.token = [0] * n  # bumped when an attempt is lost: its completion event is stale
@@ -107,7 +107,7 @@ class Twin(CloudDispatch):
         self.est_s = [0.0] * n  # the optimizer's service estimate (for queued work)
         self.task_kwh = [0.0] * n  # energy of the current attempt, known at its start
         self.noise = (rng.lognormal(-0.5 * np.log1p(settings.service_cv ** 2),
-                                    np.sqrt(np.log1p(settings.service_cv ** 2)), workload.n)
+                                    np.sqrt(np.log1p(settings.service_cv ** 2)), workload.n).tolist()
                       if settings.service_cv > 0 else None)
         self.live: dict[int, Any] = {}  # task index -> Task while not terminal
         self._arrival: list[float] = []
@@ -176,7 +176,7 @@ class Twin(CloudDispatch):
         every = self.cfg.progress_every
         while i < n and arrival[i] <= now:  # everything arriving at this instant, in trace order
             self._next = i + 1
-            self.arrived[i] = True
+            self.arrived[i] = 1
             self.outstanding += 1
             if self.deps_left[i] == 0:
                 self._release(i)
@@ -185,15 +185,20 @@ class Twin(CloudDispatch):
             i += 1
         self._schedule_arrival()
 
+    def arrived_mask(self) -> np.ndarray:
+        """Boolean numpy view of which tasks arrived (shares memory with `arrived`)."""
+        return np.frombuffer(self.arrived, dtype=np.bool_)
+
     def _close(self) -> None:
         """At the end: anything not terminal is in flight (horizon) — or a bug (no horizon)."""
         rec = self.rec
-        open_ = self.arrived & (rec.status == ST_PENDING)
-        if open_.any():
+        open_ = np.flatnonzero(self.arrived_mask() & (rec.status_array() == ST_PENDING))
+        if len(open_):
             if self.horizon_s is None:
-                i = int(np.flatnonzero(open_)[0])
-                raise WorkloadError(f"task {self.w.task_id[i]!r} never reached a terminal state")
-            rec.status[open_] = ST_IN_FLIGHT
+                raise WorkloadError(f"task {self.w.task_id[int(open_[0])]!r} never reached a terminal state")
+            status = rec.status
+            for i in open_.tolist():
+                status[i] = ST_IN_FLIGHT
         now = self.env.now
         for rt in self.offers:  # instances still up are billed to the end of the run
             if rt.up and rt.last_task >= 0:
@@ -473,7 +478,7 @@ class Twin(CloudDispatch):
         self.outstanding -= 1
         for j in self.w.dependents.get(i, ()):
             if status != ST_COMPLETED:
-                self.dep_failed[j] = True
+                self.dep_failed[j] = 1
             self.deps_left[j] -= 1
             if self.deps_left[j] == 0 and self.arrived[j]:
                 self._release(j)

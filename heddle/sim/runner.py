@@ -113,7 +113,8 @@ def _privacy_violations(df: pd.DataFrame, twin: Twin) -> list[str]:
 
 
 def _assemble(twin: Twin, workload: Workload, policy: str, seed: int) -> SimResult:
-    df = twin.rec.frame(workload, twin.target_names(), twin.arrived)
+    arrived = twin.arrived_mask()
+    df = twin.rec.frame(workload, twin.target_names(), arrived)
     problems = _privacy_violations(df, twin)
     if problems:
         raise PrivacyViolationError("privacy violated: " + "; ".join(problems))
@@ -133,7 +134,7 @@ def _assemble(twin: Twin, workload: Workload, policy: str, seed: int) -> SimResu
         evictions={rt.node.id: rt.evictions for rt in nodes},
     )
     cloud = df["target_kind"] == "cloud"
-    accounts = np.array(workload.accounts, dtype=object)[workload.account_code[twin.arrived]]
+    accounts = np.array(workload.accounts, dtype=object)[workload.account_code[arrived]]
     summary.cloud_spend_by_account = {
         str(k): float(v) for k, v in df.loc[cloud, "cost_usd"].groupby(accounts[cloud.to_numpy()]).sum().items()
     }
