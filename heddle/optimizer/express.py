@@ -7,8 +7,11 @@ though, are simply placed on a local node. `place_row` computes only that outcom
 - the task comes as a plain tuple in `Task` field order (`task_row`), so the caller need not
   build a `Task`;
 - the nodes a task class could ever use (privacy, tier) are listed once per class, in
-  `lean._plan`'s cheapest-first order with its lower bounds, and cached with the fleet's
-  arrays (a fleet change brings new arrays, so nothing goes stale);
+  `lean._plan`'s cheapest-first order with its lower bounds, and kept by an `ExpressPlacer`
+  bound to one `FleetState` (with the node views in fleet order, so a node costs one list
+  read; a fleet change brings a new fleet object, and the caller builds a new placer);
+- a caller that sees many tasks of few classes (the twin) gets the class once
+  (`ExpressPlacer.klass`) and then passes four numbers per task (`ExpressPlacer.place`);
 - it returns `(node index, est_seconds)` exactly when `place_one` would place the task on
   that node, and None in every other case: a deferral or a rejection, a public task while
   the fleet has cloud offers (the burst rule and budgets are `place_one`'s business), an
@@ -23,16 +26,16 @@ property test (tests/optimizer/test_express.py) holds the two equal on random st
 from __future__ import annotations
 
 import math
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 from heddle.models import FleetState, NodeStatus, PowerSource, Privacy, Task, TaskKind, ThermalState
-from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS, TIER_CODE, FleetArrays
+from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS, TIER_CODE, FleetArrays, fleet_arrays
 from heddle.optimizer.lean import _lean, _plan
 from heddle.optimizer.policy import Policy
 from heddle.optimizer.scoring import MICRO
 from heddle.optimizer.view import _DEPARTED
 
-__all__ = ["EXPRESS_POLICIES", "place_row", "task_row"]
+__all__ = ["EXPRESS_POLICIES", "ExpressClass", "ExpressPlacer", "place_row", "task_row"]
 
 EXPRESS_POLICIES = ("optimal", "fast")
 """Policies whose one-task calls go through `place_one` (so `place_row` may stand in)."""
@@ -50,154 +53,210 @@ def task_row(task: Task) -> tuple:
     return tuple(getattr(task, name) for name in _TASK_FIELDS)
 
 
-def _candidates(fa: FleetArrays, row: tuple, llm: bool, key: tuple) -> list | None:
-    """The candidate entries of the task's class, cached in `fa` under `key` (place_row's
-    class key); None if place_one would not handle the task (an unknown model). Entries are
-    the nodes privacy and tier allow, in plan order: (the plan's four suffix lower bounds at
-    the node's position, node index, node id, prefill tokens/s (processor steps: seconds per
-    CPU second), decode tokens/s, load seconds, energy USD/s, usable GB, slots)."""
-    privacy, tier = row[9], row[13]
-    owner = row[10] if privacy is _PERSONAL else None
-    tier_code = -1 if tier is None else TIER_CODE[tier]
-    ma = fa.model(row[3], row[4]) if llm else None
-    if llm and not ma.known:
-        return None
-    lean = _lean(fa)
-    task = Task(*row)
-    order, suf_a, suf_b, suf_ea, suf_eb = _plan(fa, lean, ma, task)
-    personal = fa.personal_mask(owner) if privacy is _PERSONAL else None
-    model_tier = ma.tier_code if llm else 0
-    if llm:
-        pre = ma.rate_lists(fa, row[5])[0]
-        dec = ma.rate_lists(fa, row[5] + row[6] // 2)[1]
-        load = ma.load_list()
-    entries = []
-    for k, i in enumerate(order):
-        if (personal is not None and not personal[i]) or tier_code > model_tier:
-            continue
-        bounds = (suf_a[k], suf_b[k], suf_ea[k], suf_eb[k])
+@dataclass(frozen=True, slots=True)
+class ExpressClass:
+    """What `place` needs of a task class: everything but the task's own four numbers.
+
+    `entries`: the nodes privacy and tier allow, in plan order: (node index, the plan's four
+    suffix lower bounds at the node's position, prefill tokens/s (processor steps: seconds
+    per CPU second), decode tokens/s, load seconds, energy USD/s, usable GB, slots)."""
+
+    entries: tuple
+    llm: bool
+    weights_gb: float  # 0 for processor steps
+    kv_gb_per_token: float
+    weights_mb: int
+    model: tuple | None  # (model, quant) as in NodeState.resident_models
+
+
+def class_key(row: tuple) -> tuple:
+    """Everything a class's candidate list depends on: model, quant, privacy, the owner of
+    personal work, tier, and the plan's context buckets (not the token counts themselves)."""
+    privacy = row[9]
+    personal = privacy is _PERSONAL
+    p_code = 0 if privacy is _PUBLIC else (2 if personal else 1)
+    owner = row[10] if personal else None
+    tier = -1 if row[13] is None else TIER_CODE[row[13]]
+    if row[1] is not _LLM:
+        return (None, None, p_code, owner, tier)
+    p, ctx = row[5], row[5] + row[6] // 2
+    return (row[3], row[4], p_code, owner, tier, -(-(p if p > 0 else 0) // CONTEXT_BUCKET_TOKENS),
+            -(-(ctx if ctx > 0 else 0) // CONTEXT_BUCKET_TOKENS))
+
+
+class ExpressPlacer:
+    """`place_one`'s node placements for one `FleetState` (mutated in place between calls)
+    and one policy of EXPRESS_POLICIES with explanations off (the caller checks both)."""
+
+    __slots__ = ("classes", "fa", "fleet", "n_views", "policy", "state", "views")
+
+    def __init__(self, state: FleetState, policy: Policy):
+        self.state = state
+        self.policy = policy
+        self.fleet = state.fleet
+        self.fa = fleet_arrays(state.fleet)
+        nodes = state.nodes
+        self.views = [nodes.get(nid, _DEPARTED) for nid in self.fa.node_ids]
+        self.n_views = len(nodes)
+        self.classes: dict[tuple, ExpressClass | None] = {}
+
+    def current(self) -> bool:
+        """False once the state's fleet or node set changed (build a new placer then)."""
+        return self.state.fleet is self.fleet and len(self.state.nodes) == self.n_views
+
+    def klass(self, row: tuple) -> ExpressClass | None:
+        """The class of the task `row` (as `task_row` gives it); None if `place` cannot
+        answer for it: a public task while the fleet has cloud offers (the burst rule and
+        budgets are place_one's business) or an unknown model."""
+        key = class_key(row)
+        try:
+            return self.classes[key]
+        except KeyError:
+            found = self.classes[key] = self._build(row)
+            return found
+
+    def _build(self, row: tuple) -> ExpressClass | None:
+        fa = self.fa
+        privacy, tier = row[9], row[13]
+        if privacy is _PUBLIC and fa.offer_ids:
+            return None
+        llm = row[1] is _LLM
+        ma = fa.model(row[3], row[4]) if llm else None
+        if llm and not ma.known:
+            return None
+        lean = _lean(fa)
+        order, suf_a, suf_b, suf_ea, suf_eb = _plan(fa, lean, ma, Task(*row))
+        personal = fa.personal_mask(row[10]) if privacy is _PERSONAL else None
+        tier_code = -1 if tier is None else TIER_CODE[tier]
         if llm:
-            entries.append((*bounds, i, fa.node_ids[i], pre[i], dec[i], load[i], lean.energy[i],
+            pre = ma.rate_lists(fa, row[5])[0]
+            dec = ma.rate_lists(fa, row[5] + row[6] // 2)[1]
+            load = ma.load_list()
+        entries = []
+        for k, i in enumerate(order):
+            if (personal is not None and not personal[i]) or tier_code > (ma.tier_code if llm else 0):
+                continue
+            rates = (pre[i], dec[i], load[i]) if llm else (lean.proc[i], 0.0, 0.0)
+            entries.append((i, suf_a[k], suf_b[k], suf_ea[k], suf_eb[k], *rates, lean.energy[i],
                             lean.installed[i], lean.slots[i]))
+        if not llm:
+            return ExpressClass(tuple(entries), False, 0.0, 0.0, 0, None)
+        return ExpressClass(tuple(entries), True, ma.weights_gb, ma.kv_gb_per_token,
+                            math.ceil(ma.weights_gb * 1000 - 1e-9), (row[3], row[4]))
+
+    def place_row(self, row: tuple) -> tuple[int, float] | None:
+        """`place` for a task given as `task_row` gives it."""
+        cls = self.klass(row)
+        if cls is None:
+            return None
+        if cls.llm:
+            return self.place(cls, float(row[5]), float(row[6]), _INF if row[11] is None else row[11], row[12])
+        return self.place(cls, float(row[7]), float(row[8]), _INF if row[11] is None else row[11], row[12])
+
+    def place(self, cls: ExpressClass, a: float, b: float, deadline: float,
+              priority: int) -> tuple[int, float] | None:
+        """(node index, est_seconds) if `place_one` would place the task on that node, else
+        None. `a`, `b`: prompt and output tokens (LLM steps) or CPU seconds and working
+        memory GB (processor steps); `deadline`: absolute, `inf` for none.
+
+        Why nothing else is needed: a task placed on a node also had that node in place_one's
+        outlook, so place_one's deferral cost is at least `defer_usd * priority`; a best node
+        cheaper than that is placed whatever the other nodes' finish times, and every node
+        without a free slot can be skipped unseen. If the best node costs more, this returns
+        None. A full node is skipped before the early-stop test (place_one tests first): the
+        lower bounds are suffix minima, so they only grow along the list, and the test stops
+        at the next node with a free slot if it would have stopped at the full one.
+        """
+        policy = self.policy
+        llm = cls.llm
+        if llm:
+            w = cls.weights_gb
+            kv = cls.kv_gb_per_token * (a + b)
+            x_a, x_b = a, b
         else:
-            entries.append((*bounds, i, fa.node_ids[i], lean.proc[i], 0.0, 0.0, lean.energy[i],
-                            lean.installed[i], lean.slots[i]))
-    found = fa._models[key] = entries
-    return found
+            w, kv = 0.0, b
+            x_a, x_b = a, 0.0
+        kv_mb = math.ceil(kv * 1000 - 1e-9)
+        w_mb = cls.weights_mb
+        key = cls.model
+        now = self.state.time_s
+        timely = deadline == _INF  # no deadline: no lateness, which place_one computes as 0.0 too
+        prio = 1.0 + (priority if priority > 0 else 0)
+        min_defer = round(policy.defer_usd * prio * MICRO)
+        static_need = kv + w
+        views = self.views
+        ew = policy.energy_weight
+        found = False
+        best_cost = best_i = -1
+        best_service = 0.0
+        for e in cls.entries:
+            ns = views[e[0]]
+            free_slots = ns.free_slots
+            if free_slots <= 0:
+                continue
+            i, sa, sb, sea, seb, a_i, b_i, load_i, e_i, installed_i, slots_i = e
+            if found and best_cost < min_defer:  # place_one's early stop
+                if timely:
+                    lb_cost = round(ew * (x_a * sea + x_b * seb) * _LB_SAFETY * MICRO)
+                else:
+                    late = now + (x_a * sa + x_b * sb) * _LB_SAFETY - deadline
+                    late = late if late > 0.0 else 0.0
+                    lb_cost = round((ew * (x_a * sea + x_b * seb) * _LB_SAFETY
+                                     + (late * policy.lateness_usd_per_s
+                                        + (policy.deadline_miss_usd if late > 0.0 else 0.0)) * prio) * MICRO)
+                if lb_cost > best_cost:
+                    break
+            if ns.status is not _ACTIVE or static_need > installed_i or ns.thermal in _HOT:
+                continue
+            rm = ns.resident_models
+            resident = llm and bool(rm) and key in rm
+            sf = ns.speed_factor
+            speed = (sf if sf < 1.0 else 1.0) if sf > 0 else 1.0
+            if llm:
+                service = ((0.0 if resident else load_i) + a / a_i + b / b_i) / speed
+            else:
+                service = x_a * a_i / speed
+            need = kv + (0.0 if resident else w)
+            if ns.power_source is _BATTERY and (
+                    service > policy.battery_heavy_seconds or need > policy.battery_heavy_memory_gb):
+                continue
+            free = ns.free_memory_gb
+            evictable = 0.0
+            if need > free:
+                if rm and free_slots >= slots_i:
+                    evictable = max(sum(self.fa.weights_gb(*mq) for mq in rm if mq != key), 0.0)
+                if need > free + evictable:
+                    continue
+            add_mb = kv_mb + (0 if resident else w_mb)
+            free_mb = math.floor(free * 1000 + 1e-9)
+            needs_evict = add_mb > free_mb
+            if needs_evict and add_mb > free_mb + math.floor(evictable * 1000 + 1e-9):
+                continue
+            energy = service * e_i
+            if timely:
+                lateness = 0.0
+            else:
+                late = now + ns.backlog_s + service - deadline
+                late = late if late > 0.0 else 0.0
+                lateness = (late * policy.lateness_usd_per_s
+                            + (policy.deadline_miss_usd if late > 0.0 else 0.0)) * prio
+            ev_usd = policy.eviction_usd
+            evf = ev_usd if need > free else 0.0
+            total = policy.cloud_weight * 0.0 + ew * energy + lateness + evf
+            cost = round((total - evf) * MICRO) + (round(ev_usd * MICRO) if needs_evict else 0)
+            if not found or cost < best_cost or (cost == best_cost and i < best_i):
+                found = True
+                best_cost, best_i, best_service = cost, i, service
+        if found and best_cost < min_defer:
+            return best_i, best_service
+        return None
 
 
 def place_row(fa: FleetArrays, state: FleetState, row: tuple, policy: Policy) -> tuple[int, float] | None:
     """(node index, est_seconds) if `place_one` would place the task on that node, else None.
 
     `row` is the task as `task_row` gives it; `policy` one of EXPRESS_POLICIES, explanations
-    off (the caller checks both once).
-
-    Why nothing else is needed: a task placed on a node also had that node in place_one's
-    outlook, so place_one's deferral cost is at least `defer_usd * priority`; a best node
-    cheaper than that is placed whatever the other nodes' finish times, and every node
-    without a free slot can be skipped unseen. If the best node costs more, this returns None.
-    """
-    privacy = row[9]
-    if privacy is _PUBLIC and fa.offer_ids:
-        return None  # the cloud may matter: place_one decides
-    llm = row[1] is _LLM
-    # the class key: everything the candidate list depends on (the plan's context buckets,
-    # not the token counts themselves); an int for privacy (hashes faster than the enum)
-    personal = privacy is _PERSONAL
-    if llm:
-        p_int, ctx = row[5], row[5] + row[6] // 2
-        key = ("__express__", row[3], row[4], 0 if privacy is _PUBLIC else (2 if personal else 1),
-               row[10] if personal else None, -1 if row[13] is None else TIER_CODE[row[13]],
-               -(-(p_int if p_int > 0 else 0) // CONTEXT_BUCKET_TOKENS),
-               -(-(ctx if ctx > 0 else 0) // CONTEXT_BUCKET_TOKENS))
-    else:
-        key = ("__express__", None, None, 0 if privacy is _PUBLIC else (2 if personal else 1),
-               row[10] if personal else None, -1 if row[13] is None else TIER_CODE[row[13]])
-    plan = fa._models.get(key)
-    if plan is None:
-        plan = _candidates(fa, row, llm, key)
-        if plan is None:
-            return None
-    entries = plan
-    now = state.time_s
-    p, o = float(row[5]), float(row[6])
-    if llm:
-        ma = fa.model(row[3], row[4])
-        w = ma.weights_gb
-        kv = ma.kv_gb_per_token * (p + o)
-        key = (row[3], row[4])
-        x_a, x_b = p, o
-    else:
-        w, kv = 0.0, float(row[8])
-        key = None
-        x_a, x_b = float(row[7]), 0.0
-    kv_mb = math.ceil(kv * 1000 - 1e-9)
-    w_mb = math.ceil(w * 1000 - 1e-9)
-    deadline = _INF if row[11] is None else row[11]
-    timely = deadline == _INF  # no deadline: no lateness, which place_one computes as 0.0 too
-    priority = row[12]
-    prio = 1.0 + (priority if priority > 0 else 0)
-    rate, miss, ev_usd = policy.lateness_usd_per_s, policy.deadline_miss_usd, policy.eviction_usd
-    ew = policy.energy_weight
-    cw0 = policy.cloud_weight * 0.0
-    static_need = kv + w
-    min_defer = round(policy.defer_usd * prio * MICRO)
-    nodes = state.nodes
-    best_cost = best_i = -1
-    best_service = 0.0
-    found = False
-    for sa, sb, sea, seb, i, nid, a_i, b_i, load_i, e_i, installed_i, slots_i in entries:
-        if found and best_cost < min_defer:  # place_one's early stop
-            if timely:
-                lb_cost = round(ew * (x_a * sea + x_b * seb) * _LB_SAFETY * MICRO)
-            else:
-                late = now + (x_a * sa + x_b * sb) * _LB_SAFETY - deadline
-                late = late if late > 0.0 else 0.0
-                lb_cost = round((ew * (x_a * sea + x_b * seb) * _LB_SAFETY
-                                 + (late * rate + (miss if late > 0.0 else 0.0)) * prio) * MICRO)
-            if lb_cost > best_cost:
-                break
-        ns = nodes.get(nid, _DEPARTED)
-        free_slots = ns.free_slots
-        if free_slots <= 0 or ns.status is not _ACTIVE or static_need > installed_i or ns.thermal in _HOT:
-            continue
-        rm = ns.resident_models
-        resident = llm and bool(rm) and key in rm
-        sf = ns.speed_factor
-        speed = (sf if sf < 1.0 else 1.0) if sf > 0 else 1.0
-        if llm:
-            service = ((0.0 if resident else load_i) + p / a_i + o / b_i) / speed
-        else:
-            service = x_a * a_i / speed
-        need = kv + (0.0 if resident else w)
-        if ns.power_source is _BATTERY and (
-                service > policy.battery_heavy_seconds or need > policy.battery_heavy_memory_gb):
-            continue
-        free = ns.free_memory_gb
-        evictable = 0.0
-        if need > free:
-            if rm and free_slots >= slots_i:
-                evictable = max(sum(fa.weights_gb(*mq) for mq in rm if mq != key), 0.0)
-            if need > free + evictable:
-                continue
-        add_mb = kv_mb + (0 if resident else w_mb)
-        free_mb = math.floor(free * 1000 + 1e-9)
-        needs_evict = add_mb > free_mb
-        if needs_evict and add_mb > free_mb + math.floor(evictable * 1000 + 1e-9):
-            continue
-        energy = service * e_i
-        if timely:
-            lateness = 0.0
-        else:
-            late = now + ns.backlog_s + service - deadline
-            late = late if late > 0.0 else 0.0
-            lateness = (late * rate + (miss if late > 0.0 else 0.0)) * prio
-        evf = ev_usd if need > free else 0.0
-        total = cw0 + ew * energy + lateness + evf
-        cost = round((total - evf) * MICRO) + (round(ev_usd * MICRO) if needs_evict else 0)
-        if not found or cost < best_cost or (cost == best_cost and i < best_i):
-            found = True
-            best_cost, best_i, best_service = cost, i, service
-    if found and best_cost < min_defer:
-        return best_i, best_service
-    return None
+    off. One call; a caller placing many tasks on one state keeps an `ExpressPlacer`."""
+    if fa is not fleet_arrays(state.fleet):
+        raise ValueError("place_row: `fa` is not the arrays of `state.fleet`")
+    return ExpressPlacer(state, policy).place_row(row)

@@ -22,16 +22,20 @@ fleets, traces, policies, scenarios and horizons.
 from __future__ import annotations
 
 import math
+from array import array
 from heapq import heappop, heappush
 from time import perf_counter
 from typing import Any
 
+import numpy as np
+
 from heddle.models import cost, perf
 from heddle.optimizer import Policy, place
-from heddle.optimizer.express import EXPRESS_POLICIES, place_row
-from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS, fleet_arrays
+from heddle.optimizer.express import EXPRESS_POLICIES, ExpressPlacer
+from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS
 from heddle.sim.engine import Twin
 from heddle.sim.nodes import NodeRt
+from heddle.sim.records import KIND_NODE, ST_COMPLETED, ST_PENDING
 from heddle.sim.workload import Workload
 
 __all__ = ["ExpressTwin", "express_ok"]
@@ -44,6 +48,37 @@ _J_PER_KWH = cost.J_PER_KWH
 def express_ok(policy: Any) -> bool:
     """True if one-task calls under `policy` go through `place_one` (so place_row may stand in)."""
     return isinstance(policy, Policy) and policy.name in EXPRESS_POLICIES and not policy.explain
+
+
+def class_codes(w: Workload) -> tuple[list[int], np.ndarray]:
+    """Per row, a code such that rows with one code have one `optimizer.express.class_key`
+    (the partition may be finer: the key ignores the owner of non-personal work, the model
+    and buckets of processor steps; so do the codes). Returns (codes, the first row of each
+    code)."""
+    if w.n == 0:
+        return [], np.zeros(0, dtype=np.int64)
+    llm = w.kind == 0
+    personal = w.privacy == 2
+
+    def bucket(tokens: np.ndarray) -> np.ndarray:
+        return np.where(llm, -(-np.maximum(tokens, 0) // CONTEXT_BUCKET_TOKENS), 0)
+
+    parts = [w.kind.astype(np.int64), np.where(llm, w.model_code, -1), np.where(llm, w.quant_code, -1),
+             w.privacy.astype(np.int64), np.where(personal, w.owner_code, -1), w.tier_code.astype(np.int64),
+             bucket(w.prompt_tokens), bucket(w.prompt_tokens + w.output_tokens // 2)]
+    parts = [np.asarray(x, dtype=np.int64) - int(np.min(x)) for x in parts]
+    radix = [int(np.max(x)) + 1 for x in parts]
+    if math.prod(radix) < 1 << 62:  # one mixed-radix integer per row
+        combined = np.zeros(w.n, dtype=np.int64)
+        for x, r in zip(parts, radix):
+            combined = combined * r + x
+        _, first, codes = np.unique(combined, return_index=True, return_inverse=True)
+    else:
+        _, first, codes = np.unique(np.stack(parts, axis=1), axis=0, return_index=True, return_inverse=True)
+    return codes.reshape(-1).tolist(), first
+
+
+_UNSET = object()
 
 
 class _LazyTasks(dict):
@@ -66,7 +101,21 @@ class ExpressTwin(Twin):
         super().__init__(*args, **kwargs)
         self.live = _LazyTasks(self.w)
         self._express = express_ok(self.policy)
-        self._rates: dict[tuple, tuple[float, float]] = {}
+        # per row: its class code and the numbers the express placement reads
+        w = self.w
+        llm = w.kind == 0
+        self._code, first = class_codes(w)
+        self._n_codes = len(first)
+        self._code_fresh = ((w.kind[first] == 0) & (w.privacy[first] != 2)).tolist()  # see _place_one
+        self._code_mq: list = [None] * self._n_codes  # code -> Twin._model_quant's tuple
+        self._xa = array("d", np.where(llm, w.prompt_tokens, w.cpu_seconds).astype(np.float64).tobytes())
+        self._xb = array("d", np.where(llm, w.output_tokens, w.memory_gb).astype(np.float64).tobytes())
+        if self._express:
+            deadline = w.arrival_s + w.deadline_rel_s
+            self._deadline = array("d", np.where(np.isnan(deadline), np.inf, deadline).tobytes())
+            self._priority = w.priority.tolist()
+            self._new_placer()
+        self._rates: dict[tuple, tuple[float, float]] = {}  # (code, node, batch) -> token rates
         self._load_s: dict[tuple[int, int], float] = {}
         self._powers: dict[int, tuple[float, float]] = {}
         self._t_arr = _INF  # the next arrival instant, held outside the heap ...
@@ -131,24 +180,94 @@ class ExpressTwin(Twin):
             return super()._place_one(i)
         state = self.state
         now = self._advance_clock()  # _prepare_state, except the backlogs (below)
-        # place_row reads the backlog of nodes with a free slot only; of the full nodes
-        # (whose backlog moves with the clock) that is those with a queue waiting for memory
+        # the express placement reads the backlog of nodes with a free slot only; of the full
+        # nodes (whose backlog moves with the clock) that is those with a queue waiting for memory
         for rt in self._full:
             if rt.ns.free_slots > 0:
                 rt.refresh_backlog(now)
         self.place_calls += 1
         t0 = perf_counter()
-        fa = fleet_arrays(state.fleet)
-        row = self.w.row(i)
-        found = place_row(fa, state, row, self.policy)
-        if found is not None:
-            self.place_wall_s += perf_counter() - t0
-            self._to_node(i, self.target_by_name[fa.node_ids[found[0]]], found[1], row)
-            return False
+        placer = self._placer
+        if not placer.current():  # the fleet changed
+            placer = self._new_placer()
+        code = self._code[i]
+        cls = self._cls[code]
+        if cls is _UNSET:
+            cls = self._cls[code] = placer.klass(self.w.row(i))
+        if cls is not None:
+            found = placer.place(cls, self._xa[i], self._xb[i], self._deadline[i], self._priority[i])
+            if found is not None:
+                self.place_wall_s += perf_counter() - t0
+                rt = self._fa_nodes[found[0]]
+                # an LLM task (not personal: _to_node checks the owner) for an idle slot of a
+                # node that takes work and has no queue: _to_node's common case, shortened
+                if self._code_fresh[code] and not rt.queue and len(rt.running) < rt.node.slots and rt.accepts_work():
+                    self._start_fresh(i, rt, found[1], code, now)
+                else:
+                    self._to_node(i, rt, found[1], self.w.row(i))
+                return False
         self._prepare_state()  # place() reads every backlog
         d = place(state, [self.live[i]], self.policy).decisions[0]
         self.place_wall_s += perf_counter() - t0
         return self._act(i, d)
+
+    def _start_fresh(self, i: int, rt: NodeRt, est_seconds: float, code: int, now: float) -> None:
+        """`_to_node` + `_try_start` for an LLM task on a node with a free slot and no queue."""
+        rec = self.rec
+        rec.target[i] = rt.idx
+        rec.target_kind[i] = KIND_NODE
+        mq = self._code_mq[code]
+        if mq is None:
+            row = self.w.row(i)
+            mq = self._code_mq[code] = self._mq.get((row[3], row[4])) or self._model_quant(row[3], row[4])
+        key = mq[0]
+        need = mq[3] * (self._xa[i] + self._xb[i])  # token counts: exact in a float
+        self.mem_key[i] = key
+        self.mem_need[i] = need
+        self.est_s[i] = est_seconds
+        ok, missing = rt.admit(key, mq[2], need, mq[4])
+        if ok:
+            self._start_on_node(i, rt, key, missing)
+        elif rt.running:  # wait for the memory that running tasks hold
+            rt.queue.append(i)
+            rt.queued_work_s += est_seconds
+        else:
+            self._interrupt(i, rt, f"does not fit in the memory of node {rt.node.id}", requeue=True)
+        self.publish(rt, now)
+
+    def _node_finished(self, i: int, tok: int) -> None:
+        """Twin's, with `_terminal`'s common case (no dependents) and `_capacity_freed` inline."""
+        if self.token[i] != tok:
+            return  # the node failed under this attempt
+        rec = self.rec
+        rt = self.targets[rec.target[i]]
+        now = self.env._now
+        service = rec.service_s[i]
+        rt.running.discard(i)
+        rt.finish_sum_s -= rec.start_s[i] + service
+        rt.release(self.mem_key[i], self.mem_need[i])
+        rt.busy_slot_s += service
+        kwh = self.task_kwh[i]
+        rec.energy_kwh[i] += kwh
+        rec.cost_usd[i] += kwh * rt.price_usd_per_kwh
+        rec.finish_s[i] = now
+        if rec.status[i] == ST_PENDING and i not in self.w.dependents:
+            rec.status[i] = ST_COMPLETED
+            self.live.pop(i, None)
+            self.outstanding -= 1
+        else:
+            self._terminal(i, ST_COMPLETED, "")
+        if rt.queue:
+            self._start_next(rt)
+        self.publish(rt, now)
+        if self.deferred and self.cfg.batch_window_s <= 0:
+            self._retry(1)
+
+    def _new_placer(self) -> ExpressPlacer:
+        placer = self._placer = ExpressPlacer(self.state, self.policy)
+        self._cls: list = [_UNSET] * self._n_codes  # class code -> ExpressClass (or None)
+        self._fa_nodes = [self.target_by_name[nid] for nid in placer.fa.node_ids]
+        return placer
 
     def _push_done(self, at_s: float, i: int) -> None:
         """As Twin's, but the heap entry carries the task itself: (time, NORMAL, id, i, token).
@@ -159,23 +278,23 @@ class ExpressTwin(Twin):
 
     # -- service times ------------------------------------------------------------------
     def _llm_step(self, i: int, rt: NodeRt, key: int, missing: bool, batch: int) -> tuple[float, float, float, float]:
-        row = self.w.row(i)
-        p, o = row[5], row[6]
-        ck = (rt.idx, key, batch, -(-max(p, 0) // CONTEXT_BUCKET_TOKENS),
-              -(-max(p + o // 2, 0) // CONTEXT_BUCKET_TOKENS))
+        p, o = self._xa[i], self._xb[i]  # token counts: exact in a float
+        ck = (self._code[i], rt.idx, batch)  # the code fixes model, quant and context buckets
         rates = self._rates.get(ck)
         device = rt.node.device
         if rates is None:
-            spec = self._mq_by_key[key][1]
+            spec, quant = self._mq_by_key[key][1], self._mq_by_key[key][4][1]
+            p_int, o_int = int(p), int(o)
             rates = self._rates[ck] = (
-                perf.llm_rates(device, spec, row[4], batch=batch, context_tokens=p)[0],
-                perf.llm_rates(device, spec, row[4], batch=batch, context_tokens=p + o // 2)[1])
+                perf.llm_rates(device, spec, quant, batch=batch, context_tokens=p_int)[0],
+                perf.llm_rates(device, spec, quant, batch=batch, context_tokens=p_int + o_int // 2)[1])
         prefill_s = p / rates[0]
         decode_s = o / rates[1]
         if missing:
             load_s = self._load_s.get((rt.idx, key))
             if load_s is None:
-                load_s = self._load_s[rt.idx, key] = perf.load_seconds(device, self._mq_by_key[key][1], row[4])
+                spec_of = self._mq_by_key[key]
+                load_s = self._load_s[rt.idx, key] = perf.load_seconds(device, spec_of[1], spec_of[4][1])
         else:
             load_s = 0.0
         powers = self._powers.get(rt.idx)

@@ -50,10 +50,11 @@ def test_bad_dependencies_are_refused_with_the_task_named(depends_on, message) -
 
 def _rogue(monkeypatch, rogue, express_answer=None) -> None:
     """Both twins ask `rogue` instead of place(); the express twin's own path answers
-    `express_answer(row)` (None: it asks place() too)."""
+    `express_answer(task class)` (None: it asks place() too)."""
     monkeypatch.setattr(engine, "place", rogue)
     monkeypatch.setattr(express, "place", rogue)
-    monkeypatch.setattr(express, "place_row", lambda fa, state, row, policy: express_answer and express_answer(row))
+    monkeypatch.setattr(express.ExpressPlacer, "place",
+                        lambda self, cls, a, b, deadline, priority: express_answer and express_answer(cls))
 
 
 @pytest.mark.parametrize("use_express", [False, True])
@@ -72,7 +73,7 @@ def test_personal_work_on_a_stranger_s_node_fails_the_run(monkeypatch, path) -> 
     def rogue(state, pending, policy):
         return Placement([Decision(t.id, DecisionStatus.PLACED, "n1", TargetKind.NODE) for t in pending])
 
-    _rogue(monkeypatch, rogue, (lambda row: (1, 1.0)) if path == "express-own" else None)
+    _rogue(monkeypatch, rogue, (lambda cls: (1, 1.0)) if path == "express-own" else None)
     df = processor_trace(np.array([0.0]), np.array([1.0]), privacy="personal", owner="alice")
     with pytest.raises(PrivacyViolationError, match="owner 'bob'"):
         simulate(make_fleet(2, owners=("alice", "bob")), df, "fast", settings=TwinSettings(express=path != "reference"))
