@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from heddle.models import cost, perf
+from heddle.models import NodeStatus, cost, perf
 from heddle.optimizer import Policy, place
 from heddle.optimizer.express import EXPRESS_POLICIES, ExpressPlacer
 from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS
@@ -41,6 +41,7 @@ from heddle.sim.workload import Workload
 __all__ = ["ExpressTwin", "express_ok"]
 
 _NORMAL = 1  # simpy.events.NORMAL
+_ACTIVE = NodeStatus.ACTIVE
 _INF = math.inf
 _J_PER_KWH = cost.J_PER_KWH
 
@@ -188,12 +189,12 @@ class ExpressTwin(Twin):
         self.place_calls += 1
         t0 = perf_counter()
         placer = self._placer
-        if not placer.current():  # the fleet changed
+        if placer.fleet is not state.fleet or placer.n_views != len(state.nodes):  # not current()
             placer = self._new_placer()
         code = self._code[i]
         cls = self._cls[code]
         if cls is _UNSET:
-            cls = self._cls[code] = placer.klass(self.w.row(i))
+            cls = self._cls[code] = placer.klass(self.w.row_alone(i))
         if cls is not None:
             found = placer.place(cls, self._xa[i], self._xb[i], self._deadline[i], self._priority[i])
             if found is not None:
@@ -201,7 +202,8 @@ class ExpressTwin(Twin):
                 rt = self._fa_nodes[found[0]]
                 # an LLM task (not personal: _to_node checks the owner) for an idle slot of a
                 # node that takes work and has no queue: _to_node's common case, shortened
-                if self._code_fresh[code] and not rt.queue and len(rt.running) < rt.node.slots and rt.accepts_work():
+                if (self._code_fresh[code] and not rt.queue and len(rt.running) < rt.node.slots
+                        and rt.present and rt.ns.status is _ACTIVE):  # rt.accepts_work()
                     self._start_fresh(i, rt, found[1], code, now)
                 else:
                     self._to_node(i, rt, found[1], self.w.row(i))
@@ -218,7 +220,7 @@ class ExpressTwin(Twin):
         rec.target_kind[i] = KIND_NODE
         mq = self._code_mq[code]
         if mq is None:
-            row = self.w.row(i)
+            row = self.w.row_alone(i)
             mq = self._code_mq[code] = self._mq.get((row[3], row[4])) or self._model_quant(row[3], row[4])
         key = mq[0]
         need = mq[3] * (self._xa[i] + self._xb[i])  # token counts: exact in a float

@@ -101,7 +101,8 @@ def class_table(summary: SimSummary) -> pd.DataFrame:
 
 
 def _counts(series: pd.Series) -> dict[str, int]:
-    return {str(k): int(v) for k, v in series.value_counts().sort_index().items()}
+    counts = series.value_counts()  # a categorical counts its unused categories too (as 0)
+    return {str(k): int(v) for k, v in counts[counts > 0].sort_index().items()}
 
 
 def summarize(df: pd.DataFrame, *, fleet: str, policy: str, utilization: dict[str, float],

@@ -26,9 +26,21 @@ __all__ = ["STATUS_NAMES", "ST_COMPLETED", "ST_FAILED", "ST_IN_FLIGHT", "ST_REJE
 ST_PENDING, ST_COMPLETED, ST_REJECTED, ST_FAILED, ST_IN_FLIGHT = 0, 1, 2, 3, 4
 STATUS_NAMES = ("pending", "completed", "rejected", "failed", "in_flight")
 KIND_NONE, KIND_NODE, KIND_CLOUD = 0, 1, 2
-_KIND_NAMES = np.array(["", "node", "cloud"], dtype=object)
-_PRIVACY_NAMES = np.array(["public", "sensitive", "personal"], dtype=object)
-_TASK_KIND_NAMES = np.array(["llm", "processor"], dtype=object)
+_KIND_NAMES = ("", "node", "cloud")
+_PRIVACY_NAMES = ("public", "sensitive", "personal")
+_TASK_KIND_NAMES = ("llm", "processor")
+
+
+def _labels(codes: np.ndarray, names) -> pd.Categorical | np.ndarray:
+    """`names[codes]` as a categorical with the categories in lexical order (so sorting and
+    comparing behave as on strings, and `==` compares small integers, not strings)."""
+    names = np.asarray(list(names), dtype=object)
+    if len(set(names.tolist())) != len(names):  # not a valid category list: plain strings
+        return names[codes]
+    order = np.argsort(names.astype(str), kind="stable")
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    return pd.Categorical.from_codes(rank[codes], categories=names[order].tolist())
 
 
 @dataclass(slots=True)
@@ -100,18 +112,18 @@ class Records:
         met = np.where(done, finish <= deadline_abs + 1e-9, False)
         deadline_met = pd.array(np.where(has_deadline, met, False), dtype="boolean")
         deadline_met[~has_deadline] = pd.NA
-        names = np.array(list(target_names) + [""], dtype=object)
+        names = list(target_names) + [""]
         tgt = col(self.target, np.int32)
         owners = np.array(w.owners, dtype=object)[w.owner_code[idx]] if w.owners else ""
         return pd.DataFrame({
             "task_id": np.array(w.task_id, dtype=object)[idx],
-            "kind": _TASK_KIND_NAMES[w.kind[idx]],
+            "kind": _labels(w.kind[idx], _TASK_KIND_NAMES),
             "arrival": arrival,
             "release": release,
             "start": start,
             "finish": finish,
-            "target": names[np.where(tgt < 0, len(names) - 1, tgt)],
-            "target_kind": _KIND_NAMES[col(self.target_kind, np.int8)],
+            "target": _labels(np.where(tgt < 0, len(names) - 1, tgt), names),
+            "target_kind": _labels(col(self.target_kind, np.int8), _KIND_NAMES),
             "wait": start - release,
             "service": col(self.service_s, np.float64),
             "latency": finish - arrival,
@@ -120,12 +132,12 @@ class Records:
             "energy_kwh": col(self.energy_kwh, np.float64),
             "deadline_s": deadline_abs,
             "deadline_met": deadline_met,
-            "privacy": _PRIVACY_NAMES[w.privacy[idx]],
+            "privacy": _labels(w.privacy[idx], _PRIVACY_NAMES),
             "owner": owners,
             "pipeline_id": np.array(w.pipelines, dtype=object)[w.pipeline_code[idx]] if w.pipelines else "",
-            "status": np.array(STATUS_NAMES, dtype=object)[status],
+            "status": _labels(status, STATUS_NAMES),
             "retries": col(self.retries, np.int16),
             "defers": col(self.defers, np.int32),
-            "reason": np.array(self.reasons, dtype=object)[col(self.reason, np.int32)],
-            "retry_reason": np.array(self.reasons, dtype=object)[col(self.retry_reason, np.int32)],
+            "reason": _labels(col(self.reason, np.int32), self.reasons),
+            "retry_reason": _labels(col(self.retry_reason, np.int32), self.reasons),
         })

@@ -134,6 +134,11 @@ class Workload:
             k = i - self._chunk_start
         return self._chunk[k]
 
+    def row_alone(self, i: int) -> tuple:
+        """Row `i` like `row(i)`, converted alone (no chunk): for a caller that needs a few
+        scattered rows and would otherwise convert a chunk for each."""
+        return self._rows(i, i + 1)[0]
+
     def make_task(self, i: int) -> Task:
         """Build the `Task` for row `i` (absolute deadline = arrival + relative deadline)."""
         return Task(*self.row(i))
