@@ -99,6 +99,7 @@ class ExpressTwin(Twin):
     """`Twin` with the express placement, cached service times and an inlined event loop."""
 
     def __init__(self, *args: Any, **kwargs: Any):
+        self._waiting: set[NodeRt] = set()  # see publish(); Twin's __init__ already publishes
         super().__init__(*args, **kwargs)
         self.live = _LazyTasks(self.w)
         self._express = express_ok(self.policy)
@@ -183,9 +184,8 @@ class ExpressTwin(Twin):
         now = self._advance_clock()  # _prepare_state, except the backlogs (below)
         # the express placement reads the backlog of nodes with a free slot only; of the full
         # nodes (whose backlog moves with the clock) that is those with a queue waiting for memory
-        for rt in self._full:
-            if rt.ns.free_slots > 0:
-                rt.refresh_backlog(now)
+        for rt in self._waiting:
+            rt.refresh_backlog(now)
         self.place_calls += 1
         t0 = perf_counter()
         placer = self._placer
@@ -212,6 +212,19 @@ class ExpressTwin(Twin):
         d = place(state, [self.live[i]], self.policy).decisions[0]
         self.place_wall_s += perf_counter() - t0
         return self._act(i, d)
+
+    def publish(self, rt: NodeRt, now: float) -> None:
+        """Twin's, also keeping `_waiting`: the full nodes with a free slot (a queue waiting for
+        memory), the only backlogs the express placement reads that move with the clock."""
+        if rt.publish(now):
+            self._full.add(rt)
+            if rt.ns.free_slots > 0:
+                self._waiting.add(rt)
+            else:
+                self._waiting.discard(rt)
+        else:
+            self._full.discard(rt)
+            self._waiting.discard(rt)
 
     def _start_fresh(self, i: int, rt: NodeRt, est_seconds: float, code: int, now: float) -> None:
         """`_to_node` + `_try_start` for an LLM task on a node with a free slot and no queue."""

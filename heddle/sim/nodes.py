@@ -134,11 +134,11 @@ class NodeRt:
         busy = len(self.running)
         queued = len(self.queue)
         free = slots - busy - queued
-        ns.free_slots = max(0, free)
+        ns.free_slots = free if free > 0 else 0  # noqa: FURB136 (max() is a call; this runs per event)
         # resident weights are not free: the optimizer counts them as evictable only when the
         # node is idle (heddle.optimizer.view), and the twin evicts them LRU when it must
         mem = self.usable_gb - self.pinned_gb - self.resident_gb
-        ns.free_memory_gb = max(0.0, mem)
+        ns.free_memory_gb = mem if mem > 0.0 else 0.0  # noqa: FURB136
         if busy < slots and not queued:
             ns.backlog_s = 0.0
             return False
