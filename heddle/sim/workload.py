@@ -174,15 +174,16 @@ def _frame_of(source: Any) -> pd.DataFrame:
 
 def _codes(values: pd.Series, table: dict[str, int], column: str, ids: list[str]) -> np.ndarray:
     strings = values.fillna("").astype(str)
-    codes = strings.map(table)
-    bad = codes.isna().to_numpy()
+    seen, uniques = pd.factorize(strings)  # map each distinct string once, not each row
+    codes = np.array([table.get(u, -1) for u in uniques], dtype=np.int16)[seen]
+    bad = codes < 0
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise WorkloadError(
             f"task {ids[i]!r}: field {column!r} is {strings.iloc[i]!r}, expected one of "
             f"{sorted(table)}"
         )
-    return codes.to_numpy(dtype=np.int8)
+    return codes.astype(np.int8)
 
 
 def _dependencies(df: pd.DataFrame, ids: list[str]) -> tuple[np.ndarray, dict[int, list[int]]]:
