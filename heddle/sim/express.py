@@ -1,15 +1,20 @@
 """The express twin: the same model as `Twin`, run with less Python per request.
 
-`ExpressTwin` is a `Twin` (same state, same methods, same SimPy heap) with three changes on
+`ExpressTwin` is a `Twin` (same state, same methods, same SimPy heap) with these changes on
 the hot path, none of which changes a result:
 
-- **Placement.** A one-task call first asks `optimizer.express.place_row`, which answers
+- **Placement.** A one-task call first asks the optimizer's `ExpressPlacer`, which answers
   exactly when `place()` would put the task on a local node (same node, same estimate); for
-  anything else (deferral, rejection, the cloud) the twin asks `place()` as before. No
-  `Task` object is built unless `place()` needs one.
-- **Service times.** Token rates come from `perf.llm_rates` through a per-run memo keyed
-  by (node, model, batch, context buckets), and the step's energy is `cost.step_energy_kwh`
-  written out with per-node powers; the same floating-point operations in the same order.
+  anything else (deferral, rejection, the cloud) the twin asks `place()` as before. Each
+  row's task class is an integer code computed once for the whole trace (`class_codes`), so
+  a placement reads the class from a list and passes four numbers; no `Task` is built unless
+  `place()` needs one. Before it, only the backlogs the express path reads are refreshed
+  (`_waiting`: full nodes that still have a free slot).
+- **Starting and finishing.** An LLM task for an idle slot of a node with no queue starts in
+  one step (`_start_fresh`); token rates come from `perf.llm_rates` through a per-run memo
+  keyed by (class code, node, batch), and the step's energy is `cost.step_energy_kwh` written
+  out with per-node powers, the same floating-point operations in the same order. A
+  completion with no dependent stage skips the general `_terminal`.
 - **The event loop.** It pops SimPy's heap itself: completions on nodes are handled inline,
   the next arrival is held outside the heap with the event id SimPy would have given it, and
   every other event (fleet dynamics, cloud, retry timers) goes through `env.step()`. Events

@@ -124,3 +124,18 @@ def test_express_twin_equals_the_reference_on_the_demo(scenario) -> None:
     reference, express = _both(shipped_fleet_path("demo"), trace, "fast", path)
     _assert_same(reference, express)
     assert express.summary.completed > 2000  # a real run, not an empty one
+
+
+@settings(max_examples=40, deadline=None)
+@given(cases())
+def test_rows_with_one_class_code_have_one_express_class(case) -> None:
+    """The twin looks a task's class up by its row's code: one code must mean one class."""
+    from heddle.optimizer.express import class_key
+    from heddle.sim.express import class_codes
+    from heddle.sim.workload import as_workload
+
+    w = as_workload(case[1])
+    codes, first = class_codes(w)
+    assert len(codes) == w.n and sorted(set(codes)) == list(range(len(first)))
+    for i in range(w.n):
+        assert class_key(w.row_alone(i)) == class_key(w.row_alone(int(first[codes[i]])))
