@@ -45,6 +45,7 @@ _ACTIVE, _BATTERY = NodeStatus.ACTIVE, PowerSource.BATTERY
 _HOT = (ThermalState.SERIOUS, ThermalState.CRITICAL)
 _PERSONAL, _PUBLIC, _LLM = Privacy.PERSONAL, Privacy.PUBLIC, TaskKind.LLM
 _INF = math.inf
+_ceil, _floor = math.ceil, math.floor
 _LB_SAFETY = 1.0 - 1e-9
 
 
@@ -57,9 +58,10 @@ def task_row(task: Task) -> tuple:
 class ExpressClass:
     """What `place` needs of a task class: everything but the task's own four numbers.
 
-    `entries`: the nodes privacy and tier allow, in plan order: (node index, the plan's four
-    suffix lower bounds at the node's position, prefill tokens/s (processor steps: seconds
-    per CPU second), decode tokens/s, load seconds, energy USD/s, usable GB, slots)."""
+    `entries`: the nodes privacy and tier allow, in plan order: (the node's `NodeState` in
+    the placer's state, (node index, the plan's four suffix lower bounds at the node's
+    position, prefill tokens/s (processor steps: seconds per CPU second), decode tokens/s,
+    load seconds, energy USD/s, usable GB, slots)). A class belongs to one placer."""
 
     entries: tuple
     llm: bool
@@ -88,7 +90,7 @@ class ExpressPlacer:
     """`place_one`'s node placements for one `FleetState` (mutated in place between calls)
     and one policy of EXPRESS_POLICIES with explanations off (the caller checks both)."""
 
-    __slots__ = ("classes", "fa", "fleet", "n_views", "policy", "state", "views")
+    __slots__ = ("classes", "fa", "fleet", "min_defer", "n_views", "policy", "state", "views")
 
     def __init__(self, state: FleetState, policy: Policy):
         self.state = state
@@ -99,6 +101,7 @@ class ExpressPlacer:
         self.views = [nodes.get(nid, _DEPARTED) for nid in self.fa.node_ids]
         self.n_views = len(nodes)
         self.classes: dict[tuple, ExpressClass | None] = {}
+        self.min_defer: dict[int, int] = {}  # priority -> deferral cost (micro-USD)
 
     def current(self) -> bool:
         """False once the state's fleet or node set changed (build a new placer then)."""
@@ -137,8 +140,8 @@ class ExpressPlacer:
             if (personal is not None and not personal[i]) or tier_code > (ma.tier_code if llm else 0):
                 continue
             rates = (pre[i], dec[i], load[i]) if llm else (lean.proc[i], 0.0, 0.0)
-            entries.append((i, suf_a[k], suf_b[k], suf_ea[k], suf_eb[k], *rates, lean.energy[i],
-                            lean.installed[i], lean.slots[i]))
+            entries.append((self.views[i], (i, suf_a[k], suf_b[k], suf_ea[k], suf_eb[k], *rates,
+                                            lean.energy[i], lean.installed[i], lean.slots[i])))
         if not llm:
             return ExpressClass(tuple(entries), False, 0.0, 0.0, 0, None)
         return ExpressClass(tuple(entries), True, ma.weights_gb, ma.kv_gb_per_token,
@@ -176,21 +179,21 @@ class ExpressPlacer:
         else:
             w, kv = 0.0, b
             x_a, x_b = a, 0.0
-        kv_mb = math.ceil(kv * 1000 - 1e-9)
+        kv_mb = _ceil(kv * 1000 - 1e-9)
         w_mb = cls.weights_mb
         key = cls.model
         now = self.state.time_s
         timely = deadline == _INF  # no deadline: no lateness, which place_one computes as 0.0 too
         prio = 1.0 + (priority if priority > 0 else 0)
-        min_defer = round(policy.defer_usd * prio * MICRO)
+        min_defer = self.min_defer.get(priority)
+        if min_defer is None:
+            min_defer = self.min_defer[priority] = round(policy.defer_usd * prio * MICRO)
         static_need = kv + w
-        views = self.views
         ew = policy.energy_weight
         found = False
         best_cost = best_i = -1
         best_service = 0.0
-        for e in cls.entries:
-            ns = views[e[0]]
+        for ns, e in cls.entries:
             free_slots = ns.free_slots
             if free_slots <= 0:
                 continue
@@ -228,9 +231,9 @@ class ExpressPlacer:
                 if need > free + evictable:
                     continue
             add_mb = kv_mb + (0 if resident else w_mb)
-            free_mb = math.floor(free * 1000 + 1e-9)
+            free_mb = _floor(free * 1000 + 1e-9)
             needs_evict = add_mb > free_mb
-            if needs_evict and add_mb > free_mb + math.floor(evictable * 1000 + 1e-9):
+            if needs_evict and add_mb > free_mb + _floor(evictable * 1000 + 1e-9):
                 continue
             energy = service * e_i
             if timely:
