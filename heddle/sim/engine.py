@@ -436,10 +436,15 @@ class Twin(CloudDispatch):
         rec.energy_kwh[i] += kwh
         rec.cost_usd[i] += kwh * rt.price_usd_per_kwh
         rec.finish_s[i] = now
-        self._terminal(i, ST_COMPLETED, "")
-        self._start_next(rt)
+        self._completed(i)
+        if rt.queue:
+            self._start_next(rt)
         self.publish(rt, now)
-        self._capacity_freed()
+        if self.deferred and self.cfg.batch_window_s <= 0:  # capacity freed: offer deferred work
+            self._retry(1)
+
+    def _completed(self, i: int) -> None:
+        self._terminal(i, ST_COMPLETED, "")
 
     def _interrupt(self, i: int, rt: NodeRt | None, why: str, *, requeue: bool) -> None:
         """A task lost its place (node failed/left, or it cannot fit): retry it, bounded."""
@@ -485,10 +490,6 @@ class Twin(CloudDispatch):
 
     def _free_slots(self) -> int:
         return sum(rt.ns.free_slots for rt in self.nodes if rt.present)
-
-    def _capacity_freed(self) -> None:
-        if self.deferred and self.cfg.batch_window_s <= 0:
-            self._retry(1)
 
     def _retry(self, minimum: int) -> None:
         """Re-offer deferred tasks one at a time, oldest first, while local slots are free

@@ -14,7 +14,7 @@ the hot path, none of which changes a result:
   one step (`_start_fresh`); token rates come from `perf.llm_rates` through a per-run memo
   keyed by (class code, node, batch), and the step's energy is `cost.step_energy_kwh` written
   out with per-node powers, the same floating-point operations in the same order. A
-  completion with no dependent stage skips the general `_terminal`.
+  completion with no dependent stage skips the general `_terminal` (`_completed`).
 - **The event loop.** It pops SimPy's heap itself: completions on nodes are handled inline,
   the next arrival is held outside the heap with the event id SimPy would have given it, and
   every other event (fleet dynamics, cloud, retry timers) goes through `env.step()`. Events
@@ -255,33 +255,15 @@ class ExpressTwin(Twin):
             self._interrupt(i, rt, f"does not fit in the memory of node {rt.node.id}", requeue=True)
         self.publish(rt, now)
 
-    def _node_finished(self, i: int, tok: int) -> None:
-        """Twin's, with `_terminal`'s common case (no dependents) and `_capacity_freed` inline."""
-        if self.token[i] != tok:
-            return  # the node failed under this attempt
+    def _completed(self, i: int) -> None:
+        """`_terminal(i, ST_COMPLETED, "")` for the common case, a task no stage depends on."""
         rec = self.rec
-        rt = self.targets[rec.target[i]]
-        now = self.env._now
-        service = rec.service_s[i]
-        rt.running.discard(i)
-        rt.finish_sum_s -= rec.start_s[i] + service
-        rt.release(self.mem_key[i], self.mem_need[i])
-        rt.busy_slot_s += service
-        kwh = self.task_kwh[i]
-        rec.energy_kwh[i] += kwh
-        rec.cost_usd[i] += kwh * rt.price_usd_per_kwh
-        rec.finish_s[i] = now
         if rec.status[i] == ST_PENDING and i not in self.w.dependents:
             rec.status[i] = ST_COMPLETED
             self.live.pop(i, None)
             self.outstanding -= 1
         else:
             self._terminal(i, ST_COMPLETED, "")
-        if rt.queue:
-            self._start_next(rt)
-        self.publish(rt, now)
-        if self.deferred and self.cfg.batch_window_s <= 0:
-            self._retry(1)
 
     def _new_placer(self) -> ExpressPlacer:
         placer = self._placer = ExpressPlacer(self.state, self.policy)
