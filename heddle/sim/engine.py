@@ -305,18 +305,22 @@ class Twin(CloudDispatch):
                 self.deferred.append(i)
                 self._arm_retry()
             return
-        rec = self.rec
-        rec.target[i] = target.idx
-        rec.target_kind[i] = KIND_NODE
         if row[1] is _LLM:
             mq = self._mq.get((row[3], row[4]))
             if mq is None:
                 mq = self._model_quant(row[3], row[4])
-            self.mem_key[i] = mq[0]
-            self.mem_need[i] = mq[3] * (row[5] + row[6])
+            self._assign(i, target, est_seconds, mq[0], mq[3] * (row[5] + row[6]))
         else:
-            self.mem_key[i] = -1
-            self.mem_need[i] = row[8]
+            self._assign(i, target, est_seconds, -1, row[8])
+
+    def _assign(self, i: int, target: NodeRt, est_seconds: float, mem_key: int, mem_need: float) -> None:
+        """Task i (checked: privacy, the node takes work) goes to `target`: it starts there or
+        joins the node's queue. `mem_key`: its (model, quant) key, -1 none; `mem_need`: GB it pins."""
+        rec = self.rec
+        rec.target[i] = target.idx
+        rec.target_kind[i] = KIND_NODE
+        self.mem_key[i] = mem_key
+        self.mem_need[i] = mem_need
         self.est_s[i] = est_seconds
         if target.queue or len(target.running) >= target.node.slots or not self._try_start(i, target):
             target.queue.append(i)

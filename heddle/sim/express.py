@@ -10,8 +10,8 @@ the hot path, none of which changes a result:
   a placement reads the class from a list and passes four numbers; no `Task` is built unless
   `place()` needs one. Before it, only the backlogs the express path reads are refreshed
   (`_waiting`: full nodes that still have a free slot).
-- **Starting and finishing.** An LLM task for an idle slot of a node with no queue starts in
-  one step (`_start_fresh`); token rates come from `perf.llm_rates` through a per-run memo
+- **Starting and finishing.** An LLM task that is not personal goes to its node without a row
+  tuple (`Twin._assign`, with the model from the class code); token rates come from `perf.llm_rates` through a per-run memo
   keyed by (class code, node, batch), and the step's energy is `cost.step_energy_kwh` written
   out with per-node powers, the same floating-point operations in the same order. A
   completion with no dependent stage skips the general `_terminal` (`_completed`).
@@ -34,19 +34,18 @@ from typing import Any
 
 import numpy as np
 
-from heddle.models import NodeStatus, cost, perf
+from heddle.models import cost, perf
 from heddle.optimizer import Policy, place
 from heddle.optimizer.express import EXPRESS_POLICIES, ExpressPlacer
 from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS
 from heddle.sim.engine import Twin
 from heddle.sim.nodes import NodeRt
-from heddle.sim.records import KIND_NODE, ST_COMPLETED, ST_PENDING
+from heddle.sim.records import ST_COMPLETED, ST_PENDING
 from heddle.sim.workload import Workload
 
 __all__ = ["ExpressTwin", "express_ok"]
 
 _NORMAL = 1  # simpy.events.NORMAL
-_ACTIVE = NodeStatus.ACTIVE
 _INF = math.inf
 _J_PER_KWH = cost.J_PER_KWH
 
@@ -113,7 +112,7 @@ class ExpressTwin(Twin):
         llm = w.kind == 0
         self._code, first = class_codes(w)
         self._n_codes = len(first)
-        self._code_fresh = ((w.kind[first] == 0) & (w.privacy[first] != 2)).tolist()  # see _place_one
+        self._code_llm_shared = ((w.kind[first] == 0) & (w.privacy[first] != 2)).tolist()  # see _place_one
         self._code_mq: list = [None] * self._n_codes  # code -> Twin._model_quant's tuple
         self._xa = array("d", np.where(llm, w.prompt_tokens, w.cpu_seconds).astype(np.float64).tobytes())
         self._xb = array("d", np.where(llm, w.output_tokens, w.memory_gb).astype(np.float64).tobytes())
@@ -194,7 +193,7 @@ class ExpressTwin(Twin):
         self.place_calls += 1
         t0 = perf_counter()
         placer = self._placer
-        if placer.fleet is not state.fleet or placer.n_views != len(state.nodes):  # not current()
+        if not placer.current():  # the fleet changed
             placer = self._new_placer()
         code = self._code[i]
         cls = self._cls[code]
@@ -205,11 +204,11 @@ class ExpressTwin(Twin):
             if found is not None:
                 self.place_wall_s += perf_counter() - t0
                 rt = self._fa_nodes[found[0]]
-                # an LLM task (not personal: _to_node checks the owner) for an idle slot of a
-                # node that takes work and has no queue: _to_node's common case, shortened
-                if (self._code_fresh[code] and not rt.queue and len(rt.running) < rt.node.slots
-                        and rt.present and rt.ns.status is _ACTIVE):  # rt.accepts_work()
-                    self._start_fresh(i, rt, found[1], code, now)
+                # an LLM task that is not personal (_to_node checks the owner) for a node that
+                # takes work: _to_node without the row tuple (the class code gives the model)
+                if self._code_llm_shared[code] and rt.accepts_work():
+                    mq = self._code_model(code, i)
+                    self._assign(i, rt, found[1], mq[0], mq[3] * (self._xa[i] + self._xb[i]))
                 else:
                     self._to_node(i, rt, found[1], self.w.row(i))
                 return False
@@ -231,29 +230,13 @@ class ExpressTwin(Twin):
             self._full.discard(rt)
             self._waiting.discard(rt)
 
-    def _start_fresh(self, i: int, rt: NodeRt, est_seconds: float, code: int, now: float) -> None:
-        """`_to_node` + `_try_start` for an LLM task on a node with a free slot and no queue."""
-        rec = self.rec
-        rec.target[i] = rt.idx
-        rec.target_kind[i] = KIND_NODE
+    def _code_model(self, code: int, i: int) -> tuple:
+        """`Twin._model_quant`'s tuple for the model of class `code` (row i has that code)."""
         mq = self._code_mq[code]
         if mq is None:
             row = self.w.row_alone(i)
             mq = self._code_mq[code] = self._mq.get((row[3], row[4])) or self._model_quant(row[3], row[4])
-        key = mq[0]
-        need = mq[3] * (self._xa[i] + self._xb[i])  # token counts: exact in a float
-        self.mem_key[i] = key
-        self.mem_need[i] = need
-        self.est_s[i] = est_seconds
-        ok, missing = rt.admit(key, mq[2], need, mq[4])
-        if ok:
-            self._start_on_node(i, rt, key, missing)
-        elif rt.running:  # wait for the memory that running tasks hold
-            rt.queue.append(i)
-            rt.queued_work_s += est_seconds
-        else:
-            self._interrupt(i, rt, f"does not fit in the memory of node {rt.node.id}", requeue=True)
-        self.publish(rt, now)
+        return mq
 
     def _completed(self, i: int) -> None:
         """`_terminal(i, ST_COMPLETED, "")` for the common case, a task no stage depends on."""
