@@ -5,7 +5,7 @@ element at a time, and an `array` element costs about half a numpy scalar write 
 a read (and yields a Python float, whose arithmetic is cheaper than a numpy scalar's); at the
 end numpy reads the same buffers without a copy (a list would need a conversion pass).
 
-Status codes are small integers in the loop and strings in the DataFrame. Every task that
+Status codes are small integers in the loop and labels (categoricals) in the DataFrame. Every task that
 arrived ends the run with exactly one of `completed`, `rejected`, `failed` (retries exhausted)
 or, when the run stops at a horizon, `in_flight`.
 """
@@ -82,7 +82,7 @@ class Records:
 
     def status_array(self) -> np.ndarray:
         """The status column as numpy (a view: no copy)."""
-        return np.frombuffer(self.status, dtype=np.int8)
+        return np.asarray(self.status)
 
     def code(self, text: str) -> int:
         code = self._reason_code.get(text)
@@ -99,13 +99,13 @@ class Records:
         """The per-task DataFrame, one row per task that arrived (in arrival order)."""
         idx = np.flatnonzero(arrived)
 
-        def col(values: array, dtype) -> np.ndarray:
-            return np.frombuffer(values, dtype=dtype)[idx]
+        def col(values: array) -> np.ndarray:  # numpy reads the array's buffer and type code
+            return np.asarray(values)[idx]
 
         arrival = w.arrival_s[idx]
-        start, finish = col(self.start_s, np.float64), col(self.finish_s, np.float64)
-        release = col(self.release_s, np.float64)
-        status = col(self.status, np.int8)
+        start, finish = col(self.start_s), col(self.finish_s)
+        release = col(self.release_s)
+        status = col(self.status)
         deadline_abs = arrival + w.deadline_rel_s[idx]
         has_deadline = ~np.isnan(deadline_abs)
         done = status == ST_COMPLETED
@@ -113,7 +113,7 @@ class Records:
         deadline_met = pd.array(np.where(has_deadline, met, False), dtype="boolean")
         deadline_met[~has_deadline] = pd.NA
         names = list(target_names) + [""]
-        tgt = col(self.target, np.int32)
+        tgt = col(self.target)
         owners = np.array(w.owners, dtype=object)[w.owner_code[idx]] if w.owners else ""
         return pd.DataFrame({
             "task_id": np.array(w.task_id, dtype=object)[idx],
@@ -123,21 +123,21 @@ class Records:
             "start": start,
             "finish": finish,
             "target": _labels(np.where(tgt < 0, len(names) - 1, tgt), names),
-            "target_kind": _labels(col(self.target_kind, np.int8), _KIND_NAMES),
+            "target_kind": _labels(col(self.target_kind), _KIND_NAMES),
             "wait": start - release,
-            "service": col(self.service_s, np.float64),
+            "service": col(self.service_s),
             "latency": finish - arrival,
-            "ttft": col(self.ttft_s, np.float64),
-            "cost_usd": col(self.cost_usd, np.float64),
-            "energy_kwh": col(self.energy_kwh, np.float64),
+            "ttft": col(self.ttft_s),
+            "cost_usd": col(self.cost_usd),
+            "energy_kwh": col(self.energy_kwh),
             "deadline_s": deadline_abs,
             "deadline_met": deadline_met,
             "privacy": _labels(w.privacy[idx], _PRIVACY_NAMES),
             "owner": owners,
             "pipeline_id": np.array(w.pipelines, dtype=object)[w.pipeline_code[idx]] if w.pipelines else "",
             "status": _labels(status, STATUS_NAMES),
-            "retries": col(self.retries, np.int16),
-            "defers": col(self.defers, np.int32),
-            "reason": _labels(col(self.reason, np.int32), self.reasons),
-            "retry_reason": _labels(col(self.retry_reason, np.int32), self.reasons),
+            "retries": col(self.retries),
+            "defers": col(self.defers),
+            "reason": _labels(col(self.reason), self.reasons),
+            "retry_reason": _labels(col(self.retry_reason), self.reasons),
         })
