@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass, fields
 
 from heddle.models import FleetState, NodeStatus, PowerSource, Privacy, Task, TaskKind, ThermalState
-from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS, TIER_CODE, FleetArrays, fleet_arrays
+from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS, TIER_CODE, fleet_arrays
 from heddle.optimizer.lean import _lean, _plan
 from heddle.optimizer.policy import Policy
 from heddle.optimizer.scoring import MICRO
@@ -190,6 +190,7 @@ class ExpressPlacer:
             min_defer = self.min_defer[priority] = round(policy.defer_usd * prio * MICRO)
         static_need = kv + w
         ew = policy.energy_weight
+        cw0 = policy.cloud_weight * 0.0
         found = False
         best_cost = best_i = -1
         best_service = 0.0
@@ -245,7 +246,7 @@ class ExpressPlacer:
                             + (policy.deadline_miss_usd if late > 0.0 else 0.0)) * prio
             ev_usd = policy.eviction_usd
             evf = ev_usd if need > free else 0.0
-            total = policy.cloud_weight * 0.0 + ew * energy + lateness + evf
+            total = cw0 + ew * energy + lateness + evf
             cost = round((total - evf) * MICRO) + (round(ev_usd * MICRO) if needs_evict else 0)
             if not found or cost < best_cost or (cost == best_cost and i < best_i):
                 found = True
@@ -255,11 +256,10 @@ class ExpressPlacer:
         return None
 
 
-def place_row(fa: FleetArrays, state: FleetState, row: tuple, policy: Policy) -> tuple[int, float] | None:
-    """(node index, est_seconds) if `place_one` would place the task on that node, else None.
+def place_row(state: FleetState, row: tuple, policy: Policy) -> tuple[int, float] | None:
+    """(node index in `fleet_arrays(state.fleet)`, est_seconds) if `place_one` would place the
+    task on that node, else None.
 
     `row` is the task as `task_row` gives it; `policy` one of EXPRESS_POLICIES, explanations
     off. One call; a caller placing many tasks on one state keeps an `ExpressPlacer`."""
-    if fa is not fleet_arrays(state.fleet):
-        raise ValueError("place_row: `fa` is not the arrays of `state.fleet`")
     return ExpressPlacer(state, policy).place_row(row)

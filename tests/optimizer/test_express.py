@@ -15,7 +15,7 @@ from tests.optimizer.conftest import problems
 def _check(state, task, name):
     policy = Policy(name=name, explain=False)
     fa = fleet_arrays(state.fleet)
-    express = place_row(fa, state, task_row(task), policy)
+    express = place_row(state, task_row(task), policy)
     decision = place(state, [task], policy).decisions[0]
     on_node = decision.status is DecisionStatus.PLACED and decision.target_kind is TargetKind.NODE
     cloud_may_matter = task.privacy is Privacy.PUBLIC and bool(state.fleet.cloud_offers)
