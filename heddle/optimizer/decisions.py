@@ -23,7 +23,28 @@ from heddle.optimizer.view import gather
 __all__ = ["Alternatives", "decisions", "explain_later"]
 
 
-class Alternatives(Mapping):
+class _LazyMapping(Mapping):
+    """A read-only str -> str mapping whose contents `_resolve()` builds on first access."""
+
+    __slots__ = ()
+
+    def _resolve(self) -> Mapping[str, str]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> str:
+        return self._resolve()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._resolve())
+
+    def __len__(self) -> int:
+        return len(self._resolve())
+
+    def __repr__(self) -> str:
+        return repr(self._resolve())
+
+
+class Alternatives(_LazyMapping):
     """target -> why it was not chosen (a broken constraint, or its higher cost)."""
 
     __slots__ = ("_chosen", "_data", "_full", "_sc", "_t")
@@ -32,7 +53,7 @@ class Alternatives(Mapping):
         self._sc, self._t, self._chosen, self._full = sc, t, chosen, full
         self._data: dict[str, str] | None = None
 
-    def _render(self) -> dict[str, str]:
+    def _resolve(self) -> dict[str, str]:
         if self._data is None:
             sc, t = self._sc, self._t
             privacy = sc.tasks[t].privacy.value
@@ -49,18 +70,6 @@ class Alternatives(Mapping):
                     out[name] = f"cost: ${sc.total_usd[t, j]:.6f} is not the cheapest option"
             self._data = out
         return self._data
-
-    def __getitem__(self, key: str) -> str:
-        return self._render()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._render())
-
-    def __len__(self) -> int:
-        return len(self._render())
-
-    def __repr__(self) -> str:
-        return repr(self._render())
 
 
 def _unplaced_reason(sc: Scored, t: int, permanent: bool) -> str:
@@ -102,7 +111,7 @@ def decisions(sc: Scored, assignment: Assignment, solver: str, explain: bool, ev
     return out
 
 
-class _Deferred(Mapping):
+class _Deferred(_LazyMapping):
     """Alternatives of a one-task decision, scored from a snapshot only when first read."""
 
     __slots__ = ("_alts", "_args")
@@ -111,24 +120,12 @@ class _Deferred(Mapping):
         self._args = (fa, snapshot, task, policy, chosen)
         self._alts: Alternatives | None = None
 
-    def _get(self) -> Alternatives:
+    def _resolve(self) -> Alternatives:
         if self._alts is None:
             fa, snapshot, task, policy, chosen = self._args
             sc = score(fa, gather(fa, snapshot, policy.instance_slots_per_gpu), [task], policy)
             self._alts = Alternatives(sc, 0, chosen, None)
         return self._alts
-
-    def __getitem__(self, key: str) -> str:
-        return self._get()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._get())
-
-    def __len__(self) -> int:
-        return len(self._get())
-
-    def __repr__(self) -> str:
-        return repr(self._get())
 
 
 def explain_later(decision: Decision, fa, state: FleetState, task: Task, policy) -> None:
