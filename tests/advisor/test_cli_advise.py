@@ -20,15 +20,20 @@ nodes:
 """
 
 
-def test_advise_on_files_prints_a_ranked_table_and_writes_the_report(tmp_path: Path):
-    trace = steady_trace([{"every_s": 900, "model": "llama-3.1-70b", "quant": "q8_0", "prompt": 500,
-                               "output": 200, "privacy": "sensitive", "owner": "alice", "deadline_s": 3600}],
-                         days=2)
+def _inputs(tmp_path: Path, every_s: float, days: int) -> list[str]:
+    """A steady sensitive 70B workload and the tiny fleet, as files: the `advise` arguments."""
+    trace = steady_trace([{"every_s": every_s, "model": "llama-3.1-70b", "quant": "q8_0", "prompt": 500,
+                           "output": 200, "privacy": "sensitive", "owner": "alice", "deadline_s": 3600}],
+                         days=days)
     write_trace(trace, tmp_path / "t.htr.gz")
     (tmp_path / "fleet.yaml").write_text(FLEET_YAML)
+    return ["--trace", str(tmp_path / "t.htr.gz"), "--fleet", str(tmp_path / "fleet.yaml")]
+
+
+def test_advise_on_files_prints_a_ranked_table_and_writes_the_report(tmp_path: Path):
     out = tmp_path / "report"
     result = CliRunner().invoke(app, [
-        "advise", "--trace", str(tmp_path / "t.htr.gz"), "--fleet", str(tmp_path / "fleet.yaml"),
+        "advise", *_inputs(tmp_path, 900, days=2),
         "--budget", "6000", "--miss-value", "0.5", "--shortlist", "2", "--out", str(out)],
         terminal_width=200)
     assert result.exit_code == 0, result.output
@@ -59,13 +64,8 @@ def test_advise_refuses_an_unknown_policy(tmp_path: Path):
 
 
 def test_check_sampling_reports_the_full_replay(tmp_path: Path):
-    trace = steady_trace([{"every_s": 1800, "model": "llama-3.1-70b", "quant": "q8_0", "prompt": 500,
-                           "output": 200, "privacy": "sensitive", "owner": "alice", "deadline_s": 3600}],
-                         days=4)
-    write_trace(trace, tmp_path / "t.htr.gz")
-    (tmp_path / "fleet.yaml").write_text(FLEET_YAML)
     result = CliRunner().invoke(app, [
-        "advise", "--trace", str(tmp_path / "t.htr.gz"), "--fleet", str(tmp_path / "fleet.yaml"),
+        "advise", *_inputs(tmp_path, 1800, days=4),
         "--sample-days", "2", "--shortlist", "1", "--check-sampling", "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     flat = " ".join(result.output.split())
