@@ -40,7 +40,7 @@ from heddle.optimizer.express import EXPRESS_POLICIES, ExpressPlacer
 from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS
 from heddle.sim.engine import Twin
 from heddle.sim.nodes import NodeRt
-from heddle.sim.records import ST_COMPLETED, ST_PENDING
+from heddle.sim.records import KIND_NODE, ST_COMPLETED, ST_PENDING
 from heddle.sim.workload import Workload
 
 __all__ = ["ExpressTwin", "express_ok"]
@@ -207,8 +207,7 @@ class ExpressTwin(Twin):
                 # an LLM task that is not personal (_to_node checks the owner) for a node that
                 # takes work: _to_node without the row tuple (the class code gives the model)
                 if self._code_llm_shared[code] and rt.accepts_work():
-                    mq = self._code_model(code, i)
-                    self._assign(i, rt, found[1], mq[0], mq[3] * (self._xa[i] + self._xb[i]))
+                    self._llm_to_node(i, rt, found[1], code)
                 else:
                     self._to_node(i, rt, found[1], self.w.row(i))
                 return False
@@ -238,15 +237,130 @@ class ExpressTwin(Twin):
             mq = self._code_mq[code] = self._mq.get((row[3], row[4])) or self._model_quant(row[3], row[4])
         return mq
 
-    def _completed(self, i: int) -> None:
-        """`_terminal(i, ST_COMPLETED, "")` for the common case, a task no stage depends on."""
+    # -- the common start and finish, inline -------------------------------------------
+    def _llm_to_node(self, i: int, rt: NodeRt, est_seconds: float, code: int) -> None:
+        """`_assign` for an LLM task that is not personal, to a node that takes work (both
+        checked), with its common case written out: the node has a free slot and no queue, and
+        the model is resident with room for the task's KV cache. That case does what
+        `_try_start`, `NodeRt.admit`, `_start_on_node`, `_llm_step` and `publish` would, in
+        the same floating-point order; any other goes through `_assign`."""
+        mq = self._code_mq[code]
+        if mq is None:
+            mq = self._code_model(code, i)
+        key = mq[0]
+        a, b = self._xa[i], self._xb[i]
+        need = mq[3] * (a + b)
+        resident, running, slots = rt.resident, rt.running, rt.node.slots
+        if (rt.queue or len(running) >= slots or key not in resident
+                or need > rt.usable_gb - rt.resident_gb - rt.pinned_gb):
+            self._assign(i, rt, est_seconds, key, need)
+            return
         rec = self.rec
+        now = self.env._now
+        rec.target[i] = rt.idx
+        rec.target_kind[i] = KIND_NODE
+        self.mem_key[i] = key
+        self.mem_need[i] = need
+        self.est_s[i] = est_seconds
+        # NodeRt.admit: the model is resident and the task fits
+        resident.move_to_end(key)
+        in_use = rt.in_use
+        uses = in_use.get(key, 0)
+        if uses == 0:
+            rt.in_use_weights_gb += resident[key]
+        in_use[key] = uses + 1
+        rt.pinned_gb += need
+        # _start_on_node (resident model) and _llm_step
+        ns = rt.ns
+        sf = ns.speed_factor or 1.0
+        batch = len(running) + 1
+        rates = self._rates.get((code, rt.idx, batch))
+        powers = self._powers.get(rt.idx)
+        if rates is None or powers is None:
+            load_s, prefill_s, decode_s, kwh = self._llm_step(i, rt, key, False, batch)
+        else:
+            load_s = 0.0
+            prefill_s = a / rates[0]
+            decode_s = b / rates[1]
+            kwh = powers[0] * (prefill_s + decode_s) / _J_PER_KWH + powers[1] * load_s / _J_PER_KWH
+        ready = rt.loaded_at_s.get(key, 0.0)
+        wait_load = ready - now if ready > now else 0.0
+        service = wait_load + (load_s + prefill_s + decode_s) / sf
+        first_token = wait_load + (load_s + prefill_s) / sf
+        kwh = kwh / sf / slots
+        noise = self.noise
+        if noise is not None:
+            service *= noise[i]
+            first_token *= noise[i]
+            kwh *= noise[i]
+        self.task_kwh[i] = kwh
+        rec.start_s[i] = now
+        rec.service_s[i] = service
+        rec.ttft_s[i] = now - self._arrival[i] + first_token
+        running.add(i)
+        rt.finish_sum_s += now + service
+        env = self.env
+        heappush(env._queue, (now + service, _NORMAL, next(env._eid), i, self.token[i]))
+        # publish: no queue, `batch` tasks running
+        mem = rt.usable_gb - rt.pinned_gb - rt.resident_gb
+        ns.free_memory_gb = mem if mem > 0.0 else 0.0  # noqa: FURB136 (as NodeRt.publish)
+        if batch < slots:
+            ns.free_slots = slots - batch
+            ns.backlog_s = 0.0
+            self._full.discard(rt)
+            self._waiting.discard(rt)
+        else:
+            ns.free_slots = 0
+            rt.refresh_backlog(now)
+            self._full.add(rt)
+            self._waiting.discard(rt)
+
+    def _node_finished(self, i: int, tok: int) -> None:
+        """Twin's, with `NodeRt.release`, the completion of a task no stage depends on and,
+        when the node has no queue, `publish` written out."""
+        if self.token[i] != tok:
+            return  # the node failed under this attempt
+        rec = self.rec
+        rt = self.targets[rec.target[i]]
+        now = self.env._now
+        service = rec.service_s[i]
+        running = rt.running
+        running.discard(i)
+        rt.finish_sum_s -= rec.start_s[i] + service
+        rt.pinned_gb -= self.mem_need[i]  # NodeRt.release
+        key = self.mem_key[i]
+        in_use = rt.in_use
+        if key >= 0 and key in in_use:
+            uses = in_use[key] - 1
+            if uses <= 0:
+                del in_use[key]
+                rt.in_use_weights_gb -= rt.resident.get(key, 0.0)
+            else:
+                in_use[key] = uses
+        rt.busy_slot_s += service
+        kwh = self.task_kwh[i]
+        rec.energy_kwh[i] += kwh
+        rec.cost_usd[i] += kwh * rt.price_usd_per_kwh
+        rec.finish_s[i] = now
         if rec.status[i] == ST_PENDING and i not in self.w.dependents:
             rec.status[i] = ST_COMPLETED
             self.live.pop(i, None)
             self.outstanding -= 1
         else:
             self._terminal(i, ST_COMPLETED, "")
+        if rt.queue:
+            self._start_next(rt)
+            self.publish(rt, now)
+        else:  # publish: a free slot (this one), no queue
+            ns = rt.ns
+            ns.free_slots = rt.node.slots - len(running)
+            mem = rt.usable_gb - rt.pinned_gb - rt.resident_gb
+            ns.free_memory_gb = mem if mem > 0.0 else 0.0  # noqa: FURB136 (as NodeRt.publish)
+            ns.backlog_s = 0.0
+            self._full.discard(rt)
+            self._waiting.discard(rt)
+        if self.deferred and self.cfg.batch_window_s <= 0:  # capacity freed: offer deferred work
+            self._retry(1)
 
     def _new_placer(self) -> ExpressPlacer:
         placer = self._placer = ExpressPlacer(self.state, self.policy)
