@@ -47,6 +47,9 @@ _PERSONAL, _PUBLIC, _LLM = Privacy.PERSONAL, Privacy.PUBLIC, TaskKind.LLM
 _INF = math.inf
 _ceil, _floor = math.ceil, math.floor
 _LB_SAFETY = 1.0 - 1e-9
+_MB_SLACK_GB = 0.004
+"""Below `free - this`, place_one's whole-MB memory test passes: rounding the need up and the
+free memory down to MB moves each by under 1 MB (the need has two parts), plus float slack."""
 
 
 def task_row(task: Task) -> tuple:
@@ -191,6 +194,8 @@ class ExpressPlacer:
         static_need = kv + w
         ew = policy.energy_weight
         cw0 = policy.cloud_weight * 0.0
+        ev_usd = policy.eviction_usd
+        ev_int = round(ev_usd * MICRO)
         found = False
         best_cost = best_i = -1
         best_service = 0.0
@@ -213,7 +218,7 @@ class ExpressPlacer:
             if ns.status is not _ACTIVE or static_need > installed_i or ns.thermal in _HOT:
                 continue
             rm = ns.resident_models
-            resident = llm and bool(rm) and key in rm
+            resident = key in rm  # key is None for processor steps: never resident
             sf = ns.speed_factor
             speed = (sf if sf < 1.0 else 1.0) if sf > 0 else 1.0
             if llm:
@@ -225,17 +230,22 @@ class ExpressPlacer:
                     service > policy.battery_heavy_seconds or need > policy.battery_heavy_memory_gb):
                 continue
             free = ns.free_memory_gb
-            evictable = 0.0
-            if need > free:
-                if rm and free_slots >= slots_i:
-                    evictable = max(sum(self.fa.weights_gb(*mq) for mq in rm if mq != key), 0.0)
-                if need > free + evictable:
+            if need > free - _MB_SLACK_GB:  # place_one's memory tests; below, none can fail
+                evictable = 0.0
+                if need > free:
+                    if rm and free_slots >= slots_i:
+                        evictable = max(sum(self.fa.weights_gb(*mq) for mq in rm if mq != key), 0.0)
+                    if need > free + evictable:
+                        continue
+                add_mb = kv_mb + (0 if resident else w_mb)
+                free_mb = _floor(free * 1000 + 1e-9)
+                needs_evict = add_mb > free_mb
+                if needs_evict and add_mb > free_mb + _floor(evictable * 1000 + 1e-9):
                     continue
-            add_mb = kv_mb + (0 if resident else w_mb)
-            free_mb = _floor(free * 1000 + 1e-9)
-            needs_evict = add_mb > free_mb
-            if needs_evict and add_mb > free_mb + _floor(evictable * 1000 + 1e-9):
-                continue
+                evf = ev_usd if need > free else 0.0
+            else:
+                needs_evict = False
+                evf = 0.0
             energy = service * e_i
             if timely:
                 lateness = 0.0
@@ -244,10 +254,8 @@ class ExpressPlacer:
                 late = late if late > 0.0 else 0.0
                 lateness = (late * policy.lateness_usd_per_s
                             + (policy.deadline_miss_usd if late > 0.0 else 0.0)) * prio
-            ev_usd = policy.eviction_usd
-            evf = ev_usd if need > free else 0.0
-            total = cw0 + ew * energy + lateness + evf
-            cost = round((total - evf) * MICRO) + (round(ev_usd * MICRO) if needs_evict else 0)
+            # place_one's `total - evf` with total = cloud + energy + lateness + evf
+            cost = round((cw0 + ew * energy + lateness + evf - evf) * MICRO) + (ev_int if needs_evict else 0)
             if not found or cost < best_cost or (cost == best_cost and i < best_i):
                 found = True
                 best_cost, best_i, best_service = cost, i, service

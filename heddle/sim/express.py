@@ -160,6 +160,35 @@ class ExpressTwin(Twin):
             env._now = self.horizon_s  # as env.run(until=horizon) leaves the clock
         self._close()
 
+    def _on_arrivals(self, _ev) -> None:
+        """Twin's, with `_release` for the common case (no stage it depends on failed, no
+        batch window) and the next arrival instant (`_schedule_arrival`) written out."""
+        now, arrival, n = self.env._now, self._arrival, self.w.n
+        i = self._next
+        every, progress = self.cfg.progress_every, self.progress
+        direct = self.cfg.batch_window_s <= 0
+        deps_left, dep_failed, arrived, release_s = self.deps_left, self.dep_failed, self.arrived, self.rec.release_s
+        while i < n and arrival[i] <= now:  # everything arriving at this instant, in trace order
+            self._next = i + 1
+            arrived[i] = 1
+            self.outstanding += 1
+            if deps_left[i] == 0:
+                if direct and not dep_failed[i]:
+                    release_s[i] = now
+                    if self._place_one(i):
+                        self.deferred.append(i)
+                        self._arm_retry()
+                else:
+                    self._release(i)
+            if progress is not None and i % every == 0:
+                progress(i, n)
+            i += 1
+        if i < n and (self.horizon_s is None or arrival[i] < self.horizon_s):
+            self._t_arr = now + (arrival[i] - now)  # the time `after()` would have pushed
+            self._e_arr = next(self.env._eid)
+        else:
+            self._schedule_arrival()
+
     def _schedule_arrival(self) -> None:
         i, n = self._next, self.w.n
         if i >= n or (self.horizon_s is not None and self._arrival[i] >= self.horizon_s):
@@ -185,7 +214,11 @@ class ExpressTwin(Twin):
         if not self._express:
             return super()._place_one(i)
         state = self.state
-        now = self._advance_clock()  # _prepare_state, except the backlogs (below)
+        now = self.env._now  # _prepare_state, except the backlogs (below); _advance_clock inline
+        if now != state.time_s:
+            state.time_s = now
+            if now >= self.budget_roll.soonest:
+                self.budget_roll.roll(now, state)
         # the express placement reads the backlog of nodes with a free slot only; of the full
         # nodes (whose backlog moves with the clock) that is those with a queue waiting for memory
         for rt in self._waiting:
@@ -193,7 +226,7 @@ class ExpressTwin(Twin):
         self.place_calls += 1
         t0 = perf_counter()
         placer = self._placer
-        if not placer.current():  # the fleet changed
+        if state.fleet is not placer.fleet or len(state.nodes) != placer.n_views:  # not current()
             placer = self._new_placer()
         code = self._code[i]
         cls = self._cls[code]

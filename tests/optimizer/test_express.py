@@ -3,12 +3,14 @@ a task on a local node, with the same node and service estimate, on random fleet
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from heddle.models import Privacy
 from heddle.optimizer import DecisionStatus, Policy, TargetKind, place
-from heddle.optimizer.express import place_row, task_row
+from heddle.optimizer.express import _MB_SLACK_GB, place_row, task_row
 from heddle.optimizer.fleet_cache import fleet_arrays
+from heddle.optimizer.lean import _mb_down, _mb_up
 from tests.optimizer.conftest import problems
 
 
@@ -62,3 +64,20 @@ def test_express_path_answers_most_calls_on_a_local_fleet():
             answered += _check(state, task, "fast")
             total += 1
     assert answered >= total // 2, (answered, total)
+
+
+_GB_NEAR_WHOLE_MB = st.builds(lambda mb, off: max(mb / 1000 + off, 0.0), st.integers(0, 600_000), st.floats(-2e-6, 2e-6))
+"""Sizes in GB at or next to whole MB, where rounding up to MB jumps."""
+
+
+@settings(max_examples=2000, deadline=None)
+@given(kv=st.one_of(st.floats(0, 600), _GB_NEAR_WHOLE_MB), w=st.one_of(st.floats(0, 600), _GB_NEAR_WHOLE_MB),
+       gap=st.one_of(st.just(0.0), st.floats(0, 0.01)), resident=st.booleans())
+def test_memory_below_the_slack_passes_the_whole_mb_test(kv, w, gap, resident):
+    """The express path skips place_one's whole-MB memory test when the need is at least
+    _MB_SLACK_GB below the free memory; the test must then pass (else the express path could
+    place a task on a node place_one finds too full)."""
+    need = kv + (0.0 if resident else w)
+    free = need + _MB_SLACK_GB + gap
+    assume(need <= free - _MB_SLACK_GB)
+    assert _mb_up(kv) + (0 if resident else _mb_up(w)) <= _mb_down(free)
