@@ -11,10 +11,15 @@ the hot path, none of which changes a result:
   `place()` needs one. Before it, only the backlogs the express path reads are refreshed
   (`_waiting`: full nodes that still have a free slot).
 - **Starting and finishing.** An LLM task that is not personal goes to its node without a row
-  tuple (`Twin._assign`, with the model from the class code); token rates come from `perf.llm_rates` through a per-run memo
-  keyed by (class code, node, batch), and the step's energy is `cost.step_energy_kwh` written
-  out with per-node powers, the same floating-point operations in the same order. A
-  completion with no dependent stage skips the general `_terminal` (`_completed`).
+  tuple, with the model taken from the class code. Its common case (a free slot, no queue, the
+  model resident with room for the KV cache) is written out in `_llm_to_node`: what
+  `_try_start`, `NodeRt.admit`, `_start_on_node` and `publish` would do, in one function;
+  anything else goes through `Twin._assign`. Token rates and marginal powers come from
+  `perf.llm_rates` and `cost.step_power_w` through a per-run memo keyed by (class code, node,
+  batch), and the step's energy is `cost.step_energy_kwh` written out with them, the same
+  floating-point operations in the same order. `_node_finished` likewise writes out
+  `NodeRt.release`, the completion of a task no stage depends on, and `publish` for a node
+  without a queue. Arrivals release their tasks inline (`_on_arrivals`).
 - **The event loop.** It pops SimPy's heap itself: completions on nodes are handled inline,
   the next arrival is held outside the heap with the event id SimPy would have given it, and
   every other event (fleet dynamics, cloud, retry timers) goes through `env.step()`. Events
@@ -121,9 +126,9 @@ class ExpressTwin(Twin):
             self._deadline = array("d", np.where(np.isnan(deadline), np.inf, deadline).tobytes())
             self._priority = w.priority.tolist()
             self._new_placer()
-        self._rates: dict[tuple, tuple[float, float]] = {}  # (code, node, batch) -> token rates
+        # (code, node, batch) -> (prefill, decode tokens/s, decode and load marginal W)
+        self._steps: dict[tuple[int, int, int], tuple[float, float, float, float]] = {}
         self._load_s: dict[tuple[int, int], float] = {}
-        self._powers: dict[int, tuple[float, float]] = {}
         self._t_arr = _INF  # the next arrival instant, held outside the heap ...
         self._e_arr = 0  # ... with the event id SimPy would have given it
 
@@ -233,14 +238,15 @@ class ExpressTwin(Twin):
         if cls is _UNSET:
             cls = self._cls[code] = placer.klass(self.w.row_alone(i))
         if cls is not None:
-            found = placer.place(cls, self._xa[i], self._xb[i], self._deadline[i], self._priority[i])
+            a, b = self._xa[i], self._xb[i]
+            found = placer.place(cls, a, b, self._deadline[i], self._priority[i])
             if found is not None:
                 self.place_wall_s += perf_counter() - t0
                 rt = self._fa_nodes[found[0]]
                 # an LLM task that is not personal (_to_node checks the owner) for a node that
                 # takes work: _to_node without the row tuple (the class code gives the model)
                 if self._code_llm_shared[code] and rt.accepts_work():
-                    self._llm_to_node(i, rt, found[1], code)
+                    self._llm_to_node(i, rt, found[1], code, a, b, now)
                 else:
                     self._to_node(i, rt, found[1], self.w.row(i))
                 return False
@@ -271,17 +277,18 @@ class ExpressTwin(Twin):
         return mq
 
     # -- the common start and finish, inline -------------------------------------------
-    def _llm_to_node(self, i: int, rt: NodeRt, est_seconds: float, code: int) -> None:
+    def _llm_to_node(self, i: int, rt: NodeRt, est_seconds: float, code: int, a: float, b: float,
+                     now: float) -> None:
         """`_assign` for an LLM task that is not personal, to a node that takes work (both
         checked), with its common case written out: the node has a free slot and no queue, and
         the model is resident with room for the task's KV cache. That case does what
         `_try_start`, `NodeRt.admit`, `_start_on_node`, `_llm_step` and `publish` would, in
-        the same floating-point order; any other goes through `_assign`."""
+        the same floating-point order; any other goes through `_assign`. `a`, `b`: the task's
+        prompt and output tokens; `now`: the clock."""
         mq = self._code_mq[code]
         if mq is None:
             mq = self._code_model(code, i)
         key = mq[0]
-        a, b = self._xa[i], self._xb[i]
         need = mq[3] * (a + b)
         resident, running, slots = rt.resident, rt.running, rt.node.slots
         if (rt.queue or len(running) >= slots or key not in resident
@@ -289,12 +296,10 @@ class ExpressTwin(Twin):
             self._assign(i, rt, est_seconds, key, need)
             return
         rec = self.rec
-        now = self.env._now
         rec.target[i] = rt.idx
         rec.target_kind[i] = KIND_NODE
         self.mem_key[i] = key
-        self.mem_need[i] = need
-        self.est_s[i] = est_seconds
+        self.mem_need[i] = need  # (est_s is read for queued tasks only; this one starts now)
         # NodeRt.admit: the model is resident and the task fits
         resident.move_to_end(key)
         in_use = rt.in_use
@@ -307,15 +312,14 @@ class ExpressTwin(Twin):
         ns = rt.ns
         sf = ns.speed_factor or 1.0
         batch = len(running) + 1
-        rates = self._rates.get((code, rt.idx, batch))
-        powers = self._powers.get(rt.idx)
-        if rates is None or powers is None:
+        step = self._steps.get((code, rt.idx, batch))
+        if step is None:
             load_s, prefill_s, decode_s, kwh = self._llm_step(i, rt, key, False, batch)
         else:
             load_s = 0.0
-            prefill_s = a / rates[0]
-            decode_s = b / rates[1]
-            kwh = powers[0] * (prefill_s + decode_s) / _J_PER_KWH + powers[1] * load_s / _J_PER_KWH
+            prefill_s = a / step[0]
+            decode_s = b / step[1]
+            kwh = step[2] * (prefill_s + decode_s) / _J_PER_KWH + step[3] * load_s / _J_PER_KWH
         ready = rt.loaded_at_s.get(key, 0.0)
         wait_load = ready - now if ready > now else 0.0
         service = wait_load + (load_s + prefill_s + decode_s) / sf
@@ -412,16 +416,18 @@ class ExpressTwin(Twin):
     def _llm_step(self, i: int, rt: NodeRt, key: int, missing: bool, batch: int) -> tuple[float, float, float, float]:
         p, o = self._xa[i], self._xb[i]  # token counts: exact in a float
         ck = (self._code[i], rt.idx, batch)  # the code fixes model, quant and context buckets
-        rates = self._rates.get(ck)
+        step = self._steps.get(ck)
         device = rt.node.device
-        if rates is None:
+        if step is None:
             spec, quant = self._mq_by_key[key][1], self._mq_by_key[key][4][1]
             p_int, o_int = int(p), int(o)
-            rates = self._rates[ck] = (
+            base = device.idle_power_w  # cost.step_energy_kwh's two marginal powers
+            step = self._steps[ck] = (
                 perf.llm_rates(device, spec, quant, batch=batch, context_tokens=p_int)[0],
-                perf.llm_rates(device, spec, quant, batch=batch, context_tokens=p_int + o_int // 2)[1])
-        prefill_s = p / rates[0]
-        decode_s = o / rates[1]
+                perf.llm_rates(device, spec, quant, batch=batch, context_tokens=p_int + o_int // 2)[1],
+                cost.step_power_w(device, "decode") - base, cost.step_power_w(device, "load") - base)
+        prefill_s = p / step[0]
+        decode_s = o / step[1]
         if missing:
             load_s = self._load_s.get((rt.idx, key))
             if load_s is None:
@@ -429,10 +435,5 @@ class ExpressTwin(Twin):
                 load_s = self._load_s[rt.idx, key] = perf.load_seconds(device, spec_of[1], spec_of[4][1])
         else:
             load_s = 0.0
-        powers = self._powers.get(rt.idx)
-        if powers is None:  # cost.step_energy_kwh's two marginal powers
-            base = device.idle_power_w
-            powers = self._powers[rt.idx] = (cost.step_power_w(device, "decode") - base,
-                                             cost.step_power_w(device, "load") - base)
-        kwh = powers[0] * (prefill_s + decode_s) / _J_PER_KWH + powers[1] * load_s / _J_PER_KWH
+        kwh = step[2] * (prefill_s + decode_s) / _J_PER_KWH + step[3] * load_s / _J_PER_KWH
         return load_s, prefill_s, decode_s, kwh
