@@ -93,7 +93,7 @@ class ExpressPlacer:
     """`place_one`'s node placements for one `FleetState` (mutated in place between calls)
     and one policy of EXPRESS_POLICIES with explanations off (the caller checks both)."""
 
-    __slots__ = ("classes", "fa", "fleet", "min_defer", "n_views", "policy", "state", "views")
+    __slots__ = ("classes", "fa", "fleet", "min_defer", "n_views", "policy", "state", "views", "weights")
 
     def __init__(self, state: FleetState, policy: Policy):
         self.state = state
@@ -105,6 +105,10 @@ class ExpressPlacer:
         self.n_views = len(nodes)
         self.classes: dict[tuple, ExpressClass | None] = {}
         self.min_defer: dict[int, int] = {}  # priority -> deferral cost (micro-USD)
+        # place_one's energy weight, cloud term of a node (cloud_weight * 0.0: 0.0 unless the
+        # weight is not finite), eviction price in USD and in micro-USD
+        self.weights = (policy.energy_weight, policy.cloud_weight * 0.0, policy.eviction_usd,
+                        round(policy.eviction_usd * MICRO))
 
     def current(self) -> bool:
         """False once the state's fleet or node set changed (build a new placer then)."""
@@ -182,8 +186,6 @@ class ExpressPlacer:
         else:
             w, kv = 0.0, b
             x_a, x_b = a, 0.0
-        kv_mb = _ceil(kv * 1000 - 1e-9)
-        w_mb = cls.weights_mb
         key = cls.model
         now = self.state.time_s
         timely = deadline == _INF  # no deadline: no lateness, which place_one computes as 0.0 too
@@ -192,10 +194,7 @@ class ExpressPlacer:
         if min_defer is None:
             min_defer = self.min_defer[priority] = round(policy.defer_usd * prio * MICRO)
         static_need = kv + w
-        ew = policy.energy_weight
-        cw0 = policy.cloud_weight * 0.0
-        ev_usd = policy.eviction_usd
-        ev_int = round(ev_usd * MICRO)
+        ew, cw0, ev_usd, ev_int = self.weights
         found = False
         best_cost = best_i = -1
         best_service = 0.0
@@ -237,7 +236,7 @@ class ExpressPlacer:
                         evictable = max(sum(self.fa.weights_gb(*mq) for mq in rm if mq != key), 0.0)
                     if need > free + evictable:
                         continue
-                add_mb = kv_mb + (0 if resident else w_mb)
+                add_mb = _ceil(kv * 1000 - 1e-9) + (0 if resident else cls.weights_mb)
                 free_mb = _floor(free * 1000 + 1e-9)
                 needs_evict = add_mb > free_mb
                 if needs_evict and add_mb > free_mb + _floor(evictable * 1000 + 1e-9):
