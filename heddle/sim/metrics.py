@@ -4,6 +4,9 @@ Latency is finish - arrival of completed tasks (pipeline stages include the wait
 stages they depend on); time to first token is measured from arrival too. Deadline-miss rate
 counts, among tasks that have a deadline, those not completed by it (a rejected task with a
 deadline missed it). Utilization is busy slot-seconds over slot-seconds present.
+
+Each metric reads only the columns it needs (a boolean mask applied to the whole records frame
+copies every column), and a class that covers every task reuses the run-wide numbers.
 """
 
 from __future__ import annotations
@@ -18,16 +21,20 @@ __all__ = ["SimSummary", "class_table", "queue_series", "summarize", "utilizatio
 PERCENTILES = (50, 95, 99)
 """Percentiles reported for latency and time to first token."""
 
+_PCT_KEYS = (*(f"p{p}" for p in PERCENTILES), "mean")
+"""The keys of `_pct`'s result, in order."""
+
 SERIES_POINTS = 200
 """Samples in the queue-length and utilization time series."""
 
 
 def _pct(values: np.ndarray) -> dict[str, float]:
-    values = values[~np.isnan(values)]
+    values = values[~np.isnan(values)]  # a copy, so the percentile may reorder it in place
     if len(values) == 0:
         return {f"p{p}": float("nan") for p in PERCENTILES} | {"mean": float("nan")}
-    qs = np.percentile(values, PERCENTILES)
-    return {f"p{p}": float(q) for p, q in zip(PERCENTILES, qs)} | {"mean": float(values.mean())}
+    mean = float(values.mean())  # before the partition reorders the values (summation order)
+    qs = np.percentile(values, PERCENTILES, overwrite_input=True)
+    return {f"p{p}": float(q) for p, q in zip(PERCENTILES, qs)} | {"mean": mean}
 
 
 @dataclass(slots=True)
@@ -74,24 +81,49 @@ class SimSummary:
         return asdict(self)
 
 
-def _class_rows(df: pd.DataFrame) -> dict[str, dict[str, float]]:
+_CLASS_COLUMNS = ("status", "deadline_met", "latency", "ttft", "wait")
+"""The records columns a per-class row is computed from."""
+
+
+def _class_row(g: pd.DataFrame) -> dict[str, float]:
+    """Counts, deadline-miss rate and latency/ttft/wait percentiles of the rows in `g`
+    (which holds `_CLASS_COLUMNS`)."""
+    completed = (g["status"] == "completed").to_numpy()
+    has_deadline = g["deadline_met"].notna()
+    misses = int((~g.loc[has_deadline, "deadline_met"].astype(bool)).sum())
+    row = {
+        "arrived": len(g), "completed": int(completed.sum()),
+        "rejected": int((g["status"] == "rejected").sum()),
+        "failed": int((g["status"] == "failed").sum()),
+        "in_flight": int((g["status"] == "in_flight").sum()),
+        "deadline_miss_rate": misses / int(has_deadline.sum()) if has_deadline.any() else 0.0,
+    }
+    for name in ("latency", "ttft", "wait"):
+        for k, v in _pct(g[name].to_numpy(dtype=float)[completed]).items():
+            row[f"{name}_{k}_s"] = v
+    return row
+
+
+def _one_class(keys: pd.Series) -> bool:
+    """Whether every row has the same (present) value, read off a categorical's codes; False
+    for other columns, which go through the groupby."""
+    if not isinstance(keys.dtype, pd.CategoricalDtype) or len(keys) == 0:
+        return False
+    codes = keys.cat.codes.to_numpy()
+    return bool(codes[0] >= 0 and (codes == codes[0]).all())
+
+
+def _class_rows(df: pd.DataFrame, run: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Rows per privacy class and per task kind; `run` is `_class_row` of the whole frame,
+    which is also the row of a class that every task belongs to (all public, all LLM)."""
     out: dict[str, dict[str, float]] = {}
     for column in ("privacy", "kind"):
-        for value, g in df.groupby(column, sort=True):
-            done = g[g["status"] == "completed"]
-            has_deadline = g["deadline_met"].notna()
-            misses = int((~g.loc[has_deadline, "deadline_met"].astype(bool)).sum())
-            row = {
-                "arrived": len(g), "completed": len(done),
-                "rejected": int((g["status"] == "rejected").sum()),
-                "failed": int((g["status"] == "failed").sum()),
-                "in_flight": int((g["status"] == "in_flight").sum()),
-                "deadline_miss_rate": misses / int(has_deadline.sum()) if has_deadline.any() else 0.0,
-            }
-            for name, col in (("latency", "latency"), ("ttft", "ttft"), ("wait", "wait")):
-                for k, v in _pct(done[col].to_numpy(dtype=float)).items():
-                    row[f"{name}_{k}_s"] = v
-            out[f"{column}={value}"] = row
+        keys = df[column]
+        if _one_class(keys):
+            out[f"{column}={keys.iloc[0]}"] = dict(run)
+            continue
+        for value, g in df[[column, *_CLASS_COLUMNS]].groupby(column, sort=True):
+            out[f"{column}={value}"] = _class_row(g)
     return out
 
 
@@ -108,31 +140,30 @@ def _counts(series: pd.Series) -> dict[str, int]:
 def summarize(df: pd.DataFrame, *, fleet: str, policy: str, utilization: dict[str, float],
               idle_energy_kwh: float, idle_energy_usd: float, privacy_violations: int,
               model_loads: dict[str, int], evictions: dict[str, int]) -> SimSummary:
-    done = df[df["status"] == "completed"]
-    has_deadline = df["deadline_met"].notna()
-    misses = int((~df.loc[has_deadline, "deadline_met"].astype(bool)).sum())
-    cloud = df[df["target_kind"] == "cloud"]
+    run = _class_row(df)  # counts, deadline misses and percentiles over every task
+    done = (df["status"] == "completed").to_numpy()
+    cloud = (df["target_kind"] == "cloud").to_numpy()
     start = float(df["arrival"].min()) if len(df) else 0.0
-    end = float(done["finish"].max()) if len(done) else start
+    finish = df["finish"][done]
+    end = float(finish.max()) if len(finish) else start
     makespan = max(end - start, 0.0)
-    local = df[df["target_kind"] != "cloud"]
     task_kwh = float(df["energy_kwh"].sum())
+    cost = df["cost_usd"]
+    cloud_spend = df.loc[cloud, ["target", "cost_usd"]]
     return SimSummary(
-        fleet=fleet, policy=policy, arrived=len(df), completed=len(done),
-        rejected=int((df["status"] == "rejected").sum()),
-        failed=int((df["status"] == "failed").sum()),
-        in_flight=int((df["status"] == "in_flight").sum()),
-        latency_s=_pct(done["latency"].to_numpy(dtype=float)),
-        ttft_s=_pct(done["ttft"].to_numpy(dtype=float)),
-        wait_s=_pct(done["wait"].to_numpy(dtype=float)),
-        deadline_miss_rate=misses / int(has_deadline.sum()) if has_deadline.any() else 0.0,
-        throughput_per_s=len(done) / makespan if makespan > 0 else 0.0,
+        fleet=fleet, policy=policy, arrived=len(df), completed=run["completed"],
+        rejected=run["rejected"], failed=run["failed"], in_flight=run["in_flight"],
+        latency_s={k: run[f"latency_{k}_s"] for k in _PCT_KEYS},
+        ttft_s={k: run[f"ttft_{k}_s"] for k in _PCT_KEYS},
+        wait_s={k: run[f"wait_{k}_s"] for k in _PCT_KEYS},
+        deadline_miss_rate=run["deadline_miss_rate"],
+        throughput_per_s=run["completed"] / makespan if makespan > 0 else 0.0,
         makespan_s=makespan,
-        cloud_spend_usd=float(cloud["cost_usd"].sum()),
-        cloud_spend_by_offer={str(k): float(v) for k, v in cloud.groupby("target")["cost_usd"].sum().items()},
+        cloud_spend_usd=float(cost[cloud].sum()),
+        cloud_spend_by_offer={str(k): float(v) for k, v in cloud_spend.groupby("target")["cost_usd"].sum().items()},
         cloud_spend_by_account={},
         energy_kwh=task_kwh + idle_energy_kwh,
-        energy_cost_usd=float(local["cost_usd"].sum()) + idle_energy_usd,
+        energy_cost_usd=float(cost[(df["target_kind"] != "cloud").to_numpy()].sum()) + idle_energy_usd,
         task_energy_kwh=task_kwh,
         idle_energy_kwh=idle_energy_kwh,
         utilization=utilization,
@@ -143,7 +174,7 @@ def summarize(df: pd.DataFrame, *, fleet: str, policy: str, utilization: dict[st
         failed_reasons=_counts(df.loc[df["status"] == "failed", "reason"]),
         deferrals=int(df["defers"].sum()),
         privacy_violations=privacy_violations,
-        by_class=_class_rows(df),
+        by_class=_class_rows(df, run),
         model_loads=model_loads,
         evictions=evictions,
     )
@@ -158,14 +189,16 @@ def _grid(df: pd.DataFrame) -> np.ndarray:
 
 def queue_series(df: pd.DataFrame) -> pd.DataFrame:
     """Tasks waiting (released, not started) and running, sampled over the run."""
+    # The times come nearly sorted (rows are in arrival order), which a stable sort (timsort)
+    # handles in a few linear passes; the sorted values are the same whatever the algorithm.
     t = _grid(df)
-    release = np.sort(df["release"].dropna().to_numpy(dtype=float))
+    release = np.sort(df["release"].dropna().to_numpy(dtype=float), kind="stable")
     started = df["start"].to_numpy(dtype=float)
-    left_queue = np.sort(np.where(np.isnan(started), df["finish"].to_numpy(dtype=float), started))
+    left_queue = np.sort(np.where(np.isnan(started), df["finish"].to_numpy(dtype=float), started), kind="stable")
     left_queue = left_queue[~np.isnan(left_queue)]
-    done = df[df["status"] == "completed"]
-    starts = np.sort(done["start"].to_numpy(dtype=float))
-    finishes = np.sort(done["finish"].to_numpy(dtype=float))
+    done = (df["status"] == "completed").to_numpy()
+    starts = np.sort(started[done], kind="stable")
+    finishes = np.sort(df["finish"].to_numpy(dtype=float)[done], kind="stable")
     queued = np.searchsorted(release, t, "right") - np.searchsorted(left_queue, t, "right")
     running = np.searchsorted(starts, t, "right") - np.searchsorted(finishes, t, "right")
     return pd.DataFrame({"t": t, "queued": np.maximum(queued, 0), "running": running})
@@ -175,12 +208,16 @@ def utilization_series(df: pd.DataFrame, slots: dict[str, int]) -> pd.DataFrame:
     """Per-node busy fraction in each interval of the grid (completed work only)."""
     t = _grid(df)
     out = {"t": t[1:]}
-    done = df[(df["status"] == "completed") & (df["target_kind"] == "node")]
+    done = ((df["status"] == "completed") & (df["target_kind"] == "node")).to_numpy()
+    # the completed node rows' targets as integers: one integer compare per node below
+    target, names = pd.factorize(df["target"][done])
+    code = {name: k for k, name in enumerate(names)}
+    start, finish = df["start"].to_numpy(dtype=float)[done], df["finish"].to_numpy(dtype=float)[done]
     width = np.diff(t)
     for node, n_slots in slots.items():
-        g = done[done["target"] == node]
-        times = np.concatenate([g["start"].to_numpy(dtype=float), g["finish"].to_numpy(dtype=float)])
-        steps = np.concatenate([np.ones(len(g)), -np.ones(len(g))])
+        mine = np.flatnonzero(target == code[node]) if node in code else np.zeros(0, dtype=np.intp)
+        times = np.concatenate([start[mine], finish[mine]])
+        steps = np.concatenate([np.ones(len(mine)), -np.ones(len(mine))])
         order = np.argsort(times, kind="stable")
         times, level = times[order], np.cumsum(steps[order])
         # area under the running-count step function, sampled at the grid

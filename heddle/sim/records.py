@@ -38,9 +38,22 @@ def _labels(codes: np.ndarray, names) -> pd.Categorical | np.ndarray:
     if len(set(names.tolist())) != len(names):  # not a valid category list: plain strings
         return names[codes]
     order = np.argsort(names.astype(str), kind="stable")
-    rank = np.empty(len(names), dtype=np.int64)
+    # int8 codes when they fit, as pandas stores them: the gather writes 1 byte a row, not 8
+    rank = np.empty(len(names), dtype=np.int8 if len(names) < np.iinfo(np.int8).max else np.int64)
     rank[order] = np.arange(len(names))
     return pd.Categorical.from_codes(rank[codes], categories=names[order].tolist())
+
+
+def _text(names: list[str], codes: np.ndarray) -> pd.api.extensions.ExtensionArray | np.ndarray | str:
+    """`names[codes]` as the column pandas infers from those strings (its "str" dtype), built
+    by a take from the small table of names rather than a check and copy of every row. No
+    names (an empty workload): "" on every row; no rows: an empty object column (what pandas
+    infers from no strings)."""
+    if not names:
+        return ""
+    if len(codes) == 0:
+        return np.array(names, dtype=object)[codes]
+    return pd.array(np.array(names, dtype=object), dtype="str").take(codes)
 
 
 @dataclass(slots=True)
@@ -96,7 +109,8 @@ class Records:
         self.reason[i] = self.code(text)
 
     def frame(self, w: Workload, target_names: list[str], arrived: np.ndarray) -> pd.DataFrame:
-        """The per-task DataFrame, one row per task that arrived (in arrival order)."""
+        """The per-task DataFrame, one row per task that arrived (in arrival order). Every
+        column is a fresh array, so the DataFrame takes them as they are (no copy)."""
         idx = np.flatnonzero(arrived)
 
         def col(values: array) -> np.ndarray:  # numpy reads the array's buffer and type code
@@ -110,13 +124,12 @@ class Records:
         has_deadline = ~np.isnan(deadline_abs)
         done = status == ST_COMPLETED
         met = np.where(done, finish <= deadline_abs + 1e-9, False)
-        deadline_met = pd.array(np.where(has_deadline, met, False), dtype="boolean")
-        deadline_met[~has_deadline] = pd.NA
+        deadline_met = pd.arrays.BooleanArray(np.where(has_deadline, met, False), ~has_deadline)
         names = list(target_names) + [""]
         tgt = col(self.target)
-        owners = np.array(w.owners, dtype=object)[w.owner_code[idx]] if w.owners else ""
+        task_id = np.array(w.task_id, dtype=object)
         return pd.DataFrame({
-            "task_id": np.array(w.task_id, dtype=object)[idx],
+            "task_id": task_id if len(idx) == len(task_id) else task_id[idx],
             "kind": _labels(w.kind[idx], _TASK_KIND_NAMES),
             "arrival": arrival,
             "release": release,
@@ -133,11 +146,11 @@ class Records:
             "deadline_s": deadline_abs,
             "deadline_met": deadline_met,
             "privacy": _labels(w.privacy[idx], _PRIVACY_NAMES),
-            "owner": owners,
-            "pipeline_id": np.array(w.pipelines, dtype=object)[w.pipeline_code[idx]] if w.pipelines else "",
+            "owner": _text(w.owners, w.owner_code[idx]),
+            "pipeline_id": _text(w.pipelines, w.pipeline_code[idx]),
             "status": _labels(status, STATUS_NAMES),
             "retries": col(self.retries),
             "defers": col(self.defers),
             "reason": _labels(col(self.reason), self.reasons),
             "retry_reason": _labels(col(self.retry_reason), self.reasons),
-        })
+        }, copy=False)

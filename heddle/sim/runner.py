@@ -102,9 +102,10 @@ def simulate(
 
 
 def _privacy_violations(df: pd.DataFrame, twin: Twin) -> list[str]:
-    bad = df[(df["target_kind"] == "cloud") & (df["privacy"] != "public")]
+    # masks select the few columns read (a mask over the whole frame would copy every column)
+    bad = df.loc[(df["target_kind"] == "cloud") & (df["privacy"] != "public"), ["task_id", "privacy", "target"]]
     problems = [f"{r.task_id} ({r.privacy}) ran on cloud offer {r.target}" for r in bad.head(5).itertuples()]
-    personal = df[(df["target_kind"] == "node") & (df["privacy"] == "personal")]
+    personal = df.loc[(df["target_kind"] == "node") & (df["privacy"] == "personal"), ["target", "owner"]]
     for (target, owner), g in personal.groupby(["target", "owner"]):
         node = twin.target_by_name[target].node
         if not node.may_hold_personal_of(owner or None):
@@ -133,10 +134,10 @@ def _assemble(twin: Twin, workload: Workload, policy: str, seed: int) -> SimResu
         model_loads={rt.node.id: rt.loads for rt in nodes},
         evictions={rt.node.id: rt.evictions for rt in nodes},
     )
-    cloud = df["target_kind"] == "cloud"
-    accounts = np.array(workload.accounts, dtype=object)[workload.account_code[arrived]]
+    cloud = (df["target_kind"] == "cloud").to_numpy()
+    accounts = np.array(workload.accounts, dtype=object)[workload.account_code[arrived][cloud]]
     summary.cloud_spend_by_account = {
-        str(k): float(v) for k, v in df.loc[cloud, "cost_usd"].groupby(accounts[cloud.to_numpy()]).sum().items()
+        str(k): float(v) for k, v in df.loc[cloud, "cost_usd"].groupby(accounts).sum().items()
     }
     summary.place_calls = twin.place_calls
     summary.place_wall_s = twin.place_wall_s

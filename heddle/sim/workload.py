@@ -47,9 +47,78 @@ def _lookup(table, codes: np.ndarray) -> list:
     return objects[codes].tolist()
 
 
-def _intern(values: pd.Series, column: str) -> tuple[np.ndarray, list[str]]:
-    cat = pd.Categorical(values.fillna("").astype(str))
+def _ranked(codes: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Codes into `names` (distinct strings, any order) recoded into `sorted(names)`."""
+    table = sorted(names)
+    rank = {name: k for k, name in enumerate(table)}
+    return np.array([rank[name] for name in names], dtype=np.int32)[codes], table
+
+
+def _interned(df: pd.DataFrame, column: str, default: str) -> tuple[np.ndarray, list[str]] | None:
+    """A text column as (int32 code per row, its distinct strings in sorted order), exactly as
+    `pd.Categorical(values.fillna("").astype(str))` codes it but computed from the distinct
+    values, not row by row; `default` on every row when the trace lacks the column. None when
+    a value is neither a plain `str` nor missing (a number, a str subclass, a missing
+    categorical value): the caller converts those row by row, as pandas does. Most columns
+    hold one repeated value, which `list.count` confirms faster than a hash pass (equal
+    strings are usually the same object)."""
+    if column not in df.columns:
+        return np.zeros(len(df), dtype=np.int32), [default] if len(df) else []
+    values = df[column]
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        names = values.cat.categories.tolist()
+        if (codes < 0).any() or any(type(c) is not str for c in names):
+            return None  # fillna("") refuses a missing value unless "" is a category
+        used = np.flatnonzero(np.bincount(codes, minlength=len(names)))  # unused ones drop out
+        keep = np.zeros(len(names), dtype=np.int64)
+        keep[used] = np.arange(len(used))
+        return _ranked(keep[codes], [names[k] for k in used.tolist()])
+    array = values.to_numpy()
+    if array.dtype != object:
+        return None
+    items = array.tolist()
+    try:
+        if items and type(items[0]) is str and items.count(items[0]) == len(items):
+            return np.zeros(len(items), dtype=np.int32), [items[0]]
+    except TypeError:  # pd.NA == "x" is NA, which has no truth value: the general path below
+        pass
+    codes, uniques = pd.factorize(array)  # missing values (None, NaN, pd.NA) get code -1
+    names = uniques.tolist()
+    if any(type(u) is not str for u in names):
+        return None
+    if (codes < 0).any():  # missing reads as "", which may be there already
+        if "" not in names:
+            names.append("")
+        codes = np.where(codes < 0, names.index(""), codes)
+    return _ranked(codes, names)
+
+
+def _text(df: pd.DataFrame, column: str, default: str = "") -> tuple[np.ndarray, list[str]]:
+    """A text column interned (see `_interned`): missing values read as "", anything else
+    as `str(value)`."""
+    interned = _interned(df, column, default)
+    if interned is not None:
+        return interned
+    cat = pd.Categorical(df[column].fillna("").astype(str))
     return cat.codes.astype(np.int32), [str(c) for c in cat.categories]
+
+
+def _row_text(df: pd.DataFrame, column: str) -> np.ndarray:
+    """`df[column].fillna("").astype(str)` as an object array, gathered from the interned
+    strings when the column is plain text."""
+    interned = _interned(df, column, "")
+    if interned is None:
+        return df[column].fillna("").astype(str).to_numpy()
+    codes, names = interned
+    return np.array(names, dtype=object)[codes]
+
+
+def _numbers(df: pd.DataFrame, column: str, dtype: type, default: float) -> np.ndarray:
+    """A numeric column as `dtype`, or `default` on every row when the trace lacks it."""
+    if column in df.columns:
+        return df[column].to_numpy(dtype=dtype)
+    return np.full(len(df), default, dtype=dtype)
 
 
 @dataclass(slots=True)
@@ -172,7 +241,25 @@ def _frame_of(source: Any) -> pd.DataFrame:
     return _tasks_frame(source)
 
 
-def _codes(values: pd.Series, table: dict[str, int], column: str, ids: list[str]) -> np.ndarray:
+def _codes(df: pd.DataFrame, column: str, table: dict[str, int], ids: list[str], default: str = "") -> np.ndarray:
+    """A text column as codes into `table`; a value not in it is an error naming the task."""
+    interned = _interned(df, column, default)
+    if interned is None:
+        return _codes_by_row(df[column], table, column, ids)
+    text_code, names = interned
+    codes = np.array([table.get(name, -1) for name in names], dtype=np.int16)[text_code]
+    bad = codes < 0
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise WorkloadError(
+            f"task {ids[i]!r}: field {column!r} is {names[text_code[i]]!r}, expected one of "
+            f"{sorted(table)}"
+        )
+    return codes.astype(np.int8)
+
+
+def _codes_by_row(values: pd.Series, table: dict[str, int], column: str, ids: list[str]) -> np.ndarray:
+    """`_codes` for a column `_interned` declines: converted row by row, as pandas does."""
     strings = values.fillna("").astype(str)
     seen, uniques = pd.factorize(strings)  # map each distinct string once, not each row
     codes = np.array([table.get(u, -1) for u in uniques], dtype=np.int16)[seen]
@@ -186,17 +273,16 @@ def _codes(values: pd.Series, table: dict[str, int], column: str, ids: list[str]
     return codes.astype(np.int8)
 
 
-def _dependencies(df: pd.DataFrame, ids: list[str]) -> tuple[np.ndarray, dict[int, list[int]]]:
-    """Count each stage's dependencies and list who each stage releases; reject cycles."""
-    n = len(df)
+def _dependencies(pipes: np.ndarray, deps: np.ndarray, stages: np.ndarray,
+                  ids: list[str]) -> tuple[np.ndarray, dict[int, list[int]]]:
+    """Count each stage's dependencies and list who each stage releases; reject cycles. The
+    pipeline_id, depends_on and stage columns come as per-row strings ("" for none)."""
+    n = len(ids)
     deps_left = np.zeros(n, dtype=np.int32)
     dependents: dict[int, list[int]] = {}
-    pipes = df["pipeline_id"].fillna("").astype(str).to_numpy()
-    deps = df["depends_on"].fillna("").astype(str).to_numpy()
     rows = np.flatnonzero(pipes != "")
     if len(rows) == 0:
         return deps_left, dependents
-    stages = df["stage"].fillna("").astype(str).to_numpy()
     index: dict[tuple[str, str], int] = {}
     for i in rows.tolist():
         key = (pipes[i], stages[i])
@@ -243,12 +329,8 @@ def as_workload(source: Any) -> Workload:
     missing = [c for c in ("arrival_s", "kind", "task_id") if c not in df.columns]
     if missing:
         raise WorkloadError(f"trace is missing column(s) {missing}; expected {list(TRACE_COLUMNS)}")
-    defaults: dict[str, Any] = {
-        "model": "", "quant": "", "prompt_tokens": 0, "output_tokens": 0, "cpu_seconds": 0.0,
-        "memory_gb": 0.0, "privacy": "public", "owner": "", "deadline_s": np.nan, "tier": "",
-        "account": "", "priority": 0, "pipeline_id": "", "stage": "", "depends_on": "",
-    }
-    df = df.assign(**{c: v for c, v in defaults.items() if c not in df.columns})
+    # Columns the trace lacks read as their defaults (model "", privacy "public", deadline
+    # NaN, ...) in `_text`, `_codes` and `_numbers`: never added to the DataFrame.
     arrival = df["arrival_s"].to_numpy(dtype=np.float64)
     if np.isnan(arrival).any() or (arrival < 0).any():
         i = int(np.flatnonzero(np.isnan(arrival) | (arrival < 0))[0])
@@ -260,30 +342,35 @@ def as_workload(source: Any) -> Workload:
     if len(set(ids)) != len(ids):
         dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
         raise WorkloadError(f"task id {dup!r} appears more than once (field 'task_id')")
-    kind = _codes(df["kind"], _KIND_CODES, "kind", ids)
-    privacy = _codes(df["privacy"], PRIVACY_CODES, "privacy", ids)
-    tier_codes, tiers = _intern(df["tier"], "tier")
+    kind = _codes(df, "kind", _KIND_CODES, ids)
+    privacy = _codes(df, "privacy", PRIVACY_CODES, ids, default="public")
+    tier_codes, tiers = _text(df, "tier")
     for t in tiers:
         if t not in _TIERS:
             raise WorkloadError(f"field 'tier' has value {t!r}; expected one of {sorted(_TIERS)}")
-    deps_left, dependents = _dependencies(df, ids)
-    model_code, models = _intern(df["model"], "model")
-    quant_code, quants = _intern(df["quant"], "quant")
-    owner_code, owners = _intern(df["owner"], "owner")
-    account_code, accounts = _intern(df["account"], "account")
-    pipeline_code, pipelines = _intern(df["pipeline_id"], "pipeline_id")
+    pipeline_code, pipelines = _text(df, "pipeline_id")
+    stages = _row_text(df, "stage")
+    if any(pipelines):
+        deps_left, dependents = _dependencies(_row_text(df, "pipeline_id"), _row_text(df, "depends_on"),
+                                              stages, ids)
+    else:  # no row belongs to a pipeline: no stage waits for another
+        deps_left, dependents = np.zeros(len(df), dtype=np.int32), {}
+    model_code, models = _text(df, "model")
+    quant_code, quants = _text(df, "quant")
+    owner_code, owners = _text(df, "owner")
+    account_code, accounts = _text(df, "account")
     return Workload(
         n=len(df), task_id=ids, arrival_s=arrival, kind=kind,
         model_code=model_code, models=models, quant_code=quant_code, quants=quants,
-        prompt_tokens=df["prompt_tokens"].to_numpy(dtype=np.int64),
-        output_tokens=df["output_tokens"].to_numpy(dtype=np.int64),
-        cpu_seconds=df["cpu_seconds"].to_numpy(dtype=np.float64),
-        memory_gb=df["memory_gb"].to_numpy(dtype=np.float64),
+        prompt_tokens=_numbers(df, "prompt_tokens", np.int64, 0),
+        output_tokens=_numbers(df, "output_tokens", np.int64, 0),
+        cpu_seconds=_numbers(df, "cpu_seconds", np.float64, 0.0),
+        memory_gb=_numbers(df, "memory_gb", np.float64, 0.0),
         privacy=privacy, owner_code=owner_code, owners=owners,
-        deadline_rel_s=df["deadline_s"].to_numpy(dtype=np.float64),
+        deadline_rel_s=_numbers(df, "deadline_s", np.float64, np.nan),
         tier_code=tier_codes, tiers=tiers, account_code=account_code, accounts=accounts,
-        priority=df["priority"].to_numpy(dtype=np.int64),
+        priority=_numbers(df, "priority", np.int64, 0),
         pipeline_code=pipeline_code, pipelines=pipelines,
-        stage=df["stage"].fillna("").astype(str).tolist(),
+        stage=stages.tolist(),
         deps_left=deps_left, dependents=dependents,
     )
