@@ -242,10 +242,13 @@ def _frame_of(source: Any) -> pd.DataFrame:
 
 
 def _codes(df: pd.DataFrame, column: str, table: dict[str, int], ids: list[str], default: str = "") -> np.ndarray:
-    """A text column as codes into `table`; a value not in it is an error naming the task."""
+    """A text column as codes into `table`; a value not in it is an error naming the task. A
+    column `_interned` declines is converted row by row (as pandas does), then coded by its
+    distinct strings."""
     interned = _interned(df, column, default)
     if interned is None:
-        return _codes_by_row(df[column], table, column, ids)
+        text_code, uniques = pd.factorize(df[column].fillna("").astype(str))
+        interned = text_code, uniques.tolist()
     text_code, names = interned
     codes = np.array([table.get(name, -1) for name in names], dtype=np.int16)[text_code]
     bad = codes < 0
@@ -253,21 +256,6 @@ def _codes(df: pd.DataFrame, column: str, table: dict[str, int], ids: list[str],
         i = int(np.flatnonzero(bad)[0])
         raise WorkloadError(
             f"task {ids[i]!r}: field {column!r} is {names[text_code[i]]!r}, expected one of "
-            f"{sorted(table)}"
-        )
-    return codes.astype(np.int8)
-
-
-def _codes_by_row(values: pd.Series, table: dict[str, int], column: str, ids: list[str]) -> np.ndarray:
-    """`_codes` for a column `_interned` declines: converted row by row, as pandas does."""
-    strings = values.fillna("").astype(str)
-    seen, uniques = pd.factorize(strings)  # map each distinct string once, not each row
-    codes = np.array([table.get(u, -1) for u in uniques], dtype=np.int16)[seen]
-    bad = codes < 0
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise WorkloadError(
-            f"task {ids[i]!r}: field {column!r} is {strings.iloc[i]!r}, expected one of "
             f"{sorted(table)}"
         )
     return codes.astype(np.int8)
