@@ -346,9 +346,8 @@ class ExpressTwin(Twin):
             ns.backlog_s = 0.0
             self._full.discard(rt)
             self._waiting.discard(rt)
-        else:
-            ns.free_slots = 0
-            rt.refresh_backlog(now)
+        else:  # full: its backlog is refreshed before anything reads it (`_prepare_state`;
+            ns.free_slots = 0  # the express placement skips nodes without a free slot)
             self._full.add(rt)
             self._waiting.discard(rt)
 

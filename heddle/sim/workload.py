@@ -8,6 +8,7 @@ million-row trace never exists as a million Python objects.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,6 +36,10 @@ _KIND_CODES = {"llm": 0, "processor": 1}
 _KIND_BY_CODE = (TaskKind.LLM, TaskKind.PROCESSOR)
 _CHUNK_ROWS = 65536
 """Rows converted to Python values at a time when building Tasks (memory vs speed)."""
+_DENSE_ROWS = 1024
+"""Rows of one chunk converted alone before `Workload.row` converts the whole chunk (~110 ms):
+a row alone costs ~6 µs, a row in a chunk ~1.7 µs, so a chunk pays only when a good part of
+its rows are used (the reference twin reads every row; the express twin a few per thousand)."""
 _TIERS = {"": None, "local": Tier.LOCAL, "standard": Tier.STANDARD, "frontier": Tier.FRONTIER}
 
 
@@ -154,6 +159,9 @@ class Workload:
 
     _chunk_start: int = -1
     _chunk: list[tuple] = field(default_factory=list)
+    _alone_chunk: int = -1  # the chunk whose rows `row` has been converting alone ...
+    _alone_count: int = 0  # ... and how many
+    _tables: tuple | None = None  # per-code Python values, for `row_alone`
 
     def _load_chunk(self, i: int) -> None:
         """Python rows for a slice around `i`: list indexing beats numpy scalar access ~10x,
@@ -193,20 +201,46 @@ class Workload:
 
     def row(self, i: int) -> tuple:
         """Row `i` as a tuple of `Task` field values (`Task(*row)` is the task). Rows are
-        converted a chunk at a time; a row behind the current chunk (a pipeline stage released
-        late) is converted alone, so the chunk never moves backwards."""
+        converted alone until `_DENSE_ROWS` rows of one chunk have been asked for, then that
+        chunk at once; a row behind the current chunk (a pipeline stage released late) is
+        converted alone, so the chunk never moves backwards."""
         k = i - self._chunk_start
         if self._chunk_start < 0 or not 0 <= k < len(self._chunk):
             if self._chunk_start >= 0 and i < self._chunk_start:
-                return self._rows(i, i + 1)[0]
+                return self.row_alone(i)
+            chunk = i // _CHUNK_ROWS
+            if chunk != self._alone_chunk:
+                self._alone_chunk, self._alone_count = chunk, 0
+            self._alone_count += 1
+            if self._alone_count <= _DENSE_ROWS:
+                return self.row_alone(i)
             self._load_chunk(i)
             k = i - self._chunk_start
         return self._chunk[k]
 
     def row_alone(self, i: int) -> tuple:
-        """Row `i` like `row(i)`, converted alone (no chunk): for a caller that needs a few
-        scattered rows and would otherwise convert a chunk for each."""
-        return self._rows(i, i + 1)[0]
+        """Row `i` like `row(i)`, converted alone (no chunk): the same values, read one
+        scalar at a time."""
+        tables = self._tables
+        if tables is None:
+            tables = self._tables = (
+                [ModelId(m) if m else None for m in self.models], [q or None for q in self.quants],
+                [OwnerId(o) if o else None for o in self.owners], [_TIERS.get(t) for t in self.tiers],
+                [AccountId(a) if a else None for a in self.accounts], [p or None for p in self.pipelines])
+        models, quants, owners, tiers, accounts, pipelines = tables
+        kind = int(self.kind[i])
+        llm = kind == 0
+        rel = self.deadline_rel_s[i]
+        return (
+            self.task_id[i], _KIND_BY_CODE[kind], float(self.arrival_s[i]),
+            models[self.model_code[i]] if llm else None, quants[self.quant_code[i]] if llm else None,
+            int(self.prompt_tokens[i]), int(self.output_tokens[i]),
+            float(self.cpu_seconds[i]), float(self.memory_gb[i]),
+            _PRIVACY_BY_CODE[self.privacy[i]], owners[self.owner_code[i]],
+            None if math.isnan(rel) else float(self.arrival_s[i] + rel),
+            int(self.priority[i]), tiers[self.tier_code[i]], accounts[self.account_code[i]],
+            pipelines[self.pipeline_code[i]], self.stage[i] or None,
+        )
 
     def make_task(self, i: int) -> Task:
         """Build the `Task` for row `i` (absolute deadline = arrival + relative deadline)."""

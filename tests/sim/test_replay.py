@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from heddle.cli.main import app
 from heddle.models.fleet import shipped_fleet_path
 from heddle.sim import as_workload, simulate
+from heddle.sim import workload as workload_module
 from heddle.traces import Trace, read_trace, shipped_trace_path, to_tasks, write_trace
 from heddle.traces.importers import import_trace
 
@@ -42,11 +43,18 @@ def test_azure_conversation_trace_on_the_demo_fleet_is_plausible(azure_trace) ->
     assert s.privacy_violations == 0
 
 
-def test_task_builder_matches_the_traces_package() -> None:
+def test_task_builder_matches_the_traces_package(monkeypatch) -> None:
     trace = read_trace(shipped_trace_path("demo"))
-    workload = as_workload(trace)
     expected = list(to_tasks(trace))
-    assert [workload.make_task(i) for i in range(workload.n)] == expected
+    assert [as_workload(trace).make_task(i) for i in range(len(expected))] == expected
+    # rows converted alone, then chunks once rows are dense, and rows behind the chunk (small
+    # chunks so that every way of building a row is used on the demo trace)
+    monkeypatch.setattr(workload_module, "_CHUNK_ROWS", 200)
+    monkeypatch.setattr(workload_module, "_DENSE_ROWS", 20)
+    workload = as_workload(trace)
+    order = [*range(0, len(expected), 37), *range(len(expected)), *range(len(expected) - 1, -1, -1)]
+    assert all(workload.make_task(i) == expected[i] for i in order)
+    assert workload._chunk_start > 0  # chunks were converted too
 
 
 def _small_trace(tmp_path: Path) -> Path:
