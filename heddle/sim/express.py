@@ -126,6 +126,8 @@ class ExpressTwin(Twin):
             self._deadline = array("d", np.where(np.isnan(deadline), np.inf, deadline).tobytes())
             self._priority = w.priority.tolist()
             self._new_placer()
+        else:  # every placement asks place()
+            self._place_one = super()._place_one
         # (code, node, batch) -> (prefill, decode tokens/s, decode and load marginal W)
         self._steps: dict[tuple[int, int, int], tuple[float, float, float, float]] = {}
         self._load_s: dict[tuple[int, int], float] = {}
@@ -138,6 +140,9 @@ class ExpressTwin(Twin):
         q = env._queue
         self._arrival = self.w.arrival_s.tolist()
         self._next = 0
+        self._arrive_with = (self._arrival, self.w.n, self.cfg.progress_every, self.progress,
+                             self.cfg.batch_window_s <= 0, self.deps_left, self.dep_failed, self.arrived,
+                             self.rec.release_s)  # what _on_arrivals reads, in one attribute
         self._schedule_arrival()
         end = _INF if self.horizon_s is None else self.horizon_s
         finished = self._node_finished
@@ -168,11 +173,9 @@ class ExpressTwin(Twin):
     def _on_arrivals(self, _ev) -> None:
         """Twin's, with `_release` for the common case (no stage it depends on failed, no
         batch window) and the next arrival instant (`_schedule_arrival`) written out."""
-        now, arrival, n = self.env._now, self._arrival, self.w.n
+        now = self.env._now
         i = self._next
-        every, progress = self.cfg.progress_every, self.progress
-        direct = self.cfg.batch_window_s <= 0
-        deps_left, dep_failed, arrived, release_s = self.deps_left, self.dep_failed, self.arrived, self.rec.release_s
+        arrival, n, every, progress, direct, deps_left, dep_failed, arrived, release_s = self._arrive_with
         while i < n and arrival[i] <= now:  # everything arriving at this instant, in trace order
             self._next = i + 1
             arrived[i] = 1
@@ -216,8 +219,6 @@ class ExpressTwin(Twin):
             self._arm_retry()
 
     def _place_one(self, i: int) -> bool:
-        if not self._express:
-            return super()._place_one(i)
         state = self.state
         now = self.env._now  # _prepare_state, except the backlogs (below); _advance_clock inline
         if now != state.time_s:
@@ -243,9 +244,10 @@ class ExpressTwin(Twin):
             if found is not None:
                 self.place_wall_s += perf_counter() - t0
                 rt = self._fa_nodes[found[0]]
-                # an LLM task that is not personal (_to_node checks the owner) for a node that
-                # takes work: _to_node without the row tuple (the class code gives the model)
-                if self._code_llm_shared[code] and rt.accepts_work():
+                # an LLM task that is not personal (_to_node checks the owner): _to_node without
+                # the row tuple (the class code gives the model). The node takes work: the
+                # placement checked its status is ACTIVE, which only a present node has.
+                if self._code_llm_shared[code]:
                     self._llm_to_node(i, rt, found[1], code, a, b, now)
                 else:
                     self._to_node(i, rt, found[1], self.w.row(i))
