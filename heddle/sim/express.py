@@ -143,6 +143,13 @@ class ExpressTwin(Twin):
         self._arrive_with = (self._arrival, self.w.n, self.cfg.progress_every, self.progress,
                              self.cfg.batch_window_s <= 0, self.deps_left, self.dep_failed, self.arrived,
                              self.rec.release_s)  # what _on_arrivals reads, in one attribute
+        rec = self.rec  # likewise for _llm_to_node and _node_finished (lists and arrays: never rebound)
+        self._start_with = (self._code_mq, rec.target, rec.target_kind, self.mem_key, self.mem_need,
+                            self._steps, self.noise, self.task_kwh, rec.start_s, rec.service_s, rec.ttft_s,
+                            self._arrival, self.env, self.token, self._full, self._waiting)
+        self._finish_with = (self.token, self.targets, rec.target, rec.service_s, rec.start_s, self.mem_need,
+                             self.mem_key, self.task_kwh, rec.energy_kwh, rec.cost_usd, rec.finish_s,
+                             rec.status, self.w.dependents, self.live, self.env, self._full, self._waiting)
         self._schedule_arrival()
         end = _INF if self.horizon_s is None else self.horizon_s
         finished = self._node_finished
@@ -287,7 +294,9 @@ class ExpressTwin(Twin):
         `_try_start`, `NodeRt.admit`, `_start_on_node`, `_llm_step` and `publish` would, in
         the same floating-point order; any other goes through `_assign`. `a`, `b`: the task's
         prompt and output tokens; `now`: the clock."""
-        mq = self._code_mq[code]
+        (code_mq, r_target, r_kind, mem_key, mem_need, steps, noise, task_kwh, r_start, r_service, r_ttft,
+         arrival, env, token, full, waiting) = self._start_with
+        mq = code_mq[code]
         if mq is None:
             mq = self._code_model(code, i)
         key = mq[0]
@@ -297,11 +306,10 @@ class ExpressTwin(Twin):
                 or need > rt.usable_gb - rt.resident_gb - rt.pinned_gb):
             self._assign(i, rt, est_seconds, key, need)
             return
-        rec = self.rec
-        rec.target[i] = rt.idx
-        rec.target_kind[i] = KIND_NODE
-        self.mem_key[i] = key
-        self.mem_need[i] = need  # (est_s is read for queued tasks only; this one starts now)
+        r_target[i] = rt.idx
+        r_kind[i] = KIND_NODE
+        mem_key[i] = key
+        mem_need[i] = need  # (est_s is read for queued tasks only; this one starts now)
         # NodeRt.admit: the model is resident and the task fits
         resident.move_to_end(key)
         in_use = rt.in_use
@@ -314,7 +322,7 @@ class ExpressTwin(Twin):
         ns = rt.ns
         sf = ns.speed_factor or 1.0
         batch = len(running) + 1
-        step = self._steps.get((code, rt.idx, batch))
+        step = steps.get((code, rt.idx, batch))
         if step is None:
             load_s, prefill_s, decode_s, kwh = self._llm_step(i, rt, key, False, batch)
         else:
@@ -327,46 +335,45 @@ class ExpressTwin(Twin):
         service = wait_load + (load_s + prefill_s + decode_s) / sf
         first_token = wait_load + (load_s + prefill_s) / sf
         kwh = kwh / sf / slots
-        noise = self.noise
         if noise is not None:
             service *= noise[i]
             first_token *= noise[i]
             kwh *= noise[i]
-        self.task_kwh[i] = kwh
-        rec.start_s[i] = now
-        rec.service_s[i] = service
-        rec.ttft_s[i] = now - self._arrival[i] + first_token
+        task_kwh[i] = kwh
+        r_start[i] = now
+        r_service[i] = service
+        r_ttft[i] = now - arrival[i] + first_token
         running.add(i)
         rt.finish_sum_s += now + service
-        env = self.env
-        heappush(env._queue, (now + service, _NORMAL, next(env._eid), i, self.token[i]))
+        heappush(env._queue, (now + service, _NORMAL, next(env._eid), i, token[i]))
         # publish: no queue, `batch` tasks running
         mem = rt.usable_gb - rt.pinned_gb - rt.resident_gb
         ns.free_memory_gb = mem if mem > 0.0 else 0.0  # noqa: FURB136 (as NodeRt.publish)
         if batch < slots:
             ns.free_slots = slots - batch
             ns.backlog_s = 0.0
-            self._full.discard(rt)
-            self._waiting.discard(rt)
+            full.discard(rt)
+            waiting.discard(rt)
         else:  # full: its backlog is refreshed before anything reads it (`_prepare_state`;
             ns.free_slots = 0  # the express placement skips nodes without a free slot)
-            self._full.add(rt)
-            self._waiting.discard(rt)
+            full.add(rt)
+            waiting.discard(rt)
 
     def _node_finished(self, i: int, tok: int) -> None:
         """Twin's, with `NodeRt.release`, the completion of a task no stage depends on and,
         when the node has no queue, `publish` written out."""
-        if self.token[i] != tok:
+        (token, targets, r_target, r_service, r_start, mem_need, mem_key, task_kwh, r_energy, r_cost, r_finish,
+         r_status, dependents, live, env, full, waiting) = self._finish_with
+        if token[i] != tok:
             return  # the node failed under this attempt
-        rec = self.rec
-        rt = self.targets[rec.target[i]]
-        now = self.env._now
-        service = rec.service_s[i]
+        rt = targets[r_target[i]]
+        now = env._now
+        service = r_service[i]
         running = rt.running
         running.discard(i)
-        rt.finish_sum_s -= rec.start_s[i] + service
-        rt.pinned_gb -= self.mem_need[i]  # NodeRt.release
-        key = self.mem_key[i]
+        rt.finish_sum_s -= r_start[i] + service
+        rt.pinned_gb -= mem_need[i]  # NodeRt.release
+        key = mem_key[i]
         in_use = rt.in_use
         if key >= 0 and key in in_use:
             uses = in_use[key] - 1
@@ -376,13 +383,13 @@ class ExpressTwin(Twin):
             else:
                 in_use[key] = uses
         rt.busy_slot_s += service
-        kwh = self.task_kwh[i]
-        rec.energy_kwh[i] += kwh
-        rec.cost_usd[i] += kwh * rt.price_usd_per_kwh
-        rec.finish_s[i] = now
-        if rec.status[i] == ST_PENDING and i not in self.w.dependents:
-            rec.status[i] = ST_COMPLETED
-            self.live.pop(i, None)
+        kwh = task_kwh[i]
+        r_energy[i] += kwh
+        r_cost[i] += kwh * rt.price_usd_per_kwh
+        r_finish[i] = now
+        if r_status[i] == ST_PENDING and i not in dependents:
+            r_status[i] = ST_COMPLETED
+            live.pop(i, None)
             self.outstanding -= 1
         else:
             self._terminal(i, ST_COMPLETED, "")
@@ -395,8 +402,8 @@ class ExpressTwin(Twin):
             mem = rt.usable_gb - rt.pinned_gb - rt.resident_gb
             ns.free_memory_gb = mem if mem > 0.0 else 0.0  # noqa: FURB136 (as NodeRt.publish)
             ns.backlog_s = 0.0
-            self._full.discard(rt)
-            self._waiting.discard(rt)
+            full.discard(rt)
+            waiting.discard(rt)
         if self.deferred and self.cfg.batch_window_s <= 0:  # capacity freed: offer deferred work
             self._retry(1)
 
