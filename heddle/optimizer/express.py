@@ -104,7 +104,7 @@ class ExpressPlacer:
         self.views = [nodes.get(nid, _DEPARTED) for nid in self.fa.node_ids]
         self.n_views = len(nodes)
         self.classes: dict[tuple, ExpressClass | None] = {}
-        self.min_defer: dict[int, int] = {}  # priority -> deferral cost (micro-USD)
+        self.min_defer: dict[int, tuple[int, float]] = {}  # priority -> (deferral micro-USD, weight)
         # place_one's energy weight, cloud term of a node (cloud_weight * 0.0: 0.0 unless the
         # weight is not finite), eviction price in USD and in micro-USD
         self.weights = (policy.energy_weight, policy.cloud_weight * 0.0, policy.eviction_usd,
@@ -189,10 +189,11 @@ class ExpressPlacer:
         key = cls.model
         now = self.state.time_s
         timely = deadline == _INF  # no deadline: no lateness, which place_one computes as 0.0 too
-        prio = 1.0 + (priority if priority > 0 else 0)
-        min_defer = self.min_defer.get(priority)
-        if min_defer is None:
-            min_defer = self.min_defer[priority] = round(policy.defer_usd * prio * MICRO)
+        by_priority = self.min_defer.get(priority)
+        if by_priority is None:
+            prio = 1.0 + (priority if priority > 0 else 0)
+            by_priority = self.min_defer[priority] = (round(policy.defer_usd * prio * MICRO), prio)
+        min_defer, prio = by_priority
         static_need = kv + w
         ew, cw0, ev_usd, ev_int = self.weights
         found = False
@@ -205,14 +206,15 @@ class ExpressPlacer:
             i, sa, sb, sea, seb, a_i, b_i, load_i, e_i, installed_i, slots_i = e
             if found and best_cost < min_defer:  # place_one's early stop
                 if timely:
-                    lb_cost = round(ew * (x_a * sea + x_b * seb) * _LB_SAFETY * MICRO)
+                    lb = ew * (x_a * sea + x_b * seb) * _LB_SAFETY * MICRO
                 else:
                     late = now + (x_a * sa + x_b * sb) * _LB_SAFETY - deadline
                     late = late if late > 0.0 else 0.0
-                    lb_cost = round((ew * (x_a * sea + x_b * seb) * _LB_SAFETY
-                                     + (late * policy.lateness_usd_per_s
-                                        + (policy.deadline_miss_usd if late > 0.0 else 0.0)) * prio) * MICRO)
-                if lb_cost > best_cost:
+                    lb = (ew * (x_a * sea + x_b * seb) * _LB_SAFETY
+                          + (late * policy.lateness_usd_per_s
+                             + (policy.deadline_miss_usd if late > 0.0 else 0.0)) * prio) * MICRO
+                # place_one's round(lb) > best_cost, without the call (round half to even)
+                if lb > best_cost + 0.5 or (lb == best_cost + 0.5 and best_cost & 1):
                     break
             if ns.status is not _ACTIVE or static_need > installed_i or ns.thermal in _HOT:
                 continue
