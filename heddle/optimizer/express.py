@@ -231,32 +231,36 @@ class ExpressPlacer:
                     service > policy.battery_heavy_seconds or need > policy.battery_heavy_memory_gb):
                 continue
             free = ns.free_memory_gb
-            if need > free - _MB_SLACK_GB:  # place_one's memory tests; below, none can fail
-                evictable = 0.0
-                if need > free:
-                    if rm and free_slots >= slots_i:
-                        evictable = max(sum(self.fa.weights_gb(*mq) for mq in rm if mq != key), 0.0)
-                    if need > free + evictable:
-                        continue
-                add_mb = _ceil(kv * 1000 - 1e-9) + (0 if resident else cls.weights_mb)
-                free_mb = _floor(free * 1000 + 1e-9)
-                needs_evict = add_mb > free_mb
-                if needs_evict and add_mb > free_mb + _floor(evictable * 1000 + 1e-9):
-                    continue
-                evf = ev_usd if need > free else 0.0
+            if timely and need <= free - _MB_SLACK_GB:
+                # the common case: no memory test can fail, no eviction, no lateness; place_one's
+                # sum cloud + energy + 0.0 + 0.0 - 0.0 rounds as cloud + energy
+                cost = round((cw0 + ew * (service * e_i)) * MICRO)
             else:
                 needs_evict = False
                 evf = 0.0
-            energy = service * e_i
-            if timely:
-                lateness = 0.0
-            else:
-                late = now + ns.backlog_s + service - deadline
-                late = late if late > 0.0 else 0.0
-                lateness = (late * policy.lateness_usd_per_s
-                            + (policy.deadline_miss_usd if late > 0.0 else 0.0)) * prio
-            # place_one's `total - evf` with total = cloud + energy + lateness + evf
-            cost = round((cw0 + ew * energy + lateness + evf - evf) * MICRO) + (ev_int if needs_evict else 0)
+                if need > free - _MB_SLACK_GB:  # place_one's memory tests; below, none can fail
+                    evictable = 0.0
+                    if need > free:
+                        if rm and free_slots >= slots_i:
+                            evictable = max(sum(self.fa.weights_gb(*mq) for mq in rm if mq != key), 0.0)
+                        if need > free + evictable:
+                            continue
+                    add_mb = _ceil(kv * 1000 - 1e-9) + (0 if resident else cls.weights_mb)
+                    free_mb = _floor(free * 1000 + 1e-9)
+                    needs_evict = add_mb > free_mb
+                    if needs_evict and add_mb > free_mb + _floor(evictable * 1000 + 1e-9):
+                        continue
+                    evf = ev_usd if need > free else 0.0
+                if timely:
+                    lateness = 0.0
+                else:
+                    late = now + ns.backlog_s + service - deadline
+                    late = late if late > 0.0 else 0.0
+                    lateness = (late * policy.lateness_usd_per_s
+                                + (policy.deadline_miss_usd if late > 0.0 else 0.0)) * prio
+                # place_one's `total - evf` with total = cloud + energy + lateness + evf
+                cost = (round((cw0 + ew * (service * e_i) + lateness + evf - evf) * MICRO)
+                        + (ev_int if needs_evict else 0))
             if not found or cost < best_cost or (cost == best_cost and i < best_i):
                 found = True
                 best_cost, best_i, best_service = cost, i, service
