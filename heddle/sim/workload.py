@@ -59,14 +59,22 @@ def _ranked(codes: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]
     return np.array([rank[name] for name in names], dtype=np.int32)[codes], table
 
 
-def _interned(df: pd.DataFrame, column: str, default: str) -> tuple[np.ndarray, list[str]] | None:
+def _text(df: pd.DataFrame, column: str, default: str = "") -> tuple[np.ndarray, list[str]]:
     """A text column as (int32 code per row, its distinct strings in sorted order), exactly as
-    `pd.Categorical(values.fillna("").astype(str))` codes it but computed from the distinct
-    values, not row by row; `default` on every row when the trace lacks the column. None when
-    a value is neither a plain `str` nor missing (a number, a str subclass, a missing
-    categorical value): the caller converts those row by row, as pandas does. Most columns
-    hold one repeated value, which `list.count` confirms faster than a hash pass (equal
-    strings are usually the same object)."""
+    `pd.Categorical(values.fillna("").astype(str))` codes it (missing values read as "",
+    anything else as `str(value)`); `default` on every row when the trace lacks the column."""
+    interned = _interned(df, column, default)
+    if interned is not None:
+        return interned
+    codes, uniques = pd.factorize(df[column].fillna("").astype(str))  # row by row, as pandas does
+    return _ranked(codes, uniques.tolist())
+
+
+def _interned(df: pd.DataFrame, column: str, default: str) -> tuple[np.ndarray, list[str]] | None:
+    """`_text` computed from the distinct values, not row by row. None when a value is neither
+    a plain `str` nor missing (a number, a str subclass, a missing categorical value): `_text`
+    then converts row by row. Most columns hold one repeated value, which `list.count` confirms
+    faster than a hash pass (equal strings are usually the same object)."""
     if column not in df.columns:
         return np.zeros(len(df), dtype=np.int32), [default] if len(df) else []
     values = df[column]
@@ -99,23 +107,9 @@ def _interned(df: pd.DataFrame, column: str, default: str) -> tuple[np.ndarray, 
     return _ranked(codes, names)
 
 
-def _text(df: pd.DataFrame, column: str, default: str = "") -> tuple[np.ndarray, list[str]]:
-    """A text column interned (see `_interned`): missing values read as "", anything else
-    as `str(value)`."""
-    interned = _interned(df, column, default)
-    if interned is not None:
-        return interned
-    cat = pd.Categorical(df[column].fillna("").astype(str))
-    return cat.codes.astype(np.int32), [str(c) for c in cat.categories]
-
-
 def _row_text(df: pd.DataFrame, column: str) -> np.ndarray:
-    """`df[column].fillna("").astype(str)` as an object array, gathered from the interned
-    strings when the column is plain text."""
-    interned = _interned(df, column, "")
-    if interned is None:
-        return df[column].fillna("").astype(str).to_numpy()
-    codes, names = interned
+    """`df[column].fillna("").astype(str)` as an object array, gathered from `_text`."""
+    codes, names = _text(df, column)
     return np.array(names, dtype=object)[codes]
 
 
@@ -276,14 +270,8 @@ def _frame_of(source: Any) -> pd.DataFrame:
 
 
 def _codes(df: pd.DataFrame, column: str, table: dict[str, int], ids: list[str], default: str = "") -> np.ndarray:
-    """A text column as codes into `table`; a value not in it is an error naming the task. A
-    column `_interned` declines is converted row by row (as pandas does), then coded by its
-    distinct strings."""
-    interned = _interned(df, column, default)
-    if interned is None:
-        text_code, uniques = pd.factorize(df[column].fillna("").astype(str))
-        interned = text_code, uniques.tolist()
-    text_code, names = interned
+    """A text column as codes into `table`; a value not in it is an error naming the task."""
+    text_code, names = _text(df, column, default)
     codes = np.array([table.get(name, -1) for name in names], dtype=np.int16)[text_code]
     bad = codes < 0
     if bad.any():
@@ -373,8 +361,8 @@ def as_workload(source: Any) -> Workload:
     pipeline_code, pipelines = _text(df, "pipeline_id")
     stages = _row_text(df, "stage")
     if any(pipelines):
-        deps_left, dependents = _dependencies(_row_text(df, "pipeline_id"), _row_text(df, "depends_on"),
-                                              stages, ids)
+        deps_left, dependents = _dependencies(np.array(pipelines, dtype=object)[pipeline_code],
+                                              _row_text(df, "depends_on"), stages, ids)
     else:  # no row belongs to a pipeline: no stage waits for another
         deps_left, dependents = np.zeros(len(df), dtype=np.int32), {}
     model_code, models = _text(df, "model")
