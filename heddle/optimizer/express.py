@@ -93,7 +93,7 @@ class ExpressPlacer:
     """`place_one`'s node placements for one `FleetState` (mutated in place between calls)
     and one policy of EXPRESS_POLICIES with explanations off (the caller checks both)."""
 
-    __slots__ = ("classes", "fa", "fleet", "min_defer", "n_views", "policy", "state", "views", "weights")
+    __slots__ = ("by_priority", "classes", "fa", "fleet", "n_views", "policy", "state", "views", "weights")
 
     def __init__(self, state: FleetState, policy: Policy):
         self.state = state
@@ -104,7 +104,7 @@ class ExpressPlacer:
         self.views = [nodes.get(nid, _DEPARTED) for nid in self.fa.node_ids]
         self.n_views = len(nodes)
         self.classes: dict[tuple, ExpressClass | None] = {}
-        self.min_defer: dict[int, tuple[int, float]] = {}  # priority -> (deferral micro-USD, weight)
+        self.by_priority: dict[int, tuple[int, float]] = {}  # priority -> (deferral micro-USD, weight)
         # place_one's energy weight, cloud term of a node (cloud_weight * 0.0: 0.0 unless the
         # weight is not finite), eviction price in USD and in micro-USD
         self.weights = (policy.energy_weight, policy.cloud_weight * 0.0, policy.eviction_usd,
@@ -189,10 +189,10 @@ class ExpressPlacer:
         key = cls.model
         now = self.state.time_s
         timely = deadline == _INF  # no deadline: no lateness, which place_one computes as 0.0 too
-        by_priority = self.min_defer.get(priority)
+        by_priority = self.by_priority.get(priority)
         if by_priority is None:
             prio = 1.0 + (priority if priority > 0 else 0)
-            by_priority = self.min_defer[priority] = (round(policy.defer_usd * prio * MICRO), prio)
+            by_priority = self.by_priority[priority] = (round(policy.defer_usd * prio * MICRO), prio)
         min_defer, prio = by_priority
         static_need = kv + w
         ew, cw0, ev_usd, ev_int = self.weights
