@@ -22,10 +22,12 @@ def export_schemas_cmd(
         "schemas/v1"
     ),
 ) -> None:
-    """Write the JSON Schemas of the event, command and rejection envelopes."""
+    """Write the JSON Schemas of the event, command and rejection envelopes and of the live
+    wire protocol (under live/)."""
     from heddle.events.schemas import export_schemas
+    from heddle.live.schemas import export_live_schemas
 
-    for path in export_schemas(out):
+    for path in [*export_schemas(out), *export_live_schemas(out)]:
         Console().print(f"wrote {path}")
 
 

@@ -27,10 +27,13 @@ SCHEMA_MODELS: dict[str, type[BaseModel]] = {
 """File name -> model, for every exported schema."""
 
 
-def schema_documents() -> dict[str, str]:
-    """File name -> schema text (stable: sorted keys, two-space indent, final newline)."""
+def schema_documents(models: dict[str, type[BaseModel]] | None = None) -> dict[str, str]:
+    """File name -> schema text (stable: sorted keys, two-space indent, final newline).
+
+    ``models`` defaults to the event envelopes; the live protocol passes its own messages.
+    """
     documents = {}
-    for filename, model in SCHEMA_MODELS.items():
+    for filename, model in (SCHEMA_MODELS if models is None else models).items():
         schema = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"heddle/schemas/v{SCHEMA_VERSION}/{filename}",
@@ -40,12 +43,13 @@ def schema_documents() -> dict[str, str]:
     return documents
 
 
-def export_schemas(out_dir: Path) -> list[Path]:
+def export_schemas(out_dir: Path, models: dict[str, type[BaseModel]] | None = None) -> list[Path]:
     """Write every schema into ``out_dir`` (created if missing); returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for filename, text in schema_documents().items():
+    for filename, text in schema_documents(models).items():
         path = out_dir / filename
+        path.parent.mkdir(parents=True, exist_ok=True)  # names may hold a subdirectory
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written

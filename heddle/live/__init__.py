@@ -1,1 +1,43 @@
-"""heddle.live."""
+"""heddle.live: the NATS runtime (wire protocol, node agent, control plane)."""
+
+from heddle.live.protocol import (
+    PROTOCOL_VERSION,
+    Assignment,
+    AssignReply,
+    CapacityReport,
+    Control,
+    ControlReply,
+    ExecutorSpec,
+    Left,
+    ProtocolError,
+    TaskFinished,
+    TaskSpec,
+    TaskStarted,
+    Timings,
+    VersionError,
+    decode,
+    encode,
+    node_from_report,
+    node_state,
+)
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "AssignReply",
+    "Assignment",
+    "CapacityReport",
+    "Control",
+    "ControlReply",
+    "ExecutorSpec",
+    "Left",
+    "ProtocolError",
+    "TaskFinished",
+    "TaskSpec",
+    "TaskStarted",
+    "Timings",
+    "VersionError",
+    "decode",
+    "encode",
+    "node_from_report",
+    "node_state",
+]

@@ -1,0 +1,486 @@
+"""Wire protocol v1 of the live runtime: every message between agents and the control plane.
+
+Each message is a pydantic model (extra fields refused) carrying the protocol version ``v``,
+its ``type``, the sender's id and a per-sender sequence number. ``encode()`` and ``decode()``
+are the only way bytes become messages: ``decode`` refuses an unknown major version, an
+oversized payload, bad JSON and a wrong schema with one error type, `ProtocolError`, whose
+``field`` names the offending field. The subject table below is authoritative.
+
+Changes to v1 are additive only (new optional fields, new message types); a minor bump is
+announced here. Receivers with extra fields forbidden must be upgraded before senders use a
+new field: upgrade the control plane first, then the agents.
+
+- 1.0: first version.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from heddle.models.fleet_types import Node
+from heddle.models.ids import (
+    AccountId,
+    ModelId,
+    NodeId,
+    NodeStatus,
+    OwnerId,
+    PowerSource,
+    Privacy,
+    TaskId,
+    TaskKind,
+    ThermalState,
+    Tier,
+)
+from heddle.models.state import NodeState
+from heddle.models.task import Task
+
+PROTOCOL_VERSION = "1.0"
+"""Version every message carries in ``v``: "major.minor"; receivers refuse another major."""
+PROTOCOL_MAJOR = 1
+MAX_MESSAGE_BYTES = 512 * 1024
+"""Largest message accepted: half of nats-server's default max_payload (1 MiB), so a message
+that passes here always fits on the wire with headers."""
+THROTTLED_SPEED_FACTOR = 0.7
+"""Speed factor assumed while a node reports thermal throttling. An assumption (sustained
+clocks under serious thermal pressure drop by roughly a quarter to a third), to be replaced
+by the twin-fidelity loop's measurement."""
+ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+"""Node and agent ids are one NATS subject token: no '.', '*', '>' or spaces."""
+
+# --- subjects ---------------------------------------------------------------------------
+
+SUBJECT_PREFIX = "heddle.v1"
+CAPACITY = SUBJECT_PREFIX + ".capacity.{node}"
+"""agent -> control plane, core NATS, every report interval and on any change of free slots."""
+ASSIGN = SUBJECT_PREFIX + ".assign.{node}"
+"""control plane -> agent, request/reply: the reply is an `AssignReply` (accepted or refused)."""
+REPORT = SUBJECT_PREFIX + ".report.{node}"
+"""agent -> control plane, JetStream stream `REPORT_STREAM`: `TaskStarted` / `TaskFinished`,
+deduplicated by `report_msg_id` (task, attempt, kind)."""
+CONTROL = SUBJECT_PREFIX + ".control.{node}"
+"""control plane -> agent: `Control` (drain, cancel); request/reply or plain publish."""
+LEFT = SUBJECT_PREFIX + ".left.{node}"
+"""agent -> control plane, core NATS: `Left` once drained (or after the drain deadline)."""
+SUBMIT = SUBJECT_PREFIX + ".submit"
+"""user -> control plane, request/reply (messages defined by the control plane)."""
+QUERY = SUBJECT_PREFIX + ".query.{what}"
+"""user -> control plane, request/reply: status, fleet (messages defined by the control plane)."""
+CANCEL = SUBJECT_PREFIX + ".cancel"
+"""user -> control plane, request/reply: cancel a task."""
+DRAIN = SUBJECT_PREFIX + ".drain"
+"""user -> control plane, request/reply: drain a node."""
+
+REPORT_STREAM = "HEDDLE_LIVE_REPORTS"
+"""JetStream stream holding every task report (subjects ``heddle.v1.report.>``)."""
+REPORT_STREAM_SUBJECTS = (SUBJECT_PREFIX + ".report.>",)
+REPORT_DUPLICATE_WINDOW_S = 120.0
+"""Dedup window of the report stream: longer than any agent's retry of an unacked report."""
+
+
+def subject(template: str, **tokens: str) -> str:
+    """Fill a subject template (``subject(CAPACITY, node="mac-1")``); any token may be "*"."""
+    return template.format(**tokens)
+
+
+def all_nodes(template: str) -> str:
+    """The wildcard subject matching every node for a per-node template."""
+    return template.format(node="*")
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class ProtocolError(ValueError):
+    """A wire message was refused. Receivers count and log it and keep running.
+
+    ``field`` is the dotted path of the offending field ("<message>" for the whole message).
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class VersionError(ProtocolError):
+    """A message with a major protocol version this process does not speak."""
+
+
+# --- message parts ------------------------------------------------------------------------
+
+_CONFIG = ConfigDict(extra="forbid", frozen=True)
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+Count = Annotated[int, Field(ge=0)]
+Ident = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=128)]
+
+
+class _Part(BaseModel):
+    model_config = _CONFIG
+
+
+class Memory(_Part):
+    total_gb: NonNegative
+    free_gb: NonNegative
+    unified: bool = Field(description="CPU and GPU share one memory (Apple Silicon, Jetson).")
+
+
+class Cpu(_Part):
+    performance_cores: Count
+    efficiency_cores: Count = 0
+    utilization: Fraction = Field(description="0..1 over all cores.")
+
+
+class Gpu(_Part):
+    type: str = Field(description="'apple', 'nvidia', 'none', ...")
+    cores: Count = 0
+    memory_gb: NonNegative = Field(0.0, description="VRAM; 0 for unified memory.")
+    utilization: Fraction | None = None
+
+
+class NeuralEngine(_Part):
+    cores: Count = 0
+    available: bool = False
+
+
+class Thermal(_Part):
+    state: ThermalState = ThermalState.NOMINAL
+    throttling: bool = False
+
+
+class Power(_Part):
+    source: PowerSource = PowerSource.AC
+    battery_level: Fraction | None = Field(None, description="0..1; None without a battery.")
+
+
+class ResidentModel(_Part):
+    model: str
+    quant: str
+
+
+class TaskRef(_Part):
+    task_id: str
+    attempt: Count
+
+
+class TaskSpec(_Part):
+    """The optimizer's `Task` on the wire (same fields, same meaning).
+
+    Written out rather than derived from the task-file model (`heddle.optimizer.taskfile`):
+    importing the optimizer costs the agent seconds of start-up (OR-Tools, SciPy).
+    """
+
+    id: str = Field(min_length=1, max_length=256)
+    kind: TaskKind
+    arrival_s: float = 0.0
+    model: str | None = None
+    quant: str | None = None
+    prompt_tokens: Count = 0
+    output_tokens: Count = 0
+    cpu_seconds: NonNegative = 0.0
+    memory_gb: NonNegative = 0.0
+    privacy: Privacy = Privacy.PUBLIC
+    owner: str | None = None
+    deadline_s: float | None = None
+    priority: int = 0
+    tier: Tier | None = None
+    account: str | None = None
+    pipeline_id: str | None = None
+    stage: str | None = None
+    depends_on: tuple[str, ...] = ()
+
+    @classmethod
+    def from_task(cls, task: Task) -> TaskSpec:
+        return cls(**{name: getattr(task, name) for name in cls.model_fields})
+
+    def to_task(self) -> Task:
+        return Task(
+            id=TaskId(self.id),
+            kind=self.kind,
+            arrival_s=self.arrival_s,
+            model=ModelId(self.model) if self.model else None,
+            quant=self.quant,
+            prompt_tokens=self.prompt_tokens,
+            output_tokens=self.output_tokens,
+            cpu_seconds=self.cpu_seconds,
+            memory_gb=self.memory_gb,
+            privacy=self.privacy,
+            owner=OwnerId(self.owner) if self.owner else None,
+            deadline_s=self.deadline_s,
+            priority=self.priority,
+            tier=self.tier,
+            account=AccountId(self.account) if self.account else None,
+            pipeline_id=self.pipeline_id,
+            stage=self.stage,
+            depends_on=self.depends_on,
+        )
+
+
+class ExecutorSpec(_Part):
+    """Which executor runs a task on the agent and with what.
+
+    ``kind``: "processor" (``target`` is an import path ``package.module:function``) or a
+    built-in "sleep" / "echo" / "burn"; LLM backends add their kinds ("ollama", ...).
+    """
+
+    kind: str = Field(min_length=1, max_length=64)
+    target: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Timings(_Part):
+    """Wall-clock instants (Unix seconds) of one attempt."""
+
+    queued_at: float = Field(description="The control plane dispatched the assignment.")
+    received_at: float = Field(description="The agent accepted it.")
+    started_at: float | None = None
+    first_token_at: float | None = None
+    finished_at: float | None = None
+
+
+# --- messages -----------------------------------------------------------------------------
+
+
+class _Message(BaseModel):
+    model_config = _CONFIG
+
+    v: str = Field(PROTOCOL_VERSION, pattern=r"^\d+\.\d+$")
+    sender: Ident
+    seq: Count = Field(description="Per-sender sequence number, rising by one per message.")
+    sent_at: float = Field(description="Sender's wall clock (Unix seconds).")
+
+
+class _AttemptMessage(_Message):
+    """A message about one attempt of one task on one node."""
+
+    node_id: Ident
+    task_id: str = Field(min_length=1)
+    attempt: Count
+
+
+class CapacityReport(_Message):
+    """What a node has and does now (the seed's capacity vocabulary + what the optimizer needs)."""
+
+    type: Literal["capacity"] = "capacity"
+    node_id: Ident
+    agent_id: Ident
+    hostname: str
+    os: str
+    arch: str
+    chip: str
+    device: str | None = Field(None, description="Catalog device id; None if not in the catalog.")
+    memory: Memory
+    cpu: Cpu
+    gpu: Gpu | None = None
+    neural_engine: NeuralEngine = NeuralEngine()
+    thermal: Thermal = Thermal()
+    power: Power = Power()
+    labels: dict[str, str] = Field(default_factory=dict)
+    owner: str
+    trusted_owners: tuple[str, ...] = ()
+    status: NodeStatus = NodeStatus.ACTIVE
+    slots: Annotated[int, Field(ge=1)]
+    free_slots: Count
+    queued: Count = Field(0, description="Assignments accepted but waiting in the local queue.")
+    reserved_memory_gb: NonNegative = 0.0
+    resident_models: tuple[ResidentModel, ...] = ()
+    running: tuple[TaskRef, ...] = ()
+    refused_messages: Count = Field(0, description="Garbage messages this agent has refused.")
+
+
+class Assignment(_Message):
+    """Run one attempt of a task. Sent as a request; the reply is an `AssignReply`."""
+
+    type: Literal["assign"] = "assign"
+    node_id: Ident
+    task: TaskSpec
+    attempt: Count
+    executor: ExecutorSpec
+    payload: Any = None
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+    queued_at: float = Field(description="When the control plane dispatched it (Unix seconds).")
+
+
+class AssignReply(_AttemptMessage):
+    """An agent's answer to an `Assignment`: accepted (running or locally queued) or refused."""
+
+    type: Literal["assign_reply"] = "assign_reply"
+    accepted: bool
+    queued: bool = False
+    reason: str | None = None
+
+
+class TaskStarted(_AttemptMessage):
+    type: Literal["task_started"] = "task_started"
+    timings: Timings
+
+
+class TaskFinished(_AttemptMessage):
+    """The end of one attempt: ``ok`` with a result, or ``failed``/``cancelled`` with a reason."""
+
+    type: Literal["task_finished"] = "task_finished"
+    outcome: Literal["ok", "failed", "cancelled"]
+    reason: str | None = None
+    result: Any = None
+    timings: Timings
+
+
+class Control(_Message):
+    """Drain the node (``deadline_s`` for in-flight work) or cancel one task's attempt."""
+
+    type: Literal["control"] = "control"
+    node_id: Ident
+    action: Literal["drain", "cancel"]
+    task_id: str | None = None
+    attempt: Count | None = None
+    deadline_s: Annotated[float, Field(gt=0)] | None = None
+    reason: str | None = None
+
+
+class ControlReply(_Message):
+    type: Literal["control_reply"] = "control_reply"
+    node_id: Ident
+    action: Literal["drain", "cancel"]
+    ok: bool
+    reason: str | None = None
+
+
+class Left(_Message):
+    """The agent has drained and is leaving; ``abandoned`` lists attempts cut at the deadline."""
+
+    type: Literal["left"] = "left"
+    node_id: Ident
+    reason: str
+    abandoned: tuple[TaskRef, ...] = ()
+
+
+Message = (
+    CapacityReport | Assignment | AssignReply | TaskStarted | TaskFinished | Control
+    | ControlReply | Left
+)
+MESSAGE_TYPES: dict[str, type[_Message]] = {
+    m.model_fields["type"].default: m
+    for m in (
+        CapacityReport, Assignment, AssignReply, TaskStarted, TaskFinished, Control,
+        ControlReply, Left,
+    )
+}
+"""The ``type`` tag -> model, for every message of protocol v1."""
+
+
+# --- bytes <-> messages -------------------------------------------------------------------
+
+
+def encode(message: _Message) -> bytes:
+    """Compact JSON bytes; refuses (ProtocolError) a message larger than MAX_MESSAGE_BYTES."""
+    data = message.model_dump_json(exclude_defaults=False).encode()
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise _oversized(len(data))
+    return data
+
+
+def decode(
+    data: bytes, expect: type[_Message] | tuple[type[_Message], ...] | None = None
+) -> Any:
+    """Bytes -> message, or ProtocolError naming the field (VersionError for another major).
+
+    ``expect`` limits the accepted message types (a subject carries only its own types).
+    """
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise _oversized(len(data))
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError("<message>", f"expected a JSON object: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError("<message>", f"expected a JSON object, got {type(raw).__name__}")
+    check_version(raw.get("v"))
+    kind = raw.get("type")
+    model = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise ProtocolError("type", f"expected one of {', '.join(MESSAGE_TYPES)}, got {kind!r}")
+    allowed = (expect,) if isinstance(expect, type) else expect
+    if allowed is not None and model not in allowed:
+        names = ", ".join(m.model_fields["type"].default for m in allowed)
+        raise ProtocolError("type", f"expected {names} on this subject, got {kind!r}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err["loc"]) or "<message>"
+        raise ProtocolError(where, f"{err['msg']} (got {_short(err.get('input'))})") from None
+
+
+def _oversized(size: int) -> ProtocolError:
+    return ProtocolError("<message>", f"{size} bytes, more than the {MAX_MESSAGE_BYTES} allowed")
+
+
+def check_version(v: object) -> None:
+    """Refuse a missing, malformed or other-major ``v`` (VersionError names the field)."""
+    if not isinstance(v, str) or not v.partition(".")[0].isdigit():
+        raise VersionError(
+            "v", f"expected a protocol version like {PROTOCOL_VERSION!r}, got {_short(v)}"
+        )
+    if int(v.partition(".")[0]) != PROTOCOL_MAJOR:
+        raise VersionError(
+            "v", f"protocol major version {v!r} is not spoken here (this is {PROTOCOL_VERSION})"
+        )
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def report_msg_id(report: TaskStarted | TaskFinished) -> str:
+    """JetStream dedup id (``Nats-Msg-Id``) of a task report: one per (task, attempt, kind)."""
+    return f"{report.task_id}:{report.attempt}:{report.type}"
+
+
+# --- onto the optimizer's view ------------------------------------------------------------
+
+
+def node_state(report: CapacityReport, backlog_s: float = 0.0) -> NodeState:
+    """The optimizer's `NodeState` of the reporting node (the control plane adds backlog)."""
+    return NodeState(
+        node_id=NodeId(report.node_id),
+        free_memory_gb=max(0.0, report.memory.free_gb - report.reserved_memory_gb),
+        free_slots=report.free_slots,
+        resident_models=frozenset((ModelId(m.model), m.quant) for m in report.resident_models),
+        backlog_s=backlog_s,
+        status=report.status,
+        power_source=report.power.source,
+        thermal=report.thermal.state,
+        speed_factor=THROTTLED_SPEED_FACTOR if report.thermal.throttling else 1.0,
+    )
+
+
+def node_from_report(report: CapacityReport, fallback_device: str | None = None) -> Node:
+    """The fleet `Node` a report describes (device from the catalog, owner and trust, slots).
+
+    Raises ProtocolError on ``device`` when the report names no catalog device and there is
+    no ``fallback_device``, or names one the catalog does not know.
+    """
+    from heddle.models import catalog
+    from heddle.models.errors import UnknownIdError
+
+    device_id = report.device or fallback_device
+    if device_id is None:
+        raise ProtocolError("device", "the node reports no catalog device and no fallback is set")
+    try:
+        spec = catalog.device(device_id)
+    except UnknownIdError as exc:
+        raise ProtocolError("device", str(exc)) from None
+    return Node(
+        id=NodeId(report.node_id),
+        device=spec,
+        memory_gb=report.memory.total_gb,
+        owner=OwnerId(report.owner),
+        trusted_owners=frozenset(OwnerId(o) for o in report.trusted_owners),
+        labels=dict(report.labels),
+        power_source=report.power.source,
+        slots=report.slots,
+        reserved_memory_gb=report.reserved_memory_gb,
+    )
