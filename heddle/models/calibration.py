@@ -4,6 +4,8 @@ The Metal efficiencies are fitted (scipy least squares on log error) to the ship
 LLaMA-2-7B measurements on Apple M1/M2. Accuracy is measured on chips the fit never saw:
 fit on one family and predict the other (M1 <-> M2), and leave out each tier in turn.
 CUDA factors are anchored on one published figure each and checked against the others.
+The MoE layer overhead on Metal is fitted to published gpt-oss-20b figures on two Apple chips
+(`MOE_CSV`); its accuracy is measured by leaving each chip out in turn.
 `python -m heddle.models.calibration` prints the fit and the accuracy tables.
 """
 
@@ -27,20 +29,27 @@ __all__ = [
     "CUDA_ANCHORS",
     "CUDA_CHECKS",
     "HOLDOUT_SCENARIOS",
+    "MOE_CSV",
     "Measurement",
     "accuracy_report",
     "anchor_cuda",
     "cuda_check_errors",
     "fit_backend",
+    "fit_moe",
     "holdout_mape",
     "load_measurements",
+    "load_moe_measurements",
     "mape_by_quant",
+    "moe_holdout_errors",
 ]
 
 CALIBRATION_CSV = (
     Path(__file__).resolve().parent.parent / "data" / "catalog" / "calibration_llamacpp_llama2_7b_apple_m1_m2.csv"
 )
 """llama.cpp discussion #4167 (Apple Silicon, LLaMA-2-7B, Metal): see the file's header."""
+
+MOE_CSV = CALIBRATION_CSV.parent / "calibration_moe_gpt_oss_published.csv"
+"""Published llama-bench figures for gpt-oss (one row per figure, with build and source URL)."""
 
 CALIBRATION_MODEL = "llama-2-7b"
 PP_TOKENS, TG_TOKENS = 512, 128
@@ -139,6 +148,48 @@ def holdout_mape(
     return mape_by_quant(fit_backend(train), test)
 
 
+# ---- MoE: the Metal layer-overhead factor from published gpt-oss figures --------------
+
+def load_moe_measurements(path: Path = MOE_CSV) -> list[Measurement]:
+    """Every row of the MoE CSV as a Measurement (`test` is pp<N> or tg<N>)."""
+    out: list[Measurement] = []
+    with path.open(encoding="utf-8") as fh:
+        for row in csv.DictReader(line for line in fh if not line.startswith("#")):
+            kind, n = row["test"][:2], int(row["test"][2:])
+            dev = catalog.device(row["device"])
+            label = f"{dev.id} {row['model']} {row['quant']} {row['test']}"
+            out.append(Measurement(dev, row["model"], row["quant"], kind, n, float(row["tokens_per_s"]), label))
+    return out
+
+
+def fit_moe(rows: Sequence[Measurement], start: BackendParams = METAL) -> BackendParams:
+    """`start` with its MoE layer-overhead factor fitted (log least squares) to the decode
+    rows of `rows`. Prefill rows are not fitted: they check the model."""
+    tg = [m for m in rows if m.kind == "tg"]
+    if not tg:
+        raise ValueError("fit_moe needs at least one decode (tg) measurement")
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        p = replace(start, moe_layer_overhead_factor=float(x[0]))
+        return np.array([np.log(predict(p, m) / m.tokens_per_s) for m in tg])
+
+    result = least_squares(residuals, np.array([1.0]), bounds=(0.05, 50.0))
+    return replace(start, moe_layer_overhead_factor=float(result.x[0]))
+
+
+def moe_holdout_errors(rows: Sequence[Measurement] | None = None) -> list[tuple[str, float, float, float]]:
+    """(label, measured, predicted, error %) for every Metal MoE figure, each predicted by a
+    fit that left its chip out (the factor then comes from the other chips only)."""
+    rows = load_moe_measurements() if rows is None else rows
+    metal = [m for m in rows if m.device.backend == "metal"]
+    out = []
+    for m in metal:
+        fitted = fit_moe([r for r in metal if r.device.id != m.device.id])
+        pred = predict(fitted, m)
+        out.append((m.label, m.tokens_per_s, pred, (pred / m.tokens_per_s - 1) * 100))
+    return out
+
+
 # ---- CUDA: one anchor per runtime-dependent factor, the rest are checks -----------------
 
 _H100_SXM = replace(
@@ -157,7 +208,7 @@ def _m(device: DeviceSpec, model_id: str, quant: str, kind: str, n: int, value: 
 def _cuda_measurements() -> tuple[list[Measurement], list[Measurement]]:
     dev = catalog.device
     anchors = [
-        # third-party llama.cpp notes quoted in shared/data/hardware-facts.md
+        # third-party llama.cpp notes (docs/hardware-facts.md lists them)
         _m(dev("rtx-4090"), "llama-2-7b", "q4_0", "tg", 128, 186.21),
         _m(dev("dgx-spark"), "gpt-oss-20b", "mxfp4", "tg", 32, 84.10),
         _m(dev("dgx-spark"), "gpt-oss-20b", "mxfp4", "pp", 2048, 3782.76),
@@ -230,6 +281,12 @@ def accuracy_report() -> str:
         lines.append(f"| {name} | {' | '.join(cells)} |")
     lines += ["", "| held-out published figure | measured tok/s | predicted tok/s | error |", "|---|---|---|---|"]
     lines += [f"| {label} | {meas:.1f} | {pred:.1f} | {err:+.1f}% |" for label, meas, pred, err in cuda_check_errors()]
+    moe = load_moe_measurements()
+    lines += ["", "| MoE figure (Metal: its chip left out of the fit) | measured tok/s | predicted tok/s | error |",
+              "|---|---|---|---|"]
+    lines += [f"| {label} | {meas:.1f} | {pred:.1f} | {err:+.1f}% |" for label, meas, pred, err in moe_holdout_errors(moe)]
+    lines += [f"| {m.label} (older build) | {m.tokens_per_s:.1f} | {predict(CUDA, m):.1f} | "
+              f"{(predict(CUDA, m) / m.tokens_per_s - 1) * 100:+.1f}% |" for m in moe if m.device.backend != "metal"]
     lines += [
         "",
         (f"Metal fit (all rows): bandwidth efficiency {fitted.bandwidth_efficiency:.3f}, decode per-layer "
@@ -239,6 +296,7 @@ def accuracy_report() -> str:
         f"{', '.join(f'{q} {e:.3f}' for q, e in zip(QUANT_CLASSES, fitted.prefill_compute_efficiency))}, "
         f"prefill per-layer overhead {fitted.prefill_layer_overhead_s * 1e6:.2f} us."),
     ]
+    lines.append(f"Metal MoE layer overhead (gpt-oss on Apple chips): x{fit_moe(moe, fitted).moe_layer_overhead_factor:.3f}.")
     cuda = anchor_cuda(fitted)
     lines.append(
         f"CUDA anchors: decode per-layer overhead {cuda.decode_layer_overhead_s * 1e6:.1f} us, MoE layer "

@@ -1,8 +1,9 @@
 """Fitted efficiency factors of the performance model, one set per inference backend.
 
 `METAL` is fitted by `heddle.models.calibration.fit_backend()` to the shipped llama.cpp
-measurements on Apple M1/M2 (heddle/data/catalog/calibration_*.csv); a test refits and checks
-these literals still match. `CUDA` keeps the Metal bandwidth and mat-vec efficiencies (same
+measurements on Apple M1/M2 (heddle/data/catalog/calibration_*.csv), and its MoE factor by
+`fit_moe()` to published gpt-oss figures on Apple chips; a test refits and checks these
+literals still match. `CUDA` keeps the Metal bandwidth and mat-vec efficiencies (same
 physics) and replaces the factors that depend on the runtime (per-layer decode overhead, MoE
 overhead, prefill efficiency), each solved from ONE published measurement and checked against
 the other published figures (docs/performance-model.md).
@@ -64,15 +65,16 @@ METAL = BackendParams(
     decode_compute_efficiency=(0.3476, 0.7577, 1.0),
     prefill_compute_efficiency=(0.7770, 0.6869, 0.6826),
     prefill_layer_overhead_s=1.382e-06,
-    # not measurable on Metal with the shipped data: taken from the CUDA anchor (gpt-oss-20b on
-    # DGX Spark), on the reasoning that the extra kernels per MoE layer are the model's, not the GPU's
-    moe_layer_overhead_factor=3.681,
+    # fitted: calibration.fit_moe() on published gpt-oss-20b decode figures (M1 Max, M4 Pro;
+    # heddle/data/catalog/calibration_moe_gpt_oss_published.csv)
+    moe_layer_overhead_factor=1.226,
 )
 
 # ---- anchored: one published measurement each (see calibration.CUDA_ANCHORS)
 CUDA = replace(
     METAL,
     decode_layer_overhead_s=4.669e-05,
+    moe_layer_overhead_factor=3.681,
     prefill_compute_efficiency=(0.4529, 0.4529, 0.4529),
     prefill_layer_overhead_s=0.0,
 )
