@@ -35,16 +35,24 @@ def export_schemas_cmd(
 def nats_auth_cmd(
     out: Annotated[Path, typer.Option("--out", help="Where to write the nats-server config.")],
 ) -> None:
-    """Write a nats-server authorization block for the four roles, with fresh passwords."""
+    """Write a nats-server authorization block for the four roles, with fresh passwords.
+
+    The passwords go only into OUT, created owner-read/write (0600); the terminal shows
+    each role's user and a masked password, never the password itself.
+    """
+    import os
     import secrets
 
-    from heddle.events.acl import ROLES, nats_auth_config
+    from heddle.events.acl import ROLES, mask_secret, nats_auth_config
 
     # Credentials come from the OS CSPRNG, not from a seeded generator: they must not repeat.
     passwords = {role: secrets.token_urlsafe(24) for role in ROLES}
-    out.write_text(nats_auth_config(passwords), encoding="utf-8")
-    out.chmod(0o600)
+    # Created 0600 (not chmod-ed after writing): the file never exists readable by others.
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT: tighten it
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(nats_auth_config(passwords))
     console = Console()
-    console.print(f"wrote {out} (include it from your nats-server config, or pass -c)")
+    console.print(f"wrote {out} (mode 0600; include it from your nats-server config, or pass -c)")
     for role in ROLES:
-        console.print(f"  {role}: user={role} password={passwords[role]}")
+        console.print(f"  {role}: user={role} password={mask_secret(passwords[role])} (in {out})")

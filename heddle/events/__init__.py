@@ -5,7 +5,7 @@ events; EventDispatcher feeds projectors (P1 membership, P2 cascade, P3 horizon)
 an LRU cache and a dedup bus make retries idempotent across calls and processes.
 """
 
-from heddle.events.acl import ROLES, nats_auth_config, role_permissions
+from heddle.events.acl import ROLES, mask_secret, nats_auth_config, role_permissions
 from heddle.events.aggregate import (
     CHILD_MEMBERSHIP_KEY,
     DEDUP_RING_SIZE,
@@ -156,6 +156,7 @@ __all__ = [
     "is_system_issuer",
     "is_user_issuer",
     "lease_key",
+    "mask_secret",
     "nats_auth_config",
     "nats_key",
     "register_aggregate",

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from heddle.events.nats_kv import DEFAULT_BUCKET
 
-__all__ = ["ROLES", "nats_auth_config", "role_permissions"]
+__all__ = ["ROLES", "mask_secret", "nats_auth_config", "role_permissions"]
 
 ROLES = ("framework", "application", "observer", "workshop")
 """The four roles of ADR-013 (seed, "NATS auth and publish ACLs")."""
@@ -38,6 +38,12 @@ _FORGED_FINALIZATION = [
     "heddle.events.*.*.InternalFinalized",
     "heddle.commands.*.*.InternalFinalize",
 ]
+
+
+def mask_secret(secret: str) -> str:
+    """How a secret is shown after creation: its length only, never any of its characters
+    (a prefix or suffix would hand out part of the password)."""
+    return f"<{len(secret)} characters, hidden>"
 
 
 def role_permissions(

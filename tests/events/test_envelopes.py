@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -73,7 +75,23 @@ def test_nats_auth_command_writes_a_config_with_every_role(tmp_path):
     result = CliRunner().invoke(app, ["events", "nats-auth", "--out", str(out)])
     assert result.exit_code == 0, result.output
     text = out.read_text()
+    passwords = re.findall(r'"password": "([^"]+)"', text)
+    assert len(passwords) == 4 and len(set(passwords)) == 4
     for role in ("framework", "application", "observer", "workshop"):
         assert f'"user": "{role}"' in text
-        assert f"{role}: user={role} password=" in result.output
+        assert f"{role}: user={role} password=<" in result.output
+    for password in passwords:  # issue 17: no secret on the terminal, not even a part of it
+        assert password not in result.output
+        assert password[:6] not in result.output and password[-6:] not in result.output
     assert "heddle.events.*.*.InternalFinalized" in text
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_nats_auth_command_tightens_an_existing_world_readable_file(tmp_path):
+    out = tmp_path / "auth.conf"
+    out.write_text("old")
+    out.chmod(0o644)
+    result = CliRunner().invoke(app, ["events", "nats-auth", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert "old" not in out.read_text()

@@ -251,3 +251,37 @@ async def test_append_batch_races_fairly_with_single_appends(logs, agg_type):
         wins = [batch_results[i] is None, single_results[i] is None]
         assert wins.count(True) == 1, f"k{i}: exactly one writer must win version 1"
         assert len(await collect(first, agg_type, f"k{i}")) == 1
+
+
+async def test_history_is_immutable_through_what_the_log_hands_out(logs, agg_type):
+    """Issue 14: mutating a loaded, found, subscribed or just-appended event's payload must
+    not rewrite the stored history (pydantic's frozen=True guards attributes, not dicts)."""
+    log = await logs()
+    subscription = await log.subscribe(agg_type)
+    try:
+        appended = make_event(
+            aggregate_type=agg_type,
+            aggregate_id="a1",
+            command_id="c1",
+            payload={"n": 1, "nested": {"tags": ["x"]}},
+        )
+        await log.append(appended, expected_version=0)
+        appended.payload["n"] = "appender"  # the caller keeps its envelope
+        appended.payload["nested"]["tags"].append("appender")
+        pushed = await asyncio.wait_for(anext(subscription), RECEIVE_TIMEOUT_S)
+        assert pushed.payload == {"n": 1, "nested": {"tags": ["x"]}}  # what was appended
+        pushed.payload["n"] = "subscriber"
+        pushed.payload["nested"]["tags"].append("subscriber")
+        (loaded,) = await collect(log, agg_type)
+        loaded.payload["n"] = "loader"
+        loaded.payload["nested"]["tags"].append("loader")
+        found = await log.find_event(agg_type, "a1", "c1")
+        assert found is not None
+        found.payload.clear()
+        assert [e.payload for e in await collect(log, agg_type)] == [
+            {"n": 1, "nested": {"tags": ["x"]}}
+        ]
+        again = await log.find_event(agg_type, "a1", "c1")
+        assert again is not None and again.payload == {"n": 1, "nested": {"tags": ["x"]}}
+    finally:
+        await subscription.close()
