@@ -39,6 +39,7 @@ from heddle.events.errors import (
     CorruptAggregateAlert,
     EventsError,
     LeaseUnsupportedError,
+    PublishPermissionError,
     SnapshotError,
     UnknownEventVersionError,
 )
@@ -128,6 +129,7 @@ __all__ = [
     "NullDedupSubscriber",
     "Phase",
     "Projector",
+    "PublishPermissionError",
     "Recorder",
     "RejectionEnvelope",
     "RejectionLog",

@@ -13,6 +13,7 @@ __all__ = [
     "CorruptAggregateAlert",
     "EventsError",
     "LeaseUnsupportedError",
+    "PublishPermissionError",
     "SnapshotError",
     "UnknownEventVersionError",
 ]
@@ -67,3 +68,18 @@ class SnapshotError(EventsError):
 class LeaseUnsupportedError(EventsError):
     """The key-value store cannot expire keys (nats-server < 2.11, or a bucket created
     without allow_msg_ttl), so a lease would never expire after a crash. Deployment fixes it."""
+
+
+class PublishPermissionError(EventsError, PermissionError):
+    """The server refused a publish: this connection's user may not publish to ``subject``
+    (a "permissions violation" reported on the connection). Retrying cannot help; the
+    deployment (which role the process connects as) or the caller (what it tries to write)
+    is wrong. Raised promptly, not after the ack timeout."""
+
+    def __init__(self, subject: str, server_message: str) -> None:
+        super().__init__(
+            f"the server refused the publish to {subject!r}: {server_message} (this "
+            "connection's NATS user may not publish there; see heddle.events.acl roles)"
+        )
+        self.subject = subject
+        self.server_message = server_message

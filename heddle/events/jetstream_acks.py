@@ -13,6 +13,13 @@ headers vs 4.5 us with none, nats-py 2.16 on the 2-core dev machine). It uses th
 internal calls as ``Client._send_publish`` (``_send_command`` then a flusher kick), checked
 once per connection; any client without them, a connection that is not up, a payload over
 the server's limit or a header value nats-py would rewrite all take ``nc.publish`` instead.
+
+A publish the server refuses for permissions gets no ack; the server says so only in an
+``-ERR`` that nats-py hands to the connection's error callback. ``permission_watch`` wraps
+that callback once per connection (keeping the user's callback) so the router can fail
+the refused publish at once with PublishPermissionError instead of after its ack timeout.
+Both private attributes this module touches (``_send_command``/``_flush_pending`` and
+``_error_cb``) are checked for before use; without them the slower public path is taken.
 """
 
 from __future__ import annotations
@@ -20,21 +27,115 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
+import weakref
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from heddle.events.errors import PublishPermissionError
 from heddle.events.jetstream import flush_interest
 
-__all__ = ["AckCallback", "AckRouter", "resolve_future"]
+__all__ = [
+    "AckCallback",
+    "AckRouter",
+    "PermissionWatch",
+    "permission_watch",
+    "raise_if_refused",
+    "resolve_future",
+]
+
+T = TypeVar("T")
+
+AckCallback = Callable[[Any, "Msg | Exception"], None]
+"""Called as ``on_ack(tag, msg)`` in the connection's subscription task, or as
+``on_ack(tag, PublishPermissionError)`` when the server refused the publish; must not block."""
+DenialListener = Callable[[str, str], None]
+"""Called as ``listener(subject, server_message)``; ``subject`` is lower-cased, because
+nats-py lower-cases the server's whole error line."""
+
+_DENIED_PUBLISH = re.compile(r'permissions violation for publish to "([^"]+)"')
 
 
-AckCallback = Callable[[Any, Msg], None]
-"""Called as ``on_ack(tag, msg)`` in the connection's subscription task; must not block."""
+class PermissionWatch:
+    """The publish refusals one connection's server reports, fanned out to listeners."""
+
+    def __init__(self) -> None:
+        self._listeners: list[DenialListener] = []
+
+    def add(self, listener: DenialListener) -> None:
+        self._listeners.append(listener)
+
+    def remove(self, listener: DenialListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def notify(self, server_message: str) -> None:
+        match = _DENIED_PUBLISH.search(server_message)
+        if match is not None:
+            for listener in list(self._listeners):
+                listener(match.group(1), server_message)
+
+
+_WATCHES: weakref.WeakKeyDictionary[NATS, PermissionWatch] = weakref.WeakKeyDictionary()
+
+
+def permission_watch(nc: NATS) -> PermissionWatch | None:
+    """The connection's PermissionWatch, installed on first use by wrapping its error
+    callback (the user's callback still gets every error). None when this nats-py keeps
+    no ``_error_cb``: refused publishes then end in their ack timeout, as they used to."""
+    watch = _WATCHES.get(nc)
+    if watch is not None:
+        return watch
+    original = getattr(nc, "_error_cb", None)
+    if not callable(original):
+        return None
+    watch = PermissionWatch()
+
+    async def on_error(exc: Exception) -> None:
+        watch.notify(str(exc))
+        await original(exc)
+
+    nc._error_cb = on_error
+    _WATCHES[nc] = watch
+    return watch
+
+
+def matching_subject(denied: str, subjects: set[str]) -> str | None:
+    """The one subject among ``subjects`` that the lower-cased ``denied`` names, or None if
+    none does or several differ only in case (then which one was refused is unknowable,
+    and the affected publishes are left to their timeout)."""
+    hits = {subject for subject in subjects if subject.lower() == denied}
+    return hits.pop() if len(hits) == 1 else None
+
+
+async def raise_if_refused(nc: NATS, subject: str, operation: Awaitable[T]) -> T:
+    """Await ``operation`` (which publishes to ``subject``), but raise PublishPermissionError
+    as soon as the server refuses that publish instead of waiting for the request's timeout."""
+    watch = permission_watch(nc)
+    if watch is None:
+        return await operation
+    denied: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def listener(refused: str, server_message: str) -> None:
+        if not denied.done() and matching_subject(refused, {subject}) is not None:
+            denied.set_result(server_message)
+
+    watch.add(listener)
+    task = asyncio.ensure_future(operation)
+    try:
+        await asyncio.wait({task, denied}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        raise PublishPermissionError(subject, denied.result())
+    finally:
+        watch.remove(listener)
+        if not task.done():
+            task.cancel()
 
 
 class AckRouter:
@@ -48,7 +149,8 @@ class AckRouter:
         self._deadlines: deque[tuple[float, str, asyncio.Future[Msg]]] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self._prefix = ""
-        self._routes: dict[str, tuple[AckCallback, Any]] = {}
+        # token -> (on_ack, tag, subject published to)
+        self._routes: dict[str, tuple[AckCallback, Any, str]] = {}
         self._tokens = itertools.count()
         self._lock = asyncio.Lock()
         self.raw_writes = all(
@@ -65,15 +167,19 @@ class AckRouter:
             if self._prefix:
                 return
             prefix = f"_INBOX.{os.urandom(11).hex()}."
+            watch = permission_watch(self._nc)
+            if watch is not None:
+                watch.add(self._on_denied)
             await self._nc.subscribe(prefix + "*", cb=self._on_reply)
             await flush_interest(self._nc)
             self._prefix = prefix
 
-    def route(self, on_ack: AckCallback, tag: Any) -> tuple[str, str]:
+    def route(self, on_ack: AckCallback, tag: Any, subject: str = "") -> tuple[str, str]:
         """A fresh (token, reply subject); the ack to that subject calls ``on_ack(tag, msg)``
-        once. Call after ``start()``."""
+        once. With the ``subject`` about to be published to, a refusal of that publish
+        calls ``on_ack(tag, PublishPermissionError)`` instead. Call after ``start()``."""
         token = str(next(self._tokens))
-        self._routes[token] = (on_ack, tag)
+        self._routes[token] = (on_ack, tag, subject)
         return token, self._prefix + token
 
     def arm_timeout(self, token: str, future: asyncio.Future[Msg]) -> None:
@@ -147,8 +253,20 @@ class AckRouter:
         if route is not None:
             route[0](route[1], msg)
 
+    def _on_denied(self, denied: str, server_message: str) -> None:
+        # Rare (a misconfigured role or a forgery attempt): a scan of the routes is fine.
+        subject = matching_subject(denied, {route[2] for route in self._routes.values()})
+        if subject is None:
+            return
+        for token in [t for t, route in self._routes.items() if route[2] == subject]:
+            on_ack, tag, _ = self._routes.pop(token)
+            on_ack(tag, PublishPermissionError(subject, server_message))
 
-def resolve_future(future: asyncio.Future[Msg], msg: Msg) -> None:
+
+def resolve_future(future: asyncio.Future[Msg], msg: Msg | Exception) -> None:
     """An AckCallback for a single awaited publish (the tag is its future)."""
     if not future.done():
-        future.set_result(msg)
+        if isinstance(msg, Exception):
+            future.set_exception(msg)
+        else:
+            future.set_result(msg)

@@ -26,8 +26,9 @@ __all__ = ["BatchAppend"]
 
 Prepare = Callable[[EventEnvelope, "int | None"], Awaitable[tuple[str, bytes, dict[str, str]]]]
 """(envelope, expected_version) -> (subject, data, headers); raises ConcurrencyError."""
-Settle = Callable[[EventEnvelope, Msg], None]
-"""Records an ack, or raises what it says (ConcurrencyError for a lost CAS)."""
+Settle = Callable[[EventEnvelope, "Msg | Exception"], None]
+"""Records an ack, or raises what it says (ConcurrencyError for a lost CAS, the
+PublishPermissionError the router hands over for a refused publish)."""
 
 
 class BatchAppend:
@@ -51,10 +52,10 @@ class BatchAppend:
         self.results: list[Exception | None] = [None] * len(items)
         self.outstanding: dict[int, str] = {}  # item index -> ack token
         self.deadlines: deque[tuple[float, int]] = deque()  # (deadline, index), send order
-        self.acks: deque[tuple[int, Msg]] = deque()
+        self.acks: deque[tuple[int, Msg | Exception]] = deque()
         self.woken = asyncio.Event()
 
-    def on_ack(self, index: int, msg: Msg) -> None:
+    def on_ack(self, index: int, msg: Msg | Exception) -> None:
         self.acks.append((index, msg))
         self.woken.set()
 
@@ -93,7 +94,7 @@ class BatchAppend:
             self.results[index] = exc
             self.fail_rest(chain)
             return
-        token, reply_subject = self.router.route(self.on_ack, index)
+        token, reply_subject = self.router.route(self.on_ack, index, subject)
         self.outstanding[index] = token
         self.deadlines.append((time.monotonic() + self.ack_timeout_s, index))
         await self.router.publish(subject, data, reply_subject, headers)

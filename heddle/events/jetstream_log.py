@@ -191,8 +191,11 @@ class JetStreamEventLog(EventLog):
         subject = event_subject(aggregate_type, aggregate_id, envelope.event_type)
         return subject, envelope.model_dump_json().encode(), headers
 
-    def _settle(self, envelope: EventEnvelope, reply: Msg) -> None:
-        """Record a successful ack, or raise what the ack says (10071 -> ConcurrencyError)."""
+    def _settle(self, envelope: EventEnvelope, reply: Msg | Exception) -> None:
+        """Record a successful ack, or raise what the ack says (10071 -> ConcurrencyError;
+        a refused publish arrives here as PublishPermissionError)."""
+        if isinstance(reply, Exception):
+            raise reply
         key = (envelope.aggregate_type, envelope.aggregate_id)
         if reply.headers and reply.headers.get(api.Header.STATUS) == NO_RESPONDERS_STATUS:
             raise NoStreamResponseError  # no stream listens on the subject
@@ -224,7 +227,7 @@ class JetStreamEventLog(EventLog):
         # wait_for() or PubAck. Concurrent appends pipeline on the one connection.
         await self._acks.start()
         future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
-        token, reply_subject = self._acks.route(resolve_future, future)
+        token, reply_subject = self._acks.route(resolve_future, future, subject)
         self._acks.arm_timeout(token, future)
         try:
             await self._acks.publish(subject, data, reply_subject, headers)

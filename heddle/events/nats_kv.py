@@ -5,11 +5,15 @@ keys: ``heddle:events:snapshot:Job:j1`` is stored as ``heddle.events.snapshot.Jo
 Per-key TTLs (used by leases) need nats-server >= 2.11 and a bucket whose stream has
 ``allow_msg_ttl``; older servers silently ignore the TTL, so this store refuses TTL claims
 there (LeaseUnsupportedError) instead of handing out leases that never expire.
+A write the server refuses for permissions raises PublishPermissionError at once (for a
+store built by ``open``, which knows its connection and bucket), not after a timeout.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from nats.aio.client import Client as NATS
 from nats.js import api
@@ -17,6 +21,7 @@ from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequen
 from nats.js.kv import KeyValue
 
 from heddle.events.errors import LeaseUnsupportedError
+from heddle.events.jetstream_acks import raise_if_refused
 from heddle.events.kv import KeyValueStore, check_ttl_s
 
 __all__ = [
@@ -31,6 +36,8 @@ DEFAULT_BUCKET = "heddle"
 """KV bucket used when none is given (stream ``KV_heddle``)."""
 MIN_MSG_TTL_SERVER_VERSION = (2, 11)
 """First nats-server release honouring per-message TTL (Nats-TTL header), per its notes."""
+
+T = TypeVar("T")
 
 _NATS_KEY_RE = re.compile(r"^[-/_=a-zA-Z0-9]+(\.[-/_=a-zA-Z0-9]+)*$")
 _STREAM_NAME_IN_USE = 10058
@@ -56,12 +63,30 @@ def msg_ttl_supported(server_version: str) -> bool:
 
 
 class NatsKeyValueStore(KeyValueStore):
-    """A KeyValueStore over one JetStream KV bucket. Build it with ``await open(nc)``."""
+    """A KeyValueStore over one JetStream KV bucket. Build it with ``await open(nc)``.
 
-    def __init__(self, kv: KeyValue, *, ttl_supported: bool, reason: str = "") -> None:
+    Built directly, pass ``nc`` and ``bucket`` too so that refused writes fail promptly.
+    """
+
+    def __init__(
+        self,
+        kv: KeyValue,
+        *,
+        ttl_supported: bool,
+        reason: str = "",
+        nc: NATS | None = None,
+        bucket: str | None = None,
+    ) -> None:
         self._kv = kv
         self.ttl_supported = ttl_supported
         self._unsupported_reason = reason
+        self._nc = nc
+        self._bucket = bucket
+
+    async def _write(self, key: str, operation: Awaitable[T]) -> T:
+        if self._nc is None or self._bucket is None:
+            return await operation
+        return await raise_if_refused(self._nc, f"$KV.{self._bucket}.{key}", operation)
 
     @classmethod
     async def open(
@@ -86,14 +111,12 @@ class NatsKeyValueStore(KeyValueStore):
         version = f"{server.major}.{server.minor}.{server.patch}"
         info = await js.stream_info(f"KV_{bucket}")
         if not msg_ttl_supported(version):
-            return cls(kv, ttl_supported=False, reason=f"nats-server {version} is older than 2.11")
-        if not info.config.allow_msg_ttl:
-            return cls(
-                kv,
-                ttl_supported=False,
-                reason=f"bucket {bucket!r} was created without allow_msg_ttl",
-            )
-        return cls(kv, ttl_supported=True)
+            reason = f"nats-server {version} is older than 2.11"
+        elif not info.config.allow_msg_ttl:
+            reason = f"bucket {bucket!r} was created without allow_msg_ttl"
+        else:
+            reason = ""
+        return cls(kv, ttl_supported=not reason, reason=reason, nc=nc, bucket=bucket)
 
     async def get(self, key: str) -> bytes | None:
         try:
@@ -103,10 +126,12 @@ class NatsKeyValueStore(KeyValueStore):
         return entry.value
 
     async def put(self, key: str, value: bytes) -> None:
-        await self._kv.put(nats_key(key), value)
+        mapped = nats_key(key)
+        await self._write(mapped, self._kv.put(mapped, value))
 
     async def delete(self, key: str) -> None:
-        await self._kv.delete(nats_key(key))
+        mapped = nats_key(key)
+        await self._write(mapped, self._kv.delete(mapped))
 
     async def set_if_not_exists(self, key: str, value: bytes, ttl_s: int | None = None) -> bool:
         check_ttl_s(ttl_s)
@@ -115,8 +140,9 @@ class NatsKeyValueStore(KeyValueStore):
                 f"refusing a {ttl_s}s claim on {key!r}: {self._unsupported_reason}; the key "
                 "would never expire"
             )
+        mapped = nats_key(key)
         try:
-            await self._kv.create(nats_key(key), value, msg_ttl=ttl_s)
+            await self._write(mapped, self._kv.create(mapped, value, msg_ttl=ttl_s))
         except KeyWrongLastSequenceError:
             return False
         return True

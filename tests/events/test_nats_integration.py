@@ -16,7 +16,12 @@ from heddle.events.aggregate import Phase
 from heddle.events.command_handler import CommandHandler
 from heddle.events.dedup import NatsDedupPublisher, NatsDedupSubscriber
 from heddle.events.dispatcher import EventDispatcher
-from heddle.events.errors import ConcurrencyError, CorruptAggregateAlert, LeaseUnsupportedError
+from heddle.events.errors import (
+    ConcurrencyError,
+    CorruptAggregateAlert,
+    LeaseUnsupportedError,
+    PublishPermissionError,
+)
 from heddle.events.jetstream import (
     ensure_command_stream,
     ensure_event_stream,
@@ -34,6 +39,9 @@ from heddle.events.testing import make_command, make_event, wait_until
 
 LEASE_EXPIRY_TIMEOUT_S = 10.0
 """Upper bound for a 1 s lease to disappear on a loaded machine."""
+REFUSAL_ACK_TIMEOUT_S = 120.0
+"""Ack/request timeout where a refusal is expected: so long that only the server's
+permissions error (PublishPermissionError) can end the wait within the test run."""
 
 
 async def test_concurrent_writers_exactly_one_wins_each_version(connect, uid):
@@ -313,8 +321,10 @@ async def test_only_framework_may_publish_internal_finalized(acl_server, uid):
         agg_id = "t" + uid
         fw_log = JetStreamEventLog(framework.jetstream())
         await ensure_event_stream(framework.jetstream(), "Task")
+        # A long ack timeout: the refusal must come from the server's permissions error, at
+        # once, not from a missing ack (which would also be the wrong error type).
         app_log = JetStreamEventLog(
-            application.jetstream(), ensure_streams=False, ack_timeout_s=1.0
+            application.jetstream(), ensure_streams=False, ack_timeout_s=REFUSAL_ACK_TIMEOUT_S
         )
         # The application role can do ordinary event-sourcing work on JetStream...
         await app_log.append(
@@ -330,8 +340,10 @@ async def test_only_framework_may_publish_internal_finalized(acl_server, uid):
             aggregate_version=2,
             issued_by="framework:forged",
         )
-        with pytest.raises(nats.errors.TimeoutError):  # dropped by the server: no ack comes
+        with pytest.raises(PublishPermissionError, match="InternalFinalized") as refused:
             await app_log.append(forged, expected_version=1)
+        assert refused.value.subject == f"heddle.events.Task.{agg_id}.InternalFinalized"
+        assert isinstance(refused.value, PermissionError)
         await wait_until(
             lambda: any(
                 "permissions violation" in e.lower() and "internalfinalized" in e.lower()
@@ -423,9 +435,12 @@ async def test_application_role_runs_the_command_path_but_cannot_take_leases(acl
         rejected = [r async for r in JetStreamRejectionLog(js).load("Task", "t" + uid)]
         assert [r.reason for r in rejected] == ["INVALID_TRANSITION"]
         assert errors == []
-        with pytest.raises(nats.errors.TimeoutError):  # the lease key is not the app's to set
+        with pytest.raises(PublishPermissionError, match="horizon"):  # not the app's to set
             await NatsKeyValueStore(
-                await application.jetstream(timeout=1.0).key_value("heddle"), ttl_supported=True
+                await application.jetstream(timeout=REFUSAL_ACK_TIMEOUT_S).key_value("heddle"),
+                ttl_supported=True,
+                nc=application,
+                bucket="heddle",
             ).set_if_not_exists(lease_key("Task", "t" + uid), b"x", ttl_s=5)
         await wait_until(lambda: any("heddle.events.horizon" in e.lower() for e in errors))
     finally:
@@ -470,17 +485,17 @@ async def test_append_without_a_stream_says_so_single_and_batched(nc, uid):
     assert [type(r) for r in results] == [NoStreamResponseError]
 
 
-async def test_a_dropped_publish_in_a_batch_times_out_alone(acl_server, uid):
-    """The server drops the application's forged InternalFinalized, so no ack ever comes:
-    that item (and the rest of its aggregate) fails after the ack timeout, while the other
-    aggregates' events in the same batch are appended."""
+async def test_a_refused_publish_in_a_batch_fails_alone_and_at_once(acl_server, uid):
+    """The server refuses the application's forged InternalFinalized: that item fails with
+    PublishPermissionError (not after the ack timeout) and the rest of its aggregate with
+    ConcurrencyError, while the other aggregates' events in the same batch are appended."""
     errors: list[str] = []
     framework = await connect_as(acl_server, "framework", errors)
     application = await connect_as(acl_server, "application", errors)
     try:
         await ensure_event_stream(framework.jetstream(), "Task")
         app_log = JetStreamEventLog(
-            application.jetstream(), ensure_streams=False, ack_timeout_s=1.0
+            application.jetstream(), ensure_streams=False, ack_timeout_s=REFUSAL_ACK_TIMEOUT_S
         )
         forged, ok = "forged" + uid, "ok" + uid
         items = [
@@ -511,10 +526,27 @@ async def test_a_dropped_publish_in_a_batch_times_out_alone(acl_server, uid):
         ]
         results = await app_log.append_batch(items)
         assert results[0] is None and results[3] is None and results[4] is None
-        assert isinstance(results[1], nats.errors.TimeoutError)
+        assert isinstance(results[1], PublishPermissionError)
         assert isinstance(results[2], ConcurrencyError)
         assert [e.event_type async for e in app_log.load("Task", forged)] == ["TaskSubmitted"]
         assert [e.aggregate_version async for e in app_log.load("Task", ok)] == [1, 2]
     finally:
         await framework.close()
         await application.close()
+
+
+def test_a_refusal_names_one_subject_or_none():
+    """nats-py lower-cases the server's error: a refusal matches a subject case-blindly,
+    and a case-only ambiguity matches nothing (those publishes wait for their timeout)."""
+    from heddle.events.jetstream_acks import matching_subject
+
+    denied = "heddle.events.task.t1.internalfinalized"
+    assert matching_subject(denied, {"heddle.events.Task.t1.InternalFinalized"}) == (
+        "heddle.events.Task.t1.InternalFinalized"
+    )
+    assert matching_subject(denied, {"heddle.events.Task.t2.InternalFinalized"}) is None
+    ambiguous = {
+        "heddle.events.Task.t1.InternalFinalized",
+        "heddle.events.Task.T1.InternalFinalized",
+    }
+    assert matching_subject(denied, ambiguous) is None
