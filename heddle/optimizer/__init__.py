@@ -9,18 +9,30 @@ from heddle.optimizer.errors import OptimizerError, TaskFileError, UnknownPolicy
 from heddle.optimizer.placement import Decision, DecisionStatus, Placement, TargetKind
 from heddle.optimizer.policy import POLICY_NAMES, Policy
 from heddle.optimizer.reasons import Reason
+from heddle.optimizer.scheduling import (
+    CoreSettings,
+    CoreSink,
+    SchedulingCore,
+    SchedulingError,
+    UnknownTaskError,
+)
 
 __all__ = [
     "POLICY_NAMES",
     "REGISTRY",
+    "CoreSettings",
+    "CoreSink",
     "Decision",
     "DecisionStatus",
     "OptimizerError",
     "Placement",
     "Policy",
     "Reason",
+    "SchedulingCore",
+    "SchedulingError",
     "TargetKind",
     "TaskFileError",
+    "UnknownTaskError",
     "UnknownPolicyError",
     "place",
     "resolve_policy",

@@ -1,0 +1,514 @@
+"""The scheduling core: *when* work is offered to `place()` (which decides *where*).
+
+A clock-free state machine shared by the twin (SimPy time) and the live control plane (wall
+time). Events come in with the caller's time (`submit`, `completed`, `lost`, `slot_freed`,
+`tick`, ...); decisions go out through a `CoreSink` (`start`, `deferred`, `reject`, `fail`),
+synchronously, inside the event call. It reads no clock and does no I/O: the same events
+give the same sink calls.
+
+Rules kept here and nowhere else: release on arrival and when the tasks a task depends on
+complete (a failed one rejects it); deferral; re-offers when a slot frees, a node joins,
+leaves or changes, a budget period rolls, and on a periodic tick; the maximum wait and the
+rejection with the reason; bounded retry after a lost attempt; batch windows.
+
+Work conservation: waiting work is indexed by constraint class (`waiting.ClassIndex`). When
+a slot frees on a node, the oldest waiting task of every class that may use that node is
+offered, oldest first, while the node has a free slot; a class whose oldest task `place()`
+defers is not searched deeper in that event (its tasks are alike under the hard
+constraints), so FIFO holds among the tasks eligible for one slot and no node with a free
+slot idles while a task that may run there waits unoffered.
+
+The body (twin or live) owns `state` and keeps it current (free slots and memory, status,
+resident models, backlog, cloud spend); `sink.start` must take the slot in `state` before it
+returns (the next offer of the same event reads it).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Hashable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from heddle.models import FleetState, Task
+from heddle.optimizer.engine import place, resolve_policy
+from heddle.optimizer.errors import OptimizerError
+from heddle.optimizer.placement import Decision, DecisionStatus
+from heddle.optimizer.policy import Policy
+from heddle.optimizer.waiting import BudgetPeriods, ClassIndex, Waiter, constraint_class
+
+__all__ = ["BEHIND_REASON", "DEPENDENCY_REASON", "CoreSettings", "CoreSink", "SchedulingCore", "SchedulingError",
+           "UnknownTaskError"]
+
+K = TypeVar("K", bound=Hashable)
+_PLACED, _DEFERRED, _REJECTED = DecisionStatus.PLACED, DecisionStatus.DEFERRED, DecisionStatus.REJECTED
+_INF = math.inf
+
+DEPENDENCY_REASON = "a stage it depends on did not complete"
+"""Why a task is rejected when a task it waits for failed or was rejected."""
+
+
+BEHIND_REASON = "waiting behind older work of its class"
+"""Why a task released while older tasks of its constraint class wait is not offered yet."""
+
+
+class SchedulingError(OptimizerError):
+    """The body told the core something impossible (a second submit of a key, a decision with
+    an unknown status); a bug in the body, raised to it."""
+
+
+class UnknownTaskError(SchedulingError, KeyError):
+    """An event names a task the core does not hold in the state the event needs (e.g.
+    `completed` of a task that is not running)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown task"
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSettings:
+    """The core's knobs (times in seconds on the caller's clock)."""
+
+    max_retries: int = 3  # re-placements after an attempt is lost before the task fails
+    max_defer_s: float = 3600.0  # a task waiting longer than this is rejected with the reason
+    defer_retry_s: float = 5.0  # waiting work is re-offered at least this often (the tick)
+    batch_window_s: float = 0.0  # 0: offer each task as it is released; > 0: batch windows
+    batch_max_tasks: int = 2000  # most tasks in one place() call
+
+
+class CoreSink(Protocol[K]):
+    """What the core tells its body to do (the body does the I/O or SimPy work)."""
+
+    def start(self, key: K, decision: Decision) -> None: ...  # run/dispatch on decision.target
+
+    def deferred(self, key: K, reason: str) -> None: ...  # bookkeeping only (count, reason)
+
+    def reject(self, key: K, reason: str) -> None: ...  # terminal: rejected
+
+    def fail(self, key: K, reason: str) -> None: ...  # terminal: failed after retries
+
+
+Decide = Callable[[float, Sequence], Sequence[Decision]]
+"""(now_s, keys) -> one Decision per key, in order. The default asks `place()`; a body may
+stand in the optimizer's express placer where it is proven equal to `place()`."""
+
+
+class SchedulingCore(Generic[K]):
+    """The waiting queue and its rules (see the module docstring). `tasks`: where the core
+    keeps each key's Task (default: a dict of its own; the twin passes a mapping that builds
+    Tasks on first use). `decide`: see `Decide`. `on_wake(at_s)`: called when the core needs
+    `tick()` at `at_s` (a body may also poll `next_tick_s()`)."""
+
+    def __init__(self, state: FleetState, policy: Policy | str, sink: CoreSink[K],
+                 settings: CoreSettings = CoreSettings(), *, tasks: MutableMapping[K, Task] | None = None,
+                 decide: Decide | None = None, on_wake: Callable[[float], None] | None = None) -> None:
+        self.state = state
+        self.policy = policy
+        self.sink = sink
+        self.settings = settings
+        self._batch = settings.batch_window_s > 0
+        self._tasks: MutableMapping[K, Task] = {} if tasks is None else tasks
+        self._decide = decide or self.place_keys
+        self._on_wake = on_wake
+        self._running: dict[K, tuple[str | None, int]] = {}  # key -> (target, seq)
+        self._waiting: dict[K, Waiter] = {}
+        self._index = ClassIndex()
+        self._expiry: list[tuple[float, int, K]] = []  # (since + max wait, seq, key)
+        self._held: dict[K, int] = {}  # key -> tasks it still waits for
+        self._dependents: dict[K, list[K]] = {}
+        self._remember: set[K] = set()
+        self._outcomes: dict[K, bool] = {}  # remembered keys that ended: completed?
+        self._pending: list[tuple[K, int]] = []  # batch mode: released, waiting for the window
+        self._retries: dict[K, int] = {}
+        self._seq = 0
+        self._tick_due = _INF
+        self._window_due = _INF
+        self._budget = BudgetPeriods(state.fleet)
+        self._depth = 0  # > 0 inside an event (sink calls may re-enter)
+        self._blocked: set = set()  # classes not offered again in the current event
+        self._resolved: Policy | None = None
+
+    # --- events in ------------------------------------------------------------------------
+    def submit(self, now_s: float, key: K, task: Task | None = None, after: Sequence[K] = (), *,
+               remember: bool = False) -> None:
+        """A task arrived. `task` may be omitted when the `tasks` mapping given to the core
+        has it. `after`: keys that must complete first (released when all have; rejected if
+        one does not). `remember`: keep this key's outcome after it ends, so that a task
+        submitted later may name it in `after` (a key named before it is submitted needs
+        nothing)."""
+        if self._known(key):
+            raise SchedulingError(f"task {key!r} was submitted twice")
+        if task is not None:
+            self._tasks[key] = task
+        if remember:
+            self._remember.add(key)
+        self._enter(now_s)
+        try:
+            waits = 0
+            for dep in after:
+                done = self._outcomes.get(dep)
+                if done is None:  # running, waiting, or not submitted yet
+                    self._dependents.setdefault(dep, []).append(key)
+                    waits += 1
+                elif not done:
+                    self._end(key, False)
+                    self.sink.reject(key, DEPENDENCY_REASON)
+                    self._release_dependents(now_s, key, False)
+                    return
+            if waits:
+                self._held[key] = waits
+            else:
+                self._release(now_s, key)
+        finally:
+            self._leave(now_s)
+
+    def completed(self, now_s: float, key: K) -> None:
+        """Terminal success of a running task: releases its dependents; its slot is free."""
+        run = self._running.pop(key, None)
+        if run is None:
+            raise UnknownTaskError(f"completed: task {key!r} is not running")
+        self._tasks.pop(key, None)
+        self._retries.pop(key, None)
+        if key in self._remember:
+            self._remember.discard(key)
+            self._outcomes[key] = True
+        if self._dependents or self._waiting or now_s >= self._budget.soonest:
+            self._enter(now_s)
+            try:
+                if key in self._dependents:
+                    self._release_dependents(now_s, key, True)
+                if self._waiting and not self._batch:
+                    self._offer(now_s, run[0])
+            finally:
+                self._leave(now_s)
+
+    def failed(self, now_s: float, key: K, reason: str) -> None:
+        """Terminal failure reported by the body (e.g. the executor raised): no retry; the
+        tasks that depend on it are rejected. The body records the failure itself."""
+        if self._running.pop(key, None) is None:
+            raise UnknownTaskError(f"failed: task {key!r} is not running")
+        self._enter(now_s)
+        try:
+            self._end(key, False)
+            self._release_dependents(now_s, key, False)
+        finally:
+            self._leave(now_s)
+
+    def lost(self, now_s: float, key: K, reason: str) -> None:
+        """An attempt was lost (node failed or left, the task did not fit, dispatch not
+        acknowledged): the task waits again at its old place in the queue, up to
+        `max_retries` times; then `sink.fail`."""
+        run = self._running.pop(key, None)
+        if run is None:
+            raise UnknownTaskError(f"lost: task {key!r} is not running")
+        self._enter(now_s)
+        try:
+            tries = self._retries.get(key, 0) + 1
+            self._retries[key] = tries
+            if tries > self.settings.max_retries:
+                self._end(key, False)
+                self.sink.fail(key, f"failed after {self.settings.max_retries} retries: {reason}")
+                self._release_dependents(now_s, key, False)
+                return
+            w = self._wait(now_s, key, run[1], reason)
+            self._retry_class(now_s, w)
+        finally:
+            self._leave(now_s)
+
+    def declined(self, now_s: float, key: K, reason: str) -> None:
+        """The body could not act on `sink.start` (the decision went stale: its node stopped
+        taking work): the task waits again at its place, counted as a deferral."""
+        run = self._running.pop(key, None)
+        if run is None:
+            raise UnknownTaskError(f"declined: task {key!r} is not running")
+        self._enter(now_s)
+        try:
+            self.sink.deferred(key, reason)
+            w = self._wait(now_s, key, run[1], reason)
+            self._blocked.add(w.cls)  # the same decision would come back in this event
+        finally:
+            self._leave(now_s)
+
+    def cancel(self, now_s: float, key: K) -> bool:
+        """Remove a task that has not started (waiting, held or in a batch window); True if it
+        was one. Its dependents are rejected. A running task is the body's to stop."""
+        if key in self._waiting:
+            del self._waiting[key]
+        elif key in self._held:
+            del self._held[key]
+        elif any(k == key for k, _ in self._pending):
+            self._pending = [(k, s) for k, s in self._pending if k != key]
+        else:
+            return False
+        self._enter(now_s)
+        try:
+            self._end(key, False)
+            self._release_dependents(now_s, key, False)
+        finally:
+            self._leave(now_s)
+        return True
+
+    def slot_freed(self, now_s: float, node_id: str) -> None:
+        """Capacity appeared on `node_id` (or a cloud offer) without a completion."""
+        self._reoffer(now_s, node_id)
+
+    def node_joined(self, now_s: float, node_id: str) -> None:
+        self._reoffer(now_s)
+
+    def node_left(self, now_s: float, node_id: str) -> None:
+        """The body reports each of its running tasks with `lost()` (before or after)."""
+        self._reoffer(now_s)
+
+    def node_changed(self, now_s: float, node_id: str) -> None:
+        """A node's status, power source, thermal state or speed changed."""
+        self._reoffer(now_s)
+
+    def budget_rolled(self, now_s: float) -> None:
+        """A budget period rolled outside the core's own calendar (spend reset in state)."""
+        self._reoffer(now_s)
+
+    def tick(self, now_s: float) -> None:
+        """Periodic: the batch window closes; waiting work past the maximum wait is rejected;
+        the rest is offered again. Harmless when nothing is due."""
+        self._enter(now_s)
+        try:
+            if now_s >= self._window_due:
+                self._window_due = _INF
+                self._window(now_s)
+            if now_s >= self._tick_due:
+                self._tick_due = _INF
+                self._expire(now_s)
+                self._offer(now_s, None)
+        finally:
+            self._leave(now_s)
+
+    # --- queries ----------------------------------------------------------------------------
+    def next_tick_s(self) -> float | None:
+        due = min(self._tick_due, self._window_due)
+        return None if due == _INF else due
+
+    def waiting(self) -> int:
+        return len(self._waiting) + len(self._pending)
+
+    def waiting_keys(self) -> list[K]:
+        """Waiting tasks (batch windows included), oldest first."""
+        seqs = [(w.seq, k) for k, w in self._waiting.items()] + [(s, k) for k, s in self._pending]
+        return [k for _, k in sorted(seqs, key=lambda x: x[0])]
+
+    def running_keys(self) -> list[K]:
+        return list(self._running)
+
+    def task(self, key: K) -> Task:
+        return self._tasks[key]
+
+    def place_keys(self, now_s: float, keys: Sequence[K]) -> list[Decision]:
+        """The default `Decide`: `place()` on the tasks of `keys`."""
+        return place(self.state, [self._tasks[k] for k in keys], self.policy).decisions
+
+    # --- inside ---------------------------------------------------------------------------
+    def _known(self, key: K) -> bool:
+        return key in self._running or key in self._waiting or key in self._held
+
+    def _enter(self, now_s: float) -> None:
+        """Start of an event: the state's clock, budget periods."""
+        if self._depth == 0:
+            self._blocked.clear()
+        self._depth += 1
+        state = self.state
+        state.time_s = now_s
+        if now_s >= self._budget.soonest and self._budget.roll(now_s, state) and self._waiting \
+                and not self._batch:
+            self._offer(now_s, None)
+
+    def _leave(self, now_s: float) -> None:
+        """End of an event: make sure a tick is due while work waits."""
+        self._depth -= 1
+        if self._depth:
+            return
+        if self._batch:
+            if (self._waiting or self._pending) and self._window_due == _INF:
+                self._window_due = now_s + self.settings.batch_window_s
+                if self._on_wake is not None:
+                    self._on_wake(self._window_due)
+        elif self._waiting and self._tick_due == _INF:
+            self._tick_due = now_s + self.settings.defer_retry_s
+            if self._on_wake is not None:
+                self._on_wake(self._tick_due)
+
+    def _reoffer(self, now_s: float, target: str | None = None) -> None:
+        self._enter(now_s)
+        try:
+            if self._waiting and not self._batch:
+                self._offer(now_s, target)
+        finally:
+            self._leave(now_s)
+
+    def _release(self, now_s: float, key: K) -> None:
+        seq = self._seq
+        self._seq = seq + 1
+        if self._batch:
+            self._pending.append((key, seq))
+            return
+        if self._waiting:  # FIFO: behind the waiting tasks of its class
+            cls = constraint_class(self._tasks[key])
+            if self._index.by_class.get(cls) and self._index.head(cls, self._waiting) is not None:
+                w = self._wait(now_s, key, seq, BEHIND_REASON)
+                self._drain_class(now_s, w.cls)
+                if self._waiting.get(key) is w:  # its class was deferred before its turn
+                    self.sink.deferred(key, BEHIND_REASON)
+                return
+        self._offer_one(now_s, key, seq, now_s)
+
+    def _offer_one(self, now_s: float, key: K, seq: int, since_s: float) -> bool:
+        """Ask about one task (not in any set); act on the answer. True if it was placed."""
+        decisions = self._decide(now_s, (key,))
+        return self._act(now_s, key, seq, since_s, decisions[0])
+
+    def _act(self, now_s: float, key: K, seq: int, since_s: float, d: Decision) -> bool:
+        status = d.status
+        if status is _PLACED:
+            self._running[key] = (d.target, seq)
+            self.sink.start(key, d)
+            return True
+        if status is _DEFERRED:
+            reason = d.reason
+            limit = self.settings.max_defer_s
+            if now_s - since_s > limit:
+                self._end(key, False)
+                self.sink.reject(key, f"deferred for over {limit:g} s: {reason}")
+                self._release_dependents(now_s, key, False)
+            else:
+                w = self._wait(now_s, key, seq, reason, since_s)
+                self._blocked.add(w.cls)
+                self.sink.deferred(key, reason)
+            return False
+        if status is _REJECTED:
+            self._end(key, False)
+            self.sink.reject(key, d.reason or "rejected by the optimizer")
+            self._release_dependents(now_s, key, False)
+            return False
+        raise SchedulingError(f"the placer returned unknown status {status!r} for task {key!r}")
+
+    def _wait(self, now_s: float, key: K, seq: int, reason: str, since_s: float | None = None) -> Waiter:
+        """Put `key` in the waiting set (a new wait starts now unless `since_s` says when)."""
+        w = Waiter(seq, now_s if since_s is None else since_s, constraint_class(self._tasks[key]), reason)
+        self._waiting[key] = w
+        self._index.push(key, w)
+        if since_s is None and not self._batch:
+            heapq.heappush(self._expiry, (w.since_s + self.settings.max_defer_s, seq, key))
+        return w
+
+    def _retry_class(self, now_s: float, w: Waiter) -> None:
+        """A task came back (lost): offer its class now, unless this event is already
+        offering (a loss inside `sink.start` waits for the next trigger)."""
+        if self._batch:
+            return
+        if self._depth > 1:
+            self._blocked.add(w.cls)
+        else:
+            self._drain_class(now_s, w.cls)
+
+    def _take(self, cls) -> tuple[K, Waiter] | None:
+        top = self._index.head(cls, self._waiting)
+        if top is None:
+            return None
+        self._index.pop(cls)
+        key = top[1]
+        return key, self._waiting.pop(key)
+
+    def _drain_class(self, now_s: float, cls) -> None:
+        """Offer the class's tasks oldest first until one is deferred (or none is left)."""
+        while cls not in self._blocked:
+            taken = self._take(cls)
+            if taken is None:
+                return
+            key, w = taken
+            self._offer_one(now_s, key, w.seq, w.since_s)
+
+    def _offer(self, now_s: float, target: str | None) -> None:
+        """Offer waiting work, oldest first across classes: every class that may use
+        `target` while it has a free slot (None: every class, once each)."""
+        ns = self.state.nodes.get(target) if target is not None else None
+        if target is not None and ns is None and target not in self._offer_ids():
+            return
+        heads = self._index.heads(self._waiting, target if ns is not None else None, self.state.fleet,
+                                  self._policy())
+        while heads:
+            if ns is not None and ns.free_slots <= 0:
+                return
+            _, cls = heapq.heappop(heads)
+            if cls in self._blocked:
+                continue
+            taken = self._take(cls)
+            if taken is None:
+                continue
+            key, w = taken
+            self._offer_one(now_s, key, w.seq, w.since_s)
+            top = self._index.head(cls, self._waiting)
+            if top is not None and cls not in self._blocked:
+                heapq.heappush(heads, (top[0], cls))
+
+    def _offer_ids(self) -> set[str]:
+        return {o.id for o in self.state.fleet.cloud_offers}
+
+    def _policy(self) -> Policy:
+        if self._resolved is None:
+            policy = self.policy
+            self._resolved = resolve_policy(policy) if isinstance(policy, (str, Policy)) else Policy()
+        return self._resolved
+
+    def _expire(self, now_s: float) -> None:
+        """Reject waiting tasks past the maximum wait (oldest deadline first)."""
+        limit = self.settings.max_defer_s
+        heap = self._expiry
+        while heap and heap[0][0] < now_s:
+            due, seq, key = heapq.heappop(heap)
+            w = self._waiting.get(key)
+            if w is None or w.seq != seq or w.since_s + limit != due:
+                continue
+            del self._waiting[key]
+            self._end(key, False)
+            self.sink.reject(key, f"deferred for over {limit:g} s: {w.reason}")
+            self._release_dependents(now_s, key, False)
+
+    def _window(self, now_s: float) -> None:
+        """Batch mode: everything waiting (oldest first) and everything released since the
+        last window, in calls of at most `batch_max_tasks`."""
+        since = {k: w.since_s for k, w in self._waiting.items()}
+        batch = [(k, self._waiting[k].seq) for k in self._index.drain(self._waiting)] + self._pending
+        self._waiting.clear()
+        self._pending = []
+        cap = self.settings.batch_max_tasks
+        for lo in range(0, len(batch), cap):
+            chunk = batch[lo:lo + cap]
+            decisions = self._decide(now_s, [k for k, _ in chunk])
+            if len(decisions) != len(chunk):
+                raise SchedulingError(f"the placer answered {len(decisions)} decisions for {len(chunk)} tasks")
+            for (key, seq), d in zip(chunk, decisions):
+                self._act(now_s, key, seq, since.get(key, now_s), d)
+        self._blocked.clear()  # (a batch decides every task; blocking is for one-task offers)
+
+    def _end(self, key: K, ok: bool) -> None:
+        """`key` reached a terminal state (the caller tells the sink)."""
+        self._tasks.pop(key, None)
+        self._retries.pop(key, None)
+        if key in self._remember:
+            self._remember.discard(key)
+            self._outcomes[key] = ok
+
+    def _release_dependents(self, now_s: float, key: K, ok: bool) -> None:
+        for dep in self._dependents.pop(key, ()):
+            left = self._held.get(dep)
+            if left is None:
+                continue  # not submitted yet, or already ended
+            if not ok:
+                del self._held[dep]
+                self._end(dep, False)
+                self.sink.reject(dep, DEPENDENCY_REASON)
+                self._release_dependents(now_s, dep, False)
+            elif left > 1:
+                self._held[dep] = left - 1
+            else:
+                del self._held[dep]
+                self._release(now_s, dep)
