@@ -40,6 +40,15 @@ class Settings(BaseModel):
     data_dir: Path = Path("~/.heddle")  # event logs, recorded traces
     output: Literal["table", "json"] = "table"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # `heddle agent` (heddle.live.agent); None: the agent's own default (host name, CPU count, ...)
+    node_id: str | None = None  # this machine's node id in the live fleet
+    device: str | None = None  # catalog device id of this machine
+    slots: Annotated[int, Field(ge=1)] | None = None  # concurrent tasks on this machine
+    owner: str | None = None  # whose machine this is (personal work of others is refused)
+    trust: list[str] | str | None = None  # owners whose personal work may run here ("a,b")
+    labels: dict[str, str] | str | None = None  # node labels ("room=office,gpu=yes")
+    report_every_s: Annotated[float, Field(gt=0)] | None = None  # capacity report interval
+    drain_deadline_s: Annotated[float, Field(gt=0)] | None = None  # in-flight work's grace
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:

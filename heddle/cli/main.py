@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from heddle.cli import advise, catalog, events, models_cmd, place, sim, trace
+from heddle.cli import advise, agent, catalog, events, models_cmd, place, sim, trace
 
 app = typer.Typer(
     name="heddle",
@@ -19,6 +19,7 @@ app.add_typer(events.app, name="events")
 app.command("place")(place.place)
 app.command("sim")(sim.sim)
 app.command("advise")(advise.advise)
+app.command("agent")(agent.agent)
 
 if __name__ == "__main__":
     app()

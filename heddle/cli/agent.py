@@ -1,0 +1,54 @@
+"""`heddle agent`: run this machine's node agent until it is drained (SIGTERM, Ctrl-C or
+`heddle drain NODE`). Also runnable as ``python -m heddle.cli.agent`` (faster start-up)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+err = Console(stderr=True)
+
+
+def agent(
+    nats: Annotated[str | None, typer.Option("--nats", help="NATS URL of the cluster (default nats://127.0.0.1:4222).")] = None,
+    node_id: Annotated[str | None, typer.Option("--node-id", help="This node's id (default: the host name).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Catalog device id (default: guessed from the chip).")] = None,
+    slots: Annotated[int | None, typer.Option("--slots", help="Tasks run at once (default: CPU count).")] = None,
+    owner: Annotated[str | None, typer.Option("--owner", help="Whose machine this is (default: the OS user).")] = None,
+    trust: Annotated[str | None, typer.Option("--trust", help="Owners whose personal work may run here, comma-separated.")] = None,
+    labels: Annotated[str | None, typer.Option("--labels", help="Node labels, key=value pairs separated by commas.")] = None,
+    report_every: Annotated[float | None, typer.Option("--report-every", help="Seconds between capacity reports (default 2).")] = None,
+    drain_deadline: Annotated[float | None, typer.Option("--drain-deadline", help="Seconds in-flight work gets on a drain (default 30).")] = None,
+    log_level: Annotated[str | None, typer.Option("--log-level", help="debug, info, warning or error.")] = None,
+) -> None:
+    """Run the node agent: report capacity, run assigned work, drain on SIGTERM."""
+    from pydantic import ValidationError
+
+    from heddle.config import load_settings
+    from heddle.live.agent.settings import agent_settings, run_agent
+    from heddle.models.errors import ModelsError
+
+    try:
+        settings = load_settings({
+            "nats_url": nats, "node_id": node_id, "device": device, "slots": slots,
+            "owner": owner, "trust": trust, "labels": labels, "report_every_s": report_every,
+            "drain_deadline_s": drain_deadline, "log_level": log_level,
+        })
+        chosen = agent_settings(settings)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        err.print(f"[red]error:[/] option --{str(e['loc'][0]).replace('_', '-')}: {e['msg']}")
+        raise typer.Exit(2) from None
+    except (ModelsError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise typer.Exit(run_agent(chosen))
+
+
+if __name__ == "__main__":
+    typer.run(agent)

@@ -1,0 +1,202 @@
+"""The executor interface and the processor executors.
+
+An `Executor` runs one attempt of a task and returns its JSON result; the agent owns the
+slot, the timeout, cancellation and the reports around it. LLM backends (Ollama,
+OpenAI-compatible servers, Claude, MLX) plug in as further `Executor`s under their own kinds.
+
+Shipped here: ``echo`` (returns the payload) and ``sleep`` (waits ``{"seconds": s}``) run
+inside the agent's event loop; ``processor`` (an import path ``package.module:function``
+called with the payload) and ``burn`` (``{"iterations": N}`` of CPU work) run in worker
+processes, one attempt per worker at a time, so a stuck or crashing step never blocks or
+kills the agent: on a timeout or cancel its worker is killed and replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from heddle.live.protocol import MAX_MESSAGE_BYTES, Assignment, ExecutorSpec
+
+__all__ = [
+    "EchoExecutor",
+    "ExecutionError",
+    "Executor",
+    "ExecutorRegistry",
+    "Progress",
+    "SleepExecutor",
+    "WorkerExecutor",
+    "default_registry",
+]
+
+WORKER_SCRIPT = Path(__file__).with_name("worker_main.py")
+IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+"""``package.module:function`` (attributes may be dotted: ``pkg.mod:Class.method``)."""
+
+
+class ExecutionError(Exception):
+    """The step failed; the message is the reason reported to the control plane."""
+
+
+@dataclass(slots=True)
+class Progress:
+    """What an executor may tell the agent while it runs (timings of the attempt)."""
+
+    first_token_at: float | None = None
+
+    def first_token(self) -> None:
+        """Call when the first output token arrives (LLM backends); later calls are ignored."""
+        if self.first_token_at is None:
+            self.first_token_at = time.time()
+
+
+class Executor(ABC):
+    """Runs attempts of the kinds it names. Must be cancellation-safe: the agent cancels
+    `run()` on a timeout, a cancel request or the drain deadline."""
+
+    kinds: ClassVar[tuple[str, ...]] = ()
+
+    def check(self, spec: ExecutorSpec) -> str | None:
+        """Why this executor cannot take ``spec`` (the assignment is refused), or None."""
+        return None
+
+    @abstractmethod
+    async def run(self, assignment: Assignment, progress: Progress) -> Any:
+        """Run the attempt and return its JSON result; raise ExecutionError on failure."""
+
+    async def close(self) -> None:
+        """Release processes and connections (the agent calls it once, on exit)."""
+
+
+class EchoExecutor(Executor):
+    """Returns the payload unchanged: the cheapest possible step (throughput benchmarks)."""
+
+    kinds = ("echo",)
+
+    async def run(self, assignment: Assignment, progress: Progress) -> Any:
+        return assignment.payload
+
+
+class SleepExecutor(Executor):
+    """Waits ``payload {"seconds": s}`` (or ``options.seconds``) without using a core."""
+
+    kinds = ("sleep",)
+
+    async def run(self, assignment: Assignment, progress: Progress) -> Any:
+        source = assignment.payload if isinstance(assignment.payload, dict) else {}
+        seconds = source.get("seconds", assignment.executor.options.get("seconds"))
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+            raise ExecutionError(f"sleep: expected payload {{'seconds': s}} with s >= 0, got {seconds!r}")
+        await asyncio.sleep(seconds)
+        return {"slept_s": seconds}
+
+
+@dataclass(slots=True, eq=False)  # identity: workers live in a set
+class _Worker:
+    process: asyncio.subprocess.Process
+
+    async def call(self, target: str, payload: Any) -> dict:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps({"target": target, "payload": payload}).encode() + b"\n")
+        await self.process.stdin.drain()
+        line = await self.process.stdout.readline()
+        if not line:
+            code = await self.process.wait()
+            raise ExecutionError(f"the worker process died (exit code {code})")
+        return json.loads(line)
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+
+
+@dataclass(slots=True)
+class WorkerExecutor(Executor):
+    """``processor`` and ``burn`` steps in worker processes (a pool of idle workers is kept)."""
+
+    kinds: ClassVar[tuple[str, ...]] = ("processor", "burn")
+    max_idle: int = 4
+    _idle: list[_Worker] = field(default_factory=list)
+    _all: set[_Worker] = field(default_factory=set)
+
+    def check(self, spec: ExecutorSpec) -> str | None:
+        if spec.kind == "processor" and not (spec.target and IMPORT_PATH.match(spec.target)):
+            return f"processor: expected target 'package.module:function', got {spec.target!r}"
+        return None
+
+    async def _spawn(self) -> _Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(WORKER_SCRIPT),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            limit=2 * MAX_MESSAGE_BYTES,
+        )
+        worker = _Worker(process)
+        self._all.add(worker)
+        return worker
+
+    async def run(self, assignment: Assignment, progress: Progress) -> Any:
+        spec = assignment.executor
+        target = "burn" if spec.kind == "burn" else str(spec.target)
+        worker = self._idle.pop() if self._idle else await self._spawn()
+        try:
+            reply = await worker.call(target, assignment.payload)
+        except BaseException:
+            # Cancelled (timeout, cancel, drain deadline) or the worker broke: never reuse it.
+            worker.kill()
+            self._all.discard(worker)
+            raise
+        if len(self._idle) < self.max_idle:
+            self._idle.append(worker)
+        else:
+            worker.kill()
+            self._all.discard(worker)
+        if not reply.get("ok"):
+            raise ExecutionError(str(reply.get("error")))
+        return reply.get("result")
+
+    async def close(self) -> None:
+        for worker in list(self._all):
+            worker.kill()
+            await worker.process.wait()
+        self._all.clear()
+        self._idle.clear()
+
+
+@dataclass(slots=True)
+class ExecutorRegistry:
+    """Executors by kind (the composition root registers the backends it has)."""
+
+    by_kind: dict[str, Executor] = field(default_factory=dict)
+
+    def register(self, executor: Executor) -> None:
+        for kind in executor.kinds:
+            self.by_kind[kind] = executor
+
+    def refusal(self, spec: ExecutorSpec) -> str | None:
+        """Why an assignment with ``spec`` cannot run here, or None."""
+        executor = self.by_kind.get(spec.kind)
+        if executor is None:
+            return f"no executor {spec.kind!r} on this node (has: {', '.join(sorted(self.by_kind))})"
+        return executor.check(spec)
+
+    def get(self, kind: str) -> Executor:
+        return self.by_kind[kind]
+
+    async def close(self) -> None:
+        for executor in {id(e): e for e in self.by_kind.values()}.values():
+            await executor.close()
+
+
+def default_registry(max_idle_workers: int = 4) -> ExecutorRegistry:
+    """echo, sleep, burn and processor."""
+    registry = ExecutorRegistry()
+    for executor in (EchoExecutor(), SleepExecutor(), WorkerExecutor(max_idle=max_idle_workers)):
+        registry.register(executor)
+    return registry

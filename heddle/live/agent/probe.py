@@ -1,0 +1,145 @@
+"""What the machine has right now, from psutil and the platform module.
+
+Every probe tolerates missing data: Linux VMs report `cpu_freq().max` as 0, no battery and no
+temperatures; macOS without root gives no GPU utilisation. Missing values become the
+protocol's "unknown" (None) or a safe default, never an exception. Richer probes (Metal,
+NVML, powermetrics) come with the backends.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+from dataclasses import dataclass
+
+import psutil
+
+from heddle.live.protocol import Cpu, Gpu, Memory, NeuralEngine, Power, Thermal
+from heddle.models.ids import PowerSource, ThermalState
+
+__all__ = ["MachineSample", "Probe", "guess_device"]
+
+GIB = 1024**3
+HOT_FRACTION_OF_CRITICAL = 0.9
+"""A sensor within 10% of its critical temperature counts as throttling (kernel trip points
+start throttling before the critical point)."""
+
+
+@dataclass(slots=True)
+class MachineSample:
+    """One reading of the machine (the capacity report's hardware part)."""
+
+    hostname: str
+    os: str
+    arch: str
+    chip: str
+    memory: Memory
+    cpu: Cpu
+    gpu: Gpu | None
+    neural_engine: NeuralEngine
+    thermal: Thermal
+    power: Power
+
+
+def _chip_name() -> str:
+    """Marketing name of the CPU ("Apple M2 Ultra", "AMD EPYC"); "unknown" if not found."""
+    if platform.system() == "Darwin":
+        try:
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
+                timeout=2, check=False,
+            )
+            if out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("model name", "Model")):
+                    return line.partition(":")[2].strip() or "unknown"
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def guess_device(chip: str) -> str | None:
+    """The catalog device id a chip name points to, when it is unambiguous; else None.
+
+    Apple chip names ("Apple M2 Ultra") do not say the GPU-core variant, so the smallest
+    variant of that chip is taken: the scheduler then under- rather than over-estimates.
+    """
+    from heddle.models import catalog
+
+    name = chip.lower().removeprefix("apple").strip()
+    if not name.startswith("m"):
+        return None
+    candidates = [
+        d for d in catalog.devices().values()
+        if d.vendor == "apple" and d.name.lower().removeprefix("apple ").split(" (")[0] == name
+    ]
+    return min(candidates, key=lambda d: d.gpu_cores).id if candidates else None
+
+
+def _thermal() -> Thermal:
+    read = getattr(psutil, "sensors_temperatures", None)
+    try:
+        sensors = read() if read else {}
+    except (OSError, RuntimeError):
+        sensors = {}
+    hot = [
+        t for entries in (sensors or {}).values() for t in entries
+        if t.critical and t.current >= HOT_FRACTION_OF_CRITICAL * t.critical
+    ]
+    if not hot:
+        return Thermal()
+    critical = any(t.current >= t.critical for t in hot)
+    return Thermal(state=ThermalState.CRITICAL if critical else ThermalState.SERIOUS, throttling=True)
+
+
+def _power() -> Power:
+    try:
+        battery = psutil.sensors_battery()
+    except (OSError, RuntimeError, AttributeError):
+        battery = None
+    if battery is None:
+        return Power()
+    source = PowerSource.AC if battery.power_plugged in (True, None) else PowerSource.BATTERY
+    return Power(source=source, battery_level=max(0.0, min(1.0, battery.percent / 100)))
+
+
+class Probe:
+    """Reads the machine. The static facts are read once; `sample()` is cheap (~0.1 ms)."""
+
+    def __init__(self) -> None:
+        self._static = (socket.gethostname(), platform.system().lower(), platform.machine(), _chip_name())
+        logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
+        physical = psutil.cpu_count(logical=False) or logical
+        self._apple = self._static[1] == "darwin" and self._static[2] == "arm64"
+        self._cores = physical
+        self._logical = logical
+        psutil.cpu_percent(interval=None)  # primes the counter: the next call measures since now
+
+    @property
+    def chip(self) -> str:
+        return self._static[3]
+
+    def sample(self) -> MachineSample:
+        hostname, os_name, arch, chip = self._static
+        vm = psutil.virtual_memory()
+        utilization = max(0.0, min(1.0, psutil.cpu_percent(interval=None) / 100))
+        return MachineSample(
+            hostname=hostname,
+            os=os_name,
+            arch=arch,
+            chip=chip,
+            memory=Memory(total_gb=vm.total / GIB, free_gb=vm.available / GIB, unified=self._apple),
+            # Without a per-core-type probe every core counts as a performance core.
+            cpu=Cpu(performance_cores=self._cores, efficiency_cores=0, utilization=utilization),
+            gpu=Gpu(type="apple") if self._apple else None,
+            neural_engine=NeuralEngine(available=self._apple),
+            thermal=_thermal(),
+            power=_power(),
+        )

@@ -1,0 +1,391 @@
+"""The agent process: capacity reports out, assignments in, attempts run within a slot limit.
+
+One asyncio loop. Capacity is reported every interval and at once when free slots change
+(changes in a burst coalesce into one report). An assignment addressed to this node is
+accepted into a free slot, or into a small local queue, or refused with the reason: no room,
+draining, an executor this node lacks, or personal work of an owner this node does not
+belong to or is not trusted by (defence in depth: the control plane never sends that). Task
+reports go through the `Outbox` (JetStream, acked, retried). A drain (SIGTERM or a control
+message) takes no new work, lets in-flight work finish until the deadline, cancels the rest,
+publishes `Left` and exits. Garbage on any subject is counted, logged and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+from nats.aio.msg import Msg
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from heddle.live import protocol as p
+from heddle.live.agent.executors import ExecutionError, ExecutorRegistry, Progress
+from heddle.live.agent.outbox import Outbox
+from heddle.live.agent.probe import MachineSample, Probe
+from heddle.live.agent.settings import AgentSettings
+from heddle.models.fleet_types import Node
+from heddle.models.ids import NodeStatus, OwnerId, Privacy
+
+__all__ = ["Agent"]
+
+log = logging.getLogger("heddle.live.agent")
+
+CONNECT_BACKOFF_S = 0.5
+"""Wait between first-connection attempts while nats-server is not up yet."""
+FLUSH_ON_EXIT_S = 10.0
+"""How long a leaving agent waits for its last reports to be acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Identity:
+    """The two fields the privacy rule reads (`Node.may_hold_personal_of`)."""
+
+    owner: OwnerId
+    trusted_owners: frozenset[OwnerId]
+
+
+@dataclass(slots=True)
+class _Attempt:
+    assignment: p.Assignment
+    received_at: float
+    progress: Progress = field(default_factory=Progress)
+    started_at: float | None = None
+    runner: asyncio.Task | None = None
+    cancel_reason: str | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.assignment.task.id, self.assignment.attempt)
+
+    def timings(self, finished_at: float | None = None) -> p.Timings:
+        return p.Timings(
+            queued_at=self.assignment.queued_at, received_at=self.received_at,
+            started_at=self.started_at, first_token_at=self.progress.first_token_at,
+            finished_at=finished_at,
+        )
+
+
+class Agent:
+    """One node's agent. `run()` returns the process exit code once it has left."""
+
+    def __init__(self, settings: AgentSettings, registry: ExecutorRegistry, probe: Probe) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.probe = probe
+        self.device = settings.device
+        self.identity = _Identity(OwnerId(settings.owner),
+                                  frozenset(OwnerId(o) for o in settings.trusted_owners))
+        self.status = NodeStatus.ACTIVE
+        self.running: dict[tuple[str, int], _Attempt] = {}
+        self.queue: deque[_Attempt] = deque()
+        self.refused: Counter[str] = Counter()  # garbage messages by subject
+        self._seq = 0
+        self._sample: MachineSample | None = None
+        self._capacity_due = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._drain: asyncio.Task | None = None
+        self._drain_deadline_at = 0.0
+        self._cut = asyncio.Event()  # set by a second drain: cut in-flight work now
+        self._left = asyncio.Event()
+        self._nc: Any = None
+        self._outbox: Outbox | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.drain, None, f"signal {sig.name}")
+        self._nc = await self._connect()
+        if self._nc is None:  # drained before nats-server ever answered
+            return 0
+        self._outbox = Outbox(self._nc.jetstream(), log)
+        node = self.settings.node_id
+        await self._nc.subscribe(p.subject(p.ASSIGN, node=node), cb=self._on_assign)
+        await self._nc.subscribe(p.subject(p.CONTROL, node=node), cb=self._on_control)
+        background = [
+            asyncio.create_task(self._ensure_report_stream()),
+            asyncio.create_task(self._outbox.run()),
+            asyncio.create_task(self._report_capacity()),
+        ]
+        log.info("agent %s up: node %s, %d slots, owner %s, nats %s", self.settings.sender, node,
+                 self.settings.slots, self.settings.owner, self.settings.nats_url)
+        await self._left.wait()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await self.registry.close()
+        with contextlib.suppress(Exception):
+            await self._nc.drain()
+        return 0
+
+    async def _connect(self) -> Any:
+        while self._drain is None:
+            try:
+                return await nats.connect(
+                    self.settings.nats_url, name=f"heddle-agent-{self.settings.node_id}",
+                    max_reconnect_attempts=-1, reconnect_time_wait=0.25, connect_timeout=2,
+                    disconnected_cb=self._on_disconnected, reconnected_cb=self._on_reconnected,
+                    error_cb=self._on_error,
+                )
+            except Exception as exc:  # noqa: BLE001 -- nats-py raises several types here
+                log.warning("cannot reach nats at %s (%s); retrying", self.settings.nats_url, exc)
+                await asyncio.sleep(CONNECT_BACKOFF_S)
+        return None
+
+    async def _on_disconnected(self) -> None:
+        log.warning("disconnected from nats; reconnecting (reports are kept until acknowledged)")
+
+    async def _on_reconnected(self) -> None:
+        log.info("reconnected to nats at %s", self._nc.connected_url.netloc if self._nc else "?")
+        self._capacity_due.set()
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("nats: %s", exc)
+
+    async def _ensure_report_stream(self) -> None:
+        """Create the report stream if no one has yet (reports are durable from the start)."""
+        js = self._nc.jetstream()
+        while True:
+            try:
+                try:
+                    await js.stream_info(p.REPORT_STREAM)
+                except NotFoundError:
+                    await js.add_stream(StreamConfig(
+                        name=p.REPORT_STREAM, subjects=list(p.REPORT_STREAM_SUBJECTS),
+                        storage=StorageType.FILE, duplicate_window=p.REPORT_DUPLICATE_WINDOW_S,
+                    ))
+                return
+            except Exception as exc:  # noqa: BLE001 -- server down, JetStream off, a race: retry
+                log.warning("report stream %s not ready (%s); retrying", p.REPORT_STREAM, exc)
+                await asyncio.sleep(CONNECT_BACKOFF_S)
+
+    # --- capacity -----------------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def capacity_report(self) -> p.CapacityReport:
+        sample = self._sample or self.probe.sample()
+        s = self.settings
+        return p.CapacityReport(
+            sender=s.sender, seq=self._next_seq(), sent_at=time.time(), node_id=s.node_id,
+            agent_id=s.sender, hostname=sample.hostname, os=sample.os, arch=sample.arch,
+            chip=sample.chip, device=self.device, memory=sample.memory, cpu=sample.cpu,
+            gpu=sample.gpu, neural_engine=sample.neural_engine, thermal=sample.thermal,
+            power=sample.power, labels=s.labels, owner=s.owner, trusted_owners=s.trusted_owners,
+            status=self.status, slots=s.slots, free_slots=max(0, s.slots - len(self.running)),
+            queued=len(self.queue), reserved_memory_gb=s.reserved_memory_gb,
+            running=tuple(p.TaskRef(task_id=k[0], attempt=k[1]) for k in self.running),
+            refused_messages=sum(self.refused.values()),
+        )
+
+    async def _report_capacity(self) -> None:
+        """Every interval with a fresh probe; between ticks at once on a change, coalesced."""
+        subject = p.subject(p.CAPACITY, node=self.settings.node_id)
+        next_probe = 0.0
+        while True:
+            if time.monotonic() >= next_probe:
+                self._sample = self.probe.sample()
+                next_probe = time.monotonic() + self.settings.report_every_s
+            if self._nc.is_connected:  # while away, a fresh report follows the reconnect
+                await self._nc.publish(subject, p.encode(self.capacity_report()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._capacity_due.wait(), next_probe - time.monotonic())
+            self._capacity_due.clear()
+
+    # --- assignments --------------------------------------------------------------------
+
+    def _decode(self, msg: Msg, expect: type) -> Any:
+        try:
+            return p.decode(msg.data, expect)
+        except p.ProtocolError as exc:
+            self.refused[msg.subject] += 1
+            log.warning("refused a message on %s (%d so far): %s", msg.subject,
+                        sum(self.refused.values()), exc)
+            return None
+
+    def refusal(self, a: p.Assignment) -> str | None:
+        """Why this node will not take assignment ``a``, or None."""
+        if a.node_id != self.settings.node_id:
+            return f"addressed to node {a.node_id!r}, this is {self.settings.node_id!r}"
+        if self.status is not NodeStatus.ACTIVE:
+            return "node is draining: no new work"
+        task = a.task
+        # The one privacy rule, read on this node's own owner and trust (no device needed).
+        if task.privacy is Privacy.PERSONAL and not Node.may_hold_personal_of(
+            self.identity, OwnerId(task.owner) if task.owner else None  # type: ignore[arg-type]
+        ):
+            return (f"privacy: personal work of owner {task.owner!r} runs only on nodes of its "
+                    f"owner or trusted by it; node {self.settings.node_id!r} belongs to "
+                    f"{self.settings.owner!r} and trusts {list(self.settings.trusted_owners)}")
+        return self.registry.refusal(a.executor)
+
+    async def _on_assign(self, msg: Msg) -> None:
+        a = self._decode(msg, p.Assignment)
+        if a is None:
+            return
+        attempt = _Attempt(a, received_at=time.time())
+        reason = self.refusal(a)
+        queued = False
+        if reason is None and not self._known(attempt.key):
+            if len(self.running) < self.settings.slots:
+                self._start(attempt)
+            elif len(self.queue) < self.settings.local_queue:
+                self.queue.append(attempt)
+                self._idle.clear()
+                queued = True
+            else:
+                reason = (f"no free slot ({self.settings.slots} running) and the local queue "
+                          f"is full ({self.settings.local_queue})")
+        if reason is not None:
+            log.info("refused %s attempt %d: %s", a.task.id, a.attempt, reason)
+        if msg.reply:
+            await msg.respond(p.encode(p.AssignReply(
+                sender=self.settings.sender, seq=self._next_seq(), sent_at=time.time(),
+                node_id=self.settings.node_id, task_id=a.task.id, attempt=a.attempt,
+                accepted=reason is None, queued=queued, reason=reason,
+            )))
+
+    def _known(self, key: tuple[str, int]) -> bool:
+        """A repeated assignment (the control plane retried its request): accepted again."""
+        return key in self.running or any(q.key == key for q in self.queue)
+
+    def _start(self, attempt: _Attempt) -> None:
+        self.running[attempt.key] = attempt
+        self._idle.clear()
+        attempt.runner = asyncio.create_task(self._run(attempt))
+        self._capacity_due.set()
+
+    async def _run(self, attempt: _Attempt) -> None:
+        a = attempt.assignment
+        attempt.started_at = time.time()
+        self._send_report(p.TaskStarted(
+            sender=self.settings.sender, seq=self._next_seq(), sent_at=attempt.started_at,
+            node_id=self.settings.node_id, task_id=a.task.id, attempt=a.attempt,
+            timings=attempt.timings(),
+        ))
+        timeout_s = a.timeout_s or self.settings.task_timeout_s
+        outcome, reason, result = "ok", None, None
+        try:
+            async with asyncio.timeout(timeout_s):
+                result = await self.registry.get(a.executor.kind).run(a, attempt.progress)
+        except TimeoutError:
+            outcome, reason = "failed", f"timeout: still running after {timeout_s} s"
+        except ExecutionError as exc:
+            outcome, reason = "failed", str(exc)
+        except asyncio.CancelledError:
+            outcome, reason = "cancelled", attempt.cancel_reason or "cancelled"
+        except Exception as exc:
+            log.exception("executor %s raised on %s", a.executor.kind, a.task.id)
+            outcome, reason = "failed", f"executor error: {type(exc).__name__}: {exc}"
+        self._finish(attempt, outcome, reason, result)
+
+    def _finish(self, attempt: _Attempt, outcome: str, reason: str | None, result: Any) -> None:
+        a = attempt.assignment
+        finished = p.TaskFinished(
+            sender=self.settings.sender, seq=self._next_seq(), sent_at=time.time(),
+            node_id=self.settings.node_id, task_id=a.task.id, attempt=a.attempt, outcome=outcome,
+            reason=reason, result=result, timings=attempt.timings(finished_at=time.time()),
+        )
+        try:
+            self._send_report(finished)
+        except p.ProtocolError as exc:  # the result does not fit in a message
+            self._send_report(finished.model_copy(update={
+                "outcome": "failed", "result": None, "reason": f"result too large: {exc}"}))
+        self.running.pop(attempt.key, None)
+        while self.queue and len(self.running) < self.settings.slots:
+            self._start(self.queue.popleft())
+        if not self.running and not self.queue:
+            self._idle.set()
+        self._capacity_due.set()
+
+    def _send_report(self, report: p.TaskStarted | p.TaskFinished) -> None:
+        assert self._outbox is not None
+        data = p.encode(report)
+        self._outbox.put(p.subject(p.REPORT, node=self.settings.node_id), data, p.report_msg_id(report))
+
+    # --- control ------------------------------------------------------------------------
+
+    async def _on_control(self, msg: Msg) -> None:
+        c = self._decode(msg, p.Control)
+        if c is None:
+            return
+        ok, reason = True, None
+        if c.node_id != self.settings.node_id:
+            ok, reason = False, f"addressed to node {c.node_id!r}"
+        elif c.action == "drain":
+            self.drain(c.deadline_s, c.reason or "drain requested")
+        else:
+            ok = self.cancel(c.task_id or "", c.attempt, c.reason or "cancel requested")
+            reason = None if ok else f"no attempt of task {c.task_id!r} here"
+        if msg.reply:
+            await msg.respond(p.encode(p.ControlReply(
+                sender=self.settings.sender, seq=self._next_seq(), sent_at=time.time(),
+                node_id=self.settings.node_id, action=c.action, ok=ok, reason=reason,
+            )))
+
+    def cancel(self, task_id: str, attempt_no: int | None, reason: str) -> bool:
+        """Cancel a running or queued attempt (any attempt of the task if ``attempt_no`` is None)."""
+        found = False
+        for attempt in list(self.queue):
+            if attempt.key[0] == task_id and attempt_no in (None, attempt.key[1]):
+                self.queue.remove(attempt)
+                self._finish(attempt, "cancelled", reason, None)
+                found = True
+        for attempt in list(self.running.values()):
+            if attempt.key[0] == task_id and attempt_no in (None, attempt.key[1]) and attempt.runner:
+                attempt.cancel_reason = reason
+                attempt.runner.cancel()
+                found = True
+        return found
+
+    def drain(self, deadline_s: float | None, reason: str) -> None:
+        """Take no new work; in-flight work finishes until the deadline; then leave.
+
+        A second drain (say a second Ctrl-C) moves the deadline to now.
+        """
+        if self._drain is not None:
+            self._drain_deadline_at = time.monotonic()
+            self._cut.set()
+            return
+        log.info("draining (%s): %d running, %d queued", reason, len(self.running), len(self.queue))
+        self.status = NodeStatus.DRAINING
+        self._capacity_due.set()
+        self._drain_deadline_at = time.monotonic() + (deadline_s or self.settings.drain_deadline_s)
+        self._drain = asyncio.create_task(self._drain_and_leave(reason))
+
+    async def _drain_and_leave(self, reason: str) -> None:
+        idle, cut = asyncio.create_task(self._idle.wait()), asyncio.create_task(self._cut.wait())
+        await asyncio.wait({idle, cut}, timeout=max(0.0, self._drain_deadline_at - time.monotonic()),
+                           return_when=asyncio.FIRST_COMPLETED)
+        idle.cancel()
+        cut.cancel()
+        abandoned = [a.key for a in (*self.queue, *self.running.values())]
+        for task_id, attempt_no in abandoned:
+            self.cancel(task_id, attempt_no, "drain deadline passed")
+        runners = [a.runner for a in self.running.values() if a.runner]
+        await asyncio.gather(*runners, return_exceptions=True)
+        if self._nc is None:
+            self._left.set()
+            return
+        if self._outbox is not None and not await self._outbox.flushed(FLUSH_ON_EXIT_S):
+            log.error("leaving with %d report(s) not acknowledged", len(self._outbox))
+        left = p.Left(sender=self.settings.sender, seq=self._next_seq(), sent_at=time.time(),
+                      node_id=self.settings.node_id, reason=reason,
+                      abandoned=tuple(p.TaskRef(task_id=t, attempt=n) for t, n in abandoned))
+        with contextlib.suppress(Exception):
+            await self._nc.publish(p.subject(p.LEFT, node=self.settings.node_id), p.encode(left))
+            await self._nc.flush(timeout=2)
+        log.info("left: %s (%d attempt(s) cut at the deadline)", reason, len(abandoned))
+        self._left.set()

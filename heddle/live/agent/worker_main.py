@@ -1,0 +1,96 @@
+"""A worker process: runs processor steps one at a time for the agent (stdlib only).
+
+Started by path (``python worker_main.py``) so it imports nothing of heddle and starts in
+tens of milliseconds. It reads one JSON request per line on stdin --
+``{"target": "package.module:function", "payload": ...}`` -- and writes one JSON reply per
+line on its own copy of stdout: ``{"ok": true, "result": ...}`` or ``{"ok": false,
+"error": "..."}``. The step's own prints go to stderr so they cannot corrupt the replies.
+The agent kills the process on a timeout or a cancel; nothing here needs to be interruptible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import inspect
+import json
+import os
+import sys
+import traceback
+
+BURN_BLOCK = b"heddle-burn-0123456789abcdef0123456789abcdef0123456789abcdef01"
+"""64 bytes hashed per burn iteration (one SHA-256 compression round plus padding)."""
+
+
+def burn(payload: object) -> dict:
+    """CPU work of a given amount: ``{"iterations": N}`` chained SHA-256 hashes of 64 bytes.
+
+    A fixed amount of work, not of time, so a faster core finishes sooner, as the twin assumes.
+    """
+    iterations = payload.get("iterations") if isinstance(payload, dict) else payload
+    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
+        raise ValueError(f"burn: expected payload {{'iterations': N}} with N >= 0, got {payload!r}")
+    digest = BURN_BLOCK
+    for _ in range(iterations):
+        digest = hashlib.sha256(digest + BURN_BLOCK[32:]).digest()
+    return {"iterations": iterations, "digest": digest.hex()[:16]}
+
+
+BUILTINS = {"burn": burn}
+
+
+def resolve(target: str):
+    """``package.module:function`` (or a built-in name) -> the callable."""
+    if target in BUILTINS:
+        return BUILTINS[target]
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"expected an import path 'package.module:function', got {target!r}")
+    obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"{target} is not callable")
+    return obj
+
+
+def handle(request: dict) -> dict:
+    try:
+        fn = resolve(request["target"])
+        result = fn(request.get("payload"))
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+        return {"ok": True, "result": result}
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" at {tb[-1].filename}:{tb[-1].lineno}" if tb else ""
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}{where}"}
+
+
+async def _await(awaitable):
+    return await awaitable
+
+
+def main() -> None:
+    # The replies get a private copy of stdout; fd 1 and sys.stdout now point at stderr.
+    replies = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    # Run from the agent's working directory like `python -m`, not from heddle's source tree.
+    sys.path[0] = os.getcwd()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        reply = handle(json.loads(line))
+        try:
+            text = json.dumps(reply)
+        except (TypeError, ValueError) as exc:
+            text = json.dumps({"ok": False, "error": f"result is not JSON: {exc}"})
+        replies.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""`heddle agent` as a separate OS process against a real nats-server; the test plays the
+control plane over raw NATS with the wire protocol."""
+
+from __future__ import annotations
+
+import json
+
+from heddle.live import protocol as p
+from heddle.models.ids import NodeStatus
+
+STEPS = "tests.live.steps"
+
+
+async def test_capacity_reports_and_assignments_run_with_timings(natsd, control, spawn_agent, gate):
+    spawn_agent(natsd.url, "mac-a", "--slots", "3", "--owner", "ana", "--trust", "bo",
+                "--labels", "room=office,floor=2")
+    report = await control.next("capacity", lambda m: m.node_id == "mac-a")
+    assert (report.v, report.device, report.owner, report.trusted_owners) == ("1.0", "m1-8", "ana", ("bo",))
+    assert report.labels == {"room": "office", "floor": "2"}
+    assert (report.slots, report.free_slots, report.status) == (3, 3, NodeStatus.ACTIVE)
+    assert report.memory.total_gb > 0 and report.cpu.performance_cores >= 1
+    assert report.hostname and report.os and report.arch and report.chip
+    # Reports keep coming on their own (the interval), numbered by a rising sequence.
+    await control.next("capacity", lambda m: m.node_id == "mac-a" and m.seq > report.seq)
+
+    runs = {
+        "echo-1": {"kind": "echo", "payload": {"x": [1, 2]}},
+        "burn-1": {"kind": "burn", "payload": {"iterations": 20_000}},
+        "shout-1": {"kind": "processor", "target": f"{STEPS}:shout", "payload": "hi"},
+        "sqrt-neg": {"kind": "processor", "target": "math:sqrt", "payload": -1},
+    }
+    for task_id, fields in runs.items():
+        reply = await control.assign("mac-a", task_id, **fields)
+        assert reply.accepted and not reply.queued, reply
+    done = {t: await control.finished(t) for t in runs}
+    assert done["echo-1"].result == {"x": [1, 2]}
+    assert done["burn-1"].result["iterations"] == 20_000
+    assert done["shout-1"].result == "HI"
+    assert done["sqrt-neg"].outcome == "failed" and "ValueError" in done["sqrt-neg"].reason
+    for finished in done.values():
+        t = finished.timings
+        assert t.queued_at <= t.received_at <= t.started_at <= t.finished_at
+
+    payload, _release = gate("never")
+    reply = await control.assign("mac-a", "stuck", kind="processor", target=f"{STEPS}:gate",
+                                 payload=payload, timeout_s=0.5)
+    assert reply.accepted
+    stuck = await control.finished("stuck")
+    assert stuck.outcome == "failed" and stuck.reason.startswith("timeout")
+
+    for task_id, fields, why in [
+        ("cy-personal", {"privacy": "personal", "owner": "cy"}, "privacy"),
+        ("nobody-personal", {"privacy": "personal"}, "privacy"),
+        ("no-executor", {"kind": "ollama"}, "no executor 'ollama'"),
+        ("bad-target", {"kind": "processor", "target": "not an import path"}, "package.module:function"),
+        ("wrong-node", {}, "addressed to node"),
+    ]:
+        node = "mac-b" if task_id == "wrong-node" else "mac-a"
+        a = control.assignment(node, task_id, **fields)
+        raw = await control.nc.request(p.subject(p.ASSIGN, node="mac-a"), p.encode(a), timeout=30)
+        reply = p.decode(raw.data, p.AssignReply)
+        assert not reply.accepted and why in reply.reason, (task_id, reply)
+    for task_id, fields in [("bo-personal", {"privacy": "personal", "owner": "bo"}),
+                            ("ana-personal", {"privacy": "personal", "owner": "ana"}),
+                            ("cy-sensitive", {"privacy": "sensitive", "owner": "cy"})]:
+        assert (await control.assign("mac-a", task_id, payload=task_id, **fields)).accepted
+        assert (await control.finished(task_id)).result == task_id
+
+
+async def test_slot_limit_local_queue_cancel_and_garbage(natsd, control, spawn_agent):
+    agent = spawn_agent(natsd.url, "mac-s", "--slots", "2")
+    await control.next("capacity", lambda m: m.node_id == "mac-s")
+    forever = {"seconds": 3600}
+    replies = [await control.assign("mac-s", f"long-{i}", kind="sleep", payload=forever)
+               for i in range(5)]
+    assert [(r.accepted, r.queued) for r in replies] == [
+        (True, False), (True, False), (True, True), (True, True), (False, False)]
+    assert "no free slot" in replies[4].reason
+    full = await control.next("capacity", lambda m: m.node_id == "mac-s" and m.queued == 2)
+    assert full.free_slots == 0
+    assert {r.task_id for r in full.running} == {"long-0", "long-1"}
+    # A repeated assignment (the control plane retrying) is accepted again, not run twice.
+    assert (await control.assign("mac-s", "long-0", kind="sleep", payload=forever)).accepted
+
+    assert (await control.control("mac-s", "cancel", task_id="long-0")).ok
+    cancelled = await control.finished("long-0")
+    assert cancelled.outcome == "cancelled"
+    await control.started("long-2")  # the freed slot goes to the first queued attempt
+    assert (await control.control("mac-s", "cancel", task_id="long-3")).ok
+    assert (await control.finished("long-3")).outcome == "cancelled"
+    assert not (await control.control("mac-s", "cancel", task_id="no-such-task")).ok
+
+    good = json.loads(p.encode(control.assignment("mac-s", "x")))
+    garbage = [
+        b"\x00\x01 not json", b"[]", b"{}", b"x" * (p.MAX_MESSAGE_BYTES + 10),
+        json.dumps({**good, "v": "2.0"}).encode(),
+        json.dumps({**good, "task": {"id": "x", "kind": "quantum"}}).encode(),
+        json.dumps({**good, "type": "capacity"}).encode(),
+    ]
+    for subject in (p.subject(p.ASSIGN, node="mac-s"), p.subject(p.CONTROL, node="mac-s")):
+        for data in garbage:
+            await control.nc.publish(subject, data)
+    counted = await control.next(
+        "capacity", lambda m: m.node_id == "mac-s" and m.refused_messages == 2 * len(garbage))
+    assert counted.queued == 0 and {r.task_id for r in counted.running} == {"long-1", "long-2"}
+    log = agent.log()
+    assert "v: protocol major version '2.0'" in log and "task.kind" in log
+    # Still serving, and nothing it had accepted was lost.
+    assert (await control.assign("mac-s", "after-garbage", kind="sleep", payload=forever)).queued
+    for task_id in ("long-1", "long-2", "after-garbage"):
+        assert (await control.control("mac-s", "cancel", task_id=task_id)).ok
+    for task_id in ("long-1", "long-2", "after-garbage"):
+        assert (await control.finished(task_id)).outcome == "cancelled"
+    assert agent.process.poll() is None
+
+
+async def _agent_running_a_gated_task(url, control, spawn_agent, gate, node, task_id, slots):
+    """An agent up and reporting, with ``task_id`` started and held until ``release()``."""
+    agent = spawn_agent(url, node, "--slots", str(slots))
+    await control.next("capacity", lambda m: m.node_id == node)
+    payload, release = gate(task_id)
+    assert (await control.assign(node, task_id, kind="processor", target=f"{STEPS}:gate",
+                                 payload=payload)).accepted
+    await control.started(task_id)
+    return agent, release
+
+
+async def test_sigterm_drains_in_flight_work_then_leaves(natsd, control, spawn_agent, gate):
+    agent, release = await _agent_running_a_gated_task(
+        natsd.url, control, spawn_agent, gate, "mac-d", "in-flight", slots=2)
+    agent.terminate()
+    await control.next("capacity", lambda m: m.node_id == "mac-d" and m.status is NodeStatus.DRAINING)
+    refused = await control.assign("mac-d", "too-late")
+    assert not refused.accepted and "draining" in refused.reason
+    await release("finished during the drain")
+    finished = await control.finished("in-flight")
+    assert (finished.outcome, finished.result) == ("ok", "finished during the drain")
+    left = await control.next("left", lambda m: m.node_id == "mac-d")
+    assert left.abandoned == ()
+    assert await agent.wait_exit() == 0
+
+
+async def test_drain_request_cuts_work_at_the_deadline(natsd, control, spawn_agent, gate):
+    agent, _release = await _agent_running_a_gated_task(
+        natsd.url, control, spawn_agent, gate, "mac-r", "slow", slots=1)
+    assert (await control.assign("mac-r", "waiting", kind="sleep", payload={"seconds": 3600})).queued
+    assert (await control.control("mac-r", "drain", deadline_s=0.5, reason="maintenance")).ok
+    left = await control.next("left", lambda m: m.node_id == "mac-r")
+    assert left.reason == "maintenance"
+    assert {r.task_id for r in left.abandoned} == {"slow", "waiting"}
+    for task_id in ("slow", "waiting"):
+        finished = await control.finished(task_id)
+        assert finished.outcome == "cancelled" and "deadline" in finished.reason
+    assert await agent.wait_exit() == 0
+
+
+async def test_nats_restart_reports_survive_and_the_agent_reconnects(natsd, control, spawn_agent, gate):
+    agent, release = await _agent_running_a_gated_task(
+        natsd.url, control, spawn_agent, gate, "mac-n", "across-outage", slots=2)
+    natsd.stop()
+    await release("done while the server was down")  # finishes while nats-server is down
+    await agent.wait_log("not acknowledged")
+    natsd.start()
+    await control.next("capacity", lambda m: m.node_id == "mac-n" and m.free_slots == 2)
+    # The report made while the server was down is in the stream, once.
+    js = control.nc.jetstream()
+    sub = await js.subscribe(p.all_nodes(p.REPORT), ordered_consumer=True)
+    stored = []
+    while not any(m.type == "task_finished" and m.task_id == "across-outage" for m in stored):
+        stored.append(p.decode((await sub.next_msg(timeout=30)).data))
+    info = await js.stream_info(p.REPORT_STREAM)
+    assert info.state.messages == 2  # started + finished, each stored once
+    assert stored[-1].result == "done while the server was down"
+    assert (await control.assign("mac-n", "after-restart", payload=1)).accepted
+    assert (await control.finished("after-restart")).result == 1
