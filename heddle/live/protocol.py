@@ -78,6 +78,8 @@ REPORT_STREAM = "HEDDLE_LIVE_REPORTS"
 REPORT_STREAM_SUBJECTS = (SUBJECT_PREFIX + ".report.>",)
 REPORT_DUPLICATE_WINDOW_S = 120.0
 """Dedup window of the report stream: longer than any agent's retry of an unacked report."""
+REPORT_STREAM_MAX_AGE_S = 7 * 24 * 3600.0
+"""Reports older than a week are dropped: long enough for any control-plane outage."""
 
 
 def subject(template: str, **tokens: str) -> str:

@@ -97,6 +97,7 @@ class Agent:
         self._cut = asyncio.Event()  # set by a second drain: cut in-flight work now
         self._left = asyncio.Event()
         self._nc: Any = None
+        self._closing = False  # our own close: a disconnect is expected, not news
         self._outbox: Outbox | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -124,6 +125,7 @@ class Agent:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await self.registry.close()
+        self._closing = True
         with contextlib.suppress(Exception):
             await self._nc.drain()
         return 0
@@ -143,6 +145,8 @@ class Agent:
         return None
 
     async def _on_disconnected(self) -> None:
+        if self._closing:
+            return
         log.warning("disconnected from nats; reconnecting (reports are kept until acknowledged)")
 
     async def _on_reconnected(self) -> None:
@@ -163,6 +167,7 @@ class Agent:
                     await js.add_stream(StreamConfig(
                         name=p.REPORT_STREAM, subjects=list(p.REPORT_STREAM_SUBJECTS),
                         storage=StorageType.FILE, duplicate_window=p.REPORT_DUPLICATE_WINDOW_S,
+                        max_age=p.REPORT_STREAM_MAX_AGE_S,
                     ))
                 return
             except Exception as exc:  # noqa: BLE001 -- server down, JetStream off, a race: retry
