@@ -59,7 +59,7 @@ async def main(tasks: int, slots: int) -> None:
 
     await nc.subscribe(p.all_nodes(p.CAPACITY), cb=on_capacity)
     await nc.subscribe(p.all_nodes(p.REPORT), cb=on_report)
-    agent = subprocess.Popen(
+    agent = subprocess.Popen(  # noqa: ASYNC220 -- Popen returns at once; nothing blocks
         [sys.executable, "-m", "heddle.cli.agent", "--nats", server.url, "--node-id", NODE,
          "--device", "m1-8", "--slots", str(slots), "--log-level", "warning"],
         env={**os.environ, "HEDDLE_CONFIG": str(store / "none.yaml")},
