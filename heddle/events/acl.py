@@ -4,7 +4,10 @@ Only ``framework`` may publish ``*.InternalFinalized`` events (and ``InternalFin
 commands): the structural defense behind Aggregate.apply()'s provenance check. Each role also
 gets the JetStream API subjects its clients really use (stream info, message get, consumer
 create/next/delete, acks, flow control) and ``_INBOX.>`` for replies; only ``framework`` may
-create or change streams and KV buckets and take finalization leases.
+create or change streams and KV buckets, write snapshots and take finalization leases. A
+snapshot stands in for the events it covers (a restored one skips apply()'s provenance
+check), so writing one is as privileged as publishing InternalFinalized; the other roles
+read snapshots (message get) but cannot write them.
 """
 
 from __future__ import annotations
@@ -72,7 +75,6 @@ def role_permissions(
                     "heddle.commands.>",
                     "heddle.rejections.>",
                     "heddle.dedup.>",
-                    f"$KV.{kv_bucket}.heddle.events.snapshot.>",
                     *_JS_READ,
                 ],
                 "deny": list(_FORGED_FINALIZATION),

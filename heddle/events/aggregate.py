@@ -86,6 +86,10 @@ class Aggregate:
     """
 
     aggregate_type: ClassVar[str] = ""
+    FRAMEWORK_STATE_EVENT_TYPES: ClassVar[tuple[str, ...]] = ()
+    """Framework-only event types whose effects this class keeps in its state: a restored
+    snapshot is checked against the first event of each type in the log
+    (``framework_state_conflict``) before it is trusted."""
     _apply_table: ClassVar[dict[str, Callable[..., None]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -95,6 +99,11 @@ class Aggregate:
     def __init__(self, aggregate_id: str) -> None:
         self.aggregate_id = aggregate_id
         self.aggregate_version = 0
+        self.last_event_id: str | None = None
+        """Id of the event that brought the aggregate to ``aggregate_version``."""
+        self.events_since_snapshot = 0
+        """Events this instance applied since it was last snapshotted or restored (the
+        CommandHandler's count-based snapshot trigger; not part of any snapshot)."""
         self._processed: deque[str] = deque(maxlen=DEDUP_RING_SIZE)
         self._processed_set: set[str] = set()
 
@@ -145,6 +154,7 @@ class Aggregate:
             ) from exc
         # 4. Commit, only after the handler returned cleanly.
         self.aggregate_version = envelope.aggregate_version
+        self.last_event_id = envelope.event_id
 
     def _after_apply(self, envelope: EventEnvelope) -> None:
         """Framework bookkeeping common to every event of a base class (phase, children)."""
@@ -174,7 +184,7 @@ class Aggregate:
         return {
             key: value
             for key, value in vars(self).items()
-            if not key.startswith("_") and key not in ("aggregate_id", "aggregate_version")
+            if not key.startswith("_") and key not in _FRAMEWORK_ATTRIBUTES
         }
 
     def restore_state(self, state: Mapping[str, Any]) -> None:
@@ -183,11 +193,13 @@ class Aggregate:
             setattr(self, key, value)
 
     def to_snapshot(self) -> dict[str, Any]:
-        """Everything needed to rebuild this instance, dedup ring included."""
+        """Everything needed to rebuild this instance, dedup ring included, and the id of
+        the last event it covers (what a loader checks the log against)."""
         return {
             "aggregate_type": self.aggregate_type,
             "aggregate_id": self.aggregate_id,
             "aggregate_version": self.aggregate_version,
+            "last_event_id": self.last_event_id,
             "processed": list(self._processed),
             "state": self.snapshot_state(),
         }
@@ -203,14 +215,28 @@ class Aggregate:
             instance = cls(data["aggregate_id"])
             instance.restore_state(data["state"])
             instance.aggregate_version = int(data["aggregate_version"])
+            instance.last_event_id = data.get("last_event_id")  # None in older snapshots: untrusted
             for command_id in data["processed"]:
                 instance.mark_processed(command_id)
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotError(f"malformed {cls.__name__} snapshot: {exc!r}") from exc
         return instance
 
+    def framework_state_conflict(self, first_events: Mapping[str, EventEnvelope | None]) -> str:
+        """Why this (restored) state disagrees with the log's first event of each type in
+        FRAMEWORK_STATE_EVENT_TYPES (None where the log has none), or "" if it agrees.
+        Default: nothing to check."""
+        return ""
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.aggregate_id} v{self.aggregate_version}>"
+
+
+_FRAMEWORK_ATTRIBUTES = frozenset(
+    {"aggregate_id", "aggregate_version", "last_event_id", "events_since_snapshot"}
+)
+"""Attributes every aggregate has that are not domain state (to_snapshot carries the ones
+a snapshot needs itself)."""
 
 
 class Phase(StrEnum):
@@ -229,6 +255,7 @@ class IntervalAggregate(Aggregate):
     """
 
     HORIZON_TIMEOUT_SECONDS: ClassVar[float] = DEFAULT_HORIZON_TIMEOUT_SECONDS
+    FRAMEWORK_STATE_EVENT_TYPES: ClassVar[tuple[str, ...]] = (INTERNAL_FINALIZED,)
 
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
@@ -268,6 +295,40 @@ class IntervalAggregate(Aggregate):
         state = super().snapshot_state()
         state["phase"] = self.phase.value
         return state
+
+    def framework_state_conflict(self, first_events: Mapping[str, EventEnvelope | None]) -> str:
+        """A finalized state must rest on the log's first InternalFinalized (at or before
+        this version, framework-issued, same issuer and reason); an open state must not
+        hide one. Only apply_internal_finalized sets these fields, and apply() checks its
+        provenance: a snapshot must not be a way around that."""
+        first = first_events.get(INTERNAL_FINALIZED)
+        if first is not None and first.aggregate_version > self.aggregate_version:
+            first = None  # finalized after the snapshot: the replay of newer events applies it
+        where = f"{self.aggregate_type}/{self.aggregate_id} at version {self.aggregate_version}"
+        if self.phase is not Phase.FINALIZED:
+            if first is not None:
+                return (
+                    f"{where} is {self.phase.value} in the snapshot, but the log finalized it "
+                    f"at version {first.aggregate_version}"
+                )
+            return ""
+        if first is None:
+            return (
+                f"{where} is finalized by {self.finalized_by!r} in the snapshot, but the log "
+                "has no InternalFinalized up to that version"
+            )
+        issuer = first.metadata.issued_by
+        if not is_framework_issuer(issuer) or issuer != self.finalized_by:
+            return (
+                f"{where}: the snapshot says finalized by {self.finalized_by!r}, the log's "
+                f"InternalFinalized (version {first.aggregate_version}) was issued by {issuer!r}"
+            )
+        if self.finalize_reason != str(first.payload.get("reason", "")):
+            return (
+                f"{where}: the snapshot's finalize reason {self.finalize_reason!r} is not the "
+                f"log's {first.payload.get('reason', '')!r}"
+            )
+        return ""
 
     def restore_state(self, state: Mapping[str, Any]) -> None:
         super().restore_state(state)

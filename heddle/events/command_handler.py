@@ -5,7 +5,9 @@ replay), 3 return the earlier event if the command was already handled, 4 check
 expected_aggregate_version, 5 dispatch to ``handle_<command_snake>``, 6 the handler returns
 (event_type, payload) or raises CommandRejected, 7 record rejections, 8 build the envelope,
 9 CAS-append, apply, mark processed. Then: publish the command id on the dedup bus and
-snapshot every N events. A lost CAS evicts the cached aggregate; the caller retries.
+snapshot after every N events the cached aggregate applied. A lost CAS evicts the cached
+aggregate; the caller retries. A snapshot is used only after it checks out against the
+log (SnapshotStore.load_verified); one that does not is logged and replaced by a replay.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from heddle.events.envelopes import (
     trusted_event,
     trusted_metadata,
 )
-from heddle.events.errors import CommandRejected, ConcurrencyError
+from heddle.events.errors import CommandRejected, ConcurrencyError, SnapshotError
 from heddle.events.event_log import EventLog, RejectionLog
 from heddle.events.registry import get_aggregate_class
 from heddle.events.snapshot import SNAPSHOT_EVERY_N, SnapshotStore
@@ -77,6 +79,9 @@ class CommandHandler:
         self.rejection_log = rejection_log
         self.cache = cache if cache is not None else AggregateCache()
         self.snapshots = snapshots
+        self._save_snapshots = snapshots is not None and snapshots.writable
+        self.untrusted_snapshots = 0
+        """Snapshots refused on load because they disagreed with the event log."""
         self.dedup_publisher = dedup_publisher or NullDedupPublisher()
         self._announce = not isinstance(self.dedup_publisher, NullDedupPublisher)
         self.dedup_subscriber = dedup_subscriber or NullDedupSubscriber()
@@ -194,9 +199,31 @@ class CommandHandler:
         aggregate.mark_processed(command_id)
         if self._announce:
             await self.dedup_publisher.publish(aggregate_type, aggregate_id, command_id)
-        if self.snapshots is not None and aggregate.aggregate_version % self.snapshot_every_n == 0:
-            await self.snapshots.save(aggregate)
+        aggregate.events_since_snapshot += 1
+        if aggregate.events_since_snapshot >= self.snapshot_every_n and self._save_snapshots:
+            await self._snapshot(aggregate)
         return envelope
+
+    async def _snapshot(self, aggregate: Aggregate) -> None:
+        """Save a snapshot. The event is already appended, so a failed save must not fail
+        the command: it is logged, and the next try comes after N more events."""
+        aggregate.events_since_snapshot = 0
+        assert self.snapshots is not None
+        try:
+            await self.snapshots.save(
+                aggregate,
+                position=self.event_log.position_of(
+                    aggregate.aggregate_type, aggregate.aggregate_id, aggregate.aggregate_version
+                ),
+            )
+        except Exception:  # a snapshot is an optimisation; the appended event stands
+            logger.warning(
+                "could not snapshot %s/%s at version %d",
+                aggregate.aggregate_type,
+                aggregate.aggregate_id,
+                aggregate.aggregate_version,
+                exc_info=True,
+            )
 
     def _check_event(self, cls: type[Aggregate], event_type: object, payload: object) -> None:
         if event_type not in self._checked_event_types:
@@ -215,11 +242,20 @@ class CommandHandler:
     async def _load_or_create(self, cls: type[Aggregate], key: CacheKey) -> Aggregate:
         aggregate = None
         if self.snapshots is not None:
-            aggregate = await self.snapshots.load(cls, key[1])
+            try:
+                verified = await self.snapshots.load_verified(cls, key[1], self.event_log)
+            except SnapshotError as exc:
+                # Events are the truth: a snapshot that disagrees with them is not used.
+                self.untrusted_snapshots += 1
+                logger.error("ignoring the snapshot of %s/%s, replaying its events: %s", *key, exc)
+                verified = None
+            if verified is not None:
+                aggregate = verified.aggregate
         if aggregate is None:
             aggregate = cls(key[1])  # pure replay: the dedup ring stays empty (v7 §4.5)
-        async for envelope in self.event_log.load(key[0], key[1], aggregate.aggregate_version):
-            aggregate.apply(envelope)
+            async for envelope in self.event_log.load(key[0], key[1]):
+                aggregate.apply(envelope)
+            aggregate.events_since_snapshot = aggregate.aggregate_version
         if self.cache.put(key, aggregate):
             await self.dedup_subscriber.subscribe(key[0], key[1], aggregate.mark_processed)
         return aggregate

@@ -16,6 +16,7 @@ __all__ = [
     "PublishPermissionError",
     "SnapshotError",
     "UnknownEventVersionError",
+    "UntrustedSnapshotError",
 ]
 
 
@@ -63,6 +64,13 @@ class UnknownEventVersionError(EventsError):
 
 class SnapshotError(EventsError):
     """A snapshot could not be written or read (state not JSON-serialisable, bad blob)."""
+
+
+class UntrustedSnapshotError(SnapshotError):
+    """A snapshot disagrees with the event log it claims to summarise (its last event is not
+    in the log, or framework-only state it carries rests on no framework-issued event).
+    The CommandHandler logs it at ERROR and rebuilds from the events instead; operators
+    find out who wrote the snapshot key (only the framework role may)."""
 
 
 class LeaseUnsupportedError(EventsError):

@@ -11,6 +11,7 @@ import asyncio
 import copy
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from heddle.events.envelopes import (
@@ -22,13 +23,27 @@ from heddle.events.envelopes import (
 from heddle.events.errors import ConcurrencyError
 
 __all__ = [
+    "EventAnchor",
     "EventLog",
     "EventSubscription",
     "InMemoryEventLog",
     "InMemoryRejectionLog",
     "QueueSubscription",
     "RejectionLog",
+    "is_anchor",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class EventAnchor:
+    """An event a reader already holds (e.g. the last one a snapshot covers): where a load
+    resumes, and what the log must agree with before anything after it is trusted."""
+
+    aggregate_version: int
+    event_id: str
+    position: int | None = None
+    """Where the log keeps that event (JetStream: its stream sequence): a hint that lets a
+    load start there instead of at the beginning; a wrong hint only costs time."""
 
 
 class EventSubscription(ABC):
@@ -103,6 +118,46 @@ class EventLog(ABC):
             version = envelope.aggregate_version
         return version
 
+    async def load_after(
+        self, aggregate_type: str, aggregate_id: str, anchor: EventAnchor
+    ) -> list[EventEnvelope] | None:
+        """The events after ``anchor`` in version order, or None when the log's event at
+        ``anchor.aggregate_version`` is missing or has another event id (the anchor is not
+        part of this history: a snapshot built on it must not be trusted). Default: load
+        from the anchor's version and check the first event."""
+        events = [
+            envelope
+            async for envelope in self.load(
+                aggregate_type, aggregate_id, anchor.aggregate_version - 1
+            )
+        ]
+        if not events or not is_anchor(events[0], anchor):
+            return None
+        return events[1:]
+
+    async def find_first(
+        self, aggregate_type: str, aggregate_id: str, event_type: str
+    ) -> EventEnvelope | None:
+        """The aggregate's earliest event of ``event_type``, or None (snapshot checks use it
+        to find the InternalFinalized a finalized snapshot must rest on). Default: replay."""
+        async for envelope in self.load(aggregate_type, aggregate_id):
+            if envelope.event_type == event_type:
+                return envelope
+        return None
+
+    def position_of(self, aggregate_type: str, aggregate_id: str, version: int) -> int | None:
+        """Where the log keeps this version of the aggregate, if this process knows it
+        without asking (see EventAnchor.position); None otherwise. Default: None."""
+        return None
+
+
+def is_anchor(envelope: EventEnvelope, anchor: EventAnchor) -> bool:
+    """True if ``envelope`` is the event ``anchor`` names (same version, same event id)."""
+    return (
+        envelope.aggregate_version == anchor.aggregate_version
+        and envelope.event_id == anchor.event_id
+    )
+
 
 class RejectionLog(ABC):
     """Append-only audit of rejected commands: no CAS, no per-aggregate ordering."""
@@ -119,6 +174,7 @@ _SLOTS = 8
 """Fields per event in an in-memory stream: event_id, event_type, payload, issued_by,
 command_id, correlation_id, occurred_at_unix_s, schema_version (the key and the position
 give the aggregate type, id and version)."""
+_EVENT_TYPE_SLOT = 1
 _COMMAND_ID_SLOT = 4
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
@@ -262,6 +318,27 @@ class InMemoryEventLog(EventLog):
         # The first match, like the default; only the match is rebuilt.
         for at in range(_COMMAND_ID_SLOT, len(stream), _SLOTS):
             if stream[at] == command_id:
+                return _rebuild(aggregate_type, aggregate_id, stream, at // _SLOTS)
+        return None
+
+    async def load_after(
+        self, aggregate_type: str, aggregate_id: str, anchor: EventAnchor
+    ) -> list[EventEnvelope] | None:
+        stream = self._streams.get((aggregate_type, aggregate_id), [])
+        index = anchor.aggregate_version - 1
+        if not 0 <= index < len(stream) // _SLOTS or stream[index * _SLOTS] != anchor.event_id:
+            return None
+        return [
+            _rebuild(aggregate_type, aggregate_id, stream, later)
+            for later in range(index + 1, len(stream) // _SLOTS)
+        ]
+
+    async def find_first(
+        self, aggregate_type: str, aggregate_id: str, event_type: str
+    ) -> EventEnvelope | None:
+        stream = self._streams.get((aggregate_type, aggregate_id), [])
+        for at in range(_EVENT_TYPE_SLOT, len(stream), _SLOTS):
+            if stream[at] == event_type:
                 return _rebuild(aggregate_type, aggregate_id, stream, at // _SLOTS)
         return None
 

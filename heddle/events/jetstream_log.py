@@ -21,7 +21,13 @@ from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 from heddle.events.envelopes import EventEnvelope, RejectionEnvelope
 from heddle.events.errors import ConcurrencyError
-from heddle.events.event_log import EventLog, EventSubscription, RejectionLog
+from heddle.events.event_log import (
+    EventAnchor,
+    EventLog,
+    EventSubscription,
+    RejectionLog,
+    is_anchor,
+)
 from heddle.events.jetstream import (
     aggregate_event_filter,
     ensure_event_stream,
@@ -51,11 +57,17 @@ NO_RESPONDERS_STATUS = "503"
 """Status header of the server's reply when nothing subscribes to a published subject."""
 
 
-async def _fetch_all(js: JetStreamContext, stream: str, filter_subject: str) -> list[Msg]:
-    """Every message on ``filter_subject`` now in ``stream``, in stream order."""
+async def _fetch_all(
+    js: JetStreamContext, stream: str, filter_subject: str, start_sequence: int = 0
+) -> list[Msg]:
+    """Every message on ``filter_subject`` now in ``stream`` (from stream sequence
+    ``start_sequence`` on, if given), in stream order."""
     config = api.ConsumerConfig(
         filter_subject=filter_subject,
-        deliver_policy=api.DeliverPolicy.ALL,
+        deliver_policy=(
+            api.DeliverPolicy.BY_START_SEQUENCE if start_sequence > 0 else api.DeliverPolicy.ALL
+        ),
+        opt_start_seq=start_sequence if start_sequence > 0 else None,
         ack_policy=api.AckPolicy.NONE,
         inactive_threshold=30.0,
         mem_storage=True,
@@ -268,17 +280,61 @@ class JetStreamEventLog(EventLog):
             event_stream_name(aggregate_type),
             aggregate_event_filter(aggregate_type, aggregate_id),
         )
-        last: tuple[int, int] | None = None
-        envelopes = []
-        for msg in messages:
-            envelope = EventEnvelope.model_validate_json(msg.data)
-            last = (envelope.aggregate_version, msg.metadata.sequence.stream)
+        for envelope in self._envelopes(aggregate_type, aggregate_id, messages):
             if envelope.aggregate_version > from_version:
-                envelopes.append(envelope)
-        if last is not None:
-            self._remember((aggregate_type, aggregate_id), *last)
-        for envelope in envelopes:
-            yield envelope
+                yield envelope
+
+    def _envelopes(
+        self, aggregate_type: str, aggregate_id: str, messages: list[Msg]
+    ) -> list[EventEnvelope]:
+        """Parse fetched messages; remember the last one's (version, stream sequence)."""
+        envelopes = [EventEnvelope.model_validate_json(msg.data) for msg in messages]
+        if envelopes:
+            self._remember(
+                (aggregate_type, aggregate_id),
+                envelopes[-1].aggregate_version,
+                messages[-1].metadata.sequence.stream,
+            )
+        return envelopes
+
+    async def load_after(
+        self, aggregate_type: str, aggregate_id: str, anchor: EventAnchor
+    ) -> list[EventEnvelope] | None:
+        """Fetches from the anchor's stream sequence when it has one, so a rebuild from a
+        snapshot downloads only the anchor and what follows it, not the whole history. If
+        the message there is not the anchor (a stale or wrong position, e.g. a restored
+        stream), it checks against the whole history instead (default behaviour)."""
+        if anchor.position:
+            messages = await _fetch_all(
+                self._js,
+                event_stream_name(aggregate_type),
+                aggregate_event_filter(aggregate_type, aggregate_id),
+                start_sequence=anchor.position,
+            )
+            if messages and messages[0].metadata.sequence.stream == anchor.position:
+                envelopes = self._envelopes(aggregate_type, aggregate_id, messages)
+                if is_anchor(envelopes[0], anchor):
+                    return envelopes[1:]
+        return await super().load_after(aggregate_type, aggregate_id, anchor)
+
+    async def find_first(
+        self, aggregate_type: str, aggregate_id: str, event_type: str
+    ) -> EventEnvelope | None:
+        """One message-get request (the first message on the event type's subject)."""
+        try:
+            msg = await self._js.get_msg(
+                event_stream_name(aggregate_type),
+                seq=1,
+                subject=event_subject(aggregate_type, aggregate_id, event_type),
+                next=True,
+            )
+        except NotFoundError:
+            return None
+        return EventEnvelope.model_validate_json(msg.data)
+
+    def position_of(self, aggregate_type: str, aggregate_id: str, version: int) -> int | None:
+        known = self._last.get((aggregate_type, aggregate_id))
+        return known[1] if known is not None and known[0] == version else None
 
     async def subscribe(self, aggregate_type: str) -> EventSubscription:
         await self._ensure(aggregate_type)

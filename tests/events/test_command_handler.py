@@ -8,7 +8,12 @@ from heddle.events import sli
 from heddle.events.cache import AggregateCache
 from heddle.events.command_handler import CommandHandler
 from heddle.events.dedup import InMemoryDedupBus
-from heddle.events.errors import AggregateInvariantError, CommandRejected, ConcurrencyError
+from heddle.events.errors import (
+    AggregateInvariantError,
+    CommandRejected,
+    ConcurrencyError,
+    SnapshotError,
+)
 from heddle.events.event_log import InMemoryEventLog
 from heddle.events.kv import InMemoryKeyValueStore
 from heddle.events.snapshot import SnapshotStore, snapshot_key, snapshot_version_key
@@ -187,6 +192,8 @@ async def test_eviction_unsubscribes_from_the_dedup_bus(
 
 
 class CountingLog(InMemoryEventLog):
+    """Counts the events handed out by load() and load_after() (what a rebuild replays)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.replayed = 0
@@ -196,21 +203,80 @@ class CountingLog(InMemoryEventLog):
             self.replayed += 1
             yield envelope
 
+    async def load_after(self, aggregate_type, aggregate_id, anchor):
+        newer = await super().load_after(aggregate_type, aggregate_id, anchor)
+        self.replayed += len(newer or [])
+        return newer
+
+
+def snapshotting(log, rejections, kv, every_n, *, writable=True):
+    store = SnapshotStore(kv, writable=writable)
+    return CommandHandler(log, rejections, snapshots=store, snapshot_every_n=every_n)
+
 
 async def test_snapshot_every_n_and_rebuild_replays_only_newer_events(in_memory_rejection_log):
     log, kv = CountingLog(), InMemoryKeyValueStore()
-    writer = CommandHandler(
-        log, in_memory_rejection_log, snapshots=SnapshotStore(kv), snapshot_every_n=4
-    )
+    writer = snapshotting(log, in_memory_rejection_log, kv, 4)
     for value in range(10):
         await writer.handle(record(value))
-    assert await kv.get(snapshot_version_key("FakeInterval", "agg-1")) == b"8"
+    snapshots = SnapshotStore(kv)
+    assert await snapshots.load_version("FakeInterval", "agg-1") == 8
+    # One source of truth: the blob carries the version; no separate key is written.
+    assert await kv.get(snapshot_version_key("FakeInterval", "agg-1")) is None
     assert await kv.get(snapshot_key("FakeInterval", "agg-1")) is not None
     log.replayed = 0
-    reader = CommandHandler(log, in_memory_rejection_log, snapshots=SnapshotStore(kv))
+    reader = CommandHandler(log, in_memory_rejection_log, snapshots=snapshots)
     await reader.handle(record(10))
     assert log.replayed == 2  # versions 9 and 10 only
     assert reader.cache.get(("FakeInterval", "agg-1")).values == list(range(11))
+    assert reader.untrusted_snapshots == 0
+
+
+async def test_snapshots_come_every_n_events_on_the_cached_aggregate(in_memory_rejection_log):
+    """The seed's rule: N events applied by the cached instance, not "version % N == 0"
+    (which a process that resumed at another version might never hit)."""
+    log, kv = InMemoryEventLog(), InMemoryKeyValueStore()
+    writer = snapshotting(log, in_memory_rejection_log, kv, 4)
+    for value in range(10):
+        await writer.handle(record(value))  # snapshots at 4 and 8
+    resumed = snapshotting(log, in_memory_rejection_log, kv, 3)
+    await resumed.handle(record(10))  # v11: rebuilt from v8 plus 2 events, then 1 more
+    assert await SnapshotStore(kv).load_version("FakeInterval", "agg-1") == 11
+    for value in range(11, 14):
+        await resumed.handle(record(value))
+    assert await SnapshotStore(kv).load_version("FakeInterval", "agg-1") == 14
+
+
+class FailingPuts(InMemoryKeyValueStore):
+    async def put(self, key, value):
+        raise OSError("disk full")
+
+
+async def test_a_failed_snapshot_does_not_fail_the_command(in_memory_rejection_log, caplog):
+    log = InMemoryEventLog()
+    handler = snapshotting(log, in_memory_rejection_log, FailingPuts(), 1)
+    event = await handler.handle(record(1))
+    assert log.events("FakeInterval", "agg-1") == [event]
+    assert "could not snapshot FakeInterval/agg-1 at version 1" in caplog.text
+    await handler.handle(record(2))  # and the handler goes on working
+    assert len(log.events("FakeInterval", "agg-1")) == 2
+
+
+async def test_a_read_only_snapshot_store_is_read_but_never_written(in_memory_rejection_log):
+    log, kv = InMemoryEventLog(), InMemoryKeyValueStore()
+    writer = snapshotting(log, in_memory_rejection_log, kv, 2)
+    for value in range(2):
+        await writer.handle(record(value))
+    reader_log = CountingLog()
+    for envelope in log.events("FakeInterval", "agg-1"):
+        await reader_log.append(envelope, envelope.aggregate_version - 1)
+    reader = snapshotting(reader_log, in_memory_rejection_log, kv, 1, writable=False)
+    for value in range(2, 5):
+        await reader.handle(record(value))
+    assert reader_log.replayed == 0  # rebuilt from the snapshot at version 2
+    assert await SnapshotStore(kv).load_version("FakeInterval", "agg-1") == 2  # not rewritten
+    with pytest.raises(SnapshotError, match="read-only"):
+        await SnapshotStore(kv, writable=False).save(reader.cache.get(("FakeInterval", "agg-1")))
 
 
 async def test_internal_finalize_needs_a_framework_issuer(command_handler, in_memory_rejection_log):

@@ -9,7 +9,7 @@ import pytest
 
 from heddle.events.envelopes import RejectionEnvelope
 from heddle.events.errors import ConcurrencyError
-from heddle.events.event_log import InMemoryEventLog, InMemoryRejectionLog
+from heddle.events.event_log import EventAnchor, InMemoryEventLog, InMemoryRejectionLog
 from heddle.events.jetstream_log import JetStreamEventLog, JetStreamRejectionLog
 from heddle.events.testing import make_command, make_event
 
@@ -285,3 +285,37 @@ async def test_history_is_immutable_through_what_the_log_hands_out(logs, agg_typ
         assert again is not None and again.payload == {"n": 1, "nested": {"tags": ["x"]}}
     finally:
         await subscription.close()
+
+
+async def test_load_after_resumes_at_an_anchor_the_log_agrees_with(logs, agg_type):
+    log = await logs()
+    appended = [ev(agg_type, v) for v in range(1, 6)]
+    for envelope in appended:
+        await log.append(envelope, expected_version=envelope.aggregate_version - 1)
+    third = appended[2]
+    # The position this process knows for the latest version (None where a log has none).
+    position = log.position_of(agg_type, "a1", 5)
+    hints = [None, position, 10**9]  # no hint, the right one, a wrong one
+    for hint in hints:
+        anchor = EventAnchor(3, third.event_id, hint)
+        newer = await log.load_after(agg_type, "a1", anchor)
+        assert newer == appended[3:], hint
+    last = EventAnchor(5, appended[4].event_id, position)
+    assert await log.load_after(agg_type, "a1", last) == []
+    # An anchor the history does not contain is refused, whatever the hint.
+    for hint in hints:
+        assert await log.load_after(agg_type, "a1", EventAnchor(3, "forged", hint)) is None
+        assert await log.load_after(agg_type, "a1", EventAnchor(6, "x", hint)) is None
+        assert await log.load_after(agg_type, "none", EventAnchor(1, "x", hint)) is None
+
+
+async def test_find_first_returns_the_earliest_event_of_a_type(logs, agg_type):
+    log = await logs()
+    types = ["Opened", "Closed", "Recorded", "Closed"]
+    appended = [ev(agg_type, v, event_type=t) for v, t in enumerate(types, start=1)]
+    for envelope in appended:
+        await log.append(envelope, expected_version=envelope.aggregate_version - 1)
+    assert await log.find_first(agg_type, "a1", "Closed") == appended[1]
+    assert await log.find_first(agg_type, "a1", "Opened") == appended[0]
+    assert await log.find_first(agg_type, "a1", "Missing") is None
+    assert await log.find_first(agg_type, "other", "Closed") is None

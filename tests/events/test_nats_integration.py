@@ -299,6 +299,21 @@ def acl_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture
+async def framework_and_application(acl_server):
+    """(framework, application, errors): both roles connected, the Task event and rejection
+    streams and the KV bucket set up by the framework; closed at teardown."""
+    errors: list[str] = []
+    framework = await connect_as(acl_server, "framework", errors)
+    application = await connect_as(acl_server, "application", errors)
+    for ensure in (ensure_event_stream, ensure_rejection_stream):
+        await ensure(framework.jetstream(), "Task")
+    await NatsKeyValueStore.open(framework)
+    yield framework, application, errors
+    await framework.close()
+    await application.close()
+
+
 async def connect_as(server, role, errors):
     async def on_error(exc):
         errors.append(str(exc))
@@ -388,64 +403,57 @@ async def test_observer_reads_but_cannot_manage_streams(acl_server, uid):
         await observer.close()
 
 
-async def test_application_role_runs_the_command_path_but_cannot_take_leases(acl_server, uid):
+async def test_application_role_runs_the_command_path_but_cannot_take_leases(
+    framework_and_application, uid
+):
     """The generated permissions are enough for real work: an application-role process
-    handles commands (JetStream logs, KV snapshots, dedup bus, a dispatcher subscription);
-    stream and bucket set-up and leases stay with the framework role."""
-    errors: list[str] = []
-    framework = await connect_as(acl_server, "framework", errors)
-    application = await connect_as(acl_server, "application", errors)
-    try:
-        for ensure in (ensure_event_stream, ensure_rejection_stream):
-            await ensure(framework.jetstream(), "Task")
-        await NatsKeyValueStore.open(framework)  # the framework creates the bucket
-        js = application.jetstream()
-        kv = await NatsKeyValueStore.open(application, create=False)
-        handler = CommandHandler(
-            JetStreamEventLog(js, ensure_streams=False),
-            JetStreamRejectionLog(js, ensure_streams=False),
-            snapshots=SnapshotStore(kv),
-            snapshot_every_n=1,
-            dedup_publisher=NatsDedupPublisher(application),
-            dedup_subscriber=NatsDedupSubscriber(application),
-        )
-        dispatcher = EventDispatcher(handler.event_log)
-        seen: list[str] = []
+    handles commands (JetStream logs, read-only KV snapshots, dedup bus, a dispatcher
+    subscription); stream and bucket set-up, snapshot writes and leases stay with the
+    framework role."""
+    _, application, errors = framework_and_application
+    js = application.jetstream()
+    kv = await NatsKeyValueStore.open(application, create=False)
+    handler = CommandHandler(
+        JetStreamEventLog(js, ensure_streams=False),
+        JetStreamRejectionLog(js, ensure_streams=False),
+        snapshots=SnapshotStore(kv, writable=False),  # only the framework writes them
+        snapshot_every_n=1,
+        dedup_publisher=NatsDedupPublisher(application),
+        dedup_subscriber=NatsDedupSubscriber(application),
+    )
+    dispatcher = EventDispatcher(handler.event_log)
+    seen: list[str] = []
 
-        class Spy(ScopeMembershipProjector):
-            async def project(self, envelope):
-                seen.append(envelope.event_type)
+    class Spy(ScopeMembershipProjector):
+        async def project(self, envelope):
+            seen.append(envelope.event_type)
 
-        dispatcher.register(Spy())
-        await dispatcher.start("Task")
-        task = {"aggregate_type": "Task", "aggregate_id": "t" + uid}
-        await handler.handle(
-            make_command(
-                "SubmitTask",
-                payload={"job_id": "", "model": "m", "owner": "o", "privacy": "public"},
-                **task,
-            )
+    dispatcher.register(Spy())
+    await dispatcher.start("Task")
+    task = {"aggregate_type": "Task", "aggregate_id": "t" + uid}
+    await handler.handle(
+        make_command(
+            "SubmitTask",
+            payload={"job_id": "", "model": "m", "owner": "o", "privacy": "public"},
+            **task,
         )
-        with pytest.raises(Exception, match="INVALID_TRANSITION"):
-            await handler.handle(make_command("StartTask", **task))
-        await wait_until(lambda: seen == ["TaskSubmitted"])
-        await dispatcher.stop()
-        restored = await SnapshotStore(kv).load(TaskAggregate, "t" + uid)
-        assert restored is not None and restored.status == "submitted"
-        rejected = [r async for r in JetStreamRejectionLog(js).load("Task", "t" + uid)]
-        assert [r.reason for r in rejected] == ["INVALID_TRANSITION"]
-        assert errors == []
-        with pytest.raises(PublishPermissionError, match="horizon"):  # not the app's to set
-            await NatsKeyValueStore(
-                await application.jetstream(timeout=REFUSAL_ACK_TIMEOUT_S).key_value("heddle"),
-                ttl_supported=True,
-                nc=application,
-                bucket="heddle",
-            ).set_if_not_exists(lease_key("Task", "t" + uid), b"x", ttl_s=5)
-        await wait_until(lambda: any("heddle.events.horizon" in e.lower() for e in errors))
-    finally:
-        await framework.close()
-        await application.close()
+    )
+    with pytest.raises(Exception, match="INVALID_TRANSITION"):
+        await handler.handle(make_command("StartTask", **task))
+    await wait_until(lambda: seen == ["TaskSubmitted"])
+    await dispatcher.stop()
+    assert await SnapshotStore(kv).load(TaskAggregate, "t" + uid) is None
+    rejected = [r async for r in JetStreamRejectionLog(js).load("Task", "t" + uid)]
+    assert [r.reason for r in rejected] == ["INVALID_TRANSITION"]
+    assert errors == []
+    with pytest.raises(PublishPermissionError, match="horizon"):  # not the app's to set
+        await NatsKeyValueStore(
+            await application.jetstream(timeout=REFUSAL_ACK_TIMEOUT_S).key_value("heddle"),
+            ttl_supported=True,
+            nc=application,
+            bucket="heddle",
+        ).set_if_not_exists(lease_key("Task", "t" + uid), b"x", ttl_s=5)
+    await wait_until(lambda: any("heddle.events.horizon" in e.lower() for e in errors))
 
 
 @pytest.mark.parametrize("raw_writes", [True, False])
@@ -550,3 +558,51 @@ def test_a_refusal_names_one_subject_or_none():
         "heddle.events.Task.T1.InternalFinalized",
     }
     assert matching_subject(denied, ambiguous) is None
+
+
+async def test_only_framework_may_write_snapshots_and_a_forged_one_is_caught(
+    framework_and_application, uid
+):
+    """Issue 25: an application-role client cannot write a snapshot that marks a task
+    finalized (the server refuses it at once), and the same forgery written by other means
+    (here: with the framework's credentials) is detected when a framework handler loads it."""
+    framework, application, _ = framework_and_application
+    fw_kv = await NatsKeyValueStore.open(framework)
+    app_kv = await NatsKeyValueStore.open(application, create=False)
+    task_id = "t" + uid
+    app_handler = CommandHandler(
+        JetStreamEventLog(application.jetstream(), ensure_streams=False),
+        JetStreamRejectionLog(application.jetstream(), ensure_streams=False),
+    )
+    await app_handler.handle(
+        make_command(
+            "SubmitTask",
+            aggregate_type="Task",
+            aggregate_id=task_id,
+            payload={"job_id": "", "model": "m", "owner": "o", "privacy": "personal"},
+        )
+    )
+    forged = TaskAggregate.from_snapshot(app_handler.cache.get(("Task", task_id)).to_snapshot())
+    forged.restore_state(
+        {"phase": "finalized", "finalized_by": "framework:forged", "finalize_reason": ""}
+    )
+    with pytest.raises(PublishPermissionError, match="snapshot"):
+        await SnapshotStore(app_kv).save(forged)
+    assert await SnapshotStore(fw_kv).load(TaskAggregate, task_id) is None
+    await SnapshotStore(fw_kv).save(forged)  # "by other means"
+    fw_js = framework.jetstream()
+    fw_handler = CommandHandler(
+        JetStreamEventLog(fw_js), JetStreamRejectionLog(fw_js), snapshots=SnapshotStore(fw_kv)
+    )
+    placed = await fw_handler.handle(
+        make_command(
+            "PlaceTask",
+            aggregate_type="Task",
+            aggregate_id=task_id,
+            payload={"target": "mac-1"},
+            issued_by="framework:scheduler",
+        )
+    )
+    assert placed.event_type == "TaskPlaced"  # not ALREADY_FINALIZED: the forgery lost
+    assert fw_handler.untrusted_snapshots == 1
+    assert not fw_handler.cache.get(("Task", task_id)).is_finalized
