@@ -42,8 +42,10 @@ from heddle.events.errors import (
     PublishPermissionError,
     SnapshotError,
     UnknownEventVersionError,
+    UntrustedSnapshotError,
 )
 from heddle.events.event_log import (
+    EventAnchor,
     EventLog,
     EventSubscription,
     InMemoryEventLog,
@@ -79,7 +81,12 @@ from heddle.events.registry import (
 )
 from heddle.events.schemas import export_schemas
 from heddle.events.sli import CapturingRecorder, Recorder, install_recorder
-from heddle.events.snapshot import SNAPSHOT_EVERY_N, SNAPSHOT_EVERY_T_SECONDS, SnapshotStore
+from heddle.events.snapshot import (
+    SNAPSHOT_EVERY_N,
+    SNAPSHOT_EVERY_T_SECONDS,
+    SnapshotStore,
+    VerifiedSnapshot,
+)
 
 __all__ = [
     "AGGREGATE_REGISTRY",
@@ -105,6 +112,7 @@ __all__ = [
     "CorruptAggregateAlert",
     "DedupPublisher",
     "DedupSubscriber",
+    "EventAnchor",
     "EventDispatcher",
     "EventEnvelope",
     "EventLog",
@@ -140,6 +148,8 @@ __all__ = [
     "TaskAggregate",
     "TaskStatus",
     "UnknownEventVersionError",
+    "UntrustedSnapshotError",
+    "VerifiedSnapshot",
     "cascade_command_id",
     "child_membership",
     "ensure_command_stream",
