@@ -1,0 +1,125 @@
+"""The control plane's view of the fleet: nodes as their capacity reports describe them,
+the work it has assigned to each, and when each was last heard from.
+
+The optimizer's `FleetState` is built from here. Free slots count what this control plane
+has assigned and not yet seen finish (a report is up to one interval old, an assignment is
+known at once); memory, resident models, thermal and power come from the latest report. A
+node that misses too many reports is lost; one that reports again rejoins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from heddle.live.protocol import CapacityReport, node_from_report, node_state
+from heddle.models import Fleet, FleetState, Node, NodeId, NodeStatus
+
+__all__ = ["FleetView", "LiveNode"]
+
+FLEET_NAME = "live"
+
+
+@dataclass(slots=True)
+class LiveNode:
+    node: Node
+    report: CapacityReport
+    last_seen_s: float
+    running: dict[str, int] = field(default_factory=dict)  # task id -> attempt assigned here
+    lost: bool = False
+    draining: bool = False  # asked to drain by this control plane (or reported draining)
+    left: bool = False
+
+
+class FleetView:
+    """Nodes by id plus the FleetState handed to the scheduling core (kept current here)."""
+
+    def __init__(self, fallback_device: str | None = None) -> None:
+        self.fallback_device = fallback_device
+        self.nodes: dict[NodeId, LiveNode] = {}
+        self.state = FleetState(time_s=0.0, fleet=Fleet(name=FLEET_NAME, nodes=()), nodes={})
+
+    # -- reports in ---------------------------------------------------------------------------
+    def observe(self, report: CapacityReport, now_s: float) -> str:
+        """Take a capacity report; returns "joined", "rejoined" or "seen".
+
+        Raises ProtocolError when the report names no catalog device (and no fallback)."""
+        node_id = NodeId(report.node_id)
+        live = self.nodes.get(node_id)
+        node = node_from_report(report, self.fallback_device)
+        if live is None:
+            live = self.nodes[node_id] = LiveNode(node, report, now_s)
+            outcome = "joined"
+        else:
+            outcome = "rejoined" if (live.lost or live.left) else "seen"
+            if report.seq < live.report.seq and outcome == "seen":
+                return "seen"  # an older report overtaken by a newer one: nothing new
+            live.report, live.last_seen_s = report, now_s
+            live.lost = live.left = False
+            if report.status is NodeStatus.DRAINING:
+                live.draining = True
+            elif outcome == "rejoined":
+                live.draining = False
+        if live.node != node or outcome == "joined":
+            live.node = node
+            self._rebuild_fleet()
+        self._refresh(live)
+        return outcome
+
+    def _rebuild_fleet(self) -> None:
+        nodes = tuple(live.node for live in self.nodes.values())
+        self.state.fleet = Fleet(name=FLEET_NAME, nodes=nodes)
+
+    def _refresh(self, live: LiveNode) -> None:
+        state = node_state(live.report)
+        state.free_slots = max(0, live.node.slots - len(live.running))
+        if live.lost or live.left:
+            state.status = NodeStatus.DEPARTED
+        elif live.draining:
+            state.status = NodeStatus.DRAINING
+        self.state.nodes[live.node.id] = state
+
+    # -- assignments ----------------------------------------------------------------------------
+    def assigned(self, node_id: NodeId, task_id: str, attempt: int) -> None:
+        live = self.nodes[node_id]
+        live.running[task_id] = attempt
+        self.state.nodes[node_id].free_slots = max(0, live.node.slots - len(live.running))
+
+    def released(self, node_id: NodeId, task_id: str) -> bool:
+        """The task no longer holds a slot there; True if it did."""
+        live = self.nodes.get(node_id)
+        if live is None or live.running.pop(task_id, None) is None:
+            return False
+        if node_id in self.state.nodes:
+            self.state.nodes[node_id].free_slots = max(0, live.node.slots - len(live.running))
+        return True
+
+    # -- liveness -------------------------------------------------------------------------------
+    def overdue(self, now_s: float, silence_s: float) -> list[NodeId]:
+        """Nodes not heard from for more than ``silence_s`` and not yet declared lost."""
+        return [
+            node_id
+            for node_id, live in self.nodes.items()
+            if not (live.lost or live.left) and now_s - live.last_seen_s > silence_s
+        ]
+
+    def mark_gone(self, node_id: NodeId, *, left: bool) -> list[tuple[str, int]]:
+        """Declare a node lost (silent) or left (said goodbye); returns its assigned work."""
+        live = self.nodes[node_id]
+        if left:
+            live.left = True
+        else:
+            live.lost = True
+        work = list(live.running.items())
+        live.running.clear()
+        self._refresh(live)
+        return work
+
+    def mark_draining(self, node_id: NodeId) -> None:
+        live = self.nodes[node_id]
+        live.draining = True
+        self._refresh(live)
+
+    def usable(self, node_id: str) -> bool:
+        """May new work be sent there now (known, present, not draining)?"""
+        live = self.nodes.get(NodeId(node_id))
+        return live is not None and not (live.lost or live.left or live.draining)

@@ -1,0 +1,226 @@
+"""What users send the control plane: submissions, status and fleet queries, cancel, drain.
+
+A submission is acknowledged only once its TaskSubmitted events are in the log, so an
+accepted task survives a crash of the control plane right after the reply. Submissions
+reach the core in the order they arrived (a later part of a job may depend on an earlier
+one). A bad request gets a reply naming the field, and is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from heddle.live import protocol as wire
+from heddle.live.control.book import LiveTask, outcome
+from heddle.live.control.messages import (
+    CancelRequest,
+    DrainRequest,
+    FleetReply,
+    NodeRow,
+    QueryRequest,
+    Reply,
+    StatusReply,
+    SubmitRequest,
+    TaskRow,
+    decode_request,
+    encode_message,
+)
+from heddle.models import Privacy
+
+if TYPE_CHECKING:
+    from heddle.live.control.plane import ControlPlane
+
+__all__ = ["subscribe"]
+
+logger = logging.getLogger(__name__)
+
+
+def user_issuer(sender: str) -> str:
+    """issued_by of what a user asked for through the CLI (seed: ``user:system:{component}``)."""
+    return f"user:system:cli:{sender}"
+
+
+async def subscribe(plane: ControlPlane) -> list[Any]:
+    intake = _Intake(plane)
+    nc = plane.nc
+    return [
+        await nc.subscribe(wire.SUBMIT, cb=intake.on_submit),
+        await nc.subscribe(wire.subject(wire.QUERY, what="status"), cb=intake.on_status),
+        await nc.subscribe(wire.subject(wire.QUERY, what="fleet"), cb=intake.on_fleet),
+        await nc.subscribe(wire.CANCEL, cb=intake.on_cancel),
+        await nc.subscribe(wire.DRAIN, cb=intake.on_drain),
+    ]
+
+
+class _Intake:
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+        self.admitted: asyncio.Future[None] | None = None
+
+    def reply(self, msg: Any, message: Any) -> None:
+        if msg.reply:
+            asyncio.get_running_loop().create_task(self.plane.nc.publish(msg.reply, encode_message(message)))
+
+    def answer(self, msg: Any, error: str | None, **detail: Any) -> None:
+        self.reply(msg, Reply(sender=self.plane.settings.sender, seq=self.plane.next_seq(),
+                              sent_at=self.plane.now(), ok=error is None, error=error, detail=detail))
+
+    def decode(self, msg: Any, kind: type, label: str) -> Any:
+        try:
+            return decode_request(msg.data, kind)
+        except wire.ProtocolError as exc:
+            self.plane.refused[label] += 1
+            logger.warning("refused a %s request (%d so far): %s", label, self.plane.refused[label], exc)
+            self.answer(msg, f"refused: {exc}")
+            return None
+
+    # -- submit --------------------------------------------------------------------------------
+    async def on_submit(self, msg: Any) -> None:
+        request = self.decode(msg, SubmitRequest, "submit")
+        if request is None:
+            return
+        error = self.check(request)
+        if error is not None:
+            self.plane.refused["submit"] += 1
+            self.answer(msg, error)
+            return
+        fresh, must_be_durable = self.accept(request)
+        previous, done = self.admitted, asyncio.get_running_loop().create_future()
+        self.admitted = done
+        asyncio.get_running_loop().create_task(
+            self.admit(msg, request.job_id, fresh, self.plane.journal.durable(must_be_durable), previous, done)
+        )
+
+    def check(self, request: SubmitRequest) -> str | None:
+        """Why the request cannot be accepted (naming the field), or None."""
+        ids = set()
+        for i, item in enumerate(request.tasks):
+            task = item.task
+            where = f"tasks[{i}].task"
+            if not task.id.startswith(request.job_id + "-"):
+                return f"{where}.id: {task.id!r} must start with the job id {request.job_id!r} and '-'"
+            if not _safe(task.id):
+                return f"{where}.id: {task.id!r} may hold only letters, digits, '_' and '-'"
+            if task.privacy is Privacy.PERSONAL and not task.owner:
+                return f"{where}.owner: personal work needs an owner"
+            known = self.plane.tasks.get(task.id)
+            if known is not None and known.spec != item:
+                return f"{where}.id: task {task.id} was already submitted with other contents"
+            for j, dep in enumerate(item.after):
+                if dep not in ids and dep not in self.plane.tasks:
+                    return f"tasks[{i}].after[{j}]: unknown task {dep!r} (list it before its dependents)"
+            ids.add(task.id)
+        return None
+
+    def accept(self, request: SubmitRequest) -> tuple[list[LiveTask], list[Any]]:
+        """Record JobSubmitted (once), TaskSubmitted and JobTaskAdded per new task; returns
+        the new tasks and the events that must be in the log before the reply (a job's
+        task list is one chain of appends, so it trails: TaskSubmitted names the job too)."""
+        plane, journal = self.plane, self.plane.journal
+        issued_by = user_issuer(request.sender)
+        now = plane.now()
+        job = journal.job(request.job_id)
+        envelopes = []
+        if not job.submitted:
+            envelopes.append(journal.record(job, "SubmitJob", {"owner": request.owner or "-"}, issued_by,
+                                            {"source": request.source}))
+        fresh = []
+        for item in request.tasks:
+            if item.task.id in plane.tasks:
+                continue  # a retried request: already accepted
+            spec = item.task
+            deadline = None if spec.deadline_s is None else now + spec.deadline_s - spec.arrival_s
+            task = replace(spec.to_task(), arrival_s=now, deadline_s=deadline)
+            live = LiveTask(spec=item, task=task, job_id=request.job_id)
+            plane.tasks[task.id] = live
+            envelopes.append(journal.record(
+                journal.task(task.id), "SubmitTask",
+                {"job_id": request.job_id, "model": spec.model or "", "owner": spec.owner or "",
+                 "privacy": spec.privacy.value},
+                issued_by, {"spec": item.model_dump(mode="json"), "submitted_at": now},
+            ))
+            journal.record(job, "AddTask", {"task_id": task.id}, issued_by)
+            fresh.append(live)
+        return fresh, envelopes
+
+    async def admit(self, msg: Any, job_id: str, fresh: list[LiveTask], durable: Any,
+                    previous: Any, done: Any) -> None:
+        try:
+            await durable
+            if previous is not None:
+                await previous
+            self.answer(msg, None, job_id=job_id, accepted=len(fresh))
+            now = self.plane.now()
+            for live in fresh:
+                live.in_core = True
+                self.plane.core.submit(now, live.key, live.task, live.spec.after)
+        finally:
+            done.set_result(None)
+
+    # -- queries --------------------------------------------------------------------------------
+    async def on_status(self, msg: Any) -> None:
+        request = self.decode(msg, QueryRequest, "query")
+        if request is None:
+            return
+        plane = self.plane
+        counts: Counter[str] = Counter()
+        jobs: dict[str, Counter[str]] = {}
+        rows = []
+        for task_id, aggregate in plane.journal.tasks.items():
+            state = outcome(aggregate)
+            counts[state] += 1
+            jobs.setdefault(aggregate.job_id, Counter())[state] += 1
+            if request.job_id is not None and aggregate.job_id == request.job_id and len(rows) < request.limit:
+                live = plane.tasks.get(task_id)
+                rows.append(TaskRow(
+                    task_id=task_id, job_id=aggregate.job_id, status=state, node=aggregate.target,
+                    attempts=live.attempt if live else aggregate.attempts,
+                    reason=aggregate.failure_reason, result=live.result if live else None,
+                ))
+        if request.job_id is not None and request.job_id not in plane.journal.jobs:
+            self.answer(msg, f"job_id: no job {request.job_id!r}")
+            return
+        self.reply(msg, StatusReply(
+            sender=plane.settings.sender, seq=plane.next_seq(), sent_at=plane.now(),
+            counts=dict(counts), tasks=rows, jobs={j: dict(c) for j, c in jobs.items()},
+            refused_messages=dict(plane.refused),
+        ))
+
+    async def on_fleet(self, msg: Any) -> None:
+        request = self.decode(msg, QueryRequest, "query")
+        if request is None:
+            return
+        plane, now = self.plane, self.plane.now()
+        rows = []
+        for node_id, live in sorted(plane.fleet.nodes.items()):
+            state = plane.fleet.state.nodes[node_id]
+            rows.append(NodeRow(
+                node_id=node_id, device=live.node.device.id, owner=live.node.owner,
+                status="lost" if live.lost else "left" if live.left else state.status.value,
+                slots=live.node.slots, running=len(live.running),
+                free_memory_gb=round(state.free_memory_gb, 2),
+                last_report_s_ago=round(now - live.last_seen_s, 2),
+                thermal=state.thermal.value, power=state.power_source.value,
+            ))
+        running = sum(len(live.running) for live in plane.fleet.nodes.values())
+        self.reply(msg, FleetReply(sender=plane.settings.sender, seq=plane.next_seq(), sent_at=now,
+                                   nodes=rows, waiting=plane.core.waiting(), running=running))
+
+    # -- cancel, drain -----------------------------------------------------------------------
+    async def on_cancel(self, msg: Any) -> None:
+        request = self.decode(msg, CancelRequest, "cancel")
+        if request is not None:
+            self.answer(msg, self.plane.cancel(request.task_id, user_issuer(request.sender)))
+
+    async def on_drain(self, msg: Any) -> None:
+        request = self.decode(msg, DrainRequest, "drain")
+        if request is not None:
+            self.answer(msg, self.plane.drain(request.node_id, request.deadline_s))
+
+
+def _safe(task_id: str) -> bool:
+    return all(c.isalnum() or c in "_-" for c in task_id) and task_id.isascii()

@@ -1,0 +1,264 @@
+"""The control plane's durable record: each task's life as TaskAggregate events and each
+job's as JobAggregate events, appended to JetStream through ``heddle.events``.
+
+Every change is decided by the aggregate itself (its ``handle_*`` method refuses a
+transition its state machine forbids), applied in memory at once so the next decision sees
+it, and queued for a pipelined ``append_batch``. Batches run concurrently, but an aggregate
+has at most one batch in flight, so its events reach the log in order. A failed append
+(the server restarting, an ack that never came) is retried with the same event id, which
+JetStream de-duplicates: each event is in the log exactly once. ``durable()`` waits until
+given events are in the log (a submission is acknowledged only then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from heddle.events import (
+    Aggregate,
+    ConcurrencyError,
+    EventEnvelope,
+    EventLog,
+    JobAggregate,
+    TaskAggregate,
+)
+from heddle.events.envelopes import trusted_event, trusted_metadata
+from heddle.events.aggregate import snake_case
+
+__all__ = ["Journal", "JournalStats"]
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCHES_IN_FLIGHT = 8
+"""Concurrent append_batch calls; each already pipelines its events (one per aggregate in
+flight), so a few are enough to keep a long chain (a job's task list) from holding the rest."""
+MAX_BATCH_EVENTS = 4000
+"""Most events in one append_batch (bounds the time one batch holds its aggregates)."""
+RETRY_BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0)
+"""Waits between retries of failed appends (the server restarting takes ~0.1-1 s)."""
+
+Key = tuple[str, str]
+
+
+@dataclass(slots=True)
+class JournalStats:
+    """Counters for `heddle status` and the benchmark."""
+
+    appended: int = 0
+    retried: int = 0
+    batches: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+
+
+def _new_id() -> str:
+    return os.urandom(16).hex()
+
+
+class Journal:
+    """In-memory aggregates in front of an EventLog, with batched, ordered, retried appends."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = _new_id,
+    ) -> None:
+        self.log = log
+        self.tasks: dict[str, TaskAggregate] = {}
+        self.jobs: dict[str, JobAggregate] = {}
+        self.stats = JournalStats()
+        self._clock = clock
+        self._new_id = new_id
+        self._queue: deque[EventEnvelope] = deque()
+        self._in_flight: set[Key] = set()
+        self._batches = 0
+        self._waiters: dict[str, list[_Countdown]] = {}
+        self._wake = asyncio.Event()
+        self._backoff = 0
+        self._runner: asyncio.Task | None = None
+
+    # -- deciding and recording -------------------------------------------------------------
+    def task(self, task_id: str) -> TaskAggregate:
+        aggregate = self.tasks.get(task_id)
+        if aggregate is None:
+            aggregate = self.tasks[task_id] = TaskAggregate(task_id)
+        return aggregate
+
+    def job(self, job_id: str) -> JobAggregate:
+        aggregate = self.jobs.get(job_id)
+        if aggregate is None:
+            aggregate = self.jobs[job_id] = JobAggregate(job_id)
+        return aggregate
+
+    def record(
+        self,
+        aggregate: Aggregate,
+        command_type: str,
+        payload: dict[str, Any],
+        issued_by: str,
+        extra: dict[str, Any] | None = None,
+        correlation_id: str | None = None,
+    ) -> EventEnvelope:
+        """Decide ``command_type`` on ``aggregate`` (CommandRejected if its state machine
+        forbids it), apply the event now and queue it for the log. ``extra`` adds data the
+        event carries beyond what the aggregate needs (a result, timings, the node)."""
+        handler = getattr(aggregate, "handle_" + snake_case(command_type))
+        command_id = self._new_id()
+        metadata = trusted_metadata(issued_by, command_id, correlation_id)
+        event_type, event_payload = handler(payload, metadata)
+        if extra:
+            event_payload = {**event_payload, **extra}
+        envelope = trusted_event(
+            event_id=command_id,
+            event_type=event_type,
+            aggregate_type=aggregate.aggregate_type,
+            aggregate_id=aggregate.aggregate_id,
+            aggregate_version=aggregate.aggregate_version + 1,
+            payload=event_payload,
+            metadata=metadata,
+            occurred_at_unix_s=self._clock(),
+        )
+        aggregate.apply(envelope)
+        self._queue.append(envelope)
+        self._wake.set()
+        return envelope
+
+    def replay(self, envelope: EventEnvelope) -> None:
+        """Apply an event read back from the log (restart); nothing is appended."""
+        if envelope.aggregate_type == TaskAggregate.aggregate_type:
+            aggregate: Aggregate = self.task(envelope.aggregate_id)
+        elif envelope.aggregate_type == JobAggregate.aggregate_type:
+            aggregate = self.job(envelope.aggregate_id)
+        else:
+            return
+        if envelope.aggregate_version <= aggregate.aggregate_version:
+            return  # already applied (a replay overlapping the live tail)
+        aggregate.apply(envelope)
+
+    def durable(self, envelopes: Iterable[EventEnvelope]) -> asyncio.Future[None]:
+        """A future done when every one of ``envelopes`` is in the log."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        countdown = _Countdown(future)
+        for envelope in envelopes:
+            countdown.left += 1
+            self._waiters.setdefault(envelope.event_id, []).append(countdown)
+        if countdown.left == 0:
+            future.set_result(None)
+        return future
+
+    def pending(self) -> int:
+        """Events recorded but not yet known to be in the log."""
+        return len(self._queue) + sum(1 for _ in self._in_flight)
+
+    # -- the writer ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self._run(), name="journal")
+
+    async def stop(self, flush_timeout_s: float = 5.0) -> None:
+        """Flush what is queued (bounded), then stop the writer."""
+        deadline = time.monotonic() + flush_timeout_s
+        while (self._queue or self._in_flight) and time.monotonic() < deadline:
+            self._wake.set()
+            await asyncio.sleep(0.01)  # polling a bounded shutdown, not synchronising a test
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue and self._batches < MAX_BATCHES_IN_FLIGHT:
+                batch = self._take()
+                if not batch:
+                    break
+                self._batches += 1
+                asyncio.get_running_loop().create_task(self._append(batch))
+
+    def _take(self) -> list[EventEnvelope]:
+        """Queued events of aggregates with nothing in flight, in queue order."""
+        batch: list[EventEnvelope] = []
+        held: deque[EventEnvelope] = deque()
+        keys: set[Key] = set()
+        busy = self._in_flight
+        while self._queue and len(batch) < MAX_BATCH_EVENTS:
+            envelope = self._queue.popleft()
+            key = (envelope.aggregate_type, envelope.aggregate_id)
+            if key in busy:
+                held.append(envelope)
+                continue
+            keys.add(key)
+            batch.append(envelope)
+        self._in_flight = busy | keys if keys else busy
+        held.extend(self._queue)
+        self._queue = held
+        return batch
+
+    async def _append(self, batch: list[EventEnvelope]) -> None:
+        failed: list[EventEnvelope] = []
+        try:
+            results = await self.log.append_batch([(e, None) for e in batch])
+        except Exception as exc:  # noqa: BLE001 - the connection is down: retry all of it
+            results = [exc] * len(batch)
+        for envelope, error in zip(batch, results, strict=True):
+            if error is None or await self._already_in_log(envelope, error):
+                self._settled(envelope)
+            else:
+                failed.append(envelope)
+                name = type(error).__name__
+                self.stats.failures[name] = self.stats.failures.get(name, 0) + 1
+        self.stats.batches += 1
+        if failed:
+            self.stats.retried += len(failed)
+            delay = RETRY_BACKOFF_S[min(self._backoff, len(RETRY_BACKOFF_S) - 1)]
+            self._backoff += 1
+            logger.warning("%d event appends failed; retrying in %.2f s", len(failed), delay)
+            await asyncio.sleep(delay)  # back-off before a retry, not synchronisation
+            self._queue.extendleft(reversed(failed))  # ahead of their aggregates' later events
+        else:
+            self._backoff = 0
+        for envelope in batch:
+            self._in_flight.discard((envelope.aggregate_type, envelope.aggregate_id))
+        self._batches -= 1
+        self._wake.set()
+
+    async def _already_in_log(self, envelope: EventEnvelope, error: Exception) -> bool:
+        """A lost CAS on our own retry means the first try was stored (its ack was lost):
+        this process is the only writer of these aggregates."""
+        if not isinstance(error, ConcurrencyError):
+            return False
+        try:
+            version = await self.log.current_version(
+                envelope.aggregate_type, envelope.aggregate_id
+            )
+        except Exception:  # noqa: BLE001 - cannot tell now: retry later
+            return False
+        return version >= envelope.aggregate_version
+
+    def _settled(self, envelope: EventEnvelope) -> None:
+        self.stats.appended += 1
+        for countdown in self._waiters.pop(envelope.event_id, ()):
+            countdown.done_one()
+
+
+@dataclass(slots=True)
+class _Countdown:
+    future: asyncio.Future[None]
+    left: int = 0
+
+    def done_one(self) -> None:
+        self.left -= 1
+        if self.left == 0 and not self.future.done():
+            self.future.set_result(None)

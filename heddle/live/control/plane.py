@@ -1,0 +1,319 @@
+"""The control plane: the live body around the shared scheduling core.
+
+It turns NATS messages into core events (submitted, completed, failed, lost, slot freed,
+node joined/left, tick) and the core's decisions into work: each `start` is re-checked
+against the fleet's privacy rules, recorded as TaskPlaced and sent to the node as a
+request the agent must acknowledge. Every change of a task is an event in the journal
+(JetStream); a restarted control plane replays it and carries on (see recovery.py). It holds
+no placement or queueing rule of its own: those are `place()`'s and the core's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from heddle.events import CommandRejected, EventEnvelope, JetStreamEventLog, TaskStatus
+from heddle.live import protocol as wire
+from heddle.live.control.book import CANCELLED, REJECTED, LiveTask
+from heddle.live.control.core import CoreSettings, SchedulingCore
+from heddle.live.control.fleetview import FleetView
+from heddle.live.control.journal import Journal
+from heddle.live.control.privacy import PrivacyViolationError, check_privacy
+from heddle.live.control.settings import ControlSettings
+from heddle.models import NodeId
+from heddle.optimizer import Decision, TargetKind
+
+__all__ = ["SCHEDULER", "ControlPlane"]
+
+logger = logging.getLogger(__name__)
+
+SCHEDULER = "framework:scheduler"
+"""issued_by of the scheduler's own decisions (placed, retried, rejected, failed, timed out)."""
+WATCH_INTERVAL_S = 0.1
+"""How often liveness, timeouts and the core's tick are checked."""
+
+
+def bridge(executor_kind: str) -> str:
+    """issued_by of what an agent reported about a task (seed: ``bridge:{worker_type}``)."""
+    return f"bridge:{executor_kind}"
+
+
+class ControlPlane:
+    """One control plane on one NATS connection. ``start()``, then ``stop()``."""
+
+    def __init__(self, nc: NATS, settings: ControlSettings = ControlSettings()) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.settings = settings
+        self.journal = Journal(JetStreamEventLog(self.js))
+        self.fleet = FleetView(settings.fallback_device)
+        self.core: SchedulingCore[str] = SchedulingCore(
+            self.fleet.state,
+            settings.policy,
+            self,
+            CoreSettings(max_retries=settings.max_retries, max_defer_s=settings.max_defer_s),
+        )
+        self.tasks: dict[str, LiveTask] = {}
+        self.refused: Counter[str] = Counter()  # refused messages by subject kind
+        self.privacy_violations = 0
+        self.seq = 0
+        self._timeouts: list[tuple[float, str, int]] = []  # (when, task, attempt) heap
+        self._outbox: list[wire.Assignment] = []
+        self._wake_dispatch = asyncio.Event()
+        self._background: list[asyncio.Task] = []
+        self._subs: list[Any] = []
+        self.ready = asyncio.Event()
+        self.recover_until_s: float | None = None  # recovering work's nodes must report by then
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    # -- lifecycle of the process ----------------------------------------------------------
+    async def start(self) -> None:
+        from heddle.live.control import intake, recovery, reports
+
+        self.journal.start()
+        await recovery.recover(self)
+        loop = asyncio.get_running_loop()
+        self._background += [
+            loop.create_task(self._dispatcher(), name="dispatch"),
+            loop.create_task(self._watch(), name="watch"),
+        ]
+        self._subs += await reports.subscribe(self)
+        self._subs += await intake.subscribe(self)
+        await self.nc.flush()
+        self.ready.set()
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.journal.stop()
+
+    # -- recording --------------------------------------------------------------------------
+    def record(
+        self, task_id: str, command: str, payload: dict[str, Any], issued_by: str, **extra: Any
+    ) -> EventEnvelope | None:
+        """Record a change of a task; None (logged) if its state machine refuses it."""
+        try:
+            return self.journal.record(
+                self.journal.task(task_id), command, payload, issued_by, extra or None
+            )
+        except CommandRejected as exc:
+            logger.warning("task %s: %s refused: %s", task_id, command, exc)
+            return None
+
+    def settle(self, live: LiveTask) -> None:
+        """The current attempt no longer holds its node's slot."""
+        if live.node and self.fleet.released(NodeId(live.node), live.key):
+            self.core.slot_freed(self.now(), NodeId(live.node))
+
+    # -- the core's sink ----------------------------------------------------------------------
+    def start(self, key: str, decision: Decision) -> None:
+        live = self.tasks[key]
+        node_id = decision.target or ""
+        try:
+            if decision.target_kind is not TargetKind.NODE:
+                raise PrivacyViolationError(f"no live executor for {decision.target_kind} targets")
+            node = self.fleet.nodes[NodeId(node_id)].node
+            check_privacy(live.task, node)
+        except (PrivacyViolationError, KeyError) as exc:
+            self.privacy_violations += isinstance(exc, PrivacyViolationError)
+            logger.error("PLACEMENT REFUSED for %s on %s: %s", key, node_id, exc)
+            reason = f"placement refused: {exc}"
+            self.record(key, "FailTask", {"reason": reason, "retryable": True}, SCHEDULER)
+            # Not from inside the core's own call: it is still handing out this decision.
+            asyncio.get_running_loop().call_soon(self.core.lost, self.now(), key, reason)
+            return
+        live.attempt += 1
+        live.node, live.acked = node_id, False
+        now = self.now()
+        timeout = live.spec.timeout_s or self.settings.task_timeout_s
+        live.timeout_at_s = now + timeout + self.settings.timeout_grace_s
+        heapq.heappush(self._timeouts, (live.timeout_at_s, key, live.attempt))
+        self.fleet.assigned(NodeId(node_id), key, live.attempt)
+        self.record(
+            key, "PlaceTask", {"target": node_id}, SCHEDULER,
+            attempt=live.attempt, est_seconds=decision.est_seconds,
+        )  # fmt: skip
+        self._outbox.append(
+            wire.Assignment(
+                sender=self.settings.sender, seq=self.next_seq(), sent_at=now,
+                node_id=node_id, task=live.spec.task, attempt=live.attempt,
+                executor=live.spec.executor, timeout_s=timeout, queued_at=now,
+            )
+        )  # fmt: skip
+        self._wake_dispatch.set()
+
+    def deferred(self, key: str, reason: str) -> None:
+        """Bookkeeping only: the task waits in the core (TaskSubmitted already says so)."""
+
+    def reject(self, key: str, reason: str) -> None:
+        self._terminal(key, REJECTED + reason, SCHEDULER)
+
+    def fail(self, key: str, reason: str) -> None:
+        self._terminal(key, reason, SCHEDULER)
+
+    def _terminal(self, key: str, reason: str, issued_by: str) -> None:
+        live = self.tasks[key]
+        if live.terminal:
+            return
+        live.terminal = True
+        self.record(key, "FailTask", {"reason": reason, "retryable": False}, issued_by)
+
+    # -- attempts ------------------------------------------------------------------------------
+    def attempt_lost(self, key: str, attempt: int, reason: str, *, cancel: bool = True) -> None:
+        """The current attempt will not finish (node lost/left, no ack, refused, timeout): the
+        core retries it (TaskFailed, retryable) or fails it after max_retries."""
+        live = self.tasks.get(key)
+        if live is None or live.terminal or live.attempt != attempt or not live.node:
+            return
+        node = live.node
+        if cancel and self.fleet.usable(node):
+            self.send_control(node, "cancel", task_id=key, attempt=attempt, reason=reason)
+        self.fleet.released(NodeId(node), key)
+        live.node, live.recovering = "", False
+        self.record(key, "FailTask", {"reason": reason, "retryable": True}, SCHEDULER, attempt=attempt)
+        now = self.now()
+        if live.in_core:
+            self.core.lost(now, key, reason)
+        else:  # in flight at a restart: the core meets it now
+            live.in_core = True
+            self.core.submit(now, key, live.task, [d for d in live.spec.after if not self._completed(d)])
+        self.core.slot_freed(now, NodeId(node))
+
+    def _completed(self, key: str) -> bool:
+        aggregate = self.journal.tasks.get(key)
+        return aggregate is not None and aggregate.status == TaskStatus.COMPLETED
+
+    def node_gone(self, node_id: NodeId, reason: str, *, left: bool) -> None:
+        work = self.fleet.mark_gone(node_id, left=left)
+        logger.warning("node %s %s; %d attempts to re-place", node_id, reason, len(work))
+        for task_id, attempt in work:
+            live = self.tasks.get(task_id)
+            if live is not None and live.attempt == attempt and not live.terminal:
+                self.attempt_lost(task_id, attempt, f"node {node_id} {reason}", cancel=False)
+        self.core.node_left(self.now(), node_id)
+
+    def send_control(self, node: str, action: str, **fields: Any) -> None:
+        message = wire.Control(
+            sender=self.settings.sender, seq=self.next_seq(), sent_at=self.now(),
+            node_id=node, action=action, **fields,
+        )  # fmt: skip
+        data = wire.encode(message)
+        asyncio.get_running_loop().create_task(
+            self._publish(wire.subject(wire.CONTROL, node=node), data)
+        )
+
+    async def _publish(self, subject: str, data: bytes) -> None:
+        with contextlib.suppress(Exception):  # best effort: a lost cancel is caught by timeouts
+            await self.nc.publish(subject, data)
+
+    # -- dispatch ------------------------------------------------------------------------------
+    async def _dispatcher(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake_dispatch.wait()
+            self._wake_dispatch.clear()
+            batch, self._outbox = self._outbox, []
+            for assignment in batch:
+                loop.create_task(self._assign(assignment))
+
+    async def _assign(self, assignment: wire.Assignment) -> None:
+        key, attempt = assignment.task.id, assignment.attempt
+        try:
+            reply_msg = await self.nc.request(
+                wire.subject(wire.ASSIGN, node=assignment.node_id),
+                wire.encode(assignment),
+                timeout=self.settings.ack_timeout_s,
+            )
+            reply = wire.decode(reply_msg.data, wire.AssignReply)
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+            self.attempt_lost(key, attempt, f"assignment not acknowledged by {assignment.node_id} ({type(exc).__name__})")
+            return
+        except wire.ProtocolError as exc:
+            self.refused["assign_reply"] += 1
+            self.attempt_lost(key, attempt, f"bad acknowledgement from {assignment.node_id}: {exc}")
+            return
+        except Exception as exc:  # noqa: BLE001 - connection trouble: the attempt is lost, retried
+            self.attempt_lost(key, attempt, f"assignment to {assignment.node_id} failed: {exc!r}")
+            return
+        if not reply.accepted:
+            self.attempt_lost(key, attempt, f"refused by {assignment.node_id}: {reply.reason}", cancel=False)
+            return
+        live = self.tasks.get(key)
+        if live is not None and live.attempt == attempt:
+            live.acked = True
+
+    # -- time ------------------------------------------------------------------------------------
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)  # a periodic check, not synchronisation
+            try:
+                self.check_time(self.now())
+            except Exception:  # noqa: BLE001 - a bug here must not stop the control plane
+                logger.exception("watchdog failed")
+
+    def check_time(self, now: float) -> None:
+        for node_id in self.fleet.overdue(now, self.settings.silence_s):
+            self.node_gone(node_id, f"missed {self.settings.missed_reports} reports", left=False)
+        while self._timeouts and self._timeouts[0][0] <= now:
+            _, key, attempt = heapq.heappop(self._timeouts)
+            live = self.tasks.get(key)
+            if live is not None and live.attempt == attempt and live.timeout_at_s <= now:
+                self.attempt_lost(key, attempt, "attempt timed out")
+        if self.recover_until_s is not None and now > self.recover_until_s:
+            self.recover_until_s = None
+            for live in list(self.tasks.values()):
+                if live.recovering:  # its node never reported after the restart
+                    self.attempt_lost(live.key, live.attempt, f"node {live.node} silent after restart",
+                                      cancel=False)
+        tick = self.core.next_tick_s()
+        if tick is not None and tick <= now:
+            self.core.tick(now)
+
+    # -- user actions (intake.py calls these) --------------------------------------------------
+    def cancel(self, key: str, issued_by: str) -> str | None:
+        """Cancel a task; None if done, else why it cannot be."""
+        live = self.tasks.get(key)
+        if live is None:
+            return f"no task {key!r}"
+        if live.terminal:
+            return f"task {key} has already ended"
+        now = self.now()
+        if not self.core.cancel(now, key):
+            node = live.node
+            if node:
+                self.send_control(node, "cancel", task_id=key, attempt=live.attempt, reason="cancelled by user")
+            self._terminal(key, CANCELLED + issued_by, issued_by)
+            self.settle(live)
+            self.core.failed(now, key, "cancelled")
+            return None
+        self._terminal(key, CANCELLED + issued_by, issued_by)
+        return None
+
+    def drain(self, node_id: str, deadline_s: float | None) -> str | None:
+        if NodeId(node_id) not in self.fleet.nodes:
+            return f"no node {node_id!r} (known: {', '.join(sorted(self.fleet.nodes)) or 'none'})"
+        self.fleet.mark_draining(NodeId(node_id))
+        self.send_control(node_id, "drain", deadline_s=deadline_s or self.settings.drain_deadline_s)
+        return None

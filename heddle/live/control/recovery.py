@@ -1,0 +1,99 @@
+"""Restart: rebuild the control plane from the event log and carry on.
+
+Every Job and Task event is replayed into fresh aggregates. Tasks still waiting go back to
+the core in their submission order (a dependency first); tasks that had been sent to a node
+are "recovering": the node's next capacity report says whether it still runs them (then
+they keep their slot) or not (then they are lost and re-placed), and a node that does not
+report within the loss window loses them all. Reports the old process had not acknowledged
+are delivered again by the durable consumer.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from heddle.events import JobAggregate, TaskAggregate, TaskStatus
+from heddle.live.control.book import REJECTED, LiveTask
+from heddle.live.control.messages import SubmitTask
+from heddle.live.control.plane import SCHEDULER
+from heddle.live.control.streams import read_history
+
+if TYPE_CHECKING:
+    from heddle.live.control.plane import ControlPlane
+
+__all__ = ["recover"]
+
+logger = logging.getLogger(__name__)
+
+
+async def recover(plane: ControlPlane) -> int:
+    """Replay the log into ``plane``; returns the number of events read."""
+    journal = plane.journal
+    facts: dict[str, dict[str, Any]] = {}
+    events = 0
+    for aggregate_type in (JobAggregate.aggregate_type, TaskAggregate.aggregate_type):
+        async for envelope in read_history(plane.js, aggregate_type):
+            journal.replay(envelope)
+            events += 1
+            if aggregate_type == TaskAggregate.aggregate_type:
+                _note(facts.setdefault(envelope.aggregate_id, {}), envelope.event_type, envelope.payload)
+    if not events:
+        return 0
+    now = plane.now()
+    resubmitted = recovering = 0
+    for task_id, aggregate in journal.tasks.items():
+        fact = facts.get(task_id, {})
+        if "spec" not in fact:
+            logger.error("task %s has no TaskSubmitted event; skipped", task_id)
+            continue
+        spec = SubmitTask.model_validate(fact["spec"])
+        task = replace(spec.task.to_task(), arrival_s=fact.get("submitted_at", now))
+        if spec.task.deadline_s is not None:
+            task = replace(task, deadline_s=task.arrival_s + spec.task.deadline_s - spec.task.arrival_s)
+        live = LiveTask(spec=spec, task=task, job_id=aggregate.job_id, attempt=fact.get("attempt", 0),
+                        result=fact.get("result"))
+        plane.tasks[task_id] = live
+        status = aggregate.status
+        if status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
+            live.terminal = True
+        elif status in (TaskStatus.PLACED, TaskStatus.STARTED):
+            live.node, live.recovering = aggregate.target, True
+            timeout = spec.timeout_s or plane.settings.task_timeout_s
+            live.timeout_at_s = now + timeout + plane.settings.timeout_grace_s
+            heapq.heappush(plane._timeouts, (live.timeout_at_s, task_id, live.attempt))
+            recovering += 1
+        else:
+            resubmitted += _resubmit(plane, live, now)
+    plane.recover_until_s = now + plane.settings.silence_s
+    logger.info("recovered %d events: %d tasks (%d waiting again, %d in flight)",
+                events, len(plane.tasks), resubmitted, recovering)
+    return events
+
+
+def _note(fact: dict[str, Any], event_type: str, payload: dict[str, Any]) -> None:
+    if event_type == "TaskSubmitted":
+        fact["spec"], fact["submitted_at"] = payload.get("spec"), payload.get("submitted_at")
+    elif event_type == "TaskPlaced":
+        fact["attempt"] = payload.get("attempt", fact.get("attempt", 0) + 1)
+    elif event_type == "TaskCompleted":
+        fact["result"] = payload.get("result")
+
+
+def _resubmit(plane: ControlPlane, live: LiveTask, now: float) -> int:
+    pending = []
+    for dep in live.spec.after:
+        aggregate = plane.journal.tasks.get(dep)
+        if aggregate is None or aggregate.status == TaskStatus.FAILED:
+            live.terminal = True
+            plane.record(live.key, "FailTask",
+                         {"reason": f"{REJECTED}dependency {dep} did not complete", "retryable": False},
+                         SCHEDULER)
+            return 0
+        if aggregate.status != TaskStatus.COMPLETED:
+            pending.append(dep)
+    live.in_core = True
+    plane.core.submit(now, live.key, live.task, pending)
+    return 1
