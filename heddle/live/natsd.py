@@ -24,8 +24,6 @@ READY_TIMEOUT_S = 10.0
 """Generous: the server is ready in ~15 ms, but the test machine is shared and loaded."""
 STOP_TIMEOUT_S = 5.0
 """How long a stopping server may take to flush its store before it is killed."""
-MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
-"""Largest message the server accepts (the protocol's own limit is checked before this)."""
 
 _LISTEN_RE = re.compile(r"Listening for client connections on (\S+):(\d+)")
 
@@ -58,7 +56,6 @@ class EmbeddedNats:
             "-sd", str(self.store_dir),
             "-a", self.host,
             "-p", str(self.port or -1),
-            "--max_payload", str(MAX_PAYLOAD_BYTES),
         ]  # fmt: skip
         try:
             self.process = subprocess.Popen(

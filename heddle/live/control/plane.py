@@ -48,7 +48,8 @@ def bridge(executor_kind: str) -> str:
 
 
 class ControlPlane:
-    """One control plane on one NATS connection. ``start()``, then ``stop()``."""
+    """One control plane on one NATS connection: ``open()``, then ``close()``. Its
+    ``start``/``deferred``/``reject``/``fail`` methods are the core's sink."""
 
     def __init__(self, nc: NATS, settings: ControlSettings = ControlSettings()) -> None:
         self.nc = nc
@@ -83,7 +84,7 @@ class ControlPlane:
         return self.seq
 
     # -- lifecycle of the process ----------------------------------------------------------
-    async def start(self) -> None:
+    async def open(self) -> None:
         from heddle.live.control import intake, recovery, reports
 
         self.journal.start()
@@ -98,7 +99,7 @@ class ControlPlane:
         await self.nc.flush()
         self.ready.set()
 
-    async def stop(self) -> None:
+    async def close(self) -> None:
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
