@@ -1,25 +1,22 @@
 """A minimal agent speaking protocol v1, run as its own OS process by the cluster tests until
-`heddle agent` is available (then the tests start that instead; see conftest.AGENT_COMMAND).
+`heddle agent` is available (then the tests start that instead; see clusterkit.agent_command).
+Same flags as `heddle agent`:
 
-    python mini_agent.py NATS_URL NODE OWNER SLOTS [TRUSTED,...]
+    python mini_agent.py --nats URL --node-id N --owner O --slots S [--trust A,B] [--report-every S]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import os
 import signal
-import sys
 import time
 
 import nats
 
 from heddle.live import protocol as wire
 
-INTERVAL_S = float(os.environ.get("MINI_AGENT_INTERVAL_S", "0.2"))
-
-
-async def main(url: str, node: str, owner: str, slots: int, trusted: tuple[str, ...]) -> None:
+async def main(url: str, node: str, owner: str, slots: int, trusted: tuple[str, ...], interval: float) -> None:
     nc = await nats.connect(url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
     js = nc.jetstream()
     seq = 0
@@ -110,7 +107,7 @@ async def main(url: str, node: str, owner: str, slots: int, trusted: tuple[str, 
         except Exception:  # noqa: BLE001
             pass
         try:
-            await asyncio.wait_for(done.wait(), INTERVAL_S)
+            await asyncio.wait_for(done.wait(), interval)
         except TimeoutError:
             pass
     await nc.publish(wire.subject(wire.LEFT, node=node), wire.encode(
@@ -119,5 +116,14 @@ async def main(url: str, node: str, owner: str, slots: int, trusted: tuple[str, 
 
 
 if __name__ == "__main__":
-    trusted = tuple(sys.argv[5].split(",")) if len(sys.argv) > 5 and sys.argv[5] else ()
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), trusted))
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nats")
+    parser.add_argument("--node-id")
+    parser.add_argument("--owner")
+    parser.add_argument("--slots", type=int, default=4)
+    parser.add_argument("--trust", default="")
+    parser.add_argument("--report-every", type=float, default=0.2)
+    parser.add_argument("--device", default="m1-7")
+    a = parser.parse_args()
+    trusted = tuple(t for t in a.trust.split(",") if t)
+    asyncio.run(main(a.nats, a.node_id, a.owner, a.slots, trusted, a.report_every))

@@ -1,0 +1,256 @@
+"""`heddle up`, `heddle scheduler`, `heddle submit`, `heddle status`, `heddle fleet`,
+`heddle drain`, `heddle cancel`: run a cluster and talk to it (docs/live.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+out = Console()
+err = Console(stderr=True)
+
+NatsOpt = Annotated[str | None, typer.Option("--nats", help="NATS URL (default nats://127.0.0.1:4222).")]
+WAIT_POLL_S = 0.5
+"""How often `submit --wait` and `fleet --watch` ask the control plane again."""
+
+
+def _settings(**cli):
+    from heddle.config import load_settings
+    from heddle.models.errors import ConfigError
+
+    try:
+        return load_settings(cli)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _url(nats: str | None) -> str:
+    from heddle.live.control.client import DEFAULT_NATS_URL
+
+    return _settings(nats_url=nats).nats_url or DEFAULT_NATS_URL
+
+
+def _run(coro):
+    from heddle.live.control.client import ControlError
+
+    try:
+        return asyncio.run(coro)
+    except ControlError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+async def _with_client(url: str, action):
+    from heddle.live.control.client import ControlClient
+
+    client = await ControlClient.connect(url)
+    try:
+        return await action(client)
+    finally:
+        await client.close()
+
+
+# -- scheduler ----------------------------------------------------------------------------------
+def scheduler(
+    nats: NatsOpt = None,
+    policy: Annotated[str, typer.Option(help="Placement policy (heddle.optimizer).")] = "fast",
+    report_interval: Annotated[float, typer.Option("--report-interval", min=0.05, help="Agents' capacity report interval, seconds.")] = 2.0,
+    missed_reports: Annotated[int, typer.Option("--missed-reports", min=1, help="Silent intervals before a node is lost.")] = 3,
+    ack_timeout: Annotated[float, typer.Option("--ack-timeout", min=0.01, help="Seconds an agent has to acknowledge an assignment.")] = 2.0,
+    task_timeout: Annotated[float, typer.Option("--task-timeout", min=0.01, help="Default per-attempt time limit, seconds.")] = 600.0,
+    max_retries: Annotated[int, typer.Option("--max-retries", min=0, help="Re-placements after lost attempts.")] = 3,
+    fallback_device: Annotated[str | None, typer.Option("--fallback-device", help="Catalog device for nodes that report none.")] = None,
+    log_level: Annotated[str | None, typer.Option("--log-level", help="debug, info, warning or error.")] = None,
+) -> None:
+    """Run the control plane: place submitted work on the fleet, record every task's life."""
+    from heddle.live.control.serve import serve
+    from heddle.live.control.settings import ControlSettings
+    from heddle.optimizer import POLICY_NAMES
+
+    settings = _settings(nats_url=nats, log_level=log_level)
+    if policy not in POLICY_NAMES:
+        err.print(f"[red]error:[/] option --policy: unknown policy {policy!r}; expected one of {', '.join(POLICY_NAMES)}")
+        raise typer.Exit(2)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    control = ControlSettings(
+        report_interval_s=report_interval, missed_reports=missed_reports, ack_timeout_s=ack_timeout,
+        task_timeout_s=task_timeout, max_retries=max_retries, policy=policy, fallback_device=fallback_device,
+    )
+    from heddle.live.control.client import DEFAULT_NATS_URL
+
+    asyncio.run(serve(settings.nats_url or DEFAULT_NATS_URL, control))
+
+
+# -- submit / status / fleet / drain / cancel ---------------------------------------------------
+def submit(
+    file: Annotated[Path, typer.Argument(help="Task/pipeline/council YAML (docs/models.md) with an optional run: section.")],
+    nats: NatsOpt = None,
+    job: Annotated[str | None, typer.Option("--job", help="Job id (default: file name + random suffix).")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until every task has ended; exit 1 if any did not complete.")] = False,
+) -> None:
+    """Submit a workload file as one job."""
+    from heddle.live.control.client import new_job_id
+    from heddle.live.control.submission import SubmissionError, load_submission
+
+    job_id = job or new_job_id(file.stem)
+    try:
+        tasks = load_submission(file, job_id)
+    except SubmissionError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+    async def action(client):
+        accepted = await client.submit(job_id, tasks, source=str(file))
+        out.print(f"job {job_id}: {len(tasks)} tasks submitted ({accepted} new)")
+        if not wait:
+            return 0
+        while True:
+            status = await client.status(job_id, limit=0)
+            counts = status.jobs.get(job_id, {})
+            ended = sum(counts.get(k, 0) for k in ("completed", "failed", "rejected", "cancelled"))
+            if ended >= len(tasks):
+                out.print(_counts_table(f"job {job_id}", counts))
+                return 0 if counts.get("completed", 0) == len(tasks) else 1
+            await asyncio.sleep(WAIT_POLL_S)  # polling a remote service the user waits on
+
+    raise typer.Exit(_run(_with_client(_url(nats), action)))
+
+
+def _counts_table(title: str, counts: dict[str, int]) -> Table:
+    table = Table(title=title)
+    for state in ("submitted", "placed", "started", "completed", "failed", "rejected", "cancelled"):
+        table.add_column(state, justify="right")
+    table.add_row(*(f"{counts.get(s, 0):,}" for s in ("submitted", "placed", "started", "completed", "failed", "rejected", "cancelled")))
+    return table
+
+
+def status(
+    job: Annotated[str | None, typer.Argument(help="A job id: list its tasks.")] = None,
+    nats: NatsOpt = None,
+    limit: Annotated[int, typer.Option(min=0, max=10_000, help="Most tasks listed.")] = 50,
+) -> None:
+    """Task counts by state (all jobs), or one job's tasks."""
+    reply = _run(_with_client(_url(nats), lambda c: c.status(job, limit)))
+    if job is None:
+        out.print(_counts_table("all jobs", reply.counts))
+        for kind, n in sorted(reply.refused_messages.items()):
+            out.print(f"refused {kind} messages: {n:,}")
+        return
+    out.print(_counts_table(f"job {job}", reply.jobs.get(job, {})))
+    table = Table(title=f"tasks of {job} (first {limit})")
+    for col in ("task", "status", "node", "attempts", "result / reason"):
+        table.add_column(col)
+    for row in reply.tasks:
+        detail = row.reason if row.reason else ("" if row.result is None else str(row.result)[:60])
+        table.add_row(row.task_id, row.status, row.node, str(row.attempts), detail)
+    out.print(table)
+
+
+def _fleet_table(reply) -> Table:
+    table = Table(title=f"fleet: {len(reply.nodes)} nodes, {reply.running} running, {reply.waiting} waiting")
+    for col in ("node", "device", "owner", "status", "running / slots", "free GB", "thermal", "power", "last report"):
+        table.add_column(col, justify="right" if col in ("running / slots", "free GB", "last report") else "left")
+    for n in reply.nodes:
+        table.add_row(n.node_id, n.device, n.owner, n.status, f"{n.running} / {n.slots}",
+                      f"{n.free_memory_gb:.1f}", n.thermal, n.power, f"{n.last_report_s_ago:.1f} s ago")
+    return table
+
+
+def fleet(
+    nats: NatsOpt = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Keep the table live until Ctrl-C.")] = False,
+) -> None:
+    """The nodes the control plane knows, as their reports describe them."""
+    url = _url(nats)
+    if not watch:
+        out.print(_fleet_table(_run(_with_client(url, lambda c: c.fleet()))))
+        return
+    from rich.live import Live
+
+    async def action(client):
+        with Live(_fleet_table(await client.fleet()), console=out, refresh_per_second=4) as live:
+            while True:
+                await asyncio.sleep(WAIT_POLL_S)  # the refresh period of a live table
+                live.update(_fleet_table(await client.fleet()))
+
+    try:
+        _run(_with_client(url, action))
+    except KeyboardInterrupt:
+        pass
+
+
+def drain(
+    node: Annotated[str, typer.Argument(help="Node id.")],
+    nats: NatsOpt = None,
+    deadline: Annotated[float | None, typer.Option("--deadline", min=0.1, help="Seconds in-flight work gets.")] = None,
+) -> None:
+    """Send no new work to NODE; its in-flight work finishes, then it leaves."""
+    _run(_with_client(_url(nats), lambda c: c.drain(node, deadline)))
+    out.print(f"draining {node}")
+
+
+def cancel(
+    task: Annotated[str, typer.Argument(help="Task id (as `heddle status JOB` lists it).")],
+    nats: NatsOpt = None,
+) -> None:
+    """Cancel a waiting or running task."""
+    _run(_with_client(_url(nats), lambda c: c.cancel(task)))
+    out.print(f"cancelled {task}")
+
+
+# -- up -------------------------------------------------------------------------------------------
+def up(
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="JetStream store and state (default ~/.heddle).")] = None,
+    host: Annotated[str, typer.Option(help="Address nats-server listens on (0.0.0.0: other machines may join).")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="NATS port (0: any free port).")] = 4222,
+    node_id: Annotated[str | None, typer.Option("--node-id", help="This machine's node id (default: host name).")] = None,
+    slots: Annotated[int | None, typer.Option("--slots", min=1, help="Tasks this machine runs at once.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="Catalog device id of this machine.")] = None,
+    no_agent: Annotated[bool, typer.Option("--no-agent", help="Do not run work on this machine.")] = False,
+) -> None:
+    """Start nats-server, the control plane and a local agent; Ctrl-C stops all three."""
+    from heddle.live.up import Cluster, UpError
+
+    settings = _settings(data_dir=data_dir)
+    cluster = Cluster(settings.data_dir, host, port, node_id=node_id, slots=slots, device=device,
+                      agent=not no_agent)
+    try:
+        cluster.start()
+    except UpError as exc:
+        cluster.stop()
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    out.print(f"heddle is up: NATS at [bold]{cluster.url}[/] (JetStream store in {cluster.store_dir})")
+    out.print(f"another machine joins with:  [bold]heddle agent --nats {cluster.join_url}[/]")
+    out.print("submit work with:  heddle submit FILE --nats " + cluster.url + "   (Ctrl-C stops everything)")
+    failed = False
+    try:
+        cluster.wait()
+    except KeyboardInterrupt:
+        out.print("stopping: the agent drains, then the control plane and nats-server stop")
+    except UpError as exc:
+        err.print(f"[red]error:[/] {exc}; stopping the rest")
+        failed = True
+    code = cluster.stop()
+    raise typer.Exit(1 if failed else code)
+
+
+def register(app: typer.Typer) -> None:
+    """Mount the live commands on the main app (one line in heddle/cli/main.py)."""
+    for name, fn in (("up", up), ("scheduler", scheduler), ("submit", submit), ("status", status),
+                     ("fleet", fleet), ("drain", drain), ("cancel", cancel)):
+        app.command(name)(fn)
+
+
+
+if __name__ == "__main__":  # `python -m heddle.cli.live scheduler ...`: without the other commands' imports
+    _app = typer.Typer()
+    register(_app)
+    _app()
