@@ -96,7 +96,7 @@ class ControlClient:
         for start in range(0, len(tasks), SUBMIT_CHUNK):
             chunk = [
                 SubmitTask(task=wire.TaskSpec.from_task(t.task), executor=t.executor,
-                           after=t.after, timeout_s=t.timeout_s)
+                           after=t.after, timeout_s=t.timeout_s, payload=t.payload)
                 for t in tasks[start : start + SUBMIT_CHUNK]
             ]
             request = SubmitRequest(**self._fields(), job_id=job_id, owner=self.sender,

@@ -30,8 +30,8 @@ from heddle.events import (
     JobAggregate,
     TaskAggregate,
 )
-from heddle.events.envelopes import trusted_event, trusted_metadata
 from heddle.events.aggregate import snake_case
+from heddle.events.envelopes import trusted_event, trusted_metadata
 
 __all__ = ["Journal", "JournalStats"]
 

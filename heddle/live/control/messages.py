@@ -57,6 +57,7 @@ class SubmitTask(BaseModel):
     executor: ExecutorSpec
     after: tuple[str, ...] = ()
     timeout_s: Annotated[float, Field(gt=0)] | None = None
+    payload: Any = None
 
 
 class SubmitRequest(_Base):

@@ -51,7 +51,8 @@ class ControlPlane:
     """One control plane on one NATS connection: ``open()``, then ``close()``. Its
     ``start``/``deferred``/``reject``/``fail`` methods are the core's sink."""
 
-    def __init__(self, nc: NATS, settings: ControlSettings = ControlSettings()) -> None:
+    def __init__(self, nc: NATS, settings: ControlSettings | None = None) -> None:
+        settings = settings or ControlSettings()
         self.nc = nc
         self.js = nc.jetstream()
         self.settings = settings
@@ -160,7 +161,7 @@ class ControlPlane:
             wire.Assignment(
                 sender=self.settings.sender, seq=self.next_seq(), sent_at=now,
                 node_id=node_id, task=live.spec.task, attempt=live.attempt,
-                executor=live.spec.executor, timeout_s=timeout, queued_at=now,
+                executor=live.spec.executor, payload=live.spec.payload, timeout_s=timeout, queued_at=now,
             )
         )  # fmt: skip
         self._wake_dispatch.set()
@@ -271,7 +272,7 @@ class ControlPlane:
             await asyncio.sleep(WATCH_INTERVAL_S)  # a periodic check, not synchronisation
             try:
                 self.check_time(self.now())
-            except Exception:  # noqa: BLE001 - a bug here must not stop the control plane
+            except Exception:
                 logger.exception("watchdog failed")
 
     def check_time(self, now: float) -> None:

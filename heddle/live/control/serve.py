@@ -19,7 +19,8 @@ RECONNECT_WAIT_S = 0.2
 """Between reconnect attempts while nats-server is away (it restarts in well under 1 s)."""
 
 
-async def serve(nats_url: str, settings: ControlSettings = ControlSettings()) -> None:
+async def serve(nats_url: str, settings: ControlSettings | None = None) -> None:
+    settings = settings or ControlSettings()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

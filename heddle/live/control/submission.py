@@ -11,11 +11,11 @@ item on an agent.
           - {name: load, worker_type: writer, kind: processor, cpu_seconds: 0.02,
              input_mapping: {rows: fetch.output.rows}}
     run:
-      hello: {kind: echo, options: {text: hi}}   # a task id
-      etl: {kind: burn}                          # every stage of a pipeline or council
-      etl/load: {kind: sleep, options: {seconds: 0.1}}   # one stage
+      hello: {kind: echo, payload: {text: hi}}            # a task id
+      etl: {kind: sleep, payload: {seconds: 0.05}}        # every stage of a pipeline or council
+      etl/load: {kind: echo, timeout_s: 5}                # one stage
 
-Without a ``run`` entry a processor step runs ``burn`` for its ``cpu_seconds`` (real,
+Without a ``run`` entry a processor step runs ``burn`` for about its ``cpu_seconds`` (real,
 measurable CPU work) and an LLM step runs the ``llm`` executor of the agent's backend. The
 workload part is parsed by heddle.models (same errors, same line numbers: the ``run``
 block is blanked out line for line before it is handed over).
@@ -37,6 +37,10 @@ from heddle.models.yamlsource import format_validation_error, load_yaml, read_te
 __all__ = ["RunIn", "SubmissionError", "SubmittedTask", "live_task_id", "parse_submission"]
 
 RUN_KEY = "run"
+BURN_ITERATIONS_PER_CPU_SECOND = 500_000
+"""Iterations of the agent's `burn` step per second of a reference core: an estimate (0.33-0.6
+M/s measured on the 2-core Linux dev machine, loaded, 2026-12-06) until the twin-fidelity loop
+calibrates it."""
 _TOP_LEVEL_KEY = re.compile(r"^[^\s#\-][^:]*:")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -54,6 +58,7 @@ class RunIn(BaseModel):
     kind: str = Field(min_length=1, max_length=64)
     target: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    payload: Any = None
     timeout_s: float | None = Field(None, gt=0)
 
 
@@ -66,6 +71,7 @@ class SubmittedTask:
     executor: ExecutorSpec
     after: tuple[str, ...] = ()
     timeout_s: float | None = None
+    payload: Any = None
 
 
 def live_task_id(job_id: str, task_id: str) -> str:
@@ -84,10 +90,10 @@ def _blank_run_block(text: str) -> str:
     return "".join(out)
 
 
-def _default_executor(task: Task) -> ExecutorSpec:
+def _default_run(task: Task) -> RunIn:
     if task.kind.value == "processor":
-        return ExecutorSpec(kind="burn", options={"cpu_seconds": task.cpu_seconds})
-    return ExecutorSpec(kind="llm")
+        return RunIn(kind="burn", payload={"iterations": round(task.cpu_seconds * BURN_ITERATIONS_PER_CPU_SECOND)})
+    return RunIn(kind="llm")
 
 
 def _runs(doc_data: Any, doc, source: str) -> dict[str, RunIn]:
@@ -133,16 +139,13 @@ def parse_submission(text: str, job_id: str, source: str = "<submission>") -> li
             )
         seen[live_id] = task.id
         run = runs.get(task.id) or (runs.get(task.pipeline_id) if task.pipeline_id else None)
-        executor = (
-            ExecutorSpec(kind=run.kind, target=run.target, options=run.options)
-            if run is not None
-            else _default_executor(task)
-        )
+        run = run or _default_run(task)
+        executor = ExecutorSpec(kind=run.kind, target=run.target, options=run.options)
         after = tuple(
             live_task_id(job_id, f"{task.pipeline_id}/{stage}") for stage in task.depends_on
         )
         live_task = _with_id(task, live_id)
-        out.append(SubmittedTask(live_task, executor, after, run.timeout_s if run else None))
+        out.append(SubmittedTask(live_task, executor, after, run.timeout_s, run.payload))
     return out
 
 

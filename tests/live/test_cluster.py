@@ -1,0 +1,133 @@
+"""End-to-end: nats-server, `heddle scheduler` and three `heddle agent`s as separate OS
+processes; work submitted as files; what happened recounted from the JetStream event log."""
+
+from __future__ import annotations
+
+import pytest
+
+from heddle.live.control.privacy import privacy_allows
+from heddle.live.control.submission import load_submission
+from heddle.models import Node, NodeId, OwnerId, Privacy, catalog
+from tests.live.clusterkit import Cluster, by_task, completions, echo_tasks, workload_file
+
+NODES = {  # node -> (owner, trusted owners)
+    "alpha": ("alice", ("bob",)),
+    "beta": ("bob", ()),
+    "gamma": ("carol", ()),
+}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    kit = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        kit.start_control()
+        for node, (owner, trust) in NODES.items():
+            kit.start_agent(node, owner, slots=4, trust=trust)
+        yield kit
+    finally:
+        kit.close()
+
+
+def fleet_nodes() -> dict[str, Node]:
+    spec = catalog.device("m1-7")
+    return {
+        n: Node(id=NodeId(n), device=spec, memory_gb=16.0, owner=OwnerId(o), trusted_owners=frozenset(map(OwnerId, t)))
+        for n, (o, t) in NODES.items()
+    }
+
+
+async def test_privacy_mix_of_300_tasks_all_complete_without_a_violation(cluster, tmp_path):
+    mix = [("public", None), ("sensitive", "carol"), ("personal", "alice"), ("personal", "bob"),
+           ("personal", "carol"), ("public", "bob")]
+    path = workload_file(tmp_path, "mix.yaml", echo_tasks(300, privacy_owners=mix))
+    tasks = load_submission(path, "mix")
+    client = await cluster.client()
+    await cluster.wait_nodes(client, set(NODES))
+    assert await client.submit("mix", tasks) == 300
+    counts = await cluster.wait_job(client, "mix", 300)
+    assert counts == {"completed": 300}
+
+    events = [e for e in await cluster.events() if e.aggregate_id.startswith("mix-")]
+    nodes = fleet_nodes()
+    specs = {t.task.id: t.task for t in tasks}
+    violations, used = [], set()
+    for task_id, history in by_task(events).items():
+        for e in history:
+            node = e.payload.get("target") or e.payload.get("node")
+            if e.event_type in ("TaskPlaced", "TaskStarted", "TaskCompleted") and node:
+                used.add(node)
+                if not privacy_allows(specs[task_id], nodes[node]):
+                    violations.append((task_id, e.event_type, node))
+    assert violations == []
+    assert completions(events) == {t: 1 for t in specs}
+    assert used == set(NODES)  # the mix spread over the whole fleet
+    personal_bob = [t for t in specs.values() if t.privacy is Privacy.PERSONAL and t.owner == "bob"]
+    assert personal_bob  # bob's personal work ran only on beta (his) or alpha (trusts him)
+
+
+async def run_job(cluster, tmp_path, job: str, text: str, total: int):
+    """Submit ``text`` as job ``job``, wait until all ``total`` tasks completed; returns the
+    tasks, their events and the client."""
+    tasks = load_submission(workload_file(tmp_path, f"{job}.yaml", text), job)
+    client = await cluster.client()
+    await cluster.wait_nodes(client, set(NODES))
+    await client.submit(job, tasks)
+    assert await cluster.wait_job(client, job, total) == {"completed": total}
+    events = [e for e in await cluster.events() if e.aggregate_id.startswith(f"{job}-")]
+    return tasks, events, client
+
+
+def _ordered_by_dependencies(events, tasks) -> list[str]:
+    """Stages that started before one of their dependencies completed (should be none)."""
+    started = {e.aggregate_id: e.occurred_at_unix_s for e in events if e.event_type == "TaskStarted"}
+    done = {e.aggregate_id: e.occurred_at_unix_s for e in events if e.event_type == "TaskCompleted"}
+    return [t.task.id for t in tasks for dep in t.after if started[t.task.id] < done[dep]]
+
+
+PIPELINE = """
+pipelines:
+{pipelines}
+run:
+{runs}
+"""
+STAGES = """  - id: etl{i}
+    stages:
+      - {{name: fetch, worker_type: reader, kind: processor, cpu_seconds: 0.01}}
+      - {{name: left, worker_type: a, kind: processor, cpu_seconds: 0.01, input_mapping: {{x: fetch.output.x}}}}
+      - {{name: right, worker_type: b, kind: processor, cpu_seconds: 0.01, input_mapping: {{x: fetch.output.x}}}}
+      - {{name: join, worker_type: w, kind: processor, cpu_seconds: 0.01, input_mapping: {{a: left.output.a, b: right.output.b}}}}"""
+
+
+async def test_pipelines_run_stage_by_stage_across_agents(cluster, tmp_path):
+    text = PIPELINE.format(
+        pipelines="\n".join(STAGES.format(i=i) for i in range(4)),
+        runs="\n".join(f"  etl{i}: {{kind: sleep, payload: {{seconds: 0.1}}}}" for i in range(4)),
+    )
+    tasks, events, _ = await run_job(cluster, tmp_path, "etl", text, 16)
+    assert _ordered_by_dependencies(events, tasks) == []
+    nodes = {e.payload["node"] for e in events if e.event_type == "TaskStarted"}
+    assert len(nodes) > 1
+
+
+COUNCIL = """
+councils:
+  - id: board
+    rounds: 3
+    participants:
+      - {name: ana, model: llama-3.1-8b}
+      - {name: bo, model: qwen2.5-7b}
+    synthesizer: {name: chair, model: llama-3.1-8b}
+run:
+  board: {kind: echo, payload: {answer: 42}}
+"""
+
+
+async def test_a_council_runs_its_rounds_then_the_synthesis(cluster, tmp_path):
+    tasks, events, client = await run_job(cluster, tmp_path, "board", COUNCIL, 7)
+    assert _ordered_by_dependencies(events, tasks) == []
+    started = sorted((e.occurred_at_unix_s, e.aggregate_id) for e in events if e.event_type == "TaskStarted")
+    rounds = [task_id.removeprefix("board-board_").split("_")[0] for _, task_id in started]
+    assert rounds == ["r1", "r1", "r2", "r2", "r3", "r3", "synthesis"]
+    status = await client.status("board")
+    assert {row.result["answer"] for row in status.tasks} == {42}  # echo returned the payload
