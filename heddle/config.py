@@ -47,6 +47,7 @@ class Settings(BaseModel):
     owner: str | None = None  # whose machine this is (personal work of others is refused)
     trust: list[str] | str | None = None  # owners whose personal work may run here ("a,b")
     labels: dict[str, str] | str | None = None  # node labels ("room=office,gpu=yes")
+    processors: list[str] | str | None = None  # modules processor steps may come from ("a,b.c")
     report_every_s: Annotated[float, Field(gt=0)] | None = None  # capacity report interval
     drain_deadline_s: Annotated[float, Field(gt=0)] | None = None  # in-flight work's grace
 

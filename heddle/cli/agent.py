@@ -20,6 +20,7 @@ def agent(
     owner: Annotated[str | None, typer.Option("--owner", help="Whose machine this is (default: the OS user).")] = None,
     trust: Annotated[str | None, typer.Option("--trust", help="Owners whose personal work may run here, comma-separated.")] = None,
     labels: Annotated[str | None, typer.Option("--labels", help="Node labels, key=value pairs separated by commas.")] = None,
+    processors: Annotated[str | None, typer.Option("--processors", help="Modules processor steps may come from, comma-separated (default: any).")] = None,
     report_every: Annotated[float | None, typer.Option("--report-every", help="Seconds between capacity reports (default 2).")] = None,
     drain_deadline: Annotated[float | None, typer.Option("--drain-deadline", help="Seconds in-flight work gets on a drain (default 30).")] = None,
     log_level: Annotated[str | None, typer.Option("--log-level", help="debug, info, warning or error.")] = None,
@@ -34,7 +35,7 @@ def agent(
     try:
         settings = load_settings({
             "nats_url": nats, "node_id": node_id, "device": device, "slots": slots,
-            "owner": owner, "trust": trust, "labels": labels, "report_every_s": report_every,
+            "owner": owner, "trust": trust, "labels": labels, "processors": processors, "report_every_s": report_every,
             "drain_deadline_s": drain_deadline, "log_level": log_level,
         })
         chosen = agent_settings(settings)

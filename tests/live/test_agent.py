@@ -13,7 +13,7 @@ STEPS = "tests.live.steps"
 
 async def test_capacity_reports_and_assignments_run_with_timings(natsd, control, spawn_agent, gate):
     spawn_agent(natsd.url, "mac-a", "--slots", "3", "--owner", "ana", "--trust", "bo",
-                "--labels", "room=office,floor=2")
+                "--labels", "room=office,floor=2", "--processors", "tests.live,math")
     report = await control.next("capacity", lambda m: m.node_id == "mac-a")
     assert (report.v, report.device, report.owner, report.trusted_owners) == ("1.0", "m1-8", "ana", ("bo",))
     assert report.labels == {"room": "office", "floor": "2"}
@@ -41,6 +41,13 @@ async def test_capacity_reports_and_assignments_run_with_timings(natsd, control,
         t = finished.timings
         assert t.queued_at <= t.received_at <= t.started_at <= t.finished_at
 
+    # The control plane retrying an assignment that already ran gets it acknowledged, not re-run.
+    assert (await control.assign("mac-a", "echo-1", kind="echo", payload={"x": [1, 2]})).accepted
+    assert (await control.assign("mac-a", "marker", payload=0)).accepted
+    await control.finished("marker")  # reports leave in order: a re-run would be seen by now
+    assert [m.type for m in control.seen["report"] if m.task_id == "echo-1"] == [
+        "task_started", "task_finished"]
+
     payload, _release = gate("never")
     reply = await control.assign("mac-a", "stuck", kind="processor", target=f"{STEPS}:gate",
                                  payload=payload, timeout_s=0.5)
@@ -53,6 +60,8 @@ async def test_capacity_reports_and_assignments_run_with_timings(natsd, control,
         ("nobody-personal", {"privacy": "personal"}, "privacy"),
         ("no-executor", {"kind": "ollama"}, "no executor 'ollama'"),
         ("bad-target", {"kind": "processor", "target": "not an import path"}, "package.module:function"),
+        ("not-allowed", {"kind": "processor", "target": "os:system"}, "'os' is not allowed"),
+        ("look-alike", {"kind": "processor", "target": "mathx:f"}, "'mathx' is not allowed"),
         ("wrong-node", {}, "addressed to node"),
     ]:
         node = "mac-b" if task_id == "wrong-node" else "mac-a"

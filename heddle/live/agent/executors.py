@@ -123,12 +123,21 @@ class WorkerExecutor(Executor):
 
     kinds: ClassVar[tuple[str, ...]] = ("processor", "burn")
     max_idle: int = 4
+    allowed_modules: tuple[str, ...] = ()  # processor targets' module prefixes; () = any
     _idle: list[_Worker] = field(default_factory=list)
     _all: set[_Worker] = field(default_factory=set)
 
     def check(self, spec: ExecutorSpec) -> str | None:
-        if spec.kind == "processor" and not (spec.target and IMPORT_PATH.match(spec.target)):
+        if spec.kind != "processor":
+            return None
+        if not (spec.target and IMPORT_PATH.match(spec.target)):
             return f"processor: expected target 'package.module:function', got {spec.target!r}"
+        module = spec.target.partition(":")[0]
+        if self.allowed_modules and not any(
+            module == m or module.startswith(m + ".") for m in self.allowed_modules
+        ):
+            return (f"processor: {module!r} is not allowed on this node "
+                    f"(allowed: {', '.join(self.allowed_modules)})")
         return None
 
     async def _spawn(self) -> _Worker:
@@ -194,9 +203,12 @@ class ExecutorRegistry:
             await executor.close()
 
 
-def default_registry(max_idle_workers: int = 4) -> ExecutorRegistry:
-    """echo, sleep, burn and processor."""
+def default_registry(
+    max_idle_workers: int = 4, allowed_modules: tuple[str, ...] = ()
+) -> ExecutorRegistry:
+    """echo, sleep, burn and processor (limited to ``allowed_modules`` when given)."""
     registry = ExecutorRegistry()
-    for executor in (EchoExecutor(), SleepExecutor(), WorkerExecutor(max_idle=max_idle_workers)):
+    workers = WorkerExecutor(max_idle=max_idle_workers, allowed_modules=allowed_modules)
+    for executor in (EchoExecutor(), SleepExecutor(), workers):
         registry.register(executor)
     return registry

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import nats
+import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -40,6 +41,9 @@ log = logging.getLogger("heddle.live.agent")
 
 CONNECT_BACKOFF_S = 0.5
 """Wait between first-connection attempts while nats-server is not up yet."""
+REMEMBER_ENDED = 10_000
+"""Ended attempts remembered for duplicate assignments: far more than a control plane has
+in flight to one node while it retries an unanswered request."""
 FLUSH_ON_EXIT_S = 10.0
 """How long a leaving agent waits for its last reports to be acknowledged."""
 
@@ -86,6 +90,8 @@ class Agent:
         self.status = NodeStatus.ACTIVE
         self.running: dict[tuple[str, int], _Attempt] = {}
         self.queue: deque[_Attempt] = deque()
+        # Attempts that ended lately: a retried assignment of one is acknowledged, not re-run.
+        self.ended: dict[tuple[str, int], None] = {}
         self.refused: Counter[str] = Counter()  # garbage messages by subject
         self._seq = 0
         self._sample: MachineSample | None = None
@@ -154,7 +160,13 @@ class Agent:
         self._capacity_due.set()
 
     async def _on_error(self, exc: Exception) -> None:
-        log.debug("nats: %s", exc)
+        # Connection trouble is reported by the (dis)connect callbacks (each failed reconnect
+        # lands here too); anything else, e.g. a handler that raised, is worth seeing.
+        connection = isinstance(exc, OSError | TimeoutError | nats.errors.ConnectionClosedError
+                                | nats.errors.StaleConnectionError | nats.errors.UnexpectedEOF
+                                | nats.errors.NoServersError)
+        log.log(logging.DEBUG if connection else logging.WARNING, "nats: %s: %s",
+                type(exc).__name__, exc)
 
     async def _ensure_report_stream(self) -> None:
         """Create the report stream if no one has yet (reports are durable from the start)."""
@@ -200,11 +212,14 @@ class Agent:
         subject = p.subject(p.CAPACITY, node=self.settings.node_id)
         next_probe = 0.0
         while True:
-            if time.monotonic() >= next_probe:
-                self._sample = self.probe.sample()
-                next_probe = time.monotonic() + self.settings.report_every_s
-            if self._nc.is_connected:  # while away, a fresh report follows the reconnect
-                await self._nc.publish(subject, p.encode(self.capacity_report()))
+            try:
+                if time.monotonic() >= next_probe:
+                    next_probe = time.monotonic() + self.settings.report_every_s
+                    self._sample = self.probe.sample()
+                if self._nc.is_connected:  # while away, a fresh report follows the reconnect
+                    await self._nc.publish(subject, p.encode(self.capacity_report()))
+            except Exception:  # a failed probe or publish must not end the reports
+                log.exception("capacity report failed; next one at the interval")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._capacity_due.wait(), next_probe - time.monotonic())
             self._capacity_due.clear()
@@ -263,8 +278,9 @@ class Agent:
             )))
 
     def _known(self, key: tuple[str, int]) -> bool:
-        """A repeated assignment (the control plane retried its request): accepted again."""
-        return key in self.running or any(q.key == key for q in self.queue)
+        """A repeated assignment (the control plane retried its request): accepted again,
+        not run again, whether the attempt runs, waits or has ended (its report is sent)."""
+        return key in self.running or key in self.ended or any(q.key == key for q in self.queue)
 
     def _start(self, attempt: _Attempt) -> None:
         self.running[attempt.key] = attempt
@@ -309,6 +325,9 @@ class Agent:
             self._send_report(finished.model_copy(update={
                 "outcome": "failed", "result": None, "reason": f"result too large: {exc}"}))
         self.running.pop(attempt.key, None)
+        self.ended[attempt.key] = None
+        if len(self.ended) > REMEMBER_ENDED:
+            del self.ended[next(iter(self.ended))]  # dicts keep insertion order: the oldest
         while self.queue and len(self.running) < self.settings.slots:
             self._start(self.queue.popleft())
         if not self.running and not self.queue:

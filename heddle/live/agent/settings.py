@@ -48,6 +48,7 @@ class AgentSettings(BaseModel):
     queue_limit: Annotated[int, Field(ge=0)] | None = None  # accepted beyond free slots; None: = slots
     owner: Annotated[str, Field(min_length=1)] = Field(default_factory=default_owner)
     trusted_owners: tuple[str, ...] = ()
+    processors: tuple[str, ...] = ()  # modules processor steps may come from; () = any
     labels: dict[str, str] = Field(default_factory=dict)
     report_every_s: Annotated[float, Field(gt=0)] = DEFAULT_REPORT_EVERY_S
     drain_deadline_s: Annotated[float, Field(gt=0)] = DEFAULT_DRAIN_DEADLINE_S
@@ -107,6 +108,7 @@ def agent_settings(settings: Settings) -> AgentSettings:
     return AgentSettings(
         **{k: v for k, v in given.items() if v is not None},
         trusted_owners=tuple(_split(settings.trust)),
+        processors=tuple(_split(settings.processors)),
         labels=_labels(settings.labels),
     )
 
@@ -122,4 +124,5 @@ def run_agent(settings: AgentSettings) -> int:
     probe = Probe()
     if settings.device is None:
         settings = settings.model_copy(update={"device": guess_device(probe.chip)})
-    return asyncio.run(Agent(settings, default_registry(settings.slots), probe).run())
+    registry = default_registry(settings.slots, settings.processors)
+    return asyncio.run(Agent(settings, registry, probe).run())

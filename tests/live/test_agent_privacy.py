@@ -1,0 +1,47 @@
+"""The agent's own privacy check (defence in depth) agrees with the fleet's rule for every
+owner, trust and task, and never lets personal work of a stranger through."""
+
+from __future__ import annotations
+
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heddle.live import protocol as p
+from heddle.live.agent import AgentSettings, Probe, default_registry
+from heddle.live.agent.runtime import Agent
+from heddle.models import catalog
+from heddle.models.fleet_types import Node
+from heddle.models.ids import NodeId, OwnerId, Privacy
+
+OWNERS = ["ana", "bo", "cy", "dee"]
+PROBE = Probe()
+
+
+@settings(deadline=None)  # the first example loads the catalog
+@given(
+    node_owner=st.sampled_from(OWNERS),
+    trusted=st.frozensets(st.sampled_from(OWNERS)),
+    privacy=st.sampled_from(Privacy),
+    task_owner=st.none() | st.sampled_from(OWNERS),
+)
+def test_agent_refuses_exactly_the_personal_work_its_node_may_not_hold(
+    node_owner, trusted, privacy, task_owner
+):
+    settings = AgentSettings(node_id="n1", owner=node_owner, trusted_owners=tuple(sorted(trusted)),
+                             slots=1)
+    agent = Agent(settings, default_registry(), PROBE)
+    assignment = p.Assignment(
+        sender="cp", seq=1, sent_at=time.time(), node_id="n1", attempt=0, queued_at=time.time(),
+        task=p.TaskSpec(id="t", kind="processor", privacy=privacy, owner=task_owner),
+        executor=p.ExecutorSpec(kind="echo"),
+    )
+    node = Node(id=NodeId("n1"), device=catalog.device("m1-8"), memory_gb=8,
+                owner=OwnerId(node_owner), trusted_owners=frozenset(OwnerId(o) for o in trusted))
+    allowed = privacy is not Privacy.PERSONAL or node.may_hold_personal_of(
+        OwnerId(task_owner) if task_owner else None)
+    reason = agent.refusal(assignment)
+    assert (reason is None) == allowed, reason
+    if privacy is Privacy.PERSONAL and task_owner != node_owner and task_owner not in trusted:
+        assert reason is not None and reason.startswith("privacy")
