@@ -19,8 +19,16 @@ from heddle.advisor.candidates import (
     purchased_node,
     serves_personal_locally,
 )
-from heddle.advisor.errors import AdvisorError, SizingError, TwinError, WorkloadError
+from heddle.advisor.causes import Cause
+from heddle.advisor.errors import (
+    AdvisorError,
+    ReportExistsError,
+    SizingError,
+    TwinError,
+    WorkloadError,
+)
 from heddle.advisor.settings import AdvisorSettings
+from heddle.advisor.value import request_values
 from heddle.advisor.workload import WorkloadProfile, analyze
 
 __all__ = [
@@ -28,7 +36,9 @@ __all__ = [
     "AdvisorReport",
     "AdvisorSettings",
     "Candidate",
+    "Cause",
     "Purchase",
+    "ReportExistsError",
     "SamplingCheck",
     "SizingError",
     "TwinError",
@@ -41,5 +51,6 @@ __all__ = [
     "purchase_trust",
     "purchased_node",
     "recommendation_sentence",
+    "request_values",
     "serves_personal_locally",
 ]

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from heddle.advisor.baseline import CloudUse, cloud_use
+from heddle.advisor.candidates import owner_needs
+from heddle.advisor.causes import Cause, diagnose, monthly_weights
 from heddle.advisor.days import DayPlan, plan_days, row_days, subset_days
 from heddle.advisor.errors import AdvisorError, WorkloadError
 from heddle.advisor.lookup import catalog_devices
@@ -26,6 +28,8 @@ from heddle.advisor.screen import ScreenResult, screen
 from heddle.advisor.settings import AdvisorSettings
 from heddle.advisor.slices import make_slices
 from heddle.advisor.twin import replay_fleets
+from heddle.advisor.value import describe_value, request_values
+from heddle.advisor.words import months_text, recommendation_sentence
 from heddle.advisor.workload import SECONDS_PER_DAY, WorkloadProfile, analyze
 from heddle.models.fleet_types import Fleet
 from heddle.models.specs import DeviceSpec
@@ -47,6 +51,8 @@ class AdvisorReport:
     baseline: Evaluation
     recommended: Evaluation | None
     sentence: str
+    causes: list[Cause] = field(default_factory=list)  # why work fails today
+    note: str = ""  # why an addition was preferred to a replacement, if it was
     timings_s: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -60,6 +66,8 @@ class AdvisorReport:
             "trace": self.trace_label,
             "settings": self.settings.model_dump(mode="json"),
             "recommendation": self.sentence,
+            "miss_value": describe_value(self.settings),
+            "causes": [c.as_dict() for c in self.causes],
             "recommended": self.recommended.candidate.name if self.recommended else None,
             "workload": self.profile.as_dict(),
             "current": self.current.as_dict(),
@@ -78,32 +86,6 @@ class AdvisorReport:
         }
 
 
-def _fmt_months(x: float) -> str:
-    return f"{x:.1f} months" if math.isfinite(x) else "never"
-
-
-def recommendation_sentence(best: Evaluation | None, baseline: Evaluation, settings: AdvisorSettings,
-                            any_personal: bool) -> str:
-    """One sentence an owner can act on."""
-    if best is None:
-        why = (" none of the candidates that pay back can hold your personal work locally"
-               if any_personal else "")
-        return (f"Keep the current fleet: no candidate within the {settings.budget_usd:,.0f} USD "
-                f"budget pays back within {settings.horizon_months} months{why}.")
-    sv = best.savings_usd_per_month["total"]
-    band = ""
-    if best.uncertainty:
-        p = best.uncertainty.pooled
-        band = f" (P10-P90 {p['p10']:.1f}-{p['p90']:.1f} across days and growth scenarios)"
-    c = best.candidate
-    what = (f"Replace {c.removed[0]} by {c.purchases[0].label()}" if c.kind == "replace"
-            else "Buy " + " + ".join(p.label() for p in c.purchases))
-    return (f"{what} for "
-            f"{best.candidate.purchase_usd:,.0f} USD: it saves {sv:,.0f} USD a month at your "
-            f"current request rate and pays back in {_fmt_months(best.payback_months)}{band}; "
-            f"3-year NPV {best.npv_usd:,.0f} USD.")
-
-
 def _trustworthy(e: Evaluation, settings: AdvisorSettings) -> bool:
     """Recommendable: privacy-eligible, positive NPV, and paying back within the horizon in
     at least 90% of the bootstrapped months at today's rate (so a saving that is only noise
@@ -112,6 +94,78 @@ def _trustworthy(e: Evaluation, settings: AdvisorSettings) -> bool:
         return False
     u = e.uncertainty
     return u is None or u.by_scenario["flat"]["p90"] <= settings.horizon_months
+
+
+NEAR_PAYBACK_MONTHS = 1.0
+"""Adding and replacing whose paybacks are this close (or NEAR_PAYBACK_SHARE apart, whichever
+is more) count as the same: the advice is then to add, so nobody loses a working machine (and
+the chore of selling it) for a difference inside the payback's own uncertainty."""
+
+NEAR_PAYBACK_SHARE = 0.15
+"""15%: about the width of a steady workload's P10-P90 payback band across growth scenarios."""
+
+
+def _pick(good: list[Evaluation]) -> tuple[Evaluation | None, str]:
+    """The best trustworthy candidate, preferring an addition over a replacement that pays
+    back at nearly the same time; returns it and a note saying why when that preference applied."""
+    if not good:
+        return None, ""
+    best = good[0]
+    if best.candidate.kind != "replace":
+        return best, ""
+    near = max(NEAR_PAYBACK_MONTHS, NEAR_PAYBACK_SHARE * best.payback_months)
+    adds = [e for e in good if e.candidate.kind != "replace"
+            and e.payback_months <= best.payback_months + near]
+    if not adds:
+        return best, ""
+    alt = adds[0]
+    return alt, (f"Replacing {best.candidate.removed[0]} instead pays back in "
+                 f"{months_text(best.payback_months)}, within {months_text(near)} of this: adding "
+                 f"keeps {best.candidate.removed[0]} in service.")
+
+
+def _owner_misses(r, replay_df: pd.DataFrame, weights: np.ndarray, owner: str) -> float:
+    """Requests a month of `owner`'s work not done in time in a replay."""
+    f = r.failures
+    if f is None or f.empty:
+        return 0.0
+    rows = f["row"].to_numpy()
+    mine = replay_df["owner"].astype(str).to_numpy()[rows] == owner
+    return float(weights[rows][mine].sum())
+
+
+def _judge_replay(e: Evaluation, baseline: Evaluation, causes: list[Cause], replay_df: pd.DataFrame,
+                  weights: np.ndarray) -> None:
+    """What the replay says beyond money: which of today's failures it fixes, and (for a
+    replacement) whether the replaced node's owner is served at least as well as today."""
+    failed = set() if e.replay.failures is None else set(e.replay.failures["row"].tolist())
+    for c in causes:
+        done = np.array([row not in failed for row in c.rows.tolist()], dtype=bool)
+        e.fixes[c.key] = float(weights[c.rows][done].sum()) if c.rows.size else 0.0
+    if e.candidate.kind != "replace":
+        return
+    for nid in e.candidate.removed:
+        owner = str(baseline.candidate.fleet.node(nid).owner)
+        before = _owner_misses(baseline.replay, replay_df, weights, owner)
+        after = _owner_misses(e.replay, replay_df, weights, owner)
+        e.owner_misses_per_month[owner] = after
+        if after > before + 0.5:
+            e.eligible = False
+            e.why_not = "; ".join(x for x in (e.why_not, (
+                f"serves {owner}'s own work worse ({after - before:,.0f} more requests a month "
+                "not done in time)")) if x)
+
+
+def _replay_frame(df: pd.DataFrame, sample_days: int) -> tuple[DayPlan, pd.DataFrame, np.ndarray]:
+    """The days the twin replays (all, or representative ones), their rows back to back, and
+    each row's replay slot."""
+    plan = plan_days(df, sample_days)
+    if plan.sampled:
+        replay_df, slot = subset_days(df, plan.days)
+    else:
+        replay_df, day = df.reset_index(drop=True), row_days(df, plan.period_s)
+        slot = np.searchsorted(plan.days, day)
+    return plan, replay_df, slot
 
 
 def _frame(trace: Any) -> tuple[pd.DataFrame, str]:
@@ -158,44 +212,52 @@ def advise(
     say("analysing the workload")
     profile = analyze(df, settings.design_percentile)
     mean_rate = len(df) / max(float(df["arrival_s"].max()), SECONDS_PER_DAY / 24)
-    slices = make_slices(df, max(profile.peak_hour_requests_per_s / mean_rate, 1.0))
+    slices = make_slices(df, max(profile.peak_hour_requests_per_s / mean_rate, 1.0),
+                         request_values(df, settings))
+    plan, replay_df, slot = _replay_frame(df, settings.sample_days)
+    values = request_values(replay_df, settings)
+    weights = monthly_weights(plan, slot)
     t["analysis"] = time.perf_counter() - t0
 
-    say("screening candidates")
+    def replay(fleets: list[tuple[str, Fleet]]):
+        return replay_fleets(fleets, replay_df, slot, policy=settings.policy, seed=settings.seed,
+                             workers=settings.workers, values=values)
+
+    say("replaying the current fleet in the twin")
     t1 = time.perf_counter()
-    scr = screen(fleet, slices, devices if devices is not None else catalog_devices(), settings)
-    t["screen"] = time.perf_counter() - t1
+    (base_replay,) = replay([("current fleet", fleet)])
+    if base_replay.privacy_violations:
+        raise AdvisorError("the current fleet's replay broke privacy: the twin is not trustworthy")
+    causes = diagnose(replay_df, base_replay, slot, plan, fleet, values)
+    t["twin"] = time.perf_counter() - t1
 
-    say(f"replaying {len(scr.shortlist)} fleets in the twin")
+    say("screening candidates")
     t2 = time.perf_counter()
-    plan = plan_days(df, settings.sample_days)
-    if plan.sampled:
-        replay_df, slot = subset_days(df, plan.days)
-    else:
-        replay_df, day = df.reset_index(drop=True), row_days(df, plan.period_s)
-        slot = np.searchsorted(plan.days, day)
-    fleets = [(e.candidate.name, e.candidate.fleet) for e in scr.shortlist]
-    replays = replay_fleets(fleets, replay_df, slot, policy=settings.policy, seed=settings.seed,
-                            workers=settings.workers)
-    t["twin"] = time.perf_counter() - t2
+    scr = screen(fleet, slices, devices if devices is not None else catalog_devices(), settings,
+                 causes, owner_needs(df))
+    t["screen"] = time.perf_counter() - t2
 
+    say(f"replaying {len(scr.shortlist) - 1} candidate fleets in the twin")
     t3 = time.perf_counter()
-    base_costs = daily_costs(replays[0], plan)
+    replays = [base_replay] + replay([(e.candidate.name, e.candidate.fleet) for e in scr.shortlist[1:]])
+    t["twin"] += time.perf_counter() - t3
+
+    t4 = time.perf_counter()
+    base_costs = daily_costs(base_replay, plan)
     rng = np.random.default_rng(settings.seed)
     evals = [evaluate(e, r, base_costs, plan, settings, profile.growth_per_year, rng)
              for e, r in zip(scr.shortlist, replays)]
     baseline, others = evals[0], evals[1:]
-    others.sort(key=lambda e: (-e.npv_usd, e.candidate.purchase_usd, e.candidate.name))
-    good = [e for e in others if _trustworthy(e, settings)]
-    best = good[0] if good else None
-    current = cloud_use(replay_df, replays[0], base_costs, plan, slices, fleet)
-    sentence = recommendation_sentence(best, baseline, settings, bool(profile.personal_owners))
-    t["roi"] = time.perf_counter() - t3
+    for e in others:
+        _judge_replay(e, baseline, causes, replay_df, weights)
+    others.sort(key=lambda e: (-e.npv_usd, e.candidate.net_usd, e.candidate.name))
+    best, note = _pick([e for e in others if _trustworthy(e, settings)])
+    current = cloud_use(replay_df, base_replay, base_costs, plan, slices, fleet)
+    sentence = recommendation_sentence(best, others, settings, causes, note)
+    t["roi"] = time.perf_counter() - t4
     t["total"] = time.perf_counter() - t0
-    if baseline.replay.privacy_violations:
-        raise AdvisorError("the current fleet's replay broke privacy: the twin is not trustworthy")
     return AdvisorReport(settings, fleet.name, label, profile, current, len(scr.estimates) + 1, scr,
-                         plan, others, baseline, best, sentence, t)
+                         plan, others, baseline, best, sentence, causes, note, t)
 
 
 @dataclass(slots=True)
@@ -221,15 +283,10 @@ class SamplingCheck:
 def _replay_pair(df: pd.DataFrame, sample_days: int, fleets, pick: Evaluation,
                  report: AdvisorReport) -> tuple[Evaluation, float, DayPlan]:
     settings = report.settings
-    plan = plan_days(df, sample_days)
-    if plan.sampled:
-        replay_df, slot = subset_days(df, plan.days)
-    else:
-        replay_df, day = df.reset_index(drop=True), row_days(df, plan.period_s)
-        slot = np.searchsorted(plan.days, day)
+    plan, replay_df, slot = _replay_frame(df, sample_days)
     t0 = time.perf_counter()
     base, mine = replay_fleets(fleets, replay_df, slot, policy=settings.policy, seed=settings.seed,
-                               workers=settings.workers)
+                               workers=settings.workers, values=request_values(replay_df, settings))
     wall = time.perf_counter() - t0
     ev = evaluate(pick.estimate, mine, daily_costs(base, plan), plan, settings,
                   report.profile.growth_per_year, np.random.default_rng(settings.seed))

@@ -19,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+import pandas as pd
 
+from heddle.advisor.causes import TAIL_PERCENTILE, row_need_gb
 from heddle.advisor.lookup import machine_price_usd, model_spec
 from heddle.advisor.slices import Slice, UnitType
 from heddle.models.fleet_types import Fleet, Node
@@ -31,7 +33,11 @@ __all__ = [
     "Purchase",
     "add_candidate",
     "fleet_signature",
+    "keeps_owner_work",
     "memory_choices",
+    "multi_add_candidate",
+    "owner_needs",
+    "owner_trust",
     "primary_owner",
     "purchase_trust",
     "purchase_unit",
@@ -48,13 +54,15 @@ class Purchase:
     memory_gb: float
     units: int
     unit_price_usd: float
+    owner: str = ""  # bought by this owner for themselves ("" = the fleet's primary owner)
 
     @property
     def price_usd(self) -> float:
         return self.units * self.unit_price_usd
 
     def label(self) -> str:
-        return f"{self.units} x {self.device_id} ({self.memory_gb:g} GB)"
+        own = f", {self.owner}'s own" if self.owner else ""
+        return f"{self.units} x {self.device_id} ({self.memory_gb:g} GB{own})"
 
 
 @dataclass(slots=True)
@@ -64,10 +72,18 @@ class Candidate:
     fleet: Fleet
     purchases: tuple[Purchase, ...] = ()
     removed: tuple[NodeId, ...] = ()
+    resale_usd: float = 0.0  # what the removed machines sell for used (advisor.resale)
+    resale_source: str = ""
+    aim: str = ""  # the failure cause this candidate was generated for ("" = general)
 
     @property
     def purchase_usd(self) -> float:
         return float(sum(p.price_usd for p in self.purchases))
+
+    @property
+    def net_usd(self) -> float:
+        """What the change costs: the purchase less the resale of the machines it replaces."""
+        return self.purchase_usd - self.resale_usd
 
 
 def primary_owner(fleet: Fleet) -> OwnerId:
@@ -83,13 +99,7 @@ def primary_owner(fleet: Fleet) -> OwnerId:
 
 def purchase_trust(fleet: Fleet) -> frozenset[OwnerId]:
     """Owners who trust the primary owner's machines today (they will trust a new one)."""
-    owner = primary_owner(fleet)
-    trusted: set[OwnerId] = set()
-    for n in fleet.nodes:
-        if n.owner == owner:
-            trusted |= n.trusted_owners
-    trusted.discard(owner)
-    return frozenset(trusted)
+    return owner_trust(fleet, primary_owner(fleet))
 
 
 def reserved_fraction(fleet: Fleet) -> float:
@@ -99,17 +109,29 @@ def reserved_fraction(fleet: Fleet) -> float:
     return float(np.median([n.reserved_memory_gb / n.memory_gb for n in fleet.nodes if n.memory_gb]))
 
 
+def owner_trust(fleet: Fleet, owner: OwnerId) -> frozenset[OwnerId]:
+    """Owners who trust `owner`'s machines today (a machine `owner` buys is trusted by them)."""
+    trusted: set[OwnerId] = set()
+    for n in fleet.nodes:
+        if n.owner == owner:
+            trusted |= n.trusted_owners
+    trusted.discard(owner)
+    return frozenset(trusted)
+
+
 def purchased_node(fleet: Fleet, device: DeviceSpec, memory_gb: float, index: int,
-                   *, like: Node | None = None) -> Node:
-    """A new node for `device`; `like` (a replaced node) lends its owner, trust and labels."""
-    nid = NodeId(f"buy-{device.id}-{memory_gb:g}gb-{index}")
+                   *, like: Node | None = None, owner: OwnerId | None = None) -> Node:
+    """A new node for `device`; `like` (a replaced node) lends its owner, trust and labels;
+    `owner` buys it for themselves (trusted by whoever trusts their machines today)."""
+    nid = NodeId(f"buy-{device.id}-{memory_gb:g}gb-{index}" + (f"-{owner}" if owner else ""))
     if like is not None:
         return replace(like, id=nid, device=device, memory_gb=float(memory_gb),
                        reserved_memory_gb=like.reserved_memory_gb * memory_gb / like.memory_gb,
                        labels={**like.labels, "purchase": "advisor"})
+    who = owner or primary_owner(fleet)
     return Node(
-        id=nid, device=device, memory_gb=float(memory_gb), owner=primary_owner(fleet),
-        trusted_owners=purchase_trust(fleet), labels={"purchase": "advisor"},
+        id=nid, device=device, memory_gb=float(memory_gb), owner=who,
+        trusted_owners=owner_trust(fleet, who), labels={"purchase": "advisor"},
         reserved_memory_gb=reserved_fraction(fleet) * memory_gb,
     )
 
@@ -145,18 +167,54 @@ def _need_gb(s: Slice) -> float:
     return spec.memory_gb(s.quant, int(s.tail_prompt_tokens + s.tail_output_tokens))
 
 
-def add_candidate(fleet: Fleet, device: DeviceSpec, memory_gb: float, units: int) -> Candidate:
-    nodes = tuple(purchased_node(fleet, device, memory_gb, k + 1) for k in range(units))
-    p = Purchase(device.id, float(memory_gb), units, machine_price_usd(device, memory_gb))
-    return Candidate(f"+ {p.label()}", "add", replace(fleet, nodes=fleet.nodes + nodes), (p,))
+def add_candidate(fleet: Fleet, device: DeviceSpec, memory_gb: float, units: int,
+                  *, owner: OwnerId | None = None, aim: str = "") -> Candidate:
+    """Add `units` of a device, bought by the primary owner (or by `owner` for themselves)."""
+    nodes = tuple(purchased_node(fleet, device, memory_gb, k + 1, owner=owner) for k in range(units))
+    p = Purchase(device.id, float(memory_gb), units, machine_price_usd(device, memory_gb), owner or "")
+    return Candidate(f"+ {p.label()}", "add", replace(fleet, nodes=fleet.nodes + nodes), (p,), aim=aim)
 
 
-def replace_candidate(fleet: Fleet, old: Node, device: DeviceSpec, memory_gb: float) -> Candidate:
+def multi_add_candidate(fleet: Fleet, buys: list[tuple[DeviceSpec, float, OwnerId | None]],
+                        aim: str = "") -> Candidate:
+    """Add one machine per (device, memory, buyer): e.g. one for each owner who trusts only
+    their own machines."""
+    nodes = tuple(purchased_node(fleet, d, m, k + 1, owner=o) for k, (d, m, o) in enumerate(buys))
+    ps = tuple(Purchase(d.id, float(m), 1, machine_price_usd(d, m), o or "") for d, m, o in buys)
+    return Candidate("+ " + " + ".join(p.label() for p in ps), "add",
+                     replace(fleet, nodes=fleet.nodes + nodes), ps, aim=aim)
+
+
+def replace_candidate(fleet: Fleet, old: Node, device: DeviceSpec, memory_gb: float,
+                      resale_usd: float = 0.0, resale_source: str = "") -> Candidate:
+    """Sell `old` (for `resale_usd`) and put a new device in its place, same owner and trust."""
     new = purchased_node(fleet, device, memory_gb, 1, like=old)
     nodes = tuple(new if n.id == old.id else n for n in fleet.nodes)
     p = Purchase(device.id, float(memory_gb), 1, machine_price_usd(device, memory_gb))
     return Candidate(f"replace {old.id} by {p.label()}", "replace", replace(fleet, nodes=nodes),
-                     (p,), (old.id,))
+                     (p,), (old.id,), resale_usd, resale_source)
+
+
+def owner_needs(df: pd.DataFrame) -> dict[str, list[tuple[str, float]]]:
+    """What each owner runs today: owner -> [(model:quant, memory GB its p90 request needs)]."""
+    out: dict[str, list[tuple[str, float]]] = {}
+    tokens = df["prompt_tokens"].to_numpy(np.float64) + df["output_tokens"].to_numpy(np.float64)
+    frame = df.assign(_tok=tokens)
+    cols = ["owner", "kind", "model", "quant"]
+    for (owner, kind, model, quant), g in frame.groupby(cols, observed=True, sort=True):
+        need = row_need_gb(str(kind), str(model), str(quant),
+                           float(np.percentile(g["_tok"], TAIL_PERCENTILE)),
+                           float(g["memory_gb"].max()) if "memory_gb" in g else 0.0)
+        out.setdefault(str(owner), []).append((f"{model}:{quant}", need))
+    return out
+
+
+def keeps_owner_work(old: Node, new: Node, needs: list[tuple[str, float]]) -> list[str]:
+    """What `old`'s owner runs today that `old` can hold and `new` cannot (empty = all kept)."""
+    def free(n: Node) -> float:
+        return n.memory_gb - n.reserved_memory_gb
+
+    return [what for what, gb in needs if gb <= free(old) and gb > free(new)]
 
 
 def fleet_signature(fleet: Fleet) -> tuple:

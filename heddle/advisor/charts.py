@@ -11,10 +11,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 
 from heddle.advisor.advise import AdvisorReport
 from heddle.advisor.roi import Evaluation
+from heddle.advisor.uncertainty import PAYBACK_CEILING_MONTHS
 
 __all__ = ["CHART_TITLES", "render_charts"]
 
@@ -39,32 +41,69 @@ def _cost_over_time(r: AdvisorReport) -> bytes:
     months = np.arange(r.settings.horizon_months + 1)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for e in [r.baseline, *r.evaluations[: MAX_LINES - 1]]:
-        cum = e.candidate.purchase_usd + e.operating_usd_per_month["total"] * months
-        ax.plot(months, cum, lw=3 if e is r.recommended else 1.5, label=e.candidate.name[:48])
+        cum = e.candidate.net_usd + e.operating_usd_per_month["total"] * months
+        rec = e is r.recommended
+        ax.plot(months, cum, lw=3 if rec else 1.5, zorder=3 if rec else 2,
+                label=e.candidate.name[:48] + (" (recommended)" if rec else ""))
     ax.set_xlabel("months from purchase")
-    ax.set_ylabel("USD (purchase + cloud + energy + missed deadlines)")
+    ax.set_ylabel("USD: net price + cloud + energy\n+ value of work not done in time")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left")
     return _png(fig)
 
 
+PAYBACK_BINS = 30
+"""Bars in the payback histogram (shared by every candidate drawn, so their bars line up)."""
+
+
 def _payback(r: AdvisorReport) -> bytes:
+    """The recommended candidate as solid bars, up to two runners-up as outlines, on the same
+    bins; paybacks beyond the axis are gathered in one labelled bar at its right end."""
     fig, ax = plt.subplots(figsize=(8, 4))
-    shown = [e for e in ([r.recommended] if r.recommended else []) + r.evaluations
-             if e is not None and e.uncertainty is not None]
-    seen: list[Evaluation] = []
-    for e in shown:
-        if e in seen or len(seen) == 3:
-            continue
-        seen.append(e)
-        ax.hist(e.uncertainty.samples, bins=40, alpha=0.5, label=e.candidate.name[:48])
-    if not seen:
+    shown: list[Evaluation] = []
+    for e in ([r.recommended] if r.recommended else []) + r.evaluations:
+        if e is not None and e.uncertainty is not None and not any(e is x for x in shown):
+            shown.append(e)
+    shown = shown[:3]
+    if not shown:
         ax.text(0.5, 0.5, "no purchase candidate replayed", ha="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return _png(fig)
+    p90 = max(float(np.percentile(e.uncertainty.samples, 90)) for e in shown)
+    # the axis fits the candidates drawn (not the horizon: a 1-month payback would be one sliver)
+    hi = float(np.clip(1.3 * p90, 1.0, PAYBACK_CEILING_MONTHS))
+    edges = np.linspace(0.0, hi, PAYBACK_BINS + 1)
+    width = edges[1] - edges[0]
+    over_x = hi + width
+    for k, e in enumerate(shown):
+        x = np.asarray(e.uncertainty.samples, dtype=np.float64)
+        counts, _ = np.histogram(np.minimum(x, hi), bins=edges)
+        counts[-1] -= int((x >= hi).sum())  # those go to the overflow bar instead
+        share = 100.0 / x.size
+        rec = e is r.recommended
+        name = e.candidate.name[:48] + (" (recommended)" if rec else "")
+        if rec or k == 0:
+            ax.bar(edges[:-1], counts * share, width, align="edge", color="#2a7a2a" if rec else "#4a6fa5",
+                   alpha=0.85, label=name, zorder=3)
+            ax.bar([over_x], [(x >= hi).sum() * share], width, align="edge",
+                   color="#2a7a2a" if rec else "#4a6fa5", alpha=0.85, zorder=3)
+        else:
+            step = ax.stairs(counts * share, edges, lw=1.8, label=name, zorder=4)
+            ax.stairs([(x >= hi).sum() * share], [over_x, over_x + width], lw=1.8, zorder=4,
+                      color=step.get_edgecolor())
+    if r.settings.horizon_months < hi:
+        ax.axvline(r.settings.horizon_months, color="#888", ls="--", lw=1,
+                   label=f"{r.settings.horizon_months}-month horizon")
+    ticks = [t for t in ax.get_xticks() if 0 <= t <= hi]
+    ax.set_xticks(ticks + [over_x + width / 2], [f"{t:g}" for t in ticks] + [f">{hi:.0f}"])
+    ax.set_xlim(0, over_x + width)
     ax.set_xlabel("payback months")
-    ax.set_ylabel("bootstrap samples")
-    ax.grid(alpha=0.3)
-    if seen:
-        ax.legend(fontsize=7)
+    ax.set_ylabel("% of bootstrap samples")
+    ax.grid(alpha=0.3, zorder=0)
+    handles, labels = ax.get_legend_handles_labels()
+    first = sorted(range(len(labels)), key=lambda i: "(recommended)" not in labels[i])
+    ax.legend([handles[i] for i in first], [labels[i] for i in first], fontsize=7, loc="best")
     return _png(fig)
 
 
@@ -74,9 +113,13 @@ def _utilization(r: AdvisorReport) -> bytes:
     names = sorted(set(before_u) | set(after_u))
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names)), 4))
-    ax.bar(x - 0.2, [before_u.get(n, 0.0) * 100 for n in names], 0.4, label="current fleet")
-    ax.bar(x + 0.2, [after_u.get(n, 0.0) * 100 for n in names], 0.4, label=after.candidate.name[:48])
-    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    for dx, u, label in ((-0.2, before_u, "current fleet"), (0.2, after_u, after.candidate.name[:48])):
+        bars = ax.bar(x + dx, [u.get(n, 0.0) * 100 if n in u else np.nan for n in names], 0.4, label=label)
+        ax.bar_label(bars, fmt="%.0f%%", fontsize=7)
+    nodes = {n.id: n for n in after.candidate.fleet.nodes}
+    ticks = [f"new {nodes[n].device.id} ({nodes[n].memory_gb:g} GB)" if n.startswith("buy-") and n in nodes
+             else n for n in names]
+    ax.set_xticks(x, ticks, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("busy share of slot time (%)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=7)

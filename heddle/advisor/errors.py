@@ -17,3 +17,7 @@ class SizingError(AdvisorError):
 
 class TwinError(AdvisorError, RuntimeError):
     """The twin (`heddle.sim`) failed or returned results the advisor cannot read."""
+
+
+class ReportExistsError(AdvisorError, FileExistsError):
+    """The output folder already holds a report and overwriting was not asked for (`--force`)."""

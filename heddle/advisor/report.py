@@ -11,13 +11,23 @@ from pathlib import Path
 
 from heddle.advisor.advise import AdvisorReport
 from heddle.advisor.charts import CHART_TITLES, render_charts
+from heddle.advisor.errors import ReportExistsError
 from heddle.advisor.roi import Evaluation
 from heddle.advisor.uncertainty import PAYBACK_CEILING_MONTHS
+from heddle.advisor.value import describe_value
 
-__all__ = ["RANKING_COLUMNS", "ranking_rows", "write_report"]
+__all__ = ["CAUSE_COLUMNS", "RANKING_COLUMNS", "REPORT_FILES", "cause_rows", "check_out_dir",
+           "ranking_rows", "write_report"]
 
-RANKING_COLUMNS = ("#", "candidate", "price USD", "saves USD/mo", "payback mo", "P10-P50-P90 mo",
-                   "NPV USD", "3-yr TCO USD", "break-even req/day", "privacy", "status")
+RANKING_COLUMNS = ("#", "candidate", "price USD", "resale USD", "net USD", "cloud saved USD/mo",
+                   "energy saved USD/mo", "work done saved USD/mo", "saves USD/mo", "payback mo",
+                   "P10-P50-P90 mo", "NPV USD", "3-yr TCO USD", "break-even req/day",
+                   "break-even USD/miss", "privacy", "status")
+"""The ranked table: saves = cloud + energy + work done (the value of work no longer failing);
+payback = net / saves, net = price - resale (a replaced machine sold used)."""
+
+CAUSE_COLUMNS = ("cause", "requests/mo", "value USD/mo", "why, in words", "what would fix it",
+                 "done in time by the advice /mo")
 
 
 def _m(x: float) -> str:
@@ -30,23 +40,49 @@ def _usd(x: float) -> str:
     return f"{x:,.0f}" if math.isfinite(x) else "-"
 
 
-def _row(rank: str, e: Evaluation, best: Evaluation | None) -> list[str]:
+def _cents(x: float) -> str:
+    return f"{x:,.2f}" if math.isfinite(x) else "-"
+
+
+BREAK_EVEN_CAP = 100.0
+"""A break-even rate above 100 times today's reads as 'no': it is shown as such, not as a number."""
+
+
+def _break_even(rate: float, today: float) -> str:
+    if not math.isfinite(rate) or (today > 0 and rate > BREAK_EVEN_CAP * today):
+        return f">{BREAK_EVEN_CAP:.0f}x today"
+    return _usd(rate)
+
+
+def _row(rank: str, e: Evaluation, best: Evaluation | None, report_rate: float) -> list[str]:
     u = e.uncertainty.pooled if e.uncertainty else None
     band = f"{_m(u['p10'])}-{_m(u['p50'])}-{_m(u['p90'])}" if u else "-"
-    status = "RECOMMENDED" if e is best else ("baseline" if e.candidate.kind == "current"
-                                              else (e.why_not or "ok"))
-    return [rank, e.candidate.name, _usd(e.candidate.purchase_usd),
-            _usd(e.savings_usd_per_month["total"]), _m(e.payback_months) if e.candidate.purchase_usd else "-",
-            band, _usd(e.npv_usd), _usd(e.tco_usd), _usd(e.break_even_requests_per_day)
-            if e.candidate.purchase_usd else "-",
+    if u and u["p10"] >= PAYBACK_CEILING_MONTHS:
+        band = _m(u["p10"])
+    c, sv = e.candidate, e.savings_usd_per_month
+    status = "RECOMMENDED" if e is best else ("baseline" if c.kind == "current" else (e.why_not or "ok"))
+    bought = bool(c.purchases)
+    return [rank, c.name, _usd(c.purchase_usd), _usd(c.resale_usd), _usd(c.net_usd),
+            _cents(sv["cloud"]), _cents(sv["energy"]), _cents(sv["misses"]), _cents(sv["total"]),
+            _m(e.payback_months) if bought else "-", band, _usd(e.npv_usd), _usd(e.tco_usd),
+            _break_even(e.break_even_requests_per_day, report_rate) if bought else "-",
+            _cents(e.break_even_miss_value_usd) if bought else "-",
             f"{e.replay.privacy_violations} violations", status]
 
 
 def ranking_rows(report: AdvisorReport) -> list[list[str]]:
     """The ranked table (current fleet first, then candidates best NPV first) as strings."""
-    rows = [_row("-", report.baseline, report.recommended)]
-    rows += [_row(str(k), e, report.recommended) for k, e in enumerate(report.evaluations, 1)]
+    rate = report.profile.requests_per_day
+    rows = [_row("-", report.baseline, report.recommended, rate)]
+    rows += [_row(str(k), e, report.recommended, rate) for k, e in enumerate(report.evaluations, 1)]
     return rows
+
+
+def cause_rows(report: AdvisorReport) -> list[list[str]]:
+    """Why work fails today: one row per cause, most requests first within each kind."""
+    best = report.recommended
+    return [[c.kind, f"{c.per_month:,.0f}", _cents(c.value_usd_per_month), c.sentence, c.fix,
+             f"{best.fixes.get(c.key, 0.0):,.0f}" if best else "-"] for c in report.causes]
 
 
 def _facts(r: AdvisorReport) -> list[tuple[str, str]]:
@@ -73,8 +109,9 @@ def _facts(r: AdvisorReport) -> list[tuple[str, str]]:
         ("with a deadline", f"{p.deadline_share:.0%} of requests"),
         ("current cloud spend", f"{c.cloud_usd_per_month:,.2f} USD/month ({c.cloud_share:.1%} of requests)"),
         ("why cloud", why),
-        ("deadline misses now", (f"{c.misses_per_month:,.0f}/month, of which rejected "
-                                f"{c.rejected_per_month:,.0f}/month")),
+        ("not done in time now", (f"{c.misses_per_month:,.0f} requests/month (rejected "
+                                 f"{c.rejected_per_month:,.0f}, the rest failed or late)")),
+        ("value of work not done in time", describe_value(r.settings)),
         ("current energy", f"{c.energy_usd_per_month:,.2f} USD/month"),
         ("candidates", f"{r.screened} priced analytically, {len(r.evaluations)} replayed in the twin"),
         ("sizing model (CP-SAT)", sizing),
@@ -83,17 +120,28 @@ def _facts(r: AdvisorReport) -> list[tuple[str, str]]:
     ]
 
 
+def _sensitive_one(r: AdvisorReport) -> Evaluation | None:
+    """The candidate whose payback sensitivity is shown: the recommended one, else the best
+    that pays back at all (a payback of 'never' has no sensitivity worth a table)."""
+    return r.recommended or next((x for x in r.evaluations if x.uncertainty
+                                  and math.isfinite(x.payback_months)), None)
+
+
 def _sensitivity(r: AdvisorReport) -> list[tuple[str, str]]:
-    e = r.recommended or next((x for x in r.evaluations if x.uncertainty), None)
+    e = _sensitive_one(r)
     if e is None or e.uncertainty is None:
         return []
     u = e.uncertainty
-    out = [(f"payback of {e.candidate.name}", "months")]
-    out += [(f"growth scenario {k}", f"P10 {_m(v['p10'])} / P50 {_m(v['p50'])} / P90 {_m(v['p90'])}")
+    out = [(f"growth scenario {k}", f"P10 {_m(v['p10'])} / P50 {_m(v['p50'])} / P90 {_m(v['p90'])}")
             for k, v in u.by_scenario.items()]
     out += [(f"electricity price x{k.removesuffix('x')}", _m(v)) for k, v in u.sensitivity_electricity.items()]
     out += [(f"request growth {k}", _m(v)) for k, v in u.sensitivity_growth.items()]
     return out
+
+
+def _sensitivity_head(r: AdvisorReport) -> tuple[str, str]:
+    e = _sensitive_one(r)
+    return ("what changes", f"payback of {e.candidate.name if e else '-'}, months")
 
 
 def _html(r: AdvisorReport, charts: dict[str, bytes]) -> str:
@@ -109,6 +157,9 @@ def _html(r: AdvisorReport, charts: dict[str, bytes]) -> str:
         f"{base64.b64encode(v).decode('ascii')}\"><figcaption>{esc(CHART_TITLES[k])}</figcaption></figure>"
         for k, v in charts.items())
     sens = _sensitivity(r)
+    causes = (table(CAUSE_COLUMNS, cause_rows(r)) if r.causes
+              else "<p>Nothing: the current fleet does all the work in time.</p>")
+    note = f"<p>{esc(r.note)}</p>" if r.note else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>heddle advice: {esc(r.fleet_name)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
@@ -116,19 +167,22 @@ table{{border-collapse:collapse;margin:1em 0;font-size:.9em}}td,th{{border:1px s
 th{{background:#f3f3f3}}.rec{{font-size:1.2em;background:#eef7ee;padding:.8em;border-left:4px solid #3a3}}
 img{{max-width:100%}}figure{{margin:1.5em 0}}</style></head><body>
 <h1>What to buy next for fleet “{esc(r.fleet_name)}”</h1>
-<p class="rec">{esc(r.sentence)}</p>
+<p class="rec">{esc(r.sentence)}</p>{note}
+<h2>Why work fails today</h2>
+{causes}
 <h2>Candidates (replayed in the twin)</h2>
 {table(RANKING_COLUMNS, ranking_rows(r))}
 <h2>Workload and current fleet</h2>
-{table(("", ""), _facts(r))}
+{table(("fact", "value"), _facts(r))}
 <h2>Uncertainty and sensitivity</h2>
-{table(("", ""), sens) if sens else "<p>No purchase candidate to analyse.</p>"}
+{table(_sensitivity_head(r), sens) if sens else "<p>No candidate pays back: no sensitivity to show.</p>"}
 <h2>Charts</h2>
 {imgs}
 <h2>Method</h2>
-<p>Savings = cloud spend avoided + energy difference + value of deadline misses avoided
-({r.settings.miss_value_usd:g} USD each), measured by replaying the trace through the twin on the
-current fleet and on each shortlisted candidate. Payback = price / monthly savings; NPV at
+<p>Savings = cloud spend avoided + energy difference + the value of work no longer failing
+({esc(describe_value(r.settings))}), measured by replaying the trace through the twin on the
+current fleet and on each shortlisted candidate. Payback = (price - resale of a replaced machine)
+/ monthly savings; NPV at
 {r.settings.discount_rate_annual:.0%}/year over {r.settings.horizon_months} months; see docs/advisor.md.</p>
 </body></html>
 """
@@ -144,18 +198,39 @@ def _markdown(r: AdvisorReport, chart_files: dict[str, str]) -> str:
         return "\n".join(lines)
 
     sens = _sensitivity(r)
-    parts = [f"# What to buy next for fleet \"{r.fleet_name}\"", "", f"**{r.sentence}**", "",
-             "## Candidates (replayed in the twin)", "", table(RANKING_COLUMNS, ranking_rows(r)), "",
-             "## Workload and current fleet", "", table(("fact", "value"), _facts(r)), ""]
+    parts = [f"# What to buy next for fleet \"{r.fleet_name}\"", "", f"**{r.sentence}**", ""]
+    if r.note:
+        parts += [r.note, ""]
+    parts += ["## Why work fails today", "",
+              table(CAUSE_COLUMNS, cause_rows(r)) if r.causes
+              else "Nothing: the current fleet does all the work in time.", "",
+              "## Candidates (replayed in the twin)", "", table(RANKING_COLUMNS, ranking_rows(r)), "",
+              "## Workload and current fleet", "", table(("fact", "value"), _facts(r)), ""]
     if sens:
-        parts += ["## Uncertainty and sensitivity", "", table(("", ""), sens), ""]
+        parts += ["## Uncertainty and sensitivity", "",
+                  table(_sensitivity_head(r), sens), ""]
     parts += ["## Charts", ""] + [f"![{CHART_TITLES[k]}]({f})" for k, f in chart_files.items()]
     return "\n".join(parts) + "\n"
 
 
-def write_report(report: AdvisorReport, out_dir: str | Path) -> dict[str, Path]:
-    """Write advice.html, advice.md (+ chart PNGs) and advice.json into `out_dir`."""
+REPORT_FILES = ("advice.html", "advice.md", "advice.json")
+"""What `write_report` writes (besides the chart PNGs); an existing one is never overwritten
+unless asked (`force`)."""
+
+
+def check_out_dir(out_dir: str | Path, *, force: bool = False) -> Path:
+    """Refuse (`ReportExistsError`) a folder that already holds a report, unless `force`."""
     out = Path(out_dir)
+    if not force and out.is_dir() and any((out / f).exists() for f in REPORT_FILES):
+        raise ReportExistsError(f"{out} already holds a report (advice.html, advice.md or "
+                                "advice.json); choose another --out or pass --force to overwrite it")
+    return out
+
+
+def write_report(report: AdvisorReport, out_dir: str | Path, *, force: bool = False) -> dict[str, Path]:
+    """Write advice.html, advice.md (+ chart PNGs) and advice.json into `out_dir`; a folder that
+    already holds a report is refused (`ReportExistsError`) unless `force`."""
+    out = check_out_dir(out_dir, force=force)
     out.mkdir(parents=True, exist_ok=True)
     charts = render_charts(report)
     files = {}

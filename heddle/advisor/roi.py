@@ -1,14 +1,15 @@
 """ROI of a candidate from its twin replay against the current fleet's replay.
 
-savings = cloud spend avoided + energy difference + value of deadline misses avoided, per
-day; then payback months, 3-year TCO, NPV and the break-even request rate (`finance`), and
+savings = cloud spend avoided + energy difference + value of the work not done in time that is
+now done (`advisor.value`), per day; the price is the purchase less the resale value of any
+replaced machine (`advisor.resale`); then payback months, 3-year TCO, NPV and the break-even request rate (`finance`), and
 the uncertainty of the payback (`uncertainty`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,11 +31,9 @@ class DailyCosts:
     cloud_usd: np.ndarray
     energy_usd: np.ndarray
     misses: np.ndarray
+    miss_usd: np.ndarray  # the value of the work not done in time
     requests: np.ndarray
     idle_usd_per_day: float
-
-    def total_usd(self, miss_value_usd: float) -> np.ndarray:
-        return self.cloud_usd + self.energy_usd + self.misses * miss_value_usd
 
 
 def daily_costs(r: Replay, plan: DayPlan) -> DailyCosts:
@@ -43,6 +42,7 @@ def daily_costs(r: Replay, plan: DayPlan) -> DailyCosts:
         cloud_usd=r.cloud_usd * per_day,
         energy_usd=r.busy_energy_usd * per_day + r.idle_usd_per_day,
         misses=r.misses * per_day,
+        miss_usd=r.miss_usd * per_day,
         requests=r.requests * per_day,
         idle_usd_per_day=r.idle_usd_per_day,
     )
@@ -67,6 +67,21 @@ class Evaluation:
     eligible: bool
     why_not: str
     uncertainty: Uncertainty | None = None
+    misses_avoided_per_month: float = 0.0
+    fixes: dict[str, float] = field(default_factory=dict)  # cause key -> its requests now done, a month
+    owner_misses_per_month: dict[str, float] = field(default_factory=dict)  # replaced nodes' owners
+
+    @property
+    def break_even_miss_value_usd(self) -> float:
+        """The flat value per request not done in time at which this candidate's NPV would be 0
+        (inf when it does no more work in time than today)."""
+        if self.misses_avoided_per_month <= 0:
+            return math.inf
+        sv = self.savings_usd_per_month
+        return max(0.0, (self.candidate.net_usd / self.annuity - (sv["total"] - sv["misses"]))
+                   / self.misses_avoided_per_month)
+
+    annuity: float = 1.0  # sum of the horizon's monthly discount factors
 
     def as_dict(self) -> dict:
         def num(x: float) -> float | None:
@@ -77,7 +92,7 @@ class Evaluation:
             "name": c.name, "kind": c.kind, "purchase_usd": c.purchase_usd,
             "purchases": [{"device": p.device_id, "memory_gb": p.memory_gb, "units": p.units,
                            "unit_price_usd": p.unit_price_usd} for p in c.purchases],
-            "removed": list(c.removed),
+            "removed": list(c.removed), "resale_usd": c.resale_usd, "net_usd": c.net_usd,
             "operating_usd_per_month": {k: num(v) for k, v in self.operating_usd_per_month.items()},
             "savings_usd_per_month": {k: num(v) for k, v in self.savings_usd_per_month.items()},
             "payback_months": num(self.payback_months), "npv_usd": num(self.npv_usd),
@@ -91,6 +106,9 @@ class Evaluation:
             "utilization": {k: round(v, 4) for k, v in self.replay.utilization.items()},
             "twin_wall_s": round(self.replay.wall_s, 3),
             "uncertainty": self.uncertainty.as_dict() if self.uncertainty else None,
+            "misses_avoided_per_month": num(self.misses_avoided_per_month),
+            "break_even_miss_value_usd": num(self.break_even_miss_value_usd),
+            "fixes_per_month": {k: round(v, 2) for k, v in self.fixes.items()},
         }
 
 
@@ -111,19 +129,18 @@ def evaluate(
 ) -> Evaluation:
     c = estimate.candidate
     mine = daily_costs(replay, plan)
-    v = settings.miss_value_usd
     op = {"cloud": _monthly(mine.cloud_usd, plan), "energy": _monthly(mine.energy_usd, plan),
-          "misses": _monthly(mine.misses * v, plan)}
+          "misses": _monthly(mine.miss_usd, plan)}
     op["total"] = sum(op.values())
     save_cloud = base.cloud_usd - mine.cloud_usd
     save_energy = base.energy_usd - mine.energy_usd
-    save_miss = (base.misses - mine.misses) * v
+    save_miss = base.miss_usd - mine.miss_usd
     daily = save_cloud + save_energy + save_miss
     sv = {"cloud": _monthly(save_cloud, plan), "energy": _monthly(save_energy, plan),
           "misses": _monthly(save_miss, plan)}
     sv["total"] = sv["cloud"] + sv["energy"] + sv["misses"]
     months = settings.horizon_months
-    price = c.purchase_usd
+    price = c.net_usd
     sched = finance.growth_schedule(sv["total"], months)
     req_month = _monthly(base.requests, plan)
     # break-even: the variable part of the saving scales with the rate, extra idle power not
@@ -134,7 +151,11 @@ def evaluate(
     if replay.privacy_violations:
         why.append(f"{replay.privacy_violations} privacy violation(s) in the twin")
     if estimate.personal_gaps:
-        why.append(f"cannot hold {len(estimate.personal_gaps)} personal workload slice(s) locally")
+        owners = sorted({key.rsplit("|", 1)[-1] for key in estimate.personal_gaps})
+        whose = " and ".join(f"{o}'s" for o in owners)
+        who = owners[0] if len(owners) == 1 else "they"
+        why.append(f"leaves {whose} personal work without a machine {who} "
+                   f"{'trusts' if len(owners) == 1 else 'trust'} that can hold it")
     ev = Evaluation(
         candidate=c, estimate=estimate, replay=replay, operating_usd_per_month=op,
         savings_usd_per_month=sv, payback_months=finance.payback_months(price, sv["total"]),
@@ -144,6 +165,8 @@ def evaluate(
             price, per_request, max(idle_increase, 0.0), months, settings.discount_rate_annual,
             DAYS_PER_MONTH),
         headroom=headroom, eligible=not why, why_not="; ".join(why),
+        misses_avoided_per_month=_monthly(base.misses - mine.misses, plan),
+        annuity=float(finance.discount_factors(months, settings.discount_rate_annual).sum()),
     )
     if price > 0:
         scenarios = {"flat": 0.0, "trend": trend_growth_per_year}

@@ -7,9 +7,6 @@ from pydantic import BaseModel, ConfigDict, Field
 DAYS_PER_MONTH = 365.25 / 12
 """Mean Gregorian month in days (30.4375): how daily figures become monthly ones."""
 
-DEFAULT_MISS_VALUE_USD = 0.05
-"""What one missed deadline (or rejected request) costs the owner, in USD. A placeholder an
-owner should set: 5 cents is the price of re-running a mid-size prompt on a frontier API."""
 
 DEFAULT_DISCOUNT_RATE_ANNUAL = 0.08
 """Annual discount rate for NPV: roughly a small business's cost of capital (2020s)."""
@@ -25,8 +22,18 @@ class AdvisorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     budget_usd: float = Field(10_000.0, ge=0, description="purchase budget (USD)")
-    miss_value_usd: float = Field(
-        DEFAULT_MISS_VALUE_USD, ge=0, description="value of one deadline miss avoided (USD)"
+    miss_value_usd: float | None = Field(
+        None, ge=0,
+        description="value of one request not done in time (USD); None = its cloud price at the "
+                    "requested tier (heddle.advisor.value)",
+    )
+    miss_value_usd_by_priority: dict[int, float] = Field(
+        default_factory=dict,
+        description="value of one request not done in time, per task priority (overrides the above)",
+    )
+    resale_usd: dict[str, float] = Field(
+        default_factory=dict,
+        description="node id -> what the owner would get for it used (overrides the catalog)",
     )
     discount_rate_annual: float = Field(DEFAULT_DISCOUNT_RATE_ANNUAL, ge=0, le=1)
     horizon_months: int = Field(DEFAULT_HORIZON_MONTHS, ge=1, le=120)

@@ -71,9 +71,10 @@ def _demand(slices: list[Slice], units: list[UnitType], table: PairTable) -> np.
 
 def _read_back(status: str, slices: list[Slice], units: list[UnitType], table: PairTable,
                buyable: list[bool], counts: dict[str, int], share: dict[tuple[int, int], float],
-               cloud_share: dict[int, float], miss_share: np.ndarray, miss_value_usd: float,
+               cloud_share: dict[int, float], miss_share: np.ndarray,
                horizon_months: int, t0: float) -> MixResult:
     per_month = np.array([s.per_month for s in slices])
+    miss_usd = np.array([s.miss_usd for s in slices])
     demand = _demand(slices, units, table)
     total = per_month.sum() or 1.0
     local = sum(per_month[i] * f for (i, _), f in share.items())
@@ -83,7 +84,7 @@ def _read_back(status: str, slices: list[Slice], units: list[UnitType], table: P
         "idle": float(sum(table.idle_usd_per_month[j] * counts[u.key] for j, u in enumerate(units))),
         "energy": float(sum(per_month[i] * table.energy_usd[i, j] * f for (i, j), f in share.items())),
         "cloud": float(sum(per_month[i] * table.cloud_usd[i] * f for i, f in cloud_share.items())),
-        "misses": float(per_month @ miss_share * miss_value_usd),
+        "misses": float(per_month @ (miss_share * miss_usd)),
     }
     utilization: dict[str, float] = {}
     served: dict[str, dict[str, float]] = {}
@@ -108,7 +109,7 @@ def _read_back(status: str, slices: list[Slice], units: list[UnitType], table: P
 
 
 def fixed_fleet_cost(slices: list[Slice], units: list[UnitType], table: PairTable, *,
-                     miss_value_usd: float, target_utilization: float) -> MixResult:
+                     target_utilization: float) -> MixResult:
     """The same model with every count fixed: a linear program (HiGHS via scipy), solved
     exactly in milliseconds. This is the analytic pre-screen of one candidate fleet."""
     t0 = time.perf_counter()
@@ -122,7 +123,7 @@ def fixed_fleet_cost(slices: list[Slice], units: list[UnitType], table: PairTabl
     cost = np.concatenate([
         per_month[pairs[:, 0]] * table.energy_usd[pairs[:, 0], pairs[:, 1]],
         per_month[clouds] * table.cloud_usd[clouds],
-        per_month * miss_value_usd,
+        per_month * np.array([s.miss_usd for s in slices]),
     ])
     rows = np.concatenate([pairs[:, 0], clouds, np.arange(n_s)])
     a_eq = sparse.csr_matrix((np.ones(n_var), (rows, np.arange(n_var))), shape=(n_s, n_var))
@@ -138,7 +139,7 @@ def fixed_fleet_cost(slices: list[Slice], units: list[UnitType], table: PairTabl
     cloud_share = {int(i): float(x[n_y + k]) for k, i in enumerate(clouds)}
     counts = {u.key: u.count for u in units}
     return _read_back("OPTIMAL", slices, units, table, [False] * n_u, counts, share, cloud_share,
-                      x[n_y + n_c:], miss_value_usd, 1, t0)
+                      x[n_y + n_c:], 1, t0)
 
 
 def dominated(units: list[UnitType], table: PairTable, buyable: list[bool]) -> list[bool]:
@@ -175,7 +176,6 @@ def solve_mix(
     *,
     buyable: list[bool],
     budget_usd: float,
-    miss_value_usd: float,
     horizon_months: int,
     target_utilization: float,
     time_limit_s: float = 5.0,
@@ -232,7 +232,7 @@ def solve_mix(
     for i, var in c.items():
         terms.append(coef(per_month[i] * table.cloud_usd[i] / PARTS) * var)
     for i in range(n_s):
-        terms.append(coef(per_month[i] * miss_value_usd / PARTS) * miss[i])
+        terms.append(coef(per_month[i] * slices[i].miss_usd / PARTS) * miss[i])
     m.minimize(sum(terms))
     for j, u in enumerate(units):  # warm start: buy nothing
         m.add_hint(n[j], 0 if buyable[j] else u.count)
@@ -253,5 +253,5 @@ def solve_mix(
     cloud_share = {i: solver.value(v) / PARTS for i, v in c.items()}
     miss_share = np.array([solver.value(v) / PARTS for v in miss])
     return _read_back("OPTIMAL" if status == cp_model.OPTIMAL else "FEASIBLE", slices, units,
-                      table, buyable, counts, share, cloud_share, miss_share, miss_value_usd,
+                      table, buyable, counts, share, cloud_share, miss_share,
                       horizon_months, t0)

@@ -70,6 +70,7 @@ class Slice:
     count: int  # requests in the trace
     per_month: float  # requests per month at the trace's average rate
     design_rate_per_s: float  # the rate the sizing model provisions for (peak hours)
+    miss_usd: float = 0.0  # mean value of one of its requests not done in time (advisor.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,7 @@ def _bucket(values: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
     return np.digitize(values, edges, right=True)
 
 
-def _key_frame(df: pd.DataFrame) -> pd.DataFrame:
+def _key_frame(df: pd.DataFrame, values: np.ndarray | None = None) -> pd.DataFrame:
     total = (df["prompt_tokens"].to_numpy(np.int64) + df["output_tokens"].to_numpy(np.int64))
     deadline = df["deadline_s"].to_numpy(np.float64)
     privacy = df["privacy"].astype(str).to_numpy()
@@ -104,6 +105,7 @@ def _key_frame(df: pd.DataFrame) -> pd.DataFrame:
         "cpu": df["cpu_seconds"].to_numpy(np.float64) if "cpu_seconds" in df else 0.0,
         "mem": df["memory_gb"].to_numpy(np.float64) if "memory_gb" in df else 0.0,
         "deadline": np.where(np.isfinite(deadline), deadline, np.inf),
+        "val": np.zeros(len(df)) if values is None else np.asarray(values, np.float64),
     })
 
 
@@ -118,17 +120,18 @@ def row_keys(df: pd.DataFrame) -> np.ndarray:
                                            g["privacy"], g["owner"])], dtype=object)
 
 
-def make_slices(df: pd.DataFrame, peak_factor: float) -> list[Slice]:
-    """Group a trace into slices; `peak_factor` = design hourly rate / average rate."""
+def make_slices(df: pd.DataFrame, peak_factor: float, values: np.ndarray | None = None) -> list[Slice]:
+    """Group a trace into slices; `peak_factor` = design hourly rate / average rate; `values`
+    per row: what the request is worth if not done in time (`advisor.value`)."""
     duration_s = max(float(df["arrival_s"].max()), SECONDS_PER_DAY / 24)
     months = duration_s / SECONDS_PER_DAY / DAYS_PER_MONTH
-    g = _key_frame(df)
+    g = _key_frame(df, values)
     keys = ["kind", "model", "quant", "tok", "dl", "privacy", "owner"]
     agg = g.groupby(keys, sort=True, observed=True).agg(
         count=("p", "size"), p=("p", "mean"), o=("o", "mean"),
         tp=("p", lambda s: np.percentile(s, TAIL_PERCENTILE)),
         to=("o", lambda s: np.percentile(s, TAIL_PERCENTILE)),
-        cpu=("cpu", "mean"), mem=("mem", "max"), deadline=("deadline", "min"),
+        cpu=("cpu", "mean"), mem=("mem", "max"), deadline=("deadline", "min"), val=("val", "mean"),
     ).reset_index()
     out = []
     for r in agg.itertuples(index=False):
@@ -140,7 +143,7 @@ def make_slices(df: pd.DataFrame, peak_factor: float) -> list[Slice]:
             tail_prompt_tokens=float(r.tp), tail_output_tokens=float(r.to),
             cpu_seconds=float(r.cpu), memory_gb=float(r.mem), privacy=r.privacy, owner=r.owner,
             deadline_s=float(r.deadline), count=int(r.count), per_month=r.count / months,
-            design_rate_per_s=rate * peak_factor,
+            design_rate_per_s=rate * peak_factor, miss_usd=float(r.val),
         ))
     out.sort(key=lambda s: -s.count)
     return out[:MAX_SLICES] if len(out) > MAX_SLICES else out

@@ -19,7 +19,7 @@ from heddle.advisor.errors import TwinError
 from heddle.models.fleet_types import Fleet
 from heddle.models.ids import OwnerId
 
-__all__ = ["Replay", "privacy_violations", "replay_fleets"]
+__all__ = ["FAILURE_COLUMNS", "Replay", "privacy_violations", "replay_fleets"]
 
 JOULES_PER_KWH = 3.6e6
 """1 kWh = 3.6 MJ."""
@@ -35,6 +35,7 @@ class Replay:
     busy_energy_usd: np.ndarray  # marginal energy of the work done locally
     busy_energy_kwh: np.ndarray
     misses: np.ndarray  # deadline missed, rejected or failed
+    miss_usd: np.ndarray  # the value of those requests (advisor.value)
     local: np.ndarray
     cloud: np.ndarray
     rejected: np.ndarray
@@ -46,6 +47,12 @@ class Replay:
     cloud_reasons: dict[str, int] = field(default_factory=dict)
     rejected_reasons: dict[str, int] = field(default_factory=dict)
     cloud_mask: np.ndarray | None = None  # per replayed trace row: went to the cloud
+    failures: pd.DataFrame | None = None  # one row per request not done in time (FAILURE_COLUMNS)
+
+
+FAILURE_COLUMNS = ("row", "status", "reason", "target", "finish_s")
+"""What the advisor keeps of each request not done in time: its replayed-trace row, how it
+ended (`rejected`, `failed` or `late`), the twin's stated reason, where it ran and when it ended."""
 
 
 def privacy_violations(records: pd.DataFrame, fleet: Fleet) -> int:
@@ -67,7 +74,8 @@ def _per_slot(values: np.ndarray, slot: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(slot, weights=values.astype(np.float64), minlength=n)[:n]
 
 
-def _digest(label: str, result, fleet: Fleet, row_of_task: dict, slots: np.ndarray) -> Replay:
+def _digest(label: str, result, fleet: Fleet, row_of_task: dict, slots: np.ndarray,
+            values: np.ndarray) -> Replay:
     rec = result.records
     n_slots = int(slots.max()) + 1 if slots.size else 0
     try:
@@ -91,6 +99,11 @@ def _digest(label: str, result, fleet: Fleet, row_of_task: dict, slots: np.ndarr
     idle_usd = sum(n.device.idle_power_w * fleet.price_usd_per_kwh(n) for n in fleet.nodes) \
         * 86_400 / JOULES_PER_KWH
     reason = rec["reason"].astype(str)
+    ended = np.where(np.isin(status, ("rejected", "failed")), status, "late")
+    failures = pd.DataFrame({"row": row[missed], "status": ended[missed],
+                             "reason": reason.to_numpy()[missed],
+                             "target": rec["target"].astype(str).to_numpy()[missed],
+                             "finish_s": rec["finish"].to_numpy(np.float64)[missed]})
     cloud_mask = np.zeros(slots.size, dtype=bool)
     cloud_mask[row[on_cloud]] = True
     return Replay(
@@ -100,6 +113,7 @@ def _digest(label: str, result, fleet: Fleet, row_of_task: dict, slots: np.ndarr
         busy_energy_usd=_per_slot(kwh * node_price, slot, n_slots),
         busy_energy_kwh=_per_slot(kwh, slot, n_slots),
         misses=_per_slot(missed, slot, n_slots),
+        miss_usd=_per_slot(missed * values[row], slot, n_slots),
         local=_per_slot(on_node & (status == "completed"), slot, n_slots),
         cloud=_per_slot(on_cloud & (status == "completed"), slot, n_slots),
         rejected=_per_slot(status == "rejected", slot, n_slots),
@@ -111,6 +125,7 @@ def _digest(label: str, result, fleet: Fleet, row_of_task: dict, slots: np.ndarr
         cloud_reasons=reason[on_cloud].value_counts().to_dict(),
         rejected_reasons=reason[status == "rejected"].value_counts().to_dict(),
         cloud_mask=cloud_mask,
+        failures=failures,
     )
 
 
@@ -122,11 +137,14 @@ def replay_fleets(
     policy: str,
     seed: int,
     workers: int,
+    values: np.ndarray | None = None,
 ) -> list[Replay]:
     """Replay `trace_df` on every fleet through `heddle.sim.run_many` (parallel processes).
 
-    `slot[i]` is the replay slot (day) of row i of `trace_df`.
+    `slot[i]` is the replay slot (day) of row i of `trace_df`; `values[i]` what row i is worth
+    if it is not done in time (default 0).
     """
+    values = np.zeros(len(trace_df)) if values is None else np.asarray(values, np.float64)
     from heddle import sim
 
     row_of_task = {t: i for i, t in enumerate(trace_df["task_id"].astype(str))}
@@ -136,4 +154,4 @@ def replay_fleets(
         results = sim.run_many(specs, max_workers=workers)
     except Exception as exc:  # the twin's own errors (privacy, bad workload) end the advice
         raise TwinError(f"twin run failed: {exc}") from exc
-    return [_digest(label, r, f, row_of_task, np.asarray(slot)) for (label, f), r in zip(fleets, results)]
+    return [_digest(label, r, f, row_of_task, np.asarray(slot), values) for (label, f), r in zip(fleets, results)]

@@ -21,7 +21,7 @@ PIPE_WIDTH = 160
 """Width of the table when stdout is not a terminal (a pipe or a file): wide enough that no
 candidate name or status wraps; a terminal uses its own width."""
 
-CONSOLE_COLUMNS = ("#", "candidate", "price USD", "saves USD/mo", "payback mo", "P10-P50-P90 mo",
+CONSOLE_COLUMNS = ("#", "candidate", "net USD", "saves USD/mo", "payback mo", "P10-P50-P90 mo",
                    "NPV USD", "status")
 """The ranked table's columns that fit a terminal (the HTML/Markdown report has them all)."""
 
@@ -29,12 +29,34 @@ DEFAULT_OUT = Path("heddle-advice")
 """Where the report goes when --out is not given (relative to the working directory)."""
 
 
+def _pairs(values: list[str] | None, option: str, expected: str) -> dict[str, str]:
+    """KEY=VALUE options into a dict; a malformed one names the option and the expected form."""
+    out = {}
+    for v in values or []:
+        key, sep, val = v.partition("=")
+        try:
+            if not sep or not key:
+                raise ValueError
+            float(val)
+            if option == "--miss-value-priority":
+                int(key)
+        except ValueError:
+            raise ValueError(f"option {option}: {v!r} is not {expected}") from None
+        if float(val) < 0:
+            raise ValueError(f"option {option}: {v!r} is negative; expected {expected}")
+        out[key] = val
+    return out
+
+
 def advise(
     trace: Annotated[str | None, typer.Option("--trace", "-t", help="Trace file or shipped trace name (e.g. demo, demo-14d).")] = None,
     fleet: Annotated[str | None, typer.Option("--fleet", "-f", help="Fleet YAML or shipped fleet name.")] = None,
     budget: Annotated[float | None, typer.Option("--budget", help="Purchase budget in USD.", min=0)] = None,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for advice.html, advice.md, advice.json.")] = DEFAULT_OUT,
-    miss_value: Annotated[float | None, typer.Option("--miss-value", help="USD value of one deadline miss avoided.", min=0)] = None,
+    miss_value: Annotated[float | None, typer.Option("--miss-value", help="USD value of one request not done in time (default: its cloud price at the requested tier).", min=0)] = None,
+    miss_value_priority: Annotated[list[str] | None, typer.Option("--miss-value-priority", help="PRIORITY=USD: value of one request of that priority not done in time (repeatable).")] = None,
+    resale: Annotated[list[str] | None, typer.Option("--resale", help="NODE=USD: what a node sells for used (overrides the catalog; repeatable).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a report already in --out.")] = False,
     discount_rate: Annotated[float | None, typer.Option("--discount-rate", help="Annual discount rate for NPV (0.08 = 8%).", min=0, max=1)] = None,
     electricity: Annotated[float | None, typer.Option("--electricity", help="Electricity price USD/kWh (default: the fleet's).", min=0)] = None,
     sample_days: Annotated[int | None, typer.Option("--sample-days", help="Representative days replayed for long traces (0 = all days).", min=0)] = None,
@@ -49,14 +71,22 @@ def advise(
 
     from heddle.advisor import AdvisorError, AdvisorSettings, check_sampling
     from heddle.advisor import advise as run_advice
-    from heddle.advisor.report import RANKING_COLUMNS, ranking_rows, write_report
+    from heddle.advisor.report import RANKING_COLUMNS, check_out_dir, ranking_rows, write_report
     from heddle.config import load_settings
     from heddle.models.errors import ModelsError
+    from heddle.models.fleet import load_fleet
     from heddle.optimizer import POLICY_NAMES
     from heddle.sim import SimError
     from heddle.sim.whatif import resolve_fleet, resolve_trace
     from heddle.traces import TraceError
 
+    try:
+        by_priority = {int(k): float(v) for k, v in _pairs(miss_value_priority, "--miss-value-priority",
+                                                             "PRIORITY=USD, e.g. 1=0.50").items()}
+        resale_usd = {k: float(v) for k, v in _pairs(resale, "--resale", "NODE=USD, e.g. orin=1200").items()}
+    except ValueError as exc:
+        err.print(f"[red]heddle advise: {exc}[/red]")
+        raise typer.Exit(2) from None
     if policy is not None and policy not in POLICY_NAMES:
         err.print(f"[red]heddle advise: option --policy: unknown policy {policy!r}; expected one of "
                   f"{', '.join(POLICY_NAMES)}[/red]")
@@ -66,14 +96,21 @@ def advise(
                               "electricity_usd_per_kwh": electricity})
         flags = {"budget_usd": budget, "miss_value_usd": miss_value,
                  "discount_rate_annual": discount_rate, "sample_days": sample_days,
-                 "shortlist": shortlist, "policy": policy}
+                 "shortlist": shortlist, "policy": policy,
+                 "miss_value_usd_by_priority": by_priority or None, "resale_usd": resale_usd or None}
         settings = AdvisorSettings(
             seed=base.seed, electricity_usd_per_kwh=base.electricity_usd_per_kwh,
             **{k: v for k, v in flags.items() if v is not None})
+        check_out_dir(out_dir, force=force)  # before minutes of work, not after
+        the_fleet = load_fleet(resolve_fleet(base.fleet))
+        unknown = sorted(set(resale_usd) - {n.id for n in the_fleet.nodes})
+        if unknown:
+            raise AdvisorError(f"option --resale: no node {', '.join(unknown)} in fleet "
+                               f"{the_fleet.name}; expected one of its node ids")
         with err.status("advising...") as status:
-            report = run_advice(resolve_trace(base.advise_trace), resolve_fleet(base.fleet), settings,
+            report = run_advice(resolve_trace(base.advise_trace), the_fleet, settings,
                                 progress=lambda msg: status.update(f"advising: {msg}"))
-        paths = write_report(report, out_dir)
+        paths = write_report(report, out_dir, force=force)
         chk = None
         if check and report.plan.sampled and (report.recommended or report.evaluations):
             with err.status("replaying every day to check the sampled answer..."):
@@ -99,6 +136,10 @@ def advise(
     for row in ranking_rows(report):
         table.add_row(*(row[k] for k in keep), style="bold green" if row[-1] == "RECOMMENDED" else None)
     out.print(table)
+    if report.causes:
+        out.print("[bold]Why work fails today[/bold]")
+        for c in report.causes:
+            out.print(f"  - {c.sentence} What would fix it: {c.fix}.", highlight=False)
     out.print(f"[bold]{report.sentence}[/bold]")
     out.print(f"report: {paths['html']} (also {paths['markdown'].name}, {paths['json'].name}); "
               f"privacy violations in all replays: {report.privacy_violations}")

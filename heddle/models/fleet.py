@@ -47,6 +47,7 @@ class NodeIn(_Strict):
     slots: Annotated[int, Field(ge=1, le=256)] = 1
     electricity_usd_per_kwh: Annotated[float, Field(ge=0)] = 0.0
     reserved_memory_gb: Annotated[float, Field(ge=0)] = 0.0
+    replaceable: bool = False  # may the advisor propose replacing this machine
 
 
 class BudgetIn(_Strict):
@@ -107,6 +108,7 @@ def _build_node(i: int, n: NodeIn, doc: YamlDoc) -> Node:
         slots=n.slots,
         electricity_usd_per_kwh=n.electricity_usd_per_kwh,
         reserved_memory_gb=n.reserved_memory_gb,
+        replaceable=n.replaceable,
     )
 
 

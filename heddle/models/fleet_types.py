@@ -22,6 +22,7 @@ class Node:
     slots: int = 1  # concurrent tasks
     electricity_usd_per_kwh: float = 0.0  # 0 = use the fleet's price
     reserved_memory_gb: float = 0.0  # kept for the OS and the owner's own apps
+    replaceable: bool = False  # the owner agrees to the advisor proposing to replace it
 
     def __hash__(self) -> int:  # the labels dict makes the generated hash fail
         return hash((self.id, self.device.id, self.memory_gb, self.owner))

@@ -6,11 +6,43 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from heddle.advisor import AdvisorSettings, advise
 from heddle.models import catalog
 from heddle.models.fleet_types import Fleet, Node
 from heddle.traces import Trace
 
 DAY_S = 86_400.0
+
+EVERY_S = 600.0  # one request per owner every 10 minutes
+MISS_USD = 0.5
+DEVICES = ("m4-10", "m4-pro-20", "jetson-orin-nano-super", "dgx-spark")
+LOAD = {"every_s": EVERY_S, "model": "llama-3.1-70b", "quant": "q8_0", "prompt": 500, "output": 200,
+        "privacy": "personal", "deadline_s": 3600}
+"""The hand-built case: a steady personal Llama-3.1-70B (Q8_0, ~75 GB) load that no current
+node holds; of DEVICES only the DGX Spark (128 GB) does."""
+
+
+def two_owner_trace():
+    return steady_trace([{**LOAD, "owner": "alice"}, {**LOAD, "owner": "bob", "offset_s": 300}], days=3)
+
+
+def advise_two_owners(fleet, budget_usd=10_000):
+    devices = {d: catalog.device(d) for d in DEVICES}
+    settings = AdvisorSettings(miss_value_usd=MISS_USD, budget_usd=budget_usd, shortlist=3, seed=0)
+    return advise(two_owner_trace(), fleet, settings, devices=devices)
+
+
+@pytest.fixture(scope="session")
+def trusted_report():
+    """bob trusts alice's machine, so a machine alice buys may run bob's personal work."""
+    return advise_two_owners(fleet_of(node("mini", "m4-10", 16, "alice", ["bob"])))
+
+
+@pytest.fixture(scope="session")
+def distrusted_report():
+    """bob trusts nobody but himself; his own node is far too small for a 70B model."""
+    return advise_two_owners(fleet_of(node("mini", "m4-10", 16, "alice"),
+                            node("bob-nano", "jetson-orin-nano-super", 8, "bob")))
 
 
 def steady_trace(parts: list[dict], days: float) -> Trace:
@@ -49,3 +81,29 @@ def small_catalog() -> dict:
     """Purchasable devices for the hand-checked cases: only the DGX Spark (128 GB, its only
     option) can hold Llama-3.1-70B at Q8_0 (~75 GB); the others top out at 64 GB or less."""
     return {d: catalog.device(d) for d in ("m4-10", "m4-pro-20", "jetson-orin-nano-super", "dgx-spark")}
+
+
+def md_tables(markdown: str) -> dict[str, list[dict[str, str]]]:
+    """The report's Markdown tables by the heading above them, as rows of column -> cell (what
+    a reader sees, so the hand checks below read the same numbers a person would)."""
+    tables: dict[str, list[dict[str, str]]] = {}
+    heading, header = "", None
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            heading, header = line.lstrip("# ").strip(), None
+        elif line.startswith("|") and header is None:
+            header = [c.strip() for c in line.strip("|").split(" | ")]
+        elif line.startswith("|---"):
+            continue
+        elif line.startswith("|"):
+            cells = [c.strip().replace("\\|", "|") for c in line.strip().strip("|").split(" | ")]
+            tables.setdefault(heading, []).append(dict(zip(header, cells)))
+    return tables
+
+
+def usd(cell: str) -> float:
+    """A table's money cell ('1,234.56', '-3', 'never') as a float (nan when not a number)."""
+    try:
+        return float(cell.replace(",", ""))
+    except ValueError:
+        return float("nan")

@@ -14,41 +14,20 @@ from html.parser import HTMLParser
 
 import pytest
 
-from heddle.advisor import AdvisorSettings, advise, serves_personal_locally
+from heddle.advisor import serves_personal_locally
 from heddle.advisor.report import write_report
 from heddle.advisor.slices import make_slices
 from heddle.models import catalog
-from tests.advisor.conftest import fleet_of, node, steady_trace
+from tests.advisor.conftest import (
+    EVERY_S,
+    MISS_USD,
+    advise_two_owners,
+    fleet_of,
+    node,
+    two_owner_trace,
+)
 
-EVERY_S = 600.0  # one request per owner every 10 minutes
-MISS_USD = 0.5
-DEVICES = ("m4-10", "m4-pro-20", "jetson-orin-nano-super", "dgx-spark")
-LOAD = {"every_s": EVERY_S, "model": "llama-3.1-70b", "quant": "q8_0", "prompt": 500, "output": 200,
-            "privacy": "personal", "deadline_s": 3600}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _two_owner_trace():
-    return steady_trace([{**LOAD, "owner": "alice"}, {**LOAD, "owner": "bob", "offset_s": 300}], days=3)
-
-
-def _advise(fleet):
-    devices = {d: catalog.device(d) for d in DEVICES}
-    settings = AdvisorSettings(miss_value_usd=MISS_USD, budget_usd=10_000, shortlist=3, seed=0)
-    return advise(_two_owner_trace(), fleet, settings, devices=devices)
-
-
-@pytest.fixture(scope="module")
-def trusted_report():
-    """bob trusts alice's machine, so a machine alice buys may run bob's personal work."""
-    return _advise(fleet_of(node("mini", "m4-10", 16, "alice", ["bob"])))
-
-
-@pytest.fixture(scope="module")
-def distrusted_report():
-    """bob trusts nobody but himself; his own node is far too small for a 70B model."""
-    return _advise(fleet_of(node("mini", "m4-10", 16, "alice"),
-                            node("bob-nano", "jetson-orin-nano-super", 8, "bob")))
 
 
 def test_recommends_the_large_memory_node_with_the_hand_computed_payback(trusted_report):
@@ -75,14 +54,28 @@ def test_privacy_holds_in_every_candidate_replay(trusted_report, distrusted_repo
 
 def test_a_purchase_the_owner_does_not_trust_is_never_recommended(distrusted_report):
     r = distrusted_report
-    slices = make_slices(_two_owner_trace().df, 1.0)
+    slices = make_slices(two_owner_trace().df, 1.0)
     spark = [e for e in r.evaluations if e.candidate.kind in ("add", "mix")
-             and [(p.device_id, p.units) for p in e.candidate.purchases] == [("dgx-spark", 1)]]
-    assert spark, "the DGX Spark purchase should have been replayed"
+             and [(p.device_id, p.units, p.owner) for p in e.candidate.purchases] == [("dgx-spark", 1, "")]]
+    assert spark, "the DGX Spark purchase (alice's) should have been replayed"
     # it does save money (alice's half of the load) but cannot hold bob's personal work
     assert spark[0].savings_usd_per_month["total"] > 0 and not spark[0].eligible
-    assert r.recommended is None or serves_personal_locally(r.recommended.candidate.fleet, slices) == []
-    assert r.recommended is None and r.sentence.startswith("Keep the current fleet")
+    assert "bob's personal work" in spark[0].why_not
+    # the advice aimed at the cause: a machine for each owner, bob's his own
+    best = r.recommended
+    assert best is not None and serves_personal_locally(best.candidate.fleet, slices) == []
+    assert sorted(p.owner for p in best.candidate.purchases) == ["", "bob"]
+    assert "bob's own" in r.sentence and best.replay.misses.sum() == 0
+
+
+def test_without_budget_for_both_machines_the_advice_is_to_keep_and_says_why():
+    r = advise_two_owners(fleet_of(node("mini", "m4-10", 16, "alice"),
+                         node("bob-nano", "jetson-orin-nano-super", 8, "bob")), budget_usd=6_000)
+    assert r.recommended is None
+    assert r.sentence.startswith("Keep the current fleet: no purchase within the 6,000 USD budget")
+    assert "without breaking a rule" in r.sentence and "personal work without a machine" in r.sentence
+    kinds = {(c.kind, c.owner) for c in r.causes}
+    assert kinds == {("memory", "alice"), ("memory", "bob")}
 
 
 def test_html_report_embeds_every_chart_as_a_png(trusted_report, tmp_path):
@@ -114,7 +107,7 @@ def test_html_has_no_external_references(trusted_report, tmp_path):
 
 
 def test_same_inputs_give_the_same_advice(trusted_report):
-    again = _advise(fleet_of(node("mini", "m4-10", 16, "alice", ["bob"])))
+    again = advise_two_owners(fleet_of(node("mini", "m4-10", 16, "alice", ["bob"])))
     first, second = trusted_report.as_dict(), again.as_dict()
     for d in (first, second):  # wall-clock times are the only thing allowed to differ
         d.pop("timings_s")

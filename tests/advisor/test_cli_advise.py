@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from heddle.cli.main import app
@@ -32,13 +33,18 @@ def _inputs(tmp_path: Path, every_s: float, days: int) -> list[str]:
 
 def test_advise_on_files_prints_a_ranked_table_and_writes_the_report(tmp_path: Path):
     out = tmp_path / "report"
-    result = CliRunner().invoke(app, [
-        "advise", *_inputs(tmp_path, 900, days=2),
-        "--budget", "6000", "--miss-value", "0.5", "--shortlist", "2", "--out", str(out)],
-        terminal_width=200)
+    args = ["advise", *_inputs(tmp_path, 900, days=2), "--budget", "6000", "--miss-value", "0.5",
+            "--shortlist", "2", "--out", str(out)]
+    out.mkdir()
+    (out / "advice.html").write_text("an earlier report")
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "--force" in refused.output
+    assert (out / "advice.html").read_text() == "an earlier report"  # untouched
+    result = CliRunner().invoke(app, [*args, "--force"], terminal_width=200)
     assert result.exit_code == 0, result.output
     flat = " ".join(result.output.split())  # rich wraps to the terminal width
     assert "RECOMMENDED" in result.output and "pays back in" in flat
+    assert "Why work fails today" in flat and "no node of yours can hold llama-3.1-70b q8_0" in flat
     assert "privacy violations in all replays: 0" in flat
     for name in ("advice.html", "advice.md", "advice.json"):
         assert (out / name).stat().st_size > 0
@@ -71,3 +77,15 @@ def test_check_sampling_reports_the_full_replay(tmp_path: Path):
     flat = " ".join(result.output.split())
     # a steady load: two sampled days give the same payback as all four
     assert "from 2 days vs" in flat and "from all 4 days (0.0% apart)" in flat
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--miss-value-priority", "high=2", "PRIORITY=USD"),
+    ("--miss-value-priority", "1=-2", "negative"),
+    ("--resale", "orin", "NODE=USD"),
+    ("--resale", "no-such-node=100", "no node no-such-node in fleet demo"),
+])
+def test_advise_names_a_bad_key_value_option(tmp_path: Path, option: str, value: str, says: str):
+    result = CliRunner().invoke(app, ["advise", option, value, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert option in result.output and says in " ".join(result.output.split())

@@ -1,5 +1,6 @@
 """The CP-SAT sizing model, the LP pre-screen, and the ownership/trust rule of purchases."""
 
+import numpy as np
 import pytest
 
 from heddle.advisor.candidates import (
@@ -22,14 +23,22 @@ SMALL_8B = {"every_s": 120, "model": "llama-3.1-8b", "quant": "q4_k_m", "prompt"
                 "privacy": "public", "owner": "alice", "deadline_s": 60}
 
 
+MISS_USD = 0.5
+
+
+def _slices(trace):
+    """Slices whose every request is worth MISS_USD when not done in time."""
+    return make_slices(trace.df, 1.0, np.full(len(trace.df), MISS_USD))
+
+
 def _sizing(fleet, trace, devices, budget):
-    slices = make_slices(trace.df, 1.0)
+    slices = _slices(trace)
     have = unit_types_of(fleet)
     buy = [purchase_unit(fleet, catalog.device(d), m, 2, 0.0) for d, m in devices]
     units = have + buy
     table = pair_table(slices, units, fleet.cloud_offers)
     return solve_mix(slices, units, table, buyable=[False] * len(have) + [True] * len(buy),
-                     budget_usd=budget, miss_value_usd=0.5, horizon_months=36,
+                     budget_usd=budget, horizon_months=36,
                      target_utilization=0.7, time_limit_s=10, seed=0)
 
 
@@ -53,12 +62,12 @@ def test_lp_prescreen_matches_cp_sat_on_a_fixed_fleet():
     fleet = fleet_of(node("mini", "m4-10", 16, "alice"), node("studio", "m2-ultra-76", 192, "alice"),
                      electricity=0.2)
     trace = steady_trace([BIG_70B, SMALL_8B], days=2)
-    slices = make_slices(trace.df, 1.0)
+    slices = _slices(trace)
     units = unit_types_of(fleet)
     table = pair_table(slices, units, fleet.cloud_offers)
-    lp = fixed_fleet_cost(slices, units, table, miss_value_usd=0.5, target_utilization=0.7)
+    lp = fixed_fleet_cost(slices, units, table, target_utilization=0.7)
     cp = solve_mix(slices, units, table, buyable=[False] * len(units), budget_usd=0,
-                   miss_value_usd=0.5, horizon_months=36, target_utilization=0.7)
+                   horizon_months=36, target_utilization=0.7)
     assert lp.operating_usd_per_month == pytest.approx(cp.operating_usd_per_month, rel=0.01, abs=0.01)
     assert lp.local_share == pytest.approx(1.0)
 
