@@ -57,8 +57,16 @@ def start_nats_server(
     store_dir: Path, config_file: Path | None = None, port: int | None = None
 ) -> NatsServer:
     """Start a server; ``port`` None lets it pick a free one (give the old port to restart)."""
-    args = [nats_server_binary(), "-js", "-sd", str(store_dir), "-a", "127.0.0.1",
-            "-p", str(port or -1)]
+    args = [
+        nats_server_binary(),
+        "-js",
+        "-sd",
+        str(store_dir),
+        "-a",
+        "127.0.0.1",
+        "-p",
+        str(port or -1),
+    ]
     if config_file is not None:
         args += ["-c", str(config_file)]
     process = subprocess.Popen(

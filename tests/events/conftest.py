@@ -8,6 +8,8 @@ import nats
 import pytest
 
 from heddle.events import sli
+from heddle.events.event_log import InMemoryEventLog
+from heddle.events.jetstream_log import JetStreamEventLog
 from heddle.events.natsd import NatsServer, start_nats_server
 from heddle.events.registry import register_aggregate
 from heddle.events.testing import FakeIntervalAggregate, FakeRootAggregate
@@ -43,6 +45,24 @@ async def connect(nats_server):
     for conn in opened:
         if not conn.is_closed:
             await conn.close()
+
+
+@pytest.fixture(params=["memory", "jetstream"])
+async def logs(request, connect):
+    """A factory of event logs sharing one backend: each call is another 'process'."""
+    if request.param == "memory":
+        shared = InMemoryEventLog()
+
+        async def new_log():
+            return shared
+
+        yield new_log
+    else:
+
+        async def new_log():
+            return JetStreamEventLog((await connect()).jetstream())
+
+        yield new_log
 
 
 @pytest.fixture

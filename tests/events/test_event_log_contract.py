@@ -9,29 +9,11 @@ import pytest
 
 from heddle.events.envelopes import RejectionEnvelope
 from heddle.events.errors import ConcurrencyError
-from heddle.events.event_log import EventAnchor, InMemoryEventLog, InMemoryRejectionLog
-from heddle.events.jetstream_log import JetStreamEventLog, JetStreamRejectionLog
+from heddle.events.event_log import EventAnchor, InMemoryRejectionLog
+from heddle.events.jetstream_log import JetStreamRejectionLog
 from heddle.events.testing import make_command, make_event
 
 RECEIVE_TIMEOUT_S = 5.0
-
-
-@pytest.fixture(params=["memory", "jetstream"])
-async def logs(request, connect):
-    """A factory of event logs sharing one backend: each call is another 'process'."""
-    if request.param == "memory":
-        shared = InMemoryEventLog()
-
-        async def new_log():
-            return shared
-
-        yield new_log
-    else:
-
-        async def new_log():
-            return JetStreamEventLog((await connect()).jetstream())
-
-        yield new_log
 
 
 @pytest.fixture
