@@ -13,4 +13,6 @@ def test_python_examples_in_the_events_doc_run(capsys):
     assert blocks, "docs/events.md lost its examples"
     for block in blocks:
         exec(compile(block, str(DOC), "exec"), {"__name__": "__docs__"})  # noqa: S102
-    assert "['TaskSubmitted', 'TaskPlaced']" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "['TaskSubmitted', 'TaskPlaced']" in out
+    assert "['TaskCompleted', 'TaskPlaced', 'TaskStarted', 'TaskSubmitted']" in out
