@@ -141,6 +141,8 @@ async def test_sigterm_drains_in_flight_work_then_leaves(natsd, control, spawn_a
     await control.next("capacity", lambda m: m.node_id == "mac-d" and m.status is NodeStatus.DRAINING)
     refused = await control.assign("mac-d", "too-late")
     assert not refused.accepted and "draining" in refused.reason
+    retried = await control.assign("mac-d", "in-flight", kind="processor", target=f"{STEPS}:gate")
+    assert retried.accepted  # a retry of work it already has is acknowledged, even now
     await release("finished during the drain")
     finished = await control.finished("in-flight")
     assert (finished.outcome, finished.result) == ("ok", "finished during the drain")

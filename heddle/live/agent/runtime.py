@@ -256,9 +256,10 @@ class Agent:
         if a is None:
             return
         attempt = _Attempt(a, received_at=time.time())
-        reason = self.refusal(a)
-        queued = False
-        if reason is None and not self._known(attempt.key):
+        known = a.node_id == self.settings.node_id and self._known(attempt.key)
+        reason = None if known else self.refusal(a)  # a retry is acknowledged, even mid-drain
+        queued = known and any(q.key == attempt.key for q in self.queue)
+        if reason is None and not known:
             if len(self.running) < self.settings.slots:
                 self._start(attempt)
             elif len(self.queue) < self.settings.local_queue:
