@@ -39,8 +39,9 @@ __all__ = ["CAUSE_KINDS", "Cause", "diagnose", "monthly_weights", "plural", "row
 CAUSE_KINDS = ("memory", "trust", "capacity", "speed", "budget", "tier", "other")
 """Causes in the order the report lists them (ones a purchase can fix first)."""
 
-FIXABLE_BY_PURCHASE = frozenset({"memory", "trust", "capacity", "speed"})
-"""Causes a machine bought for the fleet can remove."""
+FIXABLE_BY_PURCHASE = frozenset({"memory", "trust", "capacity", "speed", "budget", "other"})
+"""Causes a machine bought for the fleet may remove (budget: a machine that holds the work
+instead of the cloud; other: the replay says). Only `tier` needs a change to the requests."""
 
 TAIL_PERCENTILE = 90.0
 """A group's memory need is its p90-sized request's (as the slices' feasibility test)."""
@@ -108,16 +109,21 @@ def _free_gb(n: Node) -> float:
     return n.memory_gb - n.reserved_memory_gb
 
 
-def _fast_enough(nodes: list[Node], kind: str, model: str, quant: str, prompt: float,
-                 output: float, cpu_s: float, deadline_s: float) -> bool:
-    for n in nodes:
+def _local_fit(fleet: Fleet, kind: str, model: str, quant: str, privacy: str, owner: str,
+               prompt: float, output: float, cpu_s: float, mem_gb: float,
+               deadline_s: float) -> tuple[bool, bool]:
+    """(some node the work may use can hold it, one of those is fast enough when idle)."""
+    need = row_need_gb(kind, model, quant, prompt + output, mem_gb)
+    held = [n for n in fleet.nodes if _free_gb(n) >= need
+            and (privacy != "personal" or n.may_hold_personal_of(OwnerId(owner)))]
+    for n in held:
         if kind == "llm":
             seconds = perf.llm_step(n.device, model_spec(model), quant, round(prompt), round(output)).seconds
         else:
             seconds = perf.processor_seconds(n.device, cpu_s)
-        if seconds <= deadline_s:
-            return True
-    return False
+        if not deadline_s < seconds:  # no deadline (nan) counts as in time
+            return True, True
+    return bool(held), False
 
 
 def _one(n: float) -> bool:
@@ -203,56 +209,76 @@ def diagnose(replay_df: pd.DataFrame, baseline: Replay, slot: np.ndarray, plan: 
     for acct, g in d[d["cause"] == "budget"].groupby("account", sort=True):
         n = g["w"].sum()
         limit = fleet.budgets.get(acct)
-        what = f"its {limit.limit_usd:,.0f} USD {limit.period}ly cloud budget" if limit else "its cloud budget"
+        period = {"day": "daily", "week": "weekly", "month": "monthly"}.get(limit.period, limit.period) if limit else ""
+        what = f"its {limit.limit_usd:,.2f} USD {period} cloud budget" if limit else "its cloud budget"
         causes.append(Cause(
             "budget", f"budget|{acct}", n, g["usd"].sum(),
             f"{_requests(n, 'public')} from the {acct} account {'is' if _one(n) else 'are'} "
             f"refused the cloud when {what} runs out.", g["row"].to_numpy(), account=acct, label=f"public work of the {acct} account",
             fix=f"raise the {acct} budget by about {g['usd'].sum():,.2f} USD a month (their cloud price)"))
 
-    rest = d[(d["cause"] == "") & ended]
+    open_ = d["cause"] == ""
+    fit: dict[tuple, tuple[bool, bool]] = {}
+    holdable, fast = np.zeros(len(d), bool), np.zeros(len(d), bool)
+    cols = ["kind", "model", "quant", "privacy", "owner", "prompt", "output", "cpu", "mem", "deadline"]
+    for i, key in enumerate(zip(*(d[c].to_numpy() for c in cols))):
+        if open_.iloc[i]:
+            if key not in fit:
+                fit[key] = _local_fit(fleet, *key)
+            holdable[i], fast[i] = fit[key]
+    public = (d["privacy"] == "public").to_numpy()
+    late_rows = (~ended).to_numpy()
+    # work that may use only your machines and none can hold (or that went late to the cloud)
+    no_room = open_.to_numpy() & ~holdable & (~public | late_rows)
     keys = ["kind", "model", "quant", "privacy", "owner"]
-    for (kind, model, quant, privacy, owner), g in rest.groupby(keys, sort=True):
+    for (kind, model, quant, privacy, owner), g in d[no_room].groupby(keys, sort=True):
         owner = owner if privacy == "personal" else ""
         tokens = float(np.percentile(g["prompt"] + g["output"], TAIL_PERCENTILE))
         need = row_need_gb(kind, model, quant, tokens, float(g["mem"].max()))
         allowed = [n for n in fleet.nodes if privacy != "personal" or n.may_hold_personal_of(OwnerId(owner))]
         n = g["w"].sum()
-        what = f"{_requests(n, privacy, owner)} {'is' if _one(n) else 'are'} rejected"
+        ends = set(g["status"])
+        if ends == {"late"}:
+            what = (f"{_requests(n, privacy, owner)} finish{'es' if _one(n) else ''} after "
+                    f"{'its' if _one(n) else 'their'} deadline in the cloud")
+        else:
+            verb = "rejected" if "late" not in ends else "not done in time"
+            what = f"{_requests(n, privacy, owner)} {'is' if _one(n) else 'are'} {verb}"
         label = f"{privacy} {_mq(model, quant)} work" + (f" from {owner}" if owner else "")
         holders = [x for x in fleet.nodes if _free_gb(x) >= need]
-        if privacy == "personal" and not any(_free_gb(x) >= need for x in allowed) and holders:
+        if privacy == "personal" and holders:
             names = ", ".join(x.id for x in holders)
             causes.append(Cause(
                 "trust", f"trust|{owner}|{model}:{quant}", n, g["usd"].sum(),
                 f"{what}: no node {owner} trusts can hold {_mq(model, quant)} (needs {need:.0f} GB; "
-                f"{names} could, but {owner} does not trust {'it' if len(holders) == 1 else 'them'}).",
-                g["row"].to_numpy(), owner=owner, model=model, quant=quant, need_gb=need, label=label,
-                fix=f"{owner} trusting {holders[0].id} (free), or a machine {owner} trusts with "
-                    f"{need:.0f} GB free", nodes=tuple(x.id for x in holders)))
-        elif not any(_free_gb(x) >= need for x in allowed):
+                f"{names} could, but {owner} is not among {'its' if len(holders) == 1 else 'their'} "
+                "trusted owners).", g["row"].to_numpy(), owner=owner, model=model, quant=quant,
+                need_gb=need, label=label, nodes=tuple(x.id for x in holders),
+                fix=f"adding {owner} to {holders[0].id}'s trusted_owners (free), or a machine {owner} "
+                    f"trusts with {need:.0f} GB free"))
+        else:
             biggest = max((_free_gb(x) for x in allowed), default=0.0)
             whose = f"no node {owner} trusts" if privacy == "personal" else "no node of yours"
             causes.append(Cause(
-                "memory", f"memory|{owner}|{model}:{quant}", n, g["usd"].sum(),
+                "memory", f"memory|{privacy}|{owner}|{model}:{quant}", n, g["usd"].sum(),
                 f"{what}: {whose} can hold {_mq(model, quant)} (needs {need:.0f} GB; the largest has "
                 f"{biggest:.0f} GB free).", g["row"].to_numpy(), owner=owner, model=model,
                 quant=quant, need_gb=need, label=label,
                 fix=f"a machine with at least {need:.0f} GB free" + (f" that {owner} trusts" if owner else "")))
-        else:
-            reason = g["reason"].mode().iloc[0] if len(g) else ""
-            causes.append(Cause(
-                "other", f"other|{owner}|{model}:{quant}", n, g["usd"].sum(),
-                f"{what} ({reason or 'no reason stated'}).", g["row"].to_numpy(),
-                owner=owner, model=model, quant=quant, label=label))
+    other = open_.to_numpy() & ~no_room & ended.to_numpy()
+    for (privacy, owner, reason), g in d[other].groupby(["privacy", "owner", "reason"], sort=True):
+        owner = owner if privacy == "personal" else ""
+        n = g["w"].sum()
+        causes.append(Cause(
+            "other", f"other|{privacy}|{owner}|{reason}", n, g["usd"].sum(),
+            f"{_requests(n, privacy, owner)} {'is' if _one(n) else 'are'} rejected "
+            f"({reason or 'no reason stated'}).", g["row"].to_numpy(), owner=owner,
+            label=f"{privacy} work" + (f" from {owner}" if owner else "")))
 
-    late = d[~ended]
+    late = d[open_.to_numpy() & late_rows & holdable]
     if not late.empty:
-        local = list(fleet.nodes)
-        fast = np.array([_fast_enough(local, k, m, q, p, o, c, dl) for k, m, q, p, o, c, dl in
-                         zip(late["kind"], late["model"], late["quant"], late["prompt"],
-                             late["output"], late["cpu"], late["deadline"])], dtype=bool)
-        for kind, g in (("capacity", late[fast]), ("speed", late[~fast])):
+        quick = fast[open_.to_numpy() & late_rows & holdable]
+        for kind, g in (("capacity", late[quick]), ("speed", late[~quick])):
             if g.empty:
                 continue
             n = g["w"].sum()
@@ -275,7 +301,7 @@ def diagnose(replay_df: pd.DataFrame, baseline: Replay, slot: np.ndarray, plan: 
                 label = "work no node is fast enough for"
             # a machine that takes this work must hold its most common model
             (mk, mm, mq), _ = next(iter(g.groupby(["kind", "model", "quant"])["w"].sum()
-                                            .sort_values(ascending=False).items()))
+                                        .sort_values(ascending=False).items()))
             sel = (g["model"] == mm) & (g["quant"] == mq)
             need = row_need_gb(mk, mm, mq, float(np.percentile(g["prompt"][sel] + g["output"][sel],
                                                                 TAIL_PERCENTILE)), float(g["mem"][sel].max()))

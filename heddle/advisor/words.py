@@ -21,13 +21,19 @@ def months_text(x: float) -> str:
     return "1 month" if f"{x:.1f}" == "1.0" else f"{x:.1f} months"
 
 
-def what_text(e: Evaluation) -> str:
-    """'Buy 1 x dgx-spark (128 GB)' / 'Replace orin by 1 x ...' (the action, capitalised)."""
+def what_text(e: Evaluation, *, gerund: bool = False) -> str:
+    """'Buy 1 x dgx-spark (128 GB)' / 'Replace orin by 1 x ...' (the action, capitalised);
+    `gerund`: 'Buying ...' / 'Replacing ...' (the action as a subject)."""
     c = e.candidate
     bought = " + ".join(p.label() for p in c.purchases)
     if c.kind == "replace":
-        return f"Replace {c.removed[0]} by {bought}"
-    return f"Buy {bought}"
+        return f"{'Replacing' if gerund else 'Replace'} {c.removed[0]} by {bought}"
+    return f"{'Buying' if gerund else 'Buy'} {bought}"
+
+
+def _money(x: float) -> str:
+    """USD with cents, or three significant figures below a dime (0.00452, not 0.00)."""
+    return f"{x:,.2f}" if x >= 0.1 else f"{x:.3g}"
 
 
 def _price_text(e: Evaluation) -> str:
@@ -79,11 +85,6 @@ def recommendation_sentence(best: Evaluation | None, candidates: list[Evaluation
     return _keep_sentence(candidates, settings, causes)
 
 
-_NEEDS = {"tier": "a model tier that no local model serves", "budget": "a bigger cloud budget",
-          "other": "see the twin's reason"}
-"""What a failure no purchase fixes needs instead, in words."""
-
-
 def _count(n: float) -> str:
     return "fewer than one" if 0 < n < 0.5 else f"{round(n):,}"
 
@@ -104,18 +105,20 @@ def _keep_sentence(candidates: list[Evaluation], settings: AdvisorSettings, caus
     n_fix = sum(c.per_month for c in fixable)
     parts = []
     if n_stuck >= 0.5:
-        needs = sorted({_NEEDS[c.kind] for c in stuck})
         parts.append(f"{_count(n_stuck)} of the {plural(total, 'request')} a month that fail today "
-                     f"need a change no purchase makes ({', '.join(needs)}; see why work fails)")
+                     "ask for a model tier no local model serves, which no purchase changes (see why "
+                     "work fails)")
     if n_fix >= 0.5:
         usd = sum(c.value_usd_per_month for c in fixable)
-        lead = "the other" if parts else f"the {plural(total, 'request')} a month that fail today"
         rest = max(round(total) - round(n_stuck), 0) if parts else 0  # the counts add up as shown
-        parts.append(f"{lead} {f'{rest:,}' if parts else ''}".rstrip()
-                     + f" {'is' if round(n_fix) <= 1 else 'are'} worth {usd:,.2f} USD a month "
+        lead = f"the other {rest:,}" if parts else f"the {plural(total, 'request')} a month that fail today"
+        parts.append(f"{lead} {'is' if round(n_fix) <= 1 else 'are'} worth {usd:,.2f} USD a month "
                      + ("at their cloud price (set --miss-value if they are worth more to you)"
                         if settings.miss_value_usd is None and not settings.miss_value_usd_by_priority
                         else "at the value you set for work not done in time"))
+    for c in (c for c in causes if c.kind == "budget"):
+        parts.append(f"raising the {c.account} budget by about {c.value_usd_per_month:,.2f} USD a month "
+                     f"would get {_count(c.per_month)} of them done in the cloud")
     aimed = [e for e in candidates if e.eligible and e.misses_avoided_per_month >= 0.5
              and math.isfinite(e.break_even_miss_value_usd) and e.candidate.net_usd > 0]
     tail = ""
@@ -123,7 +126,7 @@ def _keep_sentence(candidates: list[Evaluation], settings: AdvisorSettings, caus
         parts.append(f"none of the {len(candidates)} candidates replayed in the twin gets them done in time")
     if aimed:
         e = min(aimed, key=lambda x: x.break_even_miss_value_usd)
-        tail = (f" {what_text(e)} would get {plural(e.misses_avoided_per_month, 'more request')} a "
+        tail = (f" {what_text(e, gerund=True)} would get {plural(e.misses_avoided_per_month, 'more request')} a "
                 f"month done in time; it pays back within {settings.horizon_months} months if each "
-                f"is worth at least {e.break_even_miss_value_usd:,.2f} USD to you (--miss-value).")
+                f"is worth at least {_money(e.break_even_miss_value_usd)} USD to you (--miss-value).")
     return head + (". " + "; ".join(parts)[0].upper() + "; ".join(parts)[1:] if parts else "") + "." + tail

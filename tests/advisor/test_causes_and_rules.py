@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
@@ -11,7 +13,7 @@ from heddle.advisor.resale import resale_of, resale_table
 from heddle.advisor.screen import screen
 from heddle.advisor.slices import make_slices
 from heddle.models import catalog
-from heddle.models.fleet_types import Node
+from heddle.models.fleet_types import Budget, Node
 from tests.advisor.conftest import fleet_of, node, steady_trace
 
 SMALL = {"model": "llama-3.1-8b", "quant": "q4_k_m", "prompt": 400, "output": 100, "deadline_s": 600}
@@ -46,7 +48,7 @@ def test_requests_for_a_tier_no_local_model_has_are_explained_and_not_bought_for
     assert "ask for the frontier tier" in cause.sentence and "no purchase serves them" in cause.fix
     # worth 5 USD each, yet no purchase is advised: no machine can serve them
     assert r.recommended is None
-    assert r.sentence.startswith("Keep the current fleet") and "need a change no purchase makes" in r.sentence
+    assert r.sentence.startswith("Keep the current fleet") and "which no purchase changes" in r.sentence
 
 
 def test_personal_work_that_only_an_untrusted_node_could_hold_names_the_free_fix_and_a_trusted_buy():
@@ -61,12 +63,26 @@ def test_personal_work_that_only_an_untrusted_node_could_hold_names_the_free_fix
     (cause,) = r.causes
     assert cause.kind == "trust" and cause.owner == "carol"
     assert "no node carol trusts can hold qwen2.5-32b q4_k_m" in cause.sentence
-    assert cause.fix.startswith("carol trusting studio (free)")
+    assert cause.fix.startswith("adding carol to studio's trusted_owners (free)")
     # the purchase aimed at it is carol's own machine (she trusts only her own), and it is advised
     best = r.recommended
     assert best is not None and [p.owner for p in best.candidate.purchases] == ["carol"]
     assert best.fixes[cause.key] == pytest.approx(cause.per_month, rel=0.01)
     assert "carol's own" in r.sentence and "that fail today done in time" in r.sentence
+
+
+def test_public_work_refused_the_cloud_for_budget_says_by_how_much_to_raise_it():
+    big = {"model": "llama-3.1-70b", "quant": "q4_k_m", "prompt": 2000, "output": 500, "deadline_s": 600}
+    trace = steady_trace([{**big, "every_s": 300, "privacy": "public", "owner": "alice", "account": "home"}],
+                         days=2)
+    fleet = replace(fleet_of(node("mini", "m4-10", 16, "alice")), budgets={"home": Budget("home", 1.0, "day")})
+    r = advise(trace, fleet, AdvisorSettings(shortlist=2),
+               devices={d: catalog.device(d) for d in ("m4-10", "m4-pro-20")})
+    (budget,) = [c for c in r.causes if c.kind == "budget"]
+    assert budget.account == "home" and "its 1.00 USD daily cloud budget runs out" in budget.sentence
+    # the amount is those requests' price on the fleet's only API (Haiku: 1 / 5 USD per M tokens)
+    assert budget.value_usd_per_month == pytest.approx(budget.per_month * _api_price("claude-haiku-4.5", 2000, 500))
+    assert f"raising the home budget by about {budget.value_usd_per_month:,.2f} USD a month" in r.sentence
 
 
 def _replacements(fleet, trace, devices=("jetson-orin-nano-super", "m4-10", "m4-pro-20"), **kw):
