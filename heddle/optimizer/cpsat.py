@@ -16,10 +16,10 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from heddle.optimizer.assign import Assignment, objective_int
-from heddle.optimizer.policy import DETERMINISTIC_WALL_FACTOR, DETERMINISTIC_WALL_SLACK_S, Policy
+from heddle.optimizer.policy import Policy
 from heddle.optimizer.scoring import Scored
 
-__all__ = ["CpResult", "solve_cpsat"]
+__all__ = ["CpResult", "GapGoal", "solve_cpsat"]
 
 
 @dataclass(slots=True)
@@ -33,7 +33,7 @@ class CpResult:
     n_pools: int
 
 
-def _classes(sc: Scored, base, spend, kv, w, aggregate: bool) -> list[list[int]]:
+def _classes(sc: Scored, ok, base, spend, kv, w, aggregate: bool) -> list[list[int]]:
     if not aggregate:
         return [[t] for t in range(len(sc.tasks))]
     groups: dict[bytes, list[int]] = {}
@@ -41,18 +41,18 @@ def _classes(sc: Scored, base, spend, kv, w, aggregate: bool) -> list[list[int]]
     for t in range(len(sc.tasks)):
         key = b"|".join((
             np.array([sc.group[t], sc.account[t], defer[t], kv[t], w[t]], dtype=np.int64).tobytes(),
-            sc.ok[t].tobytes(), base[t].tobytes(), spend[t].tobytes(), sc.resident[t].tobytes(),
+            ok[t].tobytes(), base[t].tobytes(), spend[t].tobytes(), sc.resident[t].tobytes(),
         ))
         groups.setdefault(key, []).append(t)
     return list(groups.values())
 
 
-def _pools(sc: Scored, base, kv, w, free, cap, pools: bool) -> tuple[list[list[int]], np.ndarray]:
+def _pools(sc: Scored, ok, base, kv, w, free, cap, pools: bool) -> tuple[list[list[int]], np.ndarray]:
     """Target pools and a [J] flag 'memory may bind on this node'."""
     j_n, n_nodes = sc.fa.n_targets, sc.fa.n_nodes
     binding = np.zeros(j_n, dtype=bool)
     for j in range(n_nodes):
-        users = np.flatnonzero(sc.ok[:, j])
+        users = np.flatnonzero(ok[:, j])
         if users.size == 0:
             continue
         worst = (kv[users] + np.where(sc.resident[users, j], 0, w[users])).max()
@@ -65,7 +65,7 @@ def _pools(sc: Scored, base, kv, w, free, cap, pools: bool) -> tuple[list[list[i
         if j >= n_nodes or binding[j]:
             out.append([j])
             continue
-        key = sc.ok[:, j].tobytes() + base[:, j].tobytes()
+        key = ok[:, j].tobytes() + base[:, j].tobytes()
         if key in merged:
             merged[key].append(j)
         else:
@@ -74,14 +74,47 @@ def _pools(sc: Scored, base, kv, w, free, cap, pools: bool) -> tuple[list[list[i
     return out, binding
 
 
+class _StopWithin(cp_model.CpSolverSolutionCallback):
+    """Stops the search at the first solution within a relative gap of the better of CP-SAT's
+    bound and an outside bound, the gap measured on the objective less its fixed part."""
+
+    def __init__(self, goal: GapGoal, offset: int) -> None:
+        super().__init__()
+        self.goal, self.offset = goal, offset  # offset: the model leaves out fixed_total
+
+    def on_solution_callback(self) -> None:
+        objective = self.ObjectiveValue() + self.offset
+        bound = max(self.BestObjectiveBound() + self.offset, self.goal.bound_int)
+        if objective - bound <= self.goal.relative_gap * (objective - self.goal.fixed_int):
+            self.StopSearch()
+
+
+@dataclass(frozen=True, slots=True)
+class GapGoal:
+    """When a solution is good enough: (objective - bound) <= relative_gap x (objective -
+    fixed), all in micro-USD, with `bound_int` a valid lower bound found outside CP-SAT."""
+
+    relative_gap: float
+    bound_int: int
+    fixed_int: int
+
+
 def solve_cpsat(sc: Scored, policy: Policy, hint: Assignment | None, *, aggregate: bool = True,
-                pools: bool = True, prune: bool = True, time_limit_s: float | None = None) -> CpResult:
+                pools: bool = True, prune: bool = True, time_limit_s: float | None = None,
+                candidates: np.ndarray | None = None, goal: GapGoal | None = None) -> CpResult:
+    """Solve the batch exactly (up to the policy's gap and deterministic limit).
+
+    `candidates` [T, J]: the pairs the model may use (default: every feasible pair); the
+    caller passes the LP's reduced-cost survivors, which keeps every assignment better than
+    the hint. `goal`: stop at the first solution within that gap (with one worker the
+    solutions come in the same order on every run, so stopping there is reproducible)."""
     # --- data ------------------------------------------------------------------------------
     base, spend, defer = sc.base_int(), sc.spend_int(), sc.defer_int()
     kv, w, free, evictable = sc.memory_mb()
     cap = sc.view.free_slots
-    classes = _classes(sc, base, spend, kv, w, aggregate)
-    target_pools, binding = _pools(sc, base, kv, w, free, cap, pools)
+    ok = sc.ok if candidates is None else candidates & sc.ok
+    classes = _classes(sc, ok, base, spend, kv, w, aggregate)
+    target_pools, binding = _pools(sc, ok, base, kv, w, free, cap, pools)
     evict_cost = sc.eviction_int(policy)
     model = cp_model.CpModel()
 
@@ -93,7 +126,7 @@ def solve_cpsat(sc: Scored, policy: Policy, hint: Assignment | None, *, aggregat
         rep = members[0]
         for p, pool in enumerate(target_pools):
             # a pair costing at least the deferral is dominated (deferring uses no capacity)
-            if sc.ok[rep, pool[0]] and pool_cap[p] > 0 and (not prune or base[rep, pool[0]] < defer[rep]):
+            if ok[rep, pool[0]] and pool_cap[p] > 0 and (not prune or base[rep, pool[0]] < defer[rep]):
                 ub[c, p] = min(len(members), pool_cap[p])
                 x[c, p] = model.NewIntVar(0, ub[c, p], f"x[{c},{p}]")
     load: dict[tuple[int, int], cp_model.IntVar] = {}
@@ -137,13 +170,17 @@ def solve_cpsat(sc: Scored, policy: Policy, hint: Assignment | None, *, aggregat
             model.Add(sum(terms) <= int(limit))
 
     # --- objective: placed costs + deferrals + evictions --------------------------------------
-    deferred_total = int(sum(int(defer[m[0]]) * len(m) for m in classes))
-    model.Minimize(
+    # tasks with no candidate pair are deferred whatever happens: their cost stays out of the
+    # model's objective, so CP-SAT's relative gap is measured on the part a solver can change
+    fixed_total = int(sum(int(defer[m[0]]) * len(m) for c, m in enumerate(classes) if c not in by_class))
+    deferred_total = int(sum(int(defer[m[0]]) * len(m) for m in classes)) - fixed_total
+    objective = (
         sum((int(base[classes[c][0], target_pools[p][0]]) - int(defer[classes[c][0]])) * v
             for (c, p), v in x.items())
         + sum(evict_cost * e for e in evict.values())
         + deferred_total
     )
+    model.Minimize(objective)
 
     # --- warm start from the fast path ---------------------------------------------------------
     if hint is not None:
@@ -167,19 +204,19 @@ def solve_cpsat(sc: Scored, policy: Policy, hint: Assignment | None, *, aggregat
     limit = policy.time_limit_s if time_limit_s is None else time_limit_s
     if policy.deterministic:  # same input, same answer, however loaded the machine is
         solver.parameters.max_deterministic_time = limit
-        solver.parameters.max_time_in_seconds = limit * DETERMINISTIC_WALL_FACTOR + DETERMINISTIC_WALL_SLACK_S
+        solver.parameters.num_workers = 1
     else:
         solver.parameters.max_time_in_seconds = limit
-    solver.parameters.num_workers = policy.num_workers
+        solver.parameters.num_workers = policy.num_workers
     solver.parameters.random_seed = policy.random_seed
-    solver.parameters.relative_gap_limit = policy.relative_gap
-    status = solver.Solve(model)
+    stop = _StopWithin(goal, fixed_total) if goal is not None else None
+    status = solver.Solve(model, stop)
     name = solver.StatusName(status)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         fallback = hint if hint is not None else Assignment(
             np.full(len(sc.tasks), -1), np.zeros(sc.fa.n_targets, bool), np.zeros(len(sc.tasks), bool))
         obj = objective_int(sc, policy, fallback)
-        return CpResult(fallback, f"FAST_PATH ({name})", obj, obj, solver.WallTime(),
+        return CpResult(fallback, f"FAST_PATH ({name})", obj, 0, solver.WallTime(),  # no bound: 0
                         len(classes), len(target_pools))
 
     # --- read back: hand each class's tasks to its pools, each pool's slots node by node -----
@@ -202,7 +239,7 @@ def solve_cpsat(sc: Scored, policy: Policy, hint: Assignment | None, *, aggregat
                 evicted_by[on_j[0]] = True
     result = Assignment(target, evicted, evicted_by)
     obj = objective_int(sc, policy, result)
-    bound = round(solver.BestObjectiveBound())
+    bound = round(solver.BestObjectiveBound()) + fixed_total
     if hint is not None and objective_int(sc, policy, hint) < obj:  # never worse than the hint
         result, obj = hint, objective_int(sc, policy, hint)
     if name == "OPTIMAL" and obj > bound:

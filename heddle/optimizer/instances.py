@@ -7,6 +7,8 @@ LLM steps (several models and quantizations) and processor steps with every priv
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from heddle.models import (
@@ -30,7 +32,16 @@ from heddle.models import (
     catalog,
 )
 
-__all__ = ["DEVICE_IDS", "MODEL_CHOICES", "OFFER_IDS", "random_fleet", "random_state", "random_tasks"]
+__all__ = [
+    "DEVICE_IDS",
+    "MODEL_CHOICES",
+    "OFFER_IDS",
+    "memory_tight_problem",
+    "random_fleet",
+    "random_problem",
+    "random_state",
+    "random_tasks",
+]
 
 DEVICE_IDS = ("m2-ultra-76", "m3-max-40", "m4-pro-20", "m1-8", "jetson-agx-orin-64", "rtx-4090", "dgx-spark")
 """Devices synthetic fleets draw from (a spread of speeds, memory sizes and power draws)."""
@@ -114,3 +125,27 @@ def random_tasks(rng: np.random.Generator, n: int, fleet: Fleet, *, time_s: floa
             tasks.append(Task(kind=TaskKind.PROCESSOR, cpu_seconds=float(rng.uniform(0.1, 60)),
                               memory_gb=float(rng.uniform(0.1, 8)), **common))
     return tasks
+
+
+def random_problem(rng: np.random.Generator, n_tasks: int, n_nodes: int) -> tuple[FleetState, list[Task]]:
+    """A batch on a random fleet with some load (the benchmarks' standard instance)."""
+    fleet = random_fleet(rng, n_nodes)
+    state = random_state(fleet, rng, busy=0.3, trouble=0.05)
+    return state, random_tasks(rng, n_tasks, fleet)
+
+
+def memory_tight_problem(rng: np.random.Generator, n_tasks: int, n_nodes: int) -> tuple[FleetState, list[Task]]:
+    """A batch where memory binds: every node at its device's smallest memory with 2-5 slots,
+    LLM prompts four times as long (bigger KV caches), little load. Model loads and KV caches
+    then decide what fits, which is what makes CP-SAT's search hard."""
+    fleet = random_fleet(rng, n_nodes)
+    nodes = tuple(
+        dataclasses.replace(nd, memory_gb=float(min(nd.device.memory_options_gb)), slots=int(rng.integers(2, 6)),
+                            reserved_memory_gb=min(2.0, min(nd.device.memory_options_gb) / 4))
+        for nd in fleet.nodes
+    )
+    fleet = dataclasses.replace(fleet, nodes=nodes)
+    state = random_state(fleet, rng, busy=0.2, trouble=0.02)
+    tasks = [dataclasses.replace(t, prompt_tokens=t.prompt_tokens * 4) if t.kind is TaskKind.LLM else t
+             for t in random_tasks(rng, n_tasks, fleet)]
+    return state, tasks

@@ -329,5 +329,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
             reason=unplaced_reason(counts, any_ok, permanent, task.privacy.value), cost_usd={"defer": defer},
         )
         objective = defer_int
+    # an unplaced task had no option cheaper than deferring: its cost is fixed (no gap)
+    fixed = 0.0 if decision.status is DecisionStatus.PLACED else objective / MICRO
     return Placement([decision], status="OPTIMAL", objective=objective / MICRO,
-                     best_bound=objective / MICRO, solver="fast_path")
+                     best_bound=objective / MICRO, solver="fast_path", fixed_usd=fixed)

@@ -39,7 +39,15 @@ class Placement:
     objective: float = 0.0
     best_bound: float = 0.0
     solver: str = "fast_path"
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # the placement's own wall time (scoring, LP, CP-SAT), not a clock to rely on
+    fixed_usd: float = 0.0  # deferral costs of tasks nothing can place: in every objective
+
+    @property
+    def gap(self) -> float:
+        """(objective - best_bound) / (objective - fixed_usd): the relative gap on the part of
+        the objective a scheduler can change (0 when nothing can change)."""
+        changeable = self.objective - self.fixed_usd
+        return max(self.objective - self.best_bound, 0.0) / changeable if changeable > 1e-12 else 0.0
 
     def by_task(self) -> dict[TaskId, Decision]:
         return {d.task_id: d for d in self.decisions}
