@@ -115,7 +115,7 @@ class Agent:
         self._nc = await self._connect()
         if self._nc is None:  # drained before nats-server ever answered
             return 0
-        self._outbox = Outbox(self._nc.jetstream(), log)
+        self._outbox = Outbox(self._nc, log)
         node = self.settings.node_id
         await self._nc.subscribe(p.subject(p.ASSIGN, node=node), cb=self._on_assign)
         await self._nc.subscribe(p.subject(p.CONTROL, node=node), cb=self._on_control)
