@@ -7,7 +7,9 @@ measured in the same run.
    first request to the last `task_finished` report (each attempt: one request/reply, two
    acked JetStream reports, coalesced capacity reports); baseline: sequential raw NATS
    request/reply round trips to a trivial responder in this process.
-2. `burn` service time: wall seconds of one attempt of N iterations through the agent vs
+2. The agent's CPU per echo task (its process's user+system time over the run); baseline:
+   this process's CPU per raw request/reply round trip (the least a NATS exchange costs).
+3. `burn` service time: wall seconds of one attempt of N iterations through the agent vs
    the same burn called in this process (worker start, IPC and reports are the overhead).
 """
 
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 import nats
+import psutil
 
 from heddle.events.natsd import start_nats_server
 from heddle.live import protocol as p
@@ -66,16 +69,18 @@ async def main(tasks: int, slots: int) -> None:
     )
     try:
         await asyncio.wait_for(ready.wait(), 120)
+        agent_cpu = psutil.Process(agent.pid)
 
         async def respond(msg):
             await msg.respond(msg.data)
 
         await nc.subscribe("bench.echo", cb=respond)
         n = 2000
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(n):
             await nc.request("bench.echo", b"x", timeout=10)
         round_trips_per_s = n / (time.perf_counter() - t0)
+        round_trip_cpu_us = (time.process_time() - c0) / n * 1e6
 
         outstanding = asyncio.Semaphore(slots)
 
@@ -85,8 +90,11 @@ async def main(tasks: int, slots: int) -> None:
                                          timeout=30)
                 assert p.decode(reply.data).accepted
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), sum(agent_cpu.cpu_times()[:2])
         await asyncio.gather(*(one(i) for i in range(tasks)))
+        while len(finished) < tasks:  # the echo reports still in flight
+            await asyncio.sleep(0.01)
+        agent_cpu_us = (sum(agent_cpu.cpu_times()[:2]) - cpu0) / tasks * 1e6
         iterations = 2_000_000
         t_burn = time.perf_counter()
         await nc.request(p.subject(p.ASSIGN, node=NODE),
@@ -100,6 +108,8 @@ async def main(tasks: int, slots: int) -> None:
         print(f"echo through one agent ({tasks:,} tasks, {slots} slots): {echo_per_s:,.0f} tasks/s; "
               f"baseline raw request/reply {round_trips_per_s:,.0f}/s sequential; "
               f"ratio {echo_per_s / round_trips_per_s:.2f}")
+        print(f"agent CPU per echo task: {agent_cpu_us:,.0f} us; baseline CPU per raw round trip "
+              f"{round_trip_cpu_us:,.0f} us; ratio {agent_cpu_us / round_trip_cpu_us:.2f}")
         print(f"burn {iterations:,} iterations: {burn_agent_s:.3f} s through the agent vs "
               f"{burn_local_s:.3f} s in-process; ratio {burn_agent_s / burn_local_s:.2f}")
     finally:
