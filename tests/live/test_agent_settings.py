@@ -84,3 +84,21 @@ def test_probe_reads_battery_and_hot_sensors(monkeypatch):
 )
 def test_device_guessed_from_the_chip_name_takes_the_smallest_variant(chip, device):
     assert probe_mod.guess_device(chip) == device
+
+
+def test_probe_reads_apple_core_types_from_sysctl(monkeypatch):
+    answers = {"machdep.cpu.brand_string": "Apple M2 Pro", "hw.perflevel0.physicalcpu": "8",
+               "hw.perflevel1.physicalcpu": "4"}
+
+    def sysctl(args, **kwargs):
+        value = answers.get(args[-1])
+        return SimpleNamespace(stdout=f"{value}\n" if value else "", returncode=0 if value else 1)
+
+    monkeypatch.setattr(probe_mod.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(probe_mod.platform, "machine", lambda: "arm64")
+    monkeypatch.setattr(probe_mod.subprocess, "run", sysctl)
+    sample = probe_mod.Probe().sample()
+    assert (sample.chip, sample.os, sample.memory.unified) == ("Apple M2 Pro", "darwin", True)
+    assert (sample.cpu.performance_cores, sample.cpu.efficiency_cores) == (8, 4)
+    assert sample.gpu is not None and sample.gpu.type == "apple" and sample.neural_engine.available
+    assert probe_mod.guess_device(sample.chip) == "m2-pro-16"

@@ -43,18 +43,35 @@ class MachineSample:
     power: Power
 
 
+def _sysctl(name: str) -> str | None:
+    """A macOS sysctl value, or None (not macOS, no such key, sysctl missing)."""
+    if platform.system() != "Darwin":
+        return None
+    try:
+        out = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=2,
+                             check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def _core_split(physical: int) -> tuple[int, int]:
+    """(performance, efficiency) cores: macOS names its core types as perf levels 0 and 1;
+    elsewhere every core counts as a performance core."""
+    levels = [_sysctl(f"hw.perflevel{i}.physicalcpu") for i in (0, 1)]
+    if levels[0] and levels[0].isdigit():
+        efficiency = int(levels[1]) if levels[1] and levels[1].isdigit() else 0
+        return int(levels[0]), efficiency
+    return physical, 0
+
+
 def _chip_name() -> str:
     """Marketing name of the CPU ("Apple M2 Ultra", "AMD EPYC"); "unknown" if not found."""
-    if platform.system() == "Darwin":
-        try:
-            out = subprocess.run(
-                ["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True,
-                timeout=2, check=False,
-            )
-            if out.stdout.strip():
-                return out.stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            pass
+    brand = _sysctl("machdep.cpu.brand_string")
+    if brand:
+        return brand
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -118,8 +135,7 @@ class Probe:
         logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
         physical = psutil.cpu_count(logical=False) or logical
         self._apple = self._static[1] == "darwin" and self._static[2] == "arm64"
-        self._cores = physical
-        self._logical = logical
+        self._cores = _core_split(physical)
         psutil.cpu_percent(interval=None)  # primes the counter: the next call measures since now
 
     @property
@@ -136,8 +152,8 @@ class Probe:
             arch=arch,
             chip=chip,
             memory=Memory(total_gb=vm.total / GIB, free_gb=vm.available / GIB, unified=self._apple),
-            # Without a per-core-type probe every core counts as a performance core.
-            cpu=Cpu(performance_cores=self._cores, efficiency_cores=0, utilization=utilization),
+            cpu=Cpu(performance_cores=self._cores[0], efficiency_cores=self._cores[1],
+                    utilization=utilization),
             gpu=Gpu(type="apple") if self._apple else None,
             neural_engine=NeuralEngine(available=self._apple),
             thermal=_thermal(),
