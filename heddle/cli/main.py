@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from heddle.cli import advise, agent, catalog, events, live, models_cmd, place, sim, trace
+from heddle.cli import advise, agent, catalog, events, live, models_cmd, place, sim, sweep, trace
 
 app = typer.Typer(
     name="heddle",
@@ -20,6 +20,7 @@ app.command("place")(place.place)
 app.command("sim")(sim.sim)
 app.command("advise")(advise.advise)
 app.command("agent")(agent.agent)
+app.command("sweep")(sweep.sweep)
 live.register(app)
 
 if __name__ == "__main__":

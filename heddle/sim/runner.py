@@ -8,10 +8,8 @@ runs it, checks privacy on every record, and assembles the `SimResult`.
 from __future__ import annotations
 
 import gc
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +21,7 @@ import pandas as pd
 from heddle.models import Fleet, cost
 from heddle.sim.engine import Twin, TwinSettings
 from heddle.sim.errors import PrivacyViolationError, SimError
+from heddle.sim.executors import LocalExecutor, Outcome, RunExecutor
 from heddle.sim.express import ExpressTwin
 from heddle.sim.fleet_events import FleetDynamics
 from heddle.sim.metrics import queue_series, summarize, utilization_series
@@ -31,7 +30,7 @@ from heddle.sim.result import SimResult
 from heddle.sim.scenario import Scenario, load_scenario
 from heddle.sim.workload import Workload, as_workload
 
-__all__ = ["RunSpec", "run_many", "simulate"]
+__all__ = ["RunSpec", "run_many", "run_spec", "simulate"]
 
 
 def _fleet(fleet: Fleet | str | Path) -> Fleet:
@@ -196,37 +195,33 @@ class RunSpec:
     options: dict = field(default_factory=dict)  # extra TwinSettings fields
 
 
-def _run_spec(spec: RunSpec) -> SimResult:
+def run_spec(spec: RunSpec) -> SimResult:
+    """Run one spec in this process."""
     settings = TwinSettings(**spec.options) if spec.options else None
     return simulate(spec.fleet, spec.trace, spec.policy, spec.scenario, spec.seed, spec.horizon_s,
                     batch_window_s=spec.batch_window_s, settings=settings)
 
 
 def run_many(specs: Sequence[RunSpec], *, max_workers: int | None = None,
-             on_done: Callable[[int, SimResult], None] | None = None) -> list[SimResult]:
-    """Run several simulations in parallel processes; results in the order of `specs`.
+             on_done: Callable[[int, SimResult], None] | None = None,
+             executor: RunExecutor | None = None) -> list[SimResult]:
+    """Run several simulations (local processes unless `executor` says otherwise); results in
+    the order of `specs`.
 
-    One spec runs in-process (no pool start-up cost). A failing run raises its error after
-    the others finish, so one bad fleet does not hide the rest's results from the caller.
+    A failing run raises its error after the others finish, so one bad fleet does not hide the
+    rest's results from the caller (`executor.map` gives every outcome, failures included).
     """
-    if len(specs) == 1:
-        result = _run_spec(specs[0])
-        if on_done:
-            on_done(0, result)
-        return [result]
-    results: list[SimResult | None] = [None] * len(specs)
-    errors: list[BaseException] = []
-    with ProcessPoolExecutor(max_workers=max_workers or min(len(specs), os.cpu_count() or 2)) as pool:
-        futures = {pool.submit(_run_spec, s): k for k, s in enumerate(specs)}
-        for fut in as_completed(futures):
-            k = futures[fut]
-            try:
-                results[k] = fut.result()
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the others
-                errors.append(exc)
-                continue
-            if on_done:
-                on_done(k, results[k])
-    if errors:
-        raise errors[0] if isinstance(errors[0], SimError) else SimError(str(errors[0])) from errors[0]
-    return [r for r in results if r is not None]
+    executor = executor or LocalExecutor(max_workers)
+
+    def done(outcome: Outcome) -> None:
+        if outcome.ok and on_done:
+            on_done(outcome.index, outcome.result)
+
+    outcomes = executor.map(specs, done)
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        first = failed[0]
+        if isinstance(first.exception, SimError):
+            raise first.exception
+        raise SimError(first.error) from first.exception
+    return [o.result for o in outcomes]

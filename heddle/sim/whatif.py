@@ -8,14 +8,17 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from heddle.sim.executors import RunExecutor
+from heddle.sim.metrics import SimSummary
 from heddle.sim.result import SimResult
 from heddle.sim.runner import RunSpec, run_many
 from heddle.sim.scenario import shipped_scenario_path
 
-__all__ = ["Run", "comparison_table", "resolve_fleet", "resolve_scenario", "resolve_trace", "what_if"]
+__all__ = ["Run", "comparison_table", "resolve_fleet", "resolve_scenario", "resolve_trace", "summary_row", "what_if"]
 
 
 def resolve_fleet(name_or_path: str | Path) -> Path:
@@ -63,11 +66,13 @@ def what_if(
     horizon_s: float | None = None,
     on_done: Callable[[int, int, str], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    executor: RunExecutor | None = None,
 ) -> list[Run]:
     """Run every (fleet, policy) pair on one trace; parallel processes when there are several.
 
     `progress(done, total)` reports arrivals of a single run; `on_done(k, n, label)` reports
-    finished runs of a comparison.
+    finished runs of a comparison. `executor`: where several runs execute (default: local
+    processes; `heddle.sim.executors`).
     """
     trace_path = resolve_trace(trace)
     scenario_path = resolve_scenario(scenario) if scenario else None
@@ -86,35 +91,35 @@ def what_if(
                           batch_window_s=s.batch_window_s, progress=progress)
         return [Run(labels[0], result)]
     done = (lambda k, _r: on_done(k, len(specs), labels[k])) if on_done else None
-    results = run_many(specs, on_done=done)
+    results = run_many(specs, on_done=done, executor=executor)
     return [Run(label, r) for label, r in zip(labels, results)]
+
+
+def summary_row(s: SimSummary) -> dict[str, Any]:
+    """The numbers a what-if comparison is read by, from one run's summary."""
+    util = s.utilization
+    return {
+        "completed": s.completed,
+        "rejected": s.rejected,
+        "failed": s.failed,
+        "latency_p50_s": s.latency_s["p50"],
+        "latency_p95_s": s.latency_s["p95"],
+        "latency_p99_s": s.latency_s["p99"],
+        "ttft_p95_s": s.ttft_s["p95"],
+        "deadline_miss_rate": s.deadline_miss_rate,
+        "cloud_spend_usd": s.cloud_spend_usd,
+        "energy_kwh": s.energy_kwh,
+        "energy_cost_usd": s.energy_cost_usd,
+        "mean_utilization": sum(util.values()) / len(util) if util else 0.0,
+        "retries": s.retries,
+        "privacy_violations": s.privacy_violations,
+        "wall_s": s.wall_s,
+    }
 
 
 def comparison_table(runs: Sequence[Run]) -> pd.DataFrame:
     """One row per run: the numbers a what-if comparison is read by."""
-    rows = []
-    for run in runs:
-        s = run.result.summary
-        util = s.utilization
-        rows.append({
-            "run": run.label,
-            "completed": s.completed,
-            "rejected": s.rejected,
-            "failed": s.failed,
-            "latency_p50_s": s.latency_s["p50"],
-            "latency_p95_s": s.latency_s["p95"],
-            "latency_p99_s": s.latency_s["p99"],
-            "ttft_p95_s": s.ttft_s["p95"],
-            "deadline_miss_rate": s.deadline_miss_rate,
-            "cloud_spend_usd": s.cloud_spend_usd,
-            "energy_kwh": s.energy_kwh,
-            "energy_cost_usd": s.energy_cost_usd,
-            "mean_utilization": sum(util.values()) / len(util) if util else 0.0,
-            "retries": s.retries,
-            "privacy_violations": s.privacy_violations,
-            "wall_s": s.wall_s,
-        })
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"run": run.label, **summary_row(run.result.summary)} for run in runs])
 
 
 def safe_dir_name(label: str) -> str:

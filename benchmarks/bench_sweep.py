@@ -1,0 +1,87 @@
+"""Sweep throughput: many twin replays serially, in local processes and on a local Ray cluster.
+
+    uv run python benchmarks/bench_sweep.py            # 100 replays of the 14-day demo trace
+    uv run python benchmarks/bench_sweep.py --quick    # 10 replays
+
+Every replay runs the shipped demo fleet on the shipped 14-day demo trace with its own seed
+(so no result is reused). The same specs run three ways in this one process, and each figure
+is printed with its ratio to the serial baseline measured in the same run:
+  1. serial (`SerialExecutor`): one replay after another in this process — the baseline;
+  2. local processes (`LocalExecutor`, one worker per core);
+  3. Ray (`RayExecutor("local")`, a local cluster with one CPU per core), cluster start-up
+     timed separately.
+Also measured on Ray: the scheduling overhead per run (100 empty remote calls), from which
+the script prints an estimate of a sweep's wall time on several machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from heddle.sim.executors import LocalExecutor, RayExecutor, SerialExecutor
+from heddle.sim.runner import RunSpec
+from heddle.sim.whatif import resolve_fleet, resolve_trace
+
+
+def _specs(n: int) -> list[RunSpec]:
+    from heddle.traces import read_trace
+
+    trace = read_trace(resolve_trace("demo-14d"))  # loaded once, shared by every spec
+    fleet = resolve_fleet("demo")
+    return [RunSpec(fleet=fleet, trace=trace, policy="optimal", seed=k, label=f"seed {k}") for k in range(n)]
+
+
+def _timed(executor, specs) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    outcomes = executor.map(specs)
+    return time.perf_counter() - t0, sum(not o.ok for o in outcomes)
+
+
+def _empty() -> None:
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="10 replays instead of 100")
+    ap.add_argument("--runs", type=int, default=None)
+    args = ap.parse_args()
+    n = args.runs or (10 if args.quick else 100)
+    cores = os.cpu_count() or 2
+    specs = _specs(n)
+    print(f"{n} replays of the 14-day demo trace on the demo fleet, {cores} cores")
+
+    serial_s, failed = _timed(SerialExecutor(), specs)
+    per_run = serial_s / n
+    print(f"serial            {serial_s:8.1f} s  ({per_run:.2f} s/run)  1.00x  failed {failed}")
+    local_s, failed = _timed(LocalExecutor(cores), specs)
+    print(f"local processes   {local_s:8.1f} s  {serial_s / local_s:5.2f}x over serial  failed {failed}")
+
+    t0 = time.perf_counter()
+    executor = RayExecutor("local", num_cpus=cores)  # imports ray (after setting its options)
+    start_s = time.perf_counter() - t0
+    import ray
+
+    try:
+        ray_s, failed = _timed(executor, specs)
+        print(f"ray (local)       {ray_s:8.1f} s  {serial_s / ray_s:5.2f}x over serial  failed {failed}"
+              f"  (+{start_s:.1f} s cluster start-up)")
+        empty = ray.remote(_empty)
+        ray.get([empty.remote() for _ in range(100)])  # warm the workers
+        t0 = time.perf_counter()
+        ray.get([empty.remote() for _ in range(100)])
+        overhead = (time.perf_counter() - t0) / 100
+    finally:
+        ray.shutdown()
+    print(f"ray overhead      {overhead * 1e3:8.2f} ms per run ({overhead / per_run:.2%} of a run)")
+    print("estimate on M machines x C cores (per-run cost and overhead above, inputs shipped once per machine):")
+    for machines in (1, 4, 16):
+        slots = machines * cores
+        est = n * per_run / slots + n * overhead
+        print(f"  {machines:2d} machines x {cores} cores: ~{est:7.1f} s for {n} runs ({serial_s / est:5.1f}x over serial)")
+
+
+if __name__ == "__main__":
+    main()
