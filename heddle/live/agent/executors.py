@@ -19,6 +19,7 @@ import re
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -66,6 +67,11 @@ class Executor(ABC):
     def check(self, spec: ExecutorSpec) -> str | None:
         """Why this executor cannot take ``spec`` (the assignment is refused), or None."""
         return None
+
+    def resident_models(self) -> Iterable[tuple[str, str]]:
+        """(model, quant) pairs loaded now (LLM backends); reported in every capacity report,
+        so it must be cheap: return what the backend last observed, do no I/O here."""
+        return ()
 
     @abstractmethod
     async def run(self, assignment: Assignment, progress: Progress) -> Any:
@@ -198,8 +204,15 @@ class ExecutorRegistry:
     def get(self, kind: str) -> Executor:
         return self.by_kind[kind]
 
+    def executors(self) -> list[Executor]:
+        """Each registered executor once (one may serve several kinds)."""
+        return list({id(e): e for e in self.by_kind.values()}.values())
+
+    def resident_models(self) -> tuple[tuple[str, str], ...]:
+        return tuple(sorted({m for e in self.executors() for m in e.resident_models()}))
+
     async def close(self) -> None:
-        for executor in {id(e): e for e in self.by_kind.values()}.values():
+        for executor in self.executors():
             await executor.close()
 
 

@@ -203,6 +203,8 @@ class Agent:
             power=sample.power, labels=s.labels, owner=s.owner, trusted_owners=s.trusted_owners,
             status=self.status, slots=s.slots, free_slots=max(0, s.slots - len(self.running)),
             queued=len(self.queue), reserved_memory_gb=s.reserved_memory_gb,
+            resident_models=tuple(p.ResidentModel(model=m, quant=q)
+                                  for m, q in self.registry.resident_models()),
             running=tuple(p.TaskRef(task_id=k[0], attempt=k[1]) for k in self.running),
             refused_messages=sum(self.refused.values()),
         )

@@ -6,12 +6,16 @@ import getpass
 import os
 import re
 import socket
-from typing import Annotated
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from heddle.config import Settings
 from heddle.live.protocol import ID_PATTERN
+
+if TYPE_CHECKING:
+    from heddle.live.agent.executors import Executor
 
 __all__ = ["AgentSettings", "agent_settings", "default_node_id", "default_owner", "run_agent"]
 
@@ -113,8 +117,12 @@ def agent_settings(settings: Settings) -> AgentSettings:
     )
 
 
-def run_agent(settings: AgentSettings) -> int:
-    """Run an agent with the shipped executors until it has left; returns the exit code."""
+def run_agent(settings: AgentSettings, executors: Sequence[Executor] = ()) -> int:
+    """Run an agent until it has left; returns the exit code.
+
+    The shipped executors (echo, sleep, burn, processor) are registered first, then
+    ``executors`` (LLM backends), which may take over a kind.
+    """
     import asyncio
 
     from heddle.live.agent.executors import default_registry
@@ -125,4 +133,6 @@ def run_agent(settings: AgentSettings) -> int:
     if settings.device is None:
         settings = settings.model_copy(update={"device": guess_device(probe.chip)})
     registry = default_registry(settings.slots, settings.processors)
+    for executor in executors:
+        registry.register(executor)
     return asyncio.run(Agent(settings, registry, probe).run())

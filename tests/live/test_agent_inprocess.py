@@ -1,5 +1,5 @@
-"""The agent's own privacy check (defence in depth) agrees with the fleet's rule for every
-owner, trust and task, and never lets personal work of a stranger through."""
+"""The agent in-process, without NATS: its own privacy check (defence in depth) agrees with
+the fleet's rule for every owner, trust and task; a backend executor plugs in."""
 
 from __future__ import annotations
 
@@ -45,3 +45,28 @@ def test_agent_refuses_exactly_the_personal_work_its_node_may_not_hold(
     assert (reason is None) == allowed, reason
     if privacy is Privacy.PERSONAL and task_owner != node_owner and task_owner not in trusted:
         assert reason is not None and reason.startswith("privacy")
+
+
+def test_a_backend_plugs_in_and_its_resident_models_are_reported():
+    from heddle.live.agent import Executor
+
+    class Backend(Executor):
+        kinds = ("ollama",)
+
+        def check(self, spec):
+            return None if spec.target == "llama-3.1-8b" else f"model {spec.target!r} not pulled"
+
+        def resident_models(self):
+            return [("llama-3.1-8b", "q4_k_m")]
+
+        async def run(self, assignment, progress):  # pragma: no cover - not run here
+            return None
+
+    registry = default_registry()
+    registry.register(Backend())
+    agent = Agent(AgentSettings(node_id="n1", slots=2), registry, PROBE)
+    report = agent.capacity_report()
+    assert [(m.model, m.quant) for m in report.resident_models] == [("llama-3.1-8b", "q4_k_m")]
+    assert p.node_state(report).resident_models == frozenset({("llama-3.1-8b", "q4_k_m")})
+    assert registry.refusal(p.ExecutorSpec(kind="ollama", target="llama-3.1-8b")) is None
+    assert "not pulled" in registry.refusal(p.ExecutorSpec(kind="ollama", target="qwen"))
