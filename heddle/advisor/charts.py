@@ -66,8 +66,12 @@ def _payback(r: AdvisorReport) -> bytes:
         if e is not None and e.uncertainty is not None and not any(e is x for x in shown):
             shown.append(e)
     shown = shown[:3]
-    if not shown:
-        ax.text(0.5, 0.5, "no purchase candidate replayed", ha="center", transform=ax.transAxes)
+    never = all(float(np.min(e.uncertainty.samples)) >= PAYBACK_CEILING_MONTHS for e in shown)
+    if not shown or never:
+        what = ("no purchase candidate replayed" if not shown else
+                f"no candidate replayed pays back within {PAYBACK_CEILING_MONTHS:.0f} months\n"
+                "in any bootstrapped month or growth scenario")
+        ax.text(0.5, 0.5, what, ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return _png(fig)
     p90 = max(float(np.percentile(e.uncertainty.samples, 90)) for e in shown)
@@ -113,7 +117,9 @@ def _utilization(r: AdvisorReport) -> bytes:
     names = sorted(set(before_u) | set(after_u))
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names)), 4))
-    for dx, u, label in ((-0.2, before_u, "current fleet"), (0.2, after_u, after.candidate.name[:48])):
+    after_label = after.candidate.name[:48] + ("" if after is r.recommended or after is r.baseline
+                                                 else " (best replayed, not recommended)")
+    for dx, u, label in ((-0.2, before_u, "current fleet"), (0.2, after_u, after_label)):
         bars = ax.bar(x + dx, [u.get(n, 0.0) * 100 if n in u else np.nan for n in names], 0.4, label=label)
         ax.bar_label(bars, fmt="%.0f%%", fontsize=7)
     nodes = {n.id: n for n in after.candidate.fleet.nodes}
@@ -122,7 +128,8 @@ def _utilization(r: AdvisorReport) -> bytes:
     ax.set_xticks(x, ticks, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("busy share of slot time (%)")
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=7)
+    # above the plot: inside it the legend would hide the tallest bars' labels
+    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=2, frameon=False)
     return _png(fig)
 
 

@@ -97,7 +97,13 @@ def test_html_report_embeds_every_chart_as_a_png(trusted_report, tmp_path):
         head, _, data = src.partition(",")
         assert head == "data:image/png;base64"
         assert base64.b64decode(data, validate=True).startswith(PNG_SIGNATURE)
-    assert trusted_report.sentence in paths["markdown"].read_text(encoding="utf-8")
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert trusted_report.sentence in md
+    # every table has a header a reader can read: no empty header cells
+    assert "<th></th>" not in paths["html"].read_text(encoding="utf-8")
+    headers = [line for k, line in enumerate(md.splitlines()[1:], 1)
+               if line.startswith("|---") and md.splitlines()[k - 1].startswith("|")]
+    assert headers and all("|  |" not in md.splitlines()[md.splitlines().index(h) - 1] for h in headers)
     assert '"recommended": "' in paths["json"].read_text(encoding="utf-8")
 
 

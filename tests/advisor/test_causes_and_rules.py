@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -144,3 +145,26 @@ def test_counts_in_words_are_grammatical():
 
     assert [plural(x, "request") for x in (0.2, 1.0, 1.4, 2.0, 945.4)] == [
         "fewer than one request", "1 request", "1 request", "2 requests", "945 requests"]
+
+
+def test_a_replacement_that_serves_its_owner_worse_than_today_is_not_eligible():
+    from types import SimpleNamespace
+
+    from heddle.advisor.advise import _judge_replay
+
+    fleet = fleet_of(_rig(True), node("studio", "m2-ultra-76", 192, "alice"))
+    replay_df = pd.DataFrame({"owner": ["carol", "carol", "alice", "carol"]})
+    weights = np.full(4, 10.0)  # each replayed row stands for 10 requests a month
+
+    def fails(rows):
+        return SimpleNamespace(failures=pd.DataFrame({"row": rows}))
+
+    baseline = SimpleNamespace(candidate=SimpleNamespace(fleet=fleet), replay=fails([2]))
+    worse = SimpleNamespace(candidate=SimpleNamespace(kind="replace", removed=("carol-rig",)),
+                            replay=fails([0, 2]), fixes={}, owner_misses_per_month={},
+                            eligible=True, why_not="")
+    _judge_replay(worse, baseline, [], replay_df, weights)
+    assert not worse.eligible and "serves carol's own work worse (10 more requests a month" in worse.why_not
+    same = SimpleNamespace(**{**vars(worse), "replay": fails([2]), "eligible": True, "why_not": ""})
+    _judge_replay(same, baseline, [], replay_df, weights)
+    assert same.eligible and same.owner_misses_per_month == {"carol": 0.0}

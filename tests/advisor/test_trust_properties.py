@@ -27,13 +27,17 @@ def _allowed(fleet) -> set[tuple[str, str]]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(fleet_st, st.sampled_from(DEVICES), st.integers(1, 3))
-def test_a_purchase_never_widens_personal_trust(fleet, device, units):
-    c = add_candidate(fleet, catalog.device(device), catalog.device(device).memory_options_gb[-1], units)
+@given(fleet_st, st.sampled_from(DEVICES), st.integers(1, 3), st.sampled_from((None, *OWNERS)))
+def test_a_purchase_never_widens_personal_trust(fleet, device, units, buyer):
+    """Whoever buys it (the primary owner, or an owner for themselves, as the candidates aimed
+    at a trust cause do), a new machine runs personal work only of owners who already let that
+    buyer's machines run it."""
+    c = add_candidate(fleet, catalog.device(device), catalog.device(device).memory_options_gb[-1], units,
+                      owner=buyer)
     new = [n for n in c.fleet.nodes if n.id.startswith("buy-")]
     assert len(new) == units and c.fleet.nodes[: len(fleet.nodes)] == fleet.nodes
     for n in new:
-        assert n.owner == primary_owner(fleet)
+        assert n.owner == (buyer or primary_owner(fleet))
         for o in OWNERS:
             if n.may_hold_personal_of(o):
                 assert (o, n.owner) in _allowed(fleet) or o == n.owner
