@@ -26,6 +26,7 @@ class LiveNode:
     last_seen_s: float
     running: dict[str, int] = field(default_factory=dict)  # task id -> attempt assigned here
     lost: bool = False
+    unreachable: bool = False  # an assignment found no agent listening: wait for its next report
     draining: bool = False  # asked to drain by this control plane (or reported draining)
     left: bool = False
 
@@ -50,11 +51,11 @@ class FleetView:
             live = self.nodes[node_id] = LiveNode(node, report, now_s)
             outcome = "joined"
         else:
-            outcome = "rejoined" if (live.lost or live.left) else "seen"
+            outcome = "rejoined" if (live.lost or live.left or live.unreachable) else "seen"
             if report.seq < live.report.seq and outcome == "seen":
                 return "seen"  # an older report overtaken by a newer one: nothing new
             live.report, live.last_seen_s = report, now_s
-            live.lost = live.left = False
+            live.lost = live.left = live.unreachable = False
             if report.status is NodeStatus.DRAINING:
                 live.draining = True
             elif outcome == "rejoined":
@@ -72,7 +73,7 @@ class FleetView:
     def _refresh(self, live: LiveNode) -> None:
         state = node_state(live.report)
         state.free_slots = max(0, live.node.slots - len(live.running))
-        if live.lost or live.left:
+        if live.lost or live.left or live.unreachable:
             state.status = NodeStatus.DEPARTED
         elif live.draining:
             state.status = NodeStatus.DRAINING
@@ -114,6 +115,12 @@ class FleetView:
         self._refresh(live)
         return work
 
+    def mark_unreachable(self, node_id: NodeId) -> None:
+        """No agent listens there now (e.g. it is reconnecting): no work until it reports."""
+        live = self.nodes[node_id]
+        live.unreachable = True
+        self._refresh(live)
+
     def mark_draining(self, node_id: NodeId) -> None:
         live = self.nodes[node_id]
         live.draining = True
@@ -122,4 +129,4 @@ class FleetView:
     def usable(self, node_id: str) -> bool:
         """May new work be sent there now (known, present, not draining)?"""
         live = self.nodes.get(NodeId(node_id))
-        return live is not None and not (live.lost or live.left or live.draining)
+        return live is not None and not (live.lost or live.left or live.draining or live.unreachable)

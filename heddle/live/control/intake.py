@@ -156,8 +156,7 @@ class _Intake:
             self.answer(msg, None, job_id=job_id, accepted=len(fresh))
             now = self.plane.now()
             for live in fresh:
-                live.in_core = True
-                self.plane.core.submit(now, live.key, live.task, live.spec.after)
+                self.plane.core_submit(live, now)
         finally:
             done.set_result(None)
 

@@ -23,7 +23,7 @@ from nats.aio.client import Client as NATS
 
 from heddle.events import CommandRejected, EventEnvelope, JetStreamEventLog, TaskStatus
 from heddle.live import protocol as wire
-from heddle.live.control.book import CANCELLED, REJECTED, LiveTask
+from heddle.live.control.book import CANCELLED, REJECTED, LiveTask, outcome
 from heddle.live.control.core import CoreSettings, SchedulingCore
 from heddle.live.control.fleetview import FleetView
 from heddle.live.control.journal import Journal
@@ -40,6 +40,8 @@ SCHEDULER = "framework:scheduler"
 """issued_by of the scheduler's own decisions (placed, retried, rejected, failed, timed out)."""
 WATCH_INTERVAL_S = 0.1
 """How often liveness, timeouts and the core's tick are checked."""
+RECONNECT_POLL_S = 0.05
+"""How often the dispatcher looks whether the NATS connection is back."""
 
 
 def bridge(executor_kind: str) -> str:
@@ -75,6 +77,11 @@ class ControlPlane:
         self._subs: list[Any] = []
         self.ready = asyncio.Event()
         self.recover_until_s: float | None = None  # recovering work's nodes must report by then
+        self._outage = False  # the NATS connection was down at the last check
+        self._parked: dict[str, LiveTask] = {}  # waiting for work in flight at a restart
+        # Work held until every node had one loss window to report after our start.
+        self._warming: list[LiveTask] | None = []
+        self._warm_until_s = self.now() + settings.silence_s
 
     @staticmethod
     def now() -> float:
@@ -88,6 +95,7 @@ class ControlPlane:
     async def open(self) -> None:
         from heddle.live.control import intake, recovery, reports
 
+        self._warm_until_s = self.now() + self.settings.silence_s
         self.journal.start()
         await recovery.recover(self)
         loop = asyncio.get_running_loop()
@@ -124,31 +132,28 @@ class ControlPlane:
             logger.warning("task %s: %s refused: %s", task_id, command, exc)
             return None
 
-    def settle(self, live: LiveTask) -> None:
-        """The current attempt no longer holds its node's slot."""
-        if live.node and self.fleet.released(NodeId(live.node), live.key):
-            self.core.slot_freed(self.now(), NodeId(live.node))
-
     # -- the core's sink ----------------------------------------------------------------------
     def start(self, key: str, decision: Decision) -> None:
         live = self.tasks[key]
         node_id = decision.target or ""
+        now = self.now()
+        if decision.target_kind is TargetKind.NODE and not self.fleet.usable(node_id):
+            # The decision went stale (the node stopped taking work since the state was read).
+            self.core.declined(now, key, f"node {node_id} is not taking work")
+            return
         try:
             if decision.target_kind is not TargetKind.NODE:
                 raise PrivacyViolationError(f"no live executor for {decision.target_kind} targets")
-            node = self.fleet.nodes[NodeId(node_id)].node
-            check_privacy(live.task, node)
-        except (PrivacyViolationError, KeyError) as exc:
-            self.privacy_violations += isinstance(exc, PrivacyViolationError)
+            check_privacy(live.task, self.fleet.nodes[NodeId(node_id)].node)
+        except PrivacyViolationError as exc:
+            self.privacy_violations += 1
             logger.error("PLACEMENT REFUSED for %s on %s: %s", key, node_id, exc)
             reason = f"placement refused: {exc}"
             self.record(key, "FailTask", {"reason": reason, "retryable": True}, SCHEDULER)
-            # Not from inside the core's own call: it is still handing out this decision.
-            asyncio.get_running_loop().call_soon(self.core.lost, self.now(), key, reason)
+            self.core.lost(now, key, reason)  # bounded: the core fails it after max_retries
             return
         live.attempt += 1
         live.node, live.acked = node_id, False
-        now = self.now()
         timeout = live.spec.timeout_s or self.settings.task_timeout_s
         live.timeout_at_s = now + timeout + self.settings.timeout_grace_s
         heapq.heappush(self._timeouts, (live.timeout_at_s, key, live.attempt))
@@ -182,7 +187,49 @@ class ControlPlane:
         live.terminal = True
         self.record(key, "FailTask", {"reason": reason, "retryable": False}, issued_by)
 
-    # -- attempts ------------------------------------------------------------------------------
+    # -- what the core knows of each task ------------------------------------------------------
+    def core_submit(self, live: LiveTask, now: float) -> None:
+        """Hand a task to the core. Dependencies that already ended are settled here (the core
+        may never have seen them: a restart); a task waiting for work that was in flight at a
+        restart (which the core does not run) is parked until that work ends."""
+        pending = []
+        for dep in live.spec.after:
+            aggregate = self.journal.tasks.get(dep)
+            state = outcome(aggregate) if aggregate is not None else TaskStatus.SUBMITTED
+            if state == TaskStatus.COMPLETED:
+                continue
+            if state in ("failed", "rejected", "cancelled"):
+                self._terminal(live.key, REJECTED + f"dependency {dep} did not complete", SCHEDULER)
+                return
+            other = self.tasks.get(dep)
+            if other is not None and not other.in_core:
+                self._parked[live.key] = live
+                return
+            pending.append(dep)
+        self._parked.pop(live.key, None)
+        if self._warming is not None:  # the fleet is not known yet: offering now would reject
+            self._warming.append(live)
+            return
+        live.in_core = True
+        self.core.submit(now, live.key, live.task, pending)
+
+    def ended(self, live: LiveTask, ok: bool, reason: str = "") -> None:
+        """The current attempt ended for good (completed, failed, cancelled while running):
+        its slot is free and the core (if it runs it) hears the outcome."""
+        node, now = live.node, self.now()
+        released = bool(node) and self.fleet.released(NodeId(node), live.key)
+        live.node = ""
+        if live.in_core and node:
+            if ok:
+                self.core.completed(now, live.key)  # counts as the freed slot
+                return
+            self.core.failed(now, live.key, reason)
+        if released:
+            self.core.slot_freed(now, NodeId(node))
+        if not live.in_core:
+            for parked in list(self._parked.values()):  # work that waited for this one
+                self.core_submit(parked, now)
+
     def attempt_lost(self, key: str, attempt: int, reason: str, *, cancel: bool = True) -> None:
         """The current attempt will not finish (node lost/left, no ack, refused, timeout): the
         core retries it (TaskFailed, retryable) or fails it after max_retries."""
@@ -192,20 +239,16 @@ class ControlPlane:
         node = live.node
         if cancel and self.fleet.usable(node):
             self.send_control(node, "cancel", task_id=key, attempt=attempt, reason=reason)
-        self.fleet.released(NodeId(node), key)
+        released = self.fleet.released(NodeId(node), key)
         live.node, live.recovering = "", False
         self.record(key, "FailTask", {"reason": reason, "retryable": True}, SCHEDULER, attempt=attempt)
         now = self.now()
         if live.in_core:
             self.core.lost(now, key, reason)
         else:  # in flight at a restart: the core meets it now
-            live.in_core = True
-            self.core.submit(now, key, live.task, [d for d in live.spec.after if not self._completed(d)])
-        self.core.slot_freed(now, NodeId(node))
-
-    def _completed(self, key: str) -> bool:
-        aggregate = self.journal.tasks.get(key)
-        return aggregate is not None and aggregate.status == TaskStatus.COMPLETED
+            self.core_submit(live, now)
+        if released:
+            self.core.slot_freed(now, NodeId(node))
 
     def node_gone(self, node_id: NodeId, reason: str, *, left: bool) -> None:
         work = self.fleet.mark_gone(node_id, left=left)
@@ -236,6 +279,8 @@ class ControlPlane:
         while True:
             await self._wake_dispatch.wait()
             self._wake_dispatch.clear()
+            while not self.nc.is_connected:  # nats-server away: hold the work, don't burn retries
+                await asyncio.sleep(RECONNECT_POLL_S)
             batch, self._outbox = self._outbox, []
             for assignment in batch:
                 loop.create_task(self._assign(assignment))
@@ -249,8 +294,13 @@ class ControlPlane:
                 timeout=self.settings.ack_timeout_s,
             )
             reply = wire.decode(reply_msg.data, wire.AssignReply)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
-            self.attempt_lost(key, attempt, f"assignment not acknowledged by {assignment.node_id} ({type(exc).__name__})")
+        except nats.errors.NoRespondersError:
+            if NodeId(assignment.node_id) in self.fleet.nodes:
+                self.fleet.mark_unreachable(NodeId(assignment.node_id))
+            self.attempt_lost(key, attempt, f"no agent listening on {assignment.node_id}", cancel=False)
+            return
+        except nats.errors.TimeoutError:
+            self.attempt_lost(key, attempt, f"assignment not acknowledged by {assignment.node_id}")
             return
         except wire.ProtocolError as exc:
             self.refused["assign_reply"] += 1
@@ -276,6 +326,13 @@ class ControlPlane:
                 logger.exception("watchdog failed")
 
     def check_time(self, now: float) -> None:
+        if not self.nc.is_connected:  # our own outage: silence now says nothing about nodes
+            self._outage = True
+            return
+        if self._outage:  # back: every node gets a fresh loss window to report again
+            self._outage = False
+            for live in self.fleet.nodes.values():
+                live.last_seen_s = max(live.last_seen_s, now)
         for node_id in self.fleet.overdue(now, self.settings.silence_s):
             self.node_gone(node_id, f"missed {self.settings.missed_reports} reports", left=False)
         while self._timeouts and self._timeouts[0][0] <= now:
@@ -283,6 +340,11 @@ class ControlPlane:
             live = self.tasks.get(key)
             if live is not None and live.attempt == attempt and live.timeout_at_s <= now:
                 self.attempt_lost(key, attempt, "attempt timed out")
+        if self._warming is not None and now >= self._warm_until_s:
+            held, self._warming = self._warming, None
+            for live in held:
+                if not live.terminal:
+                    self.core_submit(live, now)
         if self.recover_until_s is not None and now > self.recover_until_s:
             self.recover_until_s = None
             for live in list(self.tasks.values()):
@@ -301,16 +363,14 @@ class ControlPlane:
             return f"no task {key!r}"
         if live.terminal:
             return f"task {key} has already ended"
-        now = self.now()
-        if not self.core.cancel(now, key):
-            node = live.node
-            if node:
-                self.send_control(node, "cancel", task_id=key, attempt=live.attempt, reason="cancelled by user")
-            self._terminal(key, CANCELLED + issued_by, issued_by)
-            self.settle(live)
-            self.core.failed(now, key, "cancelled")
-            return None
         self._terminal(key, CANCELLED + issued_by, issued_by)
+        if live.node:  # running (or sent): stop it there
+            self.send_control(live.node, "cancel", task_id=key, attempt=live.attempt, reason="cancelled by user")
+            self.ended(live, ok=False, reason="cancelled")
+        elif live.in_core:
+            self.core.cancel(self.now(), key)
+        else:
+            self._parked.pop(key, None)
         return None
 
     def drain(self, node_id: str, deadline_s: float | None) -> str | None:

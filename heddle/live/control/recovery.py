@@ -16,9 +16,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from heddle.events import JobAggregate, TaskAggregate, TaskStatus
-from heddle.live.control.book import REJECTED, LiveTask
+from heddle.live.control.book import LiveTask
 from heddle.live.control.messages import SubmitTask
-from heddle.live.control.plane import SCHEDULER
 from heddle.live.control.streams import read_history
 
 if TYPE_CHECKING:
@@ -83,17 +82,5 @@ def _note(fact: dict[str, Any], event_type: str, payload: dict[str, Any]) -> Non
 
 
 def _resubmit(plane: ControlPlane, live: LiveTask, now: float) -> int:
-    pending = []
-    for dep in live.spec.after:
-        aggregate = plane.journal.tasks.get(dep)
-        if aggregate is None or aggregate.status == TaskStatus.FAILED:
-            live.terminal = True
-            plane.record(live.key, "FailTask",
-                         {"reason": f"{REJECTED}dependency {dep} did not complete", "retryable": False},
-                         SCHEDULER)
-            return 0
-        if aggregate.status != TaskStatus.COMPLETED:
-            pending.append(dep)
-    live.in_core = True
-    plane.core.submit(now, live.key, live.task, pending)
+    plane.core_submit(live, now)
     return 1

@@ -161,19 +161,19 @@ class _Reports:
             return []  # exactly once: a re-run's second finish changes nothing
         current = report.attempt == live.attempt
         issued_by = bridge(live.spec.executor.kind)
-        now = plane.now()
         if report.outcome == "ok":
+            if not current and not live.node:
+                return []  # an old attempt's result while the retry waits: the retry will run
             out = self.catch_up(live, report, issued_by)
             done = plane.record(
                 live.key, "CompleteTask", {}, issued_by, result=report.result, node=report.node_id,
                 attempt=report.attempt, timings=report.timings.model_dump(),
             )
             live.terminal, live.result = True, report.result
-            if not current and live.node and plane.fleet.usable(live.node):
+            if not current and plane.fleet.usable(live.node):
                 plane.send_control(live.node, "cancel", task_id=live.key, attempt=live.attempt,
                                    reason="another attempt completed")
-            plane.settle(live)
-            plane.core.completed(now, live.key)
+            plane.ended(live, ok=True)
             return out + ([done] if done is not None else [])
         if not current:
             return []  # a superseded attempt failing: the current one carries on
@@ -185,6 +185,5 @@ class _Reports:
         live.terminal = True
         failed = plane.record(live.key, "FailTask", {"reason": reason, "retryable": False}, issued_by,
                               timings=report.timings.model_dump())
-        plane.settle(live)
-        plane.core.failed(now, live.key, reason)
+        plane.ended(live, ok=False, reason=reason)
         return [failed] if failed is not None else []
