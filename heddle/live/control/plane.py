@@ -24,13 +24,12 @@ from nats.aio.client import Client as NATS
 from heddle.events import CommandRejected, EventEnvelope, JetStreamEventLog, TaskStatus
 from heddle.live import protocol as wire
 from heddle.live.control.book import CANCELLED, REJECTED, LiveTask, outcome
-from heddle.live.control.core import CoreSettings, SchedulingCore
 from heddle.live.control.fleetview import FleetView
 from heddle.live.control.journal import Journal
 from heddle.live.control.privacy import PrivacyViolationError, check_privacy
 from heddle.live.control.settings import ControlSettings
 from heddle.models import NodeId
-from heddle.optimizer import Decision, TargetKind
+from heddle.optimizer import CoreSettings, Decision, SchedulingCore, TargetKind
 
 __all__ = ["SCHEDULER", "ControlPlane"]
 
