@@ -3,8 +3,11 @@ processes; work submitted as files; what happened recounted from the JetStream e
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from heddle.live.control.client import ControlError
 from heddle.live.control.privacy import privacy_allows
 from heddle.live.control.submission import load_submission
 from heddle.models import Node, NodeId, OwnerId, Privacy, catalog
@@ -131,3 +134,69 @@ async def test_a_council_runs_its_rounds_then_the_synthesis(cluster, tmp_path):
     assert rounds == ["r1", "r1", "r2", "r2", "r3", "r3", "synthesis"]
     status = await client.status("board")
     assert {row.result["answer"] for row in status.tasks} == {42}  # echo returned the payload
+
+
+def _garbage(kind: str) -> list[bytes]:
+    """Not JSON, not an object, oversized, another major version, the wrong schema."""
+    header = {"sender": "mallory", "seq": 1, "sent_at": 0.0, "type": kind}
+    return [
+        b"\x00\xff not json",
+        b"[1, 2, 3]",
+        json.dumps({**header, "v": "1.0", "pad": "x" * (600 * 1024)}).encode(),
+        json.dumps({**header, "v": "2.0"}).encode(),
+        json.dumps({**header, "v": "1.0", "node_id": 7, "task_id": ["?"]}).encode(),
+    ]
+
+
+async def test_garbage_on_every_subject_is_counted_and_accepted_work_still_completes(cluster, tmp_path):
+    tasks = load_submission(workload_file(tmp_path, "calm.yaml", echo_tasks(30, kind="sleep", seconds=0.2)), "calm")
+    client = await cluster.client()
+    await cluster.wait_nodes(client, set(NODES))
+    await client.submit("calm", tasks)
+    nc = client.nc
+    for subject, kind in [("heddle.v1.capacity.alpha", "capacity"), ("heddle.v1.left.alpha", "left")]:
+        for data in _garbage(kind):
+            await nc.publish(subject, data)
+    for data in _garbage("task_finished"):
+        await nc.jetstream().publish("heddle.v1.report.alpha", data)
+    refusals = []
+    for subject, kind in [("heddle.v1.submit", "submit"), ("heddle.v1.query.status", "query"),
+                          ("heddle.v1.query.fleet", "query"), ("heddle.v1.cancel", "cancel"),
+                          ("heddle.v1.drain", "drain")]:
+        for data in _garbage(kind):
+            reply = json.loads((await nc.request(subject, data, timeout=30)).data)
+            refusals.append((subject, reply["ok"], reply["error"].split(":")[0]))
+    assert all(not ok for _, ok, _ in refusals)
+    assert {field for *_, field in refusals} >= {"refused"}
+
+    async def all_counted():
+        refused = (await client.status()).refused_messages
+        wanted = {"capacity": 5, "left": 5, "report": 5, "submit": 5, "query": 10, "cancel": 5, "drain": 5}
+        return all(refused.get(k, 0) >= n for k, n in wanted.items())
+
+    await cluster.wait_for(all_counted, "every garbage message counted")
+    assert await cluster.wait_job(client, "calm", 30) == {"completed": 30}
+    await cluster.wait_nodes(client, set(NODES))  # alpha was not made to leave
+    assert cluster.control.poll() is None
+
+
+async def test_cancel_stops_a_running_task_and_records_it_cancelled(cluster, tmp_path):
+    text = "tasks:\n  - {id: long, kind: processor, cpu_seconds: 1}\nrun:\n  long: {kind: sleep, payload: {seconds: 60}}\n"
+    tasks = load_submission(workload_file(tmp_path, "long.yaml", text), "long")
+    client = await cluster.client()
+    await cluster.wait_nodes(client, set(NODES))
+    await client.submit("long", tasks)
+
+    async def started():
+        return (await client.status("long", limit=0)).jobs.get("long", {}).get("started")
+
+    await cluster.wait_for(started, "the long task started")
+    await client.cancel("long-long")
+    assert (await client.status("long", limit=0)).jobs["long"] == {"cancelled": 1}
+    with pytest.raises(ControlError, match="already ended"):
+        await client.cancel("long-long")
+
+    async def slot_back():
+        return sum(n.running for n in (await client.fleet()).nodes) == 0
+
+    await cluster.wait_for(slot_back, "the slot freed")
