@@ -18,13 +18,14 @@ import numpy as np
 import pandas as pd
 
 from heddle.advisor.baseline import CloudUse, cloud_use
-from heddle.advisor.candidates import owner_needs
+from heddle.advisor.candidates import owner_needs, serves_personal_locally
 from heddle.advisor.causes import Cause, diagnose, monthly_weights
+from heddle.advisor.changes import free_changes
 from heddle.advisor.days import DayPlan, plan_days, row_days, subset_days
 from heddle.advisor.errors import AdvisorError, WorkloadError
 from heddle.advisor.lookup import catalog_devices
 from heddle.advisor.roi import Evaluation, daily_costs, evaluate
-from heddle.advisor.screen import ScreenResult, screen
+from heddle.advisor.screen import Estimate, ScreenResult, screen
 from heddle.advisor.settings import AdvisorSettings
 from heddle.advisor.slices import make_slices
 from heddle.advisor.twin import replay_fleets
@@ -53,6 +54,7 @@ class AdvisorReport:
     sentence: str
     causes: list[Cause] = field(default_factory=list)  # why work fails today
     note: str = ""  # why an addition was preferred to a replacement, if it was
+    changes: list[Evaluation] = field(default_factory=list)  # no-purchase changes, replayed
     timings_s: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -81,6 +83,7 @@ class AdvisorReport:
                        "weight_days": self.plan.weight_days.tolist()},
             "baseline": self.baseline.as_dict(),
             "candidates": [e.as_dict() for e in self.evaluations],
+            "changes": [e.as_dict() for e in self.changes],
             "privacy_violations": self.privacy_violations,
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
         }
@@ -237,9 +240,14 @@ def advise(
                  causes, owner_needs(df))
     t["screen"] = time.perf_counter() - t2
 
-    say(f"replaying {len(scr.shortlist) - 1} candidate fleets in the twin")
+    changes = [Estimate(c, scr.baseline.mix, 0.0, 0.0, 0.0, serves_personal_locally(c.fleet, slices))
+               for c in free_changes(fleet, causes)]
+    say(f"replaying {len(scr.shortlist) - 1 + len(changes)} candidate fleets in the twin")
     t3 = time.perf_counter()
-    replays = [base_replay] + replay([(e.candidate.name, e.candidate.fleet) for e in scr.shortlist[1:]])
+    runs = scr.shortlist[1:] + changes
+    replays = [base_replay] + replay([(e.candidate.name, e.candidate.fleet) for e in runs])
+    change_replays = replays[len(scr.shortlist):]
+    replays = replays[:len(scr.shortlist)]
     t["twin"] += time.perf_counter() - t3
 
     t4 = time.perf_counter()
@@ -248,16 +256,18 @@ def advise(
     evals = [evaluate(e, r, base_costs, plan, settings, profile.growth_per_year, rng)
              for e, r in zip(scr.shortlist, replays)]
     baseline, others = evals[0], evals[1:]
-    for e in others:
+    done = [evaluate(e, r, base_costs, plan, settings, profile.growth_per_year, rng)
+            for e, r in zip(changes, change_replays)]
+    for e in others + done:
         _judge_replay(e, baseline, causes, replay_df, weights)
     others.sort(key=lambda e: (-e.npv_usd, e.candidate.net_usd, e.candidate.name))
     best, note = _pick([e for e in others if _trustworthy(e, settings)])
     current = cloud_use(replay_df, base_replay, base_costs, plan, slices, fleet)
-    sentence = recommendation_sentence(best, others, settings, causes, note)
+    sentence = recommendation_sentence(best, others, settings, causes, note, done)
     t["roi"] = time.perf_counter() - t4
     t["total"] = time.perf_counter() - t0
     return AdvisorReport(settings, fleet.name, label, profile, current, len(scr.estimates) + 1, scr,
-                         plan, others, baseline, best, sentence, causes, note, t)
+                         plan, others, baseline, best, sentence, causes, note, done, t)
 
 
 @dataclass(slots=True)

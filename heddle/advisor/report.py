@@ -16,7 +16,7 @@ from heddle.advisor.roi import Evaluation
 from heddle.advisor.uncertainty import PAYBACK_CEILING_MONTHS
 from heddle.advisor.value import describe_value
 
-__all__ = ["CAUSE_COLUMNS", "RANKING_COLUMNS", "REPORT_FILES", "cause_rows", "check_out_dir",
+__all__ = ["CAUSE_COLUMNS", "CHANGE_COLUMNS", "RANKING_COLUMNS", "REPORT_FILES", "cause_rows", "change_rows", "check_out_dir",
            "ranking_rows", "write_report"]
 
 RANKING_COLUMNS = ("#", "candidate", "price USD", "resale USD", "net USD", "cloud saved USD/mo",
@@ -25,6 +25,9 @@ RANKING_COLUMNS = ("#", "candidate", "price USD", "resale USD", "net USD", "clou
                    "break-even USD/miss", "privacy", "status")
 """The ranked table: saves = cloud + energy + work done (the value of work no longer failing);
 payback = net / saves, net = price - resale (a replaced machine sold used)."""
+
+CHANGE_COLUMNS = ("change (no purchase)", "done in time /mo", "more cloud spend USD/mo", "privacy")
+"""Changes a setting makes, replayed in the twin but never recommended (the owners decide)."""
 
 CAUSE_COLUMNS = ("cause", "requests/mo", "value USD/mo", "why, in words", "what would fix it",
                  "done in time by the advice /mo")
@@ -41,7 +44,7 @@ def _usd(x: float) -> str:
 
 
 def _cents(x: float) -> str:
-    return f"{x:,.2f}" if math.isfinite(x) else "-"
+    return f"{round(x, 2) + 0.0:,.2f}" if math.isfinite(x) else "-"  # + 0.0: no "-0.00"
 
 
 BREAK_EVEN_CAP = 100.0
@@ -83,6 +86,11 @@ def cause_rows(report: AdvisorReport) -> list[list[str]]:
     best = report.recommended
     return [[c.kind, f"{c.per_month:,.0f}", _cents(c.value_usd_per_month), c.sentence, c.fix,
              f"{best.fixes.get(c.key, 0.0):,.0f}" if best else "-"] for c in report.causes]
+
+
+def change_rows(report: AdvisorReport) -> list[list[str]]:
+    return [[e.candidate.name, f"{sum(e.fixes.values()):,.0f}", _cents(-e.savings_usd_per_month["cloud"]),
+             f"{e.replay.privacy_violations} violations"] for e in report.changes]
 
 
 def _facts(r: AdvisorReport) -> list[tuple[str, str]]:
@@ -172,6 +180,7 @@ img{{max-width:100%}}figure{{margin:1.5em 0}}</style></head><body>
 {causes}
 <h2>Candidates (replayed in the twin)</h2>
 {table(RANKING_COLUMNS, ranking_rows(r))}
+{"<h2>Changes that need no purchase</h2>" + table(CHANGE_COLUMNS, change_rows(r)) if r.changes else ""}
 <h2>Workload and current fleet</h2>
 {table(("fact", "value"), _facts(r))}
 <h2>Uncertainty and sensitivity</h2>
@@ -204,8 +213,10 @@ def _markdown(r: AdvisorReport, chart_files: dict[str, str]) -> str:
     parts += ["## Why work fails today", "",
               table(CAUSE_COLUMNS, cause_rows(r)) if r.causes
               else "Nothing: the current fleet does all the work in time.", "",
-              "## Candidates (replayed in the twin)", "", table(RANKING_COLUMNS, ranking_rows(r)), "",
-              "## Workload and current fleet", "", table(("fact", "value"), _facts(r)), ""]
+              "## Candidates (replayed in the twin)", "", table(RANKING_COLUMNS, ranking_rows(r)), ""]
+    if r.changes:
+        parts += ["## Changes that need no purchase", "", table(CHANGE_COLUMNS, change_rows(r)), ""]
+    parts += ["## Workload and current fleet", "", table(("fact", "value"), _facts(r)), ""]
     if sens:
         parts += ["## Uncertainty and sensitivity", "",
                   table(_sensitivity_head(r), sens), ""]

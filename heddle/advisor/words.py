@@ -68,10 +68,27 @@ def _fixes_text(e: Evaluation, causes: list[Cause]) -> str:
             f"in time ({shown}).")
 
 
+def _changes_text(changes: list[Evaluation], lead: str) -> str:
+    """What each no-purchase change would get done (a sentence per change that does something)."""
+    out = []
+    for e in changes:
+        n = sum(e.fixes.values())
+        if n < 0.5:
+            continue
+        cost = -e.savings_usd_per_month["cloud"]
+        extra = f", for about {cost:,.2f} USD a month more cloud spend" if cost >= 0.005 else ""
+        name = e.candidate.name
+        out.append(f" {lead}{name[0].upper() if not lead else name[0]}{name[1:]} would get "
+                   f"{plural(n, 'request')} a month done in time{extra}"
+                   + (" (a decision for the owners, not a purchase)." if "trusted_owners" in name else "."))
+    return "".join(out)
+
+
 def recommendation_sentence(best: Evaluation | None, candidates: list[Evaluation],
                             settings: AdvisorSettings, causes: list[Cause],
-                            note: str = "") -> str:
-    """One or two sentences an owner can act on."""
+                            note: str = "", changes: list[Evaluation] | None = None) -> str:
+    """One or two sentences an owner can act on (and what changes that need no purchase do)."""
+    changes = changes or []
     if best is not None:
         band = ""
         if best.uncertainty:
@@ -81,15 +98,17 @@ def recommendation_sentence(best: Evaluation | None, candidates: list[Evaluation
         return (f"{what_text(best)} for {_price_text(best)}: it saves {sv:,.0f} USD a month at "
                 f"today's request rate{_parts_text(best)} and pays back in "
                 f"{months_text(best.payback_months)}{band}; 3-year NPV {best.npv_usd:,.0f} USD."
-                + _fixes_text(best, causes) + (f" {note}" if note else ""))
-    return _keep_sentence(candidates, settings, causes)
+                + _fixes_text(best, causes) + (f" {note}" if note else "")
+                + _changes_text(changes, "Without buying anything, "))
+    return _keep_sentence(candidates, settings, causes, changes)
 
 
 def _count(n: float) -> str:
     return "fewer than one" if 0 < n < 0.5 else f"{round(n):,}"
 
 
-def _keep_sentence(candidates: list[Evaluation], settings: AdvisorSettings, causes: list[Cause]) -> str:
+def _keep_sentence(candidates: list[Evaluation], settings: AdvisorSettings, causes: list[Cause],
+                   changes: list[Evaluation]) -> str:
     head = (f"Keep the current fleet: no purchase within the {settings.budget_usd:,.0f} USD budget "
             f"pays back within {settings.horizon_months} months")
     paying = [e for e in candidates if e.npv_usd > 0 and math.isfinite(e.payback_months)]
@@ -116,9 +135,10 @@ def _keep_sentence(candidates: list[Evaluation], settings: AdvisorSettings, caus
                      + ("at their cloud price (set --miss-value if they are worth more to you)"
                         if settings.miss_value_usd is None and not settings.miss_value_usd_by_priority
                         else "at the value you set for work not done in time"))
-    for c in (c for c in causes if c.kind == "budget"):
+    replayed = {e.candidate.aim for e in changes}
+    for c in (c for c in causes if c.kind == "budget" and c.key not in replayed):
         parts.append(f"raising the {c.account} budget by about {c.value_usd_per_month:,.2f} USD a month "
-                     f"would get {_count(c.per_month)} of them done in the cloud")
+                     f"would let {_count(c.per_month)} of them use the cloud")
     aimed = [e for e in candidates if e.eligible and e.misses_avoided_per_month >= 0.5
              and math.isfinite(e.break_even_miss_value_usd) and e.candidate.net_usd > 0]
     tail = ""
@@ -129,4 +149,5 @@ def _keep_sentence(candidates: list[Evaluation], settings: AdvisorSettings, caus
         tail = (f" {what_text(e, gerund=True)} would get {plural(e.misses_avoided_per_month, 'more request')} a "
                 f"month done in time; it pays back within {settings.horizon_months} months if each "
                 f"is worth at least {_money(e.break_even_miss_value_usd)} USD to you (--miss-value).")
-    return head + (". " + "; ".join(parts)[0].upper() + "; ".join(parts)[1:] if parts else "") + "." + tail
+    return (head + (". " + "; ".join(parts)[0].upper() + "; ".join(parts)[1:] if parts else "") + "." + tail
+            + _changes_text(changes, ""))

@@ -70,6 +70,10 @@ def test_personal_work_that_only_an_untrusted_node_could_hold_names_the_free_fix
     assert best is not None and [p.owner for p in best.candidate.purchases] == ["carol"]
     assert best.fixes[cause.key] == pytest.approx(cause.per_month, rel=0.01)
     assert "carol's own" in r.sentence and "that fail today done in time" in r.sentence
+    # the free fix is replayed too, and reported, but left to the owners: never the recommendation
+    (change,) = r.changes
+    assert change.candidate.kind == "change" and change.fixes[cause.key] == pytest.approx(cause.per_month, rel=0.01)
+    assert "Without buying anything, adding carol to studio's trusted_owners" in r.sentence
 
 
 def test_public_work_refused_the_cloud_for_budget_says_by_how_much_to_raise_it():
@@ -83,7 +87,12 @@ def test_public_work_refused_the_cloud_for_budget_says_by_how_much_to_raise_it()
     assert budget.account == "home" and "its 1.00 USD daily cloud budget runs out" in budget.sentence
     # the amount is those requests' price on the fleet's only API (Haiku: 1 / 5 USD per M tokens)
     assert budget.value_usd_per_month == pytest.approx(budget.per_month * _api_price("claude-haiku-4.5", 2000, 500))
-    assert f"raising the home budget by about {budget.value_usd_per_month:,.2f} USD a month" in r.sentence
+    # the raise is replayed: the twin says what it gets done and what it costs in the cloud
+    (change,) = r.changes
+    per_day = budget.value_usd_per_month / (365.25 / 12)
+    assert change.candidate.name == f"raising the home budget by {per_day:,.2f} USD a day"
+    assert change.fixes[budget.key] == pytest.approx(budget.per_month, rel=0.05)
+    assert f"Raising the home budget by {per_day:,.2f} USD a day would get" in r.sentence
 
 
 def _replacements(fleet, trace, devices=("jetson-orin-nano-super", "m4-10", "m4-pro-20"), **kw):
