@@ -21,6 +21,7 @@ from heddle.models.errors import FleetError
 from heddle.models.fleet import load_fleet, shipped_fleet_path
 from heddle.optimizer import OptimizerError, resolve_policy, scored
 from heddle.optimizer import place as place_tasks
+from heddle.optimizer.engine import place_scored
 from heddle.optimizer.report import placement_report
 from heddle.optimizer.taskfile import parse_tasks
 
@@ -68,7 +69,7 @@ def place(
         chosen = resolve_policy(policy)
         the_fleet = load_fleet(fleet_path)
         text = tasks_path.read_text(encoding="utf-8")
-        pending = parse_tasks(text, str(tasks_path))
+        pending = parse_tasks(text, str(tasks_path), the_fleet, str(fleet_path))
     except (OptimizerError, FleetError) as exc:
         err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -76,11 +77,12 @@ def place(
         err.print(f"[red]error:[/red] cannot read {exc.filename}: {exc.strerror}", highlight=False)
         raise typer.Exit(2) from None
     state = FleetState.idle(the_fleet, time_s)
-    placement = place_tasks(state, pending, chosen)
-    if as_json:
-        report = placement_report(state, pending, placement, scored(state, pending, chosen), chosen)
+    if as_json:  # the record reads the table the placement was decided from
+        placement, table = place_scored(state, pending, chosen)
+        report = placement_report(state, pending, placement, table or scored(state, pending, chosen), chosen)
         typer.echo(json.dumps(report, indent=2))
         return
+    placement = place_tasks(state, pending, chosen)
     title = (f"heddle place — fleet {the_fleet.name}, policy {chosen.name}: {placement.status}, "
              f"objective ${placement.objective:.6f}, bound ${placement.best_bound:.6f}")
     out.print(_decisions_table(placement, title))

@@ -66,5 +66,14 @@ class Fleet:
                 return o
         raise KeyError(offer_id)
 
+    def unknown_account(self, account: str) -> str | None:
+        """None if the fleet defines budget account `account`, else what to tell the user (a
+        task charged to an account the fleet does not define could never use the cloud: the
+        file readers turn this into an error naming the file and field)."""
+        if account in self.budgets:
+            return None
+        known = ", ".join(sorted(self.budgets)) if self.budgets else "none: the fleet defines no budgets"
+        return f"budget account {account!r} is not defined by fleet {self.name!r}; expected one of: {known}"
+
     def price_usd_per_kwh(self, node: Node) -> float:
         return node.electricity_usd_per_kwh or self.electricity_usd_per_kwh

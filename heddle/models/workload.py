@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from heddle.models import catalog
 from heddle.models.council import CouncilIn, expand_council
 from heddle.models.errors import CycleError, UnknownIdError, WorkloadError
+from heddle.models.fleet_types import Fleet
 from heddle.models.ids import AccountId, ModelId, OwnerId, Privacy, TaskId, TaskKind, Tier
 from heddle.models.pipeline import Pipeline, StageIn, build_pipeline, check_step_needs
 from heddle.models.task import Task
@@ -178,15 +179,30 @@ def _build(parsed: WorkloadFile, doc: YamlDoc) -> Workload:
     return Workload(tuple(tasks), pipelines)
 
 
-def parse_workload(text: str, source: str = "<workload>") -> Workload:
-    """Validate workload YAML `text`; `source` names it in errors."""
+def _check_accounts(parsed: WorkloadFile, doc: YamlDoc, fleet: Fleet, fleet_source: str) -> None:
+    """Every item's budget account is one the fleet defines."""
+    for section in ("tasks", "pipelines", "councils"):
+        for i, item in enumerate(getattr(parsed, section)):
+            problem = fleet.unknown_account(item.account) if item.account else None
+            if problem:
+                where = doc.where((section, i, "account"))
+                raise WorkloadError(f"{where}: {section}[{i}].account: {problem}"
+                                    + (f" (fleet file {fleet_source})" if fleet_source else ""))
+
+
+def parse_workload(text: str, source: str = "<workload>", fleet: Fleet | None = None,
+                   fleet_source: str = "") -> Workload:
+    """Validate workload YAML `text`; `source` names it in errors. With `fleet` (read from
+    `fleet_source`), every budget account must be one the fleet defines."""
     doc = load_yaml(text, source, WorkloadError)
     parsed = validate_doc(WorkloadFile, doc, WorkloadError, "tasks, pipelines and/or councils", allow_empty=True)
+    if fleet is not None:
+        _check_accounts(parsed, doc, fleet, fleet_source)
     return _build(parsed, doc)
 
 
-def load_workload(path: str | Path) -> Workload:
+def load_workload(path: str | Path, fleet: Fleet | None = None, fleet_source: str = "") -> Workload:
     """Read and validate a workload file (WorkloadError names file, line and field)."""
     p = Path(path)
-    return parse_workload(read_text(p, WorkloadError, "workload file"), str(p))
+    return parse_workload(read_text(p, WorkloadError, "workload file"), str(p), fleet, fleet_source)
 

@@ -72,6 +72,7 @@ class ExpressClass:
     kv_gb_per_token: float
     weights_mb: int
     model: tuple | None  # (model, quant) as in NodeState.resident_models
+    context_tokens: float  # the model's context window (inf for processor steps)
 
 
 def class_key(row: tuple) -> tuple:
@@ -150,9 +151,9 @@ class ExpressPlacer:
             entries.append((self.views[i], (i, suf_a[k], suf_b[k], suf_ea[k], suf_eb[k], *rates,
                                             lean.energy[i], lean.installed[i], lean.slots[i])))
         if not llm:
-            return ExpressClass(tuple(entries), False, 0.0, 0.0, 0, None)
+            return ExpressClass(tuple(entries), False, 0.0, 0.0, 0, None, _INF)
         return ExpressClass(tuple(entries), True, ma.weights_gb, ma.kv_gb_per_token,
-                            math.ceil(ma.weights_gb * 1000 - 1e-9), (row[3], row[4]))
+                            math.ceil(ma.weights_gb * 1000 - 1e-9), (row[3], row[4]), ma.context_tokens)
 
     def place_row(self, row: tuple) -> tuple[int, float] | None:
         """`place` for a task given as `task_row` gives it."""
@@ -180,6 +181,8 @@ class ExpressPlacer:
         policy = self.policy
         llm = cls.llm
         if llm:
+            if a + b > cls.context_tokens:  # no node can run it: place_one rejects it
+                return None
             w = cls.weights_gb
             kv = cls.kv_gb_per_token * (a + b)
             x_a, x_b = a, b

@@ -141,6 +141,8 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
     personal = fa.personal_mask(task.owner) if task.privacy is Privacy.PERSONAL else None
     tier = -1 if task.tier is None else TIER_CODE[task.tier]
     model_tier = ma.tier_code if llm else 0  # nodes and instances serve tier T iff model_tier >= T
+    too_long = llm and p + o > ma.context_tokens  # where the model itself runs (nodes, instances)
+    chat = llm and not ma.embedding  # what an API offer can serve
     static_need = kv + w
     counts: dict[int, int] = {}
     any_local = any_ok = False
@@ -177,6 +179,8 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
             code = Reason.PRIVACY
         elif tier > model_tier:
             code = Reason.TIER
+        elif too_long:
+            code = Reason.CONTEXT
         elif static_need > lean.installed[i]:
             code = Reason.MEMORY_INSTALLED
         elif status is not NodeStatus.ACTIVE:  # after the permanent checks: departure is transient
@@ -253,8 +257,10 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
                 code = Reason.PRIVACY
             elif tier >= 0 and (o_tier != tier if is_api else model_tier < tier):
                 code = Reason.TIER
-            elif is_api and not llm:
+            elif is_api and not chat:
                 code = Reason.KIND
+            elif too_long and not is_api:
+                code = Reason.CONTEXT
             elif static_need > installed:
                 code = Reason.MEMORY_INSTALLED
             elif remaining < 0:

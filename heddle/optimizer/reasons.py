@@ -17,17 +17,18 @@ class Reason(IntEnum):
     DRAINING = 1  # node finishes its work and takes nothing new (an operator's decision)
     PRIVACY = 2  # personal: not the owner's/trusted node; sensitive: cloud
     TIER = 3  # API of another tier, or a node/instance whose model's catalog tier is below it
-    KIND = 4  # an API offer cannot run a processor step
+    KIND = 4  # an API offer (a chat model) cannot run a processor step or an embedding model
     MODEL = 5  # the catalog does not know the task's (model, quant)
-    MEMORY_INSTALLED = 6  # weights + KV exceed the target's installed memory
-    NO_BUDGET = 7  # cloud target, task has no budget account
-    DEPARTED = 8  # node left the fleet; laptops and failed nodes come back, so this is transient
-    THERMAL = 9  # node's thermal state is serious or critical
-    BATTERY = 10  # heavy work on a node running on battery
-    SLOTS = 11  # no free slot (or the offer's per-call capacity is used up)
-    MEMORY_FREE = 12  # weights + KV do not fit the free memory (even after evicting)
-    BUDGET_LIMIT = 13  # the account's remaining budget for the period is too small
-    BURST_RULE = 14  # cloud not allowed: local capacity can still meet the deadline
+    CONTEXT = 6  # prompt + output exceed the model's context window (where the model itself runs)
+    MEMORY_INSTALLED = 7  # weights + KV exceed the target's installed memory
+    NO_BUDGET = 8  # cloud target, task has no budget account
+    DEPARTED = 9  # node left the fleet; laptops and failed nodes come back, so this is transient
+    THERMAL = 10  # node's thermal state is serious or critical
+    BATTERY = 11  # heavy work on a node running on battery
+    SLOTS = 12  # no free slot (or the offer's per-call capacity is used up)
+    MEMORY_FREE = 13  # weights + KV do not fit the free memory (even after evicting)
+    BUDGET_LIMIT = 14  # the account's remaining budget for the period is too small
+    BURST_RULE = 15  # cloud not allowed: local capacity can still meet the deadline
 
 
 FIRST_TRANSIENT = Reason.DEPARTED
@@ -43,8 +44,9 @@ _TEXT: dict[Reason, str] = {
     Reason.DRAINING: "drain: node is draining",
     Reason.PRIVACY: "privacy",
     Reason.TIER: "tier: target does not serve the preferred tier (API: another tier; node/instance: model tier below it)",
-    Reason.KIND: "kind: API offers run LLM steps only",
+    Reason.KIND: "kind: API offers run chat LLM steps only (no processor or embedding steps)",
     Reason.MODEL: "model: unknown model or quantization",
+    Reason.CONTEXT: "context: prompt + output tokens exceed the model's context window",
     Reason.MEMORY_INSTALLED: "memory: weights + KV exceed installed memory",
     Reason.NO_BUDGET: "budget: task has no budget account for cloud spend",
     Reason.DEPARTED: "departed: node has left the fleet (it may come back)",

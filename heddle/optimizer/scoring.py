@@ -130,6 +130,8 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
     kvpt_g = np.zeros(g_n)
     known_g = np.ones(g_n, dtype=bool)
     tier_g = np.zeros(g_n, dtype=np.int64)  # the model's catalog tier (processor steps: local)
+    context_g = np.full(g_n, np.inf)  # the model's context window (processor steps: none)
+    chat_g = np.ones(g_n, dtype=bool)  # a chat API can serve it (LLM steps of non-embedding models)
     arrays = [None] * g_n
     for key, g in keys.items():
         if key is None:
@@ -137,6 +139,8 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
         ma = arrays[g] = fa.model(*key)
         known_g[g] = ma.known
         tier_g[g] = ma.tier_code
+        context_g[g] = ma.context_tokens
+        chat_g[g] = not ma.embedding
         if ma.known:
             load[g] = ma.load_s
             weights_g[g], kvpt_g[g] = ma.weights_gb, ma.kv_gb_per_token
@@ -188,8 +192,11 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
         (Reason.PRIVACY, privacy_bad),
         # an API serves exactly its tier; nodes and instances run open models: the model's tier >= T
         (Reason.TIER, (tier >= 0) & np.where(fa.is_api, fa.tier_code != tier, tier_g[group][:, None] < tier)),
-        (Reason.KIND, ~llm[:, None] & fa.is_api),
+        (Reason.KIND, ~(llm & chat_g[group])[:, None] & fa.is_api),
         (Reason.MODEL, (llm & ~known_g[group])[:, None] & np.ones(j_n, dtype=bool)),
+        # the model's own context window binds where the model itself runs (an API serves its
+        # tier with its own model)
+        (Reason.CONTEXT, (prompt + output > context_g[group][:, None]) & ~fa.is_api),
         (Reason.MEMORY_INSTALLED, kv[:, None] + weights[:, None] > fa.installed_gb),
         (Reason.NO_BUDGET, is_cloud & (task_remaining < 0)),
     ]

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from heddle.models import (
     AccountId,
+    Fleet,
     ModelId,
     OwnerId,
     Privacy,
@@ -85,8 +86,11 @@ def _check_model(i: int, t: TaskIn, where) -> None:
                             f"{t.quant!r}; expected one of {', '.join(quants)}")
 
 
-def parse_tasks(text: str, source: str = "<tasks>") -> list[Task]:
-    """Tasks from YAML/JSON text (a list of mappings); raises TaskFileError naming the place."""
+def parse_tasks(text: str, source: str = "<tasks>", fleet: Fleet | None = None, fleet_source: str = "") -> list[Task]:
+    """Tasks from YAML/JSON text (a list of mappings); raises TaskFileError naming the place.
+
+    With `fleet` (read from `fleet_source`), a task's budget account must be one the fleet
+    defines."""
     doc = load_yaml(text, source, TaskFileError)
     if not isinstance(doc.data, list):
         raise TaskFileError(f"{source}: expected a list of tasks, got {type(doc.data).__name__}")
@@ -102,6 +106,10 @@ def parse_tasks(text: str, source: str = "<tasks>") -> list[Task]:
                                 f"(first used by [{seen[t.id]}]); expected unique ids")
         seen[t.id] = i
         _check_model(i, t, doc.where)
+        problem = fleet.unknown_account(t.account) if fleet is not None and t.account else None
+        if problem:
+            raise TaskFileError(f"{doc.where((i, 'account'))}: [{i}].account: {problem}"
+                                + (f" (fleet file {fleet_source})" if fleet_source else ""))
         tasks.append(Task(
             id=TaskId(t.id), kind=TaskKind(t.kind), arrival_s=t.arrival_s,
             model=ModelId(t.model) if t.model else None, quant=t.quant,

@@ -104,3 +104,23 @@ def test_empty_file_is_an_empty_workload_and_junk_is_an_error(tmp_path):
         parse_workload("- 1\n", "e.yaml")
     with pytest.raises(WorkloadError, match="cannot read"):
         load_workload(tmp_path / "missing.yaml")
+
+
+def test_a_budget_account_the_fleet_does_not_define_is_an_error_naming_file_and_field(tmp_path: Path):
+    from heddle.models.fleet import load_fleet, shipped_fleet_path
+
+    fleet_path = shipped_fleet_path()
+    fleet = load_fleet(fleet_path)
+    text = ("tasks:\n  - {id: a, model: llama-3.1-8b, prompt_tokens: 10, account: business}\n"
+            "pipelines:\n  - id: p\n    account: marketing\n    stages:\n"
+            "      - {name: s, worker_type: w, model: llama-3.1-8b, prompt_tokens: 10}\n")
+    path = tmp_path / "work.yaml"
+    path.write_text(text)
+    assert len(load_workload(path).tasks) == 2  # without a fleet the account is not checked
+    with pytest.raises(WorkloadError) as err:
+        load_workload(path, fleet, str(fleet_path))
+    message = str(err.value)
+    assert "work.yaml:5" in message and "pipelines[0].account" in message
+    assert "'marketing'" in message and "business, household" in message and str(fleet_path) in message
+    good = text.replace("marketing", "household")
+    assert len(parse_workload(good, "good.yaml", fleet).tasks) == 2

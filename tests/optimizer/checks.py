@@ -67,6 +67,19 @@ def tier_allowed(task: Task, offer=None) -> bool:
     return TIER_ORDER.index(model_tier) >= TIER_ORDER.index(task.tier)
 
 
+def fits_context(task: Task) -> bool:
+    """Prompt + output within the model's context window (where the model itself runs: nodes
+    and instances; processor steps have no context)."""
+    if task.kind is not TaskKind.LLM:
+        return True
+    return task.prompt_tokens + task.output_tokens <= catalog.model(task.model).context_length
+
+
+def api_can_serve(task: Task) -> bool:
+    """A chat API runs LLM steps of chat models: no processor steps, no embedding models."""
+    return task.kind is TaskKind.LLM and catalog.model(task.model).kind != "embedding"
+
+
 def burst_allowed(state: FleetState, task: Task, policy: Policy) -> bool:
     """The burst rule, recomputed: no node could ever run the task, or the best local finish
     (backlog + service, ignoring free slots) misses the deadline, or every local backlog is
@@ -74,7 +87,7 @@ def burst_allowed(state: FleetState, task: Task, policy: Policy) -> bool:
     best_finish, best_wait = float("inf"), float("inf")
     for node in state.fleet.nodes:
         ns = state.nodes[node.id]
-        if ns.status is not NodeStatus.ACTIVE or not tier_allowed(task):
+        if ns.status is not NodeStatus.ACTIVE or not tier_allowed(task) or not fits_context(task):
             continue
         if task.privacy is Privacy.PERSONAL and not node.may_hold_personal_of(task.owner):
             continue
@@ -105,7 +118,7 @@ def ever_runnable(state: FleetState, task: Task, policy: Policy) -> bool:
     need = _need_gb(task) + 1e-6  # a hair of slack so float noise never flags a real rejection
     for node in state.fleet.nodes:
         ns = state.nodes.get(node.id)
-        if (ns is not None and ns.status is NodeStatus.DRAINING) or not tier_allowed(task):
+        if (ns is not None and ns.status is NodeStatus.DRAINING) or not tier_allowed(task) or not fits_context(task):
             continue
         if task.privacy is Privacy.PERSONAL and not node.may_hold_personal_of(task.owner):
             continue
@@ -117,9 +130,9 @@ def ever_runnable(state: FleetState, task: Task, policy: Policy) -> bool:
     for offer in state.fleet.cloud_offers:
         if not has_account or not tier_allowed(task, offer):
             continue
-        if offer.kind is OfferKind.API and task.kind is TaskKind.LLM:
+        if offer.kind is OfferKind.API and api_can_serve(task):
             return True
-        if offer.kind is OfferKind.INSTANCE and need <= offer.gpu_count * offer.gpu_memory_gb:
+        if offer.kind is OfferKind.INSTANCE and fits_context(task) and need <= offer.gpu_count * offer.gpu_memory_gb:
             return True
     return False
 
@@ -149,6 +162,7 @@ def check_placement(state: FleetState, tasks: list[Task], placement: Placement, 
             if task.privacy is Privacy.PERSONAL:
                 assert node.may_hold_personal_of(task.owner), f"{task.id}: personal data on a foreign node"
             assert tier_allowed(task), f"{task.id}: tier {task.tier} on a local node with {task.model}"
+            assert fits_context(task), f"{task.id}: beyond {task.model}'s context window on {node.id}"
             if ns.power_source is PowerSource.BATTERY:
                 resident = (task.model, task.quant) in ns.resident_models
                 assert node_service_s(node, ns, task, resident) <= policy.battery_heavy_seconds + TOL, \
@@ -158,7 +172,10 @@ def check_placement(state: FleetState, tasks: list[Task], placement: Placement, 
             offer = fleet.offer(d.target)
             assert task.privacy is Privacy.PUBLIC, f"{task.id}: {task.privacy.value} data sent to the cloud"
             assert tier_allowed(task, offer), f"{task.id}: tier {task.tier} on {offer.id} with {task.model}"
-            assert task.kind is TaskKind.LLM or offer.kind is OfferKind.INSTANCE
+            if offer.kind is OfferKind.API:
+                assert api_can_serve(task), f"{task.id}: a {task.kind.value} step sent to the chat API {offer.id}"
+            else:
+                assert fits_context(task), f"{task.id}: beyond {task.model}'s context window on {offer.id}"
             assert policy.allow_unbudgeted_cloud or task.account in fleet.budgets, f"{task.id}: no budget"
             assert burst_allowed(state, task, policy), f"{task.id}: burst although local nodes can do it in time"
             on_offer[offer.id] += 1

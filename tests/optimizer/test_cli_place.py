@@ -39,13 +39,21 @@ def test_json_record_lets_an_outsider_recompute_the_objective():
     assert all(t["decision"]["target_kind"] != "cloud" for t in sensitive)
 
 
-def test_a_bad_task_file_names_the_index_and_field(tmp_path):
+_TWO_TASKS = "- id: a\n  kind: llm\n  model: llama-3.1-8b\n  quant: q4_k_m\n  account: business\n" \
+             "- id: b\n  kind: llm\n  model: llama-3.1-8b\n  quant: q4_k_m\n"
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ("  privacy: secret\n", ["tasks.yaml:10", "[1].privacy", "secret"]),
+    # an account the fleet does not define: the task file, the field and the fleet file
+    ("  account: marketing\n", ["tasks.yaml:10", "[1].account", "'marketing'", "business", "demo.yaml"]),
+], ids=["bad value", "unknown budget account"])
+def test_a_bad_task_file_names_the_line_index_and_field(tmp_path, extra, expected):
     bad = tmp_path / "tasks.yaml"
-    bad.write_text("- id: a\n  kind: llm\n  model: llama-3.1-8b\n  quant: q4_k_m\n"
-                   "- id: b\n  kind: llm\n  model: llama-3.1-8b\n  quant: q4_k_m\n  privacy: secret\n")
+    bad.write_text(_TWO_TASKS + extra)
     result = runner.invoke(app, ["place", "--tasks", str(bad)])
     assert result.exit_code == 2
-    assert "tasks.yaml:9" in result.output and "[1].privacy" in result.output and "secret" in result.output
+    assert all(part in result.output for part in expected), result.output
 
 
 def test_an_unknown_model_is_named_with_suggestions(tmp_path):
@@ -60,3 +68,9 @@ def test_an_unknown_policy_lists_the_valid_ones():
     result = runner.invoke(app, ["place", "--policy", "random"])
     assert result.exit_code == 2
     assert "least-loaded" in result.output
+
+
+def test_the_json_record_reports_the_placements_own_wall_time():
+    record = json.loads(runner.invoke(app, ["place", "--json"]).output)
+    assert record["wall_s"] > 0  # also when LP rounding or the fast path answers
+    assert record["gap"] <= 0.01 + 1e-12

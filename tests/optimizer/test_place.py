@@ -220,3 +220,45 @@ def test_long_prompts_are_priced_at_the_long_context_rate():
     assert d.target == "claude-sonnet-4.5"
     assert d.cost_usd["cloud"] == pytest.approx(cost.api_cost_usd(sonnet, 250_000, 1000))
     assert d.cost_usd["cloud"] > (250_000 * 3.0 + 1000 * 15.0) / 1e6  # dearer than the short rate
+
+
+ALL_PATHS = [(place, name) for name in ("optimal", "fast", "round-robin", "least-loaded", "ray-hybrid", "cheapest")]
+ALL_PATHS += [(place_table, "optimal"), (place_table, "fast")]
+
+
+@pytest.mark.parametrize(("path", "policy"), ALL_PATHS)
+def test_a_prompt_beyond_the_models_context_window_is_rejected_naming_the_context(state, path, policy):
+    # llama-2-7b has a 4,096-token context; the studio could hold weights and KV many times over
+    too_long = _llm(model=ModelId("llama-2-7b"), quant="q4_0", prompt_tokens=6000, output_tokens=500,
+                    privacy=Privacy.SENSITIVE)
+    fits = _llm(1, model=ModelId("llama-2-7b"), quant="q4_0", prompt_tokens=3000, output_tokens=500,
+                privacy=Privacy.SENSITIVE)
+    decisions = path(state, [too_long], policy).decisions + path(state, [fits], policy).decisions
+    assert decisions[0].status is DecisionStatus.REJECTED
+    assert "context" in decisions[0].reason
+    assert decisions[1].status is DecisionStatus.PLACED
+
+
+def test_the_context_window_also_binds_a_rented_instance_but_not_a_chat_api(state):
+    long = _llm(model=ModelId("llama-2-7b"), quant="q4_0", prompt_tokens=6000, output_tokens=500)
+    d = place(state, [long]).decisions[0]
+    assert d.target == "claude-haiku-4.5"  # the API answers with its own model and window
+    assert d.rejected_alternatives["aws-g5.xlarge"].startswith("context")
+    assert d.rejected_alternatives["studio"].startswith("context")
+
+
+@pytest.mark.parametrize(("path", "policy"), ALL_PATHS)
+def test_embedding_steps_never_go_to_a_chat_api(state, path, policy):
+    embed = [_llm(i, model=ModelId("nomic-embed-text-v1.5"), quant="f16", prompt_tokens=2000, output_tokens=0,
+                  deadline_s=100.5) for i in range(3)]  # no node can meet the deadline: a burst is allowed
+    for d in path(_busy(state), embed, policy).decisions:
+        assert d.target not in ("claude-haiku-4.5", "claude-opus-4.5"), (policy, d)
+        assert d.rejected_alternatives["claude-haiku-4.5"].startswith("kind")
+
+
+def test_an_embedding_step_with_only_chat_apis_is_rejected_for_its_kind():
+    fleet = Fleet("api-only", (), (catalog.offer("claude-haiku-4.5"),), {BIZ: Budget(BIZ, 100.0)})
+    embed = _llm(model=ModelId("nomic-embed-text-v1.5"), quant="f16", prompt_tokens=500, output_tokens=0)
+    for path in (place, place_table):
+        d = path(FleetState.idle(fleet, time_s=100.0), [embed]).decisions[0]
+        assert d.status is DecisionStatus.REJECTED and "kind" in d.reason
