@@ -123,9 +123,10 @@ async def test_slot_limit_local_queue_cancel_and_garbage(natsd, control, spawn_a
     assert agent.process.poll() is None
 
 
-async def _agent_running_a_gated_task(url, control, spawn_agent, gate, node, task_id, slots):
+async def _agent_running_a_gated_task(url, control, spawn_agent, gate, node, task_id, slots,
+                                      agent=None):
     """An agent up and reporting, with ``task_id`` started and held until ``release()``."""
-    agent = spawn_agent(url, node, "--slots", str(slots))
+    agent = agent or spawn_agent(url, node, "--slots", str(slots))
     await control.next("capacity", lambda m: m.node_id == node)
     payload, release = gate(task_id)
     assert (await control.assign(node, task_id, kind="processor", target=f"{STEPS}:gate",
@@ -137,6 +138,8 @@ async def _agent_running_a_gated_task(url, control, spawn_agent, gate, node, tas
 async def test_sigterm_drains_in_flight_work_then_leaves(natsd, control, spawn_agent, gate):
     agent, release = await _agent_running_a_gated_task(
         natsd.url, control, spawn_agent, gate, "mac-d", "in-flight", slots=2)
+    assert (await control.assign("mac-d", "stuck", kind="sleep", payload={"seconds": 3600})).accepted
+    await control.started("stuck")
     agent.terminate()
     await control.next("capacity", lambda m: m.node_id == "mac-d" and m.status is NodeStatus.DRAINING)
     refused = await control.assign("mac-d", "too-late")
@@ -146,8 +149,11 @@ async def test_sigterm_drains_in_flight_work_then_leaves(natsd, control, spawn_a
     await release("finished during the drain")
     finished = await control.finished("in-flight")
     assert (finished.outcome, finished.result) == ("ok", "finished during the drain")
+    # "stuck" would hold the drain for its 30 s deadline: a second SIGTERM cuts it now.
+    agent.terminate()
     left = await control.next("left", lambda m: m.node_id == "mac-d")
-    assert left.abandoned == ()
+    assert [r.task_id for r in left.abandoned] == ["stuck"]
+    assert (await control.finished("stuck")).outcome == "cancelled"
     assert await agent.wait_exit() == 0
 
 
@@ -166,8 +172,17 @@ async def test_drain_request_cuts_work_at_the_deadline(natsd, control, spawn_age
 
 
 async def test_nats_restart_reports_survive_and_the_agent_reconnects(natsd, control, spawn_agent, gate):
+    # Started before its nats-server is up (say at boot), the agent keeps trying.
+    natsd.stop()
+    early = spawn_agent(natsd.url, "mac-n", "--slots", "2")
+    given_up = spawn_agent(natsd.url, "mac-x")  # ... and stops cleanly if told to meanwhile
+    await early.wait_log("cannot reach nats")
+    await given_up.wait_log("cannot reach nats")
+    given_up.terminate()
+    assert await given_up.wait_exit() == 0
+    natsd.start()
     agent, release = await _agent_running_a_gated_task(
-        natsd.url, control, spawn_agent, gate, "mac-n", "across-outage", slots=2)
+        natsd.url, control, spawn_agent, gate, "mac-n", "across-outage", slots=2, agent=early)
     natsd.stop()
     await release("done while the server was down")  # finishes while nats-server is down
     await agent.wait_log("not acknowledged")

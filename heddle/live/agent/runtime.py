@@ -39,8 +39,8 @@ __all__ = ["Agent"]
 
 log = logging.getLogger("heddle.live.agent")
 
-CONNECT_BACKOFF_S = 0.5
-"""Wait between first-connection attempts while nats-server is not up yet."""
+CONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
+"""Waits between first-connection attempts while nats-server is not up yet (then 5 s each)."""
 REMEMBER_ENDED = 10_000
 """Ended attempts remembered for duplicate assignments: far more than a control plane has
 in flight to one node while it retries an unanswered request."""
@@ -104,6 +104,8 @@ class Agent:
         self._left = asyncio.Event()
         self._nc: Any = None
         self._closing = False  # our own close: a disconnect is expected, not news
+        self._said_unreachable = False  # warned about the current outage already
+        self._connecting: asyncio.Task | None = None
         self._outbox: Outbox | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -137,17 +139,29 @@ class Agent:
         return 0
 
     async def _connect(self) -> Any:
+        """The connection, or None if drained first. nats-py keeps retrying the first connect
+        by itself (max_reconnect_attempts=-1); a drain cancels that."""
+        failures = 0
         while self._drain is None:
+            self._connecting = asyncio.create_task(nats.connect(
+                self.settings.nats_url, name=f"heddle-agent-{self.settings.node_id}",
+                max_reconnect_attempts=-1, reconnect_time_wait=0.25, connect_timeout=2,
+                disconnected_cb=self._on_disconnected, reconnected_cb=self._on_reconnected,
+                error_cb=self._on_error,
+            ))
             try:
-                return await nats.connect(
-                    self.settings.nats_url, name=f"heddle-agent-{self.settings.node_id}",
-                    max_reconnect_attempts=-1, reconnect_time_wait=0.25, connect_timeout=2,
-                    disconnected_cb=self._on_disconnected, reconnected_cb=self._on_reconnected,
-                    error_cb=self._on_error,
-                )
+                nc = await self._connecting
+                self._said_unreachable = False
+                return nc
+            except asyncio.CancelledError:
+                if self._drain is None:  # not our drain: someone cancels the agent itself
+                    raise
             except Exception as exc:  # noqa: BLE001 -- nats-py raises several types here
-                log.warning("cannot reach nats at %s (%s); retrying", self.settings.nats_url, exc)
-                await asyncio.sleep(CONNECT_BACKOFF_S)
+                wait_s = CONNECT_BACKOFF_S[min(failures, len(CONNECT_BACKOFF_S) - 1)]
+                failures += 1
+                log.warning("cannot reach nats at %s (%s); retrying in %s s",
+                            self.settings.nats_url, exc, wait_s)
+                await asyncio.sleep(wait_s)
         return None
 
     async def _on_disconnected(self) -> None:
@@ -156,15 +170,21 @@ class Agent:
         log.warning("disconnected from nats; reconnecting (reports are kept until acknowledged)")
 
     async def _on_reconnected(self) -> None:
+        self._said_unreachable = False
         log.info("reconnected to nats at %s", self._nc.connected_url.netloc if self._nc else "?")
         self._capacity_due.set()
 
     async def _on_error(self, exc: Exception) -> None:
-        # Connection trouble is reported by the (dis)connect callbacks (each failed reconnect
-        # lands here too); anything else, e.g. a handler that raised, is worth seeing.
+        # Every failed (re)connect attempt lands here: say it once until connected, the rest
+        # at debug level. Anything else, e.g. a handler that raised, is worth seeing.
         connection = isinstance(exc, OSError | TimeoutError | nats.errors.ConnectionClosedError
                                 | nats.errors.StaleConnectionError | nats.errors.UnexpectedEOF
                                 | nats.errors.NoServersError)
+        if connection and not self._said_unreachable:
+            self._said_unreachable = True
+            log.warning("cannot reach nats at %s (%s: %s); still trying",
+                        self.settings.nats_url, type(exc).__name__, exc)
+            return
         log.log(logging.DEBUG if connection else logging.WARNING, "nats: %s: %s",
                 type(exc).__name__, exc)
 
@@ -184,7 +204,7 @@ class Agent:
                 return
             except Exception as exc:  # noqa: BLE001 -- server down, JetStream off, a race: retry
                 log.warning("report stream %s not ready (%s); retrying", p.REPORT_STREAM, exc)
-                await asyncio.sleep(CONNECT_BACKOFF_S)
+                await asyncio.sleep(CONNECT_BACKOFF_S[1])
 
     # --- capacity -----------------------------------------------------------------------
 
@@ -387,6 +407,8 @@ class Agent:
             self._cut.set()
             return
         log.info("draining (%s): %d running, %d queued", reason, len(self.running), len(self.queue))
+        if self._nc is None and self._connecting is not None:
+            self._connecting.cancel()  # never connected: nothing to drain, leave now
         self.status = NodeStatus.DRAINING
         self._capacity_due.set()
         self._drain_deadline_at = time.monotonic() + (deadline_s or self.settings.drain_deadline_s)
