@@ -38,7 +38,7 @@ from heddle.events.jetstream import (
     rejection_stream_name,
     rejection_subject,
 )
-from heddle.events.jetstream_acks import AckRouter, resolve_future
+from heddle.events.jetstream_acks import AckRouter, raise_if_refused, resolve_future
 from heddle.events.jetstream_batch import BatchAppend
 
 __all__ = ["JetStreamEventLog", "JetStreamRejectionLog"]
@@ -110,7 +110,8 @@ class JetStreamEventLog(EventLog):
     """Events in ``HEDDLE_EVENTS_{TYPE}`` streams.
 
     With ``ensure_streams`` (default) a stream is created on first use of its type; pass
-    False for roles that may not manage streams (the framework provisions them).
+    False for roles that may not manage streams (the framework provisions them): on such a
+    role the creation is refused at once with PublishPermissionError.
     """
 
     def __init__(
@@ -131,7 +132,11 @@ class JetStreamEventLog(EventLog):
 
     async def _ensure(self, aggregate_type: str) -> None:
         if self._ensure_streams and aggregate_type not in self._ensured:
-            await ensure_event_stream(self._js, aggregate_type)
+            await raise_if_refused(
+                self._nc,
+                f"$JS.API.STREAM.CREATE.{event_stream_name(aggregate_type)}",
+                ensure_event_stream(self._js, aggregate_type),
+            )
             self._ensured.add(aggregate_type)
 
     def _remember(self, key: tuple[str, str], version: int, seq: int) -> None:
@@ -359,15 +364,25 @@ class JetStreamRejectionLog(RejectionLog):
         self._ensured: set[str] = set()
 
     async def append(self, rejection: RejectionEnvelope) -> None:
+        nc = self._js._nc  # JetStreamContext exposes no public handle to its connection
         if self._ensure_streams and rejection.aggregate_type not in self._ensured:
-            await ensure_rejection_stream(self._js, rejection.aggregate_type)
+            await raise_if_refused(
+                nc,
+                f"$JS.API.STREAM.CREATE.{rejection_stream_name(rejection.aggregate_type)}",
+                ensure_rejection_stream(self._js, rejection.aggregate_type),
+            )
             self._ensured.add(rejection.aggregate_type)
-        await self._js.publish(
-            rejection_subject(
-                rejection.aggregate_type, rejection.aggregate_id, rejection.command_type
+        subject = rejection_subject(
+            rejection.aggregate_type, rejection.aggregate_id, rejection.command_type
+        )
+        await raise_if_refused(
+            nc,
+            subject,
+            self._js.publish(
+                subject,
+                rejection.model_dump_json().encode(),
+                headers={"Nats-Msg-Id": rejection.rejection_id},
             ),
-            rejection.model_dump_json().encode(),
-            headers={"Nats-Msg-Id": rejection.rejection_id},
         )
 
     async def load(

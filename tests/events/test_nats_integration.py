@@ -16,6 +16,7 @@ from heddle.events.aggregate import Phase
 from heddle.events.command_handler import CommandHandler
 from heddle.events.dedup import NatsDedupPublisher, NatsDedupSubscriber
 from heddle.events.dispatcher import EventDispatcher
+from heddle.events.envelopes import RejectionEnvelope
 from heddle.events.errors import (
     ConcurrencyError,
     CorruptAggregateAlert,
@@ -606,3 +607,31 @@ async def test_only_framework_may_write_snapshots_and_a_forged_one_is_caught(
     assert placed.event_type == "TaskPlaced"  # not ALREADY_FINALIZED: the forgery lost
     assert fw_handler.untrusted_snapshots == 1
     assert not fw_handler.cache.get(("Task", task_id)).is_finalized
+
+
+async def test_stream_set_up_by_a_role_that_may_not_is_refused_at_once(
+    framework_and_application, uid
+):
+    """An application-role log left with ensure_streams=True fails its first append with a
+    PublishPermissionError naming the stream API (not a timeout); the rejection log too."""
+    _, application, _ = framework_and_application
+    js = application.jetstream(timeout=REFUSAL_ACK_TIMEOUT_S)
+    log = JetStreamEventLog(js, ack_timeout_s=REFUSAL_ACK_TIMEOUT_S)
+    with pytest.raises(PublishPermissionError, match="STREAM.CREATE"):
+        await log.append(make_event(aggregate_type="Task", aggregate_id="t" + uid), 0)
+    rejections = JetStreamRejectionLog(js)
+    cmd = make_command("PlaceTask", aggregate_type="Task", aggregate_id="t" + uid)
+    refused = RejectionEnvelope(
+        rejection_id=uid,
+        command_id=cmd.command_id,
+        command_type=cmd.command_type,
+        aggregate_type="Task",
+        aggregate_id="t" + uid,
+        aggregate_version=0,
+        reason="TEST",
+        metadata=cmd.metadata,
+        rejected_at_unix_s=1.0,
+    )
+    with pytest.raises(PublishPermissionError, match="STREAM.CREATE"):
+        await rejections.append(refused)
+    await JetStreamRejectionLog(js, ensure_streams=False).append(refused)  # allowed
