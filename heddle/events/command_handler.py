@@ -18,7 +18,7 @@ import os
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from heddle.events import sli
@@ -53,17 +53,8 @@ _HANDLE_NAMES: dict[str, str] = {}
 
 MAX_CONCURRENT_LOADS = 64
 """Cold aggregates handle_many loads at once (each load is a few round trips)."""
-
-
-async def _bounded(items: list[int], fn: Callable[[int], Awaitable[None]]) -> None:
-    """``fn`` on every item, at most MAX_CONCURRENT_LOADS at a time (a pool of workers)."""
-    iterator = iter(items)
-
-    async def worker() -> None:
-        for item in iterator:
-            await fn(item)
-
-    await asyncio.gather(*(worker() for _ in range(min(MAX_CONCURRENT_LOADS, len(items)))))
+LANE_AGGREGATES = 64
+"""Aggregates per handle_many lane (lanes run concurrently; see handle_many)."""
 
 
 def _new_id() -> str:
@@ -172,13 +163,39 @@ class CommandHandler:
         aggregates (cold ones loaded concurrently) and appended with one
         ``EventLog.append_batch``, which JetStream pipelines. This is the path for many
         lifecycles at once (the live runtime's placements, starts and completions): a
-        wave of W commands costs about one round trip, not W. It does not record the
+        wave of W commands costs about one round trip, not W. The aggregates are split
+        into lanes of LANE_AGGREGATES that run concurrently. It does not record the
         per-command ``command_handle_duration`` SLI.
         """
         results: list[EventEnvelope | Exception | None] = [None] * len(commands)
         queues: dict[CacheKey, deque[int]] = {}
         for index, cmd in enumerate(commands):
             queues.setdefault((cmd.aggregate_type, cmd.aggregate_id), deque()).append(index)
+        # Lanes of disjoint aggregates run concurrently, so one lane's deciding and applying
+        # overlaps another's wait for its acks (client and server CPU both busy).
+        items = list(queues.items())
+        loads = asyncio.Semaphore(MAX_CONCURRENT_LOADS)
+        await asyncio.gather(
+            *(
+                self._run_lane(dict(items[at : at + LANE_AGGREGATES]), commands, results, loads)
+                for at in range(0, len(items), LANE_AGGREGATES)
+            )
+        )
+        return results  # type: ignore[return-value] - every slot is filled
+
+    async def _run_lane(
+        self,
+        queues: dict[CacheKey, deque[int]],
+        commands: Sequence[CommandMessage],
+        results: list[EventEnvelope | Exception | None],
+        loads: asyncio.Semaphore,
+    ) -> None:
+        """Waves over one lane's aggregates until their commands are done."""
+
+        async def load_and_decide(index: int, into: list[tuple[int, _Decided]]) -> None:
+            async with loads:
+                await self._decide_into(index, commands[index], into, results)
+
         while queues:
             wave = [queue.popleft() for queue in queues.values()]
             queues = {key: queue for key, queue in queues.items() if queue}
@@ -191,18 +208,13 @@ class CommandHandler:
                     await self._decide_into(index, cmd, decided, results)
                 else:
                     cold.append(index)
-            await _bounded(  # the wave's cold aggregates are loaded concurrently
-                cold,
-                lambda index, into=decided: self._decide_into(
-                    index, commands[index], into, results
-                ),
-            )
+            # The wave's cold aggregates are loaded concurrently.
+            await asyncio.gather(*(load_and_decide(index, decided) for index in cold))
             outcomes = await self.event_log.append_batch(
                 [(item.envelope, item.current) for _, item in decided]
             )
             for (index, item), outcome in zip(decided, outcomes, strict=True):
                 results[index] = await self._settle_one(commands[index], item, outcome)
-        return results  # type: ignore[return-value] - every slot is filled
 
     async def _decide_into(
         self,
