@@ -153,7 +153,8 @@ async def test_sigterm_drains_in_flight_work_then_leaves(natsd, control, spawn_a
     agent.terminate()
     left = await control.next("left", lambda m: m.node_id == "mac-d")
     assert [r.task_id for r in left.abandoned] == ["stuck"]
-    assert (await control.finished("stuck")).outcome == "cancelled"
+    cut = await control.finished("stuck")
+    assert cut.outcome == "cancelled" and "second signal" in cut.reason
     assert await agent.wait_exit() == 0
 
 
@@ -162,6 +163,8 @@ async def test_drain_request_cuts_work_at_the_deadline(natsd, control, spawn_age
         natsd.url, control, spawn_agent, gate, "mac-r", "slow", slots=1)
     assert (await control.assign("mac-r", "waiting", kind="sleep", payload={"seconds": 3600})).queued
     assert (await control.control("mac-r", "drain", deadline_s=0.5, reason="maintenance")).ok
+    again = await control.control("mac-r", "drain", deadline_s=0.5)  # a retried request
+    assert again.ok and again.reason == "already draining"
     left = await control.next("left", lambda m: m.node_id == "mac-r")
     assert left.reason == "maintenance"
     assert {r.task_id for r in left.abandoned} == {"slow", "waiting"}

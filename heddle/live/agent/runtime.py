@@ -100,7 +100,7 @@ class Agent:
         self._idle.set()
         self._drain: asyncio.Task | None = None
         self._drain_deadline_at = 0.0
-        self._cut = asyncio.Event()  # set by a second drain: cut in-flight work now
+        self._cut = asyncio.Event()  # set by a second signal: cut in-flight work now
         self._left = asyncio.Event()
         self._nc: Any = None
         self._closing = False  # our own close: a disconnect is expected, not news
@@ -113,7 +113,7 @@ class Agent:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.drain, None, f"signal {sig.name}")
+            loop.add_signal_handler(sig, self._on_signal, sig.name)
         self._nc = await self._connect()
         if self._nc is None:  # drained before nats-server ever answered
             return 0
@@ -372,7 +372,8 @@ class Agent:
         if c.node_id != self.settings.node_id:
             ok, reason = False, f"addressed to node {c.node_id!r}"
         elif c.action == "drain":
-            self.drain(c.deadline_s, c.reason or "drain requested")
+            if not self.drain(c.deadline_s, c.reason or "drain requested"):
+                reason = "already draining"
         else:
             ok = self.cancel(c.task_id or "", c.attempt, c.reason or "cancel requested")
             reason = None if ok else f"no attempt of task {c.task_id!r} here"
@@ -397,15 +398,22 @@ class Agent:
                 found = True
         return found
 
-    def drain(self, deadline_s: float | None, reason: str) -> None:
-        """Take no new work; in-flight work finishes until the deadline; then leave.
-
-        A second drain (say a second Ctrl-C) moves the deadline to now.
-        """
+    def _on_signal(self, name: str) -> None:
+        """SIGTERM / Ctrl-C drains; a second one (the user insists) cuts in-flight work now."""
         if self._drain is not None:
-            self._drain_deadline_at = time.monotonic()
+            log.info("signal %s during the drain: cutting in-flight work now", name)
             self._cut.set()
             return
+        self.drain(None, f"signal {name}")
+
+    def drain(self, deadline_s: float | None, reason: str) -> bool:
+        """Take no new work; in-flight work finishes until the deadline; then leave.
+
+        False (and nothing changes) if a drain is already under way: a repeated request,
+        say a control plane retrying, must not cut work short.
+        """
+        if self._drain is not None:
+            return False
         log.info("draining (%s): %d running, %d queued", reason, len(self.running), len(self.queue))
         if self._nc is None and self._connecting is not None:
             self._connecting.cancel()  # never connected: nothing to drain, leave now
@@ -413,6 +421,7 @@ class Agent:
         self._capacity_due.set()
         self._drain_deadline_at = time.monotonic() + (deadline_s or self.settings.drain_deadline_s)
         self._drain = asyncio.create_task(self._drain_and_leave(reason))
+        return True
 
     async def _drain_and_leave(self, reason: str) -> None:
         idle, cut = asyncio.create_task(self._idle.wait()), asyncio.create_task(self._cut.wait())
@@ -420,9 +429,10 @@ class Agent:
                            return_when=asyncio.FIRST_COMPLETED)
         idle.cancel()
         cut.cancel()
+        why = "drain cut short by a second signal" if self._cut.is_set() else "drain deadline passed"
         abandoned = [a.key for a in (*self.queue, *self.running.values())]
         for task_id, attempt_no in abandoned:
-            self.cancel(task_id, attempt_no, "drain deadline passed")
+            self.cancel(task_id, attempt_no, why)
         runners = [a.runner for a in self.running.values() if a.runner]
         await asyncio.gather(*runners, return_exceptions=True)
         if self._nc is None:
