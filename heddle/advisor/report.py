@@ -88,6 +88,19 @@ def cause_rows(report: AdvisorReport) -> list[list[str]]:
              f"{best.fixes.get(c.key, 0.0):,.0f}" if best else "-"] for c in report.causes]
 
 
+RESALE_COLUMNS = ("replaced node", "resale USD", "source")
+
+
+def resale_rows(report: AdvisorReport) -> list[list[str]]:
+    """Where each replaced machine's resale figure comes from (one row per node)."""
+    seen: dict[str, list[str]] = {}
+    for e in report.evaluations:
+        c = e.candidate
+        for nid in c.removed:
+            seen.setdefault(nid, [nid, _usd(c.resale_usd), c.resale_source or "-"])
+    return list(seen.values())
+
+
 def change_rows(report: AdvisorReport) -> list[list[str]]:
     return [[e.candidate.name, f"{sum(e.fixes.values()):,.0f}", _cents(-e.savings_usd_per_month["cloud"]),
              f"{e.replay.privacy_violations} violations"] for e in report.changes]
@@ -180,6 +193,7 @@ img{{max-width:100%}}figure{{margin:1.5em 0}}</style></head><body>
 {causes}
 <h2>Candidates (replayed in the twin)</h2>
 {table(RANKING_COLUMNS, ranking_rows(r))}
+{"<h3>Resale figures</h3>" + table(RESALE_COLUMNS, resale_rows(r)) if resale_rows(r) else ""}
 {"<h2>Changes that need no purchase</h2>" + table(CHANGE_COLUMNS, change_rows(r)) if r.changes else ""}
 <h2>Workload and current fleet</h2>
 {table(("fact", "value"), _facts(r))}
@@ -214,6 +228,8 @@ def _markdown(r: AdvisorReport, chart_files: dict[str, str]) -> str:
               table(CAUSE_COLUMNS, cause_rows(r)) if r.causes
               else "Nothing: the current fleet does all the work in time.", "",
               "## Candidates (replayed in the twin)", "", table(RANKING_COLUMNS, ranking_rows(r)), ""]
+    if resale_rows(r):
+        parts += ["### Resale figures", "", table(RESALE_COLUMNS, resale_rows(r)), ""]
     if r.changes:
         parts += ["## Changes that need no purchase", "", table(CHANGE_COLUMNS, change_rows(r)), ""]
     parts += ["## Workload and current fleet", "", table(("fact", "value"), _facts(r)), ""]

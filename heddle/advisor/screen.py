@@ -168,8 +168,10 @@ def _aimed(fleet: Fleet, causes: list[Cause], devices: dict[str, DeviceSpec],
 def _addresses(e: Estimate, c: Cause) -> bool:
     """Does a candidate add a machine that can take this cause's work?"""
     new = [n for n in e.candidate.fleet.nodes if n.labels.get("purchase") == "advisor"]
-    if c.kind not in ("memory", "trust", "capacity", "speed") or e.candidate.kind == "replace" and c.kind in ("capacity", "speed"):
+    if c.kind not in ("memory", "trust", "capacity", "speed"):
         return False
+    if c.kind in ("capacity", "speed") and e.candidate.kind == "replace":
+        return False  # more capacity means another machine, not a swapped one
     return any((not c.owner or n.may_hold_personal_of(OwnerId(c.owner)))
                and n.memory_gb - n.reserved_memory_gb >= c.need_gb for n in new)
 

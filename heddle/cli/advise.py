@@ -2,7 +2,8 @@
 
 With no arguments: the shipped demo fleet and the two-week demo trace (`demo-14d`, the
 setting `advise_trace`): purchase advice needs weeks of workload, not the 3-hour `demo`.
-Prints a ranked table and one recommendation sentence; writes advice.html (charts embedded), advice.md and advice.json.
+Prints a ranked table, why work fails today and the recommendation; writes advice.html (charts
+embedded), advice.md and advice.json, into a folder that holds no report yet (or with --force).
 """
 
 from __future__ import annotations

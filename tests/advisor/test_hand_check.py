@@ -43,3 +43,13 @@ def test_the_causes_add_up_to_the_work_not_done_in_time(trusted_report, tmp_path
     assert sum(usd(c["requests/mo"]) for c in causes) == pytest.approx(total, abs=len(causes))
     assert {c["cause"] for c in causes} == {"memory"}
     assert all("llama-3.1-70b q8_0" in c["why, in words"] for c in causes)
+
+
+def test_a_replacements_resale_figure_is_shown_with_its_source(trusted_report, tmp_path):
+    md = write_report(trusted_report, tmp_path)["markdown"].read_text(encoding="utf-8")
+    tables = md_tables(md)
+    (mini,) = tables["Resale figures"]
+    assert mini["replaced node"] == "mini" and usd(mini["resale USD"]) == 450
+    assert "Mac mini M4 16 GB" in mini["source"] and "as of 2025" in mini["source"]
+    (row,) = [r for r in tables["Candidates (replayed in the twin)"] if r["candidate"].startswith("replace mini")]
+    assert usd(row["net USD"]) == usd(row["price USD"]) - 450
