@@ -84,7 +84,7 @@ def ranking_rows(report: AdvisorReport) -> list[list[str]]:
 def cause_rows(report: AdvisorReport) -> list[list[str]]:
     """Why work fails today: one row per cause, most requests first within each kind."""
     best = report.recommended
-    return [[c.kind, f"{c.per_month:,.0f}", _cents(c.value_usd_per_month), c.sentence, c.fix,
+    return [[c.kind, f"{c.per_month:,.0f}", _cents(c.value_usd_per_month), c.sentence, c.fix or "-",
              f"{best.fixes.get(c.key, 0.0):,.0f}" if best else "-"] for c in report.causes]
 
 

@@ -140,7 +140,8 @@ def advise(
     if report.causes:
         out.print("[bold]Why work fails today[/bold]")
         for c in report.causes:
-            out.print(f"  - {c.sentence} What would fix it: {c.fix}.", highlight=False)
+            fix = f" What would fix it: {c.fix}." if c.fix else ""
+            out.print(f"  - {c.sentence}{fix}", highlight=False)
     out.print(f"[bold]{report.sentence}[/bold]")
     out.print(f"report: {paths['html']} (also {paths['markdown'].name}, {paths['json'].name}); "
               f"privacy violations in all replays: {report.privacy_violations}")

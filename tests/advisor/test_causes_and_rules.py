@@ -83,6 +83,11 @@ def test_public_work_refused_the_cloud_for_budget_says_by_how_much_to_raise_it()
     fleet = replace(fleet_of(node("mini", "m4-10", 16, "alice")), budgets={"home": Budget("home", 1.0, "day")})
     r = advise(trace, fleet, AdvisorSettings(shortlist=2),
                devices={d: catalog.device(d) for d in ("m4-10", "m4-pro-20")})
+    # every request not done in time today is in exactly one cause
+    rows = np.concatenate([c.rows for c in r.causes])
+    assert len(set(rows.tolist())) == rows.size
+    assert sorted(rows.tolist()) == sorted(r.baseline.replay.failures["row"].tolist())
+    assert {c.kind for c in r.causes} >= {"budget", "memory"}
     (budget,) = [c for c in r.causes if c.kind == "budget"]
     assert budget.account == "home" and "its 1.00 USD daily cloud budget runs out" in budget.sentence
     # the amount is those requests' price on the fleet's only API (Haiku: 1 / 5 USD per M tokens)
