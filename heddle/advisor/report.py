@@ -15,6 +15,7 @@ from heddle.advisor.errors import ReportExistsError
 from heddle.advisor.roi import Evaluation
 from heddle.advisor.uncertainty import PAYBACK_CEILING_MONTHS
 from heddle.advisor.value import describe_value
+from heddle.advisor.words import check_text
 
 __all__ = ["CAUSE_COLUMNS", "CHANGE_COLUMNS", "RANKING_COLUMNS", "REPORT_FILES", "cause_rows", "change_rows", "check_out_dir",
            "ranking_rows", "write_report"]
@@ -84,7 +85,7 @@ def ranking_rows(report: AdvisorReport) -> list[list[str]]:
 def cause_rows(report: AdvisorReport) -> list[list[str]]:
     """Why work fails today: one row per cause, most requests first within each kind."""
     best = report.recommended
-    return [[c.kind, f"{c.per_month:,.0f}", _cents(c.value_usd_per_month), c.sentence, c.fix or "-",
+    return [[c.kind, f"{round(c.per_month):,}", _cents(c.value_usd_per_month), c.sentence, c.fix or "-",
              f"{best.fixes.get(c.key, 0.0):,.0f}" if best else "-"] for c in report.causes]
 
 
@@ -180,7 +181,8 @@ def _html(r: AdvisorReport, charts: dict[str, bytes]) -> str:
     sens = _sensitivity(r)
     causes = (table(CAUSE_COLUMNS, cause_rows(r)) if r.causes
               else "<p>Nothing: the current fleet does all the work in time.</p>")
-    note = f"<p>{esc(r.note)}</p>" if r.note else ""
+    check = check_text(r.recommended, r.causes)  # the note is in the sentence already
+    note = f"<p>{esc(check)}</p>" if check else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>heddle advice: {esc(r.fleet_name)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
@@ -222,8 +224,8 @@ def _markdown(r: AdvisorReport, chart_files: dict[str, str]) -> str:
 
     sens = _sensitivity(r)
     parts = [f"# What to buy next for fleet \"{r.fleet_name}\"", "", f"**{r.sentence}**", ""]
-    if r.note:
-        parts += [r.note, ""]
+    if check_text(r.recommended, r.causes):
+        parts += [check_text(r.recommended, r.causes), ""]
     parts += ["## Why work fails today", "",
               table(CAUSE_COLUMNS, cause_rows(r)) if r.causes
               else "Nothing: the current fleet does all the work in time.", "",

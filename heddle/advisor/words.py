@@ -12,7 +12,7 @@ from heddle.advisor.causes import Cause, plural
 from heddle.advisor.roi import Evaluation
 from heddle.advisor.settings import AdvisorSettings
 
-__all__ = ["months_text", "recommendation_sentence", "what_text"]
+__all__ = ["check_text", "months_text", "recommendation_sentence", "what_text"]
 
 
 def months_text(x: float) -> str:
@@ -124,6 +124,7 @@ def _keep_sentence(candidates: list[Evaluation], settings: AdvisorSettings, caus
     n_fix = sum(c.per_month for c in fixable)
     parts = []
     if n_stuck >= 0.5:
+        n_stuck = sum(round(c.per_month) for c in stuck)  # the sum of the table's rows, as printed
         parts.append(f"{_count(n_stuck)} of the {plural(total, 'request')} a month that fail today "
                      "ask for a model tier no local model serves, which no purchase changes (see why "
                      "work fails)")
@@ -151,3 +152,23 @@ def _keep_sentence(candidates: list[Evaluation], settings: AdvisorSettings, caus
                 f"is worth at least {_money(e.break_even_miss_value_usd)} USD to you (--miss-value).")
     return (head + (". " + "; ".join(parts)[0].upper() + "; ".join(parts)[1:] if parts else "") + "." + tail
             + _changes_text(changes, ""))
+
+
+def check_text(best: Evaluation | None, causes: list[Cause]) -> str:
+    """How a reader checks the advice with the report's own tables and a calculator."""
+    if best is not None:
+        c, sv = best.candidate, best.savings_usd_per_month
+        net = (f"net price {c.purchase_usd:,.0f} - resale {c.resale_usd:,.0f} = {c.net_usd:,.0f} USD; "
+               if c.resale_usd else f"net price {c.net_usd:,.0f} USD; ")
+        return (f"How to check it (the RECOMMENDED row below): saves = cloud {sv['cloud']:,.2f} + "
+                f"energy {sv['energy']:,.2f} + work done {sv['misses']:,.2f} = {sv['total']:,.2f} USD a "
+                f"month; {net}payback = {c.net_usd:,.0f} / {sv['total']:,.2f} = "
+                f"{months_text(c.net_usd / sv['total'] if sv['total'] > 0 else math.inf)}.")
+    if not causes:
+        return ""
+    counts = [round(c.per_month) for c in causes]  # as the table shows them
+    parts = " + ".join(f"{k:,} ({c.kind})" for c, k in zip(causes, counts))
+    total = round(sum(c.per_month for c in causes))
+    exact = "" if sum(counts) == total else f" ({total:,} before rounding each row)"
+    return (f"How to check it (the table of why work fails below): {parts} = {sum(counts):,}{exact} "
+            "requests a month not done in time.")

@@ -32,6 +32,10 @@ def test_the_recommended_purchase_recomputes_from_the_ranked_table(trusted_repor
     md = write_report(trusted_report, tmp_path)["markdown"].read_text(encoding="utf-8")
     rec = _check_recommended_row(md, trusted_report.sentence)
     assert "1 x dgx-spark (128 GB)" in rec["candidate"]
+    # the report spells the arithmetic out with the row's own figures
+    check = next(line for line in md.splitlines() if line.startswith("How to check it"))
+    assert f"= {rec['saves USD/mo']} USD a month" in check
+    assert f"payback = {rec['net USD']} / {rec['saves USD/mo']} = {rec['payback mo']} months" in check
 
 
 def test_the_causes_add_up_to_the_work_not_done_in_time(trusted_report, tmp_path):
@@ -40,7 +44,7 @@ def test_the_causes_add_up_to_the_work_not_done_in_time(trusted_report, tmp_path
     causes = tables["Why work fails today"]
     facts = {r["fact"]: r["value"] for r in tables["Workload and current fleet"]}
     total = usd(facts["not done in time now"].split()[0])
-    assert sum(usd(c["requests/mo"]) for c in causes) == pytest.approx(total, abs=len(causes))
+    assert sum(usd(c["requests/mo"]) for c in causes) == pytest.approx(total, abs=len(causes) / 2)
     assert {c["cause"] for c in causes} == {"memory"}
     assert all("llama-3.1-70b q8_0" in c["why, in words"] for c in causes)
 
