@@ -89,9 +89,10 @@ def test_nats_auth_command_writes_a_config_with_every_role(tmp_path):
 
 def test_nats_auth_command_tightens_an_existing_world_readable_file(tmp_path):
     out = tmp_path / "auth.conf"
-    out.write_text("old")
+    out.write_text("previous contents!")  # a space and '!': in no password or config
     out.chmod(0o644)
     result = CliRunner().invoke(app, ["events", "nats-auth", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    assert "old" not in out.read_text()
+    assert "previous contents!" not in out.read_text()
+    assert out.read_text().startswith("authorization")
