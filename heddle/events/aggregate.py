@@ -188,8 +188,12 @@ class Aggregate:
         }
 
     def restore_state(self, state: Mapping[str, Any]) -> None:
-        """Inverse of snapshot_state()."""
+        """Inverse of snapshot_state(). A key snapshot_state() never writes (private or
+        framework attributes such as the version) is refused, so a crafted snapshot
+        cannot reach them (ValueError, reported by from_snapshot as SnapshotError)."""
         for key, value in state.items():
+            if key.startswith("_") or key in _FRAMEWORK_ATTRIBUTES:
+                raise ValueError(f"snapshot state may not set {key!r}")
             setattr(self, key, value)
 
     def to_snapshot(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from heddle.events.command_handler import CommandHandler
-from heddle.events.errors import CommandRejected, UntrustedSnapshotError
+from heddle.events.errors import CommandRejected, SnapshotError, UntrustedSnapshotError
 from heddle.events.event_log import InMemoryEventLog, InMemoryRejectionLog
 from heddle.events.jetstream_log import JetStreamEventLog
 from heddle.events.kv import InMemoryKeyValueStore
@@ -160,3 +160,16 @@ async def test_a_good_snapshot_spares_the_replay(backend):
     assert cold.untrusted_snapshots == 0
     if isinstance(cold.event_log, CountingJetStreamLog):
         assert CountingJetStreamLog.downloaded == 1  # the anchor (version 30) only
+
+
+@pytest.mark.parametrize(
+    "crafted", [{"_apply_table": {}}, {"aggregate_version": 99}, {"last_event_id": "x"}]
+)
+async def test_snapshot_state_cannot_reach_private_or_framework_attributes(crafted):
+    snapshots = SnapshotStore(InMemoryKeyValueStore())
+    log = InMemoryEventLog()
+    writer = await started_task(log, snapshots, "t1")
+    data = writer.cache.get(("Task", "t1")).to_snapshot()
+    data["state"].update(crafted)
+    with pytest.raises(SnapshotError, match="may not set"):
+        TaskAggregate.from_snapshot(data)
