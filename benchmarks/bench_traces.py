@@ -1,27 +1,32 @@
-"""Trace file throughput and memory, against pandas CSV on the same content in the same run.
+"""Trace files: Parquet against the legacy `.htr` format and pandas CSV, same rows, same run.
 
     uv run python benchmarks/bench_traces.py            # 1,000,000 rows
     uv run python benchmarks/bench_traces.py --quick    # 100,000 rows
 
-Prints write and read throughput (rows/s) of the heddle format (plain and gzip), of
-DataFrame.to_csv / pandas.read_csv (C engine) on the same rows, the read ratio
-(ours / pandas), and in-memory bytes per row. Goals (issue 3): read ratio >= 1,
-memory < 200 bytes/row. Timings are the best of --repeat runs.
+For each format: write and read throughput (rows/s, best of --repeat), file size, the
+in-memory size of the trace read back (bytes/row), and the reader's peak memory growth
+(bytes/row: how far the peak RSS of a fresh process rises while it reads the file once), plus
+streaming the Parquet file with iter_trace. Goals (issue 23): Parquet reads >= 3x the legacy
+`.htr`, its files are <= 1/3 of the `.htr` size, and its memory per row is no worse.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import multiprocessing
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
-from heddle.traces import Trace, read_trace, write_trace
+from heddle.traces import Trace, iter_trace, read_trace, write_trace
 from heddle.traces.synth import SynthConfig, synthesize
+
+CSV_NA = {"keep_default_na": False, "na_values": {"deadline_s": ["", "NaN"]}}
+"""read_csv options that give back the trace's strings ("" stays "") and NaN deadlines."""
 
 
 def best_of(repeat: int, fn: Callable[[], object]) -> tuple[float, object]:
@@ -43,53 +48,98 @@ def make_trace(rows: int) -> Trace:
     return Trace.from_frame(trace.df.iloc[:rows], trace.meta)
 
 
+def _read(path: str, how: str) -> object:
+    if how == "csv":
+        return pd.read_csv(path, **CSV_NA)
+    if how == "stream":
+        return sum(len(chunk) for chunk in iter_trace(path))
+    return read_trace(path)
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def peak_growth(path: str, how: str) -> int:
+    """In a fresh process: how far one read raises the peak RSS, in bytes (its result included).
+
+    The peak (VmHWM) is reset to the current RSS first (Linux: "5" > /proc/self/clear_refs),
+    so the imports' own peak does not hide the read's.
+    """
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_kib("VmRSS")
+    result = _read(path, how)
+    peak = _status_kib("VmHWM")
+    del result
+    return (peak - before) * 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="100,000 rows")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     rows = 100_000 if args.quick else args.rows
 
     t0 = time.perf_counter()
     trace = make_trace(rows)
     print(f"built {len(trace):,}-row trace in {time.perf_counter() - t0:.1f} s")
+    spawn = multiprocessing.get_context("spawn")
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(
+            1, mp_context=spawn, max_tasks_per_child=1) as pool:
         d = Path(tmp)
-        results: dict[str, tuple[float, float, int]] = {}  # name -> (write s, read s, bytes)
-        for name, path in (("heddle .htr", d / "t.htr"), ("heddle .htr.gz", d / "t.htr.gz")):
+        # name -> (write s, read s, file bytes, frame bytes/row, reader peak bytes/row)
+        results: dict[str, tuple[float, float, int, float, float]] = {}
+        formats = (("Parquet (zstd)", d / "t.parquet"), ("legacy .htr", d / "t.htr"),
+                   ("legacy .htr.gz", d / "t.htr.gz"))
+        for name, path in formats:
             w, _ = best_of(args.repeat, lambda p=path: write_trace(trace, p))
             r, back = best_of(args.repeat, lambda p=path: read_trace(p))
             assert back.equals(trace), f"{name}: round trip differs"
-            results[name] = (w, r, path.stat().st_size)
-            ours_memory = back.df.memory_usage(deep=True).sum()
+            frame = back.df.memory_usage(deep=True).sum() / rows
+            peak = pool.submit(peak_growth, str(path), "trace").result() / rows
+            results[name] = (w, r, path.stat().st_size, frame, peak)
+
+        parquet = d / "t.parquet"
+        s, streamed = best_of(args.repeat, lambda: sum(len(c) for c in iter_trace(parquet)))
+        assert streamed == rows
+        stream_peak = pool.submit(peak_growth, str(parquet), "stream").result() / rows
 
         csv = d / "t.csv"
         w, _ = best_of(args.repeat, lambda: trace.df.to_csv(csv, index=False))
-        r, frame = best_of(args.repeat, lambda: pd.read_csv(csv, keep_default_na=False,
-                                                            na_values={"deadline_s": ["", "NaN"]}))
+        r, frame = best_of(args.repeat, lambda: pd.read_csv(csv, **CSV_NA))
         assert len(frame) == rows
-        results["pandas CSV"] = (w, r, csv.stat().st_size)
-        csv_memory = frame.memory_usage(deep=True).sum()
-        csv_gz = d / "t.csv.gz"
-        trace.df.to_csv(csv_gz, index=False)
-        r_gz, _ = best_of(1, lambda: pd.read_csv(csv_gz, keep_default_na=False))
-        results["pandas CSV .gz"] = (float("nan"), r_gz, csv_gz.stat().st_size)
+        results["pandas CSV"] = (w, r, csv.stat().st_size,
+                                 frame.memory_usage(deep=True).sum() / rows,
+                                 pool.submit(peak_growth, str(csv), "csv").result() / rows)
 
-    print(f"\n{'format':<16}{'write rows/s':>14}{'read rows/s':>14}{'file MB':>10}")
-    for name, (w, r, size) in results.items():
-        wr = f"{rows / w:>14,.0f}" if not math.isnan(w) else f"{'-':>14}"
-        print(f"{name:<16}{wr}{rows / r:>14,.0f}{size / 1e6:>10.1f}")
-    csv_read = results["pandas CSV"][1]
-    print(f"\nread ratio (heddle .htr / pandas.read_csv):       "
-          f"{csv_read / results['heddle .htr'][1]:.1f}x  (goal >= 1)")
-    print(f"read ratio (heddle .htr.gz / pandas.read_csv .gz): "
-          f"{results['pandas CSV .gz'][1] / results['heddle .htr.gz'][1]:.1f}x")
-    print(f"write ratio (heddle .htr / DataFrame.to_csv):      "
-          f"{results['pandas CSV'][0] / results['heddle .htr'][0]:.1f}x")
-    print(f"memory: heddle {ours_memory / rows:.0f} bytes/row (goal < 200), "
-          f"pandas.read_csv {csv_memory / rows:.0f} bytes/row")
+    print(f"\n{'format':<16}{'write rows/s':>14}{'read rows/s':>14}{'file MB':>10}"
+          f"{'frame B/row':>13}{'read peak B/row':>17}")
+    for name, (w, r, size, frame_b, peak_b) in results.items():
+        print(f"{name:<16}{rows / w:>14,.0f}{rows / r:>14,.0f}{size / 1e6:>10.1f}"
+              f"{frame_b:>13,.0f}{peak_b:>17,.0f}")
+    print(f"{'Parquet stream':<16}{'-':>14}{rows / s:>14,.0f}{'':>10}{'':>13}"
+          f"{stream_peak:>17,.0f}")
+
+    pq, htr, gz, csv_r = (results[k] for k in ("Parquet (zstd)", "legacy .htr",
+                                               "legacy .htr.gz", "pandas CSV"))
+    ok = lambda met: "met" if met else "NOT met"  # noqa: E731
+    read_ratio = htr[1] / pq[1]
+    size_ratio = pq[2] / htr[2]
+    print(f"\nread  Parquet / .htr:     {read_ratio:.1f}x   (goal >= 3: {ok(read_ratio >= 3)}); "
+          f"/ .htr.gz {gz[1] / pq[1]:.1f}x; / pandas.read_csv {csv_r[1] / pq[1]:.1f}x")
+    print(f"write Parquet / .htr:     {htr[0] / pq[0]:.1f}x;  / .htr.gz {gz[0] / pq[0]:.1f}x; "
+          f"/ DataFrame.to_csv {csv_r[0] / pq[0]:.1f}x")
+    print(f"size  Parquet / .htr:     {size_ratio:.2f}  (goal <= 0.33: {ok(size_ratio <= 1 / 3)}); "
+          f"/ .htr.gz {pq[2] / gz[2]:.2f}; / CSV {pq[2] / csv_r[2]:.2f}")
+    mem_ok = pq[3] <= htr[3] and pq[4] <= htr[4] * 1.05
+    print(f"memory Parquet / .htr:    frame {pq[3] / htr[3]:.2f}, reader peak "
+          f"{pq[4] / htr[4]:.2f}  (goal <= 1: {ok(mem_ok)}); streaming peak / whole read "
+          f"{stream_peak / pq[4]:.2f}")
 
 
 if __name__ == "__main__":

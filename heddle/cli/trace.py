@@ -1,4 +1,4 @@
-"""`heddle trace`: import public traces, synthesize traces, show their statistics."""
+"""`heddle trace`: import public traces, synthesize traces, show their statistics, convert old files."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from rich.table import Table
 
 from heddle.traces import (
     TraceError,
+    convert_trace,
     iter_trace,
     read_trace,
     shipped_trace_names,
@@ -52,7 +53,7 @@ def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
 def import_cmd(
     fmt: Annotated[str, typer.Argument(metavar="FORMAT", help=f"one of {', '.join(FORMATS)}")],
     file: Annotated[Path, typer.Argument(help="CSV file (plain or .gz)")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="trace file to write (.htr, .htr.gz)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="trace file to write (.parquet)")],
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="skip bad rows, report them")] = False,
     mapping: Annotated[list[str] | None, typer.Option(
         "--map", help="csv format: FIELD=CSV_COLUMN (repeatable)")] = None,
@@ -61,7 +62,7 @@ def import_cmd(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="default for a field the source lacks: FIELD=VALUE (repeatable)")] = None,
 ) -> None:
-    """Import a public trace (Azure LLM 2023, BurstGPT) or any CSV into the heddle format."""
+    """Import a public trace (Azure LLM 2023, BurstGPT) or any CSV into a Parquet trace."""
     try:
         defaults = ImportDefaults.model_validate(_pairs(set_, "--set")) if set_ else None
         csv_mapping = None
@@ -92,7 +93,7 @@ def import_cmd(
 
 @app.command("synth")
 def synth_cmd(
-    output: Annotated[Path, typer.Option("-o", "--output", help="trace file to write")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="trace file to write (.parquet)")],
     seed: Annotated[int | None, typer.Option(help="random seed (same seed, same trace)")] = None,
     days: Annotated[float | None, typer.Option(help="length in days")] = None,
     hours: Annotated[float | None, typer.Option(help="length in hours (instead of --days)")] = None,
@@ -140,7 +141,8 @@ def _mix_text(mix: dict[str, float]) -> str:
 
 @app.command("stats")
 def stats_cmd(
-    file: Annotated[str, typer.Argument(help="trace file, or a shipped name such as 'demo'")],
+    file: Annotated[str, typer.Argument(
+        help="trace file or directory, or a shipped name such as 'demo'")],
     plots: Annotated[Path | None, typer.Option(help="write PNG plots into this directory")] = None,
 ) -> None:
     """Rates, token percentiles, the diurnal profile and the privacy mix of a trace."""
@@ -214,7 +216,8 @@ HEAD_COLUMNS = "arrival_s,task_id,model,prompt_tokens,output_tokens,privacy,owne
 
 @app.command("head")
 def head_cmd(
-    file: Annotated[str, typer.Argument(help="trace file, or a shipped name such as 'demo'")],
+    file: Annotated[str, typer.Argument(
+        help="trace file or directory, or a shipped name such as 'demo'")],
     rows: Annotated[int, typer.Option("-n", "--rows", help="rows to show")] = 10,
     columns: Annotated[str, typer.Option(help="comma-separated columns")] = HEAD_COLUMNS,
 ) -> None:
@@ -242,3 +245,27 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return "-" if math.isnan(value) else f"{value:,.2f}"
     return str(value) if value != "" else "-"
+
+
+@app.command("convert")
+def convert_cmd(
+    files: Annotated[list[Path], typer.Argument(
+        help="legacy .htr/.htr.gz files, or directories of Parquet files")],
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Parquet file to write (one input only; default: the input's "
+        "name with .parquet)")] = None,
+) -> None:
+    """Rewrite traces as Parquet: legacy .htr files, or a directory of Parquet files as one."""
+    if output is not None and len(files) > 1:
+        raise _fail("-o/--output takes one input file; without it each FILE gets a .parquet "
+                    "next to it")
+    for file in files:
+        try:
+            with err.status(f"converting {file}"):
+                rows, target = convert_trace(file, output)
+        except (TraceError, OSError) as exc:
+            raise _fail(str(exc)) from None
+        before = file.stat().st_size if file.is_file() else sum(
+            p.stat().st_size for p in file.iterdir() if p.is_file())
+        out.print(f"{file} -> {target}: {rows:,} rows, {before / 1e6:,.2f} MB -> "
+                  f"{target.stat().st_size / 1e6:,.2f} MB")

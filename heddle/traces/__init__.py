@@ -1,4 +1,4 @@
-"""Workload traces: the schema, the streaming file format, importers, synthesis, statistics.
+"""Workload traces: the schema, Parquet files, importers, synthesis, statistics.
 
 docs/traces.md describes the columns, the file format and every command.
 """
@@ -23,19 +23,14 @@ from heddle.traces.schema import COLUMN_NAMES, COLUMNS, Column, Encoding, normal
 from heddle.traces.stats import TraceStats, trace_stats, write_plots
 from heddle.traces.synth import SynthConfig, synthesize
 from heddle.traces.trace import Trace, concat_traces, from_tasks, to_tasks
-from heddle.traces.tracefile import (
-    FORMAT_VERSION,
-    TraceWriter,
-    iter_trace,
-    read_trace,
-    write_trace,
-)
+from heddle.traces.parquet import SCHEMA_VERSION, TraceWriter
+from heddle.traces.tracefile import convert_trace, is_legacy, iter_trace, read_trace, write_trace
 
 __all__ = [
     "COLUMNS",
     "COLUMN_NAMES",
     "FORMATS",
-    "FORMAT_VERSION",
+    "SCHEMA_VERSION",
     "TOKEN_PROFILES",
     "ArrivalProcess",
     "Column",
@@ -53,12 +48,14 @@ __all__ = [
     "TraceValidationError",
     "TraceWriter",
     "concat_traces",
+    "convert_trace",
     "fit_lognormal",
     "from_tasks",
     "import_azure",
     "import_burstgpt",
     "import_csv",
     "import_trace",
+    "is_legacy",
     "iter_trace",
     "load_mapping",
     "normalize",

@@ -10,7 +10,7 @@ __all__ = ["SAMPLES_DIR", "resolve_trace", "shipped_trace_names", "shipped_trace
 
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "data" / "traces"
 """Where the shipped samples live; heddle/data/traces/README.md gives each one's source."""
-_SUFFIX = ".htr.gz"
+_SUFFIX = ".parquet"
 
 
 def shipped_trace_names() -> list[str]:

@@ -14,6 +14,9 @@ from enum import Enum
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandas.arrays import ArrowStringArray
 
 from heddle.traces.errors import TraceValidationError
 
@@ -211,19 +214,31 @@ def _first(mask: np.ndarray) -> int | None:
     return int(idx[0]) if len(idx) else None
 
 
+def _empty_ids(ids: pd.Series) -> np.ndarray:
+    """Rows with an empty id; Arrow-backed strings are measured without a Python object each."""
+    if isinstance(ids.array, ArrowStringArray):
+        return pc.equal(pc.binary_length(pa.array(ids.array)), 0).to_numpy(zero_copy_only=False)
+    return ids.to_numpy(dtype=object) == ""
+
+
 def _duplicated(ids: pd.Series) -> np.ndarray:
     """Rows whose id appeared before; one hash pass when (as usual) all ids are unique."""
-    if pd.Index(ids.array).is_unique:
+    if isinstance(ids.array, ArrowStringArray):
+        unique = len(pc.unique(pa.array(ids.array))) == len(ids)
+    else:
+        unique = pd.Index(ids.array).is_unique
+    if unique:
         return np.zeros(len(ids), dtype=bool)
     return ids.duplicated().to_numpy()
 
 
-def validate(df: pd.DataFrame) -> None:
+def validate(df: pd.DataFrame, *, dependencies: bool = True) -> None:
     """Check the semantic rules of a canonical frame; raise on the first bad row.
 
     Rules: arrival finite, >= 0 and sorted; token counts and CPU work >= 0; deadlines > 0 or
     NaN; task ids unique and non-empty; an LLM row names a model; depends_on names stages of
-    the same pipeline.
+    the same pipeline (unless `dependencies` is False: a chunk of a trace may hold only part
+    of a pipeline).
     """
     arrival = df["arrival_s"].to_numpy()
     checks: list[tuple[str, np.ndarray, str]] = [
@@ -233,7 +248,7 @@ def validate(df: pd.DataFrame) -> None:
         ("cpu_seconds", ~(df["cpu_seconds"].to_numpy() >= 0), "seconds >= 0"),
         ("memory_gb", ~(df["memory_gb"].to_numpy() >= 0), "GB >= 0"),
         ("deadline_s", df["deadline_s"].to_numpy() <= 0, "a deadline > 0 s, or none"),
-        ("task_id", df["task_id"].to_numpy() == "", "a non-empty task id"),
+        ("task_id", _empty_ids(df["task_id"]), "a non-empty task id"),
         ("task_id", _duplicated(df["task_id"]), "a unique task id"),
         ("model", ((df["kind"] == "llm") & (df["model"] == "")).to_numpy(), "a model id"),
     ]
@@ -245,7 +260,8 @@ def validate(df: pd.DataFrame) -> None:
         if row is not None:
             got = df[name].iloc[row]
             raise TraceValidationError(f"expected {expected}, got {got!r}", row=row, column=name)
-    _validate_dependencies(df)
+    if dependencies:
+        _validate_dependencies(df)
 
 
 def _validate_dependencies(df: pd.DataFrame) -> None:
@@ -261,6 +277,8 @@ def _validate_dependencies(df: pd.DataFrame) -> None:
     pair = pipe.codes.astype(np.int64) * n_stages + stage.codes
     present = np.zeros(max(len(pipe.categories), 1) * n_stages, dtype=bool)
     present[pair[pair >= 0]] = True
+    # the code of "" (not in a pipeline): categories are sorted, so "" can only come first
+    none_code = 0 if len(pipe.categories) and pipe.categories[0] == "" else -2
     for code, value in enumerate(dep.categories):
         if value == "":
             continue
@@ -273,8 +291,7 @@ def _validate_dependencies(df: pd.DataFrame) -> None:
                 found = present[np.maximum(keys, 0)]
             else:
                 found = np.zeros(len(rows), dtype=bool)
-            found &= pipe.codes[rows] >= 0
-            found &= np.asarray(pipe.categories)[pipe.codes[rows]] != ""
+            found &= (pipe.codes[rows] >= 0) & (pipe.codes[rows] != none_code)
             if not found.all():
                 row = int(rows[np.flatnonzero(~found)[0]])
                 raise TraceValidationError(

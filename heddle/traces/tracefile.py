@@ -1,231 +1,72 @@
-"""The heddle trace file format (`.htr`, optionally `.htr.gz` / `.htr.zst`): streaming, columnar.
+"""Reading and writing trace files: Parquet, and the legacy `.htr` format for one more release.
 
-Layout (docs/traces.md has the full description)::
-
-    HEDDLE-TRACE 1\\n                      magic and format version, ASCII
-    {"columns": [...], "meta": {...}}\\n   file header, JSON (pydantic-validated on read)
-    C <u32 n> <n bytes chunk JSON> <column blocks>   one per chunk, any number
-    E <u64 total rows>                     trailer: a file without it was cut short
-
-A chunk's JSON holds its row count, each categorical column's dictionary (the distinct values
-in that chunk, the codes' dtype) and the values of plain string columns. The column blocks
-follow in schema order: raw little-endian numbers, or dictionary codes. A reader needs one
-chunk in memory at a time; the writer likewise.
+Readers tell the formats apart by content, not by name: a Parquet file starts with `PAR1`,
+a legacy file with `HEDDLE-TRACE` (or a gzip/zstd header); a directory is a trace made of
+the Parquet files in it. Writers write Parquet unless the name ends in a legacy suffix.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
-import json
-import os
-import struct
-import zlib
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
 
-import numpy as np
-import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError
-
-from heddle.traces.errors import TraceFormatError, TraceValidationError
-from heddle.traces.schema import COLUMNS, Column, Encoding, normalize, validate
+from heddle.traces.errors import TraceFormatError
+from heddle.traces.htr import HTR_SUFFIXES, is_htr, iter_htr, read_htr, write_htr
+from heddle.traces.parquet import (
+    PARQUET_SUFFIX,
+    ROW_GROUP_ROWS,
+    TraceWriter,
+    iter_parquet,
+    read_parquet,
+)
 from heddle.traces.trace import Trace
 
-__all__ = ["FORMAT_VERSION", "TraceWriter", "iter_trace", "read_trace", "write_trace"]
+__all__ = ["convert_trace", "is_legacy", "iter_trace", "read_trace", "write_trace"]
 
-MAGIC = b"HEDDLE-TRACE"
-FORMAT_VERSION = 1
-"""On-disk format version written in the first line; readers refuse versions they don't know."""
-DEFAULT_CHUNK_ROWS = 65_536
-"""Rows per chunk: big enough that per-chunk overhead is noise, small enough to stream."""
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_GZIP_LEVEL = 6
-"""zlib's default trade-off; level 9 writes ~3x slower for a few percent smaller files."""
-_SCHEMA_NAMES = frozenset(c.name for c in COLUMNS)
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
+_PARQUET_MAGIC = b"PAR1"
 
 
-class _ColumnHeader(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    dtype: str
-    encoding: Encoding
+def is_legacy(path: str | Path) -> bool:
+    """Whether `path` is a file in the legacy `.htr` format (`heddle trace convert` it)."""
+    path = Path(path)
+    return path.is_file() and _kind(path) == "htr"
 
 
-class _FileHeader(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    columns: list[_ColumnHeader]
-    meta: dict[str, str] = {}
+def _kind(path: Path) -> str:
+    """"dir", "parquet" or "htr"; anything else is TraceFormatError naming the file."""
+    if path.is_dir():
+        return "dir"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == _PARQUET_MAGIC:
+        return "parquet"
+    if is_htr(head):
+        return "htr"
+    raise TraceFormatError(
+        "not a heddle trace (expected a Parquet file, or the legacy format starting "
+        "'HEDDLE-TRACE'); import CSV files with 'heddle trace import'", path=path)
 
 
-def _code_dtype(n_values: int) -> np.dtype:
-    for dt in (np.int8, np.int16, np.int32):
-        if n_values <= np.iinfo(dt).max:
-            return np.dtype(dt)
-    return np.dtype(np.int64)
+def read_trace(path: str | Path, *, check: bool = True) -> Trace:
+    """Read a whole trace: a Parquet file, a directory of them, or a legacy `.htr` file.
 
-
-def _open_write(path: Path, suffix: str) -> tuple[IO[bytes], IO[bytes]]:
-    """(stream to write, underlying file) for `path`, compressed according to `suffix`."""
-    raw = open(path, "wb")  # noqa: SIM115 - closed by TraceWriter.__exit__
-    if suffix == ".gz":
-        # no name and a zero mtime in the gzip header: the same trace gives the same bytes
-        return gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=_GZIP_LEVEL,
-                             mtime=0), raw
-    if suffix == ".zst":
-        try:
-            import zstandard  # optional: not a dependency
-        except ImportError as exc:
-            raw.close()
-            path.unlink(missing_ok=True)
-            raise TraceFormatError(
-                "writing .zst needs the 'zstandard' package; use .gz", path=path
-            ) from exc
-        return zstandard.ZstdCompressor().stream_writer(raw, closefd=False), raw
-    return raw, raw
-
-
-def _open_read(path: Path) -> IO[bytes]:
-    raw = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
-    head = raw.read(4)
-    raw.seek(0)
-    if head.startswith(_GZIP_MAGIC):
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    if head == _ZSTD_MAGIC:
-        try:
-            import zstandard
-        except ImportError as exc:
-            raw.close()
-            raise TraceFormatError(
-                "file is zstd-compressed; install 'zstandard' or recompress with gzip", path=path
-            ) from exc
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw))
-    return raw
-
-
-def _used(cat: pd.Categorical) -> tuple[np.ndarray, list[str]]:
-    """Codes renumbered over only the categories this chunk uses, and those categories.
-
-    A slice of a big trace keeps the whole trace's categories (say 100k pipeline ids);
-    writing them all with every chunk would make files and reads grow with the square.
+    Raises TraceFormatError for what is not a heddle trace, has an unknown schema version,
+    lacks columns or is cut short or corrupt, and TraceValidationError (naming the file, row
+    and column) for bad values.
     """
-    codes = cat.codes
-    if not len(codes):
-        return codes, []
-    present = np.bincount(codes, minlength=len(cat.categories)) > 0
-    if present.all():
-        return codes, [str(v) for v in cat.categories]
-    used = np.flatnonzero(present)
-    renumber = np.full(len(present), -1, dtype=np.int64)
-    renumber[used] = np.arange(len(used))
-    return renumber[codes], [str(v) for v in np.asarray(cat.categories)[used]]
+    path = Path(path)
+    if _kind(path) == "htr":
+        return read_htr(path, check=check)
+    return read_parquet(path, check=check)
 
 
-class TraceWriter:
-    """Write a trace chunk by chunk. Use as a context manager; the file appears on close.
-
-    Writes go to `<path>.partial`, renamed over `path` only after the trailer is written,
-    so an interrupted write never leaves a file that looks complete.
-    """
-
-    def __init__(self, path: str | Path, meta: Mapping[str, str] | None = None) -> None:
-        self.path = Path(path)
-        self._tmp = self.path.with_name(self.path.name + ".partial")
-        self._meta = {str(k): str(v) for k, v in (meta or {}).items()}
-        self._file: IO[bytes] | None = None
-        self._raw: IO[bytes] | None = None
-        self._last_arrival_s = 0.0
-        self.rows = 0
-
-    def __enter__(self) -> Self:
-        # the compressor is chosen by the final name's suffix, not the .partial one
-        self._file, self._raw = _open_write(self._tmp, self.path.suffix)
-        header = _FileHeader(
-            columns=[_ColumnHeader(name=c.name, dtype=c.dtype, encoding=c.encoding)
-                     for c in COLUMNS],
-            meta=self._meta,
-        )
-        self._file.write(MAGIC + b" " + str(FORMAT_VERSION).encode() + b"\n")
-        self._file.write(header.model_dump_json().encode() + b"\n")
-        return self
-
-    def write(self, chunk: Trace | pd.DataFrame) -> None:
-        """Append rows (already in arrival order relative to earlier chunks)."""
-        if self._file is None:
-            raise RuntimeError("TraceWriter.write outside 'with'")
-        df = chunk.df if isinstance(chunk, Trace) else normalize(chunk)
-        extra = [c for c in df.columns if c not in _SCHEMA_NAMES]
-        if extra:
-            # refuse rather than drop them silently
-            raise TraceValidationError(
-                f"the trace format holds the schema columns only; drop {extra} before writing",
-                path=self.path, column=extra[0],
-            )
-        if not len(df):
-            return
-        first = float(df["arrival_s"].iloc[0])
-        if first < self._last_arrival_s:
-            raise TraceValidationError(
-                f"chunk starts at {first} s, before the previous chunk's last arrival "
-                f"{self._last_arrival_s} s: chunks must come in arrival order",
-                path=self.path, row=self.rows, column="arrival_s",
-            )
-        self._last_arrival_s = float(df["arrival_s"].iloc[-1])
-        for start in range(0, len(df), DEFAULT_CHUNK_ROWS):
-            self._write_chunk(df.iloc[start : start + DEFAULT_CHUNK_ROWS])
-
-    def _write_chunk(self, df: pd.DataFrame) -> None:
-        assert self._file is not None
-        dicts: dict[str, list[str]] = {}
-        codes: dict[str, str] = {}
-        strings: dict[str, list[str]] = {}
-        blocks: list[bytes] = []
-        for col in COLUMNS:
-            values = df[col.name]
-            if col.encoding is Encoding.NUMERIC:
-                blocks.append(np.ascontiguousarray(values.to_numpy(), dtype="<" + col.dtype[0]
-                                                   + str(np.dtype(col.dtype).itemsize)).tobytes())
-            elif col.encoding is Encoding.CATEGORY:
-                cat = values.array
-                if not isinstance(cat, pd.Categorical):
-                    cat = pd.Categorical(values.to_numpy(dtype=object))
-                chunk_codes, values_used = _used(cat)
-                dicts[col.name] = values_used
-                dt = _code_dtype(len(values_used))
-                codes[col.name] = dt.name
-                blocks.append(chunk_codes.astype(dt.newbyteorder("<"), copy=False).tobytes())
-            else:
-                strings[col.name] = values.to_numpy(dtype=object).tolist()
-        head = json.dumps({"rows": len(df), "dicts": dicts, "codes": codes, "strings": strings})
-        head_bytes = head.encode("ascii")
-        self._file.write(b"C" + _U32.pack(len(head_bytes)) + head_bytes)
-        for block in blocks:
-            self._file.write(block)
-        self.rows += len(df)
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._file is not None
-        try:
-            if exc_type is None:
-                self._file.write(b"E" + _U64.pack(self.rows))
-        finally:
-            self._file.close()
-            if self._raw is not None and self._raw is not self._file:
-                self._raw.close()
-            self._file = self._raw = None
-        if exc_type is None:
-            os.replace(self._tmp, self.path)
-        else:
-            self._tmp.unlink(missing_ok=True)
+def iter_trace(path: str | Path, *, check: bool = True,
+               rows: int = ROW_GROUP_ROWS) -> Iterator[Trace]:
+    """Yield a trace in chunks (at most `rows` rows each from Parquet), one in memory at a time."""
+    path = Path(path)
+    if _kind(path) == "htr":
+        return iter_htr(path, check=check)
+    return iter_parquet(path, check=check, rows=rows)
 
 
 def write_trace(
@@ -233,9 +74,16 @@ def write_trace(
 ) -> int:
     """Write a trace (or an iterable of chunks, streamed) to `path`; return the rows written.
 
-    The suffix picks compression: `.gz` gzip, `.zst` zstd (needs `zstandard`), else none.
-    `meta` defaults to the (first) trace's meta.
+    Parquet (`.parquet`), or the legacy format if the name ends in `.htr`, `.htr.gz` or
+    `.htr.zst` (for tools that read only that). `meta` defaults to the trace's meta.
     """
+    path = Path(path)
+    if path.name.endswith(HTR_SUFFIXES):
+        return write_htr(trace, path, meta)
+    if not path.name.endswith(PARQUET_SUFFIX):
+        raise TraceFormatError(
+            f"trace files are Parquet: name it *{PARQUET_SUFFIX} (or *.htr.gz for the legacy "
+            "format)", path=path)
     if isinstance(trace, Trace):
         chunks: Iterable[Trace] = [trace]
         meta = trace.meta if meta is None else meta
@@ -247,190 +95,20 @@ def write_trace(
     return writer.rows
 
 
-def _read_exact(f: IO[bytes], n: int, path: Path, what: str) -> bytearray:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = f.readinto(view[got:])
-        if not k:
-            raise TraceFormatError(f"file ends inside {what} (cut short?)", path=path)
-        got += k
-    return buf
+def convert_trace(source: str | Path, target: str | Path | None = None) -> tuple[int, Path]:
+    """Rewrite a trace (legacy `.htr`, or a directory of Parquet files) as one Parquet file.
 
-
-def _read_header(f: IO[bytes], path: Path) -> _FileHeader:
-    first = f.readline(64)
-    if not first.startswith(MAGIC):
-        raise TraceFormatError(
-            "not a heddle trace (expected the line 'HEDDLE-TRACE <version>'); "
-            "import CSV files with 'heddle trace import'", path=path,
-        )
-    try:
-        version = int(first[len(MAGIC):].strip())
-    except ValueError as exc:
-        raise TraceFormatError(f"unreadable format version in {first!r}", path=path) from exc
-    if version != FORMAT_VERSION:
-        raise TraceFormatError(
-            f"format version {version} is not supported (this heddle reads {FORMAT_VERSION})",
-            path=path,
-        )
-    try:
-        header = _FileHeader.model_validate_json(f.readline())
-    except ValidationError as exc:
-        raise TraceFormatError(f"line 2 (file header): {exc}", path=path) from exc
-    expected = [(c.name, c.dtype, c.encoding) for c in COLUMNS]
-    found = [(c.name, c.dtype, c.encoding) for c in header.columns]
-    if found != expected:
-        raise TraceFormatError(f"line 2 (file header): columns {found} != {expected}", path=path)
-    return header
-
-
-def _decode_chunk(f: IO[bytes], path: Path) -> dict | None:
-    tag = f.read(1)
-    if tag == b"E":
-        return None
-    if tag != b"C":
-        raise TraceFormatError(
-            "file ends without its trailer (cut short?)" if not tag
-            else f"expected a chunk marker, found {tag!r}", path=path,
-        )
-    (n,) = _U32.unpack(_read_exact(f, 4, path, "a chunk header"))
-    try:
-        head = json.loads(_read_exact(f, n, path, "a chunk header"))
-        rows = int(head["rows"])
-        for col in COLUMNS:
-            if col.encoding is Encoding.CATEGORY:
-                np.dtype(head["codes"][col.name])
-                if not isinstance(head["dicts"][col.name], list):
-                    raise TypeError(f"dictionary of {col.name!r} is not a list")
-            elif col.encoding is Encoding.STRING and not isinstance(head["strings"][col.name],
-                                                                     list):
-                raise TypeError(f"values of {col.name!r} are not a list")
-        if rows < 0:
-            raise ValueError("negative row count")
-    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
-        raise TraceFormatError(f"corrupt chunk header: {exc!r}", path=path) from None
-    sizes = []
-    for col in COLUMNS:
-        if col.encoding is Encoding.NUMERIC:
-            sizes.append(np.dtype(col.dtype).itemsize * rows)
-        elif col.encoding is Encoding.CATEGORY:
-            sizes.append(np.dtype(head["codes"][col.name]).itemsize * rows)
-        else:
-            sizes.append(0)
-    buf = _read_exact(f, sum(sizes), path, "a chunk's columns")
-    arrays: dict[str, object] = {"__rows__": rows}
-    offset = 0
-    for col, size in zip(COLUMNS, sizes, strict=True):
-        if col.encoding is Encoding.NUMERIC:
-            arrays[col.name] = np.frombuffer(buf, np.dtype(col.dtype).newbyteorder("<"),
-                                             rows, offset)
-        elif col.encoding is Encoding.CATEGORY:
-            dt = np.dtype(head["codes"][col.name]).newbyteorder("<")
-            arrays[col.name] = (np.frombuffer(buf, dt, rows, offset), head["dicts"][col.name])
-        else:
-            values = head["strings"][col.name]
-            if len(values) != rows:
-                raise TraceFormatError(f"chunk column {col.name!r} has {len(values)} values, "
-                                       f"expected {rows}", path=path)
-            arrays[col.name] = values
-        offset += size
-    return arrays
-
-
-def _categorical(parts: list[tuple[np.ndarray, list[str]]], col: Column) -> pd.Categorical:
-    """Merge per-chunk (codes, dictionary) pairs into one Categorical with canonical categories."""
-    if col.fixed_categories:
-        cats = list(col.fixed_categories)
-    else:
-        cats = sorted({v for _, d in parts for v in d})
-    pos = {v: i for i, v in enumerate(cats)}
-    dt = _code_dtype(len(cats))
-    out = np.empty(sum(len(c) for c, _ in parts), dtype=dt)
-    at = 0
-    for codes, dictionary in parts:
-        try:
-            lookup = np.array([pos[v] for v in dictionary], dtype=dt)
-        except KeyError as exc:
-            raise TraceValidationError(f"value {exc.args[0]!r} is not one of {cats}",
-                                       column=col.name) from None
-        if len(codes) and (codes.min() < 0 or codes.max() >= len(dictionary)):
-            raise TraceValidationError("dictionary code out of range", column=col.name)
-        out[at : at + len(codes)] = lookup[codes] if len(lookup) else codes
-        at += len(codes)
-    # unused categories (possible after chunk merges) are dropped to stay canonical
-    cat = pd.Categorical.from_codes(out, categories=pd.Index(cats, dtype="str"), validate=False)
-    if not col.fixed_categories and len(cats) and not (
-            np.bincount(out, minlength=len(cats)) > 0).all():
-        cat = cat.remove_unused_categories()
-    return cat
-
-
-def _assemble(chunks: list[dict], meta: dict[str, str], path: Path, check: bool) -> Trace:
-    if not chunks:
-        return Trace.empty(meta)
-    data: dict[str, object] = {}
-    for col in COLUMNS:
-        parts = [c[col.name] for c in chunks]
-        if col.encoding is Encoding.NUMERIC:
-            arr = np.concatenate(parts) if len(parts) > 1 else np.array(parts[0])
-            data[col.name] = arr.astype(col.dtype, copy=False)
-        elif col.encoding is Encoding.CATEGORY:
-            data[col.name] = _categorical(parts, col)
-        else:
-            flat = parts[0] if len(parts) == 1 else [v for p in parts for v in p]
-            data[col.name] = pd.array(flat, dtype="str")
-    df = pd.DataFrame(data, copy=False)
-    if check:
-        try:
-            validate(df)
-        except TraceValidationError as exc:
-            raise TraceValidationError(exc.reason, path=path, row=exc.row,
-                                       column=exc.column) from None
-    return Trace(df, meta)
-
-
-def iter_trace(path: str | Path, *, check: bool = True) -> Iterator[Trace]:
-    """Yield the file's chunks as Traces, one chunk in memory at a time."""
-    path = Path(path)
-    with _open_read(path) as f, _translated(path):
-        header = _read_header(f, path)
-        total = 0
-        while (chunk := _decode_chunk(f, path)) is not None:
-            total += chunk["__rows__"]
-            yield _assemble([chunk], header.meta, path, check)
-        _check_trailer(f, path, total)
-
-
-@contextmanager
-def _translated(path: Path) -> Iterator[None]:
-    """Turn decompression and I/O failures inside a file into TraceFormatError."""
-    try:
-        yield
-    except FileNotFoundError:
-        raise
-    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
-        raise TraceFormatError(f"cannot read: {exc}", path=path) from exc
-
-
-def _check_trailer(f: IO[bytes], path: Path, total: int) -> None:
-    (rows,) = _U64.unpack(_read_exact(f, 8, path, "the trailer"))
-    if rows != total:
-        raise TraceFormatError(f"trailer says {rows} rows, chunks hold {total}", path=path)
-
-
-def read_trace(path: str | Path, *, check: bool = True) -> Trace:
-    """Read a whole trace file (plain, gzip or zstd: detected from the first bytes).
-
-    Raises TraceFormatError for a file that is not a heddle trace, has an unknown version or
-    is cut short, and TraceValidationError (naming the row and column) for bad values.
+    `target` defaults to the source's name with `.parquet` for its `.htr*` suffix. The
+    source is read and validated whole first, so a bad source writes nothing. Returns
+    (rows, target).
     """
-    path = Path(path)
-    with _open_read(path) as f, _translated(path):
-        header = _read_header(f, path)
-        chunks = []
-        while (chunk := _decode_chunk(f, path)) is not None:
-            chunks.append(chunk)
-        _check_trailer(f, path, sum(c["__rows__"] for c in chunks))
-    return _assemble(chunks, header.meta, path, check)
+    source = Path(source)
+    if target is None:
+        name = source.name
+        stem = next((name[: -len(s)] for s in HTR_SUFFIXES if name.endswith(s)), name)
+        target = source.with_name(stem + PARQUET_SUFFIX)
+    target = Path(target)
+    if target.resolve() == source.resolve():
+        raise TraceFormatError("converting a file onto itself; name another target", path=source)
+    trace = read_trace(source)
+    return write_trace(trace, target), target

@@ -8,7 +8,13 @@ import yaml
 from typer.testing import CliRunner
 
 from heddle.cli.main import app
-from heddle.traces import read_trace, shipped_trace_names, shipped_trace_path
+from heddle.traces import (
+    import_azure,
+    read_trace,
+    shipped_trace_names,
+    shipped_trace_path,
+    write_trace,
+)
 from heddle.traces.synth import SynthConfig, synthesize
 from heddle.traces.trace import to_tasks
 from tests.traces.conftest import SHARED_TRACES
@@ -21,7 +27,7 @@ def run(*args: str):
 
 
 def test_synth_is_seeded_down_to_the_bytes(tmp_path: Path):
-    a, b, c = tmp_path / "a.htr.gz", tmp_path / "b.htr.gz", tmp_path / "c.htr.gz"
+    a, b, c = tmp_path / "a.parquet", tmp_path / "b.parquet", tmp_path / "c.parquet"
     for path, seed in ((a, "5"), (b, "5"), (c, "6")):
         result = run("synth", "--seed", seed, "--hours", "2", "--rate", "300", "-o", str(path))
         assert result.exit_code == 0, result.output
@@ -31,7 +37,7 @@ def test_synth_is_seeded_down_to_the_bytes(tmp_path: Path):
 
 
 def test_synth_options_reach_the_trace(tmp_path: Path):
-    out = tmp_path / "p.htr"
+    out = tmp_path / "p.parquet"
     result = run("synth", "--hours", "4", "--rate", "200", "--privacy",
                  "public=0,sensitive=0,personal=1", "--shapes", "single=0,pipeline=1,council=0",
                  "-o", str(out))
@@ -42,14 +48,14 @@ def test_synth_options_reach_the_trace(tmp_path: Path):
 
 
 def test_synth_rejects_a_bad_mix_with_the_field_named(tmp_path: Path):
-    result = run("synth", "--privacy", "public=0.9", "-o", str(tmp_path / "x.htr"))
+    result = run("synth", "--privacy", "public=0.9", "-o", str(tmp_path / "x.parquet"))
     assert result.exit_code == 1
     assert "privacy_mix" in result.output
-    assert not (tmp_path / "x.htr").exists()
+    assert not (tmp_path / "x.parquet").exists()
 
 
 def test_import_then_stats_with_plots(tmp_path: Path):
-    out = tmp_path / "conv.htr.gz"
+    out = tmp_path / "conv.parquet"
     result = run("import", "azure", str(SHARED_TRACES / "azure_llm_2023_conv.csv"), "-o", str(out))
     assert result.exit_code == 0, result.output
     assert "19,366 of 19,366" in result.output
@@ -65,7 +71,7 @@ def test_import_bad_rows_fail_or_are_counted(tmp_path: Path):
     src = tmp_path / "bad.csv"
     src.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
                    "2023-11-16 18:15:46,1,1\n2023-11-16 18:15:47,1,oops\n2023-11-16 18:15:48,2\n")
-    out = tmp_path / "out.htr"
+    out = tmp_path / "out.parquet"
     result = run("import", "azure", str(src), "-o", str(out))
     assert result.exit_code == 1
     assert "line 3" in result.output and "GeneratedTokens" in result.output
@@ -79,7 +85,7 @@ def test_import_bad_rows_fail_or_are_counted(tmp_path: Path):
 def test_generic_import_with_map_and_mapping_file(tmp_path: Path):
     src = tmp_path / "mine.csv"
     src.write_text("t,in,out,cls\n0,5,6,sensitive\n2.5,7,8,public\n")
-    out = tmp_path / "mine.htr"
+    out = tmp_path / "mine.parquet"
     result = run("import", "csv", str(src), "-o", str(out), "--map", "arrival_s=t",
                  "--map", "prompt_tokens=in,output_tokens=out,privacy=cls",
                  "--set", "owner=carol,model=qwen2.5-7b")
@@ -117,6 +123,25 @@ def test_shipped_samples_exist_and_are_what_their_configs_generate():
     assert shipped_trace_path("demo-14d").stat().st_size < 1_000_000
     azure = read_trace(shipped_trace_path("azure-code"))
     assert len(azure) == 8_819 and "CC-BY 4.0" in azure.meta["attribution"]
+    assert azure.equals(import_azure(SHARED_TRACES / "azure_llm_2023_code.csv").trace)
+    assert all(shipped_trace_path(n).suffix == ".parquet" for n in shipped_trace_names())
+
+
+def test_convert_rewrites_legacy_files_as_parquet(tmp_path: Path):
+    demo = read_trace(shipped_trace_path("demo"))
+    old, other = tmp_path / "demo.htr.gz", tmp_path / "other.htr"
+    write_trace(demo, old)
+    write_trace(demo, other)
+    result = run("convert", str(old), str(other))
+    assert result.exit_code == 0, result.output
+    assert "3,036 rows" in result.output
+    assert read_trace(tmp_path / "demo.parquet").equals(demo)
+    assert read_trace(tmp_path / "other.parquet").equals(demo)
+    result = run("convert", str(old), "-o", str(tmp_path / "named.parquet"))
+    assert result.exit_code == 0, result.output
+    assert read_trace(tmp_path / "named.parquet").equals(demo)
+    result = run("convert", str(old), str(other), "-o", str(tmp_path / "x.parquet"))
+    assert result.exit_code == 1 and "one input" in result.output
 
 
 def test_head_shows_the_first_rows_and_checks_columns():

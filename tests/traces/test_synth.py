@@ -31,8 +31,8 @@ def test_same_seed_same_trace_other_seed_other_trace(tmp_path):
     cfg = SynthConfig(seed=3, duration_h=6, rate_per_h=200, burst_factor=4)
     a, b = synthesize(cfg), synthesize(cfg)
     assert a.equals(b)
-    write_trace(a, tmp_path / "a.htr.gz")
-    assert read_trace(tmp_path / "a.htr.gz").equals(b)
+    write_trace(a, tmp_path / "a.parquet")
+    assert read_trace(tmp_path / "a.parquet").equals(b)
     c = synthesize(cfg.model_copy(update={"seed": 4}))
     assert not c.equals(a)
 

@@ -1,24 +1,31 @@
-"""The trace file format: round trips, streaming, compression, and refusing bad files."""
+"""Trace files: Parquet round trips, streaming by row group, directories, other tools' view."""
 
 from __future__ import annotations
 
 import csv
-import gzip
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from heddle.traces import (
+    COLUMN_NAMES,
+    SCHEMA_VERSION,
     Trace,
     TraceFormatError,
     TraceValidationError,
+    TraceWriter,
     concat_traces,
+    convert_trace,
     from_tasks,
+    is_legacy,
     iter_trace,
     read_trace,
     to_tasks,
@@ -63,9 +70,9 @@ def traces(draw: st.DrawFn) -> Trace:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(trace=traces(), gz=st.booleans())
-def test_write_then_read_gives_the_identical_trace(tmp_path_factory, trace: Trace, gz: bool):
-    path = tmp_path_factory.mktemp("rt") / ("t.htr.gz" if gz else "t.htr")
+@given(trace=traces(), name=st.sampled_from(["t.parquet", "t.htr", "t.htr.gz"]))
+def test_write_then_read_gives_the_identical_trace(tmp_path_factory, trace: Trace, name: str):
+    path = tmp_path_factory.mktemp("rt") / name
     assert write_trace(trace, path) == len(trace)
     back = read_trace(path)
     pd.testing.assert_frame_equal(back.df, trace.df, check_exact=True)
@@ -74,54 +81,107 @@ def test_write_then_read_gives_the_identical_trace(tmp_path_factory, trace: Trac
 
 def test_empty_trace_round_trips_with_schema_dtypes(tmp_path: Path):
     empty = Trace.empty({"note": "nothing"})
-    write_trace(empty, tmp_path / "e.htr")
-    back = read_trace(tmp_path / "e.htr")
+    write_trace(empty, tmp_path / "e.parquet")
+    back = read_trace(tmp_path / "e.parquet")
     assert len(back) == 0 and back.duration_s == 0.0
     assert back.df.dtypes.astype(str).to_dict() == empty.df.dtypes.astype(str).to_dict()
     assert back.meta == {"note": "nothing"}
+    assert list(iter_trace(tmp_path / "e.parquet")) == []
 
 
-def test_streamed_chunks_read_back_as_one_trace(tmp_path: Path, small_trace: Trace):
-    path = tmp_path / "s.htr.gz"
-    write_trace(small_trace.chunks(7), path, meta=small_trace.meta)
-    chunks = list(iter_trace(path))
-    assert [len(c) for c in chunks] == [7] * 7 + [1]
+def test_streamed_chunks_are_gathered_into_row_groups(tmp_path: Path, small_trace: Trace):
+    path = tmp_path / "s.parquet"
+    with TraceWriter(path, small_trace.meta, row_group_rows=20) as writer:
+        for chunk in small_trace.chunks(7):
+            writer.write(chunk)
+    assert writer.rows == 50
+    assert [g["num_rows"] for g in _row_groups(path)] == [20, 20, 10]
+    chunks = list(iter_trace(path, rows=20))
+    assert [len(c) for c in chunks] == [20, 20, 10]
     assert read_trace(path).equals(small_trace)
     assert concat_traces(chunks, small_trace.meta).equals(small_trace)
 
 
-def test_gzip_is_detected_by_content_not_name(tmp_path: Path, small_trace: Trace):
-    write_trace(small_trace, tmp_path / "a.htr.gz")
-    renamed = tmp_path / "no-suffix"
-    renamed.write_bytes((tmp_path / "a.htr.gz").read_bytes())
-    assert renamed.read_bytes()[:2] == b"\x1f\x8b"
-    assert read_trace(renamed).equals(small_trace)
+def _row_groups(path: Path) -> list[dict]:
+    meta = pq.ParquetFile(path).metadata
+    return [meta.row_group(i).to_dict() for i in range(meta.num_row_groups)]
 
 
-def test_a_cut_short_file_is_refused_not_half_read(tmp_path: Path, small_trace: Trace):
-    path = tmp_path / "t.htr"
+def test_streaming_holds_one_chunk_and_only_its_categories(tmp_path: Path):
+    """Memory while streaming does not grow with the trace: each chunk is at most `rows` rows
+    and carries only the category values its rows use, not the whole trace's."""
+    n = 5_000
+    frame = make_frame(n)
+    frame["pipeline_id"] = [f"p{i}" for i in range(n)]  # one workflow per row: 5,000 values
+    frame["stage"] = "s"
+    frame["depends_on"] = ""
+    trace = Trace.from_frame(frame)
+    path = tmp_path / "big.parquet"
+    with TraceWriter(path, row_group_rows=1_000) as writer:
+        writer.write(trace)
+    chunks = 0
+    for chunk in iter_trace(path, rows=500):
+        assert len(chunk) == 500
+        assert len(chunk.df["pipeline_id"].cat.categories) == 500
+        chunks += 1
+    assert chunks == 10
+    # the file itself stores per-row-group dictionaries: five groups of 1,000 values
+    assert len(_row_groups(path)) == 5
+
+
+def test_a_pipeline_cut_by_a_chunk_boundary_streams(tmp_path: Path, small_trace: Trace):
+    # make_frame puts a 3-stage pipeline in rows 0-2; chunks of 2 rows cut it
+    path = tmp_path / "p.parquet"
     write_trace(small_trace, path)
-    data = path.read_bytes()
-    for cut in (len(data) - 1, len(data) - 9, len(data) // 2):
-        path.write_bytes(data[:cut])
-        with pytest.raises(TraceFormatError, match="cut short"):
-            read_trace(path)
+    assert sum(len(c) for c in iter_trace(path, rows=2)) == len(small_trace)
 
 
-def test_unknown_version_and_foreign_files_are_refused(tmp_path: Path, small_trace: Trace):
-    path = tmp_path / "t.htr"
-    write_trace(small_trace, path)
-    path.write_bytes(path.read_bytes().replace(b"HEDDLE-TRACE 1", b"HEDDLE-TRACE 9", 1))
-    with pytest.raises(TraceFormatError, match="version 9"):
-        read_trace(path)
-    csv = tmp_path / "x.csv"
-    csv.write_text("a,b\n1,2\n")
-    with pytest.raises(TraceFormatError, match="not a heddle trace"):
-        read_trace(csv)
-    gz = tmp_path / "x.csv.gz"
-    gz.write_bytes(gzip.compress(b"a,b\n1,2\n"))
-    with pytest.raises(TraceFormatError, match="not a heddle trace"):
-        read_trace(gz)
+def test_a_directory_of_parquet_files_reads_as_one_trace(tmp_path: Path, small_trace: Trace):
+    days = tmp_path / "recorded"
+    days.mkdir()
+    parts = list(small_trace.chunks(20))
+    for name, part in zip(["2026-12-01", "2026-12-02", "2026-12-03"], parts, strict=True):
+        write_trace(part, days / f"{name}.parquet")
+    (days / "2026-12-04.parquet.partial").write_bytes(b"a recorder still writing")
+    (days / "notes.txt").write_text("not a trace")
+    assert read_trace(days).equals(small_trace)
+    assert concat_traces(iter_trace(days), small_trace.meta).equals(small_trace)
+    # what a DuckDB user reads with 'SELECT * FROM "recorded/*.parquet"'
+    whole = pd.read_parquet(sorted(days.glob("*.parquet")))
+    assert list(whole["task_id"]) == list(small_trace.df["task_id"])
+
+
+def test_directory_errors_name_the_file(tmp_path: Path, small_trace: Trace):
+    days = tmp_path / "days"
+    days.mkdir()
+    with pytest.raises(TraceFormatError, match="without .parquet files"):
+        read_trace(days)
+    first, second = small_trace.chunks(25)
+    # named so that name order is not time order
+    write_trace(first, days / "b.parquet")
+    write_trace(second, days / "a.parquet")
+    for read in (read_trace, lambda p: list(iter_trace(p))):
+        with pytest.raises(TraceValidationError, match="sorted by arrival") as info:
+            read(days)
+        assert str(days / "b.parquet") in str(info.value)
+        assert info.value.column == "arrival_s"
+    (days / "a.parquet").unlink()
+    write_trace(first, days / "c.parquet")  # the same task ids again, a day later
+    with pytest.raises(TraceValidationError, match="unique") as info:
+        read_trace(days)
+    assert info.value.path == str(days / "c.parquet") and info.value.row == 0
+
+
+def test_legacy_files_convert_to_parquet(tmp_path: Path, small_trace: Trace):
+    old = tmp_path / "old.htr.gz"
+    write_trace(small_trace, old)
+    assert is_legacy(old)
+    rows, new = convert_trace(old)
+    assert (rows, new) == (50, tmp_path / "old.parquet")
+    assert not is_legacy(new) and new.read_bytes()[:4] == b"PAR1"
+    assert read_trace(new).equals(small_trace)
+    with pytest.raises(TraceFormatError, match="onto itself"):
+        convert_trace(new, new)
 
 
 def test_failed_write_leaves_no_file(tmp_path: Path, small_trace: Trace):
@@ -129,8 +189,54 @@ def test_failed_write_leaves_no_file(tmp_path: Path, small_trace: Trace):
         yield small_trace
         raise RuntimeError("producer died")
 
-    with pytest.raises(RuntimeError):
-        write_trace(chunks(), tmp_path / "t.htr")
+    for name in ("t.parquet", "t.htr"):
+        with pytest.raises(RuntimeError):
+            write_trace(chunks(), tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_trace_is_a_plain_parquet_file_for_other_tools(tmp_path: Path, small_trace: Trace):
+    path = tmp_path / "t.parquet"
+    write_trace(small_trace, path)
+    pf = pq.ParquetFile(path)
+    schema = pf.schema_arrow
+    assert schema.names == list(COLUMN_NAMES)
+    assert pa.types.is_dictionary(schema.field("privacy").type)
+    assert schema.field("task_id").type == pa.string()
+    assert schema.field("prompt_tokens").type == pa.int32()
+    assert schema.field("owner").metadata[b"doc"].startswith(b"owner id")
+    kv = schema.metadata
+    assert kv[b"heddle.schema_version"] == str(SCHEMA_VERSION).encode()
+    assert json.loads(kv[b"heddle.meta"]) == small_trace.meta
+    # a missing deadline is a null, as SQL expects, and NaN again in pandas
+    deadline = pq.read_table(path, columns=["deadline_s"]).column(0)
+    assert deadline.null_count == int(small_trace.df["deadline_s"].isna().sum()) > 0
+    df = pd.read_parquet(path)
+    assert isinstance(df["privacy"].dtype, pd.CategoricalDtype)
+    assert (df["privacy"] == "personal").sum() == (small_trace.df["privacy"] == "personal").sum()
+    assert df["deadline_s"].isna().equals(small_trace.df["deadline_s"].isna())
+    # row groups carry min/max of arrival_s, so a query on a time window skips the others
+    stats = pf.metadata.row_group(0).column(0).statistics
+    assert (stats.min, stats.max) == (small_trace.df["arrival_s"].min(),
+                                      small_trace.df["arrival_s"].max())
+
+
+def test_a_table_from_another_tool_reads_once_it_says_it_is_a_trace(tmp_path: Path):
+    """pandas' own writer: object strings, int64 numbers, NaN deadlines, None for "none"."""
+    frame = make_frame(30).astype({"privacy": object, "prompt_tokens": "int64"})
+    frame.loc[5, "owner"] = None
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    path = tmp_path / "mine.parquet"
+    pq.write_table(table.replace_schema_metadata({"heddle.schema_version": "1"}), path)
+    back = read_trace(path)
+    expected = Trace.from_frame(frame.fillna({"owner": ""}))
+    assert back.equals(expected)
+    assert back.meta == {}
+
+
+def test_write_trace_refuses_a_name_it_would_not_write(tmp_path: Path, small_trace: Trace):
+    with pytest.raises(TraceFormatError, match=r"\*\.parquet"):
+        write_trace(small_trace, tmp_path / "t.csv")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -186,16 +292,6 @@ def test_tasks_recorded_back_into_a_trace_match_the_original(trace: Trace):
                                atol=1e-6)
 
 
-def test_writer_refuses_what_it_cannot_keep(tmp_path: Path, small_trace: Trace):
-    extra = small_trace.df.assign(note="x")
-    with pytest.raises(TraceValidationError, match="note"):
-        write_trace(Trace(extra), tmp_path / "x.htr")
-    halves = list(small_trace.chunks(25))
-    with pytest.raises(TraceValidationError, match="arrival order"):
-        write_trace(reversed(halves), tmp_path / "y.htr")
-    assert list(tmp_path.iterdir()) == []
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(trace=traces())
 def test_a_trace_exported_as_csv_imports_back_unchanged(tmp_path_factory, trace: Trace):
@@ -221,20 +317,11 @@ def test_a_trace_exported_as_csv_imports_back_unchanged(tmp_path_factory, trace:
     pd.testing.assert_frame_equal(back.df, expected, check_exact=True)
 
 
-def test_corrupted_bytes_give_a_format_error_never_a_crash(tmp_path: Path, small_trace: Trace):
-    for name in ("t.htr", "t.htr.gz"):
-        path = tmp_path / name
-        write_trace(small_trace, path)
-        data = bytearray(path.read_bytes())
-        rng = np.random.default_rng(0)
-        for _ in range(20):
-            broken = np.frombuffer(bytes(data), dtype=np.uint8).copy()
-            # keep the first line so the damage lands past the magic
-            broken[rng.integers(20, len(broken), 4)] = rng.integers(0, 256, 4)
-            path.write_bytes(broken.tobytes())
-            try:
-                back = read_trace(path)
-            except (TraceFormatError, TraceValidationError):
-                continue
-            # damage inside a number can survive: then the file still reads as a whole trace
-            assert len(back) == len(small_trace)
+def test_writer_refuses_what_it_cannot_keep(tmp_path: Path, small_trace: Trace):
+    extra = small_trace.df.assign(note="x")
+    with pytest.raises(TraceValidationError, match="note"):
+        write_trace(Trace(extra), tmp_path / "x.parquet")
+    halves = list(small_trace.chunks(25))
+    with pytest.raises(TraceValidationError, match="arrival order"):
+        write_trace(reversed(halves), tmp_path / "y.parquet")
+    assert list(tmp_path.iterdir()) == []

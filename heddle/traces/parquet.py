@@ -1,0 +1,429 @@
+"""Traces as Parquet files: the schema's columns, and the trace's meta in the key-value metadata.
+
+A heddle trace is an ordinary Parquet file (written with pyarrow) that pandas, polars and
+DuckDB read as they are: one column per schema column under the same name, numbers as Parquet
+numbers, categorical columns as dictionary-encoded strings, `deadline_s` null where there is
+no deadline, rows sorted by `arrival_s`. Two key-value metadata entries make it a heddle
+trace: `heddle.schema_version` and `heddle.meta` (the trace's meta as a JSON object). Row
+groups hold ROW_GROUP_ROWS rows, so a reader streams a file one row group at a time. A
+directory of Parquet files (say one per day) is one trace: its files in name order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from heddle.traces.chunks import ChunkChecker, code_dtype, used_categories, validated
+from heddle.traces.errors import TraceFormatError, TraceValidationError
+from heddle.traces.schema import COLUMN_NAMES, COLUMNS, Column, Encoding
+from heddle.traces.trace import Trace
+
+__all__ = [
+    "PARQUET_SUFFIX",
+    "ROW_GROUP_ROWS",
+    "SCHEMA_VERSION",
+    "TraceWriter",
+    "iter_parquet",
+    "parquet_files",
+    "read_parquet",
+]
+
+SCHEMA_VERSION = 1
+"""Version of the column schema (docs/traces.md), in `heddle.schema_version`; a reader refuses
+versions it does not know. Bumped when a column is added, dropped or changes meaning."""
+VERSION_KEY = "heddle.schema_version"
+META_KEY = "heddle.meta"
+PARQUET_SUFFIX = ".parquet"
+ROW_GROUP_ROWS = 65_536
+"""Rows per row group: ~8 MB in memory at ~120 bytes a row, so a reader streaming a trace
+holds little; the per-group overhead (footer entry, dictionaries) is noise at this size."""
+COMPRESSION = "zstd"
+"""zstd at pyarrow's default level: 4-5x smaller than the raw columns and still fast to
+decode (benchmarks/bench_traces.py); every Parquet reader in use decodes it."""
+NULLABLE = frozenset({"deadline_s"})
+"""Columns that may hold nulls: a missing deadline is null (NaN in memory)."""
+
+
+def _arrow_type(col: Column) -> pa.DataType:
+    if col.encoding is Encoding.NUMERIC:
+        return pa.from_numpy_dtype(np.dtype(col.dtype))
+    if col.encoding is Encoding.CATEGORY:
+        return pa.dictionary(pa.int32(), pa.string())
+    return pa.string()
+
+
+ARROW_SCHEMA = pa.schema([
+    pa.field(c.name, _arrow_type(c), nullable=c.name in NULLABLE, metadata={"doc": c.doc})
+    for c in COLUMNS
+])
+"""The file's columns, in schema order; each field's `doc` metadata says what it holds."""
+
+
+def _file_metadata(meta: Mapping[str, str]) -> dict[str, str]:
+    try:
+        text = json.dumps(dict(meta), ensure_ascii=False, sort_keys=True)
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: escaped JSON still round-trips
+        text = json.dumps(dict(meta), sort_keys=True)
+    return {VERSION_KEY: str(SCHEMA_VERSION), META_KEY: text}
+
+
+def _record_batch(df: pd.DataFrame) -> pa.RecordBatch:
+    """One canonical frame as Arrow arrays of ARROW_SCHEMA (categoricals stay codes)."""
+    arrays = []
+    for col, field in zip(COLUMNS, ARROW_SCHEMA, strict=True):
+        values = df[col.name]
+        if col.encoding is Encoding.NUMERIC:
+            arrays.append(pa.array(values.to_numpy(), type=field.type,
+                                   from_pandas=col.name in NULLABLE))
+        elif col.encoding is Encoding.CATEGORY:
+            codes, used = used_categories(values.array)
+            arrays.append(pa.DictionaryArray.from_arrays(
+                pa.array(codes.astype(np.int32, copy=False)), pa.array(used, type=pa.string())))
+        else:
+            arrays.append(pa.array(values, type=pa.string()))
+    return pa.RecordBatch.from_arrays(arrays, schema=ARROW_SCHEMA)
+
+
+class TraceWriter:
+    """Write a trace chunk by chunk as Parquet. Use as a context manager; the file appears on close.
+
+    Chunks of any size are gathered into row groups of `row_group_rows`. Writes go to
+    `<path>.partial`, renamed over `path` only once the footer is written, so an interrupted
+    write never leaves a file that looks complete.
+    """
+
+    def __init__(self, path: str | Path, meta: Mapping[str, str] | None = None, *,
+                 row_group_rows: int = ROW_GROUP_ROWS) -> None:
+        if row_group_rows <= 0:
+            raise ValueError("row_group_rows must be > 0")
+        self.path = Path(path)
+        self._tmp = self.path.with_name(self.path.name + ".partial")
+        self._meta = {str(k): str(v) for k, v in (meta or {}).items()}
+        self._group_rows = row_group_rows
+        self._writer: pq.ParquetWriter | None = None
+        self._checker = ChunkChecker(self.path)
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self.rows = 0
+
+    def __enter__(self) -> Self:
+        self._writer = pq.ParquetWriter(
+            self._tmp, ARROW_SCHEMA.with_metadata(_file_metadata(self._meta)),
+            compression=COMPRESSION, write_page_checksum=True,
+            sorting_columns=[pq.SortingColumn(COLUMN_NAMES.index("arrival_s"))],
+        )
+        return self
+
+    def write(self, chunk: Trace | pd.DataFrame) -> None:
+        """Append rows (already in arrival order relative to earlier chunks)."""
+        if self._writer is None:
+            raise RuntimeError("TraceWriter.write outside 'with'")
+        df = self._checker.check(chunk)
+        start = 0
+        while start < len(df):
+            take = min(len(df) - start, self._group_rows - self._pending_rows)
+            self._pending.append(_record_batch(df.iloc[start : start + take]))
+            self._pending_rows += take
+            start += take
+            if self._pending_rows == self._group_rows:
+                self._flush()
+
+    def _flush(self) -> None:
+        assert self._writer is not None
+        if not self._pending_rows:
+            return
+        table = pa.Table.from_batches(self._pending)
+        if len(self._pending) > 1:
+            # one dictionary per column in the row group, holding what its rows use
+            table = table.unify_dictionaries().combine_chunks()
+        self._writer.write_table(table, row_group_size=self._group_rows)
+        self.rows += self._pending_rows
+        self._pending, self._pending_rows = [], 0
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._writer is not None
+        try:
+            if exc_type is None:
+                self._flush()
+        finally:
+            self._writer.close()
+            self._writer = None
+        if exc_type is None:
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _open(path: Path) -> tuple[pq.ParquetFile, dict[str, str]]:
+    """The Parquet file and its trace meta, once its metadata and columns are checked."""
+    try:
+        pf = pq.ParquetFile(path, page_checksum_verification=True)
+        schema = pf.schema_arrow
+    except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise TraceFormatError(f"unreadable Parquet (cut short or corrupt?): {_one_line(exc)}",
+                               path=path) from None
+    try:
+        return pf, _checked_meta(schema, path)
+    except TraceFormatError:
+        pf.close()
+        raise
+
+
+def _checked_meta(schema: pa.Schema, path: Path) -> dict[str, str]:
+    kv = {k.decode(errors="replace"): v for k, v in (schema.metadata or {}).items()}
+    if VERSION_KEY not in kv:
+        raise TraceFormatError(
+            f"a Parquet file but not a heddle trace: no {VERSION_KEY!r} in its key-value "
+            "metadata (docs/traces.md, 'Traces from other tools')", path=path)
+    version = kv[VERSION_KEY].decode(errors="replace")
+    if version != str(SCHEMA_VERSION):
+        raise TraceFormatError(
+            f"trace schema version {version!r} is not supported (this heddle reads "
+            f"{SCHEMA_VERSION})", path=path)
+    try:
+        meta = json.loads(kv.get(META_KEY, b"{}"))
+        if not isinstance(meta, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+            raise ValueError("expected a JSON object of strings")
+    except ValueError as exc:
+        raise TraceFormatError(f"metadata {META_KEY!r}: {_one_line(exc)}", path=path) from None
+    missing = [c for c in COLUMN_NAMES if c not in schema.names]
+    if missing:
+        raise TraceFormatError(f"missing column(s): {', '.join(missing)}", path=path)
+    for col in COLUMNS:
+        kind = schema.field(col.name).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        ok = (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+              if col.encoding is Encoding.NUMERIC
+              else pa.types.is_string(kind) or pa.types.is_large_string(kind)
+              or pa.types.is_string_view(kind))
+        if not ok:
+            expected = "numbers" if col.encoding is Encoding.NUMERIC else "strings"
+            raise TraceFormatError(f"column {col.name!r} holds {kind}, expected {expected}",
+                                   path=path)
+    return meta
+
+
+def _refuse_nulls(chunk: pa.Array, col: Column, first_row: int) -> None:
+    if chunk.null_count:
+        row = first_row + int(np.flatnonzero(chunk.is_null().to_numpy(zero_copy_only=False))[0])
+        raise TraceValidationError("missing value", row=row, column=col.name)
+
+
+def _numeric(chunks: list[pa.Array], col: Column, first_row: int) -> np.ndarray:
+    target = pa.from_numpy_dtype(np.dtype(col.dtype))
+    parts = []
+    at = first_row
+    for chunk in chunks:
+        if pa.types.is_dictionary(chunk.type):
+            chunk = chunk.dictionary_decode()
+        if col.name not in NULLABLE:
+            _refuse_nulls(chunk, col, at)
+        if chunk.type != target:
+            try:
+                chunk = chunk.cast(target)
+            except pa.ArrowInvalid as exc:
+                raise TraceValidationError(f"expected values fitting {col.dtype}: "
+                                           f"{_one_line(exc)}", column=col.name) from None
+        parts.append(chunk.to_numpy(zero_copy_only=False))
+        at += len(chunk)
+    if len(parts) == 1:
+        # zero-copy arrays are read-only; consumers may write into a trace's columns
+        return parts[0] if parts[0].flags.writeable else parts[0].copy()
+    return np.concatenate(parts) if parts else np.empty(0, dtype=col.dtype)
+
+
+def _categorical(chunks: list[pa.Array], col: Column, first_row: int) -> pd.Categorical:
+    """A string column's chunks as one canonical Categorical, merged and sorted inside Arrow.
+
+    A null is the schema's "none", "". Per-chunk dictionaries (one per row group) are unified
+    and sorted in C: a Python loop over them would cost as much as reading the file.
+    """
+    if not sum(len(c) for c in chunks):
+        return pd.Categorical.from_codes(
+            np.empty(0, np.int8), categories=pd.Index(list(col.fixed_categories), dtype="str"))
+    arr = pa.chunked_array(chunks)
+    if not pa.types.is_dictionary(arr.type) or arr.null_count or any(
+            c.dictionary.null_count for c in arr.chunks):
+        arr = pc.dictionary_encode(pc.fill_null(_decoded(arr), ""))
+    if arr.num_chunks > 1:
+        arr = pa.table({"c": arr}).unify_dictionaries().column("c")
+    combined = arr.combine_chunks()
+    dictionary, indices = combined.dictionary, combined.indices.to_numpy(zero_copy_only=False)
+    if col.fixed_categories:
+        where = pc.index_in(dictionary, value_set=pa.array(col.fixed_categories))
+        lookup = where.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        codes = lookup[indices] if len(lookup) else indices
+        if len(codes) and codes.min() < 0:
+            row = int(np.flatnonzero(codes < 0)[0])
+            raise TraceValidationError(
+                f"{dictionary[indices[row]].as_py()!r} is not one of {list(col.fixed_categories)}",
+                row=first_row + row, column=col.name)
+        categories = pa.array(col.fixed_categories, pa.string())
+    elif _canonical(dictionary, indices):
+        # as heddle writes a row group: its used values, sorted; nothing to redo
+        codes, categories = indices, dictionary
+    else:
+        used = np.bincount(indices, minlength=len(dictionary)) > 0
+        # sorted by UTF-8 bytes, which is Python's str order: as normalize() sorts them
+        order = pc.array_sort_indices(dictionary).to_numpy(zero_copy_only=False)
+        order = order[used[order]]
+        rank = np.full(len(dictionary), -1, dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        codes = rank[indices]
+        categories = dictionary.take(pa.array(order, pa.int64()))
+    dt = code_dtype(len(categories))
+    return pd.Categorical.from_codes(codes.astype(dt, copy=False),
+                                     categories=pd.Index(pd.array(categories, dtype="str")),
+                                     validate=False)
+
+
+def _canonical(dictionary: pa.Array, indices: np.ndarray) -> bool:
+    """Whether the dictionary is strictly increasing (so sorted, no repeats) and all used."""
+    if len(dictionary) > 1 and not pc.all(pc.less(dictionary[:-1], dictionary[1:])).as_py():
+        return False
+    return bool((np.bincount(indices, minlength=len(dictionary)) > 0).all())
+
+
+def _decoded(arr: pa.ChunkedArray) -> pa.ChunkedArray:
+    return arr.cast(arr.type.value_type) if pa.types.is_dictionary(arr.type) else arr
+
+
+def _strings(chunks: list[pa.Array], col: Column, first_row: int) -> pd.api.extensions.ExtensionArray:
+    at = first_row
+    parts = []
+    for chunk in chunks:
+        if pa.types.is_dictionary(chunk.type):
+            chunk = chunk.dictionary_decode()
+        _refuse_nulls(chunk, col, at)
+        parts.append(chunk if chunk.type == pa.string() else chunk.cast(pa.string()))
+        at += len(chunk)
+    return pd.array(pa.chunked_array(parts, type=pa.string()), dtype="str")
+
+
+def _frame(columns: Mapping[str, list[pa.Array]], first_row: int) -> pd.DataFrame:
+    """A canonical frame from each schema column's Arrow chunks; errors name the row."""
+    data: dict[str, object] = {}
+    for col in COLUMNS:
+        chunks = columns[col.name]
+        if col.encoding is Encoding.NUMERIC:
+            data[col.name] = _numeric(chunks, col, first_row)
+        elif col.encoding is Encoding.CATEGORY:
+            data[col.name] = _categorical(chunks, col, first_row)
+        else:
+            data[col.name] = _strings(chunks, col, first_row)
+    return pd.DataFrame(data, copy=False)
+
+
+def _trace(columns: Mapping[str, list[pa.Array]], meta: dict[str, str], path: Path,
+           first_row: int | None, check: bool) -> Trace:
+    """A Trace of the columns: the whole file, or (given its `first_row`) one chunk of it."""
+    try:
+        trace = Trace(_frame(columns, first_row or 0), meta)
+    except TraceValidationError as exc:
+        raise TraceValidationError(exc.reason, path=path, row=exc.row, column=exc.column) from None
+    if not check:
+        return trace
+    return validated(trace, path, first_row=first_row or 0, whole=first_row is None)
+
+
+def parquet_files(path: Path) -> list[Path]:
+    """The trace files of a directory, in name order (the order their rows are read)."""
+    files = sorted(p for p in path.iterdir() if p.name.endswith(PARQUET_SUFFIX) and p.is_file())
+    if not files:
+        raise TraceFormatError(f"a directory without {PARQUET_SUFFIX} files", path=path)
+    return files
+
+
+def _read_columns(pf: pq.ParquetFile, path: Path) -> dict[str, list[pa.Array]]:
+    try:
+        table = pf.read(columns=list(COLUMN_NAMES))
+    except (pa.ArrowException, OSError) as exc:
+        raise TraceFormatError(f"corrupt Parquet data: {_one_line(exc)}", path=path) from None
+    return {name: list(table.column(name).chunks) for name in COLUMN_NAMES}
+
+
+def read_parquet(path: str | Path, *, check: bool = True) -> Trace:
+    """Read a whole Parquet trace, or a directory of them as one trace (the first file's meta)."""
+    path = Path(path)
+    files = parquet_files(path) if path.is_dir() else [path]
+    columns: dict[str, list[pa.Array]] = {name: [] for name in COLUMN_NAMES}
+    starts, meta = [], {}
+    for i, file in enumerate(files):
+        pf, file_meta = _open(file)
+        with pf:
+            meta = file_meta if i == 0 else meta
+            starts.append(sum(len(c) for c in columns["arrival_s"]))
+            for name, chunks in _read_columns(pf, file).items():
+                columns[name].extend(chunks)
+    try:
+        return _trace(columns, meta, path, None, check)
+    except TraceValidationError as exc:
+        if len(files) == 1 or exc.row is None:
+            raise
+        # name the file the bad row is in, and the row within it
+        k = int(np.searchsorted(starts, exc.row, side="right")) - 1
+        raise TraceValidationError(exc.reason, path=files[k], row=exc.row - starts[k],
+                                   column=exc.column) from None
+
+
+def iter_parquet(path: str | Path, *, check: bool = True,
+                 rows: int = ROW_GROUP_ROWS) -> Iterator[Trace]:
+    """Yield a Parquet trace (or a directory of them) in chunks of at most `rows` rows.
+
+    One chunk is in memory at a time. Rows must be in arrival order across chunks and files.
+    """
+    path = Path(path)
+    files = parquet_files(path) if path.is_dir() else [path]
+    last_arrival_s = 0.0
+    for file in files:
+        pf, meta = _open(file)
+        with pf:
+            row = 0
+            for chunk in _chunks(pf, meta, file, rows, check):
+                if len(chunk) and check and chunk.df["arrival_s"].iloc[0] < last_arrival_s:
+                    raise TraceValidationError(
+                        "expected rows sorted by arrival (a directory's files are read in "
+                        f"name order), got {chunk.df['arrival_s'].iloc[0]!r} after "
+                        f"{last_arrival_s!r}", path=file, row=row, column="arrival_s")
+                if len(chunk):
+                    last_arrival_s = float(chunk.df["arrival_s"].iloc[-1])
+                row += len(chunk)
+                yield chunk
+
+
+def _chunks(pf: pq.ParquetFile, meta: dict[str, str], path: Path, rows: int,
+            check: bool) -> Iterator[Trace]:
+    batches = pf.iter_batches(batch_size=rows, columns=list(COLUMN_NAMES))
+    first_row = 0
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError) as exc:
+            raise TraceFormatError(f"corrupt Parquet data: {_one_line(exc)}", path=path) from None
+        if batch is None:
+            return
+        yield _trace({n: [batch.column(n)] for n in COLUMN_NAMES}, meta, path, first_row, check)
+        first_row += batch.num_rows
