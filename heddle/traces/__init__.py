@@ -18,12 +18,12 @@ from heddle.traces.importers import (
     import_trace,
     load_mapping,
 )
+from heddle.traces.parquet import SCHEMA_VERSION, TraceWriter
 from heddle.traces.samples import resolve_trace, shipped_trace_names, shipped_trace_path
 from heddle.traces.schema import COLUMN_NAMES, COLUMNS, Column, Encoding, normalize, validate
 from heddle.traces.stats import TraceStats, trace_stats, write_plots
 from heddle.traces.synth import SynthConfig, synthesize
 from heddle.traces.trace import Trace, concat_traces, from_tasks, to_tasks
-from heddle.traces.parquet import SCHEMA_VERSION, TraceWriter
 from heddle.traces.tracefile import convert_trace, is_legacy, iter_trace, read_trace, write_trace
 
 __all__ = [

@@ -21,7 +21,6 @@ from heddle.traces import (
     read_trace,
     write_trace,
 )
-from tests.traces.conftest import make_frame
 
 READERS = {"read_trace": read_trace, "iter_trace": lambda p: list(iter_trace(p))}
 
@@ -152,7 +151,3 @@ def test_the_cli_shows_a_bad_file_in_one_line(tmp_path: Path, small_trace: Trace
                            catch_exceptions=False)
     assert result.exit_code == 1 and "nope.htr.gz" in result.output
 
-
-def test_make_frame_rows_stay_valid():
-    # the tables above change one value of an otherwise valid trace
-    Trace.from_frame(make_frame(50))
