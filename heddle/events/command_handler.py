@@ -353,14 +353,24 @@ class CommandHandler:
             raise
         command_id = envelope.metadata.command_id
         aggregate.mark_processed(command_id)  # type: ignore[arg-type] - set in step 8
+        aggregate.events_since_snapshot += 1
+        if (
+            decided.fresh
+            or self._announce
+            or (aggregate.events_since_snapshot >= self.snapshot_every_n and self._save_snapshots)
+        ):
+            await self._after_commit(decided)
+        return envelope
+
+    async def _after_commit(self, decided: _Decided) -> None:
+        """The awaited parts of a commit (skipped, with their coroutine, when none apply)."""
+        aggregate, key = decided.aggregate, decided.key
         if decided.fresh and self.cache.put(key, aggregate):
             await self.dedup_subscriber.subscribe(key[0], key[1], aggregate.mark_processed)
         if self._announce:
-            await self.dedup_publisher.publish(key[0], key[1], command_id)
-        aggregate.events_since_snapshot += 1
+            await self.dedup_publisher.publish(key[0], key[1], decided.envelope.metadata.command_id)
         if aggregate.events_since_snapshot >= self.snapshot_every_n and self._save_snapshots:
             await self._snapshot(aggregate)
-        return envelope
 
     async def _snapshot(self, aggregate: Aggregate) -> None:
         """Save a snapshot. The event is already appended, so a failed save must not fail
