@@ -182,3 +182,17 @@ def test_a_replacement_that_serves_its_owner_worse_than_today_is_not_eligible():
     same = SimpleNamespace(**{**vars(worse), "replay": fails([2]), "eligible": True, "why_not": ""})
     _judge_replay(same, baseline, [], replay_df, weights)
     assert same.eligible and same.owner_misses_per_month == {"carol": 0.0}
+
+
+def test_the_fleet_file_marks_a_machine_replaceable_and_names_a_bad_value():
+    from heddle.models.errors import FleetError
+    from heddle.models.fleet import parse_fleet
+
+    text = ("name: home\nnodes:\n  - id: rig\n    device: rtx-4090\n    memory_gb: 24\n    owner: carol\n"
+            "    labels: {form_factor: desktop}\n    replaceable: {value}\n")
+    (rig,) = parse_fleet(text.replace("{value}", "true"), "home.yaml").nodes
+    assert rig.replaceable
+    (kept,) = parse_fleet(text.replace("    replaceable: {value}\n", ""), "home.yaml").nodes
+    assert not kept.replaceable  # a person's computer stays theirs unless the file says otherwise
+    with pytest.raises(FleetError, match=r"home\.yaml:8.*replaceable"):
+        parse_fleet(text.replace("{value}", "perhaps"), "home.yaml")
