@@ -1,0 +1,122 @@
+"""The cluster's roster: every member's credentials, kept 0600 under the data dir, and the
+nats-server configuration generated from it. Changing the roster rewrites the config and
+tells the running server to reload it (SIGHUP to the pid in its pid file): a revoked node's
+connection is closed by the server at once, and its password no longer logs in.
+
+Layout under ``<data dir>/cluster/``: ``roster.json`` (members and the join code),
+``nats-auth.conf`` (what nats-server reads, ``-c``), ``nats.pid`` (written by the server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from heddle.live.cluster.access import (
+    CONTROL_USER,
+    JOIN_USER,
+    AccessError,
+    Member,
+    cluster_auth_config,
+    new_secret,
+    write_private,
+)
+
+__all__ = ["JOIN_CODE_ALPHABET", "Roster", "new_join_code"]
+
+JOIN_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+"""No 0/O, 1/I/L or U: a code read aloud or copied from a screen is typed right."""
+JOIN_CODE_LENGTH = 12
+"""12 characters of 30: ~59 bits, and the code works once (it is replaced on each join)."""
+
+
+def new_join_code() -> str:
+    raw = "".join(secrets.choice(JOIN_CODE_ALPHABET) for _ in range(JOIN_CODE_LENGTH))
+    return "-".join(raw[i:i + 4] for i in range(0, JOIN_CODE_LENGTH, 4))
+
+
+def normalize_join_code(code: str) -> str:
+    """What the user typed, as the server stores it (case and dashes forgiven)."""
+    raw = "".join(ch for ch in code.upper() if ch not in "- ")
+    return "-".join(raw[i:i + 4] for i in range(0, len(raw), 4))
+
+
+@dataclass(slots=True)
+class Roster:
+    directory: Path
+    members: dict[str, Member] = field(default_factory=dict)
+
+    @property
+    def file(self) -> Path:
+        return self.directory / "roster.json"
+
+    @property
+    def config_file(self) -> Path:
+        return self.directory / "nats-auth.conf"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "nats.pid"
+
+    @classmethod
+    def load(cls, data_dir: Path) -> Roster:
+        """The roster under ``data_dir``; a new one (control user and join code) if none."""
+        roster = cls(Path(data_dir).expanduser() / "cluster")
+        if not roster.file.exists():
+            roster.members[CONTROL_USER] = Member(CONTROL_USER, "control", new_secret())
+            roster.members[JOIN_USER] = Member(JOIN_USER, "joiner", new_join_code())
+            roster.save()
+            return roster
+        try:
+            raw = json.loads(roster.file.read_text(encoding="utf-8"))
+            for entry in raw["members"]:
+                member = Member(entry["name"], entry["role"], entry["password"])
+                roster.members[member.name] = member
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise AccessError(f"{roster.file}: not a heddle roster ({exc})") from None
+        return roster
+
+    def save(self) -> None:
+        members = [{"name": m.name, "role": m.role, "password": m.password} for m in self.members.values()]
+        write_private(self.file, json.dumps({"members": members}, indent=2) + "\n")
+        write_private(self.config_file, cluster_auth_config(self.members.values(), pid_file=self.pid_file))
+
+    @property
+    def join_code(self) -> str:
+        return self.members[JOIN_USER].password
+
+    @property
+    def control(self) -> Member:
+        return self.members[CONTROL_USER]
+
+    def add(self, name: str, role: str) -> Member:
+        """A new member with a fresh password (an existing one of that name is replaced)."""
+        if name in (CONTROL_USER, JOIN_USER):
+            raise AccessError(f"name: {name!r} is reserved")
+        member = Member(name, role, new_secret())
+        self.members[name] = member
+        return member
+
+    def revoke(self, name: str) -> Member:
+        member = self.members.get(name)
+        if member is None or name in (CONTROL_USER, JOIN_USER):
+            known = ", ".join(sorted(n for n in self.members if n not in (CONTROL_USER, JOIN_USER))) or "none"
+            raise AccessError(f"node: no member {name!r} to revoke (members: {known})")
+        return self.members.pop(name)
+
+    def rotate_join_code(self) -> str:
+        self.members[JOIN_USER] = Member(JOIN_USER, "joiner", new_join_code())
+        return self.join_code
+
+    def reload_server(self) -> bool:
+        """Ask the running nats-server to re-read the config; False if none is running."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, signal.SIGHUP)
+        except (OSError, ValueError):
+            return False
+        return True

@@ -1,0 +1,178 @@
+"""Who may do what, against a real nats-server started with the generated configuration:
+an agent cannot pose as another node, read its assignments or forge control-plane messages;
+wrong and revoked credentials are refused; a user without the submit role cannot submit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+
+import nats
+import pytest
+
+from heddle.events.natsd import start_nats_server
+from heddle.live import protocol as p
+from heddle.live.cluster.access import AccessError, inbox_prefix
+from heddle.live.cluster.roster import Roster
+
+WAIT_S = 20.0
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    roster = Roster.load(tmp_path)
+    for node in ("node-a", "node-b"):
+        roster.add(node, "agent")
+    roster.add("ana", "user")
+    roster.add("watcher", "observer")
+    roster.save()
+    server = start_nats_server(tmp_path / "js", config_file=roster.config_file)
+    yield roster, server
+    server.stop()
+
+
+class Client:
+    """A connection as one member that records the server's permission errors."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.nc = None
+
+    async def connect(self, url: str, name: str, password: str) -> Client:
+        async def on_error(exc: Exception) -> None:
+            self.errors.append(str(exc))
+
+        self.nc = await nats.connect(url, user=name, password=password, inbox_prefix=inbox_prefix(name),
+                                     allow_reconnect=False, connect_timeout=3, error_cb=on_error)
+        return self
+
+    async def wait_error(self, text: str) -> None:
+        async with asyncio.timeout(WAIT_S):
+            while not any(text in e.lower() for e in self.errors):
+                await asyncio.sleep(0.02)
+
+
+async def member(roster: Roster, server, name: str) -> Client:
+    return await Client().connect(server.url, name, roster.members[name].password)
+
+
+@contextlib.asynccontextmanager
+async def members(roster: Roster, server, *names: str):
+    clients = [await member(roster, server, n) for n in names]
+    try:
+        yield clients
+    finally:
+        for client in clients:
+            await client.nc.close()
+
+
+async def received_in_order(sub, legit: bytes) -> list[bytes]:
+    """Messages up to and including ``legit``: the server delivers in order, so a forged
+    message published before it and not among these was dropped."""
+    seen = []
+    async with asyncio.timeout(WAIT_S):
+        while not seen or seen[-1] != legit:
+            seen.append((await sub.next_msg(timeout=WAIT_S)).data)
+    return seen
+
+
+async def test_agent_cannot_pose_as_another_node(cluster):
+    roster, server = cluster
+    async with members(roster, server, "control", "node-a", "node-b") as (control, a, b):
+        capacity = await control.nc.subscribe(p.all_nodes(p.CAPACITY))
+        left = await control.nc.subscribe(p.all_nodes(p.LEFT))
+        await control.nc.flush()
+        await a.nc.publish(p.subject(p.CAPACITY, node="node-b"), b"forged capacity")
+        await a.nc.publish(p.subject(p.LEFT, node="node-b"), b"forged left")
+        await a.wait_error("permissions violation for publish")
+        await b.nc.publish(p.subject(p.CAPACITY, node="node-b"), b"real b")
+        await b.nc.publish(p.subject(p.LEFT, node="node-b"), b"real b")
+        await a.nc.publish(p.subject(p.CAPACITY, node="node-a"), b"real a")
+        assert b"forged capacity" not in await received_in_order(capacity, b"real a")
+        assert await received_in_order(left, b"real b") == [b"real b"]
+
+
+async def test_agent_reads_only_its_own_assignments(cluster):
+    roster, server = cluster
+
+    async def accept(msg) -> None:
+        await msg.respond(b"accepted by b")
+
+    async with members(roster, server, "control", "node-a", "node-b") as (control, a, b):
+        await a.nc.subscribe(p.subject(p.ASSIGN, node="node-b"))
+        await a.nc.subscribe(p.all_nodes(p.CONTROL))
+        await a.nc.subscribe("_INBOX.>")  # everyone's replies
+        await a.wait_error("permissions violation for subscription to \"heddle.v1.assign.node-b\"")
+        await a.wait_error("permissions violation for subscription to \"heddle.v1.control.*\"")
+        await a.wait_error("permissions violation for subscription to \"_inbox.>\"")
+        await b.nc.subscribe(p.subject(p.ASSIGN, node="node-b"), cb=accept)
+        await b.nc.flush()
+        reply = await control.nc.request(p.subject(p.ASSIGN, node="node-b"), b"task", timeout=WAIT_S)
+        assert reply.data == b"accepted by b"  # answering a request is allowed, on its own inbox
+
+
+async def test_only_the_control_plane_assigns_and_finalizes(cluster):
+    roster, server = cluster
+    async with members(roster, server, "control", "node-a", "node-b") as (control, a, b):
+        assignments = await b.nc.subscribe(p.subject(p.ASSIGN, node="node-b"))
+        finalized = await control.nc.subscribe("heddle.events.>")
+        await b.nc.flush()
+        await control.nc.flush()
+        await a.nc.publish(p.subject(p.ASSIGN, node="node-b"), b"forged assignment")
+        await a.nc.publish("heddle.events.Task.t1.InternalFinalized", b"forged")
+        await a.wait_error("permissions violation for publish to \"heddle.v1.assign.node-b\"")
+        await a.wait_error("permissions violation for publish to \"heddle.events.task.t1.internalfinalized\"")
+        await control.nc.publish(p.subject(p.ASSIGN, node="node-b"), b"real assignment")
+        await control.nc.publish("heddle.events.Task.t1.InternalFinalized", b"real")
+        assert await received_in_order(assignments, b"real assignment") == [b"real assignment"]
+        assert await received_in_order(finalized, b"real") == [b"real"]
+
+
+async def test_user_submits_observer_cannot(cluster):
+    roster, server = cluster
+
+    async def intake(msg) -> None:
+        await msg.respond(b"ok " + msg.data)
+
+    async with members(roster, server, "control", "ana", "watcher") as (control, ana, watcher):
+        await control.nc.subscribe(p.SUBMIT, cb=intake)
+        await control.nc.subscribe(p.subject(p.QUERY, what="fleet"), cb=intake)
+        await control.nc.flush()
+        assert (await ana.nc.request(p.SUBMIT, b"job", timeout=WAIT_S)).data == b"ok job"
+        assert (await watcher.nc.request(p.subject(p.QUERY, what="fleet"), b"?", timeout=WAIT_S)).data == b"ok ?"
+        await watcher.nc.publish(p.SUBMIT, b"job")
+        await watcher.wait_error("permissions violation for publish to \"heddle.v1.submit\"")
+        await ana.nc.publish(p.DRAIN, b"node-a")
+        await ana.wait_error("permissions violation for publish to \"heddle.v1.drain\"")
+
+
+async def test_wrong_and_revoked_credentials_are_refused(cluster):
+    roster, server = cluster
+    with pytest.raises(Exception, match="(?i)authorization"):
+        await Client().connect(server.url, "node-a", "not-the-password")
+    b = await member(roster, server, "node-b")
+    old_password = roster.members["node-b"].password
+    roster.revoke("node-b")
+    roster.save()
+    assert roster.reload_server()
+    async with asyncio.timeout(WAIT_S):  # the server drops the revoked node's connection
+        while not b.nc.is_closed:
+            await asyncio.sleep(0.02)
+    with pytest.raises(Exception, match="(?i)authorization"):
+        await Client().connect(server.url, "node-b", old_password)
+    a = await member(roster, server, "node-a")  # the others keep their access
+    await a.nc.close()
+
+
+def test_credentials_files_are_private_and_names_are_checked(cluster):
+    roster, _ = cluster
+    for path in (roster.file, roster.config_file):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with pytest.raises(AccessError, match="name"):
+        roster.add("node.*", "agent")
+    with pytest.raises(AccessError, match="role"):
+        roster.add("node-c", "admin")
+    with pytest.raises(AccessError, match="node-zz"):
+        roster.revoke("node-zz")
