@@ -22,6 +22,11 @@ __all__ = ["ENV_PREFIX", "Settings", "config_path", "load_settings"]
 ENV_PREFIX = "HEDDLE_"
 CONFIG_ENV = "HEDDLE_CONFIG"
 """Environment variable naming the config file (overrides ~/.heddle/config.yaml)."""
+ENV_ALIASES = {
+    "LM_STUDIO_URL": "lm_studio_url", "OLLAMA_URL": "ollama_url",
+    "ANTHROPIC_API_KEY": "anthropic_api_key", "ANTHROPIC_BASE_URL": "anthropic_base_url",
+}
+"""The names LLM tools already use for these settings; a HEDDLE_* variable wins over them."""
 
 
 class Settings(BaseModel):
@@ -50,6 +55,14 @@ class Settings(BaseModel):
     processors: list[str] | str | None = None  # modules processor steps may come from ("a,b.c")
     report_every_s: Annotated[float, Field(gt=0)] | None = None  # capacity report interval
     drain_deadline_s: Annotated[float, Field(gt=0)] | None = None  # in-flight work's grace
+    # the agent's LLM backends (heddle.live.backends); each is enabled by setting it
+    lm_studio_url: str | None = None  # LM Studio's server, e.g. http://127.0.0.1:1234
+    openai_url: str | None = None  # another OpenAI-compatible server (llama.cpp, vLLM, mlx-lm)
+    ollama_url: str | None = None  # Ollama, e.g. http://127.0.0.1:11434
+    anthropic_api_key: str | None = None  # enables Claude (public work only)
+    anthropic_base_url: str | None = None  # None: https://api.anthropic.com
+    llm_read_timeout_s: Annotated[float, Field(gt=0)] | None = None  # no byte for this long: fail
+    model_refresh_s: Annotated[float, Field(gt=0)] | None = None  # model discovery interval
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -78,7 +91,7 @@ def _from_file(path: Path) -> tuple[dict[str, Any], Any]:
 
 def _from_env(env: Mapping[str, str]) -> dict[str, str]:
     fields = Settings.model_fields
-    out = {}
+    out = {name: env[key] for key, name in ENV_ALIASES.items() if env.get(key)}
     for key, value in env.items():
         if key.startswith(ENV_PREFIX) and key != CONFIG_ENV:
             name = key[len(ENV_PREFIX):].lower()

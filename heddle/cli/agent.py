@@ -23,6 +23,10 @@ def agent(
     processors: Annotated[str | None, typer.Option("--processors", help="Modules processor steps may come from, comma-separated (default: any).")] = None,
     report_every: Annotated[float | None, typer.Option("--report-every", help="Seconds between capacity reports (default 2).")] = None,
     drain_deadline: Annotated[float | None, typer.Option("--drain-deadline", help="Seconds in-flight work gets on a drain (default 30).")] = None,
+    lm_studio_url: Annotated[str | None, typer.Option("--lm-studio-url", help="LM Studio server URL (runs LLM work; wins over Ollama).")] = None,
+    openai_url: Annotated[str | None, typer.Option("--openai-url", help="Another OpenAI-compatible server URL (llama.cpp, vLLM, mlx-lm).")] = None,
+    ollama_url: Annotated[str | None, typer.Option("--ollama-url", help="Ollama server URL (runs LLM work).")] = None,
+    anthropic_base_url: Annotated[str | None, typer.Option("--anthropic-base-url", help="Claude API base URL (the key comes from ANTHROPIC_API_KEY or the config file).")] = None,
     log_level: Annotated[str | None, typer.Option("--log-level", help="debug, info, warning or error.")] = None,
 ) -> None:
     """Run the node agent: report capacity, run assigned work, drain on SIGTERM."""
@@ -30,6 +34,7 @@ def agent(
 
     from heddle.config import load_settings
     from heddle.live.agent.settings import agent_settings, run_agent
+    from heddle.live.backends.settings import backend_settings, build_backends
     from heddle.models.errors import ModelsError
 
     try:
@@ -37,8 +42,11 @@ def agent(
             "nats_url": nats, "node_id": node_id, "device": device, "slots": slots,
             "owner": owner, "trust": trust, "labels": labels, "processors": processors, "report_every_s": report_every,
             "drain_deadline_s": drain_deadline, "log_level": log_level,
+            "lm_studio_url": lm_studio_url, "openai_url": openai_url, "ollama_url": ollama_url,
+            "anthropic_base_url": anthropic_base_url,
         })
         chosen = agent_settings(settings)
+        backends = backend_settings(settings)
     except ValidationError as exc:
         e = exc.errors()[0]
         err.print(f"[red]error:[/] option --{str(e['loc'][0]).replace('_', '-')}: {e['msg']}")
@@ -48,7 +56,7 @@ def agent(
         raise typer.Exit(2) from None
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    raise typer.Exit(run_agent(chosen))
+    raise typer.Exit(run_agent(chosen, build_backends(backends)))
 
 
 if __name__ == "__main__":

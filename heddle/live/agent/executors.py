@@ -43,7 +43,12 @@ IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 class ExecutionError(Exception):
-    """The step failed; the message is the reason reported to the control plane."""
+    """The step failed; the message is the reason reported to the control plane. ``result``
+    is reported with it (an LLM call billed before it failed carries its cost there)."""
+
+    def __init__(self, reason: str, *, result: Any = None) -> None:
+        super().__init__(reason)
+        self.result = result
 
 
 @dataclass(slots=True)

@@ -327,7 +327,7 @@ class Agent:
         except TimeoutError:
             outcome, reason = "failed", f"timeout: still running after {timeout_s} s"
         except ExecutionError as exc:
-            outcome, reason = "failed", str(exc)
+            outcome, reason, result = "failed", str(exc), exc.result
         except asyncio.CancelledError:
             outcome, reason = "cancelled", attempt.cancel_reason or "cancelled"
         except Exception as exc:

@@ -1,0 +1,27 @@
+"""LLM backends for the live agent: Ollama, OpenAI-compatible servers (LM Studio, llama.cpp,
+vLLM, mlx-lm) and Claude, as executors under the kinds "llm", "ollama", "openai"/"lmstudio"
+and "claude"; model discovery mapped to catalog ids."""
+
+from heddle.live.backends.claude import ClaudeExecutor
+from heddle.live.backends.common import BackendTimeouts, build_prompt
+from heddle.live.backends.local import LocalServer
+from heddle.live.backends.names import ServedModel, catalog_ids
+from heddle.live.backends.ollama import OllamaExecutor
+from heddle.live.backends.openai import OpenAIExecutor
+from heddle.live.backends.router import LlmRouter
+from heddle.live.backends.settings import BackendSettings, backend_settings, build_backends
+
+__all__ = [
+    "BackendSettings",
+    "BackendTimeouts",
+    "ClaudeExecutor",
+    "LlmRouter",
+    "LocalServer",
+    "OllamaExecutor",
+    "OpenAIExecutor",
+    "ServedModel",
+    "backend_settings",
+    "build_backends",
+    "build_prompt",
+    "catalog_ids",
+]

@@ -1,0 +1,142 @@
+"""Claude through the ``anthropic`` SDK: Messages API streaming, priced from the catalog.
+
+The offer (catalog id, e.g. ``claude-sonnet-4.5``) comes from ``options.offer``, else the
+task's ``model`` when it names an API offer, else the task's tier (standard: Sonnet, the
+seed's standard model; frontier: Opus). The API model name is the offer id with dashes
+(``claude-sonnet-4-5``), or ``options.api_model`` when given. Only public work is sent: the
+privacy rule keeps personal and sensitive work in the fleet.
+
+Billing: once ``message_start`` arrived the call is billed; a call that fails after it
+reports the cost of the tokens seen (input, plus output so far) in its failure result, once.
+The SDK's own retries are off (``max_retries=0``): a 429 whose Retry-After is short is waited
+out here, and a retry that is billed is a new call, priced on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anthropic
+import httpx2
+
+from heddle.live.agent.executors import ExecutionError, Executor, Progress
+from heddle.live.backends.common import BackendTimeouts, LlmCall, StreamMeter, llm_call, retry_after_s
+from heddle.live.protocol import Assignment
+from heddle.models import catalog
+from heddle.models.cost import api_cost_usd
+from heddle.models.errors import ModelsError
+from heddle.models.ids import OfferKind, Privacy, Tier
+
+__all__ = ["DEFAULT_ANTHROPIC_URL", "TIER_OFFERS", "ClaudeExecutor", "claude_offer"]
+
+DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
+TIER_OFFERS = {Tier.STANDARD: "claude-sonnet-4.5", Tier.FRONTIER: "claude-opus-4.5"}
+"""The offer a tier-only task goes to (offers.yaml maps each offer to its tier)."""
+
+
+def claude_offer(assignment: Assignment) -> str | None:
+    """The catalog API offer an assignment names (options, model or tier), or None."""
+    offer = assignment.executor.options.get("offer")
+    if isinstance(offer, str):
+        return offer
+    model = assignment.task.model
+    if model is not None and model in catalog.offers():
+        return model
+    return TIER_OFFERS.get(assignment.task.tier) if model is None else None
+
+
+class ClaudeExecutor(Executor):
+    backend = "claude"
+
+    def __init__(self, api_key: str, base_url: str | None = None, *,
+                 kinds: tuple[str, ...] = ("claude",),
+                 timeouts: BackendTimeouts = BackendTimeouts()) -> None:
+        self.kinds = kinds
+        self.url = base_url or DEFAULT_ANTHROPIC_URL
+        self.timeouts = timeouts
+        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=self.url,
+                                                max_retries=0, timeout=timeouts.httpx())
+
+    async def run(self, assignment: Assignment, progress: Progress) -> Any:
+        task = assignment.task
+        if task.privacy is not Privacy.PUBLIC:
+            raise ExecutionError(f"privacy: {task.privacy.value} work is never sent to a cloud API")
+        offer_id = claude_offer(assignment) or TIER_OFFERS[Tier.STANDARD]
+        try:
+            offer = catalog.offer(offer_id)
+        except ModelsError as exc:
+            raise ExecutionError(f"claude: {exc}") from None
+        if offer.kind is not OfferKind.API:
+            raise ExecutionError(f"claude: {offer_id!r} is not an API offer")
+        api_model = assignment.executor.options.get("api_model") or offer_id.replace(".", "-")
+        call = llm_call(assignment)
+        retries = 0
+        while True:
+            try:
+                return await self._once(assignment, call, offer, api_model, progress, retries)
+            except anthropic.RateLimitError as exc:
+                wait = retry_after_s(exc.response.headers)
+                if (wait is None or wait > self.timeouts.max_retry_wait_s
+                        or retries >= self.timeouts.rate_limit_retries):
+                    after = "no Retry-After" if wait is None else f"Retry-After {wait:g} s"
+                    raise ExecutionError(f"claude at {self.url}: rate limited (429, {after}; "
+                                         f"{retries} retries)") from None
+                retries += 1
+                await asyncio.sleep(wait)
+
+    async def _once(self, assignment: Assignment, call: LlmCall, offer: Any, api_model: str,
+                    progress: Progress, retries: int) -> dict[str, Any]:
+        meter = StreamMeter(self.backend, self.url)
+        usage = {"input": None, "cached": 0, "output": None}
+        model, stop = api_model, None
+
+        def priced(**extra: Any) -> dict[str, Any]:
+            billed = usage["input"] is not None  # message_start seen: the call is billed
+            cost = api_cost_usd(offer, usage["input"], usage["output"] or meter.chunks,
+                                cached_input_tokens=usage["cached"]) if billed else 0.0
+            return meter.result(model=model, prompt_tokens=usage["input"],
+                                output_tokens=usage["output"], offer=offer.id, cost_usd=cost,
+                                cached_input_tokens=usage["cached"],
+                                account=assignment.task.account, rate_limit_retries=retries,
+                                **extra)
+
+        kwargs: dict[str, Any] = {"model": api_model, "max_tokens": call.max_output_tokens,
+                                  "messages": call.messages, "stream": True}
+        if call.system:
+            kwargs["system"] = call.system
+        try:
+            stream = await self._client.messages.create(**kwargs)
+            async for event in stream:
+                if event.type == "message_start":
+                    model = event.message.model or api_model
+                    u = event.message.usage
+                    usage["input"] = u.input_tokens
+                    usage["cached"] = u.cache_read_input_tokens or 0
+                elif event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    meter.content(event.delta.text, progress)
+                elif event.type == "message_delta":
+                    usage["output"] = event.usage.output_tokens
+                    stop = event.delta.stop_reason
+        except anthropic.RateLimitError:
+            if usage["input"] is not None:  # billed already: not retried, reported with its cost
+                raise ExecutionError(f"claude at {self.url}: rate limited mid-stream",
+                                     result=priced(finish_reason="error")) from None
+            raise
+        except anthropic.APIStatusError as exc:
+            raise ExecutionError(f"claude at {self.url}: HTTP {exc.status_code}: {exc.message}",
+                                 result=priced(finish_reason="error")) from None
+        except anthropic.APITimeoutError:
+            raise ExecutionError(f"claude at {self.url}: timeout"
+                                 + ("" if meter.first_at else " before the first token"),
+                                 result=priced(finish_reason="error")) from None
+        except (anthropic.APIError, httpx2.HTTPError, ValueError) as exc:
+            raise ExecutionError(f"claude at {self.url}: {type(exc).__name__}: {exc} "
+                                 f"(after {meter.chunks} chunks)",
+                                 result=priced(finish_reason="error")) from None
+        if usage["input"] is None:
+            raise ExecutionError(f"claude at {self.url}: the stream had no message_start")
+        return priced(finish_reason=stop)
+
+    async def close(self) -> None:
+        await self._client.close()

@@ -1,0 +1,164 @@
+"""What every LLM backend shares: the request an assignment asks for, the stream meter, the
+result it reports and the reasons its failures are reported with.
+
+A backend streams one completion, measures time to first token and decode speed from the
+stream itself (what the user waited for, not what the server says), and reports the model
+the server actually used. A failure raises `ExecutionError` with the reason and, when the
+call was already billed, a result carrying its cost, so the control plane charges a failed
+attempt once and a retry under a new attempt number once more for its own call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+
+from heddle.live.agent.executors import ExecutionError, Progress
+from heddle.live.protocol import Assignment
+
+__all__ = [
+    "DEFAULT_OUTPUT_TOKENS",
+    "BackendTimeouts",
+    "LlmCall",
+    "StreamMeter",
+    "build_prompt",
+    "http_failure",
+    "llm_call",
+    "retry_after_s",
+]
+
+DEFAULT_OUTPUT_TOKENS = 256
+"""Output cap when the task names none (a task file's LLM step usually does)."""
+
+_WORDS = ("river stone lantern orchard meadow harbor willow copper violet thunder "
+          "pepper saddle marble garden falcon basket silver candle ribbon timber").split()
+"""Common English words, about one token each in the usual tokenizers (Llama, Qwen, Claude)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackendTimeouts:
+    """How long a backend waits; the agent's task timeout bounds the whole attempt."""
+
+    connect_s: float = 5.0
+    read_s: float = 120.0  # no byte for this long: a slow first token or a stalled stream
+    max_retry_wait_s: float = 10.0  # a 429's Retry-After up to this is waited out in-attempt
+    rate_limit_retries: int = 2
+
+    def httpx(self) -> httpx2.Timeout:
+        return httpx2.Timeout(self.read_s, connect=self.connect_s)
+
+
+def build_prompt(prompt_tokens: int) -> str:
+    """A deterministic prompt of about ``prompt_tokens`` tokens (same size, same text)."""
+    n = max(prompt_tokens - 12, 1)  # the instruction below is about a dozen tokens
+    body = " ".join(_WORDS[i % len(_WORDS)] for i in range(n))
+    return f"Read the words below, then write a short story that uses them.\n\n{body}"
+
+
+@dataclass(frozen=True, slots=True)
+class LlmCall:
+    """What one attempt asks a backend for."""
+
+    messages: list[dict[str, Any]]
+    max_output_tokens: int
+    system: str | None = None
+
+
+def llm_call(assignment: Assignment) -> LlmCall:
+    """The payload's ``messages`` or ``prompt`` (and ``system``), else a built prompt of the
+    task's ``prompt_tokens``; output capped at the task's ``output_tokens``."""
+    task, payload = assignment.task, assignment.payload
+    source = payload if isinstance(payload, dict) else {}
+    cap = source.get("max_tokens", task.output_tokens or DEFAULT_OUTPUT_TOKENS)
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+        raise ExecutionError(f"llm: payload max_tokens must be a positive integer, got {cap!r}")
+    system = source.get("system")
+    if system is not None and not isinstance(system, str):
+        raise ExecutionError(f"llm: payload system must be a string, got {type(system).__name__}")
+    messages = source.get("messages")
+    if messages is not None:
+        if not (isinstance(messages, list) and messages and all(
+                isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m
+                for m in messages)):
+            raise ExecutionError("llm: payload messages must be a non-empty list of "
+                                 "{role, content} objects")
+        return LlmCall(messages, cap, system)
+    prompt = payload if isinstance(payload, str) else source.get("prompt")
+    if prompt is None:
+        prompt = build_prompt(task.prompt_tokens or 64)
+    elif not isinstance(prompt, str):
+        raise ExecutionError(f"llm: payload prompt must be a string, got {type(prompt).__name__}")
+    return LlmCall([{"role": "user", "content": prompt}], cap, system)
+
+
+@dataclass(slots=True)
+class StreamMeter:
+    """Times of the stream's content chunks, and what the result reports from them."""
+
+    backend: str
+    server: str
+    started_at: float = field(default_factory=time.monotonic)
+    first_at: float | None = None
+    last_at: float | None = None
+    chunks: int = 0
+    text: list[str] = field(default_factory=list)
+
+    def content(self, text: str, progress: Progress) -> None:
+        if not text:
+            return
+        now = time.monotonic()
+        if self.first_at is None:
+            self.first_at = now
+            progress.first_token()
+        self.last_at = now
+        self.chunks += 1
+        self.text.append(text)
+
+    def result(self, *, model: str, prompt_tokens: int | None, output_tokens: int | None,
+               **extra: Any) -> dict[str, Any]:
+        """The attempt's JSON result. Token counts are the server's; when it sent none (a
+        broken stream) the output count is the content chunks seen, said so by ``counted``."""
+        counted = output_tokens is None
+        output = self.chunks if counted else output_tokens
+        ttft = None if self.first_at is None else self.first_at - self.started_at
+        decode = None
+        if output and output > 1 and self.first_at is not None and self.last_at > self.first_at:
+            # tokens after the first, over the time after the first: prefill excluded
+            decode = (output - 1) / (self.last_at - self.first_at)
+        return {
+            "backend": self.backend, "server": self.server, "model_used": model,
+            "text": "".join(self.text), "prompt_tokens": prompt_tokens, "output_tokens": output,
+            "output_tokens_counted": counted, "ttft_s": ttft, "decode_tokens_per_s": decode,
+            "duration_s": time.monotonic() - self.started_at, **extra,
+        }
+
+
+def retry_after_s(headers: Any) -> float | None:
+    """Retry-After in seconds (the delay-seconds form; an HTTP date is treated as absent)."""
+    value = headers.get("retry-after") if headers is not None else None
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def http_failure(backend: str, url: str, exc: Exception, meter: StreamMeter | None = None) -> str:
+    """The reason an HTTP call to a local server failed, in the words a user can act on."""
+    where = f"{backend} at {url}"
+    got = "" if meter is None or meter.first_at is None else f" after {meter.chunks} chunks"
+    if isinstance(exc, httpx2.ConnectTimeout):
+        return f"{where}: connect timeout"
+    if isinstance(exc, httpx2.ConnectError):
+        return f"{where}: cannot connect ({exc or 'connection refused'}); is the server running?"
+    if isinstance(exc, httpx2.ReadTimeout):
+        if meter is not None and meter.first_at is None:
+            return f"{where}: no first token (read timeout)"
+        return f"{where}: stream stalled{got} (read timeout)"
+    if isinstance(exc, httpx2.TimeoutException):
+        return f"{where}: timeout ({type(exc).__name__})"
+    if isinstance(exc, httpx2.RemoteProtocolError | httpx2.ReadError):
+        return f"{where}: connection lost mid-stream{got} ({exc or type(exc).__name__})"
+    return f"{where}: {type(exc).__name__}: {exc}"

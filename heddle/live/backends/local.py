@@ -1,0 +1,176 @@
+"""A local LLM server as an executor: model discovery, model choice and the HTTP streaming
+loop (429 retries, failure reasons) shared by the Ollama and OpenAI-compatible backends.
+
+Discovery runs in the background: the first `resident_models()` call (the agent's first
+capacity report) starts a refresh every ``refresh_every_s``; `resident_models()` itself only
+reads the last inventory. A run whose model is not in the inventory refreshes it once first
+(a model pulled or loaded since the last refresh is found).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import httpx2
+
+from heddle.live.agent.executors import ExecutionError, Executor, Progress
+from heddle.live.backends.common import (
+    BackendTimeouts,
+    LlmCall,
+    StreamMeter,
+    http_failure,
+    llm_call,
+    retry_after_s,
+)
+from heddle.live.backends.names import ServedModel
+from heddle.live.protocol import Assignment
+
+__all__ = ["LocalServer"]
+
+log = logging.getLogger("heddle.live.backends")
+
+DEFAULT_REFRESH_EVERY_S = 30.0
+"""Model discovery interval: loading a model takes seconds to minutes, so this is fresh enough."""
+
+
+class LocalServer(Executor):
+    """One local server (an Ollama or an OpenAI-compatible endpoint)."""
+
+    backend: str = "local"  # name in results and reasons: "ollama", "lm-studio", "openai"
+
+    def __init__(self, url: str, *, kinds: tuple[str, ...], backend: str | None = None,
+                 timeouts: BackendTimeouts = BackendTimeouts(),
+                 refresh_every_s: float = DEFAULT_REFRESH_EVERY_S) -> None:
+        self.url = url.rstrip("/")
+        self.kinds = kinds
+        if backend is not None:
+            self.backend = backend
+        self.timeouts = timeouts
+        self.refresh_every_s = refresh_every_s
+        self.inventory: tuple[ServedModel, ...] = ()
+        self.discovered_at: float | None = None  # monotonic; None: never answered
+        self.discovery_error: str | None = None
+        self._client = httpx2.AsyncClient(timeout=timeouts.httpx())
+        self._refresher: asyncio.Task | None = None
+        self._said_unknown: set[str] = set()
+
+    # --- discovery ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def _discover(self) -> list[ServedModel]:
+        """What the server offers now (raises httpx2 errors, ValueError on bad JSON)."""
+
+    async def refresh(self) -> None:
+        """Read the server's inventory now; a failure keeps the last one and says why."""
+        try:
+            models = await self._discover()
+        except (httpx2.HTTPError, ValueError, KeyError, TypeError) as exc:
+            reason = (http_failure(self.backend, self.url, exc) if isinstance(exc, httpx2.HTTPError)
+                      else f"{self.backend} at {self.url}: bad model list: {exc}")
+            if reason != self.discovery_error:
+                log.warning("model discovery: %s", reason)
+            self.discovery_error = reason
+            return
+        self.inventory, self.discovered_at, self.discovery_error = tuple(models), time.monotonic(), None
+        for m in models:
+            if not m.known and m.name not in self._said_unknown:
+                self._said_unknown.add(m.name)
+                log.info("%s offers %r: not a catalog (model, quant); not reported as resident",
+                         self.backend, m.name)
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(self.refresh_every_s)
+
+    def resident_models(self) -> Iterable[tuple[str, str]]:
+        if self._refresher is None:
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing to start yet
+                self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+        return [(m.model, m.quant) for m in self.inventory if m.loaded and m.known]
+
+    def offers(self, model: str, quant: str | None) -> ServedModel | None:
+        """The served model for a catalog (model, quant), a loaded one first."""
+        found = [m for m in self.inventory if m.model == model and (quant is None or m.quant == quant)]
+        return max(found, key=lambda m: m.loaded) if found else None
+
+    async def _served_name(self, assignment: Assignment) -> str:
+        options, task = assignment.executor.options, assignment.task
+        if isinstance(options.get("model"), str):  # the server's own name, used as given
+            return options["model"]
+        if task.model is None:
+            loaded = [m for m in self.inventory if m.loaded]
+            if loaded:
+                return loaded[0].name
+            raise ExecutionError(f"{self.backend}: the task names no model and none is loaded "
+                                 f"at {self.url}")
+        served = self.offers(task.model, task.quant)
+        if served is None:
+            await self.refresh()
+            served = self.offers(task.model, task.quant)
+        if served is None:
+            wanted = f"{task.model} {task.quant or '(any quant)'}"
+            names = ", ".join(m.name for m in self.inventory) or "nothing"
+            raise ExecutionError(f"{self.backend} at {self.url} does not offer {wanted} "
+                                 f"(offers: {names})" + (f"; {self.discovery_error}"
+                                                         if self.discovery_error else ""))
+        return served.name
+
+    # --- running --------------------------------------------------------------------------
+
+    @abstractmethod
+    def _request(self, name: str, call: LlmCall) -> tuple[str, dict[str, Any]]:
+        """(path, JSON body) of a streaming chat request."""
+
+    @abstractmethod
+    async def _consume(self, lines: AsyncIterator[str], meter: StreamMeter,
+                       progress: Progress) -> dict[str, Any]:
+        """Read the stream into ``meter``; return the result fields the server reported."""
+
+    async def run(self, assignment: Assignment, progress: Progress) -> Any:
+        call = llm_call(assignment)
+        name = await self._served_name(assignment)
+        path, body = self._request(name, call)
+        retries = 0
+        while True:
+            meter = StreamMeter(self.backend, self.url)
+            try:
+                async with self._client.stream("POST", self.url + path, json=body) as response:
+                    if response.status_code == 429:
+                        wait = retry_after_s(response.headers)
+                        if (wait is not None and wait <= self.timeouts.max_retry_wait_s
+                                and retries < self.timeouts.rate_limit_retries):
+                            retries += 1
+                            await asyncio.sleep(wait)
+                            continue
+                        after = "no Retry-After" if wait is None else f"Retry-After {wait:g} s"
+                        raise ExecutionError(f"{self.backend} at {self.url}: rate limited "
+                                             f"(429, {after}; {retries} retries)")
+                    if response.status_code >= 400:
+                        text = (await response.aread()).decode(errors="replace")[:300]
+                        raise ExecutionError(f"{self.backend} at {self.url}: HTTP "
+                                             f"{response.status_code}: {text}")
+                    reported = await self._consume(response.aiter_lines(), meter, progress)
+            except httpx2.HTTPError as exc:
+                raise ExecutionError(http_failure(self.backend, self.url, exc, meter)) from None
+            except json.JSONDecodeError as exc:
+                raise ExecutionError(f"{self.backend} at {self.url}: malformed JSON in the "
+                                     f"stream: {exc}") from None
+            # Local work is not billed per call: the control plane prices it (energy) itself.
+            reported["model"] = reported.get("model") or name
+            return meter.result(**reported, cost_usd=0.0, account=assignment.task.account,
+                                rate_limit_retries=retries)
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        await self._client.aclose()

@@ -1,0 +1,68 @@
+"""Ollama: ``POST /api/chat`` streaming NDJSON; discovery from ``/api/tags`` and ``/api/ps``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from heddle.live.agent.executors import ExecutionError, Progress
+from heddle.live.backends.common import LlmCall, StreamMeter
+from heddle.live.backends.local import LocalServer
+from heddle.live.backends.names import ServedModel, catalog_ids
+
+__all__ = ["DEFAULT_OLLAMA_URL", "OllamaExecutor"]
+
+DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
+"""Ollama's default listen address."""
+
+NS = 1e9
+
+
+class OllamaExecutor(LocalServer):
+    backend = "ollama"
+
+    def __init__(self, url: str = DEFAULT_OLLAMA_URL, **kwargs: Any) -> None:
+        kwargs.setdefault("kinds", ("ollama",))
+        super().__init__(url, **kwargs)
+
+    async def _discover(self) -> list[ServedModel]:
+        tags = (await self._client.get(self.url + "/api/tags")).raise_for_status().json()
+        ps = (await self._client.get(self.url + "/api/ps")).raise_for_status().json()
+        loaded = {m["name"] for m in ps.get("models") or ()}
+        out = []
+        for m in tags.get("models") or ():
+            details = m.get("details") or {}
+            model, quant = catalog_ids(m["name"], details.get("parameter_size"),
+                                       details.get("quantization_level"))
+            out.append(ServedModel(m["name"], model, quant, m["name"] in loaded))
+        return out
+
+    def _request(self, name: str, call: LlmCall) -> tuple[str, dict[str, Any]]:
+        messages = ([{"role": "system", "content": call.system}] if call.system else []) + call.messages
+        return "/api/chat", {"model": name, "messages": messages, "stream": True,
+                             "options": {"num_predict": call.max_output_tokens}}
+
+    async def _consume(self, lines: AsyncIterator[str], meter: StreamMeter,
+                       progress: Progress) -> dict[str, Any]:
+        async for line in lines:
+            if not line.strip():
+                continue
+            chunk = json.loads(line)
+            if not isinstance(chunk, dict):
+                raise ExecutionError(f"ollama at {meter.server}: expected a JSON object per line, "
+                                     f"got {line[:100]!r}")
+            if "error" in chunk:  # Ollama reports failures mid-stream as {"error": "..."}
+                raise ExecutionError(f"ollama at {meter.server}: {chunk['error']}")
+            meter.content((chunk.get("message") or {}).get("content") or "", progress)
+            if chunk.get("done"):
+                eval_count, eval_ns = chunk.get("eval_count"), chunk.get("eval_duration")
+                return {
+                    "model": chunk.get("model"), "prompt_tokens": chunk.get("prompt_eval_count"),
+                    "output_tokens": eval_count, "finish_reason": chunk.get("done_reason"),
+                    # the server's own figure, beside the one measured from the stream
+                    "server_decode_tokens_per_s": eval_count / (eval_ns / NS)
+                    if eval_count and eval_ns else None,
+                }
+        raise ExecutionError(f"ollama at {meter.server}: the stream ended before done "
+                             f"(after {meter.chunks} chunks)")

@@ -1,0 +1,64 @@
+"""OpenAI-compatible servers (LM Studio, llama.cpp server, vLLM, mlx-lm server):
+``POST /v1/chat/completions`` streaming server-sent events with usage; discovery from
+``/v1/models``, whose models count as loaded (these servers list what they serve)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from heddle.live.agent.executors import ExecutionError, Progress
+from heddle.live.backends.common import LlmCall, StreamMeter
+from heddle.live.backends.local import LocalServer
+from heddle.live.backends.names import ServedModel, catalog_ids
+
+__all__ = ["DEFAULT_LM_STUDIO_URL", "OpenAIExecutor"]
+
+DEFAULT_LM_STUDIO_URL = "http://127.0.0.1:1234"
+"""LM Studio's default server address."""
+
+
+class OpenAIExecutor(LocalServer):
+    backend = "openai"
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        kwargs.setdefault("kinds", ("openai",))
+        super().__init__(url, **kwargs)
+
+    async def _discover(self) -> list[ServedModel]:
+        listing = (await self._client.get(self.url + "/v1/models")).raise_for_status().json()
+        return [ServedModel(m["id"], *catalog_ids(m["id"]), loaded=True)
+                for m in listing.get("data") or ()]
+
+    def _request(self, name: str, call: LlmCall) -> tuple[str, dict[str, Any]]:
+        messages = ([{"role": "system", "content": call.system}] if call.system else []) + call.messages
+        return "/v1/chat/completions", {
+            "model": name, "messages": messages, "stream": True,
+            "stream_options": {"include_usage": True}, "max_tokens": call.max_output_tokens,
+        }
+
+    async def _consume(self, lines: AsyncIterator[str], meter: StreamMeter,
+                       progress: Progress) -> dict[str, Any]:
+        where = f"{self.backend} at {meter.server}"
+        reported: dict[str, Any] = {"model": None, "prompt_tokens": None, "output_tokens": None,
+                                    "finish_reason": None}
+        async for line in lines:
+            if not line.startswith("data:"):
+                continue  # blank separators, comments (": ping"), event names
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return reported
+            chunk = json.loads(data)
+            if not isinstance(chunk, dict):
+                raise ExecutionError(f"{where}: expected a JSON object per event, got {data[:100]!r}")
+            if "error" in chunk:
+                raise ExecutionError(f"{where}: {chunk['error']}")
+            reported["model"] = chunk.get("model") or reported["model"]
+            for choice in chunk.get("choices") or ():
+                meter.content((choice.get("delta") or {}).get("content") or "", progress)
+                reported["finish_reason"] = choice.get("finish_reason") or reported["finish_reason"]
+            if usage := chunk.get("usage"):
+                reported["prompt_tokens"] = usage.get("prompt_tokens")
+                reported["output_tokens"] = usage.get("completion_tokens")
+        raise ExecutionError(f"{where}: the stream ended without [DONE] (after {meter.chunks} chunks)")

@@ -1,0 +1,165 @@
+"""Stand-in LLM servers on 127.0.0.1 speaking Ollama's, the OpenAI-compatible and Anthropic's
+streaming protocols over real HTTP (chunked transfer, as the real servers send), with faults
+scripted per request: a status with headers, a held first token, a reset mid-stream,
+malformed JSON, or the server gone."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+WORDS = ["alpha", " beta", " gamma", " delta", " epsilon"]
+
+
+@dataclass
+class Plan:
+    """One chat response: ``status`` (+ ``headers``, ``body``) or the stream ``chunks``."""
+
+    chunks: list[bytes] = field(default_factory=list)
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    hold: threading.Event | None = None  # wait for it before the first chunk (slow first token)
+    reset_after: int | None = None  # send this many chunks, then reset the connection
+
+
+def ollama_stream(model: str, words=WORDS, prompt_tokens: int = 12, garbage_at: int | None = None) -> list[bytes]:
+    lines = [{"model": model, "message": {"role": "assistant", "content": w}, "done": False} for w in words]
+    lines.append({"model": model, "message": {"role": "assistant", "content": ""}, "done": True,
+                  "done_reason": "stop", "prompt_eval_count": prompt_tokens,
+                  "eval_count": len(words), "eval_duration": 50_000_000})
+    out = [json.dumps(x).encode() + b"\n" for x in lines]
+    if garbage_at is not None:
+        out[garbage_at] = b'{"model": "x", "message": {"content": \n'
+    return out
+
+
+def openai_stream(model: str, words=WORDS, prompt_tokens: int = 12) -> list[bytes]:
+    events = [{"model": model, "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]}
+              for w in words]
+    events.append({"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    events.append({"model": model, "choices": [],
+                   "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words)}})
+    return [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
+
+
+def anthropic_stream(model: str, words=WORDS, input_tokens: int = 20, cached: int = 0) -> list[bytes]:
+    def ev(kind: str, data: dict) -> bytes:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+    usage = {"input_tokens": input_tokens, "output_tokens": 1, "cache_read_input_tokens": cached}
+    return [
+        ev("message_start", {"message": {"id": "msg_1", "type": "message", "role": "assistant",
+                                          "content": [], "model": model, "stop_reason": None,
+                                          "stop_sequence": None, "usage": usage}}),
+        ev("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+        *[ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": w}})
+          for w in words],
+        ev("content_block_stop", {"index": 0}),
+        ev("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                             "usage": {"output_tokens": len(words)}}),
+        ev("message_stop", {}),
+    ]
+
+
+class StandIn:
+    """A server speaking every protocol: GET /api/tags, /api/ps, /v1/models; POST /api/chat,
+    /v1/chat/completions, /v1/messages. Each POST takes the next `Plan`, else a default one."""
+
+    def __init__(self, model: str = "llama3.1:8b-instruct-q4_K_M") -> None:
+        self.model = model
+        self.tags: list[dict[str, Any]] = [{"name": model, "details": {}}]
+        self.loaded: list[str] = [model]
+        self.plans: deque[Plan] = deque()
+        self.requests: list[tuple[str, dict[str, str], Any]] = []
+        self.lock = threading.Lock()
+        self.holds: list[threading.Event] = []
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _json(self, doc: Any, status: int = 200) -> None:
+                data = json.dumps(doc).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path == "/api/tags":
+                    self._json({"models": standin.tags})
+                elif self.path == "/api/ps":
+                    self._json({"models": [{"name": n} for n in standin.loaded]})
+                elif self.path == "/v1/models":
+                    self._json({"object": "list", "data": [{"id": t["name"], "object": "model"}
+                                                           for t in standin.tags]})
+                else:
+                    self._json({"error": "not found"}, 404)
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with standin.lock:
+                    standin.requests.append((self.path, dict(self.headers), body))
+                    plan = standin.plans.popleft() if standin.plans else None
+                if plan is None:
+                    plan = Plan(chunks={"/api/chat": ollama_stream, "/v1/chat/completions": openai_stream,
+                                        "/v1/messages": anthropic_stream}[self.path](body["model"]))
+                if plan.status != 200:
+                    self.send_response(plan.status)
+                    for k, v in {"Content-Type": "application/json", **plan.headers}.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(plan.body)))
+                    self.end_headers()
+                    self.wfile.write(plan.body)
+                    return
+                self.send_response(200)
+                sse = self.path != "/api/chat"
+                self.send_header("Content-Type", "text/event-stream" if sse else "application/x-ndjson")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.flush()
+                if plan.hold is not None:
+                    plan.hold.wait(30)
+                for i, chunk in enumerate(plan.chunks):
+                    if plan.reset_after is not None and i == plan.reset_after:
+                        # RST, not FIN: what a crashed server or a dropped link looks like
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                                   struct.pack("ii", 1, 0))
+                        self.connection.close()
+                        return
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def hold(self) -> threading.Event:
+        event = threading.Event()
+        self.holds.append(event)
+        return event
+
+    def stop(self) -> None:
+        for event in self.holds:
+            event.set()
+        self.server.shutdown()
+        self.server.server_close()
+

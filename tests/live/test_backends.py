@@ -1,0 +1,180 @@
+"""LLM backends against stand-in servers on 127.0.0.1: the happy paths of each protocol, what
+the results report, model discovery and the choice of backend."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from heddle.live import protocol as p
+from heddle.live.agent.executors import ExecutionError, Progress
+from heddle.live.backends import (
+    BackendSettings,
+    ClaudeExecutor,
+    LlmRouter,
+    OllamaExecutor,
+    OpenAIExecutor,
+    build_backends,
+    build_prompt,
+)
+from heddle.models import catalog
+from heddle.models.cost import api_cost_usd
+from tests.live.llmstandin import WORDS, StandIn
+
+WAIT_S = 30.0
+pytestmark = pytest.mark.filterwarnings("ignore:The model 'claude-:DeprecationWarning")
+
+
+@pytest.fixture
+def standin():
+    servers: list[StandIn] = []
+
+    def _make(model: str = "llama3.1:8b-instruct-q4_K_M") -> StandIn:
+        servers.append(StandIn(model))
+        return servers[-1]
+
+    yield _make
+    for s in servers:
+        s.stop()
+
+
+def assignment(task_id: str = "t1", payload=None, options=None, **task) -> p.Assignment:
+    task.setdefault("model", "llama-3.1-8b")
+    task.setdefault("quant", "q4_k_m")
+    return p.Assignment(
+        sender="test", seq=1, sent_at=time.time(), node_id="n1", attempt=0, payload=payload,
+        queued_at=time.time(), task=p.TaskSpec(id=task_id, kind="llm", **task),
+        executor=p.ExecutorSpec(kind="llm", options=options or {}),
+    )
+
+
+async def test_ollama_streams_a_chat_and_reports_tokens_timings_and_the_model_used(standin):
+    server = standin()
+    ollama = OllamaExecutor(server.url)
+    progress = Progress()
+    try:
+        result = await ollama.run(assignment(prompt_tokens=300, output_tokens=40), progress)
+    finally:
+        await ollama.close()
+    assert result["text"] == "".join(WORDS)
+    assert result["model_used"] == "llama3.1:8b-instruct-q4_K_M"
+    assert (result["prompt_tokens"], result["output_tokens"]) == (12, len(WORDS))
+    assert result["ttft_s"] is not None and result["ttft_s"] <= result["duration_s"]
+    assert result["decode_tokens_per_s"] > 0 and result["cost_usd"] == 0.0
+    assert progress.first_token_at is not None
+    path, _, body = server.requests[-1]
+    assert path == "/api/chat" and body["stream"] is True
+    assert body["options"]["num_predict"] == 40  # capped at the task's output_tokens
+    # no payload: a built prompt of about prompt_tokens words
+    assert body["messages"][0]["content"] == build_prompt(300)
+    assert 280 <= len(body["messages"][0]["content"].split()) <= 300
+
+
+async def test_openai_compatible_server_streams_with_usage(standin):
+    server = standin("lmstudio-community/Meta-Llama-3.1-8B-Instruct-GGUF/Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf")
+    lm = OpenAIExecutor(server.url, kinds=("lmstudio",), backend="lm-studio")
+    try:
+        result = await lm.run(assignment(payload={"messages": [{"role": "user", "content": "hi"}],
+                                                  "system": "be brief"}, output_tokens=9), Progress())
+    finally:
+        await lm.close()
+    path, _, body = server.requests[-1]
+    assert path == "/v1/chat/completions"
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["max_tokens"] == 9 and body["model"] == server.model
+    assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    assert result["backend"] == "lm-studio" and result["text"] == "".join(WORDS)
+    assert (result["prompt_tokens"], result["output_tokens"]) == (12, len(WORDS))
+    assert result["finish_reason"] == "stop" and not result["output_tokens_counted"]
+
+
+async def test_claude_through_the_sdk_is_priced_from_the_catalog(standin):
+    server = standin()
+    claude = ClaudeExecutor("sk-test", server.url)
+    try:
+        result = await claude.run(assignment(model=None, quant=None, tier="standard", account="team",
+                                             payload={"prompt": "hello"}), Progress())
+    finally:
+        await claude.close()
+    path, headers, body = server.requests[-1]
+    assert path == "/v1/messages" and body["model"] == "claude-sonnet-4-5" and body["stream"] is True
+    assert "sk-test" in (headers.get("X-Api-Key", "") + headers.get("Authorization", ""))
+    offer = catalog.offer("claude-sonnet-4.5")
+    assert result["offer"] == "claude-sonnet-4.5" and result["account"] == "team"
+    assert result["cost_usd"] == pytest.approx(api_cost_usd(offer, 20, len(WORDS)))
+    assert result["cost_usd"] > 0 and result["text"] == "".join(WORDS)
+    assert result["finish_reason"] == "end_turn"
+
+
+async def test_claude_refuses_personal_and_sensitive_work(standin):
+    server = standin()
+    claude = ClaudeExecutor("sk-test", server.url)
+    try:
+        for privacy in ("personal", "sensitive"):
+            with pytest.raises(ExecutionError, match="privacy"):
+                await claude.run(assignment(model=None, tier="standard", privacy=privacy, owner="ann"),
+                                 Progress())
+    finally:
+        await claude.close()
+    assert server.requests == []  # nothing left the machine
+
+
+async def wait_for(condition, timeout: float = WAIT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_discovery_maps_loaded_models_to_catalog_ids_and_keeps_unknown_names_out(standin):
+    server = standin()
+    server.tags = [
+        {"name": "llama3.1:8b-instruct-q4_K_M", "details": {}},
+        {"name": "qwen2.5:latest", "details": {"parameter_size": "7.6B", "quantization_level": "Q4_K_M"}},
+        {"name": "phi3:mini", "details": {"parameter_size": "3.8B", "quantization_level": "Q4_0"}},
+    ]
+    server.loaded = ["llama3.1:8b-instruct-q4_K_M", "phi3:mini"]
+    ollama = OllamaExecutor(server.url, refresh_every_s=0.05)
+    try:
+        assert list(ollama.resident_models()) == []  # no I/O in the call: starts the refresh
+        await wait_for(lambda: ollama.discovered_at is not None)
+        assert list(ollama.resident_models()) == [("llama-3.1-8b", "q4_k_m")]  # phi3 is unknown
+        assert {m.name: (m.model, m.quant) for m in ollama.inventory}["qwen2.5:latest"] == ("qwen2.5-7b", "q4_k_m")
+        server.loaded.append("qwen2.5:latest")  # loaded since: found by the background refresh
+        await wait_for(lambda: ("qwen2.5-7b", "q4_k_m") in list(ollama.resident_models()))
+    finally:
+        await ollama.close()
+
+
+async def test_a_model_the_server_does_not_offer_fails_with_what_it_offers(standin):
+    server = standin()
+    ollama = OllamaExecutor(server.url)
+    try:
+        with pytest.raises(ExecutionError, match=r"does not offer llama-3.1-70b .*llama3.1:8b-instruct-q4_K_M"):
+            await ollama.run(assignment(model="llama-3.1-70b"), Progress())
+    finally:
+        await ollama.close()
+    assert server.requests == []
+
+
+async def test_lm_studio_wins_over_ollama_and_tier_only_public_work_goes_to_claude(standin):
+    lm, ol = standin(), standin()
+    config = BackendSettings(lm_studio_url=lm.url, ollama_url=ol.url, anthropic_api_key="sk",
+                             anthropic_base_url=ol.url)
+    executors = build_backends(config)
+    router = next(e for e in executors if isinstance(e, LlmRouter))
+    try:
+        for server in router.local:
+            await server.refresh()
+        assert router.choose(assignment()).backend == "lm-studio"
+        assert router.choose(assignment(options={"backend": "ollama"})).backend == "ollama"
+        assert router.choose(assignment(model=None, quant=None, tier="frontier")).backend == "claude"
+        assert router.choose(assignment(model=None, quant=None, tier="frontier", privacy="sensitive")
+                             ).backend == "lm-studio"
+        result = await router.run(assignment(model=None, quant=None, tier="frontier"), Progress())
+        assert result["offer"] == "claude-opus-4.5"
+    finally:
+        for e in executors:
+            await e.close()
