@@ -1,13 +1,13 @@
 """Stand-in LLM servers on 127.0.0.1 speaking Ollama's, the OpenAI-compatible and Anthropic's
 streaming protocols over real HTTP (chunked transfer, as the real servers send), with faults
-scripted per request: a status with headers, a held first token, a reset mid-stream,
+scripted per request: a status with headers, a held first token, a connection cut mid-stream,
 malformed JSON, or the server gone."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
-import struct
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,7 +26,7 @@ class Plan:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     hold: threading.Event | None = None  # wait for it before the first chunk (slow first token)
-    reset_after: int | None = None  # send this many chunks, then reset the connection
+    cut_after: int | None = None  # send this many chunks, then close the connection
 
 
 def ollama_stream(model: str, words=WORDS, prompt_tokens: int = 12, garbage_at: int | None = None) -> list[bytes]:
@@ -80,6 +80,7 @@ class StandIn:
         self.requests: list[tuple[str, dict[str, str], Any]] = []
         self.lock = threading.Lock()
         self.holds: list[threading.Event] = []
+        self.connections: set[socket.socket] = set()
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -87,6 +88,11 @@ class StandIn:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with standin.lock:
+                    standin.connections.add(self.connection)
 
             def _json(self, doc: Any, status: int = 200) -> None:
                 data = json.dumps(doc).encode()
@@ -132,10 +138,11 @@ class StandIn:
                 if plan.hold is not None:
                     plan.hold.wait(30)
                 for i, chunk in enumerate(plan.chunks):
-                    if plan.reset_after is not None and i == plan.reset_after:
-                        # RST, not FIN: what a crashed server or a dropped link looks like
-                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                                   struct.pack("ii", 1, 0))
+                    if plan.cut_after is not None and i == plan.cut_after:
+                        # closed without the last chunk, as when the server process dies (an
+                        # RST instead would make the client's kernel drop data not yet read)
+                        self.wfile.close()  # the file objects hold the socket open too
+                        self.rfile.close()
                         self.connection.close()
                         return
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
@@ -145,7 +152,7 @@ class StandIn:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     @property
@@ -162,4 +169,8 @@ class StandIn:
             event.set()
         self.server.shutdown()
         self.server.server_close()
+        with self.lock:  # kept-alive connections die with the server, as with a real one
+            for connection in self.connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
 

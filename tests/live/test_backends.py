@@ -4,10 +4,15 @@ the results report, model discovery and the choice of backend."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from heddle.config import load_settings
 from heddle.live import protocol as p
 from heddle.live.agent.executors import ExecutionError, Progress
 from heddle.live.backends import (
@@ -16,6 +21,8 @@ from heddle.live.backends import (
     LlmRouter,
     OllamaExecutor,
     OpenAIExecutor,
+    ServedModel,
+    backend_settings,
     build_backends,
     build_prompt,
 )
@@ -178,3 +185,52 @@ async def test_lm_studio_wins_over_ollama_and_tier_only_public_work_goes_to_clau
     finally:
         for e in executors:
             await e.close()
+
+
+MODEL_IDS = [None, *sorted(catalog.models()), *sorted(catalog.offers())]
+
+
+@functools.cache
+def routers() -> dict[bool, LlmRouter]:
+    """Routers with and without local servers (built once: the SDK client is slow to make;
+    nothing here does I/O, the inventory is set by hand)."""
+    local = [OllamaExecutor("http://127.0.0.1:9"), OpenAIExecutor("http://127.0.0.1:9", backend="lm-studio")]
+    local[0].inventory = (ServedModel("llama3.1:8b-instruct-q4_K_M", "llama-3.1-8b", "q4_k_m", True),)
+    claude = ClaudeExecutor("sk", "http://127.0.0.1:9")
+    return {True: LlmRouter(local, claude), False: LlmRouter([], claude)}
+
+
+@settings(max_examples=200, deadline=None)
+@given(privacy=st.sampled_from(["public", "personal", "sensitive"]),
+       tier=st.sampled_from([None, "local", "standard", "frontier"]),
+       model=st.sampled_from(MODEL_IDS),
+       backend=st.sampled_from([None, "ollama", "lm-studio", "claude"]),
+       with_local=st.booleans())
+def test_personal_and_sensitive_work_is_never_routed_to_claude(privacy, tier, model, backend, with_local):
+    router = routers()[with_local]
+    a = assignment(model=model, quant=None, tier=tier, privacy=privacy,
+                   owner="ann" if privacy == "personal" else None,
+                   options={"backend": backend} if backend else None)
+    try:
+        chosen = router.choose(a)
+    except ExecutionError as exc:
+        assert privacy != "public" or backend is not None or not with_local or model in catalog.offers(), exc
+        return
+    assert chosen is not router.claude or privacy == "public"
+
+
+def test_backend_settings_follow_cli_then_env_then_file(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("ollama_url: http://file:11434\nlm_studio_url: http://file:1234\n")
+    env = {"HEDDLE_CONFIG": str(config), "OLLAMA_URL": "http://seed-env:11434",
+           "ANTHROPIC_API_KEY": "sk-env"}
+    chosen = backend_settings(load_settings({}, env=env))
+    assert chosen.ollama_url == "http://seed-env:11434" and chosen.lm_studio_url == "http://file:1234"
+    assert chosen.anthropic_api_key.get_secret_value() == "sk-env"
+    assert "sk-env" not in repr(chosen)  # the key never reaches a log line
+    env["HEDDLE_OLLAMA_URL"] = "http://heddle-env:11434"  # heddle's own name wins over the seed's
+    assert backend_settings(load_settings({}, env=env)).ollama_url == "http://heddle-env:11434"
+    cli = {"ollama_url": "http://cli:11434"}
+    assert backend_settings(load_settings(cli, env=env)).ollama_url == "http://cli:11434"
+    with pytest.raises(ValidationError, match="ollama_url"):
+        backend_settings(load_settings({"ollama_url": "localhost:11434"}, env=env))

@@ -21,7 +21,14 @@ import anthropic
 import httpx2
 
 from heddle.live.agent.executors import ExecutionError, Executor, Progress
-from heddle.live.backends.common import BackendTimeouts, LlmCall, StreamMeter, llm_call, retry_after_s
+from heddle.live.backends.common import (
+    BackendTimeouts,
+    LlmCall,
+    StreamMeter,
+    http_failure,
+    llm_call,
+    retry_after_s,
+)
 from heddle.live.protocol import Assignment
 from heddle.models import catalog
 from heddle.models.cost import api_cost_usd
@@ -126,11 +133,13 @@ class ClaudeExecutor(Executor):
         except anthropic.APIStatusError as exc:
             raise ExecutionError(f"claude at {self.url}: HTTP {exc.status_code}: {exc.message}",
                                  result=priced(finish_reason="error")) from None
-        except anthropic.APITimeoutError:
-            raise ExecutionError(f"claude at {self.url}: timeout"
-                                 + ("" if meter.first_at else " before the first token"),
+        except anthropic.APITimeoutError:  # before the response's headers
+            raise ExecutionError(f"claude at {self.url}: no first token (timeout)",
                                  result=priced(finish_reason="error")) from None
-        except (anthropic.APIError, httpx2.HTTPError, ValueError) as exc:
+        except httpx2.HTTPError as exc:  # while reading the stream
+            raise ExecutionError(http_failure("claude", self.url, exc, meter),
+                                 result=priced(finish_reason="error")) from None
+        except (anthropic.APIError, ValueError) as exc:
             raise ExecutionError(f"claude at {self.url}: {type(exc).__name__}: {exc} "
                                  f"(after {meter.chunks} chunks)",
                                  result=priced(finish_reason="error")) from None

@@ -152,7 +152,7 @@ def http_failure(backend: str, url: str, exc: Exception, meter: StreamMeter | No
     if isinstance(exc, httpx2.ConnectTimeout):
         return f"{where}: connect timeout"
     if isinstance(exc, httpx2.ConnectError):
-        return f"{where}: cannot connect ({exc or 'connection refused'}); is the server running?"
+        return f"{where}: cannot connect ({str(exc) or 'connection refused'}); is the server running?"
     if isinstance(exc, httpx2.ReadTimeout):
         if meter is not None and meter.first_at is None:
             return f"{where}: no first token (read timeout)"
@@ -160,5 +160,5 @@ def http_failure(backend: str, url: str, exc: Exception, meter: StreamMeter | No
     if isinstance(exc, httpx2.TimeoutException):
         return f"{where}: timeout ({type(exc).__name__})"
     if isinstance(exc, httpx2.RemoteProtocolError | httpx2.ReadError):
-        return f"{where}: connection lost mid-stream{got} ({exc or type(exc).__name__})"
+        return f"{where}: connection lost mid-stream{got} ({str(exc) or type(exc).__name__})"
     return f"{where}: {type(exc).__name__}: {exc}"
