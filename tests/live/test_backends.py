@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
+import shlex
 import time
+from pathlib import Path
 
 import pytest
+import typer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -234,3 +238,35 @@ def test_backend_settings_follow_cli_then_env_then_file(tmp_path):
     assert backend_settings(load_settings(cli, env=env)).ollama_url == "http://cli:11434"
     with pytest.raises(ValidationError, match="ollama_url"):
         backend_settings(load_settings({"ollama_url": "localhost:11434"}, env=env))
+
+
+def test_docs_model_mapping_example_prints_what_it_says(capsys):
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "live.md").read_text(encoding="utf-8")
+    section = doc[doc.index("\n## LLM backends\n"):]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "docs/live.md", "exec"), {"__name__": "__docs__"})  # noqa: S102
+    printed = capsys.readouterr().out.strip().split("\n")
+    said = re.search(r"prints `(.*?)`, `(.*?)` and `(.*?)`", section).groups()
+    assert printed == list(said)
+
+
+async def test_docs_agent_command_enables_the_backends(monkeypatch, tmp_path):
+    from heddle.cli.main import app
+
+    monkeypatch.setenv("HEDDLE_CONFIG", str(tmp_path / "none.yaml"))
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "live.md").read_text(encoding="utf-8")
+    section = doc[doc.index("\n## LLM backends\n"):]
+    (line,) = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    args = shlex.split(line)
+    assert args[:2] == ["heddle", "agent"]
+    ctx = typer.main.get_command(app).make_context("heddle", args[1:], resilient_parsing=False)
+    params = ctx.command.get_command(ctx, "agent").make_context("agent", args[2:]).params
+    cli = {k: params[k] for k in ("lm_studio_url", "ollama_url")}
+    chosen = backend_settings(load_settings(cli, env={"HEDDLE_CONFIG": str(tmp_path / "none.yaml")}))
+    executors = build_backends(chosen)
+    assert [e.backend for e in executors[:2]] == ["lm-studio", "ollama"]
+    assert LlmRouter in {type(e) for e in executors}
+    for e in executors:
+        await e.close()

@@ -12,7 +12,14 @@ from heddle.live.agent.executors import ExecutionError, Progress
 from heddle.live.backends import BackendTimeouts, ClaudeExecutor, OllamaExecutor, OpenAIExecutor
 from heddle.models import catalog
 from heddle.models.cost import api_cost_usd
-from tests.live.llmstandin import WORDS, Plan, StandIn, anthropic_stream, ollama_stream, openai_stream
+from tests.live.llmstandin import (
+    WORDS,
+    Plan,
+    StandIn,
+    anthropic_stream,
+    ollama_stream,
+    openai_stream,
+)
 from tests.live.test_backends import assignment
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model 'claude-:DeprecationWarning")

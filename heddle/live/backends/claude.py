@@ -22,6 +22,7 @@ import httpx2
 
 from heddle.live.agent.executors import ExecutionError, Executor, Progress
 from heddle.live.backends.common import (
+    DEFAULT_TIMEOUTS,
     BackendTimeouts,
     LlmCall,
     StreamMeter,
@@ -58,7 +59,7 @@ class ClaudeExecutor(Executor):
 
     def __init__(self, api_key: str, base_url: str | None = None, *,
                  kinds: tuple[str, ...] = ("claude",),
-                 timeouts: BackendTimeouts = BackendTimeouts()) -> None:
+                 timeouts: BackendTimeouts = DEFAULT_TIMEOUTS) -> None:
         self.kinds = kinds
         self.url = base_url or DEFAULT_ANTHROPIC_URL
         self.timeouts = timeouts

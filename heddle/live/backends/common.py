@@ -21,6 +21,7 @@ from heddle.live.protocol import Assignment
 
 __all__ = [
     "DEFAULT_OUTPUT_TOKENS",
+    "DEFAULT_TIMEOUTS",
     "BackendTimeouts",
     "LlmCall",
     "StreamMeter",
@@ -33,8 +34,7 @@ __all__ = [
 DEFAULT_OUTPUT_TOKENS = 256
 """Output cap when the task names none (a task file's LLM step usually does)."""
 
-_WORDS = ("river stone lantern orchard meadow harbor willow copper violet thunder "
-          "pepper saddle marble garden falcon basket silver candle ribbon timber").split()
+_WORDS = ["river", "stone", "lantern", "orchard", "meadow", "harbor", "willow", "copper", "violet", "thunder", "pepper", "saddle", "marble", "garden", "falcon", "basket", "silver", "candle", "ribbon", "timber"]
 """Common English words, about one token each in the usual tokenizers (Llama, Qwen, Claude)."""
 
 
@@ -49,6 +49,9 @@ class BackendTimeouts:
 
     def httpx(self) -> httpx2.Timeout:
         return httpx2.Timeout(self.read_s, connect=self.connect_s)
+
+
+DEFAULT_TIMEOUTS = BackendTimeouts()
 
 
 def build_prompt(prompt_tokens: int) -> str:

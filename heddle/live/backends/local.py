@@ -22,6 +22,7 @@ import httpx2
 
 from heddle.live.agent.executors import ExecutionError, Executor, Progress
 from heddle.live.backends.common import (
+    DEFAULT_TIMEOUTS,
     BackendTimeouts,
     LlmCall,
     StreamMeter,
@@ -46,7 +47,7 @@ class LocalServer(Executor):
     backend: str = "local"  # name in results and reasons: "ollama", "lm-studio", "openai"
 
     def __init__(self, url: str, *, kinds: tuple[str, ...], backend: str | None = None,
-                 timeouts: BackendTimeouts = BackendTimeouts(),
+                 timeouts: BackendTimeouts = DEFAULT_TIMEOUTS,
                  refresh_every_s: float = DEFAULT_REFRESH_EVERY_S) -> None:
         self.url = url.rstrip("/")
         self.kinds = kinds
