@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from heddle.cli import advise, agent, catalog, events, live, models_cmd, place, sim, sweep, trace
+from heddle.cli import (
+    advise,
+    agent,
+    catalog,
+    cluster,
+    events,
+    live,
+    models_cmd,
+    place,
+    sim,
+    sweep,
+    trace,
+)
 
 app = typer.Typer(
     name="heddle",
@@ -22,6 +34,7 @@ app.command("advise")(advise.advise)
 app.command("agent")(agent.agent)
 app.command("sweep")(sweep.sweep)
 live.register(app)
+cluster.register(app)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,121 @@
+"""`heddle join`, `heddle join-code`, `heddle nodes list|revoke`, `heddle clusters`: form a
+cluster and decide who may use it (docs/live.md, "Cluster formation and access")."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where the cluster's state lives (default ~/.heddle).")]
+nodes_app = typer.Typer(help="The cluster's members: list them, revoke one.", no_args_is_help=True)
+
+
+def _data_dir(data_dir: Path | None) -> Path:
+    from heddle.cli.live import _settings
+
+    return _settings(data_dir=data_dir).data_dir
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/] {message}", markup=True, highlight=False)
+    return typer.Exit(1)
+
+
+def _roster(data_dir: Path | None):
+    from heddle.live.cluster import AccessError, Roster
+
+    try:
+        return Roster.load(_data_dir(data_dir))
+    except AccessError as exc:
+        raise _fail(str(exc)) from None
+
+
+def join(
+    code: Annotated[str, typer.Argument(help="The join code `heddle join-code` printed on the cluster.")],
+    nats: Annotated[str | None, typer.Option("--nats", help="The cluster's NATS URL (default: found on the LAN).")] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help="Which discovered cluster, if several.")] = None,
+    node_id: Annotated[str | None, typer.Option("--node-id", help="This machine's node id (default: host name).")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Exchange a join code for this machine's own credentials (stored 0600 in the data dir)."""
+    import socket
+
+    from pydantic import ValidationError
+
+    from heddle.events.acl import mask_secret
+    from heddle.live.cluster.join import JoinError
+    from heddle.live.cluster.join import join as do_join
+
+    url = nats or _discovered_url(cluster)
+    node = node_id or socket.gethostname().split(".")[0]
+    try:
+        credentials = asyncio.run(do_join(url, code, node, _data_dir(data_dir)))
+    except ValidationError:
+        raise _fail(f"option --node-id: {node!r} is not a valid id (letters, digits, '_' and '-')") from None
+    except JoinError as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"joined {url} as node [bold]{credentials.user}[/]; password {mask_secret(credentials.password)}, "
+              f"stored in {_data_dir(data_dir) / 'credentials.json'}", highlight=False)
+
+
+def join_code(data_dir: DataDirOpt = None) -> None:
+    """Make a new join code (the old one stops working) and print it: it is shown only now."""
+    roster = _roster(data_dir)
+    code = roster.rotate_join_code()
+    roster.save()
+    reloaded = roster.reload_server()
+    out.print(f"join code: [bold]{code}[/]   (on the new machine: heddle join {code})", highlight=False)
+    if not reloaded:
+        out.print("nats-server is not running: the code works once it starts", highlight=False)
+
+
+@nodes_app.command("list")
+def nodes_list(data_dir: DataDirOpt = None) -> None:
+    """The members allowed on this cluster and their roles (never their passwords)."""
+    from heddle.live.cluster.access import CONTROL_USER, JOIN_USER
+
+    for member in _roster(data_dir).members.values():
+        if member.name not in (CONTROL_USER, JOIN_USER):
+            out.print(f"{member.name}\t{member.role}", highlight=False)
+
+
+@nodes_app.command("revoke")
+def nodes_revoke(
+    node: Annotated[str, typer.Argument(help="The node (or user) to remove.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Remove a node's access at once: nats-server reloads and closes its connection."""
+    from heddle.live.cluster import AccessError
+
+    roster = _roster(data_dir)
+    try:
+        roster.revoke(node)
+    except AccessError as exc:
+        raise _fail(str(exc)) from None
+    roster.save()
+    when = "now" if roster.reload_server() else "when nats-server next starts (it is not running)"
+    out.print(f"revoked {node}: its credentials stop working {when}", highlight=False)
+
+
+def _discovered_url(cluster: str | None) -> str:
+    raise _fail("no --nats URL given")
+
+
+def register(app: typer.Typer) -> None:
+    """Mount the cluster commands on the main app (one line in heddle/cli/main.py)."""
+    app.command("join")(join)
+    app.command("join-code")(join_code)
+    app.add_typer(nodes_app, name="nodes")
+
+
+if __name__ == "__main__":  # `python -m heddle.cli.cluster join ...`: without the other commands' imports
+    _app = typer.Typer()
+    register(_app)
+    _app()

@@ -1,0 +1,148 @@
+"""Joining with a code: a new machine logs in as the ``join`` user (its password is the join
+code), asks on `JOIN_SUBJECT` for a node id, and gets that node's own credentials back. The
+join service (on the cluster's side, as the control user) adds the node to the roster,
+reloads nats-server, checks the new credentials log in, and only then answers. The joining
+machine stores them 0600 under its data dir (``credentials.json``); after that it connects
+as itself and the code is no longer needed.
+
+A node id that is already a member is refused (revoke it first): a code holder cannot take
+over, or lock out, an existing node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import nats
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from heddle.live import protocol as p
+from heddle.live.cluster.access import (
+    JOIN_SUBJECT,
+    JOIN_USER,
+    AccessError,
+    inbox_prefix,
+    write_private,
+)
+from heddle.live.cluster.roster import Roster, normalize_join_code
+
+__all__ = ["Credentials", "JoinError", "JoinReply", "JoinRequest", "join", "serve_joins"]
+
+log = logging.getLogger(__name__)
+CREDENTIALS_FILE = "credentials.json"
+JOIN_TIMEOUT_S = 15.0
+"""How long `heddle join` waits for the cluster's answer (it reloads nats-server first)."""
+RELOAD_TIMEOUT_S = 10.0
+"""How long the join service waits for the reloaded server to accept the new credentials."""
+
+
+class JoinError(RuntimeError):
+    """Joining failed: wrong code, unreachable cluster, or a refused node id."""
+
+
+class JoinRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    node_id: str = Field(pattern=p.ID_PATTERN, min_length=1, max_length=128)
+
+
+class JoinReply(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    ok: bool
+    reason: str = ""
+    user: str = ""
+    password: str = Field(default="", repr=False)
+
+
+class Credentials(BaseModel):
+    """What a joined node keeps (0600): how to connect as itself."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    nats_url: str
+    user: str
+    password: str = Field(repr=False)
+
+    def connect_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``nats.connect`` (with its own inbox prefix)."""
+        return {"servers": [self.nats_url], "user": self.user, "password": self.password,
+                "inbox_prefix": inbox_prefix(self.user)}
+
+    def save(self, data_dir: Path) -> Path:
+        path = Path(data_dir).expanduser() / CREDENTIALS_FILE
+        write_private(path, self.model_dump_json(indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, data_dir: Path) -> Credentials:
+        path = Path(data_dir).expanduser() / CREDENTIALS_FILE
+        try:
+            return cls.model_validate_json(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise JoinError(f"{path}: cannot read ({exc.strerror}); join first with `heddle join CODE`") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise JoinError(f"{path}: field {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+async def _logs_in(url: str, user: str, password: str) -> bool:
+    try:
+        nc = await nats.connect(url, user=user, password=password, allow_reconnect=False,
+                                connect_timeout=2, inbox_prefix=inbox_prefix(user))
+    except Exception:  # noqa: BLE001 -- nats-py raises several types for a refused login
+        return False
+    await nc.close()
+    return True
+
+
+async def serve_joins(nc: Any, roster: Roster, url: str) -> Any:
+    """Answer join requests on ``nc`` (connected as the control user); returns the
+    subscription. ``url`` is where the new credentials are checked."""
+
+    async def on_join(msg: Any) -> None:
+        try:
+            request = JoinRequest.model_validate_json(msg.data)
+            if request.node_id in roster.members:
+                raise AccessError(f"node_id: {request.node_id!r} is already a member; "
+                                  f"revoke it first (`heddle nodes revoke {request.node_id}`)")
+            member = roster.add(request.node_id, "agent")
+        except (ValidationError, AccessError) as exc:
+            await msg.respond(JoinReply(ok=False, reason=str(exc)).model_dump_json().encode())
+            return
+        roster.save()
+        roster.reload_server()
+        async with asyncio.timeout(RELOAD_TIMEOUT_S):  # answer once the server knows the node
+            while not await _logs_in(url, member.name, member.password):
+                await asyncio.sleep(0.05)
+        log.info("node %s joined", member.name)
+        await msg.respond(JoinReply(ok=True, user=member.name, password=member.password).model_dump_json().encode())
+
+    return await nc.subscribe(JOIN_SUBJECT, cb=on_join)
+
+
+async def join(url: str, code: str, node_id: str, data_dir: Path) -> Credentials:
+    """Exchange a join code for this node's credentials and store them; returns them."""
+    try:
+        nc = await nats.connect(url, user=JOIN_USER, password=normalize_join_code(code), allow_reconnect=False,
+                                connect_timeout=3, inbox_prefix=inbox_prefix(JOIN_USER))
+    except Exception as exc:  # noqa: BLE001
+        reason = "the join code is wrong" if "authorization" in str(exc).lower() else str(exc) or type(exc).__name__
+        raise JoinError(f"cannot join {url}: {reason}") from None
+    try:
+        answer = await nc.request(JOIN_SUBJECT, JoinRequest(node_id=node_id).model_dump_json().encode(),
+                                  timeout=JOIN_TIMEOUT_S)
+    except Exception as exc:  # noqa: BLE001
+        raise JoinError(f"cannot join {url}: no answer from the cluster ({type(exc).__name__})") from None
+    finally:
+        await nc.close()
+    try:
+        reply = JoinReply.model_validate(json.loads(answer.data))
+    except (ValueError, ValidationError) as exc:
+        raise JoinError(f"cannot join {url}: malformed answer ({exc})") from None
+    if not reply.ok:
+        raise JoinError(f"cannot join {url}: {reply.reason}")
+    credentials = Credentials(nats_url=url, user=reply.user, password=reply.password)
+    credentials.save(data_dir)
+    return credentials
