@@ -56,6 +56,14 @@ def agent(
         raise typer.Exit(2) from None
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if chosen.device is None:  # the machine's tools name the exact variant when they can
+        from heddle.live.backends.probes import detect_device
+
+        probed = detect_device()
+        logging.getLogger("heddle.live.agent").info(
+            "device %s: %s", probed.device or "not in the catalog", probed.reason)
+        if probed.device is not None:
+            chosen = chosen.model_copy(update={"device": probed.device})
     raise typer.Exit(run_agent(chosen, build_backends(backends)))
 
 

@@ -1,6 +1,6 @@
 """LLM backends for the live agent: Ollama, OpenAI-compatible servers (LM Studio, llama.cpp,
 vLLM, mlx-lm) and Claude, as executors under the kinds "llm", "ollama", "openai"/"lmstudio"
-and "claude"; model discovery mapped to catalog ids."""
+and "claude"; model discovery mapped to catalog ids; machine probes naming the catalog device."""
 
 from heddle.live.backends.claude import ClaudeExecutor
 from heddle.live.backends.common import BackendTimeouts, build_prompt
@@ -8,6 +8,7 @@ from heddle.live.backends.local import LocalServer
 from heddle.live.backends.names import ServedModel, catalog_ids
 from heddle.live.backends.ollama import OllamaExecutor
 from heddle.live.backends.openai import OpenAIExecutor
+from heddle.live.backends.probes import ProbedDevice, detect_device
 from heddle.live.backends.router import LlmRouter
 from heddle.live.backends.settings import BackendSettings, backend_settings, build_backends
 
@@ -19,9 +20,11 @@ __all__ = [
     "LocalServer",
     "OllamaExecutor",
     "OpenAIExecutor",
+    "ProbedDevice",
     "ServedModel",
     "backend_settings",
     "build_backends",
     "build_prompt",
     "catalog_ids",
+    "detect_device",
 ]
