@@ -43,6 +43,7 @@ def join(
     cluster: Annotated[str | None, typer.Option("--cluster", help="Which discovered cluster, if several.")] = None,
     node_id: Annotated[str | None, typer.Option("--node-id", help="This machine's node id (default: host name).")] = None,
     data_dir: DataDirOpt = None,
+    wait: Annotated[float, typer.Option("--wait", min=0.1, help="Seconds to listen for clusters (without --nats).")] = 3.0,
 ) -> None:
     """Exchange a join code for this machine's own credentials (stored 0600 in the data dir)."""
     import socket
@@ -53,7 +54,7 @@ def join(
     from heddle.live.cluster.join import JoinError
     from heddle.live.cluster.join import join as do_join
 
-    url = nats or _discovered_url(cluster)
+    url = nats or _discovered_url(cluster, wait)
     node = node_id or socket.gethostname().split(".")[0]
     try:
         credentials = asyncio.run(do_join(url, code, node, _data_dir(data_dir)))
@@ -104,14 +105,48 @@ def nodes_revoke(
     out.print(f"revoked {node}: its credentials stop working {when}", highlight=False)
 
 
-def _discovered_url(cluster: str | None) -> str:
-    raise _fail("no --nats URL given")
+def _discovered_url(name: str | None, wait: float) -> str:
+    """The NATS URL of the cluster found on the LAN: the one named, the only one, or the
+    one the user picks (asked only on a terminal)."""
+    import sys
+
+    from heddle.live.cluster.discovery import DiscoveryError, browse, choose
+
+    found = browse(wait, until=(lambda f: any(c.name == name for c in f)) if name else None)
+
+    def ask(clusters) -> str:
+        for cluster in clusters:
+            out.print(f"  {cluster.name}\t{cluster.url}\tfingerprint {cluster.fingerprint}", highlight=False)
+        return typer.prompt("which cluster")
+
+    try:
+        cluster = choose(found, name, ask if sys.stdin.isatty() else None)
+    except DiscoveryError as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"found cluster [bold]{cluster.name}[/] at {cluster.url} (fingerprint {cluster.fingerprint})",
+              highlight=False)
+    return cluster.url
+
+
+def clusters(
+    wait: Annotated[float, typer.Option("--wait", min=0.1, help="Seconds to listen for answers.")] = 3.0,
+) -> None:
+    """List the heddle clusters that answer on the local network (mDNS)."""
+    from heddle.live.cluster.discovery import browse
+
+    found = browse(wait)
+    if not found:
+        out.print("no heddle cluster answered", highlight=False)
+    for cluster in found:
+        out.print(f"{cluster.name}\t{', '.join(cluster.nats_urls)}\tv{cluster.version}\tfingerprint {cluster.fingerprint}",
+                  highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Mount the cluster commands on the main app (one line in heddle/cli/main.py)."""
     app.command("join")(join)
     app.command("join-code")(join_code)
+    app.command("clusters")(clusters)
     app.add_typer(nodes_app, name="nodes")
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-import sys
 
 import nats
 import pytest
@@ -16,8 +15,7 @@ from heddle.events.natsd import start_nats_server
 from heddle.live import protocol as p
 from heddle.live.cluster.join import Credentials, serve_joins
 from heddle.live.cluster.roster import Roster
-
-WAIT_S = 30.0
+from tests.live.cluster_cli import WAIT_S, heddle
 
 
 @pytest.fixture
@@ -26,14 +24,6 @@ def cluster(tmp_path):
     server = start_nats_server(tmp_path / "js", config_file=roster.config_file)
     yield roster, server
     server.stop()
-
-
-async def heddle(*args: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "heddle.cli.cluster", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    output, _ = await asyncio.wait_for(process.communicate(), WAIT_S)
-    return process.returncode, output.decode()
 
 
 async def test_join_with_code_then_revoke(cluster, tmp_path):

@@ -9,6 +9,7 @@ Layout under ``<data dir>/cluster/``: ``roster.json`` (members and the join code
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -107,6 +108,13 @@ class Roster:
             known = ", ".join(sorted(n for n in self.members if n not in (CONTROL_USER, JOIN_USER))) or "none"
             raise AccessError(f"node: no member {name!r} to revoke (members: {known})")
         return self.members.pop(name)
+
+    @property
+    def fingerprint(self) -> str:
+        """A public fingerprint of this cluster's identity (shown in its mDNS announcement):
+        a hash of the control user's secret, which cannot be turned back into it."""
+        digest = hashlib.sha256(b"heddle-cluster-identity:" + self.control.password.encode()).hexdigest()
+        return ":".join(digest[i:i + 4] for i in range(0, 16, 4))
 
     def rotate_join_code(self) -> str:
         self.members[JOIN_USER] = Member(JOIN_USER, "joiner", new_join_code())
