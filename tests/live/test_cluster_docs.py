@@ -19,12 +19,14 @@ def _section() -> str:
     return text[start:] if end == -1 else text[start:end]
 
 
-def test_roster_example_prints_what_it_says(capsys):
-    (block,) = re.findall(r"```python\n(.*?)```", _section(), re.DOTALL)
-    exec(compile(block, str(DOC), "exec"), {"__name__": "__docs__"})  # noqa: S102 -- our own docs
-    printed = capsys.readouterr().out.splitlines()
-    said = [line.split("# ")[-1].strip() for line in block.splitlines() if line.startswith("print(")]
-    assert printed == said
+def test_python_examples_print_what_they_say(capsys):
+    blocks = re.findall(r"```python\n(.*?)```", _section(), re.DOTALL)
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block, str(DOC), "exec"), {"__name__": "__docs__"})  # noqa: S102 -- our own docs
+        printed = capsys.readouterr().out.splitlines()
+        said = [line.split("# ")[-1].strip() for line in block.splitlines() if line.startswith("print(")]
+        assert printed == said
 
 
 def test_documented_commands_parse():
