@@ -15,7 +15,7 @@ import numpy as np
 from heddle.optimizer.policy import Policy
 from heddle.optimizer.scoring import Scored
 
-__all__ = ["Assignment", "Ledger", "Picker", "cheapest_cloud", "greedy", "objective_int"]
+__all__ = ["Assignment", "Ledger", "Picker", "cheapest_cloud", "complete", "fill", "greedy", "objective_int"]
 
 
 @dataclass(slots=True)
@@ -104,6 +104,42 @@ def greedy(sc: Scored, policy: Policy, order: Sequence[int], pick: Picker) -> As
         target[t] = j
         evicted_by[t] = bool(needs[j])
     return Assignment(target, ledger.evicted, evicted_by)
+
+
+def complete(ledger: Ledger, target: np.ndarray, evicted_by: np.ndarray, order: Sequence[int]) -> None:
+    """Visit the tasks still unplaced (`target` -1) in `order`; give each its cheapest target
+    still feasible in `ledger` if that beats deferring it (updates the arrays in place)."""
+    defer = ledger.sc.defer_int()
+    big = np.iinfo(np.int64).max
+    for t in order:
+        if target[t] >= 0:
+            continue
+        feasible, cost, needs = ledger.options(int(t))
+        masked = np.where(feasible, cost, big)
+        j = int(masked.argmin())
+        if masked[j] < defer[t]:
+            ledger.take(int(t), j, bool(needs[j]))
+            target[t], evicted_by[t] = j, bool(needs[j])
+
+
+def fill(sc: Scored, policy: Policy, assignment: Assignment, order: Sequence[int]) -> Assignment:
+    """`assignment` with every task it leaves out that still has a feasible target cheaper
+    than deferring placed there (visited in `order`): a search stopped within a gap may leave
+    such a task waiting beside a free slot, and a scheduler must not idle a usable slot.
+    Never worse: it only adds placements that beat their deferral."""
+    ledger = Ledger(sc, policy)
+    target = np.full(len(sc.tasks), -1, dtype=np.int64)
+    evicted_by = np.zeros(len(sc.tasks), dtype=bool)
+    for t in np.flatnonzero(assignment.target >= 0):  # replay: the same hard constraints
+        j = int(assignment.target[t])
+        feasible, _, needs = ledger.options(int(t))
+        if not feasible[j]:
+            return assignment  # not replayable in this order: keep the solver's answer
+        ledger.take(int(t), j, bool(needs[j]))
+        target[t], evicted_by[t] = j, bool(needs[j])
+    complete(ledger, target, evicted_by, order)
+    filled = Assignment(target, ledger.evicted, evicted_by)
+    return filled if objective_int(sc, policy, filled) <= objective_int(sc, policy, assignment) else assignment
 
 
 def objective_int(sc: Scored, policy: Policy, assignment: Assignment) -> int:

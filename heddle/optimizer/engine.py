@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from heddle.models import FleetState, Task
-from heddle.optimizer.assign import Assignment, objective_int
+from heddle.optimizer.assign import Assignment, fill, objective_int
 from heddle.optimizer.baselines import cheapest, least_loaded, ray_hybrid, round_robin
 from heddle.optimizer.cpsat import GapGoal, solve_cpsat
 from heddle.optimizer.decisions import decisions, explain_later
 from heddle.optimizer.errors import UnknownPolicyError
-from heddle.optimizer.fast import fast_assign
+from heddle.optimizer.fast import fast_assign, regret_order
 from heddle.optimizer.fleet_cache import fleet_arrays
 from heddle.optimizer.lean import place_one
 from heddle.optimizer.lp_round import lp_round
@@ -68,9 +68,10 @@ def _optimal(sc: Scored, policy: Policy):
         return incumbent, "FEASIBLE", "lp-round", bound
     goal = GapGoal(policy.relative_gap, bound, fixed_int(sc))
     result = solve_cpsat(sc, policy, incumbent, candidates=candidates, goal=goal)
+    assignment = fill(sc, policy, result.assignment, regret_order(sc))
     bound = max(result.bound_int, bound)
-    status = "OPTIMAL" if result.objective_int <= bound else "FEASIBLE"
-    return result.assignment, status, "cp-sat", bound
+    status = "OPTIMAL" if objective_int(sc, policy, assignment) <= bound else "FEASIBLE"
+    return assignment, status, "cp-sat", bound
 
 
 LARGE_BATCH_PAIRS = 6_000

@@ -26,45 +26,66 @@ property test (tests/optimizer/test_express.py) holds the two equal on random st
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from collections import namedtuple
+from dataclasses import MISSING, dataclass, fields
+from typing import NamedTuple
 
 from heddle.models import FleetState, NodeStatus, PowerSource, Privacy, Task, TaskKind, ThermalState
 from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS, TIER_CODE, fleet_arrays
 from heddle.optimizer.lean import _lean, _plan
 from heddle.optimizer.policy import Policy
-from heddle.optimizer.scoring import MICRO
+from heddle.optimizer.costs import deferral_usd, lateness_usd, mb_down, mb_up, micro, pair_micro
 from heddle.optimizer.view import _DEPARTED
 
-__all__ = ["EXPRESS_POLICIES", "ExpressClass", "ExpressPlacer", "place_row", "task_row"]
+__all__ = ["EXPRESS_POLICIES", "ExpressClass", "ExpressEntry", "ExpressPlacer", "TaskRow", "place_row", "task_row"]
 
 EXPRESS_POLICIES = ("optimal", "fast")
 """Policies whose one-task calls go through `place_one` (so `place_row` may stand in)."""
 
-_TASK_FIELDS = tuple(f.name for f in fields(Task))
+TaskRow = namedtuple("TaskRow", [f.name for f in fields(Task)],
+                     defaults=[f.default if f.default is not MISSING else f.default_factory()
+                               for f in fields(Task) if f.default is not MISSING or f.default_factory is not MISSING])
+"""A task as a tuple in `Task` field order, with the fields' names and `Task`'s defaults (the
+twin passes plain tuples in the same order, possibly without the trailing defaulted fields;
+`klass` names them)."""
+
 _ACTIVE, _BATTERY = NodeStatus.ACTIVE, PowerSource.BATTERY
 _HOT = (ThermalState.SERIOUS, ThermalState.CRITICAL)
 _PERSONAL, _PUBLIC, _LLM = Privacy.PERSONAL, Privacy.PUBLIC, TaskKind.LLM
 _INF = math.inf
-_ceil, _floor = math.ceil, math.floor
 _LB_SAFETY = 1.0 - 1e-9
 _MB_SLACK_GB = 0.004
 """Below `free - this`, place_one's whole-MB memory test passes: rounding the need up and the
 free memory down to MB moves each by under 1 MB (the need has two parts), plus float slack."""
 
 
-def task_row(task: Task) -> tuple:
+def task_row(task: Task) -> TaskRow:
     """`task` as the tuple `place_row` reads (Task's fields, in order)."""
-    return tuple(getattr(task, name) for name in _TASK_FIELDS)
+    return TaskRow._make(getattr(task, name) for name in TaskRow._fields)
+
+
+class ExpressEntry(NamedTuple):
+    """A node a task class may use, with what `place` reads of it (plain Python numbers)."""
+
+    node: int  # index in the fleet's nodes
+    suf_a: float  # lean._plan's suffix lower bounds at the node's position in the plan
+    suf_b: float
+    suf_ea: float
+    suf_eb: float
+    rate_a: float  # prefill tokens/s (processor steps: seconds per reference CPU second)
+    rate_b: float  # decode tokens/s (processor steps: unused)
+    load_s: float  # loading the weights when not resident (processor steps: 0)
+    energy_usd_per_s: float
+    installed_gb: float  # memory a task may ever use
+    slots: int  # configured concurrency
 
 
 @dataclass(frozen=True, slots=True)
 class ExpressClass:
     """What `place` needs of a task class: everything but the task's own four numbers.
 
-    `entries`: the nodes privacy and tier allow, in plan order: (the node's `NodeState` in
-    the placer's state, (node index, the plan's four suffix lower bounds at the node's
-    position, prefill tokens/s (processor steps: seconds per CPU second), decode tokens/s,
-    load seconds, energy USD/s, usable GB, slots)). A class belongs to one placer."""
+    `entries`: the nodes privacy and tier allow, in plan order, as (the node's `NodeState` in
+    the placer's state, its `ExpressEntry`). A class belongs to one placer."""
 
     entries: tuple
     llm: bool
@@ -77,16 +98,18 @@ class ExpressClass:
 
 def class_key(row: tuple) -> tuple:
     """Everything a class's candidate list depends on: model, quant, privacy, the owner of
-    personal work, tier, and the plan's context buckets (not the token counts themselves)."""
-    privacy = row[9]
-    personal = privacy is _PERSONAL
-    p_code = 0 if privacy is _PUBLIC else (2 if personal else 1)
-    owner = row[10] if personal else None
-    tier = -1 if row[13] is None else TIER_CODE[row[13]]
-    if row[1] is not _LLM:
+    personal work, tier, and the plan's context buckets (not the token counts themselves).
+    `row`: a tuple in `Task` field order (a `TaskRow` or a plain tuple)."""
+    if type(row) is not TaskRow:
+        row = TaskRow(*row)
+    personal = row.privacy is _PERSONAL
+    p_code = 0 if row.privacy is _PUBLIC else (2 if personal else 1)
+    owner = row.owner if personal else None
+    tier = -1 if row.tier is None else TIER_CODE[row.tier]
+    if row.kind is not _LLM:
         return (None, None, p_code, owner, tier)
-    p, ctx = row[5], row[5] + row[6] // 2
-    return (row[3], row[4], p_code, owner, tier, -(-(p if p > 0 else 0) // CONTEXT_BUCKET_TOKENS),
+    p, ctx = row.prompt_tokens, row.prompt_tokens + row.output_tokens // 2
+    return (row.model, row.quant, p_code, owner, tier, -(-(p if p > 0 else 0) // CONTEXT_BUCKET_TOKENS),
             -(-(ctx if ctx > 0 else 0) // CONTEXT_BUCKET_TOKENS))
 
 
@@ -94,7 +117,7 @@ class ExpressPlacer:
     """`place_one`'s node placements for one `FleetState` (mutated in place between calls)
     and one policy of EXPRESS_POLICIES with explanations off (the caller checks both)."""
 
-    __slots__ = ("by_priority", "classes", "fa", "fleet", "n_views", "policy", "state", "views", "weights")
+    __slots__ = ("by_priority", "classes", "eviction_micro", "fa", "fleet", "n_views", "policy", "state", "views")
 
     def __init__(self, state: FleetState, policy: Policy):
         self.state = state
@@ -105,20 +128,19 @@ class ExpressPlacer:
         self.views = [nodes.get(nid, _DEPARTED) for nid in self.fa.node_ids]
         self.n_views = len(nodes)
         self.classes: dict[tuple, ExpressClass | None] = {}
-        self.by_priority: dict[int, tuple[int, float]] = {}  # priority -> (deferral micro-USD, weight)
-        # place_one's energy weight, cloud term of a node (cloud_weight * 0.0: 0.0 unless the
-        # weight is not finite), eviction price in USD and in micro-USD
-        self.weights = (policy.energy_weight, policy.cloud_weight * 0.0, policy.eviction_usd,
-                        round(policy.eviction_usd * MICRO))
+        self.by_priority: dict[int, tuple[int, float]] = {}  # priority -> (deferral floor micro-USD, weight)
+        self.eviction_micro = micro(policy.eviction_usd)
 
     def current(self) -> bool:
         """False once the state's fleet or node set changed (build a new placer then)."""
         return self.state.fleet is self.fleet and len(self.state.nodes) == self.n_views
 
     def klass(self, row: tuple) -> ExpressClass | None:
-        """The class of the task `row` (as `task_row` gives it); None if `place` cannot
-        answer for it: a public task while the fleet has cloud offers (the burst rule and
-        budgets are place_one's business) or an unknown model."""
+        """The class of the task `row` (a tuple in `Task` field order, as `task_row` gives
+        it); None if `place` cannot answer for it: a public task while the fleet has cloud
+        offers (the burst rule and budgets are place_one's business) or an unknown model."""
+        if type(row) is not TaskRow:
+            row = TaskRow(*row)
         key = class_key(row)
         try:
             return self.classes[key]
@@ -126,43 +148,44 @@ class ExpressPlacer:
             found = self.classes[key] = self._build(row)
             return found
 
-    def _build(self, row: tuple) -> ExpressClass | None:
+    def _build(self, row: TaskRow) -> ExpressClass | None:
         fa = self.fa
-        privacy, tier = row[9], row[13]
-        if privacy is _PUBLIC and fa.offer_ids:
+        if row.privacy is _PUBLIC and fa.offer_ids:
             return None
-        llm = row[1] is _LLM
-        ma = fa.model(row[3], row[4]) if llm else None
+        llm = row.kind is _LLM
+        ma = fa.model(row.model, row.quant) if llm else None
         if llm and not ma.known:
             return None
         lean = _lean(fa)
         order, suf_a, suf_b, suf_ea, suf_eb = _plan(fa, lean, ma, Task(*row))
-        personal = fa.personal_mask(row[10]) if privacy is _PERSONAL else None
-        tier_code = -1 if tier is None else TIER_CODE[tier]
+        personal = fa.personal_mask(row.owner) if row.privacy is _PERSONAL else None
+        tier_code = -1 if row.tier is None else TIER_CODE[row.tier]
         if llm:
-            pre = ma.rate_lists(fa, row[5])[0]
-            dec = ma.rate_lists(fa, row[5] + row[6] // 2)[1]
+            pre = ma.rate_lists(fa, row.prompt_tokens)[0]
+            dec = ma.rate_lists(fa, row.prompt_tokens + row.output_tokens // 2)[1]
             load = ma.load_list()
         entries = []
         for k, i in enumerate(order):
             if (personal is not None and not personal[i]) or tier_code > (ma.tier_code if llm else 0):
                 continue
             rates = (pre[i], dec[i], load[i]) if llm else (lean.proc[i], 0.0, 0.0)
-            entries.append((self.views[i], (i, suf_a[k], suf_b[k], suf_ea[k], suf_eb[k], *rates,
-                                            lean.energy[i], lean.installed[i], lean.slots[i])))
+            entries.append((self.views[i], ExpressEntry(i, suf_a[k], suf_b[k], suf_ea[k], suf_eb[k], *rates,
+                                                        lean.energy[i], lean.installed[i], lean.slots[i])))
         if not llm:
             return ExpressClass(tuple(entries), False, 0.0, 0.0, 0, None, _INF)
-        return ExpressClass(tuple(entries), True, ma.weights_gb, ma.kv_gb_per_token,
-                            math.ceil(ma.weights_gb * 1000 - 1e-9), (row[3], row[4]), ma.context_tokens)
+        return ExpressClass(tuple(entries), True, ma.weights_gb, ma.kv_gb_per_token, mb_up(ma.weights_gb),
+                            (row.model, row.quant), ma.context_tokens)
 
     def place_row(self, row: tuple) -> tuple[int, float] | None:
         """`place` for a task given as `task_row` gives it."""
         cls = self.klass(row)
         if cls is None:
             return None
+        row = row if type(row) is TaskRow else TaskRow(*row)
+        deadline = _INF if row.deadline_s is None else row.deadline_s
         if cls.llm:
-            return self.place(cls, float(row[5]), float(row[6]), _INF if row[11] is None else row[11], row[12])
-        return self.place(cls, float(row[7]), float(row[8]), _INF if row[11] is None else row[11], row[12])
+            return self.place(cls, float(row.prompt_tokens), float(row.output_tokens), deadline, row.priority)
+        return self.place(cls, float(row.cpu_seconds), float(row.memory_gb), deadline, row.priority)
 
     def place(self, cls: ExpressClass, a: float, b: float, deadline: float,
               priority: int) -> tuple[int, float] | None:
@@ -191,14 +214,16 @@ class ExpressPlacer:
             x_a, x_b = a, 0.0
         key = cls.model
         now = self.state.time_s
-        timely = deadline == _INF  # no deadline: no lateness, which place_one computes as 0.0 too
+        timely = deadline == _INF  # no deadline: no lateness (lateness_usd gives 0.0 too)
+        rate, miss = policy.lateness_usd_per_s, policy.deadline_miss_usd
+        cw, ew = policy.cloud_weight, policy.energy_weight
         by_priority = self.by_priority.get(priority)
         if by_priority is None:
             prio = 1.0 + (priority if priority > 0 else 0)
-            by_priority = self.by_priority[priority] = (round(policy.defer_usd * prio * MICRO), prio)
+            floor = micro(deferral_usd(0.0, False, prio, policy.defer_usd, rate, miss))
+            by_priority = self.by_priority[priority] = (floor, prio)
         min_defer, prio = by_priority
         static_need = kv + w
-        ew, cw0, ev_usd, ev_int = self.weights
         found = False
         best_cost = best_i = -1
         best_service = 0.0
@@ -207,17 +232,14 @@ class ExpressPlacer:
             if free_slots <= 0:
                 continue
             i, sa, sb, sea, seb, a_i, b_i, load_i, e_i, installed_i, slots_i = e
-            if found and best_cost < min_defer:  # place_one's early stop
+            if found and best_cost < min_defer:  # place_one's early stop, the same bound
                 if timely:
-                    lb = ew * (x_a * sea + x_b * seb) * _LB_SAFETY * MICRO
+                    lateness = 0.0
                 else:
                     late = now + (x_a * sa + x_b * sb) * _LB_SAFETY - deadline
                     late = late if late > 0.0 else 0.0
-                    lb = (ew * (x_a * sea + x_b * seb) * _LB_SAFETY
-                          + (late * policy.lateness_usd_per_s
-                             + (policy.deadline_miss_usd if late > 0.0 else 0.0)) * prio) * MICRO
-                # place_one's round(lb) > best_cost, without the call (round half to even)
-                if lb > best_cost + 0.5 or (lb == best_cost + 0.5 and best_cost & 1):
+                    lateness = lateness_usd(late, late > 0.0, prio, rate, miss)
+                if pair_micro(0.0, (x_a * sea + x_b * seb) * _LB_SAFETY, lateness, cw, ew) > best_cost:
                     break
             if ns.status is not _ACTIVE or static_need > installed_i or ns.thermal in _HOT:
                 continue
@@ -234,36 +256,28 @@ class ExpressPlacer:
                     service > policy.battery_heavy_seconds or need > policy.battery_heavy_memory_gb):
                 continue
             free = ns.free_memory_gb
-            if timely and need <= free - _MB_SLACK_GB:
-                # the common case: no memory test can fail, no eviction, no lateness; place_one's
-                # sum cloud + energy + 0.0 + 0.0 - 0.0 rounds as cloud + energy
-                cost = round((cw0 + ew * (service * e_i)) * MICRO)
-            else:
-                needs_evict = False
-                evf = 0.0
-                if need > free - _MB_SLACK_GB:  # place_one's memory tests; below, none can fail
-                    evictable = 0.0
-                    if need > free:
-                        if rm and free_slots >= slots_i:
-                            evictable = max(sum(self.fa.weights_gb(*mq) for mq in rm if mq != key), 0.0)
-                        if need > free + evictable:
-                            continue
-                    add_mb = _ceil(kv * 1000 - 1e-9) + (0 if resident else cls.weights_mb)
-                    free_mb = _floor(free * 1000 + 1e-9)
-                    needs_evict = add_mb > free_mb
-                    if needs_evict and add_mb > free_mb + _floor(evictable * 1000 + 1e-9):
+            needs_evict = False
+            if need > free - _MB_SLACK_GB:  # place_one's memory tests; further below none can fail
+                evictable = 0.0
+                if need > free:
+                    if rm and free_slots >= slots_i:
+                        evictable = max(sum(self.fa.weights_gb(*mq) for mq in rm if mq != key), 0.0)
+                    if need > free + evictable:
                         continue
-                    evf = ev_usd if need > free else 0.0
-                if timely:
-                    lateness = 0.0
-                else:
-                    late = now + ns.backlog_s + service - deadline
-                    late = late if late > 0.0 else 0.0
-                    lateness = (late * policy.lateness_usd_per_s
-                                + (policy.deadline_miss_usd if late > 0.0 else 0.0)) * prio
-                # place_one's `total - evf` with total = cloud + energy + lateness + evf
-                cost = (round((cw0 + ew * (service * e_i) + lateness + evf - evf) * MICRO)
-                        + (ev_int if needs_evict else 0))
+                add_mb = mb_up(kv) + (0 if resident else cls.weights_mb)
+                free_mb = mb_down(free)
+                needs_evict = add_mb > free_mb
+                if needs_evict and add_mb > free_mb + mb_down(evictable):
+                    continue
+            if timely:
+                lateness = 0.0
+            else:
+                late = now + ns.backlog_s + service - deadline
+                late = late if late > 0.0 else 0.0
+                lateness = lateness_usd(late, late > 0.0, prio, rate, miss)
+            cost = pair_micro(0.0, service * e_i, lateness, cw, ew)
+            if needs_evict:
+                cost += self.eviction_micro
             if not found or cost < best_cost or (cost == best_cost and i < best_i):
                 found = True
                 best_cost, best_i, best_service = cost, i, service

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from heddle.models import (
     FleetState,
@@ -30,7 +31,17 @@ from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS, TIER_CODE, Fleet
 from heddle.optimizer.placement import Decision, DecisionStatus, Placement, TargetKind
 from heddle.optimizer.policy import Policy
 from heddle.optimizer.reasons import FIRST_TRANSIENT, Reason, unplaced_reason
-from heddle.optimizer.scoring import MICRO
+from heddle.optimizer.costs import (
+    MICRO,
+    budget_micro,
+    deferral_usd,
+    lateness_usd,
+    mb_down,
+    mb_up,
+    micro,
+    pair_micro,
+    spend_micro,
+)
 from heddle.optimizer.view import _DEPARTED
 
 __all__ = ["place_one"]
@@ -41,13 +52,45 @@ _LB_SAFETY = 1.0 - 1e-9
 """Lower bounds are shrunk by this factor so float rounding can never prune a real candidate."""
 
 
+class OfferRow(NamedTuple):
+    """One cloud offer's per-call figures, as plain Python numbers."""
+
+    j: int  # target index (after the nodes)
+    name: str
+    is_api: bool
+    tier: int  # TIER_CODE the offer serves (APIs; instances: the model decides)
+    installed_gb: float
+    price_in_usd_per_token: float
+    price_out_usd_per_token: float
+    price_usd_per_s: float
+    startup_s: float
+    latency_s: float
+    capacity: int  # tasks one call may send (instances: per GPU)
+    long_context_tokens: float
+    long_in_usd_per_token: float
+    long_out_usd_per_token: float
+
+
+class _Best(NamedTuple):
+    """The cheapest option found so far."""
+
+    cost: int  # micro-USD, eviction included
+    target: int
+    service_s: float
+    wait_s: float
+    cloud_usd: float
+    energy_usd: float
+    lateness_usd: float
+    evicts: bool
+
+
 @dataclass(slots=True, eq=False)
 class _Lean:
     installed: list
     energy: list
     proc: list
     slots: list
-    offers: list  # (j, name, is_api, tier, installed, price_in/out, price_s, startup, latency, capacity, long_*)
+    offers: list[OfferRow]
 
 
 def _lean(fa: FleetArrays) -> _Lean:
@@ -57,12 +100,12 @@ def _lean(fa: FleetArrays) -> _Lean:
         offers = []
         for k, offer in enumerate(fa.fleet.cloud_offers):
             j = n + k
-            offers.append((j, fa.target_names[j], offer.kind is OfferKind.API, int(fa.tier_code[j]),
-                           float(fa.installed_gb[j]), float(fa.price_in_usd_per_token[j]),
-                           float(fa.price_out_usd_per_token[j]), float(fa.price_usd_per_s[j]),
-                           float(fa.startup_s[j]), float(fa.latency_s[j]), int(fa.offer_capacity[k]),
-                           float(fa.long_context_tokens[j]), float(fa.long_in_usd_per_token[j]),
-                           float(fa.long_out_usd_per_token[j])))
+            offers.append(OfferRow(
+                j, fa.target_names[j], offer.kind is OfferKind.API, int(fa.tier_code[j]), float(fa.installed_gb[j]),
+                float(fa.price_in_usd_per_token[j]), float(fa.price_out_usd_per_token[j]),
+                float(fa.price_usd_per_s[j]), float(fa.startup_s[j]), float(fa.latency_s[j]),
+                int(fa.offer_capacity[k]), float(fa.long_context_tokens[j]), float(fa.long_in_usd_per_token[j]),
+                float(fa.long_out_usd_per_token[j])))
         lean = _Lean(fa.installed_gb[:n].tolist(), fa.energy_usd_per_s[:n].tolist(),
                      fa.proc_s_per_cpu_s.tolist(), fa.slots.tolist(), offers)
         fa._models["__lean__"] = lean
@@ -104,14 +147,6 @@ def _plan(fa: FleetArrays, lean: _Lean, ma, task: Task) -> tuple[list, list, lis
     return plan
 
 
-def _mb_up(gb: float) -> int:
-    return math.ceil(gb * 1000 - 1e-9)
-
-
-def _mb_down(gb: float) -> int:
-    return math.floor(gb * 1000 + 1e-9)
-
-
 def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
               early_stop: bool = True) -> Placement | None:
     lean = _lean(fa)
@@ -132,12 +167,12 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
         pre = dec = load = None
         w, kv = 0.0, float(task.memory_gb)
     cpu = float(task.cpu_seconds)
-    kv_mb, w_mb = _mb_up(kv), _mb_up(w)
+    kv_mb, w_mb = mb_up(kv), mb_up(w)
     deadline = _INF if task.deadline_s is None else task.deadline_s
     prio = 1.0 + max(task.priority, 0)
     rate, miss, ev_usd = policy.lateness_usd_per_s, policy.deadline_miss_usd, policy.eviction_usd
     cw, ew = policy.cloud_weight, policy.energy_weight
-    ev_int = round(ev_usd * MICRO)
+    ev_int = micro(ev_usd)
     personal = fa.personal_mask(task.owner) if task.privacy is Privacy.PERSONAL else None
     tier = -1 if task.tier is None else TIER_CODE[task.tier]
     model_tier = ma.tier_code if llm else 0  # nodes and instances serve tier T iff model_tier >= T
@@ -147,7 +182,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
     counts: dict[int, int] = {}
     any_local = any_ok = False
     outlook = min_wait = _INF
-    best = None  # (cost int, j, service, wait, cloud, energy, lateness, evicts)
+    best: _Best | None = None
 
     # --- local nodes, fastest first; stop once no unseen node can matter ------------------
     nodes, node_ids = state.nodes, fa.node_ids
@@ -155,18 +190,18 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
     x_a, x_b = (p, o) if llm else (cpu, 0.0)
     cloud_matters = bool(lean.offers) and task.privacy is Privacy.PUBLIC
     stopped = False
-    min_defer = round(policy.defer_usd * prio * MICRO)
+    min_defer = micro(deferral_usd(0.0, False, prio, policy.defer_usd, rate, miss))  # any node's outlook
     thr = policy.burst_backlog_threshold_s
     for k, i in enumerate(order):
-        if early_stop and best is not None and best[0] < min_defer:
+        if early_stop and best is not None and best.cost < min_defer:
             # placing beats any deferral; stop when no unseen node can be as cheap and the
             # burst rule cannot change (cloud irrelevant, or already ruled out / settled)
             lb_f = now + (x_a * suf_a[k] + x_b * suf_b[k]) * _LB_SAFETY
             late = lb_f - deadline
             late = late if late > 0.0 else 0.0
-            lb_cost = round((ew * (x_a * suf_ea[k] + x_b * suf_eb[k]) * _LB_SAFETY
-                             + (late * rate + (miss if late > 0.0 else 0.0)) * prio) * MICRO)
-            if lb_cost > best[0] and (not cloud_matters or (outlook <= deadline and min_wait <= thr)
+            lb_cost = pair_micro(0.0, (x_a * suf_ea[k] + x_b * suf_eb[k]) * _LB_SAFETY,
+                                     lateness_usd(late, late > 0.0, prio, rate, miss), cw, ew)
+            if lb_cost > best.cost and (not cloud_matters or (outlook <= deadline and min_wait <= thr)
                                       or (lb_f >= outlook and outlook > deadline)):
                 stopped = True
                 break
@@ -220,23 +255,21 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
             continue
         any_ok = True
         add_mb = kv_mb + (0 if resident else w_mb)
-        free_mb = _mb_down(free)
+        free_mb = mb_down(free)
         needs_evict = add_mb > free_mb
-        if needs_evict and add_mb > free_mb + _mb_down(evictable):
+        if needs_evict and add_mb > free_mb + mb_down(evictable):
             continue
         energy = service * lean.energy[i]
         late = finish - deadline
         late = late if late > 0.0 else 0.0
-        lateness = (late * rate + (miss if late > 0.0 else 0.0)) * prio
-        evf = ev_usd if need > free else 0.0
-        total = cw * 0.0 + ew * energy + lateness + evf
-        cost = round((total - evf) * MICRO) + (ev_int if needs_evict else 0)
-        if best is None or cost < best[0] or (cost == best[0] and i < best[1]):
-            best = (cost, i, service, wait, 0.0, energy, lateness, needs_evict)
+        lateness = lateness_usd(late, late > 0.0, prio, rate, miss)
+        cost = pair_micro(0.0, energy, lateness, cw, ew) + (ev_int if needs_evict else 0)
+        if best is None or cost < best.cost or (cost == best.cost and i < best.target):
+            best = _Best(cost, i, service, wait, 0.0, energy, lateness, needs_evict)
 
     # --- cloud offers (burst rule, budget) --------------------------------------------------
     eligible = task.privacy is Privacy.PUBLIC and (not any_local or outlook > deadline or min_wait > thr)
-    if lean.offers and not eligible and best is not None and best[0] < min_defer:
+    if lean.offers and not eligible and best is not None and best.cost < min_defer:
         pass  # the cloud is ruled out and a node wins: the offers cannot change the decision
     elif lean.offers and task.privacy is not Privacy.PUBLIC:
         counts[Reason.PRIVACY] = counts.get(Reason.PRIVACY, 0) + len(lean.offers)
@@ -249,19 +282,19 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
                 remaining = _INF if policy.allow_unbudgeted_cloud else -1.0
             else:
                 remaining = budget.limit_usd - state.cloud_spend_usd.get(task.account, 0.0)
-        remaining_int = math.floor(max(remaining, 0.0) * MICRO + 1e-9) if remaining < _INF else None
+        remaining_int = budget_micro(max(remaining, 0.0)) if remaining < _INF else None
         ready = state.instance_ready_at_s
-        for (j, name, is_api, o_tier, installed, pin, pout, price_s, startup, latency, capacity,
-             long_tokens, long_in, long_out) in lean.offers:
+        for offer in lean.offers:
+            j, is_api = offer.j, offer.is_api
             if task.privacy is not Privacy.PUBLIC:
                 code = Reason.PRIVACY
-            elif tier >= 0 and (o_tier != tier if is_api else model_tier < tier):
+            elif tier >= 0 and (offer.tier != tier if is_api else model_tier < tier):
                 code = Reason.TIER
             elif is_api and not chat:
                 code = Reason.KIND
             elif too_long and not is_api:
                 code = Reason.CONTEXT
-            elif static_need > installed:
+            elif static_need > offer.installed_gb:
                 code = Reason.MEMORY_INSTALLED
             elif remaining < 0:
                 code = Reason.NO_BUDGET
@@ -271,20 +304,24 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
                 counts[code] = counts.get(code, 0) + 1
                 continue
             if llm:
-                service = (0.0 + p / pre[j] + o / dec[j]) / 1.0 + latency
+                service = (0.0 + p / pre[j] + o / dec[j]) / 1.0 + offer.latency_s
             else:
-                service = cpu * lean.proc[j] / 1.0 + latency
+                service = cpu * lean.proc[j] / 1.0 + offer.latency_s
+            capacity = offer.capacity
             if is_api:
                 wait = unpaid = 0.0
-                cloud = p * long_in + o * long_out if p > long_tokens else p * pin + o * pout
+                if p > offer.long_context_tokens:  # like models.cost.api_cost_usd
+                    cloud = p * offer.long_in_usd_per_token + o * offer.long_out_usd_per_token
+                else:
+                    cloud = p * offer.price_in_usd_per_token + o * offer.price_out_usd_per_token
             else:
                 oid = fa.offer_ids[j - fa.n_nodes]
                 if oid in ready:
                     wait, unpaid = max(ready[oid] - now, 0.0), 0.0
                 else:
-                    wait = unpaid = startup
+                    wait = unpaid = offer.startup_s
                 capacity *= policy.instance_slots_per_gpu
-                cloud = (service + unpaid) * price_s
+                cloud = (service + unpaid) * offer.price_usd_per_s
             if capacity <= 0:
                 code = Reason.SLOTS
             elif cloud > remaining:
@@ -295,28 +332,27 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
                 counts[code] = counts.get(code, 0) + 1
                 continue
             any_ok = True
-            spend_int = math.ceil(cloud * MICRO - 1e-9)
+            spend_int = spend_micro(cloud)
             if remaining_int is not None and spend_int > remaining_int:
                 continue
             finish = now + wait + service
             late = finish - deadline
             late = late if late > 0.0 else 0.0
-            lateness = (late * rate + (miss if late > 0.0 else 0.0)) * prio
-            total = cw * cloud + ew * 0.0 + lateness + 0.0
-            cost = round((total - 0.0) * MICRO)
-            if best is None or cost < best[0]:
-                best = (cost, j, service, wait, cloud, 0.0, lateness, False)
+            lateness = lateness_usd(late, late > 0.0, prio, rate, miss)
+            cost = pair_micro(cloud, 0.0, lateness, cw, ew)
+            if best is None or cost < best.cost:
+                best = _Best(cost, j, service, wait, cloud, 0.0, lateness, False)
 
     # --- defer or place ----------------------------------------------------------------------
     if any_local:
         out_late = outlook - deadline
         out_late = out_late if out_late > 0.0 else 0.0
-        defer = (policy.defer_usd + out_late * rate + (miss if out_late > 0.0 else 0.0)) * prio
+        defer = deferral_usd(out_late, out_late > 0.0, prio, policy.defer_usd, rate, miss)
     else:
         defer = policy.stranded_defer_usd * prio
-    defer_int = round(defer * MICRO)
+    defer_int = micro(defer)
     tid = TaskId(task.id)
-    if best is not None and best[0] < defer_int:
+    if best is not None and best.cost < defer_int:
         cost, j, service, wait, cloud, energy, lateness, evicts = best
         node = j < fa.n_nodes
         decision = Decision(

@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix, vstack
 
-from heddle.optimizer.assign import Assignment, Ledger, objective_int
+from heddle.optimizer.assign import Assignment, Ledger, complete, objective_int
 from heddle.optimizer.fast import regret_order
 from heddle.optimizer.policy import Policy
 from heddle.optimizer.scoring import Scored
@@ -107,14 +107,5 @@ def _round(sc: Scored, policy: Policy, preferred: np.ndarray, top: np.ndarray) -
         if feasible[j]:
             ledger.take(int(t), j, bool(needs[j]))
             target[t], evicted_by[t] = j, bool(needs[j])
-    big = np.iinfo(np.int64).max
-    for t in regret_order(sc):
-        if target[t] >= 0:
-            continue
-        feasible, cost, needs = ledger.options(int(t))
-        masked = np.where(feasible, cost, big)
-        j = int(masked.argmin())
-        if masked[j] < defer[t]:
-            ledger.take(int(t), j, bool(needs[j]))
-            target[t], evicted_by[t] = j, bool(needs[j])
+    complete(ledger, target, evicted_by, regret_order(sc))
     return Assignment(target, ledger.evicted, evicted_by)

@@ -4,9 +4,10 @@ This is the model's data section. Every policy works from the same `Scored` tabl
 hard constraints (privacy, memory, slots, drain, courtesy, budget, tier) are decided in one
 place and no policy can skip them. Per pair the cost is
 
-    cloud_weight * cloud_usd + energy_weight * energy_usd + lateness_usd + eviction_usd
+    cloud_weight * cloud_usd + energy_weight * energy_usd + lateness_usd (+ eviction, per node)
 
-and each task also gets the cost of deferring it (see docs/optimizer.md).
+and each task also gets the cost of deferring it (see docs/optimizer.md); the formulas and
+their integer rounding are costs.py's, shared with the one-task and express paths.
 """
 
 from __future__ import annotations
@@ -16,15 +17,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from heddle.models import Privacy, Task, TaskKind
+from heddle.optimizer.costs import (
+    MICRO,
+    budget_micro,
+    deferral_usd,
+    lateness_usd,
+    mb_down,
+    mb_up,
+    micro,
+    pair_micro,
+    spend_micro,
+)
 from heddle.optimizer.fleet_cache import TIER_CODE, FleetArrays
 from heddle.optimizer.policy import Policy
 from heddle.optimizer.reasons import FIRST_TRANSIENT, Reason
 from heddle.optimizer.view import StateView
 
 __all__ = ["INFEASIBLE", "MICRO", "Scored", "score"]
-
-MICRO = 1_000_000
-"""Integer objective unit: micro-dollars (CP-SAT needs integers; 1e-6 USD is far below noise)."""
 
 INFEASIBLE = 1 << 40
 """Integer cost standing for a ruled-out pair (never chosen: any defer cost is smaller)."""
@@ -39,7 +48,8 @@ class Scored:
     tasks: list
     codes: np.ndarray  # [T,J] int8 Reason (0 = feasible now)
     ok: np.ndarray  # [T,J] bool
-    total_usd: np.ndarray  # [T,J]
+    base: np.ndarray  # [T,J] int64 micro-USD cost of the pair without eviction (costs.pair_micro; INFEASIBLE where ruled out)
+    total_usd: np.ndarray  # [T,J] that cost in USD + eviction_usd (what the explanations quote)
     cloud_usd: np.ndarray  # [T,J] spend charged to the budget account (unweighted)
     energy_usd: np.ndarray  # [T,J]
     lateness_usd: np.ndarray  # [T,J]
@@ -67,29 +77,26 @@ class Scored:
 
         Eviction is charged once per node in a batch (see `eviction_int`), not per pair.
         """
-        base = np.where(self.ok, self.total_usd - self.eviction_usd, 0.0)
-        return np.where(self.ok, np.rint(base * MICRO), INFEASIBLE).astype(np.int64)
+        return self.base
 
     def eviction_int(self, policy: Policy) -> int:
-        return round(policy.eviction_usd * MICRO)
+        return micro(policy.eviction_usd)
 
     def memory_mb(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Integer memory data (MB): kv [T] and weights [T] rounded up, free and evictable [J] down."""
-        up = lambda a: np.ceil(np.asarray(a) * 1000 - 1e-9).astype(np.int64)
         free = np.where(np.isfinite(self.view.free_mem_gb), self.view.free_mem_gb, 1e9)
-        down = lambda a: np.floor(np.asarray(a) * 1000 + 1e-9).astype(np.int64)
-        return up(self.kv_gb), up(self.weights_gb), down(free), down(self.evictable_gb)
+        return mb_up(self.kv_gb), mb_up(self.weights_gb), mb_down(free), mb_down(self.evictable_gb)
 
     def spend_int(self) -> np.ndarray:
         """[T,J] spend in micro-dollars rounded UP, so integer budget checks never overspend."""
-        return np.ceil(np.where(self.ok, self.cloud_usd, 0.0) * MICRO - 1e-9).astype(np.int64)
+        return spend_micro(np.where(self.ok, self.cloud_usd, 0.0))
 
     def remaining_int(self) -> np.ndarray:
         """[A] budget left in micro-dollars rounded DOWN."""
-        return np.floor(np.maximum(self.remaining_usd, 0.0) * MICRO + 1e-9).astype(np.int64)
+        return budget_micro(np.maximum(self.remaining_usd, 0.0))
 
     def defer_int(self) -> np.ndarray:
-        return np.rint(self.defer_usd * MICRO).astype(np.int64)
+        return micro(self.defer_usd)
 
 
 def score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) -> Scored:
@@ -165,7 +172,7 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
     service = np.where(llm[:, None], llm_s, proc_s) / view.speed + fa.latency_s
     finish = now + view.wait_s + service
     late_s = np.maximum(finish - deadline, 0.0)
-    lateness = (late_s * policy.lateness_usd_per_s + (late_s > 0) * policy.deadline_miss_usd) * prio_w[:, None]
+    lateness = lateness_usd(late_s, late_s > 0, prio_w[:, None], policy.lateness_usd_per_s, policy.deadline_miss_usd)
 
     # --- money -------------------------------------------------------------------------------
     energy = service * fa.energy_usd_per_s
@@ -236,12 +243,15 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
     out_late = np.where(np.isfinite(out_late), out_late, 0.0)
     defer = np.where(
         any_local,
-        (policy.defer_usd + out_late * policy.lateness_usd_per_s + (out_late > 0) * policy.deadline_miss_usd),
-        policy.stranded_defer_usd,
-    ) * prio_w
-    total = policy.cloud_weight * cloud + policy.energy_weight * energy + lateness + eviction
+        deferral_usd(out_late, out_late > 0, prio_w, policy.defer_usd, policy.lateness_usd_per_s,
+                     policy.deadline_miss_usd),
+        policy.stranded_defer_usd * prio_w,
+    )
+    zero = lambda a: np.where(ok, a, 0.0)  # ruled-out pairs may hold inf or nan
+    base = np.where(ok, pair_micro(zero(cloud), zero(energy), zero(lateness), policy.cloud_weight,
+                                   policy.energy_weight), INFEASIBLE)
     return Scored(
-        tasks=tasks, codes=codes, ok=ok, total_usd=total, cloud_usd=cloud, energy_usd=energy,
+        tasks=tasks, codes=codes, ok=ok, base=base, total_usd=base / MICRO + eviction, cloud_usd=cloud, energy_usd=energy,
         lateness_usd=lateness, eviction_usd=eviction, service_s=service, wait_s=view.wait_s,
         kv_gb=kv, weights_gb=weights, resident=resident, group=group, n_groups=g_n,
         defer_usd=defer, eligible=eligible, permanent=(codes < FIRST_TRANSIENT).all(axis=1) & ~ok.any(axis=1),

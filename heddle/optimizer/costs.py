@@ -1,0 +1,102 @@
+"""The one copy of each cost and rounding rule, for every placement path.
+
+The numpy table (scoring.py), the one-task path (lean.py) and the express path (express.py)
+all call these helpers, so a pair's cost, a task's deferral and the whole-MB memory test are
+the same IEEE operations in the same order on every path. Each helper is plain arithmetic
+on Python floats or numpy arrays alike (`True * x == x` and `False * x == 0.0`), except the
+rounding helpers, which pick numpy for an array and `round`/`math` otherwise (Python's
+`round` and `np.rint` both round half to even, so the integers agree).
+
+Units: USD in, integer micro-USD (`MICRO`) out of `micro`; GB in, whole MB out of `mb_up`
+and `mb_down`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "MB_EPS",
+    "MICRO",
+    "budget_micro",
+    "deferral_usd",
+    "lateness_usd",
+    "mb_down",
+    "mb_up",
+    "micro",
+    "pair_micro",
+    "spend_micro",
+]
+
+MICRO = 1_000_000
+"""Integer objective unit: micro-dollars (CP-SAT needs integers; 1e-6 USD is far below noise)."""
+
+MICRO_EPS = 1e-9
+"""Slack (in micro-USD) before rounding spend and budgets: float noise never flips a whole
+micro-dollar (spend is rounded up, budgets down, so an integer check never overspends)."""
+
+MB_EPS = 1e-9
+"""Slack (in MB) before rounding memory: a size a hair above a whole MB from float noise
+rounds to that MB, not the next (the need is rounded up, the free memory down)."""
+
+
+def pair_micro(cloud_usd, energy_usd, lateness_usd, cloud_weight: float, energy_weight: float):
+    """The objective's cost of running a task on a target in micro-USD, rounded half to even,
+    eviction not included (a node's eviction is charged once per batch, `Policy.eviction_usd`).
+    The one copy of the formula: the express path calls it per node, so a float skips the
+    array test."""
+    usd = cloud_weight * cloud_usd + energy_weight * energy_usd + lateness_usd
+    if type(usd) is float:
+        return round(usd * MICRO)
+    if isinstance(usd, np.ndarray):
+        return np.rint(usd * MICRO).astype(np.int64)
+    return round(usd * MICRO)
+
+
+def lateness_usd(late_s, missed, weight, rate_usd_per_s: float, miss_usd: float):
+    """Lateness penalty: `late_s` (>= 0) seconds past the deadline at `rate_usd_per_s`, plus
+    `miss_usd` once if `missed` (late_s > 0), times the priority weight (1 + priority)."""
+    return (late_s * rate_usd_per_s + missed * miss_usd) * weight
+
+
+def deferral_usd(late_s, missed, weight, defer_usd: float, rate_usd_per_s: float, miss_usd: float):
+    """Cost of waiting for the best local node instead of running now: the deferral price
+    plus the lateness at that node's finish (`late_s`, `missed` as in `lateness_usd`)."""
+    return (defer_usd + late_s * rate_usd_per_s + missed * miss_usd) * weight
+
+
+def micro(usd):
+    """USD to integer micro-USD, rounded half to even (int for a float, int64 array for an array)."""
+    if isinstance(usd, np.ndarray):
+        return np.rint(usd * MICRO).astype(np.int64)
+    return round(usd * MICRO)
+
+
+def mb_up(gb):
+    """A memory need in whole MB, rounded up (never under-counts what a task takes)."""
+    if isinstance(gb, np.ndarray):
+        return np.ceil(gb * 1000 - MB_EPS).astype(np.int64)
+    return math.ceil(gb * 1000 - MB_EPS)
+
+
+def mb_down(gb):
+    """Free memory in whole MB, rounded down (never over-counts what a node has)."""
+    if isinstance(gb, np.ndarray):
+        return np.floor(gb * 1000 + MB_EPS).astype(np.int64)
+    return math.floor(gb * 1000 + MB_EPS)
+
+
+def spend_micro(usd):
+    """Cloud spend in micro-USD, rounded up."""
+    if isinstance(usd, np.ndarray):
+        return np.ceil(usd * MICRO - MICRO_EPS).astype(np.int64)
+    return math.ceil(usd * MICRO - MICRO_EPS)
+
+
+def budget_micro(usd):
+    """Budget left in micro-USD, rounded down (`usd` >= 0)."""
+    if isinstance(usd, np.ndarray):
+        return np.floor(usd * MICRO + MICRO_EPS).astype(np.int64)
+    return math.floor(usd * MICRO + MICRO_EPS)
