@@ -58,6 +58,18 @@ async def member(roster: Roster, server, name: str) -> Client:
     return await Client().connect(server.url, name, roster.members[name].password)
 
 
+async def request_until_answered(client: Client, subject: str, data: bytes):
+    """A request, repeated while the server reports no responders: under load a just-made
+    subscription was seen to reach the publisher's side a moment after the subscriber's
+    flush returned (rarely; a wait on that condition, not a sleep)."""
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            try:
+                return await client.nc.request(subject, data, timeout=WAIT_S)
+            except nats.errors.NoRespondersError:
+                await asyncio.sleep(0.05)
+
+
 @contextlib.asynccontextmanager
 async def members(roster: Roster, server, *names: str):
     clients = [await member(roster, server, n) for n in names]
@@ -109,7 +121,7 @@ async def test_agent_reads_only_its_own_assignments(cluster):
         await a.wait_error("permissions violation for subscription to \"_inbox.>\"")
         await b.nc.subscribe(p.subject(p.ASSIGN, node="node-b"), cb=accept)
         await b.nc.flush()
-        reply = await control.nc.request(p.subject(p.ASSIGN, node="node-b"), b"task", timeout=WAIT_S)
+        reply = await request_until_answered(control, p.subject(p.ASSIGN, node="node-b"), b"task")
         assert reply.data == b"accepted by b"  # answering a request is allowed, on its own inbox
 
 
@@ -140,8 +152,8 @@ async def test_user_submits_observer_cannot(cluster):
         await control.nc.subscribe(p.SUBMIT, cb=intake)
         await control.nc.subscribe(p.subject(p.QUERY, what="fleet"), cb=intake)
         await control.nc.flush()
-        assert (await ana.nc.request(p.SUBMIT, b"job", timeout=WAIT_S)).data == b"ok job"
-        assert (await watcher.nc.request(p.subject(p.QUERY, what="fleet"), b"?", timeout=WAIT_S)).data == b"ok ?"
+        assert (await request_until_answered(ana, p.SUBMIT, b"job")).data == b"ok job"
+        assert (await request_until_answered(watcher, p.subject(p.QUERY, what="fleet"), b"?")).data == b"ok ?"
         await watcher.nc.publish(p.SUBMIT, b"job")
         await watcher.wait_error("permissions violation for publish to \"heddle.v1.submit\"")
         await ana.nc.publish(p.DRAIN, b"node-a")

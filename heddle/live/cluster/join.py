@@ -119,7 +119,9 @@ async def serve_joins(nc: Any, roster: Roster, url: str) -> Any:
         log.info("node %s joined", member.name)
         await msg.respond(JoinReply(ok=True, user=member.name, password=member.password).model_dump_json().encode())
 
-    return await nc.subscribe(JOIN_SUBJECT, cb=on_join)
+    subscription = await nc.subscribe(JOIN_SUBJECT, cb=on_join)
+    await nc.flush()  # listening before the caller announces the join code
+    return subscription
 
 
 async def join(url: str, code: str, node_id: str, data_dir: Path) -> Credentials:
