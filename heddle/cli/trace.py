@@ -16,6 +16,7 @@ from rich.table import Table
 from heddle.traces import (
     TraceError,
     convert_trace,
+    is_legacy,
     iter_trace,
     read_trace,
     shipped_trace_names,
@@ -148,9 +149,14 @@ def stats_cmd(
     """Rates, token percentiles, the diurnal profile and the privacy mix of a trace."""
     try:
         with err.status(f"reading {file}"):
-            trace = read_trace(resolve_trace(file))
+            path = resolve_trace(file)
+            trace = read_trace(path)
     except (TraceError, OSError) as exc:
         raise _fail(str(exc)) from None
+    if is_legacy(path):
+        err.print(f"note: {file} is in the legacy .htr format, read for this release only; "
+                  f"'heddle trace convert {file}' rewrites it as Parquet", highlight=False,
+                  soft_wrap=True)
     s = trace_stats(trace)
     table = Table(title=f"{file}", show_header=False)
     table.add_column("", style="bold")

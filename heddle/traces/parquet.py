@@ -21,10 +21,10 @@ from typing import Self
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from heddle.traces.chunks import ChunkChecker, code_dtype, used_categories, validated
+from heddle.traces.arrowframe import NULLABLE, arrow_frame, one_line
+from heddle.traces.chunks import ChunkChecker, used_categories, validated
 from heddle.traces.errors import TraceFormatError, TraceValidationError
 from heddle.traces.schema import COLUMN_NAMES, COLUMNS, Column, Encoding
 from heddle.traces.trace import Trace
@@ -48,11 +48,15 @@ PARQUET_SUFFIX = ".parquet"
 ROW_GROUP_ROWS = 65_536
 """Rows per row group: ~8 MB in memory at ~120 bytes a row, so a reader streaming a trace
 holds little; the per-group overhead (footer entry, dictionaries) is noise at this size."""
+USE_THREADS = False
+"""Decode columns on the calling thread: on the 2-core machines heddle runs on, shared with
+the twin or other jobs, pyarrow's threads cost ~10% more CPU and were slower by the clock."""
 COMPRESSION = "zstd"
 """zstd at pyarrow's default level: 4-5x smaller than the raw columns and still fast to
 decode (benchmarks/bench_traces.py); every Parquet reader in use decodes it."""
-NULLABLE = frozenset({"deadline_s"})
-"""Columns that may hold nulls: a missing deadline is null (NaN in memory)."""
+DICTIONARY_COLUMNS = [c.name for c in COLUMNS if c.encoding is Encoding.CATEGORY]
+"""Dictionary-encoded in the file. Numbers and task ids are not: a dictionary of (nearly)
+unique values is abandoned half-built, which made files ~25% bigger and writes ~20% slower."""
 
 
 def _arrow_type(col: Column) -> pa.DataType:
@@ -88,7 +92,10 @@ def _record_batch(df: pd.DataFrame) -> pa.RecordBatch:
             arrays.append(pa.array(values.to_numpy(), type=field.type,
                                    from_pandas=col.name in NULLABLE))
         elif col.encoding is Encoding.CATEGORY:
-            codes, used = used_categories(values.array)
+            cat = values.array
+            if not isinstance(cat, pd.Categorical):
+                cat = pd.Categorical(values.to_numpy(dtype=object))
+            codes, used = used_categories(cat)
             arrays.append(pa.DictionaryArray.from_arrays(
                 pa.array(codes.astype(np.int32, copy=False)), pa.array(used, type=pa.string())))
         else:
@@ -121,7 +128,7 @@ class TraceWriter:
     def __enter__(self) -> Self:
         self._writer = pq.ParquetWriter(
             self._tmp, ARROW_SCHEMA.with_metadata(_file_metadata(self._meta)),
-            compression=COMPRESSION, write_page_checksum=True,
+            compression=COMPRESSION, write_page_checksum=True, use_dictionary=DICTIONARY_COLUMNS,
             sorting_columns=[pq.SortingColumn(COLUMN_NAMES.index("arrival_s"))],
         )
         return self
@@ -169,10 +176,6 @@ class TraceWriter:
             self._tmp.unlink(missing_ok=True)
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
 def _open(path: Path) -> tuple[pq.ParquetFile, dict[str, str]]:
     """The Parquet file and its trace meta, once its metadata and columns are checked."""
     try:
@@ -181,7 +184,7 @@ def _open(path: Path) -> tuple[pq.ParquetFile, dict[str, str]]:
     except (pa.ArrowException, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise TraceFormatError(f"unreadable Parquet (cut short or corrupt?): {_one_line(exc)}",
+        raise TraceFormatError(f"unreadable Parquet (cut short or corrupt?): {one_line(exc)}",
                                path=path) from None
     try:
         return pf, _checked_meta(schema, path)
@@ -207,7 +210,7 @@ def _checked_meta(schema: pa.Schema, path: Path) -> dict[str, str]:
                 isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
             raise ValueError("expected a JSON object of strings")
     except ValueError as exc:
-        raise TraceFormatError(f"metadata {META_KEY!r}: {_one_line(exc)}", path=path) from None
+        raise TraceFormatError(f"metadata {META_KEY!r}: {one_line(exc)}", path=path) from None
     missing = [c for c in COLUMN_NAMES if c not in schema.names]
     if missing:
         raise TraceFormatError(f"missing column(s): {', '.join(missing)}", path=path)
@@ -226,126 +229,11 @@ def _checked_meta(schema: pa.Schema, path: Path) -> dict[str, str]:
     return meta
 
 
-def _refuse_nulls(chunk: pa.Array, col: Column, first_row: int) -> None:
-    if chunk.null_count:
-        row = first_row + int(np.flatnonzero(chunk.is_null().to_numpy(zero_copy_only=False))[0])
-        raise TraceValidationError("missing value", row=row, column=col.name)
-
-
-def _numeric(chunks: list[pa.Array], col: Column, first_row: int) -> np.ndarray:
-    target = pa.from_numpy_dtype(np.dtype(col.dtype))
-    parts = []
-    at = first_row
-    for chunk in chunks:
-        if pa.types.is_dictionary(chunk.type):
-            chunk = chunk.dictionary_decode()
-        if col.name not in NULLABLE:
-            _refuse_nulls(chunk, col, at)
-        if chunk.type != target:
-            try:
-                chunk = chunk.cast(target)
-            except pa.ArrowInvalid as exc:
-                raise TraceValidationError(f"expected values fitting {col.dtype}: "
-                                           f"{_one_line(exc)}", column=col.name) from None
-        parts.append(chunk.to_numpy(zero_copy_only=False))
-        at += len(chunk)
-    if len(parts) == 1:
-        # zero-copy arrays are read-only; consumers may write into a trace's columns
-        return parts[0] if parts[0].flags.writeable else parts[0].copy()
-    return np.concatenate(parts) if parts else np.empty(0, dtype=col.dtype)
-
-
-def _categorical(chunks: list[pa.Array], col: Column, first_row: int) -> pd.Categorical:
-    """A string column's chunks as one canonical Categorical, merged and sorted inside Arrow.
-
-    A null is the schema's "none", "". Per-chunk dictionaries (one per row group) are unified
-    and sorted in C: a Python loop over them would cost as much as reading the file.
-    """
-    if not sum(len(c) for c in chunks):
-        return pd.Categorical.from_codes(
-            np.empty(0, np.int8), categories=pd.Index(list(col.fixed_categories), dtype="str"))
-    arr = pa.chunked_array(chunks)
-    if not pa.types.is_dictionary(arr.type) or arr.null_count or any(
-            c.dictionary.null_count for c in arr.chunks):
-        arr = pc.dictionary_encode(pc.fill_null(_decoded(arr), ""))
-    if arr.num_chunks > 1:
-        arr = pa.table({"c": arr}).unify_dictionaries().column("c")
-    combined = arr.combine_chunks()
-    dictionary, indices = combined.dictionary, combined.indices.to_numpy(zero_copy_only=False)
-    if col.fixed_categories:
-        where = pc.index_in(dictionary, value_set=pa.array(col.fixed_categories))
-        lookup = where.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        codes = lookup[indices] if len(lookup) else indices
-        if len(codes) and codes.min() < 0:
-            row = int(np.flatnonzero(codes < 0)[0])
-            raise TraceValidationError(
-                f"{dictionary[indices[row]].as_py()!r} is not one of {list(col.fixed_categories)}",
-                row=first_row + row, column=col.name)
-        categories = pa.array(col.fixed_categories, pa.string())
-    elif _canonical(dictionary, indices):
-        # as heddle writes a row group: its used values, sorted; nothing to redo
-        codes, categories = indices, dictionary
-    else:
-        used = np.bincount(indices, minlength=len(dictionary)) > 0
-        # sorted by UTF-8 bytes, which is Python's str order: as normalize() sorts them
-        order = pc.array_sort_indices(dictionary).to_numpy(zero_copy_only=False)
-        order = order[used[order]]
-        rank = np.full(len(dictionary), -1, dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        codes = rank[indices]
-        categories = dictionary.take(pa.array(order, pa.int64()))
-    dt = code_dtype(len(categories))
-    return pd.Categorical.from_codes(codes.astype(dt, copy=False),
-                                     categories=pd.Index(pd.array(categories, dtype="str")),
-                                     validate=False)
-
-
-def _canonical(dictionary: pa.Array, indices: np.ndarray) -> bool:
-    """Whether the dictionary is strictly increasing (so sorted, no repeats) and all used."""
-    if len(dictionary) > 1 and not pc.all(pc.less(dictionary[:-1], dictionary[1:])).as_py():
-        return False
-    return bool((np.bincount(indices, minlength=len(dictionary)) > 0).all())
-
-
-def _decoded(arr: pa.ChunkedArray) -> pa.ChunkedArray:
-    return arr.cast(arr.type.value_type) if pa.types.is_dictionary(arr.type) else arr
-
-
-def _strings(chunks: list[pa.Array], col: Column, first_row: int) -> pd.api.extensions.ExtensionArray:
-    at = first_row
-    parts = []
-    for chunk in chunks:
-        if pa.types.is_dictionary(chunk.type):
-            chunk = chunk.dictionary_decode()
-        _refuse_nulls(chunk, col, at)
-        parts.append(chunk if chunk.type == pa.string() else chunk.cast(pa.string()))
-        at += len(chunk)
-    return pd.array(pa.chunked_array(parts, type=pa.string()), dtype="str")
-
-
-def _frame(columns: dict[str, list[pa.Array]], first_row: int) -> pd.DataFrame:
-    """A canonical frame from each schema column's Arrow chunks; errors name the row.
-
-    Each column's chunks are taken out of `columns` as it is converted, so the Arrow memory
-    of a column is freed once pandas has its copy: the peak is the frame plus one column.
-    """
-    data: dict[str, object] = {}
-    for col in COLUMNS:
-        chunks = columns.pop(col.name)
-        if col.encoding is Encoding.NUMERIC:
-            data[col.name] = _numeric(chunks, col, first_row)
-        elif col.encoding is Encoding.CATEGORY:
-            data[col.name] = _categorical(chunks, col, first_row)
-        else:
-            data[col.name] = _strings(chunks, col, first_row)
-    return pd.DataFrame(data, copy=False)
-
-
 def _trace(columns: dict[str, list[pa.Array]], meta: dict[str, str], path: Path,
            first_row: int | None, check: bool) -> Trace:
     """A Trace of the columns: the whole file, or (given its `first_row`) one chunk of it."""
     try:
-        trace = Trace(_frame(columns, first_row or 0), meta)
+        trace = Trace(arrow_frame(columns, first_row or 0), meta)
     except TraceValidationError as exc:
         raise TraceValidationError(exc.reason, path=path, row=exc.row, column=exc.column) from None
     if not check:
@@ -363,9 +251,9 @@ def parquet_files(path: Path) -> list[Path]:
 
 def _read_columns(pf: pq.ParquetFile, path: Path) -> dict[str, list[pa.Array]]:
     try:
-        table = pf.read(columns=list(COLUMN_NAMES))
+        table = pf.read(columns=list(COLUMN_NAMES), use_threads=USE_THREADS)
     except (pa.ArrowException, OSError) as exc:
-        raise TraceFormatError(f"corrupt Parquet data: {_one_line(exc)}", path=path) from None
+        raise TraceFormatError(f"corrupt Parquet data: {one_line(exc)}", path=path) from None
     return {name: list(table.column(name).chunks) for name in COLUMN_NAMES}
 
 
@@ -420,13 +308,13 @@ def iter_parquet(path: str | Path, *, check: bool = True,
 
 def _chunks(pf: pq.ParquetFile, meta: dict[str, str], path: Path, rows: int,
             check: bool) -> Iterator[Trace]:
-    batches = pf.iter_batches(batch_size=rows, columns=list(COLUMN_NAMES))
+    batches = pf.iter_batches(batch_size=rows, columns=list(COLUMN_NAMES), use_threads=USE_THREADS)
     first_row = 0
     while True:
         try:
             batch = next(batches, None)
         except (pa.ArrowException, OSError) as exc:
-            raise TraceFormatError(f"corrupt Parquet data: {_one_line(exc)}", path=path) from None
+            raise TraceFormatError(f"corrupt Parquet data: {one_line(exc)}", path=path) from None
         if batch is None:
             return
         yield _trace({n: [batch.column(n)] for n in COLUMN_NAMES}, meta, path, first_row, check)

@@ -132,8 +132,12 @@ def test_convert_rewrites_legacy_files_as_parquet(tmp_path: Path):
     old, other = tmp_path / "demo.htr.gz", tmp_path / "other.htr"
     write_trace(demo, old)
     write_trace(demo, other)
+    result = run("stats", str(old))
+    assert result.exit_code == 0, result.output
+    assert "note:" in result.output and "heddle trace convert" in result.output
     result = run("convert", str(old), str(other))
     assert result.exit_code == 0, result.output
+    assert "note:" not in run("stats", str(tmp_path / "demo.parquet")).output
     assert "3,036 rows" in result.output
     assert read_trace(tmp_path / "demo.parquet").equals(demo)
     assert read_trace(tmp_path / "other.parquet").equals(demo)
