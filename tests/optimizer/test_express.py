@@ -35,7 +35,7 @@ def _check(state, task, name):
     return express is not None
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(problem=problems(max_nodes=12, max_tasks=1))
 def test_express_path_equals_place_on_random_states(problem):
     state, tasks = problem

@@ -22,7 +22,7 @@ def _signature(placement):
 
 
 @pytest.mark.parametrize("policy", HEURISTICS)
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(problem=problems())
 def test_heuristic_policies_never_break_a_hard_constraint(policy, problem):
     state, tasks = problem
@@ -38,7 +38,7 @@ def test_optimal_policy_never_breaks_a_hard_constraint(problem):
     assert placement.objective >= placement.best_bound - 1e-6
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(problem=problems(max_tasks=1))
 def test_one_task_calls_never_break_a_hard_constraint(problem):
     state, tasks = problem
@@ -58,7 +58,7 @@ def test_same_input_gives_the_same_placement(problem):
         assert first.objective == again.objective
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(problem=problems(max_nodes=24, max_tasks=1))
 def test_the_one_task_path_equals_the_table_path(problem):
     """place() answers one task in plain Python; place_table() through the numpy table and
