@@ -99,11 +99,16 @@ class Cluster:
                 return
 
     def wait(self) -> None:
-        """Until a child exits on its own (then UpError) or KeyboardInterrupt."""
+        """Until the control plane or nats-server exits on its own (then UpError) or
+        KeyboardInterrupt. The local agent may leave (drained): the cluster stays up."""
         while True:
-            for name, process in self.children.items():
-                if process.poll() is not None:
-                    raise UpError(f"the {name} exited with code {process.returncode}")
+            agent = self.children.get("agent")
+            if agent is not None and agent.poll() is not None:
+                print(f"the local agent left (exit code {agent.returncode}); the cluster stays up", flush=True)
+                del self.children["agent"]
+            control = self.children["control plane"]
+            if control.poll() is not None:
+                raise UpError(f"the control plane exited with code {control.returncode}")
             if not self.nats.running():
                 raise UpError("nats-server exited:\n" + self.nats.tail())
             time.sleep(POLL_S)  # supervising children, not synchronising

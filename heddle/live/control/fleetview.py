@@ -9,14 +9,15 @@ node that misses too many reports is lost; one that reports again rejoins.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from heddle.live.protocol import CapacityReport, node_from_report, node_state
-from heddle.models import Fleet, FleetState, Node, NodeId, NodeStatus
+from heddle.models import Fleet, FleetState, Node, NodeId, NodeState, NodeStatus
 
 __all__ = ["FleetView", "LiveNode"]
 
 FLEET_NAME = "live"
+_NODE_STATE_FIELDS = tuple(f.name for f in fields(NodeState))
 
 
 @dataclass(slots=True)
@@ -71,13 +72,18 @@ class FleetView:
         self.state.fleet = Fleet(name=FLEET_NAME, nodes=nodes)
 
     def _refresh(self, live: LiveNode) -> None:
-        state = node_state(live.report)
-        state.free_slots = max(0, live.node.slots - len(live.running))
+        fresh = node_state(live.report)
+        fresh.free_slots = max(0, live.node.slots - len(live.running))
         if live.lost or live.left or live.unreachable:
-            state.status = NodeStatus.DEPARTED
+            fresh.status = NodeStatus.DEPARTED
         elif live.draining:
-            state.status = NodeStatus.DRAINING
-        self.state.nodes[live.node.id] = state
+            fresh.status = NodeStatus.DRAINING
+        state = self.state.nodes.get(live.node.id)
+        if state is None:
+            self.state.nodes[live.node.id] = fresh
+            return
+        for name in _NODE_STATE_FIELDS:  # in place: placers keep references to these objects
+            setattr(state, name, getattr(fresh, name))
 
     # -- assignments ----------------------------------------------------------------------------
     def assigned(self, node_id: NodeId, task_id: str, attempt: int) -> None:

@@ -24,6 +24,7 @@ from nats.aio.client import Client as NATS
 from heddle.events import CommandRejected, EventEnvelope, JetStreamEventLog, TaskStatus
 from heddle.live import protocol as wire
 from heddle.live.control.book import CANCELLED, REJECTED, LiveTask, outcome
+from heddle.live.control.deciding import Decider, live_policy
 from heddle.live.control.fleetview import FleetView
 from heddle.live.control.journal import Journal
 from heddle.live.control.privacy import PrivacyViolationError, check_privacy
@@ -59,11 +60,15 @@ class ControlPlane:
         self.settings = settings
         self.journal = Journal(JetStreamEventLog(self.js))
         self.fleet = FleetView(settings.fallback_device)
+        policy = live_policy(settings.policy)
+        self.decider = Decider(self.fleet.state, policy, lambda key: self.tasks[key].task,
+                               lambda now, keys: self.core.place_keys(now, keys))
         self.core: SchedulingCore[str] = SchedulingCore(
             self.fleet.state,
-            settings.policy,
+            policy,
             self,
             CoreSettings(max_retries=settings.max_retries, max_defer_s=settings.max_defer_s),
+            decide=self.decider,
         )
         self.tasks: dict[str, LiveTask] = {}
         self.refused: Counter[str] = Counter()  # refused messages by subject kind
@@ -78,6 +83,7 @@ class ControlPlane:
         self.recover_until_s: float | None = None  # recovering work's nodes must report by then
         self._outage = False  # the NATS connection was down at the last check
         self._parked: dict[str, LiveTask] = {}  # waiting for work in flight at a restart
+        self._unparking = False
         # Work held until every node had one loss window to report after our start.
         self._warming: list[LiveTask] | None = []
         self._warm_until_s = self.now() + settings.silence_s
@@ -190,7 +196,11 @@ class ControlPlane:
     def core_submit(self, live: LiveTask, now: float) -> None:
         """Hand a task to the core. Dependencies that already ended are settled here (the core
         may never have seen them: a restart); a task waiting for work that was in flight at a
-        restart (which the core does not run) is parked until that work ends."""
+        restart (which the core does not run) is parked until that work is in the core or
+        has ended. Before the fleet is known (warm-up) everything is held, in order."""
+        if self._warming is not None:  # offering now would reject work for want of nodes
+            self._warming.append(live)
+            return
         pending = []
         for dep in live.spec.after:
             aggregate = self.journal.tasks.get(dep)
@@ -198,6 +208,7 @@ class ControlPlane:
             if state == TaskStatus.COMPLETED:
                 continue
             if state in ("failed", "rejected", "cancelled"):
+                self._parked.pop(live.key, None)
                 self._terminal(live.key, REJECTED + f"dependency {dep} did not complete", SCHEDULER)
                 return
             other = self.tasks.get(dep)
@@ -206,11 +217,21 @@ class ControlPlane:
                 return
             pending.append(dep)
         self._parked.pop(live.key, None)
-        if self._warming is not None:  # the fleet is not known yet: offering now would reject
-            self._warming.append(live)
-            return
         live.in_core = True
         self.core.submit(now, live.key, live.task, pending)
+        self._unpark(now)
+
+    def _unpark(self, now: float) -> None:
+        """Offer parked work again (a task it waited for entered the core or ended)."""
+        if self._unparking or not self._parked:
+            return
+        self._unparking = True
+        try:
+            for parked in list(self._parked.values()):
+                if parked.key in self._parked and not parked.terminal:
+                    self.core_submit(parked, now)
+        finally:
+            self._unparking = False
 
     def ended(self, live: LiveTask, ok: bool, reason: str = "") -> None:
         """The current attempt ended for good (completed, failed, cancelled while running):
@@ -221,13 +242,13 @@ class ControlPlane:
         if live.in_core and node:
             if ok:
                 self.core.completed(now, live.key)  # counts as the freed slot
-                return
-            self.core.failed(now, live.key, reason)
-        if released:
+            else:
+                self.core.failed(now, live.key, reason)
+                if released:
+                    self.core.slot_freed(now, NodeId(node))
+        elif released:
             self.core.slot_freed(now, NodeId(node))
-        if not live.in_core:
-            for parked in list(self._parked.values()):  # work that waited for this one
-                self.core_submit(parked, now)
+        self._unpark(now)
 
     def attempt_lost(self, key: str, attempt: int, reason: str, *, cancel: bool = True) -> None:
         """The current attempt will not finish (node lost/left, no ack, refused, timeout): the
