@@ -25,7 +25,8 @@ class Plan:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
-    hold: threading.Event | None = None  # wait for it before the first chunk (slow first token)
+    hold: threading.Event | None = None  # wait for it before chunk ``hold_at`` (slow token)
+    hold_at: int = 0
     cut_after: int | None = None  # send this many chunks, then close the connection
 
 
@@ -135,9 +136,9 @@ class StandIn:
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 self.wfile.flush()
-                if plan.hold is not None:
-                    plan.hold.wait(30)
                 for i, chunk in enumerate(plan.chunks):
+                    if plan.hold is not None and i == plan.hold_at:
+                        plan.hold.wait(30)
                     if plan.cut_after is not None and i == plan.cut_after:
                         # closed without the last chunk, as when the server process dies (an
                         # RST instead would make the client's kernel drop data not yet read)

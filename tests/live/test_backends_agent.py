@@ -1,6 +1,6 @@
 """End to end: a real agent process with an Ollama backend (a stand-in server on 127.0.0.1)
 reports the loaded model as resident, runs LLM tasks, fails one on a server fault with the
-reason, and keeps running."""
+reason, and keeps running; with Claude, a billed call cut by the timeout reports its cost."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import time
 import pytest
 
 from heddle.live import protocol as p
+from heddle.models import catalog
+from heddle.models.cost import api_cost_usd
 from tests.live.conftest import WAIT_S
-from tests.live.llmstandin import WORDS, Plan, StandIn
+from tests.live.llmstandin import WORDS, Plan, StandIn, anthropic_stream
 
 
 @pytest.fixture
@@ -20,10 +22,12 @@ def server():
     s.stop()
 
 
-async def assign_llm(control, node: str, task_id: str, **task) -> p.AssignReply:
+async def assign_llm(control, node: str, task_id: str, timeout_s: float | None = None,
+                     **task) -> p.AssignReply:
+    task = {"model": "llama-3.1-8b", "quant": "q4_k_m", **task}
     a = p.Assignment(
         **control._header(), node_id=node, attempt=0, payload=None, queued_at=time.time(),
-        task=p.TaskSpec(id=task_id, kind="llm", model="llama-3.1-8b", quant="q4_k_m", **task),
+        timeout_s=timeout_s, task=p.TaskSpec(id=task_id, kind="llm", **task),
         executor=p.ExecutorSpec(kind="llm"),
     )
     reply = await control.nc.request(p.subject(p.ASSIGN, node=node), p.encode(a), timeout=WAIT_S)
@@ -52,3 +56,27 @@ async def test_agent_runs_llm_work_on_ollama_and_survives_a_server_fault(natsd, 
     assert (await assign_llm(control, "llm1", "t-after")).accepted  # still running, still serving
     assert (await control.finished("t-after")).outcome == "ok"
     assert agent.process.poll() is None
+
+
+@pytest.mark.filterwarnings("ignore:The model 'claude-:DeprecationWarning")
+async def test_agent_charges_a_claude_call_cut_by_its_timeout_once(
+        natsd, control, spawn_agent, server, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    spawn_agent(natsd.url, "cloud1", "--anthropic-base-url", server.url)
+    await control.next("capacity", lambda m: m.node_id == "cloud1")
+    offer = catalog.offer("claude-haiku-4.5")
+    cloud = {"model": "claude-haiku-4.5", "quant": None, "account": "team"}
+
+    assert (await assign_llm(control, "cloud1", "c-ok", **cloud)).accepted
+    done = await control.finished("c-ok")
+    assert done.outcome == "ok", done.reason
+    assert done.result["cost_usd"] == pytest.approx(api_cost_usd(offer, 20, len(WORDS)))
+    assert done.result["account"] == "team" and done.result["offer"] == "claude-haiku-4.5"
+
+    # billed (message_start and one token arrived), then stuck until the agent's timeout
+    server.plans.append(Plan(chunks=anthropic_stream("claude-haiku-4-5"), hold=server.hold(), hold_at=3))
+    assert (await assign_llm(control, "cloud1", "c-cut", timeout_s=2.0, **cloud)).accepted
+    cut = await control.finished("c-cut")
+    assert cut.outcome == "failed" and cut.reason.startswith("timeout")
+    assert cut.result["cost_usd"] == pytest.approx(api_cost_usd(offer, 20, 1))
+    assert cut.result["finish_reason"] == "cancelled"

@@ -56,6 +56,7 @@ class Progress:
     """What an executor may tell the agent while it runs (timings of the attempt)."""
 
     first_token_at: float | None = None
+    partial: Any = None  # reported as the result if the attempt is cut (a billed call's cost)
 
     def first_token(self) -> None:
         """Call when the first output token arrives (LLM backends); later calls are ignored."""

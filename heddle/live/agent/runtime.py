@@ -333,6 +333,8 @@ class Agent:
         except Exception as exc:
             log.exception("executor %s raised on %s", a.executor.kind, a.task.id)
             outcome, reason = "failed", f"executor error: {type(exc).__name__}: {exc}"
+        if result is None:  # cut by a timeout or a cancel: what the executor had by then
+            result = attempt.progress.partial
         self._finish(attempt, outcome, reason, result)
 
     def _finish(self, attempt: _Attempt, outcome: str, reason: str | None, result: Any) -> None:

@@ -7,7 +7,8 @@ seed's standard model; frontier: Opus). The API model name is the offer id with 
 privacy rule keeps personal and sensitive work in the fleet.
 
 Billing: once ``message_start`` arrived the call is billed; a call that fails after it
-reports the cost of the tokens seen (input, plus output so far) in its failure result, once.
+reports the cost of the tokens seen (input, plus output so far) in its failure result, once;
+one cut by the agent (timeout, cancel) leaves it in ``progress.partial``, reported the same way.
 The SDK's own retries are off (``max_retries=0``): a 429 whose Retry-After is short is waited
 out here, and a retry that is billed is a new call, priced on its own.
 """
@@ -126,6 +127,10 @@ class ClaudeExecutor(Executor):
                 elif event.type == "message_delta":
                     usage["output"] = event.usage.output_tokens
                     stop = event.delta.stop_reason
+        except asyncio.CancelledError:  # the agent's timeout, a cancel or a drain deadline
+            if usage["input"] is not None:
+                progress.partial = priced(finish_reason="cancelled")
+            raise
         except anthropic.RateLimitError:
             if usage["input"] is not None:  # billed already: not retried, reported with its cost
                 raise ExecutionError(f"claude at {self.url}: rate limited mid-stream",
