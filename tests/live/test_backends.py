@@ -191,6 +191,19 @@ async def test_lm_studio_wins_over_ollama_and_tier_only_public_work_goes_to_clau
             await e.close()
 
 
+async def test_the_first_task_finds_the_server_that_offers_its_model(standin):
+    lm, ol = standin("qwen2.5-7b-instruct-q8_0"), standin("llama3.1:8b-instruct-q4_K_M")
+    executors = build_backends(BackendSettings(lm_studio_url=lm.url, ollama_url=ol.url))
+    router = next(e for e in executors if isinstance(e, LlmRouter))
+    try:  # no discovery has run yet: the router asks the servers before it chooses
+        result = await router.run(assignment(), Progress())
+    finally:
+        for e in executors:
+            await e.close()
+    assert result["backend"] == "ollama" and result["model_used"] == "llama3.1:8b-instruct-q4_K_M"
+    assert [r[0] for r in lm.requests] == []  # LM Studio was asked what it offers, not to chat
+
+
 MODEL_IDS = [None, *sorted(catalog.models()), *sorted(catalog.offers())]
 
 

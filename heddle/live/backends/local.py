@@ -106,6 +106,8 @@ class LocalServer(Executor):
         options, task = assignment.executor.options, assignment.task
         if isinstance(options.get("model"), str):  # the server's own name, used as given
             return options["model"]
+        if self.discovered_at is None:  # the first task may come before the first refresh
+            await self.refresh()
         if task.model is None:
             loaded = [m for m in self.inventory if m.loaded]
             if loaded:

@@ -10,6 +10,7 @@ local server, whose failure reason says what it lacks. Personal and sensitive wo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,4 +75,6 @@ class LlmRouter(Executor):
         return self.local[0]
 
     async def run(self, assignment: Assignment, progress: Progress) -> Any:
+        # A server never asked yet cannot be chosen for the model it offers: ask it first.
+        await asyncio.gather(*(s.refresh() for s in self.local if s.discovered_at is None))
         return await self.choose(assignment).run(assignment, progress)
