@@ -253,9 +253,15 @@ def test_backend_settings_follow_cli_then_env_then_file(tmp_path):
         backend_settings(load_settings({"ollama_url": "localhost:11434"}, env=env))
 
 
-def test_docs_model_mapping_example_prints_what_it_says(capsys):
+def llm_backends_section() -> str:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "live.md").read_text(encoding="utf-8")
-    section = doc[doc.index("\n## LLM backends\n"):]
+    start = doc.index("\n## LLM backends\n")
+    end = doc.find("\n## ", start + 1)
+    return doc[start:] if end == -1 else doc[start:end]
+
+
+def test_docs_model_mapping_example_prints_what_it_says(capsys):
+    section = llm_backends_section()
     blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     assert blocks
     for block in blocks:
@@ -269,8 +275,7 @@ async def test_docs_agent_command_enables_the_backends(monkeypatch, tmp_path):
     from heddle.cli.main import app
 
     monkeypatch.setenv("HEDDLE_CONFIG", str(tmp_path / "none.yaml"))
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "live.md").read_text(encoding="utf-8")
-    section = doc[doc.index("\n## LLM backends\n"):]
+    section = llm_backends_section()
     (line,) = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
     args = shlex.split(line)
     assert args[:2] == ["heddle", "agent"]
