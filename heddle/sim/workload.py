@@ -252,7 +252,7 @@ def _tasks_frame(tasks: Iterable[Task]) -> pd.DataFrame:
             "deadline_s": np.nan if t.deadline_s is None else t.deadline_s - t.arrival_s,
             "tier": t.tier.value if t.tier else "", "account": t.account or "",
             "priority": t.priority, "pipeline_id": t.pipeline_id or "", "stage": t.stage or "",
-            "depends_on": "", "task_id": t.id,
+            "depends_on": ",".join(t.depends_on), "task_id": t.id,
         })
     return pd.DataFrame(rows, columns=list(TRACE_COLUMNS))
 
