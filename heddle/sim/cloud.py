@@ -138,7 +138,7 @@ class CloudDispatch:
             task = self.live[i]
             if task.kind is TaskKind.LLM:
                 mq = self._mq.get((task.model, task.quant)) or self._model_quant(task.model, task.quant)
-                st = perf.llm_step(rt.device, mq[1], task.quant, p, q, resident=True)
+                st = perf.llm_step(rt.device, mq.spec, task.quant, p, q, resident=True)
                 first, service = o.network_latency_s + st.prefill_s, o.network_latency_s + st.seconds
             else:
                 service = first = o.network_latency_s + perf.processor_seconds(rt.device, float(w.cpu_seconds[i]))
@@ -166,6 +166,7 @@ class CloudDispatch:
                 t.callbacks.append(self._instance_idle)
         self._terminal(i, ST_COMPLETED, "")
         self._offer_pump(rt)
+        self.core.completed(now, i)
 
     def _instance_idle(self, ev) -> None:
         rt, tok = ev._value

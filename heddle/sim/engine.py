@@ -1,9 +1,14 @@
-"""The twin's event loop: arrivals, placement through `optimizer.place()`, service on nodes and
-cloud offers, completions, deferral, retries and fleet events, on a SimPy clock.
+"""The twin: the body that the scheduling core (`heddle.optimizer.scheduling`) drives on a
+SimPy clock. Arrivals go to the core; the core decides when each task is offered to
+`place()` and tells the twin to start, defer, reject or fail it; the twin runs started
+tasks on its node and cloud models and reports completions, lost attempts and fleet events
+back to the core. No placement or queueing rule lives here: the twin owns its clock, its
+node model (running tasks, a node's local queue when a task is placed on a node whose
+memory is still held, memory admission), cloud offers and the records.
 
 Hot-path design: one SimPy event per arrival instant and per completion, handled by
 plain callbacks (no process per task) and pushed straight onto SimPy's heap
-(`heddle.sim.clock.after`, the same order as `env.timeout`); the `FleetState` handed to
+(`heddle.sim.clock`, the same order as `env.timeout`); the `FleetState` handed to
 `place()` is built once and mutated in place; per-task results go straight into
 preallocated arrays (`Records`).
 Invariant: a task that arrives is, when the run ends, in exactly one terminal state (or
@@ -12,25 +17,22 @@ Invariant: a task that arrives is, when the run ends, in exactly one terminal st
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from heapq import heappush
 from time import perf_counter
 from typing import Any
 
 import numpy as np
 import simpy
-from simpy.events import NORMAL
 
 from heddle.models import Fleet, FleetState, OfferKind, Privacy, TaskKind, cost, perf
 from heddle.models.catalog_stub import model_spec
-from heddle.optimizer import DecisionStatus, TargetKind, place
-from heddle.sim.clock import NodeDone, after
+from heddle.optimizer import CoreSettings, Decision, SchedulingCore, TargetKind
+from heddle.sim.clock import NodeDone, after, at, push_done
 from heddle.sim.cloud import INSTANCE_SLOTS_PER_GPU, CloudDispatch, OfferRt
 from heddle.sim.errors import PrivacyViolationError, WorkloadError
 from heddle.sim.fleet_events import FleetDynamics
-from heddle.sim.nodes import NodeRt
+from heddle.sim.nodes import ModelQuant, NodeRt
 from heddle.sim.records import (
     KIND_NODE,
     ST_COMPLETED,
@@ -44,29 +46,34 @@ from heddle.sim.workload import Workload
 
 __all__ = ["Twin", "TwinSettings"]
 
-_PLACED, _DEFERRED, _REJECTED = DecisionStatus.PLACED, DecisionStatus.DEFERRED, DecisionStatus.REJECTED
 _CLOUD = TargetKind.CLOUD
 _PUBLIC, _PERSONAL, _LLM = Privacy.PUBLIC, Privacy.PERSONAL, TaskKind.LLM
 
 
 @dataclass(frozen=True, slots=True)
 class TwinSettings:
-    """Knobs of one run (all times in simulated seconds)."""
+    """Knobs of one run (all times in simulated seconds). The first five are the
+    scheduling core's (`CoreSettings`)."""
 
     batch_window_s: float = 0.0  # 0: place on each arrival (fast path); > 0: batch windows
     batch_max_tasks: int = 2000  # most tasks handed to one batch call
     max_retries: int = 3  # re-placements after a node failure before a task fails
     max_defer_s: float = 3600.0  # a task deferred longer than this is rejected with the reason
     defer_retry_s: float = 5.0  # deferred tasks are re-offered at least this often
-    retry_scan: int = 8  # deferred tasks re-offered past the free slots / per periodic retry
     instance_keepalive_s: float = 300.0  # an idle instance shuts down after this
     service_cv: float = 0.0  # lognormal noise on service times (0 = the perf model exactly)
     progress_every: int = 8192  # arrivals between progress callbacks
     express: bool = True  # the ExpressTwin (same results, less Python per request); False: Twin
 
+    def core(self) -> CoreSettings:
+        return CoreSettings(max_retries=self.max_retries, max_defer_s=self.max_defer_s,
+                            defer_retry_s=self.defer_retry_s, batch_window_s=self.batch_window_s,
+                            batch_max_tasks=self.batch_max_tasks)
+
 
 class Twin(CloudDispatch):
-    """One simulation run. Build, `run()`, then read `records` and the node/offer state."""
+    """One simulation run. Build, `run()`, then read `records` and the node/offer state.
+    The twin is the scheduling core's sink (`start`, `deferred`, `reject`, `fail`)."""
 
     def __init__(self, fleet: Fleet, workload: Workload, policy: Any, *, settings: TwinSettings,
                  dynamics: FleetDynamics | None, rng: np.random.Generator,
@@ -78,7 +85,7 @@ class Twin(CloudDispatch):
         self.horizon_s = horizon_s
         self.progress = progress
         self.state = FleetState.idle(fleet)
-        self.state.time_s = -1.0  # forces the first _prepare_state
+        self.state.time_s = -1.0
         self.nodes: list[NodeRt] = []
         self.offers: list[OfferRt] = []
         self.targets: list[NodeRt | OfferRt] = []  # index = target code in the records
@@ -97,8 +104,6 @@ class Twin(CloudDispatch):
             self.target_by_name[offer.id] = rt
         self.rec = Records.empty(workload.n)
         self.arrived = bytearray(workload.n)  # 1 = arrived (`arrived_mask()` is the numpy view)
-        self.deps_left = workload.deps_left.tolist()
-        self.dep_failed = bytearray(workload.n)
         # per-task scratch as Python lists: indexing them is much cheaper than numpy scalars
         n = workload.n
         self.token = [0] * n  # bumped when an attempt is lost: its completion event is stale
@@ -109,22 +114,25 @@ class Twin(CloudDispatch):
         self.noise = (rng.lognormal(-0.5 * np.log1p(settings.service_cv ** 2),
                                     np.sqrt(np.log1p(settings.service_cv ** 2)), workload.n).tolist()
                       if settings.service_cv > 0 else None)
-        self.live: dict[int, Any] = {}  # task index -> Task while not terminal
+        self.live: dict[int, Any] = self._task_store()  # task index -> Task while not terminal
+        self._after = workload.depends_on()  # task index -> the indices it waits for
         self._arrival: list[float] = []
         self._next = 0  # next trace row to arrive
-        self.deferred: deque[int] = deque()
-        self.pending: list[int] = []  # batch mode: released, waiting for the window
-        self.retry_armed = False
-        self.window_armed = False
         self.outstanding = 0
+        self.end_s = 0.0  # the last time a task reached a terminal state
         self.place_calls = 0
-        self.place_wall_s = 0.0  # wall-clock seconds spent inside place()
-        self.budget_roll = _BudgetRoller(fleet)
-        self._mq: dict[tuple[str, str], tuple] = {}  # (model, quant) -> see _model_quant
-        self._mq_by_key: list[tuple] = []
+        self.place_wall_s = 0.0  # wall-clock seconds inside placement calls
+        self._mq: dict[tuple[str, str], ModelQuant] = {}
+        self._mq_by_key: list[ModelQuant] = []
+        self.core: SchedulingCore[int] = SchedulingCore(
+            self.state, policy, self, settings.core(), tasks=self.live, decide=self._decide,
+            on_wake=self._wake, on_release=self._released)
         self.dynamics = dynamics
         if dynamics is not None:
             dynamics.attach(self)
+
+    def _task_store(self) -> dict:
+        return {}
 
     # -- fleet bookkeeping ----------------------------------------------------------------
     def add_node(self, node, *, present: bool) -> NodeRt:
@@ -176,14 +184,35 @@ class Twin(CloudDispatch):
         every = self.cfg.progress_every
         while i < n and arrival[i] <= now:  # everything arriving at this instant, in trace order
             self._next = i + 1
-            self.arrived[i] = 1
-            self.outstanding += 1
-            if self.deps_left[i] == 0:
-                self._release(i)
+            self._arrive(i, now)
             if self.progress is not None and i % every == 0:
                 self.progress(i, n)
             i += 1
         self._schedule_arrival()
+
+    def _arrive(self, i: int, now: float) -> None:
+        """Task i arrived: hand it to the core (with the stages it waits for, if any)."""
+        self.arrived[i] = 1
+        self.outstanding += 1
+        deps = self._after.get(i)
+        if deps is None:
+            self.rec.release_s[i] = now
+            deps = ()
+        # a stage others wait for: its outcome must outlive it (they may arrive after it ends)
+        self.core.submit(now, i, self._new_task(i), after=deps, remember=i in self.w.dependents)
+
+    def _new_task(self, i: int):
+        return self.w.make_task(i)
+
+    def _released(self, i: int, now: float) -> None:
+        self.rec.release_s[i] = now
+
+    def _wake(self, at_s: float) -> None:
+        """The core wants `tick()` at `at_s` (a retry tick or the end of a batch window)."""
+        at(self.env, at_s, None, self._on_tick)
+
+    def _on_tick(self, _ev) -> None:
+        self.core.tick(self.env.now)
 
     def arrived_mask(self) -> np.ndarray:
         """Boolean numpy view of which tasks arrived (shares memory with `arrived`)."""
@@ -206,82 +235,25 @@ class Twin(CloudDispatch):
                 rec.cost_usd[rt.last_task] += usd
                 self._charge_budget(rt.last_task, usd)
 
-    # -- release and placement ------------------------------------------------------------
-    def _release(self, i: int) -> None:
-        if self.dep_failed[i]:
-            self._terminal(i, ST_REJECTED, "a stage it depends on did not complete")
-            return
-        self.rec.release_s[i] = self.env.now
-        self.live[i] = self.w.make_task(i)
-        if self.cfg.batch_window_s > 0:
-            self.pending.append(i)
-            self._arm_window()
-        elif self._place_one(i):
-            self.deferred.append(i)
-            self._arm_retry()
+    def run_end_s(self) -> float:
+        """Where the run ends for utilization and idle energy: the horizon, or the last time
+        a task reached a terminal state (timers left after it measure nothing)."""
+        return self.horizon_s if self.horizon_s is not None else self.end_s
 
-    def _advance_clock(self) -> float:
-        """Bring the FleetState's clock (and budget periods) to now; returns now."""
-        state, now = self.state, self.env._now
-        if now != state.time_s:
-            state.time_s = now
-            if now >= self.budget_roll.soonest:
-                self.budget_roll.roll(now, state)
-        return now
-
-    def _prepare_state(self) -> None:
-        """Bring the time-dependent parts of the FleetState to now: the clock, budget periods
-        and the backlog of every full node (only theirs moves with the clock)."""
-        now = self._advance_clock()
+    # -- placement: the core asks, the twin answers through place() ------------------------
+    def _decide(self, now: float, keys) -> list[Decision]:
+        """The core's `decide`: `place()` on a state whose backlogs are brought to now."""
         for rt in self._full:
             rt.refresh_backlog(now)
-
-    def _place_one(self, i: int) -> bool:
-        """Ask the optimizer about one task (the fast path). True if it was deferred again."""
-        self._prepare_state()
         self.place_calls += 1
         t0 = perf_counter()
-        d = place(self.state, [self.live[i]], self.policy).decisions[0]
+        decisions = self.core.place_keys(now, keys)
         self.place_wall_s += perf_counter() - t0
-        return self._act(i, d)
+        return decisions
 
-    def _place(self, batch: list[int]) -> list[int]:
-        """Ask the optimizer about `batch`; act on each decision. Returns re-deferred indices."""
-        if len(batch) == 1:
-            return batch if self._place_one(batch[0]) else []
-        self._prepare_state()
-        tasks = [self.live[i] for i in batch]
-        self.place_calls += 1
-        t0 = perf_counter()
-        decisions = place(self.state, tasks, self.policy).decisions
-        self.place_wall_s += perf_counter() - t0
-        by_id = {d.task_id: d for d in decisions}
-        return [i for i, t in zip(batch, tasks) if self._act(i, by_id[t.id])]
-
-    def _act(self, i: int, d) -> bool:
-        """Carry out one decision. True if the task stays deferred."""
-        status = d.status
-        if status is _PLACED:
-            self._dispatch(i, d)
-            return False
-        if status is _DEFERRED:
-            return self._defer(i, d.reason)
-        if status is _REJECTED:
-            self._terminal(i, ST_REJECTED, d.reason or "rejected by the optimizer")
-            return False
-        raise WorkloadError(f"optimizer returned unknown status {status!r} for task {d.task_id!r}")
-
-    def _defer(self, i: int, reason: str) -> bool:
-        """Count a deferral; False if the task has waited too long and was rejected."""
-        rec = self.rec
-        rec.defers[i] += 1
-        if self.env.now - rec.release_s[i] > self.cfg.max_defer_s:
-            self._terminal(i, ST_REJECTED, f"deferred for over {self.cfg.max_defer_s:g} s: {reason}")
-            return False
-        rec.set_reason(i, reason)
-        return True
-
-    def _dispatch(self, i: int, d) -> None:
+    # -- the core's sink ------------------------------------------------------------------
+    def start(self, i: int, d: Decision) -> None:
+        """Run task i where the core's decision placed it."""
         target = self.target_by_name.get(d.target)
         if target is None:
             raise WorkloadError(f"optimizer placed task {d.task_id!r} on unknown target {d.target!r}")
@@ -292,26 +264,38 @@ class Twin(CloudDispatch):
                     f"task {d.task_id!r} ({privacy.value}) was placed on cloud offer {d.target!r}")
             self._to_offer(i, target)
             return
-        self._to_node(i, target, d.est_seconds, self.w.row(i))
+        self._to_node(i, target, d.est_seconds)
 
-    def _to_node(self, i: int, target: NodeRt, est_seconds: float, row: tuple) -> None:
-        """Send task i (`row`: its Task field values) to a node: start it or queue it there."""
-        if row[9] is _PERSONAL and not target.node.may_hold_personal_of(row[10]):
+    def deferred(self, i: int, reason: str) -> None:
+        rec = self.rec
+        rec.defers[i] += 1
+        rec.set_reason(i, reason)
+
+    def reject(self, i: int, reason: str) -> None:
+        self._terminal(i, ST_REJECTED, reason)
+
+    def fail(self, i: int, reason: str) -> None:
+        self.rec.finish_s[i] = self.env.now
+        self._terminal(i, ST_FAILED, reason)
+
+    # -- local nodes ----------------------------------------------------------------------
+    def _to_node(self, i: int, target: NodeRt, est_seconds: float) -> None:
+        """Send task i to a node: start it or queue it there (a stale decision goes back)."""
+        task = self.live[i]
+        if task.privacy is _PERSONAL and not target.node.may_hold_personal_of(task.owner):
             raise PrivacyViolationError(
-                f"personal task {row[0]!r} of owner {row[10]!r} was placed on node "
+                f"personal task {task.id!r} of owner {task.owner!r} was placed on node "
                 f"{target.node.id!r} (owner {target.node.owner!r})")
-        if not target.accepts_work():  # a stale decision: offer it again later
-            if self._defer(i, f"node {target.node.id} is {target.ns.status.value}"):
-                self.deferred.append(i)
-                self._arm_retry()
+        if not target.accepts_work():  # a stale decision: the core offers it again later
+            self.core.declined(self.env.now, i, f"node {target.node.id} is {target.ns.status.value}")
             return
-        if row[1] is _LLM:
-            mq = self._mq.get((row[3], row[4]))
+        if task.kind is _LLM:
+            mq = self._mq.get((task.model, task.quant))
             if mq is None:
-                mq = self._model_quant(row[3], row[4])
-            self._assign(i, target, est_seconds, mq[0], mq[3] * (row[5] + row[6]))
+                mq = self._model_quant(task.model, task.quant)
+            self._assign(i, target, est_seconds, mq.key, mq.kv_gb_per_token * (task.prompt_tokens + task.output_tokens))
         else:
-            self._assign(i, target, est_seconds, -1, row[8])
+            self._assign(i, target, est_seconds, -1, task.memory_gb)
 
     def _assign(self, i: int, target: NodeRt, est_seconds: float, mem_key: int, mem_need: float) -> None:
         """Task i (checked: privacy, the node takes work) goes to `target`: it starts there or
@@ -325,7 +309,7 @@ class Twin(CloudDispatch):
         if target.queue or len(target.running) >= target.node.slots or not self._try_start(i, target):
             target.queue.append(i)
             target.queued_work_s += est_seconds
-        self.publish(target, self.env._now)
+        self.publish(target, self.env.now)
 
     def publish(self, rt: NodeRt, now: float) -> None:
         """Refresh rt's NodeState and remember whether its backlog moves with the clock."""
@@ -334,9 +318,8 @@ class Twin(CloudDispatch):
         else:
             self._full.discard(rt)
 
-    # -- local nodes ----------------------------------------------------------------------
-    def _model_quant(self, model: str, quant: str) -> tuple:
-        """(key, spec, weights GB, KV GB per token, (model, quant)) for one model + quant."""
+    def _model_quant(self, model: str, quant: str) -> ModelQuant:
+        """The twin's memory facts of one model + quant (checked against the catalog)."""
         try:
             spec = model_spec(model)
         except KeyError as exc:
@@ -344,18 +327,20 @@ class Twin(CloudDispatch):
         if quant not in spec.bytes_per_weight:
             raise WorkloadError(f"field 'quant': model {model!r} has no quantization {quant!r}; "
                                 f"expected one of {sorted(spec.bytes_per_weight)}")
-        mq = (len(self._mq_by_key), spec, spec.weights_gb(quant), spec.kv_bytes_per_token / 1e9, (model, quant))
+        mq = ModelQuant(len(self._mq_by_key), spec, spec.weights_gb(quant), spec.kv_bytes_per_token / 1e9,
+                        (model, quant))
         self._mq[(model, quant)] = mq
         self._mq_by_key.append(mq)
         return mq
 
     def _try_start(self, i: int, rt: NodeRt) -> bool:
-        """Start task i on rt if its memory fits now. False: it must wait for memory."""
+        """Start task i on rt if its memory fits now. False: it must wait for memory (it is
+        left where it is). A task that cannot fit even on the empty node is lost (True)."""
         key = self.mem_key[i]
         need = self.mem_need[i]
         if key >= 0:
             mq = self._mq_by_key[key]
-            ok, missing = rt.admit(key, mq[2], need, mq[4])
+            ok, missing = rt.admit(key, mq.weights_gb, need, mq.name)
         else:
             ok, missing = rt.admit(-1, 0.0, need, ("", ""))
         if ok:
@@ -363,22 +348,24 @@ class Twin(CloudDispatch):
             return True
         if rt.running:
             return False  # wait for the memory that running tasks hold
-        self._interrupt(i, rt, f"does not fit in the memory of node {rt.node.id}", requeue=True)
+        self._interrupt(i, rt, f"does not fit in the memory of node {rt.node.id}")
         return True
 
     def _start_next(self, rt: NodeRt) -> None:
+        """Start what the node's queue holds while slots and memory allow."""
         queue = rt.queue
         while queue and len(rt.running) < rt.node.slots:
             i = queue[0]
             if not self._try_start(i, rt):
                 break
-            queue.popleft()
-            left = rt.queued_work_s - self.est_s[i]
-            rt.queued_work_s = max(0.0, left)
+            if queue and queue[0] == i:
+                queue.popleft()
+                left = rt.queued_work_s - self.est_s[i]
+                rt.queued_work_s = max(0.0, left)
 
     def _start_on_node(self, i: int, rt: NodeRt, key: int, missing: bool) -> None:
         env, rec = self.env, self.rec
-        now = env._now
+        now = env.now
         sf = rt.ns.speed_factor or 1.0
         if key >= 0:
             # decode slows when several requests share the node's memory bandwidth
@@ -395,7 +382,7 @@ class Twin(CloudDispatch):
             # marginal energy of the step (load phase at its own power), shared by the slots
             kwh = kwh / sf / rt.node.slots
         else:
-            service = perf.processor_seconds(rt.node.device, self.w.row(i)[7]) / sf
+            service = perf.processor_seconds(rt.node.device, self.live[i].cpu_seconds) / sf
             first_token = service
             kwh = cost.energy_kwh(rt.busy_w_per_slot, service)
         if self.noise is not None:
@@ -412,14 +399,13 @@ class Twin(CloudDispatch):
 
     def _push_done(self, at_s: float, i: int) -> None:
         """Task i's completion at `at_s`, on SimPy's heap as `after()` would put it."""
-        env = self.env
-        heappush(env._queue, (at_s, NORMAL, next(env._eid), NodeDone((i, self.token[i]), self._on_node_finish)))
+        push_done(self.env, at_s, NodeDone((i, self.token[i]), self._on_node_finish))
 
     def _llm_step(self, i: int, rt: NodeRt, key: int, missing: bool, batch: int) -> tuple[float, float, float, float]:
         """(load s, prefill s, decode s, marginal kWh) of task i's LLM step on rt, unthrottled."""
-        row = self.w.row(i)
-        st = perf.llm_step(rt.node.device, self._mq_by_key[key][1], row[4], row[5], row[6],
-                           resident=not missing, batch=batch)
+        task = self.live[i]
+        st = perf.llm_step(rt.node.device, self._mq_by_key[key].spec, task.quant, task.prompt_tokens,
+                           task.output_tokens, resident=not missing, batch=batch)
         return st.load_s, st.prefill_s, st.decode_s, cost.step_energy_kwh(rt.node.device, st)
 
     def _on_node_finish(self, ev) -> None:
@@ -430,7 +416,7 @@ class Twin(CloudDispatch):
             return  # the node failed under this attempt
         rec = self.rec
         rt = self.targets[rec.target[i]]
-        now = self.env._now
+        now = self.env.now
         service = rec.service_s[i]
         rt.running.discard(i)
         rt.finish_sum_s -= rec.start_s[i] + service
@@ -440,141 +426,46 @@ class Twin(CloudDispatch):
         rec.energy_kwh[i] += kwh
         rec.cost_usd[i] += kwh * rt.price_usd_per_kwh
         rec.finish_s[i] = now
-        self._completed(i)
+        self._terminal(i, ST_COMPLETED, "")
         if rt.queue:
             self._start_next(rt)
         self.publish(rt, now)
-        if self.deferred and self.cfg.batch_window_s <= 0:  # capacity freed: offer deferred work
-            self._retry(1)
+        self.core.completed(now, i)  # the slot is free in the state: the core offers waiting work
 
-    def _completed(self, i: int) -> None:
-        self._terminal(i, ST_COMPLETED, "")
-
-    def _interrupt(self, i: int, rt: NodeRt | None, why: str, *, requeue: bool) -> None:
-        """A task lost its place (node failed/left, or it cannot fit): retry it, bounded."""
+    def account_partial_run(self, i: int, rt: NodeRt) -> None:
+        """The part of task i's run on rt until now counts toward utilization and energy."""
         rec = self.rec
+        ran = self.env.now - rec.start_s[i]
+        rt.busy_slot_s += ran
+        kwh = cost.energy_kwh(rt.busy_w_per_slot, ran)
+        rec.energy_kwh[i] += kwh
+        rec.cost_usd[i] += kwh * rt.price_usd_per_kwh
+
+    def _interrupt(self, i: int, rt: NodeRt | None, why: str) -> None:
+        """Task i lost its attempt (node failed/left, or it cannot fit): its partial run on
+        rt is accounted, then the core decides whether it is retried or failed."""
+        rec = self.rec
+        now = self.env.now
         if rt is not None and i in rt.running:
-            ran = self.env.now - rec.start_s[i]
-            rt.busy_slot_s += ran
-            kwh = cost.energy_kwh(rt.busy_w_per_slot, ran)
-            rec.energy_kwh[i] += kwh
-            rec.cost_usd[i] += kwh * rt.price_usd_per_kwh
+            self.account_partial_run(i, rt)
         self.token[i] += 1
         rec.retries[i] += 1
         rec.retry_reason[i] = rec.code(why)
-        if rec.retries[i] > self.cfg.max_retries:
-            rec.finish_s[i] = self.env.now
-            self._terminal(i, ST_FAILED, f"failed after {self.cfg.max_retries} retries: {why}")
-            return
         rec.target[i] = -1
         rec.target_kind[i] = 0
         rec.start_s[i] = np.nan
-        if requeue:
-            self.deferred.appendleft(i)
-            self._arm_retry()
+        self.core.lost(now, i, why)
 
-    # -- terminal states, dependencies, deferral ------------------------------------------
+    # -- terminal states ------------------------------------------------------------------
     def _terminal(self, i: int, status: int, reason: str) -> None:
         rec = self.rec
         if rec.status[i] != ST_PENDING:
             raise WorkloadError(f"task {self.w.task_id[i]!r} reached a second terminal state")
         rec.status[i] = status
+        now = self.env.now
         if status != ST_COMPLETED:
             rec.set_reason(i, reason)
             if rec.finish_s[i] != rec.finish_s[i]:
-                rec.finish_s[i] = self.env.now
-        self.live.pop(i, None)
+                rec.finish_s[i] = now
         self.outstanding -= 1
-        for j in self.w.dependents.get(i, ()):
-            if status != ST_COMPLETED:
-                self.dep_failed[j] = 1
-            self.deps_left[j] -= 1
-            if self.deps_left[j] == 0 and self.arrived[j]:
-                self._release(j)
-
-    def _free_slots(self) -> int:
-        return sum(rt.ns.free_slots for rt in self.nodes if rt.present)
-
-    def _retry(self, minimum: int) -> None:
-        """Re-offer deferred tasks one at a time, oldest first, while local slots are free
-        (at least `minimum`; at most `retry_scan` past the free slots, so a head that cannot
-        use the freed slot does not block the rest). One at a time keeps the queue FIFO."""
-        dq = self.deferred
-        kept: list[int] = []
-        attempts = 0
-        budget = max(minimum, self._free_slots())
-        limit = budget + self.cfg.retry_scan
-        while dq and attempts < limit and (attempts < minimum or self._free_slots() > 0):
-            i = dq.popleft()
-            attempts += 1
-            if self._place_one(i):
-                kept.append(i)
-        dq.extendleft(reversed(kept))
-        if dq:
-            self._arm_retry()
-
-    def _arm_retry(self) -> None:
-        if not self.retry_armed and self.cfg.batch_window_s <= 0:
-            self.retry_armed = True
-            ev = self.env.timeout(self.cfg.defer_retry_s)
-            ev.callbacks.append(self._retry_tick)
-
-    def _retry_tick(self, _ev) -> None:
-        self.retry_armed = False
-        dq, rec, now, limit = self.deferred, self.rec, self.env.now, self.cfg.max_defer_s
-        while dq and now - rec.release_s[dq[0]] > limit:
-            i = dq.popleft()
-            self._terminal(i, ST_REJECTED,
-                           f"deferred for over {limit:g} s: {rec.reasons[rec.reason[i]]}")
-        if self.offers or self._free_slots() > 0:  # else only a freed slot can help
-            self._retry(min(len(dq), self.cfg.retry_scan))
-        elif dq:
-            self._arm_retry()
-
-    def _arm_window(self) -> None:
-        if not self.window_armed:
-            self.window_armed = True
-            ev = self.env.timeout(self.cfg.batch_window_s)
-            ev.callbacks.append(self._window_tick)
-
-    def _window_tick(self, _ev) -> None:
-        self.window_armed = False
-        batch = list(self.deferred) + self.pending
-        self.deferred.clear()
-        self.pending = []
-        cap = self.cfg.batch_max_tasks
-        for k in range(0, len(batch), cap):
-            self.deferred.extend(self._place(batch[k:k + cap]))
-        if self.deferred or self.pending:
-            self._arm_window()
-
-    def requeue_batch(self, indices: list[int]) -> None:
-        """Tasks thrown off a node go back to the front of the deferred queue, in order."""
-        if self.cfg.batch_window_s > 0:
-            self._arm_window()
-        else:
-            self._retry(max(1, len(indices)))
-
-
-BUDGET_PERIOD_S: dict[str, float] = {"day": 86_400.0, "week": 604_800.0, "month": 2_592_000.0}
-"""Budget periods in seconds; a month is 30 days of simulated time."""
-
-
-class _BudgetRoller:
-    """Resets each budget account's spend at its period boundary (day/week/month)."""
-
-    def __init__(self, fleet: Fleet):
-        self.periods = {acct: BUDGET_PERIOD_S.get(b.period, BUDGET_PERIOD_S["month"])
-                        for acct, b in fleet.budgets.items()}
-        self.next_s = {acct: p for acct, p in self.periods.items()}
-        self.soonest = min(self.next_s.values(), default=float("inf"))
-
-    def roll(self, now_s: float, state: FleetState) -> None:
-        if now_s < self.soonest:
-            return
-        for acct, t in self.next_s.items():
-            if now_s >= t:
-                state.cloud_spend_usd[acct] = 0.0
-                p = self.periods[acct]
-                self.next_s[acct] = t + p * (1 + (now_s - t) // p)
-        self.soonest = min(self.next_s.values())
+        self.end_s = now

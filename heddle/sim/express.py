@@ -3,13 +3,14 @@
 `ExpressTwin` is a `Twin` (same state, same methods, same SimPy heap) with these changes on
 the hot path, none of which changes a result:
 
-- **Placement.** A one-task call first asks the optimizer's `ExpressPlacer`, which answers
-  exactly when `place()` would put the task on a local node (same node, same estimate); for
-  anything else (deferral, rejection, the cloud) the twin asks `place()` as before. Each
-  row's task class is an integer code computed once for the whole trace (`class_codes`), so
-  a placement reads the class from a list and passes four numbers; no `Task` is built unless
-  `place()` needs one. Before it, only the backlogs the express path reads are refreshed
-  (`_waiting`: full nodes that still have a free slot).
+- **Placement.** The scheduling core drives the express twin exactly as it drives `Twin`;
+  only its `decide` differs. A one-task call first asks the optimizer's `ExpressPlacer`,
+  which answers exactly when `place()` would put the task on a local node (same node, same
+  estimate); for anything else (deferral, rejection, the cloud) the twin asks `place()` as
+  before. Each row's task class is an integer code computed once for the whole trace
+  (`class_codes`), so a placement reads the class from a list and passes four numbers; no
+  `Task` is built unless `place()` or the core needs one. Before it, only the backlogs the
+  express path reads are refreshed (`_waiting`: full nodes that still have a free slot).
 - **Starting and finishing.** An LLM task that is not personal goes to its node without a row
   tuple, with the model taken from the class code. Its common case (a free slot, no queue, the
   model resident with room for the KV cache) is written out in `_llm_to_node`: what
@@ -18,12 +19,13 @@ the hot path, none of which changes a result:
   `perf.llm_rates` and `cost.step_power_w` through a per-run memo keyed by (class code, node,
   batch), and the step's energy is `cost.step_energy_kwh` written out with them, the same
   floating-point operations in the same order. `_node_finished` likewise writes out
-  `NodeRt.release`, the completion of a task no stage depends on, and `publish` for a node
-  without a queue. Arrivals release their tasks inline (`_on_arrivals`).
-- **The event loop.** It pops SimPy's heap itself: completions on nodes are handled inline,
-  the next arrival is held outside the heap with the event id SimPy would have given it, and
-  every other event (fleet dynamics, cloud, retry timers) goes through `env.step()`. Events
-  therefore fire in exactly SimPy's order ((time, priority, id)).
+  `NodeRt.release`, the completion's records and `publish` for a node without a queue, then
+  reports the completion to the core. Arrivals go to the core inline (`_on_arrivals`).
+- **The event loop.** `heddle.sim.clock.run_inline` pops SimPy's heap itself: completions on
+  nodes are handled inline, the next arrival is held outside the heap with the event id
+  SimPy would have given it, and every other event (fleet dynamics, cloud, the core's ticks)
+  goes through `env.step()`. Events therefore fire in exactly SimPy's order ((time,
+  priority, id)).
 
 tests/sim/test_express.py holds the records of both twins equal, field by field, on random
 fleets, traces, policies, scenarios and horizons.
@@ -33,16 +35,16 @@ from __future__ import annotations
 
 import math
 from array import array
-from heapq import heappop, heappush
 from time import perf_counter
 from typing import Any
 
 import numpy as np
 
-from heddle.models import cost, perf
-from heddle.optimizer import Policy, place
+from heddle.models import NodeStatus, cost, perf
+from heddle.optimizer import Decision, DecisionStatus, Policy, TargetKind
 from heddle.optimizer.express import EXPRESS_POLICIES, ExpressPlacer
 from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS
+from heddle.sim.clock import HeldEvent, push_pair, run_inline
 from heddle.sim.engine import Twin
 from heddle.sim.nodes import NodeRt
 from heddle.sim.records import KIND_NODE, ST_COMPLETED, ST_PENDING
@@ -50,8 +52,8 @@ from heddle.sim.workload import Workload
 
 __all__ = ["ExpressTwin", "express_ok"]
 
-_NORMAL = 1  # simpy.events.NORMAL
 _INF = math.inf
+_PLACED, _NODE, _ACTIVE = DecisionStatus.PLACED, TargetKind.NODE, NodeStatus.ACTIVE
 _J_PER_KWH = cost.J_PER_KWH
 
 
@@ -110,15 +112,14 @@ class ExpressTwin(Twin):
     def __init__(self, *args: Any, **kwargs: Any):
         self._waiting: set[NodeRt] = set()  # see publish(); Twin's __init__ already publishes
         super().__init__(*args, **kwargs)
-        self.live = _LazyTasks(self.w)
         self._express = express_ok(self.policy)
         # per row: its class code and the numbers the express placement reads
         w = self.w
         llm = w.kind == 0
         self._code, first = class_codes(w)
         self._n_codes = len(first)
-        self._code_llm_shared = ((w.kind[first] == 0) & (w.privacy[first] != 2)).tolist()  # see _place_one
-        self._code_mq: list = [None] * self._n_codes  # code -> Twin._model_quant's tuple
+        self._code_llm_shared = ((w.kind[first] == 0) & (w.privacy[first] != 2)).tolist()  # see start()
+        self._code_mq: list = [None] * self._n_codes  # code -> Twin._model_quant's ModelQuant
         self._xa = array("d", np.where(llm, w.prompt_tokens, w.cpu_seconds).astype(np.float64).tobytes())
         self._xb = array("d", np.where(llm, w.output_tokens, w.memory_gb).astype(np.float64).tobytes())
         if self._express:
@@ -126,112 +127,84 @@ class ExpressTwin(Twin):
             self._deadline = array("d", np.where(np.isnan(deadline), np.inf, deadline).tobytes())
             self._priority = w.priority.tolist()
             self._new_placer()
-        else:  # every placement asks place()
-            self._place_one = super()._place_one
         # (code, node, batch) -> (prefill, decode tokens/s, decode and load marginal W)
         self._steps: dict[tuple[int, int, int], tuple[float, float, float, float]] = {}
         self._load_s: dict[tuple[int, int], float] = {}
-        self._t_arr = _INF  # the next arrival instant, held outside the heap ...
-        self._e_arr = 0  # ... with the event id SimPy would have given it
+        self._held = HeldEvent()  # the next arrival instant, held outside the heap
+
+    def _task_store(self) -> dict:
+        return _LazyTasks(self.w)
+
+    def _new_task(self, i: int):
+        return None  # built on first use (_LazyTasks)
 
     # -- the event loop -----------------------------------------------------------------
     def run(self) -> None:
-        env = self.env
-        q = env._queue
         self._arrival = self.w.arrival_s.tolist()
         self._next = 0
-        self._arrive_with = (self._arrival, self.w.n, self.cfg.progress_every, self.progress,
-                             self.cfg.batch_window_s <= 0, self.deps_left, self.dep_failed, self.arrived,
-                             self.rec.release_s)  # what _on_arrivals reads, in one attribute
+        self._arrive_with = (self._arrival, self.w.n, self.cfg.progress_every, self.progress, self._after,
+                             self.w.dependents, self.arrived, self.rec.release_s, self.core.submit,
+                             self._held, self.env)  # what _on_arrivals reads, in one attribute
         rec = self.rec  # likewise for _llm_to_node and _node_finished (lists and arrays: never rebound)
         self._start_with = (self._code_mq, rec.target, rec.target_kind, self.mem_key, self.mem_need,
                             self._steps, self.noise, self.task_kwh, rec.start_s, rec.service_s, rec.ttft_s,
                             self._arrival, self.env, self.token, self._full, self._waiting)
         self._finish_with = (self.token, self.targets, rec.target, rec.service_s, rec.start_s, self.mem_need,
                              self.mem_key, self.task_kwh, rec.energy_kwh, rec.cost_usd, rec.finish_s,
-                             rec.status, self.w.dependents, self.live, self.env, self._full, self._waiting)
+                             rec.status, self.env, self._full, self._waiting, self.core.completed)
         self._schedule_arrival()
-        end = _INF if self.horizon_s is None else self.horizon_s
-        finished = self._node_finished
-        step = env.step
-        while True:
-            t_arr = self._t_arr
-            if q:
-                top = q[0]
-                t = top[0]
-                if t < t_arr or (t == t_arr and (top[1] < _NORMAL or (top[1] == _NORMAL and top[2] < self._e_arr))):
-                    if t >= end:
-                        break
-                    if len(top) == 5:  # a completion pushed by _push_done below
-                        heappop(q)
-                        env._now = t
-                        finished(top[3], top[4])
-                    else:
-                        step()
-                    continue
-            if t_arr >= end:  # also: nothing left at all (t_arr is inf)
-                break
-            env._now = t_arr
-            self._on_arrivals(None)
-        if self.horizon_s is not None:
-            env._now = self.horizon_s  # as env.run(until=horizon) leaves the clock
+        run_inline(self.env, _INF if self.horizon_s is None else self.horizon_s, self._held,
+                   self._on_arrivals, self._node_finished)
         self._close()
 
-    def _on_arrivals(self, _ev) -> None:
-        """Twin's, with `_release` for the common case (no stage it depends on failed, no
-        batch window) and the next arrival instant (`_schedule_arrival`) written out."""
-        now = self.env._now
+    def _on_arrivals(self, _ev=None) -> None:
+        """Twin's, with `_arrive` and the next arrival instant (`_schedule_arrival`) written
+        out."""
+        (arrival, n, every, progress, after_of, dependents, arrived, release_s, submit, held,
+         env) = self._arrive_with
+        now = env.now
         i = self._next
-        arrival, n, every, progress, direct, deps_left, dep_failed, arrived, release_s = self._arrive_with
         while i < n and arrival[i] <= now:  # everything arriving at this instant, in trace order
             self._next = i + 1
             arrived[i] = 1
             self.outstanding += 1
-            if deps_left[i] == 0:
-                if direct and not dep_failed[i]:
+            if i in dependents:  # (Twin._arrive)
+                deps = after_of.get(i, ())
+                if not deps:
                     release_s[i] = now
-                    if self._place_one(i):
-                        self.deferred.append(i)
-                        self._arm_retry()
+                submit(now, i, None, deps, remember=True)
+            else:
+                deps = after_of.get(i)
+                if deps is None:
+                    release_s[i] = now
+                    submit(now, i)
                 else:
-                    self._release(i)
+                    submit(now, i, None, deps)
             if progress is not None and i % every == 0:
                 progress(i, n)
             i += 1
         if i < n and (self.horizon_s is None or arrival[i] < self.horizon_s):
-            self._t_arr = now + (arrival[i] - now)  # the time `after()` would have pushed
-            self._e_arr = next(self.env._eid)
+            held.set(env, now + (arrival[i] - now))  # the time `after()` would have pushed
         else:
             self._schedule_arrival()
 
     def _schedule_arrival(self) -> None:
         i, n = self._next, self.w.n
         if i >= n or (self.horizon_s is not None and self._arrival[i] >= self.horizon_s):
-            self._t_arr = _INF
+            self._held.time_s = _INF
             if self.progress is not None:
                 self.progress(n, n)
             return
-        now = self.env._now
-        self._t_arr = now + (self._arrival[i] - now)  # the time `after()` would have pushed
-        self._e_arr = next(self.env._eid)
+        now = self.env.now
+        self._held.set(self.env, now + (self._arrival[i] - now))  # the time `after()` would have pushed
 
     # -- placement ----------------------------------------------------------------------
-    def _release(self, i: int) -> None:
-        if self.dep_failed[i] or self.cfg.batch_window_s > 0:
-            super()._release(i)
-            return
-        self.rec.release_s[i] = self.env._now
-        if self._place_one(i):
-            self.deferred.append(i)
-            self._arm_retry()
-
-    def _place_one(self, i: int) -> bool:
-        state = self.state
-        now = self.env._now  # _prepare_state, except the backlogs (below); _advance_clock inline
-        if now != state.time_s:
-            state.time_s = now
-            if now >= self.budget_roll.soonest:
-                self.budget_roll.roll(now, state)
+    def _decide(self, now: float, keys) -> list[Decision]:
+        """The core's `decide`: one task goes to the express placement first; anything it
+        does not answer (and every batch) goes to `place()`."""
+        if not self._express or len(keys) != 1:
+            return super()._decide(now, keys)
+        i = keys[0]
         # the express placement reads the backlog of nodes with a free slot only; of the full
         # nodes (whose backlog moves with the clock) that is those with a queue waiting for memory
         for rt in self._waiting:
@@ -239,6 +212,7 @@ class ExpressTwin(Twin):
         self.place_calls += 1
         t0 = perf_counter()
         placer = self._placer
+        state = self.state
         if state.fleet is not placer.fleet or len(state.nodes) != placer.n_views:  # not current()
             placer = self._new_placer()
         code = self._code[i]
@@ -246,23 +220,27 @@ class ExpressTwin(Twin):
         if cls is _UNSET:
             cls = self._cls[code] = placer.klass(self.w.row_alone(i))
         if cls is not None:
-            a, b = self._xa[i], self._xb[i]
-            found = placer.place(cls, a, b, self._deadline[i], self._priority[i])
+            found = placer.place(cls, self._xa[i], self._xb[i], self._deadline[i], self._priority[i])
             if found is not None:
                 self.place_wall_s += perf_counter() - t0
-                rt = self._fa_nodes[found[0]]
-                # an LLM task that is not personal (_to_node checks the owner): _to_node without
-                # the row tuple (the class code gives the model). The node takes work: the
-                # placement checked its status is ACTIVE, which only a present node has.
-                if self._code_llm_shared[code]:
-                    self._llm_to_node(i, rt, found[1], code, a, b, now)
-                else:
-                    self._to_node(i, rt, found[1], self.w.row(i))
-                return False
-        self._prepare_state()  # place() reads every backlog
-        d = place(state, [self.live[i]], self.policy).decisions[0]
+                return [Decision(self.w.task_id[i], _PLACED, self._fa_names[found[0]], _NODE,
+                                 est_seconds=found[1])]
+        for rt in self._full:  # place() reads every backlog
+            rt.refresh_backlog(now)
+        decisions = self.core.place_keys(now, keys)
         self.place_wall_s += perf_counter() - t0
-        return self._act(i, d)
+        return decisions
+
+    def start(self, i: int, d: Decision) -> None:
+        """Twin's; an LLM task that is not personal (so no owner to check) on a node that
+        takes work goes to `_llm_to_node` without building its Task (the class code gives the
+        model)."""
+        rt = self.target_by_name.get(d.target)
+        code = self._code[i]
+        if rt.__class__ is NodeRt and self._code_llm_shared[code] and rt.present and rt.ns.status is _ACTIVE:
+            self._llm_to_node(i, rt, d.est_seconds, code, self._xa[i], self._xb[i], self.env.now)
+        else:
+            super().start(i, d)
 
     def publish(self, rt: NodeRt, now: float) -> None:
         """Twin's, also keeping `_waiting`: the full nodes with a free slot (a queue waiting for
@@ -277,12 +255,12 @@ class ExpressTwin(Twin):
             self._full.discard(rt)
             self._waiting.discard(rt)
 
-    def _code_model(self, code: int, i: int) -> tuple:
-        """`Twin._model_quant`'s tuple for the model of class `code` (row i has that code)."""
+    def _code_model(self, code: int, i: int):
+        """`Twin._model_quant`'s ModelQuant for the model of class `code` (row i has that code)."""
         mq = self._code_mq[code]
         if mq is None:
             row = self.w.row_alone(i)
-            mq = self._code_mq[code] = self._mq.get((row[3], row[4])) or self._model_quant(row[3], row[4])
+            mq = self._code_mq[code] = self._mq.get((row.model, row.quant)) or self._model_quant(row.model, row.quant)
         return mq
 
     # -- the common start and finish, inline -------------------------------------------
@@ -299,8 +277,8 @@ class ExpressTwin(Twin):
         mq = code_mq[code]
         if mq is None:
             mq = self._code_model(code, i)
-        key = mq[0]
-        need = mq[3] * (a + b)
+        key = mq.key
+        need = mq.kv_gb_per_token * (a + b)
         resident, running, slots = rt.resident, rt.running, rt.node.slots
         if (rt.queue or len(running) >= slots or key not in resident
                 or need > rt.usable_gb - rt.resident_gb - rt.pinned_gb):
@@ -345,7 +323,7 @@ class ExpressTwin(Twin):
         r_ttft[i] = now - arrival[i] + first_token
         running.add(i)
         rt.finish_sum_s += now + service
-        heappush(env._queue, (now + service, _NORMAL, next(env._eid), i, token[i]))
+        push_pair(env, now + service, i, token[i])
         # publish: no queue, `batch` tasks running
         mem = rt.usable_gb - rt.pinned_gb - rt.resident_gb
         ns.free_memory_gb = mem if mem > 0.0 else 0.0  # noqa: FURB136 (as NodeRt.publish)
@@ -354,20 +332,20 @@ class ExpressTwin(Twin):
             ns.backlog_s = 0.0
             full.discard(rt)
             waiting.discard(rt)
-        else:  # full: its backlog is refreshed before anything reads it (`_prepare_state`;
+        else:  # full: its backlog is refreshed before anything reads it (`_decide`;
             ns.free_slots = 0  # the express placement skips nodes without a free slot)
             full.add(rt)
             waiting.discard(rt)
 
     def _node_finished(self, i: int, tok: int) -> None:
-        """Twin's, with `NodeRt.release`, the completion of a task no stage depends on and,
-        when the node has no queue, `publish` written out."""
+        """Twin's, with `NodeRt.release`, the completion's records and, when the node has no
+        queue, `publish` written out."""
         (token, targets, r_target, r_service, r_start, mem_need, mem_key, task_kwh, r_energy, r_cost, r_finish,
-         r_status, dependents, live, env, full, waiting) = self._finish_with
+         r_status, env, full, waiting, completed) = self._finish_with
         if token[i] != tok:
             return  # the node failed under this attempt
         rt = targets[r_target[i]]
-        now = env._now
+        now = env.now
         service = r_service[i]
         running = rt.running
         running.discard(i)
@@ -387,10 +365,10 @@ class ExpressTwin(Twin):
         r_energy[i] += kwh
         r_cost[i] += kwh * rt.price_usd_per_kwh
         r_finish[i] = now
-        if r_status[i] == ST_PENDING and i not in dependents:
+        if r_status[i] == ST_PENDING:  # Twin._terminal for a completion
             r_status[i] = ST_COMPLETED
-            live.pop(i, None)
             self.outstanding -= 1
+            self.end_s = now
         else:
             self._terminal(i, ST_COMPLETED, "")
         if rt.queue:
@@ -404,21 +382,17 @@ class ExpressTwin(Twin):
             ns.backlog_s = 0.0
             full.discard(rt)
             waiting.discard(rt)
-        if self.deferred and self.cfg.batch_window_s <= 0:  # capacity freed: offer deferred work
-            self._retry(1)
+        completed(now, i)  # the slot is free in the state: the core offers waiting work
 
     def _new_placer(self) -> ExpressPlacer:
         placer = self._placer = ExpressPlacer(self.state, self.policy)
         self._cls: list = [_UNSET] * self._n_codes  # class code -> ExpressClass (or None)
-        self._fa_nodes = [self.target_by_name[nid] for nid in placer.fa.node_ids]
+        self._fa_names = list(placer.fa.node_ids)
         return placer
 
     def _push_done(self, at_s: float, i: int) -> None:
-        """As Twin's, but the heap entry carries the task itself: (time, NORMAL, id, i, token).
-        Event ids are unique, so tuples never compare past the id, and only the loop above
-        pops these entries (it calls env.step() only when another kind of event is first)."""
-        env = self.env
-        heappush(env._queue, (at_s, _NORMAL, next(env._eid), i, self.token[i]))
+        """As Twin's, but a bare heap entry that `run_inline` hands to `_node_finished`."""
+        push_pair(self.env, at_s, i, self.token[i])
 
     # -- service times ------------------------------------------------------------------
     def _llm_step(self, i: int, rt: NodeRt, key: int, missing: bool, batch: int) -> tuple[float, float, float, float]:
@@ -426,8 +400,9 @@ class ExpressTwin(Twin):
         ck = (self._code[i], rt.idx, batch)  # the code fixes model, quant and context buckets
         step = self._steps.get(ck)
         device = rt.node.device
+        mq = self._mq_by_key[key]
         if step is None:
-            spec, quant = self._mq_by_key[key][1], self._mq_by_key[key][4][1]
+            spec, quant = mq.spec, mq.name[1]
             p_int, o_int = int(p), int(o)
             base = device.idle_power_w  # cost.step_energy_kwh's two marginal powers
             step = self._steps[ck] = (
@@ -439,8 +414,7 @@ class ExpressTwin(Twin):
         if missing:
             load_s = self._load_s.get((rt.idx, key))
             if load_s is None:
-                spec_of = self._mq_by_key[key]
-                load_s = self._load_s[rt.idx, key] = perf.load_seconds(device, spec_of[1], spec_of[4][1])
+                load_s = self._load_s[rt.idx, key] = perf.load_seconds(device, mq.spec, mq.name[1])
         else:
             load_s = 0.0
         kwh = step[2] * (prefill_s + decode_s) / _J_PER_KWH + step[3] * load_s / _J_PER_KWH

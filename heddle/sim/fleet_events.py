@@ -2,8 +2,10 @@
 
 A node that leaves or fails loses its memory and its work: running tasks are interrupted
 (their partial service counts toward utilization and energy) and, with the tasks queued on
-it, offered to the optimizer again, each counted as a retry. Nothing is dropped: a task that
-runs out of retries fails with the reason.
+it, reported to the scheduling core as lost attempts (each counted as a retry; the core
+offers them again or fails them after too many). Every event then tells the core what
+changed (a node joined, left, or changed status, power, thermal state or speed), and the
+core re-offers waiting work.
 """
 
 from __future__ import annotations
@@ -57,12 +59,12 @@ class FleetDynamics:
             twin.state.fleet = replace(twin.state.fleet, nodes=twin.state.fleet.nodes + (rt.node,))
         ns = rt.ns
         action = ev.action
+        core = twin.core
         if action is Action.JOIN:
             rt.arrive(now)
         elif action in (Action.LEAVE, Action.FAIL):
             if rt.present:
-                self._evacuate(rt, "failed" if action is Action.FAIL else "left")
-                rt.depart(now)
+                self._evacuate(rt, "failed" if action is Action.FAIL else "left", now)
         elif action is Action.DRAIN:
             if rt.present:
                 ns.status = NodeStatus.DRAINING
@@ -78,23 +80,26 @@ class FleetDynamics:
             ns.thermal = ev.thermal
         twin.publish(rt, now)
         self.applied.append((now, ev.node, action.value))
-        twin.requeue_batch([])  # capacity or rules changed: offer deferred work again
+        if action is Action.JOIN:
+            core.node_joined(now, ev.node)
+        elif action in (Action.LEAVE, Action.FAIL):
+            core.node_left(now, ev.node)
+        else:
+            core.node_changed(now, ev.node)
 
-    def _evacuate(self, rt, verb: str) -> None:
+    def _evacuate(self, rt, verb: str, now: float) -> None:
+        """The node's running and queued tasks lose their attempt, oldest first, once the
+        node is gone from the state (so no re-offer can pick it)."""
         twin = self.twin
         why = f"node {rt.node.id} {verb}"
         running = sorted(rt.running, key=lambda i: twin.w.arrival_s[i])
-        queued = list(rt.queue)
-        moved = []
-        for i in running + queued:
-            twin._interrupt(i, rt, why, requeue=False)
-            if twin.rec.status[i] == 0:  # still pending: goes back to the optimizer
-                moved.append(i)
-        rt.wipe()
-        moved.sort(key=lambda i: twin.w.arrival_s[i])
-        twin.deferred.extendleft(reversed(moved))
-        if moved:
-            twin.requeue_batch(moved)
+        lost = running + [i for i in rt.queue if i not in rt.running]
+        for i in running:
+            twin.account_partial_run(i, rt)
+        rt.depart(now)  # wipes the node and publishes it as departed
+        twin.publish(rt, now)
+        for i in sorted(lost, key=lambda i: twin.w.arrival_s[i]):
+            twin._interrupt(i, None, why)
 
     def _new_node(self, ev: FleetEvent) -> Node:
         from heddle.models.catalog import device  # the catalog lands with the models package

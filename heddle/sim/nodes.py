@@ -11,10 +11,22 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from heddle.models import Node, NodeState, NodeStatus
 
-__all__ = ["NodeRt"]
+__all__ = ["ModelQuant", "NodeRt"]
+
+
+class ModelQuant(NamedTuple):
+    """What the twin's memory model needs of one (model, quant): its integer key in the run,
+    the catalog spec, weights GB, KV-cache GB per token, and the (model, quant) names."""
+
+    key: int
+    spec: Any
+    weights_gb: float
+    kv_gb_per_token: float
+    name: tuple[str, str]
 
 
 @dataclass(slots=True, eq=False)  # identity hash: the twin keeps sets of nodes
@@ -30,7 +42,7 @@ class NodeRt:
     price_usd_per_kwh: float
     present: bool = True
     present_since_s: float = 0.0
-    present_s: float = 0.0  # accumulated time in the fleet (closed intervals)
+    present_spans: list[tuple[float, float]] = field(default_factory=list)  # closed (from, to) in the fleet
     busy_slot_s: float = 0.0  # slot-seconds of service, interrupted runs included
     running: set[int] = field(default_factory=set)
     queue: deque[int] = field(default_factory=deque)  # placed here, waiting for a slot/memory
@@ -159,11 +171,13 @@ class NodeRt:
 
     def depart(self, now_s: float) -> None:
         if self.present:
-            self.present_s += now_s - self.present_since_s
+            self.present_spans.append((self.present_since_s, now_s))
             self.present = False
         self.ns.status = NodeStatus.DEPARTED
         self.wipe()
         self.publish(now_s)
 
-    def present_total_s(self, now_s: float) -> float:
-        return self.present_s + (now_s - self.present_since_s if self.present else 0.0)
+    def present_total_s(self, end_s: float) -> float:
+        """Seconds in the fleet between 0 and `end_s` (the end of the run)."""
+        spans = self.present_spans + ([(self.present_since_s, end_s)] if self.present else [])
+        return sum(max(min(b, end_s) - min(a, end_s), 0.0) for a, b in spans)

@@ -151,11 +151,11 @@ def _assemble(twin: Twin, workload: Workload, policy: str, seed: int) -> SimResu
     problems = _privacy_violations(df, twin)
     if problems:
         raise PrivacyViolationError("privacy violated: " + "; ".join(problems))
-    now = twin.env.now
+    end = twin.run_end_s()
     nodes: list[NodeRt] = twin.nodes
     utilization, idle_kwh, idle_usd = {}, 0.0, 0.0
     for rt in nodes:
-        present = rt.present_total_s(now)
+        present = rt.present_total_s(end)
         utilization[rt.node.id] = rt.busy_slot_s / (rt.node.slots * present) if present > 0 else 0.0
         kwh = cost.energy_kwh(rt.idle_w, present)
         idle_kwh += kwh

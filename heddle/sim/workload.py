@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,30 @@ import pandas as pd
 from heddle.models import AccountId, ModelId, OwnerId, Privacy, Task, TaskKind, Tier
 from heddle.sim.errors import WorkloadError
 
-__all__ = ["PRIVACY_CODES", "TRACE_COLUMNS", "Workload", "as_workload"]
+__all__ = ["PRIVACY_CODES", "TRACE_COLUMNS", "TaskRow", "Workload", "as_workload"]
+
+
+class TaskRow(NamedTuple):
+    """One row as `Task` field values, in `Task` field order (`Task(*row)` is the task; its
+    `depends_on` is not a row field: the twin hands dependencies to the scheduling core)."""
+
+    id: str
+    kind: TaskKind
+    arrival_s: float
+    model: ModelId | None
+    quant: str | None
+    prompt_tokens: int
+    output_tokens: int
+    cpu_seconds: float
+    memory_gb: float
+    privacy: Privacy
+    owner: OwnerId | None
+    deadline_s: float | None
+    priority: int
+    tier: Tier | None
+    account: AccountId | None
+    pipeline_id: str | None
+    stage: str | None
 
 TRACE_COLUMNS: tuple[str, ...] = (
     "arrival_s", "kind", "model", "quant", "prompt_tokens", "output_tokens", "cpu_seconds",
@@ -164,15 +187,15 @@ class Workload:
         self._chunk = self._rows(lo, min(lo + _CHUNK_ROWS, self.n))
         self._chunk_start = lo
 
-    def _rows(self, lo: int, hi: int) -> list[tuple]:
-        """Rows lo..hi-1 as tuples of `Task` field values, in `Task` field order."""
+    def _rows(self, lo: int, hi: int) -> list[TaskRow]:
+        """Rows lo..hi-1 as `TaskRow`s."""
         sl = slice(lo, hi)
         kind = self.kind[sl]
         llm = kind == 0
         arrival = self.arrival_s[sl]
         deadline = (arrival + self.deadline_rel_s[sl]).astype(object)  # Python floats
         deadline[np.isnan(self.deadline_rel_s[sl])] = None
-        return list(zip(
+        return list(map(TaskRow._make, zip(
             self.task_id[sl],
             _lookup(_KIND_BY_CODE, kind),
             arrival.tolist(),
@@ -191,10 +214,10 @@ class Workload:
             _lookup([AccountId(a) if a else None for a in self.accounts], self.account_code[sl]),
             _lookup([p or None for p in self.pipelines], self.pipeline_code[sl]),
             [st or None for st in self.stage[sl]],
-        ))
+        )))
 
-    def row(self, i: int) -> tuple:
-        """Row `i` as a tuple of `Task` field values (`Task(*row)` is the task). Rows are
+    def row(self, i: int) -> TaskRow:
+        """Row `i` as a `TaskRow` (`Task(*row)` is the task). Rows are
         converted alone until `_DENSE_ROWS` rows of one chunk have been asked for, then that
         chunk at once; a row behind the current chunk (a pipeline stage released late) is
         converted alone, so the chunk never moves backwards."""
@@ -212,7 +235,7 @@ class Workload:
             k = i - self._chunk_start
         return self._chunk[k]
 
-    def row_alone(self, i: int) -> tuple:
+    def row_alone(self, i: int) -> TaskRow:
         """Row `i` like `row(i)`, converted alone (no chunk): the same values, read one
         scalar at a time."""
         tables = self._tables
@@ -225,7 +248,7 @@ class Workload:
         kind = int(self.kind[i])
         llm = kind == 0
         rel = self.deadline_rel_s[i]
-        return (
+        return TaskRow(
             self.task_id[i], _KIND_BY_CODE[kind], float(self.arrival_s[i]),
             models[self.model_code[i]] if llm else None, quants[self.quant_code[i]] if llm else None,
             int(self.prompt_tokens[i]), int(self.output_tokens[i]),
@@ -235,6 +258,14 @@ class Workload:
             int(self.priority[i]), tiers[self.tier_code[i]], accounts[self.account_code[i]],
             pipelines[self.pipeline_code[i]], self.stage[i] or None,
         )
+
+    def depends_on(self) -> dict[int, list[int]]:
+        """Row -> the rows it waits for (only rows that wait for some)."""
+        out: dict[int, list[int]] = {}
+        for j, dependents in self.dependents.items():
+            for i in dependents:
+                out.setdefault(i, []).append(j)
+        return out
 
     def make_task(self, i: int) -> Task:
         """Build the `Task` for row `i` (absolute deadline = arrival + relative deadline)."""

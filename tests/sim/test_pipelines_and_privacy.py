@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from heddle.optimizer import Decision, DecisionStatus, Placement, TargetKind
-from heddle.sim import PrivacyViolationError, TwinSettings, WorkloadError, engine, express, simulate
+from heddle.optimizer import scheduling
+from heddle.sim import PrivacyViolationError, TwinSettings, WorkloadError, express, simulate
 from tests.sim.conftest import api_offer, make_fleet, processor_trace
 
 
@@ -51,8 +52,7 @@ def test_bad_dependencies_are_refused_with_the_task_named(depends_on, message) -
 def _rogue(monkeypatch, rogue, express_answer=None) -> None:
     """Both twins ask `rogue` instead of place(); the express twin's own path answers
     `express_answer(task class)` (None: it asks place() too)."""
-    monkeypatch.setattr(engine, "place", rogue)
-    monkeypatch.setattr(express, "place", rogue)
+    monkeypatch.setattr(scheduling, "place", rogue)  # the core's default decide
     monkeypatch.setattr(express.ExpressPlacer, "place",
                         lambda self, cls, a, b, deadline, priority: express_answer and express_answer(cls))
 
