@@ -98,11 +98,14 @@ class SchedulingCore(Generic[K]):
     """The waiting queue and its rules (see the module docstring). `tasks`: where the core
     keeps each key's Task (default: a dict of its own; the twin passes a mapping that builds
     Tasks on first use). `decide`: see `Decide`. `on_wake(at_s)`: called when the core needs
-    `tick()` at `at_s` (a body may also poll `next_tick_s()`)."""
+    `tick()` at `at_s` (a body may also poll `next_tick_s()`). `on_release(key, now_s)`:
+    called when a task submitted with `after` is released (one without is released by
+    `submit` itself)."""
 
     def __init__(self, state: FleetState, policy: Policy | str, sink: CoreSink[K],
                  settings: CoreSettings = CoreSettings(), *, tasks: MutableMapping[K, Task] | None = None,
-                 decide: Decide | None = None, on_wake: Callable[[float], None] | None = None) -> None:
+                 decide: Decide | None = None, on_wake: Callable[[float], None] | None = None,
+                 on_release: Callable[[K, float], None] | None = None) -> None:
         self.state = state
         self.policy = policy
         self.sink = sink
@@ -111,6 +114,7 @@ class SchedulingCore(Generic[K]):
         self._tasks: MutableMapping[K, Task] = {} if tasks is None else tasks
         self._decide = decide or self.place_keys
         self._on_wake = on_wake
+        self._on_release = on_release
         self._running: dict[K, tuple[str | None, int]] = {}  # key -> (target, seq)
         self._waiting: dict[K, Waiter] = {}
         self._index = ClassIndex()
@@ -137,10 +141,33 @@ class SchedulingCore(Generic[K]):
         one does not). `remember`: keep this key's outcome after it ends, so that a task
         submitted later may name it in `after` (a key named before it is submitted needs
         nothing)."""
-        if self._known(key):
+        if key in self._running:
             raise SchedulingError(f"task {key!r} was submitted twice")
         if task is not None:
             self._tasks[key] = task
+        if not (after or remember or self._depth or self._batch or self._waiting or self._held) \
+                and now_s < self._budget.soonest:
+            # the common case, written out: nothing waits, nothing to wait for, no event open
+            self.state.time_s = now_s
+            seq = self._seq
+            self._seq = seq + 1
+            self._depth = 1
+            try:
+                d = self._decide(now_s, (key,))[0]
+                if d.status is _PLACED:
+                    self._running[key] = (d.target, seq)
+                    self.sink.start(key, d)
+                else:
+                    self._act(now_s, key, seq, now_s, d)
+            finally:
+                self._depth = 0
+                if self._blocked:
+                    self._blocked.clear()
+                if self._waiting and self._tick_due == _INF:
+                    self._arm(now_s)
+            return
+        if key in self._waiting or key in self._held:
+            raise SchedulingError(f"task {key!r} was submitted twice")
         if remember:
             self._remember.add(key)
         self._enter(now_s)
@@ -158,8 +185,10 @@ class SchedulingCore(Generic[K]):
                     return
             if waits:
                 self._held[key] = waits
-            else:
-                self._release(now_s, key)
+                return
+            if after and self._on_release is not None:
+                self._on_release(key, now_s)
+            self._release(now_s, key)
         finally:
             self._leave(now_s)
 
@@ -169,8 +198,9 @@ class SchedulingCore(Generic[K]):
         if run is None:
             raise UnknownTaskError(f"completed: task {key!r} is not running")
         self._tasks.pop(key, None)
-        self._retries.pop(key, None)
-        if key in self._remember:
+        if self._retries:
+            self._retries.pop(key, None)
+        if self._remember and key in self._remember:
             self._remember.discard(key)
             self._outcomes[key] = True
         if self._dependents or self._waiting or now_s >= self._budget.soonest:
@@ -312,8 +342,6 @@ class SchedulingCore(Generic[K]):
 
     def _enter(self, now_s: float) -> None:
         """Start of an event: the state's clock, budget periods."""
-        if self._depth == 0:
-            self._blocked.clear()
         self._depth += 1
         state = self.state
         state.time_s = now_s
@@ -326,15 +354,22 @@ class SchedulingCore(Generic[K]):
         self._depth -= 1
         if self._depth:
             return
+        if self._blocked:
+            self._blocked.clear()
         if self._batch:
             if (self._waiting or self._pending) and self._window_due == _INF:
-                self._window_due = now_s + self.settings.batch_window_s
-                if self._on_wake is not None:
-                    self._on_wake(self._window_due)
+                self._arm(now_s)
         elif self._waiting and self._tick_due == _INF:
-            self._tick_due = now_s + self.settings.defer_retry_s
-            if self._on_wake is not None:
-                self._on_wake(self._tick_due)
+            self._arm(now_s)
+
+    def _arm(self, now_s: float) -> None:
+        """Ask for a tick: the end of the batch window, or the next re-offer of waiting work."""
+        if self._batch:
+            due = self._window_due = now_s + self.settings.batch_window_s
+        else:
+            due = self._tick_due = now_s + self.settings.defer_retry_s
+        if self._on_wake is not None:
+            self._on_wake(due)
 
     def _reoffer(self, now_s: float, target: str | None = None) -> None:
         self._enter(now_s)
@@ -430,8 +465,6 @@ class SchedulingCore(Generic[K]):
         """Offer waiting work, oldest first across classes: every class that may use
         `target` while it has a free slot (None: every class, once each)."""
         ns = self.state.nodes.get(target) if target is not None else None
-        if target is not None and ns is None and target not in self._offer_ids():
-            return
         heads = self._index.heads(self._waiting, target if ns is not None else None, self.state.fleet,
                                   self._policy())
         while heads:
@@ -448,9 +481,6 @@ class SchedulingCore(Generic[K]):
             top = self._index.head(cls, self._waiting)
             if top is not None and cls not in self._blocked:
                 heapq.heappush(heads, (top[0], cls))
-
-    def _offer_ids(self) -> set[str]:
-        return {o.id for o in self.state.fleet.cloud_offers}
 
     def _policy(self) -> Policy:
         if self._resolved is None:
@@ -511,4 +541,6 @@ class SchedulingCore(Generic[K]):
                 self._held[dep] = left - 1
             else:
                 del self._held[dep]
+                if self._on_release is not None:
+                    self._on_release(dep, now_s)
                 self._release(now_s, dep)

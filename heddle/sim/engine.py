@@ -118,8 +118,6 @@ class Twin(CloudDispatch):
         self._after = workload.depends_on()  # task index -> the indices it waits for
         self._arrival: list[float] = []
         self._next = 0  # next trace row to arrive
-        self.outstanding = 0
-        self.end_s = 0.0  # the last time a task reached a terminal state
         self.place_calls = 0
         self.place_wall_s = 0.0  # wall-clock seconds inside placement calls
         self._mq: dict[tuple[str, str], ModelQuant] = {}
@@ -193,7 +191,6 @@ class Twin(CloudDispatch):
     def _arrive(self, i: int, now: float) -> None:
         """Task i arrived: hand it to the core (with the stages it waits for, if any)."""
         self.arrived[i] = 1
-        self.outstanding += 1
         deps = self._after.get(i)
         if deps is None:
             self.rec.release_s[i] = now
@@ -238,7 +235,10 @@ class Twin(CloudDispatch):
     def run_end_s(self) -> float:
         """Where the run ends for utilization and idle energy: the horizon, or the last time
         a task reached a terminal state (timers left after it measure nothing)."""
-        return self.horizon_s if self.horizon_s is not None else self.end_s
+        if self.horizon_s is not None:
+            return self.horizon_s
+        finish = np.asarray(self.rec.finish_s)[self.arrived_mask()]
+        return float(np.nanmax(finish)) if len(finish) and not np.isnan(finish).all() else 0.0
 
     # -- placement: the core asks, the twin answers through place() ------------------------
     def _decide(self, now: float, keys) -> list[Decision]:
@@ -467,5 +467,3 @@ class Twin(CloudDispatch):
             rec.set_reason(i, reason)
             if rec.finish_s[i] != rec.finish_s[i]:
                 rec.finish_s[i] = now
-        self.outstanding -= 1
-        self.end_s = now

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from heddle.models import NodeStatus, cost, perf
+from heddle.models import NodeStatus, TaskId, cost, perf
 from heddle.optimizer import Decision, DecisionStatus, Policy, TargetKind
 from heddle.optimizer.express import EXPRESS_POLICIES, ExpressPlacer
 from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS
@@ -165,24 +165,19 @@ class ExpressTwin(Twin):
         now = env.now
         i = self._next
         while i < n and arrival[i] <= now:  # everything arriving at this instant, in trace order
-            self._next = i + 1
             arrived[i] = 1
-            self.outstanding += 1
-            if i in dependents:  # (Twin._arrive)
+            if after_of and (i in dependents or i in after_of):  # a pipeline stage: Twin._arrive
                 deps = after_of.get(i, ())
                 if not deps:
                     release_s[i] = now
-                submit(now, i, None, deps, remember=True)
+                submit(now, i, None, deps, remember=i in dependents)
             else:
-                deps = after_of.get(i)
-                if deps is None:
-                    release_s[i] = now
-                    submit(now, i)
-                else:
-                    submit(now, i, None, deps)
+                release_s[i] = now
+                submit(now, i)
             if progress is not None and i % every == 0:
                 progress(i, n)
             i += 1
+        self._next = i
         if i < n and (self.horizon_s is None or arrival[i] < self.horizon_s):
             held.set(env, now + (arrival[i] - now))  # the time `after()` would have pushed
         else:
@@ -223,8 +218,11 @@ class ExpressTwin(Twin):
             found = placer.place(cls, self._xa[i], self._xb[i], self._deadline[i], self._priority[i])
             if found is not None:
                 self.place_wall_s += perf_counter() - t0
-                return [Decision(self.w.task_id[i], _PLACED, self._fa_names[found[0]], _NODE,
-                                 est_seconds=found[1])]
+                # one Decision per node, reused: the core hands it to start() at once and keeps
+                # nothing of it (task_id is not read on this path)
+                d = self._placed[found[0]]
+                d.est_seconds = found[1]
+                return (d,)
         for rt in self._full:  # place() reads every backlog
             rt.refresh_backlog(now)
         decisions = self.core.place_keys(now, keys)
@@ -235,12 +233,13 @@ class ExpressTwin(Twin):
         """Twin's; an LLM task that is not personal (so no owner to check) on a node that
         takes work goes to `_llm_to_node` without building its Task (the class code gives the
         model)."""
-        rt = self.target_by_name.get(d.target)
         code = self._code[i]
-        if rt.__class__ is NodeRt and self._code_llm_shared[code] and rt.present and rt.ns.status is _ACTIVE:
-            self._llm_to_node(i, rt, d.est_seconds, code, self._xa[i], self._xb[i], self.env.now)
-        else:
-            super().start(i, d)
+        if self._code_llm_shared[code]:
+            rt = self.target_by_name.get(d.target)
+            if rt.__class__ is NodeRt and rt.present and rt.ns.status is _ACTIVE:
+                self._llm_to_node(i, rt, d.est_seconds, code, self._xa[i], self._xb[i], self.state.time_s)
+                return
+        super().start(i, d)
 
     def publish(self, rt: NodeRt, now: float) -> None:
         """Twin's, also keeping `_waiting`: the full nodes with a free slot (a queue waiting for
@@ -367,8 +366,6 @@ class ExpressTwin(Twin):
         r_finish[i] = now
         if r_status[i] == ST_PENDING:  # Twin._terminal for a completion
             r_status[i] = ST_COMPLETED
-            self.outstanding -= 1
-            self.end_s = now
         else:
             self._terminal(i, ST_COMPLETED, "")
         if rt.queue:
@@ -387,7 +384,7 @@ class ExpressTwin(Twin):
     def _new_placer(self) -> ExpressPlacer:
         placer = self._placer = ExpressPlacer(self.state, self.policy)
         self._cls: list = [_UNSET] * self._n_codes  # class code -> ExpressClass (or None)
-        self._fa_names = list(placer.fa.node_ids)
+        self._placed = [Decision(TaskId(""), _PLACED, name, _NODE) for name in placer.fa.node_ids]
         return placer
 
     def _push_done(self, at_s: float, i: int) -> None:
