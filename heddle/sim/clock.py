@@ -52,6 +52,11 @@ class _Tick:
         self._ok = True
         self._value = value
 
+    @property
+    def value(self) -> Any:
+        """The value given when it was scheduled (as `Event.value`)."""
+        return self._value
+
 
 def after(env: simpy.Environment, delay: float, value: Any, callback: Callable[[Any], None]) -> None:
     """Call `callback(event)` `delay` simulated seconds from now; `event._value` is `value`."""

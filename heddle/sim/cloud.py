@@ -119,7 +119,7 @@ class CloudDispatch:
             ev.callbacks.append(self._offer_wake)
 
     def _offer_wake(self, ev) -> None:
-        rt = ev._value
+        rt = ev.value
         rt.wake_armed = False
         self._offer_pump(rt)
 
@@ -151,7 +151,7 @@ class CloudDispatch:
         after(self.env, delay + service, (i, self.token[i], rt), self._on_offer_finish)
 
     def _on_offer_finish(self, ev) -> None:
-        i, _tok, rt = ev._value
+        i, _tok, rt = ev.value
         now, rec = self.env.now, self.rec
         rec.finish_s[i] = now
         if not rt.is_api:
@@ -169,7 +169,7 @@ class CloudDispatch:
         self.core.completed(now, i)
 
     def _instance_idle(self, ev) -> None:
-        rt, tok = ev._value
+        rt, tok = ev.value
         if tok != rt.idle_token or rt.running or rt.queue:
             return
         usd = rt.charge_to(self.env.now)  # the idle tail goes to the last task served

@@ -409,7 +409,7 @@ class Twin(CloudDispatch):
         return st.load_s, st.prefill_s, st.decode_s, cost.step_energy_kwh(rt.node.device, st)
 
     def _on_node_finish(self, ev) -> None:
-        self._node_finished(*ev._value)
+        self._node_finished(*ev.value)
 
     def _node_finished(self, i: int, tok: int) -> None:
         if self.token[i] != tok:

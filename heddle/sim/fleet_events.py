@@ -47,7 +47,7 @@ class FleetDynamics:
             t.callbacks.append(self._fire)
 
     def _fire(self, simpy_event) -> None:
-        ev: FleetEvent = simpy_event._value
+        ev: FleetEvent = simpy_event.value
         twin = self.twin
         assert twin is not None
         now = twin.env.now

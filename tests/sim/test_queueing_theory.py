@@ -1,4 +1,5 @@
-"""The twin against queueing theory: M/M/c (Erlang C) and M/D/1 (Pollaczek-Khinchine).
+"""The twin against queueing theory: M/M/c (Erlang C), M/D/1 and, on a partitioned fleet,
+one M/G/1 queue per node (Pollaczek-Khinchine).
 
 Set-up: c identical single-slot nodes, processor tasks whose work is exponential (M/M/c) or
 constant (M/D/1), Poisson arrivals, the "fast" policy. The optimizer defers a task when every
@@ -20,6 +21,7 @@ error is ~1/sqrt(N), under 1%).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from heddle.models import perf
@@ -87,3 +89,37 @@ def test_md1_matches_pollaczek_khinchine() -> None:
     theory = pk_mean_wait(lam, service_s, 0.0)
     assert abs(estimate / theory - 1) < TOLERANCE, (estimate, theory)
     assert abs(result.summary.utilization["n0"] / load - 1) < TOLERANCE
+
+
+@pytest.mark.parametrize("loads", [(0.3, 0.9), (0.6, 0.75)])
+def test_each_owner_s_node_is_its_own_mg1_queue(loads: tuple[float, float]) -> None:
+    """Two owners, each with one node and a personal stream that only their node may run: the
+    streams must not interfere (a free node never idles behind the other owner's queue), so
+    each node is an M/G/1 queue of its own. Service is gamma with shape 2 (scv 0.5)."""
+    secs_per_cpu_s = perf.processor_seconds(make_device(), 1.0)
+    owners = ("alice", "bob")
+    rng = np.random.default_rng(int(100 * loads[0] + loads[1] * 10))
+    mean_s, shape = 1.0, 2.0
+    streams = []
+    for owner, load in zip(owners, loads):
+        arrival = np.cumsum(rng.exponential(mean_s / load, CUSTOMERS))
+        service = rng.gamma(shape, mean_s / shape, CUSTOMERS)
+        streams.append((owner, load, arrival, service))
+    df = pd.concat([processor_trace(a, s / secs_per_cpu_s, privacy="personal", owner=o,
+                                    task_id=[f"{o}{k}" for k in range(len(a))])
+                    for o, _, a, s in streams]).sort_values("arrival_s", kind="stable")
+    result = simulate(make_fleet(2, owners=owners), df, policy="fast", seed=0)
+    rec = result.records.set_index("task_id")
+    assert (rec["status"] == "completed").all()
+    for k, (owner, load, arrival, service) in enumerate(streams):
+        mine = rec.loc[[f"{owner}{j}" for j in range(CUSTOMERS)]]
+        assert (mine["target"] == f"n{k}").all()
+        waits = mine["wait"].to_numpy()
+        # a FIFO single server fed by this owner's stream alone: exactly the Lindley recursion
+        np.testing.assert_allclose(waits, fifo_waits(arrival, service, 1), atol=1e-6)
+        lam, scv = load / mean_s, 1 / shape
+        faster = 0.8 * service  # same arrivals, a 20% faster server: a known P-K mean
+        control = fifo_waits(arrival, faster, 1)
+        estimate = _control_variate_mean(waits, control, pk_mean_wait(lam, 0.8 * mean_s, scv))
+        theory = pk_mean_wait(lam, mean_s, scv)
+        assert abs(estimate / theory - 1) < TOLERANCE, (owner, load, estimate, theory)
