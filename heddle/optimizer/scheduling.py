@@ -28,70 +28,30 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Hashable, MutableMapping, Sequence
-from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from heddle.models import FleetState, Task
+from heddle.optimizer.core_types import (
+    BEHIND_REASON,
+    DEPENDENCY_REASON,
+    CoreSettings,
+    CoreSink,
+    Decide,
+    SchedulingError,
+    UnknownTaskError,
+)
 from heddle.optimizer.engine import place, resolve_policy
-from heddle.optimizer.errors import OptimizerError
 from heddle.optimizer.placement import Decision, DecisionStatus
 from heddle.optimizer.policy import Policy
 from heddle.optimizer.waiting import BudgetPeriods, ClassIndex, Waiter, constraint_class
 
-__all__ = ["BEHIND_REASON", "DEPENDENCY_REASON", "CoreSettings", "CoreSink", "SchedulingCore", "SchedulingError",
-           "UnknownTaskError"]
+__all__ = ["BEHIND_REASON", "DEPENDENCY_REASON", "CoreSettings", "CoreSink", "Decide", "SchedulingCore",
+           "SchedulingError", "UnknownTaskError"]
 
 K = TypeVar("K", bound=Hashable)
+
 _PLACED, _DEFERRED, _REJECTED = DecisionStatus.PLACED, DecisionStatus.DEFERRED, DecisionStatus.REJECTED
 _INF = math.inf
-
-DEPENDENCY_REASON = "a stage it depends on did not complete"
-"""Why a task is rejected when a task it waits for failed or was rejected."""
-
-
-BEHIND_REASON = "waiting behind older work of its class"
-"""Why a task released while older tasks of its constraint class wait is not offered yet."""
-
-
-class SchedulingError(OptimizerError):
-    """The body told the core something impossible (a second submit of a key, a decision with
-    an unknown status); a bug in the body, raised to it."""
-
-
-class UnknownTaskError(SchedulingError, KeyError):
-    """An event names a task the core does not hold in the state the event needs (e.g.
-    `completed` of a task that is not running)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown task"
-
-
-@dataclass(frozen=True, slots=True)
-class CoreSettings:
-    """The core's knobs (times in seconds on the caller's clock)."""
-
-    max_retries: int = 3  # re-placements after an attempt is lost before the task fails
-    max_defer_s: float = 3600.0  # a task waiting longer than this is rejected with the reason
-    defer_retry_s: float = 5.0  # waiting work is re-offered at least this often (the tick)
-    batch_window_s: float = 0.0  # 0: offer each task as it is released; > 0: batch windows
-    batch_max_tasks: int = 2000  # most tasks in one place() call
-
-
-class CoreSink(Protocol[K]):
-    """What the core tells its body to do (the body does the I/O or SimPy work)."""
-
-    def start(self, key: K, decision: Decision) -> None: ...  # run/dispatch on decision.target
-
-    def deferred(self, key: K, reason: str) -> None: ...  # bookkeeping only (count, reason)
-
-    def reject(self, key: K, reason: str) -> None: ...  # terminal: rejected
-
-    def fail(self, key: K, reason: str) -> None: ...  # terminal: failed after retries
-
-
-Decide = Callable[[float, Sequence], Sequence[Decision]]
-"""(now_s, keys) -> one Decision per key, in order. The default asks `place()`; a body may
-stand in the optimizer's express placer where it is proven equal to `place()`."""
 
 
 class SchedulingCore(Generic[K]):
@@ -103,19 +63,19 @@ class SchedulingCore(Generic[K]):
     `submit` itself)."""
 
     def __init__(self, state: FleetState, policy: Policy | str, sink: CoreSink[K],
-                 settings: CoreSettings = CoreSettings(), *, tasks: MutableMapping[K, Task] | None = None,
+                 settings: CoreSettings | None = None, *, tasks: MutableMapping[K, Task] | None = None,
                  decide: Decide | None = None, on_wake: Callable[[float], None] | None = None,
                  on_release: Callable[[K, float], None] | None = None) -> None:
         self.state = state
         self.policy = policy
         self.sink = sink
-        self.settings = settings
+        self.settings = settings = settings or CoreSettings()
         self._batch = settings.batch_window_s > 0
         self._tasks: MutableMapping[K, Task] = {} if tasks is None else tasks
         self._decide = decide or self.place_keys
         self._on_wake = on_wake
         self._on_release = on_release
-        self._running: dict[K, tuple[str | None, int]] = {}  # key -> (target, seq)
+        self._running: dict[K, tuple[str | None, int, float]] = {}  # key -> (target, seq, waiting since)
         self._waiting: dict[K, Waiter] = {}
         self._index = ClassIndex()
         self._expiry: list[tuple[float, int, K]] = []  # (since + max wait, seq, key)
@@ -155,7 +115,7 @@ class SchedulingCore(Generic[K]):
             try:
                 d = self._decide(now_s, (key,))[0]
                 if d.status is _PLACED:
-                    self._running[key] = (d.target, seq)
+                    self._running[key] = (d.target, seq, now_s)
                     self.sink.start(key, d)
                 else:
                     self._act(now_s, key, seq, now_s, d)
@@ -255,7 +215,7 @@ class SchedulingCore(Generic[K]):
         self._enter(now_s)
         try:
             self.sink.deferred(key, reason)
-            w = self._wait(now_s, key, run[1], reason)
+            w = self._wait(now_s, key, run[1], reason, run[2])  # the same wait goes on
             self._blocked.add(w.cls)  # the same decision would come back in this event
         finally:
             self._leave(now_s)
@@ -337,9 +297,6 @@ class SchedulingCore(Generic[K]):
         return place(self.state, [self._tasks[k] for k in keys], self.policy).decisions
 
     # --- inside ---------------------------------------------------------------------------
-    def _known(self, key: K) -> bool:
-        return key in self._running or key in self._waiting or key in self._held
-
     def _enter(self, now_s: float) -> None:
         """Start of an event: the state's clock, budget periods."""
         self._depth += 1
@@ -403,7 +360,7 @@ class SchedulingCore(Generic[K]):
     def _act(self, now_s: float, key: K, seq: int, since_s: float, d: Decision) -> bool:
         status = d.status
         if status is _PLACED:
-            self._running[key] = (d.target, seq)
+            self._running[key] = (d.target, seq, since_s)
             self.sink.start(key, d)
             return True
         if status is _DEFERRED:
@@ -430,7 +387,7 @@ class SchedulingCore(Generic[K]):
         w = Waiter(seq, now_s if since_s is None else since_s, constraint_class(self._tasks[key]), reason)
         self._waiting[key] = w
         self._index.push(key, w)
-        if since_s is None and not self._batch:
+        if not self._batch:  # (an entry left from an earlier stay has the same due: harmless)
             heapq.heappush(self._expiry, (w.since_s + self.settings.max_defer_s, seq, key))
         return w
 

@@ -33,7 +33,7 @@ from heddle.optimizer.scheduling import BEHIND_REASON, DEPENDENCY_REASON
 class Body:
     """A sink with a node model of slots only. `log` is every sink call, in order."""
 
-    def __init__(self, fleet: Fleet, settings: CoreSettings = CoreSettings(), policy: str = "fast"):
+    def __init__(self, fleet: Fleet, settings: CoreSettings | None = None, policy: str = "fast"):
         self.state = FleetState.idle(fleet)
         self.log: list[tuple] = []
         self.on: dict[str, str] = {}  # running key -> target

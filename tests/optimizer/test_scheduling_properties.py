@@ -140,7 +140,7 @@ def _run(fleet: Fleet, work: list[Task], ops: list, cfg: CoreSettings, check: bo
     for _ in range(10 * len(work) + 10):
         if body.on:
             now += 1.0
-            key = sorted(body.on)[0]
+            key = min(body.on)
             body.finish(now, key)
             done.append(key)
         elif core.next_tick_s() is not None:

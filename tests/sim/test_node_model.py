@@ -23,8 +23,8 @@ def _everything_on(monkeypatch, node: str) -> None:
     monkeypatch.setattr(scheduling, "place", on_node)
 
 
-def _both(fleet, df, **kw) -> list[pd.DataFrame]:
-    runs = [simulate(fleet, df, "fast", settings=TwinSettings(express=e, **kw.pop("settings", {})), **kw)
+def _both(fleet, df, scenario=None, settings=None) -> list[pd.DataFrame]:
+    runs = [simulate(fleet, df, "fast", scenario, settings=TwinSettings(express=e, **(settings or {})))
             for e in (False, True)]
     pd.testing.assert_frame_equal(runs[0].records, runs[1].records, check_exact=True)
     return [r.records.set_index("task_id") for r in runs]
@@ -70,8 +70,8 @@ def test_a_stale_decision_goes_back_to_the_core(monkeypatch) -> None:
 
 def test_a_budget_period_rolls_over_and_deferred_cloud_work_runs() -> None:
     # no local node can run it; the day's budget pays for one request only
-    offer = api_offer(price_usd_per_m_input_tokens=1000.0)  # 1,000 prompt tokens: $1
-    fleet = make_fleet(1, memory_gb=2.0, offers=(offer,), budgets={"acct": Budget("acct", 1.5, "day")})
+    offer = api_offer(price_usd_per_m_input_tokens=500.0)  # 1,000 prompt tokens: $0.50
+    fleet = make_fleet(1, memory_gb=2.0, offers=(offer,), budgets={"acct": Budget("acct", 0.8, "day")})
     df = llm_trace(np.array([0.0, 10.0]), [1000, 1000], [10, 10], account="acct")
     day = 86_400.0
     rec = _both(fleet, df, settings={"max_defer_s": 2 * day, "defer_retry_s": 3600.0})[1]

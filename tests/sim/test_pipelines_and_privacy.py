@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from heddle.optimizer import Decision, DecisionStatus, Placement, TargetKind
-from heddle.optimizer import scheduling
+from heddle.optimizer import Decision, DecisionStatus, Placement, TargetKind, scheduling
 from heddle.sim import PrivacyViolationError, TwinSettings, WorkloadError, express, simulate
 from tests.sim.conftest import api_offer, make_fleet, processor_trace
 

@@ -7,7 +7,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from heddle.models import Fleet, ModelId, Node, NodeId, OwnerId, Task, TaskId, TaskKind, catalog, perf
+from heddle.models import (
+    Fleet,
+    ModelId,
+    Node,
+    NodeId,
+    OwnerId,
+    Task,
+    TaskId,
+    TaskKind,
+    catalog,
+    perf,
+)
 from heddle.sim import TwinSettings, simulate
 from tests.sim.conftest import make_device, make_fleet, processor_trace
 
