@@ -1,8 +1,8 @@
 """heddle.sim: the SimPy digital twin.
 
 Replays a workload (trace or tasks) against a fleet that may not exist, scheduling every task
-through `heddle.optimizer.place()` exactly as the live runtime does, and reports per-task
-records and summary metrics. `simulate()` runs once; `run_many()` runs side by side.
+through the shared scheduling core and `heddle.optimizer.place()` exactly as the live runtime
+does, and reports per-task records and summary metrics. `simulate()` runs once; `run_many()` runs side by side.
 """
 
 from heddle.sim.engine import TwinSettings
