@@ -176,12 +176,14 @@ class SchedulingCore(Generic[K]):
     def failed(self, now_s: float, key: K, reason: str) -> None:
         """Terminal failure reported by the body (e.g. the executor raised): no retry; the
         tasks that depend on it are rejected. The body records the failure itself."""
-        if self._running.pop(key, None) is None:
+        run = self._running.pop(key, None)
+        if run is None:
             raise UnknownTaskError(f"failed: task {key!r} is not running")
         self._enter(now_s)
         try:
             self._end(key, False)
             self._release_dependents(now_s, key, False)
+            self._freed(now_s, run[0], None)
         finally:
             self._leave(now_s)
 
@@ -196,13 +198,14 @@ class SchedulingCore(Generic[K]):
         try:
             tries = self._retries.get(key, 0) + 1
             self._retries[key] = tries
+            cls = None
             if tries > self.settings.max_retries:
                 self._end(key, False)
                 self.sink.fail(key, f"failed after {self.settings.max_retries} retries: {reason}")
                 self._release_dependents(now_s, key, False)
-                return
-            w = self._wait(now_s, key, run[1], reason)
-            self._retry_class(now_s, w)
+            else:
+                cls = self._wait(now_s, key, run[1], reason).cls
+            self._freed(now_s, run[0], cls)
         finally:
             self._leave(now_s)
 
@@ -391,15 +394,20 @@ class SchedulingCore(Generic[K]):
             heapq.heappush(self._expiry, (w.since_s + self.settings.max_defer_s, seq, key))
         return w
 
-    def _retry_class(self, now_s: float, w: Waiter) -> None:
-        """A task came back (lost): offer its class now, unless this event is already
-        offering (a loss inside `sink.start` waits for the next trigger)."""
+    def _freed(self, now_s: float, target: str | None, cls) -> None:
+        """An attempt on `target` ended without completing (lost or failed): its slot is free
+        for waiting work, and a lost task (`cls`: its class) may run elsewhere now. Inside
+        `sink.start` (a loss while this event offers) both wait for the next trigger."""
         if self._batch:
             return
         if self._depth > 1:
-            self._blocked.add(w.cls)
-        else:
-            self._drain_class(now_s, w.cls)
+            if cls is not None:
+                self._blocked.add(cls)
+            return
+        if self._waiting:
+            self._offer(now_s, target)
+        if cls is not None:
+            self._drain_class(now_s, cls)
 
     def _take(self, cls) -> tuple[K, Waiter] | None:
         top = self._index.head(cls, self._waiting)

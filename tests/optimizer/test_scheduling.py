@@ -92,7 +92,7 @@ def llm(name: str, model: str = "llama-3.1-8b", **kw) -> Task:
 
 
 def proc(name: str, **kw) -> Task:
-    return Task(TaskId(name), TaskKind.PROCESSOR, cpu_seconds=2.0, memory_gb=0.5,
+    return Task(TaskId(name), TaskKind.PROCESSOR, cpu_seconds=2.0, memory_gb=kw.pop("memory_gb", 0.5),
                 owner=OwnerId(kw.pop("owner", "o")), **kw)
 
 
@@ -252,3 +252,20 @@ def test_unplaceable_work_is_rejected_at_once() -> None:
     body.core.submit(0.0, "t0", llm("t0", "llama-3.1-70b"))
     assert body.log[-1][:2] == ("reject", "t0") and body.core.waiting() == 0
     assert DecisionStatus.REJECTED  # (the reason is place()'s, checked in the optimizer's tests)
+
+
+def test_a_slot_freed_by_a_lost_or_failed_attempt_goes_to_waiting_work() -> None:
+    fleet = Fleet("two", (node("small", "m4-pro-20", 16.0), node("big", "m4-pro-20", 64.0)))
+    body = Body(fleet, CoreSettings(max_retries=0))
+    core = body.core
+    core.submit(0.0, "a", proc("a"))
+    core.submit(0.0, "b", proc("b"))
+    core.submit(0.0, "large", proc("large", memory_gb=20.0))  # only `big` holds 20 GB
+    busy_big = next(k for k, t in body.on.items() if t == "big")
+    assert core.waiting_keys() == ["large"]
+    body._free(busy_big)
+    core.lost(1.0, busy_big, "dispatch not acknowledged")  # no retries left: it fails ...
+    assert body.on.get("large") == "big"  # ... and its slot goes to the task that needs it
+    body._free("large")
+    core.failed(2.0, "large", "executor raised")
+    assert ("fail", busy_big, "failed after 0 retries: dispatch not acknowledged") in body.log

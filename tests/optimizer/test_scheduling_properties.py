@@ -153,7 +153,7 @@ def _run(fleet: Fleet, work: list[Task], ops: list, cfg: CoreSettings, check: bo
     return body
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(instances())
 def test_work_conservation_privacy_and_one_terminal_state(instance) -> None:
     fleet, work, ops, cfg = instance
