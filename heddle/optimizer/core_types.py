@@ -10,17 +10,13 @@ from typing import Protocol, TypeVar
 from heddle.optimizer.errors import OptimizerError
 from heddle.optimizer.placement import Decision
 
-__all__ = ["BEHIND_REASON", "DEPENDENCY_REASON", "CoreSettings", "CoreSink", "Decide", "SchedulingError",
+__all__ = ["DEPENDENCY_REASON", "CoreSettings", "CoreSink", "Decide", "SchedulingError",
            "UnknownTaskError"]
 
 K = TypeVar("K", bound=Hashable)
 
 DEPENDENCY_REASON = "a stage it depends on did not complete"
 """Why a task is rejected when a task it waits for failed or was rejected."""
-
-
-BEHIND_REASON = "waiting behind older work of its class"
-"""Why a task released while older tasks of its constraint class wait is not offered yet."""
 
 
 class SchedulingError(OptimizerError):

@@ -32,7 +32,6 @@ from typing import Generic, TypeVar
 
 from heddle.models import FleetState, Task
 from heddle.optimizer.core_types import (
-    BEHIND_REASON,
     DEPENDENCY_REASON,
     CoreSettings,
     CoreSink,
@@ -45,7 +44,7 @@ from heddle.optimizer.placement import Decision, DecisionStatus
 from heddle.optimizer.policy import Policy
 from heddle.optimizer.waiting import BudgetPeriods, ClassIndex, Waiter, constraint_class
 
-__all__ = ["BEHIND_REASON", "DEPENDENCY_REASON", "CoreSettings", "CoreSink", "Decide", "SchedulingCore",
+__all__ = ["DEPENDENCY_REASON", "CoreSettings", "CoreSink", "Decide", "SchedulingCore",
            "SchedulingError", "UnknownTaskError"]
 
 K = TypeVar("K", bound=Hashable)
@@ -345,14 +344,6 @@ class SchedulingCore(Generic[K]):
         if self._batch:
             self._pending.append((key, seq))
             return
-        if self._waiting:  # FIFO: behind the waiting tasks of its class
-            cls = constraint_class(self._tasks[key])
-            if self._index.by_class.get(cls) and self._index.head(cls, self._waiting) is not None:
-                w = self._wait(now_s, key, seq, BEHIND_REASON)
-                self._drain_class(now_s, w.cls)
-                if self._waiting.get(key) is w:  # its class was deferred before its turn
-                    self.sink.deferred(key, BEHIND_REASON)
-                return
         self._offer_one(now_s, key, seq, now_s)
 
     def _offer_one(self, now_s: float, key: K, seq: int, since_s: float) -> bool:
