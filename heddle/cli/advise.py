@@ -8,19 +8,15 @@ embedded), advice.md and advice.json, into a folder that holds no report yet (or
 
 from __future__ import annotations
 
-import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-err = Console(stderr=True)
+from heddle.cli.common import console, guarded, new_table
 
-PIPE_WIDTH = 160
-"""Width of the table when stdout is not a terminal (a pipe or a file): wide enough that no
-candidate name or status wraps; a terminal uses its own width."""
+err = console(stderr=True)
 
 CONSOLE_COLUMNS = ("#", "candidate", "net USD", "saves USD/mo", "payback mo", "P10-P50-P90 mo",
                    "NPV USD", "status")
@@ -49,9 +45,10 @@ def _pairs(values: list[str] | None, option: str, expected: str) -> dict[str, st
     return out
 
 
+@guarded("advise")
 def advise(
-    trace: Annotated[str | None, typer.Option("--trace", "-t", help="Trace file or shipped trace name (e.g. demo, demo-14d).")] = None,
-    fleet: Annotated[str | None, typer.Option("--fleet", "-f", help="Fleet YAML or shipped fleet name.")] = None,
+    trace: Annotated[str | None, typer.Option("--trace", "-t", metavar="WORK", help="Trace file, shipped trace name (demo, demo-14d) or workload YAML [default: the `advise_trace` setting, demo-14d].")] = None,
+    fleet: Annotated[str | None, typer.Option("--fleet", "-f", metavar="FLEET", help="Fleet YAML or shipped fleet name [default: the `fleet` setting, demo].")] = None,
     budget: Annotated[float | None, typer.Option("--budget", help="Purchase budget in USD.", min=0)] = None,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory for advice.html, advice.md, advice.json.")] = DEFAULT_OUT,
     miss_value: Annotated[float | None, typer.Option("--miss-value", help="USD value of one request not done in time (default: its cloud price at the requested tier).", min=0)] = None,
@@ -73,12 +70,14 @@ def advise(
     from heddle.advisor import AdvisorError, AdvisorSettings, check_sampling
     from heddle.advisor import advise as run_advice
     from heddle.advisor.report import RANKING_COLUMNS, check_out_dir, ranking_rows, write_report
+    from heddle.cli.check import findings_for, read_work
+    from heddle.cli.check import report as print_findings
+    from heddle.cli.inputs import fleet_file, trace_file
     from heddle.config import load_settings
     from heddle.models.errors import ModelsError
     from heddle.models.fleet import load_fleet
     from heddle.optimizer import POLICY_NAMES
     from heddle.sim import SimError
-    from heddle.sim.whatif import resolve_fleet, resolve_trace
     from heddle.traces import TraceError
 
     try:
@@ -103,19 +102,23 @@ def advise(
             seed=base.seed, electricity_usd_per_kwh=base.electricity_usd_per_kwh,
             **{k: v for k, v in flags.items() if v is not None})
         check_out_dir(out_dir, force=force)  # before minutes of work, not after
-        the_fleet = load_fleet(resolve_fleet(base.fleet))
+        the_fleet = load_fleet(fleet_file(base.fleet))
         unknown = sorted(set(resale_usd) - {n.id for n in the_fleet.nodes})
         if unknown:
             raise AdvisorError(f"option --resale: no node {', '.join(unknown)} in fleet "
                                f"{the_fleet.name}; expected one of its node ids")
+        scratch = tempfile.TemporaryDirectory(prefix="heddle-advise-")
+        trace_path = trace_file(base.advise_trace, Path(scratch.name))  # a workload YAML -> a trace
+        print_findings("advise", findings_for(the_fleet, read_work(trace_path)))
         with err.status("advising...") as status:
-            report = run_advice(resolve_trace(base.advise_trace), the_fleet, settings,
+            report = run_advice(trace_path, the_fleet, settings,
                                 progress=lambda msg: status.update(f"advising: {msg}"))
         paths = write_report(report, out_dir, force=force)
         chk = None
         if check and report.plan.sampled and (report.recommended or report.evaluations):
             with err.status("replaying every day to check the sampled answer..."):
-                chk = check_sampling(report, resolve_trace(base.advise_trace))
+                chk = check_sampling(report, trace_path)
+        scratch.cleanup()
     except ValidationError as exc:
         e = exc.errors()[0]
         err.print(f"[red]heddle advise: option {e['loc'][0]}: {e['msg']}[/red]")
@@ -124,11 +127,11 @@ def advise(
         err.print(f"[red]heddle advise: {exc}[/red]")
         raise typer.Exit(2) from None
 
-    out = Console() if sys.stdout.isatty() else Console(width=PIPE_WIDTH)
+    out = console()
     if as_json:
         out.print_json(paths["json"].read_text(encoding="utf-8"))
         return
-    table = Table(title=f"heddle advise — fleet {report.fleet_name}, trace {report.trace_label}")
+    table = new_table(title=f"heddle advise — fleet {report.fleet_name}, trace {report.trace_label}")
     keep = [RANKING_COLUMNS.index(c) for c in CONSOLE_COLUMNS]
     for col in CONSOLE_COLUMNS:
         table.add_column(col, justify="left" if col in ("candidate", "status") else "right",

@@ -5,16 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from heddle.models import catalog
-from heddle.models.errors import ModelsError
-from heddle.models.ids import OfferKind
-from heddle.models.specs import CloudOffer, DeviceSpec, ModelSpec
+if TYPE_CHECKING:
+    from rich.table import Table
+
+from heddle.cli.common import console, guarded, new_table
 
 app = typer.Typer(no_args_is_help=True, help="The shipped device, model and cloud-offer catalog.")
 
@@ -26,7 +24,9 @@ class Kind(str, Enum):
 
 
 def _devices_table() -> Table:
-    t = Table(title="Devices")
+    from heddle.models import catalog
+
+    t = new_table(title="Devices")
     for col in ("id", "machine", "GPU cores", "GB/s", "FP16 TFLOPS", "memory GB", "W idle/typ/max", "USD"):
         t.add_column(col, justify="left" if col in ("id", "machine") else "right", no_wrap=col == "id")
     for d in catalog.devices().values():
@@ -39,7 +39,9 @@ def _devices_table() -> Table:
 
 
 def _models_table() -> Table:
-    t = Table(title="AI models")
+    from heddle.models import catalog
+
+    t = new_table(title="AI models")
     for col in ("id", "kind", "params B", "active B", "layers", "KV KiB/token", "context", "quantizations"):
         t.add_column(col, justify="left" if col in ("id", "kind", "quantizations") else "right", no_wrap=col == "id")
     for m in catalog.models().values():
@@ -52,7 +54,10 @@ def _models_table() -> Table:
 
 
 def _offers_table() -> Table:
-    t = Table(title="Cloud offers")
+    from heddle.models import catalog
+    from heddle.models.ids import OfferKind
+
+    t = new_table(title="Cloud offers")
     for col in ("id", "kind", "tier", "price USD", "GPUs", "start-up s"):
         t.add_column(col, no_wrap=col == "id")
     for o in catalog.offers().values():
@@ -67,15 +72,16 @@ def _offers_table() -> Table:
 
 
 @app.command("list")
+@guarded("catalog list")
 def list_(
     kind: Annotated[Kind | None, typer.Option("--kind", help="Only this kind of entry.")] = None,
 ) -> None:
     """List catalog entries as tables."""
-    console = Console()
+    out = console()
     builders = {Kind.device: _devices_table, Kind.model: _models_table, Kind.offer: _offers_table}
     for k, build in builders.items():
         if kind is None or kind == k:
-            console.print(build())
+            out.print(build())
 
 
 def _plain(value: object) -> object:
@@ -89,23 +95,22 @@ def _plain(value: object) -> object:
 
 
 @app.command("show")
+@guarded("catalog show")
 def show(
     item_id: Annotated[str, typer.Argument(metavar="ID", help="A device, model or offer id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Show every field of one catalog entry, with its source."""
-    try:
-        entry: DeviceSpec | ModelSpec | CloudOffer = catalog.lookup(item_id)
-    except ModelsError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    from heddle.models import catalog
+
+    entry = catalog.lookup(item_id)  # an unknown id: one line naming close matches, exit 2
     fields = {f.name: _plain(getattr(entry, f.name)) for f in dataclasses.fields(entry)}
     if as_json:
         typer.echo(json.dumps(fields, indent=2))
         return
-    t = Table(title=f"{type(entry).__name__} {item_id}", show_header=False)
+    t = new_table(title=f"{type(entry).__name__} {item_id}", show_header=False)
     t.add_column("field", style="bold")
     t.add_column("value", overflow="fold")
     for name, value in fields.items():
         t.add_row(name, str(value))
-    Console().print(t)
+    console().print(t)

@@ -8,32 +8,24 @@ the cost of every feasible pair) instead of the tables.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from heddle.models import FleetState
-from heddle.models.errors import FleetError
-from heddle.models.fleet import load_fleet, shipped_fleet_path
-from heddle.optimizer import OptimizerError, resolve_policy, scored
-from heddle.optimizer import place as place_tasks
-from heddle.optimizer.engine import place_scored
-from heddle.optimizer.report import placement_report
-from heddle.optimizer.taskfile import parse_tasks
+if TYPE_CHECKING:
+    from rich.table import Table
+
+from heddle.cli.common import console, guarded, new_table
 
 SHIPPED_TASKS = Path(__file__).resolve().parent.parent / "data" / "tasks" / "demo.yaml"
 """The sample task file `heddle place` uses by default (package data)."""
 
-out = Console(width=None if sys.stdout.isatty() else 160)  # pipes and CI get full rows
-err = Console(stderr=True)
+out = console()  # pipes and CI get full rows, not 80 columns
 
 
 def _decisions_table(placement, title: str) -> Table:
-    t = Table(title=title)
+    t = new_table(title=title)
     for col in ("task", "status", "target", "start+run s", "cost parts (USD)", "reason"):
         t.add_column(col, no_wrap=col in ("task", "status", "target"))
     for d in placement.decisions:
@@ -45,7 +37,7 @@ def _decisions_table(placement, title: str) -> Table:
 
 
 def _alternatives_table(placement) -> Table:
-    t = Table(title="ruled-out alternatives (the first constraint each target breaks, or its cost)")
+    t = new_table(title="ruled-out alternatives (the first constraint each target breaks, or its cost)")
     t.add_column("task", no_wrap=True)
     t.add_column("target", no_wrap=True)
     t.add_column("why not")
@@ -55,32 +47,43 @@ def _alternatives_table(placement) -> Table:
     return t
 
 
+@guarded("place")
 def place(
-    fleet: Annotated[Path | None, typer.Option("--fleet", help="Fleet YAML (default: the shipped demo fleet).")] = None,
-    tasks: Annotated[Path | None, typer.Option("--tasks", help="Task YAML/JSON list (default: shipped demo tasks).")] = None,
-    policy: Annotated[str, typer.Option("--policy", help="optimal | fast | round-robin | least-loaded | ray-hybrid | cheapest")] = "optimal",
-    time_s: Annotated[float, typer.Option("--time", help="The idle fleet's clock, seconds (deadlines are absolute).")] = 0.0,
+    fleet: Annotated[str | None, typer.Option(
+        "--fleet", "-f", metavar="FLEET",
+        help="Fleet YAML or shipped fleet name [default: the `fleet` setting, demo].")] = None,
+    tasks: Annotated[Path | None, typer.Option(
+        "--tasks", metavar="FILE",
+        help="Workload YAML (tasks:, pipelines:, councils:) or a YAML/JSON list of tasks [default: the shipped demo tasks].")] = None,
+    policy: Annotated[str | None, typer.Option(
+        "--policy", "-p", metavar="POLICY",
+        help="optimal | fast | round-robin | least-loaded | ray-hybrid | cheapest [default: the `policy` setting, optimal].")] = None,
+    time_s: Annotated[float, typer.Option("--time", metavar="SECONDS", help="The idle fleet's clock (deadlines are absolute).")] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the machine-checkable JSON record.")] = False,
 ) -> None:
     """Place tasks on an idle fleet and explain each decision."""
-    fleet_path = fleet or shipped_fleet_path()
-    tasks_path = tasks or SHIPPED_TASKS
-    try:
-        chosen = resolve_policy(policy)
-        the_fleet = load_fleet(fleet_path)
-        text = tasks_path.read_text(encoding="utf-8")
-        pending = parse_tasks(text, str(tasks_path), the_fleet, str(fleet_path))
-    except (OptimizerError, FleetError) as exc:
-        err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    except OSError as exc:
-        err.print(f"[red]error:[/red] cannot read {exc.filename}: {exc.strerror}", highlight=False)
-        raise typer.Exit(2) from None
+    from heddle.cli.check import findings_for, report
+    from heddle.cli.inputs import fleet_file, tasks_from
+    from heddle.config import load_settings
+    from heddle.models import FleetState
+    from heddle.models.fleet import load_fleet
+    from heddle.models.preflight import work_frame
+    from heddle.optimizer import place as place_tasks
+    from heddle.optimizer import resolve_policy, scored
+    from heddle.optimizer.engine import place_scored
+    from heddle.optimizer.report import placement_report
+
+    settings = load_settings({"fleet": fleet, "policy": policy})
+    chosen = resolve_policy(settings.policy)
+    fleet_path = fleet_file(settings.fleet)
+    the_fleet = load_fleet(fleet_path)
+    pending = tasks_from(tasks or SHIPPED_TASKS)
+    report("place", findings_for(the_fleet, work_frame(pending)))
     state = FleetState.idle(the_fleet, time_s)
     if as_json:  # the record reads the table the placement was decided from
         placement, table = place_scored(state, pending, chosen)
-        report = placement_report(state, pending, placement, table or scored(state, pending, chosen), chosen)
-        typer.echo(json.dumps(report, indent=2))
+        record = placement_report(state, pending, placement, table or scored(state, pending, chosen), chosen)
+        typer.echo(json.dumps(record, indent=2))
         return
     placement = place_tasks(state, pending, chosen)
     title = (f"heddle place — fleet {the_fleet.name}, policy {chosen.name}: {placement.status}, "

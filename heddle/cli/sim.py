@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-out = Console()
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.table import Table
+
+from heddle.cli.common import InputError, console, guarded, new_table
+
+out = console()
+err = console(stderr=True)
 
 
 def _fmt(value: float, unit: str = "", digits: int = 2) -> str:
@@ -28,7 +31,7 @@ def _fmt(value: float, unit: str = "", digits: int = 2) -> str:
 
 def _summary_table(run) -> Table:
     s = run.result.summary
-    t = Table(title=f"heddle sim — fleet {s.fleet}, policy {s.policy}", show_header=False)
+    t = new_table(title=f"heddle sim — fleet {s.fleet}, policy {s.policy}", show_header=False)
     t.add_column("metric", style="bold", no_wrap=True)
     t.add_column("value", justify="right", no_wrap=True)
     rows = [
@@ -48,14 +51,24 @@ def _summary_table(run) -> Table:
         t.add_row(name, value)
     for node, u in s.utilization.items():
         t.add_row(f"utilization {node}", f"{u:.0%}")
-    for reason, n in sorted(s.rejected_reasons.items(), key=lambda kv: -kv[1])[:5]:  # most common
-        t.add_row("rejected: " + (reason if len(reason) <= 40 else reason[:39] + "…"), f"{n:,}")
+    return t
+
+
+def _rejections_table(run) -> Table | None:
+    reasons = run.result.summary.rejected_reasons
+    if not reasons:
+        return None
+    t = new_table(title="Rejected tasks, by reason")
+    t.add_column("tasks", justify="right", no_wrap=True)
+    t.add_column("reason (the first constraint each target breaks, with how many targets)", overflow="fold")
+    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        t.add_row(f"{n:,}", reason)
     return t
 
 
 def _class_table(run) -> Table:
     s = run.result.summary
-    t = Table(title="Per class (seconds)")
+    t = new_table(title="Per class (seconds)")
     for col in ("class", "arrived", "done", "p50", "p95", "p99", "TTFT p95", "missed"):
         t.add_column(col, justify="left" if col == "class" else "right", no_wrap=True)
     for name, row in s.by_class.items():
@@ -70,7 +83,7 @@ def _comparison(runs) -> Table:
     from heddle.sim.whatif import comparison_table
 
     df = comparison_table(runs)
-    t = Table(title="What-if comparison")
+    t = new_table(title="What-if comparison")
     cols = [("run", "run"), ("completed", "done"), ("rejected", "rejected"), ("latency_p50_s", "p50 s"),
             ("latency_p95_s", "p95 s"), ("latency_p99_s", "p99 s"), ("deadline_miss_rate", "missed"),
             ("cloud_spend_usd", "cloud $"), ("energy_kwh", "kWh"), ("mean_utilization", "util"),
@@ -87,53 +100,88 @@ def _comparison(runs) -> Table:
     return t
 
 
+REJECTED_SHARE_WARNING = 0.10
+"""Above this share of rejected tasks a run's summary says so in red: the other figures
+(latency, deadline misses) then describe only the work that was kept."""
+
+
+def _rejections_warning(run) -> str | None:
+    s = run.result.summary
+    if not s.arrived or s.rejected / s.arrived <= REJECTED_SHARE_WARNING:
+        return None
+    top = max(s.rejected_reasons.items(), key=lambda kv: kv[1], default=("", 0))
+    return (f"[bold red]{run.label}: {s.rejected:,} of {s.arrived:,} tasks ({s.rejected / s.arrived:.0%}) "
+            f"were rejected[/bold red]; the latency and deadline figures cover only the rest. "
+            f"Most common reason ({top[1]:,}): {top[0]}")
+
+
+@guarded("sim")
 def sim(
-    fleet: Annotated[list[str] | None, typer.Option("--fleet", "-f", help="Fleet YAML or shipped fleet name; repeat to compare.")] = None,
-    trace: Annotated[str | None, typer.Option("--trace", "-t", help="Trace file or shipped trace name.")] = None,
-    policy: Annotated[list[str] | None, typer.Option("--policy", "-p", help="Placement policy; repeat to compare.")] = None,
-    scenario: Annotated[str | None, typer.Option("--scenario", "-s", help="Scenario YAML or shipped scenario name (fleet dynamics).")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Write metrics.json, records.csv and PNG plots here.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the run's random draws.")] = None,
-    batch_window: Annotated[float | None, typer.Option("--batch-window", help="Seconds between batch placements (0 = place each arrival).", min=0)] = None,
-    horizon: Annotated[float | None, typer.Option("--horizon", help="Stop the clock at this many simulated seconds.", min=0)] = None,
+    fleet: Annotated[list[str] | None, typer.Option(
+        "--fleet", "-f", metavar="FLEET",
+        help="Fleet YAML or shipped fleet name (demo, small, office); repeat to compare [default: the `fleet` setting, demo].")] = None,
+    trace: Annotated[str | None, typer.Option(
+        "--trace", "-t", metavar="WORK",
+        help="Trace file, shipped trace name or workload YAML [default: the `trace` setting, demo].")] = None,
+    policy: Annotated[list[str] | None, typer.Option(
+        "--policy", "-p", metavar="POLICY",
+        help="Placement policy; repeat to compare [default: the `policy` setting, optimal].")] = None,
+    scenario: Annotated[str | None, typer.Option(
+        "--scenario", "-s", metavar="SCENARIO",
+        help="Scenario YAML or shipped scenario name (demo, flaky): joins, drains, failures [default: none].")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", "-o", metavar="DIR", help="Write metrics.json, records.csv and PNG charts into this directory.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", metavar="N", help="Seed of the run's random draws [default: the `seed` setting, 0].")] = None,
+    batch_window: Annotated[float | None, typer.Option(
+        "--batch-window", metavar="SECONDS", min=0,
+        help="Seconds between batch placements; 0 places each arrival [default: the policy's].")] = None,
+    horizon: Annotated[float | None, typer.Option(
+        "--horizon", metavar="SECONDS", min=0, help="Stop the clock at this many simulated seconds [default: run to the end].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary metrics as JSON.")] = False,
 ) -> None:
-    """Replay a workload trace on a fleet (default: the shipped demo fleet and trace)."""
-    from heddle.config import load_settings
-    from heddle.models.errors import ModelsError
-    from heddle.optimizer import POLICY_NAMES, OptimizerError
-    from heddle.sim import SimError
-    from heddle.sim.whatif import safe_dir_name, what_if
-    from heddle.traces import TraceError
+    """Replay a workload on a fleet (default: the shipped demo fleet and demo trace)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    try:
-        settings = load_settings({"trace": trace, "seed": seed})
-        fleets = fleet or [settings.fleet]
-        policies = policy or [settings.policy]
-        for p in policies:
-            if p not in POLICY_NAMES:
-                raise typer.BadParameter(f"unknown policy {p!r}; expected one of {', '.join(POLICY_NAMES)}", param_hint="--policy")
+    from heddle.cli.check import findings_for, read_work, report
+    from heddle.cli.inputs import fleet_file, output_dir, scenario_file, trace_file
+    from heddle.config import load_settings
+    from heddle.models.fleet import load_fleet
+    from heddle.optimizer import POLICY_NAMES
+    from heddle.sim.whatif import safe_dir_name, what_if
+
+    settings = load_settings({"trace": trace, "seed": seed})
+    policies = policy or [settings.policy]
+    for p in policies:
+        if p not in POLICY_NAMES:
+            raise InputError(f"option --policy: unknown policy {p!r}; expected one of {', '.join(POLICY_NAMES)}")
+    if out_dir is not None:
+        output_dir(out_dir)  # before the run, not after it
+    fleets = [str(fleet_file(f)) for f in fleet or [settings.fleet]]
+    scenario_path = str(scenario_file(scenario)) if scenario else None
+    with tempfile.TemporaryDirectory(prefix="heddle-sim-") as scratch:
+        trace_path = trace_file(settings.trace, Path(scratch))
+        work = read_work(trace_path)
+        for f in fleets:
+            report("sim", findings_for(load_fleet(f), work))
         n_runs = len(fleets) * len(policies)
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=err, transient=True, disable=as_json) as bar:
             if n_runs == 1:
                 job = bar.add_task("simulating arrivals", total=None)
-                runs = what_if(fleets, settings.trace, policies, scenario=scenario, seed=settings.seed,
-                               batch_window_s=batch_window, horizon_s=horizon,
-                               progress=lambda done, total: bar.update(job, completed=done, total=total))
+                report_to = {"progress": lambda done, total: bar.update(job, completed=done, total=total)}
             else:
                 job = bar.add_task(f"{n_runs} runs in parallel", total=n_runs)
-                runs = what_if(fleets, settings.trace, policies, scenario=scenario, seed=settings.seed,
-                               batch_window_s=batch_window, horizon_s=horizon,
-                               on_done=lambda k, n, label: bar.advance(job))
-    except (SimError, ModelsError, TraceError, OptimizerError) as exc:
-        err.print(f"[red]heddle sim: {exc}[/red]")
-        raise typer.Exit(2) from None
+                report_to = {"on_done": lambda k, n, label: bar.advance(job)}
+            runs = what_if(fleets, str(trace_path), policies, scenario=scenario_path, seed=settings.seed,
+                           batch_window_s=batch_window, horizon_s=horizon, **report_to)
 
     if out_dir is not None:
         for run in runs:
             target = out_dir if len(runs) == 1 else out_dir / safe_dir_name(run.label)
             run.result.write(target)
+    for run in runs:
+        if (warning := _rejections_warning(run)) is not None:
+            err.print(warning, highlight=False, soft_wrap=True)
     if as_json:
         payload = {run.label: run.result.metrics() for run in runs}
         out.print_json(json.dumps(payload if len(runs) > 1 else next(iter(payload.values()))))
@@ -141,7 +189,9 @@ def sim(
     if len(runs) == 1:
         out.print(_summary_table(runs[0]))
         out.print(_class_table(runs[0]))
+        if (rejections := _rejections_table(runs[0])) is not None:
+            out.print(rejections)
     else:
         out.print(_comparison(runs))
     if out_dir is not None:
-        out.print(f"wrote metrics.json, records.csv and plots to {out_dir}")
+        out.print(f"wrote metrics.json, records.csv and charts to {out_dir}")

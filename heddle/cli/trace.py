@@ -3,39 +3,52 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
-import yaml
-from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 
-from heddle.traces import (
-    TraceError,
-    convert_trace,
-    is_legacy,
-    iter_trace,
-    read_trace,
-    shipped_trace_names,
-    shipped_trace_path,
-    write_trace,
-)
-from heddle.traces.importers import FORMATS, CsvMapping, ImportDefaults, import_trace, load_mapping
-from heddle.traces.samples import resolve_trace
-from heddle.traces.stats import PERCENTILES, trace_stats, write_plots
-from heddle.traces.synth import SynthConfig, synthesize
+if TYPE_CHECKING:
+    from rich.table import Table
+
+from heddle.cli.common import EXIT_INPUT, InputError, console, guarded, new_table, one_line
 
 app = typer.Typer(no_args_is_help=True, help="Workload traces: import, synthesize, inspect.")
-out = Console()
-err = Console(stderr=True)
+out = console()
+err = console(stderr=True)
+
+FORMATS = ("azure", "burstgpt", "csv")
+"""`heddle trace import` formats (heddle.traces.importers.FORMATS; a test holds them equal)."""
+SYNTH_OPTIONS = {"duration_h": "--days/--hours", "rate_per_h": "--rate", "diurnal_amplitude": "--amplitude",
+                 "peak_hour": "--peak-hour", "growth_per_week": "--growth", "burst_factor": "--burst-factor",
+                 "privacy_mix": "--privacy", "shape_mix": "--shapes"}
+"""SynthConfig field -> the `trace synth` option that sets it (errors name the option)."""
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
+    err.print(f"[red]error:[/red] {one_line(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_INPUT)
+
+
+def _synth_error(exc) -> str:
+    parts = []
+    for e in exc.errors()[:3]:
+        field = str(e["loc"][0]) if e["loc"] else ""
+        name = f"option {SYNTH_OPTIONS[field]}" if field in SYNTH_OPTIONS else (f"--config field {field}" if field else "--config")
+        parts.append(f"{name}: {e['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def _no_unknown_models(trace, source: Path) -> None:
+    """An imported trace may only name catalog models: otherwise every row would be rejected."""
+    from heddle.models.preflight import close_matches, unknown_models
+
+    unknown = unknown_models(trace.df)
+    if unknown:
+        name, count = max(unknown.items(), key=lambda kv: kv[1])
+        raise InputError(f"{source}: {count:,} rows name model {name!r}, which the catalog does not know "
+                         f"({close_matches(name)}); nothing written")
 
 
 def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
@@ -51,19 +64,27 @@ def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
 
 
 @app.command("import")
+@guarded("trace import")
 def import_cmd(
     fmt: Annotated[str, typer.Argument(metavar="FORMAT", help=f"one of {', '.join(FORMATS)}")],
-    file: Annotated[Path, typer.Argument(help="CSV file (plain or .gz)")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="trace file to write (.parquet)")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="CSV file (plain or .gz)")],
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="FILE", help="trace file to write (.parquet)")],
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="skip bad rows, report them")] = False,
     mapping: Annotated[list[str] | None, typer.Option(
-        "--map", help="csv format: FIELD=CSV_COLUMN (repeatable)")] = None,
+        "--map", metavar="FIELD=COLUMN", help="csv format: FIELD=CSV_COLUMN (repeatable)")] = None,
     mapping_file: Annotated[Path | None, typer.Option(
-        "--mapping", help="csv format: YAML with columns:/defaults:")] = None,
+        "--mapping", metavar="FILE", help="csv format: YAML with columns:/defaults:")] = None,
     set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="default for a field the source lacks: FIELD=VALUE (repeatable)")] = None,
+        "--set", metavar="FIELD=VALUE", help="default for a field the source lacks (repeatable)")] = None,
 ) -> None:
     """Import a public trace (Azure LLM 2023, BurstGPT) or any CSV into a Parquet trace."""
+    from pydantic import ValidationError
+
+    from heddle.cli.inputs import output_file
+    from heddle.traces import TraceError, write_trace
+    from heddle.traces.importers import CsvMapping, ImportDefaults, import_trace, load_mapping
+
+    output_file(output)
     try:
         defaults = ImportDefaults.model_validate(_pairs(set_, "--set")) if set_ else None
         csv_mapping = None
@@ -74,16 +95,17 @@ def import_cmd(
         with err.status(f"importing {file}"):
             result = import_trace(fmt, file, skip_bad=skip_bad, defaults=defaults,
                                   mapping=csv_mapping)
+            _no_unknown_models(result.trace, file)
             write_trace(result.trace, output)
     except ValidationError as exc:
-        raise _fail(str(exc)) from None
-    except (TraceError, OSError) as exc:
+        raise _fail("; ".join(f"--set {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])) from None
+    except TraceError as exc:
         raise _fail(str(exc)) from None
     report = result.report
     out.print(f"imported {report.rows_kept:,} of {report.rows_read:,} rows from {file} "
               f"-> {output}")
     if report.skipped:
-        table = Table(title=f"skipped {report.rows_skipped:,} rows")
+        table = new_table(title=f"skipped {report.rows_skipped:,} rows")
         for col in ("reason", "rows", "first lines"):
             table.add_column(col, justify="right" if col == "rows" else "left")
         for reason, count in report.skipped.most_common():
@@ -93,26 +115,36 @@ def import_cmd(
 
 
 @app.command("synth")
+@guarded("trace synth")
 def synth_cmd(
-    output: Annotated[Path, typer.Option("-o", "--output", help="trace file to write (.parquet)")],
-    seed: Annotated[int | None, typer.Option(help="random seed (same seed, same trace)")] = None,
-    days: Annotated[float | None, typer.Option(help="length in days")] = None,
-    hours: Annotated[float | None, typer.Option(help="length in hours (instead of --days)")] = None,
-    rate: Annotated[float | None, typer.Option(help="workflows per hour, day average")] = None,
-    amplitude: Annotated[float | None, typer.Option(help="diurnal amplitude, 0 = flat")] = None,
-    peak_hour: Annotated[float | None, typer.Option(help="hour of the daily peak")] = None,
-    growth: Annotated[float | None, typer.Option(help="week-over-week growth, 0.1 = +10%")] = None,
-    burst_factor: Annotated[float | None, typer.Option(help="MMPP burst/calm rate, 1 = none")] = None,
-    tokens: Annotated[str | None, typer.Option(help="token profile: conv | code")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="FILE", help="trace file to write (.parquet)")],
+    seed: Annotated[int | None, typer.Option(metavar="N", help="random seed (same seed, same trace) [default: 0]")] = None,
+    days: Annotated[float | None, typer.Option(metavar="DAYS", help="length in days [default: 1]")] = None,
+    hours: Annotated[float | None, typer.Option(metavar="HOURS", help="length in hours (instead of --days)")] = None,
+    rate: Annotated[float | None, typer.Option(metavar="PER-HOUR", help="workflows per hour, day average [default: 120]")] = None,
+    amplitude: Annotated[float | None, typer.Option(metavar="A", help="diurnal amplitude, 0 = flat [default: 0.6]")] = None,
+    peak_hour: Annotated[float | None, typer.Option(metavar="HOUR", help="hour of the daily peak [default: 14]")] = None,
+    growth: Annotated[float | None, typer.Option(metavar="SHARE", help="week-over-week growth, 0.1 = +10% [default: 0]")] = None,
+    burst_factor: Annotated[float | None, typer.Option(metavar="X", help="MMPP burst/calm rate, 1 = none [default: 1]")] = None,
+    tokens: Annotated[str | None, typer.Option(metavar="PROFILE", help="token profile: conv | code [default: conv]")] = None,
     privacy: Annotated[str | None, typer.Option(
-        help="privacy mix, e.g. public=0.6,sensitive=0.25,personal=0.15")] = None,
+        metavar="MIX", help="privacy mix [default: public=0.6,sensitive=0.25,personal=0.15]")] = None,
     shapes: Annotated[str | None, typer.Option(
-        help="workflow mix, e.g. single=0.85,pipeline=0.1,council=0.05")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML with any SynthConfig fields")] = None,
+        metavar="MIX", help="workflow mix [default: single=0.85,pipeline=0.1,council=0.05]")] = None,
+    config: Annotated[Path | None, typer.Option(metavar="FILE", help="YAML with any SynthConfig fields")] = None,
 ) -> None:
     """Synthesize a trace: modulated Poisson arrivals, Azure-fitted tokens, workflows."""
+    import numpy as np
+    import yaml
+    from pydantic import ValidationError
+
+    from heddle.cli.inputs import output_file, text_of
+    from heddle.traces import TraceError, write_trace
+    from heddle.traces.synth import SynthConfig, synthesize
+
+    output_file(output)
     try:
-        fields = yaml.safe_load(config.read_text()) or {} if config else {}
+        fields = yaml.safe_load(text_of(config, "synth config")) or {} if config else {}
         if not isinstance(fields, dict):
             raise _fail(f"{config}: expected a mapping of SynthConfig fields")
         flags = {"seed": seed, "rate_per_h": rate, "diurnal_amplitude": amplitude,
@@ -122,18 +154,30 @@ def synth_cmd(
         if days is not None or hours is not None:
             fields["duration_h"] = (days or 0.0) * 24 + (hours or 0.0)
         if privacy:
-            fields["privacy_mix"] = {k: float(v) for k, v in _pairs([privacy], "--privacy").items()}
+            fields["privacy_mix"] = _mix(privacy, "--privacy")
         if shapes:
-            fields["shape_mix"] = {k: float(v) for k, v in _pairs([shapes], "--shapes").items()}
+            fields["shape_mix"] = _mix(shapes, "--shapes")
         cfg = SynthConfig.model_validate(fields)
         with err.status("synthesizing"):
             trace = synthesize(cfg, np.random.default_rng(cfg.seed))
             write_trace(trace, output)
-    except (ValidationError, ValueError, yaml.YAMLError) as exc:
-        raise _fail(str(exc)) from None
-    except (TraceError, OSError) as exc:
+    except ValidationError as exc:
+        raise _fail(_synth_error(exc)) from None
+    except yaml.YAMLError as exc:
+        raise _fail(f"{config}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    except (TraceError, ValueError) as exc:
         raise _fail(str(exc)) from None
     out.print(f"wrote {len(trace):,} rows ({cfg.duration_h:g} h, seed {cfg.seed}) -> {output}")
+
+
+def _mix(text: str, option: str) -> dict[str, float]:
+    mix = {}
+    for key, value in _pairs([text], option).items():
+        try:
+            mix[key] = float(value)
+        except ValueError:
+            raise _fail(f"{option} {key}={value!r}: expected a number") from None
+    return mix
 
 
 def _mix_text(mix: dict[str, float]) -> str:
@@ -141,24 +185,25 @@ def _mix_text(mix: dict[str, float]) -> str:
 
 
 @app.command("stats")
+@guarded("trace stats")
 def stats_cmd(
-    file: Annotated[str, typer.Argument(
-        help="trace file or directory, or a shipped name such as 'demo'")],
-    plots: Annotated[Path | None, typer.Option(help="write PNG plots into this directory")] = None,
+    file: Annotated[str, typer.Argument(metavar="WORK", help="trace file, shipped name such as 'demo', or workload YAML")],
+    plots: Annotated[Path | None, typer.Option(metavar="DIR", help="write PNG plots into this directory")] = None,
 ) -> None:
     """Rates, token percentiles, the diurnal profile and the privacy mix of a trace."""
+    from heddle.cli.inputs import output_dir, trace_file
+    from heddle.traces import TraceError, read_trace
+    from heddle.traces.stats import PERCENTILES, trace_stats, write_plots
+
+    if plots is not None:
+        output_dir(plots)
     try:
-        with err.status(f"reading {file}"):
-            path = resolve_trace(file)
-            trace = read_trace(path)
-    except (TraceError, OSError) as exc:
+        with err.status(f"reading {file}"), tempfile.TemporaryDirectory(prefix="heddle-trace-") as scratch:
+            trace = read_trace(trace_file(file, Path(scratch)))
+    except TraceError as exc:
         raise _fail(str(exc)) from None
-    if is_legacy(path):
-        err.print(f"note: {file} is in the legacy .htr format, read for this release only; "
-                  f"'heddle trace convert {file}' rewrites it as Parquet", highlight=False,
-                  soft_wrap=True)
     s = trace_stats(trace)
-    table = Table(title=f"{file}", show_header=False)
+    table = new_table(title=f"{file}", show_header=False)
     table.add_column("", style="bold")
     table.add_column("")
     rows = [
@@ -194,7 +239,7 @@ def stats_cmd(
 
 
 def _profile_table(hourly: list[float]) -> Table:
-    profile = Table(title="hourly profile (workflows / mean)")
+    profile = new_table(title="hourly profile (workflows / mean)")
     profile.add_column("hour", justify="right")
     profile.add_column("x mean", justify="right")
     profile.add_column("")
@@ -204,9 +249,12 @@ def _profile_table(hourly: list[float]) -> Table:
 
 
 @app.command("samples")
+@guarded("trace samples")
 def samples_cmd() -> None:
     """List the sample traces shipped with heddle."""
-    table = Table(title="shipped traces")
+    from heddle.traces import read_trace, shipped_trace_names, shipped_trace_path
+
+    table = new_table(title="shipped traces")
     for col in ("name", "rows", "hours", "source"):
         table.add_column(col)
     for name in shipped_trace_names():
@@ -221,16 +269,20 @@ HEAD_COLUMNS = "arrival_s,task_id,model,prompt_tokens,output_tokens,privacy,owne
 
 
 @app.command("head")
+@guarded("trace head")
 def head_cmd(
-    file: Annotated[str, typer.Argument(
-        help="trace file or directory, or a shipped name such as 'demo'")],
-    rows: Annotated[int, typer.Option("-n", "--rows", help="rows to show")] = 10,
-    columns: Annotated[str, typer.Option(help="comma-separated columns")] = HEAD_COLUMNS,
+    file: Annotated[str, typer.Argument(metavar="WORK", help="trace file, shipped name such as 'demo', or workload YAML")],
+    rows: Annotated[int, typer.Option("-n", "--rows", metavar="N", help="rows to show")] = 10,
+    columns: Annotated[str, typer.Option(metavar="NAMES", help="comma-separated columns")] = HEAD_COLUMNS,
 ) -> None:
     """Show the first rows of a trace."""
+    from heddle.cli.inputs import trace_file
+    from heddle.traces import TraceError, iter_trace
+
     try:
-        chunk = next(iter_trace(resolve_trace(file)), None)
-    except (TraceError, OSError) as exc:
+        with tempfile.TemporaryDirectory(prefix="heddle-trace-") as scratch:
+            chunk = next(iter_trace(trace_file(file, Path(scratch))), None)
+    except TraceError as exc:
         raise _fail(str(exc)) from None
     if chunk is None:
         out.print(f"{file}: empty trace")
@@ -238,7 +290,7 @@ def head_cmd(
     names = [c.strip() for c in columns.split(",") if c.strip()]
     if unknown := [c for c in names if c not in chunk.df.columns]:
         raise _fail(f"--columns: unknown {unknown}; columns: {', '.join(chunk.df.columns)}")
-    table = Table(title=f"{file} (first {rows} rows)")
+    table = new_table(title=f"{file} (first {rows} rows)")
     for name in names:
         short = name.replace("_tokens", "").replace("_seconds", "_s")
         table.add_column(short, justify="right" if chunk.df[name].dtype.kind in "fiu" else "left")
@@ -254,14 +306,17 @@ def _cell(value: object) -> str:
 
 
 @app.command("convert")
+@guarded("trace convert")
 def convert_cmd(
     files: Annotated[list[Path], typer.Argument(
-        help="legacy .htr/.htr.gz files, or directories of Parquet files")],
+        metavar="FILE...", help="legacy .htr/.htr.gz files, or directories of Parquet files")],
     output: Annotated[Path | None, typer.Option(
-        "-o", "--output", help="Parquet file to write (one input only; default: the input's "
+        "-o", "--output", metavar="FILE", help="Parquet file to write (one input only; default: the input's "
         "name with .parquet)")] = None,
 ) -> None:
     """Rewrite traces as Parquet: legacy .htr files, or a directory of Parquet files as one."""
+    from heddle.traces import TraceError, convert_trace
+
     if output is not None and len(files) > 1:
         raise _fail("-o/--output takes one input file; without it each FILE gets a .parquet "
                     "next to it")

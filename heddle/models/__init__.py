@@ -4,7 +4,11 @@ Submodules with functions rather than types: `catalog` (device/model/offer looku
 (step times), `cost` (USD), `calibration` (fit and accuracy of the perf model).
 """
 
-from heddle.models.council import CouncilIn, expand_council
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from heddle.models.errors import (
     CatalogError,
     ConfigError,
@@ -15,8 +19,6 @@ from heddle.models.errors import (
     UnknownIdError,
     WorkloadError,
 )
-from heddle.models.fleet import load_fleet, parse_fleet, shipped_fleet_path, shipped_fleets
-from heddle.models.fleet_types import Budget, Fleet, Node
 from heddle.models.ids import (
     AccountId,
     DeviceId,
@@ -33,13 +35,57 @@ from heddle.models.ids import (
     ThermalState,
     Tier,
 )
-from heddle.models.perf import StepTime
-from heddle.models.pipeline import Pipeline, StageIn, build_pipeline
-from heddle.models.predict import Prediction, predict_step
-from heddle.models.specs import CloudOffer, DeviceSpec, ModelSpec
-from heddle.models.state import FleetState, NodeState
-from heddle.models.task import Task
-from heddle.models.workload import Workload, load_workload, parse_workload
+
+if TYPE_CHECKING:
+    from heddle.models.council import CouncilIn, expand_council
+    from heddle.models.fleet import load_fleet, parse_fleet, shipped_fleet_path, shipped_fleets
+    from heddle.models.fleet_types import Budget, Fleet, Node
+    from heddle.models.perf import StepTime
+    from heddle.models.pipeline import Pipeline, StageIn, build_pipeline
+    from heddle.models.predict import Prediction, predict_step
+    from heddle.models.specs import CloudOffer, DeviceSpec, ModelSpec
+    from heddle.models.state import FleetState, NodeState
+    from heddle.models.task import Task
+    from heddle.models.workload import Workload, load_workload, parse_workload
+
+_LAZY: dict[str, str] = {
+    "Budget": "fleet_types",
+    "CloudOffer": "specs",
+    "CouncilIn": "council",
+    "DeviceSpec": "specs",
+    "Fleet": "fleet_types",
+    "FleetState": "state",
+    "ModelSpec": "specs",
+    "Node": "fleet_types",
+    "NodeState": "state",
+    "Pipeline": "pipeline",
+    "Prediction": "predict",
+    "StageIn": "pipeline",
+    "StepTime": "perf",
+    "Task": "task",
+    "Workload": "workload",
+    "build_pipeline": "pipeline",
+    "expand_council": "council",
+    "load_fleet": "fleet",
+    "load_workload": "workload",
+    "parse_fleet": "fleet",
+    "parse_workload": "workload",
+    "predict_step": "predict",
+    "shipped_fleet_path": "fleet",
+    "shipped_fleets": "fleet",
+}
+"""Public name -> the submodule defining it, imported on first use: `heddle catalog list` and
+`heddle --help` must not pay for numpy, pydantic and the perf model at start-up."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'heddle.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"heddle.models.{module}"), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
 
 __all__ = [
     "AccountId",

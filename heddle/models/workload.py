@@ -20,13 +20,21 @@ from heddle.models.errors import CycleError, UnknownIdError, WorkloadError
 from heddle.models.fleet_types import Fleet
 from heddle.models.ids import AccountId, ModelId, OwnerId, Privacy, TaskId, TaskKind, Tier
 from heddle.models.pipeline import Pipeline, StageIn, build_pipeline, check_step_needs
+from heddle.models.specs import ModelSpec
 from heddle.models.task import Task
 from heddle.models.yamlsource import YamlDoc, load_yaml, read_text, validate_doc
 
-__all__ = ["DEFAULT_QUANT", "Workload", "WorkloadFile", "load_workload", "parse_workload"]
+__all__ = ["DEFAULT_QUANT", "Workload", "WorkloadFile", "default_quant", "load_workload", "parse_workload"]
 
 DEFAULT_QUANT = "q4_k_m"
 """Quantization assumed when a file names a model but no quant (Ollama's default pull)."""
+
+
+def default_quant(model: ModelSpec) -> str:
+    """The quantization a task gets when its file names none: q4_k_m, else the smallest."""
+    if DEFAULT_QUANT in model.bytes_per_weight:
+        return DEFAULT_QUANT
+    return min(model.bytes_per_weight, key=model.bytes_per_weight.__getitem__)
 
 
 class _Submission(BaseModel):
@@ -99,9 +107,7 @@ def _resolve_model(model: str | None, quant: str | None, doc: YamlDoc, path: tup
     except UnknownIdError as exc:
         raise WorkloadError(f"{doc.where(path + ('model',))}: {_dotted(path)}.model: {exc}") from None
     if quant is None:
-        return DEFAULT_QUANT if DEFAULT_QUANT in spec.bytes_per_weight else min(
-            spec.bytes_per_weight, key=spec.bytes_per_weight.__getitem__
-        )
+        return default_quant(spec)
     if quant not in spec.bytes_per_weight:
         raise WorkloadError(
             f"{doc.where(path + ('quant',))}: {_dotted(path)}.quant: {model} has no quantization {quant!r}; "

@@ -6,7 +6,7 @@ the line, the task index and the field, and says what was expected.
     - id: summarise-contract      # unique
       kind: llm                   # llm | processor
       model: llama-3.1-8b         # catalog model id (llm)
-      quant: q4_k_m               # one of the model's quantizations (llm)
+      quant: q4_k_m               # one of the model's quantizations (default: q4_k_m or the smallest)
       prompt_tokens: 3000
       output_tokens: 400
       privacy: sensitive          # public | sensitive | personal
@@ -34,6 +34,7 @@ from heddle.models import (
     Tier,
     catalog,
 )
+from heddle.models.workload import default_quant
 from heddle.models.yamlsource import format_validation_error, load_yaml
 from heddle.optimizer.errors import TaskFileError
 
@@ -73,15 +74,14 @@ def _check_model(i: int, t: TaskIn, where) -> None:
     if t.kind != "llm":
         return
     models = catalog.models()
-    if t.model is None or t.quant is None:
-        field = "model" if t.model is None else "quant"
-        raise TaskFileError(f"{where((i, field))}: [{i}].{field}: required for an llm task ('{t.id}')")
+    if t.model is None:
+        raise TaskFileError(f"{where((i, 'model'))}: [{i}].model: required for an llm task ('{t.id}')")
     if t.model not in models:
         close = difflib.get_close_matches(t.model, list(models), n=3)
         hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(models))}"
         raise TaskFileError(f"{where((i, 'model'))}: [{i}].model: unknown model {t.model!r}; {hint}")
     quants = models[t.model].bytes_per_weight
-    if t.quant not in quants:
+    if t.quant is not None and t.quant not in quants:
         raise TaskFileError(f"{where((i, 'quant'))}: [{i}].quant: {t.model} has no quantization "
                             f"{t.quant!r}; expected one of {', '.join(quants)}")
 
@@ -110,9 +110,10 @@ def parse_tasks(text: str, source: str = "<tasks>", fleet: Fleet | None = None, 
         if problem:
             raise TaskFileError(f"{doc.where((i, 'account'))}: [{i}].account: {problem}"
                                 + (f" (fleet file {fleet_source})" if fleet_source else ""))
+        quant = t.quant if t.quant is not None or t.model is None else default_quant(catalog.model(t.model))
         tasks.append(Task(
             id=TaskId(t.id), kind=TaskKind(t.kind), arrival_s=t.arrival_s,
-            model=ModelId(t.model) if t.model else None, quant=t.quant,
+            model=ModelId(t.model) if t.model else None, quant=quant,
             prompt_tokens=t.prompt_tokens, output_tokens=t.output_tokens, cpu_seconds=t.cpu_seconds,
             memory_gb=t.memory_gb, privacy=t.privacy, owner=OwnerId(t.owner) if t.owner else None,
             deadline_s=t.deadline_s, priority=t.priority, tier=t.tier,

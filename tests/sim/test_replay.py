@@ -100,6 +100,6 @@ def test_cli_json_output_is_the_metrics(tmp_path) -> None:
     result = CliRunner(env={"COLUMNS": "200"}).invoke(
         app, ["sim", "--trace", str(_small_trace(tmp_path)), "--policy", "fast", "--json", "--horizon", "600"])
     assert result.exit_code == 0, result.output
-    metrics = json.loads(result.output)
+    metrics = json.loads(result.stdout)  # warnings go to stderr
     assert metrics["arrived"] == metrics["completed"] + metrics["rejected"] + metrics["failed"] + metrics["in_flight"]
     assert set(metrics["queue_length"]) == {"t", "queued", "running"}

@@ -49,7 +49,7 @@ def test_synth_options_reach_the_trace(tmp_path: Path):
 
 def test_synth_rejects_a_bad_mix_with_the_field_named(tmp_path: Path):
     result = run("synth", "--privacy", "public=0.9", "-o", str(tmp_path / "x.parquet"))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "privacy_mix" in result.output
     assert not (tmp_path / "x.parquet").exists()
 
@@ -73,7 +73,7 @@ def test_import_bad_rows_fail_or_are_counted(tmp_path: Path):
                    "2023-11-16 18:15:46,1,1\n2023-11-16 18:15:47,1,oops\n2023-11-16 18:15:48,2\n")
     out = tmp_path / "out.parquet"
     result = run("import", "azure", str(src), "-o", str(out))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "line 3" in result.output and "GeneratedTokens" in result.output
     assert not out.exists()
     result = run("import", "azure", str(src), "-o", str(out), "--skip-bad")
@@ -99,12 +99,12 @@ def test_generic_import_with_map_and_mapping_file(tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert set(read_trace(out).df["privacy"]) == {"personal"}
     result = run("import", "csv", str(src), "-o", str(out))
-    assert result.exit_code == 1 and "mapping" in result.output
+    assert result.exit_code == 2 and "mapping" in result.output
 
 
 def test_stats_of_a_missing_file_is_a_clear_error():
     result = run("stats", "no-such-trace")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no-such-trace" in result.output and "demo" in result.output
 
 
@@ -156,4 +156,4 @@ def test_head_shows_the_first_rows_and_checks_columns():
         assert task_id in result.output
     assert first["task_id"].iloc[0] in result.output
     result = run("head", "demo", "--columns", "task_id,colour")
-    assert result.exit_code == 1 and "colour" in result.output
+    assert result.exit_code == 2 and "colour" in result.output

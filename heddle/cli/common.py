@@ -1,0 +1,179 @@
+"""What every `heddle` command shares: consoles, one-line errors, exit codes, help metavars.
+
+Exit codes (docs/getting-started.md lists them for users):
+  0  the command did what was asked;
+  1  `heddle check` found an error in the inputs (it ran, the answer is "no"), or heddle
+     itself failed (a bug: the message says so);
+  2  the input was rejected: a bad option, a file that is missing, unreadable or invalid, an
+     unknown name, an output path that cannot be written. One line on stderr names the file,
+     line or field and what was expected.
+This module imports nothing heavy: `heddle --help` must start as fast as typer and rich do.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+__all__ = ["EXIT_CHECK_FAILED", "EXIT_INPUT", "console", "fail", "friendly", "guarded", "new_table", "one_line"]
+
+EXIT_CHECK_FAILED = 1
+"""`heddle check` found an error-level problem (or heddle failed: an internal error)."""
+EXIT_INPUT = 2
+"""The input was rejected (the same code typer/click use for a bad command line)."""
+PIPE_WIDTH = 200
+"""Console width when stdout is not a terminal: rich would otherwise cut rows at 80 columns
+(pipes, files and CI logs have no width of their own)."""
+MAX_ERROR_CHARS = 400
+"""An error line is cut here: a corrupted file can hold kilobytes of JSON in one message."""
+
+_INPUT_ERROR_ROOTS = (
+    ("heddle.models.errors", "ModelsError"),
+    ("heddle.traces.errors", "TraceError"),
+    ("heddle.optimizer.errors", "OptimizerError"),
+    ("heddle.sim.errors", "SimError"),
+    ("heddle.advisor.errors", "AdvisorError"),
+    ("heddle.events.errors", "EventsError"),
+    ("heddle.cli.common", "InputError"),
+    ("yaml", "YAMLError"),
+    ("pydantic", "ValidationError"),
+)
+"""(module, class) of every error that means "your input is wrong". Looked up in sys.modules
+when an error arrives: a package that was never imported cannot have raised it, and importing
+them all up front would cost the start-up time this module exists to save."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class InputError(ValueError):
+    """A command-line value the CLI itself rejects; `guarded` prints it and exits 2."""
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console as wide as the terminal, or PIPE_WIDTH when output goes to a pipe/file."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else int(os.environ.get("COLUMNS", PIPE_WIDTH))
+    return Console(stderr=stderr, width=max(width, 80) if width else None)
+
+
+def new_table(*args: Any, **kwargs: Any) -> Table:
+    """A rich Table (rich.table is imported on first use: it is not needed for --help)."""
+    from rich.table import Table
+
+    return Table(*args, **kwargs)
+
+
+def one_line(message: str) -> str:
+    """`message` on one line, cut to MAX_ERROR_CHARS (the start names the file and field)."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def fail(command: str, message: str, code: int = EXIT_INPUT) -> NoReturn:
+    """Print `heddle <command>: <message>` on one line to stderr and exit with `code`."""
+    err = Console(stderr=True, width=10_000, highlight=False)  # one line, whatever the width
+    err.print(f"[red]heddle {command}:[/red] {one_line(message)}", markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _is_input_error(exc: BaseException) -> bool:
+    if isinstance(exc, OSError | UnicodeError):
+        return True
+    for module, name in _INPUT_ERROR_ROOTS:
+        mod = sys.modules.get(module)
+        cls = getattr(mod, name, None) if mod is not None else None
+        if cls is not None and isinstance(exc, cls):
+            return True
+    return False
+
+
+def friendly(exc: BaseException) -> str:
+    """What a user should read about `exc`: the file and what went wrong, no Python internals."""
+    if isinstance(exc, OSError):
+        what = (exc.strerror or str(exc)).lower() if exc.strerror else str(exc)
+        if exc.filename is not None:
+            return f"{exc.filename}: {what}"
+        return what
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not a text file (byte {exc.start} is not {exc.encoding})"
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(exc, pydantic.ValidationError):
+        parts = []
+        for e in exc.errors()[:3]:
+            field = ".".join(str(p) for p in e["loc"]) or exc.title
+            parts.append(f"{field}: {e['msg']}")
+        return "; ".join(parts)
+    return str(exc)
+
+
+def _debug() -> bool:
+    """Whether the `log_level` setting is `debug` (a broken settings file means no)."""
+    try:
+        from heddle.config import load_settings
+
+        return load_settings().log_level == "debug"
+    except Exception:  # noqa: BLE001 - the settings are not what failed here; keep the first error
+        return False
+
+
+def guarded(command: str) -> Callable[[F], F]:
+    """Run a command so that bad input ends in one line on stderr and exit code 2.
+
+    Anything else is a bug in heddle: one line saying so and exit code 1, with the traceback
+    only when the `log_level` setting (HEDDLE_LOG_LEVEL) is `debug`.
+    """
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except (typer.Exit, typer.Abort, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # the CLI's boundary: nothing leaves as a traceback
+                if hasattr(exc, "exit_code") and hasattr(exc, "show"):
+                    raise  # a click usage error: typer prints it with the usage line
+                if _is_input_error(exc):
+                    fail(command, friendly(exc))
+                if _debug():
+                    raise
+                fail(command, f"internal error ({type(exc).__name__}: {exc}); "
+                     "HEDDLE_LOG_LEVEL=debug shows the traceback", EXIT_CHECK_FAILED)
+
+        return run  # type: ignore[return-value]
+
+    return wrap
+
+
+def _help_type(self: Any, ctx: Any) -> str | None:
+    """The value placeholder `--help` shows: the metavar, the choices, or the option's name.
+
+    typer 0.2x shows Python types (`<list[str]>`, `<bool>` even on flags), which mean nothing
+    to someone running a command."""
+    if self.metavar is not None:
+        return self.metavar
+    if getattr(self, "is_flag", False) or not getattr(self, "opts", None) or self.param_type_name == "argument":
+        return None
+    desc = self.type_descriptor
+    if desc.is_choice:
+        return "|".join(str(getattr(c, "value", c)) for c in desc.choices or ())
+    return (self.name or "value").upper().replace("_", "-")
+
+
+def install_help_format() -> None:
+    """Make typer's help show placeholders and defaults, not Python types (idempotent)."""
+    from typer import core
+
+    for cls in (core.TyperOption, core.TyperArgument):
+        # An untested typer without these hooks keeps its own help: tests/cli catch the types.
+        if hasattr(cls, "display_type_rich"):
+            cls.display_type_rich = _help_type
