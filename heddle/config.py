@@ -81,6 +81,8 @@ def _from_file(path: Path) -> tuple[dict[str, Any], Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read settings file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: byte {exc.start} is not UTF-8 text; expected a YAML settings file") from None
     doc = load_yaml(text, str(path), ConfigError)
     if doc.data is None:
         return {}, doc

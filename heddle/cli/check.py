@@ -8,7 +8,6 @@ check` prints the same report and exits 1 if it found an error (`--strict`: any 
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -43,11 +42,13 @@ def report(command: str, findings: list[Finding], *, stop_on_error: bool = True)
         raise typer.Exit(EXIT_INPUT)
 
 
-def read_work(trace: Path) -> pd.DataFrame:
-    """The trace's rows as a frame (the preflight reads only its columns)."""
+def read_work(source: Path | list) -> pd.DataFrame:
+    """The work's rows as a frame (the preflight reads only its columns): a trace file's, or
+    those of the Tasks of a workload YAML."""
+    from heddle.models.preflight import work_frame
     from heddle.traces import read_trace
 
-    return read_trace(trace).df
+    return work_frame(source) if isinstance(source, list) else read_trace(source).df
 
 
 @guarded("check")
@@ -59,14 +60,13 @@ def check(
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too, not only on errors.")] = False,
 ) -> None:
     """Check a fleet and a workload for problems that would make work fail silently."""
-    from heddle.cli.inputs import fleet_file, trace_file
+    from heddle.cli.inputs import fleet_file, work_source
     from heddle.config import load_settings
     from heddle.models.fleet import load_fleet
 
     settings = load_settings({"fleet": fleet, "trace": trace})
     the_fleet = load_fleet(fleet_file(settings.fleet))
-    with tempfile.TemporaryDirectory(prefix="heddle-check-") as scratch:
-        work = read_work(trace_file(settings.trace, Path(scratch)))
+    work = read_work(work_source(settings.trace))
     findings = findings_for(the_fleet, work)
     out = console()
     if not findings:

@@ -22,6 +22,7 @@ __all__ = [
     "tasks_from",
     "text_of",
     "trace_file",
+    "work_source",
 ]
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -92,11 +93,34 @@ def _workload_trace(path: Path, scratch: Path) -> Path:
     from heddle.traces import from_tasks, write_trace
 
     workload = parse_workload(text_of(path, "workload"), str(path))
+    if not workload.tasks:
+        raise InputError(f"{path}: no tasks, pipelines or councils; expected a workload to run")
+    if model_less := [t.id for t in workload.tasks if t.kind == "llm" and not t.model]:
+        raise InputError(f"{path}: {', '.join(model_less[:3])}{', ...' if len(model_less) > 3 else ''} "
+                         "name a tier but no model, which a trace row cannot hold; `heddle sim`, "
+                         "`check` and `place` take this file as it is")
     depends = {t.id: ",".join(t.depends_on) for t in workload.tasks if t.depends_on}
     trace = from_tasks(workload.tasks, depends, meta={"source": str(path)})
     target = scratch / (path.stem + ".htr")
     write_trace(trace, target)
     return target
+
+
+def work_source(arg: str | Path) -> Path | list:
+    """What the twin replays for `arg`: a trace file, or the Tasks of a workload YAML (kept as
+    Tasks: a task with a tier and no model has no trace row, but the twin can run it)."""
+    from heddle.models.workload import parse_workload
+    from heddle.traces import shipped_trace_names, shipped_trace_path
+
+    path = _existing(arg, "trace", shipped_trace_names())
+    if path is None:
+        return shipped_trace_path(str(arg))
+    if path.suffix.lower() not in YAML_SUFFIXES:
+        return path
+    tasks = list(parse_workload(text_of(path, "workload"), str(path)).tasks)
+    if not tasks:
+        raise InputError(f"{path}: no tasks, pipelines or councils; expected a workload to run")
+    return tasks
 
 
 def trace_file(arg: str | Path, scratch: Path) -> Path:
@@ -122,8 +146,12 @@ def tasks_from(arg: str | Path) -> list:
     assert path is not None  # no shipped task names: _existing raised for a missing path
     text = text_of(path, "tasks")
     if isinstance(load_yaml(text, str(path), InputError).data, list):
-        return parse_tasks(text, str(path))  # the older list form, deadlines absolute
-    return list(parse_workload(text, str(path)).tasks)
+        tasks = parse_tasks(text, str(path))  # the older list form, deadlines absolute
+    else:
+        tasks = list(parse_workload(text, str(path)).tasks)
+    if not tasks:
+        raise InputError(f"{path}: no tasks; expected a workload (tasks:, pipelines:, councils:) or a list of tasks")
+    return tasks
 
 
 def output_dir(path: Path) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -143,7 +142,7 @@ def sim(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from heddle.cli.check import findings_for, read_work, report
-    from heddle.cli.inputs import fleet_file, output_dir, scenario_file, trace_file
+    from heddle.cli.inputs import fleet_file, output_dir, scenario_file, work_source
     from heddle.config import load_settings
     from heddle.models.fleet import load_fleet
     from heddle.optimizer import POLICY_NAMES
@@ -158,22 +157,22 @@ def sim(
         output_dir(out_dir)  # before the run, not after it
     fleets = [str(fleet_file(f)) for f in fleet or [settings.fleet]]
     scenario_path = str(scenario_file(scenario)) if scenario else None
-    with tempfile.TemporaryDirectory(prefix="heddle-sim-") as scratch:
-        trace_path = trace_file(settings.trace, Path(scratch))
-        work = read_work(trace_path)
-        for f in fleets:
-            report("sim", findings_for(load_fleet(f), work))
-        n_runs = len(fleets) * len(policies)
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err, transient=True, disable=as_json) as bar:
-            if n_runs == 1:
-                job = bar.add_task("simulating arrivals", total=None)
-                report_to = {"progress": lambda done, total: bar.update(job, completed=done, total=total)}
-            else:
-                job = bar.add_task(f"{n_runs} runs in parallel", total=n_runs)
-                report_to = {"on_done": lambda k, n, label: bar.advance(job)}
-            runs = what_if(fleets, str(trace_path), policies, scenario=scenario_path, seed=settings.seed,
-                           batch_window_s=batch_window, horizon_s=horizon, **report_to)
+    source = work_source(settings.trace)
+    work = read_work(source)
+    for f in fleets:
+        report("sim", findings_for(load_fleet(f), work))
+    n_runs = len(fleets) * len(policies)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True, disable=as_json) as bar:
+        if n_runs == 1:
+            job = bar.add_task("simulating arrivals", total=None)
+            report_to = {"progress": lambda done, total: bar.update(job, completed=done, total=total)}
+        else:
+            job = bar.add_task(f"{n_runs} runs in parallel", total=n_runs)
+            report_to = {"on_done": lambda k, n, label: bar.advance(job)}
+        runs = what_if(fleets, source if isinstance(source, list) else str(source), policies,
+                       scenario=scenario_path, seed=settings.seed, batch_window_s=batch_window,
+                       horizon_s=horizon, **report_to)
 
     if out_dir is not None:
         for run in runs:

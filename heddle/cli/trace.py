@@ -27,7 +27,7 @@ SYNTH_OPTIONS = {"duration_h": "--days/--hours", "rate_per_h": "--rate", "diurna
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {one_line(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[red]heddle trace:[/red] {one_line(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_INPUT)
 
 
@@ -98,7 +98,8 @@ def import_cmd(
             _no_unknown_models(result.trace, file)
             write_trace(result.trace, output)
     except ValidationError as exc:
-        raise _fail("; ".join(f"--set {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])) from None
+        raise _fail("; ".join(f"--set {'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                              for e in exc.errors()[:3])) from None
     except TraceError as exc:
         raise _fail(str(exc)) from None
     report = result.report
@@ -170,6 +171,10 @@ def synth_cmd(
     out.print(f"wrote {len(trace):,} rows ({cfg.duration_h:g} h, seed {cfg.seed}) -> {output}")
 
 
+def _number(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:,.0f}"  # an empty trace has no percentiles
+
+
 def _mix(text: str, option: str) -> dict[str, float]:
     mix = {}
     for key, value in _pairs([text], option).items():
@@ -218,14 +223,14 @@ def stats_cmd(
         ("models", _mix_text(s.model_mix)),
         ("owners", ", ".join(f"{k} {v:,}" for k, v in s.owners.items())),
         ("prompt tokens " + "/".join(f"p{p}" for p in PERCENTILES),
-         " / ".join(f"{v:,.0f}" for v in s.prompt_percentiles.values())),
+         " / ".join(_number(v) for v in s.prompt_percentiles.values())),
         ("output tokens " + "/".join(f"p{p}" for p in PERCENTILES),
-         " / ".join(f"{v:,.0f}" for v in s.output_percentiles.values())),
+         " / ".join(_number(v) for v in s.output_percentiles.values())),
         ("diurnal", "n/a (< 1 day)" if s.diurnal_amplitude is None else
          f"amplitude {s.diurnal_amplitude:.2f}, peak at {s.diurnal_peak_hour:.1f} h"),
         ("growth / week", "n/a (< 3 days)" if s.growth_per_week is None
          else f"{s.growth_per_week:+.1%}"),
-        ("dispersion (per min)", f"{s.dispersion_per_min:.2f} (Poisson = 1)"),
+        ("dispersion (per min)", "-" if math.isnan(s.dispersion_per_min) else f"{s.dispersion_per_min:.2f} (Poisson = 1)"),
         ("rows with a deadline", f"{s.deadline_share:.1%}"),
     ]
     for key, value in rows:

@@ -140,6 +140,7 @@ def preflight(fleet: Fleet, work: pd.DataFrame, *, allow_unbudgeted_cloud: bool 
           f"tasks name a quantization their model lacks: {_examples(model_quant, bad_quant)}.",
           "use one of the model's quantizations (`heddle catalog show MODEL`) or leave quant empty", "error")
     ok = known & ~bad_quant
+    valid = ok | ~llm  # rows the rest is about: unknown models and quants are already reported
 
     # --- context window ----------------------------------------------------------------------
     context = np.zeros(n, dtype=np.int64)
@@ -160,7 +161,7 @@ def preflight(fleet: Fleet, work: pd.DataFrame, *, allow_unbudgeted_cloud: bool 
           "shorten or split those prompts, or use a model with a longer context")
 
     # --- privacy: personal work needs a node of its owner (or one trusting the owner) --------
-    personal = privacy == Privacy.PERSONAL.value
+    personal = (privacy == Privacy.PERSONAL.value) & valid
     largest_for_owner: dict[str, float] = {}
     usable = [(nd, nd.memory_gb - nd.reserved_memory_gb) for nd in fleet.nodes]
     largest_any = max((u for _, u in usable), default=-1.0)
@@ -179,8 +180,8 @@ def preflight(fleet: Fleet, work: pd.DataFrame, *, allow_unbudgeted_cloud: bool 
     public = privacy == Privacy.PUBLIC.value
     billable = _billable(fleet, account, allow_unbudgeted_cloud)
     offers = fleet.cloud_offers
-    if offers and (public & ~billable).any():
-        stuck = public & ~billable
+    if offers and (public & ~billable & valid).any():
+        stuck = public & ~billable & valid
         if not fleet.budgets:
             msg = (f"the fleet allows {len(offers)} cloud offers but defines no budgets, so "
                    f"{int(stuck.sum()):,} public tasks can never be billed to the cloud")
@@ -201,12 +202,15 @@ def preflight(fleet: Fleet, work: pd.DataFrame, *, allow_unbudgeted_cloud: bool 
     cloud_ok = public & billable & (via_api | via_instance)
 
     # --- tiers and memory: can any target take the task at all? ------------------------------
-    local_tier_ok = model_tier >= rank
-    untiered = ok & (rank >= 0) & ~local_tier_ok & ~cloud_ok & ~homeless
+    model_less = llm & (model == "")  # a tier and no model: only an API offer can run it
+    local_tier_ok = (model_tier >= rank) & ~model_less
+    untiered = (ok | model_less) & (rank >= 0) & ~local_tier_ok & ~cloud_ok & ~homeless
     _flag(findings, untiered, "tier-unserved",
           f"tasks prefer a tier that nothing in the fleet serves ({_examples(tier, untiered)}): their "
-          "models are below it and no billable API offer of that tier exists; they will be rejected.",
-          "add an API offer of that tier with a budget, or drop the tier preference")
+          "models are below it (or they name no model) and no API offer of that tier may take them "
+          "(only public work with a budgeted account may); they will be rejected.",
+          "add an API offer of that tier with a budget, name a model a node can run, or drop the "
+          "tier preference")
     too_big = (ok | (kind != "llm")) & ~homeless & ~untiered & (need_gb > room) & ~cloud_ok
     largest = max(room[too_big].max(), 0.0) if too_big.any() else 0.0
     _flag(findings, too_big, "fits-nowhere",

@@ -57,7 +57,7 @@ def _label(fleet: str, policy: str, several_fleets: bool, several_policies: bool
 
 def what_if(
     fleets: Sequence[str],
-    trace: str,
+    trace: str | Sequence[object],
     policies: Sequence[str],
     *,
     scenario: str | None = None,
@@ -74,7 +74,7 @@ def what_if(
     finished runs of a comparison. `executor`: where several runs execute (default: local
     processes; `heddle.sim.executors`).
     """
-    trace_path = resolve_trace(trace)
+    trace_path = resolve_trace(trace) if isinstance(trace, str | Path) else trace  # or Tasks
     scenario_path = resolve_scenario(scenario) if scenario else None
     pairs = [(f, p) for f in fleets for p in policies]
     labels = [_label(f, p, len(fleets) > 1, len(policies) > 1) for f, p in pairs]

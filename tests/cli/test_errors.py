@@ -1,0 +1,123 @@
+"""Every bad input the issue tracker listed ends in one line naming the file/field, exit code 2."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from conftest import assert_rejected, heddle
+
+from heddle.traces import read_trace, shipped_trace_path, write_trace
+
+
+def _binary(path: Path) -> Path:
+    path.write_bytes(bytes(range(256)) * 4)
+    return path
+
+
+def _demo_trace(tmp_path: Path) -> bytes:
+    target = tmp_path / "demo.htr"
+    write_trace(read_trace(shipped_trace_path("demo")), target)
+    return target.read_bytes()
+
+
+def test_a_directory_as_trace_names_it(tmp_path):
+    assert_rejected(heddle("sim", "--trace", str(tmp_path)), str(tmp_path), "is a directory")
+
+
+def test_a_binary_scenario_tasks_or_config_file(tmp_path):
+    blob = _binary(tmp_path / "blob.yaml")
+    assert_rejected(heddle("sim", "--scenario", str(blob)), str(blob), "not a scenario file")
+    assert_rejected(heddle("place", "--tasks", str(blob)), str(blob), "not a tasks file")
+    assert_rejected(heddle("check", env={"HEDDLE_CONFIG": str(blob)}), str(blob))
+
+
+def test_sim_out_that_is_a_file_is_refused_before_the_run(tmp_path):
+    existing = tmp_path / "metrics"
+    existing.write_text("keep me")
+    result = heddle("sim", "--out", str(existing))
+    assert_rejected(result, str(existing), "not a directory")
+    assert "simulated in" not in result.stdout  # refused before simulating, not after
+    assert existing.read_text() == "keep me"
+
+
+def test_nats_auth_out_to_a_directory_or_a_missing_parent(tmp_path):
+    assert_rejected(heddle("events", "nats-auth", "--out", str(tmp_path)), str(tmp_path), "is a directory")
+    missing = tmp_path / "no" / "such" / "auth.conf"
+    assert_rejected(heddle("events", "nats-auth", "--out", str(missing)), "does not exist")
+
+
+def test_a_corrupted_chunk_is_one_short_line(tmp_path):
+    data = bytearray(_demo_trace(tmp_path))
+    header_end = data.index(b"\n", data.index(b"\n") + 1)
+    data[header_end + 10: header_end + 400] = b"x" * 390
+    bad = tmp_path / "corrupt.htr"
+    bad.write_bytes(bytes(data))
+    line = assert_rejected(heddle("trace", "stats", str(bad)), str(bad))
+    assert len(line) <= 420
+
+
+def test_a_header_only_trace_is_cut_short(tmp_path):
+    data = _demo_trace(tmp_path)
+    bad = tmp_path / "header.htr"
+    bad.write_bytes(data[: data.index(b"\n", data.index(b"\n") + 1) + 1])
+    line = assert_rejected(heddle("sim", "--trace", str(bad)), str(bad), "cut short")
+    assert "<" not in line  # no enum or object reprs
+
+
+def test_synth_errors_name_the_option_not_pydantic(tmp_path):
+    line = assert_rejected(heddle("trace", "synth", "--days", "-1", "-o", str(tmp_path / "x.htr")), "--days")
+    assert "pydantic" not in line and "http" not in line and "duration_h" not in line
+
+
+def test_import_set_privacy_names_the_field_and_the_choices(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n")
+    line = assert_rejected(heddle("trace", "import", "azure", str(src), "--set", "privacy=secret",
+                                  "-o", str(tmp_path / "x.htr")), "privacy", "public")
+    assert "pydantic" not in line and "http" not in line
+
+
+def test_import_of_an_unknown_model_lists_close_matches(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n")
+    out = tmp_path / "x.htr"
+    assert_rejected(heddle("trace", "import", "azure", str(src), "--set", "model=gpt-oss-2b", "-o", str(out)),
+                    "'gpt-oss-2b'", "did you mean", "gpt-oss-20b")
+    assert not out.exists()
+
+
+def test_a_missing_fleet_file_is_not_called_a_shipped_name(tmp_path):
+    line = assert_rejected(heddle("sim", "--fleet", "missing.yaml"), "missing.yaml", "no such file")
+    assert "shipped" in line  # and it says what names would have worked
+
+
+def test_trace_stats_of_a_directory(tmp_path):
+    line = assert_rejected(heddle("trace", "stats", str(tmp_path)), "is a directory")
+    assert "Errno" not in line
+
+
+def test_models_predict_refuses_impossible_steps():
+    result = heddle("models", "predict", "--device", "rtx-4090", "--model", "llama-3.1-70b", "--quant", "q4_k_m")
+    assert result.exit_code == 0 and "does NOT fit" in result.stdout and "tokens/s" not in result.stdout
+    assert_rejected(heddle("models", "predict", "--device", "m4-max-40", "--model", "llama-3.1-8b",
+                           "--prompt-tokens", "1000000"), "context window", "131,072")
+    embed = heddle("models", "predict", "--device", "m4-max-40", "--model", "nomic-embed-text-v1.5")
+    assert embed.exit_code == 0 and "decode" not in embed.stdout and "prefill" in embed.stdout
+    assert_rejected(heddle("models", "predict", "--device", "m4-max-40", "--model", "nomic-embed-text-v1.5",
+                           "--output-tokens", "5"), "embedding")
+
+
+def test_every_command_uses_the_same_exit_code_for_bad_input(tmp_path):
+    missing = str(tmp_path / "nope.yaml")
+    for args in (["sim", "--fleet", missing], ["place", "--fleet", missing], ["advise", "--fleet", missing],
+                 ["check", "--fleet", missing], ["models", "fleet", missing], ["trace", "stats", missing],
+                 ["catalog", "show", "no-such-id"], ["sim", "--policy", "psychic"]):
+        assert heddle(*args).exit_code == 2, args
+
+
+def test_gzip_of_garbage_as_trace(tmp_path):
+    bad = tmp_path / "bad.htr.gz"
+    bad.write_bytes(gzip.compress(json.dumps({"not": "a trace"}).encode()))
+    assert_rejected(heddle("trace", "head", str(bad)), str(bad))

@@ -1,0 +1,104 @@
+"""Silent pitfalls become warnings (with a count and the fix) or errors, before anything runs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from conftest import heddle
+
+from heddle.models import Task, TaskId, TaskKind
+from heddle.models.fleet import parse_fleet
+from heddle.models.preflight import WORK_COLUMNS, preflight, work_frame
+
+FLEET = """\
+name: home
+cloud_offers: [claude-haiku-4.5, claude-opus-4.5]
+budgets:
+  family: {limit_usd: 20}
+nodes:
+  - {id: mini, device: m4-10, memory_gb: 24, owner: dana, reserved_memory_gb: 6}
+  - {id: studio, device: m2-ultra-76, memory_gb: 192, owner: erin, trusted_owners: [dana]}
+"""
+
+
+def _work(*rows: dict) -> pd.DataFrame:
+    base = {"kind": "llm", "model": "llama-3.1-8b", "quant": "", "prompt_tokens": 500, "output_tokens": 100,
+            "memory_gb": 0.0, "privacy": "public", "owner": "dana", "tier": "", "account": "family"}
+    return pd.DataFrame([{**base, **r} for r in rows], columns=list(WORK_COLUMNS))
+
+
+def _codes(findings) -> dict[str, int]:
+    return {f.code: f.count for f in findings}
+
+
+@pytest.fixture
+def fleet():
+    return parse_fleet(FLEET, "home.yaml")
+
+
+def test_clean_work_has_no_findings(fleet):
+    assert preflight(fleet, _work({}, {"privacy": "personal"}, {"tier": "frontier"})) == []
+
+
+def test_each_pitfall_is_counted_once_with_a_fix(fleet):
+    work = _work(
+        {"model": "gpt-5"}, {"model": "gpt-5"},                      # unknown model: error
+        {"quant": "q2_k"},                                           # a quant the model lacks
+        {"prompt_tokens": 200_000},                                  # beyond the 131k context
+        {"privacy": "personal", "owner": "frank"},                   # no node frank may use
+        {"account": "office"}, {"account": ""},                      # no budget for these accounts
+        {"tier": "standard", "privacy": "sensitive"},                # nothing serves standard locally
+        {"model": "llama-3.1-70b", "quant": "f16", "privacy": "sensitive"},  # 141 GB > nothing? fits 192
+        {"model": "gpt-oss-120b", "quant": "f16", "privacy": "sensitive"},   # 234 GB: fits nowhere
+    )
+    findings = preflight(fleet, work)
+    codes = _codes(findings)
+    assert codes == {"unknown-model": 2, "unknown-quant": 1, "over-context": 1, "owner-without-node": 1,
+                     "no-budget": 2, "tier-unserved": 1, "fits-nowhere": 1}
+    assert [f.level for f in findings if f.code.startswith("unknown")] == ["error", "error"]
+    unknown = next(f for f in findings if f.code == "unknown-model")
+    assert "did you mean" in unknown.fix
+    assert all(f.fix for f in findings)
+    budget = next(f for f in findings if f.code == "no-budget")
+    assert "office" in budget.message and "family" in budget.message
+
+
+def test_a_fleet_with_offers_and_no_budgets_says_so():
+    fleet = parse_fleet(FLEET.replace("budgets:\n  family: {limit_usd: 20}\n", ""), "nobudget.yaml")
+    finding = next(f for f in preflight(fleet, _work({}, {}, {"privacy": "sensitive"})) if f.code == "no-budget")
+    assert finding.count == 2 and "no budgets" in finding.message
+
+
+def test_work_frame_reads_tasks_like_a_trace(fleet):
+    tasks = [Task(id=TaskId("a"), kind=TaskKind.LLM, model="gpt-5", quant="q4_k_m", prompt_tokens=1, output_tokens=1, account="family")]
+    assert _codes(preflight(fleet, work_frame(tasks))) == {"unknown-model": 1}
+
+
+def test_heddle_check_prints_the_report_and_exits_by_level(tmp_path):
+    fleet = tmp_path / "home.yaml"
+    fleet.write_text(FLEET)
+    clean = heddle("check", "--fleet", str(fleet), "--trace", "demo")
+    assert clean.exit_code == 0  # warnings only
+    assert "owner-without-node" not in clean.stderr and "personal tasks belong to owners" in clean.stderr
+    assert "warning(s)" in clean.stdout
+    assert heddle("check", "--fleet", str(fleet), "--trace", "demo", "--strict").exit_code == 1
+    work = tmp_path / "w.yaml"
+    work.write_text("tasks:\n  - {id: a, model: llama-3.1-8b, prompt_tokens: 10, account: family}\n")
+    ok = heddle("check", "--fleet", str(fleet), "--trace", str(work))
+    assert ok.exit_code == 0 and "no problems found" in ok.stdout
+
+
+def test_sim_stops_on_an_unknown_model_and_warns_on_mass_rejection(tmp_path):
+    work = tmp_path / "w.yaml"
+    work.write_text("tasks:\n  - {id: a, model: llama-3.1-8b, prompt_tokens: 10}\n")
+    trace = tmp_path / "t.htr"
+    from heddle.traces import from_tasks, write_trace
+
+    write_trace(from_tasks([Task(id=TaskId("a"), kind=TaskKind.LLM, model="gpt-5", quant="q4_k_m", prompt_tokens=9)]), trace)
+    result = heddle("sim", "--trace", str(trace))
+    assert result.exit_code == 2 and "gpt-5" in result.stderr and "simulated in" not in result.stdout
+    fleet = tmp_path / "home.yaml"
+    fleet.write_text(FLEET)
+    mass = heddle("sim", "--fleet", str(fleet), "--policy", "fast")  # the demo's owners have no node here
+    assert mass.exit_code == 0
+    assert "were rejected" in mass.stderr and "cover only the rest" in mass.stderr
