@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from heddle.cli.common import console, guarded, new_table
+from heddle.cli.common import console, fail, guarded, new_table
 
 err = console(stderr=True)
 
@@ -85,12 +85,9 @@ def advise(
                                                              "PRIORITY=USD, e.g. 1=0.50").items()}
         resale_usd = {k: float(v) for k, v in _pairs(resale, "--resale", "NODE=USD, e.g. orin=1200").items()}
     except ValueError as exc:
-        err.print(f"[red]heddle advise: {exc}[/red]")
-        raise typer.Exit(2) from None
+        fail("advise", str(exc))
     if policy is not None and policy not in POLICY_NAMES:
-        err.print(f"[red]heddle advise: option --policy: unknown policy {policy!r}; expected one of "
-                  f"{', '.join(POLICY_NAMES)}[/red]")
-        raise typer.Exit(2)
+        fail("advise", f"option --policy: unknown policy {policy!r}; expected one of {', '.join(POLICY_NAMES)}")
     try:
         base = load_settings({"advise_trace": trace, "fleet": fleet, "seed": seed,
                               "electricity_usd_per_kwh": electricity})
@@ -121,11 +118,9 @@ def advise(
         scratch.cleanup()
     except ValidationError as exc:
         e = exc.errors()[0]
-        err.print(f"[red]heddle advise: option {e['loc'][0]}: {e['msg']}[/red]")
-        raise typer.Exit(2) from None
+        fail("advise", f"option --{str(e['loc'][0]).replace('_', '-')}: {e['msg']}")
     except (AdvisorError, SimError, ModelsError, TraceError, OSError) as exc:
-        err.print(f"[red]heddle advise: {exc}[/red]")
-        raise typer.Exit(2) from None
+        fail("advise", str(exc))
 
     out = console()
     if as_json:
