@@ -34,17 +34,17 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    fleet: str = "demo"  # a shipped fleet name or a path to a fleet YAML file
-    trace: str = "demo"  # a shipped trace name or a path to a trace file
-    advise_trace: str = "demo-14d"  # the advisor's trace: purchase advice wants weeks, not hours
-    policy: str = "optimal"  # placement policy name (heddle.optimizer)
-    seed: int = 0  # seed of every numpy Generator a command creates
-    electricity_usd_per_kwh: Annotated[float, Field(ge=0)] | None = None  # None: the fleet's
-    service_life_years: Annotated[float, Field(gt=0)] = 4.0  # for hardware amortization
-    nats_url: str | None = None  # None: start an embedded nats-server
-    data_dir: Path = Path("~/.heddle")  # event logs, recorded traces
-    output: Literal["table", "json"] = "table"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    fleet: str = "demo"  # sim, check, place, advise, models fleet: a shipped fleet name or a fleet YAML
+    trace: str = "demo"  # sim, check: a shipped trace name, a trace file or a workload YAML
+    advise_trace: str = "demo-14d"  # advise: purchase advice wants weeks of work, not hours
+    policy: str = "optimal"  # sim, place: placement policy name (heddle.optimizer)
+    seed: int = 0  # sim, advise: seed of every numpy Generator the command creates
+    electricity_usd_per_kwh: Annotated[float, Field(ge=0)] | None = None  # advise; None: the fleet's
+    nats_url: str | None = None  # the live runtime (agent, scheduler, submit...); None: its default
+    data_dir: Path = Path("~/.heddle")  # the live runtime (`heddle up`): JetStream store and state
+    output: Literal["table", "json"] = "table"  # models predict: "json" prints JSON
+    log_level: Literal["debug", "info", "warning", "error"] = "info"  # live runtime logs; debug also
+    # makes every command show the Python traceback of an internal error
     # `heddle agent` (heddle.live.agent); None: the agent's own default (host name, CPU count, ...)
     node_id: str | None = None  # this machine's node id in the live fleet
     device: str | None = None  # catalog device id of this machine

@@ -55,8 +55,8 @@ def test_bad_file_value_names_file_line_and_field(home):
 
 
 def test_bad_env_value_names_the_variable(home, monkeypatch):
-    monkeypatch.setenv("HEDDLE_SERVICE_LIFE_YEARS", "-1")
-    with pytest.raises(ConfigError, match="HEDDLE_SERVICE_LIFE_YEARS='-1'"):
+    monkeypatch.setenv("HEDDLE_ELECTRICITY_USD_PER_KWH", "-1")
+    with pytest.raises(ConfigError, match="HEDDLE_ELECTRICITY_USD_PER_KWH='-1'"):
         load_settings()
 
 

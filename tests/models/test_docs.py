@@ -33,7 +33,10 @@ def heddle_commands():
 
 
 @pytest.mark.parametrize("args", list(heddle_commands()))
-def test_doc_command_runs(args):
+def test_doc_command_runs(args, tmp_path, monkeypatch):
+    # getting-started.md runs commands on models.md's workload saved as my-workload.yaml
+    (tmp_path / "my-workload.yaml").write_text(next(t for t in blocks("models.md", "yaml") if "pipelines:" in t))
+    monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, args, env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.output
 
