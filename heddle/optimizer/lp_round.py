@@ -18,8 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linprog
-from scipy.sparse import coo_matrix, vstack
 
 from heddle.optimizer.assign import Assignment, Ledger, complete, objective_int
 from heddle.optimizer.fast import regret_order
@@ -55,6 +53,11 @@ class LpResult:
 
 def lp_round(sc: Scored, policy: Policy) -> LpResult:
     """Solve the batch's LP relaxation and round it (see the module docstring)."""
+    # scipy is imported here, not at the top: `heddle sim` and `--help` load the optimizer
+    # package and most runs never solve an LP (scipy.optimize costs ~0.4 s to import)
+    from scipy.optimize import linprog
+    from scipy.sparse import coo_matrix, vstack
+
     base, defer = sc.base_int(), sc.defer_int()
     t_n, j_n = base.shape
     tt, jj = np.nonzero(sc.ok & (base < defer[:, None]))
