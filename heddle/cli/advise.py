@@ -14,9 +14,9 @@ from typing import Annotated
 
 import typer
 
-from heddle.cli.common import console, fail, guarded, new_table
+from heddle.cli.common import LazyConsole, console, fail, guarded, new_table
 
-err = console(stderr=True)
+err = LazyConsole(stderr=True)
 
 CONSOLE_COLUMNS = ("#", "candidate", "net USD", "saves USD/mo", "payback mo", "P10-P50-P90 mo",
                    "NPV USD", "status")

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
-__all__ = ["EXIT_CHECK_FAILED", "EXIT_INPUT", "console", "fail", "friendly", "guarded", "new_table", "one_line"]
+__all__ = ["EXIT_CHECK_FAILED", "EXIT_INPUT", "LazyConsole", "console", "fail", "friendly", "guarded", "new_table", "one_line"]
 
 EXIT_CHECK_FAILED = 1
 """`heddle check` found an error-level problem (or heddle failed: an internal error)."""
@@ -60,9 +60,29 @@ class InputError(ValueError):
 
 def console(stderr: bool = False) -> Console:
     """A rich console as wide as the terminal, or PIPE_WIDTH when output goes to a pipe/file."""
+    from rich.console import Console
+
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else int(os.environ.get("COLUMNS", PIPE_WIDTH))
     return Console(stderr=stderr, width=max(width, 80) if width else None)
+
+
+class LazyConsole:
+    """A module-level console made on first use: rich.console costs ~0.07 s to import, and
+    `heddle --help` (plain click help) never prints through rich."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def real(self) -> Console:
+        """The rich Console itself (for rich objects that take one, such as Progress)."""
+        if self._console is None:
+            self._console = console(self._stderr)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real(), name)
 
 
 def new_table(*args: Any, **kwargs: Any) -> Table:
@@ -80,6 +100,8 @@ def one_line(message: str) -> str:
 
 def fail(command: str, message: str, code: int = EXIT_INPUT) -> NoReturn:
     """Print `heddle <command>: <message>` on one line to stderr and exit with `code`."""
+    from rich.console import Console
+
     err = Console(stderr=True, width=10_000, highlight=False)  # one line, whatever the width
     err.print(f"[red]heddle {command}:[/red] {one_line(message)}", markup=True, soft_wrap=True)
     raise typer.Exit(code)

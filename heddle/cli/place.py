@@ -16,12 +16,12 @@ import typer
 if TYPE_CHECKING:
     from rich.table import Table
 
-from heddle.cli.common import console, guarded, new_table
+from heddle.cli.common import LazyConsole, guarded, new_table
 
 SHIPPED_TASKS = Path(__file__).resolve().parent.parent / "data" / "tasks" / "demo.yaml"
 """The sample task file `heddle place` uses by default (package data)."""
 
-out = console()  # pipes and CI get full rows, not 80 columns
+out = LazyConsole()  # pipes and CI get full rows, not 80 columns
 
 
 def _decisions_table(placement, title: str) -> Table:

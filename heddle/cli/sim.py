@@ -16,10 +16,10 @@ import typer
 if TYPE_CHECKING:
     from rich.table import Table
 
-from heddle.cli.common import InputError, console, guarded, new_table
+from heddle.cli.common import InputError, LazyConsole, guarded, new_table
 
-out = console()
-err = console(stderr=True)
+out = LazyConsole()
+err = LazyConsole(stderr=True)
 
 
 def _fmt(value: float, unit: str = "", digits: int = 2) -> str:
@@ -163,7 +163,7 @@ def sim(
         report("sim", findings_for(load_fleet(f), work))
     n_runs = len(fleets) * len(policies)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True, disable=as_json) as bar:
+                  TimeElapsedColumn(), console=err.real(), transient=True, disable=as_json) as bar:
         if n_runs == 1:
             job = bar.add_task("simulating arrivals", total=None)
             report_to = {"progress": lambda done, total: bar.update(job, completed=done, total=total)}

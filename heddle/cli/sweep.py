@@ -6,19 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
-out = Console(width=max(Console().width, 120))  # tables are not cut at 80 columns when piped
-err = Console(stderr=True)
+from heddle.cli.common import LazyConsole, new_table
+
+out = LazyConsole()  # tables are not cut at 80 columns when piped
+err = LazyConsole(stderr=True)
 
 
 def sweep(
@@ -29,6 +21,15 @@ def sweep(
     serial: Annotated[bool, typer.Option("--serial", help="Run in this process, one run after another.")] = False,
 ) -> None:
     """Run a grid (or list) of twin runs and collect their summaries into one table."""
+    from rich.progress import (  # here, not at the top: `heddle --help` need not import it
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     from heddle.sim import SimError
     from heddle.sim.executors import make_executor
     from heddle.sim.sweep import expand, load_sweep_spec, run_sweep
@@ -39,7 +40,7 @@ def sweep(
         executor = make_executor("serial" if serial else "local", workers=workers, ray_address=ray)
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(), TimeRemainingColumn(),
-                      console=err, transient=True) as bar:
+                      console=err.real(), transient=True) as bar:
             job = bar.add_task(f"{spec.name} on {executor.name}", total=total, failed=0)
             result = run_sweep(spec, out_dir, executor=executor,
                                on_progress=lambda done, failed, n: bar.update(job, completed=done + failed, failed=failed))
@@ -47,7 +48,7 @@ def sweep(
         err.print(f"[red]heddle sweep: {exc}[/red]")
         raise typer.Exit(2) from None
 
-    t = Table(title=f"{spec.name}: {len(result.table)} runs ({result.ran} run now, {result.reused} reused)")
+    t = new_table(title=f"{spec.name}: {len(result.table)} runs ({result.ran} run now, {result.reused} reused)")
     params = ["fleet", "trace", "policy", "scenario", "growth", "electricity_price", "seed"]
     varying = [c for c in params if len(result.table) and result.table[c].nunique() > 1] or params[:1]
     metrics = {"completed": "done", "rejected": "rejected", "latency_p95_s": "p95 s",

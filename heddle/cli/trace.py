@@ -12,11 +12,11 @@ import typer
 if TYPE_CHECKING:
     from rich.table import Table
 
-from heddle.cli.common import EXIT_INPUT, InputError, console, guarded, new_table, one_line
+from heddle.cli.common import EXIT_INPUT, InputError, LazyConsole, guarded, new_table, one_line
 
 app = typer.Typer(no_args_is_help=True, help="Workload traces: import, synthesize, inspect.")
-out = console()
-err = console(stderr=True)
+out = LazyConsole()
+err = LazyConsole(stderr=True)
 
 FORMATS = ("azure", "burstgpt", "csv")
 """`heddle trace import` formats (heddle.traces.importers.FORMATS; a test holds them equal)."""
