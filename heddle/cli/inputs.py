@@ -136,8 +136,9 @@ def trace_file(arg: str | Path, scratch: Path) -> Path:
     return path
 
 
-def tasks_from(arg: str | Path) -> list:
-    """Tasks of a workload YAML (`tasks:`/`pipelines:`/`councils:`) or of a task list file."""
+def tasks_from(arg: str | Path, fleet=None, fleet_source: str = "") -> list:
+    """Tasks of a workload YAML (`tasks:`/`pipelines:`/`councils:`) or of a task list file;
+    with `fleet`, every task's budget account must be one the fleet defines."""
     from heddle.models.workload import parse_workload
     from heddle.models.yamlsource import load_yaml
     from heddle.optimizer.taskfile import parse_tasks
@@ -146,9 +147,12 @@ def tasks_from(arg: str | Path) -> list:
     assert path is not None  # no shipped task names: _existing raised for a missing path
     text = text_of(path, "tasks")
     if isinstance(load_yaml(text, str(path), InputError).data, list):
-        tasks = parse_tasks(text, str(path))  # the older list form, deadlines absolute
+        tasks = parse_tasks(text, str(path), fleet, fleet_source)  # the list form, deadlines absolute
     else:
         tasks = list(parse_workload(text, str(path)).tasks)
+        for t in tasks:  # the same rule parse_tasks applies to the list form
+            if fleet is not None and t.account and (problem := fleet.unknown_account(t.account)):
+                raise InputError(f"{path}: task {t.id}: account: {problem} (fleet file {fleet_source})")
     if not tasks:
         raise InputError(f"{path}: no tasks; expected a workload (tasks:, pipelines:, councils:) or a list of tasks")
     return tasks

@@ -77,7 +77,7 @@ def place(
     chosen = resolve_policy(settings.policy)
     fleet_path = fleet_file(settings.fleet)
     the_fleet = load_fleet(fleet_path)
-    pending = tasks_from(tasks or SHIPPED_TASKS)
+    pending = tasks_from(tasks or SHIPPED_TASKS, the_fleet, str(fleet_path))
     report("place", findings_for(the_fleet, work_frame(pending)))
     state = FleetState.idle(the_fleet, time_s)
     if as_json:  # the record reads the table the placement was decided from

@@ -54,6 +54,6 @@ def test_trace_stats_and_check_read_the_workload_yaml(tmp_path):
 
 def test_every_fleet_option_takes_shipped_names():
     for args in (["models", "fleet", "office"], ["check", "--fleet", "small"],
-                 ["place", "--fleet", "small", "--policy", "fast"]):
+                 ["place", "--fleet", "demo", "--policy", "fast"]):
         result = heddle(*args)
         assert result.exit_code == 0, (args, result.stderr)

@@ -71,6 +71,6 @@ def test_an_unknown_policy_lists_the_valid_ones():
 
 
 def test_the_json_record_reports_the_placements_own_wall_time():
-    record = json.loads(runner.invoke(app, ["place", "--json"]).output)
+    record = json.loads(runner.invoke(app, ["place", "--json"]).stdout)  # preflight warnings: stderr
     assert record["wall_s"] > 0  # also when LP rounding or the fast path answers
     assert record["gap"] <= 0.01 + 1e-12
