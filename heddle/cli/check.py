@@ -33,10 +33,12 @@ def report(command: str, findings: list[Finding], *, stop_on_error: bool = True)
     """Print findings to stderr; an error stops `command` with exit code 2."""
     if not findings:
         return
+    from rich.markup import escape
+
     err = console(stderr=True)
     for f in findings:
         colour = "red" if f.level == "error" else "yellow"
-        err.print(f"[{colour}]heddle {command}: {f.level}:[/{colour}] {f.message} [dim]Fix: {f.fix}[/dim]",
+        err.print(f"[{colour}]heddle {command}: {f.level}:[/{colour}] {escape(f.message)} [dim]Fix: {escape(f.fix)}[/dim]",
                   highlight=False, soft_wrap=True)
     if stop_on_error and any(f.level == "error" for f in findings):
         raise typer.Exit(EXIT_INPUT)

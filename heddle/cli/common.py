@@ -101,9 +101,10 @@ def one_line(message: str) -> str:
 def fail(command: str, message: str, code: int = EXIT_INPUT) -> NoReturn:
     """Print `heddle <command>: <message>` on one line to stderr and exit with `code`."""
     from rich.console import Console
+    from rich.markup import escape
 
     err = Console(stderr=True, width=10_000, highlight=False)  # one line, whatever the width
-    err.print(f"[red]heddle {command}:[/red] {one_line(message)}", markup=True, soft_wrap=True)
+    err.print(f"[red]heddle {command}:[/red] {escape(one_line(message))}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -27,7 +27,9 @@ SYNTH_OPTIONS = {"duration_h": "--days/--hours", "rate_per_h": "--rate", "diurna
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]heddle trace:[/red] {one_line(message)}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    err.print(f"[red]heddle trace:[/red] {escape(one_line(message))}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_INPUT)
 
 

@@ -121,3 +121,7 @@ def test_gzip_of_garbage_as_trace(tmp_path):
     bad = tmp_path / "bad.htr.gz"
     bad.write_bytes(gzip.compress(json.dumps({"not": "a trace"}).encode()))
     assert_rejected(heddle("trace", "head", str(bad)), str(bad))
+
+
+def test_a_name_that_looks_like_markup_is_printed_as_given():
+    assert_rejected(heddle("sim", "--fleet", "[bold]x.yaml"), "[bold]x.yaml")
