@@ -1,13 +1,12 @@
 """The files a `heddle` command reads and writes, checked before any work starts.
 
 Every command that takes a fleet accepts a fleet YAML path or a shipped fleet name; every
-command that takes work accepts a trace file (`.htr`, `.htr.gz`), a shipped trace name, or
-the workload YAML of docs/models.md (`tasks:`, `pipelines:`, `councils:`), which is turned
-into a trace in a scratch directory. A path that is missing, a directory, or not text where
-text is expected is an InputError naming the file, before anything runs; so is an output
-path that cannot be written.
+command that takes work accepts a trace (a `.parquet` file, a directory of them, or a legacy
+`.htr`), a shipped trace name, or the workload YAML of docs/models.md (`tasks:`,
+`pipelines:`, `councils:`). A path that is missing, a directory where a file is expected, or
+not text where text is expected is an InputError naming the file, before anything runs; so
+is an output path that cannot be written.
 """
-
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,10 +34,11 @@ def _looks_like_path(arg: str) -> bool:
     return "/" in arg or "\\" in arg or Path(arg).suffix != ""
 
 
-def _existing(arg: str | Path, what: str, shipped: list[str]) -> Path | None:
-    """`arg` as an existing file; None if it can only be a shipped name; InputError otherwise."""
+def _existing(arg: str | Path, what: str, shipped: list[str], *, dirs: bool = False) -> Path | None:
+    """`arg` as an existing file (or directory, with `dirs`: a trace may be a directory of
+    Parquet files); None if it can only be a shipped name; InputError otherwise."""
     path = Path(arg).expanduser()
-    if path.is_dir():
+    if path.is_dir() and not dirs:
         raise InputError(f"{arg}: is a directory; expected a {what} file")
     if path.exists():
         return path
@@ -101,7 +101,7 @@ def _workload_trace(path: Path, scratch: Path) -> Path:
                          "`check` and `place` take this file as it is")
     depends = {t.id: ",".join(t.depends_on) for t in workload.tasks if t.depends_on}
     trace = from_tasks(workload.tasks, depends, meta={"source": str(path)})
-    target = scratch / (path.stem + ".htr")
+    target = scratch / (path.stem + ".parquet")
     write_trace(trace, target)
     return target
 
@@ -112,10 +112,10 @@ def work_source(arg: str | Path) -> Path | list:
     from heddle.models.workload import parse_workload
     from heddle.traces import shipped_trace_names, shipped_trace_path
 
-    path = _existing(arg, "trace", shipped_trace_names())
+    path = _existing(arg, "trace", shipped_trace_names(), dirs=True)
     if path is None:
         return shipped_trace_path(str(arg))
-    if path.suffix.lower() not in YAML_SUFFIXES:
+    if path.suffix.lower() not in YAML_SUFFIXES or path.is_dir():
         return path
     tasks = list(parse_workload(text_of(path, "workload"), str(path)).tasks)
     if not tasks:
@@ -128,10 +128,10 @@ def trace_file(arg: str | Path, scratch: Path) -> Path:
     (converted into `scratch`, a directory that lives as long as the command)."""
     from heddle.traces import shipped_trace_names, shipped_trace_path
 
-    path = _existing(arg, "trace", shipped_trace_names())
+    path = _existing(arg, "trace", shipped_trace_names(), dirs=True)
     if path is None:
         return shipped_trace_path(str(arg))
-    if path.suffix.lower() in YAML_SUFFIXES:
+    if path.suffix.lower() in YAML_SUFFIXES and not path.is_dir():
         return _workload_trace(path, scratch)
     return path
 

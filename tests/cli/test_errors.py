@@ -23,7 +23,7 @@ def _demo_trace(tmp_path: Path) -> bytes:
 
 
 def test_a_directory_as_trace_names_it(tmp_path):
-    assert_rejected(heddle("sim", "--trace", str(tmp_path)), str(tmp_path), "is a directory")
+    assert_rejected(heddle("sim", "--trace", str(tmp_path)), str(tmp_path), "directory")
 
 
 def test_a_binary_scenario_tasks_or_config_file(tmp_path):
@@ -94,7 +94,7 @@ def test_a_missing_fleet_file_is_not_called_a_shipped_name(tmp_path):
 
 
 def test_trace_stats_of_a_directory(tmp_path):
-    line = assert_rejected(heddle("trace", "stats", str(tmp_path)), "is a directory")
+    line = assert_rejected(heddle("trace", "stats", str(tmp_path)), "a directory without .parquet files")
     assert "Errno" not in line
 
 

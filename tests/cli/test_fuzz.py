@@ -24,9 +24,9 @@ AZURE = Path(__file__).resolve().parents[1] / "data" / "azure"
 
 
 
-def _small_trace(tmp: Path) -> bytes:
+def _small_trace(tmp: Path, suffix: str = ".htr") -> bytes:
     trace = read_trace(shipped_trace_path("demo"))
-    path = tmp / "seed.htr"
+    path = tmp / f"seed{suffix}"
     write_trace(type(trace).from_frame(trace.df.head(40), trace.meta), path)
     return path.read_bytes()
 
@@ -46,6 +46,8 @@ ENTRY_POINTS = {
     "place --tasks": (["place", "--tasks", "{}", "--policy", "fast"], ".yaml", lambda t: TASKS.read_bytes()),
     "check --fleet": (["check", "--fleet", "{}"], ".yaml", lambda t: shipped_fleet_path("office").read_bytes()),
     "check --trace": (["check", "--trace", "{}"], ".htr", _small_trace),
+    "check --trace parquet": (["check", "--trace", "{}"], ".parquet", lambda t: _small_trace(t, ".parquet")),
+    "trace head parquet": (["trace", "head", "{}"], ".parquet", lambda t: _small_trace(t, ".parquet")),
     "advise --fleet": (["advise", "--fleet", "{}", "--trace", "/nonexistent.htr"], ".yaml", None),
     "models fleet": (["models", "fleet", "{}"], ".yaml", lambda t: shipped_fleet_path("demo").read_bytes()),
     "trace stats": (["trace", "stats", "{}"], ".htr", _small_trace),
@@ -102,7 +104,7 @@ def test_truncated_files_are_valid_or_rejected_in_one_line(name, tmp_path):
         path = tmp_path / f"cut{cut}{suffix}"
         path.write_bytes(data[:cut])
         result = _invoke(name, path, tmp_path)
-        # a binary trace knows its own length, so a cut .htr is always caught
-        if suffix.startswith(".htr") or result.exit_code != 0:
+        # a binary trace knows its own length (.htr trailer, Parquet footer): a cut is caught
+        if suffix.startswith((".htr", ".parquet")) or result.exit_code != 0:
             assert_rejected(result)
         assert "Traceback" not in result.stdout + result.stderr

@@ -145,7 +145,7 @@ def test_convert_rewrites_legacy_files_as_parquet(tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert read_trace(tmp_path / "named.parquet").equals(demo)
     result = run("convert", str(old), str(other), "-o", str(tmp_path / "x.parquet"))
-    assert result.exit_code == 1 and "one input" in result.output
+    assert result.exit_code == 2 and "one input" in result.output
 
 
 def test_head_shows_the_first_rows_and_checks_columns():
