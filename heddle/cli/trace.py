@@ -194,21 +194,26 @@ def _mix_text(mix: dict[str, float]) -> str:
 @app.command("stats")
 @guarded("trace stats")
 def stats_cmd(
-    file: Annotated[str, typer.Argument(metavar="WORK", help="trace file, shipped name such as 'demo', or workload YAML")],
+    file: Annotated[str, typer.Argument(metavar="WORK", help="trace file or directory, shipped name such as 'demo', or workload YAML")],
     plots: Annotated[Path | None, typer.Option(metavar="DIR", help="write PNG plots into this directory")] = None,
 ) -> None:
     """Rates, token percentiles, the diurnal profile and the privacy mix of a trace."""
     from heddle.cli.inputs import output_dir, trace_file
-    from heddle.traces import TraceError, read_trace
+    from heddle.traces import TraceError, is_legacy, read_trace
     from heddle.traces.stats import PERCENTILES, trace_stats, write_plots
 
     if plots is not None:
         output_dir(plots)
     try:
         with err.status(f"reading {file}"), tempfile.TemporaryDirectory(prefix="heddle-trace-") as scratch:
-            trace = read_trace(trace_file(file, Path(scratch)))
+            path = trace_file(file, Path(scratch))
+            trace = read_trace(path)
     except TraceError as exc:
         raise _fail(str(exc)) from None
+    if is_legacy(path):
+        err.print(f"note: {file} is in the legacy .htr format, read for this release only; "
+                  f"'heddle trace convert {file}' rewrites it as Parquet", highlight=False,
+                  soft_wrap=True)
     s = trace_stats(trace)
     table = new_table(title=f"{file}", show_header=False)
     table.add_column("", style="bold")
@@ -278,7 +283,7 @@ HEAD_COLUMNS = "arrival_s,task_id,model,prompt_tokens,output_tokens,privacy,owne
 @app.command("head")
 @guarded("trace head")
 def head_cmd(
-    file: Annotated[str, typer.Argument(metavar="WORK", help="trace file, shipped name such as 'demo', or workload YAML")],
+    file: Annotated[str, typer.Argument(metavar="WORK", help="trace file or directory, shipped name such as 'demo', or workload YAML")],
     rows: Annotated[int, typer.Option("-n", "--rows", metavar="N", help="rows to show")] = 10,
     columns: Annotated[str, typer.Option(metavar="NAMES", help="comma-separated columns")] = HEAD_COLUMNS,
 ) -> None:
