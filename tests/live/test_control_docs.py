@@ -82,9 +82,13 @@ def test_the_documented_session_runs_and_ctrl_c_stops_everything(tmp_path, monke
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0  # nats-server is gone
     finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait()
+        if up.poll() is None:  # a failed test: Ctrl-C first, or up's children outlive it
+            up.send_signal(signal.SIGINT)
+            try:
+                up.wait(timeout=WAIT_S)
+            except subprocess.TimeoutExpired:
+                up.kill()
+                up.wait()
 
 
 def _waiter() -> Cluster:
