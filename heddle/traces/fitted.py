@@ -3,7 +3,8 @@
 Each constant is scipy.stats.lognorm.fit(tokens, floc=0) on one column of one trace, stored
 as (mu, sigma) of log(tokens). Source: Azure/AzurePublicDataset AzureLLMInferenceTrace_conv
 and _code (2023-11-16, about one hour each), CC-BY 4.0, Patel et al., "Splitwise", ISCA 2024.
-A test refits them from the Azure CSVs (tests/data/azure/, copies of ../shared/data/traces/) so the numbers cannot drift from the data.
+A test refits them from the Azure CSVs kept in tests/data/azure/ so the numbers cannot
+drift from the data.
 """
 
 from __future__ import annotations

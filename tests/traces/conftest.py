@@ -11,7 +11,7 @@ import pytest
 from heddle.traces import Trace
 
 SHARED_TRACES = Path(__file__).resolve().parents[1] / "data" / "azure"
-"""Copies of ../shared/data/traces/ (Azure LLM 2023, CC-BY 4.0) kept in the repo for clean clones."""
+"""The Azure LLM inference trace 2023 (Azure/AzurePublicDataset, CC-BY 4.0), kept in the repo for clean clones."""
 
 
 def make_frame(n: int, seed: int = 0) -> pd.DataFrame:
