@@ -131,6 +131,16 @@ class Cluster:
 
         return await self.wait_for(ended, f"{total} tasks of {job} {state}")
 
+    async def job_events(self, job: str, total: int) -> list:
+        """The job's lifecycle events once the log holds a completion for ``total`` of its
+        tasks (the journal appends in pipelined batches, so a status reply may run ahead of it)."""
+
+        async def logged():
+            events = [e for e in await self.events() if e.aggregate_id.startswith(f"{job}-")]
+            return events if len(completions(events)) >= total else None
+
+        return await self.wait_for(logged, f"{total} completions of {job} in the event log")
+
     async def events(self) -> list:
         nc = await nats.connect(self.url)
         try:

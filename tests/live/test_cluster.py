@@ -51,7 +51,7 @@ async def test_privacy_mix_of_300_tasks_all_complete_without_a_violation(cluster
     counts = await cluster.wait_job(client, "mix", 300)
     assert counts == {"completed": 300}
 
-    events = [e for e in await cluster.events() if e.aggregate_id.startswith("mix-")]
+    events = await cluster.job_events("mix", 300)
     nodes = fleet_nodes()
     specs = {t.task.id: t.task for t in tasks}
     violations, used = [], set()
@@ -77,7 +77,7 @@ async def run_job(cluster, tmp_path, job: str, text: str, total: int):
     await cluster.wait_nodes(client, set(NODES))
     await client.submit(job, tasks)
     assert await cluster.wait_job(client, job, total) == {"completed": total}
-    events = [e for e in await cluster.events() if e.aggregate_id.startswith(f"{job}-")]
+    events = await cluster.job_events(job, total)
     return tasks, events, client
 
 

@@ -39,8 +39,10 @@ async def running_on(client, node: str) -> int:
     return next((n.running for n in (await client.fleet()).nodes if n.node_id == node), 0)
 
 
-async def events_of(cluster, job: str) -> list:
-    return [e for e in await cluster.events() if e.aggregate_id.startswith(f"{job}-")]
+async def events_of(cluster, job: str, total: int) -> list:
+    """The job's events once the log holds ``total`` completions (the journal may lag the
+    status reply by a batch)."""
+    return await cluster.job_events(job, total)
 
 
 def restart_agent(cluster, node: str) -> None:
@@ -53,7 +55,7 @@ async def test_an_agent_killed_mid_run_has_its_work_replaced_and_each_task_compl
     await cluster.wait_for(lambda: running_on(client, "north"), "work running on north")
     cluster.kill(cluster.agents["north"])
     assert await cluster.wait_job(client, "kill", 60) == {"completed": 60}
-    events = await events_of(cluster, "kill")
+    events = await events_of(cluster, "kill", 60)
     assert completions(events) == {t.task.id: 1 for t in tasks}
     retried = [e for e in events if e.event_type == "TaskFailed" and "north" in e.payload["reason"]]
     assert retried and all(e.payload["retryable"] for e in retried)
@@ -66,7 +68,7 @@ async def test_nats_server_restart_loses_nothing_and_everyone_reconnects(cluster
     cluster.nats.stop()
     cluster.nats.start()  # same port, same store
     assert await cluster.wait_job(client, "bounce", 60) == {"completed": 60}
-    assert completions(await events_of(cluster, "bounce")) == {t.task.id: 1 for t in tasks}
+    assert completions(await events_of(cluster, "bounce", 60)) == {t.task.id: 1 for t in tasks}
     reconnected_after = time.time()
 
     async def all_report_again():
@@ -87,7 +89,7 @@ async def test_control_plane_killed_mid_run_resumes_from_the_log(cluster, tmp_pa
     cluster.kill(cluster.control)
     cluster.start_control("--max-retries", "5")
     assert await cluster.wait_job(client, "crash", 80) == {"completed": 80}
-    assert completions(await events_of(cluster, "crash")) == {t.task.id: 1 for t in tasks}
+    assert completions(await events_of(cluster, "crash", 80)) == {t.task.id: 1 for t in tasks}
 
 
 @pytest.mark.parametrize("how", ["command", "sigterm"])
@@ -106,7 +108,7 @@ async def test_a_drained_node_gets_no_new_work_and_finishes_what_it_runs(cluster
     await cluster.wait_for(draining, "east draining")
     drained_at = time.time()
     assert await cluster.wait_job(client, job, 36) == {"completed": 36}
-    events = await events_of(cluster, job)
+    events = await events_of(cluster, job, 36)
     late = [e for e in events if e.event_type == "TaskPlaced" and e.payload["target"] == "east"
             and e.occurred_at_unix_s > drained_at]
     assert late == []

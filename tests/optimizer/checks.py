@@ -111,11 +111,13 @@ def _need_gb(task: Task) -> float:
     return catalog.model(task.model).memory_gb(task.quant, task.prompt_tokens + task.output_tokens)
 
 
-def ever_runnable(state: FleetState, task: Task, policy: Policy) -> bool:
+def ever_runnable(state: FleetState, task: Task, policy: Policy, slack_gb: float = 1e-6) -> bool:
     """Some target passes every permanent constraint (not draining, privacy, tier, kind,
     installed memory, budget account), so rejecting the task ("no target can ever run it") is
-    wrong. A departed node (or one missing from the state) counts: it may come back."""
-    need = _need_gb(task) + 1e-6  # a hair of slack so float noise never flags a real rejection
+    wrong. A departed node (or one missing from the state) counts: it may come back.
+    `slack_gb` is a hair added to the task's memory so float noise at an exact fit never flags
+    a real decision: positive when checking a rejection, negative when checking a deferral."""
+    need = _need_gb(task) + slack_gb
     for node in state.fleet.nodes:
         ns = state.nodes.get(node.id)
         if (ns is not None and ns.status is NodeStatus.DRAINING) or not tier_allowed(task) or not fits_context(task):
@@ -149,11 +151,12 @@ def check_placement(state: FleetState, tasks: list[Task], placement: Placement, 
         if d.status is not DecisionStatus.PLACED:
             assert d.reason, f"{task.id}: unplaced without a reason"
             assert d.target is None
-            runnable = ever_runnable(state, task, policy)
             if d.status is DecisionStatus.REJECTED:
-                assert not runnable, f"{task.id}: rejected although a target could run it"
+                assert not ever_runnable(state, task, policy, 1e-6), \
+                    f"{task.id}: rejected although a target could run it"
             else:  # and the converse: waiting for a target that can never run it is pointless
-                assert runnable, f"{task.id}: deferred although no target can ever run it"
+                assert ever_runnable(state, task, policy, -1e-6), \
+                    f"{task.id}: deferred although no target can ever run it"
             continue
         if d.target_kind is TargetKind.NODE:
             node, ns = fleet.node(d.target), state.nodes[d.target]
