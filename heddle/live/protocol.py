@@ -390,15 +390,7 @@ def decode(
 
     ``expect`` limits the accepted message types (a subject carries only its own types).
     """
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise _oversized(len(data))
-    try:
-        raw = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError("<message>", f"expected a JSON object: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ProtocolError("<message>", f"expected a JSON object, got {type(raw).__name__}")
-    check_version(raw.get("v"))
+    raw = read_envelope(data)
     kind = raw.get("type")
     model = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
     if model is None:
@@ -413,6 +405,21 @@ def decode(
         err = exc.errors()[0]
         where = ".".join(str(part) for part in err["loc"]) or "<message>"
         raise ProtocolError(where, f"{err['msg']} (got {_short(err.get('input'))})") from None
+
+
+def read_envelope(data: bytes) -> dict[str, Any]:
+    """Bytes -> the message's JSON object, refused (ProtocolError / VersionError) when it is
+    oversized, not a JSON object or of another major version. Every decoder starts here."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise _oversized(len(data))
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError("<message>", f"expected a JSON object: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError("<message>", f"expected a JSON object, got {type(raw).__name__}")
+    check_version(raw.get("v"))
+    return raw
 
 
 def _oversized(size: int) -> ProtocolError:

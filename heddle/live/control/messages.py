@@ -8,18 +8,16 @@ oversized message or a wrong schema is refused with a ProtocolError naming the f
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from heddle.live.protocol import (
-    MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION,
     ExecutorSpec,
     ProtocolError,
     TaskSpec,
-    check_version,
+    read_envelope,
 )
 
 __all__ = [
@@ -152,15 +150,7 @@ def encode_message(message: _Base) -> bytes:
 
 def decode_request(data: bytes, expect: type[_Base]) -> Any:
     """Bytes -> the expected request, or ProtocolError naming the field."""
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise ProtocolError("<message>", f"{len(data)} bytes, more than the {MAX_MESSAGE_BYTES} allowed")
-    try:
-        raw = json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError("<message>", f"expected a JSON object: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ProtocolError("<message>", f"expected a JSON object, got {type(raw).__name__}")
-    check_version(raw.get("v"))
+    raw = read_envelope(data)
     kind = raw.get("type")
     if not isinstance(kind, str) or _REQUESTS.get(kind) is not expect:
         wanted = expect.model_fields["type"].default
