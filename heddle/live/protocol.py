@@ -11,6 +11,8 @@ announced here. Receivers with extra fields forbidden must be upgraded before se
 new field: upgrade the control plane first, then the agents.
 
 - 1.0: first version.
+- 1.1: `TokenChunk` on ``heddle.v1.tokens.<task>`` (an LLM attempt's output as it is produced,
+  for assignments whose executor options set ``stream_tokens``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from heddle.models.ids import (
 from heddle.models.state import NodeState
 from heddle.models.task import Task
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 """Version every message carries in ``v``: "major.minor"; receivers refuse another major."""
 PROTOCOL_MAJOR = 1
 MAX_MESSAGE_BYTES = 512 * 1024
@@ -72,6 +74,13 @@ CANCEL = SUBJECT_PREFIX + ".cancel"
 """user -> control plane, request/reply: cancel a task."""
 DRAIN = SUBJECT_PREFIX + ".drain"
 """user -> control plane, request/reply: drain a node."""
+TOKENS = SUBJECT_PREFIX + ".tokens.{task}"
+"""agent -> whoever submitted the task (the gateway), core NATS, best effort: `TokenChunk`s of
+an LLM attempt as they are produced, then one with ``done`` set, when the assignment's executor
+options set ``stream_tokens`` (`STREAM_TOKENS_OPTION`). The task's outcome is still the control
+plane's (its reports and events): a lost chunk is seen as a gap in ``index``."""
+STREAM_TOKENS_OPTION = "stream_tokens"
+"""`ExecutorSpec.options` key: true asks the agent to publish the attempt's output on `TOKENS`."""
 
 REPORT_STREAM = "HEDDLE_LIVE_REPORTS"
 """JetStream stream holding every task report (subjects ``heddle.v1.report.>``)."""
@@ -329,6 +338,22 @@ class TaskFinished(_AttemptMessage):
     timings: Timings
 
 
+class TokenChunk(_AttemptMessage):
+    """Output of one LLM attempt, in order: ``index`` counts this attempt's chunks from 0.
+
+    The last chunk of an attempt has ``done`` set, no text, the attempt's ``outcome`` (and
+    ``reason``) and ``usage``: the result's token counts, model, finish reason and timings
+    (its ``text`` left out: the caller has it already)."""
+
+    type: Literal["tokens"] = "tokens"
+    index: Count
+    text: str = ""
+    done: bool = False
+    outcome: Literal["ok", "failed", "cancelled"] | None = None
+    reason: str | None = None
+    usage: dict[str, Any] | None = None
+
+
 class Control(_Message):
     """Drain the node (``deadline_s`` for in-flight work) or cancel one task's attempt."""
 
@@ -360,13 +385,13 @@ class Left(_Message):
 
 Message = (
     CapacityReport | Assignment | AssignReply | TaskStarted | TaskFinished | Control
-    | ControlReply | Left
+    | ControlReply | Left | TokenChunk
 )
 MESSAGE_TYPES: dict[str, type[_Message]] = {
     m.model_fields["type"].default: m
     for m in (
         CapacityReport, Assignment, AssignReply, TaskStarted, TaskFinished, Control,
-        ControlReply, Left,
+        ControlReply, Left, TokenChunk,
     )
 }
 """The ``type`` tag -> model, for every message of protocol v1."""

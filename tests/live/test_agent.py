@@ -15,7 +15,7 @@ async def test_capacity_reports_and_assignments_run_with_timings(natsd, control,
     spawn_agent(natsd.url, "mac-a", "--slots", "3", "--owner", "ana", "--trust", "bo",
                 "--labels", "room=office,floor=2", "--processors", "tests.live,math")
     report = await control.next("capacity", lambda m: m.node_id == "mac-a")
-    assert (report.v, report.device, report.owner, report.trusted_owners) == ("1.0", "m1-8", "ana", ("bo",))
+    assert (report.v, report.device, report.owner, report.trusted_owners) == (p.PROTOCOL_VERSION, "m1-8", "ana", ("bo",))
     assert report.labels == {"room": "office", "floor": "2"}
     assert (report.slots, report.free_slots, report.status) == (3, 3, NodeStatus.ACTIVE)
     assert report.memory.total_gb > 0 and report.cpu.performance_cores >= 1

@@ -71,6 +71,8 @@ ALL_MESSAGES = [
     p.ControlReply(sender="mac-1", seq=6, sent_at=1.0, node_id="mac-1", action="drain", ok=True),
     p.Left(sender="mac-1", seq=8, sent_at=1.0, node_id="mac-1", reason="drained",
            abandoned=(p.TaskRef(task_id="t9", attempt=0),)),
+    p.TokenChunk(sender="mac-1", seq=9, sent_at=1.0, node_id="mac-1", task_id="t1", attempt=1,
+                 index=3, done=True, outcome="ok", usage={"output_tokens": 4}),
 ]
 
 

@@ -19,7 +19,7 @@ import re
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -57,11 +57,17 @@ class Progress:
 
     first_token_at: float | None = None
     partial: Any = None  # reported as the result if the attempt is cut (a billed call's cost)
+    on_text: Callable[[str], None] | None = None  # the agent's token sink, when one is asked for
 
     def first_token(self) -> None:
         """Call when the first output token arrives (LLM backends); later calls are ignored."""
         if self.first_token_at is None:
             self.first_token_at = time.time()
+
+    def text(self, chunk: str) -> None:
+        """Call with each piece of output as it arrives (LLM backends stream it on from here)."""
+        if self.on_text is not None:
+            self.on_text(chunk)
 
 
 class Executor(ABC):

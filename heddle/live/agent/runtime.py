@@ -32,6 +32,7 @@ from heddle.live.agent.executors import ExecutionError, ExecutorRegistry, Progre
 from heddle.live.agent.outbox import Outbox
 from heddle.live.agent.probe import MachineSample, Probe
 from heddle.live.agent.settings import AgentSettings
+from heddle.live.agent.tokens import TokenSink, wants_tokens
 from heddle.models.fleet_types import Node
 from heddle.models.ids import NodeStatus, OwnerId, Privacy
 
@@ -64,6 +65,7 @@ class _Attempt:
     started_at: float | None = None
     runner: asyncio.Task | None = None
     cancel_reason: str | None = None
+    tokens: TokenSink | None = None  # the attempt's output goes out as produced (gateway)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -307,6 +309,10 @@ class Agent:
 
     def _start(self, attempt: _Attempt) -> None:
         self.running[attempt.key] = attempt
+        if wants_tokens(attempt.assignment):
+            attempt.tokens = TokenSink(self._nc, self.settings.sender, self.settings.node_id,
+                                       attempt.assignment, self._next_seq)
+            attempt.progress.on_text = attempt.tokens
         self._idle.clear()
         attempt.runner = asyncio.create_task(self._run(attempt))
         self._capacity_due.set()
@@ -344,6 +350,8 @@ class Agent:
             node_id=self.settings.node_id, task_id=a.task.id, attempt=a.attempt, outcome=outcome,
             reason=reason, result=result, timings=attempt.timings(finished_at=time.time()),
         )
+        if attempt.tokens is not None:
+            attempt.tokens.end(outcome, reason, result)
         try:
             self._send_report(finished)
         except p.ProtocolError as exc:  # the result does not fit in a message

@@ -119,6 +119,7 @@ class StreamMeter:
         self.last_at = now
         self.chunks += 1
         self.text.append(text)
+        progress.text(text)
 
     def result(self, *, model: str, prompt_tokens: int | None, output_tokens: int | None,
                **extra: Any) -> dict[str, Any]:

@@ -91,6 +91,7 @@ def member_permissions(member: Member) -> dict:
                 p.subject(p.CAPACITY, node=name),
                 p.subject(p.REPORT, node=name),
                 p.subject(p.LEFT, node=name),
+                p.subject(p.TOKENS, task="*"),  # output of the LLM work it runs (the gateway)
                 "$JS.API.INFO",
                 f"$JS.API.STREAM.INFO.{p.REPORT_STREAM}",
             ]},

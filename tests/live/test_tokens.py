@@ -1,0 +1,64 @@
+"""An agent asked to stream an LLM attempt's output publishes each piece as it is produced
+(protocol `TOKENS`), in order, then a closing chunk with the usage; without the option it
+publishes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from heddle.live import protocol as p
+from tests.live.conftest import WAIT_S
+from tests.live.llmstandin import WORDS, Plan, StandIn, ollama_stream
+
+
+@pytest.fixture
+def server():
+    s = StandIn("llama3.1:8b-instruct-q4_K_M")
+    yield s
+    s.stop()
+
+
+async def assign(control, node: str, task_id: str, stream: bool) -> p.AssignReply:
+    options = {p.STREAM_TOKENS_OPTION: True} if stream else {}
+    a = p.Assignment(
+        **control._header(), node_id=node, attempt=2, payload={"prompt": "hi", "max_tokens": 9},
+        queued_at=time.time(),
+        task=p.TaskSpec(id=task_id, kind="llm", model="llama-3.1-8b", quant="q4_k_m"),
+        executor=p.ExecutorSpec(kind="llm", options=options),
+    )
+    reply = await control.nc.request(p.subject(p.ASSIGN, node=node), p.encode(a), timeout=WAIT_S)
+    return p.decode(reply.data, p.AssignReply)
+
+
+async def test_agent_streams_an_attempts_output_as_it_is_produced(natsd, control, spawn_agent, server):
+    spawn_agent(natsd.url, "tok1", "--ollama-url", server.url)
+    await control.next("capacity", lambda m: m.node_id == "tok1" and m.resident_models)
+    chunks: asyncio.Queue = asyncio.Queue()
+
+    async def on_chunk(msg):
+        await chunks.put(p.decode(msg.data, p.TokenChunk))
+
+    await control.nc.subscribe(p.subject(p.TOKENS, task="*"), cb=on_chunk)
+    held = server.hold()
+    server.plans.append(Plan(chunks=ollama_stream(server.model), hold=held, hold_at=3))
+    assert (await assign(control, "tok1", "s-1", stream=True)).accepted
+
+    # the first three pieces arrive while the server still holds back the rest
+    first = [await asyncio.wait_for(chunks.get(), WAIT_S) for _ in range(3)]
+    assert [c.text for c in first] == WORDS[:3] and [c.index for c in first] == [0, 1, 2]
+    assert {(c.task_id, c.attempt, c.node_id) for c in first} == {("s-1", 2, "tok1")}
+    held.set()
+    rest = [await asyncio.wait_for(chunks.get(), WAIT_S) for _ in range(len(WORDS) - 2)]
+    assert [c.text for c in rest[:-1]] == WORDS[3:]
+    end = rest[-1]
+    assert end.done and end.outcome == "ok" and end.index == len(WORDS)
+    assert end.usage["output_tokens"] == len(WORDS) and end.usage["model_used"] == server.model
+    assert "text" not in end.usage
+
+    # without the option the output goes only into the report
+    assert (await assign(control, "tok1", "s-2", stream=False)).accepted
+    assert (await control.finished("s-2")).outcome == "ok"
+    assert chunks.empty()
