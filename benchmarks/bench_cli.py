@@ -2,6 +2,7 @@
 
     uv run python benchmarks/bench_cli.py            # 7 rounds
     uv run python benchmarks/bench_cli.py --rounds 3
+    uv run python benchmarks/bench_cli.py --no-bytecode-cache
 
 Each round runs, in a fresh interpreter one after the other, the baseline
 `python -c "import typer, rich"` (what any typer + rich CLI pays before doing anything),
@@ -15,6 +16,12 @@ quiet 2-core machine. A second reference is printed too: the floor of any typer 
 parses one option and prints a small rich table (typer 0.2x builds its option coercion on
 pydantic, and rich's console and table modules load on first print), which `catalog list`
 cannot go below.
+
+Bytecode: an installed package runs from cached .pyc files, so the commands run with Python's
+bytecode cache on (in a temporary PYTHONPYCACHEPREFIX, warmed by a first uncounted round) even
+where PYTHONDONTWRITEBYTECODE=1 is set, as it is on the development machines. There every
+start compiles each imported module from source, which costs heddle's commands (pandas,
+pydantic, numpy) far more than the baseline: `--no-bytecode-cache` measures that case.
 """
 
 from __future__ import annotations
@@ -62,9 +69,20 @@ GOALS = {"heddle --help": ("ratio", 2.0), "heddle catalog list": ("ratio", 2.0),
 """Issue 21's goal per command: a ratio to the baseline, or wall seconds."""
 
 
-def _time(argv: list[str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds user+system) of one run in a fresh process."""
+def _env(bytecode_cache: bool) -> dict[str, str]:
+    """The children's environment: a wide terminal, and bytecode cached (or not) for all alike."""
     env = {**os.environ, "COLUMNS": "120"}
+    if bytecode_cache:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "heddle_bench_cli_pycache")
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env.pop("PYTHONPYCACHEPREFIX", None)
+    return env
+
+
+def _time(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds user+system) of one run in a fresh process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, check=False)
@@ -79,17 +97,21 @@ def _time(argv: list[str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7, help="runs of each command (default 7)")
+    parser.add_argument("--no-bytecode-cache", action="store_true",
+                        help="compile every module from source on each start (PYTHONDONTWRITEBYTECODE=1)")
     args = parser.parse_args()
     FLOOR_FILE.write_text(FLOOR, encoding="utf-8")
+    env = _env(bytecode_cache=not args.no_bytecode_cache)
     for argv in COMMANDS.values():  # warm the OS file cache and .pyc files; not counted
-        _time(argv)
+        _time(argv, env)
     samples: dict[str, list[tuple[float, float]]] = {label: [] for label in COMMANDS}
     for _ in range(args.rounds):
         for label, argv in COMMANDS.items():
-            samples[label].append(_time(argv))
+            samples[label].append(_time(argv, env))
     base_label = next(iter(COMMANDS))
     base = statistics.median(w for w, _ in samples[base_label])
     base_cpu = min(c for _, c in samples[base_label])
+    print(f"bytecode cache {'off' if args.no_bytecode_cache else 'on'}; load average {os.getloadavg()[0]:.2f}")
     print(f"{args.rounds} rounds: median wall time (min-max) and ratio to the baseline; least CPU "
           "time (user+system, steadier than wall on a loaded machine) and its ratio")
     for label, runs in samples.items():

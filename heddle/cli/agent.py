@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-err = Console(stderr=True)
+from heddle.cli.common import LazyConsole
+
+err = LazyConsole(stderr=True)
 
 
 def agent(
@@ -30,6 +30,8 @@ def agent(
     log_level: Annotated[str | None, typer.Option("--log-level", help="debug, info, warning or error.")] = None,
 ) -> None:
     """Run the node agent: report capacity, run assigned work, drain on SIGTERM."""
+    import logging
+
     from pydantic import ValidationError
 
     from heddle.config import load_settings

@@ -3,15 +3,15 @@ cluster and decide who may use it (docs/live.md, "Cluster formation and access")
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+from heddle.cli.common import LazyConsole
+
+out = LazyConsole(soft_wrap=True)
+err = LazyConsole(stderr=True, soft_wrap=True)
 
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where the cluster's state lives (default ~/.heddle).")]
 nodes_app = typer.Typer(help="The cluster's members: list them, revoke one.", no_args_is_help=True)
@@ -46,6 +46,7 @@ def join(
     wait: Annotated[float, typer.Option("--wait", min=0.1, help="Seconds to listen for clusters (without --nats).")] = 3.0,
 ) -> None:
     """Exchange a join code for this machine's own credentials (stored 0600 in the data dir)."""
+    import asyncio
     import socket
 
     from pydantic import ValidationError

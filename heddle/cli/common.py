@@ -58,27 +58,29 @@ class InputError(ValueError):
     """A command-line value the CLI itself rejects; `guarded` prints it and exits 2."""
 
 
-def console(stderr: bool = False) -> Console:
-    """A rich console as wide as the terminal, or PIPE_WIDTH when output goes to a pipe/file."""
+def console(stderr: bool = False, **options: Any) -> Console:
+    """A rich console as wide as the terminal, or PIPE_WIDTH when output goes to a pipe/file;
+    `options` go to rich's Console (soft_wrap=True, ...)."""
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() else int(os.environ.get("COLUMNS", PIPE_WIDTH))
-    return Console(stderr=stderr, width=max(width, 80) if width else None)
+    return Console(stderr=stderr, width=max(width, 80) if width else None, **options)
 
 
 class LazyConsole:
     """A module-level console made on first use: rich.console costs ~0.07 s to import, and
     `heddle --help` (plain click help) never prints through rich."""
 
-    def __init__(self, stderr: bool = False) -> None:
+    def __init__(self, stderr: bool = False, **options: Any) -> None:
         self._stderr = stderr
+        self._options = options
         self._console: Console | None = None
 
     def real(self) -> Console:
         """The rich Console itself (for rich objects that take one, such as Progress)."""
         if self._console is None:
-            self._console = console(self._stderr)
+            self._console = console(self._stderr, **self._options)
         return self._console
 
     def __getattr__(self, name: str) -> Any:
@@ -192,11 +194,42 @@ def _help_type(self: Any, ctx: Any) -> str | None:
     return (self.name or "value").upper().replace("_", "-")
 
 
+class _CoercionOnFirstValue:
+    """Stands in for typer's coercion of one parameter until a value other than None arrives.
+
+    typer 0.2x builds a pydantic TypeAdapter for every parameter of the commands on the path,
+    even one left unset, whose value None it then returns unchanged: importing pydantic and
+    building the adapters cost `heddle sim --help` ~0.2 s. Unset parameters now get what
+    typer's RuntimeParam.coerce gives None; the first real value builds typer's own coercion.
+    """
+
+    __slots__ = ("_param",)
+
+    def __init__(self, param: Any) -> None:
+        self._param = param
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        if value is None:
+            return () if param.multiple or param.nargs == -1 else None
+        from typer._coercion import build_runtime_param
+
+        self._param._runtime_param = built = build_runtime_param(self._param.type_descriptor)
+        return built.coerce(value, param=param, ctx=ctx)
+
+
+def _runtime_param(self: Any) -> Any:
+    return self._runtime_param if self._runtime_param is not None else _CoercionOnFirstValue(self)
+
+
 def install_help_format() -> None:
-    """Make typer's help show placeholders and defaults, not Python types (idempotent)."""
+    """Make typer's help show placeholders and defaults, not Python types, and build typer's
+    coercion of a parameter only when it gets a value (idempotent)."""
     from typer import core
 
     for cls in (core.TyperOption, core.TyperArgument):
         # An untested typer without these hooks keeps its own help: tests/cli catch the types.
         if hasattr(cls, "display_type_rich"):
             cls.display_type_rich = _help_type
+    # the same for the coercion hook: tests/cli/test_startup.py notices pydantic in --help
+    if hasattr(core, "_TyperParameter") and hasattr(core._TyperParameter, "get_runtime_param"):
+        core._TyperParameter.get_runtime_param = _runtime_param

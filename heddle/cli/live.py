@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-out = Console()
-err = Console(stderr=True)
+from heddle.cli.common import LazyConsole, new_table
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+out = LazyConsole()
+err = LazyConsole(stderr=True)
 
 NatsOpt = Annotated[str | None, typer.Option("--nats", help="NATS URL (default nats://127.0.0.1:4222).")]
 WAIT_POLL_S = 0.5
@@ -38,6 +39,8 @@ def _url(nats: str | None) -> str:
 
 
 def _run(coro):
+    import asyncio
+
     from heddle.live.control.client import ControlError
 
     try:
@@ -70,6 +73,9 @@ def scheduler(
     log_level: Annotated[str | None, typer.Option("--log-level", help="debug, info, warning or error.")] = None,
 ) -> None:
     """Run the control plane: place submitted work on the fleet, record every task's life."""
+    import asyncio
+    import logging
+
     from heddle.live.control.serve import serve
     from heddle.live.control.settings import ControlSettings
     from heddle.optimizer import POLICY_NAMES
@@ -107,6 +113,8 @@ def submit(
         raise typer.Exit(2) from None
 
     async def action(client):
+        import asyncio
+
         accepted = await client.submit(job_id, tasks, source=str(file))
         out.print(f"job {job_id}: {len(tasks)} tasks submitted ({accepted} new)")
         if not wait:
@@ -124,7 +132,7 @@ def submit(
 
 
 def _counts_table(title: str, counts: dict[str, int]) -> Table:
-    table = Table(title=title)
+    table = new_table(title=title)
     for state in ("submitted", "placed", "started", "completed", "failed", "rejected", "cancelled"):
         table.add_column(state, justify="right")
     table.add_row(*(f"{counts.get(s, 0):,}" for s in ("submitted", "placed", "started", "completed", "failed", "rejected", "cancelled")))
@@ -144,7 +152,7 @@ def status(
             out.print(f"refused {kind} messages: {n:,}")
         return
     out.print(_counts_table(f"job {job}", reply.jobs.get(job, {})))
-    table = Table(title=f"tasks of {job} (first {limit})")
+    table = new_table(title=f"tasks of {job} (first {limit})")
     for col in ("task", "status", "node", "attempts", "result / reason"):
         table.add_column(col)
     for row in reply.tasks:
@@ -154,7 +162,7 @@ def status(
 
 
 def _fleet_table(reply) -> Table:
-    table = Table(title=f"fleet: {len(reply.nodes)} nodes, {reply.running} running, {reply.waiting} waiting")
+    table = new_table(title=f"fleet: {len(reply.nodes)} nodes, {reply.running} running, {reply.waiting} waiting")
     for col in ("node", "device", "owner", "status", "running / slots", "free GB", "thermal", "power", "last report"):
         table.add_column(col, justify="right" if col in ("running / slots", "free GB", "last report") else "left")
     for n in reply.nodes:
@@ -175,7 +183,9 @@ def fleet(
     from rich.live import Live
 
     async def action(client):
-        with Live(_fleet_table(await client.fleet()), console=out, refresh_per_second=4) as live:
+        import asyncio
+
+        with Live(_fleet_table(await client.fleet()), console=out.real(), refresh_per_second=4) as live:
             while True:
                 await asyncio.sleep(WAIT_POLL_S)  # the refresh period of a live table
                 live.update(_fleet_table(await client.fleet()))

@@ -16,7 +16,6 @@ import numpy as np
 from heddle.models import FleetState, Task
 from heddle.optimizer.assign import Assignment, fill, objective_int
 from heddle.optimizer.baselines import cheapest, least_loaded, ray_hybrid, round_robin
-from heddle.optimizer.cpsat import GapGoal, solve_cpsat
 from heddle.optimizer.decisions import decisions, explain_later
 from heddle.optimizer.errors import UnknownPolicyError
 from heddle.optimizer.fast import fast_assign, regret_order
@@ -66,6 +65,8 @@ def _optimal(sc: Scored, policy: Policy):
     candidates = lp.candidates(sc, policy, incumbent)
     if int(candidates.sum()) > LARGE_BATCH_PAIRS:
         return incumbent, "FEASIBLE", "lp-round", bound
+    from heddle.optimizer.cpsat import GapGoal, solve_cpsat  # here: OR-Tools costs ~0.5 s to import
+
     goal = GapGoal(policy.relative_gap, bound, fixed_int(sc))
     result = solve_cpsat(sc, policy, incumbent, candidates=candidates, goal=goal)
     assignment = fill(sc, policy, result.assignment, regret_order(sc))

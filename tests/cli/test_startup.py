@@ -1,0 +1,65 @@
+"""`heddle --help` stays fast: building the CLI and its help imports none of the heavy packages.
+
+Checked by module, not by clock (timings are noisy on a shared machine): a fresh interpreter
+imports `heddle.cli.main`, prints help for the app and for every command, and reports what is
+in `sys.modules`. benchmarks/bench_cli.py measures the time itself.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = (
+    "ortools", "pandas", "numpy", "scipy", "pyarrow", "matplotlib", "simpy", "yaml", "nats",
+    "fastapi", "uvicorn", "ray", "anthropic", "zeroconf", "psutil", "httpx",
+    "heddle.optimizer", "heddle.sim", "heddle.traces", "heddle.advisor", "heddle.live",
+    "heddle.events", "heddle.models", "heddle.config",
+    "rich.table", "rich.progress", "rich.live", "rich.markdown", "pygments", "asyncio", "pydantic",
+)
+"""Packages no command needs before it runs: each command imports its own when it runs."""
+
+PROBE = """
+import contextlib, io, json, sys
+import typer.main
+import heddle.cli.main as cli
+
+def paths(group, prefix=()):
+    for name, cmd in getattr(group, "commands", {}).items():
+        yield (*prefix, name)
+        yield from paths(cmd, (*prefix, name))
+
+def help_of(path):
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):
+        typer.main.get_command(cli.app).main([*path, "--help"], prog_name="heddle")
+    return out.getvalue()
+
+after_import = sorted(sys.modules)
+top_help = help_of(())
+after_top_help = sorted(sys.modules)
+helps = {" ".join(p): help_of(p) for p in paths(typer.main.get_command(cli.app))}
+print(json.dumps({"import": after_import, "top_help": after_top_help, "helps": helps,
+                  "all": sorted(sys.modules), "top_text": top_help}))
+"""
+
+
+def _probe() -> dict:
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _heavy(modules: list[str], also: tuple[str, ...] = ()) -> list[str]:
+    return [m for m in modules if any(m == h or m.startswith(h + ".") for h in (*HEAVY, *also))]
+
+
+def test_help_imports_nothing_heavy():
+    probe = _probe()
+    assert "Usage: heddle" in probe["top_text"] and "sim" in probe["top_text"]
+    assert len(probe["helps"]) > 20 and all("Usage:" in text for text in probe["helps"].values())
+    # `import heddle.cli.main` and `heddle --help`: not even rich's console
+    assert _heavy(probe["import"], ("rich.console", "logging")) == []
+    assert _heavy(probe["top_help"], ("rich.console",)) == []
+    # every command's --help
+    assert _heavy(probe["all"]) == []
