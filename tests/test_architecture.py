@@ -18,6 +18,7 @@ ALLOWED = {
     "advisor": {"models", "traces", "optimizer", "sim"},
     "events": {"models"},
     "live": {"models", "traces", "optimizer", "events", "config"},
+    "ui": {"models", "traces", "optimizer", "sim", "advisor", "events", "live", "config"},
 }
 """What each package may import from heddle, as docs/architecture.md states it."""
 
@@ -45,6 +46,7 @@ def test_architecture_doc_states_these_rules():
     assert "`models` <- `traces` <- `optimizer` <- `sim` <- `advisor`" in text
     assert "`events` may use `models` only" in text
     assert "`live` may use `models`, `traces`, `optimizer`, `events` and the settings module" in text
+    assert "`ui` may use all of them but `cli`" in text
 
 
 def test_docs_never_point_outside_the_repository():

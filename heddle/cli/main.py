@@ -21,6 +21,7 @@ from heddle.cli import (
     sim,
     sweep,
     trace,
+    ui,
 )
 from heddle.cli.common import install_help_format
 
@@ -43,6 +44,7 @@ app.command("place")(place.place)
 app.command("advise")(advise.advise)
 app.command("agent")(agent.agent)
 app.command("sweep")(sweep.sweep)
+app.command("ui")(ui.ui)
 live.register(app)
 cluster.register(app)
 
