@@ -19,6 +19,7 @@ ALLOWED = {
     "events": {"models"},
     "live": {"models", "traces", "optimizer", "events", "config"},
     "ui": {"models", "traces", "optimizer", "sim", "advisor", "events", "live", "config"},
+    "gateway": {"models", "events", "live"},
 }
 """What each package may import from heddle, as docs/architecture.md states it."""
 
@@ -47,6 +48,7 @@ def test_architecture_doc_states_these_rules():
     assert "`events` may use `models` only" in text
     assert "`live` may use `models`, `traces`, `optimizer`, `events` and the settings module" in text
     assert "`ui` may use all of them but `cli`" in text
+    assert "`gateway` may use `models`, `events` and `live`" in text
 
 
 def test_docs_never_point_outside_the_repository():

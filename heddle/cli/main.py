@@ -15,6 +15,7 @@ from heddle.cli import (
     check,
     cluster,
     events,
+    gateway,
     live,
     models_cmd,
     place,
@@ -45,6 +46,7 @@ app.command("advise")(advise.advise)
 app.command("agent")(agent.agent)
 app.command("sweep")(sweep.sweep)
 app.command("ui")(ui.ui)
+app.command("gateway")(gateway.gateway)
 live.register(app)
 cluster.register(app)
 

@@ -62,22 +62,7 @@ class Cluster:
     def start_control(self, *extra: str) -> None:
         args = [sys.executable, "-m", "heddle.cli.live", "scheduler", "--nats", self.url,
                 "--report-interval", str(REPORT_EVERY_S), "--ack-timeout", "2", *extra]
-        self.control = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, bufsize=1)
-        ready: queue.Queue[bool] = queue.Queue()
-        log, process = self.control_log, self.control
-
-        def pump() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                log.append(line)
-                if READY_LINE in line:
-                    ready.put(True)
-            ready.put(False)
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not ready.get(timeout=WAIT_S):
-            raise RuntimeError("control plane exited:\n" + "".join(log[-30:]))
+        self.control, _ = start_until_ready(args, READY_LINE, self.control_log)
 
     def start_agent(self, node: str, owner: str, slots: int = 4, trust: tuple[str, ...] = ()) -> None:
         self.agent_specs[node] = (owner, slots, trust)
@@ -147,6 +132,29 @@ class Cluster:
             return [e async for e in read_history(nc.jetstream(), "Task")]
         finally:
             await nc.close()
+
+
+def start_until_ready(args: list[str], ready_line: str, log: list[str]) -> tuple[subprocess.Popen, str]:
+    """Start a process from the repository root; return it and its output line holding
+    ``ready_line`` once printed (RuntimeError with its last output if it exits first). Its
+    output keeps going into ``log``."""
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, bufsize=1)
+    ready: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.append(line)
+            if ready_line in line:
+                ready.put(line)
+        ready.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    line = ready.get(timeout=WAIT_S)
+    if line is None:
+        raise RuntimeError(f"{args[2]} exited:\n" + "".join(log[-30:]))
+    return process, line
 
 
 def by_task(events: list) -> dict[str, list]:

@@ -36,6 +36,8 @@ class LiveTask:
     result: Any = None
     recovering: bool = False  # in flight when the control plane restarted; node not yet heard
     in_core: bool = False  # the core knows it (not so for work in flight at a restart)
+    wait_reason: str = ""  # why the core last deferred it (a caller asking is told)
+    est_end_s: float = 0.0  # when the current attempt should end: placed + place()'s est_seconds
 
     @property
     def key(self) -> str:

@@ -29,6 +29,7 @@ from heddle.live.control.messages import (
     decode_request,
     encode_message,
 )
+from heddle.live.control.waiting import placement
 from heddle.models import Privacy
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ class _Intake:
         previous, done = self.admitted, asyncio.get_running_loop().create_future()
         self.admitted = done
         asyncio.get_running_loop().create_task(
-            self.admit(msg, request.job_id, fresh, self.plane.journal.durable(must_be_durable), previous, done)
+            self.admit(msg, request, fresh, self.plane.journal.durable(must_be_durable), previous, done)
         )
 
     def check(self, request: SubmitRequest) -> str | None:
@@ -147,16 +148,21 @@ class _Intake:
             fresh.append(live)
         return fresh, envelopes
 
-    async def admit(self, msg: Any, job_id: str, fresh: list[LiveTask], durable: Any,
+    async def admit(self, msg: Any, request: SubmitRequest, fresh: list[LiveTask], durable: Any,
                     previous: Any, done: Any) -> None:
         try:
             await durable
             if previous is not None:
                 await previous
-            self.answer(msg, None, job_id=job_id, accepted=len(fresh))
+            if not request.placement:
+                self.answer(msg, None, job_id=request.job_id, accepted=len(fresh))
             now = self.plane.now()
             for live in fresh:
                 self.plane.core_submit(live, now)
+            if request.placement:  # the caller (the gateway) answers its own caller from this
+                self.answer(msg, None, job_id=request.job_id, accepted=len(fresh), placement={
+                    item.task.id: placement(self.plane, self.plane.tasks[item.task.id], now)
+                    for item in request.tasks})
         finally:
             done.set_result(None)
 

@@ -66,6 +66,8 @@ class SubmitRequest(_Base):
     owner: str = ""
     source: str = ""
     tasks: list[SubmitTask] = Field(min_length=1)
+    placement: bool = Field(False, description="Reply only once the core has offered the tasks, "
+                            "with each one's placement (`heddle.live.control.waiting`).")
 
 
 class QueryRequest(_Base):

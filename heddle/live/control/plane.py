@@ -159,6 +159,7 @@ class ControlPlane:
             return
         live.attempt += 1
         live.node, live.acked = node_id, False
+        live.est_end_s = now + decision.est_seconds
         timeout = live.spec.timeout_s or self.settings.task_timeout_s
         live.timeout_at_s = now + timeout + self.settings.timeout_grace_s
         heapq.heappush(self._timeouts, (live.timeout_at_s, key, live.attempt))
@@ -178,6 +179,7 @@ class ControlPlane:
 
     def deferred(self, key: str, reason: str) -> None:
         """Bookkeeping only: the task waits in the core (TaskSubmitted already says so)."""
+        self.tasks[key].wait_reason = reason
 
     def reject(self, key: str, reason: str) -> None:
         self._terminal(key, REJECTED + reason, SCHEDULER)
@@ -191,6 +193,11 @@ class ControlPlane:
             return
         live.terminal = True
         self.record(key, "FailTask", {"reason": reason, "retryable": False}, issued_by)
+
+    def warming_left_s(self, now: float) -> float | None:
+        """Seconds until held work is offered (every node had a loss window to report after
+        our start), or None once it has been."""
+        return None if self._warming is None else max(self._warm_until_s - now, 0.0)
 
     # -- what the core knows of each task ------------------------------------------------------
     def core_submit(self, live: LiveTask, now: float) -> None:

@@ -1,0 +1,180 @@
+"""The gateway's side of NATS: submit a request's task to the control plane (same core, same
+`place()`), follow it, cancel it, and know which models the fleet serves now.
+
+Three wildcard subscriptions serve every request: the agents' token chunks
+(``heddle.v1.tokens.*``), the tasks' lifecycle events as the control plane appends them to
+JetStream (``heddle.events.Task.*.*``, read as plain messages: nothing is consumed) and the
+capacity reports (resident models, for /v1/models). A message is routed by the task id in its
+subject and decoded only when a request here follows that task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from heddle.events import EventEnvelope
+from heddle.gateway.errors import GatewayError
+from heddle.live import protocol as wire
+from heddle.live.control.messages import (
+    CancelRequest,
+    Reply,
+    SubmitRequest,
+    SubmitTask,
+    decode_reply,
+    encode_message,
+)
+
+__all__ = ["Bridge", "Follow"]
+
+log = logging.getLogger("heddle.gateway")
+
+SUBMIT_TIMEOUT_S = 10.0
+"""A submission waits for its events to be durable and its first placement."""
+EVENTS = "heddle.events.Task.*.*"
+"""Every task's lifecycle events (subjects of `heddle.events.jetstream.event_subject`)."""
+FRESH_REPORT_S = 30.0
+"""A node whose last capacity report is older than this is not counted as serving anything."""
+
+
+class Follow:
+    """What arrives for one followed task, in arrival order: ``("chunk", TokenChunk)`` and
+    ``("event", EventEnvelope)`` items."""
+
+    __slots__ = ("items", "task_id")
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        self.items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+
+class Bridge:
+    def __init__(self, nc: NATS, sender: str = "gateway") -> None:
+        self.nc = nc
+        self.sender = sender
+        self.seq = 0
+        self.follows: dict[str, Follow] = {}
+        self.reports: dict[str, tuple[float, wire.CapacityReport]] = {}
+        self.refused = 0
+        self._subs: list[Any] = []
+        self._tasks: set[asyncio.Task] = set()
+
+    @classmethod
+    async def connect(cls, url: str, sender: str = "gateway") -> Bridge:
+        nc = await nats.connect(url, name=sender, max_reconnect_attempts=-1,
+                                reconnect_time_wait=0.2, connect_timeout=5)
+        bridge = cls(nc, sender)
+        await bridge.open()
+        return bridge
+
+    async def open(self) -> None:
+        self._subs = [
+            await self.nc.subscribe(wire.subject(wire.TOKENS, task="*"), cb=self._on_chunk),
+            await self.nc.subscribe(EVENTS, cb=self._on_event),
+            await self.nc.subscribe(wire.all_nodes(wire.CAPACITY), cb=self._on_capacity),
+        ]
+        await self.nc.flush()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+
+    # -- in ------------------------------------------------------------------------------------
+    async def _on_chunk(self, msg: Any) -> None:
+        follow = self.follows.get(msg.subject.rpartition(".")[2])
+        if follow is None:
+            return
+        try:
+            follow.items.put_nowait(("chunk", wire.decode(msg.data, wire.TokenChunk)))
+        except wire.ProtocolError as exc:
+            self._refuse(msg.subject, exc)
+
+    async def _on_event(self, msg: Any) -> None:
+        parts = msg.subject.split(".")
+        follow = self.follows.get(parts[3]) if len(parts) == 5 else None
+        if follow is None:
+            return
+        try:
+            follow.items.put_nowait(("event", EventEnvelope.model_validate_json(msg.data)))
+        except ValueError as exc:
+            self._refuse(msg.subject, exc)
+
+    async def _on_capacity(self, msg: Any) -> None:
+        try:
+            report = wire.decode(msg.data, wire.CapacityReport)
+        except wire.ProtocolError as exc:
+            self._refuse(msg.subject, exc)
+            return
+        self.reports[report.node_id] = (time.monotonic(), report)
+
+    def _refuse(self, subject: str, exc: Exception) -> None:
+        self.refused += 1
+        log.warning("refused a message on %s (%d so far): %s", subject, self.refused, exc)
+
+    def served(self) -> dict[tuple[str, str], list[str]]:
+        """(model, quant) resident on active nodes that reported lately -> those nodes."""
+        out: dict[tuple[str, str], list[str]] = {}
+        fresh_after = time.monotonic() - FRESH_REPORT_S
+        for node_id, (seen, report) in sorted(self.reports.items()):
+            if seen < fresh_after or report.status.value != "active":
+                continue
+            for m in report.resident_models:
+                out.setdefault((m.model, m.quant), []).append(node_id)
+        return out
+
+    # -- out -----------------------------------------------------------------------------------
+    def _fields(self) -> dict[str, Any]:
+        self.seq += 1
+        return {"sender": self.sender, "seq": self.seq, "sent_at": time.time()}
+
+    def follow(self, task_id: str) -> Follow:
+        """Start collecting what arrives for ``task_id`` (before submitting it: nothing missed)."""
+        follow = self.follows[task_id] = Follow(task_id)
+        return follow
+
+    def unfollow(self, task_id: str) -> None:
+        self.follows.pop(task_id, None)
+
+    async def submit(self, job_id: str, owner: str, item: SubmitTask) -> dict[str, Any]:
+        """Submit one task; returns its placement (`heddle.live.control.waiting.placement`)."""
+        request = SubmitRequest(**self._fields(), job_id=job_id, owner=owner, source="gateway",
+                                tasks=[item], placement=True)
+        reply = await self._request(wire.SUBMIT, encode_message(request))
+        if not reply.ok:
+            raise GatewayError(400, f"the control plane refused the task: {reply.error}",
+                               "task_refused")
+        return reply.detail["placement"][item.task.id]
+
+    async def _request(self, subject: str, data: bytes) -> Reply:
+        try:
+            msg = await self.nc.request(subject, data, timeout=SUBMIT_TIMEOUT_S)
+        except nats.errors.NoRespondersError:
+            raise GatewayError(503, "no control plane is listening (start one with `heddle up`)",
+                               "no_control_plane") from None
+        except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError):
+            raise GatewayError(503, f"the control plane did not answer within "
+                               f"{SUBMIT_TIMEOUT_S:g} s", "control_plane_timeout") from None
+        return decode_reply(msg.data, Reply)
+
+    def cancel_soon(self, task_id: str, why: str) -> None:
+        """Cancel the task in the background (from a request being torn down: the cancel must
+        outlive it); a task that has already ended is left as it is."""
+        log.info("cancelling %s: %s", task_id, why)
+        task = asyncio.get_running_loop().create_task(self._cancel(task_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _cancel(self, task_id: str) -> None:
+        request = CancelRequest(**self._fields(), task_id=task_id)
+        with contextlib.suppress(GatewayError, wire.ProtocolError):
+            await self._request(wire.CANCEL, encode_message(request))

@@ -1,0 +1,111 @@
+"""The OpenAI-compatible routes: ``POST /v1/chat/completions`` (server-sent events or one JSON
+reply, usage included) and ``GET /v1/models``.
+
+Honoured fields: ``model``, ``messages`` (text content; a list of text parts is joined),
+``max_tokens`` / ``max_completion_tokens``, ``stream``, ``stream_options.include_usage``.
+Sampling fields (temperature, top_p, ...) are accepted and not passed on: the backends run
+with their servers' defaults. Unknown fields are ignored, as OpenAI-compatible servers do
+(apps send many), so these models do not forbid extra fields.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from heddle.gateway.errors import GatewayError
+from heddle.gateway.run import TaskRun
+
+__all__ = ["ChatRequest", "chat_chunks", "chat_reply", "models_reply"]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.get("text") or "" for part in self.content
+                           if part.get("type") in ("text", "input_text", None))
+        return self.content or ""
+
+
+class _StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1)
+    messages: list[_Message] = Field(min_length=1)
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    stream: bool = False
+    stream_options: _StreamOptions | None = None
+
+    def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:
+        """(messages, system): system messages joined into the backends' system prompt."""
+        system = "\n\n".join(m.text() for m in self.messages if m.role in ("system", "developer"))
+        messages = [{"role": m.role, "content": m.text()} for m in self.messages
+                    if m.role not in ("system", "developer")]
+        if not messages:
+            raise GatewayError(400, "messages: expected at least one user message",
+                               "invalid_messages", param="messages")
+        return messages, system or None
+
+
+def _usage(run: TaskRun) -> dict[str, Any]:
+    prompt, completion = run.counts()
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion, "heddle": run.where()}
+
+
+def _finish_reason(run: TaskRun) -> str:
+    return "length" if run.usage.get("finish_reason") == "length" else "stop"
+
+
+def chat_reply(run: TaskRun) -> dict[str, Any]:
+    """The non-streaming ``chat.completion`` object."""
+    return {
+        "id": f"chatcmpl-{run.task_id}", "object": "chat.completion", "created": run.created,
+        "model": run.chat.model.name,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": run.output_text},
+                     "finish_reason": _finish_reason(run), "logprobs": None}],
+        "usage": _usage(run),
+    }
+
+
+def _event(doc: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(doc, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def chat_chunks(run: TaskRun, include_usage: bool):
+    """The ``chat.completion.chunk`` events; a failure mid-stream is an ``error`` event."""
+    head = {"id": f"chatcmpl-{run.task_id}", "object": "chat.completion.chunk",
+            "created": run.created, "model": run.chat.model.name}
+    yield _event({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                       "finish_reason": None}]})
+    try:
+        async for text in run.pieces():
+            yield _event({**head, "choices": [{"index": 0, "delta": {"content": text},
+                                               "finish_reason": None}]})
+    except GatewayError as exc:
+        yield _event(exc.openai())
+        return
+    yield _event({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": _finish_reason(run)}]})
+    if include_usage:
+        yield _event({**head, "choices": [], "usage": _usage(run)})
+    yield b"data: [DONE]\n\n"
+
+
+def models_reply(models: list[tuple[str, str]]) -> dict[str, Any]:
+    """``GET /v1/models``: (id, owned_by) pairs."""
+    return {"object": "list", "data": [{"id": ident, "object": "model", "created": 0,
+                                        "owned_by": owner} for ident, owner in models]}

@@ -1,0 +1,199 @@
+"""One request's task, followed from submission to its end: placement (or a 429 when the
+fleet is saturated and the wait would be longer than the caller's bound), then the output as
+the executing agent produces it, then the usage and where it ran.
+
+Which attempt's output counts: the first attempt that sends any. If that attempt is lost
+before the caller got any text (node gone, cancelled there), the task's retry is followed
+instead; once text has gone out, a lost attempt ends the request with a clean error and the
+task is cancelled (its retry would stream to nobody). The outcome follows the control plane:
+an agent's closing chunk ends a success at once; the task's events tell the rest (a retry,
+a failure, a rejection) and stand in for a closing chunk lost in transit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from heddle.gateway.bridge import Bridge
+from heddle.gateway.errors import GatewayError
+from heddle.gateway.keys import Rules
+from heddle.gateway.tasks import Chat, chat_task, new_job_id
+from heddle.live.agent.tokens import USAGE_FIELDS
+from heddle.live.control.book import CANCELLED, REJECTED
+
+__all__ = ["TaskRun"]
+
+
+class TaskRun:
+    def __init__(self, bridge: Bridge, chat: Chat, rules: Rules, *, timeout_s: float,
+                 task_timeout_s: float | None = None) -> None:
+        self.bridge, self.chat, self.rules = bridge, chat, rules
+        self.timeout_s, self.task_timeout_s = timeout_s, task_timeout_s
+        self.job_id = new_job_id(rules.owner)
+        self.item = chat_task(chat, rules, self.job_id, task_timeout_s)
+        self.task_id = self.item.task.id
+        self.created = int(time.time())
+        self.node = ""
+        self.attempt: int | None = None  # the attempt whose output the caller gets
+        self.text: list[str] = []  # what went out
+        self.usage: dict[str, Any] = {}
+        self.ended = False  # the task ended (or was cancelled by us): nothing to cancel
+        self._backlog: deque[tuple[str, Any]] = deque()
+        self._deadline = time.monotonic() + timeout_s
+
+    # -- placement -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Submit and wait for a place: GatewayError (429 with Retry-After) if none comes
+        within the caller's bound, or the reason the task cannot run."""
+        follow = self.bridge.follow(self.task_id)
+        try:
+            placed = await self.bridge.submit(self.job_id, self.rules.owner, self.item)
+        except BaseException:
+            self.bridge.unfollow(self.task_id)
+            raise
+        status = placed["status"]
+        if status == "placed":
+            self.node = placed["node"]
+            return
+        if status != "waiting":
+            self.ended = True
+            raise _ended_error(placed.get("reason") or status, before_start=True)
+        estimate, reason = placed.get("retry_after_s"), placed.get("reason") or "no free place"
+        bound = self.rules.max_wait_s
+        if bound <= 0 or (estimate is not None and estimate > bound):
+            raise self._saturated(reason, estimate)
+        until = time.monotonic() + bound
+        while True:
+            try:
+                item = await asyncio.wait_for(follow.items.get(), max(until - time.monotonic(), 0))
+            except TimeoutError:
+                left = None if estimate is None else max(estimate - bound, 1.0)
+                raise self._saturated(reason + f" (waited {bound:g} s)", left) from None
+            self._backlog.append(item)
+            kind, x = item
+            if kind == "chunk" or x.event_type in ("TaskPlaced", "TaskStarted"):
+                self.node = x.node_id if kind == "chunk" else x.payload.get("target", self.node)
+                return
+            if x.event_type == "TaskFailed" and not x.payload.get("retryable"):
+                self.ended = True
+                raise _ended_error(x.payload.get("reason", ""), before_start=True)
+
+    def _saturated(self, reason: str, estimate: float | None) -> GatewayError:
+        self.ended = True
+        self.bridge.cancel_soon(self.task_id, "no place within the caller's wait bound")
+        after = 1.0 if estimate is None else max(estimate, 1.0)
+        return GatewayError(429, f"the fleet has no free place for this request now ({reason}); "
+                            f"retry in about {math.ceil(after)} s", "fleet_saturated",
+                            retry_after_s=after)
+
+    # -- output ----------------------------------------------------------------------------------
+    async def _next(self) -> tuple[str, Any]:
+        if self._backlog:
+            return self._backlog.popleft()
+        left = self._deadline - time.monotonic()
+        try:
+            return await asyncio.wait_for(self.bridge.follows[self.task_id].items.get(), max(left, 0))
+        except TimeoutError:
+            raise GatewayError(504, f"no answer within {self.timeout_s:g} s (task {self.task_id} "
+                               f"on {self.node or 'no node yet'})", "timeout") from None
+
+    async def pieces(self) -> AsyncIterator[str]:
+        """The output as it is produced; ends with ``usage`` set, or raises GatewayError."""
+        expected = 0
+        while True:
+            kind, x = await self._next()
+            if kind == "chunk":
+                if self.attempt is None and not (x.done and not x.index):
+                    self.attempt, expected = x.attempt, 0
+                if x.attempt != self.attempt:
+                    continue  # another attempt's output (a superseded one, or a failed retry)
+                self.node = x.node_id
+                if x.index != expected:
+                    expected = x.index  # chunks lost in transit: the text has a gap
+                expected += 1
+                if not x.done:
+                    self.text.append(x.text)
+                    yield x.text
+                    continue
+                if x.outcome == "ok":
+                    self._finish(x.usage or {})
+                    return
+                if x.outcome == "failed":
+                    self.ended = True
+                    raise GatewayError(502, f"the model failed on node {x.node_id}: {x.reason}",
+                                       "task_failed")
+                self._attempt_lost(f"cancelled on {x.node_id}: {x.reason}")  # the core retries it
+                continue
+            event, payload = x.event_type, x.payload
+            if event == "TaskPlaced":
+                self.node = payload.get("target", self.node)
+            elif event == "TaskFailed":
+                if not payload.get("retryable"):
+                    self.ended = True
+                    raise _ended_error(payload.get("reason", ""), before_start=False)
+                if payload.get("attempt") in (None, self.attempt):
+                    self._attempt_lost(payload.get("reason", "attempt lost"))
+            elif event == "TaskCompleted":  # the closing chunk was lost: the event has it all
+                result = payload.get("result") if isinstance(payload.get("result"), dict) else {}
+                text, sent = result.get("text") or "", "".join(self.text)
+                if text.startswith(sent) and len(text) > len(sent):
+                    self.text.append(text[len(sent):])
+                    yield text[len(sent):]
+                self.node = payload.get("node", self.node)
+                self.attempt = payload.get("attempt", self.attempt)
+                self._finish({k: result[k] for k in USAGE_FIELDS if k in result})
+                return
+
+    def _attempt_lost(self, reason: str) -> None:
+        """The attempt being followed will not finish: follow the retry if nothing went out."""
+        if self.text:
+            raise GatewayError(502, f"the node running this request was lost mid-stream ({reason}); "
+                               f"the output so far is incomplete", "node_lost")
+        self.attempt = None
+
+    def _finish(self, usage: dict[str, Any]) -> None:
+        self.ended = True
+        self.usage = usage
+
+    # -- the end ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop following; a task still running for a caller that has gone is cancelled."""
+        self.bridge.unfollow(self.task_id)
+        if not self.ended:
+            self.ended = True
+            self.bridge.cancel_soon(self.task_id, "the caller went away or the request failed")
+
+    @property
+    def output_text(self) -> str:
+        return "".join(self.text)
+
+    def counts(self) -> tuple[int, int]:
+        """(prompt tokens, completion tokens): the server's counts, else the gateway's."""
+        prompt = self.usage.get("prompt_tokens") or self.item.task.prompt_tokens
+        completion = self.usage.get("output_tokens")
+        return int(prompt), int(completion if completion is not None else len(self.text))
+
+    def where(self) -> dict[str, Any]:
+        """Where it ran, for the usage block and the headers."""
+        return {"task_id": self.task_id, "node": self.node, "attempt": self.attempt,
+                "privacy": self.rules.privacy.value, "owner": self.rules.owner,
+                "backend": self.usage.get("backend"), "model_used": self.usage.get("model_used"),
+                "finish_reason": self.usage.get("finish_reason")}
+
+    def headers(self) -> dict[str, str]:
+        return {"X-Heddle-Task": self.task_id, "X-Heddle-Node": self.node,
+                "X-Heddle-Privacy": self.rules.privacy.value}
+
+
+def _ended_error(reason: str, *, before_start: bool) -> GatewayError:
+    if reason.startswith(REJECTED):
+        return GatewayError(400 if before_start else 503, f"the scheduler cannot run this "
+                            f"request under its rules: {reason[len(REJECTED):]}", "cannot_place")
+    if reason.startswith(CANCELLED):
+        return GatewayError(503, f"the task was cancelled ({reason[len(CANCELLED):]})", "cancelled")
+    return GatewayError(502, f"the task failed: {reason}", "task_failed")

@@ -1,0 +1,40 @@
+"""Run the gateway until SIGTERM/SIGINT (`heddle gateway`, and `heddle up --gateway`'s child)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import uvicorn
+
+from heddle.gateway.app import build_app
+from heddle.gateway.bridge import Bridge
+from heddle.gateway.keys import load_keys
+from heddle.gateway.settings import GatewaySettings
+
+__all__ = ["READY_LINE", "serve"]
+
+READY_LINE = "heddle gateway ready"
+"""Printed once the gateway listens (tests and `heddle up` wait for it)."""
+GRACEFUL_S = 5.0
+"""On SIGTERM, open streams get this long before they are cut (their tasks are cancelled)."""
+
+
+async def serve(settings: GatewaySettings) -> None:
+    """Load the keys (KeysFileError), connect to NATS, listen, answer until signalled."""
+    keys = load_keys(settings.keys_file)
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(2048)  # accepted by the kernel from now on: the ready line below is true
+    bridge = await Bridge.connect(settings.nats_url)
+    app = build_app(settings, keys, bridge)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=GRACEFUL_S)
+    host, port = sock.getsockname()[:2]
+    print(f"{READY_LINE} on http://{host}:{port} (NATS {settings.nats_url})", flush=True)
+    try:
+        await uvicorn.Server(config).serve(sockets=[sock])
+    finally:
+        logging.getLogger("heddle.gateway").info("stopping")
+        await bridge.close()

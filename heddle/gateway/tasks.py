@@ -1,0 +1,108 @@
+"""A chat request as a heddle task: model and quant from the requested name, prompt tokens
+counted, output bound from ``max_tokens``, privacy/owner/deadline/tier/account from the
+caller's rules, and the agent asked to stream the output back (``stream_tokens``)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from heddle.gateway.errors import GatewayError
+from heddle.gateway.keys import Rules
+from heddle.live.backends.common import DEFAULT_OUTPUT_TOKENS
+from heddle.live.backends.names import catalog_ids
+from heddle.live.control.messages import SubmitTask
+from heddle.live.protocol import STREAM_TOKENS_OPTION, ExecutorSpec, TaskSpec
+from heddle.models import catalog
+from heddle.models.errors import ModelsError
+from heddle.models.workload import default_quant
+
+__all__ = ["CHARS_PER_TOKEN", "Chat", "ModelRef", "chat_task", "count_tokens", "resolve_model"]
+
+CHARS_PER_TOKEN = 4.0
+"""Characters per token of English text in the usual tokenizers (OpenAI's rule of thumb); the
+prompt is counted with it because the gateway has no tokenizer of each model. The server's
+own count replaces it in the usage the caller gets."""
+TOKENS_PER_MESSAGE = 4
+"""Chat-template tokens around each message (role markers; 3-4 in the Llama and GPT templates)."""
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """A requested model name resolved to catalog ids (``quant`` None: any quant)."""
+
+    name: str
+    model: str
+    quant: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    """What every route asks for, in one shape."""
+
+    model: ModelRef
+    messages: list[dict[str, str]]
+    max_tokens: int | None
+    system: str | None = None
+
+
+def resolve_model(name: str, served: Collection[tuple[str, str]] = ()) -> ModelRef:
+    """``llama-3.1-8b``, ``llama-3.1-8b:q4_k_m`` (catalog ids), a server's own name
+    (``llama3.1:8b-instruct-q4_K_M``) or a catalog API offer (``claude-sonnet-4.5``); 404 else.
+    A name without a quant gets one the cluster serves now (``served``: (model, quant) pairs
+    resident on its nodes), else the catalog's default (q4_k_m), as a workload file would."""
+    if name in catalog.offers():
+        return ModelRef(name, name, None)
+    base, _, quant = name.partition(":")
+    try:
+        spec = catalog.model(base)
+        model, quant = base, quant.lower() or None
+    except ModelsError:
+        spec = None
+        model, quant = catalog_ids(name)
+        if model is not None:
+            spec = catalog.model(model)
+    if spec is not None:
+        if quant is None:
+            quant = min((q for m, q in served if m == model), default=None) or default_quant(spec)
+        if quant not in spec.bytes_per_weight:
+            raise GatewayError(404, f"model {name!r}: the catalog knows {model} in "
+                               f"{', '.join(sorted(spec.bytes_per_weight))}, not {quant!r}",
+                               "model_not_found", param="model")
+        return ModelRef(name, model, quant)
+    raise GatewayError(404, f"model {name!r} is not in heddle's catalog: use a catalog id such "
+                       "as 'llama-3.1-8b' or 'llama-3.1-8b:q4_k_m', a server name such as "
+                       "'llama3.1:8b-instruct-q4_K_M' (GET /v1/models lists what this cluster "
+                       "serves now)", "model_not_found", param="model")
+
+
+def count_tokens(messages: list[dict[str, str]], system: str | None = None) -> int:
+    """The prompt's size in tokens, estimated (`CHARS_PER_TOKEN`, `TOKENS_PER_MESSAGE`)."""
+    texts = [m["content"] for m in messages] + ([system] if system else [])
+    chars = sum(len(t) for t in texts)
+    return max(1, round(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(texts))
+
+
+def new_job_id(owner: str) -> str:
+    """``gw-<owner>-<8 hex>``: one job per request, named after its owner (status lists it)."""
+    return f"gw-{_UNSAFE.sub('_', owner)[:40]}-{os.urandom(4).hex()}"
+
+
+def chat_task(chat: Chat, rules: Rules, job_id: str, timeout_s: float | None) -> SubmitTask:
+    """The task a chat request becomes (the live id is ``<job>-chat``)."""
+    output = chat.max_tokens or DEFAULT_OUTPUT_TOKENS
+    payload: dict[str, Any] = {"messages": chat.messages, "max_tokens": output}
+    if chat.system:
+        payload["system"] = chat.system
+    spec = TaskSpec(
+        id=f"{job_id}-chat", kind="llm", model=chat.model.model, quant=chat.model.quant,
+        prompt_tokens=count_tokens(chat.messages, chat.system), output_tokens=output,
+        privacy=rules.privacy, owner=rules.owner, deadline_s=rules.deadline_s, tier=rules.tier,
+        account=rules.account,
+    )
+    executor = ExecutorSpec(kind="llm", options={STREAM_TOKENS_OPTION: True})
+    return SubmitTask(task=spec, executor=executor, timeout_s=timeout_s, payload=payload)

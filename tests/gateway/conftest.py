@@ -1,0 +1,36 @@
+"""One real cluster shared by the gateway tests (starting the processes is most of their time):
+nats-server, the control plane, agents with stand-in Ollama servers and `heddle gateway`.
+
+Nodes: alice-mac (owner alice, 1 slot: saturates), bob-pc (bob, 2 slots), carol-a and carol-b
+(carol, 1 slot each: the node-loss test kills one). Keys: alice's default privacy is personal;
+bob's and carol's are public, carol's is personal too so her work stays on her two nodes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.gateway.gatewaykit import GatewayCluster, write_keys
+
+KEYS = {
+    "alice": {"key": "sk-alice-0001", "owner": "alice", "privacy": "personal", "account": "alice"},
+    "bob": {"key": "sk-bob-000001", "owner": "bob", "privacy": "public", "tiers": ["local"]},
+    "carol": {"key": "sk-carol-0001", "owner": "carol", "privacy": "personal"},
+}
+NODES = {"alice-mac": ("alice", 1), "bob-pc": ("bob", 2), "carol-a": ("carol", 1), "carol-b": ("carol", 1)}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gateway")
+    c = GatewayCluster(tmp)
+    try:
+        c.start_control("--task-timeout", "30")
+        for node, (owner, slots) in NODES.items():
+            c.start_llm_agent(node, owner, slots)
+        c.start_gateway(write_keys(tmp / "keys.yaml", list(KEYS.values())), "--max-wait", "0",
+                        "--request-timeout", "60")
+        c.wait_models(set(NODES))
+        yield c
+    finally:
+        c.close()

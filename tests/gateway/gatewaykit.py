@@ -1,0 +1,102 @@
+"""A real cluster with the gateway in front, for the gateway tests and the benchmark:
+nats-server, the control plane, agents (each with a stand-in Ollama server on loopback) and
+`heddle gateway`, each a separate OS process; waits are on conditions, never on sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from heddle.gateway.serve import READY_LINE
+from tests.live.clusterkit import REPO, WAIT_S, Cluster, agent_command, start_until_ready
+from tests.live.llmstandin import StandIn
+
+MODEL = "llama3.1:8b-instruct-q4_K_M"
+"""What every stand-in serves (the catalog's llama-3.1-8b q4_k_m)."""
+
+
+class GatewayCluster(Cluster):
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        self.standins: dict[str, StandIn] = {}
+        self.gateway: subprocess.Popen | None = None
+        self.gateway_log: list[str] = []
+        self.base_url = ""
+
+    def start_llm_agent(self, node: str, owner: str, slots: int = 2, trust: tuple[str, ...] = ()) -> StandIn:
+        standin = self.standins[node] = StandIn(MODEL)
+        self.agent_specs[node] = (owner, slots, trust)
+        self.agents[node] = subprocess.Popen(
+            [*agent_command(self.url, node, owner, slots, trust), "--ollama-url", standin.url],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        return standin
+
+    def start_gateway(self, keys: Path, *extra: str) -> None:
+        args = [sys.executable, "-m", "heddle.cli.gateway", "--nats", self.url, "--port", "0",
+                "--keys", str(keys), *extra]
+        self.gateway, line = start_until_ready(args, READY_LINE, self.gateway_log)
+        self.base_url = re.search(r"(http://\S+)", line).group(1)
+
+    def close(self) -> None:
+        if self.gateway is not None and self.gateway.poll() is None:
+            self.gateway.kill()
+            self.gateway.wait()
+        super().close()
+        for standin in self.standins.values():
+            standin.stop()
+
+    # -- waiting, from synchronous tests -------------------------------------------------------
+    def query(self, action: Callable[[Any], Any]) -> Any:
+        """Run ``await action(client)`` with a fresh control client."""
+
+        async def go():
+            client = await self.client()
+            try:
+                return await action(client)
+            finally:
+                await client.close()
+
+        return asyncio.run(go())
+
+    def wait_until(self, check: Callable[[], Any], what: str, timeout: float = WAIT_S) -> Any:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = check()
+            if last:
+                return last
+            time.sleep(0.05)  # polling a condition, not synchronising on time
+        raise AssertionError(f"timed out waiting for {what}; last: {last!r}\n"
+                             + "".join(self.control_log[-20:]) + "".join(self.gateway_log[-20:]))
+
+    def task_row(self, task_id: str) -> Any:
+        job = task_id.rsplit("-", 1)[0]
+        reply = self.query(lambda c: c.status(job))
+        return next((row for row in reply.tasks if row.task_id == task_id), None)
+
+    def wait_task(self, task_id: str, status: str) -> Any:
+        return self.wait_until(
+            lambda: (row := self.task_row(task_id)) is not None and row.status == status and row,
+            f"task {task_id} {status}")
+
+    def wait_models(self, nodes: set[str]) -> None:
+        """Until every node is active in the control plane's view (they serve the model)."""
+        async def present(client):
+            reply = await client.fleet()
+            return {n.node_id for n in reply.nodes if n.status == "active"} >= nodes
+
+        self.wait_until(lambda: self.query(present), f"nodes {sorted(nodes)} active")
+
+
+def write_keys(path: Path, entries: list[dict[str, Any]]) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({"keys": entries}), encoding="utf-8")
+    return path

@@ -1,0 +1,194 @@
+"""The gateway with the `openai` and `ollama` clients, against real agents (separate processes)
+running stand-in model servers on loopback: streaming and not, personal work pinned to its
+owner's node, a loosening refused, saturation answered 429, a disconnect cancelling the task,
+and a node killed mid-stream."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import httpx
+import ollama
+import openai
+import pytest
+
+from tests.gateway.conftest import KEYS
+from tests.live.clusterkit import WAIT_S
+from tests.live.llmstandin import WORDS, Plan, ollama_stream
+
+TEXT = "".join(WORDS)
+PROMPT = [{"role": "user", "content": "Tell me a story about a lantern."}]
+
+
+def client(cluster, who: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=cluster.base_url + "/v1", api_key=KEYS[who]["key"],
+                         max_retries=0, timeout=WAIT_S)
+
+
+def held(cluster, node: str, at: int = 2):
+    """The node's next response sends ``at`` pieces, then waits for the returned event."""
+    standin = cluster.standins[node]
+    gate = standin.hold()
+    standin.plans.append(Plan(chunks=ollama_stream(standin.model), hold=gate, hold_at=at))
+    return gate
+
+
+def test_openai_client_streams_and_gets_usage_and_where_it_ran(cluster):
+    gpt = client(cluster, "bob")
+    reply = gpt.chat.completions.create(model="llama-3.1-8b", messages=PROMPT, max_tokens=40)
+    assert reply.choices[0].message.content == TEXT and reply.choices[0].finish_reason == "stop"
+    assert (reply.usage.completion_tokens, reply.usage.prompt_tokens) == (len(WORDS), 12)
+    where = reply.usage.model_extra["heddle"]
+    assert where["node"] in cluster.standins and where["privacy"] == "public"
+    sent = cluster.standins[where["node"]].requests[-1][2]
+    assert sent["options"]["num_predict"] == 40 and sent["messages"] == PROMPT
+
+    with gpt.chat.completions.with_streaming_response.create(
+            model="llama3.1:8b-instruct-q4_K_M", messages=PROMPT, stream=True,
+            stream_options={"include_usage": True}) as raw:
+        node = raw.headers["x-heddle-node"]
+        chunks = list(raw.parse())
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
+    assert chunks[-1].usage.completion_tokens == len(WORDS)
+    assert chunks[-1].usage.model_extra["heddle"]["node"] == node
+
+
+def test_tokens_reach_the_caller_while_the_model_is_still_producing(cluster):
+    gate = held(cluster, "alice-mac", at=3)  # alice's personal work runs only on alice-mac
+    with httpx.stream("POST", cluster.base_url + "/v1/chat/completions", timeout=WAIT_S,
+                      headers={"Authorization": "Bearer " + KEYS["alice"]["key"]},
+                      json={"model": "llama-3.1-8b", "messages": PROMPT, "stream": True}) as r:
+        lines = r.iter_lines()
+        got = ""
+        while got != "".join(WORDS[:3]):  # the first three words, while the rest is held back
+            line = next(lines)
+            if line.startswith("data: {"):
+                got += (openai.types.chat.ChatCompletionChunk.model_validate_json(line[6:])
+                        .choices[0].delta.content or "")
+        gate.set()
+        rest = [line for line in lines if line.startswith("data: ")]
+    assert rest[-1] == "data: [DONE]"
+
+
+def test_personal_work_runs_only_on_its_owners_node(cluster):
+    gpt = client(cluster, "alice")
+    for _ in range(3):
+        raw = gpt.chat.completions.with_raw_response.create(model="llama-3.1-8b", messages=PROMPT)
+        assert raw.headers["x-heddle-node"] == "alice-mac"
+        assert raw.headers["x-heddle-privacy"] == "personal"
+        usage = raw.parse().usage.model_extra["heddle"]
+        assert (usage["node"], usage["privacy"], usage["owner"]) == ("alice-mac", "personal", "alice")
+
+
+def test_a_request_may_tighten_its_keys_rules_but_never_loosen_them(cluster):
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client(cluster, "alice").chat.completions.create(
+            model="llama-3.1-8b", messages=PROMPT, extra_headers={"X-Heddle-Privacy": "public"})
+    assert "loosen" in refused.value.message and "personal" in refused.value.message
+    assert refused.value.code == "privacy_loosening"
+    with pytest.raises(openai.PermissionDeniedError, match="frontier is not allowed"):
+        client(cluster, "bob").chat.completions.create(
+            model="llama-3.1-8b", messages=PROMPT, extra_headers={"X-Heddle-Tier": "frontier"})
+
+    # bob tightens his public work to personal: it may run only on bob's node now
+    raw = client(cluster, "bob").chat.completions.with_raw_response.create(
+        model="llama-3.1-8b", messages=PROMPT, extra_headers={"X-Heddle-Privacy": "personal"})
+    assert (raw.headers["x-heddle-node"], raw.headers["x-heddle-privacy"]) == ("bob-pc", "personal")
+
+    with pytest.raises(openai.AuthenticationError, match="unknown API key"):
+        openai.OpenAI(base_url=cluster.base_url + "/v1", api_key="sk-nobody-000", max_retries=0
+                      ).chat.completions.create(model="llama-3.1-8b", messages=PROMPT)
+    with pytest.raises(openai.NotFoundError, match="not in heddle's catalog"):
+        client(cluster, "bob").chat.completions.create(model="gpt-9-ultra", messages=PROMPT)
+    with pytest.raises(openai.BadRequestError, match="messages"):
+        client(cluster, "bob").chat.completions.create(model="llama-3.1-8b", messages=[])
+
+
+def test_a_saturated_fleet_answers_429_with_retry_after(cluster):
+    gate = held(cluster, "alice-mac")  # alice's only node has one slot: this holds it
+    first: list = []
+    busy = threading.Thread(target=lambda: first.append(client(cluster, "alice").chat.completions
+                                                        .create(model="llama-3.1-8b", messages=PROMPT)))
+    busy.start()
+    try:
+        cluster.wait_until(lambda: len(cluster.standins["alice-mac"].requests) and gate in
+                           cluster.standins["alice-mac"].holds and not cluster.standins["alice-mac"].plans,
+                           "the first request running on alice-mac")
+        with pytest.raises(openai.RateLimitError) as saturated:
+            client(cluster, "alice").chat.completions.create(model="llama-3.1-8b", messages=PROMPT)
+        assert int(saturated.value.response.headers["retry-after"]) >= 1
+        assert "no free place" in saturated.value.message
+        assert saturated.value.code == "fleet_saturated"
+    finally:
+        gate.set()
+        busy.join(WAIT_S)
+    assert first[0].choices[0].message.content == TEXT  # the running one was not disturbed
+
+
+def test_a_caller_that_disconnects_cancels_its_task(cluster):
+    gate = held(cluster, "alice-mac")
+    try:
+        with httpx.stream("POST", cluster.base_url + "/v1/chat/completions", timeout=WAIT_S,
+                          headers={"Authorization": "Bearer " + KEYS["alice"]["key"]},
+                          json={"model": "llama-3.1-8b", "messages": PROMPT, "stream": True}) as r:
+            task = r.headers["x-heddle-task"]
+            next(line for line in r.iter_lines() if '"content":"alpha"' in line)
+        # the connection is closed here, mid-stream
+        row = cluster.wait_task(task, "cancelled")
+        assert row.node == "alice-mac"
+    finally:
+        gate.set()
+    # the slot is free again: the next request of alice runs
+    assert client(cluster, "alice").chat.completions.create(
+        model="llama-3.1-8b", messages=PROMPT).choices[0].message.content == TEXT
+
+
+def test_ollama_client_chat_generate_and_tags(cluster):
+    llama = ollama.Client(host=cluster.base_url, headers={"Authorization": "Bearer " + KEYS["bob"]["key"]})
+    names = [m.model for m in llama.list().models]
+    assert "llama-3.1-8b:q4_k_m" in names
+    parts = list(llama.chat(model="llama3.1:8b-instruct-q4_K_M", messages=PROMPT, stream=True))
+    assert "".join(p.message.content for p in parts) == TEXT
+    assert parts[-1].done and parts[-1].eval_count == len(WORDS)
+    reply = llama.generate(model="llama-3.1-8b", prompt="Why is the sky blue?", stream=False,
+                           options={"num_predict": 7})
+    assert reply.response == TEXT and reply.done
+    asked = [r[2] for s in cluster.standins.values() for r in s.requests if r[0] == "/api/chat"]
+    assert any(body["options"]["num_predict"] == 7 and body["messages"][-1]["content"]
+               == "Why is the sky blue?" for body in asked)
+
+    loosening = ollama.Client(host=cluster.base_url, headers={
+        "Authorization": "Bearer " + KEYS["alice"]["key"], "X-Heddle-Privacy": "sensitive"})
+    with pytest.raises(ollama.ResponseError) as refused:
+        loosening.chat(model="llama-3.1-8b", messages=PROMPT)
+    assert refused.value.status_code == 403 and "loosen" in refused.value.error
+
+
+def test_a_node_killed_mid_stream_gives_a_clean_error_and_the_task_is_retried(cluster):
+    gates = [held(cluster, "carol-a"), held(cluster, "carol-b")]  # whichever node gets it, holds
+    try:
+        with client(cluster, "carol").chat.completions.with_streaming_response.create(
+                model="llama-3.1-8b", messages=PROMPT, stream=True) as raw:
+            node, task = raw.headers["x-heddle-node"], raw.headers["x-heddle-task"]
+            stream = iter(raw.parse())
+            got = ""
+            while got != "".join(WORDS[:2]):
+                chunk = next(stream)
+                got += chunk.choices[0].delta.content or "" if chunk.choices else ""
+            cluster.kill(cluster.agents[node], signal.SIGKILL)
+            with pytest.raises(openai.APIError) as lost:
+                list(stream)
+        assert "lost mid-stream" in lost.value.message and node in lost.value.message
+        events = cluster.wait_until(
+            lambda: [e for e in cluster.query(lambda c: _events(cluster)) if e.aggregate_id == task
+                     and e.event_type == "TaskFailed"] or None, "the lost attempt recorded")
+        assert events[0].payload["retryable"] is True and node in events[0].payload["reason"]
+        cluster.wait_task(task, "cancelled")  # the caller got an error: its retry is not run on
+    finally:
+        for gate in gates:
+            gate.set()
+
+
+async def _events(cluster):
+    return await cluster.events()
