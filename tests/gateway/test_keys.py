@@ -62,7 +62,7 @@ def test_a_bad_keys_file_is_refused_naming_the_line_and_field(tmp_path):
     with pytest.raises(KeysFileError, match="cannot read gateway keys file"):
         load_keys(path)
     path.write_text("keys:\n  - key: sk-ana-00001\n    owner: ana\n    privacy: secret\n")
-    with pytest.raises(KeysFileError, match=r"keys.yaml:4: keys\[0\].privacy: Input should be .public):
+    with pytest.raises(KeysFileError, match=r"keys.yaml:4: keys\[0\].privacy: Input should be .public"):
         load_keys(path)
     path.write_text("keys:\n  - {key: sk-ana-00001, owner: ana}\n  - {key: sk-ana-00001, owner: bo}\n")
     with pytest.raises(KeysFileError, match="listed twice"):
