@@ -1,9 +1,9 @@
 """One real cluster shared by the gateway tests (starting the processes is most of their time):
 nats-server, the control plane, agents with stand-in Ollama servers and `heddle gateway`.
 
-Nodes: alice-mac (owner alice, 1 slot: saturates), bob-pc (bob, 2 slots), carol-a and carol-b
-(carol, 1 slot each: the node-loss test kills one). Keys: alice's default privacy is personal;
-bob's and carol's are public, carol's is personal too so her work stays on her two nodes.
+Nodes: alice-mac (owner alice, 1 slot: saturates), carol-a and carol-b (carol, 1 slot each: the
+node-loss test kills one). Keys: alice's and carol's default privacy is personal (their work
+stays on their nodes); bob's is public (his work runs anywhere) and bob has no node.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ KEYS = {
     "bob": {"key": "sk-bob-000001", "owner": "bob", "privacy": "public", "tiers": ["local"]},
     "carol": {"key": "sk-carol-0001", "owner": "carol", "privacy": "personal"},
 }
-NODES = {"alice-mac": ("alice", 1), "bob-pc": ("bob", 2), "carol-a": ("carol", 1), "carol-b": ("carol", 1)}
+NODES = {"alice-mac": ("alice", 1), "carol-a": ("carol", 1), "carol-b": ("carol", 1)}
 
 
 @pytest.fixture(scope="module")

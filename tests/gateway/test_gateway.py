@@ -91,10 +91,15 @@ def test_a_request_may_tighten_its_keys_rules_but_never_loosen_them(cluster):
         client(cluster, "bob").chat.completions.create(
             model="llama-3.1-8b", messages=PROMPT, extra_headers={"X-Heddle-Tier": "frontier"})
 
-    # bob tightens his public work to personal: it may run only on bob's node now
-    raw = client(cluster, "bob").chat.completions.with_raw_response.create(
-        model="llama-3.1-8b", messages=PROMPT, extra_headers={"X-Heddle-Privacy": "personal"})
-    assert (raw.headers["x-heddle-node"], raw.headers["x-heddle-privacy"]) == ("bob-pc", "personal")
+    # carol tightens nothing (her key is personal already) and gets a deadline
+    raw = client(cluster, "carol").chat.completions.with_raw_response.create(
+        model="llama-3.1-8b", messages=PROMPT, extra_headers={"X-Heddle-Deadline": "120"})
+    assert raw.headers["x-heddle-node"] in {"carol-a", "carol-b"}
+    # bob tightens his public work to personal: only bob's nodes may run it, and he has none
+    with pytest.raises(openai.BadRequestError) as nowhere:
+        client(cluster, "bob").chat.completions.create(
+            model="llama-3.1-8b", messages=PROMPT, extra_headers={"X-Heddle-Privacy": "personal"})
+    assert nowhere.value.code == "cannot_place" and "privacy" in nowhere.value.message
 
     with pytest.raises(openai.AuthenticationError, match="unknown API key"):
         openai.OpenAI(base_url=cluster.base_url + "/v1", api_key="sk-nobody-000", max_retries=0
