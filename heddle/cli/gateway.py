@@ -3,14 +3,14 @@ Also runnable as ``python -m heddle.cli.gateway`` (faster start-up)."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-err = Console(stderr=True)
+from heddle.cli.common import LazyConsole
+
+err = LazyConsole(stderr=True)
 
 KEYS_FILE_NAME = "gateway-keys.yaml"
 """The keys file's name in the data directory (``~/.heddle``) when --keys is not given."""
@@ -30,6 +30,7 @@ def gateway(
 ) -> None:
     """Serve /v1/chat/completions, /v1/models and Ollama's /api/chat, /api/generate, /api/tags."""
     import asyncio
+    import logging
 
     from heddle.config import load_settings
     from heddle.gateway import GatewaySettings, KeysFileError, serve
