@@ -224,13 +224,16 @@ def up(
     slots: Annotated[int | None, typer.Option("--slots", min=1, help="Tasks this machine runs at once.")] = None,
     device: Annotated[str | None, typer.Option("--device", help="Catalog device id of this machine.")] = None,
     no_agent: Annotated[bool, typer.Option("--no-agent", help="Do not run work on this machine.")] = False,
+    gateway: Annotated[bool, typer.Option("--gateway", help="Also serve the OpenAI/Ollama-compatible API (heddle gateway; keys in <data dir>/gateway-keys.yaml).")] = False,
+    gateway_port: Annotated[int, typer.Option("--gateway-port", min=0, max=65535, help="The gateway's HTTP port (on 127.0.0.1).")] = 11435,
 ) -> None:
     """Start nats-server, the control plane and a local agent; Ctrl-C stops all three."""
     from heddle.live.up import Cluster, UpError
 
     settings = _settings(data_dir=data_dir)
     cluster = Cluster(settings.data_dir, host, port, node_id=node_id, slots=slots, device=device,
-                      agent=not no_agent)
+                      agent=not no_agent, gateway=["--data-dir", str(settings.data_dir), "--port",
+                                                   str(gateway_port)] if gateway else None)
     try:
         cluster.start()
     except UpError as exc:

@@ -10,12 +10,10 @@ import uvicorn
 from heddle.gateway.app import build_app
 from heddle.gateway.bridge import Bridge
 from heddle.gateway.keys import load_keys
-from heddle.gateway.settings import GatewaySettings
+from heddle.gateway.settings import READY_LINE, GatewaySettings
 
 __all__ = ["READY_LINE", "serve"]
 
-READY_LINE = "heddle gateway ready"
-"""Printed once the gateway listens (tests and `heddle up` wait for it)."""
 GRACEFUL_S = 5.0
 """On SIGTERM, open streams get this long before they are cut (their tasks are cancelled)."""
 

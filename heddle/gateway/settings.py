@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DEFAULT_KEYS_FILE", "DEFAULT_PORT", "GatewaySettings"]
+__all__ = ["DEFAULT_KEYS_FILE", "DEFAULT_PORT", "READY_LINE", "GatewaySettings"]
+
+READY_LINE = "heddle gateway ready"
+"""Printed once the gateway listens (tests and `heddle up --gateway` wait for it)."""
 
 DEFAULT_PORT = 11435
 """Next to Ollama's 11434, so an app's Ollama URL changes by one digit."""

@@ -1,5 +1,5 @@
-"""`heddle up`: nats-server, the control plane and a local agent, started in that order and
-stopped in reverse (the agent drains first). The children run in their own sessions so a
+"""`heddle up`: nats-server, the control plane (then the gateway, if asked) and a local agent,
+started in that order and stopped in reverse (the agent drains first). The children run in their own sessions so a
 Ctrl-C reaches only `heddle up`, which then stops them in order."""
 
 from __future__ import annotations
@@ -42,12 +42,14 @@ def lan_address() -> str:
 
 class Cluster:
     def __init__(self, data_dir: Path, host: str, port: int, *, node_id: str | None = None,
-                 slots: int | None = None, device: str | None = None, agent: bool = True) -> None:
+                 slots: int | None = None, device: str | None = None, agent: bool = True,
+                 gateway: list[str] | None = None) -> None:
         self.store_dir = Path(data_dir).expanduser() / "nats"
         self.nats = EmbeddedNats(self.store_dir, host, port)
         self.agent_args = [a for flag, v in (("--node-id", node_id), ("--slots", slots), ("--device", device))
                            if v is not None for a in (flag, str(v))]
         self.run_agent = agent
+        self.gateway_args = gateway  # `heddle gateway` flags; None: no gateway
         self.children: dict[str, subprocess.Popen] = {}
 
     @property
@@ -67,6 +69,12 @@ class Cluster:
         scheduler = self._spawn("control plane", [sys.executable, "-m", "heddle.cli.live", "scheduler",
                                                   "--nats", self.url], capture=True)
         self._wait_ready(scheduler)
+        if self.gateway_args is not None:
+            from heddle.gateway.settings import READY_LINE as GATEWAY_READY
+
+            gateway = self._spawn("gateway", [sys.executable, "-m", "heddle.cli.gateway", "--nats",
+                                              self.url, *self.gateway_args], capture=True)
+            self._wait_ready(gateway, GATEWAY_READY, "the gateway")
         if self.run_agent:
             self._spawn("agent", [sys.executable, "-m", "heddle.cli.agent", "--nats", self.url, *self.agent_args])
 
@@ -76,7 +84,8 @@ class Cluster:
         self.children[name] = process
         return process
 
-    def _wait_ready(self, process: subprocess.Popen) -> None:
+    def _wait_ready(self, process: subprocess.Popen, ready_line: str = READY_LINE,
+                    what: str = "the control plane") -> None:
         lines: queue.Queue[str | None] = queue.Queue()
 
         def pump() -> None:  # forward the child's output and spot the ready line
@@ -92,20 +101,21 @@ class Cluster:
             try:
                 line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise UpError(f"the control plane did not start within {START_TIMEOUT_S:g} s") from None
+                raise UpError(f"{what} did not start within {START_TIMEOUT_S:g} s") from None
             if line is None:
-                raise UpError(f"the control plane exited with code {process.wait()}")
-            if READY_LINE in line:
+                raise UpError(f"{what} exited with code {process.wait()}")
+            if ready_line in line:
                 return
 
     def wait(self) -> None:
         """Until the control plane or nats-server exits on its own (then UpError) or
         KeyboardInterrupt. The local agent may leave (drained): the cluster stays up."""
         while True:
-            agent = self.children.get("agent")
-            if agent is not None and agent.poll() is not None:
-                print(f"the local agent left (exit code {agent.returncode}); the cluster stays up", flush=True)
-                del self.children["agent"]
+            for name, what in (("agent", "the local agent left"), ("gateway", "the gateway exited")):
+                child = self.children.get(name)
+                if child is not None and child.poll() is not None:
+                    print(f"{what} (exit code {child.returncode}); the cluster stays up", flush=True)
+                    del self.children[name]
             control = self.children["control plane"]
             if control.poll() is not None:
                 raise UpError(f"the control plane exited with code {control.returncode}")
@@ -116,7 +126,7 @@ class Cluster:
     def stop(self) -> int:
         """Agent (drains), then control plane, then nats-server; 0 if all stopped cleanly."""
         code = 0
-        for name in ("agent", "control plane"):
+        for name in ("agent", "gateway", "control plane"):
             process = self.children.pop(name, None)
             if process is None or process.poll() is not None:
                 continue

@@ -8,9 +8,13 @@ stays on their nodes); bob's is public (his work runs anywhere) and bob has no n
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import yaml
 
 from tests.gateway.gatewaykit import GatewayCluster, write_keys
+from tests.live.clusterkit import REPO
 
 KEYS = {
     "alice": {"key": "sk-alice-0001", "owner": "alice", "privacy": "personal", "account": "alice"},
@@ -20,7 +24,13 @@ KEYS = {
 NODES = {"alice-mac": ("alice", 1), "carol-a": ("carol", 1), "carol-b": ("carol", 1)}
 
 
-@pytest.fixture(scope="module")
+def doc_keys() -> list[dict]:
+    """The keys file of docs/gateway.md (the docs' examples run with its keys)."""
+    text = (REPO / "docs" / "gateway.md").read_text(encoding="utf-8")
+    return yaml.safe_load(re.search(r"```yaml\n(keys:.*?)```", text, re.DOTALL).group(1))["keys"]
+
+
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gateway")
     c = GatewayCluster(tmp)
@@ -28,7 +38,7 @@ def cluster(tmp_path_factory):
         c.start_control("--task-timeout", "30")
         for node, (owner, slots) in NODES.items():
             c.start_llm_agent(node, owner, slots)
-        c.start_gateway(write_keys(tmp / "keys.yaml", list(KEYS.values())), "--max-wait", "0",
+        c.start_gateway(write_keys(tmp / "keys.yaml", [*KEYS.values(), *doc_keys()]), "--max-wait", "0",
                         "--request-timeout", "60")
         c.wait_models(set(NODES))
         yield c
