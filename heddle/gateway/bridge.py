@@ -149,7 +149,12 @@ class Bridge:
         """Submit one task; returns its placement (`heddle.live.control.waiting.placement`)."""
         request = SubmitRequest(**self._fields(), job_id=job_id, owner=owner, source="gateway",
                                 tasks=[item], placement=True)
-        reply = await self._request(wire.SUBMIT, encode_message(request))
+        data = encode_message(request)
+        if len(data) > wire.MAX_MESSAGE_BYTES:
+            raise GatewayError(413, f"the request is too large for the cluster: {len(data)} bytes "
+                               f"as a task, at most {wire.MAX_MESSAGE_BYTES} fit in a message",
+                               "request_too_large")
+        reply = await self._request(wire.SUBMIT, data)
         if not reply.ok:
             raise GatewayError(400, f"the control plane refused the task: {reply.error}",
                                "task_refused")

@@ -6,7 +6,8 @@ from __future__ import annotations
 __all__ = ["GatewayError"]
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-          404: "invalid_request_error", 429: "rate_limit_error", 504: "timeout_error"}
+          404: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error",
+          504: "timeout_error"}
 
 
 class GatewayError(Exception):
