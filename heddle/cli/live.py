@@ -231,9 +231,11 @@ def up(
     from heddle.live.up import Cluster, UpError
 
     settings = _settings(data_dir=data_dir)
+    from heddle.gateway.settings import READY_LINE as GATEWAY_READY
+
+    flags = ["--data-dir", str(settings.data_dir), "--port", str(gateway_port)]
     cluster = Cluster(settings.data_dir, host, port, node_id=node_id, slots=slots, device=device,
-                      agent=not no_agent, gateway=["--data-dir", str(settings.data_dir), "--port",
-                                                   str(gateway_port)] if gateway else None)
+                      agent=not no_agent, gateway=(flags, GATEWAY_READY) if gateway else None)
     try:
         cluster.start()
     except UpError as exc:

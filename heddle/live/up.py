@@ -43,13 +43,13 @@ def lan_address() -> str:
 class Cluster:
     def __init__(self, data_dir: Path, host: str, port: int, *, node_id: str | None = None,
                  slots: int | None = None, device: str | None = None, agent: bool = True,
-                 gateway: list[str] | None = None) -> None:
+                 gateway: tuple[list[str], str] | None = None) -> None:
         self.store_dir = Path(data_dir).expanduser() / "nats"
         self.nats = EmbeddedNats(self.store_dir, host, port)
         self.agent_args = [a for flag, v in (("--node-id", node_id), ("--slots", slots), ("--device", device))
                            if v is not None for a in (flag, str(v))]
         self.run_agent = agent
-        self.gateway_args = gateway  # `heddle gateway` flags; None: no gateway
+        self.gateway = gateway  # (`heddle gateway` flags, its ready line); None: no gateway
         self.children: dict[str, subprocess.Popen] = {}
 
     @property
@@ -69,12 +69,11 @@ class Cluster:
         scheduler = self._spawn("control plane", [sys.executable, "-m", "heddle.cli.live", "scheduler",
                                                   "--nats", self.url], capture=True)
         self._wait_ready(scheduler)
-        if self.gateway_args is not None:
-            from heddle.gateway.settings import READY_LINE as GATEWAY_READY
-
+        if self.gateway is not None:
+            flags, ready_line = self.gateway
             gateway = self._spawn("gateway", [sys.executable, "-m", "heddle.cli.gateway", "--nats",
-                                              self.url, *self.gateway_args], capture=True)
-            self._wait_ready(gateway, GATEWAY_READY, "the gateway")
+                                              self.url, *flags], capture=True)
+            self._wait_ready(gateway, ready_line, "the gateway")
         if self.run_agent:
             self._spawn("agent", [sys.executable, "-m", "heddle.cli.agent", "--nats", self.url, *self.agent_args])
 

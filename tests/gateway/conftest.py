@@ -38,7 +38,7 @@ def cluster(tmp_path_factory):
         c.start_control("--task-timeout", "30")
         for node, (owner, slots) in NODES.items():
             c.start_llm_agent(node, owner, slots)
-        c.start_gateway(write_keys(tmp / "keys.yaml", [*KEYS.values(), *doc_keys()]), "--max-wait", "0",
+        c.start_gateway(write_keys(tmp / "keys.yaml", [*KEYS.values(), *doc_keys()]), "--max-wait", "30",
                         "--request-timeout", "60")
         c.wait_models(set(NODES))
         yield c

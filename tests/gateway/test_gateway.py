@@ -120,15 +120,24 @@ def test_a_saturated_fleet_answers_429_with_retry_after(cluster):
         cluster.wait_until(lambda: len(cluster.standins["alice-mac"].requests) and gate in
                            cluster.standins["alice-mac"].holds and not cluster.standins["alice-mac"].plans,
                            "the first request running on alice-mac")
-        with pytest.raises(openai.RateLimitError) as saturated:
-            client(cluster, "alice").chat.completions.create(model="llama-3.1-8b", messages=PROMPT)
+        with pytest.raises(openai.RateLimitError) as saturated:  # and it will not wait
+            client(cluster, "alice").chat.completions.create(
+                model="llama-3.1-8b", messages=PROMPT, extra_headers={"X-Heddle-Max-Wait": "0"})
         assert int(saturated.value.response.headers["retry-after"]) >= 1
         assert "no free place" in saturated.value.message
         assert saturated.value.code == "fleet_saturated"
+        # a caller that may wait (the gateway's --max-wait) waits in the core for the slot
+        patient = threading.Thread(target=lambda: first.append(client(cluster, "alice").chat
+                                   .completions.create(model="llama-3.1-8b", messages=PROMPT)))
+        patient.start()
+        cluster.wait_until(lambda: cluster.query(lambda c: c.fleet()).waiting >= 1,
+                           "the patient request waiting for alice-mac")
     finally:
         gate.set()
         busy.join(WAIT_S)
-    assert first[0].choices[0].message.content == TEXT  # the running one was not disturbed
+    patient.join(WAIT_S)
+    assert [reply.choices[0].message.content for reply in first] == [TEXT, TEXT]
+    assert first[1].usage.model_extra["heddle"]["node"] == "alice-mac"
 
 
 def test_a_caller_that_disconnects_cancels_its_task(cluster):
