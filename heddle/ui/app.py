@@ -162,14 +162,14 @@ def create_app(settings: UiSettings) -> FastAPI:
 
     @app.get("/work/task/{task_id}", response_class=HTMLResponse)
     async def task(request: Request, task_id: str) -> HTMLResponse:
-        from heddle.ui.work import history
+        from heddle.ui.work import event_log, history
 
         if not TASK_ID.match(task_id):
             return page(request, "task.html", task_id=task_id, problem="not a task id", story=None)
         if watch.nc is None:
             return page(request, "task.html", task_id=task_id, problem=watch.problem, story=None)
         try:
-            story = await history(watch.nc, task_id)
+            story = await history(event_log(watch.nc), task_id)
         except Exception as exc:  # noqa: BLE001 - e.g. no event stream yet, or no right to read it
             return page(request, "task.html", task_id=task_id, story=None,
                         problem=f"the task's history cannot be read: {exc or type(exc).__name__}")
@@ -181,6 +181,7 @@ def create_app(settings: UiSettings) -> FastAPI:
 
     @app.get("/whatif", response_class=HTMLResponse)
     async def whatif(request: Request, run: str | None = None) -> HTMLResponse:
+        choices.keep_live_fleet(watch.fleet_file)
         return page(request, "whatif.html", fleets=choices.fleets(), traces=choices.traces(),
                     policies=choices.policies(), policy_words=choices.policy_words(),
                     scenarios=choices.scenarios(), scenario_words=SCENARIO_WORDS,
@@ -210,6 +211,7 @@ def create_app(settings: UiSettings) -> FastAPI:
 
     @app.get("/advice", response_class=HTMLResponse)
     async def advice(request: Request, run: str | None = None) -> HTMLResponse:
+        choices.keep_live_fleet(watch.fleet_file)
         return page(request, "advice.html", fleets=choices.fleets(), traces=choices.traces(),
                     default_trace=choices.default_trace(ADVICE_TRACE), run=run_or_latest("advice", run))
 

@@ -1,7 +1,7 @@
 """What the What-if and Advice forms offer: fleets, traces, policies and scenarios, shipped
 with heddle, recorded by a live cluster, or uploaded through the page.
 
-A form posts a choice's key ("shipped:demo", "recorded:2026-12-06.parquet", "upload:home.yaml");
+A form posts a choice's key ("shipped:demo", "recorded:all", "live:fleet", "upload:home.yaml");
 only keys in the current listing resolve, so a posted value can never name another file.
 Uploads are checked with the same readers the twin uses before they are kept, and a bad
 file is refused with the reader's own message (which names the file and the field).
@@ -17,8 +17,11 @@ from heddle.ui.settings import UiError
 
 __all__ = ["POLICY_WORDS", "SCENARIO_WORDS", "Choice", "Choices"]
 
-RECORDED_DIR = "traces"
-"""Where a live cluster's recorded traces are looked for, under the data folder."""
+RECORDED_DIR = "recorded"
+"""Where the live control plane records what it ran, under the data folder: a directory of
+Parquet files that reads as one trace (heddle.traces.recorded)."""
+LIVE_FLEET_FILE = "live-fleet.yaml"
+"""The cluster's fleet as its control plane exports it, kept in the work folder."""
 TRACE_SUFFIXES = (".parquet", ".htr")
 """Trace files an upload may be (docs/traces.md)."""
 FLEET_SUFFIXES = (".yaml", ".yml")
@@ -49,21 +52,40 @@ class Choice:
 class Choices:
     def __init__(self, work_dir: Path, data_dir: Path) -> None:
         self.uploads = work_dir / "uploads"
+        self.live_fleet = work_dir / LIVE_FLEET_FILE
         self.recorded = data_dir.expanduser() / RECORDED_DIR
 
     # -- listings ---------------------------------------------------------------------------------
     def fleets(self) -> list[Choice]:
         from heddle.models.fleet import shipped_fleets
 
-        out = [Choice(f"shipped:{n}", f"{n} (shipped)", n) for n in shipped_fleets()]
+        out = [Choice("live:fleet", "the cluster's fleet as it is now", str(self.live_fleet))
+               ] if self.live_fleet.exists() else []
+        out += [Choice(f"shipped:{n}", f"{n} (shipped)", n) for n in shipped_fleets()]
         return out + self._uploaded("fleets", "uploaded")
+
+    def keep_live_fleet(self, document: dict) -> None:
+        """Offer the control plane's export of the live fleet as a choice while there is one
+        (written only when it changes, and whole, so a run never reads half a file)."""
+        import yaml
+
+        if not document:
+            self.live_fleet.unlink(missing_ok=True)
+            return
+        text = yaml.safe_dump(document, sort_keys=False)
+        if self.live_fleet.exists() and self.live_fleet.read_text(encoding="utf-8") == text:
+            return
+        self.live_fleet.parent.mkdir(parents=True, exist_ok=True)
+        scratch = self.live_fleet.with_suffix(".tmp")
+        scratch.write_text(text, encoding="utf-8")
+        scratch.replace(self.live_fleet)
 
     def traces(self) -> list[Choice]:
         from heddle.traces.samples import shipped_trace_names
 
-        out = [Choice(f"recorded:{p.relative_to(self.recorded)}",
-                      f"{p.relative_to(self.recorded)} (recorded by this cluster)", str(p))
-               for p in self._recorded_files()]
+        recorded = self._recorded_files()
+        out = [Choice("recorded:all", f"what this cluster ran (recorded, {len(recorded)} "
+                      f"file{'s' if len(recorded) != 1 else ''})", str(self.recorded))] if recorded else []
         out += [Choice(f"shipped:{n}", f"{n} (shipped)", n) for n in shipped_trace_names()]
         return out + self._uploaded("traces", "uploaded")
 
@@ -84,9 +106,7 @@ class Choices:
         return sorted(p.stem for p in shipped_scenario_path().parent.glob("*.yaml"))
 
     def _recorded_files(self) -> list[Path]:
-        if not self.recorded.is_dir():
-            return []
-        return sorted(p for s in TRACE_SUFFIXES for p in self.recorded.rglob(f"*{s}"))
+        return sorted(self.recorded.glob("*.parquet")) if self.recorded.is_dir() else []
 
     def _uploaded(self, kind: str, word: str) -> list[Choice]:
         folder = self.uploads / kind
@@ -95,11 +115,8 @@ class Choices:
         return [Choice(f"upload:{p.name}", f"{p.name} ({word})", str(p)) for p in sorted(folder.iterdir())]
 
     def default_trace(self, shipped: str) -> str:
-        """The newest recorded trace when this cluster has recorded one, else a shipped one."""
-        recorded = self._recorded_files()
-        if recorded:
-            return f"recorded:{max(recorded, key=lambda p: p.stat().st_mtime).relative_to(self.recorded)}"
-        return f"shipped:{shipped}"
+        """What this cluster recorded, when it has recorded anything, else a shipped trace."""
+        return "recorded:all" if self._recorded_files() else f"shipped:{shipped}"
 
     # -- resolving posted keys --------------------------------------------------------------------
     @staticmethod

@@ -44,6 +44,7 @@ class NodeView:
     last_seen_s: float
     left_reason: str | None = None  # said goodbye (Left) and has not reported since
     control_status: str | None = None  # the control plane's word: active, draining, lost, left
+    shadow_error: float | None = None  # the twin's median error on this node's run times
 
 
 def _status(view: NodeView, now_s: float, lost_after_s: float) -> str:
@@ -109,6 +110,7 @@ def node_row(view: NodeView, now_s: float, lost_after_s: float) -> dict[str, Any
         "thermal": _thermal(r),
         "running": running,
         "heard": _heard(now_s - view.last_seen_s),
+        "twin_error": f"{view.shadow_error:.0%}" if view.shadow_error is not None else None,
         "can_drain": status == "active",
     }
 
@@ -125,6 +127,8 @@ class FleetWatch:
         self.problem: str | None = f"connecting to the cluster at {nats_url}" if nats_url else None
         self.control_problem: str | None = None
         self.waiting = 0
+        self.shadow: dict[str, Any] = {}  # the twin's running error on run times (when recorded)
+        self.fleet_file: dict[str, Any] = {}  # the live fleet as a fleet YAML document
         self.version = 0
         self._changed = asyncio.Condition()
         self._tasks: list[asyncio.Task] = []
@@ -225,10 +229,14 @@ class FleetWatch:
         else:
             problem = None
             self.waiting = reply.waiting
+            # Shadow predictions and the fleet export exist once the control plane records them.
+            self.shadow = dict(getattr(reply, "shadow", None) or {})
+            self.fleet_file = dict(getattr(reply, "fleet_file", None) or {})
             for row in reply.nodes:
                 view = self.nodes.get(row.node_id)
-                if view is not None and view.control_status != row.status:
-                    view.control_status = row.status
+                news = (row.status, getattr(row, "shadow_error", None))
+                if view is not None and (view.control_status, view.shadow_error) != news:
+                    view.control_status, view.shadow_error = news
                     await self._bump()
         if problem != self.control_problem:
             self.control_problem = problem
@@ -257,6 +265,7 @@ class FleetWatch:
             "working": sum(1 for r in rows if r["status"] == "active"),
             "running": sum(len(r["running"]) for r in rows),
             "waiting": self.waiting,
+            "shadow": self.shadow if self.shadow.get("tasks") else None,
         }
 
     async def drain(self, node_id: str) -> None:

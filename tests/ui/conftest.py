@@ -8,8 +8,10 @@ import pytest
 from tests.ui.uikit import UiProcess, need_chromium
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium per test module: Playwright's sync API keeps an event loop running while
+    it is open, which would stop async tests that run after it."""
     path = need_chromium()
     from playwright.sync_api import sync_playwright
 
@@ -19,7 +21,7 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo_ui(tmp_path_factory):
     """A UI with no cluster running (What-if and Advice on the shipped demo)."""
     tmp = tmp_path_factory.mktemp("ui-demo")

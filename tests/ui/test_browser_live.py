@@ -91,14 +91,16 @@ def test_drain_a_node_from_its_button(live_ui, new_page, screenshots):
 def test_the_work_page_shows_a_job_and_a_tasks_life(live_ui, new_page, screenshots, tmp_path):
     cluster, ui = live_ui
     cluster.start_agent("study", "dana", slots=2)
+    page, console = new_page()
+    page.goto(ui.url + "/fleet")  # work is submitted once the machine is there to run it
+    page.locator("tr[data-node=study][data-status=active]").wait_for(timeout=WAIT_MS)
     job_file = workload_file(tmp_path, "three.yaml", echo_tasks(3))
     submitted = subprocess.run(
         [sys.executable, "-m", "heddle.cli.live", "submit", str(job_file), "--nats", cluster.url,
          "--job", "ui-job", "--wait"], check=False, cwd=REPO, capture_output=True, text=True,
         timeout=WAIT_S)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    page, console = new_page()
-    page.goto(ui.url + "/work")
+    page.get_by_role("link", name="Work").click()
     job = page.locator("tr[data-job=ui-job]")
     job.wait_for()
     assert job.locator("td").nth(4).inner_text() == "3"  # completed
@@ -109,8 +111,9 @@ def test_the_work_page_shows_a_job_and_a_tasks_life(live_ui, new_page, screensho
     task.get_by_role("link").click()
     page.locator("table.events").wait_for()
     events = page.locator("table.events").inner_text()
-    for step in ("submitted by", "placed on study", "started on study", "completed on study"):
+    for step in ("submitted (public work)", "placed on study", "started on study", "completed on study"):
         assert step in events
+    assert "echo" in page.locator("section.card", has_text="The task").inner_text()
     assert "run time" in page.locator("section.card", has_text="Predicted").inner_text()
     assert "run time" in page.locator("section.card", has_text="Actual").inner_text()
     page.screenshot(path=str(screenshots / "task.png"), full_page=True)
