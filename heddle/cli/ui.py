@@ -21,7 +21,7 @@ def ui(
     token: Annotated[str | None, typer.Option("--token", envvar="HEDDLE_UI_TOKEN", help="Login token of people who may look and drain nodes (at least 16 characters).")] = None,
     viewer_token: Annotated[str | None, typer.Option("--viewer-token", envvar="HEDDLE_UI_VIEWER_TOKEN", help="Login token of people who may only look.")] = None,
     no_drain: Annotated[bool, typer.Option("--no-drain", help="Offer no drain button to anyone.")] = False,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where recorded traces are found; uploads and results go in its ui/ folder (default ~/.heddle).")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the cluster records what it ran (its recorded/ folder); uploads and results go in its ui/ folder (default ~/.heddle).")] = None,
     lost_after: Annotated[float, typer.Option("--lost-after", min=0.1, help="Seconds of silence after which a node shows as lost.")] = 6.0,
 ) -> None:
     """Serve the web UI: Fleet, Work, What-if and Advice pages (Ctrl-C stops it)."""
