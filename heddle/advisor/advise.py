@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ from heddle.advisor.words import months_text, recommendation_sentence
 from heddle.advisor.workload import SECONDS_PER_DAY, WorkloadProfile, analyze
 from heddle.models.fleet_types import Fleet
 from heddle.models.specs import DeviceSpec
+
+if TYPE_CHECKING:
+    from heddle.sim.executors import RunExecutor
 
 __all__ = ["AdvisorReport", "SamplingCheck", "advise", "check_sampling", "recommendation_sentence"]
 
@@ -201,9 +204,11 @@ def advise(
     *,
     devices: dict[str, DeviceSpec] | None = None,
     progress: Callable[[str], None] | None = None,
+    executor: RunExecutor | None = None,
 ) -> AdvisorReport:
     """Advise what to buy. `trace`: a Trace, trace DataFrame or path; `fleet`: Fleet or path;
-    `devices`: the purchasable devices (default: the whole shipped catalog)."""
+    `devices`: the purchasable devices (default: the whole shipped catalog); `executor`: where
+    the twin replays run (default: `settings.workers` local processes; `heddle.sim.executors`)."""
     settings = settings or AdvisorSettings()
     say = progress or (lambda _msg: None)
     t: dict[str, float] = {}
@@ -224,7 +229,7 @@ def advise(
 
     def replay(fleets: list[tuple[str, Fleet]]):
         return replay_fleets(fleets, replay_df, slot, policy=settings.policy, seed=settings.seed,
-                             workers=settings.workers, values=values)
+                             workers=settings.workers, values=values, executor=executor)
 
     say("replaying the current fleet in the twin")
     t1 = time.perf_counter()
@@ -291,19 +296,21 @@ class SamplingCheck:
 
 
 def _replay_pair(df: pd.DataFrame, sample_days: int, fleets, pick: Evaluation,
-                 report: AdvisorReport) -> tuple[Evaluation, float, DayPlan]:
+                 report: AdvisorReport, executor: RunExecutor | None) -> tuple[Evaluation, float, DayPlan]:
     settings = report.settings
     plan, replay_df, slot = _replay_frame(df, sample_days)
     t0 = time.perf_counter()
     base, mine = replay_fleets(fleets, replay_df, slot, policy=settings.policy, seed=settings.seed,
-                               workers=settings.workers, values=request_values(replay_df, settings))
+                               workers=settings.workers, values=request_values(replay_df, settings),
+                               executor=executor)
     wall = time.perf_counter() - t0
     ev = evaluate(pick.estimate, mine, daily_costs(base, plan), plan, settings,
                   report.profile.growth_per_year, np.random.default_rng(settings.seed))
     return ev, wall, plan
 
 
-def check_sampling(report: AdvisorReport, trace: Any) -> SamplingCheck:
+def check_sampling(report: AdvisorReport, trace: Any, *,
+                   executor: RunExecutor | None = None) -> SamplingCheck:
     """Replay the current fleet and the recommended (else the best) candidate on the sampled
     days and on every day of the trace; compare the two paybacks and the twin's run times."""
     pick = report.recommended or (report.evaluations[0] if report.evaluations else None)
@@ -312,8 +319,8 @@ def check_sampling(report: AdvisorReport, trace: Any) -> SamplingCheck:
     df, _ = _frame(trace)
     fleets = [("current fleet", report.baseline.candidate.fleet),
               (pick.candidate.name, pick.candidate.fleet)]
-    sampled, sampled_s, plan_s = _replay_pair(df, report.settings.sample_days, fleets, pick, report)
-    full, full_s, plan_f = _replay_pair(df, 0, fleets, pick, report)
+    sampled, sampled_s, plan_s = _replay_pair(df, report.settings.sample_days, fleets, pick, report, executor)
+    full, full_s, plan_f = _replay_pair(df, 0, fleets, pick, report, executor)
     return SamplingCheck(pick.candidate.name, sampled.payback_months, full.payback_months,
                          sampled.savings_usd_per_month["total"], full.savings_usd_per_month["total"],
                          sampled_s, full_s, int(plan_s.days.size), int(plan_f.n_days))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,9 @@ import pandas as pd
 from heddle.advisor.errors import TwinError
 from heddle.models.fleet_types import Fleet
 from heddle.models.ids import OwnerId
+
+if TYPE_CHECKING:
+    from heddle.sim.executors import RunExecutor
 
 __all__ = ["FAILURE_COLUMNS", "Replay", "privacy_violations", "replay_fleets"]
 
@@ -138,8 +142,10 @@ def replay_fleets(
     seed: int,
     workers: int,
     values: np.ndarray | None = None,
+    executor: RunExecutor | None = None,
 ) -> list[Replay]:
-    """Replay `trace_df` on every fleet through `heddle.sim.run_many` (parallel processes).
+    """Replay `trace_df` on every fleet through `heddle.sim.run_many` (`workers` parallel
+    processes, unless `executor` says where: `heddle.sim.executors`).
 
     `slot[i]` is the replay slot (day) of row i of `trace_df`; `values[i]` what row i is worth
     if it is not done in time (default 0).
@@ -151,7 +157,7 @@ def replay_fleets(
     specs = [sim.RunSpec(fleet=f, trace=trace_df, policy=policy, seed=seed, label=label)
              for label, f in fleets]
     try:
-        results = sim.run_many(specs, max_workers=workers)
+        results = sim.run_many(specs, max_workers=workers, executor=executor)
     except Exception as exc:  # the twin's own errors (privacy, bad workload) end the advice
         raise TwinError(f"twin run failed: {exc}") from exc
     return [_digest(label, r, f, row_of_task, np.asarray(slot), values) for (label, f), r in zip(fleets, results)]

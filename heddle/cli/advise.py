@@ -63,6 +63,8 @@ def advise(
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the bootstrap and the twin.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")] = False,
     check: Annotated[bool, typer.Option("--check-sampling", help="Also replay every day and print how far the sampled-days payback is.")] = False,
+    ray: Annotated[str | None, typer.Option("--ray", metavar="ADDRESS", help="Run the twin replays on Ray: auto (a running cluster, else a local one), local, or a cluster address; needs the `ray` extra [default: local processes].")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", metavar="N", min=1, max=64, help="Twin replays run at once: local processes, or CPUs of a local Ray cluster [default: 2].")] = None,
 ) -> None:
     """Advise what to buy: rank candidate purchases by payback, NPV and TCO from twin replays."""
     from pydantic import ValidationError
@@ -78,6 +80,7 @@ def advise(
     from heddle.models.fleet import load_fleet
     from heddle.optimizer import POLICY_NAMES
     from heddle.sim import SimError
+    from heddle.sim.executors import make_executor
     from heddle.traces import TraceError
 
     try:
@@ -93,7 +96,7 @@ def advise(
                               "electricity_usd_per_kwh": electricity})
         flags = {"budget_usd": budget, "miss_value_usd": miss_value,
                  "discount_rate_annual": discount_rate, "sample_days": sample_days,
-                 "shortlist": shortlist, "policy": policy,
+                 "shortlist": shortlist, "policy": policy, "workers": workers,
                  "miss_value_usd_by_priority": by_priority or None, "resale_usd": resale_usd or None}
         settings = AdvisorSettings(
             seed=base.seed, electricity_usd_per_kwh=base.electricity_usd_per_kwh,
@@ -107,14 +110,15 @@ def advise(
         scratch = tempfile.TemporaryDirectory(prefix="heddle-advise-")
         trace_path = trace_file(base.advise_trace, Path(scratch.name))  # a workload YAML -> a trace
         print_findings("advise", findings_for(the_fleet, read_work(trace_path)))
+        executor = make_executor(workers=settings.workers, ray_address=ray)
         with err.status("advising...") as status:
-            report = run_advice(trace_path, the_fleet, settings,
+            report = run_advice(trace_path, the_fleet, settings, executor=executor,
                                 progress=lambda msg: status.update(f"advising: {msg}"))
         paths = write_report(report, out_dir, force=force)
         chk = None
         if check and report.plan.sampled and (report.recommended or report.evaluations):
             with err.status("replaying every day to check the sampled answer..."):
-                chk = check_sampling(report, trace_path)
+                chk = check_sampling(report, trace_path, executor=executor)
         scratch.cleanup()
     except ValidationError as exc:
         e = exc.errors()[0]

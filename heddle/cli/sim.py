@@ -137,6 +137,12 @@ def sim(
     horizon: Annotated[float | None, typer.Option(
         "--horizon", metavar="SECONDS", min=0, help="Stop the clock at this many simulated seconds [default: run to the end].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary metrics as JSON.")] = False,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="ADDRESS",
+        help="Run several fleets/policies on Ray: auto (a running cluster, else a local one), local, or a cluster address; needs the `ray` extra [default: local processes].")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", "-w", metavar="N", min=1,
+        help="Local worker processes for several fleets/policies (CPUs of a local Ray cluster) [default: one per core].")] = None,
 ) -> None:
     """Replay a workload on a fleet (default: the shipped demo fleet and demo trace)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -146,6 +152,7 @@ def sim(
     from heddle.config import load_settings
     from heddle.models.fleet import load_fleet
     from heddle.optimizer import POLICY_NAMES
+    from heddle.sim.executors import make_executor
     from heddle.sim.whatif import safe_dir_name, what_if
 
     settings = load_settings({"trace": trace, "seed": seed})
@@ -162,17 +169,18 @@ def sim(
     for f in fleets:
         report("sim", findings_for(load_fleet(f), work))
     n_runs = len(fleets) * len(policies)
+    executor = make_executor(workers=workers, ray_address=ray) if n_runs > 1 else None
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err.real(), transient=True, disable=as_json) as bar:
         if n_runs == 1:
             job = bar.add_task("simulating arrivals", total=None)
             report_to = {"progress": lambda done, total: bar.update(job, completed=done, total=total)}
         else:
-            job = bar.add_task(f"{n_runs} runs in parallel", total=n_runs)
+            job = bar.add_task(f"{n_runs} runs in parallel ({executor.name})", total=n_runs)
             report_to = {"on_done": lambda k, n, label: bar.advance(job)}
         runs = what_if(fleets, source if isinstance(source, list) else str(source), policies,
                        scenario=scenario_path, seed=settings.seed, batch_window_s=batch_window,
-                       horizon_s=horizon, **report_to)
+                       horizon_s=horizon, executor=executor, **report_to)
 
     if out_dir is not None:
         for run in runs:

@@ -25,6 +25,7 @@ __all__ = [
     "RunExecutor",
     "SerialExecutor",
     "make_executor",
+    "share_inputs",
 ]
 
 
@@ -57,20 +58,79 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+SHARED_FIELDS = ("fleet", "trace", "scenario")
+"""The inputs many runs of a sweep or comparison share: shipped to a worker once, not per run."""
+
+_WORKER_INPUTS: dict[int, Any] = {}
+"""In a local worker process: the shared inputs, by token (set once by the pool's initializer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """Stands in a spec for a shared input held by the worker (`_WORKER_INPUTS`)."""
+
+    token: int
+
+
+def _install_inputs(inputs: dict[int, Any]) -> None:
+    """A local worker's initializer: keep the inputs every run it gets will share."""
+    _WORKER_INPUTS.clear()
+    _WORKER_INPUTS.update(inputs)
+
+
+def share_inputs(specs: Sequence[Any], put: Callable[[Any], Any],
+                 load: Sequence[str]) -> list[Any]:
+    """Each spec with its fleet/trace/scenario replaced by `put(value)`, called once per
+    distinct input; inputs given by path in a field of `load` are read here first, once.
+
+    A spec whose input cannot be read becomes the exception instead (its run fails alone)."""
+    from heddle.models.fleet import load_fleet
+    from heddle.sim.scenario import load_scenario
+    from heddle.traces import read_trace
+
+    loaders = {"fleet": load_fleet, "trace": read_trace, "scenario": load_scenario}
+    handles: dict[tuple[str, Any], Any] = {}
+
+    def handle(field: str, value: Any) -> Any:
+        is_path = isinstance(value, (str, Path))
+        if value is None or (is_path and field not in load):
+            return value
+        key = (field, str(Path(value).resolve()) if is_path else id(value))
+        if key not in handles:
+            try:
+                handles[key] = put(loaders[field](value) if is_path else value)
+            except Exception as exc:  # noqa: BLE001 - fails the runs that use this input only
+                handles[key] = exc
+        return handles[key]
+
+    out: list[Any] = []
+    for spec in specs:
+        values = {f: handle(f, getattr(spec, f)) for f in SHARED_FIELDS}
+        failed = next((v for v in values.values() if isinstance(v, BaseException)), None)
+        out.append(failed if failed is not None else replace(spec, **values))
+    return out
+
+
 def run_one(spec: Any) -> Any:
     """Run one spec in this process (the function every executor ships to its workers).
 
-    On a Ray worker the spec's fleet/trace/scenario may be object-store references (Ray
-    resolves references only as top-level arguments): they are fetched from the node's store."""
+    Shared inputs come as tokens of a local worker's `_WORKER_INPUTS` or as Ray object-store
+    references (Ray resolves references only as top-level arguments), fetched here."""
     from heddle.sim.runner import run_spec
 
     ray = sys.modules.get("ray")
-    if ray is not None:
-        fetched = {f: ray.get(getattr(spec, f)) for f in ("fleet", "trace", "scenario")
-                   if isinstance(getattr(spec, f), ray.ObjectRef)}
-        if fetched:
-            spec = replace(spec, **fetched)
-    return run_spec(spec)
+    fetched = {}
+    for f in SHARED_FIELDS:
+        value = getattr(spec, f)
+        if isinstance(value, _Shared):
+            fetched[f] = _WORKER_INPUTS[value.token]
+        elif ray is not None and isinstance(value, ray.ObjectRef):
+            fetched[f] = ray.get(value)
+    return run_spec(replace(spec, **fetched) if fetched else spec)
+
+
+def _failed(k: int, exc: BaseException) -> Outcome:
+    return Outcome(k, error=_describe(exc), exception=exc)
 
 
 class SerialExecutor:
@@ -84,7 +144,7 @@ class SerialExecutor:
             try:
                 outcome = Outcome(k, result=run_one(spec))
             except Exception as exc:  # noqa: BLE001 - reported per run; the sweep goes on
-                outcome = Outcome(k, error=_describe(exc), exception=exc)
+                outcome = _failed(k, exc)
             out.append(outcome)
             if on_outcome:
                 on_outcome(outcome)
@@ -93,7 +153,11 @@ class SerialExecutor:
 
 class LocalExecutor:
     """Local worker processes (`max_workers`, default: one per core); a single run stays in
-    this process (no pool start-up cost)."""
+    this process (no pool start-up cost).
+
+    Fleets and traces are read here once and handed to each worker once, by the pool's
+    initializer: a run's own message to its worker is then a few hundred bytes, whatever the
+    size of the trace it replays."""
 
     name = "local"
 
@@ -103,19 +167,36 @@ class LocalExecutor:
     def map(self, specs: Sequence[Any], on_outcome: OnOutcome | None = None) -> list[Outcome]:
         if len(specs) <= 1:
             return SerialExecutor().map(specs, on_outcome)
+        inputs: dict[int, Any] = {}
+
+        def put(value: Any) -> _Shared:
+            inputs[len(inputs)] = value
+            return _Shared(len(inputs) - 1)
+
+        shared = share_inputs(specs, put, load=("fleet", "trace"))
         workers = self.max_workers or min(len(specs), os.cpu_count() or 2)
         outcomes: list[Outcome | None] = [None] * len(specs)
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(run_one, s): k for k, s in enumerate(specs)}
+
+        def finish(outcome: Outcome) -> None:
+            outcomes[outcome.index] = outcome
+            if on_outcome:
+                on_outcome(outcome)
+
+        with ProcessPoolExecutor(max_workers=workers, initializer=_install_inputs,
+                                 initargs=(inputs,)) as pool:
+            futures = {}
+            for k, s in enumerate(shared):
+                if isinstance(s, BaseException):
+                    finish(_failed(k, s))
+                else:
+                    futures[pool.submit(run_one, s)] = k
             for fut in as_completed(futures):
                 k = futures[fut]
                 try:
                     outcome = Outcome(k, result=fut.result())
                 except Exception as exc:  # noqa: BLE001 - reported per run
-                    outcome = Outcome(k, error=_describe(exc), exception=exc)
-                outcomes[k] = outcome
-                if on_outcome:
-                    on_outcome(outcome)
+                    outcome = _failed(k, exc)
+                finish(outcome)
         return [o for o in outcomes if o is not None]
 
 
@@ -125,7 +206,7 @@ class RayExecutor:
     `address`: "auto" joins a running cluster (or starts a local one when there is none),
     "local" always starts a local one, anything else is a cluster address. Fleets, traces
     and scenarios named by path are loaded here once and put in Ray's object store once, so
-    each node fetches them once however many runs use them.
+    each node fetches them once however many runs use them (and needs none of the files).
     """
 
     name = "ray"
@@ -153,32 +234,22 @@ class RayExecutor:
                 ray.init(address=address, **kwargs)
         self._remote = ray.remote(run_one)
 
-    def _shared(self, specs: Sequence[Any]) -> list[Any]:
-        """Specs whose fleet/trace/scenario are object-store references, one per input."""
-        from heddle.models.fleet import load_fleet
-        from heddle.sim.scenario import load_scenario
-        from heddle.traces import read_trace
-
-        loaders = {"fleet": load_fleet, "trace": read_trace, "scenario": load_scenario}
-        refs: dict[tuple[str, Any], Any] = {}
-
-        def ref(field: str, value: Any) -> Any:
-            if value is None:
-                return None
-            key = (field, str(Path(value).resolve()) if isinstance(value, (str, Path)) else id(value))
-            if key not in refs:
-                obj = loaders[field](value) if isinstance(value, (str, Path)) else value
-                refs[key] = self._ray.put(obj)
-            return refs[key]
-
-        return [replace(s, fleet=ref("fleet", s.fleet), trace=ref("trace", s.trace),
-                        scenario=ref("scenario", s.scenario)) for s in specs]
-
     def map(self, specs: Sequence[Any], on_outcome: OnOutcome | None = None) -> list[Outcome]:
         ray = self._ray
-        shared = self._shared(specs)
-        pending = {self._remote.remote(s): k for k, s in enumerate(shared)}
+        shared = share_inputs(specs, ray.put, load=SHARED_FIELDS)
         outcomes: list[Outcome | None] = [None] * len(specs)
+
+        def finish(outcome: Outcome) -> None:
+            outcomes[outcome.index] = outcome
+            if on_outcome:
+                on_outcome(outcome)
+
+        pending = {}
+        for k, s in enumerate(shared):
+            if isinstance(s, BaseException):
+                finish(_failed(k, s))
+            else:
+                pending[self._remote.remote(s)] = k
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for obj in done:
@@ -188,9 +259,7 @@ class RayExecutor:
                 except Exception as exc:  # noqa: BLE001 - reported per run
                     cause = getattr(exc, "cause", None) or exc
                     outcome = Outcome(k, error=_describe(cause))
-                outcomes[k] = outcome
-                if on_outcome:
-                    on_outcome(outcome)
+                finish(outcome)
         return [o for o in outcomes if o is not None]
 
 

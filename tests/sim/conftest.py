@@ -90,3 +90,16 @@ def llm_trace(arrival_s: np.ndarray, prompt_tokens, output_tokens, **columns) ->
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One real local Ray cluster (2 CPUs) for a module's tests that run on Ray: starting one
+    costs seconds, so they share it; RayExecutor joins it as it joins any running cluster."""
+    from heddle.sim.executors import RayExecutor
+
+    RayExecutor("local", num_cpus=2)  # starts the cluster (and sets Ray's options first)
+    import ray
+
+    yield ray
+    ray.shutdown()

@@ -99,19 +99,36 @@ def test_executors_give_the_same_numbers(tmp_path):
     assert usd_per_kwh[3.0] == pytest.approx(3 * usd_per_kwh[1.0], rel=0.03)
 
 
-def test_a_real_local_ray_cluster_gives_the_same_table(tmp_path):
+def test_a_real_local_ray_cluster_gives_the_same_table(tmp_path, local_ray):
     from heddle.sim.executors import RayExecutor
 
     spec = load_sweep_spec(_spec(tmp_path, seeds=[0, 1], policies=["optimal"]))
     local = run_sweep(spec, tmp_path / "local", executor=LocalExecutor(2))
-    try:
-        on_ray = run_sweep(spec, tmp_path / "ray", executor=RayExecutor("local", num_cpus=2))
-    finally:
-        import ray
-
-        ray.shutdown()
+    on_ray = run_sweep(spec, tmp_path / "ray", executor=RayExecutor("local", num_cpus=2))
+    assert local_ray.is_initialized()
     assert on_ray.failures.empty
     pd.testing.assert_frame_equal(_numbers(local.table), _numbers(on_ray.table))
+
+
+def _metrics(payload: dict) -> dict:
+    """A comparison's metrics without what depends on the machine (wall time)."""
+    return {run: {k: v for k, v in m.items() if "wall" not in k} for run, m in payload.items()}
+
+
+def test_sim_comparison_on_a_real_local_ray_cluster_gives_the_local_numbers(local_ray):
+    import json
+
+    from typer.testing import CliRunner
+
+    from heddle.cli.main import app
+
+    args = ["sim", "-f", "demo", "-f", "small", "--horizon", "900", "--json", "--workers", "2"]
+    local = CliRunner().invoke(app, args)
+    on_ray = CliRunner().invoke(app, [*args, "--ray", "local"])  # joins the running cluster
+    assert local.exit_code == 0 and on_ray.exit_code == 0, (local.stderr, on_ray.stderr)
+    a, b = json.loads(local.stdout), json.loads(on_ray.stdout)
+    assert set(a) == {"demo", "small"}
+    assert _metrics(a) == _metrics(b)
 
 
 @pytest.mark.parametrize("doc, field", [
