@@ -12,12 +12,19 @@ is printed with its ratio to the serial baseline measured in the same run:
      timed separately.
 Also measured on Ray: the scheduling overhead per run (100 empty remote calls), from which
 the script prints an estimate of a sweep's wall time on several machines.
+
+On a shared machine the speed-up depends on what else runs: the load average is printed
+before and after, and so is the CPU time per replay in each mode (this process for serial,
+the reaped workers for local processes). The same CPU time per replay in both modes means
+the replays themselves did not slow down side by side; a speed-up short of the core count
+then means the cores were not free for them.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import time
 
 from heddle.sim.executors import LocalExecutor, RayExecutor, SerialExecutor
@@ -33,10 +40,22 @@ def _specs(n: int) -> list[RunSpec]:
     return [RunSpec(fleet=fleet, trace=trace, policy="optimal", seed=k, label=f"seed {k}") for k in range(n)]
 
 
-def _timed(executor, specs) -> tuple[float, int]:
-    t0 = time.perf_counter()
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process and of its reaped child processes."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _timed(executor, specs) -> tuple[float, int, float]:
+    """(wall seconds, failed runs, CPU seconds per run) of one executor over the specs."""
+    t0, cpu0 = time.perf_counter(), _cpu_s()
     outcomes = executor.map(specs)
-    return time.perf_counter() - t0, sum(not o.ok for o in outcomes)
+    return time.perf_counter() - t0, sum(not o.ok for o in outcomes), (_cpu_s() - cpu0) / len(specs)
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def _empty() -> None:
@@ -47,17 +66,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="10 replays instead of 100")
     ap.add_argument("--runs", type=int, default=None)
+    ap.add_argument("--no-ray", action="store_true", help="serial and local processes only")
     args = ap.parse_args()
     n = args.runs or (10 if args.quick else 100)
     cores = os.cpu_count() or 2
     specs = _specs(n)
-    print(f"{n} replays of the 14-day demo trace on the demo fleet, {cores} cores")
+    print(f"{n} replays of the 14-day demo trace on the demo fleet, {cores} cores; {_load()}")
 
-    serial_s, failed = _timed(SerialExecutor(), specs)
+    serial_s, failed, serial_cpu = _timed(SerialExecutor(), specs)
     per_run = serial_s / n
-    print(f"serial            {serial_s:8.1f} s  ({per_run:.2f} s/run)  1.00x  failed {failed}")
-    local_s, failed = _timed(LocalExecutor(cores), specs)
-    print(f"local processes   {local_s:8.1f} s  {serial_s / local_s:5.2f}x over serial  failed {failed}")
+    print(f"serial            {serial_s:8.1f} s  ({per_run:.2f} s/run)  1.00x  failed {failed}"
+          f"  (CPU {serial_cpu:.2f} s/run)")
+    local_s, failed, local_cpu = _timed(LocalExecutor(cores), specs)
+    print(f"local processes   {local_s:8.1f} s  {serial_s / local_s:5.2f}x over serial  failed {failed}"
+          f"  (CPU {local_cpu:.2f} s/run)  {_load()}")
+    if args.no_ray:
+        return
 
     t0 = time.perf_counter()
     executor = RayExecutor("local", num_cpus=cores)  # imports ray (after setting its options)
@@ -65,9 +89,9 @@ def main() -> None:
     import ray
 
     try:
-        ray_s, failed = _timed(executor, specs)
+        ray_s, failed, _ = _timed(executor, specs)
         print(f"ray (local)       {ray_s:8.1f} s  {serial_s / ray_s:5.2f}x over serial  failed {failed}"
-              f"  (+{start_s:.1f} s cluster start-up)")
+              f"  (+{start_s:.1f} s cluster start-up)  {_load()}")
         empty = ray.remote(_empty)
         ray.get([empty.remote() for _ in range(100)])  # warm the workers
         t0 = time.perf_counter()

@@ -184,9 +184,11 @@ def _help_type(self: Any, ctx: Any) -> str | None:
 
     typer 0.2x shows Python types (`<list[str]>`, `<bool>` even on flags), which mean nothing
     to someone running a command."""
+    if self.param_type_name == "argument":
+        return None  # the help already names an argument by its metavar (or name)
     if self.metavar is not None:
         return self.metavar
-    if getattr(self, "is_flag", False) or not getattr(self, "opts", None) or self.param_type_name == "argument":
+    if getattr(self, "is_flag", False) or not getattr(self, "opts", None):
         return None
     desc = self.type_descriptor
     if desc.is_choice:

@@ -253,10 +253,17 @@ def _read_header(f: IO[bytes], path: Path) -> _FileHeader:
             f"format version {version} is not supported (this heddle reads {HTR_VERSION})",
             path=path,
         )
+    line = f.readline()
     try:
-        header = _FileHeader.model_validate_json(f.readline())
+        header = _FileHeader.model_validate_json(line)
     except ValidationError as exc:
-        raise TraceFormatError(f"line 2 (file header): {exc}", path=path) from exc
+        # pydantic's own text names its classes and links its docs: say what is wrong instead
+        e = exc.errors(include_url=False)[0]
+        if e["type"] == "json_invalid":
+            what = "not valid JSON" + ("" if line.endswith(b"\n") else " (cut short?)")
+        else:
+            what = f"field {'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        raise TraceFormatError(f"line 2 (file header): {what}", path=path) from None
     expected = [(c.name, c.dtype, c.encoding) for c in COLUMNS]
     found = [(c.name, c.dtype, c.encoding) for c in header.columns]
     if found != expected:

@@ -24,6 +24,10 @@ def test_no_python_types_in_any_help():
         assert result.exit_code == 0, path
         assert not re.search(r"<(list|str|int|float|bool|path)[^>]*>", result.stdout), (path, result.stdout)
         assert "list[" not in result.stdout
+        arguments = result.stdout.partition("Arguments:")[2].partition("Options:")[0]
+        for line in arguments.splitlines():  # an argument is named once: "FILE  help", not "FILE FILE"
+            words = line.split()
+            assert len(words) < 2 or words[0] != words[1], (path, line)
 
 
 def test_help_gives_defaults():

@@ -36,10 +36,12 @@ def test_a_cut_short_file_is_refused_not_half_read(tmp_path: Path, small_trace: 
     path = tmp_path / "t.htr"
     write_trace(small_trace, path)
     data = path.read_bytes()
-    for cut in (len(data) - 1, len(data) - 9, len(data) // 2):
+    for cut in (len(data) - 1, len(data) - 9, len(data) // 2, data.index(b"\n") + 40):
         path.write_bytes(data[:cut])
-        with pytest.raises(TraceFormatError, match="cut short"):
+        with pytest.raises(TraceFormatError, match="cut short") as info:
             read_trace(path)
+        # what is wrong in words, not pydantic's report (class names, links to its docs)
+        assert "pydantic" not in str(info.value) and "_FileHeader" not in str(info.value)
 
 
 def test_unknown_version_and_foreign_files_are_refused(tmp_path: Path, small_trace: Trace):
