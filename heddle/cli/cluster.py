@@ -55,16 +55,27 @@ def join(
     from heddle.live.cluster.join import JoinError
     from heddle.live.cluster.join import join as do_join
 
-    url = nats or _discovered_url(cluster, wait)
+    found = None if nats else discovered(cluster, wait)
+    url = nats or found.url
     node = node_id or socket.gethostname().split(".")[0]
     try:
-        credentials = asyncio.run(do_join(url, code, node, _data_dir(data_dir)))
+        credentials = asyncio.run(do_join(url, code, node, _data_dir(data_dir), found and found.fingerprint))
     except ValidationError:
         raise _fail(f"option --node-id: {node!r} is not a valid id (letters, digits, '_' and '-')") from None
     except JoinError as exc:
         raise _fail(str(exc)) from None
     out.print(f"joined {url} as node [bold]{credentials.user}[/]; password {mask_secret(credentials.password)}, "
               f"stored in {_data_dir(data_dir) / 'credentials.json'}", highlight=False)
+    say_pinned(credentials, found)
+
+
+def say_pinned(credentials, found) -> None:
+    """Show the certificate a join pinned without an mDNS fingerprint to check it against."""
+    if credentials.tls_cert is not None and found is None:
+        from heddle.live.cluster.tls import fingerprint
+
+        out.print(f"the cluster's certificate, now trusted: fingerprint {fingerprint(credentials.tls_cert)} "
+                  f"(compare it with the one `heddle up` printed)", highlight=False)
 
 
 def join_code(data_dir: DataDirOpt = None) -> None:
@@ -106,9 +117,9 @@ def nodes_revoke(
     out.print(f"revoked {node}: its credentials stop working {when}", highlight=False)
 
 
-def _discovered_url(name: str | None, wait: float) -> str:
-    """The NATS URL of the cluster found on the LAN: the one named, the only one, or the
-    one the user picks (asked only on a terminal)."""
+def discovered(name: str | None, wait: float):
+    """The cluster found on the LAN: the one named, the only one, or the one the user picks
+    (asked only on a terminal)."""
     import sys
 
     from heddle.live.cluster.discovery import DiscoveryError, browse, choose
@@ -126,7 +137,7 @@ def _discovered_url(name: str | None, wait: float) -> str:
         raise _fail(str(exc)) from None
     out.print(f"found cluster [bold]{cluster.name}[/] at {cluster.url} (fingerprint {cluster.fingerprint})",
               highlight=False)
-    return cluster.url
+    return cluster
 
 
 def clusters(

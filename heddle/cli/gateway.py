@@ -27,6 +27,7 @@ def gateway(
     cloud: Annotated[str | None, typer.Option("--cloud", help="Catalog API offers to list in /v1/models, comma-separated.")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the default keys file is (default ~/.heddle).")] = None,
     log_level: Annotated[str | None, typer.Option("--log-level", help="debug, info, warning or error.")] = None,
+    credentials: Annotated[Path | None, typer.Option("--credentials", help="Log in to NATS with this credentials file (`heddle up --gateway` writes one).")] = None,
 ) -> None:
     """Serve /v1/chat/completions, /v1/models and Ollama's /api/chat, /api/generate, /api/tags."""
     import asyncio
@@ -34,6 +35,7 @@ def gateway(
 
     from heddle.config import load_settings
     from heddle.gateway import GatewaySettings, KeysFileError, serve
+    from heddle.live.cluster.join import Credentials, JoinError
     from heddle.live.control.client import DEFAULT_NATS_URL
     from heddle.models import catalog
     from heddle.models.errors import ConfigError, ModelsError
@@ -43,14 +45,15 @@ def gateway(
         offers = tuple(o.strip() for o in (cloud or "").split(",") if o.strip())
         for offer in offers:
             catalog.offer(offer)
-    except (ConfigError, ModelsError) as exc:
+        auth = {} if credentials is None else Credentials.load(credentials.parent, credentials.name).auth_options()
+    except (ConfigError, ModelsError, JoinError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     chosen = GatewaySettings(
         nats_url=settings.nats_url or DEFAULT_NATS_URL, host=host, port=port,
         keys_file=(keys or settings.data_dir / KEYS_FILE_NAME).expanduser(), max_wait_s=max_wait,
-        request_timeout_s=request_timeout, task_timeout_s=task_timeout, cloud_offers=offers,
+        request_timeout_s=request_timeout, task_timeout_s=task_timeout, cloud_offers=offers, nats_auth=auth,
     )
     try:
         asyncio.run(serve(chosen))

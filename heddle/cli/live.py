@@ -19,6 +19,8 @@ err = LazyConsole(stderr=True)
 NatsOpt = Annotated[str | None, typer.Option("--nats", help="NATS URL (default nats://127.0.0.1:4222).")]
 WAIT_POLL_S = 0.5
 """How often `submit --wait` and `fleet --watch` ask the control plane again."""
+WAITING_TIMEOUT_S = 2.0
+"""How long `heddle fleet` waits for the list of machines waiting to join (a local answer)."""
 
 
 def _settings(**cli):
@@ -32,10 +34,23 @@ def _settings(**cli):
         raise typer.Exit(2) from None
 
 
+def _login(data_dir: Path | None = None):
+    """The credentials of the person at this machine (`heddle up` stores them), or None."""
+    from heddle.live.cluster.join import USER_CREDENTIALS_FILE, Credentials, JoinError
+
+    try:
+        return Credentials.find(_settings(data_dir=data_dir).data_dir, USER_CREDENTIALS_FILE)
+    except JoinError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
 def _url(nats: str | None) -> str:
+    """--nats, else the configured URL, else where this machine's `heddle up` listens."""
     from heddle.live.control.client import DEFAULT_NATS_URL
 
-    return _settings(nats_url=nats).nats_url or DEFAULT_NATS_URL
+    login = _login()
+    return _settings(nats_url=nats).nats_url or (login.nats_url if login else DEFAULT_NATS_URL)
 
 
 def _run(coro):
@@ -53,7 +68,8 @@ def _run(coro):
 async def _with_client(url: str, action):
     from heddle.live.control.client import ControlClient
 
-    client = await ControlClient.connect(url)
+    login = _login()
+    client = await ControlClient.connect(url, **(login.auth_options() if login else {}))
     try:
         return await action(client)
     finally:
@@ -71,6 +87,7 @@ def scheduler(
     max_retries: Annotated[int, typer.Option("--max-retries", min=0, help="Re-placements after lost attempts.")] = 3,
     fallback_device: Annotated[str | None, typer.Option("--fallback-device", help="Catalog device for nodes that report none.")] = None,
     log_level: Annotated[str | None, typer.Option("--log-level", help="debug, info, warning or error.")] = None,
+    credentials: Annotated[Path | None, typer.Option("--credentials", help="Log in with this credentials file (JSON: nats_url, user, password; `heddle up` writes one).")] = None,
 ) -> None:
     """Run the control plane: place submitted work on the fleet, record every task's life."""
     import asyncio
@@ -91,7 +108,16 @@ def scheduler(
     )
     from heddle.live.control.client import DEFAULT_NATS_URL
 
-    asyncio.run(serve(settings.nats_url or DEFAULT_NATS_URL, control))
+    auth = None
+    if credentials is not None:
+        from heddle.live.cluster.join import Credentials, JoinError
+
+        try:
+            auth = Credentials.load(credentials.parent, credentials.name).auth_options()
+        except JoinError as exc:
+            err.print(f"[red]error:[/] option --credentials: {exc}")
+            raise typer.Exit(2) from None
+    asyncio.run(serve(settings.nats_url or DEFAULT_NATS_URL, control, auth))
 
 
 # -- submit / status / fleet / drain / cancel ---------------------------------------------------
@@ -171,24 +197,51 @@ def _fleet_table(reply) -> Table:
     return table
 
 
+async def _fleet_view(client):
+    """The fleet table, and below it the machines on the network waiting to join (answered
+    by `heddle up`; absent where no one answers, e.g. a bare `heddle scheduler`)."""
+    import nats.errors
+    from rich.console import Group
+
+    from heddle.live.cluster.access import DISCOVERED_SUBJECT
+    from heddle.live.cluster.service import DiscoveredReply
+
+    table = _fleet_table(await client.fleet())
+    try:
+        answer = await client.nc.request(DISCOVERED_SUBJECT, b"{}", timeout=WAITING_TIMEOUT_S)
+        waiting = DiscoveredReply.model_validate_json(answer.data).nodes
+    except nats.errors.Error:  # no responder, no answer, or not allowed to ask
+        return table
+    if not waiting:
+        return table
+    listed = new_table(title=f"on the network, not joined: {len(waiting)}",
+                   caption="on that machine, type the join code `heddle up` printed")
+    for col in ("node", "device", "address"):
+        listed.add_column(col)
+    for node in waiting:
+        listed.add_row(node.node_id, node.device or "?", node.address)
+    return Group(table, listed)
+
+
 def fleet(
     nats: NatsOpt = None,
     watch: Annotated[bool, typer.Option("--watch", help="Keep the table live until Ctrl-C.")] = False,
 ) -> None:
-    """The nodes the control plane knows, as their reports describe them."""
+    """The nodes the control plane knows, as their reports describe them, and the machines
+    on the network waiting to join."""
     url = _url(nats)
     if not watch:
-        out.print(_fleet_table(_run(_with_client(url, lambda c: c.fleet()))))
+        out.print(_run(_with_client(url, _fleet_view)))
         return
     from rich.live import Live
 
     async def action(client):
         import asyncio
 
-        with Live(_fleet_table(await client.fleet()), console=out.real(), refresh_per_second=4) as live:
+        with Live(await _fleet_view(client), console=out.real(), refresh_per_second=4) as live:
             while True:
                 await asyncio.sleep(WAIT_POLL_S)  # the refresh period of a live table
-                live.update(_fleet_table(await client.fleet()))
+                live.update(await _fleet_view(client))
 
     try:
         _run(_with_client(url, action))
@@ -226,25 +279,48 @@ def up(
     no_agent: Annotated[bool, typer.Option("--no-agent", help="Do not run work on this machine.")] = False,
     gateway: Annotated[bool, typer.Option("--gateway", help="Also serve the OpenAI/Ollama-compatible API (heddle gateway; keys in <data dir>/gateway-keys.yaml).")] = False,
     gateway_port: Annotated[int, typer.Option("--gateway-port", min=0, max=65535, help="The gateway's HTTP port (on 127.0.0.1).")] = 11435,
+    name: Annotated[str | None, typer.Option("--name", help="The cluster's name on the network (default: host name).")] = None,
+    no_announce: Annotated[bool, typer.Option("--no-announce", help="Do not announce the cluster over mDNS.")] = False,
+    no_tls: Annotated[bool, typer.Option("--no-tls", help="A new cluster without TLS (only on a network you trust).")] = False,
 ) -> None:
-    """Start nats-server, the control plane and a local agent; Ctrl-C stops all three."""
+    """Start a cluster: nats-server with access control, the control plane, the join service
+    and mDNS announcement, and a local agent; prints the join code. Ctrl-C stops it all."""
     from heddle.live.up import Cluster, UpError
 
     settings = _settings(data_dir=data_dir)
     from heddle.gateway.settings import READY_LINE as GATEWAY_READY
 
     flags = ["--data-dir", str(settings.data_dir), "--port", str(gateway_port)]
-    cluster = Cluster(settings.data_dir, host, port, node_id=node_id, slots=slots, device=device,
-                      agent=not no_agent, gateway=(flags, GATEWAY_READY) if gateway else None)
+
+    def joined(node: str) -> None:
+        out.print(f"node [bold]{node}[/] joined", highlight=False, soft_wrap=True)
+
     try:
-        cluster.start()
+        cluster = Cluster(settings.data_dir, host, port, node_id=node_id, slots=slots, device=device,
+                          agent=not no_agent, gateway=(flags, GATEWAY_READY) if gateway else None, name=name,
+                          announce=not no_announce, tls=not no_tls, on_joined=joined)
     except UpError as exc:
-        cluster.stop()
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
-    out.print(f"heddle is up: NATS at [bold]{cluster.url}[/] (JetStream store in {cluster.store_dir})")
-    out.print(f"another machine joins with:  [bold]heddle agent --nats {cluster.join_url}[/]")
-    out.print("submit work with:  heddle submit FILE --nats " + cluster.url + "   (Ctrl-C stops everything)")
+    import signal
+
+    def stop_on_term(signum, frame):  # a service manager's stop is a Ctrl-C: stop in order
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_term)
+    try:
+        cluster.start()
+    except (UpError, KeyboardInterrupt) as exc:
+        cluster.stop()
+        if isinstance(exc, UpError):
+            err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    out.print(f"heddle is up: cluster [bold]{cluster.name}[/], NATS at [bold]{cluster.url}[/] "
+              f"(JetStream store in {cluster.store_dir})", highlight=False, soft_wrap=True)
+    out.print(f"join code: [bold]{cluster.join_code}[/]   (fingerprint {cluster.roster.fingerprint})", highlight=False, soft_wrap=True)
+    out.print(f"another machine joins with:  [bold]heddle agent --join-code {cluster.join_code}[/]"
+              f"   (add --nats {cluster.join_url} if it does not find the cluster)", highlight=False, soft_wrap=True)
+    out.print("submit work with:  heddle submit FILE   (Ctrl-C stops everything)", highlight=False, soft_wrap=True)
     failed = False
     try:
         cluster.wait()

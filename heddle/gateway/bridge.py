@@ -67,9 +67,10 @@ class Bridge:
         self._tasks: set[asyncio.Task] = set()
 
     @classmethod
-    async def connect(cls, url: str, sender: str = "gateway") -> Bridge:
+    async def connect(cls, url: str, sender: str = "gateway", auth: dict | None = None) -> Bridge:
+        """``auth``: ``nats.connect`` arguments that log in (a cluster's gateway member)."""
         nc = await nats.connect(url, name=sender, max_reconnect_attempts=-1,
-                                reconnect_time_wait=0.2, connect_timeout=5)
+                                reconnect_time_wait=0.2, connect_timeout=5, **(auth or {}))
         bridge = cls(nc, sender)
         await bridge.open()
         return bridge

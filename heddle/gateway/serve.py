@@ -25,7 +25,7 @@ async def serve(settings: GatewaySettings) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.port))
     sock.listen(2048)  # accepted by the kernel from now on: the ready line below is true
-    bridge = await Bridge.connect(settings.nats_url)
+    bridge = await Bridge.connect(settings.nats_url, auth=settings.nats_auth)
     app = build_app(settings, keys, bridge)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             timeout_graceful_shutdown=GRACEFUL_S)

@@ -28,6 +28,8 @@ class GatewaySettings:
     """Longest a request waits for its whole answer (then 504 and the task is cancelled)."""
     task_timeout_s: float | None = None
     """Per-attempt limit sent with each task (None: the control plane's)."""
+    nats_auth: dict = field(default_factory=dict, repr=False)
+    """``nats.connect`` arguments that log in (user, password, inbox prefix, TLS); {}: none."""
     cloud_offers: tuple[str, ...] = ()
     """Catalog API offers /v1/models lists besides what the nodes serve (some agent must have
     the offer's key configured)."""

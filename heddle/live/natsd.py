@@ -40,6 +40,8 @@ class EmbeddedNats:
     store_dir: Path
     host: str = "127.0.0.1"
     port: int = 0
+    config_file: Path | None = None
+    """A nats-server configuration (``-c``): the cluster's users and permissions, TLS."""
     process: subprocess.Popen | None = None
     log: list[str] = field(default_factory=list)
 
@@ -57,6 +59,8 @@ class EmbeddedNats:
             "-a", self.host,
             "-p", str(self.port or -1),
         ]  # fmt: skip
+        if self.config_file is not None:
+            args += ["-c", str(self.config_file)]
         try:
             self.process = subprocess.Popen(
                 args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1

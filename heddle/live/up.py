@@ -1,6 +1,11 @@
-"""`heddle up`: nats-server, the control plane (then the gateway, if asked) and a local agent,
-started in that order and stopped in reverse (the agent drains first). The children run in their own sessions so a
-Ctrl-C reaches only `heddle up`, which then stops them in order."""
+"""`heddle up`: a cluster in one command. nats-server with the roster's users and permissions,
+the control plane (logged in as the control user), the gateway (if asked), the join service
+and the cluster's mDNS announcement, and a local agent (as its own node), started in that
+order and stopped in reverse (the agent drains first). The children run in their own
+sessions so a Ctrl-C reaches only `heddle up`, which then stops them in order.
+
+Secrets never appear on a command line: the children read their credentials from 0600
+files under the data dir."""
 
 from __future__ import annotations
 
@@ -11,8 +16,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from heddle.live import protocol as p
+from heddle.live.agent.settings import default_node_id
+from heddle.live.cluster.access import ADMIN_USER, CONTROL_USER, GATEWAY_USER, AccessError
+from heddle.live.cluster.discovery import DiscoveredCluster
+from heddle.live.cluster.join import CREDENTIALS_FILE, USER_CREDENTIALS_FILE, Credentials
+from heddle.live.cluster.membership import CONTROL_CREDENTIALS_FILE, GATEWAY_CREDENTIALS_FILE, local_member
+from heddle.live.cluster.roster import Roster
+from heddle.live.cluster.service import ClusterServices, ServiceError
+from heddle.live.cluster.tls import TlsError, make_certificate
 from heddle.live.control.serve import READY_LINE
 from heddle.live.natsd import EmbeddedNats, NatsStartError
 
@@ -43,14 +58,26 @@ def lan_address() -> str:
 class Cluster:
     def __init__(self, data_dir: Path, host: str, port: int, *, node_id: str | None = None,
                  slots: int | None = None, device: str | None = None, agent: bool = True,
-                 gateway: tuple[list[str], str] | None = None) -> None:
-        self.store_dir = Path(data_dir).expanduser() / "nats"
-        self.nats = EmbeddedNats(self.store_dir, host, port)
+                 gateway: tuple[list[str], str] | None = None, name: str | None = None, announce: bool = True, tls: bool = True,
+                 on_joined: Callable[[str], None] | None = None) -> None:
+        self.data_dir = Path(data_dir).expanduser()
+        self.store_dir = self.data_dir / "nats"
+        try:
+            self.roster = Roster.load(self.data_dir)
+        except AccessError as exc:
+            raise UpError(str(exc)) from None
+        self.nats = EmbeddedNats(self.store_dir, host, port, config_file=self.roster.config_file)
+        self.node_id = node_id or default_node_id()
+        self.name = name or default_node_id()
         self.agent_args = [a for flag, v in (("--node-id", node_id), ("--slots", slots), ("--device", device))
                            if v is not None for a in (flag, str(v))]
         self.run_agent = agent
         self.gateway = gateway  # (`heddle gateway` flags, its ready line); None: no gateway
+        self.announce = announce
+        self.tls = tls
+        self.on_joined = on_joined
         self.children: dict[str, subprocess.Popen] = {}
+        self.services: ClusterServices | None = None
 
     @property
     def url(self) -> str:
@@ -61,21 +88,71 @@ class Cluster:
         host = lan_address() if self.nats.host in ("0.0.0.0", "::") else self.nats.host
         return f"nats://{host}:{self.nats.port}"
 
+    @property
+    def join_code(self) -> str:
+        return self.roster.reread().join_code
+
+    def _members(self, url: str) -> Credentials:
+        """This machine's members (control plane, the person here, the local node), stored
+        under the data dir; returns the control plane's."""
+        try:
+            control = local_member(self.roster, self.data_dir, CONTROL_USER, "control", CONTROL_CREDENTIALS_FILE, url)
+            local_member(self.roster, self.data_dir, ADMIN_USER, "admin", USER_CREDENTIALS_FILE, url)
+            if self.gateway is not None:
+                local_member(self.roster, self.data_dir, GATEWAY_USER, "gateway", GATEWAY_CREDENTIALS_FILE, url)
+            if self.run_agent:
+                local_member(self.roster, self.data_dir, self.node_id, "agent", CREDENTIALS_FILE, url)
+        except AccessError as exc:
+            raise UpError(str(exc)) from None
+        return control
+
+    def _certificate(self) -> None:
+        """TLS is the cluster's choice at its first start: joined nodes pin its certificate."""
+        if self.roster.certificate is not None and not self.tls:
+            raise UpError(f"this cluster uses TLS (its certificate is in {self.roster.tls_dir}); its nodes pin it, "
+                          f"so it cannot run without (remove {self.roster.directory} to start a new cluster)")
+        if self.tls:
+            try:
+                make_certificate(self.roster.tls_dir, self.name)
+            except TlsError as exc:
+                raise UpError(str(exc)) from None
+            self.roster.save()  # the server's configuration gains its tls block
+
     def start(self) -> None:
+        self._certificate()
+        self._members(self.url)  # before the server starts: it reads the roster's users once
         try:
             self.nats.start()
         except NatsStartError as exc:
             raise UpError(str(exc)) from None
-        scheduler = self._spawn("control plane", [sys.executable, "-m", "heddle.cli.live", "scheduler",
-                                                  "--nats", self.url], capture=True)
+        control = self._members(self.url)  # again, with the port the server picked
+        scheduler = self._spawn("control plane", [
+            sys.executable, "-m", "heddle.cli.live", "scheduler", "--nats", self.url,
+            "--credentials", str(self.data_dir / CONTROL_CREDENTIALS_FILE)], capture=True)
         self._wait_ready(scheduler)
         if self.gateway is not None:
             flags, ready_line = self.gateway
-            gateway = self._spawn("gateway", [sys.executable, "-m", "heddle.cli.gateway", "--nats",
-                                              self.url, *flags], capture=True)
+            gateway = self._spawn("gateway", [sys.executable, "-m", "heddle.cli.gateway", "--nats", self.url,
+                                              "--credentials", str(self.data_dir / GATEWAY_CREDENTIALS_FILE),
+                                              *flags], capture=True)
             self._wait_ready(gateway, ready_line, "the gateway")
+        announce = DiscoveredCluster(self.name, (self.join_url,), p.PROTOCOL_VERSION, self.roster.fingerprint)
+        try:
+            self.services = ClusterServices(self.roster, control, announce if self.announce else None,
+                                            self.announce_interface, self.on_joined).start()
+        except ServiceError as exc:
+            raise UpError(str(exc)) from None
         if self.run_agent:
-            self._spawn("agent", [sys.executable, "-m", "heddle.cli.agent", "--nats", self.url, *self.agent_args])
+            self._spawn("agent", [sys.executable, "-m", "heddle.cli.agent", "--nats", self.url,
+                                  "--data-dir", str(self.data_dir), *self.agent_args])
+
+    @property
+    def announce_interface(self) -> str:
+        """The address mDNS answers on: the LAN's when listening everywhere."""
+        if self.nats.host not in ("0.0.0.0", "::"):
+            return self.nats.host
+        address = lan_address()
+        return address if address.count(".") == 3 else "127.0.0.1"
 
     def _spawn(self, name: str, args: list[str], capture: bool = False) -> subprocess.Popen:
         process = subprocess.Popen(args, stdout=subprocess.PIPE if capture else None, text=True,
@@ -136,5 +213,7 @@ class Cluster:
                 process.kill()
                 process.wait()
                 code = 1
+        if self.services is not None:
+            self.services.stop()
         self.nats.stop()
         return code

@@ -185,6 +185,6 @@ def test_credentials_files_are_private_and_names_are_checked(cluster):
     with pytest.raises(AccessError, match="name"):
         roster.add("node.*", "agent")
     with pytest.raises(AccessError, match="role"):
-        roster.add("node-c", "admin")
+        roster.add("node-c", "root")
     with pytest.raises(AccessError, match="node-zz"):
         roster.revoke("node-zz")

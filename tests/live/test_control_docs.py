@@ -19,6 +19,7 @@ import nats
 from typer.testing import CliRunner
 
 from heddle.cli.main import app
+from heddle.live.cluster.join import USER_CREDENTIALS_FILE, Credentials
 from heddle.live.control.client import ControlClient
 from tests.live.clusterkit import REPO, WAIT_S, Cluster
 
@@ -43,7 +44,7 @@ def test_the_documented_session_runs_and_ctrl_c_stops_everything(tmp_path, monke
     env = {**os.environ, "COLUMNS": "250", "HEDDLE_CONFIG": str(tmp_path / "none.yaml")}
     up = subprocess.Popen(
         [sys.executable, "-m", "heddle.cli.main", *args[1:], "--data-dir", str(tmp_path / "data"),
-         "--port", "0", "--host", "127.0.0.1"],
+         "--port", "0", "--host", "127.0.0.1", "--no-announce"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
     )
     try:
@@ -60,10 +61,11 @@ def test_the_documented_session_runs_and_ctrl_c_stops_everything(tmp_path, monke
         threading.Thread(target=pump, daemon=True).start()
         assert joined.wait(WAIT_S) and up.poll() is None, "".join(output)
         text = "".join(output)
-        assert "heddle agent --nats nats://" in text
+        assert re.search(r"heddle agent --join-code \w{4}-\w{4}-\w{4}", text)
         url = re.search(r"NATS at (nats://127\.0\.0\.1:\d+)", text).group(1)
         monkeypatch.chdir(tmp_path)
         monkeypatch.setenv("HEDDLE_CONFIG", str(tmp_path / "none.yaml"))
+        monkeypatch.setenv("HEDDLE_DATA_DIR", str(tmp_path / "data"))  # the client commands' login
         (workload,) = _blocks("Submitting work", "yaml")
         Path("hello.yaml").write_text(workload, encoding="utf-8")
         asyncio.run(_node_up(url, "studio"))  # what a user sees in `heddle fleet` first
@@ -97,8 +99,14 @@ def _waiter() -> Cluster:
     return kit
 
 
+async def _login(url: str):
+    """Connected as the person at the cluster's machine (`heddle up` stored the login)."""
+    login = Credentials.load(Path(os.environ["HEDDLE_DATA_DIR"]), USER_CREDENTIALS_FILE)
+    return await nats.connect(url, **login.auth_options())
+
+
 async def _node_up(url: str, node: str) -> None:
-    client = ControlClient(await nats.connect(url), sender="docs")
+    client = ControlClient(await _login(url), sender="docs")
     try:
         await _waiter().wait_nodes(client, {node})
     finally:
@@ -106,7 +114,7 @@ async def _node_up(url: str, node: str) -> None:
 
 
 async def _outcome(url: str) -> dict:
-    client = ControlClient(await nats.connect(url), sender="docs")
+    client = ControlClient(await _login(url), sender="docs")
     kit = _waiter()
 
     async def ended():

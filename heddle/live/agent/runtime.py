@@ -149,7 +149,7 @@ class Agent:
                 self.settings.nats_url, name=f"heddle-agent-{self.settings.node_id}",
                 max_reconnect_attempts=-1, reconnect_time_wait=0.25, connect_timeout=2,
                 disconnected_cb=self._on_disconnected, reconnected_cb=self._on_reconnected,
-                error_cb=self._on_error,
+                error_cb=self._on_error, **self.settings.auth_options(),
             ))
             try:
                 nc = await self._connecting

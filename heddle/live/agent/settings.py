@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from heddle.config import Settings
+from heddle.live.cluster.join import Credentials
 from heddle.live.protocol import ID_PATTERN
 
 if TYPE_CHECKING:
@@ -58,6 +59,11 @@ class AgentSettings(BaseModel):
     drain_deadline_s: Annotated[float, Field(gt=0)] = DEFAULT_DRAIN_DEADLINE_S
     task_timeout_s: Annotated[float, Field(gt=0)] | None = None  # when an assignment names none
     reserved_memory_gb: Annotated[float, Field(ge=0)] = 0.0
+    credentials: Credentials | None = None  # this node's login on the cluster; None: no access control
+
+    def auth_options(self) -> dict:
+        """``nats.connect`` arguments that log in as this node (its own inbox prefix)."""
+        return self.credentials.auth_options() if self.credentials is not None else {}
 
     @model_validator(mode="after")
     def _known_device(self) -> AgentSettings:

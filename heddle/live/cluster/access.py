@@ -8,7 +8,10 @@ for the control plane, each with the narrowest permissions its work needs.
   only its own assignments and control messages, and answers the requests it received
   (``allow_responses``) without being able to publish on anyone else's inbox.
 - **user** ``<name>`` submits, asks for status and cancels; **observer** ``<name>`` only asks
-  for the fleet view and status.
+  for the fleet view (members and machines discovered but not joined) and status;
+  **admin** (the person at the cluster's own machine) does what a user and an observer do
+  and drains nodes; **gateway** (`heddle gateway` under `heddle up`) submits, cancels and
+  asks, and follows what it submitted: token chunks, task events, capacity reports.
 
 Replies reach a client on its own inbox prefix (`inbox_prefix`, ``_INBOX.<name>``), so no
 client can read another's replies; clients connect with ``inbox_prefix=inbox_prefix(name)``.
@@ -28,8 +31,11 @@ from heddle.events.acl import role_permissions
 from heddle.live import protocol as p
 
 __all__ = [
+    "ADMIN_USER",
     "CLUSTER_ROLES",
+    "GATEWAY_USER",
     "CONTROL_USER",
+    "DISCOVERED_SUBJECT",
     "JOIN_SUBJECT",
     "JOIN_USER",
     "AccessError",
@@ -41,12 +47,19 @@ __all__ = [
     "write_private",
 ]
 
-CLUSTER_ROLES = ("control", "agent", "user", "observer", "joiner")
+CLUSTER_ROLES = ("control", "agent", "user", "observer", "admin", "gateway", "joiner")
 CONTROL_USER = "control"
+ADMIN_USER = "admin"
+"""The member `heddle up` makes for the person at the cluster's machine."""
+GATEWAY_USER = "gateway"
+"""The member `heddle up --gateway` makes for its gateway."""
 JOIN_USER = "join"
 """The one user a join code logs in as: it may only ask to join."""
 JOIN_SUBJECT = p.SUBJECT_PREFIX + ".join"
 """joiner -> control side, request/reply: a join code exchanged for a node's credentials."""
+DISCOVERED_SUBJECT = p.subject(p.QUERY, what="discovered")
+"""client -> `heddle up`'s cluster services, request/reply: machines seen on the network
+that have not joined."""
 SECRET_BYTES = 24
 """Random bytes per password (32 URL-safe characters): far beyond guessing over a LAN."""
 
@@ -105,8 +118,20 @@ def member_permissions(member: Member) -> dict:
         }
     if member.role == "observer":
         return {
-            "publish": {"allow": [p.subject(p.QUERY, what="fleet"), p.subject(p.QUERY, what="status")]},
+            "publish": {"allow": [p.subject(p.QUERY, what="fleet"), p.subject(p.QUERY, what="status"),
+                                  DISCOVERED_SUBJECT]},
             "subscribe": {"allow": [inbox]},
+        }
+    if member.role == "admin":
+        return {
+            "publish": {"allow": [p.SUBMIT, p.CANCEL, p.DRAIN, p.subject(p.QUERY, what="*")]},
+            "subscribe": {"allow": [inbox]},
+        }
+    if member.role == "gateway":
+        return {
+            "publish": {"allow": [p.SUBMIT, p.CANCEL, p.subject(p.QUERY, what="*")]},
+            "subscribe": {"allow": [p.subject(p.TOKENS, task="*"), "heddle.events.Task.*.*",
+                                    p.all_nodes(p.CAPACITY), inbox]},
         }
     return {"publish": {"allow": [JOIN_SUBJECT]}, "subscribe": {"allow": [inbox]}}  # joiner
 

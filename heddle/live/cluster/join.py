@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,17 @@ from heddle.live.cluster.access import (
     write_private,
 )
 from heddle.live.cluster.roster import Roster, normalize_join_code
+from heddle.live.cluster.tls import TlsError, client_context, introduce
+from heddle.live.cluster.tls import fingerprint as certificate_fingerprint
 
-__all__ = ["Credentials", "JoinError", "JoinReply", "JoinRequest", "join", "serve_joins"]
+__all__ = ["CREDENTIALS_FILE", "USER_CREDENTIALS_FILE", "Credentials", "JoinError", "JoinReply", "JoinRequest",
+           "join", "serve_joins"]
 
 log = logging.getLogger(__name__)
 CREDENTIALS_FILE = "credentials.json"
+"""This machine's node (its agent) on a cluster, under the data dir."""
+USER_CREDENTIALS_FILE = "user-credentials.json"
+"""The person at this machine (`heddle submit`, `status`, `fleet`...), under the data dir."""
 JOIN_TIMEOUT_S = 15.0
 """How long `heddle join` waits for the cluster's answer (it reloads nats-server first)."""
 RELOAD_TIMEOUT_S = 10.0
@@ -58,51 +65,82 @@ class JoinReply(BaseModel):
 
 
 class Credentials(BaseModel):
-    """What a joined node keeps (0600): how to connect as itself."""
+    """What a joined node keeps (0600): how to connect as itself, and the cluster's TLS
+    certificate it pins (None: the cluster does not use TLS)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     nats_url: str
     user: str
     password: str = Field(repr=False)
+    tls_cert: str | None = Field(default=None, repr=False)
+
+    def auth_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``nats.connect`` that log in as this member, with its own
+        inbox prefix (the only one it may subscribe beneath), over TLS to the pinned
+        certificate when the cluster has one."""
+        return {"user": self.user, "password": self.password, "inbox_prefix": inbox_prefix(self.user),
+                **tls_options(self.tls_cert)}
 
     def connect_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``nats.connect`` (with its own inbox prefix)."""
-        return {"servers": [self.nats_url], "user": self.user, "password": self.password,
-                "inbox_prefix": inbox_prefix(self.user)}
+        """Keyword arguments for ``nats.connect``: where, and as whom."""
+        return {"servers": [self.nats_url], **self.auth_options()}
 
-    def save(self, data_dir: Path) -> Path:
-        path = Path(data_dir).expanduser() / CREDENTIALS_FILE
+    def save(self, data_dir: Path, file: str = CREDENTIALS_FILE) -> Path:
+        path = Path(data_dir).expanduser() / file
         write_private(path, self.model_dump_json(indent=2) + "\n")
         return path
 
     @classmethod
-    def load(cls, data_dir: Path) -> Credentials:
-        path = Path(data_dir).expanduser() / CREDENTIALS_FILE
+    def find(cls, data_dir: Path, file: str = CREDENTIALS_FILE) -> Credentials | None:
+        """The stored credentials, or None if there are none (a malformed file is an error)."""
+        if not (Path(data_dir).expanduser() / file).exists():
+            return None
+        return cls.load(data_dir, file)
+
+    @classmethod
+    def load(cls, data_dir: Path, file: str = CREDENTIALS_FILE) -> Credentials:
+        path = Path(data_dir).expanduser() / file
         try:
             return cls.model_validate_json(path.read_text(encoding="utf-8"))
         except OSError as exc:
-            raise JoinError(f"{path}: cannot read ({exc.strerror}); join first with `heddle join CODE`") from None
+            raise JoinError(f"{path}: cannot read ({exc.strerror})") from None
         except ValidationError as exc:
             first = exc.errors()[0]
             raise JoinError(f"{path}: field {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
-async def _logs_in(url: str, user: str, password: str) -> bool:
+async def _quiet(exc: Exception) -> None:
+    """nats-py's default error callback prints a traceback for a refused login; the caller
+    reports the refusal itself, in one line."""
+
+
+def tls_options(certificate: str | None) -> dict[str, Any]:
+    """``nats.connect`` arguments for a cluster with this certificate (None: no TLS)."""
+    return {} if certificate is None else {"tls": client_context(certificate)}
+
+
+async def _logs_in(url: str, user: str, password: str, certificate: str | None) -> bool:
     try:
-        nc = await nats.connect(url, user=user, password=password, allow_reconnect=False,
-                                connect_timeout=2, inbox_prefix=inbox_prefix(user))
+        nc = await nats.connect(url, user=user, password=password, allow_reconnect=False, connect_timeout=2,
+                                inbox_prefix=inbox_prefix(user), error_cb=_quiet, **tls_options(certificate))
     except Exception:  # noqa: BLE001 -- nats-py raises several types for a refused login
         return False
     await nc.close()
     return True
 
 
-async def serve_joins(nc: Any, roster: Roster, url: str) -> Any:
+async def serve_joins(nc: Any, roster: Roster, url: str,
+                      on_joined: Callable[[str], None] | None = None) -> Any:
     """Answer join requests on ``nc`` (connected as the control user); returns the
-    subscription. ``url`` is where the new credentials are checked."""
+    subscription. ``url`` is where the new credentials are checked; ``on_joined(node)`` is
+    told of each node that joined."""
 
     async def on_join(msg: Any) -> None:
+        nonlocal roster
         try:
+            # The file is the truth: `heddle nodes revoke` or `join-code` may have changed it
+            # since the last join, and saving a stale copy would undo that.
+            roster = roster.reread()
             request = JoinRequest.model_validate_json(msg.data)
             if request.node_id in roster.members:
                 raise AccessError(f"node_id: {request.node_id!r} is already a member; "
@@ -114,21 +152,36 @@ async def serve_joins(nc: Any, roster: Roster, url: str) -> Any:
         roster.save()
         roster.reload_server()
         async with asyncio.timeout(RELOAD_TIMEOUT_S):  # answer once the server knows the node
-            while not await _logs_in(url, member.name, member.password):
+            while not await _logs_in(url, member.name, member.password, roster.certificate):
                 await asyncio.sleep(0.05)
         log.info("node %s joined", member.name)
         await msg.respond(JoinReply(ok=True, user=member.name, password=member.password).model_dump_json().encode())
+        if on_joined is not None:
+            on_joined(member.name)
 
     subscription = await nc.subscribe(JOIN_SUBJECT, cb=on_join)
     await nc.flush()  # listening before the caller announces the join code
     return subscription
 
 
-async def join(url: str, code: str, node_id: str, data_dir: Path) -> Credentials:
-    """Exchange a join code for this node's credentials and store them; returns them."""
+async def join(url: str, code: str, node_id: str, data_dir: Path, fingerprint: str | None = None) -> Credentials:
+    """Exchange a join code for this node's credentials and store them; returns them.
+
+    A cluster with TLS is pinned by its certificate: ``fingerprint`` (from its mDNS
+    announcement) must match the one the server presents, or nothing is sent; without one
+    the certificate is trusted on first use (the caller shows its fingerprint)."""
+    try:
+        intro = await asyncio.to_thread(introduce, url)
+    except TlsError as exc:
+        raise JoinError(f"cannot join {url}: {exc}") from None
+    certificate = intro.certificate
+    if certificate is not None and fingerprint is not None and certificate_fingerprint(certificate) != fingerprint:
+        raise JoinError(f"cannot join {url}: its certificate (fingerprint {certificate_fingerprint(certificate)}) "
+                        f"is not the one the cluster announced ({fingerprint}); another machine may be answering there")
     try:
         nc = await nats.connect(url, user=JOIN_USER, password=normalize_join_code(code), allow_reconnect=False,
-                                connect_timeout=3, inbox_prefix=inbox_prefix(JOIN_USER))
+                                connect_timeout=3, inbox_prefix=inbox_prefix(JOIN_USER), error_cb=_quiet,
+                                **tls_options(certificate))
     except Exception as exc:  # noqa: BLE001
         reason = "the join code is wrong" if "authorization" in str(exc).lower() else str(exc) or type(exc).__name__
         raise JoinError(f"cannot join {url}: {reason}") from None
@@ -145,6 +198,6 @@ async def join(url: str, code: str, node_id: str, data_dir: Path) -> Credentials
         raise JoinError(f"cannot join {url}: malformed answer ({exc})") from None
     if not reply.ok:
         raise JoinError(f"cannot join {url}: {reply.reason}")
-    credentials = Credentials(nats_url=url, user=reply.user, password=reply.password)
+    credentials = Credentials(nats_url=url, user=reply.user, password=reply.password, tls_cert=certificate)
     credentials.save(data_dir)
     return credentials

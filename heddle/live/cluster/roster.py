@@ -26,13 +26,16 @@ from heddle.live.cluster.access import (
     new_secret,
     write_private,
 )
+from heddle.live.cluster.tls import fingerprint as certificate_fingerprint
+from heddle.live.cluster.tls import server_tls_config
 
 __all__ = ["JOIN_CODE_ALPHABET", "Roster", "new_join_code"]
 
 JOIN_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 """No 0/O, 1/I/L or U: a code read aloud or copied from a screen is typed right."""
 JOIN_CODE_LENGTH = 12
-"""12 characters of 30: ~59 bits, and the code works once (it is replaced on each join)."""
+"""12 characters of 30: ~59 bits, far beyond guessing over a LAN while the code is valid
+(until `heddle join-code` replaces it)."""
 
 
 def new_join_code() -> str:
@@ -63,6 +66,19 @@ class Roster:
     def pid_file(self) -> Path:
         return self.directory / "nats.pid"
 
+    @property
+    def tls_dir(self) -> Path:
+        """Where `heddle up` keeps the cluster's certificate (``server.pem``) and key."""
+        return self.directory / "tls"
+
+    @property
+    def certificate(self) -> str | None:
+        """The cluster's TLS certificate (PEM), or None if it has none (no TLS)."""
+        try:
+            return (self.tls_dir / "server.pem").read_text(encoding="ascii")
+        except OSError:
+            return None
+
     @classmethod
     def load(cls, data_dir: Path) -> Roster:
         """The roster under ``data_dir``; a new one (control user and join code) if none."""
@@ -81,10 +97,17 @@ class Roster:
             raise AccessError(f"{roster.file}: not a heddle roster ({exc})") from None
         return roster
 
+    def reread(self) -> Roster:
+        """The roster as its file says now (another command may have changed it)."""
+        return Roster.load(self.directory.parent)
+
     def save(self) -> None:
         members = [{"name": m.name, "role": m.role, "password": m.password} for m in self.members.values()]
         write_private(self.file, json.dumps({"members": members}, indent=2) + "\n")
-        write_private(self.config_file, cluster_auth_config(self.members.values(), pid_file=self.pid_file))
+        config = cluster_auth_config(self.members.values(), pid_file=self.pid_file)
+        if self.certificate is not None:
+            config += server_tls_config(self.tls_dir / "server.pem", self.tls_dir / "server.key")
+        write_private(self.config_file, config)
 
     @property
     def join_code(self) -> str:
@@ -112,7 +135,10 @@ class Roster:
     @property
     def fingerprint(self) -> str:
         """A public fingerprint of this cluster's identity (shown in its mDNS announcement):
-        a hash of the control user's secret, which cannot be turned back into it."""
+        its TLS certificate's, which joining machines check; without TLS a hash of the
+        control user's secret, which cannot be turned back into it."""
+        if self.certificate is not None:
+            return certificate_fingerprint(self.certificate)
         digest = hashlib.sha256(b"heddle-cluster-identity:" + self.control.password.encode()).hexdigest()
         return ":".join(digest[i:i + 4] for i in range(0, 16, 4))
 

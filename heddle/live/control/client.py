@@ -56,9 +56,10 @@ class ControlClient:
         self.seq = 0
 
     @classmethod
-    async def connect(cls, url: str) -> ControlClient:
+    async def connect(cls, url: str, **auth) -> ControlClient:
+        """``auth``: ``nats.connect`` arguments that log in (`Credentials.auth_options`)."""
         try:
-            nc = await nats.connect(url, connect_timeout=3, allow_reconnect=False)
+            nc = await nats.connect(url, connect_timeout=3, allow_reconnect=False, **auth)
         except Exception as exc:  # noqa: BLE001 - every connect failure reads the same to a user
             raise ControlError(f"cannot reach NATS at {url}: {exc} (is `heddle up` running?)") from None
         return cls(nc)

@@ -19,7 +19,8 @@ RECONNECT_WAIT_S = 0.2
 """Between reconnect attempts while nats-server is away (it restarts in well under 1 s)."""
 
 
-async def serve(nats_url: str, settings: ControlSettings | None = None) -> None:
+async def serve(nats_url: str, settings: ControlSettings | None = None, auth: dict | None = None) -> None:
+    """``auth``: extra ``nats.connect`` arguments that log in (user, password, inbox prefix)."""
     settings = settings or ControlSettings()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -31,6 +32,7 @@ async def serve(nats_url: str, settings: ControlSettings | None = None) -> None:
         max_reconnect_attempts=-1,
         reconnect_time_wait=RECONNECT_WAIT_S,
         connect_timeout=5,
+        **(auth or {}),
     )
     plane = ControlPlane(nc, settings)
     await plane.open()

@@ -1,0 +1,230 @@
+"""A cluster in one command: `heddle up` as a real process (nats-server with the roster's
+permissions, control plane, join service, mDNS on loopback); `heddle agent` with no URL in
+another process finds it, joins with the printed code, runs work, and on restart connects
+with its stored credentials. A wrong code is refused; the agent's credentials cannot act as
+the control plane; no password reaches a terminal or a log."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+import pytest
+
+from heddle.live import protocol as p
+from heddle.live.cluster.access import DISCOVERED_SUBJECT
+from heddle.live.cluster.join import USER_CREDENTIALS_FILE, Credentials, JoinError, join
+from heddle.live.cluster.roster import Roster
+from heddle.live.cluster.service import DiscoveredReply
+from heddle.live.control.client import ControlClient
+from tests.live.clusterkit import REPO, WAIT_S, echo_tasks, workload_file
+
+
+@dataclass
+class Up:
+    process: subprocess.Popen
+    data_dir: Path
+    name: str
+    env: dict
+    output: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        return "".join(self.output)
+
+    def wait_output(self, pattern: str) -> re.Match:
+        deadline = time.monotonic() + WAIT_S
+        while (match := re.search(pattern, self.text())) is None:
+            assert time.monotonic() < deadline and self.process.poll() is None, self.text()
+            time.sleep(0.05)  # polling a condition: the pump thread appends the output
+        return match
+
+    @property
+    def url(self) -> str:
+        return self.wait_output(r"NATS at (nats://127\.0\.0\.1:\d+)").group(1)
+
+    @property
+    def code(self) -> str:
+        return self.wait_output(r"join code: (\w{4}-\w{4}-\w{4})").group(1)
+
+    def heddle(self, *args: str) -> subprocess.CompletedProcess:
+        """A `heddle` live command on the cluster's machine (it logs in as the admin), as
+        ``python -m heddle.cli.live`` (the same command without the others' imports)."""
+        return subprocess.run([sys.executable, "-m", "heddle.cli.live", *args], cwd=REPO, env=self.env,
+                              capture_output=True, text=True, timeout=WAIT_S)
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("up")
+    env = {**os.environ, "HEDDLE_CONFIG": str(tmp / "none.yaml"), "HEDDLE_DATA_DIR": str(tmp / "home"),
+           "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    name = f"test-{uuid.uuid4().hex[:8]}"  # other test runs may announce on this machine too
+    process = subprocess.Popen(
+        [sys.executable, "-m", "heddle.cli.main", "up", "--host", "127.0.0.1", "--port", "0",
+         "--no-agent", "--name", name],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    cluster = Up(process, tmp / "home", name, env)
+
+    def pump() -> None:
+        for line in process.stdout:
+            cluster.output.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        cluster.wait_output("another machine joins with")
+        yield cluster
+    finally:
+        stop(process, signal.SIGINT)  # Ctrl-C: up stops its children in order
+
+
+def start_agent(up: Up, data_dir: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+    log = data_dir.with_suffix(".log")
+    env = {**up.env, "HEDDLE_DATA_DIR": str(data_dir)}
+    with log.open("a") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "heddle.cli.agent", "--device", "m1-8", "--report-every", "0.5", *args],
+            cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return process, log
+
+
+async def admin(up: Up) -> ControlClient:
+    login = Credentials.load(up.data_dir, USER_CREDENTIALS_FILE)
+    return ControlClient(await nats.connect(up.url, **login.auth_options()), sender="tester")
+
+
+async def wait_active(up: Up, node: str, process: subprocess.Popen, log: Path) -> None:
+    client = await admin(up)
+    try:
+        async with asyncio.timeout(WAIT_S):
+            while not any(n.node_id == node and n.status == "active" for n in (await client.fleet()).nodes):
+                assert process.poll() is None, log.read_text()
+                await asyncio.sleep(0.05)
+    finally:
+        await client.close()
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def test_agent_finds_the_cluster_joins_runs_work_and_rejoins_after_a_restart(up, tmp_path):
+    laptop_dir = tmp_path / "laptop"
+    agent, log = start_agent(up, laptop_dir, "--join-code", up.code.lower(), "--cluster", up.name,
+                             "--node-id", "laptop")
+    try:
+        await wait_active(up, "laptop", agent, log)
+        assert f"found cluster {up.name}" in log.read_text()
+        up.wait_output("node laptop joined")
+        credentials = Credentials.load(laptop_dir)
+        assert credentials.user == "laptop" and credentials.nats_url == up.url
+        assert credentials.tls_cert == Roster.load(up.data_dir).certificate  # pinned, checked against mDNS
+        assert stat.S_IMODE(os.stat(laptop_dir / "credentials.json").st_mode) == 0o600
+
+        path = workload_file(tmp_path, "hello.yaml", echo_tasks(3))
+        done = up.heddle("submit", str(path), "--job", "hello", "--wait")
+        assert done.returncode == 0, done.stdout + done.stderr
+        client = await admin(up)
+        tasks = (await client.status("hello")).tasks
+        await client.close()
+        assert [t.node for t in tasks] == ["laptop"] * 3  # the only node ran them
+
+        stop(agent)  # drains and leaves; the next start needs no code and no URL
+        agent, log = start_agent(up, laptop_dir)
+        await wait_active(up, "laptop", agent, log)
+        assert log.read_text().count("found cluster") == 1  # the restart did not browse again
+    finally:
+        stop(agent)
+    passwords = [m.password for m in Roster.load(up.data_dir).members.values() if m.name != "join"]
+    shown = up.text() + log.read_text()
+    assert passwords and not [pw for pw in passwords if pw in shown]
+
+
+async def test_a_wrong_code_a_wrong_certificate_and_plain_text_are_refused(up, tmp_path):
+    agent, log = start_agent(up, tmp_path / "stranger", "--join-code", "WRNG-WRNG-WRNG", "--nats", up.url)
+    assert agent.wait(timeout=WAIT_S) == 1
+    assert "the join code is wrong" in log.read_text()
+    assert not (tmp_path / "stranger" / "credentials.json").exists()
+
+    # Someone else answering at the announced address: the right code is never sent to it.
+    with pytest.raises(JoinError, match="not the one the cluster announced"):
+        await join(up.url, up.code, "mallory", tmp_path / "mallory", fingerprint="00" + "0" * 77)
+    assert not (tmp_path / "mallory" / "credentials.json").exists()
+
+    login = Credentials.load(up.data_dir, USER_CREDENTIALS_FILE)
+    with pytest.raises(Exception, match="(?i)ssl|tls|certificate"):  # no password in plain text
+        await nats.connect(up.url, user=login.user, password=login.password, allow_reconnect=False,
+                           connect_timeout=5)
+
+
+async def test_an_agents_credentials_cannot_act_as_the_control_plane(up, tmp_path):
+    agent, log = start_agent(up, tmp_path / "desk", "--join-code", up.code, "--nats", up.url, "--node-id", "desk")
+    try:
+        await wait_active(up, "desk", agent, log)
+    finally:
+        stop(agent)
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc).lower())
+
+    desk = Credentials.load(tmp_path / "desk")
+    nc = await nats.connect(**desk.connect_options(), error_cb=on_error, allow_reconnect=False)
+    forged = [p.subject(p.ASSIGN, node="laptop"), "heddle.events.Task.t1.InternalFinalized", p.SUBMIT, p.DRAIN,
+              p.subject(p.CAPACITY, node="laptop")]
+    for subject in forged:
+        await nc.publish(subject, b"forged")
+    await nc.subscribe(p.all_nodes(p.ASSIGN))
+    async with asyncio.timeout(WAIT_S):
+        while len(errors) < len(forged) + 1:
+            await asyncio.sleep(0.02)
+    await nc.close()
+    for subject in forged:
+        assert any(f'publish to "{subject.lower()}"' in e for e in errors), (subject, errors)
+    assert any('subscription to "heddle.v1.assign.*"' in e for e in errors)
+
+
+async def test_a_machine_waiting_for_the_code_shows_in_fleet_until_it_joins(up, tmp_path):
+    env = {**up.env, "HEDDLE_DATA_DIR": str(tmp_path / "shelf")}
+    log = tmp_path / "shelf.log"
+    with log.open("w") as handle:
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "heddle.cli.agent", "--device", "m1-8", "--report-every", "0.5",
+             "--nats", up.url, "--node-id", "shelf"],
+            cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, text=True)
+    try:
+        client = await admin(up)
+        async with asyncio.timeout(WAIT_S):  # its mDNS announcement reaches `heddle up`
+            while True:
+                answer = await client.nc.request(DISCOVERED_SUBJECT, b"{}", timeout=WAIT_S)
+                if [n.node_id for n in DiscoveredReply.model_validate_json(answer.data).nodes] == ["shelf"]:
+                    break
+                assert agent.poll() is None, log.read_text()
+                await asyncio.sleep(0.1)
+        await client.close()
+        shown = up.heddle("fleet")
+        assert shown.returncode == 0, shown.stderr
+        assert re.search(r"not joined: 1.*shelf +│ m1-8", shown.stdout, re.DOTALL), shown.stdout
+
+        agent.stdin.write(up.code + "\n")  # the code, typed on that machine
+        agent.stdin.flush()
+        await wait_active(up, "shelf", agent, log)
+        assert "not joined" not in up.heddle("fleet").stdout  # it stopped announcing once joined
+    finally:
+        stop(agent)
