@@ -47,17 +47,17 @@ def join(
 ) -> None:
     """Exchange a join code for this machine's own credentials (stored 0600 in the data dir)."""
     import asyncio
-    import socket
 
     from pydantic import ValidationError
 
     from heddle.events.acl import mask_secret
+    from heddle.live.agent.settings import default_node_id
     from heddle.live.cluster.join import JoinError
     from heddle.live.cluster.join import join as do_join
 
     found = None if nats else discovered(cluster, wait)
     url = nats or found.url
-    node = node_id or socket.gethostname().split(".")[0]
+    node = node_id or default_node_id()  # the id `heddle agent` takes by default
     try:
         credentials = asyncio.run(do_join(url, code, node, _data_dir(data_dir), found and found.fingerprint))
     except ValidationError:

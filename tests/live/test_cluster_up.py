@@ -200,31 +200,37 @@ async def test_an_agents_credentials_cannot_act_as_the_control_plane(up, tmp_pat
     assert any('subscription to "heddle.v1.assign.*"' in e for e in errors)
 
 
+async def waiting_nodes(up: Up) -> list[str]:
+    """The machines `heddle up` sees waiting to join (as `heddle fleet` asks for them)."""
+    client = await admin(up)
+    try:
+        answer = await client.nc.request(DISCOVERED_SUBJECT, b"{}", timeout=WAIT_S)
+    finally:
+        await client.close()
+    return [n.node_id for n in DiscoveredReply.model_validate_json(answer.data).nodes]
+
+
 async def test_a_machine_waiting_for_the_code_shows_in_fleet_until_it_joins(up, tmp_path):
+    node = f"shelf-{uuid.uuid4().hex[:6]}"  # other test runs on this machine announce theirs too
     env = {**up.env, "HEDDLE_DATA_DIR": str(tmp_path / "shelf")}
     log = tmp_path / "shelf.log"
     with log.open("w") as handle:
         agent = subprocess.Popen(
             [sys.executable, "-m", "heddle.cli.agent", "--device", "m1-8", "--report-every", "0.5",
-             "--nats", up.url, "--node-id", "shelf"],
+             "--nats", up.url, "--node-id", node],
             cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, text=True)
     try:
-        client = await admin(up)
         async with asyncio.timeout(WAIT_S):  # its mDNS announcement reaches `heddle up`
-            while True:
-                answer = await client.nc.request(DISCOVERED_SUBJECT, b"{}", timeout=WAIT_S)
-                if [n.node_id for n in DiscoveredReply.model_validate_json(answer.data).nodes] == ["shelf"]:
-                    break
+            while node not in await waiting_nodes(up):
                 assert agent.poll() is None, log.read_text()
                 await asyncio.sleep(0.1)
-        await client.close()
         shown = up.heddle("fleet")
         assert shown.returncode == 0, shown.stderr
-        assert re.search(r"not joined: 1.*shelf +│ m1-8", shown.stdout, re.DOTALL), shown.stdout
+        assert re.search(rf"not joined: \d+.*{node} +│ m1-8", shown.stdout, re.DOTALL), shown.stdout
 
         agent.stdin.write(up.code + "\n")  # the code, typed on that machine
         agent.stdin.flush()
-        await wait_active(up, "shelf", agent, log)
-        assert "not joined" not in up.heddle("fleet").stdout  # it stopped announcing once joined
+        await wait_active(up, node, agent, log)
+        assert node not in await waiting_nodes(up)  # a member now, and no longer announcing
     finally:
         stop(agent)

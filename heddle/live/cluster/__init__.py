@@ -1,7 +1,8 @@
 """Cluster formation and access for the live runtime: who may do what on the cluster's
 nats-server (`access`), the roster of members and its join code (`roster`), joining with a
-code (`join`) and mDNS discovery (`discovery`). See docs/live.md, "Cluster formation and
-access"."""
+code (`join`), mDNS discovery (`discovery`), the cluster's TLS certificate (`tls`), the
+services `heddle up` runs beside nats-server (`service`) and where each process on a machine
+gets its credentials (`membership`). See docs/live.md, "Cluster formation and access"."""
 
 from heddle.live.cluster.access import (
     CLUSTER_ROLES,

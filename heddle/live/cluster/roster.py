@@ -4,7 +4,8 @@ tells the running server to reload it (SIGHUP to the pid in its pid file): a rev
 connection is closed by the server at once, and its password no longer logs in.
 
 Layout under ``<data dir>/cluster/``: ``roster.json`` (members and the join code),
-``nats-auth.conf`` (what nats-server reads, ``-c``), ``nats.pid`` (written by the server).
+``nats-auth.conf`` (what nats-server reads, ``-c``), ``nats.pid`` (written by the server),
+``tls/`` (the cluster's certificate and key, when it uses TLS: the config then requires it).
 """
 
 from __future__ import annotations
