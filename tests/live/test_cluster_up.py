@@ -200,6 +200,21 @@ async def test_an_agents_credentials_cannot_act_as_the_control_plane(up, tmp_pat
     assert any('subscription to "heddle.v1.assign.*"' in e for e in errors)
 
 
+async def test_a_revoked_node_stays_out_when_the_next_one_joins(up, tmp_path):
+    await join(up.url, up.code, "attic", tmp_path / "attic", Roster.load(up.data_dir).fingerprint)
+    attic = Credentials.load(tmp_path / "attic")
+    revoked = subprocess.run([sys.executable, "-m", "heddle.cli.cluster", "nodes", "revoke", "attic",
+                              "--data-dir", str(up.data_dir)], cwd=REPO, env=up.env, capture_output=True,
+                             text=True, timeout=WAIT_S)
+    assert revoked.returncode == 0 and "revoked attic" in revoked.stdout, revoked.stdout + revoked.stderr
+    # The join service reads the roster afresh: the next join must not bring attic back.
+    await join(up.url, up.code, "cellar", tmp_path / "cellar", Roster.load(up.data_dir).fingerprint)
+    with pytest.raises(Exception, match="(?i)authorization"):
+        await nats.connect(**attic.connect_options(), allow_reconnect=False, connect_timeout=5)
+    cellar = await nats.connect(**Credentials.load(tmp_path / "cellar").connect_options(), allow_reconnect=False)
+    await cellar.close()
+
+
 async def waiting_nodes(up: Up) -> list[str]:
     """The machines `heddle up` sees waiting to join (as `heddle fleet` asks for them)."""
     client = await admin(up)

@@ -9,8 +9,8 @@ for the control plane, each with the narrowest permissions its work needs.
   (``allow_responses``) without being able to publish on anyone else's inbox.
 - **user** ``<name>`` submits, asks for status and cancels; **observer** ``<name>`` only asks
   for the fleet view (members and machines discovered but not joined) and status;
-  **admin** (the person at the cluster's own machine) does what a user and an observer do
-  and drains nodes; **gateway** (`heddle gateway` under `heddle up`) submits, cancels and
+  **admin** (the person at the cluster's own machine) does what a user and an observer do,
+  drains nodes and may watch the nodes' capacity reports; **gateway** (`heddle gateway` under `heddle up`) submits, cancels and
   asks, and follows what it submitted: token chunks, task events, capacity reports.
 
 Replies reach a client on its own inbox prefix (`inbox_prefix`, ``_INBOX.<name>``), so no
@@ -125,7 +125,8 @@ def member_permissions(member: Member) -> dict:
     if member.role == "admin":
         return {
             "publish": {"allow": [p.SUBMIT, p.CANCEL, p.DRAIN, p.subject(p.QUERY, what="*")]},
-            "subscribe": {"allow": [inbox]},
+            # The fleet as it reports itself, for a live view (`heddle ui`).
+            "subscribe": {"allow": [p.all_nodes(p.CAPACITY), p.all_nodes(p.LEFT), inbox]},
         }
     if member.role == "gateway":
         return {
