@@ -15,7 +15,8 @@ import numpy as np
 from heddle.optimizer.policy import Policy
 from heddle.optimizer.scoring import Scored
 
-__all__ = ["Assignment", "Ledger", "Picker", "cheapest_cloud", "complete", "fill", "greedy", "objective_int"]
+__all__ = ["Assignment", "Ledger", "Picker", "cheapest_cloud", "complete", "fill", "greedy", "memory_may_bind",
+           "objective_int"]
 
 
 @dataclass(slots=True)
@@ -158,3 +159,18 @@ def cheapest_cloud(sc: Scored, feasible: np.ndarray, cost: np.ndarray) -> int:
     if not cloud.any():
         return -1
     return n + int(np.where(cloud, cost[n:], np.iinfo(np.int64).max).argmin())
+
+
+def memory_may_bind(sc: Scored, ok: np.ndarray, kv: np.ndarray, w: np.ndarray, free: np.ndarray,
+                    cap: np.ndarray) -> np.ndarray:
+    """[J] nodes whose memory a batch may exhaust: as many of the node's candidate tasks as it
+    has slots, each at the largest need among them, would not fit its free memory. Elsewhere
+    the memory constraint is implied by the slots (the CP-SAT model and the LP leave it out)."""
+    binding = np.zeros(sc.fa.n_targets, dtype=bool)
+    for j in range(sc.fa.n_nodes):
+        users = np.flatnonzero(ok[:, j])
+        if users.size == 0:
+            continue
+        worst = (kv[users] + np.where(sc.resident[users, j], 0, w[users])).max()
+        binding[j] = min(int(cap[j]), users.size) * worst > free[j]
+    return binding

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
-from heddle.optimizer.assign import Assignment, objective_int
+from heddle.optimizer.assign import Assignment, memory_may_bind, objective_int
 from heddle.optimizer.policy import Policy
 from heddle.optimizer.scoring import Scored
 
@@ -50,13 +50,7 @@ def _classes(sc: Scored, ok, base, spend, kv, w, aggregate: bool) -> list[list[i
 def _pools(sc: Scored, ok, base, kv, w, free, cap, pools: bool) -> tuple[list[list[int]], np.ndarray]:
     """Target pools and a [J] flag 'memory may bind on this node'."""
     j_n, n_nodes = sc.fa.n_targets, sc.fa.n_nodes
-    binding = np.zeros(j_n, dtype=bool)
-    for j in range(n_nodes):
-        users = np.flatnonzero(ok[:, j])
-        if users.size == 0:
-            continue
-        worst = (kv[users] + np.where(sc.resident[users, j], 0, w[users])).max()
-        binding[j] = min(int(cap[j]), users.size) * worst > free[j]
+    binding = memory_may_bind(sc, ok, kv, w, free, cap)
     if not pools:
         return [[j] for j in range(j_n)], binding
     merged: dict[bytes, list[int]] = {}
@@ -209,7 +203,12 @@ def solve_cpsat(sc: Scored, policy: Policy, hint: Assignment | None, *, aggregat
         solver.parameters.max_time_in_seconds = limit
         solver.parameters.num_workers = policy.num_workers
     solver.parameters.random_seed = policy.random_seed
-    stop = _StopWithin(goal, fixed_total) if goal is not None else None
+    stop = None
+    if goal is not None:
+        # the model's objective is the changeable part (fixed_total left out), so CP-SAT's own
+        # relative gap is the goal's: it stops as soon as its bound, not only a solution, closes it
+        solver.parameters.relative_gap_limit = goal.relative_gap
+        stop = _StopWithin(goal, fixed_total)
     status = solver.Solve(model, stop)
     name = solver.StatusName(status)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):

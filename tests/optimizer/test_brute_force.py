@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from heddle.optimizer import Policy, place
 from heddle.optimizer.cpsat import solve_cpsat
 from heddle.optimizer.engine import scored
+from heddle.optimizer.instances import memory_tight_problem
+from heddle.optimizer.lp_round import lp_round
 from heddle.optimizer.scoring import MICRO
 from tests.optimizer.conftest import problems
 
@@ -76,6 +78,28 @@ def test_cpsat_model_alone_matches_brute_force(problem):
         result = solve_cpsat(sc, policy, None, aggregate=aggregate, pools=pools)
         assert result.status == "OPTIMAL"
         assert result.objective_int == optimum
+
+
+@settings(max_examples=60, deadline=None)
+@given(problem=problems(max_nodes=3, max_tasks=4))
+def test_lp_bound_never_exceeds_the_optimum(problem):
+    """The LP relaxation (memory rows with shared model loads and evictions included) is a
+    relaxation: its value is a valid lower bound, so "optimal" never stops on a false gap."""
+    state, tasks = problem
+    policy = _policy()
+    sc = scored(state, tasks, policy)
+    lp = lp_round(sc, policy)
+    assert lp.bound_int is not None
+    assert lp.bound_int <= brute_force_optimum(sc, sc.eviction_int(policy))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_lp_bound_on_memory_tight_batches(seed):
+    """Batches where memory binds (the LP's memory rows at work) keep the bound valid."""
+    state, tasks = memory_tight_problem(np.random.default_rng(seed), 4, 2)
+    policy = _policy()
+    sc = scored(state, tasks, policy)
+    assert lp_round(sc, policy).bound_int <= brute_force_optimum(sc, sc.eviction_int(policy))
 
 
 def _policy():
