@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 
 from heddle.models import Privacy
 from heddle.optimizer import DecisionStatus, Policy, TargetKind, place
-from heddle.optimizer.express import _MB_SLACK_GB, place_row, task_row
-from heddle.optimizer.fleet_cache import fleet_arrays
 from heddle.optimizer.costs import mb_down as _mb_down
 from heddle.optimizer.costs import mb_up as _mb_up
+from heddle.optimizer.express import _MB_SLACK_GB, place_row, task_row
+from heddle.optimizer.fleet_cache import fleet_arrays
 from tests.optimizer.conftest import problems
 
 
