@@ -195,7 +195,7 @@ def sizes(quick: bool) -> None:
                 worst[n_tasks, n_nodes] = (max(w[0], wall), max(w[1], cpu), max(w[2], ours.gap))
                 bound, fixed = ours.best_bound, ours.fixed_usd
 
-                def gap(objective: float) -> float:
+                def gap(objective: float, bound: float = bound, fixed: float = fixed) -> float:
                     return max(objective - bound, 0.0) / max(objective - fixed, 1e-12)
 
                 t0 = time.perf_counter()

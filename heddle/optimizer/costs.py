@@ -22,12 +22,13 @@ __all__ = [
     "MICRO",
     "budget_micro",
     "deferral_usd",
-    "lateness_usd",
     "mb_down",
     "mb_up",
     "micro",
     "pair_micro",
     "spend_micro",
+    "time_usd",
+    "wait_usd_per_s",
 ]
 
 MICRO = 1_000_000
@@ -42,12 +43,12 @@ MB_EPS = 1e-9
 rounds to that MB, not the next (the need is rounded up, the free memory down)."""
 
 
-def pair_micro(cloud_usd, energy_usd, lateness_usd, cloud_weight: float, energy_weight: float):
+def pair_micro(cloud_usd, energy_usd, time_cost_usd, cloud_weight: float, energy_weight: float):
     """The objective's cost of running a task on a target in micro-USD, rounded half to even,
     eviction not included (a node's eviction is charged once per batch, `Policy.eviction_usd`).
     The one copy of the formula: the express path calls it per node, so a float skips the
     array test."""
-    usd = cloud_weight * cloud_usd + energy_weight * energy_usd + lateness_usd
+    usd = cloud_weight * cloud_usd + energy_weight * energy_usd + time_cost_usd
     if type(usd) is float:
         return round(usd * MICRO)
     if isinstance(usd, np.ndarray):
@@ -55,16 +56,26 @@ def pair_micro(cloud_usd, energy_usd, lateness_usd, cloud_weight: float, energy_
     return round(usd * MICRO)
 
 
-def lateness_usd(late_s, missed, weight, rate_usd_per_s: float, miss_usd: float):
-    """Lateness penalty: `late_s` (>= 0) seconds past the deadline at `rate_usd_per_s`, plus
-    `miss_usd` once if `missed` (late_s > 0), times the priority weight (1 + priority)."""
-    return (late_s * rate_usd_per_s + missed * miss_usd) * weight
+def time_usd(finish_in_s, wait_usd_per_s, late_s, missed, weight, rate_usd_per_s: float, miss_usd: float):
+    """The price of time for one option: waiting `finish_in_s` seconds from now for the result
+    at the task's `wait_usd_per_s` (`wait_usd_per_s`: its priority's price), plus lateness:
+    `late_s` (>= 0) seconds past the deadline at `rate_usd_per_s` and `miss_usd` once if
+    `missed` (late_s > 0), times the priority weight (1 + priority)."""
+    return finish_in_s * wait_usd_per_s + (late_s * rate_usd_per_s + missed * miss_usd) * weight
 
 
-def deferral_usd(late_s, missed, weight, defer_usd: float, rate_usd_per_s: float, miss_usd: float):
+def deferral_usd(finish_in_s, wait_usd_per_s, late_s, missed, weight, defer_usd: float, rate_usd_per_s: float,
+                 miss_usd: float):
     """Cost of waiting for the best local node instead of running now: the deferral price
-    plus the lateness at that node's finish (`late_s`, `missed` as in `lateness_usd`)."""
-    return (defer_usd + late_s * rate_usd_per_s + missed * miss_usd) * weight
+    (times the priority weight) plus the price of time (`time_usd`) at that node's finish."""
+    return defer_usd * weight + time_usd(finish_in_s, wait_usd_per_s, late_s, missed, weight, rate_usd_per_s,
+                                         miss_usd)
+
+
+def wait_usd_per_s(usd_per_task_hour: tuple[float, ...], priority: int) -> float:
+    """A task's price of waiting per second: its priority's entry of the policy's per-hour
+    prices (negative priorities use the first, priorities past the end the last)."""
+    return usd_per_task_hour[min(max(priority, 0), len(usd_per_task_hour) - 1)] / 3600.0
 
 
 def micro(usd):

@@ -101,7 +101,7 @@ def decisions(sc: Scored, assignment: Assignment, solver: str, explain: bool, ev
                 cost_usd={
                     "cloud": float(sc.cloud_usd[t, j]),
                     "energy": float(sc.energy_usd[t, j]),
-                    "lateness": float(sc.lateness_usd[t, j]),
+                    "time": float(sc.lateness_usd[t, j]),
                     "eviction": float(evict),
                 },
             )

@@ -31,10 +31,18 @@ from dataclasses import MISSING, dataclass, fields
 from typing import NamedTuple
 
 from heddle.models import FleetState, NodeStatus, PowerSource, Privacy, Task, TaskKind, ThermalState
+from heddle.optimizer.costs import (
+    deferral_usd,
+    mb_down,
+    mb_up,
+    micro,
+    pair_micro,
+    time_usd,
+    wait_usd_per_s,
+)
 from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS, TIER_CODE, fleet_arrays
 from heddle.optimizer.lean import _lean, _plan
 from heddle.optimizer.policy import Policy
-from heddle.optimizer.costs import deferral_usd, lateness_usd, mb_down, mb_up, micro, pair_micro
 from heddle.optimizer.view import _DEPARTED
 
 __all__ = ["EXPRESS_POLICIES", "ExpressClass", "ExpressEntry", "ExpressPlacer", "TaskRow", "place_row", "task_row"]
@@ -94,6 +102,8 @@ class ExpressClass:
     weights_mb: int
     model: tuple | None  # (model, quant) as in NodeState.resident_models
     context_tokens: float  # the model's context window (inf for processor steps)
+    soonest_a: float  # lean._plan's lower bounds over every node (the outlook's soonest finish)
+    soonest_b: float
 
 
 def class_key(row: tuple) -> tuple:
@@ -128,7 +138,7 @@ class ExpressPlacer:
         self.views = [nodes.get(nid, _DEPARTED) for nid in self.fa.node_ids]
         self.n_views = len(nodes)
         self.classes: dict[tuple, ExpressClass | None] = {}
-        self.by_priority: dict[int, tuple[int, float]] = {}  # priority -> (deferral floor micro-USD, weight)
+        self.by_priority: dict[int, tuple[float, float]] = {}  # priority -> (weight, waiting USD/s)
         self.eviction_micro = micro(policy.eviction_usd)
 
     def current(self) -> bool:
@@ -157,7 +167,8 @@ class ExpressPlacer:
         if llm and not ma.known:
             return None
         lean = _lean(fa)
-        order, suf_a, suf_b, suf_ea, suf_eb = _plan(fa, lean, ma, Task(*row))
+        order, suf_a, suf_b, suf_ea, suf_eb = _plan(fa, lean, ma, Task(*row),
+                                                    wait_usd_per_s(self.policy.wait_usd_per_task_hour, 0))
         personal = fa.personal_mask(row.owner) if row.privacy is _PERSONAL else None
         tier_code = -1 if row.tier is None else TIER_CODE[row.tier]
         if llm:
@@ -171,10 +182,11 @@ class ExpressPlacer:
             rates = (pre[i], dec[i], load[i]) if llm else (lean.proc[i], 0.0, 0.0)
             entries.append((self.views[i], ExpressEntry(i, suf_a[k], suf_b[k], suf_ea[k], suf_eb[k], *rates,
                                                         lean.energy[i], lean.installed[i], lean.slots[i])))
+        soonest = (suf_a[0], suf_b[0]) if order else (0.0, 0.0)
         if not llm:
-            return ExpressClass(tuple(entries), False, 0.0, 0.0, 0, None, _INF)
+            return ExpressClass(tuple(entries), False, 0.0, 0.0, 0, None, _INF, *soonest)
         return ExpressClass(tuple(entries), True, ma.weights_gb, ma.kv_gb_per_token, mb_up(ma.weights_gb),
-                            (row.model, row.quant), ma.context_tokens)
+                            (row.model, row.quant), ma.context_tokens, *soonest)
 
     def place_row(self, row: tuple) -> tuple[int, float] | None:
         """`place` for a task given as `task_row` gives it."""
@@ -194,8 +206,9 @@ class ExpressPlacer:
         memory GB (processor steps); `deadline`: absolute, `inf` for none.
 
         Why nothing else is needed: a task placed on a node also had that node in place_one's
-        outlook, so place_one's deferral cost is at least `defer_usd * priority`; a best node
-        cheaper than that is placed whatever the other nodes' finish times, and every node
+        outlook, so place_one's deferral cost is at least `min_defer` (the deferral price plus
+        waiting for the soonest finish any node could give); a best node cheaper than that is
+        placed whatever the other nodes' finish times, and every node
         without a free slot can be skipped unseen. If the best node costs more, this returns
         None. A full node is skipped before the early-stop test (place_one tests first): the
         lower bounds are suffix minima, so they only grow along the list, and the test stops
@@ -214,15 +227,16 @@ class ExpressPlacer:
             x_a, x_b = a, 0.0
         key = cls.model
         now = self.state.time_s
-        timely = deadline == _INF  # no deadline: no lateness (lateness_usd gives 0.0 too)
+        timely = deadline == _INF  # no deadline: no lateness (time_usd's lateness part is 0.0 too)
         rate, miss = policy.lateness_usd_per_s, policy.deadline_miss_usd
         cw, ew = policy.cloud_weight, policy.energy_weight
         by_priority = self.by_priority.get(priority)
         if by_priority is None:
             prio = 1.0 + (priority if priority > 0 else 0)
-            floor = micro(deferral_usd(0.0, False, prio, policy.defer_usd, rate, miss))
-            by_priority = self.by_priority[priority] = (floor, prio)
-        min_defer, prio = by_priority
+            by_priority = self.by_priority[priority] = (prio, wait_usd_per_s(policy.wait_usd_per_task_hour, priority))
+        prio, wait_rate = by_priority
+        soonest = (x_a * cls.soonest_a + x_b * cls.soonest_b) * _LB_SAFETY
+        min_defer = micro(deferral_usd(soonest, wait_rate, 0.0, False, prio, policy.defer_usd, rate, miss))
         static_need = kv + w
         found = False
         best_cost = best_i = -1
@@ -233,12 +247,13 @@ class ExpressPlacer:
                 continue
             i, sa, sb, sea, seb, a_i, b_i, load_i, e_i, installed_i, slots_i = e
             if found and best_cost < min_defer:  # place_one's early stop, the same bound
+                lb_f = now + (x_a * sa + x_b * sb) * _LB_SAFETY
                 if timely:
-                    lateness = 0.0
+                    late = 0.0
                 else:
-                    late = now + (x_a * sa + x_b * sb) * _LB_SAFETY - deadline
+                    late = lb_f - deadline
                     late = late if late > 0.0 else 0.0
-                    lateness = lateness_usd(late, late > 0.0, prio, rate, miss)
+                lateness = time_usd(lb_f - now, wait_rate, late, late > 0.0, prio, rate, miss)
                 if pair_micro(0.0, (x_a * sea + x_b * seb) * _LB_SAFETY, lateness, cw, ew) > best_cost:
                     break
             if ns.status is not _ACTIVE or static_need > installed_i or ns.thermal in _HOT:
@@ -269,12 +284,13 @@ class ExpressPlacer:
                 needs_evict = add_mb > free_mb
                 if needs_evict and add_mb > free_mb + mb_down(evictable):
                     continue
+            finish = now + ns.backlog_s + service
             if timely:
-                lateness = 0.0
+                late = 0.0
             else:
-                late = now + ns.backlog_s + service - deadline
+                late = finish - deadline
                 late = late if late > 0.0 else 0.0
-                lateness = lateness_usd(late, late > 0.0, prio, rate, miss)
+            lateness = time_usd(finish - now, wait_rate, late, late > 0.0, prio, rate, miss)
             cost = pair_micro(0.0, service * e_i, lateness, cw, ew)
             if needs_evict:
                 cost += self.eviction_micro

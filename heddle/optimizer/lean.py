@@ -27,21 +27,22 @@ from heddle.models import (
     TaskKind,
     ThermalState,
 )
-from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS, TIER_CODE, FleetArrays
-from heddle.optimizer.placement import Decision, DecisionStatus, Placement, TargetKind
-from heddle.optimizer.policy import Policy
-from heddle.optimizer.reasons import FIRST_TRANSIENT, Reason, unplaced_reason
 from heddle.optimizer.costs import (
     MICRO,
     budget_micro,
     deferral_usd,
-    lateness_usd,
     mb_down,
     mb_up,
     micro,
     pair_micro,
     spend_micro,
+    time_usd,
+    wait_usd_per_s,
 )
+from heddle.optimizer.fleet_cache import CONTEXT_BUCKET_TOKENS, TIER_CODE, FleetArrays
+from heddle.optimizer.placement import Decision, DecisionStatus, Placement, TargetKind
+from heddle.optimizer.policy import Policy
+from heddle.optimizer.reasons import FIRST_TRANSIENT, Reason, unplaced_reason
 from heddle.optimizer.view import _DEPARTED
 
 __all__ = ["place_one"]
@@ -112,19 +113,21 @@ def _lean(fa: FleetArrays) -> _Lean:
     return lean
 
 
-def _plan(fa: FleetArrays, lean: _Lean, ma, task: Task) -> tuple[list, list, list, list, list]:
-    """Node visiting order (cheapest energy per token first) and suffix minima along it.
+def _plan(fa: FleetArrays, lean: _Lean, ma, task: Task, wait_usd_per_s: float) -> tuple[list, list, list, list, list]:
+    """Node visiting order (cheapest energy plus waiting per token first, waiting priced at
+    `wait_usd_per_s`) and suffix minima along it. The order only decides how soon the scan
+    can stop; the bounds hold in any order.
 
     From position k on, every node has service >= a*suf_a[k] + b*suf_b[k] and energy cost
     >= a*suf_ea[k] + b*suf_eb[k] (a, b = prompt and output tokens, or CPU seconds and 0):
     throttling only slows and loading only adds, so these are the scan's lower bounds.
     """
     if ma is None:
-        key = ("__plan__", None)
+        key = ("__plan__", None, wait_usd_per_s)
     else:
         bp = -(-max(task.prompt_tokens, 0) // CONTEXT_BUCKET_TOKENS)
         bd = -(-max(task.prompt_tokens + task.output_tokens // 2, 0) // CONTEXT_BUCKET_TOKENS)
-        key = ("__plan__", task.model, task.quant, bp, bd)
+        key = ("__plan__", task.model, task.quant, bp, bd, wait_usd_per_s)
     plan = fa._models.get(key)
     if plan is None:
         n = fa.n_nodes
@@ -135,7 +138,7 @@ def _plan(fa: FleetArrays, lean: _Lean, ma, task: Task) -> tuple[list, list, lis
             dec = ma.rate_lists(fa, task.prompt_tokens + task.output_tokens // 2)[1]
             per_a, per_b = [1.0 / pre[i] for i in range(n)], [1.0 / dec[i] for i in range(n)]
         energy = lean.energy
-        order = sorted(range(n), key=lambda i: (energy[i] * (per_a[i] + per_b[i] * 4), i))
+        order = sorted(range(n), key=lambda i: ((energy[i] + wait_usd_per_s) * (per_a[i] + per_b[i] * 4), i))
         plan = tuple([0.0] * n for _ in range(4))
         run = [_INF] * 4
         for k in range(n - 1, -1, -1):
@@ -170,6 +173,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
     kv_mb, w_mb = mb_up(kv), mb_up(w)
     deadline = _INF if task.deadline_s is None else task.deadline_s
     prio = 1.0 + max(task.priority, 0)
+    wait_rate = wait_usd_per_s(policy.wait_usd_per_task_hour, task.priority)
     rate, miss, ev_usd = policy.lateness_usd_per_s, policy.deadline_miss_usd, policy.eviction_usd
     cw, ew = policy.cloud_weight, policy.energy_weight
     ev_int = micro(ev_usd)
@@ -186,11 +190,14 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
 
     # --- local nodes, fastest first; stop once no unseen node can matter ------------------
     nodes, node_ids = state.nodes, fa.node_ids
-    order, suf_a, suf_b, suf_ea, suf_eb = _plan(fa, lean, ma if llm else None, task)
+    order, suf_a, suf_b, suf_ea, suf_eb = _plan(fa, lean, ma if llm else None, task,
+                                                wait_usd_per_s(policy.wait_usd_per_task_hour, 0))
     x_a, x_b = (p, o) if llm else (cpu, 0.0)
     cloud_matters = bool(lean.offers) and task.privacy is Privacy.PUBLIC
     stopped = False
-    min_defer = micro(deferral_usd(0.0, False, prio, policy.defer_usd, rate, miss))  # any node's outlook
+    # a lower bound on any deferral: the outlook node finishes no sooner than the fastest node could
+    soonest = (x_a * suf_a[0] + x_b * suf_b[0]) * _LB_SAFETY if order else 0.0
+    min_defer = micro(deferral_usd(soonest, wait_rate, 0.0, False, prio, policy.defer_usd, rate, miss))
     thr = policy.burst_backlog_threshold_s
     for k, i in enumerate(order):
         if early_stop and best is not None and best.cost < min_defer:
@@ -200,7 +207,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
             late = lb_f - deadline
             late = late if late > 0.0 else 0.0
             lb_cost = pair_micro(0.0, (x_a * suf_ea[k] + x_b * suf_eb[k]) * _LB_SAFETY,
-                                     lateness_usd(late, late > 0.0, prio, rate, miss), cw, ew)
+                                 time_usd(lb_f - now, wait_rate, late, late > 0.0, prio, rate, miss), cw, ew)
             if lb_cost > best.cost and (not cloud_matters or (outlook <= deadline and min_wait <= thr)
                                       or (lb_f >= outlook and outlook > deadline)):
                 stopped = True
@@ -262,7 +269,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
         energy = service * lean.energy[i]
         late = finish - deadline
         late = late if late > 0.0 else 0.0
-        lateness = lateness_usd(late, late > 0.0, prio, rate, miss)
+        lateness = time_usd(finish - now, wait_rate, late, late > 0.0, prio, rate, miss)
         cost = pair_micro(0.0, energy, lateness, cw, ew) + (ev_int if needs_evict else 0)
         if best is None or cost < best.cost or (cost == best.cost and i < best.target):
             best = _Best(cost, i, service, wait, 0.0, energy, lateness, needs_evict)
@@ -338,7 +345,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
             finish = now + wait + service
             late = finish - deadline
             late = late if late > 0.0 else 0.0
-            lateness = lateness_usd(late, late > 0.0, prio, rate, miss)
+            lateness = time_usd(finish - now, wait_rate, late, late > 0.0, prio, rate, miss)
             cost = pair_micro(cloud, 0.0, lateness, cw, ew)
             if best is None or cost < best.cost:
                 best = _Best(cost, j, service, wait, cloud, 0.0, lateness, False)
@@ -347,7 +354,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
     if any_local:
         out_late = outlook - deadline
         out_late = out_late if out_late > 0.0 else 0.0
-        defer = deferral_usd(out_late, out_late > 0.0, prio, policy.defer_usd, rate, miss)
+        defer = deferral_usd(outlook - now, wait_rate, out_late, out_late > 0.0, prio, policy.defer_usd, rate, miss)
     else:
         defer = policy.stranded_defer_usd * prio
     defer_int = micro(defer)
@@ -359,7 +366,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
             tid, DecisionStatus.PLACED, fa.target_names[j], TargetKind.NODE if node else TargetKind.CLOUD,
             reason="lowest cost (fast_path)" if node else "cloud burst (fast_path)",
             est_start_s=now + wait, est_seconds=service,
-            cost_usd={"cloud": cloud, "energy": energy, "lateness": lateness, "eviction": ev_usd if evicts else 0.0},
+            cost_usd={"cloud": cloud, "energy": energy, "time": lateness, "eviction": ev_usd if evicts else 0.0},
         )
         objective = cost
     else:

@@ -28,7 +28,7 @@ class Decision:
     reason: str = ""  # why deferred/rejected, or why this target (short)
     est_start_s: float = 0.0  # on the state's clock
     est_seconds: float = 0.0  # predicted service time on the target
-    cost_usd: dict[str, float] = field(default_factory=dict)  # objective parts: cloud, energy, lateness, eviction
+    cost_usd: dict[str, float] = field(default_factory=dict)  # objective parts: cloud, energy, time (waiting + lateness), eviction
     rejected_alternatives: dict[str, str] = field(default_factory=dict)  # target -> constraint that ruled it out
 
 

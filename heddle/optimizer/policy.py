@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["POLICY_NAMES", "Policy"]
+__all__ = ["POLICY_NAMES", "WAIT_USD_PER_TASK_HOUR", "Policy"]
 
 POLICY_NAMES: tuple[str, ...] = (
     "optimal",
@@ -21,6 +21,14 @@ POLICY_NAMES: tuple[str, ...] = (
     "cheapest",
 )
 """Every policy name `place()` accepts (the registry in engine.py is checked against it)."""
+
+
+WAIT_USD_PER_TASK_HOUR: tuple[float, ...] = (2.0, 4.0, 8.0)
+"""Default price of waiting for a result, USD per task-hour at priorities 0, 1 and 2: roughly
+what a person's waiting on an assistant is worth to a household or small office. At priority
+0 an answer 20 s sooner is worth 1.1 cents: more than a desktop's marginal energy for those
+minutes of work, about one small API call. Chosen on the shipped fleets: with it "optimal" is
+never dominated by a baseline on cost, p95 latency and misses (docs/optimizer.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +46,9 @@ class Policy:
     energy_weight: float = 1.0  # multiplies local marginal energy cost
     lateness_usd_per_s: float = 0.01  # per second past the deadline, times (1 + priority)
     deadline_miss_usd: float = 0.05  # once per missed deadline, times (1 + priority)
+    wait_usd_per_task_hour: tuple[float, ...] = WAIT_USD_PER_TASK_HOUR  # the price of waiting
+    #   for a result, by priority (0, 1, 2, ...; past the end the last): every option pays it
+    #   from now until its predicted finish, so a faster or idle node wins when it saves time
     eviction_usd: float = 0.01  # evicting resident models on a node (reload cost later)
     defer_usd: float = 0.02  # waiting for the next call instead of running now (> eviction_usd)
     stranded_defer_usd: float = 1.0  # deferring a task no local node can ever run (cloud-only)

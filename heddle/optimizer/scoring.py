@@ -4,7 +4,9 @@ This is the model's data section. Every policy works from the same `Scored` tabl
 hard constraints (privacy, memory, slots, drain, courtesy, budget, tier) are decided in one
 place and no policy can skip them. Per pair the cost is
 
-    cloud_weight * cloud_usd + energy_weight * energy_usd + lateness_usd (+ eviction, per node)
+    cloud_weight * cloud_usd + energy_weight * energy_usd + time_usd (+ eviction, per node)
+
+(time_usd: the price of waiting until the predicted finish, plus lateness past a deadline)
 
 and each task also gets the cost of deferring it (see docs/optimizer.md); the formulas and
 their integer rounding are costs.py's, shared with the one-task and express paths.
@@ -21,12 +23,13 @@ from heddle.optimizer.costs import (
     MICRO,
     budget_micro,
     deferral_usd,
-    lateness_usd,
     mb_down,
     mb_up,
     micro,
     pair_micro,
     spend_micro,
+    time_usd,
+    wait_usd_per_s,
 )
 from heddle.optimizer.fleet_cache import TIER_CODE, FleetArrays
 from heddle.optimizer.policy import Policy
@@ -52,7 +55,7 @@ class Scored:
     total_usd: np.ndarray  # [T,J] that cost in USD + eviction_usd (what the explanations quote)
     cloud_usd: np.ndarray  # [T,J] spend charged to the budget account (unweighted)
     energy_usd: np.ndarray  # [T,J]
-    lateness_usd: np.ndarray  # [T,J]
+    lateness_usd: np.ndarray  # [T,J] the price of time: waiting until the finish, plus lateness
     eviction_usd: np.ndarray  # [T,J] (only if this task alone forces an eviction)
     service_s: np.ndarray  # [T,J]
     wait_s: np.ndarray  # [J]
@@ -117,6 +120,7 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
     priv = np.array([_PRIVACY_CODE[t.privacy] for t in tasks])
     deadline = np.array([np.inf if t.deadline_s is None else t.deadline_s for t in tasks])[:, None]
     prio_w = np.array([1.0 + max(t.priority, 0) for t in tasks])
+    wait_rate = np.array([wait_usd_per_s(policy.wait_usd_per_task_hour, t.priority) for t in tasks])
     tier = np.array([-1 if t.tier is None else TIER_CODE[t.tier] for t in tasks])[:, None]
     accounts = sorted({t.account for t in tasks if t.account is not None})
     acc_index = {a: i for i, a in enumerate(accounts)}
@@ -172,7 +176,8 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
     service = np.where(llm[:, None], llm_s, proc_s) / view.speed + fa.latency_s
     finish = now + view.wait_s + service
     late_s = np.maximum(finish - deadline, 0.0)
-    lateness = lateness_usd(late_s, late_s > 0, prio_w[:, None], policy.lateness_usd_per_s, policy.deadline_miss_usd)
+    lateness = time_usd(finish - now, wait_rate[:, None], late_s, late_s > 0, prio_w[:, None],
+                        policy.lateness_usd_per_s, policy.deadline_miss_usd)
 
     # --- money -------------------------------------------------------------------------------
     energy = service * fa.energy_usd_per_s
@@ -243,8 +248,8 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
     out_late = np.where(np.isfinite(out_late), out_late, 0.0)
     defer = np.where(
         any_local,
-        deferral_usd(out_late, out_late > 0, prio_w, policy.defer_usd, policy.lateness_usd_per_s,
-                     policy.deadline_miss_usd),
+        deferral_usd(np.where(any_local, outlook - now, 0.0), wait_rate, out_late, out_late > 0, prio_w,
+                     policy.defer_usd, policy.lateness_usd_per_s, policy.deadline_miss_usd),
         policy.stranded_defer_usd * prio_w,
     )
     zero = lambda a: np.where(ok, a, 0.0)  # ruled-out pairs may hold inf or nan

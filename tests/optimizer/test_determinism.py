@@ -28,7 +28,7 @@ def _signature(placement):
 
 @pytest.fixture(scope="module")
 def hard_batch():
-    state, tasks = memory_tight_problem(np.random.default_rng(1), 120, 10)
+    state, tasks = memory_tight_problem(np.random.default_rng(1), 300, 20)
     first = place(state, tasks, CUT_SHORT)
     assert (first.solver, first.status) == ("cp-sat", "FEASIBLE")  # stopped by its limit, not a proof
     return state, tasks, first
