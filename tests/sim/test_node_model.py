@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from heddle.models import Budget
-from heddle.optimizer import Decision, DecisionStatus, Placement, TargetKind, scheduling
+from heddle.optimizer import Decision, DecisionStatus, Placement, TargetKind, core_queue
 from heddle.sim import Scenario, TwinSettings, simulate
 from tests.sim.conftest import api_offer, llm_trace, make_fleet, processor_trace
 
@@ -20,7 +20,7 @@ def _everything_on(monkeypatch, node: str) -> None:
         return Placement([Decision(t.id, DecisionStatus.PLACED, node, TargetKind.NODE, est_seconds=1.0)
                           for t in pending])
 
-    monkeypatch.setattr(scheduling, "place", on_node)
+    monkeypatch.setattr(core_queue, "place", on_node)
 
 
 def _both(fleet, df, scenario=None, settings=None) -> list[pd.DataFrame]:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from heddle.optimizer import Decision, DecisionStatus, Placement, TargetKind, scheduling
+from heddle.optimizer import Decision, DecisionStatus, Placement, TargetKind, core_queue
 from heddle.sim import PrivacyViolationError, TwinSettings, WorkloadError, express, simulate
 from tests.sim.conftest import api_offer, make_fleet, processor_trace
 
@@ -51,7 +51,7 @@ def test_bad_dependencies_are_refused_with_the_task_named(depends_on, message) -
 def _rogue(monkeypatch, rogue, express_answer=None) -> None:
     """Both twins ask `rogue` instead of place(); the express twin's own path answers
     `express_answer(task class)` (None: it asks place() too)."""
-    monkeypatch.setattr(scheduling, "place", rogue)  # the core's default decide
+    monkeypatch.setattr(core_queue, "place", rogue)  # the core's default decide
     monkeypatch.setattr(express.ExpressPlacer, "place",
                         lambda self, cls, a, b, deadline, priority: express_answer and express_answer(cls))
 
