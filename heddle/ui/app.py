@@ -14,7 +14,7 @@ import json
 import re
 from importlib.resources import files
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import (
@@ -28,7 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from heddle.ui.auth import COOKIE, Access, AccessMiddleware
-from heddle.ui.choices import SCENARIO_WORDS, Choices
+from heddle.ui.choices import MAX_UPLOAD_BYTES, SCENARIO_WORDS, Choices
 from heddle.ui.fleetwatch import FleetWatch
 from heddle.ui.runs import Runs
 from heddle.ui.settings import UiError, UiSettings
@@ -60,6 +60,7 @@ def create_app(settings: UiSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
+        runs.start()
         await watch.start()
         yield
         await runs.close()
@@ -253,9 +254,12 @@ def create_app(settings: UiSettings) -> FastAPI:
     async def upload(request: Request, kind: str) -> JSONResponse:
         if kind not in ("fleets", "traces"):
             return refuse(f"uploads are fleets or traces, not {kind!r}", 404)
+        name = unquote(request.headers.get("x-filename", ""))
+        size = request.headers.get("content-length", "0")
+        if size.isdigit() and int(size) > MAX_UPLOAD_BYTES:  # before reading it all into memory
+            return refuse(f"{name}: {int(size):,} bytes, more than the {MAX_UPLOAD_BYTES:,} accepted")
         try:
-            saved = await asyncio.to_thread(choices.save_upload, kind, request.headers.get("x-filename", ""),
-                                            await request.body())
+            saved = await asyncio.to_thread(choices.save_upload, kind, name, await request.body())
         except UiError as exc:
             return refuse(str(exc))
         return JSONResponse({"key": saved.key, "label": saved.label})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from heddle.ui.settings import UiError
 
-__all__ = ["POLICY_WORDS", "SCENARIO_WORDS", "Choice", "Choices"]
+__all__ = ["MAX_UPLOAD_BYTES", "POLICY_WORDS", "SCENARIO_WORDS", "Choice", "Choices"]
 
 RECORDED_DIR = "recorded"
 """Where the live control plane records what it ran, under the data folder: a directory of

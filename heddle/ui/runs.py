@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,8 @@ __all__ = ["Run", "Runs"]
 
 MAX_ACTIVE = 1
 """Worker processes running at once (a what-if of several setups already uses every core)."""
+STALE_AFTER_S = 7 * 86400.0
+"""Run folders of servers that did not clean up (killed) are removed after a week."""
 KEEP_RUNS = 50
 """Runs remembered; the oldest finished ones are forgotten beyond this (their files stay)."""
 
@@ -55,14 +59,25 @@ class Runs:
 
     def __init__(self, work_dir: Path) -> None:
         self.work_dir = work_dir
+        self.folder = work_dir / "runs"  # this server's own subfolder once started
         self.runs: dict[str, Run] = {}
         self._gate = asyncio.Semaphore(MAX_ACTIVE)
         self._tasks: set[asyncio.Task] = set()
         self._procs: set[asyncio.subprocess.Process] = set()
 
+    def start(self) -> None:
+        """Make this server's own folder for run files, and remove folders of servers gone
+        for more than STALE_AFTER_S (runs live in memory: no page reaches those any more)."""
+        parent = self.work_dir / "runs"
+        parent.mkdir(parents=True, exist_ok=True)
+        for old in parent.iterdir():
+            if time.time() - old.stat().st_mtime > STALE_AFTER_S:
+                shutil.rmtree(old, ignore_errors=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="server-", dir=parent))
+
     def submit(self, kind: str, title: str, spec: dict[str, Any]) -> Run:
         run_id = f"{kind}-{os.urandom(4).hex()}"
-        out = self.work_dir / "runs" / run_id
+        out = self.folder / run_id
         run = Run(run_id, kind, title, {**spec, "kind": kind, "out": str(out)}, out)
         self.runs[run_id] = run
         self._forget_old()
@@ -129,3 +144,4 @@ class Runs:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        shutil.rmtree(self.folder, ignore_errors=True)

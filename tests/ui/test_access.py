@@ -9,6 +9,7 @@ import json
 import re
 import shlex
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -134,3 +135,29 @@ def test_on_loopback_a_request_naming_another_host_is_refused(demo_ui):
 def test_the_first_documented_command_is_what_serves_these_pages():
     assert doc_command(0) == []  # `heddle ui` with no option: what the demo_ui fixture runs
     assert shlex.join(["heddle", "ui"]) in DOC.read_text(encoding="utf-8")
+
+
+def test_a_run_that_cannot_work_fails_with_the_twins_reason(demo_ui):
+    form = {"fleets": ["shipped:small"], "trace": "shipped:demo", "policies": ["fast"], "scenario": "demo"}
+    status, _, text = request(demo_ui.url, "POST", "/whatif", json.dumps(form).encode(),
+                              **{"X-Heddle-UI": "1", "Content-Type": "application/json"})
+    assert status == 200
+    run = json.loads(text)
+    deadline = time.monotonic() + 120
+    while run["state"] not in ("done", "failed") and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling the server as the page does
+        run = json.loads(request(demo_ui.url, path=f"/runs/{run['id']}")[2])
+    assert run["state"] == "failed"
+    assert "events.0.node is 'alice-mbp', which is not in fleet 'small'" in run["error"]
+
+
+@pytest.mark.parametrize("form, message", [
+    ({"fleets": [], "trace": "shipped:demo", "policies": ["fast"]}, "fleets: choose at least a fleet"),
+    ({"fleets": ["shipped:demo"], "trace": "/etc/passwd", "policies": ["fast"]}, "trace: unknown choice '/etc/passwd'"),
+    ({"fleets": ["shipped:demo"], "trace": "shipped:demo", "policies": ["fastest"]}, "policy: unknown 'fastest'"),
+    ({"fleets": ["shipped:demo"], "trace": "shipped:demo", "policies": ["fast"], "scenario": "x"}, "unknown scenario 'x'"),
+])
+def test_a_bad_form_is_refused_naming_the_field(demo_ui, form, message):
+    status, _, text = request(demo_ui.url, "POST", "/whatif", json.dumps(form).encode(),
+                              **{"X-Heddle-UI": "1", "Content-Type": "application/json"})
+    assert status == 400 and message in json.loads(text)["error"]

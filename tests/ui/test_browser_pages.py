@@ -73,11 +73,11 @@ def test_a_what_if_refuses_a_bad_upload_and_names_it(demo_ui, new_page, tmp_path
     error.wait_for()
     assert "garage.yaml" in error.inner_text() and "no-such-device" in error.inner_text()
     assert page.locator("input[name=fleets][value='upload:garage.yaml']").count() == 0
-    good = tmp_path / "garage2.yaml"
+    good = tmp_path / "garage-büro.yaml"  # a name a header cannot carry as is
     good.write_text("name: garage2\nnodes:\n  - {id: mini, device: m1-8, memory_gb: 8, owner: dana}\n", encoding="utf-8")
     page.locator("input[data-upload=fleets]").set_input_files(str(good))
-    page.locator("input[name=fleets][value='upload:garage2.yaml']").wait_for()
-    assert page.locator("input[name=fleets][value='upload:garage2.yaml']").is_checked()
+    page.locator("input[name=fleets][value='upload:garage-b_ro.yaml']").wait_for()
+    assert page.locator("input[name=fleets][value='upload:garage-b_ro.yaml']").is_checked()
     assert [e for e in console.errors if "400" not in e] == []  # the refused upload is a 400
 
 

@@ -119,7 +119,8 @@ async function upload(form, input, error) {
   const kind = input.dataset.upload;
   error.hidden = true;
   try {
-    const saved = await post(`/upload/${kind}`, file, { "X-Filename": file.name });
+    // Header values must be Latin-1: the name travels percent-encoded.
+    const saved = await post(`/upload/${kind}`, file, { "X-Filename": encodeURIComponent(file.name) });
     const list = form.querySelector(`[data-list=${kind}]`);
     if (list.tagName === "SELECT") {
       list.add(new Option(saved.label, saved.key, true, true));
