@@ -49,10 +49,10 @@ class NodeView:
 
 def _status(view: NodeView, now_s: float, lost_after_s: float) -> str:
     """active, draining, lost or left: the control plane's word when it has one, else ours."""
-    if view.left_reason is not None:
+    if view.left_reason is not None or view.control_status == "left":
         return "left"
-    if view.control_status in ("lost", "left", "departed"):
-        return "lost" if view.control_status != "left" else "left"
+    if view.control_status in ("lost", "departed"):  # departed: no agent answered an assignment
+        return "lost"
     if now_s - view.last_seen_s > lost_after_s:
         return "lost"
     if view.control_status == "draining" or view.report.status.value == "draining":
