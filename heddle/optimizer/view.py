@@ -14,9 +14,18 @@ import numpy as np
 from heddle.models import FleetState, NodeState, NodeStatus, PowerSource, ThermalState
 from heddle.optimizer.fleet_cache import FleetArrays
 
-__all__ = ["StateView", "gather", "node_states"]
+__all__ = ["StateView", "backlog_s", "gather", "node_states"]
 
 _HOT = (ThermalState.SERIOUS, ThermalState.CRITICAL)
+
+
+def backlog_s(finish_sum_s: float, n_running: int, now_s: float, queued_work_s: float, slots: int) -> float:
+    """A full node's `NodeState.backlog_s`: the predicted work still ahead of it per slot (what
+    is left of its running tasks, `finish_sum_s` being the sum of their predicted finishes,
+    plus its local queue), never negative. Both bodies publish it: the twin from its own
+    runs, the live control plane from its assignments' predicted finishes."""
+    left = (finish_sum_s - n_running * now_s + queued_work_s) / slots
+    return left if left > 0.0 else 0.0  # noqa: FURB136 (max() is a call; runs per decision)
 
 
 @dataclass(slots=True, eq=False)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from heddle.models import Node, NodeState, NodeStatus
+from heddle.optimizer.view import backlog_s
 
 __all__ = ["ModelQuant", "NodeRt"]
 
@@ -159,8 +160,8 @@ class NodeRt:
 
     def refresh_backlog(self, now_s: float) -> None:
         """backlog_s of a full node: queued plus remaining running work, per slot."""
-        left = (self.finish_sum_s - len(self.running) * now_s + self.queued_work_s) / self.node.slots
-        self.ns.backlog_s = left if left > 0.0 else 0.0  # noqa: FURB136 (max() is a call; same value)
+        self.ns.backlog_s = backlog_s(self.finish_sum_s, len(self.running), now_s, self.queued_work_s,
+                                      self.node.slots)
 
     # -- presence -----------------------------------------------------------------------
     def arrive(self, now_s: float) -> None:
