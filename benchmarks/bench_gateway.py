@@ -105,15 +105,24 @@ class PacedStandIn:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
 
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 1024  # 100 streams connect at once (the default backlog is 5)
+
+            def handle_error(self, request, client_address):
+                pass  # a client closing its kept-alive connection is not news
+
         self.ttft_s, self.gap_s = ttft_s, gap_s
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 512
+        self.server = Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+ERRORS: list[str] = []
+"""Error events seen in streams (printed: a figure with errors in it is not a clean one)."""
 
 
 async def one_stream(client: httpx.AsyncClient, url: str, headers: dict, tokens: int) -> tuple[float, int]:
@@ -125,6 +134,8 @@ async def one_stream(client: httpx.AsyncClient, url: str, headers: dict, tokens:
     async with client.stream("POST", url, json=body, headers=headers) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
+            if line.startswith('data: {"error"'):
+                ERRORS.append(line[6:200])
             if line.startswith("data: {") and '"content":' in line and '"content":""' not in line \
                     and '"content": ""' not in line:
                 count += 1
@@ -165,12 +176,16 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     cluster = GatewayCluster(tmp)
     try:
-        cluster.start_control()
+        # capacity every 2 s, lost after 3 silent reports (the defaults): the tests' 0.2 s
+        # would call a busy agent lost on a loaded machine
+        cluster.start_control("--report-interval", "2")
         for node in ("gw-a", "gw-b"):
             cluster.standins[node] = paced  # type: ignore[assignment]
             cluster.agent_specs[node] = ("bench", SLOTS_PER_AGENT, ())
+            command = agent_command(cluster.url, node, "bench", SLOTS_PER_AGENT, ())
+            command[command.index("--report-every") + 1] = "2"
             cluster.agents[node] = subprocess.Popen(
-                [*agent_command(cluster.url, node, "bench", SLOTS_PER_AGENT, ()), "--ollama-url", paced.url],
+                [*command, "--ollama-url", paced.url],
                 cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cluster.start_gateway(write_keys(tmp / "keys.yaml", [{"key": KEY, "owner": "bench"}]),
                               "--max-wait", "60", "--log-level", "warning")
@@ -204,7 +219,8 @@ def main() -> None:
         print(f"   gateway {g_rate:9.0f} tokens/s ({g_tokens} in {g_wall:.2f} s)")
         print(f"   gateway / direct = {g_rate / d_rate:.1%}  (goal >= 90%; the stand-in's pace "
               f"allows {ideal:.0f} tokens/s)")
-        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        print(f"load average after: {os.getloadavg()[0]:.2f}; error events in streams: "
+              f"{len(ERRORS)}{' (first: ' + ERRORS[0] + ')' if ERRORS else ''}")
     finally:
         cluster.close()
         paced.server.shutdown()
