@@ -117,8 +117,9 @@ class TaskRun:
                     expected = x.index  # chunks lost in transit: the text has a gap
                 expected += 1
                 if not x.done:
-                    self.text.append(x.text)
-                    yield x.text
+                    piece, expected = self._more(x.text, expected)
+                    self.text.append(piece)
+                    yield piece
                     continue
                 if x.outcome == "ok":
                     self._finish(x.usage or {})
@@ -148,6 +149,21 @@ class TaskRun:
                 self.attempt = payload.get("attempt", self.attempt)
                 self._finish({k: result[k] for k in USAGE_FIELDS if k in result})
                 return
+
+    def _more(self, text: str, expected: int) -> tuple[str, int]:
+        """``text`` with the followed attempt's chunks that have arrived already: one write to
+        the caller for what came together (a busy gateway writes less, a quiet one the same)."""
+        pieces = [text]
+        follow = self.bridge.follows.get(self.task_id)
+        while self._backlog or (follow is not None and not follow.items.empty()):
+            item = self._backlog.popleft() if self._backlog else follow.items.get_nowait()
+            kind, y = item
+            if kind != "chunk" or y.attempt != self.attempt or y.done:
+                self._backlog.appendleft(item)
+                break
+            pieces.append(y.text)
+            expected = y.index + 1
+        return "".join(pieces), expected
 
     def _attempt_lost(self, reason: str) -> None:
         """The attempt being followed will not finish: follow the retry if nothing went out."""

@@ -147,7 +147,7 @@ def test_a_caller_that_disconnects_cancels_its_task(cluster):
                           headers={"Authorization": "Bearer " + KEYS["alice"]["key"]},
                           json={"model": "llama-3.1-8b", "messages": PROMPT, "stream": True}) as r:
             task = r.headers["x-heddle-task"]
-            next(line for line in r.iter_lines() if '"content":"alpha"' in line)
+            next(line for line in r.iter_lines() if '"content":"alpha' in line)
         # the connection is closed here, mid-stream
         row = cluster.wait_task(task, "cancelled")
         assert row.node == "alice-mac"

@@ -1,9 +1,11 @@
 """An LLM attempt's output streamed to whoever submitted it (protocol `TOKENS` subject).
 
-Asked for per assignment (executor option ``stream_tokens``): each piece of output the backend
-reads goes out at once as a `TokenChunk` on core NATS, in order, numbered per attempt; the
-attempt's end follows as a chunk with ``done`` set and the result's usage. Best effort: the
-task's outcome is reported to the control plane as always, whatever happens here.
+Asked for per assignment (executor option ``stream_tokens``): the output the backend reads
+goes out as `TokenChunk`s on core NATS, in order, numbered per attempt; the attempt's end
+follows as a chunk with ``done`` set and the result's usage. Pieces read in one turn of the
+event loop (several lines of one network read) go out as one chunk, sent when the loop turns:
+no wait is added, and a busy agent sends fewer, larger messages. Best effort: the task's
+outcome is reported to the control plane as always, whatever happens here.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class TokenSink:
         self.task_id, self.attempt = assignment.task.id, assignment.attempt
         self.subject = p.subject(p.TOKENS, task=assignment.task.id)
         self.index = 0
+        self.pending: list[str] = []  # pieces read in this turn of the loop, not sent yet
 
     def _send(self, **fields: Any) -> None:
         chunk = p.TokenChunk(sender=self.sender, seq=self.next_seq(), sent_at=time.time(),
@@ -53,9 +56,17 @@ class TokenSink:
             await self.nc.publish(self.subject, data)
 
     def __call__(self, text: str) -> None:
-        self._send(text=text)
+        if not self.pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self.pending.append(text)
+
+    def _flush(self) -> None:
+        if self.pending:
+            text, self.pending = "".join(self.pending), []
+            self._send(text=text)
 
     def end(self, outcome: str, reason: str | None, result: Any) -> None:
+        self._flush()
         usage = ({k: result[k] for k in USAGE_FIELDS if k in result}
                  if isinstance(result, dict) else None)
         self._send(done=True, outcome=outcome, reason=reason, usage=usage)
