@@ -1,8 +1,11 @@
 """heddle's own aggregates: a Job (root) owns Tasks (interval aggregates).
 
 Task status: submitted -> placed -> started -> completed | failed; a retryable failure
-returns it to submitted for re-placement; TaskProgressed heartbeats while it runs.
-InternalFinalized (framework only, e.g. a cascade from its Job) closes it for good.
+returns it to submitted for re-placement; TaskProgressed heartbeats while it runs. Two more
+terminal states have events of their own: rejected (the scheduler refused a waiting task:
+no node can ever run it, it waited too long, a dependency did not complete) and cancelled
+(someone asked, at any point before it ended). InternalFinalized (framework only, e.g. a
+cascade from its Job) closes it for good.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ class TaskStatus:
     STARTED = "started"
     COMPLETED = "completed"
     FAILED = "failed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    ENDED = frozenset({COMPLETED, FAILED, REJECTED, CANCELLED})
+    """The terminal states: a task in one of them never changes again."""
 
 
 def _require(payload: Payload, field: str, kind: type) -> Any:
@@ -97,6 +104,14 @@ class TaskAggregate(IntervalAggregate):
             "retryable": bool(payload.get("retryable", False)),
         }
 
+    def handle_reject_task(self, payload: Payload, metadata: Metadata) -> Decision:
+        self._transition((TaskStatus.SUBMITTED, TaskStatus.PLACED), "RejectTask")
+        return "TaskRejected", {"reason": _require(payload, "reason", str)}
+
+    def handle_cancel_task(self, payload: Payload, metadata: Metadata) -> Decision:
+        self._transition((TaskStatus.SUBMITTED, TaskStatus.PLACED, TaskStatus.STARTED), "CancelTask")
+        return "TaskCancelled", {"reason": _require(payload, "reason", str)}
+
     # -- events (mutate; deterministic) ----------------------------------------------------
     def apply_task_submitted(self, payload: Payload, metadata: Metadata) -> None:
         self.status = TaskStatus.SUBMITTED
@@ -125,6 +140,14 @@ class TaskAggregate(IntervalAggregate):
         self.status = TaskStatus.SUBMITTED if payload["retryable"] else TaskStatus.FAILED
         self.target = "" if payload["retryable"] else self.target
 
+    def apply_task_rejected(self, payload: Payload, metadata: Metadata) -> None:
+        self.status = TaskStatus.REJECTED
+        self.failure_reason = payload["reason"]
+
+    def apply_task_cancelled(self, payload: Payload, metadata: Metadata) -> None:
+        self.status = TaskStatus.CANCELLED
+        self.failure_reason = payload["reason"]
+
 
 @register_aggregate("Job")
 class JobAggregate(RootAggregate):
@@ -151,9 +174,25 @@ class JobAggregate(RootAggregate):
             "_child_membership": child_membership("Task", task_id),
         }
 
+    def handle_add_tasks(self, payload: Payload, metadata: Metadata) -> Decision:
+        """Many tasks in one event (a submission's worth: one append instead of a chain)."""
+        self.ensure_open()
+        if not self.submitted:
+            raise CommandRejected("NOT_SUBMITTED", f"job {self.aggregate_id}")
+        task_ids = _require(payload, "task_ids", list)
+        if not task_ids or not all(isinstance(t, str) for t in task_ids):
+            raise CommandRejected("INVALID_PAYLOAD", f"task_ids must be a non-empty list of str, got {task_ids!r}")
+        return "JobTasksAdded", {
+            "task_ids": list(task_ids),
+            "_child_membership": [child_membership("Task", t) for t in task_ids],
+        }
+
     def apply_job_submitted(self, payload: Payload, metadata: Metadata) -> None:
         self.owner = payload["owner"]
         self.submitted = True
 
     def apply_job_task_added(self, payload: Payload, metadata: Metadata) -> None:
+        """Membership itself is recorded by RootAggregate from ``_child_membership``."""
+
+    def apply_job_tasks_added(self, payload: Payload, metadata: Metadata) -> None:
         """Membership itself is recorded by RootAggregate from ``_child_membership``."""

@@ -68,3 +68,48 @@ async def test_job_records_its_tasks_as_children(command_handler):
     for task_id in ("t1", "t2"):
         await command_handler.handle(make_command("AddTask", payload={"task_id": task_id}, **job))
     assert command_handler.cache.get(("Job", "j1")).children == {"Task": {"t1", "t2"}}
+
+
+@pytest.mark.parametrize(
+    ("history", "command", "status"),
+    [
+        ([], task_cmd("RejectTask", {"reason": "no node can ever run it"}), TaskStatus.REJECTED),
+        ([task_cmd("PlaceTask", {"target": "n1"})], task_cmd("RejectTask", {"reason": "r"}), TaskStatus.REJECTED),
+        ([], task_cmd("CancelTask", {"reason": "cancelled by user:system:cli:ana"}), TaskStatus.CANCELLED),
+        ([task_cmd("PlaceTask", {"target": "n1"}), task_cmd("StartTask")], task_cmd("CancelTask", {"reason": "x"}),
+         TaskStatus.CANCELLED),
+    ],
+)
+async def test_rejected_and_cancelled_are_terminal_states_of_their_own(
+    command_handler, in_memory_event_log, history, command, status
+):
+    for cmd in [task_cmd("SubmitTask", SUBMIT), *history, command]:
+        await command_handler.handle(cmd)
+    task = command_handler.cache.get(("Task", "t1"))
+    assert task.status == status and status in TaskStatus.ENDED
+    assert task.failure_reason == command.payload["reason"]
+    assert in_memory_event_log.events("Task", "t1")[-1].event_type == {
+        TaskStatus.REJECTED: "TaskRejected", TaskStatus.CANCELLED: "TaskCancelled"}[status]
+    for later in (task_cmd("PlaceTask", {"target": "n2"}), task_cmd("CancelTask", {"reason": "again"}),
+                  task_cmd("FailTask", {"reason": "late", "retryable": True})):
+        with pytest.raises(CommandRejected, match="INVALID_TRANSITION"):
+            await command_handler.handle(later)
+
+
+async def test_a_started_task_cannot_be_rejected(command_handler):
+    for cmd in [task_cmd("SubmitTask", SUBMIT), task_cmd("PlaceTask", {"target": "n1"}), task_cmd("StartTask")]:
+        await command_handler.handle(cmd)
+    with pytest.raises(CommandRejected, match="INVALID_TRANSITION"):
+        await command_handler.handle(task_cmd("RejectTask", {"reason": "too late"}))
+
+
+async def test_a_job_adds_many_tasks_in_one_event(command_handler, in_memory_event_log):
+    job = {"aggregate_type": "Job", "aggregate_id": "j1"}
+    await command_handler.handle(make_command("SubmitJob", payload={"owner": "ana"}, **job))
+    await command_handler.handle(make_command("AddTasks", payload={"task_ids": ["t1", "t2", "t3"]}, **job))
+    await command_handler.handle(make_command("AddTask", payload={"task_id": "t4"}, **job))
+    assert command_handler.cache.get(("Job", "j1")).children == {"Task": {"t1", "t2", "t3", "t4"}}
+    assert [e.event_type for e in in_memory_event_log.events("Job", "j1")] == [
+        "JobSubmitted", "JobTasksAdded", "JobTaskAdded"]
+    with pytest.raises(CommandRejected, match="INVALID_PAYLOAD"):
+        await command_handler.handle(make_command("AddTasks", payload={"task_ids": []}, **job))

@@ -193,6 +193,10 @@ async def test_cancel_stops_a_running_task_and_records_it_cancelled(cluster, tmp
     await cluster.wait_for(started, "the long task started")
     await client.cancel("long-long")
     assert (await client.status("long", limit=0)).jobs["long"] == {"cancelled": 1}
+    history = await cluster.wait_for(
+        lambda: _history_ending(cluster, "long-long", "TaskCancelled"), "TaskCancelled in the log")
+    assert history[-1].metadata.issued_by == "user:system:cli:tester"
+    assert history[-1].payload["reason"] == "cancelled by user:system:cli:tester"
     with pytest.raises(ControlError, match="already ended"):
         await client.cancel("long-long")
 
@@ -200,3 +204,37 @@ async def test_cancel_stops_a_running_task_and_records_it_cancelled(cluster, tmp
         return sum(n.running for n in (await client.fleet()).nodes) == 0
 
     await cluster.wait_for(slot_back, "the slot freed")
+
+
+async def _history_ending(cluster, task_id: str, event_type: str):
+    history = by_task(await cluster.events()).get(task_id, [])
+    return history if history and history[-1].event_type == event_type else None
+
+
+async def test_work_no_node_may_run_is_rejected_with_its_dependents(cluster, tmp_path):
+    text = """
+tasks:
+  - {id: orphan, kind: processor, cpu_seconds: 0.01, privacy: personal, owner: zed}
+pipelines:
+  - id: p
+    stages:
+      - {name: first, worker_type: a, kind: processor, cpu_seconds: 0.01}
+      - {name: second, worker_type: b, kind: processor, cpu_seconds: 0.01, input_mapping: {x: first.output.x}}
+run:
+  orphan: {kind: echo}
+  p: {kind: echo}
+  p/first: {kind: processor, target: "tests.live.steps:no_such_step"}
+"""
+    tasks = load_submission(workload_file(tmp_path, "orphans.yaml", text), "orph")
+    client = await cluster.client()
+    await cluster.wait_nodes(client, set(NODES))
+    await client.submit("orph", tasks)
+    assert await cluster.wait_job(client, "orph", 2, state="rejected") == {"rejected": 2, "failed": 1}
+    rows = {row.task_id: row for row in (await client.status("orph")).tasks}
+    assert "privacy" in rows["orph-orphan"].reason
+    assert "did not complete" in rows["orph-p_second"].reason
+    for task in (t for t in tasks if t.task.id != "orph-p_first"):
+        history = await cluster.wait_for(
+            lambda t=task: _history_ending(cluster, t.task.id, "TaskRejected"), "TaskRejected in the log")
+        assert history[-1].metadata.issued_by == "framework:scheduler"
+        assert not any(e.event_type in ("TaskPlaced", "TaskFailed") for e in history)

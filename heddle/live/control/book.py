@@ -1,9 +1,9 @@
 """What the control plane knows about each task beyond its aggregate: the submission
 (task, executor, dependencies, timeout), the current attempt and where it runs.
 
-TaskAggregate status alone cannot tell a rejected or cancelled task from a failed one (the
-lifecycle records both as TaskFailed, not retryable): the reason's prefix does, see
-`outcome()`.
+A task's state is its aggregate's status (`outcome()`); logs written before TaskRejected and
+TaskCancelled existed recorded those as TaskFailed with a reason prefix, which `outcome()`
+still reads.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from heddle.models import Task
 __all__ = ["CANCELLED", "REJECTED", "LiveTask", "outcome"]
 
 REJECTED = "rejected: "
-"""Reason prefix of a task the scheduler refused (it can never run, or waited too long)."""
+"""Reason prefix of a rejection recorded as TaskFailed (logs from before TaskRejected)."""
 CANCELLED = "cancelled: "
-"""Reason prefix of a task a user cancelled."""
+"""Reason prefix of a cancellation recorded as TaskFailed (logs from before TaskCancelled)."""
 
 
 @dataclass(slots=True)

@@ -118,9 +118,9 @@ class _Intake:
         return None
 
     def accept(self, request: SubmitRequest) -> tuple[list[LiveTask], list[Any]]:
-        """Record JobSubmitted (once), TaskSubmitted and JobTaskAdded per new task; returns
-        the new tasks and the events that must be in the log before the reply (a job's
-        task list is one chain of appends, so it trails: TaskSubmitted names the job too)."""
+        """Record JobSubmitted (once), TaskSubmitted per new task and one JobTasksAdded
+        listing them; returns the new tasks and the events that must be in the log before
+        the reply (the job's list may trail: TaskSubmitted names the job too)."""
         plane, journal = self.plane, self.plane.journal
         issued_by = user_issuer(request.sender)
         now = plane.now()
@@ -144,8 +144,9 @@ class _Intake:
                  "privacy": spec.privacy.value},
                 issued_by, {"spec": item.model_dump(mode="json"), "submitted_at": now},
             ))
-            journal.record(job, "AddTask", {"task_id": task.id}, issued_by)
             fresh.append(live)
+        if fresh:
+            journal.record(job, "AddTasks", {"task_ids": [live.key for live in fresh]}, issued_by)
         return fresh, envelopes
 
     async def admit(self, msg: Any, request: SubmitRequest, fresh: list[LiveTask], durable: Any,

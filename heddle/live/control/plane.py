@@ -23,7 +23,7 @@ from nats.aio.client import Client as NATS
 
 from heddle.events import CommandRejected, EventEnvelope, JetStreamEventLog, TaskStatus
 from heddle.live import protocol as wire
-from heddle.live.control.book import CANCELLED, REJECTED, LiveTask, outcome
+from heddle.live.control.book import LiveTask, outcome
 from heddle.live.control.deciding import Decider, live_policy
 from heddle.live.control.fleetview import FleetView
 from heddle.live.control.journal import Journal
@@ -182,17 +182,17 @@ class ControlPlane:
         self.tasks[key].wait_reason = reason
 
     def reject(self, key: str, reason: str) -> None:
-        self._terminal(key, REJECTED + reason, SCHEDULER)
+        self._terminal(key, "RejectTask", {"reason": reason}, SCHEDULER)
 
     def fail(self, key: str, reason: str) -> None:
-        self._terminal(key, reason, SCHEDULER)
+        self._terminal(key, "FailTask", {"reason": reason, "retryable": False}, SCHEDULER)
 
-    def _terminal(self, key: str, reason: str, issued_by: str) -> None:
+    def _terminal(self, key: str, command: str, payload: dict[str, Any], issued_by: str) -> None:
         live = self.tasks[key]
         if live.terminal:
             return
         live.terminal = True
-        self.record(key, "FailTask", {"reason": reason, "retryable": False}, issued_by)
+        self.record(key, command, payload, issued_by)
 
     def warming_left_s(self, now: float) -> float | None:
         """Seconds until held work is offered (every node had a loss window to report after
@@ -214,9 +214,9 @@ class ControlPlane:
             state = outcome(aggregate) if aggregate is not None else TaskStatus.SUBMITTED
             if state == TaskStatus.COMPLETED:
                 continue
-            if state in ("failed", "rejected", "cancelled"):
+            if state in TaskStatus.ENDED:
                 self._parked.pop(live.key, None)
-                self._terminal(live.key, REJECTED + f"dependency {dep} did not complete", SCHEDULER)
+                self.reject(live.key, f"dependency {dep} did not complete")
                 return
             other = self.tasks.get(dep)
             if other is not None and not other.in_core:
@@ -390,7 +390,7 @@ class ControlPlane:
             return f"no task {key!r}"
         if live.terminal:
             return f"task {key} has already ended"
-        self._terminal(key, CANCELLED + issued_by, issued_by)
+        self._terminal(key, "CancelTask", {"reason": f"cancelled by {issued_by}"}, issued_by)
         if live.node:  # running (or sent): stop it there
             self.send_control(live.node, "cancel", task_id=key, attempt=live.attempt, reason="cancelled by user")
             self.ended(live, ok=False, reason="cancelled")

@@ -56,7 +56,7 @@ async def recover(plane: ControlPlane) -> int:
                         result=fact.get("result"))
         plane.tasks[task_id] = live
         status = aggregate.status
-        if status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
+        if status in TaskStatus.ENDED:
             live.terminal = True
         elif status in (TaskStatus.PLACED, TaskStatus.STARTED):
             live.node, live.recovering = aggregate.target, True
