@@ -2,6 +2,8 @@
 
 from heddle.live.protocol import (
     PROTOCOL_VERSION,
+    AssignBatch,
+    AssignBatchReply,
     Assignment,
     AssignReply,
     CapacityReport,
@@ -24,6 +26,8 @@ from heddle.live.protocol import (
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "AssignBatch",
+    "AssignBatchReply",
     "AssignReply",
     "Assignment",
     "CapacityReport",

@@ -13,6 +13,10 @@ new field: upgrade the control plane first, then the agents.
 - 1.0: first version.
 - 1.1: `TokenChunk` on ``heddle.v1.tokens.<task>`` (an LLM attempt's output as it is produced,
   for assignments whose executor options set ``stream_tokens``).
+- 1.2: `AssignBatch` / `AssignBatchReply` on ``heddle.v1.assign.<node>`` (many assignments in
+  one request, one answer each); `CapacityReport.accepts` lists the message types beyond 1.0
+  an agent takes, and the control plane sends batches only to agents that list
+  ``assign_batch`` (agents may be older than the control plane).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from heddle.models.ids import (
 from heddle.models.state import NodeState
 from heddle.models.task import Task
 
-PROTOCOL_VERSION = "1.1"
+PROTOCOL_VERSION = "1.2"
 """Version every message carries in ``v``: "major.minor"; receivers refuse another major."""
 PROTOCOL_MAJOR = 1
 MAX_MESSAGE_BYTES = 512 * 1024
@@ -299,6 +303,9 @@ class CapacityReport(_Message):
     resident_models: tuple[ResidentModel, ...] = ()
     running: tuple[TaskRef, ...] = ()
     refused_messages: Count = Field(0, description="Garbage messages this agent has refused.")
+    accepts: tuple[str, ...] = Field(
+        (), description="Message types beyond protocol 1.0 this agent takes (e.g. 'assign_batch')."
+    )
 
 
 class Assignment(_Message):
@@ -321,6 +328,25 @@ class AssignReply(_AttemptMessage):
     accepted: bool
     queued: bool = False
     reason: str | None = None
+
+
+MAX_BATCH_ASSIGNMENTS = 512
+"""Most assignments in one `AssignBatch` (a sender also keeps it under MAX_MESSAGE_BYTES)."""
+
+
+class AssignBatch(_Message):
+    """Several assignments to one node in one request (1.2); the reply is an
+    `AssignBatchReply` with one `AssignReply` per assignment, in the same order."""
+
+    type: Literal["assign_batch"] = "assign_batch"
+    node_id: Ident
+    assignments: tuple[Assignment, ...] = Field(min_length=1, max_length=MAX_BATCH_ASSIGNMENTS)
+
+
+class AssignBatchReply(_Message):
+    type: Literal["assign_batch_reply"] = "assign_batch_reply"
+    node_id: Ident
+    replies: tuple[AssignReply, ...]
 
 
 class TaskStarted(_AttemptMessage):
@@ -385,13 +411,13 @@ class Left(_Message):
 
 Message = (
     CapacityReport | Assignment | AssignReply | TaskStarted | TaskFinished | Control
-    | ControlReply | Left | TokenChunk
+    | ControlReply | Left | TokenChunk | AssignBatch | AssignBatchReply
 )
 MESSAGE_TYPES: dict[str, type[_Message]] = {
     m.model_fields["type"].default: m
     for m in (
         CapacityReport, Assignment, AssignReply, TaskStarted, TaskFinished, Control,
-        ControlReply, Left, TokenChunk,
+        ControlReply, Left, TokenChunk, AssignBatch, AssignBatchReply,
     )
 }
 """The ``type`` tag -> model, for every message of protocol v1."""

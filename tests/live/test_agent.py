@@ -202,3 +202,28 @@ async def test_nats_restart_reports_survive_and_the_agent_reconnects(natsd, cont
     assert stored[-1].result == "done while the server was down"
     assert (await control.assign("mac-n", "after-restart", payload=1)).accepted
     assert (await control.finished("after-restart")).result == 1
+
+
+async def test_a_batch_of_assignments_gets_one_answer_each_in_order(natsd, control, spawn_agent):
+    spawn_agent(natsd.url, "mac-b", "--slots", "2")
+    report = await control.next("capacity", lambda m: m.node_id == "mac-b")
+    assert "assign_batch" in report.accepts
+    forever = {"seconds": 3600}
+    batch = p.AssignBatch(**control._header(), node_id="mac-b", assignments=(
+        control.assignment("mac-b", "b-0", kind="sleep", payload=forever),
+        control.assignment("mac-b", "b-1", kind="sleep", payload=forever),
+        control.assignment("mac-b", "b-2", kind="sleep", payload=forever),
+        control.assignment("mac-b", "b-3", kind="sleep", payload=forever),
+        control.assignment("mac-b", "b-4", kind="sleep", payload=forever),
+        control.assignment("mac-b", "b-5", kind="no-such-executor"),
+        control.assignment("mac-b", "b-0", kind="sleep", payload=forever),  # a repeat
+    ))
+    data = (await control.nc.request(p.subject(p.ASSIGN, node="mac-b"), p.encode(batch), timeout=30)).data
+    replies = p.decode(data, p.AssignBatchReply).replies
+    assert [(r.task_id, r.accepted, r.queued) for r in replies] == [
+        ("b-0", True, False), ("b-1", True, False), ("b-2", True, True), ("b-3", True, True),
+        ("b-4", False, False), ("b-5", False, False), ("b-0", True, False)]
+    assert "no free slot" in replies[4].reason
+    await control.started("b-1")
+    for task_id in ("b-0", "b-1", "b-2", "b-3"):
+        assert (await control.control("mac-b", "cancel", task_id=task_id)).ok

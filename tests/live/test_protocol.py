@@ -73,6 +73,10 @@ ALL_MESSAGES = [
            abandoned=(p.TaskRef(task_id="t9", attempt=0),)),
     p.TokenChunk(sender="mac-1", seq=9, sent_at=1.0, node_id="mac-1", task_id="t1", attempt=1,
                  index=3, done=True, outcome="ok", usage={"output_tokens": 4}),
+    p.AssignBatch(sender="control", seq=10, sent_at=1.0, node_id="mac-1", assignments=(assignment(),)),
+    p.AssignBatchReply(sender="mac-1", seq=11, sent_at=1.0, node_id="mac-1", replies=(
+        p.AssignReply(sender="mac-1", seq=12, sent_at=1.0, node_id="mac-1", task_id="t1", attempt=1,
+                      accepted=True),)),
 ]
 
 

@@ -45,6 +45,8 @@ CONNECT_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 5.0)
 REMEMBER_ENDED = 10_000
 """Ended attempts remembered for duplicate assignments: far more than a control plane has
 in flight to one node while it retries an unanswered request."""
+ACCEPTS = ("assign_batch",)
+"""Message types beyond protocol 1.0 this agent takes (told in every capacity report)."""
 FLUSH_ON_EXIT_S = 10.0
 """How long a leaving agent waits for its last reports to be acknowledged."""
 
@@ -228,7 +230,7 @@ class Agent:
             resident_models=tuple(p.ResidentModel(model=m, quant=q)
                                   for m, q in self.registry.resident_models()),
             running=tuple(p.TaskRef(task_id=k[0], attempt=k[1]) for k in self.running),
-            refused_messages=sum(self.refused.values()),
+            refused_messages=sum(self.refused.values()), accepts=ACCEPTS,
         )
 
     async def _report_capacity(self) -> None:
@@ -276,9 +278,22 @@ class Agent:
         return self.registry.refusal(a.executor)
 
     async def _on_assign(self, msg: Msg) -> None:
-        a = self._decode(msg, p.Assignment)
-        if a is None:
+        message = self._decode(msg, (p.Assignment, p.AssignBatch))
+        if message is None:
             return
+        if isinstance(message, p.AssignBatch):  # 1.2: one request, one answer per assignment
+            replies = tuple(self._take(a) for a in message.assignments)
+            answer: p.AssignReply | p.AssignBatchReply = p.AssignBatchReply(
+                sender=self.settings.sender, seq=self._next_seq(), sent_at=time.time(),
+                node_id=self.settings.node_id, replies=replies,
+            )
+        else:
+            answer = self._take(message)
+        if msg.reply:
+            await msg.respond(p.encode(answer))
+
+    def _take(self, a: p.Assignment) -> p.AssignReply:
+        """Start, queue or refuse one assignment; the answer to send back."""
         attempt = _Attempt(a, received_at=time.time())
         known = a.node_id == self.settings.node_id and self._known(attempt.key)
         reason = None if known else self.refusal(a)  # a retry is acknowledged, even mid-drain
@@ -295,12 +310,11 @@ class Agent:
                           f"is full ({self.settings.local_queue})")
         if reason is not None:
             log.info("refused %s attempt %d: %s", a.task.id, a.attempt, reason)
-        if msg.reply:
-            await msg.respond(p.encode(p.AssignReply(
-                sender=self.settings.sender, seq=self._next_seq(), sent_at=time.time(),
-                node_id=self.settings.node_id, task_id=a.task.id, attempt=a.attempt,
-                accepted=reason is None, queued=queued, reason=reason,
-            )))
+        return p.AssignReply(
+            sender=self.settings.sender, seq=self._next_seq(), sent_at=time.time(),
+            node_id=self.settings.node_id, task_id=a.task.id, attempt=a.attempt,
+            accepted=reason is None, queued=queued, reason=reason,
+        )
 
     def _known(self, key: tuple[str, int]) -> bool:
         """A repeated assignment (the control plane retried its request): accepted again,

@@ -132,6 +132,11 @@ class FleetView:
         live.draining = True
         self._refresh(live)
 
+    def accepts(self, node_id: str, message_type: str) -> bool:
+        """Does the node's agent take ``message_type`` (protocol >= 1.1 messages it lists)?"""
+        live = self.nodes.get(NodeId(node_id))
+        return live is not None and message_type in live.report.accepts
+
     def usable(self, node_id: str) -> bool:
         """May new work be sent there now (known, present, not draining)?"""
         live = self.nodes.get(NodeId(node_id))

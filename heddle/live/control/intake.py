@@ -27,6 +27,7 @@ from heddle.live.control.messages import (
     SubmitRequest,
     TaskRow,
     decode_request,
+    decode_request_raw,
     encode_message,
 )
 from heddle.live.control.waiting import placement
@@ -74,22 +75,27 @@ class _Intake:
         try:
             return decode_request(msg.data, kind)
         except wire.ProtocolError as exc:
-            self.plane.refused[label] += 1
-            logger.warning("refused a %s request (%d so far): %s", label, self.plane.refused[label], exc)
-            self.answer(msg, f"refused: {exc}")
+            self.refuse(msg, label, exc)
             return None
+
+    def refuse(self, msg: Any, label: str, exc: Exception) -> None:
+        self.plane.refused[label] += 1
+        logger.warning("refused a %s request (%d so far): %s", label, self.plane.refused[label], exc)
+        self.answer(msg, f"refused: {exc}")
 
     # -- submit --------------------------------------------------------------------------------
     async def on_submit(self, msg: Any) -> None:
-        request = self.decode(msg, SubmitRequest, "submit")
-        if request is None:
+        try:
+            request, raw = decode_request_raw(msg.data, SubmitRequest)
+        except wire.ProtocolError as exc:
+            self.refuse(msg, "submit", exc)
             return
         error = self.check(request)
         if error is not None:
             self.plane.refused["submit"] += 1
             self.answer(msg, error)
             return
-        fresh, must_be_durable = self.accept(request)
+        fresh, must_be_durable = self.accept(request, raw["tasks"])
         previous, done = self.admitted, asyncio.get_running_loop().create_future()
         self.admitted = done
         asyncio.get_running_loop().create_task(
@@ -117,7 +123,7 @@ class _Intake:
             ids.add(task.id)
         return None
 
-    def accept(self, request: SubmitRequest) -> tuple[list[LiveTask], list[Any]]:
+    def accept(self, request: SubmitRequest, raw_tasks: list[dict[str, Any]]) -> tuple[list[LiveTask], list[Any]]:
         """Record JobSubmitted (once), TaskSubmitted per new task and one JobTasksAdded
         listing them; returns the new tasks and the events that must be in the log before
         the reply (the job's list may trail: TaskSubmitted names the job too)."""
@@ -130,7 +136,7 @@ class _Intake:
             envelopes.append(journal.record(job, "SubmitJob", {"owner": request.owner or "-"}, issued_by,
                                             {"source": request.source}))
         fresh = []
-        for item in request.tasks:
+        for item, raw in zip(request.tasks, raw_tasks, strict=True):
             if item.task.id in plane.tasks:
                 continue  # a retried request: already accepted
             spec = item.task
@@ -142,7 +148,7 @@ class _Intake:
                 journal.task(task.id), "SubmitTask",
                 {"job_id": request.job_id, "model": spec.model or "", "owner": spec.owner or "",
                  "privacy": spec.privacy.value},
-                issued_by, {"spec": item.model_dump(mode="json"), "submitted_at": now},
+                issued_by, {"spec": raw, "submitted_at": now},  # the validated JSON, as sent
             ))
             fresh.append(live)
         if fresh:

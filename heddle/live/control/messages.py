@@ -32,6 +32,7 @@ __all__ = [
     "SubmitTask",
     "TaskRow",
     "decode_request",
+    "decode_request_raw",
     "encode_message",
 ]
 
@@ -152,13 +153,19 @@ def encode_message(message: _Base) -> bytes:
 
 def decode_request(data: bytes, expect: type[_Base]) -> Any:
     """Bytes -> the expected request, or ProtocolError naming the field."""
+    return decode_request_raw(data, expect)[0]
+
+
+def decode_request_raw(data: bytes, expect: type[_Base]) -> tuple[Any, dict[str, Any]]:
+    """Like decode_request, plus the JSON object it was validated from (already-valid data
+    a caller may store as is instead of dumping the model again)."""
     raw = read_envelope(data)
     kind = raw.get("type")
     if not isinstance(kind, str) or _REQUESTS.get(kind) is not expect:
         wanted = expect.model_fields["type"].default
         raise ProtocolError("type", f"expected {wanted!r} on this subject, got {kind!r}")
     try:
-        return expect.model_validate(raw)
+        return expect.model_validate(raw), raw
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(part) for part in err["loc"]) or "<message>"

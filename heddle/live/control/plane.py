@@ -42,6 +42,9 @@ WATCH_INTERVAL_S = 0.1
 """How often liveness, timeouts and the core's tick are checked."""
 RECONNECT_POLL_S = 0.05
 """How often the dispatcher looks whether the NATS connection is back."""
+ASSIGN_BATCH = 256
+"""Most assignments per request to one node (protocol 1.2 `AssignBatch`): under load one
+round of decisions for a node goes out as one request instead of one per task."""
 
 
 def bridge(executor_kind: str) -> str:
@@ -309,33 +312,80 @@ class ControlPlane:
             while not self.nc.is_connected:  # nats-server away: hold the work, don't burn retries
                 await asyncio.sleep(RECONNECT_POLL_S)
             batch, self._outbox = self._outbox, []
+            by_node: dict[str, list[wire.Assignment]] = {}
             for assignment in batch:
-                loop.create_task(self._assign(assignment))
+                by_node.setdefault(assignment.node_id, []).append(assignment)
+            for node_id, assignments in by_node.items():
+                if len(assignments) > 1 and self.fleet.accepts(node_id, "assign_batch"):
+                    for start in range(0, len(assignments), ASSIGN_BATCH):
+                        loop.create_task(self._assign_batch(node_id, assignments[start : start + ASSIGN_BATCH]))
+                else:
+                    for assignment in assignments:
+                        loop.create_task(self._assign(assignment))
 
     async def _assign(self, assignment: wire.Assignment) -> None:
-        key, attempt = assignment.task.id, assignment.attempt
+        node_id = assignment.node_id
         try:
             reply_msg = await self.nc.request(
-                wire.subject(wire.ASSIGN, node=assignment.node_id),
-                wire.encode(assignment),
+                wire.subject(wire.ASSIGN, node=node_id), wire.encode(assignment),
                 timeout=self.settings.ack_timeout_s,
             )
             reply = wire.decode(reply_msg.data, wire.AssignReply)
-        except nats.errors.NoRespondersError:
-            if NodeId(assignment.node_id) in self.fleet.nodes:
-                self.fleet.mark_unreachable(NodeId(assignment.node_id))
-            self.attempt_lost(key, attempt, f"no agent listening on {assignment.node_id}", cancel=False)
+        except Exception as exc:  # noqa: BLE001 - every failure loses the attempt (see _undelivered)
+            self._undelivered([assignment], exc)
             return
-        except nats.errors.TimeoutError:
-            self.attempt_lost(key, attempt, f"assignment not acknowledged by {assignment.node_id}")
+        self._answered(assignment, reply)
+
+    async def _assign_batch(self, node_id: str, assignments: list[wire.Assignment]) -> None:
+        """Many assignments to one node in one request (protocol 1.2), halved until it fits."""
+        message = wire.AssignBatch(sender=self.settings.sender, seq=self.next_seq(), sent_at=self.now(),
+                                   node_id=node_id, assignments=tuple(assignments))
+        try:
+            data = wire.encode(message)
+        except wire.ProtocolError:  # too large for one message: two smaller requests
+            if len(assignments) == 1:
+                return await self._assign(assignments[0])  # refused there too, with the reason
+            half = len(assignments) // 2
+            await asyncio.gather(self._assign_batch(node_id, assignments[:half]),
+                                 self._assign_batch(node_id, assignments[half:]))
             return
-        except wire.ProtocolError as exc:
+        try:
+            reply_msg = await self.nc.request(wire.subject(wire.ASSIGN, node=node_id), data,
+                                              timeout=self.settings.ack_timeout_s)
+            reply = wire.decode(reply_msg.data, wire.AssignBatchReply)
+        except Exception as exc:  # noqa: BLE001 - every failure loses the attempts (see _undelivered)
+            self._undelivered(assignments, exc)
+            return
+        answers = {(r.task_id, r.attempt): r for r in reply.replies}
+        for assignment in assignments:
+            answer = answers.get((assignment.task.id, assignment.attempt))
+            if answer is None:
+                self.refused["assign_reply"] += 1
+                self.attempt_lost(assignment.task.id, assignment.attempt,
+                                  f"no answer for it in the batch reply of {node_id}")
+            else:
+                self._answered(assignment, answer)
+
+    def _undelivered(self, assignments: list[wire.Assignment], exc: Exception) -> None:
+        """The request carrying ``assignments`` failed: each of its attempts is lost."""
+        node_id = assignments[0].node_id
+        cancel = True
+        if isinstance(exc, nats.errors.NoRespondersError):
+            if NodeId(node_id) in self.fleet.nodes:
+                self.fleet.mark_unreachable(NodeId(node_id))
+            reason, cancel = f"no agent listening on {node_id}", False
+        elif isinstance(exc, nats.errors.TimeoutError):
+            reason = f"assignment not acknowledged by {node_id}"
+        elif isinstance(exc, wire.ProtocolError):
             self.refused["assign_reply"] += 1
-            self.attempt_lost(key, attempt, f"bad acknowledgement from {assignment.node_id}: {exc}")
-            return
-        except Exception as exc:  # noqa: BLE001 - connection trouble: the attempt is lost, retried
-            self.attempt_lost(key, attempt, f"assignment to {assignment.node_id} failed: {exc!r}")
-            return
+            reason = f"bad acknowledgement from {node_id}: {exc}"
+        else:  # connection trouble: the attempt is lost, retried
+            reason = f"assignment to {node_id} failed: {exc!r}"
+        for assignment in assignments:
+            self.attempt_lost(assignment.task.id, assignment.attempt, reason, cancel=cancel)
+
+    def _answered(self, assignment: wire.Assignment, reply: wire.AssignReply) -> None:
+        key, attempt = assignment.task.id, assignment.attempt
         if not reply.accepted:
             self.attempt_lost(key, attempt, f"refused by {assignment.node_id}: {reply.reason}", cancel=False)
             return
