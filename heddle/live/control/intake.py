@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from heddle.events import TaskAggregate
 from heddle.live import protocol as wire
 from heddle.live.control.book import LiveTask, outcome
 from heddle.live.control.messages import (
@@ -30,7 +31,9 @@ from heddle.live.control.messages import (
     decode_request_raw,
     encode_message,
 )
+from heddle.live.control.streams import last_event
 from heddle.live.control.waiting import placement
+from heddle.live.control.window import ended_from_event
 from heddle.models import Privacy
 
 if TYPE_CHECKING:
@@ -90,9 +93,15 @@ class _Intake:
         except wire.ProtocolError as exc:
             self.refuse(msg, "submit", exc)
             return
+        try:
+            await self.recall(request)
+        except Exception as exc:  # noqa: BLE001 - the log is unreachable now: the client retries
+            self.answer(msg, f"cannot read the event log now ({exc!r}); try again")
+            return
         error = self.check(request)
         if error is not None:
             self.plane.refused["submit"] += 1
+            self.plane.drop_idle_job(request.job_id)  # recalled for nothing: memory stays bounded
             self.answer(msg, error)
             return
         fresh, must_be_durable = self.accept(request, raw["tasks"])
@@ -101,6 +110,30 @@ class _Intake:
         asyncio.get_running_loop().create_task(
             self.admit(msg, request, fresh, self.plane.journal.durable(must_be_durable), previous, done)
         )
+
+    async def recall(self, request: SubmitRequest) -> None:
+        """Bring back from the log what the request refers to and memory no longer holds:
+        its job (so a task submitted long ago is not submitted again) and the dependencies
+        that ended before the window of ended tasks."""
+        plane = self.plane
+        await plane.journal.recall_job(request.job_id)
+        ids = {item.task.id for item in request.tasks}
+        for item in request.tasks:
+            for dep in item.after:
+                if dep in ids or plane.state_of(dep) is not None:
+                    continue
+                last = await last_event(plane.js, TaskAggregate.aggregate_type, dep)
+                ended = ended_from_event(last) if last is not None else None
+                if ended is not None:
+                    plane.window.add(ended)
+
+    def known(self, task_id: str, job_id: str) -> bool:
+        """Was this task submitted before (in memory, or listed by its job in the log)?"""
+        plane = self.plane
+        if task_id in plane.tasks or plane.window.get(task_id) is not None:
+            return True
+        job = plane.journal.jobs.get(job_id)
+        return job is not None and task_id in job.children.get(TaskAggregate.aggregate_type, ())
 
     def check(self, request: SubmitRequest) -> str | None:
         """Why the request cannot be accepted (naming the field), or None."""
@@ -118,7 +151,7 @@ class _Intake:
             if known is not None and known.spec != item:
                 return f"{where}.id: task {task.id} was already submitted with other contents"
             for j, dep in enumerate(item.after):
-                if dep not in ids and dep not in self.plane.tasks:
+                if dep not in ids and self.plane.state_of(dep) is None:
                     return f"tasks[{i}].after[{j}]: unknown task {dep!r} (list it before its dependents)"
             ids.add(task.id)
         return None
@@ -137,13 +170,13 @@ class _Intake:
                                             {"source": request.source}))
         fresh = []
         for item, raw in zip(request.tasks, raw_tasks, strict=True):
-            if item.task.id in plane.tasks:
+            if self.known(item.task.id, request.job_id):
                 continue  # a retried request: already accepted
             spec = item.task
             deadline = None if spec.deadline_s is None else now + spec.deadline_s - spec.arrival_s
             task = replace(spec.to_task(), arrival_s=now, deadline_s=deadline)
             live = LiveTask(spec=item, task=task, job_id=request.job_id)
-            plane.tasks[task.id] = live
+            plane.adopt(live)
             envelopes.append(journal.record(
                 journal.task(task.id), "SubmitTask",
                 {"job_id": request.job_id, "model": spec.model or "", "owner": spec.owner or "",
@@ -168,7 +201,7 @@ class _Intake:
                 self.plane.core_submit(live, now)
             if request.placement:  # the caller (the gateway) answers its own caller from this
                 self.answer(msg, None, job_id=request.job_id, accepted=len(fresh), placement={
-                    item.task.id: placement(self.plane, self.plane.tasks[item.task.id], now)
+                    item.task.id: placement(self.plane, self.plane.tasks.get(item.task.id), now, item.task.id)
                     for item in request.tasks})
         finally:
             done.set_result(None)
@@ -179,23 +212,28 @@ class _Intake:
         if request is None:
             return
         plane = self.plane
-        counts: Counter[str] = Counter()
-        jobs: dict[str, Counter[str]] = {}
+        counts: Counter[str] = Counter(plane.window.totals)
+        jobs: dict[str, Counter[str]] = {job: Counter(c) for job, c in plane.window.jobs.items()}
         rows = []
-        for task_id, aggregate in plane.journal.tasks.items():
+        for task_id, live in plane.tasks.items():  # the working set: what has not ended
+            aggregate = plane.journal.tasks.get(task_id)
+            if aggregate is None:
+                continue
             state = outcome(aggregate)
             counts[state] += 1
-            jobs.setdefault(aggregate.job_id, Counter())[state] += 1
-            if request.job_id is not None and aggregate.job_id == request.job_id and len(rows) < request.limit:
-                live = plane.tasks.get(task_id)
-                rows.append(TaskRow(
-                    task_id=task_id, job_id=aggregate.job_id, status=state, node=aggregate.target,
-                    attempts=live.attempt if live else aggregate.attempts,
-                    reason=aggregate.failure_reason, result=live.result if live else None,
-                ))
-        if request.job_id is not None and request.job_id not in plane.journal.jobs:
-            self.answer(msg, f"job_id: no job {request.job_id!r}")
-            return
+            jobs.setdefault(live.job_id, Counter())[state] += 1
+            if live.job_id == request.job_id and len(rows) < request.limit:
+                rows.append(TaskRow(task_id=task_id, job_id=live.job_id, status=state, node=aggregate.target,
+                                    attempts=live.attempt, reason=aggregate.failure_reason, result=live.result))
+        if request.job_id is not None:
+            if request.job_id not in jobs and request.job_id not in plane.journal.jobs:
+                self.answer(msg, f"job_id: no job {request.job_id!r} in memory (a job that ended long "
+                                 "ago is in the event log only)")
+                return
+            for ended in plane.window.rows(request.job_id):
+                if len(rows) >= request.limit:
+                    break
+                rows.append(ended)
         self.reply(msg, StatusReply(
             sender=plane.settings.sender, seq=plane.next_seq(), sent_at=plane.now(),
             counts=dict(counts), tasks=rows, jobs={j: dict(c) for j, c in jobs.items()},
@@ -225,8 +263,16 @@ class _Intake:
     # -- cancel, drain -----------------------------------------------------------------------
     async def on_cancel(self, msg: Any) -> None:
         request = self.decode(msg, CancelRequest, "cancel")
-        if request is not None:
-            self.answer(msg, self.plane.cancel(request.task_id, user_issuer(request.sender)))
+        if request is None:
+            return
+        plane = self.plane
+        error = plane.cancel(request.task_id, user_issuer(request.sender))
+        if error is not None and plane.state_of(request.task_id) is None:  # ended long ago?
+            last = await last_event(plane.js, TaskAggregate.aggregate_type, request.task_id)
+            ended = ended_from_event(last) if last is not None else None
+            if ended is not None:
+                error = f"task {request.task_id} has already ended ({ended.status})"
+        self.answer(msg, error)
 
     async def on_drain(self, msg: Any) -> None:
         request = self.decode(msg, DrainRequest, "drain")

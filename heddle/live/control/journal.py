@@ -132,6 +132,25 @@ class Journal:
         self._wake.set()
         return envelope
 
+    def forget(self, aggregate: Aggregate) -> None:
+        """Drop an aggregate that ended from memory (its events stay in the log)."""
+        if isinstance(aggregate, JobAggregate):
+            self.jobs.pop(aggregate.aggregate_id, None)
+        else:
+            self.tasks.pop(aggregate.aggregate_id, None)
+
+    async def recall_job(self, job_id: str) -> JobAggregate:
+        """The job, rebuilt from the log if it is not in memory (a job that ended long ago
+        and is submitted to again); a job the log does not know is new."""
+        job = self.jobs.get(job_id)
+        if job is not None:
+            return job
+        job = JobAggregate(job_id)
+        if await self.log.current_version(JobAggregate.aggregate_type, job_id):
+            async for envelope in self.log.load(JobAggregate.aggregate_type, job_id):
+                job.apply(envelope)
+        return self.jobs.setdefault(job_id, job)  # another caller may have made it meanwhile
+
     def replay(self, envelope: EventEnvelope) -> None:
         """Apply an event read back from the log (restart); nothing is appended."""
         if envelope.aggregate_type == TaskAggregate.aggregate_type:

@@ -29,6 +29,7 @@ from heddle.live.control.fleetview import FleetView
 from heddle.live.control.journal import Journal
 from heddle.live.control.privacy import PrivacyViolationError, check_privacy
 from heddle.live.control.settings import ControlSettings
+from heddle.live.control.window import EndedWindow, ended_task, small_result
 from heddle.models import NodeId
 from heddle.optimizer import CoreSettings, Decision, SchedulingCore, TargetKind
 
@@ -38,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 SCHEDULER = "framework:scheduler"
 """issued_by of the scheduler's own decisions (placed, retried, rejected, failed, timed out)."""
+TIMEOUT_HEAP_SLACK = 1024
+"""Timeout entries of attempts that are over, tolerated beyond twice the working set before
+the heap is rebuilt without them (they otherwise stay until due: the task timeout, 600 s)."""
 WATCH_INTERVAL_S = 0.1
 """How often liveness, timeouts and the core's tick are checked."""
 RECONNECT_POLL_S = 0.05
@@ -73,7 +77,9 @@ class ControlPlane:
             CoreSettings(max_retries=settings.max_retries, max_defer_s=settings.max_defer_s),
             decide=self.decider,
         )
-        self.tasks: dict[str, LiveTask] = {}
+        self.tasks: dict[str, LiveTask] = {}  # tasks that have not ended (or still hold a slot)
+        self.window = EndedWindow(settings.keep_ended, settings.keep_jobs, self.job_busy, self._forget_job)
+        self._job_tasks: Counter[str] = Counter()  # job -> its tasks in self.tasks
         self.refused: Counter[str] = Counter()  # refused messages by subject kind
         self.privacy_violations = 0
         self.seq = 0
@@ -140,6 +146,57 @@ class ControlPlane:
             logger.warning("task %s: %s refused: %s", task_id, command, exc)
             return None
 
+    # -- the working set: tasks come in, ended ones leave -------------------------------------
+    def adopt(self, live: LiveTask) -> None:
+        """A task enters the working set (submitted, or recovered from the log unfinished)."""
+        self.tasks[live.key] = live
+        self._job_tasks[live.job_id] += 1
+
+    def job_busy(self, job_id: str) -> bool:
+        return job_id in self._job_tasks
+
+    def retire(self, live: LiveTask) -> None:
+        """An ended task that holds no slot leaves memory for the window of ended tasks (the
+        log keeps everything). Idempotent."""
+        if self.tasks.pop(live.key, None) is None:
+            return
+        self._parked.pop(live.key, None)
+        left = self._job_tasks[live.job_id] - 1
+        if left:
+            self._job_tasks[live.job_id] = left
+        else:
+            del self._job_tasks[live.job_id]
+        aggregate = self.journal.tasks.get(live.key)
+        if aggregate is not None:
+            self.journal.forget(aggregate)
+        state = outcome(aggregate) if aggregate is not None else TaskStatus.FAILED
+        self.window.add(ended_task(
+            task_id=live.key, job_id=live.job_id, status=state, node=aggregate.target if aggregate else "",
+            attempts=live.attempt, reason=aggregate.failure_reason if aggregate else "",
+            result=small_result(live.result),
+        ))
+        if len(self._timeouts) > 2 * len(self.tasks) + TIMEOUT_HEAP_SLACK:
+            self._compact_timeouts()
+
+    def _forget_job(self, job_id: str) -> None:
+        job = self.journal.jobs.get(job_id)
+        if job is not None and not self.job_busy(job_id):
+            self.journal.forget(job)
+
+    def drop_idle_job(self, job_id: str) -> None:
+        """Forget a job with nothing in memory (it can be recalled from the log)."""
+        if job_id not in self.window.jobs:
+            self._forget_job(job_id)
+
+    def _compact_timeouts(self) -> None:
+        """Drop the timeouts of attempts that are over (they would wait until due)."""
+        live_entries = [
+            entry for entry in self._timeouts
+            if (live := self.tasks.get(entry[1])) is not None and live.attempt == entry[2]
+        ]
+        heapq.heapify(live_entries)
+        self._timeouts = live_entries
+
     # -- the core's sink ----------------------------------------------------------------------
     def start(self, key: str, decision: Decision) -> None:
         live = self.tasks[key]
@@ -191,11 +248,13 @@ class ControlPlane:
         self._terminal(key, "FailTask", {"reason": reason, "retryable": False}, SCHEDULER)
 
     def _terminal(self, key: str, command: str, payload: dict[str, Any], issued_by: str) -> None:
-        live = self.tasks[key]
-        if live.terminal:
+        live = self.tasks.get(key)
+        if live is None or live.terminal:
             return
         live.terminal = True
         self.record(key, command, payload, issued_by)
+        if not live.node:  # not running anywhere: it leaves now (else when its slot is freed)
+            self.retire(live)
 
     def warming_left_s(self, now: float) -> float | None:
         """Seconds until held work is offered (every node had a loss window to report after
@@ -213,8 +272,7 @@ class ControlPlane:
             return
         pending = []
         for dep in live.spec.after:
-            aggregate = self.journal.tasks.get(dep)
-            state = outcome(aggregate) if aggregate is not None else TaskStatus.SUBMITTED
+            state = self.state_of(dep) or TaskStatus.SUBMITTED
             if state == TaskStatus.COMPLETED:
                 continue
             if state in TaskStatus.ENDED:
@@ -230,6 +288,14 @@ class ControlPlane:
         live.in_core = True
         self.core.submit(now, live.key, live.task, pending)
         self._unpark(now)
+
+    def state_of(self, task_id: str) -> str | None:
+        """A task's state if it is in memory (working set or window of ended tasks)."""
+        aggregate = self.journal.tasks.get(task_id)
+        if aggregate is not None:
+            return outcome(aggregate)
+        ended = self.window.get(task_id)
+        return ended.status if ended is not None else None
 
     def _unpark(self, now: float) -> None:
         """Offer parked work again (a task it waited for entered the core or ended)."""
@@ -259,6 +325,8 @@ class ControlPlane:
         elif released:
             self.core.slot_freed(now, NodeId(node))
         self._unpark(now)
+        if live.terminal:
+            self.retire(live)
 
     def attempt_lost(self, key: str, attempt: int, reason: str, *, cancel: bool = True) -> None:
         """The current attempt will not finish (node lost/left, no ack, refused, timeout): the
@@ -424,7 +492,7 @@ class ControlPlane:
                     self.core_submit(live, now)
         if self.recover_until_s is not None and now > self.recover_until_s:
             self.recover_until_s = None
-            for live in list(self.tasks.values()):
+            for live in [t for t in self.tasks.values() if t.recovering]:
                 if live.recovering:  # its node never reported after the restart
                     self.attempt_lost(live.key, live.attempt, f"node {live.node} silent after restart",
                                       cancel=False)
@@ -437,7 +505,8 @@ class ControlPlane:
         """Cancel a task; None if done, else why it cannot be."""
         live = self.tasks.get(key)
         if live is None:
-            return f"no task {key!r}"
+            ended = self.window.get(key)
+            return f"task {key} has already ended ({ended.status})" if ended else f"no unfinished task {key!r}"
         if live.terminal:
             return f"task {key} has already ended"
         self._terminal(key, "CancelTask", {"reason": f"cancelled by {issued_by}"}, issued_by)

@@ -1,6 +1,8 @@
 """Restart: rebuild the control plane from the event log and carry on.
 
-Every Job and Task event is replayed into fresh aggregates. Tasks still waiting go back to
+Every Job and Task event is replayed into fresh aggregates; a task whose history ends goes
+straight to the window of ended tasks (memory holds only unfinished work, however long the
+log), and so does a job with nothing unfinished. Tasks still waiting go back to
 the core in their submission order (a dependency first); tasks that had been sent to a node
 are "recovering": the node's next capacity report says whether it still runs them (then
 they keep their slot) or not (then they are lost and re-placed), and a node that does not
@@ -16,9 +18,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from heddle.events import JobAggregate, TaskAggregate, TaskStatus
-from heddle.live.control.book import LiveTask
+from heddle.live.control.book import LiveTask, outcome
 from heddle.live.control.messages import SubmitTask
 from heddle.live.control.streams import read_history
+from heddle.live.control.window import ended_task, small_result
 
 if TYPE_CHECKING:
     from heddle.live.control.plane import ControlPlane
@@ -35,18 +38,23 @@ async def recover(plane: ControlPlane) -> int:
     events = 0
     for aggregate_type in (JobAggregate.aggregate_type, TaskAggregate.aggregate_type):
         async for envelope in read_history(plane.js, aggregate_type):
-            journal.replay(envelope)
             events += 1
-            if aggregate_type == TaskAggregate.aggregate_type:
-                _note(facts.setdefault(envelope.aggregate_id, {}), envelope.event_type, envelope.payload)
+            task_id = envelope.aggregate_id
+            if aggregate_type == JobAggregate.aggregate_type:
+                journal.replay(envelope)
+            elif plane.window.get(task_id) is None:  # events after the end change nothing
+                journal.replay(envelope)
+                _note(facts.setdefault(task_id, {}), envelope.event_type, envelope.payload)
+                _retire_if_ended(plane, task_id, facts)
     if not events:
         return 0
     now = plane.now()
     resubmitted = recovering = 0
-    for task_id, aggregate in journal.tasks.items():
+    for task_id, aggregate in list(journal.tasks.items()):  # a resubmission may end one
         fact = facts.get(task_id, {})
         if "spec" not in fact:
             logger.error("task %s has no TaskSubmitted event; skipped", task_id)
+            journal.forget(aggregate)
             continue
         spec = SubmitTask.model_validate(fact["spec"])
         task = replace(spec.task.to_task(), arrival_s=fact.get("submitted_at", now))
@@ -54,11 +62,9 @@ async def recover(plane: ControlPlane) -> int:
             task = replace(task, deadline_s=task.arrival_s + spec.task.deadline_s - spec.task.arrival_s)
         live = LiveTask(spec=spec, task=task, job_id=aggregate.job_id, attempt=fact.get("attempt", 0),
                         result=fact.get("result"))
-        plane.tasks[task_id] = live
+        plane.adopt(live)
         status = aggregate.status
-        if status in TaskStatus.ENDED:
-            live.terminal = True
-        elif status in (TaskStatus.PLACED, TaskStatus.STARTED):
+        if status in (TaskStatus.PLACED, TaskStatus.STARTED):
             live.node, live.recovering = aggregate.target, True
             timeout = spec.timeout_s or plane.settings.task_timeout_s
             live.timeout_at_s = now + timeout + plane.settings.timeout_grace_s
@@ -66,10 +72,24 @@ async def recover(plane: ControlPlane) -> int:
             recovering += 1
         else:
             resubmitted += _resubmit(plane, live, now)
+    for job_id in list(journal.jobs):
+        plane.drop_idle_job(job_id)  # nothing of it unfinished and no ended task in the window
     plane.recover_until_s = now + plane.settings.silence_s
     logger.info("recovered %d events: %d tasks (%d waiting again, %d in flight)",
                 events, len(plane.tasks), resubmitted, recovering)
     return events
+
+
+def _retire_if_ended(plane: ControlPlane, task_id: str, facts: dict[str, dict[str, Any]]) -> None:
+    aggregate = plane.journal.tasks[task_id]
+    if aggregate.status not in TaskStatus.ENDED:
+        return
+    fact = facts.pop(task_id, {})
+    plane.journal.forget(aggregate)
+    plane.window.add(ended_task(
+        task_id=task_id, job_id=aggregate.job_id, status=outcome(aggregate), node=aggregate.target,
+        attempts=fact.get("attempt", 0), reason=aggregate.failure_reason, result=small_result(fact.get("result")),
+    ))
 
 
 def _note(fact: dict[str, Any], event_type: str, payload: dict[str, Any]) -> None:

@@ -87,9 +87,7 @@ class _Reports:
         """After a restart: attempts this node no longer runs are lost; those it runs hold slots."""
         plane = self.plane
         running = {(ref.task_id, ref.attempt) for ref in report.running}
-        for live in list(plane.tasks.values()):
-            if not live.recovering or live.node != report.node_id:
-                continue
+        for live in [t for t in plane.tasks.values() if t.recovering and t.node == report.node_id]:
             live.recovering = False
             if (live.key, live.attempt) in running:
                 plane.fleet.assigned(NodeId(live.node), live.key, live.attempt)
@@ -118,7 +116,8 @@ class _Reports:
         plane = self.plane
         live = plane.tasks.get(report.task_id)
         if live is None:
-            self.refuse("report", wire.ProtocolError("task_id", f"unknown task {report.task_id!r}"))
+            if plane.window.get(report.task_id) is None:  # an ended task's late report is no news
+                self.refuse("report", wire.ProtocolError("task_id", f"unknown task {report.task_id!r}"))
             await self.ack(msg)
             return
         envelopes = (

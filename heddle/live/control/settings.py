@@ -30,6 +30,11 @@ class ControlSettings:
     """Catalog device assumed for nodes that report none (None: such nodes are refused)."""
     drain_deadline_s: float = 60.0
     """Time a draining node gets for its in-flight work."""
+    keep_ended: int = 10_000
+    """Ended tasks kept in memory for `heddle status` and dependencies (older ones are read
+    from the event log): the control plane's memory stays bounded however long it runs."""
+    keep_jobs: int = 1_000
+    """Jobs without work in memory whose per-state counts are kept."""
     sender: str = "control-plane"
     """This process's sender id on the wire."""
 

@@ -9,10 +9,10 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
 
 from heddle.events import EventEnvelope
-from heddle.events.jetstream import event_stream_name
+from heddle.events.jetstream import aggregate_event_filter, event_stream_name
 from heddle.live.protocol import REPORT_DUPLICATE_WINDOW_S, REPORT_STREAM, REPORT_STREAM_SUBJECTS
 
-__all__ = ["REPORT_CONSUMER", "ensure_report_stream", "read_history"]
+__all__ = ["REPORT_CONSUMER", "ensure_report_stream", "last_event", "read_history"]
 
 REPORT_CONSUMER = "heddle-control-plane"
 """Durable consumer of the report stream: its position survives a control-plane restart."""
@@ -63,3 +63,13 @@ async def read_history(js: JetStreamContext, aggregate_type: str) -> AsyncIterat
     finally:
         await sub.unsubscribe()
         await js.delete_consumer(stream, info.name)
+
+
+async def last_event(js: JetStreamContext, aggregate_type: str, aggregate_id: str) -> EventEnvelope | None:
+    """The aggregate's latest event in the log (one request), or None if it has none."""
+    try:
+        msg = await js.get_msg(event_stream_name(aggregate_type),
+                               subject=aggregate_event_filter(aggregate_type, aggregate_id))
+    except NotFoundError:
+        return None
+    return EventEnvelope.model_validate_json(msg.data)

@@ -20,7 +20,7 @@ from heddle.live.control.privacy import privacy_allows
 if TYPE_CHECKING:
     from heddle.live.control.plane import ControlPlane
 
-__all__ = ["placement", "wait_estimate_s"]
+__all__ = ["ended_placement", "placement", "wait_estimate_s"]
 
 
 def wait_estimate_s(plane: ControlPlane, live: LiveTask, now_s: float) -> float | None:
@@ -41,13 +41,24 @@ def wait_estimate_s(plane: ControlPlane, live: LiveTask, now_s: float) -> float 
     return ends[index] + rounds * ends[-1]  # a round: until the last running attempt ends
 
 
-def placement(plane: ControlPlane, live: LiveTask, now_s: float) -> dict[str, Any]:
+def ended_placement(plane: ControlPlane, task_id: str) -> dict[str, Any]:
+    """``{"status": <outcome>, "reason"}`` of a task that ended (in memory or in the window of
+    ended tasks; "failed" if neither knows it any more)."""
+    aggregate = plane.journal.tasks.get(task_id)
+    if aggregate is not None:
+        return {"status": outcome(aggregate), "reason": aggregate.failure_reason}
+    ended = plane.window.get(task_id)
+    return {"status": ended.status, "reason": ended.reason} if ended else {"status": "failed", "reason": ""}
+
+
+def placement(plane: ControlPlane, live: LiveTask | None, now_s: float, task_id: str = "") -> dict[str, Any]:
     """``{"status": "placed", "node", "attempt"}``, ``{"status": "waiting", "reason",
-    "retry_after_s"}`` (None: no estimate) or ``{"status": <outcome>, "reason"}`` once ended."""
+    "retry_after_s"}`` (None: no estimate) or ``{"status": <outcome>, "reason"}`` once ended
+    (``live`` None: ``task_id`` ended and left the working set)."""
+    if live is None:
+        return ended_placement(plane, task_id)
     if live.terminal:
-        aggregate = plane.journal.tasks.get(live.key)
-        state = outcome(aggregate) if aggregate is not None else "failed"
-        return {"status": state, "reason": aggregate.failure_reason if aggregate else ""}
+        return ended_placement(plane, live.key)
     if live.node:
         return {"status": "placed", "node": live.node, "attempt": live.attempt}
     warming_s = plane.warming_left_s(now_s)
