@@ -16,7 +16,9 @@ new field: upgrade the control plane first, then the agents.
 - 1.2: `AssignBatch` / `AssignBatchReply` on ``heddle.v1.assign.<node>`` (many assignments in
   one request, one answer each); `CapacityReport.accepts` lists the message types beyond 1.0
   an agent takes, and the control plane sends batches only to agents that list
-  ``assign_batch`` (agents may be older than the control plane).
+  ``assign_batch`` (agents may be older than the control plane). `TaskReports` on
+  ``heddle.v1.report.<node>``: an agent's outbox sends the reports it has waiting as one
+  JetStream message (the control plane is upgraded first, so it always understands it).
 """
 
 from __future__ import annotations
@@ -364,6 +366,20 @@ class TaskFinished(_AttemptMessage):
     timings: Timings
 
 
+MAX_BATCH_REPORTS = 512
+"""Most reports in one `TaskReports` (a sender also keeps it under MAX_MESSAGE_BYTES)."""
+TaskReport = Annotated[TaskStarted | TaskFinished, Field(discriminator="type")]
+
+
+class TaskReports(_Message):
+    """Several task reports of one node in one message (1.2), in the order they happened;
+    each is handled as if it had come alone."""
+
+    type: Literal["task_reports"] = "task_reports"
+    node_id: Ident
+    reports: tuple[TaskReport, ...] = Field(min_length=1, max_length=MAX_BATCH_REPORTS)
+
+
 class TokenChunk(_AttemptMessage):
     """Output of one LLM attempt, in order: ``index`` counts this attempt's chunks from 0.
 
@@ -411,13 +427,13 @@ class Left(_Message):
 
 Message = (
     CapacityReport | Assignment | AssignReply | TaskStarted | TaskFinished | Control
-    | ControlReply | Left | TokenChunk | AssignBatch | AssignBatchReply
+    | ControlReply | Left | TokenChunk | AssignBatch | AssignBatchReply | TaskReports
 )
 MESSAGE_TYPES: dict[str, type[_Message]] = {
     m.model_fields["type"].default: m
     for m in (
         CapacityReport, Assignment, AssignReply, TaskStarted, TaskFinished, Control,
-        ControlReply, Left, TokenChunk, AssignBatch, AssignBatchReply,
+        ControlReply, Left, TokenChunk, AssignBatch, AssignBatchReply, TaskReports,
     )
 }
 """The ``type`` tag -> model, for every message of protocol v1."""

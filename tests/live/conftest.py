@@ -117,6 +117,7 @@ class Control:
 
     nc: Any
     seen: dict[str, list] = field(default_factory=dict)
+    merged: list = field(default_factory=list)  # TaskReports messages (their reports are in seen)
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
     seq: int = 0
 
@@ -128,8 +129,13 @@ class Control:
             control.seen[kind] = []
 
             async def on_msg(msg, kind=kind):
+                message = p.decode(msg.data)
                 async with control.arrived:
-                    control.seen[kind].append(p.decode(msg.data))
+                    if isinstance(message, p.TaskReports):  # several reports in one message
+                        control.merged.append(message)
+                        control.seen[kind].extend(message.reports)
+                    else:
+                        control.seen[kind].append(message)
                     control.arrived.notify_all()
 
             await nc.subscribe(p.all_nodes(template), cb=on_msg)

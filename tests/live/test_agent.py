@@ -227,3 +227,16 @@ async def test_a_batch_of_assignments_gets_one_answer_each_in_order(natsd, contr
     await control.started("b-1")
     for task_id in ("b-0", "b-1", "b-2", "b-3"):
         assert (await control.control("mac-b", "cancel", task_id=task_id)).ok
+
+
+async def test_reports_waiting_together_go_out_as_one_message_each_once(natsd, control, spawn_agent):
+    spawn_agent(natsd.url, "mac-r", "--slots", "64")
+    await control.next("capacity", lambda m: m.node_id == "mac-r")
+    batch = p.AssignBatch(**control._header(), node_id="mac-r", assignments=tuple(
+        control.assignment("mac-r", f"r-{i}", payload=i) for i in range(120)))  # slots + queue
+    await control.nc.request(p.subject(p.ASSIGN, node="mac-r"), p.encode(batch), timeout=30)
+    for i in range(120):
+        assert (await control.finished(f"r-{i}")).result == i
+    reports = [(m.task_id, m.type) for m in control.seen["report"] if m.node_id == "mac-r"]
+    assert sorted(reports) == sorted((f"r-{i}", t) for i in range(120) for t in ("task_started", "task_finished"))
+    assert control.merged  # 120 echo tasks end faster than one publish round: merged

@@ -77,6 +77,11 @@ ALL_MESSAGES = [
     p.AssignBatchReply(sender="mac-1", seq=11, sent_at=1.0, node_id="mac-1", replies=(
         p.AssignReply(sender="mac-1", seq=12, sent_at=1.0, node_id="mac-1", task_id="t1", attempt=1,
                       accepted=True),)),
+    p.TaskReports(sender="mac-1", seq=13, sent_at=1.0, node_id="mac-1", reports=(
+        p.TaskStarted(sender="mac-1", seq=3, sent_at=1.0, node_id="mac-1", task_id="t1", attempt=1,
+                      timings=timings()),
+        p.TaskFinished(sender="mac-1", seq=4, sent_at=1.0, node_id="mac-1", task_id="t1", attempt=1,
+                       outcome="ok", result={"echo": "hi"}, timings=timings()))),
 ]
 
 

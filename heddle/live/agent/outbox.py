@@ -6,6 +6,11 @@ retry of a report that was stored but whose ack was lost is dropped by the strea
 duplicate window instead of stored twice. Publishes go through the events package's
 `AckRouter` (one inbox subscription for every ack, no future or timer per report): the
 agent's CPU per task is mostly these acks.
+
+With a ``merge`` function, reports waiting together for the same subject go out as one
+message (``merge`` builds it; the agent's makes a protocol `TaskReports`): under load one
+publish and one ack carry many reports. Only reports never sent are merged; a message that
+failed is retried exactly as it was, so the stream's duplicate window still recognises it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -27,6 +33,10 @@ BATCH = 256
 ACK_TIMEOUT_S = 2.0
 RETRY_BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0)
 """Waits between rounds with failures: short first (a lost ack), then ~1 s (server down)."""
+MERGE_MAX_BYTES = 256 * 1024
+"""Largest merged message (half the protocol's MAX_MESSAGE_BYTES: room for the envelope)."""
+MERGE_MAX_ITEMS = 512
+"""Most reports in one merged message (the protocol's MAX_BATCH_REPORTS)."""
 NO_ACK = "no acknowledgement"
 NO_RESPONDERS = "503"
 """Status of the reply when no stream listens on the subject (the stream is not there yet)."""
@@ -37,6 +47,11 @@ class _Item:
     subject: str
     data: bytes
     msg_id: str
+    sent: bool = False  # published at least once: retried as it is, never merged
+
+
+Merge = Callable[[list[bytes], list[str]], tuple[bytes, str]]
+"""(messages, their msg ids) -> (one message carrying them all, its msg id)."""
 
 
 def ack_error(reply: Msg | Exception) -> str | None:
@@ -70,8 +85,9 @@ class _Round:
 class Outbox:
     """Ordered, at-least-once publisher of reports (the stream deduplicates)."""
 
-    def __init__(self, nc: Client, log: logging.Logger) -> None:
+    def __init__(self, nc: Client, log: logging.Logger, merge: Merge | None = None) -> None:
         self._router = AckRouter(nc, ACK_TIMEOUT_S)
+        self._merge = merge
         self._log = log
         self._pending: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
@@ -117,12 +133,35 @@ class Outbox:
                 self._router.forget(token)
         return acks.errors
 
+    def _take(self) -> list[_Item]:
+        """Up to BATCH messages from the front of the queue, fresh reports merged."""
+        batch: list[_Item] = []
+        pending = self._pending
+        while pending and len(batch) < BATCH:
+            first = pending.popleft()
+            if self._merge is None or first.sent:
+                batch.append(first)
+                continue
+            group, size = [first], len(first.data)
+            while (pending and not pending[0].sent and pending[0].subject == first.subject
+                   and len(group) < MERGE_MAX_ITEMS and size + len(pending[0].data) <= MERGE_MAX_BYTES):
+                size += len(pending[0].data)
+                group.append(pending.popleft())
+            if len(group) == 1:
+                batch.append(first)
+            else:
+                data, msg_id = self._merge([i.data for i in group], [i.msg_id for i in group])
+                batch.append(_Item(first.subject, data, msg_id))
+        return batch
+
     async def run(self) -> None:
         failures_in_a_row = 0
         while True:
             await self._wakeup.wait()
-            batch = [self._pending.popleft() for _ in range(min(BATCH, len(self._pending)))]
+            batch = self._take()
             errors = await self._publish(batch)
+            for item in batch:
+                item.sent = True
             failed = [item for item, error in zip(batch, errors, strict=True) if error is not None]
             self.published += len(batch) - len(failed)
             if failed:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import time
@@ -121,7 +122,7 @@ class Agent:
         self._nc = await self._connect()
         if self._nc is None:  # drained before nats-server ever answered
             return 0
-        self._outbox = Outbox(self._nc, log)
+        self._outbox = Outbox(self._nc, log, merge=self._merge_reports)
         node = self.settings.node_id
         await self._nc.subscribe(p.subject(p.ASSIGN, node=node), cb=self._on_assign)
         await self._nc.subscribe(p.subject(p.CONTROL, node=node), cb=self._on_control)
@@ -380,6 +381,15 @@ class Agent:
         if not self.running and not self.queue:
             self._idle.set()
         self._capacity_due.set()
+
+    def _merge_reports(self, reports: list[bytes], msg_ids: list[str]) -> tuple[bytes, str]:
+        """Encoded reports -> one encoded `TaskReports` (spliced: each is valid JSON already)
+        and its dedup id (the first report's id and the count: a retry is the same message)."""
+        head = json.dumps({
+            "v": p.PROTOCOL_VERSION, "type": "task_reports", "sender": self.settings.sender,
+            "seq": self._next_seq(), "sent_at": time.time(), "node_id": self.settings.node_id,
+        }, separators=(",", ":")).encode()
+        return head[:-1] + b',"reports":[' + b",".join(reports) + b"]}", f"{msg_ids[0]}+{len(msg_ids)}"
 
     def _send_report(self, report: p.TaskStarted | p.TaskFinished) -> None:
         assert self._outbox is not None

@@ -33,7 +33,7 @@ from heddle.live.control.messages import (
 )
 from heddle.live.control.streams import last_event
 from heddle.live.control.waiting import placement
-from heddle.live.control.window import ended_from_event
+from heddle.live.control.window import ended_from_event, row
 from heddle.models import Privacy
 
 if TYPE_CHECKING:
@@ -233,7 +233,7 @@ class _Intake:
             for ended in plane.window.rows(request.job_id):
                 if len(rows) >= request.limit:
                     break
-                rows.append(ended)
+                rows.append(row(ended))
         self.reply(msg, StatusReply(
             sender=plane.settings.sender, seq=plane.next_seq(), sent_at=plane.now(),
             counts=dict(counts), tasks=rows, jobs={j: dict(c) for j, c in jobs.items()},

@@ -29,7 +29,7 @@ from heddle.live.control.fleetview import FleetView
 from heddle.live.control.journal import Journal
 from heddle.live.control.privacy import PrivacyViolationError, check_privacy
 from heddle.live.control.settings import ControlSettings
-from heddle.live.control.window import EndedWindow, ended_task, small_result
+from heddle.live.control.window import EndedTask, EndedWindow, small_result
 from heddle.models import NodeId
 from heddle.optimizer import CoreSettings, Decision, SchedulingCore, TargetKind
 
@@ -170,7 +170,7 @@ class ControlPlane:
         if aggregate is not None:
             self.journal.forget(aggregate)
         state = outcome(aggregate) if aggregate is not None else TaskStatus.FAILED
-        self.window.add(ended_task(
+        self.window.add(EndedTask(
             task_id=live.key, job_id=live.job_id, status=state, node=aggregate.target if aggregate else "",
             attempts=live.attempt, reason=aggregate.failure_reason if aggregate else "",
             result=small_result(live.result),

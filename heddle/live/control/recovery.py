@@ -21,7 +21,7 @@ from heddle.events import JobAggregate, TaskAggregate, TaskStatus
 from heddle.live.control.book import LiveTask, outcome
 from heddle.live.control.messages import SubmitTask
 from heddle.live.control.streams import read_history
-from heddle.live.control.window import ended_task, small_result
+from heddle.live.control.window import EndedTask, small_result
 
 if TYPE_CHECKING:
     from heddle.live.control.plane import ControlPlane
@@ -86,7 +86,7 @@ def _retire_if_ended(plane: ControlPlane, task_id: str, facts: dict[str, dict[st
         return
     fact = facts.pop(task_id, {})
     plane.journal.forget(aggregate)
-    plane.window.add(ended_task(
+    plane.window.add(EndedTask(
         task_id=task_id, job_id=aggregate.job_id, status=outcome(aggregate), node=aggregate.target,
         attempts=fact.get("attempt", 0), reason=aggregate.failure_reason, result=small_result(fact.get("result")),
     ))

@@ -108,28 +108,28 @@ class _Reports:
     # -- task reports ----------------------------------------------------------------------------
     async def on_report(self, msg: Any) -> None:
         try:
-            report = wire.decode(msg.data, (wire.TaskStarted, wire.TaskFinished))
+            message = wire.decode(msg.data, (wire.TaskStarted, wire.TaskFinished, wire.TaskReports))
         except wire.ProtocolError as exc:
             self.refuse("report", exc)
             await self.ack(msg)
             return
+        reports = message.reports if isinstance(message, wire.TaskReports) else (message,)
+        envelopes = [envelope for report in reports for envelope in self.apply(report)]
+        if not envelopes:
+            await self.ack(msg)
+            return
+        durable = self.plane.journal.durable(envelopes)
+        durable.add_done_callback(lambda _: asyncio.ensure_future(self.ack(msg)))
+
+    def apply(self, report: wire.TaskStarted | wire.TaskFinished) -> list[Any]:
+        """Take one report; returns the events it caused (to be durable before the ack)."""
         plane = self.plane
         live = plane.tasks.get(report.task_id)
         if live is None:
             if plane.window.get(report.task_id) is None:  # an ended task's late report is no news
                 self.refuse("report", wire.ProtocolError("task_id", f"unknown task {report.task_id!r}"))
-            await self.ack(msg)
-            return
-        envelopes = (
-            self.started(live, report)
-            if isinstance(report, wire.TaskStarted)
-            else self.finished(live, report)
-        )
-        if not envelopes:
-            await self.ack(msg)
-            return
-        durable = plane.journal.durable(envelopes)
-        durable.add_done_callback(lambda _: asyncio.ensure_future(self.ack(msg)))
+            return []
+        return self.started(live, report) if isinstance(report, wire.TaskStarted) else self.finished(live, report)
 
     @staticmethod
     async def ack(msg: Any) -> None:

@@ -13,7 +13,7 @@ long the control plane runs.
 from __future__ import annotations
 
 import json
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, namedtuple
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,7 +21,7 @@ from heddle.events import EventEnvelope, TaskStatus
 from heddle.live.control.book import CANCELLED, REJECTED
 from heddle.live.control.messages import TaskRow
 
-__all__ = ["EndedWindow", "ended_from_event", "ended_task", "small_result"]
+__all__ = ["EndedTask", "EndedWindow", "ended_from_event", "row", "small_result"]
 
 KEEP_RESULT_BYTES = 4096
 """Largest result (as JSON) kept in the window; a larger one is read from the log."""
@@ -32,12 +32,17 @@ _ENDING_EVENTS = {
 }
 
 
-def ended_task(task_id: str, job_id: str, status: str, node: str = "", attempts: int = 0,
-               reason: str = "", result: Any = None) -> TaskRow:
-    """The window's record of an ended task: the row `heddle status` shows (built without
-    validation: every part comes from the control plane's own state or its log)."""
-    return TaskRow.model_construct(task_id=task_id, job_id=job_id, status=status, node=node,
-                                   attempts=attempts, reason=reason, result=result)
+_ROW_FIELDS = TaskRow.model_fields
+EndedTask = namedtuple(  # its fields are TaskRow's, named once there
+    "EndedTask", tuple(_ROW_FIELDS),
+    defaults=tuple(f.default for f in _ROW_FIELDS.values() if not f.is_required()),
+)
+"""The window's record of an ended task: a `TaskRow`'s fields in a plain tuple (a pydantic row
+per ended task would cost more than keeping it); `row(ended)` builds the row when asked."""
+
+
+def row(ended: EndedTask) -> TaskRow:
+    return TaskRow(**ended._asdict())
 
 
 def small_result(result: Any) -> Any:
@@ -52,7 +57,7 @@ def small_result(result: Any) -> Any:
         return None
 
 
-def ended_from_event(envelope: EventEnvelope, job_id: str = "") -> TaskRow | None:
+def ended_from_event(envelope: EventEnvelope, job_id: str = "") -> EndedTask | None:
     """The ended task a task's last event describes, or None if that event ends nothing."""
     payload = envelope.payload
     status = _ENDING_EVENTS.get(envelope.event_type)
@@ -62,7 +67,7 @@ def ended_from_event(envelope: EventEnvelope, job_id: str = "") -> TaskRow | Non
                   else TaskStatus.CANCELLED if reason.startswith(CANCELLED) else TaskStatus.FAILED)
     if status is None:
         return None
-    return ended_task(
+    return EndedTask(
         task_id=envelope.aggregate_id, job_id=job_id or str(payload.get("job_id", "")), status=status,
         node=str(payload.get("node", "")), attempts=int(payload.get("attempt", 0) or 0),
         reason=str(payload.get("reason", "")), result=small_result(payload.get("result")),
@@ -80,17 +85,17 @@ class EndedWindow:
         self.keep_jobs = keep_jobs
         self.busy = busy
         self.forget_job = forget_job
-        self.tasks: OrderedDict[str, TaskRow] = OrderedDict()
+        self.tasks: OrderedDict[str, EndedTask] = OrderedDict()
         self.totals: Counter[str] = Counter()  # every task that ended, by state
         self.jobs: OrderedDict[str, Counter[str]] = OrderedDict()  # job -> its ended tasks by state
 
     def __len__(self) -> int:
         return len(self.tasks)
 
-    def get(self, task_id: str) -> TaskRow | None:
+    def get(self, task_id: str) -> EndedTask | None:
         return self.tasks.get(task_id)
 
-    def add(self, ended: TaskRow) -> None:
+    def add(self, ended: EndedTask) -> None:
         """Remember ``ended`` (a task id already here is not counted twice)."""
         if ended.task_id in self.tasks:
             return
@@ -114,5 +119,5 @@ class EndedWindow:
                 self.forget_job(job_id)
                 return
 
-    def rows(self, job_id: str) -> Iterator[TaskRow]:
+    def rows(self, job_id: str) -> Iterator[EndedTask]:
         return (ended for ended in self.tasks.values() if ended.job_id == job_id)
