@@ -197,6 +197,11 @@ async def main(n: int, agents: int, slots: int) -> None:
         print(f"  submit->start at {rate / 2:,.0f} tasks/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(waits)} tasks "
               f"(goal p99 <= 50 ms)")
         print("  CPU per task in the throughput run: " + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu_ms.items()))
+        total_ms = sum(cpu_ms.values())
+        print(f"    CPU bound: the control plane alone tops out near {1000 / cpu_ms['control plane']:,.0f} tasks/s "
+              f"on a core of its own; all processes together need {total_ms:.2f} ms per task, "
+              f"so {os.cpu_count()} idle cores top out near {os.cpu_count() * 1000 / total_ms:,.0f} tasks/s")
+        print("  load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
         rtt_ms = 1000 / base["request/reply (1 outstanding)"]
         print(f"    p50 in raw request/reply round trips: {p50 / rtt_ms:.1f} (round trip {rtt_ms:.2f} ms)")
         await nc.close()

@@ -105,6 +105,8 @@ class _Intake:
             self.answer(msg, error)
             return
         fresh, must_be_durable = self.accept(request, raw["tasks"])
+        if not fresh:
+            self.plane.drop_idle_job(request.job_id)  # all known already: nothing to keep
         previous, done = self.admitted, asyncio.get_running_loop().create_future()
         self.admitted = done
         asyncio.get_running_loop().create_task(
