@@ -62,7 +62,7 @@ class TaskRun:
             return
         if status != "waiting":
             self.ended = True
-            raise _ended_error(placed.get("reason") or status, before_start=True)
+            raise _ended_error(status, placed.get("reason") or status, before_start=True)
         estimate, reason = placed.get("retry_after_s"), placed.get("reason") or "no free place"
         bound = self.rules.max_wait_s
         if bound <= 0 or (estimate is not None and estimate > bound):
@@ -79,9 +79,10 @@ class TaskRun:
             if kind == "chunk" or x.event_type in ("TaskPlaced", "TaskStarted"):
                 self.node = x.node_id if kind == "chunk" else x.payload.get("target", self.node)
                 return
-            if x.event_type == "TaskFailed" and not x.payload.get("retryable"):
+            ended = _ending(x)
+            if ended is not None:
                 self.ended = True
-                raise _ended_error(x.payload.get("reason", ""), before_start=True)
+                raise _ended_error(ended, x.payload.get("reason", ""), before_start=True)
 
     def _saturated(self, reason: str, estimate: float | None) -> GatewayError:
         self.ended = True
@@ -133,10 +134,10 @@ class TaskRun:
             event, payload = x.event_type, x.payload
             if event == "TaskPlaced":
                 self.node = payload.get("target", self.node)
+            elif _ending(x) is not None:
+                self.ended = True
+                raise _ended_error(_ending(x), payload.get("reason", ""), before_start=False)
             elif event == "TaskFailed":
-                if not payload.get("retryable"):
-                    self.ended = True
-                    raise _ended_error(payload.get("reason", ""), before_start=False)
                 if payload.get("attempt") in (None, self.attempt):
                     self._attempt_lost(payload.get("reason", "attempt lost"))
             elif event == "TaskCompleted":  # the closing chunk was lost: the event has it all
@@ -206,10 +207,25 @@ class TaskRun:
                 "X-Heddle-Privacy": self.rules.privacy.value}
 
 
-def _ended_error(reason: str, *, before_start: bool) -> GatewayError:
+_ENDING = {"TaskRejected": "rejected", "TaskCancelled": "cancelled"}
+
+
+def _ending(envelope: Any) -> str | None:
+    """How a lifecycle event ends its task (rejected, cancelled, failed), or None."""
+    if envelope.event_type == "TaskFailed":
+        return None if envelope.payload.get("retryable") else "failed"
+    return _ENDING.get(envelope.event_type)
+
+
+def _ended_error(status: str, reason: str, *, before_start: bool) -> GatewayError:
+    # Logs from before TaskRejected / TaskCancelled said so in a failure's reason prefix.
     if reason.startswith(REJECTED):
+        status, reason = "rejected", reason[len(REJECTED):]
+    elif reason.startswith(CANCELLED):
+        status, reason = "cancelled", reason[len(CANCELLED):]
+    if status == "rejected":
         return GatewayError(400 if before_start else 503, f"the scheduler cannot run this "
-                            f"request under its rules: {reason[len(REJECTED):]}", "cannot_place")
-    if reason.startswith(CANCELLED):
-        return GatewayError(503, f"the task was cancelled ({reason[len(CANCELLED):]})", "cancelled")
+                            f"request under its rules: {reason}", "cannot_place")
+    if status == "cancelled":
+        return GatewayError(503, f"the task was cancelled ({reason})", "cancelled")
     return GatewayError(502, f"the task failed: {reason}", "task_failed")
