@@ -288,16 +288,18 @@ def up(
     from heddle.live.up import Cluster, UpError
 
     settings = _settings(data_dir=data_dir)
-    from heddle.gateway.settings import READY_LINE as GATEWAY_READY
+    gateway_child = None
+    if gateway:  # (importing the gateway package loads its web stack: only when asked)
+        from heddle.gateway.settings import READY_LINE as GATEWAY_READY
 
-    flags = ["--data-dir", str(settings.data_dir), "--port", str(gateway_port)]
+        gateway_child = (["--data-dir", str(settings.data_dir), "--port", str(gateway_port)], GATEWAY_READY)
 
     def joined(node: str) -> None:
         out.print(f"node [bold]{node}[/] joined", highlight=False, soft_wrap=True)
 
     try:
         cluster = Cluster(settings.data_dir, host, port, node_id=node_id, slots=slots, device=device,
-                          agent=not no_agent, gateway=(flags, GATEWAY_READY) if gateway else None, name=name,
+                          agent=not no_agent, gateway=gateway_child, name=name,
                           announce=not no_announce, tls=not no_tls, on_joined=joined)
     except UpError as exc:
         err.print(f"[red]error:[/] {exc}")
