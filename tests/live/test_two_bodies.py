@@ -26,7 +26,12 @@ import pytest
 
 from heddle.live import protocol as wire
 from heddle.live.control import intake, reports
-from heddle.live.control.messages import SubmitRequest, SubmitTask
+from heddle.live.control.messages import (
+    SubmitRequest,
+    SubmitTask,
+    decode_request_raw,
+    encode_message,
+)
 from heddle.live.control.plane import ControlPlane
 from heddle.live.control.settings import ControlSettings
 from heddle.models import Fleet, Node, NodeId, OwnerId, Privacy, Task, TaskId, TaskKind, catalog
@@ -148,8 +153,9 @@ class _LiveDriver:
         spec = wire.TaskSpec.from_task(task)
         request = SubmitRequest(sender="user", seq=1, sent_at=self.clock[0], job_id="job",
                                 tasks=[SubmitTask(task=spec, executor=wire.ExecutorSpec(kind="sleep"))])
+        request, raw = decode_request_raw(encode_message(request), SubmitRequest)  # as on_submit reads it
         assert self.intake.check(request) is None
-        fresh, _ = self.intake.accept(request)
+        fresh, _ = self.intake.accept(request, raw["tasks"])
         for live in fresh:  # what `admit` does once the submission is durable
             self.plane.core_submit(live, self.plane.now())
 
