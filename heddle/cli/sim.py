@@ -170,6 +170,9 @@ def sim(
         report("sim", findings_for(load_fleet(f), work))
     n_runs = len(fleets) * len(policies)
     executor = make_executor(workers=workers, ray_address=ray) if n_runs > 1 else None
+    if executor is None and (ray or workers):
+        err.print("heddle sim: note: one run runs in this process; --ray and --workers spread "
+                  "several fleets/policies", highlight=False)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err.real(), transient=True, disable=as_json) as bar:
         if n_runs == 1:

@@ -15,7 +15,7 @@ err = LazyConsole(stderr=True)
 
 def sweep(
     spec_file: Annotated[Path, typer.Argument(help="Sweep spec YAML (fleets, traces, policies, scenarios, growth, electricity_price, seeds).")],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.csv, failures.csv, comparison.png and per-run results (reused on re-runs).")] = Path("sweep-out"),
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.csv (and .parquet), failures.csv, comparison.png and per-run results (reused on re-runs).")] = Path("sweep-out"),
     ray: Annotated[str | None, typer.Option("--ray", help="Run on Ray: 'auto' (a running cluster, else a local one), 'local', or a cluster address. Needs the `ray` extra.")] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-w", help="Local worker processes (default: one per core); CPUs of a local Ray cluster.", min=1)] = None,
     serial: Annotated[bool, typer.Option("--serial", help="Run in this process, one run after another.")] = False,
@@ -65,6 +65,6 @@ def sweep(
     out.print(t)
     for row in result.failures.to_dict("records"):
         err.print(f"[red]failed[/red] {row['fleet']}/{row['policy']}/{row['trace']} seed {row['seed']}: {row['error']}")
-    out.print(f"wrote results.csv, failures.csv and comparison.png to {out_dir}")
+    out.print(f"wrote results.csv, results.parquet, failures.csv and comparison.png to {out_dir}")
     if len(result.failures):
         raise typer.Exit(1)

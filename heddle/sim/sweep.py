@@ -233,8 +233,9 @@ class SweepResult:
 
 def run_sweep(spec: SweepSpec, out_dir: str | Path, *, executor: RunExecutor | None = None,
               on_progress: Callable[[int, int, int], None] | None = None) -> SweepResult:
-    """Run every run of `spec` not already done under `out_dir`; write `results.csv`,
-    `failures.csv` and `comparison.png` there. `on_progress(done, failed, total)`."""
+    """Run every run of `spec` not already done under `out_dir`; write `results.csv` (and the
+    same table as `results.parquet`), `failures.csv` and `comparison.png` there.
+    `on_progress(done, failed, total)`."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise SimError(f"{out}: exists and is not a directory; expected an output folder")
@@ -283,6 +284,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, executor: RunExecutor | N
     table = pd.DataFrame([rows[k] for k in sorted(rows)])
     fail_df = pd.DataFrame(failures, columns=[*SweepRun.__slots__, "error"] if not failures else None)
     table.to_csv(out / "results.csv", index=False)
+    table.to_parquet(out / "results.parquet", index=False)  # typed columns, for pandas/DuckDB/polars
     fail_df.to_csv(out / "failures.csv", index=False)
     if len(table):
         comparison_chart(table, out / "comparison.png", title=spec.name)

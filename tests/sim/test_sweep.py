@@ -45,6 +45,8 @@ def test_grid_runs_every_point_and_tabulates_parameters_and_metrics(tmp_path):
     assert arrived[2.0] > arrived[1.0] * 1.5
     on_disk = pd.read_csv(tmp_path / "out" / "results.csv")
     assert len(on_disk) == 8
+    typed = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert list(typed.columns) == list(on_disk.columns) and typed["growth"].tolist() == on_disk["growth"].tolist()
     assert (tmp_path / "out" / "comparison.png").stat().st_size > 10_000
 
 
@@ -168,6 +170,11 @@ def test_docs_examples_are_valid_and_the_shipped_example_runs(tmp_path, monkeypa
         path = tmp_path / f"doc{k}.yaml"
         path.write_text(block, encoding="utf-8")
         assert len(expand(load_sweep_spec(path))) in (8, 3)
+    commands = [shlex.split(line.split("#")[0])[3:] for line in doc.splitlines() if line.startswith("uv run heddle")]
+    assert {c[0] for c in commands} == {"sweep", "sim", "advise"}
+    for command in commands:  # every documented option exists (--help stops before running)
+        shown = CliRunner().invoke(app, [*command, "--help"])
+        assert shown.exit_code == 0, (command, shown.output)
     first = next(line for line in doc.splitlines() if line.startswith("uv run heddle sweep"))
     args = shlex.split(first.split("#")[0])[3:]
     args[1] = str(root / args[1])
