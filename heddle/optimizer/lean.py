@@ -356,7 +356,9 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
         out_late = out_late if out_late > 0.0 else 0.0
         defer = deferral_usd(outlook - now, wait_rate, out_late, out_late > 0.0, prio, policy.defer_usd, rate, miss)
     else:
-        defer = policy.stranded_defer_usd * prio
+        # never run locally: waiting costs the stranded price plus the lateness already incurred
+        late_now = now - deadline if now > deadline else 0.0
+        defer = deferral_usd(0.0, wait_rate, late_now, late_now > 0.0, prio, policy.stranded_defer_usd, rate, miss)
     defer_int = micro(defer)
     tid = TaskId(task.id)
     if best is not None and best.cost < defer_int:

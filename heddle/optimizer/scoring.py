@@ -246,11 +246,15 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
     # --- deferring: wait for the best local node (or, cloud-only tasks, a high price) ----------
     out_late = np.maximum(outlook - deadline[:, 0], 0.0)
     out_late = np.where(np.isfinite(out_late), out_late, 0.0)
+    late_now = np.maximum(now - deadline[:, 0], 0.0)
     defer = np.where(
         any_local,
         deferral_usd(np.where(any_local, outlook - now, 0.0), wait_rate, out_late, out_late > 0, prio_w,
                      policy.defer_usd, policy.lateness_usd_per_s, policy.deadline_miss_usd),
-        policy.stranded_defer_usd * prio_w,
+        # no local node will ever run it: the cloud later finishes no sooner than the cloud now,
+        # so waiting costs the stranded price on top of the lateness the task already has
+        deferral_usd(0.0, wait_rate, late_now, late_now > 0, prio_w, policy.stranded_defer_usd,
+                     policy.lateness_usd_per_s, policy.deadline_miss_usd),
     )
     zero = lambda a: np.where(ok, a, 0.0)  # ruled-out pairs may hold inf or nan
     base = np.where(ok, pair_micro(zero(cloud), zero(energy), zero(lateness), policy.cloud_weight,

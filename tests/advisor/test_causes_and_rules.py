@@ -87,9 +87,9 @@ def test_public_work_refused_the_cloud_for_budget_says_by_how_much_to_raise_it()
     rows = np.concatenate([c.rows for c in r.causes])
     assert len(set(rows.tolist())) == rows.size
     assert sorted(rows.tolist()) == sorted(r.baseline.replay.failures["row"].tolist())
-    # (since the twin drives the scheduling core, the late cloud runs that made a "memory" cause
-    # here are deferred until their maximum wait instead: which cause they belong to is open)
-    assert "budget" in {c.kind for c in r.causes}
+    # the requests still waiting when the budget period rolls run in the cloud, late: their
+    # cause is the memory no node has (a late task only the cloud can run is never left waiting)
+    assert {c.kind for c in r.causes} == {"budget", "memory"}
     (budget,) = [c for c in r.causes if c.kind == "budget"]
     assert budget.account == "home" and "its 1.00 USD daily cloud budget runs out" in budget.sentence
     # the amount is those requests' price on the fleet's only API (Haiku: 1 / 5 USD per M tokens)

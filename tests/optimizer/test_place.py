@@ -222,6 +222,23 @@ def test_long_prompts_are_priced_at_the_long_context_rate():
     assert d.cost_usd["cloud"] > (250_000 * 3.0 + 1000 * 15.0) / 1e6  # dearer than the short rate
 
 
+@pytest.mark.parametrize(("path", "policy"), [(place, "optimal"), (place, "fast"), (place_table, "optimal"),
+                                                 (place_table, "fast")])
+@pytest.mark.parametrize("late_s", [0.0, 50.0, 3000.0])
+def test_a_task_only_the_cloud_can_run_goes_there_however_late_it_already_is(path, policy, late_s):
+    # waiting cannot make a late task less late: a 70B model no local node can hold, past its
+    # deadline by up to 50 minutes, still runs on the cloud instead of waiting to be rejected
+    # (it was deferred once its lateness outpriced the stranded-deferral price)
+    fleet = Fleet("mini", (Node(NodeId("mini"), catalog.device("m4-10"), 16, OwnerId("alice")),),
+                  (catalog.offer("claude-haiku-4.5"),), {BIZ: Budget(BIZ, 100.0)})
+    state = FleetState.idle(fleet, time_s=5000.0)
+    tasks = [Task(TaskId(f"late{i}"), TaskKind.LLM, arrival_s=4000.0 - late_s, model=ModelId("llama-3.1-70b"),
+                  quant="q4_k_m", prompt_tokens=2000, output_tokens=500, owner=OwnerId("alice"),
+                  deadline_s=5000.0 - late_s, account=BIZ) for i in range(3)]
+    for d in path(state, tasks, policy).decisions:
+        assert d.status is DecisionStatus.PLACED and d.target == "claude-haiku-4.5", (late_s, d.reason)
+
+
 ALL_PATHS = [(place, name) for name in ("optimal", "fast", "round-robin", "least-loaded", "ray-hybrid", "cheapest")]
 ALL_PATHS += [(place_table, "optimal"), (place_table, "fast")]
 
