@@ -13,6 +13,7 @@ import contextlib
 import json
 import re
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -51,9 +52,17 @@ SECURITY_HEADERS = [
 """Nothing but this server may load into a page (no CDN, no network at run time)."""
 
 
+def _login(data_dir: Path) -> dict:
+    """How the person at this machine logs in to its `heddle up` cluster ({}: no login stored)."""
+    from heddle.live.cluster.join import USER_CREDENTIALS_FILE, Credentials
+
+    login = Credentials.find(data_dir, USER_CREDENTIALS_FILE)
+    return login.auth_options() if login is not None else {}
+
+
 def create_app(settings: UiSettings) -> FastAPI:
     access = Access(settings)
-    watch = FleetWatch(settings.nats_url, settings.lost_after_s)
+    watch = FleetWatch(settings.nats_url, settings.lost_after_s, auth=_login(settings.data_dir))
     runs = Runs(settings.work_dir)
     choices = Choices(settings.work_dir, settings.data_dir)
     templates = Jinja2Templates(directory=str(PACKAGE / "templates"))

@@ -118,8 +118,9 @@ def node_row(view: NodeView, now_s: float, lost_after_s: float) -> dict[str, Any
 class FleetWatch:
     """Nodes by id, kept current from NATS; ``start()`` in the app's lifespan, ``close()`` after."""
 
-    def __init__(self, nats_url: str | None, lost_after_s: float = 6.0) -> None:
+    def __init__(self, nats_url: str | None, lost_after_s: float = 6.0, auth: dict | None = None) -> None:
         self.nats_url = nats_url
+        self.auth = auth or {}  # nats.connect arguments that log in (a cluster with access control)
         self.lost_after_s = lost_after_s
         self.nodes: dict[str, NodeView] = {}
         self.nc: Any = None
@@ -157,7 +158,7 @@ class FleetWatch:
         self.nc = await nats.connect(self.nats_url, connect_timeout=2, max_reconnect_attempts=-1,
                                      reconnect_time_wait=RECONNECT_S, name="heddle-ui",
                                      error_cb=self._on_error, disconnected_cb=self._on_disconnect,
-                                     reconnected_cb=self._on_reconnect)
+                                     reconnected_cb=self._on_reconnect, **self.auth)
         await self.nc.subscribe(wire.all_nodes(wire.CAPACITY), cb=self._on_capacity)
         await self.nc.subscribe(wire.all_nodes(wire.LEFT), cb=self._on_left)
         self.client = ControlClient(self.nc, sender="heddle-ui")
