@@ -55,6 +55,7 @@ class Settings(BaseModel):
     processors: list[str] | str | None = None  # modules processor steps may come from ("a,b.c")
     report_every_s: Annotated[float, Field(gt=0)] | None = None  # capacity report interval
     drain_deadline_s: Annotated[float, Field(gt=0)] | None = None  # in-flight work's grace
+    cpu_limit: Annotated[float, Field(gt=0, le=1)] | None = None  # share of a core a burn step may use
     # the agent's LLM backends (heddle.live.backends); each is enabled by setting it
     lm_studio_url: str | None = None  # LM Studio's server, e.g. http://127.0.0.1:1234
     openai_url: str | None = None  # another OpenAI-compatible server (llama.cpp, vLLM, mlx-lm)

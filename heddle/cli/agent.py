@@ -30,6 +30,7 @@ def agent(
     processors: Annotated[str | None, typer.Option("--processors", help="Modules processor steps may come from, comma-separated (default: any).")] = None,
     report_every: Annotated[float | None, typer.Option("--report-every", help="Seconds between capacity reports (default 2).")] = None,
     drain_deadline: Annotated[float | None, typer.Option("--drain-deadline", help="Seconds in-flight work gets on a drain (default 30).")] = None,
+    cpu_limit: Annotated[float | None, typer.Option("--cpu-limit", help="Share of one core each burn step may use, 0-1 (like docker --cpus per slot; default: all of it).")] = None,
     lm_studio_url: Annotated[str | None, typer.Option("--lm-studio-url", help="LM Studio server URL (runs LLM work; wins over Ollama).")] = None,
     openai_url: Annotated[str | None, typer.Option("--openai-url", help="Another OpenAI-compatible server URL (llama.cpp, vLLM, mlx-lm).")] = None,
     ollama_url: Annotated[str | None, typer.Option("--ollama-url", help="Ollama server URL (runs LLM work).")] = None,
@@ -50,7 +51,7 @@ def agent(
         settings = load_settings({
             "nats_url": nats, "node_id": node_id, "device": device, "slots": slots,
             "owner": owner, "trust": trust, "labels": labels, "processors": processors, "report_every_s": report_every,
-            "drain_deadline_s": drain_deadline, "log_level": log_level,
+            "drain_deadline_s": drain_deadline, "log_level": log_level, "cpu_limit": cpu_limit,
             "lm_studio_url": lm_studio_url, "openai_url": openai_url, "ollama_url": ollama_url,
             "anthropic_base_url": anthropic_base_url, "data_dir": data_dir,
         })

@@ -88,6 +88,8 @@ def scheduler(
     fallback_device: Annotated[str | None, typer.Option("--fallback-device", help="Catalog device for nodes that report none.")] = None,
     log_level: Annotated[str | None, typer.Option("--log-level", help="debug, info, warning or error.")] = None,
     credentials: Annotated[Path | None, typer.Option("--credentials", help="Log in with this credentials file (JSON: nats_url, user, password; `heddle up` writes one).")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where ended tasks are recorded, in <data dir>/recorded (default ~/.heddle).")] = None,
+    record: Annotated[bool, typer.Option("--record/--no-record", help="Record every ended task as a trace (heddle twin check replays it).")] = True,
 ) -> None:
     """Run the control plane: place submitted work on the fleet, record every task's life."""
     import asyncio
@@ -97,7 +99,7 @@ def scheduler(
     from heddle.live.control.settings import ControlSettings
     from heddle.optimizer import POLICY_NAMES
 
-    settings = _settings(nats_url=nats, log_level=log_level)
+    settings = _settings(nats_url=nats, log_level=log_level, data_dir=data_dir)
     if policy not in POLICY_NAMES:
         err.print(f"[red]error:[/] option --policy: unknown policy {policy!r}; expected one of {', '.join(POLICY_NAMES)}")
         raise typer.Exit(2)
@@ -105,6 +107,7 @@ def scheduler(
     control = ControlSettings(
         report_interval_s=report_interval, missed_reports=missed_reports, ack_timeout_s=ack_timeout,
         task_timeout_s=task_timeout, max_retries=max_retries, policy=policy, fallback_device=fallback_device,
+        record_dir=str(settings.data_dir / "recorded") if record else None,
     )
     from heddle.live.control.client import DEFAULT_NATS_URL
 
@@ -176,24 +179,39 @@ def status(
         out.print(_counts_table("all jobs", reply.counts))
         for kind, n in sorted(reply.refused_messages.items()):
             out.print(f"refused {kind} messages: {n:,}")
+        out.print(_shadow_line(reply.shadow))
         return
     out.print(_counts_table(f"job {job}", reply.jobs.get(job, {})))
     table = new_table(title=f"tasks of {job} (first {limit})")
-    for col in ("task", "status", "node", "attempts", "result / reason"):
+    for col in ("task", "status", "node", "attempts", "service predicted / actual", "result / reason"):
         table.add_column(col)
     for row in reply.tasks:
         detail = row.reason if row.reason else ("" if row.result is None else str(row.result)[:60])
-        table.add_row(row.task_id, row.status, row.node, str(row.attempts), detail)
+        shadow = "" if row.predicted_s is None else f"{row.predicted_s:.3f} / {row.actual_s:.3f} s"
+        table.add_row(row.task_id, row.status, row.node, str(row.attempts), shadow, detail)
     out.print(table)
+    out.print(_shadow_line(reply.shadow))
+
+
+def _shadow_line(shadow: dict) -> str:
+    """The running error of the twin's shadow predictions (service time, actual vs predicted)."""
+    if not shadow.get("tasks"):
+        return "twin shadow predictions: no completed task to compare yet"
+    return (f"twin shadow predictions, last {shadow['tasks']:,} completions: service time off by "
+            f"{shadow['median_abs_error']:.1%} (median |actual/predicted - 1|), {shadow['mean_error']:+.1%} on average")
 
 
 def _fleet_table(reply) -> Table:
     table = new_table(title=f"fleet: {len(reply.nodes)} nodes, {reply.running} running, {reply.waiting} waiting")
-    for col in ("node", "device", "owner", "status", "running / slots", "free GB", "thermal", "power", "last report"):
-        table.add_column(col, justify="right" if col in ("running / slots", "free GB", "last report") else "left")
+    for col in ("node", "device", "owner", "status", "running / slots", "free GB", "thermal", "power", "last report",
+                "core speed", "twin error"):
+        table.add_column(col, justify="right" if col in ("running / slots", "free GB", "last report", "core speed", "twin error") else "left")
     for n in reply.nodes:
         table.add_row(n.node_id, n.device, n.owner, n.status, f"{n.running} / {n.slots}",
-                      f"{n.free_memory_gb:.1f}", n.thermal, n.power, f"{n.last_report_s_ago:.1f} s ago")
+                      f"{n.free_memory_gb:.1f}", n.thermal, n.power, f"{n.last_report_s_ago:.1f} s ago",
+                      "-" if n.speed_relative is None else f"{n.speed_relative:.2f}x",
+                      "-" if n.shadow_error is None else f"{n.shadow_error:.1%}")
+    table.caption = _shadow_line(reply.shadow)
     return table
 
 
@@ -337,8 +355,9 @@ def up(
 
 def register(app: typer.Typer) -> None:
     """Mount the live commands on the main app (one line in heddle/cli/main.py)."""
+    # `heddle fleet` is a group (the table, and `fleet export`): heddle/cli/twin.py mounts it
     for name, fn in (("up", up), ("scheduler", scheduler), ("submit", submit), ("status", status),
-                     ("fleet", fleet), ("drain", drain), ("cancel", cancel)):
+                     ("drain", drain), ("cancel", cancel)):
         app.command(name)(fn)
 
 

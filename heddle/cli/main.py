@@ -22,6 +22,7 @@ from heddle.cli import (
     sim,
     sweep,
     trace,
+    twin,
     ui,
 )
 from heddle.cli.common import install_help_format
@@ -49,6 +50,7 @@ app.command("ui")(ui.ui)
 app.command("gateway")(gateway.gateway)
 live.register(app)
 cluster.register(app)
+twin.register(app)
 
 if __name__ == "__main__":
     app()

@@ -148,6 +148,8 @@ class Cpu(_Part):
     performance_cores: Count
     efficiency_cores: Count = 0
     utilization: Fraction = Field(description="0..1 over all cores.")
+    speed_relative: Annotated[float, Field(gt=0)] | None = Field(
+        None, description="One core's measured speed vs the reference core (the burn probe at start).")
 
 
 class Gpu(_Part):
@@ -255,6 +257,7 @@ class Timings(_Part):
     started_at: float | None = None
     first_token_at: float | None = None
     finished_at: float | None = None
+    cpu_s: NonNegative | None = Field(None, description="CPU seconds the step's worker process used.")
 
 
 # --- messages -----------------------------------------------------------------------------

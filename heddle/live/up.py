@@ -128,7 +128,8 @@ class Cluster:
         control = self._members(self.url)  # again, with the port the server picked
         scheduler = self._spawn("control plane", [
             sys.executable, "-m", "heddle.cli.live", "scheduler", "--nats", self.url,
-            "--credentials", str(self.data_dir / CONTROL_CREDENTIALS_FILE)], capture=True)
+            "--credentials", str(self.data_dir / CONTROL_CREDENTIALS_FILE),
+            "--data-dir", str(self.data_dir)], capture=True)
         self._wait_ready(scheduler)
         if self.gateway is not None:
             flags, ready_line = self.gateway

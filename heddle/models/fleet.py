@@ -8,6 +8,7 @@ expected (a known device id, one of the device's memory sizes, a unique node id,
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -48,6 +49,9 @@ class NodeIn(_Strict):
     electricity_usd_per_kwh: Annotated[float, Field(ge=0)] = 0.0
     reserved_memory_gb: Annotated[float, Field(ge=0)] = 0.0
     replaceable: bool = False  # may the advisor propose replacing this machine
+    # one performance core's measured speed vs the reference core (the live agent's probe;
+    # `heddle fleet export` writes it); None: the catalog's figure for the device
+    cpu_speed_relative: Annotated[float, Field(gt=0, le=100)] | None = None
 
 
 class BudgetIn(_Strict):
@@ -97,6 +101,8 @@ def _build_node(i: int, n: NodeIn, doc: YamlDoc) -> Node:
             f"{n.reserved_memory_gb:g} GB leaves nothing of the node's {n.memory_gb:g} GB; "
             "expected less than memory_gb"
         )
+    if n.cpu_speed_relative is not None:  # a measured machine: its own copy of the device
+        spec = replace(spec, cpu_single_core_relative=n.cpu_speed_relative)
     return Node(
         id=NodeId(n.id),
         device=spec,

@@ -16,7 +16,7 @@ from heddle.models.ids import AccountId, ModelId, OwnerId, Privacy, TaskId, Task
 from heddle.models.task import Task
 from heddle.traces.schema import COLUMN_NAMES, empty_frame, normalize, validate
 
-__all__ = ["Trace", "concat_traces", "from_tasks", "to_tasks"]
+__all__ = ["Trace", "concat_traces", "from_tasks", "task_columns", "to_tasks"]
 
 
 @dataclass(slots=True, eq=False)
@@ -143,6 +143,15 @@ def from_tasks(
     `depends_on` maps task id -> comma-separated stage names (Task has no such field).
     Rows are sorted by arrival (stable), so tasks may come in any order.
     """
+    cols = task_columns(tasks, depends_on)
+    if not cols["task_id"]:
+        return Trace.empty(meta)
+    return Trace.from_frame(pd.DataFrame(cols), meta)
+
+
+def task_columns(tasks: Iterable[Task], depends_on: Mapping[str, str] | None = None) -> dict[str, list]:
+    """The schema's columns of `tasks` as lists, in the order given (what `from_tasks` and the
+    live recorder build their frames from)."""
     deps = depends_on or {}
     cols: dict[str, list] = {name: [] for name in COLUMN_NAMES}
     for t in tasks:
@@ -164,6 +173,4 @@ def from_tasks(
         cols["stage"].append(t.stage or "")
         cols["depends_on"].append(deps.get(t.id, ""))
         cols["task_id"].append(t.id)
-    if not cols["task_id"]:
-        return Trace.empty(meta)
-    return Trace.from_frame(pd.DataFrame(cols), meta)
+    return cols

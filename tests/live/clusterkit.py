@@ -61,7 +61,8 @@ class Cluster:
     # -- processes ------------------------------------------------------------------------------
     def start_control(self, *extra: str) -> None:
         args = [sys.executable, "-m", "heddle.cli.live", "scheduler", "--nats", self.url,
-                "--report-interval", str(REPORT_EVERY_S), "--ack-timeout", "2", *extra]
+                "--report-interval", str(REPORT_EVERY_S), "--ack-timeout", "2",
+                "--data-dir", str(self.tmp / "data"), *extra]
         self.control, _ = start_until_ready(args, READY_LINE, self.control_log)
 
     def start_agent(self, node: str, owner: str, slots: int = 4, trust: tuple[str, ...] = ()) -> None:

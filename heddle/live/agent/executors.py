@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
 import time
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from heddle.live.agent.worker_main import CPU_LIMIT_ENV
 from heddle.live.protocol import MAX_MESSAGE_BYTES, Assignment, ExecutorSpec
 
 __all__ = [
@@ -58,6 +60,7 @@ class Progress:
     first_token_at: float | None = None
     partial: Any = None  # reported as the result if the attempt is cut (a billed call's cost)
     on_text: Callable[[str], None] | None = None  # the agent's token sink, when one is asked for
+    cpu_s: float | None = None  # CPU seconds a worker process used for the step
 
     def first_token(self) -> None:
         """Call when the first output token arrives (LLM backends); later calls are ignored."""
@@ -142,6 +145,7 @@ class WorkerExecutor(Executor):
     kinds: ClassVar[tuple[str, ...]] = ("processor", "burn")
     max_idle: int = 4
     allowed_modules: tuple[str, ...] = ()  # processor targets' module prefixes; () = any
+    cpu_limit: float | None = None  # burn steps' share of a core (worker_main paces them)
     _idle: list[_Worker] = field(default_factory=list)
     _all: set[_Worker] = field(default_factory=set)
 
@@ -159,10 +163,13 @@ class WorkerExecutor(Executor):
         return None
 
     async def _spawn(self) -> _Worker:
+        env = None
+        if self.cpu_limit is not None:
+            env = {**os.environ, CPU_LIMIT_ENV: repr(self.cpu_limit)}
         process = await asyncio.create_subprocess_exec(
             sys.executable, str(WORKER_SCRIPT),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            limit=2 * MAX_MESSAGE_BYTES,
+            limit=2 * MAX_MESSAGE_BYTES, env=env,
         )
         worker = _Worker(process)
         self._all.add(worker)
@@ -179,6 +186,7 @@ class WorkerExecutor(Executor):
             worker.kill()
             self._all.discard(worker)
             raise
+        progress.cpu_s = reply.get("cpu_s")
         if len(self._idle) < self.max_idle:
             self._idle.append(worker)
         else:
@@ -229,11 +237,12 @@ class ExecutorRegistry:
 
 
 def default_registry(
-    max_idle_workers: int = 4, allowed_modules: tuple[str, ...] = ()
+    max_idle_workers: int = 4, allowed_modules: tuple[str, ...] = (), *, cpu_limit: float | None = None
 ) -> ExecutorRegistry:
-    """echo, sleep, burn and processor (limited to ``allowed_modules`` when given)."""
+    """echo, sleep, burn and processor (limited to ``allowed_modules`` when given; burn steps
+    paced to ``cpu_limit`` of a core when given)."""
     registry = ExecutorRegistry()
-    workers = WorkerExecutor(max_idle=max_idle_workers, allowed_modules=allowed_modules)
+    workers = WorkerExecutor(max_idle=max_idle_workers, allowed_modules=allowed_modules, cpu_limit=cpu_limit)
     for executor in (EchoExecutor(), SleepExecutor(), workers):
         registry.register(executor)
     return registry

@@ -130,12 +130,17 @@ def _power() -> Power:
 class Probe:
     """Reads the machine. The static facts are read once; `sample()` is cheap (~0.1 ms)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, measure_speed: bool = False, cpu_limit: float | None = None) -> None:
         self._static = (socket.gethostname(), platform.system().lower(), platform.machine(), _chip_name())
         logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
         physical = psutil.cpu_count(logical=False) or logical
         self._apple = self._static[1] == "darwin" and self._static[2] == "arm64"
         self._cores = _core_split(physical)
+        self._speed: float | None = None
+        if measure_speed:
+            from heddle.live.agent.speed import measure_speed_relative
+
+            self._speed = measure_speed_relative(cpu_limit=cpu_limit)
         psutil.cpu_percent(interval=None)  # primes the counter: the next call measures since now
 
     @property
@@ -153,7 +158,7 @@ class Probe:
             chip=chip,
             memory=Memory(total_gb=vm.total / GIB, free_gb=vm.available / GIB, unified=self._apple),
             cpu=Cpu(performance_cores=self._cores[0], efficiency_cores=self._cores[1],
-                    utilization=utilization),
+                    utilization=utilization, speed_relative=self._speed),
             gpu=Gpu(type="apple") if self._apple else None,
             neural_engine=NeuralEngine(available=self._apple),
             thermal=_thermal(),

@@ -78,7 +78,7 @@ class _Attempt:
         return p.Timings(
             queued_at=self.assignment.queued_at, received_at=self.received_at,
             started_at=self.started_at, first_token_at=self.progress.first_token_at,
-            finished_at=finished_at,
+            finished_at=finished_at, cpu_s=self.progress.cpu_s,
         )
 
 

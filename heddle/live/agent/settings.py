@@ -59,6 +59,9 @@ class AgentSettings(BaseModel):
     drain_deadline_s: Annotated[float, Field(gt=0)] = DEFAULT_DRAIN_DEADLINE_S
     task_timeout_s: Annotated[float, Field(gt=0)] | None = None  # when an assignment names none
     reserved_memory_gb: Annotated[float, Field(ge=0)] = 0.0
+    # burn steps pace themselves to this share of one core (the speed probe measures them
+    # paced); None: unpaced. Other processor steps are never paced.
+    cpu_limit: Annotated[float, Field(gt=0, le=1)] | None = None
     credentials: Credentials | None = None  # this node's login on the cluster; None: no access control
 
     def auth_options(self) -> dict:
@@ -114,6 +117,7 @@ def agent_settings(settings: Settings) -> AgentSettings:
         "owner": settings.owner,
         "report_every_s": settings.report_every_s,
         "drain_deadline_s": settings.drain_deadline_s,
+        "cpu_limit": settings.cpu_limit,
     }
     return AgentSettings(
         **{k: v for k, v in given.items() if v is not None},
@@ -135,10 +139,10 @@ def run_agent(settings: AgentSettings, executors: Sequence[Executor] = ()) -> in
     from heddle.live.agent.probe import Probe, guess_device
     from heddle.live.agent.runtime import Agent
 
-    probe = Probe()
+    probe = Probe(measure_speed=True, cpu_limit=settings.cpu_limit)
     if settings.device is None:
         settings = settings.model_copy(update={"device": guess_device(probe.chip)})
-    registry = default_registry(settings.slots, settings.processors)
+    registry = default_registry(settings.slots, settings.processors, cpu_limit=settings.cpu_limit)
     for executor in executors:
         registry.register(executor)
     return asyncio.run(Agent(settings, registry, probe).run())

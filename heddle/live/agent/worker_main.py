@@ -17,27 +17,48 @@ import inspect
 import json
 import os
 import sys
+import time
 import traceback
 
 BURN_BLOCK = b"heddle-burn-0123456789abcdef0123456789abcdef0123456789abcdef01"
 """64 bytes hashed per burn iteration (one SHA-256 compression round plus padding)."""
+CPU_LIMIT_ENV = "HEDDLE_BURN_CPU_LIMIT"
+"""Environment variable the agent sets on its workers: the share of a core a burn may use."""
+PACE_ITERATIONS = 200
+"""Iterations between two looks at the pace (~0.1 ms of CPU)."""
 
 
-def burn(payload: object) -> dict:
+def burn(payload: object, cpu_limit: float | None = None) -> dict:
     """CPU work of a given amount: ``{"iterations": N}`` chained SHA-256 hashes of 64 bytes.
 
     A fixed amount of work, not of time, so a faster core finishes sooner, as the twin assumes.
+    With ``cpu_limit`` (0-1) it pauses so its CPU time stays at that share of its wall time (a
+    core capped like ``docker --cpus``): it then takes cpu time / limit, however busy the
+    machine is, as long as the machine gives it at least that share.
     """
     iterations = payload.get("iterations") if isinstance(payload, dict) else payload
     if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 0:
         raise ValueError(f"burn: expected payload {{'iterations': N}} with N >= 0, got {payload!r}")
-    digest = BURN_BLOCK
-    for _ in range(iterations):
-        digest = hashlib.sha256(digest + BURN_BLOCK[32:]).digest()
+    digest, done = BURN_BLOCK, 0
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    while done < iterations:
+        step = min(PACE_ITERATIONS if cpu_limit else iterations, iterations - done)
+        for _ in range(step):
+            digest = hashlib.sha256(digest + BURN_BLOCK[32:]).digest()
+        done += step
+        if cpu_limit:
+            ahead_s = (time.process_time() - cpu0) / cpu_limit - (time.perf_counter() - wall0)
+            if ahead_s > 0:
+                time.sleep(ahead_s)
     return {"iterations": iterations, "digest": digest.hex()[:16]}
 
 
-BUILTINS = {"burn": burn}
+def _limit() -> float | None:
+    value = os.environ.get(CPU_LIMIT_ENV)
+    return float(value) if value else None
+
+
+BUILTINS = {"burn": lambda payload: burn(payload, _limit())}
 
 
 def resolve(target: str):
@@ -56,12 +77,14 @@ def resolve(target: str):
 
 
 def handle(request: dict) -> dict:
+    """Run one request; the reply says the CPU seconds this process used for it (``cpu_s``)."""
+    cpu0 = time.process_time()
     try:
         fn = resolve(request["target"])
         result = fn(request.get("payload"))
         if inspect.isawaitable(result):
             result = asyncio.run(_await(result))
-        return {"ok": True, "result": result}
+        return {"ok": True, "result": result, "cpu_s": time.process_time() - cpu0}
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise

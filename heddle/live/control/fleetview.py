@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from heddle.live.control.export import measured_node
 from heddle.live.protocol import CapacityReport, node_from_report, node_state
 from heddle.models import Fleet, FleetState, Node, NodeId, NodeState, NodeStatus
 
@@ -47,7 +48,8 @@ class FleetView:
         Raises ProtocolError when the report names no catalog device (and no fallback)."""
         node_id = NodeId(report.node_id)
         live = self.nodes.get(node_id)
-        node = node_from_report(report, self.fallback_device)
+        # at the per-core speed its agent measured: the twin replays on this node (export.py)
+        node = measured_node(node_from_report(report, self.fallback_device), report)
         if live is None:
             live = self.nodes[node_id] = LiveNode(node, report, now_s)
             outcome = "joined"

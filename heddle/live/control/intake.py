@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from heddle.events import TaskAggregate
 from heddle.live import protocol as wire
 from heddle.live.control.book import LiveTask, outcome
+from heddle.live.control.export import fleet_document
 from heddle.live.control.messages import (
     CancelRequest,
     DrainRequest,
@@ -236,10 +237,16 @@ class _Intake:
                 if len(rows) >= request.limit:
                     break
                 rows.append(row(ended))
+        if plane.recorder is not None:  # the twin's predicted service time next to the actual one
+            for task_row in rows:
+                shadow = plane.recorder.shadow.last.get(task_row.task_id)
+                if shadow is not None:
+                    task_row.predicted_s, task_row.actual_s = shadow
         self.reply(msg, StatusReply(
             sender=plane.settings.sender, seq=plane.next_seq(), sent_at=plane.now(),
             counts=dict(counts), tasks=rows, jobs={j: dict(c) for j, c in jobs.items()},
             refused_messages=dict(plane.refused),
+            shadow=plane.recorder.shadow.figure().as_dict() if plane.recorder else {},
         ))
 
     async def on_fleet(self, msg: Any) -> None:
@@ -257,10 +264,18 @@ class _Intake:
                 free_memory_gb=round(state.free_memory_gb, 2),
                 last_report_s_ago=round(now - live.last_seen_s, 2),
                 thermal=state.thermal.value, power=state.power_source.value,
+                speed_relative=live.report.cpu.speed_relative,
+                shadow_error=plane.recorder.shadow.figure(node_id).median_abs_error if plane.recorder else None,
             ))
         running = sum(len(live.running) for live in plane.fleet.nodes.values())
-        self.reply(msg, FleetReply(sender=plane.settings.sender, seq=plane.next_seq(), sent_at=now,
-                                   nodes=rows, waiting=plane.core.waiting(), running=running))
+        present = [(live.node, live.report) for _, live in sorted(plane.fleet.nodes.items())
+                   if not (live.lost or live.left)]
+        self.reply(msg, FleetReply(
+            sender=plane.settings.sender, seq=plane.next_seq(), sent_at=now, nodes=rows,
+            waiting=plane.core.waiting(), running=running,
+            shadow=plane.recorder.shadow.figure().as_dict() if plane.recorder else {},
+            fleet_file=fleet_document(present) if present else {},
+        ))
 
     # -- cancel, drain -----------------------------------------------------------------------
     async def on_cancel(self, msg: Any) -> None:

@@ -107,6 +107,8 @@ class TaskRow(BaseModel):
     attempts: int = 0
     reason: str = ""
     result: Any = None
+    predicted_s: float | None = None  # the twin's service time, predicted at placement (shadow)
+    actual_s: float | None = None  # the service time the agent measured
 
 
 class StatusReply(_Base):
@@ -115,6 +117,7 @@ class StatusReply(_Base):
     tasks: list[TaskRow] = Field(default_factory=list)
     jobs: dict[str, dict[str, int]] = Field(default_factory=dict)
     refused_messages: dict[str, int] = Field(default_factory=dict)
+    shadow: dict[str, Any] = Field(default_factory=dict)  # the running error of shadow predictions
 
 
 class NodeRow(BaseModel):
@@ -130,6 +133,8 @@ class NodeRow(BaseModel):
     last_report_s_ago: float
     thermal: str = "nominal"
     power: str = "ac"
+    speed_relative: float | None = None  # one core's measured speed vs the reference core
+    shadow_error: float | None = None  # median |actual/predicted - 1| of recent service times
 
 
 class FleetReply(_Base):
@@ -137,6 +142,8 @@ class FleetReply(_Base):
     nodes: list[NodeRow]
     waiting: int = 0
     running: int = 0
+    shadow: dict[str, Any] = Field(default_factory=dict)  # the running error of shadow predictions
+    fleet_file: dict[str, Any] = Field(default_factory=dict)  # the fleet as fleet YAML (export)
 
 
 _REQUESTS: dict[str, type[_Base]] = {

@@ -16,6 +16,7 @@ import heapq
 import logging
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import nats.errors
@@ -28,6 +29,7 @@ from heddle.live.control.deciding import Decider, live_policy
 from heddle.live.control.fleetview import FleetView
 from heddle.live.control.journal import Journal
 from heddle.live.control.privacy import PrivacyViolationError, check_privacy
+from heddle.live.control.recorder import Recorder
 from heddle.live.control.settings import ControlSettings
 from heddle.live.control.window import EndedTask, EndedWindow, small_result
 from heddle.models import NodeId
@@ -96,6 +98,9 @@ class ControlPlane:
         # Work held until every node had one loss window to report after our start.
         self._warming: list[LiveTask] | None = []
         self._warm_until_s = self.now() + settings.silence_s
+        self.recorder: Recorder | None = None  # every ended task into a trace (recorder.py)
+        if settings.record_dir is not None:
+            self.recorder = Recorder(self, Path(settings.record_dir))
 
     @staticmethod
     def now() -> float:
@@ -119,6 +124,8 @@ class ControlPlane:
         ]
         self._subs += await reports.subscribe(self)
         self._subs += await intake.subscribe(self)
+        if self.recorder is not None:
+            self.recorder.start()
         await self.nc.flush()
         self.ready.set()
 
@@ -131,6 +138,8 @@ class ControlPlane:
         for task in self._background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.recorder is not None:
+            await self.recorder.stop()
         await self.journal.stop()
 
     # -- recording --------------------------------------------------------------------------
@@ -139,12 +148,15 @@ class ControlPlane:
     ) -> EventEnvelope | None:
         """Record a change of a task; None (logged) if its state machine refuses it."""
         try:
-            return self.journal.record(
+            envelope = self.journal.record(
                 self.journal.task(task_id), command, payload, issued_by, extra or None
             )
         except CommandRejected as exc:
             logger.warning("task %s: %s refused: %s", task_id, command, exc)
             return None
+        if self.recorder is not None:
+            self.recorder.observe(task_id, command, payload, extra)
+        return envelope
 
     # -- the working set: tasks come in, ended ones leave -------------------------------------
     def adopt(self, live: LiveTask) -> None:
@@ -267,6 +279,8 @@ class ControlPlane:
         may never have seen them: a restart); a task waiting for work that was in flight at a
         restart (which the core does not run) is parked until that work is in the core or
         has ended. Before the fleet is known (warm-up) everything is held, in order."""
+        if self.recorder is not None:
+            self.recorder.released(live.key, now)
         if self._warming is not None:  # offering now would reject work for want of nodes
             self._warming.append(live)
             return

@@ -37,6 +37,9 @@ class ControlSettings:
     """Jobs without work in memory whose per-state counts are kept."""
     sender: str = "control-plane"
     """This process's sender id on the wire."""
+    record_dir: str | None = None
+    """Where every ended task is recorded as a trace (`heddle scheduler`: <data dir>/recorded);
+    None: not recorded."""
 
     @property
     def silence_s(self) -> float:

@@ -1,0 +1,65 @@
+"""The live fleet as fleet YAML (`heddle fleet export`), and nodes at their measured speed.
+
+Every node the control plane knows and has not lost or seen leave is written as the fleet
+file of docs/models.md, which `heddle sim` and `heddle twin check` read unchanged: its probed
+catalog device, memory (the catalog size nearest above what the machine reports: a fleet
+file names sizes the device is sold with), slots, owner, trusted owners, labels, and the
+per-core speed its agent measured at start (`cpu_speed_relative`).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import replace
+from typing import Any
+
+from heddle.live.protocol import CapacityReport
+from heddle.models import Node
+
+__all__ = ["LIVE_FLEET_NAME", "fleet_document", "measured_node", "memory_option_gb"]
+
+LIVE_FLEET_NAME = "live"
+"""Name of the exported fleet (a fleet file's ``name``)."""
+
+
+def measured_node(node: Node, report: CapacityReport) -> Node:
+    """The node with its device's per-core speed replaced by the one its agent measured (as
+    `heddle.models.fleet` builds a node whose YAML sets ``cpu_speed_relative``)."""
+    speed = report.cpu.speed_relative
+    if speed is None or speed == node.device.cpu_single_core_relative:
+        return node
+    return replace(node, device=replace(node.device, cpu_single_core_relative=speed))
+
+
+def memory_option_gb(options: tuple[float, ...], reported_gb: float) -> float:
+    """The smallest size the device is sold with that holds what the machine reports (the OS
+    reports a little less than is installed); the largest if it reports more than any."""
+    ordered = sorted(options)
+    at = bisect.bisect_left(ordered, reported_gb - 1e-9)
+    return float(ordered[min(at, len(ordered) - 1)])
+
+
+def fleet_document(nodes: list[tuple[Node, CapacityReport]]) -> dict[str, Any]:
+    """The fleet file (as plain data, ready for YAML) of these nodes, in the order given."""
+    out = []
+    for node, report in nodes:
+        memory = memory_option_gb(node.device.memory_options_gb, node.memory_gb)
+        row: dict[str, Any] = {
+            "id": str(node.id),
+            "device": node.device.id,
+            "memory_gb": int(memory) if memory.is_integer() else memory,
+            "owner": str(node.owner),
+        }
+        if node.trusted_owners:
+            row["trusted_owners"] = sorted(str(o) for o in node.trusted_owners)
+        if node.labels:
+            row["labels"] = dict(sorted(node.labels.items()))
+        if node.power_source.value != "ac":
+            row["power_source"] = node.power_source.value
+        row["slots"] = node.slots
+        if 0 < node.reserved_memory_gb < memory:
+            row["reserved_memory_gb"] = round(node.reserved_memory_gb, 3)
+        if report.cpu.speed_relative is not None:
+            row["cpu_speed_relative"] = round(report.cpu.speed_relative, 4)
+        out.append(row)
+    return {"name": LIVE_FLEET_NAME, "nodes": out}

@@ -1,0 +1,289 @@
+"""The control plane's recording: every task that ends is a row of a trace under the data dir.
+
+A row holds the task as heddle's trace format has it (docs/traces.md: arrival, kind, model
+and quant, tokens, cpu seconds, privacy, owner, account, deadline, pipeline and stage) and,
+in the columns of OUTCOME_COLUMNS after them, what happened: target, placement, start, first
+token and finish, status and reason, attempts, the CPU seconds the step used, its cost, and
+the twin's shadow prediction. `heddle twin check` replays the first part and compares the
+second; any trace reader reads the first part as it reads every trace.
+
+Layout: `<data dir>/recorded/`, a directory of Parquet files that reads as one trace at any
+moment. Every FLUSH_EVERY_S the rows ready are written as one part, `<UTC day>-p<n>.parquet`
+(days rotate by name); every COMPACT_PARTS parts of a day become one `<day>-c<n>.parquet`.
+Rows must stay sorted by arrival across files, and tasks end out of arrival order, so a row
+waits until every task that arrived before it has ended (a long task holds back the rows
+after it). A task still running when the control plane stopped and ending after its restart
+goes to `recorded/late/` if rows after its arrival are already written. `arrival_s` counts
+from ORIGIN_KEY in the files' meta: midnight UTC of the first recorded day.
+
+Nothing here runs on the per-task path but appending a tuple: rows are built and written
+off the event loop, in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from heddle.live.control.book import LiveTask
+from heddle.live.control.export import measured_node
+from heddle.live.control.shadow import Shadow
+from heddle.models import Node
+from heddle.traces.recorded import (
+    LATE_DIR,
+    ORIGIN_KEY,
+    OUTCOME_COLUMNS,
+    PART_NAME,
+    file_meta,
+    write_part,
+)
+from heddle.traces.schema import normalize
+from heddle.traces.trace import task_columns
+
+if TYPE_CHECKING:
+    from heddle.live.control.plane import ControlPlane
+
+__all__ = ["FLUSH_EVERY_S", "RECORDED_DIR", "Recorder"]
+
+logger = logging.getLogger(__name__)
+
+RECORDED_DIR = "recorded"
+"""The recording's directory under the data dir."""
+FLUSH_EVERY_S = 2.0
+"""How often ready rows are written: a part every 2 s at most (a growing trace stays current
+within seconds; a day holds at most 43,200 parts before compaction)."""
+_ENDING = {"RejectTask": "rejected", "CancelTask": "cancelled"}
+"""Commands that end a task other than by completing it (a FailTask ends it when not retryable)."""
+COMPACT_PARTS = 32
+"""Parts of one day merged into one file once there are this many."""
+
+
+@dataclass(slots=True)
+class _Ended:
+    live: LiveTask
+    status: str
+    reason: str
+    target: str
+    released_at: float
+    placed_at: float
+    timings: Mapping[str, Any]
+    result: Any
+    prediction: tuple[float, float, float] | None
+
+
+def _day(unix_s: float) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).strftime("%Y-%m-%d")
+
+
+def _midnight(unix_s: float) -> float:
+    d = datetime.fromtimestamp(unix_s, UTC)
+    return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+class Recorder:
+    """Records the tasks of one control plane; `observe` is its hook in `ControlPlane.record`."""
+
+    def __init__(self, plane: ControlPlane, directory: Path, *, flush_every_s: float = FLUSH_EVERY_S) -> None:
+        self.plane = plane
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.flush_every_s = flush_every_s
+        self.shadow = Shadow()
+        self.rows_written = 0
+        self._placed: dict[str, tuple[float, str]] = {}  # task -> (placed at, node), last attempt
+        self._released: dict[str, float] = {}  # task -> when it reached the scheduler
+        self._ended: list[_Ended] = []
+        self._open: dict[str, float] = {}  # task -> arrival, not yet ended
+        self._newest: str | None = None  # newest task id already looked at
+        self._nodes: dict[str, tuple[Node, float | None, Node]] = {}  # node -> (node, speed, measured)
+        self._task: asyncio.Task | None = None
+        self._writing = asyncio.Lock()  # one write at a time (the periodic one and the last)
+        parts = sorted(p for p in self.directory.iterdir() if PART_NAME.match(p.name))
+        self.origin_s = float(file_meta(parts[0]).get(ORIGIN_KEY, 0.0)) if parts else _midnight(time.time())
+        self._seq = max((int(PART_NAME.match(p.name)[3]) for p in parts), default=0)
+        self._max_written_s = self._last_arrival(parts[-1]) if parts else -math.inf
+
+    @staticmethod
+    def _last_arrival(path: Path) -> float:
+        column = pq.read_table(path, columns=["arrival_s"])["arrival_s"]
+        return float(column[-1].as_py()) if len(column) else -math.inf
+
+    # -- the hooks (per event: cheap) ------------------------------------------------------------
+    def released(self, key: str, now: float) -> None:
+        """The task reached the scheduler (its submission is durable; the twin's clock for it
+        starts here). The first time counts: a held task waited in the scheduler."""
+        self._released.setdefault(key, now)
+
+    def observe(self, key: str, command: str, payload: Mapping[str, Any], extra: Mapping[str, Any] | None) -> None:
+        if command == "PlaceTask":
+            self._on_placed(key, str(payload.get("target", "")))
+        elif command == "CompleteTask":
+            self._on_ended(key, "completed", "", extra or {})
+        elif command in _ENDING or (command == "FailTask" and not payload.get("retryable", False)):
+            self._on_ended(key, _ENDING.get(command, "failed"), str(payload.get("reason", "")), extra or {})
+
+    def _on_placed(self, key: str, node_id: str) -> None:
+        now = self.plane.now()
+        self._placed[key] = (now, node_id)
+        live, fleet = self.plane.tasks.get(key), self.plane.fleet
+        known = fleet.nodes.get(node_id)  # type: ignore[call-overload]
+        if live is None or known is None:
+            return
+        self.shadow.placed(key, live.task, self._measured(node_id, known), fleet.state.nodes.get(known.node.id),
+                           now, len(known.running))
+
+    def _measured(self, node_id: str, known: Any) -> Node:
+        cached = self._nodes.get(node_id)
+        speed = known.report.cpu.speed_relative
+        if cached is None or cached[0] is not known.node or cached[1] != speed:
+            cached = self._nodes[node_id] = (known.node, speed, measured_node(known.node, known.report))
+        return cached[2]
+
+    def _on_ended(self, key: str, status: str, reason: str, extra: Mapping[str, Any]) -> None:
+        live = self.plane.tasks.get(key)
+        if live is None:
+            return
+        placed_at, node = self._placed.pop(key, (math.nan, ""))
+        node = str(extra.get("node") or node)
+        timings = extra.get("timings") or {}
+        prediction = self.shadow.predicted.get(key)
+        released = self._released.pop(key, live.task.arrival_s)
+        if status == "completed":
+            self.shadow.completed(key, node, timings.get("started_at"), timings.get("finished_at"))
+        else:
+            self.shadow.ended(key)
+        self._ended.append(_Ended(live, status, reason, node, released, placed_at, timings, extra.get("result"),
+                                  prediction))
+
+    # -- flushing (off the per-task path) ----------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._flusher(), name="recorder")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush(everything=True)
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_every_s)  # a period, not synchronisation
+            try:
+                await self.flush()
+            except Exception:  # a full disk must not stop the control plane
+                logger.exception("recording failed; rows are kept for the next try")
+
+    def watermark(self) -> float:
+        """The earliest arrival (Unix s) of a task that has not ended; +inf if none."""
+        tasks = self.plane.tasks
+        for key in reversed(tasks):  # new tasks since the last look
+            if key == self._newest:
+                break
+            live = tasks[key]
+            if not live.terminal:
+                self._open[key] = live.task.arrival_s
+        self._newest = next(reversed(tasks), None) if tasks else None
+        for key in [k for k in self._open if k not in tasks or tasks[k].terminal]:
+            del self._open[key]
+        return min(self._open.values(), default=math.inf)
+
+    async def flush(self, *, everything: bool = False) -> int:
+        """Write the rows that may be written now (all of them when stopping); returns how many."""
+        async with self._writing:
+            limit = math.inf if everything else self.watermark()
+            ready = [e for e in self._ended if e.live.task.arrival_s < limit]
+            if not ready:
+                return 0
+            self._ended = [e for e in self._ended if e.live.task.arrival_s >= limit]
+            await asyncio.get_running_loop().run_in_executor(None, self.write, ready)
+            return len(ready)
+
+    def write(self, ended: list[_Ended]) -> None:
+        """Write rows as the next part (in a thread: builds the frame, writes Parquet)."""
+        frame = self.frame(ended)
+        late = frame["arrival_s"].to_numpy() < self._max_written_s
+        if late.any():
+            self._write_part(frame[late], self.directory / LATE_DIR)
+        if (~late).any():
+            self._write_part(frame[~late], self.directory)
+            self._max_written_s = float(frame.loc[~late, "arrival_s"].iloc[-1])
+        self.rows_written += len(frame)
+
+    def _write_part(self, frame: pd.DataFrame, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        day = _day(time.time())
+        path = directory / f"{day}-p{self._seq:06d}.parquet"
+        write_part(frame.reset_index(drop=True), path, self._meta())
+        if directory == self.directory:
+            self._compact(day)
+
+    def _meta(self) -> dict[str, str]:
+        return {"source": "heddle live control plane", ORIGIN_KEY: repr(self.origin_s)}
+
+    def _compact(self, day: str) -> None:
+        parts = sorted(p for p in self.directory.glob(f"{day}-p*.parquet") if PART_NAME.match(p.name))
+        if len(parts) < COMPACT_PARTS:
+            return
+        table = pa.concat_tables([pq.read_table(p) for p in parts], promote_options="permissive")
+        self._seq += 1
+        write_part(table.to_pandas(), self.directory / f"{day}-c{self._seq:06d}.parquet", self._meta())
+        for p in parts:  # a reader in between sees these rows twice: load_recorded drops repeats
+            p.unlink(missing_ok=True)
+
+    def frame(self, ended: list[_Ended]) -> pd.DataFrame:
+        """The rows (trace columns, then OUTCOME_COLUMNS), sorted by arrival."""
+        origin = self.origin_s
+        out: dict[str, list] = {name: [] for name, _, _ in OUTCOME_COLUMNS}
+        nan = math.nan
+
+        def rel(unix_s: Any) -> float:
+            return float(unix_s) - origin if unix_s is not None else nan
+
+        tasks, deps = [], {}
+        for e in ended:
+            t = e.live.task
+            deadline = None if t.deadline_s is None else t.deadline_s - origin
+            # a pipeline id is the submission's: unique only within its job
+            pipeline = f"{e.live.job_id}/{t.pipeline_id}" if t.pipeline_id else None
+            tasks.append(replace(t, arrival_s=t.arrival_s - origin, deadline_s=deadline, pipeline_id=pipeline))
+            deps[t.id] = ",".join(t.depends_on)
+            tm = e.timings
+            result = e.result if isinstance(e.result, dict) else {}
+            prediction = e.prediction or (None, None, None)
+            out["target"].append(e.target)
+            out["target_kind"].append("node" if e.target else "")
+            out["status"].append(e.status)
+            out["reason"].append(e.reason)
+            out["attempts"].append(e.live.attempt)
+            out["released_s"].append(rel(e.released_at))
+            out["placed_s"].append(rel(e.placed_at) if not math.isnan(e.placed_at) else nan)
+            out["start_s"].append(rel(tm.get("started_at")))
+            out["first_token_s"].append(rel(tm.get("first_token_at")))
+            out["finish_s"].append(rel(tm.get("finished_at")))
+            out["predicted_start_s"].append(rel(prediction[0]))
+            out["predicted_first_token_s"].append(rel(prediction[1]))
+            out["predicted_finish_s"].append(rel(prediction[2]))
+            cpu = tm.get("cpu_s")
+            out["cpu_used_s"].append(float(cpu) if cpu is not None else nan)
+            cost = result.get("cost_usd", 0.0)
+            out["cost_usd"].append(float(cost) if isinstance(cost, int | float) else 0.0)
+        df = pd.DataFrame(task_columns(tasks, deps))
+        for name, dtype, _ in OUTCOME_COLUMNS:
+            df[name] = np.asarray(out[name], dtype=object if dtype == "str" else dtype)
+        return normalize(df)
+
