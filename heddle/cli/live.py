@@ -363,6 +363,9 @@ def register(app: typer.Typer) -> None:
 
 
 if __name__ == "__main__":  # `python -m heddle.cli.live scheduler ...`: without the other commands' imports
+    from heddle.cli import twin
+
     _app = typer.Typer()
     register(_app)
+    twin.register(_app)  # `heddle fleet` (and `fleet export`)
     _app()

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from heddle.models.fleet import load_fleet
-from heddle.sim.fidelity import compare
 from heddle.traces import read_trace
 from tests.live.fidelitykit import NODES, heddle_cli, poisson_items, run_and_record, start_cluster
 
