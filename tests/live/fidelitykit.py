@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,8 @@ class LiveRun:
     items: int
     tasks: int
     since_unix_s: float  # the window's start (the warm-up tasks ran before it)
+    status: Any  # `heddle status j0` once every task ended
+    fleet: Any  # `heddle fleet` then
 
 
 def start_cluster(tmp: Path, *, cpu_limit: float = CPU_LIMIT, extra_agent_flags: dict[str, list[str]] | None = None) -> Cluster:
@@ -115,6 +118,7 @@ async def run_and_record(kit: Cluster, tmp: Path, items: list[tuple[float, str]]
         return counts if ended >= total + len(warm) else None
 
     await kit.wait_for(all_ended, f"{total} tasks ended")
+    status, fleet = await client.status("j0"), await client.fleet()
     fleet_yaml = tmp / "fleet.yaml"
     code, output = await heddle_cli("fleet", "export", "--nats", kit.url, "-o", str(fleet_yaml))
     assert code == 0, output
@@ -129,7 +133,7 @@ async def run_and_record(kit: Cluster, tmp: Path, items: list[tuple[float, str]]
 
     recorded = await kit.wait_for(recorded_all, f"{total} tasks in the recording")
     await client.close()
-    return LiveRun(recorded, fleet_yaml, recording, len(items), total, since)
+    return LiveRun(recorded, fleet_yaml, recording, len(items), total, since, status, fleet)
 
 
 async def heddle_cli(*args: str, timeout: float = 120.0) -> tuple[int, str]:

@@ -75,3 +75,11 @@ async def test_heddle_sim_and_twin_check_take_the_exported_fleet_and_recording_u
     assert "latency p95" in output and "utilization alpha" in output
     assert f"twin vs live — {live_run.tasks:,} recorded tasks" in output
     assert (tmp_path / "out" / "fidelity.png").stat().st_size > 10_000
+
+
+def test_status_and_the_fleet_view_show_the_twins_shadow_predictions(live_run):
+    row = live_run.status.tasks[0]
+    assert row.predicted_s > 0 and row.actual_s > 0  # the twin's service time next to the agent's
+    assert live_run.status.shadow["tasks"] >= live_run.tasks // 2
+    assert 0 <= live_run.status.shadow["median_abs_error"] < 1
+    assert all(n.shadow_error is not None and n.speed_relative > 0 for n in live_run.fleet.nodes)

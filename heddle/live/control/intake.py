@@ -238,10 +238,9 @@ class _Intake:
                     break
                 rows.append(row(ended))
         if plane.recorder is not None:  # the twin's predicted service time next to the actual one
-            for task_row in rows:
-                shadow = plane.recorder.shadow.last.get(task_row.task_id)
-                if shadow is not None:
-                    task_row.predicted_s, task_row.actual_s = shadow
+            last = plane.recorder.shadow.last
+            rows = [r.model_copy(update={"predicted_s": last[r.task_id][0], "actual_s": last[r.task_id][1]})
+                    if r.task_id in last else r for r in rows]
         self.reply(msg, StatusReply(
             sender=plane.settings.sender, seq=plane.next_seq(), sent_at=plane.now(),
             counts=dict(counts), tasks=rows, jobs={j: dict(c) for j, c in jobs.items()},
