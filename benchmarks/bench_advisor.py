@@ -69,7 +69,7 @@ def make_fleet() -> Fleet:
         Node("bob-air", catalog.device("m3-10"), 24.0, "bob", frozenset(), slots=1,
              reserved_memory_gb=8.0, labels={"form_factor": "laptop"}),
     )
-    offers = tuple(catalog.offer(o) for o in ("claude-haiku-4.5", "claude-sonnet-4.5"))
+    offers = tuple(catalog.offer(o) for o in ("claude-haiku-4.5", "claude-sonnet-4.6"))
     return Fleet("bench-office", nodes, offers,
                  {AccountId("office"): Budget(AccountId("office"), 400.0, "month")}, 0.25)
 

@@ -368,7 +368,7 @@ def models() -> dict[ModelId, ModelSpec]:
 
 
 def offer(offer_id: str) -> CloudOffer:
-    """The cloud offer `offer_id` (e.g. "claude-sonnet-4.5", "aws-g5.xlarge")."""
+    """The cloud offer `offer_id` (e.g. "claude-sonnet-4.6", "aws-g5.xlarge")."""
     return _get(_shipped().offers, offer_id, "offer")
 
 

@@ -77,7 +77,7 @@ class ModelSpec:
 class CloudOffer:
     """A place in the cloud a task can burst to: an API tier or a rented instance."""
 
-    id: OfferId  # "claude-sonnet-4.5", "aws-g5.xlarge"
+    id: OfferId  # "claude-sonnet-4.6", "aws-g5.xlarge"
     name: str
     kind: OfferKind
     tier: Tier  # which model tier it serves (instances serve open models: LOCAL-tier models)

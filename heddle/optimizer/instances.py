@@ -46,7 +46,7 @@ __all__ = [
 DEVICE_IDS = ("m2-ultra-76", "m3-max-40", "m4-pro-20", "m1-8", "jetson-agx-orin-64", "rtx-4090", "dgx-spark")
 """Devices synthetic fleets draw from (a spread of speeds, memory sizes and power draws)."""
 
-OFFER_IDS = ("claude-haiku-4.5", "claude-sonnet-4.5", "claude-opus-4.5", "aws-g5.xlarge")
+OFFER_IDS = ("claude-haiku-4.5", "claude-sonnet-4.6", "claude-opus-4.6", "aws-g5.xlarge")
 """Cloud offers synthetic fleets allow (API tiers of each tier plus one GPU instance)."""
 
 MODEL_CHOICES = (("llama-3.1-8b", "q4_k_m"), ("llama-3.1-8b", "f16"), ("qwen2.5-32b", "q4_k_m"),

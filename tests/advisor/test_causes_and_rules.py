@@ -31,7 +31,7 @@ def test_work_not_done_is_worth_its_cloud_price_at_the_requested_tier_by_default
                        "priority": [0, 0, 1, 0]})
     v = request_values(df, AdvisorSettings())
     cheapest = _api_price("claude-haiku-4.5", 1000, 200)  # the cheapest API of any tier
-    assert v.tolist() == pytest.approx([cheapest, cheapest, _api_price("claude-opus-4.5", 1000, 200), 0.0])
+    assert v.tolist() == pytest.approx([cheapest, cheapest, _api_price("claude-opus-4.6", 1000, 200), 0.0])
     # an owner's own figures: flat, and per priority on top
     flat = request_values(df, AdvisorSettings(miss_value_usd=0.2, miss_value_usd_by_priority={1: 3.0}))
     assert flat.tolist() == [0.2, 0.2, 3.0, 0.2]

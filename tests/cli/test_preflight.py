@@ -12,7 +12,7 @@ from heddle.models.preflight import WORK_COLUMNS, preflight, work_frame
 
 FLEET = """\
 name: home
-cloud_offers: [claude-haiku-4.5, claude-opus-4.5]
+cloud_offers: [claude-haiku-4.5, claude-opus-4.6]
 budgets:
   family: {limit_usd: 20}
 nodes:

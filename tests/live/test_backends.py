@@ -35,7 +35,7 @@ from heddle.models.cost import api_cost_usd
 from tests.live.llmstandin import WORDS, StandIn
 
 WAIT_S = 30.0
-pytestmark = pytest.mark.filterwarnings("ignore:The model 'claude-:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings("error:The model 'claude-:DeprecationWarning")  # an id past its end-of-life fails
 
 
 @pytest.fixture
@@ -110,10 +110,10 @@ async def test_claude_through_the_sdk_is_priced_from_the_catalog(standin):
     finally:
         await claude.close()
     path, headers, body = server.requests[-1]
-    assert path == "/v1/messages" and body["model"] == "claude-sonnet-4-5" and body["stream"] is True
+    assert path == "/v1/messages" and body["model"] == "claude-sonnet-4-6" and body["stream"] is True
     assert "sk-test" in (headers.get("X-Api-Key", "") + headers.get("Authorization", ""))
-    offer = catalog.offer("claude-sonnet-4.5")
-    assert result["offer"] == "claude-sonnet-4.5" and result["account"] == "team"
+    offer = catalog.offer("claude-sonnet-4.6")
+    assert result["offer"] == "claude-sonnet-4.6" and result["account"] == "team"
     assert result["cost_usd"] == pytest.approx(api_cost_usd(offer, 20, len(WORDS)))
     assert result["cost_usd"] > 0 and result["text"] == "".join(WORDS)
     assert result["finish_reason"] == "end_turn"
@@ -185,7 +185,7 @@ async def test_lm_studio_wins_over_ollama_and_tier_only_public_work_goes_to_clau
         assert router.choose(assignment(model=None, quant=None, tier="frontier", privacy="sensitive")
                              ).backend == "lm-studio"
         result = await router.run(assignment(model=None, quant=None, tier="frontier"), Progress())
-        assert result["offer"] == "claude-opus-4.5"
+        assert result["offer"] == "claude-opus-4.6"
     finally:
         for e in executors:
             await e.close()
@@ -288,3 +288,20 @@ async def test_docs_agent_command_enables_the_backends(monkeypatch, tmp_path):
     assert LlmRouter in {type(e) for e in executors}
     for e in executors:
         await e.close()
+
+
+def test_every_claude_offer_is_a_current_model_of_the_installed_sdk():
+    """The catalog's API offers name models the SDK knows and has not marked for end-of-life
+    (the SDK keeps its deprecation table in the messages module; a new SDK may move it)."""
+    from typing import get_args
+
+    from anthropic.resources.messages import messages as sdk_messages
+    from anthropic.types.model_param import ModelParam
+
+    known = {name for arg in get_args(ModelParam) for name in get_args(arg)}
+    api = [o for o in catalog.offers().values() if o.kind.value == "api"]
+    assert api
+    for offer in api:
+        name = offer.id.replace(".", "-")
+        assert name in known, name
+        assert name not in sdk_messages.DEPRECATED_MODELS, (name, sdk_messages.DEPRECATED_MODELS.get(name))

@@ -58,7 +58,6 @@ async def test_agent_runs_llm_work_on_ollama_and_survives_a_server_fault(natsd, 
     assert agent.process.poll() is None
 
 
-@pytest.mark.filterwarnings("ignore:The model 'claude-:DeprecationWarning")
 async def test_agent_charges_a_claude_call_cut_by_its_timeout_once(
         natsd, control, spawn_agent, server, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")

@@ -22,7 +22,7 @@ from tests.live.llmstandin import (
 )
 from tests.live.test_backends import assignment
 
-pytestmark = pytest.mark.filterwarnings("ignore:The model 'claude-:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings("error:The model 'claude-:DeprecationWarning")  # an id past its end-of-life fails
 
 SHORT = BackendTimeouts(read_s=0.3, max_retry_wait_s=5.0)
 MODEL = "llama3.1:8b-instruct-q4_K_M"

@@ -78,7 +78,7 @@ def test_model_catalog_covers_the_brief():
 
 
 def test_offers_have_tiers_prices_and_gpu_specs():
-    sonnet, opus, haiku = (catalog.offer(f"claude-{n}-4.5") for n in ("sonnet", "opus", "haiku"))
+    sonnet, opus, haiku = (catalog.offer(i) for i in ("claude-sonnet-4.6", "claude-opus-4.6", "claude-haiku-4.5"))
     assert sonnet.tier == Tier.STANDARD and opus.tier == Tier.FRONTIER and haiku.tier == Tier.STANDARD
     assert haiku.price_usd_per_m_output_tokens < sonnet.price_usd_per_m_output_tokens < opus.price_usd_per_m_output_tokens
     for oid in ["aws-g5.xlarge", "aws-g6.xlarge", "aws-p4d.24xlarge", "aws-p5.48xlarge",

@@ -28,8 +28,8 @@ def test_predict_json_has_the_documented_keys_and_consistent_times():
 def test_predict_cold_on_an_instance_and_an_api_tier():
     cold = json.loads(run("models", "predict", "--device", "aws-g6.xlarge", "--model", "mistral-7b", "--cold", "--json").output)
     assert cold["target_kind"] == "instance" and cold["load_s"] > 0
-    api = json.loads(run("models", "predict", "--device", "claude-sonnet-4.5", "--model", "llama-3.1-8b", "--json").output)
-    assert api["target_kind"] == "api" and api["decode_tokens_per_s"] == catalog.offer("claude-sonnet-4.5").decode_tokens_per_s
+    api = json.loads(run("models", "predict", "--device", "claude-sonnet-4.6", "--model", "llama-3.1-8b", "--json").output)
+    assert api["target_kind"] == "api" and api["decode_tokens_per_s"] == catalog.offer("claude-sonnet-4.6").decode_tokens_per_s
 
 
 def test_predict_table_and_bad_ids():

@@ -19,13 +19,13 @@ def test_amortization_spreads_the_price_over_the_life():
 
 
 def test_api_cost_per_million_tokens_and_long_context_and_cache():
-    sonnet = catalog.offer("claude-sonnet-4.5")
+    sonnet = catalog.offer("claude-sonnet-4.6")
     assert cost.api_cost_usd(sonnet, 100_000, 0) == pytest.approx(0.3)
     assert cost.api_cost_usd(sonnet, 0, 1_000_000) == pytest.approx(15.0)
     # above 200K prompt tokens the whole call is billed at 6 / 22.50
     assert cost.api_cost_usd(sonnet, 300_000, 1000) == pytest.approx((300_000 * 6 + 1000 * 22.5) / 1e6)
     assert cost.api_cost_usd(sonnet, 0, 0, cached_input_tokens=100_000) == pytest.approx(0.03)
-    opus = catalog.offer("claude-opus-4.5")
+    opus = catalog.offer("claude-opus-4.6")
     assert cost.api_cost_usd(opus, 2000, 500) > cost.api_cost_usd(catalog.offer("claude-haiku-4.5"), 2000, 500)
     with pytest.raises(ModelsError, match="per hour"):
         cost.api_cost_usd(catalog.offer("aws-g5.xlarge"), 1, 1)
@@ -38,7 +38,7 @@ def test_instance_billing_per_second_with_a_minute_minimum():
     assert cost.instance_cost_usd(g5, 90.2) == pytest.approx(1.006 * 91 / 3600)
     assert cost.instance_cost_usd(g5, 0) == 0
     with pytest.raises(ModelsError, match="per token"):
-        cost.instance_cost_usd(catalog.offer("claude-opus-4.5"), 10)
+        cost.instance_cost_usd(catalog.offer("claude-opus-4.6"), 10)
 
 
 def test_step_energy_is_marginal_by_default():

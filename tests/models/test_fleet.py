@@ -9,7 +9,7 @@ from heddle.models.fleet import load_fleet, parse_fleet, shipped_fleet_path, shi
 from heddle.models.ids import PowerSource
 
 BASE = """name: test
-cloud_offers: [claude-sonnet-4.5]
+cloud_offers: [claude-sonnet-4.6]
 budgets:
   team: {limit_usd: 20, period: week}
 nodes:
@@ -45,7 +45,7 @@ def test_demo_fleet_is_a_realistic_mixed_household():
     assert {"m2-ultra-76", "m3-max-40", "jetson-agx-orin-64", "rtx-4090"} <= devices
     assert len({n.owner for n in fleet.nodes}) >= 2
     assert any(n.trusted_owners for n in fleet.nodes)
-    assert {o.id for o in fleet.cloud_offers} >= {"claude-haiku-4.5", "claude-opus-4.5", "aws-g5.xlarge"}
+    assert {o.id for o in fleet.cloud_offers} >= {"claude-haiku-4.5", "claude-opus-4.6", "aws-g5.xlarge"}
     assert fleet.budgets
 
 
@@ -55,7 +55,7 @@ def test_parse_builds_nodes_budgets_offers():
     assert studio.device.id == "m2-ultra-76" and studio.memory_gb == 192
     assert studio.may_hold_personal_of("bob") and not fleet.node("mini").may_hold_personal_of("alice")
     assert fleet.budgets["team"].limit_usd == 20 and fleet.budgets["team"].period == "week"
-    assert fleet.offer("claude-sonnet-4.5").price_usd_per_m_input_tokens == 3.0
+    assert fleet.offer("claude-sonnet-4.6").price_usd_per_m_input_tokens == 3.0
     assert fleet.node("mini").power_source == PowerSource.AC
 
 
@@ -66,7 +66,7 @@ def test_parse_builds_nodes_budgets_offers():
         ("memory_gb: 16", "memory_gb: 20", "memory_gb: 20", r"nodes\[1\]\.memory_gb: 20 GB is not.*\[16, 24, 32\]"),
         ("memory_gb: 192", "memory_gb: 256", "memory_gb: 256", r"nodes\[0\]\.memory_gb: 256 GB exceeds the 192 GB"),
         ("id: mini", "id: studio", "id: studio\n    device: m4", r"nodes\[1\]\.id: duplicate node id 'studio'"),
-        ("[claude-sonnet-4.5]", "[claude-sonet-4.5]", "cloud_offers", r"cloud_offers\[0\]: unknown offer id.*claude-sonnet-4\.5"),
+        ("[claude-sonnet-4.6]", "[claude-sonet-4.6]", "cloud_offers", r"cloud_offers\[0\]: unknown offer id.*claude-sonnet-4\.6"),
         ("period: week", "period: fortnight", "period", r"budgets\.team\.period"),
         ("owner: bob\n", "owner: bob\n    slots: 0\n", "slots: 0", r"nodes\[1\]\.slots: Input should be greater than or equal to 1"),
         ("owner: bob\n", "owner: bob\n    colour: red\n", "colour", r"nodes\[1\]\.colour: unknown field"),

@@ -111,11 +111,11 @@ def test_cloud_instances_are_predicted_from_their_gpus():
     assert llm_rates(p5, LLAMA8, "q4_k_m")[1] > llm_rates(g5, LLAMA8, "q4_k_m")[1]
     assert llm_rates(offer_device(catalog.offer("aws-inf2.xlarge")), LLAMA8, "f16")[1] > 0
     with pytest.raises(PerfError, match="API tier"):
-        offer_device(catalog.offer("claude-opus-4.5"))
+        offer_device(catalog.offer("claude-opus-4.6"))
 
 
 def test_api_step_time_is_latency_plus_streaming():
-    opus = catalog.offer("claude-opus-4.5")
+    opus = catalog.offer("claude-opus-4.6")
     step = perf.api_step(opus, 2000, 500)
     assert step.seconds == pytest.approx(opus.network_latency_s + 2000 / opus.prefill_tokens_per_s + 500 / opus.decode_tokens_per_s)
     with pytest.raises(PerfError):

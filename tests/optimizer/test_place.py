@@ -38,7 +38,7 @@ def _fleet(budget_usd: float = 10.0) -> Fleet:
              trusted_owners=frozenset({OwnerId("carol")}), slots=1),
         Node(NodeId("air"), catalog.device("m1-8"), 16, OwnerId("alice"), slots=1),
     )
-    offers = tuple(catalog.offer(o) for o in ("claude-haiku-4.5", "claude-opus-4.5", "aws-g5.xlarge"))
+    offers = tuple(catalog.offer(o) for o in ("claude-haiku-4.5", "claude-opus-4.6", "aws-g5.xlarge"))
     return Fleet("household", nodes, offers, {BIZ: Budget(BIZ, budget_usd)})
 
 
@@ -120,7 +120,7 @@ def test_a_model_no_node_can_hold_is_rejected_when_it_is_sensitive(state):
 
 def test_a_frontier_task_goes_to_the_frontier_tier(state):
     d = place(state, [_llm(tier=Tier.FRONTIER)]).decisions[0]
-    assert d.target == "claude-opus-4.5"
+    assert d.target == "claude-opus-4.6"
 
 
 def test_a_node_serves_a_tier_up_to_its_models_catalog_tier(state):
@@ -139,7 +139,7 @@ def test_a_node_serves_a_tier_up_to_its_models_catalog_tier(state):
     assert "tier" in too_high.reason and too_high.rejected_alternatives["mini"].startswith("tier")
 
     public = place(state, [_llm(tier=Tier.FRONTIER, model=ModelId("qwen2.5-32b"))]).decisions[0]
-    assert public.target == "claude-opus-4.5"  # no node serves frontier with this model: a burst
+    assert public.target == "claude-opus-4.6"  # no node serves frontier with this model: a burst
     assert public.rejected_alternatives["mini"].startswith("tier")
     assert public.rejected_alternatives["claude-haiku-4.5"].startswith("tier")  # APIs: exact tier
 
@@ -212,12 +212,12 @@ def test_an_empty_batch_is_an_empty_placement(state):
 
 
 def test_long_prompts_are_priced_at_the_long_context_rate():
-    sonnet = catalog.offer("claude-sonnet-4.5")
+    sonnet = catalog.offer("claude-sonnet-4.6")
     fleet = Fleet("api-only", (), (sonnet,), {BIZ: Budget(BIZ, 100.0)})
     state = FleetState.idle(fleet, time_s=100.0)
     long_prompt = _llm(prompt_tokens=250_000, output_tokens=1000)
     d = place(state, [long_prompt], Policy(stranded_defer_usd=5.0)).decisions[0]  # worth $5 to us
-    assert d.target == "claude-sonnet-4.5"
+    assert d.target == "claude-sonnet-4.6"
     assert d.cost_usd["cloud"] == pytest.approx(cost.api_cost_usd(sonnet, 250_000, 1000))
     assert d.cost_usd["cloud"] > (250_000 * 3.0 + 1000 * 15.0) / 1e6  # dearer than the short rate
 
@@ -269,7 +269,7 @@ def test_embedding_steps_never_go_to_a_chat_api(state, path, policy):
     embed = [_llm(i, model=ModelId("nomic-embed-text-v1.5"), quant="f16", prompt_tokens=2000, output_tokens=0,
                   deadline_s=100.5) for i in range(3)]  # no node can meet the deadline: a burst is allowed
     for d in path(_busy(state), embed, policy).decisions:
-        assert d.target not in ("claude-haiku-4.5", "claude-opus-4.5"), (policy, d)
+        assert d.target not in ("claude-haiku-4.5", "claude-opus-4.6"), (policy, d)
         assert d.rejected_alternatives["claude-haiku-4.5"].startswith("kind")
 
 

@@ -22,7 +22,7 @@ DEVICES = ("m2-ultra-76", "m3-max-40", "m4-pro-20", "m1-max-32", "m2-pro-19", "r
 MODELS = (("llama-3.1-8b", "q4_k_m"), ("qwen2.5-32b", "q4_k_m"), ("llama-3.1-70b", "q4_k_m"),
           ("gpt-oss-20b", "mxfp4"), ("mistral-7b", "q8_0"))
 OWNERS = ("alice", "bob", "carol")
-OFFERS = ("claude-haiku-4.5", "claude-sonnet-4.5", "aws-g5.xlarge")
+OFFERS = ("claude-haiku-4.5", "claude-sonnet-4.6", "aws-g5.xlarge")
 WALL_CLOCK = ("wall_s", "place_wall_s", "requests_per_wall_s")
 
 

@@ -1,9 +1,9 @@
 """Claude through the ``anthropic`` SDK: Messages API streaming, priced from the catalog.
 
-The offer (catalog id, e.g. ``claude-sonnet-4.5``) comes from ``options.offer``, else the
+The offer (catalog id, e.g. ``claude-sonnet-4.6``) comes from ``options.offer``, else the
 task's ``model`` when it names an API offer, else the task's tier (standard: Sonnet, the
 seed's standard model; frontier: Opus). The API model name is the offer id with dashes
-(``claude-sonnet-4-5``), or ``options.api_model`` when given. Only public work is sent: the
+(``claude-sonnet-4-6``), or ``options.api_model`` when given. Only public work is sent: the
 privacy rule keeps personal and sensitive work in the fleet.
 
 Billing: once ``message_start`` arrived the call is billed; a call that fails after it
@@ -40,7 +40,7 @@ from heddle.models.ids import OfferKind, Privacy, Tier
 __all__ = ["DEFAULT_ANTHROPIC_URL", "TIER_OFFERS", "ClaudeExecutor", "claude_offer"]
 
 DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
-TIER_OFFERS = {Tier.STANDARD: "claude-sonnet-4.5", Tier.FRONTIER: "claude-opus-4.5"}
+TIER_OFFERS = {Tier.STANDARD: "claude-sonnet-4.6", Tier.FRONTIER: "claude-opus-4.6"}
 """The offer a tier-only task goes to (offers.yaml maps each offer to its tier)."""
 
 
