@@ -52,7 +52,7 @@ class Chat:
 
 def resolve_model(name: str, served: Collection[tuple[str, str]] = ()) -> ModelRef:
     """``llama-3.1-8b``, ``llama-3.1-8b:q4_k_m`` (catalog ids), a server's own name
-    (``llama3.1:8b-instruct-q4_K_M``) or a catalog API offer (``claude-sonnet-4.5``); 404 else.
+    (``llama3.1:8b-instruct-q4_K_M``) or a catalog API offer (``claude-sonnet-4.6``); 404 else.
     A name without a quant gets one the cluster serves now (``served``: (model, quant) pairs
     resident on its nodes), else the catalog's default (q4_k_m), as a workload file would."""
     if name in catalog.offers():
