@@ -60,6 +60,7 @@ class Settings(BaseModel):
     lm_studio_url: str | None = None  # LM Studio's server, e.g. http://127.0.0.1:1234
     openai_url: str | None = None  # another OpenAI-compatible server (llama.cpp, vLLM, mlx-lm)
     ollama_url: str | None = None  # Ollama, e.g. http://127.0.0.1:11434
+    mlx_model: str | None = None  # MLX in-process (the mlx extra): a model directory or cached repo
     anthropic_api_key: str | None = None  # enables Claude (public work only)
     anthropic_base_url: str | None = None  # None: https://api.anthropic.com
     llm_read_timeout_s: Annotated[float, Field(gt=0)] | None = None  # no byte for this long: fail

@@ -34,6 +34,7 @@ def agent(
     lm_studio_url: Annotated[str | None, typer.Option("--lm-studio-url", help="LM Studio server URL (runs LLM work; wins over Ollama).")] = None,
     openai_url: Annotated[str | None, typer.Option("--openai-url", help="Another OpenAI-compatible server URL (llama.cpp, vLLM, mlx-lm).")] = None,
     ollama_url: Annotated[str | None, typer.Option("--ollama-url", help="Ollama server URL (runs LLM work).")] = None,
+    mlx_model: Annotated[str | None, typer.Option("--mlx-model", help="Run this MLX model in-process (a directory or cached repo; the mlx extra).")] = None,
     anthropic_base_url: Annotated[str | None, typer.Option("--anthropic-base-url", help="Claude API base URL (the key comes from ANTHROPIC_API_KEY or the config file).")] = None,
     log_level: Annotated[str | None, typer.Option("--log-level", help="debug, info, warning or error.")] = None,
 ) -> None:
@@ -53,6 +54,7 @@ def agent(
             "owner": owner, "trust": trust, "labels": labels, "processors": processors, "report_every_s": report_every,
             "drain_deadline_s": drain_deadline, "log_level": log_level, "cpu_limit": cpu_limit,
             "lm_studio_url": lm_studio_url, "openai_url": openai_url, "ollama_url": ollama_url,
+            "mlx_model": mlx_model,
             "anthropic_base_url": anthropic_base_url, "data_dir": data_dir,
         })
         chosen = agent_settings(settings)

@@ -15,3 +15,8 @@ def gate(payload: dict) -> str:
 def shout(payload: str) -> str:
     print("this goes to stderr, not into the reply")
     return payload.upper()
+
+
+def echo_payload(payload):
+    """Return the payload unchanged (a processor worker's output, checked against its schema)."""
+    return payload

@@ -138,3 +138,22 @@ def test_this_machine_is_probed_for_real():
     probed = detect_device()
     assert probed.device is None or probed.device in catalog.devices()
     assert probed.reason
+
+
+def test_the_capacity_report_of_a_mac_reads_pmset():
+    from heddle.live.agent.probe import Probe, mac_power, mac_thermal
+    from heddle.models.ids import PowerSource, ThermalState
+
+    recorded = {"batt": PMSET_BATT_LAPTOP, "therm": PMSET_THERM_HOT}
+    sample = Probe(pmset=recorded.get).sample()
+    assert sample.power.source is PowerSource.BATTERY and sample.power.battery_level == pytest.approx(0.82)
+    assert sample.thermal.throttling and sample.thermal.state is ThermalState.SERIOUS  # 72% speed
+
+    quiet = Probe(pmset={"batt": PMSET_BATT_DESKTOP, "therm": PMSET_THERM_QUIET}.get).sample()
+    assert (quiet.power.source, quiet.power.battery_level) == (PowerSource.AC, None)
+    assert not quiet.thermal.throttling and quiet.thermal.state is ThermalState.NOMINAL
+    assert mac_power(PMSET_BATT_CHARGING).source is PowerSource.AC
+    for limit, state in ((100, ThermalState.NOMINAL), (90, ThermalState.FAIR), (30, ThermalState.CRITICAL)):
+        assert mac_thermal(PMSET_THERM_HOT.replace("= 72", f"= {limit}")).state is state
+    # pmset failing (None) falls back to psutil's view rather than reporting nothing
+    assert Probe(pmset=lambda what: None).sample().power.source in (PowerSource.AC, PowerSource.BATTERY)

@@ -194,6 +194,10 @@ class WorkerExecutor(Executor):
             self._all.discard(worker)
         if not reply.get("ok"):
             raise ExecutionError(str(reply.get("error")))
+        if "worker" in spec.options:  # a worker YAML's processor step: its output_schema holds
+            from heddle.live.backends.worker import check_processor_output
+
+            return check_processor_output(spec.options, reply.get("result"))
         return reply.get("result")
 
     async def close(self) -> None:

@@ -2,8 +2,9 @@
 
 Every probe tolerates missing data: Linux VMs report `cpu_freq().max` as 0, no battery and no
 temperatures; macOS without root gives no GPU utilisation. Missing values become the
-protocol's "unknown" (None) or a safe default, never an exception. Richer probes (Metal,
-NVML, powermetrics) come with the backends.
+protocol's "unknown" (None) or a safe default, never an exception. On macOS, power and
+thermal state come from ``pmset -g batt`` and ``pmset -g therm`` (psutil sees neither the
+CPU speed limit nor, on some models, the battery); elsewhere from psutil.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import platform
 import socket
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
@@ -19,12 +21,16 @@ import psutil
 from heddle.live.protocol import Cpu, Gpu, Memory, NeuralEngine, Power, Thermal
 from heddle.models.ids import PowerSource, ThermalState
 
-__all__ = ["MachineSample", "Probe", "guess_device"]
+__all__ = ["MachineSample", "Probe", "guess_device", "mac_power", "mac_thermal", "run_pmset"]
 
 GIB = 1024**3
 HOT_FRACTION_OF_CRITICAL = 0.9
 """A sensor within 10% of its critical temperature counts as throttling (kernel trip points
 start throttling before the critical point)."""
+SPEED_LIMIT_FAIR, SPEED_LIMIT_SERIOUS = 80, 50
+"""``pmset -g therm`` CPU_Speed_Limit (percent of full speed) at or above which the state is
+fair / serious; below 50 critical. An estimate: macOS caps the CPU speed step by step as it
+heats, and half speed is where work visibly stalls (thermalState itself needs Cocoa)."""
 
 
 @dataclass(slots=True)
@@ -116,6 +122,38 @@ def _thermal() -> Thermal:
     return Thermal(state=ThermalState.CRITICAL if critical else ThermalState.SERIOUS, throttling=True)
 
 
+def mac_thermal(therm: str) -> Thermal:
+    """``pmset -g therm`` as the report's thermal part: a CPU speed limit below 100% is throttling."""
+    from heddle.live.backends.probes import parse_pmset_therm
+
+    limit = parse_pmset_therm(therm)
+    if limit is None or limit >= 100:
+        return Thermal()
+    state = (ThermalState.FAIR if limit >= SPEED_LIMIT_FAIR else
+             ThermalState.SERIOUS if limit >= SPEED_LIMIT_SERIOUS else ThermalState.CRITICAL)
+    return Thermal(state=state, throttling=True)
+
+
+def mac_power(batt: str) -> Power:
+    """``pmset -g batt`` as the report's power part (a desktop Mac: AC, no battery level)."""
+    from heddle.live.backends.probes import parse_pmset_batt
+
+    battery = parse_pmset_batt(batt)
+    level = None if battery.percent is None else max(0.0, min(1.0, battery.percent / 100))
+    return Power(source=PowerSource.BATTERY if battery.on_battery else PowerSource.AC,
+                 battery_level=level)
+
+
+def run_pmset(what: str) -> str | None:
+    """``pmset -g <what>`` output, or None (no pmset, an error, or slower than 2 s)."""
+    try:
+        out = subprocess.run(["pmset", "-g", what], capture_output=True, text=True, timeout=2,
+                             check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
 def _power() -> Power:
     try:
         battery = psutil.sensors_battery()
@@ -128,10 +166,14 @@ def _power() -> Power:
 
 
 class Probe:
-    """Reads the machine. The static facts are read once; `sample()` is cheap (~0.1 ms)."""
+    """Reads the machine. The static facts are read once; `sample()` is cheap (~0.1 ms; on
+    macOS two pmset runs, a few ms). ``pmset`` runs ``pmset -g <what>``: by default the real
+    tool on macOS and none elsewhere (tests pass recorded outputs)."""
 
-    def __init__(self, *, measure_speed: bool = False, cpu_limit: float | None = None) -> None:
+    def __init__(self, pmset: Callable[[str], str | None] | None = None, *,
+                 measure_speed: bool = False, cpu_limit: float | None = None) -> None:
         self._static = (socket.gethostname(), platform.system().lower(), platform.machine(), _chip_name())
+        self._pmset = pmset if pmset is not None else (run_pmset if self._static[1] == "darwin" else None)
         logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
         physical = psutil.cpu_count(logical=False) or logical
         self._apple = self._static[1] == "darwin" and self._static[2] == "arm64"
@@ -161,6 +203,14 @@ class Probe:
                     utilization=utilization, speed_relative=self._speed),
             gpu=Gpu(type="apple") if self._apple else None,
             neural_engine=NeuralEngine(available=self._apple),
-            thermal=_thermal(),
-            power=_power(),
+            thermal=self._thermal(),
+            power=self._power(),
         )
+
+    def _thermal(self) -> Thermal:
+        therm = self._pmset("therm") if self._pmset else None
+        return mac_thermal(therm) if therm is not None else _thermal()
+
+    def _power(self) -> Power:
+        batt = self._pmset("batt") if self._pmset else None
+        return mac_power(batt) if batt is not None else _power()

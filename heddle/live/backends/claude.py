@@ -31,6 +31,7 @@ from heddle.live.backends.common import (
     llm_call,
     retry_after_s,
 )
+from heddle.live.backends.worker import check_output
 from heddle.live.protocol import Assignment
 from heddle.models import catalog
 from heddle.models.cost import api_cost_usd
@@ -52,7 +53,10 @@ def claude_offer(assignment: Assignment) -> str | None:
     model = assignment.task.model
     if model is not None and model in catalog.offers():
         return model
-    return TIER_OFFERS.get(assignment.task.tier) if model is None else None
+    tier = assignment.task.tier
+    if tier is None and isinstance(worker := assignment.executor.options.get("worker"), dict):
+        tier = worker.get("default_model_tier")  # checked by llm_call before any use
+    return TIER_OFFERS.get(tier) if model is None else None
 
 
 class ClaudeExecutor(Executor):
@@ -151,7 +155,7 @@ class ClaudeExecutor(Executor):
                                  result=priced(finish_reason="error")) from None
         if usage["input"] is None:
             raise ExecutionError(f"claude at {self.url}: the stream had no message_start")
-        return priced(finish_reason=stop)
+        return check_output(call.worker, priced(finish_reason=stop))
 
     async def close(self) -> None:
         await self._client.close()

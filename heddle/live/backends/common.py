@@ -17,6 +17,13 @@ from typing import Any
 import httpx2
 
 from heddle.live.agent.executors import ExecutionError, Progress
+from heddle.live.backends.worker import (
+    WorkerDef,
+    WorkerError,
+    render_input,
+    system_prompt,
+    worker_from_options,
+)
 from heddle.live.protocol import Assignment
 
 __all__ = [
@@ -68,12 +75,22 @@ class LlmCall:
     messages: list[dict[str, Any]]
     max_output_tokens: int
     system: str | None = None
+    worker: WorkerDef | None = None  # a worker YAML's step: its output is checked on return
 
 
 def llm_call(assignment: Assignment) -> LlmCall:
     """The payload's ``messages`` or ``prompt`` (and ``system``), else a built prompt of the
-    task's ``prompt_tokens``; output capped at the task's ``output_tokens``."""
+    task's ``prompt_tokens``; output capped at the task's ``output_tokens``. A worker in
+    ``options.worker`` (heddle.live.backends.worker) makes the payload its input instead."""
     task, payload = assignment.task, assignment.payload
+    try:
+        worker = worker_from_options(assignment.executor.options)
+        if worker is not None:  # the payload is the step's input; the worker says the rest
+            text = build_prompt(task.prompt_tokens or 64) if payload is None else render_input(worker, payload)
+            cap = worker.max_output_tokens or task.output_tokens or DEFAULT_OUTPUT_TOKENS
+            return LlmCall([{"role": "user", "content": text}], cap, system_prompt(worker), worker)
+    except WorkerError as exc:
+        raise ExecutionError(str(exc)) from None
     source = payload if isinstance(payload, dict) else {}
     cap = source.get("max_tokens", task.output_tokens or DEFAULT_OUTPUT_TOKENS)
     if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:

@@ -31,6 +31,7 @@ from heddle.live.backends.common import (
     retry_after_s,
 )
 from heddle.live.backends.names import ServedModel
+from heddle.live.backends.worker import check_output
 from heddle.live.protocol import Assignment
 
 __all__ = ["LocalServer"]
@@ -168,8 +169,8 @@ class LocalServer(Executor):
                                      f"stream: {exc}") from None
             # Local work is not billed per call: the control plane prices it (energy) itself.
             reported["model"] = reported.get("model") or name
-            return meter.result(**reported, cost_usd=0.0, account=assignment.task.account,
-                                rate_limit_retries=retries)
+            return check_output(call.worker, meter.result(
+                **reported, cost_usd=0.0, account=assignment.task.account, rate_limit_retries=retries))
 
     async def close(self) -> None:
         if self._refresher is not None:

@@ -37,6 +37,9 @@ SIZE_TOLERANCE = 0.1
 _QUANTS: tuple[tuple[str, str], ...] = (
     (r"q4-k-m", "q4_k_m"), (r"q8-0", "q8_0"), (r"q4-0", "q4_0"),
     (r"f16|fp16", "f16"), (r"mxfp4", "mxfp4"),
+    # mlx-lm's affine quants (mlx-community/...-4bit): group size 64 with a 16-bit scale and
+    # bias is 4.5 / 8.5 bits a weight, the size of q4_0 / q8_0 (32 weights, one 16-bit scale)
+    (r"4-?bit", "q4_0"), (r"8-?bit", "q8_0"),
 )
 
 

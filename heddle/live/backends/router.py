@@ -3,7 +3,8 @@ heddle's settings.
 
 Choice, in order: ``options.backend`` when the step names one; a task whose model is an API
 offer goes to Claude; otherwise the first local server that offers the task's (model, quant)
-(LM Studio before another OpenAI-compatible server before Ollama: the seed's "LM Studio wins");
+(LM Studio before another OpenAI-compatible server before Ollama before MLX in-process: the
+seed's "LM Studio wins");
 a task that names no model but the standard or frontier tier goes to Claude; else the first
 local server, whose failure reason says what it lacks. Personal and sensitive work never goes to Claude.
 """
@@ -17,6 +18,7 @@ from typing import Any
 from heddle.live.agent.executors import ExecutionError, Executor, Progress
 from heddle.live.backends.claude import ClaudeExecutor, claude_offer
 from heddle.live.backends.local import LocalServer
+from heddle.live.backends.mlx import MlxExecutor
 from heddle.live.protocol import Assignment, ExecutorSpec
 from heddle.models import catalog
 from heddle.models.ids import Privacy, Tier
@@ -27,7 +29,7 @@ __all__ = ["LlmRouter"]
 class LlmRouter(Executor):
     kinds = ("llm",)
 
-    def __init__(self, local: Sequence[LocalServer], claude: ClaudeExecutor | None) -> None:
+    def __init__(self, local: Sequence[LocalServer | MlxExecutor], claude: ClaudeExecutor | None) -> None:
         self.local = list(local)  # in order of preference
         self.claude = claude
         self.by_name: dict[str, Executor] = {e.backend: e for e in self.local}

@@ -14,6 +14,10 @@ item on an agent.
       hello: {kind: echo, payload: {text: hi}}            # a task id
       etl: {kind: sleep, payload: {seconds: 0.05}}        # every stage of a pipeline or council
       etl/load: {kind: echo, timeout_s: 5}                # one stage
+      summarize: {worker: workers/summarize.yaml, payload: {text: ...}}  # a worker YAML
+
+A ``worker:`` file (heddle.live.backends.worker; relative to the submission file) gives the
+executor (``llm``, or ``processor`` with its target) and the timeout, and travels in ``options.worker`` so the agent checks the output against it.
 
 Without a ``run`` entry a processor step runs ``burn`` for about its ``cpu_seconds`` (real,
 measurable CPU work) and an LLM step runs the ``llm`` executor of the agent's backend. The
@@ -55,11 +59,37 @@ class RunIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: str = Field(min_length=1, max_length=64)
+    kind: str | None = Field(None, min_length=1, max_length=64)  # None: "llm" or the worker's
     target: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     payload: Any = None
     timeout_s: float | None = Field(None, gt=0)
+    worker: str | None = None  # a worker YAML file
+
+
+def _with_worker(run: RunIn, task: Task, base_dir: Path, where: str) -> RunIn:
+    """The run a ``worker:`` file completes (its own errors name its file and line)."""
+    from heddle.live.backends.worker import WorkerError, load_worker
+
+    path = base_dir / run.worker if run.worker else None
+    if path is None:
+        if run.kind is None:
+            raise SubmissionError(f"{where}: run: expected kind (an executor) or worker (a worker YAML file)")
+        return run
+    try:
+        worker = load_worker(path)
+    except WorkerError as exc:
+        raise SubmissionError(f"{where}: worker: {exc}") from None
+    kind = run.kind or ("llm" if worker.worker_kind == "llm" else "processor")
+    if (worker.worker_kind == "llm") != (task.kind.value == "llm"):
+        raise SubmissionError(f"{where}: worker: {path} is a {worker.worker_kind} worker, "
+                              f"the task is a {task.kind.value} step")
+    run = run.model_copy(update={
+        "kind": kind, "target": run.target or worker.processor,
+        "options": {**run.options, **worker.options()},
+        "timeout_s": run.timeout_s or worker.timeout_seconds,
+    })
+    return run
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +141,10 @@ def _runs(doc_data: Any, doc, source: str) -> dict[str, RunIn]:
     return runs
 
 
-def parse_submission(text: str, job_id: str, source: str = "<submission>") -> list[SubmittedTask]:
-    """Tasks of a submission with live ids ``<job>-<task id>``; SubmissionError names the place."""
+def parse_submission(text: str, job_id: str, source: str = "<submission>",
+                     base_dir: Path | None = None) -> list[SubmittedTask]:
+    """Tasks of a submission with live ids ``<job>-<task id>``; SubmissionError names the place.
+    ``worker:`` paths are relative to ``base_dir`` (None: the current directory)."""
     doc = load_yaml(text, source, SubmissionError)
     runs = _runs(doc.data, doc, source)
     try:
@@ -140,6 +172,8 @@ def parse_submission(text: str, job_id: str, source: str = "<submission>") -> li
         seen[live_id] = task.id
         run = runs.get(task.id) or (runs.get(task.pipeline_id) if task.pipeline_id else None)
         run = run or _default_run(task)
+        item = task.id if task.id in runs else task.pipeline_id
+        run = _with_worker(run, task, base_dir or Path(), doc.where((RUN_KEY, item or task.id)))
         executor = ExecutorSpec(kind=run.kind, target=run.target, options=run.options)
         after = tuple(
             live_task_id(job_id, f"{task.pipeline_id}/{stage}") for stage in task.depends_on
@@ -157,4 +191,5 @@ def _with_id(task: Task, live_id: str) -> Task:
 
 def load_submission(path: Path, job_id: str) -> list[SubmittedTask]:
     """Read and parse a submission file (SubmissionError names file, line and field)."""
-    return parse_submission(read_text(path, SubmissionError, "submission file"), job_id, str(path))
+    return parse_submission(read_text(path, SubmissionError, "submission file"), job_id, str(path),
+                            path.parent)
