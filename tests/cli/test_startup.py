@@ -63,3 +63,16 @@ def test_help_imports_nothing_heavy():
     assert _heavy(probe["top_help"], ("rich.console",)) == []
     # every command's --help
     assert _heavy(probe["all"]) == []
+
+
+def test_the_typer_hooks_patched_for_start_up_are_the_ones_this_typer_has():
+    # cli/common.install_help_format replaces typer's private get_runtime_param (and calls
+    # typer._coercion.build_runtime_param on first value): measured ~0.2 s of `heddle sim --help`
+    # (pydantic TypeAdapters for unset options). Pinned to the typer it was written against: on
+    # an upgrade, re-read typer.core / typer._coercion, then move this pin.
+    from importlib.metadata import version
+
+    from typer import _coercion, core
+
+    assert version("typer").startswith("0.29."), "typer upgraded: re-check the hooks in heddle/cli/common.py"
+    assert callable(core._TyperParameter.get_runtime_param) and callable(_coercion.build_runtime_param)
