@@ -176,16 +176,11 @@ class _LiveDriver:
         return out
 
 
-BACKLOG_GAP = pytest.mark.xfail(strict=True, reason=(
-    "the live control plane publishes no backlog_s for its full nodes (the twin does: remaining predicted "
-    "work per slot), so its deferral costs differ; strict: passes once the plane publishes it"))
-
-
 def _differences(live: dict, twin: dict) -> dict:
     return {k: (v, twin.get(k)) for k, v in live.items() if twin.get(k) != v}
 
 
-@pytest.mark.parametrize("seed", [pytest.param(1, marks=BACKLOG_GAP), 3, pytest.param(4, marks=BACKLOG_GAP)])
+@pytest.mark.parametrize("seed", [1, 3, 4])
 async def test_the_twin_and_the_control_plane_decide_alike(natsd, seed, monkeypatch):
     fleet, tasks = _fleet(), _tasks(seed, 40)
     twin, finishes = _twin_decisions(fleet, tasks)

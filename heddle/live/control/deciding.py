@@ -26,13 +26,17 @@ class Decider:
     """``decide(now_s, keys)`` for the core: express for one task, else the core's place()."""
 
     def __init__(self, state: FleetState, policy: Policy, task_of: Callable[[str], Task],
-                 fallback: Callable[[float, Sequence[str]], Sequence[Decision]]) -> None:
+                 fallback: Callable[[float, Sequence[str]], Sequence[Decision]],
+                 refresh: Callable[[float], None] | None = None) -> None:
         self.state, self.policy, self.task_of, self.fallback = state, policy, task_of, fallback
+        self.refresh = refresh  # brings the state's node backlogs up to now before a decision
         self.express = policy.name in EXPRESS_POLICIES and not policy.explain
         self._placer: ExpressPlacer | None = None
         self.express_hits = 0
 
     def __call__(self, now_s: float, keys: Sequence[str]) -> Sequence[Decision]:
+        if self.refresh is not None:
+            self.refresh(now_s)
         if self.express and len(keys) == 1:
             placer = self._placer
             if placer is None or not placer.current():

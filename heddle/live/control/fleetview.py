@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from heddle.live.control.export import measured_node
 from heddle.live.protocol import CapacityReport, node_from_report, node_state
 from heddle.models import Fleet, FleetState, Node, NodeId, NodeState, NodeStatus
+from heddle.optimizer.view import backlog_s
 
 __all__ = ["FleetView", "LiveNode"]
 
@@ -27,6 +28,7 @@ class LiveNode:
     report: CapacityReport
     last_seen_s: float
     running: dict[str, int] = field(default_factory=dict)  # task id -> attempt assigned here
+    finish_s: dict[str, float] = field(default_factory=dict)  # task id -> predicted finish
     lost: bool = False
     unreachable: bool = False  # an assignment found no agent listening: wait for its next report
     draining: bool = False  # asked to drain by this control plane (or reported draining)
@@ -88,9 +90,11 @@ class FleetView:
             setattr(state, name, getattr(fresh, name))
 
     # -- assignments ----------------------------------------------------------------------------
-    def assigned(self, node_id: NodeId, task_id: str, attempt: int) -> None:
+    def assigned(self, node_id: NodeId, task_id: str, attempt: int, finish_s: float | None = None) -> None:
         live = self.nodes[node_id]
         live.running[task_id] = attempt
+        if finish_s is not None:
+            live.finish_s[task_id] = finish_s
         self.state.nodes[node_id].free_slots = max(0, live.node.slots - len(live.running))
 
     def released(self, node_id: NodeId, task_id: str) -> bool:
@@ -98,9 +102,23 @@ class FleetView:
         live = self.nodes.get(node_id)
         if live is None or live.running.pop(task_id, None) is None:
             return False
+        live.finish_s.pop(task_id, None)
         if node_id in self.state.nodes:
             self.state.nodes[node_id].free_slots = max(0, live.node.slots - len(live.running))
         return True
+
+    def refresh_backlog(self, now_s: float) -> None:
+        """Each full node's backlog from its assignments' predicted finishes, by the rule the twin
+        uses (`optimizer.view.backlog_s`), so deferral is priced the same in both bodies."""
+        for live in self.nodes.values():
+            ns = self.state.nodes.get(live.node.id)
+            if ns is None:
+                continue
+            if ns.free_slots > 0:
+                ns.backlog_s = 0.0
+                continue
+            finishes = live.finish_s
+            ns.backlog_s = backlog_s(sum(finishes.values()), len(finishes), now_s, 0.0, live.node.slots)
 
     # -- liveness -------------------------------------------------------------------------------
     def overdue(self, now_s: float, silence_s: float) -> list[NodeId]:

@@ -71,7 +71,7 @@ class ControlPlane:
         self.fleet = FleetView(settings.fallback_device)
         policy = live_policy(settings.policy)
         self.decider = Decider(self.fleet.state, policy, lambda key: self.tasks[key].task,
-                               lambda now, keys: self.core.place_keys(now, keys))
+                               lambda now, keys: self.core.place_keys(now, keys), self.fleet.refresh_backlog)
         self.core: SchedulingCore[str] = SchedulingCore(
             self.fleet.state,
             policy,
@@ -235,7 +235,7 @@ class ControlPlane:
         timeout = live.spec.timeout_s or self.settings.task_timeout_s
         live.timeout_at_s = now + timeout + self.settings.timeout_grace_s
         heapq.heappush(self._timeouts, (live.timeout_at_s, key, live.attempt))
-        self.fleet.assigned(NodeId(node_id), key, live.attempt)
+        self.fleet.assigned(NodeId(node_id), key, live.attempt, now + decision.est_seconds)
         self.record(
             key, "PlaceTask", {"target": node_id}, SCHEDULER,
             attempt=live.attempt, est_seconds=decision.est_seconds,
