@@ -58,6 +58,8 @@ async def test_privacy_mix_of_300_tasks_all_complete_without_a_violation(cluster
     for task_id, history in by_task(events).items():
         for e in history:
             node = e.payload.get("target") or e.payload.get("node")
+            if e.event_type == "TaskPlaced":  # each placement says why, in the optimizer's words
+                assert e.payload["reason"].startswith("lowest cost"), e.payload
             if e.event_type in ("TaskPlaced", "TaskStarted", "TaskCompleted") and node:
                 used.add(node)
                 if not privacy_allows(specs[task_id], nodes[node]):

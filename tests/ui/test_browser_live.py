@@ -114,6 +114,8 @@ def test_the_work_page_shows_a_job_and_a_tasks_life(live_ui, new_page, screensho
     for step in ("submitted (public work)", "placed on study", "started on study", "completed on study"):
         assert step in events
     assert "echo" in page.locator("section.card", has_text="The task").inner_text()
+    # the optimizer's own words for the choice, recorded with the placement
+    assert "study: lowest cost" in page.locator("section.card", has_text="Why it ran there").inner_text()
     assert "run time" in page.locator("section.card", has_text="Predicted").inner_text()
     assert "run time" in page.locator("section.card", has_text="Actual").inner_text()
     page.screenshot(path=str(screenshots / "task.png"), full_page=True)

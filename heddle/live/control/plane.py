@@ -238,7 +238,7 @@ class ControlPlane:
         self.fleet.assigned(NodeId(node_id), key, live.attempt, now + decision.est_seconds)
         self.record(
             key, "PlaceTask", {"target": node_id}, SCHEDULER,
-            attempt=live.attempt, est_seconds=decision.est_seconds,
+            attempt=live.attempt, est_seconds=decision.est_seconds, reason=decision.reason,
         )  # fmt: skip
         self._outbox.append(
             wire.Assignment(
