@@ -22,6 +22,7 @@ __all__ = [
     "MICRO",
     "budget_micro",
     "deferral_usd",
+    "lateness_s",
     "mb_down",
     "mb_up",
     "micro",
@@ -56,20 +57,31 @@ def pair_micro(cloud_usd, energy_usd, time_cost_usd, cloud_weight: float, energy
     return round(usd * MICRO)
 
 
-def time_usd(finish_in_s, wait_usd_per_s, late_s, missed, weight, rate_usd_per_s: float, miss_usd: float):
-    """The price of time for one option: waiting `finish_in_s` seconds from now for the result
-    at the task's `wait_usd_per_s` (`wait_usd_per_s`: its priority's price), plus lateness:
-    `late_s` (>= 0) seconds past the deadline at `rate_usd_per_s` and `miss_usd` once if
-    `missed` (late_s > 0), times the priority weight (1 + priority)."""
-    return finish_in_s * wait_usd_per_s + (late_s * rate_usd_per_s + missed * miss_usd) * weight
+def lateness_s(finish_s, deadline_s):
+    """Seconds past the deadline at a finish: 0.0 when on time or without a deadline (+inf).
+    Floats (the fast paths, per node) or arrays (the batch scorer)."""
+    late = finish_s - deadline_s
+    if type(late) is float:
+        return late if late > 0.0 else 0.0
+    return np.maximum(late, 0.0)
 
 
-def deferral_usd(finish_in_s, wait_usd_per_s, late_s, missed, weight, defer_usd: float, rate_usd_per_s: float,
-                 miss_usd: float):
+def time_usd(finish_s, now_s, deadline_s, wait_usd_per_s, weight, rate_usd_per_s: float, miss_usd: float):
+    """The price of time for one option finishing at `finish_s`: waiting from `now_s` for the
+    result at the task's `wait_usd_per_s` (its priority's price), plus lateness: the seconds
+    past `deadline_s` at `rate_usd_per_s` and `miss_usd` once if late at all, times the
+    priority weight (1 + priority). The one copy of the rule for every placement path."""
+    late = lateness_s(finish_s, deadline_s)
+    return (finish_s - now_s) * wait_usd_per_s + (late * rate_usd_per_s + (late > 0.0) * miss_usd) * weight
+
+
+def deferral_usd(finish_s, now_s, deadline_s, wait_usd_per_s, weight, defer_usd: float,
+                 rate_usd_per_s: float, miss_usd: float):
     """Cost of waiting for the best local node instead of running now: the deferral price
-    (times the priority weight) plus the price of time (`time_usd`) at that node's finish."""
-    return defer_usd * weight + time_usd(finish_in_s, wait_usd_per_s, late_s, missed, weight, rate_usd_per_s,
-                                         miss_usd)
+    (times the priority weight) plus the price of time (`time_usd`) at that node's finish
+    (`now_s` for a task no local node will ever run: only the lateness it already has)."""
+    return defer_usd * weight + time_usd(finish_s, now_s, deadline_s, wait_usd_per_s, weight,
+                                         rate_usd_per_s, miss_usd)
 
 
 def wait_usd_per_s(usd_per_task_hour: tuple[float, ...], priority: int) -> float:

@@ -227,7 +227,6 @@ class ExpressPlacer:
             x_a, x_b = a, 0.0
         key = cls.model
         now = self.state.time_s
-        timely = deadline == _INF  # no deadline: no lateness (time_usd's lateness part is 0.0 too)
         rate, miss = policy.lateness_usd_per_s, policy.deadline_miss_usd
         cw, ew = policy.cloud_weight, policy.energy_weight
         by_priority = self.by_priority.get(priority)
@@ -236,7 +235,7 @@ class ExpressPlacer:
             by_priority = self.by_priority[priority] = (prio, wait_usd_per_s(policy.wait_usd_per_task_hour, priority))
         prio, wait_rate = by_priority
         soonest = (x_a * cls.soonest_a + x_b * cls.soonest_b) * _LB_SAFETY
-        min_defer = micro(deferral_usd(soonest, wait_rate, 0.0, False, prio, policy.defer_usd, rate, miss))
+        min_defer = micro(deferral_usd(now + soonest, now, _INF, wait_rate, prio, policy.defer_usd, rate, miss))
         static_need = kv + w
         found = False
         best_cost = best_i = -1
@@ -248,12 +247,7 @@ class ExpressPlacer:
             i, sa, sb, sea, seb, a_i, b_i, load_i, e_i, installed_i, slots_i = e
             if found and best_cost < min_defer:  # place_one's early stop, the same bound
                 lb_f = now + (x_a * sa + x_b * sb) * _LB_SAFETY
-                if timely:
-                    late = 0.0
-                else:
-                    late = lb_f - deadline
-                    late = late if late > 0.0 else 0.0
-                lateness = time_usd(lb_f - now, wait_rate, late, late > 0.0, prio, rate, miss)
+                lateness = time_usd(lb_f, now, deadline, wait_rate, prio, rate, miss)
                 if pair_micro(0.0, (x_a * sea + x_b * seb) * _LB_SAFETY, lateness, cw, ew) > best_cost:
                     break
             if ns.status is not _ACTIVE or static_need > installed_i or ns.thermal in _HOT:
@@ -285,12 +279,7 @@ class ExpressPlacer:
                 if needs_evict and add_mb > free_mb + mb_down(evictable):
                     continue
             finish = now + ns.backlog_s + service
-            if timely:
-                late = 0.0
-            else:
-                late = finish - deadline
-                late = late if late > 0.0 else 0.0
-            lateness = time_usd(finish - now, wait_rate, late, late > 0.0, prio, rate, miss)
+            lateness = time_usd(finish, now, deadline, wait_rate, prio, rate, miss)
             cost = pair_micro(0.0, service * e_i, lateness, cw, ew)
             if needs_evict:
                 cost += self.eviction_micro

@@ -197,17 +197,15 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
     stopped = False
     # a lower bound on any deferral: the outlook node finishes no sooner than the fastest node could
     soonest = (x_a * suf_a[0] + x_b * suf_b[0]) * _LB_SAFETY if order else 0.0
-    min_defer = micro(deferral_usd(soonest, wait_rate, 0.0, False, prio, policy.defer_usd, rate, miss))
+    min_defer = micro(deferral_usd(now + soonest, now, _INF, wait_rate, prio, policy.defer_usd, rate, miss))
     thr = policy.burst_backlog_threshold_s
     for k, i in enumerate(order):
         if early_stop and best is not None and best.cost < min_defer:
             # placing beats any deferral; stop when no unseen node can be as cheap and the
             # burst rule cannot change (cloud irrelevant, or already ruled out / settled)
             lb_f = now + (x_a * suf_a[k] + x_b * suf_b[k]) * _LB_SAFETY
-            late = lb_f - deadline
-            late = late if late > 0.0 else 0.0
             lb_cost = pair_micro(0.0, (x_a * suf_ea[k] + x_b * suf_eb[k]) * _LB_SAFETY,
-                                 time_usd(lb_f - now, wait_rate, late, late > 0.0, prio, rate, miss), cw, ew)
+                                 time_usd(lb_f, now, deadline, wait_rate, prio, rate, miss), cw, ew)
             if lb_cost > best.cost and (not cloud_matters or (outlook <= deadline and min_wait <= thr)
                                       or (lb_f >= outlook and outlook > deadline)):
                 stopped = True
@@ -267,9 +265,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
         if needs_evict and add_mb > free_mb + mb_down(evictable):
             continue
         energy = service * lean.energy[i]
-        late = finish - deadline
-        late = late if late > 0.0 else 0.0
-        lateness = time_usd(finish - now, wait_rate, late, late > 0.0, prio, rate, miss)
+        lateness = time_usd(finish, now, deadline, wait_rate, prio, rate, miss)
         cost = pair_micro(0.0, energy, lateness, cw, ew) + (ev_int if needs_evict else 0)
         if best is None or cost < best.cost or (cost == best.cost and i < best.target):
             best = _Best(cost, i, service, wait, 0.0, energy, lateness, needs_evict)
@@ -343,22 +339,17 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
             if remaining_int is not None and spend_int > remaining_int:
                 continue
             finish = now + wait + service
-            late = finish - deadline
-            late = late if late > 0.0 else 0.0
-            lateness = time_usd(finish - now, wait_rate, late, late > 0.0, prio, rate, miss)
+            lateness = time_usd(finish, now, deadline, wait_rate, prio, rate, miss)
             cost = pair_micro(cloud, 0.0, lateness, cw, ew)
             if best is None or cost < best.cost:
                 best = _Best(cost, j, service, wait, cloud, 0.0, lateness, False)
 
     # --- defer or place ----------------------------------------------------------------------
     if any_local:
-        out_late = outlook - deadline
-        out_late = out_late if out_late > 0.0 else 0.0
-        defer = deferral_usd(outlook - now, wait_rate, out_late, out_late > 0.0, prio, policy.defer_usd, rate, miss)
+        defer = deferral_usd(outlook, now, deadline, wait_rate, prio, policy.defer_usd, rate, miss)
     else:
         # never run locally: waiting costs the stranded price plus the lateness already incurred
-        late_now = now - deadline if now > deadline else 0.0
-        defer = deferral_usd(0.0, wait_rate, late_now, late_now > 0.0, prio, policy.stranded_defer_usd, rate, miss)
+        defer = deferral_usd(now, now, deadline, wait_rate, prio, policy.stranded_defer_usd, rate, miss)
     defer_int = micro(defer)
     tid = TaskId(task.id)
     if best is not None and best.cost < defer_int:

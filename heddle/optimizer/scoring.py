@@ -175,8 +175,7 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
     proc_s = cpu_s * fa.proc_s_per_cpu_s
     service = np.where(llm[:, None], llm_s, proc_s) / view.speed + fa.latency_s
     finish = now + view.wait_s + service
-    late_s = np.maximum(finish - deadline, 0.0)
-    lateness = time_usd(finish - now, wait_rate[:, None], late_s, late_s > 0, prio_w[:, None],
+    lateness = time_usd(finish, now, deadline, wait_rate[:, None], prio_w[:, None],
                         policy.lateness_usd_per_s, policy.deadline_miss_usd)
 
     # --- money -------------------------------------------------------------------------------
@@ -244,16 +243,13 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
     ok = codes == 0
 
     # --- deferring: wait for the best local node (or, cloud-only tasks, a high price) ----------
-    out_late = np.maximum(outlook - deadline[:, 0], 0.0)
-    out_late = np.where(np.isfinite(out_late), out_late, 0.0)
-    late_now = np.maximum(now - deadline[:, 0], 0.0)
     defer = np.where(
         any_local,
-        deferral_usd(np.where(any_local, outlook - now, 0.0), wait_rate, out_late, out_late > 0, prio_w,
+        deferral_usd(np.where(any_local, outlook, now), now, deadline[:, 0], wait_rate, prio_w,
                      policy.defer_usd, policy.lateness_usd_per_s, policy.deadline_miss_usd),
         # no local node will ever run it: the cloud later finishes no sooner than the cloud now,
         # so waiting costs the stranded price on top of the lateness the task already has
-        deferral_usd(0.0, wait_rate, late_now, late_now > 0, prio_w, policy.stranded_defer_usd,
+        deferral_usd(now, now, deadline[:, 0], wait_rate, prio_w, policy.stranded_defer_usd,
                      policy.lateness_usd_per_s, policy.deadline_miss_usd),
     )
     zero = lambda a: np.where(ok, a, 0.0)  # ruled-out pairs may hold inf or nan
