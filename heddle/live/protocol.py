@@ -19,6 +19,8 @@ new field: upgrade the control plane first, then the agents.
   ``assign_batch`` (agents may be older than the control plane). `TaskReports` on
   ``heddle.v1.report.<node>``: an agent's outbox sends the reports it has waiting as one
   JetStream message (the control plane is upgraded first, so it always understands it).
+- 1.3: ``CapacityReport.measured`` (optional): what an agent on hardware the catalog does not
+  list measured about itself; such a node joins as a generic device built from it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from heddle.models.fleet_types import Node
+from heddle.models.generic import MeasuredFigures, generic_device
 from heddle.models.ids import (
     AccountId,
     ModelId,
@@ -45,7 +48,7 @@ from heddle.models.ids import (
 from heddle.models.state import NodeState
 from heddle.models.task import Task
 
-PROTOCOL_VERSION = "1.2"
+PROTOCOL_VERSION = "1.3"
 """Version every message carries in ``v``: "major.minor"; receivers refuse another major."""
 PROTOCOL_MAJOR = 1
 MAX_MESSAGE_BYTES = 512 * 1024
@@ -174,6 +177,25 @@ class Power(_Part):
     battery_level: Fraction | None = Field(None, description="0..1; None without a battery.")
 
 
+class MeasuredDevice(_Part):
+    """What an agent on hardware the catalog does not list measured about itself at start
+    (heddle.live.agent.benchmark); the control plane predicts the node from these figures."""
+
+    cpu_single_core_relative: Annotated[float, Field(gt=0)] = Field(
+        description="One core's speed vs the reference core (the burn step's rate).")
+    memory_bandwidth_gb_s: Annotated[float, Field(gt=0)]
+    cpu_gflops: Annotated[float, Field(gt=0)] = Field(description="float32 matrix product, all cores.")
+    cores: Annotated[int, Field(ge=1)]
+    memory_gb: Annotated[float, Field(gt=0)]
+    duration_s: NonNegative = Field(description="How long the measurement took.")
+    measured_at: float = Field(description="When (Unix seconds).")
+    cached: bool = Field(False, description="Read from the agent's cache rather than measured now.")
+
+    def figures(self) -> MeasuredFigures:
+        return MeasuredFigures(self.cpu_single_core_relative, self.memory_bandwidth_gb_s,
+                               self.cpu_gflops, self.cores, self.memory_gb)
+
+
 class ResidentModel(_Part):
     model: str
     quant: str
@@ -291,6 +313,8 @@ class CapacityReport(_Message):
     arch: str
     chip: str
     device: str | None = Field(None, description="Catalog device id; None if not in the catalog.")
+    measured: MeasuredDevice | None = Field(None, description="Figures measured at start, sent "
+                                            "when the machine is not in the catalog.")
     memory: Memory
     cpu: Cpu
     gpu: Gpu | None = None
@@ -539,19 +563,25 @@ def node_state(report: CapacityReport, backlog_s: float = 0.0) -> NodeState:
 def node_from_report(report: CapacityReport, fallback_device: str | None = None) -> Node:
     """The fleet `Node` a report describes (device from the catalog, owner and trust, slots).
 
-    Raises ProtocolError on ``device`` when the report names no catalog device and there is
-    no ``fallback_device``, or names one the catalog does not know.
+    A report without a catalog device but with ``measured`` figures becomes a generic device
+    (heddle.models.generic). Raises ProtocolError on ``device`` when the report names no
+    catalog device, has no figures and there is no ``fallback_device``, or names a device the
+    catalog does not know.
     """
     from heddle.models import catalog
     from heddle.models.errors import UnknownIdError
 
-    device_id = report.device or fallback_device
-    if device_id is None:
-        raise ProtocolError("device", "the node reports no catalog device and no fallback is set")
-    try:
-        spec = catalog.device(device_id)
-    except UnknownIdError as exc:
-        raise ProtocolError("device", str(exc)) from None
+    device_id = report.device or (None if report.measured is not None else fallback_device)
+    if device_id is None and report.measured is not None:  # measured beats a fallback's guess
+        spec = generic_device(report.measured.figures(), report.node_id)
+    elif device_id is None:
+        raise ProtocolError("device", "the node reports no catalog device, no measured figures, "
+                                      "and no fallback is set")
+    else:
+        try:
+            spec = catalog.device(device_id)
+        except UnknownIdError as exc:
+            raise ProtocolError("device", str(exc)) from None
     return Node(
         id=NodeId(report.node_id),
         device=spec,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from heddle.models.errors import PerfError
 
 __all__ = [
+    "CPU",
     "CUDA",
     "METAL",
     "NEURON",
@@ -82,7 +83,12 @@ CUDA = replace(
 NEURON = CUDA
 """No measurement: Inferentia2/Trainium are predicted like a CUDA GPU of the same specs."""
 
-_BY_NAME = {"metal": METAL, "cuda": CUDA, "neuron": NEURON}
+CPU = METAL
+"""A measured machine without a catalogued accelerator (heddle.models.generic): its
+bandwidth and FLOP rate are achieved figures, not peaks, so Metal's efficiencies are an
+estimate for llama.cpp on its CPU until `heddle models calibrate` fits them to its runs."""
+
+_BY_NAME = {"metal": METAL, "cuda": CUDA, "neuron": NEURON, "cpu": CPU}
 
 
 def backend_params(backend: str) -> BackendParams:

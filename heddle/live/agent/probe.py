@@ -189,6 +189,11 @@ class Probe:
     def chip(self) -> str:
         return self._static[3]
 
+    @property
+    def speed_relative(self) -> float | None:
+        """One core's speed measured at start (heddle.live.agent.speed), or None if not measured."""
+        return self._speed
+
     def sample(self) -> MachineSample:
         hostname, os_name, arch, chip = self._static
         vm = psutil.virtual_memory()

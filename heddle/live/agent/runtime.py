@@ -224,6 +224,7 @@ class Agent:
             sender=s.sender, seq=self._next_seq(), sent_at=time.time(), node_id=s.node_id,
             agent_id=s.sender, hostname=sample.hostname, os=sample.os, arch=sample.arch,
             chip=sample.chip, device=self.device, memory=sample.memory, cpu=sample.cpu,
+            measured=s.measured if self.device is None else None,
             gpu=sample.gpu, neural_engine=sample.neural_engine, thermal=sample.thermal,
             power=sample.power, labels=s.labels, owner=s.owner, trusted_owners=s.trusted_owners,
             status=self.status, slots=s.slots, free_slots=max(0, s.slots - len(self.running)),

@@ -7,13 +7,14 @@ import os
 import re
 import socket
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from heddle.config import Settings
 from heddle.live.cluster.join import Credentials
-from heddle.live.protocol import ID_PATTERN
+from heddle.live.protocol import ID_PATTERN, MeasuredDevice
 
 if TYPE_CHECKING:
     from heddle.live.agent.executors import Executor
@@ -63,6 +64,9 @@ class AgentSettings(BaseModel):
     # paced); None: unpaced. Other processor steps are never paced.
     cpu_limit: Annotated[float, Field(gt=0, le=1)] | None = None
     credentials: Credentials | None = None  # this node's login on the cluster; None: no access control
+    # a machine not in the catalog measures itself at start, cached here (None: never measured)
+    benchmark_dir: Path | None = None
+    measured: MeasuredDevice | None = None  # the figures, once measured (heddle.live.agent.benchmark)
 
     def auth_options(self) -> dict:
         """``nats.connect`` arguments that log in as this node (its own inbox prefix)."""
@@ -124,6 +128,7 @@ def agent_settings(settings: Settings) -> AgentSettings:
         trusted_owners=tuple(_split(settings.trust)),
         processors=tuple(_split(settings.processors)),
         labels=_labels(settings.labels),
+        benchmark_dir=settings.data_dir,
     )
 
 
@@ -142,6 +147,11 @@ def run_agent(settings: AgentSettings, executors: Sequence[Executor] = ()) -> in
     probe = Probe(measure_speed=True, cpu_limit=settings.cpu_limit)
     if settings.device is None:
         settings = settings.model_copy(update={"device": guess_device(probe.chip)})
+    if settings.device is None and settings.benchmark_dir is not None:
+        from heddle.live.agent.benchmark import measured_device
+
+        measured = measured_device(settings.benchmark_dir, probe.chip, probe.speed_relative)
+        settings = settings.model_copy(update={"measured": measured})
     registry = default_registry(settings.slots, settings.processors, cpu_limit=settings.cpu_limit)
     for executor in executors:
         registry.register(executor)

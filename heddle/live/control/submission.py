@@ -36,15 +36,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from heddle.live.protocol import ExecutorSpec
 from heddle.models import Task, WorkloadError, parse_workload
+from heddle.models.generic import REFERENCE_BURN_ITERATIONS_PER_S
 from heddle.models.yamlsource import format_validation_error, load_yaml, read_text
 
 __all__ = ["RunIn", "SubmissionError", "SubmittedTask", "live_task_id", "parse_submission"]
 
 RUN_KEY = "run"
-BURN_ITERATIONS_PER_CPU_SECOND = 500_000
-"""Iterations of the agent's `burn` step per second of a reference core: an estimate (0.33-0.6
-M/s measured on the 2-core Linux dev machine, loaded, 2026-12-06) until the twin-fidelity loop
-calibrates it."""
+BURN_ITERATIONS_PER_CPU_SECOND = REFERENCE_BURN_ITERATIONS_PER_S
+"""Iterations of the agent's `burn` step per second of a reference core (the same figure turns
+a measured burn rate into a generic device's per-core speed)."""
 _TOP_LEVEL_KEY = re.compile(r"^[^\s#\-][^:]*:")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
