@@ -15,13 +15,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from heddle.models.errors import ConfigError
+from heddle.models.userdir import CONFIG_ENV, config_path
 from heddle.models.yamlsource import format_validation_error, load_yaml
 
 __all__ = ["ENV_PREFIX", "Settings", "config_path", "load_settings"]
 
 ENV_PREFIX = "HEDDLE_"
-CONFIG_ENV = "HEDDLE_CONFIG"
-"""Environment variable naming the config file (overrides ~/.heddle/config.yaml)."""
 ENV_ALIASES = {
     "LM_STUDIO_URL": "lm_studio_url", "OLLAMA_URL": "ollama_url",
     "ANTHROPIC_API_KEY": "anthropic_api_key", "ANTHROPIC_BASE_URL": "anthropic_base_url",
@@ -65,15 +64,6 @@ class Settings(BaseModel):
     anthropic_base_url: str | None = None  # None: https://api.anthropic.com
     llm_read_timeout_s: Annotated[float, Field(gt=0)] | None = None  # no byte for this long: fail
     model_refresh_s: Annotated[float, Field(gt=0)] | None = None  # model discovery interval
-
-
-def config_path(env: Mapping[str, str] | None = None) -> Path:
-    """Where the settings file is read from."""
-    env = os.environ if env is None else env
-    if env.get(CONFIG_ENV):
-        return Path(env[CONFIG_ENV]).expanduser()
-    home = env.get("HOME")
-    return (Path(home) if home else Path.home()) / ".heddle" / "config.yaml"
 
 
 def _from_file(path: Path) -> tuple[dict[str, Any], Any]:

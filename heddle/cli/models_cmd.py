@@ -1,8 +1,10 @@
-"""`heddle models`: predict step times, validate fleets, report the perf model's accuracy."""
+"""`heddle models`: predict step times, validate fleets, report the perf model's accuracy,
+refit it to recorded runs."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -112,3 +114,39 @@ def accuracy() -> None:
     from heddle.models.calibration import accuracy_report
 
     typer.echo(accuracy_report())
+
+
+@app.command()
+@guarded("models calibrate")
+def calibrate(
+    records: Annotated[list[Path] | None, typer.Argument(
+        metavar="RECORDS", help="Records files (JSON lines) [default: perf-records.jsonl in the `data_dir` setting].")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the fit; keep the parameters in use.")] = False,
+) -> None:
+    """Refit the performance model to the speeds this fleet's agents recorded."""
+    from heddle.config import load_settings
+    from heddle.models.learned import calibrate as fit, load_records, save_params
+    from heddle.models.perf_params import learned_params, learned_params_path
+
+    paths = records or [load_settings().data_dir / "perf-records.jsonl"]
+    rows = [r for path in paths for r in load_records(path)]
+    if not rows:
+        raise InputError(f"{', '.join(map(str, paths))}: no records yet; agents record each local "
+                         "LLM run there (expected at least one prefill and one decode figure)")
+    target = learned_params_path()
+    existing = learned_params(target)
+    fits = fit(rows, existing)
+    t = new_table(title=f"performance model refitted to {len(rows)} recorded runs")
+    for col in ("backend", "figures", "error before", "error after", "error, each left out"):
+        t.add_column(col, justify="left" if col == "backend" else "right")
+    for f in fits:
+        left = "n/a (too few)" if f.error_left_out_pct is None else f"{f.error_left_out_pct:.1f}%"
+        t.add_row(f.backend, str(f.rows), f"{f.error_before_pct:.1f}%", f"{f.error_after_pct:.1f}%", left)
+    out = console()
+    out.print(t)
+    out.print("error: mean absolute percentage error of the predicted prefill and decode tokens/s")
+    if dry_run:
+        out.print("--dry-run: the parameters in use are unchanged")
+        return
+    save_params(target, fits, existing)
+    out.print(f"saved to {target}: the twin, the optimizer and `heddle models predict` use it")

@@ -12,9 +12,13 @@ the other published figures (docs/performance-model.md).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
 
 from heddle.models.errors import PerfError
+from heddle.models.userdir import config_path
 
 __all__ = [
     "CPU",
@@ -24,6 +28,8 @@ __all__ = [
     "QUANT_CLASSES",
     "BackendParams",
     "backend_params",
+    "learned_params",
+    "learned_params_path",
     "quant_class",
 ]
 
@@ -91,8 +97,36 @@ estimate for llama.cpp on its CPU until `heddle models calibrate` fits them to i
 _BY_NAME = {"metal": METAL, "cuda": CUDA, "neuron": NEURON, "cpu": CPU}
 
 
-def backend_params(backend: str) -> BackendParams:
+LEARNED_FILE = "perf-params.json"
+"""`heddle models calibrate` writes this beside the user's config (heddle.models.learned)."""
+
+
+def learned_params_path() -> Path:
+    return config_path().parent / LEARNED_FILE
+
+
+@lru_cache(maxsize=8)
+def learned_params(path: Path) -> dict[str, BackendParams]:
+    """The parameters `heddle models calibrate` fitted for this fleet ({} when it never ran);
+    PerfError names the file and the field when it cannot be used."""
+    if not path.is_file():
+        return {}
     try:
-        return _BY_NAME[backend]
-    except KeyError:
-        raise PerfError(f"unknown inference backend {backend!r}; expected one of {sorted(_BY_NAME)}") from None
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        out = {}
+        for backend, fields in doc.items():
+            if backend not in _BY_NAME:
+                raise ValueError(f"{backend}: unknown backend; expected one of {sorted(_BY_NAME)}")
+            out[backend] = BackendParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+        return out
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise PerfError(f"{path}: cannot use the calibrated parameters ({exc}); run "
+                        "`heddle models calibrate` again or delete the file") from None
+
+
+def backend_params(backend: str) -> BackendParams:
+    """The parameters in use for ``backend``: this fleet's calibration when there is one
+    (`learned_params`), else the shipped fit."""
+    if backend not in _BY_NAME:
+        raise PerfError(f"unknown inference backend {backend!r}; expected one of {sorted(_BY_NAME)}")
+    return learned_params(learned_params_path()).get(backend, _BY_NAME[backend])

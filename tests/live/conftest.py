@@ -94,7 +94,8 @@ def spawn_agent(tmp_path):
 
     def _spawn(url: str, node_id: str, *args: str) -> AgentProcess:
         log_path = tmp_path / f"agent-{node_id}-{len(started)}.log"
-        env = {**os.environ, "HEDDLE_CONFIG": str(tmp_path / "no-config.yaml")}
+        env = {**os.environ, "HEDDLE_CONFIG": str(tmp_path / "no-config.yaml"),
+               "HEDDLE_DATA_DIR": str(tmp_path / "data")}  # the agent's records stay in the test
         process = subprocess.Popen(
             [sys.executable, "-m", "heddle.cli.agent", "--nats", url, "--node-id", node_id,
              "--device", "m1-8", "--report-every", "0.5", *args],

@@ -11,6 +11,7 @@ import pytest
 from heddle.live import protocol as p
 from heddle.models import catalog
 from heddle.models.cost import api_cost_usd
+from heddle.models.learned import load_records
 from tests.live.conftest import WAIT_S
 from tests.live.llmstandin import WORDS, Plan, StandIn, anthropic_stream
 
@@ -34,7 +35,8 @@ async def assign_llm(control, node: str, task_id: str, timeout_s: float | None =
     return p.decode(reply.data, p.AssignReply)
 
 
-async def test_agent_runs_llm_work_on_ollama_and_survives_a_server_fault(natsd, control, spawn_agent, server):
+async def test_agent_runs_llm_work_on_ollama_and_survives_a_server_fault(natsd, control, spawn_agent, server,
+                                                                      tmp_path):
     agent = spawn_agent(natsd.url, "llm1", "--ollama-url", server.url)
     resident = p.ResidentModel(model="llama-3.1-8b", quant="q4_k_m")
     await control.next("capacity", lambda m: m.node_id == "llm1" and resident in m.resident_models)
@@ -56,6 +58,12 @@ async def test_agent_runs_llm_work_on_ollama_and_survives_a_server_fault(natsd, 
     assert (await assign_llm(control, "llm1", "t-after")).accepted  # still running, still serving
     assert (await control.finished("t-after")).outcome == "ok"
     assert agent.process.poll() is None
+    # each run that finished was recorded for `heddle models calibrate` (the failed one was not)
+    records = load_records(tmp_path / "data" / "perf-records.jsonl")
+    assert [(r.node, r.device, r.model, r.quant, r.backend) for r in records] == [
+        ("llm1", "m1-8", "llama-3.1-8b", "q4_k_m", "ollama")] * 2
+    assert records[0].prompt_tokens == 12 and records[0].output_tokens == len(WORDS)
+    assert records[0].ttft_s > 0 and records[0].decode_tokens_per_s > 0
 
 
 async def test_agent_charges_a_claude_call_cut_by_its_timeout_once(

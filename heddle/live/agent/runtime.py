@@ -31,6 +31,7 @@ from nats.js.errors import NotFoundError
 from heddle.live import protocol as p
 from heddle.live.agent.executors import ExecutionError, ExecutorRegistry, Progress
 from heddle.live.agent.outbox import Outbox
+from heddle.live.agent.perflog import PerfLog
 from heddle.live.agent.probe import MachineSample, Probe
 from heddle.live.agent.settings import AgentSettings
 from heddle.live.agent.tokens import TokenSink, wants_tokens
@@ -85,8 +86,10 @@ class _Attempt:
 class Agent:
     """One node's agent. `run()` returns the process exit code once it has left."""
 
-    def __init__(self, settings: AgentSettings, registry: ExecutorRegistry, probe: Probe) -> None:
+    def __init__(self, settings: AgentSettings, registry: ExecutorRegistry, probe: Probe,
+                 perf_log: PerfLog | None = None) -> None:
         self.settings = settings
+        self.perf_log = perf_log  # measured LLM speeds, for `heddle models calibrate`
         self.registry = registry
         self.probe = probe
         self.device = settings.device
@@ -357,6 +360,8 @@ class Agent:
             outcome, reason = "failed", f"executor error: {type(exc).__name__}: {exc}"
         if result is None:  # cut by a timeout or a cancel: what the executor had by then
             result = attempt.progress.partial
+        if outcome == "ok" and self.perf_log is not None:
+            self.perf_log.observe(a.task, result)
         self._finish(attempt, outcome, reason, result)
 
     def _finish(self, attempt: _Attempt, outcome: str, reason: str | None, result: Any) -> None:

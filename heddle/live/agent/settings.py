@@ -64,7 +64,7 @@ class AgentSettings(BaseModel):
     # paced); None: unpaced. Other processor steps are never paced.
     cpu_limit: Annotated[float, Field(gt=0, le=1)] | None = None
     credentials: Credentials | None = None  # this node's login on the cluster; None: no access control
-    # a machine not in the catalog measures itself at start, cached here (None: never measured)
+    # heddle's data dir: the machine benchmark's cache and the LLM speed records (None: neither)
     benchmark_dir: Path | None = None
     measured: MeasuredDevice | None = None  # the figures, once measured (heddle.live.agent.benchmark)
 
@@ -155,4 +155,10 @@ def run_agent(settings: AgentSettings, executors: Sequence[Executor] = ()) -> in
     registry = default_registry(settings.slots, settings.processors, cpu_limit=settings.cpu_limit)
     for executor in executors:
         registry.register(executor)
-    return asyncio.run(Agent(settings, registry, probe).run())
+    perf_log = None
+    if settings.benchmark_dir is not None:
+        from heddle.live.agent.perflog import RECORDS_NAME, PerfLog
+
+        perf_log = PerfLog(settings.benchmark_dir / RECORDS_NAME, settings.node_id, settings.device,
+                           settings.measured)
+    return asyncio.run(Agent(settings, registry, probe, perf_log).run())
