@@ -214,3 +214,37 @@ def test_a_submission_names_worker_files_relative_to_itself(tmp_path):
                    "run:\n  s1: {payload: {text: hello}}\n")
     with pytest.raises(SubmissionError, match=r"job.yaml:4: run: expected kind .* or worker"):
         load_submission(sub, "j1")
+
+
+async def test_the_worker_yaml_section_of_the_docs_runs_as_written(tmp_path, server):
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "live.md").read_text(encoding="utf-8")
+    section = doc[doc.index("\n## Worker YAML\n"):]
+    section = section[:section.index("\n## ", 5)]
+    worker_text, submission_text = re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)
+    (tmp_path / "summarize.yaml").write_text(worker_text)
+    (tmp_path / "job.yaml").write_text(submission_text)
+    (task,) = load_submission(tmp_path / "job.yaml", "j1")
+    assert task.timeout_s == 60 and task.executor.options["worker"]["name"] == "summarize"
+
+    worker = load_worker(tmp_path / "summarize.yaml")
+    ollama = OllamaExecutor(server.url)
+    a = assignment(task.executor.options, task.payload, model="llama-3.1-8b", quant="q4_k_m")
+    try:
+        server.plans.append(Plan(chunks=ollama_stream(server.model, words=words(
+            json.dumps({"summary": "Launch moved.", "key_points": "a, b"})))))
+        with pytest.raises(ExecutionError) as failed:
+            await ollama.run(a, Progress())
+    finally:
+        await ollama.close()
+    said = re.search(r"e\.g\. `(output_schema: .*?)`", section.replace("\n", " ")).group(1)
+    assert str(failed.value) == said
+    assert worker.max_output_tokens == server.requests[-1][2]["options"]["num_predict"]
+
+    (tmp_path / "summarize.yaml").write_text(worker_text.replace("timeout_seconds: 60", "timeout_seconds: soon"))
+    said = re.search(r"naming the file, line and field \(`(.*?)`\)", section.replace("\n", " ")).group(1)
+    with pytest.raises(SubmissionError) as refused:
+        load_submission(tmp_path / "job.yaml", "j1")
+    assert str(tmp_path / said) in str(refused.value)

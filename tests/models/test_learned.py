@@ -103,3 +103,14 @@ def test_saved_parameters_round_trip(tmp_path):
     path = tmp_path / "perf-params.json"
     save_params(path, [fit])
     assert learned_params(path) == {"metal": fit.after}
+
+
+def test_the_learning_from_use_examples_print_what_the_doc_says(capsys):
+    doc = (REPO / "docs" / "performance-model.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## Learning from use"):doc.index("## Known limits")]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    said = re.findall(r"^prints `(.*?)`", section, re.MULTILINE)
+    assert len(blocks) == len(said) == 2
+    for block, expected in zip(blocks, said, strict=True):
+        exec(compile(block, "docs/performance-model.md", "exec"), {})  # noqa: S102
+        assert capsys.readouterr().out.strip() == expected

@@ -38,11 +38,19 @@ from heddle.models.cost import api_cost_usd
 from heddle.models.errors import ModelsError
 from heddle.models.ids import OfferKind, Privacy, Tier
 
-__all__ = ["DEFAULT_ANTHROPIC_URL", "TIER_OFFERS", "ClaudeExecutor", "claude_offer"]
+__all__ = ["DEFAULT_ANTHROPIC_URL", "TIER_OFFERS", "ClaudeExecutor", "claude_offer", "step_tier"]
 
 DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
 TIER_OFFERS = {Tier.STANDARD: "claude-sonnet-4.6", Tier.FRONTIER: "claude-opus-4.6"}
 """The offer a tier-only task goes to (offers.yaml maps each offer to its tier)."""
+
+
+def step_tier(assignment: Assignment) -> str | None:
+    """The task's tier, else its worker's ``default_model_tier`` (checked by llm_call)."""
+    tier = assignment.task.tier
+    if tier is None and isinstance(worker := assignment.executor.options.get("worker"), dict):
+        tier = worker.get("default_model_tier")
+    return None if tier is None else str(getattr(tier, "value", tier))
 
 
 def claude_offer(assignment: Assignment) -> str | None:
@@ -53,10 +61,7 @@ def claude_offer(assignment: Assignment) -> str | None:
     model = assignment.task.model
     if model is not None and model in catalog.offers():
         return model
-    tier = assignment.task.tier
-    if tier is None and isinstance(worker := assignment.executor.options.get("worker"), dict):
-        tier = worker.get("default_model_tier")  # checked by llm_call before any use
-    return TIER_OFFERS.get(tier) if model is None else None
+    return TIER_OFFERS.get(step_tier(assignment)) if model is None else None
 
 
 class ClaudeExecutor(Executor):

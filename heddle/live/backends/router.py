@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from heddle.live.agent.executors import ExecutionError, Executor, Progress
-from heddle.live.backends.claude import ClaudeExecutor, claude_offer
+from heddle.live.backends.claude import ClaudeExecutor, claude_offer, step_tier
 from heddle.live.backends.local import LocalServer
 from heddle.live.backends.mlx import MlxExecutor
 from heddle.live.protocol import Assignment, ExecutorSpec
@@ -65,7 +65,7 @@ class LlmRouter(Executor):
             for server in self.local:
                 if server.offers(task.model, task.quant) is not None:
                     return server
-        wants_cloud = task.tier in (Tier.STANDARD, Tier.FRONTIER) and claude_offer(assignment)
+        wants_cloud = step_tier(assignment) in (Tier.STANDARD, Tier.FRONTIER) and claude_offer(assignment)
         if cloud_ok and (wants_cloud or not self.local):
             return self.claude
         if not self.local:
