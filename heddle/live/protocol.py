@@ -177,23 +177,18 @@ class Power(_Part):
     battery_level: Fraction | None = Field(None, description="0..1; None without a battery.")
 
 
-class MeasuredDevice(_Part):
+class MeasuredDevice(MeasuredFigures):
     """What an agent on hardware the catalog does not list measured about itself at start
     (heddle.live.agent.benchmark); the control plane predicts the node from these figures."""
 
-    cpu_single_core_relative: Annotated[float, Field(gt=0)] = Field(
-        description="One core's speed vs the reference core (the burn step's rate).")
-    memory_bandwidth_gb_s: Annotated[float, Field(gt=0)]
-    cpu_gflops: Annotated[float, Field(gt=0)] = Field(description="float32 matrix product, all cores.")
-    cores: Annotated[int, Field(ge=1)]
-    memory_gb: Annotated[float, Field(gt=0)]
+    model_config = _CONFIG
+
     duration_s: NonNegative = Field(description="How long the measurement took.")
     measured_at: float = Field(description="When (Unix seconds).")
     cached: bool = Field(False, description="Read from the agent's cache rather than measured now.")
 
     def figures(self) -> MeasuredFigures:
-        return MeasuredFigures(self.cpu_single_core_relative, self.memory_bandwidth_gb_s,
-                               self.cpu_gflops, self.cores, self.memory_gb)
+        return MeasuredFigures.model_validate(self.model_dump(include=set(MeasuredFigures.model_fields)))
 
 
 class ResidentModel(_Part):

@@ -11,7 +11,7 @@ backend are estimates until `heddle models calibrate` fits them to this machine'
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic import BaseModel, ConfigDict, Field
 
 from heddle.models.ids import DeviceId
 from heddle.models.specs import DeviceSpec
@@ -38,15 +38,17 @@ STORAGE_READ_GB_S = 1.0
 """Model load speed of an unknown disk: an estimate between a SATA SSD and an NVMe drive."""
 
 
-@dataclass(frozen=True, slots=True)
-class MeasuredFigures:
-    """What a machine measured about itself (the agent's capacity report carries these)."""
+class MeasuredFigures(BaseModel):
+    """What a machine measured about itself (the agent's capacity report and its speed records
+    carry these; the wire message adds when and how long)."""
 
-    cpu_single_core_relative: float  # one core vs the reference core (burn rate / reference)
-    memory_bandwidth_gb_s: float  # large-array copy, bytes read + written per second
-    cpu_gflops: float  # float32 matrix product on every core
-    cores: int  # logical cores the machine has
-    memory_gb: float  # installed memory
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cpu_single_core_relative: float = Field(gt=0, description="One core's speed vs the reference core (the burn step's rate).")
+    memory_bandwidth_gb_s: float = Field(gt=0, description="Large-array copy: bytes read + written per second.")
+    cpu_gflops: float = Field(gt=0, description="float32 matrix product, all cores.")
+    cores: int = Field(ge=1, description="Logical cores.")
+    memory_gb: float = Field(gt=0, description="Installed memory.")
 
 
 def generic_device(figures: MeasuredFigures, name: str) -> DeviceSpec:

@@ -34,7 +34,6 @@ __all__ = [
     "MIN_PROMPT_TOKENS",
     "BackendFit",
     "CalibrationError",
-    "MeasuredIn",
     "PerfRecord",
     "calibrate",
     "load_records",
@@ -53,16 +52,6 @@ class CalibrationError(ModelsError, ValueError):
     """A records file was refused (the message names file, line and field). The CLI prints it."""
 
 
-class MeasuredIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    cpu_single_core_relative: float = Field(gt=0)
-    memory_bandwidth_gb_s: float = Field(gt=0)
-    cpu_gflops: float = Field(gt=0)
-    cores: int = Field(ge=1)
-    memory_gb: float = Field(gt=0)
-
-
 class PerfRecord(BaseModel):
     """One attempt's measured speed (one JSON line of a records file)."""
 
@@ -70,7 +59,7 @@ class PerfRecord(BaseModel):
 
     node: str
     device: str | None = None  # catalog device id; None: see ``measured``
-    measured: MeasuredIn | None = None
+    measured: MeasuredFigures | None = None
     backend: str  # "ollama", "lm-studio", "mlx", ...
     model: str
     quant: str
@@ -85,7 +74,7 @@ class PerfRecord(BaseModel):
             return catalog.device(self.device)
         if self.measured is None:
             raise CalibrationError(f"record of node {self.node!r}: no device and no measured figures")
-        return generic_device(MeasuredFigures(**self.measured.model_dump()), self.node)
+        return generic_device(self.measured, self.node)
 
 
 def load_records(path: Path) -> list[PerfRecord]:

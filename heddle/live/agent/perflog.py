@@ -40,7 +40,7 @@ class PerfLog:
             return False
         if task.model is None or task.quant is None or (self.device is None and self.measured is None):
             return False  # an unnamed model or machine: nothing the fit could use
-        from heddle.models.learned import MeasuredIn, PerfRecord
+        from heddle.models.learned import PerfRecord
 
         try:
             record = PerfRecord(
@@ -49,7 +49,7 @@ class PerfLog:
                 output_tokens=result.get("output_tokens") or 0, ttft_s=result.get("ttft_s") or None,
                 decode_tokens_per_s=result.get("decode_tokens_per_s") or None, at=time.time(),
                 measured=None if self.device is not None or self.measured is None else
-                MeasuredIn(**{k: getattr(self.measured, k) for k in MeasuredIn.model_fields}),
+                self.measured.figures(),
             )
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as f:
