@@ -83,6 +83,9 @@ def load_records(path: Path) -> list[PerfRecord]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CalibrationError(f"{path}: cannot read the records file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise CalibrationError(f"{path}: byte {exc.start} is not UTF-8 text; expected JSON lines "
+                               "of speed records") from None
     out = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():

@@ -57,7 +57,16 @@ ENTRY_POINTS = {
     "trace synth --config": (["trace", "synth", "--config", "{}", "--hours", "0.1", "-o", "{out}"], ".yaml",
                              lambda t: b"rate_per_h: 30\ntokens: code\nprivacy_mix: {public: 1.0}\n"),
     "HEDDLE_CONFIG": (["models", "fleet"], ".yaml", lambda t: b"fleet: office\nseed: 3\n"),
+    "models calibrate": (["models", "calibrate", "{}", "--dry-run"], ".jsonl", lambda t: _records()),
 }
+
+
+def _records() -> bytes:
+    """Speed records of two runs (a prefill and a decode figure each), as an agent writes them."""
+    run = ('{"node": "s", "device": "m2-ultra-76", "backend": "ollama", "model": "llama-3.1-8b", '
+           '"quant": "q4_k_m", "prompt_tokens": %d, "output_tokens": 100, "ttft_s": %s, '
+           '"decode_tokens_per_s": %s, "at": 0}\n')
+    return (run % (500, "0.6", "60.5") + run % (1500, "1.9", "55.0")).encode()
 
 
 EMPTY_IS_DEFAULTS = {"HEDDLE_CONFIG", "trace synth --config"}
