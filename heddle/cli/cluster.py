@@ -78,13 +78,18 @@ def say_pinned(credentials, found) -> None:
                   f"(compare it with the one `heddle up` printed)", highlight=False)
 
 
-def join_code(data_dir: DataDirOpt = None) -> None:
-    """Make a new join code (the old one stops working) and print it: it is shown only now."""
+def join_code(
+    data_dir: DataDirOpt = None,
+    minutes: Annotated[float, typer.Option("--minutes", min=0.01, max=7 * 24 * 60, help="How long the code works.")] = 10.0,
+) -> None:
+    """Make a new join code (the old one stops working) and print it: it is shown only now,
+    and lets one machine join within --minutes (default 10)."""
     roster = _roster(data_dir)
-    code = roster.rotate_join_code()
+    code = roster.rotate_join_code(minutes * 60)
     roster.save()
     reloaded = roster.reload_server()
-    out.print(f"join code: [bold]{code}[/]   (on the new machine: heddle join {code})", highlight=False)
+    out.print(f"join code: [bold]{code}[/]   (one machine, within {minutes:g} min; on it: heddle join {code})",
+              highlight=False)
     if not reloaded:
         out.print("nats-server is not running: the code works once it starts", highlight=False)
 

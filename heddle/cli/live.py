@@ -303,6 +303,7 @@ def up(
 ) -> None:
     """Start a cluster: nats-server with access control, the control plane, the join service
     and mDNS announcement, and a local agent; prints the join code. Ctrl-C stops it all."""
+    from heddle.live.cluster.roster import JOIN_CODE_VALID_S
     from heddle.live.up import Cluster, UpError
 
     settings = _settings(data_dir=data_dir)
@@ -313,7 +314,8 @@ def up(
         gateway_child = (["--data-dir", str(settings.data_dir), "--port", str(gateway_port)], GATEWAY_READY)
 
     def joined(node: str) -> None:
-        out.print(f"node [bold]{node}[/] joined", highlight=False, soft_wrap=True)
+        out.print(f"node [bold]{node}[/] joined (its join code is used up: `heddle join-code` makes the next one)",
+                  highlight=False, soft_wrap=True)
 
     try:
         cluster = Cluster(settings.data_dir, host, port, node_id=node_id, slots=slots, device=device,
@@ -337,7 +339,8 @@ def up(
         raise typer.Exit(1) from None
     out.print(f"heddle is up: cluster [bold]{cluster.name}[/], NATS at [bold]{cluster.url}[/] "
               f"(JetStream store in {cluster.store_dir})", highlight=False, soft_wrap=True)
-    out.print(f"join code: [bold]{cluster.join_code}[/]   (fingerprint {cluster.roster.fingerprint})", highlight=False, soft_wrap=True)
+    out.print(f"join code: [bold]{cluster.join_code}[/]   (one machine, within {JOIN_CODE_VALID_S / 60:g} min; fingerprint "
+              f"{cluster.roster.fingerprint})", highlight=False, soft_wrap=True)
     out.print(f"another machine joins with:  [bold]heddle agent --join-code {cluster.join_code}[/]"
               f"   (add --nats {cluster.join_url} if it does not find the cluster)", highlight=False, soft_wrap=True)
     out.print("submit work with:  heddle submit FILE   (Ctrl-C stops everything)", highlight=False, soft_wrap=True)

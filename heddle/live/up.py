@@ -119,6 +119,8 @@ class Cluster:
             self.roster.save()  # the server's configuration gains its tls block
 
     def start(self) -> None:
+        self.roster.rotate_join_code()  # a fresh code at every start (saved just below)
+        self.roster.save()
         self._certificate()
         self._members(self.url)  # before the server starts: it reads the roster's users once
         try:

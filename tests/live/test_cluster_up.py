@@ -23,8 +23,8 @@ import nats
 import pytest
 
 from heddle.live import protocol as p
-from heddle.live.cluster.access import DISCOVERED_SUBJECT
-from heddle.live.cluster.join import USER_CREDENTIALS_FILE, Credentials, JoinError, join
+from heddle.live.cluster.access import DISCOVERED_SUBJECT, inbox_prefix
+from heddle.live.cluster.join import USER_CREDENTIALS_FILE, Credentials, JoinError, join, tls_options
 from heddle.live.cluster.roster import Roster
 from heddle.live.cluster.service import DiscoveredReply
 from heddle.live.control.client import ControlClient
@@ -53,8 +53,27 @@ class Up:
     def url(self) -> str:
         return self.wait_output(r"NATS at (nats://127\.0\.0\.1:\d+)").group(1)
 
+    async def code(self) -> str:
+        """A fresh join code (each lets one machine join), made as `heddle join-code` makes
+        it, once the reloaded server takes it."""
+        roster = Roster.load(self.data_dir)
+        code = roster.rotate_join_code()
+        roster.save()
+        assert roster.reload_server()
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                try:
+                    nc = await nats.connect(self.url, user="join", password=code, allow_reconnect=False,
+                                            connect_timeout=3, inbox_prefix=inbox_prefix("join"),
+                                            **tls_options(roster.certificate))
+                except Exception:  # noqa: BLE001 -- refused until the reload took effect
+                    await asyncio.sleep(0.05)
+                    continue
+                await nc.close()
+                return code
+
     @property
-    def code(self) -> str:
+    def printed_code(self) -> str:
         return self.wait_output(r"join code: (\w{4}-\w{4}-\w{4})").group(1)
 
     def heddle(self, *args: str) -> subprocess.CompletedProcess:
@@ -126,7 +145,7 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 
 async def test_agent_finds_the_cluster_joins_runs_work_and_rejoins_after_a_restart(up, tmp_path):
     laptop_dir = tmp_path / "laptop"
-    agent, log = start_agent(up, laptop_dir, "--join-code", up.code.lower(), "--cluster", up.name,
+    agent, log = start_agent(up, laptop_dir, "--join-code", up.printed_code.lower(), "--cluster", up.name,
                              "--node-id", "laptop")
     try:
         await wait_active(up, "laptop", agent, log)
@@ -164,7 +183,7 @@ async def test_a_wrong_code_a_wrong_certificate_and_plain_text_are_refused(up, t
 
     # Someone else answering at the announced address: the right code is never sent to it.
     with pytest.raises(JoinError, match="not the one the cluster announced"):
-        await join(up.url, up.code, "mallory", tmp_path / "mallory", fingerprint="00" + "0" * 77)
+        await join(up.url, await up.code(), "mallory", tmp_path / "mallory", fingerprint="00" + "0" * 77)
     assert not (tmp_path / "mallory" / "credentials.json").exists()
 
     login = Credentials.load(up.data_dir, USER_CREDENTIALS_FILE)
@@ -174,7 +193,7 @@ async def test_a_wrong_code_a_wrong_certificate_and_plain_text_are_refused(up, t
 
 
 async def test_an_agents_credentials_cannot_act_as_the_control_plane(up, tmp_path):
-    agent, log = start_agent(up, tmp_path / "desk", "--join-code", up.code, "--nats", up.url, "--node-id", "desk")
+    agent, log = start_agent(up, tmp_path / "desk", "--join-code", await up.code(), "--nats", up.url, "--node-id", "desk")
     try:
         await wait_active(up, "desk", agent, log)
     finally:
@@ -201,14 +220,14 @@ async def test_an_agents_credentials_cannot_act_as_the_control_plane(up, tmp_pat
 
 
 async def test_a_revoked_node_stays_out_when_the_next_one_joins(up, tmp_path):
-    await join(up.url, up.code, "attic", tmp_path / "attic", Roster.load(up.data_dir).fingerprint)
+    await join(up.url, await up.code(), "attic", tmp_path / "attic", Roster.load(up.data_dir).fingerprint)
     attic = Credentials.load(tmp_path / "attic")
     revoked = subprocess.run([sys.executable, "-m", "heddle.cli.cluster", "nodes", "revoke", "attic",
                               "--data-dir", str(up.data_dir)], cwd=REPO, env=up.env, capture_output=True,
                              text=True, timeout=WAIT_S)
     assert revoked.returncode == 0 and "revoked attic" in revoked.stdout, revoked.stdout + revoked.stderr
     # The join service reads the roster afresh: the next join must not bring attic back.
-    await join(up.url, up.code, "cellar", tmp_path / "cellar", Roster.load(up.data_dir).fingerprint)
+    await join(up.url, await up.code(), "cellar", tmp_path / "cellar", Roster.load(up.data_dir).fingerprint)
     with pytest.raises(Exception, match="(?i)authorization"):
         await nats.connect(**attic.connect_options(), allow_reconnect=False, connect_timeout=5)
     cellar = await nats.connect(**Credentials.load(tmp_path / "cellar").connect_options(), allow_reconnect=False)
@@ -243,7 +262,7 @@ async def test_a_machine_waiting_for_the_code_shows_in_fleet_until_it_joins(up, 
         assert shown.returncode == 0, shown.stderr
         assert re.search(rf"not joined: \d+.*{node} +│ m1-8", shown.stdout, re.DOTALL), shown.stdout
 
-        agent.stdin.write(up.code + "\n")  # the code, typed on that machine
+        agent.stdin.write(await up.code() + "\n")  # the code, typed on that machine
         agent.stdin.flush()
         await wait_active(up, node, agent, log)
         assert node not in await waiting_nodes(up)  # a member now, and no longer announcing

@@ -75,6 +75,10 @@ class Member:
     name: str
     role: str
     password: str = field(repr=False)
+    owner: str = ""
+    """A person's owner id for personal work (users); empty for the other roles."""
+    account: str = ""
+    """The account a person's work is billed to (users); empty: none."""
 
     def __post_init__(self) -> None:
         if self.role not in CLUSTER_ROLES:

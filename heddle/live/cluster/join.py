@@ -6,7 +6,9 @@ machine stores them 0600 under its data dir (``credentials.json``); after that i
 as itself and the code is no longer needed.
 
 A node id that is already a member is refused (revoke it first): a code holder cannot take
-over, or lock out, an existing node.
+over, or lock out, an existing node. A code lets one machine join, within its validity
+(`Roster.join_refusal`): the request repeats the code, so a second machine that logged in
+with it before the first joined is refused too.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from heddle.live.cluster.access import (
     inbox_prefix,
     write_private,
 )
-from heddle.live.cluster.roster import Roster, normalize_join_code
+from heddle.live.cluster.roster import NEW_CODE, Roster, normalize_join_code
 from heddle.live.cluster.tls import TlsError, client_context, introduce
 from heddle.live.cluster.tls import fingerprint as certificate_fingerprint
 
@@ -54,6 +56,8 @@ class JoinError(RuntimeError):
 class JoinRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     node_id: str = Field(pattern=p.ID_PATTERN, min_length=1, max_length=128)
+    code: str | None = Field(default=None, max_length=64, repr=False)
+    """The code the joiner logged in with (None from clients before single-use codes)."""
 
 
 class JoinReply(BaseModel):
@@ -142,6 +146,9 @@ async def serve_joins(nc: Any, roster: Roster, url: str,
             # since the last join, and saving a stale copy would undo that.
             roster = roster.reread()
             request = JoinRequest.model_validate_json(msg.data)
+            refusal = roster.join_refusal(request.code)
+            if refusal is not None:
+                raise AccessError(refusal)
             if request.node_id in roster.members:
                 raise AccessError(f"node_id: {request.node_id!r} is already a member; "
                                   f"revoke it first (`heddle nodes revoke {request.node_id}`)")
@@ -149,6 +156,9 @@ async def serve_joins(nc: Any, roster: Roster, url: str,
         except (ValidationError, AccessError) as exc:
             await msg.respond(JoinReply(ok=False, reason=str(exc)).model_dump_json().encode())
             return
+        # Used up now; its password stays until the next code, so this joiner's connection
+        # is not closed by the reload before it reads the answer.
+        roster.join_used_by = member.name
         roster.save()
         roster.reload_server()
         async with asyncio.timeout(RELOAD_TIMEOUT_S):  # answer once the server knows the node
@@ -183,10 +193,12 @@ async def join(url: str, code: str, node_id: str, data_dir: Path, fingerprint: s
                                 connect_timeout=3, inbox_prefix=inbox_prefix(JOIN_USER), error_cb=_quiet,
                                 **tls_options(certificate))
     except Exception as exc:  # noqa: BLE001
-        reason = "the join code is wrong" if "authorization" in str(exc).lower() else str(exc) or type(exc).__name__
+        reason = (f"the join code is wrong (or was replaced by a newer one); {NEW_CODE}"
+                  if "authorization" in str(exc).lower() else str(exc) or type(exc).__name__)
         raise JoinError(f"cannot join {url}: {reason}") from None
     try:
-        answer = await nc.request(JOIN_SUBJECT, JoinRequest(node_id=node_id).model_dump_json().encode(),
+        request = JoinRequest(node_id=node_id, code=normalize_join_code(code))
+        answer = await nc.request(JOIN_SUBJECT, request.model_dump_json().encode(),
                                   timeout=JOIN_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001
         raise JoinError(f"cannot join {url}: no answer from the cluster ({type(exc).__name__})") from None
