@@ -1,5 +1,6 @@
-"""`heddle join`, `heddle join-code`, `heddle nodes list|revoke`, `heddle clusters`: form a
-cluster and decide who may use it (docs/live.md, "Cluster formation and access")."""
+"""`heddle join`, `heddle join-code`, `heddle nodes list|revoke`, `heddle users
+add|list|revoke`, `heddle clusters`: form a cluster and decide who may use it (docs/live.md,
+"Cluster formation and access")."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ err = LazyConsole(stderr=True, soft_wrap=True)
 
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where the cluster's state lives (default ~/.heddle).")]
 nodes_app = typer.Typer(help="The cluster's members: list them, revoke one.", no_args_is_help=True)
+users_app = typer.Typer(help="People who use the cluster from their own machines: add, list, revoke.",
+                        no_args_is_help=True)
+PERSON_ROLES = ("user", "observer")
+"""The roles `heddle users add` gives (the admin and gateway logins are `heddle up`'s)."""
 
 
 def _data_dir(data_dir: Path | None) -> Path:
@@ -110,16 +115,91 @@ def nodes_revoke(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Remove a node's access at once: nats-server reloads and closes its connection."""
+    _revoke(node, data_dir)
+
+
+def _revoke(name: str, data_dir: Path | None, roles: tuple[str, ...] | None = None) -> None:
+    """Remove a member (of one of ``roles``, if given) and reload the running server."""
     from heddle.live.cluster import AccessError
 
     roster = _roster(data_dir)
+    member = roster.members.get(name)
+    if roles is not None and member is not None and member.role not in roles:
+        raise _fail(f"{name} is a{'n' if member.role[0] in 'aeiou' else ''} {member.role}, not a person's login "
+                    f"(`heddle nodes revoke {name}` removes it)")
     try:
-        roster.revoke(node)
+        roster.revoke(name)
     except AccessError as exc:
         raise _fail(str(exc)) from None
     roster.save()
     when = "now" if roster.reload_server() else "when nats-server next starts (it is not running)"
-    out.print(f"revoked {node}: its credentials stop working {when}", highlight=False)
+    out.print(f"revoked {name}: its credentials stop working {when}", highlight=False)
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="The person's login name (letters, digits, '_' and '-').")],
+    role: Annotated[str, typer.Option("--role", help="user: submits and reads its own jobs; observer: reads the fleet view only.")] = "user",
+    owner: Annotated[str | None, typer.Option("--owner", help="The owner id its personal work runs as (default: NAME; users only).")] = None,
+    account: Annotated[str | None, typer.Option("--account", help="The account its work is billed to (users only).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to write its credentials file (default <data dir>/users/NAME.json).")] = None,
+    nats: Annotated[str | None, typer.Option("--nats", help="The NATS URL its machine reaches the cluster at (default: the one `heddle up` announces).")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Give a person on another machine a login: writes its credentials file (0600) to hand
+    over; the password in it is never printed."""
+    from heddle.events.acl import mask_secret
+    from heddle.live.cluster import AccessError
+    from heddle.live.cluster.join import Credentials
+
+    if role not in PERSON_ROLES:
+        raise _fail(f"option --role: expected one of {', '.join(PERSON_ROLES)}, got {role!r}")
+    if role != "user" and (owner or account):
+        raise _fail("options --owner and --account: only a user submits work, an observer has neither")
+    roster = _roster(data_dir)
+    if name in roster.members:
+        raise _fail(f"name: {name!r} is already a member ({roster.members[name].role}); "
+                    f"`heddle users revoke {name}` first to give it a new login")
+    url = nats or roster.address
+    if url is None:
+        raise _fail("option --nats: the cluster's address is not known yet (start `heddle up` once, or give --nats URL)")
+    try:
+        member = roster.add(name, role, owner=(owner or name) if role == "user" else "", account=account or "")
+    except AccessError as exc:
+        raise _fail(str(exc)) from None
+    roster.save()
+    reloaded = roster.reload_server()
+    login = Credentials(nats_url=url, user=name, password=member.password, tls_cert=roster.certificate,
+                        role=role, owner=member.owner, account=member.account)
+    path = (output or _data_dir(data_dir) / "users" / f"{name}.json").expanduser()
+    login.save(path.parent, path.name)
+    out.print(f"added {name} ({role}{f', owner {member.owner}' if member.owner else ''}"
+              f"{f', account {member.account}' if member.account else ''}); password {mask_secret(member.password)}",
+              highlight=False)
+    out.print(f"its login is in {path} (readable only by you): hand it over privately; on {name}'s machine "
+              f"save it as ~/.heddle/user-credentials.json (or pass --credentials FILE)", highlight=False)
+    if not reloaded:
+        out.print("nats-server is not running: the login works once it starts", highlight=False)
+
+
+@users_app.command("list")
+def users_list(data_dir: DataDirOpt = None) -> None:
+    """The people with a login: name, role, owner, account (passwords shown only as their length)."""
+    from heddle.events.acl import mask_secret
+
+    for member in _roster(data_dir).members.values():
+        if member.role in (*PERSON_ROLES, "admin"):
+            out.print(f"{member.name}\t{member.role}\towner {member.owner or '-'}\taccount {member.account or '-'}"
+                      f"\tpassword {mask_secret(member.password)}", highlight=False)
+
+
+@users_app.command("revoke")
+def users_revoke(
+    name: Annotated[str, typer.Argument(help="The login to remove.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Remove a person's login at once: nats-server reloads and closes its connections."""
+    _revoke(name, data_dir, (*PERSON_ROLES, "admin"))
 
 
 def discovered(name: str | None, wait: float):
@@ -165,6 +245,7 @@ def register(app: typer.Typer) -> None:
     app.command("join-code")(join_code)
     app.command("clusters")(clusters)
     app.add_typer(nodes_app, name="nodes")
+    app.add_typer(users_app, name="users")
 
 
 if __name__ == "__main__":  # `python -m heddle.cli.cluster join ...`: without the other commands' imports

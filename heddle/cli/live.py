@@ -17,6 +17,9 @@ out = LazyConsole()
 err = LazyConsole(stderr=True)
 
 NatsOpt = Annotated[str | None, typer.Option("--nats", help="NATS URL (default nats://127.0.0.1:4222).")]
+CredentialsOpt = Annotated[Path | None, typer.Option(
+    "--credentials", envvar="HEDDLE_CREDENTIALS",
+    help="Log in with this credentials file (`heddle users add` writes one; default <data dir>/user-credentials.json).")]
 WAIT_POLL_S = 0.5
 """How often `submit --wait` and `fleet --watch` ask the control plane again."""
 WAITING_TIMEOUT_S = 2.0
@@ -34,22 +37,26 @@ def _settings(**cli):
         raise typer.Exit(2) from None
 
 
-def _login(data_dir: Path | None = None):
-    """The credentials of the person at this machine (`heddle up` stores them), or None."""
+def _login(credentials: Path | None = None):
+    """The credentials of the person at this machine: the file given (`heddle users add`
+    wrote it), else the one `heddle up` stores in the data dir; None if there is none."""
     from heddle.live.cluster.join import USER_CREDENTIALS_FILE, Credentials, JoinError
 
     try:
-        return Credentials.find(_settings(data_dir=data_dir).data_dir, USER_CREDENTIALS_FILE)
+        if credentials is not None:
+            return Credentials.load(credentials.parent, credentials.name)
+        return Credentials.find(_settings().data_dir, USER_CREDENTIALS_FILE)
     except JoinError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
 
 
-def _url(nats: str | None) -> str:
-    """--nats, else the configured URL, else where this machine's `heddle up` listens."""
+def _url(nats: str | None, credentials: Path | None = None) -> str:
+    """--nats, else the configured URL, else the login's (where this machine's `heddle up`
+    listens, or the cluster a `heddle users add` file names)."""
     from heddle.live.control.client import DEFAULT_NATS_URL
 
-    login = _login()
+    login = _login(credentials)
     return _settings(nats_url=nats).nats_url or (login.nats_url if login else DEFAULT_NATS_URL)
 
 
@@ -65,11 +72,12 @@ def _run(coro):
         raise typer.Exit(1) from None
 
 
-async def _with_client(url: str, action):
+async def _with_client(url: str, action, credentials: Path | None = None):
     from heddle.live.control.client import ControlClient
 
-    login = _login()
-    client = await ControlClient.connect(url, **(login.auth_options() if login else {}))
+    login = _login(credentials)
+    auth = {"asker": login.asker, **login.auth_options()} if login else {}
+    client = await ControlClient.connect(url, **auth)
     try:
         return await action(client)
     finally:
@@ -129,6 +137,7 @@ def submit(
     nats: NatsOpt = None,
     job: Annotated[str | None, typer.Option("--job", help="Job id (default: file name + random suffix).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until every task has ended; exit 1 if any did not complete.")] = False,
+    credentials: CredentialsOpt = None,
 ) -> None:
     """Submit a workload file as one job."""
     from heddle.live.control.client import new_job_id
@@ -157,7 +166,7 @@ def submit(
                 return 0 if counts.get("completed", 0) == len(tasks) else 1
             await asyncio.sleep(WAIT_POLL_S)  # polling a remote service the user waits on
 
-    raise typer.Exit(_run(_with_client(_url(nats), action)))
+    raise typer.Exit(_run(_with_client(_url(nats, credentials), action, credentials)))
 
 
 def _counts_table(title: str, counts: dict[str, int]) -> Table:
@@ -172,9 +181,10 @@ def status(
     job: Annotated[str | None, typer.Argument(help="A job id: list its tasks.")] = None,
     nats: NatsOpt = None,
     limit: Annotated[int, typer.Option(min=0, max=10_000, help="Most tasks listed.")] = 50,
+    credentials: CredentialsOpt = None,
 ) -> None:
-    """Task counts by state (all jobs), or one job's tasks."""
-    reply = _run(_with_client(_url(nats), lambda c: c.status(job, limit)))
+    """Task counts by state (all jobs; a user's own), or one job's tasks."""
+    reply = _run(_with_client(_url(nats, credentials), lambda c: c.status(job, limit), credentials))
     if job is None:
         out.print(_counts_table("all jobs", reply.counts))
         for kind, n in sorted(reply.refused_messages.items()):
@@ -244,12 +254,13 @@ async def _fleet_view(client):
 def fleet(
     nats: NatsOpt = None,
     watch: Annotated[bool, typer.Option("--watch", help="Keep the table live until Ctrl-C.")] = False,
+    credentials: CredentialsOpt = None,
 ) -> None:
     """The nodes the control plane knows, as their reports describe them, and the machines
     on the network waiting to join."""
-    url = _url(nats)
+    url = _url(nats, credentials)
     if not watch:
-        out.print(_run(_with_client(url, _fleet_view)))
+        out.print(_run(_with_client(url, _fleet_view, credentials)))
         return
     from rich.live import Live
 
@@ -262,7 +273,7 @@ def fleet(
                 live.update(await _fleet_view(client))
 
     try:
-        _run(_with_client(url, action))
+        _run(_with_client(url, action, credentials))
     except KeyboardInterrupt:
         pass
 
@@ -271,18 +282,20 @@ def drain(
     node: Annotated[str, typer.Argument(help="Node id.")],
     nats: NatsOpt = None,
     deadline: Annotated[float | None, typer.Option("--deadline", min=0.1, help="Seconds in-flight work gets.")] = None,
+    credentials: CredentialsOpt = None,
 ) -> None:
     """Send no new work to NODE; its in-flight work finishes, then it leaves."""
-    _run(_with_client(_url(nats), lambda c: c.drain(node, deadline)))
+    _run(_with_client(_url(nats, credentials), lambda c: c.drain(node, deadline), credentials))
     out.print(f"draining {node}")
 
 
 def cancel(
     task: Annotated[str, typer.Argument(help="Task id (as `heddle status JOB` lists it).")],
     nats: NatsOpt = None,
+    credentials: CredentialsOpt = None,
 ) -> None:
-    """Cancel a waiting or running task."""
-    _run(_with_client(_url(nats), lambda c: c.cancel(task)))
+    """Cancel a waiting or running task (a user: one of its own)."""
+    _run(_with_client(_url(nats, credentials), lambda c: c.cancel(task), credentials))
     out.print(f"cancelled {task}")
 
 

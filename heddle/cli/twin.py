@@ -67,12 +67,15 @@ def fleet(
     ctx: typer.Context,
     nats: NatsOpt = None,
     watch: Annotated[bool, typer.Option("--watch", help="Keep the table live until Ctrl-C.")] = False,
+    credentials: Annotated[Path | None, typer.Option(
+        "--credentials", envvar="HEDDLE_CREDENTIALS",
+        help="Log in with this credentials file (`heddle users add` writes one).")] = None,
 ) -> None:
     """The nodes the control plane knows, as their reports describe them."""
     if ctx.invoked_subcommand is None:
         from heddle.cli import live
 
-        live.fleet(nats=nats, watch=watch)
+        live.fleet(nats=nats, watch=watch, credentials=credentials)
 
 
 @fleet_app.command("export")

@@ -21,6 +21,9 @@ new field: upgrade the control plane first, then the agents.
   JetStream message (the control plane is upgraded first, so it always understands it).
 - 1.3: ``CapacityReport.measured`` (optional): what an agent on hardware the catalog does not
   list measured about itself; such a node joins as a generic device built from it.
+- 1.4: ``heddle.v1.user.<user>.<what>`` (`USER`): a cluster user's own submit, status and
+  cancel requests (the messages of `SUBMIT`, ``QUERY`` status and `CANCEL`); the control
+  plane answers them only for that user's jobs.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from heddle.models.ids import (
 from heddle.models.state import NodeState
 from heddle.models.task import Task
 
-PROTOCOL_VERSION = "1.3"
+PROTOCOL_VERSION = "1.4"
 """Version every message carries in ``v``: "major.minor"; receivers refuse another major."""
 PROTOCOL_MAJOR = 1
 MAX_MESSAGE_BYTES = 512 * 1024
@@ -83,6 +86,11 @@ CANCEL = SUBJECT_PREFIX + ".cancel"
 """user -> control plane, request/reply: cancel a task."""
 DRAIN = SUBJECT_PREFIX + ".drain"
 """user -> control plane, request/reply: drain a node."""
+USER = SUBJECT_PREFIX + ".user.{user}.{what}"
+"""a cluster user -> control plane, request/reply (1.4): ``what`` is one of `USER_REQUESTS`.
+nats-server lets a user publish only beneath its own name, so the control plane takes the
+requester from ``{user}`` and answers status and cancel only for the jobs that user submitted."""
+USER_REQUESTS = ("submit", "status", "cancel")
 TOKENS = SUBJECT_PREFIX + ".tokens.{task}"
 """agent -> whoever submitted the task (the gateway), core NATS, best effort: `TokenChunk`s of
 an LLM attempt as they are produced, then one with ``done`` set, when the assignment's executor

@@ -128,6 +128,7 @@ class Cluster:
         except NatsStartError as exc:
             raise UpError(str(exc)) from None
         control = self._members(self.url)  # again, with the port the server picked
+        self.roster.remember_address(self.join_url)  # where `heddle users add` logins connect
         scheduler = self._spawn("control plane", [
             sys.executable, "-m", "heddle.cli.live", "scheduler", "--nats", self.url,
             "--credentials", str(self.data_dir / CONTROL_CREDENTIALS_FILE),

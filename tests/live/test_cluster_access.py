@@ -142,22 +142,33 @@ async def test_only_the_control_plane_assigns_and_finalizes(cluster):
         assert await received_in_order(finalized, b"real") == [b"real"]
 
 
-async def test_user_submits_observer_cannot(cluster):
+async def test_users_ask_only_as_themselves_observers_only_for_the_fleet(cluster):
     roster, server = cluster
+    roster.add("bo", "user")
+    roster.save()
+    assert roster.reload_server()
 
     async def intake(msg) -> None:
-        await msg.respond(b"ok " + msg.data)
+        await msg.respond(b"ok " + msg.subject.encode())
 
     async with members(roster, server, "control", "ana", "watcher") as (control, ana, watcher):
-        await control.nc.subscribe(p.SUBMIT, cb=intake)
+        await control.nc.subscribe(p.subject(p.USER, user="*", what="*"), cb=intake)
         await control.nc.subscribe(p.subject(p.QUERY, what="fleet"), cb=intake)
         await control.nc.flush()
-        assert (await request_until_answered(ana, p.SUBMIT, b"job")).data == b"ok job"
-        assert (await request_until_answered(watcher, p.subject(p.QUERY, what="fleet"), b"?")).data == b"ok ?"
-        await watcher.nc.publish(p.SUBMIT, b"job")
-        await watcher.wait_error("permissions violation for publish to \"heddle.v1.submit\"")
-        await ana.nc.publish(p.DRAIN, b"node-a")
-        await ana.wait_error("permissions violation for publish to \"heddle.v1.drain\"")
+        own = p.subject(p.USER, user="ana", what="submit")
+        assert (await request_until_answered(ana, own, b"job")).data == b"ok " + own.encode()
+        fleet = p.subject(p.QUERY, what="fleet")
+        assert (await request_until_answered(watcher, fleet, b"?")).data == b"ok " + fleet.encode()
+        assert (await request_until_answered(ana, fleet, b"?")).data == b"ok " + fleet.encode()
+        # As someone else, or on the shared subjects that see every job: refused by the server.
+        for subject in (p.subject(p.USER, user="bo", what="status"), p.SUBMIT, p.subject(p.QUERY, what="status"),
+                        p.DRAIN):
+            await ana.nc.publish(subject, b"x")
+            await ana.wait_error(f'permissions violation for publish to "{subject.lower()}"')
+        for subject in (p.subject(p.USER, user="watcher", what="submit"), p.SUBMIT,
+                        p.subject(p.QUERY, what="status")):
+            await watcher.nc.publish(subject, b"x")
+            await watcher.wait_error(f'permissions violation for publish to "{subject.lower()}"')
 
 
 async def test_wrong_and_revoked_credentials_are_refused(cluster):

@@ -33,8 +33,9 @@ def test_documented_commands_parse():
     app = typer.Typer()
     register(app)
     command = typer.main.get_command(app)
-    (block,) = re.findall(r"```bash\n(.*?)```", _section(), re.DOTALL)
-    for line in block.strip().splitlines():
+    blocks = re.findall(r"```bash\n(.*?)```", _section(), re.DOTALL)
+    assert len(blocks) == 2
+    for line in "\n".join(b.strip() for b in blocks).splitlines():
         args = line.split()[1:]
         assert line.startswith("heddle ")
         # make_context parses and validates arguments and options without running the command

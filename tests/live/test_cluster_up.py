@@ -21,13 +21,17 @@ from pathlib import Path
 
 import nats
 import pytest
+import typer
+from typer.testing import CliRunner
 
+from heddle.cli.cluster import register as register_cluster
 from heddle.live import protocol as p
 from heddle.live.cluster.access import DISCOVERED_SUBJECT, inbox_prefix
 from heddle.live.cluster.join import USER_CREDENTIALS_FILE, Credentials, JoinError, join, tls_options
 from heddle.live.cluster.roster import Roster
 from heddle.live.cluster.service import DiscoveredReply
-from heddle.live.control.client import ControlClient
+from heddle.live.control.client import ControlClient, ControlError
+from heddle.live.control.submission import load_submission
 from tests.live.clusterkit import REPO, WAIT_S, echo_tasks, workload_file
 
 
@@ -268,3 +272,107 @@ async def test_a_machine_waiting_for_the_code_shows_in_fleet_until_it_joins(up, 
         assert node not in await waiting_nodes(up)  # a member now, and no longer announcing
     finally:
         stop(agent)
+
+
+def users(up: Up, *args: str):
+    """`heddle users ...` on the cluster's machine (in this process: the command is plain
+    file work and a server reload, and a process start costs seconds on a loaded machine)."""
+    app = typer.Typer()
+    register_cluster(app)
+    return CliRunner().invoke(app, ["users", *args, "--data-dir", str(up.data_dir)], env=up.env)
+
+
+def elsewhere(up: Up, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """A `heddle` live command on another machine: no login of its own, only the file given."""
+    env = {**up.env, "HEDDLE_DATA_DIR": str(tmp_path / "elsewhere")}
+    return subprocess.run([sys.executable, "-m", "heddle.cli.live", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=WAIT_S)
+
+
+async def as_person(login: Credentials) -> ControlClient:
+    return await ControlClient.connect(login.nats_url, asker=login.asker, **login.auth_options())
+
+
+DIARY = """tasks:
+  - {id: t0, kind: processor, cpu_seconds: 0.001}
+run:
+  t0: {kind: echo, payload: {text: bo-diary-entry}}
+"""
+
+
+async def test_a_user_reads_only_its_own_jobs_and_an_observer_only_the_fleet(up, tmp_path):
+    logins = {}
+    for name, role in (("ana", "user"), ("bo", "user"), ("eve", "observer")):
+        added = users(up, "add", name, "--role", role, "-o", str(tmp_path / f"{name}.json"))
+        assert added.exit_code == 0, added.output
+        logins[name] = Credentials.load(tmp_path, f"{name}.json")
+        assert logins[name].password not in added.output  # shown as its length only
+        assert stat.S_IMODE(os.stat(tmp_path / f"{name}.json").st_mode) == 0o600
+        assert logins[name].nats_url == up.url and logins[name].tls_cert == Roster.load(up.data_dir).certificate
+    listed = users(up, "list")
+    assert re.search(r"bo\s+user\s+owner bo", listed.output) and re.search(r"eve\s+observer", listed.output)
+    assert not [login for login in logins.values() if login.password in listed.output]
+
+    agent, log = start_agent(up, tmp_path / "shed", "--join-code", await up.code(), "--nats", up.url,
+                             "--node-id", "shed")
+    path = workload_file(tmp_path, "diary.yaml", DIARY)
+    try:
+        await wait_active(up, "shed", agent, log)
+        bo = await as_person(logins["bo"])
+        await bo.submit("diary", load_submission(path, "diary"))
+        async with asyncio.timeout(WAIT_S):
+            while (await bo.status("diary")).jobs.get("diary", {}).get("completed", 0) < 1:
+                await asyncio.sleep(0.05)
+        await bo.close()
+        # bo reads it from its own machine, with the file the admin handed over
+        shown = elsewhere(up, tmp_path, "status", "diary", "--credentials", str(tmp_path / "bo.json"))
+        assert shown.returncode == 0 and "bo-diary-entry" in shown.stdout, shown.stdout + shown.stderr
+
+        ana = await as_person(logins["ana"])
+        try:
+            with pytest.raises(ControlError, match="no job 'diary' of yours"):
+                await ana.status("diary")
+            assert "diary" not in (await ana.status()).jobs
+            with pytest.raises(ControlError, match="submitted by someone else"):  # no taking it over
+                await ana.submit("diary", load_submission(path, "diary"))
+            with pytest.raises(ControlError, match="no task 'diary-t0' of yours"):
+                await ana.cancel("diary-t0")
+            ana.asker = "bo"  # posing as bo: the server refuses it at once
+            with pytest.raises(ControlError, match='(?i)permissions violation for publish to "heddle.v1.user.bo.status"'):
+                await ana.status("diary")
+        finally:
+            await ana.close()
+        # nor through the event log: a user has no JetStream API at all
+        errors = []
+
+        async def on_error(exc: Exception) -> None:
+            errors.append(str(exc).lower())
+
+        nc = await nats.connect(**logins["ana"].connect_options(), allow_reconnect=False, error_cb=on_error)
+        reading = asyncio.ensure_future(nc.jetstream(timeout=WAIT_S).subscribe("heddle.events.Task.diary-t0.>"))
+        async with asyncio.timeout(WAIT_S):
+            while not any('permissions violation for publish to "$js.api.' in e for e in errors):
+                await asyncio.sleep(0.02)
+        reading.cancel()
+        await nc.close()
+
+        watched = elsewhere(up, tmp_path, "fleet", "--credentials", str(tmp_path / "eve.json"))
+        assert watched.returncode == 0 and "shed" in watched.stdout, watched.stdout + watched.stderr
+        eve = await as_person(logins["eve"])
+        for refused in (eve.submit("eve-job", load_submission(path, "eve-job")), eve.status("diary")):
+            with pytest.raises(ControlError, match="(?i)permissions violation"):
+                await refused
+        await eve.close()
+    finally:
+        stop(agent)
+
+    bo = await as_person(logins["bo"])
+    revoked = users(up, "revoke", "bo")
+    assert revoked.exit_code == 0 and "revoked bo" in revoked.output, revoked.output
+    async with asyncio.timeout(WAIT_S):  # the server closes bo's open connection at once
+        while not bo.nc.is_closed:
+            await asyncio.sleep(0.02)
+    with pytest.raises(ControlError, match="(?i)authorization"):
+        await as_person(logins["bo"])
+    node = users(up, "revoke", "shed")
+    assert node.exit_code == 1 and "heddle nodes revoke shed" in node.output

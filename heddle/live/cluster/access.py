@@ -7,8 +7,11 @@ for the control plane, each with the narrowest permissions its work needs.
 - **agent** ``<node>`` publishes only its own capacity, report and left subjects, receives
   only its own assignments and control messages, and answers the requests it received
   (``allow_responses``) without being able to publish on anyone else's inbox.
-- **user** ``<name>`` submits, asks for status and cancels; **observer** ``<name>`` only asks
-  for the fleet view (members and machines discovered but not joined) and status;
+- **user** ``<name>`` submits, asks for status and cancels on its own subjects only
+  (``heddle.v1.user.<name>.>``), where the control plane answers for its own jobs alone, and
+  reads the fleet view; it has no JetStream API, so it cannot read the event log (anyone's
+  task results) either; **observer** ``<name>`` only asks for the fleet view (members and
+  machines discovered but not joined): no job, payload or result;
   **admin** (the person at the cluster's own machine) does what a user and an observer do,
   drains nodes and may watch the nodes' capacity reports; **gateway** (`heddle gateway` under `heddle up`) submits, cancels and
   asks, and follows what it submitted: token chunks, task events, capacity reports.
@@ -117,13 +120,13 @@ def member_permissions(member: Member) -> dict:
         }
     if member.role == "user":
         return {
-            "publish": {"allow": [p.SUBMIT, p.CANCEL, p.subject(p.QUERY, what="status")]},
+            "publish": {"allow": [p.subject(p.USER, user=name, what=">"), p.subject(p.QUERY, what="fleet"),
+                                  DISCOVERED_SUBJECT]},
             "subscribe": {"allow": [inbox]},
         }
     if member.role == "observer":
         return {
-            "publish": {"allow": [p.subject(p.QUERY, what="fleet"), p.subject(p.QUERY, what="status"),
-                                  DISCOVERED_SUBJECT]},
+            "publish": {"allow": [p.subject(p.QUERY, what="fleet"), DISCOVERED_SUBJECT]},
             "subscribe": {"allow": [inbox]},
         }
     if member.role == "admin":

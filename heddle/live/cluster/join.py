@@ -69,14 +69,20 @@ class JoinReply(BaseModel):
 
 
 class Credentials(BaseModel):
-    """What a joined node keeps (0600): how to connect as itself, and the cluster's TLS
-    certificate it pins (None: the cluster does not use TLS)."""
+    """What a joined node, or a person given a login (`heddle users add`), keeps (0600): how
+    to connect as itself, and the cluster's TLS certificate it pins (None: the cluster does
+    not use TLS)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     nats_url: str
     user: str
     password: str = Field(repr=False)
     tls_cert: str | None = Field(default=None, repr=False)
+    role: str = ""
+    """A person's role ("user", "observer"); a "user" asks on its own subjects. Empty for a
+    node, the control plane and the person at the cluster's machine (who ask on the shared ones)."""
+    owner: str = ""
+    account: str = ""
 
     def auth_options(self) -> dict[str, Any]:
         """Keyword arguments for ``nats.connect`` that log in as this member, with its own
@@ -91,8 +97,13 @@ class Credentials(BaseModel):
 
     def save(self, data_dir: Path, file: str = CREDENTIALS_FILE) -> Path:
         path = Path(data_dir).expanduser() / file
-        write_private(path, self.model_dump_json(indent=2) + "\n")
+        write_private(path, self.model_dump_json(indent=2, exclude_defaults=True) + "\n")
         return path
+
+    @property
+    def asker(self) -> str | None:
+        """The login a `ControlClient` asks as on its own subjects (a "user"), or None."""
+        return self.user if self.role == "user" else None
 
     @classmethod
     def find(cls, data_dir: Path, file: str = CREDENTIALS_FILE) -> Credentials | None:

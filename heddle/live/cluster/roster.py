@@ -8,7 +8,9 @@ marks it used (``join.used_by``) and refuses it afterwards, and refuses it once 
 
 Layout under ``<data dir>/cluster/``: ``roster.json`` (members and the join code),
 ``nats-auth.conf`` (what nats-server reads, ``-c``), ``nats.pid`` (written by the server),
-``tls/`` (the cluster's certificate and key, when it uses TLS: the config then requires it).
+``tls/`` (the cluster's certificate and key, when it uses TLS: the config then requires it),
+``address`` (the NATS URL other machines reach, written by `heddle up`: the logins
+`heddle users add` writes name it).
 """
 
 from __future__ import annotations
@@ -84,6 +86,18 @@ class Roster:
     def tls_dir(self) -> Path:
         """Where `heddle up` keeps the cluster's certificate (``server.pem``) and key."""
         return self.directory / "tls"
+
+    @property
+    def address(self) -> str | None:
+        """The NATS URL other machines reach the cluster at (as `heddle up` last announced it)."""
+        try:
+            return (self.directory / "address").read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
+
+    def remember_address(self, url: str) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "address").write_text(url + "\n", encoding="utf-8")
 
     @property
     def certificate(self) -> str | None:

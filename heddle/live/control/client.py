@@ -4,6 +4,7 @@ several with the same job id: a retried part is accepted once)."""
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import os
 import re
@@ -38,6 +39,7 @@ REQUEST_TIMEOUT_S = 10.0
 SUBMIT_CHUNK = 400
 """Tasks per submit request (a TaskSpec is well under 1 KB; the limit is 512 KiB)."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_REFUSED = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
 
 
 class ControlError(RuntimeError):
@@ -50,19 +52,40 @@ def new_job_id(stem: str) -> str:
 
 
 class ControlClient:
-    def __init__(self, nc: NATS, sender: str | None = None) -> None:
+    """``asker``: a cluster user's login name; its submit, status and cancel then go to its own
+    subjects (``heddle.v1.user.<asker>.<what>``, the only ones its login may use) and are
+    answered for its own jobs only."""
+
+    def __init__(self, nc: NATS, sender: str | None = None, asker: str | None = None) -> None:
         self.nc = nc
-        self.sender = sender or _UNSAFE.sub("_", getpass.getuser()) or "user"
+        self.sender = sender or asker or _UNSAFE.sub("_", getpass.getuser()) or "user"
+        self.asker = asker
         self.seq = 0
+        self._refusals: dict[str, asyncio.Future[str]] = {}  # subject -> the server's refusal
 
     @classmethod
-    async def connect(cls, url: str, **auth) -> ControlClient:
+    async def connect(cls, url: str, *, asker: str | None = None, **auth) -> ControlClient:
         """``auth``: ``nats.connect`` arguments that log in (`Credentials.auth_options`)."""
+        refusals: dict[str, asyncio.Future[str]] = {}
+
+        async def on_error(exc: Exception) -> None:
+            # The server refuses what a login may not publish with an error, not a reply:
+            # end the request waiting on it now rather than at its timeout.
+            match = _REFUSED.search(str(exc))
+            waiting = refusals.get(match.group(1).lower()) if match else None
+            if waiting is not None and not waiting.done():
+                waiting.set_result(str(exc).strip().strip("'"))
+
         try:
-            nc = await nats.connect(url, connect_timeout=3, allow_reconnect=False, **auth)
+            nc = await nats.connect(url, connect_timeout=3, allow_reconnect=False, error_cb=on_error, **auth)
         except Exception as exc:  # noqa: BLE001 - every connect failure reads the same to a user
             raise ControlError(f"cannot reach NATS at {url}: {exc} (is `heddle up` running?)") from None
-        return cls(nc)
+        client = cls(nc, asker=asker)
+        client._refusals = refusals
+        return client
+
+    def _subject(self, shared: str, what: str) -> str:
+        return shared if self.asker is None else wire.subject(wire.USER, user=self.asker, what=what)
 
     async def close(self) -> None:
         await self.nc.close()
@@ -72,13 +95,21 @@ class ControlClient:
         return {"sender": self.sender, "seq": self.seq, "sent_at": time.time()}
 
     async def _request(self, subject: str, message, reply_type):
+        refused = self._refusals[subject.lower()] = asyncio.get_running_loop().create_future()
+        asking = asyncio.ensure_future(self.nc.request(subject, encode_message(message), timeout=REQUEST_TIMEOUT_S))
         try:
-            msg = await self.nc.request(subject, encode_message(message), timeout=REQUEST_TIMEOUT_S)
+            await asyncio.wait({asking, refused}, return_when=asyncio.FIRST_COMPLETED)
+            if refused.done():
+                asking.cancel()
+                raise ControlError(f"the cluster refused this login: {refused.result()}")
+            msg = asking.result()
         except nats.errors.NoRespondersError:
             raise ControlError("no control plane is listening (start one with `heddle up` or "
                                "`heddle scheduler`)") from None
         except nats.errors.TimeoutError:
             raise ControlError(f"the control plane did not answer within {REQUEST_TIMEOUT_S:g} s") from None
+        finally:
+            self._refusals.pop(subject.lower(), None)
         try:
             return decode_reply(msg.data, reply_type)
         except wire.ProtocolError:
@@ -102,12 +133,12 @@ class ControlClient:
             ]
             request = SubmitRequest(**self._fields(), job_id=job_id, owner=self.sender,
                                     source=source, tasks=chunk)
-            reply = await self._checked(wire.SUBMIT, request)
+            reply = await self._checked(self._subject(wire.SUBMIT, "submit"), request)
             accepted += int(reply.detail.get("accepted", 0))
         return accepted
 
     async def status(self, job_id: str | None = None, limit: int = 200) -> StatusReply:
-        return await self._request(wire.subject(wire.QUERY, what="status"),
+        return await self._request(self._subject(wire.subject(wire.QUERY, what="status"), "status"),
                                    QueryRequest(**self._fields(), job_id=job_id, limit=limit), StatusReply)
 
     async def fleet(self) -> FleetReply:
@@ -115,7 +146,7 @@ class ControlClient:
                                    QueryRequest(**self._fields()), FleetReply)
 
     async def cancel(self, task_id: str) -> None:
-        await self._checked(wire.CANCEL, CancelRequest(**self._fields(), task_id=task_id))
+        await self._checked(self._subject(wire.CANCEL, "cancel"), CancelRequest(**self._fields(), task_id=task_id))
 
     async def drain(self, node_id: str, deadline_s: float | None = None) -> None:
         await self._checked(wire.DRAIN, DrainRequest(**self._fields(), node_id=node_id, deadline_s=deadline_s))

@@ -3,7 +3,8 @@
 A submission is acknowledged only once its TaskSubmitted events are in the log, so an
 accepted task survives a crash of the control plane right after the reply. Submissions
 reach the core in the order they arrived (a later part of a job may depend on an earlier
-one). A bad request gets a reply naming the field, and is counted.
+one). A bad request gets a reply naming the field, and is counted. A cluster user's own
+subjects reach the same handlers, which then show and touch only that user's jobs (access.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from heddle.events import TaskAggregate
 from heddle.live import protocol as wire
+from heddle.live.control.access import owner_tag, owns_job, owns_task, requester, user_subjects
 from heddle.live.control.book import LiveTask, outcome
 from heddle.live.control.export import fleet_document
 from heddle.live.control.messages import (
@@ -53,12 +55,16 @@ def user_issuer(sender: str) -> str:
 async def subscribe(plane: ControlPlane) -> list[Any]:
     intake = _Intake(plane)
     nc = plane.nc
+    own = user_subjects()
     return [
         await nc.subscribe(wire.SUBMIT, cb=intake.on_submit),
         await nc.subscribe(wire.subject(wire.QUERY, what="status"), cb=intake.on_status),
         await nc.subscribe(wire.subject(wire.QUERY, what="fleet"), cb=intake.on_fleet),
         await nc.subscribe(wire.CANCEL, cb=intake.on_cancel),
         await nc.subscribe(wire.DRAIN, cb=intake.on_drain),
+        await nc.subscribe(own["submit"], cb=intake.on_submit),
+        await nc.subscribe(own["status"], cb=intake.on_status),
+        await nc.subscribe(own["cancel"], cb=intake.on_cancel),
     ]
 
 
@@ -99,13 +105,13 @@ class _Intake:
         except Exception as exc:  # noqa: BLE001 - the log is unreachable now: the client retries
             self.answer(msg, f"cannot read the event log now ({exc!r}); try again")
             return
-        error = self.check(request)
+        error = self.check(request, requester(msg))
         if error is not None:
             self.plane.refused["submit"] += 1
             self.plane.drop_idle_job(request.job_id)  # recalled for nothing: memory stays bounded
             self.answer(msg, error)
             return
-        fresh, must_be_durable = self.accept(request, raw["tasks"])
+        fresh, must_be_durable = self.accept(request, raw["tasks"], requester(msg))
         if not fresh:
             self.plane.drop_idle_job(request.job_id)  # all known already: nothing to keep
         previous, done = self.admitted, asyncio.get_running_loop().create_future()
@@ -138,8 +144,11 @@ class _Intake:
         job = plane.journal.jobs.get(job_id)
         return job is not None and task_id in job.children.get(TaskAggregate.aggregate_type, ())
 
-    def check(self, request: SubmitRequest) -> str | None:
+    def check(self, request: SubmitRequest, user: str | None = None) -> str | None:
         """Why the request cannot be accepted (naming the field), or None."""
+        job = self.plane.journal.jobs.get(request.job_id)
+        if job is not None and job.submitted and not owns_job(self.plane, user, request.job_id):
+            return f"job_id: job {request.job_id!r} was submitted by someone else; choose another job id"
         ids = set()
         for i, item in enumerate(request.tasks):
             task = item.task
@@ -159,17 +168,19 @@ class _Intake:
             ids.add(task.id)
         return None
 
-    def accept(self, request: SubmitRequest, raw_tasks: list[dict[str, Any]]) -> tuple[list[LiveTask], list[Any]]:
+    def accept(self, request: SubmitRequest, raw_tasks: list[dict[str, Any]],
+               user: str | None = None) -> tuple[list[LiveTask], list[Any]]:
         """Record JobSubmitted (once), TaskSubmitted per new task and one JobTasksAdded
         listing them; returns the new tasks and the events that must be in the log before
         the reply (the job's list may trail: TaskSubmitted names the job too)."""
         plane, journal = self.plane, self.plane.journal
-        issued_by = user_issuer(request.sender)
+        issued_by = user_issuer(user or request.sender)
+        owner = owner_tag(user) if user is not None else request.owner or "-"
         now = plane.now()
         job = journal.job(request.job_id)
         envelopes = []
         if not job.submitted:
-            envelopes.append(journal.record(job, "SubmitJob", {"owner": request.owner or "-"}, issued_by,
+            envelopes.append(journal.record(job, "SubmitJob", {"owner": owner}, issued_by,
                                             {"source": request.source}))
         fresh = []
         for item, raw in zip(request.tasks, raw_tasks, strict=True):
@@ -214,7 +225,10 @@ class _Intake:
         request = self.decode(msg, QueryRequest, "query")
         if request is None:
             return
-        plane = self.plane
+        plane, user = self.plane, requester(msg)
+        if request.job_id is not None and not owns_job(plane, user, request.job_id):
+            self.answer(msg, f"job_id: no job {request.job_id!r} of yours in memory")
+            return
         counts: Counter[str] = Counter(plane.window.totals)
         jobs: dict[str, Counter[str]] = {job: Counter(c) for job, c in plane.window.jobs.items()}
         rows = []
@@ -237,6 +251,9 @@ class _Intake:
                 if len(rows) >= request.limit:
                     break
                 rows.append(row(ended))
+        if user is not None:  # a user's counts are its own jobs' only
+            jobs = {job: c for job, c in jobs.items() if owns_job(plane, user, job)}
+            counts = sum(jobs.values(), Counter())
         if plane.recorder is not None:  # the twin's predicted service time next to the actual one
             last = plane.recorder.shadow.last
             rows = [r.model_copy(update={"predicted_s": last[r.task_id][0], "actual_s": last[r.task_id][1]})
@@ -244,7 +261,7 @@ class _Intake:
         self.reply(msg, StatusReply(
             sender=plane.settings.sender, seq=plane.next_seq(), sent_at=plane.now(),
             counts=dict(counts), tasks=rows, jobs={j: dict(c) for j, c in jobs.items()},
-            refused_messages=dict(plane.refused),
+            refused_messages=dict(plane.refused) if user is None else {},
             shadow=plane.recorder.shadow.figure().as_dict() if plane.recorder else {},
         ))
 
@@ -281,8 +298,11 @@ class _Intake:
         request = self.decode(msg, CancelRequest, "cancel")
         if request is None:
             return
-        plane = self.plane
-        error = plane.cancel(request.task_id, user_issuer(request.sender))
+        plane, user = self.plane, requester(msg)
+        if not owns_task(plane, user, request.task_id):
+            self.answer(msg, f"task_id: no task {request.task_id!r} of yours is waiting or running")
+            return
+        error = plane.cancel(request.task_id, user_issuer(user or request.sender))
         if error is not None and plane.state_of(request.task_id) is None:  # ended long ago?
             last = await last_event(plane.js, TaskAggregate.aggregate_type, request.task_id)
             ended = ended_from_event(last) if last is not None else None
