@@ -8,29 +8,13 @@ Readiness is the "Server is ready" log line followed by a TCP connect: no sleeps
 
 from __future__ import annotations
 
-import queue
-import re
-import socket
 import subprocess
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from heddle.events.natsd import nats_server_binary
+from heddle.events.natsd import NatsStartError, launch, nats_server_binary, terminate
 
 __all__ = ["EmbeddedNats", "NatsStartError"]
-
-READY_TIMEOUT_S = 10.0
-"""Generous: the server is ready in ~15 ms, but the test machine is shared and loaded."""
-STOP_TIMEOUT_S = 5.0
-"""How long a stopping server may take to flush its store before it is killed."""
-
-_LISTEN_RE = re.compile(r"Listening for client connections on (\S+):(\d+)")
-
-
-class NatsStartError(RuntimeError):
-    """nats-server did not start (binary missing, port taken, bad store); the caller (the
-    `heddle up` command or a test fixture) reports it and stops."""
 
 
 @dataclass
@@ -61,43 +45,9 @@ class EmbeddedNats:
         ]  # fmt: skip
         if self.config_file is not None:
             args += ["-c", str(self.config_file)]
-        try:
-            self.process = subprocess.Popen(
-                args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1
-            )
-        except OSError as exc:
-            raise NatsStartError(f"cannot run {args[0]}: {exc}") from exc
-        self.port = self._wait_ready(self.process)
         connect_host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        with socket.create_connection((connect_host, self.port), timeout=READY_TIMEOUT_S):
-            pass
+        self.process, self.port = launch(args, connect_host, self.log)
         return self
-
-    def _wait_ready(self, process: subprocess.Popen) -> int:
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:  # keep draining stderr so the server never blocks on a full pipe
-            assert process.stderr is not None
-            for line in process.stderr:
-                self.log.append(line)
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=pump, daemon=True).start()
-        port = None
-        while True:
-            try:
-                line = lines.get(timeout=READY_TIMEOUT_S)
-            except queue.Empty:
-                process.kill()
-                raise NatsStartError("nats-server did not become ready:\n" + self.tail()) from None
-            if line is None:
-                raise NatsStartError("nats-server exited:\n" + self.tail())
-            match = _LISTEN_RE.search(line)
-            if match:
-                port = int(match.group(2))
-            if "Server is ready" in line and port is not None:
-                return port
 
     def tail(self, lines: int = 20) -> str:
         return "".join(self.log[-lines:])
@@ -107,12 +57,6 @@ class EmbeddedNats:
 
     def stop(self) -> None:
         """SIGTERM (the server flushes its store), SIGKILL after STOP_TIMEOUT_S."""
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        if self.process is not None:
+            terminate(self.process)
+            self.process = None

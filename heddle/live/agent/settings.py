@@ -161,4 +161,14 @@ def run_agent(settings: AgentSettings, executors: Sequence[Executor] = ()) -> in
 
         perf_log = PerfLog(settings.benchmark_dir / RECORDS_NAME, settings.node_id, settings.device,
                            settings.measured)
-    return asyncio.run(Agent(settings, registry, probe, perf_log).run())
+
+    async def run() -> int:
+        from heddle.live.control.stalls import from_env
+
+        stats = from_env(f"agent-{settings.node_id}")  # HEDDLE_LOOP_STATS: a debug mode
+        code = await Agent(settings, registry, probe, perf_log).run()
+        if stats is not None:
+            stats.write()
+        return code
+
+    return asyncio.run(run())

@@ -71,7 +71,12 @@ async def subscribe(plane: ControlPlane) -> list[Any]:
 class _Intake:
     def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
-        self.admitted: asyncio.Future[None] | None = None
+        self.admitted: asyncio.Future[None] | None = None  # the last submission's admission
+        self.accepted: asyncio.Future[None] | None = None  # the last submission's acceptance
+
+    def stamp(self, job_id: str, stage: str, at: float | None = None) -> None:
+        if self.plane.stats is not None:
+            self.plane.stats.stamp(job_id, stage, at)
 
     def reply(self, msg: Any, message: Any) -> None:
         if msg.reply:
@@ -95,23 +100,46 @@ class _Intake:
 
     # -- submit --------------------------------------------------------------------------------
     async def on_submit(self, msg: Any) -> None:
+        """Decode here, the rest in a task of its own: the subscription hands over the next
+        submission at once instead of after this one's look-ups in the log (one at a time,
+        a busy log held every later submission: 0.1-1.3 s in benchmarks/bench_live.py)."""
+        received = self.plane.now()
         try:
             request, raw = decode_request_raw(msg.data, SubmitRequest)
         except wire.ProtocolError as exc:
             self.refuse(msg, "submit", exc)
             return
+        self.stamp(request.job_id, "received", received)
+        previous, turn = self.accepted, asyncio.get_running_loop().create_future()
+        self.accepted = turn
+        asyncio.get_running_loop().create_task(self.take(msg, request, raw, previous, turn))
+
+    async def take(self, msg: Any, request: SubmitRequest, raw: dict[str, Any], previous: Any, turn: Any) -> None:
+        """Look up what the request refers to (concurrently with other submissions), then
+        accept it in arrival order: after every submission that arrived before it."""
         try:
-            await self.recall(request)
-        except Exception as exc:  # noqa: BLE001 - the log is unreachable now: the client retries
-            self.answer(msg, f"cannot read the event log now ({exc!r}); try again")
-            return
-        error = self.check(request, requester(msg))
+            try:
+                await self.recall(request)
+            except Exception as exc:  # noqa: BLE001 - the log is unreachable now: the client retries
+                self.answer(msg, f"cannot read the event log now ({exc!r}); try again")
+                return
+            finally:
+                if previous is not None:
+                    await previous
+            self.stamp(request.job_id, "recalled")
+            self.accept_in_turn(msg, request, raw)
+        finally:
+            turn.set_result(None)
+
+    def accept_in_turn(self, msg: Any, request: SubmitRequest, raw: dict[str, Any]) -> None:
+        user = requester(msg)
+        error = self.check(request, user)
         if error is not None:
             self.plane.refused["submit"] += 1
             self.plane.drop_idle_job(request.job_id)  # recalled for nothing: memory stays bounded
             self.answer(msg, error)
             return
-        fresh, must_be_durable = self.accept(request, raw["tasks"], requester(msg))
+        fresh, must_be_durable = self.accept(request, raw["tasks"], user)
         if not fresh:
             self.plane.drop_idle_job(request.job_id)  # all known already: nothing to keep
         previous, done = self.admitted, asyncio.get_running_loop().create_future()
@@ -206,8 +234,10 @@ class _Intake:
                     previous: Any, done: Any) -> None:
         try:
             await durable
+            self.stamp(request.job_id, "durable")
             if previous is not None:
                 await previous
+            self.stamp(request.job_id, "admitted")
             if not request.placement:
                 self.answer(msg, None, job_id=request.job_id, accepted=len(fresh))
             now = self.plane.now()

@@ -31,6 +31,7 @@ from heddle.live.control.journal import Journal
 from heddle.live.control.privacy import PrivacyViolationError, check_privacy
 from heddle.live.control.recorder import Recorder
 from heddle.live.control.settings import ControlSettings
+from heddle.live.control.stalls import LoopStats
 from heddle.live.control.window import EndedTask, EndedWindow, small_result
 from heddle.models import NodeId
 from heddle.optimizer import CoreSettings, Decision, SchedulingCore, TargetKind
@@ -98,6 +99,7 @@ class ControlPlane:
         # Work held until every node had one loss window to report after our start.
         self._warming: list[LiveTask] | None = []
         self._warm_until_s = self.now() + settings.silence_s
+        self.stats: LoopStats | None = None  # the debug mode of stalls.py: stage instants
         self.recorder: Recorder | None = None  # every ended task into a trace (recorder.py)
         if settings.record_dir is not None:
             self.recorder = Recorder(self, Path(settings.record_dir))
@@ -407,6 +409,8 @@ class ControlPlane:
 
     async def _assign(self, assignment: wire.Assignment) -> None:
         node_id = assignment.node_id
+        if self.stats is not None:
+            self.stats.stamp(assignment.task.id, "assign_sent")
         try:
             reply_msg = await self.nc.request(
                 wire.subject(wire.ASSIGN, node=node_id), wire.encode(assignment),
@@ -431,6 +435,9 @@ class ControlPlane:
             await asyncio.gather(self._assign_batch(node_id, assignments[:half]),
                                  self._assign_batch(node_id, assignments[half:]))
             return
+        if self.stats is not None:
+            for assignment in assignments:
+                self.stats.stamp(assignment.task.id, "assign_sent")
         try:
             reply_msg = await self.nc.request(wire.subject(wire.ASSIGN, node=node_id), data,
                                               timeout=self.settings.ack_timeout_s)

@@ -6,11 +6,13 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
 
 import nats
 
 from heddle.live.control.plane import ControlPlane
 from heddle.live.control.settings import ControlSettings
+from heddle.live.control.stalls import from_env
 
 __all__ = ["READY_LINE", "serve"]
 
@@ -26,16 +28,27 @@ every few thousand: 18% of the control plane's CPU in benchmarks/bench_live.py, 
 these thresholds and the start-up heap frozen (measured 2026-12-06)."""
 
 
-def tune_gc() -> None:
-    """Collect less often, and never scan what start-up built (modules, the optimizer)."""
+GIL_SWITCH_INTERVAL_S = 0.0005
+"""How long the event loop's thread waits for the GIL while another thread of the process
+holds it (CPython's default is 5 ms). The recorder builds and writes its rows in a thread
+(recorder.py), ~0.1 ms of Python per row, every 2 s: with the default, each time the loop
+woke up during a flush it could wait 5 ms for the GIL, several times per task on its way
+from submit to start (a flush of 3,000 rows lasts ~0.3 s: the tail of submit->start)."""
+
+
+def tune_runtime() -> None:
+    """Collect less often, never scan what start-up built (modules, the optimizer), and let
+    the event loop take the GIL back from a busy thread within GIL_SWITCH_INTERVAL_S."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
 async def serve(nats_url: str, settings: ControlSettings | None = None, auth: dict | None = None) -> None:
     """``auth``: extra ``nats.connect`` arguments that log in (user, password, inbox prefix)."""
     settings = settings or ControlSettings()
+    stats = from_env("control")  # HEDDLE_LOOP_STATS: a debug mode for latency work
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -49,10 +62,13 @@ async def serve(nats_url: str, settings: ControlSettings | None = None, auth: di
         **(auth or {}),
     )
     plane = ControlPlane(nc, settings)
+    plane.stats = stats
     await plane.open()
-    tune_gc()
+    tune_runtime()
     print(f"{READY_LINE} on {nats_url} ({len(plane.tasks)} tasks recovered)", flush=True)
     await stop.wait()
     logging.getLogger(__name__).info("stopping")
     await plane.close()
     await nc.drain()
+    if stats is not None:
+        stats.write()

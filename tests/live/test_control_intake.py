@@ -1,0 +1,83 @@
+"""Submissions are looked up concurrently and accepted in arrival order.
+
+A submission's look-ups in the event log (its job, dependencies that ended long ago) no
+longer hold the submissions after it; each is still accepted only after every submission
+that arrived before it, so a later part may depend on an earlier one. The control plane
+runs in this process against a real nats-server; the test holds one look-up open to fix
+the order in which they finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+import pytest
+
+from heddle.live.control import ControlPlane, ControlSettings
+from heddle.live.control.client import ControlClient, ControlError
+from tests.live.conftest import WAIT_S
+from tests.live.test_control_memory import echo_job
+
+
+@pytest.fixture
+async def plane(natsd):
+    nc = await nats.connect(natsd.url)
+    plane = ControlPlane(nc, ControlSettings(report_interval_s=0.2))
+    await plane.open()
+    yield plane
+    await plane.close()
+    await nc.close()
+
+
+def hold_lookup(plane: ControlPlane, slow_job: str, fast_job: str, *,
+                fail: bool = False) -> tuple[asyncio.Event, asyncio.Event]:
+    """``slow_job``'s look-up finishes only after ``fast_job``'s has (then raises if ``fail``).
+    Returns (slow look-up began, fast look-up done)."""
+    slow_began, fast_done = asyncio.Event(), asyncio.Event()
+    recall_job = plane.journal.recall_job
+
+    async def recall(job_id: str):
+        if job_id == slow_job:
+            slow_began.set()
+            await asyncio.wait_for(fast_done.wait(), WAIT_S)
+            if fail:
+                raise ConnectionError("the log is away")
+        job = await recall_job(job_id)
+        if job_id == fast_job:
+            fast_done.set()
+        return job
+
+    plane.journal.recall_job = recall
+    return slow_began, fast_done
+
+
+async def test_a_slow_lookup_holds_no_later_submission_and_order_is_kept(natsd, plane):
+    slow_began, fast_done = hold_lookup(plane, "a", "b")
+    client = ControlClient(await nats.connect(natsd.url), sender="tester")
+    first = asyncio.create_task(client.submit("a", echo_job("a", 3)))
+    await asyncio.wait_for(slow_began.wait(), WAIT_S)  # a arrived first
+    second = asyncio.create_task(client.submit("b", echo_job("b", 2, after=("a-t2",))))
+    # b's look-up runs while a's is still open (one at a time, a would wait for b forever)
+    await asyncio.wait_for(fast_done.wait(), WAIT_S)
+    assert await asyncio.wait_for(first, WAIT_S) == 3
+    # b depends on a task of a: accepted because a was accepted before it, in arrival order
+    assert await asyncio.wait_for(second, WAIT_S) == 2
+    assert list(plane.tasks) == ["a-t0", "a-t1", "a-t2", "b-t0", "b-t1"]
+    await client.close()
+
+
+async def test_a_failed_lookup_answers_its_submission_and_the_next_one_goes_on(natsd, plane):
+    slow_began, _ = hold_lookup(plane, "a", "b", fail=True)
+    client = ControlClient(await nats.connect(natsd.url), sender="tester")
+    first = asyncio.create_task(client.submit("a", echo_job("a", 2)))
+    await asyncio.wait_for(slow_began.wait(), WAIT_S)
+    second = asyncio.create_task(client.submit("b", echo_job("b", 2)))
+    with pytest.raises(ControlError, match="cannot read the event log now"):
+        await asyncio.wait_for(first, WAIT_S)
+    assert await asyncio.wait_for(second, WAIT_S) == 2
+    assert sorted(plane.tasks) == ["b-t0", "b-t1"]
+    # a submitted again once the log answers: accepted in full
+    del plane.journal.recall_job  # the log answers again
+    assert await client.submit("a", echo_job("a", 2)) == 2
+    await client.close()

@@ -1,0 +1,59 @@
+"""The loop-stall debug mode (HEDDLE_LOOP_STATS): what held the event loop, with its CPU
+time and where it was, GC pauses, and the stage instants a process noted."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import time
+
+from heddle.live.control import stalls
+
+HOLD_CPU_S = 0.03
+
+
+def hold_the_loop() -> None:
+    """A callback that computes for HOLD_CPU_S of its thread's CPU time."""
+    began = time.thread_time()
+    while time.thread_time() - began < HOLD_CPU_S:
+        sum(range(1000))
+
+
+async def quick() -> None:
+    await asyncio.sleep(0)
+
+
+def test_a_callback_that_holds_the_loop_is_reported_with_its_cpu_time_and_stack(tmp_path, monkeypatch):
+    monkeypatch.setenv(stalls.ENV_FILE, str(tmp_path / "{role}.json"))
+    monkeypatch.setenv(stalls.ENV_THRESHOLD_MS, "10")
+    stats = stalls.from_env("control")
+    try:
+        async def run() -> None:
+            asyncio.get_running_loop().call_soon(hold_the_loop)
+            await quick()
+            stats.stamp("job-1", "received", 5.0)
+            stats.stamp("job-1", "received")  # the first instant counts
+            gc.collect()
+            await asyncio.sleep(0.01)
+
+        asyncio.run(run())
+    finally:
+        stats.write()
+    written = json.loads((tmp_path / "control.json").read_text())
+    held = [s for s in written["stalls"] if s["what"] == "hold_the_loop"]
+    assert len(held) == 1 and held[0]["cpu_ms"] >= HOLD_CPU_S * 1000 and held[0]["ms"] >= held[0]["cpu_ms"] * 0.99
+    assert "hold_the_loop" in held[0]["stack"]  # the sampling thread saw where it was
+    assert not [s for s in written["stalls"] if s["what"] == "quick"]  # short callbacks are only counted
+    assert written["callbacks"] >= 3 and written["stamps"] == {"job-1": {"received": 5.0}}
+    assert written["gc"]["2"]["collections"] >= 1
+
+
+def test_off_without_the_variable_and_asyncio_is_left_alone_after_writing(tmp_path, monkeypatch):
+    monkeypatch.delenv(stalls.ENV_FILE, raising=False)
+    assert stalls.from_env("control") is None
+    original = asyncio.events.Handle._run
+    stats = stalls.LoopStats(tmp_path / "x.json").install()
+    assert asyncio.events.Handle._run is not original
+    stats.write()
+    assert asyncio.events.Handle._run is original and stats._on_gc not in gc.callbacks
