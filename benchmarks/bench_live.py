@@ -2,7 +2,7 @@
 agents (each a separate process) with the durable lifecycle on, with baselines measured in
 the same run.
 
-    uv run python benchmarks/bench_live.py [--tasks N] [--agents K] [--slots S]
+    uv run python benchmarks/bench_live.py [--tasks N] [--agents K] [--slots S] [--loop-stats]
 
 1. Sustained throughput: N echo tasks submitted as fast as the control plane accepts them
    (jobs of 400 tasks, a few requests outstanding), from the first submit to the last
@@ -10,7 +10,17 @@ the same run.
    the submit is acknowledged, place(), TaskPlaced, an acknowledged assignment request, two
    acked JetStream reports from the agent, TaskStarted and TaskCompleted.
 2. Latency submit -> start (the agent's started_at minus the client's send time of the
-   submit request) p50/p99 at half of the measured throughput, paced in small jobs.
+   submit request) p50/p99 at half of the measured throughput (or --rate), paced in small
+   jobs, and where the time went: the stages between the instants the lifecycle events
+   record (received, placed, agent has it, started), p50/p99/max each and their mean in the
+   slowest 1% of tasks.
+3. With --loop-stats (the control plane's and agents' HEDDLE_LOOP_STATS debug mode, which
+   costs a little CPU per callback): the control plane's own stage instants too (its job
+   looked up, its events durable, admitted, its AssignBatch sent), what held each process's
+   event loop during the latency run, told apart from the machine's load by its CPU time
+   (a stall with its own CPU >= 5 ms is the code's), GC pauses, and the control plane's
+   other threads (the recorder's flush) with the latency of the tasks that overlapped them
+   against the others'.
 Baselines, same server, same run: raw NATS request/reply round trips (one at a time, and
 64 outstanding) to a trivial responder, and acked JetStream publishes (one at a time, and
 100 outstanding).
@@ -37,7 +47,7 @@ from heddle.live.control.client import ControlClient
 from heddle.live.control.serve import READY_LINE
 from heddle.live.control.submission import SubmittedTask
 from heddle.live.natsd import EmbeddedNats
-from heddle.live.protocol import ExecutorSpec
+from heddle.live.protocol import CAPACITY, ExecutorSpec, all_nodes
 from heddle.models import Task, TaskId, TaskKind
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,9 +110,13 @@ class Watch:
         self.started: dict[str, float] = {}
         self.stages: dict[str, dict[str, float]] = {}  # task -> instant name -> Unix seconds
         self.completed = 0
+        self.capacity_reports = 0
         self.done_at = 0.0
         self.target = 0
         self.all_done = asyncio.Event()
+
+    async def on_capacity(self, msg) -> None:
+        self.capacity_reports += 1
 
     async def on_event(self, msg) -> None:
         _, _, _, task_id, kind = msg.subject.split(".", 4)
@@ -132,6 +146,7 @@ INSTANTS = {
     "sent": "the client sends the submit request",
     "received": "the control plane reads it",
     "recalled": "its job is looked up in the log",
+    "journal_sent": "its TaskSubmitted leaves in a journal batch",
     "durable": "its TaskSubmitted events are in the log",
     "admitted": "submissions before it are admitted (arrival order)",
     "placed": "the core placed it (TaskPlaced)",
@@ -284,7 +299,9 @@ def stall_lines(stats_dir: Path, since: float, until: float) -> list[str]:
     return lines
 
 
-async def main(n: int, agents: int, slots: int, loop_stats: bool, record: bool) -> None:
+async def main(args: argparse.Namespace) -> None:
+    agents, slots, loop_stats, record = args.agents, args.slots, args.loop_stats, args.record
+    n = max(1, args.tasks // JOB_TASKS) * JOB_TASKS  # whole jobs: the run waits for n completions
     server = EmbeddedNats(Path(tempfile.mkdtemp(prefix="bench-live-"))).start()
     procs = []
     stats_dir = Path(tempfile.mkdtemp(prefix="bench-live-stalls-"))
@@ -314,17 +331,19 @@ async def main(n: int, agents: int, slots: int, loop_stats: bool, record: bool) 
         print("fleet up", flush=True)
         watch = Watch()
         await nc.subscribe("heddle.events.Task.*.*", cb=watch.on_event)
+        await nc.subscribe(all_nodes(CAPACITY), cb=watch.on_capacity)
         await throughput(client, watch, JOB_TASKS * 2, "warm")  # imports, caches, streams
         roles = {"control plane": procs[0].pid, "nats-server": server.process.pid, "bench client": os.getpid(),
                  **{f"agent b{i}": proc.pid for i, proc in enumerate(procs[1:])}}
         before = {name: _cpu(pid) for name, pid in roles.items()}
         rate = await throughput(client, watch, n, "tp")
         cpu_ms = {name: (_cpu(pid) - before[name]) * 1000 / n for name, pid in roles.items()}
-        lat_from = time.time()
+        lat_from, reports_before = time.time(), watch.capacity_reports
         threads = ThreadCpu(procs[0].pid)
         following = asyncio.create_task(threads.follow()) if loop_stats else None
-        waits, sent = await latency(client, watch, rate / 2, seconds=10.0)
-        lat_until = time.time()
+        paced = args.rate or rate / 2
+        waits, sent = await latency(client, watch, paced, seconds=args.seconds)
+        lat_until, reports = time.time(), watch.capacity_reports - reports_before
         if following is not None:
             following.cancel()
             await asyncio.gather(following, return_exceptions=True)
@@ -333,9 +352,10 @@ async def main(n: int, agents: int, slots: int, loop_stats: bool, record: bool) 
         for name, value in base.items():
             print(f"    ratio to {name:<40} {rate / value:6.2f}  (baseline {value:,.0f}/s)")
         p50, p99 = np.percentile(waits, [50, 99]) * 1000
-        print(f"  submit->start at {rate / 2:,.0f} tasks/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(waits)} tasks "
+        print(f"  submit->start at {paced:,.0f} tasks/s{'' if args.rate else ' (half of that)'}: p50 {p50:.1f} ms, p99 {p99:.1f} ms over {len(waits)} tasks "
               f"(goal p99 <= 50 ms)")
         print("\n".join(breakdown(lat_instants(watch, sent, {}))))
+        print(f"  capacity reports in the latency run: {reports / (lat_until - lat_from):,.0f}/s from {agents} agents")
         print("  CPU per task in the throughput run: " + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu_ms.items()))
         total_ms = sum(cpu_ms.values())
         print(f"    CPU bound: the control plane alone tops out near {1000 / cpu_ms['control plane']:,.0f} tasks/s "
@@ -365,10 +385,13 @@ if __name__ == "__main__":
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--agents", type=int, default=2, choices=range(1, 9))
     parser.add_argument("--slots", type=int, default=64)
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="tasks/s offered in the latency run (default: half the measured throughput)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
     parser.add_argument("--loop-stats", action="store_true",
                         help="time every event-loop callback and GC pause of the control plane and agents "
                              "(HEDDLE_LOOP_STATS) and print what held a loop during the latency run")
     parser.add_argument("--no-record", dest="record", action="store_false",
                         help="the control plane records no trace of ended tasks (heddle scheduler --no-record)")
     args = parser.parse_args()
-    asyncio.run(main(args.tasks, args.agents, args.slots, args.loop_stats, args.record))
+    asyncio.run(main(args))

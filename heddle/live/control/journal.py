@@ -85,6 +85,8 @@ class Journal:
         self._wake = asyncio.Event()
         self._backoff = 0
         self._runner: asyncio.Task | None = None
+        self.sending: Callable[[list[EventEnvelope]], None] | None = None
+        """Told of each batch as it leaves (the stage instants of the loop-stats debug mode)."""
 
     # -- deciding and recording -------------------------------------------------------------
     def task(self, task_id: str) -> TaskAggregate:
@@ -204,6 +206,8 @@ class Journal:
                 if not batch:
                     break
                 self._batches += 1
+                if self.sending is not None:
+                    self.sending(batch)
                 asyncio.get_running_loop().create_task(self._append(batch))
 
     def _take(self) -> list[EventEnvelope]:

@@ -62,7 +62,10 @@ async def serve(nats_url: str, settings: ControlSettings | None = None, auth: di
         **(auth or {}),
     )
     plane = ControlPlane(nc, settings)
-    plane.stats = stats
+    if stats is not None:
+        plane.stats = stats
+        plane.journal.sending = lambda batch: [stats.stamp(e.aggregate_id, "journal_sent") for e in batch
+                                               if e.event_type == "TaskSubmitted"]
     await plane.open()
     tune_runtime()
     print(f"{READY_LINE} on {nats_url} ({len(plane.tasks)} tasks recovered)", flush=True)
