@@ -14,8 +14,9 @@ its ratio to the baseline's median from the same run.
 Goals (issue 21): `--help` and `catalog list` within 2x of the baseline; `sim` under 3 s on a
 quiet 2-core machine. A second reference is printed too: the floor of any typer command that
 parses one option and prints a small rich table (typer 0.2x builds its option coercion on
-pydantic, and rich's console and table modules load on first print), which `catalog list`
-cannot go below.
+pydantic, and rich's console and table modules load on first print); a third is that command
+with heddle's typer hooks (heddle.cli.common.install_help_format: no coercion for an unset
+option), the least a typer + rich table command costs that `catalog list` is built like.
 
 Bytecode: an installed package runs from cached .pyc files, so the commands run with Python's
 bytecode cache on (in a temporary PYTHONPYCACHEPREFIX, warmed by a first uncounted round) even
@@ -55,10 +56,14 @@ app()
 """
 """The smallest typer command that parses an option and prints a rich table."""
 FLOOR_FILE = Path(tempfile.gettempdir()) / "heddle_bench_cli_floor.py"
+HOOKED_FILE = Path(tempfile.gettempdir()) / "heddle_bench_cli_floor_hooked.py"
+HOOKED = "from heddle.cli.common import install_help_format\ninstall_help_format()\n" + FLOOR
+"""The floor command with heddle's start-up hooks on typer."""
 
 COMMANDS: dict[str, list[str]] = {
     "baseline: python -c 'import typer, rich'": [sys.executable, "-c", "import typer, rich"],
     "floor: a 1-option typer command + table": [sys.executable, str(FLOOR_FILE)],
+    "floor with heddle's typer hooks": [sys.executable, str(HOOKED_FILE)],
     "heddle --help": [sys.executable, "-m", "heddle.cli.main", "--help"],
     "heddle catalog list": [sys.executable, "-m", "heddle.cli.main", "catalog", "list"],
     "heddle sim": [sys.executable, "-m", "heddle.cli.main", "sim"],
@@ -101,6 +106,7 @@ def main() -> None:
                         help="compile every module from source on each start (PYTHONDONTWRITEBYTECODE=1)")
     args = parser.parse_args()
     FLOOR_FILE.write_text(FLOOR, encoding="utf-8")
+    HOOKED_FILE.write_text(HOOKED, encoding="utf-8")
     env = _env(bytecode_cache=not args.no_bytecode_cache)
     for argv in COMMANDS.values():  # warm the OS file cache and .pyc files; not counted
         _time(argv, env)

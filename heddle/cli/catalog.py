@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from rich.table import Table
 
 from heddle.cli.common import console, guarded, new_table
@@ -23,6 +25,14 @@ class Kind(str, Enum):
     offer = "offer"
 
 
+def _add_row(table: Table, cells: Iterable[str]) -> None:
+    """Add catalog values as plain text: rich parses a str cell for markup and emoji codes on
+    every measure and render, ~10% of printing these tables, and a catalog value holds neither."""
+    from rich.text import Text
+
+    table.add_row(*(Text(cell) for cell in cells))
+
+
 def _devices_table() -> Table:
     from heddle.models import catalog
 
@@ -30,11 +40,11 @@ def _devices_table() -> Table:
     for col in ("id", "machine", "GPU cores", "GB/s", "FP16 TFLOPS", "memory GB", "W idle/typ/max", "USD"):
         t.add_column(col, justify="left" if col in ("id", "machine") else "right", no_wrap=col == "id")
     for d in catalog.devices().values():
-        t.add_row(
+        _add_row(t, (
             d.id, d.machine, str(d.gpu_cores), f"{d.memory_bandwidth_gb_s:g}", f"{d.gpu_fp16_tflops:g}",
             "/".join(str(m) for m in d.memory_options_gb),
             f"{d.idle_power_w:g}/{d.typical_power_w:g}/{d.max_power_w:g}", f"{d.price_usd:,.0f}",
-        )
+        ))
     return t
 
 
@@ -45,11 +55,11 @@ def _models_table() -> Table:
     for col in ("id", "kind", "params B", "active B", "layers", "KV KiB/token", "context", "quantizations"):
         t.add_column(col, justify="left" if col in ("id", "kind", "quantizations") else "right", no_wrap=col == "id")
     for m in catalog.models().values():
-        t.add_row(
+        _add_row(t, (
             m.id, m.kind, f"{m.params_b:g}", f"{m.active_params_b:g}", str(m.layers),
             f"{m.kv_bytes_per_token / 1024:g}", f"{m.context_length:,}",
             ", ".join(f"{q} ({m.weights_gb(q):.1f} GB)" for q in m.bytes_per_weight),
-        )
+        ))
     return t
 
 
@@ -67,7 +77,7 @@ def _offers_table() -> Table:
         else:
             price = f"{o.price_usd_per_hour:g} per hour"
             gpus = f"{o.gpu_count} x {o.gpu_memory_gb:g} GB, {o.gpu_bandwidth_gb_s:g} GB/s"
-        t.add_row(o.id, o.kind.value, o.tier.value, price, gpus, f"{o.startup_s:g}")
+        _add_row(t, (o.id, o.kind.value, o.tier.value, price, gpus, f"{o.startup_s:g}"))
     return t
 
 

@@ -99,3 +99,12 @@ class CloudOffer:
 
     def __hash__(self) -> int:  # the dict field makes the generated hash fail; ids are unique
         return hash(self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """Everything the shipped catalog holds, keyed by id."""
+
+    devices: dict[DeviceId, DeviceSpec]
+    models: dict[ModelId, ModelSpec]
+    offers: dict[OfferId, CloudOffer]

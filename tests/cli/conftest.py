@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from heddle.cli.main import app
+from heddle.cli.main import app_for
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 WORKLOAD = re.search(r"## Workloads.*?```yaml\n(.*?)```", (DOCS / "models.md").read_text(encoding="utf-8"),
@@ -17,8 +17,9 @@ WORKLOAD = re.search(r"## Workloads.*?```yaml\n(.*?)```", (DOCS / "models.md").r
 
 
 def heddle(*args: str, env: dict[str, str] | None = None):
-    """Run `heddle ARGS` through the real typer app; stdout and stderr stay apart."""
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200", **(env or {})})
+    """Run `heddle ARGS` as the `heddle` script does (the app reduced to the command named);
+    stdout and stderr stay apart."""
+    return CliRunner().invoke(app_for(list(args)), list(args), env={"COLUMNS": "200", **(env or {})})
 
 
 def assert_rejected(result, *needles: str) -> str:

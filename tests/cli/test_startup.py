@@ -76,3 +76,25 @@ def test_the_typer_hooks_patched_for_start_up_are_the_ones_this_typer_has():
 
     assert version("typer").startswith("0.29."), "typer upgraded: re-check the hooks in heddle/cli/common.py"
     assert callable(core._TyperParameter.get_runtime_param) and callable(_coercion.build_runtime_param)
+
+
+LIST_PROBE = """
+import contextlib, io, json, sys
+sys.argv = ["heddle", "catalog", "list"]
+from heddle.cli.main import main
+with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):
+    main()
+print(json.dumps({"modules": sorted(sys.modules), "out": out.getvalue()}))
+"""
+
+
+def test_catalog_list_reads_the_catalog_without_pydantic_yaml_or_numpy():
+    # the shipped catalog comes from its snapshot (heddle.models.catalog_snapshot), the unset
+    # --kind needs no typer coercion, and no other command's click objects are built
+    done = subprocess.run([sys.executable, "-c", LIST_PROBE], capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    probe = json.loads(done.stdout)
+    assert "m4-max-40" in probe["out"] and "claude-sonnet-4.6" in probe["out"] and "gpt-oss-120b" in probe["out"]
+    needed = ("rich.table", "heddle.models")  # the table it prints, the catalog it lists
+    assert [m for m in _heavy(probe["modules"], ("heddle.models.catalog_yaml",)) if not m.startswith(needed)] == []
+    assert "heddle.models.catalog_yaml" not in probe["modules"]  # the YAML path: pydantic schemas
