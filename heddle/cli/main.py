@@ -44,7 +44,7 @@ MOUNTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ui", ("ui",)),
     ("gateway", ("gateway",)),
     ("live", ("up", "scheduler", "submit", "status", "drain", "cancel")),
-    ("cluster", ("join", "join-code", "clusters", "nodes")),
+    ("cluster", ("join", "join-code", "clusters", "nodes", "users")),
     ("twin", ("fleet", "twin")),
 )
 """Each module of heddle.cli and the top-level commands and groups it mounts, in help order.
