@@ -1,6 +1,7 @@
 """One harness per LLM backend, so one contract suite runs against all of them: Ollama, the
 OpenAI-compatible server and Claude over real HTTP to stand-in servers, MLX in-process with a
-stand-in for the ``mlx_lm`` module (mlx-lm needs Apple silicon)."""
+stand-in for the ``mlx_lm`` module that scripts faults and holds (the real mlx-lm runs a tiny
+model in test_backends_mlx_real.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A stand-in for the ``mlx_lm`` module (mlx-lm 0.32's public API, which needs Apple silicon):
+"""A stand-in for the ``mlx_lm`` module (mlx-lm 0.32's public API; the real one runs in
+test_backends_mlx_real.py, this one scripts what a real model will not do on cue):
 ``load(path_or_hf_repo, ...) -> (model, tokenizer)`` and ``stream_generate(model, tokenizer,
 prompt, max_tokens=256, **kwargs)`` yielding `GenerationResponse`s with the real fields, one per
 token, computed lazily (as the real generator computes each token when it is asked for).

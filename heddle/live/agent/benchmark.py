@@ -62,14 +62,17 @@ def _matmul_rate(a: np.ndarray, b: np.ndarray) -> float:
     return 2 * _MATMUL_N**3 / (time.perf_counter() - start) / 1e9
 
 
+def _copy_bandwidth() -> float:
+    src = np.ones(_COPY_BYTES // 8)
+    dst = np.empty_like(src)
+    return _best(lambda: _copy_rate(src, dst), _PART_S)
+
+
 def measure(speed_relative: float, cores: int, memory_gb: float) -> MeasuredDevice:
     """Run the benchmark now (bounded by `MAX_SECONDS`); ``speed_relative`` is the speed
     probe's figure for one core."""
     started = time.perf_counter()
-    src = np.ones(_COPY_BYTES // 8)
-    dst = np.empty_like(src)
-    bandwidth = _best(lambda: _copy_rate(src, dst), _PART_S)
-    del src, dst
+    bandwidth = _copy_bandwidth()  # its 128 MB are freed before the matrices are made
     rng = np.random.default_rng(0)
     a = rng.random((_MATMUL_N, _MATMUL_N), dtype=np.float32)
     b = rng.random((_MATMUL_N, _MATMUL_N), dtype=np.float32)
