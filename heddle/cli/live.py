@@ -98,6 +98,7 @@ def scheduler(
     credentials: Annotated[Path | None, typer.Option("--credentials", help="Log in with this credentials file (JSON: nats_url, user, password; `heddle up` writes one).")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where ended tasks are recorded, in <data dir>/recorded (default ~/.heddle).")] = None,
     record: Annotated[bool, typer.Option("--record/--no-record", help="Record every ended task as a trace (heddle twin check replays it).")] = True,
+    fleet_file: Annotated[Path | None, typer.Option("--fleet", help="Fleet YAML whose cloud_offers and budgets apply (nodes come from the agents).")] = None,
 ) -> None:
     """Run the control plane: place submitted work on the fleet, record every task's life."""
     import asyncio
@@ -111,11 +112,21 @@ def scheduler(
     if policy not in POLICY_NAMES:
         err.print(f"[red]error:[/] option --policy: unknown policy {policy!r}; expected one of {', '.join(POLICY_NAMES)}")
         raise typer.Exit(2)
+    terms = None
+    if fleet_file is not None:
+        from heddle.models.errors import FleetError
+        from heddle.models.fleet import load_fleet
+
+        try:
+            terms = load_fleet(fleet_file)
+        except FleetError as exc:
+            err.print(f"[red]error:[/] option --fleet: {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     control = ControlSettings(
         report_interval_s=report_interval, missed_reports=missed_reports, ack_timeout_s=ack_timeout,
         task_timeout_s=task_timeout, max_retries=max_retries, policy=policy, fallback_device=fallback_device,
-        record_dir=str(settings.data_dir / "recorded") if record else None,
+        record_dir=str(settings.data_dir / "recorded") if record else None, fleet=terms,
     )
     from heddle.live.control.client import DEFAULT_NATS_URL
 
@@ -221,8 +232,14 @@ def _fleet_table(reply) -> Table:
                       f"{n.free_memory_gb:.1f}", n.thermal, n.power, f"{n.last_report_s_ago:.1f} s ago",
                       "-" if n.speed_relative is None else f"{n.speed_relative:.2f}x",
                       "-" if n.shadow_error is None else f"{n.shadow_error:.1%}")
-    table.caption = _shadow_line(reply.shadow)
+    table.caption = "\n".join(line for line in (_shadow_line(reply.shadow), _budget_line(reply.budgets)) if line)
     return table
+
+
+def _budget_line(budgets) -> str:
+    """``cloud spend this period: team 0.42 of 5.00 USD (month), ...`` ("" without budgets)."""
+    parts = [f"{b.account} {b.spent_usd:.4g} of {b.limit_usd:.4g} USD ({b.period})" for b in budgets]
+    return "cloud spend this period: " + ", ".join(parts) if parts else ""
 
 
 async def _fleet_view(client):

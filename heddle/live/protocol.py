@@ -24,6 +24,10 @@ new field: upgrade the control plane first, then the agents.
 - 1.4: ``heddle.v1.user.<user>.<what>`` (`USER`): a cluster user's own submit, status and
   cancel requests (the messages of `SUBMIT`, ``QUERY`` status and `CANCEL`); the control
   plane answers them only for that user's jobs.
+- 1.5: ``CapacityReport.cloud_offers`` (optional): the catalog API offers an agent can call (it
+  holds the key); the control plane sends cloud work for those offers there, as an ``llm``
+  assignment whose options name ``backend: claude`` and the ``offer``, and the agent runs such
+  a call beside its slots (it waits on the network, not on the machine).
 """
 
 from __future__ import annotations
@@ -51,12 +55,14 @@ from heddle.models.ids import (
 from heddle.models.state import NodeState
 from heddle.models.task import Task
 
-PROTOCOL_VERSION = "1.4"
+PROTOCOL_VERSION = "1.5"
 """Version every message carries in ``v``: "major.minor"; receivers refuse another major."""
 PROTOCOL_MAJOR = 1
 MAX_MESSAGE_BYTES = 512 * 1024
 """Largest message accepted: half of nats-server's default max_payload (1 MiB), so a message
 that passes here always fits on the wire with headers."""
+CLOUD_BACKEND = "claude"
+"""The backend (and executor kind) of calls to a cloud API: the only cloud an agent calls."""
 THROTTLED_SPEED_FACTOR = 0.7
 """Speed factor assumed while a node reports thermal throttling. An assumption (sustained
 clocks under serious thermal pressure drop by roughly a quarter to a third), to be replaced
@@ -273,6 +279,15 @@ class ExecutorSpec(_Part):
     target: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
+    def calls_cloud(self) -> bool:
+        """Is this a call to a cloud API (run beside the agent's slots: it waits on the network)?"""
+        return self.kind == CLOUD_BACKEND or self.options.get("backend") == CLOUD_BACKEND
+
+    def to_cloud(self, offer: str) -> ExecutorSpec:
+        """The same step as a call to the API ``offer`` (protocol 1.5: a cloud placement)."""
+        return ExecutorSpec(kind="llm", target=self.target,
+                            options={**self.options, "backend": CLOUD_BACKEND, "offer": offer})
+
 
 class Timings(_Part):
     """Wall-clock instants (Unix seconds) of one attempt."""
@@ -337,6 +352,9 @@ class CapacityReport(_Message):
     refused_messages: Count = Field(0, description="Garbage messages this agent has refused.")
     accepts: tuple[str, ...] = Field(
         (), description="Message types beyond protocol 1.0 this agent takes (e.g. 'assign_batch')."
+    )
+    cloud_offers: tuple[str, ...] = Field(
+        (), description="Catalog API offers this agent can call (it holds the key), e.g. 'claude-haiku-4.5'."
     )
 
 

@@ -64,7 +64,7 @@ class CoreQueue(Generic[K]):
         self._seq = 0
         self._tick_due = _INF
         self._window_due = _INF
-        self._budget = BudgetPeriods(state.fleet)
+        self._budget = BudgetPeriods(state.fleet, state.time_s)
         self._depth = 0  # > 0 inside an event (sink calls may re-enter)
         self._blocked: set = set()  # classes not offered again in the current event
         self._resolved: Policy | None = None

@@ -7,6 +7,10 @@ of the memory the task pins (tokens for LLM steps, working memory for processor 
 powers of two. Which nodes a class may use is asked of the optimizer's own scoring
 (`scored()` on an idle fleet: a node is usable unless a permanent constraint rules it out),
 so the index holds no constraint of its own.
+
+Cloud spend is charged through `charge` by both bodies (the twin when it sends a task to an
+offer, the live control plane when it places one and when the call reports its cost), and
+reset per account by `BudgetPeriods` at boundaries counted from time 0 of the caller's clock.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ import heapq
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 
-from heddle.models import Fleet, FleetState, Privacy, Task, TaskId, TaskKind
+from heddle.models import AccountId, Fleet, FleetState, Privacy, Task, TaskId, TaskKind
 from heddle.optimizer.policy import Policy
 from heddle.optimizer.reasons import FIRST_TRANSIENT
 
-__all__ = ["BUDGET_PERIOD_S", "BudgetPeriods", "ClassIndex", "Waiter", "constraint_class"]
+__all__ = ["BUDGET_PERIOD_S", "BudgetPeriods", "ClassIndex", "Waiter", "charge", "constraint_class",
+           "period_start_s"]
 
 ClassKey = tuple
 """(kind, model, quant, privacy, owner of personal work, tier, account, size bucket)."""
@@ -150,14 +155,32 @@ BUDGET_PERIOD_S: dict[str, float] = {"day": 86_400.0, "week": 604_800.0, "month"
 """Budget periods in seconds; a month is 30 days (on the caller's clock)."""
 
 
+def _period_s(period: str) -> float:
+    return BUDGET_PERIOD_S.get(period, BUDGET_PERIOD_S["month"])
+
+
+def period_start_s(period: str, now_s: float) -> float:
+    """When the budget period holding `now_s` began (boundaries at multiples of its length)."""
+    p = _period_s(period)
+    return now_s // p * p
+
+
+def charge(state: FleetState, account: AccountId | None, usd: float) -> None:
+    """Add `usd` (negative: give back) to `account`'s cloud spend of the current period."""
+    if usd:
+        spend = state.cloud_spend_usd
+        spend[account] = spend.get(account, 0.0) + usd
+
+
 class BudgetPeriods:
     """Resets each budget account's spend at its period boundary (day/week/month), counted
-    from time 0 of the caller's clock."""
+    from time 0 of the caller's clock; the first boundary is the one after `now_s` (a body
+    whose clock starts late, the live one on Unix time, keeps the spend it starts with)."""
 
-    def __init__(self, fleet: Fleet):
-        self.periods = {acct: BUDGET_PERIOD_S.get(b.period, BUDGET_PERIOD_S["month"])
-                        for acct, b in fleet.budgets.items()}
-        self.next_s = dict(self.periods)
+    def __init__(self, fleet: Fleet, now_s: float = 0.0):
+        self.periods = {acct: _period_s(b.period) for acct, b in fleet.budgets.items()}
+        self.next_s = {acct: period_start_s(b.period, now_s) + self.periods[acct]
+                       for acct, b in fleet.budgets.items()}
         self.soonest = min(self.next_s.values(), default=float("inf"))
 
     def roll(self, now_s: float, state: FleetState) -> bool:

@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from heddle.models import CloudOffer, DeviceSpec, OfferKind, TaskKind, cost, perf
+from heddle.optimizer.waiting import charge
 from heddle.sim.clock import after
 from heddle.sim.records import KIND_CLOUD, ST_COMPLETED
 
@@ -179,7 +180,5 @@ class CloudDispatch:
         self.state.instance_ready_at_s.pop(rt.offer.id, None)
 
     def _charge_budget(self, i: int, usd: float) -> None:
-        if usd:
-            account = self.w.accounts[self.w.account_code[i]]
-            spend = self.state.cloud_spend_usd
-            spend[account] = spend.get(account, 0.0) + usd
+        if usd:  # the rule the live control plane charges by too
+            charge(self.state, self.w.accounts[self.w.account_code[i]], usd)

@@ -24,12 +24,12 @@ def server():
 
 
 async def assign_llm(control, node: str, task_id: str, timeout_s: float | None = None,
-                     **task) -> p.AssignReply:
+                     executor: p.ExecutorSpec | None = None, **task) -> p.AssignReply:
     task = {"model": "llama-3.1-8b", "quant": "q4_k_m", **task}
     a = p.Assignment(
         **control._header(), node_id=node, attempt=0, payload=None, queued_at=time.time(),
         timeout_s=timeout_s, task=p.TaskSpec(id=task_id, kind="llm", **task),
-        executor=p.ExecutorSpec(kind="llm"),
+        executor=executor or p.ExecutorSpec(kind="llm"),
     )
     reply = await control.nc.request(p.subject(p.ASSIGN, node=node), p.encode(a), timeout=WAIT_S)
     return p.decode(reply.data, p.AssignReply)
@@ -87,3 +87,26 @@ async def test_agent_charges_a_claude_call_cut_by_its_timeout_once(
     assert cut.outcome == "failed" and cut.reason.startswith("timeout")
     assert cut.result["cost_usd"] == pytest.approx(api_cost_usd(offer, 20, 1))
     assert cut.result["finish_reason"] == "cancelled"
+
+
+async def test_an_agent_with_a_claude_key_offers_the_cloud_and_calls_it_beside_its_slots(
+        natsd, control, spawn_agent, server, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
+    spawn_agent(natsd.url, "relay", "--slots", "1", "--anthropic-base-url", server.url)
+    report = await control.next("capacity", lambda m: m.node_id == "relay")
+    assert report.cloud_offers == tuple(sorted(o for o in catalog.offers() if o.startswith("claude-")))
+    # two held cloud calls (as the control plane sends a cloud placement) on a one-slot machine
+    holds = [server.hold(), server.hold()]
+    for hold in holds:
+        server.plans.append(Plan(chunks=anthropic_stream("claude-haiku-4-5"), hold=hold, hold_at=0))
+    cloud = p.ExecutorSpec(kind="llm").to_cloud("claude-haiku-4.5")
+    for task_id in ("c1", "c2"):
+        reply = await assign_llm(control, "relay", task_id, executor=cloud, model="llama-3.1-8b", account="team")
+        assert reply.accepted and not reply.queued
+    busy = await control.next("capacity", lambda m: m.node_id == "relay" and len(m.running) == 2)
+    assert busy.free_slots == 1  # the machine's slot is still free for local work
+    for hold in holds:
+        hold.set()
+    for task_id in ("c1", "c2"):
+        done = await control.finished(task_id)
+        assert done.outcome == "ok" and done.result["offer"] == "claude-haiku-4.5"

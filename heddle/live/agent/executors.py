@@ -88,6 +88,11 @@ class Executor(ABC):
         so it must be cheap: return what the backend last observed, do no I/O here."""
         return ()
 
+    def cloud_offers(self) -> Iterable[str]:
+        """Catalog API offers this executor calls (it holds their key): reported, so the
+        control plane sends cloud work for them to this agent."""
+        return ()
+
     @abstractmethod
     async def run(self, assignment: Assignment, progress: Progress) -> Any:
         """Run the attempt and return its JSON result; raise ExecutionError on failure."""
@@ -234,6 +239,9 @@ class ExecutorRegistry:
 
     def resident_models(self) -> tuple[tuple[str, str], ...]:
         return tuple(sorted({m for e in self.executors() for m in e.resident_models()}))
+
+    def cloud_offers(self) -> tuple[str, ...]:
+        return tuple(sorted({o for e in self.executors() for o in e.cloud_offers()}))
 
     async def close(self) -> None:
         for executor in self.executors():

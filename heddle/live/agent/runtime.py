@@ -75,6 +75,11 @@ class _Attempt:
     def key(self) -> tuple[str, int]:
         return (self.assignment.task.id, self.assignment.attempt)
 
+    @property
+    def remote(self) -> bool:
+        """A call to a cloud API: it runs beside the slots (it loads the network, not the machine)."""
+        return self.assignment.executor.calls_cloud()
+
     def timings(self, finished_at: float | None = None) -> p.Timings:
         return p.Timings(
             queued_at=self.assignment.queued_at, received_at=self.received_at,
@@ -98,6 +103,7 @@ class Agent:
         self.status = NodeStatus.ACTIVE
         self.running: dict[tuple[str, int], _Attempt] = {}
         self.queue: deque[_Attempt] = deque()
+        self.cloud_offers = registry.cloud_offers()  # reported: cloud work for these comes here
         # Attempts that ended lately: a retried assignment of one is acknowledged, not re-run.
         self.ended: dict[tuple[str, int], None] = {}
         self.refused: Counter[str] = Counter()  # garbage messages by subject
@@ -230,12 +236,13 @@ class Agent:
             measured=s.measured if self.device is None else None,
             gpu=sample.gpu, neural_engine=sample.neural_engine, thermal=sample.thermal,
             power=sample.power, labels=s.labels, owner=s.owner, trusted_owners=s.trusted_owners,
-            status=self.status, slots=s.slots, free_slots=max(0, s.slots - len(self.running)),
+            status=self.status, slots=s.slots, free_slots=max(0, s.slots - self._busy()),
             queued=len(self.queue), reserved_memory_gb=s.reserved_memory_gb,
             resident_models=tuple(p.ResidentModel(model=m, quant=q)
                                   for m, q in self.registry.resident_models()),
             running=tuple(p.TaskRef(task_id=k[0], attempt=k[1]) for k in self.running),
             refused_messages=sum(self.refused.values()), accepts=ACCEPTS,
+            cloud_offers=self.cloud_offers,
         )
 
     async def _report_capacity(self) -> None:
@@ -304,7 +311,7 @@ class Agent:
         reason = None if known else self.refusal(a)  # a retry is acknowledged, even mid-drain
         queued = known and any(q.key == attempt.key for q in self.queue)
         if reason is None and not known:
-            if len(self.running) < self.settings.slots:
+            if attempt.remote or self._busy() < self.settings.slots:
                 self._start(attempt)
             elif len(self.queue) < self.settings.local_queue:
                 self.queue.append(attempt)
@@ -320,6 +327,10 @@ class Agent:
             node_id=self.settings.node_id, task_id=a.task.id, attempt=a.attempt,
             accepted=reason is None, queued=queued, reason=reason,
         )
+
+    def _busy(self) -> int:
+        """Slots taken: running attempts other than cloud calls."""
+        return sum(1 for attempt in self.running.values() if not attempt.remote)
 
     def _known(self, key: tuple[str, int]) -> bool:
         """A repeated assignment (the control plane retried its request): accepted again,
@@ -382,7 +393,7 @@ class Agent:
         self.ended[attempt.key] = None
         if len(self.ended) > REMEMBER_ENDED:
             del self.ended[next(iter(self.ended))]  # dicts keep insertion order: the oldest
-        while self.queue and len(self.running) < self.settings.slots:
+        while self.queue and self._busy() < self.settings.slots:
             self._start(self.queue.popleft())
         if not self.running and not self.queue:
             self._idle.set()

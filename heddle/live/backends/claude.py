@@ -76,6 +76,10 @@ class ClaudeExecutor(Executor):
         self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=self.url,
                                                 max_retries=0, timeout=timeouts.httpx())
 
+    def cloud_offers(self) -> list[str]:
+        """The catalog's Claude API offers."""
+        return [o.id for o in catalog.offers().values() if o.kind is OfferKind.API and o.id.startswith("claude-")]
+
     async def run(self, assignment: Assignment, progress: Progress) -> Any:
         task = assignment.task
         if task.privacy is not Privacy.PUBLIC:

@@ -30,6 +30,7 @@ class LiveTask:
     job_id: str
     attempt: int = 0  # placements so far; the current attempt's number
     node: str = ""  # where the current attempt was sent ("" while waiting)
+    offer: str = ""  # the cloud offer the current attempt calls through that node ("": none)
     acked: bool = False  # the node acknowledged the current attempt
     timeout_at_s: float = 0.0  # when the current attempt counts as lost
     terminal: bool = False

@@ -5,6 +5,11 @@ The optimizer's `FleetState` is built from here. Free slots count what this cont
 has assigned and not yet seen finish (a report is up to one interval old, an assignment is
 known at once); memory, resident models, thermal and power come from the latest report. A
 node that misses too many reports is lost; one that reports again rejoins.
+
+The fleet file's terms (cloud offers, budgets, electricity price; heddle scheduler --fleet)
+join the nodes in the optimizer's `Fleet`: an API offer is in it while some usable agent can
+call it (its reports list it), so `place()` never chooses a cloud nobody can reach. A cloud
+attempt is relayed by such an agent without taking one of its slots.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass, field, fields
 
 from heddle.live.control.export import measured_node
 from heddle.live.protocol import CapacityReport, node_from_report, node_state
-from heddle.models import Fleet, FleetState, Node, NodeId, NodeState, NodeStatus
+from heddle.models import Fleet, FleetState, Node, NodeId, NodeState, NodeStatus, OfferKind
 from heddle.optimizer.view import backlog_s
 
 __all__ = ["FleetView", "LiveNode"]
@@ -29,6 +34,7 @@ class LiveNode:
     last_seen_s: float
     running: dict[str, int] = field(default_factory=dict)  # task id -> attempt assigned here
     finish_s: dict[str, float] = field(default_factory=dict)  # task id -> predicted finish
+    relaying: dict[str, int] = field(default_factory=dict)  # cloud calls made here: task -> attempt
     lost: bool = False
     unreachable: bool = False  # an assignment found no agent listening: wait for its next report
     draining: bool = False  # asked to drain by this control plane (or reported draining)
@@ -38,10 +44,11 @@ class LiveNode:
 class FleetView:
     """Nodes by id plus the FleetState handed to the scheduling core (kept current here)."""
 
-    def __init__(self, fallback_device: str | None = None) -> None:
+    def __init__(self, fallback_device: str | None = None, terms: Fleet | None = None, now_s: float = 0.0) -> None:
         self.fallback_device = fallback_device
+        self.terms = terms or Fleet(name=FLEET_NAME, nodes=())
         self.nodes: dict[NodeId, LiveNode] = {}
-        self.state = FleetState(time_s=0.0, fleet=Fleet(name=FLEET_NAME, nodes=()), nodes={})
+        self.state = FleetState(time_s=now_s, fleet=self._fleet(), nodes={})
 
     # -- reports in ---------------------------------------------------------------------------
     def observe(self, report: CapacityReport, now_s: float) -> str:
@@ -52,6 +59,7 @@ class FleetView:
         live = self.nodes.get(node_id)
         # at the per-core speed its agent measured: the twin replays on this node (export.py)
         node = measured_node(node_from_report(report, self.fallback_device), report)
+        before = None if live is None else (live.report.cloud_offers, live.draining)
         if live is None:
             live = self.nodes[node_id] = LiveNode(node, report, now_s)
             outcome = "joined"
@@ -68,12 +76,35 @@ class FleetView:
         if live.node != node or outcome == "joined":
             live.node = node
             self._rebuild_fleet()
+        elif outcome != "seen" or before != (report.cloud_offers, live.draining):
+            self._offers_changed()
         self._refresh(live)
         return outcome
 
+    def _fleet(self) -> Fleet:
+        usable = [live for live in self.nodes.values() if self.usable(live.node.id)]
+        callable_ = {offer for live in usable for offer in live.report.cloud_offers}
+        return Fleet(
+            name=FLEET_NAME, nodes=tuple(live.node for live in self.nodes.values()),
+            cloud_offers=tuple(o for o in self.terms.cloud_offers
+                               if o.kind is OfferKind.API and o.id in callable_),
+            budgets=self.terms.budgets, electricity_usd_per_kwh=self.terms.electricity_usd_per_kwh,
+        )
+
     def _rebuild_fleet(self) -> None:
-        nodes = tuple(live.node for live in self.nodes.values())
-        self.state.fleet = Fleet(name=FLEET_NAME, nodes=nodes)
+        self.state.fleet = self._fleet()
+
+    def _offers_changed(self) -> None:
+        """A node's usability changed: the offers someone can call may have too."""
+        if self.terms.cloud_offers and self._fleet().cloud_offers != self.state.fleet.cloud_offers:
+            self._rebuild_fleet()
+
+    def relay_for(self, offer_id: str) -> NodeId | None:
+        """The usable node to call ``offer_id`` through: the one relaying the fewest calls."""
+        relays = [live for node_id, live in self.nodes.items()
+                  if offer_id in live.report.cloud_offers and self.usable(node_id)]
+        best = min(relays, key=lambda live: (len(live.relaying), live.node.id), default=None)
+        return None if best is None else best.node.id
 
     def _refresh(self, live: LiveNode) -> None:
         fresh = node_state(live.report)
@@ -97,10 +128,16 @@ class FleetView:
             live.finish_s[task_id] = finish_s
         self.state.nodes[node_id].free_slots = max(0, live.node.slots - len(live.running))
 
+    def relayed(self, node_id: NodeId, task_id: str, attempt: int) -> None:
+        """A cloud call went out through this node (no slot taken)."""
+        self.nodes[node_id].relaying[task_id] = attempt
+
     def released(self, node_id: NodeId, task_id: str) -> bool:
         """The task no longer holds a slot there; True if it did."""
         live = self.nodes.get(node_id)
-        if live is None or live.running.pop(task_id, None) is None:
+        if live is None or live.relaying.pop(task_id, None) is not None:
+            return False  # a cloud call held no slot
+        if live.running.pop(task_id, None) is None:
             return False
         live.finish_s.pop(task_id, None)
         if node_id in self.state.nodes:
@@ -136,9 +173,11 @@ class FleetView:
             live.left = True
         else:
             live.lost = True
-        work = list(live.running.items())
+        work = [*live.running.items(), *live.relaying.items()]
         live.running.clear()
+        live.relaying.clear()
         self._refresh(live)
+        self._offers_changed()
         return work
 
     def mark_unreachable(self, node_id: NodeId) -> None:
@@ -146,11 +185,13 @@ class FleetView:
         live = self.nodes[node_id]
         live.unreachable = True
         self._refresh(live)
+        self._offers_changed()
 
     def mark_draining(self, node_id: NodeId) -> None:
         live = self.nodes[node_id]
         live.draining = True
         self._refresh(live)
+        self._offers_changed()
 
     def accepts(self, node_id: str, message_type: str) -> bool:
         """Does the node's agent take ``message_type`` (protocol >= 1.1 messages it lists)?"""

@@ -21,6 +21,7 @@ from heddle.live.control.access import owner_tag, owns_job, owns_task, requester
 from heddle.live.control.book import LiveTask, outcome
 from heddle.live.control.export import fleet_document
 from heddle.live.control.messages import (
+    BudgetRow,
     CancelRequest,
     DrainRequest,
     FleetReply,
@@ -271,7 +272,8 @@ class _Intake:
             jobs.setdefault(live.job_id, Counter())[state] += 1
             if live.job_id == request.job_id and len(rows) < request.limit:
                 rows.append(TaskRow(task_id=task_id, job_id=live.job_id, status=state, node=aggregate.target,
-                                    attempts=live.attempt, reason=aggregate.failure_reason, result=live.result))
+                                    attempts=live.attempt, reason=aggregate.failure_reason or
+                                    ("" if live.node else live.wait_reason), result=live.result))
         if request.job_id is not None:
             if request.job_id not in jobs and request.job_id not in plane.journal.jobs:
                 self.answer(msg, f"job_id: no job {request.job_id!r} in memory (a job that ended long "
@@ -316,8 +318,11 @@ class _Intake:
         running = sum(len(live.running) for live in plane.fleet.nodes.values())
         present = [(live.node, live.report) for _, live in sorted(plane.fleet.nodes.items())
                    if not (live.lost or live.left)]
+        spent = plane.fleet.state.cloud_spend_usd
+        budgets = [BudgetRow(account=a, period=b.period, limit_usd=b.limit_usd, spent_usd=spent.get(a, 0.0))
+                   for a, b in sorted(plane.fleet.state.fleet.budgets.items())]
         self.reply(msg, FleetReply(
-            sender=plane.settings.sender, seq=plane.next_seq(), sent_at=now, nodes=rows,
+            sender=plane.settings.sender, seq=plane.next_seq(), sent_at=now, nodes=rows, budgets=budgets,
             waiting=plane.core.waiting(), running=running,
             shadow=plane.recorder.shadow.figure().as_dict() if plane.recorder else {},
             fleet_file=fleet_document(present) if present else {},

@@ -137,9 +137,19 @@ class NodeRow(BaseModel):
     shadow_error: float | None = None  # median |actual/predicted - 1| of recent service times
 
 
+class BudgetRow(BaseModel):
+    model_config = _CONFIG
+
+    account: str
+    period: str  # day / week / month
+    limit_usd: float
+    spent_usd: float  # this period: calls that reported their cost, plus those in flight
+
+
 class FleetReply(_Base):
     type: Literal["fleet"] = "fleet"
     nodes: list[NodeRow]
+    budgets: list[BudgetRow] = Field(default_factory=list)  # the fleet file's budget accounts
     waiting: int = 0
     running: int = 0
     shadow: dict[str, Any] = Field(default_factory=dict)  # the running error of shadow predictions

@@ -3,7 +3,8 @@
 It turns NATS messages into core events (submitted, completed, failed, lost, slot freed,
 node joined/left, tick) and the core's decisions into work: each `start` is re-checked
 against the fleet's privacy rules, recorded as TaskPlaced and sent to the node as a
-request the agent must acknowledge. Every change of a task is an event in the journal
+request the agent must acknowledge; a cloud placement goes to an agent that can call the
+offer, and its price is charged to the task's budget account (budget.py). Every change of a task is an event in the journal
 (JetStream); a restarted control plane replays it and carries on (see recovery.py). It holds
 no placement or queueing rule of its own: those are `place()`'s and the core's.
 """
@@ -25,15 +26,17 @@ from nats.aio.client import Client as NATS
 from heddle.events import CommandRejected, EventEnvelope, JetStreamEventLog, TaskStatus
 from heddle.live import protocol as wire
 from heddle.live.control.book import LiveTask, outcome
+from heddle.live.control.budget import Ledger
 from heddle.live.control.deciding import Decider, live_policy
 from heddle.live.control.fleetview import FleetView
 from heddle.live.control.journal import Journal
-from heddle.live.control.privacy import PrivacyViolationError, check_privacy
+from heddle.live.control.privacy import PrivacyViolationError, check_cloud_privacy, check_privacy
 from heddle.live.control.recorder import Recorder
 from heddle.live.control.settings import ControlSettings
 from heddle.live.control.stalls import LoopStats
 from heddle.live.control.window import EndedTask, EndedWindow, small_result
 from heddle.models import NodeId
+from heddle.models.cost import api_cost_usd
 from heddle.optimizer import CoreSettings, Decision, SchedulingCore, TargetKind
 
 __all__ = ["SCHEDULER", "ControlPlane"]
@@ -69,7 +72,9 @@ class ControlPlane:
         self.js = nc.jetstream()
         self.settings = settings
         self.journal = Journal(JetStreamEventLog(self.js))
-        self.fleet = FleetView(settings.fallback_device)
+        # the budget periods count from now: the core reads the start from the state's clock
+        self.fleet = FleetView(settings.fallback_device, settings.fleet, self.now())
+        self.ledger = Ledger(self.fleet.state)  # cloud spend per budget account
         policy = live_policy(settings.policy)
         self.decider = Decider(self.fleet.state, policy, lambda key: self.tasks[key].task,
                                lambda now, keys: self.core.place_keys(now, keys), self.fleet.refresh_backlog)
@@ -175,6 +180,7 @@ class ControlPlane:
         if self.tasks.pop(live.key, None) is None:
             return
         self._parked.pop(live.key, None)
+        self.ledger.forget(live.key)
         left = self._job_tasks[live.job_id] - 1
         if left:
             self._job_tasks[live.job_id] = left
@@ -214,16 +220,19 @@ class ControlPlane:
     # -- the core's sink ----------------------------------------------------------------------
     def start(self, key: str, decision: Decision) -> None:
         live = self.tasks[key]
-        node_id = decision.target or ""
+        cloud = decision.target_kind is TargetKind.CLOUD
+        node_id = (self.fleet.relay_for(decision.target or "") or "") if cloud else decision.target or ""
         now = self.now()
-        if decision.target_kind is TargetKind.NODE and not self.fleet.usable(node_id):
+        if not self.fleet.usable(node_id):
             # The decision went stale (the node stopped taking work since the state was read).
-            self.core.declined(now, key, f"node {node_id} is not taking work")
+            self.core.declined(now, key, f"no agent can call {decision.target} now" if cloud
+                               else f"node {node_id} is not taking work")
             return
         try:
-            if decision.target_kind is not TargetKind.NODE:
-                raise PrivacyViolationError(f"no live executor for {decision.target_kind} targets")
-            check_privacy(live.task, self.fleet.nodes[NodeId(node_id)].node)
+            if cloud:
+                check_cloud_privacy(live.task)
+            else:
+                check_privacy(live.task, self.fleet.nodes[NodeId(node_id)].node)
         except PrivacyViolationError as exc:
             self.privacy_violations += 1
             logger.error("PLACEMENT REFUSED for %s on %s: %s", key, node_id, exc)
@@ -232,24 +241,43 @@ class ControlPlane:
             self.core.lost(now, key, reason)  # bounded: the core fails it after max_retries
             return
         live.attempt += 1
-        live.node, live.acked = node_id, False
+        live.node, live.acked, live.offer = node_id, False, decision.target if cloud else ""
         live.est_end_s = now + decision.est_seconds
         timeout = live.spec.timeout_s or self.settings.task_timeout_s
         live.timeout_at_s = now + timeout + self.settings.timeout_grace_s
         heapq.heappush(self._timeouts, (live.timeout_at_s, key, live.attempt))
-        self.fleet.assigned(NodeId(node_id), key, live.attempt, now + decision.est_seconds)
+        executor, extra = live.spec.executor, {}
+        if cloud:
+            extra = self._start_cloud(live, node_id)
+            executor = executor.to_cloud(live.offer)
+        else:
+            self.fleet.assigned(NodeId(node_id), key, live.attempt, now + decision.est_seconds)
         self.record(
             key, "PlaceTask", {"target": node_id}, SCHEDULER,
-            attempt=live.attempt, est_seconds=decision.est_seconds, reason=decision.reason,
+            attempt=live.attempt, est_seconds=decision.est_seconds, reason=decision.reason, **extra,
         )  # fmt: skip
         self._outbox.append(
             wire.Assignment(
                 sender=self.settings.sender, seq=self.next_seq(), sent_at=now,
                 node_id=node_id, task=live.spec.task, attempt=live.attempt,
-                executor=live.spec.executor, payload=live.spec.payload, timeout_s=timeout, queued_at=now,
+                executor=executor, payload=live.spec.payload, timeout_s=timeout, queued_at=now,
             )
         )  # fmt: skip
         self._wake_dispatch.set()
+
+    def _start_cloud(self, live: LiveTask, node_id: str) -> dict[str, Any]:
+        """A cloud attempt: relayed by ``node_id`` (no slot taken), its catalog price for the
+        task's declared tokens charged to the account until the call reports what it cost
+        (the twin's rule); returns what TaskPlaced records of it."""
+        task = live.task
+        usd = api_cost_usd(self.fleet.state.fleet.offer(live.offer), task.prompt_tokens, task.output_tokens)
+        self.ledger.reserve(live.key, live.attempt, task.account, usd)
+        self.fleet.relayed(NodeId(node_id), live.key, live.attempt)
+        return {"offer": live.offer, "reserved_usd": usd, "account": task.account}
+
+    def charged(self, live: LiveTask) -> dict[str, Any]:
+        """Event metadata: what the task's calls cost so far (recovery charges it again)."""
+        return self.ledger.charged(live.key, live.task.account)
 
     def deferred(self, key: str, reason: str) -> None:
         """Bookkeeping only: the task waits in the core (TaskSubmitted already says so)."""
@@ -266,7 +294,7 @@ class ControlPlane:
         if live is None or live.terminal:
             return
         live.terminal = True
-        self.record(key, command, payload, issued_by)
+        self.record(key, command, payload, issued_by, **self.charged(live))
         if not live.node:  # not running anywhere: it leaves now (else when its slot is freed)
             self.retire(live)
 
@@ -330,7 +358,8 @@ class ControlPlane:
         its slot is free and the core (if it runs it) hears the outcome."""
         node, now = live.node, self.now()
         released = bool(node) and self.fleet.released(NodeId(node), live.key)
-        live.node = ""
+        self.ledger.release(live.key, live.attempt)  # a call cut without its report: not billed to us
+        live.node, live.offer = "", ""
         if live.in_core and node:
             if ok:
                 self.core.completed(now, live.key)  # counts as the freed slot
@@ -354,8 +383,10 @@ class ControlPlane:
         if cancel and self.fleet.usable(node):
             self.send_control(node, "cancel", task_id=key, attempt=attempt, reason=reason)
         released = self.fleet.released(NodeId(node), key)
-        live.node, live.recovering = "", False
-        self.record(key, "FailTask", {"reason": reason, "retryable": True}, SCHEDULER, attempt=attempt)
+        self.ledger.release(key, attempt)  # a late report of it is still charged (once)
+        live.node, live.offer, live.recovering = "", "", False
+        self.record(key, "FailTask", {"reason": reason, "retryable": True}, SCHEDULER, attempt=attempt,
+                    **self.charged(live))
         now = self.now()
         if live.in_core:
             self.core.lost(now, key, reason)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from heddle.models import Node, Privacy, Task
 
-__all__ = ["PrivacyViolationError", "check_privacy", "privacy_allows"]
+__all__ = ["PrivacyViolationError", "check_cloud_privacy", "check_privacy", "privacy_allows"]
 
 
 class PrivacyViolationError(RuntimeError):
@@ -15,7 +15,7 @@ class PrivacyViolationError(RuntimeError):
 
 def privacy_allows(task: Task, node: Node) -> bool:
     """The rule for a local node: personal work only on its owner's or a trusting node;
-    sensitive and public work on any local node (the cloud is never a live target here)."""
+    sensitive and public work on any local node."""
     return task.privacy is not Privacy.PERSONAL or node.may_hold_personal_of(task.owner)
 
 
@@ -25,3 +25,9 @@ def check_privacy(task: Task, node: Node) -> None:
             f"personal task {task.id} of owner {task.owner!r} may not run on node {node.id} "
             f"(owner {node.owner!r}, trusts {sorted(node.trusted_owners)})"
         )
+
+
+def check_cloud_privacy(task: Task) -> None:
+    """The rule for the cloud: public work only (a cloud call relayed by an agent included)."""
+    if task.privacy is not Privacy.PUBLIC:
+        raise PrivacyViolationError(f"{task.privacy.value} task {task.id} may not be sent to a cloud API")

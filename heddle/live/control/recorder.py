@@ -129,18 +129,18 @@ class Recorder:
 
     def observe(self, key: str, command: str, payload: Mapping[str, Any], extra: Mapping[str, Any] | None) -> None:
         if command == "PlaceTask":
-            self._on_placed(key, str(payload.get("target", "")))
+            self._on_placed(key, str(payload.get("target", "")), bool(extra and extra.get("offer")))
         elif command == "CompleteTask":
             self._on_ended(key, "completed", "", extra or {})
         elif command in _ENDING or (command == "FailTask" and not payload.get("retryable", False)):
             self._on_ended(key, _ENDING.get(command, "failed"), str(payload.get("reason", "")), extra or {})
 
-    def _on_placed(self, key: str, node_id: str) -> None:
+    def _on_placed(self, key: str, node_id: str, cloud: bool = False) -> None:
         now = self.plane.now()
         self._placed[key] = (now, node_id)
         live, fleet = self.plane.tasks.get(key), self.plane.fleet
         known = fleet.nodes.get(node_id)  # type: ignore[call-overload]
-        if live is None or known is None:
+        if live is None or known is None or cloud:  # a cloud call: the node only relays it
             return
         self.shadow.placed(key, live.task, self._measured(node_id, known), fleet.state.nodes.get(known.node.id),
                            now, len(known.running))

@@ -8,6 +8,10 @@ are "recovering": the node's next capacity report says whether it still runs the
 they keep their slot) or not (then they are lost and re-placed), and a node that does not
 report within the loss window loses them all. Reports the old process had not acknowledged
 are delivered again by the durable consumer.
+
+Cloud spend comes back from the same events (budget.py): each task's last recorded cost is
+charged if it was recorded in the current budget period, and a cloud attempt still in flight
+has its placement's reservation charged again.
 """
 
 from __future__ import annotations
@@ -44,7 +48,11 @@ async def recover(plane: ControlPlane) -> int:
                 journal.replay(envelope)
             elif plane.window.get(task_id) is None:  # events after the end change nothing
                 journal.replay(envelope)
-                _note(facts.setdefault(task_id, {}), envelope.event_type, envelope.payload)
+                fact = facts.setdefault(task_id, {})
+                _note(fact, envelope.event_type, envelope.payload)
+                if "charged_usd" in envelope.payload:  # the task's cost so far, as of this event
+                    fact["charged"] = (envelope.payload.get("account"), envelope.payload["charged_usd"],
+                                       envelope.occurred_at_unix_s)
                 _retire_if_ended(plane, task_id, facts)
     if not events:
         return 0
@@ -64,8 +72,13 @@ async def recover(plane: ControlPlane) -> int:
                         result=fact.get("result"))
         plane.adopt(live)
         status = aggregate.status
+        if "charged" in fact:
+            plane.ledger.restore(task_id, *fact["charged"], now)
         if status in (TaskStatus.PLACED, TaskStatus.STARTED):
             live.node, live.recovering = aggregate.target, True
+            if fact.get("offer"):  # a cloud call in flight: its reservation holds again
+                live.offer = fact["offer"]
+                plane.ledger.reserve(task_id, live.attempt, live.task.account, fact.get("reserved_usd", 0.0))
             timeout = spec.timeout_s or plane.settings.task_timeout_s
             live.timeout_at_s = now + timeout + plane.settings.timeout_grace_s
             heapq.heappush(plane._timeouts, (live.timeout_at_s, task_id, live.attempt))
@@ -85,6 +98,8 @@ def _retire_if_ended(plane: ControlPlane, task_id: str, facts: dict[str, dict[st
     if aggregate.status not in TaskStatus.ENDED:
         return
     fact = facts.pop(task_id, {})
+    if "charged" in fact:
+        plane.ledger.restore(None, *fact["charged"], plane.now())
     plane.journal.forget(aggregate)
     plane.window.add(EndedTask(
         task_id=task_id, job_id=aggregate.job_id, status=outcome(aggregate), node=aggregate.target,
@@ -97,6 +112,7 @@ def _note(fact: dict[str, Any], event_type: str, payload: dict[str, Any]) -> Non
         fact["spec"], fact["submitted_at"] = payload.get("spec"), payload.get("submitted_at")
     elif event_type == "TaskPlaced":
         fact["attempt"] = payload.get("attempt", fact.get("attempt", 0) + 1)
+        fact["offer"], fact["reserved_usd"] = payload.get("offer"), payload.get("reserved_usd", 0.0)
     elif event_type == "TaskCompleted":
         fact["result"] = payload.get("result")
 

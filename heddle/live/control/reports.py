@@ -4,7 +4,9 @@ Task reports come from a JetStream stream through a durable consumer, so a resta
 control plane misses none; each is acknowledged once the events it caused are in the log.
 A report is applied at most once per (task, attempt, kind) by the task's state machine, and
 a task is recorded completed exactly once: the first successful finish of any of its
-attempts wins, later ones are ignored. Garbage is counted, logged and acknowledged.
+attempts wins, later ones are ignored. What a report says its call cost is charged to the
+task's budget account once per attempt (budget.py), whichever attempt it is.
+Garbage is counted, logged and acknowledged.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from nats.js import api
 
 from heddle.events import TaskStatus
 from heddle.live import protocol as wire
+from heddle.live.control.budget import billed_usd
 from heddle.live.control.plane import SCHEDULER, bridge
 from heddle.live.control.streams import REPORT_CONSUMER, ensure_report_stream
 from heddle.models import NodeId
@@ -89,7 +92,9 @@ class _Reports:
         running = {(ref.task_id, ref.attempt) for ref in report.running}
         for live in [t for t in plane.tasks.values() if t.recovering and t.node == report.node_id]:
             live.recovering = False
-            if (live.key, live.attempt) in running:
+            if (live.key, live.attempt) in running and live.offer:
+                plane.fleet.relayed(NodeId(live.node), live.key, live.attempt)
+            elif (live.key, live.attempt) in running:
                 plane.fleet.assigned(NodeId(live.node), live.key, live.attempt)
             else:
                 plane.attempt_lost(live.key, live.attempt, f"node {live.node} no longer runs it", cancel=False)
@@ -156,6 +161,7 @@ class _Reports:
 
     def finished(self, live: Any, report: wire.TaskFinished) -> list[Any]:
         plane = self.plane
+        plane.ledger.settle(live.key, report.attempt, live.task.account, billed_usd(report.result))
         if live.terminal:
             return []  # exactly once: a re-run's second finish changes nothing
         current = report.attempt == live.attempt
@@ -166,7 +172,7 @@ class _Reports:
             out = self.catch_up(live, report, issued_by)
             done = plane.record(
                 live.key, "CompleteTask", {}, issued_by, result=report.result, node=report.node_id,
-                attempt=report.attempt, timings=report.timings.model_dump(),
+                attempt=report.attempt, timings=report.timings.model_dump(), **plane.charged(live),
             )
             live.terminal, live.result = True, report.result
             if not current and plane.fleet.usable(live.node):
@@ -183,6 +189,6 @@ class _Reports:
         reason = f"{report.reason or 'failed'} (on {report.node_id}, attempt {report.attempt})"
         live.terminal = True
         failed = plane.record(live.key, "FailTask", {"reason": reason, "retryable": False}, issued_by,
-                              timings=report.timings.model_dump())
+                              timings=report.timings.model_dump(), **plane.charged(live))
         plane.ended(live, ok=False, reason=reason)
         return [failed] if failed is not None else []

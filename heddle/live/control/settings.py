@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from heddle.models import Fleet
 
 __all__ = ["ControlSettings"]
 
@@ -37,6 +41,9 @@ class ControlSettings:
     """Jobs without work in memory whose per-state counts are kept."""
     sender: str = "control-plane"
     """This process's sender id on the wire."""
+    fleet: Fleet | None = None
+    """The fleet file's cloud offers, budgets and electricity price (heddle scheduler --fleet);
+    the nodes come from the agents' reports. None: no cloud, no budgets."""
     record_dir: str | None = None
     """Where every ended task is recorded as a trace (`heddle scheduler`: <data dir>/recorded);
     None: not recorded."""
