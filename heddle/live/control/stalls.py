@@ -34,8 +34,9 @@ __all__ = ["ENV_FILE", "ENV_THRESHOLD_MS", "LoopStats", "from_env"]
 ENV_FILE = "HEDDLE_LOOP_STATS"
 ENV_THRESHOLD_MS = "HEDDLE_LOOP_STATS_MS"
 DEFAULT_THRESHOLD_MS = 5.0
-SAMPLE_EVERY_S = 0.002
-"""How often the sampling thread looks at the loop's thread while a callback runs long."""
+SAMPLE_EVERY_S = 0.005
+"""How often the sampling thread looks at the loop's thread (each look takes the GIL: more
+often, and the measuring would slow the loop it measures)."""
 KEEP_STALLS = 20_000
 """Most stalls kept (a run that stalls more than this is not the tail any more)."""
 
