@@ -9,7 +9,9 @@ is printed with its ratio to the serial baseline measured in the same run:
   1. serial (`SerialExecutor`): one replay after another in this process — the baseline;
   2. local processes (`LocalExecutor`, one worker per core);
   3. Ray (`RayExecutor("local")`, a local cluster with one CPU per core), cluster start-up
-     timed separately.
+     timed separately, and worker warm-up too: one task per core first imports the twin and
+     fetches the shared inputs in each fresh Ray worker (local worker processes are forks of
+     this process and start with both), then the sweep runs on the warm workers.
 Also measured on Ray: the scheduling overhead per run (100 empty remote calls), from which
 the script prints an estimate of a sweep's wall time on several machines.
 
@@ -62,6 +64,13 @@ def _empty() -> None:
     return None
 
 
+def _warm(fleet: object, trace: object) -> int:
+    """What a fresh Ray worker does before its first run: import the twin, fetch the inputs."""
+    import heddle.sim.runner  # noqa: F401 - the import is the point
+
+    return os.getpid()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="10 replays instead of 100")
@@ -89,9 +98,14 @@ def main() -> None:
     import ray
 
     try:
+        warm = ray.remote(_warm)
+        t0 = time.perf_counter()
+        fleet, trace = ray.put(specs[0].fleet), ray.put(specs[0].trace)
+        pids = ray.get([warm.remote(fleet, trace) for _ in range(cores)])
+        warm_s = time.perf_counter() - t0
         ray_s, failed, _ = _timed(executor, specs)
         print(f"ray (local)       {ray_s:8.1f} s  {serial_s / ray_s:5.2f}x over serial  failed {failed}"
-              f"  (+{start_s:.1f} s cluster start-up)  {_load()}")
+              f"  (+{start_s:.1f} s cluster start-up, +{warm_s:.1f} s warming {len(set(pids))} workers)  {_load()}")
         empty = ray.remote(_empty)
         ray.get([empty.remote() for _ in range(100)])  # warm the workers
         t0 = time.perf_counter()
