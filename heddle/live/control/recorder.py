@@ -27,7 +27,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,8 +96,10 @@ def _midnight(unix_s: float) -> float:
 class Recorder:
     """Records the tasks of one control plane; `observe` is its hook in `ControlPlane.record`."""
 
-    def __init__(self, plane: ControlPlane, directory: Path, *, flush_every_s: float = FLUSH_EVERY_S) -> None:
+    def __init__(self, plane: ControlPlane, directory: Path, *, flush_every_s: float = FLUSH_EVERY_S,
+                 clock: Callable[[], float] = time.time) -> None:
         self.plane = plane
+        self.clock = clock  # Unix s: names each part by its UTC day
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.flush_every_s = flush_every_s
@@ -112,8 +114,11 @@ class Recorder:
         self._task: asyncio.Task | None = None
         self._writing = asyncio.Lock()  # one write at a time (the periodic one and the last)
         parts = sorted(p for p in self.directory.iterdir() if PART_NAME.match(p.name))
-        self.origin_s = float(file_meta(parts[0]).get(ORIGIN_KEY, 0.0)) if parts else _midnight(time.time())
-        self._seq = max((int(PART_NAME.match(p.name)[3]) for p in parts), default=0)
+        self.origin_s = float(file_meta(parts[0]).get(ORIGIN_KEY, 0.0)) if parts else _midnight(clock())
+        late = self.directory / LATE_DIR
+        # one numbering for both directories: a late part must never take an existing name
+        every = [*parts, *(p for p in late.iterdir() if PART_NAME.match(p.name))] if late.is_dir() else parts
+        self._seq = max((int(PART_NAME.match(p.name)[3]) for p in every), default=0)
         self._max_written_s = self._last_arrival(parts[-1]) if parts else -math.inf
 
     @staticmethod
@@ -226,7 +231,7 @@ class Recorder:
     def _write_part(self, frame: pd.DataFrame, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self._seq += 1
-        day = _day(time.time())
+        day = _day(self.clock())
         path = directory / f"{day}-p{self._seq:06d}.parquet"
         write_part(frame.reset_index(drop=True), path, self._meta())
         if directory == self.directory:
