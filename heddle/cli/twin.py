@@ -47,10 +47,10 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _fleet_reply(nats: str | None):
+def _fleet_reply(nats: str | None, since_s: float | None = None):
     from heddle.cli import live
 
-    return live._run(live._with_client(live._url(nats), lambda c: c.fleet()))
+    return live._run(live._with_client(live._url(nats), lambda c: c.fleet(since_s)))
 
 
 def _fleet_yaml(reply) -> str:
@@ -82,10 +82,11 @@ def fleet(
 def export(
     nats: NatsOpt = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Fleet YAML file to write (default: print it).")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Each node's core speed as its burn steps measured it since then: 30m, 2h, 1d ago, or an ISO date/time (UTC); default: the agents' latest figure.")] = None,
 ) -> None:
     """Write the live fleet (devices, memory, slots, owners, trust, labels, measured per-core
     speed) as fleet YAML that `heddle sim` and `heddle twin check` read unchanged."""
-    text = _fleet_yaml(_fleet_reply(nats))
+    text = _fleet_yaml(_fleet_reply(nats, parse_since(since) if since else None))
     if output is None:
         print(text, end="")
         return
@@ -115,7 +116,8 @@ def check(
     directory = recording or (_settings(data_dir=data_dir).data_dir / "recorded")
     try:
         recorded = load_recorded(directory, since_unix_s=since_s)
-        fleet = load_fleet(fleet_file) if fleet_file else parse_fleet(_fleet_yaml(_fleet_reply(nats)), "live fleet")
+        fleet = (load_fleet(fleet_file) if fleet_file
+                 else parse_fleet(_fleet_yaml(_fleet_reply(nats, since_s)), "live fleet"))
         report = compare(recorded, fleet, policy)
     except (TraceError, FleetError) as exc:
         raise _fail(str(exc)) from None

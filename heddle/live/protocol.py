@@ -166,7 +166,13 @@ class Cpu(_Part):
     efficiency_cores: Count = 0
     utilization: Fraction = Field(description="0..1 over all cores.")
     speed_relative: Annotated[float, Field(gt=0)] | None = Field(
-        None, description="One core's measured speed vs the reference core (the burn probe at start).")
+        None, description="One core's measured speed vs the reference core: the burn probe's at start, "
+                          "then the agent's burn steps' over the last minute.")
+    burn_iterations: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="Burn iterations the agent's steps did since it started (a running total).")
+    burn_seconds: Annotated[float, Field(ge=0)] | None = Field(
+        None, description="Wall seconds those iterations took in the workers: the speed over a window "
+                          "is the difference of two reports' totals.")
 
 
 class Gpu(_Part):

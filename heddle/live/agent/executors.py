@@ -23,10 +23,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from heddle.live.agent.worker_main import CPU_LIMIT_ENV
 from heddle.live.protocol import MAX_MESSAGE_BYTES, Assignment, ExecutorSpec
+
+if TYPE_CHECKING:
+    from heddle.live.agent.speed import SpeedMeter
 
 __all__ = [
     "EchoExecutor",
@@ -151,6 +154,7 @@ class WorkerExecutor(Executor):
     max_idle: int = 4
     allowed_modules: tuple[str, ...] = ()  # processor targets' module prefixes; () = any
     cpu_limit: float | None = None  # burn steps' share of a core (worker_main paces them)
+    speed: SpeedMeter | None = None  # fed by every burn step: the node's running core speed
     _idle: list[_Worker] = field(default_factory=list)
     _all: set[_Worker] = field(default_factory=set)
 
@@ -192,6 +196,9 @@ class WorkerExecutor(Executor):
             self._all.discard(worker)
             raise
         progress.cpu_s = reply.get("cpu_s")
+        result = reply.get("result")
+        if self.speed is not None and target == "burn" and reply.get("ok") and isinstance(result, dict):
+            self.speed.add(int(result.get("iterations", 0)), float(reply.get("wall_s") or 0.0))
         if len(self._idle) < self.max_idle:
             self._idle.append(worker)
         else:
@@ -203,7 +210,7 @@ class WorkerExecutor(Executor):
             from heddle.live.backends.worker import check_processor_output
 
             return check_processor_output(spec.options, reply.get("result"))
-        return reply.get("result")
+        return result
 
     async def close(self) -> None:
         for worker in list(self._all):
@@ -249,12 +256,14 @@ class ExecutorRegistry:
 
 
 def default_registry(
-    max_idle_workers: int = 4, allowed_modules: tuple[str, ...] = (), *, cpu_limit: float | None = None
+    max_idle_workers: int = 4, allowed_modules: tuple[str, ...] = (), *, cpu_limit: float | None = None,
+    speed: SpeedMeter | None = None,
 ) -> ExecutorRegistry:
     """echo, sleep, burn and processor (limited to ``allowed_modules`` when given; burn steps
-    paced to ``cpu_limit`` of a core when given)."""
+    paced to ``cpu_limit`` of a core when given, and measured into ``speed``)."""
     registry = ExecutorRegistry()
-    workers = WorkerExecutor(max_idle=max_idle_workers, allowed_modules=allowed_modules, cpu_limit=cpu_limit)
+    workers = WorkerExecutor(max_idle=max_idle_workers, allowed_modules=allowed_modules, cpu_limit=cpu_limit,
+                             speed=speed)
     for executor in (EchoExecutor(), SleepExecutor(), workers):
         registry.register(executor)
     return registry

@@ -15,11 +15,15 @@ import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psutil
 
 from heddle.live.protocol import Cpu, Gpu, Memory, NeuralEngine, Power, Thermal
 from heddle.models.ids import PowerSource, ThermalState
+
+if TYPE_CHECKING:
+    from heddle.live.agent.speed import SpeedMeter
 
 __all__ = ["MachineSample", "Probe", "guess_device", "mac_power", "mac_thermal", "run_pmset"]
 
@@ -178,11 +182,11 @@ class Probe:
         physical = psutil.cpu_count(logical=False) or logical
         self._apple = self._static[1] == "darwin" and self._static[2] == "arm64"
         self._cores = _core_split(physical)
-        self._speed: float | None = None
+        self.speed: SpeedMeter | None = None  # the agent's burn steps keep it current
         if measure_speed:
-            from heddle.live.agent.speed import measure_speed_relative
+            from heddle.live.agent.speed import SpeedMeter, measure_speed_relative
 
-            self._speed = measure_speed_relative(cpu_limit=cpu_limit)
+            self.speed = SpeedMeter(probed=measure_speed_relative(cpu_limit=cpu_limit))
         psutil.cpu_percent(interval=None)  # primes the counter: the next call measures since now
 
     @property
@@ -192,7 +196,7 @@ class Probe:
     @property
     def speed_relative(self) -> float | None:
         """One core's speed measured at start (heddle.live.agent.speed), or None if not measured."""
-        return self._speed
+        return self.speed.probed if self.speed is not None else None
 
     def sample(self) -> MachineSample:
         hostname, os_name, arch, chip = self._static
@@ -205,12 +209,19 @@ class Probe:
             chip=chip,
             memory=Memory(total_gb=vm.total / GIB, free_gb=vm.available / GIB, unified=self._apple),
             cpu=Cpu(performance_cores=self._cores[0], efficiency_cores=self._cores[1],
-                    utilization=utilization, speed_relative=self._speed),
+                    utilization=utilization, **self._speed_fields()),
             gpu=Gpu(type="apple") if self._apple else None,
             neural_engine=NeuralEngine(available=self._apple),
             thermal=self._thermal(),
             power=self._power(),
         )
+
+    def _speed_fields(self) -> dict:
+        meter = self.speed
+        if meter is None:
+            return {}
+        return {"speed_relative": meter.current(), "burn_iterations": meter.iterations,
+                "burn_seconds": round(meter.seconds, 6)}
 
     def _thermal(self) -> Thermal:
         therm = self._pmset("therm") if self._pmset else None

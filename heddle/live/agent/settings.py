@@ -152,7 +152,8 @@ def run_agent(settings: AgentSettings, executors: Sequence[Executor] = ()) -> in
 
         measured = measured_device(settings.benchmark_dir, probe.chip, probe.speed_relative)
         settings = settings.model_copy(update={"measured": measured})
-    registry = default_registry(settings.slots, settings.processors, cpu_limit=settings.cpu_limit)
+    registry = default_registry(settings.slots, settings.processors, cpu_limit=settings.cpu_limit,
+                                speed=probe.speed)
     for executor in executors:
         registry.register(executor)
     perf_log = None

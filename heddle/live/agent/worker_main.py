@@ -77,14 +77,16 @@ def resolve(target: str):
 
 
 def handle(request: dict) -> dict:
-    """Run one request; the reply says the CPU seconds this process used for it (``cpu_s``)."""
-    cpu0 = time.process_time()
+    """Run one request; the reply says the CPU seconds this process used for it (``cpu_s``)
+    and the wall time it took here (``wall_s``: without the agent's side of the call)."""
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     try:
         fn = resolve(request["target"])
         result = fn(request.get("payload"))
         if inspect.isawaitable(result):
             result = asyncio.run(_await(result))
-        return {"ok": True, "result": result, "cpu_s": time.process_time() - cpu0}
+        return {"ok": True, "result": result, "cpu_s": time.process_time() - cpu0,
+                "wall_s": time.perf_counter() - wall0}
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise

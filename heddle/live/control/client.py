@@ -141,9 +141,11 @@ class ControlClient:
         return await self._request(self._subject(wire.subject(wire.QUERY, what="status"), "status"),
                                    QueryRequest(**self._fields(), job_id=job_id, limit=limit), StatusReply)
 
-    async def fleet(self) -> FleetReply:
+    async def fleet(self, since_unix_s: float | None = None) -> FleetReply:
+        """The nodes; with `since_unix_s`, the reply's fleet file has each node's core speed
+        as its burn steps measured it since then (docs/fidelity.md)."""
         return await self._request(wire.subject(wire.QUERY, what="fleet"),
-                                   QueryRequest(**self._fields()), FleetReply)
+                                   QueryRequest(**self._fields(), since_unix_s=since_unix_s), FleetReply)
 
     async def cancel(self, task_id: str) -> None:
         await self._checked(self._subject(wire.CANCEL, "cancel"), CancelRequest(**self._fields(), task_id=task_id))

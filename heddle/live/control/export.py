@@ -4,12 +4,14 @@ Every node the control plane knows and has not lost or seen leave is written as 
 file of docs/models.md, which `heddle sim` and `heddle twin check` read unchanged: its probed
 catalog device, memory (the catalog size nearest above what the machine reports: a fleet
 file names sizes the device is sold with), slots, owner, trusted owners, labels, and the
-per-core speed its agent measured at start (`cpu_speed_relative`).
+per-core speed its agent measured (`cpu_speed_relative`): over a window's burn steps when one
+is asked for (`heddle fleet export --since`), else the agent's latest figure.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -39,8 +41,12 @@ def memory_option_gb(options: tuple[float, ...], reported_gb: float) -> float:
     return float(ordered[min(at, len(ordered) - 1)])
 
 
-def fleet_document(nodes: list[tuple[Node, CapacityReport]]) -> dict[str, Any]:
-    """The fleet file (as plain data, ready for YAML) of these nodes, in the order given."""
+def fleet_document(nodes: list[tuple[Node, CapacityReport]],
+                   speeds: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The fleet file (as plain data, ready for YAML) of these nodes, in the order given, each
+    at its measured core speed: from `speeds` (node -> speed over a window) when it is there,
+    else the one its last report carried."""
+    speeds = speeds or {}
     out = []
     for node, report in nodes:
         memory = memory_option_gb(node.device.memory_options_gb, node.memory_gb)
@@ -59,7 +65,8 @@ def fleet_document(nodes: list[tuple[Node, CapacityReport]]) -> dict[str, Any]:
         row["slots"] = node.slots
         if 0 < node.reserved_memory_gb < memory:
             row["reserved_memory_gb"] = round(node.reserved_memory_gb, 3)
-        if report.cpu.speed_relative is not None:
-            row["cpu_speed_relative"] = round(report.cpu.speed_relative, 4)
+        speed = speeds.get(str(node.id), report.cpu.speed_relative)
+        if speed is not None:
+            row["cpu_speed_relative"] = round(speed, 4)
         out.append(row)
     return {"name": LIVE_FLEET_NAME, "nodes": out}

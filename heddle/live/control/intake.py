@@ -321,11 +321,13 @@ class _Intake:
         spent = plane.fleet.state.cloud_spend_usd
         budgets = [BudgetRow(account=a, period=b.period, limit_usd=b.limit_usd, spent_usd=spent.get(a, 0.0))
                    for a, b in sorted(plane.fleet.state.fleet.budgets.items())]
+        speeds = (plane.recorder.speeds_since(request.since_unix_s)
+                  if plane.recorder is not None and request.since_unix_s is not None else {})
         self.reply(msg, FleetReply(
             sender=plane.settings.sender, seq=plane.next_seq(), sent_at=now, nodes=rows, budgets=budgets,
             waiting=plane.core.waiting(), running=running,
             shadow=plane.recorder.shadow.figure().as_dict() if plane.recorder else {},
-            fleet_file=fleet_document(present) if present else {},
+            fleet_file=fleet_document(present, speeds) if present else {},
         ))
 
     # -- cancel, drain -----------------------------------------------------------------------

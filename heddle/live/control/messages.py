@@ -75,6 +75,8 @@ class QueryRequest(_Base):
     type: Literal["query"] = "query"
     job_id: str | None = None
     limit: int = Field(200, ge=0, le=10_000)
+    # fleet: the exported fleet's per-core speeds are measured over the burn steps since then
+    since_unix_s: float | None = None
 
 
 class CancelRequest(_Base):

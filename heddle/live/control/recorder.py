@@ -18,6 +18,10 @@ from ORIGIN_KEY in the files' meta: midnight UTC of the first recorded day.
 
 Nothing here runs on the per-task path but appending a tuple: rows are built and written
 off the event loop, in a thread.
+
+It also keeps, at every flush, each node's running burn totals from its capacity reports
+(`speeds_since`): `heddle fleet export --since` writes each node's core speed over the
+window a recording covers, as the node's own burn steps measured it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -69,6 +74,8 @@ _ENDING = {"RejectTask": "rejected", "CancelTask": "cancelled"}
 """Commands that end a task other than by completing it (a FailTask ends it when not retryable)."""
 COMPACT_PARTS = 32
 """Parts of one day merged into one file once there are this many."""
+SPEED_SAMPLES = 43_200
+"""Burn-total readings kept per node: a day of them at one per flush."""
 
 
 @dataclass(slots=True)
@@ -113,6 +120,7 @@ class Recorder:
         self._nodes: dict[str, tuple[Node, float | None, Node]] = {}  # node -> (node, speed, measured)
         self._task: asyncio.Task | None = None
         self._writing = asyncio.Lock()  # one write at a time (the periodic one and the last)
+        self._burn: dict[str, deque[tuple[float, int, float]]] = {}  # node -> (at, iterations, seconds)
         parts = sorted(p for p in self.directory.iterdir() if PART_NAME.match(p.name))
         self.origin_s = float(file_meta(parts[0]).get(ORIGIN_KEY, 0.0)) if parts else _midnight(clock())
         late = self.directory / LATE_DIR
@@ -187,10 +195,45 @@ class Recorder:
     async def _flusher(self) -> None:
         while True:
             await asyncio.sleep(self.flush_every_s)  # a period, not synchronisation
+            self.sample_speeds()
             try:
                 await self.flush()
             except Exception:  # a full disk must not stop the control plane
                 logger.exception("recording failed; rows are kept for the next try")
+
+    # -- the nodes' measured speed over a window ------------------------------------------------------
+    def sample_speeds(self) -> None:
+        """Note each node's running burn totals (from its last capacity report) as of now."""
+        now = self.plane.now()
+        for node_id, known in self.plane.fleet.nodes.items():
+            cpu = known.report.cpu
+            if cpu.burn_iterations is None or cpu.burn_seconds is None:
+                continue
+            samples = self._burn.setdefault(node_id, deque(maxlen=SPEED_SAMPLES))
+            if not samples or samples[-1][1:] != (cpu.burn_iterations, cpu.burn_seconds):
+                samples.append((now, cpu.burn_iterations, cpu.burn_seconds))
+
+    def speeds_since(self, since_unix_s: float) -> dict[str, float]:
+        """Each node's core speed over its burn steps since `since_unix_s` (to the sampling's
+        FLUSH_EVERY_S): the growth of its running totals from the reading noted then to its last
+        report's (an agent that restarted counts from zero again); nodes that burnt nothing
+        since are left out."""
+        from heddle.live.agent.speed import speed_between  # that module imports this package
+
+        self.sample_speeds()
+        out = {}
+        for node_id, samples in self._burn.items():
+            # from the last reading at or before the window's start (or the first one there is)
+            first = max((i for i, s in enumerate(samples) if s[0] <= since_unix_s), default=0)
+            iterations, seconds = 0, 0.0
+            for (_, it0, s0), (_, it1, s1) in zip(list(samples)[first:], list(samples)[first + 1:], strict=False):
+                restarted = it1 < it0 or s1 < s0
+                iterations += it1 if restarted else it1 - it0
+                seconds += s1 if restarted else s1 - s0
+            speed = speed_between(iterations, seconds)
+            if speed is not None:
+                out[node_id] = speed
+        return out
 
     def watermark(self) -> float:
         """The earliest arrival (Unix s) of a task that has not ended; +inf if none."""
