@@ -7,7 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from heddle.live.agent.speed import SPEED_WINDOW_S, SpeedMeter, measure_speed_relative, speed_between
+from heddle.live.agent.speed import (
+    SPEED_WINDOW_S,
+    SpeedMeter,
+    measure_speed_relative,
+    speed_between,
+)
 from heddle.live.control.export import fleet_document
 from heddle.live.control.recorder import Recorder
 from heddle.live.control.submission import BURN_ITERATIONS_PER_CPU_SECOND
@@ -78,8 +83,8 @@ def test_the_control_plane_measures_each_nodes_speed_over_a_window_from_its_runn
 
 
 def test_the_exported_fleet_carries_the_windows_speed_where_there_is_one():
-    from heddle.models.fleet_types import Node
     from heddle.models.catalog import device
+    from heddle.models.fleet_types import Node
 
     reports = [(Node(id=n, device=device("m1-7"), memory_gb=16.0, owner="alice", slots=1),
                 SimpleNamespace(cpu=node(n, 0, 0.0, speed=0.5).report.cpu)) for n in ("a", "b")]
