@@ -1,28 +1,39 @@
-"""A recorded live run for the fidelity tests: three agents (separate OS processes, a real
-nats-server, `heddle scheduler` recording), Poisson arrivals submitted at their times, then
-the recording read back.
+"""A recorded live run for the fidelity tests and benchmark: three agents (separate OS
+processes, a real nats-server, `heddle scheduler` recording), Poisson arrivals submitted at
+their times, a warm-up outside the window, then the recording read back and the fleet
+exported at the speeds the agents measured over the window.
 
-Each agent's burn steps are capped at CPU_LIMIT of a core (`heddle agent --cpu-limit`, like
-`docker --cpus`): three nodes at 70% load then use about 3 x 0.7 x CPU_LIMIT of this shared
-2-core machine, and a step takes its CPU time / CPU_LIMIT whatever the other processes on the
-machine do, as long as they leave it that share. The probe measures the capped speed at start.
+Two cases. `cpu`: processor steps that burn real CPU, each agent's burn steps capped at
+CPU_LIMIT of a core (`heddle agent --cpu-limit`, like `docker --cpus`): three nodes at 70%
+load then use about 3 x 0.7 x CPU_LIMIT of this shared 2-core machine, and a step takes its
+CPU time / CPU_LIMIT whatever the other processes do, as long as they leave it that share.
+`tokens`: LLM steps against one stand-in Ollama server per agent that streams each answer at
+the pace the performance model gives the device the agent reports (TOKEN_DEVICES): the model
+load on the first request, then the prompt's prefill, then one token every decode interval.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from heddle.live.control.submission import SubmittedTask, parse_submission
+from heddle.models import perf
+from heddle.models.catalog import device as device_spec
+from heddle.models.catalog import model as model_spec
 from heddle.traces.recorded import Recorded, load_recorded
 from tests.live.clusterkit import REPO, Cluster, agent_command
+from tests.live.llmstandin import Plan, StandIn, ollama_stream
 
 NODES = {  # node -> (owner, trusted owners)
     "alpha": ("alice", ("bob",)),
@@ -36,6 +47,32 @@ keeps the steps' pace steady, and the three agents use ~0.1 core between them.""
 PRIVACY_MIX = (("public", None, 0.45), ("sensitive", "carol", 0.2), ("personal", "alice", 0.12),
                ("personal", "bob", 0.12), ("personal", "carol", 0.11))
 """(privacy, owner, share of items)."""
+LOAD = 0.7
+"""Offered load: the cluster's slots are busy this share of the time."""
+SERVICE_MEAN_S = 0.12
+"""cpu: mean wall time of a step at the capped speed the agents measure."""
+WINDOW_ITEMS = 700
+"""cpu: items in the measured window of the benchmark. With the same arrivals and work on both sides, what
+separates the twin's p95 from the live one by chance is the live steps' own variation (a few
+% per step here): replaying this workload in the twin with 5% per-step noise, the p95 ratio's
+spread is 4.8% at 200 tasks, 3.2% at 400, 2.7% at 800, 1.8% at 1600 (30 seeds each,
+benchmarks/bench_fidelity.py --sampling), so ~700 keep it within ±5% at about two spreads.
+(Independent samples would need far more: p95's own spread across seeds is 9-20% at
+200-1600 tasks at this load, the tail being a few busy periods.)"""
+TEST_ITEMS = 300
+"""cpu: items in the test's window: it asserts the service time and prints the latency (on a
+loaded machine the latency does not hold the bound whatever the size: docs/fidelity.md)."""
+WARMUP_S = 4.0
+"""cpu: seconds of the same load run before the window: the first seconds of load after the
+cluster starts are slower than the rest (the processes' first paths, the recorder's first
+write) and would stand for the start of the cluster, not its steady state."""
+TOKEN_MODEL = ("llama3.1:8b-instruct-q4_K_M", "llama-3.1-8b", "q4_k_m")
+"""(name the stand-ins serve, catalog model, quant) of the token case."""
+TOKEN_DEVICES = {"alpha": "m2-ultra-76", "beta": "m4-max-40", "gamma": "m1-max-32"}
+"""The device each agent of the token case reports; its stand-in streams at that device's pace."""
+TOKEN_ITEMS = 160
+PROMPT_MEAN, OUTPUT_MEAN = 100, 16
+"""tokens: mean prompt and output tokens of an LLM step (lognormal, sigma 0.5)."""
 
 
 @dataclass
@@ -46,8 +83,10 @@ class LiveRun:
     items: int
     tasks: int
     since_unix_s: float  # the window's start (the warm-up tasks ran before it)
-    status: Any  # `heddle status j0` once every task ended
+    before: int  # tasks that ran before the window (warm-up)
+    status: Any  # `heddle status <case>j0` once every task ended
     fleet: Any  # `heddle fleet` then
+    probed: dict[str, float | None]  # each node's speed as its agent reported it before the run
 
 
 def start_cluster(tmp: Path, *, cpu_limit: float = CPU_LIMIT, extra_agent_flags: dict[str, list[str]] | None = None) -> Cluster:
@@ -61,19 +100,22 @@ def start_cluster(tmp: Path, *, cpu_limit: float = CPU_LIMIT, extra_agent_flags:
     return kit
 
 
+def _arrivals(rng: np.random.Generator, n: int, rate_per_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """Arrival times (Poisson) and privacy-mix picks of `n` items."""
+    shares = np.array([m[2] for m in PRIVACY_MIX])
+    return np.cumsum(rng.exponential(1.0 / rate_per_s, n)), rng.choice(len(PRIVACY_MIX), n, p=shares / shares.sum())
+
+
 def poisson_items(rng: np.random.Generator, n: int, rate_per_s: float, cpu_mean_s: float,
                   pipelines: int) -> list[tuple[float, str]]:
     """(arrival s, submission YAML) per item: processor tasks with lognormal CPU work in a
     privacy mix, and `pipelines` two-stage pipelines among them."""
-    gaps = rng.exponential(1.0 / rate_per_s, n)
-    shares = np.array([m[2] for m in PRIVACY_MIX])
-    picks = rng.choice(len(PRIVACY_MIX), n, p=shares / shares.sum())
+    arrivals, picks = _arrivals(rng, n, rate_per_s)
     sigma = 0.5
     work = rng.lognormal(np.log(cpu_mean_s) - sigma**2 / 2, sigma, 2 * n)
     as_pipeline = set(rng.choice(n, pipelines, replace=False).tolist())
-    items, at = [], 0.0
+    items = []
     for i in range(n):
-        at += gaps[i]
         privacy, owner, _ = PRIVACY_MIX[picks[i]]
         who = f", owner: {owner}" if owner else ""
         if i in as_pipeline:
@@ -85,24 +127,108 @@ def poisson_items(rng: np.random.Generator, n: int, rate_per_s: float, cpu_mean_
         else:
             text = (f"tasks:\n  - {{id: t{i}, kind: processor, cpu_seconds: {work[2 * i]:.5f}, "
                     f"privacy: {privacy}{who}}}\n")
-        items.append((at, text))
+        items.append((float(arrivals[i]), text))
     return items
 
 
-async def run_and_record(kit: Cluster, tmp: Path, items: list[tuple[float, str]]) -> LiveRun:
-    """Submit every item at its arrival time, wait for all to end, export the fleet and read
-    the recording once it holds every task."""
-    client = await kit.client()
-    await kit.wait_nodes(client, set(NODES))
-    # every agent starts its worker process on its first step: run those before the window
-    warm = parse_submission("tasks:\n" + "".join(
-        f"  - {{id: w{i}, kind: processor, cpu_seconds: 0.001, privacy: sensitive}}\n" for i in range(2 * len(NODES))), "warm")
-    await client.submit("warm", warm)
-    await kit.wait_job(client, "warm", len(warm))
-    since = time.time()
+def llm_items(rng: np.random.Generator, n: int, rate_per_s: float) -> list[tuple[float, str]]:
+    """(arrival s, submission YAML) per item: LLM steps of TOKEN_MODEL with lognormal prompt and
+    output sizes in the privacy mix."""
+    arrivals, picks = _arrivals(rng, n, rate_per_s)
+    sigma = 0.5
+    prompts = np.maximum(rng.lognormal(np.log(PROMPT_MEAN) - sigma**2 / 2, sigma, n).round(), 16).astype(int)
+    outputs = np.maximum(rng.lognormal(np.log(OUTPUT_MEAN) - sigma**2 / 2, sigma, n).round(), 1).astype(int)
+    _, model, quant = TOKEN_MODEL
+    items = []
+    for i in range(n):
+        privacy, owner, _ = PRIVACY_MIX[picks[i]]
+        who = f", owner: {owner}" if owner else ""
+        text = (f"tasks:\n  - {{id: t{i}, kind: llm, model: {model}, quant: {quant}, "
+                f"prompt_tokens: {prompts[i]}, output_tokens: {outputs[i]}, privacy: {privacy}{who}}}\n")
+        items.append((float(arrivals[i]), text))
+    return items
+
+
+def paced_by_model(standin: StandIn, device_id: str) -> Callable[[str, dict], Plan]:
+    """The stand-in's planner: each answer streams at the pace `perf.llm_step` gives
+    `device_id` for the request's prompt and output tokens (the prompt's words: the agent
+    builds a prompt of the task's prompt_tokens words), with the model's load on the first
+    request. The documented per-device pace of the token case."""
+    device, spec = device_spec(device_id), model_spec(TOKEN_MODEL[1])
+
+    def plan(path: str, body: dict) -> Plan:
+        prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", ()))
+        output = int((body.get("options") or {}).get("num_predict") or 1)
+        with standin.lock:
+            resident = body["model"] in standin.loaded
+            standin.loaded = sorted({*standin.loaded, body["model"]})
+        step = perf.llm_step(device, spec, TOKEN_MODEL[2], prompt, output, resident=resident)
+        words = [f" w{i}" for i in range(output)]
+        chunks = ollama_stream(body["model"], words, prompt_tokens=prompt)
+        # the first token after load + prefill (the twin's time to first token), then one every
+        # decode interval, the closing line one interval after the last: done at load + prefill + decode
+        return Plan(chunks=chunks, delays=[step.load_s + step.prefill_s] + [step.decode_s / output] * output)
+
+    return plan
+
+
+def token_standins() -> dict[str, StandIn]:
+    """One stand-in per node, the model not loaded yet (the first request loads it, as the
+    twin's node starts with nothing resident)."""
+    out = {}
+    for node, device_id in TOKEN_DEVICES.items():
+        standin = StandIn(TOKEN_MODEL[0])
+        standin.loaded = []
+        standin.planner = paced_by_model(standin, device_id)
+        out[node] = standin
+    return out
+
+
+def mean_service_s(device_id: str) -> float:
+    """The performance model's service time of a mean-sized LLM step on `device_id`."""
+    return perf.llm_step(device_spec(device_id), model_spec(TOKEN_MODEL[1]), TOKEN_MODEL[2],
+                         PROMPT_MEAN, OUTPUT_MEAN).seconds
+
+
+async def measured_runs(tmp: Path, cases: tuple[str, ...] = ("cpu", "tokens"), *, items: int | None = None,
+                        token_items: int | None = None, warmup_s: float = WARMUP_S, load: float = LOAD,
+                        service_s: float = SERVICE_MEAN_S, rng: np.random.Generator | None = None) -> dict[str, LiveRun]:
+    """One cluster (its agents serving LLM steps through paced stand-ins when "tokens" is
+    asked for) runs each case's warm-up and window in turn, recorded and exported per window;
+    the cluster and stand-ins are stopped before it returns."""
+    rng = rng if rng is not None else np.random.default_rng(18)
+    standins = token_standins() if "tokens" in cases else {}
+    flags = {node: ["--ollama-url", s.url, "--device", TOKEN_DEVICES[node]] for node, s in standins.items()}
+    kit = start_cluster(tmp, extra_agent_flags=flags)
+    runs = {}
+    try:
+        client = await kit.client()
+        await kit.wait_nodes(client, set(NODES))
+        probed = {n.node_id: n.speed_relative for n in (await client.fleet()).nodes}
+        await client.close()
+        for case in cases:
+            if case == "cpu":
+                cpu_mean = service_s * float(np.mean([s for s in probed.values() if s]))  # reference-core seconds
+                rate = load * len(NODES) / service_s
+                n = items or WINDOW_ITEMS
+                warm = poisson_items(rng, math.ceil(rate * warmup_s), rate, cpu_mean, 0)
+                window = poisson_items(rng, n, rate, cpu_mean, max(1, n // 60))
+            else:  # the model loads on each node's first request, on both sides: no LLM warm-up
+                rate = load * sum(1 / mean_service_s(d) for d in TOKEN_DEVICES.values())
+                warm, window = [], llm_items(rng, token_items or TOKEN_ITEMS, rate)
+            runs[case] = await run_and_record(kit, tmp / case, window, warm)
+            runs[case].probed = probed
+        return runs
+    finally:
+        kit.close()
+        for standin in standins.values():
+            standin.stop()
+
+
+async def submit_at(client: Any, items: list[tuple[float, str]], prefix: str) -> int:
+    """Submit each item (job `<prefix><i>`) at its arrival time; returns the tasks submitted."""
     parsed: list[tuple[float, str, list[SubmittedTask]]] = [
-        (at, f"j{i}", parse_submission(text, f"j{i}")) for i, (at, text) in enumerate(items)]
-    total = sum(len(tasks) for _, _, tasks in parsed)
+        (at, f"{prefix}{i}", parse_submission(text, f"{prefix}{i}")) for i, (at, text) in enumerate(items)]
     t0 = time.monotonic()
     sends = []
     for at, job, tasks in parsed:
@@ -111,18 +237,46 @@ async def run_and_record(kit: Cluster, tmp: Path, items: list[tuple[float, str]]
             await asyncio.sleep(delay)  # the workload's arrival process, not synchronisation
         sends.append(asyncio.ensure_future(client.submit(job, tasks)))
     await asyncio.gather(*sends)
+    return sum(len(tasks) for _, _, tasks in parsed)
 
+
+async def wait_all_ended(kit: Cluster, client: Any, total: int) -> dict:
     async def all_ended():
         counts = (await client.status(limit=0)).counts
         ended = sum(counts.get(k, 0) for k in ("completed", "failed", "rejected", "cancelled"))
-        return counts if ended >= total + len(warm) else None
+        return counts if ended >= total else None
 
-    await kit.wait_for(all_ended, f"{total} tasks ended")
-    status, fleet = await client.status("j0"), await client.fleet()
+    return await kit.wait_for(all_ended, f"{total} tasks ended")
+
+
+async def run_and_record(kit: Cluster, tmp: Path, items: list[tuple[float, str]],
+                         warmup: list[tuple[float, str]] = ()) -> LiveRun:
+    """Run `warmup` (outside the window), then submit every item at its arrival time, wait
+    for all to end, export the fleet at the speeds measured over the window and read the
+    recording once it holds every task."""
+    client = await kit.client()
+    await kit.wait_nodes(client, set(NODES))
+    tmp.mkdir(parents=True, exist_ok=True)
+    # tasks ended before this window (another case's), and ids unique across windows
+    done_before = sum(v for k, v in (await client.status(limit=0)).counts.items()
+                      if k in ("completed", "failed", "rejected", "cancelled"))
+    tag = tmp.name
+    # every agent starts its worker process on its first step: run those before the window
+    warm = parse_submission("tasks:\n" + "".join(
+        f"  - {{id: w{i}, kind: processor, cpu_seconds: 0.001, privacy: sensitive}}\n" for i in range(2 * len(NODES))),
+        f"{tag}warm")
+    await client.submit(f"{tag}warm", warm)
+    before = len(warm) + (await submit_at(client, list(warmup), f"{tag}w") if warmup else 0)
+    await wait_all_ended(kit, client, done_before + before)
+    since = time.time()
+    total = await submit_at(client, items, f"{tag}j")
+    await wait_all_ended(kit, client, done_before + before + total)
+    status, fleet = await client.status(f"{tag}j0"), await client.fleet()
     fleet_yaml = tmp / "fleet.yaml"
-    code, output = await heddle_cli("fleet", "export", "--nats", kit.url, "-o", str(fleet_yaml))
+    code, output = await heddle_cli("fleet", "export", "--nats", kit.url, "-o", str(fleet_yaml),
+                                    "--since", datetime.fromtimestamp(since, UTC).isoformat())
     assert code == 0, output
-    recording = tmp / "data" / "recorded"
+    recording = kit.tmp / "data" / "recorded"
 
     async def recorded_all():
         try:
@@ -133,7 +287,34 @@ async def run_and_record(kit: Cluster, tmp: Path, items: list[tuple[float, str]]
 
     recorded = await kit.wait_for(recorded_all, f"{total} tasks in the recording")
     await client.close()
-    return LiveRun(recorded, fleet_yaml, recording, len(items), total, since, status, fleet)
+    return LiveRun(recorded, fleet_yaml, recording, len(items), total, since, before, status, fleet, {})
+
+
+def diagnose(run: LiveRun) -> list[str]:
+    """What moves the figure, read from the recording: each node's speed (probed at start,
+    exported over the window, and the recorded steps' work over their service time), the
+    service time live / predicted, and the control plane's and agent's own delays."""
+    import yaml
+
+    df, out = run.recorded.trace.df, run.recorded.outcomes
+    service = out["finish_s"] - out["start_s"]
+    exported = {n["id"]: n.get("cpu_speed_relative") for n in yaml.safe_load(run.fleet_yaml.read_text())["nodes"]}
+    lines = []
+    if (df["kind"] == "processor").all():
+        for node in sorted(NODES):
+            on = out["target"] == node
+            lines.append(f"{node}: speed probed {run.probed.get(node) or math.nan:.4f}, exported over the window "
+                         f"{exported.get(node) or math.nan:.4f}, recorded work / service {df['cpu_seconds'][on].sum() / service[on].sum():.4f}")
+    predicted = out["predicted_finish_s"] - out["predicted_start_s"]
+    ratio = (service / predicted).to_numpy(dtype=float)
+    lines.append(f"service live / predicted: p50 {np.nanpercentile(ratio, 50):.3f}, p95 {np.nanpercentile(ratio, 95):.3f}")
+    for label, a, b in (("admission (released - arrival)", "arrival", "released_s"),
+                        ("placement (placed - released)", "released_s", "placed_s"),
+                        ("dispatch (start - placed)", "placed_s", "start_s")):
+        first = df["arrival_s"] if a == "arrival" else out[a]
+        ms = ((out[b] - first) * 1000).to_numpy(dtype=float)
+        lines.append(f"{label}: p50 {np.nanpercentile(ms, 50):.1f} ms, p95 {np.nanpercentile(ms, 95):.1f} ms")
+    return lines
 
 
 async def heddle_cli(*args: str, timeout: float = 120.0) -> tuple[int, str]:

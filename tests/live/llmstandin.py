@@ -1,7 +1,8 @@
 """Stand-in LLM servers on 127.0.0.1 speaking Ollama's, the OpenAI-compatible and Anthropic's
 streaming protocols over real HTTP (chunked transfer, as the real servers send), with faults
 scripted per request: a status with headers, a held first token, a connection cut mid-stream,
-malformed JSON, or the server gone."""
+malformed JSON, or the server gone; or with a `planner` that paces each stream as a real
+server would (tests/live/fidelitykit.py paces it by the performance model)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import contextlib
 import json
 import socket
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,6 +31,7 @@ class Plan:
     hold: threading.Event | None = None  # wait for it before chunk ``hold_at`` (slow token)
     hold_at: int = 0
     cut_after: int | None = None  # send this many chunks, then close the connection
+    delays: list[float] | None = None  # seconds to wait before each chunk (a paced stream)
 
 
 def ollama_stream(model: str, words=WORDS, prompt_tokens: int = 12, garbage_at: int | None = None) -> list[bytes]:
@@ -73,8 +77,10 @@ class StandIn:
     """A server speaking every protocol: GET /api/tags, /api/ps, /v1/models; POST /api/chat,
     /v1/chat/completions, /v1/messages. Each POST takes the next `Plan`, else a default one."""
 
-    def __init__(self, model: str = "llama3.1:8b-instruct-q4_K_M") -> None:
+    def __init__(self, model: str = "llama3.1:8b-instruct-q4_K_M",
+                 planner: Callable[[str, dict], Plan] | None = None) -> None:
         self.model = model
+        self.planner = planner  # builds the Plan of a request no scripted Plan answers
         self.tags: list[dict[str, Any]] = [{"name": model, "details": {}}]
         self.loaded: list[str] = [model]
         self.plans: deque[Plan] = deque()
@@ -119,6 +125,8 @@ class StandIn:
                 with standin.lock:
                     standin.requests.append((self.path, dict(self.headers), body))
                     plan = standin.plans.popleft() if standin.plans else None
+                if plan is None and standin.planner is not None:
+                    plan = standin.planner(self.path, body)
                 if plan is None:
                     plan = Plan(chunks={"/api/chat": ollama_stream, "/v1/chat/completions": openai_stream,
                                         "/v1/messages": anthropic_stream}[self.path](body["model"]))
@@ -136,9 +144,13 @@ class StandIn:
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 self.wfile.flush()
+                due = time.monotonic()
                 for i, chunk in enumerate(plan.chunks):
                     if plan.hold is not None and i == plan.hold_at:
                         plan.hold.wait(30)
+                    if plan.delays is not None:  # the pace of a real server, against the clock:
+                        due += plan.delays[i]  # one late wake-up does not delay the rest
+                        time.sleep(max(0.0, due - time.monotonic()))
                     if plan.cut_after is not None and i == plan.cut_after:
                         # closed without the last chunk, as when the server process dies (an
                         # RST instead would make the client's kernel drop data not yet read)
