@@ -26,7 +26,6 @@ from tests.live.fidelitykit import (
     NODES,
     TEST_ITEMS,
     TOKEN_DEVICES,
-    TOKEN_ITEMS,
     TOKEN_MODEL,
     heddle_cli,
     measured_runs,
@@ -97,16 +96,16 @@ def test_the_exported_fleet_is_what_ran_at_the_speed_measured_over_the_window(cp
     fleet = load_fleet(cpu.fleet_yaml)
     assert {n.id: (n.owner, tuple(sorted(n.trusted_owners)), n.slots) for n in fleet.nodes} == {
         node: (owner, tuple(sorted(trust)), 1) for node, (owner, trust) in NODES.items()}
-    # each node's speed is its burn steps' over the window: within a few % of the recorded
-    # work over the recorded service time (which adds the worker round trip), not the probe's
+    # each node's speed is its burn steps' over the window: within the bound of the recorded
+    # work over the recorded service time (which adds the worker round trip: 1-8% here)
     df, out = cpu.recorded.trace.df, cpu.recorded.outcomes
     for node in fleet.nodes:
         on = out["target"] == node.id
         recorded = df["cpu_seconds"][on].sum() / (out["finish_s"] - out["start_s"])[on].sum()
-        assert node.device.cpu_single_core_relative == pytest.approx(recorded, rel=0.05)
+        assert node.device.cpu_single_core_relative == pytest.approx(recorded, rel=BOUND)
 
 
-async def test_heddle_sim_and_twin_check_take_the_exported_fleet_and_recording_unchanged(cpu, tmp_path):
+async def test_heddle_sim_and_twin_check_take_the_exported_fleet_and_recording_unchanged(cpu, tokens, tmp_path):
     code, output = await heddle_cli("sim", "--fleet", str(cpu.fleet_yaml), "--trace", str(cpu.recording),
                                     "--policy", "fast")
     assert code == 0, output
@@ -116,7 +115,7 @@ async def test_heddle_sim_and_twin_check_take_the_exported_fleet_and_recording_u
     assert code == 0, output
     assert "latency p95" in output and "utilization alpha" in output
     # the token window came after: --since takes both windows' tasks
-    assert f"twin vs live — {cpu.tasks + 6 + TOKEN_ITEMS:,} recorded tasks" in output
+    assert f"twin vs live — {cpu.tasks + tokens.before + tokens.tasks:,} recorded tasks" in output
     assert (tmp_path / "out" / "fidelity.png").stat().st_size > 10_000
 
 
