@@ -13,6 +13,7 @@ from heddle.models import catalog
 from heddle.models.cost import api_cost_usd
 from heddle.models.learned import load_records
 from tests.live.conftest import WAIT_S
+from tests.live.test_backends import wait_for
 from tests.live.llmstandin import WORDS, Plan, StandIn, anthropic_stream
 
 
@@ -59,7 +60,9 @@ async def test_agent_runs_llm_work_on_ollama_and_survives_a_server_fault(natsd, 
     assert (await control.finished("t-after")).outcome == "ok"
     assert agent.process.poll() is None
     # each run that finished was recorded for `heddle models calibrate` (the failed one was not)
-    records = load_records(tmp_path / "data" / "perf-records.jsonl")
+    path = tmp_path / "data" / "perf-records.jsonl"  # written after each report, off the loop
+    await wait_for(lambda: path.exists() and path.read_text(encoding="utf-8").count("\n") >= 2)
+    records = load_records(path)
     assert [(r.node, r.device, r.model, r.quant, r.backend) for r in records] == [
         ("llm1", "m1-8", "llama-3.1-8b", "q4_k_m", "ollama")] * 2
     assert records[0].prompt_tokens == 12 and records[0].output_tokens == len(WORDS)

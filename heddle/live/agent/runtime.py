@@ -371,9 +371,11 @@ class Agent:
             outcome, reason = "failed", f"executor error: {type(exc).__name__}: {exc}"
         if result is None:  # cut by a timeout or a cancel: what the executor had by then
             result = attempt.progress.partial
-        if outcome == "ok" and self.perf_log is not None:
-            self.perf_log.observe(a.task, result)
         self._finish(attempt, outcome, reason, result)
+        if outcome == "ok" and self.perf_log is not None:
+            # after the report, off the loop: the first record imports the fitting code
+            # (seconds on a busy machine), which must not count in the step's time
+            await asyncio.to_thread(self.perf_log.observe, a.task, result)
 
     def _finish(self, attempt: _Attempt, outcome: str, reason: str | None, result: Any) -> None:
         a = attempt.assignment
