@@ -99,6 +99,7 @@ def scheduler(
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where ended tasks are recorded, in <data dir>/recorded (default ~/.heddle).")] = None,
     record: Annotated[bool, typer.Option("--record/--no-record", help="Record every ended task as a trace (heddle twin check replays it).")] = True,
     fleet_file: Annotated[Path | None, typer.Option("--fleet", help="Fleet YAML whose cloud_offers and budgets apply (nodes come from the agents).")] = None,
+    users: Annotated[Path | None, typer.Option("--users", help="The cluster's users file (`heddle up` passes <data dir>/cluster/users.json): a user's tasks may name only its own owner and account.")] = None,
 ) -> None:
     """Run the control plane: place submitted work on the fleet, record every task's life."""
     import asyncio
@@ -127,6 +128,7 @@ def scheduler(
         report_interval_s=report_interval, missed_reports=missed_reports, ack_timeout_s=ack_timeout,
         task_timeout_s=task_timeout, max_retries=max_retries, policy=policy, fallback_device=fallback_device,
         record_dir=str(settings.data_dir / "recorded") if record else None, fleet=terms,
+        users_file=str(users) if users is not None else None,
     )
     from heddle.live.control.client import DEFAULT_NATS_URL
 

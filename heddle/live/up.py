@@ -132,7 +132,7 @@ class Cluster:
         scheduler = self._spawn("control plane", [
             sys.executable, "-m", "heddle.cli.live", "scheduler", "--nats", self.url,
             "--credentials", str(self.data_dir / CONTROL_CREDENTIALS_FILE),
-            "--data-dir", str(self.data_dir)], capture=True)
+            "--users", str(self.roster.users_file), "--data-dir", str(self.data_dir)], capture=True)
         self._wait_ready(scheduler)
         if self.gateway is not None:
             flags, ready_line = self.gateway

@@ -337,6 +337,9 @@ async def test_a_user_reads_only_its_own_jobs_and_an_observer_only_the_fleet(up,
                 await ana.submit("diary", load_submission(path, "diary"))
             with pytest.raises(ControlError, match="no task 'diary-t0' of yours"):
                 await ana.cancel("diary-t0")
+            posing = workload_file(tmp_path, "posing.yaml", echo_tasks(1, privacy_owners=[("personal", "bo")]))
+            with pytest.raises(ControlError, match=r"tasks\[0\]\.task\.owner: 'bo' is not yours"):
+                await ana.submit("ana-job", load_submission(posing, "ana-job"))  # bo's trusted nodes
             ana.asker = "bo"  # posing as bo: the server refuses it at once
             with pytest.raises(ControlError, match='(?i)permissions violation for publish to "heddle.v1.user.bo.status"'):
                 await ana.status("diary")

@@ -9,8 +9,9 @@ marks it used (``join.used_by``) and refuses it afterwards, and refuses it once 
 Layout under ``<data dir>/cluster/``: ``roster.json`` (members and the join code),
 ``nats-auth.conf`` (what nats-server reads, ``-c``), ``nats.pid`` (written by the server),
 ``tls/`` (the cluster's certificate and key, when it uses TLS: the config then requires it),
-``address`` (the NATS URL other machines reach, written by `heddle up`: the logins
-`heddle users add` writes name it).
+``users.json`` (each user login's owner and account, no secret: the control plane checks a
+user's tasks against it), ``address`` (the NATS URL other machines reach, written by
+`heddle up`: the logins `heddle users add` writes name it).
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ class Roster:
         return self.directory / "nats-auth.conf"
 
     @property
+    def users_file(self) -> Path:
+        return self.directory / "users.json"
+
+    @property
     def pid_file(self) -> Path:
         return self.directory / "nats.pid"
 
@@ -139,6 +144,8 @@ class Roster:
                    for m in self.members.values()]
         join = {"expires_at": self.join_expires_at, "used_by": self.join_used_by}
         write_private(self.file, json.dumps({"members": members, "join": join}, indent=2) + "\n")
+        users = {m.name: {"owner": m.owner, "account": m.account} for m in self.members.values() if m.role == "user"}
+        write_private(self.users_file, json.dumps({"users": users}, indent=2) + "\n")
         config = cluster_auth_config(self.members.values(), pid_file=self.pid_file)
         if self.certificate is not None:
             config += server_tls_config(self.tls_dir / "server.pem", self.tls_dir / "server.key")

@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from heddle.events import TaskAggregate
 from heddle.live import protocol as wire
-from heddle.live.control.access import owner_tag, owns_job, owns_task, requester, user_subjects
+from heddle.live.control.access import (
+    UserLogins,
+    claim_refusal,
+    owner_tag,
+    owns_job,
+    owns_task,
+    requester,
+    user_subjects,
+)
 from heddle.live.control.book import LiveTask, outcome
 from heddle.live.control.export import fleet_document
 from heddle.live.control.messages import (
@@ -74,6 +82,7 @@ class _Intake:
         self.plane = plane
         self.admitted: asyncio.Future[None] | None = None  # the last submission's admission
         self.accepted: asyncio.Future[None] | None = None  # the last submission's acceptance
+        self.logins = UserLogins(plane.settings.users_file)
 
     def stamp(self, job_id: str, stage: str, at: float | None = None) -> None:
         if self.plane.stats is not None:
@@ -178,6 +187,9 @@ class _Intake:
         job = self.plane.journal.jobs.get(request.job_id)
         if job is not None and job.submitted and not owns_job(self.plane, user, request.job_id):
             return f"job_id: job {request.job_id!r} was submitted by someone else; choose another job id"
+        refusal = claim_refusal(self.logins, user, request.tasks)
+        if refusal is not None:
+            return refusal
         ids = set()
         for i, item in enumerate(request.tasks):
             task = item.task

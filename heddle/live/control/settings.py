@@ -47,6 +47,9 @@ class ControlSettings:
     record_dir: str | None = None
     """Where every ended task is recorded as a trace (`heddle scheduler`: <data dir>/recorded);
     None: not recorded."""
+    users_file: str | None = None
+    """The cluster's users file (owner and account of each user login; `heddle up` passes
+    it): a user's tasks may name only its own. None: not checked."""
 
     @property
     def silence_s(self) -> float:
