@@ -58,55 +58,81 @@ def _numeric(chunks: list[pa.Array], col: Column, first_row: int) -> np.ndarray:
 
 
 def _categorical(chunks: list[pa.Array], col: Column, first_row: int) -> pd.Categorical:
-    """A string column's chunks as one canonical Categorical, merged and sorted inside Arrow.
+    """A string column's chunks as one canonical Categorical, built from the chunks' dictionaries.
 
-    A null is the schema's "none", "". Per-chunk dictionaries (one per row group) are unified
-    and sorted in C: a Python loop over them would cost as much as reading the file.
+    A null is the schema's "none", "". Each chunk (a row group) has its own small dictionary;
+    one sort of all of them gives the canonical categories and each dictionary entry's code, so
+    a row costs one integer lookup and no string is hashed or compared per row.
     """
-    if not sum(len(c) for c in chunks):
+    rows = sum(len(c) for c in chunks)
+    if not rows:
         return pd.Categorical.from_codes(
             np.empty(0, np.int8), categories=pd.Index(list(col.fixed_categories), dtype="str"))
-    arr = pa.chunked_array(chunks)
-    if not pa.types.is_dictionary(arr.type) or arr.null_count or any(
-            c.dictionary.null_count for c in arr.chunks):
-        arr = pc.dictionary_encode(pc.fill_null(_decoded(arr), ""))
-    if arr.num_chunks > 1:
-        arr = pa.table({"c": arr}).unify_dictionaries().column("c")
-    combined = arr.combine_chunks()
-    dictionary, indices = combined.dictionary, combined.indices.to_numpy(zero_copy_only=False)
+    if not all(_clean_dictionary(c) for c in chunks):
+        # plain strings or nulls (from another writer): dictionary-encode them here
+        arr = pa.chunked_array(chunks)
+        chunks = pc.dictionary_encode(pc.fill_null(_decoded(arr), "")).chunks
+    dictionaries = [c.dictionary for c in chunks]
+    values = pa.concat_arrays([d.cast(pa.string()) for d in dictionaries])
     if col.fixed_categories:
-        where = pc.index_in(dictionary, value_set=pa.array(col.fixed_categories))
-        lookup = where.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        codes = lookup[indices] if len(lookup) else indices
-        if len(codes) and codes.min() < 0:
-            row = int(np.flatnonzero(codes < 0)[0])
+        categories = pa.array(col.fixed_categories, pa.string())
+        lookup = pc.index_in(values, value_set=categories).fill_null(-1).to_numpy(
+            zero_copy_only=False)
+    else:
+        categories, lookup = _sorted_codes(values)
+    dt = code_dtype(len(categories))
+    lookup = lookup.astype(dt, copy=False)
+    codes = np.empty(rows, dtype=dt)
+    used = np.zeros(len(values), dtype=bool)
+    at = start = 0
+    for chunk, dictionary in zip(chunks, dictionaries, strict=True):
+        indices = chunk.indices.to_numpy(zero_copy_only=False)
+        part = lookup[start : start + len(dictionary)][indices]
+        if col.fixed_categories and len(part) and part.min() < 0:
+            row = int(np.flatnonzero(part < 0)[0])
             raise TraceValidationError(
                 f"{dictionary[indices[row]].as_py()!r} is not one of {list(col.fixed_categories)}",
-                row=first_row + row, column=col.name)
-        categories = pa.array(col.fixed_categories, pa.string())
-    elif _canonical(dictionary, indices):
-        # as heddle writes a row group: its used values, sorted; nothing to redo
-        codes, categories = indices, dictionary
-    else:
-        used = np.bincount(indices, minlength=len(dictionary)) > 0
-        # sorted by UTF-8 bytes, which is Python's str order: as normalize() sorts them
-        order = pc.array_sort_indices(dictionary).to_numpy(zero_copy_only=False)
-        order = order[used[order]]
-        rank = np.full(len(dictionary), -1, dtype=np.int64)
-        rank[order] = np.arange(len(order))
-        codes = rank[indices]
-        categories = dictionary.take(pa.array(order, pa.int64()))
-    dt = code_dtype(len(categories))
-    return pd.Categorical.from_codes(codes.astype(dt, copy=False),
-                                     categories=pd.Index(pd.array(categories, dtype="str")),
+                row=first_row + at + row, column=col.name)
+        codes[at : at + len(chunk)] = part
+        if not col.fixed_categories:
+            used[start : start + len(dictionary)] = np.bincount(
+                indices, minlength=len(dictionary)) > 0
+        at += len(chunk)
+        start += len(dictionary)
+    if not col.fixed_categories:
+        present = np.zeros(len(categories), dtype=bool)
+        present[lookup[used]] = True
+        if not present.all():  # a writer's dictionary held values no row uses: drop them
+            codes, categories = _drop_unused(codes, categories, present)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(pd.array(categories, dtype="str")),
                                      validate=False)
 
 
-def _canonical(dictionary: pa.Array, indices: np.ndarray) -> bool:
-    """Whether the dictionary is strictly increasing (so sorted, no repeats) and all used."""
-    if len(dictionary) > 1 and not pc.all(pc.less(dictionary[:-1], dictionary[1:])).as_py():
-        return False
-    return bool((np.bincount(indices, minlength=len(dictionary)) > 0).all())
+def _clean_dictionary(chunk: pa.Array) -> bool:
+    return (pa.types.is_dictionary(chunk.type) and not chunk.null_count
+            and not chunk.dictionary.null_count)
+
+
+def _sorted_codes(values: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """The distinct values sorted, and each value's position among them.
+
+    Sorted by UTF-8 bytes, which is Python's str order: as normalize() sorts them.
+    """
+    order = pc.array_sort_indices(values).to_numpy(zero_copy_only=False)
+    ordered = values.take(pa.array(order))
+    first = np.ones(len(order), dtype=bool)  # where a new value starts in sorted order
+    if len(order) > 1:
+        first[1:] = pc.not_equal(ordered[1:], ordered[:-1]).to_numpy(zero_copy_only=False)
+    lookup = np.empty(len(order), dtype=np.int64)
+    lookup[order] = np.cumsum(first) - 1
+    return ordered.filter(pa.array(first)), lookup
+
+
+def _drop_unused(codes: np.ndarray, categories: pa.Array,
+                 present: np.ndarray) -> tuple[np.ndarray, pa.Array]:
+    renumber = np.cumsum(present) - 1
+    kept = categories.filter(pa.array(present))
+    return renumber[codes].astype(code_dtype(len(kept))), kept
 
 
 def _decoded(arr: pa.ChunkedArray) -> pa.ChunkedArray:

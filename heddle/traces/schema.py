@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.arrays import ArrowStringArray
 
+from heddle.traces.distinct import keys_distinct
 from heddle.traces.errors import TraceValidationError
 
 __all__ = [
@@ -224,7 +225,9 @@ def _empty_ids(ids: pd.Series) -> np.ndarray:
 def _duplicated(ids: pd.Series) -> np.ndarray:
     """Rows whose id appeared before; one hash pass when (as usual) all ids are unique."""
     if isinstance(ids.array, ArrowStringArray):
-        unique = len(pc.unique(pa.array(ids.array))) == len(ids)
+        # integer keys settle the usual case; strings are compared only if two keys coincide
+        values = pa.array(ids.array)
+        unique = keys_distinct(values) or len(pc.unique(values)) == len(ids)
     else:
         unique = pd.Index(ids.array).is_unique
     if unique:
@@ -279,12 +282,14 @@ def _validate_dependencies(df: pd.DataFrame) -> None:
     present[pair[pair >= 0]] = True
     # the code of "" (not in a pipeline): categories are sorted, so "" can only come first
     none_code = 0 if len(pipe.categories) and pipe.categories[0] == "" else -2
-    for code, value in enumerate(dep.categories):
-        if value == "":
-            continue
-        rows = np.flatnonzero(dep.codes == code)
-        if not len(rows):
-            continue
+    # the rows that depend on something, grouped by their depends_on value in category order
+    # (one pass over the column, not one per value)
+    lowest = 1 if len(dep.categories) and dep.categories[0] == "" else 0
+    dependent = np.flatnonzero(dep.codes >= lowest)
+    dependent = dependent[np.argsort(dep.codes[dependent], kind="stable")]
+    bounds = np.flatnonzero(np.diff(dep.codes[dependent])) + 1
+    for rows in np.split(dependent, bounds) if len(dependent) else []:
+        value = dep.categories[dep.codes[rows[0]]]
         for name in value.split(","):
             if name in stage_pos:
                 keys = pipe.codes[rows].astype(np.int64) * n_stages + stage_pos[name]

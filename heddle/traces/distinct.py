@@ -1,0 +1,69 @@
+"""Whether a column of strings (task ids) holds no value twice, without a string hash table.
+
+Each string is reduced with numpy, straight from Arrow's buffers, to a 64-bit key: its bytes
+read 8 at a time (the last word masked to the string's length) mixed with its length. Equal
+strings give equal keys, so distinct keys prove distinct strings, and that is settled by an
+integer hash table: about twice as fast as Arrow's string hash table (`pc.unique`) on a
+million task ids. Only if two keys coincide (a repeated string, or a rare collision) does the
+caller compare the strings themselves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+__all__ = ["keys_distinct", "string_keys"]
+
+SLICE_ROWS = 65_536
+"""Rows keyed at a time: the temporaries (a few 8-byte arrays per row) stay ~3 MB."""
+_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+_LENGTH_MULTIPLIER = np.uint64(0xC2B2AE3D27D4EB4F)
+_SHIFT = np.uint64(29)
+_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [2**64 - 1], dtype=np.uint64)
+"""_MASKS[k] keeps the low k bytes of a little-endian word (k = 8: all of it)."""
+
+
+def _slice_keys(arr: pa.Array) -> np.ndarray:
+    n = len(arr)
+    offset_type = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], offset_type, n + 1,
+                            arr.offset * np.dtype(offset_type).itemsize).astype(np.int64)
+    first, last = int(offsets[0]), int(offsets[-1])
+    # the bytes, padded so an 8-byte read starting at any string's end stays inside
+    data = np.zeros(last - first + 8, dtype=np.uint8)
+    if last > first:
+        data[: last - first] = np.frombuffer(arr.buffers()[2], np.uint8, last - first, first)
+    # words[i] is the 8 bytes starting at byte i (unaligned reads, no copy)
+    words = np.ndarray((len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))
+    starts, ends = offsets[:-1] - first, offsets[1:] - first
+    lengths = ends - starts
+    keys = lengths.astype(np.uint64) * _LENGTH_MULTIPLIER
+    for at in range(0, int(lengths.max(initial=0)), 8):
+        word = words[np.minimum(starts + at, ends)]
+        word &= _MASKS[np.clip(lengths - at, 0, 8)]
+        keys ^= word
+        keys *= _MULTIPLIER
+        keys ^= keys >> _SHIFT
+    return keys
+
+
+def string_keys(values: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
+    """A uint64 key per string (equal strings, equal keys); None for types or nulls it skips."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    if values.null_count or not all(
+            pa.types.is_string(c.type) or pa.types.is_large_string(c.type) for c in chunks):
+        return None
+    parts = [_slice_keys(c.slice(start, SLICE_ROWS))
+             for c in chunks for start in range(0, len(c), SLICE_ROWS)]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
+
+
+def keys_distinct(values: pa.Array | pa.ChunkedArray) -> bool | None:
+    """True if no string repeats; None if that needs an exact look (keys coincide, or a type
+    or null that `string_keys` skips)."""
+    keys = string_keys(values)
+    if keys is None:
+        return None
+    return True if pd.Index(keys).is_unique else None

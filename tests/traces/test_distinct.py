@@ -1,0 +1,111 @@
+"""Task-id uniqueness by integer keys: equal strings get equal keys, so "distinct" is never
+said of repeated ids; Parquet files from other writers still read as the canonical trace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heddle.traces import Trace, TraceValidationError, iter_trace, read_trace
+from heddle.traces.distinct import SLICE_ROWS, keys_distinct, string_keys
+from tests.traces.conftest import make_frame
+
+TEXT = st.text(alphabet=st.sampled_from(["a", "b", "\x00", "é", "🙂"]), max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(TEXT, max_size=40), large=st.booleans(), cut=st.integers(0, 3))
+def test_equal_strings_equal_keys_and_distinct_only_when_distinct(
+        values: list[str], large: bool, cut: int):
+    arr = pa.array(values, pa.large_string() if large else pa.string())
+    arr, values = arr.slice(cut), values[cut:]  # a slice starts inside the buffers
+    keys = string_keys(arr)
+    assert keys is not None and len(keys) == len(values)
+    first_key: dict[str, int] = {}
+    for value, key in zip(values, keys.tolist(), strict=True):
+        assert first_key.setdefault(value, key) == key
+    distinct = keys_distinct(arr)
+    if len(set(values)) < len(values):
+        assert distinct is None  # the caller looks at the strings: never "distinct"
+    else:
+        # strings that differ only in trailing NULs or in a later 8-byte word still differ
+        assert len(set(keys.tolist())) == len(values) and distinct is True
+
+
+def test_keys_span_slices_and_chunks():
+    ids = [f"task-{i:07d}-of-a-longer-name" for i in range(SLICE_ROWS + 10)]
+    chunked = pa.chunked_array([ids[:100], ids[100:]])
+    assert keys_distinct(chunked) is True
+    repeated = pa.chunked_array([ids[:100], ids[100:] + [ids[7]]])
+    assert keys_distinct(repeated) is None
+
+
+def test_nulls_and_other_types_are_left_to_the_exact_check():
+    assert string_keys(pa.array(["a", None])) is None
+    assert keys_distinct(pa.array([b"a", b"b"], pa.binary())) is None
+
+
+def _table(n: int) -> pa.Table:
+    return pa.Table.from_pandas(Trace.from_frame(make_frame(n)).df, preserve_index=False)
+
+
+def _write(table: pa.Table, path: Path, **kw) -> Path:
+    pq.write_table(table.replace_schema_metadata({"heddle.schema_version": "1"}), path, **kw)
+    return path
+
+
+def test_a_task_id_repeated_in_a_later_row_group_names_its_row(tmp_path: Path):
+    table = _table(300)
+    ids = table.column("task_id").to_pylist()
+    ids[250] = ids[10]
+    table = table.set_column(table.schema.get_field_index("task_id"), "task_id", pa.array(ids))
+    path = _write(table, tmp_path / "dup.parquet", row_group_size=100)
+    with pytest.raises(TraceValidationError) as info:
+        read_trace(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and "\n" not in message
+    assert (info.value.column, info.value.row) == ("task_id", 250)
+    assert "unique" in message and repr(ids[10]) in message
+
+
+def test_a_value_outside_a_fixed_domain_in_a_later_row_group_names_its_row(tmp_path: Path):
+    table = _table(300)
+    tiers = table.column("tier").to_pylist()
+    tiers[217] = "platinum"
+    # plain strings in one file, a dictionary per row group in the other
+    for kind, values in (("plain", pa.array(tiers)), ("dictionary", pa.array(tiers).dictionary_encode())):
+        bad = table.set_column(table.schema.get_field_index("tier"), "tier", values)
+        path = _write(bad, tmp_path / f"{kind}.parquet", row_group_size=64)
+        for read in (read_trace, lambda p: list(iter_trace(p, rows=64))):
+            with pytest.raises(TraceValidationError, match="'platinum' is not one of") as info:
+                read(path)
+            assert (info.value.path, info.value.column, info.value.row) == (str(path), "tier", 217)
+            assert "\n" not in str(info.value)
+
+
+def test_another_writers_unsorted_dictionaries_with_unused_values_read_canonical(tmp_path: Path):
+    """Each row group's dictionary lists values no row uses, in no order: the trace read
+    back has only the used values, sorted, as if heddle had written it."""
+    trace = Trace.from_frame(make_frame(200))
+    table = _table(200)
+    for name in ("owner", "model", "privacy"):
+        values = table.column(name).to_pylist()
+        extra = ["zz-unused", "aa-unused"] if name != "privacy" else []
+        dictionary = pa.array(extra + sorted(set(values), reverse=True))
+        lookup = {v: i for i, v in enumerate(dictionary.to_pylist())}
+        encoded = pa.DictionaryArray.from_arrays(pa.array([lookup[v] for v in values], pa.int32()),
+                                                 dictionary)
+        table = table.set_column(table.schema.get_field_index(name), name, encoded)
+    path = _write(table, tmp_path / "other.parquet", row_group_size=70)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 3
+    back = read_trace(path)
+    assert back.equals(trace)
+    assert list(back.df["owner"].cat.categories) == sorted(set(make_frame(200)["owner"]))
+    np.testing.assert_array_equal(back.df["owner"].to_numpy(), trace.df["owner"].to_numpy())
+
