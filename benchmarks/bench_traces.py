@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import tempfile
 import time
 from collections import defaultdict
@@ -105,6 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = 100_000 if args.quick else args.rows
 
+    print(f"load average at start: {_load()}")
     t0 = time.perf_counter()
     trace = make_trace(rows)
     print(f"built {len(trace):,}-row trace in {time.perf_counter() - t0:.1f} s")
@@ -114,7 +116,7 @@ def main() -> None:
             1, mp_context=spawn, max_tasks_per_child=1) as pool:
         d = Path(tmp)
         formats = [_trace_format(name, d / file, trace)
-                   for name, file in (("Parquet (zstd)", "t.parquet"), ("legacy .htr", "t.htr"),
+                   for name, file in (("Parquet", "t.parquet"), ("legacy .htr", "t.htr"),
                                       ("legacy .htr.gz", "t.htr.gz"))]
         csv = d / "t.csv"
         formats.append(Format("pandas CSV", csv, lambda: trace.df.to_csv(csv, index=False),
@@ -143,6 +145,11 @@ def main() -> None:
         stream_peak = pool.submit(peak_growth, str(parquet.path), "stream").result() / rows
 
     report(formats, rows, stream_peak)
+    print(f"load average at end: {_load()}")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" ({os.cpu_count()} CPUs)"
 
 
 def _trace_format(name: str, path: Path, trace: Trace) -> Format:
@@ -174,6 +181,13 @@ def report(formats: list[Format], rows: int, stream_peak: float) -> None:
     print(f"\nread   Parquet vs .htr: {read:.1f}x wall, {ratio(pq, htr, 'read', 'cpu_s'):.1f}x "
           f"cpu (goal >= 3: {ok(read >= 3)}); decode only {ratio(pq, htr, 'decode'):.1f}x; "
           f"vs .htr.gz {ratio(pq, gz, 'read'):.1f}x; vs pandas.read_csv {ratio(pq, csv, 'read'):.1f}x")
+    for f in (pq, htr):
+        t = f.timings
+        print(f"       {f.name}: {t['read'].wall_s * 1e3:.0f} ms wall / {t['read'].cpu_s * 1e3:.0f} "
+              f"ms CPU a read, of which decoding {t['decode'].wall_s * 1e3:.0f} / "
+              f"{t['decode'].cpu_s * 1e3:.0f} and checking (the same rules and code) "
+              f"{(t['read'].wall_s - t['decode'].wall_s) * 1e3:.0f} / "
+              f"{(t['read'].cpu_s - t['decode'].cpu_s) * 1e3:.0f}")
     print(f"write  Parquet vs .htr: {ratio(pq, htr, 'write'):.1f}x; vs .htr.gz "
           f"{ratio(pq, gz, 'write'):.1f}x; vs DataFrame.to_csv {ratio(pq, csv, 'write'):.1f}x")
     print(f"size   Parquet / .htr: {size:.2f} (goal <= 0.33: {ok(size <= 1 / 3)}); / .htr.gz "

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["keys_distinct", "string_keys"]
+__all__ = ["Strings", "keys_distinct", "string_keys"]
 
 SLICE_ROWS = 65_536
 """Rows keyed at a time: the temporaries (a few 8-byte arrays per row) stay ~3 MB."""
@@ -49,18 +49,23 @@ def _slice_keys(arr: pa.Array) -> np.ndarray:
     return keys
 
 
-def string_keys(values: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
+Strings = pa.Array | pa.ChunkedArray | list[pa.Array]
+"""One column: an array, or its chunks (which may differ in string type)."""
+
+
+def string_keys(values: Strings) -> np.ndarray | None:
     """A uint64 key per string (equal strings, equal keys); None for types or nulls it skips."""
-    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-    if values.null_count or not all(
-            pa.types.is_string(c.type) or pa.types.is_large_string(c.type) for c in chunks):
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else (
+        [values] if isinstance(values, pa.Array) else values)
+    if not all((pa.types.is_string(c.type) or pa.types.is_large_string(c.type))
+               and not c.null_count for c in chunks):
         return None
     parts = [_slice_keys(c.slice(start, SLICE_ROWS))
              for c in chunks for start in range(0, len(c), SLICE_ROWS)]
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
 
 
-def keys_distinct(values: pa.Array | pa.ChunkedArray) -> bool | None:
+def keys_distinct(values: Strings) -> bool | None:
     """True if no string repeats; None if that needs an exact look (keys coincide, or a type
     or null that `string_keys` skips)."""
     keys = string_keys(values)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heddle.traces import Trace, TraceValidationError, iter_trace, read_trace
+from heddle.traces import Trace, TraceValidationError, distinct, iter_trace, read_trace, write_trace
 from heddle.traces.distinct import SLICE_ROWS, keys_distinct, string_keys
 from tests.traces.conftest import make_frame
 
@@ -109,3 +109,27 @@ def test_another_writers_unsorted_dictionaries_with_unused_values_read_canonical
     assert list(back.df["owner"].cat.categories) == sorted(set(make_frame(200)["owner"]))
     np.testing.assert_array_equal(back.df["owner"].to_numpy(), trace.df["owner"].to_numpy())
 
+
+
+def test_coinciding_keys_are_settled_by_comparing_the_strings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Every key the same (as if all collided): distinct ids still read, a repeat is still
+    found, on both readers."""
+    def same_key(values: distinct.Strings) -> np.ndarray:
+        rows = sum(map(len, values)) if isinstance(values, list) else len(values)
+        return np.zeros(rows, dtype=np.uint64)
+
+    monkeypatch.setattr(distinct, "string_keys", same_key)
+    frame = make_frame(60)
+    trace = Trace.from_frame(frame)
+    for name in ("good.parquet", "good.htr"):
+        write_trace(trace, tmp_path / name)
+        assert read_trace(tmp_path / name).equals(trace)
+    table = _table(60)
+    ids = table.column("task_id").to_pylist()
+    ids[41] = ids[3]
+    table = table.set_column(table.schema.get_field_index("task_id"), "task_id", pa.array(ids))
+    path = _write(table, tmp_path / "dup.parquet")
+    with pytest.raises(TraceValidationError, match="unique") as info:
+        read_trace(path)
+    assert (info.value.row, info.value.column) == (41, "task_id")
