@@ -1,163 +1,150 @@
 """Benchmark of the gateway against straight calls to the same stand-in model server, in one run.
 
-    uv run python benchmarks/bench_gateway.py [--requests N] [--streams K] [--tokens T]
+    uv run python benchmarks/bench_gateway.py [--clients 4] [--samples 200] [--ttft-ms 20] [--gap-ms 10]
 
-A real cluster (nats-server, control plane, two agents, `heddle gateway`, each its own
-process) in front of one paced stand-in server (Ollama and OpenAI protocols on loopback:
-first token after ``--ttft-ms``, then one token per ``--gap-ms``). The client is the same for
-both paths: OpenAI streaming (SSE) over httpx.
+A real cluster (nats-server, control plane, two agents of 50 slots, `heddle gateway`, each its
+own process) in front of one paced stand-in server in its own process (`gateway_load.py`:
+first token after ``--ttft-ms``, then one per ``--gap-ms``). The load comes from ``--clients``
+client processes (`gateway_load.py client`), the same for both paths: each stream is a
+kept-alive connection running chats back to back, so neither path pays connection set-up.
 
-1. Time to first token at half of saturation (concurrent streams = half the fleet's slots):
-   p50/p99 through the gateway vs straight to the stand-in, and the difference (the TTFT the
-   gateway adds: HTTP in, submit + placement through the control plane, assignment to the
-   agent, its HTTP call, the token back over NATS). Goal <= 5 ms at p50, <= 20 ms at p99.
-   Then one stream at a time: the same path without queueing in any of the processes.
-2. Token throughput with ``--streams`` concurrent streams (100): tokens/s received through
-   the gateway as a share of straight to the stand-in. Goal >= 90%.
-The machine's load average is printed next to the figures: on a shared machine they move.
+0. Saturation: 20-token chats back to back through the gateway at rising concurrency (up to
+   the fleet's 100 slots), each level for ``--window-s``. The fleet's saturation rate is the
+   best token rate of the ramp: what the fleet delivers through the gateway when more streams
+   no longer add throughput (its slots, or the CPU under the processes, are full). Half of
+   saturation is the concurrency whose offered load is half that rate: streams that each ask
+   for 20 tokens per (TTFT + 19 gaps), ``half = round(best / 2 / per_stream_rate)``, at most
+   half the fleet's slots. (A closed loop of clients offers that load only while nothing
+   queues; at half of saturation little does.)
+1. Time to first token at half of saturation: p50/p99 through the gateway vs straight
+   to the stand-in, in two interleaved rounds per path (load from other work on a shared
+   machine hits both alike), and the difference: the TTFT the gateway adds. Goal <= 5 ms at
+   p50, <= 20 ms at p99. Then one stream at a time: the path's own cost without queueing.
+2. Token throughput with ``--streams`` (100) concurrent streams of ``--tokens`` (100) tokens,
+   ``--rounds`` chats each: tokens/s received through the gateway as a share of direct. Goal
+   >= 90%.
+Each phase prints the CPU seconds every process spent, per request and per token: on a shared
+2-core machine wall figures move with the load (printed too), CPU per token much less.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import math
 import os
-import statistics
+import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.gateway.gatewaykit import MODEL, GatewayCluster, write_keys
+from tests.gateway.gatewaykit import GatewayCluster, write_keys
 from tests.live.clusterkit import REPO, agent_command
 
 KEY = "sk-bench-00001"
+NODES = ("gw-a", "gw-b")
 SLOTS_PER_AGENT = 50
-"""Two agents: 100 slots, so 100 concurrent streams fit and half saturation is 50 streams."""
+"""Two agents: 100 slots, so 100 concurrent streams fit."""
+RAMP = (10, 25, 50, 100)
+"""Concurrency levels of the saturation ramp (100: every slot of the fleet)."""
+LOAD = [sys.executable, str(Path(__file__).with_name("gateway_load.py"))]
 
 
-class PacedStandIn:
-    """A model server that streams ``n`` tokens: the first after ``ttft_s``, then one per
-    ``gap_s`` (Ollama NDJSON on /api/chat, OpenAI SSE on /v1/chat/completions)."""
+@dataclass(slots=True)
+class Run:
+    ttfts: list[float] = field(default_factory=list)
+    tokens: int = 0
+    requests: int = 0
+    wall_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
-    def __init__(self, ttft_s: float, gap_s: float) -> None:
-        paced = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _json(self, doc):
-                data = json.dumps(doc).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                listing = [{"name": MODEL, "details": {}}]
-                if self.path == "/v1/models":
-                    self._json({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
-                else:  # /api/tags, /api/ps
-                    self._json({"models": listing})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                ollama = self.path == "/api/chat"
-                n = (body.get("options") or {}).get("num_predict") if ollama else body.get("max_tokens")
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-ndjson" if ollama else "text/event-stream")
-                self.send_header("Transfer-Encoding", "chunked")
-                self.end_headers()
-                start = time.perf_counter()
-                for i in range(n):
-                    due = start + paced.ttft_s + i * paced.gap_s
-                    time.sleep(max(0.0, due - time.perf_counter()))
-                    self._chunk(ollama, f" w{i}", False, n)
-                self._chunk(ollama, "", True, n)
-                if not ollama:
-                    self._send(b"data: [DONE]\n\n")
-                self.wfile.write(b"0\r\n\r\n")
-                self.wfile.flush()
-
-            def _chunk(self, ollama, text, done, n):
-                if ollama:
-                    doc = {"model": MODEL, "message": {"role": "assistant", "content": text}, "done": done}
-                    if done:
-                        doc.update(done_reason="stop", prompt_eval_count=12, eval_count=n)
-                    self._send(json.dumps(doc).encode() + b"\n")
-                else:
-                    doc = {"model": MODEL, "choices": [{"index": 0, "delta": {"content": text} if text else {},
-                                                        "finish_reason": "stop" if done else None}]}
-                    self._send(b"data: " + json.dumps(doc).encode() + b"\n\n")
-
-            def _send(self, data):
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-                self.wfile.flush()
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 1024  # 100 streams connect at once (the default backlog is 5)
-
-            def handle_error(self, request, client_address):
-                pass  # a client closing its kept-alive connection is not news
-
-        self.ttft_s, self.gap_s = ttft_s, gap_s
-        self.server = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+    def add(self, other: Run) -> None:
+        self.ttfts += other.ttfts
+        self.tokens += other.tokens
+        self.requests += other.requests
+        self.wall_s += other.wall_s
+        self.errors += other.errors
+        for name, cpu in other.cpu_s.items():
+            self.cpu_s[name] = self.cpu_s.get(name, 0.0) + cpu
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+    def rate(self) -> float:
+        return self.tokens / self.wall_s
 
 
-ERRORS: list[str] = []
-"""Error events seen in streams (printed: a figure with errors in it is not a clean one)."""
+class Harness:
+    """The stand-in, the client processes and the CPU clocks of every process involved."""
 
+    def __init__(self, clients: int, ttft_ms: float, gap_ms: float) -> None:
+        self.standin = subprocess.Popen([*LOAD, "standin", "--ttft-ms", str(ttft_ms), "--gap-ms",
+                                         str(gap_ms)], stdout=subprocess.PIPE, text=True)
+        self.url = f"http://127.0.0.1:{self.standin.stdout.readline().split()[1]}"
+        self.clients = [subprocess.Popen([*LOAD, "client"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, text=True) for _ in range(clients)]
+        for c in self.clients:
+            assert c.stdout.readline().strip() == "ready"
+        self.watched: dict[str, psutil.Process] = {"standin": psutil.Process(self.standin.pid)}
 
-async def one_stream(client: httpx.AsyncClient, url: str, headers: dict, tokens: int) -> tuple[float, int]:
-    """(seconds to the first content token, tokens received) of one streamed chat."""
-    body = {"model": "llama-3.1-8b", "stream": True, "max_tokens": tokens,
-            "messages": [{"role": "user", "content": "Tell me a story."}]}
-    start = time.perf_counter()
-    first, count = None, 0
-    async with client.stream("POST", url, json=body, headers=headers) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if line.startswith('data: {"error"'):
-                ERRORS.append(line[6:200])
-            if line.startswith("data: {") and '"content":' in line:
-                words = line.count(" w")  # the stand-in's tokens are " w0", " w1", ...
-                count += words  # (pieces read together arrive in one event through the gateway)
-                if words and first is None:
-                    first = time.perf_counter() - start
-    if first is None:
-        raise RuntimeError(f"no token from {url}")
-    return first, count
+    def watch(self, name: str, pid: int) -> None:
+        self.watched[name] = psutil.Process(pid)
 
+    def cpu(self) -> dict[str, float]:
+        return {name: sum(p.cpu_times()[:2]) for name, p in self.watched.items()}
 
-async def loops(url: str, headers: dict, concurrency: int, per_loop: int, tokens: int):
-    limits = httpx.Limits(max_connections=concurrency + 10, max_keepalive_connections=concurrency + 10)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        async def loop():
-            return [await one_stream(client, url, headers, tokens) for _ in range(per_loop)]
+    def drive(self, url: str, headers: dict, streams: int, per_loop: int, tokens: int,
+              window_s: float | None = None) -> Run:
+        """``streams`` concurrent kept-alive streams spread over the client processes."""
+        start_at = time.time() + 0.3
+        jobs = [streams // len(self.clients) + (i < streams % len(self.clients))
+                for i in range(len(self.clients))]
+        busy = []
+        for client, loops in zip(self.clients, jobs, strict=True):
+            if loops:
+                job = {"url": url, "headers": headers, "loops": loops, "per_loop": per_loop,
+                       "tokens": tokens, "start_at": start_at,
+                       "until": None if window_s is None else start_at + window_s}
+                client.stdin.write(json.dumps(job) + "\n")
+                client.stdin.flush()
+                busy.append(client)
+        before = self.cpu()
+        answers = [json.loads(c.stdout.readline()) for c in busy]
+        after = self.cpu()
+        run = Run(cpu_s={name: after[name] - before[name] for name in after})
+        run.cpu_s["clients"] = sum(a["cpu_s"] for a in answers)
+        run.wall_s = max(a["wall_s"] for a in answers)
+        for a in answers:
+            for first, count, error in a["results"]:
+                run.requests += 1
+                run.tokens += count
+                if first is not None:
+                    run.ttfts.append(first)
+                if error:
+                    run.errors.append(error)
+        return run
 
-        start = time.perf_counter()
-        results = await asyncio.gather(*(loop() for _ in range(concurrency)))
-        wall = time.perf_counter() - start
-    flat = [r for rs in results for r in rs]
-    return [t for t, _ in flat], sum(n for _, n in flat), wall
+    def spy(self, folder: Path) -> None:
+        """Sample every watched Python process with py-spy (on PATH) until `close`."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.spies = [subprocess.Popen(["py-spy", "record", "-p", str(p.pid), "-r", "250", "-f", "raw",
+                                        "--nonblocking", "-o", str(folder / f"{name.replace(' ', '-')}.txt")],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                      for name, p in self.watched.items() if name != "nats-server"]
+
+    def close(self) -> None:
+        for spy in getattr(self, "spies", []):
+            spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
+            spy.wait()
+        for process in [*self.clients, self.standin]:
+            process.kill()
+            process.wait()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -165,71 +152,119 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def cpu_lines(run: Run, indent: str = "     ") -> str:
+    """CPU seconds per process over the run, per request (ms) and per token (us)."""
+    parts = [f"{name} {cpu:.2f} s = {cpu / run.requests * 1000:.2f} ms/req = "
+             f"{cpu / max(run.tokens, 1) * 1e6:.0f} us/token"
+             for name, cpu in sorted(run.cpu_s.items(), key=lambda kv: -kv[1]) if cpu >= 0.005]
+    total = sum(run.cpu_s.values())
+    return (f"{indent}CPU over {run.wall_s:.2f} s wall ({run.requests} requests, {run.tokens} tokens): "
+            f"total {total:.2f} s = {total / run.wall_s:.2f} cores\n"
+            + "".join(f"{indent}  {line}\n" for line in parts)).rstrip("\n")
+
+
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.2f}"
+
+
+def start_cluster(tmp: Path, standin_url: str, harness: Harness) -> GatewayCluster:
+    cluster = GatewayCluster(tmp)
+    # capacity every 2 s, lost after 3 silent reports (the defaults): the tests' 0.2 s would
+    # call a busy agent lost on a loaded machine
+    cluster.start_control("--report-interval", "2")
+    for node in NODES:
+        cluster.agent_specs[node] = ("bench", SLOTS_PER_AGENT, ())
+        command = agent_command(cluster.url, node, "bench", SLOTS_PER_AGENT, ())
+        command[command.index("--report-every") + 1] = "2"
+        cluster.agents[node] = subprocess.Popen([*command, "--ollama-url", standin_url], cwd=REPO,
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cluster.start_gateway(write_keys(tmp / "keys.yaml", [{"key": KEY, "owner": "bench"}]),
+                          "--max-wait", "60", "--log-level", "warning")
+    cluster.wait_models(set(NODES))
+    harness.watch("nats-server", cluster.nats.process.pid)
+    harness.watch("control", cluster.control.pid)
+    for node in NODES:
+        harness.watch(f"agent {node}", cluster.agents[node].pid)
+    harness.watch("gateway", cluster.gateway.pid)
+    return cluster
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=200, help="TTFT samples per path")
+    parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--samples", type=int, default=200, help="TTFT samples per path")
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--tokens", type=int, default=100, help="tokens per stream (throughput)")
+    parser.add_argument("--rounds", type=int, default=3, help="chats per stream (throughput)")
+    parser.add_argument("--window-s", type=float, default=3.0, help="per saturation level")
     parser.add_argument("--ttft-ms", type=float, default=20.0)
     parser.add_argument("--gap-ms", type=float, default=10.0)
+    parser.add_argument("--spy", type=Path, help="write py-spy samples of each process here")
     args = parser.parse_args()
-    paced = PacedStandIn(args.ttft_ms / 1000, args.gap_ms / 1000)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    cluster = GatewayCluster(tmp)
+    harness = Harness(args.clients, args.ttft_ms, args.gap_ms)
+    cluster = None
     try:
-        # capacity every 2 s, lost after 3 silent reports (the defaults): the tests' 0.2 s
-        # would call a busy agent lost on a loaded machine
-        cluster.start_control("--report-interval", "2")
-        for node in ("gw-a", "gw-b"):
-            cluster.standins[node] = paced  # type: ignore[assignment]
-            cluster.agent_specs[node] = ("bench", SLOTS_PER_AGENT, ())
-            command = agent_command(cluster.url, node, "bench", SLOTS_PER_AGENT, ())
-            command[command.index("--report-every") + 1] = "2"
-            cluster.agents[node] = subprocess.Popen(
-                [*command, "--ollama-url", paced.url],
-                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        cluster.start_gateway(write_keys(tmp / "keys.yaml", [{"key": KEY, "owner": "bench"}]),
-                              "--max-wait", "60", "--log-level", "warning")
-        cluster.wait_models({"gw-a", "gw-b"})
-        cluster.standins = {}  # the paced server is not a StandIn: nothing to stop per node
+        cluster = start_cluster(Path(tempfile.mkdtemp(prefix="bench-gateway-")), harness.url, harness)
         gateway = (cluster.base_url + "/v1/chat/completions", {"Authorization": "Bearer " + KEY})
-        direct = (paced.url + "/v1/chat/completions", {})
-        asyncio.run(loops(*gateway, 4, 5, 5))  # warm-up: model discovery, connections
-        asyncio.run(loops(*direct, 4, 5, 5))
+        direct = (harness.url + "/v1/chat/completions", {})
+        for path in (gateway, direct):  # warm-up: model discovery, connections, code paths
+            harness.drive(*path, 8, 5, 5)
+        if args.spy:
+            harness.spy(args.spy)
+        chat_s = (args.ttft_ms + 19 * args.gap_ms) / 1000  # one 20-token chat at the stand-in's pace
 
-        half = SLOTS_PER_AGENT * 2 // 2  # half of the fleet's slots stream at once
-        per_loop = max(1, args.requests // half)
-        print(f"load average before: {os.getloadavg()[0]:.2f} (2 cores shared)")
-        print(f"1. TTFT at {half} concurrent streams ({per_loop} each; stand-in TTFT "
-              f"{args.ttft_ms:g} ms, one token per {args.gap_ms:g} ms, 20 tokens per stream)")
-        d_ttft, _, _ = asyncio.run(loops(*direct, half, per_loop, 20))
-        g_ttft, _, _ = asyncio.run(loops(*gateway, half, per_loop, 20))
+        print(f"0. saturation through the gateway (20-token chats back to back, {args.window_s:g} s "
+              f"per level; {load()}, 2 cores shared)")
+        rates: dict[int, float] = {}
+        for level in RAMP:
+            run = harness.drive(*gateway, level, 10**6, 20, window_s=args.window_s)
+            rates[level] = run.rate
+            print(f"   {level:3d} streams: {run.rate:7.0f} tokens/s = {run.rate / (level * 20 / chat_s):.0%}"
+                  f" of the stand-in's pace; CPU {sum(run.cpu_s.values()) / run.wall_s:.2f} cores; "
+                  f"{load()}{'; errors ' + str(len(run.errors)) if run.errors else ''}")
+        best = max(rates.values())
+        per_stream = 20 / chat_s
+        half = max(1, min(SLOTS_PER_AGENT * len(NODES) // 2, round(best / 2 / per_stream)))
+        print(f"   saturation: {best:.0f} tokens/s; half of it is offered by {half} streams "
+              f"of {per_stream:.0f} tokens/s each")
+
+        per_loop = max(1, math.ceil(args.samples / half / 2))
+        print(f"1. TTFT at {half} concurrent streams (stand-in TTFT {args.ttft_ms:g} ms, one token "
+              f"per {args.gap_ms:g} ms, 20 tokens; 2 rounds x {per_loop} chats per stream per path)")
+        d_run, g_run = Run(), Run()
+        for _ in range(2):
+            d_run.add(harness.drive(*direct, half, per_loop, 20))
+            g_run.add(harness.drive(*gateway, half, per_loop, 20))
         for q, goal in ((0.5, 5.0), (0.99, 20.0)):
-            d, g = pct(d_ttft, q) * 1000, pct(g_ttft, q) * 1000
+            d, g = pct(d_run.ttfts, q) * 1000, pct(g_run.ttfts, q) * 1000
             print(f"   p{int(q * 100)}: direct {d:7.2f} ms  gateway {g:7.2f} ms  added {g - d:7.2f} ms"
                   f"  (goal <= {goal:g} ms)  ratio {g / d:.2f}x")
-        print(f"   mean: direct {statistics.mean(d_ttft) * 1000:.2f} ms  gateway "
-              f"{statistics.mean(g_ttft) * 1000:.2f} ms")
+        print("   gateway path:\n" + cpu_lines(g_run))
+        print(f"   one stream at a time, 40 chats per path ({load()}):")
+        d_one, g_one = harness.drive(*direct, 1, 40, 20), harness.drive(*gateway, 1, 40, 20)
+        for q in (0.5, 0.9):
+            d, g = pct(d_one.ttfts, q) * 1000, pct(g_one.ttfts, q) * 1000
+            print(f"   p{int(q * 100)}: direct {d:7.2f} ms  gateway {g:7.2f} ms  added {g - d:7.2f} ms")
+        print("   gateway path:\n" + cpu_lines(g_one))
 
-        print("   (one stream at a time, 30 each, for the path's own cost without queueing:)")
-        d_one, _, _ = asyncio.run(loops(*direct, 1, 30, 20))
-        g_one, _, _ = asyncio.run(loops(*gateway, 1, 30, 20))
-        d, g = pct(d_one, 0.5) * 1000, pct(g_one, 0.5) * 1000
-        print(f"   p50: direct {d:7.2f} ms  gateway {g:7.2f} ms  added {g - d:7.2f} ms")
-        print(f"2. throughput, {args.streams} concurrent streams of {args.tokens} tokens")
-        _, d_tokens, d_wall = asyncio.run(loops(*direct, args.streams, 1, args.tokens))
-        _, g_tokens, g_wall = asyncio.run(loops(*gateway, args.streams, 1, args.tokens))
-        d_rate, g_rate = d_tokens / d_wall, g_tokens / g_wall
+        print(f"2. throughput, {args.streams} concurrent streams x {args.rounds} chats of "
+              f"{args.tokens} tokens ({load()})")
+        d_tp = harness.drive(*direct, args.streams, args.rounds, args.tokens)
+        g_tp = harness.drive(*gateway, args.streams, args.rounds, args.tokens)
         ideal = args.streams * args.tokens / ((args.ttft_ms + args.gap_ms * (args.tokens - 1)) / 1000)
-        print(f"   direct  {d_rate:9.0f} tokens/s ({d_tokens} in {d_wall:.2f} s)")
-        print(f"   gateway {g_rate:9.0f} tokens/s ({g_tokens} in {g_wall:.2f} s)")
-        print(f"   gateway / direct = {g_rate / d_rate:.1%}  (goal >= 90%; the stand-in's pace "
+        print(f"   direct  {d_tp.rate:8.0f} tokens/s ({d_tp.tokens} in {d_tp.wall_s:.2f} s)")
+        print(f"   gateway {g_tp.rate:8.0f} tokens/s ({g_tp.tokens} in {g_tp.wall_s:.2f} s)")
+        print(f"   gateway / direct = {g_tp.rate / d_tp.rate:.1%}  (goal >= 90%; the stand-in's pace "
               f"allows {ideal:.0f} tokens/s)")
-        print(f"load average after: {os.getloadavg()[0]:.2f}; error events in streams: "
-              f"{len(ERRORS)}{' (first: ' + ERRORS[0] + ')' if ERRORS else ''}")
+        print("   direct path:\n" + cpu_lines(d_tp))
+        print("   gateway path:\n" + cpu_lines(g_tp))
+        errors = [e for r in (d_run, g_run, d_one, g_one, d_tp, g_tp) for e in r.errors]
+        print(f"{load()} at the end; error events in streams: {len(errors)}"
+              f"{' (first: ' + errors[0] + ')' if errors else ''}")
     finally:
-        cluster.close()
-        paced.server.shutdown()
+        harness.close()
+        if cluster is not None:
+            cluster.close()
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ def build_app(settings: GatewaySettings, keys: KeyRing, bridge: Bridge) -> FastA
             if body.stream:
                 return StreamingResponse(_closing(run, stream(run, body)), media_type=media,
                                          headers={**run.headers(), **NO_BUFFERING})
+            run.streaming = False
             try:
                 doc = await _unless_gone(request, lambda: reply(run))
             finally:

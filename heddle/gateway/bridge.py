@@ -1,11 +1,11 @@
 """The gateway's side of NATS: submit a request's task to the control plane (same core, same
 `place()`), follow it, cancel it, and know which models the fleet serves now.
 
-Three wildcard subscriptions serve every request: the agents' token chunks
-(``heddle.v1.tokens.*``), the tasks' lifecycle events as the control plane appends them to
-JetStream (``heddle.events.Task.*.*``, read as plain messages: nothing is consumed) and the
-capacity reports (resident models, for /v1/models). A message is routed by the task id in its
-subject and decoded only when a request here follows that task.
+Wildcard subscriptions serve every request: the agents' token chunks (``heddle.v1.tokens.*``),
+the task lifecycle events a request acts on as the control plane appends them to JetStream
+(`FOLLOWED_EVENTS`, read as plain messages: nothing is consumed; the others are not sent here
+at all) and the capacity reports (resident models, for /v1/models). A message is routed by the
+task id in its subject and decoded only when a request here follows that task.
 """
 
 from __future__ import annotations
@@ -38,8 +38,10 @@ log = logging.getLogger("heddle.gateway")
 
 SUBMIT_TIMEOUT_S = 10.0
 """A submission waits for its events to be durable and its first placement."""
-EVENTS = "heddle.events.Task.*.*"
-"""Every task's lifecycle events (subjects of `heddle.events.jetstream.event_subject`)."""
+FOLLOWED_EVENTS = ("TaskPlaced", "TaskFailed", "TaskCompleted", "TaskRejected", "TaskCancelled")
+"""The lifecycle events a request acts on (`TaskRun`); subscribed to by type (subjects of
+`heddle.events.jetstream.event_subject`), so the rest (submitted, started, progress) never
+reach the gateway."""
 FRESH_REPORT_S = 30.0
 """A node whose last capacity report is older than this is not counted as serving anything."""
 
@@ -78,7 +80,8 @@ class Bridge:
     async def open(self) -> None:
         self._subs = [
             await self.nc.subscribe(wire.subject(wire.TOKENS, task="*"), cb=self._on_chunk),
-            await self.nc.subscribe(EVENTS, cb=self._on_event),
+            *[await self.nc.subscribe(f"heddle.events.Task.*.{event}", cb=self._on_event)
+              for event in FOLLOWED_EVENTS],
             await self.nc.subscribe(wire.all_nodes(wire.CAPACITY), cb=self._on_capacity),
         ]
         await self.nc.flush()
@@ -96,7 +99,7 @@ class Bridge:
         if follow is None:
             return
         try:
-            follow.items.put_nowait(("chunk", wire.decode(msg.data, wire.TokenChunk)))
+            follow.items.put_nowait(("chunk", wire.decode_one(msg.data, wire.TokenChunk)))
         except wire.ProtocolError as exc:
             self._refuse(msg.subject, exc)
 

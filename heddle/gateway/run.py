@@ -4,8 +4,9 @@ the executing agent produces it, then the usage and where it ran.
 
 Which attempt's output counts: the first attempt that sends any. If that attempt is lost
 before the caller got any text (node gone, cancelled there), the task's retry is followed
-instead; once text has gone out, a lost attempt ends the request with a clean error and the
-task is cancelled (its retry would stream to nobody). The outcome follows the control plane:
+instead, and so it is always for a request answered in one reply (``streaming`` False: the
+caller gets the retry's result); once streamed text has gone out, a lost attempt ends the
+request with a clean error and the task is cancelled (its retry would stream to nobody). The outcome follows the control plane:
 an agent's closing chunk ends a success at once; the task's events tell the rest (a retry,
 a failure, a rejection) and stand in for a closing chunk lost in transit.
 """
@@ -40,6 +41,8 @@ class TaskRun:
         self.created = int(time.time())
         self.node = ""
         self.attempt: int | None = None  # the attempt whose output the caller gets
+        self.lost: set[int] = set()  # attempts given up on: their late chunks are not followed
+        self.streaming = True  # the text goes out as it comes (False: in one reply at the end)
         self.text: list[str] = []  # what went out
         self.usage: dict[str, Any] = {}
         self.ended = False  # the task ended (or was cancelled by us): nothing to cancel
@@ -76,7 +79,7 @@ class TaskRun:
                 raise self._saturated(reason + f" (waited {bound:g} s)", left) from None
             self._backlog.append(item)
             kind, x = item
-            if kind == "chunk" or x.event_type in ("TaskPlaced", "TaskStarted"):
+            if kind == "chunk" or x.event_type == "TaskPlaced":
                 self.node = x.node_id if kind == "chunk" else x.payload.get("target", self.node)
                 return
             ended = _ending(x)
@@ -109,7 +112,7 @@ class TaskRun:
         while True:
             kind, x = await self._next()
             if kind == "chunk":
-                if self.attempt is None and not (x.done and not x.index):
+                if self.attempt is None and not (x.done and not x.index) and x.attempt not in self.lost:
                     self.attempt, expected = x.attempt, 0
                 if x.attempt != self.attempt:
                     continue  # another attempt's output (a superseded one, or a failed retry)
@@ -168,10 +171,13 @@ class TaskRun:
 
     def _attempt_lost(self, reason: str) -> None:
         """The attempt being followed will not finish: follow the retry if nothing went out."""
-        if self.text:
+        if self.text and self.streaming:
             raise GatewayError(502, f"the node running this request was lost mid-stream ({reason}); "
                                f"the output so far is incomplete", "node_lost")
+        if self.attempt is not None:
+            self.lost.add(self.attempt)
         self.attempt = None
+        self.text.clear()
 
     def _finish(self, usage: dict[str, Any]) -> None:
         self.ended = True

@@ -40,6 +40,13 @@ class GatewayCluster(Cluster):
         )
         return standin
 
+    def restart_llm_agent(self, node: str) -> None:
+        """A killed node back, with a fresh stand-in, once the control plane sees it active."""
+        self.standins.pop(node).stop()
+        owner, slots, trust = self.agent_specs[node]
+        self.start_llm_agent(node, owner, slots, trust)
+        self.wait_models({node})
+
     def start_gateway(self, keys: Path, *extra: str) -> None:
         args = [sys.executable, "-m", "heddle.cli.gateway", "--nats", self.url, "--port", "0",
                 "--keys", str(keys), *extra]

@@ -1,7 +1,7 @@
 """The gateway with the `openai` and `ollama` clients, against real agents (separate processes)
 running stand-in model servers on loopback: streaming and not, personal work pinned to its
 owner's node, a loosening refused, saturation answered 429, a disconnect cancelling the task,
-and a node killed mid-stream."""
+and a node killed mid-stream or mid-request."""
 
 from __future__ import annotations
 
@@ -202,6 +202,48 @@ def test_a_node_killed_mid_stream_gives_a_clean_error_and_the_task_is_retried(cl
     finally:
         for gate in gates:
             gate.set()
+        cluster.restart_llm_agent(node)
+
+
+def test_a_node_killed_mid_request_without_streaming_gives_the_retried_result(cluster):
+    gates = {node: held(cluster, node) for node in ("carol-a", "carol-b")}
+    replies: list = []
+    errors: list = []
+
+    def ask():
+        try:
+            replies.append(client(cluster, "carol").chat.completions.with_raw_response.create(
+                model="llama-3.1-8b", messages=PROMPT))
+        except openai.APIError as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=ask)
+    caller.start()
+    killed = cluster.wait_until(lambda: next((node for node in gates if cluster.standins[node].requests
+                                              and not cluster.standins[node].plans), None),
+                                "the request holding on one of carol's nodes")
+    try:
+        cluster.kill(cluster.agents[killed], signal.SIGKILL)
+        for gate in gates.values():  # the retry runs to its end on the other node
+            gate.set()
+        caller.join(WAIT_S)
+        assert not errors and replies, errors
+        raw = replies[0]
+        reply, where = raw.parse(), raw.parse().usage.model_extra["heddle"]
+        assert reply.choices[0].message.content == TEXT  # the retry's whole output, no piece twice
+        survivor = ({"carol-a", "carol-b"} - {killed}).pop()
+        assert (where["node"], raw.headers["x-heddle-node"]) == (survivor, survivor)
+        assert where["attempt"] >= 2 and where["privacy"] == "personal"
+        row = cluster.wait_task(where["task_id"], "completed")
+        assert row.node == survivor
+        events = [e for e in cluster.query(lambda c: _events(cluster))
+                  if e.aggregate_id == where["task_id"] and e.event_type == "TaskFailed"]
+        assert events[0].payload["retryable"] is True and killed in events[0].payload["reason"]
+    finally:
+        for gate in gates.values():
+            gate.set()
+        caller.join(WAIT_S)
+        cluster.restart_llm_agent(killed)
 
 
 async def _events(cluster):

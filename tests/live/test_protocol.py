@@ -115,30 +115,44 @@ def _raw(message, **changes) -> bytes:
     return json.dumps(doc).encode()
 
 
-@pytest.mark.parametrize(
-    ("data", "field", "error"),
-    [
-        (b"\xff\xfe not json", "<message>", p.ProtocolError),
-        (b"[1, 2]", "<message>", p.ProtocolError),
-        (b"{}", "v", p.VersionError),
-        (_raw(ALL_MESSAGES[0], v="2.0"), "v", p.VersionError),
-        (_raw(ALL_MESSAGES[0], v="one"), "v", p.VersionError),
-        (_raw(ALL_MESSAGES[0], type="teleport"), "type", p.ProtocolError),
-        (_raw(ALL_MESSAGES[0], free_slots=-1), "free_slots", p.ProtocolError),
-        (_raw(ALL_MESSAGES[0], surprise=1), "surprise", p.ProtocolError),
-        (_raw(ALL_MESSAGES[0], node_id="a.b"), "node_id", p.ProtocolError),
-        (_raw(ALL_MESSAGES[1], task={"id": "t", "kind": "quantum"}), "task.kind", p.ProtocolError),
-        (_raw(ALL_MESSAGES[0], cpu={"performance_cores": 1, "utilization": 3}), "cpu.utilization", p.ProtocolError),
-        (b" " * (p.MAX_MESSAGE_BYTES + 1), "<message>", p.ProtocolError),
-    ],
-    ids=["bytes", "array", "no-version", "major-2", "bad-version", "type", "negative", "extra",
-         "subject-token", "nested", "fraction", "oversized"],
-)
+BAD_PAYLOADS = {
+    "bytes": (b"\xff\xfe not json", "<message>", p.ProtocolError),
+    "array": (b"[1, 2]", "<message>", p.ProtocolError),
+    "no-version": (b"{}", "v", p.VersionError),
+    "major-2": (_raw(ALL_MESSAGES[0], v="2.0"), "v", p.VersionError),
+    "bad-version": (_raw(ALL_MESSAGES[0], v="one"), "v", p.VersionError),
+    "type": (_raw(ALL_MESSAGES[0], type="teleport"), "type", p.ProtocolError),
+    "negative": (_raw(ALL_MESSAGES[0], free_slots=-1), "free_slots", p.ProtocolError),
+    "extra": (_raw(ALL_MESSAGES[0], surprise=1), "surprise", p.ProtocolError),
+    "subject-token": (_raw(ALL_MESSAGES[0], node_id="a.b"), "node_id", p.ProtocolError),
+    "nested": (_raw(ALL_MESSAGES[1], task={"id": "t", "kind": "quantum"}), "task.kind", p.ProtocolError),
+    "fraction": (_raw(ALL_MESSAGES[0], cpu={"performance_cores": 1, "utilization": 3}), "cpu.utilization", p.ProtocolError),
+    "oversized": (b" " * (p.MAX_MESSAGE_BYTES + 1), "<message>", p.ProtocolError),
+}
+"""Malformed messages -> (bytes, the field the error names, the error type)."""
+
+
+@pytest.mark.parametrize(("data", "field", "error"), BAD_PAYLOADS.values(), ids=BAD_PAYLOADS.keys())
 def test_bad_payloads_raise_one_error_type_naming_the_field(data, field, error):
     with pytest.raises(error) as info:
         p.decode(data)
     assert info.value.field == field
     assert str(info.value).startswith(field + ":")
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "error"), BAD_PAYLOADS.values(), ids=BAD_PAYLOADS.keys())
+def test_the_one_type_decoder_refuses_the_same_payloads_alike(data, field, error):
+    model = p.Assignment if field == "task.kind" else p.CapacityReport
+    with pytest.raises(error) as info:
+        p.decode_one(data, model)
+    assert (info.value.field, type(info.value)) == (field, error)
+
+
+def test_the_one_type_decoder_reads_every_message_as_decode_does():
+    for message in ALL_MESSAGES:
+        assert p.decode_one(p.encode(message), type(message)) == message
+    assert p.decode_one(_raw(ALL_MESSAGES[0], v="1.9"), p.CapacityReport).v == "1.9"
 
 
 def test_a_newer_minor_version_is_accepted_and_a_subject_refuses_foreign_types():
