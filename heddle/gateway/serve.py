@@ -21,7 +21,11 @@ GRACEFUL_S = 5.0
 async def serve(settings: GatewaySettings) -> None:
     """Load the keys (KeysFileError), connect to NATS, listen, answer until signalled."""
     keys = load_keys(settings.keys_file)
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets whose proto says TCP (the
+    # accepted ones inherit it). Without it Nagle's algorithm held each stream's first token
+    # behind the unacknowledged role chunk until the caller's delayed ACK: ~40 ms of TTFT.
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET,
+                         socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.port))
     sock.listen(2048)  # accepted by the kernel from now on: the ready line below is true
