@@ -1,7 +1,8 @@
 """The gateway's side of NATS: submit a request's task to the control plane (same core, same
 `place()`), follow it, cancel it, and know which models the fleet serves now.
 
-Wildcard subscriptions serve every request: the agents' token chunks (``heddle.v1.tokens.*``),
+Wildcard subscriptions serve every request: the agents' token chunks
+(``heddle.v1.tokens.<node>.<task>``, a chunk naming another node than its subject's refused),
 the task lifecycle events a request acts on as the control plane appends them to JetStream
 (`FOLLOWED_EVENTS`, read as plain messages: nothing is consumed; the others are not sent here
 at all) and the capacity reports (resident models, for /v1/models). A message is routed by the
@@ -79,7 +80,7 @@ class Bridge:
 
     async def open(self) -> None:
         self._subs = [
-            await self.nc.subscribe(wire.subject(wire.TOKENS, task="*"), cb=self._on_chunk),
+            await self.nc.subscribe(wire.subject(wire.TOKENS, node="*", task="*"), cb=self._on_chunk),
             *[await self.nc.subscribe(f"heddle.events.Task.*.{event}", cb=self._on_event)
               for event in FOLLOWED_EVENTS],
             await self.nc.subscribe(wire.all_nodes(wire.CAPACITY), cb=self._on_capacity),
@@ -95,13 +96,20 @@ class Bridge:
 
     # -- in ------------------------------------------------------------------------------------
     async def _on_chunk(self, msg: Any) -> None:
-        follow = self.follows.get(msg.subject.rpartition(".")[2])
+        _, _, _, node, task = msg.subject.split(".", 4)
+        follow = self.follows.get(task)
         if follow is None:
             return
         try:
-            follow.items.put_nowait(("chunk", wire.decode_one(msg.data, wire.TokenChunk)))
+            chunk = wire.decode_one(msg.data, wire.TokenChunk)
         except wire.ProtocolError as exc:
             self._refuse(msg.subject, exc)
+            return
+        if (chunk.node_id, chunk.task_id) != (node, task):
+            self._refuse(msg.subject, ValueError(
+                f"node_id, task_id: a chunk of {chunk.node_id}/{chunk.task_id} on another's subject"))
+            return
+        follow.items.put_nowait(("chunk", chunk))
 
     async def _on_event(self, msg: Any) -> None:
         parts = msg.subject.split(".")

@@ -9,6 +9,11 @@ caller gets the retry's result); once streamed text has gone out, a lost attempt
 request with a clean error and the task is cancelled (its retry would stream to nobody). The outcome follows the control plane:
 an agent's closing chunk ends a success at once; the task's events tell the rest (a retry,
 a failure, a rejection) and stand in for a closing chunk lost in transit.
+
+Whose output it is: only chunks from the node and attempt the control plane placed the task on
+(the submit's answer, then each TaskPlaced) are taken. The cluster's authorization already
+keeps an agent to its own subjects (``heddle.v1.tokens.<node>.*``); this keeps a node from
+speaking for a task it does not run. A chunk that overtakes its TaskPlaced waits for it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ from heddle.live.control.book import CANCELLED, REJECTED
 
 __all__ = ["TaskRun"]
 
+MAX_HELD = 1024
+"""Chunks kept from a node and attempt not placed (yet): a retry's first chunks may overtake its
+TaskPlaced; more than this from elsewhere are dropped, oldest first (a forger gains nothing)."""
+
 
 class TaskRun:
     def __init__(self, bridge: Bridge, chat: Chat, rules: Rules, *, timeout_s: float,
@@ -42,6 +51,8 @@ class TaskRun:
         self.node = ""
         self.attempt: int | None = None  # the attempt whose output the caller gets
         self.lost: set[int] = set()  # attempts given up on: their late chunks are not followed
+        self.placements: set[tuple[str, int]] = set()  # (node, attempt) the control plane chose
+        self._held: deque[Any] = deque(maxlen=MAX_HELD)  # chunks waiting for their placement
         self.streaming = True  # the text goes out as it comes (False: in one reply at the end)
         self.text: list[str] = []  # what went out
         self.usage: dict[str, Any] = {}
@@ -62,6 +73,7 @@ class TaskRun:
         status = placed["status"]
         if status == "placed":
             self.node = placed["node"]
+            self.placements.add((self.node, placed["attempt"]))
             return
         if status != "waiting":
             self.ended = True
@@ -79,8 +91,10 @@ class TaskRun:
                 raise self._saturated(reason + f" (waited {bound:g} s)", left) from None
             self._backlog.append(item)
             kind, x = item
-            if kind == "chunk" or x.event_type == "TaskPlaced":
-                self.node = x.node_id if kind == "chunk" else x.payload.get("target", self.node)
+            if kind == "chunk":
+                continue  # taken once its TaskPlaced is here (`pieces`)
+            if x.event_type == "TaskPlaced":
+                self.node = x.payload.get("target", self.node)
                 return
             ended = _ending(x)
             if ended is not None:
@@ -112,6 +126,9 @@ class TaskRun:
         while True:
             kind, x = await self._next()
             if kind == "chunk":
+                if (x.node_id, x.attempt) not in self.placements:
+                    self._held.append(x)  # not (yet) placed there: see `_placed`
+                    continue
                 if self.attempt is None and not (x.done and not x.index) and x.attempt not in self.lost:
                     self.attempt, expected = x.attempt, 0
                 if x.attempt != self.attempt:
@@ -136,7 +153,7 @@ class TaskRun:
                 continue
             event, payload = x.event_type, x.payload
             if event == "TaskPlaced":
-                self.node = payload.get("target", self.node)
+                self._placed(payload.get("target", self.node), payload.get("attempt"))
             elif _ending(x) is not None:
                 self.ended = True
                 raise _ended_error(_ending(x), payload.get("reason", ""), before_start=False)
@@ -162,12 +179,26 @@ class TaskRun:
         while self._backlog or (follow is not None and not follow.items.empty()):
             item = self._backlog.popleft() if self._backlog else follow.items.get_nowait()
             kind, y = item
-            if kind != "chunk" or y.attempt != self.attempt or y.done:
+            if (kind != "chunk" or y.attempt != self.attempt or y.done
+                    or (y.node_id, y.attempt) not in self.placements):
                 self._backlog.appendleft(item)
                 break
             pieces.append(y.text)
             expected = y.index + 1
         return "".join(pieces), expected
+
+    def _placed(self, node: str, attempt: int | None) -> None:
+        """A (re)placement: its node's chunks are taken from now on, the held ones first."""
+        self.node = node
+        if attempt is None:
+            return
+        self.placements.add((node, attempt))
+        mine = [c for c in self._held if (c.node_id, c.attempt) == (node, attempt)]
+        if mine:
+            others = [c for c in self._held if (c.node_id, c.attempt) != (node, attempt)]
+            self._held.clear()
+            self._held.extend(others)
+            self._backlog.extendleft(("chunk", c) for c in reversed(mine))
 
     def _attempt_lost(self, reason: str) -> None:
         """The attempt being followed will not finish: follow the retry if nothing went out."""

@@ -28,6 +28,12 @@ new field: upgrade the control plane first, then the agents.
   holds the key); the control plane sends cloud work for those offers there, as an ``llm``
   assignment whose options name ``backend: claude`` and the ``offer``, and the agent runs such
   a call beside its slots (it waits on the network, not on the machine).
+- 1.6: `TokenChunk`s move to ``heddle.v1.tokens.<node>.<task>``: the node running the
+  attempt is in the subject, so the cluster's authorization lets an agent publish chunks only
+  as itself, and the gateway takes a task's chunks only from the node and attempt the control
+  plane placed it on. (The gateway is upgraded with the control plane; an older agent's
+  chunks on ``tokens.<task>`` are not heard, and its answers reach callers whole, from the
+  task's completion event.)
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ from heddle.models.ids import (
 from heddle.models.state import NodeState
 from heddle.models.task import Task
 
-PROTOCOL_VERSION = "1.5"
+PROTOCOL_VERSION = "1.6"
 """Version every message carries in ``v``: "major.minor"; receivers refuse another major."""
 PROTOCOL_MAJOR = 1
 MAX_MESSAGE_BYTES = 512 * 1024
@@ -97,11 +103,12 @@ USER = SUBJECT_PREFIX + ".user.{user}.{what}"
 nats-server lets a user publish only beneath its own name, so the control plane takes the
 requester from ``{user}`` and answers status and cancel only for the jobs that user submitted."""
 USER_REQUESTS = ("submit", "status", "cancel")
-TOKENS = SUBJECT_PREFIX + ".tokens.{task}"
+TOKENS = SUBJECT_PREFIX + ".tokens.{node}.{task}"
 """agent -> whoever submitted the task (the gateway), core NATS, best effort: `TokenChunk`s of
 an LLM attempt as they are produced, then one with ``done`` set, when the assignment's executor
-options set ``stream_tokens`` (`STREAM_TOKENS_OPTION`). The task's outcome is still the control
-plane's (its reports and events): a lost chunk is seen as a gap in ``index``."""
+options set ``stream_tokens`` (`STREAM_TOKENS_OPTION`). ``{node}`` is the publishing agent's
+node (1.6: the only one its credentials may publish beneath). The task's outcome is still the
+control plane's (its reports and events): a lost chunk is seen as a gap in ``index``."""
 STREAM_TOKENS_OPTION = "stream_tokens"
 """`ExecutorSpec.options` key: true asks the agent to publish the attempt's output on `TOKENS`."""
 

@@ -1,18 +1,23 @@
 """The gateway with the `openai` and `ollama` clients, against real agents (separate processes)
 running stand-in model servers on loopback: streaming and not, personal work pinned to its
 owner's node, a loosening refused, saturation answered 429, a disconnect cancelling the task,
-and a node killed mid-stream or mid-request."""
+a node killed mid-stream or mid-request, and another node's forged output kept out."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import signal
 import threading
+import time
 
 import httpx
+import nats
 import ollama
 import openai
 import pytest
 
+from heddle.live import protocol as p
 from tests.gateway.conftest import KEYS
 from tests.live.clusterkit import WAIT_S
 from tests.live.llmstandin import WORDS, Plan, ollama_stream
@@ -27,8 +32,10 @@ def client(cluster, who: str) -> openai.OpenAI:
 
 
 def held(cluster, node: str, at: int = 2):
-    """The node's next response sends ``at`` pieces, then waits for the returned event."""
+    """The node's next response sends ``at`` pieces, then waits for the returned event (a
+    plan an earlier test left unused is dropped first)."""
     standin = cluster.standins[node]
+    standin.plans.clear()
     gate = standin.hold()
     standin.plans.append(Plan(chunks=ollama_stream(standin.model), hold=gate, hold_at=at))
     return gate
@@ -69,6 +76,40 @@ def test_tokens_reach_the_caller_while_the_model_is_still_producing(cluster):
         gate.set()
         rest = [line for line in lines if line.startswith("data: ")]
     assert rest[-1] == "data: [DONE]"
+
+
+def forge(cluster, task: str, node: str, on: str, **chunk) -> None:
+    """Publish token chunks for ``task`` claiming ``node``, on node ``on``'s subject."""
+    async def go():
+        nc = await nats.connect(cluster.url)
+        for i, fields in enumerate(chunk["chunks"]):
+            message = p.TokenChunk(sender="forger", seq=i + 1, sent_at=time.time(), node_id=node,
+                                   task_id=task, attempt=1, index=i, **fields)
+            await nc.publish(p.subject(p.TOKENS, node=on, task=task), p.encode(message))
+        await nc.flush()  # routed by the server: ahead of anything the real agent sends next
+        await nc.close()
+
+    asyncio.run(go())
+
+
+def test_token_chunks_from_a_node_not_running_the_task_never_reach_the_caller(cluster):
+    gate = held(cluster, "alice-mac", at=2)  # alice's personal work runs only on alice-mac
+    with httpx.stream("POST", cluster.base_url + "/v1/chat/completions", timeout=WAIT_S,
+                      headers={"Authorization": "Bearer " + KEYS["alice"]["key"]},
+                      json={"model": "llama-3.1-8b", "messages": PROMPT, "stream": True}) as r:
+        task, lines = r.headers["x-heddle-task"], r.iter_lines()
+        got = ""
+        while got != "".join(WORDS[:2]):
+            line = next(lines)
+            if line.startswith("data: {"):
+                got += json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+        lies = [{"text": " FORGED"}, {"done": True, "outcome": "ok", "usage": {"output_tokens": 3}}]
+        forge(cluster, task, "carol-a", on="carol-a", chunks=lies)  # a node it was never placed on
+        forge(cluster, task, "carol-a", on="alice-mac", chunks=lies)  # on another node's subject
+        gate.set()
+        rest = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+    assert got + "".join(e["choices"][0]["delta"].get("content") or "" for e in rest if e["choices"]) == TEXT
+    assert r.headers["x-heddle-node"] == "alice-mac"
 
 
 def test_personal_work_runs_only_on_its_owners_node(cluster):

@@ -41,7 +41,7 @@ async def test_agent_streams_an_attempts_output_as_it_is_produced(natsd, control
     async def on_chunk(msg):
         await chunks.put(p.decode(msg.data, p.TokenChunk))
 
-    await control.nc.subscribe(p.subject(p.TOKENS, task="*"), cb=on_chunk)
+    await control.nc.subscribe(p.subject(p.TOKENS, node="tok1", task="*"), cb=on_chunk)
     held = server.hold()
     server.plans.append(Plan(chunks=ollama_stream(server.model), hold=held, hold_at=3))
     assert (await assign(control, "tok1", "s-1", stream=True)).accepted

@@ -38,7 +38,7 @@ class TokenSink:
                  next_seq: Callable[[], int]) -> None:
         self.nc, self.sender, self.node_id, self.next_seq = nc, sender, node_id, next_seq
         self.task_id, self.attempt = assignment.task.id, assignment.attempt
-        self.subject = p.subject(p.TOKENS, task=assignment.task.id)
+        self.subject = p.subject(p.TOKENS, node=node_id, task=assignment.task.id)
         self.index = 0
         self.pending: list[str] = []  # pieces read in this turn of the loop, not sent yet
 

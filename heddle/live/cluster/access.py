@@ -111,7 +111,7 @@ def member_permissions(member: Member) -> dict:
                 p.subject(p.CAPACITY, node=name),
                 p.subject(p.REPORT, node=name),
                 p.subject(p.LEFT, node=name),
-                p.subject(p.TOKENS, task="*"),  # output of the LLM work it runs (the gateway)
+                p.subject(p.TOKENS, node=name, task="*"),  # output of the LLM work it runs (gateway)
                 "$JS.API.INFO",
                 f"$JS.API.STREAM.INFO.{p.REPORT_STREAM}",
             ]},
@@ -138,7 +138,7 @@ def member_permissions(member: Member) -> dict:
     if member.role == "gateway":
         return {
             "publish": {"allow": [p.SUBMIT, p.CANCEL, p.subject(p.QUERY, what="*")]},
-            "subscribe": {"allow": [p.subject(p.TOKENS, task="*"), "heddle.events.Task.*.*",
+            "subscribe": {"allow": [p.subject(p.TOKENS, node="*", task="*"), "heddle.events.Task.*.*",
                                     p.all_nodes(p.CAPACITY), inbox]},
         }
     return {"publish": {"allow": [JOIN_SUBJECT]}, "subscribe": {"allow": [inbox]}}  # joiner
