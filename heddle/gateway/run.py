@@ -113,9 +113,12 @@ class TaskRun:
     async def _next(self) -> tuple[str, Any]:
         if self._backlog:
             return self._backlog.popleft()
-        left = self._deadline - time.monotonic()
+        items = self.bridge.follows[self.task_id].items
+        if not items.empty():  # no timer for what is here already (most chunks, under load)
+            return items.get_nowait()
         try:
-            return await asyncio.wait_for(self.bridge.follows[self.task_id].items.get(), max(left, 0))
+            async with asyncio.timeout(max(self._deadline - time.monotonic(), 0)):
+                return await items.get()
         except TimeoutError:
             raise GatewayError(504, f"no answer within {self.timeout_s:g} s (task {self.task_id} "
                                f"on {self.node or 'no node yet'})", "timeout") from None

@@ -34,7 +34,7 @@ from heddle.live.agent.outbox import Outbox
 from heddle.live.agent.perflog import PerfLog
 from heddle.live.agent.probe import MachineSample, Probe
 from heddle.live.agent.settings import AgentSettings
-from heddle.live.agent.tokens import TokenSink, wants_tokens
+from heddle.live.agent.tokens import TokenPublisher, TokenSink, wants_tokens
 from heddle.models.fleet_types import Node
 from heddle.models.ids import NodeStatus, OwnerId, Privacy
 
@@ -132,6 +132,7 @@ class Agent:
         if self._nc is None:  # drained before nats-server ever answered
             return 0
         self._outbox = Outbox(self._nc, log, merge=self._merge_reports)
+        self._tokens_out = TokenPublisher(self._nc)
         node = self.settings.node_id
         await self._nc.subscribe(p.subject(p.ASSIGN, node=node), cb=self._on_assign)
         await self._nc.subscribe(p.subject(p.CONTROL, node=node), cb=self._on_control)
@@ -340,7 +341,7 @@ class Agent:
     def _start(self, attempt: _Attempt) -> None:
         self.running[attempt.key] = attempt
         if wants_tokens(attempt.assignment):
-            attempt.tokens = TokenSink(self._nc, self.settings.sender, self.settings.node_id,
+            attempt.tokens = TokenSink(self._tokens_out, self.settings.sender, self.settings.node_id,
                                        attempt.assignment, self._next_seq)
             attempt.progress.on_text = attempt.tokens
         self._idle.clear()
