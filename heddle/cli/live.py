@@ -113,16 +113,7 @@ def scheduler(
     if policy not in POLICY_NAMES:
         err.print(f"[red]error:[/] option --policy: unknown policy {policy!r}; expected one of {', '.join(POLICY_NAMES)}")
         raise typer.Exit(2)
-    terms = None
-    if fleet_file is not None:
-        from heddle.models.errors import FleetError
-        from heddle.models.fleet import load_fleet
-
-        try:
-            terms = load_fleet(fleet_file)
-        except FleetError as exc:
-            err.print(f"[red]error:[/] option --fleet: {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+    terms = None if fleet_file is None else _load_terms(fleet_file)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     control = ControlSettings(
         report_interval_s=report_interval, missed_reports=missed_reports, ack_timeout_s=ack_timeout,
@@ -142,6 +133,19 @@ def scheduler(
             err.print(f"[red]error:[/] option --credentials: {exc}")
             raise typer.Exit(2) from None
     asyncio.run(serve(settings.nats_url or DEFAULT_NATS_URL, control, auth))
+
+
+def _load_terms(fleet_file: Path):
+    """The fleet file whose cloud offers and budgets the control plane applies, or exit 2
+    with the file's error in one line."""
+    from heddle.models.errors import FleetError
+    from heddle.models.fleet import load_fleet
+
+    try:
+        return load_fleet(fleet_file)
+    except FleetError as exc:
+        err.print(f"[red]error:[/] option --fleet: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 # -- submit / status / fleet / drain / cancel ---------------------------------------------------
@@ -332,6 +336,7 @@ def up(
     name: Annotated[str | None, typer.Option("--name", help="The cluster's name on the network (default: host name).")] = None,
     no_announce: Annotated[bool, typer.Option("--no-announce", help="Do not announce the cluster over mDNS.")] = False,
     no_tls: Annotated[bool, typer.Option("--no-tls", help="A new cluster without TLS (only on a network you trust).")] = False,
+    fleet_file: Annotated[Path | None, typer.Option("--fleet", help="Fleet YAML whose cloud_offers and budgets the control plane applies (as heddle scheduler --fleet).")] = None,
 ) -> None:
     """Start a cluster: nats-server with access control, the control plane, the join service
     and mDNS announcement, and a local agent; prints the join code. Ctrl-C stops it all."""
@@ -339,6 +344,10 @@ def up(
     from heddle.live.up import Cluster, UpError
 
     settings = _settings(data_dir=data_dir)
+    control_args: list[str] = []
+    if fleet_file is not None:  # checked here, so a bad file stops nothing half-started
+        _load_terms(fleet_file)
+        control_args = ["--fleet", str(fleet_file.resolve())]
     gateway_child = None
     if gateway:  # (importing the gateway package loads its web stack: only when asked)
         from heddle.gateway.settings import READY_LINE as GATEWAY_READY
@@ -352,7 +361,7 @@ def up(
     try:
         cluster = Cluster(settings.data_dir, host, port, node_id=node_id, slots=slots, device=device,
                           agent=not no_agent, gateway=gateway_child, name=name,
-                          announce=not no_announce, tls=not no_tls, on_joined=joined)
+                          announce=not no_announce, tls=not no_tls, on_joined=joined, control_args=control_args)
     except UpError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from heddle.live import protocol as p
@@ -59,7 +59,7 @@ class Cluster:
     def __init__(self, data_dir: Path, host: str, port: int, *, node_id: str | None = None,
                  slots: int | None = None, device: str | None = None, agent: bool = True,
                  gateway: tuple[list[str], str] | None = None, name: str | None = None, announce: bool = True, tls: bool = True,
-                 on_joined: Callable[[str], None] | None = None) -> None:
+                 on_joined: Callable[[str], None] | None = None, control_args: Sequence[str] = ()) -> None:
         self.data_dir = Path(data_dir).expanduser()
         self.store_dir = self.data_dir / "nats"
         try:
@@ -76,6 +76,7 @@ class Cluster:
         self.announce = announce
         self.tls = tls
         self.on_joined = on_joined
+        self.control_args = list(control_args)  # more `heddle scheduler` flags (`--fleet FILE`)
         self.children: dict[str, subprocess.Popen] = {}
         self.services: ClusterServices | None = None
 
@@ -132,7 +133,7 @@ class Cluster:
         scheduler = self._spawn("control plane", [
             sys.executable, "-m", "heddle.cli.live", "scheduler", "--nats", self.url,
             "--credentials", str(self.data_dir / CONTROL_CREDENTIALS_FILE),
-            "--users", str(self.roster.users_file), "--data-dir", str(self.data_dir)], capture=True)
+            "--users", str(self.roster.users_file), "--data-dir", str(self.data_dir), *self.control_args], capture=True)
         self._wait_ready(scheduler)
         if self.gateway is not None:
             flags, ready_line = self.gateway

@@ -379,3 +379,19 @@ async def test_a_user_reads_only_its_own_jobs_and_an_observer_only_the_fleet(up,
         await as_person(logins["bo"])
     node = users(up, "revoke", "shed")
     assert node.exit_code == 1 and "heddle nodes revoke shed" in node.output
+
+
+def test_up_refuses_a_bad_fleet_file_before_starting_anything(tmp_path):
+    """`heddle up --fleet` hands the file's cloud offers and budgets to the control plane; a
+    file that does not load stops the command in one line, before any process starts."""
+    bad = tmp_path / "fleet.yaml"
+    bad.write_text("nodes:\n  - id: a\n    device: no-such-device\n", encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "heddle.cli.main", "up", "--fleet", str(bad), "--port", "0",
+                           "--host", "127.0.0.1", "--no-announce", "--data-dir", str(tmp_path / "data")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[0].startswith("error: option --fleet:"), proc.stderr
+    assert all(f"{bad}:" in line for line in lines), proc.stderr  # each problem names file and line
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "data" / "nats").exists()  # no server was started
