@@ -13,10 +13,13 @@ from heddle.live.control import stalls
 HOLD_CPU_S = 0.03
 
 
-def hold_the_loop() -> None:
-    """A callback that computes for HOLD_CPU_S of its thread's CPU time."""
-    began = time.thread_time()
-    while time.thread_time() - began < HOLD_CPU_S:
+def hold_the_loop(stats: stalls.LoopStats | None = None) -> None:
+    """A callback that computes for HOLD_CPU_S of its thread's CPU time, and on until the
+    sampling thread has seen it (it needs the GIL, which other threads of a long test
+    process compete for), at most 10 s."""
+    began, wall = time.thread_time(), time.monotonic()
+    while time.thread_time() - began < HOLD_CPU_S or (
+            stats is not None and not stats._samples and time.monotonic() - wall < 10.0):
         sum(range(1000))
 
 
@@ -30,7 +33,7 @@ def test_a_callback_that_holds_the_loop_is_reported_with_its_cpu_time_and_stack(
     stats = stalls.from_env("control")
     try:
         async def run() -> None:
-            asyncio.get_running_loop().call_soon(hold_the_loop)
+            asyncio.get_running_loop().call_soon(hold_the_loop, stats)
             await quick()
             stats.stamp("job-1", "received", 5.0)
             stats.stamp("job-1", "received")  # the first instant counts
