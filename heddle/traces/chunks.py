@@ -83,15 +83,14 @@ def merge_categorical(
     return cat
 
 
-def validated(trace: Trace, path: Path, *, first_row: int = 0, whole: bool = True,
-              ids_distinct: bool = False) -> Trace:
+def validated(trace: Trace, path: Path, *, first_row: int = 0, whole: bool = True) -> Trace:
     """`trace` after the schema's rules; a breach names `path` and the row in the whole file.
 
     A chunk that is not the `whole` trace skips the dependency rule: a pipeline may straddle
-    two chunks. `ids_distinct`: the caller has shown the task ids distinct (see `validate`).
+    two chunks.
     """
     try:
-        validate(trace.df, dependencies=whole, ids_distinct=ids_distinct)
+        validate(trace.df, dependencies=whole)
     except TraceValidationError as exc:
         row = None if exc.row is None else first_row + exc.row
         raise TraceValidationError(exc.reason, path=path, row=row, column=exc.column) from None

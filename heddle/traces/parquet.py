@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -26,7 +25,6 @@ import pyarrow.parquet as pq
 
 from heddle.traces.arrowframe import NULLABLE, arrow_frame, one_line
 from heddle.traces.chunks import ChunkChecker, used_categories, validated
-from heddle.traces.distinct import keys_distinct
 from heddle.traces.errors import TraceFormatError, TraceValidationError
 from heddle.traces.schema import COLUMN_NAMES, COLUMNS, Column, Encoding
 from heddle.traces.trace import Trace
@@ -235,20 +233,15 @@ def _checked_meta(schema: pa.Schema, path: Path) -> dict[str, str]:
 
 
 def _trace(columns: dict[str, list[pa.Array]], meta: dict[str, str], path: Path,
-           first_row: int | None, check: bool, ids_distinct: Future[bool | None] | None = None
-           ) -> Trace:
-    """A Trace of the columns: the whole file, or (given its `first_row`) one chunk of it.
-
-    `ids_distinct`, if given, is `keys_distinct` of the task ids, running on another thread.
-    """
+           first_row: int | None, check: bool) -> Trace:
+    """A Trace of the columns: the whole file, or (given its `first_row`) one chunk of it."""
     try:
         trace = Trace(arrow_frame(columns, first_row or 0), meta)
     except TraceValidationError as exc:
         raise TraceValidationError(exc.reason, path=path, row=exc.row, column=exc.column) from None
     if not check:
         return trace
-    return validated(trace, path, first_row=first_row or 0, whole=first_row is None,
-                     ids_distinct=bool(ids_distinct is not None and ids_distinct.result()))
+    return validated(trace, path, first_row=first_row or 0, whole=first_row is None)
 
 
 def parquet_files(path: Path) -> list[Path]:
@@ -281,11 +274,7 @@ def read_parquet(path: str | Path, *, check: bool = True) -> Trace:
             for name, chunks in _read_columns(pf, file).items():
                 columns[name].extend(chunks)
     try:
-        with ThreadPoolExecutor(1) as pool:
-            # the costliest check, proving a million task ids distinct, runs beside building
-            # the frame (numpy and pandas release the GIL for it): a second core halves it
-            ids = pool.submit(keys_distinct, columns["task_id"]) if check else None
-            return _trace(columns, meta, path, None, check, ids)
+        return _trace(columns, meta, path, None, check)
     except TraceValidationError as exc:
         if len(files) == 1 or exc.row is None:
             raise

@@ -235,18 +235,16 @@ def _duplicated(ids: pd.Series) -> np.ndarray:
     return ids.duplicated().to_numpy()
 
 
-def validate(df: pd.DataFrame, *, dependencies: bool = True, ids_distinct: bool = False) -> None:
+def validate(df: pd.DataFrame, *, dependencies: bool = True) -> None:
     """Check the semantic rules of a canonical frame; raise on the first bad row.
 
     Rules: arrival finite, >= 0 and sorted; token counts and CPU work >= 0; deadlines > 0 or
     NaN; task ids unique and non-empty; an LLM row names a model; depends_on names stages of
     the same pipeline (unless `dependencies` is False: a chunk of a trace may hold only part
-    of a pipeline). `ids_distinct` says the caller has already shown the task ids distinct
-    (`distinct.keys_distinct` of the same values; the Parquet reader does it while it builds
-    the frame).
+    of a pipeline).
     """
     arrival = df["arrival_s"].to_numpy()
-    checks: list[tuple[str, np.ndarray | None, str]] = [
+    checks: list[tuple[str, np.ndarray, str]] = [
         ("arrival_s", ~np.isfinite(arrival) | (arrival < 0), "a finite time >= 0"),
         ("prompt_tokens", df["prompt_tokens"].to_numpy() < 0, "tokens >= 0"),
         ("output_tokens", df["output_tokens"].to_numpy() < 0, "tokens >= 0"),
@@ -254,14 +252,14 @@ def validate(df: pd.DataFrame, *, dependencies: bool = True, ids_distinct: bool 
         ("memory_gb", ~(df["memory_gb"].to_numpy() >= 0), "GB >= 0"),
         ("deadline_s", df["deadline_s"].to_numpy() <= 0, "a deadline > 0 s, or none"),
         ("task_id", _empty_ids(df["task_id"]), "a non-empty task id"),
-        ("task_id", None if ids_distinct else _duplicated(df["task_id"]), "a unique task id"),
+        ("task_id", _duplicated(df["task_id"]), "a unique task id"),
         ("model", ((df["kind"] == "llm") & (df["model"] == "")).to_numpy(), "a model id"),
     ]
     if len(arrival) > 1:
         unsorted = np.concatenate([[False], np.diff(arrival) < 0])
         checks.append(("arrival_s", unsorted, "rows sorted by arrival"))
     for name, bad, expected in checks:
-        row = None if bad is None else _first(bad)
+        row = _first(bad)
         if row is not None:
             got = df[name].iloc[row]
             raise TraceValidationError(f"expected {expected}, got {got!r}", row=row, column=name)
