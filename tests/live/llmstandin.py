@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -71,6 +72,16 @@ def anthropic_stream(model: str, words=WORDS, input_tokens: int = 20, cached: in
                              "usage": {"output_tokens": len(words)}}),
         ev("message_stop", {}),
     ]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client closing its connection (a stream cut by its agent, a kept-alive connection
+    dropped: reset, broken pipe) is what clients do, not a fault of the stand-in: no
+    traceback for it; anything else is still printed."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class StandIn:
@@ -163,7 +174,7 @@ class StandIn:
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
