@@ -5,16 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-
-    from rich.table import Table
-
 from heddle.cli.common import console, guarded, new_table
+from heddle.cli.tables import Column, PlainTable, print_tables
 
 app = typer.Typer(no_args_is_help=True, help="The shipped device, model and cloud-offer catalog.")
 
@@ -25,22 +21,18 @@ class Kind(str, Enum):
     offer = "offer"
 
 
-def _add_row(table: Table, cells: Iterable[str]) -> None:
-    """Add catalog values as plain text: rich parses a str cell for markup and emoji codes on
-    every measure and render, ~10% of printing these tables, and a catalog value holds neither."""
-    from rich.text import Text
-
-    table.add_row(*(Text(cell) for cell in cells))
+def _columns(headers: tuple[str, ...], left: tuple[str, ...]) -> tuple[Column, ...]:
+    """Columns named `headers`: the `left` ones left-justified, numbers right; ids never wrap."""
+    return tuple(Column(h, "left" if h in left else "right", no_wrap=h == "id") for h in headers)
 
 
-def _devices_table() -> Table:
+def _devices_table() -> PlainTable:
     from heddle.models import catalog
 
-    t = new_table(title="Devices")
-    for col in ("id", "machine", "GPU cores", "GB/s", "FP16 TFLOPS", "memory GB", "W idle/typ/max", "USD"):
-        t.add_column(col, justify="left" if col in ("id", "machine") else "right", no_wrap=col == "id")
+    headers = ("id", "machine", "GPU cores", "GB/s", "FP16 TFLOPS", "memory GB", "W idle/typ/max", "USD")
+    t = PlainTable("Devices", _columns(headers, left=("id", "machine")))
     for d in catalog.devices().values():
-        _add_row(t, (
+        t.rows.append((
             d.id, d.machine, str(d.gpu_cores), f"{d.memory_bandwidth_gb_s:g}", f"{d.gpu_fp16_tflops:g}",
             "/".join(str(m) for m in d.memory_options_gb),
             f"{d.idle_power_w:g}/{d.typical_power_w:g}/{d.max_power_w:g}", f"{d.price_usd:,.0f}",
@@ -48,14 +40,13 @@ def _devices_table() -> Table:
     return t
 
 
-def _models_table() -> Table:
+def _models_table() -> PlainTable:
     from heddle.models import catalog
 
-    t = new_table(title="AI models")
-    for col in ("id", "kind", "params B", "active B", "layers", "KV KiB/token", "context", "quantizations"):
-        t.add_column(col, justify="left" if col in ("id", "kind", "quantizations") else "right", no_wrap=col == "id")
+    headers = ("id", "kind", "params B", "active B", "layers", "KV KiB/token", "context", "quantizations")
+    t = PlainTable("AI models", _columns(headers, left=("id", "kind", "quantizations")))
     for m in catalog.models().values():
-        _add_row(t, (
+        t.rows.append((
             m.id, m.kind, f"{m.params_b:g}", f"{m.active_params_b:g}", str(m.layers),
             f"{m.kv_bytes_per_token / 1024:g}", f"{m.context_length:,}",
             ", ".join(f"{q} ({m.weights_gb(q):.1f} GB)" for q in m.bytes_per_weight),
@@ -63,13 +54,12 @@ def _models_table() -> Table:
     return t
 
 
-def _offers_table() -> Table:
+def _offers_table() -> PlainTable:
     from heddle.models import catalog
     from heddle.models.ids import OfferKind
 
-    t = new_table(title="Cloud offers")
-    for col in ("id", "kind", "tier", "price USD", "GPUs", "start-up s"):
-        t.add_column(col, no_wrap=col == "id")
+    headers = ("id", "kind", "tier", "price USD", "GPUs", "start-up s")
+    t = PlainTable("Cloud offers", _columns(headers, left=headers))
     for o in catalog.offers().values():
         if o.kind == OfferKind.API:
             price = f"{o.price_usd_per_m_input_tokens:g}/{o.price_usd_per_m_output_tokens:g} per M tok in/out"
@@ -77,7 +67,7 @@ def _offers_table() -> Table:
         else:
             price = f"{o.price_usd_per_hour:g} per hour"
             gpus = f"{o.gpu_count} x {o.gpu_memory_gb:g} GB, {o.gpu_bandwidth_gb_s:g} GB/s"
-        _add_row(t, (o.id, o.kind.value, o.tier.value, price, gpus, f"{o.startup_s:g}"))
+        t.rows.append((o.id, o.kind.value, o.tier.value, price, gpus, f"{o.startup_s:g}"))
     return t
 
 
@@ -87,11 +77,8 @@ def list_(
     kind: Annotated[Kind | None, typer.Option("--kind", help="Only this kind of entry.")] = None,
 ) -> None:
     """List catalog entries as tables."""
-    out = console()
     builders = {Kind.device: _devices_table, Kind.model: _models_table, Kind.offer: _offers_table}
-    for k, build in builders.items():
-        if kind is None or kind == k:
-            out.print(build())
+    print_tables([build() for k, build in builders.items() if kind is None or kind == k])
 
 
 def _plain(value: object) -> object:

@@ -16,7 +16,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-__all__ = ["EXIT_CHECK_FAILED", "EXIT_INPUT", "LazyConsole", "console", "fail", "friendly", "guarded", "new_table", "one_line"]
+__all__ = ["EXIT_CHECK_FAILED", "EXIT_INPUT", "LazyConsole", "console", "fail", "friendly", "guarded", "new_table", "one_line", "output_width"]
 
 EXIT_CHECK_FAILED = 1
 """`heddle check` found an error-level problem (or heddle failed: an internal error)."""
@@ -63,9 +63,19 @@ def console(stderr: bool = False, **options: Any) -> Console:
     `options` go to rich's Console (soft_wrap=True, ...)."""
     from rich.console import Console
 
-    stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else int(os.environ.get("COLUMNS", PIPE_WIDTH))
-    return Console(stderr=stderr, width=max(width, 80) if width else None, **options)
+    return Console(stderr=stderr, width=output_width(sys.stderr if stderr else sys.stdout), **options)
+
+
+def output_width(stream: IO[str]) -> int | None:
+    """The width to print at on `stream`: None for a terminal (rich asks it), else $COLUMNS
+    (PIPE_WIDTH when unset or not a number), at least 80."""
+    if stream.isatty():
+        return None
+    try:
+        width = int(os.environ.get("COLUMNS", PIPE_WIDTH))
+    except ValueError:
+        width = PIPE_WIDTH
+    return max(width, 80)
 
 
 class LazyConsole:
