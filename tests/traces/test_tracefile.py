@@ -79,6 +79,18 @@ def test_write_then_read_gives_the_identical_trace(tmp_path_factory, trace: Trac
     assert back.meta == trace.meta
 
 
+@pytest.mark.parametrize("name", ["t.parquet", "t.htr"])
+def test_a_read_trace_can_be_edited_in_place(tmp_path: Path, small_trace: Trace, name: str):
+    """Columns read without a copy are still the reader's own: writable, shared with nothing."""
+    path = tmp_path / name
+    write_trace(small_trace, path)
+    back = read_trace(path)
+    for column in ("arrival_s", "prompt_tokens", "deadline_s", "priority"):
+        back.df.loc[0, column] = 3
+        assert back.df[column].iloc[0] == 3
+    assert read_trace(path).equals(small_trace)
+
+
 def test_empty_trace_round_trips_with_schema_dtypes(tmp_path: Path):
     empty = Trace.empty({"note": "nothing"})
     write_trace(empty, tmp_path / "e.parquet")
