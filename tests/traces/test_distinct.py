@@ -46,6 +46,19 @@ def test_keys_span_slices_and_chunks():
     assert keys_distinct(repeated) is None
 
 
+def test_a_repeat_in_another_slice_is_found_whatever_the_slices_longest_ids():
+    """A key depends on its string alone: once it also depended on the longest id of its
+    slice of SLICE_ROWS, and a repeat in a slice with a longer id read as distinct."""
+    ids = [f"t{i}" for i in range(SLICE_ROWS)] + ["a-much-longer-task-id-than-the-rest", "t5"]
+    keys = string_keys(pa.array(ids))
+    assert keys is not None and keys[5] == keys[-1]
+    assert keys_distinct(pa.array(ids)) is None
+    frame = make_frame(len(ids)).assign(task_id=ids)
+    with pytest.raises(TraceValidationError, match="unique") as info:
+        Trace.from_frame(frame)
+    assert info.value.row == len(ids) - 1
+
+
 def test_nulls_and_other_types_are_left_to_the_exact_check():
     assert string_keys(pa.array(["a", None])) is None
     assert keys_distinct(pa.array([b"a", b"b"], pa.binary())) is None

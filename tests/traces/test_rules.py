@@ -1,0 +1,74 @@
+"""The schema's rules, checked by vectorized code, against plain-Python statements of them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heddle.traces import Trace, TraceValidationError, distinct
+from heddle.traces.distinct import integers_distinct
+from heddle.traces.schema import SLICE_ROWS
+from tests.traces.conftest import make_frame
+
+PIPELINES = ["", "p1", "p2", "p10"]
+STAGES = ["", "a", "b", "c"]
+DEPENDS = ["", "a", "b", "a,b", "c,a", "x", "a,,b", ",", "b,x"]
+
+
+def first_broken_dependency(pipelines: list[str], stages: list[str],
+                            depends: list[str]) -> tuple[int, str] | None:
+    """The rule as the docs say it: every name in a row's depends_on is the stage of some
+    row of the same pipeline, and a row outside a pipeline ("") depends on nothing."""
+    have = {(p, s) for p, s in zip(pipelines, stages, strict=True) if p}
+    for row, (pipeline, value) in enumerate(zip(pipelines, depends, strict=True)):
+        for name in value.split(",") if value else []:
+            if not pipeline or (pipeline, name) not in have:
+                return row, name
+    return None
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), n=st.integers(1, 25))
+def test_dependencies_are_refused_exactly_where_the_rule_says(data: st.DataObject, n: int):
+    draw = lambda values: data.draw(st.lists(st.sampled_from(values), min_size=n, max_size=n))
+    pipelines, stages, depends = draw(PIPELINES), draw(STAGES), draw(DEPENDS)
+    frame = make_frame(n).assign(pipeline_id=pipelines, stage=stages, depends_on=depends)
+    expected = first_broken_dependency(pipelines, stages, depends)
+    if expected is None:
+        Trace.from_frame(frame)
+        return
+    with pytest.raises(TraceValidationError) as info:
+        Trace.from_frame(frame)
+    row, name = expected
+    assert (info.value.row, info.value.column) == (row, "depends_on")
+    assert f"depends on stage {name!r}, which pipeline {pipelines[row]!r}" in str(info.value)
+
+
+def test_a_broken_dependency_past_the_first_slice_names_its_row():
+    frame = make_frame(SLICE_ROWS + 40)
+    frame.loc[SLICE_ROWS + 7, ["pipeline_id", "stage", "depends_on"]] = ["p0", "late", "nope"]
+    with pytest.raises(TraceValidationError, match="'nope'") as info:
+        Trace.from_frame(frame)
+    assert info.value.row == SLICE_ROWS + 7
+
+
+@settings(max_examples=200, deadline=None)
+@given(keys=st.lists(st.integers(0, 2**64 - 1) | st.sampled_from([0, 1, 2**63, 2**64 - 1]),
+                     max_size=300),
+       spread=st.booleans())
+def test_integer_keys_are_distinct_exactly_when_no_value_repeats(keys: list[int], spread: bool):
+    # `spread` False: keys that share their top bits, so every one lands in the same bucket
+    values = np.array(keys, dtype=np.uint64) >> np.uint64(0 if spread else 40)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(distinct, "HASH_BELOW", 0)  # the bucket table even for a few keys
+        assert integers_distinct(values) == (len(set(values.tolist())) == len(values))
+
+
+def test_many_keys_with_one_repeat_far_apart():
+    keys = np.random.default_rng(3).integers(0, 2**64 - 1, 200_000, dtype=np.uint64,
+                                             endpoint=True)
+    assert integers_distinct(keys) is (len(np.unique(keys)) == len(keys))
+    keys[150_000] = keys[17]
+    assert integers_distinct(keys) is False
