@@ -7,6 +7,7 @@ server would (tests/live/fidelitykit.py paces it by the performance model)."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import socket
 import sys
@@ -109,6 +110,9 @@ class StandIn:
 
             def setup(self) -> None:
                 super().setup()
+                # each chunk goes out at once, not held by Nagle's algorithm until the
+                # client's delayed ACK of the one before (~40 ms on Linux)
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with standin.lock:
                     standin.connections.add(self.connection)
 
@@ -168,6 +172,8 @@ class StandIn:
                         self.wfile.close()  # the file objects hold the socket open too
                         self.rfile.close()
                         self.connection.close()
+                        self.close_connection = True
+                        self.wfile = io.BytesIO()  # the base class flushes it after this
                         return
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                     self.wfile.flush()

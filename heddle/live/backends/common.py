@@ -17,6 +17,7 @@ from typing import Any
 import httpx2
 
 from heddle.live.agent.executors import ExecutionError, Progress
+from heddle.live.backends.http import HttpStatusError
 from heddle.live.backends.worker import (
     WorkerDef,
     WorkerError,
@@ -182,4 +183,6 @@ def http_failure(backend: str, url: str, exc: Exception, meter: StreamMeter | No
         return f"{where}: timeout ({type(exc).__name__})"
     if isinstance(exc, httpx2.RemoteProtocolError | httpx2.ReadError):
         return f"{where}: connection lost mid-stream{got} ({str(exc) or type(exc).__name__})"
+    if isinstance(exc, HttpStatusError):
+        return f"{where}: {exc}"
     return f"{where}: {type(exc).__name__}: {exc}"

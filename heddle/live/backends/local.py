@@ -30,6 +30,7 @@ from heddle.live.backends.common import (
     llm_call,
     retry_after_s,
 )
+from heddle.live.backends.http import HttpClient
 from heddle.live.backends.names import ServedModel
 from heddle.live.backends.worker import check_output
 from heddle.live.protocol import Assignment
@@ -40,9 +41,20 @@ log = logging.getLogger("heddle.live.backends")
 
 DEFAULT_REFRESH_EVERY_S = 30.0
 """Model discovery interval: loading a model takes seconds to minutes, so this is fresh enough."""
-CONNECTIONS = httpx2.Limits(max_connections=None, max_keepalive_connections=256)
-"""Keep as many connections alive as a node runs requests at once (httpx keeps 20 by default:
-a node with 50 slots busy opened and closed a connection per request, ~0.3 ms of CPU each)."""
+DRAIN_S = 1.0
+"""Longest the rest of a reply after the server's last message is waited for (`_drain`)."""
+
+
+async def _drain(lines: AsyncIterator[str]) -> None:
+    """Read the reply to its end after the server's last message (the chunked terminator,
+    usually in the same packet): only a fully read connection is kept alive, and a new one per
+    request costs CPU (connect, close) and a round trip before the first token. A server that
+    keeps talking after its last message loses the connection instead; the result stands
+    either way."""
+    with contextlib.suppress(httpx2.HTTPError, TimeoutError):
+        async with asyncio.timeout(DRAIN_S):
+            async for _ in lines:
+                pass
 
 
 class LocalServer(Executor):
@@ -62,7 +74,7 @@ class LocalServer(Executor):
         self.inventory: tuple[ServedModel, ...] = ()
         self.discovered_at: float | None = None  # monotonic; None: never answered
         self.discovery_error: str | None = None
-        self._client = httpx2.AsyncClient(timeout=timeouts.httpx(), limits=CONNECTIONS)
+        self._client = HttpClient(self.url, connect_s=timeouts.connect_s, read_s=timeouts.read_s)
         self._refresher: asyncio.Task | None = None
         self._said_unknown: set[str] = set()
 
@@ -149,7 +161,7 @@ class LocalServer(Executor):
         while True:
             meter = StreamMeter(self.backend, self.url)
             try:
-                async with self._client.stream("POST", self.url + path, json=body) as response:
+                async with self._client.stream("POST", path, body) as response:
                     if response.status_code == 429:
                         wait = retry_after_s(response.headers)
                         if (wait is not None and wait <= self.timeouts.max_retry_wait_s
@@ -161,10 +173,12 @@ class LocalServer(Executor):
                         raise ExecutionError(f"{self.backend} at {self.url}: rate limited "
                                              f"(429, {after}; {retries} retries)")
                     if response.status_code >= 400:
-                        text = (await response.aread()).decode(errors="replace")[:300]
+                        text = (await response.read()).decode(errors="replace")[:300]
                         raise ExecutionError(f"{self.backend} at {self.url}: HTTP "
                                              f"{response.status_code}: {text}")
-                    reported = await self._consume(response.aiter_lines(), meter, progress)
+                    lines = response.lines()
+                    reported = await self._consume(lines, meter, progress)
+                    await _drain(lines)
             except httpx2.HTTPError as exc:
                 raise ExecutionError(http_failure(self.backend, self.url, exc, meter)) from None
             except json.JSONDecodeError as exc:

@@ -27,8 +27,8 @@ class OllamaExecutor(LocalServer):
         super().__init__(url, **kwargs)
 
     async def _discover(self) -> list[ServedModel]:
-        tags = (await self._client.get(self.url + "/api/tags")).raise_for_status().json()
-        ps = (await self._client.get(self.url + "/api/ps")).raise_for_status().json()
+        tags = await self._client.get_json("/api/tags")
+        ps = await self._client.get_json("/api/ps")
         loaded = {m["name"] for m in ps.get("models") or ()}
         out = []
         for m in tags.get("models") or ():

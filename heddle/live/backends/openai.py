@@ -27,7 +27,7 @@ class OpenAIExecutor(LocalServer):
         super().__init__(url, **kwargs)
 
     async def _discover(self) -> list[ServedModel]:
-        listing = (await self._client.get(self.url + "/v1/models")).raise_for_status().json()
+        listing = await self._client.get_json("/v1/models")
         return [ServedModel(m["id"], *catalog_ids(m["id"]), loaded=True)
                 for m in listing.get("data") or ()]
 
