@@ -82,6 +82,10 @@ def chat_reply(run: TaskRun) -> dict[str, Any]:
     }
 
 
+_HOLE = "\x00piece\x00"
+_HOLE_JSON = json.dumps(_HOLE).encode()
+
+
 def _event(doc: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(doc, separators=(",", ":")).encode() + b"\n\n"
 
@@ -92,10 +96,12 @@ async def chat_chunks(run: TaskRun, include_usage: bool):
             "created": run.created, "model": run.chat.model.name}
     yield _event({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
                                        "finish_reason": None}]})
+    # each piece's event is the same text around the piece's JSON string: one dumps per piece
+    before, after = _event({**head, "choices": [{"index": 0, "delta": {"content": _HOLE},
+                                                 "finish_reason": None}]}).split(_HOLE_JSON)
     try:
         async for text in run.pieces():
-            yield _event({**head, "choices": [{"index": 0, "delta": {"content": text},
-                                               "finish_reason": None}]})
+            yield before + json.dumps(text).encode() + after
     except GatewayError as exc:
         yield _event(exc.openai())
         return

@@ -31,7 +31,8 @@ async def serve(settings: GatewaySettings) -> None:
     sock.listen(2048)  # accepted by the kernel from now on: the ready line below is true
     bridge = await Bridge.connect(settings.nats_url, auth=settings.nats_auth)
     app = build_app(settings, keys, bridge)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+    config = uvicorn.Config(app, interface="asgi3", log_level="warning", access_log=False,
+                            lifespan="off", proxy_headers=False,
                             timeout_graceful_shutdown=GRACEFUL_S)
     host, port = sock.getsockname()[:2]
     print(f"{READY_LINE} on http://{host}:{port} (NATS {settings.nats_url})", flush=True)
