@@ -12,6 +12,8 @@ the fleet exported at the speeds the agents measured over the window, replayed b
 steps against stand-in Ollama servers that pace tokens as the performance model does for the
 device each agent reports (tests/live/fidelitykit.py). The baseline of each error is the live
 figure measured in the same run; the load average (`uptime`) is printed before and after.
+Next to the twin's figures, the same replay on the exported speeds alone (the nodes'
+measured service spread and start delay left out): what those two add.
 
     uv run python benchmarks/bench_fidelity.py --sampling [--sizes 200,400,800,1600]
 
@@ -30,6 +32,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,24 +50,29 @@ def load_avg() -> str:
 
 
 def report(name: str, run: kit.LiveRun, wall_s: float, load_before: str) -> None:
-    fidelity = compare(run.recorded, load_fleet(run.fleet_yaml), "fast")
+    fleet = load_fleet(run.fleet_yaml)
+    fidelity = compare(run.recorded, fleet, "fast")
+    # the same replay on the fleet's speeds alone (no measured spread, no start delay)
+    bare = compare(run.recorded, replace(fleet, nodes=tuple(replace(n, service_cv=0.0, dispatch_s=0.0)
+                                                            for n in fleet.nodes)), "fast")
     print(f"\n== {name}: {run.tasks} tasks in the window over {fidelity.window_s:.1f} s "
           f"(wall {wall_s:.0f} s); load average before {load_before}, after {load_avg()}")
-    print(f"{'figure':<22}{'live':>10}{'twin':>10}{'error':>9}")
+    print(f"{'figure':<22}{'live':>10}{'twin':>10}{'error':>9}{'speeds only':>13}{'error':>9}")
     metrics = ["latency p50 (s)", "latency p95 (s)", "latency p99 (s)"]
     if run.recorded.outcomes["first_token_s"].notna().any():
         metrics += ["ttft p50 (s)", "ttft p95 (s)", "ttft p99 (s)"]
     for metric in metrics:
-        row = fidelity.row(metric)
-        error = "-" if row.error is None else f"{row.error:+.1%}"
-        print(f"{metric:<22}{row.live:>10.4f}{row.twin:>10.4f}{error:>9}")
+        row, base = fidelity.row(metric), bare.row(metric)
+        print(f"{metric:<22}{row.live:>10.4f}{row.twin:>10.4f}{_pct(row.error):>9}{base.twin:>13.4f}{_pct(base.error):>9}")
     for line in kit.diagnose(run):
         print("  " + line)
 
 
-def sampling(sizes: list[int], load: float, service_s: float, seeds: int = 30) -> None:
-    from dataclasses import replace
+def _pct(error: float | None) -> str:
+    return "-" if error is None else f"{error:+.1%}"
 
+
+def sampling(sizes: list[int], load: float, service_s: float, seeds: int = 30) -> None:
     from heddle.live.control.submission import parse_submission
     from heddle.models.fleet import parse_fleet
     from heddle.sim.runner import simulate

@@ -52,6 +52,11 @@ class NodeIn(_Strict):
     # one performance core's measured speed vs the reference core (the live agent's probe;
     # `heddle fleet export` writes it); None: the catalog's figure for the device
     cpu_speed_relative: Annotated[float, Field(gt=0, le=100)] | None = None
+    # how a live node's steps ran around the performance model (`heddle fleet export` writes
+    # them; the twin draws each step's service time with this spread and starts it this long
+    # after placing it): none = the model exactly, at once
+    service_cv: Annotated[float, Field(ge=0, le=10)] = 0.0
+    dispatch_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
 
 
 class BudgetIn(_Strict):
@@ -115,6 +120,8 @@ def _build_node(i: int, n: NodeIn, doc: YamlDoc) -> Node:
         electricity_usd_per_kwh=n.electricity_usd_per_kwh,
         reserved_memory_gb=n.reserved_memory_gb,
         replaceable=n.replaceable,
+        service_cv=n.service_cv,
+        dispatch_s=n.dispatch_s,
     )
 
 

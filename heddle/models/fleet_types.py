@@ -23,6 +23,9 @@ class Node:
     electricity_usd_per_kwh: float = 0.0  # 0 = use the fleet's price
     reserved_memory_gb: float = 0.0  # kept for the OS and the owner's own apps
     replaceable: bool = False  # the owner agrees to the advisor proposing to replace it
+    # measured on a live node (`heddle fleet export` writes them; 0 = the performance model exactly):
+    service_cv: float = 0.0  # spread of a step's service time around the model's (coefficient of variation)
+    dispatch_s: float = 0.0  # from placing a step on a free slot to its start (the control plane's round trip)
 
     def __hash__(self) -> int:  # the labels dict makes the generated hash fail
         return hash((self.id, self.device.id, self.memory_gb, self.owner))

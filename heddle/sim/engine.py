@@ -17,6 +17,7 @@ Invariant: a task that arrives is, when the run ends, in exactly one terminal st
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
@@ -91,6 +92,9 @@ class Twin(CloudDispatch):
         self.targets: list[NodeRt | OfferRt] = []  # index = target code in the records
         self._full: set[NodeRt] = set()  # nodes with no free slot (their backlog moves with time)
         self.target_by_name: dict[str, NodeRt | OfferRt] = {}
+        # each task's standard normal draw, for nodes measured to vary (NodeRt.spread)
+        self.spread_z: list[float] | None = (rng.standard_normal(workload.n).tolist()
+                                             if any(n.service_cv > 0 for n in fleet.nodes) else None)
         for node in fleet.nodes:
             self.add_node(node, present=True)
         slots_per_gpu = getattr(policy, "instance_slots_per_gpu", INSTANCE_SLOTS_PER_GPU)
@@ -145,8 +149,11 @@ class Twin(CloudDispatch):
             usable_gb=node.memory_gb - node.reserved_memory_gb,
             busy_w_per_slot=max(cost.step_power_w(dev, "decode") - dev.idle_power_w, 0.0) / max(node.slots, 1),
             idle_w=dev.idle_power_w, price_usd_per_kwh=fleet.price_usd_per_kwh(node),
-            present=present,
+            present=present, dispatch_s=node.dispatch_s,
         )
+        if node.service_cv > 0 and self.spread_z is not None:
+            sigma = math.sqrt(math.log1p(node.service_cv ** 2))
+            rt.spread = (-0.5 * sigma * sigma, sigma)
         self.nodes.append(rt)
         self.targets.append(rt)
         self.target_by_name[node.id] = rt
@@ -364,8 +371,8 @@ class Twin(CloudDispatch):
                 rt.queued_work_s = max(0.0, left)
 
     def _start_on_node(self, i: int, rt: NodeRt, key: int, missing: bool) -> None:
-        env, rec = self.env, self.rec
-        now = env.now
+        rec = self.rec
+        now = self.env.now + rt.dispatch_s  # the step's start: the slot is taken from its placement
         sf = rt.ns.speed_factor or 1.0
         if key >= 0:
             # decode slows when several requests share the node's memory bandwidth
@@ -389,6 +396,11 @@ class Twin(CloudDispatch):
             service *= self.noise[i]
             first_token *= self.noise[i]
             kwh *= self.noise[i]
+        if rt.spread is not None:
+            f = math.exp(rt.spread[0] + rt.spread[1] * self.spread_z[i])
+            service *= f
+            first_token *= f
+            kwh *= f
         self.task_kwh[i] = kwh
         rec.start_s[i] = now
         rec.service_s[i] = service
@@ -435,7 +447,7 @@ class Twin(CloudDispatch):
     def account_partial_run(self, i: int, rt: NodeRt) -> None:
         """The part of task i's run on rt until now counts toward utilization and energy."""
         rec = self.rec
-        ran = self.env.now - rec.start_s[i]
+        ran = max(0.0, self.env.now - rec.start_s[i])  # lost before its start (dispatch_s): nothing ran
         rt.busy_slot_s += ran
         kwh = cost.energy_kwh(rt.busy_w_per_slot, ran)
         rec.energy_kwh[i] += kwh

@@ -307,6 +307,7 @@ class ExpressTwin(Twin):
             prefill_s = a / step[0]
             decode_s = b / step[1]
             kwh = step[2] * (prefill_s + decode_s) / _J_PER_KWH + step[3] * load_s / _J_PER_KWH
+        now += rt.dispatch_s  # the step's start (Twin._start_on_node)
         ready = rt.loaded_at_s.get(key, 0.0)
         wait_load = ready - now if ready > now else 0.0
         service = wait_load + (load_s + prefill_s + decode_s) / sf
@@ -316,6 +317,11 @@ class ExpressTwin(Twin):
             service *= noise[i]
             first_token *= noise[i]
             kwh *= noise[i]
+        if rt.spread is not None:
+            f = math.exp(rt.spread[0] + rt.spread[1] * self.spread_z[i])
+            service *= f
+            first_token *= f
+            kwh *= f
         task_kwh[i] = kwh
         r_start[i] = now
         r_service[i] = service

@@ -58,6 +58,11 @@ class NodeRt:
     loads: int = 0
     evictions: int = 0
     names: dict[int, tuple[str, str]] = field(default_factory=dict)  # key -> (model, quant)
+    # a measured node's steps (Node.service_cv, Node.dispatch_s): each service time is
+    # multiplied by exp(mu + sigma * z), z the task's standard normal draw (mean 1 kept),
+    # and starts dispatch_s after its placement
+    spread: tuple[float, float] | None = None  # (mu, sigma) of the log factor
+    dispatch_s: float = 0.0
 
     @property
     def slots(self) -> int:

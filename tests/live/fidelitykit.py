@@ -19,6 +19,7 @@ import math
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -225,11 +226,14 @@ async def measured_runs(tmp: Path, cases: tuple[str, ...] = ("cpu", "tokens"), *
         for case in cases:
             warmed = 0
             if case == "cpu":
-                cpu_mean = service_s * float(np.mean([s for s in probed.values() if s]))  # reference-core seconds
                 rate = load * len(NODES) / service_s
                 n = items or WINDOW_ITEMS
-                warm = poisson_items(rng, math.ceil(rate * warmup_s), rate, cpu_mean, 0)
-                window = poisson_items(rng, n, rate, cpu_mean, max(1, n // 60))
+                warm = poisson_items(rng, math.ceil(rate * warmup_s), rate, service_s * _mean(probed), 0)
+
+                def window(speeds: dict[str, float | None], n: int = n, rate: float = rate) -> list[tuple[float, str]]:
+                    # sized at the speed the agents measured over the warm-up, not the probe's at
+                    # start (off by up to 25% here): the window's load is then LOAD
+                    return poisson_items(rng, n, rate, service_s * _mean(speeds), max(1, n // 60))
             else:
                 warmed = await warm_token_path(kit, standins)
                 rate = load * sum(1 / mean_service_s(d) for d in TOKEN_DEVICES.values())
@@ -242,6 +246,11 @@ async def measured_runs(tmp: Path, cases: tuple[str, ...] = ("cpu", "tokens"), *
         kit.close()
         for standin in standins.values():
             standin.stop()
+
+
+def _mean(speeds: dict[str, float | None]) -> float:
+    """The nodes' mean core speed (reference-core seconds per second)."""
+    return float(np.mean([s for s in speeds.values() if s]))
 
 
 async def warm_token_path(kit: Cluster, standins: dict[str, StandIn]) -> int:
@@ -295,11 +304,13 @@ async def wait_all_ended(kit: Cluster, client: Any, total: int) -> dict:
     return await kit.wait_for(all_ended, f"{total} tasks ended")
 
 
-async def run_and_record(kit: Cluster, tmp: Path, items: list[tuple[float, str]],
+async def run_and_record(kit: Cluster, tmp: Path,
+                         items: list[tuple[float, str]] | Callable[[dict[str, float | None]], list[tuple[float, str]]],
                          warmup: list[tuple[float, str]] = ()) -> LiveRun:
-    """Run `warmup` (outside the window), then submit every item at its arrival time, wait
-    for all to end, export the fleet at the speeds measured over the window and read the
-    recording once it holds every task."""
+    """Run `warmup` (outside the window), then submit every item at its arrival time (`items`
+    may be drawn then, from each node's speed as its agent reports it), wait for all to end,
+    export the fleet at the speeds measured over the window and read the recording once it
+    holds every task."""
     client = await kit.client()
     await kit.wait_nodes(client, set(NODES))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -314,6 +325,8 @@ async def run_and_record(kit: Cluster, tmp: Path, items: list[tuple[float, str]]
     await client.submit(f"{tag}warm", warm)
     before = len(warm) + (await submit_at(client, list(warmup), f"{tag}w") if warmup else 0)
     await wait_all_ended(kit, client, done_before + before)
+    if callable(items):
+        items = items({n.node_id: n.speed_relative for n in (await client.fleet()).nodes})
     since = time.time()
     total = await submit_at(client, items, f"{tag}j")
     await wait_all_ended(kit, client, done_before + before + total)
@@ -351,6 +364,9 @@ def diagnose(run: LiveRun) -> list[str]:
             on = out["target"] == node
             lines.append(f"{node}: speed probed {run.probed.get(node) or math.nan:.4f}, exported over the window "
                          f"{exported.get(node) or math.nan:.4f}, recorded work / service {df['cpu_seconds'][on].sum() / service[on].sum():.4f}")
+    fleet = {n["id"]: n for n in yaml.safe_load(run.fleet_yaml.read_text())["nodes"]}
+    lines.append("exported service_cv " + ", ".join(f"{k} {v.get('service_cv', 0):.3f}" for k, v in sorted(fleet.items()))
+                 + "; dispatch_s " + ", ".join(f"{k} {v.get('dispatch_s', 0) * 1000:.1f} ms" for k, v in sorted(fleet.items())))
     predicted = out["predicted_finish_s"] - out["predicted_start_s"]
     ratio = (service / predicted).to_numpy(dtype=float)
     lines.append(f"service live / predicted: p50 {np.nanpercentile(ratio, 50):.3f}, p95 {np.nanpercentile(ratio, 95):.3f}")

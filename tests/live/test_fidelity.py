@@ -2,16 +2,20 @@
 replayed on the exported fleet; and the token path end to end against stand-in servers paced
 by the performance model (docs/fidelity.md).
 
-What is asserted is what holds on a loaded shared machine: the twin's service time of each
-step, from the exported fleet alone, within 10% of the live one at the median. The latency
-figures are printed (pytest -s) but not held to the bound: at load 15-20 the control plane's
-round trip between one step's end and the next one's start (5-7 ms p50, 50-90 ms p95) idles
-the nodes ~15% of their busy time, which the twin does not model, and at 70% load that moves
-p50/p95 latency by 15-70% (docs/fidelity.md, measured)."""
+Asserted everywhere: the twin's service time of each step, from the exported fleet alone,
+within 10% of the live one at the median. Both windows' latency p50/p95 (and the token
+window's time to first token) are held to the issue's 10% bound when
+the machine is quiet (load average at most QUIET_LOAD before and after the window, as a
+clean CI machine running the suite is): on this 2-core machine shared with other jobs'
+test suites, a core's speed wanders with their load by 20-50% over seconds (measured:
+docs/fidelity.md), which no fleet file can say in advance, and a 70%-loaded cluster's
+latency follows it; there the figures are printed (pytest -s) and held to LOADED_BOUND."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -20,6 +24,7 @@ import pytest
 from heddle.models import perf
 from heddle.models.catalog import device, model
 from heddle.models.fleet import load_fleet
+from heddle.sim import simulate
 from heddle.sim.fidelity import compare
 from heddle.traces import read_trace
 from tests.live.fidelitykit import (
@@ -33,11 +38,21 @@ from tests.live.fidelitykit import (
 
 BOUND = 0.10
 """The issue's bound on the twin's error (anchor: Vidur, under 9% on profiled GPUs)."""
+QUIET_LOAD = 3.0
+"""1-minute load average on this 2-core machine up to which it counts as quiet: the suite
+alone keeps it at 1-2.5 (the cluster's own processes included)."""
+LOADED_BOUND = 0.5
+"""The cpu window's latency error held above QUIET_LOAD: what the shared machine's wandering
+speed leaves of the bound at load 5-10 (measured: docs/fidelity.md); a twin that lost the
+cluster (a wrong speed, a missed delay) is off by far more."""
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    return asyncio.run(measured_runs(tmp_path_factory.mktemp("fidelity"), items=TEST_ITEMS))
+    before = os.getloadavg()[0]
+    out = asyncio.run(measured_runs(tmp_path_factory.mktemp("fidelity"), items=TEST_ITEMS))
+    out["load"] = max(before, os.getloadavg()[0])
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +74,13 @@ def replayed(run, metrics=("latency p50 (s)", "latency p95 (s)")):
     return report
 
 
-def service_ratio(run, report) -> np.ndarray:
-    """Per task: the live step's service time (the agent's start to finish) over the twin's,
-    the twin's from the recorded work and the exported fleet only."""
-    twin = report.twin_result.records.set_index("task_id")["service"]
+def service_ratio(run) -> np.ndarray:
+    """Per task: the live step's service time (the agent's start to finish) over the twin's
+    rule, from the recorded work and the exported fleet's speeds only (without the measured
+    spread the twin draws around it)."""
+    fleet = load_fleet(run.fleet_yaml)
+    exact = replace(fleet, nodes=tuple(replace(n, service_cv=0.0) for n in fleet.nodes))
+    twin = simulate(exact, run.recorded.trace, policy="fast").records.set_index("task_id")["service"]
     out = run.recorded.outcomes
     live = (out["finish_s"] - out["start_s"]).to_numpy()
     return live / twin.loc[out["task_id"]].to_numpy()
@@ -70,11 +88,19 @@ def service_ratio(run, report) -> np.ndarray:
 
 def test_the_twin_predicts_each_steps_service_time_from_the_exported_fleet_within_10_percent(cpu):
     report = replayed(cpu)
-    ratio = service_ratio(cpu, report)
+    ratio = service_ratio(cpu)
     print(f"service live / twin: p50 {np.median(ratio):.3f}, p95 {np.percentile(ratio, 95):.3f}")
     assert len(ratio) == cpu.tasks == TEST_ITEMS + TEST_ITEMS // 60
     assert abs(np.median(ratio) - 1) <= BOUND
     assert report.row("completed").live == report.row("completed").twin == cpu.tasks
+
+
+def test_the_twin_predicts_latency_p50_and_p95_within_10_percent_on_a_quiet_machine(runs, cpu):
+    report = replayed(cpu)
+    print(f"load average {runs['load']:.1f}")
+    bound = BOUND if runs["load"] <= QUIET_LOAD else LOADED_BOUND
+    for metric in ("latency p50 (s)", "latency p95 (s)"):
+        assert abs(report.row(metric).error) <= bound, (metric, report.row(metric), runs["load"])
 
 
 def test_every_task_is_recorded_with_its_outcome_and_the_recording_is_a_trace(cpu, tokens):
@@ -127,7 +153,7 @@ def test_status_and_the_fleet_view_show_the_twins_shadow_predictions(cpu):
     assert all(n.shadow_error is not None and n.speed_relative > 0 for n in cpu.fleet.nodes)
 
 
-def test_the_token_path_records_first_tokens_at_each_devices_pace_and_the_twin_predicts_them(tokens):
+def test_the_token_path_records_first_tokens_at_each_devices_pace_and_the_twin_predicts_them(runs, tokens):
     """The stand-ins stream at the performance model's pace for the device each agent
     reports, so this checks the path (recording first tokens, the agents' devices in the
     exported fleet, queueing on nodes of different speeds), not the model's accuracy."""
@@ -147,6 +173,9 @@ def test_the_token_path_records_first_tokens_at_each_devices_pace_and_the_twin_p
     report = replayed(tokens, ("ttft p50 (s)", "ttft p95 (s)", "latency p50 (s)", "latency p95 (s)"))
     # the twin times each step by the same model the stand-ins pace by: what it adds is the
     # agent's HTTP round trip and stream reading, a few % of a step at the median
-    ratio = service_ratio(tokens, report)
+    ratio = service_ratio(tokens)
     print(f"service live / twin: p50 {np.median(ratio):.3f}, p95 {np.percentile(ratio, 95):.3f}")
     assert abs(np.median(ratio) - 1) <= BOUND
+    bound = BOUND if runs["load"] <= QUIET_LOAD else LOADED_BOUND
+    for metric in ("latency p50 (s)", "latency p95 (s)", "ttft p50 (s)", "ttft p95 (s)"):
+        assert abs(report.row(metric).error) <= bound, (metric, report.row(metric), runs["load"])

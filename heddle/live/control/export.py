@@ -5,7 +5,9 @@ file of docs/models.md, which `heddle sim` and `heddle twin check` read unchange
 catalog device, memory (the catalog size nearest above what the machine reports: a fleet
 file names sizes the device is sold with), slots, owner, trusted owners, labels, and the
 per-core speed its agent measured (`cpu_speed_relative`): over a window's burn steps when one
-is asked for (`heddle fleet export --since`), else the agent's latest figure.
+is asked for (`heddle fleet export --since`), else the agent's latest figure; and how its
+steps ran around the twin's rule over that window, as the shadow predictions measured them
+(`service_cv`, `dispatch_s`: heddle.live.control.shadow).
 """
 
 from __future__ import annotations
@@ -41,12 +43,13 @@ def memory_option_gb(options: tuple[float, ...], reported_gb: float) -> float:
     return float(ordered[min(at, len(ordered) - 1)])
 
 
-def fleet_document(nodes: list[tuple[Node, CapacityReport]],
-                   speeds: Mapping[str, float] | None = None) -> dict[str, Any]:
+def fleet_document(nodes: list[tuple[Node, CapacityReport]], speeds: Mapping[str, float] | None = None,
+                   spreads: Mapping[str, tuple[float, float]] | None = None) -> dict[str, Any]:
     """The fleet file (as plain data, ready for YAML) of these nodes, in the order given, each
     at its measured core speed: from `speeds` (node -> speed over a window) when it is there,
-    else the one its last report carried."""
-    speeds = speeds or {}
+    else the one its last report carried; with `spreads` (node -> (service_cv, dispatch_s),
+    `Shadow.measured`) where a node has them."""
+    speeds, spreads = speeds or {}, spreads or {}
     out = []
     for node, report in nodes:
         memory = memory_option_gb(node.device.memory_options_gb, node.memory_gb)
@@ -68,5 +71,8 @@ def fleet_document(nodes: list[tuple[Node, CapacityReport]],
         speed = speeds.get(str(node.id), report.cpu.speed_relative)
         if speed is not None:
             row["cpu_speed_relative"] = round(speed, 4)
+        if str(node.id) in spreads:
+            cv, dispatch = spreads[str(node.id)]
+            row["service_cv"], row["dispatch_s"] = round(cv, 4), round(dispatch, 5)
         out.append(row)
     return {"name": LIVE_FLEET_NAME, "nodes": out}

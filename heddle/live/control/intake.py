@@ -335,11 +335,12 @@ class _Intake:
                    for a, b in sorted(plane.fleet.state.fleet.budgets.items())]
         speeds = (plane.recorder.speeds_since(request.since_unix_s)
                   if plane.recorder is not None and request.since_unix_s is not None else {})
+        spreads = plane.recorder.shadow.measured(request.since_unix_s) if plane.recorder is not None else {}
         self.reply(msg, FleetReply(
             sender=plane.settings.sender, seq=plane.next_seq(), sent_at=now, nodes=rows, budgets=budgets,
             waiting=plane.core.waiting(), running=running,
             shadow=plane.recorder.shadow.figure().as_dict() if plane.recorder else {},
-            fleet_file=fleet_document(present, speeds) if present else {},
+            fleet_file=fleet_document(present, speeds, spreads) if present else {},
         ))
 
     # -- cancel, drain -----------------------------------------------------------------------

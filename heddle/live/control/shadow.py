@@ -8,10 +8,20 @@ on the node at the per-core speed its agent measured. When the task completes, t
 the actual service time (the agent's start to finish) over the predicted one, minus one:
 +0.10 means the step took 10% longer than the twin said. The running figure is over the
 last RUNNING_WINDOW completions, overall and per node.
+
+The same completions measure how each node's steps run around the twin's rule, which the
+exported fleet carries (`heddle fleet export`; docs/fidelity.md): `service_cv`, the spread of
+actual / predicted service time (a shared machine's core runs a step faster or slower with
+what else runs), and `dispatch_s`, the median time from the moment a step could start (it
+arrived, or the node's previous step ended, whichever is later) to its start on the agent,
+over steps placed on a free slot: the control plane's round trip, which the twin, starting a
+step the instant it can, does not have otherwise. Aggregates per node, never a task's own
+figure: the twin draws its own service times with that spread.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
 from dataclasses import dataclass
@@ -20,12 +30,18 @@ from typing import Any
 from heddle.models import Node, NodeState, Task
 from heddle.models.service import service_time
 
-__all__ = ["RUNNING_WINDOW", "Shadow", "ShadowFigure"]
+__all__ = ["RUNNING_WINDOW", "Shadow", "ShadowFigure", "measured_spread"]
 
 RUNNING_WINDOW = 500
 """Completions the running error figure covers (recent behaviour, not the whole history)."""
 KEPT_ENDED = 10_000
 """Ended tasks whose predicted and actual service `heddle status JOB` can still show."""
+KEPT_PER_NODE = 20_000
+"""Completions per node whose ratio and start delay a window's figures (`measured`) can use."""
+MIN_SAMPLES = 20
+"""Completions a node needs in the window before its spread and start delay are figures."""
+RATIO_CLIP = (0.05, 20.0)
+"""actual / predicted outside this is a stall or a clock jump, counted at the bound."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +55,14 @@ class ShadowFigure:
     def as_dict(self) -> dict[str, Any]:
         return {"tasks": self.tasks, "median_abs_error": self.median_abs_error,
                 "mean_error": self.mean_error}
+
+
+def measured_spread(ratios: list[float]) -> float:
+    """The coefficient of variation of a lognormal with the log-ratios' standard deviation
+    (what the twin draws with: heddle.sim's NodeRt.spread)."""
+    logs = [math.log(min(max(r, RATIO_CLIP[0]), RATIO_CLIP[1])) for r in ratios]
+    sigma = statistics.pstdev(logs)
+    return math.sqrt(math.expm1(sigma * sigma))
 
 
 def _figure(errors: deque[float]) -> ShadowFigure:
@@ -57,6 +81,9 @@ class Shadow:
         self.errors: deque[float] = deque(maxlen=window)
         self.by_node: dict[str, deque[float]] = {}
         self.last: dict[str, tuple[float, float]] = {}  # task -> (predicted s, actual s), ended
+        self.ready: dict[str, float] = {}  # task placed on a free slot -> when it could have started
+        self.node_ended: dict[str, float] = {}  # node -> its last completion's end (agent clock)
+        self.history: dict[str, deque[tuple[float, float, float]]] = {}  # node -> (ended, ratio, start delay or nan)
 
     def placed(self, key: str, task: Task, node: Node, state: NodeState | None, now: float,
                running: int) -> tuple[float, float, float] | None:
@@ -72,12 +99,19 @@ class Shadow:
             return None
         prediction = (now, now + st.first_token_s, now + st.service_s)
         self.predicted[key] = prediction
+        if running <= node.slots and not task.depends_on:  # a stage's could-start is its inputs' arrival
+            self.ready[key] = max(task.arrival_s, self.node_ended.get(str(node.id), -math.inf))
+        else:
+            self.ready.pop(key, None)
         return prediction
 
     def completed(self, key: str, node: str, started_at: float | None,
                   finished_at: float | None) -> float | None:
         """Record the actual service time; returns the error (None: nothing to compare)."""
         prediction = self.predicted.pop(key, None)
+        ready = self.ready.pop(key, math.nan)
+        if finished_at is not None:
+            self.node_ended[node] = max(finished_at, self.node_ended.get(node, -math.inf))
         if prediction is None or started_at is None or finished_at is None:
             return None
         predicted_s = prediction[2] - prediction[0]
@@ -90,11 +124,32 @@ class Shadow:
         error = actual_s / predicted_s - 1.0
         self.errors.append(error)
         self.by_node.setdefault(node, deque(maxlen=self.window)).append(error)
+        delay = started_at - ready  # nan: not placed on a free slot
+        self.history.setdefault(node, deque(maxlen=KEPT_PER_NODE)).append(
+            (finished_at, actual_s / predicted_s, delay if math.isnan(delay) else max(0.0, delay)))
         return error
 
     def ended(self, key: str) -> None:
         """The task ended without completing: its prediction is dropped."""
         self.predicted.pop(key, None)
+        self.ready.pop(key, None)
+
+    def measured(self, since_unix_s: float | None = None) -> dict[str, tuple[float, float]]:
+        """Per node, (service_cv, dispatch_s) over the completions that ended since
+        `since_unix_s` (None: the last RUNNING_WINDOW); a node with fewer than MIN_SAMPLES
+        of either is left out (the twin then runs its steps as the performance model says)."""
+        out = {}
+        for node, history in self.history.items():
+            rows = []
+            for row in reversed(history):  # newest first: a window is the history's end
+                if row[0] < (since_unix_s if since_unix_s is not None else -math.inf) or (
+                        since_unix_s is None and len(rows) >= self.window):
+                    break
+                rows.append(row)
+            delays = [d for _, _, d in rows if not math.isnan(d)]
+            if len(rows) >= MIN_SAMPLES and len(delays) >= MIN_SAMPLES:
+                out[node] = (measured_spread([r for _, r, _ in rows]), statistics.median(delays))
+        return out
 
     def figure(self, node: str | None = None) -> ShadowFigure:
         if node is None:

@@ -1,0 +1,76 @@
+"""What the shadow predictions measure of each node for the exported fleet: the spread of
+its steps' service time around the twin's rule and the delay from the moment a step could
+start to its start (heddle.live.control.shadow), over a window of completions."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import yaml
+
+from heddle.live.control.export import fleet_document
+from heddle.live.control.shadow import MIN_SAMPLES, Shadow
+from heddle.models import Task, TaskKind
+from heddle.models.catalog import device
+from heddle.models.fleet import parse_fleet
+from heddle.models.fleet_types import Node
+from heddle.models.service import service_time
+
+NODE = Node(id="a", device=device("m1-7"), memory_gb=16.0, owner="alice", slots=1)
+
+
+def task(i: int, arrival: float, cpu_seconds: float = 0.1, after: tuple[str, ...] = ()) -> Task:
+    return Task(id=f"t{i}", kind=TaskKind.PROCESSOR, arrival_s=arrival, cpu_seconds=cpu_seconds, depends_on=after)
+
+
+def run(shadow: Shadow, factors: list[float], *, start_delay: float, gap: float, t: float = 1000.0) -> float:
+    """Tasks on node a, each arriving `gap` s after the previous one's end (gap < 0: before
+    it, so it waits for the slot), placed when it can start, started `start_delay` later,
+    running its predicted time times its factor; returns when the last one ended."""
+    for i, f in enumerate(factors):
+        arrival = t + gap
+        placed = max(arrival, t) + 0.001
+        shadow.placed(f"k{i}", task(i, arrival), NODE, None, placed, 1)
+        predicted = service_time(NODE, task(i, arrival)).service_s
+        start = max(arrival, t) + start_delay
+        t = start + predicted * f
+        shadow.completed(f"k{i}", "a", start, t)
+    return t
+
+
+def test_a_nodes_spread_and_start_delay_are_measured_over_the_window_asked_for():
+    shadow = Shadow()
+    rng = np.random.default_rng(3)
+    since = run(shadow, [1.0] * 50, start_delay=0.002, gap=0.5) + 1e-6  # steady, before the window
+    factors = np.exp(rng.normal(0, 0.25, 400))
+    run(shadow, list(factors), start_delay=0.004, gap=-0.05, t=since)  # each step waited for the slot
+    cv, dispatch = shadow.measured(since)["a"]
+    assert cv == pytest.approx(math.sqrt(math.expm1(np.log(factors).std() ** 2)), rel=1e-6)
+    assert dispatch == pytest.approx(0.004, abs=1e-6)  # from the previous step's end, not the arrival
+    everything = Shadow(window=10_000)
+    run(everything, [1.0] * 50, start_delay=0.002, gap=0.5)
+    assert everything.measured()["a"] == (pytest.approx(0.0, abs=1e-9), pytest.approx(0.002, abs=1e-6))
+
+
+def test_too_few_completions_or_pipeline_stages_only_give_no_figure():
+    shadow = Shadow()
+    run(shadow, [1.0] * (MIN_SAMPLES - 1), start_delay=0.002, gap=0.5)
+    assert shadow.measured() == {}
+    stages = Shadow()
+    for i in range(2 * MIN_SAMPLES):  # a stage could start when its inputs ended: not known here
+        stages.placed(f"k{i}", task(i, 1000.0 + i, after=("a",)), NODE, None, 1000.0 + i, 1)
+        stages.completed(f"k{i}", "a", 1000.0 + i, 1000.5 + i)
+    assert stages.measured() == {}
+
+
+def test_the_exported_fleet_carries_the_measured_figures_and_the_twin_reads_them():
+    cpu = SimpleNamespace(cpu=SimpleNamespace(speed_relative=0.5))
+    doc = fleet_document([(NODE, cpu), (Node(id="b", device=device("m1-7"), memory_gb=16.0, owner="bob"), cpu)],  # type: ignore[list-item]
+                         {}, {"a": (0.21234, 0.0031234)})
+    assert doc["nodes"][0]["service_cv"] == 0.2123 and doc["nodes"][0]["dispatch_s"] == 0.00312
+    assert "service_cv" not in doc["nodes"][1]
+    fleet = parse_fleet(yaml.safe_dump(doc), "exported")
+    assert [(n.service_cv, n.dispatch_s) for n in fleet.nodes] == [(0.2123, 0.00312), (0.0, 0.0)]

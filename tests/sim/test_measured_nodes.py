@@ -1,0 +1,74 @@
+"""A node as a live cluster measured it (Node.service_cv, Node.dispatch_s; `heddle fleet
+export` writes them): the twin draws each step's service time around the performance model's
+with that spread, the mean kept, from the run's seeded generator, and starts each step that
+long after placing it. Both engines, same records."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from heddle.models.fleet import FleetError, parse_fleet
+from heddle.sim import TwinSettings, simulate
+from tests.sim.conftest import llm_trace, make_fleet, processor_trace
+
+
+def _measured(fleet, **fields):
+    return replace(fleet, nodes=tuple(replace(n, **fields) for n in fleet.nodes))
+
+
+def _both(fleet, df, seed=0) -> pd.DataFrame:
+    runs = [simulate(fleet, df, "fast", seed=seed, settings=TwinSettings(express=e)) for e in (False, True)]
+    pd.testing.assert_frame_equal(runs[0].records, runs[1].records, check_exact=True)
+    return runs[1].records.set_index("task_id")
+
+
+def test_a_nodes_measured_spread_draws_service_times_with_that_spread_and_the_models_mean():
+    n = 2000
+    df = processor_trace(np.arange(n) * 10.0, np.full(n, 1.0))  # far apart: nothing waits
+    exact = _both(make_fleet(1), df)["service"]
+    assert exact.nunique() == 1
+    spread = _measured(make_fleet(1), service_cv=0.3)
+    drawn = _both(spread, df)["service"] / exact.iloc[0]
+    assert drawn.mean() == pytest.approx(1.0, abs=0.03)
+    assert drawn.std() / drawn.mean() == pytest.approx(0.3, abs=0.03)
+    assert (_both(spread, df)["service"] == _both(spread, df)["service"]).all()  # same seed, same run
+    assert not np.allclose(_both(spread, df, seed=1)["service"], _both(spread, df)["service"])
+    # a fleet whose nodes were not measured runs as before, whatever the seed
+    assert (_both(make_fleet(1), df, seed=7)["service"] == exact).all()
+
+
+def test_a_nodes_dispatch_delay_starts_each_step_that_long_after_it_could_start():
+    df = processor_trace(np.array([0.0, 0.0, 50.0]), np.full(3, 1.0))
+    plain = _both(make_fleet(1), df)
+    delayed = _both(_measured(make_fleet(1), dispatch_s=0.25), df)
+    service = plain.loc["p0", "service"]
+    assert list(delayed["service"]) == list(plain["service"])
+    # on arrival, after the node's previous step, and on arrival again
+    assert list(delayed["start"]) == pytest.approx([0.25, 0.25 + service + 0.25, 50.25])
+    assert list(delayed["latency"] - plain["latency"]) == pytest.approx([0.25, 0.5, 0.25])
+
+
+def test_llm_steps_on_a_measured_node_take_the_spread_and_the_delay_on_every_path():
+    n = 300
+    df = llm_trace(np.arange(n) * 0.5, np.full(n, 500), np.full(n, 50))
+    plain = _both(make_fleet(2, slots=2), df)
+    measured = _both(_measured(make_fleet(2, slots=2), service_cv=0.2, dispatch_s=0.01), df)
+    ratio = measured["service"] / plain["service"]
+    assert ratio.std() == pytest.approx(0.2, abs=0.05) and ratio.mean() == pytest.approx(1.0, abs=0.05)
+    assert (measured["wait"] >= 0.01 - 1e-12).all()
+
+
+def test_the_fleet_file_takes_the_measured_figures_and_rejects_impossible_ones():
+    base = "name: f\nnodes:\n  - {id: a, device: m1-7, memory_gb: 16, owner: alice%s}\n"
+    fleet = parse_fleet(base % ", service_cv: 0.2, dispatch_s: 0.003", "f.yaml")
+    assert (fleet.nodes[0].service_cv, fleet.nodes[0].dispatch_s) == (0.2, 0.003)
+    unmeasured = parse_fleet(base % "", "f.yaml").nodes[0]
+    assert (unmeasured.service_cv, unmeasured.dispatch_s) == (0, 0)
+    with pytest.raises(FleetError, match=r"f\.yaml.*dispatch_s"):
+        parse_fleet(base % ", dispatch_s: -1", "f.yaml")
+    with pytest.raises(FleetError, match=r"f\.yaml.*service_cv"):
+        parse_fleet(base % ", service_cv: many", "f.yaml")
