@@ -32,7 +32,7 @@ async def serve(settings: GatewaySettings) -> None:
     bridge = await Bridge.connect(settings.nats_url, auth=settings.nats_auth)
     app = build_app(settings, keys, bridge)
     config = uvicorn.Config(app, interface="asgi3", log_level="warning", access_log=False,
-                            lifespan="off", proxy_headers=False,
+                            lifespan="off", proxy_headers=False, server_header=False,
                             timeout_graceful_shutdown=GRACEFUL_S)
     host, port = sock.getsockname()[:2]
     print(f"{READY_LINE} on http://{host}:{port} (NATS {settings.nats_url})", flush=True)

@@ -3,10 +3,11 @@
 Asked for per assignment (executor option ``stream_tokens``): the output the backend reads
 goes out as `TokenChunk`s on core NATS, in order, numbered per attempt; the attempt's end
 follows as a chunk with ``done`` set and the result's usage. An attempt's first chunk goes
-out when the event loop turns (no wait is added to the time to first token); later pieces
-wait up to `COALESCE_S` for the other attempts' pieces, and everything due then goes out
-together: a stream's pieces in that window as one chunk, all streams' chunks in one write to
-NATS. A node streaming many requests sends fewer, larger writes instead of one per token.
+out when the event loop turns (no wait is added to the time to first token), and so does a
+later piece when nothing went out for `COALESCE_S`; else it waits until `COALESCE_S` after
+the last flush, and everything due then goes out together: a stream's pieces in that window
+as one chunk, all streams' chunks in one write to NATS. A node streaming many requests sends
+fewer, larger writes instead of one per token; a lone stream waits for no timer.
 Best effort: the task's outcome is reported to the control plane as always, whatever happens
 here.
 """
@@ -29,9 +30,10 @@ USAGE_FIELDS = (
 )
 """What of an LLM result the closing chunk carries (the text has been sent already)."""
 COALESCE_S = 0.002
-"""Longest a piece after an attempt's first waits for others to go out with it: a fifth of the
-gap between tokens of a 100 tokens/s model, so a reader sees no difference, while a node with
-50 streams of 100 tokens/s makes ~500 writes a second to NATS instead of ~5000."""
+"""Shortest time between flushes, so the longest a piece waits for others to go out with it:
+a fifth of the gap between tokens of a 100 tokens/s model, so a reader sees no difference,
+while a node with 50 streams of 100 tokens/s makes ~500 writes a second to NATS instead of
+~5000."""
 
 
 def wants_tokens(assignment: p.Assignment) -> bool:
@@ -48,19 +50,25 @@ class TokenPublisher:
         self.due: dict[TokenSink, None] = {}  # sinks with pieces pending, in the order they came
         self.out: list[tuple[str, bytes]] = []
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
-        self._at_once = False
+        self._timer_at = 0.0  # loop time the timer fires at
+        self._last_go = -COALESCE_S  # loop time of the last flush
         self._task: asyncio.Task | None = None
 
     def mark(self, sink: TokenSink, at_once: bool) -> None:
-        """``sink`` has pieces to send: when the loop turns (``at_once``) or within COALESCE_S."""
+        """``sink`` has pieces to send: when the loop turns if ``at_once`` or if nothing went
+        out for COALESCE_S, else COALESCE_S after the last flush. A lone stream's pieces go
+        out as read (no timer each); many streams' go together, at most one write per
+        COALESCE_S."""
         self.due[sink] = None
-        if self._timer is not None and (self._at_once or not at_once):
-            return
-        if self._timer is not None:
-            self._timer.cancel()
         loop = asyncio.get_running_loop()
-        self._at_once = at_once
-        self._timer = loop.call_soon(self._go) if at_once else loop.call_later(COALESCE_S, self._go)
+        now = loop.time()
+        at = now if at_once else max(now, self._last_go + COALESCE_S)
+        if self._timer is not None:
+            if self._timer_at <= at:
+                return  # the flush due already is soon enough
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = loop.call_soon(self._go) if at <= now else loop.call_at(at, self._go)
 
     def send(self, subject: str, data: bytes) -> None:
         """Queue ``data`` after everything queued before it (the caller flushes with `mark`)."""
@@ -68,6 +76,7 @@ class TokenPublisher:
 
     def _go(self) -> None:
         self._timer = None
+        self._last_go = asyncio.get_running_loop().time()
         due, self.due = self.due, {}
         for sink in due:
             sink.flush()
