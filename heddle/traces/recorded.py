@@ -57,10 +57,11 @@ TIME_COLUMNS = ("released_s", "placed_s", "start_s", "first_token_s", "finish_s"
 """The outcome columns that are instants (seconds from the origin, like arrival_s)."""
 
 
-def write_part(frame: pd.DataFrame, path: Path, meta: Mapping[str, str]) -> None:
-    """One file: a heddle trace (schema version and meta in the footer) whose frame has the
+def write_part(rows: pd.DataFrame | pa.Table, path: Path, meta: Mapping[str, str]) -> None:
+    """One file: a heddle trace (schema version and meta in the footer) whose rows have the
     outcome columns after the schema's; written aside and renamed, never seen half-written."""
-    table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    table = rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows.reset_index(drop=True),
+                                                                         preserve_index=False)
     table = table.replace_schema_metadata({VERSION_KEY: str(SCHEMA_VERSION),
                                            META_KEY: json.dumps(dict(meta), sort_keys=True)})
     tmp = path.with_name(path.name + ".partial")

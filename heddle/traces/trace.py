@@ -16,7 +16,7 @@ from heddle.models.ids import AccountId, ModelId, OwnerId, Privacy, TaskId, Task
 from heddle.models.task import Task
 from heddle.traces.schema import COLUMN_NAMES, empty_frame, normalize, validate
 
-__all__ = ["Trace", "concat_traces", "from_tasks", "task_columns", "to_tasks"]
+__all__ = ["Trace", "concat_traces", "from_tasks", "task_columns", "task_row", "to_tasks"]
 
 
 @dataclass(slots=True, eq=False)
@@ -149,28 +149,23 @@ def from_tasks(
     return Trace.from_frame(pd.DataFrame(cols), meta)
 
 
+def task_row(t: Task, depends_on: str = "") -> tuple:
+    """One task's schema columns, in COLUMN_NAMES order (`depends_on`: comma-separated stage
+    names). The live recorder builds its rows with it as tasks end."""
+    return (
+        t.arrival_s, TaskKind(t.kind).value, t.model or "", t.quant or "", t.prompt_tokens,
+        t.output_tokens, t.cpu_seconds, t.memory_gb, Privacy(t.privacy).value, t.owner or "",
+        np.nan if t.deadline_s is None else t.deadline_s - t.arrival_s,
+        Tier(t.tier).value if t.tier is not None else "", t.account or "", t.priority,
+        t.pipeline_id or "", t.stage or "", depends_on, t.id,
+    )
+
+
 def task_columns(tasks: Iterable[Task], depends_on: Mapping[str, str] | None = None) -> dict[str, list]:
-    """The schema's columns of `tasks` as lists, in the order given (what `from_tasks` and the
-    live recorder build their frames from)."""
+    """The schema's columns of `tasks` as lists, in the order given (what `from_tasks` builds
+    its frame from)."""
     deps = depends_on or {}
-    cols: dict[str, list] = {name: [] for name in COLUMN_NAMES}
-    for t in tasks:
-        cols["arrival_s"].append(t.arrival_s)
-        cols["kind"].append(TaskKind(t.kind).value)
-        cols["model"].append(t.model or "")
-        cols["quant"].append(t.quant or "")
-        cols["prompt_tokens"].append(t.prompt_tokens)
-        cols["output_tokens"].append(t.output_tokens)
-        cols["cpu_seconds"].append(t.cpu_seconds)
-        cols["memory_gb"].append(t.memory_gb)
-        cols["privacy"].append(Privacy(t.privacy).value)
-        cols["owner"].append(t.owner or "")
-        cols["deadline_s"].append(np.nan if t.deadline_s is None else t.deadline_s - t.arrival_s)
-        cols["tier"].append(Tier(t.tier).value if t.tier is not None else "")
-        cols["account"].append(t.account or "")
-        cols["priority"].append(t.priority)
-        cols["pipeline_id"].append(t.pipeline_id or "")
-        cols["stage"].append(t.stage or "")
-        cols["depends_on"].append(deps.get(t.id, ""))
-        cols["task_id"].append(t.id)
-    return cols
+    rows = [task_row(t, deps.get(t.id, "")) for t in tasks]
+    if not rows:
+        return {name: [] for name in COLUMN_NAMES}
+    return {name: list(values) for name, values in zip(COLUMN_NAMES, zip(*rows), strict=True)}

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from heddle.live.control.book import LiveTask
-from heddle.live.control.recorder import COMPACT_PARTS, Recorder, _Ended
+from heddle.live.control.recorder import COMPACT_PARTS, Recorder, Row
 from heddle.models.ids import TaskKind
 from heddle.models.task import Task
 from heddle.traces import read_trace
@@ -40,10 +40,10 @@ def live(n: int, arrival_s: float, *, terminal: bool = True) -> LiveTask:
     return LiveTask(spec=None, task=task, job_id=f"j{n}", attempt=1, node="alpha", terminal=terminal)  # type: ignore[arg-type]
 
 
-def ended(task: LiveTask) -> _Ended:
+def ended(rec: Recorder, task: LiveTask) -> Row:
     at = task.task.arrival_s
     timings = {"started_at": at + 0.01, "finished_at": at + 0.11, "cpu_s": 0.005}
-    return _Ended(task, "completed", "", "alpha", at, at + 0.005, timings, {"ok": 1}, None)
+    return rec.row(task, "completed", "", "alpha", at, at + 0.005, timings, {"ok": 1}, None)
 
 
 def files(directory: Path) -> list[str]:
@@ -53,7 +53,7 @@ def files(directory: Path) -> list[str]:
 def write_rows(rec: Recorder, first: int, count: int, arrival0: float) -> None:
     """`count` parts of one row each, arrivals a second apart (what `flush` hands to `write`)."""
     for n in range(first, first + count):
-        rec.write([ended(live(n, arrival0 + n))])
+        rec.write([ended(rec, live(n, arrival0 + n))])
 
 
 def test_every_32_parts_of_a_day_become_one_file_that_reads_as_the_parts_did(tmp_path):
@@ -110,14 +110,14 @@ def test_a_row_waits_until_every_task_that_arrived_before_it_has_ended(tmp_path)
     early, later = live(0, DAY1, terminal=False), live(1, DAY1 + 1)
     tasks = {"j0-t0": early, "j1-t1": later}
     rec = Recorder(plane(tasks), tmp_path)
-    rec._ended.append(ended(later))
+    rec._ended.append((later.task.arrival_s, ended(rec, later)))
 
     async def flush() -> int:
         return await rec.flush()
 
     assert asyncio.run(flush()) == 0 and files(tmp_path) == []  # j0 still runs: j1 waits
     early.terminal = True
-    rec._ended.append(ended(early))
+    rec._ended.append((early.task.arrival_s, ended(rec, early)))
     assert asyncio.run(flush()) == 2
     assert list(load_recorded(tmp_path).outcomes["task_id"]) == ["j0-t0", "j1-t1"]
 
@@ -129,13 +129,13 @@ def test_a_task_ending_after_a_restart_behind_written_rows_goes_to_late(tmp_path
     late_dir = tmp_path / LATE_DIR
     # the control plane restarts; a task that arrived at DAY1+2 (before written rows) ends now
     again = Recorder(plane(), tmp_path, clock=clock)
-    again.write([ended(live(2, DAY1 + 2))])
+    again.write([ended(again, live(2, DAY1 + 2))])
     assert files(late_dir) == ["2026-12-06-p000004.parquet"]
     assert read_trace(late_dir / "2026-12-06-p000004.parquet").df["task_id"].tolist() == ["j2-t2"]
     # a third start numbers after the late part too (no file is ever overwritten); a row that
     # arrived after the written ones goes to the main files
     third = Recorder(plane(), tmp_path, clock=clock)
-    third.write([ended(live(3, DAY1 + 3)), ended(live(9, DAY1 + 9))])
+    third.write([ended(third, live(3, DAY1 + 3)), ended(third, live(9, DAY1 + 9))])
     assert files(late_dir) == ["2026-12-06-p000004.parquet", "2026-12-06-p000005.parquet"]
     assert files(tmp_path)[-1] == "2026-12-06-p000006.parquet"
     run = load_recorded(tmp_path)
