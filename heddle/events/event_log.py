@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,11 +79,15 @@ class EventLog(ABC):
         """Events of one type appended after this call returns, until closed."""
 
     async def append_batch(
-        self, items: Sequence[tuple[EventEnvelope, int | None]]
+        self,
+        items: Sequence[tuple[EventEnvelope, int | None]],
+        appended: Callable[[int], None] | None = None,
     ) -> list[Exception | None]:
         """Append many (envelope, expected_version) pairs; one result per item, None when it
         was appended. After a failure, that aggregate's later items fail too (their versions
-        would leave a gap); other aggregates are unaffected. Default: one at a time."""
+        would leave a gap); other aggregates are unaffected. ``appended(i)`` is called as soon
+        as item ``i`` is in the log, before the call returns (a caller waiting for some items
+        need not wait for the whole batch). Default: one at a time."""
         results: list[Exception | None] = []
         failed: set[tuple[str, str]] = set()
         for envelope, expected_version in items:
@@ -95,10 +99,13 @@ class EventLog(ABC):
                 continue
             try:
                 await self.append(envelope, expected_version)
-                results.append(None)
             except Exception as exc:  # noqa: BLE001 - reported per item, as documented
                 results.append(exc)
                 failed.add(key)
+                continue
+            if appended is not None:
+                appended(len(results))
+            results.append(None)
         return results
 
     async def find_event(

@@ -43,8 +43,10 @@ class BatchAppend:
         ack_timeout_s: float,
         prepare: Prepare,
         settle: Settle,
+        appended: Callable[[int], None] | None = None,
     ) -> None:
         self.items = items
+        self.appended = appended
         self.router = router
         self.ack_timeout_s = ack_timeout_s
         self.prepare = prepare
@@ -76,6 +78,8 @@ class BatchAppend:
                     except Exception as exc:  # noqa: BLE001 - reported per item, as documented
                         self.fail(chains, index, exc)
                         continue
+                    if self.appended is not None:
+                        self.appended(index)
                     await self.send_next(chains[(envelope.aggregate_type, envelope.aggregate_id)])
         finally:  # cancelled or failed: leave no routes behind in the shared router
             for token in self.outstanding.values():

@@ -13,7 +13,7 @@ import contextlib
 import json
 import re
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
@@ -254,7 +254,9 @@ class JetStreamEventLog(EventLog):
         self._settle(envelope, reply)
 
     async def append_batch(
-        self, items: Sequence[tuple[EventEnvelope, int | None]]
+        self,
+        items: Sequence[tuple[EventEnvelope, int | None]],
+        appended: Callable[[int], None] | None = None,
     ) -> list[Exception | None]:
         """Append many events, pipelined; one result per item (None = appended).
 
@@ -262,8 +264,9 @@ class JetStreamEventLog(EventLog):
         previous one's ack arrives (its CAS needs that stream sequence), while the chains of
         all aggregates run at once. One failure stops the rest of its chain (they get
         ConcurrencyError) but no other chain. An event with no ack ``ack_timeout_s`` after
-        its publish gets ``nats.errors.TimeoutError``. This is the high-throughput path: a
-        publish and a dict entry per event, no future or timer per event.
+        its publish gets ``nats.errors.TimeoutError``. ``appended(i)`` is called as each
+        item's ack arrives. This is the high-throughput path: a publish and a dict entry per
+        event, no future or timer per event.
         """
         chains: dict[tuple[str, str], deque[int]] = {}
         for index, (envelope, _) in enumerate(items):
@@ -274,7 +277,7 @@ class JetStreamEventLog(EventLog):
             await self._ensure(aggregate_type)
         await self._acks.start()
         return await BatchAppend(
-            items, self._acks, self._ack_timeout_s, self._prepare, self._settle
+            items, self._acks, self._ack_timeout_s, self._prepare, self._settle, appended
         ).run(chains)
 
     async def load(

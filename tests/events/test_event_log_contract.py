@@ -192,8 +192,11 @@ async def test_append_batch_reports_per_item_and_keeps_aggregates_independent(lo
         (ev(agg_type, 2, agg_id="stale"), 0),  # wrong expected version
         (ev(agg_type, 3, agg_id="a"), 2),
     ]
-    results = await log.append_batch(items)
+    announced: list[int] = []
+    results = await log.append_batch(items, announced.append)
     assert [r is None for r in results] == [True, True, True, False, False, False, True]
+    assert sorted(announced) == [0, 1, 2, 6]  # each appended item announced once, before the return
+    assert announced.index(0) < announced.index(1) < announced.index(6)  # a chain in version order
     assert all(isinstance(r, ConcurrencyError) for r in results if r is not None)
     assert [e.aggregate_version for e in await collect(log, agg_type, "a")] == [1, 2, 3]
     assert [e.aggregate_version for e in await collect(log, agg_type, "b")] == [1]

@@ -7,7 +7,9 @@ it, and queued for a pipelined ``append_batch``. Batches run concurrently, but a
 has at most one batch in flight, so its events reach the log in order. A failed append
 (the server restarting, an ack that never came) is retried with the same event id, which
 JetStream de-duplicates: each event is in the log exactly once. ``durable()`` waits until
-given events are in the log (a submission is acknowledged only then).
+given events are in the log (a submission is acknowledged only then); each event counts as
+soon as its own ack arrives, not when the rest of its batch is in (a batch's longest chain
+of one aggregate's events takes several round trips).
 """
 
 from __future__ import annotations
@@ -231,11 +233,19 @@ class Journal:
 
     async def _append(self, batch: list[EventEnvelope]) -> None:
         failed: list[EventEnvelope] = []
+        early: set[int] = set()  # items already known to be in the log
+
+        def appended(index: int) -> None:
+            early.add(index)
+            self._settled(batch[index])
+
         try:
-            results = await self.log.append_batch([(e, None) for e in batch])
+            results = await self.log.append_batch([(e, None) for e in batch], appended)
         except Exception as exc:  # noqa: BLE001 - the connection is down: retry all of it
             results = [exc] * len(batch)
-        for envelope, error in zip(batch, results, strict=True):
+        for index, (envelope, error) in enumerate(zip(batch, results, strict=True)):
+            if index in early:
+                continue
             if error is None or await self._already_in_log(envelope, error):
                 self._settled(envelope)
             else:
