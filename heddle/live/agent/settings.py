@@ -164,9 +164,13 @@ def run_agent(settings: AgentSettings, executors: Sequence[Executor] = ()) -> in
                            settings.measured)
 
     async def run() -> int:
+        import gc
+
         from heddle.live.control.stalls import from_env
 
         stats = from_env(f"agent-{settings.node_id}")  # HEDDLE_LOOP_STATS: a debug mode
+        gc.collect()
+        gc.freeze()  # start-up's objects are never scanned again: a full collection of them held the loop ~150 ms
         code = await Agent(settings, registry, probe, perf_log).run()
         if stats is not None:
             stats.write()
