@@ -49,3 +49,19 @@ async def test_an_event_is_durable_before_the_rest_of_its_batch_is():
     finally:
         log.gate.set()
         await journal.stop()
+
+
+async def test_a_task_s_next_event_need_not_wait_for_the_batch_its_last_one_left_in():
+    log = GatedLog(gated="j-slow")
+    journal = Journal(log)
+    first = submit(journal, "j-fast")
+    submit(journal, "j-slow")
+    journal.start()
+    try:
+        await asyncio.wait_for(journal.durable([first]), WAIT_S)
+        placed = journal.record(journal.task("j-fast"), "PlaceTask", {"target": "n1"}, "framework:scheduler")
+        await asyncio.wait_for(journal.durable([placed]), WAIT_S)  # while j-slow's batch still waits
+        assert [e.event_type async for e in log.load("Task", "j-fast")] == ["TaskSubmitted", "TaskPlaced"]
+    finally:
+        log.gate.set()
+        await journal.stop()

@@ -4,7 +4,8 @@ job's as JobAggregate events, appended to JetStream through ``heddle.events``.
 Every change is decided by the aggregate itself (its ``handle_*`` method refuses a
 transition its state machine forbids), applied in memory at once so the next decision sees
 it, and queued for a pipelined ``append_batch``. Batches run concurrently, but an aggregate
-has at most one batch in flight, so its events reach the log in order. A failed append
+has at most one batch in flight until its events there are in the log, so its events reach
+the log in order. A failed append
 (the server restarting, an ack that never came) is retried with the same event id, which
 JetStream de-duplicates: each event is in the log exactly once. ``durable()`` waits until
 given events are in the log (a submission is acknowledged only then); each event counts as
@@ -19,7 +20,7 @@ import contextlib
 import logging
 import os
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -234,10 +235,18 @@ class Journal:
     async def _append(self, batch: list[EventEnvelope]) -> None:
         failed: list[EventEnvelope] = []
         early: set[int] = set()  # items already known to be in the log
+        left = Counter((e.aggregate_type, e.aggregate_id) for e in batch)  # events not yet in
 
         def appended(index: int) -> None:
             early.add(index)
-            self._settled(batch[index])
+            envelope = batch[index]
+            self._settled(envelope)
+            key = (envelope.aggregate_type, envelope.aggregate_id)
+            left[key] -= 1
+            if not left[key]:  # all its events here are in: its next ones may leave now
+                del left[key]
+                self._in_flight.discard(key)
+                self._wake.set()
 
         try:
             results = await self.log.append_batch([(e, None) for e in batch], appended)
@@ -262,8 +271,8 @@ class Journal:
             self._queue.extendleft(reversed(failed))  # ahead of their aggregates' later events
         else:
             self._backoff = 0
-        for envelope in batch:
-            self._in_flight.discard((envelope.aggregate_type, envelope.aggregate_id))
+        for key in left:  # not released above (one of its events failed or the batch did)
+            self._in_flight.discard(key)
         self._batches -= 1
         self._wake.set()
 
