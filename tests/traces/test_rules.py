@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heddle.traces import Trace, TraceValidationError, distinct
-from heddle.traces.distinct import integers_distinct
+from heddle.traces import Trace, TraceValidationError
 from heddle.traces.schema import SLICE_ROWS
 from tests.traces.conftest import make_frame
 
@@ -52,23 +50,3 @@ def test_a_broken_dependency_past_the_first_slice_names_its_row():
     with pytest.raises(TraceValidationError, match="'nope'") as info:
         Trace.from_frame(frame)
     assert info.value.row == SLICE_ROWS + 7
-
-
-@settings(max_examples=200, deadline=None)
-@given(keys=st.lists(st.integers(0, 2**64 - 1) | st.sampled_from([0, 1, 2**63, 2**64 - 1]),
-                     max_size=300),
-       spread=st.booleans())
-def test_integer_keys_are_distinct_exactly_when_no_value_repeats(keys: list[int], spread: bool):
-    # `spread` False: keys that share their top bits, so every one lands in the same bucket
-    values = np.array(keys, dtype=np.uint64) >> np.uint64(0 if spread else 40)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(distinct, "HASH_BELOW", 0)  # the bucket table even for a few keys
-        assert integers_distinct(values) == (len(set(values.tolist())) == len(values))
-
-
-def test_many_keys_with_one_repeat_far_apart():
-    keys = np.random.default_rng(3).integers(0, 2**64 - 1, 200_000, dtype=np.uint64,
-                                             endpoint=True)
-    assert integers_distinct(keys) is (len(np.unique(keys)) == len(keys))
-    keys[150_000] = keys[17]
-    assert integers_distinct(keys) is False
