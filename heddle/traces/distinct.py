@@ -39,30 +39,31 @@ def _slice_keys(arr: pa.Array) -> np.ndarray:
         data[: last - first] = np.frombuffer(arr.buffers()[2], np.uint8, last - first, first)
     # words[i] is the 8 bytes starting at byte i (unaligned reads, no copy)
     words = np.ndarray((len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))
-    starts = offsets[:-1] - first
-    lengths = offsets[1:] - offsets[:-1]
+    starts = offsets[:-1] - first if first else offsets[:-1]
+    lengths = np.diff(offsets)
     keys = lengths.astype(np.uint64) * _LENGTH_MULTIPLIER
     # a string is mixed in once per 8 bytes it has (once if empty), so its key depends on it
     # alone, not on the longest string of its slice
-    rows = None  # the rows with bytes left at `at`: None for all of them
-    at = 0
-    while True:
-        if rows is None:
-            start, length, mixed = starts, lengths, keys  # `mixed` is `keys`: mixed in place
+    _mix(keys, words[starts], _MASKS[np.minimum(lengths, 8)])
+    at = 8
+    while len(rows := np.flatnonzero(lengths > at)):  # the rows with bytes left at `at`
+        if len(rows) == n:
+            _mix(keys, words[starts + at], _MASKS[np.minimum(lengths - at, 8)])
         else:
-            start, length, mixed = starts[rows], lengths[rows], keys[rows]
-        word = words[start + at]
-        word &= _MASKS[np.minimum(length - at, 8)]
-        mixed ^= word
-        mixed *= _MULTIPLIER
-        mixed ^= mixed >> _SHIFT
-        if rows is not None:
+            start, length = starts[rows], lengths[rows]
+            mixed = keys[rows]
+            _mix(mixed, words[start + at], _MASKS[np.minimum(length - at, 8)])
             keys[rows] = mixed
         at += 8
-        longer = lengths > at
-        if not longer.any():
-            return keys
-        rows = None if longer.all() else np.flatnonzero(longer)
+    return keys
+
+
+def _mix(keys: np.ndarray, words: np.ndarray, masks: np.ndarray) -> None:
+    """Mix each string's next 8 bytes (its word, masked to the bytes it has) into its key."""
+    words &= masks
+    keys ^= words
+    keys *= _MULTIPLIER
+    keys ^= keys >> _SHIFT
 
 
 Strings = pa.Array | pa.ChunkedArray | list[pa.Array]

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heddle.traces import Trace, TraceValidationError, distinct, iter_trace, read_trace, write_trace
+from heddle.traces.arrowframe import USED_SLICE_ROWS
 from heddle.traces.distinct import SLICE_ROWS, keys_distinct, string_keys
 from tests.traces.conftest import make_frame
 
@@ -146,3 +147,22 @@ def test_coinciding_keys_are_settled_by_comparing_the_strings(
     with pytest.raises(TraceValidationError, match="unique") as info:
         read_trace(path)
     assert (info.value.row, info.value.column) == (41, "task_id")
+
+
+def test_a_value_first_used_far_into_the_file_stays_a_category(tmp_path: Path):
+    """Categories in use are looked for a slice of rows at a time, stopping once all are
+    seen: one used only by the last row is still kept."""
+    n = USED_SLICE_ROWS * 2 + 5
+    frame = make_frame(n)
+    frame.loc[n - 1, "owner"] = "zed"
+    table = _table(n).set_column(_table(n).schema.get_field_index("owner"), "owner",
+                                 pa.array(frame["owner"]).dictionary_encode())
+    trace = Trace.from_frame(frame)
+    for path in (tmp_path / "heddle.parquet", tmp_path / "other.parquet"):
+        if path.stem == "heddle":
+            write_trace(trace, path)
+        else:  # one dictionary for the whole file, "zed" unused until the last row group
+            _write(table, path, row_group_size=n)
+        back = read_trace(path)
+        assert back.equals(trace)
+        assert list(back.df["owner"].cat.categories) == ["alice", "bob", "zed"]
