@@ -206,6 +206,8 @@ def arrow_frame(columns: dict[str, list[pa.Array]], first_row: int) -> pd.DataFr
 
     Each column's chunks are taken out of `columns` as it is converted, so the Arrow memory
     of a column is freed once pandas has its copy: the peak is the frame plus one column.
+    The arrays are the caller's to give away: a numeric column may become the frame's on
+    Arrow's own buffer (see `_owned`), so nothing else may hold them.
     """
     data: dict[str, object] = {}
     for col in COLUMNS:
