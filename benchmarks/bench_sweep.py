@@ -4,8 +4,10 @@
     uv run python benchmarks/bench_sweep.py --quick    # 10 replays
 
 Every replay runs the shipped demo fleet on the shipped 14-day demo trace with its own seed
-(so no result is reused). The same specs run three ways in this one process, and each figure
-is printed with its ratio to the serial baseline measured in the same run:
+(so no result is reused) and, as `heddle sweep` does, keeps the run's summary (`keep=summary_of`:
+the per-task records stay where the run ran). The same specs run three ways in this one
+process, and each figure is printed with its ratio to the serial baseline measured in the
+same run:
   1. serial (`SerialExecutor`): one replay after another in this process — the baseline;
   2. local processes (`LocalExecutor`, one worker per core);
   3. Ray (`RayExecutor("local")`, a local cluster with one CPU per core), cluster start-up
@@ -17,19 +19,24 @@ the script prints an estimate of a sweep's wall time on several machines.
 
 On a shared machine the speed-up depends on what else runs: the load average is printed
 before and after, and so is the CPU time per replay in each mode (this process for serial,
-the reaped workers for local processes). The same CPU time per replay in both modes means
-the replays themselves did not slow down side by side; a speed-up short of the core count
-then means the cores were not free for them.
+this process and the reaped workers for local processes; on Ray, read with psutil from every
+process of the local cluster: its workers, and Ray's own gcs_server, raylet, log monitor,
+dashboard and agents, whose share is printed apart). The same CPU time per replay in both
+modes means the replays themselves did not slow down side by side; a speed-up short of the
+core count then means the cores were not free for them.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import resource
 import time
 
-from heddle.sim.executors import LocalExecutor, RayExecutor, SerialExecutor
+import psutil
+
+from heddle.sim.executors import LocalExecutor, RayExecutor, SerialExecutor, summary_of
 from heddle.sim.runner import RunSpec
 from heddle.sim.whatif import resolve_fleet, resolve_trace
 
@@ -52,8 +59,30 @@ def _cpu_s() -> float:
 def _timed(executor, specs) -> tuple[float, int, float]:
     """(wall seconds, failed runs, CPU seconds per run) of one executor over the specs."""
     t0, cpu0 = time.perf_counter(), _cpu_s()
-    outcomes = executor.map(specs)
+    outcomes = executor.map(specs, keep=summary_of)
     return time.perf_counter() - t0, sum(not o.ok for o in outcomes), (_cpu_s() - cpu0) / len(specs)
+
+
+_RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
+
+
+def _ray_cpu_s() -> collections.Counter:
+    """CPU seconds so far of each kind of process in this process's local Ray cluster."""
+    kinds: collections.Counter = collections.Counter()
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            name, cmd, cpu = proc.name(), " ".join(proc.cmdline()), proc.cpu_times()
+        except psutil.Error:
+            continue  # ended meanwhile
+        if name.startswith("ray::") and name not in _RAY_AGENTS:
+            kind = "workers"
+        else:
+            kind = next((k for k in ("gcs_server", "raylet", "log_monitor") if k in cmd),
+                        "dashboard, agents, monitor")
+        kinds[kind] += cpu.user + cpu.system
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kinds["driver (this process)"] = own.ru_utime + own.ru_stime
+    return kinds
 
 
 def _load() -> str:
@@ -103,9 +132,14 @@ def main() -> None:
         fleet, trace = ray.put(specs[0].fleet), ray.put(specs[0].trace)
         pids = ray.get([warm.remote(fleet, trace) for _ in range(cores)])
         warm_s = time.perf_counter() - t0
+        before = _ray_cpu_s()
         ray_s, failed, _ = _timed(executor, specs)
+        used = _ray_cpu_s() - before
         print(f"ray (local)       {ray_s:8.1f} s  {serial_s / ray_s:5.2f}x over serial  failed {failed}"
+              f"  (CPU {sum(used.values()) / n:.2f} s/run)"
               f"  (+{start_s:.1f} s cluster start-up, +{warm_s:.1f} s warming {len(set(pids))} workers)  {_load()}")
+        print("  CPU per run by process: " + ", ".join(
+            f"{kind} {cpu / n * 1e3:.0f} ms" for kind, cpu in used.most_common()))
         empty = ray.remote(_empty)
         ray.get([empty.remote() for _ in range(100)])  # warm the workers
         t0 = time.perf_counter()

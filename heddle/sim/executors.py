@@ -4,12 +4,14 @@ One interface (`RunExecutor.map`) serves `heddle sim` comparisons, `heddle sweep
 advisor's replays (all through `heddle.sim.run_many`). Every executor runs the same
 `simulate()` on the same inputs, so the numbers do not depend on which one ran them; only
 `wall_s` does. A failing run becomes an `Outcome` with its error and never stops the others.
+A caller that needs only part of each result says so with `keep` (a sweep keeps the summary):
+it is taken where the run ran, and only that travels back, not the run's per-task records
+(~4 MB pickled for a 14-day replay: ~2% of the run's CPU to ship).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
@@ -26,6 +28,7 @@ __all__ = [
     "SerialExecutor",
     "make_executor",
     "share_inputs",
+    "summary_of",
 ]
 
 
@@ -44,14 +47,23 @@ class Outcome:
 
 
 OnOutcome = Callable[[Outcome], None]
+Keep = Callable[[Any], Any]
+"""What of a SimResult to send back: a module-level function (it is pickled by name)."""
 
 
 class RunExecutor(Protocol):
-    """Runs `RunSpec`s; outcomes come back in the order of the specs."""
+    """Runs `RunSpec`s; outcomes come back in the order of the specs, each result the
+    SimResult or, given `keep`, `keep(SimResult)`."""
 
     name: str
 
-    def map(self, specs: Sequence[Any], on_outcome: OnOutcome | None = None) -> list[Outcome]: ...
+    def map(self, specs: Sequence[Any], on_outcome: OnOutcome | None = None, *,
+            keep: Keep | None = None) -> list[Outcome]: ...
+
+
+def summary_of(result: Any) -> Any:
+    """A run's SimSummary alone (the `keep` of a sweep)."""
+    return result.summary
 
 
 def _describe(exc: BaseException) -> str:
@@ -111,22 +123,23 @@ def share_inputs(specs: Sequence[Any], put: Callable[[Any], Any],
     return out
 
 
-def run_one(spec: Any) -> Any:
+def run_one(spec: Any, keep: Keep | None = None) -> Any:
     """Run one spec in this process (the function every executor ships to its workers).
 
-    Shared inputs come as tokens of a local worker's `_WORKER_INPUTS` or as Ray object-store
-    references (Ray resolves references only as top-level arguments), fetched here."""
+    Shared inputs may come as tokens of a local worker's `_WORKER_INPUTS`."""
     from heddle.sim.runner import run_spec
 
-    ray = sys.modules.get("ray")
-    fetched = {}
-    for f in SHARED_FIELDS:
-        value = getattr(spec, f)
-        if isinstance(value, _Shared):
-            fetched[f] = _WORKER_INPUTS[value.token]
-        elif ray is not None and isinstance(value, ray.ObjectRef):
-            fetched[f] = ray.get(value)
-    return run_spec(replace(spec, **fetched) if fetched else spec)
+    fetched = {f: _WORKER_INPUTS[v.token] for f in SHARED_FIELDS if isinstance(v := getattr(spec, f), _Shared)}
+    result = run_spec(replace(spec, **fetched) if fetched else spec)
+    return keep(result) if keep is not None else result
+
+
+def _run_on_ray(spec: Any, keep: Keep | None, *inputs: Any) -> Any:
+    """A Ray task: the shared inputs (SHARED_FIELDS, in order) arrive as top-level arguments,
+    which Ray resolves from its object store before the task starts. A reference left inside
+    the spec would make the worker a borrower of it, with messages to the driver about it on
+    every run."""
+    return run_one(replace(spec, **dict(zip(SHARED_FIELDS, inputs, strict=True))), keep)
 
 
 def _failed(k: int, exc: BaseException) -> Outcome:
@@ -138,11 +151,12 @@ class SerialExecutor:
 
     name = "serial"
 
-    def map(self, specs: Sequence[Any], on_outcome: OnOutcome | None = None) -> list[Outcome]:
+    def map(self, specs: Sequence[Any], on_outcome: OnOutcome | None = None, *,
+            keep: Keep | None = None) -> list[Outcome]:
         out = []
         for k, spec in enumerate(specs):
             try:
-                outcome = Outcome(k, result=run_one(spec))
+                outcome = Outcome(k, result=run_one(spec, keep))
             except Exception as exc:  # noqa: BLE001 - reported per run; the sweep goes on
                 outcome = _failed(k, exc)
             out.append(outcome)
@@ -164,9 +178,10 @@ class LocalExecutor:
     def __init__(self, max_workers: int | None = None):
         self.max_workers = max_workers
 
-    def map(self, specs: Sequence[Any], on_outcome: OnOutcome | None = None) -> list[Outcome]:
+    def map(self, specs: Sequence[Any], on_outcome: OnOutcome | None = None, *,
+            keep: Keep | None = None) -> list[Outcome]:
         if len(specs) <= 1:
-            return SerialExecutor().map(specs, on_outcome)
+            return SerialExecutor().map(specs, on_outcome, keep=keep)
         inputs: dict[int, Any] = {}
 
         def put(value: Any) -> _Shared:
@@ -189,7 +204,7 @@ class LocalExecutor:
                 if isinstance(s, BaseException):
                     finish(_failed(k, s))
                 else:
-                    futures[pool.submit(run_one, s)] = k
+                    futures[pool.submit(run_one, s, keep)] = k
             for fut in as_completed(futures):
                 k = futures[fut]
                 try:
@@ -198,6 +213,23 @@ class LocalExecutor:
                     outcome = _failed(k, exc)
                 finish(outcome)
         return [o for o in outcomes if o is not None]
+
+
+def _start_local(ray: Any, num_cpus: int | None, kwargs: dict[str, Any]) -> None:
+    """Start a local Ray cluster that spends the least CPU on itself: its processes share the
+    cores with the runs (measured on 2 cores: ~40-55 ms of CPU per 1 s run, half in the
+    raylet and the log monitor; docs/sweeps.md).
+
+    No metrics are recorded (in every worker and the raylet, for a Prometheus nobody scrapes),
+    and the log monitor stops: it reads every worker's log files to forward them to the
+    driver, which takes none (log_to_driver=False); the files stay on disk. A cluster heddle
+    joins keeps its own settings."""
+    ray.init(num_cpus=num_cpus, _system_config={"enable_metrics_collection": False}, **kwargs)
+    # Ray's private Node API (no public switch in ray.init); tests/sim/test_executors.py
+    # notices a Ray where it does nothing
+    node = getattr(ray._private.worker, "_global_node", None)
+    if node is not None and hasattr(node, "kill_log_monitor"):
+        node.kill_log_monitor()
 
 
 class RayExecutor:
@@ -215,6 +247,8 @@ class RayExecutor:
         # a local cluster's workers run this interpreter: Ray need not package the working
         # directory as it does by default under `uv run` (read when ray is imported)
         os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+        # no usage report: heddle makes no network calls of its own (read by ray.init)
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         try:
             import ray
         except ImportError as exc:
@@ -224,17 +258,20 @@ class RayExecutor:
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address == "local":
-                ray.init(num_cpus=num_cpus, **kwargs)
+                _start_local(ray, num_cpus, kwargs)
             elif address == "auto":
                 try:
                     ray.init(address="auto", **kwargs)
                 except (ConnectionError, RuntimeError):
-                    ray.init(num_cpus=num_cpus, **kwargs)
+                    _start_local(ray, num_cpus, kwargs)
             else:
                 ray.init(address=address, **kwargs)
-        self._remote = ray.remote(run_one)
+        # no task events: Ray's state API and dashboard would record each run's progress
+        # through the GCS; a sweep reports its own
+        self._remote = ray.remote(enable_task_events=False)(_run_on_ray)
 
-    def map(self, specs: Sequence[Any], on_outcome: OnOutcome | None = None) -> list[Outcome]:
+    def map(self, specs: Sequence[Any], on_outcome: OnOutcome | None = None, *,
+            keep: Keep | None = None) -> list[Outcome]:
         ray = self._ray
         shared = share_inputs(specs, ray.put, load=SHARED_FIELDS)
         outcomes: list[Outcome | None] = [None] * len(specs)
@@ -249,7 +286,9 @@ class RayExecutor:
             if isinstance(s, BaseException):
                 finish(_failed(k, s))
             else:
-                pending[self._remote.remote(s)] = k
+                inputs = [getattr(s, f) for f in SHARED_FIELDS]
+                bare = replace(s, **dict.fromkeys(SHARED_FIELDS))
+                pending[self._remote.remote(bare, keep, *inputs)] = k
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for obj in done:

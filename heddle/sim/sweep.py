@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from heddle.sim.errors import SimError
-from heddle.sim.executors import LocalExecutor, Outcome, RunExecutor
+from heddle.sim.executors import LocalExecutor, Outcome, RunExecutor, summary_of
 from heddle.sim.runner import RunSpec
 from heddle.sim.whatif import resolve_fleet, resolve_scenario, resolve_trace, summary_row
 
@@ -272,7 +272,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, executor: RunExecutor | N
     def done(outcome: Outcome) -> None:
         k, run, key = ready[outcome.index]
         if outcome.ok:
-            row = {**run.params(), "key": key, **summary_row(outcome.result.summary)}
+            row = {**run.params(), "key": key, **summary_row(outcome.result)}
             (runs_dir / f"{key}.json").write_text(json.dumps(row, default=_json_default), encoding="utf-8")
             rows[k] = row
         else:
@@ -280,7 +280,7 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, executor: RunExecutor | N
         if on_progress:
             on_progress(len(rows), len(failures), total)
 
-    (executor or LocalExecutor()).map(specs, done)
+    (executor or LocalExecutor()).map(specs, done, keep=summary_of)  # the table needs no records
     table = pd.DataFrame([rows[k] for k in sorted(rows)])
     fail_df = pd.DataFrame(failures, columns=[*SweepRun.__slots__, "error"] if not failures else None)
     table.to_csv(out / "results.csv", index=False)

@@ -3,9 +3,10 @@ the runs that use it."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
-from heddle.sim.executors import LocalExecutor, SerialExecutor, share_inputs
+from heddle.sim.executors import LocalExecutor, SerialExecutor, share_inputs, summary_of
 from heddle.sim.runner import RunSpec
 from heddle.sim.whatif import resolve_fleet, resolve_trace
 from heddle.traces import read_trace
@@ -48,3 +49,14 @@ def test_local_workers_give_the_serial_numbers_and_a_bad_input_fails_its_runs_on
         assert a.result.summary.completed == b.result.summary.completed > 0
         assert a.result.summary.latency_s == b.result.summary.latency_s
 
+
+
+def test_keep_sends_back_only_what_the_caller_keeps_with_the_same_numbers():
+    specs = _specs(2)
+    full = SerialExecutor().map(specs)
+    kept = LocalExecutor(2).map(specs, keep=summary_of)
+    def numbers(summary) -> dict:  # all but the wall time, which depends on the machine
+        return {k: v for k, v in dataclasses.asdict(summary).items() if "wall" not in k}
+
+    assert [numbers(o.result) for o in kept] == [numbers(o.result.summary) for o in full]
+    assert len(pickle.dumps(kept[0].result)) < 20_000 < len(pickle.dumps(full[0].result))
