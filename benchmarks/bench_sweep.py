@@ -11,9 +11,10 @@ same run:
   1. serial (`SerialExecutor`): one replay after another in this process — the baseline;
   2. local processes (`LocalExecutor`, one worker per core);
   3. Ray (`RayExecutor("local")`, a local cluster with one CPU per core), cluster start-up
-     timed separately, and worker warm-up too: one task per core first imports the twin and
-     fetches the shared inputs in each fresh Ray worker (local worker processes are forks of
-     this process and start with both), then the sweep runs on the warm workers.
+     timed separately, and worker warm-up too: one short replay per core first imports and
+     runs the twin and fetches the shared inputs in each fresh Ray worker (local worker
+     processes are forks of this process and start with both), then the sweep runs on the
+     warm workers.
 Also measured on Ray: the scheduling overhead per run (100 empty remote calls), from which
 the script prints an estimate of a sweep's wall time on several machines.
 
@@ -33,12 +34,17 @@ import collections
 import os
 import resource
 import time
+from dataclasses import replace
 
 import psutil
 
 from heddle.sim.executors import LocalExecutor, RayExecutor, SerialExecutor, summary_of
 from heddle.sim.runner import RunSpec
 from heddle.sim.whatif import resolve_fleet, resolve_trace
+
+WARM_HORIZON_S = 1800.0
+"""A warm-up replay's length: the first half hour of the trace, enough to import and run
+every part of the twin once in a fresh Ray worker."""
 
 
 def _specs(n: int) -> list[RunSpec]:
@@ -93,13 +99,6 @@ def _empty() -> None:
     return None
 
 
-def _warm(fleet: object, trace: object) -> int:
-    """What a fresh Ray worker does before its first run: import the twin, fetch the inputs."""
-    import heddle.sim.runner  # noqa: F401 - the import is the point
-
-    return os.getpid()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="10 replays instead of 100")
@@ -127,17 +126,15 @@ def main() -> None:
     import ray
 
     try:
-        warm = ray.remote(_warm)
-        t0 = time.perf_counter()
-        fleet, trace = ray.put(specs[0].fleet), ray.put(specs[0].trace)
-        pids = ray.get([warm.remote(fleet, trace) for _ in range(cores)])
+        t0 = time.perf_counter()  # one short replay per worker: imports, first fetch, first solve
+        executor.map([replace(s, horizon_s=WARM_HORIZON_S) for s in specs[:cores]], keep=summary_of)
         warm_s = time.perf_counter() - t0
         before = _ray_cpu_s()
         ray_s, failed, _ = _timed(executor, specs)
         used = _ray_cpu_s() - before
         print(f"ray (local)       {ray_s:8.1f} s  {serial_s / ray_s:5.2f}x over serial  failed {failed}"
               f"  (CPU {sum(used.values()) / n:.2f} s/run)"
-              f"  (+{start_s:.1f} s cluster start-up, +{warm_s:.1f} s warming {len(set(pids))} workers)  {_load()}")
+              f"  (+{start_s:.1f} s cluster start-up, +{warm_s:.1f} s warming {cores} workers)  {_load()}")
         print("  CPU per run by process: " + ", ".join(
             f"{kind} {cpu / n * 1e3:.0f} ms" for kind, cpu in used.most_common()))
         empty = ray.remote(_empty)
