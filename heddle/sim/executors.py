@@ -129,7 +129,8 @@ def run_one(spec: Any, keep: Keep | None = None) -> Any:
     Shared inputs may come as tokens of a local worker's `_WORKER_INPUTS`."""
     from heddle.sim.runner import run_spec
 
-    fetched = {f: _WORKER_INPUTS[v.token] for f in SHARED_FIELDS if isinstance(v := getattr(spec, f), _Shared)}
+    fetched = {f: _WORKER_INPUTS[v.token] for f in SHARED_FIELDS
+               if isinstance(v := getattr(spec, f), _Shared)}
     result = run_spec(replace(spec, **fetched) if fetched else spec)
     return keep(result) if keep is not None else result
 
@@ -225,8 +226,8 @@ def _start_local(ray: Any, num_cpus: int | None, kwargs: dict[str, Any]) -> None
     driver, which takes none (log_to_driver=False); the files stay on disk. A cluster heddle
     joins keeps its own settings."""
     ray.init(num_cpus=num_cpus, _system_config={"enable_metrics_collection": False}, **kwargs)
-    # Ray's private Node API (no public switch in ray.init); tests/sim/test_executors.py
-    # notices a Ray where it does nothing
+    # Ray's private Node API (no public switch in ray.init); tests/sim/test_sweep.py notices
+    # a Ray where it does nothing
     node = getattr(ray._private.worker, "_global_node", None)
     if node is not None and hasattr(node, "kill_log_monitor"):
         node.kill_log_monitor()
