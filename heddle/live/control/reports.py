@@ -122,9 +122,12 @@ class _Reports:
         envelopes = [envelope for report in reports for envelope in self.apply(report)]
         if not envelopes:
             await self.ack(msg)
-            return
-        durable = self.plane.journal.durable(envelopes)
-        durable.add_done_callback(lambda _: asyncio.ensure_future(self.ack(msg)))
+        else:
+            durable = self.plane.journal.durable(envelopes)
+            durable.add_done_callback(lambda _: asyncio.ensure_future(self.ack(msg)))
+        # nats-py hands a subscription's queued messages over back to back, without a turn of
+        # the loop between them: a burst of reports held submissions and acks waiting behind it
+        await asyncio.sleep(0)
 
     def apply(self, report: wire.TaskStarted | wire.TaskFinished) -> list[Any]:
         """Take one report; returns the events it caused (to be durable before the ack)."""
