@@ -339,11 +339,13 @@ async def main(args: argparse.Namespace) -> None:
         rate = await throughput(client, watch, n, "tp")
         cpu_ms = {name: (_cpu(pid) - before[name]) * 1000 / n for name, pid in roles.items()}
         lat_from, reports_before = time.time(), watch.capacity_reports
+        lat_before = {name: _cpu(pid) for name, pid in roles.items()}
         threads = ThreadCpu(procs[0].pid)
         following = asyncio.create_task(threads.follow()) if loop_stats else None
         paced = args.rate or rate / 2
         waits, sent = await latency(client, watch, paced, seconds=args.seconds)
         lat_until, reports = time.time(), watch.capacity_reports - reports_before
+        lat_cpu_ms = {name: (_cpu(pid) - lat_before[name]) * 1000 / len(waits) for name, pid in roles.items()}
         if following is not None:
             following.cancel()
             await asyncio.gather(following, return_exceptions=True)
@@ -357,6 +359,7 @@ async def main(args: argparse.Namespace) -> None:
         print("\n".join(breakdown(lat_instants(watch, sent, {}))))
         print(f"  capacity reports in the latency run: {reports / (lat_until - lat_from):,.0f}/s from {agents} agents")
         print("  CPU per task in the throughput run: " + ", ".join(f"{k} {v:.2f} ms" for k, v in cpu_ms.items()))
+        print("  CPU per task in the latency run: " + ", ".join(f"{k} {v:.2f} ms" for k, v in lat_cpu_ms.items()))
         total_ms = sum(cpu_ms.values())
         print(f"    CPU bound: the control plane alone tops out near {1000 / cpu_ms['control plane']:,.0f} tasks/s "
               f"on a core of its own; all processes together need {total_ms:.2f} ms per task, "
