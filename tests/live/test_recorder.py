@@ -141,3 +141,27 @@ def test_a_task_ending_after_a_restart_behind_written_rows_goes_to_late(tmp_path
     run = load_recorded(tmp_path)
     assert list(run.outcomes["task_id"]) == ["j2-t2", "j3-t3", "j5-t5", "j6-t6", "j7-t7", "j9-t9"]  # by arrival
     assert list(load_recorded(tmp_path, since_unix_s=DAY1 + 6).outcomes["task_id"]) == ["j6-t6", "j7-t7", "j9-t9"]
+
+
+def test_every_task_that_ends_is_written_once_in_arrival_order_with_what_happened(tmp_path):
+    """The hooks the control plane calls (`observe`, on its loop) keep a row per ended task;
+    the flush (rows to columns and Parquet, in a thread) writes them all, by arrival."""
+    tasks = {t.key: t for t in (live(n, DAY1 + n) for n in range(6))}
+    rec = Recorder(plane(tasks), tmp_path)
+    for n in (4, 1, 5, 0):  # ending out of arrival order
+        at = DAY1 + n
+        rec.observe(f"j{n}-t{n}", "CompleteTask", {}, {"node": "beta", "result": {"cost_usd": 0.25},
+                                                        "timings": {"started_at": at + 1, "finished_at": at + 3}})
+    rec.observe("j2-t2", "FailTask", {"reason": "lost", "retryable": True}, None)  # retried: not an end
+    rec.observe("j2-t2", "FailTask", {"reason": "boom", "retryable": False}, None)
+    rec.observe("j3-t3", "RejectTask", {"reason": "no node"}, None)
+    assert asyncio.run(rec.flush()) == 6
+    out = load_recorded(tmp_path).outcomes
+    assert list(out["task_id"]) == [f"j{n}-t{n}" for n in range(6)]
+    assert list(out["status"]) == ["completed", "completed", "failed", "rejected", "completed", "completed"]
+    assert list(out["reason"])[2:4] == ["boom", "no node"]
+    assert list(out["target"]) == ["beta", "beta", "", "", "beta", "beta"]
+    assert list(out["cost_usd"]) == [0.25, 0.25, 0.0, 0.0, 0.25, 0.25]
+    started = out["start_s"].to_numpy()
+    assert list(started[[0, 1, 4, 5]] - out["released_s"].to_numpy()[[0, 1, 4, 5]]) == [1.0] * 4
+    assert rec.rows_written == 6 and asyncio.run(rec.flush()) == 0  # each once
