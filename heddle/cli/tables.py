@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Column", "PlainTable", "draw", "print_tables", "to_rich"]
 
+RICH_CHECKED = "15.0.0"
+"""The rich release whose layout rules `draw` copies (tests/cli/test_tables.py pins it)."""
+
 _WORD = re.compile(r"\s*\S+\s*")
 """rich's word for wrapping (rich._wrap.re_word): a run of non-space with the spaces around it."""
 _PAD = 1

@@ -81,3 +81,16 @@ def test_a_pipe_gets_plain_text_and_a_forced_terminal_gets_rich_styles():
     assert "\x1b[" not in plain and "┃ id " in plain
     assert "\x1b[1m" in styled and "\x1b[3m" in styled  # bold headers, italic title: rich drew it
     assert plain == _rich(catalog._offers_table(), 120)
+
+
+def test_the_copied_layout_was_checked_against_the_installed_rich():
+    # draw copies rich's layout rules (divide_line, ratio_reduce, _collapse_widths, word
+    # wrapping); a new rich may change them in ways the drawn tables above do not reach.
+    # On a new rich: re-read rich/table.py, _wrap.py and text.wrap, run this file, then
+    # update RICH_CHECKED.
+    from importlib.metadata import version
+
+    from heddle.cli.tables import RICH_CHECKED
+
+    assert version("rich") == RICH_CHECKED
+
