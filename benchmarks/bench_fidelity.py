@@ -2,7 +2,7 @@
 size chosen here, live vs twin latency p50/p95/p99 with their errors, and the load average.
 
     uv run python benchmarks/bench_fidelity.py [--case cpu|tokens|both] [--items N (one case)]
-        [--warmup-s S] [--load RHO] [--service-s S] [--seed K]
+        [--warmup-s S] [--load RHO] [--service-s S] [--seed K] [--no-priority]
 
 cpu: three `heddle agent` processes (one slot each, burn steps capped at --cpu-limit of a
 core), Poisson arrivals of CPU-burn steps at offered load RHO in a privacy mix with a few
@@ -112,6 +112,8 @@ def main() -> None:
     parser.add_argument("--load", type=float, default=kit.LOAD)
     parser.add_argument("--service-s", type=float, default=kit.SERVICE_MEAN_S)
     parser.add_argument("--seed", type=int, default=18)
+    parser.add_argument("--no-priority", action="store_true",
+                        help="leave the cluster's processes at the default priority (kit.PRIORITY otherwise)")
     parser.add_argument("--sampling", action="store_true", help="only the twin's sampling study (no cluster)")
     parser.add_argument("--sizes", default="200,400,800,1600")
     args = parser.parse_args()
@@ -124,7 +126,8 @@ def main() -> None:
         runs = asyncio.run(kit.measured_runs(
             Path(tmp), cases, items=args.items if args.case == "cpu" else None,
             token_items=args.items if args.case == "tokens" else None, warmup_s=args.warmup_s,
-            load=args.load, service_s=args.service_s, rng=np.random.default_rng(args.seed)))
+            load=args.load, service_s=args.service_s, rng=np.random.default_rng(args.seed),
+            priority=not args.no_priority))
         for case in cases:
             report(case, runs[case], time.monotonic() - t0, before)
 

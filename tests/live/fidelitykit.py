@@ -15,7 +15,9 @@ load on the first request, then the prompt's prefill, then one token every decod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import os
 import subprocess
 import sys
 import time
@@ -44,6 +46,11 @@ CPU_LIMIT = 0.05
 """Share of a core each agent's burn steps may use. With eight helpers' test suites running,
 one process got 10-25% of a core here (load average 8-15 on 2 cores); a cap well below that
 keeps the steps' pace steady, and the three agents use ~0.1 core between them."""
+PRIORITY = -10
+"""Scheduling priority (nice) of the cluster's processes (nats-server, control plane, agents
+and so their workers) where the test may set it: on this machine shared with other jobs'
+test suites, the cluster's steps otherwise wait for a core behind them, as nodes of their
+own would not (measured: docs/fidelity.md)."""
 PRIVACY_MIX = (("public", None, 0.45), ("sensitive", "carol", 0.2), ("personal", "alice", 0.12),
                ("personal", "bob", 0.12), ("personal", "carol", 0.11))
 """(privacy, owner, share of items)."""
@@ -94,7 +101,8 @@ class LiveRun:
     probed: dict[str, float | None]  # each node's speed as its agent reported it before the run
 
 
-def start_cluster(tmp: Path, *, cpu_limit: float = CPU_LIMIT, extra_agent_flags: dict[str, list[str]] | None = None) -> Cluster:
+def start_cluster(tmp: Path, *, cpu_limit: float = CPU_LIMIT, extra_agent_flags: dict[str, list[str]] | None = None,
+                  priority: bool = True) -> Cluster:
     kit = Cluster(tmp)
     kit.start_control("--report-interval", str(REPORT_EVERY_S), "--ack-timeout", "10")
     for node, (owner, trust) in NODES.items():
@@ -105,6 +113,10 @@ def start_cluster(tmp: Path, *, cpu_limit: float = CPU_LIMIT, extra_agent_flags:
         with (tmp / f"agent-{node}.log").open("w") as log:  # what an agent said, for a failure's reader
             kit.agents[node] = subprocess.Popen(agent_command(kit.url, node, owner, 1, trust) + flags, cwd=REPO,
                                                 stdout=subprocess.DEVNULL, stderr=log)
+    if priority:
+        for process in (kit.nats.process, kit.control, *kit.agents.values()):
+            with contextlib.suppress(OSError):  # not permitted (not root): the machine's default
+                os.setpriority(os.PRIO_PROCESS, process.pid, PRIORITY)
     return kit
 
 
@@ -209,14 +221,15 @@ def mean_service_s(device_id: str) -> float:
 
 async def measured_runs(tmp: Path, cases: tuple[str, ...] = ("cpu", "tokens"), *, items: int | None = None,
                         token_items: int | None = None, warmup_s: float = WARMUP_S, load: float = LOAD,
-                        service_s: float = SERVICE_MEAN_S, rng: np.random.Generator | None = None) -> dict[str, LiveRun]:
+                        service_s: float = SERVICE_MEAN_S, rng: np.random.Generator | None = None,
+                        priority: bool = True) -> dict[str, LiveRun]:
     """One cluster (its agents serving LLM steps through paced stand-ins when "tokens" is
     asked for) runs each case's warm-up and window in turn, recorded and exported per window;
     the cluster and stand-ins are stopped before it returns."""
     rng = rng if rng is not None else np.random.default_rng(18)
     standins = token_standins() if "tokens" in cases else {}
     flags = {node: ["--ollama-url", s.url, "--device", TOKEN_DEVICES[node]] for node, s in standins.items()}
-    kit = start_cluster(tmp, extra_agent_flags=flags)
+    kit = start_cluster(tmp, extra_agent_flags=flags, priority=priority)
     runs = {}
     try:
         client = await kit.client()

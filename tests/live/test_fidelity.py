@@ -4,12 +4,13 @@ by the performance model (docs/fidelity.md).
 
 Asserted everywhere: the twin's service time of each step, from the exported fleet alone,
 within 10% of the live one at the median. Both windows' latency p50/p95 (and the token
-window's time to first token) are held to the issue's 10% bound when
-the machine is quiet (load average at most QUIET_LOAD before and after the window, as a
-clean CI machine running the suite is): on this 2-core machine shared with other jobs'
-test suites, a core's speed wanders with their load by 20-50% over seconds (measured:
-docs/fidelity.md), which no fleet file can say in advance, and a 70%-loaded cluster's
-latency follows it; there the figures are printed (pytest -s) and held to LOADED_BOUND."""
+window's time to first token) are held to the issue's 10% bound when the machine is quiet
+(load average at most QUIET_LOAD before and after the runs, as a clean machine running the
+suite is). On this 2-core machine shared with other jobs' test suites, a core's speed
+wanders with their load by 20-50% over seconds, which no fleet file can say in advance, and
+a 70%-loaded cluster's latency follows it up, never down (measured: docs/fidelity.md): above
+QUIET_LOAD the figures are printed (pytest -s) and the side load does not move is held: the
+twin is not slower than the live cluster by more than LOADED_OVER."""
 
 from __future__ import annotations
 
@@ -41,10 +42,11 @@ BOUND = 0.10
 QUIET_LOAD = 3.0
 """1-minute load average on this 2-core machine up to which it counts as quiet: the suite
 alone keeps it at 1-2.5 (the cluster's own processes included)."""
-LOADED_BOUND = 0.5
-"""The cpu window's latency error held above QUIET_LOAD: what the shared machine's wandering
-speed leaves of the bound at load 5-10 (measured: docs/fidelity.md); a twin that lost the
-cluster (a wrong speed, a missed delay) is off by far more."""
+LOADED_OVER = 0.25
+"""Above QUIET_LOAD: how much slower than the live cluster the twin may be (its spread is
+drawn, the live one is what happened: at most +10% seen at p95 in 9 runs at load 7-11, and
+-27% to +10% either way); a twin that went wrong (a speed too low, a delay too long) is
+slower by more."""
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +97,18 @@ def test_the_twin_predicts_each_steps_service_time_from_the_exported_fleet_withi
     assert report.row("completed").live == report.row("completed").twin == cpu.tasks
 
 
+def held_to_the_bound(report, metrics: tuple[str, ...], load: float) -> None:
+    """Each figure's error within BOUND on a quiet machine; above QUIET_LOAD, at most LOADED_OVER."""
+    print(f"load average {load:.1f} (quiet: at most {QUIET_LOAD})")
+    quiet = load <= QUIET_LOAD
+    for metric in metrics:
+        row = report.row(metric)
+        assert row.error is not None and (abs(row.error) <= BOUND if quiet else row.error <= LOADED_OVER), (
+            metric, row, load)
+
+
 def test_the_twin_predicts_latency_p50_and_p95_within_10_percent_on_a_quiet_machine(runs, cpu):
-    report = replayed(cpu)
-    print(f"load average {runs['load']:.1f}")
-    bound = BOUND if runs["load"] <= QUIET_LOAD else LOADED_BOUND
-    for metric in ("latency p50 (s)", "latency p95 (s)"):
-        assert abs(report.row(metric).error) <= bound, (metric, report.row(metric), runs["load"])
+    held_to_the_bound(replayed(cpu), ("latency p50 (s)", "latency p95 (s)"), runs["load"])
 
 
 def test_every_task_is_recorded_with_its_outcome_and_the_recording_is_a_trace(cpu, tokens):
@@ -176,6 +184,4 @@ def test_the_token_path_records_first_tokens_at_each_devices_pace_and_the_twin_p
     ratio = service_ratio(tokens)
     print(f"service live / twin: p50 {np.median(ratio):.3f}, p95 {np.percentile(ratio, 95):.3f}")
     assert abs(np.median(ratio) - 1) <= BOUND
-    bound = BOUND if runs["load"] <= QUIET_LOAD else LOADED_BOUND
-    for metric in ("latency p50 (s)", "latency p95 (s)", "ttft p50 (s)", "ttft p95 (s)"):
-        assert abs(report.row(metric).error) <= bound, (metric, report.row(metric), runs["load"])
+    held_to_the_bound(report, ("latency p50 (s)", "latency p95 (s)", "ttft p50 (s)", "ttft p95 (s)"), runs["load"])
