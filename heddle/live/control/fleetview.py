@@ -67,11 +67,15 @@ class FleetView:
             outcome = "rejoined" if (live.lost or live.left or live.unreachable) else "seen"
             if report.seq < live.report.seq and outcome == "seen":
                 return "seen"  # an older report overtaken by a newer one: nothing new
+            # A new agent process (the old one said goodbye, or the sequence started over) is
+            # not bound by a drain asked of the old one; the same process back from a silence
+            # is: its reports may still say active while the drain command is on its way.
+            new_process = live.left or report.seq <= live.report.seq
             live.report, live.last_seen_s = report, now_s
             live.lost = live.left = live.unreachable = False
             if report.status is NodeStatus.DRAINING:
                 live.draining = True
-            elif outcome == "rejoined":
+            elif outcome == "rejoined" and new_process:
                 live.draining = False
         if live.node != node or outcome == "joined":
             live.node = node
