@@ -187,7 +187,6 @@ class WorkerExecutor(Executor):
     async def run(self, assignment: Assignment, progress: Progress) -> Any:
         spec = assignment.executor
         target = "burn" if spec.kind == "burn" else str(spec.target)
-        started = time.perf_counter()
         worker = self._idle.pop() if self._idle else await self._spawn()
         try:
             reply = await worker.call(target, assignment.payload)
@@ -199,9 +198,7 @@ class WorkerExecutor(Executor):
         progress.cpu_s = reply.get("cpu_s")
         result = reply.get("result")
         if self.speed is not None and target == "burn" and reply.get("ok") and isinstance(result, dict):
-            # the step's time here, the worker's round trip included: what the agent reports
-            # as its service time, so a node's speed times its steps as they are recorded
-            self.speed.add(int(result.get("iterations", 0)), time.perf_counter() - started)
+            self.speed.add(int(result.get("iterations", 0)), float(reply.get("wall_s") or 0.0))
         if len(self._idle) < self.max_idle:
             self._idle.append(worker)
         else:

@@ -2,8 +2,8 @@
 reference core the workload's ``cpu_seconds`` are counted on.
 
 The agent measures it at start (about 0.1 s of CPU), then keeps measuring it from its own
-burn steps (`SpeedMeter`: each step's iterations over its wall time as the agent runs it, the
-worker's round trip included, at no extra cost), because on a shared machine the CPU time one iteration takes
+burn steps (`SpeedMeter`: each step's iterations over its wall time, the quantity the probe
+measures, at no extra cost), because on a shared machine the CPU time one iteration takes
 moves with the other processes' load. Each capacity report carries the recent speed and the
 running totals; `heddle fleet export --since` writes the speed over exactly the window a
 recording covers, so the twin replays a recorded trace at the speed the machine had then
@@ -74,8 +74,7 @@ class SpeedMeter:
     _recent: deque[tuple[float, int, float]] = field(default_factory=deque)  # (ended at, iterations, wall s)
 
     def add(self, iterations: int, seconds: float, now: float | None = None) -> None:
-        """A burn step of `iterations` took `seconds` of wall time on the agent (its worker's
-        round trip included, as in the step's recorded service time)."""
+        """A burn step of `iterations` took `seconds` of wall time inside its worker."""
         if iterations <= 0 or not seconds > 0:
             return
         self.iterations += iterations
