@@ -17,7 +17,6 @@ Invariant: a task that arrives is, when the run ends, in exactly one terminal st
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
@@ -152,8 +151,7 @@ class Twin(CloudDispatch):
             present=present, dispatch_s=node.dispatch_s,
         )
         if node.service_cv > 0 and self.spread_z is not None:
-            sigma = math.sqrt(math.log1p(node.service_cv ** 2))
-            rt.spread = (-0.5 * sigma * sigma, sigma)
+            rt.measure_spread(node.service_cv)
         self.nodes.append(rt)
         self.targets.append(rt)
         self.target_by_name[node.id] = rt
@@ -397,7 +395,7 @@ class Twin(CloudDispatch):
             first_token *= self.noise[i]
             kwh *= self.noise[i]
         if rt.spread is not None:
-            f = math.exp(rt.spread[0] + rt.spread[1] * self.spread_z[i])
+            f = rt.spread_factor(self.spread_z[i])
             service *= f
             first_token *= f
             kwh *= f

@@ -318,7 +318,7 @@ class ExpressTwin(Twin):
             first_token *= noise[i]
             kwh *= noise[i]
         if rt.spread is not None:
-            f = math.exp(rt.spread[0] + rt.spread[1] * self.spread_z[i])
+            f = rt.spread_factor(self.spread_z[i])
             service *= f
             first_token *= f
             kwh *= f

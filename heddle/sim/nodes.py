@@ -9,6 +9,7 @@ recently used models that no running task uses.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -63,6 +64,16 @@ class NodeRt:
     # and starts dispatch_s after its placement
     spread: tuple[float, float] | None = None  # (mu, sigma) of the log factor
     dispatch_s: float = 0.0
+
+    def measure_spread(self, service_cv: float) -> None:
+        """Draw service times with this coefficient of variation (lognormal, mean 1)."""
+        sigma = math.sqrt(math.log1p(service_cv**2))
+        self.spread = (-0.5 * sigma * sigma, sigma)
+
+    def spread_factor(self, z: float) -> float:
+        """The factor on a step's service time for its standard normal draw ``z``."""
+        mu, sigma = self.spread
+        return math.exp(mu + sigma * z)
 
     @property
     def slots(self) -> int:
