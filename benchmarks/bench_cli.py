@@ -21,9 +21,9 @@ option), the least a typer + rich table command costs.
 `catalog list` writes to a pipe here, so heddle.cli.tables draws its tables without rich (the
 same characters, ~2 ms instead of rich's ~30 ms plus ~22 ms to import rich's console and
 table): that is what `heddle catalog list | less`, a file or a log gets, and why it can beat the
-floor. At a terminal rich draws them (bold headers, italic title): the row "catalog list, rich
-drawing" times that path (FORCE_COLOR=1 makes rich style its output for a pipe as for a
-terminal).
+floor. The row "catalog list at a terminal" times what a terminal gets: the same tables with
+rich's styles (bold headers, italic title), drawn by heddle.cli.tables too (FORCE_COLOR=1 makes
+heddle, like rich, style its output for a pipe as for a terminal).
 
 Bytecode: an installed package runs from cached .pyc files, so the commands run with Python's
 bytecode cache on (in a temporary PYTHONPYCACHEPREFIX, warmed by a first uncounted round) even
@@ -73,15 +73,17 @@ COMMANDS: dict[str, list[str]] = {
     "floor with heddle's typer hooks": [sys.executable, str(HOOKED_FILE)],
     "heddle --help": [sys.executable, "-m", "heddle.cli.main", "--help"],
     "heddle catalog list": [sys.executable, "-m", "heddle.cli.main", "catalog", "list"],
-    "heddle catalog list, rich drawing": [sys.executable, "-m", "heddle.cli.main", "catalog", "list"],
+    "heddle catalog list at a terminal": [sys.executable, "-m", "heddle.cli.main", "catalog", "list"],
     "heddle sim": [sys.executable, "-m", "heddle.cli.main", "sim"],
 }
 """What is timed, by label; the first entry is the baseline."""
-EXTRA_ENV = {"heddle catalog list, rich drawing": {"FORCE_COLOR": "1"}}
+EXTRA_ENV = {"heddle catalog list at a terminal": {"FORCE_COLOR": "1"}}
 """Environment added for a command, by label."""
 
-GOALS = {"heddle --help": ("ratio", 2.0), "heddle catalog list": ("ratio", 2.0), "heddle sim": ("seconds", 3.0)}
-"""Issue 21's goal per command: a ratio to the baseline, or wall seconds."""
+GOALS = {"heddle --help": ("ratio", 2.0), "heddle catalog list": ("ratio", 2.0),
+         "heddle catalog list at a terminal": ("ratio", 2.0), "heddle sim": ("seconds", 3.0)}
+"""Issue 21's goal per command: a ratio to the baseline (met when wall and CPU time both meet it),
+or wall seconds."""
 
 
 def _env(bytecode_cache: bool) -> dict[str, str]:
@@ -138,7 +140,7 @@ def main() -> None:
                 f" | CPU {cpu:5.3f} s {cpu / base_cpu:5.2f}x")
         if label in GOALS:
             kind, goal = GOALS[label]
-            met = median / base <= goal if kind == "ratio" else median <= goal
+            met = max(median / base, cpu / base_cpu) <= goal if kind == "ratio" else median <= goal
             line += f"   goal {'<=' if kind == 'ratio' else '<'} {goal:g}{'x' if kind == 'ratio' else ' s'}: "
             line += "met" if met else "NOT met"
         print(line)

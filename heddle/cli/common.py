@@ -206,13 +206,21 @@ def _help_type(self: Any, ctx: Any) -> str | None:
     return (self.name or "value").upper().replace("_", "-")
 
 
+_IDENTITIES = (str, bool)
+"""Annotations whose typer coercion returns a value already of that type unchanged (typer's
+_parse_cli_str / _parse_cli_bool, then pydantic's lax str / bool): a `str` from the command
+line, a `bool` from a flag. tests/cli/test_startup.py holds typer's own coercion to that."""
+
+
 class _CoercionOnFirstValue:
-    """Stands in for typer's coercion of one parameter until a value other than None arrives.
+    """Stands in for typer's coercion of one parameter until it has a value to change.
 
     typer 0.2x builds a pydantic TypeAdapter for every parameter of the commands on the path,
     even one left unset, whose value None it then returns unchanged: importing pydantic and
-    building the adapters cost `heddle sim --help` ~0.2 s. Unset parameters now get what
-    typer's RuntimeParam.coerce gives None; the first real value builds typer's own coercion.
+    building the adapters cost `heddle sim --help` ~0.2 s, and ~0.06 s of `heddle catalog show
+    ID` for a string typer hands back as it came. Unset parameters now get what typer's
+    RuntimeParam.coerce gives None, a `str` or `bool` (no parser) gets itself back, and the
+    first other value builds typer's own coercion.
     """
 
     __slots__ = ("_param",)
@@ -223,9 +231,14 @@ class _CoercionOnFirstValue:
     def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
         if value is None:
             return () if param.multiple or param.nargs == -1 else None
+        desc = self._param.type_descriptor
+        if (desc.annotation in _IDENTITIES and type(value) is desc.annotation
+                and desc.parameter_info.parser is None and desc.file_annotation is None
+                and not (param.multiple or param.nargs == -1)):
+            return value
         from typer._coercion import build_runtime_param
 
-        self._param._runtime_param = built = build_runtime_param(self._param.type_descriptor)
+        self._param._runtime_param = built = build_runtime_param(desc)
         return built.coerce(value, param=param, ctx=ctx)
 
 

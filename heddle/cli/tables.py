@@ -1,19 +1,22 @@
-"""Tables of plain text cells, drawn by rich or, when the output is not a terminal, by a copy
-of rich's layout that needs none of rich's modules.
+"""Tables of plain text cells, printed as rich prints them by a copy of rich's layout that
+needs none of rich's modules, or by rich where the copy does not reach.
 
 `heddle catalog list` prints ~90 rows: rich measures and renders every cell through its
 console (Padding, Text, Segment objects), ~30 ms, and importing rich.console and rich.table
 costs ~22 ms more: together more than typer itself takes to start. `draw` lays out the same
 table (rich's default box, padding and column-width rules, words wrapped as rich wraps them)
-in ~2 ms for output that carries no styles: a pipe, a file, a log. A terminal gets rich's own
-table (bold headers, an italic title). `draw` returns None for anything it does not copy
-(non-ASCII text, a column squeezed under 3 cells, a title wider than the table), and the
-caller hands that table to rich. tests/cli/test_tables.py
-holds `draw` equal, character for character, to rich on tables drawn by hypothesis.
+in ~2 ms, with rich's default styles (bold headers, an italic title) for a terminal and none
+for a pipe, a file or a log; `print_tables` decides width and styles as rich's console would.
+`draw` returns None for anything it does not copy (non-ASCII text, a column squeezed under 3
+cells, a title wider than the table), and the caller hands that table to rich.
+tests/cli/test_tables.py holds `draw` equal, character for character and escape code for
+escape code, to rich on tables drawn by hypothesis, and `print_tables` to rich's console in
+real terminals and forced ones.
 """
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import sys
@@ -35,6 +38,10 @@ _PAD = 1
 """Cells to each side of a cell's text (rich's default Table padding (0, 1))."""
 _MIN_WIDTH = 3
 """Narrowest column drawn here: padding plus one cell (rich measures narrower ones its own way)."""
+_HEADER_SGR = "1"
+"""The escape code of rich's default `table.header` style (bold): the same in every colour system."""
+_TITLE_SGR = "3"
+"""The escape code of rich's default `table.title` style (italic)."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -136,9 +143,17 @@ def _wrap(text: str, width: int, justify: str, no_wrap: bool) -> list[str]:
     return [_ellipsis(p, width).ljust(width) for p in pieces]
 
 
-def draw(table: PlainTable, width: int) -> list[str] | None:
-    """The lines rich prints for `table` on a console `width` cells wide with no styles, or
-    None where rich's layout is not copied here (see the module docstring)."""
+def _styled(text: str, sgr: str) -> str:
+    """`text` as rich's Style.render writes it: in the style's codes then a reset, except an
+    empty text (or no style), which is written as it is."""
+    return f"\x1b[{sgr}m{text}\x1b[0m" if sgr and text else text
+
+
+def draw(table: PlainTable, width: int, *, styled: bool = False) -> list[str] | None:
+    """The lines rich prints for `table` on a console `width` cells wide, with rich's default
+    styles (bold headers, an italic title) when `styled` (a console that writes escape codes,
+    in any of its colour systems: these styles use no colour), or None where rich's layout is
+    not copied here (see the module docstring)."""
     texts = [table.title, *(c.header for c in table.columns), *(cell for row in table.rows for cell in row)]
     if not all(t.isascii() and t.isprintable() for t in texts):
         return None
@@ -155,9 +170,10 @@ def draw(table: PlainTable, width: int) -> list[str] | None:
         if len(title) > table_width:
             return None  # rich wraps it
         left = (table_width - len(title)) // 2
-        lines.append((" " * left + title).ljust(table_width))
+        lines.append(_styled((" " * left + title).ljust(table_width), _TITLE_SGR if styled else ""))
     lines.append("┏" + "┳".join("━" * w for w in widths) + "┓")
-    lines += _row([c.header for c in table.columns], table.columns, widths, "┃", bottom=True)
+    header_sgr = _HEADER_SGR if styled else ""
+    lines += _row([c.header for c in table.columns], table.columns, widths, "┃", bottom=True, sgr=header_sgr)
     lines.append("┡" + "╇".join("━" * w for w in widths) + "┩")
     for row in table.rows:
         lines += _row(list(row), table.columns, widths, "│", bottom=False)
@@ -165,9 +181,12 @@ def draw(table: PlainTable, width: int) -> list[str] | None:
     return lines
 
 
-def _row(cells: list[str], columns: tuple[Column, ...], widths: list[int], edge: str, *, bottom: bool) -> list[str]:
+def _row(
+    cells: list[str], columns: tuple[Column, ...], widths: list[int], edge: str, *, bottom: bool, sgr: str = "",
+) -> list[str]:
     """One table row: each cell wrapped in its column, the shorter cells padded with blank
-    lines below (a header row: above, as rich aligns headers to the bottom)."""
+    lines below (a header row: above, as rich aligns headers to the bottom). `sgr` styles each
+    piece of a cell (its padding, its text, a blank line) as rich writes them: separately."""
     wrapped = [
         _wrap(cell, w - 2 * _PAD, col.justify, col.no_wrap)
         for cell, col, w in zip(cells, columns, widths, strict=True)
@@ -178,7 +197,10 @@ def _row(cells: list[str], columns: tuple[Column, ...], widths: list[int], edge:
         parts = []
         for lines, w in zip(wrapped, widths, strict=True):
             k = i - (height - len(lines)) if bottom else i
-            parts.append(f" {lines[k]} " if 0 <= k < len(lines) else " " * w)
+            if 0 <= k < len(lines):
+                parts.append(_styled(" ", sgr) + _styled(lines[k], sgr) + _styled(" ", sgr))
+            else:
+                parts.append(_styled(" " * w, sgr))
         out.append(edge + edge.join(parts) + edge)
     return out
 
@@ -197,23 +219,56 @@ def to_rich(table: PlainTable) -> Table:
     return out
 
 
-def _plain_width(stream: IO[str]) -> int | None:
-    """The width to draw at when `stream` takes no styles, or None when rich must print (a
-    terminal, or the environment telling rich to write escape codes anyway)."""
+def _terminal_width() -> int:
+    """The width rich's Console takes for a terminal when heddle gives it none (Console.size on
+    POSIX): $COLUMNS when it is all digits, else the first of stdin, stdout and stderr that
+    reports a size, else 80."""
+    columns = os.environ.get("COLUMNS")
+    if columns is not None and columns.isdigit():
+        return int(columns)
+    width = 0
+    for fd in (0, 1, 2):
+        try:
+            width = os.get_terminal_size(fd).columns
+        except (AttributeError, ValueError, OSError):
+            continue
+        break
+    return width or 80
+
+
+def _target(stream: IO[str]) -> tuple[int, bool] | None:
+    """(width, styled): how rich's console for `stream` (heddle.cli.common.console) prints a
+    table, decided as rich's Console decides (is_terminal, _detect_color_system, size), or None
+    for a console whose choices are not copied here: Windows, IPython, IDLE, a dumb terminal,
+    an encoding other than UTF-8 (rich swaps in an ASCII box)."""
     from heddle.cli.common import output_width
 
-    if os.environ.get("TTY_COMPATIBLE") == "1" or os.environ.get("FORCE_COLOR") or stream.isatty():
+    if sys.platform == "win32" or hasattr(builtins, "get_ipython"):
+        return None
+    if getattr(sys.stdin, "__module__", "").startswith("idlelib"):
         return None
     if not (getattr(stream, "encoding", None) or "utf-8").lower().startswith("utf"):
-        return None  # rich swaps in an ASCII box
-    return output_width(stream)
+        return None
+    env = os.environ
+    compatible, force_color = env.get("TTY_COMPATIBLE", ""), env.get("FORCE_COLOR")
+    if compatible in ("0", "1"):
+        terminal = compatible == "1"
+    elif force_color is not None:
+        terminal = force_color != ""
+    else:
+        terminal = stream.isatty()
+    if terminal and env.get("TERM", "").lower() in ("dumb", "unknown"):
+        return None  # rich: no colour system and an 80-column size, unless LINES is set too
+    width = output_width(stream)
+    return (_terminal_width() if width is None else width), terminal
 
 
 def print_tables(tables: list[PlainTable]) -> None:
     """Print `tables` to stdout one after another, as rich's console prints them."""
-    width = _plain_width(sys.stdout)
-    if width is not None:
-        drawn = [draw(t, width) for t in tables]
+    target = _target(sys.stdout)
+    if target is not None:
+        width, styled = target
+        drawn = [draw(t, width, styled=styled) for t in tables]
         if all(lines is not None for lines in drawn):
             sys.stdout.write("".join(line + "\n" for lines in drawn if lines for line in lines))
             return

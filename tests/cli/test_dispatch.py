@@ -36,9 +36,18 @@ def test_runs_and_errors_match_the_whole_app():
 
 
 def test_the_whole_app_runs_when_no_single_command_is_named():
-    for args in ([], ["--help"], ["sim-it"], ["--install-completion"]):
+    for args in (["sim-it"], ["--install-completion"]):
         assert app_for(args) is app
     _same(["sim-it"])  # a misspelt command: the suggestion needs every name
+
+
+def test_the_top_level_help_is_the_whole_apps_help():
+    # `heddle --help` and bare `heddle` print from an app whose commands have no parameters
+    # (main._help_only: typer would build ~80 commands' options only to list their names)
+    for args in ([], ["--help"]):
+        assert app_for(args) is not app
+        _same(args)
+    assert "Usage: heddle" in _run(app_for([]), []).output
 
 
 def test_the_mount_table_names_what_each_module_mounts():

@@ -99,3 +99,49 @@ def test_catalog_list_reads_the_catalog_without_pydantic_yaml_or_numpy():
     also = ("heddle.models.catalog_yaml", "rich.console", "rich.text")
     assert [m for m in _heavy(probe["modules"], also) if not m.startswith("heddle.models")] == []
     assert "heddle.models.catalog_yaml" not in probe["modules"]  # the YAML path: pydantic schemas
+
+
+def _commands(group):
+    for cmd in getattr(group, "commands", {}).values():
+        yield cmd
+        yield from _commands(cmd)
+
+
+def test_a_str_or_bool_value_skips_typers_coercion_only_where_typer_would_return_it_unchanged():
+    import click
+    import typer.main
+    from typer._coercion import build_runtime_param
+
+    from heddle.cli.main import app
+
+    samples = {str: ["m4-max-40", " two  words ", "", "ünïcode", "--x", "1e3", "None"], bool: [True, False]}
+    checked = 0
+    for cmd in _commands(typer.main.get_command(app)):
+        ctx = click.Context(cmd)
+        for param in cmd.params:
+            desc = param.type_descriptor
+            if desc.annotation not in samples or param.multiple:
+                continue
+            typers = build_runtime_param(desc)
+            for value in samples[desc.annotation]:
+                ours = param.get_runtime_param().coerce(value, param=param, ctx=ctx)
+                assert ours == typers.coerce(value, param=param, ctx=ctx) and type(ours) is desc.annotation
+                checked += 1
+    assert checked > 300  # every str option and flag of every command
+
+
+SHOW_PROBE = """
+import contextlib, io, json, sys
+sys.argv = ["heddle", "catalog", "show", "m4-max-40", "--json"]
+from heddle.cli.main import main
+with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):
+    main()
+print(json.dumps({"pydantic": "pydantic" in sys.modules, "out": json.loads(out.getvalue())}))
+"""
+
+
+def test_catalog_show_takes_its_id_without_pydantic():
+    done = subprocess.run([sys.executable, "-c", SHOW_PROBE], capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    probe = json.loads(done.stdout)
+    assert probe["out"]["id"] == "m4-max-40" and probe["pydantic"] is False

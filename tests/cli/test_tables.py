@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 
@@ -16,14 +17,15 @@ from heddle.cli import catalog
 from heddle.cli.tables import Column, PlainTable, draw, to_rich
 
 
-def _rich(table: PlainTable, width: int) -> str:
-    out = Console(file=io.StringIO(), width=width)
+def _rich(table: PlainTable, width: int, color_system: str | None = None, no_color: bool = False) -> str:
+    out = Console(file=io.StringIO(), width=width, force_terminal=color_system is not None,
+                  color_system=color_system, no_color=no_color)
     out.print(to_rich(table))
     return out.file.getvalue()
 
 
-def _drawn(table: PlainTable, width: int) -> str | None:
-    lines = draw(table, width)
+def _drawn(table: PlainTable, width: int, styled: bool = False) -> str | None:
+    lines = draw(table, width, styled=styled)
     return None if lines is None else "".join(line + "\n" for line in lines)
 
 
@@ -47,20 +49,24 @@ def _tables(draw_: st.DrawFn) -> PlainTable:
 
 
 @settings(max_examples=300, deadline=None)
-@given(table=_tables(), width=st.integers(20, 160))
-def test_a_table_drawn_here_is_the_one_rich_draws(table, width):
-    drawn = _drawn(table, width)
+@given(table=_tables(), width=st.integers(1, 160), color_system=st.sampled_from([None, "standard", "256", "truecolor"]),
+       no_color=st.booleans())
+def test_a_table_drawn_here_is_the_one_rich_draws(table, width, color_system, no_color):
+    # color_system None: a pipe or file (no escape codes); else a terminal, forced, in each of
+    # rich's colour systems, with or without NO_COLOR (which keeps bold and italic)
+    drawn = _drawn(table, width, styled=color_system is not None)
     if drawn is not None:
-        assert drawn == _rich(table, width)
+        assert drawn == _rich(table, width, color_system, no_color)
 
 
 @pytest.mark.parametrize("build", [catalog._devices_table, catalog._models_table, catalog._offers_table])
 def test_the_catalog_tables_are_drawn_here_at_any_width_and_as_rich_draws_them(build):
     table = build()
-    for width in (80, 100, 120, 150, 200, 250):
-        drawn = _drawn(table, width)
-        assert drawn is not None, width  # pipes take the fast path at every width a pipe gets
-        assert drawn == _rich(table, width), width
+    for width in (60, 80, 100, 120, 150, 200, 250):
+        for color_system in (None, "truecolor"):
+            drawn = _drawn(table, width, styled=color_system is not None)
+            assert drawn is not None, width  # the fast path at every width a pipe or a terminal has
+            assert drawn == _rich(table, width, color_system), width
 
 
 def test_what_only_rich_draws_goes_to_rich():
@@ -68,19 +74,100 @@ def test_what_only_rich_draws_goes_to_rich():
     assert draw(PlainTable("", (Column("id", no_wrap=True),) * 3, [("x" * 40,) * 3]), 12) is None  # squeezed
 
 
-def _list(env_extra: dict[str, str]) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
-    env.update(COLUMNS="120", **env_extra)
-    done = subprocess.run([sys.executable, "-m", "heddle.cli.main", "catalog", "list", "--kind", "offer"],
-                          capture_output=True, text=True, env=env, check=True, timeout=60)
-    return done.stdout
+_BOTH = """
+import sys
+sys.argv = ["heddle", "catalog", "list", "--kind", "offer"]
+from heddle.cli.main import main
+from heddle.cli.catalog import _offers_table
+from heddle.cli.common import console
+from heddle.cli.tables import to_rich
+try:
+    main()
+except SystemExit:
+    pass
+sys.stdout.write(f"===== rich.console imported: {'rich.console' in sys.modules}\\n")
+sys.stdout.flush()
+console().print(to_rich(_offers_table()))
+"""
+"""`heddle catalog list --kind offer` as the script runs it, then the same table printed by
+rich's console for heddle (heddle.cli.common.console), in one process: same stream, same
+environment."""
+
+_TERMINAL_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR", "COLUMNS", "LINES", "TERM", "COLORTERM")
 
 
-def test_a_pipe_gets_plain_text_and_a_forced_terminal_gets_rich_styles():
-    plain, styled = _list({}), _list({"FORCE_COLOR": "1"})
-    assert "\x1b[" not in plain and "┃ id " in plain
-    assert "\x1b[1m" in styled and "\x1b[3m" in styled  # bold headers, italic title: rich drew it
-    assert plain == _rich(catalog._offers_table(), 120)
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    return {**{k: v for k, v in os.environ.items() if k not in _TERMINAL_ENV}, **extra}
+
+
+def _both_piped(extra: dict[str, str]) -> tuple[str, str]:
+    done = subprocess.run([sys.executable, "-c", _BOTH], capture_output=True, text=True, env=_env(extra),
+                          check=True, timeout=60)
+    return _split(done.stdout, extra)
+
+
+def _split(out: str, extra: dict[str, str]) -> tuple[str, str]:
+    """heddle's output and rich's, checking heddle drew its table without rich's console
+    (except for a dumb terminal, the one case here that heddle hands to rich)."""
+    heddle_out, marker, rich_out = re.split(r"(===== rich.console imported: \w+\n)", out)
+    assert marker.endswith(f"{extra.get('TERM') == 'dumb'}\n"), marker
+    return heddle_out, rich_out
+
+
+def _both_in_a_terminal(extra: dict[str, str], columns: int) -> tuple[str, str]:
+    """The same, with stdout a real terminal (a pseudo-terminal `columns` wide)."""
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    child = subprocess.Popen([sys.executable, "-c", _BOTH], stdin=subprocess.DEVNULL, stdout=slave,
+                             stderr=subprocess.PIPE, env=_env(extra))
+    os.close(slave)
+    chunks = []
+    while True:  # until the child closes the terminal (EIO on Linux, b"" elsewhere)
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert child.wait(timeout=60) == 0, child.stderr.read()
+    child.stderr.close()
+    return _split(b"".join(chunks).decode().replace("\r\n", "\n"), extra)
+
+
+def _styles(text: str) -> bool:
+    bold, italic = "\x1b[1m" in text, "\x1b[3m" in text  # bold headers, italic title
+    assert bold == italic
+    return bold
+
+
+@pytest.mark.parametrize(("extra", "styled"), [
+    ({}, True), ({"COLUMNS": "90"}, True), ({"NO_COLOR": "1"}, True), ({"TERM": "xterm-256color"}, True),
+    ({"COLORTERM": "truecolor"}, True), ({"FORCE_COLOR": ""}, False), ({"TTY_COMPATIBLE": "0"}, False),
+])
+def test_a_terminal_gets_what_rich_prints_there(extra, styled):
+    heddle_out, rich_out = _both_in_a_terminal(extra, columns=97)
+    assert heddle_out == rich_out
+    assert _styles(heddle_out) == styled
+    if "COLUMNS" not in extra:
+        assert max(len(line) for line in heddle_out.replace("\x1b[1m", "").replace("\x1b[3m", "")
+                   .replace("\x1b[0m", "").splitlines()) <= 97
+
+
+@pytest.mark.parametrize(("extra", "styled"), [
+    ({}, False), ({"FORCE_COLOR": "1"}, True), ({"TTY_COMPATIBLE": "1", "COLUMNS": "150"}, True),
+    ({"FORCE_COLOR": "1", "TTY_COMPATIBLE": "0"}, False),
+    ({"FORCE_COLOR": "1", "TERM": "dumb"}, False),  # rich draws this one (no colour system, 80 columns)
+])
+def test_a_pipe_gets_what_rich_prints_there(extra, styled):
+    heddle_out, rich_out = _both_piped(extra)
+    assert heddle_out == rich_out
+    assert _styles(heddle_out) == styled
 
 
 def test_the_copied_layout_was_checked_against_the_installed_rich():
