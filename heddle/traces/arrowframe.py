@@ -8,6 +8,8 @@ counted from the `first_row` the caller gives.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -17,7 +19,7 @@ from heddle.traces.chunks import code_dtype
 from heddle.traces.errors import TraceValidationError
 from heddle.traces.schema import COLUMNS, Column, Encoding
 
-__all__ = ["NULLABLE", "arrow_frame", "one_line"]
+__all__ = ["NULLABLE", "arrow_column", "arrow_frame", "one_line"]
 
 NULLABLE = frozenset({"deadline_s"})
 """Columns that may hold nulls: a missing deadline is null (NaN in memory)."""
@@ -201,21 +203,27 @@ def _strings(chunks: list[pa.Array], col: Column, first_row: int) -> pd.api.exte
     return pd.array(pa.chunked_array(parts, type=pa.string()), dtype="str")
 
 
-def arrow_frame(columns: dict[str, list[pa.Array]], first_row: int) -> pd.DataFrame:
+def arrow_column(chunks: list[pa.Array], col: Column, first_row: int) -> object:
+    """One schema column's Arrow chunks in canonical form (numpy, Categorical or strings)."""
+    if col.encoding is Encoding.NUMERIC:
+        return _numeric(chunks, col, first_row)
+    if col.encoding is Encoding.CATEGORY:
+        return _categorical(chunks, col, first_row)
+    return _strings(chunks, col, first_row)
+
+
+def arrow_frame(columns: dict[str, list[pa.Array] | Callable[[], object]],
+                first_row: int) -> pd.DataFrame:
     """A canonical frame from each schema column's Arrow chunks; errors name the row.
 
-    Each column's chunks are taken out of `columns` as it is converted, so the Arrow memory
-    of a column is freed once pandas has its copy: the peak is the frame plus one column.
-    The arrays are the caller's to give away: a numeric column may become the frame's on
-    Arrow's own buffer (see `_owned`), so nothing else may hold them.
+    A column may instead come as a function that returns it converted (by `arrow_column`,
+    on another thread). Each column's chunks are taken out of `columns` as it is converted,
+    so the Arrow memory of a column is freed once pandas has its copy: the peak is the frame
+    plus one column. The arrays are the caller's to give away: a numeric column may become
+    the frame's on Arrow's own buffer (see `_owned`), so nothing else may hold them.
     """
     data: dict[str, object] = {}
     for col in COLUMNS:
         chunks = columns.pop(col.name)
-        if col.encoding is Encoding.NUMERIC:
-            data[col.name] = _numeric(chunks, col, first_row)
-        elif col.encoding is Encoding.CATEGORY:
-            data[col.name] = _categorical(chunks, col, first_row)
-        else:
-            data[col.name] = _strings(chunks, col, first_row)
+        data[col.name] = chunks() if callable(chunks) else arrow_column(chunks, col, first_row)
     return pd.DataFrame(data, copy=False)

@@ -8,6 +8,7 @@ the schema's rules and names the file and the row in the whole trace.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,14 +84,15 @@ def merge_categorical(
     return cat
 
 
-def validated(trace: Trace, path: Path, *, first_row: int = 0, whole: bool = True) -> Trace:
+def validated(trace: Trace, path: Path, *, first_row: int = 0, whole: bool = True,
+              repeated: Callable[[], np.ndarray] | None = None) -> Trace:
     """`trace` after the schema's rules; a breach names `path` and the row in the whole file.
 
     A chunk that is not the `whole` trace skips the dependency rule: a pipeline may straddle
-    two chunks.
+    two chunks. `repeated`: the unique-id rule worked out elsewhere (see `validate`).
     """
     try:
-        validate(trace.df, dependencies=whole)
+        validate(trace.df, dependencies=whole, repeated=repeated)
     except TraceValidationError as exc:
         row = None if exc.row is None else first_row + exc.row
         raise TraceValidationError(exc.reason, path=path, row=row, column=exc.column) from None

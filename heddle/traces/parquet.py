@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -23,10 +25,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from heddle.traces.arrowframe import NULLABLE, arrow_frame, one_line
+from heddle.traces.arrowframe import NULLABLE, arrow_column, arrow_frame, one_line
 from heddle.traces.chunks import ChunkChecker, used_categories, validated
 from heddle.traces.errors import TraceFormatError, TraceValidationError
-from heddle.traces.schema import COLUMN_NAMES, COLUMNS, Column, Encoding
+from heddle.traces.schema import COLUMN_NAMES, COLUMNS, Column, Encoding, repeated_ids
 from heddle.traces.trace import Trace
 
 __all__ = [
@@ -49,14 +51,18 @@ ROW_GROUP_ROWS = 65_536
 """Rows per row group: ~8 MB in memory at ~120 bytes a row, so a reader streaming a trace
 holds little; the per-group overhead (footer entry, dictionaries) is noise at this size."""
 USE_THREADS = False
-"""Decode columns on the calling thread: on the 2-core machines heddle runs on, shared with
-the twin or other jobs, pyarrow's threads cost ~10% more CPU and were slower by the clock."""
+"""pyarrow's own threads off: on the 2-core machines heddle runs on, shared with the twin or
+other jobs, they cost ~10% more CPU and were slower by the clock. `read_parquet` splits a
+read between two threads of its own instead, one task each, so it never takes more CPU."""
 COMPRESSION = {c.name: "lz4" for c in COLUMNS} | {"task_id": "zstd"}
 """Per column: LZ4 (LZ4_RAW) decodes ~3x faster than zstd, which mattered: decompression was a
 third of reading a trace; task ids take zstd, which keeps them 2.5x smaller than LZ4 does
 for ~8 ms per million rows, so the file stays ~0.28 of the legacy format's size (goal: at
 most a third; all-LZ4 files were 0.33, all-zstd 0.21). Every current Parquet reader
 (pyarrow, DuckDB, polars, Spark 3.5) decodes both (benchmarks/bench_traces.py)."""
+TASK_IDS = next(c for c in COLUMNS if c.name == "task_id")
+"""The column `read_parquet` reads and checks unique on a second thread."""
+_OTHER_NAMES = [c.name for c in COLUMNS if c is not TASK_IDS]
 DICTIONARY_COLUMNS = [c.name for c in COLUMNS if c.encoding is Encoding.CATEGORY]
 """Dictionary-encoded in the file. Numbers and task ids are not: a dictionary of (nearly)
 unique values is abandoned half-built, which made files ~25% bigger and writes ~20% slower."""
@@ -232,8 +238,9 @@ def _checked_meta(schema: pa.Schema, path: Path) -> dict[str, str]:
     return meta
 
 
-def _trace(columns: dict[str, list[pa.Array]], meta: dict[str, str], path: Path,
-           first_row: int | None, check: bool) -> Trace:
+def _trace(columns: dict[str, list[pa.Array] | Callable[[], object]], meta: dict[str, str],
+           path: Path, first_row: int | None, check: bool,
+           repeated: Callable[[], np.ndarray] | None = None) -> Trace:
     """A Trace of the columns: the whole file, or (given its `first_row`) one chunk of it."""
     try:
         trace = Trace(arrow_frame(columns, first_row or 0), meta)
@@ -241,7 +248,8 @@ def _trace(columns: dict[str, list[pa.Array]], meta: dict[str, str], path: Path,
         raise TraceValidationError(exc.reason, path=path, row=exc.row, column=exc.column) from None
     if not check:
         return trace
-    return validated(trace, path, first_row=first_row or 0, whole=first_row is None)
+    return validated(trace, path, first_row=first_row or 0, whole=first_row is None,
+                     repeated=repeated)
 
 
 def parquet_files(path: Path) -> list[Path]:
@@ -252,7 +260,8 @@ def parquet_files(path: Path) -> list[Path]:
     return files
 
 
-def _read_columns(pf: pq.ParquetFile, path: Path) -> dict[str, list[pa.Array]]:
+def _read_columns(pf: pq.ParquetFile, path: Path,
+                  names: Sequence[str]) -> dict[str, list[pa.Array]]:
     """The schema's columns as Arrow arrays, for `arrow_frame` (not `Table.to_pandas`, which
     gives categories in the order first seen rather than sorted and, measured, took twice
     the CPU of building the canonical frame here).
@@ -266,34 +275,62 @@ def _read_columns(pf: pq.ParquetFile, path: Path) -> dict[str, list[pa.Array]]:
     for the ~3 ms per million rows the range rules cost in numpy (of ~60 ms for all rules).
     """
     try:
-        table = pf.read(columns=list(COLUMN_NAMES), use_threads=USE_THREADS)
+        table = pf.read(columns=list(names), use_threads=USE_THREADS)
     except (pa.ArrowException, OSError) as exc:
         raise TraceFormatError(f"corrupt Parquet data: {one_line(exc)}", path=path) from None
-    return {name: list(table.column(name).chunks) for name in COLUMN_NAMES}
+    return {name: list(table.column(name).chunks) for name in names}
+
+
+def _task_ids(files: list[tuple[Path, pq.FileMetaData]]) -> object:
+    """The task-id column of all the files, converted (on the reader's second thread)."""
+    chunks: list[pa.Array] = []
+    for file, metadata in files:
+        # a handle of this thread's own; the footer is not parsed again
+        with pq.ParquetFile(file, metadata=metadata, page_checksum_verification=True) as pf:
+            chunks.extend(_read_columns(pf, file, [TASK_IDS.name])[TASK_IDS.name])
+    return arrow_column(chunks, TASK_IDS, 0)
 
 
 def read_parquet(path: str | Path, *, check: bool = True) -> Trace:
-    """Read a whole Parquet trace, or a directory of them as one trace (the first file's meta)."""
+    """Read a whole Parquet trace, or a directory of them as one trace (the first file's meta).
+
+    Two threads share a read. A second thread decodes the task ids and checks them unique,
+    about half of the CPU time of a read (decompressing and keying a million strings, then a
+    hash table of the keys); this one meanwhile decodes and converts the other columns and
+    checks the other rules. Arrow, numpy and pandas' hash table release the GIL, so with a
+    core free a read takes about the longer of the two, and on a busy machine about the sum,
+    as on one thread. The rules and errors are the same as on one thread (see `validate`).
+    """
     path = Path(path)
     files = parquet_files(path) if path.is_dir() else [path]
-    columns: dict[str, list[pa.Array]] = {name: [] for name in COLUMN_NAMES}
-    starts, meta = [], {}
-    for i, file in enumerate(files):
-        pf, file_meta = _open(file)
-        with pf:
-            meta = file_meta if i == 0 else meta
+    with ExitStack() as stack:
+        opened = []
+        for file in files:
+            pf, file_meta = _open(file)
+            opened.append((file, stack.enter_context(pf), file_meta))
+        # entered after the files, so left first: the second thread is done before they close
+        pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="heddle-trace-ids"))
+        ids = pool.submit(_task_ids, [(file, pf.metadata) for file, pf, _ in opened])
+        repeated = pool.submit(lambda: repeated_ids(pd.Series(ids.result(), copy=False))) \
+            if check else None
+        columns: dict[str, list[pa.Array] | Callable[[], object]] = {
+            name: [] for name in _OTHER_NAMES}
+        columns[TASK_IDS.name] = ids.result
+        starts = []
+        for file, pf, _ in opened:
             starts.append(sum(len(c) for c in columns["arrival_s"]))
-            for name, chunks in _read_columns(pf, file).items():
+            for name, chunks in _read_columns(pf, file, _OTHER_NAMES).items():
                 columns[name].extend(chunks)
-    try:
-        return _trace(columns, meta, path, None, check)
-    except TraceValidationError as exc:
-        if len(files) == 1 or exc.row is None:
-            raise
-        # name the file the bad row is in, and the row within it
-        k = int(np.searchsorted(starts, exc.row, side="right")) - 1
-        raise TraceValidationError(exc.reason, path=files[k], row=exc.row - starts[k],
-                                   column=exc.column) from None
+        try:
+            return _trace(columns, opened[0][2], path, None, check,
+                          repeated=repeated.result if repeated else None)
+        except TraceValidationError as exc:
+            if len(files) == 1 or exc.row is None:
+                raise
+            # name the file the bad row is in, and the row within it
+            k = int(np.searchsorted(starts, exc.row, side="right")) - 1
+            raise TraceValidationError(exc.reason, path=files[k], row=exc.row - starts[k],
+                                       column=exc.column) from None
 
 
 def iter_parquet(path: str | Path, *, check: bool = True,

@@ -9,7 +9,7 @@ row and column.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 
@@ -32,6 +32,7 @@ __all__ = [
     "Encoding",
     "empty_frame",
     "normalize",
+    "repeated_ids",
     "validate",
 ]
 
@@ -223,8 +224,9 @@ def _empty_ids(ids: pd.Series) -> np.ndarray:
     return ids.to_numpy(dtype=object) == ""
 
 
-def _duplicated(ids: pd.Series) -> np.ndarray:
-    """Rows whose id appeared before; one hash pass when (as usual) all ids are unique."""
+def repeated_ids(ids: pd.Series) -> np.ndarray:
+    """The unique-id rule: rows whose id appeared before; one hash pass when (as usual) all
+    ids are unique."""
     if isinstance(ids.array, ArrowStringArray):
         # integer keys settle the usual case; strings are compared only if two keys coincide
         values = pa.array(ids.array)
@@ -236,16 +238,20 @@ def _duplicated(ids: pd.Series) -> np.ndarray:
     return ids.duplicated().to_numpy()
 
 
-def validate(df: pd.DataFrame, *, dependencies: bool = True) -> None:
+def validate(df: pd.DataFrame, *, dependencies: bool = True,
+             repeated: Callable[[], np.ndarray] | None = None) -> None:
     """Check the semantic rules of a canonical frame; raise on the first bad row.
 
     Rules: arrival finite, >= 0 and sorted; token counts and CPU work >= 0; deadlines > 0 or
     NaN; task ids unique and non-empty; an LLM row names a model; depends_on names stages of
     the same pipeline (unless `dependencies` is False: a chunk of a trace may hold only part
-    of a pipeline).
+    of a pipeline). `repeated`, if given, returns `repeated_ids(df["task_id"])` worked out
+    elsewhere: the Parquet reader does it on a second thread while this one checks the other
+    rules, so it is asked for after them (a breach is still reported in the order above).
     """
     arrival = df["arrival_s"].to_numpy()
-    checks: list[tuple[str, np.ndarray, str]] = [
+    ids_repeated = repeated or (lambda: repeated_ids(df["task_id"]))
+    checks: list[tuple[str, np.ndarray | Callable[[], np.ndarray], str]] = [
         ("arrival_s", ~np.isfinite(arrival) | (arrival < 0), "a finite time >= 0"),
         ("prompt_tokens", df["prompt_tokens"].to_numpy() < 0, "tokens >= 0"),
         ("output_tokens", df["output_tokens"].to_numpy() < 0, "tokens >= 0"),
@@ -253,19 +259,25 @@ def validate(df: pd.DataFrame, *, dependencies: bool = True) -> None:
         ("memory_gb", ~(df["memory_gb"].to_numpy() >= 0), "GB >= 0"),
         ("deadline_s", df["deadline_s"].to_numpy() <= 0, "a deadline > 0 s, or none"),
         ("task_id", _empty_ids(df["task_id"]), "a non-empty task id"),
-        ("task_id", _duplicated(df["task_id"]), "a unique task id"),
+        ("task_id", ids_repeated, "a unique task id"),  # asked for last
         ("model", ((df["kind"] == "llm") & (df["model"] == "")).to_numpy(), "a model id"),
     ]
     if len(arrival) > 1:
         unsorted = np.concatenate([[False], np.diff(arrival) < 0])
         checks.append(("arrival_s", unsorted, "rows sorted by arrival"))
+    broken_dependency = None
+    if dependencies:
+        try:
+            _validate_dependencies(df)
+        except TraceValidationError as exc:
+            broken_dependency = exc
     for name, bad, expected in checks:
-        row = _first(bad)
+        row = _first(bad() if callable(bad) else bad)
         if row is not None:
             got = df[name].iloc[row]
             raise TraceValidationError(f"expected {expected}, got {got!r}", row=row, column=name)
-    if dependencies:
-        _validate_dependencies(df)
+    if broken_dependency is not None:
+        raise broken_dependency
 
 
 def _validate_dependencies(df: pd.DataFrame) -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heddle.traces import Trace, TraceValidationError
+from heddle.traces import Trace, TraceValidationError, read_trace, write_trace
 from heddle.traces.schema import SLICE_ROWS
 from tests.traces.conftest import make_frame
 
@@ -50,3 +50,36 @@ def test_a_broken_dependency_past_the_first_slice_names_its_row():
     with pytest.raises(TraceValidationError, match="'nope'") as info:
         Trace.from_frame(frame)
     assert info.value.row == SLICE_ROWS + 7
+
+
+BREACHES = {  # one bad value each, in the order the rules report them
+    "prompt_tokens": (9, "prompt_tokens", -1),
+    "repeated id": (6, "task_id", "t4"),
+    "no model": (3, "model", ""),
+    "dependency": (1, "depends_on", "nope"),
+}
+
+
+@pytest.mark.parametrize("breaches", [
+    ["repeated id", "dependency"], ["prompt_tokens", "repeated id"], ["repeated id", "no model"],
+    ["no model", "dependency"], ["repeated id"], list(BREACHES),
+])
+def test_every_reader_reports_the_same_first_breach(tmp_path, breaches: list[str]):
+    """The Parquet reader checks unique ids on a second thread; what it reports is still the
+    first rule broken, as checking the frame in memory and the legacy reader say."""
+    frame = make_frame(12)
+    for name in breaches:
+        row, column, value = BREACHES[name]
+        frame.loc[row, column] = value
+    trace = Trace.from_frame(frame, check=False)
+    errors = []
+    with pytest.raises(TraceValidationError) as info:
+        Trace.from_frame(frame)
+    errors.append(info.value)
+    for name in ("t.parquet", "t.htr"):
+        write_trace(trace, tmp_path / name)
+        with pytest.raises(TraceValidationError) as info:
+            read_trace(tmp_path / name)
+        errors.append(info.value)
+    row, column, _ = BREACHES[breaches[0]]
+    assert {(e.row, e.column, e.reason) for e in errors} == {(row, column, errors[0].reason)}
