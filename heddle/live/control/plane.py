@@ -24,6 +24,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from heddle.events import CommandRejected, EventEnvelope, JetStreamEventLog, TaskStatus
+from heddle.events.jetstream import flush_interest
 from heddle.live import protocol as wire
 from heddle.live.control.book import LiveTask, outcome
 from heddle.live.control.budget import Ledger
@@ -133,7 +134,7 @@ class ControlPlane:
         self._subs += await intake.subscribe(self)
         if self.recorder is not None:
             self.recorder.start()
-        await self.nc.flush()
+        await flush_interest(self.nc)  # ready: a request from any connection finds us
         self.ready.set()
 
     async def close(self) -> None:
@@ -354,13 +355,15 @@ class ControlPlane:
             self._unparking = False
 
     def ended(self, live: LiveTask, ok: bool, reason: str = "") -> None:
-        """The current attempt ended for good (completed, failed, cancelled while running):
-        its slot is free and the core (if it runs it) hears the outcome."""
+        """The task ended for good (completed, failed, cancelled while running): the slot of
+        its current attempt is free and the core (if it has the task) hears the outcome. A
+        task whose retry waits in the core ends only by completing: an attempt declared lost
+        finished after all (reports.py), and the core must not keep its retry."""
         node, now = live.node, self.now()
         released = bool(node) and self.fleet.released(NodeId(node), live.key)
         self.ledger.release(live.key, live.attempt)  # a call cut without its report: not billed to us
         live.node, live.offer = "", ""
-        if live.in_core and node:
+        if live.in_core and (node or ok):
             if ok:
                 self.core.completed(now, live.key)  # counts as the freed slot
             else:

@@ -158,8 +158,8 @@ class _Reports:
         return [e for e in out if e is not None]
 
     def started(self, live: Any, report: wire.TaskStarted) -> list[Any]:
-        if live.terminal or report.attempt != live.attempt:
-            return []  # an old attempt still running somewhere: its finish is handled below
+        if live.terminal or not _current(live, report):
+            return []  # an attempt declared lost still running somewhere: its finish is handled below
         return self.catch_up(live, report, bridge(live.spec.executor.kind))
 
     def finished(self, live: Any, report: wire.TaskFinished) -> list[Any]:
@@ -167,11 +167,9 @@ class _Reports:
         plane.ledger.settle(live.key, report.attempt, live.task.account, billed_usd(report.result))
         if live.terminal:
             return []  # exactly once: a re-run's second finish changes nothing
-        current = report.attempt == live.attempt
+        current = _current(live, report)
         issued_by = bridge(live.spec.executor.kind)
-        if report.outcome == "ok":
-            if not current and not live.node:
-                return []  # an old attempt's result while the retry waits: the retry will run
+        if report.outcome == "ok":  # whichever attempt it is (its retry may wait in the core)
             out = self.catch_up(live, report, issued_by)
             done = plane.record(
                 live.key, "CompleteTask", {}, issued_by, result=report.result, node=report.node_id,
@@ -184,7 +182,7 @@ class _Reports:
             plane.ended(live, ok=True)
             return out + ([done] if done is not None else [])
         if not current:
-            return []  # a superseded attempt failing: the current one carries on
+            return []  # an attempt declared lost failing: its retry carries on
         if report.outcome == "cancelled":
             plane.attempt_lost(live.key, live.attempt, f"cancelled on {report.node_id}: {report.reason}",
                                cancel=False)
@@ -195,3 +193,9 @@ class _Reports:
                               timings=report.timings.model_dump(), **plane.charged(live))
         plane.ended(live, ok=False, reason=reason)
         return [failed] if failed is not None else []
+
+
+def _current(live: Any, report: wire.TaskStarted | wire.TaskFinished) -> bool:
+    """Is ``report`` about the attempt out there now? Not so for an attempt declared lost,
+    even while its retry waits with the same attempt number (``live.node`` is empty then)."""
+    return report.attempt == live.attempt and bool(live.node)
