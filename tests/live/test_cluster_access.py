@@ -12,6 +12,7 @@ import stat
 import nats
 import pytest
 
+from heddle.events.jetstream import flush_interest
 from heddle.events.natsd import start_nats_server
 from heddle.live import protocol as p
 from heddle.live.cluster.access import AccessError, inbox_prefix
@@ -95,7 +96,7 @@ async def test_agent_cannot_pose_as_another_node(cluster):
     async with members(roster, server, "control", "node-a", "node-b") as (control, a, b):
         capacity = await control.nc.subscribe(p.all_nodes(p.CAPACITY))
         left = await control.nc.subscribe(p.all_nodes(p.LEFT))
-        await control.nc.flush()
+        await flush_interest(control.nc)
         await a.nc.publish(p.subject(p.CAPACITY, node="node-b"), b"forged capacity")
         await a.nc.publish(p.subject(p.LEFT, node="node-b"), b"forged left")
         await a.wait_error("permissions violation for publish")
@@ -130,8 +131,8 @@ async def test_only_the_control_plane_assigns_and_finalizes(cluster):
     async with members(roster, server, "control", "node-a", "node-b") as (control, a, b):
         assignments = await b.nc.subscribe(p.subject(p.ASSIGN, node="node-b"))
         finalized = await control.nc.subscribe("heddle.events.>")
-        await b.nc.flush()
-        await control.nc.flush()
+        await flush_interest(b.nc)
+        await flush_interest(control.nc)
         await a.nc.publish(p.subject(p.ASSIGN, node="node-b"), b"forged assignment")
         await a.nc.publish("heddle.events.Task.t1.InternalFinalized", b"forged")
         await a.wait_error("permissions violation for publish to \"heddle.v1.assign.node-b\"")

@@ -12,6 +12,7 @@ import time
 import nats
 import pytest
 
+from heddle.events.jetstream import flush_interest
 from heddle.events.natsd import start_nats_server
 from heddle.live import protocol as p
 from heddle.live.cluster.join import Credentials, serve_joins
@@ -60,7 +61,7 @@ async def test_join_with_code_then_revoke(cluster, tmp_path):
     assert code == 1 and "already a member" in output
 
     capacity = await control.subscribe(p.subject(p.CAPACITY, node="studio"))
-    await control.flush()
+    await flush_interest(control)
     studio = await nats.connect(**credentials.connect_options(), allow_reconnect=False)
     await studio.publish(p.subject(p.CAPACITY, node="studio"), b"hello")
     assert (await capacity.next_msg(timeout=WAIT_S)).data == b"hello"

@@ -23,6 +23,7 @@ from typing import Any
 import nats
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from heddle.events.jetstream import flush_interest
 from heddle.live import protocol as p
 from heddle.live.cluster.access import (
     JOIN_SUBJECT,
@@ -181,7 +182,7 @@ async def serve_joins(nc: Any, roster: Roster, url: str,
             on_joined(member.name)
 
     subscription = await nc.subscribe(JOIN_SUBJECT, cb=on_join)
-    await nc.flush()  # listening before the caller announces the join code
+    await flush_interest(nc)  # listening before the caller announces the join code
     return subscription
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
+from heddle.events.jetstream import flush_interest
 from heddle.live.cluster.access import DISCOVERED_SUBJECT
 from heddle.live.cluster.discovery import Announcer, DiscoveredCluster, NodeWatcher
 from heddle.live.cluster.join import Credentials, serve_joins
@@ -90,7 +91,7 @@ class ClusterServices:
                 self.announcer = Announcer(self.announce, self.interface, _port(self.announce.url)).start()
                 self.watcher = await asyncio.to_thread(NodeWatcher, [self.interface])
                 await nc.subscribe(DISCOVERED_SUBJECT, cb=self._on_discovered)
-                await nc.flush()
+                await flush_interest(nc)
             self._ready.set()
             await self._stop.wait()
         finally:
