@@ -114,13 +114,19 @@ def spawn_agent(tmp_path):
 
 @dataclass
 class Control:
-    """The test's stand-in control plane: raw NATS, the wire protocol, queues per subject."""
+    """The test's stand-in control plane: raw NATS, the wire protocol, queues per subject.
+
+    Task reports are taken as the real control plane gets them from their JetStream stream:
+    once per ``Nats-Msg-Id``. An agent publishes a report again when its ack is late (the
+    stream drops the copy; on a loaded machine acks were seen to take over 2 s), and a raw
+    subscription sees both copies."""
 
     nc: Any
     seen: dict[str, list] = field(default_factory=dict)
     merged: list = field(default_factory=list)  # TaskReports messages (their reports are in seen)
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
     seq: int = 0
+    report_ids: set[str] = field(default_factory=set)  # Nats-Msg-Id of every report message taken
 
     @classmethod
     async def connect(cls, url: str) -> Control:
@@ -130,6 +136,11 @@ class Control:
             control.seen[kind] = []
 
             async def on_msg(msg, kind=kind):
+                msg_id = (msg.headers or {}).get("Nats-Msg-Id")
+                if kind == "report" and msg_id is not None:
+                    if msg_id in control.report_ids:
+                        return  # a retried publish: the stream keeps the first copy only
+                    control.report_ids.add(msg_id)
                 message = p.decode(msg.data)
                 async with control.arrived:
                     if isinstance(message, p.TaskReports):  # several reports in one message
