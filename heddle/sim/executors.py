@@ -11,6 +11,7 @@ it is taken where the run ran, and only that travels back, not the run's per-tas
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -216,6 +217,30 @@ class LocalExecutor:
         return [o for o in outcomes if o is not None]
 
 
+LOCAL_START_ATTEMPTS = 2
+"""Starts of a local Ray cluster before giving up. Ray's raylet aborts when its dashboard
+agent has not written its port file ~15 s after it started (a fixed wait in Ray 2.60, not a
+setting): on a 2-core machine at load 20-30 the agent's Python imports took longer in 5 of
+124 local starts (raylet.out: "Timed out waiting for file .../metrics_agent_port_..."). A
+second start finds the imports in the page cache."""
+
+
+def _children() -> set[Any]:
+    """This process's child processes, recursively (psutil.Process objects)."""
+    import psutil
+
+    return set(psutil.Process().children(recursive=True))
+
+
+def _stop(processes: set[Any]) -> None:
+    import psutil
+
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(list(processes), timeout=10)
+
+
 def _start_local(ray: Any, num_cpus: int | None, kwargs: dict[str, Any]) -> None:
     """Start a local Ray cluster that spends less CPU on itself: its processes share the
     cores with the runs (measured on 2 cores: ~40-55 ms of CPU per 1 s run, most of it in the
@@ -224,8 +249,20 @@ def _start_local(ray: Any, num_cpus: int | None, kwargs: dict[str, Any]) -> None
     No metrics are recorded (in every worker and the raylet, for a Prometheus nobody scrapes).
     The log monitor keeps running: stopping it saved ~10-15 ms of CPU per 1 s run (~1%) but
     only through Ray's private Node API, which is not worth a pinned Ray version. A cluster
-    heddle joins keeps its own settings."""
-    ray.init(num_cpus=num_cpus, _system_config={"enable_metrics_collection": False}, **kwargs)
+    heddle joins keeps its own settings. A start that fails is cleaned up and tried again
+    (LOCAL_START_ATTEMPTS); SimError if none succeeds."""
+    for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+        before = _children()
+        try:
+            ray.init(num_cpus=num_cpus, _system_config={"enable_metrics_collection": False}, **kwargs)
+            return
+        except Exception as exc:  # (Ray raises a plain Exception when its node times out)
+            ray.shutdown()
+            _stop(_children() - before)  # what the failed start left running (Ray keeps no handle)
+            if attempt == LOCAL_START_ATTEMPTS:
+                raise SimError(f"a local Ray cluster did not start ({LOCAL_START_ATTEMPTS} tries; "
+                               f"a busy machine slows its processes past Ray's start-up waits): "
+                               f"{_describe(exc)}") from exc
 
 
 class RayExecutor:
