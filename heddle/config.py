@@ -67,6 +67,8 @@ class Settings(BaseModel):
 
 
 def _from_file(path: Path) -> tuple[dict[str, Any], Any]:
+    if path.is_dir():  # (a missing file is fine: no settings to apply)
+        raise ConfigError(f"{path}: is a directory; expected a YAML settings file (${CONFIG_ENV} or ~/.heddle/config.yaml)")
     if not path.is_file():
         return {}, None
     try:

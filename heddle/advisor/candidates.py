@@ -161,6 +161,8 @@ def memory_choices(device: DeviceSpec, slices: list[Slice], reserved_fraction: f
 def _need_gb(s: Slice) -> float:
     if s.kind != "llm":
         return s.memory_gb
+    if not s.model:  # a tier and no model: no node holds it
+        return float("inf")
     spec = model_spec(s.model)
     if s.quant not in spec.bytes_per_weight:
         return float("inf")

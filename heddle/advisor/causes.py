@@ -99,6 +99,8 @@ def row_need_gb(kind: str, model: str, quant: str, tokens: float, memory_gb: flo
     """Memory a node needs for one request (weights + KV; processor steps: their own figure)."""
     if kind != "llm":
         return float(memory_gb)
+    if not model:  # a tier and no model: no node holds it
+        return math.inf
     spec = model_spec(model)
     if quant not in spec.bytes_per_weight:
         return math.inf
@@ -142,9 +144,11 @@ def _mq(model: str, quant: str) -> str:
 
 
 def _tier_cause(g: pd.DataFrame, privacy: str, tier: str, n: float, usd: float) -> Cause:
-    models = sorted(set(g["model"]))
+    models = sorted(set(g["model"]) - {""})
     if tier == "frontier":
         why = "no model that runs on your machines is frontier tier"
+    elif not models:
+        why = "the work names no model, so only a cloud API of that tier could serve it"
     else:
         why = f"{', '.join(models)} {'is a' if len(models) == 1 else 'are'} local-tier model{'s' * (len(models) > 1)}"
     stays = "stays on your machines" if privacy == "sensitive" else "stays on its owner's trusted machines"
@@ -195,8 +199,8 @@ def diagnose(replay_df: pd.DataFrame, baseline: Replay, slot: np.ndarray, plan: 
         "deadline": src["deadline_s"].to_numpy(np.float64), "arrival": src["arrival_s"].to_numpy(np.float64),
     })
     d["tier"] = d["tier"].replace("local", "")
-    model_tier = np.array([_TIER_RANK.get(model_spec(m).tier.value, 0) if k == "llm" else 0
-                           for k, m in zip(d["kind"], d["model"])])
+    model_tier = np.array([(_TIER_RANK.get(model_spec(m).tier.value, 0) if m else -1) if k == "llm" else 0
+                           for k, m in zip(d["kind"], d["model"])])  # -1: a tier and no model (API only)
     wants = d["tier"].map(_TIER_RANK).fillna(0).to_numpy()
     d["cause"] = ""
     ended = d["status"] != "late"

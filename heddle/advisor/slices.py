@@ -191,6 +191,8 @@ def service_seconds(unit: UnitType, s: Slice, tail: bool) -> float:
         if s.memory_gb > node.memory_gb - node.reserved_memory_gb:
             return math.inf
         return perf.processor_seconds(node.device, s.cpu_seconds)
+    if not s.model:  # a tier and no model: only an API offer of that tier runs it
+        return math.inf
     spec = model_spec(s.model)
     if s.quant not in spec.bytes_per_weight:
         return math.inf

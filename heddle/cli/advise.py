@@ -74,7 +74,7 @@ def advise(
     from heddle.advisor.report import RANKING_COLUMNS, check_out_dir, ranking_rows, write_report
     from heddle.cli.check import findings_for, read_work
     from heddle.cli.check import report as print_findings
-    from heddle.cli.inputs import fleet_file, trace_file
+    from heddle.cli.inputs import fleet_file, output_dir, trace_file
     from heddle.config import load_settings
     from heddle.models.errors import ModelsError
     from heddle.models.fleet import load_fleet
@@ -101,7 +101,7 @@ def advise(
         settings = AdvisorSettings(
             seed=base.seed, electricity_usd_per_kwh=base.electricity_usd_per_kwh,
             **{k: v for k, v in flags.items() if v is not None})
-        check_out_dir(out_dir, force=force)  # before minutes of work, not after
+        check_out_dir(output_dir(out_dir), force=force)  # before minutes of work, not after
         the_fleet = load_fleet(fleet_file(base.fleet))
         unknown = sorted(set(resale_usd) - {n.id for n in the_fleet.nodes})
         if unknown:

@@ -184,6 +184,7 @@ def guarded(command: str) -> Callable[[F], F]:
                 fail(command, f"internal error ({type(exc).__name__}: {exc}); "
                      "HEDDLE_LOG_LEVEL=debug shows the traceback", EXIT_CHECK_FAILED)
 
+        run._heddle_guarded = True  # type: ignore[attr-defined]  # main._guard_all leaves it as it is
         return run  # type: ignore[return-value]
 
     return wrap

@@ -95,10 +95,6 @@ def _workload_trace(path: Path, scratch: Path) -> Path:
     workload = parse_workload(text_of(path, "workload"), str(path))
     if not workload.tasks:
         raise InputError(f"{path}: no tasks, pipelines or councils; expected a workload to run")
-    if model_less := [t.id for t in workload.tasks if t.kind == "llm" and not t.model]:
-        raise InputError(f"{path}: {', '.join(model_less[:3])}{', ...' if len(model_less) > 3 else ''} "
-                         "name a tier but no model, which a trace row cannot hold; `heddle sim`, "
-                         "`check` and `place` take this file as it is")
     depends = {t.id: ",".join(t.depends_on) for t in workload.tasks if t.depends_on}
     trace = from_tasks(workload.tasks, depends, meta={"source": str(path)})
     target = scratch / (path.stem + ".parquet")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from heddle.cli.common import LazyConsole, new_table
+from heddle.cli.common import InputError, LazyConsole, new_table
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -98,7 +98,7 @@ def scheduler(
     credentials: Annotated[Path | None, typer.Option("--credentials", help="Log in with this credentials file (JSON: nats_url, user, password; `heddle up` writes one).")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where ended tasks are recorded, in <data dir>/recorded (default ~/.heddle).")] = None,
     record: Annotated[bool, typer.Option("--record/--no-record", help="Record every ended task as a trace (heddle twin check replays it).")] = True,
-    fleet_file: Annotated[Path | None, typer.Option("--fleet", help="Fleet YAML whose cloud_offers and budgets apply (nodes come from the agents).")] = None,
+    fleet_file: Annotated[str | None, typer.Option("--fleet", metavar="FLEET", help="Fleet YAML or shipped fleet name whose cloud_offers and budgets apply (nodes come from the agents).")] = None,
     users: Annotated[Path | None, typer.Option("--users", help="The cluster's users file (`heddle up` passes <data dir>/cluster/users.json): a user's tasks may name only its own owner and account.")] = None,
 ) -> None:
     """Run the control plane: place submitted work on the fleet, record every task's life."""
@@ -113,7 +113,7 @@ def scheduler(
     if policy not in POLICY_NAMES:
         err.print(f"[red]error:[/] option --policy: unknown policy {policy!r}; expected one of {', '.join(POLICY_NAMES)}")
         raise typer.Exit(2)
-    terms = None if fleet_file is None else _load_terms(fleet_file)
+    terms = None if fleet_file is None else _load_terms(fleet_file)[0]
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     control = ControlSettings(
         report_interval_s=report_interval, missed_reports=missed_reports, ack_timeout_s=ack_timeout,
@@ -135,16 +135,20 @@ def scheduler(
     asyncio.run(serve(settings.nats_url or DEFAULT_NATS_URL, control, auth))
 
 
-def _load_terms(fleet_file: Path):
-    """The fleet file whose cloud offers and budgets the control plane applies, or exit 2
-    with the file's error in one line."""
-    from heddle.models.errors import FleetError
+def _load_terms(fleet: str):
+    """The fleet (a YAML path or a shipped name) whose cloud offers and budgets the control
+    plane applies, and its file; or exit 2 with the file's error in one line."""
+    from rich.markup import escape
+
+    from heddle.cli.inputs import fleet_file
+    from heddle.models.errors import ModelsError
     from heddle.models.fleet import load_fleet
 
     try:
-        return load_fleet(fleet_file)
-    except FleetError as exc:
-        err.print(f"[red]error:[/] option --fleet: {exc}", highlight=False, soft_wrap=True)
+        path = fleet_file(fleet)
+        return load_fleet(path), path
+    except (ModelsError, InputError) as exc:
+        err.print(f"[red]error:[/] option --fleet: {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -160,6 +164,9 @@ def submit(
     from heddle.live.control.client import new_job_id
     from heddle.live.control.submission import SubmissionError, load_submission
 
+    from heddle.cli.inputs import text_of
+
+    text_of(file, "workload")  # a directory, binary data or an unreadable file: one line naming it
     job_id = job or new_job_id(file.stem)
     try:
         tasks = load_submission(file, job_id)
@@ -336,7 +343,7 @@ def up(
     name: Annotated[str | None, typer.Option("--name", help="The cluster's name on the network (default: host name).")] = None,
     no_announce: Annotated[bool, typer.Option("--no-announce", help="Do not announce the cluster over mDNS.")] = False,
     no_tls: Annotated[bool, typer.Option("--no-tls", help="A new cluster without TLS (only on a network you trust).")] = False,
-    fleet_file: Annotated[Path | None, typer.Option("--fleet", help="Fleet YAML whose cloud_offers and budgets the control plane applies (as heddle scheduler --fleet).")] = None,
+    fleet_file: Annotated[str | None, typer.Option("--fleet", metavar="FLEET", help="Fleet YAML or shipped fleet name whose cloud_offers and budgets the control plane applies (as heddle scheduler --fleet).")] = None,
 ) -> None:
     """Start a cluster: nats-server with access control, the control plane, the join service
     and mDNS announcement, and a local agent; prints the join code. Ctrl-C stops it all."""
@@ -346,8 +353,7 @@ def up(
     settings = _settings(data_dir=data_dir)
     control_args: list[str] = []
     if fleet_file is not None:  # checked here, so a bad file stops nothing half-started
-        _load_terms(fleet_file)
-        control_args = ["--fleet", str(fleet_file.resolve())]
+        control_args = ["--fleet", str(_load_terms(fleet_file)[1].resolve())]
     gateway_child = None
     if gateway:  # (importing the gateway package loads its web stack: only when asked)
         from heddle.gateway.settings import READY_LINE as GATEWAY_READY

@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from heddle.cli.common import install_help_format
+from heddle.cli.common import guarded, install_help_format
 
 __all__ = ["app", "app_for", "main"]
 
@@ -61,6 +61,20 @@ def _mount(target: typer.Typer, module_name: str, names: tuple[str, ...]) -> Non
         target.add_typer(module.app, name=names[0])
     else:
         target.command(names[0])(getattr(module, names[0]))
+    _guard_all(target)
+
+
+def _guard_all(group: typer.Typer, prefix: str = "") -> None:
+    """Run every command of `group` (and its sub-groups) under `common.guarded`, whether or not
+    its module did: an error no command foresaw (a binary file where YAML was expected, a
+    network failure) ends in one line and an exit code, never a traceback. Idempotent."""
+    for command in group.registered_commands:
+        if command.callback is not None and not getattr(command.callback, "_heddle_guarded", False):
+            name = command.name or command.callback.__name__.replace("_", "-")
+            command.callback = guarded(f"{prefix}{name}")(command.callback)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _guard_all(sub.typer_instance, f"{prefix}{sub.name} " if sub.name else prefix)
 
 
 def _whole() -> typer.Typer:

@@ -37,7 +37,7 @@ def _check_step(model_id: str, prompt_tokens: int, output_tokens: int | None) ->
 def predict(
     device: Annotated[str, typer.Option("--device", metavar="ID", help="Device id, instance offer id or API tier id.")],
     model: Annotated[str, typer.Option("--model", metavar="ID", help="Model id, e.g. llama-3.1-8b.")],
-    quant: Annotated[str | None, typer.Option("--quant", metavar="QUANT", help="Quantization [default: the model's smallest].")] = None,
+    quant: Annotated[str | None, typer.Option("--quant", metavar="QUANT", help="Quantization [default: q4_k_m, else the model's smallest: what a task naming none gets].")] = None,
     prompt_tokens: Annotated[int, typer.Option("--prompt-tokens", metavar="N", min=0, help="Tokens in the prompt.")] = 512,
     output_tokens: Annotated[int | None, typer.Option("--output-tokens", metavar="N", min=0,
                                                       help="Tokens generated [default: 128; 0 for an embedding model].")] = None,

@@ -12,7 +12,7 @@ import typer
 if TYPE_CHECKING:
     from rich.table import Table
 
-from heddle.cli.common import EXIT_INPUT, InputError, LazyConsole, guarded, new_table, one_line
+from heddle.cli.common import InputError, LazyConsole, guarded, new_table
 
 app = typer.Typer(no_args_is_help=True, help="Workload traces: import, synthesize, inspect.")
 out = LazyConsole()
@@ -26,11 +26,19 @@ SYNTH_OPTIONS = {"duration_h": "--days/--hours", "rate_per_h": "--rate", "diurna
 """SynthConfig field -> the `trace synth` option that sets it (errors name the option)."""
 
 
-def _fail(message: str) -> typer.Exit:
-    from rich.markup import escape
+def _fail(message: str) -> InputError:
+    """The error to raise for bad input: the command's `guarded` prints it as one line
+    (`heddle trace <command>: ...`) and exits 2."""
+    return InputError(message)
 
-    err.print(f"[red]heddle trace:[/red] {escape(one_line(message))}", highlight=False, soft_wrap=True)
-    return typer.Exit(EXIT_INPUT)
+
+def _set_error(error: dict) -> str:
+    """What is wrong with one `--set FIELD=VALUE`, in words (not pydantic's)."""
+    if error["type"] == "extra_forbidden":
+        from heddle.traces.importers import ImportDefaults
+
+        return f"no such field; expected one of {', '.join(ImportDefaults.model_fields)}"
+    return error["msg"].removeprefix("Value error, ")
 
 
 def _synth_error(exc) -> str:
@@ -100,7 +108,7 @@ def import_cmd(
             _no_unknown_models(result.trace, file)
             write_trace(result.trace, output)
     except ValidationError as exc:
-        raise _fail("; ".join(f"--set {'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+        raise _fail("; ".join(f"--set {'.'.join(map(str, e['loc']))}: {_set_error(e)}"
                               for e in exc.errors()[:3])) from None
     except TraceError as exc:
         raise _fail(str(exc)) from None

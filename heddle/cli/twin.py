@@ -97,7 +97,7 @@ def export(
 @twin_app.command("check")
 def check(
     since: Annotated[str | None, typer.Option("--since", help="Only tasks that arrived since: 30m, 2h, 1d ago, or an ISO date/time (UTC).")] = None,
-    fleet_file: Annotated[Path | None, typer.Option("--fleet", help="Fleet YAML (default: export the running cluster's, via --nats).")] = None,
+    fleet_file: Annotated[str | None, typer.Option("--fleet", metavar="FLEET", help="Fleet YAML or shipped fleet name (default: export the running cluster's, via --nats).")] = None,
     recording: Annotated[Path | None, typer.Option("--recording", help="Recorded trace directory (default <data dir>/recorded).")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="The control plane's data dir (default ~/.heddle).")] = None,
     policy: Annotated[str, typer.Option(help="The control plane's placement policy.")] = "fast",
@@ -105,6 +105,8 @@ def check(
     nats: NatsOpt = None,
 ) -> None:
     """Replay the recorded trace on the fleet and print live vs twin side by side."""
+    from heddle.cli.common import InputError
+    from heddle.cli.inputs import fleet_file as fleet_path
     from heddle.cli.live import _settings
     from heddle.models.errors import FleetError
     from heddle.models.fleet import load_fleet, parse_fleet
@@ -115,11 +117,11 @@ def check(
     since_s = parse_since(since) if since else None
     directory = recording or (_settings(data_dir=data_dir).data_dir / "recorded")
     try:
+        given = load_fleet(fleet_path(fleet_file)) if fleet_file else None  # a bad file: before the rest
         recorded = load_recorded(directory, since_unix_s=since_s)
-        fleet = (load_fleet(fleet_file) if fleet_file
-                 else parse_fleet(_fleet_yaml(_fleet_reply(nats, since_s)), "live fleet"))
+        fleet = given or parse_fleet(_fleet_yaml(_fleet_reply(nats, since_s)), "live fleet")
         report = compare(recorded, fleet, policy)
-    except (TraceError, FleetError) as exc:
+    except (TraceError, FleetError, InputError) as exc:
         raise _fail(str(exc)) from None
     out.print(_table(report))
     dist = report.error_distribution

@@ -52,13 +52,16 @@ def predict_step(
 ) -> Prediction:
     """Predict one LLM step of `model_id` on a catalog device or offer.
 
-    `quant=None` picks the model's smallest quantization. Raises UnknownIdError / PerfError.
+    `quant=None` picks what a task naming no quantization gets (`default_quant`: q4_k_m, else
+    the model's smallest). Raises UnknownIdError / PerfError.
     """
     if prompt_tokens < 0 or output_tokens < 0:
         raise PerfError("prompt and output token counts must be >= 0")
     model = catalog.model(model_id)
     if quant is None:
-        quant = min(model.bytes_per_weight, key=model.bytes_per_weight.__getitem__)
+        from heddle.models.workload import default_quant  # pydantic: only when it is needed
+
+        quant = default_quant(model)
     if quant not in model.bytes_per_weight:
         raise PerfError(f"model {model.id!r} has no quantization {quant!r}; expected one of {sorted(model.bytes_per_weight)}")
     memory_gb = model.weights_gb(quant) + batch * model.kv_bytes_per_token * (prompt_tokens + output_tokens) / 1e9

@@ -260,7 +260,7 @@ def validate(df: pd.DataFrame, *, dependencies: bool = True,
         ("deadline_s", df["deadline_s"].to_numpy() <= 0, "a deadline > 0 s, or none"),
         ("task_id", _empty_ids(df["task_id"]), "a non-empty task id"),
         ("task_id", ids_repeated, "a unique task id"),  # asked for last
-        ("model", ((df["kind"] == "llm") & (df["model"] == "")).to_numpy(), "a model id"),
+        ("model", ((df["kind"] == "llm") & (df["model"] == "") & (df["tier"] == "")).to_numpy(), "a model id (or a tier)"),
     ]
     if len(arrival) > 1:
         unsorted = np.concatenate([[False], np.diff(arrival) < 0])

@@ -125,3 +125,56 @@ def test_gzip_of_garbage_as_trace(tmp_path):
 
 def test_a_name_that_looks_like_markup_is_printed_as_given():
     assert_rejected(heddle("sim", "--fleet", "[bold]x.yaml"), "[bold]x.yaml")
+
+
+def test_the_live_commands_name_a_bad_file_in_one_line(tmp_path):
+    # these printed tracebacks: a binary workload to submit, a binary --fleet to scheduler/up
+    blob = _binary(tmp_path / "blob.yaml")
+    nowhere = ["--nats", "nats://127.0.0.1:1"]  # never reached: the file is checked first
+    assert_rejected(heddle("submit", str(blob), *nowhere), str(blob), "not a workload file")
+    assert_rejected(heddle("submit", str(tmp_path), *nowhere), str(tmp_path), "is a directory")
+    assert_rejected(heddle("scheduler", "--fleet", str(blob), *nowhere), str(blob), "not a fleet file")
+    assert_rejected(heddle("up", "--fleet", str(blob), "--data-dir", str(tmp_path / "d")), str(blob))
+    assert_rejected(heddle("twin", "check", "--fleet", str(blob), "--recording", str(tmp_path)), str(blob))
+
+
+def test_every_command_runs_guarded():
+    # whatever a command did not foresee ends in one line and an exit code (main._guard_all)
+    import typer.main
+
+    from heddle.cli.main import app
+
+    def callbacks(group):
+        for cmd in getattr(group, "commands", {}).values():
+            if getattr(cmd, "commands", None) is None:
+                yield cmd.name, cmd.callback
+            yield from callbacks(cmd)
+
+    found = list(callbacks(typer.main.get_command(app)))
+    assert len(found) > 30
+    for name, callback in found:
+        # typer wraps the command's function; the function it wraps is the guarded one
+        inner = getattr(callback, "__wrapped__", callback)
+        assert any(getattr(f, "_heddle_guarded", False) for f in (callback, inner)), name
+
+
+def test_a_settings_file_that_is_a_directory(tmp_path):
+    assert_rejected(heddle("check", env={"HEDDLE_CONFIG": str(tmp_path)}), str(tmp_path), "is a directory")
+
+
+def test_advise_refuses_an_out_that_is_a_file_before_it_runs(tmp_path):
+    existing = tmp_path / "advice"
+    existing.write_text("keep me")
+    result = heddle("advise", "--out", str(existing))
+    assert_rejected(result, str(existing), "not a directory")
+    assert "warning" not in result.stderr  # refused before the preflight, let alone the replays
+    assert existing.read_text() == "keep me"
+
+
+def test_trace_errors_name_the_subcommand_and_the_field(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n")
+    line = assert_rejected(heddle("trace", "import", "azure", str(src), "--set", "colour=red",
+                                  "-o", str(tmp_path / "x.parquet")), "heddle trace import:", "--set colour")
+    assert "no such field" in line and "privacy" in line and "Extra inputs" not in line
+    assert_rejected(heddle("trace", "stats", str(tmp_path)), "heddle trace stats:")

@@ -39,18 +39,24 @@ def test_place_list_form_defaults_the_quant(tmp_path):
     assert json.loads(result.stdout)["tasks"][0]["decision"]["status"] == "placed"
 
 
-def test_trace_stats_and_check_read_the_workload_yaml(tmp_path):
+def test_trace_stats_head_check_and_advise_read_the_whole_documented_workload(tmp_path):
+    # the tier-only stages (a tier, no model) included: a trace row holds them too
     path = tmp_path / "w.yaml"
     path.write_text(WORKLOAD)
     assert heddle("check", "--trace", str(path)).exit_code == 0
-    # a trace row needs a model: the tier-only stages are named, and where the file does work
-    line = assert_rejected(heddle("trace", "stats", str(path)), "rag-ingest/tag", "heddle sim")
-    assert "no model" in line
-    with_models = tmp_path / "models.yaml"
-    with_models.write_text(WORKLOAD.split("      - {name: tag")[0])  # the tasks, the first 3 stages
-    stats = heddle("trace", "stats", str(with_models))
+    stats = heddle("trace", "stats", str(path))
     assert stats.exit_code == 0, stats.stderr
-    assert "5 / 3" in stats.stdout  # 5 rows, 3 workflows (two tasks and one pipeline)
+    assert "12 / 4" in stats.stdout  # 12 rows, 4 workflows (two tasks, a pipeline, a council)
+    head = heddle("trace", "head", str(path))
+    assert head.exit_code == 0, head.stderr
+    assert "rag-ingest/tag" in head.stdout and "strategy/r1_opus" in head.stdout
+    advice = heddle("advise", "--trace", str(path), "--out", str(tmp_path / "advice"), "--shortlist", "1",
+                    "--workers", "1", "--json")
+    assert advice.exit_code == 0, advice.stderr
+    report = json.loads(advice.stdout)
+    assert report["privacy_violations"] == 0
+    # the sensitive stage asking for the standard tier with no model: named as a cause, not a crash
+    assert any("names no model" in c["sentence"] for c in report["causes"]), report["causes"]
 
 
 def test_every_fleet_option_takes_shipped_names():
@@ -58,3 +64,22 @@ def test_every_fleet_option_takes_shipped_names():
                  ["place", "--fleet", "demo", "--policy", "fast"]):
         result = heddle(*args)
         assert result.exit_code == 0, (args, result.stderr)
+
+
+def test_the_live_commands_take_shipped_fleet_names_too(tmp_path):
+    from heddle.cli.live import _load_terms
+
+    fleet, path = _load_terms("office")  # what `heddle scheduler --fleet office` and `up --fleet office` apply
+    assert fleet.name == "office" and path.is_file()
+    # twin check gets past the fleet to the recording (an empty one: nothing to compare yet)
+    result = heddle("twin", "check", "--fleet", "demo", "--recording", str(tmp_path))
+    assert result.exit_code == 2 and "holds no tasks" in result.stderr and "fleet" not in result.stderr
+    line = assert_rejected(heddle("scheduler", "--fleet", "demoo", "--nats", "nats://127.0.0.1:1"), "demoo")
+    assert "shipped: demo, office, small" in line
+
+
+def test_models_predict_defaults_the_quant_as_a_task_does():
+    # a task naming no quantization gets q4_k_m (docs/models.md); a prediction is for the same
+    result = heddle("models", "predict", "--device", "m4-max-40", "--model", "llama-3.1-8b", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["quant"] == "q4_k_m"

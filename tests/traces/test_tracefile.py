@@ -273,6 +273,18 @@ def test_bad_values_name_row_and_column(column: str, value: object, expected: st
     assert f"row 4, column '{column}'" in str(info.value)
 
 
+def test_an_llm_row_names_a_model_or_at_least_a_tier():
+    # a workload step with a tier and no model ("any frontier API") is a row too; neither is not
+    frame = make_frame(10)
+    frame.loc[4, ["kind", "model", "tier"]] = ["llm", "", ""]
+    with pytest.raises(TraceValidationError, match="a model id") as info:
+        Trace.from_frame(frame)
+    assert (info.value.row, info.value.column) == (4, "model")
+    frame.loc[4, "tier"] = "frontier"
+    task = list(to_tasks(Trace.from_frame(frame)))[4]
+    assert task.model is None and task.tier == "frontier"
+
+
 def test_to_tasks_makes_deadlines_absolute(small_trace: Trace):
     df = small_trace.df
     tasks = list(to_tasks(small_trace))
