@@ -15,7 +15,8 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -185,21 +186,42 @@ class TraceWriter:
             self._tmp.unlink(missing_ok=True)
 
 
-def _open(path: Path) -> tuple[pq.ParquetFile, dict[str, str]]:
-    """The Parquet file and its trace meta, once its metadata and columns are checked."""
+@dataclass(slots=True)
+class _Opened:
+    """One trace file, open: the handle, Parquet's view of it and the trace's meta."""
+
+    path: Path
+    source: pa.NativeFile
+    parquet: pq.ParquetFile
+    meta: dict[str, str]
+
+    def reader(self) -> pq.ParquetFile:
+        """Another reader of the same open file (for another thread: reads at positions,
+        which Arrow's files allow at once), so a file deleted or replaced by name since
+        (the live recorder compacts its parts) is still the one read; the footer is not
+        parsed again."""
+        return pq.ParquetFile(self.source, metadata=self.parquet.metadata,
+                              page_checksum_verification=True)
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[_Opened]:
+    """The file, once its metadata and columns are checked; closed on leaving."""
     try:
-        pf = pq.ParquetFile(path, page_checksum_verification=True)
-        schema = pf.schema_arrow
-    except (pa.ArrowException, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise TraceFormatError(f"unreadable Parquet (cut short or corrupt?): {one_line(exc)}",
-                               path=path) from None
-    try:
-        return pf, _checked_meta(schema, path)
-    except TraceFormatError:
-        pf.close()
+        source = pa.OSFile(str(path))
+    except FileNotFoundError:
         raise
+    except (pa.ArrowException, OSError) as exc:
+        raise TraceFormatError(f"unreadable: {one_line(exc)}", path=path) from None
+    with source:
+        try:
+            pf = pq.ParquetFile(source, page_checksum_verification=True)
+            schema = pf.schema_arrow
+        except (pa.ArrowException, OSError) as exc:
+            raise TraceFormatError(f"unreadable Parquet (cut short or corrupt?): "
+                                   f"{one_line(exc)}", path=path) from None
+        with pf:
+            yield _Opened(path, source, pf, _checked_meta(schema, path))
 
 
 def _checked_meta(schema: pa.Schema, path: Path) -> dict[str, str]:
@@ -281,13 +303,12 @@ def _read_columns(pf: pq.ParquetFile, path: Path,
     return {name: list(table.column(name).chunks) for name in names}
 
 
-def _task_ids(files: list[tuple[Path, pq.FileMetaData]]) -> object:
+def _task_ids(files: list[_Opened]) -> object:
     """The task-id column of all the files, converted (on the reader's second thread)."""
     chunks: list[pa.Array] = []
-    for file, metadata in files:
-        # a handle of this thread's own; the footer is not parsed again
-        with pq.ParquetFile(file, metadata=metadata, page_checksum_verification=True) as pf:
-            chunks.extend(_read_columns(pf, file, [TASK_IDS.name])[TASK_IDS.name])
+    for file in files:
+        with file.reader() as pf:
+            chunks.extend(_read_columns(pf, file.path, [TASK_IDS.name])[TASK_IDS.name])
     return arrow_column(chunks, TASK_IDS, 0)
 
 
@@ -304,25 +325,22 @@ def read_parquet(path: str | Path, *, check: bool = True) -> Trace:
     path = Path(path)
     files = parquet_files(path) if path.is_dir() else [path]
     with ExitStack() as stack:
-        opened = []
-        for file in files:
-            pf, file_meta = _open(file)
-            opened.append((file, stack.enter_context(pf), file_meta))
+        opened = [stack.enter_context(_opened(file)) for file in files]
         # entered after the files, so left first: the second thread is done before they close
         pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="heddle-trace-ids"))
-        ids = pool.submit(_task_ids, [(file, pf.metadata) for file, pf, _ in opened])
+        ids = pool.submit(_task_ids, opened)
         repeated = pool.submit(lambda: repeated_ids(pd.Series(ids.result(), copy=False))) \
             if check else None
         columns: dict[str, list[pa.Array] | Callable[[], object]] = {
             name: [] for name in _OTHER_NAMES}
         columns[TASK_IDS.name] = ids.result
         starts = []
-        for file, pf, _ in opened:
+        for file in opened:
             starts.append(sum(len(c) for c in columns["arrival_s"]))
-            for name, chunks in _read_columns(pf, file, _OTHER_NAMES).items():
+            for name, chunks in _read_columns(file.parquet, file.path, _OTHER_NAMES).items():
                 columns[name].extend(chunks)
         try:
-            return _trace(columns, opened[0][2], path, None, check,
+            return _trace(columns, opened[0].meta, path, None, check,
                           repeated=repeated.result if repeated else None)
         except TraceValidationError as exc:
             if len(files) == 1 or exc.row is None:
@@ -343,10 +361,9 @@ def iter_parquet(path: str | Path, *, check: bool = True,
     files = parquet_files(path) if path.is_dir() else [path]
     last_arrival_s = 0.0
     for file in files:
-        pf, meta = _open(file)
-        with pf:
+        with _opened(file) as opened:
             row = 0
-            for chunk in _chunks(pf, meta, file, rows, check):
+            for chunk in _chunks(opened.parquet, opened.meta, file, rows, check):
                 if len(chunk) and check and chunk.df["arrival_s"].iloc[0] < last_arrival_s:
                     raise TraceValidationError(
                         "expected rows sorted by arrival (a directory's files are read in "

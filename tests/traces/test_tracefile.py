@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from heddle.traces import (
     from_tasks,
     is_legacy,
     iter_trace,
+    parquet,
     read_trace,
     to_tasks,
     write_trace,
@@ -161,6 +163,27 @@ def test_a_directory_of_parquet_files_reads_as_one_trace(tmp_path: Path, small_t
     # what a DuckDB user reads with 'SELECT * FROM "recorded/*.parquet"'
     whole = pd.read_parquet(sorted(days.glob("*.parquet")))
     assert list(whole["task_id"]) == list(small_trace.df["task_id"])
+
+
+def test_files_deleted_while_read_are_read_as_they_were(tmp_path: Path, small_trace: Trace,
+                                                        monkeypatch: pytest.MonkeyPatch):
+    """The live recorder deletes a day's parts once it has compacted them. A reader that has
+    opened them reads them whole, on both of its threads (the second one reads task ids)."""
+    days = tmp_path / "recorded"
+    days.mkdir()
+    for i, part in enumerate(small_trace.chunks(20)):
+        write_trace(part, days / f"2026-12-06-p{i}.parquet")
+    read_columns = parquet._read_columns
+
+    def delete_first(pf: pq.ParquetFile, path: Path, names: list[str]) -> dict:
+        if threading.current_thread() is threading.main_thread():
+            for file in days.iterdir():
+                file.unlink()
+        return read_columns(pf, path, names)
+
+    monkeypatch.setattr(parquet, "_read_columns", delete_first)
+    assert read_trace(days).equals(small_trace)
+    assert not any(days.iterdir())
 
 
 def test_directory_errors_name_the_file(tmp_path: Path, small_trace: Trace):
