@@ -93,7 +93,8 @@ def _categorical(chunks: list[pa.Array], col: Column, first_row: int) -> pd.Cate
         arr = pa.chunked_array(chunks)
         chunks = pc.dictionary_encode(pc.fill_null(_decoded(arr), "")).chunks
     dictionaries = [c.dictionary for c in chunks]
-    values = pa.concat_arrays([d.cast(pa.string()) for d in dictionaries])
+    values = pa.concat_arrays([d if d.type == pa.string() else d.cast(pa.string())
+                               for d in dictionaries])
     if col.fixed_categories:
         categories = pa.array(col.fixed_categories, pa.string())
         lookup = pc.index_in(values, value_set=categories).fill_null(-1).to_numpy(
@@ -107,19 +108,18 @@ def _categorical(chunks: list[pa.Array], col: Column, first_row: int) -> pd.Cate
     for chunk, dictionary in zip(chunks, dictionaries, strict=True):
         indices = chunk.indices.to_numpy(zero_copy_only=False)
         chunk_lookup = lookup[start : start + len(dictionary)]
-        if len(chunk_lookup) and chunk_lookup.min() < 0:
-            part = chunk_lookup[indices]
-            if part.min() < 0:  # only a fixed-category column can get here
-                row = int(np.flatnonzero(part < 0)[0])
-                raise TraceValidationError(
-                    f"{dictionary[indices[row]].as_py()!r} is not one of "
-                    f"{list(col.fixed_categories)}", row=first_row + at + row, column=col.name)
         if _identity(chunk_lookup):
             # the dictionary is the categories' start (indices are in its bounds: Arrow's
             # Parquet decoder refuses others)
             codes[at : at + len(chunk)] = indices
         else:
-            codes[at : at + len(chunk)] = chunk_lookup[indices]
+            part = chunk_lookup[indices]
+            if col.fixed_categories and len(part) and part.min() < 0:  # a value outside the list
+                row = int(np.argmax(part < 0))
+                raise TraceValidationError(
+                    f"{dictionary[indices[row]].as_py()!r} is not one of "
+                    f"{list(col.fixed_categories)}", row=first_row + at + row, column=col.name)
+            codes[at : at + len(chunk)] = part
         at += len(chunk)
         start += len(dictionary)
     if not col.fixed_categories:

@@ -213,8 +213,8 @@ def _numeric(values: pd.Series, col: Column) -> np.ndarray:
 
 
 def _first(mask: np.ndarray) -> int | None:
-    idx = np.flatnonzero(mask)
-    return int(idx[0]) if len(idx) else None
+    """The first True row; a rule is usually kept, and `any` says so without listing rows."""
+    return int(mask.argmax()) if mask.any() else None
 
 
 def _empty_ids(ids: pd.Series) -> np.ndarray:
