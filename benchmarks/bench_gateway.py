@@ -30,6 +30,7 @@ Each phase prints the CPU seconds every process spent, per request and per token
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -65,6 +66,7 @@ class Run:
     wall_s: float = 0.0
     errors: list[str] = field(default_factory=list)
     cpu_s: dict[str, float] = field(default_factory=dict)
+    stamps: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> client's instants
 
     def add(self, other: Run) -> None:
         self.ttfts += other.ttfts
@@ -72,6 +74,7 @@ class Run:
         self.requests += other.requests
         self.wall_s += other.wall_s
         self.errors += other.errors
+        self.stamps |= other.stamps
         for name, cpu in other.cpu_s.items():
             self.cpu_s[name] = self.cpu_s.get(name, 0.0) + cpu
 
@@ -121,11 +124,13 @@ class Harness:
         run.cpu_s["clients"] = sum(a["cpu_s"] for a in answers)
         run.wall_s = max(a["wall_s"] for a in answers)
         for a in answers:
-            for first, count, error in a["results"]:
+            for first, count, error, task, sent_at in a["results"]:
                 run.requests += 1
                 run.tokens += count
                 if first is not None:
                     run.ttfts.append(first)
+                    if task:
+                        run.stamps[task] = {"c_sent": sent_at, "c_first": sent_at + first}
                 if error:
                     run.errors.append(error)
         return run
@@ -161,6 +166,92 @@ def cpu_lines(run: Run, indent: str = "     ") -> str:
     return (f"{indent}CPU over {run.wall_s:.2f} s wall ({run.requests} requests, {run.tokens} tokens): "
             f"total {total:.2f} s = {total / run.wall_s:.2f} cores\n"
             + "".join(f"{indent}  {line}\n" for line in parts)).rstrip("\n")
+
+
+STAGES = (
+    ("c_sent", "client: request sent"),
+    ("g_received", "gateway: request in"),
+    ("g_placed", "gateway: submit answered"),
+    ("g_submit_sent", "gateway: submit published"),
+    ("received", "control: submit in"),
+    ("recalled", "control: job looked up in the log"),
+    ("journal_sent", "control: TaskSubmitted sent to JetStream"),
+    ("durable", "control: TaskSubmitted acknowledged"),
+    ("admitted", "control: answered in turn"),
+    ("assign_sent", "control: placed, assignment sent"),
+    ("a_assigned", "agent: assignment in"),
+    ("a_run", "agent: attempt running"),
+    ("a_first_text", "agent: first token from the stand-in"),
+    ("a_chunk_sent", "agent: first chunk queued for NATS"),
+    ("g_chunk_in", "gateway: first chunk in"),
+    ("g_first_piece", "gateway: first piece to the caller"),
+    ("g_first_written", "gateway: first piece written"),
+    ("c_first", "client: first token read"),
+)
+"""The stages of one request's path to its first token (HEDDLE_LOOP_STATS stamps of the gateway,
+control plane and agent processes, Unix time on one machine)."""
+
+
+def stage_lines(folder: Path, run: Run, since: float, until: float) -> list[str]:
+    """Per-stage p50/p99 (ms) of ``run``'s requests that came in between ``since`` and ``until``."""
+    files = {f.stem: json.loads(f.read_text()) for f in folder.glob("*.json")}
+    if "gateway" not in files:
+        return ["   (no stage stamps: the gateway did not write its loop stats)"]
+    merged: dict[str, dict[str, float]] = {}
+    for task, stamps in files["gateway"]["stamps"].items():
+        if since <= stamps.get("g_received", 0) <= until and task in run.stamps:
+            merged[task] = {**stamps, **run.stamps[task]}
+    for role, doc in files.items():
+        if role == "gateway":
+            continue
+        for key, stamps in doc["stamps"].items():
+            for task in (key, key + "-chat"):  # the control plane stamps early stages by job id
+                if task in merged:
+                    for stage, at in stamps.items():
+                        merged[task].setdefault(stage, at)
+    def median_at(stage: str) -> float:
+        offsets = [m[stage] - m["c_sent"] for m in merged.values() if stage in m]
+        return pct(offsets, 0.5) if offsets else math.inf
+
+    ordered = sorted(STAGES, key=lambda s: median_at(s[0]))  # in the order they happen now
+    head = f"   stages of {len(merged)} requests, in their median order (ms from the stage before; p50 / p99):"
+    lines = [head]
+    for (prev, _), (stage, label) in itertools.pairwise(ordered):
+        gaps = [(m[stage] - m[prev]) * 1000 for m in merged.values() if stage in m and prev in m]
+        if gaps:
+            lines.append(f"     {label:<42} {pct(gaps, 0.5):7.2f} / {pct(gaps, 0.99):7.2f}  (n {len(gaps)})")
+    for a, b, label in (("g_submit_sent", "g_placed", "submit round trip at the gateway"),
+                        ("g_chunk_in", "g_placed", "reply after the first chunk by"),
+                        ("a_first_text", "g_first_written", "first token: agent -> written"),
+                        ("g_received", "a_run", "request in -> agent running"),
+                        ("c_sent", "c_first", "the client's TTFT")):
+        gaps = [(m[b] - m[a]) * 1000 for m in merged.values() if a in m and b in m]
+        if gaps:
+            lines.append(f"     {label:<42} {pct(gaps, 0.5):7.2f} / {pct(gaps, 0.99):7.2f}")
+    for role, doc in sorted(files.items()):
+        stalls = [x for x in doc["stalls"] if since <= x["at"] <= until]
+        gc_s = sum(g["seconds"] for g in doc["gc"].values())
+        worst = max(stalls, key=lambda x: x["ms"], default=None)
+        lines.append(f"     {role}: {len(stalls)} loop stalls >= {doc['threshold_ms']:g} ms in the run"
+                     + (f" (worst {worst['ms']:.1f} ms, {worst['cpu_ms']:.1f} CPU: {worst['what']})" if worst else "")
+                     + f"; gc {gc_s * 1000:.0f} ms over the process's life")
+    return lines
+
+
+def stop_for_stats(cluster: GatewayCluster) -> None:
+    """Signal the heddle processes and wait: each writes its loop stats as it stops. (The
+    gateway's uvicorn re-raises the signal once it has stopped: SIGINT then unwinds `serve`,
+    where SIGTERM would end the process at once.)"""
+    processes = [cluster.gateway, cluster.control, *cluster.agents.values()]
+    for process in processes:
+        process.send_signal(signal.SIGINT if process is cluster.gateway else signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    if cluster.gateway.returncode not in (0, 130):
+        print("   the gateway stopped with", cluster.gateway.returncode, "".join(cluster.gateway_log[-10:]))
 
 
 def load() -> str:
@@ -200,7 +291,13 @@ def main() -> None:
     parser.add_argument("--ttft-ms", type=float, default=20.0)
     parser.add_argument("--gap-ms", type=float, default=10.0)
     parser.add_argument("--spy", type=Path, help="write py-spy samples of each process here")
+    parser.add_argument("--stages", action="store_true",
+                        help="stamp each stage of every request (HEDDLE_LOOP_STATS) and print "
+                             "where the TTFT at half of saturation goes")
     args = parser.parse_args()
+    stats_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-stages-"))
+    if args.stages:
+        os.environ["HEDDLE_LOOP_STATS"] = str(stats_dir / "{role}.json")
     harness = Harness(args.clients, args.ttft_ms, args.gap_ms)
     cluster = None
     try:
@@ -233,10 +330,12 @@ def main() -> None:
         per_loop = max(1, math.ceil(args.samples / half / 2))
         print(f"1. TTFT at {half} concurrent streams (stand-in TTFT {args.ttft_ms:g} ms, one token "
               f"per {args.gap_ms:g} ms, 20 tokens; 2 rounds x {per_loop} chats per stream per path)")
-        d_run, g_run = Run(), Run()
+        d_run, g_run, windows = Run(), Run(), []
         for _ in range(2):
             d_run.add(harness.drive(*direct, half, per_loop, 20))
+            windows.append(time.time())
             g_run.add(harness.drive(*gateway, half, per_loop, 20))
+            windows.append(time.time())
         for q, goal in ((0.5, 5.0), (0.99, 20.0)):
             d, g = pct(d_run.ttfts, q) * 1000, pct(g_run.ttfts, q) * 1000
             print(f"   p{int(q * 100)}: direct {d:7.2f} ms  gateway {g:7.2f} ms  added {g - d:7.2f} ms"
@@ -263,6 +362,10 @@ def main() -> None:
         errors = [e for r in (d_run, g_run, d_one, g_one, d_tp, g_tp) for e in r.errors]
         print(f"{load()} at the end; error events in streams: {len(errors)}"
               f"{' (first: ' + errors[0] + ')' if errors else ''}")
+        if args.stages:
+            stop_for_stats(cluster)
+            print(f"1. again, where the gateway's TTFT at {half} streams went (second round):")
+            print("\n".join(stage_lines(stats_dir, g_run, windows[2], windows[3])))
     finally:
         harness.close()
         if cluster is not None:

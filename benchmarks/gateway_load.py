@@ -11,8 +11,9 @@ bottleneck it measures: a paced stand-in model server and a lean streaming HTTP 
     python benchmarks/gateway_load.py client
         reads one JSON job per line from stdin and, for each, runs ``loops`` concurrent loops, each one kept-alive connection running ``per_loop``
         streamed chats back to back (or until ``until`` wall time), from wall time ``start_at``;
-        answers one JSON line: per request (seconds to the first token, tokens, errors), the
-        wall span and the process's own CPU seconds.
+        answers one JSON line: per request (seconds to the first token, tokens, errors, the
+        gateway's task id from X-Heddle-Task, Unix time sent), the wall span and the process's
+        own CPU seconds.
 
 The client speaks HTTP/1.1 itself (request, chunked or sized reply) on asyncio streams: a few
 microseconds per read, where httpx costs ~1 ms per request, so several client processes can
@@ -129,12 +130,13 @@ async def serve_standin(ttft_s: float, gap_s: float) -> None:
 # --- the client -----------------------------------------------------------------------------
 
 
-async def one_chat(reader, writer, head: bytes, body: bytes) -> tuple[float | None, int, str | None]:
-    """(seconds to the first token, tokens, error) of one streamed chat on a kept-alive link."""
-    start = time.perf_counter()
+async def one_chat(reader, writer, head: bytes, body: bytes) -> tuple[float | None, int, str | None, str, float]:
+    """(seconds to the first token, tokens, error, the gateway's task id or "", Unix time sent)
+    of one streamed chat on a kept-alive link."""
+    sent_at, start = time.time(), time.perf_counter()
     writer.write(head + body)
     status = (await reader.readline()).split(b" ", 2)
-    chunked, length = False, 0
+    chunked, length, task = False, 0, ""
     while (line := await reader.readline()) not in (b"\r\n", b""):
         name, _, value = line.partition(b":")
         name = name.strip().lower()
@@ -142,10 +144,12 @@ async def one_chat(reader, writer, head: bytes, body: bytes) -> tuple[float | No
             chunked = True
         elif name == b"content-length":
             length = int(value)
+        elif name == b"x-heddle-task":
+            task = value.strip().decode()
     first, count, error = None, 0, None
     if status[1] != b"200":
         data = await reader.readexactly(length)
-        return None, 0, f"HTTP {status[1].decode()}: {data[:200].decode(errors='replace')}"
+        return None, 0, f"HTTP {status[1].decode()}: {data[:200].decode(errors='replace')}", task, sent_at
     while chunked:
         size = int((await reader.readline()).split(b";")[0], 16)
         data = await reader.readexactly(size + 2)
@@ -157,7 +161,7 @@ async def one_chat(reader, writer, head: bytes, body: bytes) -> tuple[float | No
         count += words
         if error is None and b'"error"' in data:
             error = data[:200].decode(errors="replace")
-    return first, count, error
+    return first, count, error, task, sent_at
 
 
 async def run_loops(job: dict) -> dict:
@@ -168,7 +172,7 @@ async def run_loops(job: dict) -> dict:
             f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in job["headers"].items())
             + "\r\n").encode()
     links = [await asyncio.open_connection(url.hostname, url.port) for _ in range(job["loops"])]
-    results: list[tuple[float | None, int, str | None]] = []
+    results: list[tuple[float | None, int, str | None, str, float]] = []
 
     async def loop(reader, writer) -> None:
         n = 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -58,9 +59,10 @@ class CallerGoneError(Exception):
 class _Request:
     """One request's headers (lower-case names), body and ASGI channels."""
 
-    __slots__ = ("body", "headers", "receive", "send", "started")
+    __slots__ = ("at", "body", "headers", "receive", "send", "started")
 
     def __init__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        self.at = time.time()  # when it came in (the stage instants of the loop-stats mode)
         self.headers: dict[str, str] = {}
         for name, value in scope["headers"]:
             self.headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
@@ -185,6 +187,7 @@ class GatewayApp:
         run: TaskRun | None = None
         try:
             body, run = await self._begin(request, schema)
+            self.bridge.stamp(run.task_id, "g_received", request.at)
 
             async def respond() -> None:
                 await run.start()

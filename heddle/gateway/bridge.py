@@ -32,6 +32,7 @@ from heddle.live.control.messages import (
     decode_reply,
     encode_message,
 )
+from heddle.live.control.stalls import LoopStats
 
 __all__ = ["Bridge", "Follow"]
 
@@ -66,6 +67,7 @@ class Bridge:
         self.follows: dict[str, Follow] = {}
         self.reports: dict[str, tuple[float, wire.CapacityReport]] = {}
         self.refused = 0
+        self.stats: LoopStats | None = None  # the HEDDLE_LOOP_STATS debug mode: stage instants
         self._subs: list[Any] = []
         self._tasks: set[asyncio.Task] = set()
 
@@ -109,6 +111,8 @@ class Bridge:
             self._refuse(msg.subject, ValueError(
                 f"node_id, task_id: a chunk of {chunk.node_id}/{chunk.task_id} on another's subject"))
             return
+        if self.stats is not None and chunk.index == 0:
+            self.stats.stamp(task, "g_chunk_in")
         follow.items.put_nowait(("chunk", chunk))
 
     async def _on_event(self, msg: Any) -> None:
@@ -149,6 +153,10 @@ class Bridge:
         self.seq += 1
         return {"sender": self.sender, "seq": self.seq, "sent_at": time.time()}
 
+    def stamp(self, task_id: str, stage: str, at: float | None = None) -> None:
+        if self.stats is not None:
+            self.stats.stamp(task_id, stage, at)
+
     def follow(self, task_id: str) -> Follow:
         """Start collecting what arrives for ``task_id`` (before submitting it: nothing missed)."""
         follow = self.follows[task_id] = Follow(task_id)
@@ -158,15 +166,18 @@ class Bridge:
         self.follows.pop(task_id, None)
 
     async def submit(self, job_id: str, owner: str, item: SubmitTask) -> dict[str, Any]:
-        """Submit one task; returns its placement (`heddle.live.control.waiting.placement`)."""
+        """Submit one task of a new job (`new_job_id`); returns its placement
+        (`heddle.live.control.waiting.placement`)."""
         request = SubmitRequest(**self._fields(), job_id=job_id, owner=owner, source="gateway",
-                                tasks=[item], placement=True)
+                                tasks=[item], placement=True, fresh_job=True)
         data = encode_message(request)
         if len(data) > wire.MAX_MESSAGE_BYTES:
             raise GatewayError(413, f"the request is too large for the cluster: {len(data)} bytes "
                                f"as a task, at most {wire.MAX_MESSAGE_BYTES} fit in a message",
                                "request_too_large")
+        self.stamp(item.task.id, "g_submit_sent")
         reply = await self._request(wire.SUBMIT, data)
+        self.stamp(item.task.id, "g_placed")
         if not reply.ok:
             raise GatewayError(400, f"the control plane refused the task: {reply.error}",
                                "task_refused")

@@ -142,8 +142,13 @@ class TaskRun:
                 expected += 1
                 if not x.done:
                     piece, expected = self._more(x.text, expected)
+                    first = not self.text
+                    if first:
+                        self.bridge.stamp(self.task_id, "g_first_piece")
                     self.text.append(piece)
                     yield piece
+                    if first:  # the caller has written it (it asks for the next one)
+                        self.bridge.stamp(self.task_id, "g_first_written")
                     continue
                 if x.outcome == "ok":
                     self._finish(x.usage or {})

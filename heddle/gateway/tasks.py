@@ -87,9 +87,14 @@ def count_tokens(messages: list[dict[str, str]], system: str | None = None) -> i
     return max(1, round(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(texts))
 
 
+JOB_ID_BYTES = 12
+"""Random bytes in a request's job id: 96 bits, so ids never repeat (the submit says the job
+is fresh and the control plane takes its word: `SubmitRequest.fresh_job`)."""
+
+
 def new_job_id(owner: str) -> str:
-    """``gw-<owner>-<8 hex>``: one job per request, named after its owner (status lists it)."""
-    return f"gw-{_UNSAFE.sub('_', owner)[:40]}-{os.urandom(4).hex()}"
+    """``gw-<owner>-<24 hex>``: one job per request, named after its owner (status lists it)."""
+    return f"gw-{_UNSAFE.sub('_', owner)[:40]}-{os.urandom(JOB_ID_BYTES).hex()}"
 
 
 def chat_task(chat: Chat, rules: Rules, job_id: str, timeout_s: float | None) -> SubmitTask:

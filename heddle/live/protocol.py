@@ -34,6 +34,9 @@ new field: upgrade the control plane first, then the agents.
   plane placed it on. (The gateway is upgraded with the control plane; an older agent's
   chunks on ``tokens.<task>`` are not heard, and its answers reach callers whole, from the
   task's completion event.)
+- 1.7: ``SubmitRequest.fresh_job`` (optional, `heddle.live.control.messages`): the submitter
+  drew the job id at random (the gateway: 96 bits per request), so the control plane skips
+  looking the job up in the event log, a JetStream round trip before every gateway task.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ from heddle.models.ids import (
 from heddle.models.state import NodeState
 from heddle.models.task import Task
 
-PROTOCOL_VERSION = "1.6"
+PROTOCOL_VERSION = "1.7"
 """Version every message carries in ``v``: "major.minor"; receivers refuse another major."""
 PROTOCOL_MAJOR = 1
 MAX_MESSAGE_BYTES = 512 * 1024

@@ -128,6 +128,7 @@ class Agent:
         self._said_unreachable = False  # warned about the current outage already
         self._connecting: asyncio.Task | None = None
         self._outbox: Outbox | None = None
+        self.stats: Any = None  # the HEDDLE_LOOP_STATS debug mode (LoopStats): stage instants
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -329,6 +330,8 @@ class Agent:
     def _take(self, a: p.Assignment) -> p.AssignReply:
         """Start, queue or refuse one assignment; the answer to send back."""
         attempt = _Attempt(a, received_at=time.time())
+        if self.stats is not None:
+            self.stats.stamp(a.task.id, "a_assigned", attempt.received_at)
         known = a.node_id == self.settings.node_id and self._known(attempt.key)
         reason = None if known else self.refusal(a)  # a retry is acknowledged, even mid-drain
         queued = known and any(q.key == attempt.key for q in self.queue)
@@ -364,6 +367,7 @@ class Agent:
         if wants_tokens(attempt.assignment):
             attempt.tokens = TokenSink(self._tokens_out, self.settings.sender, self.settings.node_id,
                                        attempt.assignment, self._next_seq)
+            attempt.tokens.stats = self.stats
             attempt.progress.on_text = attempt.tokens
         self._idle.clear()
         attempt.runner = asyncio.create_task(self._run(attempt))
@@ -379,6 +383,8 @@ class Agent:
         ))
         timeout_s = a.timeout_s or self.settings.task_timeout_s
         outcome, reason, result = "ok", None, None
+        if self.stats is not None:
+            self.stats.stamp(a.task.id, "a_run")
         try:
             async with asyncio.timeout(timeout_s):
                 result = await self.registry.get(a.executor.kind).run(a, attempt.progress)

@@ -171,7 +171,9 @@ def run_agent(settings: AgentSettings, executors: Sequence[Executor] = ()) -> in
         stats = from_env(f"agent-{settings.node_id}")  # HEDDLE_LOOP_STATS: a debug mode
         gc.collect()
         gc.freeze()  # start-up's objects are never scanned again: a full collection of them held the loop ~150 ms
-        code = await Agent(settings, registry, probe, perf_log).run()
+        agent = Agent(settings, registry, probe, perf_log)
+        agent.stats = stats  # stage instants of each task (None: off)
+        code = await agent.run()
         if stats is not None:
             stats.write()
         return code

@@ -104,6 +104,7 @@ class TokenSink:
         self.subject = p.subject(p.TOKENS, node=node_id, task=assignment.task.id)
         self.index = 0
         self.pending: list[str] = []  # pieces read and not sent yet
+        self.stats: Any = None  # the HEDDLE_LOOP_STATS debug mode (LoopStats): stage instants
 
     def _send(self, **fields: Any) -> None:
         chunk = p.TokenChunk(sender=self.sender, seq=self.next_seq(), sent_at=time.time(),
@@ -111,8 +112,12 @@ class TokenSink:
                              index=self.index, **fields)
         self.index += 1
         self.out.send(self.subject, p.encode(chunk))
+        if self.stats is not None and self.index == 1:
+            self.stats.stamp(self.task_id, "a_chunk_sent")
 
     def __call__(self, text: str) -> None:
+        if self.stats is not None and self.index == 0 and not self.pending:
+            self.stats.stamp(self.task_id, "a_first_text")
         if not self.pending:
             self.out.mark(self, at_once=self.index == 0)
         self.pending.append(text)

@@ -1,10 +1,18 @@
 """What users send the control plane: submissions, status and fleet queries, cancel, drain.
 
 A submission is acknowledged only once its TaskSubmitted events are in the log, so an
-accepted task survives a crash of the control plane right after the reply. Submissions
-reach the core in the order they arrived (a later part of a job may depend on an earlier
-one). A bad request gets a reply naming the field, and is counted. A cluster user's own
-subjects reach the same handlers, which then show and touch only that user's jobs (access.py).
+accepted task survives a crash of the control plane right after the reply. Its placement
+does not wait for that: an accepted task goes to the core at once, and its assignment may
+leave before the log has the submission (the log still has the task's TaskSubmitted before
+its TaskPlaced: the journal appends one aggregate's events in order). Waiting cost every
+task a JetStream round trip before it could start, ~6 ms of the gateway's time to first
+token at half of saturation (benchmarks/bench_gateway.py --stages). A crash in between
+leaves an attempt nobody was told of: the submitter had no reply (and retries), the next
+control plane refuses the attempt's reports as of an unknown task.
+Submissions reach the core in the order they arrived (a later part of a job may depend on
+an earlier one). A bad request gets a reply naming the field, and is counted. A cluster
+user's own subjects reach the same handlers, which then show and touch only that user's
+jobs (access.py).
 """
 
 from __future__ import annotations
@@ -129,7 +137,7 @@ class _Intake:
         accept it in arrival order: after every submission that arrived before it."""
         try:
             try:
-                await self.recall(request)
+                await self.recall(request, requester(msg))
             except Exception as exc:  # noqa: BLE001 - the log is unreachable now: the client retries
                 self.answer(msg, f"cannot read the event log now ({exc!r}); try again")
                 return
@@ -152,18 +160,27 @@ class _Intake:
         fresh, must_be_durable = self.accept(request, raw["tasks"], user)
         if not fresh:
             self.plane.drop_idle_job(request.job_id)  # all known already: nothing to keep
+        now = self.plane.now()
+        for live in fresh:
+            self.plane.core_submit(live, now)
+        placed = None
+        if request.placement:  # as the core offered them now (the reply may leave later)
+            placed = {item.task.id: placement(self.plane, self.plane.tasks.get(item.task.id), now, item.task.id)
+                      for item in request.tasks}
         previous, done = self.admitted, asyncio.get_running_loop().create_future()
         self.admitted = done
         asyncio.get_running_loop().create_task(
-            self.admit(msg, request, fresh, self.plane.journal.durable(must_be_durable), previous, done)
+            self.admit(msg, request, len(fresh), placed, self.plane.journal.durable(must_be_durable),
+                       previous, done)
         )
 
-    async def recall(self, request: SubmitRequest) -> None:
+    async def recall(self, request: SubmitRequest, user: str | None = None) -> None:
         """Bring back from the log what the request refers to and memory no longer holds:
         its job (so a task submitted long ago is not submitted again) and the dependencies
         that ended before the window of ended tasks."""
         plane = self.plane
-        await plane.journal.recall_job(request.job_id)
+        if not (request.fresh_job and user is None):  # a user's claim is not taken on trust
+            await plane.journal.recall_job(request.job_id)
         ids = {item.task.id for item in request.tasks}
         for item in request.tasks:
             for dep in item.after:
@@ -243,23 +260,20 @@ class _Intake:
             journal.record(job, "AddTasks", {"task_ids": [live.key for live in fresh]}, issued_by)
         return fresh, envelopes
 
-    async def admit(self, msg: Any, request: SubmitRequest, fresh: list[LiveTask], durable: Any,
-                    previous: Any, done: Any) -> None:
+    async def admit(self, msg: Any, request: SubmitRequest, accepted: int,
+                    placed: dict[str, Any] | None, durable: Any, previous: Any, done: Any) -> None:
+        """Answer once the submission is in the log, after the submissions before it;
+        ``placed``: each task's placement, for a caller that answers its own from it (the gateway)."""
         try:
             await durable
             self.stamp(request.job_id, "durable")
             if previous is not None:
                 await previous
             self.stamp(request.job_id, "admitted")
-            if not request.placement:
-                self.answer(msg, None, job_id=request.job_id, accepted=len(fresh))
-            now = self.plane.now()
-            for live in fresh:
-                self.plane.core_submit(live, now)
-            if request.placement:  # the caller (the gateway) answers its own caller from this
-                self.answer(msg, None, job_id=request.job_id, accepted=len(fresh), placement={
-                    item.task.id: placement(self.plane, self.plane.tasks.get(item.task.id), now, item.task.id)
-                    for item in request.tasks})
+            if placed is None:
+                self.answer(msg, None, job_id=request.job_id, accepted=accepted)
+            else:
+                self.answer(msg, None, job_id=request.job_id, accepted=accepted, placement=placed)
         finally:
             done.set_result(None)
 

@@ -69,6 +69,9 @@ class SubmitRequest(_Base):
     tasks: list[SubmitTask] = Field(min_length=1)
     placement: bool = Field(False, description="Reply only once the core has offered the tasks, "
                             "with each one's placement (`heddle.live.control.waiting`).")
+    fresh_job: bool = Field(False, description="Protocol 1.7: the job id is new (drawn at random, "
+                            "96 bits): the control plane does not look it up in the event log first. "
+                            "Taken from the shared subject only, not from a cluster user's own.")
 
 
 class QueryRequest(_Base):
