@@ -1,4 +1,5 @@
-"""Submissions are looked up concurrently and accepted in arrival order.
+"""Submissions are looked up concurrently and accepted in arrival order; placed at once,
+answered once durable; a fresh job (the gateway's) is not looked up.
 
 A submission's look-ups in the event log (its job, dependencies that ended long ago) no
 longer hold the submissions after it; each is still accepted only after every submission
@@ -10,14 +11,23 @@ the order in which they finish.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import nats
 import pytest
 
+from heddle.live import protocol as wire
 from heddle.live.control import ControlPlane, ControlSettings
 from heddle.live.control.client import ControlClient, ControlError
+from heddle.live.control.messages import (
+    Reply,
+    SubmitRequest,
+    SubmitTask,
+    decode_reply,
+    encode_message,
+)
 from tests.live.conftest import WAIT_S
-from tests.live.test_control_memory import echo_job
+from tests.live.test_control_memory import echo_job, until
 
 
 @pytest.fixture
@@ -81,3 +91,57 @@ async def test_a_failed_lookup_answers_its_submission_and_the_next_one_goes_on(n
     del plane.journal.recall_job  # the log answers again
     assert await client.submit("a", echo_job("a", 2)) == 2
     await client.close()
+
+
+async def _submit_raw(nc, subject: str, job: str, tasks: int, *, fresh_job: bool, placement: bool = False):
+    request = SubmitRequest(sender="tester", seq=1, sent_at=time.time(), job_id=job, placement=placement,
+                            fresh_job=fresh_job, tasks=[
+                                SubmitTask(task=wire.TaskSpec.from_task(t.task), executor=t.executor, payload=t.payload)
+                                for t in echo_job(job, tasks)])
+    return decode_reply((await nc.request(subject, encode_message(request), timeout=WAIT_S)).data, Reply)
+
+
+async def test_a_fresh_job_is_not_looked_up_in_the_log_unless_a_user_claims_it(natsd, plane):
+    looked_up = []
+    recall_job = plane.journal.recall_job
+
+    async def recall(job_id: str):
+        looked_up.append(job_id)
+        return await recall_job(job_id)
+
+    plane.journal.recall_job = recall
+    nc = await nats.connect(natsd.url)
+    assert (await _submit_raw(nc, wire.SUBMIT, "gw-fresh", 1, fresh_job=True)).detail["accepted"] == 1
+    assert (await _submit_raw(nc, wire.SUBMIT, "plain", 1, fresh_job=False)).detail["accepted"] == 1
+    # on a cluster user's own subject the claim is not taken on trust: the log is asked
+    user_submit = wire.subject(wire.USER, user="ana", what="submit")
+    assert (await _submit_raw(nc, user_submit, "ana-fresh", 1, fresh_job=True)).detail["accepted"] == 1
+    assert looked_up == ["plain", "ana-fresh"]
+    await nc.close()
+
+
+async def test_placement_does_not_wait_for_the_submission_to_be_durable_but_the_reply_does(natsd, plane):
+    held = asyncio.get_running_loop().create_future()
+    durable, core_submit = plane.journal.durable, plane.core_submit
+    offered = []
+
+    def held_durable(envelopes):
+        return asyncio.gather(durable(envelopes), held)
+
+    def spy_submit(live, now):
+        offered.append(live.key)
+        core_submit(live, now)
+
+    plane.journal.durable, plane.core_submit = held_durable, spy_submit
+    nc = await nats.connect(natsd.url)
+    reply = asyncio.create_task(_submit_raw(nc, wire.SUBMIT, "quick", 1, fresh_job=True, placement=True))
+
+    async def offered_to_the_core() -> bool:
+        return offered == ["quick-t0"]
+
+    await until(offered_to_the_core, "quick-t0 offered to the core before its submission is durable")
+    assert not reply.done()  # the submitter hears only once the log has the task
+    held.set_result(None)
+    answer = await asyncio.wait_for(reply, WAIT_S)
+    assert answer.ok and answer.detail["accepted"] == 1 and "quick-t0" in answer.detail["placement"]
+    await nc.close()
