@@ -156,6 +156,8 @@ class Agent:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await self.registry.close()
+        if self.perf_log is not None:
+            self.perf_log.close()
         self._closing = True
         with contextlib.suppress(Exception):
             await self._nc.drain()
@@ -401,9 +403,7 @@ class Agent:
             result = attempt.progress.partial
         self._finish(attempt, outcome, reason, result)
         if outcome == "ok" and self.perf_log is not None:
-            # after the report, off the loop: the first record imports the fitting code
-            # (seconds on a busy machine), which must not count in the step's time
-            await asyncio.to_thread(self.perf_log.observe, a.task, result)
+            self.perf_log.observe(a.task, result)  # after the report; written later, off the loop
 
     def _finish(self, attempt: _Attempt, outcome: str, reason: str | None, result: Any) -> None:
         a = attempt.assignment

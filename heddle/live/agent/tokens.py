@@ -2,11 +2,12 @@
 
 Asked for per assignment (executor option ``stream_tokens``): the output the backend reads
 goes out as `TokenChunk`s on core NATS, in order, numbered per attempt; the attempt's end
-follows as a chunk with ``done`` set and the result's usage. An attempt's first chunk goes
-out when the event loop turns (no wait is added to the time to first token), and so does a
-later piece when nothing went out for `COALESCE_S`; else it waits until `COALESCE_S` after
-the last flush, and everything due then goes out together: a stream's pieces in that window
-as one chunk, all streams' chunks in one write to NATS. A node streaming many requests sends
+follows as a chunk with ``done`` set and the result's usage. An attempt's first chunk is
+queued at once (no wait is added to the time to first token), and a later piece goes out
+when the event loop turns if nothing went out for `COALESCE_S`; else it waits until
+`COALESCE_S` after the last flush, and everything due then goes out together: a stream's
+pieces in that window as one chunk, all streams' chunks in one write to NATS (one task
+publishes what is queued, so first chunks queued in one turn still leave together). A node streaming many requests sends
 fewer, larger writes instead of one per token; a lone stream waits for no timer.
 Best effort: the task's outcome is reported to the control plane as always, whatever happens
 here.
@@ -55,14 +56,19 @@ class TokenPublisher:
         self._task: asyncio.Task | None = None
 
     def mark(self, sink: TokenSink, at_once: bool) -> None:
-        """``sink`` has pieces to send: when the loop turns if ``at_once`` or if nothing went
+        """``sink`` has pieces to send: now if ``at_once``, when the loop turns if nothing went
         out for COALESCE_S, else COALESCE_S after the last flush. A lone stream's pieces go
         out as read (no timer each); many streams' go together, at most one write per
         COALESCE_S."""
         self.due[sink] = None
+        if at_once:  # now: the drain task, started on the next turn, still sends all at once
+            if self._timer is not None:
+                self._timer.cancel()
+            self._go()
+            return
         loop = asyncio.get_running_loop()
         now = loop.time()
-        at = now if at_once else max(now, self._last_go + COALESCE_S)
+        at = max(now, self._last_go + COALESCE_S)
         if self._timer is not None:
             if self._timer_at <= at:
                 return  # the flush due already is soon enough
@@ -116,11 +122,11 @@ class TokenSink:
             self.stats.stamp(self.task_id, "a_chunk_sent")
 
     def __call__(self, text: str) -> None:
-        if self.stats is not None and self.index == 0 and not self.pending:
-            self.stats.stamp(self.task_id, "a_first_text")
-        if not self.pending:
-            self.out.mark(self, at_once=self.index == 0)
         self.pending.append(text)
+        if len(self.pending) == 1:
+            if self.stats is not None and self.index == 0:
+                self.stats.stamp(self.task_id, "a_first_text")
+            self.out.mark(self, at_once=self.index == 0)
 
     def flush(self) -> None:
         if self.pending:

@@ -128,8 +128,14 @@ class _Intake:
             self.refuse(msg, "submit", exc)
             return
         self.stamp(request.job_id, "received", received)
-        previous, turn = self.accepted, asyncio.get_running_loop().create_future()
-        self.accepted = turn
+        previous = self.accepted
+        if (previous is None or previous.done()) and not self.lookups(request, requester(msg)):
+            # nothing to look up and no one ahead (a gateway's request): accepted now, not a
+            # turn of the loop later
+            self.stamp(request.job_id, "recalled")
+            self.accept_in_turn(msg, request, raw)
+            return
+        turn = self.accepted = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().create_task(self.take(msg, request, raw, previous, turn))
 
     async def take(self, msg: Any, request: SubmitRequest, raw: dict[str, Any], previous: Any, turn: Any) -> None:
@@ -174,18 +180,26 @@ class _Intake:
                        previous, done)
         )
 
+    def lookups(self, request: SubmitRequest, user: str | None) -> tuple[bool, list[str]] | None:
+        """What `recall` must read from the log: (the job?, dependencies), or None: nothing."""
+        plane = self.plane
+        # a fresh job is new to the log; a cluster user's claim of it is not taken on trust
+        job = request.job_id not in plane.journal.jobs and not (request.fresh_job and user is None)
+        ids = {item.task.id for item in request.tasks}
+        deps = [dep for item in request.tasks for dep in item.after
+                if dep not in ids and plane.state_of(dep) is None]
+        return (job, deps) if job or deps else None
+
     async def recall(self, request: SubmitRequest, user: str | None = None) -> None:
         """Bring back from the log what the request refers to and memory no longer holds:
         its job (so a task submitted long ago is not submitted again) and the dependencies
         that ended before the window of ended tasks."""
         plane = self.plane
-        if not (request.fresh_job and user is None):  # a user's claim is not taken on trust
+        job, deps = self.lookups(request, user) or (False, [])
+        if job:
             await plane.journal.recall_job(request.job_id)
-        ids = {item.task.id for item in request.tasks}
-        for item in request.tasks:
-            for dep in item.after:
-                if dep in ids or plane.state_of(dep) is not None:
-                    continue
+        for dep in deps:
+            if plane.state_of(dep) is None:  # (another submission's look-up may have it now)
                 last = await last_event(plane.js, TaskAggregate.aggregate_type, dep)
                 ended = ended_from_event(last) if last is not None else None
                 if ended is not None:
