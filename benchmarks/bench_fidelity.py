@@ -12,8 +12,9 @@ the fleet exported at the speeds the agents measured over the window, replayed b
 steps against stand-in Ollama servers that pace tokens as the performance model does for the
 device each agent reports (tests/live/fidelitykit.py). The baseline of each error is the live
 figure measured in the same run; the load average (`uptime`) is printed before and after.
-Next to the twin's figures, the same replay on the exported speeds alone (the nodes'
-measured service spread and start delay left out): what those two add.
+Next to the twin's figures, the same replay at each node's mean speed over the window (its
+measured speed over time left out), and on the mean speeds alone (the measured service
+spread and start delay left out too): what each adds.
 
     uv run python benchmarks/bench_fidelity.py --sampling [--sizes 200,400,800,1600]
 
@@ -52,18 +53,23 @@ def load_avg() -> str:
 def report(name: str, run: kit.LiveRun, wall_s: float, load_before: str) -> None:
     fleet = load_fleet(run.fleet_yaml)
     fidelity = compare(run.recorded, fleet, "fast")
-    # the same replay on the fleet's speeds alone (no measured spread, no start delay)
-    bare = compare(run.recorded, replace(fleet, nodes=tuple(replace(n, service_cv=0.0, dispatch_s=0.0)
-                                                            for n in fleet.nodes)), "fast")
+    # the same replay at the mean speeds (no speed over time), then without the measured
+    # spread and start delay either
+    mean = replace(fleet, nodes=tuple(replace(n, speed_profile=()) for n in fleet.nodes))
+    steady = compare(run.recorded, mean, "fast")
+    bare = compare(run.recorded, replace(mean, nodes=tuple(replace(n, service_cv=0.0, dispatch_s=0.0)
+                                                           for n in mean.nodes)), "fast")
     print(f"\n== {name}: {run.tasks} tasks in the window over {fidelity.window_s:.1f} s "
           f"(wall {wall_s:.0f} s); load average before {load_before}, after {load_avg()}")
-    print(f"{'figure':<22}{'live':>10}{'twin':>10}{'error':>9}{'speeds only':>13}{'error':>9}")
+    print(f"{'figure':<22}{'live':>10}{'twin':>10}{'error':>9}{'mean speed':>12}{'error':>9}"
+          f"{'speeds only':>13}{'error':>9}")
     metrics = ["latency p50 (s)", "latency p95 (s)", "latency p99 (s)"]
     if run.recorded.outcomes["first_token_s"].notna().any():
         metrics += ["ttft p50 (s)", "ttft p95 (s)", "ttft p99 (s)"]
     for metric in metrics:
-        row, base = fidelity.row(metric), bare.row(metric)
-        print(f"{metric:<22}{row.live:>10.4f}{row.twin:>10.4f}{_pct(row.error):>9}{base.twin:>13.4f}{_pct(base.error):>9}")
+        row, flat, base = fidelity.row(metric), steady.row(metric), bare.row(metric)
+        print(f"{metric:<22}{row.live:>10.4f}{row.twin:>10.4f}{_pct(row.error):>9}{flat.twin:>12.4f}"
+              f"{_pct(flat.error):>9}{base.twin:>13.4f}{_pct(base.error):>9}")
     for line in kit.diagnose(run):
         print("  " + line)
 
@@ -113,7 +119,7 @@ def main() -> None:
     parser.add_argument("--service-s", type=float, default=kit.SERVICE_MEAN_S)
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--no-priority", action="store_true",
-                        help="leave the cluster's processes at the default priority (kit.PRIORITY otherwise)")
+                        help="leave the cluster's processes at the default priority (real-time or nice otherwise: kit.raise_priority)")
     parser.add_argument("--sampling", action="store_true", help="only the twin's sampling study (no cluster)")
     parser.add_argument("--sizes", default="200,400,800,1600")
     args = parser.parse_args()

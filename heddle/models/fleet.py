@@ -52,6 +52,9 @@ class NodeIn(_Strict):
     # one performance core's measured speed vs the reference core (the live agent's probe;
     # `heddle fleet export` writes it); None: the catalog's figure for the device
     cpu_speed_relative: Annotated[float, Field(gt=0, le=100)] | None = None
+    # that speed over time, measured on a live node (`heddle fleet export --since` writes it):
+    # [from Unix s, speed] per interval, in time order; `heddle twin check` replays it
+    cpu_speed_profile: list[tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(gt=0, le=100)]]] = []
     # how a live node's steps ran around the performance model (`heddle fleet export` writes
     # them; the twin draws each step's service time with this spread and starts it this long
     # after placing it): none = the model exactly, at once
@@ -106,6 +109,13 @@ def _build_node(i: int, n: NodeIn, doc: YamlDoc) -> Node:
             f"{n.reserved_memory_gb:g} GB leaves nothing of the node's {n.memory_gb:g} GB; "
             "expected less than memory_gb"
         )
+    times = [t for t, _ in n.cpu_speed_profile]
+    if times != sorted(times):
+        at = next(k for k in range(1, len(times)) if times[k] < times[k - 1])
+        raise FleetError(
+            f"{doc.where(here + ('cpu_speed_profile', at))}: nodes[{i}].cpu_speed_profile[{at}]: time "
+            f"{times[at]:g} comes before the previous entry's {times[at - 1]:g}; expected entries in time order"
+        )
     if n.cpu_speed_relative is not None:  # a measured machine: its own copy of the device
         spec = replace(spec, cpu_single_core_relative=n.cpu_speed_relative)
     return Node(
@@ -122,6 +132,7 @@ def _build_node(i: int, n: NodeIn, doc: YamlDoc) -> Node:
         replaceable=n.replaceable,
         service_cv=n.service_cv,
         dispatch_s=n.dispatch_s,
+        speed_profile=tuple((float(t), float(v)) for t, v in n.cpu_speed_profile),
     )
 
 

@@ -26,6 +26,7 @@ class Node:
     # measured on a live node (`heddle fleet export` writes them; 0 = the performance model exactly):
     service_cv: float = 0.0  # spread of a step's service time around the model's (coefficient of variation)
     dispatch_s: float = 0.0  # from placing a step on a free slot to its start (the control plane's round trip)
+    speed_profile: tuple[tuple[float, float], ...] = ()  # (from Unix s, per-core speed) over a recorded window
 
     def __hash__(self) -> int:  # the labels dict makes the generated hash fail
         return hash((self.id, self.device.id, self.memory_gb, self.owner))

@@ -371,7 +371,7 @@ class Twin(CloudDispatch):
     def _start_on_node(self, i: int, rt: NodeRt, key: int, missing: bool) -> None:
         rec = self.rec
         now = self.env.now + rt.dispatch_s  # the step's start: the slot is taken from its placement
-        sf = rt.ns.speed_factor or 1.0
+        sf = (rt.ns.speed_factor or 1.0) * rt.pace
         if key >= 0:
             # decode slows when several requests share the node's memory bandwidth
             load_s, prefill_s, decode_s, kwh = self._llm_step(i, rt, key, missing, len(rt.running) + 1)

@@ -3,8 +3,11 @@ compare the two side by side (`heddle twin check`).
 
 The twin learns nothing from the live run but the recorded trace (what arrived, when, with
 what work) and the exported fleet (devices, slots, owners, trust, the per-core speed each
-agent measured, and per node the spread of its steps' service times and its start delay as
-the control plane measured them: aggregates, never a task's own time). Both sides are measured by the same code: the live records are put in the
+agent measured, over the window and second by second, and per node the spread of its steps'
+service times and its start delay as the control plane measured them: aggregates, never a
+task's own time). A node's speed over time is replayed as `pace` events of the twin's
+scenario (`measured_speeds`): a machine shared with other work has slow spells of seconds
+that queue a busy node up, and a twin at the window's mean speed misses them. Both sides are measured by the same code: the live records are put in the
 twin's record columns and summarised by `heddle.sim.metrics.summarize`, utilization comes
 from each side's own busy times by one rule. The error of a figure is twin / live - 1.
 """
@@ -24,13 +27,17 @@ from heddle.models import Fleet
 from heddle.sim.metrics import PERCENTILES, SimSummary, summarize
 from heddle.sim.result import SimResult
 from heddle.sim.runner import simulate
+from heddle.sim.scenario import Action, FleetEvent, Scenario
 from heddle.traces.recorded import Recorded
 
-__all__ = ["FidelityReport", "Row", "compare", "live_records", "utilization", "write_chart"]
+__all__ = ["FidelityReport", "Row", "compare", "live_records", "measured_speeds", "utilization", "write_chart"]
 
 LIVE_STATUS = {"completed": "completed", "rejected": "rejected", "failed": "failed", "cancelled": "failed"}
 """Recorded statuses as the twin's (a cancelled task is a failed one to the twin's counters)."""
 _STAT_KEYS = tuple(f"p{p}" for p in PERCENTILES)
+SPEED_FACTOR_BOUNDS = (0.05, 4.0)
+"""A measured speed over the node's mean is kept within these (a scenario's speed factor
+is at most 4; a stall reads as a speed near 0)."""
 REPLAYS = 8
 """Replays whose median is the twin's figure when its service times are draws (measured
 spread): one draw's p95 moves by ~3% from seed to seed at 700 tasks."""
@@ -150,14 +157,35 @@ def _rows(live: SimSummary, twin: SimSummary) -> list[Row]:
     return rows
 
 
+def measured_speeds(fleet: Fleet, origin_unix_s: float) -> Scenario | None:
+    """The nodes' measured speed over time (`Node.speed_profile`) as `pace` events on the
+    twin's clock (0 at `origin_unix_s`): from each entry's time on, the node runs at that
+    speed over its `cpu_speed_relative` (the window's mean); the entry in force at 0 counts
+    from 0. The scheduler keeps seeing the mean, as the live control plane saw each agent's
+    speed over its last minute, not second by second. None when no node has a profile."""
+    events = []
+    for node in fleet.nodes:
+        mean = node.device.cpu_single_core_relative
+        factors: dict[float, float] = {}
+        for unix_s, speed in node.speed_profile:
+            at = max(0.0, unix_s - origin_unix_s)
+            factors[at] = min(max(speed / mean, SPEED_FACTOR_BOUNDS[0]), SPEED_FACTOR_BOUNDS[1])
+        events += [FleetEvent(at_s=at, node=str(node.id), action=Action.PACE, speed_factor=f)
+                   for at, f in factors.items()]
+    return Scenario(events=events) if events else None
+
+
 def compare(recorded: Recorded, fleet: Fleet, policy: str = "fast", seed: int = 0,
             replays: int = REPLAYS) -> FidelityReport:
-    """Replay `recorded` on `fleet` with `policy` (the control plane's) and compare. When the
-    fleet's nodes carry a measured spread (`service_cv`), the twin's service times are draws:
-    it replays `replays` times (seeds `seed`, `seed` + 1, ...) and each twin figure is the
-    median of the replays' (the per-task comparison is the first replay's)."""
+    """Replay `recorded` on `fleet` with `policy` (the control plane's) and compare; nodes
+    with a measured speed over time run at it (`measured_speeds`). When the fleet's nodes
+    carry a measured spread (`service_cv`), the twin's service times are draws: it replays
+    `replays` times (seeds `seed`, `seed` + 1, ...) and each twin figure is the median of the
+    replays' (the per-task comparison is the first replay's)."""
     draws = replays if any(n.service_cv > 0 for n in fleet.nodes) else 1
-    results = [simulate(fleet, recorded.trace, policy=policy, seed=seed + k) for k in range(draws)]
+    scenario = measured_speeds(fleet, recorded.origin_unix_s)
+    results = [simulate(fleet, recorded.trace, policy=policy, scenario=scenario, seed=seed + k)
+               for k in range(draws)]
     twin_result = results[0]
     live = live_records(recorded)
     twin = twin_result.records

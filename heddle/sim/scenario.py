@@ -31,6 +31,7 @@ class Action(str, Enum):
     BATTERY = "battery"  # unplugged: the optimizer's laptop courtesy applies
     AC = "ac"  # plugged back in
     THROTTLE = "throttle"  # speed_factor (and thermal state) change; 1.0 restores full speed
+    PACE = "pace"  # the node runs at speed_factor without the scheduler knowing (other work on the machine)
     THERMAL = "thermal"  # thermal state changes only
 
 
@@ -51,8 +52,8 @@ class FleetEvent(BaseModel):
 
     @model_validator(mode="after")
     def _fields_fit_action(self) -> FleetEvent:
-        if self.action is Action.THROTTLE and self.speed_factor is None:
-            raise ValueError("action 'throttle' needs speed_factor")
+        if self.action in (Action.THROTTLE, Action.PACE) and self.speed_factor is None:
+            raise ValueError(f"action {self.action.value!r} needs speed_factor")
         if self.action is Action.THERMAL and self.thermal is None:
             raise ValueError("action 'thermal' needs thermal")
         if self.device is not None and self.action is not Action.JOIN:

@@ -3,13 +3,15 @@ replayed on the exported fleet; and the token path end to end against stand-in s
 by the performance model (docs/fidelity.md).
 
 Asserted: the twin's service time of each step, from the exported fleet alone, within 10% of
-the live one at the median; both windows' latency p50/p95 (and the token window's time to
-first token) printed (pytest -s) and held to the side that load does not move: the twin is not
-slower than the live cluster by more than LOADED_OVER. The issue's 10% bound on latency holds
-in most runs on a quiet machine but not in all (a live window whose steps ran slow for
-seconds queues up far beyond what any fleet file says: measured -38% and -52% at p50 in
-quiet runs, docs/fidelity.md), so it is measured by benchmarks/bench_fidelity.py, not
-asserted here."""
+the live one at the median; the CPU window's latency p50 and p95 within the issue's 10% of the
+live ones when the cluster ran real-time (fidelitykit.REALTIME_PRIORITY: Linux, root), the
+twin replaying each node's speed second by second as its agent measured it; both windows'
+latency p50/p95 (and the token window's time to first token) printed (pytest -s) and held to
+the side that load does not move: the twin is not slower than the live cluster by more than
+LOADED_OVER. Without the real-time policy the other jobs on a shared machine hold the
+cluster's processes off a core for 10-500 ms at times, and a window that meets such stalls
+queues up beyond what any fleet file describes (docs/fidelity.md): the 10% bound is then
+printed, not asserted."""
 
 from __future__ import annotations
 
@@ -102,8 +104,14 @@ def held_to_the_bound(report, metrics: tuple[str, ...], load: float) -> None:
         assert row.error is not None and row.error <= LOADED_OVER, (metric, row, load)
 
 
-def test_the_twin_predicts_latency_p50_and_p95_no_slower_than_the_live_cluster(runs, cpu):
-    held_to_the_bound(replayed(cpu), ("latency p50 (s)", "latency p95 (s)"), runs["load"])
+def test_the_twin_predicts_latency_p50_and_p95_within_10_percent_of_the_live_cluster(runs, cpu):
+    report = replayed(cpu)
+    held_to_the_bound(report, ("latency p50 (s)", "latency p95 (s)"), runs["load"])
+    print(f"the cluster ran real-time: {cpu.realtime}")
+    if cpu.realtime:  # the issue's bound (else printed above: docs/fidelity.md)
+        for metric in ("latency p50 (s)", "latency p95 (s)"):
+            row = report.row(metric)
+            assert abs(row.error) <= BOUND, (metric, row, runs["load"])
 
 
 def test_every_task_is_recorded_with_its_outcome_and_the_recording_is_a_trace(cpu, tokens):
@@ -132,6 +140,11 @@ def test_the_exported_fleet_is_what_ran_at_the_speed_measured_over_the_window(cp
         on = out["target"] == node.id
         recorded = df["cpu_seconds"][on].sum() / (out["finish_s"] - out["start_s"])[on].sum()
         assert node.device.cpu_single_core_relative == pytest.approx(recorded, rel=BOUND)
+        # and its speed over time: a reading every second or so from the window's start to its end
+        times = [t for t, _ in node.speed_profile]
+        last_finish = cpu.recorded.origin_unix_s + out["finish_s"][on].max()
+        assert times[0] <= cpu.since_unix_s + 1 and times[-1] >= last_finish - 3
+        assert len(times) >= (last_finish - cpu.since_unix_s) / 3
 
 
 async def test_heddle_sim_and_twin_check_take_the_exported_fleet_and_recording_unchanged(cpu, tokens, tmp_path):

@@ -3,6 +3,7 @@ it with running totals, and the control plane turns two readings into a window's
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -47,10 +48,13 @@ def test_speed_between_two_readings_and_the_probe_measure_one_quantity():
     assert measure_speed_relative(rounds=1, iterations=2000) > 0
 
 
-def node(node_id: str, iterations: int | None, seconds: float | None, speed: float = 0.5):
+def node(node_id: str, iterations: int | None, seconds: float | None, speed: float = 0.5,
+         sent_at: float = math.inf):
+    """A node whose last capacity report carried these totals (sent at `sent_at`: by default
+    no earlier than the control plane reads it)."""
     cpu = Cpu(performance_cores=8, utilization=0.1, speed_relative=speed, burn_iterations=iterations,
               burn_seconds=seconds)
-    return SimpleNamespace(report=SimpleNamespace(cpu=cpu))
+    return SimpleNamespace(report=SimpleNamespace(cpu=cpu, sent_at=sent_at))
 
 
 class Plane:
@@ -82,6 +86,26 @@ def test_the_control_plane_measures_each_nodes_speed_over_a_window_from_its_runn
     assert "a" not in recorder.speeds_since(1031.0)  # a burnt nothing since
 
 
+def test_the_control_plane_measures_each_nodes_speed_over_time_reading_by_reading(tmp_path):
+    plane = Plane()
+    recorder = Recorder(plane, tmp_path)  # type: ignore[arg-type]
+    plane.fleet.nodes = {"a": node("a", 0, 0.0)}
+    recorder.sample_speeds()
+    for at, iterations, seconds in ((1001.0, 0.5 * RATE, 1.0), (1002.0, 0.6 * RATE, 1.2), (1003.0, 0.8 * RATE, 1.6)):
+        plane.clock = at + 0.7  # read a while after the agent sent it: the reading is as of the report
+        plane.fleet.nodes["a"] = node("a", int(iterations), seconds, sent_at=at)
+        recorder.sample_speeds()
+    plane.clock = 1004.0  # a slow second: a tenth of a core-second of work in a whole second
+    plane.fleet.nodes["a"] = node("a", int(0.9 * RATE), 2.6)
+    profile = recorder.speed_profiles_since(1001.5)
+    # from the last reading at or before the window's start; a second that burnt nothing
+    # (the totals did not move: no reading) is no interval
+    assert [t for t, _ in profile["a"]] == [1001.0, 1002.0, 1003.0]
+    assert [s for _, s in profile["a"]] == pytest.approx([0.5, 0.5, 0.1])
+    assert recorder.speeds_since(1001.5)["a"] == pytest.approx(0.4 / 1.6)
+    assert recorder.speed_profiles_since(1004.0) == {}
+
+
 def test_the_exported_fleet_carries_the_windows_speed_where_there_is_one():
     from heddle.models.catalog import device
     from heddle.models.fleet_types import Node
@@ -92,3 +116,6 @@ def test_the_exported_fleet_carries_the_windows_speed_where_there_is_one():
     assert [row["cpu_speed_relative"] for row in doc["nodes"]] == [0.25, 0.5]
     fleet = parse_fleet(__import__("yaml").safe_dump(doc), "exported")
     assert [n.device.cpu_single_core_relative for n in fleet.nodes] == [0.25, 0.5]
+    profiled = fleet_document(reports, {"a": 0.25}, profiles={"a": [(1000.0, 0.3), (1001.0, 0.2)]})  # type: ignore[arg-type]
+    fleet = parse_fleet(__import__("yaml").safe_dump(profiled), "exported")
+    assert [n.speed_profile for n in fleet.nodes] == [((1000.0, 0.3), (1001.0, 0.2)), ()]

@@ -13,6 +13,7 @@ import pytest
 
 from heddle.models.fleet import FleetError, parse_fleet
 from heddle.sim import TwinSettings, simulate
+from heddle.sim.fidelity import measured_speeds
 from tests.sim.conftest import llm_trace, make_fleet, processor_trace
 
 
@@ -72,3 +73,27 @@ def test_the_fleet_file_takes_the_measured_figures_and_rejects_impossible_ones()
         parse_fleet(base % ", dispatch_s: -1", "f.yaml")
     with pytest.raises(FleetError, match=r"f\.yaml.*service_cv"):
         parse_fleet(base % ", service_cv: many", "f.yaml")
+
+
+def test_a_nodes_measured_speed_over_time_runs_each_step_at_the_speed_of_its_start():
+    df = processor_trace(np.array([0.0, 10.0, 20.0, 30.0]), np.full(4, 1.0))
+    fleet = make_fleet(1)
+    plain = _both(fleet, df)["service"].iloc[0]
+    mean = fleet.nodes[0].device.cpu_single_core_relative
+    origin = 1_000.0  # the recording's 0 in Unix s; the first entry is in force before it
+    profiled = _measured(fleet, speed_profile=((origin - 5, mean), (origin + 8, mean / 2), (origin + 25, mean * 2)))
+    scenario = measured_speeds(profiled, origin)
+    runs = [simulate(profiled, df, "fast", scenario=scenario, settings=TwinSettings(express=e)) for e in (False, True)]
+    pd.testing.assert_frame_equal(runs[0].records, runs[1].records, check_exact=True)
+    service = runs[0].records.set_index("task_id")["service"]
+    assert list(service / plain) == pytest.approx([1.0, 2.0, 2.0, 0.5])
+    assert measured_speeds(fleet, origin) is None  # no profile: the node runs at its speed throughout
+
+
+def test_the_fleet_file_takes_a_speed_profile_in_time_order_only():
+    base = "name: f\nnodes:\n  - {id: a, device: m1-7, memory_gb: 16, owner: alice, cpu_speed_profile: %s}\n"
+    assert parse_fleet(base % "[[10.5, 0.2], [11.5, 0.1]]", "f.yaml").nodes[0].speed_profile == ((10.5, 0.2), (11.5, 0.1))
+    with pytest.raises(FleetError, match=r"f\.yaml:3.*cpu_speed_profile\[1\].*time order"):
+        parse_fleet(base % "[[10.5, 0.2], [9.5, 0.1]]", "f.yaml")
+    with pytest.raises(FleetError, match=r"f\.yaml.*cpu_speed_profile"):
+        parse_fleet(base % "[[10.5, 0]]", "f.yaml")

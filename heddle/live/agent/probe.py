@@ -216,6 +216,12 @@ class Probe:
             power=self._power(),
         )
 
+    def current_cpu(self, cpu: Cpu) -> Cpu:
+        """`cpu` (a sample's) with the speed meter's figures as of now: a report between two
+        samples carries the burn steps that ended since, so the control plane's readings of
+        a node's speed over time follow its steps to CHANGE_GAP_S, not to the sample interval."""
+        return cpu if self.speed is None else cpu.model_copy(update=self._speed_fields())
+
     def _speed_fields(self) -> dict:
         meter = self.speed
         if meter is None:

@@ -243,7 +243,7 @@ class Agent:
         return p.CapacityReport(
             sender=s.sender, seq=self._next_seq(), sent_at=time.time(), node_id=s.node_id,
             agent_id=s.sender, hostname=sample.hostname, os=sample.os, arch=sample.arch,
-            chip=sample.chip, device=self.device, memory=sample.memory, cpu=sample.cpu,
+            chip=sample.chip, device=self.device, memory=sample.memory, cpu=self.probe.current_cpu(sample.cpu),
             measured=s.measured if self.device is None else None,
             gpu=sample.gpu, neural_engine=sample.neural_engine, thermal=sample.thermal,
             power=sample.power, labels=s.labels, owner=s.owner, trusted_owners=s.trusted_owners,

@@ -5,8 +5,10 @@ file of docs/models.md, which `heddle sim` and `heddle twin check` read unchange
 catalog device, memory (the catalog size nearest above what the machine reports: a fleet
 file names sizes the device is sold with), slots, owner, trusted owners, labels, and the
 per-core speed its agent measured (`cpu_speed_relative`): over a window's burn steps when one
-is asked for (`heddle fleet export --since`), else the agent's latest figure; and how its
-steps ran around the twin's rule over that window, as the shadow predictions measured them
+is asked for (`heddle fleet export --since`), else the agent's latest figure; over a window
+also that speed over time (`cpu_speed_profile`: a machine shared with other work has slow
+spells of seconds, which the twin replays: heddle.sim.fidelity); and how its steps ran
+around the twin's rule over that window, as the shadow predictions measured them
 (`service_cv`, `dispatch_s`: heddle.live.control.shadow).
 """
 
@@ -44,12 +46,14 @@ def memory_option_gb(options: tuple[float, ...], reported_gb: float) -> float:
 
 
 def fleet_document(nodes: list[tuple[Node, CapacityReport]], speeds: Mapping[str, float] | None = None,
-                   spreads: Mapping[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+                   spreads: Mapping[str, tuple[float, float]] | None = None,
+                   profiles: Mapping[str, list[tuple[float, float]]] | None = None) -> dict[str, Any]:
     """The fleet file (as plain data, ready for YAML) of these nodes, in the order given, each
     at its measured core speed: from `speeds` (node -> speed over a window) when it is there,
     else the one its last report carried; with `spreads` (node -> (service_cv, dispatch_s),
-    `Shadow.measured`) where a node has them."""
-    speeds, spreads = speeds or {}, spreads or {}
+    `Shadow.measured`) and `profiles` (node -> [(from Unix s, speed)], the speed over time:
+    `Recorder.speed_profiles_since`) where a node has them."""
+    speeds, spreads, profiles = speeds or {}, spreads or {}, profiles or {}
     out = []
     for node, report in nodes:
         memory = memory_option_gb(node.device.memory_options_gb, node.memory_gb)
@@ -71,6 +75,8 @@ def fleet_document(nodes: list[tuple[Node, CapacityReport]], speeds: Mapping[str
         speed = speeds.get(str(node.id), report.cpu.speed_relative)
         if speed is not None:
             row["cpu_speed_relative"] = round(speed, 4)
+        if profiles.get(str(node.id)):
+            row["cpu_speed_profile"] = [[round(t, 3), round(v, 4)] for t, v in profiles[str(node.id)]]
         if str(node.id) in spreads:
             cv, dispatch = spreads[str(node.id)]
             row["service_cv"], row["dispatch_s"] = round(cv, 4), round(dispatch, 5)

@@ -361,14 +361,15 @@ class _Intake:
         spent = plane.fleet.state.cloud_spend_usd
         budgets = [BudgetRow(account=a, period=b.period, limit_usd=b.limit_usd, spent_usd=spent.get(a, 0.0))
                    for a, b in sorted(plane.fleet.state.fleet.budgets.items())]
-        speeds = (plane.recorder.speeds_since(request.since_unix_s)
-                  if plane.recorder is not None and request.since_unix_s is not None else {})
+        recorder, since = plane.recorder, request.since_unix_s
+        speeds = recorder.speeds_since(since) if recorder is not None and since is not None else {}
+        profiles = recorder.speed_profiles_since(since) if recorder is not None and since is not None else {}
         spreads = plane.recorder.shadow.measured(request.since_unix_s) if plane.recorder is not None else {}
         self.reply(msg, FleetReply(
             sender=plane.settings.sender, seq=plane.next_seq(), sent_at=now, nodes=rows, budgets=budgets,
             waiting=plane.core.waiting(), running=running,
             shadow=plane.recorder.shadow.figure().as_dict() if plane.recorder else {},
-            fleet_file=fleet_document(present, speeds, spreads) if present else {},
+            fleet_file=fleet_document(present, speeds, spreads, profiles) if present else {},
         ))
 
     # -- cancel, drain -----------------------------------------------------------------------

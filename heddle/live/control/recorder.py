@@ -22,15 +22,17 @@ writing them happens off the event loop, in a thread, in pyarrow calls that hold
 for well under a millisecond each (building a pandas frame there held it for ~0.05 ms a
 row, which the event loop waited for: the tail of submit->start).
 
-It also keeps, at every flush, each node's running burn totals from its capacity reports
-(`speeds_since`): `heddle fleet export --since` writes each node's core speed over the
-window a recording covers, as the node's own burn steps measured it.
+It also notes, every SPEED_EVERY_S, each node's running burn totals from its capacity reports
+(`speeds_since`, `speed_profiles_since`): `heddle fleet export --since` writes each node's
+core speed over the window a recording covers, and over time within it, as the node's own
+burn steps measured it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -77,8 +79,13 @@ _ENDING = {"RejectTask": "rejected", "CancelTask": "cancelled"}
 """Commands that end a task other than by completing it (a FailTask ends it when not retryable)."""
 COMPACT_PARTS = 32
 """Parts of one day merged into one file once there are this many."""
-SPEED_SAMPLES = 43_200
-"""Burn-total readings kept per node: a day of them at one per flush."""
+SPEED_EVERY_S = 1.0
+"""How often each node's burn totals are noted: the resolution of its speed over time
+(`speed_profiles_since`). A machine shared with other work runs seconds-long slow spells
+that queue a busy node up; the twin replays them at this resolution (docs/fidelity.md)."""
+SPEED_SAMPLES = 86_400
+"""Burn-total readings kept per node: a day of them at one per SPEED_EVERY_S (a reading is
+kept only when the totals moved: an idle node adds none)."""
 _ARRIVAL = COLUMN_NAMES.index("arrival_s")
 _PIPELINE = COLUMN_NAMES.index("pipeline_id")
 _CATEGORIES = frozenset(c.name for c in COLUMNS if c.encoding is Encoding.CATEGORY)
@@ -220,9 +227,15 @@ class Recorder:
         await self.flush(everything=True)
 
     async def _flusher(self) -> None:
+        loop = asyncio.get_running_loop()
+        every = min(SPEED_EVERY_S, self.flush_every_s)
+        flushed = loop.time()
         while True:
-            await asyncio.sleep(self.flush_every_s)  # a period, not synchronisation
+            await asyncio.sleep(every)  # a period, not synchronisation
             self.sample_speeds()
+            if loop.time() - flushed < self.flush_every_s - every / 2:
+                continue
+            flushed = loop.time()
             try:
                 await self.flush()
             except Exception:  # a full disk must not stop the control plane
@@ -230,7 +243,8 @@ class Recorder:
 
     # -- the nodes' measured speed over a window ------------------------------------------------------
     def sample_speeds(self) -> None:
-        """Note each node's running burn totals (from its last capacity report) as of now."""
+        """Note each node's running burn totals from its last capacity report, as of when the
+        agent sent it (a report follows a step's end within the agent's CHANGE_GAP_S)."""
         now = self.plane.now()
         for node_id, known in self.plane.fleet.nodes.items():
             cpu = known.report.cpu
@@ -238,28 +252,49 @@ class Recorder:
                 continue
             samples = self._burn.setdefault(node_id, deque(maxlen=SPEED_SAMPLES))
             if not samples or samples[-1][1:] != (cpu.burn_iterations, cpu.burn_seconds):
-                samples.append((now, cpu.burn_iterations, cpu.burn_seconds))
+                at = min(known.report.sent_at, now)  # a clock ahead of ours does not count
+                samples.append((max(at, samples[-1][0]) if samples else at, cpu.burn_iterations, cpu.burn_seconds))
 
-    def speeds_since(self, since_unix_s: float) -> dict[str, float]:
-        """Each node's core speed over its burn steps since `since_unix_s` (to the sampling's
-        FLUSH_EVERY_S): the growth of its running totals from the reading noted then to its last
-        report's (an agent that restarted counts from zero again); nodes that burnt nothing
-        since are left out."""
-        from heddle.live.agent.speed import speed_between  # that module imports this package
-
+    def _burnt_since(self, since_unix_s: float) -> dict[str, list[tuple[float, int, float]]]:
+        """Per node, (from, iterations, seconds) burnt between consecutive readings since
+        `since_unix_s` (from the last reading at or before it, or the first there is) to its
+        last report's totals (an agent that restarted counts from zero again)."""
         self.sample_speeds()
         out = {}
         for node_id, samples in self._burn.items():
-            # from the last reading at or before the window's start (or the first one there is)
             first = max((i for i, s in enumerate(samples) if s[0] <= since_unix_s), default=0)
-            iterations, seconds = 0, 0.0
-            for (_, it0, s0), (_, it1, s1) in zip(list(samples)[first:], list(samples)[first + 1:], strict=False):
+            rows = list(samples)[first:]
+            spans = []
+            for (t0, it0, s0), (_, it1, s1) in itertools.pairwise(rows):
                 restarted = it1 < it0 or s1 < s0
-                iterations += it1 if restarted else it1 - it0
-                seconds += s1 if restarted else s1 - s0
-            speed = speed_between(iterations, seconds)
+                spans.append((t0, it1 if restarted else it1 - it0, s1 if restarted else s1 - s0))
+            out[node_id] = spans
+        return out
+
+    def speeds_since(self, since_unix_s: float) -> dict[str, float]:
+        """Each node's core speed over its burn steps since `since_unix_s` (to SPEED_EVERY_S);
+        nodes that burnt nothing since are left out."""
+        from heddle.live.agent.speed import speed_between  # that module imports this package
+
+        out = {}
+        for node_id, spans in self._burnt_since(since_unix_s).items():
+            speed = speed_between(sum(s[1] for s in spans), sum(s[2] for s in spans))
             if speed is not None:
                 out[node_id] = speed
+        return out
+
+    def speed_profiles_since(self, since_unix_s: float) -> dict[str, list[tuple[float, float]]]:
+        """Each node's core speed over time since `since_unix_s`: (from Unix s, speed) per
+        interval between two readings (SPEED_EVERY_S apart) in which it burnt something, the
+        speed of the burn steps that ended in it; nodes that burnt nothing since are left out."""
+        from heddle.live.agent.speed import speed_between  # that module imports this package
+
+        out = {}
+        for node_id, spans in self._burnt_since(since_unix_s).items():
+            profile = [(t, speed) for t, iterations, seconds in spans
+                       if (speed := speed_between(iterations, seconds)) is not None]
+            if profile:
+                out[node_id] = profile
         return out
 
     def watermark(self) -> float:
