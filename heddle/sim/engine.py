@@ -371,7 +371,7 @@ class Twin(CloudDispatch):
     def _start_on_node(self, i: int, rt: NodeRt, key: int, missing: bool) -> None:
         rec = self.rec
         now = self.env.now + rt.dispatch_s  # the step's start: the slot is taken from its placement
-        sf = (rt.ns.speed_factor or 1.0) * rt.pace
+        sf = rt.ns.speed_factor or 1.0
         if key >= 0:
             # decode slows when several requests share the node's memory bandwidth
             load_s, prefill_s, decode_s, kwh = self._llm_step(i, rt, key, missing, len(rt.running) + 1)
@@ -387,7 +387,7 @@ class Twin(CloudDispatch):
             # marginal energy of the step (load phase at its own power), shared by the slots
             kwh = kwh / sf / rt.node.slots
         else:
-            service = perf.processor_seconds(rt.node.device, self.live[i].cpu_seconds) / sf
+            service = perf.processor_seconds(rt.node.device, self.live[i].cpu_seconds) / (sf * rt.pace)
             first_token = service
             kwh = cost.energy_kwh(rt.busy_w_per_slot, service)
         if self.noise is not None:

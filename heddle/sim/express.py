@@ -297,7 +297,7 @@ class ExpressTwin(Twin):
         rt.pinned_gb += need
         # _start_on_node (resident model) and _llm_step
         ns = rt.ns
-        sf = (ns.speed_factor or 1.0) * rt.pace
+        sf = ns.speed_factor or 1.0
         batch = len(running) + 1
         step = steps.get((code, rt.idx, batch))
         if step is None:

@@ -5,8 +5,9 @@ A node that leaves or fails loses its memory and its work: running tasks are int
 it, reported to the scheduling core as lost attempts (each counted as a retry; the core
 offers them again or fails them after too many). Every event then tells the core what
 changed (a node joined, left, or changed status, power, thermal state or speed), and the
-core re-offers waiting work; a `pace` event changes only how fast the node runs (the
-scheduler does not see it, as a live control plane does not see a machine's other work).
+core re-offers waiting work; a `pace` event changes only how fast the node's CPU runs its
+processor steps (the scheduler does not see it, as a live control plane does not see a
+machine's other work).
 """
 
 from __future__ import annotations

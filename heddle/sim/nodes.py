@@ -64,8 +64,9 @@ class NodeRt:
     # and starts dispatch_s after its placement
     spread: tuple[float, float] | None = None  # (mu, sigma) of the log factor
     dispatch_s: float = 0.0
-    # speed the node runs at over the one the scheduler sees (a scenario's `pace`: other
-    # work on the machine; a live node's measured speed over time, heddle.sim.fidelity)
+    # CPU speed the node's processor steps run at over the one the scheduler sees (a
+    # scenario's `pace`: other work on the machine; a live node's measured speed over time,
+    # heddle.sim.fidelity)
     pace: float = 1.0
 
     def measure_spread(self, service_cv: float) -> None:

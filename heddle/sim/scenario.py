@@ -31,7 +31,7 @@ class Action(str, Enum):
     BATTERY = "battery"  # unplugged: the optimizer's laptop courtesy applies
     AC = "ac"  # plugged back in
     THROTTLE = "throttle"  # speed_factor (and thermal state) change; 1.0 restores full speed
-    PACE = "pace"  # the node runs at speed_factor without the scheduler knowing (other work on the machine)
+    PACE = "pace"  # its CPU runs at speed_factor, the scheduler not knowing (other work on the machine)
     THERMAL = "thermal"  # thermal state changes only
 
 

@@ -57,6 +57,16 @@ def test_a_nodes_spread_and_start_delay_are_measured_over_the_window_asked_for()
     assert everything.measured()["a"] == (pytest.approx(0.0, abs=1e-9), pytest.approx(0.002, abs=1e-6))
 
 
+def test_the_start_delay_is_the_mean_a_node_loses_per_step_without_a_freak_one():
+    shadow = Shadow()
+    t = run(shadow, [1.0] * 60, start_delay=0.002, gap=-0.05)
+    t = run(shadow, [1.0] * 39, start_delay=0.005, gap=-0.05, t=t)
+    run(shadow, [1.0], start_delay=0.5, gap=-0.05, t=t)  # the control plane stalled once
+    # the twin adds it to every step: the total a node lost, not the typical step's (0.002);
+    # 2% of 100 left out at each end (the stall and the first step, which waited from its arrival)
+    assert shadow.measured()["a"][1] == pytest.approx((57 * 0.002 + 39 * 0.005) / 96, abs=1e-9)
+
+
 def test_a_few_steps_the_rule_mispredicts_do_not_stand_for_the_nodes_spread():
     steady, spoilt = Shadow(), Shadow()
     factors = list(np.exp(np.random.default_rng(5).normal(0, 0.05, 60)))

@@ -88,6 +88,10 @@ def test_a_nodes_measured_speed_over_time_runs_each_step_at_the_speed_of_its_sta
     service = runs[0].records.set_index("task_id")["service"]
     assert list(service / plain) == pytest.approx([1.0, 2.0, 2.0, 0.5])
     assert measured_speeds(fleet, origin) is None  # no profile: the node runs at its speed throughout
+    # the profile is the CPU's: LLM steps keep the performance model's time
+    llm = llm_trace(np.array([0.0, 10.0, 20.0, 30.0]), np.full(4, 500), np.full(4, 50))
+    assert (simulate(profiled, llm, "fast", scenario=scenario).records["service"]
+            == simulate(fleet, llm, "fast").records["service"]).all()
 
 
 def test_the_fleet_file_takes_a_speed_profile_in_time_order_only():

@@ -12,10 +12,12 @@ last RUNNING_WINDOW completions, overall and per node.
 The same completions measure how each node's steps run around the twin's rule, which the
 exported fleet carries (`heddle fleet export`; docs/fidelity.md): `service_cv`, the spread of
 actual / predicted service time (2% trimmed at each end; a shared machine's core runs a step faster or slower with
-what else runs), and `dispatch_s`, the median time from the moment a step could start (it
+what else runs), and `dispatch_s`, the mean time from the moment a step could start (it
 arrived, or the node's previous step ended, whichever is later) to its start on the agent,
-over steps placed on a free slot: the control plane's round trip, which the twin, starting a
-step the instant it can, does not have otherwise. Aggregates per node, never a task's own
+over steps placed on a free slot (2% trimmed at each end): the control plane's round trip,
+which the twin, starting a step the instant it can, does not have otherwise. The mean, not
+the median: the twin adds it to every step, and at 70% load each millisecond a busy node
+loses between steps adds several to the wait (the median was 0.1-0.6 ms under the mean). Aggregates per node, never a task's own
 figure: the twin draws its own service times with that spread.
 """
 
@@ -67,10 +69,16 @@ def measured_spread(ratios: list[float]) -> float:
     few steps the rule itself mispredicts (a model load the control plane did not expect)
     must not stand for the node's spread, but the heavy upper tail of a shared core's steps
     must (an interquartile range misses it: 0.07 where the standard deviation says 0.2)."""
-    logs = sorted(math.log(min(max(r, RATIO_CLIP[0]), RATIO_CLIP[1])) for r in ratios)
-    cut = max(1, int(len(logs) * TRIM))
-    sigma = statistics.pstdev(logs[cut:-cut]) / TRIMMED_SD
+    logs = [math.log(min(max(r, RATIO_CLIP[0]), RATIO_CLIP[1])) for r in ratios]
+    sigma = statistics.pstdev(_trimmed(logs)) / TRIMMED_SD
     return math.sqrt(math.expm1(sigma * sigma))
+
+
+def _trimmed(values: list[float]) -> list[float]:
+    """`values` sorted, without the TRIM share at each end (at least one each)."""
+    ordered = sorted(values)
+    cut = max(1, int(len(ordered) * TRIM))
+    return ordered[cut:-cut]
 
 
 def _figure(errors: deque[float]) -> ShadowFigure:
@@ -156,7 +164,7 @@ class Shadow:
                 rows.append(row)
             delays = [d for _, _, d in rows if not math.isnan(d)]
             if len(rows) >= MIN_SAMPLES and len(delays) >= MIN_SAMPLES:
-                out[node] = (measured_spread([r for _, r, _ in rows]), statistics.median(delays))
+                out[node] = (measured_spread([r for _, r, _ in rows]), statistics.fmean(_trimmed(delays)))
         return out
 
     def figure(self, node: str | None = None) -> ShadowFigure:
