@@ -56,9 +56,10 @@ REALTIME_PRIORITY = 1
 priority where the test may set it (Linux, root): at nice -10 the other jobs still held
 the cluster's processes off a core for 10-500 ms at times (steps placed, started or
 finished that late, all nodes at once), a stall no fleet file describes, and a live window
-that met two of them queued up far beyond its twin (p50 -41%, p95 -47%); real-time, no
-such gap in any run (the longest 4 ms). The cluster uses ~0.2 core; the kernel keeps 5% of
-each core for the rest whatever real-time processes do."""
+that met several queued up far beyond its twin (p50 -41%, p95 -47%); real-time, no such
+gap in any run (the longest 5 ms). The cluster uses ~0.5 core while its window runs (more
+for the seconds its agents start); the kernel keeps 5% of each core for the rest whatever
+real-time processes do."""
 PRIVACY_MIX = (("public", None, 0.45), ("sensitive", "carol", 0.2), ("personal", "alice", 0.12),
                ("personal", "bob", 0.12), ("personal", "carol", 0.11))
 """(privacy, owner, share of items)."""

@@ -15,6 +15,7 @@ from heddle.live.agent.speed import (
     speed_between,
 )
 from heddle.live.control.export import fleet_document
+from heddle.live.control import recorder as recorder_module
 from heddle.live.control.recorder import Recorder
 from heddle.live.control.submission import BURN_ITERATIONS_PER_CPU_SECOND
 from heddle.live.protocol import Cpu
@@ -104,6 +105,21 @@ def test_the_control_plane_measures_each_nodes_speed_over_time_reading_by_readin
     assert [s for _, s in profile["a"]] == pytest.approx([0.5, 0.5, 0.1])
     assert recorder.speeds_since(1001.5)["a"] == pytest.approx(0.4 / 1.6)
     assert recorder.speed_profiles_since(1004.0) == {}
+
+
+def test_a_long_windows_speed_over_time_is_merged_into_at_most_so_many_entries(tmp_path, monkeypatch):
+    monkeypatch.setattr(recorder_module, "PROFILE_POINTS", 4)
+    plane = Plane()
+    recorder = Recorder(plane, tmp_path)  # type: ignore[arg-type]
+    speeds = [0.3, 0.2] * 5  # ten seconds, each burning the whole second at its speed
+    for k in range(11):
+        plane.clock = 1000.0 + k
+        plane.fleet.nodes = {"a": node("a", round(RATE * sum(speeds[:k])), float(k))}
+        recorder.sample_speeds()
+    profile = recorder.speed_profiles_since(1000.0)["a"]
+    # runs of three readings (the last of one): each entry the speed over its run
+    assert [t for t, _ in profile] == [1000.0, 1003.0, 1006.0, 1009.0]
+    assert [s for _, s in profile] == pytest.approx([0.8 / 3, 0.7 / 3, 0.8 / 3, 0.2], rel=1e-6)
 
 
 def test_the_exported_fleet_carries_the_windows_speed_where_there_is_one():

@@ -83,6 +83,10 @@ SPEED_EVERY_S = 1.0
 """How often each node's burn totals are noted: the resolution of its speed over time
 (`speed_profiles_since`). A machine shared with other work runs seconds-long slow spells
 that queue a busy node up; the twin replays them at this resolution (docs/fidelity.md)."""
+PROFILE_POINTS = 1_000
+"""Most entries of a node's speed over time in one export: a longer window's readings are
+merged in runs of consecutive ones (2 h: one entry per ~7 s), so a fleet of ten nodes still
+answers in well under the bus's 1 MB message."""
 SPEED_SAMPLES = 86_400
 """Burn-total readings kept per node: a day of them at one per SPEED_EVERY_S (a reading is
 kept only when the totals moved: an idle node adds none)."""
@@ -285,13 +289,17 @@ class Recorder:
 
     def speed_profiles_since(self, since_unix_s: float) -> dict[str, list[tuple[float, float]]]:
         """Each node's core speed over time since `since_unix_s`: (from Unix s, speed) per
-        interval between two readings (SPEED_EVERY_S apart) in which it burnt something, the
-        speed of the burn steps that ended in it; nodes that burnt nothing since are left out."""
+        interval between two readings (SPEED_EVERY_S apart; runs of them merged into at most
+        PROFILE_POINTS) in which it burnt something, the speed of the burn steps that ended in
+        it; nodes that burnt nothing since are left out."""
         from heddle.live.agent.speed import speed_between  # that module imports this package
 
         out = {}
         for node_id, spans in self._burnt_since(since_unix_s).items():
-            profile = [(t, speed) for t, iterations, seconds in spans
+            run = max(1, math.ceil(len(spans) / PROFILE_POINTS))
+            merged = [(spans[k][0], sum(s[1] for s in spans[k:k + run]), sum(s[2] for s in spans[k:k + run]))
+                      for k in range(0, len(spans), run)]
+            profile = [(t, speed) for t, iterations, seconds in merged
                        if (speed := speed_between(iterations, seconds)) is not None]
             if profile:
                 out[node_id] = profile
