@@ -17,8 +17,9 @@ arrived, or the node's previous step ended, whichever is later) to its start on 
 over steps placed on a free slot (2% trimmed at each end): the control plane's round trip,
 which the twin, starting a step the instant it can, does not have otherwise. The mean, not
 the median: the twin adds it to every step, and at 70% load each millisecond a busy node
-loses between steps adds several to the wait (the median was 0.1-0.6 ms under the mean). Aggregates per node, never a task's own
-figure: the twin draws its own service times with that spread.
+loses between steps adds several to the wait (the median was 0.1-0.6 ms under the mean).
+Aggregates per node, never a task's own figure: the twin draws its own service times with
+that spread.
 """
 
 from __future__ import annotations
