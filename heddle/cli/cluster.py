@@ -43,7 +43,7 @@ def _roster(data_dir: Path | None):
 
 
 def join(
-    code: Annotated[str, typer.Argument(help="The join code `heddle join-code` printed on the cluster.")],
+    code: Annotated[str, typer.Argument(metavar="CODE", help="The join code `heddle join-code` printed on the cluster.")],
     nats: Annotated[str | None, typer.Option("--nats", help="The cluster's NATS URL (default: found on the LAN).")] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Which discovered cluster, if several.")] = None,
     node_id: Annotated[str | None, typer.Option("--node-id", help="This machine's node id (default: host name).")] = None,
@@ -111,7 +111,7 @@ def nodes_list(data_dir: DataDirOpt = None) -> None:
 
 @nodes_app.command("revoke")
 def nodes_revoke(
-    node: Annotated[str, typer.Argument(help="The node (or user) to remove.")],
+    node: Annotated[str, typer.Argument(metavar="NODE", help="The node (or user) to remove.")],
     data_dir: DataDirOpt = None,
 ) -> None:
     """Remove a node's access at once: nats-server reloads and closes its connection."""
@@ -138,7 +138,7 @@ def _revoke(name: str, data_dir: Path | None, roles: tuple[str, ...] | None = No
 
 @users_app.command("add")
 def users_add(
-    name: Annotated[str, typer.Argument(help="The person's login name (letters, digits, '_' and '-').")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The person's login name (letters, digits, '_' and '-').")],
     role: Annotated[str, typer.Option("--role", help="user: submits and reads its own jobs; observer: reads the fleet view only.")] = "user",
     owner: Annotated[str | None, typer.Option("--owner", help="The owner id its personal work runs as (default: NAME; users only).")] = None,
     account: Annotated[str | None, typer.Option("--account", help="The account its work is billed to (users only).")] = None,
@@ -195,7 +195,7 @@ def users_list(data_dir: DataDirOpt = None) -> None:
 
 @users_app.command("revoke")
 def users_revoke(
-    name: Annotated[str, typer.Argument(help="The login to remove.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The login to remove.")],
     data_dir: DataDirOpt = None,
 ) -> None:
     """Remove a person's login at once: nats-server reloads and closes its connections."""

@@ -80,17 +80,21 @@ def output_width(stream: IO[str]) -> int | None:
 
 class LazyConsole:
     """A module-level console made on first use: rich.console costs ~0.07 s to import, and
-    `heddle --help` (plain click help) never prints through rich."""
+    `heddle --help` (plain click help) never prints through rich. It is made again when
+    sys.stdout (sys.stderr) is another stream than it was made for (output redirected within
+    the process, as typer's CliRunner does): its width is the new stream's."""
 
     def __init__(self, stderr: bool = False, **options: Any) -> None:
         self._stderr = stderr
         self._options = options
         self._console: Console | None = None
+        self._stream: IO[str] | None = None
 
     def real(self) -> Console:
         """The rich Console itself (for rich objects that take one, such as Progress)."""
-        if self._console is None:
-            self._console = console(self._stderr, **self._options)
+        stream = sys.stderr if self._stderr else sys.stdout
+        if self._console is None or stream is not self._stream:
+            self._console, self._stream = console(self._stderr, **self._options), stream
         return self._console
 
     def __getattr__(self, name: str) -> Any:
@@ -243,6 +247,15 @@ class _CoercionOnFirstValue:
         return built.coerce(value, param=param, ctx=ctx)
 
 
+def _usage_name(self: Any) -> str:
+    """An argument on the usage line as click writes it: `FILE`, `[JOB]`, `FILE...`. typer 0.2x
+    writes a required one in braces (`{FILE}`), which reads like a set of choices."""
+    name = self.metavar or (self.name or "").upper()
+    if not self.required:
+        name = f"[{name}]"
+    return name + ("..." if self.nargs != 1 and not name.endswith("...") else "")
+
+
 def _runtime_param(self: Any) -> Any:
     return self._runtime_param if self._runtime_param is not None else _CoercionOnFirstValue(self)
 
@@ -256,6 +269,8 @@ def install_help_format() -> None:
         # An untested typer without these hooks keeps its own help: tests/cli catch the types.
         if hasattr(cls, "display_type_rich"):
             cls.display_type_rich = _help_type
+    if hasattr(core.TyperArgument, "_usage_display_name"):
+        core.TyperArgument._usage_display_name = _usage_name
     # the same for the coercion hook: tests/cli/test_startup.py notices pydantic in --help
     if hasattr(core, "_TyperParameter") and hasattr(core._TyperParameter, "get_runtime_param"):
         core._TyperParameter.get_runtime_param = _runtime_param

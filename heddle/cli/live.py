@@ -154,7 +154,7 @@ def _load_terms(fleet: str):
 
 # -- submit / status / fleet / drain / cancel ---------------------------------------------------
 def submit(
-    file: Annotated[Path, typer.Argument(help="Task/pipeline/council YAML (docs/models.md) with an optional run: section.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Task/pipeline/council YAML (docs/models.md) with an optional run: section.")],
     nats: NatsOpt = None,
     job: Annotated[str | None, typer.Option("--job", help="Job id (default: file name + random suffix).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until every task has ended; exit 1 if any did not complete.")] = False,
@@ -202,7 +202,7 @@ def _counts_table(title: str, counts: dict[str, int]) -> Table:
 
 
 def status(
-    job: Annotated[str | None, typer.Argument(help="A job id: list its tasks.")] = None,
+    job: Annotated[str | None, typer.Argument(metavar="JOB", help="A job id: list its tasks.")] = None,
     nats: NatsOpt = None,
     limit: Annotated[int, typer.Option(min=0, max=10_000, help="Most tasks listed.")] = 50,
     credentials: CredentialsOpt = None,
@@ -309,7 +309,7 @@ def fleet(
 
 
 def drain(
-    node: Annotated[str, typer.Argument(help="Node id.")],
+    node: Annotated[str, typer.Argument(metavar="NODE", help="Node id.")],
     nats: NatsOpt = None,
     deadline: Annotated[float | None, typer.Option("--deadline", min=0.1, help="Seconds in-flight work gets.")] = None,
     credentials: CredentialsOpt = None,
@@ -320,7 +320,7 @@ def drain(
 
 
 def cancel(
-    task: Annotated[str, typer.Argument(help="Task id (as `heddle status JOB` lists it).")],
+    task: Annotated[str, typer.Argument(metavar="TASK", help="Task id (as `heddle status JOB` lists it).")],
     nats: NatsOpt = None,
     credentials: CredentialsOpt = None,
 ) -> None:

@@ -78,25 +78,38 @@ def _class_table(run) -> Table:
     return t
 
 
-def _comparison(runs) -> Table:
+def _comparison(runs, width: int) -> Table:
+    """One row per run, or, where that would not fit `width` columns (rich would cut every
+    figure to "3.…"), one row per figure with a column per run headed by its fleet and policy."""
     from heddle.sim.whatif import comparison_table
 
-    df = comparison_table(runs)
+    heads = ("run", "done", "rejected", "p50 s", "p95 s", "p99 s", "missed", "cloud $", "kWh", "util", "privacy")
+    rows = [
+        (row["run"], f"{row['completed']:,}", f"{row['rejected']:,}", _fmt(row["latency_p50_s"]),
+         _fmt(row["latency_p95_s"]), _fmt(row["latency_p99_s"]), f"{row['deadline_miss_rate']:.1%}",
+         f"{row['cloud_spend_usd']:,.2f}", f"{row['energy_kwh']:,.2f}", f"{row['mean_utilization']:.0%}",
+         str(row["privacy_violations"]))
+        for row in comparison_table(runs).to_dict("records")
+    ]
     t = new_table(title="What-if comparison")
-    cols = [("run", "run"), ("completed", "done"), ("rejected", "rejected"), ("latency_p50_s", "p50 s"),
-            ("latency_p95_s", "p95 s"), ("latency_p99_s", "p99 s"), ("deadline_miss_rate", "missed"),
-            ("cloud_spend_usd", "cloud $"), ("energy_kwh", "kWh"), ("mean_utilization", "util"),
-            ("privacy_violations", "privacy")]
-    for _, head in cols:
-        t.add_column(head, justify="left" if head == "run" else "right", no_wrap=True)
-    for row in df.to_dict("records"):
-        t.add_row(
-            row["run"], f"{row['completed']:,}", f"{row['rejected']:,}", _fmt(row["latency_p50_s"]),
-            _fmt(row["latency_p95_s"]), _fmt(row["latency_p99_s"]), f"{row['deadline_miss_rate']:.1%}",
-            f"{row['cloud_spend_usd']:,.2f}", f"{row['energy_kwh']:,.2f}", f"{row['mean_utilization']:.0%}",
-            str(row["privacy_violations"]),
-        )
+    if _drawn_width([heads, *rows]) <= width:
+        for head in heads:
+            t.add_column(head, justify="left" if head == "run" else "right", no_wrap=True)
+        for row in rows:
+            t.add_row(*row)
+        return t
+    t.add_column("figure", no_wrap=True)
+    for row in rows:  # "demo/optimal" -> "demo" over "optimal": a column as wide as the longer
+        t.add_column(row[0].replace("/", "/\n", 1), justify="right")
+    for k, head in enumerate(heads[1:], start=1):
+        t.add_row(head, *(row[k] for row in rows))
     return t
+
+
+def _drawn_width(rows: list[tuple[str, ...]]) -> int:
+    """Columns a rich table of `rows` takes unsqueezed: each column's widest cell, one space of
+    padding each side, and the borders."""
+    return sum(max(len(row[k]) for row in rows) + 3 for k in range(len(rows[0]))) + 1
 
 
 REJECTED_SHARE_WARNING = 0.10
@@ -202,6 +215,6 @@ def sim(
         if (rejections := _rejections_table(runs[0])) is not None:
             out.print(rejections)
     else:
-        out.print(_comparison(runs))
+        out.print(_comparison(runs, out.width))
     if out_dir is not None:
         out.print(f"wrote metrics.json, records.csv and charts to {out_dir}")

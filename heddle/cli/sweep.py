@@ -14,7 +14,7 @@ err = LazyConsole(stderr=True)
 
 
 def sweep(
-    spec_file: Annotated[Path, typer.Argument(help="Sweep spec YAML (fleets, traces, policies, scenarios, growth, electricity_price, seeds).")],
+    spec_file: Annotated[Path, typer.Argument(metavar="SPEC", help="Sweep spec YAML (fleets, traces, policies, scenarios, growth, electricity_price, seeds).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.csv (and .parquet), failures.csv, comparison.png and per-run results (reused on re-runs).")] = Path("sweep-out"),
     ray: Annotated[str | None, typer.Option("--ray", help="Run on Ray: 'auto' (a running cluster, else a local one), 'local', or a cluster address. Needs the `ray` extra.")] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-w", help="Local worker processes (default: one per core); CPUs of a local Ray cluster.", min=1)] = None,

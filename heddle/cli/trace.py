@@ -181,6 +181,11 @@ def synth_cmd(
     out.print(f"wrote {len(trace):,} rows ({cfg.duration_h:g} h, seed {cfg.seed}) -> {output}")
 
 
+MIN_RATE_H = 1 / 60
+"""Shortest span `trace stats` turns into a rate per hour: a workload file's tasks all arrive
+at 0 s, and 12 rows over a nanosecond are not 43 trillion rows an hour."""
+
+
 def _number(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:,.0f}"  # an empty trace has no percentiles
 
@@ -229,14 +234,15 @@ def stats_cmd(
     rows = [
         ("rows / workflows", f"{s.rows:,} / {s.workflows:,}"),
         ("duration", f"{s.duration_h:,.2f} h"),
-        ("rate", f"{s.rows_per_h:,.1f} rows/h, {s.workflows_per_h:,.1f} workflows/h"),
+        ("rate", f"{s.rows_per_h:,.1f} rows/h, {s.workflows_per_h:,.1f} workflows/h" if s.duration_h >= MIN_RATE_H
+         else f"n/a (the rows span {s.duration_h * 3600:,.0f} s)"),
         ("busiest hour", f"{s.peak_rows_per_h:,} rows"),
         ("workflow shapes", _mix_text(s.shape_mix)),
         ("kinds", _mix_text(s.kind_mix)),
         ("privacy (rows)", _mix_text(s.privacy_rows)),
         ("privacy (workflows)", _mix_text(s.privacy_workflows)),
         ("models", _mix_text(s.model_mix)),
-        ("owners", ", ".join(f"{k} {v:,}" for k, v in s.owners.items())),
+        ("owners", ", ".join(f"{k or '(none)'} {v:,}" for k, v in s.owners.items())),
         ("prompt tokens " + "/".join(f"p{p}" for p in PERCENTILES),
          " / ".join(_number(v) for v in s.prompt_percentiles.values())),
         ("output tokens " + "/".join(f"p{p}" for p in PERCENTILES),

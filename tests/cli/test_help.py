@@ -24,6 +24,8 @@ def test_no_python_types_in_any_help():
         assert result.exit_code == 0, path
         assert not re.search(r"<(list|str|int|float|bool|path)[^>]*>", result.stdout), (path, result.stdout)
         assert "list[" not in result.stdout
+        usage = result.stdout.splitlines()[0]  # arguments as click writes them: FILE, [JOB], FILE...
+        assert "{" not in usage and usage.split("[OPTIONS]")[-1] == usage.split("[OPTIONS]")[-1].upper(), usage
         arguments = result.stdout.partition("Arguments:")[2].partition("Options:")[0]
         for line in arguments.splitlines():  # an argument is named once: "FILE  help", not "FILE FILE"
             words = line.split()

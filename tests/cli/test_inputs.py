@@ -47,6 +47,8 @@ def test_trace_stats_head_check_and_advise_read_the_whole_documented_workload(tm
     stats = heddle("trace", "stats", str(path))
     assert stats.exit_code == 0, stats.stderr
     assert "12 / 4" in stats.stdout  # 12 rows, 4 workflows (two tasks, a pipeline, a council)
+    assert "n/a (the rows span 0 s)" in stats.stdout  # all arrive at once: no rate per hour
+    assert "(none) 11, alice 1" in stats.stdout  # tasks with no owner are counted, and say so
     head = heddle("trace", "head", str(path))
     assert head.exit_code == 0, head.stderr
     assert "rag-ingest/tag" in head.stdout and "strategy/r1_opus" in head.stdout

@@ -76,6 +76,7 @@ def test_the_typer_hooks_patched_for_start_up_are_the_ones_this_typer_has():
 
     assert version("typer").startswith("0.29."), "typer upgraded: re-check the hooks in heddle/cli/common.py"
     assert callable(core._TyperParameter.get_runtime_param) and callable(_coercion.build_runtime_param)
+    assert callable(core.TyperArgument._usage_display_name)  # the usage line's argument names
 
 
 LIST_PROBE = """
