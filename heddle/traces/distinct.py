@@ -82,10 +82,11 @@ def string_keys(values: Strings) -> np.ndarray | None:
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
 
 
-def keys_distinct(values: Strings) -> bool | None:
+def keys_distinct(values: Strings, keys: np.ndarray | None = None) -> bool | None:
     """True if no string repeats; None if that needs an exact look (keys coincide, or a type
-    or null that `string_keys` skips)."""
-    keys = string_keys(values)
+    or null that `string_keys` skips). `keys`: the values' `string_keys`, if worked out
+    already (the Parquet reader keys each file's ids as soon as they are read)."""
+    keys = string_keys(values) if keys is None else keys
     if keys is None:
         return None
     return True if pd.Index(keys).is_unique else None

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from heddle.traces.arrowframe import NULLABLE, arrow_column, arrow_frame, one_line
 from heddle.traces.chunks import ChunkChecker, used_categories, validated
+from heddle.traces.distinct import string_keys
 from heddle.traces.errors import TraceFormatError, TraceValidationError
 from heddle.traces.schema import COLUMN_NAMES, COLUMNS, Column, Encoding, repeated_ids
 from heddle.traces.trace import Trace
@@ -303,44 +304,60 @@ def _read_columns(pf: pq.ParquetFile, path: Path,
     return {name: list(table.column(name).chunks) for name in names}
 
 
-def _task_ids(files: list[_Opened]) -> object:
-    """The task-id column of all the files, converted (on the reader's second thread)."""
-    chunks: list[pa.Array] = []
-    for file in files:
-        with file.reader() as pf:
-            chunks.extend(_read_columns(pf, file.path, [TASK_IDS.name])[TASK_IDS.name])
-    return arrow_column(chunks, TASK_IDS, 0)
+def _task_ids(file: _Opened) -> list[pa.Array]:
+    """The file's task-id column (read on the reader's second thread)."""
+    with file.reader() as pf:
+        return _read_columns(pf, file.path, [TASK_IDS.name])[TASK_IDS.name]
+
+
+def _joined(parts: list[np.ndarray | None]) -> np.ndarray | None:
+    """The files' keys as one array; None if a file's ids are of a kind `string_keys` skips."""
+    if any(p is None for p in parts):
+        return None
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, dtype=np.uint64)
 
 
 def read_parquet(path: str | Path, *, check: bool = True) -> Trace:
     """Read a whole Parquet trace, or a directory of them as one trace (the first file's meta).
 
     Two threads share a read. A second thread decodes the task ids and checks them unique,
-    about half of the CPU time of a read (decompressing and keying a million strings, then a
-    hash table of the keys); this one meanwhile decodes and converts the other columns and
-    checks the other rules. Arrow, numpy and pandas' hash table release the GIL, so with a
-    core free a read takes about the longer of the two, and on a busy machine about the sum,
-    as on one thread. The rules and errors are the same as on one thread (see `validate`).
+    about half of the CPU time of a read: it decodes a file's ids and keys them (numpy,
+    see heddle.traces.distinct) while this one decodes the file's other columns, then puts
+    all the keys in a hash table while this one builds the frame and checks the other
+    rules. Arrow, numpy and pandas' hash table release the GIL, so with a core free a read
+    takes about the longer of the two, and on a busy machine about the sum, as on one
+    thread. One file is open at a time (a recorded directory holds thousands); the rules
+    and errors are those of one thread (see `validate`).
     """
     path = Path(path)
     files = parquet_files(path) if path.is_dir() else [path]
-    with ExitStack() as stack:
-        opened = [stack.enter_context(_opened(file)) for file in files]
-        # entered after the files, so left first: the second thread is done before they close
-        pool = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="heddle-trace-ids"))
-        ids = pool.submit(_task_ids, opened)
-        repeated = pool.submit(lambda: repeated_ids(pd.Series(ids.result(), copy=False))) \
-            if check else None
-        columns: dict[str, list[pa.Array] | Callable[[], object]] = {
-            name: [] for name in _OTHER_NAMES}
-        columns[TASK_IDS.name] = ids.result
-        starts = []
-        for file in opened:
+    columns: dict[str, list[pa.Array] | Callable[[], object]] = {n: [] for n in _OTHER_NAMES}
+    ids: list[pa.Array] = []
+    keys: list[Future[np.ndarray | None]] = []
+    starts, meta = [], {}
+    with ThreadPoolExecutor(1, thread_name_prefix="heddle-trace-ids") as pool:
+        for i, file in enumerate(files):
+            with _opened(file) as opened:
+                file_ids = pool.submit(_task_ids, opened)
+                try:
+                    others = _read_columns(opened.parquet, file, _OTHER_NAMES)
+                finally:
+                    wait([file_ids])  # the second thread is done with the file before it closes
+                chunks = file_ids.result()
+                meta = opened.meta if i == 0 else meta
+            if check:
+                keys.append(pool.submit(string_keys, chunks))
+            ids.extend(chunks)
             starts.append(sum(len(c) for c in columns["arrival_s"]))
-            for name, chunks in _read_columns(file.parquet, file.path, _OTHER_NAMES).items():
-                columns[name].extend(chunks)
+            for name, file_chunks in others.items():
+                columns[name].extend(file_chunks)
+        task_ids = pool.submit(arrow_column, ids, TASK_IDS, 0)
+        columns[TASK_IDS.name] = task_ids.result
+        repeated = pool.submit(lambda: repeated_ids(
+            pd.Series(task_ids.result(), copy=False), _joined([k.result() for k in keys]))
+        ) if check else None
         try:
-            return _trace(columns, opened[0].meta, path, None, check,
+            return _trace(columns, meta, path, None, check,
                           repeated=repeated.result if repeated else None)
         except TraceValidationError as exc:
             if len(files) == 1 or exc.row is None:

@@ -224,13 +224,13 @@ def _empty_ids(ids: pd.Series) -> np.ndarray:
     return ids.to_numpy(dtype=object) == ""
 
 
-def repeated_ids(ids: pd.Series) -> np.ndarray:
+def repeated_ids(ids: pd.Series, keys: np.ndarray | None = None) -> np.ndarray:
     """The unique-id rule: rows whose id appeared before; one hash pass when (as usual) all
-    ids are unique."""
+    ids are unique. `keys`: the ids' `string_keys` in the same order, if already known."""
     if isinstance(ids.array, ArrowStringArray):
         # integer keys settle the usual case; strings are compared only if two keys coincide
         values = pa.array(ids.array)
-        unique = keys_distinct(values) or len(pc.unique(values)) == len(ids)
+        unique = keys_distinct(values, keys) or len(pc.unique(values)) == len(ids)
     else:
         unique = pd.Index(ids.array).is_unique
     if unique:

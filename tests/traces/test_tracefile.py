@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import resource
 import threading
 from pathlib import Path
 
@@ -168,7 +170,7 @@ def test_a_directory_of_parquet_files_reads_as_one_trace(tmp_path: Path, small_t
 def test_files_deleted_while_read_are_read_as_they_were(tmp_path: Path, small_trace: Trace,
                                                         monkeypatch: pytest.MonkeyPatch):
     """The live recorder deletes a day's parts once it has compacted them. A reader that has
-    opened them reads them whole, on both of its threads (the second one reads task ids)."""
+    opened one reads it whole, on both of its threads (the second one reads task ids)."""
     days = tmp_path / "recorded"
     days.mkdir()
     for i, part in enumerate(small_trace.chunks(20)):
@@ -177,13 +179,28 @@ def test_files_deleted_while_read_are_read_as_they_were(tmp_path: Path, small_tr
 
     def delete_first(pf: pq.ParquetFile, path: Path, names: list[str]) -> dict:
         if threading.current_thread() is threading.main_thread():
-            for file in days.iterdir():
-                file.unlink()
+            path.unlink()
         return read_columns(pf, path, names)
 
     monkeypatch.setattr(parquet, "_read_columns", delete_first)
     assert read_trace(days).equals(small_trace)
     assert not any(days.iterdir())
+
+
+def test_a_directory_of_more_files_than_a_process_may_open(tmp_path: Path, small_trace: Trace):
+    """The live recorder leaves ~1,350 files a day; a reader holds one open at a time."""
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for i, part in enumerate(small_trace.chunks(1)):
+        write_trace(part, parts / f"p{i:03d}.parquet")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (in_use + len(small_trace) // 2, hard))
+    try:
+        back = read_trace(parts)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert back.equals(small_trace)
 
 
 def test_directory_errors_name_the_file(tmp_path: Path, small_trace: Trace):
