@@ -100,6 +100,7 @@ class ControlPlane:
         self.ready = asyncio.Event()
         self.recover_until_s: float | None = None  # recovering work's nodes must report by then
         self._outage = False  # the NATS connection was down at the last check
+        self._checked_s: float | None = None  # when the watchdog last looked
         self._parked: dict[str, LiveTask] = {}  # waiting for work in flight at a restart
         self._unparking = False
         # Work held until every node had one loss window to report after our start.
@@ -122,7 +123,8 @@ class ControlPlane:
     async def open(self) -> None:
         from heddle.live.control import intake, recovery, reports
 
-        self._warm_until_s = self.now() + self.settings.silence_s
+        now = self.now()
+        self._warm_until_s, self._checked_s = now + self.settings.silence_s, now
         self.journal.start()
         await recovery.recover(self)
         loop = asyncio.get_running_loop()
@@ -526,6 +528,7 @@ class ControlPlane:
                 logger.exception("watchdog failed")
 
     def check_time(self, now: float) -> None:
+        self._discount_deafness(now)
         if not self.nc.is_connected:  # our own outage: silence now says nothing about nodes
             self._outage = True
             return
@@ -554,6 +557,21 @@ class ControlPlane:
         tick = self.core.next_tick_s()
         if tick is not None and tick <= now:
             self.core.tick(now)
+
+    def _discount_deafness(self, now: float) -> None:
+        """Silence while this process was not listening does not count against a node: the
+        time the watchdog ran late (our loop busy or starved) moves every node's last report
+        forward, and the end of the start-up wait, since reports that came meanwhile may be
+        unread still. (A restarted control plane on a loaded machine, its loop held for
+        seconds, declared every node lost with their reports waiting unread; the work it
+        offered at that moment was rejected for want of any node.)"""
+        last, self._checked_s = self._checked_s, now
+        deaf_s = 0.0 if last is None else now - last - WATCH_INTERVAL_S
+        if deaf_s > 0:
+            for live in self.fleet.nodes.values():
+                live.last_seen_s = min(live.last_seen_s + deaf_s, max(live.last_seen_s, now))
+            if self._warming is not None:  # the nodes' window to report after our start, likewise
+                self._warm_until_s += deaf_s
 
     # -- user actions (intake.py calls these) --------------------------------------------------
     def cancel(self, key: str, issued_by: str) -> str | None:
