@@ -561,7 +561,7 @@ class ControlPlane:
     def _discount_deafness(self, now: float) -> None:
         """Silence while this process was not listening does not count against a node: the
         time the watchdog ran late (our loop busy or starved) moves every node's last report
-        forward, and the end of the start-up wait, since reports that came meanwhile may be
+        forward, and the ends of the start-up waits, since reports that came meanwhile may be
         unread still. (A restarted control plane on a loaded machine, its loop held for
         seconds, declared every node lost with their reports waiting unread; the work it
         offered at that moment was rejected for want of any node.)"""
@@ -570,8 +570,10 @@ class ControlPlane:
         if deaf_s > 0:
             for live in self.fleet.nodes.values():
                 live.last_seen_s = min(live.last_seen_s + deaf_s, max(live.last_seen_s, now))
-            if self._warming is not None:  # the nodes' window to report after our start, likewise
+            if self._warming is not None:  # the nodes' windows to report after our start, likewise
                 self._warm_until_s += deaf_s
+            if self.recover_until_s is not None:
+                self.recover_until_s += deaf_s
 
     # -- user actions (intake.py calls these) --------------------------------------------------
     def cancel(self, key: str, issued_by: str) -> str | None:
