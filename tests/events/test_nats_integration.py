@@ -42,7 +42,8 @@ LEASE_EXPIRY_TIMEOUT_S = 10.0
 """Upper bound for a 1 s lease to disappear on a loaded machine."""
 REFUSAL_ACK_TIMEOUT_S = 120.0
 """Ack/request timeout where a refusal is expected: so long that only the server's
-permissions error (PublishPermissionError) can end the wait within the test run."""
+permissions error (PublishPermissionError) can end the wait within the test run (and an
+answer that must come, however loaded the machine)."""
 
 
 async def test_concurrent_writers_exactly_one_wins_each_version(connect, uid):
@@ -396,7 +397,7 @@ async def test_observer_reads_but_cannot_manage_streams(acl_server, uid):
             await observer.jetstream(timeout=1.0).add_stream(name="X" + uid, subjects=["x.>"])
         await wait_until(lambda: any("stream.create" in e.lower() for e in errors))
         # Reading is allowed: stream info on the events stream answers.
-        await observer.jetstream(timeout=2.0).stream_info("HEDDLE_EVENTS_TASK")
+        await observer.jetstream(timeout=REFUSAL_ACK_TIMEOUT_S).stream_info("HEDDLE_EVENTS_TASK")
         assert (
             "heddle.events.*.*.InternalFinalized" in role_permissions("observer")["publish"]["deny"]
         )
