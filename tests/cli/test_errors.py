@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import assert_rejected, heddle
@@ -178,3 +182,18 @@ def test_trace_errors_name_the_subcommand_and_the_field(tmp_path):
                                   "-o", str(tmp_path / "x.parquet")), "heddle trace import:", "--set colour")
     assert "no such field" in line and "privacy" in line and "Extra inputs" not in line
     assert_rejected(heddle("trace", "stats", str(tmp_path)), "heddle trace stats:")
+
+
+def test_a_cluster_command_with_no_cluster_says_so(tmp_path):
+    # nats-py retried a refused first connect 60 times, 2 s apart: `heddle status` sat silent
+    # for two minutes. Now one line, exit 1 (the input was fine; the cluster is not there).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    for args in (["status"], ["drain", "mini"]):
+        done = subprocess.run([sys.executable, "-m", "heddle.cli.main", *args, "--nats", f"nats://127.0.0.1:{port}"],
+                              capture_output=True, text=True, timeout=60, check=False,
+                              env={**os.environ, "HEDDLE_DATA_DIR": str(tmp_path)})
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 1 and len(lines) == 1, (args, done.stderr)
+        assert f"cannot reach NATS at nats://127.0.0.1:{port}" in lines[0] and "heddle up" in lines[0]

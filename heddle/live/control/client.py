@@ -77,7 +77,11 @@ class ControlClient:
                 waiting.set_result(str(exc).strip().strip("'"))
 
         try:
-            nc = await nats.connect(url, connect_timeout=3, allow_reconnect=False, error_cb=on_error, **auth)
+            # max_reconnect_attempts=1: nats-py 2.16 otherwise retries a first connect that is
+            # refused 60 times, 2 s apart, allow_reconnect or not: `heddle status` with no
+            # cluster sat silent for two minutes before it said so
+            nc = await nats.connect(url, connect_timeout=3, allow_reconnect=False, max_reconnect_attempts=1,
+                                    error_cb=on_error, **auth)
         except Exception as exc:  # noqa: BLE001 - every connect failure reads the same to a user
             raise ControlError(f"cannot reach NATS at {url}: {exc} (is `heddle up` running?)") from None
         client = cls(nc, asker=asker)
