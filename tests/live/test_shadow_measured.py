@@ -26,10 +26,12 @@ def task(i: int, arrival: float, cpu_seconds: float = 0.1, after: tuple[str, ...
     return Task(id=f"t{i}", kind=TaskKind.PROCESSOR, arrival_s=arrival, cpu_seconds=cpu_seconds, depends_on=after)
 
 
-def run(shadow: Shadow, factors: list[float], *, start_delay: float, gap: float, t: float = 1000.0) -> float:
+def run(shadow: Shadow, factors: list[float], *, start_delay: float, gap: float, t: float = 1000.0,
+        trip: float | None = None) -> float:
     """Tasks on node a, each arriving `gap` s after the previous one's end (gap < 0: before
     it, so it waits for the slot), placed when it can start, started `start_delay` later,
-    running its predicted time times its factor; returns when the last one ended."""
+    running its predicted time times its factor (of which the last `trip` s, when given, the
+    agent's round trip to its worker, as a burn step reports it); returns when the last one ended."""
     for i, f in enumerate(factors):
         arrival = t + gap
         placed = max(arrival, t) + 0.001
@@ -37,7 +39,7 @@ def run(shadow: Shadow, factors: list[float], *, start_delay: float, gap: float,
         predicted = service_time(NODE, task(i, arrival)).service_s
         start = max(arrival, t) + start_delay
         t = start + predicted * f
-        shadow.completed(f"k{i}", "a", start, t)
+        shadow.completed(f"k{i}", "a", start, t, None if trip is None else t - start - trip)
     return t
 
 
@@ -65,6 +67,17 @@ def test_the_start_delay_is_the_mean_a_node_loses_per_step_without_a_freak_one()
     # the twin adds it to every step: the total a node lost, not the typical step's (0.002);
     # 2% of 100 left out at each end (the stall and the first step, which waited from its arrival)
     assert shadow.measured()["a"][1] == pytest.approx((57 * 0.002 + 39 * 0.005) / 96, abs=1e-9)
+
+
+def test_a_burn_steps_round_trip_to_its_worker_counts_as_time_the_node_loses_per_step():
+    shadow = Shadow()
+    run(shadow, [1.0] * 50, start_delay=0.002, gap=-0.05, trip=0.0006)
+    # the burn's own time is what the node's speed counts: the rest of the step's time on
+    # the agent holds the slot as the start delay does
+    assert shadow.measured()["a"][1] == pytest.approx(0.002 + 0.0006, abs=1e-9)
+    plain = Shadow()
+    run(plain, [1.0] * 50, start_delay=0.002, gap=-0.05)  # not burn steps: no round trip measured
+    assert plain.measured()["a"][1] == pytest.approx(0.002, abs=1e-9)
 
 
 def test_a_few_steps_the_rule_mispredicts_do_not_stand_for_the_nodes_spread():

@@ -50,7 +50,8 @@ def burn(payload: object, cpu_limit: float | None = None) -> dict:
             ahead_s = (time.process_time() - cpu0) / cpu_limit - (time.perf_counter() - wall0)
             if ahead_s > 0:
                 time.sleep(ahead_s)
-    return {"iterations": iterations, "digest": digest.hex()[:16]}
+    # its wall time here: what the step took apart from the agent's round trip to this process
+    return {"iterations": iterations, "digest": digest.hex()[:16], "wall_s": round(time.perf_counter() - wall0, 6)}
 
 
 def _limit() -> float | None:

@@ -189,7 +189,11 @@ class Recorder:
         prediction = self.shadow.predicted.get(key)
         released = self._released.pop(key, live.task.arrival_s)
         if status == "completed":
-            self.shadow.completed(key, node, timings.get("started_at"), timings.get("finished_at"))
+            result = extra.get("result")  # a burn step's says how long it burnt (worker_main.burn)
+            burnt = live.spec is not None and live.spec.executor.kind == "burn" and isinstance(result, dict)
+            inside = result.get("wall_s") if burnt else None
+            self.shadow.completed(key, node, timings.get("started_at"), timings.get("finished_at"),
+                                  float(inside) if isinstance(inside, int | float) else None)
         else:
             self.shadow.ended(key)
         self._ended.append((live.task.arrival_s, self.row(live, status, reason, node, released, placed_at,

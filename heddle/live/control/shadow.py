@@ -100,7 +100,8 @@ class Shadow:
         self.last: dict[str, tuple[float, float]] = {}  # task -> (predicted s, actual s), ended
         self.ready: dict[str, float] = {}  # task placed on a free slot -> when it could have started
         self.node_ended: dict[str, float] = {}  # node -> its last completion's end (agent clock)
-        self.history: dict[str, deque[tuple[float, float, float]]] = {}  # node -> (ended, ratio, start delay or nan)
+        # node -> (ended, ratio, start delay or nan, round trip or nan)
+        self.history: dict[str, deque[tuple[float, float, float, float]]] = {}
 
     def placed(self, key: str, task: Task, node: Node, state: NodeState | None, now: float,
                running: int) -> tuple[float, float, float] | None:
@@ -122,9 +123,10 @@ class Shadow:
             self.ready.pop(key, None)
         return prediction
 
-    def completed(self, key: str, node: str, started_at: float | None,
-                  finished_at: float | None) -> float | None:
-        """Record the actual service time; returns the error (None: nothing to compare)."""
+    def completed(self, key: str, node: str, started_at: float | None, finished_at: float | None,
+                  inside_s: float | None = None) -> float | None:
+        """Record the actual service time (`inside_s`: the part of it the step itself took, as
+        a burn step reports it); returns the error (None: nothing to compare)."""
         prediction = self.predicted.pop(key, None)
         ready = self.ready.pop(key, math.nan)
         if finished_at is not None:
@@ -142,8 +144,9 @@ class Shadow:
         self.errors.append(error)
         self.by_node.setdefault(node, deque(maxlen=self.window)).append(error)
         delay = started_at - ready  # nan: not placed on a free slot
+        trip = max(0.0, actual_s - inside_s) if inside_s is not None else math.nan  # nan: not a burn step
         self.history.setdefault(node, deque(maxlen=KEPT_PER_NODE)).append(
-            (finished_at, actual_s / predicted_s, delay if math.isnan(delay) else max(0.0, delay)))
+            (finished_at, actual_s / predicted_s, delay if math.isnan(delay) else max(0.0, delay), trip))
         return error
 
     def ended(self, key: str) -> None:
@@ -163,9 +166,11 @@ class Shadow:
                         since_unix_s is None and len(rows) >= self.window):
                     break
                 rows.append(row)
-            delays = [d for _, _, d in rows if not math.isnan(d)]
+            delays = [row[2] for row in rows if not math.isnan(row[2])]
+            trips = [row[3] for row in rows if not math.isnan(row[3])]
             if len(rows) >= MIN_SAMPLES and len(delays) >= MIN_SAMPLES:
-                out[node] = (measured_spread([r for _, r, _ in rows]), statistics.fmean(_trimmed(delays)))
+                trip = statistics.fmean(_trimmed(trips)) if len(trips) >= MIN_SAMPLES else 0.0
+                out[node] = (measured_spread([row[1] for row in rows]), statistics.fmean(_trimmed(delays)) + trip)
         return out
 
     def figure(self, node: str | None = None) -> ShadowFigure:
