@@ -19,7 +19,9 @@ which the twin, starting a step the instant it can, does not have otherwise. The
 the median: the twin adds it to every step, and at 70% load each millisecond a busy node
 loses between steps adds several to the wait (the median was 0.1-0.6 ms under the mean).
 Aggregates per node, never a task's own figure: the twin draws its own service times with
-that spread.
+that spread. A burn step reports its own time inside its worker (`heddle.live.agent.
+worker_main.burn`): the rest of its service on the agent, the round trip to the worker, holds
+the slot without counting in the node's measured speed, so `dispatch_s` adds its mean.
 """
 
 from __future__ import annotations
