@@ -351,6 +351,8 @@ def read_parquet(path: str | Path, *, check: bool = True) -> Trace:
             starts.append(sum(len(c) for c in columns["arrival_s"]))
             for name, file_chunks in others.items():
                 columns[name].extend(file_chunks)
+            # `columns` alone holds the chunks now: arrow_frame frees each column as it goes
+            del others, file_chunks
         task_ids = pool.submit(arrow_column, ids, TASK_IDS, 0)
         columns[TASK_IDS.name] = task_ids.result
         repeated = pool.submit(lambda: repeated_ids(
