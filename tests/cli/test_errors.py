@@ -197,3 +197,29 @@ def test_a_cluster_command_with_no_cluster_says_so(tmp_path):
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert done.returncode == 1 and len(lines) == 1, (args, done.stderr)
         assert f"cannot reach NATS at nats://127.0.0.1:{port}" in lines[0] and "heddle up" in lines[0]
+
+
+def test_a_scheduler_waiting_for_nats_says_so_once_and_stops_when_told(tmp_path):
+    # it printed a traceback five times a second, and SIGTERM/Ctrl-C could not stop it
+    import selectors
+    import signal
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    child = subprocess.Popen([sys.executable, "-m", "heddle.cli.main", "scheduler", "--nats", f"nats://127.0.0.1:{port}",
+                              "--data-dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(child.stderr, selectors.EVENT_READ)
+            first = child.stderr.readline() if sel.select(timeout=60) else ""
+        assert f"NATS at nats://127.0.0.1:{port}" in first and "(retrying)" in first, first
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == 0
+        rest = child.stderr.read()
+        assert "Traceback" not in rest and "(retrying)" not in rest, rest  # said once
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stderr.close()

@@ -53,14 +53,36 @@ async def serve(nats_url: str, settings: ControlSettings | None = None, auth: di
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    nc = await nats.connect(
+    last_error = ""
+
+    async def on_error(exc: Exception) -> None:
+        # one line per new trouble (nats-py's default prints a traceback on every retry,
+        # five times a second while the server is down); repeats only at debug level
+        nonlocal last_error
+        text = f"NATS at {nats_url}: {exc or type(exc).__name__}"
+        logging.getLogger(__name__).log(logging.DEBUG if text == last_error else logging.WARNING,
+                                        "%s (retrying)", text)
+        last_error = text
+
+    connecting = asyncio.ensure_future(nats.connect(
         nats_url,
         name=settings.sender,
+        error_cb=on_error,
         max_reconnect_attempts=-1,
         reconnect_time_wait=RECONNECT_WAIT_S,
         connect_timeout=5,
         **(auth or {}),
-    )
+    ))
+    # It waits for a NATS server that is not up yet, but a stop signal ends the wait: the
+    # handlers above only set `stop`, and nats.connect retries for ever.
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not connecting.done():
+        connecting.cancel()
+        logging.getLogger(__name__).info("stopped before NATS at %s answered", nats_url)
+        return
+    stopping.cancel()
+    nc = connecting.result()
     plane = ControlPlane(nc, settings)
     if stats is not None:
         plane.stats = stats
