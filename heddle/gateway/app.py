@@ -250,19 +250,29 @@ async def _openai_reply(run: TaskRun) -> dict:
 
 
 async def _unless_gone(request: _Request, work: Callable[[], Awaitable[None]]) -> None:
-    """``work()``, cut short if the caller disconnects first (CallerGoneError)."""
-    job = asyncio.ensure_future(work())
-    gone = asyncio.ensure_future(_disconnected(request.receive))
+    """``work()`` in this task, cut short if the caller disconnects first (CallerGoneError):
+    a watcher task cancels this one then. (The work in a task of its own waited a turn of
+    the loop before it could submit: time to first token under load.)"""
+    me = asyncio.current_task()
+    assert me is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await _disconnected(request.receive)
+        gone = True
+        me.cancel()  # this task is still in `work` (else the watcher was cancelled first)
+
+    watcher = asyncio.ensure_future(watch())
     try:
-        await asyncio.wait({job, gone}, return_when=asyncio.FIRST_COMPLETED)
+        await work()
+    except asyncio.CancelledError:
+        if not gone:
+            raise  # the server's own cancel (shutting down): not ours to swallow
+        me.uncancel()
+        raise CallerGoneError from None
     finally:
-        gone.cancel()
-        if not job.done():
-            job.cancel()
-            await asyncio.wait({job})  # its own clean-up runs before the run is closed
-    if job.cancelled():
-        raise CallerGoneError
-    job.result()
+        watcher.cancel()
 
 
 async def _disconnected(receive: Receive) -> None:
