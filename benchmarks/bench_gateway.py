@@ -1,6 +1,6 @@
 """Benchmark of the gateway against straight calls to the same stand-in model server, in one run.
 
-    uv run python benchmarks/bench_gateway.py [--clients 4] [--samples 200] [--ttft-ms 20] [--gap-ms 10]
+    uv run python benchmarks/bench_gateway.py [--clients 4] [--samples 200] [--ttft-ms 20] [--gap-ms 10] [--stages]
 
 A real cluster (nats-server, control plane, two agents of 50 slots, `heddle gateway`, each its
 own process) in front of one paced stand-in server in its own process (`gateway_load.py`:
@@ -25,6 +25,12 @@ kept-alive connection running chats back to back, so neither path pays connectio
    >= 90%.
 Each phase prints the CPU seconds every process spent, per request and per token: on a shared
 2-core machine wall figures move with the load (printed too), CPU per token much less.
+
+With ``--stages`` the heddle processes run in their HEDDLE_LOOP_STATS debug mode (stalls.py)
+and stamp each stage of every request (the gateway, control plane and agents; the clients
+note when they sent and read the first token); at the end, after the processes have
+stopped and written their stamps, the second gateway round of phase 1 is broken down stage
+by stage (p50/p99 of each step), with each process's loop stalls and collections.
 """
 
 from __future__ import annotations
