@@ -121,12 +121,12 @@ class SchedulingCore(CoreQueue[K]):
 
     def completed(self, now_s: float, key: K) -> None:
         """Terminal success of a running task: releases its dependents; its slot is free.
-        A waiting task may complete too: an attempt the body reported lost ran after all
-        (its report came late, perhaps after a restart of the body and the core); it leaves
-        the queue and frees no slot."""
+        A waiting or held task may complete too: an attempt the body reported lost ran after
+        all (its report came late, perhaps after a restart of the body and the core); it
+        leaves the queue and frees no slot."""
         run = self._running.pop(key, None)
-        # (it leaves the waiting set; its class index and expiry entries go lazily)
-        if run is None and self._waiting.pop(key, None) is None:
+        # (its class index, expiry and dependency entries go lazily)
+        if run is None and self._waiting.pop(key, None) is None and self._held.pop(key, None) is None:
             raise UnknownTaskError(f"completed: task {key!r} is not running (nor waiting)")
         self._tasks.pop(key, None)
         if self._retries:

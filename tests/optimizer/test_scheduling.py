@@ -211,6 +211,10 @@ def test_a_retry_whose_lost_attempt_finished_after_all_completes_where_it_waits(
     assert body.started() == ["t0", "t1", "t2"]  # t0 did not run again
     with pytest.raises(UnknownTaskError, match="'t0' is not running"):
         core.completed(4.0, "t0")  # once
+    core.submit(5.0, "after2", proc("after2"), after=["t2"])  # held (after a restart, say)...
+    core.completed(6.0, "after2")  # ...when a late report says it ran: it leaves the core
+    body.finish(7.0, "t2")
+    assert body.started()[-1] == "after0" and "after2" not in body.started() + core.waiting_keys()
 
 
 def test_batch_windows_place_what_arrived_together() -> None:
