@@ -120,14 +120,10 @@ class SchedulingCore(CoreQueue[K]):
             self._leave(now_s)
 
     def completed(self, now_s: float, key: K) -> None:
-        """Terminal success of a running task: releases its dependents; its slot is free.
-        A waiting or held task may complete too: an attempt the body reported lost ran after
-        all (its report came late, perhaps after a restart of the body and the core); it
-        leaves the queue and frees no slot."""
+        """Terminal success of a running task: releases its dependents; its slot is free."""
         run = self._running.pop(key, None)
-        # (its class index, expiry and dependency entries go lazily)
-        if run is None and self._waiting.pop(key, None) is None and self._held.pop(key, None) is None:
-            raise UnknownTaskError(f"completed: task {key!r} is not running (nor waiting)")
+        if run is None:
+            raise UnknownTaskError(f"completed: task {key!r} is not running")
         self._tasks.pop(key, None)
         if self._retries:
             self._retries.pop(key, None)
@@ -139,7 +135,7 @@ class SchedulingCore(CoreQueue[K]):
             try:
                 if key in self._dependents:
                     self._release_dependents(now_s, key, True)
-                if run is not None and self._waiting and not self._batch:
+                if self._waiting and not self._batch:
                     self._offer(now_s, run[0])
             finally:
                 self._leave(now_s)

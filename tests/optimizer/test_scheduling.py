@@ -194,29 +194,6 @@ def test_a_lost_task_is_retried_first_then_fails_after_max_retries() -> None:
     assert ("fail", "t0", "failed after 1 retries: node n1 failed") in body.log
 
 
-def test_a_retry_whose_lost_attempt_finished_after_all_completes_where_it_waits() -> None:
-    """The body heard late that the attempt it reported lost ran to the end: the waiting
-    retry completes (dependents released, nothing started twice, no slot freed)."""
-    body = Body(Fleet("two", (node("n0", "m4-pro-20", 64.0), node("n1", "m4-pro-20", 64.0))))
-    core = body.core
-    for k in range(3):
-        core.submit(0.0, f"t{k}", proc(f"t{k}"))
-    core.submit(0.0, "after0", proc("after0"), after=["t0"])
-    body.node_fails(1.0, body.on["t0"])  # t0 waits for a retry: the other node is busy
-    assert core.waiting_keys() == ["t0", "t2"]
-    core.completed(2.0, "t0")
-    assert core.waiting_keys() == ["t2", "after0"] and core.running_keys() == ["t1"]
-    body.finish(3.0, "t1")
-    core.tick(core.next_tick_s())
-    assert body.started() == ["t0", "t1", "t2"]  # t0 did not run again
-    with pytest.raises(UnknownTaskError, match="'t0' is not running"):
-        core.completed(4.0, "t0")  # once
-    core.submit(5.0, "after2", proc("after2"), after=["t2"])  # held (after a restart, say)...
-    core.completed(6.0, "after2")  # ...when a late report says it ran: it leaves the core
-    body.finish(7.0, "t2")
-    assert body.started()[-1] == "after0" and "after2" not in body.started() + core.waiting_keys()
-
-
 def test_batch_windows_place_what_arrived_together() -> None:
     calls = []
     body = Body(Fleet("one", (node("n0", "m4-pro-20", 64.0, slots=3),)), CoreSettings(batch_window_s=2.0))

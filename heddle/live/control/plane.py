@@ -357,15 +357,15 @@ class ControlPlane:
             self._unparking = False
 
     def ended(self, live: LiveTask, ok: bool, reason: str = "") -> None:
-        """The task ended for good (completed, failed, cancelled while running): the slot of
-        its current attempt is free and the core (if it has the task) hears the outcome. A
-        task whose retry waits in the core ends only by completing: an attempt declared lost
-        finished after all (reports.py), and the core must not keep its retry."""
+        """The current attempt ended for good (completed, failed, cancelled while running):
+        its slot is free and the core (if it runs it) hears the outcome. A task whose retry
+        waits in the core never ends here (reports.py ignores its lost attempt's reports):
+        the core would keep a key the working set no longer has."""
         node, now = live.node, self.now()
         released = bool(node) and self.fleet.released(NodeId(node), live.key)
         self.ledger.release(live.key, live.attempt)  # a call cut without its report: not billed to us
         live.node, live.offer = "", ""
-        if live.in_core and (node or ok):
+        if live.in_core and node:
             if ok:
                 self.core.completed(now, live.key)  # counts as the freed slot
             else:

@@ -169,7 +169,11 @@ class _Reports:
             return []  # exactly once: a re-run's second finish changes nothing
         current = _current(live, report)
         issued_by = bridge(live.spec.executor.kind)
-        if report.outcome == "ok":  # whichever attempt it is (its retry may wait in the core)
+        if report.outcome == "ok":  # whichever attempt it is, while one runs
+            if not live.node:
+                # An attempt declared lost while its retry waits in the core: the retry will
+                # run (the log holds no placement to complete it from, and the core keeps it).
+                return []
             out = self.catch_up(live, report, issued_by)
             done = plane.record(
                 live.key, "CompleteTask", {}, issued_by, result=report.result, node=report.node_id,
