@@ -101,6 +101,7 @@ class ControlPlane:
         self.recover_until_s: float | None = None  # recovering work's nodes must report by then
         self._outage = False  # the NATS connection was down at the last check
         self._checked_s: float | None = None  # when the watchdog last looked
+        self._reporting: list[tuple[float, str, int, str]] = []  # (until, task, attempt, node that left)
         self._parked: dict[str, LiveTask] = {}  # waiting for work in flight at a restart
         self._unparking = False
         # Work held until every node had one loss window to report after our start.
@@ -400,14 +401,37 @@ class ControlPlane:
         if released:
             self.core.slot_freed(now, NodeId(node))
 
-    def node_gone(self, node_id: NodeId, reason: str, *, left: bool) -> None:
+    def node_gone(self, node_id: NodeId, reason: str, *, left: bool,
+                  abandoned: frozenset[tuple[str, int]] | None = None) -> None:
+        """A node went silent (``left`` False: its attempts are lost) or said goodbye. An agent
+        says goodbye once the reports of what it finished are in the report stream, and names
+        the attempts it cut (``abandoned``: lost now); the others' reports may still be on
+        their way through the stream (the goodbye, on plain NATS, can overtake them), so they
+        are lost only if none came within a loss window."""
         work = self.fleet.mark_gone(node_id, left=left)
-        logger.warning("node %s %s; %d attempts to re-place", node_id, reason, len(work))
+        now = self.now()
+        lost = work if abandoned is None else [ref for ref in work if ref in abandoned]
+        logger.warning("node %s %s; %d attempts to re-place", node_id, reason, len(lost))
         for task_id, attempt in work:
             live = self.tasks.get(task_id)
-            if live is not None and live.attempt == attempt and not live.terminal:
+            if live is None or live.attempt != attempt or live.terminal:
+                continue
+            if (task_id, attempt) in lost:
                 self.attempt_lost(task_id, attempt, f"node {node_id} {reason}", cancel=False)
-        self.core.node_left(self.now(), node_id)
+            else:
+                self._reporting.append((now + self.settings.silence_s, task_id, attempt, node_id))
+        self.core.node_left(now, node_id)
+
+    def _unreported(self, now: float) -> None:
+        """Attempts of a node that left whose reports never came: lost."""
+        due = [entry for entry in self._reporting if entry[0] <= now]
+        if not due:
+            return
+        self._reporting = [entry for entry in self._reporting if entry[0] > now]
+        for _, task_id, attempt, node_id in due:
+            live = self.tasks.get(task_id)
+            if live is not None and live.attempt == attempt and live.node == node_id and not live.terminal:
+                self.attempt_lost(task_id, attempt, f"node {node_id} left without reporting it", cancel=False)
 
     def send_control(self, node: str, action: str, **fields: Any) -> None:
         message = wire.Control(
@@ -538,6 +562,7 @@ class ControlPlane:
                 live.last_seen_s = max(live.last_seen_s, now)
         for node_id in self.fleet.overdue(now, self.settings.silence_s):
             self.node_gone(node_id, f"missed {self.settings.missed_reports} reports", left=False)
+        self._unreported(now)
         while self._timeouts and self._timeouts[0][0] <= now:
             _, key, attempt = heapq.heappop(self._timeouts)
             live = self.tasks.get(key)
@@ -574,6 +599,7 @@ class ControlPlane:
                 self._warm_until_s += deaf_s
             if self.recover_until_s is not None:
                 self.recover_until_s += deaf_s
+            self._reporting = [(until + deaf_s, *rest) for until, *rest in self._reporting]
 
     # -- user actions (intake.py calls these) --------------------------------------------------
     def cancel(self, key: str, issued_by: str) -> str | None:

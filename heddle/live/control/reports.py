@@ -108,7 +108,8 @@ class _Reports:
         except wire.ProtocolError as exc:
             self.refuse("left", exc)
             return
-        plane.node_gone(NodeId(left.node_id), f"left ({left.reason})", left=True)
+        plane.node_gone(NodeId(left.node_id), f"left ({left.reason})", left=True,
+                        abandoned=frozenset((ref.task_id, ref.attempt) for ref in left.abandoned))
 
     # -- task reports ----------------------------------------------------------------------------
     async def on_report(self, msg: Any) -> None:
