@@ -584,14 +584,17 @@ class ControlPlane:
             self.core.tick(now)
 
     def _discount_deafness(self, now: float) -> None:
-        """Silence while this process was not listening does not count against a node: the
-        time the watchdog ran late (our loop busy or starved) moves every node's last report
-        forward, and the ends of the start-up waits, since reports that came meanwhile may be
-        unread still. (A restarted control plane on a loaded machine, its loop held for
-        seconds, declared every node lost with their reports waiting unread; the work it
-        offered at that moment was rejected for want of any node.)"""
+        """Silence while this process was not listening does not count against a node: when
+        the watchdog looks more than a report interval after its last look (our loop held or
+        starved), reports that came meanwhile may be unread still, so the excess moves every
+        node's last report forward, and the ends of the start-up waits: each look holds at
+        most one report interval of silence against a node. (A restarted control plane on a
+        loaded machine, its loop held for seconds, declared every node lost with their
+        reports waiting unread; the work it offered at that moment was rejected for want of
+        any node.)"""
         last, self._checked_s = self._checked_s, now
-        deaf_s = 0.0 if last is None else now - last - WATCH_INTERVAL_S
+        allowed_s = max(WATCH_INTERVAL_S, self.settings.report_interval_s)
+        deaf_s = 0.0 if last is None else now - last - allowed_s
         if deaf_s > 0:
             for live in self.fleet.nodes.values():
                 live.last_seen_s = min(live.last_seen_s + deaf_s, max(live.last_seen_s, now))
