@@ -99,7 +99,21 @@ def _flag(findings: list[Finding], mask: np.ndarray, code: str, message: str, fi
     """Add a finding for the tasks in `mask`, if any; `message` follows their count."""
     if mask.any():
         count = int(mask.sum())
-        findings.append(Finding(level, code, count, f"{count:,} {message}", fix))
+        findings.append(Finding(level, code, count, f"{count:,} {_number(count, message)}", fix))
+
+
+_SINGULAR = {"tasks have": "task has", "tasks name": "task names", "tasks need": "task needs",
+             "tasks prefer": "task prefers", "personal tasks belong": "personal task belongs"}
+"""The plural openings of `_flag`'s messages and what they read for a single task."""
+
+
+def _number(count: int, message: str) -> str:
+    """`message` (which opens with its plural subject and verb) agreeing with `count`."""
+    if count == 1:
+        for plural, singular in _SINGULAR.items():
+            if message.startswith(plural):
+                return singular + message[len(plural):]
+    return message
 
 
 def _billable(fleet: Fleet, accounts: np.ndarray, allow_unbudgeted: bool) -> np.ndarray:

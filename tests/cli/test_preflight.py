@@ -63,6 +63,15 @@ def test_each_pitfall_is_counted_once_with_a_fix(fleet):
     assert "office" in budget.message and "family" in budget.message
 
 
+def test_one_task_reads_in_the_singular_and_two_in_the_plural(fleet):
+    one = preflight(fleet, _work({"prompt_tokens": 200_000}, {"quant": "q2_k"}))
+    assert [f.message.split(":")[0] for f in one] == [
+        "1 task names a quantization their model lacks",
+        "1 task has prompt + output tokens beyond their model's context window"]
+    two = preflight(fleet, _work({"prompt_tokens": 200_000}, {"prompt_tokens": 300_000}))
+    assert two[0].message.startswith("2 tasks have prompt + output tokens")
+
+
 def test_a_fleet_with_offers_and_no_budgets_says_so():
     fleet = parse_fleet(FLEET.replace("budgets:\n  family: {limit_usd: 20}\n", ""), "nobudget.yaml")
     finding = next(f for f in preflight(fleet, _work({}, {}, {"privacy": "sensitive"})) if f.code == "no-budget")
