@@ -22,6 +22,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from heddle.events import EventEnvelope
+from heddle.events.jetstream import flush_interest
 from heddle.gateway.errors import GatewayError
 from heddle.live import protocol as wire
 from heddle.live.control.messages import (
@@ -87,7 +88,7 @@ class Bridge:
               for event in FOLLOWED_EVENTS],
             await self.nc.subscribe(wire.all_nodes(wire.CAPACITY), cb=self._on_capacity),
         ]
-        await self.nc.flush()
+        await flush_interest(self.nc)  # the server has our interest before any request is sent
 
     async def close(self) -> None:
         for task in list(self._tasks):
