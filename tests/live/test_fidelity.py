@@ -77,7 +77,7 @@ def replayed(run, metrics=("latency p50 (s)", "latency p95 (s)")):
 def service_ratio(run) -> np.ndarray:
     """Per task: the live step's service time (the agent's start to finish) over the twin's
     rule, from the recorded work and the exported fleet's speeds only (without the measured
-    spread the twin draws around it)."""
+    spread the twin draws around it, whose median the test applies)."""
     fleet = load_fleet(run.fleet_yaml)
     exact = replace(fleet, nodes=tuple(replace(n, service_cv=0.0) for n in fleet.nodes))
     twin = simulate(exact, run.recorded.trace, policy="fast").records.set_index("task_id")["service"]
@@ -91,7 +91,13 @@ def test_the_twin_predicts_each_steps_service_time_from_the_exported_fleet_withi
     ratio = service_ratio(cpu)
     print(f"service live / twin: p50 {np.median(ratio):.3f}, p95 {np.percentile(ratio, 95):.3f}")
     assert len(ratio) == cpu.tasks == TEST_ITEMS + TEST_ITEMS // 60
-    assert abs(np.median(ratio) - 1) <= BOUND
+    # the twin draws each node's service lognormal with mean 1 and the exported spread, whose
+    # median is 1/sqrt(1 + cv^2) (0.93 at cv 0.4), not 1: the live median is held to that
+    cv = {n.id: n.service_cv for n in load_fleet(cpu.fleet_yaml).nodes}
+    twin_median = np.median([1 / np.sqrt(1 + cv[node] ** 2)
+                             for node in cpu.recorded.outcomes["target"]])
+    print(f"the twin's own median: {twin_median:.3f}")
+    assert abs(np.median(ratio) / twin_median - 1) <= BOUND
     assert report.row("completed").live == report.row("completed").twin == cpu.tasks
 
 
