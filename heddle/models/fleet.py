@@ -59,6 +59,9 @@ class NodeIn(_Strict):
     # them; the twin draws each step's service time with this spread and starts it this long
     # after placing it): none = the model exactly, at once
     service_cv: Annotated[float, Field(ge=0, le=10)] = 0.0
+    # that spread's shape: the factor on a step's service time at evenly spaced probabilities
+    # from 0 to 1, in increasing order (the twin scales it to mean 1); none: lognormal at service_cv
+    service_quantiles: Annotated[list[Annotated[float, Field(gt=0, le=100)]], Field(max_length=101)] = []
     dispatch_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
 
 
@@ -116,6 +119,15 @@ def _build_node(i: int, n: NodeIn, doc: YamlDoc) -> Node:
             f"{doc.where(here + ('cpu_speed_profile', at))}: nodes[{i}].cpu_speed_profile[{at}]: time "
             f"{times[at]:g} comes before the previous entry's {times[at - 1]:g}; expected entries in time order"
         )
+    quantiles = n.service_quantiles
+    if len(quantiles) == 1:
+        raise FleetError(f"{doc.where(here + ('service_quantiles',))}: nodes[{i}].service_quantiles: one value; "
+                         "expected none or at least 2 (the factor at probabilities 0 and 1, and any evenly between)")
+    if quantiles != sorted(quantiles):
+        at = next(k for k in range(1, len(quantiles)) if quantiles[k] < quantiles[k - 1])
+        raise FleetError(
+            f"{doc.where(here + ('service_quantiles', at))}: nodes[{i}].service_quantiles[{at}]: {quantiles[at]:g} "
+            f"is below the previous entry's {quantiles[at - 1]:g}; expected quantiles in increasing order")
     if n.cpu_speed_relative is not None:  # a measured machine: its own copy of the device
         spec = replace(spec, cpu_single_core_relative=n.cpu_speed_relative)
     return Node(
@@ -131,6 +143,7 @@ def _build_node(i: int, n: NodeIn, doc: YamlDoc) -> Node:
         reserved_memory_gb=n.reserved_memory_gb,
         replaceable=n.replaceable,
         service_cv=n.service_cv,
+        service_quantiles=tuple(float(q) for q in quantiles),
         dispatch_s=n.dispatch_s,
         speed_profile=tuple((float(t), float(v)) for t, v in n.cpu_speed_profile),
     )

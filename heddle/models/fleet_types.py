@@ -25,11 +25,17 @@ class Node:
     replaceable: bool = False  # the owner agrees to the advisor proposing to replace it
     # measured on a live node (`heddle fleet export` writes them; 0 = the performance model exactly):
     service_cv: float = 0.0  # spread of a step's service time around the model's (coefficient of variation)
+    service_quantiles: tuple[float, ...] = ()  # that spread's shape: the factor at probabilities 0..1, evenly spaced
     dispatch_s: float = 0.0  # from placing a step on a free slot to its start (the control plane's round trip)
     speed_profile: tuple[tuple[float, float], ...] = ()  # (from Unix s, per-core speed) over a recorded window
 
     def __hash__(self) -> int:  # the labels dict makes the generated hash fail
         return hash((self.id, self.device.id, self.memory_gb, self.owner))
+
+    @property
+    def measured_spread(self) -> bool:
+        """Whether the twin draws this node's service times around the model's."""
+        return self.service_cv > 0 or bool(self.service_quantiles)
 
     def may_hold_personal_of(self, owner: OwnerId | None) -> bool:
         """Privacy rule for `personal` work: the owner's own node or one the owner trusts."""

@@ -93,7 +93,7 @@ class Twin(CloudDispatch):
         self.target_by_name: dict[str, NodeRt | OfferRt] = {}
         # each task's standard normal draw, for nodes measured to vary (NodeRt.spread)
         self.spread_z: list[float] | None = (rng.standard_normal(workload.n).tolist()
-                                             if any(n.service_cv > 0 for n in fleet.nodes) else None)
+                                             if any(n.measured_spread for n in fleet.nodes) else None)
         for node in fleet.nodes:
             self.add_node(node, present=True)
         slots_per_gpu = getattr(policy, "instance_slots_per_gpu", INSTANCE_SLOTS_PER_GPU)
@@ -150,8 +150,8 @@ class Twin(CloudDispatch):
             idle_w=dev.idle_power_w, price_usd_per_kwh=fleet.price_usd_per_kwh(node),
             present=present, dispatch_s=node.dispatch_s,
         )
-        if node.service_cv > 0 and self.spread_z is not None:
-            rt.measure_spread(node.service_cv)
+        if node.measured_spread and self.spread_z is not None:
+            rt.measure_spread(node.service_cv, node.service_quantiles)
         self.nodes.append(rt)
         self.targets.append(rt)
         self.target_by_name[node.id] = rt

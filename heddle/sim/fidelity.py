@@ -179,10 +179,10 @@ def compare(recorded: Recorded, fleet: Fleet, policy: str = "fast", seed: int = 
             replays: int = REPLAYS) -> FidelityReport:
     """Replay `recorded` on `fleet` with `policy` (the control plane's) and compare; nodes
     with a measured speed over time run at it (`measured_speeds`). When the fleet's nodes
-    carry a measured spread (`service_cv`), the twin's service times are draws: it replays
+    carry a measured spread (`service_cv`, `service_quantiles`), the twin's service times are draws: it replays
     `replays` times (seeds `seed`, `seed` + 1, ...) and each twin figure is the median of the
     replays' (the per-task comparison is the first replay's)."""
-    draws = replays if any(n.service_cv > 0 for n in fleet.nodes) else 1
+    draws = replays if any(n.measured_spread for n in fleet.nodes) else 1
     scenario = measured_speeds(fleet, recorded.origin_unix_s)
     results = [simulate(fleet, recorded.trace, policy=policy, scenario=scenario, seed=seed + k)
                for k in range(draws)]

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from heddle.models import Node, NodeState, NodeStatus
 from heddle.optimizer.view import backlog_s
 
-__all__ = ["ModelQuant", "NodeRt"]
+__all__ = ["ModelQuant", "NodeRt", "Spread"]
 
 
 class ModelQuant(NamedTuple):
@@ -29,6 +29,42 @@ class ModelQuant(NamedTuple):
     weights_gb: float
     kv_gb_per_token: float
     name: tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """How a measured node's service times vary around the performance model's: a factor
+    drawn for each step from its standard normal ``z``, with mean 1.
+
+    From the measured quantiles of the factor (`quantiles`: at evenly spaced probabilities
+    from 0 to 1, the distribution between them linear) when the node has them: a shared
+    core's steps are skewed (most a little faster than the mean, a few much slower), which a
+    lognormal of the same standard deviation does not draw. Else lognormal (`mu`, `sigma` of
+    the log factor) from a coefficient of variation alone (a fleet file written by hand)."""
+
+    mu: float = 0.0
+    sigma: float = 0.0
+    quantiles: tuple[float, ...] = ()
+
+    @classmethod
+    def measured(cls, service_cv: float, quantiles: tuple[float, ...] = ()) -> Spread:
+        if len(quantiles) >= 2:
+            steps = len(quantiles) - 1
+            mean = (sum(quantiles) - (quantiles[0] + quantiles[-1]) / 2) / steps  # of the linear pieces
+            return cls(quantiles=tuple(q / mean for q in quantiles))
+        sigma = math.sqrt(math.log1p(service_cv**2))
+        return cls(mu=-0.5 * sigma * sigma, sigma=sigma)
+
+    def factor(self, z: float) -> float:
+        table = self.quantiles
+        if not table:
+            return math.exp(self.mu + self.sigma * z)
+        at = 0.5 * math.erfc(-z / _SQRT2) * (len(table) - 1)  # the normal's CDF, on the table's scale
+        k = min(int(at), len(table) - 2)
+        return table[k] + (table[k + 1] - table[k]) * (at - k)
+
+
+_SQRT2 = math.sqrt(2.0)
 
 
 @dataclass(slots=True, eq=False)  # identity hash: the twin keeps sets of nodes
@@ -59,25 +95,24 @@ class NodeRt:
     loads: int = 0
     evictions: int = 0
     names: dict[int, tuple[str, str]] = field(default_factory=dict)  # key -> (model, quant)
-    # a measured node's steps (Node.service_cv, Node.dispatch_s): each service time is
-    # multiplied by exp(mu + sigma * z), z the task's standard normal draw (mean 1 kept),
-    # and starts dispatch_s after its placement
-    spread: tuple[float, float] | None = None  # (mu, sigma) of the log factor
+    # a measured node's steps (Node.service_cv or Node.service_quantiles, Node.dispatch_s):
+    # each service time is multiplied by the spread's factor for z, the task's standard normal
+    # draw (mean 1 kept), and starts dispatch_s after its placement
+    spread: Spread | None = None
     dispatch_s: float = 0.0
     # CPU speed the node's processor steps run at over the one the scheduler sees (a
     # scenario's `pace`: other work on the machine; a live node's measured speed over time,
     # heddle.sim.fidelity)
     pace: float = 1.0
 
-    def measure_spread(self, service_cv: float) -> None:
-        """Draw service times with this coefficient of variation (lognormal, mean 1)."""
-        sigma = math.sqrt(math.log1p(service_cv**2))
-        self.spread = (-0.5 * sigma * sigma, sigma)
+    def measure_spread(self, service_cv: float, quantiles: tuple[float, ...] = ()) -> None:
+        """Draw service times from the measured `quantiles` of the factor when there are
+        some, else lognormal with this coefficient of variation (both scaled to mean 1)."""
+        self.spread = Spread.measured(service_cv, quantiles)
 
     def spread_factor(self, z: float) -> float:
         """The factor on a step's service time for its standard normal draw ``z``."""
-        mu, sigma = self.spread
-        return math.exp(mu + sigma * z)
+        return self.spread.factor(z)
 
     @property
     def slots(self) -> int:

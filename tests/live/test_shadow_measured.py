@@ -49,14 +49,21 @@ def test_a_nodes_spread_and_start_delay_are_measured_over_the_window_asked_for()
     since = run(shadow, [1.0] * 50, start_delay=0.002, gap=0.5) + 1e-6  # steady, before the window
     factors = np.exp(rng.normal(0, 0.25, 400))
     run(shadow, list(factors), start_delay=0.004, gap=-0.05, t=since)  # each step waited for the slot
-    cv, dispatch = shadow.measured(since)["a"]
+    cv, dispatch, shape = shadow.measured(since)["a"]
     logs = np.sort(np.log(factors))[8:-8]  # 2% of 400 at each end
     assert cv == pytest.approx(math.sqrt(math.expm1((logs.std() / 0.890) ** 2)), rel=1e-6)
     assert cv == pytest.approx(math.sqrt(math.expm1(0.25**2)), rel=0.15)  # the spread drawn
     assert dispatch == pytest.approx(0.004, abs=1e-6)  # from the previous step's end, not the arrival
+    # its shape: the trimmed ratios' quantiles from the least to the greatest, scaled to mean 1
+    kept = np.sort(factors)[8:-8]
+    assert len(shape) == 21 and shape == tuple(sorted(shape))
+    scale = np.quantile(kept, 0.5) / shape[10]
+    assert np.array(shape) * scale == pytest.approx(np.quantile(kept, np.linspace(0, 1, 21)), rel=1e-9)
+    assert (sum(shape) - (shape[0] + shape[-1]) / 2) / 20 == pytest.approx(1.0, rel=1e-12)
     everything = Shadow(window=10_000)
     run(everything, [1.0] * 50, start_delay=0.002, gap=0.5)
-    assert everything.measured()["a"] == (pytest.approx(0.0, abs=1e-9), pytest.approx(0.002, abs=1e-6))
+    assert everything.measured()["a"][:2] == (pytest.approx(0.0, abs=1e-9), pytest.approx(0.002, abs=1e-6))
+    assert everything.measured()["a"].service_quantiles == pytest.approx([1.0] * 21)
 
 
 def test_the_start_delay_is_the_mean_a_node_loses_per_step_without_a_freak_one():
@@ -103,8 +110,10 @@ def test_too_few_completions_or_pipeline_stages_only_give_no_figure():
 def test_the_exported_fleet_carries_the_measured_figures_and_the_twin_reads_them():
     cpu = SimpleNamespace(cpu=SimpleNamespace(speed_relative=0.5))
     doc = fleet_document([(NODE, cpu), (Node(id="b", device=device("m1-7"), memory_gb=16.0, owner="bob"), cpu)],  # type: ignore[list-item]
-                         {}, {"a": (0.21234, 0.0031234)})
+                         {}, {"a": (0.21234, 0.0031234, (0.81234, 0.9, 1.3))})
     assert doc["nodes"][0]["service_cv"] == 0.2123 and doc["nodes"][0]["dispatch_s"] == 0.00312
+    assert doc["nodes"][0]["service_quantiles"] == [0.8123, 0.9, 1.3]
     assert "service_cv" not in doc["nodes"][1]
     fleet = parse_fleet(yaml.safe_dump(doc), "exported")
-    assert [(n.service_cv, n.dispatch_s) for n in fleet.nodes] == [(0.2123, 0.00312), (0.0, 0.0)]
+    assert [(n.service_cv, n.dispatch_s, n.service_quantiles) for n in fleet.nodes] == [
+        (0.2123, 0.00312, (0.8123, 0.9, 1.3)), (0.0, 0.0, ())]

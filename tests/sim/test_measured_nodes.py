@@ -1,6 +1,7 @@
-"""A node as a live cluster measured it (Node.service_cv, Node.dispatch_s; `heddle fleet
-export` writes them): the twin draws each step's service time around the performance model's
-with that spread, the mean kept, from the run's seeded generator, and starts each step that
+"""A node as a live cluster measured it (Node.service_cv, Node.service_quantiles,
+Node.dispatch_s; `heddle fleet export` writes them): the twin draws each step's service time
+around the performance model's with that spread (the measured quantiles' shape when there are
+some, else lognormal), the mean kept, from the run's seeded generator, and starts each step that
 long after placing it. Both engines, same records."""
 
 from __future__ import annotations
@@ -42,6 +43,24 @@ def test_a_nodes_measured_spread_draws_service_times_with_that_spread_and_the_mo
     assert (_both(make_fleet(1), df, seed=7)["service"] == exact).all()
 
 
+def test_a_nodes_measured_quantiles_draw_service_times_of_that_shape_on_both_engines():
+    n = 4000
+    df = processor_trace(np.arange(n) * 10.0, np.full(n, 1.0))  # far apart: nothing waits
+    exact = _both(make_fleet(1), df)["service"].iloc[0]
+    # skewed as a shared core's steps: most a little faster than the mean, a few much slower
+    shape = (0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.96, 1.0, 1.1, 1.5, 2.0)
+    skewed = _measured(make_fleet(1), service_cv=0.3, service_quantiles=shape)
+    drawn = (_both(skewed, df)["service"] / exact).to_numpy()
+    mean = (sum(shape) - (shape[0] + shape[-1]) / 2) / (len(shape) - 1)
+    assert drawn.mean() == pytest.approx(1.0, abs=0.02)  # the speed sets the level, the table the shape
+    assert drawn.min() >= shape[0] / mean - 1e-9 and drawn.max() <= shape[-1] / mean + 1e-9
+    for k in (1, 5, 9):  # the table's quantiles, not the lognormal's at service_cv 0.3
+        assert np.quantile(drawn, k / 10) == pytest.approx(shape[k] / mean, abs=0.02)
+    lognormal = (_both(_measured(make_fleet(1), service_cv=0.3), df)["service"] / exact).to_numpy()
+    assert np.median(lognormal) > np.median(drawn) + 0.03 and np.quantile(lognormal, 0.05) < drawn.min()
+    assert not np.allclose(_both(skewed, df, seed=1)["service"], _both(skewed, df)["service"])
+
+
 def test_a_nodes_dispatch_delay_starts_each_step_that_long_after_it_could_start():
     df = processor_trace(np.array([0.0, 0.0, 50.0]), np.full(3, 1.0))
     plain = _both(make_fleet(1), df)
@@ -73,6 +92,14 @@ def test_the_fleet_file_takes_the_measured_figures_and_rejects_impossible_ones()
         parse_fleet(base % ", dispatch_s: -1", "f.yaml")
     with pytest.raises(FleetError, match=r"f\.yaml.*service_cv"):
         parse_fleet(base % ", service_cv: many", "f.yaml")
+    shaped = parse_fleet(base % ", service_cv: 0.2, service_quantiles: [0.8, 0.9, 1.4]", "f.yaml").nodes[0]
+    assert shaped.service_quantiles == (0.8, 0.9, 1.4) and unmeasured.service_quantiles == ()
+    with pytest.raises(FleetError, match=r"f\.yaml:3.*service_quantiles\[2\]: 0\.85 is below.*increasing order"):
+        parse_fleet(base % ", service_quantiles: [0.8, 0.9, 0.85]", "f.yaml")
+    with pytest.raises(FleetError, match=r"f\.yaml.*service_quantiles: one value"):
+        parse_fleet(base % ", service_quantiles: [1.0]", "f.yaml")
+    with pytest.raises(FleetError, match=r"f\.yaml.*service_quantiles"):
+        parse_fleet(base % ", service_quantiles: [0, 1]", "f.yaml")
 
 
 def test_a_nodes_measured_speed_over_time_runs_each_step_at_the_speed_of_its_start():

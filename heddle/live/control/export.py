@@ -9,7 +9,7 @@ is asked for (`heddle fleet export --since`), else the agent's latest figure; ov
 also that speed over time (`cpu_speed_profile`: a machine shared with other work has slow
 spells of seconds, which the twin replays: heddle.sim.fidelity); and how its steps ran
 around the twin's rule over that window, as the shadow predictions measured them
-(`service_cv`, `dispatch_s`: heddle.live.control.shadow).
+(`service_cv`, `service_quantiles`, `dispatch_s`: heddle.live.control.shadow).
 """
 
 from __future__ import annotations
@@ -46,12 +46,12 @@ def memory_option_gb(options: tuple[float, ...], reported_gb: float) -> float:
 
 
 def fleet_document(nodes: list[tuple[Node, CapacityReport]], speeds: Mapping[str, float] | None = None,
-                   spreads: Mapping[str, tuple[float, float]] | None = None,
+                   spreads: Mapping[str, tuple[float, ...]] | None = None,
                    profiles: Mapping[str, list[tuple[float, float]]] | None = None) -> dict[str, Any]:
     """The fleet file (as plain data, ready for YAML) of these nodes, in the order given, each
     at its measured core speed: from `speeds` (node -> speed over a window) when it is there,
-    else the one its last report carried; with `spreads` (node -> (service_cv, dispatch_s),
-    `Shadow.measured`) and `profiles` (node -> [(from Unix s, speed)], the speed over time:
+    else the one its last report carried; with `spreads` (node -> (service_cv, dispatch_s[,
+    service_quantiles]), `Shadow.measured`) and `profiles` (node -> [(from Unix s, speed)], the speed over time:
     `Recorder.speed_profiles_since`) where a node has them."""
     speeds, spreads, profiles = speeds or {}, spreads or {}, profiles or {}
     out = []
@@ -78,7 +78,9 @@ def fleet_document(nodes: list[tuple[Node, CapacityReport]], speeds: Mapping[str
         if profiles.get(str(node.id)):
             row["cpu_speed_profile"] = [[round(t, 3), round(v, 4)] for t, v in profiles[str(node.id)]]
         if str(node.id) in spreads:
-            cv, dispatch = spreads[str(node.id)]
+            cv, dispatch, *shape = spreads[str(node.id)]
             row["service_cv"], row["dispatch_s"] = round(cv, 4), round(dispatch, 5)
+            if shape and shape[0]:
+                row["service_quantiles"] = [round(q, 4) for q in shape[0]]
         out.append(row)
     return {"name": LIVE_FLEET_NAME, "nodes": out}

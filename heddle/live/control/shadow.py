@@ -30,12 +30,12 @@ import math
 import statistics
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from heddle.models import Node, NodeState, Task
 from heddle.models.service import service_time
 
-__all__ = ["RUNNING_WINDOW", "Shadow", "ShadowFigure", "measured_spread"]
+__all__ = ["RUNNING_WINDOW", "Measured", "Shadow", "ShadowFigure", "measured_quantiles", "measured_spread"]
 
 RUNNING_WINDOW = 500
 """Completions the running error figure covers (recent behaviour, not the whole history)."""
@@ -51,6 +51,17 @@ TRIM = 0.02
 """Share of the log-ratios left out at each end of a node's spread (at least one each)."""
 TRIMMED_SD = 0.890
 """A normal distribution's standard deviation without 2% at each end, in its own."""
+SPREAD_QUANTILES = 21
+"""Quantiles of a node's spread exported (probabilities 0, 0.05, ..., 1 of the trimmed
+ratios): its shape to within a twentieth of the steps, from the 20-500 a window has."""
+
+
+class Measured(NamedTuple):
+    """What a window's completions measured of one node's steps (the exported fleet's fields)."""
+
+    service_cv: float
+    dispatch_s: float
+    service_quantiles: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +86,25 @@ def measured_spread(ratios: list[float]) -> float:
     logs = [math.log(min(max(r, RATIO_CLIP[0]), RATIO_CLIP[1])) for r in ratios]
     sigma = statistics.pstdev(_trimmed(logs)) / TRIMMED_SD
     return math.sqrt(math.expm1(sigma * sigma))
+
+
+def measured_quantiles(ratios: list[float]) -> tuple[float, ...]:
+    """The shape of the spread: SPREAD_QUANTILES quantiles of actual / predicted (evenly
+    spaced from the least to the greatest, TRIM left out at each end as for the spread),
+    scaled to mean 1 (the node's speed sets the level; this the shape around it). A core
+    shared with other work is skewed: most steps a little faster than the mean, a few much
+    slower, which a lognormal of the same spread puts elsewhere (heddle.sim's Spread)."""
+    kept = _trimmed([min(max(r, RATIO_CLIP[0]), RATIO_CLIP[1]) for r in ratios])
+    last = len(kept) - 1
+    table = []
+    for k in range(SPREAD_QUANTILES):
+        at = k * last / (SPREAD_QUANTILES - 1)
+        low = int(at)
+        high = min(low + 1, last)
+        table.append(kept[low] + (kept[high] - kept[low]) * (at - low))
+    steps = SPREAD_QUANTILES - 1
+    mean = (sum(table) - (table[0] + table[-1]) / 2) / steps  # of the linear pieces between them
+    return tuple(q / mean for q in table)
 
 
 def _trimmed(values: list[float]) -> list[float]:
@@ -156,8 +186,8 @@ class Shadow:
         self.predicted.pop(key, None)
         self.ready.pop(key, None)
 
-    def measured(self, since_unix_s: float | None = None) -> dict[str, tuple[float, float]]:
-        """Per node, (service_cv, dispatch_s) over the completions that ended since
+    def measured(self, since_unix_s: float | None = None) -> dict[str, Measured]:
+        """Per node, its spread (`service_cv` and `service_quantiles`) and `dispatch_s` over the completions that ended since
         `since_unix_s` (None: the last RUNNING_WINDOW); a node with fewer than MIN_SAMPLES
         of either is left out (the twin then runs its steps as the performance model says)."""
         out = {}
@@ -172,7 +202,9 @@ class Shadow:
             trips = [row[3] for row in rows if not math.isnan(row[3])]
             if len(rows) >= MIN_SAMPLES and len(delays) >= MIN_SAMPLES:
                 trip = statistics.fmean(_trimmed(trips)) if len(trips) >= MIN_SAMPLES else 0.0
-                out[node] = (measured_spread([row[1] for row in rows]), statistics.fmean(_trimmed(delays)) + trip)
+                ratios = [row[1] for row in rows]
+                out[node] = Measured(measured_spread(ratios), statistics.fmean(_trimmed(delays)) + trip,
+                                     measured_quantiles(ratios))
         return out
 
     def figure(self, node: str | None = None) -> ShadowFigure:
