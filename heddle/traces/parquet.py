@@ -339,14 +339,14 @@ def read_parquet(path: str | Path, *, check: bool = True) -> Trace:
         for i, file in enumerate(files):
             with _opened(file) as opened:
                 file_ids = pool.submit(_task_ids, opened)
+                if check:  # keyed on the second thread as soon as read, while this one reads
+                    keys.append(pool.submit(lambda ids=file_ids: string_keys(ids.result())))
                 try:
                     others = _read_columns(opened.parquet, file, _OTHER_NAMES)
                 finally:
                     wait([file_ids])  # the second thread is done with the file before it closes
                 chunks = file_ids.result()
                 meta = opened.meta if i == 0 else meta
-            if check:
-                keys.append(pool.submit(string_keys, chunks))
             ids.extend(chunks)
             starts.append(sum(len(c) for c in columns["arrival_s"]))
             for name, file_chunks in others.items():
