@@ -56,6 +56,11 @@ USE_THREADS = False
 """pyarrow's own threads off: on the 2-core machines heddle runs on, shared with the twin or
 other jobs, they cost ~10% more CPU and were slower by the clock. `read_parquet` splits a
 read between two threads of its own instead, one task each, so it never takes more CPU."""
+PRE_BUFFER = False
+"""Arrow's pre-buffering off: it reads a file's byte ranges on Arrow's I/O thread pool while the
+reading thread waits, which helps on a remote filesystem; for a local file it only adds a
+thread to wake and schedule for every row group, so a read on a busy machine waited longer
+(measured: best of 8 at load 14, 96-112 ms against 102-108 ms, medians 103-141 against 123-158)."""
 COMPRESSION = {c.name: "lz4" for c in COLUMNS} | {"task_id": "zstd"}
 """Per column: LZ4 (LZ4_RAW) decodes ~3x faster than zstd, which mattered: decompression was a
 third of reading a trace; task ids take zstd, which keeps them 2.5x smaller than LZ4 does
@@ -202,7 +207,7 @@ class _Opened:
         (the live recorder compacts its parts) is still the one read; the footer is not
         parsed again."""
         return pq.ParquetFile(self.source, metadata=self.parquet.metadata,
-                              page_checksum_verification=True)
+                              page_checksum_verification=True, pre_buffer=PRE_BUFFER)
 
 
 @contextmanager
@@ -216,7 +221,7 @@ def _opened(path: Path) -> Iterator[_Opened]:
         raise TraceFormatError(f"unreadable: {one_line(exc)}", path=path) from None
     with source:
         try:
-            pf = pq.ParquetFile(source, page_checksum_verification=True)
+            pf = pq.ParquetFile(source, page_checksum_verification=True, pre_buffer=PRE_BUFFER)
             schema = pf.schema_arrow
         except (pa.ArrowException, OSError) as exc:
             raise TraceFormatError(f"unreadable Parquet (cut short or corrupt?): "
