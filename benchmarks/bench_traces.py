@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import resource
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -33,24 +34,45 @@ CSV_NA = {"keep_default_na": False, "na_values": {"deadline_s": ["", "NaN"]}}
 """read_csv options that give back the trace's strings ("" stays "") and NaN deadlines."""
 
 
+def _schedstat() -> tuple[float, float]:
+    """The calling thread's seconds on a core and waiting in the run queue for one (Linux's
+    schedstat; zeros where there is none). Neither counts time blocked on a lock or a future."""
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
+            on_cpu, queued, _ = f.read().split()
+    except OSError:
+        return 0.0, 0.0
+    return int(on_cpu) / 1e9, int(queued) / 1e9
+
+
 @dataclass(slots=True)
 class Timing:
     """Best (smallest) wall-clock and CPU seconds over the repetitions of one operation, the
     kernel's share of that best CPU time (mostly page faults: memory mapped in) and the
-    calling thread's share (the rest ran on threads the operation started)."""
+    calling thread's share (the rest ran on threads the operation started). For the fastest
+    repetition by the clock: how long the calling thread waited for a core (`queued_s`) and
+    how long it was blocked (`blocked_s`: on the GIL or on a thread the operation started),
+    so that wall = the calling thread's CPU + queued + blocked."""
 
     wall_s: float = float("inf")
     cpu_s: float = float("inf")
     sys_s: float = float("inf")
     caller_s: float = float("inf")
+    queued_s: float = 0.0
+    blocked_s: float = 0.0
 
     def run(self, fn: Callable[[], object]) -> object:
         wall, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+        on_cpu, queued = _schedstat()
         caller = time.thread_time()
         result = fn()
         caller = time.thread_time() - caller
+        on_cpu_after, queued_after = _schedstat()
+        wall = time.perf_counter() - wall
         after = resource.getrusage(resource.RUSAGE_SELF)
-        self.wall_s = min(self.wall_s, time.perf_counter() - wall)
+        if wall < self.wall_s:
+            self.wall_s, self.queued_s = wall, queued_after - queued
+            self.blocked_s = max(0.0, wall - (on_cpu_after - on_cpu) - self.queued_s)
         kernel = after.ru_stime - before.ru_stime
         cpu = after.ru_utime - before.ru_utime + kernel
         if cpu < self.cpu_s:
@@ -59,8 +81,8 @@ class Timing:
 
     @property
     def longer_thread_s(self) -> float:
-        """CPU seconds of the busier of the calling thread and the others: about the wall
-        clock with a core free for each (on a busy machine the clock says more)."""
+        """CPU seconds of the busier of the calling thread and the others: a floor for the
+        wall clock with a core free for each (the threads also wait for each other)."""
         return max(self.caller_s, self.cpu_s - self.caller_s)
 
 
@@ -214,9 +236,11 @@ def report(formats: list[Format], rows: int, stream_peak: float) -> None:
               f"{(t['read'].cpu_s - t['decode'].cpu_s) * 1e3:.0f}")
     t = pq.timings["read"]
     print(f"       Parquet's read split over two threads: {t.caller_s * 1e3:.0f} ms CPU on the "
-          f"calling thread, {(t.cpu_s - t.caller_s) * 1e3:.0f} on the second; with a core free "
-          f"for each it takes about the longer, {t.longer_thread_s * 1e3:.0f} ms: .htr's CPU / "
-          f"that = {htr.timings['read'].cpu_s / t.longer_thread_s:.1f}x")
+          f"calling thread, {(t.cpu_s - t.caller_s) * 1e3:.0f} on the second (the busier: "
+          f"{t.longer_thread_s * 1e3:.0f} ms, .htr's CPU / that = "
+          f"{htr.timings['read'].cpu_s / t.longer_thread_s:.1f}x); in the fastest read the "
+          f"calling thread waited {t.queued_s * 1e3:.0f} ms for a core and was blocked "
+          f"{t.blocked_s * 1e3:.0f} ms (on the second thread or the GIL)")
     print(f"write  Parquet vs .htr: {ratio(pq, htr, 'write'):.1f}x; vs .htr.gz "
           f"{ratio(pq, gz, 'write'):.1f}x; vs DataFrame.to_csv {ratio(pq, csv, 'write'):.1f}x")
     print(f"size   Parquet / .htr: {size:.2f} (goal <= 0.33: {ok(size <= 1 / 3)}); / .htr.gz "
