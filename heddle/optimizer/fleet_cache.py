@@ -223,6 +223,15 @@ def _offer_capacity(offer: CloudOffer) -> int:
 
 def _model_arrays(fa: FleetArrays, model_id: str | None, quant: str | None) -> ModelArrays:
     j = fa.n_targets
+    if not model_id:
+        # a tier and no model: unknown to every node and instance (they run the model named),
+        # but an API of the task's tier serves it with its own model at the offer's rates
+        prefill, decode = np.full(j, np.nan), np.full(j, np.nan)
+        for k, offer in enumerate(fa.fleet.cloud_offers):
+            if offer.kind is OfferKind.API:
+                prefill[fa.n_nodes + k] = offer.prefill_tokens_per_s or API_DEFAULT_PREFILL_TOKENS_PER_S
+                decode[fa.n_nodes + k] = offer.decode_tokens_per_s or API_DEFAULT_DECODE_TOKENS_PER_S
+        return ModelArrays(False, 0.0, 0.0, prefill, decode, np.zeros(j))
     try:
         spec = model_spec(model_id)
         weights = spec.weights_gb(quant)

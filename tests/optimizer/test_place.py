@@ -123,6 +123,25 @@ def test_a_frontier_task_goes_to_the_frontier_tier(state):
     assert d.target == "claude-opus-4.6"
 
 
+def test_a_task_naming_a_tier_and_no_model_goes_to_that_tiers_api(state):
+    # the documented council participant `{name: opus, tier: frontier}`: the API of the tier
+    # serves it with its own model; no machine can (it names nothing to load)
+    for policy in ("optimal", "fast", "cheapest", "round-robin", "least-loaded", "ray-hybrid"):
+        d = place(state, [_llm(tier=Tier.FRONTIER, model=None, quant=None)], policy).decisions[0]
+        assert d.status is DecisionStatus.PLACED and d.target == "claude-opus-4.6", (policy, d.reason)
+        assert d.rejected_alternatives["studio"].startswith("tier")
+        assert d.rejected_alternatives["claude-haiku-4.5"].startswith("tier")
+    local = place(state, [_llm(tier=Tier.LOCAL, model=None, quant=None)]).decisions[0]
+    assert local.status is DecisionStatus.REJECTED  # no API serves the local tier, no node a nameless model
+    assert local.rejected_alternatives["studio"].startswith("model")
+    private = place(state, [_llm(tier=Tier.FRONTIER, model=None, quant=None,
+                                 privacy=Privacy.SENSITIVE)]).decisions[0]
+    assert private.status is DecisionStatus.REJECTED
+    assert private.rejected_alternatives["claude-opus-4.6"].startswith("privacy")
+    unbilled = place(state, [_llm(tier=Tier.FRONTIER, model=None, quant=None, account=None)]).decisions[0]
+    assert unbilled.status is DecisionStatus.REJECTED and "budget" in unbilled.reason
+
+
 def test_a_node_serves_a_tier_up_to_its_models_catalog_tier(state):
     # qwen2.5-32b is a standard-tier open model (catalog); bob's 64 GB mini can hold it
     assert catalog.model("qwen2.5-32b").tier is Tier.STANDARD
