@@ -72,21 +72,31 @@ class PerfLog:
             return 0
         from heddle.models.learned import PerfRecord
 
+        lines = []
+        for task, result, at in batch:
+            try:  # one record at a time: a backend's odd figure loses its own record only
+                lines.append(PerfRecord(
+                    node=self.node, device=self.device, backend=result["backend"], model=task.model,
+                    quant=task.quant, prompt_tokens=result.get("prompt_tokens") or 0,
+                    output_tokens=result.get("output_tokens") or 0, ttft_s=result.get("ttft_s") or None,
+                    decode_tokens_per_s=result.get("decode_tokens_per_s") or None, at=at,
+                    measured=None if self.device is not None or self.measured is None else
+                    self.measured.figures(),
+                ).model_dump_json(exclude_none=True) + "\n")
+            except ValueError as exc:
+                self._warn(f"task {task.id}: {exc}")
+        if not lines:
+            return 0
         try:
-            lines = [PerfRecord(
-                node=self.node, device=self.device, backend=result["backend"], model=task.model,
-                quant=task.quant, prompt_tokens=result.get("prompt_tokens") or 0,
-                output_tokens=result.get("output_tokens") or 0, ttft_s=result.get("ttft_s") or None,
-                decode_tokens_per_s=result.get("decode_tokens_per_s") or None, at=at,
-                measured=None if self.device is not None or self.measured is None else
-                self.measured.figures(),
-            ).model_dump_json(exclude_none=True) + "\n" for task, result, at in batch]
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as f:
                 f.write("".join(lines))
-        except (OSError, ValueError) as exc:
-            if not self._warned:
-                self._warned = True
-                log.warning("cannot record LLM speeds in %s: %s", self.path, exc)
+        except OSError as exc:
+            self._warn(str(exc))
             return 0
         return len(lines)
+
+    def _warn(self, why: str) -> None:
+        if not self._warned:  # once: the agent goes on, and so do its attempts
+            self._warned = True
+            log.warning("cannot record LLM speeds in %s: %s", self.path, " ".join(why.split()))
