@@ -30,6 +30,11 @@ MAX_GROWTH_PER_YEAR = 10.0
 """A short trace of a ramp-up can fit absurd yearly growth (+5%/day is x50 million a year);
 beyond 11x a year the extrapolation is capped and the report says so."""
 
+MIN_SPAN_S = 3600.0
+"""The shortest span of arrivals (the last one's time) the advisor scales to a month: one
+replay period (an hour; a day for traces of two days or more). Below it a trace holds no rate
+to scale: a workload file whose items all arrive at 0 s would read as one hour of demand."""
+
 REQUIRED_COLUMNS = (
     "arrival_s", "kind", "model", "quant", "prompt_tokens", "output_tokens",
     "privacy", "owner", "deadline_s",
@@ -97,6 +102,11 @@ def _check(df: pd.DataFrame) -> None:
     arr = df["arrival_s"].to_numpy(np.float64)
     if not np.all(np.isfinite(arr)) or arr.min() < 0:
         raise WorkloadError("trace column arrival_s: expected finite seconds >= 0")
+    if arr.max() < MIN_SPAN_S:
+        raise WorkloadError(
+            f"column arrival_s: the last arrival is at {arr.max():g} s; expected arrivals over "
+            f"at least {MIN_SPAN_S:g} s (monthly figures are scaled from their span): give the "
+            "items arrival_s over the time they stand for, or use a recorded or synthetic trace")
 
 
 def _shares(series: pd.Series) -> dict[str, float]:

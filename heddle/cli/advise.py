@@ -69,7 +69,7 @@ def advise(
     """Advise what to buy: rank candidate purchases by payback, NPV and TCO from twin replays."""
     from pydantic import ValidationError
 
-    from heddle.advisor import AdvisorError, AdvisorSettings, check_sampling
+    from heddle.advisor import AdvisorError, AdvisorSettings, WorkloadError, check_sampling
     from heddle.advisor import advise as run_advice
     from heddle.advisor.report import RANKING_COLUMNS, check_out_dir, ranking_rows, write_report
     from heddle.cli.check import findings_for, read_work
@@ -123,6 +123,8 @@ def advise(
     except ValidationError as exc:
         e = exc.errors()[0]
         fail("advise", f"option --{str(e['loc'][0]).replace('_', '-')}: {e['msg']}")
+    except WorkloadError as exc:  # about the trace: name it (a workload YAML's is a scratch file)
+        fail("advise", f"{base.advise_trace}: {exc}")
     except (AdvisorError, SimError, ModelsError, TraceError, OSError) as exc:
         fail("advise", str(exc))
 

@@ -82,3 +82,16 @@ def test_an_explosive_ramp_is_capped_and_reported():
     p = analyze(df)
     assert p.growth_per_year == pytest.approx(10.0, rel=1e-6)
     assert any("capped" in n for n in p.notes)
+
+
+@pytest.mark.parametrize("last_arrival_s", [0.0, 3599.0])
+def test_a_trace_spanning_under_an_hour_is_refused_not_scaled_up(last_arrival_s):
+    # work that all arrives at 0 s (a workload file without arrival_s) holds no rate: read as
+    # an hour of demand it made monthly figures up
+    df = _poisson_trace(np.random.default_rng(1), 1, lambda d: 50)
+    df["arrival_s"] = np.linspace(0.0, last_arrival_s, len(df))
+    with pytest.raises(WorkloadError, match=rf"arrival_s: the last arrival is at {last_arrival_s:g} s; "
+                                            r"expected arrivals over at least 3600 s"):
+        analyze(df)
+    df["arrival_s"] = np.linspace(0.0, 3600.0, len(df))
+    assert analyze(df).requests_per_day == pytest.approx(len(df) * 24)

@@ -52,12 +52,29 @@ def test_trace_stats_head_check_and_advise_read_the_whole_documented_workload(tm
     head = heddle("trace", "head", str(path))
     assert head.exit_code == 0, head.stderr
     assert "rag-ingest/tag" in head.stdout and "strategy/r1_opus" in head.stdout
+    # arrivals at one instant are no rate to scale to a month: refused in one line naming the file
+    refused = heddle("advise", "--trace", str(path), "--out", str(tmp_path / "advice"))
+    assert_rejected(refused, str(path), "arrival_s", "last arrival is at 0 s", "at least 3600 s")
+    assert not (tmp_path / "advice").exists()
+
+
+def test_advise_reads_a_workload_yaml_whose_arrivals_span_hours(tmp_path):
+    import yaml
+
+    work = yaml.safe_load(WORKLOAD)
+    items = [item for section in ("tasks", "pipelines", "councils") for item in work[section]]
+    for k, item in enumerate(items):
+        item["arrival_s"] = 1800.0 * k  # over 1.5 hours
+    stage = next(s for s in work["pipelines"][0]["stages"] if s["name"] == "tag")
+    stage.pop("model", None)  # a sensitive stage asking for the standard tier and naming no model
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(work))
     advice = heddle("advise", "--trace", str(path), "--out", str(tmp_path / "advice"), "--shortlist", "1",
                     "--workers", "1", "--json")
     assert advice.exit_code == 0, advice.stderr
     report = json.loads(advice.stdout)
     assert report["privacy_violations"] == 0
-    # the sensitive stage asking for the standard tier with no model: named as a cause, not a crash
+    # that stage: named as a cause, not a crash
     assert any("names no model" in c["sentence"] for c in report["causes"]), report["causes"]
 
 
