@@ -260,9 +260,17 @@ def _runtime_param(self: Any) -> Any:
     return self._runtime_param if self._runtime_param is not None else _CoercionOnFirstValue(self)
 
 
+TYPER_CHECKED = "0.29."
+"""The typer releases whose private coercion hook (`_TyperParameter.get_runtime_param`, and
+`type_descriptor` / `typer._coercion` behind it) `install_help_format` replaces, as
+tests/cli/test_startup.py holds. Under another typer (pyproject allows any >= 0.12) the hook
+is left alone: typer's own coercion is slower to start, never wrong."""
+
+
 def install_help_format() -> None:
     """Make typer's help show placeholders and defaults, not Python types, and build typer's
     coercion of a parameter only when it gets a value (idempotent)."""
+    import typer
     from typer import core
 
     for cls in (core.TyperOption, core.TyperArgument):
@@ -272,5 +280,6 @@ def install_help_format() -> None:
     if hasattr(core.TyperArgument, "_usage_display_name"):
         core.TyperArgument._usage_display_name = _usage_name
     # the same for the coercion hook: tests/cli/test_startup.py notices pydantic in --help
-    if hasattr(core, "_TyperParameter") and hasattr(core._TyperParameter, "get_runtime_param"):
+    if typer.__version__.startswith(TYPER_CHECKED) and hasattr(core, "_TyperParameter") \
+            and hasattr(core._TyperParameter, "get_runtime_param"):
         core._TyperParameter.get_runtime_param = _runtime_param

@@ -74,9 +74,35 @@ def test_the_typer_hooks_patched_for_start_up_are_the_ones_this_typer_has():
 
     from typer import _coercion, core
 
-    assert version("typer").startswith("0.29."), "typer upgraded: re-check the hooks in heddle/cli/common.py"
+    from heddle.cli.common import TYPER_CHECKED
+
+    assert version("typer").startswith(TYPER_CHECKED), "typer upgraded: re-check the hooks in heddle/cli/common.py"
     assert callable(core._TyperParameter.get_runtime_param) and callable(_coercion.build_runtime_param)
     assert callable(core.TyperArgument._usage_display_name)  # the usage line's argument names
+
+
+OTHER_TYPER_PROBE = """
+import contextlib, io, json, sys
+import typer
+from typer import core
+typer.__version__ = "0.30.0"  # a release the coercion hook was not checked against
+own = core._TyperParameter.get_runtime_param
+sys.argv = ["heddle", "catalog", "show", "m4-max-40"]
+from heddle.cli.main import main
+with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):
+    main()
+print(json.dumps({"own": core._TyperParameter.get_runtime_param is own, "out": out.getvalue()}))
+"""
+
+
+def test_another_typer_keeps_its_own_coercion_and_commands_still_run():
+    # the hook reaches into typer's private parameter objects: under a typer it was not checked
+    # against (pyproject allows any >= 0.12) it must not be installed, and nothing breaks
+    done = subprocess.run([sys.executable, "-c", OTHER_TYPER_PROBE], capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    probe = json.loads(done.stdout)
+    assert probe["own"] and "m4-max-40" in probe["out"]
 
 
 LIST_PROBE = """
