@@ -103,8 +103,9 @@ def _flag(findings: list[Finding], mask: np.ndarray, code: str, message: str, fi
 
 
 _SINGULAR = {"tasks have": "task has", "tasks name": "task names", "tasks need": "task needs",
-             "tasks prefer": "task prefers", "personal tasks belong": "personal task belongs"}
-"""The plural openings of `_flag`'s messages and what they read for a single task."""
+             "tasks prefer": "task prefers", "personal tasks belong": "personal task belongs",
+             "public tasks are": "public task is", "public tasks can": "public task can"}
+"""The plural openings of the findings' messages and what they read for a single task."""
 
 
 def _number(count: int, message: str) -> str:
@@ -141,7 +142,8 @@ def preflight(fleet: Fleet, work: pd.DataFrame, *, allow_unbudgeted_cloud: bool 
     for name, count in sorted(unknown.items(), key=lambda kv: -kv[1])[:_LISTED]:
         findings.append(Finding(
             "error", "unknown-model", count,
-            f"{count:,} tasks name model {name!r}, which the catalog does not know: all would be rejected.",
+            f"{count:,} {_number(count, f'tasks name model {name!r}, which the catalog does not know')}: "
+            f"{'all' if count > 1 else 'it'} would be rejected.",
             f"use a catalog model id ({close_matches(name)})"))
     known = llm & (model != "") & np.isin(model, list(specs))
     bad_quant = np.zeros(n, dtype=bool)
@@ -196,16 +198,19 @@ def preflight(fleet: Fleet, work: pd.DataFrame, *, allow_unbudgeted_cloud: bool 
     offers = fleet.cloud_offers
     if offers and (public & ~billable & valid).any():
         stuck = public & ~billable & valid
+        count = int(stuck.sum())
         if not fleet.budgets:
             msg = (f"the fleet allows {len(offers)} cloud offers but defines no budgets, so "
-                   f"{int(stuck.sum()):,} public tasks can never be billed to the cloud")
+                   f"{count:,} {_number(count, 'public tasks can never be billed to the cloud')}")
         else:
-            msg = (f"{int(stuck.sum()):,} public tasks are charged to accounts the fleet has no "
+            msg = (f"{count:,} {_number(count, 'public tasks are charged to accounts the fleet has no')} "
                    f"budget for ({_examples(account, stuck)}; budgets: "
-                   f"{', '.join(sorted(str(a) for a in fleet.budgets))}), so they can never burst")
+                   f"{', '.join(sorted(str(a) for a in fleet.budgets))}), so "
+                   f"{'they' if count > 1 else 'it'} can never burst")
         findings.append(Finding(
             "warning", "no-budget", int(stuck.sum()),
-            msg + ": they wait for local nodes, and those no node can run are rejected.",
+            msg + (": they wait for local nodes, and those no node can run are rejected." if count > 1 else
+                   ": it waits for local nodes, and is rejected if no node can run it."),
             "add a budget for each account to the fleet's `budgets:` (or set the tasks' account "
             "to one that has a budget)"))
     rank = np.array([TIER_RANK.get(t, -1) for t in tier]) if n else np.zeros(0, dtype=int)
