@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from heddle.traces import Trace, TraceValidationError, distinct, iter_trace, read_trace, write_trace
 from heddle.traces.arrowframe import USED_SLICE_ROWS
-from heddle.traces.distinct import SLICE_ROWS, keys_distinct, string_keys
+from heddle.traces.distinct import SLICE_ROWS, keys_distinct, keys_unique, string_keys
 from tests.traces.conftest import make_frame
 
 TEXT = st.text(alphabet=st.sampled_from(["a", "b", "\x00", "é", "🙂"]), max_size=20)
@@ -37,6 +37,25 @@ def test_equal_strings_equal_keys_and_distinct_only_when_distinct(
     else:
         # strings that differ only in trailing NULs or in a later 8-byte word still differ
         assert len(set(keys.tolist())) == len(values) and distinct is True
+
+
+KEYS = st.lists(st.one_of(st.integers(0, 2**64 - 1), st.integers(0, 40),  # small: top bits 0
+                          st.integers(2**64 - 40, 2**64 - 1)), max_size=300)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=KEYS, part_keys=st.sampled_from([1, 2, 7, 64, 125_000]),
+       repeat=st.one_of(st.none(), st.integers(0, 299)))
+def test_keys_checked_in_parts_are_unique_exactly_when_no_key_repeats(
+        values: list[int], part_keys: int, repeat: int | None):
+    """Keys are split into parts by their top bits (up to 2**16 parts) and each part checked
+    on its own: the answer is the same as for all keys at once, wherever a repeat falls."""
+    if repeat is not None and values:
+        values = values + [values[repeat % len(values)]]
+    keys = np.array(values, dtype=np.uint64)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(distinct, "PART_KEYS", part_keys)
+        assert keys_unique(keys) is (len(set(values)) == len(values))
 
 
 def test_keys_span_slices_and_chunks():
