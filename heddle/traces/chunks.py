@@ -85,14 +85,18 @@ def merge_categorical(
 
 
 def validated(trace: Trace, path: Path, *, first_row: int = 0, whole: bool = True,
-              repeated: Callable[[], np.ndarray] | None = None) -> Trace:
+              repeated: Callable[[], np.ndarray] | None = None,
+              breached_dependency: Callable[[], TraceValidationError | None] | None = None,
+              ) -> Trace:
     """`trace` after the schema's rules; a breach names `path` and the row in the whole file.
 
     A chunk that is not the `whole` trace skips the dependency rule: a pipeline may straddle
-    two chunks. `repeated`: the unique-id rule worked out elsewhere (see `validate`).
+    two chunks. `repeated`, `breached_dependency`: the unique-id and dependency rules worked
+    out elsewhere (see `validate`).
     """
     try:
-        validate(trace.df, dependencies=whole, repeated=repeated)
+        validate(trace.df, dependencies=whole, repeated=repeated,
+                 breached_dependency=breached_dependency)
     except TraceValidationError as exc:
         row = None if exc.row is None else first_row + exc.row
         raise TraceValidationError(exc.reason, path=path, row=row, column=exc.column) from None

@@ -30,7 +30,14 @@ from heddle.traces.arrowframe import NULLABLE, arrow_column, arrow_frame, one_li
 from heddle.traces.chunks import ChunkChecker, used_categories, validated
 from heddle.traces.distinct import string_keys
 from heddle.traces.errors import TraceFormatError, TraceValidationError
-from heddle.traces.schema import COLUMN_NAMES, COLUMNS, Column, Encoding, repeated_ids
+from heddle.traces.schema import (
+    COLUMN_NAMES,
+    COLUMNS,
+    Column,
+    Encoding,
+    dependency_breach,
+    repeated_ids,
+)
 from heddle.traces.trace import Trace
 
 __all__ = [
@@ -268,16 +275,20 @@ def _checked_meta(schema: pa.Schema, path: Path) -> dict[str, str]:
 
 def _trace(columns: dict[str, list[pa.Array] | Callable[[], object]], meta: dict[str, str],
            path: Path, first_row: int | None, check: bool,
-           repeated: Callable[[], np.ndarray] | None = None) -> Trace:
-    """A Trace of the columns: the whole file, or (given its `first_row`) one chunk of it."""
+           repeated: Callable[[], np.ndarray] | None = None,
+           pool: ThreadPoolExecutor | None = None) -> Trace:
+    """A Trace of the columns: the whole file, or (given its `first_row`) one chunk of it.
+    Given a `pool`, the dependency rule is checked there while this thread checks the others."""
     try:
         trace = Trace(arrow_frame(columns, first_row or 0), meta)
     except TraceValidationError as exc:
         raise TraceValidationError(exc.reason, path=path, row=exc.row, column=exc.column) from None
     if not check:
         return trace
-    return validated(trace, path, first_row=first_row or 0, whole=first_row is None,
-                     repeated=repeated)
+    whole = first_row is None
+    breach = pool.submit(dependency_breach, trace.df).result if pool and whole else None
+    return validated(trace, path, first_row=first_row or 0, whole=whole, repeated=repeated,
+                     breached_dependency=breach)
 
 
 def parquet_files(path: Path) -> list[Path]:
@@ -325,14 +336,15 @@ def _joined(parts: list[np.ndarray | None]) -> np.ndarray | None:
 def read_parquet(path: str | Path, *, check: bool = True) -> Trace:
     """Read a whole Parquet trace, or a directory of them as one trace (the first file's meta).
 
-    Two threads share a read. A second thread decodes the task ids and checks them unique,
-    about half of the CPU time of a read: it decodes a file's ids and keys them (numpy,
-    see heddle.traces.distinct) while this one decodes the file's other columns, then puts
-    all the keys in a hash table while this one builds the frame and checks the other
-    rules. Arrow, numpy and pandas' hash table release the GIL, so with a core free a read
-    takes about the longer of the two, and on a busy machine about the sum, as on one
-    thread. One file is open at a time (a recorded directory holds thousands); the rules
-    and errors are those of one thread (see `validate`).
+    Two threads share a read. A second thread decodes the task ids and checks them unique:
+    it decodes a file's ids and keys them (numpy, see heddle.traces.distinct) while this one
+    decodes the file's other columns (Arrow lets go of the GIL for the whole decode), then
+    proves all the keys distinct with hash tables while this one builds the frame, and
+    checks the dependency rule while this one checks the others. Arrow, numpy and pandas'
+    hash table release the GIL, so with a core free a read takes about the longer of the
+    two, and on a busy machine about the sum, as on one thread. One file is open at a time
+    (a recorded directory holds thousands); the rules and errors are those of one thread
+    (see `validate`).
     """
     path = Path(path)
     files = parquet_files(path) if path.is_dir() else [path]
@@ -365,7 +377,7 @@ def read_parquet(path: str | Path, *, check: bool = True) -> Trace:
         ) if check else None
         try:
             return _trace(columns, meta, path, None, check,
-                          repeated=repeated.result if repeated else None)
+                          repeated=repeated.result if repeated else None, pool=pool)
         except TraceValidationError as exc:
             if len(files) == 1 or exc.row is None:
                 raise

@@ -30,6 +30,7 @@ __all__ = [
     "TIERS",
     "Column",
     "Encoding",
+    "dependency_breach",
     "empty_frame",
     "normalize",
     "repeated_ids",
@@ -239,7 +240,9 @@ def repeated_ids(ids: pd.Series, keys: np.ndarray | None = None) -> np.ndarray:
 
 
 def validate(df: pd.DataFrame, *, dependencies: bool = True,
-             repeated: Callable[[], np.ndarray] | None = None) -> None:
+             repeated: Callable[[], np.ndarray] | None = None,
+             breached_dependency: Callable[[], TraceValidationError | None] | None = None,
+             ) -> None:
     """Check the semantic rules of a canonical frame; raise on the first bad row.
 
     Rules: arrival finite, >= 0 and sorted; token counts and CPU work >= 0; deadlines > 0 or
@@ -248,6 +251,7 @@ def validate(df: pd.DataFrame, *, dependencies: bool = True,
     of a pipeline). `repeated`, if given, returns `repeated_ids(df["task_id"])` worked out
     elsewhere: the Parquet reader does it on a second thread while this one checks the other
     rules, so it is asked for after them (a breach is still reported in the order above).
+    `breached_dependency`, likewise, returns `dependency_breach(df)` worked out elsewhere.
     """
     arrival = df["arrival_s"].to_numpy()
     ids_repeated = repeated or (lambda: repeated_ids(df["task_id"]))
@@ -263,21 +267,32 @@ def validate(df: pd.DataFrame, *, dependencies: bool = True,
         ("model", ((df["kind"] == "llm") & (df["model"] == "") & (df["tier"] == "")).to_numpy(), "a model id (or a tier)"),
     ]
     if len(arrival) > 1:
-        unsorted = np.concatenate([[False], np.diff(arrival) < 0])
+        # compared in place rather than through np.diff: no 8-byte temporary per row
+        unsorted = np.zeros(len(arrival), dtype=bool)
+        np.less(arrival[1:], arrival[:-1], out=unsorted[1:])
         checks.append(("arrival_s", unsorted, "rows sorted by arrival"))
     broken_dependency = None
-    if dependencies:
-        try:
-            _validate_dependencies(df)
-        except TraceValidationError as exc:
-            broken_dependency = exc
+    if dependencies and breached_dependency is None:
+        broken_dependency = dependency_breach(df)
     for name, bad, expected in checks:
         row = _first(bad() if callable(bad) else bad)
         if row is not None:
             got = df[name].iloc[row]
             raise TraceValidationError(f"expected {expected}, got {got!r}", row=row, column=name)
+    if dependencies and breached_dependency is not None:
+        broken_dependency = breached_dependency()
     if broken_dependency is not None:
         raise broken_dependency
+
+
+def dependency_breach(df: pd.DataFrame) -> TraceValidationError | None:
+    """The dependency rule of `validate` on a canonical frame: the error for the first row
+    that breaks it, or None."""
+    try:
+        _validate_dependencies(df)
+    except TraceValidationError as exc:
+        return exc
+    return None
 
 
 def _validate_dependencies(df: pd.DataFrame) -> None:

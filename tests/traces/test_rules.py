@@ -62,11 +62,12 @@ BREACHES = {  # one bad value each, in the order the rules report them
 
 @pytest.mark.parametrize("breaches", [
     ["repeated id", "dependency"], ["prompt_tokens", "repeated id"], ["repeated id", "no model"],
-    ["no model", "dependency"], ["repeated id"], list(BREACHES),
+    ["no model", "dependency"], ["repeated id"], ["dependency"], list(BREACHES),
 ])
 def test_every_reader_reports_the_same_first_breach(tmp_path, breaches: list[str]):
-    """The Parquet reader checks unique ids on a second thread; what it reports is still the
-    first rule broken, as checking the frame in memory and the legacy reader say."""
+    """The Parquet reader checks unique ids and dependencies on a second thread; what it
+    reports is still the first rule broken, as checking the frame in memory and the legacy
+    reader say."""
     frame = make_frame(12)
     for name in breaches:
         row, column, value = BREACHES[name]
