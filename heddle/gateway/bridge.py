@@ -40,7 +40,8 @@ __all__ = ["Bridge", "Follow"]
 log = logging.getLogger("heddle.gateway")
 
 SUBMIT_TIMEOUT_S = 10.0
-"""A submission waits for its events to be durable and its first placement."""
+"""A submission waits for its first placement (`SubmitRequest.early_placement`: not for its
+events to be in the log)."""
 FOLLOWED_EVENTS = ("TaskPlaced", "TaskFailed", "TaskCompleted", "TaskRejected", "TaskCancelled")
 """The lifecycle events a request acts on (`TaskRun`); subscribed to by type (subjects of
 `heddle.events.jetstream.event_subject`), so the rest (submitted, started, progress) never
@@ -170,7 +171,8 @@ class Bridge:
         """Submit one task of a new job (`new_job_id`); returns its placement
         (`heddle.live.control.waiting.placement`)."""
         request = SubmitRequest(**self._fields(), job_id=job_id, owner=owner, source="gateway",
-                                tasks=[item], placement=True, fresh_job=True)
+                                tasks=[item], placement=True, fresh_job=True,
+                                early_placement=True)
         data = encode_message(request)
         if len(data) > wire.MAX_MESSAGE_BYTES:
             raise GatewayError(413, f"the request is too large for the cluster: {len(data)} bytes "

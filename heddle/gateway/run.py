@@ -34,6 +34,8 @@ from heddle.live.control.book import CANCELLED, REJECTED
 
 __all__ = ["TaskRun"]
 
+_TIMED_OUT = ("timeout", None)
+"""Queued for a request when its whole time is up (`TaskRun._next`)."""
 MAX_HELD = 1024
 """Chunks kept from a node and attempt not placed (yet): a retry's first chunks may overtake its
 TaskPlaced; more than this from elsewhere are dropped, oldest first (a forger gains nothing)."""
@@ -59,6 +61,7 @@ class TaskRun:
         self.ended = False  # the task ended (or was cancelled by us): nothing to cancel
         self._backlog: deque[tuple[str, Any]] = deque()
         self._deadline = time.monotonic() + timeout_s
+        self._timer: asyncio.TimerHandle | None = None  # puts `_TIMED_OUT` in the follow's queue
 
     # -- placement -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -111,17 +114,17 @@ class TaskRun:
 
     # -- output ----------------------------------------------------------------------------------
     async def _next(self) -> tuple[str, Any]:
-        if self._backlog:
-            return self._backlog.popleft()
-        items = self.bridge.follows[self.task_id].items
-        if not items.empty():  # no timer for what is here already (most chunks, under load)
-            return items.get_nowait()
-        try:
-            async with asyncio.timeout(max(self._deadline - time.monotonic(), 0)):
-                return await items.get()
-        except TimeoutError:
+        item = self._backlog.popleft() if self._backlog else None
+        if item is None:
+            items = self.bridge.follows[self.task_id].items
+            if self._timer is None:  # one timer for the whole answer, not one per wait
+                self._timer = asyncio.get_running_loop().call_later(
+                    max(self._deadline - time.monotonic(), 0), items.put_nowait, _TIMED_OUT)
+            item = items.get_nowait() if not items.empty() else await items.get()
+        if item is _TIMED_OUT:
             raise GatewayError(504, f"no answer within {self.timeout_s:g} s (task {self.task_id} "
-                               f"on {self.node or 'no node yet'})", "timeout") from None
+                               f"on {self.node or 'no node yet'})", "timeout")
+        return item
 
     async def pieces(self) -> AsyncIterator[str]:
         """The output as it is produced; ends with ``usage`` set, or raises GatewayError."""
@@ -225,6 +228,8 @@ class TaskRun:
     # -- the end ---------------------------------------------------------------------------------
     def close(self) -> None:
         """Stop following; a task still running for a caller that has gone is cancelled."""
+        if self._timer is not None:
+            self._timer.cancel()
         self.bridge.unfollow(self.task_id)
         if not self.ended:
             self.ended = True

@@ -37,6 +37,10 @@ new field: upgrade the control plane first, then the agents.
 - 1.7: ``SubmitRequest.fresh_job`` (optional, `heddle.live.control.messages`): the submitter
   drew the job id at random (the gateway: 96 bits per request), so the control plane skips
   looking the job up in the event log, a JetStream round trip before every gateway task.
+- 1.8: ``SubmitRequest.early_placement`` (optional, with ``placement``): the control plane
+  answers as soon as the core has offered the tasks, before their ``TaskSubmitted`` is in the
+  log (the gateway: its caller's answer starts from the placement, not from a JetStream
+  acknowledgement that was the last thing before the first token at the tail).
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ from heddle.models.ids import (
 from heddle.models.state import NodeState
 from heddle.models.task import Task
 
-PROTOCOL_VERSION = "1.7"
+PROTOCOL_VERSION = "1.8"
 """Version every message carries in ``v``: "major.minor"; receivers refuse another major."""
 PROTOCOL_MAJOR = 1
 MAX_MESSAGE_BYTES = 512 * 1024

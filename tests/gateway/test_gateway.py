@@ -57,6 +57,7 @@ def test_openai_client_streams_and_gets_usage_and_where_it_ran(cluster):
         node = raw.headers["x-heddle-node"]
         chunks = list(raw.parse())
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
+    assert chunks[0].choices[0].delta.role == "assistant"  # with the first piece of text
     assert chunks[-1].usage.completion_tokens == len(WORDS)
     assert chunks[-1].usage.model_extra["heddle"]["node"] == node
 

@@ -16,6 +16,7 @@ import time
 import nats
 import pytest
 
+from heddle.events import TaskAggregate
 from heddle.live import protocol as wire
 from heddle.live.control import ControlPlane, ControlSettings
 from heddle.live.control.client import ControlClient, ControlError
@@ -26,6 +27,7 @@ from heddle.live.control.messages import (
     decode_reply,
     encode_message,
 )
+from heddle.live.control.streams import last_event
 from tests.live.conftest import WAIT_S
 from tests.live.test_control_memory import echo_job, until
 
@@ -93,9 +95,10 @@ async def test_a_failed_lookup_answers_its_submission_and_the_next_one_goes_on(n
     await client.close()
 
 
-async def _submit_raw(nc, subject: str, job: str, tasks: int, *, fresh_job: bool, placement: bool = False):
+async def _submit_raw(nc, subject: str, job: str, tasks: int, *, fresh_job: bool, placement: bool = False,
+                      early: bool = False):
     request = SubmitRequest(sender="tester", seq=1, sent_at=time.time(), job_id=job, placement=placement,
-                            fresh_job=fresh_job, tasks=[
+                            fresh_job=fresh_job, early_placement=early, tasks=[
                                 SubmitTask(task=wire.TaskSpec.from_task(t.task), executor=t.executor, payload=t.payload)
                                 for t in echo_job(job, tasks)])
     return decode_reply((await nc.request(subject, encode_message(request), timeout=WAIT_S)).data, Reply)
@@ -144,4 +147,24 @@ async def test_placement_does_not_wait_for_the_submission_to_be_durable_but_the_
     held.set_result(None)
     answer = await asyncio.wait_for(reply, WAIT_S)
     assert answer.ok and answer.detail["accepted"] == 1 and "quick-t0" in answer.detail["placement"]
+    await nc.close()
+
+
+async def test_an_early_placement_is_answered_before_the_submission_is_durable(natsd, plane):
+    """The gateway's submissions (protocol 1.8): the placement comes back while the log still
+    holds the TaskSubmitted; the event reaches the log all the same."""
+    held = asyncio.get_running_loop().create_future()
+    durable = plane.journal.durable
+    plane.journal.durable = lambda envelopes: asyncio.gather(durable(envelopes), held)
+    nc = await nats.connect(natsd.url)
+    answer = await _submit_raw(nc, wire.SUBMIT, "early", 1, fresh_job=True, placement=True, early=True)
+    assert answer.ok and answer.detail["accepted"] == 1
+    assert answer.detail["placement"]["early-t0"]["status"] in ("placed", "waiting")
+    assert not held.done()
+
+    async def in_the_log() -> bool:
+        return await last_event(plane.js, TaskAggregate.aggregate_type, "early-t0") is not None
+
+    await until(in_the_log, "the early-placed task's events appended")
+    held.set_result(None)
     await nc.close()

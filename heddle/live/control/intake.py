@@ -8,7 +8,11 @@ its TaskPlaced: the journal appends one aggregate's events in order). Waiting co
 task a JetStream round trip before it could start, ~6 ms of the gateway's time to first
 token at half of saturation (benchmarks/bench_gateway.py --stages). A crash in between
 leaves an attempt nobody was told of: the submitter had no reply (and retries), the next
-control plane refuses the attempt's reports as of an unknown task.
+control plane refuses the attempt's reports as of an unknown task. A submission that asks for
+``early_placement`` (protocol 1.8: the gateway's) is answered at once as well, with its
+placement: at the tail of the gateway's time to first token that acknowledgement came after
+the first token (a crash in between then loses the record of a task whose caller may still
+get its whole answer from the running attempt).
 Submissions reach the core in the order they arrived (a later part of a job may depend on
 an earlier one). A bad request gets a reply naming the field, and is counted. A cluster
 user's own subjects reach the same handlers, which then show and touch only that user's
@@ -173,6 +177,12 @@ class _Intake:
         if request.placement:  # as the core offered them now (the reply may leave later)
             placed = {item.task.id: placement(self.plane, self.plane.tasks.get(item.task.id), now, item.task.id)
                       for item in request.tasks}
+        if placed is not None and request.early_placement:
+            # answered now (protocol 1.8): its TaskSubmitted follows in the log, as the
+            # assignment that may have left already does
+            self.stamp(request.job_id, "admitted")
+            self.answer(msg, None, job_id=request.job_id, accepted=len(fresh), placement=placed)
+            return
         previous, done = self.admitted, asyncio.get_running_loop().create_future()
         self.admitted = done
         asyncio.get_running_loop().create_task(

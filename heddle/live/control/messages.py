@@ -72,6 +72,10 @@ class SubmitRequest(_Base):
     fresh_job: bool = Field(False, description="Protocol 1.7: the job id is new (drawn at random, "
                             "96 bits): the control plane does not look it up in the event log first. "
                             "Taken from the shared subject only, not from a cluster user's own.")
+    early_placement: bool = Field(False, description="Protocol 1.8, with placement: answer as soon "
+                                  "as the core has offered the tasks, before the submission is in "
+                                  "the event log (not a promise that it will be: see docs/live.md, "
+                                  "delivery guarantees). The gateway's requests.")
 
 
 class QueryRequest(_Base):
