@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable
+from json.encoder import encode_basestring
 from typing import Any
 
 from heddle.live import protocol as p
 
-__all__ = ["COALESCE_S", "USAGE_FIELDS", "TokenPublisher", "TokenSink", "wants_tokens"]
+__all__ = ["COALESCE_S", "USAGE_FIELDS", "TextChunks", "TokenPublisher", "TokenSink", "wants_tokens"]
 
 USAGE_FIELDS = (
     "backend", "server", "model_used", "prompt_tokens", "output_tokens", "output_tokens_counted",
@@ -100,6 +102,40 @@ class TokenPublisher:
             self._task = None
 
 
+class TextChunks:
+    """`p.encode` of one attempt's text `TokenChunk`s, as bytes put around the varying fields:
+    the fixed ones are validated once, by the model, when the attempt starts. The same JSON
+    as the model's (tests/live/test_token_encoding.py holds them equal) for a third of the
+    CPU (~3 us a chunk, ~10 us through the model): a node streaming 35 requests encodes
+    ~3,500 chunks a second. Anything unusual (a
+    text JSON cannot carry as UTF-8, an oversized chunk) goes through the model, which
+    refuses it as before."""
+
+    __slots__ = ("_fixed", "_template")
+
+    def __init__(self, sender: str, node_id: str, task_id: str, attempt: int) -> None:
+        self._fixed = {"sender": sender, "node_id": node_id, "task_id": task_id, "attempt": attempt}
+        data = p.encode(p.TokenChunk(seq=0, sent_at=0.0, index=0, text=_MARK, **self._fixed))
+        head, rest = data.replace(b"%", b"%%").split(b'"seq":0,"sent_at":0.0,', 1)
+        middle, tail = rest.split(b'"index":0,"text":' + encode_basestring(_MARK).encode(), 1)
+        self._template = head + b'"seq":%d,"sent_at":%a,' + middle + b'"index":%d,"text":%s' + tail
+
+    def encode(self, seq: int, sent_at: float, index: int, text: str) -> bytes:
+        if seq >= 0 and index >= 0 and math.isfinite(sent_at):
+            try:
+                data = self._template % (seq, sent_at, index, encode_basestring(text).encode())
+            except UnicodeEncodeError:  # a lone surrogate: the model says what it makes of it
+                pass
+            else:
+                if len(data) <= p.MAX_MESSAGE_BYTES:
+                    return data
+        return p.encode(p.TokenChunk(seq=seq, sent_at=sent_at, index=index, text=text, **self._fixed))
+
+
+_MARK = "\x00mark\x00"
+"""Stands for the text while the fixed bytes are cut out of a model-made chunk."""
+
+
 class TokenSink:
     """Publishes one attempt's chunks; `__call__` is the executor's ``Progress.on_text``."""
 
@@ -108,16 +144,20 @@ class TokenSink:
         self.out, self.sender, self.node_id, self.next_seq = out, sender, node_id, next_seq
         self.task_id, self.attempt = assignment.task.id, assignment.attempt
         self.subject = p.subject(p.TOKENS, node=node_id, task=assignment.task.id)
+        self.text_chunks = TextChunks(sender, node_id, self.task_id, self.attempt)
         self.index = 0
         self.pending: list[str] = []  # pieces read and not sent yet
         self.stats: Any = None  # the HEDDLE_LOOP_STATS debug mode (LoopStats): stage instants
 
     def _send(self, **fields: Any) -> None:
-        chunk = p.TokenChunk(sender=self.sender, seq=self.next_seq(), sent_at=time.time(),
-                             node_id=self.node_id, task_id=self.task_id, attempt=self.attempt,
-                             index=self.index, **fields)
+        if fields.keys() == {"text"}:
+            data = self.text_chunks.encode(self.next_seq(), time.time(), self.index, fields["text"])
+        else:
+            data = p.encode(p.TokenChunk(sender=self.sender, seq=self.next_seq(), sent_at=time.time(),
+                                         node_id=self.node_id, task_id=self.task_id, attempt=self.attempt,
+                                         index=self.index, **fields))
         self.index += 1
-        self.out.send(self.subject, p.encode(chunk))
+        self.out.send(self.subject, data)
         if self.stats is not None and self.index == 1:
             self.stats.stamp(self.task_id, "a_chunk_sent")
 
