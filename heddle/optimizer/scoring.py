@@ -114,7 +114,8 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
 
     # --- task columns ---------------------------------------------------------------------
     llm = np.array([t.kind is TaskKind.LLM for t in tasks], dtype=bool)
-    modelless = llm & np.array([not t.model for t in tasks], dtype=bool)
+    # an LLM step naming a tier and no model: an API of that tier runs it with its own model
+    modelless = llm & np.array([not t.model and t.tier is not None for t in tasks], dtype=bool)
     prompt = np.array([t.prompt_tokens for t in tasks], dtype=float)[:, None]
     output = np.array([t.output_tokens for t in tasks], dtype=float)[:, None]
     cpu_s = np.array([t.cpu_seconds for t in tasks], dtype=float)[:, None]
@@ -205,7 +206,7 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
         # an API serves exactly its tier; nodes and instances run open models: the model's tier >= T
         (Reason.TIER, (tier >= 0) & np.where(fa.is_api, fa.tier_code != tier, tier_g[group][:, None] < tier)),
         (Reason.KIND, ~(llm & chat_g[group])[:, None] & fa.is_api),
-        # a task with a tier and no model is unknown to the machines; an API serves it itself
+        # a task with a tier and no model is unknown to the machines; an API serves it
         (Reason.MODEL, (llm & ~known_g[group])[:, None] & ~(modelless[:, None] & fa.is_api)),
         # the model's own context window binds where the model itself runs (an API serves its
         # tier with its own model)

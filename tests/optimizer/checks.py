@@ -51,6 +51,12 @@ def cloud_cost_usd(state: FleetState, offer, task: Task) -> float:
     return offer.price_usd_per_hour * seconds / 3600
 
 
+def modelless(task: Task) -> bool:
+    """An LLM step naming a tier and no model: no machine can load it (nodes, instances);
+    an API of its tier serves it with its own model."""
+    return task.kind is TaskKind.LLM and not task.model
+
+
 TIER_ORDER = (Tier.LOCAL, Tier.STANDARD, Tier.FRONTIER)
 """The seed's tiers from lowest to highest."""
 
@@ -63,6 +69,8 @@ def tier_allowed(task: Task, offer=None) -> bool:
         return True
     if offer is not None and offer.kind is OfferKind.API:
         return offer.tier is task.tier
+    if modelless(task):
+        return False  # nothing for a node or an instance to run at any tier
     model_tier = catalog.model(task.model).tier if task.kind is TaskKind.LLM else Tier.LOCAL
     return TIER_ORDER.index(model_tier) >= TIER_ORDER.index(task.tier)
 
@@ -70,13 +78,15 @@ def tier_allowed(task: Task, offer=None) -> bool:
 def fits_context(task: Task) -> bool:
     """Prompt + output within the model's context window (where the model itself runs: nodes
     and instances; processor steps have no context)."""
-    if task.kind is not TaskKind.LLM:
+    if task.kind is not TaskKind.LLM or modelless(task):
         return True
     return task.prompt_tokens + task.output_tokens <= catalog.model(task.model).context_length
 
 
 def api_can_serve(task: Task) -> bool:
     """A chat API runs LLM steps of chat models: no processor steps, no embedding models."""
+    if modelless(task):
+        return task.tier is not None  # the tier names what to run; with neither, nothing does
     return task.kind is TaskKind.LLM and catalog.model(task.model).kind != "embedding"
 
 
@@ -87,7 +97,7 @@ def burst_allowed(state: FleetState, task: Task, policy: Policy) -> bool:
     best_finish, best_wait = float("inf"), float("inf")
     for node in state.fleet.nodes:
         ns = state.nodes[node.id]
-        if ns.status is not NodeStatus.ACTIVE or not tier_allowed(task) or not fits_context(task):
+        if ns.status is not NodeStatus.ACTIVE or modelless(task) or not tier_allowed(task) or not fits_context(task):
             continue
         if task.privacy is Privacy.PERSONAL and not node.may_hold_personal_of(task.owner):
             continue
@@ -108,6 +118,8 @@ def burst_allowed(state: FleetState, task: Task, policy: Policy) -> bool:
 def _need_gb(task: Task) -> float:
     if task.kind is TaskKind.PROCESSOR:
         return task.memory_gb
+    if modelless(task):
+        return 0.0  # only an API runs it: no memory of ours
     return catalog.model(task.model).memory_gb(task.quant, task.prompt_tokens + task.output_tokens)
 
 
@@ -120,7 +132,8 @@ def ever_runnable(state: FleetState, task: Task, policy: Policy, slack_gb: float
     need = _need_gb(task) + slack_gb
     for node in state.fleet.nodes:
         ns = state.nodes.get(node.id)
-        if (ns is not None and ns.status is NodeStatus.DRAINING) or not tier_allowed(task) or not fits_context(task):
+        if (ns is not None and ns.status is NodeStatus.DRAINING) or modelless(task) or not tier_allowed(task) \
+                or not fits_context(task):
             continue
         if task.privacy is Privacy.PERSONAL and not node.may_hold_personal_of(task.owner):
             continue
@@ -134,7 +147,8 @@ def ever_runnable(state: FleetState, task: Task, policy: Policy, slack_gb: float
             continue
         if offer.kind is OfferKind.API and api_can_serve(task):
             return True
-        if offer.kind is OfferKind.INSTANCE and fits_context(task) and need <= offer.gpu_count * offer.gpu_memory_gb:
+        if offer.kind is OfferKind.INSTANCE and not modelless(task) and fits_context(task) \
+                and need <= offer.gpu_count * offer.gpu_memory_gb:
             return True
     return False
 
@@ -164,6 +178,7 @@ def check_placement(state: FleetState, tasks: list[Task], placement: Placement, 
             assert ns.thermal not in (ThermalState.SERIOUS, ThermalState.CRITICAL), f"{task.id}: hot node"
             if task.privacy is Privacy.PERSONAL:
                 assert node.may_hold_personal_of(task.owner), f"{task.id}: personal data on a foreign node"
+            assert not modelless(task), f"{task.id}: names no model, placed on node {node.id}"
             assert tier_allowed(task), f"{task.id}: tier {task.tier} on a local node with {task.model}"
             assert fits_context(task), f"{task.id}: beyond {task.model}'s context window on {node.id}"
             if ns.power_source is PowerSource.BATTERY:
@@ -178,6 +193,7 @@ def check_placement(state: FleetState, tasks: list[Task], placement: Placement, 
             if offer.kind is OfferKind.API:
                 assert api_can_serve(task), f"{task.id}: a {task.kind.value} step sent to the chat API {offer.id}"
             else:
+                assert not modelless(task), f"{task.id}: names no model, placed on instance {offer.id}"
                 assert fits_context(task), f"{task.id}: beyond {task.model}'s context window on {offer.id}"
             assert policy.allow_unbudgeted_cloud or task.account in fleet.budgets, f"{task.id}: no budget"
             assert burst_allowed(state, task, policy), f"{task.id}: burst although local nodes can do it in time"

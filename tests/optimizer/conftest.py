@@ -35,9 +35,10 @@ NOW_S = 1000.0
 
 MODELS = (("llama-3.1-8b", "q4_k_m"), ("llama-3.1-8b", "f16"), ("qwen2.5-32b", "q4_k_m"),
           ("llama-3.1-70b", "q4_k_m"), ("mistral-7b", "q8_0"), ("llama-2-7b", "q4_0"),
-          ("nomic-embed-text-v1.5", "f16"))
+          ("nomic-embed-text-v1.5", "f16"), (None, None))
 """(model, quant): small, medium and too big for most nodes; llama-2-7b's 4,096-token context
-is exceeded by the longer prompts drawn; an embedding model no chat API can serve."""
+is exceeded by the longer prompts drawn; an embedding model no chat API can serve; none (a
+task naming only a tier: an API of that tier serves it, no machine can)."""
 
 
 @st.composite
@@ -95,9 +96,10 @@ def tasks(draw, k: int) -> Task:
     }
     if draw(st.integers(0, 4)):
         model, quant = draw(st.sampled_from(MODELS))
-        return Task(kind=TaskKind.LLM, model=ModelId(model), quant=quant,
+        return Task(kind=TaskKind.LLM, model=None if model is None else ModelId(model), quant=quant,
                     prompt_tokens=draw(st.sampled_from([50, 1500, 6000])),
-                    output_tokens=0 if model.startswith("nomic") else draw(st.sampled_from([10, 400])), **common)
+                    output_tokens=0 if (model or "").startswith("nomic") else draw(st.sampled_from([10, 400])),
+                    **common)
     return Task(kind=TaskKind.PROCESSOR, cpu_seconds=draw(st.sampled_from([0.5, 30.0])),
                 memory_gb=draw(st.sampled_from([0.5, 6.0])), **common)
 

@@ -140,6 +140,9 @@ def test_a_task_naming_a_tier_and_no_model_goes_to_that_tiers_api(state):
     assert private.rejected_alternatives["claude-opus-4.6"].startswith("privacy")
     unbilled = place(state, [_llm(tier=Tier.FRONTIER, model=None, quant=None, account=None)]).decisions[0]
     assert unbilled.status is DecisionStatus.REJECTED and "budget" in unbilled.reason
+    nothing = place(state, [_llm(model=None, quant=None)]).decisions[0]  # no model, no tier: nothing to run
+    assert nothing.status is DecisionStatus.REJECTED
+    assert nothing.rejected_alternatives["claude-haiku-4.5"].startswith("model")
 
 
 def test_a_node_serves_a_tier_up_to_its_models_catalog_tier(state):
