@@ -3,10 +3,10 @@ replayed on the exported fleet; and the token path end to end against stand-in s
 by the performance model (docs/fidelity.md).
 
 Asserted: the twin's service time of each step, from the exported fleet alone, within 10% of
-the median of the twin's own spread model; the CPU window's latency p50 and p95 within
-REALTIME_GUARD (twice the issue's 10%) of the live ones when the cluster ran real-time
-(fidelitykit.REALTIME_PRIORITY: Linux, root), the twin replaying each node's speed second by
-second as its agent measured it; both windows'
+the median of the twin's own spread model; the CPU window's latency p50 within the issue's
+10% of the live one and its p95 within P95_GUARD (twice that) when the cluster ran real-time
+(fidelitykit.REALTIME_PRIORITY: Linux, root), the twin replaying each node's speed second by second as its agent measured it
+and drawing its steps from the measured spread (the median of 8 replays); both windows'
 latency p50/p95 (and the token window's time to first token) printed (pytest -s) and held to
 the side that load does not move: the twin is not slower than the live cluster by more than
 LOADED_OVER. Without the real-time policy the other jobs on a shared machine hold the
@@ -36,6 +36,7 @@ from tests.live.fidelitykit import (
     TEST_ITEMS,
     TOKEN_DEVICES,
     TOKEN_MODEL,
+    diagnose,
     heddle_cli,
     measured_runs,
 )
@@ -104,11 +105,14 @@ def test_the_twin_predicts_each_steps_service_time_from_the_exported_fleet_withi
     assert report.row("completed").live == report.row("completed").twin == cpu.tasks
 
 
-REALTIME_GUARD = 2 * BOUND
-"""The CPU window's latency error asserted (both ways) when the cluster ran real-time: twice
-the issue's 10%. On the quiet machine the p95 error came out -11.0% in 1 of 6 runs
-(2026-12-07; every other figure within 7.4%), so the issue's bound itself would fail CI now and then;
-it is printed, and docs/fidelity.md keeps the runs."""
+P95_GUARD = 2 * BOUND
+"""The CPU window's latency p95 error asserted (both ways) when the cluster ran real-time:
+twice the issue's 10%. The window's p95 is made by its slowest 23 tasks, as a rule all in its
+deepest burst of arrivals, and which node frees first (a few ms apart, on either side) decides
+where a public step goes and whose personal work then waits behind it: out of eight runs on
+2026-12-07 at load 5-8 one came out -14.4% (its live tasks 80-100 ms later than the twin's
+through one burst after such a turn), the others within 5.5%; on the quiet machine 3 runs in
+9 beyond 9% (docs/fidelity.md). Its p50 holds the issue's 10% in all of them."""
 
 
 def held_to_the_bound(report, metrics: tuple[str, ...], load: float) -> None:
@@ -124,10 +128,10 @@ def test_the_twin_predicts_latency_p50_and_p95_within_10_percent_of_the_live_clu
     report = replayed(cpu)
     held_to_the_bound(report, ("latency p50 (s)", "latency p95 (s)"), runs["load"])
     print(f"the cluster ran real-time: {cpu.realtime}")
-    if cpu.realtime:  # both ways, at REALTIME_GUARD (the issue's bound is printed above)
-        for metric in ("latency p50 (s)", "latency p95 (s)"):
+    if cpu.realtime:  # both ways: p50 at the issue's bound, p95 at P95_GUARD
+        for metric, bound in (("latency p50 (s)", BOUND), ("latency p95 (s)", P95_GUARD)):
             row = report.row(metric)
-            assert abs(row.error) <= REALTIME_GUARD, (metric, row, runs["load"])
+            assert abs(row.error) <= bound, (metric, row, runs["load"], diagnose(cpu))
 
 
 def test_every_task_is_recorded_with_its_outcome_and_the_recording_is_a_trace(cpu, tokens):

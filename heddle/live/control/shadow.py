@@ -51,9 +51,10 @@ TRIM = 0.02
 """Share of the log-ratios left out at each end of a node's spread (at least one each)."""
 TRIMMED_SD = 0.890
 """A normal distribution's standard deviation without 2% at each end, in its own."""
-SPREAD_QUANTILES = 21
-"""Quantiles of a node's spread exported (probabilities 0, 0.05, ..., 1 of the trimmed
-ratios): its shape to within a twentieth of the steps, from the 20-500 a window has."""
+SPREAD_QUANTILES = 41
+"""Quantiles of a node's spread exported (probabilities 0, 0.025, ..., 1 of its ratios but
+the least and the greatest): its shape to within a fortieth of the steps, the upper tail
+that queues a node up included, from the 20-500 a window has."""
 
 
 class Measured(NamedTuple):
@@ -89,12 +90,14 @@ def measured_spread(ratios: list[float]) -> float:
 
 
 def measured_quantiles(ratios: list[float]) -> tuple[float, ...]:
-    """The shape of the spread: SPREAD_QUANTILES quantiles of actual / predicted (evenly
-    spaced from the least to the greatest, TRIM left out at each end as for the spread),
-    scaled to mean 1 (the node's speed sets the level; this the shape around it). A core
-    shared with other work is skewed: most steps a little faster than the mean, a few much
-    slower, which a lognormal of the same spread puts elsewhere (heddle.sim's Spread)."""
-    kept = _trimmed([min(max(r, RATIO_CLIP[0]), RATIO_CLIP[1]) for r in ratios])
+    """The shape of the spread: SPREAD_QUANTILES quantiles of actual / predicted, evenly
+    spaced from the least to the greatest but one at each end (one step the rule itself
+    mispredicts, such as a model load the control plane did not expect: a cold node's first
+    step), scaled to mean 1 (the node's speed sets the level; this the shape around it).
+    Not trimmed as the spread's coefficient of variation is: the few slowest steps of a core
+    shared with other work hold its queue up most (the wait grows with the service time's
+    second moment), and they are what a lognormal of the trimmed spread leaves out."""
+    kept = sorted(min(max(r, RATIO_CLIP[0]), RATIO_CLIP[1]) for r in ratios)[1:-1]
     last = len(kept) - 1
     table = []
     for k in range(SPREAD_QUANTILES):
