@@ -57,8 +57,8 @@ def report(name: str, run: kit.LiveRun, wall_s: float, load_before: str) -> None
     # spread and start delay either
     mean = replace(fleet, nodes=tuple(replace(n, speed_profile=()) for n in fleet.nodes))
     steady = compare(run.recorded, mean, "fast")
-    bare = compare(run.recorded, replace(mean, nodes=tuple(replace(n, service_cv=0.0, dispatch_s=0.0)
-                                                           for n in mean.nodes)), "fast")
+    bare = compare(run.recorded, replace(mean, nodes=tuple(
+        replace(n, service_cv=0.0, service_quantiles=(), dispatch_s=0.0) for n in mean.nodes)), "fast")
     print(f"\n== {name}: {run.tasks} tasks in the window over {fidelity.window_s:.1f} s "
           f"(wall {wall_s:.0f} s); load average before {load_before}, after {load_avg()}")
     print(f"{'figure':<22}{'live':>10}{'twin':>10}{'error':>9}{'mean speed':>12}{'error':>9}"

@@ -82,7 +82,7 @@ def service_ratio(run) -> np.ndarray:
     rule, from the recorded work and the exported fleet's speeds only (without the measured
     spread the twin draws around it, whose median the test applies)."""
     fleet = load_fleet(run.fleet_yaml)
-    exact = replace(fleet, nodes=tuple(replace(n, service_cv=0.0) for n in fleet.nodes))
+    exact = replace(fleet, nodes=tuple(replace(n, service_cv=0.0, service_quantiles=()) for n in fleet.nodes))
     twin = simulate(exact, run.recorded.trace, policy="fast").records.set_index("task_id")["service"]
     out = run.recorded.outcomes
     live = (out["finish_s"] - out["start_s"]).to_numpy()
