@@ -85,7 +85,7 @@ TEST_ITEMS = 450
 ran real-time, the latency p50 within 10% and p95 within 20%. At 300 items (17 s) the p95
 error of eleven runs of the test at load 7-20 leaned -4% with a spread of 2.6% (the worst
 -8.6%); at 450, with the worker's round trip in the start delay, eight runs: -1.9% on
-average, spread 2.4%, the worst -4.8%; ten more on 2026-12-07 at load 5-8: the worst -14.4%,
+average, spread 2.4%, the worst -4.8%; fourteen more on 2026-12-07 at load 5-10: the worst -14.4%,
 one burst's turn (docs/fidelity.md). The token window gave up the 9 s."""
 WARMUP_S = 4.0
 """cpu: seconds of the same load run before the window: the first seconds of load after the
