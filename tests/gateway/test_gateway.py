@@ -269,7 +269,7 @@ def test_a_node_killed_mid_request_without_streaming_gives_the_retried_result(cl
         for gate in gates.values():  # the retry runs to its end on the other node
             gate.set()
         caller.join(WAIT_S)
-        assert not errors and replies, errors
+        assert not errors and replies, (killed, errors, _story(cluster, "gw-carol-"))
         raw = replies[0]
         reply, where = raw.parse(), raw.parse().usage.model_extra["heddle"]
         assert reply.choices[0].message.content == TEXT  # the retry's whole output, no piece twice
@@ -290,3 +290,13 @@ def test_a_node_killed_mid_request_without_streaming_gives_the_retried_result(cl
 
 async def _events(cluster):
     return await cluster.events()
+
+
+def _story(cluster, prefix: str) -> list[str]:
+    """What the log says of the tasks whose id starts with ``prefix`` and what the control
+    plane printed last: the evidence a failure of a node-loss test needs (it failed once at
+    load 7 with a 504 and nothing else to go on)."""
+    events = [f"{e.aggregate_id} {e.event_type} {str(e.payload)[:300]}"
+              for e in cluster.query(lambda c: _events(cluster)) if e.aggregate_id.startswith(prefix)]
+    return (events[-20:] + ["control: " + line.rstrip() for line in cluster.control_log[-30:]]
+            + ["gateway: " + line.rstrip() for line in cluster.gateway_log[-10:]])
