@@ -42,6 +42,7 @@ class Up:
     name: str
     env: dict
     output: list[str] = field(default_factory=list)
+    codes_made: int = 0  # join codes made since `heddle up` printed its own (each replaces the last)
 
     def text(self) -> str:
         return "".join(self.output)
@@ -62,6 +63,7 @@ class Up:
         it, once the reloaded server takes it."""
         roster = Roster.load(self.data_dir)
         code = roster.rotate_join_code()
+        self.codes_made += 1
         roster.save()
         assert roster.reload_server()
         async with asyncio.timeout(WAIT_S):
@@ -149,7 +151,10 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 
 async def test_agent_finds_the_cluster_joins_runs_work_and_rejoins_after_a_restart(up, tmp_path):
     laptop_dir = tmp_path / "laptop"
-    agent, log = start_agent(up, laptop_dir, "--join-code", up.printed_code.lower(), "--cluster", up.name,
+    # the code `heddle up` printed, typed in lower case; a test that ran first and made a newer
+    # code replaced it (failed so in a shuffled run): then the newest, as `heddle join-code` prints it
+    code = up.printed_code if not up.codes_made else await up.code()
+    agent, log = start_agent(up, laptop_dir, "--join-code", code.lower(), "--cluster", up.name,
                              "--node-id", "laptop")
     try:
         await wait_active(up, "laptop", agent, log)
