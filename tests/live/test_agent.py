@@ -98,6 +98,11 @@ async def test_slot_limit_local_queue_cancel_and_garbage(natsd, control, spawn_a
     assert (await control.control("mac-s", "cancel", task_id="long-3")).ok
     assert (await control.finished("long-3")).outcome == "cancelled"
     assert not (await control.control("mac-s", "cancel", task_id="no-such-task")).ok
+    # A cancel that overtook its assignment (they come on different subjects, in no order
+    # between them): the attempt is refused when it comes, not run in a slot counted free.
+    assert not (await control.control("mac-s", "cancel", task_id="overtaken", attempt=1)).ok
+    late = await control.assign("mac-s", "overtaken", kind="sleep", payload=forever, attempt=1)
+    assert not late.accepted and "cancelled before it arrived (cancel requested)" in late.reason
 
     good = json.loads(p.encode(control.assignment("mac-s", "x")))
     garbage = [

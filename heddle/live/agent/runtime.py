@@ -112,6 +112,9 @@ class Agent:
         self.cloud_offers = registry.cloud_offers()  # reported: cloud work for these comes here
         # Attempts that ended lately: a retried assignment of one is acknowledged, not re-run.
         self.ended: dict[tuple[str, int], None] = {}
+        # attempts cancelled before their assignment came (assignments and cancels arrive on
+        # different subscriptions, in no order between them): refused when they come
+        self.cancelled_early: dict[tuple[str, int], str] = {}
         self.refused: Counter[str] = Counter()  # garbage messages by subject
         self._seq = 0
         self._sample: MachineSample | None = None
@@ -336,6 +339,8 @@ class Agent:
             self.stats.stamp(a.task.id, "a_assigned", attempt.received_at)
         known = a.node_id == self.settings.node_id and self._known(attempt.key)
         reason = None if known else self.refusal(a)  # a retry is acknowledged, even mid-drain
+        if reason is None and not known and attempt.key in self.cancelled_early:
+            reason = f"cancelled before it arrived ({self.cancelled_early.pop(attempt.key)})"
         queued = known and any(q.key == attempt.key for q in self.queue)
         if reason is None and not known:
             if attempt.remote or self._busy() < self.settings.slots:
@@ -477,6 +482,10 @@ class Agent:
                 attempt.cancel_reason = reason
                 attempt.runner.cancel()
                 found = True
+        if not found and attempt_no is not None and (task_id, attempt_no) not in self.ended:
+            self.cancelled_early[(task_id, attempt_no)] = reason
+            if len(self.cancelled_early) > REMEMBER_ENDED:
+                del self.cancelled_early[next(iter(self.cancelled_early))]  # the oldest
         return found
 
     def _on_signal(self, name: str) -> None:

@@ -386,7 +386,7 @@ class ControlPlane:
         if live is None or live.terminal or live.attempt != attempt or not live.node:
             return
         node = live.node
-        if cancel and self.fleet.usable(node):
+        if not self._unsent(key, attempt) and cancel and self.fleet.usable(node):
             self.send_control(node, "cancel", task_id=key, attempt=attempt, reason=reason)
         released = self.fleet.released(NodeId(node), key)
         self.ledger.release(key, attempt)  # a late report of it is still charged (once)
@@ -432,6 +432,15 @@ class ControlPlane:
             live = self.tasks.get(task_id)
             if live is not None and live.attempt == attempt and live.node == node_id and not live.terminal:
                 self.attempt_lost(task_id, attempt, f"node {node_id} left without reporting it", cancel=False)
+
+    def _unsent(self, key: str, attempt: int) -> bool:
+        """Take the attempt's assignment back if the dispatcher has not sent it yet: sent now,
+        it would reach the agent after a cancel sent now, and run there in a slot counted free."""
+        for i, assignment in enumerate(self._outbox):
+            if assignment.task.id == key and assignment.attempt == attempt:
+                del self._outbox[i]
+                return True
+        return False
 
     def send_control(self, node: str, action: str, **fields: Any) -> None:
         message = wire.Control(
@@ -615,7 +624,8 @@ class ControlPlane:
             return f"task {key} has already ended"
         self._terminal(key, "CancelTask", {"reason": f"cancelled by {issued_by}"}, issued_by)
         if live.node:  # running (or sent): stop it there
-            self.send_control(live.node, "cancel", task_id=key, attempt=live.attempt, reason="cancelled by user")
+            if not self._unsent(key, live.attempt):
+                self.send_control(live.node, "cancel", task_id=key, attempt=live.attempt, reason="cancelled by user")
             self.ended(live, ok=False, reason="cancelled")
         elif live.in_core:
             self.core.cancel(self.now(), key)
