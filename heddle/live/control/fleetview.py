@@ -39,6 +39,9 @@ class LiveNode:
     unreachable: bool = False  # an assignment found no agent listening: wait for its next report
     draining: bool = False  # asked to drain by this control plane (or reported draining)
     left: bool = False
+    # the goodbye's (seq, sent_at): a report the same process sent before it (overtaken by
+    # the goodbye, which travels on plain NATS) is stale, not a rejoin
+    goodbye: tuple[int, float] | None = None
 
 
 class FleetView:
@@ -64,6 +67,9 @@ class FleetView:
             live = self.nodes[node_id] = LiveNode(node, report, now_s)
             outcome = "joined"
         else:
+            if live.left and live.goodbye is not None and report.seq < live.goodbye[0] \
+                    and report.sent_at <= live.goodbye[1]:
+                return "seen"  # sent before its goodbye, which overtook it: it has still left
             outcome = "rejoined" if (live.lost or live.left or live.unreachable) else "seen"
             if report.seq < live.report.seq and outcome == "seen":
                 return "seen"  # an older report overtaken by a newer one: nothing new
@@ -170,11 +176,13 @@ class FleetView:
             if not (live.lost or live.left) and now_s - live.last_seen_s > silence_s
         ]
 
-    def mark_gone(self, node_id: NodeId, *, left: bool) -> list[tuple[str, int]]:
-        """Declare a node lost (silent) or left (said goodbye); returns its assigned work."""
+    def mark_gone(self, node_id: NodeId, *, left: bool,
+                  goodbye: tuple[int, float] | None = None) -> list[tuple[str, int]]:
+        """Declare a node lost (silent) or left (said goodbye: its ``(seq, sent_at)``);
+        returns its assigned work."""
         live = self.nodes[node_id]
         if left:
-            live.left = True
+            live.left, live.goodbye = True, goodbye
         else:
             live.lost = True
         work = [*live.running.items(), *live.relaying.items()]

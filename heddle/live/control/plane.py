@@ -402,13 +402,14 @@ class ControlPlane:
             self.core.slot_freed(now, NodeId(node))
 
     def node_gone(self, node_id: NodeId, reason: str, *, left: bool,
-                  abandoned: frozenset[tuple[str, int]] | None = None) -> None:
+                  abandoned: frozenset[tuple[str, int]] | None = None,
+                  goodbye: tuple[int, float] | None = None) -> None:
         """A node went silent (``left`` False: its attempts are lost) or said goodbye. An agent
         says goodbye once the reports of what it finished are in the report stream, and names
         the attempts it cut (``abandoned``: lost now); the others' reports may still be on
         their way through the stream (the goodbye, on plain NATS, can overtake them), so they
         are lost only if none came within a loss window."""
-        work = self.fleet.mark_gone(node_id, left=left)
+        work = self.fleet.mark_gone(node_id, left=left, goodbye=goodbye)
         now = self.now()
         lost = work if abandoned is None else [ref for ref in work if ref in abandoned]
         logger.warning("node %s %s; %d attempts to re-place", node_id, reason, len(lost))

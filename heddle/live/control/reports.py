@@ -109,7 +109,8 @@ class _Reports:
             self.refuse("left", exc)
             return
         plane.node_gone(NodeId(left.node_id), f"left ({left.reason})", left=True,
-                        abandoned=frozenset((ref.task_id, ref.attempt) for ref in left.abandoned))
+                        abandoned=frozenset((ref.task_id, ref.attempt) for ref in left.abandoned),
+                        goodbye=(left.seq, left.sent_at))
 
     # -- task reports ----------------------------------------------------------------------------
     async def on_report(self, msg: Any) -> None:
