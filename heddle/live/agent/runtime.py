@@ -425,9 +425,7 @@ class Agent:
             self._send_report(finished.model_copy(update={
                 "outcome": "failed", "result": None, "reason": f"result too large: {exc}"}))
         self.running.pop(attempt.key, None)
-        self.ended[attempt.key] = None
-        if len(self.ended) > REMEMBER_ENDED:
-            del self.ended[next(iter(self.ended))]  # dicts keep insertion order: the oldest
+        _remember(self.ended, attempt.key, None)
         while self.queue and self._busy() < self.settings.slots:
             self._start(self.queue.popleft())
         if not self.running and not self.queue:
@@ -483,9 +481,7 @@ class Agent:
                 attempt.runner.cancel()
                 found = True
         if not found and attempt_no is not None and (task_id, attempt_no) not in self.ended:
-            self.cancelled_early[(task_id, attempt_no)] = reason
-            if len(self.cancelled_early) > REMEMBER_ENDED:
-                del self.cancelled_early[next(iter(self.cancelled_early))]  # the oldest
+            _remember(self.cancelled_early, (task_id, attempt_no), reason)
         return found
 
     def _on_signal(self, name: str) -> None:
@@ -538,3 +534,10 @@ class Agent:
             await self._nc.flush(timeout=2)
         log.info("left: %s (%d attempt(s) cut at the deadline)", reason, len(abandoned))
         self._left.set()
+
+
+def _remember(memory: dict[Any, Any], key: Any, value: Any) -> None:
+    """Keep ``key`` in a bounded memory of attempts (REMEMBER_ENDED), forgetting the oldest."""
+    memory[key] = value
+    if len(memory) > REMEMBER_ENDED:
+        del memory[next(iter(memory))]  # dicts keep insertion order: the oldest

@@ -115,7 +115,7 @@ class TextChunks:
 
     def __init__(self, sender: str, node_id: str, task_id: str, attempt: int) -> None:
         self._fixed = {"sender": sender, "node_id": node_id, "task_id": task_id, "attempt": attempt}
-        data = p.encode(p.TokenChunk(seq=0, sent_at=0.0, index=0, text=_MARK, **self._fixed))
+        data = self.encode_model(0, 0.0, 0, text=_MARK)
         head, rest = data.replace(b"%", b"%%").split(b'"seq":0,"sent_at":0.0,', 1)
         middle, tail = rest.split(b'"index":0,"text":' + encode_basestring(_MARK).encode(), 1)
         self._template = head + b'"seq":%d,"sent_at":%a,' + middle + b'"index":%d,"text":%s' + tail
@@ -129,7 +129,11 @@ class TextChunks:
             else:
                 if len(data) <= p.MAX_MESSAGE_BYTES:
                     return data
-        return p.encode(p.TokenChunk(seq=seq, sent_at=sent_at, index=index, text=text, **self._fixed))
+        return self.encode_model(seq, sent_at, index, text=text)
+
+    def encode_model(self, seq: int, sent_at: float, index: int, **fields: Any) -> bytes:
+        """Any chunk of the attempt (the last one carries usage or an error), through the model."""
+        return p.encode(p.TokenChunk(seq=seq, sent_at=sent_at, index=index, **self._fixed, **fields))
 
 
 _MARK = "\x00mark\x00"
@@ -150,12 +154,11 @@ class TokenSink:
         self.stats: Any = None  # the HEDDLE_LOOP_STATS debug mode (LoopStats): stage instants
 
     def _send(self, **fields: Any) -> None:
+        chunks = self.text_chunks
         if fields.keys() == {"text"}:
-            data = self.text_chunks.encode(self.next_seq(), time.time(), self.index, fields["text"])
+            data = chunks.encode(self.next_seq(), time.time(), self.index, fields["text"])
         else:
-            data = p.encode(p.TokenChunk(sender=self.sender, seq=self.next_seq(), sent_at=time.time(),
-                                         node_id=self.node_id, task_id=self.task_id, attempt=self.attempt,
-                                         index=self.index, **fields))
+            data = chunks.encode_model(self.next_seq(), time.time(), self.index, **fields)
         self.index += 1
         self.out.send(self.subject, data)
         if self.stats is not None and self.index == 1:
