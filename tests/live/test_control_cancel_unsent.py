@@ -14,17 +14,23 @@ from heddle.models import NodeId
 from tests.live.planekit import plane_driver
 
 
+def submitted_unsent(driver) -> list[tuple[str, str, dict]]:
+    """Submit task 0 while the dispatcher has not run yet (its assignment waits in the
+    outbox); returns the control messages the plane sends from then on (a list it fills)."""
+    controls: list[tuple[str, str, dict]] = []
+    driver.plane.send_control = lambda node, action, **fields: controls.append((node, action, fields))
+    keep = driver.note_sent
+    driver.note_sent = lambda: None
+    driver.submit(0)
+    driver.note_sent = keep
+    return controls
+
+
 async def test_a_cancel_takes_back_an_unsent_assignment_and_sends_none(natsd):
     driver, nc = await plane_driver(natsd.url)
     try:
         plane = driver.plane
-        controls: list[tuple[str, str, dict]] = []
-        plane.send_control = lambda node, action, **fields: controls.append((node, action, fields))
-
-        keep = driver.note_sent
-        driver.note_sent = lambda: None  # the dispatcher has not run yet
-        driver.submit(0)
-        driver.note_sent = keep
+        controls = submitted_unsent(driver)
         [unsent] = plane._outbox
         assert unsent.task.id == "job-t0"
         assert plane.cancel("job-t0", "user") is None
@@ -46,12 +52,7 @@ async def test_an_attempt_lost_before_its_assignment_left_is_not_sent_and_runs_a
     driver, nc = await plane_driver(natsd.url)
     try:
         plane = driver.plane
-        controls: list[tuple[str, str, dict]] = []
-        plane.send_control = lambda node, action, **fields: controls.append((node, action, fields))
-        keep = driver.note_sent
-        driver.note_sent = lambda: None
-        driver.submit(0)
-        driver.note_sent = keep
+        controls = submitted_unsent(driver)
         plane.attempt_lost("job-t0", 1, "the test says so")
         assert controls == []
         assert [(a.task.id, a.attempt) for a in plane._outbox] in ([], [("job-t0", 2)])  # the retry only
