@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from heddle.traces.arrowframe import NULLABLE, arrow_column, arrow_frame, one_line
 from heddle.traces.chunks import ChunkChecker, used_categories, validated
-from heddle.traces.distinct import string_keys
+from heddle.traces.distinct import KeyGroups, grouped_keys, joined
 from heddle.traces.errors import TraceFormatError, TraceValidationError
 from heddle.traces.schema import (
     COLUMN_NAMES,
@@ -77,6 +77,12 @@ most a third; all-LZ4 files were 0.33, all-zstd 0.21). Every current Parquet rea
 TASK_IDS = next(c for c in COLUMNS if c.name == "task_id")
 """The column `read_parquet` reads and checks unique on a second thread."""
 _OTHER_NAMES = [c.name for c in COLUMNS if c is not TASK_IDS]
+TASK_ID_TYPE = pa.large_string()
+"""The task ids' Arrow type in the file's Arrow schema: pandas' own type for strings (its "str"
+dtype holds large_string), so the reader decodes them straight into the frame's type. As
+`string`, each read cast them after decoding (a new 8-byte offset per row, ~8 MB of fresh
+memory per million rows) and decoded them ~5 ms slower. The Parquet column is the same
+either way (BYTE_ARRAY, UTF8): only Arrow readers see the difference, and only in the type."""
 DICTIONARY_COLUMNS = [c.name for c in COLUMNS if c.encoding is Encoding.CATEGORY]
 """Dictionary-encoded in the file. Numbers and task ids are not: a dictionary of (nearly)
 unique values is abandoned half-built, which made files ~25% bigger and writes ~20% slower."""
@@ -87,7 +93,7 @@ def _arrow_type(col: Column) -> pa.DataType:
         return pa.from_numpy_dtype(np.dtype(col.dtype))
     if col.encoding is Encoding.CATEGORY:
         return pa.dictionary(pa.int32(), pa.string())
-    return pa.string()
+    return TASK_ID_TYPE
 
 
 ARROW_SCHEMA = pa.schema([
@@ -122,7 +128,7 @@ def _record_batch(df: pd.DataFrame) -> pa.RecordBatch:
             arrays.append(pa.DictionaryArray.from_arrays(
                 pa.array(codes.astype(np.int32, copy=False)), pa.array(used, type=pa.string())))
         else:
-            arrays.append(pa.array(values, type=pa.string()))
+            arrays.append(pa.array(values, type=field.type))
     return pa.RecordBatch.from_arrays(arrays, schema=ARROW_SCHEMA)
 
 
@@ -326,13 +332,6 @@ def _task_ids(file: _Opened) -> list[pa.Array]:
         return _read_columns(pf, file.path, [TASK_IDS.name])[TASK_IDS.name]
 
 
-def _joined(parts: list[np.ndarray | None]) -> np.ndarray | None:
-    """The files' keys as one array; None if a file's ids are of a kind `string_keys` skips."""
-    if any(p is None for p in parts):
-        return None
-    return parts[0] if len(parts) == 1 else np.concatenate(parts, dtype=np.uint64)
-
-
 def read_parquet(path: str | Path, *, check: bool = True) -> Trace:
     """Read a whole Parquet trace, or a directory of them as one trace (the first file's meta).
 
@@ -350,14 +349,14 @@ def read_parquet(path: str | Path, *, check: bool = True) -> Trace:
     files = parquet_files(path) if path.is_dir() else [path]
     columns: dict[str, list[pa.Array] | Callable[[], object]] = {n: [] for n in _OTHER_NAMES}
     ids: list[pa.Array] = []
-    keys: list[Future[np.ndarray | None]] = []
+    keys: list[Future[KeyGroups | None]] = []
     starts, meta = [], {}
     with ThreadPoolExecutor(1, thread_name_prefix="heddle-trace-ids") as pool:
         for i, file in enumerate(files):
             with _opened(file) as opened:
                 file_ids = pool.submit(_task_ids, opened)
                 if check:  # keyed on the second thread as soon as read, while this one reads
-                    keys.append(pool.submit(lambda ids=file_ids: string_keys(ids.result())))
+                    keys.append(pool.submit(lambda ids=file_ids: grouped_keys(ids.result())))
                 try:
                     others = _read_columns(opened.parquet, file, _OTHER_NAMES)
                 finally:
@@ -373,7 +372,7 @@ def read_parquet(path: str | Path, *, check: bool = True) -> Trace:
         task_ids = pool.submit(arrow_column, ids, TASK_IDS, 0)
         columns[TASK_IDS.name] = task_ids.result
         repeated = pool.submit(lambda: repeated_ids(
-            pd.Series(task_ids.result(), copy=False), _joined([k.result() for k in keys]))
+            pd.Series(task_ids.result(), copy=False), joined([k.result() for k in keys]))
         ) if check else None
         try:
             return _trace(columns, meta, path, None, check,

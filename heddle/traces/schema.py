@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.arrays import ArrowStringArray
 
-from heddle.traces.distinct import keys_distinct
+from heddle.traces.distinct import KeyGroups, keys_distinct
 from heddle.traces.errors import TraceValidationError
 
 __all__ = [
@@ -225,9 +225,9 @@ def _empty_ids(ids: pd.Series) -> np.ndarray:
     return ids.to_numpy(dtype=object) == ""
 
 
-def repeated_ids(ids: pd.Series, keys: np.ndarray | None = None) -> np.ndarray:
+def repeated_ids(ids: pd.Series, keys: KeyGroups | None = None) -> np.ndarray:
     """The unique-id rule: rows whose id appeared before; one hash pass when (as usual) all
-    ids are unique. `keys`: the ids' `string_keys` in the same order, if already known."""
+    ids are unique. `keys`: the ids' `grouped_keys`, if already known."""
     if isinstance(ids.array, ArrowStringArray):
         # integer keys settle the usual case; strings are compared only if two keys coincide
         values = pa.array(ids.array)

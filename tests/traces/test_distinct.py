@@ -3,6 +3,7 @@ said of repeated ids; Parquet files from other writers still read as the canonic
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,14 @@ from hypothesis import strategies as st
 
 from heddle.traces import Trace, TraceValidationError, distinct, iter_trace, read_trace, write_trace
 from heddle.traces.arrowframe import USED_SLICE_ROWS
-from heddle.traces.distinct import SLICE_ROWS, keys_distinct, keys_unique, string_keys
+from heddle.traces.distinct import (
+    SLICE_ROWS,
+    grouped_keys,
+    joined,
+    keys_distinct,
+    keys_unique,
+    string_keys,
+)
 from tests.traces.conftest import make_frame
 
 TEXT = st.text(alphabet=st.sampled_from(["a", "b", "\x00", "é", "🙂"]), max_size=20)
@@ -64,6 +72,30 @@ def test_keys_span_slices_and_chunks():
     assert keys_distinct(chunked) is True
     repeated = pa.chunked_array([ids[:100], ids[100:] + [ids[7]]])
     assert keys_distinct(repeated) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(TEXT, max_size=60), cuts=st.lists(st.integers(0, 60), max_size=3),
+       part_keys=st.sampled_from([1, 3, 16, 50_000]))
+def test_keys_grouped_by_file_answer_as_all_keys_at_once(
+        values: list[str], cuts: list[int], part_keys: int):
+    """The Parquet reader keys each file's ids on their own, grouped by top bits chosen from
+    that file's size, and joins the groups: a repeat is found wherever it falls, and the
+    groups hold exactly the keys of `string_keys`."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(distinct, "PART_KEYS", part_keys)
+        bounds = [0, *sorted(min(c, len(values)) for c in cuts), len(values)]
+        files = [pa.array(values[a:b], pa.string()) for a, b in pairwise(bounds)]
+        groups = joined([grouped_keys(f) for f in files])
+        assert groups is not None and groups.rows == len(values)
+        held = sorted(k for pieces in groups.pieces for p in pieces for k in p.tolist())
+        everything = string_keys(pa.array(values, pa.string()))
+        assert everything is not None and held == sorted(everything.tolist())
+        for group, pieces in enumerate(groups.pieces):  # each key in the group of its top bits
+            for p in pieces:
+                assert all(k >> (64 - groups.bits) == group for k in p.tolist()) or not groups.bits
+        assert keys_unique(groups) is (len(set(values)) == len(values))
+    assert joined([grouped_keys(files[0]), None]) is None
 
 
 def test_a_repeat_in_another_slice_is_found_whatever_the_slices_longest_ids():
@@ -148,16 +180,20 @@ def test_coinciding_keys_are_settled_by_comparing_the_strings(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Every key the same (as if all collided): distinct ids still read, a repeat is still
     found, on both readers."""
-    def same_key(values: distinct.Strings) -> np.ndarray:
-        rows = sum(map(len, values)) if isinstance(values, list) else len(values)
-        return np.zeros(rows, dtype=np.uint64)
+    keyed = []
 
-    monkeypatch.setattr(distinct, "string_keys", same_key)
+    def same_key(arr: pa.Array, keys: np.ndarray, work: object) -> None:
+        keyed.append(len(arr))
+        keys[:] = 0
+
+    monkeypatch.setattr(distinct, "_slice_keys", same_key)
     frame = make_frame(60)
     trace = Trace.from_frame(frame)
     for name in ("good.parquet", "good.htr"):
         write_trace(trace, tmp_path / name)
+        keyed.clear()
         assert read_trace(tmp_path / name).equals(trace)
+        assert sum(keyed) >= len(trace)  # the reader's ids were keyed, all alike
     table = _table(60)
     ids = table.column("task_id").to_pylist()
     ids[41] = ids[3]

@@ -254,7 +254,7 @@ def test_a_trace_is_a_plain_parquet_file_for_other_tools(tmp_path: Path, small_t
     schema = pf.schema_arrow
     assert schema.names == list(COLUMN_NAMES)
     assert pa.types.is_dictionary(schema.field("privacy").type)
-    assert schema.field("task_id").type == pa.string()
+    assert schema.field("task_id").type == pa.large_string()
     assert schema.field("prompt_tokens").type == pa.int32()
     assert schema.field("owner").metadata[b"doc"].startswith(b"owner id")
     kv = schema.metadata
