@@ -3,6 +3,7 @@ control plane over raw NATS with the wire protocol."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from heddle.live import protocol as p
@@ -126,6 +127,21 @@ async def test_slot_limit_local_queue_cancel_and_garbage(natsd, control, spawn_a
     for task_id in ("long-1", "long-2", "after-garbage"):
         assert (await control.finished(task_id)).outcome == "cancelled"
     assert agent.process.poll() is None
+
+    # An assignment and its cancel sent together reach the agent in one read: their handlers
+    # run in one turn of its loop, the cancel before the attempt's runner has begun. The
+    # attempt still ends and gives its slot back (a node that kept it queued every later
+    # assignment: gateway requests to it timed out).
+    for i in range(5):
+        assigned, cancelled = await asyncio.gather(
+            control.assign("mac-s", f"hasty-{i}", kind="sleep", payload=forever, attempt=1),
+            control.control("mac-s", "cancel", task_id=f"hasty-{i}", attempt=1))
+        if assigned.accepted:  # the assignment came first: it ends cancelled, as asked
+            assert cancelled.ok and (await control.finished(f"hasty-{i}")).outcome == "cancelled"
+        else:  # the cancel came first
+            assert "cancelled before it arrived" in assigned.reason, assigned
+    both = [await control.assign("mac-s", f"then-{i}", kind="sleep", payload=forever) for i in range(2)]
+    assert [(r.accepted, r.queued) for r in both] == [(True, False), (True, False)], agent.log()[-2000:]
 
 
 async def _agent_running_a_gated_task(url, control, spawn_agent, gate, node, task_id, slots,

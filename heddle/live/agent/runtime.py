@@ -480,6 +480,12 @@ class Agent:
                 attempt.cancel_reason = reason
                 attempt.runner.cancel()
                 found = True
+                if attempt.started_at is None:
+                    # Its runner has not begun (the assignment came in this same turn of the
+                    # loop): a task cancelled before its first step never runs its body, so
+                    # `_run` would never finish it and its slot stayed taken for good (the
+                    # node queued every later assignment: gateway requests timed out).
+                    self._finish(attempt, "cancelled", reason, None)
         if not found and attempt_no is not None and (task_id, attempt_no) not in self.ended:
             _remember(self.cancelled_early, (task_id, attempt_no), reason)
         return found
