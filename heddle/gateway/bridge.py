@@ -75,6 +75,7 @@ class Bridge:
         self.refused = 0
         self.stats: LoopStats | None = None  # the HEDDLE_LOOP_STATS debug mode: stage instants
         self._subs: list[Any] = []
+        self._stale: set[str] = set()  # nodes said to be not counted for want of a report
         self._tasks: set[asyncio.Task] = set()
 
     @classmethod
@@ -141,7 +142,13 @@ class Bridge:
         except wire.ProtocolError as exc:
             self._refuse(msg.subject, exc)
             return
+        before = self.reports.get(report.node_id)
         self.reports[report.node_id] = (now, report)
+        self._stale.discard(report.node_id)
+        serves = _serves(report)
+        if before is None or _serves(before[1]) != serves:  # rare: a model loaded, a node came or went
+            log.info("node %s serves %s", report.node_id,
+                     ", ".join(f"{m}:{q}" for m, q in serves) or f"nothing ({_why_nothing(report)})")
 
     def _refuse(self, subject: str, exc: Exception) -> None:
         self.refused += 1
@@ -150,12 +157,16 @@ class Bridge:
     def served(self) -> dict[tuple[str, str], list[str]]:
         """(model, quant) resident on active nodes that reported lately -> those nodes."""
         out: dict[tuple[str, str], list[str]] = {}
-        fresh_after = time.monotonic() - FRESH_REPORT_S
+        now = time.monotonic()
         for node_id, (seen, report) in sorted(self.reports.items()):
-            if seen < fresh_after or report.status.value != "active":
+            if now - seen > FRESH_REPORT_S:
+                if node_id not in self._stale:  # said once, until it reports again
+                    self._stale.add(node_id)
+                    log.info("node %s: no capacity report read for %.0f s: not counted as "
+                             "serving anything", node_id, now - seen)
                 continue
-            for m in report.resident_models:
-                out.setdefault((m.model, m.quant), []).append(node_id)
+            for model_quant in _serves(report):
+                out.setdefault(model_quant, []).append(node_id)
         return out
 
     # -- out -----------------------------------------------------------------------------------
@@ -217,3 +228,16 @@ class Bridge:
         request = CancelRequest(**self._fields(), task_id=task_id)
         with contextlib.suppress(GatewayError, wire.ProtocolError):
             await self._request(wire.CANCEL, encode_message(request))
+
+
+def _serves(report: wire.CapacityReport) -> tuple[tuple[str, str], ...]:
+    """The (model, quant) pairs a node's report offers (none unless it takes work)."""
+    if report.status.value != "active":
+        return ()
+    return tuple(sorted((m.model, m.quant) for m in report.resident_models))
+
+
+def _why_nothing(report: wire.CapacityReport) -> str:
+    if report.status.value != "active":
+        return report.status.value
+    return "no model resident"

@@ -5,6 +5,7 @@ nats-server, the control plane, agents (each with a stand-in Ollama server on lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
@@ -14,7 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import nats
+
 from heddle.gateway.serve import READY_LINE
+from heddle.live import protocol as p
 from tests.live.clusterkit import REPO, WAIT_S, Cluster, agent_command, start_until_ready
 from tests.live.llmstandin import StandIn
 
@@ -102,6 +106,38 @@ class GatewayCluster(Cluster):
             return {n.node_id for n in reply.nodes if n.status == "active"} >= nodes
 
         self.wait_until(lambda: self.query(present), f"nodes {sorted(nodes)} active")
+
+    def serving_story(self) -> str:
+        """Who serves what, as each part sees it: the agents' capacity reports now, the control
+        plane's fleet, and the gateway's log of the nodes it counts (the evidence a wrong
+        /api/tags or /v1/models needs: it listed nothing once, with three nodes up)."""
+
+        async def reports():
+            heard: dict[str, Any] = {}
+            nc = await nats.connect(self.url)
+            try:
+                sub = await nc.subscribe(p.all_nodes(p.CAPACITY))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5):  # a report from each node, if they report
+                        async for msg in sub.messages:
+                            report = p.decode(msg.data, p.CapacityReport)
+                            heard[report.node_id] = (report.status.value, report.seq, [
+                                f"{m.model}:{m.quant}" for m in report.resident_models])
+                            if set(heard) >= set(self.agents):
+                                break
+            finally:
+                await nc.close()
+            return heard
+
+        fleet = self.query(lambda c: c.fleet())
+        return "\n".join([
+            f"agents report now: {asyncio.run(reports())}",
+            "control plane: " + "; ".join(f"{n.node_id} {n.status} (last report {n.last_report_s_ago} s "
+                                          f"ago, {n.running} running)" for n in fleet.nodes),
+            *("gateway: " + line.rstrip() for line in self.gateway_log
+              if " serves " in line or "capacity report" in line or "refused" in line),
+            "gateway, its last lines:", *(line.rstrip() for line in self.gateway_log[-10:]),
+        ])
 
 
 def write_keys(path: Path, entries: list[dict[str, Any]]) -> Path:

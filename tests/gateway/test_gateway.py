@@ -203,7 +203,7 @@ def test_a_caller_that_disconnects_cancels_its_task(cluster):
 def test_ollama_client_chat_generate_and_tags(cluster):
     llama = ollama.Client(host=cluster.base_url, headers={"Authorization": "Bearer " + KEYS["bob"]["key"]})
     names = [m.model for m in llama.list().models]
-    assert "llama-3.1-8b:q4_k_m" in names
+    assert "llama-3.1-8b:q4_k_m" in names, f"listed {names}\n{cluster.serving_story()}"
     parts = list(llama.chat(model="llama3.1:8b-instruct-q4_K_M", messages=PROMPT, stream=True))
     assert "".join(p.message.content for p in parts) == TEXT
     assert parts[-1].done and parts[-1].eval_count == len(WORDS)
