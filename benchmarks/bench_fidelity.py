@@ -16,13 +16,13 @@ Next to the twin's figures, the same replay at each node's mean speed over the w
 measured speed over time left out), and on the mean speeds alone (the measured service
 spread and start delay left out too): what each adds.
 
-    uv run python benchmarks/bench_fidelity.py --sampling [--sizes 200,400,800,1600]
+    uv run python benchmarks/bench_fidelity.py --sampling [--configs 450:0.7:0.12,1350:0.6:0.08] [--cv 0.2]
 
-How many tasks the window needs, from the twin alone (no cluster): for each size, 30
-workloads of the cpu case (different seeds) replayed twice, as drawn and with each step's
-work multiplied by lognormal noise of sigma 0.05 (the live steps' own variation), printing
-p95's spread across seeds and the spread of the noisy/clean p95 ratio (what separates the
-live p95 from the twin's when both see the same arrivals and work).
+How large a window the test needs, from the twin alone (no cluster): for each window (items,
+offered load, mean step), the kit's own arrivals and work; one twin run with each step's
+service drawn at the live steps' variation stands for the live run, against the median of 8
+other replays (what `heddle twin check` reports), 60 times: the spread of the p50 and p95
+errors that chance alone makes when both sides see the same arrivals and work.
 """
 
 from __future__ import annotations
@@ -78,36 +78,51 @@ def _pct(error: float | None) -> str:
     return "-" if error is None else f"{error:+.1%}"
 
 
-def sampling(sizes: list[int], load: float, service_s: float, seeds: int = 30) -> None:
+def sampling(configs: list[tuple[int, float, float]], cv: float, draws: int = 60) -> None:
+    """For each (items, load, mean service s): the kit's cpu window (its seed, warm-up drawn
+    first), one twin run standing for the live run against the median of REPLAYS others, each
+    step's service drawn with coefficient of variation `cv` (the live steps' own variation),
+    `draws` times: the spread of the p50 and p95 errors chance alone makes."""
+    import math
+
     from heddle.live.control.submission import parse_submission
     from heddle.models.fleet import parse_fleet
+    from heddle.sim.fidelity import REPLAYS
     from heddle.sim.runner import simulate
     from heddle.traces.trace import from_tasks
 
-    speed = 0.16  # any: the workload is drawn in units of it
+    speed = 0.1  # any: the workload is drawn in units of it
     fleet = parse_fleet("name: sampling\nnodes:\n" + "".join(
         f"- {{id: {n}, device: m1-7, memory_gb: 16, owner: {o}, trusted_owners: {list(t)}, slots: 1, "
-        f"cpu_speed_relative: {speed}}}\n" for n, (o, t) in kit.NODES.items()), "sampling")
+        f"cpu_speed_relative: {speed}, service_cv: {cv}, dispatch_s: 0.003}}\n" for n, (o, t) in kit.NODES.items()),
+        "sampling")
 
-    def p95(seed: int, n: int, noise: float) -> float:
-        noisy = np.random.default_rng(1000 + seed)
-        items = kit.poisson_items(np.random.default_rng(seed), n, load * len(kit.NODES) / service_s,
-                                  service_s * speed, max(1, n // 60))
+    def window(n: int, load: float, service_s: float):
+        rng = np.random.default_rng(18)  # the kit's, as measured_runs draws it
+        rate = load * len(kit.NODES) / service_s
+        kit.poisson_items(rng, math.ceil(rate * kit.WARMUP_S), rate, service_s * speed, 0)
         tasks, deps = [], {}
-        for i, (at, text) in enumerate(items):
+        for i, (at, text) in enumerate(kit.poisson_items(rng, n, rate, service_s * speed, max(1, n // 60))):
             for st in parse_submission(text, f"j{i}"):
-                t = st.task
-                t = replace(t, arrival_s=at, cpu_seconds=t.cpu_seconds * (noisy.lognormal(0, noise) if noise else 1),
-                            pipeline_id=f"j{i}/{t.pipeline_id}" if t.pipeline_id else None)
+                t = replace(st.task, arrival_s=at, pipeline_id=f"j{i}/{st.task.pipeline_id}" if st.task.pipeline_id else None)
                 tasks.append(t)
                 deps[t.id] = ",".join(t.depends_on)
-        return float(np.percentile(simulate(fleet, from_tasks(tasks, deps), policy="fast").records["latency"], 95))
+        return from_tasks(tasks, deps)
 
-    print(f"{'tasks':>6}{'p95 mean (s)':>14}{'p95 spread':>12}{'noisy/clean p95 spread':>24}")
-    for n in sizes:
-        clean = np.array([p95(s, n, 0.0) for s in range(seeds)])
-        ratio = np.array([p95(s, n, 0.05) for s in range(seeds)]) / clean
-        print(f"{n:>6}{clean.mean():>14.3f}{clean.std() / clean.mean():>12.1%}{ratio.std():>24.1%}", flush=True)
+    def latency(trace, seed: int) -> np.ndarray:
+        return simulate(fleet, trace, policy="fast", seed=seed).records["latency"].to_numpy()
+
+    print(f"each step's service drawn at cv {cv}; {draws} live draws against the median of {REPLAYS} replays")
+    print(f"{'items':>6}{'load':>6}{'service s':>10}{'window s':>9}{'p50 error sd':>14}{'p95 error sd':>14}{'p95 min':>9}{'p95 max':>9}")
+    for n, load, service_s in configs:
+        trace = window(n, load, service_s)
+        twin = [latency(trace, k) for k in range(REPLAYS)]
+        t50, t95 = (np.median([np.percentile(x, q) for x in twin]) for q in (50, 95))
+        live = [latency(trace, 1000 + k) for k in range(draws)]
+        e50 = np.array([t50 / np.percentile(x, 50) - 1 for x in live])
+        e95 = np.array([t95 / np.percentile(x, 95) - 1 for x in live])
+        print(f"{n:>6}{load:>6.2f}{service_s:>10.3f}{n * service_s / (load * len(kit.NODES)):>9.0f}{e50.std():>14.1%}"
+              f"{e95.std():>14.1%}{e95.min():>+9.1%}{e95.max():>+9.1%}", flush=True)
 
 
 def main() -> None:
@@ -115,16 +130,19 @@ def main() -> None:
     parser.add_argument("--case", choices=("cpu", "tokens", "both"), default="both")
     parser.add_argument("--items", type=int, default=None, help="items in the window (default: the test's)")
     parser.add_argument("--warmup-s", type=float, default=kit.WARMUP_S)
-    parser.add_argument("--load", type=float, default=kit.LOAD)
+    parser.add_argument("--load", type=float, default=None, help="offered load (default: the kit's per case)")
     parser.add_argument("--service-s", type=float, default=kit.SERVICE_MEAN_S)
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--no-priority", action="store_true",
                         help="leave the cluster's processes at the default priority (real-time or nice otherwise: kit.raise_priority)")
     parser.add_argument("--sampling", action="store_true", help="only the twin's sampling study (no cluster)")
-    parser.add_argument("--sizes", default="200,400,800,1600")
+    parser.add_argument("--configs", default="450:0.7:0.12,1350:0.6:0.08,1800:0.6:0.08",
+                        help="--sampling: items:load:service_s, comma-separated")
+    parser.add_argument("--cv", type=float, default=0.2, help="--sampling: the live steps' own variation")
     args = parser.parse_args()
     if args.sampling:
-        sampling([int(x) for x in args.sizes.split(",")], args.load, args.service_s)
+        sampling([(int(n), float(rho), float(s)) for n, rho, s in (c.split(":") for c in args.configs.split(","))],
+                 args.cv)
         return
     cases = ("cpu", "tokens") if args.case == "both" else (args.case,)
     with tempfile.TemporaryDirectory(prefix="bench-fidelity-") as tmp:

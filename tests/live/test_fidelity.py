@@ -2,9 +2,10 @@
 replayed on the exported fleet; and the token path end to end against stand-in servers paced
 by the performance model (docs/fidelity.md).
 
-Asserted: the twin's service time of each step, from the exported fleet alone, within 10% of
-the median of the twin's own spread model; the CPU window's latency p50 within the issue's
-10% of the live one and its p95 within P95_GUARD (twice that) when the cluster ran real-time
+Asserted: the median of the twin's service times (each step at its node's speed in the second
+it starts, drawn from the measured spread around it), from the exported fleet alone, within
+10% of the live steps'; the CPU window's latency p50 within the issue's
+10% of the live one and its p95 within P95_GUARD when the cluster ran real-time
 (fidelitykit.REALTIME_PRIORITY: Linux, root), the twin replaying each node's speed second by second as its agent measured it
 and drawing its steps from the measured spread (the median of 8 replays); both windows'
 latency p50/p95 (and the token window's time to first token) printed (pytest -s) and held to
@@ -24,12 +25,12 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from heddle.live.control.shadow import RUNNING_WINDOW
 from heddle.models import perf
 from heddle.models.catalog import device, model
 from heddle.models.fleet import load_fleet
 from heddle.sim import simulate
-from heddle.sim.fidelity import compare
-from heddle.sim.nodes import Spread
+from heddle.sim.fidelity import compare, live_records
 from heddle.traces import read_trace
 from tests.live.fidelitykit import (
     NODES,
@@ -89,30 +90,38 @@ def service_ratio(run) -> np.ndarray:
     return live / twin.loc[out["task_id"]].to_numpy()
 
 
+def over_the_rule(records, run) -> np.ndarray:
+    """Per processor step of `records` (live or twin, in the twin's record columns): its
+    service time over the twin's rule at its node's mean speed in the exported fleet."""
+    speed = {n.id: n.device.cpu_single_core_relative for n in load_fleet(run.fleet_yaml).nodes}
+    work = run.recorded.trace.df.set_index("task_id")["cpu_seconds"]
+    rule = work.loc[records["task_id"]].to_numpy() / records["target"].astype(str).map(speed).to_numpy()
+    return records["service"].to_numpy() / rule
+
+
 def test_the_twin_predicts_each_steps_service_time_from_the_exported_fleet_within_10_percent(cpu):
     report = replayed(cpu)
-    ratio = service_ratio(cpu)
-    print(f"service live / twin: p50 {np.median(ratio):.3f}, p95 {np.percentile(ratio, 95):.3f}")
-    assert len(ratio) == cpu.tasks == TEST_ITEMS + TEST_ITEMS // 60
-    # the twin draws each node's service with mean 1 and the exported spread, whose median is
-    # not 1 (a shared core's steps are skewed; a lognormal's is 1/sqrt(1 + cv^2)): the live
-    # median is held to the twin's own, its draw at the normal's median
-    median = {n.id: Spread.measured(n.service_cv, n.service_quantiles).factor(0.0)
-              for n in load_fleet(cpu.fleet_yaml).nodes}
-    twin_median = np.median([median[node] for node in cpu.recorded.outcomes["target"]])
-    print(f"the twin's own median: {twin_median:.3f}")
-    assert abs(np.median(ratio) / twin_median - 1) <= BOUND
+    live = over_the_rule(live_records(cpu.recorded), cpu)
+    # the twin's steps: the node's speed in the second each starts (its profile) and a draw
+    # from its spread around that speed (a shared core's steps are skewed: the median is not 1)
+    twin = over_the_rule(report.twin_result.records, cpu)
+    print(f"service over the rule, live: p50 {np.median(live):.3f}, p95 {np.percentile(live, 95):.3f}; "
+          f"twin: p50 {np.median(twin):.3f}, p95 {np.percentile(twin, 95):.3f}")
+    assert len(live) == len(twin) == cpu.tasks == TEST_ITEMS + TEST_ITEMS // 60
+    assert abs(np.median(twin) / np.median(live) - 1) <= BOUND
     assert report.row("completed").live == report.row("completed").twin == cpu.tasks
 
 
 P95_GUARD = 2 * BOUND
 """The CPU window's latency p95 error asserted (both ways) when the cluster ran real-time:
-twice the issue's 10%. The window's p95 is made by its slowest 23 tasks, as a rule all in its
-deepest burst of arrivals, and which node frees first (a few ms apart, on either side) decides
-where a public step goes and whose personal work then waits behind it: out of eight runs on
-2026-12-07 at load 5-8 one came out -14.4% (its live tasks 80-100 ms later than the twin's
-through one burst after such a turn), the others within 5.5%; on the quiet machine 3 runs in
-9 beyond 9% (docs/fidelity.md). Its p50 holds the issue's 10% in all of them."""
+twice the issue's 10%. With the same arrivals and work on both sides, the live p95 is one draw
+of the live steps' own variation and of which node frees first when two are about to (a few
+ms apart, it decides where a public step goes and whose personal work waits behind it); the
+twin's is the median of 8 replays. The twin alone puts that chance at a standard deviation
+of 3.2-3.5% for this window (-8.8% to +8.4% in 60 draws; with the 450 items at 70% load the
+window had until 2026-12-07, 6.8-8.3%, -30.6% to +15.5%, and the CI run of 2026-12-07 failed
+this test at +20.6%): the issue's 10% is under three of them, this bound near six
+(docs/fidelity.md). The p50 holds the issue's 10% (its chance: 1.4-1.7%)."""
 
 
 def held_to_the_bound(report, metrics: tuple[str, ...], load: float) -> None:
@@ -184,7 +193,7 @@ async def test_heddle_sim_and_twin_check_take_the_exported_fleet_and_recording_u
 def test_status_and_the_fleet_view_show_the_twins_shadow_predictions(cpu):
     row = cpu.status.tasks[0]
     assert row.predicted_s > 0 and row.actual_s > 0  # the twin's service time next to the agent's
-    assert cpu.status.shadow["tasks"] >= TEST_ITEMS
+    assert cpu.status.shadow["tasks"] == RUNNING_WINDOW  # the running figure covers the last 500
     assert 0 <= cpu.status.shadow["median_abs_error"] < 1
     assert all(n.shadow_error is not None and n.speed_relative > 0 for n in cpu.fleet.nodes)
 

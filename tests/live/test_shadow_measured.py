@@ -125,3 +125,22 @@ def test_the_exported_fleet_carries_the_measured_figures_and_the_twin_reads_them
     fleet = parse_fleet(yaml.safe_dump(doc), "exported")
     assert [(n.service_cv, n.dispatch_s, n.service_quantiles) for n in fleet.nodes] == [
         (0.2123, 0.00312, (0.8123, 0.9, 1.3)), (0.0, 0.0, ())]
+
+
+def test_with_the_nodes_speed_over_time_a_steps_spread_is_around_the_speed_of_its_second():
+    """A slow spell the exported profile holds (and the twin replays) is not spread too: the
+    twin would count it twice."""
+    rng = np.random.default_rng(7)
+    own = np.exp(rng.normal(0, 0.05, 200))  # each step's own variation around its second's speed
+    spell = np.where(np.arange(200) < 100, 1.0, 1 / 0.6)  # the second half at 0.6 of the speed
+    shadow = Shadow()
+    run(shadow, list(own * spell), start_delay=0.002, gap=-0.05)
+    starts = [row.started for row in shadow.history["a"]]
+    speed = NODE.device.cpu_single_core_relative
+    profile = [(starts[0] - 0.5, speed), (starts[100] - 1e-6, 0.6 * speed)]
+    around_the_spell = shadow.measured(profiles={"a": profile})["a"]
+    assert around_the_spell.service_cv == pytest.approx(math.sqrt(math.expm1(0.05**2)), rel=0.25)
+    assert np.std(around_the_spell.service_quantiles) < 0.07
+    # without the profile (or for another node's) the spell is the node's spread
+    for measured in (shadow.measured()["a"], shadow.measured(profiles={"b": profile})["a"]):
+        assert measured.service_cv > 0.2 and np.std(measured.service_quantiles) > 0.2

@@ -374,7 +374,7 @@ class _Intake:
         recorder, since = plane.recorder, request.since_unix_s
         speeds = recorder.speeds_since(since) if recorder is not None and since is not None else {}
         profiles = recorder.speed_profiles_since(since) if recorder is not None and since is not None else {}
-        spreads = plane.recorder.shadow.measured(request.since_unix_s) if plane.recorder is not None else {}
+        spreads = plane.recorder.shadow.measured(since, profiles) if plane.recorder is not None else {}
         self.reply(msg, FleetReply(
             sender=plane.settings.sender, seq=plane.next_seq(), sent_at=now, nodes=rows, budgets=budgets,
             waiting=plane.core.waiting(), running=running,

@@ -19,23 +19,30 @@ which the twin, starting a step the instant it can, does not have otherwise. The
 the median: the twin adds it to every step, and at 70% load each millisecond a busy node
 loses between steps adds several to the wait (the median was 0.1-0.6 ms under the mean).
 Aggregates per node, never a task's own figure: the twin draws its own service times with
-that spread. A burn step reports its own time inside its worker (`heddle.live.agent.
+that spread. Where the export also carries a node's speed over time (`cpu_speed_profile`),
+which the twin replays, a processor step's ratio is taken around the speed of the second it
+started in (`measured(profiles=...)`): around the control plane's running speed it holds the
+slow and fast spells too, and the twin, drawing it on top of the replayed speed, would count
+them twice (a twin queueing 16-20% deeper at p95 than the live window on the quiet machine). A burn step reports its own time inside its worker (`heddle.live.agent.
 worker_main.burn`): the rest of its service on the agent, the round trip to the worker, holds
 the slot without counting in the node's measured speed, so `dispatch_s` adds its mean.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from heddle.models import Node, NodeState, Task
+from heddle.models import Node, NodeState, Task, TaskKind
 from heddle.models.service import service_time
 
-__all__ = ["RUNNING_WINDOW", "Measured", "Shadow", "ShadowFigure", "measured_quantiles", "measured_spread"]
+__all__ = ["RUNNING_WINDOW", "Completion", "Measured", "Shadow", "ShadowFigure", "measured_quantiles", "measured_spread",
+           "spell_ratio"]
 
 RUNNING_WINDOW = 500
 """Completions the running error figure covers (recent behaviour, not the whole history)."""
@@ -55,6 +62,18 @@ SPREAD_QUANTILES = 41
 """Quantiles of a node's spread exported (probabilities 0, 0.025, ..., 1 of its ratios but
 the least and the greatest): its shape to within a fortieth of the steps, the upper tail
 that queues a node up included, from the 20-500 a window has."""
+
+
+class Completion(NamedTuple):
+    """What one completion on a node left for the window's figures (`Shadow.measured`)."""
+
+    ended: float  # its finish (agent clock, Unix s)
+    ratio: float  # actual / predicted service time
+    delay: float  # from when it could start to its start (nan: not placed on a free slot)
+    trip: float  # a burn step's round trip to its worker (nan: not a burn step)
+    started: float  # its start (agent clock, Unix s)
+    actual_s: float  # its service time on the agent
+    cpu_s: float  # a processor step's work in reference-core seconds (nan: another kind)
 
 
 class Measured(NamedTuple):
@@ -110,6 +129,17 @@ def measured_quantiles(ratios: list[float]) -> tuple[float, ...]:
     return tuple(q / mean for q in table)
 
 
+def spell_ratio(row: Completion, profile: Sequence[tuple[float, float]]) -> float:
+    """A completion's service time over the twin's rule at the node's speed in force when it
+    started: the last entry of `profile` (from Unix s, speed) at or before its start, as the
+    twin's `pace` events replay it (heddle.sim.fidelity.measured_speeds); its ratio around the
+    control plane's speed when it is not a processor step or no entry had begun."""
+    at = bisect.bisect_right(profile, (row.started, math.inf)) - 1
+    if math.isnan(row.cpu_s) or at < 0:
+        return row.ratio
+    return row.actual_s * profile[at][1] / row.cpu_s
+
+
 def _trimmed(values: list[float]) -> list[float]:
     """`values` sorted, without the TRIM share at each end (at least one each)."""
     ordered = sorted(values)
@@ -130,13 +160,13 @@ class Shadow:
     def __init__(self, window: int = RUNNING_WINDOW) -> None:
         self.window = window
         self.predicted: dict[str, tuple[float, float, float]] = {}  # task -> (start, first token, finish)
+        self.work: dict[str, float] = {}  # processor task -> its cpu_seconds
         self.errors: deque[float] = deque(maxlen=window)
         self.by_node: dict[str, deque[float]] = {}
         self.last: dict[str, tuple[float, float]] = {}  # task -> (predicted s, actual s), ended
         self.ready: dict[str, float] = {}  # task placed on a free slot -> when it could have started
         self.node_ended: dict[str, float] = {}  # node -> its last completion's end (agent clock)
-        # node -> (ended, ratio, start delay or nan, round trip or nan)
-        self.history: dict[str, deque[tuple[float, float, float, float]]] = {}
+        self.history: dict[str, deque[Completion]] = {}
 
     def placed(self, key: str, task: Task, node: Node, state: NodeState | None, now: float,
                running: int) -> tuple[float, float, float] | None:
@@ -152,6 +182,10 @@ class Shadow:
             return None
         prediction = (now, now + st.first_token_s, now + st.service_s)
         self.predicted[key] = prediction
+        if task.kind is TaskKind.PROCESSOR and task.cpu_seconds > 0:
+            self.work[key] = task.cpu_seconds
+        else:
+            self.work.pop(key, None)
         if running <= node.slots and not task.depends_on:  # a stage's could-start is its inputs' arrival
             self.ready[key] = max(task.arrival_s, self.node_ended.get(str(node.id), -math.inf))
         else:
@@ -164,6 +198,7 @@ class Shadow:
         a burn step reports it); returns the error (None: nothing to compare)."""
         prediction = self.predicted.pop(key, None)
         ready = self.ready.pop(key, math.nan)
+        work = self.work.pop(key, math.nan)
         if finished_at is not None:
             self.node_ended[node] = max(finished_at, self.node_ended.get(node, -math.inf))
         if prediction is None or started_at is None or finished_at is None:
@@ -180,32 +215,39 @@ class Shadow:
         self.by_node.setdefault(node, deque(maxlen=self.window)).append(error)
         delay = started_at - ready  # nan: not placed on a free slot
         trip = max(0.0, actual_s - inside_s) if inside_s is not None else math.nan  # nan: not a burn step
-        self.history.setdefault(node, deque(maxlen=KEPT_PER_NODE)).append(
-            (finished_at, actual_s / predicted_s, delay if math.isnan(delay) else max(0.0, delay), trip))
+        self.history.setdefault(node, deque(maxlen=KEPT_PER_NODE)).append(Completion(
+            finished_at, actual_s / predicted_s, delay if math.isnan(delay) else max(0.0, delay), trip,
+            started_at, actual_s, work))
         return error
 
     def ended(self, key: str) -> None:
         """The task ended without completing: its prediction is dropped."""
         self.predicted.pop(key, None)
         self.ready.pop(key, None)
+        self.work.pop(key, None)
 
-    def measured(self, since_unix_s: float | None = None) -> dict[str, Measured]:
-        """Per node, its spread (`service_cv` and `service_quantiles`) and `dispatch_s` over the completions that ended since
-        `since_unix_s` (None: the last RUNNING_WINDOW); a node with fewer than MIN_SAMPLES
-        of either is left out (the twin then runs its steps as the performance model says)."""
+    def measured(self, since_unix_s: float | None = None,
+                 profiles: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, Measured]:
+        """Per node, its spread (`service_cv` and `service_quantiles`) and `dispatch_s` over the
+        completions that ended since `since_unix_s` (None: the last RUNNING_WINDOW); a node with
+        fewer than MIN_SAMPLES of either is left out (the twin then runs its steps as the
+        performance model says). With `profiles` (node -> [(from Unix s, speed)], the speed
+        over time the export carries), a processor step's ratio is its service time over its
+        work at the speed in force when it started (`spell_ratio`), as the twin replays it."""
         out = {}
         for node, history in self.history.items():
-            rows = []
+            rows: list[Completion] = []
             for row in reversed(history):  # newest first: a window is the history's end
-                if row[0] < (since_unix_s if since_unix_s is not None else -math.inf) or (
+                if row.ended < (since_unix_s if since_unix_s is not None else -math.inf) or (
                         since_unix_s is None and len(rows) >= self.window):
                     break
                 rows.append(row)
-            delays = [row[2] for row in rows if not math.isnan(row[2])]
-            trips = [row[3] for row in rows if not math.isnan(row[3])]
+            delays = [row.delay for row in rows if not math.isnan(row.delay)]
+            trips = [row.trip for row in rows if not math.isnan(row.trip)]
             if len(rows) >= MIN_SAMPLES and len(delays) >= MIN_SAMPLES:
                 trip = statistics.fmean(_trimmed(trips)) if len(trips) >= MIN_SAMPLES else 0.0
-                ratios = [row[1] for row in rows]
+                profile = (profiles or {}).get(node) or ()
+                ratios = [spell_ratio(row, profile) for row in rows]
                 out[node] = Measured(measured_spread(ratios), statistics.fmean(_trimmed(delays)) + trip,
                                      measured_quantiles(ratios))
         return out
