@@ -377,6 +377,10 @@ def up(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop_on_term)
+    # Python makes SIGINT a KeyboardInterrupt only if it was not ignored when the process
+    # started: `heddle up` started by a parent that ignores it (a script's background job,
+    # nohup) never stopped on Ctrl-C or a supervisor's SIGINT, and its children outlived it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         cluster.start()
     except (UpError, KeyboardInterrupt) as exc:

@@ -42,9 +42,12 @@ def test_the_documented_session_runs_and_ctrl_c_stops_everything(tmp_path, monke
     args = shlex.split(up_line)
     assert args[:2] == ["heddle", "up"]
     env = {**os.environ, "COLUMNS": "250", "HEDDLE_CONFIG": str(tmp_path / "none.yaml")}
+    # started as a script's background job is (SIGINT ignored, which exec keeps): Ctrl-C must
+    # stop it all the same (it once ignored it and its control plane outlived it)
     up = subprocess.Popen(
-        [sys.executable, "-m", "heddle.cli.main", *args[1:], "--data-dir", str(tmp_path / "data"),
-         "--port", "0", "--host", "127.0.0.1", "--no-announce"],
+        ["sh", "-c", 'trap "" INT; exec "$0" "$@"', sys.executable, "-m", "heddle.cli.main",
+         *args[1:], "--data-dir", str(tmp_path / "data"), "--port", "0", "--host", "127.0.0.1",
+         "--no-announce"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
     )
     try:
@@ -79,7 +82,10 @@ def test_the_documented_session_runs_and_ctrl_c_stops_everything(tmp_path, monke
             result = runner.invoke(app, [*shlex.split(command)[1:], "--nats", url], env={"COLUMNS": "200"})
             assert result.exit_code == 0, f"{command}: {result.output}"
         up.send_signal(signal.SIGINT)  # Ctrl-C
-        assert up.wait(timeout=WAIT_S) == 0
+        try:
+            assert up.wait(timeout=WAIT_S) == 0, "".join(output[-40:])
+        except subprocess.TimeoutExpired:
+            raise AssertionError("heddle up did not stop on Ctrl-C:\n" + "".join(output[-40:])) from None
         port = int(url.rsplit(":", 1)[1])
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0  # nats-server is gone
