@@ -52,7 +52,11 @@ class Timing:
     calling thread's share (the rest ran on threads the operation started). For the fastest
     repetition by the clock: how long the calling thread waited for a core (`queued_s`) and
     how long it was blocked (`blocked_s`: on the GIL or on a thread the operation started),
-    so that wall = the calling thread's CPU + queued + blocked."""
+    so that wall = the calling thread's CPU + queued + blocked. For the repetition with the
+    least CPU: each thread's page faults (minor: memory mapped in, a huge page counting once)
+    and kernel time, the calling thread's from RUSAGE_THREAD, the others' as the rest of the
+    process's (the kernel splits a thread's time between user and kernel by sampling at
+    each tick, so these are good to a few ms)."""
 
     wall_s: float = float("inf")
     cpu_s: float = float("inf")
@@ -60,15 +64,24 @@ class Timing:
     caller_s: float = float("inf")
     queued_s: float = 0.0
     blocked_s: float = 0.0
+    caller_faults: int = 0
+    caller_sys_s: float = 0.0
+    others_faults: int = 0
+
+    @property
+    def others_sys_s(self) -> float:
+        return self.sys_s - self.caller_sys_s
 
     def run(self, fn: Callable[[], object]) -> object:
         wall, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+        thread_before = resource.getrusage(resource.RUSAGE_THREAD)
         on_cpu, queued = _schedstat()
         caller = time.thread_time()
         result = fn()
         caller = time.thread_time() - caller
         on_cpu_after, queued_after = _schedstat()
         wall = time.perf_counter() - wall
+        thread_after = resource.getrusage(resource.RUSAGE_THREAD)
         after = resource.getrusage(resource.RUSAGE_SELF)
         if wall < self.wall_s:
             self.wall_s, self.queued_s = wall, queued_after - queued
@@ -77,6 +90,9 @@ class Timing:
         cpu = after.ru_utime - before.ru_utime + kernel
         if cpu < self.cpu_s:
             self.cpu_s, self.sys_s, self.caller_s = cpu, kernel, caller
+            self.caller_sys_s = thread_after.ru_stime - thread_before.ru_stime
+            self.caller_faults = thread_after.ru_minflt - thread_before.ru_minflt
+            self.others_faults = after.ru_minflt - before.ru_minflt - self.caller_faults
         return result
 
     @property
@@ -241,6 +257,10 @@ def report(formats: list[Format], rows: int, stream_peak: float) -> None:
           f"{htr.timings['read'].cpu_s / t.longer_thread_s:.1f}x); in the fastest read the "
           f"calling thread waited {t.queued_s * 1e3:.0f} ms for a core and was blocked "
           f"{t.blocked_s * 1e3:.0f} ms (on the second thread or the GIL)")
+    print(f"       in the kernel (memory mapped in: page faults, a huge page counting once): "
+          f"calling thread {t.caller_sys_s * 1e3:.0f} ms, {t.caller_faults:,} faults; second "
+          f"{max(0.0, t.others_sys_s) * 1e3:.0f} ms, {t.others_faults:,} faults; .htr "
+          f"{htr.timings['read'].sys_s * 1e3:.0f} ms, {htr.timings['read'].caller_faults:,} faults")
     print(f"write  Parquet vs .htr: {ratio(pq, htr, 'write'):.1f}x; vs .htr.gz "
           f"{ratio(pq, gz, 'write'):.1f}x; vs DataFrame.to_csv {ratio(pq, csv, 'write'):.1f}x")
     print(f"size   Parquet / .htr: {size:.2f} (goal <= 0.33: {ok(size <= 1 / 3)}); / .htr.gz "
