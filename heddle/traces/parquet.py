@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Generic, Self, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -223,6 +224,42 @@ class _Opened:
                               page_checksum_verification=True, pre_buffer=PRE_BUFFER)
 
 
+T = TypeVar("T")
+
+
+class _Shared(Generic[T]):
+    """A task of a read that either thread runs once: the second thread in its turn, or the
+    calling thread if it needs the result before the second thread has started it (then the
+    second thread's turn finds it done). So when the second thread runs late (its CPU time
+    for the same work varies by half from run to run, docs/traces.md), the calling thread
+    does the rest of its tasks instead of waiting for them. An error is raised to each caller."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._fn: Callable[[], T] | None = fn
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    def __call__(self) -> T:
+        with self._lock:  # held while it runs: the other thread waits for the result
+            if self._fn is not None:
+                fn, self._fn = self._fn, None
+                try:
+                    self._value = fn()
+                except BaseException as exc:  # noqa: BLE001 - raised again to each caller
+                    self._error = exc
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+def _shared(pool: ThreadPoolExecutor, fn: Callable[[], T]) -> _Shared[T]:
+    """`fn` queued on the second thread, run by the calling thread if it gets there first."""
+    task = _Shared(fn)
+    pool.submit(task)
+    return task
+
+
 @contextmanager
 def _opened(path: Path) -> Iterator[_Opened]:
     """The file, once its metadata and columns are checked; closed on leaving."""
@@ -292,7 +329,7 @@ def _trace(columns: dict[str, list[pa.Array] | Callable[[], object]], meta: dict
     if not check:
         return trace
     whole = first_row is None
-    breach = pool.submit(dependency_breach, trace.df).result if pool and whole else None
+    breach = _shared(pool, lambda: dependency_breach(trace.df)) if pool and whole else None
     return validated(trace, path, first_row=first_row or 0, whole=whole, repeated=repeated,
                      breached_dependency=breach)
 
@@ -349,14 +386,14 @@ def read_parquet(path: str | Path, *, check: bool = True) -> Trace:
     files = parquet_files(path) if path.is_dir() else [path]
     columns: dict[str, list[pa.Array] | Callable[[], object]] = {n: [] for n in _OTHER_NAMES}
     ids: list[pa.Array] = []
-    keys: list[Future[KeyGroups | None]] = []
+    keys: list[_Shared[KeyGroups | None]] = []
     starts, meta = [], {}
     with ThreadPoolExecutor(1, thread_name_prefix="heddle-trace-ids") as pool:
         for i, file in enumerate(files):
             with _opened(file) as opened:
                 file_ids = pool.submit(_task_ids, opened)
                 if check:  # keyed on the second thread as soon as read, while this one reads
-                    keys.append(pool.submit(lambda ids=file_ids: grouped_keys(ids.result())))
+                    keys.append(_shared(pool, lambda ids=file_ids: grouped_keys(ids.result())))
                 try:
                     others = _read_columns(opened.parquet, file, _OTHER_NAMES)
                 finally:
@@ -369,14 +406,13 @@ def read_parquet(path: str | Path, *, check: bool = True) -> Trace:
                 columns[name].extend(file_chunks)
             # `columns` alone holds the chunks now: arrow_frame frees each column as it goes
             del others, file_chunks
-        task_ids = pool.submit(arrow_column, ids, TASK_IDS, 0)
-        columns[TASK_IDS.name] = task_ids.result
-        repeated = pool.submit(lambda: repeated_ids(
-            pd.Series(task_ids.result(), copy=False), joined([k.result() for k in keys]))
+        task_ids = _shared(pool, lambda: arrow_column(ids, TASK_IDS, 0))
+        columns[TASK_IDS.name] = task_ids
+        repeated = _shared(pool, lambda: repeated_ids(
+            pd.Series(task_ids(), copy=False), joined([k() for k in keys]))
         ) if check else None
         try:
-            return _trace(columns, meta, path, None, check,
-                          repeated=repeated.result if repeated else None, pool=pool)
+            return _trace(columns, meta, path, None, check, repeated=repeated, pool=pool)
         except TraceValidationError as exc:
             if len(files) == 1 or exc.row is None:
                 raise

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heddle.traces import Trace, TraceValidationError, read_trace, write_trace
+from heddle.traces import Trace, TraceValidationError, parquet, read_trace, write_trace
 from heddle.traces.schema import SLICE_ROWS
 from tests.traces.conftest import make_frame
 
@@ -60,14 +62,55 @@ BREACHES = {  # one bad value each, in the order the rules report them
 }
 
 
+class LateSecondThread(ThreadPoolExecutor):
+    """The Parquet reader's second thread, running late: it decodes each file's task ids at
+    once (the read waits for that before it closes the file) and starts nothing else until
+    the read is over, so the calling thread has to do those tasks itself."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.held: list = []
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        if fn is parquet._task_ids:
+            return super().submit(fn, *args, **kwargs)
+        self.held.append((fn, args, kwargs))
+        late: Future = Future()  # a read that waits for it fails instead of hanging
+        late.set_exception(RuntimeError("the read waited for the late second thread"))
+        return late
+
+    def __exit__(self, *exc) -> bool | None:
+        for fn, args, kwargs in self.held:  # its turn at last: each finds its work done
+            super().submit(fn, *args, **kwargs)
+        return super().__exit__(*exc)
+
+
+def test_a_late_second_thread_leaves_its_tasks_to_the_calling_thread(
+        tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """Whichever thread gets to a task first does it, once: the same trace is read."""
+    trace = Trace.from_frame(make_frame(300))
+    for i, part in enumerate(trace.chunks(100)):
+        write_trace(part, tmp_path / f"{i}.parquet")
+    keyed = []
+    grouped_keys = parquet.grouped_keys
+    monkeypatch.setattr(parquet, "grouped_keys", lambda ids: keyed.append(1) or grouped_keys(ids))
+    monkeypatch.setattr(parquet, "ThreadPoolExecutor", LateSecondThread)
+    assert read_trace(tmp_path).equals(trace)
+    assert len(keyed) == 3  # once per file, although both threads asked
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["second thread", "late second thread"])
 @pytest.mark.parametrize("breaches", [
     ["repeated id", "dependency"], ["prompt_tokens", "repeated id"], ["repeated id", "no model"],
     ["no model", "dependency"], ["repeated id"], ["dependency"], list(BREACHES),
 ])
-def test_every_reader_reports_the_same_first_breach(tmp_path, breaches: list[str]):
-    """The Parquet reader checks unique ids and dependencies on a second thread; what it
-    reports is still the first rule broken, as checking the frame in memory and the legacy
-    reader say."""
+def test_every_reader_reports_the_same_first_breach(tmp_path, breaches: list[str], late: bool,
+                                                    monkeypatch: pytest.MonkeyPatch):
+    """The Parquet reader checks unique ids and dependencies on a second thread (or on the
+    calling thread, if it gets there first); what it reports is still the first rule
+    broken, as checking the frame in memory and the legacy reader say."""
+    if late:
+        monkeypatch.setattr(parquet, "ThreadPoolExecutor", LateSecondThread)
     frame = make_frame(12)
     for name in breaches:
         row, column, value = BREACHES[name]
