@@ -210,9 +210,10 @@ def _strings(chunks: list[pa.Array], col: Column, first_row: int) -> pd.api.exte
         if pa.types.is_dictionary(chunk.type):
             chunk = chunk.dictionary_decode()
         _refuse_nulls(chunk, col, at)
-        parts.append(chunk if chunk.type == pa.string() else chunk.cast(pa.string()))
+        # pandas' "str" holds large_string: as the Parquet writer's task ids come, uncast
+        parts.append(chunk if chunk.type == pa.large_string() else chunk.cast(pa.large_string()))
         at += len(chunk)
-    return pd.array(pa.chunked_array(parts, type=pa.string()), dtype="str")
+    return pd.array(pa.chunked_array(parts, type=pa.large_string()), dtype="str")
 
 
 def arrow_column(chunks: list[pa.Array], col: Column, first_row: int) -> object:
