@@ -120,7 +120,11 @@ class GatewayCluster(Cluster):
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(5):  # a report from each node, if they report
                         async for msg in sub.messages:
-                            report = p.decode(msg.data, p.CapacityReport)
+                            try:
+                                report = p.decode(msg.data, p.CapacityReport)
+                            except p.ProtocolError as exc:
+                                heard[msg.subject] = f"refused: {exc}"
+                                continue
                             heard[report.node_id] = (report.status.value, report.seq, [
                                 f"{m.model}:{m.quant}" for m in report.resident_models])
                             if set(heard) >= set(self.agents):
@@ -129,11 +133,17 @@ class GatewayCluster(Cluster):
                 await nc.close()
             return heard
 
-        fleet = self.query(lambda c: c.fleet())
+        def told(what: Callable[[], str]) -> str:
+            try:
+                return what()
+            except Exception as exc:  # noqa: BLE001 -- evidence for a failure: never a new one
+                return f"({type(exc).__name__}: {exc})"
+
         return "\n".join([
-            f"agents report now: {asyncio.run(reports())}",
-            "control plane: " + "; ".join(f"{n.node_id} {n.status} (last report {n.last_report_s_ago} s "
-                                          f"ago, {n.running} running)" for n in fleet.nodes),
+            "agents report now: " + told(lambda: str(asyncio.run(reports()))),
+            "control plane: " + told(lambda: "; ".join(
+                f"{n.node_id} {n.status} (last report {n.last_report_s_ago} s ago, {n.running} running)"
+                for n in self.query(lambda c: c.fleet()).nodes)),
             *("gateway: " + line.rstrip() for line in self.gateway_log
               if " serves " in line or "capacity report" in line or "refused" in line),
             "gateway, its last lines:", *(line.rstrip() for line in self.gateway_log[-10:]),
