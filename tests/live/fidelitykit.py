@@ -60,6 +60,14 @@ that met several queued up far beyond its twin (p50 -41%, p95 -47%); real-time, 
 gap in any run (the longest 5 ms). The cluster uses ~0.5 core while its window runs (more
 for the seconds its agents start); the kernel keeps 5% of each core for the rest whatever
 real-time processes do."""
+STALL_S = 0.1
+"""A step that started this long after it could (placed, and its node's previous step ended)
+means the machine held the cluster's real-time processes off the CPU: a virtual machine's
+host not running it. In 22 recorded windows under the real-time policy the longest such delay
+was 2-25 ms; in one full-suite run on 2026-12-07 (load 13) 511 ms, the test process and the
+cluster stalled together for ~3 s (arrivals held back then accepted 40 at once, steps started
+300-500 ms late), and that window came out -11% at p50 and -74% at p95: a stall no fleet
+file describes."""
 PRIVACY_MIX = (("public", None, 0.45), ("sensitive", "carol", 0.2), ("personal", "alice", 0.12),
                ("personal", "bob", 0.12), ("personal", "carol", 0.11))
 """(privacy, owner, share of items)."""
@@ -118,6 +126,15 @@ class LiveRun:
     fleet: Any  # `heddle fleet` then
     probed: dict[str, float | None]  # each node's speed as its agent reported it before the run
     realtime: bool = False  # the cluster's processes ran real-time (REALTIME_PRIORITY) throughout
+
+    @property
+    def stall_s(self) -> float:
+        """The longest a step waited to start once it could (placed, and its node's previous
+        step ended): a few ms when the cluster's processes got the CPU (STALL_S)."""
+        out = self.recorded.outcomes.sort_values("start_s")
+        previous_end = out.groupby("target")["finish_s"].shift(1).fillna(-math.inf)
+        delay = out["start_s"] - np.maximum(out["placed_s"], previous_end)
+        return float(delay.max())
 
 
 def start_cluster(tmp: Path, *, cpu_limit: float = CPU_LIMIT, extra_agent_flags: dict[str, list[str]] | None = None,

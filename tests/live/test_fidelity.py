@@ -6,7 +6,8 @@ Asserted: the median of the twin's service times (each step at its node's speed 
 it starts, drawn from the measured spread around it), from the exported fleet alone, within
 10% of the live steps'; the CPU window's latency p50 within the issue's
 10% of the live one and its p95 within P95_GUARD when the cluster ran real-time
-(fidelitykit.REALTIME_PRIORITY: Linux, root), the twin replaying each node's speed second by second as its agent measured it
+(fidelitykit.REALTIME_PRIORITY: Linux, root) and the machine did not stall it (no step started
+more than fidelitykit.STALL_S after it could), the twin replaying each node's speed second by second as its agent measured it
 and drawing its steps from the measured spread (the median of 8 replays); both windows'
 latency p50/p95 (and the token window's time to first token) printed (pytest -s) and held to
 the side that load does not move: the twin is not slower than the live cluster by more than
@@ -34,6 +35,7 @@ from heddle.sim.fidelity import compare, live_records
 from heddle.traces import read_trace
 from tests.live.fidelitykit import (
     NODES,
+    STALL_S,
     TEST_ITEMS,
     TOKEN_DEVICES,
     TOKEN_MODEL,
@@ -120,8 +122,10 @@ ms apart, it decides where a public step goes and whose personal work waits behi
 twin's is the median of 8 replays. The twin alone puts that chance at a standard deviation
 of 3.2-3.5% for this window (-8.8% to +8.4% in 60 draws; with the 450 items at 70% load the
 window had until 2026-12-07, 6.8-8.3%, -30.6% to +15.5%, and the CI run of 2026-12-07 failed
-this test at +20.6%): the issue's 10% is under three of them, this bound near six
-(docs/fidelity.md). The p50 holds the issue's 10% (its chance: 1.4-1.7%)."""
+this test at +20.6%). Eight live runs on 2026-12-07 at load 2-10: mean -2.8%, standard
+deviation 3.2%, -8.1% to +2.0%: the issue's 10% is about two of them from the mean, this bound
+over five (docs/fidelity.md). The p50 holds the issue's 10% (its chance: 1.4-1.7%; live
+within 3.9%)."""
 
 
 def held_to_the_bound(report, metrics: tuple[str, ...], load: float) -> None:
@@ -136,8 +140,9 @@ def held_to_the_bound(report, metrics: tuple[str, ...], load: float) -> None:
 def test_the_twin_predicts_latency_p50_and_p95_within_10_percent_of_the_live_cluster(runs, cpu):
     report = replayed(cpu)
     held_to_the_bound(report, ("latency p50 (s)", "latency p95 (s)"), runs["load"])
-    print(f"the cluster ran real-time: {cpu.realtime}")
-    if cpu.realtime:  # both ways: p50 at the issue's bound, p95 at P95_GUARD
+    print(f"the cluster ran real-time: {cpu.realtime}; the longest a step waited to start once it could: "
+          f"{cpu.stall_s * 1000:.1f} ms (a stall beyond {STALL_S * 1000:.0f} ms: not asserted both ways)")
+    if cpu.realtime and cpu.stall_s <= STALL_S:  # both ways: p50 at the issue's bound, p95 at P95_GUARD
         for metric, bound in (("latency p50 (s)", BOUND), ("latency p95 (s)", P95_GUARD)):
             row = report.row(metric)
             assert abs(row.error) <= bound, (metric, row, runs["load"], diagnose(cpu))
