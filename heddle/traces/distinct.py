@@ -160,20 +160,30 @@ class KeyGroups:
         if not self.bits:
             self.pieces[0].append(keys.copy())
             return
-        top = work.top[: len(keys)]
-        np.right_shift(keys, np.uint64(64 - self.bits), out=work.word[: len(keys)])
-        np.copyto(top, work.word[: len(keys)], casting="unsafe")
-        order = np.argsort(top, kind="stable")  # a radix sort of one byte per key
-        ordered = keys[order]
-        ends = np.cumsum(np.bincount(top, minlength=1 << self.bits)).tolist()
-        for group, (start, end) in enumerate(zip([0, *ends[:-1]], ends, strict=True)):
-            if end > start:
-                self.pieces[group].append(ordered[start:end])
+        for group, part in _by_top(keys, 0, self.bits, work):
+            self.pieces[group].append(part)
 
 
-def _group_bits(rows: int) -> int:
+def _split_bits(rows: int, most: int = MAX_GROUP_BITS) -> int:
+    """How many more top bits split `rows` keys into groups of about PART_KEYS (at most `most`)."""
     parts = -(-rows // PART_KEYS)
-    return min(MAX_GROUP_BITS, (parts - 1).bit_length()) if parts > 1 else 0
+    return min(most, (parts - 1).bit_length()) if parts > 1 else 0
+
+
+def _by_top(keys: np.ndarray, known_bits: int, bits: int,
+            work: _Work | None = None) -> list[tuple[int, np.ndarray]]:
+    """`keys` grouped by their `bits` bits under the top `known_bits` (a radix sort of one byte
+    per key): (group, a copy of its keys) for each group that has any. With `work`, the
+    temporaries go in its arrays (a slice's keys: no fresh memory)."""
+    n = len(keys)
+    word = np.empty(n, np.uint64) if work is None else work.word[:n]
+    top = np.empty(n, np.uint8) if work is None else work.top[:n]
+    np.right_shift(keys << np.uint64(known_bits) if known_bits else keys, np.uint64(64 - bits), out=word)
+    np.copyto(top, word, casting="unsafe")
+    ordered = keys[np.argsort(top, kind="stable")]
+    ends = np.cumsum(np.bincount(top, minlength=1 << bits)).tolist()
+    return [(group, ordered[start:end])
+            for group, (start, end) in enumerate(zip([0, *ends[:-1]], ends, strict=True)) if end > start]
 
 
 def grouped_keys(values: Strings) -> KeyGroups | None:
@@ -181,7 +191,7 @@ def grouped_keys(values: Strings) -> KeyGroups | None:
     slices = _slices(values)
     if slices is None:
         return None
-    bits = _group_bits(sum(len(s) for s in slices))
+    bits = _split_bits(sum(len(s) for s in slices))
     groups = KeyGroups(bits, [[] for _ in range(1 << bits)])
     work = _Work()
     for part in slices:
@@ -226,13 +236,7 @@ def keys_unique(keys: np.ndarray | KeyGroups) -> bool:
 
 def _unique(keys: np.ndarray, known_bits: int) -> bool:
     """Whether `keys`, which share their top `known_bits` bits, hold no key twice."""
-    parts = -(-len(keys) // PART_KEYS)
-    bits = min(MAX_GROUP_BITS, (parts - 1).bit_length(), 64 - known_bits) if parts > 1 else 0
+    bits = _split_bits(len(keys), min(MAX_GROUP_BITS, 64 - known_bits))
     if not bits:
         return bool(pd.Index(keys, copy=False).is_unique)
-    shifted = keys << np.uint64(known_bits) if known_bits else keys
-    top = (shifted >> np.uint64(64 - bits)).astype(np.uint8)
-    grouped = keys[np.argsort(top, kind="stable")]
-    ends = np.cumsum(np.bincount(top, minlength=1 << bits)).tolist()
-    return all(_unique(grouped[start:end], known_bits + bits)
-               for start, end in zip([0, *ends[:-1]], ends, strict=True))
+    return all(_unique(part, known_bits + bits) for _, part in _by_top(keys, known_bits, bits))
