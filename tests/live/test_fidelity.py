@@ -30,9 +30,10 @@ from heddle.live.control.shadow import RUNNING_WINDOW
 from heddle.models import perf
 from heddle.models.catalog import device, model
 from heddle.models.fleet import load_fleet
+from heddle.models.service import service_time
 from heddle.sim import simulate
 from heddle.sim.fidelity import compare, live_records
-from heddle.traces import read_trace
+from heddle.traces import read_trace, to_tasks
 from tests.live.fidelitykit import (
     NODES,
     STALL_S,
@@ -94,11 +95,13 @@ def service_ratio(run) -> np.ndarray:
 
 def over_the_rule(records, run) -> np.ndarray:
     """Per processor step of `records` (live or twin, in the twin's record columns): its
-    service time over the twin's rule at its node's mean speed in the exported fleet."""
-    speed = {n.id: n.device.cpu_single_core_relative for n in load_fleet(run.fleet_yaml).nodes}
-    work = run.recorded.trace.df.set_index("task_id")["cpu_seconds"]
-    rule = work.loc[records["task_id"]].to_numpy() / records["target"].astype(str).map(speed).to_numpy()
-    return records["service"].to_numpy() / rule
+    service time over the twin's rule (`service_time`) at its node's mean speed in the
+    exported fleet."""
+    nodes = {str(n.id): n for n in load_fleet(run.fleet_yaml).nodes}
+    tasks = {str(t.id): t for t in to_tasks(run.recorded.trace)}
+    rule = [service_time(nodes[node], tasks[task]).service_s
+            for task, node in zip(records["task_id"].astype(str), records["target"].astype(str), strict=True)]
+    return records["service"].to_numpy() / np.array(rule)
 
 
 def test_the_twin_predicts_each_steps_service_time_from_the_exported_fleet_within_10_percent(cpu):

@@ -38,8 +38,8 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from operator import itemgetter
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,7 @@ from heddle.live.control.book import LiveTask
 from heddle.live.control.export import measured_node
 from heddle.live.control.shadow import Shadow
 from heddle.models import Node
+from heddle.traces.parquet import ARROW_SCHEMA
 from heddle.traces.recorded import (
     LATE_DIR,
     ORIGIN_KEY,
@@ -59,7 +60,6 @@ from heddle.traces.recorded import (
     file_meta,
     write_part,
 )
-from heddle.traces.parquet import ARROW_SCHEMA
 from heddle.traces.schema import COLUMN_NAMES, COLUMNS, Encoding
 from heddle.traces.trace import task_row
 
@@ -186,7 +186,7 @@ class Recorder:
         placed_at, node = self._placed.pop(key, (math.nan, ""))
         node = str(extra.get("node") or node)
         timings = extra.get("timings") or {}
-        prediction = self.shadow.predicted.get(key)
+        prediction = self.shadow.prediction(key)
         released = self._released.pop(key, live.task.arrival_s)
         if status == "completed":
             result = extra.get("result")  # a burn step's says how long it burnt (worker_main.burn)

@@ -41,8 +41,8 @@ from typing import Any, NamedTuple
 from heddle.models import Node, NodeState, Task, TaskKind
 from heddle.models.service import service_time
 
-__all__ = ["RUNNING_WINDOW", "Completion", "Measured", "Shadow", "ShadowFigure", "measured_quantiles", "measured_spread",
-           "spell_ratio"]
+__all__ = ["RUNNING_WINDOW", "Completion", "Measured", "Placed", "Shadow", "ShadowFigure", "measured_quantiles",
+           "measured_spread", "spell_ratio"]
 
 RUNNING_WINDOW = 500
 """Completions the running error figure covers (recent behaviour, not the whole history)."""
@@ -64,6 +64,16 @@ the least and the greatest): its shape to within a fortieth of the steps, the up
 that queues a node up included, from the 20-500 a window has."""
 
 
+@dataclass(slots=True)
+class Placed:
+    """What the shadow keeps of one placed task until it ends."""
+
+    prediction: tuple[float, float, float]  # start, first token, finish (Unix s)
+    node: Node  # the node predicted on, at the speed its agent measured then
+    task: Task
+    ready: float  # when it could have started (nan: not placed on a free slot, or a stage)
+
+
 class Completion(NamedTuple):
     """What one completion on a node left for the window's figures (`Shadow.measured`)."""
 
@@ -73,7 +83,8 @@ class Completion(NamedTuple):
     trip: float  # a burn step's round trip to its worker (nan: not a burn step)
     started: float  # its start (agent clock, Unix s)
     actual_s: float  # its service time on the agent
-    cpu_s: float  # a processor step's work in reference-core seconds (nan: another kind)
+    node: Node  # the node it was predicted on
+    task: Task
 
 
 class Measured(NamedTuple):
@@ -130,14 +141,16 @@ def measured_quantiles(ratios: list[float]) -> tuple[float, ...]:
 
 
 def spell_ratio(row: Completion, profile: Sequence[tuple[float, float]]) -> float:
-    """A completion's service time over the twin's rule at the node's speed in force when it
-    started: the last entry of `profile` (from Unix s, speed) at or before its start, as the
-    twin's `pace` events replay it (heddle.sim.fidelity.measured_speeds); its ratio around the
-    control plane's speed when it is not a processor step or no entry had begun."""
+    """A completion's service time over the twin's rule (`service_time`) at the node's speed
+    in force when it started: the last entry of `profile` (from Unix s, speed) at or before
+    its start, as the twin's `pace` events replay it (heddle.sim.fidelity.measured_speeds);
+    its ratio around the control plane's speed when it is not a processor step or no entry
+    had begun."""
     at = bisect.bisect_right(profile, (row.started, math.inf)) - 1
-    if math.isnan(row.cpu_s) or at < 0:
+    if row.task.kind is not TaskKind.PROCESSOR or row.task.cpu_seconds <= 0 or at < 0:
         return row.ratio
-    return row.actual_s * profile[at][1] / row.cpu_s
+    rule = service_time(row.node, row.task, speed_factor=profile[at][1] / row.node.device.cpu_single_core_relative)
+    return row.actual_s / rule.service_s
 
 
 def _trimmed(values: list[float]) -> list[float]:
@@ -159,12 +172,10 @@ class Shadow:
 
     def __init__(self, window: int = RUNNING_WINDOW) -> None:
         self.window = window
-        self.predicted: dict[str, tuple[float, float, float]] = {}  # task -> (start, first token, finish)
-        self.work: dict[str, float] = {}  # processor task -> its cpu_seconds
+        self.placements: dict[str, Placed] = {}  # task -> its prediction, until it ends
         self.errors: deque[float] = deque(maxlen=window)
         self.by_node: dict[str, deque[float]] = {}
         self.last: dict[str, tuple[float, float]] = {}  # task -> (predicted s, actual s), ended
-        self.ready: dict[str, float] = {}  # task placed on a free slot -> when it could have started
         self.node_ended: dict[str, float] = {}  # node -> its last completion's end (agent clock)
         self.history: dict[str, deque[Completion]] = {}
 
@@ -178,32 +189,30 @@ class Shadow:
             st = service_time(node, task, speed_factor=state.speed_factor if state else 1.0,
                               resident=resident, batch=max(1, running))
         except (KeyError, ValueError):
-            self.predicted.pop(key, None)
+            self.placements.pop(key, None)
             return None
         prediction = (now, now + st.first_token_s, now + st.service_s)
-        self.predicted[key] = prediction
-        if task.kind is TaskKind.PROCESSOR and task.cpu_seconds > 0:
-            self.work[key] = task.cpu_seconds
-        else:
-            self.work.pop(key, None)
+        ready = math.nan
         if running <= node.slots and not task.depends_on:  # a stage's could-start is its inputs' arrival
-            self.ready[key] = max(task.arrival_s, self.node_ended.get(str(node.id), -math.inf))
-        else:
-            self.ready.pop(key, None)
+            ready = max(task.arrival_s, self.node_ended.get(str(node.id), -math.inf))
+        self.placements[key] = Placed(prediction, node, task, ready)
         return prediction
+
+    def prediction(self, key: str) -> tuple[float, float, float] | None:
+        """The placed task's predicted (start, first token, finish), None if there is none."""
+        placed = self.placements.get(key)
+        return placed.prediction if placed is not None else None
 
     def completed(self, key: str, node: str, started_at: float | None, finished_at: float | None,
                   inside_s: float | None = None) -> float | None:
         """Record the actual service time (`inside_s`: the part of it the step itself took, as
         a burn step reports it); returns the error (None: nothing to compare)."""
-        prediction = self.predicted.pop(key, None)
-        ready = self.ready.pop(key, math.nan)
-        work = self.work.pop(key, math.nan)
+        placed = self.placements.pop(key, None)
         if finished_at is not None:
             self.node_ended[node] = max(finished_at, self.node_ended.get(node, -math.inf))
-        if prediction is None or started_at is None or finished_at is None:
+        if placed is None or started_at is None or finished_at is None:
             return None
-        predicted_s = prediction[2] - prediction[0]
+        predicted_s = placed.prediction[2] - placed.prediction[0]
         actual_s = max(0.0, finished_at - started_at)
         self.last[key] = (predicted_s, actual_s)
         if len(self.last) > KEPT_ENDED:
@@ -213,18 +222,16 @@ class Shadow:
         error = actual_s / predicted_s - 1.0
         self.errors.append(error)
         self.by_node.setdefault(node, deque(maxlen=self.window)).append(error)
-        delay = started_at - ready  # nan: not placed on a free slot
+        delay = started_at - placed.ready  # nan: not placed on a free slot
         trip = max(0.0, actual_s - inside_s) if inside_s is not None else math.nan  # nan: not a burn step
         self.history.setdefault(node, deque(maxlen=KEPT_PER_NODE)).append(Completion(
             finished_at, actual_s / predicted_s, delay if math.isnan(delay) else max(0.0, delay), trip,
-            started_at, actual_s, work))
+            started_at, actual_s, placed.node, placed.task))
         return error
 
     def ended(self, key: str) -> None:
         """The task ended without completing: its prediction is dropped."""
-        self.predicted.pop(key, None)
-        self.ready.pop(key, None)
-        self.work.pop(key, None)
+        self.placements.pop(key, None)
 
     def measured(self, since_unix_s: float | None = None,
                  profiles: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, Measured]:
