@@ -30,7 +30,6 @@ __all__ = [
     "joined",
     "keys_distinct",
     "keys_unique",
-    "string_keys",
 ]
 
 SLICE_ROWS = 65_536
@@ -51,7 +50,7 @@ _PAD = 16
 
 @dataclass(slots=True)
 class _Work:
-    """The arrays one call of `string_keys` works in, slice after slice (no allocation per
+    """The arrays one call of `grouped_keys` works in, slice after slice (no allocation per
     slice: numpy's temporaries of a slice came from fresh memory, page faults included)."""
 
     starts: np.ndarray = field(default_factory=lambda: np.empty(SLICE_ROWS, np.int64))
@@ -64,7 +63,8 @@ class _Work:
 
 
 def _slice_keys(arr: pa.Array, keys: np.ndarray, work: _Work) -> None:
-    """Key a slice of at most SLICE_ROWS strings into `keys`."""
+    """Key a slice of at most SLICE_ROWS strings into `keys`: a uint64 per string, in row
+    order, that depends on the string alone (equal strings, equal keys)."""
     n = len(arr)
     offset_type = np.dtype(np.int64 if pa.types.is_large_string(arr.type) else np.int32)
     offsets = np.frombuffer(arr.buffers()[1], offset_type, n + 1, arr.offset * offset_type.itemsize)
@@ -111,27 +111,13 @@ Strings = pa.Array | pa.ChunkedArray | list[pa.Array]
 
 
 def _slices(values: Strings) -> list[pa.Array] | None:
-    """The values in slices of at most SLICE_ROWS; None for types or nulls `string_keys` skips."""
+    """The values in slices of at most SLICE_ROWS; None for types or nulls that are not keyed."""
     chunks = values.chunks if isinstance(values, pa.ChunkedArray) else (
         [values] if isinstance(values, pa.Array) else values)
     if not all((pa.types.is_string(c.type) or pa.types.is_large_string(c.type))
                and not c.null_count for c in chunks):
         return None
     return [c.slice(start, SLICE_ROWS) for c in chunks for start in range(0, len(c), SLICE_ROWS)]
-
-
-def string_keys(values: Strings) -> np.ndarray | None:
-    """A uint64 key per string, in row order (equal strings, equal keys); None for types or
-    nulls it skips."""
-    slices = _slices(values)
-    if slices is None:
-        return None
-    keys = np.empty(sum(len(s) for s in slices), dtype=np.uint64)
-    work, at = _Work(), 0
-    for part in slices:
-        _slice_keys(part, keys[at : at + len(part)], work)
-        at += len(part)
-    return keys
 
 
 PART_KEYS = 50_000
@@ -153,6 +139,10 @@ class KeyGroups:
     bits: int
     pieces: list[list[np.ndarray]]
     rows: int = 0
+
+    @classmethod
+    def empty(cls, bits: int) -> KeyGroups:
+        return cls(bits, [[] for _ in range(1 << bits)])
 
     def add(self, keys: np.ndarray, work: _Work) -> None:
         """Add a slice's keys (copied: `keys` may be a work array)."""
@@ -187,12 +177,12 @@ def _by_top(keys: np.ndarray, known_bits: int, bits: int,
 
 
 def grouped_keys(values: Strings) -> KeyGroups | None:
-    """The values' `string_keys`, grouped by their top bits; None for types or nulls skipped."""
+    """A key per string (`_slice_keys`), grouped by their top bits; None for types other than
+    string or large_string, or for nulls (left to the caller's exact check)."""
     slices = _slices(values)
     if slices is None:
         return None
-    bits = _split_bits(sum(len(s) for s in slices))
-    groups = KeyGroups(bits, [[] for _ in range(1 << bits)])
+    groups = KeyGroups.empty(_split_bits(sum(len(s) for s in slices)))
     work = _Work()
     for part in slices:
         keys = work.keys[: len(part)]
@@ -206,7 +196,7 @@ def joined(groups: list[KeyGroups | None]) -> KeyGroups | None:
     if any(g is None for g in groups):
         return None
     bits = min((g.bits for g in groups if g is not None), default=0)
-    out = KeyGroups(bits, [[] for _ in range(1 << bits)])
+    out = KeyGroups.empty(bits)
     for g in groups:
         assert g is not None
         out.rows += g.rows
@@ -217,7 +207,7 @@ def joined(groups: list[KeyGroups | None]) -> KeyGroups | None:
 
 def keys_distinct(values: Strings, keys: KeyGroups | None = None) -> bool | None:
     """True if no string repeats; None if that needs an exact look (keys coincide, or a type
-    or null that `string_keys` skips). `keys`: the values' `grouped_keys`, if worked out
+    or null that is not keyed). `keys`: the values' `grouped_keys`, if worked out
     already (the Parquet reader keys each file's ids as soon as they are read)."""
     keys = grouped_keys(values) if keys is None else keys
     if keys is None:
@@ -225,11 +215,9 @@ def keys_distinct(values: Strings, keys: KeyGroups | None = None) -> bool | None
     return True if keys_unique(keys) else None
 
 
-def keys_unique(keys: np.ndarray | KeyGroups) -> bool:
+def keys_unique(keys: KeyGroups) -> bool:
     """True if no key repeats. Each group of keys that share their top bits is checked on its
     own, split further by the next bits while over PART_KEYS (a radix sort of one byte per key)."""
-    if isinstance(keys, np.ndarray):
-        return _unique(keys, 0)
     return all(_unique(pieces[0] if len(pieces) == 1 else np.concatenate(pieces), keys.bits)
                for pieces in keys.pieces if pieces)
 

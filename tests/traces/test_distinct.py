@@ -17,34 +17,42 @@ from heddle.traces import Trace, TraceValidationError, distinct, iter_trace, rea
 from heddle.traces.arrowframe import USED_SLICE_ROWS
 from heddle.traces.distinct import (
     SLICE_ROWS,
+    KeyGroups,
     grouped_keys,
     joined,
     keys_distinct,
     keys_unique,
-    string_keys,
 )
 from tests.traces.conftest import make_frame
 
 TEXT = st.text(alphabet=st.sampled_from(["a", "b", "\x00", "é", "🙂"]), max_size=20)
 
 
+def _held(groups: KeyGroups | None) -> list[int]:
+    """All the keys `groups` holds, sorted."""
+    assert groups is not None
+    return sorted(k for pieces in groups.pieces for p in pieces for k in p.tolist())
+
+
 @settings(max_examples=200, deadline=None)
 @given(values=st.lists(TEXT, max_size=40), large=st.booleans(), cut=st.integers(0, 3))
 def test_equal_strings_equal_keys_and_distinct_only_when_distinct(
         values: list[str], large: bool, cut: int):
-    arr = pa.array(values, pa.large_string() if large else pa.string())
+    kind = pa.large_string() if large else pa.string()
+    arr = pa.array(values, kind)
     arr, values = arr.slice(cut), values[cut:]  # a slice starts inside the buffers
-    keys = string_keys(arr)
-    assert keys is not None and len(keys) == len(values)
-    first_key: dict[str, int] = {}
-    for value, key in zip(values, keys.tolist(), strict=True):
-        assert first_key.setdefault(value, key) == key
+    groups = grouped_keys(arr)
+    assert groups is not None and groups.rows == len(values)
+    # each row's key is the key of its string keyed alone: equal strings, equal keys
+    alone = {v: _held(grouped_keys(pa.array([v], kind))) for v in set(values)}
+    held = _held(groups)
+    assert held == sorted(k for v in values for k in alone[v])
     distinct = keys_distinct(arr)
     if len(set(values)) < len(values):
         assert distinct is None  # the caller looks at the strings: never "distinct"
     else:
         # strings that differ only in trailing NULs or in a later 8-byte word still differ
-        assert len(set(keys.tolist())) == len(values) and distinct is True
+        assert len(set(held)) == len(values) and distinct is True
 
 
 KEYS = st.lists(st.one_of(st.integers(0, 2**64 - 1), st.integers(0, 40),  # small: top bits 0
@@ -56,14 +64,22 @@ KEYS = st.lists(st.one_of(st.integers(0, 2**64 - 1), st.integers(0, 40),  # smal
        repeat=st.one_of(st.none(), st.integers(0, 299)))
 def test_keys_checked_in_parts_are_unique_exactly_when_no_key_repeats(
         values: list[int], part_keys: int, repeat: int | None):
-    """Keys are split into parts by their top bits (up to 2**16 parts) and each part checked
-    on its own: the answer is the same as for all keys at once, wherever a repeat falls."""
+    """Keys are grouped by their top bits as they are worked out, and each group checked on
+    its own, split again by the next bits while over PART_KEYS: the answer is the same as for
+    all keys at once, wherever a repeat falls. The strings' keys are chosen here (the string
+    "i" gets the i-th), so that keys sharing many top bits, or none, are drawn."""
     if repeat is not None and values:
         values = values + [values[repeat % len(values)]]
-    keys = np.array(values, dtype=np.uint64)
+
+    def chosen(arr: pa.Array, keys: np.ndarray, work: object) -> None:
+        keys[:] = np.array([values[int(s)] for s in arr.to_pylist()], dtype=np.uint64)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(distinct, "PART_KEYS", part_keys)
-        assert keys_unique(keys) is (len(set(values)) == len(values))
+        patch.setattr(distinct, "_slice_keys", chosen)
+        groups = grouped_keys(pa.array([str(i) for i in range(len(values))], pa.string()))
+        assert _held(groups) == sorted(values)
+        assert keys_unique(groups) is (len(set(values)) == len(values))
 
 
 def test_keys_span_slices_and_chunks():
@@ -81,16 +97,14 @@ def test_keys_grouped_by_file_answer_as_all_keys_at_once(
         values: list[str], cuts: list[int], part_keys: int):
     """The Parquet reader keys each file's ids on their own, grouped by top bits chosen from
     that file's size, and joins the groups: a repeat is found wherever it falls, and the
-    groups hold exactly the keys of `string_keys`."""
+    groups hold exactly the keys of all the values keyed at once."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(distinct, "PART_KEYS", part_keys)
         bounds = [0, *sorted(min(c, len(values)) for c in cuts), len(values)]
         files = [pa.array(values[a:b], pa.string()) for a, b in pairwise(bounds)]
         groups = joined([grouped_keys(f) for f in files])
         assert groups is not None and groups.rows == len(values)
-        held = sorted(k for pieces in groups.pieces for p in pieces for k in p.tolist())
-        everything = string_keys(pa.array(values, pa.string()))
-        assert everything is not None and held == sorted(everything.tolist())
+        assert _held(groups) == _held(grouped_keys(pa.array(values, pa.string())))
         for group, pieces in enumerate(groups.pieces):  # each key in the group of its top bits
             for p in pieces:
                 assert all(k >> (64 - groups.bits) == group for k in p.tolist()) or not groups.bits
@@ -102,8 +116,8 @@ def test_a_repeat_in_another_slice_is_found_whatever_the_slices_longest_ids():
     """A key depends on its string alone: once it also depended on the longest id of its
     slice of SLICE_ROWS, and a repeat in a slice with a longer id read as distinct."""
     ids = [f"t{i}" for i in range(SLICE_ROWS)] + ["a-much-longer-task-id-than-the-rest", "t5"]
-    keys = string_keys(pa.array(ids))
-    assert keys is not None and keys[5] == keys[-1]
+    held = _held(grouped_keys(pa.array(ids)))
+    assert len(set(held)) == len(ids) - 1  # "t5" twice: one key twice, no other coincides
     assert keys_distinct(pa.array(ids)) is None
     frame = make_frame(len(ids)).assign(task_id=ids)
     with pytest.raises(TraceValidationError, match="unique") as info:
@@ -112,7 +126,7 @@ def test_a_repeat_in_another_slice_is_found_whatever_the_slices_longest_ids():
 
 
 def test_nulls_and_other_types_are_left_to_the_exact_check():
-    assert string_keys(pa.array(["a", None])) is None
+    assert grouped_keys(pa.array(["a", None])) is None
     assert keys_distinct(pa.array([b"a", b"b"], pa.binary())) is None
 
 
