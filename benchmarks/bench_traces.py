@@ -3,31 +3,40 @@
     uv run python benchmarks/bench_traces.py            # 1,000,000 rows
     uv run python benchmarks/bench_traces.py --quick    # 100,000 rows
 
-For each format: write and read throughput (rows/s, best of --repeat), file size, the
-in-memory size of the trace read back (bytes/row), and the reader's peak memory growth
-(bytes/row: how far the peak RSS of a fresh process rises while it reads the file once), plus
-streaming the Parquet file with iter_trace. Goals (issue 23): Parquet reads >= 3x the legacy
-`.htr`, its files are <= 1/3 of the `.htr` size, and its memory per row is no worse.
+For each format: write and read throughput (rows/s, best of --repeat, the formats taking
+turns in one process), how much of a read is checking (timed inside that same read), the
+first read in a fresh process (what `heddle trace stats` or `heddle sim --trace` meets: median
+of --fresh processes, each timed after its imports), file size, the in-memory size of the
+trace read back (bytes/row), and the reader's peak memory growth (bytes/row: how far the peak
+RSS of a fresh process rises while it reads the file once), plus streaming the Parquet file
+with iter_trace. Goals (issue 23): Parquet reads >= 3x the legacy `.htr`, its files are
+<= 1/3 of the `.htr` size, and its memory per row is no worse.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing
 import os
 import resource
+import statistics
 import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
 
 from heddle.traces import Trace, iter_trace, read_trace, write_trace
+from heddle.traces import htr as htr_reader
+from heddle.traces import parquet as parquet_reader
 from heddle.traces.synth import SynthConfig, synthesize
 
 CSV_NA = {"keep_default_na": False, "na_values": {"deadline_s": ["", "NaN"]}}
@@ -45,6 +54,65 @@ def _schedstat() -> tuple[float, float]:
     return int(on_cpu) / 1e9, int(queued) / 1e9
 
 
+CHECKS: dict[ModuleType, tuple[str, ...]] = {
+    parquet_reader: ("grouped_keys", "repeated_ids", "dependency_breach", "validated"),
+    htr_reader: ("validated",),
+}
+"""Where each reader calls the trace rules: the functions `CheckClock` times (the Parquet
+reader keys and checks the task ids, and checks the dependency rule, on its second thread;
+`validated` runs the others, and waits there for the second thread's)."""
+
+
+class CheckClock:
+    """The time a read spends checking, measured inside that read: the functions of CHECKS,
+    wrapped while `installed`, add up their CPU time on every thread (a call within another
+    counts once) and the calling thread's time by the clock in them (waiting for the second
+    thread's checks included). The rest of the same read is decoding. `thread_cpu` and `wall`
+    are the clocks (given in tests)."""
+
+    def __init__(self, thread_cpu: Callable[[], float] = time.thread_time,
+                 wall: Callable[[], float] = time.perf_counter) -> None:
+        self._thread_cpu, self._wall = thread_cpu, wall
+        self._depth = threading.local()
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a read: no time counted yet; the calling thread is this one."""
+        self.cpu_s = self.caller_wall_s = 0.0
+        self._caller = threading.get_ident()
+
+    def timed(self, fn: Callable[..., object]) -> Callable[..., object]:
+        @functools.wraps(fn)
+        def call(*args: object, **kwargs: object) -> object:
+            depth = getattr(self._depth, "n", 0)
+            self._depth.n = depth + 1
+            cpu, wall = self._thread_cpu(), self._wall()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._depth.n = depth
+                if not depth:
+                    cpu, wall = self._thread_cpu() - cpu, self._wall() - wall
+                    with self._lock:
+                        self.cpu_s += cpu
+                        if threading.get_ident() == self._caller:
+                            self.caller_wall_s += wall
+        return call
+
+    @contextmanager
+    def installed(self, checks: dict[ModuleType, tuple[str, ...]] = CHECKS) -> Iterator[None]:
+        originals = [(module, name, getattr(module, name))
+                     for module, names in checks.items() for name in names]
+        try:
+            for module, name, fn in originals:
+                setattr(module, name, self.timed(fn))
+            yield
+        finally:
+            for module, name, fn in originals:
+                setattr(module, name, fn)
+
+
 @dataclass(slots=True)
 class Timing:
     """Best (smallest) wall-clock and CPU seconds over the repetitions of one operation, the
@@ -56,7 +124,9 @@ class Timing:
     least CPU: each thread's page faults (minor: memory mapped in, a huge page counting once)
     and kernel time, the calling thread's from RUSAGE_THREAD, the others' as the rest of the
     process's (the kernel splits a thread's time between user and kernel by sampling at
-    each tick, so these are good to a few ms)."""
+    each tick, so these are good to a few ms). Given a CheckClock: how much of the fastest
+    repetition's wall clock, and of the least-CPU repetition's CPU, was checking (each from
+    the same read as the figure it is part of, so decoding, the rest, is never negative)."""
 
     wall_s: float = float("inf")
     cpu_s: float = float("inf")
@@ -67,18 +137,22 @@ class Timing:
     caller_faults: int = 0
     caller_sys_s: float = 0.0
     others_faults: int = 0
+    check_wall_s: float = 0.0
+    check_cpu_s: float = 0.0
 
     @property
     def others_sys_s(self) -> float:
         return self.sys_s - self.caller_sys_s
 
-    def run(self, fn: Callable[[], object]) -> object:
+    def run(self, fn: Callable[[], object], checks: CheckClock | None = None) -> object:
+        if checks is not None:
+            checks.reset()
         wall, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
         thread_before = resource.getrusage(resource.RUSAGE_THREAD)
         on_cpu, queued = _schedstat()
-        caller = time.thread_time()
+        cpu, caller = time.process_time(), time.thread_time()
         result = fn()
-        caller = time.thread_time() - caller
+        cpu, caller = time.process_time() - cpu, time.thread_time() - caller
         on_cpu_after, queued_after = _schedstat()
         wall = time.perf_counter() - wall
         thread_after = resource.getrusage(resource.RUSAGE_THREAD)
@@ -86,10 +160,11 @@ class Timing:
         if wall < self.wall_s:
             self.wall_s, self.queued_s = wall, queued_after - queued
             self.blocked_s = max(0.0, wall - (on_cpu_after - on_cpu) - self.queued_s)
+            self.check_wall_s = checks.caller_wall_s if checks else 0.0
         kernel = after.ru_stime - before.ru_stime
-        cpu = after.ru_utime - before.ru_utime + kernel
         if cpu < self.cpu_s:
             self.cpu_s, self.sys_s, self.caller_s = cpu, kernel, caller
+            self.check_cpu_s = checks.cpu_s if checks else 0.0
             self.caller_sys_s = thread_after.ru_stime - thread_before.ru_stime
             self.caller_faults = thread_after.ru_minflt - thread_before.ru_minflt
             self.others_faults = after.ru_minflt - before.ru_minflt - self.caller_faults
@@ -113,6 +188,12 @@ class Format:
     frame_bytes_per_row: float = 0.0
     peak_bytes_per_row: float = 0.0
     size: int = 0
+    first_reads: list[FirstRead] = field(default_factory=list)
+
+    @property
+    def how(self) -> str:
+        """How `_read` reads the file."""
+        return "csv" if self.path.suffix == ".csv" else "trace"
 
 
 def make_trace(rows: int) -> Trace:
@@ -153,15 +234,48 @@ def peak_growth(path: str, how: str) -> int:
     return (peak - before) * 1024
 
 
+@dataclass(slots=True, frozen=True)
+class FirstRead:
+    """One read as the first thing a fresh process does after its imports (as `heddle trace
+    stats` does): seconds by the clock, of CPU (all threads) and of CPU in the kernel."""
+
+    wall_s: float
+    cpu_s: float
+    sys_s: float
+
+
+def first_read(path: str, how: str) -> FirstRead:
+    """Run in a fresh process (the bench's own imports, heddle.traces and pandas among them,
+    are done when it starts): time one read of `path`."""
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = _read(path, how)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    del result
+    return FirstRead(wall, cpu, after.ru_stime - before.ru_stime)
+
+
+def medians(reads: list[FirstRead]) -> FirstRead:
+    return FirstRead(*(statistics.median(getattr(r, f) for r in reads)
+                       for f in ("wall_s", "cpu_s", "sys_s")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="100,000 rows")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--fresh", type=int, default=5,
+                        help="fresh processes per format for the first-read figures")
     args = parser.parse_args()
     rows = 100_000 if args.quick else args.rows
 
     print(f"load average at start: {_load()}")
+    allocator = {k: v for k, v in os.environ.items() if k.startswith("MIMALLOC_")}
+    if allocator:  # Arrow's allocator's settings change how much of a read is memory mapped in
+        print("Arrow's allocator (mimalloc) set: "
+              + " ".join(f"{k}={v}" for k, v in sorted(allocator.items())))
     t0 = time.perf_counter()
     trace = make_trace(rows)
     print(f"built {len(trace):,}-row trace in {time.perf_counter() - t0:.1f} s")
@@ -177,13 +291,15 @@ def main() -> None:
         formats.append(Format("pandas CSV", csv, lambda: trace.df.to_csv(csv, index=False),
                               lambda: pd.read_csv(csv, **CSV_NA)))
         parquet = formats[0]
+        checks = CheckClock()
         # the formats take turns, so a change in machine load hits them alike
         # each operation starts with the previous one's result freed, so none of them finds
         # memory another left mapped (or has to map its own while another's is held)
         for _ in range(args.repeat):
             for f in formats:
                 f.timings["write"].run(f.write)
-                back = f.timings["read"].run(f.read)
+                with checks.installed():
+                    back = f.timings["read"].run(f.read, checks)
                 assert len(back) == rows, f.name
                 if isinstance(back, Trace):
                     assert back.equals(trace), f"{f.name}: round trip differs"
@@ -197,10 +313,13 @@ def main() -> None:
             back = f.read()
             frame = back.df if isinstance(back, Trace) else back
             f.frame_bytes_per_row = frame.memory_usage(deep=True).sum() / rows
-            how = "csv" if f.path.suffix == ".csv" else "trace"
-            f.peak_bytes_per_row = pool.submit(peak_growth, str(f.path), how).result() / rows
+            f.peak_bytes_per_row = pool.submit(peak_growth, str(f.path), f.how).result() / rows
             f.size = f.path.stat().st_size
         stream_peak = pool.submit(peak_growth, str(parquet.path), "stream").result() / rows
+        # the first read of a fresh process, the formats taking turns
+        for _ in range(args.fresh):
+            for f in formats:
+                f.first_reads.append(pool.submit(first_read, str(f.path), f.how).result())
 
     report(formats, rows, stream_peak)
     print(f"load average at end: {_load()}")
@@ -243,13 +362,13 @@ def report(formats: list[Format], rows: int, stream_peak: float) -> None:
           f"decode only {ratio(pq, htr, 'decode'):.1f}x; "
           f"vs .htr.gz {ratio(pq, gz, 'read'):.1f}x; vs pandas.read_csv {ratio(pq, csv, 'read'):.1f}x")
     for f in (pq, htr):
-        t = f.timings
-        print(f"       {f.name}: {t['read'].wall_s * 1e3:.0f} ms wall / {t['read'].cpu_s * 1e3:.0f} "
-              f"ms CPU ({t['read'].sys_s * 1e3:.0f} in the kernel) a read, of which decoding "
-              f"{t['decode'].wall_s * 1e3:.0f} / "
-              f"{t['decode'].cpu_s * 1e3:.0f} and checking (the same rules and code) "
-              f"{(t['read'].wall_s - t['decode'].wall_s) * 1e3:.0f} / "
-              f"{(t['read'].cpu_s - t['decode'].cpu_s) * 1e3:.0f}")
+        t = f.timings["read"]
+        print(f"       {f.name}: {t.wall_s * 1e3:.0f} ms wall / {t.cpu_s * 1e3:.0f} ms CPU "
+              f"({t.sys_s * 1e3:.0f} in the kernel) a read; in the same reads, checking (the same "
+              f"rules and code) {t.check_wall_s * 1e3:.0f} / {t.check_cpu_s * 1e3:.0f}, decoding "
+              f"the rest {(t.wall_s - t.check_wall_s) * 1e3:.0f} / "
+              f"{(t.cpu_s - t.check_cpu_s) * 1e3:.0f} (checking by the clock: the calling "
+              f"thread's time in the rules, waiting for the second thread's included)")
     t = pq.timings["read"]
     print(f"       Parquet's read split over two threads: {t.caller_s * 1e3:.0f} ms CPU on the "
           f"calling thread, {(t.cpu_s - t.caller_s) * 1e3:.0f} on the second (the busier: "
@@ -261,6 +380,15 @@ def report(formats: list[Format], rows: int, stream_peak: float) -> None:
           f"calling thread {t.caller_sys_s * 1e3:.0f} ms, {t.caller_faults:,} faults; second "
           f"{max(0.0, t.others_sys_s) * 1e3:.0f} ms, {t.others_faults:,} faults; .htr "
           f"{htr.timings['read'].sys_s * 1e3:.0f} ms, {htr.timings['read'].caller_faults:,} faults")
+    first = {f.name: medians(f.first_reads) for f in formats}
+    a, b = first[pq.name], first[htr.name]
+    print(f"first  read in a fresh process (median of {len(pq.first_reads)} processes each, timed "
+          f"after the imports): Parquet vs .htr {b.wall_s / a.wall_s:.1f}x wall, "
+          f"{b.cpu_s / a.cpu_s:.1f}x cpu")
+    for f in formats:
+        r = first[f.name]
+        print(f"       {f.name}: {r.wall_s * 1e3:.0f} ms wall / {r.cpu_s * 1e3:.0f} ms CPU "
+              f"({r.sys_s * 1e3:.0f} in the kernel); {rows / r.wall_s:,.0f} rows/s")
     print(f"write  Parquet vs .htr: {ratio(pq, htr, 'write'):.1f}x; vs .htr.gz "
           f"{ratio(pq, gz, 'write'):.1f}x; vs DataFrame.to_csv {ratio(pq, csv, 'write'):.1f}x")
     print(f"size   Parquet / .htr: {size:.2f} (goal <= 0.33: {ok(size <= 1 / 3)}); / .htr.gz "
