@@ -82,9 +82,12 @@ def _slice_keys(arr: pa.Array, keys: np.ndarray, work: _Work) -> None:
     np.subtract(offsets[:-1], first, out=starts)
     np.subtract(offsets[1:], offsets[:-1], out=lengths)
     np.multiply(lengths.view(np.uint64), _LENGTH_MULTIPLIER, out=keys)
-    word, mask = work.word[:n], work.mask[:n]
+    mask = work.mask[:n]
     for at, masks in enumerate(_WORD_MASKS):
-        np.take(words[8 * at :], starts, out=word)
+        # indexing reads each unaligned word where it is; np.take (even with out=) first
+        # copied the whole strided view into an aligned array, 8 bytes per byte of the
+        # slice's strings (~5.5 MB a slice of heddle's ids, twice: ~25 ms per million ids)
+        word = words[8 * at :][starts]
         np.take(masks, lengths, out=mask, mode="clip")
         _mix(keys, word, mask, word)
     at = 16
