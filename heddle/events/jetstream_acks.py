@@ -3,7 +3,8 @@
 A JetStream publish is acknowledged by a message to its reply subject. nats-py's
 ``nc.request`` gives each publish its own future, done-callback and ``wait_for`` timer, and
 ``js.publish`` then builds a full ``PubAck``: per event that costs more client CPU than the
-append itself. The router instead subscribes once to ``_INBOX.<random>.*``, hands out reply
+append itself. The router instead subscribes once to ``<inbox>.*`` (a fresh inbox beneath the
+connection's own prefix, the only place a cluster member may subscribe), hands out reply
 subjects ending in a counter token, and calls ``on_ack(tag, msg)`` for each ack: a plain
 function call, so a batch of thousands of appends needs no future per event.
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import re
 import weakref
 from collections import deque
@@ -166,7 +166,9 @@ class AckRouter:
         async with self._lock:
             if self._prefix:
                 return
-            prefix = f"_INBOX.{os.urandom(11).hex()}."
+            # Beneath the connection's inbox prefix: a cluster member may subscribe only there
+            # (heddle.live.cluster.access); an agent's reports under `_INBOX.<random>` got no acks.
+            prefix = self._nc.new_inbox() + "."
             watch = permission_watch(self._nc)
             if watch is not None:
                 watch.add(self._on_denied)

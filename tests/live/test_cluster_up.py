@@ -174,6 +174,8 @@ async def test_agent_finds_the_cluster_joins_runs_work_and_rejoins_after_a_resta
         assert [t.node for t in tasks] == ["laptop"] * 3  # the only node ran them
 
         stop(agent)  # drains and leaves; the next start needs no code and no URL
+        # every report of the work was acknowledged (their acks come to the node's own inbox)
+        assert "not acknowledged" not in log.read_text() and "permissions violation" not in log.read_text()
         agent, log = start_agent(up, laptop_dir)
         await wait_active(up, "laptop", agent, log)
         assert log.read_text().count("found cluster") == 1  # the restart did not browse again
