@@ -63,6 +63,12 @@ class NodeIn(_Strict):
     # from 0 to 1, in increasing order (the twin scales it to mean 1); none: lognormal at service_cv
     service_quantiles: Annotated[list[Annotated[float, Field(gt=0, le=100)]], Field(max_length=101)] = []
     dispatch_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
+    # the same for a step placed on the node idle (nothing running, its last step ended
+    # before): none = dispatch_s. Measured, dispatch_s is then a step's started back to back
+    idle_dispatch_s: Annotated[float, Field(ge=0, le=3600)] | None = None
+    # what a step started on an idle node (nothing running, its last step ended before the
+    # step arrived) takes beyond one started back to back: a waking core; none = no difference
+    wake_s: Annotated[float, Field(ge=0, le=60)] = 0.0
 
 
 class BudgetIn(_Strict):
@@ -145,6 +151,8 @@ def _build_node(i: int, n: NodeIn, doc: YamlDoc) -> Node:
         service_cv=n.service_cv,
         service_quantiles=tuple(float(q) for q in quantiles),
         dispatch_s=n.dispatch_s,
+        idle_dispatch_s=n.idle_dispatch_s,
+        wake_s=n.wake_s,
         speed_profile=tuple((float(t), float(v)) for t, v in n.cpu_speed_profile),
     )
 

@@ -27,6 +27,8 @@ class Node:
     service_cv: float = 0.0  # spread of a step's service time around the model's (coefficient of variation)
     service_quantiles: tuple[float, ...] = ()  # that spread's shape: the factor at probabilities 0..1, evenly spaced
     dispatch_s: float = 0.0  # from placing a step on a free slot to its start (the control plane's round trip)
+    idle_dispatch_s: float | None = None  # the same for a step placed on the node idle (None: dispatch_s)
+    wake_s: float = 0.0  # what a step started on an idle node takes beyond one started back to back (a waking core)
     speed_profile: tuple[tuple[float, float], ...] = ()  # (from Unix s, per-core speed) over a recorded window
 
     def __hash__(self) -> int:  # the labels dict makes the generated hash fail
@@ -34,8 +36,8 @@ class Node:
 
     @property
     def measured_spread(self) -> bool:
-        """Whether the twin draws this node's service times around the model's."""
-        return self.service_cv > 0 or bool(self.service_quantiles)
+        """Whether the twin draws this node's service times around the model's (or adds a wake to them)."""
+        return self.service_cv > 0 or bool(self.service_quantiles) or self.wake_s > 0
 
     def may_hold_personal_of(self, owner: OwnerId | None) -> bool:
         """Privacy rule for `personal` work: the owner's own node or one the owner trusts."""

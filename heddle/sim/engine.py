@@ -149,9 +149,10 @@ class Twin(CloudDispatch):
             busy_w_per_slot=max(cost.step_power_w(dev, "decode") - dev.idle_power_w, 0.0) / max(node.slots, 1),
             idle_w=dev.idle_power_w, price_usd_per_kwh=fleet.price_usd_per_kwh(node),
             present=present, dispatch_s=node.dispatch_s,
+            idle_dispatch_s=node.dispatch_s if node.idle_dispatch_s is None else node.idle_dispatch_s,
         )
         if node.measured_spread and self.spread_z is not None:
-            rt.measure_spread(node.service_cv, node.service_quantiles)
+            rt.measure_spread(node.service_cv, node.service_quantiles, node.wake_s)
         self.nodes.append(rt)
         self.targets.append(rt)
         self.target_by_name[node.id] = rt
@@ -370,7 +371,8 @@ class Twin(CloudDispatch):
 
     def _start_on_node(self, i: int, rt: NodeRt, key: int, missing: bool) -> None:
         rec = self.rec
-        now = self.env.now + rt.dispatch_s  # the step's start: the slot is taken from its placement
+        idle = rt.idle_at(self.env.now)
+        now = self.env.now + rt.start_delay_s(idle)  # the step's start: the slot is taken from its placement
         sf = rt.ns.speed_factor or 1.0
         if key >= 0:
             # decode slows when several requests share the node's memory bandwidth
@@ -394,11 +396,12 @@ class Twin(CloudDispatch):
             service *= self.noise[i]
             first_token *= self.noise[i]
             kwh *= self.noise[i]
-        if rt.spread is not None:
-            f = rt.spread_factor(self.spread_z[i])
-            service *= f
-            first_token *= f
-            kwh *= f
+        if rt.spread is not None:  # measured: drawn around the model's, the wake added on an idle node
+            z, wakes = self.spread_z[i], idle and key < 0  # a processor step's core wakes
+            drawn = rt.spread.drawn(service, z, wakes)
+            first_token = rt.spread.drawn(first_token, z, wakes)
+            kwh *= drawn / service if service > 0 else 1.0
+            service = drawn
         self.task_kwh[i] = kwh
         rec.start_s[i] = now
         rec.service_s[i] = service
@@ -429,6 +432,7 @@ class Twin(CloudDispatch):
         now = self.env.now
         service = rec.service_s[i]
         rt.running.discard(i)
+        rt.last_end_s = now
         rt.finish_sum_s -= rec.start_s[i] + service
         rt.release(self.mem_key[i], self.mem_need[i])
         rt.busy_slot_s += service

@@ -307,7 +307,7 @@ class ExpressTwin(Twin):
             prefill_s = a / step[0]
             decode_s = b / step[1]
             kwh = step[2] * (prefill_s + decode_s) / _J_PER_KWH + step[3] * load_s / _J_PER_KWH
-        now += rt.dispatch_s  # the step's start (Twin._start_on_node)
+        now += rt.start_delay_s(rt.idle_at(now))  # the step's start (Twin._start_on_node)
         ready = rt.loaded_at_s.get(key, 0.0)
         wait_load = ready - now if ready > now else 0.0
         service = wait_load + (load_s + prefill_s + decode_s) / sf
@@ -317,11 +317,12 @@ class ExpressTwin(Twin):
             service *= noise[i]
             first_token *= noise[i]
             kwh *= noise[i]
-        if rt.spread is not None:
-            f = rt.spread_factor(self.spread_z[i])
-            service *= f
-            first_token *= f
-            kwh *= f
+        if rt.spread is not None:  # Twin._start_on_node
+            z = self.spread_z[i]
+            drawn = rt.spread.drawn(service, z, False)  # an LLM step: no wake
+            first_token = rt.spread.drawn(first_token, z, False)
+            kwh *= drawn / service if service > 0 else 1.0
+            service = drawn
         task_kwh[i] = kwh
         r_start[i] = now
         r_service[i] = service
@@ -354,6 +355,7 @@ class ExpressTwin(Twin):
         service = r_service[i]
         running = rt.running
         running.discard(i)
+        rt.last_end_s = now
         rt.finish_sum_s -= r_start[i] + service
         rt.pinned_gb -= mem_need[i]  # NodeRt.release
         key = mem_key[i]

@@ -34,7 +34,8 @@ class ModelQuant(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class Spread:
     """How a measured node's service times vary around the performance model's: a factor
-    drawn for each step from its standard normal ``z``, with mean 1.
+    drawn for each step from its standard normal ``z``, with mean 1, and `wake_s` added to a
+    step that starts on an idle node (`drawn`).
 
     From the measured quantiles of the factor (`quantiles`: at evenly spaced probabilities
     from 0 to 1, the distribution between them linear) when the node has them: a shared
@@ -45,15 +46,21 @@ class Spread:
     mu: float = 0.0
     sigma: float = 0.0
     quantiles: tuple[float, ...] = ()
+    wake_s: float = 0.0
 
     @classmethod
-    def measured(cls, service_cv: float, quantiles: tuple[float, ...] = ()) -> Spread:
+    def measured(cls, service_cv: float, quantiles: tuple[float, ...] = (), wake_s: float = 0.0) -> Spread:
         if len(quantiles) >= 2:
             steps = len(quantiles) - 1
             mean = (sum(quantiles) - (quantiles[0] + quantiles[-1]) / 2) / steps  # of the linear pieces
-            return cls(quantiles=tuple(q / mean for q in quantiles))
+            return cls(quantiles=tuple(q / mean for q in quantiles), wake_s=wake_s)
         sigma = math.sqrt(math.log1p(service_cv**2))
-        return cls(mu=-0.5 * sigma * sigma, sigma=sigma)
+        return cls(mu=-0.5 * sigma * sigma, sigma=sigma, wake_s=wake_s)
+
+    def drawn(self, service_s: float, z: float, idle: bool) -> float:
+        """The service time of a step the performance model gives `service_s`, for its
+        standard normal draw `z`, started on an idle node (`idle`: its core wakes first) or not."""
+        return service_s * self.factor(z) + (self.wake_s if idle else 0.0)
 
     def factor(self, z: float) -> float:
         table = self.quantiles
@@ -95,24 +102,36 @@ class NodeRt:
     loads: int = 0
     evictions: int = 0
     names: dict[int, tuple[str, str]] = field(default_factory=dict)  # key -> (model, quant)
-    # a measured node's steps (Node.service_cv or Node.service_quantiles, Node.dispatch_s):
-    # each service time is multiplied by the spread's factor for z, the task's standard normal
-    # draw (mean 1 kept), and starts dispatch_s after its placement
+    # a measured node's steps (Node.service_cv or Node.service_quantiles, Node.wake_s,
+    # Node.dispatch_s, Node.idle_dispatch_s): each service time is multiplied by the spread's
+    # factor for z, the task's standard normal draw (mean 1 kept), plus the wake when the node
+    # was idle, and starts dispatch_s (idle: idle_dispatch_s) after its placement
     spread: Spread | None = None
     dispatch_s: float = 0.0
+    idle_dispatch_s: float = 0.0
+    last_end_s: float = -math.inf  # when its last step ended
     # CPU speed the node's processor steps run at over the one the scheduler sees (a
     # scenario's `pace`: other work on the machine; a live node's measured speed over time,
     # heddle.sim.fidelity)
     pace: float = 1.0
 
-    def measure_spread(self, service_cv: float, quantiles: tuple[float, ...] = ()) -> None:
+    def measure_spread(self, service_cv: float, quantiles: tuple[float, ...] = (), wake_s: float = 0.0) -> None:
         """Draw service times from the measured `quantiles` of the factor when there are
-        some, else lognormal with this coefficient of variation (both scaled to mean 1)."""
-        self.spread = Spread.measured(service_cv, quantiles)
+        some, else lognormal with this coefficient of variation (both scaled to mean 1), and
+        add `wake_s` to a step started on the node idle."""
+        self.spread = Spread.measured(service_cv, quantiles, wake_s)
 
-    def spread_factor(self, z: float) -> float:
-        """The factor on a step's service time for its standard normal draw ``z``."""
-        return self.spread.factor(z)
+    def idle_at(self, placed_s: float) -> bool:
+        """Whether a step placed at `placed_s` finds the node idle: nothing runs here and its
+        last step ended before then (a step placed as the previous one ends waited for it:
+        it starts back to back)."""
+        return not self.running and placed_s > self.last_end_s
+
+    def start_delay_s(self, idle: bool) -> float:
+        """From a step's placement to its start: the control plane's round trip, measured for
+        a step placed on the node idle and for one started back to back (after the previous
+        one's end: its completion reaches the control plane first)."""
+        return self.idle_dispatch_s if idle else self.dispatch_s
 
     @property
     def slots(self) -> int:

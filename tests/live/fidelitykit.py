@@ -82,26 +82,34 @@ The window's p95 is made by its deepest bursts of arrivals; at 70% they are deep
 p95 moves more with the live steps' own variation (below)."""
 TOKEN_LOAD = 0.7
 """tokens: offered load of the token window (its figures are held one-sided only)."""
-SERVICE_MEAN_S = 0.08
+SERVICE_MEAN_S = 0.04
 """cpu: mean wall time of a step at the capped speed the agents measure: short, so the window
 holds many bursts in the seconds the test can spend (the control plane's start delay, ~3 ms,
-is in the twin's fleet file)."""
-WINDOW_ITEMS = 1800
-"""cpu: items in the measured window of the benchmark (80 s at LOAD)."""
-TEST_ITEMS = 1350
-"""cpu: items in the test's window (60 s at LOAD). With the same arrivals and work on both
+is in the twin's fleet file as `dispatch_s`, and a step started on an idle node's extra ~1 ms
+as `wake_s`). 0.08 s until 2026-12-07 08:00 UTC."""
+WINDOW_ITEMS = 6000
+"""cpu: items in the measured window of the benchmark (133 s at LOAD)."""
+TEST_ITEMS = 4500
+"""cpu: items in the test's window (100 s at LOAD). With the same arrivals and work on both
 sides, what separates the twin's p95 from the live one by chance is the live steps' own
-variation (a log-sd of 0.14-0.25 per step on the quiet machine) and which node frees first
-when two are about to. The twin alone measures it (benchmarks/bench_fidelity.py --sampling:
-one draw standing for the live run against the median of 8 others, each step's service
-drawn with a coefficient of variation of 0.2, the test's own arrivals and work, 60 live
-draws): the p95 error's standard deviation was 6.8% (-27.5% to +10.9%) with the 450 items at
-70% load of 0.12 s this window had until 2026-12-07, 3.2% (-6.8% to +6.4%) with these; at a
-coefficient of variation of 0.25, 8.3% and 3.5% (docs/fidelity.md)."""
+variation and which node frees first when two are about to. The twin alone measures it
+(benchmarks/bench_fidelity.py --sampling: one draw standing for the live run against the
+median of 8 others, each step's service drawn with a coefficient of variation of 0.2, the
+test's own arrivals and work, 120 live draws, 2026-12-07 07:56-08:02 UTC): the p95 error's
+standard deviation is 3.6% with the 1,350 items of 0.08 s (60 s) this window had until
+2026-12-07 08:00 UTC, 2.2% with 2,700 of 0.04 s (60 s), 1.8% with 4,050 (90 s), 1.5% with
+these (-3.6% to +3.9%), its mean 0.0% (docs/fidelity.md)."""
 WARMUP_S = 4.0
 """cpu: seconds of the same load run before the window: the first seconds of load after the
 cluster starts are slower than the rest (the processes' first paths, the recorder's first
 write) and would stand for the start of the cluster, not its steady state."""
+SEED = 18
+"""The CPU window's workload (warm-up, arrivals, work, privacy) is drawn from a generator with
+this seed, the token window's from one with the next: each window's draw stays the same when
+the other's size changes. (Until 2026-12-07 08:00 UTC both came from one generator, so the
+CPU window's resizing at 05:39 redrew the token window: from then its first 3 s held 29
+arrivals where 16 are expected, queued behind each node's first step, which loads the model,
+and its latency p50 (1.1-1.4 s, 0.62 s before) was that queue's: -2% to -17% from run to run.)"""
 TOKEN_MODEL = ("llama3.1:8b-instruct-q4_K_M", "llama-3.1-8b", "q4_k_m")
 """(name the stand-ins serve, catalog model, quant) of the token case."""
 TOKEN_DEVICES = {"alpha": "m2-ultra-76", "beta": "m4-max-40", "gamma": "m1-max-32"}
@@ -294,13 +302,13 @@ def mean_service_s(device_id: str) -> float:
 
 async def measured_runs(tmp: Path, cases: tuple[str, ...] = ("cpu", "tokens"), *, items: int | None = None,
                         token_items: int | None = None, warmup_s: float = WARMUP_S, load: float | None = None,
-                        service_s: float = SERVICE_MEAN_S, rng: np.random.Generator | None = None,
+                        service_s: float = SERVICE_MEAN_S, seed: int = SEED,
                         priority: bool = True) -> dict[str, LiveRun]:
     """One cluster (its agents serving LLM steps through paced stand-ins when "tokens" is
     asked for) runs each case's warm-up and window in turn, recorded and exported per window,
     at `load` (default: LOAD for cpu, TOKEN_LOAD for tokens); the cluster and stand-ins are
     stopped before it returns."""
-    rng = rng if rng is not None else np.random.default_rng(18)
+    rngs = {case: np.random.default_rng(seed + k) for k, case in enumerate(("cpu", "tokens"))}
     standins = token_standins(priority) if "tokens" in cases else {}
     flags = {node: ["--ollama-url", s.url, "--device", TOKEN_DEVICES[node]] for node, s in standins.items()}
     kit = start_cluster(tmp, extra_agent_flags=flags, priority=priority)
@@ -311,13 +319,14 @@ async def measured_runs(tmp: Path, cases: tuple[str, ...] = ("cpu", "tokens"), *
         probed = {n.node_id: n.speed_relative for n in (await client.fleet()).nodes}
         await client.close()
         for case in cases:
-            warmed = 0
+            warmed, rng = 0, rngs[case]
             if case == "cpu":
                 rate = (load or LOAD) * len(NODES) / service_s
                 n = items or WINDOW_ITEMS
                 warm = poisson_items(rng, math.ceil(rate * warmup_s), rate, service_s * _mean(probed), 0)
 
-                def window(speeds: dict[str, float | None], n: int = n, rate: float = rate) -> list[tuple[float, str]]:
+                def window(speeds: dict[str, float | None], n: int = n, rate: float = rate,
+                           rng: np.random.Generator = rng) -> list[tuple[float, str]]:
                     # sized at the speed the agents measured over the warm-up, not the probe's at
                     # start (off by up to 25% here): the window's load is then LOAD
                     return poisson_items(rng, n, rate, service_s * _mean(speeds), max(1, n // 60))

@@ -49,7 +49,7 @@ def test_a_nodes_spread_and_start_delay_are_measured_over_the_window_asked_for()
     since = run(shadow, [1.0] * 50, start_delay=0.002, gap=0.5) + 1e-6  # steady, before the window
     factors = np.exp(rng.normal(0, 0.25, 400))
     run(shadow, list(factors), start_delay=0.004, gap=-0.05, t=since)  # each step waited for the slot
-    cv, dispatch, shape = shadow.measured(since)["a"]
+    cv, dispatch, shape, *_ = shadow.measured(since)["a"]
     logs = np.sort(np.log(factors))[8:-8]  # 2% of 400 at each end
     assert cv == pytest.approx(math.sqrt(math.expm1((logs.std() / 0.890) ** 2)), rel=1e-6)
     assert cv == pytest.approx(math.sqrt(math.expm1(0.25**2)), rel=0.15)  # the spread drawn
@@ -144,3 +144,55 @@ def test_with_the_nodes_speed_over_time_a_steps_spread_is_around_the_speed_of_it
     # without the profile (or for another node's) the spell is the node's spread
     for measured in (shadow.measured()["a"], shadow.measured(profiles={"b": profile})["a"]):
         assert measured.service_cv > 0.2 and np.std(measured.service_quantiles) > 0.2
+
+
+def test_steps_started_on_an_idle_node_measure_its_wake_and_the_speed_of_its_steps_back_to_back():
+    """A core that idled takes longer over its next step: the node's speed over all its steps is
+    then a blend, too slow for a burst's steps and too fast for the first; the export writes the
+    speed of the steps started back to back and the wake apart."""
+    shadow, rng, t, wake = Shadow(), np.random.default_rng(11), 1000.0, 0.003
+    own = np.exp(rng.normal(0, 0.05, 400))
+    for i in range(400):
+        idle = i % 2 == 0  # arrives after the previous step's end, or before it (waits for the node)
+        arrival = t + (0.5 if idle else -0.05)
+        shadow.placed(f"k{i}", task(i, arrival), NODE, None, max(arrival, t) + 0.001, 1)
+        start = max(arrival, t) + 0.002
+        t = start + service_time(NODE, task(i, arrival)).service_s * 0.9 * float(own[i]) + (wake if idle else 0.0)
+        shadow.completed(f"k{i}", "a", start, t)
+    measured = shadow.measured()["a"]
+    assert measured.wake_s == pytest.approx(wake, rel=0.1)
+    assert measured.warm == pytest.approx(0.9 * own[1::2].mean(), rel=0.01)
+    # the spread is each step's own around its level: the wake is not spread
+    assert measured.service_cv == pytest.approx(math.sqrt(math.expm1(0.05**2)), rel=0.25)
+    report = SimpleNamespace(cpu=SimpleNamespace(speed_relative=0.5))
+    row = fleet_document([(NODE, report)], {"a": 0.5}, {"a": measured}, {"a": [(990.0, 0.5)]})["nodes"][0]  # type: ignore[list-item]
+    assert row["cpu_speed_relative"] == round(0.5 / measured.warm, 4) and row["wake_s"] == round(measured.wake_s, 5)
+    assert row["cpu_speed_profile"] == [[990.0, round(0.5 / measured.warm, 4)]]
+    node = parse_fleet(yaml.safe_dump({"name": "f", "nodes": [row]}), "exported").nodes[0]
+    assert node.wake_s == round(measured.wake_s, 5)
+    # idle starts no slower, or too few of either kind: no wake, the speed as measured
+    for factors, gap in (([1.0] * 60, 0.5), ([1.0] * 60, -0.05)):
+        plain = Shadow()
+        run(plain, factors, start_delay=0.002, gap=gap)
+        assert plain.measured()["a"][3:] == (0.0, 1.0, None)  # and one kind of start only: one delay
+        row = fleet_document([(NODE, report)], {"a": 0.5}, {"a": plain.measured()["a"]})["nodes"][0]  # type: ignore[list-item]
+        assert row["cpu_speed_relative"] == 0.5 and "wake_s" not in row
+
+
+def test_a_step_placed_on_the_idle_node_and_one_started_back_to_back_have_their_own_start_delay():
+    shadow, t = Shadow(), 1000.0
+    for i in range(120):
+        idle = i % 2 == 0
+        arrival = t + (0.5 if idle else -0.05)
+        start = max(arrival, t) + (0.0015 if idle else 0.0025)  # a completion's trip to the control plane first
+        shadow.placed(f"k{i}", task(i, arrival), NODE, None, start - 0.001, 1)
+        t = start + service_time(NODE, task(i, arrival)).service_s
+        shadow.completed(f"k{i}", "a", start, t, t - start - 0.0005)  # 0.5 ms to the worker and back
+    measured = shadow.measured()["a"]
+    assert measured.dispatch_s == pytest.approx(0.003, abs=1e-9)
+    assert measured.idle_dispatch_s == pytest.approx(0.002, abs=1e-9)
+    assert measured.wake_s == 0.0 and measured.warm == 1.0  # the round trip is not a wake, nor the speed's
+    report = SimpleNamespace(cpu=SimpleNamespace(speed_relative=0.5))
+    row = fleet_document([(NODE, report)], {"a": 0.5}, {"a": measured})["nodes"][0]  # type: ignore[list-item]
+    assert (row["dispatch_s"], row["idle_dispatch_s"], row["cpu_speed_relative"]) == (0.003, 0.002, 0.5)
+    assert parse_fleet(yaml.safe_dump({"name": "f", "nodes": [row]}), "exported").nodes[0].idle_dispatch_s == 0.002

@@ -1,8 +1,9 @@
 """A node as a live cluster measured it (Node.service_cv, Node.service_quantiles,
-Node.dispatch_s; `heddle fleet export` writes them): the twin draws each step's service time
-around the performance model's with that spread (the measured quantiles' shape when there are
-some, else lognormal), the mean kept, from the run's seeded generator, and starts each step that
-long after placing it. Both engines, same records."""
+Node.dispatch_s, Node.wake_s; `heddle fleet export` writes them): the twin draws each step's
+service time around the performance model's with that spread (the measured quantiles' shape
+when there are some, else lognormal), the mean kept, from the run's seeded generator, adds the
+wake to a processor step started on the node idle, and starts each step that long after
+placing it. Both engines, same records."""
 
 from __future__ import annotations
 
@@ -72,6 +73,29 @@ def test_a_nodes_dispatch_delay_starts_each_step_that_long_after_it_could_start(
     assert list(delayed["latency"] - plain["latency"]) == pytest.approx([0.25, 0.5, 0.25])
 
 
+def test_a_processor_step_started_on_an_idle_node_takes_the_measured_wake_one_started_back_to_back_not():
+    # p0 on arrival (idle), p1 waiting for p0 (back to back), p2 long after (idle again), p3
+    # arriving as p2 runs (back to back)
+    df = processor_trace(np.array([0.0, 0.01, 50.0, 50.01]), np.full(4, 1.0))
+    plain = _both(make_fleet(1), df)
+    woken = _both(_measured(make_fleet(1), wake_s=0.125, dispatch_s=0.25), df)
+    assert list(woken["service"] - plain["service"]) == pytest.approx([0.125, 0.0, 0.125, 0.0])
+    service = plain.loc["p0", "service"]
+    assert list(woken["start"]) == pytest.approx([0.25, 0.25 + service + 0.125 + 0.25, 50.25,
+                                                  50.25 + service + 0.125 + 0.25])
+    # measured apart, a step placed on the node idle starts idle_dispatch_s after, one back to
+    # back dispatch_s after (its previous step's completion reaches the control plane first)
+    split = _both(_measured(make_fleet(1), dispatch_s=0.25, idle_dispatch_s=0.0625), df)
+    assert list(split["start"]) == pytest.approx([0.0625, 0.0625 + service + 0.25, 50.0625, 50.0625 + service + 0.25])
+    # with a spread, the wake comes on top of the drawn service time, same draw
+    spread = _both(_measured(make_fleet(1), service_cv=0.2), df)["service"]
+    both = _both(_measured(make_fleet(1), service_cv=0.2, wake_s=0.125), df)["service"]
+    assert list(both - spread) == pytest.approx([0.125, 0.0, 0.125, 0.0])
+    # LLM steps keep the model's time: the wake is measured on processor steps
+    llm = llm_trace(np.array([0.0, 50.0]), np.full(2, 500), np.full(2, 50))
+    assert list(_both(_measured(make_fleet(1), wake_s=0.125), llm)["service"]) == list(_both(make_fleet(1), llm)["service"])
+
+
 def test_llm_steps_on_a_measured_node_take_the_spread_and_the_delay_on_every_path():
     n = 300
     df = llm_trace(np.arange(n) * 0.5, np.full(n, 500), np.full(n, 50))
@@ -90,6 +114,11 @@ def test_the_fleet_file_takes_the_measured_figures_and_rejects_impossible_ones()
     assert (unmeasured.service_cv, unmeasured.dispatch_s) == (0, 0)
     with pytest.raises(FleetError, match=r"f\.yaml.*dispatch_s"):
         parse_fleet(base % ", dispatch_s: -1", "f.yaml")
+    assert parse_fleet(base % ", wake_s: 0.0012", "f.yaml").nodes[0].wake_s == 0.0012 and unmeasured.wake_s == 0
+    assert parse_fleet(base % ", idle_dispatch_s: 0.0015", "f.yaml").nodes[0].idle_dispatch_s == 0.0015
+    assert unmeasured.idle_dispatch_s is None
+    with pytest.raises(FleetError, match=r"f\.yaml.*wake_s"):
+        parse_fleet(base % ", wake_s: -0.001", "f.yaml")
     with pytest.raises(FleetError, match=r"f\.yaml.*service_cv"):
         parse_fleet(base % ", service_cv: many", "f.yaml")
     shaped = parse_fleet(base % ", service_cv: 0.2, service_quantiles: [0.8, 0.9, 1.4]", "f.yaml").nodes[0]

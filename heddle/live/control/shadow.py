@@ -26,6 +26,13 @@ slow and fast spells too, and the twin, drawing it on top of the replayed speed,
 them twice (a twin queueing 16-20% deeper at p95 than the live window on the quiet machine). A burn step reports its own time inside its worker (`heddle.live.agent.
 worker_main.burn`): the rest of its service on the agent, the round trip to the worker, holds
 the slot without counting in the node's measured speed, so `dispatch_s` adds its mean.
+A processor step that starts on an idle node (nothing else running, and it arrived after the
+node's previous step ended) takes longer than one started back to back: the core has to wake
+(`measured_wake`: `wake_s`, and `warm`, the level of the steps started back to back, whose
+speed the export then writes; the spread is around each step's level). It also starts sooner
+after it could: a step back to back waits for its predecessor's completion to reach the control
+plane (1.4-1.6 ms against 2.3-2.6 ms on the test's machine), so where both kinds are seen
+`dispatch_s` is the steps' started back to back and `idle_dispatch_s` the others'.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from heddle.models import Node, NodeState, Task, TaskKind
 from heddle.models.service import service_time
 
 __all__ = ["RUNNING_WINDOW", "Completion", "Measured", "Placed", "Shadow", "ShadowFigure", "measured_quantiles",
-           "measured_spread", "spell_ratio"]
+           "measured_spread", "measured_wake", "spell_ratio"]
 
 RUNNING_WINDOW = 500
 """Completions the running error figure covers (recent behaviour, not the whole history)."""
@@ -58,6 +65,8 @@ TRIM = 0.02
 """Share of the log-ratios left out at each end of a node's spread (at least one each)."""
 TRIMMED_SD = 0.890
 """A normal distribution's standard deviation without 2% at each end, in its own."""
+MIN_WAKE_S = 1e-5
+"""A wake shorter than this (10 us) is none: idle starts were no slower."""
 SPREAD_QUANTILES = 41
 """Quantiles of a node's spread exported (probabilities 0, 0.025, ..., 1 of its ratios but
 the least and the greatest): its shape to within a fortieth of the steps, the upper tail
@@ -72,6 +81,7 @@ class Placed:
     node: Node  # the node predicted on, at the speed its agent measured then
     task: Task
     ready: float  # when it could have started (nan: not placed on a free slot, or a stage)
+    idle: bool | None  # started on an idle node, not back to back (None: a stage, not known)
 
 
 class Completion(NamedTuple):
@@ -85,14 +95,20 @@ class Completion(NamedTuple):
     actual_s: float  # its service time on the agent
     node: Node  # the node it was predicted on
     task: Task
+    idle: bool | None = None  # started on an idle node, not back to back (None: not known)
 
 
 class Measured(NamedTuple):
-    """What a window's completions measured of one node's steps (the exported fleet's fields)."""
+    """What a window's completions measured of one node's steps (the exported fleet's fields;
+    `warm`: the level of its processor steps started back to back against the node's speed,
+    which the export divides the speed by, `wake_s` being the rest: `measured_wake`)."""
 
     service_cv: float
     dispatch_s: float
     service_quantiles: tuple[float, ...] = ()
+    wake_s: float = 0.0
+    warm: float = 1.0
+    idle_dispatch_s: float | None = None  # dispatch_s is then the steps' started back to back
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +169,34 @@ def spell_ratio(row: Completion, profile: Sequence[tuple[float, float]]) -> floa
     return row.actual_s / rule.service_s
 
 
+def measured_wake(rows: Sequence[Completion], ratios: Sequence[float]) -> tuple[float, float]:
+    """(warm, wake_s) of a node's processor steps from their `ratios` (actual / the rule at the
+    node's speed): `warm`, the mean ratio of the steps started back to back, and `wake_s`, the
+    mean time a step started on the idle node took beyond that level. A core that has idled
+    spends more CPU time on the same work at first (caches, predictors: 0.05-0.07 ms of CPU
+    per step on the test's machine, 1-1.5 ms of wall time under a 5% cap), so the node's
+    measured speed, over all its steps, is a blend: too slow for the steps in a burst, too
+    fast for the first. (1, 0) with fewer than MIN_SAMPLES of either kind or no wake seen.
+    Each mean leaves out the least and the greatest value (a stall, a clock jump)."""
+    # the step's own time: a burn step's round trip to its worker is in `dispatch_s`, and the
+    # node's speed does not count it (counted in the level too, the twin would add it twice)
+    burns = [(row, row.actual_s - (0.0 if math.isnan(row.trip) else row.trip), r)
+             for row, r in zip(rows, ratios, strict=True)
+             if row.idle is not None and row.task.kind is TaskKind.PROCESSOR and row.task.cpu_seconds > 0]
+    warm = [r * own / row.actual_s for row, own, r in burns if not row.idle and row.actual_s > 0]
+    if len(warm) < MIN_SAMPLES or len(burns) - len(warm) < MIN_SAMPLES:
+        return 1.0, 0.0
+    level = _inner_mean(warm)
+    # own - the rule at the level: own - (actual / r) * level
+    wake = _inner_mean([own - row.actual_s / r * level for row, own, r in burns if row.idle])
+    return (level, wake) if wake >= MIN_WAKE_S else (1.0, 0.0)
+
+
+def _inner_mean(values: list[float]) -> float:
+    """The mean of `values` but the least and the greatest."""
+    return statistics.fmean(sorted(values)[1:-1])
+
+
 def _trimmed(values: list[float]) -> list[float]:
     """`values` sorted, without the TRIM share at each end (at least one each)."""
     ordered = sorted(values)
@@ -192,10 +236,14 @@ class Shadow:
             self.placements.pop(key, None)
             return None
         prediction = (now, now + st.first_token_s, now + st.service_s)
-        ready = math.nan
-        if running <= node.slots and not task.depends_on:  # a stage's could-start is its inputs' arrival
-            ready = max(task.arrival_s, self.node_ended.get(str(node.id), -math.inf))
-        self.placements[key] = Placed(prediction, node, task, ready)
+        ready, idle = math.nan, None
+        if not task.depends_on:  # a stage's could-start is its inputs' arrival
+            ended = self.node_ended.get(str(node.id), -math.inf)
+            # idle: nothing else runs there and it did not wait for the node's previous step
+            idle = running == 1 and task.arrival_s > ended
+            if running <= node.slots:
+                ready = max(task.arrival_s, ended)
+        self.placements[key] = Placed(prediction, node, task, ready, idle)
         return prediction
 
     def prediction(self, key: str) -> tuple[float, float, float] | None:
@@ -226,7 +274,7 @@ class Shadow:
         trip = max(0.0, actual_s - inside_s) if inside_s is not None else math.nan  # nan: not a burn step
         self.history.setdefault(node, deque(maxlen=KEPT_PER_NODE)).append(Completion(
             finished_at, actual_s / predicted_s, delay if math.isnan(delay) else max(0.0, delay), trip,
-            started_at, actual_s, placed.node, placed.task))
+            started_at, actual_s, placed.node, placed.task, placed.idle))
         return error
 
     def ended(self, key: str) -> None:
@@ -253,10 +301,22 @@ class Shadow:
             trips = [row.trip for row in rows if not math.isnan(row.trip)]
             if len(rows) >= MIN_SAMPLES and len(delays) >= MIN_SAMPLES:
                 trip = statistics.fmean(_trimmed(trips)) if len(trips) >= MIN_SAMPLES else 0.0
+                dispatch, idle_dispatch = statistics.fmean(_trimmed(delays)) + trip, None
+                # a step placed on the node idle starts sooner than one back to back, whose
+                # previous step's completion reaches the control plane first: apart when both are seen
+                apart = [[row.delay for row in rows if row.idle is kind and not math.isnan(row.delay)]
+                         for kind in (False, True)]
+                if min(len(a) for a in apart) >= MIN_SAMPLES:
+                    dispatch, idle_dispatch = (statistics.fmean(_trimmed(a)) + trip for a in apart)
                 profile = (profiles or {}).get(node) or ()
                 ratios = [spell_ratio(row, profile) for row in rows]
-                out[node] = Measured(measured_spread(ratios), statistics.fmean(_trimmed(delays)) + trip,
-                                     measured_quantiles(ratios))
+                warm, wake = measured_wake(rows, ratios)
+                # the spread is around each step's level: an idle start's wake is not spread
+                spread = [r * (1.0 - wake / row.actual_s)
+                          if row.idle and row.task.kind is TaskKind.PROCESSOR and wake < row.actual_s else r
+                          for row, r in zip(rows, ratios, strict=True)]
+                out[node] = Measured(measured_spread(spread), dispatch, measured_quantiles(spread), wake, warm,
+                                     idle_dispatch)
         return out
 
     def figure(self, node: str | None = None) -> ShadowFigure:
