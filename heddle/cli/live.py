@@ -161,10 +161,9 @@ def submit(
     credentials: CredentialsOpt = None,
 ) -> None:
     """Submit a workload file as one job."""
+    from heddle.cli.inputs import text_of
     from heddle.live.control.client import new_job_id
     from heddle.live.control.submission import SubmissionError, load_submission
-
-    from heddle.cli.inputs import text_of
 
     text_of(file, "workload")  # a directory, binary data or an unreadable file: one line naming it
     job_id = job or new_job_id(file.stem)

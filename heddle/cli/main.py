@@ -19,7 +19,7 @@ import typer
 
 from heddle.cli.common import guarded, install_help_format
 
-__all__ = ["app", "app_for", "main"]
+__all__ = ["app", "app_for", "main"]  # noqa: F822 -- `app` comes from __getattr__, built on first use
 
 install_help_format()
 

@@ -125,7 +125,8 @@ def calibrate(
 ) -> None:
     """Refit the performance model to the speeds this fleet's agents recorded."""
     from heddle.config import load_settings
-    from heddle.models.learned import calibrate as fit, load_records, save_params
+    from heddle.models.learned import calibrate as fit
+    from heddle.models.learned import load_records, save_params
     from heddle.models.perf_params import learned_params, learned_params_path
 
     paths = records or [load_settings().data_dir / "perf-records.jsonl"]

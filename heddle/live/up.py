@@ -24,7 +24,11 @@ from heddle.live.agent.settings import default_node_id
 from heddle.live.cluster.access import ADMIN_USER, CONTROL_USER, GATEWAY_USER, AccessError
 from heddle.live.cluster.discovery import DiscoveredCluster
 from heddle.live.cluster.join import CREDENTIALS_FILE, USER_CREDENTIALS_FILE, Credentials
-from heddle.live.cluster.membership import CONTROL_CREDENTIALS_FILE, GATEWAY_CREDENTIALS_FILE, local_member
+from heddle.live.cluster.membership import (
+    CONTROL_CREDENTIALS_FILE,
+    GATEWAY_CREDENTIALS_FILE,
+    local_member,
+)
 from heddle.live.cluster.roster import Roster
 from heddle.live.cluster.service import ClusterServices, ServiceError
 from heddle.live.cluster.tls import TlsError, make_certificate

@@ -62,7 +62,7 @@ def lateness_s(finish_s, deadline_s):
     Floats (the fast paths, per node) or arrays (the batch scorer)."""
     late = finish_s - deadline_s
     if type(late) is float:
-        return late if late > 0.0 else 0.0
+        return late if late > 0.0 else 0.0  # noqa: FURB136 -- per node on the fast paths: ~15 ns, max() ~140
     return np.maximum(late, 0.0)
 
 

@@ -72,9 +72,9 @@ def test_one_task_reads_in_the_singular_and_two_in_the_plural(fleet):
     assert two[0].message.startswith("2 tasks have prompt + output tokens")
     # the findings written outside that helper too (docs/models.md's example had "1 public tasks are")
     single = preflight(fleet, _work({"model": "gpt-5"}, {"account": "office"}))
-    assert [f.message for f in single][0].startswith(
+    assert single[0].message.startswith(
         "1 task names model 'gpt-5', which the catalog does not know: it would be rejected.")
-    assert [f.message for f in single][1].startswith("1 public task is charged to accounts the fleet has no budget")
+    assert single[1].message.startswith("1 public task is charged to accounts the fleet has no budget")
     assert single[1].message.endswith(", so it can never burst: it waits for local nodes, and is rejected "
                                       "if no node can run it.")
     bare = parse_fleet(FLEET.replace("budgets:\n  family: {limit_usd: 20}\n", ""), "nobudget.yaml")

@@ -13,8 +13,8 @@ from heddle.models import catalog
 from heddle.models.cost import api_cost_usd
 from heddle.models.learned import load_records
 from tests.live.conftest import WAIT_S
-from tests.live.test_backends import wait_for
 from tests.live.llmstandin import WORDS, Plan, StandIn, anthropic_stream
+from tests.live.test_backends import wait_for
 
 
 @pytest.fixture

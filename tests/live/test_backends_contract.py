@@ -5,7 +5,6 @@ cancelled attempt; the backend keeps serving after each."""
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 

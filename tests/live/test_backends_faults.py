@@ -13,6 +13,7 @@ from heddle.live.agent.executors import ExecutionError, Progress
 from heddle.live.backends import BackendTimeouts, ClaudeExecutor, OllamaExecutor, OpenAIExecutor
 from heddle.models import catalog
 from heddle.models.cost import api_cost_usd
+from tests.live.clusterkit import WAIT_S
 from tests.live.llmstandin import (
     WORDS,
     Plan,
@@ -21,7 +22,6 @@ from tests.live.llmstandin import (
     ollama_stream,
     openai_stream,
 )
-from tests.live.clusterkit import WAIT_S
 from tests.live.test_backends import assignment
 
 pytestmark = pytest.mark.filterwarnings("error:The model 'claude-:DeprecationWarning")  # an id past its end-of-life fails

@@ -75,9 +75,10 @@ def test_the_cache_is_measured_again_for_another_machine_or_when_broken(tmp_path
 
 
 def test_a_report_without_device_or_figures_is_refused_naming_the_field():
-    report_fields = dict(sender="a", seq=1, sent_at=0.0, node_id="n", agent_id="a", hostname="h", os="linux",
-                         arch="x86_64", chip="?", memory=p.Memory(total_gb=8, free_gb=4, unified=False),
-                         cpu=p.Cpu(performance_cores=2, utilization=0.1), owner="o", slots=1, free_slots=1)
+    report_fields = {"sender": "a", "seq": 1, "sent_at": 0.0, "node_id": "n", "agent_id": "a", "hostname": "h",
+                     "os": "linux", "arch": "x86_64", "chip": "?",
+                     "memory": p.Memory(total_gb=8, free_gb=4, unified=False),
+                     "cpu": p.Cpu(performance_cores=2, utilization=0.1), "owner": "o", "slots": 1, "free_slots": 1}
     with pytest.raises(p.ProtocolError, match="no catalog device, no measured figures"):
         p.node_from_report(p.CapacityReport(**report_fields))
     assert p.node_from_report(p.CapacityReport(**report_fields), "m1-8").device.id == "m1-8"

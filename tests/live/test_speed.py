@@ -14,8 +14,8 @@ from heddle.live.agent.speed import (
     measure_speed_relative,
     speed_between,
 )
-from heddle.live.control.export import fleet_document
 from heddle.live.control import recorder as recorder_module
+from heddle.live.control.export import fleet_document
 from heddle.live.control.recorder import Recorder
 from heddle.live.control.submission import BURN_ITERATIONS_PER_CPU_SECOND
 from heddle.live.protocol import Cpu

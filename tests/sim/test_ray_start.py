@@ -31,7 +31,7 @@ class SlowStartingRay:
         self.left.append(subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
                                           stdin=subprocess.PIPE))
         if len(self.left) <= self.failures:
-            raise Exception("The current node timed out during startup.")  # as Ray raises it
+            raise Exception("The current node timed out during startup.")  # noqa: TRY002 -- as Ray raises it
         self.started = True
 
     def shutdown(self) -> None:

@@ -57,14 +57,14 @@ def schema_problems(schema: Any, path: Path = ()) -> list[tuple[Path, str]]:
     for key, value in schema.items():
         at = (*path, key)
         if key not in SUPPORTED_KEYWORDS:
-            out.append((at, f"unsupported keyword {key!r}; expected one of "
-                            f"{', '.join(sorted(SUPPORTED_KEYWORDS - set(_ANNOTATIONS)))}"))
+            out.append((at, (f"unsupported keyword {key!r}; expected one of "
+                             f"{', '.join(sorted(SUPPORTED_KEYWORDS - set(_ANNOTATIONS)))}")))
         elif key == "type":
             names = value if isinstance(value, list) else [value]
             bad = [n for n in names if not isinstance(n, str) or n not in _TYPES]
             if bad or not names:
-                out.append((at, f"unknown type {bad[0] if bad else value!r}; expected one of "
-                                f"{', '.join(_TYPES)}"))
+                out.append((at, (f"unknown type {bad[0] if bad else value!r}; expected one of "
+                                 f"{', '.join(_TYPES)}")))
         elif key == "properties":
             if not isinstance(value, dict):
                 out.append((at, "expected a mapping of property name: schema"))

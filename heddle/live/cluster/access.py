@@ -36,9 +36,9 @@ from heddle.live import protocol as p
 __all__ = [
     "ADMIN_USER",
     "CLUSTER_ROLES",
-    "GATEWAY_USER",
     "CONTROL_USER",
     "DISCOVERED_SUBJECT",
+    "GATEWAY_USER",
     "JOIN_SUBJECT",
     "JOIN_USER",
     "AccessError",

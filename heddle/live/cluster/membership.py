@@ -19,7 +19,12 @@ from urllib.parse import urlsplit
 from heddle.live import protocol as p
 from heddle.live.agent.settings import default_node_id
 from heddle.live.cluster.access import CONTROL_USER
-from heddle.live.cluster.discovery import Announcer, DiscoveredCluster, DiscoveredNode, local_address_towards
+from heddle.live.cluster.discovery import (
+    Announcer,
+    DiscoveredCluster,
+    DiscoveredNode,
+    local_address_towards,
+)
 from heddle.live.cluster.join import CREDENTIALS_FILE, Credentials, JoinError, join
 from heddle.live.cluster.roster import Roster
 from heddle.live.cluster.tls import TlsError, introduce
