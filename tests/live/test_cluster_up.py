@@ -27,7 +27,13 @@ from typer.testing import CliRunner
 from heddle.cli.cluster import register as register_cluster
 from heddle.live import protocol as p
 from heddle.live.cluster.access import DISCOVERED_SUBJECT, inbox_prefix
-from heddle.live.cluster.join import USER_CREDENTIALS_FILE, Credentials, JoinError, join, tls_options
+from heddle.live.cluster.join import (
+    USER_CREDENTIALS_FILE,
+    Credentials,
+    JoinError,
+    join,
+    tls_options,
+)
 from heddle.live.cluster.roster import Roster
 from heddle.live.cluster.service import DiscoveredReply
 from heddle.live.control.client import ControlClient, ControlError
@@ -86,7 +92,7 @@ class Up:
         """A `heddle` live command on the cluster's machine (it logs in as the admin), as
         ``python -m heddle.cli.live`` (the same command without the others' imports)."""
         return subprocess.run([sys.executable, "-m", "heddle.cli.live", *args], cwd=REPO, env=self.env,
-                              capture_output=True, text=True, timeout=WAIT_S)
+                              capture_output=True, text=True, timeout=WAIT_S, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -233,9 +239,10 @@ async def test_an_agents_credentials_cannot_act_as_the_control_plane(up, tmp_pat
 async def test_a_revoked_node_stays_out_when_the_next_one_joins(up, tmp_path):
     await join(up.url, await up.code(), "attic", tmp_path / "attic", Roster.load(up.data_dir).fingerprint)
     attic = Credentials.load(tmp_path / "attic")
-    revoked = subprocess.run([sys.executable, "-m", "heddle.cli.cluster", "nodes", "revoke", "attic",
-                              "--data-dir", str(up.data_dir)], cwd=REPO, env=up.env, capture_output=True,
-                             text=True, timeout=WAIT_S)
+    revoked = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "heddle.cli.cluster", "nodes", "revoke", "attic",
+                         "--data-dir", str(up.data_dir)], cwd=REPO, env=up.env, capture_output=True,
+        text=True, timeout=WAIT_S, check=False)
     assert revoked.returncode == 0 and "revoked attic" in revoked.stdout, revoked.stdout + revoked.stderr
     # The join service reads the roster afresh: the next join must not bring attic back.
     await join(up.url, await up.code(), "cellar", tmp_path / "cellar", Roster.load(up.data_dir).fingerprint)
@@ -260,7 +267,7 @@ async def test_a_machine_waiting_for_the_code_shows_in_fleet_until_it_joins(up, 
     env = {**up.env, "HEDDLE_DATA_DIR": str(tmp_path / "shelf")}
     log = tmp_path / "shelf.log"
     with log.open("w") as handle:
-        agent = subprocess.Popen(
+        agent = subprocess.Popen(  # noqa: ASYNC220 -- returns once started; the waits below are on conditions
             [sys.executable, "-m", "heddle.cli.agent", "--device", "m1-8", "--report-every", "0.5",
              "--nats", up.url, "--node-id", node],
             cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, text=True)
@@ -293,7 +300,7 @@ def elsewhere(up: Up, tmp_path: Path, *args: str) -> subprocess.CompletedProcess
     """A `heddle` live command on another machine: no login of its own, only the file given."""
     env = {**up.env, "HEDDLE_DATA_DIR": str(tmp_path / "elsewhere")}
     return subprocess.run([sys.executable, "-m", "heddle.cli.live", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=WAIT_S)
+                          capture_output=True, text=True, timeout=WAIT_S, check=False)
 
 
 async def as_person(login: Credentials) -> ControlClient:
@@ -395,7 +402,7 @@ def test_up_refuses_a_bad_fleet_file_before_starting_anything(tmp_path):
     bad.write_text("nodes:\n  - id: a\n    device: no-such-device\n", encoding="utf-8")
     proc = subprocess.run([sys.executable, "-m", "heddle.cli.main", "up", "--fleet", str(bad), "--port", "0",
                            "--host", "127.0.0.1", "--no-announce", "--data-dir", str(tmp_path / "data")],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines[0].startswith("error: option --fleet:"), proc.stderr
