@@ -4,8 +4,8 @@ by the performance model (docs/fidelity.md).
 
 Asserted: the median of the twin's service times (each step at its node's speed in the second
 it starts, drawn from the measured spread around it), from the exported fleet alone, within
-10% of the live steps'; the CPU window's latency p50 within the issue's
-10% of the live one and its p95 within P95_GUARD when the cluster ran real-time
+10% of the live steps'; the CPU window's latency p50 and p95 within the issue's 10% of the live
+ones (BOUND) when the cluster ran real-time
 (fidelitykit.REALTIME_PRIORITY: Linux, root) and the machine did not stall it (no step started
 more than fidelitykit.STALL_S after it could), the twin replaying each node's speed second by second as its agent measured it
 and drawing its steps from the measured spread (the median of 8 replays); both windows'
@@ -46,7 +46,18 @@ from tests.live.fidelitykit import (
 )
 
 BOUND = 0.10
-"""The issue's bound on the twin's error (anchor: Vidur, under 9% on profiled GPUs)."""
+"""The issue's bound on the twin's error (anchor: Vidur, under 9% on profiled GPUs), held both
+ways by the CPU window's latency p50 and p95. With the same arrivals and work on both sides,
+the live p95 is one draw of the live steps' own variation and of which node frees first when
+two are about to (a few ms apart, it decides where a public step goes and whose personal work
+waits behind it); the twin's is the median of 8 replays. The twin alone puts that chance at a
+standard deviation of 1.5% for this window (4,500 steps of 0.04 s; 3.6% for the 1,350 of
+0.08 s it had until 2026-12-07 08:00 UTC, whose ten live runs had a p95 error of -3.5% on
+average with a standard deviation of 3.7%: the p95 was then held at 20%). Thirteen
+live runs of the test with this window on 2026-12-07 (08:28-09:07 UTC, load 2-9): p95 error
+-0.4% on average, standard deviation 1.4%, -2.5% to +1.9%; p50 within 0.9%. The mean plus
+four standard deviations is 6.0%, 9.0% with the standard deviation at the top of its 95%
+confidence interval (docs/fidelity.md)."""
 LOADED_OVER = 0.25
 """How much slower than the live cluster the twin may be (its spread is
 drawn, the live one is what happened: at most +10% seen at p95 in 9 runs at load 7-11, and
@@ -123,17 +134,6 @@ def test_the_twin_predicts_each_steps_service_time_from_the_exported_fleet_withi
     assert report.row("completed").live == report.row("completed").twin == cpu.tasks
 
 
-P95_GUARD = 2 * BOUND
-"""The CPU window's latency p95 error asserted (both ways) when the cluster ran real-time:
-twice the issue's 10%. With the same arrivals and work on both sides, the live p95 is one draw
-of the live steps' own variation and of which node frees first when two are about to (a few
-ms apart, it decides where a public step goes and whose personal work waits behind it); the
-twin's is the median of 8 replays. The twin alone puts that chance at a standard deviation of
-1.5% for this window (4,500 steps of 0.04 s; 3.6% for the 1,350 of 0.08 s it had until
-2026-12-07 08:00 UTC, whose ten live runs had a mean of -3.5% and a standard deviation of
-3.7%). The p50 holds the issue's 10% (docs/fidelity.md)."""
-
-
 def held_to_the_bound(report, metrics: tuple[str, ...], load: float) -> None:
     """Each figure printed with its error; the twin no slower than live by more than LOADED_OVER."""
     print(f"load average {load:.1f}")
@@ -148,10 +148,10 @@ def test_the_twin_predicts_latency_p50_and_p95_within_10_percent_of_the_live_clu
     held_to_the_bound(report, ("latency p50 (s)", "latency p95 (s)"), runs["load"])
     print(f"the cluster ran real-time: {cpu.realtime}; the longest a step waited to start once it could: "
           f"{cpu.stall_s * 1000:.1f} ms (a stall beyond {STALL_S * 1000:.0f} ms: not asserted both ways)")
-    if cpu.realtime and cpu.stall_s <= STALL_S:  # both ways: p50 at the issue's bound, p95 at P95_GUARD
-        for metric, bound in (("latency p50 (s)", BOUND), ("latency p95 (s)", P95_GUARD)):
+    if cpu.realtime and cpu.stall_s <= STALL_S:  # both ways, at the issue's bound
+        for metric in ("latency p50 (s)", "latency p95 (s)"):
             row = report.row(metric)
-            assert abs(row.error) <= bound, (metric, row, runs["load"], diagnose(cpu))
+            assert abs(row.error) <= BOUND, (metric, row, runs["load"], diagnose(cpu))
 
 
 def test_every_task_is_recorded_with_its_outcome_and_the_recording_is_a_trace(cpu, tokens):
