@@ -14,7 +14,7 @@ device each agent reports (tests/live/fidelitykit.py). The baseline of each erro
 figure measured in the same run; the load average (`uptime`) is printed before and after.
 Next to the twin's figures, the same replay at each node's mean speed over the window (its
 measured speed over time left out), and on the mean speeds alone (the measured service
-spread and start delay left out too): what each adds.
+spread, start delays and wake left out too): what each adds.
 
     uv run python benchmarks/bench_fidelity.py --sampling [--configs 450:0.7:0.12,1350:0.6:0.08] [--cv 0.2] [--draws 60]
 
@@ -55,11 +55,12 @@ def report(name: str, run: kit.LiveRun, wall_s: float, load_before: str) -> None
     fleet = load_fleet(run.fleet_yaml)
     fidelity = compare(run.recorded, fleet, "fast")
     # the same replay at the mean speeds (no speed over time), then without the measured
-    # spread and start delay either
+    # spread, start delays and wake either
     mean = replace(fleet, nodes=tuple(replace(n, speed_profile=()) for n in fleet.nodes))
     steady = compare(run.recorded, mean, "fast")
     bare = compare(run.recorded, replace(mean, nodes=tuple(
-        replace(n, service_cv=0.0, service_quantiles=(), dispatch_s=0.0) for n in mean.nodes)), "fast")
+        replace(n, service_cv=0.0, service_quantiles=(), dispatch_s=0.0, idle_dispatch_s=None, wake_s=0.0)
+        for n in mean.nodes)), "fast")
     print(f"\n== {name}: {run.tasks} tasks in the window over {fidelity.window_s:.1f} s "
           f"(wall {wall_s:.0f} s); load average before {load_before}, after {load_avg()}")
     print(f"{'figure':<22}{'live':>10}{'twin':>10}{'error':>9}{'mean speed':>12}{'error':>9}"
