@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from heddle.live.control.export import fleet_document
-from heddle.live.control.shadow import MIN_SAMPLES, Shadow
+from heddle.live.control.shadow import MIN_SAMPLES, Measured, Shadow
 from heddle.models import Task, TaskKind
 from heddle.models.catalog import device
 from heddle.models.fleet import parse_fleet
@@ -118,7 +118,7 @@ def test_too_few_completions_or_pipeline_stages_only_give_no_figure():
 def test_the_exported_fleet_carries_the_measured_figures_and_the_twin_reads_them():
     cpu = SimpleNamespace(cpu=SimpleNamespace(speed_relative=0.5))
     doc = fleet_document([(NODE, cpu), (Node(id="b", device=device("m1-7"), memory_gb=16.0, owner="bob"), cpu)],  # type: ignore[list-item]
-                         {}, {"a": (0.21234, 0.0031234, (0.81234, 0.9, 1.3))})
+                         {}, {"a": Measured(0.21234, 0.0031234, (0.81234, 0.9, 1.3))})
     assert doc["nodes"][0]["service_cv"] == 0.2123 and doc["nodes"][0]["dispatch_s"] == 0.00312
     assert doc["nodes"][0]["service_quantiles"] == [0.8123, 0.9, 1.3]
     assert "service_cv" not in doc["nodes"][1]

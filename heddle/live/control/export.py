@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from heddle.live.control.shadow import Measured
 from heddle.live.protocol import CapacityReport
 from heddle.models import Node
 
@@ -26,9 +27,6 @@ __all__ = ["LIVE_FLEET_NAME", "fleet_document", "measured_node", "memory_option_
 
 LIVE_FLEET_NAME = "live"
 """Name of the exported fleet (a fleet file's ``name``)."""
-_NO_WAKE = ((), 0.0, 1.0, None)
-"""(service_quantiles, wake_s, warm, idle_dispatch_s) of a node measured without them
-(`Shadow.measured`)."""
 
 
 def measured_node(node: Node, report: CapacityReport) -> Node:
@@ -49,13 +47,13 @@ def memory_option_gb(options: tuple[float, ...], reported_gb: float) -> float:
 
 
 def fleet_document(nodes: list[tuple[Node, CapacityReport]], speeds: Mapping[str, float] | None = None,
-                   spreads: Mapping[str, tuple[float, ...]] | None = None,
+                   spreads: Mapping[str, Measured] | None = None,
                    profiles: Mapping[str, list[tuple[float, float]]] | None = None) -> dict[str, Any]:
     """The fleet file (as plain data, ready for YAML) of these nodes, in the order given, each
     at its measured core speed: from `speeds` (node -> speed over a window) when it is there,
-    else the one its last report carried; with `spreads` (node -> (service_cv, dispatch_s[,
-    service_quantiles[, wake_s, warm[, idle_dispatch_s]]]), `Shadow.measured`: the speed and its
-    profile are then its steps' started back to back, over `warm`) and `profiles` (node -> [(from Unix s, speed)], the speed over time:
+    else the one its last report carried; with `spreads` (node -> what `Shadow.measured` found
+    of its steps: the speed and its profile are then its steps' started back to back, over
+    `warm`) and `profiles` (node -> [(from Unix s, speed)], the speed over time:
     `Recorder.speed_profiles_since`) where a node has them."""
     speeds, spreads, profiles = speeds or {}, spreads or {}, profiles or {}
     out = []
@@ -76,21 +74,21 @@ def fleet_document(nodes: list[tuple[Node, CapacityReport]], speeds: Mapping[str
         row["slots"] = node.slots
         if 0 < node.reserved_memory_gb < memory:
             row["reserved_memory_gb"] = round(node.reserved_memory_gb, 3)
-        spread = tuple(spreads.get(str(node.id), ()))
+        measured = spreads.get(str(node.id))
         # a node whose steps started idle took longer (wake_s): its speed is its warm steps'
-        shape, wake, warm, idle_dispatch = (*spread[2:], *_NO_WAKE[max(0, len(spread) - 2):])[:4]
+        warm = measured.warm if measured is not None else 1.0
         speed = speeds.get(str(node.id), report.cpu.speed_relative)
         if speed is not None:
             row["cpu_speed_relative"] = round(speed / warm, 4)
         if profiles.get(str(node.id)):
             row["cpu_speed_profile"] = [[round(t, 3), round(v / warm, 4)] for t, v in profiles[str(node.id)]]
-        if spread:
-            row["service_cv"], row["dispatch_s"] = round(spread[0], 4), round(spread[1], 5)
-            if shape:
-                row["service_quantiles"] = [round(q, 4) for q in shape]
-            if idle_dispatch is not None:
-                row["idle_dispatch_s"] = round(idle_dispatch, 5)
-            if wake > 0:
-                row["wake_s"] = round(wake, 5)
+        if measured is not None:
+            row["service_cv"], row["dispatch_s"] = round(measured.service_cv, 4), round(measured.dispatch_s, 5)
+            if measured.service_quantiles:
+                row["service_quantiles"] = [round(q, 4) for q in measured.service_quantiles]
+            if measured.idle_dispatch_s is not None:
+                row["idle_dispatch_s"] = round(measured.idle_dispatch_s, 5)
+            if measured.wake_s > 0:
+                row["wake_s"] = round(measured.wake_s, 5)
         out.append(row)
     return {"name": LIVE_FLEET_NAME, "nodes": out}
