@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from heddle.traces.arrowframe import NULLABLE, arrow_column, arrow_frame, one_line
+from heddle.traces.arrowframe import NULLABLE, READ_POOL, arrow_column, arrow_frame, one_line
 from heddle.traces.chunks import ChunkChecker, used_categories, validated
 from heddle.traces.distinct import KeyGroups, grouped_keys, joined
 from heddle.traces.errors import TraceFormatError, TraceValidationError
@@ -212,16 +212,24 @@ class _Opened:
 
     path: Path
     source: pa.NativeFile
-    parquet: pq.ParquetFile
+    parquet: pq.ParquetReader
     meta: dict[str, str]
 
-    def reader(self) -> pq.ParquetFile:
+    def reader(self) -> pq.ParquetReader:
         """Another reader of the same open file (for another thread: reads at positions,
         which Arrow's files allow at once), so a file deleted or replaced by name since
         (the live recorder compacts its parts) is still the one read; the footer is not
         parsed again."""
-        return pq.ParquetFile(self.source, metadata=self.parquet.metadata,
-                              page_checksum_verification=True, pre_buffer=PRE_BUFFER)
+        return _parquet_reader(self.source, self.parquet.metadata)
+
+
+def _parquet_reader(source: pa.NativeFile,
+                    metadata: pq.FileMetaData | None = None) -> pq.ParquetReader:
+    """Parquet's reader of `source`, decoding into READ_POOL (`pq.ParquetFile` takes no pool).
+    Closing it would close `source` (which `_opened` closes), so it is left to be collected."""
+    reader = pq.ParquetReader(memory_pool=READ_POOL)
+    reader.open(source, metadata=metadata, page_checksum_verification=True, pre_buffer=PRE_BUFFER)
+    return reader
 
 
 T = TypeVar("T")
@@ -271,13 +279,12 @@ def _opened(path: Path) -> Iterator[_Opened]:
         raise TraceFormatError(f"unreadable: {one_line(exc)}", path=path) from None
     with source:
         try:
-            pf = pq.ParquetFile(source, page_checksum_verification=True, pre_buffer=PRE_BUFFER)
+            pf = _parquet_reader(source)
             schema = pf.schema_arrow
         except (pa.ArrowException, OSError) as exc:
             raise TraceFormatError(f"unreadable Parquet (cut short or corrupt?): "
                                    f"{one_line(exc)}", path=path) from None
-        with pf:
-            yield _Opened(path, source, pf, _checked_meta(schema, path))
+        yield _Opened(path, source, pf, _checked_meta(schema, path))
 
 
 def _checked_meta(schema: pa.Schema, path: Path) -> dict[str, str]:
@@ -342,7 +349,7 @@ def parquet_files(path: Path) -> list[Path]:
     return files
 
 
-def _read_columns(pf: pq.ParquetFile, path: Path,
+def _read_columns(pf: pq.ParquetReader, path: Path,
                   names: Sequence[str]) -> dict[str, list[pa.Array]]:
     """The schema's columns as Arrow arrays, for `arrow_frame` (not `Table.to_pandas`, which
     gives categories in the order first seen rather than sorted and, measured, took twice
@@ -357,7 +364,8 @@ def _read_columns(pf: pq.ParquetFile, path: Path,
     for the ~3 ms per million rows the range rules cost in numpy (of ~60 ms for all rules).
     """
     try:
-        table = pf.read(columns=list(names), use_threads=USE_THREADS)
+        table = pf.read_all(column_indices=[pf.column_name_idx(n) for n in names],
+                            use_threads=USE_THREADS)
     except (pa.ArrowException, OSError) as exc:
         raise TraceFormatError(f"corrupt Parquet data: {one_line(exc)}", path=path) from None
     return {name: list(table.column(name).chunks) for name in names}
@@ -365,8 +373,7 @@ def _read_columns(pf: pq.ParquetFile, path: Path,
 
 def _task_ids(file: _Opened) -> list[pa.Array]:
     """The file's task-id column (read on the reader's second thread)."""
-    with file.reader() as pf:
-        return _read_columns(pf, file.path, [TASK_IDS.name])[TASK_IDS.name]
+    return _read_columns(file.reader(), file.path, [TASK_IDS.name])[TASK_IDS.name]
 
 
 def read_parquet(path: str | Path, *, check: bool = True) -> Trace:
@@ -446,9 +453,11 @@ def iter_parquet(path: str | Path, *, check: bool = True,
                 yield chunk
 
 
-def _chunks(pf: pq.ParquetFile, meta: dict[str, str], path: Path, rows: int,
+def _chunks(pf: pq.ParquetReader, meta: dict[str, str], path: Path, rows: int,
             check: bool) -> Iterator[Trace]:
-    batches = pf.iter_batches(batch_size=rows, columns=list(COLUMN_NAMES), use_threads=USE_THREADS)
+    batches = pf.iter_batches(rows, range(pf.num_row_groups),
+                              column_indices=[pf.column_name_idx(n) for n in COLUMN_NAMES],
+                              use_threads=USE_THREADS)
     first_row = 0
     while True:
         try:
