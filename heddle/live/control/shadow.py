@@ -97,6 +97,12 @@ class Completion(NamedTuple):
     task: Task
     idle: bool | None = None  # started on an idle node, not back to back (None: not known)
 
+    @property
+    def burns(self) -> bool:
+        """A processor step with work: the twin times it by the rule at the node's speed
+        (`service_time`), so its speed, level and wake are measured on it."""
+        return self.task.kind is TaskKind.PROCESSOR and self.task.cpu_seconds > 0
+
 
 class Measured(NamedTuple):
     """What a window's completions measured of one node's steps (the exported fleet's fields;
@@ -163,7 +169,7 @@ def spell_ratio(row: Completion, profile: Sequence[tuple[float, float]]) -> floa
     its ratio around the control plane's speed when it is not a processor step or no entry
     had begun."""
     at = bisect.bisect_right(profile, (row.started, math.inf)) - 1
-    if row.task.kind is not TaskKind.PROCESSOR or row.task.cpu_seconds <= 0 or at < 0:
+    if not row.burns or at < 0:
         return row.ratio
     rule = service_time(row.node, row.task, speed_factor=profile[at][1] / row.node.device.cpu_single_core_relative)
     return row.actual_s / rule.service_s
@@ -177,24 +183,20 @@ def measured_wake(rows: Sequence[Completion], ratios: Sequence[float]) -> tuple[
     per step on the test's machine, 1-1.5 ms of wall time under a 5% cap), so the node's
     measured speed, over all its steps, is a blend: too slow for the steps in a burst, too
     fast for the first. (1, 0) with fewer than MIN_SAMPLES of either kind or no wake seen.
-    Each mean leaves out the least and the greatest value (a stall, a clock jump)."""
+    Each mean leaves out the TRIM share at each end, at least one value (a stall, a clock jump)."""
     # the step's own time: a burn step's round trip to its worker is in `dispatch_s`, and the
     # node's speed does not count it (counted in the level too, the twin would add it twice)
-    burns = [(row, row.actual_s - (0.0 if math.isnan(row.trip) else row.trip), r)
+    steps = [(row, row.actual_s - (0.0 if math.isnan(row.trip) else row.trip), r)
              for row, r in zip(rows, ratios, strict=True)
-             if row.idle is not None and row.task.kind is TaskKind.PROCESSOR and row.task.cpu_seconds > 0]
-    warm = [r * own / row.actual_s for row, own, r in burns if not row.idle and row.actual_s > 0]
-    if len(warm) < MIN_SAMPLES or len(burns) - len(warm) < MIN_SAMPLES:
+             if row.idle is not None and row.burns]
+    warm = [r * own / row.actual_s for row, own, r in steps if not row.idle and row.actual_s > 0]
+    idle = [(row, own, r) for row, own, r in steps if row.idle]
+    if len(warm) < MIN_SAMPLES or len(idle) < MIN_SAMPLES:
         return 1.0, 0.0
-    level = _inner_mean(warm)
+    level = statistics.fmean(_trimmed(warm))
     # own - the rule at the level: own - (actual / r) * level
-    wake = _inner_mean([own - row.actual_s / r * level for row, own, r in burns if row.idle])
+    wake = statistics.fmean(_trimmed([own - row.actual_s / r * level for row, own, r in idle]))
     return (level, wake) if wake >= MIN_WAKE_S else (1.0, 0.0)
-
-
-def _inner_mean(values: list[float]) -> float:
-    """The mean of `values` but the least and the greatest."""
-    return statistics.fmean(sorted(values)[1:-1])
 
 
 def _trimmed(values: list[float]) -> list[float]:
@@ -313,7 +315,7 @@ class Shadow:
                 warm, wake = measured_wake(rows, ratios)
                 # the spread is around each step's level: an idle start's wake is not spread
                 spread = [r * (1.0 - wake / row.actual_s)
-                          if row.idle and row.task.kind is TaskKind.PROCESSOR and wake < row.actual_s else r
+                          if row.idle and row.burns and wake < row.actual_s else r
                           for row, r in zip(rows, ratios, strict=True)]
                 out[node] = Measured(measured_spread(spread), dispatch, measured_quantiles(spread), wake, warm,
                                      idle_dispatch)
