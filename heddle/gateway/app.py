@@ -14,6 +14,7 @@ gateway's CPU per streamed piece.)
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
 import logging
 import time
@@ -28,14 +29,23 @@ from heddle.gateway.keys import KeyRing
 from heddle.gateway.ollama_api import (
     OllamaChat,
     OllamaGenerate,
+    OllamaShow,
     ollama_lines,
     ollama_reply,
+    ps_reply,
+    show_reply,
     tags_reply,
 )
-from heddle.gateway.openai_api import ChatRequest, chat_chunks, chat_reply, models_reply
+from heddle.gateway.openai_api import (
+    ChatRequest,
+    chat_chunks,
+    chat_reply,
+    model_reply,
+    models_reply,
+)
 from heddle.gateway.run import TaskRun
 from heddle.gateway.settings import GatewaySettings
-from heddle.gateway.tasks import Chat, resolve_model
+from heddle.gateway.tasks import Chat, ModelRef, resolve_model
 from heddle.live import protocol as wire
 from heddle.models import catalog
 
@@ -43,6 +53,12 @@ __all__ = ["GatewayApp", "build_app"]
 
 log = logging.getLogger("heddle.gateway")
 
+HEDDLE_VERSION = importlib.metadata.version("heddle")
+"""``GET /api/version``'s answer: apps check an Ollama server's version only to connect."""
+RUNNING = b"heddle gateway is running"
+"""``GET /``'s answer: apps probe an Ollama server's root for liveness ("Ollama is running")."""
+MODEL_PATH = "/v1/models/"
+"""``GET /v1/models/{model}``: one model, as OpenAI's clients retrieve it."""
 NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 """Stream headers: no proxy in between may hold tokens back."""
 MAX_BODY_BYTES = 2 * wire.MAX_MESSAGE_BYTES
@@ -59,7 +75,7 @@ class CallerGoneError(Exception):
 class _Request:
     """One request's headers (lower-case names), body and ASGI channels."""
 
-    __slots__ = ("at", "body", "headers", "receive", "send", "started")
+    __slots__ = ("at", "body", "headers", "model_id", "receive", "send", "started")
 
     def __init__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         self.at = time.time()  # when it came in (the stage instants of the loop-stats mode)
@@ -68,6 +84,7 @@ class _Request:
             self.headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
         self.receive, self.send = receive, send
         self.body = b""
+        self.model_id = ""  # GET /v1/models/{model}: the model asked for
         self.started = False  # the response's head has gone out
 
     async def read_body(self) -> None:
@@ -113,16 +130,25 @@ class GatewayApp:
         self.routes: dict[str, dict[str, Callable[[_Request], Awaitable[None]]]] = {
             "/v1/chat/completions": {"POST": self.chat_completions},
             "/v1/models": {"GET": self.models},
+            MODEL_PATH: {"GET": self.model},
             "/api/chat": {"POST": self.ollama_chat},
             "/api/generate": {"POST": self.ollama_generate},
             "/api/tags": {"GET": self.ollama_tags},
+            "/api/ps": {"GET": self.ollama_ps},
+            "/api/show": {"POST": self.ollama_show},
+            "/api/version": {"GET": self.ollama_version},
+            "/": {"GET": self.root, "HEAD": self.root},
         }
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return  # lifespan is off; nothing else is served
         request = _Request(scope, receive, send)
-        methods = self.routes.get(scope["path"])
+        path = scope["path"]
+        if path.startswith(MODEL_PATH) and len(path) > len(MODEL_PATH):
+            request.model_id = path[len(MODEL_PATH):]
+            path = MODEL_PATH
+        methods = self.routes.get(path)
         if methods is None:
             return await request.json({"detail": "Not Found"}, 404)
         route = methods.get(scope["method"])
@@ -158,9 +184,39 @@ class GatewayApp:
         await self._keyed(request, GatewayError.openai, lambda: models_reply(
             [(name, owner) for name, owner, _ in self._served_models()]))
 
+    async def model(self, request: _Request) -> None:
+        async def one() -> dict:
+            owners = {name: owner for name, owner, _ in self._served_models()}
+            if request.model_id not in owners:
+                raise GatewayError(404, f"model {request.model_id!r} is not served by this cluster "
+                                   "now (GET /v1/models lists what it serves)", "model_not_found",
+                                   param="model")
+            return model_reply(request.model_id, owners[request.model_id])
+        await self._keyed(request, GatewayError.openai, one)
+
     async def ollama_tags(self, request: _Request) -> None:
         await self._keyed(request, GatewayError.ollama, lambda: tags_reply(
             [(name, family) for name, _, family in self._served_models()]))
+
+    async def ollama_ps(self, request: _Request) -> None:
+        await self._keyed(request, GatewayError.ollama, lambda: ps_reply(
+            [(ModelRef(f"{model}:{quant}", model, quant), nodes)
+             for (model, quant), nodes in sorted(self.bridge.served().items())]))
+
+    async def ollama_show(self, request: _Request) -> None:
+        async def show() -> dict:
+            await request.read_body()
+            asked = _parse(request.body, OllamaShow).asked()
+            return show_reply(resolve_model(asked, self.bridge.served(latest=False)))
+        await self._keyed(request, GatewayError.ollama, show)
+
+    async def ollama_version(self, request: _Request) -> None:
+        await request.json({"version": HEDDLE_VERSION})
+
+    async def root(self, request: _Request) -> None:
+        await request.start(200, {"Content-Type": "text/plain; charset=utf-8",
+                                  "Content-Length": str(len(RUNNING))})
+        await request.send({"type": "http.response.body", "body": RUNNING})
 
     # -- how a chat is answered ------------------------------------------------------------------
     async def _begin(self, request: _Request, schema: type[BaseModel]) -> tuple[Any, TaskRun]:
@@ -207,12 +263,16 @@ class GatewayApp:
                 run.close()
 
     async def _keyed(self, request: _Request, shape: Callable[[GatewayError], dict],
-                     listing: Callable[[], dict]) -> None:
+                     answer: Callable[[], dict | Awaitable[dict]]) -> None:
+        """A route that runs no task: the caller's key checked, then `answer`'s document."""
         try:
             self.keys.caller(request.headers.get("authorization"))
+            doc = answer()
+            if not isinstance(doc, dict):
+                doc = await doc
         except GatewayError as exc:
             return await request.json(shape(exc), exc.status)
-        await request.json(listing())
+        await request.json(doc)
 
     def _served_models(self) -> list[tuple[str, str, str]]:
         """(name, owned_by, family) of what the fleet serves now, then the configured offers."""

@@ -1,5 +1,7 @@
 """The Ollama routes: ``POST /api/chat`` and ``/api/generate`` (NDJSON streaming by default,
-one JSON object with ``"stream": false``) and ``GET /api/tags``.
+one JSON object with ``"stream": false``), ``GET /api/tags`` (what the cluster serves now),
+``GET /api/ps`` (the same, as models loaded), ``POST /api/show`` (a model's details from the
+catalog: apps such as editors read its context length there) and ``GET /api/version``.
 
 Honoured fields: ``model``, ``messages`` / ``prompt`` (+ ``system``), ``stream``,
 ``options.num_predict`` (the output bound). Other options are accepted and not passed on.
@@ -17,8 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.run import TaskRun
+from heddle.gateway.tasks import ModelRef
+from heddle.models import catalog
 
-__all__ = ["OllamaChat", "OllamaGenerate", "ollama_lines", "ollama_reply", "tags_reply"]
+__all__ = ["OllamaChat", "OllamaGenerate", "OllamaShow", "ollama_lines", "ollama_reply", "ps_reply",
+           "show_reply", "tags_reply"]
 
 NS = 1_000_000_000
 
@@ -59,6 +64,20 @@ class OllamaChat(_Base):
             raise GatewayError(400, "messages: expected at least one user message",
                                "invalid_messages", param="messages")
         return messages, system or None
+
+
+class OllamaShow(BaseModel):
+    """``POST /api/show``'s body: ``model`` (older clients send ``name``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = ""
+    name: str = ""
+
+    def asked(self) -> str:
+        if not (self.model or self.name):
+            raise GatewayError(400, "model: expected a model name", "invalid_request", param="model")
+        return self.model or self.name
 
 
 class OllamaGenerate(_Base):
@@ -108,6 +127,46 @@ async def ollama_reply(run: TaskRun, generate: bool) -> dict[str, Any]:
     async for _ in run.pieces():
         pass
     return _closing(run, generate, run.output_text, started)
+
+
+def _details(ref: ModelRef) -> dict[str, Any]:
+    """Ollama's ``details`` of a resolved model: the catalog's family, size and quant."""
+    if ref.quant is None:  # a cloud offer
+        return {"parent_model": "", "format": "heddle", "family": ref.model, "families": [ref.model],
+                "parameter_size": "", "quantization_level": ""}
+    spec = catalog.model(ref.model)
+    return {"parent_model": "", "format": "heddle", "family": ref.model, "families": [ref.model],
+            "parameter_size": f"{spec.params_b:.1f}B", "quantization_level": ref.quant.upper()}
+
+
+def show_reply(ref: ModelRef) -> dict[str, Any]:
+    """``POST /api/show``: a catalog model's (or cloud offer's) details in Ollama's shape; its
+    ``model_info`` carries the parameter count and context length under Ollama's key names
+    (``<architecture>.context_length``), which is where apps look for them."""
+    info: dict[str, Any] = {"general.architecture": ref.model, "general.basename": ref.model}
+    capabilities = ["completion"]
+    if ref.quant is not None:
+        spec = catalog.model(ref.model)
+        info |= {"general.parameter_count": round(spec.params_b * 1e9),
+                 f"{ref.model}.context_length": spec.context_length}
+        if spec.kind == "embedding":
+            capabilities = ["embedding"]
+    return {"modelfile": "", "parameters": "", "template": "", "license": "",
+            "details": _details(ref), "model_info": info, "capabilities": capabilities,
+            "modified_at": _now()}
+
+
+def ps_reply(served: list[tuple[ModelRef, list[str]]]) -> dict[str, Any]:
+    """``GET /api/ps``: the models resident on the cluster's nodes now (from their capacity
+    reports), with the weights' size at their quant, and the nodes in ``heddle``."""
+    models = []
+    for ref, nodes in served:
+        spec = catalog.model(ref.model)
+        size = round(spec.weights_gb(ref.quant or "") * 1e9)
+        models.append({"name": ref.name, "model": ref.name, "size": size, "size_vram": size,
+                       "digest": "", "details": _details(ref),
+                       "context_length": spec.context_length, "heddle": {"nodes": nodes}})
+    return {"models": models}
 
 
 def tags_reply(models: list[tuple[str, str]]) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The OpenAI-compatible routes: ``POST /v1/chat/completions`` (server-sent events or one JSON
-reply, usage included) and ``GET /v1/models``.
+reply, usage included), ``GET /v1/models`` and ``GET /v1/models/{model}``.
 
 Honoured fields: ``model``, ``messages`` (text content; a list of text parts is joined),
 ``max_tokens`` / ``max_completion_tokens``, ``stream``, ``stream_options.include_usage``.
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.run import TaskRun
 
-__all__ = ["ChatRequest", "chat_chunks", "chat_reply", "models_reply"]
+__all__ = ["ChatRequest", "chat_chunks", "chat_reply", "model_reply", "models_reply"]
 
 
 class _Message(BaseModel):
@@ -124,7 +124,11 @@ async def chat_chunks(run: TaskRun, include_usage: bool):
     yield b"".join(closing)
 
 
+def model_reply(ident: str, owner: str) -> dict[str, Any]:
+    """One model as ``GET /v1/models`` lists it and ``GET /v1/models/{model}`` answers."""
+    return {"id": ident, "object": "model", "created": 0, "owned_by": owner}
+
+
 def models_reply(models: list[tuple[str, str]]) -> dict[str, Any]:
     """``GET /v1/models``: (id, owned_by) pairs."""
-    return {"object": "list", "data": [{"id": ident, "object": "model", "created": 0,
-                                        "owned_by": owner} for ident, owner in models]}
+    return {"object": "list", "data": [model_reply(ident, owner) for ident, owner in models]}

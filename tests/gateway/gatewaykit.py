@@ -15,7 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
+import yaml
 
 from heddle.gateway.serve import READY_LINE
 from heddle.live import protocol as p
@@ -33,6 +35,7 @@ class GatewayCluster(Cluster):
         self.gateway: subprocess.Popen | None = None
         self.gateway_log: list[str] = []
         self.base_url = ""
+        self.probe_key = ""  # a key of the gateway's, to ask what it lists
 
     def start_llm_agent(self, node: str, owner: str, slots: int = 2, trust: tuple[str, ...] = ()) -> StandIn:
         standin = self.standins[node] = StandIn(MODEL)
@@ -54,6 +57,7 @@ class GatewayCluster(Cluster):
     def start_gateway(self, keys: Path, *extra: str) -> None:
         args = [sys.executable, "-m", "heddle.cli.gateway", "--nats", self.url, "--port", "0",
                 "--keys", str(keys), *extra]
+        self.probe_key = yaml.safe_load(keys.read_text(encoding="utf-8"))["keys"][0]["key"]
         self.gateway, line = start_until_ready(args, READY_LINE, self.gateway_log)
         self.base_url = re.search(r"(http://\S+)", line).group(1)
 
@@ -100,12 +104,25 @@ class GatewayCluster(Cluster):
             f"task {task_id} {status}")
 
     def wait_models(self, nodes: set[str]) -> None:
-        """Until every node is active in the control plane's view (they serve the model)."""
+        """Until every node is active in the control plane's view and, with the gateway up,
+        listed by it as serving the model. An agent's first capacity report can come before
+        it has asked its model server what is loaded, so "active" alone does not mean
+        "serves the model" (an /api/tags asked in between listed nothing)."""
         async def present(client):
             reply = await client.fleet()
             return {n.node_id for n in reply.nodes if n.status == "active"} >= nodes
 
         self.wait_until(lambda: self.query(present), f"nodes {sorted(nodes)} active")
+        if self.base_url:
+            self.wait_until(lambda: self.listed() >= nodes, f"nodes {sorted(nodes)} listed as serving")
+
+    def listed(self) -> set[str]:
+        """The nodes the gateway's /v1/models says serve a model now."""
+        reply = httpx.get(self.base_url + "/v1/models", timeout=WAIT_S,
+                          headers={"Authorization": "Bearer " + self.probe_key})
+        reply.raise_for_status()
+        owners = [m["owned_by"].removeprefix("heddle:") for m in reply.json()["data"]]
+        return {node for owner in owners for node in owner.split(",")}
 
     def serving_story(self) -> str:
         """Who serves what, as each part sees it: the agents' capacity reports now, the control
@@ -151,7 +168,5 @@ class GatewayCluster(Cluster):
 
 
 def write_keys(path: Path, entries: list[dict[str, Any]]) -> Path:
-    import yaml
-
     path.write_text(yaml.safe_dump({"keys": entries}), encoding="utf-8")
     return path

@@ -300,3 +300,34 @@ def _story(cluster, prefix: str) -> list[str]:
               for e in cluster.query(lambda c: _events(cluster)) if e.aggregate_id.startswith(prefix)]
     return (events[-20:] + ["control: " + line.rstrip() for line in cluster.control_log[-30:]]
             + ["gateway: " + line.rstrip() for line in cluster.gateway_log[-10:]])
+
+
+def test_what_apps_ask_before_they_chat_show_ps_version_and_one_model(cluster):
+    """An app pointed at the cluster as an Ollama server probes its root and version, lists
+    the loaded models and reads a model's context length from /api/show (editors size their
+    prompts by it); an OpenAI app retrieves the model it was configured with."""
+    root = httpx.get(cluster.base_url + "/", timeout=WAIT_S)
+    assert root.status_code == 200 and "running" in root.text
+    assert httpx.head(cluster.base_url + "/", timeout=WAIT_S).status_code == 200
+    assert httpx.get(cluster.base_url + "/api/version", timeout=WAIT_S).json()["version"]
+
+    llama = ollama.Client(host=cluster.base_url, headers={"Authorization": "Bearer " + KEYS["bob"]["key"]})
+    loaded = {m.model: m for m in llama.ps().models}
+    assert "llama-3.1-8b:q4_k_m" in loaded, f"loaded {sorted(loaded)}\n{cluster.serving_story()}"
+    assert loaded["llama-3.1-8b:q4_k_m"].size > 4e9  # 8B weights at ~4.85 bits each
+    assert loaded["llama-3.1-8b:q4_k_m"].details.quantization_level == "Q4_K_M"
+    shown = llama.show("llama3.1:8b-instruct-q4_K_M")
+    assert shown.details.parameter_size == "8.0B" and shown.details.quantization_level == "Q4_K_M"
+    assert shown.modelinfo["llama-3.1-8b.context_length"] == 131072
+    assert "completion" in shown.capabilities
+    with pytest.raises(ollama.ResponseError) as unknown:
+        llama.show("no-such-model")
+    assert unknown.value.status_code == 404 and "catalog" in unknown.value.error
+    keyless = httpx.post(cluster.base_url + "/api/show", json={"model": "llama-3.1-8b"}, timeout=WAIT_S)
+    assert keyless.status_code == 401
+
+    openai_app = client(cluster, "bob")
+    assert openai_app.models.retrieve("llama-3.1-8b:q4_k_m").owned_by.startswith("heddle:")
+    with pytest.raises(openai.NotFoundError) as missing:
+        openai_app.models.retrieve("llama-3.1-70b:q4_k_m")
+    assert "not served by this cluster now" in str(missing.value)
