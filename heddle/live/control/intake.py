@@ -178,8 +178,10 @@ class _Intake:
             placed = {item.task.id: placement(self.plane, self.plane.tasks.get(item.task.id), now, item.task.id)
                       for item in request.tasks}
         if placed is not None and request.early_placement:
-            # answered now (protocol 1.8): its TaskSubmitted follows in the log, as the
-            # assignment that may have left already does
+            # the assignment leaves now, before the answer (the caller needs that only when
+            # the first token comes); answered now (protocol 1.8): its TaskSubmitted follows
+            # in the log, as the assignment does
+            self.plane.dispatch_now()
             self.stamp(request.job_id, "admitted")
             self.answer(msg, None, job_id=request.job_id, accepted=len(fresh), placement=placed)
             return

@@ -459,23 +459,38 @@ class ControlPlane:
 
     # -- dispatch ------------------------------------------------------------------------------
     async def _dispatcher(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Sends what the core decided, a turn of the loop after it (the decisions of that
+        turn together: one request per node)."""
         while True:
             await self._wake_dispatch.wait()
-            self._wake_dispatch.clear()
             while not self.nc.is_connected:  # nats-server away: hold the work, don't burn retries
                 await asyncio.sleep(RECONNECT_POLL_S)
-            batch, self._outbox = self._outbox, []
-            by_node: dict[str, list[wire.Assignment]] = {}
-            for assignment in batch:
-                by_node.setdefault(assignment.node_id, []).append(assignment)
-            for node_id, assignments in by_node.items():
-                if len(assignments) > 1 and self.fleet.accepts(node_id, "assign_batch"):
-                    for start in range(0, len(assignments), ASSIGN_BATCH):
-                        loop.create_task(self._assign_batch(node_id, assignments[start : start + ASSIGN_BATCH]))
-                else:
-                    for assignment in assignments:
-                        loop.create_task(self._assign(assignment))
+            self._send_outbox()
+
+    def dispatch_now(self) -> None:
+        """Send what the outbox holds now, from the caller's turn of the loop (a gateway's
+        submission: its assignment leaves with its placement, not 2 turns later when the
+        dispatcher runs and then its request's task); while the NATS connection is down the
+        dispatcher holds it, as it holds everything."""
+        if self._outbox and self.nc.is_connected:
+            self._send_outbox()
+
+    def _send_outbox(self) -> None:
+        """Every assignment waiting goes out: to an agent that takes batches, those of one
+        node in one `AssignBatch` request (up to ASSIGN_BATCH), else one request each."""
+        self._wake_dispatch.clear()
+        loop = asyncio.get_running_loop()
+        batch, self._outbox = self._outbox, []
+        by_node: dict[str, list[wire.Assignment]] = {}
+        for assignment in batch:
+            by_node.setdefault(assignment.node_id, []).append(assignment)
+        for node_id, assignments in by_node.items():
+            if len(assignments) > 1 and self.fleet.accepts(node_id, "assign_batch"):
+                for start in range(0, len(assignments), ASSIGN_BATCH):
+                    loop.create_task(self._assign_batch(node_id, assignments[start : start + ASSIGN_BATCH]))
+            else:
+                for assignment in assignments:
+                    loop.create_task(self._assign(assignment))
 
     async def _assign(self, assignment: wire.Assignment) -> None:
         node_id = assignment.node_id
