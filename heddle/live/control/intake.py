@@ -137,7 +137,7 @@ class _Intake:
             # nothing to look up and no one ahead (a gateway's request): accepted now, not a
             # turn of the loop later
             self.stamp(request.job_id, "recalled")
-            self.accept_in_turn(msg, request, raw)
+            await self.accept_in_turn(msg, request, raw)
             return
         turn = self.accepted = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().create_task(self.take(msg, request, raw, previous, turn))
@@ -155,11 +155,11 @@ class _Intake:
                 if previous is not None:
                     await previous
             self.stamp(request.job_id, "recalled")
-            self.accept_in_turn(msg, request, raw)
+            await self.accept_in_turn(msg, request, raw)
         finally:
             turn.set_result(None)
 
-    def accept_in_turn(self, msg: Any, request: SubmitRequest, raw: dict[str, Any]) -> None:
+    async def accept_in_turn(self, msg: Any, request: SubmitRequest, raw: dict[str, Any]) -> None:
         user = requester(msg)
         error = self.check(request, user)
         if error is not None:
@@ -181,7 +181,7 @@ class _Intake:
             # the assignment leaves now, before the answer (the caller needs that only when
             # the first token comes); answered now (protocol 1.8): its TaskSubmitted follows
             # in the log, as the assignment does
-            self.plane.dispatch_now()
+            await self.plane.dispatch_now()
             self.stamp(request.job_id, "admitted")
             self.answer(msg, None, job_id=request.job_id, accepted=len(fresh), placement=placed)
             return

@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import nats.errors
+import nats.js.api
 from nats.aio.client import Client as NATS
 
 from heddle.events import CommandRejected, EventEnvelope, JetStreamEventLog, TaskStatus
 from heddle.events.jetstream import flush_interest
+from heddle.events.jetstream_acks import AckRouter, resolve_future
+from heddle.events.jetstream_log import NO_RESPONDERS_STATUS
 from heddle.live import protocol as wire
 from heddle.live.control.book import LiveTask, outcome
 from heddle.live.control.budget import Ledger
@@ -95,6 +98,7 @@ class ControlPlane:
         self._timeouts: list[tuple[float, str, int]] = []  # (when, task, attempt) heap
         self._outbox: list[wire.Assignment] = []
         self._wake_dispatch = asyncio.Event()
+        self._replies = AckRouter(nc, settings.ack_timeout_s)  # the agents' answers to assignments
         self._background: list[asyncio.Task] = []
         self._subs: list[Any] = []
         self.ready = asyncio.Event()
@@ -135,6 +139,7 @@ class ControlPlane:
         ]
         self._subs += await reports.subscribe(self)
         self._subs += await intake.subscribe(self)
+        await self._replies.start()
         if self.recorder is not None:
             self.recorder.start()
         await flush_interest(self.nc)  # ready: a request from any connection finds us
@@ -465,47 +470,41 @@ class ControlPlane:
             await self._wake_dispatch.wait()
             while not self.nc.is_connected:  # nats-server away: hold the work, don't burn retries
                 await asyncio.sleep(RECONNECT_POLL_S)
-            self._send_outbox()
+            await self._send_outbox()
 
-    def dispatch_now(self) -> None:
+    async def dispatch_now(self) -> None:
         """Send what the outbox holds now, from the caller's turn of the loop (a gateway's
         submission: its assignment leaves with its placement, not 2 turns later when the
         dispatcher runs and then its request's task); while the NATS connection is down the
         dispatcher holds it, as it holds everything."""
         if self._outbox and self.nc.is_connected:
-            self._send_outbox()
+            await self._send_outbox()
 
-    def _send_outbox(self) -> None:
-        """Every assignment waiting goes out: to an agent that takes batches, those of one
-        node in one `AssignBatch` request (up to ASSIGN_BATCH), else one request each."""
+    async def _send_outbox(self) -> None:
+        """Every assignment waiting goes out now (no task per request: the answers come to
+        `_replied`): to an agent that takes batches, those of one node in one `AssignBatch`
+        request (up to ASSIGN_BATCH), else one request each."""
         self._wake_dispatch.clear()
-        loop = asyncio.get_running_loop()
         batch, self._outbox = self._outbox, []
+        await self._replies.start()  # (at once but the first time)
         by_node: dict[str, list[wire.Assignment]] = {}
         for assignment in batch:
             by_node.setdefault(assignment.node_id, []).append(assignment)
         for node_id, assignments in by_node.items():
             if len(assignments) > 1 and self.fleet.accepts(node_id, "assign_batch"):
                 for start in range(0, len(assignments), ASSIGN_BATCH):
-                    loop.create_task(self._assign_batch(node_id, assignments[start : start + ASSIGN_BATCH]))
+                    await self._assign_batch(node_id, assignments[start : start + ASSIGN_BATCH])
             else:
                 for assignment in assignments:
-                    loop.create_task(self._assign(assignment))
+                    await self._assign(assignment)
 
     async def _assign(self, assignment: wire.Assignment) -> None:
-        node_id = assignment.node_id
-        if self.stats is not None:
-            self.stats.stamp(assignment.task.id, "assign_sent")
         try:
-            reply_msg = await self.nc.request(
-                wire.subject(wire.ASSIGN, node=node_id), wire.encode(assignment),
-                timeout=self.settings.ack_timeout_s,
-            )
-            reply = wire.decode(reply_msg.data, wire.AssignReply)
-        except Exception as exc:  # noqa: BLE001 - every failure loses the attempt (see _undelivered)
+            data = wire.encode(assignment)
+        except wire.ProtocolError as exc:  # cannot be sent: the attempt is lost (see _undelivered)
             self._undelivered([assignment], exc)
             return
-        self._answered(assignment, reply)
+        await self._request([assignment], data, wire.AssignReply)
 
     async def _assign_batch(self, node_id: str, assignments: list[wire.Assignment]) -> None:
         """Many assignments to one node in one request (protocol 1.2), halved until it fits."""
@@ -517,19 +516,45 @@ class ControlPlane:
             if len(assignments) == 1:
                 return await self._assign(assignments[0])  # refused there too, with the reason
             half = len(assignments) // 2
-            await asyncio.gather(self._assign_batch(node_id, assignments[:half]),
-                                 self._assign_batch(node_id, assignments[half:]))
+            await self._assign_batch(node_id, assignments[:half])
+            await self._assign_batch(node_id, assignments[half:])
             return
+        await self._request(assignments, data, wire.AssignBatchReply)
+
+    async def _request(self, assignments: list[wire.Assignment], data: bytes,
+                       kind: type[wire.AssignReply | wire.AssignBatchReply]) -> None:
+        """Publish one assignment request; its answer, or its failure (no answer within
+        ``ack_timeout_s``, nobody listening, a refused publish), goes to `_replied`."""
+        subject = wire.subject(wire.ASSIGN, node=assignments[0].node_id)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        token, reply = self._replies.route(resolve_future, future, subject)
+        self._replies.arm_timeout(token, future)
+        future.add_done_callback(lambda done: self._replied(token, assignments, kind, done))
         if self.stats is not None:
             for assignment in assignments:
                 self.stats.stamp(assignment.task.id, "assign_sent")
         try:
-            reply_msg = await self.nc.request(wire.subject(wire.ASSIGN, node=node_id), data,
-                                              timeout=self.settings.ack_timeout_s)
-            reply = wire.decode(reply_msg.data, wire.AssignBatchReply)
+            await self.nc.publish(subject, data, reply=reply)
+        except Exception as exc:  # noqa: BLE001 - every failure loses the attempts (see _undelivered)
+            resolve_future(future, exc)
+
+    def _replied(self, token: str, assignments: list[wire.Assignment],
+                 kind: type[wire.AssignReply | wire.AssignBatchReply], done: asyncio.Future[Any]) -> None:
+        self._replies.forget(token)
+        if done.cancelled():  # (the loop is closing)
+            return
+        try:
+            msg = done.result()
+            if msg.headers and msg.headers.get(nats.js.api.Header.STATUS) == NO_RESPONDERS_STATUS:
+                raise nats.errors.NoRespondersError
+            reply = wire.decode(msg.data, kind)
         except Exception as exc:  # noqa: BLE001 - every failure loses the attempts (see _undelivered)
             self._undelivered(assignments, exc)
             return
+        if isinstance(reply, wire.AssignReply):
+            self._answered(assignments[0], reply)
+            return
+        node_id = assignments[0].node_id
         answers = {(r.task_id, r.attempt): r for r in reply.replies}
         for assignment in assignments:
             answer = answers.get((assignment.task.id, assignment.attempt))
