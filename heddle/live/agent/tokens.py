@@ -23,6 +23,7 @@ from collections.abc import Callable
 from json.encoder import encode_basestring
 from typing import Any
 
+from heddle.events.jetstream_acks import write_pending
 from heddle.live import protocol as p
 
 __all__ = ["COALESCE_S", "USAGE_FIELDS", "TextChunks", "TokenPublisher", "TokenSink", "wants_tokens"]
@@ -98,6 +99,7 @@ class TokenPublisher:
                 for subject, data in batch:
                     with contextlib.suppress(Exception):  # best effort: outcomes go by the report
                         await self.nc.publish(subject, data)
+                write_pending(self.nc)  # on the socket now, not at the NATS client's next flush
         finally:
             self._task = None
 

@@ -26,7 +26,7 @@ from nats.aio.client import Client as NATS
 
 from heddle.events import CommandRejected, EventEnvelope, JetStreamEventLog, TaskStatus
 from heddle.events.jetstream import flush_interest
-from heddle.events.jetstream_acks import AckRouter, resolve_future
+from heddle.events.jetstream_acks import AckRouter, resolve_future, write_pending
 from heddle.events.jetstream_log import NO_RESPONDERS_STATUS
 from heddle.live import protocol as wire
 from heddle.live.control.book import LiveTask, outcome
@@ -481,8 +481,8 @@ class ControlPlane:
             await self._send_outbox()
 
     async def _send_outbox(self) -> None:
-        """Every assignment waiting goes out now (no task per request: the answers come to
-        `_replied`): to an agent that takes batches, those of one node in one `AssignBatch`
+        """Every assignment waiting goes out now, to the socket (no task per request: the
+        answers come to `_replied`): to an agent that takes batches, those of one node in one `AssignBatch`
         request (up to ASSIGN_BATCH), else one request each."""
         self._wake_dispatch.clear()
         batch, self._outbox = self._outbox, []
@@ -497,6 +497,7 @@ class ControlPlane:
             else:
                 for assignment in assignments:
                     await self._assign(assignment)
+        write_pending(self.nc)  # on the socket now, not at the NATS client's next flush
 
     async def _assign(self, assignment: wire.Assignment) -> None:
         try:
