@@ -36,15 +36,19 @@ from typing import Any, TypeVar
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js import api
 
 from heddle.events.errors import PublishPermissionError
 from heddle.events.jetstream import flush_interest
 
 __all__ = [
+    "NO_RESPONDERS_STATUS",
     "AckCallback",
     "AckRouter",
     "PermissionWatch",
+    "no_responders",
     "permission_watch",
+    "publish_request",
     "raise_if_refused",
     "resolve_future",
     "write_pending",
@@ -58,6 +62,9 @@ AckCallback = Callable[[Any, "Msg | Exception"], None]
 DenialListener = Callable[[str, str], None]
 """Called as ``listener(subject, server_message)``; ``subject`` is lower-cased, because
 nats-py lower-cases the server's whole error line."""
+
+NO_RESPONDERS_STATUS = "503"
+"""Status header of the server's reply when nothing subscribes to a published subject."""
 
 _DENIED_PUBLISH = re.compile(r'permissions violation for publish to "([^"]+)"')
 
@@ -288,3 +295,31 @@ def write_pending(nc: NATS) -> None:
         return
     nc._pending, nc._pending_data_size = [], 0
     transport.writelines(pending)
+
+
+def no_responders(msg: Msg) -> bool:
+    """Is ``msg`` the server's answer that nothing subscribes to the subject a request went to?"""
+    return bool(msg.headers) and msg.headers.get(api.Header.STATUS) == NO_RESPONDERS_STATUS
+
+
+async def publish_request(router: AckRouter, nc: NATS, subject: str, data: bytes) -> asyncio.Future[Msg]:
+    """Publish a request whose answer ``router`` routes (started before); returns the future
+    of that answer: the reply, or nats.errors.TimeoutError (none within the router's
+    timeout), NoRespondersError (nothing listens on ``subject``), PublishPermissionError
+    or what the publish raised. Unlike ``nc.request``, the caller is not held until the
+    answer: it may `write_pending` first, or go on and read the answer in a callback."""
+    future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+    token, reply = router.route(_resolve_reply, future, subject)
+    router.arm_timeout(token, future)
+    future.add_done_callback(lambda _: router.forget(token))
+    try:
+        await nc.publish(subject, data, reply=reply)
+    except Exception as exc:  # noqa: BLE001 - the caller hears it from the future
+        resolve_future(future, exc)
+    return future
+
+
+def _resolve_reply(future: asyncio.Future[Msg], msg: Msg | Exception) -> None:
+    if not isinstance(msg, Exception) and no_responders(msg):
+        msg = nats.errors.NoRespondersError()
+    resolve_future(future, msg)

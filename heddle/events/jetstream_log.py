@@ -38,7 +38,7 @@ from heddle.events.jetstream import (
     rejection_stream_name,
     rejection_subject,
 )
-from heddle.events.jetstream_acks import AckRouter, raise_if_refused, resolve_future
+from heddle.events.jetstream_acks import AckRouter, no_responders, raise_if_refused, resolve_future
 from heddle.events.jetstream_batch import BatchAppend
 
 __all__ = ["JetStreamEventLog", "JetStreamRejectionLog"]
@@ -53,8 +53,6 @@ permissions violation, never gets one)."""
 FETCH_BATCH = 256
 """Messages per pull request when replaying a history."""
 _ACK_SEQ = re.compile(rb'"seq":(\d+)')
-NO_RESPONDERS_STATUS = "503"
-"""Status header of the server's reply when nothing subscribes to a published subject."""
 
 
 async def _fetch_all(
@@ -214,7 +212,7 @@ class JetStreamEventLog(EventLog):
         if isinstance(reply, Exception):
             raise reply
         key = (envelope.aggregate_type, envelope.aggregate_id)
-        if reply.headers and reply.headers.get(api.Header.STATUS) == NO_RESPONDERS_STATUS:
+        if no_responders(reply):
             raise NoStreamResponseError  # no stream listens on the subject
         data = reply.data
         if b'"error"' not in data:

@@ -22,7 +22,9 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from heddle.events import EventEnvelope
+from heddle.events.errors import PublishPermissionError
 from heddle.events.jetstream import flush_interest
+from heddle.events.jetstream_acks import AckRouter, publish_request, write_pending
 from heddle.gateway.errors import GatewayError
 from heddle.live import protocol as wire
 from heddle.live.control.messages import (
@@ -80,6 +82,7 @@ class Bridge:
         self._subs: list[Any] = []
         self._stale: set[str] = set()  # nodes said to be not counted for want of a report
         self._tasks: set[asyncio.Task] = set()
+        self._replies = AckRouter(nc, SUBMIT_TIMEOUT_S)  # the control plane's answers
 
     @classmethod
     async def connect(cls, url: str, sender: str = "gateway", auth: dict | None = None) -> Bridge:
@@ -97,6 +100,7 @@ class Bridge:
               for event in FOLLOWED_EVENTS],
             await self.nc.subscribe(wire.all_nodes(wire.CAPACITY), cb=self._on_capacity),
         ]
+        await self._replies.start()
         await flush_interest(self.nc)  # the server has our interest before any request is sent
 
     async def close(self) -> None:
@@ -221,14 +225,20 @@ class Bridge:
         return reply.detail["placement"][item.task.id]
 
     async def _request(self, subject: str, data: bytes) -> Reply:
+        """The control plane's answer; the request is on the socket before this waits (not at
+        the NATS client's next flush, a turn of the busy loop later)."""
         try:
-            msg = await self.nc.request(subject, data, timeout=SUBMIT_TIMEOUT_S)
+            answer = await publish_request(self._replies, self.nc, subject, data)
+            write_pending(self.nc)
+            msg = await answer
         except nats.errors.NoRespondersError:
             raise GatewayError(503, "no control plane is listening (start one with `heddle up`)",
                                "no_control_plane") from None
         except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError):
             raise GatewayError(503, f"the control plane did not answer within "
                                f"{SUBMIT_TIMEOUT_S:g} s", "control_plane_timeout") from None
+        except PublishPermissionError as exc:  # the cluster's credentials do not let it ask
+            raise GatewayError(503, str(exc), "no_control_plane") from None
         return decode_reply(msg.data, Reply)
 
     def cancel_soon(self, task_id: str, why: str) -> None:

@@ -21,13 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import nats.errors
-import nats.js.api
 from nats.aio.client import Client as NATS
 
 from heddle.events import CommandRejected, EventEnvelope, JetStreamEventLog, TaskStatus
 from heddle.events.jetstream import flush_interest
-from heddle.events.jetstream_acks import AckRouter, resolve_future, write_pending
-from heddle.events.jetstream_log import NO_RESPONDERS_STATUS
+from heddle.events.jetstream_acks import AckRouter, publish_request, write_pending
 from heddle.live import protocol as wire
 from heddle.live.control.book import LiveTask, outcome
 from heddle.live.control.budget import Ledger
@@ -526,29 +524,19 @@ class ControlPlane:
                        kind: type[wire.AssignReply | wire.AssignBatchReply]) -> None:
         """Publish one assignment request; its answer, or its failure (no answer within
         ``ack_timeout_s``, nobody listening, a refused publish), goes to `_replied`."""
-        subject = wire.subject(wire.ASSIGN, node=assignments[0].node_id)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        token, reply = self._replies.route(resolve_future, future, subject)
-        self._replies.arm_timeout(token, future)
-        future.add_done_callback(lambda done: self._replied(token, assignments, kind, done))
         if self.stats is not None:
             for assignment in assignments:
                 self.stats.stamp(assignment.task.id, "assign_sent")
-        try:
-            await self.nc.publish(subject, data, reply=reply)
-        except Exception as exc:  # noqa: BLE001 - every failure loses the attempts (see _undelivered)
-            resolve_future(future, exc)
+        answer = await publish_request(self._replies, self.nc,
+                                       wire.subject(wire.ASSIGN, node=assignments[0].node_id), data)
+        answer.add_done_callback(lambda done: self._replied(assignments, kind, done))
 
-    def _replied(self, token: str, assignments: list[wire.Assignment],
+    def _replied(self, assignments: list[wire.Assignment],
                  kind: type[wire.AssignReply | wire.AssignBatchReply], done: asyncio.Future[Any]) -> None:
-        self._replies.forget(token)
         if done.cancelled():  # (the loop is closing)
             return
         try:
-            msg = done.result()
-            if msg.headers and msg.headers.get(nats.js.api.Header.STATUS) == NO_RESPONDERS_STATUS:
-                raise nats.errors.NoRespondersError
-            reply = wire.decode(msg.data, kind)
+            reply = wire.decode(done.result().data, kind)
         except Exception as exc:  # noqa: BLE001 - every failure loses the attempts (see _undelivered)
             self._undelivered(assignments, exc)
             return
