@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from heddle.events import TaskAggregate
+from heddle.events.jetstream_acks import write_pending
 from heddle.live import protocol as wire
 from heddle.live.control.access import (
     UserLogins,
@@ -104,9 +105,18 @@ class _Intake:
         if msg.reply:
             asyncio.get_running_loop().create_task(self.plane.nc.publish(msg.reply, encode_message(message)))
 
+    async def reply_now(self, msg: Any, message: Any) -> None:
+        """Published and on the socket before this returns (the caller is waiting for it)."""
+        if msg.reply:
+            await self.plane.nc.publish(msg.reply, encode_message(message))
+            write_pending(self.plane.nc)
+
     def answer(self, msg: Any, error: str | None, **detail: Any) -> None:
-        self.reply(msg, Reply(sender=self.plane.settings.sender, seq=self.plane.next_seq(),
-                              sent_at=self.plane.now(), ok=error is None, error=error, detail=detail))
+        self.reply(msg, self.answered(error, **detail))
+
+    def answered(self, error: str | None, **detail: Any) -> Reply:
+        return Reply(sender=self.plane.settings.sender, seq=self.plane.next_seq(),
+                     sent_at=self.plane.now(), ok=error is None, error=error, detail=detail)
 
     def decode(self, msg: Any, kind: type, label: str) -> Any:
         try:
@@ -178,12 +188,13 @@ class _Intake:
             placed = {item.task.id: placement(self.plane, self.plane.tasks.get(item.task.id), now, item.task.id)
                       for item in request.tasks}
         if placed is not None and request.early_placement:
-            # the assignment leaves now, before the answer (the caller needs that only when
-            # the first token comes); answered now (protocol 1.8): its TaskSubmitted follows
-            # in the log, as the assignment does
+            # the assignment goes to the socket now, then the answer (protocol 1.8: its
+            # TaskSubmitted follows in the log, as the assignment does), which the caller
+            # needs before the first token comes
             await self.plane.dispatch_now()
             self.stamp(request.job_id, "admitted")
-            self.answer(msg, None, job_id=request.job_id, accepted=len(fresh), placement=placed)
+            await self.reply_now(msg, self.answered(None, job_id=request.job_id, accepted=len(fresh),
+                                                    placement=placed))
             return
         previous, done = self.admitted, asyncio.get_running_loop().create_future()
         self.admitted = done
