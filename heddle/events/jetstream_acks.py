@@ -37,6 +37,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
+from nats.protocol.command import pub_cmd
 
 from heddle.events.errors import PublishPermissionError
 from heddle.events.jetstream import flush_interest
@@ -48,6 +49,7 @@ __all__ = [
     "PermissionWatch",
     "no_responders",
     "permission_watch",
+    "publish_now",
     "publish_request",
     "raise_if_refused",
     "resolve_future",
@@ -323,3 +325,24 @@ def _resolve_reply(future: asyncio.Future[Msg], msg: Msg | Exception) -> None:
     if not isinstance(msg, Exception) and no_responders(msg):
         msg = nats.errors.NoRespondersError()
     resolve_future(future, msg)
+
+
+def publish_now(nc: NATS, subject: str, data: bytes, *, write: bool = True) -> bool:
+    """Publish ``data`` on ``subject`` from code that cannot await, and (``write``) write it
+    to the socket at once: ``nc.publish`` is a coroutine, and a task to run it costs a turn
+    of the loop, then the flusher another. The frame is nats-py's own (``pub_cmd``),
+    appended behind whatever the connection holds, so messages keep their order (several
+    published with ``write`` False go out in one write: `write_pending`). False, having
+    done nothing, when the client lacks the attributes `write_pending` uses, is not
+    connected or draining, or ``data`` is over the server's limit: publish the usual way."""
+    if (not isinstance(getattr(nc, "_pending", None), list) or getattr(nc, "_transport", None) is None
+            or not nc.is_connected or nc.is_draining_pubs or len(data) > nc.max_payload):
+        return False
+    frame = pub_cmd(subject, "", data)
+    nc._pending.append(frame)
+    nc._pending_data_size += len(frame)
+    nc.stats["out_msgs"] += 1
+    nc.stats["out_bytes"] += len(data)
+    if write:
+        write_pending(nc)
+    return True

@@ -1,5 +1,6 @@
 """write_pending: what a connection has buffered reaches the server at once, not when nats-py's
-flusher task next runs. The subscriber reads the server on a plain blocking socket, outside
+flusher task next runs; publish_now: a message published without awaiting, written at once
+behind what was buffered before it. The subscriber reads the server on a plain blocking socket, outside
 this process's event loop, which does not turn between the publish and the read: only a
 message already on the wire can arrive."""
 
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import socket
 
-from heddle.events.jetstream_acks import write_pending
+from heddle.events.jetstream_acks import publish_now, write_pending
 
 WAIT_S = 30.0
 
@@ -42,6 +43,19 @@ async def test_a_buffered_message_is_on_the_wire_before_the_loop_turns(nc, nats_
         sock.close()
 
 
-async def test_nothing_is_written_while_the_connection_is_not_up(nc):
+async def test_a_message_published_now_follows_what_was_buffered_before_it(nc, nats_server):
+    sock = raw_subscriber(nats_server.port, "write.order")
+    try:
+        await nc.publish("write.order", b"piece-0")  # buffered
+        assert publish_now(nc, "write.order", b"piece-1", write=False)
+        assert publish_now(nc, "write.order", b"piece-2")  # and everything before it written now
+        data = read_until(sock, b"piece-2\r\n")
+        assert data.index(b"piece-0") < data.index(b"piece-1") < data.index(b"piece-2")
+    finally:
+        sock.close()
+
+
+async def test_nothing_is_written_or_published_now_while_the_connection_is_not_up(nc):
     await nc.close()
     write_pending(nc)  # a no-op: nats-py keeps its buffer for a reconnect
+    assert not publish_now(nc, "write.closed", b"x")  # the caller publishes the usual way

@@ -6,9 +6,10 @@ follows as a chunk with ``done`` set and the result's usage. An attempt's first 
 queued at once (no wait is added to the time to first token), and a later piece goes out
 when the event loop turns if nothing went out for `COALESCE_S`; else it waits until
 `COALESCE_S` after the last flush, and everything due then goes out together: a stream's
-pieces in that window as one chunk, all streams' chunks in one write to NATS (one task
-publishes what is queued, so first chunks queued in one turn still leave together). A node streaming many requests sends
-fewer, larger writes instead of one per token; a lone stream waits for no timer.
+pieces in that window as one chunk, all streams' chunks in one write to NATS, made there and
+then (`publish_now`: not a turn of the loop later, nor another at the NATS client's flush).
+A node streaming many requests sends fewer, larger writes instead of one per token; a lone
+stream waits for no timer.
 Best effort: the task's outcome is reported to the control plane as always, whatever happens
 here.
 """
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from json.encoder import encode_basestring
 from typing import Any
 
-from heddle.events.jetstream_acks import write_pending
+from heddle.events.jetstream_acks import publish_now, write_pending
 from heddle.live import protocol as p
 
 __all__ = ["COALESCE_S", "USAGE_FIELDS", "TextChunks", "TokenPublisher", "TokenSink", "wants_tokens"]
@@ -46,8 +47,9 @@ def wants_tokens(assignment: p.Assignment) -> bool:
 
 class TokenPublisher:
     """The node's one way out for chunks: sinks with pieces pending are flushed together, and
-    one task publishes in order (nats-py's publish only appends to its buffer unless that is
-    full: the chunks of a batch go out in one write)."""
+    their chunks published in order and written to the socket in one write at once; only when
+    the client cannot take them so (`publish_now` False: not connected, say) a task publishes
+    them, and what is queued after waits for it (the order holds)."""
 
     def __init__(self, nc: Any) -> None:
         self.nc = nc
@@ -64,7 +66,7 @@ class TokenPublisher:
         out as read (no timer each); many streams' go together, at most one write per
         COALESCE_S."""
         self.due[sink] = None
-        if at_once:  # now: the drain task, started on the next turn, still sends all at once
+        if at_once:  # now, with every other sink's pieces pending
             if self._timer is not None:
                 self._timer.cancel()
             self._go()
@@ -89,8 +91,22 @@ class TokenPublisher:
         due, self.due = self.due, {}
         for sink in due:
             sink.flush()
-        if self.out and self._task is None:
+        if self.out and self._task is None and not self._send_now():
             self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    def _send_now(self) -> bool:
+        """Publish what is queued and write it to the socket now, in one write (no drain task
+        is in flight: nothing queued before it is still to go); False: what is left goes by
+        the task."""
+        sent = 0
+        for subject, data in self.out:
+            if not publish_now(self.nc, subject, data, write=False):
+                break
+            sent += 1
+        if sent:
+            write_pending(self.nc)
+            del self.out[:sent]
+        return not self.out
 
     async def _drain(self) -> None:
         try:
