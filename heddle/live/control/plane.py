@@ -480,8 +480,8 @@ class ControlPlane:
 
     async def _send_outbox(self) -> None:
         """Every assignment waiting goes out now, to the socket (no task per request: the
-        answers come to `_replied`): to an agent that takes batches, those of one node in one `AssignBatch`
-        request (up to ASSIGN_BATCH), else one request each."""
+        answers come to `_replied`): to an agent that takes batches, those of one node in one
+        `AssignBatch` request (up to ASSIGN_BATCH), else one request each."""
         self._wake_dispatch.clear()
         batch, self._outbox = self._outbox, []
         await self._replies.start()  # (at once but the first time)
