@@ -106,10 +106,11 @@ class _Intake:
             asyncio.get_running_loop().create_task(self.plane.nc.publish(msg.reply, encode_message(message)))
 
     async def reply_now(self, msg: Any, message: Any) -> None:
-        """Published and on the socket before this returns (the caller is waiting for it)."""
+        """Published and on the socket before this returns, with whatever was published
+        before it (the caller is waiting for it)."""
         if msg.reply:
             await self.plane.nc.publish(msg.reply, encode_message(message))
-            write_pending(self.plane.nc)
+        write_pending(self.plane.nc)
 
     def answer(self, msg: Any, error: str | None, **detail: Any) -> None:
         self.reply(msg, self.answered(error, **detail))
@@ -188,10 +189,10 @@ class _Intake:
             placed = {item.task.id: placement(self.plane, self.plane.tasks.get(item.task.id), now, item.task.id)
                       for item in request.tasks}
         if placed is not None and request.early_placement:
-            # the assignment goes to the socket now, then the answer (protocol 1.8: its
-            # TaskSubmitted follows in the log, as the assignment does), which the caller
-            # needs before the first token comes
-            await self.plane.dispatch_now()
+            # the assignment goes to the socket now, the answer behind it in the same write
+            # (protocol 1.8: its TaskSubmitted follows in the log, as the assignment does),
+            # which the caller needs before the first token comes
+            await self.plane.dispatch_now(write=False)
             self.stamp(request.job_id, "admitted")
             await self.reply_now(msg, self.answered(None, job_id=request.job_id, accepted=len(fresh),
                                                     placement=placed))
