@@ -19,8 +19,11 @@ A publish the server refuses for permissions gets no ack; the server says so onl
 ``-ERR`` that nats-py hands to the connection's error callback. ``permission_watch`` wraps
 that callback once per connection (keeping the user's callback) so the router can fail
 the refused publish at once with PublishPermissionError instead of after its ack timeout.
-Both private attributes this module touches (``_send_command``/``_flush_pending`` and
-``_error_cb``) are checked for before use; without them the slower public path is taken.
+``write_pending`` and ``publish_now`` put messages on the socket in the caller's turn of the
+loop rather than at nats-py's flusher's next one (``_pending``, ``_pending_data_size``,
+``_transport``: the flusher's own buffer and transport). Every private attribute this module
+touches (those, ``_send_command``/``_flush_pending`` and ``_error_cb``) is checked for before
+use; without them the slower public path is taken. nats-py is pinned below 2.17 for them.
 """
 
 from __future__ import annotations
@@ -291,12 +294,16 @@ def write_pending(nc: NATS) -> None:
     token. Uses the flusher's own attributes (``_pending``, ``_pending_data_size``,
     ``_transport``), checked for; without them, or while the connection is not up (nats-py
     keeps the buffer for the reconnect), the flusher writes as usual."""
-    pending = getattr(nc, "_pending", None)
-    transport = getattr(nc, "_transport", None)
-    if not pending or transport is None or not nc.is_connected or not isinstance(pending, list):
+    if not _writable(nc) or not nc._pending:
         return
-    nc._pending, nc._pending_data_size = [], 0
-    transport.writelines(pending)
+    pending, nc._pending, nc._pending_data_size = nc._pending, [], 0
+    nc._transport.writelines(pending)
+
+
+def _writable(nc: NATS) -> bool:
+    """Has the connection the flusher's buffer and transport (`write_pending`), and is it up?"""
+    return (isinstance(getattr(nc, "_pending", None), list)
+            and getattr(nc, "_transport", None) is not None and nc.is_connected)
 
 
 def no_responders(msg: Msg) -> bool:
@@ -335,8 +342,7 @@ def publish_now(nc: NATS, subject: str, data: bytes, *, write: bool = True) -> b
     published with ``write`` False go out in one write: `write_pending`). False, having
     done nothing, when the client lacks the attributes `write_pending` uses, is not
     connected or draining, or ``data`` is over the server's limit: publish the usual way."""
-    if (not isinstance(getattr(nc, "_pending", None), list) or getattr(nc, "_transport", None) is None
-            or not nc.is_connected or nc.is_draining_pubs or len(data) > nc.max_payload):
+    if not _writable(nc) or nc.is_draining_pubs or len(data) > nc.max_payload:
         return False
     frame = pub_cmd(subject, "", data)
     nc._pending.append(frame)

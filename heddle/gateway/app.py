@@ -199,9 +199,7 @@ class GatewayApp:
             [(name, family) for name, _, family in self._served_models()]))
 
     async def ollama_ps(self, request: _Request) -> None:
-        await self._keyed(request, GatewayError.ollama, lambda: ps_reply(
-            [(ModelRef(f"{model}:{quant}", model, quant), nodes)
-             for (model, quant), nodes in sorted(self.bridge.served().items())]))
+        await self._keyed(request, GatewayError.ollama, lambda: ps_reply(self._resident()))
 
     async def ollama_show(self, request: _Request) -> None:
         async def show() -> dict:
@@ -274,10 +272,14 @@ class GatewayApp:
             return await request.json(shape(exc), exc.status)
         await request.json(doc)
 
+    def _resident(self) -> list[tuple[ModelRef, list[str]]]:
+        """The catalog models resident on the fleet now, named ``model:quant``, with their nodes."""
+        return [(ModelRef(f"{model}:{quant}", model, quant), nodes)
+                for (model, quant), nodes in sorted(self.bridge.served().items())]
+
     def _served_models(self) -> list[tuple[str, str, str]]:
         """(name, owned_by, family) of what the fleet serves now, then the configured offers."""
-        out = [(f"{model}:{quant}", "heddle:" + ",".join(nodes), model)
-               for (model, quant), nodes in sorted(self.bridge.served().items())]
+        out = [(ref.name, "heddle:" + ",".join(nodes), ref.model) for ref, nodes in self._resident()]
         out += [(offer, "heddle:cloud", catalog.offer(offer).id)
                 for offer in self.settings.cloud_offers]
         return out

@@ -131,12 +131,10 @@ async def ollama_reply(run: TaskRun, generate: bool) -> dict[str, Any]:
 
 def _details(ref: ModelRef) -> dict[str, Any]:
     """Ollama's ``details`` of a resolved model: the catalog's family, size and quant."""
-    if ref.quant is None:  # a cloud offer
-        return {"parent_model": "", "format": "heddle", "family": ref.model, "families": [ref.model],
-                "parameter_size": "", "quantization_level": ""}
-    spec = catalog.model(ref.model)
+    local = ref.quant is not None  # else a cloud offer: no size or quant to tell
     return {"parent_model": "", "format": "heddle", "family": ref.model, "families": [ref.model],
-            "parameter_size": f"{spec.params_b:.1f}B", "quantization_level": ref.quant.upper()}
+            "parameter_size": f"{catalog.model(ref.model).params_b:.1f}B" if local else "",
+            "quantization_level": ref.quant.upper() if local else ""}
 
 
 def show_reply(ref: ModelRef) -> dict[str, Any]:
