@@ -1,7 +1,7 @@
 """Benchmark of the gateway against straight calls to the same stand-in model server, in one run.
 
     uv run python benchmarks/bench_gateway.py [--clients 4] [--samples 200] [--ttft-ms 20] [--gap-ms 10]
-        [--half N] [--ttft-rounds 2] [--stages]
+        [--half N] [--ttft-rounds 2] [--stages] [--floor]
 
 A real cluster (nats-server, control plane, two agents of 50 slots, `heddle gateway`, each its
 own process) in front of one paced stand-in server in its own process (`gateway_load.py`:
@@ -29,6 +29,12 @@ kept-alive connection running chats back to back, so neither path pays connectio
 Each phase prints the CPU seconds every process spent, per request and per token: on a shared
 2-core machine wall figures move with the load (printed too), CPU per token much less.
 
+With ``--floor`` three processes of `gateway_floor.py` stand where the gateway, the control
+plane and an agent stand and pass a chat along the same hops with no work at each (no checks,
+events, placement or journal); a client of its own probes them one chat at a time, alternating
+with the stand-in straight, first alone and then during the gateway's rounds of phase 1: what
+the hops themselves add at that load, against what the gateway adds.
+
 With ``--stages`` the heddle processes run in their HEDDLE_LOOP_STATS debug mode (stalls.py)
 and stamp each stage of every request (the gateway, control plane and agents; the clients
 note when they sent and read the first token); at the end, after the processes have
@@ -39,6 +45,7 @@ by stage (p50/p99 of each step), with each process's loop stalls and collections
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -47,6 +54,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +74,7 @@ SLOTS_PER_AGENT = 50
 RAMP = (10, 25, 50, 100)
 """Concurrency levels of the saturation ramp (100: every slot of the fleet)."""
 LOAD = [sys.executable, str(Path(__file__).with_name("gateway_load.py"))]
+FLOOR = [sys.executable, str(Path(__file__).with_name("gateway_floor.py"))]
 
 
 @dataclass(slots=True)
@@ -158,6 +167,60 @@ class Harness:
             spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
             spy.wait()
         for process in [*self.clients, self.standin]:
+            process.kill()
+            process.wait()
+
+
+class Floor:
+    """``--floor``: the gateway path's hops with no work in them (gateway_floor.py), probed one
+    chat at a time by a client process of its own, alternating with the same client straight
+    to the stand-in, while `probing`."""
+
+    def __init__(self, nats_url: str, standin_url: str) -> None:
+        self.processes = [subprocess.Popen([*FLOOR, role, "--nats", nats_url, "--standin", standin_url],
+                                           stdout=subprocess.PIPE, text=True)
+                          for role in ("end", "middle", "front")]
+        for process in self.processes[:2]:
+            assert process.stdout.readline().strip() == "ready"
+        self.front = f"http://127.0.0.1:{self.processes[2].stdout.readline().split()[1]}/v1/chat/completions"
+        self.direct = standin_url + "/v1/chat/completions"
+        self.client = subprocess.Popen([*LOAD, "client"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.client.stdout.readline().strip() == "ready"
+        self.ttfts: dict[str, list[float]] = {self.direct: [], self.front: []}
+
+    def probe(self, url: str, chats: int) -> None:
+        job = {"url": url, "headers": {}, "loops": 1, "per_loop": chats, "tokens": 2,
+               "start_at": time.time(), "until": None}
+        self.client.stdin.write(json.dumps(job) + "\n")
+        self.client.stdin.flush()
+        answer = json.loads(self.client.stdout.readline())
+        self.ttfts[url] += [first for first, *_ in answer["results"] if first is not None]
+
+    @contextlib.contextmanager
+    def probing(self):
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.is_set():
+                self.probe(self.direct, 2)
+                self.probe(self.front, 2)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def added(self) -> str:
+        direct, chain = self.ttfts[self.direct], self.ttfts[self.front]
+        self.ttfts = {self.direct: [], self.front: []}
+        return (f"p50 {(pct(chain, 0.5) - pct(direct, 0.5)) * 1000:+.2f} ms, p99 "
+                f"{(pct(chain, 0.99) - pct(direct, 0.99)) * 1000:+.2f} ms ({len(chain)} / {len(direct)} chats)")
+
+    def close(self) -> None:
+        for process in [*self.processes, self.client]:
             process.kill()
             process.wait()
 
@@ -324,6 +387,8 @@ def main() -> None:
     parser.add_argument("--ttft-ms", type=float, default=20.0)
     parser.add_argument("--gap-ms", type=float, default=10.0)
     parser.add_argument("--spy", type=Path, help="write py-spy samples of each process here")
+    parser.add_argument("--floor", action="store_true", help="probe the path's hops with no work "
+                        "in them alongside the gateway's rounds (gateway_floor.py)")
     parser.add_argument("--stages", action="store_true",
                         help="stamp each stage of every request (HEDDLE_LOOP_STATS) and print "
                              "where the TTFT at half of saturation goes")
@@ -332,7 +397,7 @@ def main() -> None:
     if args.stages:
         os.environ["HEDDLE_LOOP_STATS"] = str(stats_dir / "{role}.json")
     harness = Harness(args.clients, args.ttft_ms, args.gap_ms)
-    cluster = None
+    cluster = floor = None
     try:
         cluster = start_cluster(Path(tempfile.mkdtemp(prefix="bench-gateway-")), harness.url, harness)
         gateway = (cluster.base_url + "/v1/chat/completions", {"Authorization": "Bearer " + KEY})
@@ -348,6 +413,12 @@ def main() -> None:
         chat_s = (args.ttft_ms + 19 * args.gap_ms) / 1000  # one 20-token chat at the stand-in's pace
 
         half = args.half or saturation(harness, gateway, args.window_s, chat_s)
+        if args.floor:
+            floor = Floor(cluster.url, harness.url)
+            for _ in range(20):
+                floor.probe(floor.direct, 2)
+                floor.probe(floor.front, 2)
+            print(f"   floor, alone on the machine: the same hops with no work add {floor.added()}")
         per_loop = max(1, math.ceil(args.samples / half / args.ttft_rounds))
         print(f"1. TTFT at {half} concurrent streams (stand-in TTFT {args.ttft_ms:g} ms, one token "
               f"per {args.gap_ms:g} ms, 20 tokens; {args.ttft_rounds} rounds x {per_loop} chats per "
@@ -356,12 +427,15 @@ def main() -> None:
         for _ in range(args.ttft_rounds):
             d = harness.drive(*direct, half, per_loop, 20)
             windows.append(time.time())
-            g = harness.drive(*gateway, half, per_loop, 20)
+            with floor.probing() if floor is not None else contextlib.nullcontext():
+                g = harness.drive(*gateway, half, per_loop, 20)
             windows.append(time.time())
             d_run.add(d)
             g_run.add(g)
             added.append((pct(g.ttfts, 0.5) - pct(d.ttfts, 0.5)) * 1000)
         print(f"   added p50 of each round: {', '.join(f'{x:+.1f}' for x in added)} ms")
+        if floor is not None:
+            print(f"   floor, during the gateway's rounds: the same hops with no work add {floor.added()}")
         for q, goal in ((0.5, 5.0), (0.99, 20.0)):
             d, g = pct(d_run.ttfts, q) * 1000, pct(g_run.ttfts, q) * 1000
             print(f"   p{int(q * 100)}: direct {d:7.2f} ms  gateway {g:7.2f} ms  added {g - d:7.2f} ms"
@@ -393,6 +467,8 @@ def main() -> None:
             print(f"1. again, where the gateway's TTFT at {half} streams went (last round):")
             print("\n".join(stage_lines(stats_dir, g_run, windows[-2], windows[-1])))
     finally:
+        if floor is not None:
+            floor.close()
         harness.close()
         if cluster is not None:
             cluster.close()
