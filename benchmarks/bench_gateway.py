@@ -22,7 +22,10 @@ kept-alive connection running chats back to back, so neither path pays connectio
    to the stand-in, in ``--ttft-rounds`` (2) interleaved rounds per path (load from other work
    on a shared machine hits both alike), and the difference: the TTFT the gateway adds, over
    all rounds and at p50 round by round (how far the machine's bursts move it). Goal <= 5 ms
-   at p50, <= 20 ms at p99. Then one stream at a time: the path's own cost without queueing.
+   at p50, <= 20 ms at p99. Every round starts its streams at once, so their first chats
+   arrive together, a burst of ``N`` requests, and the later ones as the earlier end; the
+   added p50 of each kind is printed too. Then one stream at a time: the path's own cost
+   without queueing.
 2. Token throughput with ``--streams`` (100) concurrent streams of ``--tokens`` (100) tokens,
    ``--rounds`` chats each: tokens/s received through the gateway as a share of direct. Goal
    >= 90%.
@@ -45,6 +48,7 @@ by stage (p50/p99 of each step), with each process's loop stalls and collections
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import itertools
 import json
@@ -73,6 +77,9 @@ SLOTS_PER_AGENT = 50
 """Two agents: 100 slots, so 100 concurrent streams fit."""
 RAMP = (10, 25, 50, 100)
 """Concurrency levels of the saturation ramp (100: every slot of the fleet)."""
+TOGETHER_S = 0.005
+"""A chat sent this soon after its round's start is one of the streams' first chats, which all
+leave at once (each stream's later chats follow its previous one's end)."""
 LOAD = [sys.executable, str(Path(__file__).with_name("gateway_load.py"))]
 FLOOR = [sys.executable, str(Path(__file__).with_name("gateway_floor.py"))]
 
@@ -80,6 +87,7 @@ FLOOR = [sys.executable, str(Path(__file__).with_name("gateway_floor.py"))]
 @dataclass(slots=True)
 class Run:
     ttfts: list[float] = field(default_factory=list)
+    first_ttfts: list[float] = field(default_factory=list)  # of the chats sent at the start together
     tokens: int = 0
     requests: int = 0
     wall_s: float = 0.0
@@ -89,6 +97,7 @@ class Run:
 
     def add(self, other: Run) -> None:
         self.ttfts += other.ttfts
+        self.first_ttfts += other.first_ttfts
         self.tokens += other.tokens
         self.requests += other.requests
         self.wall_s += other.wall_s
@@ -148,6 +157,8 @@ class Harness:
                 run.tokens += count
                 if first is not None:
                     run.ttfts.append(first)
+                    if sent_at - start_at < TOGETHER_S:
+                        run.first_ttfts.append(first)
                     if task:
                         run.stamps[task] = {"c_sent": sent_at, "c_first": sent_at + first}
                 if error:
@@ -434,6 +445,15 @@ def main() -> None:
             g_run.add(g)
             added.append((pct(g.ttfts, 0.5) - pct(d.ttfts, 0.5)) * 1000)
         print(f"   added p50 of each round: {', '.join(f'{x:+.1f}' for x in added)} ms")
+        later = [sorted(r.ttfts) for r in (d_run, g_run)]
+        for r, ordered in zip((d_run, g_run), later, strict=True):
+            for t in r.first_ttfts:
+                del ordered[bisect.bisect_left(ordered, t)]
+        if all(later) and d_run.first_ttfts and g_run.first_ttfts:
+            print(f"   added p50 of the streams' first chats, all sent at once ({len(g_run.first_ttfts)}): "
+                  f"{(pct(g_run.first_ttfts, 0.5) - pct(d_run.first_ttfts, 0.5)) * 1000:+.1f} ms; of the "
+                  f"later ones ({len(later[1])}): {(pct(later[1], 0.5) - pct(later[0], 0.5)) * 1000:+.1f} ms, "
+                  f"p99 {(pct(later[1], 0.99) - pct(later[0], 0.99)) * 1000:+.1f} ms")
         if floor is not None:
             print(f"   floor, during the gateway's rounds: the same hops with no work add {floor.added()}")
         for q, goal in ((0.5, 5.0), (0.99, 20.0)):
