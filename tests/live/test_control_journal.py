@@ -65,3 +65,39 @@ async def test_a_task_s_next_event_need_not_wait_for_the_batch_its_last_one_left
     finally:
         log.gate.set()
         await journal.stop()
+
+
+async def test_held_appends_wait_and_a_hold_is_bounded(monkeypatch):
+    """A gateway submission holds the log's appends (Journal.hold): while holds keep coming
+    nothing leaves; after HOLD_MOST_S of them the events go out anyway, in order."""
+    from heddle.live.control import journal as journal_module
+
+    log = InMemoryEventLog()
+    journal = Journal(log)
+    journal.start()
+    try:
+        monkeypatch.setattr(journal_module, "HOLD_QUIET_S", 3600.0)
+        monkeypatch.setattr(journal_module, "HOLD_MOST_S", 3600.0)
+        held = submit(journal, "j-held")
+        journal.hold()
+        for _ in range(20):  # turns of the loop: an unheld journal appends within two
+            await asyncio.sleep(0)
+        assert not journal.durable([held]).done()
+        assert [e async for e in log.load("Task", "j-held")] == []
+    finally:
+        await journal.stop(flush_timeout_s=0)
+
+    journal = Journal(log)
+    journal.start()
+    try:
+        monkeypatch.setattr(journal_module, "HOLD_MOST_S", 0.05)
+        events = [submit(journal, "j-bounded"),
+                  journal.record(journal.task("j-bounded"), "PlaceTask", {"target": "n1"}, "framework:scheduler")]
+        durable = journal.durable(events)
+        async with asyncio.timeout(WAIT_S):
+            while not durable.done():  # submissions keep coming: the hold is renewed
+                journal.hold()
+                await asyncio.sleep(0.01)
+        assert [e.event_type async for e in log.load("Task", "j-bounded")] == ["TaskSubmitted", "TaskPlaced"]
+    finally:
+        await journal.stop()

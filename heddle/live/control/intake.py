@@ -12,7 +12,9 @@ control plane refuses the attempt's reports as of an unknown task. A submission 
 ``early_placement`` (protocol 1.8: the gateway's) is answered at once as well, with its
 placement: at the tail of the gateway's time to first token that acknowledgement came after
 the first token (a crash in between then loses the record of a task whose caller may still
-get its whole answer from the running attempt).
+get its whole answer from the running attempt). While such submissions keep coming, the
+journal's appends wait (`Journal.hold`: until 5 ms after the last, at most 100 ms), so their
+JetStream work does not compete with the first tokens' way for the machine's cores.
 Submissions reach the core in the order they arrived (a later part of a job may depend on
 an earlier one). A bad request gets a reply naming the field, and is counted. A cluster
 user's own subjects reach the same handlers, which then show and touch only that user's
@@ -191,7 +193,9 @@ class _Intake:
         if placed is not None and request.early_placement:
             # the assignment goes to the socket now, the answer behind it in the same write
             # (protocol 1.8: its TaskSubmitted follows in the log, as the assignment does),
-            # which the caller needs before the first token comes
+            # which the caller needs before the first token comes; the log's appends wait
+            # until such submissions stop coming (Journal.hold)
+            self.plane.journal.hold()
             await self.plane.dispatch_now(write=False)
             self.stamp(request.job_id, "admitted")
             await self.reply_now(msg, self.answered(None, job_id=request.job_id, accepted=len(fresh),

@@ -11,6 +11,12 @@ JetStream de-duplicates: each event is in the log exactly once. ``durable()`` wa
 given events are in the log (a submission is acknowledged only then); each event counts as
 soon as its own ack arrives, not when the rest of its batch is in (a batch's longest chain
 of one aggregate's events takes several round trips).
+
+``hold()`` lets the appends wait while submissions whose answer does not wait for them (the
+gateway's) keep arriving: until HOLD_QUIET_S after the last, at most HOLD_MOST_S. Their
+JetStream work (the control plane's publishes and acks, nats-server's writes, ~0.7 ms of
+CPU per gateway request) then runs after the first tokens' way instead of across it, on 2
+cores shared by every process of that way.
 """
 
 from __future__ import annotations
@@ -45,6 +51,12 @@ MAX_BATCHES_IN_FLIGHT = 8
 flight), so a few are enough to keep a long chain (a job's task list) from holding the rest."""
 MAX_BATCH_EVENTS = 4000
 """Most events in one append_batch (bounds the time one batch holds its aggregates)."""
+HOLD_QUIET_S = 0.005
+"""Appends wait this long after the last `hold()` (a gateway submission): ~4 of them
+arrive within it at half of the gateway's saturation (benchmarks/bench_gateway.py)."""
+HOLD_MOST_S = 0.1
+"""Longest wait of queued events for a `hold()` (durability, and with it every answer and
+report ack that waits for it, comes at most this much later)."""
 RETRY_BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0)
 """Waits between retries of failed appends (the server restarting takes ~0.1-1 s)."""
 
@@ -88,6 +100,7 @@ class Journal:
         self._wake = asyncio.Event()
         self._backoff = 0
         self._runner: asyncio.Task | None = None
+        self._hold_until = 0.0  # the loop's time until which appends wait (`hold`)
         self.sending: Callable[[list[EventEnvelope]], None] | None = None
         """Told of each batch as it leaves (the stage instants of the loop-stats debug mode)."""
 
@@ -136,6 +149,11 @@ class Journal:
         self._queue.append(envelope)
         self._wake.set()
         return envelope
+
+    def hold(self) -> None:
+        """Let queued appends wait HOLD_QUIET_S from now (at most HOLD_MOST_S in all): a
+        submission came whose answer does not wait for its events."""
+        self._hold_until = asyncio.get_running_loop().time() + HOLD_QUIET_S
 
     def forget(self, aggregate: Aggregate) -> None:
         """Drop an aggregate that ended from memory (its events stay in the log)."""
@@ -201,8 +219,12 @@ class Journal:
             self._runner = None
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
+            until = loop.time() + HOLD_MOST_S
+            while (left := min(self._hold_until, until) - loop.time()) > 0:
+                await asyncio.sleep(left)  # held (`hold`): a wait for its end, not synchronisation
             self._wake.clear()
             while self._queue and self._batches < MAX_BATCHES_IN_FLIGHT:
                 batch = self._take()
