@@ -52,8 +52,10 @@ flight), so a few are enough to keep a long chain (a job's task list) from holdi
 MAX_BATCH_EVENTS = 4000
 """Most events in one append_batch (bounds the time one batch holds its aggregates)."""
 HOLD_QUIET_S = 0.005
-"""Appends wait this long after the last `hold()` (a gateway submission): ~4 of them
-arrive within it at half of the gateway's saturation (benchmarks/bench_gateway.py)."""
+"""Appends wait this long after the last `hold()` (a gateway submission). In a burst they
+come ~1.7 ms apart (benchmarks/bench_gateway.py, 36 streams); 20 ms took 1.9 ms more off the
+added p50 there but added 3 ms at p99 and 0.5 ms one stream at a time (the appends then met
+the first token on its way back; docs/gateway.md)."""
 HOLD_MOST_S = 0.1
 """Longest wait of queued events for a `hold()` (durability, and with it every answer and
 report ack that waits for it, comes at most this much later)."""
