@@ -27,6 +27,7 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 import nats
+from gateway_load import read_chunk  # (this script's own folder is first on sys.path)
 
 from heddle.events.jetstream_acks import write_pending
 
@@ -139,11 +140,7 @@ async def end(url: str, standin: str) -> None:
         )
         while (await reader.readline()) not in (b"\r\n", b""):
             pass  # the status line and headers: chunked NDJSON, as the stand-in always answers
-        while True:
-            size = int((await reader.readline()).split(b";")[0], 16)
-            data = await reader.readexactly(size + 2)
-            if size == 0:
-                break
+        while (data := await read_chunk(reader)) is not None:
             doc = json.loads(data)
             await nc.publish(
                 f"{TOKEN}.{key}",

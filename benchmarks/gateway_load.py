@@ -130,6 +130,13 @@ async def serve_standin(ttft_s: float, gap_s: float) -> None:
 # --- the client -----------------------------------------------------------------------------
 
 
+async def read_chunk(reader: asyncio.StreamReader) -> bytes | None:
+    """The next chunk of a chunked HTTP/1.1 body (with its closing CRLF), None at its end."""
+    size = int((await reader.readline()).split(b";")[0], 16)
+    data = await reader.readexactly(size + 2)
+    return data if size else None
+
+
 async def one_chat(reader, writer, head: bytes, body: bytes) -> tuple[float | None, int, str | None, str, float]:
     """(seconds to the first token, tokens, error, the gateway's task id or "", Unix time sent)
     of one streamed chat on a kept-alive link."""
@@ -151,9 +158,8 @@ async def one_chat(reader, writer, head: bytes, body: bytes) -> tuple[float | No
         data = await reader.readexactly(length)
         return None, 0, f"HTTP {status[1].decode()}: {data[:200].decode(errors='replace')}", task, sent_at
     while chunked:
-        size = int((await reader.readline()).split(b";")[0], 16)
-        data = await reader.readexactly(size + 2)
-        if size == 0:
+        data = await read_chunk(reader)
+        if data is None:
             break
         words = data.count(TOKEN)
         if words and first is None:
