@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import nats
 from gateway_load import read_chunk  # (this script's own folder is first on sys.path)
 
-from heddle.events.jetstream_acks import write_pending
+from heddle.events.jetstream_acks import publish_now, write_pending
 
 SUBMIT, ASSIGN, TOKEN = "floor.submit", "floor.assign", "floor.token"
 
@@ -73,8 +73,9 @@ class Front(asyncio.Protocol):
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
-        asyncio.get_running_loop().create_task(self.nc.publish(f"{SUBMIT}.{key}", body))
-        write_pending(self.nc)
+        # on the socket now (a task to publish would leave it for a later turn of the loop)
+        if not publish_now(self.nc, f"{SUBMIT}.{key}", body):
+            asyncio.get_running_loop().create_task(self.nc.publish(f"{SUBMIT}.{key}", body))
 
     @classmethod
     async def on_token(cls, msg) -> None:
