@@ -1,7 +1,7 @@
 """Benchmark of the gateway against straight calls to the same stand-in model server, in one run.
 
     uv run python benchmarks/bench_gateway.py [--clients 4] [--samples 200] [--ttft-ms 20] [--gap-ms 10]
-        [--half N] [--ttft-rounds 2] [--stages] [--floor]
+        [--half N] [--ttft-rounds 2] [--open-samples 600] [--stages] [--floor]
 
 A real cluster (nats-server, control plane, two agents of 50 slots, `heddle gateway`, each its
 own process) in front of one paced stand-in server in its own process (`gateway_load.py`:
@@ -26,6 +26,20 @@ kept-alive connection running chats back to back, so neither path pays connectio
    arrive together, a burst of ``N`` requests, and the later ones as the earlier end; the
    added p50 of each kind is printed too. Then one stream at a time: the path's own cost
    without queueing.
+1b. The same offered load as an open loop, the way LLM serving benchmarks measure TTFT under
+   load (vLLM's ``benchmark_serving --request-rate``): 20-token chats arrive as a Poisson
+   process at ``half / chat_s`` a second (``chat_s``: the stand-in's time for one such chat,
+   so on average ``half`` are in flight, as in phase 1), each sent at its arrival whatever is
+   in flight. Phase 1's later chats are each sent as its stream's last token arrives, inside a
+   burst of every stream's tokens (the stand-in sends them all on one 10 ms grid); these
+   arrive anywhere on the grid. The gaps are exponential, drawn from numpy's generator seeded
+   with ``OPEN_SEED`` + round: the same schedule for both paths and every run;
+   ``--open-samples`` (600) arrivals per path over ``--ttft-rounds`` interleaved rounds,
+   client i of k sending arrivals i, i + k, ... Each client opens 3x its share of the mean in
+   flight beforehand and sends each chat on a free one (an arrival that has to open one is
+   counted). The TTFT counts from the scheduled arrival, so a client's lateness counts
+   against its path; printed with it: how late the clients sent (p50/p99; asyncio's timers
+   wake on a 1 ms grid) and how many chats were in flight. ``--open-samples 0`` skips it.
 2. Token throughput with ``--streams`` (100) concurrent streams of ``--tokens`` (100) tokens,
    ``--rounds`` chats each: tokens/s received through the gateway as a share of direct. Goal
    >= 90%.
@@ -42,7 +56,8 @@ With ``--stages`` the heddle processes run in their HEDDLE_LOOP_STATS debug mode
 and stamp each stage of every request (the gateway, control plane and agents; the clients
 note when they sent and read the first token); at the end, after the processes have
 stopped and written their stamps, the last gateway round of phase 1 is broken down stage
-by stage (p50/p99 of each step), with each process's loop stalls and collections.
+by stage (p50/p99 of each step), with each process's loop stalls and collections, and so is
+the last gateway round of phase 1b.
 """
 
 from __future__ import annotations
@@ -63,6 +78,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -77,6 +93,12 @@ SLOTS_PER_AGENT = 50
 """Two agents: 100 slots, so 100 concurrent streams fit."""
 RAMP = (10, 25, 50, 100)
 """Concurrency levels of the saturation ramp (100: every slot of the fleet)."""
+OPEN_SEED = 15
+"""The open loop's arrivals in round r come from numpy's generator seeded with OPEN_SEED + r:
+the same schedule for both paths, and in every run."""
+POOL_PER_MEAN = 3
+"""An open-loop client opens 3x its share of the mean chats in flight beforehand: a Poisson
+load's peaks stay below it (an arrival that finds none free opens one, and is counted)."""
 TOGETHER_S = 0.005
 """A chat sent this soon after its round's start is one of the streams' first chats, which all
 leave at once (each stream's later chats follow its previous one's end)."""
@@ -94,6 +116,10 @@ class Run:
     errors: list[str] = field(default_factory=list)
     cpu_s: dict[str, float] = field(default_factory=dict)
     stamps: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> client's instants
+    late_s: list[float] = field(default_factory=list)  # open loop: each chat's send - its arrival
+    opened: int = 0  # open loop: connections opened during the run (no pooled one was free)
+    peak: int = 0  # open loop: the most chats one client had in flight at once
+    busy_s: float = 0.0  # open loop: the chats' seconds from arrival to end (/ wall_s: mean in flight)
 
     def add(self, other: Run) -> None:
         self.ttfts += other.ttfts
@@ -103,6 +129,10 @@ class Run:
         self.wall_s += other.wall_s
         self.errors += other.errors
         self.stamps |= other.stamps
+        self.late_s += other.late_s
+        self.opened += other.opened
+        self.peak = max(self.peak, other.peak)
+        self.busy_s += other.busy_s
         for name, cpu in other.cpu_s.items():
             self.cpu_s[name] = self.cpu_s.get(name, 0.0) + cpu
 
@@ -136,12 +166,25 @@ class Harness:
         start_at = time.time() + 0.3
         jobs = [streams // len(self.clients) + (i < streams % len(self.clients))
                 for i in range(len(self.clients))]
+        return self._run(start_at, [
+            {"url": url, "headers": headers, "loops": loops, "per_loop": per_loop, "tokens": tokens,
+             "start_at": start_at, "until": None if window_s is None else start_at + window_s}
+            if loops else None for loops in jobs])
+
+    def drive_open(self, url: str, headers: dict, arrivals: list[float], tokens: int, pool: int) -> Run:
+        """One chat at each of ``arrivals`` (seconds after the start), whatever is in flight:
+        client i of k sends arrivals i, i + k, ..., each from a pool of ``pool`` connections."""
+        start_at = time.time() + 0.5  # the pools open before it
+        k = len(self.clients)
+        return self._run(start_at, [
+            {"url": url, "headers": headers, "arrivals": arrivals[i::k], "pool": pool,
+             "tokens": tokens, "start_at": start_at} if arrivals[i::k] else None for i in range(k)])
+
+    def _run(self, start_at: float, jobs: list[dict | None]) -> Run:
+        """Hands job i to client i (None: it sits this one out) and gathers their answers."""
         busy = []
-        for client, loops in zip(self.clients, jobs, strict=True):
-            if loops:
-                job = {"url": url, "headers": headers, "loops": loops, "per_loop": per_loop,
-                       "tokens": tokens, "start_at": start_at,
-                       "until": None if window_s is None else start_at + window_s}
+        for client, job in zip(self.clients, jobs, strict=True):
+            if job is not None:
                 client.stdin.write(json.dumps(job) + "\n")
                 client.stdin.flush()
                 busy.append(client)
@@ -152,15 +195,21 @@ class Harness:
         run.cpu_s["clients"] = sum(a["cpu_s"] for a in answers)
         run.wall_s = max(a["wall_s"] for a in answers)
         for a in answers:
-            for first, count, error, task, sent_at in a["results"]:
+            run.opened += a.get("opened", 0)
+            run.peak = max(run.peak, a.get("peak", 0))
+            run.busy_s += a.get("busy_s", 0.0)
+            # an open-loop chat answers its lateness too (send - arrival); its ``first`` counts
+            # from the arrival
+            for first, count, error, task, sent_at, *late in a["results"]:
                 run.requests += 1
                 run.tokens += count
+                run.late_s += late
                 if first is not None:
                     run.ttfts.append(first)
-                    if sent_at - start_at < TOGETHER_S:
+                    if sent_at - start_at < TOGETHER_S and not late:
                         run.first_ttfts.append(first)
                     if task:
-                        run.stamps[task] = {"c_sent": sent_at, "c_first": sent_at + first}
+                        run.stamps[task] = {"c_sent": sent_at, "c_first": sent_at + first - sum(late)}
                 if error:
                     run.errors.append(error)
         return run
@@ -383,6 +432,61 @@ def saturation(harness: Harness, gateway: tuple[str, dict], window_s: float, cha
     return half
 
 
+def interleaved(rounds: int, direct, gateway, probing=contextlib.nullcontext) -> tuple[Run, Run, list[float]]:
+    """``rounds`` rounds of ``direct(r)`` then ``gateway(r)`` (under ``probing()``): both paths'
+    runs and each gateway round's start and end (Unix times); prints the added p50 of each."""
+    d_run, g_run, windows, added = Run(), Run(), [], []
+    for r in range(rounds):
+        d = direct(r)
+        windows.append(time.time())
+        with probing():
+            g = gateway(r)
+        windows.append(time.time())
+        d_run.add(d)
+        g_run.add(g)
+        added.append((pct(g.ttfts, 0.5) - pct(d.ttfts, 0.5)) * 1000)
+    print(f"   added p50 of each round: {', '.join(f'{x:+.1f}' for x in added)} ms")
+    return d_run, g_run, windows
+
+
+def goal_lines(d_run: Run, g_run: Run) -> None:
+    """Prints p50 and p99 of the time to first token of both paths against the goals."""
+    for q, goal in ((0.5, 5.0), (0.99, 20.0)):
+        d, g = pct(d_run.ttfts, q) * 1000, pct(g_run.ttfts, q) * 1000
+        print(f"   p{int(q * 100)}: direct {d:7.2f} ms  gateway {g:7.2f} ms  added {g - d:7.2f} ms"
+              f"  (goal <= {goal:g} ms)  ratio {g / d:.2f}x")
+
+
+def arrivals(rate_per_s: float, n: int, seed: int) -> list[float]:
+    """``n`` arrivals of a Poisson process of ``rate_per_s`` (seconds from its start): the sums
+    of exponential gaps drawn from ``seed``."""
+    return np.cumsum(np.random.default_rng(seed).exponential(1 / rate_per_s, n)).tolist()
+
+
+def open_loop(harness: Harness, direct: tuple[str, dict], gateway: tuple[str, dict], half: int,
+              chat_s: float, args: argparse.Namespace) -> tuple[Run, Run, list[float]]:
+    """Phase 1b: phase 1's offered load as Poisson arrivals, the same schedule for both paths."""
+    rate = half / chat_s
+    per_round = max(1, math.ceil(args.open_samples / args.ttft_rounds))
+    pool = math.ceil(POOL_PER_MEAN * half / len(harness.clients))
+    print(f"1b. TTFT at the same offered load, open loop: Poisson arrivals of 20-token chats at "
+          f"{rate:.1f}/s ({half} x 1 per {chat_s * 1000:g} ms), sent whatever is in flight; "
+          f"{args.ttft_rounds} rounds x {per_round} arrivals per path (seed {OPEN_SEED} + round), "
+          f"TTFT from the arrival; {pool} connections per client opened beforehand ({load()})")
+
+    def run(path: tuple[str, dict], r: int) -> Run:
+        return harness.drive_open(*path, arrivals(rate, per_round, OPEN_SEED + r), 20, pool)
+
+    d_run, g_run, windows = interleaved(args.ttft_rounds, lambda r: run(direct, r), lambda r: run(gateway, r))
+    for name, r in (("direct", d_run), ("gateway", g_run)):
+        print(f"   {name + ':':<8} sent {pct(r.late_s, 0.5) * 1000:.2f} / {pct(r.late_s, 0.99) * 1000:.2f} ms "
+              f"after the arrival (p50 / p99); in flight {r.busy_s / r.wall_s:.1f} on average, at "
+              f"most {r.peak} at a client; {r.opened} arrivals found no free connection and opened one")
+    goal_lines(d_run, g_run)
+    print("   gateway path:\n" + cpu_lines(g_run))
+    return d_run, g_run, windows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=4, help="client processes")
@@ -395,6 +499,8 @@ def main() -> None:
                         "saturation phase 0 measures; given, phase 0 is skipped)")
     parser.add_argument("--ttft-rounds", type=int, default=2, help="interleaved rounds per path "
                         "in phase 1 (more of them average out a shared machine's bursts)")
+    parser.add_argument("--open-samples", type=int, default=600, help="arrivals per path over "
+                        "all rounds of the open loop (phase 1b); 0 skips it")
     parser.add_argument("--ttft-ms", type=float, default=20.0)
     parser.add_argument("--gap-ms", type=float, default=10.0)
     parser.add_argument("--spy", type=Path, help="write py-spy samples of each process here")
@@ -434,17 +540,9 @@ def main() -> None:
         print(f"1. TTFT at {half} concurrent streams (stand-in TTFT {args.ttft_ms:g} ms, one token "
               f"per {args.gap_ms:g} ms, 20 tokens; {args.ttft_rounds} rounds x {per_loop} chats per "
               f"stream per path)")
-        d_run, g_run, windows, added = Run(), Run(), [], []
-        for _ in range(args.ttft_rounds):
-            d = harness.drive(*direct, half, per_loop, 20)
-            windows.append(time.time())
-            with floor.probing() if floor is not None else contextlib.nullcontext():
-                g = harness.drive(*gateway, half, per_loop, 20)
-            windows.append(time.time())
-            d_run.add(d)
-            g_run.add(g)
-            added.append((pct(g.ttfts, 0.5) - pct(d.ttfts, 0.5)) * 1000)
-        print(f"   added p50 of each round: {', '.join(f'{x:+.1f}' for x in added)} ms")
+        d_run, g_run, windows = interleaved(args.ttft_rounds, lambda _: harness.drive(*direct, half, per_loop, 20),
+                                            lambda _: harness.drive(*gateway, half, per_loop, 20),
+                                            floor.probing if floor is not None else contextlib.nullcontext)
         later = [sorted(r.ttfts) for r in (d_run, g_run)]
         for r, ordered in zip((d_run, g_run), later, strict=True):
             for t in r.first_ttfts:
@@ -456,10 +554,7 @@ def main() -> None:
                   f"p99 {(pct(later[1], 0.99) - pct(later[0], 0.99)) * 1000:+.1f} ms")
         if floor is not None:
             print(f"   floor, during the gateway's rounds: the same hops with no work add {floor.added()}")
-        for q, goal in ((0.5, 5.0), (0.99, 20.0)):
-            d, g = pct(d_run.ttfts, q) * 1000, pct(g_run.ttfts, q) * 1000
-            print(f"   p{int(q * 100)}: direct {d:7.2f} ms  gateway {g:7.2f} ms  added {g - d:7.2f} ms"
-                  f"  (goal <= {goal:g} ms)  ratio {g / d:.2f}x")
+        goal_lines(d_run, g_run)
         print("   gateway path:\n" + cpu_lines(g_run))
         print(f"   one stream at a time, 40 chats per path ({load()}):")
         d_one, g_one = harness.drive(*direct, 1, 40, 20), harness.drive(*gateway, 1, 40, 20)
@@ -467,6 +562,8 @@ def main() -> None:
             d, g = pct(d_one.ttfts, q) * 1000, pct(g_one.ttfts, q) * 1000
             print(f"   p{int(q * 100)}: direct {d:7.2f} ms  gateway {g:7.2f} ms  added {g - d:7.2f} ms")
         print("   gateway path:\n" + cpu_lines(g_one))
+        od_run, og_run, o_windows = (open_loop(harness, direct, gateway, half, chat_s, args)
+                                     if args.open_samples else (Run(), Run(), []))
 
         print(f"2. throughput, {args.streams} concurrent streams x {args.rounds} chats of "
               f"{args.tokens} tokens ({load()})")
@@ -479,13 +576,16 @@ def main() -> None:
               f"allows {ideal:.0f} tokens/s)")
         print("   direct path:\n" + cpu_lines(d_tp))
         print("   gateway path:\n" + cpu_lines(g_tp))
-        errors = [e for r in (d_run, g_run, d_one, g_one, d_tp, g_tp) for e in r.errors]
+        errors = [e for r in (d_run, g_run, d_one, g_one, od_run, og_run, d_tp, g_tp) for e in r.errors]
         print(f"{load()} at the end; error events in streams: {len(errors)}"
               f"{' (first: ' + errors[0] + ')' if errors else ''}")
         if args.stages:
             stop_for_stats(cluster)
             print(f"1. again, where the gateway's TTFT at {half} streams went (last round):")
             print("\n".join(stage_lines(stats_dir, g_run, windows[-2], windows[-1])))
+            if o_windows:
+                print("1b. again, where the gateway's TTFT in the open loop went (last round):")
+                print("\n".join(stage_lines(stats_dir, og_run, o_windows[-2], o_windows[-1])))
     finally:
         if floor is not None:
             floor.close()

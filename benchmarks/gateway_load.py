@@ -9,11 +9,17 @@ bottleneck it measures: a paced stand-in model server and a lean streaming HTTP 
         not held back by Nagle's algorithm waiting for the client's delayed ACK (40 ms), which
         the old thread-per-connection stand-in did, adding ~23 ms to every first token.
     python benchmarks/gateway_load.py client
-        reads one JSON job per line from stdin and, for each, runs ``loops`` concurrent loops, each one kept-alive connection running ``per_loop``
-        streamed chats back to back (or until ``until`` wall time), from wall time ``start_at``;
-        answers one JSON line: per request (seconds to the first token, tokens, errors, the
-        gateway's task id from X-Heddle-Task, Unix time sent), the wall span and the process's
-        own CPU seconds.
+        reads one JSON job per line from stdin and answers each with one JSON line: per request
+        (seconds to the first token, tokens, errors, the gateway's task id from X-Heddle-Task,
+        Unix time sent), the wall span and the process's own CPU seconds. From wall time
+        ``start_at`` a closed-loop job runs ``loops`` concurrent loops, each one kept-alive
+        connection running ``per_loop`` streamed chats back to back (or until ``until`` wall
+        time); an open-loop job (``arrivals``: seconds after ``start_at``) sends one chat at
+        each arrival, whenever the earlier ones end, on a free connection of a pool of ``pool``
+        opened beforehand (one more is opened when none is free, and counted). An open-loop
+        chat's time to first token counts from its scheduled arrival, so a client's lateness
+        counts against the path (as vLLM's ``benchmark_serving`` does); each request also
+        answers that lateness (seconds from the arrival to the send).
 
 The client speaks HTTP/1.1 itself (request, chunked or sized reply) on asyncio streams: a few
 microseconds per read, where httpx costs ~1 ms per request, so several client processes can
@@ -28,7 +34,8 @@ import json
 import resource
 import sys
 import time
-from urllib.parse import urlsplit
+from collections import deque
+from urllib.parse import SplitResult, urlsplit
 
 MODEL = "llama3.1:8b-instruct-q4_K_M"
 """What the stand-in serves (the catalog's llama-3.1-8b q4_k_m)."""
@@ -137,10 +144,12 @@ async def read_chunk(reader: asyncio.StreamReader) -> bytes | None:
     return data if size else None
 
 
-async def one_chat(reader, writer, head: bytes, body: bytes) -> tuple[float | None, int, str | None, str, float]:
+async def one_chat(reader, writer, head: bytes, body: bytes,
+                   since: float | None = None) -> tuple[float | None, int, str | None, str, float]:
     """(seconds to the first token, tokens, error, the gateway's task id or "", Unix time sent)
-    of one streamed chat on a kept-alive link."""
-    sent_at, start = time.time(), time.perf_counter()
+    of one streamed chat on a kept-alive link; the first token counts from ``since`` (a
+    `time.perf_counter` instant) if given, else from the send."""
+    sent_at, start = time.time(), time.perf_counter() if since is None else since
     writer.write(head + body)
     status = (await reader.readline()).split(b" ", 2)
     chunked, length, task = False, 0, ""
@@ -170,13 +179,32 @@ async def one_chat(reader, writer, head: bytes, body: bytes) -> tuple[float | No
     return first, count, error, task, sent_at
 
 
-async def run_loops(job: dict) -> dict:
+def _request(job: dict) -> tuple[SplitResult, bytes, bytes]:
+    """The job's URL and the one chat request every chat of it sends (head, body)."""
     url = urlsplit(job["url"])
     body = json.dumps({"model": "llama-3.1-8b", "stream": True, "max_tokens": job["tokens"],
                        "messages": [{"role": "user", "content": "Tell me a story."}]}).encode()
     head = (f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in job["headers"].items())
             + "\r\n").encode()
+    return url, head, body
+
+
+async def _timed(job: dict, links: list, work) -> dict:
+    """Waits for ``start_at``, runs ``work()``, closes ``links``: the wall span and own CPU."""
+    await asyncio.sleep(max(0.0, job["start_at"] - time.time()))
+    began = time.perf_counter()
+    cpu0 = _cpu()
+    await work()
+    wall = time.perf_counter() - began
+    cpu = _cpu() - cpu0
+    for _, writer in links:
+        writer.close()
+    return {"wall_s": wall, "cpu_s": cpu}
+
+
+async def run_loops(job: dict) -> dict:
+    url, head, body = _request(job)
     links = [await asyncio.open_connection(url.hostname, url.port) for _ in range(job["loops"])]
     results: list[tuple[float | None, int, str | None, str, float]] = []
 
@@ -186,15 +214,50 @@ async def run_loops(job: dict) -> dict:
             results.append(await one_chat(reader, writer, head, body))
             n += 1
 
-    await asyncio.sleep(max(0.0, job["start_at"] - time.time()))
-    began = time.perf_counter()
-    cpu0 = _cpu()
-    await asyncio.gather(*(loop(r, w) for r, w in links))
-    wall = time.perf_counter() - began
-    cpu = _cpu() - cpu0
-    for _, writer in links:
-        writer.close()
-    return {"results": results, "wall_s": wall, "cpu_s": cpu}
+    async def work() -> None:
+        await asyncio.gather(*(loop(r, w) for r, w in links))
+
+    return {"results": results, **await _timed(job, links, work)}
+
+
+async def run_open(job: dict) -> dict:
+    """An open-loop job: one chat at each of ``arrivals`` (seconds after ``start_at``), on the
+    longest-idle free connection of the pool (so each is used again well within the server's
+    keep-alive time), or on a new one when none is free."""
+    url, head, body = _request(job)
+    links = [await asyncio.open_connection(url.hostname, url.port) for _ in range(job["pool"])]
+    free = deque(links)
+    results: list[tuple[float | None, int, str | None, str, float, float]] = []
+    opened = busy = peak = 0
+    busy_s = 0.0
+
+    async def chat(scheduled: float) -> None:
+        nonlocal opened, busy, peak, busy_s
+        busy += 1
+        peak = max(peak, busy)
+        while free and free[0][0].at_eof():  # the server closed it: not one to send on
+            free.popleft()[1].close()
+        if free:
+            link = free.popleft()
+        else:
+            link = await asyncio.open_connection(url.hostname, url.port)
+            links.append(link)
+            opened += 1
+        late = time.perf_counter() - scheduled
+        results.append((*await one_chat(*link, head, body, since=scheduled), late))
+        free.append(link)
+        busy -= 1
+        busy_s += time.perf_counter() - scheduled
+
+    async def work() -> None:
+        start, chats = time.perf_counter(), []
+        for offset in job["arrivals"]:
+            await asyncio.sleep(start + offset - time.perf_counter())
+            chats.append(asyncio.create_task(chat(start + offset)))
+        await asyncio.gather(*chats)
+
+    answer = await _timed(job, links, work)
+    return {"results": results, "opened": opened, "peak": peak, "busy_s": busy_s, **answer}
 
 
 def _cpu() -> float:
@@ -215,7 +278,8 @@ def main() -> None:
         return
     print("ready", flush=True)
     for line in sys.stdin:  # one job per line, one JSON answer per line: a process serves a run
-        print(json.dumps(asyncio.run(run_loops(json.loads(line)))), flush=True)
+        job = json.loads(line)
+        print(json.dumps(asyncio.run(run_open(job) if "arrivals" in job else run_loops(job))), flush=True)
 
 
 if __name__ == "__main__":
