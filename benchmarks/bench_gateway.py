@@ -6,8 +6,9 @@
 A real cluster (nats-server, control plane, two agents of 50 slots, `heddle gateway`, each its
 own process) in front of one paced stand-in server in its own process (`gateway_load.py`:
 first token after ``--ttft-ms``, then one per ``--gap-ms``). The load comes from ``--clients``
-client processes (`gateway_load.py client`), the same for both paths: each stream is a
-kept-alive connection running chats back to back, so neither path pays connection set-up.
+client processes (`gateway_load.py client`), the same for both paths, on kept-alive
+connections opened beforehand, so neither path pays connection set-up (in phases 0, 1 and 2
+each stream is one connection running chats back to back).
 
 0. Saturation: 20-token chats back to back through the gateway at rising concurrency (up to
    the fleet's 100 slots), each level for ``--window-s``. The fleet's saturation rate is the
@@ -33,13 +34,14 @@ kept-alive connection running chats back to back, so neither path pays connectio
    in flight. Phase 1's later chats are each sent as its stream's last token arrives, inside a
    burst of every stream's tokens (the stand-in sends them all on one 10 ms grid); these
    arrive anywhere on the grid. The gaps are exponential, drawn from numpy's generator seeded
-   with ``OPEN_SEED`` + round: the same schedule for both paths and every run;
-   ``--open-samples`` (600) arrivals per path over ``--ttft-rounds`` interleaved rounds,
-   client i of k sending arrivals i, i + k, ... Each client opens 3x its share of the mean in
-   flight beforehand and sends each chat on a free one (an arrival that has to open one is
-   counted). The TTFT counts from the scheduled arrival, so a client's lateness counts
-   against its path; printed with it: how late the clients sent (p50/p99; asyncio's timers
-   wake on a 1 ms grid) and how many chats were in flight. ``--open-samples 0`` skips it.
+   with ``OPEN_SEED`` + round and scaled so that a round's arrivals come at exactly that rate:
+   the same schedule for both paths and every run. ``--open-samples`` (600) arrivals per path
+   over ``--ttft-rounds`` interleaved rounds, client i of k sending arrivals i, i + k, ...
+   Each client opens 3x its share of the mean in flight beforehand and sends each chat on a
+   free one (an arrival that has to open one is counted). The TTFT counts from the scheduled
+   arrival, so a client's lateness counts against its path; printed with it: how late the
+   clients sent (p50/p99; asyncio's timers wake on a 1 ms grid) and how many chats were in
+   flight. ``--open-samples 0`` skips it.
 2. Token throughput with ``--streams`` (100) concurrent streams of ``--tokens`` (100) tokens,
    ``--rounds`` chats each: tokens/s received through the gateway as a share of direct. Goal
    >= 90%.
@@ -119,7 +121,7 @@ class Run:
     late_s: list[float] = field(default_factory=list)  # open loop: each chat's send - its arrival
     opened: int = 0  # open loop: connections opened during the run (no pooled one was free)
     peak: int = 0  # open loop: the most chats one client had in flight at once
-    busy_s: float = 0.0  # open loop: the chats' seconds from arrival to end (/ wall_s: mean in flight)
+    busy_s: float = 0.0  # open loop: the chats' seconds from arrival to end
 
     def add(self, other: Run) -> None:
         self.ttfts += other.ttfts
@@ -459,8 +461,10 @@ def goal_lines(d_run: Run, g_run: Run) -> None:
 
 def arrivals(rate_per_s: float, n: int, seed: int) -> list[float]:
     """``n`` arrivals of a Poisson process of ``rate_per_s`` (seconds from its start): the sums
-    of exponential gaps drawn from ``seed``."""
-    return np.cumsum(np.random.default_rng(seed).exponential(1 / rate_per_s, n)).tolist()
+    of exponential gaps drawn from ``seed``, scaled so that the last comes at ``n / rate_per_s``
+    (the rate is then the one asked for, not one off by a few hundred draws' ~6%)."""
+    gaps = np.random.default_rng(seed).exponential(1.0, n)
+    return (np.cumsum(gaps) * (n / rate_per_s / gaps.sum())).tolist()
 
 
 def open_loop(harness: Harness, direct: tuple[str, dict], gateway: tuple[str, dict], half: int,
@@ -469,19 +473,19 @@ def open_loop(harness: Harness, direct: tuple[str, dict], gateway: tuple[str, di
     rate = half / chat_s
     per_round = max(1, math.ceil(args.open_samples / args.ttft_rounds))
     pool = math.ceil(POOL_PER_MEAN * half / len(harness.clients))
+    schedules = [arrivals(rate, per_round, OPEN_SEED + r) for r in range(args.ttft_rounds)]
     print(f"1b. TTFT at the same offered load, open loop: Poisson arrivals of 20-token chats at "
           f"{rate:.1f}/s ({half} x 1 per {chat_s * 1000:g} ms), sent whatever is in flight; "
           f"{args.ttft_rounds} rounds x {per_round} arrivals per path (seed {OPEN_SEED} + round), "
           f"TTFT from the arrival; {pool} connections per client opened beforehand ({load()})")
-
-    def run(path: tuple[str, dict], r: int) -> Run:
-        return harness.drive_open(*path, arrivals(rate, per_round, OPEN_SEED + r), 20, pool)
-
-    d_run, g_run, windows = interleaved(args.ttft_rounds, lambda r: run(direct, r), lambda r: run(gateway, r))
+    d_run, g_run, windows = interleaved(args.ttft_rounds,
+                                        lambda r: harness.drive_open(*direct, schedules[r], 20, pool),
+                                        lambda r: harness.drive_open(*gateway, schedules[r], 20, pool))
     for name, r in (("direct", d_run), ("gateway", g_run)):
+        # Little's law: arrivals a second x seconds each from arrival to end
         print(f"   {name + ':':<8} sent {pct(r.late_s, 0.5) * 1000:.2f} / {pct(r.late_s, 0.99) * 1000:.2f} ms "
-              f"after the arrival (p50 / p99); in flight {r.busy_s / r.wall_s:.1f} on average, at "
-              f"most {r.peak} at a client; {r.opened} arrivals found no free connection and opened one")
+              f"after the arrival (p50 / p99); in flight {rate * r.busy_s / r.requests:.1f} on average, "
+              f"at most {r.peak} at a client; {r.opened} arrivals found no free connection and opened one")
     goal_lines(d_run, g_run)
     print("   gateway path:\n" + cpu_lines(g_run))
     return d_run, g_run, windows
