@@ -18,8 +18,8 @@ bottleneck it measures: a paced stand-in model server and a lean streaming HTTP 
         each arrival, whenever the earlier ones end, on a free connection of a pool of ``pool``
         opened beforehand (one more is opened when none is free, and counted). An open-loop
         chat's time to first token counts from its scheduled arrival, so a client's lateness
-        counts against the path (as vLLM's ``benchmark_serving`` does); each request also
-        answers that lateness (seconds from the arrival to the send).
+        counts against the path (vLLM's ``benchmark_serving`` starts it at the send); each
+        request also answers that lateness (seconds from the arrival to the send).
 
 The client speaks HTTP/1.1 itself (request, chunked or sized reply) on asyncio streams: a few
 microseconds per read, where httpx costs ~1 ms per request, so several client processes can
