@@ -30,19 +30,21 @@ each stream is one connection running chats back to back).
 1b. The same offered load as an open loop, the way LLM serving benchmarks measure TTFT under
    load (vLLM's ``benchmark_serving --request-rate``): 20-token chats arrive as a Poisson
    process at ``half / chat_s`` a second (``chat_s``: the stand-in's time for one such chat,
-   so on average ``half`` are in flight, as in phase 1), each sent at its arrival whatever is
-   in flight. Phase 1's later chats are each sent as its stream's last token arrives, inside a
-   burst of every stream's tokens (the stand-in sends them all on one 10 ms grid); these
-   arrive anywhere on the grid. The gaps are exponential, drawn from numpy's generator seeded
-   with ``OPEN_SEED`` + round and scaled so that a round's arrivals come at exactly that rate:
-   the same schedule for both paths and every run. ``--open-samples`` (600) arrivals per path
-   over ``--ttft-rounds`` interleaved rounds, client i of k sending arrivals i, i + k, ...
-   Each client opens 3x its share of the mean in flight beforehand and sends each chat on a
-   free one (an arrival that has to open one is counted). The TTFT counts from the scheduled
-   arrival, so a client's lateness counts against its path (vLLM's clock starts at the send:
-   the added TTFT that way is printed too); printed with it: how late the clients sent
-   (p50/p99; asyncio's timers wake on a 1 ms grid) and how many chats were in flight.
-   ``--open-samples 0`` skips it.
+   so on average ``half`` are in flight, as in phase 1), each sent at its arrival whatever
+   is in flight. Phase 1's chats all take the stand-in the same time, so a round's starting
+   burst never disperses: each stream's k-th chat leaves with every other stream's k-th,
+   within ~20 ms (direct) to ~60 ms (through the gateway), then none for the rest of the
+   chat's time; these arrive spread out (how bunched the sends came is printed for both: the
+   gaps' coefficient of variation, 1 for Poisson arrivals). The gaps are exponential, drawn
+   from numpy's generator seeded with ``OPEN_SEED`` + round and scaled so that a round's
+   arrivals come at exactly that rate: the same schedule for both paths and every run.
+   ``--open-samples`` (600) arrivals per path over ``--ttft-rounds`` interleaved rounds,
+   client i of k sending arrivals i, i + k, ... Each client opens 3x its share of the mean
+   in flight beforehand and sends each chat on a free one (an arrival that has to open one
+   is counted). The TTFT counts from the scheduled arrival, so a client's lateness counts
+   against its path (vLLM's clock starts at the send: the added TTFT that way is printed
+   too); printed with it: how late the clients sent (p50/p99; asyncio's timers wake on a 1
+   ms grid) and how many chats were in flight. ``--open-samples 0`` skips it.
 2. Token throughput with ``--streams`` (100) concurrent streams of ``--tokens`` (100) tokens,
    ``--rounds`` chats each: tokens/s received through the gateway as a share of direct. Goal
    >= 90%.
@@ -124,6 +126,7 @@ class Run:
     opened: int = 0  # open loop: connections opened during the run (no pooled one was free)
     peak: int = 0  # open loop: the most chats one client had in flight at once
     busy_s: float = 0.0  # open loop: the chats' seconds from arrival to end
+    bunching: list[float] = field(default_factory=list)  # each round's `bunching` of its sends
 
     def add(self, other: Run) -> None:
         self.ttfts += other.ttfts
@@ -138,6 +141,7 @@ class Run:
         self.opened += other.opened
         self.peak = max(self.peak, other.peak)
         self.busy_s += other.busy_s
+        self.bunching += other.bunching
         for name, cpu in other.cpu_s.items():
             self.cpu_s[name] = self.cpu_s.get(name, 0.0) + cpu
 
@@ -199,6 +203,7 @@ class Harness:
         run = Run(cpu_s={name: after[name] - before[name] for name in after})
         run.cpu_s["clients"] = sum(a["cpu_s"] for a in answers)
         run.wall_s = max(a["wall_s"] for a in answers)
+        sends = []  # but a round's first chats, sent together
         for a in answers:
             run.opened += a.get("opened", 0)
             run.peak = max(run.peak, a.get("peak", 0))
@@ -209,16 +214,20 @@ class Harness:
                 run.requests += 1
                 run.tokens += count
                 run.late_s += late
+                together = not late and sent_at - start_at < TOGETHER_S  # a closed loop's first chats
+                if not together:
+                    sends.append(sent_at)
                 if first is not None:
                     run.ttfts.append(first)
                     if late:
                         run.sent_ttfts.append(first - late[0])
-                    if sent_at - start_at < TOGETHER_S and not late:
+                    if together:
                         run.first_ttfts.append(first)
                     if task:
                         run.stamps[task] = {"c_sent": sent_at, "c_first": sent_at + first - sum(late)}
                 if error:
                     run.errors.append(error)
+        run.bunching.append(bunching(sends))
         return run
 
     def spy(self, folder: Path) -> None:
@@ -290,6 +299,13 @@ class Floor:
         for process in [*self.processes, self.client]:
             process.kill()
             process.wait()
+
+
+def bunching(sent: list[float]) -> float:
+    """How bunched the sends came: the coefficient of variation of the gaps from one to the
+    next (1 for Poisson arrivals, more for bursts; nan for fewer than three)."""
+    gaps = np.diff(np.sort(sent))
+    return float(gaps.std() / gaps.mean()) if len(gaps) > 1 else math.nan
 
 
 def pct(values: list[float], q: float) -> float:
@@ -473,8 +489,9 @@ def arrivals(rate_per_s: float, n: int, seed: int) -> list[float]:
 
 
 def open_loop(harness: Harness, direct: tuple[str, dict], gateway: tuple[str, dict], half: int,
-              chat_s: float, args: argparse.Namespace) -> tuple[Run, Run, list[float]]:
-    """Phase 1b: phase 1's offered load as Poisson arrivals, the same schedule for both paths."""
+              chat_s: float, args: argparse.Namespace, closed: tuple[Run, Run]) -> tuple[Run, Run, list[float]]:
+    """Phase 1b: phase 1's offered load (its runs ``closed``) as Poisson arrivals, the same
+    schedule for both paths."""
     rate = half / chat_s
     per_round = max(1, math.ceil(args.open_samples / args.ttft_rounds))
     pool = math.ceil(POOL_PER_MEAN * half / len(harness.clients))
@@ -491,6 +508,10 @@ def open_loop(harness: Harness, direct: tuple[str, dict], gateway: tuple[str, di
         print(f"   {name + ':':<8} sent {pct(r.late_s, 0.5) * 1000:.2f} / {pct(r.late_s, 0.99) * 1000:.2f} ms "
               f"after the arrival (p50 / p99); in flight {rate * r.busy_s / r.requests:.1f} on average, "
               f"at most {r.peak} at a client; {r.opened} arrivals found no free connection and opened one")
+    (cd, cg), b = ([np.mean(r.bunching) for r in pair] for pair in (closed, (d_run, g_run)))
+    print(f"   how bunched the sends came (gaps' coefficient of variation, rounds' mean; 1 for Poisson "
+          f"arrivals, more for bursts): phase 1's later chats direct {cd:.2f}, gateway {cg:.2f}; "
+          f"here direct {b[0]:.2f}, gateway {b[1]:.2f}")
     goal_lines(d_run, g_run)
     print(f"   from the send instead (vLLM's clock): added p50 "
           f"{(pct(g_run.sent_ttfts, 0.5) - pct(d_run.sent_ttfts, 0.5)) * 1000:+.2f} ms, p99 "
@@ -574,7 +595,7 @@ def main() -> None:
             d, g = pct(d_one.ttfts, q) * 1000, pct(g_one.ttfts, q) * 1000
             print(f"   p{int(q * 100)}: direct {d:7.2f} ms  gateway {g:7.2f} ms  added {g - d:7.2f} ms")
         print("   gateway path:\n" + cpu_lines(g_one))
-        od_run, og_run, o_windows = (open_loop(harness, direct, gateway, half, chat_s, args)
+        od_run, og_run, o_windows = (open_loop(harness, direct, gateway, half, chat_s, args, (d_run, g_run))
                                      if args.open_samples else (Run(), Run(), []))
 
         print(f"2. throughput, {args.streams} concurrent streams x {args.rounds} chats of "
