@@ -44,7 +44,8 @@ each stream is one connection running chats back to back).
    is counted). The TTFT counts from the scheduled arrival, so a client's lateness counts
    against its path (vLLM's clock starts at the send: the added TTFT that way is printed
    too); printed with it: how late the clients sent (p50/p99; asyncio's timers wake on a 1
-   ms grid) and how many chats were in flight. ``--open-samples 0`` skips it.
+   ms grid), how many chats were in flight and how many cores other processes on the
+   machine kept busy in each round. ``--open-samples 0`` skips it.
 2. Token throughput with ``--streams`` (100) concurrent streams of ``--tokens`` (100) tokens,
    ``--rounds`` chats each: tokens/s received through the gateway as a share of direct. Goal
    >= 90%.
@@ -127,6 +128,7 @@ class Run:
     peak: int = 0  # open loop: the most chats one client had in flight at once
     busy_s: float = 0.0  # open loop: the chats' seconds from arrival to end
     bunching: list[float] = field(default_factory=list)  # each round's `bunching` of its sends
+    others: list[float] = field(default_factory=list)  # each round's cores busy outside the run's processes (+-0.05)
 
     def add(self, other: Run) -> None:
         self.ttfts += other.ttfts
@@ -142,6 +144,7 @@ class Run:
         self.peak = max(self.peak, other.peak)
         self.busy_s += other.busy_s
         self.bunching += other.bunching
+        self.others += other.others
         for name, cpu in other.cpu_s.items():
             self.cpu_s[name] = self.cpu_s.get(name, 0.0) + cpu
 
@@ -167,7 +170,10 @@ class Harness:
         self.watched[name] = psutil.Process(pid)
 
     def cpu(self) -> dict[str, float]:
-        return {name: sum(p.cpu_times()[:2]) for name, p in self.watched.items()}
+        """CPU seconds of each watched process, and of the whole machine under "machine"."""
+        machine = psutil.cpu_times()
+        return {"machine": sum(machine) - machine.idle - getattr(machine, "iowait", 0.0),
+                **{name: sum(p.cpu_times()[:2]) for name, p in self.watched.items()}}
 
     def drive(self, url: str, headers: dict, streams: int, per_loop: int, tokens: int,
               window_s: float | None = None) -> Run:
@@ -197,12 +203,14 @@ class Harness:
                 client.stdin.write(json.dumps(job) + "\n")
                 client.stdin.flush()
                 busy.append(client)
-        before = self.cpu()
+        before, began = self.cpu(), time.perf_counter()
         answers = [json.loads(c.stdout.readline()) for c in busy]
-        after = self.cpu()
+        after, window_s = self.cpu(), time.perf_counter() - began
         run = Run(cpu_s={name: after[name] - before[name] for name in after})
         run.cpu_s["clients"] = sum(a["cpu_s"] for a in answers)
         run.wall_s = max(a["wall_s"] for a in answers)
+        machine = run.cpu_s.pop("machine")
+        run.others.append((machine - sum(run.cpu_s.values())) / window_s)
         sends = []  # but a round's first chats, sent together
         for a in answers:
             run.opened += a.get("opened", 0)
@@ -512,6 +520,9 @@ def open_loop(harness: Harness, direct: tuple[str, dict], gateway: tuple[str, di
     print(f"   how bunched the sends came (gaps' coefficient of variation, rounds' mean; 1 for Poisson "
           f"arrivals, more for bursts): phase 1's later chats direct {cd:.2f}, gateway {cg:.2f}; "
           f"here direct {b[0]:.2f}, gateway {b[1]:.2f}")
+    print("   other processes on the machine, cores busy in each round: "
+          + "; ".join(f"{name} " + ", ".join(f"{max(0.0, x):.2f}" for x in r.others)
+                      for name, r in (("direct", d_run), ("gateway", g_run))))
     goal_lines(d_run, g_run)
     print(f"   from the send instead (vLLM's clock): added p50 "
           f"{(pct(g_run.sent_ttfts, 0.5) - pct(d_run.sent_ttfts, 0.5)) * 1000:+.2f} ms, p99 "
