@@ -516,10 +516,10 @@ def open_loop(harness: Harness, direct: tuple[str, dict], gateway: tuple[str, di
         print(f"   {name + ':':<8} sent {pct(r.late_s, 0.5) * 1000:.2f} / {pct(r.late_s, 0.99) * 1000:.2f} ms "
               f"after the arrival (p50 / p99); in flight {rate * r.busy_s / r.requests:.1f} on average, "
               f"at most {r.peak} at a client; {r.opened} arrivals found no free connection and opened one")
-    (cd, cg), b = ([np.mean(r.bunching) for r in pair] for pair in (closed, (d_run, g_run)))
+    was, now = ([np.mean(r.bunching) for r in pair] for pair in (closed, (d_run, g_run)))
     print(f"   how bunched the sends came (gaps' coefficient of variation, rounds' mean; 1 for Poisson "
-          f"arrivals, more for bursts): phase 1's later chats direct {cd:.2f}, gateway {cg:.2f}; "
-          f"here direct {b[0]:.2f}, gateway {b[1]:.2f}")
+          f"arrivals, more for bursts): phase 1's later chats direct {was[0]:.2f}, gateway {was[1]:.2f}; "
+          f"here direct {now[0]:.2f}, gateway {now[1]:.2f}")
     print("   other processes on the machine, cores busy in each round: "
           + "; ".join(f"{name} " + ", ".join(f"{max(0.0, x):.2f}" for x in r.others)
                       for name, r in (("direct", d_run), ("gateway", g_run))))
