@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from heddle.live.agent.worker_main import CPU_LIMIT_ENV
 from heddle.live.protocol import MAX_MESSAGE_BYTES, Assignment, ExecutorSpec
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from heddle.live.agent.speed import SpeedMeter
 
 __all__ = [
+    "Begun",
     "EchoExecutor",
     "ExecutionError",
     "Executor",
@@ -64,6 +65,7 @@ class Progress:
     partial: Any = None  # reported as the result if the attempt is cut (a billed call's cost)
     on_text: Callable[[str], None] | None = None  # the agent's token sink, when one is asked for
     cpu_s: float | None = None  # CPU seconds a worker process used for the step
+    begun: Begun | None = None  # what `Executor.begin` started; `run` takes it over
 
     def first_token(self) -> None:
         """Call when the first output token arrives (LLM backends); later calls are ignored."""
@@ -74,6 +76,13 @@ class Progress:
         """Call with each piece of output as it arrives (LLM backends stream it on from here)."""
         if self.on_text is not None:
             self.on_text(chunk)
+
+
+class Begun(Protocol):
+    """Work an executor started in the assignment's callback (`Executor.begin`)."""
+
+    def close(self) -> None:
+        """Drop it: the attempt ended before `run` took it over (cancelled at once)."""
 
 
 class Executor(ABC):
@@ -95,6 +104,13 @@ class Executor(ABC):
         """Catalog API offers this executor calls (it holds their key): reported, so the
         control plane sends cloud work for them to this agent."""
         return ()
+
+    def begin(self, assignment: Assignment, progress: Progress) -> None:
+        """Start the attempt in the assignment's own callback, where nothing else waits
+        ahead of it: `run` is called a turn of the event loop later, and on a loop busy
+        streaming other attempts' tokens a turn takes milliseconds. What it starts goes in
+        ``progress.begun`` for `run` to take over (the agent closes it if `run` never
+        comes). Must not block or raise; by default nothing is started early."""
 
     @abstractmethod
     async def run(self, assignment: Assignment, progress: Progress) -> Any:

@@ -28,6 +28,7 @@ from nats.aio.msg import Msg
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from heddle.events.jetstream_acks import handle_in_read_loop, publish_now
 from heddle.live import protocol as p
 from heddle.live.agent.executors import ExecutionError, ExecutorRegistry, Progress
 from heddle.live.agent.outbox import Outbox
@@ -145,7 +146,8 @@ class Agent:
         self._outbox = Outbox(self._nc, log, merge=self._merge_reports)
         self._tokens_out = TokenPublisher(self._nc)
         node = self.settings.node_id
-        await self._nc.subscribe(p.subject(p.ASSIGN, node=node), cb=self._on_assign)
+        assign = await self._nc.subscribe(p.subject(p.ASSIGN, node=node), cb=self._on_assign)
+        handle_in_read_loop(assign, self._assign, log)  # the model request leaves from there
         await self._nc.subscribe(p.subject(p.CONTROL, node=node), cb=self._on_control)
         background = [
             asyncio.create_task(self._ensure_report_stream()),
@@ -318,6 +320,12 @@ class Agent:
         return self.registry.refusal(a.executor)
 
     async def _on_assign(self, msg: Msg) -> None:
+        self._assign(msg)
+
+    def _assign(self, msg: Msg) -> None:
+        """Take an assignment (or a batch) and answer; in nats-py's read loop as it is parsed
+        (`handle_in_read_loop`), so the work it starts (the request to a model server,
+        `Executor.begin`) waits for nothing else the agent's loop has to do."""
         message = self._decode(msg, (p.Assignment, p.AssignBatch))
         if message is None:
             return
@@ -330,7 +338,9 @@ class Agent:
         else:
             answer = self._take(message)
         if msg.reply:
-            await msg.respond(p.encode(answer))
+            data = p.encode(answer)
+            if not publish_now(self._nc, msg.reply, data):
+                asyncio.get_running_loop().create_task(msg.respond(data))
 
     def _take(self, a: p.Assignment) -> p.AssignReply:
         """Start, queue or refuse one assignment; the answer to send back."""
@@ -377,6 +387,14 @@ class Agent:
             attempt.tokens.stats = self.stats
             attempt.progress.on_text = attempt.tokens
         self._idle.clear()
+        executor = self.registry.get(attempt.assignment.executor.kind)
+        try:
+            executor.begin(attempt.assignment, attempt.progress)  # e.g. the model request, now
+        except Exception:  # it must not raise; if it does, `run` starts the attempt as usual
+            log.exception("executor %s: begin raised on %s", attempt.assignment.executor.kind,
+                          attempt.assignment.task.id)
+        if attempt.progress.begun is not None and self.stats is not None:
+            self.stats.stamp(attempt.assignment.task.id, "a_run")
         attempt.runner = asyncio.create_task(self._run(attempt))
         self._report_soon()
 
@@ -390,7 +408,7 @@ class Agent:
         ))
         timeout_s = a.timeout_s or self.settings.task_timeout_s
         outcome, reason, result = "ok", None, None
-        if self.stats is not None:
+        if self.stats is not None and attempt.progress.begun is None:
             self.stats.stamp(a.task.id, "a_run")
         try:
             async with asyncio.timeout(timeout_s):
@@ -417,6 +435,9 @@ class Agent:
             node_id=self.settings.node_id, task_id=a.task.id, attempt=a.attempt, outcome=outcome,
             reason=reason, result=result, timings=attempt.timings(finished_at=time.time()),
         )
+        if attempt.progress.begun is not None:  # ended before `run` took it over
+            attempt.progress.begun.close()
+            attempt.progress.begun = None
         if attempt.tokens is not None:
             attempt.tokens.end(outcome, reason, result)
         try:

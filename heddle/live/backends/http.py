@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 
-__all__ = ["HttpClient", "HttpResponse", "HttpStatusError"]
+__all__ = ["HttpClient", "HttpResponse", "HttpStatusError", "SentRequest"]
 
 MAX_IDLE = 256
 """Kept-alive connections per server: as many as a node runs requests at once."""
@@ -193,29 +193,58 @@ class HttpClient:
         else:
             link.close()
 
-    @contextlib.asynccontextmanager
-    async def stream(self, method: str, path: str, json_body: Any = None) -> AsyncIterator[HttpResponse]:
-        """The response, its body not read yet; the connection goes back to the pool if the
-        body was read to its end, else it is closed."""
+    def _encode(self, method: str, path: str, json_body: Any) -> bytes:
         body = b"" if json_body is None else json.dumps(json_body).encode()
         head = (f"{method} {self.prefix}{path} HTTP/1.1\r\nHost: {self.authority}\r\n"
                 f"Accept: */*\r\nUser-Agent: heddle\r\n"
                 + (f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
                    if json_body is not None else "") + "\r\n").encode()
-        link, response = await self._send(head + body, method == "HEAD")
+        return head + body
+
+    def send_now(self, method: str, path: str, json_body: Any = None) -> SentRequest | None:
+        """Write the request on a kept-alive connection now, from code that cannot await (an
+        agent's assignment callback: the request leaves before the loop turns); `stream`
+        with ``sent=`` reads its answer. None, having done nothing, when no kept-alive
+        connection is at hand (`stream` then connects as usual)."""
+        while self._idle:
+            link = self._idle.pop()
+            if link.usable():
+                data = self._encode(method, path, json_body)
+                link.writer.write(data)
+                return SentRequest(link, data)
+            link.close()
+        return None
+
+    @contextlib.asynccontextmanager
+    async def stream(self, method: str, path: str, json_body: Any = None,
+                     sent: SentRequest | None = None) -> AsyncIterator[HttpResponse]:
+        """The response, its body not read yet; the connection goes back to the pool if the
+        body was read to its end, else it is closed. ``sent``: the same request, written
+        already by `send_now` (its answer is read; sent again on a new connection if the
+        kept-alive one turns out closed)."""
+        data = sent.take() if sent is not None else None
+        if data is None:
+            link, response = await self._send(self._encode(method, path, json_body), method == "HEAD")
+        else:
+            link, response = await self._send(data[1], method == "HEAD", data[0])
         try:
             yield response
         finally:
             response.close()
             self._release(link, response)
 
-    async def _send(self, data: bytes, head_only: bool) -> tuple[_Link, HttpResponse]:
-        """The request on a kept-alive connection, else on a new one."""
+    async def _send(self, data: bytes, head_only: bool,
+                    written: _Link | None = None) -> tuple[_Link, HttpResponse]:
+        """The request on a kept-alive connection, else on a new one (``written``: a
+        kept-alive one it was written on already)."""
         while True:
-            fresh = not self._idle
-            link = await self._connect() if fresh else self._idle.pop()
+            fresh = not self._idle and written is None
+            if written is not None:
+                link, write, written = written, False, None
+            else:
+                link, write = (await self._connect() if fresh else self._idle.pop()), True
             try:
-                return link, await self._exchange(link, data, head_only)
+                return link, await self._exchange(link, data, head_only, write)
             except _ClosedIdleError:
                 link.close()
                 if fresh:
@@ -226,12 +255,13 @@ class HttpClient:
                 link.close()
                 raise
 
-    async def _exchange(self, link: _Link, data: bytes, head_only: bool) -> HttpResponse:
+    async def _exchange(self, link: _Link, data: bytes, head_only: bool, write: bool = True) -> HttpResponse:
         reader = link.reader
-        if not link.usable():
+        if write and not link.usable():
             raise _ClosedIdleError
         try:
-            link.writer.write(data)
+            if write:
+                link.writer.write(data)
             async with asyncio.timeout(self.read_s):
                 while True:  # 1xx answers (100 Continue) come before the real one
                     line = await reader.readline()
@@ -276,6 +306,29 @@ class HttpClient:
     async def aclose(self) -> None:
         while self._idle:
             self._idle.pop().close()
+
+
+class SentRequest:
+    """A request `HttpClient.send_now` wrote: `HttpClient.stream` reads its answer, or
+    `close` drops it (its connection closed: the answer is not read)."""
+
+    __slots__ = ("_data", "_link")
+
+    def __init__(self, link: _Link, data: bytes) -> None:
+        self._link: _Link | None = link
+        self._data = data
+
+    def take(self) -> tuple[_Link, bytes] | None:
+        """The connection and the request's bytes, once."""
+        if self._link is None:
+            return None
+        link, self._link = self._link, None
+        return link, self._data
+
+    def close(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
 
 
 class _ClosedIdleError(Exception):

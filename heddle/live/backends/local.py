@@ -16,6 +16,7 @@ import logging
 import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -30,7 +31,7 @@ from heddle.live.backends.common import (
     llm_call,
     retry_after_s,
 )
-from heddle.live.backends.http import HttpClient
+from heddle.live.backends.http import HttpClient, SentRequest
 from heddle.live.backends.names import ServedModel
 from heddle.live.backends.worker import check_output
 from heddle.live.protocol import Assignment
@@ -55,6 +56,22 @@ async def _drain(lines: AsyncIterator[str]) -> None:
         async with asyncio.timeout(DRAIN_S):
             async for _ in lines:
                 pass
+
+
+@dataclass(slots=True)
+class _Begun:
+    """A request `LocalServer.begin` wrote; `run` of the same server reads its answer."""
+
+    server: LocalServer
+    call: LlmCall
+    name: str
+    path: str
+    body: dict[str, Any]
+    sent: SentRequest
+    at: float  # monotonic time it was sent: the stream's TTFT counts from there
+
+    def close(self) -> None:
+        self.sent.close()
 
 
 class LocalServer(Executor):
@@ -118,10 +135,20 @@ class LocalServer(Executor):
         found = [m for m in self.inventory if m.model == model and (quant is None or m.quant == quant)]
         return max(found, key=lambda m: m.loaded) if found else None
 
-    async def _served_name(self, assignment: Assignment) -> str:
+    def _known_name(self, assignment: Assignment) -> str | None:
+        """The served name, if known without asking the server."""
         options, task = assignment.executor.options, assignment.task
         if isinstance(options.get("model"), str):  # the server's own name, used as given
             return options["model"]
+        if self.discovered_at is None or task.model is None:
+            return None
+        served = self.offers(task.model, task.quant)
+        return None if served is None else served.name
+
+    async def _served_name(self, assignment: Assignment) -> str:
+        task = assignment.task
+        if (name := self._known_name(assignment)) is not None:
+            return name
         if self.discovered_at is None:  # the first task may come before the first refresh
             await self.refresh()
         if task.model is None:
@@ -153,15 +180,41 @@ class LocalServer(Executor):
                        progress: Progress) -> dict[str, Any]:
         """Read the stream into ``meter``; return the result fields the server reported."""
 
-    async def run(self, assignment: Assignment, progress: Progress) -> Any:
-        call = llm_call(assignment)
-        name = await self._served_name(assignment)
+    def begin(self, assignment: Assignment, progress: Progress) -> None:
+        """The request goes to the server now, on a kept-alive connection, when its model's
+        name is known without asking the server (else `run` does it all)."""
+        try:
+            call = llm_call(assignment)
+        except ExecutionError:
+            return  # `run` says why
+        name = self._known_name(assignment)
+        if name is None:
+            return
         path, body = self._request(name, call)
+        sent = self._client.send_now("POST", path, body)
+        if sent is not None:
+            progress.begun = _Begun(self, call, name, path, body, sent, time.monotonic())
+
+    async def run(self, assignment: Assignment, progress: Progress) -> Any:
+        begun, progress.begun = progress.begun, None
+        mine = begun if isinstance(begun, _Begun) and begun.server is self else None
+        if begun is not None and mine is None:
+            begun.close()  # another backend's (the router chose again after a refresh)
+        if mine is not None:
+            call, name, path, body, sent = mine.call, mine.name, mine.path, mine.body, mine.sent
+        else:
+            call = llm_call(assignment)
+            name = await self._served_name(assignment)
+            path, body = self._request(name, call)
+            sent = None
         retries = 0
         while True:
             meter = StreamMeter(self.backend, self.url)
+            if sent is not None and mine is not None:
+                meter.started_at = mine.at  # the request left then
             try:
-                async with self._client.stream("POST", path, body) as response:
+                async with self._client.stream("POST", path, body, sent) as response:
+                    sent = None  # a retry after a 429 sends it again
                     if response.status_code == 429:
                         wait = retry_after_s(response.headers)
                         if (wait is not None and wait <= self.timeouts.max_retry_wait_s

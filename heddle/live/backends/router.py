@@ -76,6 +76,14 @@ class LlmRouter(Executor):
             return next((s for s in self.local if any(m.loaded for m in s.inventory)), self.local[0])
         return self.local[0]
 
+    def begin(self, assignment: Assignment, progress: Progress) -> None:
+        if all(s.discovered_at is not None for s in self.local):  # else `run` asks them first
+            try:
+                chosen = self.choose(assignment)
+            except ExecutionError:
+                return  # `run` says why
+            chosen.begin(assignment, progress)
+
     async def run(self, assignment: Assignment, progress: Progress) -> Any:
         # A server never asked yet cannot be chosen for the model it offers: ask it first.
         await asyncio.gather(*(s.refresh() for s in self.local if s.discovered_at is None))
