@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 
 import pytest
 
@@ -50,6 +51,78 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced(server):
         await executor.close()
     assert result["text"] == "".join(WORDS)
     assert len(server.connections) == 2
+
+
+def _wait_for(condition, timeout_s: float = 5.0) -> None:
+    """Wait, without a turn of the event loop, for the threaded stand-in to get there."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+async def test_a_request_begun_in_the_assignment_callback_leaves_before_the_loop_turns(server):
+    """`begin` (the agent calls it in the assignment's callback) writes the request at once on
+    a kept-alive connection; `run` then reads its answer, the stream's TTFT counted from
+    the request's departure."""
+    executor = OllamaExecutor(server.url)
+    try:
+        await executor.run(assignment("t1"), Progress())  # discovery, and a kept-alive connection
+        progress = Progress()
+        executor.begin(assignment("t2", payload="hello"), progress)
+        _wait_for(lambda: len(server.requests) == 2)  # the loop has not turned since
+        result = await executor.run(assignment("t2", payload="hello"), progress)
+    finally:
+        await executor.close()
+    assert result["text"] == "".join(WORDS) and progress.begun is None
+    assert len(server.connections) == 1
+    assert server.requests[1][2]["messages"] == [{"role": "user", "content": "hello"}]
+
+
+async def test_a_begun_request_whose_connection_the_server_closed_is_sent_again(server):
+    executor = OllamaExecutor(server.url)
+    try:
+        await executor.run(assignment("t1"), Progress())
+        with server.lock:  # the server drops its idle connection as the request goes out
+            for connection in server.connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+        progress = Progress()
+        executor.begin(assignment("t2"), progress)
+        result = await executor.run(assignment("t2"), progress)
+    finally:
+        await executor.close()
+    assert result["text"] == "".join(WORDS)
+    assert len(server.connections) == 2
+
+
+async def test_a_begun_request_dropped_before_its_run_frees_its_connection(server):
+    """An attempt cancelled in the callback that began it (the agent closes what `begin`
+    started): its connection is closed, not left half read, and the next request works."""
+    executor = OllamaExecutor(server.url)
+    try:
+        await executor.run(assignment("t1"), Progress())
+        progress = Progress()
+        executor.begin(assignment("t2"), progress)
+        assert progress.begun is not None
+        progress.begun.close()
+        result = await executor.run(assignment("t3"), Progress())
+    finally:
+        await executor.close()
+    assert result["text"] == "".join(WORDS)
+    assert len(server.connections) == 2  # the dropped one was not reused
+
+
+async def test_nothing_is_begun_without_a_kept_alive_connection_or_a_known_model(server):
+    executor = OllamaExecutor(server.url)
+    try:
+        progress = Progress()
+        executor.begin(assignment("t1"), progress)  # the server was never asked what it has
+        assert progress.begun is None and not server.requests
+        result = await executor.run(assignment("t1"), progress)
+    finally:
+        await executor.close()
+    assert result["text"] == "".join(WORDS)
 
 
 async def _raw_server(answer: bytes):

@@ -4,7 +4,13 @@ streamed JSON POST or one GET at a time per connection, kept-alive connections r
 Why not httpx: a token read through httpx passes six async generators, an anyio cancel scope
 and h11's state machine; measured against the benchmark's paced stand-in, 450 us of CPU per
 token with one stream (95 us with 50), most of what an agent spent on a streamed request.
-Here a token is a buffered ``readline`` / ``readexactly`` under one timer.
+
+A streamed answer's lines (`HttpResponse.feed_lines`) are handed to a plain function as the
+bytes come, by one reader of every body of the event loop (`_Pump`), not by a task woken per
+read: no future, task step or async generator per token. It reads in slices of at most
+`SLICE_S` and lets the loop run whatever else is ready between two (a new assignment, the
+NATS client's reads), and bodies that have not handed on a line yet (a first token) go first.
+A document (`read`) or `lines` is a buffered ``readline`` / ``readexactly`` under one timer.
 
 Failures raise httpx2's exception types (`ConnectError`, `ConnectTimeout`, `ReadTimeout`,
 `RemoteProtocolError`) so `heddle.live.backends.common.http_failure` words them the same for
@@ -17,7 +23,10 @@ import asyncio
 import contextlib
 import json
 import ssl
-from collections.abc import AsyncIterator
+import time
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,11 +37,227 @@ __all__ = ["HttpClient", "HttpResponse", "HttpStatusError", "SentRequest"]
 MAX_IDLE = 256
 """Kept-alive connections per server: as many as a node runs requests at once."""
 MAX_HEADER_LINES = 100
+MAX_LINE = 2**20
+"""Longest chunk-size line (or line of a streamed body) kept waiting for its end."""
+SLICE_S = 0.0005
+"""Longest the pump reads bodies before the event loop runs everything else ready: with 37
+streams of 100 tokens/s their tokens come in bursts of ~3 ms of an agent's CPU, which a new
+assignment's message waited behind whole at every turn of the loop it needed."""
 _EOF = b""
 
 
 class HttpStatusError(httpx2.HTTPError):
     """A non-2xx answer where a document was expected (the status and the body's start)."""
+
+
+class _Reader(asyncio.StreamReader):
+    """A connection's StreamReader whose bytes go to a `_Feed` while one reads a body."""
+
+    feed: _Feed | None = None
+
+    def feed_data(self, data: bytes) -> None:
+        if self.feed is None:
+            super().feed_data(data)
+            return
+        self._buffer.extend(data)  # type: ignore[attr-defined]
+        self.feed.wake(data_came=True)
+
+    def feed_eof(self) -> None:
+        super().feed_eof()
+        if self.feed is not None:
+            self.feed.wake()
+
+    def set_exception(self, exc: BaseException) -> None:
+        super().set_exception(exc)
+        if self.feed is not None:
+            self.feed.wake()
+
+
+class _Pump:
+    """Reads every body of an event loop that has bytes waiting, in slices of SLICE_S (one
+    callback per slice), those that have handed on no line yet first."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.first: deque[_Feed] = deque()
+        self.rest: deque[_Feed] = deque()
+        self.due = False
+
+    def add(self, feed: _Feed) -> None:
+        (self.rest if feed.lines else self.first).append(feed)
+        if not self.due:
+            self.due = True
+            self.loop.call_soon(self.run)
+
+    def run(self) -> None:
+        self.due = False
+        first, rest = self.first, self.rest
+        until = time.perf_counter() + SLICE_S
+        while first or rest:
+            (first or rest).popleft().run()
+            if time.perf_counter() >= until:
+                break
+        if (first or rest) and not self.due:
+            self.due = True
+            self.loop.call_soon(self.run)
+
+
+_PUMPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pump] = weakref.WeakKeyDictionary()
+
+
+class _Feed:
+    """One body's lines to ``on_line`` as its bytes come (`HttpResponse.feed_lines`)."""
+
+    def __init__(self, response: HttpResponse, on_line: Callable[[str], bool], settle_s: float) -> None:
+        self.loop = loop = asyncio.get_running_loop()
+        pump = _PUMPS.get(loop)
+        if pump is None:
+            pump = _PUMPS[loop] = _Pump(loop)
+        self.pump, self.response, self.on_line, self.settle_s = pump, response, on_line, settle_s
+        self.reader: _Reader = response._link.reader  # type: ignore[assignment]
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.queued = False
+        self.lines = 0
+        self.last = False  # the server's last message came: the rest is read, not handed on
+        self.need: int | None = None  # bytes of the chunk being read, with its CRLF
+        self.trailers = False
+        self.left = response._length
+        self.rest = b""  # a line's start
+        self.read_s = response._clock.read_s
+        self.due_at = loop.time() + self.read_s
+        self.timer: asyncio.TimerHandle | None = loop.call_at(self.due_at, self._check)
+
+    def wake(self, data_came: bool = False) -> None:
+        if data_came:
+            self.due_at = self.loop.time() + self.read_s
+        if not self.queued and not self.done.done():
+            self.queued = True
+            self.pump.add(self)
+
+    def run(self) -> None:
+        self.queued = False
+        if self.done.done():
+            return
+        try:
+            ended = self._read()
+        except Exception as exc:  # noqa: BLE001 -- the reader's (or on_line's) failure is the caller's
+            self._finish(None if self.last else exc)  # after the last message, the result stands
+            return
+        if ended:
+            self.response.complete = True
+            self._finish(None)
+
+    def _read(self) -> bool:
+        """Hand on the lines of what has come; True at the body's end."""
+        buf: bytearray = self.reader._buffer  # type: ignore[attr-defined]
+        if self.response._chunked:
+            while True:
+                if self.need is not None:
+                    if len(buf) < self.need:
+                        break
+                    piece = bytes(buf[:self.need - 2])
+                    del buf[:self.need]
+                    self.need = None
+                    self._piece(piece)
+                    continue
+                end = buf.find(b"\n")
+                if end < 0:
+                    if len(buf) > MAX_LINE:
+                        raise ValueError("chunk size line too long")
+                    break
+                line = bytes(buf[:end + 1])
+                del buf[:end + 1]
+                if self.trailers:
+                    if line in (b"\r\n", b"\n"):
+                        return self._ended()
+                    continue
+                size = int(line.split(b";", 1)[0], 16)
+                if size:
+                    self.need = size + 2
+                else:
+                    self.trailers = True
+            if self.trailers and self.reader._eof and self.reader.exception() is None:  # type: ignore[attr-defined]
+                return self._ended()  # the trailers' blank line never came: as `_pieces`
+        elif self.left is not None:
+            take = min(self.left, len(buf))
+            if take:
+                piece = bytes(buf[:take])
+                del buf[:take]
+                self.left -= take
+                self._piece(piece)
+            if not self.left:
+                return self._ended()
+        else:
+            if buf:
+                piece = bytes(buf)
+                buf.clear()
+                self._piece(piece)
+            if self.reader._eof and self.reader.exception() is None:  # type: ignore[attr-defined]
+                return self._ended()
+        if self.reader._eof or self.reader.exception() is not None:  # type: ignore[attr-defined]
+            raise ConnectionError("closed mid-body")
+        return False
+
+    def _piece(self, piece: bytes) -> None:
+        if self.rest:
+            piece, self.rest = self.rest + piece, b""
+        *whole, self.rest = piece.split(b"\n")
+        if len(self.rest) > MAX_LINE:
+            raise ValueError("line too long")
+        for line in whole:
+            self._line(line)
+
+    def _line(self, line: bytes) -> None:
+        if self.last:
+            return
+        self.lines += 1
+        try:
+            last = self.on_line(line.rstrip(b"\r").decode(errors="replace"))
+        except Exception as exc:
+            raise _Refused(exc) from exc
+        if last:
+            self.last = True
+            if not self.done.done():  # the rest of the body, usually in the same packet
+                self.loop.call_later(self.settle_s, self._finish, None)
+
+    def _ended(self) -> bool:
+        if self.rest:
+            line, self.rest = self.rest, b""
+            self._line(line)
+        return True
+
+    def _check(self) -> None:
+        if self.loop.time() < self.due_at:  # bytes came since it was set: the new deadline
+            self.timer = self.loop.call_at(self.due_at, self._check)
+            return
+        self.timer = None
+        self._finish(None if self.last else
+                     httpx2.ReadTimeout(f"no byte within {self.read_s:g} s"))
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if self.done.done():
+            return
+        if exc is None:
+            self.done.set_result(None)
+            return
+        if isinstance(exc, _Refused):  # on_line's own
+            exc = exc.__cause__ or exc
+        elif isinstance(exc, ConnectionError):
+            exc = httpx2.RemoteProtocolError("peer closed connection without sending complete "
+                                             f"message body ({type(exc).__name__})")
+        elif isinstance(exc, ValueError):
+            exc = httpx2.RemoteProtocolError(f"malformed chunked encoding ({exc})")
+        self.done.set_exception(exc)
+
+    def stop(self) -> None:
+        self.reader.feed = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class _Refused(Exception):
+    """What ``on_line`` raised (its ``__cause__``), apart from the reader's own failures."""
 
 
 class _Link:
@@ -147,6 +372,25 @@ class HttpResponse:
     async def read(self) -> bytes:
         return b"".join([piece async for piece in self._pieces()])
 
+    async def feed_lines(self, on_line: Callable[[str], bool], settle_s: float) -> None:
+        """Hand the body's lines (without their line ends, UTF-8) to ``on_line`` as they
+        come, from the loop's reader of bodies (`_Pump`); returns at the body's end. An
+        exception ``on_line`` raises ends the reading and is raised here. ``on_line``
+        returns True at the server's last message: the lines after it are read and
+        dropped, for at most ``settle_s`` (then the connection is not kept alive), and a
+        failure after it is no failure."""
+        if self.complete:
+            return
+        feed = _Feed(self, on_line, settle_s)
+        reader = feed.reader
+        reader.feed = feed
+        if reader._buffer or reader.at_eof() or reader.exception() is not None:  # type: ignore[attr-defined]
+            feed.wake()
+        try:
+            await feed.done
+        finally:
+            feed.stop()
+
     async def lines(self) -> AsyncIterator[str]:
         """The body's lines as they arrive, without their line ends (UTF-8)."""
         rest = b""
@@ -178,8 +422,12 @@ class HttpClient:
     async def _connect(self) -> _Link:
         try:
             async with asyncio.timeout(self.connect_s):
-                reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.ssl,
-                                                               limit=2**20)
+                loop = asyncio.get_running_loop()  # asyncio.open_connection, with a _Reader
+                reader = _Reader(limit=2**20, loop=loop)
+                protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+                transport, _ = await loop.create_connection(lambda: protocol, self.host, self.port,
+                                                            ssl=self.ssl)
+                writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         except TimeoutError:
             raise httpx2.ConnectTimeout(f"no connection within {self.connect_s:g} s") from None
         except OSError as exc:

@@ -15,9 +15,9 @@ import json
 import logging
 import time
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 
@@ -43,19 +43,24 @@ log = logging.getLogger("heddle.live.backends")
 DEFAULT_REFRESH_EVERY_S = 30.0
 """Model discovery interval: loading a model takes seconds to minutes, so this is fresh enough."""
 DRAIN_S = 1.0
-"""Longest the rest of a reply after the server's last message is waited for (`_drain`)."""
+"""Longest the rest of a reply after the server's last message is waited for: the reply is
+read to its end (the chunked terminator, usually in the same packet), as only a fully read
+connection is kept alive, and a new one per request costs CPU (connect, close) and a round
+trip before the first token. A server that keeps talking after its last message loses the
+connection instead; the result stands either way."""
 
 
-async def _drain(lines: AsyncIterator[str]) -> None:
-    """Read the reply to its end after the server's last message (the chunked terminator,
-    usually in the same packet): only a fully read connection is kept alive, and a new one per
-    request costs CPU (connect, close) and a round trip before the first token. A server that
-    keeps talking after its last message loses the connection instead; the result stands
-    either way."""
-    with contextlib.suppress(httpx2.HTTPError, TimeoutError):
-        async with asyncio.timeout(DRAIN_S):
-            async for _ in lines:
-                pass
+class LineReader(Protocol):
+    """A backend's reader of its server's streamed answer, one line at a time."""
+
+    reported: dict[str, Any] | None  # the result fields the server reported, once it is done
+
+    def __call__(self, line: str) -> bool:
+        """Take one line (into the meter and the progress); True at the server's last one.
+        Raises ExecutionError (the server reported a failure) or a JSON error."""
+
+    def unfinished(self) -> str:
+        """The reason when the stream ended before the server's last message."""
 
 
 @dataclass(slots=True)
@@ -176,9 +181,8 @@ class LocalServer(Executor):
         """(path, JSON body) of a streaming chat request."""
 
     @abstractmethod
-    async def _consume(self, lines: AsyncIterator[str], meter: StreamMeter,
-                       progress: Progress) -> dict[str, Any]:
-        """Read the stream into ``meter``; return the result fields the server reported."""
+    def _reader(self, meter: StreamMeter, progress: Progress) -> LineReader:
+        """The reader of one streamed answer, into ``meter``."""
 
     def begin(self, assignment: Assignment, progress: Progress) -> None:
         """The request goes to the server now, on a kept-alive connection, when its model's
@@ -229,9 +233,11 @@ class LocalServer(Executor):
                         text = (await response.read()).decode(errors="replace")[:300]
                         raise ExecutionError(f"{self.backend} at {self.url}: HTTP "
                                              f"{response.status_code}: {text}")
-                    lines = response.lines()
-                    reported = await self._consume(lines, meter, progress)
-                    await _drain(lines)
+                    read = self._reader(meter, progress)
+                    await response.feed_lines(read, DRAIN_S)
+                    if read.reported is None:
+                        raise ExecutionError(read.unfinished())
+                    reported = read.reported
             except httpx2.HTTPError as exc:
                 raise ExecutionError(http_failure(self.backend, self.url, exc, meter)) from None
             except json.JSONDecodeError as exc:

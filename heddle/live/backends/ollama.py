@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 from heddle.live.agent.executors import ExecutionError, Progress
@@ -43,26 +42,42 @@ class OllamaExecutor(LocalServer):
         return "/api/chat", {"model": name, "messages": messages, "stream": True,
                              "options": {"num_predict": call.max_output_tokens}}
 
-    async def _consume(self, lines: AsyncIterator[str], meter: StreamMeter,
-                       progress: Progress) -> dict[str, Any]:
-        async for line in lines:
-            if not line.strip():
-                continue
-            chunk = json.loads(line)
-            if not isinstance(chunk, dict):
-                raise ExecutionError(f"ollama at {meter.server}: expected a JSON object per line, "
-                                     f"got {line[:100]!r}")
-            if "error" in chunk:  # Ollama reports failures mid-stream as {"error": "..."}
-                raise ExecutionError(f"ollama at {meter.server}: {chunk['error']}")
-            meter.content((chunk.get("message") or {}).get("content") or "", progress)
-            if chunk.get("done"):
-                eval_count, eval_ns = chunk.get("eval_count"), chunk.get("eval_duration")
-                return {
-                    "model": chunk.get("model"), "prompt_tokens": chunk.get("prompt_eval_count"),
-                    "output_tokens": eval_count, "finish_reason": chunk.get("done_reason"),
-                    # the server's own figure, beside the one measured from the stream
-                    "server_decode_tokens_per_s": eval_count / (eval_ns / NS)
-                    if eval_count and eval_ns else None,
-                }
-        raise ExecutionError(f"ollama at {meter.server}: the stream ended before done "
-                             f"(after {meter.chunks} chunks)")
+    def _reader(self, meter: StreamMeter, progress: Progress) -> _Lines:
+        return _Lines(meter, progress)
+
+
+class _Lines:
+    """Ollama's NDJSON stream, a line at a time (`LineReader`)."""
+
+    __slots__ = ("meter", "progress", "reported")
+
+    def __init__(self, meter: StreamMeter, progress: Progress) -> None:
+        self.meter, self.progress = meter, progress
+        self.reported: dict[str, Any] | None = None
+
+    def __call__(self, line: str) -> bool:
+        if not line.strip():
+            return False
+        meter = self.meter
+        chunk = json.loads(line)
+        if not isinstance(chunk, dict):
+            raise ExecutionError(f"ollama at {meter.server}: expected a JSON object per line, "
+                                 f"got {line[:100]!r}")
+        if "error" in chunk:  # Ollama reports failures mid-stream as {"error": "..."}
+            raise ExecutionError(f"ollama at {meter.server}: {chunk['error']}")
+        meter.content((chunk.get("message") or {}).get("content") or "", self.progress)
+        if not chunk.get("done"):
+            return False
+        eval_count, eval_ns = chunk.get("eval_count"), chunk.get("eval_duration")
+        self.reported = {
+            "model": chunk.get("model"), "prompt_tokens": chunk.get("prompt_eval_count"),
+            "output_tokens": eval_count, "finish_reason": chunk.get("done_reason"),
+            # the server's own figure, beside the one measured from the stream
+            "server_decode_tokens_per_s": eval_count / (eval_ns / NS)
+            if eval_count and eval_ns else None,
+        }
+        return True
+
+    def unfinished(self) -> str:
+        return (f"ollama at {self.meter.server}: the stream ended before done "
+                f"(after {self.meter.chunks} chunks)")

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 from heddle.live.agent.executors import ExecutionError, Progress
@@ -38,27 +37,42 @@ class OpenAIExecutor(LocalServer):
             "stream_options": {"include_usage": True}, "max_tokens": call.max_output_tokens,
         }
 
-    async def _consume(self, lines: AsyncIterator[str], meter: StreamMeter,
-                       progress: Progress) -> dict[str, Any]:
-        where = f"{self.backend} at {meter.server}"
-        reported: dict[str, Any] = {"model": None, "prompt_tokens": None, "output_tokens": None,
-                                    "finish_reason": None}
-        async for line in lines:
-            if not line.startswith("data:"):
-                continue  # blank separators, comments (": ping"), event names
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return reported
-            chunk = json.loads(data)
-            if not isinstance(chunk, dict):
-                raise ExecutionError(f"{where}: expected a JSON object per event, got {data[:100]!r}")
-            if "error" in chunk:
-                raise ExecutionError(f"{where}: {chunk['error']}")
-            reported["model"] = chunk.get("model") or reported["model"]
-            for choice in chunk.get("choices") or ():
-                meter.content((choice.get("delta") or {}).get("content") or "", progress)
-                reported["finish_reason"] = choice.get("finish_reason") or reported["finish_reason"]
-            if usage := chunk.get("usage"):
-                reported["prompt_tokens"] = usage.get("prompt_tokens")
-                reported["output_tokens"] = usage.get("completion_tokens")
-        raise ExecutionError(f"{where}: the stream ended without [DONE] (after {meter.chunks} chunks)")
+    def _reader(self, meter: StreamMeter, progress: Progress) -> _Events:
+        return _Events(f"{self.backend} at {meter.server}", meter, progress)
+
+
+class _Events:
+    """Server-sent events of a chat completion, a line at a time (`LineReader`)."""
+
+    __slots__ = ("_report", "meter", "progress", "reported", "where")
+
+    def __init__(self, where: str, meter: StreamMeter, progress: Progress) -> None:
+        self.where, self.meter, self.progress = where, meter, progress
+        self.reported: dict[str, Any] | None = None
+        self._report: dict[str, Any] = {"model": None, "prompt_tokens": None,
+                                        "output_tokens": None, "finish_reason": None}
+
+    def __call__(self, line: str) -> bool:
+        if not line.startswith("data:"):
+            return False  # blank separators, comments (": ping"), event names
+        data = line[5:].strip()
+        reported = self._report
+        if data == "[DONE]":
+            self.reported = reported
+            return True
+        chunk = json.loads(data)
+        if not isinstance(chunk, dict):
+            raise ExecutionError(f"{self.where}: expected a JSON object per event, got {data[:100]!r}")
+        if "error" in chunk:
+            raise ExecutionError(f"{self.where}: {chunk['error']}")
+        reported["model"] = chunk.get("model") or reported["model"]
+        for choice in chunk.get("choices") or ():
+            self.meter.content((choice.get("delta") or {}).get("content") or "", self.progress)
+            reported["finish_reason"] = choice.get("finish_reason") or reported["finish_reason"]
+        if usage := chunk.get("usage"):
+            reported["prompt_tokens"] = usage.get("prompt_tokens")
+            reported["output_tokens"] = usage.get("completion_tokens")
+        return False
+
+    def unfinished(self) -> str:
+        return f"{self.where}: the stream ended without [DONE] (after {self.meter.chunks} chunks)"
