@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import time
 
 import pytest
 
-from heddle.live.agent.executors import Progress
+from heddle.live.agent.executors import ExecutionError, Progress
 from heddle.live.backends import OllamaExecutor, OpenAIExecutor
 from heddle.live.backends.http import HttpClient, HttpStatusError
 from tests.live.llmstandin import WORDS, StandIn
@@ -153,6 +154,72 @@ async def test_bodies_delimited_by_the_close_are_read(answer):
         assert not client._idle  # a connection the server ends is not kept
     finally:
         await client.aclose()
+        server.close()
+
+
+def _ollama_lines(words: list[str]) -> list[bytes]:
+    return [json.dumps({"model": "m", "message": {"content": w}, "done": False}).encode()
+            for w in words] + [json.dumps({"model": "m", "done": True, "eval_count": len(words)}).encode()]
+
+
+async def _trickling_server(head: bytes, body: bytes):
+    """A server answering with ``head`` then ``body`` a few bytes per write (so lines and
+    chunk sizes arrive cut anywhere), then closing; its URL."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(next((int(line.split(b":")[1]) for line in request.split(b"\r\n")
+                                       if line.lower().startswith(b"content-length:")), 0))
+        writer.write(head)
+        for at in range(0, len(body), 3):
+            writer.write(body[at:at + 3])
+            await writer.drain()
+            await asyncio.sleep(0)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+def _chunked(lines: list[bytes]) -> bytes:
+    """Two lines per chunk, one of them cut across the next chunk, and a trailer."""
+    data = b"".join(line + b"\n" for line in lines)
+    pieces = [data[at:at + 50] for at in range(0, len(data), 50)]
+    return b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\nX-Trailer: 1\r\n\r\n"
+
+
+@pytest.mark.parametrize("framing", ["chunked", "sized", "up to the close"])
+async def test_a_streamed_answer_cut_anywhere_reads_whole(framing):
+    """However the server's bytes are cut (lines, chunk sizes and the terminator across
+    writes), the streamed answer reads as the server sent it."""
+    words = [f" w{i}" for i in range(30)] + [" \u00e9t\u00e9"]
+    lines = _ollama_lines(words)
+    plain = b"".join(line + b"\n" for line in lines)
+    head, body = {
+        "chunked": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", _chunked(lines)),
+        "sized": (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(plain), plain),
+        "up to the close": (b"HTTP/1.0 200 OK\r\n\r\n", plain),
+    }[framing]
+    server, url = await _trickling_server(head, body)
+    executor = OllamaExecutor(url)
+    try:
+        result = await executor.run(assignment("t1", options={"model": "m"}), Progress())
+    finally:
+        await executor.close()
+        server.close()
+    assert result["text"] == "".join(words) and result["output_tokens"] == len(words)
+
+
+async def test_a_streamed_answer_cut_mid_body_fails_with_the_reason():
+    lines = _ollama_lines([" a", " b"])[:-1]  # no done line, then the server goes away
+    server, url = await _trickling_server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                                          _chunked(lines)[:-25])  # inside the last chunk
+    executor = OllamaExecutor(url)
+    try:
+        with pytest.raises(ExecutionError, match="connection lost mid-stream after 1 chunks"):
+            await executor.run(assignment("t1", options={"model": "m"}), Progress())
+    finally:
+        await executor.close()
         server.close()
 
 
