@@ -50,7 +50,6 @@ __all__ = [
     "AckCallback",
     "AckRouter",
     "PermissionWatch",
-    "handle_in_read_loop",
     "no_responders",
     "permission_watch",
     "publish_now",
@@ -333,37 +332,6 @@ def _resolve_reply(future: asyncio.Future[Msg], msg: Msg | Exception) -> None:
     if not isinstance(msg, Exception) and no_responders(msg):
         msg = nats.errors.NoRespondersError()
     resolve_future(future, msg)
-
-
-class _Inline(asyncio.Queue):
-    """A subscription's pending queue that hands each message to a handler as nats-py's read
-    loop parses it (`handle_in_read_loop`); its own task then waits on it for good."""
-
-    def __init__(self, sub: Any, handler: Callable[[Msg], None], log: Any) -> None:
-        super().__init__()
-        self._sub, self._handler, self._log = sub, handler, log
-
-    def put_nowait(self, item: Msg) -> None:
-        self._sub._pending_size -= len(item.data)  # counted by nats-py as it queued it
-        try:
-            self._handler(item)
-        except Exception:  # noqa: BLE001 -- the read loop must go on: an exception would end it
-            self._log.exception("handler of %s raised", item.subject)
-
-
-def handle_in_read_loop(sub: Any, handler: Callable[[Msg], None], log: Any) -> bool:
-    """Have ``handler`` (a plain function: it must not block) take each message of ``sub``
-    in nats-py's read loop, as the message is parsed, instead of a turn of the event loop
-    later in the subscription's task, behind everything that turn runs first (on a loop
-    busy streaming tokens, milliseconds). In arrival order, one at a time; an exception is
-    logged. Replaces the subscription's pending queue (``_pending_queue``, checked for);
-    False, having changed nothing, if this nats-py has none: the subscription's callback
-    then takes the messages as usual. Call it right after ``subscribe``."""
-    queue = getattr(sub, "_pending_queue", None)
-    if type(queue) is not asyncio.Queue or not queue.empty() or not hasattr(sub, "_pending_size"):
-        return False
-    sub._pending_queue = _Inline(sub, handler, log)
-    return True
 
 
 def publish_now(nc: NATS, subject: str, data: bytes, *, write: bool = True) -> bool:

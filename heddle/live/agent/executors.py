@@ -106,9 +106,9 @@ class Executor(ABC):
         return ()
 
     def begin(self, assignment: Assignment, progress: Progress) -> None:
-        """Start the attempt in the assignment's own callback, where nothing else waits
-        ahead of it: `run` is called a turn of the event loop later, and on a loop busy
-        streaming other attempts' tokens a turn takes milliseconds. What it starts goes in
+        """Start the attempt in the assignment's own callback: `run` is called a turn of
+        the event loop later, and on a loop busy streaming other attempts' tokens a turn
+        takes milliseconds. What it starts goes in
         ``progress.begun`` for `run` to take over (the agent closes it if `run` never
         comes). Must not block or raise; by default nothing is started early."""
 

@@ -28,7 +28,6 @@ from nats.aio.msg import Msg
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from heddle.events.jetstream_acks import handle_in_read_loop, publish_now
 from heddle.live import protocol as p
 from heddle.live.agent.executors import ExecutionError, ExecutorRegistry, Progress
 from heddle.live.agent.outbox import Outbox
@@ -146,8 +145,7 @@ class Agent:
         self._outbox = Outbox(self._nc, log, merge=self._merge_reports)
         self._tokens_out = TokenPublisher(self._nc)
         node = self.settings.node_id
-        assign = await self._nc.subscribe(p.subject(p.ASSIGN, node=node), cb=self._on_assign)
-        handle_in_read_loop(assign, self._assign, log)  # the model request leaves from there
+        await self._nc.subscribe(p.subject(p.ASSIGN, node=node), cb=self._on_assign)
         await self._nc.subscribe(p.subject(p.CONTROL, node=node), cb=self._on_control)
         background = [
             asyncio.create_task(self._ensure_report_stream()),
@@ -320,12 +318,6 @@ class Agent:
         return self.registry.refusal(a.executor)
 
     async def _on_assign(self, msg: Msg) -> None:
-        self._assign(msg)
-
-    def _assign(self, msg: Msg) -> None:
-        """Take an assignment (or a batch) and answer; in nats-py's read loop as it is parsed
-        (`handle_in_read_loop`), so the work it starts (the request to a model server,
-        `Executor.begin`) waits for nothing else the agent's loop has to do."""
         message = self._decode(msg, (p.Assignment, p.AssignBatch))
         if message is None:
             return
@@ -338,9 +330,7 @@ class Agent:
         else:
             answer = self._take(message)
         if msg.reply:
-            data = p.encode(answer)
-            if not publish_now(self._nc, msg.reply, data):
-                asyncio.get_running_loop().create_task(msg.respond(data))
+            await msg.respond(p.encode(answer))
 
     def _take(self, a: p.Assignment) -> p.AssignReply:
         """Start, queue or refuse one assignment; the answer to send back."""
