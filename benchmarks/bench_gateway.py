@@ -630,6 +630,11 @@ def main() -> None:
             if o_windows:
                 print("1b. again, where the gateway's TTFT in the open loop went (last round):")
                 print("\n".join(stage_lines(stats_dir, og_run, o_windows[-2], o_windows[-1])))
+    except Exception:
+        if cluster is not None:  # a client that died on a cut answer: what the servers said
+            for name, log in (("gateway", cluster.gateway_log), ("control plane", cluster.control_log)):
+                print(f"   the {name}'s last lines:", *(line.rstrip() for line in log[-30:]), sep="\n     ")
+        raise
     finally:
         if floor is not None:
             floor.close()

@@ -232,3 +232,17 @@ async def test_a_get_that_fails_says_the_status_and_body():
     finally:
         await client.aclose()
         server.close()
+
+
+async def test_the_stream_reader_keeps_its_bytes_where_the_body_reader_takes_them():
+    """The body reader (`_Reader.feed_data`, `_Feed._read`) adds to and takes from
+    asyncio.StreamReader's private `_buffer` and leaves the rest to the reader's own reads:
+    a Python whose StreamReader keeps its bytes elsewhere fails here, not mid-answer."""
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"2\r\nab")
+    assert isinstance(reader._buffer, bytearray)
+    assert bytes(reader._buffer) == b"2\r\nab"
+    del reader._buffer[:3]  # a chunk-size line taken by the body reader
+    assert await reader.readexactly(2) == b"ab"
+    reader._buffer.extend(b"cd\n")  # bytes added while a body is read, no waiter woken
+    assert await asyncio.wait_for(reader.readline(), 5) == b"cd\n"

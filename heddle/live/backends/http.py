@@ -10,6 +10,10 @@ bytes come, by one reader of every body of the event loop (`_Pump`), not by a ta
 read: no future, task step or async generator per token. It reads in slices of at most
 `SLICE_S` and lets the loop run whatever else is ready between two (a new assignment, the
 NATS client's reads), and bodies that have not handed on a line yet (a first token) go first.
+The bytes are taken straight from the connection's `asyncio.StreamReader` buffer (`_buffer`,
+private to the standard library; measured: agents' CPU at 100 streams -9 to -10%, see
+docs/gateway.md); tests/live/test_backends_http.py holds the StreamReader to what this
+assumes, so a Python that changes it fails there, not mid-answer.
 A document (`read`) or `lines` is a buffered ``readline`` / ``readexactly`` under one timer.
 
 Failures raise httpx2's exception types (`ConnectError`, `ConnectTimeout`, `ReadTimeout`,
