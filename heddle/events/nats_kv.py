@@ -62,6 +62,10 @@ def msg_ttl_supported(server_version: str) -> bool:
     return (int(match.group(1)), int(match.group(2))) >= MIN_MSG_TTL_SERVER_VERSION
 
 
+CLAIM_ATTEMPTS = 3
+"""Creates `set_if_not_exists` tries while the key it found taken keeps expiring under it."""
+
+
 class NatsKeyValueStore(KeyValueStore):
     """A KeyValueStore over one JetStream KV bucket. Build it with ``await open(nc)``.
 
@@ -141,8 +145,15 @@ class NatsKeyValueStore(KeyValueStore):
                 "would never expire"
             )
         mapped = nats_key(key)
-        try:
-            await self._write(mapped, self._kv.create(mapped, value, msg_ttl=ttl_s))
-        except KeyWrongLastSequenceError:
-            return False
-        return True
+        for _ in range(CLAIM_ATTEMPTS):
+            try:
+                await self._write(mapped, self._kv.create(mapped, value, msg_ttl=ttl_s))
+            except KeyWrongLastSequenceError:
+                return False
+            except KeyNotFoundError:
+                # nats-py's create, refused because the key was there, looks the key up to see
+                # whether it was deleted; gone by then (its TTL ran out in between), the key
+                # is free: claim it again
+                continue
+            return True
+        return False

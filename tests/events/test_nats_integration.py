@@ -9,7 +9,7 @@ import uuid
 import nats
 import pytest
 from nats.js import api
-from nats.js.errors import NoStreamResponseError
+from nats.js.errors import KeyNotFoundError, NoStreamResponseError
 
 from heddle.events.acl import nats_auth_config, role_permissions
 from heddle.events.aggregate import Phase
@@ -32,7 +32,7 @@ from heddle.events.jetstream import (
 from heddle.events.jetstream_log import JetStreamEventLog, JetStreamRejectionLog
 from heddle.events.lease import finalization_lease, lease_key
 from heddle.events.lifecycle import TaskAggregate
-from heddle.events.nats_kv import NatsKeyValueStore, msg_ttl_supported
+from heddle.events.nats_kv import CLAIM_ATTEMPTS, NatsKeyValueStore, msg_ttl_supported
 from heddle.events.natsd import start_nats_server
 from heddle.events.projectors import CascadeProjector, ScopeMembershipProjector
 from heddle.events.snapshot import SnapshotStore
@@ -636,3 +636,36 @@ async def test_stream_set_up_by_a_role_that_may_not_is_refused_at_once(
     with pytest.raises(PublishPermissionError, match="STREAM.CREATE"):
         await rejections.append(refused)
     await JetStreamRejectionLog(js, ensure_streams=False).append(refused)  # allowed
+
+
+class _ExpiringKey:
+    """A bucket whose key expires between nats-py's refused create and its look-up of the
+    key (KeyNotFoundError out of `create`, as a lease's TTL running out can make it), `races`
+    times, then takes the create."""
+
+    def __init__(self, races: int) -> None:
+        self.races = races
+        self.creates: list[tuple[str, bytes, float | None]] = []
+
+    async def create(self, key: str, value: bytes, msg_ttl: float | None = None) -> int:
+        self.creates.append((key, value, msg_ttl))
+        if len(self.creates) <= self.races:
+            raise KeyNotFoundError
+        return len(self.creates)
+
+
+@pytest.mark.parametrize("races", [1, 2])
+async def test_a_claim_whose_holder_expires_mid_create_is_won(races):
+    """Seen in CI: a lease expired just as another claimant's create was refused, and the
+    claim failed with KeyNotFoundError instead of taking the now free key."""
+    bucket = _ExpiringKey(races)
+    store = NatsKeyValueStore(bucket, ttl_supported=True)  # type: ignore[arg-type]
+    assert await store.set_if_not_exists("lease.Task.t1", b"mine", ttl_s=1)
+    assert [c[1:] for c in bucket.creates] == [(b"mine", 1)] * (races + 1)
+
+
+async def test_a_key_that_keeps_expiring_under_a_claim_is_not_claimed():
+    bucket = _ExpiringKey(races=100)
+    store = NatsKeyValueStore(bucket, ttl_supported=True)  # type: ignore[arg-type]
+    assert not await store.set_if_not_exists("lease.Task.t1", b"mine", ttl_s=1)
+    assert len(bucket.creates) == CLAIM_ATTEMPTS
