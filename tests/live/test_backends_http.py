@@ -148,8 +148,9 @@ async def test_bodies_delimited_by_the_close_are_read(answer):
     server, url = await _raw_server(answer + b"\n".join(lines) + b"\n")
     client = HttpClient(url, connect_s=5, read_s=5)
     try:
+        got: list[str] = []
         async with client.stream("POST", "/api/chat", {"model": "m"}) as response:
-            got = [line async for line in response.lines()]
+            await response.feed_lines(lambda line: got.append(line) or False, settle_s=1)
         assert response.status_code == 200 and got == [line.decode() for line in lines]
         assert not client._idle  # a connection the server ends is not kept
     finally:

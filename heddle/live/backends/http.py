@@ -14,7 +14,7 @@ The bytes are taken straight from the connection's `asyncio.StreamReader` buffer
 private to the standard library; measured: agents' CPU at 100 streams -9 to -10%, see
 docs/gateway.md); tests/live/test_backends_http.py holds the StreamReader to what this
 assumes, so a Python that changes it fails there, not mid-answer.
-A document (`read`) or `lines` is a buffered ``readline`` / ``readexactly`` under one timer.
+A document (`read`) is a buffered ``readline`` / ``readexactly`` under one timer.
 
 Failures raise httpx2's exception types (`ConnectError`, `ConnectTimeout`, `ReadTimeout`,
 `RemoteProtocolError`) so `heddle.live.backends.common.http_failure` words them the same for
@@ -311,7 +311,7 @@ class _ReadClock:
 
 
 class HttpResponse:
-    """Status, headers (lower-case names) and the body, read once: `read` or `lines`."""
+    """Status, headers (lower-case names) and the body, read once: `read` or `feed_lines`."""
 
     def __init__(self, link: _Link, status: int, headers: dict[str, str], keep_alive: bool,
                  read_s: float, head_only: bool = False) -> None:
@@ -395,17 +395,6 @@ class HttpResponse:
         finally:
             feed.stop()
 
-    async def lines(self) -> AsyncIterator[str]:
-        """The body's lines as they arrive, without their line ends (UTF-8)."""
-        rest = b""
-        async for piece in self._pieces():
-            if rest:
-                piece, rest = rest + piece, b""
-            *whole, rest = piece.split(b"\n")
-            for line in whole:
-                yield line.rstrip(b"\r").decode(errors="replace")
-        if rest:
-            yield rest.rstrip(b"\r").decode(errors="replace")
 
 
 class HttpClient:
