@@ -14,6 +14,7 @@ gateway's CPU per streamed piece.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import json
 import logging
@@ -30,6 +31,7 @@ from heddle.gateway.ollama_api import (
     OllamaChat,
     OllamaGenerate,
     OllamaShow,
+    error_line,
     ollama_lines,
     ollama_reply,
     ps_reply,
@@ -40,6 +42,7 @@ from heddle.gateway.openai_api import (
     ChatRequest,
     chat_chunks,
     chat_reply,
+    error_event,
     model_reply,
     models_reply,
 )
@@ -63,6 +66,11 @@ NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 """Stream headers: no proxy in between may hold tokens back."""
 MAX_BODY_BYTES = 2 * wire.MAX_MESSAGE_BYTES
 """A request body larger than this cannot become a task (it would not fit in a message)."""
+END_WAIT_S = 1.0
+"""Longest a stream's error ending waits to be written (`_Request._end_with`)."""
+STOPPING = GatewayError(503, "the gateway is stopping; a stream's output so far is incomplete",
+                        "gateway_stopping")
+"""What a request still going when the server gives up waiting for it gets (`serve.GRACEFUL_S`)."""
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -114,12 +122,33 @@ class _Request:
                                   "Content-Length": str(len(data))})
         await self.send({"type": "http.response.body", "body": data})
 
-    async def stream(self, media: str, headers: dict[str, str], parts: AsyncIterator[bytes]) -> None:
+    async def stream(self, media: str, headers: dict[str, str], parts: AsyncIterator[bytes],
+                     error: Callable[[GatewayError], bytes]) -> None:
+        """``parts`` as they come, then the body's end. A stream that cannot go on ends with
+        ``error``'s part (the protocol's error event or line) and the body's end all the same,
+        never with the connection closed mid-body (a caller would take the text so far for the
+        whole answer): a failure in the gateway, or the server's cancel when it stops with
+        the stream still going after its grace period (`serve.GRACEFUL_S`)."""
         await self.start(200, {**headers, **NO_BUFFERING, "Content-Type": media})
         send = self.send
-        async for part in parts:
-            await send({"type": "http.response.body", "body": part, "more_body": True})
+        try:
+            async for part in parts:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+        except asyncio.CancelledError:  # the caller gone (nothing is written then) or the server stopping
+            await self._end_with(error(STOPPING))
+            raise
+        except Exception:
+            log.exception("a stream failed in the gateway")
+            await self._end_with(error(GatewayError(
+                500, "internal error in the gateway; the output so far is incomplete", "internal_error")))
+            return
         await send({"type": "http.response.body", "body": b""})
+
+    async def _end_with(self, last: bytes) -> None:
+        """``last`` and the body's end, in one send; a caller that reads nothing more is not
+        waited for longer than END_WAIT_S (the write would wait for room in its buffer)."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.send({"type": "http.response.body", "body": last}), END_WAIT_S)
 
 
 class GatewayApp:
@@ -167,17 +196,17 @@ class GatewayApp:
 
     # -- routes ----------------------------------------------------------------------------------
     async def chat_completions(self, request: _Request) -> None:
-        await self._answer(request, ChatRequest, GatewayError.openai, _openai_stream,
+        await self._answer(request, ChatRequest, GatewayError.openai, _openai_stream, error_event,
                            "text/event-stream; charset=utf-8", _openai_reply)
 
     async def ollama_chat(self, request: _Request) -> None:
         await self._answer(request, OllamaChat, GatewayError.ollama,
-                           lambda run, _: ollama_lines(run, generate=False),
+                           lambda run, _: ollama_lines(run, generate=False), error_line,
                            "application/x-ndjson", lambda run: ollama_reply(run, generate=False))
 
     async def ollama_generate(self, request: _Request) -> None:
         await self._answer(request, OllamaGenerate, GatewayError.ollama,
-                           lambda run, _: ollama_lines(run, generate=True),
+                           lambda run, _: ollama_lines(run, generate=True), error_line,
                            "application/x-ndjson", lambda run: ollama_reply(run, generate=True))
 
     async def models(self, request: _Request) -> None:
@@ -233,7 +262,8 @@ class GatewayApp:
 
     async def _answer(self, request: _Request, schema: type[BaseModel],
                       shape: Callable[[GatewayError], dict],
-                      stream: Callable[[TaskRun, Any], AsyncIterator[bytes]], media: str,
+                      stream: Callable[[TaskRun, Any], AsyncIterator[bytes]],
+                      error: Callable[[GatewayError], bytes], media: str,
                       reply: Callable[[TaskRun], Awaitable[dict]]) -> None:
         """A chat route: streamed as produced, or one reply; errors in the protocol's shape.
         The caller going away at any point (placement, streaming, waiting for the reply)
@@ -246,7 +276,7 @@ class GatewayApp:
             async def respond() -> None:
                 await run.start()
                 if body.stream:
-                    await request.stream(media, run.headers(), stream(run, body))
+                    await request.stream(media, run.headers(), stream(run, body), error)
                     return
                 run.streaming = False
                 doc = await reply(run)
@@ -256,6 +286,10 @@ class GatewayApp:
         except GatewayError as exc:
             if not request.started:
                 await request.json(shape(exc), exc.status, exc.headers())
+        except asyncio.CancelledError:  # the server's, as it stops (the caller's is CallerGoneError)
+            if not request.started:
+                await request.json(shape(STOPPING), STOPPING.status)
+            raise
         finally:
             if run is not None:
                 run.close()

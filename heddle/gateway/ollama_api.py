@@ -22,8 +22,8 @@ from heddle.gateway.run import TaskRun
 from heddle.gateway.tasks import ModelRef
 from heddle.models import catalog
 
-__all__ = ["OllamaChat", "OllamaGenerate", "OllamaShow", "ollama_lines", "ollama_reply", "ps_reply",
-           "show_reply", "tags_reply"]
+__all__ = ["OllamaChat", "OllamaGenerate", "OllamaShow", "error_line", "ollama_lines", "ollama_reply",
+           "ps_reply", "show_reply", "tags_reply"]
 
 NS = 1_000_000_000
 
@@ -105,9 +105,14 @@ def _closing(run: TaskRun, generate: bool, text: str, started: float) -> dict[st
         "done": True, "done_reason": "length" if run.usage.get("finish_reason") == "length" else "stop",
         "total_duration": int((time.monotonic() - started) * NS), "load_duration": 0,
         "prompt_eval_count": prompt, "eval_count": completion,
-        "eval_duration": int((run.usage.get("duration_s") or 0.0) * NS), "heddle": run.where(),
+        "eval_duration": int((run.reported("duration_s") or 0.0) * NS), "heddle": run.where(),
     })
     return doc
+
+
+def error_line(exc: GatewayError) -> bytes:
+    """A failure mid-stream: an ``{"error": ...}`` line (the stream's last), as Ollama sends."""
+    return json.dumps(exc.ollama()).encode() + b"\n"
 
 
 async def ollama_lines(run: TaskRun, generate: bool):
@@ -117,7 +122,7 @@ async def ollama_lines(run: TaskRun, generate: bool):
         async for text in run.pieces():
             yield json.dumps(_piece(run, text, generate)).encode() + b"\n"
     except GatewayError as exc:
-        yield json.dumps(exc.ollama()).encode() + b"\n"
+        yield error_line(exc)
         return
     yield json.dumps(_closing(run, generate, "", started)).encode() + b"\n"
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.run import TaskRun
 
-__all__ = ["ChatRequest", "chat_chunks", "chat_reply", "model_reply", "models_reply"]
+__all__ = ["ChatRequest", "chat_chunks", "chat_reply", "error_event", "model_reply", "models_reply"]
 
 
 class _Message(BaseModel):
@@ -90,6 +90,11 @@ def _event(doc: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(doc, separators=(",", ":")).encode() + b"\n\n"
 
 
+def error_event(exc: GatewayError) -> bytes:
+    """A failure mid-stream: an ``error`` event (the stream's last)."""
+    return _event(exc.openai())
+
+
 async def chat_chunks(run: TaskRun, include_usage: bool):
     """The ``chat.completion.chunk`` events; a failure mid-stream is an ``error`` event.
 
@@ -113,7 +118,7 @@ async def chat_chunks(run: TaskRun, include_usage: bool):
                 started = True
                 yield first_before + json.dumps(text).encode() + first_after
     except GatewayError as exc:
-        yield _event(exc.openai())
+        yield error_event(exc)
         return
     closing = [] if started else [first_before + b'""' + first_after]  # no output: the role still
     closing.append(_event({**head, "choices": [{"index": 0, "delta": {},

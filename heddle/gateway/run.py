@@ -239,10 +239,19 @@ class TaskRun:
     def output_text(self) -> str:
         return "".join(self.text)
 
+    def reported(self, name: str) -> float | None:
+        """A figure of the usage the agent relayed from the model server (``prompt_tokens``,
+        ``duration_s``...), or None if it sent none or one that is not a number >= 0: a
+        server's odd count must not break an answer that went out whole."""
+        value = self.usage.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return value if math.isfinite(value) and value >= 0 else None
+
     def counts(self) -> tuple[int, int]:
         """(prompt tokens, completion tokens): the server's counts, else the gateway's."""
-        prompt = self.usage.get("prompt_tokens") or self.item.task.prompt_tokens
-        completion = self.usage.get("output_tokens")
+        prompt = self.reported("prompt_tokens") or self.item.task.prompt_tokens
+        completion = self.reported("output_tokens")
         return int(prompt), int(completion if completion is not None else len(self.text))
 
     def where(self) -> dict[str, Any]:

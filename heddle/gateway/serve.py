@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 
 import uvicorn
 
-from heddle.gateway.app import build_app
+from heddle.gateway.app import END_WAIT_S, build_app
 from heddle.gateway.bridge import Bridge
 from heddle.gateway.keys import load_keys
 from heddle.gateway.settings import READY_LINE, GatewaySettings
@@ -17,7 +18,18 @@ from heddle.live.control.stalls import from_env
 __all__ = ["READY_LINE", "serve"]
 
 GRACEFUL_S = 5.0
-"""On SIGTERM, open streams get this long before they are cut (their tasks are cancelled)."""
+"""On SIGTERM, open streams get this long to finish; then their requests are cancelled and each
+ends with its protocol's error (`app.STOPPING`) and the body's end."""
+
+
+class _Server(uvicorn.Server):
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's, which cancels the requests still going after GRACEFUL_S and returns, and
+        then the process ends: here they first get to end their streams in their protocol's
+        shape (`app._Request.stream`), each waiting at most END_WAIT_S to write it."""
+        await super().shutdown(sockets)
+        if self.server_state.tasks:
+            await asyncio.wait(list(self.server_state.tasks), timeout=2 * END_WAIT_S)
 
 
 async def serve(settings: GatewaySettings) -> None:
@@ -45,7 +57,7 @@ async def serve(settings: GatewaySettings) -> None:
     host, port = sock.getsockname()[:2]
     print(f"{READY_LINE} on http://{host}:{port} (NATS {settings.nats_url})", flush=True)
     try:
-        await uvicorn.Server(config).serve(sockets=[sock])
+        await _Server(config).serve(sockets=[sock])
     finally:
         logging.getLogger("heddle.gateway").info("stopping")
         if stats is not None:

@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,21 @@ class GatewayCluster(Cluster):
               if " serves " in line or "capacity report" in line or "refused" in line),
             "gateway, its last lines:", *(line.rstrip() for line in self.gateway_log[-10:]),
         ])
+
+
+@contextlib.contextmanager
+def one_node(tmp: Path, node: str, key: dict[str, Any], slots: int) -> Iterator[GatewayCluster]:
+    """A cluster of its own: one agent of ``slots`` owned by ``key``'s owner, behind a gateway
+    holding ``key``."""
+    cluster = GatewayCluster(tmp)
+    try:
+        cluster.start_control()
+        cluster.start_llm_agent(node, key["owner"], slots=slots)
+        cluster.start_gateway(write_keys(tmp / "keys.yaml", [key]))
+        cluster.wait_models({node})
+        yield cluster
+    finally:
+        cluster.close()
 
 
 def write_keys(path: Path, entries: list[dict[str, Any]]) -> Path:

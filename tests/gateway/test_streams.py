@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.gateway.gatewaykit import GatewayCluster, write_keys
+from tests.gateway.gatewaykit import GatewayCluster, one_node
 from tests.live.clusterkit import WAIT_S
 from tests.live.llmstandin import Plan, ollama_stream
 
@@ -26,16 +26,8 @@ WORDS = 40
 
 @pytest.fixture(scope="module")
 def streams(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("streams")
-    cluster = GatewayCluster(tmp)
-    try:
-        cluster.start_control()
-        standin = cluster.start_llm_agent(NODE, "dave", slots=STREAMS)
-        cluster.start_gateway(write_keys(tmp / "keys.yaml", [KEY]))
-        cluster.wait_models({NODE})
-        yield cluster, standin
-    finally:
-        cluster.close()
+    with one_node(tmp_path_factory.mktemp("streams"), NODE, KEY, STREAMS) as cluster:
+        yield cluster, cluster.standins[NODE]
 
 
 def words_of(tag: str) -> list[str]:

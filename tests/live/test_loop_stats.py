@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import sys
+import threading
 import time
 
 from heddle.live.control import stalls
 
 HOLD_CPU_S = 0.03
+STALLS = 100_000
 
 
 def hold_the_loop(stats: stalls.LoopStats | None = None) -> None:
@@ -60,3 +63,34 @@ def test_off_without_the_variable_and_asyncio_is_left_alone_after_writing(tmp_pa
     assert asyncio.events.Handle._run is not original
     stats.write()
     assert asyncio.events.Handle._run is original and stats._on_gc not in gc.callbacks
+
+
+def test_stacks_noted_while_the_loop_records_a_stall_never_break_the_loop(tmp_path):
+    # The sampling thread noting a stack while the loop's thread takes the ones noted: it read
+    # them as the other thread added one, and "dictionary changed size during iteration" rose
+    # out of the loop and ended the process (a gateway cut every stream mid-body, twice in
+    # benchmarks under load). Here the threads switch as often as Python lets them, over
+    # STALLS stalls (the old code failed within 650-50,000 of them).
+    stats = stalls.LoopStats(tmp_path / "x.json")
+    stop = threading.Event()
+
+    def sampling() -> None:
+        n = 0
+        while not stop.is_set():
+            stats.note(f"stack {n}")
+            n += 1
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    thread = threading.Thread(target=sampling)
+    thread.start()
+    seen = 0
+    try:
+        for _ in range(STALLS):
+            stats._stalled(0.01, 0.0, "held")  # as the loop's thread does after a long callback
+            seen += stats.stalls.pop()["stack"].startswith("stack ")
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+    assert seen  # stacks were noted as it went

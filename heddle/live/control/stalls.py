@@ -65,7 +65,8 @@ class LoopStats:
     gc_cpu_s: Counter[int] = field(default_factory=Counter)  # generation -> CPU seconds
     gc_worst_cpu_s: Counter[int] = field(default_factory=Counter)  # generation -> longest (CPU)
     _running_since: float = 0.0  # perf_counter when the current callback began, 0 if none
-    _samples: Counter[str] = field(default_factory=Counter)
+    _samples: Counter[str] = field(default_factory=Counter)  # the sampling thread's, under _lock
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _gc_began: float = 0.0
     _gc_cpu_began: float = 0.0
     _main: int = 0
@@ -103,7 +104,13 @@ class LoopStats:
     def _stalled(self, took: float, cpu_s: float, what: str) -> None:
         if len(self.stalls) >= KEEP_STALLS:
             return
-        stack, self._samples = self._samples.most_common(1), Counter()
+        # taken from the sampling thread under the lock, then read: a stack it added while the
+        # loop's thread read the Counter raised "dictionary changed size during iteration" out
+        # of the loop, which ended the process (a gateway's every stream cut mid-body, twice
+        # in benchmarks under load, 2026-12-07)
+        with self._lock:
+            samples, self._samples = self._samples, Counter()
+        stack = samples.most_common(1)
         self.stalls.append({"at": time.time() - took, "ms": round(took * 1000, 2), "cpu_ms": round(cpu_s * 1000, 2),
                             "what": what, "stack": stack[0][0] if stack else ""})
 
@@ -133,8 +140,13 @@ class LoopStats:
             frame = sys._current_frames().get(self._main)  # a sampling profiler reads the frame
             if frame is not None:
                 summary = traceback.extract_stack(frame)[-6:]
-                self._samples[" <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
-                                          for f in reversed(summary))] += 1
+                self.note(" <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                                      for f in reversed(summary)))
+
+    def note(self, stack: str) -> None:
+        """The sampling thread saw the loop's thread at ``stack``."""
+        with self._lock:
+            self._samples[stack] += 1
 
     def uninstall(self) -> None:
         """Stop timing (the process goes on untimed)."""
