@@ -10,11 +10,12 @@ import json
 import socket
 import time
 
+import httpx2
 import pytest
 
 from heddle.live.agent.executors import ExecutionError, Progress
 from heddle.live.backends import OllamaExecutor, OpenAIExecutor
-from heddle.live.backends.http import HttpClient, HttpStatusError
+from heddle.live.backends.http import MAX_LINE, HttpClient, HttpStatusError
 from tests.live.llmstandin import WORDS, StandIn
 from tests.live.test_backends import assignment
 
@@ -163,19 +164,21 @@ def _ollama_lines(words: list[str]) -> list[bytes]:
             for w in words] + [json.dumps({"model": "m", "done": True, "eval_count": len(words)}).encode()]
 
 
-async def _trickling_server(head: bytes, body: bytes):
-    """A server answering with ``head`` then ``body`` a few bytes per write (so lines and
-    chunk sizes arrive cut anywhere), then closing; its URL."""
+async def _trickling_server(head: bytes, body: bytes, step: int = 3, hold: bool = False):
+    """A server answering with ``head`` then ``body`` ``step`` bytes per write (so lines and
+    chunk sizes arrive cut anywhere), then closing (``hold``: once the client has); its URL."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = await reader.readuntil(b"\r\n\r\n")
         await reader.readexactly(next((int(line.split(b":")[1]) for line in request.split(b"\r\n")
                                        if line.lower().startswith(b"content-length:")), 0))
         writer.write(head)
-        for at in range(0, len(body), 3):
-            writer.write(body[at:at + 3])
+        for at in range(0, len(body), step):
+            writer.write(body[at:at + step])
             await writer.drain()
             await asyncio.sleep(0)
+        if hold:
+            await reader.read()
         writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -221,6 +224,86 @@ async def test_a_streamed_answer_cut_mid_body_fails_with_the_reason():
             await executor.run(assignment("t1", options={"model": "m"}), Progress())
     finally:
         await executor.close()
+        server.close()
+
+
+CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def _sized(length: int) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length
+
+
+async def _body(url: str, how: str, read_s: float = 5) -> bytes:
+    """The body of a GET to ``url``, read whole (`read`) or as lines (`feed_lines`, joined)."""
+    client = HttpClient(url, connect_s=5, read_s=read_s)
+    try:
+        async with client.stream("GET", "/doc") as response:
+            if how == "read":
+                return await response.read()
+            lines: list[str] = []
+            await response.feed_lines(lambda line: lines.append(line) or False, settle_s=1)
+            return "".join(line + "\n" for line in lines).encode()
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.parametrize("how", ["read", "feed_lines"])
+@pytest.mark.parametrize("framing", ["chunked", "chunked, the close ends the trailers", "sized",
+                                     "up to the close"])
+async def test_a_body_cut_anywhere_reads_whole(framing, how):
+    """A document (`read`: discovery's GETs, error bodies) and a streamed answer's lines read
+    the same bytes however the server frames and cuts them."""
+    lines = _ollama_lines([f" w{i}" for i in range(30)] + [" \u00e9t\u00e9"])
+    plain = b"".join(line + b"\n" for line in lines)
+    head, body = {
+        "chunked": (CHUNKED, _chunked(lines)),
+        "chunked, the close ends the trailers": (CHUNKED, _chunked(lines)[:-2]),
+        "sized": (_sized(len(plain)), plain),
+        "up to the close": (b"HTTP/1.0 200 OK\r\n\r\n", plain),
+    }[framing]
+    server, url = await _trickling_server(head, body)
+    try:
+        assert await _body(url, how) == plain
+    finally:
+        server.close()
+
+
+LONG = b"1" * (MAX_LINE + 10)
+"""A line longer than the reader keeps waiting for its end."""
+
+
+@pytest.mark.parametrize("how", ["read", "feed_lines"])
+@pytest.mark.parametrize(("head", "body", "hold", "error", "match"), [
+    (CHUNKED, b"zz\r\nab\r\n0\r\n\r\n", False, httpx2.RemoteProtocolError,
+     "malformed chunked encoding"),
+    (CHUNKED, LONG, False, httpx2.RemoteProtocolError, "malformed chunked encoding"),
+    (CHUNKED, b"10\r\nabc", False, httpx2.RemoteProtocolError,
+     "peer closed connection without sending complete message body"),
+    (_sized(10), b"abc", False, httpx2.RemoteProtocolError,
+     "peer closed connection without sending complete message body"),
+    (CHUNKED, b"3\r\nab", True, httpx2.ReadTimeout, "no byte within 0.3 s"),
+    (_sized(10), b"abc", True, httpx2.ReadTimeout, "no byte within 0.3 s"),
+    (b"HTTP/1.0 200 OK\r\n\r\n", b"abc", True, httpx2.ReadTimeout, "no byte within 0.3 s"),
+], ids=["chunk size not hexadecimal", "chunk size line too long", "cut inside a chunk",
+        "cut short of its length", "chunked, then silence", "sized, then silence",
+        "up to the close, then silence"])
+async def test_a_bad_body_fails_with_what_was_wrong(head, body, hold, error, match, how):
+    server, url = await _trickling_server(head, body, step=65536, hold=hold)
+    try:
+        with pytest.raises(error, match=match):
+            await _body(url, how, read_s=0.3)
+    finally:
+        server.close()
+
+
+async def test_a_streamed_line_too_long_fails_with_what_was_wrong():
+    """Its end (the last byte of the body) never comes: the reader gives up at MAX_LINE."""
+    server, url = await _trickling_server(_sized(len(LONG) + 1), LONG, step=65536, hold=True)
+    try:
+        with pytest.raises(httpx2.RemoteProtocolError, match="line too long"):
+            await _body(url, "feed_lines")
+    finally:
         server.close()
 
 
