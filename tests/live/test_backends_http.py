@@ -269,6 +269,19 @@ async def test_a_body_cut_anywhere_reads_whole(framing, how):
         server.close()
 
 
+@pytest.mark.parametrize("how", ["read", "feed_lines"])
+@pytest.mark.parametrize(("head", "body"), [(_sized(0), b""), (CHUNKED, b"0\r\n\r\n")],
+                         ids=["Content-Length 0", "chunked"])
+async def test_an_empty_body_on_a_kept_alive_connection_reads_at_once(head, body, how):
+    """No byte of the body comes after the head (a 5xx without text, say): its end is known
+    without waiting for one, nor for the server's close, nor for the read timeout."""
+    server, url = await _trickling_server(head, body, hold=True)
+    try:
+        assert await asyncio.wait_for(_body(url, how, read_s=60), 30) == b""
+    finally:
+        server.close()
+
+
 LONG = b"1" * (MAX_LINE + 10)
 """A line longer than the reader keeps waiting for its end."""
 
@@ -276,17 +289,22 @@ LONG = b"1" * (MAX_LINE + 10)
 @pytest.mark.parametrize("how", ["read", "feed_lines"])
 @pytest.mark.parametrize(("head", "body", "hold", "error", "match"), [
     (CHUNKED, b"zz\r\nab\r\n0\r\n\r\n", False, httpx2.RemoteProtocolError,
-     "malformed chunked encoding"),
-    (CHUNKED, LONG, False, httpx2.RemoteProtocolError, "malformed chunked encoding"),
+     r"malformed chunked encoding \(chunk size line b'zz"),
+    (CHUNKED, b"-2\r\nab\r\n0\r\n\r\n", False, httpx2.RemoteProtocolError,
+     r"malformed chunked encoding \(chunk size line b'-2"),
+    (CHUNKED, LONG, False, httpx2.RemoteProtocolError,
+     "malformed chunked encoding .no end to a chunk size line"),
     (CHUNKED, b"10\r\nabc", False, httpx2.RemoteProtocolError,
+     "peer closed connection without sending complete message body"),
+    (CHUNKED, b"3\r\nabc\r\n", False, httpx2.RemoteProtocolError,
      "peer closed connection without sending complete message body"),
     (_sized(10), b"abc", False, httpx2.RemoteProtocolError,
      "peer closed connection without sending complete message body"),
     (CHUNKED, b"3\r\nab", True, httpx2.ReadTimeout, "no byte within 0.3 s"),
     (_sized(10), b"abc", True, httpx2.ReadTimeout, "no byte within 0.3 s"),
     (b"HTTP/1.0 200 OK\r\n\r\n", b"abc", True, httpx2.ReadTimeout, "no byte within 0.3 s"),
-], ids=["chunk size not hexadecimal", "chunk size line too long", "cut inside a chunk",
-        "cut short of its length", "chunked, then silence", "sized, then silence",
+], ids=["chunk size not hexadecimal", "chunk size negative", "chunk size line too long",
+        "cut inside a chunk", "cut between two chunks", "cut short of its length", "chunked, then silence", "sized, then silence",
         "up to the close, then silence"])
 async def test_a_bad_body_fails_with_what_was_wrong(head, body, hold, error, match, how):
     server, url = await _trickling_server(head, body, step=65536, hold=hold)

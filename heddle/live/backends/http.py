@@ -5,16 +5,17 @@ Why not httpx: a token read through httpx passes six async generators, an anyio 
 and h11's state machine; measured against the benchmark's paced stand-in, 450 us of CPU per
 token with one stream (95 us with 50), most of what an agent spent on a streamed request.
 
-A streamed answer's lines (`HttpResponse.feed_lines`) are handed to a plain function as the
-bytes come, by one reader of every body of the event loop (`_Pump`), not by a task woken per
-read: no future, task step or async generator per token. It reads in slices of at most
-`SLICE_S` and lets the loop run whatever else is ready between two (a new assignment, the
-NATS client's reads), and bodies that have not handed on a line yet (a first token) go first.
+Every body is read by one decoder of its framing (`_Feed`: chunked, sized, up to the close):
+a streamed answer's lines (`HttpResponse.feed_lines`) are handed to a plain function as the
+bytes come, a document's bytes (`read`) kept whole. One reader of every body of the event
+loop (`_Pump`) runs them, not a task woken per read: no future, task step or async generator
+per token. It reads in slices of at most `SLICE_S` and lets the loop run whatever else is
+ready between two (a new assignment, the NATS client's reads), and bodies that have not
+handed on a line yet (a first token) go first.
 The bytes are taken straight from the connection's `asyncio.StreamReader` buffer (`_buffer`,
 private to the standard library; measured: agents' CPU at 100 streams -9 to -10%, see
 docs/gateway.md); tests/live/test_backends_http.py holds the StreamReader to what this
 assumes, so a Python that changes it fails there, not mid-answer.
-A document (`read`) is a buffered ``readline`` / ``readexactly`` under one timer.
 
 Failures raise httpx2's exception types (`ConnectError`, `ConnectTimeout`, `ReadTimeout`,
 `RemoteProtocolError`) so `heddle.live.backends.common.http_failure` words them the same for
@@ -110,26 +111,41 @@ _PUMPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pump] = weakref.We
 
 
 class _Feed:
-    """One body's lines to ``on_line`` as its bytes come (`HttpResponse.feed_lines`)."""
+    """One body, decoded from its framing (chunked, sized, or up to the server's close) as
+    its bytes come and handed on piece by piece (`_piece`): the one reader of bodies, for a
+    document (`_Document`) and a streamed answer's lines (`_Lines`) alike. The loop's
+    `_Pump` runs it; `read_to_end` awaits its end."""
 
-    def __init__(self, response: HttpResponse, on_line: Callable[[str], bool], settle_s: float) -> None:
+    lines = 0
+    """Lines handed on so far: the pump reads bodies that have handed on none first."""
+    last = False
+    """The server's last message came: the rest is read, not handed on, and a failure is
+    none (only `_Lines` learns this)."""
+
+    def __init__(self, response: HttpResponse) -> None:
         self.loop = loop = asyncio.get_running_loop()
         pump = _PUMPS.get(loop)
         if pump is None:
             pump = _PUMPS[loop] = _Pump(loop)
-        self.pump, self.response, self.on_line, self.settle_s = pump, response, on_line, settle_s
+        self.pump, self.response = pump, response
         self.reader: _Reader = response._link.reader  # type: ignore[assignment]
         self.done: asyncio.Future[None] = loop.create_future()
         self.queued = False
-        self.lines = 0
-        self.last = False  # the server's last message came: the rest is read, not handed on
         self.need: int | None = None  # bytes of the chunk being read, with its CRLF
         self.trailers = False
         self.left = response._length
-        self.rest = b""  # a line's start
-        self.read_s = response._clock.read_s
+        self.read_s = response._read_s
         self.due_at = loop.time() + self.read_s
         self.timer: asyncio.TimerHandle | None = loop.call_at(self.due_at, self._check)
+
+    async def read_to_end(self) -> None:
+        """Read the body to its end (or its failure, raised here)."""
+        self.reader.feed = self
+        self.wake()  # its bytes may have come with the head (or there are none: Content-Length 0)
+        try:
+            await self.done
+        finally:
+            self.stop()
 
     def wake(self, data_came: bool = False) -> None:
         if data_came:
@@ -152,7 +168,7 @@ class _Feed:
             self._finish(None)
 
     def _read(self) -> bool:
-        """Hand on the lines of what has come; True at the body's end."""
+        """Hand on the pieces of what has come; True at the body's end."""
         buf: bytearray = self.reader._buffer  # type: ignore[attr-defined]
         if self.response._chunked:
             while True:
@@ -167,7 +183,8 @@ class _Feed:
                 end = buf.find(b"\n")
                 if end < 0:
                     if len(buf) > MAX_LINE:
-                        raise ValueError("chunk size line too long")
+                        raise httpx2.RemoteProtocolError("malformed chunked encoding (no end to "
+                                                         f"a chunk size line within {MAX_LINE} bytes)")
                     break
                 line = bytes(buf[:end + 1])
                 del buf[:end + 1]
@@ -175,13 +192,13 @@ class _Feed:
                     if line in (b"\r\n", b"\n"):
                         return self._ended()
                     continue
-                size = int(line.split(b";", 1)[0], 16)
+                size = _chunk_size(line)
                 if size:
                     self.need = size + 2
                 else:
                     self.trailers = True
             if self.trailers and self.reader._eof and self.reader.exception() is None:  # type: ignore[attr-defined]
-                return self._ended()  # the trailers' blank line never came: as `_pieces`
+                return self._ended()  # the trailers' blank line never came: the close ends them
         elif self.left is not None:
             take = min(self.left, len(buf))
             if take:
@@ -198,36 +215,18 @@ class _Feed:
                 self._piece(piece)
             if self.reader._eof and self.reader.exception() is None:  # type: ignore[attr-defined]
                 return self._ended()
-        if self.reader._eof or self.reader.exception() is not None:  # type: ignore[attr-defined]
-            raise ConnectionError("closed mid-body")
+        error = self.reader.exception()
+        if self.reader._eof or error is not None:  # type: ignore[attr-defined]
+            raise httpx2.RemoteProtocolError("peer closed connection without sending complete message "
+                                             "body" + (f" ({type(error).__name__})" if error else ""))
         return False
 
     def _piece(self, piece: bytes) -> None:
-        if self.rest:
-            piece, self.rest = self.rest + piece, b""
-        *whole, self.rest = piece.split(b"\n")
-        if len(self.rest) > MAX_LINE:
-            raise ValueError("line too long")
-        for line in whole:
-            self._line(line)
-
-    def _line(self, line: bytes) -> None:
-        if self.last:
-            return
-        self.lines += 1
-        try:
-            last = self.on_line(line.rstrip(b"\r").decode(errors="replace"))
-        except Exception as exc:
-            raise _Refused(exc) from exc
-        if last:
-            self.last = True
-            if not self.done.done():  # the rest of the body, usually in the same packet
-                self.loop.call_later(self.settle_s, self._finish, None)
+        """The body's next bytes."""
+        raise NotImplementedError
 
     def _ended(self) -> bool:
-        if self.rest:
-            line, self.rest = self.rest, b""
-            self._line(line)
+        """The body's end came: True."""
         return True
 
     def _check(self) -> None:
@@ -243,15 +242,8 @@ class _Feed:
             return
         if exc is None:
             self.done.set_result(None)
-            return
-        if isinstance(exc, _Refused):  # on_line's own
-            exc = exc.__cause__ or exc
-        elif isinstance(exc, ConnectionError):
-            exc = httpx2.RemoteProtocolError("peer closed connection without sending complete "
-                                             f"message body ({type(exc).__name__})")
-        elif isinstance(exc, ValueError):
-            exc = httpx2.RemoteProtocolError(f"malformed chunked encoding ({exc})")
-        self.done.set_exception(exc)
+        else:
+            self.done.set_exception(exc)
 
     def stop(self) -> None:
         self.reader.feed = None
@@ -260,8 +252,59 @@ class _Feed:
             self.timer = None
 
 
-class _Refused(Exception):
-    """What ``on_line`` raised (its ``__cause__``), apart from the reader's own failures."""
+def _chunk_size(line: bytes) -> int:
+    """A chunk size line's size; RemoteProtocolError, quoting it, if it is not hexadecimal."""
+    try:
+        size = int(line.split(b";", 1)[0], 16)
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise httpx2.RemoteProtocolError(f"malformed chunked encoding (chunk size line {line[:40]!r})")
+    return size
+
+
+class _Document(_Feed):
+    """A body's bytes, whole (`HttpResponse.read`)."""
+
+    def __init__(self, response: HttpResponse) -> None:
+        super().__init__(response)
+        self.pieces: list[bytes] = []
+
+    def _piece(self, piece: bytes) -> None:
+        self.pieces.append(piece)
+
+
+class _Lines(_Feed):
+    """A body's lines to ``on_line`` as its bytes come (`HttpResponse.feed_lines`)."""
+
+    def __init__(self, response: HttpResponse, on_line: Callable[[str], bool], settle_s: float) -> None:
+        super().__init__(response)
+        self.on_line, self.settle_s = on_line, settle_s
+        self.rest = b""  # a line's start
+
+    def _piece(self, piece: bytes) -> None:
+        if self.rest:
+            piece, self.rest = self.rest + piece, b""
+        *whole, self.rest = piece.split(b"\n")
+        if len(self.rest) > MAX_LINE:
+            raise httpx2.RemoteProtocolError(f"line too long (no line end within {MAX_LINE} bytes)")
+        for line in whole:
+            self._line(line)
+
+    def _line(self, line: bytes) -> None:
+        if self.last:
+            return
+        self.lines += 1
+        if self.on_line(line.rstrip(b"\r").decode(errors="replace")):
+            self.last = True
+            if not self.done.done():  # the rest of the body, usually in the same packet
+                self.loop.call_later(self.settle_s, self._finish, None)
+
+    def _ended(self) -> bool:
+        if self.rest:
+            line, self.rest = self.rest, b""
+            self._line(line)
+        return True
 
 
 class _Link:
@@ -277,46 +320,13 @@ class _Link:
         self.writer.close()
 
 
-class _ReadClock:
-    """The read timeout of one response's body with one timer: a read only moves the
-    deadline (an `asyncio.timeout` per read cost ~13% of an agent's CPU when streaming)."""
-
-    __slots__ = ("due", "expired", "handle", "loop", "read_s", "task")
-
-    def __init__(self, read_s: float) -> None:
-        self.loop, self.read_s = asyncio.get_running_loop(), read_s
-        self.due, self.expired = 0.0, False
-        self.handle: asyncio.TimerHandle | None = None
-        self.task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        """A read begins: no byte for ``read_s`` from now cancels it (`expired` says why)."""
-        self.due = self.loop.time() + self.read_s
-        if self.handle is None:
-            self.task = asyncio.current_task()
-            self.handle = self.loop.call_at(self.due, self._check)
-
-    def _check(self) -> None:
-        if self.loop.time() < self.due:  # reads went on since it was set: the new deadline
-            self.handle = self.loop.call_at(self.due, self._check)
-            return
-        self.handle, self.expired = None, True
-        assert self.task is not None
-        self.task.cancel()
-
-    def stop(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
-
-
 class HttpResponse:
     """Status, headers (lower-case names) and the body, read once: `read` or `feed_lines`."""
 
     def __init__(self, link: _Link, status: int, headers: dict[str, str], keep_alive: bool,
                  read_s: float, head_only: bool = False) -> None:
         self._link, self.status_code, self.headers = link, status, headers
-        self._clock = _ReadClock(read_s)
+        self._read_s = read_s
         self.complete = head_only  # the body has been read to its end
         self.keep_alive = keep_alive
         self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
@@ -325,56 +335,13 @@ class HttpResponse:
         if not self._chunked and self._length is None:
             self.keep_alive = False  # the body ends when the server closes the connection
 
-    def close(self) -> None:
-        self._clock.stop()
-
-    async def _pieces(self) -> AsyncIterator[bytes]:
-        """The body's bytes as they arrive (chunked, sized, or up to the server's close)."""
-        reader, clock = self._link.reader, self._clock
-        try:
-            if self._chunked:
-                while True:
-                    clock.start()
-                    size = int((await reader.readline()).split(b";", 1)[0], 16)
-                    if not size:  # trailers, then a blank line
-                        while (await reader.readline()) not in (b"\r\n", b"\n", _EOF):
-                            pass
-                        break
-                    data = await reader.readexactly(size + 2)
-                    yield data[:-2]
-            elif self._length is not None:
-                left = self._length
-                while left:
-                    clock.start()
-                    data = await reader.read(min(left, 65536))
-                    if not data:
-                        raise asyncio.IncompleteReadError(_EOF, left)
-                    left -= len(data)
-                    yield data
-            else:
-                while True:
-                    clock.start()
-                    data = await reader.read(65536)
-                    if not data:
-                        break
-                    yield data
-        except asyncio.CancelledError:
-            if not clock.expired:
-                raise
-            assert clock.task is not None
-            clock.task.uncancel()
-            raise httpx2.ReadTimeout(f"no byte within {clock.read_s:g} s") from None
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            raise httpx2.RemoteProtocolError("peer closed connection without sending complete "
-                                             f"message body ({type(exc).__name__})") from None
-        except ValueError:  # a chunk size that is not hexadecimal
-            raise httpx2.RemoteProtocolError("malformed chunked encoding") from None
-        finally:
-            clock.stop()
-        self.complete = True
-
     async def read(self) -> bytes:
-        return b"".join([piece async for piece in self._pieces()])
+        """The whole body (a document, an error's text)."""
+        if self.complete:
+            return b""
+        document = _Document(self)
+        await document.read_to_end()
+        return b"".join(document.pieces)
 
     async def feed_lines(self, on_line: Callable[[str], bool], settle_s: float) -> None:
         """Hand the body's lines (without their line ends, UTF-8) to ``on_line`` as they
@@ -383,18 +350,8 @@ class HttpResponse:
         returns True at the server's last message: the lines after it are read and
         dropped, for at most ``settle_s`` (then the connection is not kept alive), and a
         failure after it is no failure."""
-        if self.complete:
-            return
-        feed = _Feed(self, on_line, settle_s)
-        reader = feed.reader
-        reader.feed = feed
-        if reader._buffer or reader.at_eof() or reader.exception() is not None:  # type: ignore[attr-defined]
-            feed.wake()
-        try:
-            await feed.done
-        finally:
-            feed.stop()
-
+        if not self.complete:
+            await _Lines(self, on_line, settle_s).read_to_end()
 
 
 class HttpClient:
@@ -471,7 +428,6 @@ class HttpClient:
         try:
             yield response
         finally:
-            response.close()
             self._release(link, response)
 
     async def _send(self, data: bytes, head_only: bool,
