@@ -634,6 +634,11 @@ def main() -> None:
         if cluster is not None:  # a client that died on a cut answer: what the servers said
             for name, log in (("gateway", cluster.gateway_log), ("control plane", cluster.control_log)):
                 print(f"   the {name}'s last lines:", *(line.rstrip() for line in log[-30:]), sep="\n     ")
+            # which process ended (an exit code, or minus the signal that ended it) or is running
+            processes = [("gateway", cluster.gateway), ("control plane", cluster.control),
+                         ("nats-server", cluster.nats.process), *cluster.agents.items()]
+            print("   processes:", ", ".join(f"{name} {'running' if p.poll() is None else p.returncode}"
+                                             for name, p in processes))
         raise
     finally:
         if floor is not None:

@@ -139,7 +139,10 @@ async def serve_standin(ttft_s: float, gap_s: float) -> None:
 
 async def read_chunk(reader: asyncio.StreamReader) -> bytes | None:
     """The next chunk of a chunked HTTP/1.1 body (with its closing CRLF), None at its end."""
-    size = int((await reader.readline()).split(b";")[0], 16)
+    line = await reader.readline()
+    if not line:
+        raise ConnectionError("the server closed the connection in the middle of a chunked body")
+    size = int(line.split(b";")[0], 16)
     data = await reader.readexactly(size + 2)
     return data if size else None
 
