@@ -28,7 +28,7 @@ class _Server(uvicorn.Server):
         then the process ends: here they first get to end their streams in their protocol's
         shape (`app._Request.stream`), each waiting at most END_WAIT_S to write it."""
         await super().shutdown(sockets)
-        if self.server_state.tasks:
+        if self.server_state.tasks and not self.force_exit:
             await asyncio.wait(list(self.server_state.tasks), timeout=2 * END_WAIT_S)
 
 
