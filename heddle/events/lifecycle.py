@@ -48,6 +48,15 @@ def _require(payload: Payload, field: str, kind: type) -> Any:
     return value
 
 
+def _tasks_added(payload: Payload) -> dict[str, Any]:
+    """The ``task_ids`` and child memberships of a job event that adds tasks."""
+    task_ids = _require(payload, "task_ids", list)
+    if not task_ids or not all(isinstance(t, str) for t in task_ids):
+        raise CommandRejected("INVALID_PAYLOAD", f"task_ids must be a non-empty list of str, got {task_ids!r}")
+    return {"task_ids": list(task_ids),
+            "_child_membership": [child_membership("Task", t) for t in task_ids]}
+
+
 @register_aggregate("Task")
 class TaskAggregate(IntervalAggregate):
     """One unit of work's life, as the live runtime records it."""
@@ -159,10 +168,16 @@ class JobAggregate(RootAggregate):
         self.submitted = False
 
     def handle_submit_job(self, payload: Payload, metadata: Metadata) -> Decision:
+        """``task_ids`` (optional): the tasks the job is submitted with, named here rather
+        than in a JobTasksAdded of their own (one event fewer per job: a gateway request is
+        a job of one task, and each event costs the control plane ~0.1 ms)."""
         self.ensure_open()
         if self.submitted:
             raise CommandRejected("ALREADY_SUBMITTED", f"job {self.aggregate_id}")
-        return "JobSubmitted", {"owner": _require(payload, "owner", str)}
+        event = {"owner": _require(payload, "owner", str)}
+        if "task_ids" in payload:
+            event.update(_tasks_added(payload))
+        return "JobSubmitted", event
 
     def handle_add_task(self, payload: Payload, metadata: Metadata) -> Decision:
         self.ensure_open()
@@ -179,13 +194,7 @@ class JobAggregate(RootAggregate):
         self.ensure_open()
         if not self.submitted:
             raise CommandRejected("NOT_SUBMITTED", f"job {self.aggregate_id}")
-        task_ids = _require(payload, "task_ids", list)
-        if not task_ids or not all(isinstance(t, str) for t in task_ids):
-            raise CommandRejected("INVALID_PAYLOAD", f"task_ids must be a non-empty list of str, got {task_ids!r}")
-        return "JobTasksAdded", {
-            "task_ids": list(task_ids),
-            "_child_membership": [child_membership("Task", t) for t in task_ids],
-        }
+        return "JobTasksAdded", _tasks_added(payload)
 
     def apply_job_submitted(self, payload: Payload, metadata: Metadata) -> None:
         self.owner = payload["owner"]

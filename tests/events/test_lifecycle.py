@@ -113,3 +113,15 @@ async def test_a_job_adds_many_tasks_in_one_event(command_handler, in_memory_eve
         "JobSubmitted", "JobTasksAdded", "JobTaskAdded"]
     with pytest.raises(CommandRejected, match="INVALID_PAYLOAD"):
         await command_handler.handle(make_command("AddTasks", payload={"task_ids": []}, **job))
+
+
+async def test_a_job_submitted_with_its_tasks_lists_them_in_one_event(command_handler, in_memory_event_log):
+    job = {"aggregate_type": "Job", "aggregate_id": "j1"}
+    await command_handler.handle(make_command("SubmitJob", payload={"owner": "ana", "task_ids": ["t1", "t2"]},
+                                              **job))
+    await command_handler.handle(make_command("AddTasks", payload={"task_ids": ["t3"]}, **job))
+    assert command_handler.cache.get(("Job", "j1")).children == {"Task": {"t1", "t2", "t3"}}
+    assert [e.event_type for e in in_memory_event_log.events("Job", "j1")] == ["JobSubmitted", "JobTasksAdded"]
+    with pytest.raises(CommandRejected, match="INVALID_PAYLOAD"):
+        await command_handler.handle(make_command("SubmitJob", payload={"owner": "bo", "task_ids": []},
+                                                  aggregate_type="Job", aggregate_id="j2"))

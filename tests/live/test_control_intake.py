@@ -168,3 +168,23 @@ async def test_an_early_placement_is_answered_before_the_submission_is_durable(n
     await until(in_the_log, "the early-placed task's events appended")
     held.set_result(None)
     await nc.close()
+
+
+async def test_a_new_jobs_tasks_are_listed_in_its_jobsubmitted_and_later_ones_in_jobtasksadded(natsd, plane):
+    """One event fewer per new job (a gateway request is one); the job still knows its tasks
+    when rebuilt from the log, so a re-sent submission is not run twice."""
+    nc = await nats.connect(natsd.url)
+    assert (await _submit_raw(nc, wire.SUBMIT, "jl", 2, fresh_job=True)).detail["accepted"] == 2
+    assert (await _submit_raw(nc, wire.SUBMIT, "jl", 3, fresh_job=False)).detail["accepted"] == 1
+    listed = []
+
+    async def both_in_the_log() -> bool:  # (the JobTasksAdded may trail the reply)
+        listed[:] = [(e.event_type, e.payload["task_ids"])
+                     async for e in plane.journal.log.load("Job", "jl")]
+        return len(listed) == 2
+
+    await until(both_in_the_log, "the job's two events in the log")
+    assert listed == [("JobSubmitted", ["jl-t0", "jl-t1"]), ("JobTasksAdded", ["jl-t2"])]
+    plane.journal.jobs.pop("jl")
+    assert (await plane.journal.recall_job("jl")).children == {"Task": {"jl-t0", "jl-t1", "jl-t2"}}
+    await nc.close()

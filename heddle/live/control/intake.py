@@ -53,6 +53,7 @@ from heddle.live.control.messages import (
     Reply,
     StatusReply,
     SubmitRequest,
+    SubmitTask,
     TaskRow,
     decode_request,
     decode_request_raw,
@@ -270,22 +271,28 @@ class _Intake:
 
     def accept(self, request: SubmitRequest, raw_tasks: list[dict[str, Any]],
                user: str | None = None) -> tuple[list[LiveTask], list[Any]]:
-        """Record JobSubmitted (once), TaskSubmitted per new task and one JobTasksAdded
-        listing them; returns the new tasks and the events that must be in the log before
-        the reply (the job's list may trail: TaskSubmitted names the job too)."""
+        """Record JobSubmitted (once), TaskSubmitted per new task and the job's list of them:
+        in its JobSubmitted when the job is new (one event fewer: a gateway request is a job
+        of one task), else in one JobTasksAdded; returns the new tasks and the events that
+        must be in the log before the reply (a JobTasksAdded may trail: TaskSubmitted names
+        the job too)."""
         plane, journal = self.plane, self.plane.journal
         issued_by = user_issuer(user or request.sender)
         owner = owner_tag(user) if user is not None else request.owner or "-"
         now = plane.now()
         job = journal.job(request.job_id)
-        envelopes = []
-        if not job.submitted:
-            envelopes.append(journal.record(job, "SubmitJob", {"owner": owner}, issued_by,
-                                            {"source": request.source}))
-        fresh = []
+        new: dict[str, tuple[SubmitTask, dict[str, Any]]] = {}
         for item, raw in zip(request.tasks, raw_tasks, strict=True):
-            if self.known(item.task.id, request.job_id):
-                continue  # a retried request: already accepted
+            if item.task.id not in new and not self.known(item.task.id, request.job_id):
+                new[item.task.id] = (item, raw)  # (else a retried request: already accepted)
+        envelopes = []
+        added = {"task_ids": list(new)} if new else {}
+        if not job.submitted:
+            envelopes.append(journal.record(job, "SubmitJob", {"owner": owner, **added}, issued_by,
+                                            {"source": request.source}))
+            added = {}
+        fresh = []
+        for item, raw in new.values():
             spec = item.task
             deadline = None if spec.deadline_s is None else now + spec.deadline_s - spec.arrival_s
             task = replace(spec.to_task(), arrival_s=now, deadline_s=deadline)
@@ -298,8 +305,8 @@ class _Intake:
                 issued_by, {"spec": raw, "submitted_at": now},  # the validated JSON, as sent
             ))
             fresh.append(live)
-        if fresh:
-            journal.record(job, "AddTasks", {"task_ids": [live.key for live in fresh]}, issued_by)
+        if added:
+            journal.record(job, "AddTasks", added, issued_by)
         return fresh, envelopes
 
     async def admit(self, msg: Any, request: SubmitRequest, accepted: int,
