@@ -51,6 +51,8 @@ each stream is one connection running chats back to back).
    >= 90%.
 Each phase prints the CPU seconds every process spent, per request and per token: on a shared
 2-core machine wall figures move with the load (printed too), CPU per token much less.
+Phases 1 and 2 also print what a reader of the answers saw on each path: the gaps between an
+answer's successive chunks as the client read them (p50/p99) and the tokens per chunk.
 
 With ``--floor`` three processes of `gateway_floor.py` stand where the gateway, the control
 plane and an agent stand and pass a chat along the same hops with no work at each (no checks,
@@ -129,6 +131,7 @@ class Run:
     busy_s: float = 0.0  # open loop: the chats' seconds from arrival to end
     bunching: list[float] = field(default_factory=list)  # each round's `bunching` of its sends
     others: list[float] = field(default_factory=list)  # each round's cores busy outside the run's processes (+-0.05)
+    gaps: list[float] = field(default_factory=list)  # ms between an answer's chunks as a client read them
 
     def add(self, other: Run) -> None:
         self.ttfts += other.ttfts
@@ -145,6 +148,7 @@ class Run:
         self.busy_s += other.busy_s
         self.bunching += other.bunching
         self.others += other.others
+        self.gaps += other.gaps
         for name, cpu in other.cpu_s.items():
             self.cpu_s[name] = self.cpu_s.get(name, 0.0) + cpu
 
@@ -216,6 +220,7 @@ class Harness:
             run.opened += a.get("opened", 0)
             run.peak = max(run.peak, a.get("peak", 0))
             run.busy_s += a.get("busy_s", 0.0)
+            run.gaps += a["gaps"]
             # an open-loop chat answers its lateness too (send - arrival); its ``first`` counts
             # from the arrival
             for first, count, error, task, sent_at, *late in a["results"]:
@@ -319,6 +324,13 @@ def bunching(sent: list[float]) -> float:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def reader_line(run: Run) -> str:
+    """What a reader of the answers saw: the gaps between an answer's chunks, tokens per chunk."""
+    chunks = len(run.gaps) + len(run.ttfts)  # an answer's chunks: its gaps + 1
+    return (f"gaps between an answer's chunks read by the client p50 {pct(run.gaps, 0.5):.1f} ms, p99 "
+            f"{pct(run.gaps, 0.99):.1f} ms; {run.tokens / max(chunks, 1):.2f} tokens per chunk")
 
 
 def cpu_lines(run: Run, indent: str = "     ") -> str:
@@ -599,6 +611,7 @@ def main() -> None:
         if floor is not None:
             print(f"   floor, during the gateway's rounds: the same hops with no work add {floor.added()}")
         goal_lines(d_run, g_run)
+        print(f"   reader, direct: {reader_line(d_run)}\n   reader, gateway: {reader_line(g_run)}")
         print("   gateway path:\n" + cpu_lines(g_run))
         print(f"   one stream at a time, 40 chats per path ({load()}):")
         d_one, g_one = harness.drive(*direct, 1, 40, 20), harness.drive(*gateway, 1, 40, 20)
@@ -618,6 +631,7 @@ def main() -> None:
         print(f"   gateway {g_tp.rate:8.0f} tokens/s ({g_tp.tokens} in {g_tp.wall_s:.2f} s)")
         print(f"   gateway / direct = {g_tp.rate / d_tp.rate:.1%}  (goal >= 90%; the stand-in's pace "
               f"allows {ideal:.0f} tokens/s)")
+        print(f"   reader, direct: {reader_line(d_tp)}\n   reader, gateway: {reader_line(g_tp)}")
         print("   direct path:\n" + cpu_lines(d_tp))
         print("   gateway path:\n" + cpu_lines(g_tp))
         errors = [e for r in (d_run, g_run, d_one, g_one, od_run, og_run, d_tp, g_tp) for e in r.errors]

@@ -11,7 +11,8 @@ bottleneck it measures: a paced stand-in model server and a lean streaming HTTP 
     python benchmarks/gateway_load.py client
         reads one JSON job per line from stdin and answers each with one JSON line: per request
         (seconds to the first token, tokens, errors, the gateway's task id from X-Heddle-Task,
-        Unix time sent), the wall span and the process's own CPU seconds. From wall time
+        Unix time sent), the wall span, the process's own CPU seconds and the gaps between
+        each answer's chunks as read (ms). From wall time
         ``start_at`` a closed-loop job runs ``loops`` concurrent loops, each one kept-alive
         connection running ``per_loop`` streamed chats back to back (or until ``until`` wall
         time); an open-loop job (``arrivals``: seconds after ``start_at``) sends one chat at
@@ -136,6 +137,10 @@ async def serve_standin(ttft_s: float, gap_s: float) -> None:
 
 # --- the client -----------------------------------------------------------------------------
 
+GAPS: list[float] = []
+"""ms between the reads of one answer's successive chunks that carry tokens (a job's, reset
+at its start): the pace a reader sees the text at; a chat's chunks are its gaps + 1."""
+
 
 async def read_chunk(reader: asyncio.StreamReader) -> bytes | None:
     """The next chunk of a chunked HTTP/1.1 body (with its closing CRLF), None at its end."""
@@ -165,7 +170,7 @@ async def one_chat(reader, writer, head: bytes, body: bytes,
             length = int(value)
         elif name == b"x-heddle-task":
             task = value.strip().decode()
-    first, count, error = None, 0, None
+    first, count, error, last = None, 0, None, None
     if status[1] != b"200":
         data = await reader.readexactly(length)
         return None, 0, f"HTTP {status[1].decode()}: {data[:200].decode(errors='replace')}", task, sent_at
@@ -174,8 +179,13 @@ async def one_chat(reader, writer, head: bytes, body: bytes,
         if data is None:
             break
         words = data.count(TOKEN)
-        if words and first is None:
-            first = time.perf_counter() - start
+        if words:
+            now = time.perf_counter()
+            if first is None:
+                first = now - start
+            else:
+                GAPS.append(round((now - last) * 1000, 2))
+            last = now
         count += words
         if error is None and b'"error"' in data:
             error = data[:200].decode(errors="replace")
@@ -196,6 +206,7 @@ def _request(job: dict) -> tuple[SplitResult, bytes, bytes]:
 async def _timed(job: dict, links: list, work) -> dict:
     """Waits for ``start_at``, runs ``work()``, closes ``links``: the wall span and own CPU."""
     await asyncio.sleep(max(0.0, job["start_at"] - time.time()))
+    GAPS.clear()
     began = time.perf_counter()
     cpu0 = _cpu()
     await work()
@@ -203,7 +214,7 @@ async def _timed(job: dict, links: list, work) -> dict:
     cpu = _cpu() - cpu0
     for _, writer in links:
         writer.close()
-    return {"wall_s": wall, "cpu_s": cpu}
+    return {"wall_s": wall, "cpu_s": cpu, "gaps": GAPS[:]}
 
 
 async def run_loops(job: dict) -> dict:
