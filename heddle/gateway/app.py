@@ -127,8 +127,9 @@ class _Request:
         """``parts`` as they come, then the body's end. A stream that cannot go on ends with
         ``error``'s part (the protocol's error event or line) and the body's end all the same,
         never with the connection closed mid-body (a caller would take the text so far for the
-        whole answer): a failure in the gateway, or the server's cancel when it stops with
-        the stream still going after its grace period (`serve.GRACEFUL_S`)."""
+        whole answer): a failure in the gateway, or the cancel of a request still going when
+        the server stops (after its grace period, `serve.GRACEFUL_S`; at once on a second
+        SIGINT; or as its event loop ends on an error, when asyncio.run cancels what is left)."""
         await self.start(200, {**headers, **NO_BUFFERING, "Content-Type": media})
         send = self.send
         try:
