@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import stat
+import subprocess
+import sys
 
 import nats
 import pytest
@@ -213,3 +216,28 @@ def test_credentials_files_are_private_and_names_are_checked(cluster):
         roster.add("node-c", "root")
     with pytest.raises(AccessError, match="node-zz"):
         roster.revoke("node-zz")
+
+
+def test_a_stale_pid_file_signals_no_other_process(tmp_path):
+    """nats-server's pid file outlives a server that was killed, and the pid may belong to
+    another process since: changing the roster then must not send that process SIGHUP (which
+    ends most processes). The stand-in notes each signal it handles, in the order Python runs
+    their handlers (by signal number, so a SIGHUP sent before the SIGUSR1 shows first)."""
+    code = ("import signal, sys, time\n"
+            "signal.signal(signal.SIGHUP, lambda *_: print('HUP', flush=True))\n"
+            "signal.signal(signal.SIGUSR1, lambda *_: (print('USR1', flush=True), sys.exit(0)))\n"
+            "print('ready', flush=True)\n"
+            "while True:\n    time.sleep(1)\n")
+    other = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline() == "ready\n"
+        roster = Roster.load(tmp_path)
+        roster.add("node-a", "agent")
+        roster.save()
+        roster.pid_file.write_text(f"{other.pid}\n")
+        assert not roster.reload_server()
+        other.send_signal(signal.SIGUSR1)
+        assert other.communicate(timeout=WAIT_S)[0].splitlines() == ["USR1"]
+    finally:
+        other.kill()
+        other.wait()

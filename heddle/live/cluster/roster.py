@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from heddle.live.cluster.access import (
     CONTROL_USER,
@@ -37,7 +38,10 @@ from heddle.live.cluster.access import (
 from heddle.live.cluster.tls import fingerprint as certificate_fingerprint
 from heddle.live.cluster.tls import server_tls_config
 
-__all__ = ["JOIN_CODE_ALPHABET", "JOIN_CODE_VALID_S", "Roster", "new_join_code"]
+__all__ = ["JOIN_CODE_ALPHABET", "JOIN_CODE_VALID_S", "SERVER_NAME", "Roster", "new_join_code"]
+
+SERVER_NAME = "nats-server"
+"""The process name `Roster.reload_server` signals."""
 
 JOIN_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 """No 0/O, 1/I/L or U: a code read aloud or copied from a screen is typed right."""
@@ -207,10 +211,14 @@ class Roster:
         return None
 
     def reload_server(self) -> bool:
-        """Ask the running nats-server to re-read the config; False if none is running."""
+        """Ask the running nats-server to re-read the config; False if none is running. The
+        pid file outlives a server that was killed, and its pid may belong to another process
+        since (SIGHUP ends most): only a process named nats-server gets the signal."""
         try:
-            pid = int(self.pid_file.read_text().strip())
-            os.kill(pid, signal.SIGHUP)
-        except (OSError, ValueError):
+            server = psutil.Process(int(self.pid_file.read_text().strip()))
+            if server.name() != SERVER_NAME:
+                return False
+            server.send_signal(signal.SIGHUP)
+        except (OSError, ValueError, psutil.Error):
             return False
         return True
