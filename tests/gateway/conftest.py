@@ -35,7 +35,11 @@ def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gateway")
     c = GatewayCluster(tmp)
     try:
-        c.start_control("--task-timeout", "30")
+        # a node is lost after 10 silent report intervals (2 s), not 3 (0.6 s): the streaming
+        # tests keep these processes busy, and on a loaded machine an agent's report was once
+        # late by more than 0.6 s (node_lost in test_streams, load 8-14); the kill tests wait
+        # for the loss on their condition, so it only takes them longer
+        c.start_control("--task-timeout", "30", "--missed-reports", "10")
         for node, (owner, slots) in NODES.items():
             c.start_llm_agent(node, owner, slots)
         c.start_gateway(write_keys(tmp / "keys.yaml", [*KEYS.values(), *doc_keys()]), "--max-wait", "30",
