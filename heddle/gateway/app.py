@@ -127,14 +127,19 @@ class _Request:
         """``parts`` as they come, then the body's end. A stream that cannot go on ends with
         ``error``'s part (the protocol's error event or line) and the body's end all the same,
         never with the connection closed mid-body (a caller would take the text so far for the
-        whole answer): a failure in the gateway, or the cancel of a request still going when
-        the server stops (after its grace period, `serve.GRACEFUL_S`; at once on a second
-        SIGINT; or as its event loop ends on an error, when asyncio.run cancels what is left)."""
+        whole answer): the task's own failure (``parts`` raising GatewayError: it failed,
+        timed out, its node was lost), a failure in the gateway, or the cancel of a request
+        still going when the server stops (after its grace period, `serve.GRACEFUL_S`; at once
+        on a second SIGINT; or as its event loop ends on an error, when asyncio.run cancels
+        what is left)."""
         await self.start(200, {**headers, **NO_BUFFERING, "Content-Type": media})
         send = self.send
         try:
             async for part in parts:
                 await send({"type": "http.response.body", "body": part, "more_body": True})
+        except GatewayError as exc:
+            await send({"type": "http.response.body", "body": error(exc)})
+            return
         except asyncio.CancelledError:  # the caller gone (nothing is written then) or the server stopping
             await self._end_with(error(STOPPING))
             raise

@@ -116,14 +116,11 @@ def error_line(exc: GatewayError) -> bytes:
 
 
 async def ollama_lines(run: TaskRun, generate: bool):
-    """NDJSON lines; a failure mid-stream is an ``{"error": ...}`` line, as Ollama sends."""
+    """NDJSON lines; a failure mid-stream raises GatewayError (the stream then ends with
+    `error_line`, as Ollama sends: `app._Request.stream`)."""
     started = time.monotonic()
-    try:
-        async for text in run.pieces():
-            yield json.dumps(_piece(run, text, generate)).encode() + b"\n"
-    except GatewayError as exc:
-        yield error_line(exc)
-        return
+    async for text in run.pieces():
+        yield json.dumps(_piece(run, text, generate)).encode() + b"\n"
     yield json.dumps(_closing(run, generate, "", started)).encode() + b"\n"
 
 

@@ -96,7 +96,8 @@ def error_event(exc: GatewayError) -> bytes:
 
 
 async def chat_chunks(run: TaskRun, include_usage: bool):
-    """The ``chat.completion.chunk`` events; a failure mid-stream is an ``error`` event.
+    """The ``chat.completion.chunk`` events; a failure mid-stream raises GatewayError (the
+    stream then ends with `error_event`: `app._Request.stream`).
 
     The assistant's role rides on the first piece's delta (as Ollama's OpenAI endpoint sends
     it) and the closing events leave together: every event is a socket write to the caller,
@@ -110,16 +111,12 @@ async def chat_chunks(run: TaskRun, include_usage: bool):
     before, after = _event({**head, "choices": [{"index": 0, "delta": {"content": _HOLE},
                                                  "finish_reason": None}]}).split(_HOLE_JSON)
     started = False
-    try:
-        async for text in run.pieces():
-            if started:
-                yield before + json.dumps(text).encode() + after
-            else:
-                started = True
-                yield first_before + json.dumps(text).encode() + first_after
-    except GatewayError as exc:
-        yield error_event(exc)
-        return
+    async for text in run.pieces():
+        if started:
+            yield before + json.dumps(text).encode() + after
+        else:
+            started = True
+            yield first_before + json.dumps(text).encode() + first_after
     closing = [] if started else [first_before + b'""' + first_after]  # no output: the role still
     closing.append(_event({**head, "choices": [{"index": 0, "delta": {},
                                                 "finish_reason": _finish_reason(run)}]}))
