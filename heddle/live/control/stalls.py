@@ -106,8 +106,8 @@ class LoopStats:
             return
         # taken from the sampling thread under the lock, then read: a stack it added while the
         # loop's thread read the Counter raised "dictionary changed size during iteration" out
-        # of the loop, which ended the process (a gateway's every stream cut mid-body, twice
-        # in benchmarks under load, 2026-12-07)
+        # of the loop, which ends the process (tests/live/test_loop_stats.py; a fit, not
+        # proven, for the two benchmark runs of 2026-12-07 whose gateway ended mid-stream)
         with self._lock:
             samples, self._samples = self._samples, Counter()
         stack = samples.most_common(1)
