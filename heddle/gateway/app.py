@@ -261,7 +261,8 @@ class GatewayApp:
         messages, system = body.chat_messages()
         max_tokens = (getattr(body, "max_completion_tokens", None) or body.max_tokens
                       if isinstance(body, ChatRequest) else body.max_tokens())
-        chat = Chat(resolve_model(body.model, self.bridge.served(latest=False)), messages, max_tokens, system)
+        chat = Chat(resolve_model(body.model, self.bridge.served(latest=False)), messages, max_tokens,
+                    system, body.generation())
         run = TaskRun(self.bridge, chat, rules, timeout_s=self.settings.request_timeout_s,
                       task_timeout_s=self.settings.task_timeout_s)
         return body, run

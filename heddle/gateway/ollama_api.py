@@ -4,8 +4,10 @@ one JSON object with ``"stream": false``), ``GET /api/tags`` (what the cluster s
 catalog: apps such as editors read its context length there) and ``GET /api/version``.
 
 Honoured fields: ``model``, ``messages`` / ``prompt`` (+ ``system``), ``stream``,
-``options.num_predict`` (the output bound). Other options are accepted and not passed on.
-Unknown fields are ignored, as Ollama does.
+``options.num_predict`` (the output bound), the generation options of heddle.gateway.options
+(``options.temperature``, ``top_p``, ``top_k``, ``seed``, ``stop``, ... and ``format``), which
+reach the model server. Other options are accepted and not passed on. Unknown fields are
+ignored, as Ollama does.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from heddle.gateway.errors import GatewayError
+from heddle.gateway.options import ollama_generation
 from heddle.gateway.run import TaskRun
 from heddle.gateway.tasks import ModelRef
+from heddle.live.backends.generation import Generation
 from heddle.models import catalog
 
 __all__ = ["OllamaChat", "OllamaGenerate", "OllamaShow", "error_line", "ollama_lines", "ollama_reply",
@@ -42,6 +46,10 @@ class _Base(BaseModel):
     stream: bool = True
     options: dict[str, Any] | None = None
     system: str | None = None
+    format: Any = None
+
+    def generation(self) -> Generation:
+        return ollama_generation(self.options, self.format)
 
     def max_tokens(self) -> int | None:
         value = (self.options or {}).get("num_predict")

@@ -2,10 +2,11 @@
 reply, usage included), ``GET /v1/models`` and ``GET /v1/models/{model}``.
 
 Honoured fields: ``model``, ``messages`` (text content; a list of text parts is joined),
-``max_tokens`` / ``max_completion_tokens``, ``stream``, ``stream_options.include_usage``.
-Sampling fields (temperature, top_p, ...) are accepted and not passed on: the backends run
-with their servers' defaults. Unknown fields are ignored, as OpenAI-compatible servers do
-(apps send many), so these models do not forbid extra fields.
+``max_tokens`` / ``max_completion_tokens``, ``stream``, ``stream_options.include_usage``, and
+the generation options of heddle.gateway.options (``temperature``, ``top_p``, ``seed``,
+``stop``, the penalties, ``response_format``; ``n`` other than 1 refused), which reach the
+model server. Unknown fields are ignored, as OpenAI-compatible servers do (apps send many),
+so these models do not forbid extra fields.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from heddle.gateway.errors import GatewayError
+from heddle.gateway.options import openai_generation
 from heddle.gateway.run import TaskRun
+from heddle.live.backends.generation import Generation
 
 __all__ = ["ChatRequest", "chat_chunks", "chat_reply", "error_event", "model_reply", "models_reply"]
 
@@ -49,6 +52,21 @@ class ChatRequest(BaseModel):
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     stream: bool = False
     stream_options: _StreamOptions | None = None
+    # generation options: any JSON here, checked by `generation` (errors in its words)
+    temperature: Any = None
+    top_p: Any = None
+    top_k: Any = None
+    min_p: Any = None
+    seed: Any = None
+    stop: Any = None
+    presence_penalty: Any = None
+    frequency_penalty: Any = None
+    repeat_penalty: Any = None
+    response_format: Any = None
+    n: Any = None
+
+    def generation(self) -> Generation:
+        return openai_generation(self)
 
     def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:
         """(messages, system): system messages joined into the backends' system prompt."""

@@ -30,6 +30,7 @@ from heddle.gateway.errors import GatewayError
 from heddle.gateway.keys import Rules
 from heddle.gateway.tasks import Chat, chat_task, new_job_id
 from heddle.live.agent.tokens import USAGE_FIELDS
+from heddle.live.backends.generation import NOT_SENT
 from heddle.live.control.book import CANCELLED, REJECTED
 
 __all__ = ["TaskRun"]
@@ -255,11 +256,15 @@ class TaskRun:
         return int(prompt), int(completion if completion is not None else len(self.text))
 
     def where(self) -> dict[str, Any]:
-        """Where it ran, for the usage block and the headers."""
-        return {"task_id": self.task_id, "node": self.node, "attempt": self.attempt,
-                "privacy": self.rules.privacy.value, "owner": self.rules.owner,
-                "backend": self.usage.get("backend"), "model_used": self.usage.get("model_used"),
-                "finish_reason": self.usage.get("finish_reason")}
+        """Where it ran, for the usage block and the headers; ``options_not_sent``: the
+        request's generation options its backend could not send to its server, if any."""
+        where = {"task_id": self.task_id, "node": self.node, "attempt": self.attempt,
+                 "privacy": self.rules.privacy.value, "owner": self.rules.owner,
+                 "backend": self.usage.get("backend"), "model_used": self.usage.get("model_used"),
+                 "finish_reason": self.usage.get("finish_reason")}
+        if self.usage.get(NOT_SENT):
+            where[NOT_SENT] = self.usage[NOT_SENT]
+        return where
 
     def headers(self) -> dict[str, str]:
         return {"X-Heddle-Task": self.task_id, "X-Heddle-Node": self.node,

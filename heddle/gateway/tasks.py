@@ -1,5 +1,6 @@
 """A chat request as a heddle task: model and quant from the requested name, prompt tokens
-counted, output bound from ``max_tokens``, privacy/owner/deadline/tier/account from the
+counted, output bound from ``max_tokens``, generation options in the payload (``sampling``,
+``format``: heddle.live.backends.generation), privacy/owner/deadline/tier/account from the
 caller's rules, and the agent asked to stream the output back (``stream_tokens``)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.keys import Rules
 from heddle.live.backends.common import DEFAULT_OUTPUT_TOKENS
+from heddle.live.backends.generation import NONE, Generation
 from heddle.live.backends.names import catalog_ids
 from heddle.live.control.messages import SubmitTask
 from heddle.live.protocol import STREAM_TOKENS_OPTION, ExecutorSpec, TaskSpec
@@ -48,6 +50,7 @@ class Chat:
     messages: list[dict[str, str]]
     max_tokens: int | None
     system: str | None = None
+    generation: Generation = NONE  # sampling and format, neutral (heddle.gateway.options)
 
 
 def resolve_model(name: str, served: Collection[tuple[str, str]] = ()) -> ModelRef:
@@ -103,6 +106,10 @@ def chat_task(chat: Chat, rules: Rules, job_id: str, timeout_s: float | None) ->
     payload: dict[str, Any] = {"messages": chat.messages, "max_tokens": output}
     if chat.system:
         payload["system"] = chat.system
+    if chat.generation.sampling:
+        payload["sampling"] = chat.generation.sampling
+    if chat.generation.format is not None:
+        payload["format"] = chat.generation.format
     spec = TaskSpec(
         id=f"{job_id}-chat", kind="llm", model=chat.model.model, quant=chat.model.quant,
         prompt_tokens=count_tokens(chat.messages, chat.system), output_tokens=output,

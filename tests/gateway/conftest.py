@@ -2,7 +2,9 @@
 nats-server, the control plane, agents with stand-in Ollama servers and `heddle gateway`.
 
 Nodes: alice-mac (owner alice, 1 slot: saturates), carol-a and carol-b (carol, 1 slot each: the
-node-loss test kills one). Keys: alice's and carol's default privacy is personal (their work
+node-loss test kills one), all three on stand-in Ollama servers serving llama-3.1-8b; dave-pc
+(dave, 1 slot) on a stand-in OpenAI-compatible server serving qwen2.5-7b (only its requests
+go there). Keys: alice's and carol's default privacy is personal (their work
 stays on their nodes); bob's is public (his work runs anywhere) and bob has no node.
 """
 
@@ -22,6 +24,7 @@ KEYS = {
     "carol": {"key": "sk-carol-0001", "owner": "carol", "privacy": "personal"},
 }
 NODES = {"alice-mac": ("alice", 1), "carol-a": ("carol", 1), "carol-b": ("carol", 1)}
+OPENAI_NODE = "dave-pc"
 
 
 def doc_keys() -> list[dict]:
@@ -42,9 +45,10 @@ def cluster(tmp_path_factory):
         c.start_control("--task-timeout", "30", "--missed-reports", "10")
         for node, (owner, slots) in NODES.items():
             c.start_llm_agent(node, owner, slots)
+        c.start_llm_agent(OPENAI_NODE, "dave", 1, server="openai")
         c.start_gateway(write_keys(tmp / "keys.yaml", [*KEYS.values(), *doc_keys()]), "--max-wait", "30",
                         "--request-timeout", "60")
-        c.wait_models(set(NODES))
+        c.wait_models({*NODES, OPENAI_NODE})
         yield c
     finally:
         c.close()

@@ -25,7 +25,10 @@ from tests.live.clusterkit import REPO, WAIT_S, Cluster, agent_command, start_un
 from tests.live.llmstandin import StandIn
 
 MODEL = "llama3.1:8b-instruct-q4_K_M"
-"""What every stand-in serves (the catalog's llama-3.1-8b q4_k_m)."""
+"""What the Ollama stand-ins serve (the catalog's llama-3.1-8b q4_k_m)."""
+OPENAI_MODEL = "Qwen2.5-7B-Instruct-Q4_K_M.gguf"
+"""What an OpenAI-compatible stand-in serves (the catalog's qwen2.5-7b q4_k_m): requests for
+it go to that node only."""
 
 
 class GatewayCluster(Cluster):
@@ -37,11 +40,14 @@ class GatewayCluster(Cluster):
         self.base_url = ""
         self.probe_key = ""  # a key of the gateway's, to ask what it lists
 
-    def start_llm_agent(self, node: str, owner: str, slots: int = 2, trust: tuple[str, ...] = ()) -> StandIn:
-        standin = self.standins[node] = StandIn(MODEL)
+    def start_llm_agent(self, node: str, owner: str, slots: int = 2, trust: tuple[str, ...] = (),
+                        server: str = "ollama") -> StandIn:
+        """An agent whose model server is a stand-in speaking Ollama's protocol (serving
+        `MODEL`) or, ``server="openai"``, the OpenAI-compatible one (serving `OPENAI_MODEL`)."""
+        standin = self.standins[node] = StandIn(MODEL if server == "ollama" else OPENAI_MODEL)
         self.agent_specs[node] = (owner, slots, trust)
         self.agents[node] = subprocess.Popen(
-            [*agent_command(self.url, node, owner, slots, trust), "--ollama-url", standin.url],
+            [*agent_command(self.url, node, owner, slots, trust), f"--{server}-url", standin.url],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, "HEDDLE_DATA_DIR": str(self.tmp / f"data-{node}")},  # its speed records
         )

@@ -1,6 +1,7 @@
 """A stand-in for the ``mlx_lm`` module (mlx-lm 0.32's public API; the real one runs in
 test_backends_mlx_real.py, this one scripts what a real model will not do on cue):
-``load(path_or_hf_repo, ...) -> (model, tokenizer)`` and ``stream_generate(model, tokenizer,
+``load(path_or_hf_repo, ...) -> (model, tokenizer)``, ``make_sampler``, ``make_logits_processors``
+(their arguments recorded), ``seed`` (mx.random.seed) and ``stream_generate(model, tokenizer,
 prompt, max_tokens=256, **kwargs)`` yielding `GenerationResponse`s with the real fields, one per
 token, computed lazily (as the real generator computes each token when it is asked for).
 Scripted per call: the words, an exception after some tokens, a hold before a token."""
@@ -59,6 +60,22 @@ class StandInMlxLm:
         self.running = 0
         self.most_running = 0
         self.lock = threading.Lock()
+        self.seeded: int | None = None  # the last seed given to mlx's random state
+
+    def make_sampler(self, temp: float = 0.0, top_p: float = 0.0, min_p: float = 0.0,
+                     min_tokens_to_keep: int = 1, top_k: int = 0, **xtc: Any) -> tuple:
+        """mlx_lm.sample_utils.make_sampler's arguments, as its sampler here."""
+        return ("sampler", {"temp": temp, "top_p": top_p, "min_p": min_p, "top_k": top_k})
+
+    def make_logits_processors(self, logit_bias=None, repetition_penalty=None, repetition_context_size=20,
+                               presence_penalty=None, presence_context_size=20, frequency_penalty=None,
+                               frequency_context_size=20) -> tuple:
+        return ("processors", {"repetition_penalty": repetition_penalty, "presence_penalty": presence_penalty,
+                               "frequency_penalty": frequency_penalty})
+
+    def seed(self, value: int) -> None:
+        """mx.random.seed."""
+        self.seeded = value
 
     def load(self, path_or_hf_repo: str, tokenizer_config=None, model_config=None, adapter_path=None,
              lazy: bool = False, return_config: bool = False, revision=None, trust_remote_code: bool = False):
@@ -72,7 +89,7 @@ class StandInMlxLm:
         if max_tokens == 0:
             raise ValueError("Maximum number of tokens must be non-zero (use -1 for no limit).")
         script = self.scripts.popleft() if self.scripts else Script()
-        self.calls.append({"prompt": prompt, "max_tokens": max_tokens})
+        self.calls.append({"prompt": prompt, "max_tokens": max_tokens, "seed": self.seeded, **kwargs})
         words = script.words[:max_tokens] if max_tokens > 0 else script.words
         start = time.perf_counter()
         with self.lock:

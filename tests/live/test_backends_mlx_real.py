@@ -60,3 +60,21 @@ async def test_a_tiny_random_model_streams_through_the_real_mlx_lm(tmp_path, mon
     assert result["text"] and "".join(chunks) == result["text"]  # streamed as generated
     assert progress.first_token_at is not None and result["decode_tokens_per_s"] > 0
     assert mlx.inventory[0].loaded  # loaded once, kept for the next task
+
+
+async def test_a_seed_repeats_a_sampled_output_and_a_stop_sequence_ends_it(tmp_path, monkeypatch):
+    """With the real mlx-lm: temperature 1 and a seed give the same text twice; the text up to
+    a stop sequence taken from it is what a request with that stop gets."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    mlx = MlxExecutor(str(tiny_model(tmp_path / "tiny-llama")))
+
+    async def text(**sampling) -> tuple[str, str]:
+        payload = {"prompt": "hello", "max_tokens": 12, "sampling": {"temperature": 1.0, **sampling}}
+        result = await mlx.run(assignment(model=None, payload=payload), Progress())
+        return result["text"], result["finish_reason"]
+
+    first, _ = await text(seed=5)
+    assert (await text(seed=5))[0] == first and len(first) == 12  # one character per token
+    assert (await text(seed=6))[0] != first  # near-uniform over ~100 characters: never the same 12
+    stop = first[4:6]
+    assert await text(seed=5, stop=[stop]) == (first[:first.index(stop)], "stop")

@@ -26,12 +26,14 @@ from typing import Any
 
 from heddle.events.jetstream_acks import publish_now, write_pending
 from heddle.live import protocol as p
+from heddle.live.backends.generation import NOT_SENT
 
 __all__ = ["COALESCE_S", "USAGE_FIELDS", "TextChunks", "TokenPublisher", "TokenSink", "wants_tokens"]
 
 USAGE_FIELDS = (
     "backend", "server", "model_used", "prompt_tokens", "output_tokens", "output_tokens_counted",
     "finish_reason", "ttft_s", "decode_tokens_per_s", "duration_s", "cost_usd", "offer",
+    NOT_SENT,
 )
 """What of an LLM result the closing chunk carries (the text has been sent already)."""
 COALESCE_S = 0.002

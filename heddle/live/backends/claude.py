@@ -31,6 +31,7 @@ from heddle.live.backends.common import (
     llm_call,
     retry_after_s,
 )
+from heddle.live.backends.generation import Generation
 from heddle.live.backends.worker import check_output
 from heddle.live.protocol import Assignment
 from heddle.models import catalog
@@ -38,11 +39,27 @@ from heddle.models.cost import api_cost_usd
 from heddle.models.errors import ModelsError
 from heddle.models.ids import OfferKind, Privacy, Tier
 
-__all__ = ["DEFAULT_ANTHROPIC_URL", "TIER_OFFERS", "ClaudeExecutor", "claude_offer", "step_tier"]
+__all__ = ["DEFAULT_ANTHROPIC_URL", "TIER_OFFERS", "ClaudeExecutor", "claude_offer", "generation_kwargs",
+           "step_tier"]
 
 DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
 TIER_OFFERS = {Tier.STANDARD: "claude-sonnet-4.6", Tier.FRONTIER: "claude-opus-4.6"}
 """The offer a tier-only task goes to (offers.yaml maps each offer to its tier)."""
+
+
+def generation_kwargs(gen: Generation) -> tuple[dict[str, Any], frozenset[str]]:
+    """(the Messages API's arguments for ``gen``, the fields they send). The API (as the
+    anthropic SDK defines its request) takes ``stop_sequences`` and, for JSON matching a schema,
+    ``output_config.format``; it has no temperature, top_p, top_k, seed, penalties or
+    context size, and no JSON mode without a schema: those are not sent."""
+    kwargs: dict[str, Any] = {}
+    sent = {"stop"}
+    if "stop" in gen.sampling:
+        kwargs["stop_sequences"] = gen.sampling["stop"]
+    if gen.format is not None and gen.format["type"] == "json_schema":
+        kwargs["output_config"] = {"format": {"type": "json_schema", "schema": gen.format["schema"]}}
+        sent.add("format")
+    return kwargs, frozenset(sent)
 
 
 def step_tier(assignment: Assignment) -> str | None:
@@ -112,6 +129,8 @@ class ClaudeExecutor(Executor):
         meter = StreamMeter(self.backend, self.url)
         usage = {"input": None, "cached": 0, "output": None}
         model, stop = api_model, None
+        asked, sent = generation_kwargs(call.generation)
+        unsent = call.generation.report(sent)
 
         def priced(**extra: Any) -> dict[str, Any]:
             billed = usage["input"] is not None  # message_start seen: the call is billed
@@ -121,10 +140,10 @@ class ClaudeExecutor(Executor):
                                 output_tokens=usage["output"], offer=offer.id, cost_usd=cost,
                                 cached_input_tokens=usage["cached"],
                                 account=assignment.task.account, rate_limit_retries=retries,
-                                **extra)
+                                **unsent, **extra)
 
         kwargs: dict[str, Any] = {"model": api_model, "max_tokens": call.max_output_tokens,
-                                  "messages": call.messages, "stream": True}
+                                  "messages": call.messages, "stream": True, **asked}
         if call.system:
             kwargs["system"] = call.system
         try:

@@ -17,6 +17,13 @@ from typing import Any
 import httpx2
 
 from heddle.live.agent.executors import ExecutionError, Progress
+from heddle.live.backends.generation import (
+    NONE,
+    Generation,
+    GenerationError,
+    check_format,
+    check_sampling,
+)
 from heddle.live.backends.http import HttpStatusError
 from heddle.live.backends.worker import (
     WorkerDef,
@@ -77,11 +84,13 @@ class LlmCall:
     max_output_tokens: int
     system: str | None = None
     worker: WorkerDef | None = None  # a worker YAML's step: its output is checked on return
+    generation: Generation = NONE  # how to sample, and JSON output (each backend maps it)
 
 
 def llm_call(assignment: Assignment) -> LlmCall:
     """The payload's ``messages`` or ``prompt`` (and ``system``), else a built prompt of the
-    task's ``prompt_tokens``; output capped at the task's ``output_tokens``. A worker in
+    task's ``prompt_tokens``; output capped at the task's ``output_tokens``; the payload's
+    ``sampling`` and ``format`` (heddle.live.backends.generation) checked. A worker in
     ``options.worker`` (heddle.live.backends.worker) makes the payload its input instead."""
     task, payload = assignment.task, assignment.payload
     try:
@@ -99,6 +108,7 @@ def llm_call(assignment: Assignment) -> LlmCall:
     system = source.get("system")
     if system is not None and not isinstance(system, str):
         raise ExecutionError(f"llm: payload system must be a string, got {type(system).__name__}")
+    gen = _generation(source)
     messages = source.get("messages")
     if messages is not None:
         if not (isinstance(messages, list) and messages and all(
@@ -106,13 +116,28 @@ def llm_call(assignment: Assignment) -> LlmCall:
                 for m in messages)):
             raise ExecutionError("llm: payload messages must be a non-empty list of "
                                  "{role, content} objects")
-        return LlmCall(messages, cap, system)
+        return LlmCall(messages, cap, system, generation=gen)
     prompt = payload if isinstance(payload, str) else source.get("prompt")
     if prompt is None:
         prompt = build_prompt(task.prompt_tokens or 64)
     elif not isinstance(prompt, str):
         raise ExecutionError(f"llm: payload prompt must be a string, got {type(prompt).__name__}")
-    return LlmCall([{"role": "user", "content": prompt}], cap, system)
+    return LlmCall([{"role": "user", "content": prompt}], cap, system, generation=gen)
+
+
+def _generation(payload: dict[str, Any]) -> Generation:
+    """The payload's ``sampling`` and ``format``, checked: ExecutionError naming the field."""
+    sampling, fmt = payload.get("sampling"), payload.get("format")
+    if sampling is None and fmt is None:
+        return NONE
+    try:
+        checked = check_sampling(sampling)
+    except GenerationError as exc:
+        raise ExecutionError(f"llm: payload {exc if exc.field == 'sampling' else exc.under('sampling.')}") from None
+    try:
+        return Generation(checked, check_format(fmt))
+    except GenerationError as exc:
+        raise ExecutionError(f"llm: payload {exc}") from None
 
 
 @dataclass(slots=True)

@@ -31,6 +31,7 @@ from heddle.live.backends.common import (
     llm_call,
     retry_after_s,
 )
+from heddle.live.backends.generation import ALL
 from heddle.live.backends.http import HttpClient, SentRequest
 from heddle.live.backends.names import ServedModel
 from heddle.live.backends.worker import check_output
@@ -83,6 +84,7 @@ class LocalServer(Executor):
     """One local server (an Ollama or an OpenAI-compatible endpoint)."""
 
     backend: str = "local"  # name in results and reasons: "ollama", "lm-studio", "openai"
+    sends: frozenset[str] = ALL  # the generation fields `_request` puts in the body
 
     def __init__(self, url: str, *, kinds: tuple[str, ...], backend: str | None = None,
                  timeouts: BackendTimeouts = DEFAULT_TIMEOUTS,
@@ -246,7 +248,8 @@ class LocalServer(Executor):
             # Local work is not billed per call: the control plane prices it (energy) itself.
             reported["model"] = reported.get("model") or name
             return check_output(call.worker, meter.result(
-                **reported, cost_usd=0.0, account=assignment.task.account, rate_limit_retries=retries))
+                **reported, cost_usd=0.0, account=assignment.task.account, rate_limit_retries=retries,
+                **call.generation.report(self.sends)))
 
     async def close(self) -> None:
         if self._refresher is not None:

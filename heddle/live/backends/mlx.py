@@ -10,6 +10,14 @@ nothing is downloaded at run time) is loaded by the first task and stays residen
 for; it runs in a worker thread that hands each `GenerationResponse` to the event loop. One
 generation at a time (one model, one GPU stream): a cancelled attempt stops its generator at
 the next token and the next attempt waits for that, so two never overlap.
+
+Generation options (heddle.live.backends.generation) go where mlx-lm takes them, as its own
+server does: temperature, top_p, min_p and top_k into ``make_sampler`` (mlx-lm's default
+temperature is 0, the likeliest token: top_p/min_p/top_k matter only with a temperature),
+the repeat, presence and frequency penalties into ``make_logits_processors``, the seed into
+mlx's random state before the generation; stop sequences end the output here (the text that
+may begin one is held back until the next token tells). JSON output and ``num_ctx`` have no
+place in mlx-lm's generate: they are not sent (the result's ``options_not_sent`` says so).
 """
 
 from __future__ import annotations
@@ -20,10 +28,12 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 from heddle.live.agent.executors import ExecutionError, Executor, Progress
-from heddle.live.backends.common import StreamMeter, llm_call
+from heddle.live.backends.common import LlmCall, StreamMeter, llm_call
+from heddle.live.backends.generation import Generation
 from heddle.live.backends.names import ServedModel, catalog_ids
 from heddle.live.backends.worker import check_output
 from heddle.live.protocol import Assignment
@@ -33,14 +43,63 @@ __all__ = ["MlxExecutor", "import_mlx_lm"]
 INSTALL_HINT = "install the mlx extra (pip install 'heddle[mlx]') on an Apple-silicon Mac"
 
 
+SENT = frozenset(["temperature", "top_p", "min_p", "top_k", "seed", "stop", "repeat_penalty",
+                  "presence_penalty", "frequency_penalty"])
+"""The generation fields an MLX attempt honours (the module's docstring says where)."""
+SAMPLER = {"temperature": "temp", "top_p": "top_p", "min_p": "min_p", "top_k": "top_k"}
+PROCESSORS = {"repeat_penalty": "repetition_penalty", "presence_penalty": "presence_penalty",
+              "frequency_penalty": "frequency_penalty"}
+"""Sampling fields -> mlx-lm's ``make_sampler`` and ``make_logits_processors`` arguments."""
+
+
 def import_mlx_lm() -> Any:
-    """The ``mlx_lm`` module (``load``, ``stream_generate``); ExecutionError if it cannot load."""
+    """What heddle uses of mlx-lm: ``load``, ``stream_generate``, ``make_sampler``,
+    ``make_logits_processors`` and ``seed`` (mlx's ``mx.random.seed``); ExecutionError if it
+    cannot load."""
     try:
+        import mlx.core as mx
         import mlx_lm
+        from mlx_lm.sample_utils import make_logits_processors, make_sampler
     except Exception as exc:  # noqa: BLE001 -- ImportError, or mlx's own load error (libmlx.so)
         raise ExecutionError(f"mlx: mlx-lm is not usable here ({type(exc).__name__}: {exc}); "
                              f"{INSTALL_HINT}") from None
-    return mlx_lm
+    return SimpleNamespace(load=mlx_lm.load, stream_generate=mlx_lm.stream_generate,
+                           make_sampler=make_sampler, make_logits_processors=make_logits_processors,
+                           seed=mx.random.seed)
+
+
+def generate_kwargs(lm: Any, gen: Generation) -> dict[str, Any]:
+    """``stream_generate``'s sampler and logits processors for ``gen`` (none: mlx-lm's own)."""
+    kwargs: dict[str, Any] = {}
+    sampler = {arg: gen.sampling[field] for field, arg in SAMPLER.items() if field in gen.sampling}
+    if sampler:
+        kwargs["sampler"] = lm.make_sampler(**sampler)
+    processors = {arg: gen.sampling[field] for field, arg in PROCESSORS.items() if field in gen.sampling}
+    if processors:
+        kwargs["logits_processors"] = lm.make_logits_processors(**processors)
+    return kwargs
+
+
+class _Stops:
+    """The output up to the first of the stop sequences: text that may begin one is held back
+    until the next token tells (``hit``: one came, the output ends before it)."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops, self.held, self.hit = stops, "", False
+
+    def take(self, text: str) -> str:
+        text = self.held + text
+        cut = min((i for s in self.stops if (i := text.find(s)) >= 0), default=-1)
+        if cut >= 0:
+            self.hit, self.held = True, ""
+            return text[:cut]
+        keep = max((k for s in self.stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+        self.held = text[len(text) - keep:] if keep else ""
+        return text[:len(text) - keep]
+
+    def rest(self) -> str:
+        held, self.held = self.held, ""
+        return held
 
 
 class MlxExecutor(Executor):
@@ -100,28 +159,36 @@ class MlxExecutor(Executor):
             messages = ([{"role": "system", "content": call.system}] if call.system else []) + call.messages
             prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
             meter = StreamMeter(self.backend, self.url)
-            last = await self._stream(model, tokenizer, prompt, call.max_output_tokens, meter, progress)
+            last, finish = await self._stream(model, tokenizer, prompt, call, meter, progress)
         if last is None:
             raise ExecutionError(f"mlx at {self.url}: the generator produced nothing")
         result = meter.result(
             model=self.model_path, prompt_tokens=last.prompt_tokens,
-            output_tokens=last.generation_tokens, finish_reason=last.finish_reason,
+            output_tokens=last.generation_tokens, finish_reason=finish,
             server_decode_tokens_per_s=last.generation_tps,
             server_prefill_tokens_per_s=last.prompt_tps, cost_usd=0.0, account=task.account,
+            **call.generation.report(SENT),
         )
         return check_output(call.worker, result)
 
-    async def _stream(self, model: Any, tokenizer: Any, prompt: Any, max_tokens: int,
-                      meter: StreamMeter, progress: Progress) -> Any:
-        """Run the generator in a thread, feed each response's text to ``meter``; the last one."""
+    async def _stream(self, model: Any, tokenizer: Any, prompt: Any, call: LlmCall,
+                      meter: StreamMeter, progress: Progress) -> tuple[Any, str | None]:
+        """Run the generator in a thread, feed each response's text to ``meter`` (up to a stop
+        sequence); (the last response, the finish reason)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         stop = threading.Event()
         lm = self._lm
+        sampling = call.generation.sampling
+        kwargs = generate_kwargs(lm, call.generation)
+        stops = _Stops(sampling.get("stop", []))
 
         def produce() -> None:
             try:
-                for response in lm.stream_generate(model, tokenizer, prompt, max_tokens=max_tokens):
+                if "seed" in sampling:  # mlx's one random state: one generation at a time uses it
+                    lm.seed(sampling["seed"])
+                for response in lm.stream_generate(model, tokenizer, prompt,
+                                                   max_tokens=call.max_output_tokens, **kwargs):
                     loop.call_soon_threadsafe(queue.put_nowait, ("token", response))
                     if stop.is_set():
                         break
@@ -136,11 +203,14 @@ class MlxExecutor(Executor):
             while True:
                 kind, item = await queue.get()
                 if kind == "end":
-                    return last
+                    meter.content(stops.rest(), progress)
+                    return last, None if last is None else last.finish_reason
                 if kind == "error":
                     raise ExecutionError(f"mlx at {self.url}: generation failed after "
                                          f"{meter.chunks} tokens: {type(item).__name__}: {item}")
                 last = item
-                meter.content(item.text, progress)
+                meter.content(stops.take(item.text), progress)
+                if stops.hit:
+                    return last, "stop"
         finally:
             stop.set()  # on a cancel or a failure too: the thread stops at its next token

@@ -38,9 +38,15 @@ class OllamaExecutor(LocalServer):
         return out
 
     def _request(self, name: str, call: LlmCall) -> tuple[str, dict[str, Any]]:
+        """Every generation field goes: ``options`` takes the sampling ones under the same
+        names, ``format`` is ``"json"`` or the schema."""
         messages = ([{"role": "system", "content": call.system}] if call.system else []) + call.messages
-        return "/api/chat", {"model": name, "messages": messages, "stream": True,
-                             "options": {"num_predict": call.max_output_tokens}}
+        gen = call.generation
+        body = {"model": name, "messages": messages, "stream": True,
+                "options": {"num_predict": call.max_output_tokens, **gen.sampling}}
+        if gen.format is not None:
+            body["format"] = "json" if gen.format["type"] == "json" else gen.format["schema"]
+        return "/api/chat", body
 
     def _reader(self, meter: StreamMeter, progress: Progress) -> _Lines:
         return _Lines(meter, progress)

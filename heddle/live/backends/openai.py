@@ -9,6 +9,7 @@ from typing import Any
 
 from heddle.live.agent.executors import ExecutionError, Progress
 from heddle.live.backends.common import LlmCall, StreamMeter
+from heddle.live.backends.generation import Generation
 from heddle.live.backends.local import LocalServer
 from heddle.live.backends.names import ServedModel, catalog_ids
 
@@ -17,9 +18,22 @@ __all__ = ["DEFAULT_LM_STUDIO_URL", "OpenAIExecutor"]
 DEFAULT_LM_STUDIO_URL = "http://127.0.0.1:1234"
 """LM Studio's default server address."""
 
+NAMES = {"temperature": ("temperature",), "top_p": ("top_p",), "top_k": ("top_k",),
+         "min_p": ("min_p",), "seed": ("seed",), "stop": ("stop",),
+         "presence_penalty": ("presence_penalty",), "frequency_penalty": ("frequency_penalty",),
+         "repeat_penalty": ("repeat_penalty", "repetition_penalty")}
+"""Each sampling field's names in the body. OpenAI's own (temperature, top_p, seed, stop, the
+penalties) every such server takes; top_k, min_p and the repeat penalty are extras: llama.cpp's
+server and LM Studio read ``repeat_penalty``, vLLM and mlx-lm's server ``repetition_penalty``
+(each ignores the other's name; vLLM logs it), so it goes under both. ``num_ctx`` is none of
+theirs: they load a model with its context length fixed (llama.cpp ``-c``, LM Studio's load
+settings), so it is not sent."""
+SENT = frozenset([*NAMES, "format"])
+
 
 class OpenAIExecutor(LocalServer):
     backend = "openai"
+    sends = SENT
 
     def __init__(self, url: str, **kwargs: Any) -> None:
         kwargs.setdefault("kinds", ("openai",))
@@ -32,10 +46,25 @@ class OpenAIExecutor(LocalServer):
 
     def _request(self, name: str, call: LlmCall) -> tuple[str, dict[str, Any]]:
         messages = ([{"role": "system", "content": call.system}] if call.system else []) + call.messages
-        return "/v1/chat/completions", {
-            "model": name, "messages": messages, "stream": True,
-            "stream_options": {"include_usage": True}, "max_tokens": call.max_output_tokens,
-        }
+        body = {"model": name, "messages": messages, "stream": True,
+                "stream_options": {"include_usage": True}, "max_tokens": call.max_output_tokens}
+        gen = call.generation
+        for field, value in gen.sampling.items():
+            for key in NAMES.get(field, ()):
+                body[key] = value
+        if gen.format is not None:
+            body["response_format"] = self._response_format(gen)
+        return "/v1/chat/completions", body
+
+    def _response_format(self, gen: Generation) -> dict[str, Any]:
+        """``json_object`` for a JSON object, ``json_schema`` for a schema; LM Studio takes
+        only ``json_schema`` (it answers 400 "'response_format.type' must be 'json_schema'"),
+        so a JSON object is asked of it as the schema of any object."""
+        fmt = gen.format or {}
+        if fmt["type"] == "json" and self.backend != "lm-studio":
+            return {"type": "json_object"}
+        schema = fmt.get("schema", {"type": "object"})
+        return {"type": "json_schema", "json_schema": {"name": fmt.get("name", "response"), "schema": schema}}
 
     def _reader(self, meter: StreamMeter, progress: Progress) -> _Events:
         return _Events(f"{self.backend} at {meter.server}", meter, progress)

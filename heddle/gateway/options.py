@@ -1,0 +1,116 @@
+"""A request's generation options, from either protocol into the task's neutral ``sampling``
+and ``format`` (heddle.live.backends.generation, whose rules check them): the one place the
+OpenAI and Ollama names meet. A value out of its rule is a 400 naming the field as the
+caller sent it (``temperature``, ``options.temperature``) and what was expected.
+
+OpenAI: ``temperature``, ``top_p``, ``seed``, ``stop`` (a string or up to 4), ``presence_penalty``,
+``frequency_penalty``, ``response_format`` (``text``, ``json_object``, ``json_schema``), and the
+extras llama.cpp's server takes on the same route (``top_k``, ``min_p``, ``repeat_penalty``);
+``n`` other than 1 is refused (one choice is returned).
+Ollama: ``options.{temperature, top_p, top_k, min_p, seed, stop, repeat_penalty,
+presence_penalty, frequency_penalty, num_ctx}`` and ``format`` (``"json"`` or a JSON schema).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from heddle.gateway.errors import GatewayError
+from heddle.live.backends.generation import (
+    NONE,
+    Generation,
+    GenerationError,
+    check_format,
+    check_sampling,
+)
+
+__all__ = ["OLLAMA_OPTIONS", "OPENAI_SAMPLING", "ollama_generation", "openai_generation"]
+
+OPENAI_SAMPLING = ("temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty",
+                   "frequency_penalty", "repeat_penalty")
+"""The body fields of an OpenAI request that are sampling options (their neutral names too)."""
+OLLAMA_OPTIONS = ("temperature", "top_p", "top_k", "min_p", "seed", "stop", "repeat_penalty",
+                  "presence_penalty", "frequency_penalty", "num_ctx")
+"""The ``options`` of an Ollama request that are passed on (the others are ignored, as before)."""
+MAX_OPENAI_STOP = 4
+"""OpenAI's bound on stop sequences."""
+
+
+def _checked(sampling: dict[str, Any], fmt: dict[str, Any] | None, prefix: str) -> Generation:
+    if not any(v is not None for v in sampling.values()) and fmt is None:
+        return NONE
+    try:
+        return Generation(check_sampling(sampling), check_format(fmt))
+    except GenerationError as exc:
+        raise exc.under(prefix) from None
+
+
+def _refused(exc: GenerationError) -> GatewayError:
+    return GatewayError(400, str(exc), "invalid_value", param=exc.field)
+
+
+def openai_generation(body: Any) -> Generation:
+    """An OpenAI request's options (``body``: a model with the fields of `OPENAI_SAMPLING`,
+    ``n`` and ``response_format``); GatewayError 400 naming the field."""
+    try:
+        return _openai(body)
+    except GenerationError as exc:
+        raise _refused(exc) from None
+
+
+def ollama_generation(options: dict[str, Any] | None, fmt: Any) -> Generation:
+    """An Ollama request's ``options`` (those of `OLLAMA_OPTIONS`) and ``format``; GatewayError
+    400 naming the field."""
+    try:
+        return _ollama(options, fmt)
+    except GenerationError as exc:
+        raise _refused(exc) from None
+
+
+def _openai(body: Any) -> Generation:
+    if body.n is not None and body.n != 1:
+        raise GenerationError("n", "1 (heddle returns one choice)", body.n)
+    sampling = {name: getattr(body, name) for name in OPENAI_SAMPLING}
+    stop = sampling["stop"]
+    if isinstance(stop, str):
+        sampling["stop"] = [stop] if stop else None
+    elif isinstance(stop, list) and (len(stop) > MAX_OPENAI_STOP or not all(
+            isinstance(s, str) and s for s in stop)):
+        raise GenerationError("stop", f"a string or a list of up to {MAX_OPENAI_STOP} non-empty strings", stop)
+    elif stop == []:
+        sampling["stop"] = None
+    return _checked(sampling, _openai_format(body.response_format), "")
+
+
+def _openai_format(value: Any) -> dict[str, Any] | None:
+    kind = value.get("type") if isinstance(value, dict) else None
+    if value is None or kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json"}
+    if kind != "json_schema":
+        raise GenerationError("response_format", '{"type": "text"}, {"type": "json_object"} or '
+                       '{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}', value)
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+        raise GenerationError("response_format.json_schema.schema", "a JSON schema object",
+                       spec.get("schema") if isinstance(spec, dict) else spec)
+    name = spec.get("name")
+    if name is not None and not (isinstance(name, str) and name):
+        raise GenerationError("response_format.json_schema.name", "a non-empty string", name)
+    return {"type": "json_schema", "schema": spec["schema"]} | ({"name": name} if name else {})
+
+
+def _ollama(options: dict[str, Any] | None, fmt: Any) -> Generation:
+    sampling = {name: (options or {}).get(name) for name in OLLAMA_OPTIONS}
+    if isinstance(sampling["stop"], str):  # Ollama's own takes a list; a lone string is clear
+        sampling["stop"] = [sampling["stop"]]
+    if fmt in (None, ""):
+        neutral = None
+    elif fmt == "json":
+        neutral = {"type": "json"}
+    elif isinstance(fmt, dict):
+        neutral = {"type": "json_schema", "schema": fmt}
+    else:
+        raise GenerationError("format", '"json" or a JSON schema object', fmt)
+    return _checked(sampling, neutral, "options.")
