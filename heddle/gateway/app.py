@@ -39,9 +39,12 @@ from heddle.gateway.ollama_api import (
     tags_reply,
 )
 from heddle.gateway.openai_api import (
+    CHAT,
+    TEXT,
     ChatRequest,
-    chat_chunks,
-    chat_reply,
+    CompletionRequest,
+    completion_chunks,
+    completion_reply,
     error_event,
     model_reply,
     models_reply,
@@ -62,6 +65,8 @@ RUNNING = b"heddle gateway is running"
 """``GET /``'s answer: apps probe an Ollama server's root for liveness ("Ollama is running")."""
 MODEL_PATH = "/v1/models/"
 """``GET /v1/models/{model}``: one model, as OpenAI's clients retrieve it."""
+SSE = "text/event-stream; charset=utf-8"
+"""The OpenAI routes' streams: server-sent events."""
 NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 """Stream headers: no proxy in between may hold tokens back."""
 MAX_BODY_BYTES = 2 * wire.MAX_MESSAGE_BYTES
@@ -164,6 +169,7 @@ class GatewayApp:
         self.settings, self.keys, self.bridge = settings, keys, bridge
         self.routes: dict[str, dict[str, Callable[[_Request], Awaitable[None]]]] = {
             "/v1/chat/completions": {"POST": self.chat_completions},
+            "/v1/completions": {"POST": self.completions},
             "/v1/models": {"GET": self.models},
             MODEL_PATH: {"GET": self.model},
             "/api/chat": {"POST": self.ollama_chat},
@@ -203,7 +209,11 @@ class GatewayApp:
     # -- routes ----------------------------------------------------------------------------------
     async def chat_completions(self, request: _Request) -> None:
         await self._answer(request, ChatRequest, GatewayError.openai, _openai_stream, error_event,
-                           "text/event-stream; charset=utf-8", _openai_reply)
+                           SSE, lambda run: _openai_reply(run, CHAT))
+
+    async def completions(self, request: _Request) -> None:
+        await self._answer(request, CompletionRequest, GatewayError.openai, _openai_stream, error_event,
+                           SSE, lambda run: _openai_reply(run, TEXT))
 
     async def ollama_chat(self, request: _Request) -> None:
         await self._answer(request, OllamaChat, GatewayError.ollama,
@@ -259,10 +269,8 @@ class GatewayApp:
         body = _parse(request.body, schema)
         rules = self.keys.rules(caller, request.headers, self.settings.max_wait_s)
         messages, system = body.chat_messages()
-        max_tokens = (getattr(body, "max_completion_tokens", None) or body.max_tokens
-                      if isinstance(body, ChatRequest) else body.max_tokens())
-        chat = Chat(resolve_model(body.model, self.bridge.served(latest=False)), messages, max_tokens,
-                    system, body.generation())
+        chat = Chat(resolve_model(body.model, self.bridge.served(latest=False)), messages,
+                    body.output_bound(), system, body.generation())
         run = TaskRun(self.bridge, chat, rules, timeout_s=self.settings.request_timeout_s,
                       task_timeout_s=self.settings.task_timeout_s)
         return body, run
@@ -342,14 +350,14 @@ def _parse(raw: bytes, schema: type[BaseModel]) -> Any:
         raise GatewayError(400, f"{where}: {err['msg']}", "invalid_request", param=where) from None
 
 
-def _openai_stream(run: TaskRun, body: ChatRequest) -> AsyncIterator[bytes]:
-    return chat_chunks(run, body.stream_options is not None and body.stream_options.include_usage)
+def _openai_stream(run: TaskRun, body: ChatRequest | CompletionRequest) -> AsyncIterator[bytes]:
+    return completion_chunks(run, body.kind, body.include_usage())
 
 
-async def _openai_reply(run: TaskRun) -> dict:
+async def _openai_reply(run: TaskRun, kind: str) -> dict:
     async for _ in run.pieces():
         pass
-    return chat_reply(run)
+    return completion_reply(run, kind)
 
 
 async def _unless_gone(request: _Request, work: Callable[[], Awaitable[None]]) -> None:

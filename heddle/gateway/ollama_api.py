@@ -51,7 +51,7 @@ class _Base(BaseModel):
     def generation(self) -> Generation:
         return ollama_generation(self.options, self.format)
 
-    def max_tokens(self) -> int | None:
+    def output_bound(self) -> int | None:
         value = (self.options or {}).get("num_predict")
         if value is None or value == -1:  # -1: Ollama's "no limit"; heddle needs a bound
             return None

@@ -1,5 +1,6 @@
 """The OpenAI-compatible routes: ``POST /v1/chat/completions`` (server-sent events or one JSON
-reply, usage included), ``GET /v1/models`` and ``GET /v1/models/{model}``.
+reply, usage included), the legacy ``POST /v1/completions`` (a prompt string, answered as
+``text_completion``s the same way), ``GET /v1/models`` and ``GET /v1/models/{model}``.
 
 Honoured fields: ``model``, ``messages`` (text content; a list of text parts is joined),
 ``max_tokens`` / ``max_completion_tokens``, ``stream``, ``stream_options.include_usage``, and
@@ -12,16 +13,21 @@ so these models do not forbid extra fields.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from heddle.gateway.errors import GatewayError
-from heddle.gateway.options import openai_generation
+from heddle.gateway.options import openai_generation, refused
 from heddle.gateway.run import TaskRun
-from heddle.live.backends.generation import Generation
+from heddle.live.backends.generation import Generation, GenerationError
 
-__all__ = ["ChatRequest", "chat_chunks", "chat_reply", "error_event", "model_reply", "models_reply"]
+__all__ = ["CHAT", "TEXT", "ChatRequest", "CompletionRequest", "completion_chunks", "completion_reply",
+           "error_event", "model_reply", "models_reply"]
+
+CHAT, TEXT = "chat", "text"
+"""The two shapes of an answer: a chat completion (``/v1/chat/completions``) or a legacy text
+completion (``/v1/completions``)."""
 
 
 class _Message(BaseModel):
@@ -43,16 +49,17 @@ class _StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatRequest(BaseModel):
+class _Request(BaseModel):
+    """What both completion routes take: the model, the output bound, streaming and the
+    generation options (any JSON here, checked by `generation`: errors in its words)."""
+
     model_config = ConfigDict(extra="ignore")
+    kind: ClassVar[str]  # CHAT or TEXT: the shape of the answer
 
     model: str = Field(min_length=1)
-    messages: list[_Message] = Field(min_length=1)
     max_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     stream: bool = False
     stream_options: _StreamOptions | None = None
-    # generation options: any JSON here, checked by `generation` (errors in its words)
     temperature: Any = None
     top_p: Any = None
     top_k: Any = None
@@ -68,6 +75,22 @@ class ChatRequest(BaseModel):
     def generation(self) -> Generation:
         return openai_generation(self)
 
+    def output_bound(self) -> int | None:
+        return self.max_tokens
+
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+class ChatRequest(_Request):
+    kind = CHAT
+
+    messages: list[_Message] = Field(min_length=1)
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+
+    def output_bound(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
     def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:
         """(messages, system): system messages joined into the backends' system prompt."""
         system = "\n\n".join(m.text() for m in self.messages if m.role in ("system", "developer"))
@@ -77,6 +100,38 @@ class ChatRequest(BaseModel):
             raise GatewayError(400, "messages: expected at least one user message",
                                "invalid_messages", param="messages")
         return messages, system or None
+
+
+class CompletionRequest(_Request):
+    """The legacy ``POST /v1/completions``: one prompt, which becomes the one user message
+    (the model's chat template around it, as Ollama's ``/api/generate`` does)."""
+
+    kind = TEXT
+
+    prompt: Any = None
+    suffix: Any = None
+    echo: Any = None
+    best_of: Any = None
+    logprobs: Any = None
+
+    def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:
+        prompt = self.prompt
+        if isinstance(prompt, list) and len(prompt) == 1:
+            prompt = prompt[0]
+        if not (isinstance(prompt, str) and prompt):
+            raise refused(GenerationError("prompt", "a non-empty string, or a list of one", self.prompt))
+        for name, (fine, expected) in UNHONOURED.items():
+            if getattr(self, name) not in fine:
+                raise refused(GenerationError(name, expected, getattr(self, name)))
+        return [{"role": "user", "content": prompt}], None
+
+
+UNHONOURED = {"suffix": ((None, ""), "no suffix (heddle's backends do not fill in the middle)"),
+              "echo": ((None, False), "echo false (the prompt is not sent back)"),
+              "best_of": ((None, 1), "best_of 1 (one completion is made)"),
+              "logprobs": ((None, 0), "no logprobs (none are returned)")}
+"""The legacy fields heddle cannot honour: the values that ask nothing of it, and what a 400
+for any other says was expected."""
 
 
 def _usage(run: TaskRun) -> dict[str, Any]:
@@ -89,15 +144,30 @@ def _finish_reason(run: TaskRun) -> str:
     return "length" if run.usage.get("finish_reason") == "length" else "stop"
 
 
-def chat_reply(run: TaskRun) -> dict[str, Any]:
-    """The non-streaming ``chat.completion`` object."""
-    return {
-        "id": f"chatcmpl-{run.task_id}", "object": "chat.completion", "created": run.created,
-        "model": run.chat.model.name,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": run.output_text},
-                     "finish_reason": _finish_reason(run), "logprobs": None}],
-        "usage": _usage(run),
-    }
+def _head(run: TaskRun, kind: str, streamed: bool) -> dict[str, Any]:
+    if kind == CHAT:
+        ident, obj = f"chatcmpl-{run.task_id}", "chat.completion.chunk" if streamed else "chat.completion"
+    else:
+        ident, obj = f"cmpl-{run.task_id}", "text_completion"
+    return {"id": ident, "object": obj, "created": run.created, "model": run.chat.model.name}
+
+
+def _choice(kind: str, text: str | None, finish: str | None, first: bool = False) -> dict[str, Any]:
+    """A streamed event's choice (a piece of text, or None: the closing one)."""
+    if kind == TEXT:
+        return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+    delta = {} if text is None else {"role": "assistant", "content": text} if first else {"content": text}
+    return {"index": 0, "delta": delta, "finish_reason": finish}
+
+
+def completion_reply(run: TaskRun, kind: str) -> dict[str, Any]:
+    """The non-streaming ``chat.completion`` or ``text_completion`` object."""
+    if kind == CHAT:
+        choice = {"index": 0, "message": {"role": "assistant", "content": run.output_text},
+                  "finish_reason": _finish_reason(run), "logprobs": None}
+    else:
+        choice = _choice(TEXT, run.output_text, _finish_reason(run))
+    return {**_head(run, kind, streamed=False), "choices": [choice], "usage": _usage(run)}
 
 
 _HOLE = "\x00piece\x00"
@@ -113,21 +183,20 @@ def error_event(exc: GatewayError) -> bytes:
     return _event(exc.openai())
 
 
-async def chat_chunks(run: TaskRun, include_usage: bool):
-    """The ``chat.completion.chunk`` events; a failure mid-stream raises GatewayError (the
-    stream then ends with `error_event`: `app._Request.stream`).
+async def completion_chunks(run: TaskRun, kind: str, include_usage: bool):
+    """The ``chat.completion.chunk`` (or legacy ``text_completion``) events; a failure
+    mid-stream raises GatewayError (the stream then ends with `error_event`:
+    `app._Request.stream`).
 
     The assistant's role rides on the first piece's delta (as Ollama's OpenAI endpoint sends
     it) and the closing events leave together: every event is a socket write to the caller,
     and on a busy machine each write that wakes the caller may hand it the core (the
     gateway's loop then waits: py-spy showed ~40% of its wall time inside those writes)."""
-    head = {"id": f"chatcmpl-{run.task_id}", "object": "chat.completion.chunk",
-            "created": run.created, "model": run.chat.model.name}
+    head = _head(run, kind, streamed=True)
     # each piece's event is the same text around the piece's JSON string: one dumps per piece
-    first_before, first_after = _event({**head, "choices": [{"index": 0, "delta": {
-        "role": "assistant", "content": _HOLE}, "finish_reason": None}]}).split(_HOLE_JSON)
-    before, after = _event({**head, "choices": [{"index": 0, "delta": {"content": _HOLE},
-                                                 "finish_reason": None}]}).split(_HOLE_JSON)
+    first_before, first_after = _event({**head, "choices": [_choice(kind, _HOLE, None, first=True)]}
+                                       ).split(_HOLE_JSON)
+    before, after = _event({**head, "choices": [_choice(kind, _HOLE, None)]}).split(_HOLE_JSON)
     started = False
     async for text in run.pieces():
         if started:
@@ -135,9 +204,9 @@ async def chat_chunks(run: TaskRun, include_usage: bool):
         else:
             started = True
             yield first_before + json.dumps(text).encode() + first_after
-    closing = [] if started else [first_before + b'""' + first_after]  # no output: the role still
-    closing.append(_event({**head, "choices": [{"index": 0, "delta": {},
-                                                "finish_reason": _finish_reason(run)}]}))
+    # no output: a chat's first event still (it carries the role)
+    closing = [] if started or kind == TEXT else [first_before + b'""' + first_after]
+    closing.append(_event({**head, "choices": [_choice(kind, None, _finish_reason(run))]}))
     if include_usage:
         closing.append(_event({**head, "choices": [], "usage": _usage(run)}))
     closing.append(b"data: [DONE]\n\n")

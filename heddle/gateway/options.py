@@ -24,7 +24,7 @@ from heddle.live.backends.generation import (
     check_sampling,
 )
 
-__all__ = ["OLLAMA_OPTIONS", "OPENAI_SAMPLING", "ollama_generation", "openai_generation"]
+__all__ = ["OLLAMA_OPTIONS", "OPENAI_SAMPLING", "ollama_generation", "openai_generation", "refused"]
 
 OPENAI_SAMPLING = ("temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty",
                    "frequency_penalty", "repeat_penalty")
@@ -45,7 +45,8 @@ def _checked(sampling: dict[str, Any], fmt: dict[str, Any] | None, prefix: str) 
         raise exc.under(prefix) from None
 
 
-def _refused(exc: GenerationError) -> GatewayError:
+def refused(exc: GenerationError) -> GatewayError:
+    """A field the gateway does not take: 400 naming it and what was expected."""
     return GatewayError(400, str(exc), "invalid_value", param=exc.field)
 
 
@@ -55,7 +56,7 @@ def openai_generation(body: Any) -> Generation:
     try:
         return _openai(body)
     except GenerationError as exc:
-        raise _refused(exc) from None
+        raise refused(exc) from None
 
 
 def ollama_generation(options: dict[str, Any] | None, fmt: Any) -> Generation:
@@ -64,7 +65,7 @@ def ollama_generation(options: dict[str, Any] | None, fmt: Any) -> Generation:
     try:
         return _ollama(options, fmt)
     except GenerationError as exc:
-        raise _refused(exc) from None
+        raise refused(exc) from None
 
 
 def _openai(body: Any) -> Generation:

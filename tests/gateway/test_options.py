@@ -159,3 +159,40 @@ def test_a_bad_ollama_option_is_a_400_naming_the_field(cluster, fields, named):
                            headers={"Authorization": "Bearer " + KEYS["bob"]["key"]},
                            json={"model": "llama-3.1-8b", **prompt, **fields})
         assert reply.status_code == 400 and reply.json()["error"].startswith(named), reply.text
+
+
+def test_legacy_completions_answer_a_prompt_streaming_or_not_with_its_options(cluster):
+    """``POST /v1/completions`` as editors' autocomplete and older scripts call it."""
+    forget(cluster)
+    reply = gpt(cluster).completions.create(model="llama-3.1-8b", prompt="def fib(n):", max_tokens=12,
+                                            temperature=0, stop=["\n\n"], seed=9)
+    assert reply.object == "text_completion" and reply.id.startswith("cmpl-")
+    assert reply.choices[0].text == TEXT and reply.choices[0].finish_reason == "stop"
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (12, len(WORDS))
+    body = only_body(cluster)
+    assert body["messages"] == [{"role": "user", "content": "def fib(n):"}]
+    assert body["options"] == {"num_predict": 12, "temperature": 0, "seed": 9, "stop": ["\n\n"]}
+
+    stream = gpt(cluster).completions.create(model="qwen2.5-7b", prompt=["def fib(n):"], stream=True,
+                                             stream_options={"include_usage": True}, top_p=0.5)
+    chunks = list(stream)
+    assert all(c.object == "text_completion" for c in chunks)
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == TEXT
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage.completion_tokens == len(WORDS)
+    assert chunks[-1].usage.model_extra["heddle"]["node"] == OPENAI_NODE
+    assert received(cluster, OPENAI_NODE)["top_p"] == 0.5
+
+
+@pytest.mark.parametrize(("fields", "param", "expected"), [
+    ({"prompt": ["one", "two"]}, "prompt", "a non-empty string, or a list of one"),
+    ({"prompt": [1, 2, 3]}, "prompt", "a non-empty string, or a list of one"),
+    ({"suffix": "    return x"}, "suffix", "no suffix"),
+    ({"echo": True}, "echo", "echo false"),
+    ({"best_of": 3}, "best_of", "best_of 1"),
+    ({"temperature": -1}, "temperature", "a number from 0 to 2"),
+])
+def test_a_legacy_completion_heddle_cannot_honour_is_a_400_naming_the_field(cluster, fields, param, expected):
+    with pytest.raises(openai.BadRequestError) as refused:
+        gpt(cluster).completions.create(model="llama-3.1-8b", **{"prompt": "hi", **fields})
+    assert refused.value.body["param"] == param and expected in refused.value.body["message"]
