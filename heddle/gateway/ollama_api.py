@@ -6,8 +6,9 @@ catalog: apps such as editors read its context length there) and ``GET /api/vers
 Honoured fields: ``model``, ``messages`` / ``prompt`` (+ ``system``), ``stream``,
 ``options.num_predict`` (the output bound), the generation options of heddle.gateway.options
 (``options.temperature``, ``top_p``, ``top_k``, ``seed``, ``stop``, ... and ``format``), which
-reach the model server. Other options are accepted and not passed on. Unknown fields are
-ignored, as Ollama does.
+reach the model server. Other options are accepted and not passed on. A ``suffix`` (fill in
+the middle) or ``raw`` prompt on ``/api/generate`` is refused (400 naming it): the prompt
+always goes through the model's chat template. Unknown fields are ignored, as Ollama does.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from heddle.gateway.errors import GatewayError
-from heddle.gateway.options import ollama_generation
+from heddle.gateway.options import ollama_generation, unhonoured
 from heddle.gateway.run import TaskRun
 from heddle.gateway.tasks import ModelRef
 from heddle.live.backends.generation import Generation
@@ -90,8 +91,11 @@ class OllamaShow(BaseModel):
 
 class OllamaGenerate(_Base):
     prompt: str = Field(min_length=1)
+    suffix: Any = None
+    raw: Any = None
 
     def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:
+        unhonoured(self, ("suffix", "raw"))
         return [{"role": "user", "content": self.prompt}], self.system
 
 

@@ -18,7 +18,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from heddle.gateway.errors import GatewayError
-from heddle.gateway.options import openai_generation, refused
+from heddle.gateway.options import openai_generation, refused, unhonoured
 from heddle.gateway.run import TaskRun
 from heddle.live.backends.generation import Generation, GenerationError
 
@@ -120,18 +120,8 @@ class CompletionRequest(_Request):
             prompt = prompt[0]
         if not (isinstance(prompt, str) and prompt):
             raise refused(GenerationError("prompt", "a non-empty string, or a list of one", self.prompt))
-        for name, (fine, expected) in UNHONOURED.items():
-            if getattr(self, name) not in fine:
-                raise refused(GenerationError(name, expected, getattr(self, name)))
+        unhonoured(self, ("suffix", "echo", "best_of", "logprobs"))
         return [{"role": "user", "content": prompt}], None
-
-
-UNHONOURED = {"suffix": ((None, ""), "no suffix (heddle's backends do not fill in the middle)"),
-              "echo": ((None, False), "echo false (the prompt is not sent back)"),
-              "best_of": ((None, 1), "best_of 1 (one completion is made)"),
-              "logprobs": ((None, 0), "no logprobs (none are returned)")}
-"""The legacy fields heddle cannot honour: the values that ask nothing of it, and what a 400
-for any other says was expected."""
 
 
 def _usage(run: TaskRun) -> dict[str, Any]:

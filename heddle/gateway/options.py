@@ -9,6 +9,8 @@ extras llama.cpp's server takes on the same route (``top_k``, ``min_p``, ``repea
 ``n`` other than 1 is refused (one choice is returned).
 Ollama: ``options.{temperature, top_p, top_k, min_p, seed, stop, repeat_penalty,
 presence_penalty, frequency_penalty, num_ctx}`` and ``format`` (``"json"`` or a JSON schema).
+Fields no backend can honour (a suffix to fill in the middle, a raw prompt, echo, best_of,
+logprobs) are refused the same way, rather than answered with something else (`unhonoured`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from heddle.live.backends.generation import (
     check_sampling,
 )
 
-__all__ = ["OLLAMA_OPTIONS", "OPENAI_SAMPLING", "ollama_generation", "openai_generation", "refused"]
+__all__ = ["OLLAMA_OPTIONS", "OPENAI_SAMPLING", "UNHONOURED", "ollama_generation", "openai_generation",
+           "refused", "unhonoured"]
 
 OPENAI_SAMPLING = ("temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty",
                    "frequency_penalty", "repeat_penalty")
@@ -43,6 +46,24 @@ def _checked(sampling: dict[str, Any], fmt: dict[str, Any] | None, prefix: str) 
         return Generation(check_sampling(sampling), check_format(fmt))
     except GenerationError as exc:
         raise exc.under(prefix) from None
+
+
+UNHONOURED = {"suffix": ((None, ""), "no suffix (heddle's backends do not fill in the middle)"),
+              "raw": ((None, False), "raw false (the prompt always goes through the model's chat template)"),
+              "echo": ((None, False), "echo false (the prompt is not sent back)"),
+              "best_of": ((None, 1), "best_of 1 (one completion is made)"),
+              "logprobs": ((None, 0), "no logprobs (none are returned)")}
+"""Fields heddle cannot honour: the values that ask nothing of it, and what the 400 for any
+other says was expected (a caller that asked for them would silently get something else)."""
+
+
+def unhonoured(body: Any, names: tuple[str, ...]) -> None:
+    """GatewayError 400 naming the first of ``names`` (`UNHONOURED`) that asks for something."""
+    for name in names:
+        fine, expected = UNHONOURED[name]
+        value = getattr(body, name)
+        if value not in fine:
+            raise refused(GenerationError(name, expected, value))
 
 
 def refused(exc: GenerationError) -> GatewayError:

@@ -67,8 +67,10 @@ async def test_each_backend_sends_the_options_under_its_servers_names(h):
         assert call["seed"] == 1234
 
 
-async def test_no_options_send_what_was_sent_before(h):
-    result = await h.executor.run(assignment(payload={"prompt": "hi"}, **h.task), Progress())
+@pytest.mark.parametrize("sampling", [None, {}, {"stop": [], "seed": None}])
+async def test_no_options_send_what_was_sent_before(h, sampling):
+    payload = {"prompt": "hi"} if sampling is None else {"prompt": "hi", "sampling": sampling}
+    result = await h.executor.run(assignment(payload=payload, **h.task), Progress())
     assert "options_not_sent" not in result
     if h.lm is not None:
         call = h.lm.calls[-1]
@@ -124,14 +126,16 @@ async def test_a_json_object_goes_as_each_server_takes_it():
         server.stop()
 
 
-async def test_claude_takes_no_json_mode_without_a_schema_and_says_so():
+async def test_claude_takes_no_json_mode_without_a_schema_nor_a_whitespace_stop_and_says_so():
     h = harness("claude")
     try:
-        result = await h.executor.run(assignment(payload={"prompt": "hi", "format": {"type": "json"}},
-                                                 **h.task), Progress())
+        payload = {"prompt": "hi", "format": {"type": "json"}, "sampling": {"stop": ["\n\n", "END"]}}
+        result = await h.executor.run(assignment(payload=payload, **h.task), Progress())
     finally:
         await close(h)
-    assert result["options_not_sent"] == ["format"] and "output_config" not in body_of(h)
+    assert result["options_not_sent"] == ["stop", "format"]
+    body = body_of(h)
+    assert body["stop_sequences"] == ["END"] and "output_config" not in body
 
 
 @pytest.mark.parametrize(("words", "stop", "text", "finish"), [

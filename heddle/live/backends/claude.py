@@ -51,11 +51,15 @@ def generation_kwargs(gen: Generation) -> tuple[dict[str, Any], frozenset[str]]:
     """(the Messages API's arguments for ``gen``, the fields they send). The API (as the
     anthropic SDK defines its request) takes ``stop_sequences`` and, for JSON matching a schema,
     ``output_config.format``; it has no temperature, top_p, top_k, seed, penalties or
-    context size, and no JSON mode without a schema: those are not sent."""
+    context size, and no JSON mode without a schema: those are not sent. It refuses a stop
+    sequence of whitespace alone ("\\n\\n"): those are left out (and ``stop`` counts as not
+    sent when any was)."""
     kwargs: dict[str, Any] = {}
-    sent = {"stop"}
-    if "stop" in gen.sampling:
-        kwargs["stop_sequences"] = gen.sampling["stop"]
+    stops = gen.sampling.get("stop", [])
+    kept = [s for s in stops if s.strip()]
+    sent = {"stop"} if len(kept) == len(stops) else set()
+    if kept:
+        kwargs["stop_sequences"] = kept
     if gen.format is not None and gen.format["type"] == "json_schema":
         kwargs["output_config"] = {"format": {"type": "json_schema", "schema": gen.format["schema"]}}
         sent.add("format")

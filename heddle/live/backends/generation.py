@@ -146,7 +146,8 @@ def check_sampling(sampling: Any) -> dict[str, Any]:
         if value is None:
             continue
         if rule is None:
-            out[name] = _stop(value)
+            if _stop(value):  # an empty list asks for nothing
+                out[name] = value
         elif not rule.fits(value):
             raise GenerationError(name, rule.expected(), value)
         else:
