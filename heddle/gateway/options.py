@@ -19,6 +19,7 @@ from typing import Any
 
 from heddle.gateway.errors import GatewayError
 from heddle.live.backends.generation import (
+    FIELDS,
     NONE,
     Generation,
     GenerationError,
@@ -29,12 +30,12 @@ from heddle.live.backends.generation import (
 __all__ = ["OLLAMA_OPTIONS", "OPENAI_SAMPLING", "UNHONOURED", "ollama_generation", "openai_generation",
            "refused", "unhonoured"]
 
-OPENAI_SAMPLING = ("temperature", "top_p", "top_k", "min_p", "seed", "stop", "presence_penalty",
-                   "frequency_penalty", "repeat_penalty")
-"""The body fields of an OpenAI request that are sampling options (their neutral names too)."""
-OLLAMA_OPTIONS = ("temperature", "top_p", "top_k", "min_p", "seed", "stop", "repeat_penalty",
-                  "presence_penalty", "frequency_penalty", "num_ctx")
-"""The ``options`` of an Ollama request that are passed on (the others are ignored, as before)."""
+OLLAMA_OPTIONS = tuple(FIELDS)
+"""The ``options`` of an Ollama request that are passed on: every neutral field, under its
+name (the others are ignored, as before)."""
+OPENAI_SAMPLING = tuple(name for name in FIELDS if name != "num_ctx")
+"""The body fields of an OpenAI request that are sampling options, under their neutral names
+(a context size is no request's field there: the server loads the model with it)."""
 MAX_OPENAI_STOP = 4
 """OpenAI's bound on stop sequences."""
 

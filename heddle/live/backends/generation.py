@@ -4,21 +4,13 @@ from either protocol (heddle.gateway.options), the agent checks them (`llm_call`
 backend maps them onto its server's request, saying which it could not send.
 
 ``sampling``: an object of these fields, each optional (absent: the server's default):
-
-==================== ============================= =========================================
-field                value                         meaning
-==================== ============================= =========================================
-``temperature``      number 0-2                    0: the most likely token each time
-``top_p``            number 0-1                    nucleus sampling
-``top_k``            integer >= 0                  sample among the k likeliest (0: all)
-``min_p``            number 0-1                    drop tokens below min_p x the likeliest's
-``seed``             integer                       the sampler's seed
-``stop``             list of non-empty strings     the output ends before any of them
-``presence_penalty`` number -2..2                  OpenAI's additive penalties
-``frequency_penalty`` number -2..2
-``repeat_penalty``   number >= 0                   llama.cpp's multiplicative one (1: none)
-``num_ctx``          integer >= 1                  the context window the server loads
-==================== ============================= =========================================
+``temperature`` (a number 0-2; 0: the likeliest token each time), ``top_p`` (0-1, nucleus
+sampling), ``top_k`` (an integer >= 0: sample among the k likeliest; 0: all), ``min_p`` (0-1:
+drop tokens less likely than min_p x the likeliest), ``seed`` (an integer), ``stop`` (a list of
+non-empty strings: the output ends before any of them), ``presence_penalty`` and
+``frequency_penalty`` (-2 to 2, OpenAI's additive penalties), ``repeat_penalty`` (>= 0,
+llama.cpp's multiplicative one; 1: none), ``num_ctx`` (an integer >= 1: the context window the
+server loads). `FIELDS` holds these rules.
 
 ``format``: ``{"type": "json"}`` (a JSON object) or ``{"type": "json_schema", "schema":
 {...}, "name": "..."}`` (JSON matching the schema; ``name`` optional).
@@ -33,7 +25,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ALL", "FIELDS", "NONE", "NOT_SENT", "Generation", "GenerationError", "check_format", "check_sampling", "generation"]
+__all__ = ["ALL", "FIELDS", "NONE", "NOT_SENT", "Generation", "GenerationError", "check_format",
+           "check_sampling"]
 
 INT64 = 2**63
 """An integer's bound: the servers keep them in 64 bits."""
@@ -170,8 +163,3 @@ def check_format(fmt: Any) -> dict[str, Any] | None:
     if name is not None and not (isinstance(name, str) and name):
         raise GenerationError("format.name", "a non-empty string", name)
     return {"type": "json_schema", "schema": schema} | ({"name": name} if name else {})
-
-
-def generation(sampling: Any, fmt: Any) -> Generation:
-    """Both checked: the `Generation` a backend maps."""
-    return Generation(check_sampling(sampling), check_format(fmt))
