@@ -6,7 +6,8 @@ catalog: apps such as editors read its context length there) and ``GET /api/vers
 Honoured fields: ``model``, ``messages`` / ``prompt`` (+ ``system``), ``stream``,
 ``options.num_predict`` (the output bound), the generation options of heddle.gateway.options
 (``options.temperature``, ``top_p``, ``top_k``, ``seed``, ``stop``, ... and ``format``), which
-reach the model server. Other options are accepted and not passed on. A ``suffix`` (fill in
+reach the model server, and ``tools`` with the messages' ``tool_calls`` and tool results
+(`heddle.gateway.tools`). Other options are accepted and not passed on. A ``suffix`` (fill in
 the middle) or ``raw`` prompt on ``/api/generate`` is refused (400 naming it): the prompt
 always goes through the model's chat template. Unknown fields are ignored, as Ollama does.
 """
@@ -25,6 +26,7 @@ from heddle.gateway.options import ollama_generation, unhonoured
 from heddle.gateway.run import TaskRun
 from heddle.gateway.tasks import ModelRef
 from heddle.live.backends.generation import Generation
+from heddle.gateway.tools import OllamaTools, ToolMessage, ollama_calls, ollama_messages
 from heddle.models import catalog
 
 __all__ = ["OllamaChat", "OllamaGenerate", "OllamaShow", "error_line", "ollama_lines", "ollama_reply",
@@ -33,11 +35,14 @@ __all__ = ["OllamaChat", "OllamaGenerate", "OllamaShow", "error_line", "ollama_l
 NS = 1_000_000_000
 
 
-class _Message(BaseModel):
+class _Message(ToolMessage):
     model_config = ConfigDict(extra="ignore")
 
     role: str
-    content: str = ""
+    content: str | None = ""
+
+    def text(self) -> str:
+        return self.content or ""
 
 
 class _Base(BaseModel):
@@ -62,13 +67,13 @@ class _Base(BaseModel):
         return value
 
 
-class OllamaChat(_Base):
+class OllamaChat(_Base, OllamaTools):
     messages: list[_Message] = Field(min_length=1)
 
     def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:
         system = "\n\n".join([self.system] * bool(self.system)
-                             + [m.content for m in self.messages if m.role == "system"])
-        messages = [{"role": m.role, "content": m.content} for m in self.messages if m.role != "system"]
+                             + [m.text() for m in self.messages if m.role == "system"])
+        messages = ollama_messages(self.messages, _Message.text)
         if not messages:
             raise GatewayError(400, "messages: expected at least one user message",
                                "invalid_messages", param="messages")
@@ -129,18 +134,27 @@ def error_line(exc: GatewayError) -> bytes:
 
 async def ollama_lines(run: TaskRun, generate: bool):
     """NDJSON lines; a failure mid-stream raises GatewayError (the stream then ends with
-    `error_line`, as Ollama sends: `app._Request.stream`)."""
+    `error_line`, as Ollama sends: `app._Request.stream`). The model's tool calls go on a
+    line of their own before the closing one, as Ollama sends them."""
     started = time.monotonic()
     async for text in run.pieces():
         yield json.dumps(_piece(run, text, generate)).encode() + b"\n"
-    yield json.dumps(_closing(run, generate, "", started)).encode() + b"\n"
+    closing = json.dumps(_closing(run, generate, "", started)).encode() + b"\n"
+    if run.tool_calls and not generate:
+        calls = _piece(run, "", generate)
+        calls["message"]["tool_calls"] = ollama_calls(run.tool_calls)
+        closing = json.dumps(calls).encode() + b"\n" + closing
+    yield closing
 
 
 async def ollama_reply(run: TaskRun, generate: bool) -> dict[str, Any]:
     started = time.monotonic()
     async for _ in run.pieces():
         pass
-    return _closing(run, generate, run.output_text, started)
+    doc = _closing(run, generate, run.output_text, started)
+    if run.tool_calls and not generate:
+        doc["message"]["tool_calls"] = ollama_calls(run.tool_calls)
+    return doc
 
 
 def _details(ref: ModelRef) -> dict[str, Any]:

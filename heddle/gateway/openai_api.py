@@ -2,12 +2,14 @@
 reply, usage included), the legacy ``POST /v1/completions`` (a prompt string, answered as
 ``text_completion``s the same way), ``GET /v1/models`` and ``GET /v1/models/{model}``.
 
-Honoured fields: ``model``, ``messages`` (text content; a list of text parts is joined),
-``max_tokens`` / ``max_completion_tokens``, ``stream``, ``stream_options.include_usage``, and
-the generation options of heddle.gateway.options (``temperature``, ``top_p``, ``seed``,
-``stop``, the penalties, ``response_format``; ``n`` other than 1 refused), which reach the
-model server. Unknown fields are ignored, as OpenAI-compatible servers do (apps send many),
-so these models do not forbid extra fields.
+Honoured fields: ``model``, ``messages`` (text content; a list of text parts is joined; an
+assistant's ``tool_calls``, a tool's result), ``max_tokens`` / ``max_completion_tokens``,
+``stream``, ``stream_options.include_usage``, ``tools``, ``tool_choice``,
+``parallel_tool_calls`` (chat completions: heddle.gateway.tools), and the generation options of
+heddle.gateway.options (``temperature``, ``top_p``, ``seed``, ``stop``, the penalties,
+``response_format``; ``n`` other than 1 refused), which reach the model server. Unknown fields
+are ignored, as OpenAI-compatible servers do (apps send many), so these models do not forbid
+extra fields.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ from heddle.gateway.errors import GatewayError
 from heddle.gateway.options import openai_generation, refused, unhonoured
 from heddle.gateway.run import TaskRun
 from heddle.live.backends.generation import Generation, GenerationError
+from heddle.gateway.tools import (
+    OpenAITools,
+    ToolMessage,
+    openai_calls,
+    openai_delta_calls,
+    openai_messages,
+)
 
 __all__ = ["CHAT", "TEXT", "ChatRequest", "CompletionRequest", "completion_chunks", "completion_reply",
            "error_event", "model_reply", "models_reply"]
@@ -30,7 +39,7 @@ CHAT, TEXT = "chat", "text"
 completion (``/v1/completions``)."""
 
 
-class _Message(BaseModel):
+class _Message(ToolMessage):
     model_config = ConfigDict(extra="ignore")
 
     role: str
@@ -82,7 +91,7 @@ class _Request(BaseModel):
         return self.stream_options is not None and self.stream_options.include_usage
 
 
-class ChatRequest(_Request):
+class ChatRequest(_Request, OpenAITools):
     kind = CHAT
 
     messages: list[_Message] = Field(min_length=1)
@@ -94,8 +103,7 @@ class ChatRequest(_Request):
     def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:
         """(messages, system): system messages joined into the backends' system prompt."""
         system = "\n\n".join(m.text() for m in self.messages if m.role in ("system", "developer"))
-        messages = [{"role": m.role, "content": m.text()} for m in self.messages
-                    if m.role not in ("system", "developer")]
+        messages = openai_messages(self.messages, _Message.text)
         if not messages:
             raise GatewayError(400, "messages: expected at least one user message",
                                "invalid_messages", param="messages")
@@ -131,6 +139,8 @@ def _usage(run: TaskRun) -> dict[str, Any]:
 
 
 def _finish_reason(run: TaskRun) -> str:
+    if run.tool_calls:
+        return "tool_calls"
     return "length" if run.usage.get("finish_reason") == "length" else "stop"
 
 
@@ -150,11 +160,18 @@ def _choice(kind: str, text: str | None, finish: str | None, first: bool = False
     return {"index": 0, "delta": delta, "finish_reason": finish}
 
 
+def _reply_message(run: TaskRun) -> dict[str, Any]:
+    if not run.tool_calls:
+        return {"role": "assistant", "content": run.output_text}
+    return {"role": "assistant", "content": run.output_text or None,
+            "tool_calls": openai_calls(run.tool_calls)}
+
+
 def completion_reply(run: TaskRun, kind: str) -> dict[str, Any]:
     """The non-streaming ``chat.completion`` or ``text_completion`` object."""
     if kind == CHAT:
-        choice = {"index": 0, "message": {"role": "assistant", "content": run.output_text},
-                  "finish_reason": _finish_reason(run), "logprobs": None}
+        choice = {"index": 0, "message": _reply_message(run), "finish_reason": _finish_reason(run),
+                  "logprobs": None}
     else:
         choice = _choice(TEXT, run.output_text, _finish_reason(run))
     return {**_head(run, kind, streamed=False), "choices": [choice], "usage": _usage(run)}
@@ -194,8 +211,13 @@ async def completion_chunks(run: TaskRun, kind: str, include_usage: bool):
         else:
             started = True
             yield first_before + json.dumps(text).encode() + first_after
-    # no output: a chat's first event still (it carries the role)
-    closing = [] if started or kind == TEXT else [first_before + b'""' + first_after]
+    # no output: a chat's first event still (it carries the role), unless the model's calls do
+    closing = [] if started or kind == TEXT or run.tool_calls else [first_before + b'""' + first_after]
+    if run.tool_calls:  # the model's calls, each whole (the role with them if no text went first)
+        delta = {"tool_calls": openai_delta_calls(run.tool_calls)}
+        if not started:
+            delta = {"role": "assistant", "content": None, **delta}
+        closing.append(_event({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}))
     closing.append(_event({**head, "choices": [_choice(kind, None, _finish_reason(run))]}))
     if include_usage:
         closing.append(_event({**head, "choices": [], "usage": _usage(run)}))

@@ -29,9 +29,11 @@ from heddle.gateway.bridge import Bridge
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.keys import Rules
 from heddle.gateway.tasks import Chat, chat_task, new_job_id
+from heddle.gateway.tools import calls_from_result
 from heddle.live.agent.tokens import USAGE_FIELDS
 from heddle.live.backends.generation import NOT_SENT
 from heddle.live.control.book import CANCELLED, REJECTED
+from heddle.live.protocol import ToolCall
 
 __all__ = ["TaskRun"]
 
@@ -59,6 +61,7 @@ class TaskRun:
         self.streaming = True  # the text goes out as it comes (False: in one reply at the end)
         self.text: list[str] = []  # what went out
         self.usage: dict[str, Any] = {}
+        self.tool_calls: tuple[ToolCall, ...] = ()  # the model's, from the closing chunk (1.9)
         self.ended = False  # the task ended (or was cancelled by us): nothing to cancel
         self._backlog: deque[tuple[str, Any]] = deque()
         self._deadline = time.monotonic() + timeout_s
@@ -155,7 +158,7 @@ class TaskRun:
                         self.bridge.stamp(self.task_id, "g_first_written")
                     continue
                 if x.outcome == "ok":
-                    self._finish(x.usage or {})
+                    self._finish(x.usage or {}, x.tool_calls or ())
                     return
                 if x.outcome == "failed":
                     self.ended = True
@@ -180,7 +183,8 @@ class TaskRun:
                     yield text[len(sent):]
                 self.node = payload.get("node", self.node)
                 self.attempt = payload.get("attempt", self.attempt)
-                self._finish({k: result[k] for k in USAGE_FIELDS if k in result})
+                self._finish({k: result[k] for k in USAGE_FIELDS if k in result},
+                             calls_from_result(result))
                 return
 
     def _more(self, text: str, expected: int) -> tuple[str, int]:
@@ -222,9 +226,9 @@ class TaskRun:
         self.attempt = None
         self.text.clear()
 
-    def _finish(self, usage: dict[str, Any]) -> None:
+    def _finish(self, usage: dict[str, Any], tool_calls: tuple[ToolCall, ...]) -> None:
         self.ended = True
-        self.usage = usage
+        self.usage, self.tool_calls = usage, tool_calls
 
     # -- the end ---------------------------------------------------------------------------------
     def close(self) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.keys import Rules
+from heddle.gateway.tools import ToolSpec, tool_tokens
 from heddle.live.backends.common import DEFAULT_OUTPUT_TOKENS
 from heddle.live.backends.generation import NONE, Generation
 from heddle.live.backends.names import catalog_ids
@@ -47,10 +48,11 @@ class Chat:
     """What every route asks for, in one shape."""
 
     model: ModelRef
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     max_tokens: int | None
     system: str | None = None
     generation: Generation = NONE  # sampling and format, neutral (heddle.gateway.options)
+    tools: ToolSpec | None = None
 
 
 def resolve_model(name: str, served: Collection[tuple[str, str]] = ()) -> ModelRef:
@@ -83,7 +85,7 @@ def resolve_model(name: str, served: Collection[tuple[str, str]] = ()) -> ModelR
                        "serves now)", "model_not_found", param="model")
 
 
-def count_tokens(messages: list[dict[str, str]], system: str | None = None) -> int:
+def count_tokens(messages: list[dict[str, Any]], system: str | None = None) -> int:
     """The prompt's size in tokens, estimated (`CHARS_PER_TOKEN`, `TOKENS_PER_MESSAGE`)."""
     texts = [m["content"] for m in messages] + ([system] if system else [])
     chars = sum(len(t) for t in texts)
@@ -110,9 +112,14 @@ def chat_task(chat: Chat, rules: Rules, job_id: str, timeout_s: float | None) ->
         payload["sampling"] = chat.generation.sampling
     if chat.generation.format is not None:
         payload["format"] = chat.generation.format
+    prompt = count_tokens(chat.messages, chat.system)
+    if chat.tools is not None or any("tool_calls" in m for m in chat.messages):
+        prompt += tool_tokens(chat.tools, chat.messages, CHARS_PER_TOKEN)
+    if chat.tools is not None:
+        payload |= chat.tools.payload()
     spec = TaskSpec(
         id=f"{job_id}-chat", kind="llm", model=chat.model.model, quant=chat.model.quant,
-        prompt_tokens=count_tokens(chat.messages, chat.system), output_tokens=output,
+        prompt_tokens=prompt, output_tokens=output,
         privacy=rules.privacy, owner=rules.owner, deadline_s=rules.deadline_s, tier=rules.tier,
         account=rules.account,
     )

@@ -41,6 +41,10 @@ new field: upgrade the control plane first, then the agents.
   answers as soon as the core has offered the tasks, before their ``TaskSubmitted`` is in the
   log (the gateway: its caller's answer starts from the placement, not from a JetStream
   acknowledgement that was the last thing before the first token at the tail).
+- 1.9: ``TokenChunk.tool_calls`` (optional, on an attempt's closing chunk): the tool (function)
+  calls the model made, as `ToolCall`s; left out of the JSON when there are none, so every other
+  chunk is byte for byte a 1.8 one. The tools themselves travel in the task's payload (a free
+  JSON object): an agent older than 1.9 does not read them and answers in text, as before.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ from heddle.models.ids import (
 from heddle.models.state import NodeState
 from heddle.models.task import Task
 
-PROTOCOL_VERSION = "1.8"
+PROTOCOL_VERSION = "1.9"
 """Version every message carries in ``v``: "major.minor"; receivers refuse another major."""
 PROTOCOL_MAJOR = 1
 MAX_MESSAGE_BYTES = 512 * 1024
@@ -448,12 +452,21 @@ class TaskReports(_Message):
     reports: tuple[TaskReport, ...] = Field(min_length=1, max_length=MAX_BATCH_REPORTS)
 
 
+class ToolCall(_Part):
+    """A call of one of the request's tools the model made (1.9)."""
+
+    id: str = Field(min_length=1, description="The call's id: a tool result names it.")
+    name: str = Field(min_length=1, description="The tool (function) called.")
+    arguments: str = Field(description="The arguments as the model wrote them: a JSON object's text.")
+
+
 class TokenChunk(_AttemptMessage):
     """Output of one LLM attempt, in order: ``index`` counts this attempt's chunks from 0.
 
     The last chunk of an attempt has ``done`` set, no text, the attempt's ``outcome`` (and
     ``reason``) and ``usage``: the result's token counts, model, finish reason and timings
-    (its ``text`` left out: the caller has it already)."""
+    (its ``text`` left out: the caller has it already), and (1.9) the model's ``tool_calls``
+    if it made any (the field is left out of the JSON when it made none)."""
 
     type: Literal["tokens"] = "tokens"
     index: Count
@@ -462,6 +475,7 @@ class TokenChunk(_AttemptMessage):
     outcome: Literal["ok", "failed", "cancelled"] | None = None
     reason: str | None = None
     usage: dict[str, Any] | None = None
+    tool_calls: tuple[ToolCall, ...] | None = Field(None, exclude_if=lambda calls: calls is None)
 
 
 class Control(_Message):

@@ -2,7 +2,9 @@
 streaming protocols over real HTTP (chunked transfer, as the real servers send), with faults
 scripted per request: a status with headers, a held first token, a connection cut mid-stream,
 malformed JSON, or the server gone; or with a `planner` that paces each stream as a real
-server would (tests/live/fidelitykit.py paces it by the performance model)."""
+server would (tests/live/fidelitykit.py paces it by the performance model). A request with
+tools whose conversation does not end with a tool's result gets a call of its first tool
+(`TOOL_ARGUMENTS`), streamed as each server streams one; with the result, the usual text."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 WORDS = ["alpha", " beta", " gamma", " delta", " epsilon"]
+TOOL_ARGUMENTS = {"city": "Lisbon", "days": 2}
+"""The arguments of every stand-in's tool call."""
 
 
 @dataclass
@@ -73,6 +77,70 @@ def anthropic_stream(model: str, words=WORDS, input_tokens: int = 20, cached: in
                              "usage": {"output_tokens": len(words)}}),
         ev("message_stop", {}),
     ]
+
+
+def ollama_tool_stream(model: str, name: str, prompt_tokens: int = 30) -> list[bytes]:
+    """A call of ``name`` as Ollama streams one: whole, in a message's ``tool_calls``, no id."""
+    lines = [{"model": model, "message": {"role": "assistant", "content": "", "tool_calls": [
+                 {"function": {"name": name, "arguments": TOOL_ARGUMENTS}}]}, "done": False},
+             {"model": model, "message": {"role": "assistant", "content": ""}, "done": True,
+              "done_reason": "stop", "prompt_eval_count": prompt_tokens, "eval_count": 9,
+              "eval_duration": 50_000_000}]
+    return [json.dumps(x).encode() + b"\n" for x in lines]
+
+
+def openai_tool_stream(model: str, name: str, prompt_tokens: int = 30) -> list[bytes]:
+    """A call of ``name`` as vLLM and llama.cpp's server stream one: the id and name first,
+    then the arguments in pieces, finish_reason ``tool_calls``."""
+    text = json.dumps(TOOL_ARGUMENTS)
+    pieces = [text[:5], text[5:12], text[12:]]
+    deltas = [{"role": "assistant", "content": None, "tool_calls": [
+        {"index": 0, "id": "call_standin_1", "type": "function", "function": {"name": name, "arguments": ""}}]}]
+    deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in pieces]
+    events = [{"model": model, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+    events.append({"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+    events.append({"model": model, "choices": [],
+                   "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 9}})
+    return [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
+
+
+def anthropic_tool_stream(model: str, name: str, input_tokens: int = 40) -> list[bytes]:
+    """A call of ``name`` as the Messages API streams one: a ``tool_use`` block, its input in
+    ``input_json_delta`` pieces, stop_reason ``tool_use``."""
+    def ev(kind: str, data: dict) -> bytes:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+    text = json.dumps(TOOL_ARGUMENTS)
+    usage = {"input_tokens": input_tokens, "output_tokens": 1, "cache_read_input_tokens": 0}
+    return [
+        ev("message_start", {"message": {"id": "msg_1", "type": "message", "role": "assistant",
+                                          "content": [], "model": model, "stop_reason": None,
+                                          "stop_sequence": None, "usage": usage}}),
+        ev("content_block_start", {"index": 0, "content_block": {
+            "type": "tool_use", "id": "toolu_standin_1", "name": name, "input": {}}}),
+        *[ev("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta", "partial_json": p}})
+          for p in (text[:6], text[6:])],
+        ev("content_block_stop", {"index": 0}),
+        ev("message_delta", {"delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                             "usage": {"output_tokens": 9}}),
+        ev("message_stop", {}),
+    ]
+
+
+def tool_plan(path: str, body: dict) -> Plan | None:
+    """A call of the request's first tool, unless it has none or ends with a tool's result."""
+    tools, last = body.get("tools"), (body.get("messages") or [{}])[-1]
+    if not tools:
+        return None
+    if path == "/v1/messages":
+        content = last.get("content")
+        if isinstance(content, list) and any(b.get("type") == "tool_result" for b in content):
+            return None
+        return Plan(chunks=anthropic_tool_stream(body["model"], tools[0]["name"]))
+    if last.get("role") == "tool":
+        return None
+    stream = ollama_tool_stream if path == "/api/chat" else openai_tool_stream
+    return Plan(chunks=stream(body["model"], tools[0]["function"]["name"]))
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -142,6 +210,8 @@ class StandIn:
                     plan = standin.plans.popleft() if standin.plans else None
                 if plan is None and standin.planner is not None:
                     plan = standin.planner(self.path, body)
+                if plan is None:
+                    plan = tool_plan(self.path, body)
                 if plan is None:
                     plan = Plan(chunks={"/api/chat": ollama_stream, "/v1/chat/completions": openai_stream,
                                         "/v1/messages": anthropic_stream}[self.path](body["model"]))

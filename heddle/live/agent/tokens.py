@@ -2,7 +2,8 @@
 
 Asked for per assignment (executor option ``stream_tokens``): the output the backend reads
 goes out as `TokenChunk`s on core NATS, in order, numbered per attempt; the attempt's end
-follows as a chunk with ``done`` set and the result's usage. An attempt's first chunk is
+follows as a chunk with ``done`` set, the result's usage and (protocol 1.9) the tool calls the
+model made (the result's ``tool_calls``). An attempt's first chunk is
 queued at once (no wait is added to the time to first token), and a later piece goes out
 when the event loop turns if nothing went out for `COALESCE_S`; else it waits until
 `COALESCE_S` after the last flush, and everything due then goes out together: a stream's
@@ -200,5 +201,6 @@ class TokenSink:
         self.flush()
         usage = ({k: result[k] for k in USAGE_FIELDS if k in result}
                  if isinstance(result, dict) else None)
-        self._send(done=True, outcome=outcome, reason=reason, usage=usage)
+        calls = result.get("tool_calls") if isinstance(result, dict) and outcome == "ok" else None
+        self._send(done=True, outcome=outcome, reason=reason, usage=usage, tool_calls=calls or None)
         self.out.mark(self, at_once=True)

@@ -4,7 +4,8 @@ The offer (catalog id, e.g. ``claude-sonnet-4.6``) comes from ``options.offer``,
 task's ``model`` when it names an API offer, else the task's tier (standard: Sonnet, the
 seed's standard model; frontier: Opus). The API model name is the offer id with dashes
 (``claude-sonnet-4-6``), or ``options.api_model`` when given. Only public work is sent: the
-privacy rule keeps personal and sensitive work in the fleet.
+privacy rule keeps personal and sensitive work in the fleet. A task's tools go as the Messages
+API's (``tool_use`` / ``tool_result`` blocks: `heddle.live.backends.tools`).
 
 Billing: once ``message_start`` arrived the call is billed; a call that fails after it
 reports the cost of the tokens seen (input, plus output so far) in its failure result, once;
@@ -32,6 +33,7 @@ from heddle.live.backends.common import (
     retry_after_s,
 )
 from heddle.live.backends.generation import Generation
+from heddle.live.backends.tools import CallPieces, claude_tool_kwargs
 from heddle.live.backends.worker import check_output
 from heddle.live.protocol import Assignment
 from heddle.models import catalog
@@ -150,6 +152,8 @@ class ClaudeExecutor(Executor):
                                   "messages": call.messages, "stream": True, **asked}
         if call.system:
             kwargs["system"] = call.system
+        claude_tool_kwargs(call.tools, kwargs)
+        calls = CallPieces()  # tool_use blocks, by their index
         try:
             stream = await self._client.messages.create(**kwargs)
             async for event in stream:
@@ -160,6 +164,10 @@ class ClaudeExecutor(Executor):
                     usage["cached"] = u.cache_read_input_tokens or 0
                 elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                     meter.content(event.delta.text, progress)
+                elif event.type == "content_block_delta" and event.delta.type == "input_json_delta":
+                    calls.piece(event.index, arguments=event.delta.partial_json)
+                elif event.type == "content_block_start" and event.content_block.type == "tool_use":
+                    calls.piece(event.index, event.content_block.id, event.content_block.name)
                 elif event.type == "message_delta":
                     usage["output"] = event.usage.output_tokens
                     stop = event.delta.stop_reason
@@ -187,7 +195,8 @@ class ClaudeExecutor(Executor):
                                  result=priced(finish_reason="error")) from None
         if usage["input"] is None:
             raise ExecutionError(f"claude at {self.url}: the stream had no message_start")
-        return check_output(call.worker, priced(finish_reason=stop))
+        tool_calls = {"tool_calls": calls.done(f"claude at {self.url}")} if calls.calls else {}
+        return check_output(call.worker, priced(finish_reason=stop, **tool_calls))
 
     async def close(self) -> None:
         await self._client.close()

@@ -25,6 +25,7 @@ from heddle.live.backends.generation import (
     check_sampling,
 )
 from heddle.live.backends.http import HttpStatusError
+from heddle.live.backends.tools import ToolUse, tool_use
 from heddle.live.backends.worker import (
     WorkerDef,
     WorkerError,
@@ -85,12 +86,13 @@ class LlmCall:
     system: str | None = None
     worker: WorkerDef | None = None  # a worker YAML's step: its output is checked on return
     generation: Generation = NONE  # how to sample, and JSON output (each backend maps it)
+    tools: ToolUse | None = None  # the payload's tools (`heddle.live.backends.tools`)
 
 
 def llm_call(assignment: Assignment) -> LlmCall:
-    """The payload's ``messages`` or ``prompt`` (and ``system``), else a built prompt of the
-    task's ``prompt_tokens``; output capped at the task's ``output_tokens``; the payload's
-    ``sampling`` and ``format`` (heddle.live.backends.generation) checked. A worker in
+    """The payload's ``messages`` (and ``tools``) or ``prompt`` (and ``system``), else a built
+    prompt of the task's ``prompt_tokens``; output capped at the task's ``output_tokens``; the
+    payload's ``sampling`` and ``format`` (heddle.live.backends.generation) checked. A worker in
     ``options.worker`` (heddle.live.backends.worker) makes the payload its input instead."""
     task, payload = assignment.task, assignment.payload
     try:
@@ -116,7 +118,7 @@ def llm_call(assignment: Assignment) -> LlmCall:
                 for m in messages)):
             raise ExecutionError("llm: payload messages must be a non-empty list of "
                                  "{role, content} objects")
-        return LlmCall(messages, cap, system, generation=gen)
+        return LlmCall(messages, cap, system, generation=gen, tools=tool_use(source))
     prompt = payload if isinstance(payload, str) else source.get("prompt")
     if prompt is None:
         prompt = build_prompt(task.prompt_tokens or 64)

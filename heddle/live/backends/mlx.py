@@ -9,7 +9,8 @@ nothing is downloaded at run time) is loaded by the first task and stays residen
 ``mlx_lm.stream_generate`` is a blocking generator that computes each token as it is asked
 for; it runs in a worker thread that hands each `GenerationResponse` to the event loop. One
 generation at a time (one model, one GPU stream): a cancelled attempt stops its generator at
-the next token and the next attempt waits for that, so two never overlap.
+the next token and the next attempt waits for that, so two never overlap. No tool calling: a
+task with tools fails with the reason (`refuse_tools`).
 
 Generation options (heddle.live.backends.generation) go where mlx-lm takes them, as its own
 server does: temperature, top_p, min_p and top_k into ``make_sampler`` (mlx-lm's default
@@ -35,6 +36,7 @@ from heddle.live.agent.executors import ExecutionError, Executor, Progress
 from heddle.live.backends.common import LlmCall, StreamMeter, llm_call
 from heddle.live.backends.generation import Generation
 from heddle.live.backends.names import ServedModel, catalog_ids
+from heddle.live.backends.tools import refuse_tools
 from heddle.live.backends.worker import check_output
 from heddle.live.protocol import Assignment
 
@@ -147,6 +149,7 @@ class MlxExecutor(Executor):
 
     async def run(self, assignment: Assignment, progress: Progress) -> Any:
         call = llm_call(assignment)
+        refuse_tools(f"mlx at {self.url}", call.tools, call.messages)
         task = assignment.task
         if task.model is not None and self.offers(task.model, task.quant) is None:
             served = self.inventory[0]

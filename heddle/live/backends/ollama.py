@@ -9,6 +9,7 @@ from heddle.live.agent.executors import ExecutionError, Progress
 from heddle.live.backends.common import LlmCall, StreamMeter
 from heddle.live.backends.local import LocalServer
 from heddle.live.backends.names import ServedModel, catalog_ids
+from heddle.live.backends.tools import ollama_calls, ollama_tool_body
 
 __all__ = ["DEFAULT_OLLAMA_URL", "OllamaExecutor"]
 
@@ -46,6 +47,7 @@ class OllamaExecutor(LocalServer):
                 "options": {"num_predict": call.max_output_tokens, **gen.sampling}}
         if gen.format is not None:
             body["format"] = "json" if gen.format["type"] == "json" else gen.format["schema"]
+        ollama_tool_body(call.tools, body)
         return "/api/chat", body
 
     def _reader(self, meter: StreamMeter, progress: Progress) -> _Lines:
@@ -55,11 +57,12 @@ class OllamaExecutor(LocalServer):
 class _Lines:
     """Ollama's NDJSON stream, a line at a time (`LineReader`)."""
 
-    __slots__ = ("meter", "progress", "reported")
+    __slots__ = ("calls", "meter", "progress", "reported")
 
     def __init__(self, meter: StreamMeter, progress: Progress) -> None:
         self.meter, self.progress = meter, progress
         self.reported: dict[str, Any] | None = None
+        self.calls: list[dict[str, str]] = []  # the model's tool calls (`message.tool_calls`)
 
     def __call__(self, line: str) -> bool:
         if not line.strip():
@@ -71,7 +74,10 @@ class _Lines:
                                  f"got {line[:100]!r}")
         if "error" in chunk:  # Ollama reports failures mid-stream as {"error": "..."}
             raise ExecutionError(f"ollama at {meter.server}: {chunk['error']}")
-        meter.content((chunk.get("message") or {}).get("content") or "", self.progress)
+        message = chunk.get("message") or {}
+        meter.content(message.get("content") or "", self.progress)
+        if "tool_calls" in message:
+            self.calls += ollama_calls(message["tool_calls"])
         if not chunk.get("done"):
             return False
         eval_count, eval_ns = chunk.get("eval_count"), chunk.get("eval_duration")
@@ -82,6 +88,8 @@ class _Lines:
             "server_decode_tokens_per_s": eval_count / (eval_ns / NS)
             if eval_count and eval_ns else None,
         }
+        if self.calls:
+            self.reported["tool_calls"] = self.calls
         return True
 
     def unfinished(self) -> str:

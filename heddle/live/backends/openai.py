@@ -12,6 +12,7 @@ from heddle.live.backends.common import LlmCall, StreamMeter
 from heddle.live.backends.generation import Generation
 from heddle.live.backends.local import LocalServer
 from heddle.live.backends.names import ServedModel, catalog_ids
+from heddle.live.backends.tools import CallPieces, openai_tool_body
 
 __all__ = ["DEFAULT_LM_STUDIO_URL", "OpenAIExecutor"]
 
@@ -54,6 +55,7 @@ class OpenAIExecutor(LocalServer):
                 body[key] = value
         if gen.format is not None:
             body["response_format"] = self._response_format(gen)
+        openai_tool_body(call.tools, body)
         return "/v1/chat/completions", body
 
     def _response_format(self, gen: Generation) -> dict[str, Any]:
@@ -73,11 +75,12 @@ class OpenAIExecutor(LocalServer):
 class _Events:
     """Server-sent events of a chat completion, a line at a time (`LineReader`)."""
 
-    __slots__ = ("_report", "meter", "progress", "reported", "where")
+    __slots__ = ("_calls", "_report", "meter", "progress", "reported", "where")
 
     def __init__(self, where: str, meter: StreamMeter, progress: Progress) -> None:
         self.where, self.meter, self.progress = where, meter, progress
         self.reported: dict[str, Any] | None = None
+        self._calls: CallPieces | None = None  # streamed tool calls, once one comes
         self._report: dict[str, Any] = {"model": None, "prompt_tokens": None,
                                         "output_tokens": None, "finish_reason": None}
 
@@ -87,6 +90,8 @@ class _Events:
         data = line[5:].strip()
         reported = self._report
         if data == "[DONE]":
+            if self._calls is not None:
+                reported["tool_calls"] = self._calls.done(self.where)
             self.reported = reported
             return True
         chunk = json.loads(data)
@@ -96,7 +101,12 @@ class _Events:
             raise ExecutionError(f"{self.where}: {chunk['error']}")
         reported["model"] = chunk.get("model") or reported["model"]
         for choice in chunk.get("choices") or ():
-            self.meter.content((choice.get("delta") or {}).get("content") or "", self.progress)
+            delta = choice.get("delta") or {}
+            self.meter.content(delta.get("content") or "", self.progress)
+            if delta.get("tool_calls"):
+                if self._calls is None:
+                    self._calls = CallPieces()
+                self._calls.openai_delta(delta["tool_calls"])
             reported["finish_reason"] = choice.get("finish_reason") or reported["finish_reason"]
         if usage := chunk.get("usage"):
             reported["prompt_tokens"] = usage.get("prompt_tokens")

@@ -1,0 +1,280 @@
+"""Tool (function) calling through the gateway, on both protocols: the request's tools checked
+and carried in the task's payload, the conversation's tool calls and tool results put in one
+shape for the agents, and the calls a model made written back in each protocol's shape.
+
+The payload's shape (what the agents' backends read, `heddle.live.backends.tools`):
+
+- ``tools``: ``[{"name", "description", "parameters"}]`` (the functions);
+- ``tool_choice``: ``"auto"``, ``"none"``, ``"required"`` or ``{"name": ...}`` (left out: auto);
+- ``parallel_tool_calls``: a bool, when the caller said;
+- in ``messages``: an assistant message's calls as ``"tool_calls": [{"id", "name",
+  "arguments"}]`` (``arguments`` a JSON object's text), and a tool's result as ``{"role":
+  "tool", "content", "tool_call_id", "name"}``.
+
+Ids: OpenAI's callers name the call a result answers; Ollama's name the tool (``tool_name``)
+or nothing, and their calls carry no id. The gateway gives such calls ids (``call_<message
+index>_<call index>``) and matches each tool result to the earliest call not answered yet of its
+name (of any name, when it gives none), so every backend gets what its server needs.
+
+The model's calls come back on the attempt's closing chunk (protocol 1.9,
+`heddle.live.protocol.TokenChunk.tool_calls`) or, when that chunk was lost, in the task's
+result: nothing of this is on the way of a streamed token.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from heddle.gateway.errors import GatewayError
+from heddle.live.protocol import ToolCall
+
+__all__ = ["OllamaTools", "OpenAITools", "ToolMessage", "ToolSpec", "calls_from_result",
+           "ollama_calls", "ollama_messages", "openai_calls", "openai_delta_calls",
+           "openai_messages", "tool_tokens"]
+
+NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+"""A function's name, as OpenAI allows it (letters, digits, ``_``, ``-``, ``.``; 1-64)."""
+CHOICES = ("auto", "none", "required")
+
+
+class _Function(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class _Tool(BaseModel):
+    """``{"type": "function", "function": {...}}``: the one kind of tool both protocols have."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: str = "function"
+    function: _Function
+
+
+class ToolSpec:
+    """The tools of one request: what the payload carries (`payload`)."""
+
+    __slots__ = ("choice", "parallel", "tools")
+
+    def __init__(self, tools: list[dict[str, Any]], choice: str | dict[str, str] | None,
+                 parallel: bool | None) -> None:
+        self.tools, self.choice, self.parallel = tools, choice, parallel
+
+    def payload(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"tools": self.tools}
+        if self.choice is not None:
+            out["tool_choice"] = self.choice
+        if self.parallel is not None:
+            out["parallel_tool_calls"] = self.parallel
+        return out
+
+
+def _spec(tools: list[_Tool] | None, choice: Any, parallel: bool | None) -> ToolSpec | None:
+    """The request's tools checked (a 400 naming the field else), or None without tools."""
+    names: list[str] = []
+    for i, tool in enumerate(tools or ()):
+        if tool.type != "function":
+            raise GatewayError(400, f"tools.{i}.type: expected 'function', got {tool.type!r}",
+                               "invalid_tools", param=f"tools.{i}.type")
+        parameters = tool.function.parameters
+        if parameters is not None and parameters.get("type", "object") != "object":
+            raise GatewayError(400, f"tools.{i}.function.parameters: expected a JSON Schema of "
+                               f"type 'object', got type {parameters.get('type')!r}",
+                               "invalid_tools", param=f"tools.{i}.function.parameters")
+        if tool.function.name in names:
+            raise GatewayError(400, f"tools.{i}.function.name: {tool.function.name!r} is defined "
+                               "twice", "invalid_tools", param=f"tools.{i}.function.name")
+        names.append(tool.function.name)
+    picked = _choice(choice, names)
+    if not names:
+        if picked not in (None, "auto", "none"):
+            raise GatewayError(400, "tool_choice: a tool is required but the request has no "
+                               "tools", "invalid_tools", param="tool_choice")
+        return None
+    return ToolSpec([{"name": t.function.name, "description": t.function.description or "",
+                      "parameters": t.function.parameters or {"type": "object", "properties": {}}}
+                     for t in tools or ()], picked, parallel)
+
+
+def _choice(choice: Any, names: list[str]) -> str | dict[str, str] | None:
+    if choice is None or choice in CHOICES:
+        return choice
+    name = None
+    if isinstance(choice, dict) and choice.get("type", "function") == "function":
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(name, str):
+        raise GatewayError(400, f"tool_choice: expected 'auto', 'none', 'required' or "
+                           f"{{\"type\": \"function\", \"function\": {{\"name\": ...}}}}, got "
+                           f"{json.dumps(choice)[:100]}", "invalid_tools", param="tool_choice")
+    if name not in names:
+        raise GatewayError(400, f"tool_choice.function.name: no tool named {name!r} in tools "
+                           f"({', '.join(names) or 'none'})", "invalid_tools",
+                           param="tool_choice.function.name")
+    return {"name": name}
+
+
+class OpenAITools(BaseModel):
+    """OpenAI's tool fields of a chat request (a base of `openai_api.ChatRequest`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tools: list[_Tool] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+
+    def tool_spec(self) -> ToolSpec | None:
+        return _spec(self.tools, self.tool_choice, self.parallel_tool_calls)
+
+
+class OllamaTools(BaseModel):
+    """Ollama's ``tools`` of ``/api/chat`` (a base of `ollama_api.OllamaChat`): no choice."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tools: list[_Tool] | None = None
+
+    def tool_spec(self) -> ToolSpec | None:
+        return _spec(self.tools, None, None)
+
+
+class ToolMessage(BaseModel):
+    """The tool fields of a message, both protocols' (a base of their message models)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None  # OpenAI's tool result
+    tool_name: str | None = None  # Ollama's tool result
+    name: str | None = None  # older clients' name of the tool a result is from
+
+
+def _bad(where: str, what: str) -> GatewayError:
+    return GatewayError(400, f"{where}: {what}", "invalid_messages", param=where)
+
+
+def _arguments(raw: Any, where: str) -> str:
+    """A call's arguments as a JSON object's text (OpenAI sends the text, Ollama the object)."""
+    if isinstance(raw, str):
+        try:
+            parsed = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise _bad(where, f"expected a JSON object's text, got {raw[:100]!r}")
+        return raw if raw.strip() else "{}"
+    if raw is None:
+        return "{}"
+    if not isinstance(raw, dict):
+        raise _bad(where, f"expected an object, got {type(raw).__name__}")
+    return json.dumps(raw, ensure_ascii=False)
+
+
+def _calls(message: ToolMessage, i: int, openai: bool) -> list[dict[str, str]]:
+    out = []
+    for j, call in enumerate(message.tool_calls or ()):
+        where = f"messages.{i}.tool_calls.{j}"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise _bad(f"{where}.function.name", "expected the called function's name")
+        ident = call.get("id")
+        if not isinstance(ident, str) or not ident:
+            if openai:
+                raise _bad(f"{where}.id", "expected the call's id (a tool result names it)")
+            ident = f"call_{i}_{j}"
+        out.append({"id": ident, "name": function["name"],
+                    "arguments": _arguments(function.get("arguments"), f"{where}.function.arguments")})
+    return out
+
+
+def _messages(messages: list[Any], text: Any, openai: bool) -> list[dict[str, Any]]:
+    """The conversation without its system messages, in the payload's shape (`text(m)`: a
+    message's text); tool results matched to their calls."""
+    out: list[dict[str, Any]] = []
+    open_calls: list[dict[str, str]] = []  # calls not answered yet, oldest first
+    for i, m in enumerate(messages):
+        if m.role in ("system", "developer"):
+            continue
+        doc: dict[str, Any] = {"role": m.role, "content": text(m)}
+        if m.role == "assistant" and m.tool_calls:
+            doc["tool_calls"] = _calls(m, i, openai)
+            open_calls.extend(doc["tool_calls"])
+        elif m.role == "tool":
+            doc |= _answered(m, i, open_calls, openai)
+        out.append(doc)
+    return out
+
+
+def _answered(m: ToolMessage, i: int, open_calls: list[dict[str, str]], openai: bool) -> dict[str, Any]:
+    """A tool result's ``tool_call_id`` and ``name``: of the call it names, else (Ollama) of
+    the earliest open call of its tool (of any tool, when it names none)."""
+    name = m.tool_name or m.name
+    if openai and not m.tool_call_id:
+        raise _bad(f"messages.{i}.tool_call_id", "a tool message needs the id of the call it answers")
+    if m.tool_call_id:
+        match = [c for c in open_calls if c["id"] == m.tool_call_id][-1:]
+    else:
+        match = [c for c in open_calls if name in (None, c["name"])][:1]
+    if match:
+        open_calls.remove(match[0])
+        return {"tool_call_id": match[0]["id"], "name": match[0]["name"]}
+    return {"tool_call_id": m.tool_call_id, "name": name}
+
+
+def openai_messages(messages: list[Any], text: Any) -> list[dict[str, Any]]:
+    return _messages(messages, text, openai=True)
+
+
+def ollama_messages(messages: list[Any], text: Any) -> list[dict[str, Any]]:
+    return _messages(messages, text, openai=False)
+
+
+def tool_tokens(tools: ToolSpec | None, messages: list[dict[str, Any]], chars_per_token: float) -> int:
+    """The prompt tokens of the tools' schemas and of the conversation's calls (the models see
+    both in their prompt: chat templates write the schemas out as JSON)."""
+    chars = len(json.dumps(tools.tools)) if tools is not None else 0
+    chars += sum(len(c["name"]) + len(c["arguments"]) for m in messages for c in m.get("tool_calls") or ())
+    return round(chars / chars_per_token)
+
+
+# -- the model's calls, back to the caller ------------------------------------------------------
+def calls_from_result(result: dict[str, Any]) -> tuple[ToolCall, ...]:
+    """The calls in a task's result (its closing chunk lost): none if it has none or a bad list."""
+    raw = result.get("tool_calls")
+    if not isinstance(raw, list):
+        return ()
+    try:
+        return tuple(ToolCall.model_validate(c) for c in raw)
+    except ValidationError:
+        return ()
+
+
+def openai_calls(calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:
+    """``message.tool_calls`` of a chat completion."""
+    return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in calls]
+
+
+def openai_delta_calls(calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:
+    """``delta.tool_calls`` of a chunk: each call whole, with its index."""
+    return [{"index": i, **call} for i, call in enumerate(openai_calls(calls))]
+
+
+def ollama_calls(calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:
+    """``message.tool_calls`` as Ollama writes them: the arguments as an object (a model's
+    text that is not a JSON object goes as ``{}``: Ollama's clients expect a mapping)."""
+    out = []
+    for c in calls:
+        try:
+            arguments = json.loads(c.arguments) if c.arguments.strip() else {}
+        except ValueError:
+            arguments = {}
+        out.append({"function": {"name": c.name,
+                                 "arguments": arguments if isinstance(arguments, dict) else {}}})
+    return out
