@@ -100,21 +100,22 @@ def _functions(tools: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
     return [{"type": "function", "function": dict(t)} for t in tools]
 
 
+def _rewritten(messages: list[dict[str, Any]], calls: Any, result: Any) -> list[dict[str, Any]]:
+    """The messages with an assistant's calls written by ``calls(m)``, a tool's result by
+    ``result(m)``; the others as they are."""
+    return [calls(m) if m.get("tool_calls") else result(m) if m["role"] == "tool" else m
+            for m in messages]
+
+
 # -- Ollama --------------------------------------------------------------------------------------
 def ollama_tool_body(tools: ToolUse | None, body: dict[str, Any]) -> None:
     """``body`` (an ``/api/chat`` request) with the task's tools and its tool turns in Ollama's shape."""
     if not uses_tools(tools, body["messages"]):
         return
-    messages = []
-    for m in body["messages"]:
-        if m.get("tool_calls"):
-            m = {"role": m["role"], "content": m["content"], "tool_calls": [
-                {"function": {"name": c["name"], "arguments": _object(c["arguments"])}}
-                for c in m["tool_calls"]]}
-        elif m["role"] == "tool":
-            m = {"role": "tool", "content": m["content"], **({"tool_name": m["name"]} if m.get("name") else {})}
-        messages.append(m)
-    body["messages"] = messages
+    body["messages"] = _rewritten(body["messages"], lambda m: {
+        "role": m["role"], "content": m["content"], "tool_calls": [
+            {"function": {"name": c["name"], "arguments": _object(c["arguments"])}} for c in m["tool_calls"]]},
+        lambda m: {"role": "tool", "content": m["content"], **({"tool_name": m["name"]} if m.get("name") else {})})
     if tools is not None and (chosen := _chosen(tools)):
         body["tools"] = _functions(chosen)
 
@@ -138,16 +139,11 @@ def openai_tool_body(tools: ToolUse | None, body: dict[str, Any]) -> None:
     """``body`` (a chat completion request) with the tools and its tool turns in OpenAI's shape."""
     if not uses_tools(tools, body["messages"]):
         return
-    messages = []
-    for m in body["messages"]:
-        if m.get("tool_calls"):
-            m = {"role": m["role"], "content": m["content"] or None, "tool_calls": [
-                {"id": c["id"], "type": "function",
-                 "function": {"name": c["name"], "arguments": c["arguments"]}} for c in m["tool_calls"]]}
-        elif m["role"] == "tool":
-            m = {"role": "tool", "tool_call_id": m.get("tool_call_id") or "", "content": m["content"]}
-        messages.append(m)
-    body["messages"] = messages
+    body["messages"] = _rewritten(body["messages"], lambda m: {
+        "role": m["role"], "content": m["content"] or None, "tool_calls": [
+            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            for c in m["tool_calls"]]},
+        lambda m: {"role": "tool", "tool_call_id": m.get("tool_call_id") or "", "content": m["content"]})
     if tools is None:
         return
     body["tools"] = _functions(tools.tools)
