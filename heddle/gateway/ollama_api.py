@@ -25,8 +25,8 @@ from heddle.gateway.errors import GatewayError
 from heddle.gateway.options import ollama_generation, unhonoured
 from heddle.gateway.run import TaskRun
 from heddle.gateway.tasks import ModelRef
-from heddle.live.backends.generation import Generation
 from heddle.gateway.tools import OllamaTools, ToolMessage, ollama_calls, ollama_messages
+from heddle.live.backends.generation import Generation
 from heddle.models import catalog
 
 __all__ = ["OllamaChat", "OllamaGenerate", "OllamaShow", "error_line", "ollama_lines", "ollama_reply",

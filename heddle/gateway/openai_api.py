@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.options import openai_generation, refused, unhonoured
 from heddle.gateway.run import TaskRun
-from heddle.live.backends.generation import Generation, GenerationError
 from heddle.gateway.tools import (
     OpenAITools,
     ToolMessage,
@@ -30,6 +29,7 @@ from heddle.gateway.tools import (
     openai_delta_calls,
     openai_messages,
 )
+from heddle.live.backends.generation import Generation, GenerationError
 
 __all__ = ["CHAT", "TEXT", "ChatRequest", "CompletionRequest", "completion_chunks", "completion_reply",
            "error_event", "model_reply", "models_reply"]
