@@ -71,6 +71,7 @@ the last gateway round of phase 1b.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import bisect
 import contextlib
 import itertools
@@ -83,14 +84,20 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nats
 import numpy as np
 import psutil
+from nats.js import api
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from heddle.events import EventEnvelope
+from heddle.events.jetstream import event_stream_name
+from heddle.live import protocol as wire
 from heddle.live.agent.perflog import FLUSH_EVERY_S
 from tests.gateway.gatewaykit import GatewayCluster, write_keys
 from tests.live.clusterkit import REPO, agent_command
@@ -110,6 +117,9 @@ load's peaks stay below it (an arrival that finds none free opens one, and is co
 TOGETHER_S = 0.005
 """A chat sent this soon after its round's start is one of the streams' first chats, which all
 leave at once (each stream's later chats follow its previous one's end)."""
+WAITED_S = 0.001
+"""A task placed this long after its submission was recorded waited for a slot (one placed at
+once is placed in the same call, well under it)."""
 LOAD = [sys.executable, str(Path(__file__).with_name("gateway_load.py"))]
 FLOOR = [sys.executable, str(Path(__file__).with_name("gateway_floor.py"))]
 
@@ -414,6 +424,85 @@ def stage_lines(folder: Path, run: Run, since: float, until: float) -> list[str]
     return lines
 
 
+async def stored(url: str, stream: str) -> AsyncIterator[tuple[str, bytes, float]]:
+    """Every message of ``stream``: (subject, data, the Unix time nats-server stored it)."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    info = await js.add_consumer(stream, api.ConsumerConfig(
+        deliver_policy=api.DeliverPolicy.ALL, ack_policy=api.AckPolicy.NONE, mem_storage=True,
+        inactive_threshold=30.0))
+    sub = await js.pull_subscribe_bind(consumer=info.name, stream=stream)
+    try:
+        remaining = info.num_pending or 0
+        while remaining > 0:
+            batch = await sub.fetch(min(remaining, 1000), timeout=10.0)
+            remaining -= len(batch)
+            for msg in batch:
+                yield msg.subject, msg.data, msg.metadata.timestamp.timestamp()
+    finally:
+        await js.delete_consumer(stream, info.name)
+        await nc.close()
+
+
+async def stored_events(url: str, task_ids: set[str]) -> tuple[dict[str, dict[str, tuple[EventEnvelope, float]]],
+                                                               dict[str, float]]:
+    """The lifecycle events of ``task_ids`` in the log (task -> event type -> (the event, the
+    Unix time nats-server stored it)) and when each one's TaskFinished report was stored."""
+    events: dict[str, dict[str, tuple[EventEnvelope, float]]] = {}
+    async for subject, data, at in stored(url, event_stream_name("Task")):
+        _, _, _, task, event_type = subject.split(".", 4)
+        if task in task_ids:
+            events.setdefault(task, {})[event_type] = (EventEnvelope.model_validate_json(data), at)
+    reports: dict[str, float] = {}
+    async for _, data, at in stored(url, wire.REPORT_STREAM):
+        message = json.loads(data)
+        for report in message.get("reports", [message]):
+            if report.get("type") == "task_finished" and report.get("task_id") in task_ids:
+                reports[report["task_id"]] = at
+    return events, reports
+
+
+def slot_wait_lines(url: str, run: Run) -> list[str]:
+    """Which of ``run``'s chats found no free slot (placed WAITED_S or more after their
+    TaskSubmitted was recorded), how long they waited and how soon the gateway could know
+    (their TaskPlaced stored), and how long a finished attempt's report took from the agent to
+    the control plane (TaskCompleted recorded - the agent's finish)."""
+    events, reports = asyncio.run(stored_events(url, set(run.stamps)))
+    waits, known, lags, ttft_waited, ttft_placed, stored_s = [], [], [], [], [], []
+    for task, by_type in events.items():
+        if "TaskSubmitted" not in by_type or "TaskPlaced" not in by_type:
+            continue
+        submitted, placed = by_type["TaskSubmitted"][0], by_type["TaskPlaced"]
+        wait_s = placed[0].occurred_at_unix_s - submitted.occurred_at_unix_s
+        stamps = run.stamps[task]
+        ttft = stamps["c_first"] - stamps["c_sent"]
+        if wait_s >= WAITED_S:
+            waits.append(wait_s * 1000)
+            known.append((placed[1] - placed[0].occurred_at_unix_s) * 1000)
+            ttft_waited.append(ttft * 1000)
+        else:
+            ttft_placed.append(ttft * 1000)
+        completed = by_type.get("TaskCompleted")
+        finished_at = completed and (completed[0].payload.get("timings") or {}).get("finished_at")
+        if finished_at:
+            lags.append((completed[0].occurred_at_unix_s - finished_at) * 1000)
+            if task in reports:
+                stored_s.append((reports[task] - finished_at) * 1000)
+    if not events:
+        return ["   (no events of the run's tasks in the log)"]
+    lines = [f"   chats that found no free slot: {len(waits)} of {len(events)} ({len(waits) / len(events):.1%})"]
+    if waits:
+        lines.append(f"     waited for a slot {pct(waits, 0.5):.1f} / {pct(waits, 0.99):.1f} ms (p50 / p99), "
+                     f"then their TaskPlaced stored {pct(known, 0.5):.1f} / {pct(known, 0.99):.1f} ms later; "
+                     f"their TTFT {pct(ttft_waited, 0.5):.1f} / {pct(ttft_waited, 0.99):.1f} ms, the others' "
+                     f"{pct(ttft_placed, 0.5):.1f} / {pct(ttft_placed, 0.99):.1f} ms")
+    if lags:
+        lines.append(f"     a finished attempt's report, agent -> control plane: {pct(lags, 0.5):.2f} / "
+                     f"{pct(lags, 0.99):.2f} ms (p50 / p99)" + (f", of which to the report stream "
+                     f"{pct(stored_s, 0.5):.2f} / {pct(stored_s, 0.99):.2f} ms" if stored_s else ""))
+    return lines
+
+
 def stop_for_stats(cluster: GatewayCluster) -> None:
     """Signal the heddle processes and wait: each writes its loop stats as it stops. (The
     gateway's uvicorn re-raises the signal once it has stopped: SIGINT then unwinds `serve`,
@@ -625,15 +714,20 @@ def main() -> None:
         print(f"2. throughput, {args.streams} concurrent streams x {args.rounds} chats of "
               f"{args.tokens} tokens ({load()})")
         d_tp = harness.drive(*direct, args.streams, args.rounds, args.tokens)
+        tp_window = (time.time(), 0.0)
         g_tp = harness.drive(*gateway, args.streams, args.rounds, args.tokens)
+        tp_window = (tp_window[0], time.time())
         ideal = args.streams * args.tokens / ((args.ttft_ms + args.gap_ms * (args.tokens - 1)) / 1000)
         print(f"   direct  {d_tp.rate:8.0f} tokens/s ({d_tp.tokens} in {d_tp.wall_s:.2f} s)")
         print(f"   gateway {g_tp.rate:8.0f} tokens/s ({g_tp.tokens} in {g_tp.wall_s:.2f} s)")
+        print(f"   TTFT p50 / p99: direct {pct(d_tp.ttfts, 0.5) * 1000:.1f} / {pct(d_tp.ttfts, 0.99) * 1000:.1f} ms, "
+              f"gateway {pct(g_tp.ttfts, 0.5) * 1000:.1f} / {pct(g_tp.ttfts, 0.99) * 1000:.1f} ms")
         print(f"   gateway / direct = {g_tp.rate / d_tp.rate:.1%}  (goal >= 90%; the stand-in's pace "
               f"allows {ideal:.0f} tokens/s)")
         print(f"   reader, direct: {reader_line(d_tp)}\n   reader, gateway: {reader_line(g_tp)}")
         print("   direct path:\n" + cpu_lines(d_tp))
         print("   gateway path:\n" + cpu_lines(g_tp))
+        print("\n".join(slot_wait_lines(cluster.url, g_tp)))
         errors = [e for r in (d_run, g_run, d_one, g_one, od_run, og_run, d_tp, g_tp) for e in r.errors]
         print(f"{load()} at the end; error events in streams: {len(errors)}"
               f"{' (first: ' + errors[0] + ')' if errors else ''}")
@@ -644,6 +738,8 @@ def main() -> None:
             if o_windows:
                 print("1b. again, where the gateway's TTFT in the open loop went (last round):")
                 print("\n".join(stage_lines(stats_dir, og_run, o_windows[-2], o_windows[-1])))
+            print(f"2. again, where the gateway's TTFT with {args.streams} streams went:")
+            print("\n".join(stage_lines(stats_dir, g_tp, *tp_window)))
     except Exception:
         if cluster is not None:  # a client that died on a cut answer: what the servers said
             for name, log in (("gateway", cluster.gateway_log), ("control plane", cluster.control_log)):
