@@ -1,7 +1,9 @@
 """Tool calling through the gateway with the `openai` and `ollama` clients, against real agents
-running stand-in Ollama servers: the caller gets the model's call (name, parsed arguments, id),
-streamed and not, sends the tool's result back, and the result reaches the model server in the
-server's own shape; bad tool definitions are refused with 400 naming the field."""
+running stand-in Ollama and OpenAI-compatible servers (each streams its call as the real server
+does: Ollama whole, the OpenAI-compatible one in argument pieces): the caller gets the model's
+call (name, parsed arguments, id), streamed and not, sends the tool's result back, and the
+result reaches the model server in the server's own shape; bad tool definitions are refused
+with 400 naming the field."""
 
 from __future__ import annotations
 
@@ -12,7 +14,11 @@ import ollama
 import openai
 import pytest
 
-from tests.gateway.conftest import KEYS
+from heddle.gateway.keys import Rules
+from heddle.gateway.openai_api import ChatRequest as OpenAIChat
+from heddle.gateway.tasks import CHARS_PER_TOKEN, Chat, ModelRef, chat_task
+from heddle.models.ids import Privacy
+from tests.gateway.conftest import KEYS, OPENAI_NODE
 from tests.gateway.test_gateway import TEXT, client
 from tests.live.clusterkit import WAIT_S
 from tests.live.llmstandin import TOOL_ARGUMENTS
@@ -23,75 +29,93 @@ WEATHER = {"type": "function", "function": {
     "parameters": {"type": "object", "required": ["city"],
                    "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}}
 ASK = [{"role": "user", "content": "What will the weather be in Lisbon?"}]
+SERVERS = {  # (node, key, model) of the Ollama stand-in and of the OpenAI-compatible one
+    "ollama": (NODE, "alice", "llama-3.1-8b"),
+    "openai": (OPENAI_NODE, "bob", "qwen2.5-7b"),  # bob's public work; only dave-pc serves qwen
+}
 
 
-def sent(cluster) -> dict:
+def sent(cluster, node: str = NODE) -> dict:
     """The last request the node's model server got."""
-    return cluster.standins[NODE].requests[-1][2]
+    return cluster.standins[node].requests[-1][2]
+
+
+def answered(server: str, call_id: str) -> list[dict]:
+    """The call and the tool's result as the model server gets them, in its own shape."""
+    if server == "ollama":  # the arguments an object, the result naming its tool
+        return [{"role": "assistant", "content": "", "tool_calls": [
+                    {"function": {"name": "get_weather", "arguments": TOOL_ARGUMENTS}}]},
+                {"role": "tool", "content": "sunny, 24 C", "tool_name": "get_weather"}]
+    return [{"role": "assistant", "content": None, "tool_calls": [  # the arguments' text, the id
+                {"id": call_id, "type": "function",
+                 "function": {"name": "get_weather", "arguments": json.dumps(TOOL_ARGUMENTS)}}]},
+            {"role": "tool", "tool_call_id": call_id, "content": "sunny, 24 C"}]
 
 
 @pytest.fixture
 def standin(cluster):
-    cluster.standins[NODE].plans.clear()  # a plan an earlier test left unused
+    for node in (NODE, OPENAI_NODE):
+        cluster.standins[node].plans.clear()  # a plan an earlier test left unused
     return cluster.standins[NODE]
 
 
+@pytest.mark.parametrize("server", SERVERS)
 @pytest.mark.parametrize("stream", [False, True])
-def test_openai_client_gets_the_tool_call_and_sends_the_result_back(cluster, standin, stream):
-    gpt = client(cluster, "alice")
+def test_openai_client_gets_the_tool_call_and_sends_the_result_back(cluster, standin, stream, server):
+    node, who, model = SERVERS[server]
+    gpt = client(cluster, who)
     if stream:
-        chunks = list(gpt.chat.completions.create(model="llama-3.1-8b", messages=ASK, tools=[WEATHER],
-                                                  stream=True))
+        chunks = list(gpt.chat.completions.create(model=model, messages=ASK, tools=[WEATHER], stream=True))
         deltas = [c.choices[0] for c in chunks if c.choices]
         calls = [t for d in deltas for t in d.delta.tool_calls or ()]
         assert deltas[0].delta.role == "assistant" and deltas[-1].finish_reason == "tool_calls"
         assert len(calls) == 1 and calls[0].index == 0
         call_id, name, arguments = calls[0].id, calls[0].function.name, calls[0].function.arguments
     else:
-        reply = gpt.chat.completions.create(model="llama-3.1-8b", messages=ASK, tools=[WEATHER],
-                                            tool_choice="auto")
+        reply = gpt.chat.completions.create(model=model, messages=ASK, tools=[WEATHER], tool_choice="auto")
         choice = reply.choices[0]
         assert choice.finish_reason == "tool_calls" and choice.message.content is None
         (call,) = choice.message.tool_calls
         call_id, name, arguments = call.id, call.function.name, call.function.arguments
         assert reply.usage.prompt_tokens == 30  # the server's count
+        assert reply.usage.model_extra["heddle"]["node"] == node
     assert name == "get_weather" and json.loads(arguments) == TOOL_ARGUMENTS and call_id
-    first = sent(cluster)
-    assert first["tools"] == [WEATHER]  # in Ollama's shape, as the caller wrote it
+    if server == "openai":
+        assert call_id == "call_standin_1"  # the server's own id
+    first = sent(cluster, node)
+    assert first["tools"] == [WEATHER]  # as the caller wrote it (both servers take this shape)
+    assert first.get("tool_choice") == (None if stream or server == "ollama" else "auto")
 
     history = [*ASK, {"role": "assistant", "content": None, "tool_calls": [
         {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]},
         {"role": "tool", "tool_call_id": call_id, "content": "sunny, 24 C"}]
-    answer = gpt.chat.completions.create(model="llama-3.1-8b", messages=history, tools=[WEATHER])
+    answer = gpt.chat.completions.create(model=model, messages=history, tools=[WEATHER])
     assert answer.choices[0].message.content == TEXT and answer.choices[0].finish_reason == "stop"
-    assert sent(cluster)["messages"][1:] == [  # Ollama's shape: arguments an object, the tool's name
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"function": {"name": "get_weather", "arguments": TOOL_ARGUMENTS}}]},
-        {"role": "tool", "content": "sunny, 24 C", "tool_name": "get_weather"}]
+    assert sent(cluster, node)["messages"][1:] == answered(server, call_id)
 
 
+@pytest.mark.parametrize("server", SERVERS)
 @pytest.mark.parametrize("stream", [False, True])
-def test_ollama_client_gets_the_tool_call_and_sends_the_result_back(cluster, standin, stream):
-    llama = ollama.Client(host=cluster.base_url, headers={"Authorization": "Bearer " + KEYS["alice"]["key"]})
+def test_ollama_client_gets_the_tool_call_and_sends_the_result_back(cluster, standin, stream, server):
+    node, who, model = SERVERS[server]
+    llama = ollama.Client(host=cluster.base_url, headers={"Authorization": "Bearer " + KEYS[who]["key"]})
     if stream:
-        parts = list(llama.chat(model="llama-3.1-8b", messages=ASK, tools=[WEATHER], stream=True))
+        parts = list(llama.chat(model=model, messages=ASK, tools=[WEATHER], stream=True))
         calls = [c for p in parts for c in p.message.tool_calls or ()]
         assert parts[-1].done and parts[-1].done_reason == "stop"
     else:
-        reply = llama.chat(model="llama-3.1-8b", messages=ASK, tools=[WEATHER])
+        reply = llama.chat(model=model, messages=ASK, tools=[WEATHER])
         calls = reply.message.tool_calls
         assert reply.done_reason == "stop" and reply.prompt_eval_count == 30
     assert [(c.function.name, dict(c.function.arguments)) for c in calls] == [("get_weather", TOOL_ARGUMENTS)]
-    assert sent(cluster)["tools"] == [WEATHER]
+    assert sent(cluster, node)["tools"] == [WEATHER]
 
+    # Ollama's calls have no id: the result names its tool, and the gateway matches the two
     history = [*ASK, {"role": "assistant", "content": "", "tool_calls": [c.model_dump() for c in calls]},
                {"role": "tool", "content": "sunny, 24 C", "tool_name": "get_weather"}]
-    answer = llama.chat(model="llama-3.1-8b", messages=history, tools=[WEATHER])
+    answer = llama.chat(model=model, messages=history, tools=[WEATHER])
     assert answer.message.content == TEXT and not answer.message.tool_calls
-    assert sent(cluster)["messages"][1:] == [
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"function": {"name": "get_weather", "arguments": TOOL_ARGUMENTS}}]},
-        {"role": "tool", "content": "sunny, 24 C", "tool_name": "get_weather"}]
+    assert sent(cluster, node)["messages"][1:] == answered(server, "call_1_0")
 
 
 def test_a_named_tool_choice_sends_only_that_tool_and_none_sends_none(cluster, standin):
@@ -143,3 +167,16 @@ def test_bad_ollama_tools_are_refused_naming_the_field(cluster):
     with pytest.raises(ollama.ResponseError) as refused:  # the client checks the shape, not this
         llama.chat(model="llama-3.1-8b", messages=ASK, tools=[WEATHER, WEATHER])
     assert refused.value.status_code == 400 and "tools.1.function.name" in refused.value.error
+
+
+def test_the_prompt_tokens_count_the_tool_schemas_and_the_calls():
+    rules = Rules("alice", Privacy.PERSONAL, None, None, None, 30.0)
+    ref = ModelRef("llama-3.1-8b", "llama-3.1-8b", "q4_k_m")
+    request = OpenAIChat.model_validate({"model": "llama-3.1-8b", "messages": ASK, "tools": [WEATHER]})
+    messages, _ = request.chat_messages()
+    plain = chat_task(Chat(ref, messages, 20), rules, "gw-a-1", None)
+    tools = request.tool_spec()
+    with_tools = chat_task(Chat(ref, messages, 20, tools=tools), rules, "gw-a-1", None)
+    schemas = len(json.dumps(tools.payload()["tools"])) / CHARS_PER_TOKEN
+    assert with_tools.task.prompt_tokens - plain.task.prompt_tokens == round(schemas) > 20
+    assert with_tools.payload["tools"] == [WEATHER["function"]] and "tools" not in plain.payload
