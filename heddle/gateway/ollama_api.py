@@ -168,15 +168,15 @@ def _details(ref: ModelRef) -> dict[str, Any]:
 def show_reply(ref: ModelRef) -> dict[str, Any]:
     """``POST /api/show``: a catalog model's (or cloud offer's) details in Ollama's shape; its
     ``model_info`` carries the parameter count and context length under Ollama's key names
-    (``<architecture>.context_length``), which is where apps look for them."""
+    (``<architecture>.context_length``), and its ``capabilities`` say ``tools`` for a model
+    that calls tools (`ModelSpec.tools`): where apps look for them (Continue's agent mode)."""
     info: dict[str, Any] = {"general.architecture": ref.model, "general.basename": ref.model}
-    capabilities = ["completion"]
+    capabilities = ["completion", "tools"]  # a cloud offer: Claude calls tools
     if ref.quant is not None:
         spec = catalog.model(ref.model)
         info |= {"general.parameter_count": round(spec.params_b * 1e9),
                  f"{ref.model}.context_length": spec.context_length}
-        if spec.kind == "embedding":
-            capabilities = ["embedding"]
+        capabilities = ["embedding"] if spec.kind == "embedding" else ["completion"] + ["tools"] * spec.tools
     return {"modelfile": "", "parameters": "", "template": "", "license": "",
             "details": _details(ref), "model_info": info, "capabilities": capabilities,
             "modified_at": _now()}

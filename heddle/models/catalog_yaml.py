@@ -127,6 +127,7 @@ class _ModelIn(_Strict):
     context_length: Annotated[int, Field(gt=0)]
     bytes_per_weight: dict[str, Positive] | None = None  # replaces the defaults when given
     tier: Tier = Tier.LOCAL
+    tools: bool = False
     source: Annotated[str, Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -269,6 +270,7 @@ def _models_from(doc: YamlDoc) -> dict[ModelId, ModelSpec]:
             kind=m.kind,
             source=m.source,
             tier=m.tier,
+            tools=m.tools,
         )
         _put(out, spec.id, spec, doc, ("models", mi, "id"))
     return out

@@ -60,6 +60,7 @@ class ModelSpec:
     kind: str = "llm"  # "llm" | "embedding"
     source: str = ""
     tier: Tier = Tier.LOCAL  # highest model tier it can serve: big open models qualify for "standard"
+    tools: bool = False  # its chat template takes tools: it can call functions
 
     def __hash__(self) -> int:  # the dict field makes the generated hash fail; ids are unique
         return hash(self.id)

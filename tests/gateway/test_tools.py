@@ -180,3 +180,13 @@ def test_the_prompt_tokens_count_the_tool_schemas_and_the_calls():
     schemas = len(json.dumps(tools.payload()["tools"])) / CHARS_PER_TOKEN
     assert with_tools.task.prompt_tokens - plain.task.prompt_tokens == round(schemas) > 20
     assert with_tools.payload["tools"] == [WEATHER["function"]] and "tools" not in plain.payload
+
+
+def test_api_show_says_which_models_call_tools(cluster):
+    """Continue's agent mode (and other apps) read an Ollama model's ``capabilities``."""
+    llama = ollama.Client(host=cluster.base_url, headers={"Authorization": "Bearer " + KEYS["bob"]["key"]})
+    assert llama.show("llama3.1:8b-instruct-q4_K_M").capabilities == ["completion", "tools"]
+    assert llama.show("qwen2.5-7b").capabilities == ["completion", "tools"]
+    assert llama.show("llama-2-7b").capabilities == ["completion"]  # its template takes no tools
+    assert llama.show("nomic-embed-text-v1.5").capabilities == ["embedding"]
+    assert llama.show("claude-sonnet-4.6").capabilities == ["completion", "tools"]
