@@ -268,10 +268,11 @@ class GatewayApp:
         await request.read_body()
         body = _parse(request.body, schema)
         rules = self.keys.rules(caller, request.headers, self.settings.max_wait_s)
-        messages, system = body.chat_messages()
+        completion = body.completion() if hasattr(body, "completion") else None
+        messages, system = ([], None) if completion is not None else body.chat_messages()
         chat = Chat(resolve_model(body.model, self.bridge.served(latest=False)), messages,
                     body.output_bound(), system, body.generation(),
-                    body.tool_spec() if hasattr(body, "tool_spec") else None)
+                    body.tool_spec() if hasattr(body, "tool_spec") else None, completion)
         run = TaskRun(self.bridge, chat, rules, timeout_s=self.settings.request_timeout_s,
                       task_timeout_s=self.settings.task_timeout_s)
         return body, run

@@ -7,9 +7,11 @@ Honoured fields: ``model``, ``messages`` / ``prompt`` (+ ``system``), ``stream``
 ``options.num_predict`` (the output bound), the generation options of heddle.gateway.options
 (``options.temperature``, ``top_p``, ``top_k``, ``seed``, ``stop``, ... and ``format``), which
 reach the model server, and ``tools`` with the messages' ``tool_calls`` and tool results
-(`heddle.gateway.tools`). Other options are accepted and not passed on. A ``suffix`` (fill in
-the middle) or ``raw`` prompt on ``/api/generate`` is refused (400 naming it): the prompt
-always goes through the model's chat template. Unknown fields are ignored, as Ollama does.
+(`heddle.gateway.tools`). Other options are accepted and not passed on. ``/api/generate`` with
+``raw: true`` or a ``suffix`` (fill in the middle: editors' autocomplete) is a completion task,
+its prompt sent to the model server as it is (heddle.live.backends.completion); without them,
+the prompt is the one user message of a chat (the model's template around it, as Ollama does).
+Unknown fields are ignored, as Ollama does.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from heddle.gateway.errors import GatewayError
-from heddle.gateway.options import ollama_generation, unhonoured
+from heddle.gateway.options import completion, ollama_generation, refused
 from heddle.gateway.run import TaskRun
 from heddle.gateway.tasks import ModelRef
 from heddle.gateway.tools import OllamaTools, ToolMessage, ollama_calls, ollama_messages
-from heddle.live.backends.generation import Generation
+from heddle.live.backends.generation import Generation, GenerationError
 from heddle.models import catalog
 
 __all__ = ["OllamaChat", "OllamaGenerate", "OllamaShow", "error_line", "ollama_lines", "ollama_reply",
@@ -95,12 +97,16 @@ class OllamaShow(BaseModel):
 
 
 class OllamaGenerate(_Base):
-    prompt: str = Field(min_length=1)
+    prompt: str = ""
     suffix: Any = None
     raw: Any = None
 
+    def completion(self) -> dict[str, Any] | None:
+        return completion(self.prompt, self.suffix, self.raw, self.system)
+
     def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:
-        unhonoured(self, ("suffix", "raw"))
+        if not self.prompt:
+            raise refused(GenerationError("prompt", "a non-empty string", self.prompt))
         return [{"role": "user", "content": self.prompt}], self.system
 
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from heddle.gateway.errors import GatewayError
-from heddle.gateway.options import openai_generation, refused, unhonoured
+from heddle.gateway.options import completion, openai_generation, refused, unhonoured
 from heddle.gateway.run import TaskRun
 from heddle.gateway.tools import (
     OpenAITools,
@@ -112,7 +112,9 @@ class ChatRequest(_Request, OpenAITools):
 
 class CompletionRequest(_Request):
     """The legacy ``POST /v1/completions``: one prompt, which becomes the one user message
-    (the model's chat template around it, as Ollama's ``/api/generate`` does)."""
+    (the model's chat template around it, as Ollama's ``/api/generate`` does); with a
+    ``suffix`` (fill in the middle), a completion task: prompt and suffix go to the model
+    server as they are (heddle.live.backends.completion)."""
 
     kind = TEXT
 
@@ -122,14 +124,20 @@ class CompletionRequest(_Request):
     best_of: Any = None
     logprobs: Any = None
 
-    def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:
+    def _prompt(self) -> str:
         prompt = self.prompt
         if isinstance(prompt, list) and len(prompt) == 1:
             prompt = prompt[0]
-        if not (isinstance(prompt, str) and prompt):
+        if not (isinstance(prompt, str) and (prompt or self.suffix)):
             raise refused(GenerationError("prompt", "a non-empty string, or a list of one", self.prompt))
-        unhonoured(self, ("suffix", "echo", "best_of", "logprobs"))
-        return [{"role": "user", "content": prompt}], None
+        unhonoured(self, ("echo", "best_of", "logprobs"))
+        return prompt
+
+    def completion(self) -> dict[str, Any] | None:
+        return completion(self._prompt(), self.suffix, None)
+
+    def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:
+        return [{"role": "user", "content": self._prompt()}], None
 
 
 def _usage(run: TaskRun) -> dict[str, Any]:

@@ -9,8 +9,8 @@ extras llama.cpp's server takes on the same route (``top_k``, ``min_p``, ``repea
 ``n`` other than 1 is refused (one choice is returned).
 Ollama: ``options.{temperature, top_p, top_k, min_p, seed, stop, repeat_penalty,
 presence_penalty, frequency_penalty, num_ctx}`` and ``format`` (``"json"`` or a JSON schema).
-Fields no backend can honour (a suffix to fill in the middle, a raw prompt, echo, best_of,
-logprobs) are refused the same way, rather than answered with something else (`unhonoured`).
+Fields no backend can honour (echo, best_of, logprobs) are refused the same way, rather than
+answered with something else (`unhonoured`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from heddle.gateway.errors import GatewayError
+from heddle.live.backends.completion import Completion
 from heddle.live.backends.generation import (
     FIELDS,
     NONE,
@@ -27,8 +28,8 @@ from heddle.live.backends.generation import (
     check_sampling,
 )
 
-__all__ = ["OLLAMA_OPTIONS", "OPENAI_SAMPLING", "UNHONOURED", "ollama_generation", "openai_generation",
-           "refused", "unhonoured"]
+__all__ = ["OLLAMA_OPTIONS", "OPENAI_SAMPLING", "UNHONOURED", "completion", "ollama_generation",
+           "openai_generation", "refused", "unhonoured"]
 
 OLLAMA_OPTIONS = tuple(FIELDS)
 """The ``options`` of an Ollama request that are passed on: every neutral field, under its
@@ -49,9 +50,7 @@ def _checked(sampling: dict[str, Any], fmt: dict[str, Any] | None, prefix: str) 
         raise exc.under(prefix) from None
 
 
-UNHONOURED = {"suffix": ((None, ""), "no suffix (heddle's backends do not fill in the middle)"),
-              "raw": ((None, False), "raw false (the prompt always goes through the model's chat template)"),
-              "echo": ((None, False), "echo false (the prompt is not sent back)"),
+UNHONOURED = {"echo": ((None, False), "echo false (the prompt is not sent back)"),
               "best_of": ((None, 1), "best_of 1 (one completion is made)"),
               "logprobs": ((None, 0), "no logprobs (none are returned)")}
 """Fields heddle cannot honour: the values that ask nothing of it, and what the 400 for any
@@ -65,6 +64,25 @@ def unhonoured(body: Any, names: tuple[str, ...]) -> None:
         value = getattr(body, name)
         if value not in fine:
             raise refused(GenerationError(name, expected, value))
+
+
+def completion(prompt: str, suffix: Any, raw: Any, system: str | None = None) -> dict[str, Any] | None:
+    """The task's ``completion`` (heddle.live.backends.completion) when the request asks for a
+    raw prompt or a suffix (fill in the middle), else None: a chat. GatewayError 400 naming the
+    field: a suffix that is not a string, a raw that is not a boolean, a system prompt beside
+    them (the prompt is all the model gets), neither prompt nor suffix."""
+    if suffix is not None and not isinstance(suffix, str):
+        raise refused(GenerationError("suffix", "a string", suffix))
+    if raw is not None and not isinstance(raw, bool):
+        raise refused(GenerationError("raw", "true or false", raw))
+    if not (raw or suffix):
+        return None
+    if system:
+        raise refused(GenerationError("system", "no system prompt with raw or a suffix (the prompt "
+                                      "is all the model gets)", system))
+    if not (prompt or suffix):
+        raise refused(GenerationError("prompt", "a non-empty string (or a suffix)", prompt))
+    return Completion(prompt, suffix or "", bool(raw)).asked()
 
 
 def refused(exc: GenerationError) -> GatewayError:

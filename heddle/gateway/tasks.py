@@ -1,5 +1,5 @@
-"""A chat request as a heddle task: model and quant from the requested name, prompt tokens
-counted, output bound from ``max_tokens``, generation options in the payload (``sampling``,
+"""A chat request as a heddle task (or a completion's: a prompt to continue, `Chat.completion`):
+model and quant from the requested name, prompt tokens counted, output bound from ``max_tokens``, generation options in the payload (``sampling``,
 ``format``: heddle.live.backends.generation), privacy/owner/deadline/tier/account from the
 caller's rules, and the agent asked to stream the output back (``stream_tokens``)."""
 
@@ -23,7 +23,8 @@ from heddle.models import catalog
 from heddle.models.errors import ModelsError
 from heddle.models.workload import default_quant
 
-__all__ = ["CHARS_PER_TOKEN", "Chat", "ModelRef", "chat_task", "count_tokens", "resolve_model"]
+__all__ = ["CHARS_PER_TOKEN", "Chat", "ModelRef", "chat_task", "completion_tokens", "count_tokens",
+           "resolve_model"]
 
 CHARS_PER_TOKEN = 4.0
 """Characters per token of English text in the usual tokenizers (OpenAI's rule of thumb); the
@@ -53,6 +54,8 @@ class Chat:
     system: str | None = None
     generation: Generation = NONE  # sampling and format, neutral (heddle.gateway.options)
     tools: ToolSpec | None = None
+    completion: dict[str, Any] | None = None  # a prompt to continue (then no messages): the
+    # payload's ``completion`` (heddle.live.backends.completion)
 
 
 def resolve_model(name: str, served: Collection[tuple[str, str]] = ()) -> ModelRef:
@@ -92,6 +95,18 @@ def count_tokens(messages: list[dict[str, Any]], system: str | None = None) -> i
     return max(1, round(chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(texts))
 
 
+FIM_TOKENS = 3
+"""Fill-in-the-middle marker tokens around a prompt and its suffix (prefix, suffix, middle)."""
+
+
+def completion_tokens(completion: dict[str, Any]) -> int:
+    """A completion's prompt in tokens, estimated from its prompt and suffix (`CHARS_PER_TOKEN`;
+    no chat template around them, the fill-in-the-middle markers with a suffix)."""
+    suffix = completion.get("suffix", "")
+    chars = len(completion["prompt"]) + len(suffix)
+    return max(1, round(chars / CHARS_PER_TOKEN) + FIM_TOKENS * bool(suffix))
+
+
 JOB_ID_BYTES = 12
 """Random bytes in a request's job id: 96 bits, so ids never repeat (the submit says the job
 is fresh and the control plane takes its word: `SubmitRequest.fresh_job`)."""
@@ -105,14 +120,18 @@ def new_job_id(owner: str) -> str:
 def chat_task(chat: Chat, rules: Rules, job_id: str, timeout_s: float | None) -> SubmitTask:
     """The task a chat request becomes (the live id is ``<job>-chat``)."""
     output = chat.max_tokens or DEFAULT_OUTPUT_TOKENS
-    payload: dict[str, Any] = {"messages": chat.messages, "max_tokens": output}
+    if chat.completion is not None:
+        payload: dict[str, Any] = {"completion": chat.completion, "max_tokens": output}
+    else:
+        payload = {"messages": chat.messages, "max_tokens": output}
     if chat.system:
         payload["system"] = chat.system
     if chat.generation.sampling:
         payload["sampling"] = chat.generation.sampling
     if chat.generation.format is not None:
         payload["format"] = chat.generation.format
-    prompt = count_tokens(chat.messages, chat.system)
+    prompt = (completion_tokens(chat.completion) if chat.completion is not None
+              else count_tokens(chat.messages, chat.system))
     if chat.tools is not None or any("tool_calls" in m for m in chat.messages):
         prompt += tool_tokens(chat.tools, chat.messages, CHARS_PER_TOKEN)
     if chat.tools is not None:

@@ -52,7 +52,8 @@ def test_the_documented_python_examples_run_against_a_cluster(cluster):
         with contextlib.redirect_stdout(out):
             exec(code.replace("http://127.0.0.1:11435", cluster.base_url), {})  # noqa: S102
         outputs.append(out.getvalue())
-    openai_out, ollama_out, tools_out = outputs
+    openai_out, ollama_out, fim_out, tools_out = outputs
     assert openai_out.splitlines() == ["".join(WORDS), "alice-mac"]  # alice's personal work
     assert ollama_out == "".join(WORDS)
+    assert fim_out == "".join(WORDS) + "\n"
     assert tools_out.splitlines() == [f"get_weather {TOOL_ARGUMENTS}", "".join(WORDS)]

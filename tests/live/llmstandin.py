@@ -40,9 +40,15 @@ class Plan:
     delays: list[float] | None = None  # seconds to wait before each chunk (a paced stream)
 
 
-def ollama_stream(model: str, words=WORDS, prompt_tokens: int = 12, garbage_at: int | None = None) -> list[bytes]:
-    lines = [{"model": model, "message": {"role": "assistant", "content": w}, "done": False} for w in words]
-    lines.append({"model": model, "message": {"role": "assistant", "content": ""}, "done": True,
+def ollama_stream(model: str, words=WORDS, prompt_tokens: int = 12, garbage_at: int | None = None,
+                  generate: bool = False) -> list[bytes]:
+    """``/api/chat``'s stream (``message.content``), or ``generate``: ``/api/generate``'s
+    (``response``)."""
+    def piece(text: str) -> dict:
+        return {"response": text} if generate else {"message": {"role": "assistant", "content": text}}
+
+    lines = [{"model": model, **piece(w), "done": False} for w in words]
+    lines.append({"model": model, **piece(""), "done": True,
                   "done_reason": "stop", "prompt_eval_count": prompt_tokens,
                   "eval_count": len(words), "eval_duration": 50_000_000})
     out = [json.dumps(x).encode() + b"\n" for x in lines]
@@ -51,11 +57,18 @@ def ollama_stream(model: str, words=WORDS, prompt_tokens: int = 12, garbage_at: 
     return out
 
 
-def openai_stream(model: str, words=WORDS, prompt_tokens: int = 12) -> list[bytes]:
-    events = [{"model": model, "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]}
-              for w in words]
-    events.append({"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    events.append({"model": model, "choices": [],
+def openai_stream(model: str, words=WORDS, prompt_tokens: int = 12, text: bool = False) -> list[bytes]:
+    """``/v1/chat/completions``' events (``delta.content``), or ``text``: ``/v1/completions``'
+    (``text_completion``s, ``choices[].text``)."""
+    def choice(piece: str | None, finish: str | None) -> dict:
+        if text:
+            return {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": finish}
+        return {"index": 0, "delta": {} if piece is None else {"content": piece}, "finish_reason": finish}
+
+    kind = {"object": "text_completion"} if text else {}
+    events = [{"model": model, **kind, "choices": [choice(w, None)]} for w in words]
+    events.append({"model": model, **kind, "choices": [choice(None, "stop")]})
+    events.append({"model": model, **kind, "choices": [],
                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words)}})
     return [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
 
@@ -143,6 +156,13 @@ def tool_plan(path: str, body: dict) -> Plan | None:
     return Plan(chunks=stream(body["model"], tools[0]["function"]["name"]))
 
 
+DEFAULT_STREAMS: dict[str, Callable[[str], list[bytes]]] = {
+    "/api/chat": ollama_stream, "/api/generate": lambda model: ollama_stream(model, generate=True),
+    "/v1/chat/completions": openai_stream, "/v1/completions": lambda model: openai_stream(model, text=True),
+    "/v1/messages": anthropic_stream}
+"""Each POST route's stream when no plan says otherwise."""
+
+
 class _QuietServer(ThreadingHTTPServer):
     """A client closing its connection (a stream cut by its agent, a kept-alive connection
     dropped: reset, broken pipe) is what clients do, not a fault of the stand-in: no
@@ -155,7 +175,8 @@ class _QuietServer(ThreadingHTTPServer):
 
 class StandIn:
     """A server speaking every protocol: GET /api/tags, /api/ps, /v1/models; POST /api/chat,
-    /v1/chat/completions, /v1/messages. Each POST takes the next `Plan`, else a default one."""
+    /api/generate, /v1/chat/completions, /v1/completions, /v1/messages. Each POST takes the
+    next `Plan`, else a default one; `requests` records what each received."""
 
     def __init__(self, model: str = "llama3.1:8b-instruct-q4_K_M",
                  planner: Callable[[str, dict], Plan] | None = None) -> None:
@@ -213,8 +234,7 @@ class StandIn:
                 if plan is None:
                     plan = tool_plan(self.path, body)
                 if plan is None:
-                    plan = Plan(chunks={"/api/chat": ollama_stream, "/v1/chat/completions": openai_stream,
-                                        "/v1/messages": anthropic_stream}[self.path](body["model"]))
+                    plan = Plan(chunks=DEFAULT_STREAMS[self.path](body["model"]))
                 if plan.status != 200:
                     self.send_response(plan.status)
                     for k, v in {"Content-Type": "application/json", **plan.headers}.items():
@@ -224,7 +244,7 @@ class StandIn:
                     self.wfile.write(plan.body)
                     return
                 self.send_response(200)
-                sse = self.path != "/api/chat"
+                sse = self.path not in ("/api/chat", "/api/generate")
                 self.send_header("Content-Type", "text/event-stream" if sse else "application/x-ndjson")
                 self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()

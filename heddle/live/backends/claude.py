@@ -5,7 +5,10 @@ task's ``model`` when it names an API offer, else the task's tier (standard: Son
 seed's standard model; frontier: Opus). The API model name is the offer id with dashes
 (``claude-sonnet-4-6``), or ``options.api_model`` when given. Only public work is sent: the
 privacy rule keeps personal and sensitive work in the fleet. A task's tools go as the Messages
-API's (``tool_use`` / ``tool_result`` blocks: `heddle.live.backends.tools`).
+API's (``tool_use`` / ``tool_result`` blocks: `heddle.live.backends.tools`). A completion task
+(a raw prompt, a suffix to fill in the middle: `heddle.live.backends.completion`) is refused
+with the reason: the Messages API has neither (its legacy Text Completions API wanted the
+prompt in its Human/Assistant turns and had no suffix).
 
 Billing: once ``message_start`` arrived the call is billed; a call that fails after it
 reports the cost of the tokens seen (input, plus output so far) in its failure result, once;
@@ -32,6 +35,7 @@ from heddle.live.backends.common import (
     llm_call,
     retry_after_s,
 )
+from heddle.live.backends.completion import refuse_completion
 from heddle.live.backends.generation import Generation
 from heddle.live.backends.tools import CallPieces, claude_tool_kwargs
 from heddle.live.backends.worker import check_output
@@ -116,6 +120,8 @@ class ClaudeExecutor(Executor):
             raise ExecutionError(f"claude: {offer_id!r} is not an API offer")
         api_model = assignment.executor.options.get("api_model") or offer_id.replace(".", "-")
         call = llm_call(assignment)
+        refuse_completion(f"claude at {self.url}", call.completion, ("raw", "suffix"),
+                          "the Messages API takes messages only")
         retries = 0
         while True:
             try:

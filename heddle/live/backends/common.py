@@ -17,6 +17,7 @@ from typing import Any
 import httpx2
 
 from heddle.live.agent.executors import ExecutionError, Progress
+from heddle.live.backends.completion import Completion, completion_from_payload
 from heddle.live.backends.generation import (
     NONE,
     Generation,
@@ -87,10 +88,16 @@ class LlmCall:
     worker: WorkerDef | None = None  # a worker YAML's step: its output is checked on return
     generation: Generation = NONE  # how to sample, and JSON output (each backend maps it)
     tools: ToolUse | None = None  # the payload's tools (`heddle.live.backends.tools`)
+    completion: Completion | None = None  # a prompt to continue, not a chat (no messages then)
+
+    def chat(self) -> list[dict[str, Any]]:
+        """The messages, the system prompt first as a system message (the local servers' way)."""
+        return ([{"role": "system", "content": self.system}] if self.system else []) + self.messages
 
 
 def llm_call(assignment: Assignment) -> LlmCall:
-    """The payload's ``messages`` (and ``tools``) or ``prompt`` (and ``system``), else a built
+    """The payload's ``messages`` (and ``tools``) or ``prompt`` (and ``system``) or
+    ``completion`` (`heddle.live.backends.completion`), else a built
     prompt of the task's ``prompt_tokens``; output capped at the task's ``output_tokens``; the
     payload's ``sampling`` and ``format`` (heddle.live.backends.generation) checked. A worker in
     ``options.worker`` (heddle.live.backends.worker) makes the payload its input instead."""
@@ -111,6 +118,8 @@ def llm_call(assignment: Assignment) -> LlmCall:
     if system is not None and not isinstance(system, str):
         raise ExecutionError(f"llm: payload system must be a string, got {type(system).__name__}")
     gen = _generation(source)
+    if "completion" in source:  # `heddle.live.backends.completion`: no system, no tools
+        return LlmCall([], cap, generation=gen, completion=completion_from_payload(source["completion"]))
     messages = source.get("messages")
     if messages is not None:
         if not (isinstance(messages, list) and messages and all(

@@ -10,7 +10,10 @@ nothing is downloaded at run time) is loaded by the first task and stays residen
 for; it runs in a worker thread that hands each `GenerationResponse` to the event loop. One
 generation at a time (one model, one GPU stream): a cancelled attempt stops its generator at
 the next token and the next attempt waits for that, so two never overlap. No tool calling: a
-task with tools fails with the reason (`refuse_tools`).
+task with tools fails with the reason (`refuse_tools`). A raw completion's prompt goes to
+``stream_generate`` as it is (no chat template: mlx-lm tokenizes the string); a suffix (fill in
+the middle) is refused, as mlx-lm (0.32: its generate and its server's ``/v1/completions``)
+has no fill in the middle.
 
 Generation options (heddle.live.backends.generation) go where mlx-lm takes them, as its own
 server does: temperature, top_p, min_p and top_k into ``make_sampler`` (mlx-lm's default
@@ -34,6 +37,7 @@ from typing import Any
 
 from heddle.live.agent.executors import ExecutionError, Executor, Progress
 from heddle.live.backends.common import LlmCall, StreamMeter, llm_call
+from heddle.live.backends.completion import refuse_completion
 from heddle.live.backends.generation import Generation
 from heddle.live.backends.names import ServedModel, catalog_ids
 from heddle.live.backends.tools import refuse_tools
@@ -150,6 +154,8 @@ class MlxExecutor(Executor):
     async def run(self, assignment: Assignment, progress: Progress) -> Any:
         call = llm_call(assignment)
         refuse_tools(f"mlx at {self.url}", call.tools, call.messages)
+        refuse_completion(f"mlx at {self.url}", call.completion, ("suffix",),
+                          "mlx-lm has no fill in the middle (its generate takes one prompt)")
         task = assignment.task
         if task.model is not None and self.offers(task.model, task.quant) is None:
             served = self.inventory[0]
@@ -159,8 +165,8 @@ class MlxExecutor(Executor):
             if self._producer is not None:  # a cancelled generation stops at its next token
                 await asyncio.wait([self._producer])
             model, tokenizer = await self._model()
-            messages = ([{"role": "system", "content": call.system}] if call.system else []) + call.messages
-            prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+            prompt = (call.completion.prompt if call.completion is not None  # raw: as it is
+                      else tokenizer.apply_chat_template(call.chat(), add_generation_prompt=True))
             meter = StreamMeter(self.backend, self.url)
             last, finish = await self._stream(model, tokenizer, prompt, call, meter, progress)
         if last is None:

@@ -1,4 +1,6 @@
-"""Ollama: ``POST /api/chat`` streaming NDJSON; discovery from ``/api/tags`` and ``/api/ps``."""
+"""Ollama: ``POST /api/chat`` streaming NDJSON (a completion task: ``POST /api/generate``, its
+lines carrying ``response`` instead of ``message.content``); discovery from ``/api/tags`` and
+``/api/ps``."""
 
 from __future__ import annotations
 
@@ -40,22 +42,30 @@ class OllamaExecutor(LocalServer):
 
     def _request(self, name: str, call: LlmCall) -> tuple[str, dict[str, Any]]:
         """Every generation field goes: ``options`` takes the sampling ones under the same
-        names, ``format`` is ``"json"`` or the schema."""
-        messages = ([{"role": "system", "content": call.system}] if call.system else []) + call.messages
+        names, ``format`` is ``"json"`` or the schema. A chat goes to ``/api/chat``, a
+        completion (`heddle.live.backends.completion`) to ``/api/generate`` with the same
+        options."""
+        if call.completion is not None:
+            path, asked = "/api/generate", call.completion.asked()
+        else:
+            path = "/api/chat"
+            asked = {"messages": call.chat()}
         gen = call.generation
-        body = {"model": name, "messages": messages, "stream": True,
+        body = {"model": name, **asked, "stream": True,
                 "options": {"num_predict": call.max_output_tokens, **gen.sampling}}
         if gen.format is not None:
             body["format"] = "json" if gen.format["type"] == "json" else gen.format["schema"]
-        ollama_tool_body(call.tools, body)
-        return "/api/chat", body
+        if call.completion is None:  # a completion has no tools
+            ollama_tool_body(call.tools, body)
+        return path, body
 
     def _reader(self, meter: StreamMeter, progress: Progress) -> _Lines:
         return _Lines(meter, progress)
 
 
 class _Lines:
-    """Ollama's NDJSON stream, a line at a time (`LineReader`)."""
+    """Ollama's NDJSON stream, a line at a time (`LineReader`): a chat's (``message.content``)
+    or a generate's (``response``)."""
 
     __slots__ = ("calls", "meter", "progress", "reported")
 
@@ -75,7 +85,7 @@ class _Lines:
         if "error" in chunk:  # Ollama reports failures mid-stream as {"error": "..."}
             raise ExecutionError(f"ollama at {meter.server}: {chunk['error']}")
         message = chunk.get("message") or {}
-        meter.content(message.get("content") or "", self.progress)
+        meter.content(message.get("content") or chunk.get("response") or "", self.progress)
         if "tool_calls" in message:
             self.calls += ollama_calls(message["tool_calls"])
         if not chunk.get("done"):

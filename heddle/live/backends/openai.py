@@ -1,5 +1,6 @@
 """OpenAI-compatible servers (LM Studio, llama.cpp server, vLLM, mlx-lm server):
-``POST /v1/chat/completions`` streaming server-sent events with usage; discovery from
+``POST /v1/chat/completions`` streaming server-sent events with usage (a completion task:
+``POST /v1/completions``, its events carrying ``choices[].text``); discovery from
 ``/v1/models``, whose models count as loaded (these servers list what they serve)."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import Any
 
 from heddle.live.agent.executors import ExecutionError, Progress
 from heddle.live.backends.common import LlmCall, StreamMeter
+from heddle.live.backends.completion import openai_prompt
 from heddle.live.backends.generation import Generation
 from heddle.live.backends.local import LocalServer
 from heddle.live.backends.names import ServedModel, catalog_ids
@@ -46,8 +48,12 @@ class OpenAIExecutor(LocalServer):
                 for m in listing.get("data") or ()]
 
     def _request(self, name: str, call: LlmCall) -> tuple[str, dict[str, Any]]:
-        messages = ([{"role": "system", "content": call.system}] if call.system else []) + call.messages
-        body = {"model": name, "messages": messages, "stream": True,
+        if call.completion is not None:  # `heddle.live.backends.completion`
+            path, asked = "/v1/completions", openai_prompt(call.completion)
+        else:
+            path = "/v1/chat/completions"
+            asked = {"messages": call.chat()}
+        body = {"model": name, **asked, "stream": True,
                 "stream_options": {"include_usage": True}, "max_tokens": call.max_output_tokens}
         gen = call.generation
         for field, value in gen.sampling.items():
@@ -55,8 +61,9 @@ class OpenAIExecutor(LocalServer):
                 body[key] = value
         if gen.format is not None:
             body["response_format"] = self._response_format(gen)
-        openai_tool_body(call.tools, body)
-        return "/v1/chat/completions", body
+        if call.completion is None:  # a completion has no tools
+            openai_tool_body(call.tools, body)
+        return path, body
 
     def _response_format(self, gen: Generation) -> dict[str, Any]:
         """``json_object`` for a JSON object, ``json_schema`` for a schema; LM Studio takes
@@ -73,7 +80,8 @@ class OpenAIExecutor(LocalServer):
 
 
 class _Events:
-    """Server-sent events of a chat completion, a line at a time (`LineReader`)."""
+    """Server-sent events of a chat completion (``delta.content``) or a completion
+    (``text``), a line at a time (`LineReader`)."""
 
     __slots__ = ("_calls", "_report", "meter", "progress", "reported", "where")
 
@@ -102,7 +110,7 @@ class _Events:
         reported["model"] = chunk.get("model") or reported["model"]
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
-            self.meter.content(delta.get("content") or "", self.progress)
+            self.meter.content(delta.get("content") or choice.get("text") or "", self.progress)
             if delta.get("tool_calls"):
                 if self._calls is None:
                     self._calls = CallPieces()

@@ -1,0 +1,85 @@
+"""A completion task: a prompt the model continues, not a chat. Editors' autocomplete asks for
+one (Ollama's ``/api/generate`` with ``raw`` or ``suffix``, OpenAI's ``/v1/completions`` with
+``suffix``); the gateway carries it in the task's payload as ``completion``:
+
+``{"prompt": "...", "suffix": "...", "raw": true}``: ``prompt`` (a string), ``suffix`` (optional:
+the text after the insertion point; the model fills in the middle, its server putting prompt
+and suffix in the model's fill-in-the-middle template), ``raw`` (optional, default false: the
+prompt goes to the model as it is, no template at all; the caller wrote its own, fill-in-the-
+middle markers included). One of ``raw`` true or a non-empty ``suffix`` is needed: a prompt in
+the model's chat template is a chat (the payload's ``messages``). A completion has no system
+prompt and no tools: the prompt is all the model gets.
+
+How each backend sends one: Ollama ``POST /api/generate`` (``prompt``, ``suffix``, ``raw``,
+the same ``options`` and ``format`` as a chat); OpenAI-compatible servers ``POST
+/v1/completions`` (``prompt``, ``suffix``; that route never applies a chat template, so
+``raw`` is what it always does); MLX the prompt's text to mlx-lm as it is (raw; mlx-lm has no
+fill in the middle, so a suffix is refused); Claude refuses both (the Messages API takes
+messages only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from heddle.live.agent.executors import ExecutionError
+
+__all__ = ["Completion", "completion_from_payload", "openai_prompt", "refuse_completion"]
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A checked payload ``completion``."""
+
+    prompt: str
+    suffix: str = ""
+    raw: bool = False
+
+    def asked(self) -> dict[str, Any]:
+        """The payload's shape again (what the gateway sends; Ollama's ``/api/generate`` takes
+        the same fields)."""
+        return {"prompt": self.prompt, **({"suffix": self.suffix} if self.suffix else {}),
+                **({"raw": True} if self.raw else {})}
+
+
+def completion_from_payload(value: Any) -> Completion:
+    """The payload's ``completion``, checked: ExecutionError naming the field."""
+    if not isinstance(value, dict):
+        raise ExecutionError(f"llm: payload completion must be an object, got {type(value).__name__}")
+    prompt, suffix, raw = value.get("prompt"), value.get("suffix", ""), value.get("raw", False)
+    if not isinstance(prompt, str):
+        raise ExecutionError(f"llm: payload completion.prompt must be a string, got {type(prompt).__name__}")
+    if not isinstance(suffix, str):
+        raise ExecutionError(f"llm: payload completion.suffix must be a string, got {type(suffix).__name__}")
+    if not isinstance(raw, bool):
+        raise ExecutionError(f"llm: payload completion.raw must be true or false, got {raw!r}")
+    if not (raw or suffix):
+        raise ExecutionError("llm: payload completion needs raw true or a suffix (a prompt in the "
+                             "model's chat template is a chat: send it as messages)")
+    if not (prompt or suffix):
+        raise ExecutionError("llm: payload completion.prompt is empty and there is no suffix")
+    return Completion(prompt, suffix, raw)
+
+
+def openai_prompt(completion: Completion) -> dict[str, Any]:
+    """``/v1/completions``' fields of a completion: ``prompt`` and ``suffix`` (that route
+    takes the prompt as it is: raw is what it does)."""
+    return {"prompt": completion.prompt, **({"suffix": completion.suffix} if completion.suffix else {})}
+
+
+REFUSED = {"raw": "a raw prompt (the prompt as it is, no template)",
+           "suffix": "a suffix (fill in the middle)"}
+
+
+def refuse_completion(where: str, completion: Completion | None, fields: tuple[str, ...],
+                      why: str) -> None:
+    """ExecutionError naming the first of ``fields`` (raw, suffix) the completion asks for and
+    the backend (``where``) that cannot honour it, ``why``."""
+    if completion is None:
+        return
+    for name in fields:
+        if getattr(completion, name):
+            raise ExecutionError(f"{where}: {name}: {why}, so it cannot take {REFUSED[name]}; send "
+                                 "it to a node serving the model from Ollama or an OpenAI-compatible "
+                                 "server")
