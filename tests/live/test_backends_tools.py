@@ -13,7 +13,7 @@ import pytest
 
 from heddle.live import protocol as p
 from heddle.live.agent.executors import ExecutionError, Progress
-from heddle.live.agent.tokens import TextChunks
+from heddle.live.agent.tokens import TextChunks, TokenSink
 from tests.live.backendkit import assignment, close, harness
 from tests.live.llmstandin import TOOL_ARGUMENTS, WORDS
 
@@ -112,3 +112,31 @@ def test_the_closing_chunk_carries_the_calls_and_other_chunks_are_as_before():
     assert p.decode_one(data, p.TokenChunk).tool_calls == (p.ToolCall(**call),)
     with pytest.raises(p.ProtocolError, match="tool_calls.0.name"):
         p.decode(data.replace(b'"name":"get_weather"', b'"name":""'), p.TokenChunk)
+
+
+class _Out:
+    """What a TokenSink hands its chunks to (the node's TokenPublisher), kept."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def send(self, subject: str, data: bytes) -> None:
+        self.sent.append(data)
+
+    def mark(self, sink: TokenSink, at_once: bool) -> None:
+        sink.flush()
+
+
+def test_calls_a_chunk_cannot_carry_leave_the_end_to_the_tasks_event():
+    """Arguments over MAX_MESSAGE_BYTES: no closing chunk (the gateway ends the answer from
+    TaskCompleted, whose result has the calls, or from the failure), and no exception on the
+    agent's way to its report."""
+    out, seq = _Out(), iter(range(100))
+    sink = TokenSink(out, "agent-a", "a", assignment(), lambda: next(seq))
+    sink("hello")
+    call = {"id": "call_1", "name": "write_file", "arguments": json.dumps({"text": "x" * p.MAX_MESSAGE_BYTES})}
+    sink.end("ok", None, {"text": "hello", "tool_calls": [call]})
+    assert [p.decode_one(d, p.TokenChunk).text for d in out.sent] == ["hello"]
+    small = {**call, "arguments": '{"text": "x"}'}
+    sink.end("ok", None, {"text": "hello", "tool_calls": [small]})
+    assert p.decode_one(out.sent[-1], p.TokenChunk).tool_calls == (p.ToolCall(**small),)

@@ -25,6 +25,8 @@ from collections.abc import Callable
 from json.encoder import encode_basestring
 from typing import Any
 
+from pydantic import ValidationError
+
 from heddle.events.jetstream_acks import publish_now, write_pending
 from heddle.live import protocol as p
 from heddle.live.backends.generation import NOT_SENT
@@ -202,5 +204,10 @@ class TokenSink:
         usage = ({k: result[k] for k in USAGE_FIELDS if k in result}
                  if isinstance(result, dict) else None)
         calls = result.get("tool_calls") if isinstance(result, dict) and outcome == "ok" else None
-        self._send(done=True, outcome=outcome, reason=reason, usage=usage, tool_calls=calls or None)
+        try:
+            self._send(done=True, outcome=outcome, reason=reason, usage=usage, tool_calls=calls or None)
+        except (ValidationError, p.ProtocolError):
+            # tool calls a chunk cannot carry (over MAX_MESSAGE_BYTES, say): no closing chunk,
+            # and the caller's gateway takes the end from the task's event, as for a lost one
+            pass
         self.out.mark(self, at_once=True)

@@ -125,7 +125,7 @@ def ollama_calls(raw: Any) -> list[dict[str, str]]:
     out = []
     for call in raw if isinstance(raw, list) else ():
         function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
             raise ExecutionError(f"ollama: a tool call without a function name: {json.dumps(call)[:200]}")
         arguments = function.get("arguments")
         out.append({"id": call.get("id") or new_call_id(), "name": function["name"],
