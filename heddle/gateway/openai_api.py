@@ -1,6 +1,7 @@
 """The OpenAI-compatible routes: ``POST /v1/chat/completions`` (server-sent events or one JSON
-reply, usage included), the legacy ``POST /v1/completions`` (a prompt string, answered as
-``text_completion``s the same way), ``GET /v1/models`` and ``GET /v1/models/{model}``.
+reply, usage included), the legacy ``POST /v1/completions`` (a prompt string sent to the model as
+it is, or with a ``suffix`` to fill in the middle, answered as ``text_completion``s the same
+way), ``GET /v1/models`` and ``GET /v1/models/{model}``.
 
 Honoured fields: ``model``, ``messages`` (text content; a list of text parts is joined; an
 assistant's ``tool_calls``, a tool's result), ``max_tokens`` / ``max_completion_tokens``,
@@ -111,10 +112,11 @@ class ChatRequest(_Request, OpenAITools):
 
 
 class CompletionRequest(_Request):
-    """The legacy ``POST /v1/completions``: one prompt, which becomes the one user message
-    (the model's chat template around it, as Ollama's ``/api/generate`` does); with a
-    ``suffix`` (fill in the middle), a completion task: prompt and suffix go to the model
-    server as they are (heddle.live.backends.completion)."""
+    """The legacy ``POST /v1/completions``: a completion task (heddle.live.backends.completion),
+    its prompt sent to the model server as it is, no chat template around it (what every
+    OpenAI-compatible server does on this route: an editor that writes the model's
+    fill-in-the-middle template itself relies on it); with a ``suffix``, the server fills in
+    the middle with the model's template."""
 
     kind = TEXT
 
@@ -124,20 +126,14 @@ class CompletionRequest(_Request):
     best_of: Any = None
     logprobs: Any = None
 
-    def _prompt(self) -> str:
+    def completion(self) -> dict[str, Any] | None:
         prompt = self.prompt
         if isinstance(prompt, list) and len(prompt) == 1:
             prompt = prompt[0]
         if not (isinstance(prompt, str) and (prompt or self.suffix)):
             raise refused(GenerationError("prompt", "a non-empty string, or a list of one", self.prompt))
         unhonoured(self, ("echo", "best_of", "logprobs"))
-        return prompt
-
-    def completion(self) -> dict[str, Any] | None:
-        return completion(self._prompt(), self.suffix, None)
-
-    def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:
-        return [{"role": "user", "content": self._prompt()}], None
+        return completion(prompt, self.suffix, raw=not self.suffix)
 
 
 def _usage(run: TaskRun) -> dict[str, Any]:

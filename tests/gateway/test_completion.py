@@ -76,9 +76,21 @@ def test_openai_completions_with_a_suffix_fill_in_the_middle(cluster, model, str
     assert chunks[-1].usage.completion_tokens == len(WORDS)
     _, path, body = only_request(cluster)
     assert path == ROUTES[model] and (body["prompt"], body["suffix"]) == (BEFORE, AFTER)
-    assert "messages" not in body
+    assert "messages" not in body and "raw" not in body  # the server's template takes the suffix
     stop = body["options"]["stop"] if path == "/api/generate" else body["stop"]
     assert stop == ["\n\n"]
+
+
+@pytest.mark.parametrize("model", ROUTES)
+def test_openai_completions_send_an_editors_own_template_as_it_is(cluster, model):
+    """What OpenAI-compatible servers do with ``/v1/completions``' prompt, and what an editor
+    that writes the model's fill-in-the-middle markers itself relies on: no chat template."""
+    forget(cluster)
+    reply = gpt(cluster).completions.create(model=model, prompt=FIM, max_tokens=24)
+    assert reply.choices[0].text == TEXT
+    _, path, body = only_request(cluster)
+    assert path == ROUTES[model] and body["prompt"] == FIM and "messages" not in body
+    assert body.get("raw") is (True if path == "/api/generate" else None)
 
 
 def test_a_prompt_without_raw_or_suffix_is_still_a_chat_message(cluster):

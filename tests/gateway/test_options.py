@@ -162,7 +162,8 @@ def test_a_bad_ollama_option_is_a_400_naming_the_field(cluster, fields, named):
 
 
 def test_legacy_completions_answer_a_prompt_streaming_or_not_with_its_options(cluster):
-    """``POST /v1/completions`` as editors' autocomplete and older scripts call it."""
+    """``POST /v1/completions`` as editors' autocomplete and older scripts call it: the prompt
+    as it is (tests/gateway/test_completion.py has more)."""
     forget(cluster)
     reply = gpt(cluster).completions.create(model="llama-3.1-8b", prompt="def fib(n):", max_tokens=12,
                                             temperature=0, stop=["\n\n"], seed=9)
@@ -170,7 +171,7 @@ def test_legacy_completions_answer_a_prompt_streaming_or_not_with_its_options(cl
     assert reply.choices[0].text == TEXT and reply.choices[0].finish_reason == "stop"
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (12, len(WORDS))
     body = only_body(cluster)
-    assert body["messages"] == [{"role": "user", "content": "def fib(n):"}]
+    assert (body["prompt"], body["raw"]) == ("def fib(n):", True) and "messages" not in body
     assert body["options"] == {"num_predict": 12, "temperature": 0, "seed": 9, "stop": ["\n\n"]}
 
     stream = gpt(cluster).completions.create(model="qwen2.5-7b", prompt=["def fib(n):"], stream=True,
@@ -181,7 +182,8 @@ def test_legacy_completions_answer_a_prompt_streaming_or_not_with_its_options(cl
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].usage.completion_tokens == len(WORDS)
     assert chunks[-1].usage.model_extra["heddle"]["node"] == OPENAI_NODE
-    assert received(cluster, OPENAI_NODE)["top_p"] == 0.5
+    body = received(cluster, OPENAI_NODE)
+    assert (body["prompt"], body["top_p"]) == ("def fib(n):", 0.5)
 
 
 @pytest.mark.parametrize(("fields", "param", "expected"), [
