@@ -3,7 +3,7 @@ and ``format`` (heddle.live.backends.generation, whose rules check them): the on
 OpenAI and Ollama names meet. A value out of its rule is a 400 naming the field as the
 caller sent it (``temperature``, ``options.temperature``) and what was expected.
 
-OpenAI: ``temperature``, ``top_p``, ``seed``, ``stop`` (a string or up to 4), ``presence_penalty``,
+OpenAI: ``temperature``, ``top_p``, ``seed``, ``stop`` (a string or a list), ``presence_penalty``,
 ``frequency_penalty``, ``response_format`` (``text``, ``json_object``, ``json_schema``), and the
 extras llama.cpp's server takes on the same route (``top_k``, ``min_p``, ``repeat_penalty``);
 ``n`` other than 1 is refused (one choice is returned).
@@ -37,8 +37,6 @@ name (the others are ignored, as before)."""
 OPENAI_SAMPLING = tuple(name for name in FIELDS if name != "num_ctx")
 """The body fields of an OpenAI request that are sampling options, under their neutral names
 (a context size is no request's field there: the server loads the model with it)."""
-MAX_OPENAI_STOP = 4
-"""OpenAI's bound on stop sequences."""
 
 
 def _checked(sampling: dict[str, Any], fmt: dict[str, Any] | None, prefix: str) -> Generation:
@@ -115,9 +113,10 @@ def _openai(body: Any) -> Generation:
     stop = sampling["stop"]
     if isinstance(stop, str):
         sampling["stop"] = [stop] if stop else None
-    elif isinstance(stop, list) and (len(stop) > MAX_OPENAI_STOP or not all(
-            isinstance(s, str) and s for s in stop)):
-        raise GenerationError("stop", f"a string or a list of up to {MAX_OPENAI_STOP} non-empty strings", stop)
+    elif isinstance(stop, list) and not all(isinstance(s, str) and s for s in stop):
+        # any number: OpenAI's own API takes 4, the servers behind heddle (llama.cpp, vLLM,
+        # Ollama) any, and editors' autocomplete sends a model's fill-in-the-middle markers
+        raise GenerationError("stop", "a string or a list of non-empty strings", stop)
     elif stop == []:
         sampling["stop"] = None
     return _checked(sampling, _openai_format(body.response_format), "")

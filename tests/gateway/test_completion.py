@@ -22,6 +22,9 @@ from tests.live.llmstandin import WORDS
 TEXT = "".join(WORDS)
 FIM = "<|fim_prefix|>def area(r):\n    <|fim_suffix|>\n    return a<|fim_middle|>"
 """Continue's own fill-in-the-middle prompt for Qwen2.5-Coder, sent raw."""
+FIM_STOPS = ["<|endoftext|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
+             "<|repo_name|>", "<|file_sep|>", "<|im_start|>", "<|im_end|>", "\n\n\n"]
+"""An editor's stop sequences for that model: its markers, more than OpenAI's own API takes (4)."""
 BEFORE, AFTER = "def area(r):\n    ", "\n    return a"
 ROUTES = {"llama-3.1-8b": "/api/generate", "qwen2.5-7b": "/v1/completions"}
 """Each model's node and so its server's completion route (qwen2.5-7b: the OpenAI-compatible one)."""
@@ -86,11 +89,12 @@ def test_openai_completions_send_an_editors_own_template_as_it_is(cluster, model
     """What OpenAI-compatible servers do with ``/v1/completions``' prompt, and what an editor
     that writes the model's fill-in-the-middle markers itself relies on: no chat template."""
     forget(cluster)
-    reply = gpt(cluster).completions.create(model=model, prompt=FIM, max_tokens=24)
+    reply = gpt(cluster).completions.create(model=model, prompt=FIM, max_tokens=24, stop=FIM_STOPS)
     assert reply.choices[0].text == TEXT
     _, path, body = only_request(cluster)
     assert path == ROUTES[model] and body["prompt"] == FIM and "messages" not in body
     assert body.get("raw") is (True if path == "/api/generate" else None)
+    assert (body["options"]["stop"] if path == "/api/generate" else body["stop"]) == FIM_STOPS
 
 
 def test_a_prompt_without_raw_or_suffix_is_still_a_chat_message(cluster):
