@@ -26,9 +26,9 @@ from heddle.gateway.run import TaskRun
 from heddle.gateway.tools import (
     OpenAITools,
     ToolMessage,
-    openai_calls,
-    openai_delta_calls,
+    openai_finish,
     openai_messages,
+    openai_reply_calls,
 )
 from heddle.live.backends.generation import Generation, GenerationError
 
@@ -144,7 +144,7 @@ def _usage(run: TaskRun) -> dict[str, Any]:
 
 def _finish_reason(run: TaskRun) -> str:
     if run.tool_calls:
-        return "tool_calls"
+        return openai_finish(run.chat.tools)
     return "length" if run.usage.get("finish_reason") == "length" else "stop"
 
 
@@ -168,7 +168,7 @@ def _reply_message(run: TaskRun) -> dict[str, Any]:
     if not run.tool_calls:
         return {"role": "assistant", "content": run.output_text}
     return {"role": "assistant", "content": run.output_text or None,
-            "tool_calls": openai_calls(run.tool_calls)}
+            **openai_reply_calls(run.tool_calls, run.chat.tools, delta=False)}
 
 
 def completion_reply(run: TaskRun, kind: str) -> dict[str, Any]:
@@ -218,7 +218,7 @@ async def completion_chunks(run: TaskRun, kind: str, include_usage: bool):
     # no output: a chat's first event still (it carries the role), unless the model's calls do
     closing = [] if started or kind == TEXT or run.tool_calls else [first_before + b'""' + first_after]
     if run.tool_calls:  # the model's calls, each whole (the role with them if no text went first)
-        delta = {"tool_calls": openai_delta_calls(run.tool_calls)}
+        delta = openai_reply_calls(run.tool_calls, run.chat.tools, delta=True)
         if not started:
             delta = {"role": "assistant", "content": None, **delta}
         closing.append(_event({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}))

@@ -11,6 +11,10 @@ The payload's shape (what the agents' backends read, `heddle.live.backends.tools
   "arguments"}]`` (``arguments`` a JSON object's text), and a tool's result as ``{"role":
   "tool", "content", "tool_call_id", "name"}``.
 
+OpenAI's deprecated ``functions`` / ``function_call`` (older apps) are the same thing: the
+functions become the tools, an assistant's ``function_call`` its one call, a ``function``
+message a tool's result, and the model's first call comes back as ``function_call``.
+
 Ids: OpenAI's callers name the call a result answers; Ollama's name the tool (``tool_name``)
 or nothing, and their calls carry no id. The gateway gives such calls ids (``call_<message
 index>_<call index>``) and matches each tool result to the earliest call not answered yet of its
@@ -32,8 +36,8 @@ from heddle.gateway.errors import GatewayError
 from heddle.live.protocol import ToolCall
 
 __all__ = ["OllamaTools", "OpenAITools", "ToolMessage", "ToolSpec", "calls_from_result",
-           "ollama_calls", "ollama_messages", "openai_calls", "openai_delta_calls",
-           "openai_messages", "tool_tokens"]
+           "ollama_calls", "ollama_messages", "openai_calls", "openai_delta_calls", "openai_finish",
+           "openai_messages", "openai_reply_calls", "tool_tokens"]
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 """A function's name, as OpenAI allows it (letters, digits, ``_``, ``-``, ``.``; 1-64)."""
@@ -58,13 +62,14 @@ class _Tool(BaseModel):
 
 
 class ToolSpec:
-    """The tools of one request: what the payload carries (`payload`)."""
+    """The tools of one request: what the payload carries (`payload`); ``legacy``: given as
+    OpenAI's deprecated ``functions`` (the call is answered as ``function_call``)."""
 
-    __slots__ = ("choice", "parallel", "tools")
+    __slots__ = ("choice", "legacy", "parallel", "tools")
 
     def __init__(self, tools: list[dict[str, Any]], choice: str | dict[str, str] | None,
-                 parallel: bool | None) -> None:
-        self.tools, self.choice, self.parallel = tools, choice, parallel
+                 parallel: bool | None, legacy: bool = False) -> None:
+        self.tools, self.choice, self.parallel, self.legacy = tools, choice, parallel, legacy
 
     def payload(self) -> dict[str, Any]:
         out: dict[str, Any] = {"tools": self.tools}
@@ -75,8 +80,12 @@ class ToolSpec:
         return out
 
 
-def _spec(tools: list[_Tool] | None, choice: Any, parallel: bool | None) -> ToolSpec | None:
-    """The request's tools checked (a 400 naming the field else), or None without tools."""
+def _spec(tools: list[_Tool] | None, choice: Any, parallel: bool | None,
+          legacy: bool = False) -> ToolSpec | None:
+    """The request's tools checked (a 400 naming the field else), or None without tools.
+    ``legacy``: given as ``functions`` and ``function_call`` (the fields the errors name)."""
+    field, picking = ("functions", "function_call") if legacy else ("tools", "tool_choice")
+    where = (lambda i: f"functions.{i}") if legacy else (lambda i: f"tools.{i}.function")
     names: list[str] = []
     for i, tool in enumerate(tools or ()):
         if tool.type != "function":
@@ -84,53 +93,64 @@ def _spec(tools: list[_Tool] | None, choice: Any, parallel: bool | None) -> Tool
                                "invalid_tools", param=f"tools.{i}.type")
         parameters = tool.function.parameters
         if parameters is not None and parameters.get("type", "object") != "object":
-            raise GatewayError(400, f"tools.{i}.function.parameters: expected a JSON Schema of "
+            raise GatewayError(400, f"{where(i)}.parameters: expected a JSON Schema of "
                                f"type 'object', got type {parameters.get('type')!r}",
-                               "invalid_tools", param=f"tools.{i}.function.parameters")
+                               "invalid_tools", param=f"{where(i)}.parameters")
         if tool.function.name in names:
-            raise GatewayError(400, f"tools.{i}.function.name: {tool.function.name!r} is defined "
-                               "twice", "invalid_tools", param=f"tools.{i}.function.name")
+            raise GatewayError(400, f"{where(i)}.name: {tool.function.name!r} is defined "
+                               "twice", "invalid_tools", param=f"{where(i)}.name")
         names.append(tool.function.name)
-    picked = _choice(choice, names)
+    picked = _choice(choice, names, field, picking, legacy)
     if not names:
         if picked not in (None, "auto", "none"):
-            raise GatewayError(400, "tool_choice: a tool is required but the request has no "
-                               "tools", "invalid_tools", param="tool_choice")
+            raise GatewayError(400, f"{picking}: a tool is required but the request has no "
+                               f"{field}", "invalid_tools", param=picking)
         return None
     return ToolSpec([{"name": t.function.name, "description": t.function.description or "",
                       "parameters": t.function.parameters or {"type": "object", "properties": {}}}
-                     for t in tools or ()], picked, parallel)
+                     for t in tools or ()], picked, parallel, legacy)
 
 
-def _choice(choice: Any, names: list[str]) -> str | dict[str, str] | None:
-    if choice is None or choice in CHOICES:
+def _choice(choice: Any, names: list[str], field: str, picking: str,
+            legacy: bool) -> str | dict[str, str] | None:
+    if choice is None or choice in CHOICES[:2] or (choice == "required" and not legacy):
         return choice
-    name = None
-    if isinstance(choice, dict) and choice.get("type", "function") == "function":
+    name, param = None, f"{picking}.name" if legacy else f"{picking}.function.name"
+    if legacy and isinstance(choice, dict):
+        name = choice.get("name")
+    elif isinstance(choice, dict) and choice.get("type", "function") == "function":
         function = choice.get("function")
         name = function.get("name") if isinstance(function, dict) else None
     if not isinstance(name, str):
-        raise GatewayError(400, f"tool_choice: expected 'auto', 'none', 'required' or "
-                           f"{{\"type\": \"function\", \"function\": {{\"name\": ...}}}}, got "
-                           f"{json.dumps(choice)[:100]}", "invalid_tools", param="tool_choice")
+        shapes = ("'auto', 'none' or {\"name\": ...}" if legacy else "'auto', 'none', 'required' or "
+                  "{\"type\": \"function\", \"function\": {\"name\": ...}}")
+        raise GatewayError(400, f"{picking}: expected {shapes}, got {json.dumps(choice)[:100]}",
+                           "invalid_tools", param=picking)
     if name not in names:
-        raise GatewayError(400, f"tool_choice.function.name: no tool named {name!r} in tools "
-                           f"({', '.join(names) or 'none'})", "invalid_tools",
-                           param="tool_choice.function.name")
+        raise GatewayError(400, f"{param}: no function named {name!r} in {field} "
+                           f"({', '.join(names) or 'none'})", "invalid_tools", param=param)
     return {"name": name}
 
 
 class OpenAITools(BaseModel):
-    """OpenAI's tool fields of a chat request (a base of `openai_api.ChatRequest`)."""
+    """OpenAI's tool fields of a chat request (a base of `openai_api.ChatRequest`), and the
+    deprecated ``functions`` / ``function_call`` older apps still send."""
 
     model_config = ConfigDict(extra="ignore")
 
     tools: list[_Tool] | None = None
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
+    functions: list[_Function] | None = None
+    function_call: Any = None
 
     def tool_spec(self) -> ToolSpec | None:
-        return _spec(self.tools, self.tool_choice, self.parallel_tool_calls)
+        if self.functions is None:
+            return _spec(self.tools, self.tool_choice, self.parallel_tool_calls)
+        if self.tools is not None:
+            raise GatewayError(400, "functions: give tools or the deprecated functions, not both",
+                               "invalid_tools", param="functions")
+        return _spec([_Tool(function=f) for f in self.functions], self.function_call, False, legacy=True)
 
 
 class OllamaTools(BaseModel):
@@ -150,6 +170,7 @@ class ToolMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     tool_calls: list[dict[str, Any]] | None = None
+    function_call: dict[str, Any] | None = None  # OpenAI's deprecated call (one, no id)
     tool_call_id: str | None = None  # OpenAI's tool result
     tool_name: str | None = None  # Ollama's tool result
     name: str | None = None  # older clients' name of the tool a result is from
@@ -177,6 +198,9 @@ def _arguments(raw: Any, where: str) -> str:
 
 
 def _calls(message: ToolMessage, i: int, openai: bool) -> list[dict[str, str]]:
+    if message.function_call is not None and not message.tool_calls:  # deprecated: one call, no id
+        return _calls(message.model_copy(update={"tool_calls": [{"function": message.function_call}],
+                                                  "function_call": None}), i, openai=False)
     out = []
     for j, call in enumerate(message.tool_calls or ()):
         where = f"messages.{i}.tool_calls.{j}"
@@ -202,11 +226,13 @@ def _messages(messages: list[Any], text: Any, openai: bool) -> list[dict[str, An
         if m.role in ("system", "developer"):
             continue
         doc: dict[str, Any] = {"role": m.role, "content": text(m)}
-        if m.role == "assistant" and m.tool_calls:
+        if m.role == "assistant" and (m.tool_calls or m.function_call):
             doc["tool_calls"] = _calls(m, i, openai)
             open_calls.extend(doc["tool_calls"])
         elif m.role == "tool":
             doc |= _answered(m, i, open_calls, openai)
+        elif m.role == "function":  # the deprecated result: it names its function, no id
+            doc |= {"role": "tool", **_answered(m, i, open_calls, openai=False)}
         out.append(doc)
     return out
 
@@ -253,6 +279,19 @@ def calls_from_result(result: dict[str, Any]) -> tuple[ToolCall, ...]:
         return tuple(ToolCall.model_validate(c) for c in raw)
     except ValidationError:
         return ()
+
+
+def openai_reply_calls(calls: tuple[ToolCall, ...], spec: ToolSpec | None, delta: bool) -> dict[str, Any]:
+    """The calls of a reply's message (``delta``: of a streamed event): ``tool_calls``, or the
+    deprecated ``function_call`` (the first call) when the request gave ``functions``."""
+    if spec is not None and spec.legacy:
+        return {"function_call": {"name": calls[0].name, "arguments": calls[0].arguments}}
+    return {"tool_calls": openai_delta_calls(calls) if delta else openai_calls(calls)}
+
+
+def openai_finish(spec: ToolSpec | None) -> str:
+    """The finish reason of an answer that calls: ``tool_calls`` (``function_call``)."""
+    return "function_call" if spec is not None and spec.legacy else "tool_calls"
 
 
 def openai_calls(calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:

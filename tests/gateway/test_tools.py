@@ -190,3 +190,40 @@ def test_api_show_says_which_models_call_tools(cluster):
     assert llama.show("llama-2-7b").capabilities == ["completion"]  # its template takes no tools
     assert llama.show("nomic-embed-text-v1.5").capabilities == ["embedding"]
     assert llama.show("claude-sonnet-4.6").capabilities == ["completion", "tools"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_deprecated_functions_get_a_function_call_and_its_result_goes_back(cluster, standin, stream):
+    """Older apps send ``functions`` / ``function_call`` and a ``function`` message back."""
+    gpt = client(cluster, "alice")
+    asked = {"model": "llama-3.1-8b", "messages": ASK, "functions": [WEATHER["function"]],
+             "function_call": "auto"}
+    if stream:
+        deltas = [c.choices[0] for c in gpt.chat.completions.create(**asked, stream=True) if c.choices]
+        (call,) = [d.delta.function_call for d in deltas if d.delta.function_call]
+        assert deltas[-1].finish_reason == "function_call"
+    else:
+        choice = gpt.chat.completions.create(**asked).choices[0]
+        call = choice.message.function_call
+        assert choice.finish_reason == "function_call" and not choice.message.tool_calls
+    assert call.name == "get_weather" and json.loads(call.arguments) == TOOL_ARGUMENTS
+    assert sent(cluster)["tools"] == [WEATHER]
+
+    history = [*ASK, {"role": "assistant", "content": None,
+                      "function_call": {"name": call.name, "arguments": call.arguments}},
+               {"role": "function", "name": "get_weather", "content": "sunny, 24 C"}]
+    answer = gpt.chat.completions.create(**{**asked, "messages": history})
+    assert answer.choices[0].message.content == TEXT
+    assert sent(cluster)["messages"][1:] == answered("ollama", "")
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    ({"tools": [WEATHER]}, "functions"),
+    ({"function_call": {"name": "nope"}}, "function_call.name"),
+    ({"function_call": "required"}, "function_call"),
+])
+def test_bad_deprecated_functions_are_refused_naming_the_field(cluster, extra, field):
+    body = {"model": "llama-3.1-8b", "messages": ASK, "functions": [WEATHER["function"]], **extra}
+    reply = httpx.post(cluster.base_url + "/v1/chat/completions", json=body, timeout=WAIT_S,
+                       headers={"Authorization": "Bearer " + KEYS["alice"]["key"]})
+    assert reply.status_code == 400 and reply.json()["error"]["param"] == field, reply.text
