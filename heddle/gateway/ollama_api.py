@@ -11,7 +11,8 @@ reach the model server, and ``tools`` with the messages' ``tool_calls`` and tool
 ``raw: true`` or a ``suffix`` (fill in the middle: editors' autocomplete) is a completion task,
 its prompt sent to the model server as it is (heddle.live.backends.completion); without them,
 the prompt is the one user message of a chat (the model's template around it, as Ollama does).
-Unknown fields are ignored, as Ollama does.
+A ``template`` of the caller's own is refused (400 naming it: the server's is used). Unknown
+fields are ignored, as Ollama does.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from heddle.gateway.errors import GatewayError
-from heddle.gateway.options import completion, ollama_generation, refused
+from heddle.gateway.options import completion, ollama_generation, refused, unhonoured
 from heddle.gateway.run import TaskRun
 from heddle.gateway.tasks import ModelRef
 from heddle.gateway.tools import OllamaTools, ToolMessage, ollama_calls, ollama_messages
@@ -100,8 +101,10 @@ class OllamaGenerate(_Base):
     prompt: str = ""
     suffix: Any = None
     raw: Any = None
+    template: Any = None
 
     def completion(self) -> dict[str, Any] | None:
+        unhonoured(self, ("template",))
         return completion(self.prompt, self.suffix, self.raw, self.system)
 
     def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:

@@ -9,7 +9,7 @@ extras llama.cpp's server takes on the same route (``top_k``, ``min_p``, ``repea
 ``n`` other than 1 is refused (one choice is returned).
 Ollama: ``options.{temperature, top_p, top_k, min_p, seed, stop, repeat_penalty,
 presence_penalty, frequency_penalty, num_ctx}`` and ``format`` (``"json"`` or a JSON schema).
-Fields no backend can honour (echo, best_of, logprobs) are refused the same way, rather than
+Fields no backend can honour (Ollama's ``template``, echo, best_of, logprobs) are refused the same way, rather than
 answered with something else (`unhonoured`).
 """
 
@@ -48,7 +48,9 @@ def _checked(sampling: dict[str, Any], fmt: dict[str, Any] | None, prefix: str) 
         raise exc.under(prefix) from None
 
 
-UNHONOURED = {"echo": ((None, False), "echo false (the prompt is not sent back)"),
+UNHONOURED = {"template": ((None, ""), ("no template (the model server applies the model's own; "
+                                        "send your template in the prompt with raw: true)")),
+              "echo": ((None, False), "echo false (the prompt is not sent back)"),
               "best_of": ((None, 1), "best_of 1 (one completion is made)"),
               "logprobs": ((None, 0), "no logprobs (none are returned)")}
 """Fields heddle cannot honour: the values that ask nothing of it, and what the 400 for any

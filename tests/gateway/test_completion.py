@@ -113,6 +113,7 @@ def test_a_prompt_without_raw_or_suffix_is_still_a_chat_message(cluster):
     ({"raw": True, "system": "be brief"}, "system: expected no system prompt with raw or a suffix"),
     ({"prompt": "", "raw": True}, "prompt: expected a non-empty string (or a suffix)"),
     ({"prompt": ""}, "prompt: expected a non-empty string"),
+    ({"template": "{{ .Prompt }}"}, "template: expected no template (the model server applies the model's own"),
 ])
 def test_a_bad_generate_is_a_400_naming_the_field(cluster, fields, named):
     forget(cluster)
