@@ -9,8 +9,9 @@ extras llama.cpp's server takes on the same route (``top_k``, ``min_p``, ``repea
 ``n`` other than 1 is refused (one choice is returned).
 Ollama: ``options.{temperature, top_p, top_k, min_p, seed, stop, repeat_penalty,
 presence_penalty, frequency_penalty, num_ctx}`` and ``format`` (``"json"`` or a JSON schema).
-Fields no backend can honour (Ollama's ``template``, echo, best_of, logprobs) are refused the same way, rather than
-answered with something else (`unhonoured`).
+Fields no backend can honour (Ollama's ``template``, echo, best_of, logprobs) are refused the
+same way, rather than answered with something else (`unhonoured`). A raw prompt or a suffix
+makes the request a completion task (`completion`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """A chat request as a heddle task (or a completion's: a prompt to continue, `Chat.completion`):
-model and quant from the requested name, prompt tokens counted, output bound from ``max_tokens``, generation options in the payload (``sampling``,
-``format``: heddle.live.backends.generation), privacy/owner/deadline/tier/account from the
-caller's rules, and the agent asked to stream the output back (``stream_tokens``)."""
+model and quant from the requested name, prompt tokens counted, output bound from
+``max_tokens``, generation options in the payload (``sampling``, ``format``:
+heddle.live.backends.generation), privacy/owner/deadline/tier/account from the caller's rules,
+and the agent asked to stream the output back (``stream_tokens``)."""
 
 from __future__ import annotations
 
