@@ -25,6 +25,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from heddle.gateway.bridge import Bridge
+from heddle.gateway.embeddings import (
+    EmbedRequest,
+    OllamaEmbed,
+    OllamaEmbeddings,
+    OpenAIEmbeddings,
+    check_model,
+    ollama_embed_reply,
+    ollama_embeddings_reply,
+    openai_reply,
+)
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.keys import KeyRing
 from heddle.gateway.ollama_api import (
@@ -174,6 +184,9 @@ class GatewayApp:
             MODEL_PATH: {"GET": self.model},
             "/api/chat": {"POST": self.ollama_chat},
             "/api/generate": {"POST": self.ollama_generate},
+            "/v1/embeddings": {"POST": self.embeddings},
+            "/api/embed": {"POST": self.ollama_embed},
+            "/api/embeddings": {"POST": self.ollama_embeddings},
             "/api/tags": {"GET": self.ollama_tags},
             "/api/ps": {"GET": self.ollama_ps},
             "/api/show": {"POST": self.ollama_show},
@@ -209,21 +222,37 @@ class GatewayApp:
     # -- routes ----------------------------------------------------------------------------------
     async def chat_completions(self, request: _Request) -> None:
         await self._answer(request, ChatRequest, GatewayError.openai, _openai_stream, error_event,
-                           SSE, lambda run: _openai_reply(run, CHAT))
+                           SSE, lambda run, _: _openai_reply(run, CHAT))
 
     async def completions(self, request: _Request) -> None:
         await self._answer(request, CompletionRequest, GatewayError.openai, _openai_stream, error_event,
-                           SSE, lambda run: _openai_reply(run, TEXT))
+                           SSE, lambda run, _: _openai_reply(run, TEXT))
 
     async def ollama_chat(self, request: _Request) -> None:
         await self._answer(request, OllamaChat, GatewayError.ollama,
                            lambda run, _: ollama_lines(run, generate=False), error_line,
-                           "application/x-ndjson", lambda run: ollama_reply(run, generate=False))
+                           "application/x-ndjson", lambda run, _: ollama_reply(run, generate=False))
 
     async def ollama_generate(self, request: _Request) -> None:
         await self._answer(request, OllamaGenerate, GatewayError.ollama,
                            lambda run, _: ollama_lines(run, generate=True), error_line,
-                           "application/x-ndjson", lambda run: ollama_reply(run, generate=True))
+                           "application/x-ndjson", lambda run, _: ollama_reply(run, generate=True))
+
+    async def embeddings(self, request: _Request) -> None:
+        await self._embed(request, OpenAIEmbeddings, GatewayError.openai,
+                          lambda run, body: openai_reply(run, body.encoding_format))
+
+    async def ollama_embed(self, request: _Request) -> None:
+        await self._embed(request, OllamaEmbed, GatewayError.ollama, lambda run, _: ollama_embed_reply(run))
+
+    async def ollama_embeddings(self, request: _Request) -> None:
+        await self._embed(request, OllamaEmbeddings, GatewayError.ollama,
+                          lambda run, _: ollama_embeddings_reply(run))
+
+    async def _embed(self, request: _Request, schema: type[BaseModel], shape: Callable[[GatewayError], dict],
+                     reply: Callable[[TaskRun, Any], Awaitable[dict]]) -> None:
+        """An embeddings route: a chat's path, answered in one reply (never streamed)."""
+        await self._answer(request, schema, shape, _no_stream, _no_stream_error, "application/json", reply)
 
     async def models(self, request: _Request) -> None:
         await self._keyed(request, GatewayError.openai, lambda: models_reply(
@@ -270,9 +299,11 @@ class GatewayApp:
         rules = self.keys.rules(caller, request.headers, self.settings.max_wait_s)
         completion = body.completion() if hasattr(body, "completion") else None
         messages, system = ([], None) if completion is not None else body.chat_messages()
-        chat = Chat(resolve_model(body.model, self.bridge.served(latest=False)), messages,
-                    body.output_bound(), system, body.generation(),
-                    body.tool_spec() if hasattr(body, "tool_spec") else None, completion)
+        model = resolve_model(body.model, self.bridge.served(latest=False))
+        embed = body.embedding() if isinstance(body, EmbedRequest) else None
+        check_model(model, embed is not None)
+        chat = Chat(model, messages, body.output_bound(), system, body.generation(),
+                    body.tool_spec() if hasattr(body, "tool_spec") else None, completion, embed)
         run = TaskRun(self.bridge, chat, rules, timeout_s=self.settings.request_timeout_s,
                       task_timeout_s=self.settings.task_timeout_s)
         return body, run
@@ -281,7 +312,7 @@ class GatewayApp:
                       shape: Callable[[GatewayError], dict],
                       stream: Callable[[TaskRun, Any], AsyncIterator[bytes]],
                       error: Callable[[GatewayError], bytes], media: str,
-                      reply: Callable[[TaskRun], Awaitable[dict]]) -> None:
+                      reply: Callable[[TaskRun, Any], Awaitable[dict]]) -> None:
         """A chat route: streamed as produced, or one reply; errors in the protocol's shape.
         The caller going away at any point (placement, streaming, waiting for the reply)
         cancels the work and its task."""
@@ -296,7 +327,7 @@ class GatewayApp:
                     await request.stream(media, run.headers(), stream(run, body), error)
                     return
                 run.streaming = False
-                doc = await reply(run)
+                doc = await reply(run, body)
                 await request.json(doc, headers=run.headers())
 
             await _unless_gone(request, respond)
@@ -360,6 +391,14 @@ async def _openai_reply(run: TaskRun, kind: str) -> dict:
     async for _ in run.pieces():
         pass
     return completion_reply(run, kind)
+
+
+def _no_stream(run: TaskRun, body: Any) -> AsyncIterator[bytes]:
+    raise AssertionError("an embeddings request is answered in one reply")
+
+
+def _no_stream_error(exc: GatewayError) -> bytes:
+    raise AssertionError("an embeddings request is answered in one reply")
 
 
 async def _unless_gone(request: _Request, work: Callable[[], Awaitable[None]]) -> None:

@@ -60,6 +60,7 @@ class TaskRun:
         self._held: deque[Any] = deque(maxlen=MAX_HELD)  # chunks waiting for their placement
         self.streaming = True  # the text goes out as it comes (False: in one reply at the end)
         self.text: list[str] = []  # what went out
+        self.vectors: list[tuple[float, ...]] = []  # an embedding request's, in input order (1.10)
         self.usage: dict[str, Any] = {}
         self.tool_calls: tuple[ToolCall, ...] = ()  # the model's, from the closing chunk (1.9)
         self.ended = False  # the task ended (or was cancelled by us): nothing to cancel
@@ -147,6 +148,9 @@ class TaskRun:
                 if x.index != expected:
                     expected = x.index  # chunks lost in transit: the text has a gap
                 expected += 1
+                if x.embeddings is not None:
+                    self.vectors.extend(x.embeddings)  # the caller gets them in one reply
+                    continue
                 if not x.done:
                     piece, expected = self._more(x.text, expected)
                     first = not self.text
@@ -195,7 +199,7 @@ class TaskRun:
         while self._backlog or (follow is not None and not follow.items.empty()):
             item = self._backlog.popleft() if self._backlog else follow.items.get_nowait()
             kind, y = item
-            if (kind != "chunk" or y.attempt != self.attempt or y.done
+            if (kind != "chunk" or y.attempt != self.attempt or y.done or y.embeddings is not None
                     or (y.node_id, y.attempt) not in self.placements):
                 self._backlog.appendleft(item)
                 break
@@ -225,6 +229,7 @@ class TaskRun:
             self.lost.add(self.attempt)
         self.attempt = None
         self.text.clear()
+        self.vectors.clear()
 
     def _finish(self, usage: dict[str, Any], tool_calls: tuple[ToolCall, ...]) -> None:
         self.ended = True

@@ -16,6 +16,7 @@ from heddle.gateway.errors import GatewayError
 from heddle.gateway.keys import Rules
 from heddle.gateway.tools import ToolSpec, tool_tokens
 from heddle.live.backends.common import DEFAULT_OUTPUT_TOKENS
+from heddle.live.backends.embed import EMBED_KEY
 from heddle.live.backends.generation import NONE, Generation
 from heddle.live.backends.names import catalog_ids
 from heddle.live.control.messages import SubmitTask
@@ -57,6 +58,7 @@ class Chat:
     tools: ToolSpec | None = None
     completion: dict[str, Any] | None = None  # a prompt to continue (then no messages): the
     # payload's ``completion`` (heddle.live.backends.completion)
+    embed: dict[str, Any] | None = None  # an embedding request's payload (heddle.gateway.embeddings)
 
 
 def resolve_model(name: str, served: Collection[tuple[str, str]] = ()) -> ModelRef:
@@ -119,7 +121,11 @@ def new_job_id(owner: str) -> str:
 
 
 def chat_task(chat: Chat, rules: Rules, job_id: str, timeout_s: float | None) -> SubmitTask:
-    """The task a chat request becomes (the live id is ``<job>-chat``)."""
+    """The task a chat request becomes (the live id is ``<job>-chat``); an embedding request's
+    outputs no tokens, its inputs counted as a chat's messages are."""
+    if chat.embed is not None:
+        return _task(chat, rules, job_id, timeout_s, {EMBED_KEY: chat.embed},
+                     count_tokens([{"content": text} for text in chat.embed["input"]]), 0)
     output = chat.max_tokens or DEFAULT_OUTPUT_TOKENS
     if chat.completion is not None:
         payload: dict[str, Any] = {"completion": chat.completion, "max_tokens": output}
@@ -137,6 +143,11 @@ def chat_task(chat: Chat, rules: Rules, job_id: str, timeout_s: float | None) ->
         prompt += tool_tokens(chat.tools, chat.messages, CHARS_PER_TOKEN)
     if chat.tools is not None:
         payload |= chat.tools.payload()
+    return _task(chat, rules, job_id, timeout_s, payload, prompt, output)
+
+
+def _task(chat: Chat, rules: Rules, job_id: str, timeout_s: float | None, payload: dict[str, Any],
+          prompt: int, output: int) -> SubmitTask:
     spec = TaskSpec(
         id=f"{job_id}-chat", kind="llm", model=chat.model.model, quant=chat.model.quant,
         prompt_tokens=prompt, output_tokens=output,

@@ -45,6 +45,12 @@ new field: upgrade the control plane first, then the agents.
   calls the model made, as `ToolCall`s; left out of the JSON when there are none, so every other
   chunk is byte for byte a 1.8 one. The tools themselves travel in the task's payload (a free
   JSON object): an agent older than 1.9 does not read them and answers in text, as before.
+- 1.10: ``TokenChunk.embeddings`` (optional): an embedding attempt's vectors, in input order,
+  continuing from the attempt's chunks before it, each chunk under `MAX_MESSAGE_BYTES`
+  (`EMBEDDING_CHUNK_BYTES`); the closing chunk's ``usage`` counts them (``embeddings``). Left
+  out of the JSON when absent, so every other chunk is byte for byte a 1.9 one. The inputs
+  travel in the task's payload (``embed``); the vectors never go in a result (the task's
+  ``TaskFinished`` and ``TaskCompleted`` carry the counts only: no floats in the durable log).
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ from heddle.models.ids import (
 from heddle.models.state import NodeState
 from heddle.models.task import Task
 
-PROTOCOL_VERSION = "1.9"
+PROTOCOL_VERSION = "1.10"
 """Version every message carries in ``v``: "major.minor"; receivers refuse another major."""
 PROTOCOL_MAJOR = 1
 MAX_MESSAGE_BYTES = 512 * 1024
@@ -438,6 +444,12 @@ class TaskFinished(_AttemptMessage):
     timings: Timings
 
 
+EMBEDDING_CHUNK_BYTES = MAX_MESSAGE_BYTES - 8 * 1024
+"""The most a `TokenChunk`'s ``embeddings`` may take as JSON (the rest of the chunk is well under
+8 KiB): a sender counts each float at its longest JSON form (`FLOAT_JSON_BYTES`), so a chunk
+always fits in a message."""
+FLOAT_JSON_BYTES = 25
+"""The longest a float takes in JSON with its comma (``-2.2250738585072014e-308,``)."""
 MAX_BATCH_REPORTS = 512
 """Most reports in one `TaskReports` (a sender also keeps it under MAX_MESSAGE_BYTES)."""
 TaskReport = Annotated[TaskStarted | TaskFinished, Field(discriminator="type")]
@@ -466,7 +478,9 @@ class TokenChunk(_AttemptMessage):
     The last chunk of an attempt has ``done`` set, no text, the attempt's ``outcome`` (and
     ``reason``) and ``usage``: the result's token counts, model, finish reason and timings
     (its ``text`` left out: the caller has it already), and (1.9) the model's ``tool_calls``
-    if it made any (the field is left out of the JSON when it made none)."""
+    if it made any (the field is left out of the JSON when it made none). An embedding attempt
+    (1.10) sends its vectors in ``embeddings`` instead of text, as many chunks as their size
+    needs (`EMBEDDING_CHUNK_BYTES`), before the closing one."""
 
     type: Literal["tokens"] = "tokens"
     index: Count
@@ -476,6 +490,9 @@ class TokenChunk(_AttemptMessage):
     reason: str | None = None
     usage: dict[str, Any] | None = None
     tool_calls: tuple[ToolCall, ...] | None = Field(None, exclude_if=lambda calls: calls is None)
+    embeddings: tuple[tuple[float, ...], ...] | None = Field(
+        None, exclude_if=lambda vectors: vectors is None,
+        description="(1.10) An embedding attempt's next vectors, in input order.")
 
 
 class Control(_Message):

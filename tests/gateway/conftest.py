@@ -4,8 +4,8 @@ nats-server, the control plane, agents with stand-in Ollama servers and `heddle 
 Nodes: alice-mac (owner alice, 1 slot: saturates), carol-a and carol-b (carol, 1 slot each: the
 node-loss test kills one), all three on stand-in Ollama servers serving llama-3.1-8b; dave-pc
 (dave, 1 slot) on a stand-in OpenAI-compatible server serving qwen2.5-7b (only its requests
-go there). Keys: alice's and carol's default privacy is personal (their work
-stays on their nodes); bob's is public (his work runs anywhere) and bob has no node.
+go there). The Ollama nodes serve nomic-embed-text-v1.5 f16 too, dave-pc its q8_0. Keys:
+alice's and carol's default privacy is personal (their work stays on their nodes); bob's is public (his work runs anywhere) and bob has no node.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ KEYS = {
 }
 NODES = {"alice-mac": ("alice", 1), "carol-a": ("carol", 1), "carol-b": ("carol", 1)}
 OPENAI_NODE = "dave-pc"
+OLLAMA_EMBEDDING = ("nomic-embed-text:latest", {"parameter_size": "137M", "quantization_level": "F16"})
+"""The embedding model the Ollama stand-ins serve too (the catalog's nomic-embed-text-v1.5 f16)."""
+OPENAI_EMBEDDING = ("nomic-embed-text-v1.5.Q8_0.gguf", {})
+"""The OpenAI-compatible stand-in's (q8_0: requests for that quant go to dave-pc only)."""
 
 
 def doc_keys() -> list[dict]:
@@ -44,8 +48,8 @@ def cluster(tmp_path_factory):
         # for the loss on their condition, so it only takes them longer
         c.start_control("--task-timeout", "30", "--missed-reports", "10")
         for node, (owner, slots) in NODES.items():
-            c.start_llm_agent(node, owner, slots)
-        c.start_llm_agent(OPENAI_NODE, "dave", 1, server="openai")
+            c.start_llm_agent(node, owner, slots, embedding=OLLAMA_EMBEDDING)
+        c.start_llm_agent(OPENAI_NODE, "dave", 1, server="openai", embedding=OPENAI_EMBEDDING)
         c.start_gateway(write_keys(tmp / "keys.yaml", [*KEYS.values(), *doc_keys()]), "--max-wait", "30",
                         "--request-timeout", "60")
         c.wait_models({*NODES, OPENAI_NODE})

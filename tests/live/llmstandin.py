@@ -4,13 +4,17 @@ scripted per request: a status with headers, a held first token, a connection cu
 malformed JSON, or the server gone; or with a `planner` that paces each stream as a real
 server would (tests/live/fidelitykit.py paces it by the performance model). A request with
 tools whose conversation does not end with a tool's result gets a call of its first tool
-(`TOOL_ARGUMENTS`), streamed as each server streams one; with the result, the usual text."""
+(`TOOL_ARGUMENTS`), streamed as each server streams one; with the result, the usual text.
+Embeddings (Ollama's ``/api/embed``, OpenAI's ``/v1/embeddings``) are answered in one document
+with `embedding_vector`'s vectors of each input, cut to ``dimensions`` when asked."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
+import random
 import socket
 import sys
 import threading
@@ -24,6 +28,32 @@ from typing import Any
 WORDS = ["alpha", " beta", " gamma", " delta", " epsilon"]
 TOOL_ARGUMENTS = {"city": "Lisbon", "days": 2}
 """The arguments of every stand-in's tool call."""
+
+
+EMBEDDING_DIMENSIONS = 768
+"""The stand-ins' vector length (nomic-embed-text's)."""
+
+
+def embedding_vector(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """The stand-ins' vector of ``text``: numbers in [-1, 1) drawn from a generator seeded by
+    the text's SHA-256 (the same in every process), cut to ``dimensions``."""
+    rng = random.Random(hashlib.sha256(text.encode()).digest())
+    return [rng.uniform(-1.0, 1.0) for _ in range(EMBEDDING_DIMENSIONS)][:dimensions]
+
+
+def embedding_doc(path: str, body: dict) -> dict[str, Any]:
+    """The answer to an embeddings request, in the shape of ``path``'s server."""
+    texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    vectors = [embedding_vector(t, body.get("dimensions") or EMBEDDING_DIMENSIONS) for t in texts]
+    tokens = sum(len(t.split()) + 2 for t in texts)
+    if path == "/api/embed":
+        return {"model": body["model"], "embeddings": vectors, "total_duration": 1000,
+                "load_duration": 0, "prompt_eval_count": tokens}
+    return {"object": "list", "model": body["model"], "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]}
+
+
+EMBEDDING_PATHS = ("/api/embed", "/v1/embeddings")
 
 
 @dataclass
@@ -179,11 +209,17 @@ class StandIn:
     next `Plan`, else a default one; `requests` records what each received."""
 
     def __init__(self, model: str = "llama3.1:8b-instruct-q4_K_M",
-                 planner: Callable[[str, dict], Plan] | None = None) -> None:
+                 planner: Callable[[str, dict], Plan] | None = None,
+                 embedding: tuple[str, dict[str, str]] | None = None) -> None:
+        """``embedding``: an embedding model's name and Ollama details served beside ``model``."""
         self.model = model
         self.planner = planner  # builds the Plan of a request no scripted Plan answers
         self.tags: list[dict[str, Any]] = [{"name": model, "details": {}}]
         self.loaded: list[str] = [model]
+        self.embedder: Callable[[str, dict], dict[str, Any]] = embedding_doc  # answers embeddings
+        if embedding is not None:
+            self.tags.append({"name": embedding[0], "details": embedding[1]})
+            self.loaded.append(embedding[0])
         self.plans: deque[Plan] = deque()
         self.requests: list[tuple[str, dict[str, str], Any]] = []
         self.lock = threading.Lock()
@@ -228,7 +264,12 @@ class StandIn:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with standin.lock:
                     standin.requests.append((self.path, dict(self.headers), body))
-                    plan = standin.plans.popleft() if standin.plans else None
+                    # an embeddings request is always answered (scripted plans are a chat's)
+                    embeds = self.path in EMBEDDING_PATHS
+                    plan = standin.plans.popleft() if standin.plans and not embeds else None
+                if embeds:
+                    self._json(standin.embedder(self.path, body))
+                    return
                 if plan is None and standin.planner is not None:
                     plan = standin.planner(self.path, body)
                 if plan is None:

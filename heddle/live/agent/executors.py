@@ -64,6 +64,7 @@ class Progress:
     first_token_at: float | None = None
     partial: Any = None  # reported as the result if the attempt is cut (a billed call's cost)
     on_text: Callable[[str], None] | None = None  # the agent's token sink, when one is asked for
+    on_vectors: Callable[[list[list[float]]], None] | None = None  # the same sink's, for vectors
     cpu_s: float | None = None  # CPU seconds a worker process used for the step
     begun: Begun | None = None  # what `Executor.begin` started; `run` takes it over
 
@@ -76,6 +77,14 @@ class Progress:
         """Call with each piece of output as it arrives (LLM backends stream it on from here)."""
         if self.on_text is not None:
             self.on_text(chunk)
+
+    def vectors(self, vectors: list[list[float]]) -> None:
+        """Call with an embedding attempt's vectors, in input order (they go out on the token
+        stream, never in the result); ExecutionError if no stream was asked for."""
+        if self.on_vectors is None:
+            raise ExecutionError("embeddings: the assignment asks for no token stream (executor "
+                                 "option stream_tokens), the only way its vectors go back")
+        self.on_vectors(vectors)
 
 
 class Begun(Protocol):

@@ -376,6 +376,7 @@ class Agent:
                                        attempt.assignment, self._next_seq)
             attempt.tokens.stats = self.stats
             attempt.progress.on_text = attempt.tokens
+            attempt.progress.on_vectors = attempt.tokens.vectors
         self._idle.clear()
         executor = self.registry.get(attempt.assignment.executor.kind)
         try:

@@ -3,7 +3,9 @@
 Asked for per assignment (executor option ``stream_tokens``): the output the backend reads
 goes out as `TokenChunk`s on core NATS, in order, numbered per attempt; the attempt's end
 follows as a chunk with ``done`` set, the result's usage and (protocol 1.9) the tool calls the
-model made (the result's ``tool_calls``). An attempt's first chunk is
+model made (the result's ``tool_calls``); an embedding attempt's vectors (1.10) go as chunks of
+``embeddings`` before it, each under the message size (`TokenSink.vectors`), the closing
+chunk's usage counting them. An attempt's first chunk is
 queued at once (no wait is added to the time to first token), and a later piece goes out
 when the event loop turns if nothing went out for `COALESCE_S`; else it waits until
 `COALESCE_S` after the last flush, and everything due then goes out together: a stream's
@@ -29,6 +31,7 @@ from pydantic import ValidationError
 
 from heddle.events.jetstream_acks import publish_now, write_pending
 from heddle.live import protocol as p
+from heddle.live.agent.executors import ExecutionError
 from heddle.live.backends.generation import NOT_SENT
 
 __all__ = ["COALESCE_S", "USAGE_FIELDS", "TextChunks", "TokenPublisher", "TokenSink", "wants_tokens"]
@@ -36,7 +39,7 @@ __all__ = ["COALESCE_S", "USAGE_FIELDS", "TextChunks", "TokenPublisher", "TokenS
 USAGE_FIELDS = (
     "backend", "server", "model_used", "prompt_tokens", "output_tokens", "output_tokens_counted",
     "finish_reason", "ttft_s", "decode_tokens_per_s", "duration_s", "cost_usd", "offer",
-    NOT_SENT,
+    NOT_SENT, "embeddings", "dimensions",
 )
 """What of an LLM result the closing chunk carries (the text has been sent already)."""
 COALESCE_S = 0.002
@@ -198,6 +201,27 @@ class TokenSink:
         if self.pending:
             text, self.pending = "".join(self.pending), []
             self._send(text=text)
+
+    def vectors(self, vectors: list[list[float]]) -> None:
+        """An embedding attempt's vectors, in order, as few chunks as fit under the message
+        size: each float counted at its longest JSON (`p.FLOAT_JSON_BYTES`), so every chunk
+        fits (a vector that alone would not: ExecutionError, the attempt fails saying so)."""
+        self.flush()
+        group: list[list[float]] = []
+        room = p.EMBEDDING_CHUNK_BYTES
+        for vector in vectors:
+            size = p.FLOAT_JSON_BYTES * len(vector) + 2
+            if size > p.EMBEDDING_CHUNK_BYTES:
+                raise ExecutionError(f"embeddings: a vector of {len(vector)} numbers does not fit "
+                                     f"in a message ({p.MAX_MESSAGE_BYTES} bytes)")
+            if size > room:
+                self._send(embeddings=group)
+                group, room = [], p.EMBEDDING_CHUNK_BYTES
+            group.append(vector)
+            room -= size
+        if group:
+            self._send(embeddings=group)
+        self.out.mark(self, at_once=True)
 
     def end(self, outcome: str, reason: str | None, result: Any) -> None:
         self.flush()

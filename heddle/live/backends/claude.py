@@ -36,6 +36,7 @@ from heddle.live.backends.common import (
     retry_after_s,
 )
 from heddle.live.backends.completion import refuse_completion
+from heddle.live.backends.embed import refuse_embedding
 from heddle.live.backends.generation import Generation
 from heddle.live.backends.tools import CallPieces, claude_tool_kwargs
 from heddle.live.backends.worker import check_output
@@ -111,6 +112,7 @@ class ClaudeExecutor(Executor):
         task = assignment.task
         if task.privacy is not Privacy.PUBLIC:
             raise ExecutionError(f"privacy: {task.privacy.value} work is never sent to a cloud API")
+        refuse_embedding(assignment, "claude: the Anthropic API has no embeddings endpoint")
         offer_id = claude_offer(assignment) or TIER_OFFERS[Tier.STANDARD]
         try:
             offer = catalog.offer(offer_id)

@@ -31,6 +31,7 @@ from heddle.live.backends.common import (
     llm_call,
     retry_after_s,
 )
+from heddle.live.backends.embed import embedding, run_embedding
 from heddle.live.backends.generation import ALL
 from heddle.live.backends.http import HttpClient, SentRequest
 from heddle.live.backends.names import ServedModel
@@ -85,6 +86,7 @@ class LocalServer(Executor):
 
     backend: str = "local"  # name in results and reasons: "ollama", "lm-studio", "openai"
     sends: frozenset[str] = ALL  # the generation fields `_request` puts in the body
+    embed_api: str = ""  # its embeddings protocol (heddle.live.backends.embed.APIS), if any
 
     def __init__(self, url: str, *, kinds: tuple[str, ...], backend: str | None = None,
                  timeouts: BackendTimeouts = DEFAULT_TIMEOUTS,
@@ -190,6 +192,8 @@ class LocalServer(Executor):
         """The request goes to the server now, on a kept-alive connection, when its model's
         name is known without asking the server (else `run` does it all)."""
         try:
+            if embedding(assignment) is not None:
+                return  # one document, asked for by `run`
             call = llm_call(assignment)
         except ExecutionError:
             return  # `run` says why
@@ -202,6 +206,8 @@ class LocalServer(Executor):
             progress.begun = _Begun(self, call, name, path, body, sent, time.monotonic())
 
     async def run(self, assignment: Assignment, progress: Progress) -> Any:
+        if (ask := embedding(assignment)) is not None:
+            return await run_embedding(self, assignment, ask, progress)
         begun, progress.begun = progress.begun, None
         mine = begun if isinstance(begun, _Begun) and begun.server is self else None
         if begun is not None and mine is None:

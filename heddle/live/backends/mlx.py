@@ -38,6 +38,7 @@ from typing import Any
 from heddle.live.agent.executors import ExecutionError, Executor, Progress
 from heddle.live.backends.common import LlmCall, StreamMeter, llm_call
 from heddle.live.backends.completion import refuse_completion
+from heddle.live.backends.embed import refuse_embedding
 from heddle.live.backends.generation import Generation
 from heddle.live.backends.names import ServedModel, catalog_ids
 from heddle.live.backends.tools import refuse_tools
@@ -152,6 +153,8 @@ class MlxExecutor(Executor):
         return self._loaded
 
     async def run(self, assignment: Assignment, progress: Progress) -> Any:
+        refuse_embedding(assignment, f"mlx at {self.url}: embeddings are not supported (mlx-lm "
+                         "runs generative models only)")
         call = llm_call(assignment)
         refuse_tools(f"mlx at {self.url}", call.tools, call.messages)
         refuse_completion(f"mlx at {self.url}", call.completion, ("suffix",),

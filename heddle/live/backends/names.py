@@ -30,7 +30,8 @@ _FAMILIES: tuple[tuple[str, str, str], ...] = (
 )
 _MODELS: tuple[tuple[str, str], ...] = (
     *((rf"{family}-(\d+-)*{size}", ident) for family, size, ident in _FAMILIES),
-    (r"nomic-embed-text-v1\.5", "nomic-embed-text-v1.5"),
+    # Ollama's library names v1.5 ``nomic-embed-text`` (its details: 137M, F16)
+    (r"(text-embedding-)?nomic-embed-text(-v1\.5)?", "nomic-embed-text-v1.5"),
 )
 SIZE_TOLERANCE = 0.1
 """A reported parameter count within 10% of the catalog's names that model (Qwen2.5 7B: 7.6B)."""
@@ -58,8 +59,9 @@ class ServedModel:
 
 
 def _normalize(name: str) -> str:
-    # One separator ('-') between words; ':' '_' '/' ' ' all become it; dots stay (3.1, 2.5).
-    return re.sub(r"[-_:/ ]+", "-", name.lower().removesuffix(".gguf"))
+    # One separator ('-') between words; ':' '_' '/' ' ' all become it, and a dot before a
+    # letter (``nomic-embed-text-v1.5.Q8_0``); dots between digits stay (3.1, 2.5).
+    return re.sub(r"[-_:/ ]+|\.(?=[a-z])", "-", name.lower().removesuffix(".gguf"))
 
 
 def _find(table: tuple[tuple[str, str], ...], text: str) -> str | None:

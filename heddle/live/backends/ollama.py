@@ -23,6 +23,7 @@ NS = 1e9
 
 class OllamaExecutor(LocalServer):
     backend = "ollama"
+    embed_api = "ollama"
 
     def __init__(self, url: str = DEFAULT_OLLAMA_URL, **kwargs: Any) -> None:
         kwargs.setdefault("kinds", ("ollama",))

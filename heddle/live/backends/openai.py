@@ -37,6 +37,7 @@ SENT = frozenset([*NAMES, "format"])
 class OpenAIExecutor(LocalServer):
     backend = "openai"
     sends = SENT
+    embed_api = "openai"
 
     def __init__(self, url: str, **kwargs: Any) -> None:
         kwargs.setdefault("kinds", ("openai",))

@@ -1,0 +1,162 @@
+"""Embeddings: a task whose payload has ``embed`` asks its backend for one vector per input
+text, not for a chat completion.
+
+The payload (the gateway's: heddle.gateway.embeddings) is ``{"embed": {"input": [text, ...],
+"truncate": bool, "dimensions": int | null, "options": {...}}}``. A local server answers it in
+one document: Ollama's ``POST /api/embed`` (``input``, ``truncate``, ``dimensions``,
+``options``), an OpenAI-compatible server's ``POST /v1/embeddings`` (``input``, ``dimensions``,
+``encoding_format: float``; these servers have no ``truncate`` or model options: an input
+longer than the model's context is their error). The vectors go back on the attempt's token
+stream (`heddle.live.executors.Progress.vectors`, protocol 1.10), never in its result, which
+counts them (``embeddings``, ``dimensions``) beside the prompt tokens the server reports. A
+server that ignores ``dimensions`` (vectors of another length come back) fails the attempt
+saying so: the caller never gets vectors of a length it did not ask for. Claude (no
+embeddings API) and MLX (mlx-lm has no embedding models) refuse the task with that reason.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+
+from heddle.live.agent.executors import ExecutionError, Progress
+from heddle.live.backends.common import http_failure
+from heddle.live.protocol import Assignment
+
+if TYPE_CHECKING:
+    from heddle.live.backends.local import LocalServer
+
+__all__ = ["EMBED_KEY", "Embedding", "embedding", "refuse_embedding", "run_embedding"]
+
+EMBED_KEY = "embed"
+"""The payload key of an embedding task."""
+
+
+@dataclass(frozen=True, slots=True)
+class Embedding:
+    """What an embedding attempt asks for."""
+
+    inputs: list[str]
+    truncate: bool = True
+    dimensions: int | None = None
+    options: dict[str, Any] | None = None
+
+
+def embedding(assignment: Assignment) -> Embedding | None:
+    """The payload's embedding request, checked (ExecutionError naming the field), or None
+    for any other task."""
+    payload = assignment.payload
+    if not isinstance(payload, dict) or EMBED_KEY not in payload:
+        return None
+    spec = payload[EMBED_KEY]
+    if not isinstance(spec, dict):
+        raise ExecutionError(f"embed: payload embed must be an object, got {type(spec).__name__}")
+    inputs, dimensions = spec.get("input"), spec.get("dimensions")
+    if not (isinstance(inputs, list) and inputs and all(isinstance(t, str) for t in inputs)):
+        raise ExecutionError("embed: payload embed.input must be a non-empty list of strings")
+    if dimensions is not None and (not isinstance(dimensions, int) or isinstance(dimensions, bool)
+                                   or dimensions < 1):
+        raise ExecutionError(f"embed: payload embed.dimensions must be a positive integer, got {dimensions!r}")
+    options = spec.get("options")
+    if options is not None and not isinstance(options, dict):
+        raise ExecutionError("embed: payload embed.options must be an object")
+    return Embedding(inputs, spec.get("truncate") is not False, dimensions, options)
+
+
+def refuse_embedding(assignment: Assignment, why: str) -> None:
+    """ExecutionError (``why``) if ``assignment`` asks for embeddings: for the backends that
+    have none."""
+    if embedding(assignment) is not None:
+        raise ExecutionError(why)
+
+
+def _ollama(name: str, ask: Embedding) -> tuple[str, dict[str, Any]]:
+    body: dict[str, Any] = {"model": name, "input": ask.inputs, "truncate": ask.truncate}
+    if ask.dimensions is not None:
+        body["dimensions"] = ask.dimensions
+    if ask.options:
+        body["options"] = ask.options
+    return "/api/embed", body
+
+
+def _openai(name: str, ask: Embedding) -> tuple[str, dict[str, Any]]:
+    body: dict[str, Any] = {"model": name, "input": ask.inputs, "encoding_format": "float"}
+    if ask.dimensions is not None:
+        body["dimensions"] = ask.dimensions
+    return "/v1/embeddings", body
+
+
+def _ollama_answer(doc: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    return doc.get("embeddings"), {"model": doc.get("model"), "prompt_tokens": doc.get("prompt_eval_count")}
+
+
+def _openai_answer(doc: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    data = doc.get("data")
+    if isinstance(data, list) and all(isinstance(d, dict) for d in data):
+        data = [d.get("embedding") for d in sorted(data, key=lambda d: d.get("index", 0))]
+    usage = doc.get("usage") if isinstance(doc.get("usage"), dict) else {}
+    return data, {"model": doc.get("model"), "prompt_tokens": usage.get("prompt_tokens")}
+
+
+APIS = {"ollama": (_ollama, _ollama_answer), "openai": (_openai, _openai_answer)}
+"""Each local server protocol's embedding request and the reading of its answer."""
+
+
+def _checked(vectors: Any, ask: Embedding, where: str) -> list[list[float]]:
+    """The server's vectors: one list of numbers per input, all of one length (the one asked
+    for, if any); ExecutionError saying what is wrong."""
+    if not (isinstance(vectors, list) and all(isinstance(v, list) and v for v in vectors)):
+        raise ExecutionError(f"{where}: the answer has no list of vectors")
+    if len(vectors) != len(ask.inputs):
+        raise ExecutionError(f"{where}: {len(vectors)} vectors for {len(ask.inputs)} inputs")
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for v in vectors for x in v):
+        raise ExecutionError(f"{where}: a vector holds something other than numbers")
+    sizes = {len(v) for v in vectors}
+    if len(sizes) > 1:
+        raise ExecutionError(f"{where}: vectors of different lengths ({sorted(sizes)})")
+    if ask.dimensions is not None and sizes != {ask.dimensions}:
+        raise ExecutionError(f"{where}: asked for {ask.dimensions} dimensions, the server returned "
+                             f"{sizes.pop()} (it does not shorten this model's vectors)")
+    return vectors
+
+
+async def run_embedding(server: LocalServer, assignment: Assignment, ask: Embedding,
+                        progress: Progress) -> dict[str, Any]:
+    """One embedding request to ``server`` (its protocol: ``server.embed_api``); the vectors to
+    ``progress``, the counts as the result."""
+    if server.embed_api not in APIS:
+        raise ExecutionError(f"{server.backend}: embeddings are not supported by this backend")
+    request, answer = APIS[server.embed_api]
+    name = await server._served_name(assignment)
+    path, body = request(name, ask)
+    where = f"{server.backend} at {server.url}"
+    started = time.monotonic()
+    try:
+        async with server._client.stream("POST", path, body) as response:
+            data = await response.read()
+    except httpx2.HTTPError as exc:
+        raise ExecutionError(http_failure(server.backend, server.url, exc)) from None
+    if response.status_code >= 400:
+        raise ExecutionError(f"{where}: HTTP {response.status_code} from POST {path}: "
+                             f"{data[:300].decode(errors='replace')}")
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise ExecutionError(f"{where}: malformed JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ExecutionError(f"{where}: expected a JSON object, got {data[:100]!r}")
+    if "error" in doc:
+        raise ExecutionError(f"{where}: {doc['error']}")
+    raw, reported = answer(doc)
+    vectors = _checked(raw, ask, where)
+    progress.first_token()
+    progress.vectors(vectors)
+    return {"backend": server.backend, "server": server.url, "model_used": reported["model"] or name,
+            "prompt_tokens": reported["prompt_tokens"], "output_tokens": 0,
+            "embeddings": len(vectors), "dimensions": len(vectors[0]),
+            "duration_s": time.monotonic() - started, "cost_usd": 0.0,
+            "account": assignment.task.account}
