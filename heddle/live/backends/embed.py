@@ -124,6 +124,15 @@ def _checked(vectors: Any, ask: Embedding, where: str) -> list[list[float]]:
     return vectors
 
 
+def _object(data: bytes) -> dict[str, Any] | None:
+    """``data``'s JSON object, or None if it is not one."""
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 async def run_embedding(server: LocalServer, assignment: Assignment, ask: Embedding,
                         progress: Progress) -> dict[str, Any]:
     """One embedding request to ``server`` (its protocol: ``server.embed_api``); the vectors to
@@ -143,11 +152,8 @@ async def run_embedding(server: LocalServer, assignment: Assignment, ask: Embedd
     if response.status_code >= 400:
         raise ExecutionError(f"{where}: HTTP {response.status_code} from POST {path}: "
                              f"{data[:300].decode(errors='replace')}")
-    try:
-        doc = json.loads(data)
-    except ValueError as exc:
-        raise ExecutionError(f"{where}: malformed JSON: {exc}") from None
-    if not isinstance(doc, dict):
+    doc = _object(data)
+    if doc is None:
         raise ExecutionError(f"{where}: expected a JSON object, got {data[:100]!r}")
     if "error" in doc:
         raise ExecutionError(f"{where}: {doc['error']}")
