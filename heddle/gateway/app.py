@@ -1,8 +1,8 @@
 """The gateway's HTTP app: OpenAI- and Ollama-compatible routes in front of the live runtime.
 
-Every chat request is authenticated by its API key, gets the key's rules tightened by its
-headers, becomes one task through the control plane (`TaskRun`), and is answered in its
-protocol's shape: streamed as the agent produces the output, or in one reply. A caller that
+Every chat (or embeddings) request is authenticated by its API key, gets the key's rules
+tightened by its headers, becomes one task through the control plane (`TaskRun`), and is
+answered in its protocol's shape: streamed as the agent produces the output, or in one reply. A caller that
 disconnects cancels its task. Errors come back in the protocol's error shape with the reason
 in words (`GatewayError`).
 

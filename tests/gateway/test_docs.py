@@ -15,7 +15,7 @@ from heddle.cli.main import app
 from heddle.gateway import load_keys
 from heddle.models.ids import Privacy
 from tests.live.clusterkit import REPO
-from tests.live.llmstandin import TOOL_ARGUMENTS, WORDS
+from tests.live.llmstandin import EMBEDDING_DIMENSIONS, TOOL_ARGUMENTS, WORDS
 
 DOC = (REPO / "docs" / "gateway.md").read_text(encoding="utf-8")
 
@@ -52,8 +52,9 @@ def test_the_documented_python_examples_run_against_a_cluster(cluster):
         with contextlib.redirect_stdout(out):
             exec(code.replace("http://127.0.0.1:11435", cluster.base_url), {})  # noqa: S102
         outputs.append(out.getvalue())
-    openai_out, ollama_out, fim_out, tools_out = outputs
+    openai_out, ollama_out, fim_out, tools_out, embed_out = outputs
     assert openai_out.splitlines() == ["".join(WORDS), "alice-mac"]  # alice's personal work
     assert ollama_out == "".join(WORDS)
     assert fim_out == "".join(WORDS) + "\n"
     assert tools_out.splitlines() == [f"get_weather {TOOL_ARGUMENTS}", "".join(WORDS)]
+    assert embed_out.splitlines() == [f"2 {EMBEDDING_DIMENSIONS}", "alice-mac"]

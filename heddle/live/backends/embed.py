@@ -159,10 +159,12 @@ async def run_embedding(server: LocalServer, assignment: Assignment, ask: Embedd
         raise ExecutionError(f"{where}: {doc['error']}")
     raw, reported = answer(doc)
     vectors = _checked(raw, ask, where)
+    duration = time.monotonic() - started
     progress.first_token()
     progress.vectors(vectors)
     return {"backend": server.backend, "server": server.url, "model_used": reported["model"] or name,
             "prompt_tokens": reported["prompt_tokens"], "output_tokens": 0,
             "embeddings": len(vectors), "dimensions": len(vectors[0]),
-            "duration_s": time.monotonic() - started, "cost_usd": 0.0,
+            # the whole request is the prefill: its time feeds the speed records as one
+            "ttft_s": duration, "duration_s": duration, "cost_usd": 0.0,
             "account": assignment.task.account}
