@@ -17,6 +17,7 @@ as JSON (the task must fit in one message): beyond either, a 400 (count) or 413 
 from __future__ import annotations
 
 import base64
+import json
 import struct
 import time
 from typing import Any, ClassVar
@@ -58,9 +59,9 @@ def _inputs(value: Any, field: str) -> list[str]:
         raise _bad(field, "expected non-empty text (an input is an empty string)")
     if len(texts) > MAX_INPUTS:
         raise _bad(field, f"{len(texts)} inputs; at most {MAX_INPUTS} in one request")
-    size = sum(len(t.encode()) + 4 for t in texts)
+    size = len(json.dumps(texts, ensure_ascii=False).encode())  # as the task's message has them
     if size > MAX_INPUT_BYTES:
-        raise _bad(field, f"the inputs take about {size} bytes; at most {MAX_INPUT_BYTES} fit in "
+        raise _bad(field, f"the inputs take {size} bytes as JSON; at most {MAX_INPUT_BYTES} fit in "
                    "one request (split them over several)", 413)
     return texts
 

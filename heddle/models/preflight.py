@@ -165,7 +165,8 @@ def preflight(fleet: Fleet, work: pd.DataFrame, *, allow_unbudgeted_cloud: bool 
     for m in np.unique(model[ok]):
         spec = specs[m]
         rows = ok & (model == m)
-        context[rows] = spec.context_length
+        # an embedding step embeds its inputs one by one: the window binds each, not their sum
+        context[rows] = np.iinfo(np.int64).max if spec.kind == "embedding" else spec.context_length
         model_tier[rows] = TIER_RANK[Tier(spec.tier).value]
         for q in np.unique(quant[rows]):
             sel = rows & (quant == q)

@@ -108,3 +108,10 @@ def test_a_chat_with_an_embedding_model_and_embeddings_of_a_chat_offer_are_refus
     with pytest.raises(openai.BadRequestError) as cloud:
         client(cluster, "bob").embeddings.create(model="claude-haiku-4.5", input="hi")
     assert cloud.value.body["param"] == "model" and "no embeddings" in cloud.value.message
+
+
+def test_inputs_up_to_the_size_bound_run(cluster):
+    texts = [f"{i} " + "lantern " * 900 for i in range(60)]  # 432 KB of JSON: just under the bound (480 KiB)
+    reply = client(cluster, "bob").embeddings.create(model="nomic-embed-text", input=texts,
+                                                     encoding_format="float")
+    assert [d.embedding for d in reply.data] == [embedding_vector(t) for t in texts]

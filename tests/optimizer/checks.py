@@ -80,7 +80,8 @@ def fits_context(task: Task) -> bool:
     and instances; processor steps have no context)."""
     if task.kind is not TaskKind.LLM or modelless(task):
         return True
-    return task.prompt_tokens + task.output_tokens <= catalog.model(task.model).context_length
+    spec = catalog.model(task.model)  # an embedding model's window binds each input, not the sum
+    return spec.kind == "embedding" or task.prompt_tokens + task.output_tokens <= spec.context_length
 
 
 def api_can_serve(task: Task) -> bool:
