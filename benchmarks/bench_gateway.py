@@ -48,7 +48,12 @@ each stream is one connection running chats back to back).
    machine kept busy in each round. ``--open-samples 0`` skips it.
 2. Token throughput with ``--streams`` (100) concurrent streams of ``--tokens`` (100) tokens,
    ``--rounds`` chats each: tokens/s received through the gateway as a share of direct. Goal
-   >= 90%.
+   >= 90%. With as many streams as slots, a chat sent as soon as its previous one ended
+   needs the slot that one frees: read back from the event log and the report stream, the
+   phase prints how many chats found no free slot (placed ``WAITED_S`` or more after their
+   TaskSubmitted), how long they waited, how much later their TaskPlaced was stored (the
+   gateway takes their tokens only once it reads it there), and how long a finished
+   attempt's report took from the agent to the report stream and to the control plane.
 Each phase prints the CPU seconds every process spent, per request and per token: on a shared
 2-core machine wall figures move with the load (printed too), CPU per token much less.
 Phases 1 and 2 also print what a reader of the answers saw on each path: the gaps between an
