@@ -132,7 +132,9 @@ class _Request:
                                      for k, v in headers.items()]})
 
     async def json(self, doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        """``doc`` as JSON (bytes: JSON already)."""
+        data = doc if isinstance(doc, bytes) else json.dumps(doc, ensure_ascii=False,
+                                                            separators=(",", ":")).encode()
         await self.start(status, {**(headers or {}), "Content-Type": "application/json",
                                   "Content-Length": str(len(data))})
         await self.send({"type": "http.response.body", "body": data})
@@ -250,7 +252,7 @@ class GatewayApp:
                           lambda run, _: ollama_embeddings_reply(run))
 
     async def _embed(self, request: _Request, schema: type[BaseModel], shape: Callable[[GatewayError], dict],
-                     reply: Callable[[TaskRun, Any], Awaitable[dict]]) -> None:
+                     reply: Callable[[TaskRun, Any], Awaitable[dict | bytes]]) -> None:
         """An embeddings route: a chat's path, answered in one reply (never streamed)."""
         await self._answer(request, schema, shape, _no_stream, _no_stream_error, "application/json", reply)
 
@@ -312,7 +314,7 @@ class GatewayApp:
                       shape: Callable[[GatewayError], dict],
                       stream: Callable[[TaskRun, Any], AsyncIterator[bytes]],
                       error: Callable[[GatewayError], bytes], media: str,
-                      reply: Callable[[TaskRun, Any], Awaitable[dict]]) -> None:
+                      reply: Callable[[TaskRun, Any], Awaitable[dict | bytes]]) -> None:
         """A chat route: streamed as produced, or one reply; errors in the protocol's shape.
         The caller going away at any point (placement, streaming, waiting for the reply)
         cancels the work and its task."""

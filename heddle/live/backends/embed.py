@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx2
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from heddle.live.agent.executors import ExecutionError, Progress
 from heddle.live.backends.common import http_failure
@@ -90,33 +91,58 @@ def _openai(name: str, ask: Embedding) -> tuple[str, dict[str, Any]]:
     return "/v1/embeddings", body
 
 
-def _ollama_answer(doc: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    return doc.get("embeddings"), {"model": doc.get("model"), "prompt_tokens": doc.get("prompt_eval_count")}
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
 
 
-def _openai_answer(doc: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    data = doc.get("data")
-    if isinstance(data, list) and all(isinstance(d, dict) for d in data):
-        data = [d.get("embedding") for d in sorted(data, key=lambda d: d.get("index", 0))]
-    usage = doc.get("usage") if isinstance(doc.get("usage"), dict) else {}
-    return data, {"model": doc.get("model"), "prompt_tokens": usage.get("prompt_tokens")}
+class _OllamaAnswer(_Answer):
+    """``/api/embed``'s answer (what of it is read)."""
+
+    embeddings: list[list[float]]
+    prompt_eval_count: int | None = None
+
+    def read(self) -> tuple[list[list[float]], int | None]:
+        return self.embeddings, self.prompt_eval_count
 
 
-APIS = {"ollama": (_ollama, _ollama_answer), "openai": (_openai, _openai_answer)}
-"""Each local server protocol's embedding request and the reading of its answer."""
+class _OpenAIItem(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    embedding: list[float]
+    index: int = 0
 
 
-def _checked(vectors: Any, ask: Embedding, where: str) -> list[list[float]]:
-    """The server's vectors: one list of numbers per input, all of one length (the one asked
-    for, if any); ExecutionError saying what is wrong."""
-    if not (isinstance(vectors, list) and all(isinstance(v, list) and v for v in vectors)):
-        raise ExecutionError(f"{where}: the answer has no list of vectors")
+class _OpenAIUsage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prompt_tokens: int | None = None
+
+
+class _OpenAIAnswer(_Answer):
+    """``/v1/embeddings``' answer (what of it is read): the vectors by ``index``."""
+
+    data: list[_OpenAIItem]
+    usage: _OpenAIUsage | None = None
+
+    def read(self) -> tuple[list[list[float]], int | None]:
+        vectors = [d.embedding for d in sorted(self.data, key=lambda d: d.index)]
+        return vectors, None if self.usage is None else self.usage.prompt_tokens
+
+
+APIS = {"ollama": (_ollama, _OllamaAnswer), "openai": (_openai, _OpenAIAnswer)}
+"""Each local server protocol's embedding request and its answer's model: read and checked in
+one pass by pydantic's JSON parser (a fifth of json.loads' time for 100 vectors of 768)."""
+
+
+def _checked(vectors: list[list[float]], ask: Embedding, where: str) -> list[list[float]]:
+    """The server's vectors: one per input, all of one length (the one asked for, if any);
+    ExecutionError saying what is wrong."""
     if len(vectors) != len(ask.inputs):
         raise ExecutionError(f"{where}: {len(vectors)} vectors for {len(ask.inputs)} inputs")
-    if not all(isinstance(x, int | float) and not isinstance(x, bool) for v in vectors for x in v):
-        raise ExecutionError(f"{where}: a vector holds something other than numbers")
     sizes = {len(v) for v in vectors}
-    if len(sizes) > 1:
+    if len(sizes) > 1 or 0 in sizes:
         raise ExecutionError(f"{where}: vectors of different lengths ({sorted(sizes)})")
     if ask.dimensions is not None and sizes != {ask.dimensions}:
         raise ExecutionError(f"{where}: asked for {ask.dimensions} dimensions, the server returned "
@@ -152,18 +178,22 @@ async def run_embedding(server: LocalServer, assignment: Assignment, ask: Embedd
     if response.status_code >= 400:
         raise ExecutionError(f"{where}: HTTP {response.status_code} from POST {path}: "
                              f"{data[:300].decode(errors='replace')}")
-    doc = _object(data)
-    if doc is None:
-        raise ExecutionError(f"{where}: expected a JSON object, got {data[:100]!r}")
-    if "error" in doc:
-        raise ExecutionError(f"{where}: {doc['error']}")
-    raw, reported = answer(doc)
+    try:
+        read = answer.model_validate_json(data)
+    except ValidationError as exc:
+        doc = _object(data)
+        if doc is not None and "error" in doc:
+            raise ExecutionError(f"{where}: {doc['error']}") from None
+        err = exc.errors()[0]
+        field = ".".join(str(part) for part in err["loc"]) or "the answer"
+        raise ExecutionError(f"{where}: {field}: {err['msg']} (the answer starts {data[:100]!r})") from None
+    raw, prompt_tokens = read.read()
     vectors = _checked(raw, ask, where)
     duration = time.monotonic() - started
     progress.first_token()
     progress.vectors(vectors)
-    return {"backend": server.backend, "server": server.url, "model_used": reported["model"] or name,
-            "prompt_tokens": reported["prompt_tokens"], "output_tokens": 0,
+    return {"backend": server.backend, "server": server.url, "model_used": read.model or name,
+            "prompt_tokens": prompt_tokens, "output_tokens": 0,
             "embeddings": len(vectors), "dimensions": len(vectors[0]),
             # the whole request is the prefill: its time feeds the speed records as one
             "ttft_s": duration, "duration_s": duration, "cost_usd": 0.0,
