@@ -38,6 +38,10 @@ from heddle.live.protocol import ToolCall
 __all__ = ["TaskRun"]
 
 _TIMED_OUT = ("timeout", None)
+_OUTPUT_LOST = ("lost", None)
+GAP_WAIT_S = 10.0
+"""How long an answer whose chunks came with a gap waits, once its attempt has said it ended
+well, for the TaskCompleted that has the whole text (`TaskRun.pieces`)."""
 """Queued for a request when its whole time is up (`TaskRun._next`)."""
 MAX_HELD = 1024
 """Chunks kept from a node and attempt not placed (yet): a retry's first chunks may overtake its
@@ -56,6 +60,7 @@ class TaskRun:
         self.node = ""
         self.attempt: int | None = None  # the attempt whose output the caller gets
         self.lost: set[int] = set()  # attempts given up on: their late chunks are not followed
+        self._gapped: int | None = None  # an attempt whose chunks came with a gap: see `pieces`
         self.placements: set[tuple[str, int]] = set()  # (node, attempt) the control plane chose
         self._held: deque[Any] = deque(maxlen=MAX_HELD)  # chunks waiting for their placement
         self.streaming = True  # the text goes out as it comes (False: in one reply at the end)
@@ -126,6 +131,10 @@ class TaskRun:
                 self._timer = asyncio.get_running_loop().call_later(
                     max(self._deadline - time.monotonic(), 0), items.put_nowait, _TIMED_OUT)
             item = items.get_nowait() if not items.empty() else await items.get()
+        if item is _OUTPUT_LOST:
+            raise GatewayError(502, f"part of the answer was lost in transit from node {self.node} "
+                               f"and the task's completion did not follow within {GAP_WAIT_S:g} s "
+                               f"(task {self.task_id}); retry the request", "output_lost")
         if item is _TIMED_OUT:
             raise GatewayError(504, f"no answer within {self.timeout_s:g} s (task {self.task_id} "
                                f"on {self.node or 'no node yet'})", "timeout")
@@ -142,11 +151,20 @@ class TaskRun:
                     continue
                 if self.attempt is None and not (x.done and not x.index) and x.attempt not in self.lost:
                     self.attempt, expected = x.attempt, 0
-                if x.attempt != self.attempt:
+                if x.attempt == self._gapped and x.done and x.outcome == "ok":
+                    self._wait_for_completion()
+                if x.attempt != self.attempt or x.attempt == self._gapped:
                     continue  # another attempt's output (a superseded one, or a failed retry)
                 self.node = x.node_id
                 if x.index != expected:
-                    expected = x.index  # chunks lost in transit: the text has a gap
+                    if x.embeddings is None:
+                        # chunks lost in transit (core NATS delivers at most once): the text
+                        # would have a hole, so this attempt's later chunks are not passed on
+                        # and the answer ends from its TaskCompleted, whose result has the
+                        # whole text (or from the event that says how the attempt ended)
+                        self._gapped = x.attempt
+                        continue
+                    expected = x.index  # an embedding's count check says what is missing
                 expected += 1
                 if x.embeddings is not None:
                     self.vectors.extend(x.embeddings)  # the caller gets them in one reply
@@ -200,12 +218,22 @@ class TaskRun:
             item = self._backlog.popleft() if self._backlog else follow.items.get_nowait()
             kind, y = item
             if (kind != "chunk" or y.attempt != self.attempt or y.done or y.embeddings is not None
-                    or (y.node_id, y.attempt) not in self.placements):
+                    or y.index != expected or (y.node_id, y.attempt) not in self.placements):
                 self._backlog.appendleft(item)
                 break
             pieces.append(y.text)
             expected = y.index + 1
         return "".join(pieces), expected
+
+    def _wait_for_completion(self) -> None:
+        """The gapped attempt ended well: its TaskCompleted comes within `GAP_WAIT_S`, or the
+        caller gets an error saying the output was lost (the answer's own deadline, if sooner)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        items = self.bridge.follows[self.task_id].items
+        wait = min(GAP_WAIT_S, max(self._deadline - time.monotonic(), 0))
+        self._timer = asyncio.get_running_loop().call_later(
+            wait, items.put_nowait, _OUTPUT_LOST if wait == GAP_WAIT_S else _TIMED_OUT)
 
     def _placed(self, node: str, attempt: int | None) -> None:
         """A (re)placement: its node's chunks are taken from now on, the held ones first."""

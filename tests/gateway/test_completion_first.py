@@ -1,7 +1,8 @@
 """The caller gets its whole answer when the task's TaskCompleted reaches the gateway before
 the agent's last chunks, or before any of them (the gateway follows chunks and events on
 separate subscriptions, and a closing chunk is best effort): the gateway ends the answer from
-the event's result, on both protocols.
+the event's result, on both protocols. The same when a chunk is lost in transit (core NATS
+delivers at most once): the answer has no hole, its rest comes from the event.
 
 Real agents cannot be made to send in that order on demand, so the test plays the control
 plane and the agent on a real nats-server, in front of a real `heddle gateway` process, and
@@ -52,7 +53,7 @@ def chat(base_url: str, protocol: str) -> list[str]:
 def text_of(lines: list[str], protocol: str) -> str:
     if protocol == "openai":
         events = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
-        return "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e["choices"])
+        return "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e.get("choices"))
     return "".join(json.loads(line)["message"]["content"] for line in lines)
 
 
@@ -135,8 +136,11 @@ def gateway(tmp_path_factory):
 
 @pytest.mark.parametrize("protocol", ["openai", "ollama"])
 @pytest.mark.parametrize("order", [["text:0-3", "completed", "text:3-5", "done"],
-                                   ["completed", "text:0-5", "done"]],
-                         ids=["completed before the last words", "completed before any word"])
+                                   ["completed", "text:0-5", "done"],
+                                   ["text:0-2", "text:3-5", "done", "completed"],
+                                   ["text:1-5", "done", "completed"]],
+                         ids=["completed before the last words", "completed before any word",
+                              "a chunk lost mid-answer", "the first chunk lost"])
 def test_a_completion_read_before_the_closing_chunk_still_gives_the_whole_answer(gateway, protocol, order):
     url, address = gateway
     script = Script(url, order)
@@ -158,3 +162,24 @@ def test_a_completion_read_before_the_closing_chunk_still_gives_the_whole_answer
         assert json.loads(lines[-2][6:])["usage"]["completion_tokens"] == len(WORDS)
     else:
         assert json.loads(lines[-1])["done"] is True and json.loads(lines[-1])["eval_count"] == len(WORDS)
+
+
+def test_a_chunk_lost_with_no_completion_to_follow_ends_the_answer_with_an_error(gateway):
+    url, address = gateway
+    script = Script(url, ["text:0-2", "text:3-5", "done"])  # no TaskCompleted: it was lost too
+    runner = threading.Thread(target=asyncio.run, args=(script.run(),))
+    runner.start()
+    try:
+        assert script.ready.wait(WAIT_S)
+        base = "http://" + address
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and not httpx.get(base + "/api/tags", headers=HEADERS).json()["models"]:
+            time.sleep(0.05)  # waiting on the condition (the node listed), bounded
+        lines = chat(base, "openai")
+    finally:
+        script.stop.set()
+        runner.join()
+    # the words before the gap went out, none after it, and the stream ends saying why
+    assert text_of(lines, "openai") == "".join(WORDS[:2])
+    errors = [json.loads(line[6:])["error"] for line in lines if line.startswith("data: {\"error\"")]
+    assert [e["code"] for e in errors] == ["output_lost"] and "lost in transit" in errors[0]["message"]
