@@ -58,6 +58,8 @@ class ModelArrays:
     context_tokens: float = float("inf")  # the model's context window (prompt + output; inf for
     # an embedding model: a step embeds its inputs one by one, each within the window)
     embedding: bool = False  # an embedding model: no chat API serves it
+    own_model: np.ndarray | None = None  # [J] APIs that run it with their own model although the
+    # catalog lacks it (unknown only): every API for no model (given a tier), the offer named
     _by_bucket: dict = field(default_factory=dict)
     _lists: dict = field(default_factory=dict)
 
@@ -224,15 +226,16 @@ def _offer_capacity(offer: CloudOffer) -> int:
 
 def _model_arrays(fa: FleetArrays, model_id: str | None, quant: str | None) -> ModelArrays:
     j = fa.n_targets
-    if not model_id:
+    if not model_id or model_id in fa.offer_ids:
         # a tier and no model: unknown to every node and instance (they run the model named),
-        # but an API of the task's tier serves it with its own model at the offer's rates
+        # but an API of the task's tier serves it with its own model at the offer's rates;
+        # a catalog API offer named as the model: that offer alone serves it, likewise
         prefill, decode = np.full(j, np.nan), np.full(j, np.nan)
         for k, offer in enumerate(fa.fleet.cloud_offers):
-            if offer.kind is OfferKind.API:
+            if offer.kind is OfferKind.API and (not model_id or offer.id == model_id):
                 prefill[fa.n_nodes + k] = offer.prefill_tokens_per_s or API_DEFAULT_PREFILL_TOKENS_PER_S
                 decode[fa.n_nodes + k] = offer.decode_tokens_per_s or API_DEFAULT_DECODE_TOKENS_PER_S
-        return ModelArrays(False, 0.0, 0.0, prefill, decode, np.zeros(j))
+        return ModelArrays(False, 0.0, 0.0, prefill, decode, np.zeros(j), own_model=np.isfinite(prefill))
     try:
         spec = model_spec(model_id)
         weights = spec.weights_gb(quant)

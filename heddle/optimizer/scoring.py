@@ -114,8 +114,9 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
 
     # --- task columns ---------------------------------------------------------------------
     llm = np.array([t.kind is TaskKind.LLM for t in tasks], dtype=bool)
-    # an LLM step naming a tier and no model: an API of that tier runs it with its own model
-    modelless = llm & np.array([not t.model and t.tier is not None for t in tasks], dtype=bool)
+    # an LLM step an API may run with its own model: one naming a catalog API offer (that
+    # offer alone), or a tier and no model (an API of that tier); naming neither, nothing may
+    names_work = llm & np.array([bool(t.model) or t.tier is not None for t in tasks], dtype=bool)
     prompt = np.array([t.prompt_tokens for t in tasks], dtype=float)[:, None]
     output = np.array([t.output_tokens for t in tasks], dtype=float)[:, None]
     cpu_s = np.array([t.cpu_seconds for t in tasks], dtype=float)[:, None]
@@ -145,6 +146,7 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
     tier_g = np.zeros(g_n, dtype=np.int64)  # the model's catalog tier (processor steps: local)
     context_g = np.full(g_n, np.inf)  # the model's context window (processor steps: none)
     chat_g = np.ones(g_n, dtype=bool)  # a chat API can serve it (LLM steps of non-embedding models)
+    own_g = np.zeros((g_n, j_n), dtype=bool)  # APIs running an unknown name with their own model
     arrays = [None] * g_n
     for key, g in keys.items():
         if key is None:
@@ -154,6 +156,8 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
         tier_g[g] = ma.tier_code
         context_g[g] = ma.context_tokens
         chat_g[g] = not ma.embedding
+        if ma.own_model is not None:
+            own_g[g] = ma.own_model
         if ma.known:
             load[g] = ma.load_s
             weights_g[g], kvpt_g[g] = ma.weights_gb, ma.kv_gb_per_token
@@ -206,8 +210,9 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
         # an API serves exactly its tier; nodes and instances run open models: the model's tier >= T
         (Reason.TIER, (tier >= 0) & np.where(fa.is_api, fa.tier_code != tier, tier_g[group][:, None] < tier)),
         (Reason.KIND, ~(llm & chat_g[group])[:, None] & fa.is_api),
-        # a task with a tier and no model is unknown to the machines; an API serves it
-        (Reason.MODEL, (llm & ~known_g[group])[:, None] & ~(modelless[:, None] & fa.is_api)),
+        # a task naming an API offer, or a tier and no model, is unknown to the machines; that
+        # offer (any API of the tier) serves it, no other
+        (Reason.MODEL, (llm & ~known_g[group])[:, None] & ~(own_g[group] & names_work[:, None])),
         # the model's own context window binds where the model itself runs (an API serves its
         # tier with its own model)
         (Reason.CONTEXT, (prompt + output > context_g[group][:, None]) & ~fa.is_api),

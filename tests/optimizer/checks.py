@@ -52,9 +52,10 @@ def cloud_cost_usd(state: FleetState, offer, task: Task) -> float:
 
 
 def modelless(task: Task) -> bool:
-    """An LLM step naming a tier and no model: no machine can load it (nodes, instances);
-    an API of its tier serves it with its own model."""
-    return task.kind is TaskKind.LLM and not task.model
+    """An LLM step naming a tier and no model, or a catalog API offer as its model: no
+    machine can load it (nodes, instances); an API of its tier (the offer named) serves it
+    with its own model."""
+    return task.kind is TaskKind.LLM and (not task.model or task.model in catalog.offers())
 
 
 TIER_ORDER = (Tier.LOCAL, Tier.STANDARD, Tier.FRONTIER)
@@ -84,9 +85,12 @@ def fits_context(task: Task) -> bool:
     return spec.kind == "embedding" or task.prompt_tokens + task.output_tokens <= spec.context_length
 
 
-def api_can_serve(task: Task) -> bool:
-    """A chat API runs LLM steps of chat models: no processor steps, no embedding models."""
+def api_can_serve(task: Task, offer) -> bool:
+    """A chat API runs LLM steps of chat models: no processor steps, no embedding models; a
+    step naming an API offer runs on that offer only."""
     if modelless(task):
+        if task.model:
+            return task.model == offer.id
         return task.tier is not None  # the tier names what to run; with neither, nothing does
     return task.kind is TaskKind.LLM and catalog.model(task.model).kind != "embedding"
 
@@ -146,7 +150,7 @@ def ever_runnable(state: FleetState, task: Task, policy: Policy, slack_gb: float
     for offer in state.fleet.cloud_offers:
         if not has_account or not tier_allowed(task, offer):
             continue
-        if offer.kind is OfferKind.API and api_can_serve(task):
+        if offer.kind is OfferKind.API and api_can_serve(task, offer):
             return True
         if offer.kind is OfferKind.INSTANCE and not modelless(task) and fits_context(task) \
                 and need <= offer.gpu_count * offer.gpu_memory_gb:
@@ -192,7 +196,7 @@ def check_placement(state: FleetState, tasks: list[Task], placement: Placement, 
             assert task.privacy is Privacy.PUBLIC, f"{task.id}: {task.privacy.value} data sent to the cloud"
             assert tier_allowed(task, offer), f"{task.id}: tier {task.tier} on {offer.id} with {task.model}"
             if offer.kind is OfferKind.API:
-                assert api_can_serve(task), f"{task.id}: a {task.kind.value} step sent to the chat API {offer.id}"
+                assert api_can_serve(task, offer), f"{task.id}: a {task.kind.value} step sent to the chat API {offer.id}"
             else:
                 assert not modelless(task), f"{task.id}: names no model, placed on instance {offer.id}"
                 assert fits_context(task), f"{task.id}: beyond {task.model}'s context window on {offer.id}"

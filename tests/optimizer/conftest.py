@@ -35,10 +35,11 @@ NOW_S = 1000.0
 
 MODELS = (("llama-3.1-8b", "q4_k_m"), ("llama-3.1-8b", "f16"), ("qwen2.5-32b", "q4_k_m"),
           ("llama-3.1-70b", "q4_k_m"), ("mistral-7b", "q8_0"), ("llama-2-7b", "q4_0"),
-          ("nomic-embed-text-v1.5", "f16"), (None, None))
+          ("nomic-embed-text-v1.5", "f16"), (None, None), ("claude-sonnet-4.6", None), ("claude-haiku-4.5", None))
 """(model, quant): small, medium and too big for most nodes; llama-2-7b's 4,096-token context
 is exceeded by the longer prompts drawn; an embedding model no chat API can serve; none (a
-task naming only a tier: an API of that tier serves it, no machine can)."""
+task naming only a tier: an API of that tier serves it, no machine can); two API offers of
+one tier named as the model (the gateway's `claude-sonnet-4.6`: that offer alone runs it)."""
 
 
 @st.composite

@@ -145,6 +145,45 @@ def test_a_task_naming_a_tier_and_no_model_goes_to_that_tiers_api(state):
     assert nothing.rejected_alternatives["claude-haiku-4.5"].startswith("model")
 
 
+def _offers_fleet() -> Fleet:
+    """The household's nodes with two API offers of the standard tier (haiku the cheaper)."""
+    offers = tuple(catalog.offer(o) for o in ("claude-haiku-4.5", "claude-sonnet-4.6", "claude-opus-4.6",
+                                               "aws-g5.xlarge"))
+    return Fleet("household", _fleet().nodes, offers, {BIZ: Budget(BIZ, 10.0)})
+
+
+@pytest.mark.parametrize("path", [place, place_table])
+def test_a_task_naming_an_api_offer_runs_on_that_offer_and_no_other(path):
+    # what the gateway submits for `claude-sonnet-4.6`: the offer id as the model, no quant
+    state = FleetState.idle(_offers_fleet(), time_s=100.0)
+    sonnet = {"model": ModelId("claude-sonnet-4.6"), "quant": None}
+    for policy in ("optimal", "fast", "cheapest", "round-robin", "least-loaded", "ray-hybrid"):
+        d = path(state, [_llm(**sonnet)], policy).decisions[0]
+        assert d.status is DecisionStatus.PLACED and d.target == "claude-sonnet-4.6", (policy, d.reason)
+        assert d.target_kind is TargetKind.CLOUD
+        for other in ("claude-haiku-4.5", "claude-opus-4.6", "aws-g5.xlarge", "studio"):  # haiku: same tier, cheaper
+            assert d.rejected_alternatives[other].startswith("model"), (policy, other)
+    assert path(state, [_llm(tier=Tier.STANDARD, **sonnet)]).decisions[0].target == "claude-sonnet-4.6"
+    frontier = path(state, [_llm(tier=Tier.FRONTIER, **sonnet)]).decisions[0]  # the offer's tier is standard
+    assert frontier.status is DecisionStatus.REJECTED
+    assert frontier.rejected_alternatives["claude-sonnet-4.6"].startswith("tier")
+    unbilled = path(state, [_llm(account=None, **sonnet)]).decisions[0]
+    assert unbilled.status is DecisionStatus.REJECTED and "budget" in unbilled.reason
+    absent = path(FleetState.idle(_fleet(), time_s=100.0), [_llm(**sonnet)]).decisions[0]  # not in this fleet
+    assert absent.status is DecisionStatus.REJECTED
+    assert absent.rejected_alternatives["claude-haiku-4.5"].startswith("model")
+
+
+@pytest.mark.parametrize("path", [place, place_table])
+@pytest.mark.parametrize("privacy", [Privacy.SENSITIVE, Privacy.PERSONAL])
+def test_private_work_naming_an_api_offer_is_rejected_for_privacy(path, privacy):
+    state = FleetState.idle(_offers_fleet(), time_s=100.0)
+    d = path(state, [_llm(model=ModelId("claude-sonnet-4.6"), quant=None, privacy=privacy)]).decisions[0]
+    assert d.status is DecisionStatus.REJECTED and d.target is None
+    assert d.rejected_alternatives["claude-sonnet-4.6"].startswith("privacy")
+    assert "privacy" in d.reason, d.reason
+
+
 def test_a_node_serves_a_tier_up_to_its_models_catalog_tier(state):
     # qwen2.5-32b is a standard-tier open model (catalog); bob's 64 GB mini can hold it
     assert catalog.model("qwen2.5-32b").tier is Tier.STANDARD
