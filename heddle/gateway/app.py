@@ -304,6 +304,7 @@ class GatewayApp:
         model = resolve_model(body.model, self.bridge.served(latest=False))
         embed = body.embedding() if isinstance(body, EmbedRequest) else None
         check_model(model, embed is not None)
+        self.keys.check_tier(caller, model.model)
         chat = Chat(model, messages, body.output_bound(), system, body.generation(),
                     body.tool_spec() if hasattr(body, "tool_spec") else None, completion, embed)
         run = TaskRun(self.bridge, chat, rules, timeout_s=self.settings.request_timeout_s,

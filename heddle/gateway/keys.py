@@ -24,7 +24,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from heddle.gateway.errors import GatewayError
-from heddle.models.ids import Privacy, Tier
+from heddle.models import catalog
+from heddle.models.ids import OfferKind, Privacy, Tier
 from heddle.models.yamlsource import format_validation_error, load_yaml, read_text
 
 __all__ = ["HEADERS", "Caller", "KeyRing", "KeysFileError", "Rules", "load_keys"]
@@ -138,6 +139,17 @@ class KeyRing:
         if (raw := headers.get(HEADERS["max_wait"].lower())) is not None:
             wait = min(_seconds(raw, HEADERS["max_wait"], zero=True), max_wait_s)
         return Rules(caller.owner, privacy, caller.account, tier, deadline, wait)
+
+    @staticmethod
+    def check_tier(caller: Caller, model: str) -> None:
+        """A catalog API offer asked for by name runs at its own tier: 403 unless the key
+        may use that tier (a key of local tiers never reaches a paid API by naming one)."""
+        offer = catalog.offers().get(model)
+        if offer is not None and offer.kind is OfferKind.API and offer.tier not in caller.tiers:
+            raise GatewayError(403, f"model {model!r} is a {offer.tier.value}-tier cloud API, not "
+                               f"allowed for this key (allowed tiers: "
+                               f"{', '.join(t.value for t in caller.tiers)})", "tier_not_allowed",
+                               param="model")
 
 
 def _loosening(rule: str, asked: str, allowed: str, only: str) -> GatewayError:

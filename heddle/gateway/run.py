@@ -299,6 +299,8 @@ class TaskRun:
                  "privacy": self.rules.privacy.value, "owner": self.rules.owner,
                  "backend": self.usage.get("backend"), "model_used": self.usage.get("model_used"),
                  "finish_reason": self.usage.get("finish_reason")}
+        if self.usage.get("offer"):  # it ran at a cloud API offer: which, and its price
+            where["offer"], where["cost_usd"] = self.usage["offer"], self.usage.get("cost_usd")
         if self.usage.get(NOT_SENT):
             where[NOT_SENT] = self.usage[NOT_SENT]
         return where

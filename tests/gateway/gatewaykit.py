@@ -57,6 +57,18 @@ class GatewayCluster(Cluster):
         )
         return standin
 
+    def start_claude_agent(self, node: str, owner: str, slots: int = 1) -> StandIn:
+        """An agent with an Anthropic key whose Claude API is a stand-in speaking the Messages
+        API (it offers every catalog Claude offer and calls it beside its slots)."""
+        standin = self.standins[node] = StandIn(MODEL)
+        self.agent_specs[node] = (owner, slots, ())
+        self.agents[node] = subprocess.Popen(
+            [*agent_command(self.url, node, owner, slots, ()), "--anthropic-base-url", standin.url],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "ANTHROPIC_API_KEY": "sk-test", "HEDDLE_DATA_DIR": str(self.tmp / f"data-{node}")},
+        )
+        return standin
+
     def restart_llm_agent(self, node: str) -> None:
         """A killed node back, with a fresh stand-in, once the control plane sees it active."""
         self.standins.pop(node).stop()

@@ -1,0 +1,108 @@
+"""A catalog API offer named as the model (``claude-sonnet-4.6``) through the gateway: a
+cluster whose control plane's fleet file offers it with a budget, one agent holding an
+Anthropic key (its Claude API a stand-in speaking the Messages API on loopback) and the
+gateway listing the offer (``--cloud``). The `openai` client asks for the offer and gets the
+stand-in's answer streamed, the usage naming the offer and the agent that called it (also in
+X-Heddle-Node); personal
+work asking for it is the protocol's 400 with the privacy reason, a key limited to the local
+tier a 403 naming the offer's tier, and nothing is called."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from heddle.models import catalog
+from heddle.models.cost import api_cost_usd
+from tests.gateway.gatewaykit import GatewayCluster, write_keys
+from tests.live.clusterkit import WAIT_S
+from tests.live.llmstandin import WORDS
+
+TEXT = "".join(WORDS)
+PROMPT = [{"role": "user", "content": "Say five Greek letters."}]
+OFFER = "claude-sonnet-4.6"
+FLEET = f"""name: cloud
+cloud_offers: [{OFFER}, claude-haiku-4.5]
+budgets:
+  team: {{limit_usd: 20, period: week}}
+nodes:
+  - {{id: relay, device: m1-8, memory_gb: 16, owner: bob}}
+"""
+"""The control plane's terms (the nodes come from the agents): two API offers of one tier,
+haiku the cheaper, so a request naming sonnet landing on sonnet is the model rule's doing."""
+KEYS = {
+    "bob": {"key": "sk-bob-cloud1", "owner": "bob", "privacy": "public", "account": "team"},
+    "alice": {"key": "sk-alice-cld1", "owner": "alice", "privacy": "personal", "account": "team"},
+    "carol": {"key": "sk-carol-cld1", "owner": "carol", "privacy": "public", "account": "team",
+              "tiers": ["local"]},
+}
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cloud")
+    (tmp / "fleet.yaml").write_text(FLEET, encoding="utf-8")
+    c = GatewayCluster(tmp)
+    try:
+        c.start_control("--fleet", str(tmp / "fleet.yaml"))
+        c.start_claude_agent("relay", "bob")
+        c.start_gateway(write_keys(tmp / "keys.yaml", list(KEYS.values())), "--cloud", OFFER,
+                        "--max-wait", "30", "--request-timeout", "60")
+
+        async def offered(client):
+            return any(n.node_id == "relay" and n.status == "active" for n in (await client.fleet()).nodes)
+
+        c.wait_until(lambda: c.query(offered), "the Claude agent active")
+        yield c
+    finally:
+        c.close()
+
+
+def client(cluster: GatewayCluster, who: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=cluster.base_url + "/v1", api_key=KEYS[who]["key"], max_retries=0,
+                         timeout=WAIT_S)
+
+
+def test_the_openai_client_asking_for_a_claude_offer_gets_its_answer_streamed(cloud):
+    standin = cloud.standins["relay"]
+    with client(cloud, "bob").chat.completions.with_streaming_response.create(
+            model=OFFER, messages=PROMPT, max_tokens=64, stream=True,
+            stream_options={"include_usage": True}) as raw:
+        node = raw.headers["x-heddle-node"]
+        chunks = list(raw.parse())
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
+    where = chunks[-1].usage.model_extra["heddle"]
+    assert node == where["node"] == "relay" and where["backend"] == "claude"  # the agent that called it
+    assert where["offer"] == OFFER  # the cloud target: not the cheaper haiku of the same tier
+    assert where["cost_usd"] == pytest.approx(api_cost_usd(catalog.offer(OFFER), 20, len(WORDS)))
+    assert chunks[-1].usage.completion_tokens == len(WORDS)
+    path, _, body = standin.requests[-1]
+    assert path == "/v1/messages" and body["model"] == "claude-sonnet-4-6"
+    assert body["messages"][-1]["content"] in (PROMPT[0]["content"], [{"type": "text", "text": PROMPT[0]["content"]}])
+    assert body["max_tokens"] == 64
+    # charged to bob's account
+    task = cloud.wait_task(raw.headers["x-heddle-task"], "completed")
+    assert task.result["offer"] == OFFER and task.result["account"] == "team"
+    assert task.result["cost_usd"] == pytest.approx(api_cost_usd(catalog.offer(OFFER), 20, len(WORDS)))
+
+
+def test_personal_work_asking_for_a_claude_offer_is_a_400_naming_privacy(cloud):
+    standin = cloud.standins["relay"]
+    calls = len(standin.requests)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(cloud, "alice").chat.completions.create(model=OFFER, messages=PROMPT)
+    assert refused.value.status_code == 400 and refused.value.code == "cannot_place"
+    assert "privacy" in refused.value.message, refused.value.message
+    with pytest.raises(openai.BadRequestError, match="privacy"):  # tightened by a header, likewise
+        client(cloud, "bob").chat.completions.create(model=OFFER, messages=PROMPT,
+                                                    extra_headers={"X-Heddle-Privacy": "sensitive"})
+    assert len(standin.requests) == calls  # the Claude API was never called
+
+
+def test_a_key_of_local_tiers_naming_a_claude_offer_is_refused_its_tier(cloud):
+    standin = cloud.standins["relay"]
+    calls = len(standin.requests)
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client(cloud, "carol").chat.completions.create(model=OFFER, messages=PROMPT)
+    assert refused.value.code == "tier_not_allowed" and "standard-tier" in refused.value.message
+    assert len(standin.requests) == calls
