@@ -56,7 +56,8 @@ def _inputs(value: Any, field: str) -> list[str]:
     if isinstance(texts, list) and texts and all((isinstance(t, int) and not isinstance(t, bool))
                                                  or isinstance(t, list) for t in texts):
         raise _bad(field, "token-id arrays are not supported (the gateway has no tokenizer of "
-                   "each model): send the text, a string or a list of strings")
+                   "each model): send the text, a string or a list of strings (LangChain's "
+                   "OpenAIEmbeddings sends token ids unless check_embedding_ctx_length=False)")
     if not (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts)):
         raise _bad(field, f"expected a string or a non-empty list of strings, got {_short(value)}")
     if not all(texts):

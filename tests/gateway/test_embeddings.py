@@ -67,14 +67,22 @@ def test_ollama_client_embed_runs_a_personal_request_on_its_owners_node(cluster)
     assert asked["truncate"] is False and asked["input"] == TEXTS[:5]
 
 
-def test_embedding_models_are_listed(cluster):
+def test_embedding_models_are_listed_and_shown_as_such(cluster):
     names = [m.id for m in client(cluster, "bob").models.list()]
     assert {"nomic-embed-text-v1.5:f16", "nomic-embed-text-v1.5:q8_0"} <= set(names)
+    llama = ollama.Client(host=cluster.base_url, headers={"Authorization": "Bearer " + KEYS["bob"]["key"]})
+    assert "nomic-embed-text-v1.5:f16" in [m.model for m in llama.list().models]
+    assert llama.show("nomic-embed-text").capabilities == ["embedding"]
 
 
 def _post(cluster, path: str, body: dict) -> httpx.Response:
     return httpx.post(cluster.base_url + path, json=body, timeout=WAIT_S,
                       headers={"Authorization": "Bearer " + KEYS["bob"]["key"]})
+
+
+def test_langchain_is_told_how_to_send_text(cluster):
+    reply = _post(cluster, "/v1/embeddings", {"model": "nomic-embed-text", "input": [[9906, 1917]]})
+    assert reply.status_code == 400 and "check_embedding_ctx_length=False" in reply.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(("path", "body", "status", "field"), [
