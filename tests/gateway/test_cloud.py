@@ -1,14 +1,15 @@
 """A catalog API offer named as the model (``claude-sonnet-4.6``) through the gateway: a
 cluster whose control plane's fleet file offers it with a budget, one agent holding an
 Anthropic key (its Claude API a stand-in speaking the Messages API on loopback) and the
-gateway listing the offer (``--cloud``). The `openai` client asks for the offer and gets the
-stand-in's answer streamed, the usage naming the offer and the agent that called it (also in
-X-Heddle-Node); personal
-work asking for it is the protocol's 400 with the privacy reason, a key limited to the local
-tier a 403 naming the offer's tier, and nothing is called."""
+gateway listing the offer (``--cloud``). The `openai` and `ollama` clients ask for the offer
+and get the stand-in's answer streamed, the usage naming the offer and the agent that called
+it (also in X-Heddle-Node); personal work asking for it is the protocol's 400 with the privacy
+reason, a key limited to the local tier a 403 naming the offer's tier, and nothing is called."""
 
 from __future__ import annotations
 
+import httpx
+import ollama
 import openai
 import pytest
 
@@ -84,6 +85,20 @@ def test_the_openai_client_asking_for_a_claude_offer_gets_its_answer_streamed(cl
     task = cloud.wait_task(raw.headers["x-heddle-task"], "completed")
     assert task.result["offer"] == OFFER and task.result["account"] == "team"
     assert task.result["cost_usd"] == pytest.approx(api_cost_usd(catalog.offer(OFFER), 20, len(WORDS)))
+
+
+def test_the_ollama_client_asking_for_a_claude_offer_gets_its_answer_streamed(cloud):
+    llama = ollama.Client(host=cloud.base_url, headers={"Authorization": "Bearer " + KEYS["bob"]["key"]})
+    parts = list(llama.chat(model=OFFER, messages=PROMPT, stream=True))
+    assert "".join(p.message.content for p in parts) == TEXT and parts[-1].done
+    assert parts[-1].eval_count == len(WORDS)
+    assert cloud.standins["relay"].requests[-1][0] == "/v1/messages"
+    # the closing object's heddle block (the client keeps only its own fields): where it ran
+    reply = httpx.post(cloud.base_url + "/api/chat", timeout=WAIT_S,
+                       headers={"Authorization": "Bearer " + KEYS["bob"]["key"]},
+                       json={"model": OFFER, "messages": PROMPT, "stream": False})
+    assert reply.status_code == 200 and reply.json()["message"]["content"] == TEXT
+    assert reply.json()["heddle"]["offer"] == OFFER and reply.json()["heddle"]["node"] == "relay"
 
 
 def test_personal_work_asking_for_a_claude_offer_is_a_400_naming_privacy(cloud):
