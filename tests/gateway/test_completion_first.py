@@ -17,6 +17,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import ClassVar, TypeVar
 
 import httpx
 import nats
@@ -36,6 +38,7 @@ KEY = {"key": "sk-finn-000001", "owner": "finn", "privacy": "public"}
 NODE = "finn-box"
 PROMPT = [{"role": "user", "content": "Tell me a story about a lantern."}]
 HEADERS = {"Authorization": "Bearer " + KEY["key"]}
+T = TypeVar("T")
 
 
 def chat(base_url: str, protocol: str) -> list[str]:
@@ -61,6 +64,10 @@ class Script:
     """Plays the control plane (answers a submission: placed on NODE) and then the agent and
     the log, sending each task's messages in the test's order."""
 
+    resident = p.ResidentModel(model="llama-3.1-8b", quant="q4_k_m")
+    result: ClassVar[dict] = {"text": "".join(WORDS), "prompt_tokens": 12, "output_tokens": len(WORDS),
+              "finish_reason": "stop", "backend": "ollama", "model_used": "llama3.1:8b"}
+
     def __init__(self, url: str, order: list[str]) -> None:
         self.url, self.order = url, order
         self.ready, self.stop = threading.Event(), threading.Event()
@@ -73,7 +80,7 @@ class Script:
             hostname=NODE, os="linux", arch="x86_64", chip="?", device="m2-ultra-76",
             memory=p.Memory(total_gb=192, free_gb=150, unified=True), cpu=p.Cpu(performance_cores=16, utilization=0.1),
             owner=KEY["owner"], slots=1, free_slots=1,
-            resident_models=(p.ResidentModel(model="llama-3.1-8b", quant="q4_k_m"),))
+            resident_models=(self.resident,))
         self.nc = nc
         await flush_interest(nc)
         while not self.stop.is_set():  # a node reports every interval; the gateway lists it meanwhile
@@ -90,8 +97,7 @@ class Script:
             sender="control", seq=1, sent_at=time.time(), ok=True,
             detail={"job_id": request.job_id, "accepted": 1, "placement": placed})))
         await self.nc.flush()
-        result = {"text": "".join(WORDS), "prompt_tokens": 12, "output_tokens": len(WORDS),
-                  "finish_reason": "stop", "backend": "ollama", "model_used": "llama3.1:8b"}
+        result = self.result
         for step in self.order:  # "text:A-B" (words A to B, a chunk each), "completed", "done"
             if step.startswith("text:"):
                 first, last = map(int, step[5:].split("-"))
@@ -100,6 +106,8 @@ class Script:
             elif step == "done":
                 await self.publish_chunk(task, len(WORDS), done=True, outcome="ok",
                                          usage={k: v for k, v in result.items() if k != "text"})
+            elif step != "completed":
+                await self.other_step(task, step)
             else:  # the log's TaskCompleted, as the journal appends it
                 event = trusted_event(
                     event_id=os.urandom(8).hex(), event_type="TaskCompleted", aggregate_type="Task",
@@ -110,10 +118,33 @@ class Script:
                 await self.nc.publish(event_subject("Task", task, "TaskCompleted"), event.model_dump_json().encode())
             await self.nc.flush()  # each step reaches nats-server before the next is sent
 
+    async def other_step(self, task: str, step: str) -> None:
+        """A step of a subclass's own (tests/gateway/test_embeddings_transit.py)."""
+        raise ValueError(f"unknown step {step!r}")
+
     async def publish_chunk(self, task: str, index: int, **fields) -> None:
         chunk = p.TokenChunk(sender="agent-" + NODE, seq=index + 2, sent_at=time.time(), node_id=NODE,
                              task_id=task, attempt=1, index=index, **fields)
         await self.nc.publish(p.subject(p.TOKENS, node=NODE, task=task), p.encode(chunk))
+
+
+def played(script: Script, address: str, ask: Callable[[str], T]) -> T:
+    """``ask(base URL)`` with ``script`` playing the control plane and the agent, once the
+    gateway at ``address`` lists its node's model."""
+    runner = threading.Thread(target=asyncio.run, args=(script.run(),))
+    runner.start()
+    try:
+        assert script.ready.wait(WAIT_S)
+        base = "http://" + address
+        name = f"{script.resident.model}:{script.resident.quant}"
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and name not in [
+                m["name"] for m in httpx.get(base + "/api/tags", headers=HEADERS).json()["models"]]:
+            time.sleep(0.05)  # waiting on the condition (the node listed), bounded
+        return ask(base)
+    finally:
+        script.stop.set()
+        runner.join()
 
 
 @pytest.fixture(scope="module")
@@ -144,18 +175,7 @@ def gateway(tmp_path_factory):
 def test_a_completion_read_before_the_closing_chunk_still_gives_the_whole_answer(gateway, protocol, order):
     url, address = gateway
     script = Script(url, order)
-    runner = threading.Thread(target=asyncio.run, args=(script.run(),))
-    runner.start()
-    try:
-        assert script.ready.wait(WAIT_S)
-        base = "http://" + address
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline and not httpx.get(base + "/api/tags", headers=HEADERS).json()["models"]:
-            time.sleep(0.05)  # waiting on the condition (the node listed), bounded
-        lines = chat(base, protocol)
-    finally:
-        script.stop.set()
-        runner.join()
+    lines = played(script, address, lambda base: chat(base, protocol))
     assert text_of(lines, protocol) == "".join(WORDS)
     if protocol == "openai":
         assert lines[-1] == "data: [DONE]"
@@ -167,18 +187,7 @@ def test_a_completion_read_before_the_closing_chunk_still_gives_the_whole_answer
 def test_a_chunk_lost_with_no_completion_to_follow_ends_the_answer_with_an_error(gateway):
     url, address = gateway
     script = Script(url, ["text:0-2", "text:3-5", "done"])  # no TaskCompleted: it was lost too
-    runner = threading.Thread(target=asyncio.run, args=(script.run(),))
-    runner.start()
-    try:
-        assert script.ready.wait(WAIT_S)
-        base = "http://" + address
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline and not httpx.get(base + "/api/tags", headers=HEADERS).json()["models"]:
-            time.sleep(0.05)  # waiting on the condition (the node listed), bounded
-        lines = chat(base, "openai")
-    finally:
-        script.stop.set()
-        runner.join()
+    lines = played(script, address, lambda base: chat(base, "openai"))
     # the words before the gap went out, none after it, and the stream ends saying why
     assert text_of(lines, "openai") == "".join(WORDS[:2])
     errors = [json.loads(line[6:])["error"] for line in lines if line.startswith("data: {\"error\"")]
