@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from heddle.advisor.causes import TAIL_PERCENTILE, row_need_gb
-from heddle.advisor.lookup import machine_price_usd, model_spec
+from heddle.advisor.lookup import machine_price_usd, node_model
 from heddle.advisor.slices import Slice, UnitType
 from heddle.models.fleet_types import Fleet, Node
 from heddle.models.ids import NodeId, OwnerId
@@ -161,9 +161,9 @@ def memory_choices(device: DeviceSpec, slices: list[Slice], reserved_fraction: f
 def _need_gb(s: Slice) -> float:
     if s.kind != "llm":
         return s.memory_gb
-    if not s.model:  # a tier and no model: no node holds it
+    spec = node_model(s.model)
+    if spec is None:  # a tier and no model, or an API offer: no node holds it
         return float("inf")
-    spec = model_spec(s.model)
     if s.quant not in spec.bytes_per_weight:
         return float("inf")
     return spec.memory_gb(s.quant, int(s.tail_prompt_tokens + s.tail_output_tokens))

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from heddle.advisor.days import DayPlan
-from heddle.advisor.lookup import model_spec
+from heddle.advisor.lookup import model_spec, node_model
 from heddle.advisor.settings import DAYS_PER_MONTH
 from heddle.advisor.twin import Replay
 from heddle.models import perf
@@ -99,9 +99,9 @@ def row_need_gb(kind: str, model: str, quant: str, tokens: float, memory_gb: flo
     """Memory a node needs for one request (weights + KV; processor steps: their own figure)."""
     if kind != "llm":
         return float(memory_gb)
-    if not model:  # a tier and no model: no node holds it
+    spec = node_model(model)
+    if spec is None:  # a tier and no model, or an API offer: no node holds it
         return math.inf
-    spec = model_spec(model)
     if quant not in spec.bytes_per_weight:
         return math.inf
     return spec.memory_gb(quant, int(tokens))
@@ -199,8 +199,9 @@ def diagnose(replay_df: pd.DataFrame, baseline: Replay, slot: np.ndarray, plan: 
         "deadline": src["deadline_s"].to_numpy(np.float64), "arrival": src["arrival_s"].to_numpy(np.float64),
     })
     d["tier"] = d["tier"].replace("local", "")
-    model_tier = np.array([(_TIER_RANK.get(model_spec(m).tier.value, 0) if m else -1) if k == "llm" else 0
-                           for k, m in zip(d["kind"], d["model"])])  # -1: a tier and no model (API only)
+    specs = {m: node_model(m) for m in set(d["model"])}
+    model_tier = np.array([(_TIER_RANK.get(specs[m].tier.value, 0) if specs[m] else -1) if k == "llm" else 0
+                           for k, m in zip(d["kind"], d["model"])])  # -1: a tier and no model, or an API offer
     wants = d["tier"].map(_TIER_RANK).fillna(0).to_numpy()
     d["cause"] = ""
     ended = d["status"] != "late"

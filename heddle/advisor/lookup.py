@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from heddle.models.specs import DeviceSpec, ModelSpec
 
-__all__ = ["MEMORY_UPGRADE_USD_PER_GB", "catalog_devices", "machine_price_usd", "model_spec"]
+__all__ = ["MEMORY_UPGRADE_USD_PER_GB", "catalog_devices", "machine_price_usd", "model_spec", "node_model"]
 
 MEMORY_UPGRADE_USD_PER_GB = 25.0
 """Apple's build-to-order memory price: Mac mini M4 16 GB -> 32 GB costs +$400 (apple.com
@@ -25,6 +25,16 @@ def model_spec(model_id: str) -> ModelSpec:
     from heddle.models import catalog
 
     return catalog.model(model_id)
+
+
+def node_model(model_id: str) -> ModelSpec | None:
+    """The catalog model a node would run for a request naming `model_id`; None when no node
+    may run it: no model (a tier: an API of that tier) or a catalog API offer (that offer)."""
+    from heddle.models import catalog
+
+    if not model_id or model_id in catalog.api_offers():
+        return None
+    return model_spec(model_id)
 
 
 def catalog_devices() -> dict[str, DeviceSpec]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from heddle.advisor.lookup import model_spec
+from heddle.advisor.lookup import node_model
 from heddle.advisor.settings import DAYS_PER_MONTH
 from heddle.advisor.workload import SECONDS_PER_DAY
 from heddle.models import perf
@@ -191,9 +191,9 @@ def service_seconds(unit: UnitType, s: Slice, tail: bool) -> float:
         if s.memory_gb > node.memory_gb - node.reserved_memory_gb:
             return math.inf
         return perf.processor_seconds(node.device, s.cpu_seconds)
-    if not s.model:  # a tier and no model: only an API offer of that tier runs it
+    spec = node_model(s.model)
+    if spec is None:  # a tier and no model, or an API offer named: only an API runs it
         return math.inf
-    spec = model_spec(s.model)
     if s.quant not in spec.bytes_per_weight:
         return math.inf
     p = s.tail_prompt_tokens if tail else s.prompt_tokens

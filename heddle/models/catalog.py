@@ -14,7 +14,7 @@ from functools import cache
 from typing import TYPE_CHECKING, TypeVar
 
 from heddle.models.errors import UnknownIdError
-from heddle.models.ids import DeviceId, ModelId, OfferId
+from heddle.models.ids import DeviceId, ModelId, OfferId, OfferKind
 from heddle.models.specs import Catalog, CloudOffer, DeviceSpec, ModelSpec
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Catalog",
+    "api_offers",
     "device",
     "devices",
     "load_catalog",
@@ -90,6 +91,12 @@ def offer(offer_id: str) -> CloudOffer:
 
 def offers() -> dict[OfferId, CloudOffer]:
     return dict(_shipped().offers)
+
+
+def api_offers() -> dict[OfferId, CloudOffer]:
+    """The catalog's API offers: a task (a gateway request, a trace row) may name one as its
+    model, and then runs on that offer alone, with the offer's own model (no quantization)."""
+    return {k: o for k, o in _shipped().offers.items() if o.kind is OfferKind.API}
 
 
 def lookup(item_id: str) -> DeviceSpec | ModelSpec | CloudOffer:

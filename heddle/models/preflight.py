@@ -81,9 +81,11 @@ def _examples(values: np.ndarray, mask: np.ndarray) -> str:
 
 
 def unknown_models(work: pd.DataFrame) -> dict[str, int]:
-    """Model ids of LLM rows that the catalog does not know -> rows naming each."""
+    """Model ids of LLM rows that the catalog does not know -> rows naming each (a catalog API
+    offer named as the model is known: `catalog.api_offers`)."""
     models = _text(work, "model")
-    mask = (_text(work, "kind") == "llm") & (models != "") & ~np.isin(models, list(catalog.models()))
+    known = [*catalog.models(), *catalog.api_offers()]
+    mask = (_text(work, "kind") == "llm") & (models != "") & ~np.isin(models, known)
     names, counts = np.unique(models[mask], return_counts=True)
     return {str(n): int(c) for n, c in zip(names, counts)}
 
@@ -157,6 +159,15 @@ def preflight(fleet: Fleet, work: pd.DataFrame, *, allow_unbudgeted_cloud: bool 
           "use one of the model's quantizations (`heddle catalog show MODEL`) or leave quant empty", "error")
     ok = known & ~bad_quant
     valid = ok | ~llm  # rows the rest is about: unknown models and quants are already reported
+    # an API offer named as the model (a gateway request's claude-sonnet-4.6): that offer alone
+    # may run it (the optimizer's MODEL rule), as cloud work
+    api = {str(o.id): o for o in fleet.cloud_offers if o.kind == OfferKind.API}
+    named_offer = llm & np.isin(model, list(catalog.api_offers()))
+    listed = named_offer & np.isin(model, list(api))
+    _flag(findings, named_offer & ~listed, "offer-not-in-fleet",
+          f"tasks name as their model an API offer the fleet does not list: "
+          f"{_examples(model, named_offer & ~listed)}; only that offer may run them, so they will be rejected.",
+          "add the offer to the fleet's `cloud_offers:`, or name a model the fleet's nodes can run")
 
     # --- context window ----------------------------------------------------------------------
     context = np.zeros(n, dtype=np.int64)
@@ -197,8 +208,13 @@ def preflight(fleet: Fleet, work: pd.DataFrame, *, allow_unbudgeted_cloud: bool 
     public = privacy == Privacy.PUBLIC.value
     billable = _billable(fleet, account, allow_unbudgeted_cloud)
     offers = fleet.cloud_offers
-    if offers and (public & ~billable & valid).any():
-        stuck = public & ~billable & valid
+    private_offer = listed & ~public
+    _flag(findings, private_offer, "offer-not-public",
+          f"tasks name an API offer as their model but are not public ({_examples(privacy, private_offer)}): "
+          "privacy keeps sensitive and personal work off the cloud, so they will be rejected.",
+          "name a model a node they may use can run (or mark the work public if it may leave the house)")
+    if offers and (public & ~billable & (valid | listed)).any():
+        stuck = public & ~billable & (valid | listed)
         count = int(stuck.sum())
         if not fleet.budgets:
             msg = (f"the fleet allows {len(offers)} cloud offers but defines no budgets, so "
@@ -220,14 +236,20 @@ def preflight(fleet: Fleet, work: pd.DataFrame, *, allow_unbudgeted_cloud: bool 
     via_api = llm & ((rank < 0) & bool(api_tiers) | np.isin(rank, list(api_tiers)))
     via_instance = (need_gb <= instance_gb) & (model_tier >= rank)
     cloud_ok = public & billable & (via_api | via_instance)
+    offer_rank = np.full(n, -1)
+    for m in np.unique(model[listed]):
+        offer_rank[listed & (model == m)] = TIER_RANK[Tier(api[m].tier).value]
+    # public, billable work naming an API offer and preferring another tier than the offer's
+    mistiered = listed & public & billable & (rank >= 0) & (rank != offer_rank)
 
     # --- tiers and memory: can any target take the task at all? ------------------------------
     model_less = llm & (model == "")  # a tier and no model: only an API offer can run it
     local_tier_ok = (model_tier >= rank) & ~model_less
-    untiered = (ok | model_less) & (rank >= 0) & ~local_tier_ok & ~cloud_ok & ~homeless
+    untiered = (ok | model_less) & (rank >= 0) & ~local_tier_ok & ~cloud_ok & ~homeless | mistiered
     _flag(findings, untiered, "tier-unserved",
           f"tasks prefer a tier that nothing in the fleet serves ({_examples(tier, untiered)}): their "
-          "models are below it (or they name no model) and no API offer of that tier may take them "
+          "models are below it (or they name no model, or an API offer of another tier) and no API "
+          "offer of that tier may take them "
           "(only public work with a budgeted account may); they will be rejected.",
           "add an API offer of that tier with a budget, name a model a node can run, or drop the "
           "tier preference")

@@ -24,7 +24,8 @@ from heddle.models.specs import ModelSpec
 from heddle.models.task import Task
 from heddle.models.yamlsource import YamlDoc, load_yaml, read_text, validate_doc
 
-__all__ = ["DEFAULT_QUANT", "Workload", "WorkloadFile", "default_quant", "load_workload", "parse_workload"]
+__all__ = ["DEFAULT_QUANT", "StepModelError", "Workload", "WorkloadFile", "default_quant", "load_workload",
+           "parse_workload", "step_quant"]
 
 DEFAULT_QUANT = "q4_k_m"
 """Quantization assumed when a file names a model but no quant (Ollama's default pull)."""
@@ -98,22 +99,44 @@ class Workload:
     pipelines: dict[str, Pipeline]
 
 
+class StepModelError(ValueError):
+    """A step's model or quant the catalog does not have; `field` is "model" or "quant"."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def step_quant(model: str, quant: str | None) -> str | None:
+    """The quantization a step naming `model` runs with: `quant`, else `default_quant`. A catalog
+    API offer named as the model (claude-sonnet-4.6, as a gateway request names it) runs its
+    own model on that offer: no quantization. StepModelError for an unknown model or a quant
+    the model lacks (or any quant for an API offer)."""
+    if model in catalog.api_offers():
+        if quant is not None:
+            raise StepModelError("quant", f"{model} is an API offer, which runs its own model: it takes no "
+                                 f"quantization (got {quant!r}); leave quant out")
+        return None
+    try:
+        spec = catalog.model(model)
+    except UnknownIdError as exc:
+        raise StepModelError("model", str(exc)) from None
+    if quant is None:
+        return default_quant(spec)
+    if quant not in spec.bytes_per_weight:
+        raise StepModelError("quant", f"{model} has no quantization {quant!r}; "
+                             f"expected one of {', '.join(sorted(spec.bytes_per_weight))}")
+    return quant
+
+
 def _resolve_model(model: str | None, quant: str | None, doc: YamlDoc, path: tuple) -> str | None:
     """Check model and quant against the catalog; return the quant to use."""
     if model is None:
         return quant
     try:
-        spec = catalog.model(model)
-    except UnknownIdError as exc:
-        raise WorkloadError(f"{doc.where(path + ('model',))}: {_dotted(path)}.model: {exc}") from None
-    if quant is None:
-        return default_quant(spec)
-    if quant not in spec.bytes_per_weight:
-        raise WorkloadError(
-            f"{doc.where(path + ('quant',))}: {_dotted(path)}.quant: {model} has no quantization {quant!r}; "
-            f"expected one of {sorted(spec.bytes_per_weight)}"
-        )
-    return quant
+        return step_quant(model, quant)
+    except StepModelError as exc:
+        raise WorkloadError(f"{doc.where(path + (exc.field,))}: {_dotted(path)}.{exc.field}: {exc}") from None
 
 
 def _dotted(path: tuple) -> str:

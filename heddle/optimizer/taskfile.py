@@ -5,8 +5,9 @@ the line, the task index and the field, and says what was expected.
 
     - id: summarise-contract      # unique
       kind: llm                   # llm | processor
-      model: llama-3.1-8b         # catalog model id (llm)
-      quant: q4_k_m               # one of the model's quantizations (default: q4_k_m or the smallest)
+      model: llama-3.1-8b         # catalog model id, or a catalog API offer (claude-sonnet-4.6: runs there)
+      quant: q4_k_m               # one of the model's quantizations (default: q4_k_m or the smallest;
+                                  # none for an API offer)
       prompt_tokens: 3000
       output_tokens: 400
       privacy: sensitive          # public | sensitive | personal
@@ -34,7 +35,7 @@ from heddle.models import (
     Tier,
     catalog,
 )
-from heddle.models.workload import default_quant
+from heddle.models.workload import StepModelError, step_quant
 from heddle.models.yamlsource import format_validation_error, load_yaml
 from heddle.optimizer.errors import TaskFileError
 
@@ -70,20 +71,22 @@ class TaskIn(BaseModel):
 _LIST = TypeAdapter(list[TaskIn])
 
 
-def _check_model(i: int, t: TaskIn, where) -> None:
+def _quant(i: int, t: TaskIn, where) -> str | None:
+    """The quant the task runs with (`step_quant`); TaskFileError naming the field if none fits."""
     if t.kind != "llm":
-        return
-    models = catalog.models()
+        return t.quant
     if t.model is None:
         raise TaskFileError(f"{where((i, 'model'))}: [{i}].model: required for an llm task ('{t.id}')")
-    if t.model not in models:
-        close = difflib.get_close_matches(t.model, list(models), n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(models))}"
-        raise TaskFileError(f"{where((i, 'model'))}: [{i}].model: unknown model {t.model!r}; {hint}")
-    quants = models[t.model].bytes_per_weight
-    if t.quant is not None and t.quant not in quants:
-        raise TaskFileError(f"{where((i, 'quant'))}: [{i}].quant: {t.model} has no quantization "
-                            f"{t.quant!r}; expected one of {', '.join(quants)}")
+    try:
+        return step_quant(t.model, t.quant)
+    except StepModelError as exc:
+        message = str(exc)
+        if exc.field == "model":
+            names = [*catalog.models(), *catalog.api_offers()]
+            close = difflib.get_close_matches(t.model, names, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(names))}"
+            message = f"unknown model {t.model!r}; {hint}"
+        raise TaskFileError(f"{where((i, exc.field))}: [{i}].{exc.field}: {message}") from None
 
 
 def parse_tasks(text: str, source: str = "<tasks>", fleet: Fleet | None = None, fleet_source: str = "") -> list[Task]:
@@ -105,12 +108,11 @@ def parse_tasks(text: str, source: str = "<tasks>", fleet: Fleet | None = None, 
             raise TaskFileError(f"{doc.where((i, 'id'))}: [{i}].id: duplicate task id {t.id!r} "
                                 f"(first used by [{seen[t.id]}]); expected unique ids")
         seen[t.id] = i
-        _check_model(i, t, doc.where)
+        quant = _quant(i, t, doc.where)
         problem = fleet.unknown_account(t.account) if fleet is not None and t.account else None
         if problem:
             raise TaskFileError(f"{doc.where((i, 'account'))}: [{i}].account: {problem}"
                                 + (f" (fleet file {fleet_source})" if fleet_source else ""))
-        quant = t.quant if t.quant is not None or t.model is None else default_quant(catalog.model(t.model))
         tasks.append(Task(
             id=TaskId(t.id), kind=TaskKind(t.kind), arrival_s=t.arrival_s,
             model=ModelId(t.model) if t.model else None, quant=quant,

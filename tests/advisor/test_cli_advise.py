@@ -89,3 +89,20 @@ def test_advise_names_a_bad_key_value_option(tmp_path: Path, option: str, value:
     result = CliRunner().invoke(app, ["advise", option, value, "--out", str(tmp_path / "r")])
     assert result.exit_code == 2
     assert option in result.output and says in " ".join(result.output.split())
+
+
+def test_advise_reads_a_trace_whose_requests_named_an_api_offer(tmp_path: Path):
+    # what the live runtime records for gateway requests naming claude-sonnet-4.6: only that
+    # offer runs them, so no purchase can take them; the local rows are advised as before
+    trace = steady_trace([
+        {"every_s": 1800, "model": "claude-sonnet-4.6", "quant": "", "prompt": 500, "output": 200,
+         "privacy": "public", "owner": "alice", "deadline_s": 3600},
+        {"every_s": 1800, "model": "llama-3.1-8b", "quant": "q4_k_m", "prompt": 500, "output": 200,
+         "privacy": "sensitive", "owner": "alice", "deadline_s": 3600, "offset_s": 60}], days=1)
+    write_trace(trace, tmp_path / "t.htr.gz")
+    (tmp_path / "fleet.yaml").write_text(FLEET_YAML.replace("[claude-haiku-4.5]", "[claude-sonnet-4.6]")
+                                         + "budgets:\n  main: {limit_usd: 50}\n")
+    result = CliRunner().invoke(app, ["advise", "--trace", str(tmp_path / "t.htr.gz"), "--fleet",
+                                      str(tmp_path / "fleet.yaml"), "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    assert "unknown model" not in result.output and (tmp_path / "report" / "advice.md").exists()

@@ -121,3 +121,72 @@ def test_sim_stops_on_an_unknown_model_and_warns_on_mass_rejection(tmp_path):
     mass = heddle("sim", "--fleet", str(fleet), "--policy", "fast")  # the demo's owners have no node here
     assert mass.exit_code == 0
     assert "were rejected" in mass.stderr and "cover only the rest" in mass.stderr
+
+
+SONNET_FLEET = FLEET.replace("[claude-haiku-4.5, claude-opus-4.6]", "[claude-haiku-4.5, claude-sonnet-4.6]")
+
+
+def _sonnet_trace(path, privacy: str = "public") -> None:
+    """One recorded gateway request that named the API offer claude-sonnet-4.6 (no quant)."""
+    from heddle.traces import from_tasks, write_trace
+
+    write_trace(from_tasks([Task(id=TaskId("gw-1"), kind=TaskKind.LLM, model="claude-sonnet-4.6", quant=None,
+                                 prompt_tokens=200, output_tokens=50, privacy=privacy, account="family")]), path)
+
+
+def test_a_trace_row_naming_an_api_offer_replays_on_that_offer(tmp_path):
+    import csv
+
+    trace = tmp_path / "gw.htr"
+    _sonnet_trace(trace)
+    with_offer, without = tmp_path / "sonnet.yaml", tmp_path / "home.yaml"
+    with_offer.write_text(SONNET_FLEET)
+    without.write_text(FLEET)
+    for policy in ("optimal", "fast"):
+        ran = heddle("sim", "--fleet", str(with_offer), "--trace", str(trace), "--policy", policy,
+                     "--out", str(tmp_path / policy))
+        assert ran.exit_code == 0, ran.stderr
+        assert "catalog does not know" not in ran.stderr
+        (row,) = csv.DictReader((tmp_path / policy / "records.csv").open())
+        assert (row["status"], row["target"]) == ("completed", "claude-sonnet-4.6"), row
+        assert float(row["cost_usd"]) > 0
+    gone = heddle("sim", "--fleet", str(without), "--trace", str(trace), "--out", str(tmp_path / "gone"))
+    assert gone.exit_code == 0, gone.stderr
+    assert "claude-sonnet-4.6" in gone.stderr and "does not list" in gone.stderr  # the preflight's warning
+    (row,) = csv.DictReader((tmp_path / "gone" / "records.csv").open())
+    assert row["status"] == "rejected" and "model:" in row["reason"], row  # the core's MODEL reason
+
+
+def test_preflight_treats_a_task_naming_an_api_offer_as_cloud_work(fleet):
+    sonnet = parse_fleet(SONNET_FLEET, "sonnet.yaml")
+    offer = {"model": "claude-sonnet-4.6", "quant": ""}
+    assert preflight(sonnet, _work(offer, {**offer, "tier": "standard"})) == []
+    assert _codes(preflight(fleet, _work(offer))) == {"offer-not-in-fleet": 1}  # not unknown-model
+    private = preflight(sonnet, _work({**offer, "privacy": "sensitive"}, {**offer, "privacy": "personal"}))
+    assert _codes(private) == {"offer-not-public": 2}
+    assert "privacy" in private[0].message
+    assert _codes(preflight(sonnet, _work({**offer, "account": "office"}))) == {"no-budget": 1}
+    assert _codes(preflight(sonnet, _work({**offer, "tier": "frontier"}))) == {"tier-unserved": 1}
+    # an instance offer is no model name
+    assert _codes(preflight(sonnet, _work({"model": "aws-g5.xlarge"}))) == {"unknown-model": 1}
+
+
+def test_a_workload_or_task_file_naming_an_api_offer_loads_with_no_quant(tmp_path):
+    from heddle.models.errors import WorkloadError
+    from heddle.models.workload import parse_workload
+    from heddle.optimizer.errors import TaskFileError
+    from heddle.optimizer.taskfile import parse_tasks
+
+    (task,) = parse_workload("tasks:\n  - {id: a, model: claude-sonnet-4.6, prompt_tokens: 10}\n").tasks
+    assert (task.model, task.quant) == ("claude-sonnet-4.6", None)
+    (task,) = parse_tasks("- {id: a, model: claude-sonnet-4.6, prompt_tokens: 10}\n")
+    assert (task.model, task.quant) == ("claude-sonnet-4.6", None)
+    with pytest.raises(WorkloadError, match=r"<workload>:2.*tasks\[0\]\.quant.*claude-sonnet-4.6"):
+        parse_workload("tasks:\n  - {id: a, model: claude-sonnet-4.6, quant: q4_k_m}\n")
+    with pytest.raises(TaskFileError, match=r"\[0\]\.quant.*claude-sonnet-4.6"):
+        parse_tasks("- {id: a, model: claude-sonnet-4.6, quant: q4_k_m}\n")
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text("- {id: a, model: claude-sonnet-4.6, prompt_tokens: 10, account: business}\n")
+    placed = heddle("place", "--tasks", str(tasks))
+    assert placed.exit_code == 0, placed.stderr
+    assert "claude-sonnet-4.6" in placed.stdout
