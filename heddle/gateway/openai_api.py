@@ -8,7 +8,10 @@ assistant's ``tool_calls``, a tool's result), ``max_tokens`` / ``max_completion_
 ``stream``, ``stream_options.include_usage``, ``tools``, ``tool_choice``,
 ``parallel_tool_calls`` (chat completions: heddle.gateway.tools), and the generation options of
 heddle.gateway.options (``temperature``, ``top_p``, ``seed``, ``stop``, the penalties,
-``response_format``; ``n`` other than 1 refused), which reach the model server. Unknown fields
+``response_format``; ``n`` other than 1 refused), which reach the model server. Fields asking
+for what no model server returns here are a 400 naming the field: chat completions'
+``logprobs: true`` and ``top_logprobs``, completions' ``echo``, ``best_of``, ``logprobs``
+(heddle.gateway.options.UNHONOURED; their neutral values pass). Unknown fields
 are ignored, as OpenAI-compatible servers do (apps send many), so these models do not forbid
 extra fields.
 """
@@ -97,6 +100,12 @@ class ChatRequest(_Request, OpenAITools):
 
     messages: list[_Message] = Field(min_length=1)
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    logprobs: Any = None
+    top_logprobs: Any = None
+
+    def generation(self) -> Generation:
+        unhonoured(self, ("logprobs", "top_logprobs"))  # none are returned: refused, not ignored
+        return super().generation()
 
     def output_bound(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

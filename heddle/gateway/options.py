@@ -53,7 +53,8 @@ UNHONOURED = {"template": ((None, ""), ("no template (the model server applies t
                                         "send your template in the prompt with raw: true)")),
               "echo": ((None, False), "echo false (the prompt is not sent back)"),
               "best_of": ((None, 1), "best_of 1 (one completion is made)"),
-              "logprobs": ((None, 0), "no logprobs (none are returned)")}
+              "logprobs": ((None, 0), "no logprobs (none are returned)"),
+              "top_logprobs": ((None, 0), "no top_logprobs (no logprobs are returned)")}
 """Fields heddle cannot honour: the values that ask nothing of it, and what the 400 for any
 other says was expected (a caller that asked for them would silently get something else)."""
 

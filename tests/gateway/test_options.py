@@ -186,6 +186,23 @@ def test_legacy_completions_answer_a_prompt_streaming_or_not_with_its_options(cl
     assert (body["prompt"], body["top_p"]) == ("def fib(n):", 0.5)
 
 
+@pytest.mark.parametrize(("asked", "param"), [
+    ({"logprobs": True}, "logprobs"), ({"logprobs": True, "top_logprobs": 3}, "logprobs"),
+    ({"top_logprobs": 2}, "top_logprobs"), ({"stream": True, "logprobs": True}, "logprobs"),
+])
+def test_a_chat_asking_for_logprobs_is_a_400_naming_the_field(cluster, asked, param):
+    # none are returned: an app reading choices[0].logprobs would get null and nothing said
+    ran = sum(len(s.requests) for s in cluster.standins.values())
+    with pytest.raises(openai.BadRequestError) as refused:
+        gpt(cluster).chat.completions.create(model="llama-3.1-8b", messages=PROMPT, **asked)
+    assert refused.value.status_code == 400 and refused.value.body["param"] == param
+    assert refused.value.body["message"].startswith(f"{param}: expected no {param}")
+    assert sum(len(s.requests) for s in cluster.standins.values()) == ran  # no task ran
+    fine = gpt(cluster).chat.completions.create(model="llama-3.1-8b", messages=PROMPT, logprobs=False,
+                                                 top_logprobs=None, max_tokens=5)
+    assert fine.choices[0].message.content and fine.choices[0].logprobs is None
+
+
 @pytest.mark.parametrize(("fields", "param", "expected"), [
     ({"prompt": ["one", "two"]}, "prompt", "a non-empty string, or a list of one"),
     ({"prompt": [1, 2, 3]}, "prompt", "a non-empty string, or a list of one"),
