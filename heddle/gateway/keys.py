@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from heddle.gateway.errors import GatewayError
 from heddle.models import catalog
-from heddle.models.ids import OfferKind, Privacy, Tier
+from heddle.models.ids import Privacy, Tier
 from heddle.models.yamlsource import format_validation_error, load_yaml, read_text
 
 __all__ = ["HEADERS", "Caller", "KeyRing", "KeysFileError", "Rules", "load_keys"]
@@ -144,8 +144,8 @@ class KeyRing:
     def check_tier(caller: Caller, model: str) -> None:
         """A catalog API offer asked for by name runs at its own tier: 403 unless the key
         may use that tier (a key of local tiers never reaches a paid API by naming one)."""
-        offer = catalog.offers().get(model)
-        if offer is not None and offer.kind is OfferKind.API and offer.tier not in caller.tiers:
+        offer = catalog.api_offers().get(model)
+        if offer is not None and offer.tier not in caller.tiers:
             raise GatewayError(403, f"model {model!r} is a {offer.tier.value}-tier cloud API, not "
                                f"allowed for this key (allowed tiers: "
                                f"{', '.join(t.value for t in caller.tiers)})", "tier_not_allowed",

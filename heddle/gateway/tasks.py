@@ -66,7 +66,7 @@ def resolve_model(name: str, served: Collection[tuple[str, str]] = ()) -> ModelR
     (``llama3.1:8b-instruct-q4_K_M``) or a catalog API offer (``claude-sonnet-4.6``); 404 else.
     A name without a quant gets one the cluster serves now (``served``: (model, quant) pairs
     resident on its nodes), else the catalog's default (q4_k_m), as a workload file would."""
-    if name in catalog.offers():
+    if name in catalog.api_offers():  # an instance offer is a machine to rent, not a model
         return ModelRef(name, name, None)
     base, _, quant = name.partition(":")
     try:

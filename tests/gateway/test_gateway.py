@@ -148,6 +148,9 @@ def test_a_request_may_tighten_its_keys_rules_but_never_loosen_them(cluster):
                       ).chat.completions.create(model="llama-3.1-8b", messages=PROMPT)
     with pytest.raises(openai.NotFoundError, match="not in heddle's catalog"):
         client(cluster, "bob").chat.completions.create(model="gpt-9-ultra", messages=PROMPT)
+    # a cloud instance offer is a machine to rent, not a model to ask for
+    with pytest.raises(openai.NotFoundError, match="not in heddle's catalog"):
+        client(cluster, "bob").chat.completions.create(model="aws-g5.xlarge", messages=PROMPT)
     with pytest.raises(openai.BadRequestError, match="messages"):
         client(cluster, "bob").chat.completions.create(model="llama-3.1-8b", messages=[])
 
