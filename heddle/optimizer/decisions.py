@@ -56,14 +56,14 @@ class Alternatives(_LazyMapping):
     def _resolve(self) -> dict[str, str]:
         if self._data is None:
             sc, t = self._sc, self._t
-            privacy = sc.tasks[t].privacy.value
+            task = sc.tasks[t]
             out: dict[str, str] = {}
             for j, name in enumerate(sc.fa.target_names):
                 if j == self._chosen:
                     continue
                 code = int(sc.codes[t, j])
                 if code:
-                    out[name] = reason_text(code, privacy)
+                    out[name] = reason_text(code, task.privacy.value, task.model, sc.fa.offer_ids)
                 elif self._full is not None and self._full[j]:
                     out[name] = "slots/memory/budget: used by other tasks of this batch"
                 else:
@@ -74,7 +74,8 @@ class Alternatives(_LazyMapping):
 
 def _unplaced_reason(sc: Scored, t: int, permanent: bool) -> str:
     counts = Counter(int(c) for c in sc.codes[t] if c)
-    return unplaced_reason(counts, bool(sc.ok[t].any()), permanent, sc.tasks[t].privacy.value)
+    task = sc.tasks[t]
+    return unplaced_reason(counts, bool(sc.ok[t].any()), permanent, task.privacy.value, task.model, sc.fa.offer_ids)
 
 
 def decisions(sc: Scored, assignment: Assignment, solver: str, explain: bool, eviction_usd: float,

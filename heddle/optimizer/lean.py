@@ -368,7 +368,8 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
         permanent = not any_local and not any_ok and all(c < FIRST_TRANSIENT for c in counts)
         decision = Decision(
             tid, DecisionStatus.REJECTED if permanent else DecisionStatus.DEFERRED,
-            reason=unplaced_reason(counts, any_ok, permanent, task.privacy.value), cost_usd={"defer": defer},
+            reason=unplaced_reason(counts, any_ok, permanent, task.privacy.value, task.model, fa.offer_ids),
+            cost_usd={"defer": defer},
         )
         objective = defer_int
     # an unplaced task had no option cheaper than deferring: its cost is fixed (no gap)

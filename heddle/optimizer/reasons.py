@@ -7,7 +7,10 @@ out); codes from `DEPARTED` on are transient (the task is deferred and tried aga
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import IntEnum
+
+from heddle.models import catalog
 
 __all__ = ["FIRST_TRANSIENT", "Reason", "reason_text", "unplaced_reason"]
 
@@ -18,7 +21,7 @@ class Reason(IntEnum):
     PRIVACY = 2  # personal: not the owner's/trusted node; sensitive: cloud
     TIER = 3  # API of another tier, or a node/instance whose model's catalog tier is below it
     KIND = 4  # an API offer (a chat model) cannot run a processor step or an embedding model
-    MODEL = 5  # the catalog does not know the task's (model, quant)
+    MODEL = 5  # the catalog does not know the task's (model, quant), or it names an API offer not this one
     CONTEXT = 6  # prompt + output exceed the model's context window (where the model itself runs)
     MEMORY_INSTALLED = 7  # weights + KV exceed the target's installed memory
     NO_BUDGET = 8  # cloud target, task has no budget account
@@ -59,19 +62,26 @@ _TEXT: dict[Reason, str] = {
 }
 
 
-def reason_text(code: int, privacy: str = "") -> str:
-    """Human text for a reason code (privacy gets the tag that applied)."""
+def reason_text(code: int, privacy: str = "", model: str | None = None, offers: Collection[str] = ()) -> str:
+    """Human text for a reason code, with the task's detail: privacy gets the tag that applied;
+    the model reason of a task naming a catalog API offer (`model`) names that offer, and says
+    whether the fleet's offers (`offers`) list it (a real offer, not an unknown model)."""
     reason = Reason(code)
     if reason is Reason.PRIVACY:
         if privacy == "sensitive":
             return "privacy: sensitive work stays on local nodes"
         return "privacy: personal work only on the owner's or trusted nodes"
+    if reason is Reason.MODEL and model and model in catalog.api_offers():
+        if model in offers:
+            return f"model: only the API offer {model} runs it"
+        return f"model: the API offer {model} is not in this fleet"
     return _TEXT[reason]
 
 
-def unplaced_reason(counts: dict[int, int], any_ok: bool, permanent: bool, privacy: str) -> str:
+def unplaced_reason(counts: dict[int, int], any_ok: bool, permanent: bool, privacy: str,
+                    model: str | None = None, offers: Collection[str] = ()) -> str:
     """Why a task was not placed, from how many targets each constraint ruled out."""
     if not permanent and any_ok:
         return "waiting is cheaper than every feasible target, or their capacity went to this batch"
-    parts = [f"{reason_text(c, privacy)} ({n})" for c, n in sorted(counts.items())]
+    parts = [f"{reason_text(c, privacy, model, offers)} ({n})" for c, n in sorted(counts.items())]
     return ("no target can ever run it: " if permanent else "no target can run it now: ") + "; ".join(parts)

@@ -52,7 +52,8 @@ def placement_report(state: FleetState, tasks: list[Task], placement: Placement,
         for j, name in enumerate(fa.target_names):
             code = int(sc.codes[t, j])
             if code:
-                pairs.append({"target": name, "feasible": False, "reason": reason_text(code, task.privacy.value)})
+                why = reason_text(code, task.privacy.value, task.model, fa.offer_ids)
+                pairs.append({"target": name, "feasible": False, "reason": why})
                 continue
             pairs.append({
                 "target": name, "feasible": True,

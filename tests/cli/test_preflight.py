@@ -154,7 +154,8 @@ def test_a_trace_row_naming_an_api_offer_replays_on_that_offer(tmp_path):
     assert gone.exit_code == 0, gone.stderr
     assert "claude-sonnet-4.6" in gone.stderr and "does not list" in gone.stderr  # the preflight's warning
     (row,) = csv.DictReader((tmp_path / "gone" / "records.csv").open())
-    assert row["status"] == "rejected" and "model:" in row["reason"], row  # the core's MODEL reason
+    assert row["status"] == "rejected", row  # the core's MODEL reason, naming the offer the fleet lacks
+    assert "model: the API offer claude-sonnet-4.6 is not in this fleet" in row["reason"], row
 
 
 def test_preflight_treats_a_task_naming_an_api_offer_as_cloud_work(fleet):

@@ -162,7 +162,7 @@ def test_a_task_naming_an_api_offer_runs_on_that_offer_and_no_other(path):
         assert d.status is DecisionStatus.PLACED and d.target == "claude-sonnet-4.6", (policy, d.reason)
         assert d.target_kind is TargetKind.CLOUD
         for other in ("claude-haiku-4.5", "claude-opus-4.6", "aws-g5.xlarge", "studio"):  # haiku: same tier, cheaper
-            assert d.rejected_alternatives[other].startswith("model"), (policy, other)
+            assert d.rejected_alternatives[other] == "model: only the API offer claude-sonnet-4.6 runs it", (policy, other)
     assert path(state, [_llm(tier=Tier.STANDARD, **sonnet)]).decisions[0].target == "claude-sonnet-4.6"
     frontier = path(state, [_llm(tier=Tier.FRONTIER, **sonnet)]).decisions[0]  # the offer's tier is standard
     assert frontier.status is DecisionStatus.REJECTED
@@ -171,7 +171,9 @@ def test_a_task_naming_an_api_offer_runs_on_that_offer_and_no_other(path):
     assert unbilled.status is DecisionStatus.REJECTED and "budget" in unbilled.reason
     absent = path(FleetState.idle(_fleet(), time_s=100.0), [_llm(**sonnet)]).decisions[0]  # not in this fleet
     assert absent.status is DecisionStatus.REJECTED
-    assert absent.rejected_alternatives["claude-haiku-4.5"].startswith("model")
+    # the user reads which offer the fleet lacks, not 'unknown model' (the offer is real)
+    assert absent.rejected_alternatives["claude-haiku-4.5"] == "model: the API offer claude-sonnet-4.6 is not in this fleet"
+    assert "the API offer claude-sonnet-4.6 is not in this fleet" in absent.reason, absent.reason
 
 
 @pytest.mark.parametrize("path", [place, place_table])
