@@ -15,7 +15,11 @@ TEXTS = ["the first text", "the second one", "a third"]
 TASK = {"model": "nomic-embed-text-v1.5", "quant": "f16"}
 
 
-@pytest.fixture(params=BACKENDS)
+LOCAL = ("ollama", "openai")
+"""The backends whose servers have an embeddings API; the others refuse."""
+
+
+@pytest.fixture(params=LOCAL)
 async def h(request):
     made = harness(request.param)
     if made.server is not None:  # an Ollama and an OpenAI-compatible name of the model
@@ -36,8 +40,6 @@ def sink() -> tuple[Progress, list[list[float]]]:
 
 
 async def test_local_servers_answer_with_the_vectors_and_report_counts(h):
-    if h.name not in ("ollama", "openai"):
-        pytest.skip("no embeddings API")
     progress, got = sink()
     result = await h.executor.run(assignment(payload=embed(TEXTS), **TASK), progress)
     assert got == [embedding_vector(t) for t in TEXTS]
@@ -53,8 +55,6 @@ async def test_local_servers_answer_with_the_vectors_and_report_counts(h):
 
 
 async def test_a_server_that_ignores_dimensions_or_drops_a_vector_fails_the_attempt(h):
-    if h.name not in ("ollama", "openai"):
-        pytest.skip("no embeddings API")
     h.server.embedder = lambda path, body: embedding_doc(path, {**body, "dimensions": None})
     with pytest.raises(ExecutionError, match="asked for 8 dimensions, the server returned 768"):
         await h.executor.run(assignment(payload=embed(TEXTS, dimensions=8), **TASK), sink()[0])
@@ -69,15 +69,19 @@ async def test_a_server_that_ignores_dimensions_or_drops_a_vector_fails_the_atte
 
 
 async def test_without_a_token_stream_the_vectors_have_nowhere_to_go(h):
-    if h.name not in ("ollama", "openai"):
-        pytest.skip("no embeddings API")
     with pytest.raises(ExecutionError, match="stream_tokens"):
         await h.executor.run(assignment(payload=embed(TEXTS), **TASK), Progress())
 
 
-async def test_claude_and_mlx_refuse_embeddings_with_the_reason(h):
-    if h.name not in ("claude", "mlx"):
-        pytest.skip("has an embeddings API")
+@pytest.fixture(params=[b for b in BACKENDS if b not in LOCAL])
+async def refusing(request):
+    made = harness(request.param)
+    yield made
+    await close(made)
+
+
+async def test_claude_and_mlx_refuse_embeddings_with_the_reason(refusing):
+    h = refusing
     reason = "no embeddings endpoint" if h.name == "claude" else "embeddings are not supported"
     with pytest.raises(ExecutionError, match=reason):
         await h.executor.run(assignment(payload=embed(TEXTS), **h.task), sink()[0])
