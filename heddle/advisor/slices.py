@@ -19,7 +19,8 @@ import pandas as pd
 from heddle.advisor.lookup import node_model
 from heddle.advisor.settings import DAYS_PER_MONTH
 from heddle.advisor.workload import SECONDS_PER_DAY
-from heddle.models import perf
+from heddle.models import catalog, perf
+from heddle.models.cost import api_cost_usd
 from heddle.models.fleet_types import Fleet, Node
 from heddle.models.ids import OfferKind
 from heddle.models.specs import CloudOffer
@@ -164,14 +165,15 @@ def unit_types_of(fleet: Fleet, electricity_usd_per_kwh: float | None = None) ->
     return units
 
 
-def cloud_usd_per_request(offers: tuple[CloudOffer, ...], prompt: float, output: float) -> float:
-    """Cheapest API offer's price for one request (inf when no API offer is allowed)."""
-    best = math.inf
-    for o in offers:
-        if o.kind is OfferKind.API:
-            best = min(best, (o.price_usd_per_m_input_tokens * prompt
-                              + o.price_usd_per_m_output_tokens * output) / 1e6)
-    return best
+def cloud_usd_per_request(offers: tuple[CloudOffer, ...], prompt: float, output: float, model: str = "") -> float:
+    """One request's price on the fleet's cloud (`models.cost.api_cost_usd`: catalog prices,
+    long-context rates): a request naming a catalog API offer as its model runs on that offer
+    alone (inf when the fleet does not list it); any other, the cheapest API offer's (inf when
+    no API offer is allowed)."""
+    apis = [o for o in offers if o.kind is OfferKind.API]
+    if model in catalog.api_offers():
+        apis = [o for o in apis if o.id == model]
+    return min((api_cost_usd(o, prompt, output) for o in apis), default=math.inf)
 
 
 @dataclass(slots=True)
@@ -245,7 +247,7 @@ def pair_table(slices: list[Slice], units: list[UnitType], offers: tuple[CloudOf
         for u in units
     ])
     cloud = np.array([
-        cloud_usd_per_request(offers, s.prompt_tokens, s.output_tokens)
+        cloud_usd_per_request(offers, s.prompt_tokens, s.output_tokens, s.model)
         if s.privacy == "public" and s.kind == "llm" else math.inf
         for s in slices
     ])

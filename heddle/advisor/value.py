@@ -7,8 +7,10 @@ something; a purchase that serves them is worth that much more. The value is per
   * otherwise a flat value (`miss_value_usd`), when set;
   * otherwise (the default) what the same request would cost on the cheapest cloud API of the
     tier it asked for: the price of getting the work done elsewhere. A request with no tier
-    preference (or "local") is priced at the cheapest API of any tier. Processor steps (CPU
-    work no API sells) are worth 0 by default.
+    preference (or "local") is priced at the cheapest API of any tier; one naming a catalog
+    API offer as its model (as the gateway records `claude-sonnet-4.6`), at that offer's price
+    (`models.cost.api_cost_usd`, long-context rates included). Processor steps (CPU work no
+    API sells) are worth 0 by default.
 
 The default is deliberately modest: it says what the work costs to buy, not what it is worth
 to the business. An owner whose rejected requests matter more sets the value, and the report
@@ -21,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from heddle.advisor.settings import AdvisorSettings
+from heddle.models import catalog
+from heddle.models.cost import api_cost_usd
 from heddle.models.ids import OfferKind
 from heddle.models.specs import CloudOffer
 
@@ -34,8 +38,6 @@ def tier_prices(offers: dict | None = None) -> dict[str, tuple[float, float, str
     """Tier -> (USD per M input tokens, USD per M output tokens, offer id) of the cheapest API
     offer of that tier (by the price of a 1,000 + 200 token request); "" = any tier."""
     if offers is None:
-        from heddle.models import catalog
-
         offers = catalog.offers()
     best: dict[str, tuple[float, float, str]] = {}
 
@@ -70,6 +72,11 @@ def request_values(df: pd.DataFrame, settings: AdvisorSettings,
             p_in, p_out, _ = prices.get(str(t), prices.get(TIER_ANY, (0.0, 0.0, "")))
             rows = (tier == t) & llm
             value[rows] = (prompt[rows] * p_in + output[rows] * p_out) / 1e6
+        offers = catalog.api_offers()
+        model = df["model"].astype(str).to_numpy() if "model" in df.columns else np.full(n, "")
+        for m in sorted(set(model[llm]) & offers.keys()):  # an offer named: its own price
+            rows = np.flatnonzero(llm & (model == m))
+            value[rows] = [api_cost_usd(offers[m], p, o) for p, o in zip(prompt[rows], output[rows])]
     if settings.miss_value_usd_by_priority and "priority" in df.columns:
         prio = df["priority"].to_numpy(np.int64)
         for p, v in settings.miss_value_usd_by_priority.items():
@@ -85,7 +92,8 @@ def describe_value(settings: AdvisorSettings) -> str:
     else:
         prices = tier_prices()
         named = ", ".join(f"{t or 'no tier'}: {prices[t][2]}" for t in sorted(prices))
-        parts.append(f"the request's price on the cheapest cloud API of the tier it asked for ({named})")
+        parts.append(f"the request's price on the cheapest cloud API of the tier it asked for ({named}), "
+                     "or on the API offer it names")
     for p, v in sorted(settings.miss_value_usd_by_priority.items()):
         parts.append(f"priority {p}: {v:g} USD per request")
     return "; ".join(parts)

@@ -101,3 +101,32 @@ def test_a_candidate_is_checked_for_every_owners_personal_work():
     assert serves_personal_locally(add_candidate(trusting, spark, 128, 1).fleet, slices) == []
     gaps = serves_personal_locally(add_candidate(distrusting, spark, 128, 1).fleet, slices)
     assert len(gaps) == 1 and gaps[0].endswith("|personal|bob")
+
+
+def test_work_naming_an_api_offer_is_priced_at_that_offer_not_the_cheapest():
+    """A trace row naming claude-sonnet-4.6 (as the gateway records it) costs sonnet's price in
+    the sizing model and as the value of work not done; haiku (the same tier) is cheaper."""
+    from heddle.advisor import AdvisorSettings, request_values
+    from heddle.models.cost import api_cost_usd
+
+    sonnet = catalog.offer("claude-sonnet-4.6")
+    short = {"every_s": 600, "model": "claude-sonnet-4.6", "quant": "", "prompt": 400, "output": 100,
+             "privacy": "public", "owner": "alice", "deadline_s": 600}
+    long = {**short, "prompt": 250_000, "output": 1_000, "offset_s": 300}  # sonnet's long-context prices
+    trace = steady_trace([short, long], days=1)
+    slices = make_slices(trace.df, 1.0)
+    home = [node("mini", "m4-pro-20", 64, "alice")]
+    fleet = fleet_of(*home, offers=("claude-haiku-4.5", "claude-sonnet-4.6"))
+    table = pair_table(slices, unit_types_of(fleet), fleet.cloud_offers)
+    by_prompt = {s.prompt_tokens: table.cloud_usd[i] for i, s in enumerate(slices)}
+    assert by_prompt == {400: pytest.approx(api_cost_usd(sonnet, 400, 100)),
+                         250_000: pytest.approx(api_cost_usd(sonnet, 250_000, 1_000))}
+    assert api_cost_usd(sonnet, 250_000, 1_000) > 250_000 * 3.0 / 1e6  # the long prices applied
+    assert not table.feasible.any()  # no node runs an API offer's model
+    # a fleet that does not list the offer cannot send the work there (the core rejects it)
+    without = fleet_of(*home, offers=("claude-haiku-4.5",))
+    assert np.isinf(pair_table(slices, unit_types_of(without), without.cloud_offers).cloud_usd).all()
+    values = request_values(trace.df, AdvisorSettings())
+    prompts = trace.df["prompt_tokens"].to_numpy()
+    assert values[prompts == 400] == pytest.approx(api_cost_usd(sonnet, 400, 100))
+    assert values[prompts == 250_000] == pytest.approx(api_cost_usd(sonnet, 250_000, 1_000))
