@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 
 from heddle.models import catalog, perf
 from heddle.models.errors import PerfError
-from heddle.models.ids import OfferKind
 
 __all__ = ["Prediction", "predict_step"]
 
@@ -66,7 +65,7 @@ def predict_step(
         raise PerfError(f"model {model.id!r} has no quantization {quant!r}; expected one of {sorted(model.bytes_per_weight)}")
     memory_gb = model.weights_gb(quant) + batch * model.kv_bytes_per_token * (prompt_tokens + output_tokens) / 1e9
     entry = catalog.lookup(target_id)
-    if entry in catalog.offers().values() and entry.kind == OfferKind.API:
+    if entry in catalog.api_offers().values():
         step = perf.api_step(entry, prompt_tokens, output_tokens)
         return Prediction(
             target_id, "api", model.id, quant, prompt_tokens, output_tokens, batch, True,

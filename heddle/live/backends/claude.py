@@ -106,7 +106,7 @@ class ClaudeExecutor(Executor):
 
     def cloud_offers(self) -> list[str]:
         """The catalog's Claude API offers."""
-        return [o.id for o in catalog.offers().values() if o.kind is OfferKind.API and o.id.startswith("claude-")]
+        return [o for o in catalog.api_offers() if o.startswith("claude-")]
 
     async def run(self, assignment: Assignment, progress: Progress) -> Any:
         task = assignment.task
