@@ -170,14 +170,13 @@ def preflight(fleet: Fleet, work: pd.DataFrame, *, allow_unbudgeted_cloud: bool 
           "add the offer to the fleet's `cloud_offers:`, or name a model the fleet's nodes can run")
 
     # --- context window ----------------------------------------------------------------------
-    context = np.zeros(n, dtype=np.int64)
+    context = np.zeros(n)
     need_gb = work["memory_gb"].to_numpy(dtype=float).copy()
     model_tier = np.zeros(n, dtype=np.int64)
     for m in np.unique(model[ok]):
         spec = specs[m]
         rows = ok & (model == m)
-        # an embedding step embeds its inputs one by one: the window binds each, not their sum
-        context[rows] = np.iinfo(np.int64).max if spec.kind == "embedding" else spec.context_length
+        context[rows] = spec.step_context_tokens
         model_tier[rows] = TIER_RANK[Tier(spec.tier).value]
         for q in np.unique(quant[rows]):
             sel = rows & (quant == q)

@@ -6,6 +6,7 @@ shipped YAML with pydantic and builds them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from heddle.models.ids import DeviceId, ModelId, OfferId, OfferKind, Tier
@@ -64,6 +65,13 @@ class ModelSpec:
 
     def __hash__(self) -> int:  # the dict field makes the generated hash fail; ids are unique
         return hash(self.id)
+
+    @property
+    def step_context_tokens(self) -> float:
+        """The most tokens one step may hold (prompt + output): the context window for an
+        LLM; no bound for an embedding model, which embeds a step's inputs one by one, the
+        window binding each input, not their sum."""
+        return math.inf if self.kind == "embedding" else float(self.context_length)
 
     def weights_gb(self, quant: str) -> float:
         """Resident size of the weights in GB (1e9 bytes) at a quantization."""

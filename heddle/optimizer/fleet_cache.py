@@ -55,8 +55,7 @@ class ModelArrays:
     spec: object = None  # the ModelSpec (None if unknown)
     quant: str | None = None
     tier_code: int = 0  # TIER_CODE of the model's catalog tier (local if unknown)
-    context_tokens: float = float("inf")  # the model's context window (prompt + output; inf for
-    # an embedding model: a step embeds its inputs one by one, each within the window)
+    context_tokens: float = float("inf")  # what a step may hold: ModelSpec.step_context_tokens
     embedding: bool = False  # an embedding model: no chat API serves it
     own_model: np.ndarray | None = None  # [J] APIs that run it with their own model although the
     # catalog lacks it (unknown only): every API for no model (given a tier), the offer named
@@ -258,10 +257,8 @@ def _model_arrays(fa: FleetArrays, model_id: str | None, quant: str | None) -> M
         else:  # an instance that states no GPU figures: fall back to its advertised rates
             prefill[i] = offer.prefill_tokens_per_s or API_DEFAULT_PREFILL_TOKENS_PER_S
             decode[i] = offer.decode_tokens_per_s or API_DEFAULT_DECODE_TOKENS_PER_S
-    embedding = spec.kind == "embedding"  # its window binds each input, not a step's sum of them
     return ModelArrays(True, weights, spec.kv_bytes_per_token / 1e9, prefill, decode, load, spec, quant,
-                       TIER_CODE[spec.tier], float("inf") if embedding else float(spec.context_length),
-                       embedding)
+                       TIER_CODE[spec.tier], spec.step_context_tokens, spec.kind == "embedding")
 
 
 def _llm_rates(device, spec, quant: str, context_tokens: int) -> tuple[float, float]:
