@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import json
 import logging
@@ -24,9 +25,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from heddle.gateway.bodies import TaskBody
 from heddle.gateway.bridge import Bridge
 from heddle.gateway.embeddings import (
-    EmbedRequest,
     OllamaEmbed,
     OllamaEmbeddings,
     OpenAIEmbeddings,
@@ -48,6 +49,7 @@ from heddle.gateway.ollama_api import (
     show_reply,
     tags_reply,
 )
+from heddle.gateway.ollama_models import managed, pulled
 from heddle.gateway.openai_api import (
     CHAT,
     TEXT,
@@ -75,6 +77,13 @@ RUNNING = b"heddle gateway is running"
 """``GET /``'s answer: apps probe an Ollama server's root for liveness ("Ollama is running")."""
 MODEL_PATH = "/v1/models/"
 """``GET /v1/models/{model}``: one model, as OpenAI's clients retrieve it."""
+BLOBS_PATH = "/api/blobs/"
+"""``HEAD``/``POST /api/blobs/{digest}``: Ollama's upload of a model file (`MANAGED`)."""
+MANAGED = {"/api/delete": ("delete", ("DELETE",)), "/api/copy": ("copy", ("POST",)),
+           "/api/create": ("create", ("POST",)), "/api/push": ("push", ("POST",)),
+           BLOBS_PATH: ("upload", ("HEAD", "POST"))}
+"""Ollama's model-management routes heddle answers with a 501 (`ollama_models.managed`): the
+verb each asks for and its methods."""
 SSE = "text/event-stream; charset=utf-8"
 """The OpenAI routes' streams: server-sent events."""
 NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -193,6 +202,9 @@ class GatewayApp:
             "/api/ps": {"GET": self.ollama_ps},
             "/api/show": {"POST": self.ollama_show},
             "/api/version": {"GET": self.ollama_version},
+            "/api/pull": {"POST": self.ollama_pull},
+            **{path: {method: functools.partial(self.ollama_manage, verb=verb) for method in methods}
+               for path, (verb, methods) in MANAGED.items()},
             "/": {"GET": self.root, "HEAD": self.root},
         }
 
@@ -201,9 +213,9 @@ class GatewayApp:
             return  # lifespan is off; nothing else is served
         request = _Request(scope, receive, send)
         path = scope["path"]
-        if path.startswith(MODEL_PATH) and len(path) > len(MODEL_PATH):
-            request.model_id = path[len(MODEL_PATH):]
-            path = MODEL_PATH
+        for prefix in (MODEL_PATH, BLOBS_PATH):
+            if path.startswith(prefix) and len(path) > len(prefix):
+                request.model_id, path = path[len(prefix):], prefix
         methods = self.routes.get(path)
         if methods is None:
             return await request.json({"detail": "Not Found"}, 404)
@@ -251,7 +263,7 @@ class GatewayApp:
         await self._embed(request, OllamaEmbeddings, GatewayError.ollama,
                           lambda run, _: ollama_embeddings_reply(run))
 
-    async def _embed(self, request: _Request, schema: type[BaseModel], shape: Callable[[GatewayError], dict],
+    async def _embed(self, request: _Request, schema: type[TaskBody], shape: Callable[[GatewayError], dict],
                      reply: Callable[[TaskRun, Any], Awaitable[dict | bytes]]) -> None:
         """An embeddings route: a chat's path, answered in one reply (never streamed)."""
         await self._answer(request, schema, shape, _no_stream, _no_stream_error, "application/json", reply)
@@ -284,6 +296,23 @@ class GatewayApp:
             return show_reply(resolve_model(asked, self.bridge.served(latest=False)))
         await self._keyed(request, GatewayError.ollama, show)
 
+    async def ollama_pull(self, request: _Request) -> None:
+        async def pull() -> dict:
+            await request.read_body()
+            asked = _parse(request.body, OllamaShow).asked()
+            try:
+                ref = resolve_model(asked, self.bridge.served(latest=False))
+            except GatewayError:  # not in the catalog: not served either
+                return pulled(asked, served=False)
+            return pulled(asked, (ref.model, ref.quant) in self.bridge.served()
+                          or ref.name in self.settings.cloud_offers)
+        await self._keyed(request, GatewayError.ollama, pull)
+
+    async def ollama_manage(self, request: _Request, verb: str) -> None:
+        def refuse() -> dict:
+            raise managed(verb)
+        await self._keyed(request, GatewayError.ollama, refuse)
+
     async def ollama_version(self, request: _Request) -> None:
         await request.json({"version": HEDDLE_VERSION})
 
@@ -293,25 +322,29 @@ class GatewayApp:
         await request.send({"type": "http.response.body", "body": RUNNING})
 
     # -- how a chat is answered ------------------------------------------------------------------
-    async def _begin(self, request: _Request, schema: type[BaseModel]) -> tuple[Any, TaskRun]:
-        """Key, body, rules and model -> a placed task (GatewayError on any refusal)."""
+    async def _begin(self, request: _Request, schema: type[TaskBody]) -> tuple[Any, TaskRun | dict]:
+        """Key, body, rules and model -> a task to place (GatewayError on any refusal), or the
+        answer to an Ollama load or unload ask, which runs none (heddle.gateway.ollama_models)."""
         caller = self.keys.caller(request.headers.get("authorization"))
         await request.read_body()
         body = _parse(request.body, schema)
         rules = self.keys.rules(caller, request.headers, self.settings.max_wait_s)
-        completion = body.completion() if hasattr(body, "completion") else None
-        messages, system = ([], None) if completion is not None else body.chat_messages()
+        load = body.load_only()
+        completion = None if load else body.completion()
+        messages, system = ([], None) if load or completion is not None else body.chat_messages()
         model = resolve_model(body.model, self.bridge.served(latest=False))
-        embed = body.embedding() if isinstance(body, EmbedRequest) else None
-        check_model(model, embed is not None)
+        embed = None if load else body.embedding()
+        check_model(model, body.embeds)
         self.keys.check_tier(caller, model.model)
+        if load:
+            return body, body.loaded(model, load, self.bridge.served().get((model.model, model.quant or ""), []))
         chat = Chat(model, messages, body.output_bound(), system, body.generation(),
-                    body.tool_spec() if hasattr(body, "tool_spec") else None, completion, embed)
+                    body.tool_spec(), completion, embed)
         run = TaskRun(self.bridge, chat, rules, timeout_s=self.settings.request_timeout_s,
                       task_timeout_s=self.settings.task_timeout_s)
         return body, run
 
-    async def _answer(self, request: _Request, schema: type[BaseModel],
+    async def _answer(self, request: _Request, schema: type[TaskBody],
                       shape: Callable[[GatewayError], dict],
                       stream: Callable[[TaskRun, Any], AsyncIterator[bytes]],
                       error: Callable[[GatewayError], bytes], media: str,
@@ -321,7 +354,10 @@ class GatewayApp:
         cancels the work and its task."""
         run: TaskRun | None = None
         try:
-            body, run = await self._begin(request, schema)
+            body, begun = await self._begin(request, schema)
+            if not isinstance(begun, TaskRun):
+                return await request.json(begun)  # an Ollama load or unload ask: no task
+            run = begun
             self.bridge.stamp(run.task_id, "g_received", request.at)
 
             async def respond() -> None:

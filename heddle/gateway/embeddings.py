@@ -25,14 +25,14 @@ import struct
 import time
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
+from heddle.gateway.bodies import TaskBody
 from heddle.gateway.errors import GatewayError
+from heddle.gateway.ollama_models import KeepAlive
 from heddle.gateway.run import TaskRun
 from heddle.gateway.tasks import ModelRef
 from heddle.live import protocol as wire
-from heddle.live.backends.generation import NONE, Generation
 from heddle.models import catalog
 
 __all__ = ["MAX_INPUTS", "MAX_INPUT_BYTES", "EmbedRequest", "OllamaEmbed", "OllamaEmbeddings", "OpenAIEmbeddings",
@@ -84,26 +84,11 @@ def _dimensions(value: Any) -> int | None:
     return value
 
 
-class EmbedRequest(BaseModel):
-    """What every embeddings route asks for, in the shape `GatewayApp._begin` takes."""
+class EmbedRequest(TaskBody):
+    """What every embeddings route asks for: an embedding (`embedding`), in one reply."""
 
-    model_config = ConfigDict(extra="ignore")
+    embeds = True
     stream: ClassVar[bool] = False  # always one reply
-
-    model: str = Field(min_length=1)
-
-    def embedding(self) -> dict[str, Any]:
-        """The task's ``embed`` payload (heddle.live.backends.embed)."""
-        raise NotImplementedError
-
-    def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:
-        return [], None
-
-    def output_bound(self) -> int | None:
-        return None
-
-    def generation(self) -> Generation:
-        return NONE
 
 
 class OpenAIEmbeddings(EmbedRequest):
@@ -117,7 +102,7 @@ class OpenAIEmbeddings(EmbedRequest):
         return {"input": _inputs(self.input, "input"), "dimensions": _dimensions(self.dimensions)}
 
 
-class _OllamaEmbed(EmbedRequest):
+class _OllamaEmbed(EmbedRequest, KeepAlive):
     options: dict[str, Any] | None = None
 
     def _payload(self, texts: list[str], truncate: Any = True, dimensions: Any = None) -> dict[str, Any]:
@@ -132,6 +117,12 @@ class OllamaEmbed(_OllamaEmbed):
     truncate: Any = True
     dimensions: Any = None
 
+    def load_only(self) -> str | None:
+        return self._load_only(self.input in (None, "", []), unloads=False)
+
+    def loaded(self, ref: ModelRef, reason: str, nodes: list[str]) -> dict[str, Any]:
+        return {"model": ref.name, "embeddings": [], "heddle": {"nodes": nodes}}
+
     def embedding(self) -> dict[str, Any]:
         return self._payload(_inputs(self.input, "input"), self.truncate, self.dimensions)
 
@@ -140,6 +131,12 @@ class OllamaEmbeddings(_OllamaEmbed):
     """The older ``/api/embeddings``: one ``prompt``, one ``embedding``."""
 
     prompt: Any = None
+
+    def load_only(self) -> str | None:
+        return self._load_only(self.prompt in (None, ""), unloads=False)
+
+    def loaded(self, ref: ModelRef, reason: str, nodes: list[str]) -> dict[str, Any]:
+        return {"embedding": [], "heddle": {"nodes": nodes}}
 
     def embedding(self) -> dict[str, Any]:
         if not (isinstance(self.prompt, str) and self.prompt):

@@ -12,24 +12,25 @@ reach the model server, and ``tools`` with the messages' ``tool_calls`` and tool
 its prompt sent to the model server as it is (heddle.live.backends.completion); without them,
 the prompt is the one user message of a chat (the model's template around it, as Ollama does).
 A ``template`` of the caller's own is refused (400 naming it: the server's is used). Unknown
-fields are ignored, as Ollama does.
+fields are ignored, as Ollama does. A chat with no messages or a generate with no prompt asks
+only to load (or, with ``keep_alive`` 0, unload) the model: heddle.gateway.ollama_models.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from heddle.gateway.errors import GatewayError
-from heddle.gateway.options import completion, ollama_generation, refused, unhonoured
+from heddle.gateway.ollama_models import KeepAlive, now
+from heddle.gateway.options import completion, ollama_generation, unhonoured
 from heddle.gateway.run import TaskRun
 from heddle.gateway.tasks import ModelRef
 from heddle.gateway.tools import OllamaTools, ToolMessage, ollama_calls, ollama_messages
-from heddle.live.backends.generation import Generation, GenerationError
+from heddle.live.backends.generation import Generation
 from heddle.models import catalog
 
 __all__ = ["OllamaChat", "OllamaGenerate", "OllamaShow", "error_line", "ollama_lines", "ollama_reply",
@@ -48,10 +49,7 @@ class _Message(ToolMessage):
         return self.content or ""
 
 
-class _Base(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    model: str = Field(min_length=1)
+class _Base(KeepAlive):
     stream: bool = True
     options: dict[str, Any] | None = None
     system: str | None = None
@@ -71,7 +69,14 @@ class _Base(BaseModel):
 
 
 class OllamaChat(_Base, OllamaTools):
-    messages: list[_Message] = Field(min_length=1)
+    messages: list[_Message] = Field(default_factory=list)
+
+    def load_only(self) -> str | None:
+        return self._load_only(not self.messages)
+
+    def loaded(self, ref: ModelRef, reason: str, nodes: list[str]) -> dict[str, Any]:
+        return {"model": ref.name, "created_at": now(), "message": {"role": "assistant", "content": ""},
+                "done": True, "done_reason": reason, "heddle": {"nodes": nodes}}
 
     def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:
         system = "\n\n".join([self.system] * bool(self.system)
@@ -103,24 +108,25 @@ class OllamaGenerate(_Base):
     raw: Any = None
     template: Any = None
 
+    def load_only(self) -> str | None:
+        return self._load_only(not (self.prompt or self.suffix))
+
+    def loaded(self, ref: ModelRef, reason: str, nodes: list[str]) -> dict[str, Any]:
+        return {"model": ref.name, "created_at": now(), "response": "", "done": True,
+                "done_reason": reason, "heddle": {"nodes": nodes}}
+
     def completion(self) -> dict[str, Any] | None:
         unhonoured(self, ("template",))
         return completion(self.prompt, self.suffix, self.raw, self.system)
 
     def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:
-        if not self.prompt:
-            raise refused(GenerationError("prompt", "a non-empty string", self.prompt))
-        return [{"role": "user", "content": self.prompt}], self.system
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        return [{"role": "user", "content": self.prompt}], self.system  # not empty: `load_only`
 
 
 def _piece(run: TaskRun, text: str, generate: bool) -> dict[str, Any]:
     if generate:
-        return {"model": run.chat.model.name, "created_at": _now(), "response": text, "done": False}
-    return {"model": run.chat.model.name, "created_at": _now(),
+        return {"model": run.chat.model.name, "created_at": now(), "response": text, "done": False}
+    return {"model": run.chat.model.name, "created_at": now(),
             "message": {"role": "assistant", "content": text}, "done": False}
 
 
@@ -188,7 +194,7 @@ def show_reply(ref: ModelRef) -> dict[str, Any]:
         capabilities = ["embedding"] if spec.kind == "embedding" else ["completion"] + ["tools"] * spec.tools
     return {"modelfile": "", "parameters": "", "template": "", "license": "",
             "details": _details(ref), "model_info": info, "capabilities": capabilities,
-            "modified_at": _now()}
+            "modified_at": now()}
 
 
 def ps_reply(served: list[tuple[ModelRef, list[str]]]) -> dict[str, Any]:
@@ -206,6 +212,6 @@ def ps_reply(served: list[tuple[ModelRef, list[str]]]) -> dict[str, Any]:
 
 def tags_reply(models: list[tuple[str, str]]) -> dict[str, Any]:
     """``GET /api/tags``: (name, family) pairs in Ollama's listing shape."""
-    return {"models": [{"name": name, "model": name, "modified_at": _now(), "size": 0,
+    return {"models": [{"name": name, "model": name, "modified_at": now(), "size": 0,
                         "digest": "", "details": {"family": family, "format": "heddle"}}
                        for name, family in models]}

@@ -23,6 +23,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from heddle.gateway.bodies import TaskBody
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.options import completion, openai_generation, refused, unhonoured
 from heddle.gateway.run import TaskRun
@@ -62,14 +63,12 @@ class _StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class _Request(BaseModel):
+class _Request(TaskBody):
     """What both completion routes take: the model, the output bound, streaming and the
     generation options (any JSON here, checked by `generation`: errors in its words)."""
 
-    model_config = ConfigDict(extra="ignore")
     kind: ClassVar[str]  # CHAT or TEXT: the shape of the answer
 
-    model: str = Field(min_length=1)
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     stream: bool = False
     stream_options: _StreamOptions | None = None

@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from heddle.gateway.bodies import TaskBody
 from heddle.gateway.errors import GatewayError
 from heddle.live.protocol import ToolCall
 
@@ -132,11 +133,9 @@ def _choice(choice: Any, names: list[str], field: str, picking: str,
     return {"name": name}
 
 
-class OpenAITools(BaseModel):
+class OpenAITools(TaskBody):
     """OpenAI's tool fields of a chat request (a base of `openai_api.ChatRequest`), and the
     deprecated ``functions`` / ``function_call`` older apps still send."""
-
-    model_config = ConfigDict(extra="ignore")
 
     tools: list[_Tool] | None = None
     tool_choice: Any = None
@@ -153,10 +152,8 @@ class OpenAITools(BaseModel):
         return _spec([_Tool(function=f) for f in self.functions], self.function_call, False, legacy=True)
 
 
-class OllamaTools(BaseModel):
+class OllamaTools(TaskBody):
     """Ollama's ``tools`` of ``/api/chat`` (a base of `ollama_api.OllamaChat`): no choice."""
-
-    model_config = ConfigDict(extra="ignore")
 
     tools: list[_Tool] | None = None
 

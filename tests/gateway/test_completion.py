@@ -111,8 +111,7 @@ def test_a_prompt_without_raw_or_suffix_is_still_a_chat_message(cluster):
     ({"raw": "yes"}, "raw: expected true or false, got 'yes'"),
     ({"suffix": 5}, "suffix: expected a string, got 5"),
     ({"raw": True, "system": "be brief"}, "system: expected no system prompt with raw or a suffix"),
-    ({"prompt": "", "raw": True}, "prompt: expected a non-empty string (or a suffix)"),
-    ({"prompt": ""}, "prompt: expected a non-empty string"),
+    ({"keep_alive": "soon"}, 'keep_alive: expected a duration such as "5m"'),
     ({"template": "{{ .Prompt }}"}, "template: expected no template (the model server applies the model's own"),
 ])
 def test_a_bad_generate_is_a_400_naming_the_field(cluster, fields, named):

@@ -96,7 +96,8 @@ def test_langchain_is_told_how_to_send_text(cluster):
     ("/v1/embeddings", {"input": "a", "dimensions": 0}, 400, "dimensions"),
     ("/api/embed", {"input": {"text": "a"}}, 400, "input"),
     ("/api/embed", {"input": "a", "truncate": "yes"}, 400, "truncate"),
-    ("/api/embeddings", {"prompt": ""}, 400, "prompt"),
+    ("/api/embed", {"input": "a", "keep_alive": [5]}, 400, "keep_alive"),
+    ("/api/embeddings", {"prompt": 5}, 400, "prompt"),
 ])
 def test_bad_input_is_refused_naming_the_field(cluster, path, body, status, field):
     reply = _post(cluster, path, {"model": "nomic-embed-text", **body})
