@@ -58,6 +58,7 @@ class TaskRun:
         self.task_id = self.item.task.id
         self.created = int(time.time())
         self.node = ""
+        self.offer = ""  # the cloud API offer the node calls for it ("": none), as placed
         self.attempt: int | None = None  # the attempt whose output the caller gets
         self.lost: set[int] = set()  # attempts given up on: their late chunks are not followed
         self._gapped: int | None = None  # an attempt whose chunks came with a gap: see `pieces`
@@ -85,7 +86,7 @@ class TaskRun:
             raise
         status = placed["status"]
         if status == "placed":
-            self.node = placed["node"]
+            self.node, self.offer = placed["node"], placed.get("offer", "")
             self.placements.add((self.node, placed["attempt"]))
             return
         if status != "waiting":
@@ -107,7 +108,7 @@ class TaskRun:
             if kind == "chunk":
                 continue  # taken once its TaskPlaced is here (`pieces`)
             if x.event_type == "TaskPlaced":
-                self.node = x.payload.get("target", self.node)
+                self.node, self.offer = x.payload.get("target", self.node), x.payload.get("offer", "")
                 return
             ended = _ending(x)
             if ended is not None:
@@ -190,7 +191,7 @@ class TaskRun:
                 continue
             event, payload = x.event_type, x.payload
             if event == "TaskPlaced":
-                self._placed(payload.get("target", self.node), payload.get("attempt"))
+                self._placed(payload.get("target", self.node), payload.get("attempt"), payload.get("offer", ""))
             elif _ending(x) is not None:
                 self.ended = True
                 raise _ended_error(_ending(x), payload.get("reason", ""), before_start=False)
@@ -235,9 +236,9 @@ class TaskRun:
         self._timer = asyncio.get_running_loop().call_later(
             wait, items.put_nowait, _OUTPUT_LOST if wait == GAP_WAIT_S else _TIMED_OUT)
 
-    def _placed(self, node: str, attempt: int | None) -> None:
+    def _placed(self, node: str, attempt: int | None, offer: str) -> None:
         """A (re)placement: its node's chunks are taken from now on, the held ones first."""
-        self.node = node
+        self.node, self.offer = node, offer
         if attempt is None:
             return
         self.placements.add((node, attempt))
@@ -262,6 +263,8 @@ class TaskRun:
     def _finish(self, usage: dict[str, Any], tool_calls: tuple[ToolCall, ...]) -> None:
         self.ended = True
         self.usage, self.tool_calls = usage, tool_calls
+        if isinstance(usage.get("offer"), str):  # what the attempt that answered called
+            self.offer = usage["offer"]
 
     # -- the end ---------------------------------------------------------------------------------
     def close(self) -> None:
@@ -306,8 +309,12 @@ class TaskRun:
         return where
 
     def headers(self) -> dict[str, str]:
-        return {"X-Heddle-Task": self.task_id, "X-Heddle-Node": self.node,
-                "X-Heddle-Privacy": self.rules.privacy.value}
+        """Where it runs (a stream's, as placed; a reply's, where the answer came from): the
+        task, the node, the privacy and, for work at a cloud API offer, the offer (the node
+        is then the agent that calls it)."""
+        where = {"X-Heddle-Task": self.task_id, "X-Heddle-Node": self.node,
+                 "X-Heddle-Privacy": self.rules.privacy.value}
+        return where | {"X-Heddle-Offer": self.offer} if self.offer else where
 
 
 _ENDING = {"TaskRejected": "rejected", "TaskCancelled": "cancelled"}

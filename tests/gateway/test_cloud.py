@@ -3,7 +3,7 @@ cluster whose control plane's fleet file offers it with a budget, one agent hold
 Anthropic key (its Claude API a stand-in speaking the Messages API on loopback) and the
 gateway listing the offer (``--cloud``). The `openai` and `ollama` clients ask for the offer
 and get the stand-in's answer streamed, the usage naming the offer and the agent that called
-it (also in X-Heddle-Node); personal work asking for it is the protocol's 400 with the privacy
+it (also in the headers: X-Heddle-Offer, X-Heddle-Node); personal work asking for it is the protocol's 400 with the privacy
 reason, a key limited to the local tier a 403 naming the offer's tier, and nothing is called."""
 
 from __future__ import annotations
@@ -69,12 +69,12 @@ def test_the_openai_client_asking_for_a_claude_offer_gets_its_answer_streamed(cl
     with client(cloud, "bob").chat.completions.with_streaming_response.create(
             model=OFFER, messages=PROMPT, max_tokens=64, stream=True,
             stream_options={"include_usage": True}) as raw:
-        node = raw.headers["x-heddle-node"]
+        node, offer = raw.headers["x-heddle-node"], raw.headers.get("x-heddle-offer")
         chunks = list(raw.parse())
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
     where = chunks[-1].usage.model_extra["heddle"]
     assert node == where["node"] == "relay" and where["backend"] == "claude"  # the agent that called it
-    assert where["offer"] == OFFER  # the cloud target: not the cheaper haiku of the same tier
+    assert offer == where["offer"] == OFFER  # the cloud target: not the cheaper haiku of the same tier
     assert where["cost_usd"] == pytest.approx(api_cost_usd(catalog.offer(OFFER), 20, len(WORDS)))
     assert chunks[-1].usage.completion_tokens == len(WORDS)
     path, _, body = standin.requests[-1]
@@ -99,6 +99,7 @@ def test_the_ollama_client_asking_for_a_claude_offer_gets_its_answer_streamed(cl
                        json={"model": OFFER, "messages": PROMPT, "stream": False})
     assert reply.status_code == 200 and reply.json()["message"]["content"] == TEXT
     assert reply.json()["heddle"]["offer"] == OFFER and reply.json()["heddle"]["node"] == "relay"
+    assert (reply.headers["x-heddle-offer"], reply.headers["x-heddle-node"]) == (OFFER, "relay")
 
 
 def test_personal_work_asking_for_a_claude_offer_is_a_400_naming_privacy(cloud):

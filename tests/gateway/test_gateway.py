@@ -55,6 +55,7 @@ def test_openai_client_streams_and_gets_usage_and_where_it_ran(cluster):
             model="llama3.1:8b-instruct-q4_K_M", messages=PROMPT, stream=True,
             stream_options={"include_usage": True}) as raw:
         node = raw.headers["x-heddle-node"]
+        assert "x-heddle-offer" not in raw.headers  # it runs on a node, no cloud offer
         chunks = list(raw.parse())
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
     assert chunks[0].choices[0].delta.role == "assistant"  # with the first piece of text

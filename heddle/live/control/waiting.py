@@ -52,7 +52,8 @@ def ended_placement(plane: ControlPlane, task_id: str) -> dict[str, Any]:
 
 
 def placement(plane: ControlPlane, live: LiveTask | None, now_s: float, task_id: str = "") -> dict[str, Any]:
-    """``{"status": "placed", "node", "attempt"}``, ``{"status": "waiting", "reason",
+    """``{"status": "placed", "node", "attempt"}`` (and ``"offer"``: the cloud API offer the
+    attempt calls through that node, when it does), ``{"status": "waiting", "reason",
     "retry_after_s"}`` (None: no estimate) or ``{"status": <outcome>, "reason"}`` once ended
     (``live`` None: ``task_id`` ended and left the working set)."""
     if live is None:
@@ -60,7 +61,8 @@ def placement(plane: ControlPlane, live: LiveTask | None, now_s: float, task_id:
     if live.terminal:
         return ended_placement(plane, live.key)
     if live.node:
-        return {"status": "placed", "node": live.node, "attempt": live.attempt}
+        placed = {"status": "placed", "node": live.node, "attempt": live.attempt}
+        return placed | {"offer": live.offer} if live.offer else placed
     warming_s = plane.warming_left_s(now_s)
     if warming_s is not None:
         return {"status": "waiting", "reason": "the control plane has just started: waiting for "
