@@ -1,4 +1,5 @@
-"""The gateway's HTTP app: OpenAI- and Ollama-compatible routes in front of the live runtime.
+"""The gateway's HTTP app: OpenAI-, Ollama- and Anthropic-compatible routes in front of the live
+runtime.
 
 Every chat (or embeddings) request is authenticated by its API key, gets the key's rules
 tightened by its headers, becomes one task through the control plane (`TaskRun`), and is
@@ -25,6 +26,15 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from heddle.gateway.anthropic_api import (
+    CountTokensRequest,
+    MessagesRequest,
+    message_events,
+    message_reply,
+    model_info,
+    with_model_info,
+)
+from heddle.gateway.anthropic_api import error_event as anthropic_error_event
 from heddle.gateway.bodies import TaskBody
 from heddle.gateway.bridge import Bridge
 from heddle.gateway.embeddings import (
@@ -63,7 +73,7 @@ from heddle.gateway.openai_api import (
 )
 from heddle.gateway.run import TaskRun
 from heddle.gateway.settings import GatewaySettings
-from heddle.gateway.tasks import Chat, ModelRef, resolve_model
+from heddle.gateway.tasks import Chat, ModelRef, prompt_tokens, resolve_model
 from heddle.live import protocol as wire
 from heddle.models import catalog
 
@@ -191,6 +201,8 @@ class GatewayApp:
         self.routes: dict[str, dict[str, Callable[[_Request], Awaitable[None]]]] = {
             "/v1/chat/completions": {"POST": self.chat_completions},
             "/v1/completions": {"POST": self.completions},
+            "/v1/messages": {"POST": self.messages},
+            "/v1/messages/count_tokens": {"POST": self.count_tokens},
             "/v1/models": {"GET": self.models},
             MODEL_PATH: {"GET": self.model},
             "/api/chat": {"POST": self.ollama_chat},
@@ -242,6 +254,21 @@ class GatewayApp:
         await self._answer(request, CompletionRequest, GatewayError.openai, _openai_stream, error_event,
                            SSE, lambda run, _: _openai_reply(run, TEXT))
 
+    async def messages(self, request: _Request) -> None:
+        await self._answer(request, MessagesRequest, GatewayError.anthropic,
+                           lambda run, _: message_events(run), anthropic_error_event, SSE,
+                           lambda run, _: message_reply(run))
+
+    async def count_tokens(self, request: _Request) -> None:
+        async def count() -> dict:
+            await request.read_body()
+            body = _parse(request.body, CountTokensRequest)
+            messages, system = body.chat_messages()
+            model = resolve_model(body.model, self.bridge.served(latest=False))
+            return {"input_tokens": prompt_tokens(Chat(model, messages, None, system,
+                                                       tools=body.tool_spec()))}
+        await self._keyed(request, GatewayError.anthropic, count)
+
     async def ollama_chat(self, request: _Request) -> None:
         await self._answer(request, OllamaChat, GatewayError.ollama,
                            lambda run, _: ollama_lines(run, generate=False), error_line,
@@ -269,8 +296,8 @@ class GatewayApp:
         await self._answer(request, schema, shape, _no_stream, _no_stream_error, "application/json", reply)
 
     async def models(self, request: _Request) -> None:
-        await self._keyed(request, GatewayError.openai, lambda: models_reply(
-            [(name, owner) for name, owner, _ in self._served_models()]))
+        await self._keyed(request, _listing_shape(request), lambda: with_model_info(models_reply(
+            [(name, owner) for name, owner, _ in self._served_models()])))
 
     async def model(self, request: _Request) -> None:
         async def one() -> dict:
@@ -279,8 +306,8 @@ class GatewayApp:
                 raise GatewayError(404, f"model {request.model_id!r} is not served by this cluster "
                                    "now (GET /v1/models lists what it serves)", "model_not_found",
                                    param="model")
-            return model_reply(request.model_id, owners[request.model_id])
-        await self._keyed(request, GatewayError.openai, one)
+            return model_info(model_reply(request.model_id, owners[request.model_id]))
+        await self._keyed(request, _listing_shape(request), one)
 
     async def ollama_tags(self, request: _Request) -> None:
         await self._keyed(request, GatewayError.ollama, lambda: tags_reply(
@@ -325,7 +352,7 @@ class GatewayApp:
     async def _begin(self, request: _Request, schema: type[TaskBody]) -> tuple[Any, TaskRun | dict]:
         """Key, body, rules and model -> a task to place (GatewayError on any refusal), or the
         answer to an Ollama load or unload ask, which runs none (heddle.gateway.ollama_models)."""
-        caller = self.keys.caller(request.headers.get("authorization"))
+        caller = _caller(self.keys, request)
         await request.read_body()
         body = _parse(request.body, schema)
         rules = self.keys.rules(caller, request.headers, self.settings.max_wait_s)
@@ -338,8 +365,8 @@ class GatewayApp:
         self.keys.check_tier(caller, model.model)
         if load:
             return body, body.loaded(model, load, self.bridge.served().get((model.model, model.quant or ""), []))
-        chat = Chat(model, messages, body.output_bound(), system, body.generation(),
-                    body.tool_spec(), completion, embed)
+        chat = body.fit(Chat(model, messages, body.output_bound(), system, body.generation(),
+                             body.tool_spec(), completion, embed))
         run = TaskRun(self.bridge, chat, rules, timeout_s=self.settings.request_timeout_s,
                       task_timeout_s=self.settings.task_timeout_s)
         return body, run
@@ -385,7 +412,7 @@ class GatewayApp:
                      answer: Callable[[], dict | Awaitable[dict]]) -> None:
         """A route that runs no task: the caller's key checked, then `answer`'s document."""
         try:
-            self.keys.caller(request.headers.get("authorization"))
+            _caller(self.keys, request)
             doc = answer()
             if not isinstance(doc, dict):
                 doc = await doc
@@ -408,6 +435,17 @@ class GatewayApp:
 
 def build_app(settings: GatewaySettings, keys: KeyRing, bridge: Bridge) -> GatewayApp:
     return GatewayApp(settings, keys, bridge)
+
+
+def _caller(keys: KeyRing, request: _Request) -> Any:
+    """Who is asking: ``Authorization: Bearer`` or Anthropic's ``X-API-Key`` (`KeyRing.caller`)."""
+    return keys.caller(request.headers.get("authorization"), request.headers.get("x-api-key"))
+
+
+def _listing_shape(request: _Request) -> Callable[[GatewayError], dict]:
+    """The models routes' error shape: Anthropic's for its clients (they send
+    ``anthropic-version``), else OpenAI's."""
+    return GatewayError.anthropic if "anthropic-version" in request.headers else GatewayError.openai
 
 
 def _parse(raw: bytes, schema: type[BaseModel]) -> Any:

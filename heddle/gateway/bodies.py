@@ -1,6 +1,6 @@
 """What every route's request body tells the gateway, in one shape: `TaskBody`, the base of
 each protocol's request models (OpenAI's chat and completions, Ollama's chat and generate,
-the embeddings routes). `GatewayApp._begin` asks each body the same questions; a route's
+the embeddings routes, Anthropic's messages). `GatewayApp._begin` asks each body the same questions; a route's
 model answers those its protocol has and the base says "none" to the others (no prompt to
 continue, no tools, no embedding, no output bound, no generation options), so a body never
 has to be probed for what it can answer."""
@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from heddle.live.backends.generation import NONE, Generation
 
 if TYPE_CHECKING:
-    from heddle.gateway.tasks import ModelRef
+    from heddle.gateway.tasks import Chat, ModelRef
     from heddle.gateway.tools import ToolSpec
 
 __all__ = ["TaskBody"]
@@ -62,3 +62,8 @@ class TaskBody(BaseModel):
     def generation(self) -> Generation:
         """The generation options (sampling, format), neutral and checked."""
         return NONE
+
+    def fit(self, chat: Chat) -> Chat:
+        """The chat as the protocol reads its bounds once the model is known (Anthropic's
+        ``max_tokens`` is a ceiling: heddle.gateway.anthropic_api); the others as it is."""
+        return chat

@@ -1,5 +1,5 @@
 """The gateway's one error type: an HTTP status, a reason in words and a machine code, written
-out in each protocol's error shape by the route that answers (OpenAI or Ollama)."""
+out in each protocol's error shape by the route that answers (OpenAI, Ollama or Anthropic)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ __all__ = ["GatewayError"]
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "invalid_request_error", 413: "invalid_request_error", 429: "rate_limit_error",
           504: "timeout_error"}
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                    503: "overloaded_error", 504: "timeout_error"}
+"""The Messages API's error ``type`` by status (its documented ones; any other 5xx: api_error)."""
 
 
 class GatewayError(Exception):
@@ -31,6 +35,13 @@ class GatewayError(Exception):
 
     def ollama(self) -> dict:
         return {"error": self.message}
+
+    def anthropic(self) -> dict:
+        """The Messages API's shape; the machine code rides beside the message (its clients
+        read ``error.type`` and ``error.message``)."""
+        kind = _ANTHROPIC_TYPES.get(self.status, "api_error" if self.status >= 500 else "invalid_request_error")
+        return {"type": "error", "error": {"type": kind, "message": self.message, "code": self.code,
+                                           **({"param": self.param} if self.param else {})}}
 
     def headers(self) -> dict[str, str]:
         if self.retry_after_s is None:

@@ -101,12 +101,17 @@ class KeyRing:
         self._callers = {e.key: Caller(e.owner, e.privacy, e.account, e.tiers, e.deadline_s)
                          for e in entries}
 
-    def caller(self, authorization: str | None) -> Caller:
-        """The caller an ``Authorization: Bearer <key>`` header names; 401 otherwise."""
+    def caller(self, authorization: str | None, api_key: str | None = None) -> Caller:
+        """The caller an ``Authorization: Bearer <key>`` header names (what OpenAI and Ollama
+        clients send, and Claude Code given ANTHROPIC_AUTH_TOKEN), else an ``X-API-Key: <key>``
+        header (what Anthropic's clients send); 401 otherwise."""
         scheme, _, key = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
-            raise GatewayError(401, "no API key: send 'Authorization: Bearer <key>' (the keys are "
-                               "in the gateway's keys file)", "missing_api_key")
+            key = api_key or ""
+        if not key.strip():
+            raise GatewayError(401, "no API key: send 'Authorization: Bearer <key>' or "
+                               "'X-API-Key: <key>' (the keys are in the gateway's keys file)",
+                               "missing_api_key")
         key = key.strip()
         for known, caller in self._callers.items():  # constant-time per comparison
             if hmac.compare_digest(known.encode(), key.encode()):

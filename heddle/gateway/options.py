@@ -9,6 +9,8 @@ extras llama.cpp's server takes on the same route (``top_k``, ``min_p``, ``repea
 ``n`` other than 1 is refused (one choice is returned).
 Ollama: ``options.{temperature, top_p, top_k, min_p, seed, stop, repeat_penalty,
 presence_penalty, frequency_penalty, num_ctx}`` and ``format`` (``"json"`` or a JSON schema).
+Anthropic (Messages API): ``temperature``, ``top_p``, ``top_k``, ``stop_sequences`` and
+``output_config.format`` (``{"type": "json_schema", "schema": {...}}``).
 Fields no backend can honour (Ollama's ``template``, echo, best_of, logprobs) are refused the
 same way, rather than answered with something else (`unhonoured`). A raw prompt or a suffix
 makes the request a completion task (`completion`).
@@ -29,8 +31,8 @@ from heddle.live.backends.generation import (
     check_sampling,
 )
 
-__all__ = ["OLLAMA_OPTIONS", "OPENAI_SAMPLING", "UNHONOURED", "completion", "ollama_generation",
-           "openai_generation", "refused", "unhonoured"]
+__all__ = ["OLLAMA_OPTIONS", "OPENAI_SAMPLING", "UNHONOURED", "anthropic_generation", "completion",
+           "ollama_generation", "openai_generation", "refused", "unhonoured"]
 
 OLLAMA_OPTIONS = tuple(FIELDS)
 """The ``options`` of an Ollama request that are passed on: every neutral field, under its
@@ -108,6 +110,31 @@ def ollama_generation(options: dict[str, Any] | None, fmt: Any) -> Generation:
         return _ollama(options, fmt)
     except GenerationError as exc:
         raise refused(exc) from None
+
+
+def anthropic_generation(body: Any) -> Generation:
+    """A Messages API request's options (``body``: a model with ``temperature``, ``top_p``,
+    ``top_k``, ``stop_sequences`` and ``output_config``); GatewayError 400 naming the field."""
+    try:
+        return _anthropic(body)
+    except GenerationError as exc:
+        raise refused(exc) from None
+
+
+def _anthropic(body: Any) -> Generation:
+    stops = body.stop_sequences
+    if stops is not None and not (isinstance(stops, list) and all(isinstance(s, str) and s for s in stops)):
+        raise GenerationError("stop_sequences", "a list of non-empty strings", stops)
+    sampling = {"temperature": body.temperature, "top_p": body.top_p, "top_k": body.top_k,
+                "stop": stops or None}
+    config = body.output_config
+    if config is not None and not isinstance(config, dict):
+        raise GenerationError("output_config", "an object", config)
+    fmt = (config or {}).get("format")
+    if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") == "json_schema"
+                                and isinstance(fmt.get("schema"), dict)):
+        raise GenerationError("output_config.format", '{"type": "json_schema", "schema": {...}}', fmt)
+    return _checked(sampling, fmt and {"type": "json_schema", "schema": fmt["schema"]}, "")
 
 
 def _openai(body: Any) -> Generation:

@@ -26,7 +26,7 @@ from heddle.models.errors import ModelsError
 from heddle.models.workload import default_quant
 
 __all__ = ["CHARS_PER_TOKEN", "Chat", "ModelRef", "chat_task", "completion_tokens", "count_tokens",
-           "resolve_model"]
+           "prompt_tokens", "resolve_model"]
 
 CHARS_PER_TOKEN = 4.0
 """Characters per token of English text in the usual tokenizers (OpenAI's rule of thumb); the
@@ -63,11 +63,15 @@ class Chat:
 
 def resolve_model(name: str, served: Collection[tuple[str, str]] = ()) -> ModelRef:
     """``llama-3.1-8b``, ``llama-3.1-8b:q4_k_m`` (catalog ids), a server's own name
-    (``llama3.1:8b-instruct-q4_K_M``) or a catalog API offer (``claude-sonnet-4.6``); 404 else.
+    (``llama3.1:8b-instruct-q4_K_M``) or a catalog API offer (``claude-sonnet-4.6``, or as its
+    provider's API names it: ``claude-sonnet-4-6``); 404 else.
     A name without a quant gets one the cluster serves now (``served``: (model, quant) pairs
     resident on its nodes), else the catalog's default (q4_k_m), as a workload file would."""
     if name in catalog.api_offers():  # an instance offer is a machine to rent, not a model
         return ModelRef(name, name, None)
+    offer = catalog.api_offer_named(name)  # the provider's own name (claude-sonnet-4-6)
+    if offer is not None:
+        return ModelRef(name, offer, None)
     base, _, quant = name.partition(":")
     try:
         spec = catalog.model(base)
@@ -137,13 +141,20 @@ def chat_task(chat: Chat, rules: Rules, job_id: str, timeout_s: float | None) ->
         payload["sampling"] = chat.generation.sampling
     if chat.generation.format is not None:
         payload["format"] = chat.generation.format
+    if chat.tools is not None:
+        payload |= chat.tools.payload()
+    return _task(chat, rules, job_id, timeout_s, payload, prompt_tokens(chat), output)
+
+
+def prompt_tokens(chat: Chat) -> int:
+    """A chat's (or completion's) prompt in tokens, estimated: its messages and system prompt,
+    or its prompt and suffix, and the tools' schemas and the conversation's calls. What the
+    task says it needs, and what Anthropic's ``count_tokens`` answers."""
     prompt = (completion_tokens(chat.completion) if chat.completion is not None
               else count_tokens(chat.messages, chat.system))
     if chat.tools is not None or any("tool_calls" in m for m in chat.messages):
         prompt += tool_tokens(chat.tools, chat.messages, CHARS_PER_TOKEN)
-    if chat.tools is not None:
-        payload |= chat.tools.payload()
-    return _task(chat, rules, job_id, timeout_s, payload, prompt, output)
+    return prompt
 
 
 def _task(chat: Chat, rules: Rules, job_id: str, timeout_s: float | None, payload: dict[str, Any],

@@ -36,9 +36,9 @@ from heddle.gateway.bodies import TaskBody
 from heddle.gateway.errors import GatewayError
 from heddle.live.protocol import ToolCall
 
-__all__ = ["OllamaTools", "OpenAITools", "ToolMessage", "ToolSpec", "calls_from_result",
-           "ollama_calls", "ollama_messages", "openai_calls", "openai_delta_calls", "openai_finish",
-           "openai_messages", "openai_reply_calls", "tool_tokens"]
+__all__ = ["NAME_PATTERN", "OllamaTools", "OpenAITools", "ToolMessage", "ToolSpec", "arguments_object",
+           "calls_from_result", "ollama_calls", "ollama_messages", "openai_calls", "openai_delta_calls",
+           "openai_finish", "openai_messages", "openai_reply_calls", "tool_tokens"]
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 """A function's name, as OpenAI allows it (letters, digits, ``_``, ``-``, ``.``; 1-64)."""
@@ -303,14 +303,16 @@ def openai_delta_calls(calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:
 
 
 def ollama_calls(calls: tuple[ToolCall, ...]) -> list[dict[str, Any]]:
-    """``message.tool_calls`` as Ollama writes them: the arguments as an object (a model's
-    text that is not a JSON object goes as ``{}``: Ollama's clients expect a mapping)."""
-    out = []
-    for c in calls:
-        try:
-            arguments = json.loads(c.arguments) if c.arguments.strip() else {}
-        except ValueError:
-            arguments = {}
-        out.append({"function": {"name": c.name,
-                                 "arguments": arguments if isinstance(arguments, dict) else {}}})
-    return out
+    """``message.tool_calls`` as Ollama writes them: the arguments as an object."""
+    return [{"function": {"name": c.name, "arguments": arguments_object(c)}} for c in calls]
+
+
+def arguments_object(call: ToolCall) -> dict[str, Any]:
+    """A call's arguments as an object, for the protocols that write them so (Ollama's
+    ``arguments``, Anthropic's ``input``): a model's text that is not a JSON object goes as
+    ``{}`` (their clients expect a mapping)."""
+    try:
+        arguments = json.loads(call.arguments) if call.arguments.strip() else {}
+    except ValueError:
+        return {}
+    return arguments if isinstance(arguments, dict) else {}

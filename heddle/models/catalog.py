@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Catalog",
+    "api_model_name",
+    "api_offer_named",
     "api_offers",
     "device",
     "devices",
@@ -97,6 +99,17 @@ def api_offers() -> dict[OfferId, CloudOffer]:
     """The catalog's API offers: a task (a gateway request, a trace row) may name one as its
     model, and then runs on that offer alone, with the offer's own model (no quantization)."""
     return {k: o for k, o in _shipped().offers.items() if o.kind is OfferKind.API}
+
+
+def api_model_name(offer_id: OfferId) -> str:
+    """An API offer's model as its provider's API names it: the catalog id with dashes for
+    dots (``claude-sonnet-4.6`` -> ``claude-sonnet-4-6``)."""
+    return offer_id.replace(".", "-")
+
+
+def api_offer_named(name: str) -> OfferId | None:
+    """The API offer whose provider's name (`api_model_name`) is ``name``, or None."""
+    return next((o for o in api_offers() if api_model_name(o) == name), None)
 
 
 def lookup(item_id: str) -> DeviceSpec | ModelSpec | CloudOffer:

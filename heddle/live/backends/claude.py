@@ -3,8 +3,8 @@
 The offer (catalog id, e.g. ``claude-sonnet-4.6``) comes from ``options.offer``, else the
 task's ``model`` when it names an API offer, else the task's tier (standard: Sonnet, the
 seed's standard model; frontier: Opus). The API model name is the offer id with dashes
-(``claude-sonnet-4-6``), or ``options.api_model`` when given. Only public work is sent: the
-privacy rule keeps personal and sensitive work in the fleet. A task's tools go as the Messages
+(``claude-sonnet-4-6``: `catalog.api_model_name`), or ``options.api_model`` when given. Only
+public work is sent: the privacy rule keeps personal and sensitive work in the fleet. A task's tools go as the Messages
 API's (``tool_use`` / ``tool_result`` blocks: `heddle.live.backends.tools`). A completion task
 (a raw prompt, a suffix to fill in the middle: `heddle.live.backends.completion`) is refused
 with the reason: the Messages API has neither (its legacy Text Completions API wanted the
@@ -120,7 +120,7 @@ class ClaudeExecutor(Executor):
             raise ExecutionError(f"claude: {exc}") from None
         if offer.kind is not OfferKind.API:
             raise ExecutionError(f"claude: {offer_id!r} is not an API offer")
-        api_model = assignment.executor.options.get("api_model") or offer_id.replace(".", "-")
+        api_model = assignment.executor.options.get("api_model") or catalog.api_model_name(offer_id)
         call = llm_call(assignment)
         refuse_completion(f"claude at {self.url}", call.completion, ("raw", "suffix"),
                           "the Messages API takes messages only")
