@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,8 +32,10 @@ from heddle.gateway.bodies import TaskBody
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.options import anthropic_generation
 from heddle.gateway.run import TaskRun
+from heddle.gateway.tasks import Chat, prompt_tokens
 from heddle.gateway.tools import NAME_PATTERN, ToolSpec, arguments_object
 from heddle.live.backends.generation import Generation
+from heddle.models import catalog
 
 __all__ = ["CountTokensRequest", "MessagesRequest", "error_event", "message_events", "message_reply",
            "model_info", "with_model_info"]
@@ -155,6 +158,18 @@ class MessagesRequest(_Conversation):
     def output_bound(self) -> int:
         return self.max_tokens
 
+    def fit(self, chat: Chat) -> Chat:
+        """The chat with its output bound cut to what the model's context window leaves after
+        the prompt: Anthropic's ``max_tokens`` is a ceiling (the API stops at the window, stop
+        reason ``model_context_window_exceeded``), and clients ask for far more than a local
+        model's window leaves (Claude Code: up to 64000 tokens; qwen2.5-7b's window is 32768), which
+        the scheduler would reject (prompt + output over the window). A prompt over the window
+        alone is left for the scheduler to refuse with that reason."""
+        if chat.model.quant is None or chat.max_tokens is None:  # a cloud offer: its own window
+            return chat
+        room = catalog.model(chat.model.model).step_context_tokens - prompt_tokens(chat)
+        return replace(chat, max_tokens=int(room)) if 1 <= room < chat.max_tokens else chat
+
 
 class CountTokensRequest(_Conversation):
     """``POST /v1/messages/count_tokens``: a conversation, no output."""
@@ -265,12 +280,13 @@ def _choice(choice: Any, names: list[str]) -> tuple[str | dict[str, str] | None,
 
 
 # -- the answer ----------------------------------------------------------------------------------
-def _stop_reason(run: TaskRun) -> str:
+def _stop_reason(run: TaskRun, body: MessagesRequest) -> str:
     if run.tool_calls:
         return "tool_use"
     finish = run.usage.get("finish_reason")
-    if finish == "length":
-        return "max_tokens"
+    if finish in ("length", "max_tokens"):  # a local server's, a Claude offer's
+        cut = run.chat.max_tokens is not None and run.chat.max_tokens < body.max_tokens
+        return "model_context_window_exceeded" if cut else "max_tokens"
     return finish if finish in STOP_REASONS and finish != "tool_use" else "end_turn"
 
 
@@ -288,7 +304,7 @@ def _head(run: TaskRun) -> dict[str, Any]:
             "model": run.chat.model.name}
 
 
-async def message_reply(run: TaskRun) -> dict[str, Any]:
+async def message_reply(run: TaskRun, body: MessagesRequest) -> dict[str, Any]:
     """The non-streamed ``message``: its text block (when there is text, or nothing else) and
     the model's calls as ``tool_use`` blocks."""
     async for _ in run.pieces():
@@ -296,7 +312,7 @@ async def message_reply(run: TaskRun) -> dict[str, Any]:
     text = run.output_text
     content = [{"type": "text", "text": text}] if text or not run.tool_calls else []
     return {**_head(run), "content": content + [_tool_use(c) for c in run.tool_calls],
-            "stop_reason": _stop_reason(run), "stop_sequence": None, "usage": _usage(run)}
+            "stop_reason": _stop_reason(run, body), "stop_sequence": None, "usage": _usage(run)}
 
 
 def _event(kind: str, doc: dict[str, Any]) -> bytes:
@@ -312,7 +328,7 @@ def error_event(exc: GatewayError) -> bytes:
 _HOLE = "\x00piece\x00"
 
 
-async def message_events(run: TaskRun):
+async def message_events(run: TaskRun, body: MessagesRequest):
     """The Messages API's stream: ``message_start`` and a ``ping`` at once, then the text as a
     content block (``content_block_start``, a ``text_delta`` per piece, ``content_block_stop``),
     the model's calls as ``tool_use`` blocks (each whole: its ``input_json_delta`` is the
@@ -347,7 +363,7 @@ async def message_events(run: TaskRun):
                 "type": "input_json_delta", "partial_json": json.dumps(arguments_object(call), ensure_ascii=False)}}),
             _event("content_block_stop", {"type": "content_block_stop", "index": index})]
     closing += [_event("message_delta", {"type": "message_delta", "delta": {
-                    "stop_reason": _stop_reason(run), "stop_sequence": None}, "usage": _usage(run)}),
+                    "stop_reason": _stop_reason(run, body), "stop_sequence": None}, "usage": _usage(run)}),
                 _event("message_stop", {"type": "message_stop"})]
     yield b"".join(closing)
 

@@ -255,9 +255,8 @@ class GatewayApp:
                            SSE, lambda run, _: _openai_reply(run, TEXT))
 
     async def messages(self, request: _Request) -> None:
-        await self._answer(request, MessagesRequest, GatewayError.anthropic,
-                           lambda run, _: message_events(run), anthropic_error_event, SSE,
-                           lambda run, _: message_reply(run))
+        await self._answer(request, MessagesRequest, GatewayError.anthropic, message_events,
+                           anthropic_error_event, SSE, message_reply)
 
     async def count_tokens(self, request: _Request) -> None:
         async def count() -> dict:

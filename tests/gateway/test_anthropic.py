@@ -11,6 +11,7 @@ import threading
 
 import anthropic
 import httpx
+import openai
 import pytest
 
 from tests.gateway.conftest import KEYS, OPENAI_NODE
@@ -216,6 +217,21 @@ def test_a_failure_mid_stream_is_an_error_event_the_sdk_raises(cluster, standin)
     assert TEXT.startswith("".join(pieces))  # the text so far, then the error
     assert failed.value.body["type"] == "error" and failed.value.body["error"]["type"] == "api_error"
     assert "failed" in failed.value.body["error"]["message"]
+
+
+def test_a_max_tokens_over_the_models_window_is_cut_to_what_the_prompt_leaves(cluster):
+    """Claude Code asks for up to 64000 output tokens; qwen2.5-7b's window is 32768 tokens, so the
+    scheduler would refuse prompt + output (as it does on the OpenAI route): the Messages API's
+    max_tokens is a ceiling, and the task asks for what the window leaves."""
+    gpt = claude(cluster, "bob")
+    asked = {"model": "qwen2.5-7b", "messages": PROMPT, "system": "You tell short stories."}
+    prompt = gpt.messages.count_tokens(**asked).input_tokens
+    message = gpt.messages.create(max_tokens=64000, **asked)
+    assert [b.text for b in message.content] == [TEXT] and message.stop_reason == "end_turn"
+    assert sent(cluster, OPENAI_NODE)["max_tokens"] == 32768 - prompt
+    with pytest.raises(openai.BadRequestError, match="context"):
+        client(cluster, "bob").chat.completions.create(model="qwen2.5-7b", max_tokens=64000, messages=[
+            {"role": "system", "content": asked["system"]}, *PROMPT])
 
 
 def test_count_tokens_is_the_gateways_count_of_the_request(cluster):
