@@ -161,10 +161,10 @@ class MessagesRequest(_Conversation):
     def fit(self, chat: Chat) -> Chat:
         """The chat with its output bound cut to what the model's context window leaves after
         the prompt: Anthropic's ``max_tokens`` is a ceiling (the API stops at the window, stop
-        reason ``model_context_window_exceeded``), and clients ask for far more than a local
-        model's window leaves (Claude Code: up to 64000 tokens; qwen2.5-7b's window is 32768), which
-        the scheduler would reject (prompt + output over the window). A prompt over the window
-        alone is left for the scheduler to refuse with that reason."""
+        reason ``model_context_window_exceeded``), and clients such as Claude Code ask for tens of
+        thousands of tokens, more than a local model's window leaves (qwen2.5-7b's is 32768),
+        which the scheduler would reject (prompt + output over the window). A prompt over the
+        window alone is left for the scheduler to refuse with that reason."""
         if chat.model.quant is None or chat.max_tokens is None:  # a cloud offer: its own window
             return chat
         room = catalog.model(chat.model.model).step_context_tokens - prompt_tokens(chat)

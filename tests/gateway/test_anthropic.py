@@ -220,7 +220,7 @@ def test_a_failure_mid_stream_is_an_error_event_the_sdk_raises(cluster, standin)
 
 
 def test_a_max_tokens_over_the_models_window_is_cut_to_what_the_prompt_leaves(cluster):
-    """Claude Code asks for up to 64000 output tokens; qwen2.5-7b's window is 32768 tokens, so the
+    """Claude Code asks for tens of thousands of output tokens; qwen2.5-7b's window is 32768, so the
     scheduler would refuse prompt + output (as it does on the OpenAI route): the Messages API's
     max_tokens is a ceiling, and the task asks for what the window leaves."""
     gpt = claude(cluster, "bob")
