@@ -3,11 +3,14 @@ cluster whose control plane's fleet file offers it with a budget, one agent hold
 Anthropic key (its Claude API a stand-in speaking the Messages API on loopback) and the
 gateway listing the offer (``--cloud``). The `openai` and `ollama` clients ask for the offer
 and get the stand-in's answer streamed, the usage naming the offer and the agent that called
-it (also in the headers: X-Heddle-Offer, X-Heddle-Node); personal work asking for it is the protocol's 400 with the privacy
+it (also in the headers: X-Heddle-Offer, X-Heddle-Node); the `anthropic` client (as Claude
+Code) names it as Anthropic's API does and gets Claude's tool use back; personal work asking
+for it is the protocol's 400 with the privacy
 reason, a key limited to the local tier a 403 naming the offer's tier, and nothing is called."""
 
 from __future__ import annotations
 
+import anthropic
 import httpx
 import ollama
 import openai
@@ -17,7 +20,7 @@ from heddle.models import catalog
 from heddle.models.cost import api_cost_usd
 from tests.gateway.gatewaykit import GatewayCluster, write_keys
 from tests.live.clusterkit import WAIT_S
-from tests.live.llmstandin import WORDS
+from tests.live.llmstandin import TOOL_ARGUMENTS, WORDS
 
 TEXT = "".join(WORDS)
 PROMPT = [{"role": "user", "content": "Say five Greek letters."}]
@@ -122,3 +125,43 @@ def test_a_key_of_local_tiers_naming_a_claude_offer_is_refused_its_tier(cloud):
         client(cloud, "carol").chat.completions.create(model=OFFER, messages=PROMPT)
     assert refused.value.code == "tier_not_allowed" and "standard-tier" in refused.value.message
     assert len(standin.requests) == calls
+
+
+WEATHER = {"name": "get_weather", "description": "The weather forecast for a city.",
+           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+
+
+def test_the_anthropic_client_naming_the_offer_as_claude_code_does_gets_claude_through_the_rules(cloud):
+    """Claude Code pointed at the cluster names the model as Anthropic's API does
+    (claude-sonnet-4-6): the offer runs under the key's rules and budget, its tool use and
+    stop reasons come back as Claude gave them, and the Claude API gets the conversation back
+    in its own shape (tool_use and tool_result blocks, input_schema)."""
+    standin = cloud.standins["relay"]
+    claude = anthropic.Anthropic(base_url=cloud.base_url, api_key=KEYS["bob"]["key"], max_retries=0, timeout=WAIT_S)
+    ask = [{"role": "user", "content": "What will the weather be in Lisbon?"}]
+    asked = {"model": "claude-sonnet-4-6", "max_tokens": 200, "tools": [WEATHER], "system": "Be brief."}
+    with claude.messages.stream(messages=ask, **asked) as stream:
+        message = stream.get_final_message()
+    assert message.stop_reason == "tool_use" and message.model == "claude-sonnet-4-6"
+    (call,) = message.content
+    assert (call.id, call.name, call.input) == ("toolu_standin_1", "get_weather", TOOL_ARGUMENTS)
+    history = [*ask, {"role": "assistant", "content": message.content},
+               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]}]
+    answer = claude.messages.create(messages=history, **asked)
+    assert [b.text for b in answer.content] == [TEXT] and answer.stop_reason == "end_turn"
+    where = answer.usage.model_extra["heddle"]
+    assert (where["offer"], where["node"], where["backend"]) == (OFFER, "relay", "claude")
+    path, _, body = standin.requests[-1]
+    assert path == "/v1/messages" and body["model"] == "claude-sonnet-4-6" and body["system"] == "Be brief."
+    assert body["tools"] == [WEATHER] and body["max_tokens"] == 200
+    assert body["messages"][1:] == [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": call.id, "name": "get_weather",
+                                           "input": TOOL_ARGUMENTS}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "sunny"}]}]
+
+    personal = anthropic.Anthropic(base_url=cloud.base_url, api_key=KEYS["alice"]["key"], max_retries=0)
+    calls = len(standin.requests)
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        personal.messages.create(messages=ask, **asked)
+    assert refused.value.body["error"]["type"] == "invalid_request_error"
+    assert "privacy" in refused.value.body["error"]["message"] and len(standin.requests) == calls
