@@ -5,8 +5,8 @@ gateway listing the offer (``--cloud``). The `openai` and `ollama` clients ask f
 and get the stand-in's answer streamed, the usage naming the offer and the agent that called
 it (also in the headers: X-Heddle-Offer, X-Heddle-Node); the `anthropic` client (as Claude
 Code) names it as Anthropic's API does and gets Claude's tool use back; personal work asking
-for it is the protocol's 400 with the privacy
-reason, a key limited to the local tier a 403 naming the offer's tier, and nothing is called."""
+for it is the protocol's 400 with the privacy reason, a key limited to the local tier a 403
+naming the offer's tier, and nothing is called."""
 
 from __future__ import annotations
 
