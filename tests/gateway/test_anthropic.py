@@ -7,15 +7,13 @@ the task; count_tokens; the model listing both SDKs read."""
 
 from __future__ import annotations
 
-import threading
-
 import anthropic
 import httpx
 import openai
 import pytest
 
 from tests.gateway.conftest import KEYS, OPENAI_NODE
-from tests.gateway.test_gateway import TEXT, client, held
+from tests.gateway.test_gateway import TEXT, alice_busy, client, held
 from tests.gateway.test_tools import answered, sent
 from tests.live.clusterkit import WAIT_S
 from tests.live.llmstandin import TOOL_ARGUMENTS, WORDS, Plan, ollama_stream
@@ -141,23 +139,12 @@ def test_personal_work_runs_on_its_owners_node_and_a_loosening_is_refused(cluste
 
 
 def test_a_saturated_fleet_answers_429_with_retry_after(cluster):
-    gate = held(cluster, "alice-mac")  # alice's only node has one slot: this holds it
-    first: list = []
-    busy = threading.Thread(target=lambda: first.append(client(cluster, "alice").chat.completions
-                                                        .create(model="llama-3.1-8b", messages=PROMPT)))
-    busy.start()
-    try:
-        standin = cluster.standins["alice-mac"]
-        cluster.wait_until(lambda: gate in standin.holds and not standin.plans,
-                           "the first request running on alice-mac")
-        with pytest.raises(anthropic.RateLimitError) as saturated:
-            claude(cluster, "alice", **{"X-Heddle-Max-Wait": "0"}).messages.create(
-                model="llama-3.1-8b", max_tokens=20, messages=PROMPT)
-    finally:
-        gate.set()
-        busy.join(WAIT_S)
+    with alice_busy(cluster) as first, pytest.raises(anthropic.RateLimitError) as saturated:
+        claude(cluster, "alice", **{"X-Heddle-Max-Wait": "0"}).messages.create(
+            model="llama-3.1-8b", max_tokens=20, messages=PROMPT)
     assert int(saturated.value.response.headers["retry-after"]) >= 1
     assert saturated.value.body["error"]["type"] == "rate_limit_error"
+    assert "no free place" in saturated.value.body["error"]["message"]
     assert first[0].choices[0].message.content == TEXT
 
 

@@ -1,6 +1,6 @@
 """docs/gateway.md runs as written: its keys file is a valid one, its commands exist with the
-flags it names, and its Python examples (the openai and ollama clients) run against a real
-cluster whose gateway holds the documented keys."""
+flags it names, and its Python examples (the openai, ollama and anthropic clients) run against
+a real cluster whose gateway holds the documented keys."""
 
 from __future__ import annotations
 
@@ -52,9 +52,10 @@ def test_the_documented_python_examples_run_against_a_cluster(cluster):
         with contextlib.redirect_stdout(out):
             exec(code.replace("http://127.0.0.1:11435", cluster.base_url), {})  # noqa: S102
         outputs.append(out.getvalue())
-    openai_out, ollama_out, fim_out, tools_out, embed_out = outputs
+    openai_out, ollama_out, fim_out, tools_out, embed_out, anthropic_out = outputs
     assert openai_out.splitlines() == ["".join(WORDS), "alice-mac"]  # alice's personal work
     assert ollama_out == "".join(WORDS)
     assert fim_out == "".join(WORDS) + "\n"
     assert tools_out.splitlines() == [f"get_weather {TOOL_ARGUMENTS}", "".join(WORDS)]
     assert embed_out.splitlines() == [f"2 {EMBEDDING_DIMENSIONS}", "alice-mac"]
+    assert anthropic_out.splitlines() == ["".join(WORDS), f"end_turn {len(WORDS)}"]

@@ -6,6 +6,7 @@ a node killed mid-stream or mid-request, and another node's forged output kept o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import threading
@@ -156,16 +157,27 @@ def test_a_request_may_tighten_its_keys_rules_but_never_loosen_them(cluster):
         client(cluster, "bob").chat.completions.create(model="llama-3.1-8b", messages=[])
 
 
-def test_a_saturated_fleet_answers_429_with_retry_after(cluster):
-    gate = held(cluster, "alice-mac")  # alice's only node has one slot: this holds it
-    first: list = []
-    busy = threading.Thread(target=lambda: first.append(client(cluster, "alice").chat.completions
-                                                        .create(model="llama-3.1-8b", messages=PROMPT)))
+@contextlib.contextmanager
+def alice_busy(cluster):
+    """A request of alice's held on alice-mac, her only node (one slot), until the block ends;
+    yields the list its reply (and any a test adds) goes to."""
+    gate = held(cluster, "alice-mac")
+    replies: list = []
+    busy = threading.Thread(target=lambda: replies.append(client(cluster, "alice").chat.completions
+                                                          .create(model="llama-3.1-8b", messages=PROMPT)))
     busy.start()
     try:
-        cluster.wait_until(lambda: len(cluster.standins["alice-mac"].requests) and gate in
-                           cluster.standins["alice-mac"].holds and not cluster.standins["alice-mac"].plans,
+        standin = cluster.standins["alice-mac"]
+        cluster.wait_until(lambda: len(standin.requests) and gate in standin.holds and not standin.plans,
                            "the first request running on alice-mac")
+        yield replies
+    finally:
+        gate.set()
+        busy.join(WAIT_S)
+
+
+def test_a_saturated_fleet_answers_429_with_retry_after(cluster):
+    with alice_busy(cluster) as first:
         with pytest.raises(openai.RateLimitError) as saturated:  # and it will not wait
             client(cluster, "alice").chat.completions.create(
                 model="llama-3.1-8b", messages=PROMPT, extra_headers={"X-Heddle-Max-Wait": "0"})
@@ -178,9 +190,6 @@ def test_a_saturated_fleet_answers_429_with_retry_after(cluster):
         patient.start()
         cluster.wait_until(lambda: cluster.query(lambda c: c.fleet()).waiting >= 1,
                            "the patient request waiting for alice-mac")
-    finally:
-        gate.set()
-        busy.join(WAIT_S)
     patient.join(WAIT_S)
     assert [reply.choices[0].message.content for reply in first] == [TEXT, TEXT]
     assert first[1].usage.model_extra["heddle"]["node"] == "alice-mac"
