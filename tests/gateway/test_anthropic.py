@@ -7,9 +7,12 @@ the task; count_tokens; the model listing both SDKs read."""
 
 from __future__ import annotations
 
+import json
+
 import anthropic
 import httpx
 import openai
+import pydantic
 import pytest
 
 from tests.gateway.conftest import KEYS, OPENAI_NODE
@@ -89,6 +92,35 @@ def test_anthropic_client_streams_the_events_the_sdk_reads(cluster):
     assert events[0].message.usage.input_tokens > 0  # the gateway's estimate; the delta has the server's
     assert events[-2].delta.stop_reason == "end_turn" and events[-2].usage.input_tokens == 12
     assert events[-2].usage.model_extra["heddle"]["privacy"] == "public"
+
+
+@pytest.mark.parametrize("tools", [False, True])
+def test_every_event_and_reply_validates_as_the_sdks_own_types(cluster, standin, tools):
+    """Strictly (the SDK's parser builds its objects without validating): each streamed event
+    is a ``RawMessageStreamEvent`` or Anthropic's ``ping``, in Anthropic's order, and the reply a
+    ``Message``; an error an ``ErrorResponse``."""
+    body = {"model": "llama-3.1-8b", "max_tokens": 50, "messages": ASK if tools else PROMPT,
+            **({"tools": [WEATHER]} if tools else {})}
+    event_type = pydantic.TypeAdapter(anthropic.types.RawMessageStreamEvent)
+    names = []
+    with httpx.stream("POST", cluster.base_url + "/v1/messages", json={**body, "stream": True}, timeout=WAIT_S,
+                      headers={"x-api-key": KEYS["alice"]["key"], "anthropic-version": "2023-06-01"}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in r.iter_lines() if line]
+    for name, data in zip(lines[::2], lines[1::2], strict=True):
+        kind, doc = name.removeprefix("event: "), json.loads(data.removeprefix("data: "))
+        assert doc["type"] == kind
+        if kind != "ping":
+            event_type.validate_python(doc)
+        if names[-1:] != [kind]:  # the text's pieces: as many deltas as came apart
+            names.append(kind)
+    block = ["content_block_start", "content_block_delta", "content_block_stop"]  # the text, or the call
+    assert names == ["message_start", "ping", *block, "message_delta", "message_stop"]
+    reply = post(cluster, "/v1/messages", body)
+    message = anthropic.types.Message.model_validate(reply.json())
+    assert [b.type for b in message.content] == (["tool_use"] if tools else ["text"])
+    refused = post(cluster, "/v1/messages", {**body, "max_tokens": 0})
+    anthropic.types.ErrorResponse.model_validate(refused.json())
 
 
 @pytest.mark.parametrize("server", SERVERS)
