@@ -71,6 +71,7 @@ from heddle.gateway.openai_api import (
     model_reply,
     models_reply,
 )
+from heddle.gateway.responses_api import ResponseEvents, ResponsesRequest, response_reply
 from heddle.gateway.run import TaskRun
 from heddle.gateway.settings import GatewaySettings
 from heddle.gateway.tasks import Chat, ModelRef, prompt_tokens, resolve_model
@@ -94,6 +95,9 @@ MANAGED = {"/api/delete": ("delete", ("DELETE",)), "/api/copy": ("copy", ("POST"
            BLOBS_PATH: ("upload", ("HEAD", "POST"))}
 """Ollama's model-management routes heddle answers with a 501 (`ollama_models.managed`): the
 verb each asks for and its methods."""
+RESPONSE_PATH = "/v1/responses/"
+"""``/v1/responses/{id}`` (and its ``/input_items``, ``/cancel``): a stored response, of which
+heddle keeps none (`GatewayApp.stored_response`)."""
 SSE = "text/event-stream; charset=utf-8"
 """The OpenAI routes' streams: server-sent events."""
 NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -203,6 +207,9 @@ class GatewayApp:
             "/v1/completions": {"POST": self.completions},
             "/v1/messages": {"POST": self.messages},
             "/v1/messages/count_tokens": {"POST": self.count_tokens},
+            "/v1/responses": {"POST": self.responses},
+            RESPONSE_PATH: {"GET": self.stored_response, "POST": self.stored_response,
+                            "DELETE": self.stored_response},
             "/v1/models": {"GET": self.models},
             MODEL_PATH: {"GET": self.model},
             "/api/chat": {"POST": self.ollama_chat},
@@ -225,7 +232,7 @@ class GatewayApp:
             return  # lifespan is off; nothing else is served
         request = _Request(scope, receive, send)
         path = scope["path"]
-        for prefix in (MODEL_PATH, BLOBS_PATH):
+        for prefix in (MODEL_PATH, BLOBS_PATH, RESPONSE_PATH):
             if path.startswith(prefix) and len(path) > len(prefix):
                 request.model_id, path = path[len(prefix):], prefix
         methods = self.routes.get(path)
@@ -267,6 +274,17 @@ class GatewayApp:
             return {"input_tokens": prompt_tokens(Chat(model, messages, None, system,
                                                        tools=body.tool_spec()))}
         await self._keyed(request, GatewayError.anthropic, count)
+
+    async def responses(self, request: _Request) -> None:
+        await self._answer(request, ResponsesRequest, GatewayError.openai, ResponseEvents, error_event,
+                           SSE, response_reply)
+
+    async def stored_response(self, request: _Request) -> None:
+        def none() -> dict:
+            raise GatewayError(404, "heddle keeps no responses (store is accepted, nothing is "
+                               "stored): a response cannot be retrieved, cancelled or deleted",
+                               "response_not_found")
+        await self._keyed(request, GatewayError.openai, none)
 
     async def ollama_chat(self, request: _Request) -> None:
         await self._answer(request, OllamaChat, GatewayError.ollama,
@@ -389,7 +407,9 @@ class GatewayApp:
             async def respond() -> None:
                 await run.start()
                 if body.stream:
-                    await request.stream(media, run.headers(), stream(run, body), error)
+                    parts = stream(run, body)
+                    # a stream that numbers its events (the Responses API's) writes its own end
+                    await request.stream(media, run.headers(), parts, getattr(parts, "error", error))
                     return
                 run.streaming = False
                 doc = await reply(run, body)

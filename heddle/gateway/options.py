@@ -6,7 +6,9 @@ caller sent it (``temperature``, ``options.temperature``) and what was expected.
 OpenAI: ``temperature``, ``top_p``, ``seed``, ``stop`` (a string or a list), ``presence_penalty``,
 ``frequency_penalty``, ``response_format`` (``text``, ``json_object``, ``json_schema``), and the
 extras llama.cpp's server takes on the same route (``top_k``, ``min_p``, ``repeat_penalty``);
-``n`` other than 1 is refused (one choice is returned).
+``n`` other than 1 is refused (one choice is returned). The Responses API's request has the
+same options it has fields for (``temperature``, ``top_p``), its JSON output as ``text.format``
+(``responses_generation``).
 Ollama: ``options.{temperature, top_p, top_k, min_p, seed, stop, repeat_penalty,
 presence_penalty, frequency_penalty, num_ctx}`` and ``format`` (``"json"`` or a JSON schema).
 Anthropic (Messages API): ``temperature``, ``top_p``, ``top_k``, ``stop_sequences`` and
@@ -32,7 +34,7 @@ from heddle.live.backends.generation import (
 )
 
 __all__ = ["OLLAMA_OPTIONS", "OPENAI_SAMPLING", "UNHONOURED", "anthropic_generation", "completion",
-           "ollama_generation", "openai_generation", "refused", "unhonoured"]
+           "ollama_generation", "openai_generation", "refused", "responses_generation", "unhonoured"]
 
 OLLAMA_OPTIONS = tuple(FIELDS)
 """The ``options`` of an Ollama request that are passed on: every neutral field, under its
@@ -98,7 +100,17 @@ def openai_generation(body: Any) -> Generation:
     """An OpenAI request's options (``body``: a model with the fields of `OPENAI_SAMPLING`,
     ``n`` and ``response_format``); GatewayError 400 naming the field."""
     try:
-        return _openai(body)
+        return _openai(body, _openai_format(body.response_format))
+    except GenerationError as exc:
+        raise refused(exc) from None
+
+
+def responses_generation(body: Any) -> Generation:
+    """A Responses API request's options (``body``: a model with those of `OPENAI_SAMPLING` it
+    has, the others absent, and ``text``: its ``text.format`` is the output's format);
+    GatewayError 400 naming the field."""
+    try:
+        return _openai(body, _responses_format(body.text))
     except GenerationError as exc:
         raise refused(exc) from None
 
@@ -137,10 +149,11 @@ def _anthropic(body: Any) -> Generation:
     return _checked(sampling, fmt and {"type": "json_schema", "schema": fmt["schema"]}, "")
 
 
-def _openai(body: Any) -> Generation:
-    if body.n is not None and body.n != 1:
-        raise GenerationError("n", "1 (heddle returns one choice)", body.n)
-    sampling = {name: getattr(body, name) for name in OPENAI_SAMPLING}
+def _openai(body: Any, fmt: dict[str, Any] | None) -> Generation:
+    n = getattr(body, "n", None)
+    if n is not None and n != 1:
+        raise GenerationError("n", "1 (heddle returns one choice)", n)
+    sampling = {name: getattr(body, name, None) for name in OPENAI_SAMPLING}
     stop = sampling["stop"]
     if isinstance(stop, str):
         sampling["stop"] = [stop] if stop else None
@@ -150,7 +163,7 @@ def _openai(body: Any) -> Generation:
         raise GenerationError("stop", "a string or a list of non-empty strings", stop)
     elif stop == []:
         sampling["stop"] = None
-    return _checked(sampling, _openai_format(body.response_format), "")
+    return _checked(sampling, fmt, "")
 
 
 def _openai_format(value: Any) -> dict[str, Any] | None:
@@ -163,12 +176,35 @@ def _openai_format(value: Any) -> dict[str, Any] | None:
         raise GenerationError("response_format", '{"type": "text"}, {"type": "json_object"} or '
                        '{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}', value)
     spec = value.get("json_schema")
-    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
-        raise GenerationError("response_format.json_schema.schema", "a JSON schema object",
-                       spec.get("schema") if isinstance(spec, dict) else spec)
+    if not isinstance(spec, dict):
+        raise GenerationError("response_format.json_schema.schema", "a JSON schema object", spec)
+    return _schema_format(spec, "response_format.json_schema")
+
+
+def _responses_format(text: Any) -> dict[str, Any] | None:
+    """``text.format`` of the Responses API: the chat's ``response_format`` with the schema's
+    fields beside its type (``{"type": "json_schema", "name", "schema", "strict"}``)."""
+    if text is not None and not isinstance(text, dict):
+        raise GenerationError("text", 'an object such as {"format": {"type": "text"}}', text)
+    value = (text or {}).get("format")
+    kind = value.get("type") if isinstance(value, dict) else None
+    if value is None or kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json"}
+    if kind != "json_schema":
+        raise GenerationError("text.format", '{"type": "text"}, {"type": "json_object"} or '
+                              '{"type": "json_schema", "name": ..., "schema": {...}}', value)
+    return _schema_format(value, "text.format")
+
+
+def _schema_format(spec: dict[str, Any], where: str) -> dict[str, Any]:
+    """The neutral format of a ``json_schema`` (its ``schema`` and ``name``, under ``where``)."""
+    if not isinstance(spec.get("schema"), dict):
+        raise GenerationError(f"{where}.schema", "a JSON schema object", spec.get("schema"))
     name = spec.get("name")
     if name is not None and not (isinstance(name, str) and name):
-        raise GenerationError("response_format.json_schema.name", "a non-empty string", name)
+        raise GenerationError(f"{where}.name", "a non-empty string", name)
     return {"type": "json_schema", "schema": spec["schema"]} | ({"name": name} if name else {})
 
 
