@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import shlex
 
@@ -52,10 +53,12 @@ def test_the_documented_python_examples_run_against_a_cluster(cluster):
         with contextlib.redirect_stdout(out):
             exec(code.replace("http://127.0.0.1:11435", cluster.base_url), {})  # noqa: S102
         outputs.append(out.getvalue())
-    openai_out, ollama_out, fim_out, tools_out, embed_out, anthropic_out = outputs
+    openai_out, ollama_out, fim_out, tools_out, embed_out, anthropic_out, responses_out = outputs
     assert openai_out.splitlines() == ["".join(WORDS), "alice-mac"]  # alice's personal work
     assert ollama_out == "".join(WORDS)
     assert fim_out == "".join(WORDS) + "\n"
     assert tools_out.splitlines() == [f"get_weather {TOOL_ARGUMENTS}", "".join(WORDS)]
     assert embed_out.splitlines() == [f"2 {EMBEDDING_DIMENSIONS}", "alice-mac"]
     assert anthropic_out.splitlines() == ["".join(WORDS), f"end_turn {len(WORDS)}"]
+    assert responses_out.splitlines() == [f"get_weather {json.dumps(TOOL_ARGUMENTS)}", "".join(WORDS),
+                                          "alice-mac"]
