@@ -167,18 +167,8 @@ def _openai(body: Any, fmt: dict[str, Any] | None) -> Generation:
 
 
 def _openai_format(value: Any) -> dict[str, Any] | None:
-    kind = value.get("type") if isinstance(value, dict) else None
-    if value is None or kind == "text":
-        return None
-    if kind == "json_object":
-        return {"type": "json"}
-    if kind != "json_schema":
-        raise GenerationError("response_format", '{"type": "text"}, {"type": "json_object"} or '
-                       '{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}', value)
-    spec = value.get("json_schema")
-    if not isinstance(spec, dict):
-        raise GenerationError("response_format.json_schema.schema", "a JSON schema object", spec)
-    return _schema_format(spec, "response_format.json_schema")
+    return _format(value, "response_format",
+                   '{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}', nested=True)
 
 
 def _responses_format(text: Any) -> dict[str, Any] | None:
@@ -186,16 +176,26 @@ def _responses_format(text: Any) -> dict[str, Any] | None:
     fields beside its type (``{"type": "json_schema", "name", "schema", "strict"}``)."""
     if text is not None and not isinstance(text, dict):
         raise GenerationError("text", 'an object such as {"format": {"type": "text"}}', text)
-    value = (text or {}).get("format")
+    return _format((text or {}).get("format"), "text.format",
+                   '{"type": "json_schema", "name": ..., "schema": {...}}', nested=False)
+
+
+def _format(value: Any, where: str, schema_shape: str, nested: bool) -> dict[str, Any] | None:
+    """A requested output format, neutral; ``nested``: a schema's fields in ``json_schema``
+    (chat completions) rather than beside its type (the Responses API)."""
     kind = value.get("type") if isinstance(value, dict) else None
     if value is None or kind == "text":
         return None
     if kind == "json_object":
         return {"type": "json"}
     if kind != "json_schema":
-        raise GenerationError("text.format", '{"type": "text"}, {"type": "json_object"} or '
-                              '{"type": "json_schema", "name": ..., "schema": {...}}', value)
-    return _schema_format(value, "text.format")
+        raise GenerationError(where, f'{{"type": "text"}}, {{"type": "json_object"}} or {schema_shape}', value)
+    if not nested:
+        return _schema_format(value, where)
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict):
+        raise GenerationError(f"{where}.json_schema.schema", "a JSON schema object", spec)
+    return _schema_format(spec, f"{where}.json_schema")
 
 
 def _schema_format(spec: dict[str, Any], where: str) -> dict[str, Any]:

@@ -195,14 +195,18 @@ def test_a_saturated_fleet_answers_429_with_retry_after(cluster):
     assert first[1].usage.model_extra["heddle"]["node"] == "alice-mac"
 
 
-def test_a_caller_that_disconnects_cancels_its_task(cluster):
+@pytest.mark.parametrize(("path", "body", "first"), [
+    ("/v1/chat/completions", {"messages": PROMPT}, '"content":"alpha'),
+    ("/v1/responses", {"input": PROMPT}, '"delta":"alpha'),  # the Responses API's events
+])
+def test_a_caller_that_disconnects_cancels_its_task(cluster, path, body, first):
     gate = held(cluster, "alice-mac")
     try:
-        with httpx.stream("POST", cluster.base_url + "/v1/chat/completions", timeout=WAIT_S,
+        with httpx.stream("POST", cluster.base_url + path, timeout=WAIT_S,
                           headers={"Authorization": "Bearer " + KEYS["alice"]["key"]},
-                          json={"model": "llama-3.1-8b", "messages": PROMPT, "stream": True}) as r:
+                          json={"model": "llama-3.1-8b", **body, "stream": True}) as r:
             task = r.headers["x-heddle-task"]
-            next(line for line in r.iter_lines() if '"content":"alpha' in line)
+            next(line for line in r.iter_lines() if first in line)
         # the connection is closed here, mid-stream
         row = cluster.wait_task(task, "cancelled")
         assert row.node == "alice-mac"
