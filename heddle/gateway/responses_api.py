@@ -199,8 +199,8 @@ class ResponsesRequest(TaskBody):
         paths = {f"tools.{i}.function.{k}": f"tools.{i}.{k}" for i in range(len(tools))
                  for k in ("name", "description", "parameters")} | {"tool_choice.function.name": "tool_choice.name"}
         try:
-            return OpenAITools(tools=tools if self.tools is not None else None, tool_choice=choice,
-                               parallel_tool_calls=self.parallel_tool_calls).tool_spec()
+            return OpenAITools(model=self.model, tools=tools if self.tools is not None else None,
+                               tool_choice=choice, parallel_tool_calls=self.parallel_tool_calls).tool_spec()
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
