@@ -284,7 +284,7 @@ def _stop_reason(run: TaskRun, body: MessagesRequest) -> str:
     if run.tool_calls:
         return "tool_use"
     finish = run.usage.get("finish_reason")
-    if finish in ("length", "max_tokens"):  # a local server's, a Claude offer's
+    if run.cut_at_bound():
         cut = run.chat.max_tokens is not None and run.chat.max_tokens < body.max_tokens
         return "model_context_window_exceeded" if cut else "max_tokens"
     return finish if finish in STOP_REASONS and finish != "tool_use" else "end_turn"

@@ -134,7 +134,7 @@ def _closing(run: TaskRun, generate: bool, text: str, started: float) -> dict[st
     prompt, completion = run.counts()
     doc = _piece(run, text, generate)
     doc.update({
-        "done": True, "done_reason": "length" if run.usage.get("finish_reason") == "length" else "stop",
+        "done": True, "done_reason": "length" if run.cut_at_bound() else "stop",
         "total_duration": int((time.monotonic() - started) * NS), "load_duration": 0,
         "prompt_eval_count": prompt, "eval_count": completion,
         "eval_duration": int((run.reported("duration_s") or 0.0) * NS), "heddle": run.where(),

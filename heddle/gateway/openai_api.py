@@ -153,7 +153,7 @@ def _usage(run: TaskRun) -> dict[str, Any]:
 def _finish_reason(run: TaskRun) -> str:
     if run.tool_calls:
         return openai_finish(run.chat.tools)
-    return "length" if run.usage.get("finish_reason") == "length" else "stop"
+    return "length" if run.cut_at_bound() else "stop"
 
 
 def _head(run: TaskRun, kind: str, streamed: bool) -> dict[str, Any]:

@@ -280,6 +280,11 @@ class TaskRun:
     def output_text(self) -> str:
         return "".join(self.text)
 
+    def cut_at_bound(self) -> bool:
+        """The output stopped at its token bound: a local server's ``length`` (Ollama's
+        done_reason, OpenAI's finish_reason) or a Claude offer's ``max_tokens``."""
+        return self.usage.get("finish_reason") in ("length", "max_tokens")
+
     def reported(self, name: str) -> float | None:
         """A figure of the usage the agent relayed from the model server (``prompt_tokens``,
         ``duration_s``...), or None if it sent none or one that is not a number >= 0: a

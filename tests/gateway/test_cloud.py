@@ -20,7 +20,7 @@ from heddle.models import catalog
 from heddle.models.cost import api_cost_usd
 from tests.gateway.gatewaykit import GatewayCluster, write_keys
 from tests.live.clusterkit import WAIT_S
-from tests.live.llmstandin import TOOL_ARGUMENTS, WORDS
+from tests.live.llmstandin import TOOL_ARGUMENTS, WORDS, Plan, anthropic_stream
 
 TEXT = "".join(WORDS)
 PROMPT = [{"role": "user", "content": "Say five Greek letters."}]
@@ -165,3 +165,17 @@ def test_the_anthropic_client_naming_the_offer_as_claude_code_does_gets_claude_t
         personal.messages.create(messages=ask, **asked)
     assert refused.value.body["error"]["type"] == "invalid_request_error"
     assert "privacy" in refused.value.body["error"]["message"] and len(standin.requests) == calls
+
+
+def test_claude_stopping_at_max_tokens_is_each_protocols_cut_short(cloud):
+    """Claude's stop reason ``max_tokens`` is OpenAI's finish_reason ``length``, Ollama's
+    done_reason ``length`` and Anthropic's ``max_tokens`` (it was "stop" on the first two)."""
+    standin = cloud.standins["relay"]
+    standin.plans.extend(Plan(chunks=[c.replace(b'"end_turn"', b'"max_tokens"')
+                                      for c in anthropic_stream("claude-sonnet-4-6")]) for _ in range(3))
+    assert client(cloud, "bob").chat.completions.create(
+        model=OFFER, messages=PROMPT, max_tokens=5).choices[0].finish_reason == "length"
+    llama = ollama.Client(host=cloud.base_url, headers={"Authorization": "Bearer " + KEYS["bob"]["key"]})
+    assert llama.chat(model=OFFER, messages=PROMPT, options={"num_predict": 5}).done_reason == "length"
+    claude = anthropic.Anthropic(base_url=cloud.base_url, api_key=KEYS["bob"]["key"], max_retries=0, timeout=WAIT_S)
+    assert claude.messages.create(model=OFFER, messages=PROMPT, max_tokens=5).stop_reason == "max_tokens"
