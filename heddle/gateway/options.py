@@ -143,10 +143,9 @@ def _anthropic(body: Any) -> Generation:
     if config is not None and not isinstance(config, dict):
         raise GenerationError("output_config", "an object", config)
     fmt = (config or {}).get("format")
-    if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") == "json_schema"
-                                and isinstance(fmt.get("schema"), dict)):
+    if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") == "json_schema"):
         raise GenerationError("output_config.format", '{"type": "json_schema", "schema": {...}}', fmt)
-    return _checked(sampling, fmt and {"type": "json_schema", "schema": fmt["schema"]}, "")
+    return _checked(sampling, fmt and _schema_format(fmt, "output_config.format"), "")
 
 
 def _openai(body: Any, fmt: dict[str, Any] | None) -> Generation:

@@ -25,6 +25,7 @@ PROMPT = [{"role": "user", "content": "Tell me a story about a lantern."}]
 WEATHER = {"name": "get_weather", "description": "The weather forecast for a city.",
            "input_schema": {"type": "object", "required": ["city"],
                             "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}
+STORY = {"type": "object", "properties": {"story": {"type": "string"}}, "required": ["story"]}
 ASK = [{"role": "user", "content": "What will the weather be in Lisbon?"}]
 SERVERS = {  # (node, key, model) of the Ollama stand-in and of the OpenAI-compatible one
     "ollama": ("alice-mac", "alice", "llama-3.1-8b"),  # alice's personal work: only her node
@@ -58,6 +59,7 @@ def test_anthropic_client_gets_a_message_with_usage_and_where_it_ran(cluster, be
     raw = claude(cluster, "bob", bearer).messages.with_raw_response.create(
         model="llama-3.1-8b", max_tokens=40, messages=PROMPT, system="You tell short stories.",
         stop_sequences=["THE END"], metadata={"user_id": "u-1"},
+        output_config={"format": {"type": "json_schema", "schema": STORY}},
         extra_body={"temperature": 0.2, "top_k": 20})  # SDK 2.12 has no field for them; older ones, apps do
     message = raw.parse()
     assert message.type == "message" and message.role == "assistant" and message.model == "llama-3.1-8b"
@@ -69,6 +71,7 @@ def test_anthropic_client_gets_a_message_with_usage_and_where_it_ran(cluster, be
     body = cluster.standins[where["node"]].requests[-1][2]
     assert body["messages"] == [{"role": "system", "content": "You tell short stories."}, *PROMPT]
     assert body["options"] == {"temperature": 0.2, "top_k": 20, "stop": ["THE END"], "num_predict": 40}
+    assert body["format"] == STORY
 
 
 def test_anthropic_client_streams_the_events_the_sdk_reads(cluster):
@@ -194,6 +197,8 @@ def test_a_saturated_fleet_answers_429_with_retry_after(cluster):
     ({"thinking": {"type": "enabled", "budget_tokens": 2048}}, "thinking"),
     ({"temperature": 3}, "temperature"),
     ({"stop_sequences": "THE END"}, "stop_sequences"),
+    ({"output_config": {"format": {"type": "json_schema", "schema": "story"}}}, "output_config.format.schema"),
+    ({"output_config": {"format": {"type": "json_object"}}}, "output_config.format"),
     ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools.0.type"),
     ({"tools": [{**WEATHER, "input_schema": {"type": "string"}}]}, "tools.0.input_schema"),
     ({"tools": [WEATHER, WEATHER]}, "tools.1.name"),
