@@ -12,6 +12,7 @@ import json
 
 import httpx
 import openai
+import pydantic
 import pytest
 
 from tests.gateway.conftest import KEYS, OPENAI_NODE
@@ -26,6 +27,26 @@ WEATHER = {"type": "function", "name": "get_weather", "description": "The weathe
                           "properties": {"city": {"type": "string"}}}, "strict": False}
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"],
           "additionalProperties": False}
+
+
+EVENT = pydantic.TypeAdapter(openai.types.responses.ResponseStreamEvent)
+
+
+def streamed(cluster, body: dict, who: str = "alice") -> list[dict]:
+    """The streamed events as they came, each validated strictly as the SDK's types (its own
+    parser builds its objects without validating), its SSE name its type."""
+    with httpx.stream("POST", cluster.base_url + "/v1/responses", json={**body, "stream": True},
+                      headers={"Authorization": "Bearer " + KEYS[who]["key"]}, timeout=WAIT_S) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in r.iter_lines() if line]
+    docs = []
+    for name, data in zip(lines[::2], lines[1::2], strict=True):
+        doc = json.loads(data.removeprefix("data: "))
+        assert name == "event: " + doc["type"]
+        EVENT.validate_python(doc)
+        docs.append(doc)
+    assert [d["sequence_number"] for d in docs] == list(range(len(docs)))
+    return docs
 
 
 def sent(cluster, node: str = NODE) -> dict:
@@ -81,6 +102,24 @@ def test_openai_client_streams_a_response_its_parser_and_stream_helper_accept(cl
         deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
         done = stream.get_final_response()
     assert "".join(deltas) == TEXT and done.output_text == TEXT and done.status == "completed"
+
+
+@pytest.mark.parametrize("tools", [False, True])
+def test_every_event_and_reply_validates_as_the_sdks_own_types(cluster, standins, tools):
+    body = {"model": "llama-3.1-8b", "input": ASK, **({"tools": [WEATHER]} if tools else {})}
+    names = []
+    for doc in streamed(cluster, body):
+        if names[-1:] != [doc["type"]]:  # the text's pieces: as many deltas as came apart
+            names.append(doc["type"])
+    item = (["response.function_call_arguments.delta", "response.function_call_arguments.done"] if tools
+            else ["response.content_part.added", "response.output_text.delta", "response.output_text.done",
+                  "response.content_part.done"])
+    assert names == ["response.created", "response.in_progress", "response.output_item.added", *item,
+                     "response.output_item.done", "response.completed"]
+    reply = httpx.post(cluster.base_url + "/v1/responses", json=body, timeout=WAIT_S,
+                       headers={"Authorization": "Bearer " + KEYS["alice"]["key"]})
+    response = openai.types.responses.Response.model_validate(reply.json())
+    assert [o.type for o in response.output] == (["function_call"] if tools else ["message"])
 
 
 def test_an_answer_cut_at_the_output_bound_is_incomplete(cluster, standins):
@@ -179,11 +218,10 @@ def test_a_stream_that_cannot_go_on_ends_with_an_error_and_response_failed(clust
     # the model server closes the connection mid-answer: the caller gets what came, then the
     # reason as an error event and the response failed, numbered on, and the body's end
     standins[NODE].plans.append(Plan(chunks=ollama_stream(standins[NODE].model), cut_after=3))
-    events = list(client(cluster, "alice").responses.create(model="llama-3.1-8b", input=ASK, stream=True))
-    assert [e.sequence_number for e in events] == list(range(len(events)))
+    events = streamed(cluster, {"model": "llama-3.1-8b", "input": ASK})
     error, failed = events[-2:]
-    assert error.type == "error" and error.code == "task_failed" and NODE in error.message
-    assert failed.type == "response.failed" and failed.response.status == "failed"
-    assert failed.response.error.message == error.message
-    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
-    assert text == "".join(WORDS[:3]) and failed.response.output[0].content[0].text == text
+    assert error["type"] == "error" and error["code"] == "task_failed" and NODE in error["message"]
+    assert failed["type"] == "response.failed" and failed["response"]["status"] == "failed"
+    assert failed["response"]["error"]["message"] == error["message"]
+    text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert text == "".join(WORDS[:3]) and failed["response"]["output"][0]["content"][0]["text"] == text
