@@ -223,8 +223,9 @@ def _usage(run: TaskRun, body: ResponsesRequest) -> dict[str, Any]:
             "total_tokens": prompt + completion, "heddle": where}
 
 
-def _incomplete(run: TaskRun) -> bool:
-    return run.usage.get("finish_reason") == "length"
+def _status(run: TaskRun) -> str:
+    """How the answer ended: ``incomplete`` when cut at its output bound."""
+    return "incomplete" if run.cut_at_bound() else "completed"
 
 
 def _response(run: TaskRun, body: ResponsesRequest, status: str, output: list[dict[str, Any]],
@@ -263,8 +264,7 @@ def _call(run: TaskRun, index: int, status: str, arguments: str | None = None) -
 
 def _output(run: TaskRun) -> list[dict[str, Any]]:
     """The answer's items: its text (if any, or no calls), then each call."""
-    done = "incomplete" if _incomplete(run) else "completed"
-    text = [_message(run, run.output_text, done)] if run.output_text or not run.tool_calls else []
+    text = [_message(run, run.output_text, _status(run))] if run.output_text or not run.tool_calls else []
     return text + [_call(run, i, "completed") for i in range(len(run.tool_calls))]
 
 
@@ -272,8 +272,7 @@ async def response_reply(run: TaskRun, body: ResponsesRequest) -> dict[str, Any]
     """The ``response`` object, in one reply."""
     async for _ in run.pieces():
         pass
-    return _response(run, body, "incomplete" if _incomplete(run) else "completed", _output(run),
-                     _usage(run, body))
+    return _response(run, body, _status(run), _output(run), _usage(run, body))
 
 
 _SEQ, _PIECE = "\x00seq\x00", "\x00piece\x00"
@@ -330,7 +329,7 @@ class ResponseEvents:
             closing += [b"" if opened else self._opened(), self._closed()]
         first_call = 1 if closing else 0  # the calls' output items follow the message's
         closing += [self._called(first_call + i, i) for i in range(len(run.tool_calls))]
-        status = "incomplete" if _incomplete(run) else "completed"
+        status = _status(run)
         closing.append(self._event(f"response.{status}", response=_response(
             run, body, status, _output(run), _usage(run, body))))
         yield b"".join(closing)
@@ -345,7 +344,7 @@ class ResponseEvents:
         return (self._text_event("response.output_text.done", text=text, logprobs=[])
                 + self._text_event("response.content_part.done", part=_part(text))
                 + self._event("response.output_item.done", output_index=0, item=_message(
-                    run, text, "incomplete" if _incomplete(run) else "completed")))
+                    run, text, _status(run))))
 
     def _called(self, output: int, i: int) -> bytes:
         """A call's events: its item, its arguments (whole, in one delta), its item done."""

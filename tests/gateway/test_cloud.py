@@ -168,13 +168,16 @@ def test_the_anthropic_client_naming_the_offer_as_claude_code_does_gets_claude_t
 
 
 def test_claude_stopping_at_max_tokens_is_each_protocols_cut_short(cloud):
-    """Claude's stop reason ``max_tokens`` is OpenAI's finish_reason ``length``, Ollama's
-    done_reason ``length`` and Anthropic's ``max_tokens`` (it was "stop" on the first two)."""
+    """Claude's stop reason ``max_tokens`` is OpenAI's finish_reason ``length`` (the Responses
+    API's status ``incomplete``), Ollama's done_reason ``length`` and Anthropic's
+    ``max_tokens`` (it was "stop" on the first two)."""
     standin = cloud.standins["relay"]
     standin.plans.extend(Plan(chunks=[c.replace(b'"end_turn"', b'"max_tokens"')
-                                      for c in anthropic_stream("claude-sonnet-4-6")]) for _ in range(3))
+                                      for c in anthropic_stream("claude-sonnet-4-6")]) for _ in range(4))
     assert client(cloud, "bob").chat.completions.create(
         model=OFFER, messages=PROMPT, max_tokens=5).choices[0].finish_reason == "length"
+    cut = client(cloud, "bob").responses.create(model=OFFER, input=PROMPT, max_output_tokens=5)
+    assert (cut.status, cut.incomplete_details.reason) == ("incomplete", "max_output_tokens")
     llama = ollama.Client(host=cloud.base_url, headers={"Authorization": "Bearer " + KEYS["bob"]["key"]})
     assert llama.chat(model=OFFER, messages=PROMPT, options={"num_predict": 5}).done_reason == "length"
     claude = anthropic.Anthropic(base_url=cloud.base_url, api_key=KEYS["bob"]["key"], max_retries=0, timeout=WAIT_S)
