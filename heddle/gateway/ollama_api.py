@@ -184,14 +184,16 @@ def show_reply(ref: ModelRef) -> dict[str, Any]:
     """``POST /api/show``: a catalog model's (or cloud offer's) details in Ollama's shape; its
     ``model_info`` carries the parameter count and context length under Ollama's key names
     (``<architecture>.context_length``), and its ``capabilities`` say ``tools`` for a model
-    that calls tools (`ModelSpec.tools`): where apps look for them (Continue's agent mode)."""
+    that calls tools (`ModelSpec.tools`) and ``vision`` for one that sees images
+    (`ModelSpec.vision`): where apps look for them (Continue's agent mode, Open WebUI)."""
     info: dict[str, Any] = {"general.architecture": ref.model, "general.basename": ref.model}
-    capabilities = ["completion", "tools"]  # a cloud offer: Claude calls tools
+    capabilities = ["completion", "tools", "vision"]  # a cloud offer: Claude calls tools, sees images
     if ref.quant is not None:
         spec = catalog.model(ref.model)
         info |= {"general.parameter_count": round(spec.params_b * 1e9),
                  f"{ref.model}.context_length": spec.context_length}
-        capabilities = ["embedding"] if spec.kind == "embedding" else ["completion"] + ["tools"] * spec.tools
+        capabilities = (["embedding"] if spec.kind == "embedding" else
+                        ["completion"] + ["tools"] * spec.tools + ["vision"] * spec.vision)
     return {"modelfile": "", "parameters": "", "template": "", "license": "",
             "details": _details(ref), "model_info": info, "capabilities": capabilities,
             "modified_at": now()}

@@ -128,12 +128,19 @@ class _ModelIn(_Strict):
     bytes_per_weight: dict[str, Positive] | None = None  # replaces the defaults when given
     tier: Tier = Tier.LOCAL
     tools: bool = False
+    vision: bool = False
+    image_tokens: Annotated[int, Field(ge=0)] = 0
+    image_patch_px: Annotated[int, Field(ge=0)] = 0
     source: Annotated[str, Field(min_length=1)]
 
     @model_validator(mode="after")
     def _active(self) -> _ModelIn:
         if self.active_params_b is not None and self.active_params_b > self.params_b:
             raise ValueError("active_params_b cannot exceed params_b")
+        if self.vision != (self.image_tokens > 0):
+            raise ValueError("a vision model needs image_tokens (> 0), and only a vision model has them")
+        if self.image_patch_px and not self.vision:
+            raise ValueError("image_patch_px is for a vision model")
         return self
 
 
@@ -271,6 +278,9 @@ def _models_from(doc: YamlDoc) -> dict[ModelId, ModelSpec]:
             source=m.source,
             tier=m.tier,
             tools=m.tools,
+            vision=m.vision,
+            image_tokens=m.image_tokens,
+            image_patch_px=m.image_patch_px,
         )
         _put(out, spec.id, spec, doc, ("models", mi, "id"))
     return out

@@ -62,6 +62,9 @@ class ModelSpec:
     source: str = ""
     tier: Tier = Tier.LOCAL  # highest model tier it can serve: big open models qualify for "standard"
     tools: bool = False  # its chat template takes tools: it can call functions
+    vision: bool = False  # it takes images in its messages
+    image_tokens: int = 0  # a vision model's prompt tokens per image (with image_patch_px: the cap)
+    image_patch_px: int = 0  # >0: one token per image_patch_px x image_patch_px block of the image
 
     def __hash__(self) -> int:  # the dict field makes the generated hash fail; ids are unique
         return hash(self.id)
@@ -72,6 +75,14 @@ class ModelSpec:
         LLM; no bound for an embedding model, which embeds a step's inputs one by one, the
         window binding each input, not their sum."""
         return math.inf if self.kind == "embedding" else float(self.context_length)
+
+    def image_prompt_tokens(self, width: int, height: int) -> int:
+        """The prompt tokens one image of ``width`` x ``height`` pixels takes: the catalog's
+        fixed figure, or one per ``image_patch_px`` square block up to it (Qwen2.5-VL)."""
+        if not self.image_patch_px:
+            return self.image_tokens
+        blocks = math.ceil(width / self.image_patch_px) * math.ceil(height / self.image_patch_px)
+        return min(max(blocks, 1), self.image_tokens)
 
     def weights_gb(self, quant: str) -> float:
         """Resident size of the weights in GB (1e9 bytes) at a quantization."""

@@ -19,6 +19,10 @@ __all__ = ["ServedModel", "catalog_ids"]
 
 _FAMILIES: tuple[tuple[str, str, str], ...] = (
     # (family pattern over the normalized name, size word, catalog model id)
+    (r"llama-?3\.2-?vision", "11b", "llama-3.2-vision-11b"),
+    (r"gemma-?3", "12b", "gemma-3-12b"),
+    (r"gemma-?3", "27b", "gemma-3-27b"),
+    (r"qwen-?2\.5-?vl", "7b", "qwen2.5-vl-7b"),
     (r"llama-?3\.1", "8b", "llama-3.1-8b"),
     (r"llama-?3\.1", "70b", "llama-3.1-70b"),
     (r"llama-?2", "7b", "llama-2-7b"),
