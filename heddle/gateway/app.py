@@ -47,6 +47,7 @@ from heddle.gateway.embeddings import (
     openai_reply,
 )
 from heddle.gateway.errors import GatewayError
+from heddle.gateway.images import BODY_BYTES, check_images
 from heddle.gateway.keys import KeyRing
 from heddle.gateway.ollama_api import (
     OllamaChat,
@@ -102,8 +103,9 @@ SSE = "text/event-stream; charset=utf-8"
 """The OpenAI routes' streams: server-sent events."""
 NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 """Stream headers: no proxy in between may hold tokens back."""
-MAX_BODY_BYTES = 2 * wire.MAX_MESSAGE_BYTES
-"""A request body larger than this cannot become a task (it would not fit in a message)."""
+MAX_BODY_BYTES = 2 * wire.MAX_MESSAGE_BYTES + BODY_BYTES
+"""A request body larger than this cannot become a task: its text would not fit in a message,
+its images are over their bounds (heddle.gateway.images)."""
 END_WAIT_S = 1.0
 """Longest a stream's error ending waits to be written (`_Request._end_with`)."""
 STOPPING = GatewayError(503, "the gateway is stopping; a stream's output so far is incomplete",
@@ -379,11 +381,13 @@ class GatewayApp:
         model = resolve_model(body.model, self.bridge.served(latest=False))
         embed = None if load else body.embedding()
         check_model(model, body.embeds)
+        images = body.image_set()
+        check_images(model, images)
         self.keys.check_tier(caller, model.model)
         if load:
             return body, body.loaded(model, load, self.bridge.served().get((model.model, model.quant or ""), []))
         chat = body.fit(Chat(model, messages, body.output_bound(), system, body.generation(),
-                             body.tool_spec(), completion, embed))
+                             body.tool_spec(), completion, embed, tuple(images.images) if images else ()))
         run = TaskRun(self.bridge, chat, rules, timeout_s=self.settings.request_timeout_s,
                       task_timeout_s=self.settings.task_timeout_s)
         return body, run

@@ -2,7 +2,7 @@
 each protocol's request models (OpenAI's chat and completions, Ollama's chat and generate,
 the embeddings routes, Anthropic's messages). `GatewayApp._begin` asks each body the same questions; a route's
 model answers those its protocol has and the base says "none" to the others (no prompt to
-continue, no tools, no embedding, no output bound, no generation options), so a body never
+continue, no tools, no images, no embedding, no output bound, no generation options), so a body never
 has to be probed for what it can answer."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from heddle.live.backends.generation import NONE, Generation
 
 if TYPE_CHECKING:
+    from heddle.gateway.images import ImageSet
     from heddle.gateway.tasks import Chat, ModelRef
     from heddle.gateway.tools import ToolSpec
 
@@ -53,6 +54,10 @@ class TaskBody(BaseModel):
 
     def tool_spec(self) -> ToolSpec | None:
         """The request's tools, checked, or None."""
+        return None
+
+    def image_set(self) -> ImageSet | None:
+        """The images of `chat_messages`' messages (heddle.gateway.images), or None."""
         return None
 
     def output_bound(self) -> int | None:

@@ -5,8 +5,9 @@ Wildcard subscriptions serve every request: the agents' token chunks
 (``heddle.v1.tokens.<node>.<task>``, a chunk naming another node than its subject's refused),
 the task lifecycle events a request acts on as the control plane appends them to JetStream
 (`FOLLOWED_EVENTS`, read as plain messages: nothing is consumed; the others are not sent here
-at all) and the capacity reports (resident models, for /v1/models). A message is routed by the
-task id in its subject and decoded only when a request here follows that task.
+at all), the capacity reports (resident models, for /v1/models) and the agents' requests for a
+task's images (`heddle.gateway.images.ImageDesk`). A message is routed by the task id in its
+subject and decoded only when a request here follows that task.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from heddle.events.errors import PublishPermissionError
 from heddle.events.jetstream import flush_interest
 from heddle.events.jetstream_acks import AckRouter, publish_request, write_pending
 from heddle.gateway.errors import GatewayError
+from heddle.gateway.images import ImageDesk
 from heddle.live import protocol as wire
 from heddle.live.control.messages import (
     CancelRequest,
@@ -83,6 +85,7 @@ class Bridge:
         self._stale: set[str] = set()  # nodes said to be not counted for want of a report
         self._tasks: set[asyncio.Task] = set()
         self._replies = AckRouter(nc, SUBMIT_TIMEOUT_S)  # the control plane's answers
+        self.images = ImageDesk(nc)  # the images of the running requests, for their agents
 
     @classmethod
     async def connect(cls, url: str, sender: str = "gateway", auth: dict | None = None) -> Bridge:
@@ -99,6 +102,7 @@ class Bridge:
             *[await self.nc.subscribe(f"heddle.events.Task.*.{event}", cb=self._on_event)
               for event in FOLLOWED_EVENTS],
             await self.nc.subscribe(wire.all_nodes(wire.CAPACITY), cb=self._on_capacity),
+            await self.nc.subscribe(wire.subject(wire.IMAGES, node="*", task="*"), cb=self.images.on_request),
         ]
         await self._replies.start()
         await flush_interest(self.nc)  # the server has our interest before any request is sent

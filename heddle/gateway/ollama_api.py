@@ -6,8 +6,9 @@ catalog: apps such as editors read its context length there) and ``GET /api/vers
 Honoured fields: ``model``, ``messages`` / ``prompt`` (+ ``system``), ``stream``,
 ``options.num_predict`` (the output bound), the generation options of heddle.gateway.options
 (``options.temperature``, ``top_p``, ``top_k``, ``seed``, ``stop``, ... and ``format``), which
-reach the model server, and ``tools`` with the messages' ``tool_calls`` and tool results
-(`heddle.gateway.tools`). Other options are accepted and not passed on. ``/api/generate`` with
+reach the model server, ``tools`` with the messages' ``tool_calls`` and tool results
+(`heddle.gateway.tools`), and ``images`` (base64, on a user message or a generate request) for
+a model that takes images (`heddle.gateway.images`). Other options are accepted and not passed on. ``/api/generate`` with
 ``raw: true`` or a ``suffix`` (fill in the middle: editors' autocomplete) is a completion task,
 its prompt sent to the model server as it is (heddle.live.backends.completion); without them,
 the prompt is the one user message of a chat (the model's template around it, as Ollama does).
@@ -22,9 +23,10 @@ import json
 import time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from heddle.gateway.errors import GatewayError
+from heddle.gateway.images import IMAGES_KEY, ImageSet, attach
 from heddle.gateway.ollama_models import KeepAlive, now
 from heddle.gateway.options import completion, ollama_generation, unhonoured
 from heddle.gateway.run import TaskRun
@@ -44,9 +46,14 @@ class _Message(ToolMessage):
 
     role: str
     content: str | None = ""
+    images: list[Any] | None = None
 
     def text(self) -> str:
         return self.content or ""
+
+    def found(self, i: int, images: ImageSet) -> list[int]:
+        return [images.add_base64(image, f"messages.{i}.images.{j}")
+                for j, image in enumerate(self.images or ())]
 
 
 class _Base(KeepAlive):
@@ -70,6 +77,7 @@ class _Base(KeepAlive):
 
 class OllamaChat(_Base, OllamaTools):
     messages: list[_Message] = Field(default_factory=list)
+    _images: ImageSet = PrivateAttr(default_factory=ImageSet)
 
     def load_only(self) -> str | None:
         return self._load_only(not self.messages)
@@ -85,7 +93,12 @@ class OllamaChat(_Base, OllamaTools):
         if not messages:
             raise GatewayError(400, "messages: expected at least one user message",
                                "invalid_messages", param="messages")
+        attach(messages, self.messages, self._images, lambda i, m, images: m.found(i, images),
+               skipped=("system",))
         return messages, system or None
+
+    def image_set(self) -> ImageSet:
+        return self._images
 
 
 class OllamaShow(BaseModel):
@@ -107,6 +120,8 @@ class OllamaGenerate(_Base):
     suffix: Any = None
     raw: Any = None
     template: Any = None
+    images: list[Any] | None = None
+    _images: ImageSet = PrivateAttr(default_factory=ImageSet)
 
     def load_only(self) -> str | None:
         return self._load_only(not (self.prompt or self.suffix))
@@ -117,10 +132,19 @@ class OllamaGenerate(_Base):
 
     def completion(self) -> dict[str, Any] | None:
         unhonoured(self, ("template",))
-        return completion(self.prompt, self.suffix, self.raw, self.system)
+        done = completion(self.prompt, self.suffix, self.raw, self.system)
+        if done is not None and self.images:
+            raise GatewayError(400, "images: a raw prompt or one with a suffix takes no images "
+                               "(send them without raw and suffix: the model's template places them)",
+                               "invalid_image", param="images")
+        return done
 
     def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:
-        return [{"role": "user", "content": self.prompt}], self.system  # not empty: `load_only`
+        message: dict[str, Any] = {"role": "user", "content": self.prompt}  # not empty: `load_only`
+        if self.images:
+            message[IMAGES_KEY] = [self._images.add_base64(image, f"images.{j}")
+                                   for j, image in enumerate(self.images)]
+        return [message], self.system
 
 
 def _piece(run: TaskRun, text: str, generate: bool) -> dict[str, Any]:

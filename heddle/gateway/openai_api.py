@@ -3,8 +3,10 @@ reply, usage included), the legacy ``POST /v1/completions`` (a prompt string sen
 it is, or with a ``suffix`` to fill in the middle, answered as ``text_completion``s the same
 way), ``GET /v1/models`` and ``GET /v1/models/{model}``.
 
-Honoured fields: ``model``, ``messages`` (text content; a list of text parts is joined; an
-assistant's ``tool_calls``, a tool's result), ``max_tokens`` / ``max_completion_tokens``,
+Honoured fields: ``model``, ``messages`` (text content; a list of text parts is joined; a user
+message's ``image_url`` parts, base64 data URLs, for a model that takes images:
+heddle.gateway.images; a part of another kind is a 400 naming it; an assistant's
+``tool_calls``, a tool's result), ``max_tokens`` / ``max_completion_tokens``,
 ``stream``, ``stream_options.include_usage``, ``tools``, ``tool_choice``,
 ``parallel_tool_calls`` (chat completions: heddle.gateway.tools), and the generation options of
 heddle.gateway.options (``temperature``, ``top_p``, ``seed``, ``stop``, the penalties,
@@ -21,10 +23,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from heddle.gateway.bodies import TaskBody
 from heddle.gateway.errors import GatewayError
+from heddle.gateway.images import ImageSet, attach
 from heddle.gateway.options import completion, openai_generation, refused, unhonoured
 from heddle.gateway.run import TaskRun
 from heddle.gateway.tools import (
@@ -44,6 +47,10 @@ CHAT, TEXT = "chat", "text"
 completion (``/v1/completions``)."""
 
 
+TEXT_PARTS = ("text", "input_text", None)
+IMAGE_PARTS = ("image_url", "input_image")
+
+
 class _Message(ToolMessage):
     model_config = ConfigDict(extra="ignore")
 
@@ -53,8 +60,22 @@ class _Message(ToolMessage):
     def text(self) -> str:
         if isinstance(self.content, list):
             return "".join(part.get("text") or "" for part in self.content
-                           if part.get("type") in ("text", "input_text", None))
+                           if part.get("type") in TEXT_PARTS)
         return self.content or ""
+
+    def images(self, i: int, images: ImageSet) -> list[int]:
+        """Its ``image_url`` parts (data URLs) added to ``images``: their indices. A part of
+        another kind than text or image is a 400 naming it (never dropped in silence)."""
+        found = []
+        for j, part in enumerate(self.content if isinstance(self.content, list) else ()):
+            kind, where = part.get("type"), f"messages.{i}.content.{j}"
+            if kind in IMAGE_PARTS:
+                url = part.get("image_url")
+                found.append(images.add_url(url.get("url") if isinstance(url, dict) else url, where))
+            elif kind not in TEXT_PARTS:
+                raise GatewayError(400, f"{where}: content parts of type {kind!r} are not supported "
+                                   "(text and image_url are)", "invalid_messages", param=where)
+        return found
 
 
 class _StreamOptions(BaseModel):
@@ -109,14 +130,21 @@ class ChatRequest(_Request, OpenAITools):
     def output_bound(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
+    _images: ImageSet = PrivateAttr(default_factory=ImageSet)
+
     def chat_messages(self) -> tuple[list[dict[str, str]], str | None]:
-        """(messages, system): system messages joined into the backends' system prompt."""
+        """(messages, system): system messages joined into the backends' system prompt; the
+        user messages' images in `image_set`."""
         system = "\n\n".join(m.text() for m in self.messages if m.role in ("system", "developer"))
         messages = openai_messages(self.messages, _Message.text)
         if not messages:
             raise GatewayError(400, "messages: expected at least one user message",
                                "invalid_messages", param="messages")
+        attach(messages, self.messages, self._images, lambda i, m, images: m.images(i, images))
         return messages, system or None
+
+    def image_set(self) -> ImageSet:
+        return self._images
 
 
 class CompletionRequest(_Request):

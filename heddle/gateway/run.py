@@ -79,15 +79,19 @@ class TaskRun:
         """Submit and wait for a place: GatewayError (429 with Retry-After) if none comes
         within the caller's bound, or the reason the task cannot run."""
         follow = self.bridge.follow(self.task_id)
+        if self.chat.images:  # handed to the node it is placed on, when it asks
+            self.bridge.images.hold(self.task_id, list(self.chat.images), self.placements)
         try:
             placed = await self.bridge.submit(self.job_id, self.rules.owner, self.item)
         except BaseException:
             self.bridge.unfollow(self.task_id)
+            self.bridge.images.release(self.task_id)
             raise
         status = placed["status"]
         if status == "placed":
             self.node, self.offer = placed["node"], placed.get("offer", "")
             self.placements.add((self.node, placed["attempt"]))
+            self.bridge.images.placed(self.task_id)
             return
         if status != "waiting":
             self.ended = True
@@ -242,6 +246,7 @@ class TaskRun:
         if attempt is None:
             return
         self.placements.add((node, attempt))
+        self.bridge.images.placed(self.task_id)
         mine = [c for c in self._held if (c.node_id, c.attempt) == (node, attempt)]
         if mine:
             others = [c for c in self._held if (c.node_id, c.attempt) != (node, attempt)]
@@ -272,6 +277,7 @@ class TaskRun:
         if self._timer is not None:
             self._timer.cancel()
         self.bridge.unfollow(self.task_id)
+        self.bridge.images.release(self.task_id)
         if not self.ended:
             self.ended = True
             self.bridge.cancel_soon(self.task_id, "the caller went away or the request failed")

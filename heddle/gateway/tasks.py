@@ -1,5 +1,5 @@
 """A chat request as a heddle task (or a completion's: a prompt to continue, `Chat.completion`):
-model and quant from the requested name, prompt tokens counted, output bound from
+model and quant from the requested name, prompt tokens counted (images included), output bound from
 ``max_tokens``, generation options in the payload (``sampling``, ``format``:
 heddle.live.backends.generation), privacy/owner/deadline/tier/account from the caller's rules,
 and the agent asked to stream the output back (``stream_tokens``)."""
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from heddle.gateway.errors import GatewayError
+from heddle.gateway.images import IMAGES_KEY, Image, image_tokens
 from heddle.gateway.keys import Rules
 from heddle.gateway.tools import ToolSpec, tool_tokens
 from heddle.live.backends.common import DEFAULT_OUTPUT_TOKENS
@@ -59,6 +60,7 @@ class Chat:
     completion: dict[str, Any] | None = None  # a prompt to continue (then no messages): the
     # payload's ``completion`` (heddle.live.backends.completion)
     embed: dict[str, Any] | None = None  # an embedding request's payload (heddle.gateway.embeddings)
+    images: tuple[Image, ...] = ()  # the user messages' images: the messages name them by index
 
 
 def resolve_model(name: str, served: Collection[tuple[str, str]] = ()) -> ModelRef:
@@ -143,17 +145,22 @@ def chat_task(chat: Chat, rules: Rules, job_id: str, timeout_s: float | None) ->
         payload["format"] = chat.generation.format
     if chat.tools is not None:
         payload |= chat.tools.payload()
+    if chat.images:  # references only: the agent fetches the bytes (heddle.gateway.images)
+        payload[IMAGES_KEY] = [image.ref() for image in chat.images]
     return _task(chat, rules, job_id, timeout_s, payload, prompt_tokens(chat), output)
 
 
 def prompt_tokens(chat: Chat) -> int:
     """A chat's (or completion's) prompt in tokens, estimated: its messages and system prompt,
-    or its prompt and suffix, and the tools' schemas and the conversation's calls. What the
+    or its prompt and suffix, the tools' schemas and the conversation's calls, and the images.
+    What the
     task says it needs, and what Anthropic's ``count_tokens`` answers."""
     prompt = (completion_tokens(chat.completion) if chat.completion is not None
               else count_tokens(chat.messages, chat.system))
     if chat.tools is not None or any("tool_calls" in m for m in chat.messages):
         prompt += tool_tokens(chat.tools, chat.messages, CHARS_PER_TOKEN)
+    if chat.images:  # each at its model's cost (heddle.gateway.images)
+        prompt += image_tokens(chat.model, list(chat.images))
     return prompt
 
 

@@ -51,6 +51,13 @@ new field: upgrade the control plane first, then the agents.
   out of the JSON when absent, so every other chunk is byte for byte a 1.9 one. The inputs
   travel in the task's payload (``embed``); the vectors never go in a result (the task's
   ``TaskFinished`` and ``TaskCompleted`` carry the counts only: no floats in the durable log).
+- 1.11: `ImageRequest` on ``heddle.v1.images.<node>.<task>`` (`IMAGES`): an agent asks the
+  gateway for a piece of an image of a task it runs; the answer is the image's raw bytes from
+  ``offset`` (at most `IMAGE_CHUNK_BYTES`; none past its end), or an empty answer with the
+  `IMAGE_REFUSED_HEADER` header saying why. The task's payload carries references to its
+  images (``images``: sha256, media type, size), never their bytes, so no image goes in a
+  message of the durable log. An agent older than 1.11 does not read them (the ``images``
+  feature a node advertises says which can).
 """
 
 from __future__ import annotations
@@ -78,7 +85,7 @@ from heddle.models.ids import (
 from heddle.models.state import NodeState
 from heddle.models.task import Task
 
-PROTOCOL_VERSION = "1.10"
+PROTOCOL_VERSION = "1.11"
 """Version every message carries in ``v``: "major.minor"; receivers refuse another major."""
 PROTOCOL_MAJOR = 1
 MAX_MESSAGE_BYTES = 512 * 1024
@@ -126,6 +133,15 @@ an LLM attempt as they are produced, then one with ``done`` set, when the assign
 options set ``stream_tokens`` (`STREAM_TOKENS_OPTION`). ``{node}`` is the publishing agent's
 node (1.6: the only one its credentials may publish beneath). The task's outcome is still the
 control plane's (its reports and events): a lost chunk is seen as a gap in ``index``."""
+IMAGES = SUBJECT_PREFIX + ".images.{node}.{task}"
+"""agent -> the gateway that holds the task's images, request/reply (1.11): `ImageRequest`, answered
+with the bytes (or refused: `IMAGE_REFUSED_HEADER`). ``{node}`` is the asking agent's (the only
+one its credentials may publish beneath); the gateway answers only the node and attempt the
+control plane placed the task on."""
+IMAGE_CHUNK_BYTES = MAX_MESSAGE_BYTES - 8 * 1024
+"""The most image bytes one answer to an `ImageRequest` carries."""
+IMAGE_REFUSED_HEADER = "Heddle-Refused"
+"""The header of a refused `ImageRequest`'s (empty) answer: the reason."""
 STREAM_TOKENS_OPTION = "stream_tokens"
 """`ExecutorSpec.options` key: true asks the agent to publish the attempt's output on `TOKENS`."""
 
@@ -495,6 +511,14 @@ class TokenChunk(_AttemptMessage):
         description="(1.10) An embedding attempt's next vectors, in input order.")
 
 
+class ImageRequest(_AttemptMessage):
+    """A piece of one image of a task the sender runs (1.11), from byte ``offset``."""
+
+    type: Literal["image_request"] = "image_request"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="The image's digest, as the task's payload names it.")
+    offset: Count = 0
+
+
 class Control(_Message):
     """Drain the node (``deadline_s`` for in-flight work) or cancel one task's attempt."""
 
@@ -526,13 +550,13 @@ class Left(_Message):
 
 Message = (
     CapacityReport | Assignment | AssignReply | TaskStarted | TaskFinished | Control
-    | ControlReply | Left | TokenChunk | AssignBatch | AssignBatchReply | TaskReports
+    | ControlReply | Left | TokenChunk | AssignBatch | AssignBatchReply | TaskReports | ImageRequest
 )
 MESSAGE_TYPES: dict[str, type[_Message]] = {
     m.model_fields["type"].default: m
     for m in (
         CapacityReport, Assignment, AssignReply, TaskStarted, TaskFinished, Control,
-        ControlReply, Left, TokenChunk, AssignBatch, AssignBatchReply, TaskReports,
+        ControlReply, Left, TokenChunk, AssignBatch, AssignBatchReply, TaskReports, ImageRequest,
     )
 }
 """The ``type`` tag -> model, for every message of protocol v1."""

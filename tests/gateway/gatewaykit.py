@@ -36,20 +36,24 @@ class GatewayCluster(Cluster):
         super().__init__(tmp)
         self.standins: dict[str, StandIn] = {}
         self.embeddings: dict[str, tuple[str, dict[str, str]] | None] = {}  # node -> its embedding model
+        self.also: dict[str, tuple[tuple[str, dict[str, str]], ...]] = {}  # node -> its other models
         self.gateway: subprocess.Popen | None = None
         self.gateway_log: list[str] = []
         self.base_url = ""
         self.probe_key = ""  # a key of the gateway's, to ask what it lists
 
     def start_llm_agent(self, node: str, owner: str, slots: int = 2, trust: tuple[str, ...] = (),
-                        server: str = "ollama", embedding: tuple[str, dict[str, str]] | None = None) -> StandIn:
+                        server: str = "ollama", embedding: tuple[str, dict[str, str]] | None = None,
+                        also: tuple[tuple[str, dict[str, str]], ...] = ()) -> StandIn:
         """An agent whose model server is a stand-in speaking Ollama's protocol (serving
         `MODEL`) or, ``server="openai"``, the OpenAI-compatible one (serving `OPENAI_MODEL`);
-        ``embedding``: an embedding model it serves too (name, Ollama details)."""
+        ``embedding``: an embedding model it serves too (name, Ollama details); ``also``: more
+        models it serves (a vision model)."""
         standin = self.standins[node] = StandIn(MODEL if server == "ollama" else OPENAI_MODEL,
-                                                embedding=embedding)
+                                                embedding=embedding, also=also)
         self.agent_specs[node] = (owner, slots, trust)
         self.embeddings[node] = embedding
+        self.also[node] = also
         self.agents[node] = subprocess.Popen(
             [*agent_command(self.url, node, owner, slots, trust), f"--{server}-url", standin.url],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -73,7 +77,7 @@ class GatewayCluster(Cluster):
         """A killed node back, with a fresh stand-in, once the control plane sees it active."""
         self.standins.pop(node).stop()
         owner, slots, trust = self.agent_specs[node]
-        self.start_llm_agent(node, owner, slots, trust, embedding=self.embeddings[node])
+        self.start_llm_agent(node, owner, slots, trust, embedding=self.embeddings[node], also=self.also[node])
         self.wait_models({node})
 
     def start_gateway(self, keys: Path, *extra: str) -> None:

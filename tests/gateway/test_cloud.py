@@ -6,9 +6,12 @@ and get the stand-in's answer streamed, the usage naming the offer and the agent
 it (also in the headers: X-Heddle-Offer, X-Heddle-Node); the `anthropic` client (as Claude
 Code) names it as Anthropic's API does and gets Claude's tool use back; personal work asking
 for it is the protocol's 400 with the privacy reason, a key limited to the local tier a 403
-naming the offer's tier, and nothing is called."""
+naming the offer's tier, and nothing is called; an image reaches the Messages API as an
+``image`` block."""
 
 from __future__ import annotations
+
+import base64
 
 import anthropic
 import httpx
@@ -19,8 +22,9 @@ import pytest
 from heddle.models import catalog
 from heddle.models.cost import api_cost_usd
 from tests.gateway.gatewaykit import GatewayCluster, write_keys
+from tests.gateway.imagekit import data_url, png
 from tests.live.clusterkit import WAIT_S
-from tests.live.llmstandin import TOOL_ARGUMENTS, WORDS, Plan, anthropic_stream
+from tests.live.llmstandin import TOOL_ARGUMENTS, WORDS, Plan, anthropic_stream, image_words
 
 TEXT = "".join(WORDS)
 PROMPT = [{"role": "user", "content": "Say five Greek letters."}]
@@ -182,3 +186,16 @@ def test_claude_stopping_at_max_tokens_is_each_protocols_cut_short(cloud):
     assert llama.chat(model=OFFER, messages=PROMPT, options={"num_predict": 5}).done_reason == "length"
     claude = anthropic.Anthropic(base_url=cloud.base_url, api_key=KEYS["bob"]["key"], max_retries=0, timeout=WAIT_S)
     assert claude.messages.create(model=OFFER, messages=PROMPT, max_tokens=5).stop_reason == "max_tokens"
+
+
+def test_an_image_for_a_claude_offer_reaches_the_messages_api_as_an_image_block(cloud):
+    photo = png(64, 48)
+    reply = client(cloud, "bob").chat.completions.create(model=OFFER, messages=[
+        {"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                     {"type": "image_url", "image_url": {"url": data_url(photo)}}]}])
+    assert reply.choices[0].message.content == "".join(image_words([photo]))
+    path, _, body = cloud.standins["relay"].requests[-1]
+    assert path == "/v1/messages" and body["messages"][-1]["content"] == [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                     "data": base64.b64encode(photo).decode()}},
+        {"type": "text", "text": "What is this?"}]

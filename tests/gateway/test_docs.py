@@ -15,10 +15,12 @@ from typer.testing import CliRunner
 from heddle.cli.main import app
 from heddle.gateway import load_keys
 from heddle.models.ids import Privacy
+from tests.gateway.imagekit import png
 from tests.live.clusterkit import REPO
-from tests.live.llmstandin import EMBEDDING_DIMENSIONS, TOOL_ARGUMENTS, WORDS
+from tests.live.llmstandin import EMBEDDING_DIMENSIONS, TOOL_ARGUMENTS, WORDS, image_words
 
 DOC = (REPO / "docs" / "gateway.md").read_text(encoding="utf-8")
+PHOTO = png(64, 48)
 
 
 def blocks(lang: str) -> list[str]:
@@ -46,14 +48,16 @@ def test_the_documented_commands_take_the_documented_flags():
     assert "--gateway-port" in helps["up"]
 
 
-def test_the_documented_python_examples_run_against_a_cluster(cluster):
+def test_the_documented_python_examples_run_against_a_cluster(cluster, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photo.png").write_bytes(PHOTO)  # the image example's file
     outputs = []
     for code in blocks("python"):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             exec(code.replace("http://127.0.0.1:11435", cluster.base_url), {})  # noqa: S102
         outputs.append(out.getvalue())
-    openai_out, ollama_out, fim_out, tools_out, embed_out, anthropic_out, responses_out = outputs
+    openai_out, ollama_out, fim_out, tools_out, embed_out, image_out, anthropic_out, responses_out = outputs
     assert openai_out.splitlines() == ["".join(WORDS), "alice-mac"]  # alice's personal work
     assert ollama_out == "".join(WORDS)
     assert fim_out == "".join(WORDS) + "\n"
@@ -62,3 +66,4 @@ def test_the_documented_python_examples_run_against_a_cluster(cluster):
     assert anthropic_out.splitlines() == ["".join(WORDS), f"end_turn {len(WORDS)}"]
     assert responses_out.splitlines() == [f"get_weather {json.dumps(TOOL_ARGUMENTS)}", "".join(WORDS),
                                           "alice-mac"]
+    assert image_out.splitlines() == ["".join(image_words([PHOTO])), "alice-mac"]

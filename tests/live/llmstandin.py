@@ -4,12 +4,14 @@ scripted per request: a status with headers, a held first token, a connection cu
 malformed JSON, or the server gone; or with a `planner` that paces each stream as a real
 server would (tests/live/fidelitykit.py paces it by the performance model). A request with
 tools whose conversation does not end with a tool's result gets a call of its first tool
-(`TOOL_ARGUMENTS`), streamed as each server streams one; with the result, the usual text.
+(`TOOL_ARGUMENTS`), streamed as each server streams one; with the result, the usual text. A
+request with images is answered with each image's SHA-256 and size (`image_words`).
 Embeddings (Ollama's ``/api/embed``, OpenAI's ``/v1/embeddings``) are answered in one document
 with `embedding_vector`'s vectors of each input, cut to ``dimensions`` when asked."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import io
@@ -186,6 +188,39 @@ def tool_plan(path: str, body: dict) -> Plan | None:
     return Plan(chunks=stream(body["model"], tools[0]["function"]["name"]))
 
 
+def sent_images(path: str, body: dict) -> list[bytes]:
+    """The images a chat request carries, decoded, in each server's shape: Ollama's message
+    ``images`` (base64), OpenAI's ``image_url`` parts (data URLs), Anthropic's ``image``
+    blocks (base64 source)."""
+    out = []
+    for m in body.get("messages") or ():
+        out += [base64.b64decode(i) for i in m.get("images") or ()]
+        for part in m.get("content") if isinstance(m.get("content"), list) else ():
+            if part.get("type") == "image_url":
+                out.append(base64.b64decode(part["image_url"]["url"].partition(";base64,")[2]))
+            elif part.get("type") == "image":
+                out.append(base64.b64decode(part["source"]["data"]))
+    return out
+
+
+def image_words(images: list[bytes]) -> list[str]:
+    """The stand-ins' answer to a request with images: each image's SHA-256 and size."""
+    return [f"{hashlib.sha256(data).hexdigest()}:{len(data)} " for data in images]
+
+
+def image_plan(path: str, body: dict) -> Plan | None:
+    """A request with images is answered with `image_words` (what reached the server)."""
+    images = sent_images(path, body)
+    if not images:
+        return None
+    words = image_words(images)
+    if path == "/api/chat":
+        return Plan(chunks=ollama_stream(body["model"], words))
+    if path == "/v1/messages":
+        return Plan(chunks=anthropic_stream(body["model"], words))
+    return Plan(chunks=openai_stream(body["model"], words))
+
+
 DEFAULT_STREAMS: dict[str, Callable[[str], list[bytes]]] = {
     "/api/chat": ollama_stream, "/api/generate": lambda model: ollama_stream(model, generate=True),
     "/v1/chat/completions": openai_stream, "/v1/completions": lambda model: openai_stream(model, text=True),
@@ -210,16 +245,18 @@ class StandIn:
 
     def __init__(self, model: str = "llama3.1:8b-instruct-q4_K_M",
                  planner: Callable[[str, dict], Plan] | None = None,
-                 embedding: tuple[str, dict[str, str]] | None = None) -> None:
-        """``embedding``: an embedding model's name and Ollama details served beside ``model``."""
+                 embedding: tuple[str, dict[str, str]] | None = None,
+                 also: tuple[tuple[str, dict[str, str]], ...] = ()) -> None:
+        """``embedding``: an embedding model's name and Ollama details served beside ``model``;
+        ``also``: more models served beside it (name, Ollama details)."""
         self.model = model
         self.planner = planner  # builds the Plan of a request no scripted Plan answers
         self.tags: list[dict[str, Any]] = [{"name": model, "details": {}}]
         self.loaded: list[str] = [model]
         self.embedder: Callable[[str, dict], dict[str, Any]] = embedding_doc  # answers embeddings
-        if embedding is not None:
-            self.tags.append({"name": embedding[0], "details": embedding[1]})
-            self.loaded.append(embedding[0])
+        for name, details in ((embedding,) if embedding is not None else ()) + also:
+            self.tags.append({"name": name, "details": details})
+            self.loaded.append(name)
         self.plans: deque[Plan] = deque()
         self.requests: list[tuple[str, dict[str, str], Any]] = []
         self.lock = threading.Lock()
@@ -274,6 +311,8 @@ class StandIn:
                     plan = standin.planner(self.path, body)
                 if plan is None:
                     plan = tool_plan(self.path, body)
+                if plan is None:
+                    plan = image_plan(self.path, body)
                 if plan is None:
                     plan = Plan(chunks=DEFAULT_STREAMS[self.path](body["model"]))
                 if plan.status != 200:

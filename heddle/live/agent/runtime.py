@@ -30,6 +30,7 @@ from nats.js.errors import NotFoundError
 
 from heddle.live import protocol as p
 from heddle.live.agent.executors import ExecutionError, ExecutorRegistry, Progress
+from heddle.live.agent.images import has_image_refs, with_images
 from heddle.live.agent.outbox import Outbox
 from heddle.live.agent.perflog import PerfLog
 from heddle.live.agent.probe import MachineSample, Probe
@@ -380,7 +381,8 @@ class Agent:
         self._idle.clear()
         executor = self.registry.get(attempt.assignment.executor.kind)
         try:
-            executor.begin(attempt.assignment, attempt.progress)  # e.g. the model request, now
+            if not has_image_refs(attempt.assignment):  # else its images come first (`_run`)
+                executor.begin(attempt.assignment, attempt.progress)  # e.g. the model request, now
         except Exception:  # it must not raise; if it does, `run` starts the attempt as usual
             log.exception("executor %s: begin raised on %s", attempt.assignment.executor.kind,
                           attempt.assignment.task.id)
@@ -403,6 +405,8 @@ class Agent:
             self.stats.stamp(a.task.id, "a_run")
         try:
             async with asyncio.timeout(timeout_s):
+                if has_image_refs(a):  # the bytes, from the gateway that holds them
+                    a = await with_images(self._nc, self.settings.sender, self._next_seq, a)
                 result = await self.registry.get(a.executor.kind).run(a, attempt.progress)
         except TimeoutError:
             outcome, reason = "failed", f"timeout: still running after {timeout_s} s"

@@ -38,6 +38,7 @@ from heddle.live.backends.common import (
 from heddle.live.backends.completion import refuse_completion
 from heddle.live.backends.embed import refuse_embedding
 from heddle.live.backends.generation import Generation
+from heddle.live.backends.images import claude_images
 from heddle.live.backends.tools import CallPieces, claude_tool_kwargs
 from heddle.live.backends.worker import check_output
 from heddle.live.protocol import Assignment
@@ -157,7 +158,7 @@ class ClaudeExecutor(Executor):
                                 **unsent, **extra)
 
         kwargs: dict[str, Any] = {"model": api_model, "max_tokens": call.max_output_tokens,
-                                  "messages": call.messages, "stream": True, **asked}
+                                  "messages": claude_images(call.messages), "stream": True, **asked}
         if call.system:
             kwargs["system"] = call.system
         claude_tool_kwargs(call.tools, kwargs)

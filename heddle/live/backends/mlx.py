@@ -10,7 +10,8 @@ nothing is downloaded at run time) is loaded by the first task and stays residen
 for; it runs in a worker thread that hands each `GenerationResponse` to the event loop. One
 generation at a time (one model, one GPU stream): a cancelled attempt stops its generator at
 the next token and the next attempt waits for that, so two never overlap. No tool calling: a
-task with tools fails with the reason (`refuse_tools`). A raw completion's prompt goes to
+task with tools fails with the reason (`refuse_tools`), and so does one with images
+(`refuse_images`: mlx-vlm, which runs vision models, is not a dependency). A raw completion's prompt goes to
 ``stream_generate`` as it is (no chat template: mlx-lm tokenizes the string); a suffix (fill in
 the middle) is refused, as mlx-lm (0.32: its generate and its server's ``/v1/completions``)
 has no fill in the middle.
@@ -40,6 +41,7 @@ from heddle.live.backends.common import LlmCall, StreamMeter, llm_call
 from heddle.live.backends.completion import refuse_completion
 from heddle.live.backends.embed import refuse_embedding
 from heddle.live.backends.generation import Generation
+from heddle.live.backends.images import refuse_images
 from heddle.live.backends.names import ServedModel, catalog_ids
 from heddle.live.backends.tools import refuse_tools
 from heddle.live.backends.worker import check_output
@@ -157,6 +159,7 @@ class MlxExecutor(Executor):
                          "runs generative models only)")
         call = llm_call(assignment)
         refuse_tools(f"mlx at {self.url}", call.tools, call.messages)
+        refuse_images(f"mlx at {self.url}", call.messages, "mlx-lm runs text models; mlx-vlm is not a dependency")
         refuse_completion(f"mlx at {self.url}", call.completion, ("suffix",),
                           "mlx-lm has no fill in the middle (its generate takes one prompt)")
         task = assignment.task

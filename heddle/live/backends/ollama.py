@@ -1,6 +1,6 @@
-"""Ollama: ``POST /api/chat`` streaming NDJSON (a completion task: ``POST /api/generate``, its
-lines carrying ``response`` instead of ``message.content``); discovery from ``/api/tags`` and
-``/api/ps``."""
+"""Ollama: ``POST /api/chat`` streaming NDJSON (a message's images as its ``images``: base64; a
+completion task: ``POST /api/generate``, its lines carrying ``response`` instead of
+``message.content``); discovery from ``/api/tags`` and ``/api/ps``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from heddle.live.agent.executors import ExecutionError, Progress
 from heddle.live.backends.common import LlmCall, StreamMeter
+from heddle.live.backends.images import ollama_images
 from heddle.live.backends.local import LocalServer
 from heddle.live.backends.names import ServedModel, catalog_ids
 from heddle.live.backends.tools import ollama_calls, ollama_tool_body
@@ -50,7 +51,7 @@ class OllamaExecutor(LocalServer):
             path, asked = "/api/generate", call.completion.asked()
         else:
             path = "/api/chat"
-            asked = {"messages": call.chat()}
+            asked = {"messages": ollama_images(call.chat())}
         gen = call.generation
         body = {"model": name, **asked, "stream": True,
                 "options": {"num_predict": call.max_output_tokens, **gen.sampling}}

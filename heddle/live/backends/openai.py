@@ -1,5 +1,6 @@
 """OpenAI-compatible servers (LM Studio, llama.cpp server, vLLM, mlx-lm server):
-``POST /v1/chat/completions`` streaming server-sent events with usage (a completion task:
+``POST /v1/chat/completions`` streaming server-sent events with usage (a message's images as
+``image_url`` parts: data URLs; a completion task:
 ``POST /v1/completions``, its events carrying ``choices[].text``); discovery from
 ``/v1/models``, whose models count as loaded (these servers list what they serve)."""
 
@@ -12,6 +13,7 @@ from heddle.live.agent.executors import ExecutionError, Progress
 from heddle.live.backends.common import LlmCall, StreamMeter
 from heddle.live.backends.completion import openai_prompt
 from heddle.live.backends.generation import Generation
+from heddle.live.backends.images import openai_images
 from heddle.live.backends.local import LocalServer
 from heddle.live.backends.names import ServedModel, catalog_ids
 from heddle.live.backends.tools import CallPieces, openai_tool_body
@@ -53,7 +55,7 @@ class OpenAIExecutor(LocalServer):
             path, asked = "/v1/completions", openai_prompt(call.completion)
         else:
             path = "/v1/chat/completions"
-            asked = {"messages": call.chat()}
+            asked = {"messages": openai_images(call.chat())}
         body = {"model": name, **asked, "stream": True,
                 "stream_options": {"include_usage": True}, "max_tokens": call.max_output_tokens}
         gen = call.generation

@@ -14,7 +14,9 @@ for the control plane, each with the narrowest permissions its work needs.
   machines discovered but not joined): no job, payload or result;
   **admin** (the person at the cluster's own machine) does what a user and an observer do,
   drains nodes and may watch the nodes' capacity reports; **gateway** (`heddle gateway` under `heddle up`) submits, cancels and
-  asks, and follows what it submitted: token chunks, task events, capacity reports.
+  asks, and follows what it submitted: token chunks, task events, capacity reports; it answers
+  the agents' requests for a task's images (``heddle.v1.images.<node>.<task>``: an agent asks
+  only under its own node id, and the gateway answers only the node the task was placed on).
 
 Replies reach a client on its own inbox prefix (`inbox_prefix`, ``_INBOX.<name>``), so no
 client can read another's replies; clients connect with ``inbox_prefix=inbox_prefix(name)``.
@@ -112,6 +114,7 @@ def member_permissions(member: Member) -> dict:
                 p.subject(p.REPORT, node=name),
                 p.subject(p.LEFT, node=name),
                 p.subject(p.TOKENS, node=name, task="*"),  # output of the LLM work it runs (gateway)
+                p.subject(p.IMAGES, node=name, task="*"),  # the images of the tasks it runs (gateway)
                 "$JS.API.INFO",
                 f"$JS.API.STREAM.INFO.{p.REPORT_STREAM}",
             ]},
@@ -139,7 +142,9 @@ def member_permissions(member: Member) -> dict:
         return {
             "publish": {"allow": [p.SUBMIT, p.CANCEL, p.subject(p.QUERY, what="*")]},
             "subscribe": {"allow": [p.subject(p.TOKENS, node="*", task="*"), "heddle.events.Task.*.*",
-                                    p.all_nodes(p.CAPACITY), inbox]},
+                                    p.all_nodes(p.CAPACITY), p.subject(p.IMAGES, node="*", task="*"),
+                                    inbox]},
+            "allow_responses": True,  # the answers to the agents' image requests
         }
     return {"publish": {"allow": [JOIN_SUBJECT]}, "subscribe": {"allow": [inbox]}}  # joiner
 
