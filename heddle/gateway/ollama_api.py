@@ -146,6 +146,9 @@ class OllamaGenerate(_Base):
                                    for j, image in enumerate(self.images)]
         return [message], self.system
 
+    def image_set(self) -> ImageSet:
+        return self._images
+
 
 def _piece(run: TaskRun, text: str, generate: bool) -> dict[str, Any]:
     if generate:
