@@ -82,6 +82,8 @@ ALL_MESSAGES = [
                       timings=timings()),
         p.TaskFinished(sender="mac-1", seq=4, sent_at=1.0, node_id="mac-1", task_id="t1", attempt=1,
                        outcome="ok", result={"echo": "hi"}, timings=timings()))),
+    p.ImageRequest(sender="mac-1", seq=14, sent_at=1.0, node_id="mac-1", task_id="t1", attempt=1,
+                   sha256="0" * 64, offset=520192),
 ]
 
 
