@@ -7,13 +7,15 @@ placement, 429, disconnect cancel and where-it-ran.
 
 Honoured fields: ``model``, ``max_tokens`` (required, as Anthropic's API has it: a 400 naming
 it when absent), ``system`` (a string or text blocks), ``messages`` (``user`` and
-``assistant`` turns; content a string or blocks: ``text``, ``tool_use``, ``tool_result``; an
+``assistant`` turns; content a string or blocks: ``text``, ``tool_use``, ``tool_result``, a user's
+``image`` blocks with a base64 source for a vision model, heddle.gateway.images; an
 assistant's earlier ``thinking`` blocks are dropped, as the API drops them from the context),
 ``stream``, ``temperature``, ``top_p``, ``top_k``, ``stop_sequences``,
 ``output_config.format`` (a JSON schema), ``tools`` (client tools: name, description,
 ``input_schema``) and ``tool_choice`` (``auto``, ``any``, ``tool``, ``none``;
 ``disable_parallel_tool_use``), onto heddle.gateway.options and heddle.gateway.tools.
-Refused with a 400 naming the field: image and document blocks (no backend here reads them),
+Refused with a 400 naming the field: document blocks and images in a tool's result (no backend
+here reads them), an image's ``url`` source (the gateway fetches nothing),
 ``thinking`` enabled (no backend here returns a model's thinking apart), Anthropic's server
 tools (``web_search``, ``bash``... run at Anthropic only). ``metadata`` and unknown fields
 are ignored, as the compatible servers do (Claude Code sends fields newer than this module).
@@ -26,15 +28,17 @@ import re
 from dataclasses import replace
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from heddle.gateway.bodies import TaskBody
 from heddle.gateway.errors import GatewayError
+from heddle.gateway.images import ImageSet
 from heddle.gateway.options import anthropic_generation
 from heddle.gateway.run import TaskRun
 from heddle.gateway.tasks import Chat, prompt_tokens
 from heddle.gateway.tools import NAME_PATTERN, ToolSpec, arguments_object
 from heddle.live.backends.generation import Generation
+from heddle.live.backends.images import IMAGES_KEY
 from heddle.models import catalog
 
 __all__ = ["CountTokensRequest", "MessagesRequest", "error_event", "message_events", "message_reply",
@@ -118,6 +122,10 @@ class _Conversation(TaskBody):
     stop_sequences: Any = None
     output_config: Any = None
     metadata: Any = None  # the caller's user id: nothing to do with it here
+    _images: ImageSet = PrivateAttr(default_factory=ImageSet)
+
+    def image_set(self) -> ImageSet:
+        return self._images
 
     def chat_messages(self) -> tuple[list[dict[str, Any]], str | None]:
         """(messages, system) in the payload's shape (heddle.gateway.tools): an assistant's
@@ -131,7 +139,7 @@ class _Conversation(TaskBody):
             if m.role == "assistant":
                 out.append(_assistant(_blocks(m.content, where), where, names))
             elif m.role == "user":
-                out.extend(_user(_blocks(m.content, where), where, names))
+                out.extend(_user(_blocks(m.content, where), where, names, self._images))
             else:
                 raise _bad(f"messages.{i}.role", f"expected 'user' or 'assistant', got {m.role!r} "
                            "(the system prompt goes in the top-level system field)")
@@ -204,18 +212,44 @@ def _assistant(blocks: list[dict[str, Any]], where: str, names: dict[str, str]) 
     return doc
 
 
-def _user(blocks: list[dict[str, Any]], where: str, names: dict[str, str]) -> list[dict[str, Any]]:
-    """A user turn: its tool results (``tool`` messages) and its text, in their order."""
+def _image(block: dict[str, Any], at: str, images: ImageSet) -> int:
+    """An ``image`` block's index in ``images``: a base64 source (a ``url`` one is refused:
+    the gateway fetches nothing on a caller's behalf)."""
+    source = block.get("source")
+    kind = source.get("type") if isinstance(source, dict) else None
+    if kind == "base64":
+        return images.add_base64(source.get("data"), at)
+    if kind == "url":
+        return images.add_url(source.get("url"), at)
+    raise _bad(f"{at}.source", "expected a base64 source ({\"type\": \"base64\", \"media_type\", "
+               f"\"data\"}}), got {_shown(source)}")
+
+
+def _user(blocks: list[dict[str, Any]], where: str, names: dict[str, str],
+          images: ImageSet) -> list[dict[str, Any]]:
+    """A user turn: its tool results (``tool`` messages) and its text with its images (a user
+    message's ``images``: heddle.gateway.images), in their order."""
     out: list[dict[str, Any]] = []
     texts: list[str] = []
+    seen: list[int] = []  # the images of the user message being gathered
+
+    def said() -> None:
+        message: dict[str, Any] = {"role": "user", "content": "\n\n".join(texts)}
+        if seen:
+            message[IMAGES_KEY] = list(seen)
+        out.append(message)
+        texts.clear()
+        seen.clear()
+
     for j, block in enumerate(blocks):
         kind, at = block["type"], f"{where}.{j}"
         if kind == "text":
             texts.append(_text(block, at))
+        elif kind == "image":
+            seen.append(_image(block, at, images))
         elif kind == "tool_result":
-            if texts:
-                out.append({"role": "user", "content": "\n\n".join(texts)})
-                texts = []
+            if texts or seen:
+                said()
             ident = block.get("tool_use_id")
             if ident not in names:
                 raise _bad(f"{at}.tool_use_id", f"no tool_use with id {_shown(ident)} in an earlier "
@@ -223,12 +257,12 @@ def _user(blocks: list[dict[str, Any]], where: str, names: dict[str, str]) -> li
             out.append({"role": "tool", "content": _texts(block.get("content", ""), f"{at}.content",
                                                           "text blocks"),
                         "tool_call_id": ident, "name": names[ident]})
-        elif kind in ("image", "document"):
+        elif kind == "document":
             raise _unreadable(kind, at)
         else:
-            raise _bad(f"{at}.type", f"expected text or tool_result in a user turn, got {kind!r}")
-    if texts or not out:
-        out.append({"role": "user", "content": "\n\n".join(texts)})
+            raise _bad(f"{at}.type", f"expected text, image or tool_result in a user turn, got {kind!r}")
+    if texts or seen or not out:
+        said()
     return out
 
 

@@ -273,8 +273,8 @@ class GatewayApp:
             body = _parse(request.body, CountTokensRequest)
             messages, system = body.chat_messages()
             model = resolve_model(body.model, self.bridge.served(latest=False))
-            return {"input_tokens": prompt_tokens(Chat(model, messages, None, system,
-                                                       tools=body.tool_spec()))}
+            return {"input_tokens": prompt_tokens(Chat(model, messages, None, system, tools=body.tool_spec(),
+                                                       images=tuple(body.image_set().images)))}
         await self._keyed(request, GatewayError.anthropic, count)
 
     async def responses(self, request: _Request) -> None:

@@ -7,7 +7,9 @@ disconnects); its answer is a ``response`` object, or that object's server-sent 
 Taken: ``model``, ``input`` (a string: one user message; or a list of items: messages of role
 user, assistant, system or developer whose content is a string or ``input_text`` /
 ``output_text`` parts, ``function_call`` and ``function_call_output`` items), ``instructions``
-(the system prompt, before the system and developer messages), ``max_output_tokens``,
+(the system prompt, before the system and developer messages), a user message's
+``input_image`` parts (a base64 data URL in ``image_url``, for a vision model:
+heddle.gateway.images), ``max_output_tokens``,
 ``temperature``, ``top_p``, ``text.format`` (``text``, ``json_object``, ``json_schema``:
 heddle.gateway.options), ``tools`` of type ``function`` (flat: ``name``, ``description``,
 ``parameters``, ``strict``), ``tool_choice``, ``parallel_tool_calls`` (heddle.gateway.tools),
@@ -19,8 +21,9 @@ input (a reasoning model's own, sent back) are left out. ``metadata``, ``user``,
 Nothing is kept: heddle stores no responses (``store`` is accepted and the response says
 ``"store": false``), so what needs a stored response or conversation is a 400 naming its field
 (``previous_response_id``, ``conversation``, ``background``, an ``item_reference`` item, a
-stored ``prompt``), and so is what no model server here takes (``input_image``, ``input_file``
-and ``input_audio`` parts, tools other than functions, ``top_logprobs``).
+stored ``prompt``; an ``input_image``'s ``file_id``), and so is what no model server here takes
+(``input_file`` and ``input_audio`` parts, images in a tool's output, tools other than
+functions, ``top_logprobs``).
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError
 
 from heddle.gateway.bodies import TaskBody
 from heddle.gateway.errors import GatewayError
+from heddle.gateway.images import ImageSet, attach
 from heddle.gateway.options import responses_generation, unhonoured
 from heddle.gateway.run import TaskRun
 from heddle.gateway.tools import OpenAITools, ToolMessage, ToolSpec, openai_messages
@@ -50,10 +54,11 @@ REASONING_NOT_SENT = "reasoning.effort"
 
 
 class _Item(ToolMessage):
-    """An input item as a chat message (its content's text joined)."""
+    """An input item as a chat message (its content's text joined, its images' indices)."""
 
     role: str
     content: str = ""
+    images: list[int] = Field(default_factory=list)
 
 
 def _bad(where: str, what: str, code: str = "invalid_input") -> GatewayError:
@@ -64,8 +69,10 @@ def _kind(value: Any) -> str:
     return json.dumps(value)[:100]
 
 
-def _text(content: Any, where: str) -> str:
-    """A message's content: a string, or its text parts joined."""
+def _text(content: Any, where: str, images: ImageSet | None = None, seen: list[int] | None = None) -> str:
+    """A message's content: a string, or its text parts joined; its ``input_image`` parts (a
+    data URL: heddle.gateway.images) added to ``images``, their indices to ``seen`` (None: a
+    tool's output, which takes none)."""
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
@@ -77,6 +84,11 @@ def _text(content: Any, where: str) -> str:
             texts.append(part["text"])
         elif kind == "refusal" and isinstance(part.get("refusal"), str):
             texts.append(part["refusal"])
+        elif kind == "input_image" and images is not None and seen is not None:
+            if part.get("file_id") is not None and part.get("image_url") is None:
+                raise _bad(f"{where}.{j}.file_id", "a file_id names a stored file; heddle keeps none: "
+                           "send the image as a data URL in image_url", "unsupported_content")
+            seen.append(images.add_url(part.get("image_url"), f"{where}.{j}"))
         elif kind in ("input_image", "input_file", "input_audio"):
             raise _bad(f"{where}.{j}.type", f"{kind} is not taken: heddle's gateway sends text "
                        "to its model servers (input_text parts)", "unsupported_content")
@@ -86,7 +98,7 @@ def _text(content: Any, where: str) -> str:
     return "".join(texts)
 
 
-def _items(raw: Any) -> tuple[list[_Item], dict[str, str]]:
+def _items(raw: Any, images: ImageSet) -> tuple[list[_Item], dict[str, str]]:
     """``input`` as chat messages, and where each of their tool fields came from in ``input``
     (a chat message's path -> the item's), so an error names the field as it was sent."""
     if isinstance(raw, str):
@@ -106,7 +118,9 @@ def _items(raw: Any) -> tuple[list[_Item], dict[str, str]]:
             role = item.get("role")
             if role not in ROLES:
                 raise _bad(f"{where}.role", f"expected one of {', '.join(ROLES)}, got {_kind(role)}")
-            out.append(_Item(role=role, content=_text(item.get("content"), f"{where}.content")))
+            seen: list[int] = []
+            text = _text(item.get("content"), f"{where}.content", images, seen)
+            out.append(_Item(role=role, content=text, images=seen))
         elif kind == "function_call":
             call = {"id": item.get("call_id"), "type": "function",
                     "function": {"name": item.get("name"), "arguments": item.get("arguments")}}
@@ -161,17 +175,22 @@ class ResponsesRequest(TaskBody):
     conversation: Any = None
     background: Any = None
     prompt: Any = None
+    _images: ImageSet = PrivateAttr(default_factory=ImageSet)
+
+    def image_set(self) -> ImageSet:
+        return self._images
 
     def chat_messages(self) -> tuple[list[dict[str, Any]], str | None]:
         for name, what in STATELESS.items():
             if getattr(self, name) not in (None, False):
                 raise _bad(name, f"{name} needs {what}, and heddle keeps no responses: send the "
                            "whole conversation in input", "unsupported_parameter")
-        items, paths = _items(self.input)
+        items, paths = _items(self.input, self._images)
         try:
             messages = openai_messages(items, lambda m: m.content)
         except GatewayError as exc:
             raise _renamed(exc, paths) from None
+        attach(messages, items, self._images, lambda i, m, images: m.images)
         if not messages:
             raise _bad("input", "expected at least one user message")
         system = [self.instructions or ""] + [m.content for m in items if m.role in ("system", "developer")]

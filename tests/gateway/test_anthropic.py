@@ -186,8 +186,10 @@ def test_a_saturated_fleet_answers_429_with_retry_after(cluster):
 @pytest.mark.parametrize(("change", "field"), [
     ({"max_tokens": None}, "max_tokens"),
     ({"max_tokens": 0}, "max_tokens"),
+    ({"messages": [{"role": "user", "content": [{"type": "document", "source": {
+        "type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}}]}]}, "messages.0.content.0.type"),
     ({"messages": [{"role": "user", "content": [{"type": "image", "source": {
-        "type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}]}, "messages.0.content.0.type"),
+        "type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}]}, "messages.0.content.0"),
     ({"messages": [{"role": "system", "content": "Be brief."}]}, "messages.0.role"),
     ({"messages": [*ASK, {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
                                                        "content": "sunny"}]}]}, "messages.1.content.0.tool_use_id"),

@@ -1,4 +1,4 @@
-"""Images through the gateway, with the openai and ollama clients, to the stand-in servers of
+"""Images through the gateway, with the openai, ollama and anthropic clients, to the stand-in servers of
 real agents (each answers with the SHA-256 and size of every image that reached it: the bytes
 made it whole, in its protocol's shape); the refusals, each naming the field, with no task run;
 and the images counted in the prompt the scheduler sizes (context window)."""
@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 
+import anthropic
 import httpx
 import ollama
 import openai
@@ -90,6 +91,37 @@ def test_ollama_client_images_of_a_personal_request_reach_only_its_owners_node(c
     grew = {node for node, n in counts(cluster).items() if n > before[node]}
     assert grew == {"alice-mac"}, f"{grew} of {sorted(NODES)}"
     assert asked(cluster, "alice-mac", "/api/chat")["messages"][-1]["images"] == [base64.b64encode(PHOTO).decode()]
+
+
+def test_anthropic_client_image_blocks_reach_a_vision_model_and_count(cluster):
+    """Claude Code and the anthropic SDK send images as ``image`` blocks (base64 source)."""
+    claude = anthropic.Anthropic(base_url=cluster.base_url, api_key=KEYS["bob"]["key"], max_retries=0,
+                                 timeout=WAIT_S)
+    block = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": base64.b64encode(PHOTO).decode()}}
+    ask = [{"role": "user", "content": [block, {"type": "text", "text": ASK}]}]
+    message = claude.messages.create(model="gemma-3-12b", max_tokens=64, messages=ask)
+    assert [b.text for b in message.content] == [said(PHOTO)]
+    node = message.usage.model_extra["heddle"]["node"]
+    assert asked(cluster, node, "/api/chat")["messages"][-1] == {
+        "role": "user", "content": ASK, "images": [base64.b64encode(PHOTO).decode()]}
+    plain = claude.messages.count_tokens(model="gemma-3-12b", messages=[{"role": "user", "content": ASK}])
+    counted = claude.messages.count_tokens(model="gemma-3-12b", messages=ask)
+    assert counted.input_tokens == plain.input_tokens + 256  # Gemma 3: 256 tokens an image
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude.messages.create(model="llama-3.1-8b", max_tokens=64, messages=ask)
+    assert refused.value.body["error"]["message"].startswith("messages.0.content.0: model llama-3.1-8b "
+                                                             "does not take images")
+
+
+def test_responses_api_input_image_parts_reach_a_vision_model(cluster):
+    """Codex CLI and the Agents SDK send images as ``input_image`` parts."""
+    response = client(cluster, "bob").responses.create(model="qwen2.5-vl-7b", input=[
+        {"role": "user", "content": [{"type": "input_text", "text": ASK},
+                                     {"type": "input_image", "image_url": data_url(PHOTO), "detail": "auto"}]}])
+    assert response.output_text == said(PHOTO)
+    assert asked(cluster, OPENAI_NODE, "/v1/chat/completions")["messages"][-1]["content"][1] == {
+        "type": "image_url", "image_url": {"url": data_url(PHOTO)}}
 
 
 def _post(cluster, path: str, body: dict) -> httpx.Response:
