@@ -213,8 +213,11 @@ class ResponsesRequest(TaskBody):
             tools.append({"type": "function", "function": {
                 k: tool[k] for k in ("name", "description", "parameters") if k in tool}})
         choice = self.tool_choice
-        if isinstance(choice, dict) and choice.get("type") == "function" and "function" not in choice:
+        if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
             choice = {"type": "function", "function": {"name": choice.get("name")}}
+        elif choice not in (None, "auto", "none", "required"):  # allowed_tools, a hosted tool...
+            raise _bad("tool_choice", "expected 'auto', 'none', 'required' or {\"type\": \"function\", "
+                       f"\"name\": ...}}, got {_kind(choice)}", "invalid_tools")
         paths = {f"tools.{i}.function.{k}": f"tools.{i}.{k}" for i in range(len(tools))
                  for k in ("name", "description", "parameters")} | {"tool_choice.function.name": "tool_choice.name"}
         try:

@@ -194,6 +194,8 @@ def test_personal_work_stays_home_and_a_loosening_is_refused(cluster, standins):
     ({"tools": [{"type": "function", "name": "get weather"}]}, "tools.0.name", "pattern"),
     ({"tools": [WEATHER], "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice.name",
      "no function named 'nope'"),
+    ({"tools": [WEATHER], "tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": []}},
+     "tool_choice", "'required' or {\"type\": \"function\", \"name\""),
     ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", "JSON schema"),
     ({"temperature": 3}, "temperature", "from 0 to 2"),
     ({"top_logprobs": 2}, "top_logprobs", "no logprobs"),

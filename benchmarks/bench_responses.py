@@ -1,0 +1,113 @@
+"""Benchmark of a streamed answer through the Responses API (``POST /v1/responses``) against the
+same answer through chat completions (the baseline), in one run.
+
+    uv run python benchmarks/bench_responses.py [--samples 40] [--tokens 200]
+
+A real cluster (nats-server, the control plane, one agent, `heddle gateway`, each its own
+process) in front of a stand-in Ollama server (tests/live/llmstandin.py) whose answers are
+``--tokens`` words, unpaced. Streamed requests go one at a time, alternating the two routes
+(the same conversation, kept-alive connections, so load from other work on a shared machine
+hits both alike). Printed per route: the time to the first piece of text p50/p90, the whole
+answer's p50, and the gateway's CPU per request and per token (its process's CPU over each
+request, read before and after it: nothing else runs through it), with the Responses route's
+ratio to chat completions'. CPU moves much less with the machine's load than wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.gateway.gatewaykit import GatewayCluster, write_keys
+from tests.live.llmstandin import Plan, ollama_stream
+
+KEY = {"key": "sk-bench-resp-01", "owner": "bench", "privacy": "public"}
+NODE = "bench-node"
+WARM_UP = 5
+"""Requests of each route before anything is measured (an agent's first ones cost it more)."""
+ASK = [{"role": "user", "content": "Tell me a story about a lantern."}]
+ROUTES = {"chat": ("/v1/chat/completions", {"messages": ASK}, '"delta":{"role":"assistant","content"'),
+          "responses": ("/v1/responses", {"input": ASK}, 'data: {"type":"response.output_text.delta"')}
+"""Each route's path, its conversation field and what its text events' lines hold (a chat's
+first piece carries the role; later ones hold ``"delta":{"content"``)."""
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def streamed(client: httpx.Client, url: str, body: dict, marker: str) -> tuple[float, float, int]:
+    """(seconds to the first piece of text, to the end, text events) of one streamed answer."""
+    start, first, pieces = time.perf_counter(), None, 0
+    later = marker.replace('"role":"assistant",', "")
+    with client.stream("POST", url, json={**body, "stream": True}) as reply:
+        reply.raise_for_status()
+        for line in reply.iter_lines():
+            if marker in line or later in line:
+                first = first or time.perf_counter()
+                pieces += 1
+    return (first or time.perf_counter()) - start, time.perf_counter() - start, pieces
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=40, help="requests per route")
+    parser.add_argument("--tokens", type=int, default=200, help="words in each answer")
+    args = parser.parse_args()
+    words = [f" w{i}" for i in range(args.tokens)]
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = GatewayCluster(Path(tmp))
+        try:
+            cluster.start_control()
+            standin = cluster.start_llm_agent(NODE, "bench", slots=2)
+            standin.planner = lambda path, body: Plan(chunks=ollama_stream(body["model"], words=words))
+            cluster.start_gateway(write_keys(Path(tmp) / "keys.yaml", [KEY]))
+            cluster.wait_models({NODE})
+            gateway = psutil.Process(cluster.gateway.pid)
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load "
+                  f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}, {args.tokens} tokens an answer")
+            first: dict[str, list[float]] = {name: [] for name in ROUTES}
+            whole: dict[str, list[float]] = {name: [] for name in ROUTES}
+            cpu: dict[str, float] = dict.fromkeys(ROUTES, 0.0)
+            pieces: dict[str, int] = dict.fromkeys(ROUTES, 0)
+            with httpx.Client(timeout=120, headers={"Authorization": "Bearer " + KEY["key"]}) as client:
+                for i in range(WARM_UP + args.samples):
+                    for name, (path, conversation, marker) in ROUTES.items():
+                        body = {"model": "llama-3.1-8b", **conversation}
+                        before = sum(gateway.cpu_times()[:2])
+                        ttft, total, n = streamed(client, cluster.base_url + path, body, marker)
+                        spent = sum(gateway.cpu_times()[:2]) - before
+                        if i < WARM_UP:
+                            continue
+                        assert n >= 1, f"{name}: no text came"
+                        first[name].append(ttft)
+                        whole[name].append(total)
+                        cpu[name] += spent
+                        pieces[name] += n
+            for name in ROUTES:
+                per_request = cpu[name] / args.samples * 1000
+                per_token = cpu[name] / (args.samples * args.tokens) * 1e6
+                base = cpu["chat"] / args.samples * 1000
+                print(f"{name:9s}: first text p50 {statistics.median(first[name]) * 1000:.1f} ms "
+                      f"p90 {pct(first[name], .9) * 1000:.1f}; whole answer p50 "
+                      f"{statistics.median(whole[name]) * 1000:.1f} ms; {pieces[name] / args.samples:.0f} "
+                      f"text events an answer; gateway CPU {per_request:.2f} ms a request, "
+                      f"{per_token:.1f} us a token (x{per_request / base:.2f} of chat's)")
+            print(f"load after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        finally:
+            cluster.close()
+
+
+if __name__ == "__main__":
+    main()
