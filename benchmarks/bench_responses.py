@@ -1,16 +1,19 @@
 """Benchmark of a streamed answer through the Responses API (``POST /v1/responses``) against the
 same answer through chat completions (the baseline), in one run.
 
-    uv run python benchmarks/bench_responses.py [--samples 40] [--tokens 200]
+    uv run python benchmarks/bench_responses.py [--rounds 3] [--block 10] [--tokens 100] [--gap-ms 5]
 
 A real cluster (nats-server, the control plane, one agent, `heddle gateway`, each its own
 process) in front of a stand-in Ollama server (tests/live/llmstandin.py) whose answers are
-``--tokens`` words, unpaced. Streamed requests go one at a time, alternating the two routes
-(the same conversation, kept-alive connections, so load from other work on a shared machine
-hits both alike). Printed per route: the time to the first piece of text p50/p90, the whole
-answer's p50, and the gateway's CPU per request and per token (its process's CPU over each
-request, read before and after it: nothing else runs through it), with the Responses route's
-ratio to chat completions'. CPU moves much less with the machine's load than wall time.
+``--tokens`` words paced ``--gap-ms`` apart, as a model sends them (an unpaced answer reaches
+the caller in a few coalesced pieces). Streamed requests go one at a time, in blocks of
+``--block`` per route, the routes alternating block by block (the same conversation,
+kept-alive connections, so load from other work on a shared machine hits both alike).
+Printed per route: the time to the first piece of text p50/p90, the text events an answer
+took, and the gateway's CPU per request and per token (its process's CPU over each block:
+nothing else runs through it; the clock's 10 ms ticks are why a block, not a request), with
+the Responses route's ratio to chat completions'. CPU moves much less with the machine's load
+than wall time.
 """
 
 from __future__ import annotations
@@ -62,16 +65,20 @@ def streamed(client: httpx.Client, url: str, body: dict, marker: str) -> tuple[f
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--samples", type=int, default=40, help="requests per route")
-    parser.add_argument("--tokens", type=int, default=200, help="words in each answer")
+    parser.add_argument("--rounds", type=int, default=3, help="blocks per route")
+    parser.add_argument("--block", type=int, default=10, help="requests in a block")
+    parser.add_argument("--tokens", type=int, default=100, help="words in each answer")
+    parser.add_argument("--gap-ms", type=float, default=5.0, help="between the words")
     args = parser.parse_args()
     words = [f" w{i}" for i in range(args.tokens)]
+    samples = args.rounds * args.block
     with tempfile.TemporaryDirectory() as tmp:
         cluster = GatewayCluster(Path(tmp))
         try:
             cluster.start_control()
             standin = cluster.start_llm_agent(NODE, "bench", slots=2)
-            standin.planner = lambda path, body: Plan(chunks=ollama_stream(body["model"], words=words))
+            standin.planner = lambda path, body: Plan(chunks=ollama_stream(body["model"], words=words),
+                                                      delays=[args.gap_ms / 1000] * (args.tokens + 1))
             cluster.start_gateway(write_keys(Path(tmp) / "keys.yaml", [KEY]))
             cluster.wait_models({NODE})
             gateway = psutil.Process(cluster.gateway.pid)
@@ -82,26 +89,27 @@ def main() -> None:
             cpu: dict[str, float] = dict.fromkeys(ROUTES, 0.0)
             pieces: dict[str, int] = dict.fromkeys(ROUTES, 0)
             with httpx.Client(timeout=120, headers={"Authorization": "Bearer " + KEY["key"]}) as client:
-                for i in range(WARM_UP + args.samples):
+                for name, (path, conversation, marker) in ROUTES.items():
+                    for _ in range(WARM_UP):
+                        streamed(client, cluster.base_url + path, {"model": "llama-3.1-8b", **conversation}, marker)
+                for _ in range(args.rounds):
                     for name, (path, conversation, marker) in ROUTES.items():
                         body = {"model": "llama-3.1-8b", **conversation}
                         before = sum(gateway.cpu_times()[:2])
-                        ttft, total, n = streamed(client, cluster.base_url + path, body, marker)
-                        spent = sum(gateway.cpu_times()[:2]) - before
-                        if i < WARM_UP:
-                            continue
-                        assert n >= 1, f"{name}: no text came"
-                        first[name].append(ttft)
-                        whole[name].append(total)
-                        cpu[name] += spent
-                        pieces[name] += n
+                        for _ in range(args.block):
+                            ttft, total, n = streamed(client, cluster.base_url + path, body, marker)
+                            assert n >= 1, f"{name}: no text came"
+                            first[name].append(ttft)
+                            whole[name].append(total)
+                            pieces[name] += n
+                        cpu[name] += sum(gateway.cpu_times()[:2]) - before
             for name in ROUTES:
-                per_request = cpu[name] / args.samples * 1000
-                per_token = cpu[name] / (args.samples * args.tokens) * 1e6
-                base = cpu["chat"] / args.samples * 1000
+                per_request = cpu[name] / samples * 1000
+                per_token = cpu[name] / (samples * args.tokens) * 1e6
+                base = cpu["chat"] / samples * 1000
                 print(f"{name:9s}: first text p50 {statistics.median(first[name]) * 1000:.1f} ms "
                       f"p90 {pct(first[name], .9) * 1000:.1f}; whole answer p50 "
-                      f"{statistics.median(whole[name]) * 1000:.1f} ms; {pieces[name] / args.samples:.0f} "
+                      f"{statistics.median(whole[name]) * 1000:.1f} ms; {pieces[name] / samples:.0f} "
                       f"text events an answer; gateway CPU {per_request:.2f} ms a request, "
                       f"{per_token:.1f} us a token (x{per_request / base:.2f} of chat's)")
             print(f"load after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
