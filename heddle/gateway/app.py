@@ -72,6 +72,7 @@ from heddle.gateway.openai_api import (
     model_reply,
     models_reply,
 )
+from heddle.gateway.options import check_suffix
 from heddle.gateway.responses_api import ResponseEvents, ResponsesRequest, response_reply
 from heddle.gateway.run import TaskRun
 from heddle.gateway.settings import GatewaySettings
@@ -383,6 +384,7 @@ class GatewayApp:
         check_model(model, body.embeds)
         images = body.image_set()
         check_images(model, images)
+        check_suffix(model, completion)
         self.keys.check_tier(caller, model.model)
         if load:
             return body, body.loaded(model, load, self.bridge.served().get((model.model, model.quant or ""), []))

@@ -211,8 +211,10 @@ def show_reply(ref: ModelRef) -> dict[str, Any]:
     """``POST /api/show``: a catalog model's (or cloud offer's) details in Ollama's shape; its
     ``model_info`` carries the parameter count and context length under Ollama's key names
     (``<architecture>.context_length``), and its ``capabilities`` say ``tools`` for a model
-    that calls tools (`ModelSpec.tools`) and ``vision`` for one that sees images
-    (`ModelSpec.vision`): where apps look for them (Continue's agent mode, Open WebUI)."""
+    that calls tools (`ModelSpec.tools`), ``vision`` for one that sees images
+    (`ModelSpec.vision`) and ``insert`` for one that fills in the middle (`ModelSpec.fim`, the
+    suffix check's rule too: `options.check_suffix`): where apps look for them (Continue's
+    agent mode and autocomplete, Open WebUI)."""
     info: dict[str, Any] = {"general.architecture": ref.model, "general.basename": ref.model}
     capabilities = ["completion", "tools", "vision"]  # a cloud offer: Claude calls tools, sees images
     if ref.quant is not None:
@@ -220,7 +222,8 @@ def show_reply(ref: ModelRef) -> dict[str, Any]:
         info |= {"general.parameter_count": round(spec.params_b * 1e9),
                  f"{ref.model}.context_length": spec.context_length}
         capabilities = (["embedding"] if spec.kind == "embedding" else
-                        ["completion"] + ["tools"] * spec.tools + ["vision"] * spec.vision)
+                        ["completion"] + ["tools"] * spec.tools + ["vision"] * spec.vision
+                        + ["insert"] * spec.fim)
     return {"modelfile": "", "parameters": "", "template": "", "license": "",
             "details": _details(ref), "model_info": info, "capabilities": capabilities,
             "modified_at": now()}

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from heddle.gateway.errors import GatewayError
+from heddle.gateway.tasks import ModelRef
 from heddle.live.backends.completion import Completion
 from heddle.live.backends.generation import (
     FIELDS,
@@ -32,9 +33,11 @@ from heddle.live.backends.generation import (
     check_format,
     check_sampling,
 )
+from heddle.models import catalog
 
-__all__ = ["OLLAMA_OPTIONS", "OPENAI_SAMPLING", "UNHONOURED", "anthropic_generation", "completion",
-           "ollama_generation", "openai_generation", "refused", "responses_generation", "unhonoured"]
+__all__ = ["OLLAMA_OPTIONS", "OPENAI_SAMPLING", "UNHONOURED", "anthropic_generation", "check_suffix",
+           "completion", "fill_models", "ollama_generation", "openai_generation", "refused",
+           "responses_generation", "unhonoured"]
 
 OLLAMA_OPTIONS = tuple(FIELDS)
 """The ``options`` of an Ollama request that are passed on: every neutral field, under its
@@ -89,6 +92,25 @@ def completion(prompt: str, suffix: Any, raw: Any, system: str | None = None) ->
     if not (prompt or suffix):
         raise refused(GenerationError("prompt", "a non-empty string (or a suffix)", prompt))
     return Completion(prompt, suffix or "", bool(raw)).asked()
+
+
+def check_suffix(ref: ModelRef, completion: dict[str, Any] | None) -> None:
+    """A suffix (fill in the middle) asked of a model not trained to fill in the middle (the
+    catalog's ``fim``; a cloud offer has none): 400 naming ``suffix`` and the models that do
+    (its server would refuse it, or ignore the suffix, only once the task ran)."""
+    if completion is None or not completion.get("suffix"):
+        return
+    if ref.quant is not None and catalog.model(ref.model).fim:
+        return
+    raise GatewayError(400, f"suffix: {ref.name} does not fill in the middle (no suffix in its "
+                       f"template); ask a model that does ({', '.join(fill_models())}), or send the "
+                       "model's own fill-in-the-middle prompt raw, without a suffix", "invalid_value",
+                       param="suffix")
+
+
+def fill_models() -> list[str]:
+    """The catalog models that fill in the middle."""
+    return sorted(m.id for m in catalog.models().values() if m.fim)
 
 
 def refused(exc: GenerationError) -> GatewayError:

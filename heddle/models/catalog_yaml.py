@@ -131,6 +131,7 @@ class _ModelIn(_Strict):
     vision: bool = False
     image_tokens: Annotated[int, Field(ge=0)] = 0
     image_patch_px: Annotated[int, Field(ge=0)] = 0
+    fim: bool = False
     source: Annotated[str, Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -281,6 +282,7 @@ def _models_from(doc: YamlDoc) -> dict[ModelId, ModelSpec]:
             vision=m.vision,
             image_tokens=m.image_tokens,
             image_patch_px=m.image_patch_px,
+            fim=m.fim,
         )
         _put(out, spec.id, spec, doc, ("models", mi, "id"))
     return out

@@ -4,8 +4,9 @@ nats-server, the control plane, agents with stand-in Ollama servers and `heddle 
 Nodes: alice-mac (owner alice, 1 slot: saturates), carol-a and carol-b (carol, 1 slot each: the
 node-loss test kills one), all three on stand-in Ollama servers serving llama-3.1-8b; dave-pc
 (dave, 1 slot) on a stand-in OpenAI-compatible server serving qwen2.5-7b (only its requests
-go there). The Ollama nodes serve nomic-embed-text-v1.5 f16 too, dave-pc its q8_0; and a vision
-model each: the Ollama nodes gemma-3-12b, dave-pc qwen2.5-vl-7b. Keys:
+go there). The Ollama nodes serve nomic-embed-text-v1.5 f16 too, dave-pc its q8_0; a vision
+model each: the Ollama nodes gemma-3-12b, dave-pc qwen2.5-vl-7b; and a code model that fills in
+the middle each: the Ollama nodes qwen2.5-coder-7b, dave-pc qwen2.5-coder-1.5b. Keys:
 alice's and carol's default privacy is personal (their work stays on their nodes); bob's is public (his work runs anywhere) and bob has no node.
 """
 
@@ -34,6 +35,10 @@ OLLAMA_VISION = ("gemma3:12b-it-q4_K_M", {"parameter_size": "12.2B", "quantizati
 """The vision model the Ollama stand-ins serve too (the catalog's gemma-3-12b q4_k_m)."""
 OPENAI_VISION = ("Qwen2.5-VL-7B-Instruct-Q4_K_M.gguf", {})
 """The OpenAI-compatible stand-in's (the catalog's qwen2.5-vl-7b q4_k_m: dave-pc only)."""
+OLLAMA_CODER = ("qwen2.5-coder:7b", {"parameter_size": "7.6B", "quantization_level": "Q4_K_M"})
+"""A code model that fills in the middle, on the Ollama stand-ins (the catalog's qwen2.5-coder-7b)."""
+OPENAI_CODER = ("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", {})
+"""The OpenAI-compatible stand-in's (qwen2.5-coder-1.5b: its requests go to dave-pc only)."""
 
 
 def doc_keys() -> list[dict]:
@@ -53,9 +58,9 @@ def cluster(tmp_path_factory):
         # for the loss on their condition, so it only takes them longer
         c.start_control("--task-timeout", "30", "--missed-reports", "10")
         for node, (owner, slots) in NODES.items():
-            c.start_llm_agent(node, owner, slots, embedding=OLLAMA_EMBEDDING, also=(OLLAMA_VISION,))
+            c.start_llm_agent(node, owner, slots, embedding=OLLAMA_EMBEDDING, also=(OLLAMA_VISION, OLLAMA_CODER))
         c.start_llm_agent(OPENAI_NODE, "dave", 1, server="openai", embedding=OPENAI_EMBEDDING,
-                          also=(OPENAI_VISION,))
+                          also=(OPENAI_VISION, OPENAI_CODER))
         c.start_gateway(write_keys(tmp / "keys.yaml", [*KEYS.values(), *doc_keys()]), "--max-wait", "30",
                         "--request-timeout", "60")
         c.wait_models({*NODES, OPENAI_NODE})

@@ -28,6 +28,8 @@ FIM_STOPS = ["<|endoftext|>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|
 BEFORE, AFTER = "def area(r):\n    ", "\n    return a"
 ROUTES = {"llama-3.1-8b": "/api/generate", "qwen2.5-7b": "/v1/completions"}
 """Each model's node and so its server's completion route (qwen2.5-7b: the OpenAI-compatible one)."""
+FILLS = {"qwen2.5-coder-7b": "/api/generate", "qwen2.5-coder-1.5b": "/v1/completions"}
+"""The same for the code models, which fill in the middle (the catalog's ``fim``)."""
 
 
 def only_request(cluster) -> tuple[str, str, dict]:
@@ -54,7 +56,7 @@ def test_ollama_generate_raw_reaches_the_server_as_it_was_sent(cluster, model, s
         assert "raw" not in body and (body["max_tokens"], body["temperature"]) == (16, 0)
 
 
-@pytest.mark.parametrize("model", ROUTES)
+@pytest.mark.parametrize("model", FILLS)
 @pytest.mark.parametrize("stream", [False, True])
 def test_ollama_generate_with_a_suffix_fills_in_the_middle(cluster, model, stream):
     forget(cluster)
@@ -62,11 +64,11 @@ def test_ollama_generate_with_a_suffix_fills_in_the_middle(cluster, model, strea
     parts = list(reply) if stream else [reply]
     assert "".join(p.response for p in parts) == TEXT
     _, path, body = only_request(cluster)
-    assert path == ROUTES[model] and (body["prompt"], body["suffix"]) == (BEFORE, AFTER)
+    assert path == FILLS[model] and (body["prompt"], body["suffix"]) == (BEFORE, AFTER)
     assert "raw" not in body and "messages" not in body
 
 
-@pytest.mark.parametrize("model", ROUTES)
+@pytest.mark.parametrize("model", FILLS)
 @pytest.mark.parametrize("stream", [False, True])
 def test_openai_completions_with_a_suffix_fill_in_the_middle(cluster, model, stream):
     forget(cluster)
@@ -78,7 +80,7 @@ def test_openai_completions_with_a_suffix_fill_in_the_middle(cluster, model, str
     assert "".join(c.choices[0].text for c in chunks if c.choices) == TEXT
     assert chunks[-1].usage.completion_tokens == len(WORDS)
     _, path, body = only_request(cluster)
-    assert path == ROUTES[model] and (body["prompt"], body["suffix"]) == (BEFORE, AFTER)
+    assert path == FILLS[model] and (body["prompt"], body["suffix"]) == (BEFORE, AFTER)
     assert "messages" not in body and "raw" not in body  # the server's template takes the suffix
     stop = body["options"]["stop"] if path == "/api/generate" else body["stop"]
     assert stop == ["\n\n"]
@@ -121,6 +123,28 @@ def test_a_bad_generate_is_a_400_naming_the_field(cluster, fields, named):
                        json={"model": "llama-3.1-8b", "prompt": "def f(", **fields})
     assert reply.status_code == 400 and reply.json()["error"].startswith(named), reply.text
     assert not any(s.requests for s in cluster.standins.values())  # no task ran
+
+
+def test_a_suffix_for_a_model_that_does_not_fill_in_the_middle_is_a_400_and_show_says_insert(cluster):
+    """Ollama lists ``insert`` for a model whose template takes a suffix, and refuses a suffix
+    for any other; heddle's rule for both is the catalog's ``fim``."""
+    forget(cluster)
+    for model in ("llama-3.1-8b", "qwen2.5-7b", "claude-haiku-4.5"):
+        reply = httpx.post(cluster.base_url + "/api/generate", timeout=WAIT_S,
+                           headers={"Authorization": "Bearer " + KEYS["bob"]["key"]},
+                           json={"model": model, "prompt": BEFORE, "suffix": AFTER})
+        assert reply.status_code == 400, reply.text
+        assert reply.json()["error"].startswith(f"suffix: {model} does not fill in the middle")
+        assert "qwen2.5-coder-7b" in reply.json()["error"]  # what to ask instead
+    refused = httpx.post(cluster.base_url + "/v1/completions", timeout=WAIT_S,
+                         headers={"Authorization": "Bearer " + KEYS["bob"]["key"]},
+                         json={"model": "qwen2.5-7b", "prompt": BEFORE, "suffix": AFTER}).json()["error"]
+    assert refused["param"] == "suffix" and refused["code"] == "invalid_value"
+    assert not any(s.requests for s in cluster.standins.values())  # no task ran
+    shown = {model: llama(cluster).show(model).capabilities
+             for model in ("qwen2.5-coder:7b", "qwen2.5-coder-1.5b", "llama-3.1-8b")}
+    assert shown == {"qwen2.5-coder:7b": ["completion", "tools", "insert"],
+                     "qwen2.5-coder-1.5b": ["completion", "insert"], "llama-3.1-8b": ["completion", "tools"]}
 
 
 @pytest.mark.parametrize(("fields", "param", "expected"), [

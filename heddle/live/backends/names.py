@@ -27,6 +27,8 @@ _FAMILIES: tuple[tuple[str, str, str], ...] = (
     (r"llama-?3\.1", "70b", "llama-3.1-70b"),
     (r"llama-?2", "7b", "llama-2-7b"),
     (r"mistral", "7b", "mistral-7b"),
+    (r"qwen-?2\.5-coder", r"1\.5b", "qwen2.5-coder-1.5b"),
+    (r"qwen-?2\.5-coder", "7b", "qwen2.5-coder-7b"),
     (r"qwen-?2\.5", "7b", "qwen2.5-7b"),
     (r"qwen-?2\.5", "32b", "qwen2.5-32b"),
     (r"gpt-oss", "20b", "gpt-oss-20b"),
