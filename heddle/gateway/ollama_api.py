@@ -90,9 +90,6 @@ class OllamaChat(_Base, OllamaTools):
         system = "\n\n".join([self.system] * bool(self.system)
                              + [m.text() for m in self.messages if m.role == "system"])
         messages = ollama_messages(self.messages, _Message.text)
-        if not messages:
-            raise GatewayError(400, "messages: expected at least one user message",
-                               "invalid_messages", param="messages")
         attach(messages, self.messages, self._images, lambda i, m, images: m.found(i, images),
                skipped=("system",))
         return messages, system or None

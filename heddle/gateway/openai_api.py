@@ -137,9 +137,6 @@ class ChatRequest(_Request, OpenAITools):
         user messages' images in `image_set`."""
         system = "\n\n".join(m.text() for m in self.messages if m.role in ("system", "developer"))
         messages = openai_messages(self.messages, _Message.text)
-        if not messages:
-            raise GatewayError(400, "messages: expected at least one user message",
-                               "invalid_messages", param="messages")
         attach(messages, self.messages, self._images, lambda i, m, images: m.images(i, images))
         return messages, system or None
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.tasks import ModelRef
-from heddle.live.backends.completion import Completion
+from heddle.live.backends.completion import check_completion
 from heddle.live.backends.generation import (
     FIELDS,
     NONE,
@@ -75,23 +75,21 @@ def unhonoured(body: Any, names: tuple[str, ...]) -> None:
             raise refused(GenerationError(name, expected, value))
 
 
-def completion(prompt: str, suffix: Any, raw: Any, system: str | None = None) -> dict[str, Any] | None:
-    """The task's ``completion`` (heddle.live.backends.completion) when the request asks for a
-    raw prompt or a suffix (fill in the middle), else None: a chat. GatewayError 400 naming the
-    field: a suffix that is not a string, a raw that is not a boolean, a system prompt beside
-    them (the prompt is all the model gets), neither prompt nor suffix."""
-    if suffix is not None and not isinstance(suffix, str):
-        raise refused(GenerationError("suffix", "a string", suffix))
-    if raw is not None and not isinstance(raw, bool):
-        raise refused(GenerationError("raw", "true or false", raw))
-    if not (raw or suffix):
+def completion(prompt: Any, suffix: Any, raw: Any, system: str | None = None) -> dict[str, Any] | None:
+    """The task's ``completion`` (heddle.live.backends.completion, whose `check_completion`
+    the backends apply to the payload too) when the request asks for a raw prompt or a suffix
+    (fill in the middle), else None: a chat. GatewayError 400 naming the field: its rule's, or
+    a system prompt beside them (the prompt is all the model gets)."""
+    try:
+        checked = check_completion(prompt, suffix, raw)
+    except GenerationError as exc:
+        raise refused(exc) from None
+    if checked is None:
         return None
     if system:
         raise refused(GenerationError("system", "no system prompt with raw or a suffix (the prompt "
                                       "is all the model gets)", system))
-    if not (prompt or suffix):
-        raise refused(GenerationError("prompt", "a non-empty string (or a suffix)", prompt))
-    return Completion(prompt, suffix or "", bool(raw)).asked()
+    return checked.asked()
 
 
 def check_suffix(ref: ModelRef, completion: dict[str, Any] | None) -> None:

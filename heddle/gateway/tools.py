@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from heddle.gateway.bodies import TaskBody
 from heddle.gateway.errors import GatewayError
+from heddle.live.backends.tools import arguments_text, read_arguments
 from heddle.live.protocol import ToolCall
 
 __all__ = ["NAME_PATTERN", "OllamaTools", "OpenAITools", "ToolMessage", "ToolSpec", "arguments_object",
@@ -179,19 +180,11 @@ def _bad(where: str, what: str) -> GatewayError:
 
 def _arguments(raw: Any, where: str) -> str:
     """A call's arguments as a JSON object's text (OpenAI sends the text, Ollama the object)."""
-    if isinstance(raw, str):
-        try:
-            parsed = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise _bad(where, f"expected a JSON object's text, got {raw[:100]!r}")
-        return raw if raw.strip() else "{}"
-    if raw is None:
-        return "{}"
-    if not isinstance(raw, dict):
-        raise _bad(where, f"expected an object, got {type(raw).__name__}")
-    return json.dumps(raw, ensure_ascii=False)
+    text = arguments_text(raw)
+    if text is None:
+        raise _bad(where, f"expected a JSON object's text, got {raw[:100]!r}" if isinstance(raw, str)
+                   else f"expected an object, got {type(raw).__name__}")
+    return text
 
 
 def _calls(message: ToolMessage, i: int, openai: bool) -> list[dict[str, str]]:
@@ -216,7 +209,7 @@ def _calls(message: ToolMessage, i: int, openai: bool) -> list[dict[str, str]]:
 
 def _messages(messages: list[Any], text: Any, openai: bool) -> list[dict[str, Any]]:
     """The conversation without its system messages, in the payload's shape (`text(m)`: a
-    message's text); tool results matched to their calls."""
+    message's text); tool results matched to their calls. None left: 400 naming ``messages``."""
     out: list[dict[str, Any]] = []
     open_calls: list[dict[str, str]] = []  # calls not answered yet, oldest first
     for i, m in enumerate(messages):
@@ -231,6 +224,8 @@ def _messages(messages: list[Any], text: Any, openai: bool) -> list[dict[str, An
         elif m.role == "function":  # the deprecated result: it names its function, no id
             doc |= {"role": "tool", **_answered(m, i, open_calls, openai=False)}
         out.append(doc)
+    if not out:
+        raise _bad("messages", "expected at least one user message")
     return out
 
 
@@ -311,8 +306,4 @@ def arguments_object(call: ToolCall) -> dict[str, Any]:
     """A call's arguments as an object, for the protocols that write them so (Ollama's
     ``arguments``, Anthropic's ``input``): a model's text that is not a JSON object goes as
     ``{}`` (their clients expect a mapping)."""
-    try:
-        arguments = json.loads(call.arguments) if call.arguments.strip() else {}
-    except ValueError:
-        return {}
-    return arguments if isinstance(arguments, dict) else {}
+    return read_arguments(call.arguments) or {}

@@ -94,10 +94,10 @@ async def test_mlx_hands_a_raw_prompt_to_mlx_lm_without_the_chat_template():
 
 @pytest.mark.parametrize(("completion", "reason"), [
     ({"prompt": "def f("}, "llm: payload completion needs raw true or a suffix"),
-    ({"prompt": 5, "raw": True}, "llm: payload completion.prompt must be a string, got int"),
-    ({"prompt": "x", "suffix": 1}, "llm: payload completion.suffix must be a string, got int"),
-    ({"prompt": "x", "raw": "yes"}, "llm: payload completion.raw must be true or false, got 'yes'"),
-    ({"prompt": "", "raw": True}, "llm: payload completion.prompt is empty and there is no suffix"),
+    ({"prompt": 5, "raw": True}, "llm: payload completion.prompt: expected a string, got 5"),
+    ({"prompt": "x", "suffix": 1}, "llm: payload completion.suffix: expected a string, got 1"),
+    ({"prompt": "x", "raw": "yes"}, "llm: payload completion.raw: expected true or false, got 'yes'"),
+    ({"prompt": "", "raw": True}, "llm: payload completion.prompt: expected a non-empty string (or a suffix)"),
     ("def f(", "llm: payload completion must be an object, got str"),
 ])
 async def test_a_bad_completion_fails_naming_the_field(served, completion, reason):

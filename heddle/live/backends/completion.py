@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from heddle.live.agent.executors import ExecutionError
+from heddle.live.backends.generation import GenerationError
 
-__all__ = ["Completion", "completion_from_payload", "openai_prompt", "refuse_completion"]
+__all__ = ["Completion", "check_completion", "completion_from_payload", "openai_prompt", "refuse_completion"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,23 +44,37 @@ class Completion:
                 **({"raw": True} if self.raw else {})}
 
 
+def check_completion(prompt: Any, suffix: Any, raw: Any) -> Completion | None:
+    """The rule of a completion's fields, one copy for a request's (the gateway) and a task
+    payload's (the backends): a string prompt, a string suffix and a boolean raw (either left
+    out: None), and with raw or a suffix, a prompt or a suffix that is not empty;
+    GenerationError naming the field otherwise. None: neither raw nor a suffix (a chat)."""
+    if not isinstance(prompt, str):
+        raise GenerationError("prompt", "a string", prompt)
+    if suffix is not None and not isinstance(suffix, str):
+        raise GenerationError("suffix", "a string", suffix)
+    if raw is not None and not isinstance(raw, bool):
+        raise GenerationError("raw", "true or false", raw)
+    if not (raw or suffix):
+        return None
+    if not (prompt or suffix):
+        raise GenerationError("prompt", "a non-empty string (or a suffix)", prompt)
+    return Completion(prompt, suffix or "", bool(raw))
+
+
 def completion_from_payload(value: Any) -> Completion:
-    """The payload's ``completion``, checked: ExecutionError naming the field."""
+    """The payload's ``completion``, checked (`check_completion`): ExecutionError naming the
+    field."""
     if not isinstance(value, dict):
         raise ExecutionError(f"llm: payload completion must be an object, got {type(value).__name__}")
-    prompt, suffix, raw = value.get("prompt"), value.get("suffix", ""), value.get("raw", False)
-    if not isinstance(prompt, str):
-        raise ExecutionError(f"llm: payload completion.prompt must be a string, got {type(prompt).__name__}")
-    if not isinstance(suffix, str):
-        raise ExecutionError(f"llm: payload completion.suffix must be a string, got {type(suffix).__name__}")
-    if not isinstance(raw, bool):
-        raise ExecutionError(f"llm: payload completion.raw must be true or false, got {raw!r}")
-    if not (raw or suffix):
+    try:
+        completion = check_completion(value.get("prompt"), value.get("suffix"), value.get("raw"))
+    except GenerationError as exc:
+        raise ExecutionError(f"llm: payload completion.{exc}") from None
+    if completion is None:
         raise ExecutionError("llm: payload completion needs raw true or a suffix (a prompt in the "
                              "model's chat template is a chat: send it as messages)")
-    if not (prompt or suffix):
-        raise ExecutionError("llm: payload completion.prompt is empty and there is no suffix")
-    return Completion(prompt, suffix, raw)
+    return completion
 
 
 def openai_prompt(completion: Completion) -> dict[str, Any]:

@@ -28,8 +28,19 @@ from typing import Any
 
 from heddle.live.agent.executors import ExecutionError
 
-__all__ = ["CallPieces", "ToolUse", "claude_tool_kwargs", "new_call_id", "ollama_calls",
-           "ollama_tool_body", "openai_tool_body", "refuse_tools", "tool_use"]
+__all__ = [
+    "CallPieces",
+    "ToolUse",
+    "arguments_text",
+    "claude_tool_kwargs",
+    "new_call_id",
+    "ollama_calls",
+    "ollama_tool_body",
+    "openai_tool_body",
+    "read_arguments",
+    "refuse_tools",
+    "tool_use",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +88,32 @@ def new_call_id() -> str:
     return "call_" + os.urandom(12).hex()
 
 
-def _object(text: str) -> dict[str, Any]:
+def read_arguments(text: str) -> dict[str, Any] | None:
+    """A call's arguments (a JSON object's text; blank: no arguments) as the object, or None
+    when the text holds no JSON object. One reading for the backends (a payload's calls) and
+    the gateway (a request's calls, a model's written back in Ollama's shape)."""
     try:
         value = json.loads(text) if text.strip() else {}
     except ValueError:
-        value = None
-    if not isinstance(value, dict):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def arguments_text(raw: Any) -> str | None:
+    """A call's arguments in either shape (OpenAI's JSON text, Ollama's object; none: ``{}``)
+    as a JSON object's text, or None when they are neither."""
+    if raw is None:
+        return "{}"
+    if isinstance(raw, dict):
+        return json.dumps(raw, ensure_ascii=False)
+    if isinstance(raw, str) and read_arguments(raw) is not None:
+        return raw if raw.strip() else "{}"
+    return None
+
+
+def _object(text: str) -> dict[str, Any]:
+    value = read_arguments(text)
+    if value is None:
         raise ExecutionError(f"llm: a tool call's arguments must be a JSON object's text, got {text[:100]!r}")
     return value
 
