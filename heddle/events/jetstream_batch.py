@@ -110,7 +110,8 @@ class BatchAppend:
         self.woken.clear()
         if timeout is None or timeout > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.woken.wait(), timeout)
+                async with asyncio.timeout(timeout):  # not wait_for: 3.11's can lose a cancel
+                    await self.woken.wait()
             if self.acks:
                 return
         now = time.monotonic()

@@ -100,13 +100,20 @@ class TaskRun:
         bound = self.rules.max_wait_s
         if bound <= 0 or (estimate is not None and estimate > bound):
             raise self._saturated(reason, estimate)
-        until = time.monotonic() + bound
+        try:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns a result that came in
+            # the turn the caller's disconnect cancelled this task, and the cancel is lost (the
+            # request then runs to nobody: tests/gateway/test_cancel_race.py)
+            async with asyncio.timeout(bound):
+                await self._placement(follow)
+        except TimeoutError:
+            left = None if estimate is None else max(estimate - bound, 1.0)
+            raise self._saturated(reason + f" (waited {bound:g} s)", left) from None
+
+    async def _placement(self, follow: Any) -> None:
+        """Until the task's TaskPlaced (or the event that ends it: GatewayError)."""
         while True:
-            try:
-                item = await asyncio.wait_for(follow.items.get(), max(until - time.monotonic(), 0))
-            except TimeoutError:
-                left = None if estimate is None else max(estimate - bound, 1.0)
-                raise self._saturated(reason + f" (waited {bound:g} s)", left) from None
+            item = await follow.items.get()
             self._backlog.append(item)
             kind, x = item
             if kind == "chunk":

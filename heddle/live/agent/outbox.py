@@ -110,7 +110,8 @@ class Outbox:
     async def flushed(self, timeout_s: float) -> bool:
         """Wait until every report is acknowledged; False if ``timeout_s`` passed first."""
         try:
-            await asyncio.wait_for(self._empty.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for: 3.11's can lose a cancel
+                await self._empty.wait()
         except TimeoutError:
             return False
         return True
@@ -126,7 +127,8 @@ class Outbox:
                 tokens.append(token)
                 await self._router.publish(item.subject, item.data, reply,
                                            {"Nats-Msg-Id": item.msg_id})
-            await asyncio.wait_for(acks.done.wait(), ACK_TIMEOUT_S)
+            async with asyncio.timeout(ACK_TIMEOUT_S):  # not wait_for: 3.11's can lose a cancel
+                await acks.done.wait()
         except Exception as exc:  # noqa: BLE001 -- disconnected, timed out: those items are retried
             for index in range(len(batch)):
                 if acks.errors[index] == NO_ACK:

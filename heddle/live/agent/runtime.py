@@ -282,12 +282,16 @@ class Agent:
             except Exception:  # a failed probe or publish must not end the reports
                 log.exception("capacity report failed; next one at the interval")
             sent = time.monotonic()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancel (the agent
+            # stopping) that comes in the turn the event is set, and this loop would go on
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._capacity_due.wait(), next_probe - sent)
+                async with asyncio.timeout(next_probe - sent):
+                    await self._capacity_due.wait()
             hold_s = min(sent + gap_s, next_probe) - time.monotonic()
             if hold_s > 0 and not self._capacity_now.is_set():
                 with contextlib.suppress(TimeoutError):  # changes until then go in one report
-                    await asyncio.wait_for(self._capacity_now.wait(), hold_s)
+                    async with asyncio.timeout(hold_s):
+                        await self._capacity_now.wait()
             self._capacity_due.clear()
             self._capacity_now.clear()
 
