@@ -188,11 +188,9 @@ class ResponsesRequest(TaskBody):
         items, paths = _items(self.input, self._images)
         try:
             messages = openai_messages(items, lambda m: m.content)
-        except GatewayError as exc:
-            raise _renamed(exc, paths) from None
+        except GatewayError as exc:  # none left is "messages: ...", which the request calls input
+            raise _renamed(exc, {"messages": "input", **paths}) from None
         attach(messages, items, self._images, lambda i, m, images: m.images)
-        if not messages:
-            raise _bad("input", "expected at least one user message")
         system = [self.instructions or ""] + [m.content for m in items if m.role in ("system", "developer")]
         return messages, "\n\n".join(s for s in system if s) or None
 
