@@ -84,8 +84,12 @@ def _text(block: dict[str, Any], where: str) -> str:
 
 
 def _unreadable(kind: str, where: str) -> GatewayError:
+    if kind == "image":  # in a tool's result: the model servers take images in user turns only
+        return _bad(f"{where}.type", "an image in a tool's result is not taken here (the model "
+                    "servers behind this gateway take images in a user turn): send it as an image "
+                    "block of the user turn beside the tool_result")
     return _bad(f"{where}.type", f"{kind} blocks are not taken here (the models behind this "
-                "gateway read text): send text, tool_use or tool_result blocks")
+                "gateway read text and images): send text, image, tool_use or tool_result blocks")
 
 
 def _texts(content: Any, where: str, allowed: str) -> str:

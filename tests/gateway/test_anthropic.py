@@ -190,6 +190,13 @@ def test_a_saturated_fleet_answers_429_with_retry_after(cluster):
         "type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}}]}]}, "messages.0.content.0.type"),
     ({"messages": [{"role": "user", "content": [{"type": "image", "source": {
         "type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}]}, "messages.0.content.0"),
+    ({"model": "gemma-3-12b", "messages": [{"role": "user", "content": [{"type": "image", "source": {
+        "type": "url", "url": "https://example.com/a.png"}}]}]}, "messages.0.content.0"),  # nothing fetched
+    ({"model": "gemma-3-12b", "messages": [*ASK, {"role": "assistant", "content": [
+        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}]}]},
+     "messages.2.content.0.content.0.type"),
     ({"messages": [{"role": "system", "content": "Be brief."}]}, "messages.0.role"),
     ({"messages": [*ASK, {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
                                                        "content": "sunny"}]}]}, "messages.1.content.0.tool_use_id"),
