@@ -24,7 +24,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +33,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from heddle.live import protocol as wire
-from tests.gateway.gatewaykit import GatewayCluster, write_keys
+from tests.gateway.gatewaykit import bench_cluster
+from tests.gateway.gatewaykit import walls as summary
 from tests.live.llmstandin import EMBEDDING_DIMENSIONS
 
 KEY = {"key": "sk-bench-embed-1", "owner": "bench", "privacy": "public"}
@@ -44,11 +44,6 @@ WARM_UP = 5
 requests after its start cost it more CPU (measured: 16-input requests 28-35 ms of the agent's
 CPU each as the first size, 5 ms after 100-input ones)."""
 EMBEDDING = ("nomic-embed-text:latest", {"parameter_size": "137M", "quantization_level": "F16"})
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def cpu(processes: dict[str, psutil.Process]) -> dict[str, float]:
@@ -61,57 +56,46 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,16,100", help="inputs per request")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    with tempfile.TemporaryDirectory() as tmp:
-        cluster = GatewayCluster(Path(tmp))
-        try:
-            cluster.start_control()
-            standin = cluster.start_llm_agent(NODE, "bench", slots=4, embedding=EMBEDDING)
-            cluster.start_gateway(write_keys(Path(tmp) / "keys.yaml", [KEY]))
-            cluster.wait_models({NODE})
-            watched = {"gateway": psutil.Process(cluster.gateway.pid),
-                       "control": psutil.Process(cluster.control.pid),
-                       "agent": psutil.Process(cluster.agents[NODE].pid)}
-            headers = {"Authorization": "Bearer " + KEY["key"]}
-            print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load "
-                  f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}, {EMBEDDING_DIMENSIONS} numbers a vector")
-            with httpx.Client(timeout=120) as direct, httpx.Client(timeout=120, headers=headers) as gw:
-                for size in sorted(set(sizes)) * WARM_UP:  # the agent's first seconds cost more
-                    warm = {"model": EMBEDDING[0], "input": ["warm-up"] * size}
-                    gw.post(cluster.base_url + "/api/embed", json=warm).raise_for_status()
-                for size in sizes:
-                    texts = [f"passage {i}: the heron waits by the river" for i in range(size)]
-                    body = {"model": EMBEDDING[0], "input": texts}
-                    for c, url in ((direct, standin.url), (gw, cluster.base_url)):  # warm both
-                        c.post(url + "/api/embed", json=body).raise_for_status()
-                    walls: dict[str, list[float]] = {"direct": [], "gateway": [], "openai-b64": []}
-                    answer_bytes = 0
-                    before = cpu(watched)
-                    for _ in range(args.samples):
-                        t = time.perf_counter()
-                        direct.post(standin.url + "/api/embed", json=body).raise_for_status()
-                        walls["direct"].append(time.perf_counter() - t)
-                        t = time.perf_counter()
-                        reply = gw.post(cluster.base_url + "/api/embed", json=body)
-                        walls["gateway"].append(time.perf_counter() - t)
-                        reply.raise_for_status()
-                        answer_bytes = len(reply.content)
-                        t = time.perf_counter()
-                        gw.post(cluster.base_url + "/v1/embeddings", json={
-                            "model": EMBEDDING[0], "input": texts, "encoding_format": "base64"}).raise_for_status()
-                        walls["openai-b64"].append(time.perf_counter() - t)
-                    after = cpu(watched)
-                    spent = {name: after[name] - before[name] for name in watched}
-                    per_chunk = wire.EMBEDDING_CHUNK_BYTES // (wire.FLOAT_JSON_BYTES * EMBEDDING_DIMENSIONS + 2)
-                    p50 = {k: statistics.median(v) * 1000 for k, v in walls.items()}
-                    print(f"{size:4d} inputs: direct p50 {p50['direct']:.1f} ms p90 {pct(walls['direct'], .9) * 1000:.1f}; "
-                          f"gateway /api/embed p50 {p50['gateway']:.1f} ms p90 {pct(walls['gateway'], .9) * 1000:.1f} "
-                          f"(+{p50['gateway'] - p50['direct']:.1f} ms, x{p50['gateway'] / p50['direct']:.2f}); "
-                          f"/v1/embeddings base64 p50 {p50['openai-b64']:.1f} ms; answer {answer_bytes / 1024:.0f} KiB, "
-                          f"{-(-size // per_chunk)} chunk(s); CPU ms/request "
-                          + ", ".join(f"{n} {s / (2 * args.samples) * 1000:.1f}" for n, s in spent.items()))
-            print(f"load after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-        finally:
-            cluster.close()
+    with bench_cluster(KEY, NODE, embedding=EMBEDDING) as (cluster, standin, watched):
+        headers = {"Authorization": "Bearer " + KEY["key"]}
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}, {EMBEDDING_DIMENSIONS} numbers a vector")
+        with httpx.Client(timeout=120) as direct, httpx.Client(timeout=120, headers=headers) as gw:
+            for size in sorted(set(sizes)) * WARM_UP:  # the agent's first seconds cost more
+                warm = {"model": EMBEDDING[0], "input": ["warm-up"] * size}
+                gw.post(cluster.base_url + "/api/embed", json=warm).raise_for_status()
+            for size in sizes:
+                texts = [f"passage {i}: the heron waits by the river" for i in range(size)]
+                body = {"model": EMBEDDING[0], "input": texts}
+                for c, url in ((direct, standin.url), (gw, cluster.base_url)):  # warm both
+                    c.post(url + "/api/embed", json=body).raise_for_status()
+                walls: dict[str, list[float]] = {"direct": [], "gateway": [], "openai-b64": []}
+                answer_bytes = 0
+                before = cpu(watched)
+                for _ in range(args.samples):
+                    t = time.perf_counter()
+                    direct.post(standin.url + "/api/embed", json=body).raise_for_status()
+                    walls["direct"].append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    reply = gw.post(cluster.base_url + "/api/embed", json=body)
+                    walls["gateway"].append(time.perf_counter() - t)
+                    reply.raise_for_status()
+                    answer_bytes = len(reply.content)
+                    t = time.perf_counter()
+                    gw.post(cluster.base_url + "/v1/embeddings", json={
+                        "model": EMBEDDING[0], "input": texts, "encoding_format": "base64"}).raise_for_status()
+                    walls["openai-b64"].append(time.perf_counter() - t)
+                after = cpu(watched)
+                spent = {name: after[name] - before[name] for name in watched}
+                per_chunk = wire.EMBEDDING_CHUNK_BYTES // (wire.FLOAT_JSON_BYTES * EMBEDDING_DIMENSIONS + 2)
+                p50 = {k: statistics.median(v) * 1000 for k, v in walls.items()}
+                print(f"{size:4d} inputs: direct {summary(walls['direct'])}; "
+                      f"gateway /api/embed {summary(walls['gateway'])} "
+                      f"(+{p50['gateway'] - p50['direct']:.1f} ms, x{p50['gateway'] / p50['direct']:.2f}); "
+                      f"/v1/embeddings base64 p50 {p50['openai-b64']:.1f} ms; answer {answer_bytes / 1024:.0f} KiB, "
+                      f"{-(-size // per_chunk)} chunk(s); CPU ms/request "
+                      + ", ".join(f"{n} {s / (2 * args.samples) * 1000:.1f}" for n, s in spent.items()))
+        print(f"load after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

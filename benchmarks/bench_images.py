@@ -24,7 +24,6 @@ import base64
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,18 +32,14 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.gateway.gatewaykit import GatewayCluster, write_keys
+from tests.gateway.gatewaykit import bench_cluster
+from tests.gateway.gatewaykit import walls as summary
 from tests.gateway.imagekit import png
 
 KEY = {"key": "sk-bench-image-1", "owner": "bench", "privacy": "public"}
 NODE = "bench-node"
 VISION = ("gemma3:12b-it-q4_K_M", {"parameter_size": "12.2B", "quantization_level": "Q4_K_M"})
 WARM_UP = 3
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def cpu(processes: dict[str, psutil.Process]) -> dict[str, float]:
@@ -65,45 +60,33 @@ def main() -> None:
     parser.add_argument("--sizes", default="0,0.1,1,5", help="image sizes in MB (0: no image)")
     args = parser.parse_args()
     sizes = [float(s) for s in args.sizes.split(",")]
-    with tempfile.TemporaryDirectory() as tmp:
-        cluster = GatewayCluster(Path(tmp))
-        try:
-            cluster.start_control()
-            standin = cluster.start_llm_agent(NODE, "bench", slots=4, also=(VISION,))
-            cluster.start_gateway(write_keys(Path(tmp) / "keys.yaml", [KEY]))
-            cluster.wait_models({NODE})
-            watched = {"gateway": psutil.Process(cluster.gateway.pid),
-                       "control": psutil.Process(cluster.control.pid),
-                       "agent": psutil.Process(cluster.agents[NODE].pid)}
-            headers = {"Authorization": "Bearer " + KEY["key"]}
-            print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load "
-                  f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-            baseline = None
-            with httpx.Client(timeout=120) as direct, httpx.Client(timeout=120, headers=headers) as gw:
-                for size in sorted(set(sizes)) * WARM_UP:
-                    gw.post(cluster.base_url + "/api/chat", json=body(size)).raise_for_status()
-                for size in sizes:
-                    asked = body(size)
-                    walls: dict[str, list[float]] = {"direct": [], "gateway": []}
-                    before = cpu(watched)
-                    for _ in range(args.samples):
-                        for name, c, url in (("direct", direct, standin.url), ("gateway", gw, cluster.base_url)):
-                            t = time.perf_counter()
-                            reply = c.post(url + "/api/chat", json=asked)
-                            walls[name].append(time.perf_counter() - t)
-                            reply.raise_for_status()
-                    spent = {n: v - before[n] for n, v in cpu(watched).items()}
-                    p50 = {k: statistics.median(v) * 1000 for k, v in walls.items()}
-                    added = p50["gateway"] - p50["direct"]
-                    baseline = added if baseline is None and size == 0 else baseline
-                    over = "" if baseline is None or size == 0 else f", {added - baseline:+.1f} ms over the text-only chat's"
-                    print(f"{size:4.1f} MB: direct p50 {p50['direct']:.1f} ms p90 {pct(walls['direct'], .9) * 1000:.1f}; "
-                          f"gateway p50 {p50['gateway']:.1f} ms p90 {pct(walls['gateway'], .9) * 1000:.1f} "
-                          f"(+{added:.1f} ms{over}); CPU ms/request "
-                          + ", ".join(f"{n} {s / args.samples * 1000:.1f}" for n, s in spent.items()))
-            print(f"load after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-        finally:
-            cluster.close()
+    with bench_cluster(KEY, NODE, also=(VISION,)) as (cluster, standin, watched):
+        headers = {"Authorization": "Bearer " + KEY["key"]}
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        baseline = None
+        with httpx.Client(timeout=120) as direct, httpx.Client(timeout=120, headers=headers) as gw:
+            for size in sorted(set(sizes)) * WARM_UP:
+                gw.post(cluster.base_url + "/api/chat", json=body(size)).raise_for_status()
+            for size in sizes:
+                asked = body(size)
+                times: dict[str, list[float]] = {"direct": [], "gateway": []}
+                before = cpu(watched)
+                for _ in range(args.samples):
+                    for name, c, url in (("direct", direct, standin.url), ("gateway", gw, cluster.base_url)):
+                        t = time.perf_counter()
+                        reply = c.post(url + "/api/chat", json=asked)
+                        times[name].append(time.perf_counter() - t)
+                        reply.raise_for_status()
+                spent = {n: v - before[n] for n, v in cpu(watched).items()}
+                p50 = {k: statistics.median(v) * 1000 for k, v in times.items()}
+                added = p50["gateway"] - p50["direct"]
+                baseline = added if baseline is None and size == 0 else baseline
+                over = "" if baseline is None or size == 0 else f", {added - baseline:+.1f} ms over the text-only chat's"
+                print(f"{size:4.1f} MB: direct {summary(times['direct'])}; gateway {summary(times['gateway'])} "
+                      f"(+{added:.1f} ms{over}); CPU ms/request "
+                      + ", ".join(f"{n} {s / args.samples * 1000:.1f}" for n, s in spent.items()))
+        print(f"load after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import nats
+import psutil
 import yaml
 
 from heddle.gateway.serve import READY_LINE
@@ -211,3 +213,29 @@ def one_node(tmp: Path, node: str, key: dict[str, Any], slots: int) -> Iterator[
 def write_keys(path: Path, entries: list[dict[str, Any]]) -> Path:
     path.write_text(yaml.safe_dump({"keys": entries}), encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def bench_cluster(key: dict[str, Any], node: str, **agent: Any) -> Iterator[tuple[GatewayCluster, StandIn, dict[str, Any]]]:
+    """A benchmark's cluster: the control plane, one agent of ``key``'s owner with 4 slots (its
+    stand-in server's models: ``agent``, `GatewayCluster.start_llm_agent`'s), the gateway
+    holding ``key``; with the processes whose CPU a benchmark reads."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = GatewayCluster(Path(tmp))
+        try:
+            cluster.start_control()
+            standin = cluster.start_llm_agent(node, key["owner"], slots=4, **agent)
+            cluster.start_gateway(write_keys(Path(tmp) / "keys.yaml", [key]))
+            cluster.wait_models({node})
+            yield cluster, standin, {"gateway": psutil.Process(cluster.gateway.pid),
+                                     "control": psutil.Process(cluster.control.pid),
+                                     "agent": psutil.Process(cluster.agents[node].pid)}
+        finally:
+            cluster.close()
+
+
+def walls(values: list[float]) -> str:
+    """A benchmark's wall times (seconds) as ``p50 X ms p90 Y``."""
+    ordered = sorted(values)
+    p50, p90 = (ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 for q in (0.5, 0.9))
+    return f"p50 {p50:.1f} ms p90 {p90:.1f}"
