@@ -99,7 +99,8 @@ MANAGED = {"/api/delete": ("delete", ("DELETE",)), "/api/copy": ("copy", ("POST"
 verb each asks for and its methods."""
 RESPONSE_PATH = "/v1/responses/"
 """``/v1/responses/{id}`` (and its ``/input_items``, ``/cancel``): a stored response, of which
-heddle keeps none (`GatewayApp.stored_response`)."""
+heddle keeps none (`GatewayApp.stored_response`); ``/v1/responses/input_tokens`` is a route of
+its own."""
 SSE = "text/event-stream; charset=utf-8"
 """The OpenAI routes' streams: server-sent events."""
 NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -211,6 +212,7 @@ class GatewayApp:
             "/v1/messages": {"POST": self.messages},
             "/v1/messages/count_tokens": {"POST": self.count_tokens},
             "/v1/responses": {"POST": self.responses},
+            "/v1/responses/input_tokens": {"POST": self.response_tokens},
             RESPONSE_PATH: {"GET": self.stored_response, "POST": self.stored_response,
                             "DELETE": self.stored_response},
             "/v1/models": {"GET": self.models},
@@ -236,7 +238,7 @@ class GatewayApp:
         request = _Request(scope, receive, send)
         path = scope["path"]
         for prefix in (MODEL_PATH, BLOBS_PATH, RESPONSE_PATH):
-            if path.startswith(prefix) and len(path) > len(prefix):
+            if path.startswith(prefix) and len(path) > len(prefix) and path not in self.routes:
                 request.model_id, path = path[len(prefix):], prefix
         methods = self.routes.get(path)
         if methods is None:
@@ -269,14 +271,25 @@ class GatewayApp:
                            anthropic_error_event, SSE, message_reply)
 
     async def count_tokens(self, request: _Request) -> None:
+        await self._count(request, CountTokensRequest, GatewayError.anthropic,
+                          lambda tokens: {"input_tokens": tokens})
+
+    async def response_tokens(self, request: _Request) -> None:
+        await self._count(request, ResponsesRequest, GatewayError.openai,
+                          lambda tokens: {"object": "response.input_tokens", "input_tokens": tokens})
+
+    async def _count(self, request: _Request, schema: type[TaskBody], shape: Callable[[GatewayError], dict],
+                     reply: Callable[[int], dict]) -> None:
+        """A route counting a request's prompt tokens as its task would (`tasks.prompt_tokens`),
+        running none: Anthropic's ``count_tokens``, the Responses API's ``input_tokens``."""
         async def count() -> dict:
             await request.read_body()
-            body = _parse(request.body, CountTokensRequest)
+            body = _parse(request.body, schema)
             messages, system = body.chat_messages()
             model = resolve_model(body.model, self.bridge.served(latest=False))
-            return {"input_tokens": prompt_tokens(Chat(model, messages, None, system, tools=body.tool_spec(),
-                                                       images=tuple(body.image_set().images)))}
-        await self._keyed(request, GatewayError.anthropic, count)
+            return reply(prompt_tokens(Chat(model, messages, None, system, tools=body.tool_spec(),
+                                            images=tuple(body.image_set().images))))
+        await self._keyed(request, shape, count)
 
     async def responses(self, request: _Request) -> None:
         await self._answer(request, ResponsesRequest, GatewayError.openai, ResponseEvents, error_event,

@@ -18,6 +18,9 @@ answer's ``heddle`` block names it in ``options_not_sent``), and ``reasoning`` i
 input (a reasoning model's own, sent back) are left out. ``metadata``, ``user``, ``include``,
 ``truncation``, ``store`` and the other fields are ignored.
 
+``POST /v1/responses/input_tokens`` counts the same body's prompt tokens as its task would
+(`app.GatewayApp._count`).
+
 Nothing is kept: heddle stores no responses (``store`` is accepted and the response says
 ``"store": false``), so what needs a stored response or conversation is a 400 naming its field
 (``previous_response_id``, ``conversation``, ``background``, an ``item_reference`` item, a

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import anthropic
 import httpx
 import openai
 import pydantic
@@ -208,6 +209,24 @@ def test_bad_fields_are_refused_naming_them_and_run_nothing(cluster, standins, f
     error = reply.json()["error"]
     assert reply.status_code == 400 and error["param"] == param and words in error["message"], error
     assert sum(len(s.requests) for s in standins.values()) == before
+
+
+def test_input_tokens_are_counted_as_the_task_counts_them_running_none(cluster, standins):
+    gpt = client(cluster, "bob")
+    asked = sum(len(s.requests) for s in standins.values())
+    plain = gpt.responses.input_tokens.count(model="llama-3.1-8b", input=ASK, instructions="Be brief.")
+    assert plain.object == "response.input_tokens" and plain.input_tokens > 0
+    tooled = gpt.responses.input_tokens.count(model="llama-3.1-8b", input=ASK, instructions="Be brief.",
+                                              tools=[WEATHER])
+    assert tooled.input_tokens > plain.input_tokens  # the tools' schemas are in the prompt
+    claude = anthropic.Anthropic(base_url=cluster.base_url, api_key=KEYS["bob"]["key"], max_retries=0,
+                                 timeout=WAIT_S)
+    assert claude.messages.count_tokens(model="llama-3.1-8b", system="Be brief.", messages=[
+        {"role": "user", "content": ASK}]).input_tokens == plain.input_tokens  # one count, both APIs
+    with pytest.raises(openai.BadRequestError) as stateful:
+        gpt.responses.input_tokens.count(model="llama-3.1-8b", input=ASK, previous_response_id="resp_1")
+    assert stateful.value.param == "previous_response_id"
+    assert sum(len(s.requests) for s in standins.values()) == asked  # no task ran
 
 
 def test_a_stored_response_cannot_be_retrieved_or_deleted(cluster):
