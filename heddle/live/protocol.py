@@ -56,8 +56,8 @@ new field: upgrade the control plane first, then the agents.
   ``offset`` (at most `IMAGE_CHUNK_BYTES`; none past its end), or an empty answer with the
   `IMAGE_REFUSED_HEADER` header saying why. The task's payload carries references to its
   images (``images``: sha256, media type, size), never their bytes, so no image goes in a
-  message of the durable log. An agent older than 1.11 does not read them (the ``images``
-  feature a node advertises says which can).
+  message of the durable log. An agent older than 1.11 does not read them (its backend sends
+  the messages' image indices on to its server): nothing yet keeps image work from it.
 """
 
 from __future__ import annotations
