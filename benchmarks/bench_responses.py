@@ -22,16 +22,15 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.gateway.gatewaykit import GatewayCluster, write_keys
+from tests.gateway.gatewaykit import bench_cluster
+from tests.gateway.gatewaykit import walls as summary
 from tests.live.llmstandin import Plan, ollama_stream
 
 KEY = {"key": "sk-bench-resp-01", "owner": "bench", "privacy": "public"}
@@ -43,11 +42,6 @@ ROUTES = {"chat": ("/v1/chat/completions", {"messages": ASK}, '"delta":{"role":"
           "responses": ("/v1/responses", {"input": ASK}, 'data: {"type":"response.output_text.delta"')}
 """Each route's path, its conversation field and what its text events' lines hold (a chat's
 first piece carries the role; later ones hold ``"delta":{"content"``)."""
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def streamed(client: httpx.Client, url: str, body: dict, marker: str) -> tuple[float, float, int]:
@@ -72,49 +66,40 @@ def main() -> None:
     args = parser.parse_args()
     words = [f" w{i}" for i in range(args.tokens)]
     samples = args.rounds * args.block
-    with tempfile.TemporaryDirectory() as tmp:
-        cluster = GatewayCluster(Path(tmp))
-        try:
-            cluster.start_control()
-            standin = cluster.start_llm_agent(NODE, "bench", slots=2)
-            standin.planner = lambda path, body: Plan(chunks=ollama_stream(body["model"], words=words),
-                                                      delays=[args.gap_ms / 1000] * (args.tokens + 1))
-            cluster.start_gateway(write_keys(Path(tmp) / "keys.yaml", [KEY]))
-            cluster.wait_models({NODE})
-            gateway = psutil.Process(cluster.gateway.pid)
-            print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load "
-                  f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}, {args.tokens} tokens an answer")
-            first: dict[str, list[float]] = {name: [] for name in ROUTES}
-            whole: dict[str, list[float]] = {name: [] for name in ROUTES}
-            cpu: dict[str, float] = dict.fromkeys(ROUTES, 0.0)
-            pieces: dict[str, int] = dict.fromkeys(ROUTES, 0)
-            with httpx.Client(timeout=120, headers={"Authorization": "Bearer " + KEY["key"]}) as client:
+    with bench_cluster(KEY, NODE) as (cluster, standin, processes):
+        standin.planner = lambda path, body: Plan(chunks=ollama_stream(body["model"], words=words),
+                                                  delays=[args.gap_ms / 1000] * (args.tokens + 1))
+        gateway = processes["gateway"]
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC, load "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}, {args.tokens} tokens an answer")
+        first: dict[str, list[float]] = {name: [] for name in ROUTES}
+        whole: dict[str, list[float]] = {name: [] for name in ROUTES}
+        cpu: dict[str, float] = dict.fromkeys(ROUTES, 0.0)
+        pieces: dict[str, int] = dict.fromkeys(ROUTES, 0)
+        with httpx.Client(timeout=120, headers={"Authorization": "Bearer " + KEY["key"]}) as client:
+            for name, (path, conversation, marker) in ROUTES.items():
+                for _ in range(WARM_UP):
+                    streamed(client, cluster.base_url + path, {"model": "llama-3.1-8b", **conversation}, marker)
+            for _ in range(args.rounds):
                 for name, (path, conversation, marker) in ROUTES.items():
-                    for _ in range(WARM_UP):
-                        streamed(client, cluster.base_url + path, {"model": "llama-3.1-8b", **conversation}, marker)
-                for _ in range(args.rounds):
-                    for name, (path, conversation, marker) in ROUTES.items():
-                        body = {"model": "llama-3.1-8b", **conversation}
-                        before = sum(gateway.cpu_times()[:2])
-                        for _ in range(args.block):
-                            ttft, total, n = streamed(client, cluster.base_url + path, body, marker)
-                            assert n >= 1, f"{name}: no text came"
-                            first[name].append(ttft)
-                            whole[name].append(total)
-                            pieces[name] += n
-                        cpu[name] += sum(gateway.cpu_times()[:2]) - before
-            for name in ROUTES:
-                per_request = cpu[name] / samples * 1000
-                per_token = cpu[name] / (samples * args.tokens) * 1e6
-                base = cpu["chat"] / samples * 1000
-                print(f"{name:9s}: first text p50 {statistics.median(first[name]) * 1000:.1f} ms "
-                      f"p90 {pct(first[name], .9) * 1000:.1f}; whole answer p50 "
-                      f"{statistics.median(whole[name]) * 1000:.1f} ms; {pieces[name] / samples:.0f} "
-                      f"text events an answer; gateway CPU {per_request:.2f} ms a request, "
-                      f"{per_token:.1f} us a token (x{per_request / base:.2f} of chat's)")
-            print(f"load after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-        finally:
-            cluster.close()
+                    body = {"model": "llama-3.1-8b", **conversation}
+                    before = sum(gateway.cpu_times()[:2])
+                    for _ in range(args.block):
+                        ttft, total, n = streamed(client, cluster.base_url + path, body, marker)
+                        assert n >= 1, f"{name}: no text came"
+                        first[name].append(ttft)
+                        whole[name].append(total)
+                        pieces[name] += n
+                    cpu[name] += sum(gateway.cpu_times()[:2]) - before
+        for name in ROUTES:
+            per_request = cpu[name] / samples * 1000
+            per_token = cpu[name] / (samples * args.tokens) * 1e6
+            base = cpu["chat"] / samples * 1000
+            print(f"{name:9s}: first text {summary(first[name])}; whole answer p50 "
+                  f"{statistics.median(whole[name]) * 1000:.1f} ms; {pieces[name] / samples:.0f} "
+                  f"text events an answer; gateway CPU {per_request:.2f} ms a request, "
+                  f"{per_token:.1f} us a token (x{per_request / base:.2f} of chat's)")
+        print(f"load after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
