@@ -77,6 +77,7 @@ from heddle.gateway.responses_api import ResponseEvents, ResponsesRequest, respo
 from heddle.gateway.run import TaskRun
 from heddle.gateway.settings import GatewaySettings
 from heddle.gateway.tasks import Chat, ModelRef, prompt_tokens, resolve_model
+from heddle.gateway.thinking import check_thinks, output_bound
 from heddle.live import protocol as wire
 from heddle.models import catalog
 
@@ -401,7 +402,11 @@ class GatewayApp:
         self.keys.check_tier(caller, model.model)
         if load:
             return body, body.loaded(model, load, self.bridge.served().get((model.model, model.quant or ""), []))
-        chat = body.fit(Chat(model, messages, body.output_bound(), system, body.generation(),
+        gen, bound = body.generation(), body.output_bound()
+        if embed is None:
+            check_thinks(model, gen.think, body.think_field())
+            bound = output_bound(model, gen.think, bound)
+        chat = body.fit(Chat(model, messages, bound, system, gen,
                              body.tool_spec(), completion, embed, tuple(images.images) if images else ()))
         run = TaskRun(self.bridge, chat, rules, timeout_s=self.settings.request_timeout_s,
                       task_timeout_s=self.settings.task_timeout_s)

@@ -65,8 +65,13 @@ class TaskBody(BaseModel):
         return None
 
     def generation(self) -> Generation:
-        """The generation options (sampling, format), neutral and checked."""
+        """The generation options (sampling, format, think), neutral and checked."""
         return NONE
+
+    def think_field(self) -> str:
+        """The field as sent that asked a reasoning model to think (`generation`'s ``think``:
+        heddle.gateway.thinking), which a refusal names."""
+        return "think"
 
     def fit(self, chat: Chat) -> Chat:
         """The chat as the protocol reads its bounds once the model is known (Anthropic's

@@ -7,8 +7,10 @@ Honoured fields: ``model``, ``messages`` / ``prompt`` (+ ``system``), ``stream``
 ``options.num_predict`` (the output bound), the generation options of heddle.gateway.options
 (``options.temperature``, ``top_p``, ``top_k``, ``seed``, ``stop``, ... and ``format``), which
 reach the model server, ``tools`` with the messages' ``tool_calls`` and tool results
-(`heddle.gateway.tools`), and ``images`` (base64, on a user message or a generate request) for
-a model that takes images (`heddle.gateway.images`). Other options are accepted and not passed on. ``/api/generate`` with
+(`heddle.gateway.tools`), ``images`` (base64, on a user message or a generate request) for
+a model that takes images (`heddle.gateway.images`), and ``think`` (heddle.gateway.thinking: a
+reasoning model's thinking comes back as ``thinking``). Other options are accepted and not
+passed on. ``/api/generate`` with
 ``raw: true`` or a ``suffix`` (fill in the middle: editors' autocomplete) is a completion task,
 its prompt sent to the model server as it is (heddle.live.backends.completion); without them,
 the prompt is the one user message of a chat (the model's template around it, as Ollama does).
@@ -29,8 +31,9 @@ from heddle.gateway.errors import GatewayError
 from heddle.gateway.images import IMAGES_KEY, ImageSet, attach
 from heddle.gateway.ollama_models import KeepAlive, now
 from heddle.gateway.options import completion, ollama_generation, unhonoured
-from heddle.gateway.run import TaskRun
+from heddle.gateway.run import TaskRun, Thought
 from heddle.gateway.tasks import ModelRef
+from heddle.gateway.thinking import can_think
 from heddle.gateway.tools import OllamaTools, ToolMessage, ollama_calls, ollama_messages
 from heddle.live.backends.generation import Generation
 from heddle.models import catalog
@@ -61,9 +64,10 @@ class _Base(KeepAlive):
     options: dict[str, Any] | None = None
     system: str | None = None
     format: Any = None
+    think: Any = None
 
     def generation(self) -> Generation:
-        return ollama_generation(self.options, self.format)
+        return ollama_generation(self.options, self.format, self.think)
 
     def output_bound(self) -> int | None:
         value = (self.options or {}).get("num_predict")
@@ -147,16 +151,21 @@ class OllamaGenerate(_Base):
         return self._images
 
 
-def _piece(run: TaskRun, text: str, generate: bool) -> dict[str, Any]:
+def _piece(run: TaskRun, text: str, generate: bool, thinking: str | None = None) -> dict[str, Any]:
+    """A line of the stream: a piece of the answer, or of the model's thinking (``thinking``,
+    the answer's piece empty then, as Ollama sends it)."""
+    also = {} if thinking is None else {"thinking": thinking}
     if generate:
-        return {"model": run.chat.model.name, "created_at": now(), "response": text, "done": False}
+        return {"model": run.chat.model.name, "created_at": now(), "response": text, **also,
+                "done": False}
     return {"model": run.chat.model.name, "created_at": now(),
-            "message": {"role": "assistant", "content": text}, "done": False}
+            "message": {"role": "assistant", "content": text, **also}, "done": False}
 
 
-def _closing(run: TaskRun, generate: bool, text: str, started: float) -> dict[str, Any]:
+def _closing(run: TaskRun, generate: bool, text: str, started: float,
+             thinking: str | None = None) -> dict[str, Any]:
     prompt, completion = run.counts()
-    doc = _piece(run, text, generate)
+    doc = _piece(run, text, generate, thinking)
     doc.update({
         "done": True, "done_reason": "length" if run.cut_at_bound() else "stop",
         "total_duration": int((time.monotonic() - started) * NS), "load_duration": 0,
@@ -174,10 +183,15 @@ def error_line(exc: GatewayError) -> bytes:
 async def ollama_lines(run: TaskRun, generate: bool):
     """NDJSON lines; a failure mid-stream raises GatewayError (the stream then ends with
     `error_line`, as Ollama sends: `app._Request.stream`). The model's tool calls go on a
-    line of their own before the closing one, as Ollama sends them."""
+    line of their own before the closing one, as Ollama sends them; its thinking in lines of
+    ``thinking`` (``message.thinking`` in a chat), as Ollama streams it."""
     started = time.monotonic()
+    run.show_thinking = True
     async for text in run.pieces():
-        yield json.dumps(_piece(run, text, generate)).encode() + b"\n"
+        if type(text) is Thought:
+            yield json.dumps(_piece(run, "", generate, text)).encode() + b"\n"
+        else:
+            yield json.dumps(_piece(run, text, generate)).encode() + b"\n"
     closing = json.dumps(_closing(run, generate, "", started)).encode() + b"\n"
     if run.tool_calls and not generate:
         calls = _piece(run, "", generate)
@@ -190,7 +204,7 @@ async def ollama_reply(run: TaskRun, generate: bool) -> dict[str, Any]:
     started = time.monotonic()
     async for _ in run.pieces():
         pass
-    doc = _closing(run, generate, run.output_text, started)
+    doc = _closing(run, generate, run.output_text, started, run.thinking_text)
     if run.tool_calls and not generate:
         doc["message"]["tool_calls"] = ollama_calls(run.tool_calls)
     return doc
@@ -209,9 +223,10 @@ def show_reply(ref: ModelRef) -> dict[str, Any]:
     ``model_info`` carries the parameter count and context length under Ollama's key names
     (``<architecture>.context_length``), and its ``capabilities`` say ``tools`` for a model
     that calls tools (`ModelSpec.tools`), ``vision`` for one that sees images
-    (`ModelSpec.vision`) and ``insert`` for one that fills in the middle (`ModelSpec.fim`, the
+    (`ModelSpec.vision`), ``insert`` for one that fills in the middle (`ModelSpec.fim`, the
     suffix check's rule too: `options.check_suffix`): where apps look for them (Continue's
-    agent mode and autocomplete, Open WebUI)."""
+    agent mode and autocomplete, Open WebUI), and ``thinking`` for a reasoning model
+    (heddle.gateway.thinking.can_think), as Ollama does."""
     info: dict[str, Any] = {"general.architecture": ref.model, "general.basename": ref.model}
     capabilities = ["completion", "tools", "vision"]  # a cloud offer: Claude calls tools, sees images
     if ref.quant is not None:
@@ -221,6 +236,8 @@ def show_reply(ref: ModelRef) -> dict[str, Any]:
         capabilities = (["embedding"] if spec.kind == "embedding" else
                         ["completion"] + ["tools"] * spec.tools + ["vision"] * spec.vision
                         + ["insert"] * spec.fim)
+    if can_think(ref):
+        capabilities.append("thinking")
     return {"modelfile": "", "parameters": "", "template": "", "license": "",
             "details": _details(ref), "model_info": info, "capabilities": capabilities,
             "modified_at": now()}

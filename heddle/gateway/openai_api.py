@@ -10,7 +10,9 @@ heddle.gateway.images; a part of another kind is a 400 naming it; an assistant's
 ``stream``, ``stream_options.include_usage``, ``tools``, ``tool_choice``,
 ``parallel_tool_calls`` (chat completions: heddle.gateway.tools), and the generation options of
 heddle.gateway.options (``temperature``, ``top_p``, ``seed``, ``stop``, the penalties,
-``response_format``; ``n`` other than 1 refused), which reach the model server. Fields asking
+``response_format``; ``n`` other than 1 refused), which reach the model server, and a
+reasoning model's ``reasoning_effort`` / ``reasoning`` (heddle.gateway.thinking: its thinking
+comes back as ``reasoning_content``). Fields asking
 for what no model server returns here are a 400 naming the field: chat completions'
 ``logprobs: true`` and ``top_logprobs``, completions' ``echo``, ``best_of``, ``logprobs``
 (heddle.gateway.options.UNHONOURED; their neutral values pass). Unknown fields
@@ -29,7 +31,8 @@ from heddle.gateway.bodies import TaskBody
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.images import ImageSet, attach
 from heddle.gateway.options import completion, openai_generation, refused, unhonoured
-from heddle.gateway.run import TaskRun
+from heddle.gateway.run import TaskRun, Thought
+from heddle.gateway.thinking import openai_think, reasoning_usage
 from heddle.gateway.tools import (
     OpenAITools,
     ToolMessage,
@@ -104,9 +107,15 @@ class _Request(TaskBody):
     repeat_penalty: Any = None
     response_format: Any = None
     n: Any = None
+    reasoning_effort: Any = None
+    reasoning: Any = None
 
     def generation(self) -> Generation:
         return openai_generation(self)
+
+    def think_field(self) -> str:
+        """The field that asked a reasoning model to think (`check_thinks` names it)."""
+        return openai_think(self.reasoning_effort, self.reasoning)[1]
 
     def output_bound(self) -> int | None:
         return self.max_tokens
@@ -172,7 +181,8 @@ class CompletionRequest(_Request):
 def _usage(run: TaskRun) -> dict[str, Any]:
     prompt, completion = run.counts()
     return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion, "heddle": run.where()}
+            "total_tokens": prompt + completion,
+            **reasoning_usage(run.reported("reasoning_tokens")), "heddle": run.where()}
 
 
 def _finish_reason(run: TaskRun) -> str:
@@ -189,18 +199,22 @@ def _head(run: TaskRun, kind: str, streamed: bool) -> dict[str, Any]:
     return {"id": ident, "object": obj, "created": run.created, "model": run.chat.model.name}
 
 
-def _choice(kind: str, text: str | None, finish: str | None, first: bool = False) -> dict[str, Any]:
-    """A streamed event's choice (a piece of text, or None: the closing one)."""
+def _choice(kind: str, text: str | None, finish: str | None, first: bool = False,
+            field: str = "content") -> dict[str, Any]:
+    """A streamed event's choice (a piece of text, or None: the closing one); ``field``: the
+    delta's field the piece goes in (``reasoning_content``: the model's thinking)."""
     if kind == TEXT:
         return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
-    delta = {} if text is None else {"role": "assistant", "content": text} if first else {"content": text}
+    delta = {} if text is None else {"role": "assistant", field: text} if first else {field: text}
     return {"index": 0, "delta": delta, "finish_reason": finish}
 
 
 def _reply_message(run: TaskRun) -> dict[str, Any]:
+    thought = run.thinking_text
+    thinking = {} if thought is None else {"reasoning_content": thought}
     if not run.tool_calls:
-        return {"role": "assistant", "content": run.output_text}
-    return {"role": "assistant", "content": run.output_text or None,
+        return {"role": "assistant", "content": run.output_text, **thinking}
+    return {"role": "assistant", "content": run.output_text or None, **thinking,
             **openai_reply_calls(run.tool_calls, run.chat.tools, delta=False)}
 
 
@@ -235,15 +249,24 @@ async def completion_chunks(run: TaskRun, kind: str, include_usage: bool):
     The assistant's role rides on the first piece's delta (as Ollama's OpenAI endpoint sends
     it) and the closing events leave together: every event is a socket write to the caller,
     and on a busy machine each write that wakes the caller may hand it the core (the
-    gateway's loop then waits: py-spy showed ~40% of its wall time inside those writes)."""
+    gateway's loop then waits: py-spy showed ~40% of its wall time inside those writes).
+    A chat's thinking goes in ``delta.reasoning_content`` (heddle.gateway.thinking)."""
     head = _head(run, kind, streamed=True)
     # each piece's event is the same text around the piece's JSON string: one dumps per piece
     first_before, first_after = _event({**head, "choices": [_choice(kind, _HOLE, None, first=True)]}
                                        ).split(_HOLE_JSON)
     before, after = _event({**head, "choices": [_choice(kind, _HOLE, None)]}).split(_HOLE_JSON)
+    if kind == CHAT:
+        run.show_thinking = True
+        thinking = [_event({**head, "choices": [_choice(kind, _HOLE, None, first, "reasoning_content")]}
+                           ).split(_HOLE_JSON) for first in (True, False)]
     started = False
     async for text in run.pieces():
-        if started:
+        if type(text) is Thought:
+            around = thinking[started]
+            started = True
+            yield around[0] + json.dumps(text).encode() + around[1]
+        elif started:
             yield before + json.dumps(text).encode() + after
         else:
             started = True

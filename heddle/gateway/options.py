@@ -13,6 +13,8 @@ Ollama: ``options.{temperature, top_p, top_k, min_p, seed, stop, repeat_penalty,
 presence_penalty, frequency_penalty, num_ctx}`` and ``format`` (``"json"`` or a JSON schema).
 Anthropic (Messages API): ``temperature``, ``top_p``, ``top_k``, ``stop_sequences`` and
 ``output_config.format`` (``{"type": "json_schema", "schema": {...}}``).
+Chat completions: a reasoning model's thinking switch (``reasoning_effort``,
+``reasoning.effort``) and Ollama's ``think``, by heddle.gateway.thinking.
 Fields no backend can honour (Ollama's ``template``, echo, best_of, logprobs) are refused the
 same way, rather than answered with something else (`unhonoured`). A raw prompt or a suffix
 makes the request a completion task (`completion`).
@@ -24,6 +26,7 @@ from typing import Any
 
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.tasks import ModelRef
+from heddle.gateway.thinking import ollama_think, openai_think
 from heddle.live.backends.completion import check_completion
 from heddle.live.backends.generation import (
     FIELDS,
@@ -47,11 +50,12 @@ OPENAI_SAMPLING = tuple(name for name in FIELDS if name != "num_ctx")
 (a context size is no request's field there: the server loads the model with it)."""
 
 
-def _checked(sampling: dict[str, Any], fmt: dict[str, Any] | None, prefix: str) -> Generation:
-    if not any(v is not None for v in sampling.values()) and fmt is None:
+def _checked(sampling: dict[str, Any], fmt: dict[str, Any] | None, prefix: str,
+             think: bool | str | None = None) -> Generation:
+    if not any(v is not None for v in sampling.values()) and fmt is None and think is None:
         return NONE
     try:
-        return Generation(check_sampling(sampling), check_format(fmt))
+        return Generation(check_sampling(sampling), check_format(fmt), think)
     except GenerationError as exc:
         raise exc.under(prefix) from None
 
@@ -117,10 +121,12 @@ def refused(exc: GenerationError) -> GatewayError:
 
 
 def openai_generation(body: Any) -> Generation:
-    """An OpenAI request's options (``body``: a model with the fields of `OPENAI_SAMPLING`,
-    ``n`` and ``response_format``); GatewayError 400 naming the field."""
+    """An OpenAI chat request's options (``body``: a model with the fields of
+    `OPENAI_SAMPLING`, ``n``, ``response_format``, ``reasoning_effort`` and ``reasoning``);
+    GatewayError 400 naming the field."""
     try:
-        return _openai(body, _openai_format(body.response_format))
+        think, _ = openai_think(body.reasoning_effort, body.reasoning)
+        return _openai(body, _openai_format(body.response_format), think)
     except GenerationError as exc:
         raise refused(exc) from None
 
@@ -135,11 +141,11 @@ def responses_generation(body: Any) -> Generation:
         raise refused(exc) from None
 
 
-def ollama_generation(options: dict[str, Any] | None, fmt: Any) -> Generation:
-    """An Ollama request's ``options`` (those of `OLLAMA_OPTIONS`) and ``format``; GatewayError
-    400 naming the field."""
+def ollama_generation(options: dict[str, Any] | None, fmt: Any, think: Any = None) -> Generation:
+    """An Ollama request's ``options`` (those of `OLLAMA_OPTIONS`), ``format`` and ``think``
+    (heddle.gateway.thinking); GatewayError 400 naming the field."""
     try:
-        return _ollama(options, fmt)
+        return _ollama(options, fmt, ollama_think(think))
     except GenerationError as exc:
         raise refused(exc) from None
 
@@ -168,7 +174,7 @@ def _anthropic(body: Any) -> Generation:
     return _checked(sampling, fmt and _schema_format(fmt, "output_config.format"), "")
 
 
-def _openai(body: Any, fmt: dict[str, Any] | None) -> Generation:
+def _openai(body: Any, fmt: dict[str, Any] | None, think: bool | str | None = None) -> Generation:
     n = getattr(body, "n", None)
     if n is not None and n != 1:
         raise GenerationError("n", "1 (heddle returns one choice)", n)
@@ -182,7 +188,7 @@ def _openai(body: Any, fmt: dict[str, Any] | None) -> Generation:
         raise GenerationError("stop", "a string or a list of non-empty strings", stop)
     elif stop == []:
         sampling["stop"] = None
-    return _checked(sampling, fmt, "")
+    return _checked(sampling, fmt, "", think)
 
 
 def _openai_format(value: Any) -> dict[str, Any] | None:
@@ -227,7 +233,7 @@ def _schema_format(spec: dict[str, Any], where: str) -> dict[str, Any]:
     return {"type": "json_schema", "schema": spec["schema"]} | ({"name": name} if name else {})
 
 
-def _ollama(options: dict[str, Any] | None, fmt: Any) -> Generation:
+def _ollama(options: dict[str, Any] | None, fmt: Any, think: bool | str | None) -> Generation:
     sampling = {name: (options or {}).get(name) for name in OLLAMA_OPTIONS}
     if isinstance(sampling["stop"], str):  # Ollama's own takes a list; a lone string is clear
         sampling["stop"] = [sampling["stop"]]
@@ -239,4 +245,4 @@ def _ollama(options: dict[str, Any] | None, fmt: Any) -> Generation:
         neutral = {"type": "json_schema", "schema": fmt}
     else:
         raise GenerationError("format", '"json" or a JSON schema object', fmt)
-    return _checked(sampling, neutral, "options.")
+    return _checked(sampling, neutral, "options.", think)

@@ -14,6 +14,11 @@ Whose output it is: only chunks from the node and attempt the control plane plac
 (the submit's answer, then each TaskPlaced) are taken. The cluster's authorization already
 keeps an agent to its own subjects (``heddle.v1.tokens.<node>.*``); this keeps a node from
 speaking for a task it does not run. A chunk that overtakes its TaskPlaced waits for it.
+
+A reasoning model's thinking (``TokenChunk.thinking``, protocol 1.12) is kept apart from the
+text (``thought``) and yielded by `pieces` as `Thought` pieces only to a caller that shows it
+(``show_thinking``): a route that does not know of it gets the answer alone, never the
+thinking mixed into it.
 """
 
 from __future__ import annotations
@@ -48,6 +53,12 @@ MAX_HELD = 1024
 TaskPlaced; more than this from elsewhere are dropped, oldest first (a forger gains nothing)."""
 
 
+class Thought(str):
+    """A piece of the model's thinking, as `TaskRun.pieces` yields it (``show_thinking``)."""
+
+    __slots__ = ()
+
+
 class TaskRun:
     def __init__(self, bridge: Bridge, chat: Chat, rules: Rules, *, timeout_s: float,
                  task_timeout_s: float | None = None) -> None:
@@ -66,6 +77,8 @@ class TaskRun:
         self._held: deque[Any] = deque(maxlen=MAX_HELD)  # chunks waiting for their placement
         self.streaming = True  # the text goes out as it comes (False: in one reply at the end)
         self.text: list[str] = []  # what went out
+        self.thought: list[str] = []  # the model's thinking, apart from the text (1.12)
+        self.show_thinking = False  # `pieces` yields the thinking too (as `Thought`s)
         self.vectors: list[tuple[float, ...]] = []  # an embedding request's, in input order (1.10)
         self.usage: dict[str, Any] = {}
         self.tool_calls: tuple[ToolCall, ...] = ()  # the model's, from the closing chunk (1.9)
@@ -153,7 +166,8 @@ class TaskRun:
         return item
 
     async def pieces(self) -> AsyncIterator[str]:
-        """The output as it is produced; ends with ``usage`` set, or raises GatewayError."""
+        """The output as it is produced (and the thinking, as `Thought`s, if
+        ``show_thinking``); ends with ``usage`` set, or raises GatewayError."""
         expected = 0
         while True:
             kind, x = await self._next()
@@ -180,6 +194,12 @@ class TaskRun:
                 expected += 1
                 if x.embeddings is not None:
                     self.vectors.extend(x.embeddings)  # the caller gets them in one reply
+                    continue
+                if x.thinking is not None:
+                    piece, expected = self._more(x.thinking, expected, thinking=True)
+                    self.thought.append(piece)
+                    if self.show_thinking:
+                        yield Thought(piece)
                     continue
                 if not x.done:
                     piece, expected = self._more(x.text, expected)
@@ -211,6 +231,11 @@ class TaskRun:
                     self._attempt_lost(payload.get("reason", "attempt lost"))
             elif event == "TaskCompleted":  # the closing chunk was lost: the event has it all
                 result = payload.get("result") if isinstance(payload.get("result"), dict) else {}
+                thought, shown = result.get("thinking") or "", "".join(self.thought)
+                if thought.startswith(shown) and len(thought) > len(shown):
+                    self.thought.append(thought[len(shown):])
+                    if self.show_thinking:
+                        yield Thought(thought[len(shown):])
                 text, sent = result.get("text") or "", "".join(self.text)
                 if text.startswith(sent) and len(text) > len(sent):
                     self.text.append(text[len(sent):])
@@ -221,19 +246,21 @@ class TaskRun:
                              calls_from_result(result))
                 return
 
-    def _more(self, text: str, expected: int) -> tuple[str, int]:
-        """``text`` with the followed attempt's chunks that have arrived already: one write to
-        the caller for what came together (a busy gateway writes less, a quiet one the same)."""
+    def _more(self, text: str, expected: int, thinking: bool = False) -> tuple[str, int]:
+        """``text`` with the followed attempt's chunks of the same kind (text, or
+        ``thinking``) that have arrived already: one write to the caller for what came
+        together (a busy gateway writes less, a quiet one the same)."""
         pieces = [text]
         follow = self.bridge.follows.get(self.task_id)
         while self._backlog or (follow is not None and not follow.items.empty()):
             item = self._backlog.popleft() if self._backlog else follow.items.get_nowait()
             kind, y = item
             if (kind != "chunk" or y.attempt != self.attempt or y.done or y.embeddings is not None
-                    or y.index != expected or (y.node_id, y.attempt) not in self.placements):
+                    or y.index != expected or (y.node_id, y.attempt) not in self.placements
+                    or (y.thinking is not None) != thinking):
                 self._backlog.appendleft(item)
                 break
-            pieces.append(y.text)
+            pieces.append(y.thinking if thinking else y.text)
             expected = y.index + 1
         return "".join(pieces), expected
 
@@ -263,13 +290,14 @@ class TaskRun:
 
     def _attempt_lost(self, reason: str) -> None:
         """The attempt being followed will not finish: follow the retry if nothing went out."""
-        if self.text and self.streaming:
+        if (self.text or (self.thought and self.show_thinking)) and self.streaming:
             raise GatewayError(502, f"the node running this request was lost mid-stream ({reason}); "
                                f"the output so far is incomplete", "node_lost")
         if self.attempt is not None:
             self.lost.add(self.attempt)
         self.attempt = None
         self.text.clear()
+        self.thought.clear()
         self.vectors.clear()
 
     def _finish(self, usage: dict[str, Any], tool_calls: tuple[ToolCall, ...]) -> None:
@@ -298,6 +326,11 @@ class TaskRun:
         done_reason, OpenAI's finish_reason) or a Claude offer's ``max_tokens``."""
         return self.usage.get("finish_reason") in ("length", "max_tokens")
 
+    @property
+    def thinking_text(self) -> str | None:
+        """The model's thinking, whole (None: it sent none)."""
+        return "".join(self.thought) if self.thought else None
+
     def reported(self, name: str) -> float | None:
         """A figure of the usage the agent relayed from the model server (``prompt_tokens``,
         ``duration_s``...), or None if it sent none or one that is not a number >= 0: a
@@ -311,7 +344,8 @@ class TaskRun:
         """(prompt tokens, completion tokens): the server's counts, else the gateway's."""
         prompt = self.reported("prompt_tokens") or self.item.task.prompt_tokens
         completion = self.reported("output_tokens")
-        return int(prompt), int(completion if completion is not None else len(self.text))
+        return int(prompt), int(completion if completion is not None
+                                else len(self.text) + len(self.thought))
 
     def where(self) -> dict[str, Any]:
         """Where it ran, for the usage block and the headers; ``options_not_sent``: the

@@ -1,6 +1,6 @@
 """A chat request as a heddle task (or a completion's: a prompt to continue, `Chat.completion`):
 model and quant from the requested name, prompt tokens counted (images included), output bound from
-``max_tokens``, generation options in the payload (``sampling``, ``format``:
+``max_tokens``, generation options in the payload (``sampling``, ``format``, ``think``:
 heddle.live.backends.generation), privacy/owner/deadline/tier/account from the caller's rules,
 and the agent asked to stream the output back (``stream_tokens``)."""
 
@@ -143,6 +143,8 @@ def chat_task(chat: Chat, rules: Rules, job_id: str, timeout_s: float | None) ->
         payload["sampling"] = chat.generation.sampling
     if chat.generation.format is not None:
         payload["format"] = chat.generation.format
+    if chat.generation.think is not None:
+        payload["think"] = chat.generation.think
     if chat.tools is not None:
         payload |= chat.tools.payload()
     if chat.images:  # references only: the agent fetches the bytes (heddle.gateway.images)

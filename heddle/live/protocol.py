@@ -58,6 +58,12 @@ new field: upgrade the control plane first, then the agents.
   images (``images``: sha256, media type, size), never their bytes, so no image goes in a
   message of the durable log. An agent older than 1.11 does not read them (its backend sends
   the messages' image indices on to its server): nothing yet keeps image work from it.
+- 1.12: ``TokenChunk.thinking`` (optional): a piece of a reasoning model's thinking, streamed
+  apart from its answer (``text`` empty on such a chunk), in order with the answer's chunks
+  (the same ``index`` count). Left out of the JSON when absent, so every other chunk is byte
+  for byte a 1.11 one. The request's ``think`` travels in the task's payload: an agent older
+  than 1.12 does not read it (the model thinks as its server's default says, its thinking
+  dropped or in the text as before).
 """
 
 from __future__ import annotations
@@ -85,7 +91,7 @@ from heddle.models.ids import (
 from heddle.models.state import NodeState
 from heddle.models.task import Task
 
-PROTOCOL_VERSION = "1.11"
+PROTOCOL_VERSION = "1.12"
 """Version every message carries in ``v``: "major.minor"; receivers refuse another major."""
 PROTOCOL_MAJOR = 1
 MAX_MESSAGE_BYTES = 512 * 1024
@@ -496,7 +502,8 @@ class TokenChunk(_AttemptMessage):
     (its ``text`` left out: the caller has it already), and (1.9) the model's ``tool_calls``
     if it made any (the field is left out of the JSON when it made none). An embedding attempt
     (1.10) sends its vectors in ``embeddings`` instead of text, as many chunks as their size
-    needs (`EMBEDDING_CHUNK_BYTES`), before the closing one."""
+    needs (`EMBEDDING_CHUNK_BYTES`), before the closing one. A reasoning model's thinking
+    (1.12) comes in chunks of ``thinking`` (their ``text`` empty), in order with the text's."""
 
     type: Literal["tokens"] = "tokens"
     index: Count
@@ -509,6 +516,9 @@ class TokenChunk(_AttemptMessage):
     embeddings: tuple[tuple[float, ...], ...] | None = Field(
         None, exclude_if=lambda vectors: vectors is None,
         description="(1.10) An embedding attempt's next vectors, in input order.")
+    thinking: str | None = Field(
+        None, exclude_if=lambda text: text is None,
+        description="(1.12) The next piece of a reasoning model's thinking (apart from its answer).")
 
 
 class ImageRequest(_AttemptMessage):

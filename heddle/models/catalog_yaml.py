@@ -132,6 +132,7 @@ class _ModelIn(_Strict):
     image_tokens: Annotated[int, Field(ge=0)] = 0
     image_patch_px: Annotated[int, Field(ge=0)] = 0
     fim: bool = False
+    thinking: bool = False
     source: Annotated[str, Field(min_length=1)]
 
     @model_validator(mode="after")
@@ -283,6 +284,7 @@ def _models_from(doc: YamlDoc) -> dict[ModelId, ModelSpec]:
             image_tokens=m.image_tokens,
             image_patch_px=m.image_patch_px,
             fim=m.fim,
+            thinking=m.thinking,
         )
         _put(out, spec.id, spec, doc, ("models", mi, "id"))
     return out

@@ -66,6 +66,7 @@ class ModelSpec:
     image_tokens: int = 0  # a vision model's prompt tokens per image (with image_patch_px: the cap)
     image_patch_px: int = 0  # >0: one token per image_patch_px x image_patch_px block of the image
     fim: bool = False  # it fills in the middle: its template takes a suffix (Ollama's "insert")
+    thinking: bool = False  # a reasoning model: it can think before it answers (``think``)
 
     def __hash__(self) -> int:  # the dict field makes the generated hash fail; ids are unique
         return hash(self.id)

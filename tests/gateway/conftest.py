@@ -6,7 +6,8 @@ node-loss test kills one), all three on stand-in Ollama servers serving llama-3.
 (dave, 1 slot) on a stand-in OpenAI-compatible server serving qwen2.5-7b (only its requests
 go there). The Ollama nodes serve nomic-embed-text-v1.5 f16 too, dave-pc its q8_0; a vision
 model each: the Ollama nodes gemma-3-12b, dave-pc qwen2.5-vl-7b; and a code model that fills in
-the middle each: the Ollama nodes qwen2.5-coder-7b, dave-pc qwen2.5-coder-1.5b. Keys:
+the middle each: the Ollama nodes qwen2.5-coder-7b, dave-pc qwen2.5-coder-1.5b; and
+the reasoning model gpt-oss-20b (mxfp4 on the Ollama nodes, q8_0 on dave-pc). Keys:
 alice's and carol's default privacy is personal (their work stays on their nodes); bob's is public (his work runs anywhere) and bob has no node.
 """
 
@@ -17,7 +18,7 @@ import re
 import pytest
 import yaml
 
-from tests.gateway.gatewaykit import GatewayCluster, write_keys
+from tests.gateway.gatewaykit import REASONING_MODELS, GatewayCluster, write_keys
 from tests.live.clusterkit import REPO
 
 KEYS = {
@@ -58,9 +59,10 @@ def cluster(tmp_path_factory):
         # for the loss on their condition, so it only takes them longer
         c.start_control("--task-timeout", "30", "--missed-reports", "10")
         for node, (owner, slots) in NODES.items():
-            c.start_llm_agent(node, owner, slots, embedding=OLLAMA_EMBEDDING, also=(OLLAMA_VISION, OLLAMA_CODER))
+            c.start_llm_agent(node, owner, slots, embedding=OLLAMA_EMBEDDING,
+                              also=(OLLAMA_VISION, OLLAMA_CODER, REASONING_MODELS["ollama"]))
         c.start_llm_agent(OPENAI_NODE, "dave", 1, server="openai", embedding=OPENAI_EMBEDDING,
-                          also=(OPENAI_VISION, OPENAI_CODER))
+                          also=(OPENAI_VISION, OPENAI_CODER, REASONING_MODELS["openai"]))
         c.start_gateway(write_keys(tmp / "keys.yaml", [*KEYS.values(), *doc_keys()]), "--max-wait", "30",
                         "--request-timeout", "60")
         c.wait_models({*NODES, OPENAI_NODE})

@@ -31,6 +31,16 @@ MODEL = "llama3.1:8b-instruct-q4_K_M"
 OPENAI_MODEL = "Qwen2.5-7B-Instruct-Q4_K_M.gguf"
 """What an OpenAI-compatible stand-in serves (the catalog's qwen2.5-7b q4_k_m): requests for
 it go to that node only."""
+REASONING_MODELS = {"ollama": ("gpt-oss:20b", {"parameter_size": "20.9B", "quantization_level": "MXFP4"}),
+                    "openai": ("gpt-oss-20b-Q8_0.gguf", {})}
+"""The reasoning model each kind of stand-in serves too (the shared cluster's, conftest): the
+catalog's gpt-oss-20b, mxfp4 on the Ollama ones, q8_0 on the OpenAI-compatible one (asked for
+by that quant, a request goes there only)."""
+REASONING_MODELS = {"ollama": ("gpt-oss:20b", {"parameter_size": "20.9B", "quantization_level": "MXFP4"}),
+                    "openai": ("gpt-oss-20b-Q8_0.gguf", {})}
+"""The reasoning model each kind of stand-in serves too when asked (``reasoning``): the catalog's
+gpt-oss-20b, mxfp4 on the Ollama ones, q8_0 on the OpenAI-compatible one (asked for by that
+quant, a request goes there only)."""
 
 
 class GatewayCluster(Cluster):

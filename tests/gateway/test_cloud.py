@@ -24,7 +24,14 @@ from heddle.models.cost import api_cost_usd
 from tests.gateway.gatewaykit import GatewayCluster, write_keys
 from tests.gateway.imagekit import data_url, png
 from tests.live.clusterkit import WAIT_S
-from tests.live.llmstandin import TOOL_ARGUMENTS, WORDS, Plan, anthropic_stream, image_words
+from tests.live.llmstandin import (
+    THOUGHTS,
+    TOOL_ARGUMENTS,
+    WORDS,
+    Plan,
+    anthropic_stream,
+    image_words,
+)
 
 TEXT = "".join(WORDS)
 PROMPT = [{"role": "user", "content": "Say five Greek letters."}]
@@ -199,3 +206,19 @@ def test_an_image_for_a_claude_offer_reaches_the_messages_api_as_an_image_block(
         {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                      "data": base64.b64encode(photo).decode()}},
         {"type": "text", "text": "What is this?"}]
+
+
+def test_claudes_extended_thinking_streams_as_reasoning_content_with_a_budget_of_the_bound(cloud):
+    standin = cloud.standins["relay"]
+    stream = client(cloud, "bob").chat.completions.create(
+        model=OFFER, messages=PROMPT, max_tokens=4000, reasoning_effort="high", stream=True)
+    thinking, text = [], []
+    for chunk in stream:
+        for choice in chunk.choices:
+            thinking.append(getattr(choice.delta, "reasoning_content", None) or "")
+            text.append(choice.delta.content or "")
+            assert not (thinking[-1] and "".join(text))  # no thinking after the answer began
+    assert "".join(thinking) == "".join(THOUGHTS) and "".join(text) == TEXT
+    body = standin.requests[-1][2]
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 3200}  # high: 80% of 4000
+    assert body["max_tokens"] == 4000

@@ -17,7 +17,7 @@ from heddle.gateway import load_keys
 from heddle.models.ids import Privacy
 from tests.gateway.imagekit import png
 from tests.live.clusterkit import REPO
-from tests.live.llmstandin import EMBEDDING_DIMENSIONS, TOOL_ARGUMENTS, WORDS, image_words
+from tests.live.llmstandin import EMBEDDING_DIMENSIONS, THOUGHTS, TOOL_ARGUMENTS, WORDS, image_words
 
 DOC = (REPO / "docs" / "gateway.md").read_text(encoding="utf-8")
 PHOTO = png(64, 48)
@@ -57,11 +57,15 @@ def test_the_documented_python_examples_run_against_a_cluster(cluster, tmp_path,
         with contextlib.redirect_stdout(out):
             exec(code.replace("http://127.0.0.1:11435", cluster.base_url), {})  # noqa: S102
         outputs.append(out.getvalue())
-    openai_out, ollama_out, fim_out, tools_out, embed_out, image_out, anthropic_out, responses_out = outputs
+    (openai_out, ollama_out, fim_out, tools_out, thinking_out, embed_out, image_out, anthropic_out,
+     responses_out) = outputs
     assert openai_out.splitlines() == ["".join(WORDS), "alice-mac"]  # alice's personal work
     assert ollama_out == "".join(WORDS)
     assert fim_out == "".join(WORDS) + "\n"
     assert tools_out.splitlines() == [f"get_weather {TOOL_ARGUMENTS}", "".join(WORDS)]
+    *thoughts, answer = thinking_out.splitlines()  # thoughts that came together: one line
+    assert "".join(t.removeprefix("[thinking] ") for t in thoughts) == "".join(THOUGHTS)
+    assert answer == "".join(WORDS)
     assert embed_out.splitlines() == [f"2 {EMBEDDING_DIMENSIONS}", "alice-mac"]
     assert anthropic_out.splitlines() == ["".join(WORDS), f"end_turn {len(WORDS)}"]
     assert responses_out.splitlines() == [f"get_weather {json.dumps(TOOL_ARGUMENTS)}", "".join(WORDS),

@@ -189,7 +189,7 @@ def test_api_show_says_which_models_call_tools(cluster):
     assert llama.show("qwen2.5-7b").capabilities == ["completion", "tools"]
     assert llama.show("llama-2-7b").capabilities == ["completion"]  # its template takes no tools
     assert llama.show("nomic-embed-text-v1.5").capabilities == ["embedding"]
-    assert llama.show("claude-sonnet-4.6").capabilities == ["completion", "tools", "vision"]
+    assert llama.show("claude-sonnet-4.6").capabilities == ["completion", "tools", "vision", "thinking"]
 
 
 @pytest.mark.parametrize("stream", [False, True])

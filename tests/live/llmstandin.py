@@ -7,7 +7,11 @@ tools whose conversation does not end with a tool's result gets a call of its fi
 (`TOOL_ARGUMENTS`), streamed as each server streams one; with the result, the usual text. A
 request with images is answered with each image's SHA-256 and size (`image_words`).
 Embeddings (Ollama's ``/api/embed``, OpenAI's ``/v1/embeddings``) are answered in one document
-with `embedding_vector`'s vectors of each input, cut to ``dimensions`` when asked."""
+with `embedding_vector`'s vectors of each input, cut to ``dimensions`` when asked. A reasoning
+model (`REASONING`) asked to think, or not asked not to (`thinks`), streams `THOUGHTS` first, in
+each server's format (Ollama's ``thinking``, the OpenAI-compatible ``delta.reasoning_content``
+or ``delta.reasoning``, Anthropic's thinking block); Ollama asked to make another model think
+answers 400 "... does not support thinking", as Ollama does."""
 
 from __future__ import annotations
 
@@ -28,6 +32,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 WORDS = ["alpha", " beta", " gamma", " delta", " epsilon"]
+THOUGHTS = ["The user", " wants", " five", " words."]
+"""What a reasoning stand-in thinks before its `WORDS`."""
+REASONING = "gpt-oss"
+"""A model whose name has this in it is a reasoning model (the stand-ins think with it)."""
 TOOL_ARGUMENTS = {"city": "Lisbon", "days": 2}
 """The arguments of every stand-in's tool call."""
 
@@ -72,54 +80,91 @@ class Plan:
     delays: list[float] | None = None  # seconds to wait before each chunk (a paced stream)
 
 
-def ollama_stream(model: str, words=WORDS, prompt_tokens: int = 12, garbage_at: int | None = None,
-                  generate: bool = False) -> list[bytes]:
-    """``/api/chat``'s stream (``message.content``), or ``generate``: ``/api/generate``'s
-    (``response``)."""
-    def piece(text: str) -> dict:
-        return {"response": text} if generate else {"message": {"role": "assistant", "content": text}}
+def thinks(path: str, body: dict) -> bool:
+    """The request has a reasoning model think: asked to (Ollama's ``think``, OpenAI's
+    ``reasoning_effort`` or the template's ``enable_thinking``; Anthropic's ``thinking``
+    enabled), or, a `REASONING` model, not asked not to (Ollama, OpenAI-compatible)."""
+    if path == "/v1/messages":
+        return (body.get("thinking") or {}).get("type") == "enabled"
+    if path in ("/api/chat", "/api/generate"):
+        asked = body.get("think")
+    else:
+        asked = body.get("reasoning_effort") or (body.get("chat_template_kwargs") or {}).get("enable_thinking")
+    return bool(asked) or (asked is None and REASONING in body["model"])
 
-    lines = [{"model": model, **piece(w), "done": False} for w in words]
+
+def ollama_stream(model: str, words=WORDS, prompt_tokens: int = 12, garbage_at: int | None = None,
+                  generate: bool = False, thoughts=()) -> list[bytes]:
+    """``/api/chat``'s stream (``message.content``), or ``generate``: ``/api/generate``'s
+    (``response``); ``thoughts`` first, in ``thinking`` (a chat's ``message.thinking``)."""
+    def piece(text: str, thinking: str | None = None) -> dict:
+        also = {} if thinking is None else {"thinking": thinking}
+        if generate:
+            return {"response": text, **also}
+        return {"message": {"role": "assistant", "content": text, **also}}
+
+    lines = [{"model": model, **piece("", t), "done": False} for t in thoughts]
+    lines += [{"model": model, **piece(w), "done": False} for w in words]
     lines.append({"model": model, **piece(""), "done": True,
                   "done_reason": "stop", "prompt_eval_count": prompt_tokens,
-                  "eval_count": len(words), "eval_duration": 50_000_000})
+                  "eval_count": len(words) + len(thoughts), "eval_duration": 50_000_000})
     out = [json.dumps(x).encode() + b"\n" for x in lines]
     if garbage_at is not None:
         out[garbage_at] = b'{"model": "x", "message": {"content": \n'
     return out
 
 
-def openai_stream(model: str, words=WORDS, prompt_tokens: int = 12, text: bool = False) -> list[bytes]:
+def openai_stream(model: str, words=WORDS, prompt_tokens: int = 12, text: bool = False, thoughts=(),
+                  field: str = "reasoning_content") -> list[bytes]:
     """``/v1/chat/completions``' events (``delta.content``), or ``text``: ``/v1/completions``'
-    (``text_completion``s, ``choices[].text``)."""
+    (``text_completion``s, ``choices[].text``); ``thoughts`` first, in ``delta.<field>``
+    (``reasoning_content``: vLLM, llama.cpp, LM Studio; ``reasoning``: Ollama's endpoint), and
+    counted in ``usage.completion_tokens_details.reasoning_tokens``."""
     def choice(piece: str | None, finish: str | None) -> dict:
         if text:
             return {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": finish}
         return {"index": 0, "delta": {} if piece is None else {"content": piece}, "finish_reason": finish}
 
     kind = {"object": "text_completion"} if text else {}
-    events = [{"model": model, **kind, "choices": [choice(w, None)]} for w in words]
+    events = [{"model": model, "choices": [{"index": 0, "delta": {field: t}, "finish_reason": None}]}
+              for t in thoughts]
+    events += [{"model": model, **kind, "choices": [choice(w, None)]} for w in words]
     events.append({"model": model, **kind, "choices": [choice(None, "stop")]})
-    events.append({"model": model, **kind, "choices": [],
-                   "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words)}})
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words) + len(thoughts)}
+    if thoughts:
+        usage["completion_tokens_details"] = {"reasoning_tokens": len(thoughts)}
+    events.append({"model": model, **kind, "choices": [], "usage": usage})
     return [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
 
 
-def anthropic_stream(model: str, words=WORDS, input_tokens: int = 20, cached: int = 0) -> list[bytes]:
+def anthropic_stream(model: str, words=WORDS, input_tokens: int = 20, cached: int = 0,
+                     thoughts=()) -> list[bytes]:
+    """The Messages API's events; ``thoughts`` first, as a thinking block (``thinking_delta``s,
+    then its ``signature_delta``), the text in the next block."""
     def ev(kind: str, data: dict) -> bytes:
         return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
 
     usage = {"input_tokens": input_tokens, "output_tokens": 1, "cache_read_input_tokens": cached}
+    thinking = [
+        ev("content_block_start", {"index": 0, "content_block": {"type": "thinking", "thinking": "",
+                                                                "signature": ""}}),
+        *[ev("content_block_delta", {"index": 0, "delta": {"type": "thinking_delta", "thinking": t}})
+          for t in thoughts],
+        ev("content_block_delta", {"index": 0, "delta": {"type": "signature_delta", "signature": "c2ln"}}),
+        ev("content_block_stop", {"index": 0}),
+    ] if thoughts else []
+    at = 1 if thoughts else 0
     return [
         ev("message_start", {"message": {"id": "msg_1", "type": "message", "role": "assistant",
                                           "content": [], "model": model, "stop_reason": None,
                                           "stop_sequence": None, "usage": usage}}),
-        ev("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
-        *[ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": w}})
+        *thinking,
+        ev("content_block_start", {"index": at, "content_block": {"type": "text", "text": ""}}),
+        *[ev("content_block_delta", {"index": at, "delta": {"type": "text_delta", "text": w}})
           for w in words],
-        ev("content_block_stop", {"index": 0}),
+        ev("content_block_stop", {"index": at}),
         ev("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                             "usage": {"output_tokens": len(words)}}),
+                             "usage": {"output_tokens": len(words) + len(thoughts)}}),
         ev("message_stop", {}),
     ]
 
@@ -221,11 +266,26 @@ def image_plan(path: str, body: dict) -> Plan | None:
     return Plan(chunks=openai_stream(body["model"], words))
 
 
-DEFAULT_STREAMS: dict[str, Callable[[str], list[bytes]]] = {
-    "/api/chat": ollama_stream, "/api/generate": lambda model: ollama_stream(model, generate=True),
-    "/v1/chat/completions": openai_stream, "/v1/completions": lambda model: openai_stream(model, text=True),
+DEFAULT_STREAMS: dict[str, Callable[..., list[bytes]]] = {
+    "/api/chat": ollama_stream,
+    "/api/generate": lambda model, **kw: ollama_stream(model, generate=True, **kw),
+    "/v1/chat/completions": openai_stream,
+    "/v1/completions": lambda model, **kw: openai_stream(model, text=True),
     "/v1/messages": anthropic_stream}
-"""Each POST route's stream when no plan says otherwise."""
+"""Each POST route's stream when no plan says otherwise (``thoughts=``: a reasoning model's)."""
+
+
+def default_plan(path: str, body: dict, reasoning_field: str) -> Plan:
+    """The stream of ``path`` for ``body``: the thinking first if it `thinks`; Ollama asked to
+    make a model think that cannot: 400 saying so, as Ollama answers."""
+    model, extra = body["model"], {}
+    if thinks(path, body):
+        if path in ("/api/chat", "/api/generate") and REASONING not in model:
+            return Plan(status=400, body=json.dumps({"error": f'"{model}" does not support thinking'}).encode())
+        extra["thoughts"] = THOUGHTS
+        if path == "/v1/chat/completions":
+            extra["field"] = reasoning_field
+    return Plan(chunks=DEFAULT_STREAMS[path](model, **extra))
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -250,6 +310,7 @@ class StandIn:
         """``embedding``: an embedding model's name and Ollama details served beside ``model``;
         ``also``: more models served beside it (name, Ollama details)."""
         self.model = model
+        self.reasoning_field = "reasoning_content"  # where an OpenAI-compatible stream thinks
         self.planner = planner  # builds the Plan of a request no scripted Plan answers
         self.tags: list[dict[str, Any]] = [{"name": model, "details": {}}]
         self.loaded: list[str] = [model]
@@ -314,7 +375,7 @@ class StandIn:
                 if plan is None:
                     plan = image_plan(self.path, body)
                 if plan is None:
-                    plan = Plan(chunks=DEFAULT_STREAMS[self.path](body["model"]))
+                    plan = default_plan(self.path, body, standin.reasoning_field)
                 if plan.status != 200:
                     self.send_response(plan.status)
                     for k, v in {"Content-Type": "application/json", **plan.headers}.items():

@@ -65,6 +65,7 @@ class Progress:
     partial: Any = None  # reported as the result if the attempt is cut (a billed call's cost)
     on_text: Callable[[str], None] | None = None  # the agent's token sink, when one is asked for
     on_vectors: Callable[[list[list[float]]], None] | None = None  # the same sink's, for vectors
+    on_thinking: Callable[[str], None] | None = None  # the same sink's, for a model's thinking
     cpu_s: float | None = None  # CPU seconds a worker process used for the step
     begun: Begun | None = None  # what `Executor.begin` started; `run` takes it over
 
@@ -77,6 +78,12 @@ class Progress:
         """Call with each piece of output as it arrives (LLM backends stream it on from here)."""
         if self.on_text is not None:
             self.on_text(chunk)
+
+    def thinking(self, chunk: str) -> None:
+        """Call with each piece of a reasoning model's thinking as it arrives: it streams on
+        apart from the output (``TokenChunk.thinking``), in order with it."""
+        if self.on_thinking is not None:
+            self.on_thinking(chunk)
 
     def vectors(self, vectors: list[list[float]]) -> None:
         """Call with an embedding attempt's vectors, in input order (they go out on the token

@@ -382,6 +382,7 @@ class Agent:
             attempt.tokens.stats = self.stats
             attempt.progress.on_text = attempt.tokens
             attempt.progress.on_vectors = attempt.tokens.vectors
+            attempt.progress.on_thinking = attempt.tokens.thinking
         self._idle.clear()
         executor = self.registry.get(attempt.assignment.executor.kind)
         try:

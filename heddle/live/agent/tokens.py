@@ -5,7 +5,8 @@ goes out as `TokenChunk`s on core NATS, in order, numbered per attempt; the atte
 follows as a chunk with ``done`` set, the result's usage and (protocol 1.9) the tool calls the
 model made (the result's ``tool_calls``); an embedding attempt's vectors (1.10) go as chunks of
 ``embeddings`` before it, each under the message size (`TokenSink.vectors`), the closing
-chunk's usage counting them. An attempt's first chunk is
+chunk's usage counting them; a reasoning model's thinking (1.12) goes as chunks of ``thinking``,
+in order with the text's (`TokenSink.thinking`). An attempt's first chunk is
 queued at once (no wait is added to the time to first token), and a later piece goes out
 when the event loop turns if nothing went out for `COALESCE_S`; else it waits until
 `COALESCE_S` after the last flush, and everything due then goes out together: a stream's
@@ -39,7 +40,7 @@ __all__ = ["COALESCE_S", "USAGE_FIELDS", "TextChunks", "TokenPublisher", "TokenS
 USAGE_FIELDS = (
     "backend", "server", "model_used", "prompt_tokens", "output_tokens", "output_tokens_counted",
     "finish_reason", "ttft_s", "decode_tokens_per_s", "duration_s", "cost_usd", "offer",
-    NOT_SENT, "embeddings", "dimensions",
+    NOT_SENT, "embeddings", "dimensions", "reasoning_tokens",
 )
 """What of an LLM result the closing chunk carries (the text has been sent already)."""
 COALESCE_S = 0.002
@@ -177,6 +178,7 @@ class TokenSink:
         self.text_chunks = TextChunks(sender, node_id, self.task_id, self.attempt)
         self.index = 0
         self.pending: list[str] = []  # pieces read and not sent yet
+        self.thought: list[str] = []  # thinking pieces read and not sent yet (never both pending)
         self.stats: Any = None  # the HEDDLE_LOOP_STATS debug mode (LoopStats): stage instants
 
     def _send(self, **fields: Any) -> None:
@@ -191,13 +193,30 @@ class TokenSink:
             self.stats.stamp(self.task_id, "a_chunk_sent")
 
     def __call__(self, text: str) -> None:
+        if self.thought:  # the thinking read before goes first, in its own chunk
+            self._send_thought()
         self.pending.append(text)
         if len(self.pending) == 1:
             if self.stats is not None and self.index == 0:
                 self.stats.stamp(self.task_id, "a_first_text")
             self.out.mark(self, at_once=self.index == 0)
 
+    def thinking(self, text: str) -> None:
+        """A piece of the model's thinking (``Progress.on_thinking``): coalesced as text is,
+        in chunks of its own, after the text read before it."""
+        if self.pending:
+            self.flush()
+        self.thought.append(text)
+        if len(self.thought) == 1:
+            self.out.mark(self, at_once=self.index == 0)
+
+    def _send_thought(self) -> None:
+        text, self.thought = "".join(self.thought), []
+        self._send(thinking=text)
+
     def flush(self) -> None:
+        if self.thought:
+            self._send_thought()
         if self.pending:
             text, self.pending = "".join(self.pending), []
             self._send(text=text)

@@ -37,7 +37,7 @@ from heddle.live.backends.common import (
 )
 from heddle.live.backends.completion import refuse_completion
 from heddle.live.backends.embed import refuse_embedding
-from heddle.live.backends.generation import Generation
+from heddle.live.backends.generation import Generation, think_level
 from heddle.live.backends.images import claude_images
 from heddle.live.backends.tools import CallPieces, claude_tool_kwargs
 from heddle.live.backends.worker import check_output
@@ -55,13 +55,33 @@ TIER_OFFERS = {Tier.STANDARD: "claude-sonnet-4.6", Tier.FRONTIER: "claude-opus-4
 """The offer a tier-only task goes to (offers.yaml maps each offer to its tier)."""
 
 
-def generation_kwargs(gen: Generation) -> tuple[dict[str, Any], frozenset[str]]:
+MIN_THINKING_BUDGET = 1024
+"""The least ``thinking.budget_tokens`` the Messages API takes (the anthropic SDK's
+``ThinkingConfigEnabledParam``: at least 1024 and less than ``max_tokens``)."""
+THINKING_SHARE = {"low": 0.25, "medium": 0.5, "high": 0.8}
+"""The share of the output bound (``max_tokens``, which covers thinking and answer) a ``think``
+level gives Claude to think in (``true``: medium)."""
+
+
+def thinking_budget(think: bool | str | None, max_tokens: int) -> int | None:
+    """``thinking.budget_tokens`` for a task's ``think`` under an output bound: its level's
+    share of the bound (`THINKING_SHARE`), at least `MIN_THINKING_BUDGET` and at most the
+    bound less one; None when it asks for no thinking or the bound leaves no room for the
+    least budget (then ``think`` is not sent: the result's ``options_not_sent`` says so)."""
+    level = think_level(think)
+    if level is None or max_tokens <= MIN_THINKING_BUDGET:
+        return None
+    return min(max(int(max_tokens * THINKING_SHARE[level]), MIN_THINKING_BUDGET), max_tokens - 1)
+
+
+def generation_kwargs(gen: Generation, max_tokens: int) -> tuple[dict[str, Any], frozenset[str]]:
     """(the Messages API's arguments for ``gen``, the fields they send). The API (as the
     anthropic SDK defines its request) takes ``stop_sequences`` and, for JSON matching a schema,
     ``output_config.format``; it has no temperature, top_p, top_k, seed, penalties or
     context size, and no JSON mode without a schema: those are not sent. It refuses a stop
     sequence of whitespace alone ("\\n\\n"): those are left out (and ``stop`` counts as not
-    sent when any was)."""
+    sent when any was). ``think`` goes as ``thinking``: ``{"type": "enabled", "budget_tokens"}``
+    (`thinking_budget`) or, false, ``{"type": "disabled"}``."""
     kwargs: dict[str, Any] = {}
     stops = gen.sampling.get("stop", [])
     kept = [s for s in stops if s.strip()]
@@ -71,6 +91,12 @@ def generation_kwargs(gen: Generation) -> tuple[dict[str, Any], frozenset[str]]:
     if gen.format is not None and gen.format["type"] == "json_schema":
         kwargs["output_config"] = {"format": {"type": "json_schema", "schema": gen.format["schema"]}}
         sent.add("format")
+    if gen.think is False:
+        kwargs["thinking"] = {"type": "disabled"}
+        sent.add("think")
+    elif (budget := thinking_budget(gen.think, max_tokens)) is not None:
+        kwargs["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        sent.add("think")
     return kwargs, frozenset(sent)
 
 
@@ -141,10 +167,10 @@ class ClaudeExecutor(Executor):
 
     async def _once(self, assignment: Assignment, call: LlmCall, offer: Any, api_model: str,
                     progress: Progress, retries: int) -> dict[str, Any]:
-        meter = StreamMeter(self.backend, self.url)
+        meter = StreamMeter(self.backend, self.url, piece_is_token=False)
         usage = {"input": None, "cached": 0, "output": None}
         model, stop = api_model, None
-        asked, sent = generation_kwargs(call.generation)
+        asked, sent = generation_kwargs(call.generation, call.max_output_tokens)
         unsent = call.generation.report(sent)
 
         def priced(**extra: Any) -> dict[str, Any]:
@@ -173,6 +199,8 @@ class ClaudeExecutor(Executor):
                     usage["cached"] = u.cache_read_input_tokens or 0
                 elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                     meter.content(event.delta.text, progress)
+                elif event.type == "content_block_delta" and event.delta.type == "thinking_delta":
+                    meter.thinking(event.delta.thinking, progress)
                 elif event.type == "content_block_delta" and event.delta.type == "input_json_delta":
                     calls.piece(event.index, arguments=event.delta.partial_json)
                 elif event.type == "content_block_start" and event.content_block.type == "tool_use":

@@ -24,6 +24,7 @@ from heddle.live.backends.generation import (
     GenerationError,
     check_format,
     check_sampling,
+    check_think,
 )
 from heddle.live.backends.http import HttpStatusError
 from heddle.live.backends.tools import ToolUse, tool_use
@@ -137,16 +138,17 @@ def llm_call(assignment: Assignment) -> LlmCall:
 
 
 def _generation(payload: dict[str, Any]) -> Generation:
-    """The payload's ``sampling`` and ``format``, checked: ExecutionError naming the field."""
-    sampling, fmt = payload.get("sampling"), payload.get("format")
-    if sampling is None and fmt is None:
+    """The payload's ``sampling``, ``format`` and ``think``, checked: ExecutionError naming
+    the field."""
+    sampling, fmt, think = payload.get("sampling"), payload.get("format"), payload.get("think")
+    if sampling is None and fmt is None and think is None:
         return NONE
     try:
         checked = check_sampling(sampling)
     except GenerationError as exc:
         raise ExecutionError(f"llm: payload {exc if exc.field == 'sampling' else exc.under('sampling.')}") from None
     try:
-        return Generation(checked, check_format(fmt))
+        return Generation(checked, check_format(fmt), check_think(think))
     except GenerationError as exc:
         raise ExecutionError(f"llm: payload {exc}") from None
 
@@ -162,23 +164,40 @@ class StreamMeter:
     last_at: float | None = None
     chunks: int = 0
     text: list[str] = field(default_factory=list)
+    thought: list[str] | None = None  # the thinking pieces, once one came (a reasoning model)
+    piece_is_token: bool = True  # a stream piece is a token (local servers; Claude's are not)
 
-    def content(self, text: str, progress: Progress) -> None:
-        if not text:
-            return
+    def _came(self, progress: Progress) -> None:
+        """A piece came now: the stream's times and count."""
         now = time.monotonic()
         if self.first_at is None:
             self.first_at = now
             progress.first_token()
         self.last_at = now
         self.chunks += 1
-        self.text.append(text)
-        progress.text(text)
+
+    def content(self, text: str, progress: Progress) -> None:
+        if text:
+            self._came(progress)
+            self.text.append(text)
+            progress.text(text)
+
+    def thinking(self, text: str, progress: Progress) -> None:
+        """A piece of the model's thinking: streamed apart from the answer; its tokens are
+        output tokens (the first of them the first token: what the caller sees first)."""
+        if text:
+            self._came(progress)
+            if self.thought is None:
+                self.thought = []
+            self.thought.append(text)
+            progress.thinking(text)
 
     def result(self, *, model: str, prompt_tokens: int | None, output_tokens: int | None,
                **extra: Any) -> dict[str, Any]:
         """The attempt's JSON result. Token counts are the server's; when it sent none (a
-        broken stream) the output count is the content chunks seen, said so by ``counted``."""
+        broken stream) the output count is the content chunks seen, said so by ``counted``.
+        A model that thought has its ``thinking`` text and ``reasoning_tokens`` (the server's
+        count, given in ``extra``, else its thinking pieces: a token each from these servers)."""
         counted = output_tokens is None
         output = self.chunks if counted else output_tokens
         ttft = None if self.first_at is None else self.first_at - self.started_at
@@ -186,12 +205,19 @@ class StreamMeter:
         if output and output > 1 and self.first_at is not None and self.last_at > self.first_at:
             # tokens after the first, over the time after the first: prefill excluded
             decode = (output - 1) / (self.last_at - self.first_at)
-        return {
+        result = {
             "backend": self.backend, "server": self.server, "model_used": model,
             "text": "".join(self.text), "prompt_tokens": prompt_tokens, "output_tokens": output,
             "output_tokens_counted": counted, "ttft_s": ttft, "decode_tokens_per_s": decode,
             "duration_s": time.monotonic() - self.started_at, **extra,
         }
+        if self.thought is not None:
+            result["thinking"] = "".join(self.thought)
+            if result.get("reasoning_tokens") is None and self.piece_is_token:
+                result["reasoning_tokens"] = len(self.thought)
+        if result.get("reasoning_tokens") is None:
+            result.pop("reasoning_tokens", None)
+        return result
 
 
 def retry_after_s(headers: Any) -> float | None:

@@ -15,6 +15,11 @@ server loads). `FIELDS` holds these rules.
 ``format``: ``{"type": "json"}`` (a JSON object) or ``{"type": "json_schema", "schema":
 {...}, "name": "..."}`` (JSON matching the schema; ``name`` optional).
 
+``think``: whether a reasoning model thinks before it answers, and how hard: ``true``,
+``false``, or a level ``"low"``, ``"medium"``, ``"high"`` (`THINK_LEVELS`; Ollama's own
+values). Absent: the server's default (a reasoning model thinks). Its text comes back apart
+from the answer (`heddle.live.agent.executors.Progress.thinking`).
+
 The fields come out in the order above whatever order they came in: the same request makes
 the same body for the server, byte for byte.
 """
@@ -25,8 +30,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ALL", "FIELDS", "NONE", "NOT_SENT", "Generation", "GenerationError", "check_format",
-           "check_sampling"]
+__all__ = ["ALL", "FIELDS", "NONE", "NOT_SENT", "THINK_LEVELS", "Generation", "GenerationError",
+           "check_format", "check_sampling", "check_think", "think_level"]
 
 INT64 = 2**63
 """An integer's bound: the servers keep them in 64 bits."""
@@ -71,7 +76,9 @@ FIELDS: dict[str, _Range | None] = {
     "num_ctx": _Range(1, None, integer=True),
 }
 """The ``sampling`` fields and their rules, in the order they are sent."""
-ALL = frozenset([*FIELDS, "format"])
+THINK_LEVELS = ("low", "medium", "high")
+"""``think``'s levels, least effort first."""
+ALL = frozenset([*FIELDS, "format", "think"])
 """Every field: what a backend that sends them all sends."""
 NOT_SENT = "options_not_sent"
 """The result's list of the fields its backend could not send to its server (absent: none)."""
@@ -97,15 +104,24 @@ def _shown(value: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Generation:
-    """A task's checked options: ``sampling`` in `FIELDS` order, ``format`` or None."""
+    """A task's checked options: ``sampling`` in `FIELDS` order, ``format`` or None, ``think``
+    or None (the server's default)."""
 
     sampling: dict[str, Any]
     format: dict[str, Any] | None = None
+    think: bool | str | None = None
 
     def unsent(self, sent: frozenset[str]) -> list[str]:
-        """The fields given (``format`` among them) that a backend sending ``sent`` drops."""
-        given = [*self.sampling, *["format"] * (self.format is not None)]
+        """The fields given (``format`` and ``think`` among them) that a backend sending
+        ``sent`` drops."""
+        given = [*self.sampling, *["format"] * (self.format is not None),
+                 *["think"] * (self.think is not None)]
         return [name for name in given if name not in sent]
+
+    @property
+    def thinks(self) -> bool:
+        """``think`` asks the model to think (true or a level)."""
+        return self.think is not None and self.think is not False
 
     def report(self, sent: frozenset[str]) -> dict[str, list[str]]:
         """The result's `NOT_SENT` entry for a backend sending ``sent`` (empty: it sent all)."""
@@ -163,3 +179,17 @@ def check_format(fmt: Any) -> dict[str, Any] | None:
     if name is not None and not (isinstance(name, str) and name):
         raise GenerationError("format.name", "a non-empty string", name)
     return {"type": "json_schema", "schema": schema} | ({"name": name} if name else {})
+
+
+def check_think(think: Any) -> bool | str | None:
+    """``think`` checked (None: the server's default); GenerationError naming it."""
+    if think is None or isinstance(think, bool) or think in THINK_LEVELS:
+        return think
+    raise GenerationError("think", 'true, false, "low", "medium" or "high"', think)
+
+
+def think_level(think: bool | str | None) -> str | None:
+    """The level ``think`` asks for (``true``: ``"medium"``), None when it asks for none."""
+    if think is None or think is False:
+        return None
+    return "medium" if think is True else think

@@ -23,6 +23,10 @@ the repeat, presence and frequency penalties into ``make_logits_processors``, th
 mlx's random state before the generation; stop sequences end the output here (the text that
 may begin one is held back until the next token tells). JSON output and ``num_ctx`` have no
 place in mlx-lm's generate: they are not sent (the result's ``options_not_sent`` says so).
+Nor is ``think``: mlx-lm's generate has no switch for it (its server neither, 0.32), and a
+reasoning model run here thinks in band, as its template and weights make it: Qwen3 and
+DeepSeek-R1 write ``<think>...</think>`` before the answer, gpt-oss its harmony analysis
+channel; that thinking comes in the text, as mlx-lm detokenizes it, not apart from it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """Ollama: ``POST /api/chat`` streaming NDJSON (a message's images as its ``images``: base64; a
 completion task: ``POST /api/generate``, its lines carrying ``response`` instead of
-``message.content``); discovery from ``/api/tags`` and ``/api/ps``."""
+``message.content``); discovery from ``/api/tags`` and ``/api/ps``. A task's ``think`` goes as
+the body's ``think`` (true, false or a level: Ollama's own values, as its Python client's
+``ChatRequest.think`` and ``GenerateRequest.think`` type them); the model's thinking comes in
+``message.thinking`` (a generate's: ``thinking``) and streams on apart from the answer."""
 
 from __future__ import annotations
 
@@ -57,6 +60,8 @@ class OllamaExecutor(LocalServer):
                 "options": {"num_predict": call.max_output_tokens, **gen.sampling}}
         if gen.format is not None:
             body["format"] = "json" if gen.format["type"] == "json" else gen.format["schema"]
+        if gen.think is not None:
+            body["think"] = gen.think
         if call.completion is None:  # a completion has no tools
             ollama_tool_body(call.tools, body)
         return path, body
@@ -87,6 +92,9 @@ class _Lines:
         if "error" in chunk:  # Ollama reports failures mid-stream as {"error": "..."}
             raise ExecutionError(f"ollama at {meter.server}: {chunk['error']}")
         message = chunk.get("message") or {}
+        thinking = message.get("thinking") or chunk.get("thinking")
+        if thinking:
+            meter.thinking(thinking, self.progress)
         meter.content(message.get("content") or chunk.get("response") or "", self.progress)
         if "tool_calls" in message:
             self.calls += ollama_calls(message["tool_calls"])

@@ -33,7 +33,7 @@ server and LM Studio read ``repeat_penalty``, vLLM and mlx-lm's server ``repetit
 (each ignores the other's name; vLLM logs it), so it goes under both. ``num_ctx`` is none of
 theirs: they load a model with its context length fixed (llama.cpp ``-c``, LM Studio's load
 settings), so it is not sent."""
-SENT = frozenset([*NAMES, "format"])
+SENT = frozenset([*NAMES, "format", "think"])
 
 
 class OpenAIExecutor(LocalServer):
@@ -64,6 +64,8 @@ class OpenAIExecutor(LocalServer):
                 body[key] = value
         if gen.format is not None:
             body["response_format"] = self._response_format(gen)
+        if gen.think is not None:
+            body |= think_body(gen.think)
         if call.completion is None:  # a completion has no tools
             openai_tool_body(call.tools, body)
         return path, body
@@ -82,9 +84,24 @@ class OpenAIExecutor(LocalServer):
         return _Events(f"{self.backend} at {meter.server}", meter, progress)
 
 
+def think_body(think: bool | str) -> dict[str, Any]:
+    """A task's ``think`` in a chat completion's body: a level as ``reasoning_effort`` (OpenAI's
+    field, in the openai SDK's ``CompletionCreateParams``; vLLM and Ollama's OpenAI endpoint
+    take it, gpt-oss reads it); true or false as ``chat_template_kwargs.enable_thinking``, the
+    switch of the Qwen3 and DeepSeek templates, which vLLM and llama.cpp's server hand to the
+    template (an extension no SDK types: checked against neither server here; a server that
+    does not know it ignores it, as LM Studio does unknown fields)."""
+    if isinstance(think, str):
+        return {"reasoning_effort": think}
+    return {"chat_template_kwargs": {"enable_thinking": think}}
+
+
 class _Events:
     """Server-sent events of a chat completion (``delta.content``) or a completion
-    (``text``), a line at a time (`LineReader`)."""
+    (``text``), a line at a time (`LineReader`). A reasoning model's thinking comes in
+    ``delta.reasoning_content`` (vLLM, llama.cpp's server, LM Studio, DeepSeek's API) or
+    ``delta.reasoning`` (Ollama's OpenAI endpoint, OpenRouter, newer vLLM), and its count in
+    ``usage.completion_tokens_details.reasoning_tokens`` (the openai SDK's ``CompletionUsage``)."""
 
     __slots__ = ("_calls", "_report", "meter", "progress", "reported", "where")
 
@@ -113,6 +130,9 @@ class _Events:
         reported["model"] = chunk.get("model") or reported["model"]
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
+            thinking = delta.get("reasoning_content") or delta.get("reasoning")
+            if thinking and isinstance(thinking, str):
+                self.meter.thinking(thinking, self.progress)
             self.meter.content(delta.get("content") or choice.get("text") or "", self.progress)
             if delta.get("tool_calls"):
                 if self._calls is None:
@@ -122,6 +142,9 @@ class _Events:
         if usage := chunk.get("usage"):
             reported["prompt_tokens"] = usage.get("prompt_tokens")
             reported["output_tokens"] = usage.get("completion_tokens")
+            details = usage.get("completion_tokens_details")
+            if isinstance(details, dict) and isinstance(details.get("reasoning_tokens"), int):
+                reported["reasoning_tokens"] = details["reasoning_tokens"]
         return False
 
     def unfinished(self) -> str:
