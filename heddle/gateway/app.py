@@ -389,6 +389,7 @@ class GatewayApp:
         caller = _caller(self.keys, request)
         await request.read_body()
         body = _parse(request.body, schema)
+        request.body = b""  # parsed: not held while the task runs (a body with images: megabytes)
         rules = self.keys.rules(caller, request.headers, self.settings.max_wait_s)
         load = body.load_only()
         completion = None if load else body.completion()

@@ -29,6 +29,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import nats.errors
+
 from heddle.gateway.errors import GatewayError
 from heddle.live import protocol as wire
 from heddle.live.backends.images import IMAGES_KEY
@@ -284,9 +286,13 @@ class ImageDesk:
         except (wire.ProtocolError, ValueError, LookupError) as exc:
             self.refused += 1
             log.warning("refused an image request on %s (%d so far): %s", msg.subject, self.refused, exc)
-            await self.nc.publish(msg.reply, b"", headers={wire.IMAGE_REFUSED_HEADER: str(exc)[:300]})
-            return
-        await self.nc.publish(msg.reply, data)
+            data, headers = b"", {wire.IMAGE_REFUSED_HEADER: str(exc)[:300]}
+        else:
+            headers = None
+        try:
+            await self.nc.publish(msg.reply, data, headers=headers)
+        except nats.errors.Error as exc:  # the connection closing: the agent's request times out
+            log.warning("could not answer an image request on %s: %s", msg.subject, exc)
 
     async def _piece(self, asked: Any) -> bytes:
         held = self.held.get(asked.task_id)
