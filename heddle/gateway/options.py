@@ -133,10 +133,12 @@ def openai_generation(body: Any) -> Generation:
 
 def responses_generation(body: Any) -> Generation:
     """A Responses API request's options (``body``: a model with those of `OPENAI_SAMPLING` it
-    has, the others absent, and ``text``: its ``text.format`` is the output's format);
-    GatewayError 400 naming the field."""
+    has, the others absent, ``text``: its ``text.format`` is the output's format, and
+    ``reasoning``: its ``effort`` a reasoning model's thinking switch); GatewayError 400 naming
+    the field."""
     try:
-        return _openai(body, _responses_format(body.text))
+        think, _ = openai_think(None, body.reasoning)
+        return _openai(body, _responses_format(body.text), think)
     except GenerationError as exc:
         raise refused(exc) from None
 

@@ -13,9 +13,10 @@ heddle.gateway.images), ``max_output_tokens``,
 ``temperature``, ``top_p``, ``text.format`` (``text``, ``json_object``, ``json_schema``:
 heddle.gateway.options), ``tools`` of type ``function`` (flat: ``name``, ``description``,
 ``parameters``, ``strict``), ``tool_choice``, ``parallel_tool_calls`` (heddle.gateway.tools),
-``stream``. ``reasoning`` is accepted; its ``effort`` is not sent to any model server (the
-answer's ``heddle`` block names it in ``options_not_sent``), and ``reasoning`` items in the
-input (a reasoning model's own, sent back) are left out. ``metadata``, ``user``, ``include``,
+``stream``, ``reasoning.effort`` (a reasoning model's thinking switch: heddle.gateway.thinking;
+its thinking comes back as a ``reasoning`` item of ``reasoning_text``, streamed as
+``response.reasoning_text.delta``s); ``reasoning`` items in the input (a reasoning model's own,
+sent back) are left out. ``metadata``, ``user``, ``include``,
 ``truncation``, ``store`` and the other fields are ignored.
 
 ``POST /v1/responses/input_tokens`` counts the same body's prompt tokens as its task would
@@ -32,7 +33,8 @@ functions, ``top_logprobs``).
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field, PrivateAttr, ValidationError
@@ -41,9 +43,10 @@ from heddle.gateway.bodies import TaskBody
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.images import ImageSet, attach
 from heddle.gateway.options import responses_generation, unhonoured
-from heddle.gateway.run import TaskRun
+from heddle.gateway.run import TaskRun, Thought
+from heddle.gateway.thinking import openai_think
 from heddle.gateway.tools import OpenAITools, ToolMessage, ToolSpec, openai_messages
-from heddle.live.backends.generation import NOT_SENT, Generation
+from heddle.live.backends.generation import Generation
 
 __all__ = ["ResponseEvents", "ResponsesRequest", "response_reply"]
 
@@ -52,8 +55,6 @@ STATELESS = {"previous_response_id": "a stored response", "conversation": "a sto
 """Fields that ask for state heddle does not keep (their absent or neutral values pass)."""
 TEXT_PARTS = ("input_text", "output_text")
 ROLES = ("user", "assistant", "system", "developer")
-REASONING_NOT_SENT = "reasoning.effort"
-"""How ``options_not_sent`` names a reasoning effort no backend sends."""
 
 
 class _Item(ToolMessage):
@@ -172,7 +173,7 @@ class ResponsesRequest(TaskBody):
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
     stream: bool = False
-    reasoning: dict[str, Any] | None = None
+    reasoning: Any = None
     top_logprobs: Any = None
     previous_response_id: Any = None
     conversation: Any = None
@@ -231,19 +232,18 @@ class ResponsesRequest(TaskBody):
         except GatewayError as exc:
             raise _renamed(exc, paths) from None
 
-    def reasoning_effort(self) -> Any:
-        return (self.reasoning or {}).get("effort")
+    def think_field(self) -> str:
+        """The field that asked a reasoning model to think (`check_thinks` names it)."""
+        return openai_think(None, self.reasoning)[1]
 
 
 # -- the answer ---------------------------------------------------------------------------------
-def _usage(run: TaskRun, body: ResponsesRequest) -> dict[str, Any]:
+def _usage(run: TaskRun) -> dict[str, Any]:
     prompt, completion = run.counts()
-    where = run.where()
-    if body.reasoning_effort() is not None:
-        where[NOT_SENT] = [*where.get(NOT_SENT, ()), REASONING_NOT_SENT]
     return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-            "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": prompt + completion, "heddle": where}
+            "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": int(run.reported("reasoning_tokens") or 0)},
+            "total_tokens": prompt + completion, "heddle": run.where()}
 
 
 def _status(run: TaskRun) -> str:
@@ -278,6 +278,32 @@ def _part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": []}
 
 
+def _reasoning(run: TaskRun, text: str, status: str) -> dict[str, Any]:
+    """The model's thinking as a ``reasoning`` item: its raw text (``reasoning_text``), no
+    summary (heddle asks no model for one)."""
+    return {"type": "reasoning", "id": f"rs_{run.task_id}", "summary": [], "content": [_thought(text)],
+            "status": status}
+
+
+def _thought(text: str) -> dict[str, Any]:
+    return {"type": "reasoning_text", "text": text}
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """An output item whose one content part is streamed as text: the answer's message, or the
+    model's thinking."""
+
+    part: str  # the part's type, and the ``response.<part>.delta`` / ``.done`` events'
+    item: Callable[[TaskRun, str, str], dict[str, Any]]  # (run, text, status) -> the item
+    text_part: Callable[[str], dict[str, Any]]
+    extra: dict[str, Any]  # the text events' other fields
+
+
+MESSAGE = _Kind("output_text", _message, _part, {"logprobs": []})
+REASONING = _Kind("reasoning_text", _reasoning, _thought, {})
+
+
 def _call(run: TaskRun, index: int, status: str, arguments: str | None = None) -> dict[str, Any]:
     call = run.tool_calls[index]
     return {"type": "function_call", "id": f"fc_{run.task_id}_{index}", "call_id": call.id,
@@ -285,17 +311,21 @@ def _call(run: TaskRun, index: int, status: str, arguments: str | None = None) -
             "status": status}
 
 
-def _output(run: TaskRun) -> list[dict[str, Any]]:
-    """The answer's items: its text (if any, or no calls), then each call."""
+def _output(run: TaskRun, thinking_first: bool = True) -> list[dict[str, Any]]:
+    """The answer's items: the model's thinking (if any: first, unless it came only after the
+    answer had begun streaming), its text (if any, or no calls), then each call."""
+    thought = run.thinking_text
+    thinking = [] if thought is None else [_reasoning(run, thought, "completed")]
     text = [_message(run, run.output_text, _status(run))] if run.output_text or not run.tool_calls else []
-    return text + [_call(run, i, "completed") for i in range(len(run.tool_calls))]
+    calls = [_call(run, i, "completed") for i in range(len(run.tool_calls))]
+    return thinking + text + calls if thinking_first else text + thinking + calls
 
 
 async def response_reply(run: TaskRun, body: ResponsesRequest) -> dict[str, Any]:
     """The ``response`` object, in one reply."""
     async for _ in run.pieces():
         pass
-    return _response(run, body, _status(run), _output(run), _usage(run, body))
+    return _response(run, body, _status(run), _output(run), _usage(run))
 
 
 _SEQ, _PIECE = "\x00seq\x00", "\x00piece\x00"
@@ -308,18 +338,40 @@ def _frame(kind: str, doc: dict[str, Any]) -> bytes:
             + json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n")
 
 
+class _Open:
+    """A text item being streamed: its kind, place and id, and its delta event's text around
+    the sequence number and the piece (one ``dumps`` a piece)."""
+
+    __slots__ = ("after", "before", "ident", "index", "kind", "middle")
+
+    def __init__(self, kind: _Kind, index: int, ident: str) -> None:
+        self.kind, self.index, self.ident = kind, index, ident
+        event = f"response.{kind.part}.delta"
+        self.before, rest = _frame(event, {
+            "type": event, "sequence_number": _SEQ, "item_id": ident, "output_index": index,
+            "content_index": 0, "delta": _PIECE, **kind.extra}).split(json.dumps(_SEQ).encode())
+        self.middle, self.after = rest.split(json.dumps(_PIECE).encode())
+
+    def delta(self, seq: int, piece: str) -> bytes:
+        return self.before + str(seq).encode() + self.middle + json.dumps(piece).encode() + self.after
+
+
 class ResponseEvents:
     """A streamed response's server-sent events, numbered (``sequence_number``) as the
-    Responses API numbers them: ``response.created`` and ``.in_progress`` at once, the
-    message's item and part as its first text comes, a ``response.output_text.delta`` per
-    piece, the text's ``.done`` events, each call's item with its arguments, then
-    ``response.completed`` (``response.incomplete`` at the output bound). A stream that cannot
-    go on ends with `error`'s ``error`` and ``response.failed`` events (`app._Request.stream`)."""
+    Responses API numbers them: ``response.created`` and ``.in_progress`` at once; a reasoning
+    model's thinking as a ``reasoning`` item (``response.reasoning_text.delta`` a piece); the
+    answer's ``message`` item and its part as its first text comes, a
+    ``response.output_text.delta`` a piece; each item's ``.done`` events as the next begins or
+    the answer ends; each call's item with its arguments; then ``response.completed``
+    (``response.incomplete`` at the output bound). A stream that cannot go on ends with
+    `error`'s ``error`` and ``response.failed`` events (`app._Request.stream`)."""
 
     def __init__(self, run: TaskRun, body: ResponsesRequest) -> None:
         self.run, self.body = run, body
         self.seq = 0
-        self.item_id = f"msg_{run.task_id}"
+        self.open: _Open | None = None  # the text item being streamed
+        self.opened: list[_Kind] = []  # the text items streamed, in order
+        run.show_thinking = True  # the thinking has its own items here
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._events()
@@ -328,47 +380,55 @@ class ResponseEvents:
         self.seq += 1
         return _frame(kind, {"type": kind, "sequence_number": self.seq - 1, **fields})
 
-    def _text_event(self, kind: str, **fields: Any) -> bytes:
-        """An event of the message's text (the first output item, its one part)."""
-        return self._event(kind, item_id=self.item_id, output_index=0, content_index=0, **fields)
-
     async def _events(self) -> AsyncIterator[bytes]:
         run, body = self.run, self.body
         yield (self._event("response.created", response=_response(run, body, "in_progress", []))
                + self._event("response.in_progress", response=_response(run, body, "in_progress", [])))
-        # each piece's event is the same text around its number and its piece: one dumps a piece
-        before, rest = _frame(DELTA, {"type": DELTA, "sequence_number": _SEQ, "item_id": self.item_id,
-                                      "output_index": 0, "content_index": 0, "delta": _PIECE,
-                                      "logprobs": []}).split(json.dumps(_SEQ).encode())
-        middle, after = rest.split(json.dumps(_PIECE).encode())
-        opened = False
         async for piece in run.pieces():
-            opening = b"" if opened else self._opened()
-            opened = True
+            kind = REASONING if type(piece) is Thought else MESSAGE
+            opening = b""
+            if self.open is None or self.open.kind is not kind:
+                if kind in self.opened:  # thinking after the answer began: in the response only
+                    continue
+                opening = self._close() + self._open(kind)
+            assert self.open is not None
             self.seq += 1
-            yield opening + before + str(self.seq - 1).encode() + middle + json.dumps(piece).encode() + after
-        closing = []
-        if opened or not run.tool_calls:  # a message, even an empty one, unless only calls came
-            closing += [b"" if opened else self._opened(), self._closed()]
-        first_call = 1 if closing else 0  # the calls' output items follow the message's
+            yield opening + self.open.delta(self.seq - 1, piece)
+        closing = [self._close()]
+        if MESSAGE not in self.opened and not run.tool_calls:  # an answer, even empty, unless calls
+            closing += [self._open(MESSAGE), self._close()]
+        first_call = len(self.opened)  # the calls' output items follow the text items
         closing += [self._called(first_call + i, i) for i in range(len(run.tool_calls))]
         status = _status(run)
-        closing.append(self._event(f"response.{status}", response=_response(
-            run, body, status, _output(run), _usage(run, body))))
+        output = _output(run, thinking_first=REASONING in self.opened or not self.opened)
+        closing.append(self._event(f"response.{status}", response=_response(run, body, status, output,
+                                                                             _usage(run))))
         yield b"".join(closing)
 
-    def _opened(self) -> bytes:
-        return (self._event("response.output_item.added", output_index=0,
-                            item={**_message(self.run, "", "in_progress"), "content": []})
-                + self._text_event("response.content_part.added", part=_part("")))
+    def _open(self, kind: _Kind) -> bytes:
+        item = kind.item(self.run, "", "in_progress")
+        self.open = _Open(kind, len(self.opened), item["id"])
+        self.opened.append(kind)
+        return (self._event("response.output_item.added", output_index=self.open.index,
+                            item={**item, "content": []})
+                + self._event("response.content_part.added", item_id=self.open.ident,
+                              output_index=self.open.index, content_index=0, part=kind.text_part("")))
 
-    def _closed(self) -> bytes:
-        run, text = self.run, self.run.output_text
-        return (self._text_event("response.output_text.done", text=text, logprobs=[])
-                + self._text_event("response.content_part.done", part=_part(text))
-                + self._event("response.output_item.done", output_index=0, item=_message(
-                    run, text, _status(run))))
+    def _text(self, kind: _Kind) -> str:
+        return (self.run.thinking_text or "") if kind is REASONING else self.run.output_text
 
+    def _close(self) -> bytes:
+        """The open text item's ``.done`` events (nothing if none is open)."""
+        if self.open is None:
+            return b""
+        at, self.open = self.open, None
+        kind, text = at.kind, self._text(at.kind)
+        place = {"item_id": at.ident, "output_index": at.index, "content_index": 0}
+        status = _status(self.run) if kind is MESSAGE else "completed"
+        return (self._event(f"response.{kind.part}.done", **place, text=text, **kind.extra)
+                + self._event("response.content_part.done", **place, part=kind.text_part(text))
+                + self._event("response.output_item.done", output_index=at.index,
+                              item=kind.item(self.run, text, status)))
     def _called(self, output: int, i: int) -> bytes:
         """A call's events: its item, its arguments (whole, in one delta), its item done."""
         call = _call(self.run, i, "completed")
@@ -385,7 +445,7 @@ class ResponseEvents:
         """The stream's end when it cannot go on: an ``error`` event (OpenAI's error fields),
         then ``response.failed`` with the output so far."""
         run = self.run
-        output = [_message(run, run.output_text, "incomplete")] if run.text else []
+        output = [kind.item(run, self._text(kind), "incomplete") for kind in self.opened]
         failed = {"code": "rate_limit_exceeded" if exc.status == 429 else "server_error",
                   "message": exc.message}
         return (self._event("error", code=exc.code, message=exc.message, param=exc.param)

@@ -19,8 +19,9 @@ import pytest
 from tests.gateway.conftest import KEYS, OPENAI_NODE
 from tests.gateway.test_gateway import TEXT, client
 from tests.live.clusterkit import WAIT_S
-from tests.live.llmstandin import TOOL_ARGUMENTS, WORDS, Plan, ollama_stream
+from tests.live.llmstandin import THOUGHTS, TOOL_ARGUMENTS, WORDS, Plan, ollama_stream
 
+THOUGHT = "".join(THOUGHTS)
 NODE = "alice-mac"  # alice's personal work runs only there
 ASK = "Tell me a story about a lantern."
 WEATHER = {"type": "function", "name": "get_weather", "description": "The weather forecast for a city.",
@@ -65,7 +66,7 @@ def standins(cluster):
 def test_openai_client_gets_a_response_with_output_text_usage_and_where_it_ran(cluster, standins):
     raw = client(cluster, "alice").responses.with_raw_response.create(
         model="llama-3.1-8b", input=ASK, instructions="Be brief.", max_output_tokens=40,
-        temperature=0.5, reasoning={"effort": "low"}, store=True, metadata={"app": "test"})
+        temperature=0.5, store=True, metadata={"app": "test"})
     reply = raw.parse()
     assert reply.output_text == TEXT and reply.status == "completed"
     assert reply.id.startswith("resp_") and reply.object == "response"
@@ -76,7 +77,6 @@ def test_openai_client_gets_a_response_with_output_text_usage_and_where_it_ran(c
         12, len(WORDS), 12 + len(WORDS))
     where = reply.usage.model_extra["heddle"]
     assert (where["node"], where["privacy"], raw.headers["x-heddle-node"]) == (NODE, "personal", NODE)
-    assert where["options_not_sent"] == ["reasoning.effort"]  # no backend sends an effort
     assert reply.model_extra["store"] is False  # heddle keeps no responses, whatever store says
     body = sent(cluster)
     assert body["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": ASK}]
@@ -121,6 +121,34 @@ def test_every_event_and_reply_validates_as_the_sdks_own_types(cluster, standins
                        headers={"Authorization": "Bearer " + KEYS["alice"]["key"]})
     response = openai.types.responses.Response.model_validate(reply.json())
     assert [o.type for o in response.output] == (["function_call"] if tools else ["message"])
+
+
+def test_a_reasoning_models_thinking_is_a_reasoning_item_streamed_before_the_answer(cluster, standins):
+    docs = streamed(cluster, {"model": "gpt-oss-20b:q8_0", "input": ASK,  # dave-pc only
+                              "reasoning": {"effort": "high", "summary": "auto"}}, who="bob")
+    names = []
+    for doc in docs:
+        if names[-1:] != [doc["type"]]:
+            names.append(doc["type"])
+    opened = ["response.output_item.added", "response.content_part.added"]
+    closed = ["response.content_part.done", "response.output_item.done"]
+    assert names == ["response.created", "response.in_progress",
+                     *opened, "response.reasoning_text.delta", "response.reasoning_text.done", *closed,
+                     *opened, "response.output_text.delta", "response.output_text.done", *closed,
+                     "response.completed"]
+    assert "".join(d["delta"] for d in docs if d["type"] == "response.reasoning_text.delta") == THOUGHT
+    assert "".join(d["delta"] for d in docs if d["type"] == "response.output_text.delta") == TEXT
+    final = docs[-1]["response"]
+    assert [o["type"] for o in final["output"]] == ["reasoning", "message"]
+    assert final["usage"]["output_tokens_details"]["reasoning_tokens"] == len(THOUGHTS)
+    assert sent(cluster, OPENAI_NODE)["reasoning_effort"] == "high"
+
+    reply = client(cluster, "bob").responses.create(model="gpt-oss:20b", input=ASK,  # an Ollama node
+                                                    reasoning={"effort": "low"})
+    thinking, message = reply.output
+    assert thinking.type == "reasoning" and thinking.content[0].text == THOUGHT and thinking.summary == []
+    assert reply.output_text == TEXT and message.type == "message"
+    assert sent(cluster, reply.usage.model_extra["heddle"]["node"])["think"] == "low"
 
 
 def test_an_answer_cut_at_the_output_bound_is_incomplete(cluster, standins):
@@ -200,6 +228,8 @@ def test_personal_work_stays_home_and_a_loosening_is_refused(cluster, standins):
     ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", "JSON schema"),
     ({"temperature": 3}, "temperature", "from 0 to 2"),
     ({"top_logprobs": 2}, "top_logprobs", "no logprobs"),
+    ({"reasoning": {"effort": "high"}}, "reasoning.effort", "does not support thinking"),
+    ({"reasoning": {"effort": "lots"}}, "reasoning.effort", "one of none"),
 ])
 def test_bad_fields_are_refused_naming_them_and_run_nothing(cluster, standins, fields, param, words):
     before = sum(len(s.requests) for s in standins.values())
