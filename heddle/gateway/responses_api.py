@@ -137,9 +137,9 @@ def _items(raw: Any, images: ImageSet) -> tuple[list[_Item], dict[str, str]]:
             paths |= {f"{at}.id": f"{where}.call_id", f"{at}.function.name": f"{where}.name",
                       f"{at}.function.arguments": f"{where}.arguments"}
         elif kind == "function_call_output":
-            output = item.get("output")
-            out.append(_Item(role="tool", tool_call_id=item.get("call_id") or None,
-                             content=_text(output, f"{where}.output")))
+            call_id = item.get("call_id")  # none (or not a string): named below, as the chat's is
+            out.append(_Item(role="tool", tool_call_id=call_id if isinstance(call_id, str) and call_id else None,
+                             content=_text(item.get("output"), f"{where}.output")))
             paths[f"messages.{len(out) - 1}.tool_call_id"] = f"{where}.call_id"
         elif kind == "reasoning":
             continue  # a reasoning model's own thinking, sent back: no server here takes it

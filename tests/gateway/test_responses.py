@@ -217,6 +217,8 @@ def test_personal_work_stays_home_and_a_loosening_is_refused(cluster, standins):
     ({"input": [{"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{"}]},
      "input.0.arguments", "JSON object"),
     ({"input": [{"type": "function_call_output", "output": "sunny"}]}, "input.0.call_id", "id of the call"),
+    ({"input": [{"type": "function_call_output", "call_id": 7, "output": "sunny"}]}, "input.0.call_id",
+     "id of the call"),
     ({"input": [{"role": "tool", "content": "x"}]}, "input.0.role", "user, assistant"),
     ({"input": []}, "input", "non-empty"),
     ({"tools": [{"type": "web_search"}]}, "tools.0.type", "functions only"),
