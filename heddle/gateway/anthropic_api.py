@@ -11,12 +11,12 @@ it when absent), ``system`` (a string or text blocks), ``messages`` (``user`` an
 ``image`` blocks with a base64 source for a vision model, heddle.gateway.images; an
 assistant's earlier ``thinking`` blocks are dropped, as the API drops them from the context),
 ``stream``, ``temperature``, ``top_p``, ``top_k``, ``stop_sequences``,
-``output_config.format`` (a JSON schema), ``tools`` (client tools: name, description,
-``input_schema``) and ``tool_choice`` (``auto``, ``any``, ``tool``, ``none``;
-``disable_parallel_tool_use``), onto heddle.gateway.options and heddle.gateway.tools.
+``output_config.format`` (a JSON schema), ``thinking`` (a reasoning model's switch:
+heddle.gateway.thinking; its thinking comes back as a ``thinking`` block), ``tools`` (client
+tools: name, description, ``input_schema``) and ``tool_choice`` (``auto``, ``any``, ``tool``,
+``none``; ``disable_parallel_tool_use``), onto heddle.gateway.options and heddle.gateway.tools.
 Refused with a 400 naming the field: document blocks and images in a tool's result (no backend
-here reads them), an image's ``url`` source (the gateway fetches nothing),
-``thinking`` enabled (no backend here returns a model's thinking apart), Anthropic's server
+here reads them), an image's ``url`` source (the gateway fetches nothing), Anthropic's server
 tools (``web_search``, ``bash``... run at Anthropic only). ``metadata`` and unknown fields
 are ignored, as the compatible servers do (Claude Code sends fields newer than this module).
 """
@@ -34,7 +34,7 @@ from heddle.gateway.bodies import TaskBody
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.images import ImageSet
 from heddle.gateway.options import anthropic_generation
-from heddle.gateway.run import TaskRun
+from heddle.gateway.run import TaskRun, Thought
 from heddle.gateway.tasks import Chat, prompt_tokens
 from heddle.gateway.tools import NAME_PATTERN, ToolSpec, arguments_object
 from heddle.live.backends.generation import Generation
@@ -150,12 +150,15 @@ class _Conversation(TaskBody):
         return out, system or None
 
     def generation(self) -> Generation:
-        kind = self.thinking.get("type") if isinstance(self.thinking, dict) else self.thinking
-        if kind not in (None, "disabled"):
-            raise _bad("thinking", "no thinking (the backends behind this gateway do not return a "
-                       'model\'s thinking apart from its answer): {"type": "disabled"} or none, '
-                       f"got {_shown(self.thinking)}")
         return anthropic_generation(self)
+
+    def think_field(self) -> str:
+        return "thinking"
+
+    def shows_thinking(self) -> bool:
+        """The caller asked for the model's thinking (``thinking`` enabled or adaptive): the
+        answer has it as a ``thinking`` block, as the API answers (else the answer alone)."""
+        return isinstance(self.thinking, dict) and self.thinking.get("type") in ("enabled", "adaptive")
 
     def tool_spec(self) -> ToolSpec | None:
         return _tool_spec(self.tools, self.tool_choice)
@@ -343,12 +346,14 @@ def _head(run: TaskRun) -> dict[str, Any]:
 
 
 async def message_reply(run: TaskRun, body: MessagesRequest) -> dict[str, Any]:
-    """The non-streamed ``message``: its text block (when there is text, or nothing else) and
-    the model's calls as ``tool_use`` blocks."""
+    """The non-streamed ``message``: the model's thinking (when asked for) as a ``thinking``
+    block, its text block (when there is text, or nothing else) and its calls as ``tool_use``
+    blocks."""
     async for _ in run.pieces():
         pass
-    text = run.output_text
-    content = [{"type": "text", "text": text}] if text or not run.tool_calls else []
+    thought, text = run.thinking_text if body.shows_thinking() else None, run.output_text
+    content = [_BLOCKS[THINKING] | {THINKING: thought}] if thought else []
+    content += [{"type": "text", "text": text}] if text or not run.tool_calls else []
     return {**_head(run), "content": content + [_tool_use(c) for c in run.tool_calls],
             "stop_reason": _stop_reason(run, body), "stop_sequence": None, "usage": _usage(run)}
 
@@ -364,42 +369,72 @@ def error_event(exc: GatewayError) -> bytes:
 
 
 _HOLE = "\x00piece\x00"
+TEXT, THINKING = "text", "thinking"
+_BLOCKS = {TEXT: {"type": TEXT, TEXT: ""}, THINKING: {"type": THINKING, THINKING: "", "signature": ""}}
+"""A content block as it opens: text, or the model's thinking (its ``signature`` empty: no
+model here signs its thinking; the API drops a turn's thinking from the context anyway)."""
+_DELTAS = {TEXT: "text_delta", THINKING: "thinking_delta"}
+
+
+def _stop(index: int) -> bytes:
+    return _event("content_block_stop", {"type": "content_block_stop", "index": index})
+
+
+class _Block:
+    """The content block a stream has open: its index, kind, and its delta events' bytes around
+    a piece's JSON string (one dumps per piece)."""
+
+    __slots__ = ("after", "before", "index", "kind")
+
+    def __init__(self, index: int, kind: str) -> None:
+        self.index, self.kind = index, kind
+        self.before, self.after = _event("content_block_delta", {
+            "type": "content_block_delta", "index": index,
+            "delta": {"type": _DELTAS[kind], kind: _HOLE}}).split(json.dumps(_HOLE).encode())
+
+    def opening(self) -> bytes:
+        return _event("content_block_start", {"type": "content_block_start", "index": self.index,
+                                              "content_block": _BLOCKS[self.kind]})
+
+    def delta(self, piece: str) -> bytes:
+        return self.before + json.dumps(piece, ensure_ascii=False).encode() + self.after
 
 
 async def message_events(run: TaskRun, body: MessagesRequest):
-    """The Messages API's stream: ``message_start`` and a ``ping`` at once, then the text as a
-    content block (``content_block_start``, a ``text_delta`` per piece, ``content_block_stop``),
-    the model's calls as ``tool_use`` blocks (each whole: its ``input_json_delta`` is the
-    arguments' text), then ``message_delta`` (stop reason, usage with where it ran) and
-    ``message_stop``. A failure mid-stream raises GatewayError (the stream then ends with
-    `error_event`: `app._Request.stream`). The input tokens in ``message_start`` are the
-    gateway's estimate; ``message_delta`` has the server's count."""
+    """The Messages API's stream: ``message_start`` and a ``ping`` at once, then the model's
+    thinking (when asked for) and its text as content blocks (``content_block_start``, a
+    ``thinking_delta`` / ``text_delta`` per piece, ``content_block_stop``), its calls as
+    ``tool_use`` blocks (each whole: its ``input_json_delta`` is the arguments' text), then
+    ``message_delta`` (stop reason, usage with where it ran) and ``message_stop``. A failure
+    mid-stream raises GatewayError (the stream then ends with `error_event`:
+    `app._Request.stream`). The input tokens in ``message_start`` are the gateway's estimate;
+    ``message_delta`` has the server's count."""
     start = {**_head(run), "content": [], "stop_reason": None, "stop_sequence": None,
              "usage": {"input_tokens": run.item.task.prompt_tokens, "output_tokens": 0}}
     yield _event("message_start", {"type": "message_start", "message": start}) + _event("ping", {"type": "ping"})
-    # each piece's event is the same text around the piece's JSON string: one dumps per piece
-    before, after = _event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
-        "type": "text_delta", "text": _HOLE}}).split(json.dumps(_HOLE).encode())
-    opening = _event("content_block_start", {"type": "content_block_start", "index": 0,
-                                             "content_block": {"type": "text", "text": ""}})
-    started = False
-    async for text in run.pieces():
-        piece = before + json.dumps(text, ensure_ascii=False).encode() + after
-        yield piece if started else opening + piece
-        started = True
+    run.show_thinking = body.shows_thinking()
+    block: _Block | None = None
+    async for piece in run.pieces():
+        kind = THINKING if type(piece) is Thought else TEXT
+        if block is not None and block.kind == kind:
+            yield block.delta(piece)
+            continue
+        ending = b"" if block is None else _stop(block.index)
+        block = _Block(0 if block is None else block.index + 1, kind)
+        yield ending + block.opening() + block.delta(piece)
     closing = []
-    if started or not run.tool_calls:  # an answer of nothing still has its (empty) text block
-        if not started:
-            closing.append(opening)
-        closing.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
-    first = 1 if closing else 0  # the calls' blocks come after the text's
-    for index, call in enumerate(run.tool_calls, start=first):
+    if block is None and not run.tool_calls:  # an answer of nothing still has its (empty) text block
+        block = _Block(0, TEXT)
+        closing.append(block.opening())
+    if block is not None:
+        closing.append(_stop(block.index))
+    for index, call in enumerate(run.tool_calls, start=0 if block is None else block.index + 1):
         closing += [
             _event("content_block_start", {"type": "content_block_start", "index": index, "content_block": {
                 "type": "tool_use", "id": call.id, "name": call.name, "input": {}}}),
             _event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": {
                 "type": "input_json_delta", "partial_json": json.dumps(arguments_object(call), ensure_ascii=False)}}),
-            _event("content_block_stop", {"type": "content_block_stop", "index": index})]
+            _stop(index)]
     closing += [_event("message_delta", {"type": "message_delta", "delta": {
                     "stop_reason": _stop_reason(run, body), "stop_sequence": None}, "usage": _usage(run)}),
                 _event("message_stop", {"type": "message_stop"})]

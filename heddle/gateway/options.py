@@ -11,8 +11,9 @@ same options it has fields for (``temperature``, ``top_p``), its JSON output as 
 (``responses_generation``).
 Ollama: ``options.{temperature, top_p, top_k, min_p, seed, stop, repeat_penalty,
 presence_penalty, frequency_penalty, num_ctx}`` and ``format`` (``"json"`` or a JSON schema).
-Anthropic (Messages API): ``temperature``, ``top_p``, ``top_k``, ``stop_sequences`` and
-``output_config.format`` (``{"type": "json_schema", "schema": {...}}``).
+Anthropic (Messages API): ``temperature``, ``top_p``, ``top_k``, ``stop_sequences``,
+``output_config.format`` (``{"type": "json_schema", "schema": {...}}``) and ``thinking``
+(heddle.gateway.thinking).
 Chat completions: a reasoning model's thinking switch (``reasoning_effort``,
 ``reasoning.effort``) and Ollama's ``think``, by heddle.gateway.thinking.
 Fields no backend can honour (Ollama's ``template``, echo, best_of, logprobs) are refused the
@@ -26,7 +27,7 @@ from typing import Any
 
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.tasks import ModelRef
-from heddle.gateway.thinking import ollama_think, openai_think
+from heddle.gateway.thinking import anthropic_think, ollama_think, openai_think
 from heddle.live.backends.completion import check_completion
 from heddle.live.backends.generation import (
     FIELDS,
@@ -154,14 +155,15 @@ def ollama_generation(options: dict[str, Any] | None, fmt: Any, think: Any = Non
 
 def anthropic_generation(body: Any) -> Generation:
     """A Messages API request's options (``body``: a model with ``temperature``, ``top_p``,
-    ``top_k``, ``stop_sequences`` and ``output_config``); GatewayError 400 naming the field."""
+    ``top_k``, ``stop_sequences``, ``output_config``, ``thinking`` and its output bound);
+    GatewayError 400 naming the field."""
     try:
-        return _anthropic(body)
+        return _anthropic(body, anthropic_think(body.thinking, body.output_bound()))
     except GenerationError as exc:
         raise refused(exc) from None
 
 
-def _anthropic(body: Any) -> Generation:
+def _anthropic(body: Any, think: bool | str | None) -> Generation:
     stops = body.stop_sequences
     if stops is not None and not (isinstance(stops, list) and all(isinstance(s, str) and s for s in stops)):
         raise GenerationError("stop_sequences", "a list of non-empty strings", stops)
@@ -173,7 +175,7 @@ def _anthropic(body: Any) -> Generation:
     fmt = (config or {}).get("format")
     if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") == "json_schema"):
         raise GenerationError("output_config.format", '{"type": "json_schema", "schema": {...}}', fmt)
-    return _checked(sampling, fmt and _schema_format(fmt, "output_config.format"), "")
+    return _checked(sampling, fmt and _schema_format(fmt, "output_config.format"), "", think)
 
 
 def _openai(body: Any, fmt: dict[str, Any] | None, think: bool | str | None = None) -> Generation:

@@ -2,7 +2,7 @@
 task's neutral ``think`` (heddle.live.backends.generation), the check that the model can think,
 and the model's thinking in each protocol's reply, apart from its answer.
 
-In: Ollama's ``think`` (``true``, ``false``, ``"low"``, ``"medium"``, ``"high"``: its own
+In: Anthropic's ``thinking`` (`anthropic_think`); Ollama's ``think`` (``true``, ``false``, ``"low"``, ``"medium"``, ``"high"``: its own
 values, on ``/api/chat`` and ``/api/generate``); OpenAI's ``reasoning_effort`` (``none``,
 ``minimal``, ``low``, ``medium``, ``high``, ``xhigh``, ``max``: the openai SDK's
 ``ReasoningEffort``; ``none`` is ``false``, ``minimal`` is ``low``, ``xhigh`` and ``max`` are
@@ -27,11 +27,16 @@ from typing import Any
 
 from heddle.gateway.errors import GatewayError
 from heddle.gateway.tasks import ModelRef
-from heddle.live.backends.generation import GenerationError, check_think
+from heddle.live.backends.generation import (
+    MIN_THINKING_BUDGET,
+    THINKING_SHARE,
+    GenerationError,
+    check_think,
+)
 from heddle.models import catalog
 
-__all__ = ["EFFORTS", "THINKING_OUTPUT_TOKENS", "can_think", "check_thinks", "ollama_think",
-           "openai_think", "output_bound", "reasoning_usage"]
+__all__ = ["EFFORTS", "THINKING_OUTPUT_TOKENS", "anthropic_think", "can_think", "check_thinks",
+           "ollama_think", "openai_think", "output_bound", "reasoning_usage"]
 
 EFFORTS: dict[str, bool | str] = {"none": False, "minimal": "low", "low": "low", "medium": "medium",
                                   "high": "high", "xhigh": "high", "max": "high"}
@@ -63,6 +68,33 @@ def openai_think(reasoning_effort: Any, reasoning: Any) -> tuple[bool | str | No
     if effort is not None and enabled is not False:
         return _effort(effort, "reasoning.effort"), "reasoning.effort"
     return enabled, "reasoning.enabled"
+
+
+def anthropic_think(thinking: Any, max_tokens: int | None) -> bool | str | None:
+    """The Messages API's ``thinking`` (``{"type": "enabled", "budget_tokens"}``,
+    ``{"type": "adaptive"}``, ``{"type": "disabled"}``) as ``think``: disabled is ``false``; a
+    budget the level whose share of ``max_tokens`` is nearest (`THINKING_SHARE`: what the Claude
+    backend turns back into a budget of the same size); adaptive, or no bound to share, ``true``.
+    GenerationError naming the field (a budget of 1024 or more and below ``max_tokens``, as the
+    API takes it)."""
+    if thinking is None:
+        return None
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind == "disabled":
+        return False
+    if kind == "adaptive":
+        return True
+    if kind != "enabled":
+        raise GenerationError("thinking", '{"type": "enabled", "budget_tokens": ...}, {"type": '
+                              '"adaptive"} or {"type": "disabled"}', thinking)
+    budget = thinking.get("budget_tokens")
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < MIN_THINKING_BUDGET:
+        raise GenerationError("thinking.budget_tokens", f"an integer >= {MIN_THINKING_BUDGET}", budget)
+    if max_tokens is None:
+        return True
+    if budget >= max_tokens:
+        raise GenerationError("thinking.budget_tokens", f"less than max_tokens ({max_tokens})", budget)
+    return min(THINKING_SHARE, key=lambda level: abs(THINKING_SHARE[level] - budget / max_tokens))
 
 
 def ollama_think(value: Any) -> bool | str | None:

@@ -19,9 +19,10 @@ from tests.gateway.conftest import KEYS, OPENAI_NODE
 from tests.gateway.test_gateway import TEXT, alice_busy, client, held
 from tests.gateway.test_tools import answered, sent
 from tests.live.clusterkit import WAIT_S
-from tests.live.llmstandin import TOOL_ARGUMENTS, WORDS, Plan, ollama_stream
+from tests.live.llmstandin import THOUGHTS, TOOL_ARGUMENTS, WORDS, Plan, ollama_stream
 
 PROMPT = [{"role": "user", "content": "Tell me a story about a lantern."}]
+THOUGHT = "".join(THOUGHTS)
 WEATHER = {"name": "get_weather", "description": "The weather forecast for a city.",
            "input_schema": {"type": "object", "required": ["city"],
                             "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}}}
@@ -97,17 +98,20 @@ def test_anthropic_client_streams_the_events_the_sdk_reads(cluster):
     assert events[-2].usage.model_extra["heddle"]["privacy"] == "public"
 
 
-@pytest.mark.parametrize("tools", [False, True])
-def test_every_event_and_reply_validates_as_the_sdks_own_types(cluster, standin, tools):
+@pytest.mark.parametrize("case", ["text", "tools", "thinking"])
+def test_every_event_and_reply_validates_as_the_sdks_own_types(cluster, standin, case):
     """Strictly (the SDK's parser builds its objects without validating): each streamed event
     is a ``RawMessageStreamEvent`` or Anthropic's ``ping``, in Anthropic's order, and the reply a
     ``Message``; an error an ``ErrorResponse``."""
-    body = {"model": "llama-3.1-8b", "max_tokens": 50, "messages": ASK if tools else PROMPT,
-            **({"tools": [WEATHER]} if tools else {})}
+    body = {"model": "llama-3.1-8b", "max_tokens": 50, "messages": PROMPT, **{
+        "text": {}, "tools": {"messages": ASK, "tools": [WEATHER]},
+        "thinking": {"model": "gpt-oss:20b", "max_tokens": 2048, "thinking": {"type": "enabled", "budget_tokens": 1024}},
+    }[case]}
     event_type = pydantic.TypeAdapter(anthropic.types.RawMessageStreamEvent)
     names = []
     with httpx.stream("POST", cluster.base_url + "/v1/messages", json={**body, "stream": True}, timeout=WAIT_S,
-                      headers={"x-api-key": KEYS["alice"]["key"], "anthropic-version": "2023-06-01"}) as r:
+                      headers={"x-api-key": KEYS["bob" if case == "thinking" else "alice"]["key"],
+                               "anthropic-version": "2023-06-01"}) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in r.iter_lines() if line]
     for name, data in zip(lines[::2], lines[1::2], strict=True):
@@ -118,10 +122,12 @@ def test_every_event_and_reply_validates_as_the_sdks_own_types(cluster, standin,
         if names[-1:] != [kind]:  # the text's pieces: as many deltas as came apart
             names.append(kind)
     block = ["content_block_start", "content_block_delta", "content_block_stop"]  # the text, or the call
-    assert names == ["message_start", "ping", *block, "message_delta", "message_stop"]
-    reply = post(cluster, "/v1/messages", body)
+    blocks = 2 if case == "thinking" else 1  # the thinking, then the text
+    assert names == ["message_start", "ping", *block * blocks, "message_delta", "message_stop"]
+    reply = post(cluster, "/v1/messages", body, "bob" if case == "thinking" else "alice")
     message = anthropic.types.Message.model_validate(reply.json())
-    assert [b.type for b in message.content] == (["tool_use"] if tools else ["text"])
+    assert [b.type for b in message.content] == {"text": ["text"], "tools": ["tool_use"],
+                                                 "thinking": ["thinking", "text"]}[case]
     refused = post(cluster, "/v1/messages", {**body, "max_tokens": 0})
     anthropic.types.ErrorResponse.model_validate(refused.json())
 
@@ -149,6 +155,36 @@ def test_tool_use_round_trip(cluster, standin, server, stream):
     answer = gpt.messages.create(messages=history, **asked)
     assert answer.stop_reason == "end_turn" and [b.text for b in answer.content] == [TEXT]
     assert sent(cluster, node)["messages"][1:] == answered(server, call.id)
+
+
+@pytest.mark.parametrize(("model", "path", "switch"), [("gpt-oss:20b", "/api/chat", "think"),
+                                                       ("gpt-oss-20b:q8_0", "/v1/chat/completions", "reasoning_effort")])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_reasoning_models_thinking_is_a_thinking_block_before_the_answer(cluster, model, path, switch, stream):
+    """Claude Code's ``thinking`` reaches the server as its own switch (a budget of half of
+    max_tokens: the medium level), and the thinking comes back as Anthropic's thinking block."""
+    gpt = claude(cluster, "bob")
+    asked = {"model": model, "max_tokens": 2048, "messages": PROMPT,
+             "thinking": {"type": "enabled", "budget_tokens": 1024}}
+    if stream:
+        with gpt.messages.stream(**asked) as events:
+            kinds = [e.type for e in events if e.type in ("thinking", "text")]  # the SDK's own events
+            message, node = events.get_final_message(), events.response.headers["x-heddle-node"]
+        assert kinds == sorted(kinds, key=lambda kind: kind == "text") and set(kinds) == {"thinking", "text"}
+    else:
+        message = gpt.messages.create(**asked)
+        node = message.usage.model_extra["heddle"]["node"]
+    assert [(b.type, getattr(b, "thinking", None) or b.text) for b in message.content] == [
+        ("thinking", THOUGHT), ("text", TEXT)]
+    assert message.usage.output_tokens == len(WORDS) + len(THOUGHTS)
+    body = next(b for p, _, b in reversed(cluster.standins[node].requests) if p == path)
+    assert body[switch] == "medium"
+
+    # asked not to think, and not asked: the answer alone (the model may think unasked)
+    for thinking in ({"type": "disabled"}, None):
+        message = gpt.messages.create(**{**asked, "thinking": thinking} if thinking else {
+            k: v for k, v in asked.items() if k != "thinking"})
+        assert [b.type for b in message.content] == ["text"] and message.content[0].text == TEXT
 
 
 def test_personal_work_runs_on_its_owners_node_and_a_loosening_is_refused(cluster):
@@ -203,7 +239,10 @@ def test_a_saturated_fleet_answers_429_with_retry_after(cluster):
     ({"messages": [*ASK, {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
                                                             "name": "get_weather", "input": "Lisbon"}]}]},
      "messages.1.content.0.input"),
-    ({"thinking": {"type": "enabled", "budget_tokens": 2048}}, "thinking"),
+    ({"thinking": {"type": "enabled", "budget_tokens": 1024}, "max_tokens": 2048}, "thinking"),  # llama: no
+    ({"model": "gpt-oss:20b", "thinking": {"type": "enabled", "budget_tokens": 500}}, "thinking.budget_tokens"),
+    ({"model": "gpt-oss:20b", "thinking": {"type": "enabled", "budget_tokens": 2048}}, "thinking.budget_tokens"),
+    ({"model": "gpt-oss:20b", "thinking": {"type": "sometimes"}}, "thinking"),
     ({"temperature": 3}, "temperature"),
     ({"stop_sequences": "THE END"}, "stop_sequences"),
     ({"output_config": {"format": {"type": "json_schema", "schema": "story"}}}, "output_config.format.schema"),

@@ -222,3 +222,15 @@ def test_claudes_extended_thinking_streams_as_reasoning_content_with_a_budget_of
     body = standin.requests[-1][2]
     assert body["thinking"] == {"type": "enabled", "budget_tokens": 3200}  # high: 80% of 4000
     assert body["max_tokens"] == 4000
+
+
+def test_claude_code_asking_a_claude_offer_to_think_gets_its_budget_through_and_the_thinking_back(cloud):
+    """The request's budget becomes the task's level (its share of max_tokens), which the
+    Claude backend turns back into the same budget; Claude's thinking comes back as a block."""
+    claude = anthropic.Anthropic(base_url=cloud.base_url, api_key=KEYS["bob"]["key"], max_retries=0, timeout=WAIT_S)
+    message = claude.messages.create(model="claude-sonnet-4-6", max_tokens=4000, messages=PROMPT,
+                                     thinking={"type": "enabled", "budget_tokens": 2000})
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    assert (message.content[0].thinking, message.content[1].text) == ("".join(THOUGHTS), TEXT)
+    path, _, body = cloud.standins["relay"].requests[-1]
+    assert path == "/v1/messages" and body["thinking"] == {"type": "enabled", "budget_tokens": 2000}

@@ -37,7 +37,12 @@ from heddle.live.backends.common import (
 )
 from heddle.live.backends.completion import refuse_completion
 from heddle.live.backends.embed import refuse_embedding
-from heddle.live.backends.generation import Generation, think_level
+from heddle.live.backends.generation import (
+    MIN_THINKING_BUDGET,
+    THINKING_SHARE,
+    Generation,
+    think_level,
+)
 from heddle.live.backends.images import claude_images
 from heddle.live.backends.tools import CallPieces, claude_tool_kwargs
 from heddle.live.backends.worker import check_output
@@ -55,12 +60,6 @@ TIER_OFFERS = {Tier.STANDARD: "claude-sonnet-4.6", Tier.FRONTIER: "claude-opus-4
 """The offer a tier-only task goes to (offers.yaml maps each offer to its tier)."""
 
 
-MIN_THINKING_BUDGET = 1024
-"""The least ``thinking.budget_tokens`` the Messages API takes (the anthropic SDK's
-``ThinkingConfigEnabledParam``: at least 1024 and less than ``max_tokens``)."""
-THINKING_SHARE = {"low": 0.25, "medium": 0.5, "high": 0.8}
-"""The share of the output bound (``max_tokens``, which covers thinking and answer) a ``think``
-level gives Claude to think in (``true``: medium)."""
 
 
 def thinking_budget(think: bool | str | None, max_tokens: int) -> int | None:

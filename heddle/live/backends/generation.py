@@ -30,8 +30,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ALL", "FIELDS", "NONE", "NOT_SENT", "THINK_LEVELS", "Generation", "GenerationError",
-           "check_format", "check_sampling", "check_think", "think_level"]
+__all__ = ["ALL", "FIELDS", "MIN_THINKING_BUDGET", "NONE", "NOT_SENT", "THINKING_SHARE", "THINK_LEVELS",
+           "Generation", "GenerationError", "check_format", "check_sampling", "check_think", "think_level"]
 
 INT64 = 2**63
 """An integer's bound: the servers keep them in 64 bits."""
@@ -186,6 +186,15 @@ def check_think(think: Any) -> bool | str | None:
     if think is None or isinstance(think, bool) or think in THINK_LEVELS:
         return think
     raise GenerationError("think", 'true, false, "low", "medium" or "high"', think)
+
+
+MIN_THINKING_BUDGET = 1024
+"""The least ``thinking.budget_tokens`` the Messages API takes (the anthropic SDK's
+``ThinkingConfigEnabledParam``: at least 1024 and less than ``max_tokens``)."""
+THINKING_SHARE = {"low": 0.25, "medium": 0.5, "high": 0.8}
+"""The share of an output bound (which covers thinking and answer) a ``think`` level thinks in,
+where a server takes a budget of tokens rather than a level (Claude's ``budget_tokens``): the
+Claude backend's budget from a level, the gateway's level from an Anthropic caller's budget."""
 
 
 def think_level(think: bool | str | None) -> str | None:
