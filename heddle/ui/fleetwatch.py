@@ -248,7 +248,8 @@ class FleetWatch:
         """Wait until ``version`` is out of date (or ``timeout_s``); returns the current one."""
         async with self._changed:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait_for(lambda: self.version != version), timeout_s)
+                async with asyncio.timeout(timeout_s):  # not wait_for: 3.11's can lose a cancel
+                    await self._changed.wait_for(lambda: self.version != version)
             return self.version
 
     def snapshot(self) -> dict[str, Any]:
