@@ -2,7 +2,8 @@
 HTTP to stand-in servers speaking each server's format): the task's ``think`` in the body as
 the server takes it, the thinking handed on apart from the answer and before it, in the
 result (``thinking``, ``reasoning_tokens``), and a bad ``think`` refused naming it. MLX sends
-no ``think`` (its result says so)."""
+no ``think`` (its result says so) and splits a model's in-band ``<think>`` block from its
+answer."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import pytest
 from heddle.live.agent.executors import ExecutionError, Progress
 from heddle.live.backends import ClaudeExecutor, OllamaExecutor, OpenAIExecutor
 from heddle.live.backends.claude import MIN_THINKING_BUDGET, thinking_budget
+from heddle.live.backends.mlx import _InBand
 from tests.live.backendkit import assignment, close, harness
 from tests.live.llmstandin import THOUGHTS, WORDS, StandIn
+from tests.live.mlxstandin import Script
 
 GPT_OSS = {"model": "gpt-oss-20b", "quant": "mxfp4"}
 CLAUDE = {"model": None, "quant": None, "tier": "standard", "account": "team"}
@@ -125,13 +128,33 @@ async def test_claude_with_no_room_to_think_answers_and_says_think_was_not_sent(
         server.stop()
 
 
-async def test_mlx_sends_no_think_and_says_so():
+async def test_mlx_sends_no_think_and_splits_in_band_thinking_from_the_answer():
     h = harness("mlx")
     try:
-        result = await h.executor.run(assignment(payload={"prompt": "hi", "think": True}, **h.task), Progress())
+        # a Qwen3-style output: the thinking in band, the tags and the newlines pieces of their own
+        h.lm.scripts.append(Script(words=["<think>", "\n", *THOUGHTS, "\n", "</", "think>", "\n\n", *WORDS]))
+        progress, seen = recorder()
+        result = await h.executor.run(assignment(payload={"prompt": "hi", "think": True}, **h.task), progress)
         assert result["options_not_sent"] == ["think"]
+        assert result["text"] == "".join(WORDS) and result["thinking"] == "\n" + "".join(THOUGHTS) + "\n"
+        kinds = [kind for kind, _ in seen]
+        assert kinds == sorted(kinds, key=lambda kind: kind == "text")  # the thinking first
     finally:
         await close(h)
+
+
+@pytest.mark.parametrize("pieces, thought, answer", [
+    (["<think>", "a", "</think>", "b"], "a", "b"),
+    (["<th", "ink>a</thi", "nk>\n\nb"], "a", "b"),
+    (["<think>\n\n</think>\n\n", "b"], "\n\n", "b"),  # thinking off: an empty block
+    (["Hello", " <think>"], "", "Hello <think>"),  # a tag later on is the answer's
+    (["<", "b>bold"], "", "<b>bold"),
+    (["<think>", "cut sho"], "cut sho", ""),  # the output ended while thinking
+])
+def test_in_band_thinking_is_split_however_the_pieces_fall(pieces, thought, answer):
+    inband = _InBand()
+    parts = [inband.split(piece) for piece in pieces] + [inband.rest()]
+    assert ("".join(t for t, _ in parts), "".join(a for _, a in parts)) == (thought, answer)
 
 
 @pytest.mark.parametrize("think", ["max", 1, "", {"effort": "low"}])

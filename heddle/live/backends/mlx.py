@@ -25,8 +25,9 @@ may begin one is held back until the next token tells). JSON output and ``num_ct
 place in mlx-lm's generate: they are not sent (the result's ``options_not_sent`` says so).
 Nor is ``think``: mlx-lm's generate has no switch for it (its server neither, 0.32), and a
 reasoning model run here thinks in band, as its template and weights make it: Qwen3 and
-DeepSeek-R1 write ``<think>...</think>`` before the answer, gpt-oss its harmony analysis
-channel; that thinking comes in the text, as mlx-lm detokenizes it, not apart from it.
+DeepSeek-R1 write ``<think>...</think>`` before the answer, which is split from it here
+(`_InBand`: streamed as thinking, the answer after it; stop sequences apply to the answer);
+gpt-oss writes its harmony analysis channel, which stays in the text as mlx-lm detokenizes it.
 """
 
 from __future__ import annotations
@@ -115,6 +116,51 @@ class _Stops:
         return held
 
 
+class _InBand:
+    """A reasoning model's thinking written in band, ``<think>...</think>`` at the start of its
+    output (Qwen3, DeepSeek-R1), split from its answer as the pieces come: `split` gives each
+    piece's (thinking, answer). Text that may begin a tag is held back until the next piece
+    tells; the newlines after ``</think>`` are the template's, not the answer's."""
+
+    OPEN, CLOSE = "<think>", "</think>"
+    __slots__ = ("held", "state")
+
+    def __init__(self) -> None:
+        self.state, self.held = "start", ""  # start -> thinking -> after -> answer (or start -> answer)
+
+    def split(self, text: str) -> tuple[str, str]:
+        if self.state == "answer":
+            return "", text
+        if self.state == "after":
+            text = text.lstrip("\n")
+            if text:
+                self.state = "answer"
+            return "", text
+        text = self.held + text
+        self.held = ""
+        if self.state == "start":
+            began = text.lstrip()
+            if len(began) < len(self.OPEN) and self.OPEN.startswith(began):
+                self.held = text  # "<th": a tag's start, or an answer's
+                return "", ""
+            if not began.startswith(self.OPEN):
+                self.state = "answer"
+                return "", text
+            self.state, text = "thinking", began[len(self.OPEN):]
+        end = text.find(self.CLOSE)
+        if end >= 0:
+            self.state = "after"
+            return text[:end], self.split(text[end + len(self.CLOSE):])[1]
+        keep = max((k for k in range(1, len(self.CLOSE)) if text.endswith(self.CLOSE[:k])), default=0)
+        self.held = text[len(text) - keep:] if keep else ""
+        return text[:len(text) - keep], ""
+
+    def rest(self) -> tuple[str, str]:
+        """What is held at the output's end: (thinking, answer)."""
+        held, self.held = self.held, ""
+        return (held, "") if self.state == "thinking" else ("", held)
+
+
 class MlxExecutor(Executor):
     """One mlx-lm model in this process. ``lm`` is the ``mlx_lm`` module (None: imported on
     first use); tests pass an object with the same ``load`` and ``stream_generate``."""
@@ -200,7 +246,12 @@ class MlxExecutor(Executor):
         lm = self._lm
         sampling = call.generation.sampling
         kwargs = generate_kwargs(lm, call.generation)
-        stops = _Stops(sampling.get("stop", []))
+        stops, inband = _Stops(sampling.get("stop", [])), _InBand()
+
+        def out(thought: str, answer: str) -> None:
+            if thought:
+                meter.thinking(thought, progress)
+            meter.content(stops.take(answer), progress)
 
         def produce() -> None:
             try:
@@ -222,13 +273,14 @@ class MlxExecutor(Executor):
             while True:
                 kind, item = await queue.get()
                 if kind == "end":
+                    out(*inband.rest())
                     meter.content(stops.rest(), progress)
                     return last, None if last is None else last.finish_reason
                 if kind == "error":
                     raise ExecutionError(f"mlx at {self.url}: generation failed after "
                                          f"{meter.chunks} tokens: {type(item).__name__}: {item}")
                 last = item
-                meter.content(stops.take(item.text), progress)
+                out(*inband.split(item.text))
                 if stops.hit:
                     return last, "stop"
         finally:
