@@ -1,4 +1,4 @@
-"""The agent's fast encoding of text token chunks (`TextChunks`) is the protocol's own: the same
+"""The agent's fast encoding of text (and thinking) token chunks (`TextChunks`) is the protocol's own: the same
 message as `protocol.encode` of the model (the same bytes, but for a tiny time written 1e-07
 instead of 1e-7) for any text, sequence number, time and index, and whatever the model
 refuses is refused the same way."""
@@ -39,12 +39,13 @@ def refused_fields(exc: Exception) -> set[str]:
 TIMES = st.one_of(st.floats(0, 4e9), st.floats(), st.sampled_from([1e-7, 1e16, -0.0, 5e-324]))
 
 
+@pytest.mark.parametrize("field", ["text", "thinking"])
 @given(FIXED, st.integers(-2, 2**63), TIMES,
        st.integers(-2, 2**40), TEXT)
-def test_fast_text_chunks_are_the_models_bytes_or_its_refusal(fixed, seq, sent_at, index, text):
-    expected = model_bytes(fixed, seq=seq, sent_at=sent_at, index=index, text=text)
+def test_fast_text_chunks_are_the_models_bytes_or_its_refusal(field, fixed, seq, sent_at, index, text):
+    expected = model_bytes(fixed, seq=seq, sent_at=sent_at, index=index, **{field: text})
     try:
-        chunks = TextChunks(**fixed)
+        chunks = TextChunks(**fixed, field=field)
     except ValidationError as exc:  # a bad node, sender or task: refused when the attempt starts
         assert isinstance(expected, ValidationError) and refused_fields(exc) <= refused_fields(expected)
         return
@@ -58,7 +59,7 @@ def test_fast_text_chunks_are_the_models_bytes_or_its_refusal(fixed, seq, sent_a
         assert json.loads(got) == json.loads(expected)  # (1e-07 or 1e-7: the same number)
         assert got == expected or "e-" in repr(sent_at)
         if math.isfinite(sent_at):  # (the model writes an infinite time as null: not ours to fix)
-            assert p.decode_one(got, p.TokenChunk).text == text
+            assert getattr(p.decode_one(got, p.TokenChunk), field) == text
 
 
 def test_an_oversized_chunk_is_refused_as_the_model_refuses_it():
