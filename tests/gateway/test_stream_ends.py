@@ -62,20 +62,39 @@ def test_a_model_server_with_odd_usage_counts_still_gives_the_whole_answer(ends)
     assert usage["completion_tokens"] == len(WORDS) and isinstance(usage["prompt_tokens"], int)
 
 
-def test_a_gateway_stopping_mid_stream_ends_the_stream_with_an_error_event(ends):
+def _chat_error(lines: list[str]) -> dict:
+    assert lines[0].startswith("data: {") and "error" not in json.loads(lines[0][6:])
+    return json.loads(lines[-1][6:])["error"]
+
+
+def _responses_error(lines: list[str]) -> dict:
+    """The ``error`` event's fields, once the events are numbered on to ``response.failed``."""
+    docs = [json.loads(line[6:]) for line in lines if line.startswith("data: ")]
+    assert [d["sequence_number"] for d in docs] == list(range(len(docs)))
+    assert [d["type"] for d in docs[-2:]] == ["error", "response.failed"]
+    assert docs[-1]["response"]["status"] == "failed"
+    return docs[-2]
+
+
+@pytest.mark.parametrize(("path", "body", "error_of"), [
+    ("/v1/chat/completions", {"messages": PROMPT}, _chat_error),
+    ("/v1/responses", {"input": PROMPT}, _responses_error),  # its own events: error, response.failed
+])
+def test_a_gateway_stopping_mid_stream_ends_the_stream_with_an_error_event(ends, path, body, error_of):
     # the model holds the rest of the answer back past the gateway's grace period: the
     # stream ends with an error event saying why, then the body's end (it was cut mid-body)
+    if ends.gateway.poll() is not None:  # stopped by the case before
+        ends.start_gateway(ends.tmp / "keys.yaml")
+        ends.wait_models({NODE})
     standin = ends.standins[NODE]
     gate = standin.hold()
     standin.plans.append(Plan(chunks=ollama_stream(standin.model), hold=gate, hold_at=2))
     try:
-        lines = stream_lines(ends, "/v1/chat/completions",
-                             {"model": "llama-3.1-8b", "messages": PROMPT, "stream": True},
+        lines = stream_lines(ends, path, {"model": "llama-3.1-8b", **body, "stream": True},
                              after=lambda _: ends.gateway.send_signal(signal.SIGTERM))
     finally:
         gate.set()
-    assert lines[0].startswith("data: {") and "error" not in json.loads(lines[0][6:])
-    error = json.loads(lines[-1][6:])["error"]
+    error = error_of(lines)
     assert error["code"] == "gateway_stopping" and "incomplete" in error["message"]
     try:
         ends.gateway.wait(WAIT_S)  # it stops (uvicorn ends it by the signal it caught)
