@@ -1,5 +1,6 @@
-"""Benchmark of a streamed answer through the Responses API (``POST /v1/responses``) against the
-same answer through chat completions (the baseline), in one run.
+"""Benchmark of a streamed answer through the Responses API (``POST /v1/responses``) and the
+Anthropic Messages API (``POST /v1/messages``) against the same answer through chat completions
+(the baseline), in one run.
 
     uv run python benchmarks/bench_responses.py [--rounds 3] [--block 10] [--tokens 100] [--gap-ms 5]
 
@@ -8,12 +9,12 @@ process) in front of a stand-in Ollama server (tests/live/llmstandin.py) whose a
 ``--tokens`` words paced ``--gap-ms`` apart, as a model sends them (an unpaced answer reaches
 the caller in a few coalesced pieces). Streamed requests go one at a time, in blocks of
 ``--block`` per route, the routes alternating block by block (the same conversation,
-kept-alive connections, so load from other work on a shared machine hits both alike).
+kept-alive connections, so load from other work on a shared machine hits all alike).
 Printed per route: the time to the first piece of text p50/p90, the text events an answer
 took, and the gateway's CPU per request and per token (its process's CPU over each block:
 nothing else runs through it; the clock's 10 ms ticks are why a block, not a request), with
-the Responses route's ratio to chat completions'. CPU moves much less with the machine's load
-than wall time.
+each route's ratio to chat completions'. CPU moves much less with the machine's load than wall
+time.
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ WARM_UP = 5
 """Requests of each route before anything is measured (an agent's first ones cost it more)."""
 ASK = [{"role": "user", "content": "Tell me a story about a lantern."}]
 ROUTES = {"chat": ("/v1/chat/completions", {"messages": ASK}, '"delta":{"role":"assistant","content"'),
-          "responses": ("/v1/responses", {"input": ASK}, 'data: {"type":"response.output_text.delta"')}
-"""Each route's path, its conversation field and what its text events' lines hold (a chat's
-first piece carries the role; later ones hold ``"delta":{"content"``)."""
+          "responses": ("/v1/responses", {"input": ASK}, 'data: {"type":"response.output_text.delta"'),
+          "messages": ("/v1/messages", {"messages": ASK, "max_tokens": 256}, '"delta":{"type":"text_delta"')}
+"""Each route's path, its conversation (and Anthropic's required bound) and what its text
+events' lines hold (a chat's first piece carries the role; later ones hold ``"delta":{"content"``)."""
 
 
 def streamed(client: httpx.Client, url: str, body: dict, marker: str) -> tuple[float, float, int]:
