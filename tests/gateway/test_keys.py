@@ -50,11 +50,14 @@ def test_rules_refuse_bad_headers_and_keys_in_words():
                            ({"x-heddle-max-wait": "-1"}, "expected a number of seconds >= 0")]:
         with pytest.raises(GatewayError, match=words):
             keys.rules(caller, headers, max_wait_s=5)
-    for header, code in [(None, "missing_api_key"), ("Bearer sk-other-0001", "invalid_api_key"),
-                         ("Basic sk-test-0001", "missing_api_key")]:
+    for header, api_key, code in [(None, None, "missing_api_key"), ("Bearer sk-other-0001", None, "invalid_api_key"),
+                                  ("Basic sk-test-0001", None, "missing_api_key"), (None, "sk-other-0001", "invalid_api_key"),
+                                  ("Bearer sk-other-0001", "sk-test-0001", "invalid_api_key"), (None, " ", "missing_api_key")]:
         with pytest.raises(GatewayError) as refused:
-            keys.caller(header)
+            keys.caller(header, api_key)
         assert (refused.value.status, refused.value.code) == (401, code)
+    # Anthropic's clients send X-API-Key; a Bearer header, when given, is the one read
+    assert keys.caller(None, "sk-test-0001") == keys.caller("Basic x", "sk-test-0001") == caller
 
 
 def test_a_bad_keys_file_is_refused_naming_the_line_and_field(tmp_path):
