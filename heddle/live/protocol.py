@@ -57,13 +57,21 @@ new field: upgrade the control plane first, then the agents.
   `IMAGE_REFUSED_HEADER` header saying why. The task's payload carries references to its
   images (``images``: sha256, media type, size), never their bytes, so no image goes in a
   message of the durable log. An agent older than 1.11 does not read them (its backend sends
-  the messages' image indices on to its server): nothing yet keeps image work from it.
+  the messages' image indices on to its server): from 1.13 the control plane keeps image work
+  from it (the ``images`` feature).
 - 1.12: ``TokenChunk.thinking`` (optional): a piece of a reasoning model's thinking, streamed
   apart from its answer (``text`` empty on such a chunk), in order with the answer's chunks
   (the same ``index`` count). Left out of the JSON when absent, so every other chunk is byte
   for byte a 1.11 one. The request's ``think`` travels in the task's payload: an agent older
   than 1.12 does not read it (the model thinks as its server's default says, its thinking
   dropped or in the text as before).
+- 1.13: ``CapacityReport.features`` (optional): what each of the agent's LLM backends runs
+  beyond a plain chat, by backend name (``{"ollama": ["embeddings", "images", "raw", "suffix",
+  "tools"], "claude": ["images", "tools"]}``: heddle.live.features); the control plane places
+  a task needing a feature (read from its payload) only on a node whose local backends offer
+  it, or an API whose agents' ``claude`` backends do. Left out of the JSON when absent: an
+  agent that reports none (older) runs what its version implies (1.9 tools; 1.10 also
+  embeddings, raw prompts and fill in the middle; 1.11 also images).
 """
 
 from __future__ import annotations
@@ -91,7 +99,7 @@ from heddle.models.ids import (
 from heddle.models.state import NodeState
 from heddle.models.task import Task
 
-PROTOCOL_VERSION = "1.12"
+PROTOCOL_VERSION = "1.13"
 """Version every message carries in ``v``: "major.minor"; receivers refuse another major."""
 PROTOCOL_MAJOR = 1
 MAX_MESSAGE_BYTES = 512 * 1024
@@ -195,6 +203,7 @@ Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
 Count = Annotated[int, Field(ge=0)]
 Ident = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=128)]
+FeatureName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=32)]
 
 
 class _Part(BaseModel):
@@ -408,6 +417,10 @@ class CapacityReport(_Message):
     cloud_offers: tuple[str, ...] = Field(
         (), description="Catalog API offers this agent can call (it holds the key), e.g. 'claude-haiku-4.5'."
     )
+    features: dict[Annotated[str, Field(max_length=64)], tuple[FeatureName, ...]] | None = Field(
+        None, exclude_if=lambda features: features is None,
+        description="(1.13) What each LLM backend runs beyond a plain chat, by backend name, e.g. "
+                    "{'mlx': ['raw']}; absent: what the protocol version implies.")
 
 
 class Assignment(_Message):
@@ -684,13 +697,15 @@ def node_state(report: CapacityReport, backlog_s: float = 0.0) -> NodeState:
 
 
 def node_from_report(report: CapacityReport, fallback_device: str | None = None) -> Node:
-    """The fleet `Node` a report describes (device from the catalog, owner and trust, slots).
+    """The fleet `Node` a report describes (device from the catalog, owner and trust, slots,
+    the features its local backends run: heddle.live.features.node_features).
 
     A report without a catalog device but with ``measured`` figures becomes a generic device
     (heddle.models.generic). Raises ProtocolError on ``device`` when the report names no
     catalog device, has no figures and there is no ``fallback_device``, or names a device the
     catalog does not know.
     """
+    from heddle.live.features import node_features
     from heddle.models import catalog
     from heddle.models.errors import UnknownIdError
 
@@ -715,4 +730,5 @@ def node_from_report(report: CapacityReport, fallback_device: str | None = None)
         power_source=report.power.source,
         slots=report.slots,
         reserved_memory_gb=report.reserved_memory_gb,
+        features=node_features(report.features, report.v),
     )

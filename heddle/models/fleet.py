@@ -69,6 +69,9 @@ class NodeIn(_Strict):
     # what a step started on an idle node (nothing running, its last step ended before the
     # step arrived) takes beyond one started back to back: a waking core; none = no difference
     wake_s: Annotated[float, Field(ge=0, le=60)] = 0.0
+    # the features its model servers run (heddle.models.features: tools, embeddings, raw,
+    # suffix, ...): work needing another is never placed here; none = every feature
+    features: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=32)]] | None = None
 
 
 class BudgetIn(_Strict):
@@ -154,6 +157,7 @@ def _build_node(i: int, n: NodeIn, doc: YamlDoc) -> Node:
         idle_dispatch_s=n.idle_dispatch_s,
         wake_s=n.wake_s,
         speed_profile=tuple((float(t), float(v)) for t, v in n.cpu_speed_profile),
+        features=None if n.features is None else frozenset(n.features),
     )
 
 

@@ -30,6 +30,7 @@ class Node:
     idle_dispatch_s: float | None = None  # the same for a step placed on the node idle (None: dispatch_s)
     wake_s: float = 0.0  # what a step started on an idle node takes beyond one started back to back (a waking core)
     speed_profile: tuple[tuple[float, float], ...] = ()  # (from Unix s, per-core speed) over a recorded window
+    features: frozenset[str] | None = None  # what its model servers run (heddle.models.features; None: all)
 
     def __hash__(self) -> int:  # the labels dict makes the generated hash fail
         return hash((self.id, self.device.id, self.memory_gb, self.owner))
@@ -62,6 +63,8 @@ class Fleet:
     cloud_offers: tuple[CloudOffer, ...] = ()
     budgets: dict[AccountId, Budget] = field(default_factory=dict)
     electricity_usd_per_kwh: float = 0.15
+    # what each API offer runs (heddle.models.features); an offer not listed runs every feature
+    offer_features: dict[OfferId, frozenset[str]] = field(default_factory=dict)
 
     def __hash__(self) -> int:  # the budgets dict makes the generated hash fail
         return hash((self.name, self.nodes, self.cloud_offers))

@@ -33,3 +33,4 @@ class Task:
     pipeline_id: str | None = None
     stage: str | None = None
     depends_on: tuple[str, ...] = ()  # stage names of the same pipeline_id that must finish first
+    needs: frozenset[str] = frozenset()  # features its target must offer (heddle.models.features)

@@ -16,7 +16,7 @@ import numpy as np
 from heddle.models import FleetState, NodeState, Task, TaskId
 from heddle.optimizer.assign import Assignment
 from heddle.optimizer.placement import Decision, DecisionStatus, TargetKind
-from heddle.optimizer.reasons import reason_text, unplaced_reason
+from heddle.optimizer.reasons import Reason, reason_text, unplaced_reason
 from heddle.optimizer.scoring import Scored, score
 from heddle.optimizer.view import gather
 
@@ -63,7 +63,8 @@ class Alternatives(_LazyMapping):
                     continue
                 code = int(sc.codes[t, j])
                 if code:
-                    out[name] = reason_text(code, task.privacy.value, task.model, sc.fa.offer_ids)
+                    out[name] = reason_text(code, task.privacy.value, task.model, sc.fa.offer_ids,
+                                            sc.fa.lacking_text(task.needs, task.model) if task.needs else "")
                 elif self._full is not None and self._full[j]:
                     out[name] = "slots/memory/budget: used by other tasks of this batch"
                 else:
@@ -75,7 +76,9 @@ class Alternatives(_LazyMapping):
 def _unplaced_reason(sc: Scored, t: int, permanent: bool) -> str:
     counts = Counter(int(c) for c in sc.codes[t] if c)
     task = sc.tasks[t]
-    return unplaced_reason(counts, bool(sc.ok[t].any()), permanent, task.privacy.value, task.model, sc.fa.offer_ids)
+    lacking = sc.fa.lacking_text(task.needs, task.model) if Reason.FEATURE in counts else ""
+    return unplaced_reason(counts, bool(sc.ok[t].any()), permanent, task.privacy.value, task.model,
+                           sc.fa.offer_ids, lacking)
 
 
 def decisions(sc: Scored, assignment: Assignment, solver: str, explain: bool, eviction_usd: float,

@@ -6,7 +6,7 @@ though, are simply placed on a local node. `place_row` computes only that outcom
 
 - the task comes as a plain tuple in `Task` field order (`task_row`), so the caller need not
   build a `Task`;
-- the nodes a task class could ever use (privacy, tier) are listed once per class, in
+- the nodes a task class could ever use (privacy, tier, features) are listed once per class, in
   `lean._plan`'s cheapest-first order with its lower bounds, and kept by an `ExpressPlacer`
   bound to one `FleetState` (with the node views in fleet order, so a node costs one list
   read; a fleet change brings a new fleet object, and the caller builds a new placer);
@@ -92,7 +92,7 @@ class ExpressEntry(NamedTuple):
 class ExpressClass:
     """What `place` needs of a task class: everything but the task's own four numbers.
 
-    `entries`: the nodes privacy and tier allow, in plan order, as (the node's `NodeState` in
+    `entries`: the nodes privacy, tier and features allow, in plan order, as (the node's `NodeState` in
     the placer's state, its `ExpressEntry`). A class belongs to one placer."""
 
     entries: tuple
@@ -108,7 +108,7 @@ class ExpressClass:
 
 def class_key(row: tuple) -> tuple:
     """Everything a class's candidate list depends on: model, quant, privacy, the owner of
-    personal work, tier, and the plan's context buckets (not the token counts themselves).
+    personal work, tier, the features it needs, and the plan's context buckets (not the token counts themselves).
     `row`: a tuple in `Task` field order (a `TaskRow` or a plain tuple)."""
     if type(row) is not TaskRow:
         row = TaskRow(*row)
@@ -117,9 +117,9 @@ def class_key(row: tuple) -> tuple:
     owner = row.owner if personal else None
     tier = -1 if row.tier is None else TIER_CODE[row.tier]
     if row.kind is not _LLM:
-        return (None, None, p_code, owner, tier)
+        return (None, None, p_code, owner, tier, row.needs)
     p, ctx = row.prompt_tokens, row.prompt_tokens + row.output_tokens // 2
-    return (row.model, row.quant, p_code, owner, tier, -(-(p if p > 0 else 0) // CONTEXT_BUCKET_TOKENS),
+    return (row.model, row.quant, p_code, owner, tier, row.needs, -(-(p if p > 0 else 0) // CONTEXT_BUCKET_TOKENS),
             -(-(ctx if ctx > 0 else 0) // CONTEXT_BUCKET_TOKENS))
 
 
@@ -170,6 +170,7 @@ class ExpressPlacer:
         order, suf_a, suf_b, suf_ea, suf_eb = _plan(fa, lean, ma, Task(*row),
                                                     wait_usd_per_s(self.policy.wait_usd_per_task_hour, 0))
         personal = fa.personal_mask(row.owner) if row.privacy is _PERSONAL else None
+        lacks = fa.lacking_list(row.needs) if row.needs else None
         tier_code = -1 if row.tier is None else TIER_CODE[row.tier]
         if llm:
             pre = ma.rate_lists(fa, row.prompt_tokens)[0]
@@ -177,7 +178,8 @@ class ExpressPlacer:
             load = ma.load_list()
         entries = []
         for k, i in enumerate(order):
-            if (personal is not None and not personal[i]) or tier_code > (ma.tier_code if llm else 0):
+            if ((personal is not None and not personal[i]) or tier_code > (ma.tier_code if llm else 0)
+                    or (lacks is not None and lacks[i])):
                 continue
             rates = (pre[i], dec[i], load[i]) if llm else (lean.proc[i], 0.0, 0.0)
             entries.append((self.views[i], ExpressEntry(i, suf_a[k], suf_b[k], suf_ea[k], suf_eb[k], *rates,

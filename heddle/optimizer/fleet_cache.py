@@ -16,6 +16,7 @@ import numpy as np
 
 from heddle.models import CloudOffer, Fleet, OfferKind, Tier, perf
 from heddle.models.catalog import model as model_spec
+from heddle.models.features import lacking, needs_text
 
 __all__ = ["TIER_CODE", "FleetArrays", "ModelArrays", "fleet_arrays"]
 
@@ -125,6 +126,7 @@ class FleetArrays:
     offer_capacity: np.ndarray  # [M] tasks one call may send to each offer
     _personal: dict = field(default_factory=dict)
     _models: dict = field(default_factory=dict)
+    _lacking: dict = field(default_factory=dict)
 
     def personal_mask(self, owner: str | None) -> np.ndarray:
         """[J] targets that may hold `personal` work of `owner` (never the cloud)."""
@@ -135,6 +137,38 @@ class FleetArrays:
                 mask[i] = node.may_hold_personal_of(owner)
             self._personal[owner] = mask
         return mask
+
+    def offered(self) -> list:
+        """[J] the features each target offers (None: all): nodes' own, API offers' as the
+        fleet lists them (instances run open models like a node: all)."""
+        features = self.fleet.offer_features
+        return ([nd.features for nd in self.fleet.nodes]
+                + [features.get(o.id) if o.kind is OfferKind.API else None for o in self.fleet.cloud_offers])
+
+    def lacking_mask(self, needs: frozenset) -> np.ndarray:
+        """[J] targets that do not offer every feature in ``needs`` (the features rule,
+        `heddle.models.features.lacking`); memoised per set of needs."""
+        mask = self._lacking.get(needs)
+        if mask is None:
+            mask = np.array([bool(lacking(offered, needs)) for offered in self.offered()], dtype=bool)
+            self._lacking[needs] = mask
+        return mask
+
+    def lacking_list(self, needs: frozenset) -> list:
+        """`lacking_mask` as a Python list (the one-task paths loop in plain Python)."""
+        key = ("list", needs)
+        found = self._lacking.get(key)
+        if found is None:
+            found = self._lacking[key] = self.lacking_mask(needs).tolist()
+        return found
+
+    def lacking_text(self, needs: frozenset, model: str | None = None) -> str:
+        """Which targets lack which of ``needs``, in words (`heddle.models.features.needs_text`)."""
+        lacked: dict[str, list[str]] = {}
+        for name, offered in zip(self.target_names, self.offered(), strict=True):
+            for need in lacking(offered, needs):
+                lacked.setdefault(need, []).append(name)
+        return needs_text(lacked, self.n_targets, model)
 
     def model(self, model_id: str | None, quant: str | None) -> ModelArrays:
         """Speeds of (model, quant) on every target; `known=False` if the catalog lacks it."""

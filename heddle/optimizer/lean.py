@@ -182,6 +182,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
     model_tier = ma.tier_code if llm else 0  # nodes and instances serve tier T iff model_tier >= T
     too_long = llm and p + o > ma.context_tokens  # where the model itself runs (nodes, instances)
     chat = llm and not ma.embedding  # what an API offer can serve
+    lacks = fa.lacking_list(task.needs) if task.needs else None  # targets without a needed feature
     static_need = kv + w
     counts: dict[int, int] = {}
     any_local = any_ok = False
@@ -219,6 +220,8 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
             code = Reason.PRIVACY
         elif tier > model_tier:
             code = Reason.TIER
+        elif lacks is not None and lacks[i]:
+            code = Reason.FEATURE
         elif too_long:
             code = Reason.CONTEXT
         elif static_need > lean.installed[i]:
@@ -295,6 +298,8 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
                 code = Reason.TIER
             elif is_api and not chat:
                 code = Reason.KIND
+            elif lacks is not None and lacks[j]:
+                code = Reason.FEATURE
             elif too_long and not is_api:
                 code = Reason.CONTEXT
             elif static_need > offer.installed_gb:
@@ -368,7 +373,8 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
         permanent = not any_local and not any_ok and all(c < FIRST_TRANSIENT for c in counts)
         decision = Decision(
             tid, DecisionStatus.REJECTED if permanent else DecisionStatus.DEFERRED,
-            reason=unplaced_reason(counts, any_ok, permanent, task.privacy.value, task.model, fa.offer_ids),
+            reason=unplaced_reason(counts, any_ok, permanent, task.privacy.value, task.model, fa.offer_ids,
+                                   fa.lacking_text(task.needs, task.model) if Reason.FEATURE in counts else ""),
             cost_usd={"defer": defer},
         )
         objective = defer_int

@@ -22,16 +22,17 @@ class Reason(IntEnum):
     TIER = 3  # API of another tier, or a node/instance whose model's catalog tier is below it
     KIND = 4  # an API offer (a chat model) cannot run a processor step or an embedding model
     MODEL = 5  # the catalog does not know the task's (model, quant), or it names an API offer not this one
-    CONTEXT = 6  # prompt + output exceed the model's context window (where the model itself runs)
-    MEMORY_INSTALLED = 7  # weights + KV exceed the target's installed memory
-    NO_BUDGET = 8  # cloud target, task has no budget account
-    DEPARTED = 9  # node left the fleet; laptops and failed nodes come back, so this is transient
-    THERMAL = 10  # node's thermal state is serious or critical
-    BATTERY = 11  # heavy work on a node running on battery
-    SLOTS = 12  # no free slot (or the offer's per-call capacity is used up)
-    MEMORY_FREE = 13  # weights + KV do not fit the free memory (even after evicting)
-    BUDGET_LIMIT = 14  # the account's remaining budget for the period is too small
-    BURST_RULE = 15  # cloud not allowed: local capacity can still meet the deadline
+    FEATURE = 6  # the target does not offer a feature the task needs (tool calls, embeddings, ...)
+    CONTEXT = 7  # prompt + output exceed the model's context window (where the model itself runs)
+    MEMORY_INSTALLED = 8  # weights + KV exceed the target's installed memory
+    NO_BUDGET = 9  # cloud target, task has no budget account
+    DEPARTED = 10  # node left the fleet; laptops and failed nodes come back, so this is transient
+    THERMAL = 11  # node's thermal state is serious or critical
+    BATTERY = 12  # heavy work on a node running on battery
+    SLOTS = 13  # no free slot (or the offer's per-call capacity is used up)
+    MEMORY_FREE = 14  # weights + KV do not fit the free memory (even after evicting)
+    BUDGET_LIMIT = 15  # the account's remaining budget for the period is too small
+    BURST_RULE = 16  # cloud not allowed: local capacity can still meet the deadline
 
 
 FIRST_TRANSIENT = Reason.DEPARTED
@@ -49,6 +50,7 @@ _TEXT: dict[Reason, str] = {
     Reason.TIER: "tier: target does not serve the preferred tier (API: another tier; node/instance: model tier below it)",
     Reason.KIND: "kind: API offers run chat LLM steps only (no processor or embedding steps)",
     Reason.MODEL: "model: unknown model or quantization",
+    Reason.FEATURE: "features: the target does not run what the task needs",
     Reason.CONTEXT: "context: prompt + output tokens exceed the model's context window",
     Reason.MEMORY_INSTALLED: "memory: weights + KV exceed installed memory",
     Reason.NO_BUDGET: "budget: task has no budget account for cloud spend",
@@ -62,11 +64,15 @@ _TEXT: dict[Reason, str] = {
 }
 
 
-def reason_text(code: int, privacy: str = "", model: str | None = None, offers: Collection[str] = ()) -> str:
+def reason_text(code: int, privacy: str = "", model: str | None = None, offers: Collection[str] = (),
+                lacking: str = "") -> str:
     """Human text for a reason code, with the task's detail: privacy gets the tag that applied;
     the model reason of a task naming a catalog API offer (`model`) names that offer, and says
-    whether the fleet's offers (`offers`) list it (a real offer, not an unknown model)."""
+    whether the fleet's offers (`offers`) list it (a real offer, not an unknown model); the
+    features reason says which targets lack which need (`lacking`: FleetArrays.lacking_text)."""
     reason = Reason(code)
+    if reason is Reason.FEATURE and lacking:
+        return lacking
     if reason is Reason.PRIVACY:
         if privacy == "sensitive":
             return "privacy: sensitive work stays on local nodes"
@@ -79,9 +85,9 @@ def reason_text(code: int, privacy: str = "", model: str | None = None, offers: 
 
 
 def unplaced_reason(counts: dict[int, int], any_ok: bool, permanent: bool, privacy: str,
-                    model: str | None = None, offers: Collection[str] = ()) -> str:
+                    model: str | None = None, offers: Collection[str] = (), lacking: str = "") -> str:
     """Why a task was not placed, from how many targets each constraint ruled out."""
     if not permanent and any_ok:
         return "waiting is cheaper than every feasible target, or their capacity went to this batch"
-    parts = [f"{reason_text(c, privacy, model, offers)} ({n})" for c, n in sorted(counts.items())]
+    parts = [f"{reason_text(c, privacy, model, offers, lacking)} ({n})" for c, n in sorted(counts.items())]
     return ("no target can ever run it: " if permanent else "no target can run it now: ") + "; ".join(parts)

@@ -52,7 +52,8 @@ def placement_report(state: FleetState, tasks: list[Task], placement: Placement,
         for j, name in enumerate(fa.target_names):
             code = int(sc.codes[t, j])
             if code:
-                why = reason_text(code, task.privacy.value, task.model, fa.offer_ids)
+                why = reason_text(code, task.privacy.value, task.model, fa.offer_ids,
+                                  fa.lacking_text(task.needs, task.model) if task.needs else "")
                 pairs.append({"target": name, "feasible": False, "reason": why})
                 continue
             pairs.append({

@@ -1,7 +1,7 @@
 """Score every (task, target) pair at once: hard-constraint codes, cost parts, burst rule.
 
 This is the model's data section. Every policy works from the same `Scored` table, so the
-hard constraints (privacy, memory, slots, drain, courtesy, budget, tier) are decided in one
+hard constraints (privacy, features, memory, slots, drain, courtesy, budget, tier) are decided in one
 place and no policy can skip them. Per pair the cost is
 
     cloud_weight * cloud_usd + energy_weight * energy_usd + time_usd (+ eviction, per node)
@@ -213,6 +213,9 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
         # a task naming an API offer, or a tier and no model, is unknown to the machines; that
         # offer (any API of the tier) serves it, no other
         (Reason.MODEL, (llm & ~known_g[group])[:, None] & ~(own_g[group] & names_work[:, None])),
+        # a target runs a task only if it offers every feature the task needs (tool calls, ...)
+        (Reason.FEATURE, np.stack([fa.lacking_mask(t.needs) for t in tasks]) if any(t.needs for t in tasks)
+         else np.zeros((t_n, j_n), dtype=bool)),
         # the model's own context window binds where the model itself runs (an API serves its
         # tier with its own model)
         (Reason.CONTEXT, (prompt + output > context_g[group][:, None]) & ~fa.is_api),

@@ -2,7 +2,8 @@
 each class may ever use, and the budget periods that reset cloud spend.
 
 A constraint class groups tasks that the hard constraints treat alike: kind, model and
-quantization, privacy (and the owner of personal work), tier, budget account, and the size
+quantization, privacy (and the owner of personal work), tier, budget account, the features
+the task needs, and the size
 of the memory the task pins (tokens for LLM steps, working memory for processor steps) in
 powers of two. Which nodes a class may use is asked of the optimizer's own scoring
 (`scored()` on an idle fleet: a node is usable unless a permanent constraint rules it out),
@@ -27,7 +28,7 @@ __all__ = ["BUDGET_PERIOD_S", "BudgetPeriods", "ClassIndex", "Waiter", "charge",
            "period_start_s"]
 
 ClassKey = tuple
-"""(kind, model, quant, privacy, owner of personal work, tier, account, size bucket)."""
+"""(kind, model, quant, privacy, owner of personal work, tier, account, size bucket, needs)."""
 
 
 def _bucket(amount: float) -> int:
@@ -52,19 +53,19 @@ def constraint_class(task: Task) -> ClassKey:
     else:
         size = _bucket(task.memory_gb * MB_PER_GB)
     return (task.kind, task.model, task.quant, task.privacy, task.owner if personal else None,
-            task.tier, task.account, size)
+            task.tier, task.account, size, task.needs)
 
 
 def representative(key: ClassKey) -> Task:
     """The least demanding task of a class: if a permanent constraint rules a node out for
     it, it rules the node out for every task of the class."""
-    kind, model, quant, privacy, owner, tier, account, size = key
+    kind, model, quant, privacy, owner, tier, account, size, needs = key
     floor = _bucket_floor(size)
     if kind is TaskKind.LLM:
         return Task(TaskId("class"), kind, model=model, quant=quant, prompt_tokens=floor, privacy=privacy,
-                    owner=owner, tier=tier, account=account)
+                    owner=owner, tier=tier, account=account, needs=needs)
     return Task(TaskId("class"), kind, memory_gb=floor / MB_PER_GB, privacy=privacy, owner=owner, tier=tier,
-                account=account)
+                account=account, needs=needs)
 
 
 def usable_targets(fleet: Fleet, key: ClassKey, policy: Policy) -> frozenset[str]:

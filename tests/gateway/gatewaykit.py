@@ -23,6 +23,7 @@ import yaml
 
 from heddle.gateway.serve import READY_LINE
 from heddle.live import protocol as p
+from tests.live.backendkit import MLX_MODEL
 from tests.live.clusterkit import REPO, WAIT_S, Cluster, agent_command, start_until_ready
 from tests.live.llmstandin import StandIn
 
@@ -41,6 +42,14 @@ REASONING_MODELS = {"ollama": ("gpt-oss:20b", {"parameter_size": "20.9B", "quant
 """The reasoning model each kind of stand-in serves too when asked (``reasoning``): the catalog's
 gpt-oss-20b, mxfp4 on the Ollama ones, q8_0 on the OpenAI-compatible one (asked for by that
 quant, a request goes there only)."""
+MLX_STANDIN_MODULES = {
+    "mlx/__init__.py": "",
+    "mlx/core.py": "from types import SimpleNamespace\n\nfrom mlx_lm import LM\n\nrandom = SimpleNamespace(seed=LM.seed)\n",
+    "mlx_lm/__init__.py": ("from tests.live.mlxstandin import StandInMlxLm\n\nLM = StandInMlxLm()\n"
+                           "load, stream_generate = LM.load, LM.stream_generate\n"),
+    "mlx_lm/sample_utils.py": "from mlx_lm import LM\n\nmake_sampler, make_logits_processors = LM.make_sampler, LM.make_logits_processors\n",
+}
+"""``mlx`` and ``mlx_lm`` as heddle's MLX backend imports them (`import_mlx_lm`), over one stand-in."""
 
 
 class GatewayCluster(Cluster):
@@ -56,12 +65,12 @@ class GatewayCluster(Cluster):
 
     def start_llm_agent(self, node: str, owner: str, slots: int = 2, trust: tuple[str, ...] = (),
                         server: str = "ollama", embedding: tuple[str, dict[str, str]] | None = None,
-                        also: tuple[tuple[str, dict[str, str]], ...] = ()) -> StandIn:
+                        also: tuple[tuple[str, dict[str, str]], ...] = (), model: str | None = None) -> StandIn:
         """An agent whose model server is a stand-in speaking Ollama's protocol (serving
         `MODEL`) or, ``server="openai"``, the OpenAI-compatible one (serving `OPENAI_MODEL`);
         ``embedding``: an embedding model it serves too (name, Ollama details); ``also``: more
-        models it serves (a vision model)."""
-        standin = self.standins[node] = StandIn(MODEL if server == "ollama" else OPENAI_MODEL,
+        models it serves (a vision model); ``model``: another name for the stand-in to serve."""
+        standin = self.standins[node] = StandIn(model or (MODEL if server == "ollama" else OPENAI_MODEL),
                                                 embedding=embedding, also=also)
         self.agent_specs[node] = (owner, slots, trust)
         self.embeddings[node] = embedding
@@ -84,6 +93,22 @@ class GatewayCluster(Cluster):
             env={**os.environ, "ANTHROPIC_API_KEY": "sk-test", "HEDDLE_DATA_DIR": str(self.tmp / f"data-{node}")},
         )
         return standin
+
+    def start_mlx_agent(self, node: str, owner: str, slots: int = 1, device: str = "m1-7") -> None:
+        """An agent running heddle's MLX backend (`MlxExecutor`, serving `MLX_MODEL`) on a
+        stand-in ``mlx_lm`` (tests/live/mlxstandin.py) put first on the agent's import path:
+        mlx-lm runs only on Apple silicon, the backend and everything it declares are heddle's."""
+        packages = self.tmp / f"mlx-standin-{node}"
+        for name, text in MLX_STANDIN_MODULES.items():
+            (packages / name).parent.mkdir(parents=True, exist_ok=True)
+            (packages / name).write_text(text, encoding="utf-8")
+        command = [device if arg == "m1-7" else arg for arg in agent_command(self.url, node, owner, slots, ())]
+        self.agent_specs[node] = (owner, slots, ())
+        self.agents[node] = subprocess.Popen(
+            [*command, "--mlx-model", MLX_MODEL], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, "HEDDLE_DATA_DIR": str(self.tmp / f"data-{node}"),
+                 "PYTHONPATH": os.pathsep.join([str(packages), str(REPO)])},
+        )
 
     def restart_llm_agent(self, node: str) -> None:
         """A killed node back, with a fresh stand-in, once the control plane sees it active."""

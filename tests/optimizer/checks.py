@@ -95,6 +95,16 @@ def api_can_serve(task: Task, offer) -> bool:
     return task.kind is TaskKind.LLM and catalog.model(task.model).kind != "embedding"
 
 
+def offers_needs(state: FleetState, task: Task, node=None, offer=None) -> bool:
+    """The features rule, recomputed: the node's features (or the API offer's, from the fleet;
+    an instance's: all) hold every feature the task needs; unstated means every feature."""
+    if node is not None:
+        offered = node.features
+    else:
+        offered = state.fleet.offer_features.get(offer.id) if offer.kind is OfferKind.API else None
+    return offered is None or set(task.needs) <= set(offered)
+
+
 def burst_allowed(state: FleetState, task: Task, policy: Policy) -> bool:
     """The burst rule, recomputed: no node could ever run the task, or the best local finish
     (backlog + service, ignoring free slots) misses the deadline, or every local backlog is
@@ -105,6 +115,8 @@ def burst_allowed(state: FleetState, task: Task, policy: Policy) -> bool:
         if ns.status is not NodeStatus.ACTIVE or modelless(task) or not tier_allowed(task) or not fits_context(task):
             continue
         if task.privacy is Privacy.PERSONAL and not node.may_hold_personal_of(task.owner):
+            continue
+        if not offers_needs(state, task, node):
             continue
         if task.kind is TaskKind.LLM:
             spec = catalog.model(task.model)
@@ -142,13 +154,13 @@ def ever_runnable(state: FleetState, task: Task, policy: Policy, slack_gb: float
             continue
         if task.privacy is Privacy.PERSONAL and not node.may_hold_personal_of(task.owner):
             continue
-        if need <= node.memory_gb - node.reserved_memory_gb:
+        if need <= node.memory_gb - node.reserved_memory_gb and offers_needs(state, task, node):
             return True
     if task.privacy is not Privacy.PUBLIC:
         return False
     has_account = policy.allow_unbudgeted_cloud or task.account in state.fleet.budgets
     for offer in state.fleet.cloud_offers:
-        if not has_account or not tier_allowed(task, offer):
+        if not has_account or not tier_allowed(task, offer) or not offers_needs(state, task, offer=offer):
             continue
         if offer.kind is OfferKind.API and api_can_serve(task, offer):
             return True
@@ -186,6 +198,7 @@ def check_placement(state: FleetState, tasks: list[Task], placement: Placement, 
             assert not modelless(task), f"{task.id}: names no model, placed on node {node.id}"
             assert tier_allowed(task), f"{task.id}: tier {task.tier} on a local node with {task.model}"
             assert fits_context(task), f"{task.id}: beyond {task.model}'s context window on {node.id}"
+            assert offers_needs(state, task, node), f"{task.id}: needs {sorted(task.needs)}, {node.id} lacks some"
             if ns.power_source is PowerSource.BATTERY:
                 resident = (task.model, task.quant) in ns.resident_models
                 assert node_service_s(node, ns, task, resident) <= policy.battery_heavy_seconds + TOL, \
@@ -195,6 +208,7 @@ def check_placement(state: FleetState, tasks: list[Task], placement: Placement, 
             offer = fleet.offer(d.target)
             assert task.privacy is Privacy.PUBLIC, f"{task.id}: {task.privacy.value} data sent to the cloud"
             assert tier_allowed(task, offer), f"{task.id}: tier {task.tier} on {offer.id} with {task.model}"
+            assert offers_needs(state, task, offer=offer), f"{task.id}: needs {sorted(task.needs)}, {offer.id} lacks some"
             if offer.kind is OfferKind.API:
                 assert api_can_serve(task, offer), f"{task.id}: a {task.kind.value} step sent to the chat API {offer.id}"
             else:

@@ -1,7 +1,8 @@
 """Hypothesis strategies for small placement problems, drawn by structure (so failures shrink
 to the fleet, node, task or state field that matters): owners and whom they trust, devices
 and memory sizes, cloud offers, budgets, models that fit only some nodes or exceed their
-context window, embedding steps, and node trouble (drain, departure, heat, battery, load)."""
+context window, embedding steps, features tasks need and targets offer (tool calls, ...), and
+node trouble (drain, departure, heat, battery, load)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,11 @@ OWNERS = tuple(OwnerId(o) for o in ("alice", "bob", "carol"))
 ACCOUNTS = tuple(AccountId(a) for a in ("business", "household"))
 NOW_S = 1000.0
 
+FEATURES = ("tools", "embeddings", "raw", "suffix")
+"""The features backends declare today (heddle.live.features)."""
+OFFERED = st.one_of(st.none(), st.frozensets(st.sampled_from(FEATURES)))
+"""What a target offers: every feature (None: a fleet file that says nothing) or a drawn set."""
+
 MODELS = (("llama-3.1-8b", "q4_k_m"), ("llama-3.1-8b", "f16"), ("qwen2.5-32b", "q4_k_m"),
           ("llama-3.1-70b", "q4_k_m"), ("mistral-7b", "q8_0"), ("llama-2-7b", "q4_0"),
           ("nomic-embed-text-v1.5", "f16"), (None, None), ("claude-sonnet-4.6", None), ("claude-haiku-4.5", None))
@@ -50,7 +56,8 @@ def nodes(draw, k: int) -> Node:
     trusted = draw(st.frozensets(st.sampled_from([o for o in OWNERS if o != owner]), max_size=2))
     return Node(NodeId(f"n{k}"), device, memory, owner, trusted_owners=trusted, slots=draw(st.integers(1, 4)),
                 reserved_memory_gb=draw(st.sampled_from([0.0, min(4.0, memory / 4)])),
-                power_source=draw(st.sampled_from([PowerSource.AC, PowerSource.AC, PowerSource.BATTERY])))
+                power_source=draw(st.sampled_from([PowerSource.AC, PowerSource.AC, PowerSource.BATTERY])),
+                features=draw(OFFERED))
 
 
 @st.composite
@@ -61,7 +68,8 @@ def fleets(draw, max_nodes: int = 6, offers: bool | None = None) -> Fleet:
     chosen = draw(st.lists(st.sampled_from(OFFER_IDS), min_size=1, unique=True)) if with_offers else []
     budgets = {a: Budget(a, draw(st.sampled_from([0.0, 0.001, 0.05, 5.0])))
                for a in draw(st.sets(st.sampled_from(ACCOUNTS)))}
-    return Fleet("drawn", members, tuple(catalog.offer(OfferId(o)) for o in chosen), budgets)
+    offered = {OfferId(o): f for o in chosen if (f := draw(OFFERED)) is not None}
+    return Fleet("drawn", members, tuple(catalog.offer(OfferId(o)) for o in chosen), budgets, offer_features=offered)
 
 
 @st.composite
@@ -100,7 +108,7 @@ def tasks(draw, k: int) -> Task:
         return Task(kind=TaskKind.LLM, model=None if model is None else ModelId(model), quant=quant,
                     prompt_tokens=draw(st.sampled_from([50, 1500, 6000])),
                     output_tokens=0 if (model or "").startswith("nomic") else draw(st.sampled_from([10, 400])),
-                    **common)
+                    needs=draw(st.frozensets(st.sampled_from(FEATURES), max_size=2)), **common)
     return Task(kind=TaskKind.PROCESSOR, cpu_seconds=draw(st.sampled_from([0.5, 30.0])),
                 memory_gb=draw(st.sampled_from([0.5, 6.0])), **common)
 

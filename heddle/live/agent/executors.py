@@ -20,12 +20,13 @@ import re
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from heddle.live.agent.worker_main import CPU_LIMIT_ENV
+from heddle.live.features import refusal
 from heddle.live.protocol import MAX_MESSAGE_BYTES, Assignment, ExecutorSpec
 
 if TYPE_CHECKING:
@@ -106,6 +107,11 @@ class Executor(ABC):
     `run()` on a timeout, a cancel request or the drain deadline."""
 
     kinds: ClassVar[tuple[str, ...]] = ()
+    features: ClassVar[frozenset[str] | None] = None
+    """An LLM backend's features: what it runs beyond a plain chat (heddle.live.features;
+    reported per backend, ``backend`` its name); None: not an LLM backend."""
+    refuses: ClassVar[Mapping[str, str]] = {}
+    """Why it does not run each feature it lacks (the reason such a task fails with)."""
 
     def check(self, spec: ExecutorSpec) -> str | None:
         """Why this executor cannot take ``spec`` (the assignment is refused), or None."""
@@ -120,6 +126,13 @@ class Executor(ABC):
         """Catalog API offers this executor calls (it holds their key): reported, so the
         control plane sends cloud work for them to this agent."""
         return ()
+
+    def refuse_lacking(self, where: str, assignment: Assignment) -> None:
+        """ExecutionError if the assignment needs a feature this backend lacks (`features`),
+        with its reason (`refuses`); before anything is sent (nothing billed)."""
+        why = refusal(where, self.features or frozenset(), self.refuses, assignment.payload)
+        if why is not None:
+            raise ExecutionError(why)
 
     def begin(self, assignment: Assignment, progress: Progress) -> None:
         """Start the attempt in the assignment's own callback: `run` is called a turn of
@@ -281,6 +294,10 @@ class ExecutorRegistry:
 
     def cloud_offers(self) -> tuple[str, ...]:
         return tuple(sorted({o for e in self.executors() for o in e.cloud_offers()}))
+
+    def features(self) -> dict[str, tuple[str, ...]]:
+        """Each LLM backend's features, by its name (`Executor.features`; reported)."""
+        return {e.backend: tuple(sorted(e.features)) for e in self.executors() if e.features is not None}
 
     async def close(self) -> None:
         for executor in self.executors():

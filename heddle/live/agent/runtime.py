@@ -111,6 +111,7 @@ class Agent:
         self.running: dict[tuple[str, int], _Attempt] = {}
         self.queue: deque[_Attempt] = deque()
         self.cloud_offers = registry.cloud_offers()  # reported: cloud work for these comes here
+        self.features = registry.features()  # reported: work needing one comes only if offered
         # Attempts that ended lately: a retried assignment of one is acknowledged, not re-run.
         self.ended: dict[tuple[str, int], None] = {}
         # attempts cancelled before their assignment came (assignments and cancels arrive on
@@ -257,7 +258,7 @@ class Agent:
                                   for m, q in self.registry.resident_models()),
             running=tuple(p.TaskRef(task_id=k[0], attempt=k[1]) for k in self.running),
             refused_messages=sum(self.refused.values()), accepts=ACCEPTS,
-            cloud_offers=self.cloud_offers,
+            cloud_offers=self.cloud_offers, features=self.features,
         )
 
     def _report_soon(self, *, now: bool = False) -> None:

@@ -4,11 +4,14 @@ The offer (catalog id, e.g. ``claude-sonnet-4.6``) comes from ``options.offer``,
 task's ``model`` when it names an API offer, else the task's tier (standard: Sonnet, the
 seed's standard model; frontier: Opus). The API model name is the offer id with dashes
 (``claude-sonnet-4-6``: `catalog.api_model_name`), or ``options.api_model`` when given. Only
-public work is sent: the privacy rule keeps personal and sensitive work in the fleet. A task's tools go as the Messages
-API's (``tool_use`` / ``tool_result`` blocks: `heddle.live.backends.tools`). A completion task
-(a raw prompt, a suffix to fill in the middle: `heddle.live.backends.completion`) is refused
-with the reason: the Messages API has neither (its legacy Text Completions API wanted the
-prompt in its Human/Assistant turns and had no suffix).
+public work is sent: the privacy rule keeps personal and sensitive work in the fleet. A task's
+tools go as the Messages API's (``tool_use`` / ``tool_result`` blocks:
+`heddle.live.backends.tools`). Its features (heddle.live.features, `ClaudeExecutor.features`):
+tool calls and images. A completion task (a raw prompt, a suffix to fill in the middle:
+`heddle.live.backends.completion`) and an embedding are never sent here, and refused with the
+reason if they come: the Messages API has neither (its legacy Text Completions API wanted the
+prompt in its Human/Assistant turns and had no suffix), and Anthropic has no embeddings
+endpoint.
 
 Billing: once ``message_start`` arrived the call is billed; a call that fails after it
 reports the cost of the tokens seen (input, plus output so far) in its failure result, once;
@@ -20,6 +23,7 @@ out here, and a retry that is billed is a new call, priced on its own.
 from __future__ import annotations
 
 import asyncio
+from types import MappingProxyType
 from typing import Any
 
 import anthropic
@@ -35,8 +39,6 @@ from heddle.live.backends.common import (
     llm_call,
     retry_after_s,
 )
-from heddle.live.backends.completion import refuse_completion
-from heddle.live.backends.embed import refuse_embedding
 from heddle.live.backends.generation import (
     MIN_THINKING_BUDGET,
     THINKING_SHARE,
@@ -46,6 +48,7 @@ from heddle.live.backends.generation import (
 from heddle.live.backends.images import claude_images
 from heddle.live.backends.tools import CallPieces, claude_tool_kwargs
 from heddle.live.backends.worker import check_output
+from heddle.live.features import IMAGES, TOOLS
 from heddle.live.protocol import Assignment
 from heddle.models import catalog
 from heddle.models.cost import api_cost_usd
@@ -120,6 +123,10 @@ def claude_offer(assignment: Assignment) -> str | None:
 
 class ClaudeExecutor(Executor):
     backend = "claude"
+    features = frozenset({TOOLS, IMAGES})
+    refuses = MappingProxyType({"embeddings": "the Anthropic API has no embeddings endpoint",
+                                "raw": "the Messages API takes messages only, so it cannot take a raw prompt",
+                                "suffix": "the Messages API takes messages only, so it cannot fill in the middle"})
 
     def __init__(self, api_key: str, base_url: str | None = None, *,
                  kinds: tuple[str, ...] = ("claude",),
@@ -138,7 +145,7 @@ class ClaudeExecutor(Executor):
         task = assignment.task
         if task.privacy is not Privacy.PUBLIC:
             raise ExecutionError(f"privacy: {task.privacy.value} work is never sent to a cloud API")
-        refuse_embedding(assignment, "claude: the Anthropic API has no embeddings endpoint")
+        self.refuse_lacking(f"claude at {self.url}", assignment)
         offer_id = claude_offer(assignment) or TIER_OFFERS[Tier.STANDARD]
         try:
             offer = catalog.offer(offer_id)
@@ -148,8 +155,6 @@ class ClaudeExecutor(Executor):
             raise ExecutionError(f"claude: {offer_id!r} is not an API offer")
         api_model = assignment.executor.options.get("api_model") or catalog.api_model_name(offer_id)
         call = llm_call(assignment)
-        refuse_completion(f"claude at {self.url}", call.completion, ("raw", "suffix"),
-                          "the Messages API takes messages only")
         retries = 0
         while True:
             try:

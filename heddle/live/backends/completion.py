@@ -15,7 +15,8 @@ the same ``options`` and ``format`` as a chat); OpenAI-compatible servers ``POST
 /v1/completions`` (``prompt``, ``suffix``; that route never applies a chat template, so
 ``raw`` is what it always does); MLX the prompt's text to mlx-lm as it is (raw; mlx-lm has no
 fill in the middle, so a suffix is refused); Claude refuses both (the Messages API takes
-messages only).
+messages only). The features ``raw`` and ``suffix`` (heddle.live.features) say which backend
+runs which: the control plane places a completion only where its backend declares them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 from heddle.live.agent.executors import ExecutionError
 from heddle.live.backends.generation import GenerationError
 
-__all__ = ["Completion", "check_completion", "completion_from_payload", "openai_prompt", "refuse_completion"]
+__all__ = ["Completion", "check_completion", "completion_from_payload", "openai_prompt"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,20 +82,3 @@ def openai_prompt(completion: Completion) -> dict[str, Any]:
     """``/v1/completions``' fields of a completion: ``prompt`` and ``suffix`` (that route
     takes the prompt as it is: raw is what it does)."""
     return {"prompt": completion.prompt, **({"suffix": completion.suffix} if completion.suffix else {})}
-
-
-REFUSED = {"raw": "a raw prompt (the prompt as it is, no template)",
-           "suffix": "a suffix (fill in the middle)"}
-
-
-def refuse_completion(where: str, completion: Completion | None, fields: tuple[str, ...],
-                      why: str) -> None:
-    """ExecutionError naming the first of ``fields`` (raw, suffix) the completion asks for and
-    the backend (``where``) that cannot honour it, ``why``."""
-    if completion is None:
-        return
-    for name in fields:
-        if getattr(completion, name):
-            raise ExecutionError(f"{where}: {name}: {why}, so it cannot take {REFUSED[name]}; send "
-                                 "it to a node serving the model from Ollama or an OpenAI-compatible "
-                                 "server")

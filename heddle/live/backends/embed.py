@@ -11,7 +11,9 @@ stream (`heddle.live.executors.Progress.vectors`, protocol 1.10), never in its r
 counts them (``embeddings``, ``dimensions``) beside the prompt tokens the server reports. A
 server that ignores ``dimensions`` (vectors of another length come back) fails the attempt
 saying so: the caller never gets vectors of a length it did not ask for. Claude (no
-embeddings API) and MLX (mlx-lm has no embedding models) refuse the task with that reason.
+embeddings API) and MLX (mlx-lm has no embedding models) do not declare the feature
+(heddle.live.features): the control plane never places the task there, and they refuse it
+with that reason if it comes.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from heddle.live.protocol import Assignment
 if TYPE_CHECKING:
     from heddle.live.backends.local import LocalServer
 
-__all__ = ["EMBED_KEY", "Embedding", "embedding", "refuse_embedding", "run_embedding"]
+__all__ = ["EMBED_KEY", "Embedding", "embedding", "run_embedding"]
 
 EMBED_KEY = "embed"
 """The payload key of an embedding task."""
@@ -66,13 +68,6 @@ def embedding(assignment: Assignment) -> Embedding | None:
     if options is not None and not isinstance(options, dict):
         raise ExecutionError("embed: payload embed.options must be an object")
     return Embedding(inputs, spec.get("truncate") is not False, dimensions, options)
-
-
-def refuse_embedding(assignment: Assignment, why: str) -> None:
-    """ExecutionError (``why``) if ``assignment`` asks for embeddings: for the backends that
-    have none."""
-    if embedding(assignment) is not None:
-        raise ExecutionError(why)
 
 
 def _ollama(name: str, ask: Embedding) -> tuple[str, dict[str, Any]]:

@@ -6,7 +6,8 @@ bytes from the gateway before the backend runs (heddle.live.agent.images), after
 message's ``images`` are ``[{"media_type", "data"}]`` (``data``: base64). Here they become what
 each server takes: Ollama's message ``images`` (base64 strings), OpenAI-compatible
 ``image_url`` content parts (data URLs), Claude's ``image`` content blocks (base64 source).
-MLX in-process has no vision (mlx-vlm is not a dependency): it refuses, naming itself.
+MLX in-process has no vision (mlx-vlm is not a dependency): it lacks the ``images`` feature
+(heddle.live.features), so such a task is never placed there, and it refuses one that comes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from heddle.live.agent.executors import ExecutionError
 
-__all__ = ["IMAGES_KEY", "claude_images", "has_images", "ollama_images", "openai_images", "refuse_images"]
+__all__ = ["IMAGES_KEY", "claude_images", "has_images", "ollama_images", "openai_images"]
 
 IMAGES_KEY = "images"
 """The payload's image references, and a message's images (indices, then fetched images)."""
@@ -23,13 +24,6 @@ IMAGES_KEY = "images"
 
 def has_images(messages: list[dict[str, Any]]) -> bool:
     return any(m.get(IMAGES_KEY) for m in messages)
-
-
-def refuse_images(backend: str, messages: list[dict[str, Any]], why: str) -> None:
-    """A backend without vision: ExecutionError naming it and ``why``, rather than an answer
-    that never saw the images."""
-    if has_images(messages):
-        raise ExecutionError(f"{backend}: images are not supported ({why})")
 
 
 def _fetched(m: dict[str, Any]) -> list[dict[str, str]]:

@@ -9,12 +9,13 @@ nothing is downloaded at run time) is loaded by the first task and stays residen
 ``mlx_lm.stream_generate`` is a blocking generator that computes each token as it is asked
 for; it runs in a worker thread that hands each `GenerationResponse` to the event loop. One
 generation at a time (one model, one GPU stream): a cancelled attempt stops its generator at
-the next token and the next attempt waits for that, so two never overlap. No tool calling: a
-task with tools fails with the reason (`refuse_tools`), and so does one with images
-(`refuse_images`: mlx-vlm, which runs vision models, is not a dependency). A raw completion's prompt goes to
-``stream_generate`` as it is (no chat template: mlx-lm tokenizes the string); a suffix (fill in
-the middle) is refused, as mlx-lm (0.32: its generate and its server's ``/v1/completions``)
-has no fill in the middle.
+the next token and the next attempt waits for that, so two never overlap. Its features
+(heddle.live.features, `MlxExecutor.features`): a raw completion, whose prompt goes to
+``stream_generate`` as it is (no chat template: mlx-lm tokenizes the string); no tool calling,
+no images (mlx-vlm, which runs vision models, is not a dependency), no embeddings and no
+suffix (fill in the middle: mlx-lm 0.32's generate and its server's ``/v1/completions`` have
+none): such a task is never placed here, and fails with the reason (`MlxExecutor.refuses`) if
+it comes.
 
 Generation options (heddle.live.backends.generation) go where mlx-lm takes them, as its own
 server does: temperature, top_p, min_p and top_k into ``make_sampler`` (mlx-lm's default
@@ -38,18 +39,15 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import replace
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 from heddle.live.agent.executors import ExecutionError, Executor, Progress
 from heddle.live.backends.common import LlmCall, StreamMeter, llm_call
-from heddle.live.backends.completion import refuse_completion
-from heddle.live.backends.embed import refuse_embedding
 from heddle.live.backends.generation import Generation
-from heddle.live.backends.images import refuse_images
 from heddle.live.backends.names import ServedModel, catalog_ids
-from heddle.live.backends.tools import refuse_tools
 from heddle.live.backends.worker import check_output
+from heddle.live.features import RAW
 from heddle.live.protocol import Assignment
 
 __all__ = ["MlxExecutor", "import_mlx_lm"]
@@ -166,6 +164,11 @@ class MlxExecutor(Executor):
     first use); tests pass an object with the same ``load`` and ``stream_generate``."""
 
     backend = "mlx"
+    features = frozenset({RAW})
+    refuses = MappingProxyType({"tools": "mlx-lm has no tool calling",
+                                "images": "images are not supported (mlx-lm runs text models; mlx-vlm is not a dependency)",
+                                "embeddings": "embeddings are not supported (mlx-lm runs generative models only)",
+                                "suffix": "mlx-lm has no fill in the middle (its generate takes one prompt)"})
 
     def __init__(self, model_path: str, *, kinds: tuple[str, ...] = ("mlx",), lm: Any = None) -> None:
         self.kinds = kinds
@@ -205,13 +208,8 @@ class MlxExecutor(Executor):
         return self._loaded
 
     async def run(self, assignment: Assignment, progress: Progress) -> Any:
-        refuse_embedding(assignment, f"mlx at {self.url}: embeddings are not supported (mlx-lm "
-                         "runs generative models only)")
+        self.refuse_lacking(f"mlx at {self.url}", assignment)
         call = llm_call(assignment)
-        refuse_tools(f"mlx at {self.url}", call.tools, call.messages)
-        refuse_images(f"mlx at {self.url}", call.messages, "mlx-lm runs text models; mlx-vlm is not a dependency")
-        refuse_completion(f"mlx at {self.url}", call.completion, ("suffix",),
-                          "mlx-lm has no fill in the middle (its generate takes one prompt)")
         task = assignment.task
         if task.model is not None and self.offers(task.model, task.quant) is None:
             served = self.inventory[0]

@@ -3,8 +3,9 @@ heddle's settings.
 
 Choice, in order: ``options.backend`` when the step names one; a task whose model is an API
 offer goes to Claude; otherwise the first local server that offers the task's (model, quant)
-(LM Studio before another OpenAI-compatible server before Ollama before MLX in-process: the
-seed's "LM Studio wins");
+and runs the features it needs (heddle.live.features: an MLX model asked for tool calls goes
+to a server that has them, when one offers the model too), in the order LM Studio, another
+OpenAI-compatible server, Ollama, MLX in-process (the seed's "LM Studio wins");
 a task that names no model but the standard or frontier tier goes to Claude; else the first
 local server, whose failure reason says what it lacks. Personal and sensitive work never goes to Claude.
 """
@@ -19,6 +20,7 @@ from heddle.live.agent.executors import ExecutionError, Executor, Progress
 from heddle.live.backends.claude import ClaudeExecutor, claude_offer, step_tier
 from heddle.live.backends.local import LocalServer
 from heddle.live.backends.mlx import MlxExecutor
+from heddle.live.features import payload_needs
 from heddle.live.protocol import Assignment, ExecutorSpec
 from heddle.models import catalog
 from heddle.models.ids import Privacy, Tier
@@ -62,9 +64,10 @@ class LlmRouter(Executor):
                                         else f"{task.privacy.value} work never leaves the fleet"))
             return self.claude
         if task.model is not None:
-            for server in self.local:
-                if server.offers(task.model, task.quant) is not None:
-                    return server
+            offering = [s for s in self.local if s.offers(task.model, task.quant) is not None]
+            if offering:  # the first that runs what the task needs (else the first: it says why)
+                needs = payload_needs(assignment.payload)
+                return next((s for s in offering if needs <= s.features), offering[0])
         wants_cloud = step_tier(assignment) in (Tier.STANDARD, Tier.FRONTIER) and claude_offer(assignment)
         if cloud_ok and (wants_cloud or not self.local):
             return self.claude

@@ -16,7 +16,7 @@ object's text), which the result carries as ``tool_calls`` and the closing token
   none; ``disable_parallel_tool_use``), calls as ``tool_use`` blocks and results as
   ``tool_result`` blocks of a user turn; streamed calls from ``content_block_start`` and their
   ``input_json_delta`` pieces.
-- MLX: no tools (`refuse_tools`).
+- MLX: no tools (its ``features`` lack them: heddle.live.features refuses the task).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from heddle.live.agent.executors import ExecutionError
+from heddle.live.features import tool_turns
 
 __all__ = [
     "CallPieces",
@@ -38,7 +39,6 @@ __all__ = [
     "ollama_tool_body",
     "openai_tool_body",
     "read_arguments",
-    "refuse_tools",
     "tool_use",
 ]
 
@@ -72,15 +72,7 @@ def tool_use(source: dict[str, Any]) -> ToolUse | None:
 
 
 def uses_tools(tools: ToolUse | None, messages: list[dict[str, Any]]) -> bool:
-    return tools is not None or any(m.get("tool_calls") or m.get("role") == "tool" for m in messages)
-
-
-def refuse_tools(backend: str, tools: ToolUse | None, messages: list[dict[str, Any]]) -> None:
-    """A backend without tool calling: ExecutionError when the task has tools or tool turns."""
-    if uses_tools(tools, messages):
-        raise ExecutionError(f"{backend}: this backend has no tool calling; send requests with "
-                             "tools to a node serving the model from Ollama or an "
-                             "OpenAI-compatible server")
+    return tools is not None or tool_turns(messages)
 
 
 def new_call_id() -> str:

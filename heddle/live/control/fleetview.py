@@ -8,7 +8,9 @@ node that misses too many reports is lost; one that reports again rejoins.
 
 The fleet file's terms (cloud offers, budgets, electricity price; heddle scheduler --fleet)
 join the nodes in the optimizer's `Fleet`: an API offer is in it while some usable agent can
-call it (its reports list it), so `place()` never chooses a cloud nobody can reach. A cloud
+call it (its reports list it), so `place()` never chooses a cloud nobody can reach, and it
+runs the features those agents' cloud backend runs (heddle.live.features); a node runs what
+its local backends do. A cloud
 attempt is relayed by such an agent without taking one of its slots.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from heddle.live.control.export import measured_node
+from heddle.live.features import cloud_features
 from heddle.live.protocol import CapacityReport, node_from_report, node_state
 from heddle.models import Fleet, FleetState, Node, NodeId, NodeState, NodeStatus, OfferKind
 from heddle.optimizer.view import backlog_s
@@ -62,7 +65,7 @@ class FleetView:
         live = self.nodes.get(node_id)
         # at the per-core speed its agent measured: the twin replays on this node (export.py)
         node = measured_node(node_from_report(report, self.fallback_device), report)
-        before = None if live is None else (live.report.cloud_offers, live.draining)
+        before = None if live is None else (live.report.cloud_offers, live.report.features, live.draining)
         if live is None:
             live = self.nodes[node_id] = LiveNode(node, report, now_s)
             outcome = "joined"
@@ -86,28 +89,36 @@ class FleetView:
         if live.node != node or outcome == "joined":
             live.node = node
             self._rebuild_fleet()
-        elif outcome != "seen" or before != (report.cloud_offers, live.draining):
+        elif outcome != "seen" or before != (report.cloud_offers, report.features, live.draining):
             self._offers_changed()
         self._refresh(live)
         return outcome
 
     def _fleet(self) -> Fleet:
         usable = [live for live in self.nodes.values() if self.usable(live.node.id)]
-        callable_ = {offer for live in usable for offer in live.report.cloud_offers}
+        callable_: dict[str, set[str]] = {}  # offer -> the features some agent calling it runs
+        for live in usable:
+            offered = cloud_features(live.report.features, live.report.v) or frozenset()
+            for offer in live.report.cloud_offers:
+                callable_.setdefault(offer, set()).update(offered)
+        offers = tuple(o for o in self.terms.cloud_offers if o.kind is OfferKind.API and o.id in callable_)
         return Fleet(
             name=FLEET_NAME, nodes=tuple(live.node for live in self.nodes.values()),
-            cloud_offers=tuple(o for o in self.terms.cloud_offers
-                               if o.kind is OfferKind.API and o.id in callable_),
-            budgets=self.terms.budgets, electricity_usd_per_kwh=self.terms.electricity_usd_per_kwh,
+            cloud_offers=offers, budgets=self.terms.budgets,
+            electricity_usd_per_kwh=self.terms.electricity_usd_per_kwh,
+            offer_features={o.id: frozenset(callable_[o.id]) for o in offers},
         )
 
     def _rebuild_fleet(self) -> None:
         self.state.fleet = self._fleet()
 
     def _offers_changed(self) -> None:
-        """A node's usability changed: the offers someone can call may have too."""
-        if self.terms.cloud_offers and self._fleet().cloud_offers != self.state.fleet.cloud_offers:
-            self._rebuild_fleet()
+        """A node's usability changed: the offers someone can call (and what they run) may have too."""
+        if self.terms.cloud_offers:
+            fleet = self._fleet()
+            if (fleet.cloud_offers, fleet.offer_features) != (self.state.fleet.cloud_offers,
+                                                                self.state.fleet.offer_features):
+                self.state.fleet = fleet
 
     def relay_for(self, offer_id: str) -> NodeId | None:
         """The usable node to call ``offer_id`` through: the one relaying the fewest calls."""

@@ -62,6 +62,7 @@ from heddle.live.control.messages import (
 from heddle.live.control.streams import last_event
 from heddle.live.control.waiting import placement
 from heddle.live.control.window import ended_from_event, row
+from heddle.live.features import task_needs
 from heddle.models import Privacy
 
 if TYPE_CHECKING:
@@ -295,7 +296,8 @@ class _Intake:
         for item, raw in new.values():
             spec = item.task
             deadline = None if spec.deadline_s is None else now + spec.deadline_s - spec.arrival_s
-            task = replace(spec.to_task(), arrival_s=now, deadline_s=deadline)
+            task = replace(spec.to_task(), arrival_s=now, deadline_s=deadline,
+                           needs=task_needs(spec.kind, item.payload))
             live = LiveTask(spec=item, task=task, job_id=request.job_id)
             plane.adopt(live)
             envelopes.append(journal.record(

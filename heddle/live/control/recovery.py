@@ -26,6 +26,7 @@ from heddle.live.control.book import LiveTask, outcome
 from heddle.live.control.messages import SubmitTask
 from heddle.live.control.streams import read_history
 from heddle.live.control.window import EndedTask, small_result
+from heddle.live.features import task_needs
 
 if TYPE_CHECKING:
     from heddle.live.control.plane import ControlPlane
@@ -65,7 +66,8 @@ async def recover(plane: ControlPlane) -> int:
             journal.forget(aggregate)
             continue
         spec = SubmitTask.model_validate(fact["spec"])
-        task = replace(spec.task.to_task(), arrival_s=fact.get("submitted_at", now))
+        task = replace(spec.task.to_task(), arrival_s=fact.get("submitted_at", now),
+                       needs=task_needs(spec.task.kind, spec.payload))
         if spec.task.deadline_s is not None:
             task = replace(task, deadline_s=task.arrival_s + spec.task.deadline_s - spec.task.arrival_s)
         live = LiveTask(spec=spec, task=task, job_id=aggregate.job_id, attempt=fact.get("attempt", 0),
