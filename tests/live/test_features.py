@@ -141,3 +141,15 @@ def test_the_fleet_offers_an_api_what_the_agents_calling_it_run():
     fleet = view.state.fleet
     assert fleet.node("pc-1").features == {"tools", "embeddings", "raw", "suffix"}  # its version's
     assert fleet.offer_features["claude-sonnet-4.6"] == {"tools", "embeddings", "raw", "suffix"}
+
+
+def test_an_exported_fleet_keeps_what_each_node_runs_for_the_twin():
+    import yaml
+
+    from heddle.live.control.export import fleet_document
+    from heddle.models.fleet import parse_fleet
+
+    report = capacity(features={"mlx": ("raw",)})
+    document = fleet_document([(p.node_from_report(report), report)])
+    assert document["nodes"][0]["features"] == ["raw"]
+    assert parse_fleet(yaml.safe_dump(document)).nodes[0].features == {"raw"}

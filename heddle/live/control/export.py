@@ -3,8 +3,9 @@
 Every node the control plane knows and has not lost or seen leave is written as the fleet
 file of docs/models.md, which `heddle sim` and `heddle twin check` read unchanged: its probed
 catalog device, memory (the catalog size nearest above what the machine reports: a fleet
-file names sizes the device is sold with), slots, owner, trusted owners, labels, and the
-per-core speed its agent measured (`cpu_speed_relative`): over a window's burn steps when one
+file names sizes the device is sold with), slots, owner, trusted owners, labels, the
+features its backends run (heddle.live.features: the twin keeps tool calls off an MLX Mac
+too), and the per-core speed its agent measured (`cpu_speed_relative`): over a window's burn steps when one
 is asked for (`heddle fleet export --since`), else the agent's latest figure; over a window
 also that speed over time (`cpu_speed_profile`: a machine shared with other work has slow
 spells of seconds, which the twin replays: heddle.sim.fidelity); and how its steps ran
@@ -74,6 +75,8 @@ def fleet_document(nodes: list[tuple[Node, CapacityReport]], speeds: Mapping[str
         row["slots"] = node.slots
         if 0 < node.reserved_memory_gb < memory:
             row["reserved_memory_gb"] = round(node.reserved_memory_gb, 3)
+        if node.features is not None:  # what its backends run: the twin places by it too
+            row["features"] = sorted(node.features)
         measured = spreads.get(str(node.id))
         # a node whose steps started idle took longer (wake_s): its speed is its warm steps'
         warm = measured.warm if measured is not None else 1.0
