@@ -36,12 +36,7 @@ REASONING_MODELS = {"ollama": ("gpt-oss:20b", {"parameter_size": "20.9B", "quant
                     "openai": ("gpt-oss-20b-Q8_0.gguf", {})}
 """The reasoning model each kind of stand-in serves too (the shared cluster's, conftest): the
 catalog's gpt-oss-20b, mxfp4 on the Ollama ones, q8_0 on the OpenAI-compatible one (asked for
-by that quant, a request goes there only)."""
-REASONING_MODELS = {"ollama": ("gpt-oss:20b", {"parameter_size": "20.9B", "quantization_level": "MXFP4"}),
-                    "openai": ("gpt-oss-20b-Q8_0.gguf", {})}
-"""The reasoning model each kind of stand-in serves too when asked (``reasoning``): the catalog's
-gpt-oss-20b, mxfp4 on the Ollama ones, q8_0 on the OpenAI-compatible one (asked for by that
-quant, a request goes there only)."""
+by that quant, a request goes there, unless that node is busy: `wait_idle`)."""
 MLX_STANDIN_MODULES = {
     "mlx/__init__.py": "",
     "mlx/core.py": "from types import SimpleNamespace\n\nfrom mlx_lm import LM\n\nrandom = SimpleNamespace(seed=LM.seed)\n",
@@ -165,6 +160,17 @@ class GatewayCluster(Cluster):
         return self.wait_until(
             lambda: (row := self.task_row(task_id)) is not None and row.status == status and row,
             f"task {task_id} {status}")
+
+    def wait_idle(self, node: str) -> None:
+        """Until the control plane counts nothing running on ``node``. A caller has its answer
+        before the task's end reaches the control plane: a request sent at once may find the
+        node busy, and one for a model that node alone serves (gpt-oss-20b q8_0, dave-pc's
+        `REASONING_MODELS` one, with thousands of output tokens to wait for) is then placed on
+        a node that would have to load it (and whose server does not have it)."""
+        async def idle(client):
+            return any(n.node_id == node and n.running == 0 for n in (await client.fleet()).nodes)
+
+        self.wait_until(lambda: self.query(idle), f"nothing running on {node}")
 
     def wait_models(self, nodes: set[str]) -> None:
         """Until every node is active in the control plane's view and, with the gateway up,

@@ -166,6 +166,7 @@ def test_a_reasoning_models_thinking_is_a_thinking_block_before_the_answer(clust
     gpt = claude(cluster, "bob")
     asked = {"model": model, "max_tokens": 2048, "messages": PROMPT,
              "thinking": {"type": "enabled", "budget_tokens": 1024}}
+    cluster.wait_idle(OPENAI_NODE)  # (each time: else a q8_0 request may be placed off dave-pc)
     if stream:
         with gpt.messages.stream(**asked) as events:
             kinds = [e.type for e in events if e.type in ("thinking", "text")]  # the SDK's own events
@@ -182,6 +183,7 @@ def test_a_reasoning_models_thinking_is_a_thinking_block_before_the_answer(clust
 
     # asked not to think, and not asked: the answer alone (the model may think unasked)
     for thinking in ({"type": "disabled"}, None):
+        cluster.wait_idle(OPENAI_NODE)
         message = gpt.messages.create(**{**asked, "thinking": thinking} if thinking else {
             k: v for k, v in asked.items() if k != "thinking"})
         assert [b.type for b in message.content] == ["text"] and message.content[0].text == TEXT

@@ -124,6 +124,7 @@ def test_every_event_and_reply_validates_as_the_sdks_own_types(cluster, standins
 
 
 def test_a_reasoning_models_thinking_is_a_reasoning_item_streamed_before_the_answer(cluster, standins):
+    cluster.wait_idle(OPENAI_NODE)  # else a q8_0 request may be placed off dave-pc (gatewaykit)
     docs = streamed(cluster, {"model": "gpt-oss-20b:q8_0", "input": ASK,  # dave-pc only
                               "reasoning": {"effort": "high", "summary": "auto"}}, who="bob")
     names = []

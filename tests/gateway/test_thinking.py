@@ -54,6 +54,7 @@ def split(pieces: list[tuple[str, str]]) -> tuple[str, str]:
 
 def test_openai_streams_the_thinking_as_reasoning_content_before_the_answer(cluster):
     forget(cluster)
+    cluster.wait_idle(OPENAI_NODE)  # each request for ON_OPENAI: else it may be placed off dave-pc
     stream = gpt(cluster).chat.completions.create(
         model=ON_OPENAI, messages=PROMPT, max_tokens=200, reasoning_effort="high", stream=True,
         stream_options={"include_usage": True})
@@ -73,6 +74,7 @@ def test_openai_streams_the_thinking_as_reasoning_content_before_the_answer(clus
 
 
 def test_openai_reply_has_the_thinking_in_message_reasoning_content(cluster):
+    cluster.wait_idle(OPENAI_NODE)
     reply = gpt(cluster).chat.completions.create(model=ON_OPENAI, messages=PROMPT,
                                                  extra_body={"reasoning": {"effort": "low"}})
     message = reply.choices[0].message
@@ -161,5 +163,6 @@ def test_show_lists_thinking_among_a_reasoning_models_capabilities(cluster):
 
 
 def test_dave_pc_serves_the_openai_reasoning_model(cluster):
+    cluster.wait_idle(OPENAI_NODE)
     raw = gpt(cluster).chat.completions.with_raw_response.create(model=ON_OPENAI, messages=PROMPT)
     assert raw.headers["x-heddle-node"] == OPENAI_NODE
