@@ -26,6 +26,7 @@ FEATURE_WORDS: dict[str, str] = {
     "raw": "raw prompts (no template)",
     "suffix": "fill in the middle (a suffix)",
     "images": "images",
+    "thinking": "thinking (a reasoning model's, apart from its answer)",
 }
 """Each known feature in words, for the reasons a task is not placed (unknown: its name)."""
 

@@ -1,9 +1,9 @@
 """A reasoning model's thinking through each backend (Ollama, OpenAI-compatible, Claude over real
 HTTP to stand-in servers speaking each server's format): the task's ``think`` in the body as
 the server takes it, the thinking handed on apart from the answer and before it, in the
-result (``thinking``, ``reasoning_tokens``), and a bad ``think`` refused naming it. MLX sends
-no ``think`` (its result says so) and splits a model's in-band ``<think>`` block from its
-answer."""
+result (``thinking``, ``reasoning_tokens``), and a bad ``think`` refused naming it. MLX (no
+switch: it lacks the ``thinking`` feature, tests/live/test_features.py) splits a model's
+in-band ``<think>`` block from its answer."""
 
 from __future__ import annotations
 
@@ -128,14 +128,13 @@ async def test_claude_with_no_room_to_think_answers_and_says_think_was_not_sent(
         server.stop()
 
 
-async def test_mlx_sends_no_think_and_splits_in_band_thinking_from_the_answer():
+async def test_mlx_splits_in_band_thinking_from_the_answer():
     h = harness("mlx")
     try:
         # a Qwen3-style output: the thinking in band, the tags and the newlines pieces of their own
         h.lm.scripts.append(Script(words=["<think>", "\n", *THOUGHTS, "\n", "</", "think>", "\n\n", *WORDS]))
         progress, seen = recorder()
-        result = await h.executor.run(assignment(payload={"prompt": "hi", "think": True}, **h.task), progress)
-        assert result["options_not_sent"] == ["think"]
+        result = await h.executor.run(assignment(payload={"prompt": "hi"}, **h.task), progress)
         assert result["text"] == "".join(WORDS) and result["thinking"] == "\n" + "".join(THOUGHTS) + "\n"
         kinds = [kind for kind, _ in seen]
         assert kinds == sorted(kinds, key=lambda kind: kind == "text")  # the thinking first

@@ -30,6 +30,7 @@ PAYLOADS = {
     "suffix": {"completion": {"prompt": "def f(", "suffix": ")"}},
     "images": {"messages": [{"role": "user", "content": "what is this?", "images": [0]}],
                "images": [{"sha256": "0" * 64, "media_type": "image/png", "size": 68}]},
+    "thinking": {"messages": [ASK], "think": "high"},
 }
 """A payload needing each feature, as the gateway writes it."""
 BACKEND_CLASSES = {"ollama": OllamaExecutor, "openai": OpenAIExecutor, "claude": ClaudeExecutor, "mlx": MlxExecutor}
@@ -44,6 +45,8 @@ BACKEND_CLASSES = {"ollama": OllamaExecutor, "openai": OpenAIExecutor, "claude":
     (PAYLOADS["raw"], {"raw"}),
     (PAYLOADS["suffix"], {"suffix"}),
     (PAYLOADS["images"], {"images"}),
+    (PAYLOADS["thinking"], {"thinking"}),
+    ({"messages": [ASK], "think": False}, set()),  # asked not to think: any backend runs it
     ({"completion": {"prompt": "x", "suffix": ")", "raw": True}}, {"raw", "suffix"}),
     ({"messages": [ASK], "max_tokens": 5, "sampling": {"temperature": 0.2}}, set()),
     ("a plain prompt", set()),
@@ -58,6 +61,7 @@ def test_a_payload_needs_what_it_asks_for(payload, needs):
 @pytest.mark.parametrize(("v", "offered"), [
     ("1.8", set()), ("1.9", {"tools"}), ("1.10", {"tools", "embeddings", "raw", "suffix"}),
     ("1.11", {"tools", "embeddings", "raw", "suffix", "images"}),
+    ("1.12", {"tools", "embeddings", "raw", "suffix", "images", "thinking"}),
 ])
 def test_an_agent_that_reports_no_features_runs_what_its_version_implies(v, offered):
     assert implied(v) == offered
@@ -85,13 +89,13 @@ def test_an_agent_reports_what_each_configured_backend_declares():
     for executor in build_backends(BackendSettings(ollama_url="http://127.0.0.1:9", mlx_model=MLX_MODEL,
                                                    anthropic_api_key="sk-test")):
         registry.register(executor)
-    assert registry.features() == {"ollama": ("embeddings", "images", "raw", "suffix", "tools"), "mlx": ("raw",),
-                                   "claude": ("images", "tools")}
+    assert registry.features() == {"ollama": ("embeddings", "images", "raw", "suffix", "thinking", "tools"),
+                                   "mlx": ("raw",), "claude": ("images", "thinking", "tools")}
 
 
 LACKED = [(name, need) for name, cls in BACKEND_CLASSES.items() for need in PAYLOADS if need not in cls.features]
 """Each backend with each feature it does not declare (Claude: embeddings, raw, suffix; MLX:
-tools, embeddings, suffix, images)."""
+tools, embeddings, suffix, images, thinking)."""
 
 
 @pytest.mark.parametrize(("name", "need"), LACKED)

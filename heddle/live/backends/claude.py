@@ -48,7 +48,7 @@ from heddle.live.backends.generation import (
 from heddle.live.backends.images import claude_images
 from heddle.live.backends.tools import CallPieces, claude_tool_kwargs
 from heddle.live.backends.worker import check_output
-from heddle.live.features import IMAGES, TOOLS
+from heddle.live.features import IMAGES, THINKING, TOOLS
 from heddle.live.protocol import Assignment
 from heddle.models import catalog
 from heddle.models.cost import api_cost_usd
@@ -123,7 +123,7 @@ def claude_offer(assignment: Assignment) -> str | None:
 
 class ClaudeExecutor(Executor):
     backend = "claude"
-    features = frozenset({TOOLS, IMAGES})
+    features = frozenset({TOOLS, IMAGES, THINKING})
     refuses = MappingProxyType({"embeddings": "the Anthropic API has no embeddings endpoint",
                                 "raw": "the Messages API takes messages only, so it cannot take a raw prompt",
                                 "suffix": "the Messages API takes messages only, so it cannot fill in the middle"})

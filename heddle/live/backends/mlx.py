@@ -24,8 +24,9 @@ the repeat, presence and frequency penalties into ``make_logits_processors``, th
 mlx's random state before the generation; stop sequences end the output here (the text that
 may begin one is held back until the next token tells). JSON output and ``num_ctx`` have no
 place in mlx-lm's generate: they are not sent (the result's ``options_not_sent`` says so).
-Nor is ``think``: mlx-lm's generate has no switch for it (its server neither, 0.32), and a
-reasoning model run here thinks in band, as its template and weights make it: Qwen3 and
+Nor is ``think``: mlx-lm's generate has no switch for it (its server neither, 0.32), so this
+backend does not offer the ``thinking`` feature (a task asking to think goes elsewhere, or is
+refused here: heddle.live.features), and a reasoning model run here unasked thinks in band, as its template and weights make it: Qwen3 and
 DeepSeek-R1 write ``<think>...</think>`` before the answer, which is split from it here
 (`_InBand`: streamed as thinking, the answer after it; stop sequences apply to the answer);
 gpt-oss writes its harmony analysis channel, which stays in the text as mlx-lm detokenizes it.
@@ -168,7 +169,9 @@ class MlxExecutor(Executor):
     refuses = MappingProxyType({"tools": "mlx-lm has no tool calling",
                                 "images": "images are not supported (mlx-lm runs text models; mlx-vlm is not a dependency)",
                                 "embeddings": "embeddings are not supported (mlx-lm runs generative models only)",
-                                "suffix": "mlx-lm has no fill in the middle (its generate takes one prompt)"})
+                                "suffix": "mlx-lm has no fill in the middle (its generate takes one prompt)",
+                                "thinking": "mlx-lm's generate has no thinking switch (a model thinks as its "
+                                            "weights make it; a <think> block is split from the answer)"})
 
     def __init__(self, model_path: str, *, kinds: tuple[str, ...] = ("mlx",), lm: Any = None) -> None:
         self.kinds = kinds

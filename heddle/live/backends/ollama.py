@@ -16,7 +16,7 @@ from heddle.live.backends.images import ollama_images
 from heddle.live.backends.local import LocalServer
 from heddle.live.backends.names import ServedModel, catalog_ids
 from heddle.live.backends.tools import ollama_calls, ollama_tool_body
-from heddle.live.features import EMBEDDINGS, IMAGES, RAW, SUFFIX, TOOLS
+from heddle.live.features import EMBEDDINGS, IMAGES, RAW, SUFFIX, THINKING, TOOLS
 
 __all__ = ["DEFAULT_OLLAMA_URL", "OllamaExecutor"]
 
@@ -28,7 +28,7 @@ NS = 1e9
 
 class OllamaExecutor(LocalServer):
     backend = "ollama"
-    features = frozenset({TOOLS, EMBEDDINGS, RAW, SUFFIX, IMAGES})  # heddle.live.features
+    features = frozenset({TOOLS, EMBEDDINGS, RAW, SUFFIX, IMAGES, THINKING})  # heddle.live.features
     embed_api = "ollama"
 
     def __init__(self, url: str = DEFAULT_OLLAMA_URL, **kwargs: Any) -> None:

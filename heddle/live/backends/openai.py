@@ -17,7 +17,7 @@ from heddle.live.backends.images import openai_images
 from heddle.live.backends.local import LocalServer
 from heddle.live.backends.names import ServedModel, catalog_ids
 from heddle.live.backends.tools import CallPieces, openai_tool_body
-from heddle.live.features import EMBEDDINGS, IMAGES, RAW, SUFFIX, TOOLS
+from heddle.live.features import EMBEDDINGS, IMAGES, RAW, SUFFIX, THINKING, TOOLS
 
 __all__ = ["DEFAULT_LM_STUDIO_URL", "OpenAIExecutor"]
 
@@ -39,7 +39,7 @@ SENT = frozenset([*NAMES, "format", "think"])
 
 class OpenAIExecutor(LocalServer):
     backend = "openai"
-    features = frozenset({TOOLS, EMBEDDINGS, RAW, SUFFIX, IMAGES})  # heddle.live.features
+    features = frozenset({TOOLS, EMBEDDINGS, RAW, SUFFIX, IMAGES, THINKING})  # heddle.live.features
     sends = SENT
     embed_api = "openai"
 
