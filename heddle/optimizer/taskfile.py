@@ -14,6 +14,7 @@ the line, the task index and the field, and says what was expected.
       owner: alice
       deadline_s: 60              # absolute, on the same clock as --time (default 0)
       account: business           # budget account charged for cloud spend
+      needs: [tools]              # features its target must run (heddle.models.features; default none)
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class TaskIn(BaseModel):
     account: str | None = None
     pipeline_id: str | None = None
     stage: str | None = None
+    needs: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=32)]] = []
 
 
 _LIST = TypeAdapter(list[TaskIn])
@@ -120,5 +122,6 @@ def parse_tasks(text: str, source: str = "<tasks>", fleet: Fleet | None = None, 
             memory_gb=t.memory_gb, privacy=t.privacy, owner=OwnerId(t.owner) if t.owner else None,
             deadline_s=t.deadline_s, priority=t.priority, tier=t.tier,
             account=AccountId(t.account) if t.account else None, pipeline_id=t.pipeline_id, stage=t.stage,
+            needs=frozenset(t.needs),
         ))
     return tasks

@@ -74,3 +74,20 @@ def test_the_json_record_reports_the_placements_own_wall_time():
     record = json.loads(runner.invoke(app, ["place", "--json"]).stdout)  # preflight warnings: stderr
     assert record["wall_s"] > 0  # also when LP rounding or the fast path answers
     assert record["gap"] <= 0.01 + 1e-12
+
+
+def test_a_task_needing_what_no_node_runs_is_rejected_saying_so(tmp_path):
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text("name: mixed\nnodes:\n"
+                     "  - {id: mac, device: m4-pro-20, memory_gb: 24, owner: ann, features: [raw]}\n"
+                     "  - {id: pc, device: m1-8, memory_gb: 16, owner: bob}\n")
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text("- {id: call, model: llama-3.1-8b, prompt_tokens: 100, output_tokens: 20, needs: [tools]}\n"
+                     "- {id: mine, model: llama-3.1-8b, prompt_tokens: 100, output_tokens: 20, needs: [tools],\n"
+                     "   privacy: personal, owner: ann}\n")
+    result = runner.invoke(app, ["place", "--fleet", str(fleet), "--tasks", str(tasks), "--json"])
+    assert result.exit_code == 0, result.output
+    decisions = {t["id"]: t["decision"] for t in json.loads(result.stdout)["tasks"]}
+    assert decisions["call"]["target"] == "pc"  # the faster mac runs no tool calls
+    assert decisions["mine"]["status"] == "rejected"
+    assert "tools: mac does not run tool calls for llama-3.1-8b (1)" in decisions["mine"]["reason"]
