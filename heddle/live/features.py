@@ -4,10 +4,11 @@ heddle.models.features, docs/optimizer.md).
 
 - A task's needs come from its payload, here and nowhere else (`payload_needs`): ``tools``
   (the payload's ``tools``, or tool turns in its ``messages``), ``embeddings`` (``embed``),
-  ``images`` (image references, ``images``, or images in a message), ``raw`` and ``suffix`` (a ``completion`` sent as it is, or one with a suffix to fill in the
-  middle), ``thinking`` (``think`` asking a reasoning model to think: true or a level). The control plane reads them when it takes a task (`task_needs`); the gateway only
-  writes payloads. A new feature is one line here (its payload key) and one in each backend
-  that runs it.
+  ``images`` (image references, ``images``, or images in a message), ``raw`` and ``suffix``
+  (a ``completion`` sent as it is, or one with a suffix to fill in the middle), ``thinking``
+  (``think`` asking a reasoning model to think: true or a level). The control plane reads
+  them when it takes a task (`task_needs`); the gateway only writes payloads. A new feature
+  is one line here (its payload key) and one in each backend that runs it.
 - Each LLM backend declares the features it runs, ``features`` on its class (and why it
   refuses the others, ``refuses``); an agent reports them per backend in its capacity reports
   (``CapacityReport.features``, protocol 1.13), and refuses at run time, with the backend's
@@ -27,8 +28,8 @@ from typing import Any
 from heddle.live.protocol import CLOUD_BACKEND
 from heddle.models import TaskKind
 
-__all__ = ["IMAGES", "IMPLIED", "THINKING", "TOOLS", "cloud_features", "node_features", "payload_needs", "refusal", "task_needs",
-           "tool_turns"]
+__all__ = ["IMAGES", "IMPLIED", "THINKING", "TOOLS", "cloud_features", "node_features", "payload_needs",
+           "refusal", "task_needs", "tool_turns"]
 
 TOOLS, EMBEDDINGS, RAW, SUFFIX, IMAGES, THINKING = "tools", "embeddings", "raw", "suffix", "images", "thinking"
 """The features backends refuse today (heddle.models.features.FEATURE_WORDS says them in words)."""
@@ -42,8 +43,9 @@ IMPLIED: tuple[tuple[tuple[int, int], frozenset[str]], ...] = (
 )
 """What an agent reporting no features runs, by its protocol version (newest first): 1.9 brought
 tool calls, 1.10 embeddings (raw prompts and fill in the middle came with them), 1.11 images,
-1.12 thinking; from 1.13 agents declare them. MLX agents of those versions said nothing and refused tools: the price of a
-version that did not say."""
+1.12 thinking; from 1.13 agents declare them. MLX agents of those versions said nothing and
+refused tools: the price of a version that did not say."""
+
 
 def _any_message(messages: Any, key: str) -> bool:
     return isinstance(messages, list) and any(isinstance(m, dict) and m.get(key) for m in messages)
