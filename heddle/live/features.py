@@ -29,7 +29,7 @@ from heddle.live.protocol import CLOUD_BACKEND
 from heddle.models import TaskKind
 
 __all__ = ["IMAGES", "IMPLIED", "THINKING", "TOOLS", "cloud_features", "node_features", "payload_needs",
-           "refusal", "task_needs", "tool_turns"]
+           "refusal", "runtime", "task_needs", "tool_turns"]
 
 TOOLS, EMBEDDINGS, RAW, SUFFIX, IMAGES, THINKING = "tools", "embeddings", "raw", "suffix", "images", "thinking"
 """The features backends refuse today (heddle.models.features.FEATURE_WORDS says them in words)."""
@@ -102,6 +102,12 @@ def node_features(features: Mapping[str, tuple[str, ...]] | None, v: str) -> fro
     if features is None:
         return implied(v)
     return frozenset(f for backend, offered in features.items() if backend != CLOUD_BACKEND for f in offered)
+
+
+def runtime(features: Mapping[str, tuple[str, ...]] | None) -> str:
+    """What runs a node's models, in words: its local backends' names (``mlx``,
+    ``lm-studio+ollama``); "" when it reports none."""
+    return "+".join(sorted(b for b in features or () if b != CLOUD_BACKEND))
 
 
 def cloud_features(features: Mapping[str, tuple[str, ...]] | None, v: str) -> frozenset[str] | None:

@@ -705,7 +705,7 @@ def node_from_report(report: CapacityReport, fallback_device: str | None = None)
     catalog device, has no figures and there is no ``fallback_device``, or names a device the
     catalog does not know.
     """
-    from heddle.live.features import node_features
+    from heddle.live.features import node_features, runtime
     from heddle.models import catalog
     from heddle.models.errors import UnknownIdError
 
@@ -731,4 +731,5 @@ def node_from_report(report: CapacityReport, fallback_device: str | None = None)
         slots=report.slots,
         reserved_memory_gb=report.reserved_memory_gb,
         features=node_features(report.features, report.v),
+        runtime=runtime(report.features),
     )

@@ -13,7 +13,7 @@ backend declares and a task builder asks for; `FEATURE_WORDS` says it in words f
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 __all__ = ["FEATURE_WORDS", "Features", "lacking", "needs_text"]
 
@@ -39,18 +39,20 @@ def lacking(offered: Features | None, needs: Features) -> Features:
 
 
 def needs_text(lacked: dict[str, Collection[str]], targets: int, model: str | None = None,
-               listed: int = 3) -> str:
+               listed: int = 3, runtimes: Mapping[str, str] | None = None) -> str:
     """A reason in words from {feature: names of the targets lacking it} out of ``targets``:
     ``tools: no target runs tool calls for qwen2.5-7b`` when none does, else ``tools: gw-b
-    does not run tool calls``."""
+    does not run tool calls``; a target with a runtime named in ``runtimes`` (a live node's
+    backends) is said with it: ``gw-b on mlx``."""
+    runtimes = runtimes or {}
     parts = []
     for need in sorted(lacked):
-        names = sorted(lacked[need])
+        names = [f"{n} on {runtimes[n]}" if runtimes.get(n) else n for n in sorted(lacked[need])]
         words = FEATURE_WORDS.get(need, need) + (f" for {model}" if model else "")
-        if len(names) >= targets:
-            parts.append(f"{need}: no target runs {words}")
-            continue
         shown = ", ".join(names[:listed]) + (f" and {len(names) - listed} more" if len(names) > listed else "")
+        if len(names) >= targets:
+            known = [n for n in names[:listed] if " on " in n]
+            parts.append(f"{need}: no target runs {words}" + (f" ({', '.join(known)})" if known else ""))
+            continue
         parts.append(f"{need}: {shown} {'does' if len(names) == 1 else 'do'} not run {words}")
     return "; ".join(parts)
-

@@ -168,7 +168,8 @@ class FleetArrays:
         for name, offered in zip(self.target_names, self.offered(), strict=True):
             for need in lacking(offered, needs):
                 lacked.setdefault(need, []).append(name)
-        return needs_text(lacked, self.n_targets, model)
+        return needs_text(lacked, self.n_targets, model,
+                          runtimes={nd.id: nd.runtime for nd in self.fleet.nodes if nd.runtime})
 
     def model(self, model_id: str | None, quant: str | None) -> ModelArrays:
         """Speeds of (model, quant) on every target; `known=False` if the catalog lacks it."""

@@ -80,4 +80,4 @@ def test_a_request_no_node_can_run_gets_400_with_the_need_and_who_lacks_it(mixed
     assert refused.value.body["code"] == "cannot_place", message
     assert "no target can ever run it" in message and "privacy" in message, message  # the PC is not hers
     words = {"tools": "tool calls", "embeddings": "embeddings"}[need]
-    assert f"{need}: {MAC} does not run {words} for llama-3.1-8b (1)" in message, message
+    assert f"{need}: {MAC} on mlx does not run {words} for llama-3.1-8b (1)" in message, message

@@ -75,7 +75,9 @@ def test_the_report_carries_each_backends_features_and_leaves_them_out_when_abse
     features = {"mlx": ("raw",), "ollama": ("embeddings", "raw", "suffix", "tools"), "claude": ("tools",)}
     report = p.decode(p.encode(capacity(features=features)), p.CapacityReport)
     assert report.features == features
-    assert p.node_from_report(report).features == {"embeddings", "raw", "suffix", "tools"}  # local ones: not claude's
+    node = p.node_from_report(report)
+    assert node.features == {"embeddings", "raw", "suffix", "tools"}  # the local ones: not claude's
+    assert node.runtime == "mlx+ollama"  # what the reasons name it by
     bad = json.loads(p.encode(capacity()))
     bad["features"] = {"mlx": ["Raw Prompts"]}
     with pytest.raises(p.ProtocolError, match=r"^features\.mlx\.0"):

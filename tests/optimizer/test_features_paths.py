@@ -75,12 +75,13 @@ def test_a_tool_call_goes_to_the_node_that_runs_tools_and_a_chat_may_go_to_eithe
 
 def test_when_no_target_runs_a_need_the_task_is_rejected_saying_which_and_who():
     lacking = _fleet(frozenset({"raw"}))
-    lacking.fleet = Fleet("two", tuple(Node(n.id, n.device, n.memory_gb, n.owner, features=frozenset({"raw"}))
+    lacking.fleet = Fleet("two", tuple(Node(n.id, n.device, n.memory_gb, n.owner, features=frozenset({"raw"}),
+                                            runtime="mlx" if n.id == "gw-b" else "")
                                        for n in lacking.fleet.nodes))
     for name in POLICY_NAMES:
         d = place(lacking, [_chat(frozenset({"tools"}))], name).decisions[0]
         assert d.status is DecisionStatus.REJECTED, name
-        assert "tools: no target runs tool calls for qwen2.5-7b" in d.reason, d.reason
+        assert "tools: no target runs tool calls for qwen2.5-7b (gw-b on mlx) (2)" in d.reason, d.reason
 
 
 def test_the_reason_names_the_nodes_that_lack_a_need_beside_other_reasons():
