@@ -18,6 +18,7 @@ from heddle.models import catalog
 from heddle.models.errors import FleetError
 from heddle.models.fleet_types import Budget, Fleet, Node
 from heddle.models.ids import AccountId, NodeId, OwnerId, PowerSource
+from heddle.models.installed import parse_installed
 from heddle.models.yamlsource import YamlDoc, load_yaml, read_text, validate_doc
 
 __all__ = ["FleetFile", "load_fleet", "parse_fleet", "shipped_fleet_path", "shipped_fleets"]
@@ -72,6 +73,10 @@ class NodeIn(_Strict):
     # the features its model servers run (heddle.models.features: tools, embeddings, raw,
     # suffix, ...): work needing another is never placed here; none = every feature
     features: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=32)]] | None = None
+    # the catalog models its model servers have, as model:quant (heddle.models.installed): an
+    # LLM step for another is never placed here; none = unknown, it may run any
+    installed: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*:[A-Za-z0-9][A-Za-z0-9._-]*$",
+                                         max_length=128)]] | None = None
 
 
 class BudgetIn(_Strict):
@@ -158,6 +163,7 @@ def _build_node(i: int, n: NodeIn, doc: YamlDoc) -> Node:
         wake_s=n.wake_s,
         speed_profile=tuple((float(t), float(v)) for t, v in n.cpu_speed_profile),
         features=None if n.features is None else frozenset(n.features),
+        installed=None if n.installed is None else parse_installed(n.installed),
     )
 
 

@@ -31,6 +31,7 @@ class Node:
     wake_s: float = 0.0  # what a step started on an idle node takes beyond one started back to back (a waking core)
     speed_profile: tuple[tuple[float, float], ...] = ()  # (from Unix s, per-core speed) over a recorded window
     features: frozenset[str] | None = None  # what its model servers run (heddle.models.features; None: all)
+    installed: frozenset[tuple[str, str]] | None = None  # (model, quant) its servers have (heddle.models.installed; None: unknown, any)
     runtime: str = ""  # what runs its models, for reasons in words (a live node: its backends, e.g. "mlx")
 
     def __hash__(self) -> int:  # the labels dict makes the generated hash fail

@@ -64,7 +64,8 @@ class Alternatives(_LazyMapping):
                 code = int(sc.codes[t, j])
                 if code:
                     out[name] = reason_text(code, task.privacy.value, task.model, sc.fa.offer_ids,
-                                            sc.fa.lacking_text(task.needs, task.model) if task.needs else "")
+                                            sc.fa.lacking_text(task.needs, task.model) if task.needs else "",
+                                            sc.fa.missing_text(task.model, task.quant) if code == Reason.MODEL else "")
                 elif self._full is not None and self._full[j]:
                     out[name] = "slots/memory/budget: used by other tasks of this batch"
                 else:
@@ -77,8 +78,9 @@ def _unplaced_reason(sc: Scored, t: int, permanent: bool) -> str:
     counts = Counter(int(c) for c in sc.codes[t] if c)
     task = sc.tasks[t]
     lacking = sc.fa.lacking_text(task.needs, task.model) if Reason.FEATURE in counts else ""
+    missing = sc.fa.missing_text(task.model, task.quant) if Reason.MODEL in counts else ""
     return unplaced_reason(counts, bool(sc.ok[t].any()), permanent, task.privacy.value, task.model,
-                           sc.fa.offer_ids, lacking)
+                           sc.fa.offer_ids, lacking, missing)
 
 
 def decisions(sc: Scored, assignment: Assignment, solver: str, explain: bool, eviction_usd: float,

@@ -92,7 +92,7 @@ class ExpressEntry(NamedTuple):
 class ExpressClass:
     """What `place` needs of a task class: everything but the task's own four numbers.
 
-    `entries`: the nodes privacy, tier and features allow, in plan order, as (the node's `NodeState` in
+    `entries`: the nodes privacy, tier, features and installed models allow, in plan order, as (the node's `NodeState` in
     the placer's state, its `ExpressEntry`). A class belongs to one placer."""
 
     entries: tuple
@@ -171,6 +171,7 @@ class ExpressPlacer:
                                                     wait_usd_per_s(self.policy.wait_usd_per_task_hour, 0))
         personal = fa.personal_mask(row.owner) if row.privacy is _PERSONAL else None
         lacks = fa.lacking_list(row.needs) if row.needs else None
+        missing = ma.missing_list if llm else None  # nodes whose servers lack the model
         tier_code = -1 if row.tier is None else TIER_CODE[row.tier]
         if llm:
             pre = ma.rate_lists(fa, row.prompt_tokens)[0]
@@ -179,7 +180,7 @@ class ExpressPlacer:
         entries = []
         for k, i in enumerate(order):
             if ((personal is not None and not personal[i]) or tier_code > (ma.tier_code if llm else 0)
-                    or (lacks is not None and lacks[i])):
+                    or (lacks is not None and lacks[i]) or (missing is not None and missing[i])):
                 continue
             rates = (pre[i], dec[i], load[i]) if llm else (lean.proc[i], 0.0, 0.0)
             entries.append((self.views[i], ExpressEntry(i, suf_a[k], suf_b[k], suf_ea[k], suf_eb[k], *rates,

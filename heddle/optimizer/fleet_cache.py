@@ -17,6 +17,7 @@ import numpy as np
 from heddle.models import CloudOffer, Fleet, OfferKind, Tier, perf
 from heddle.models.catalog import model as model_spec
 from heddle.models.features import lacking, needs_text
+from heddle.models.installed import has_model, missing_text
 
 __all__ = ["TIER_CODE", "FleetArrays", "ModelArrays", "fleet_arrays"]
 
@@ -60,6 +61,9 @@ class ModelArrays:
     embedding: bool = False  # an embedding model: no chat API serves it
     own_model: np.ndarray | None = None  # [J] APIs that run it with their own model although the
     # catalog lacks it (unknown only): every API for no model (given a tier), the offer named
+    missing: np.ndarray | None = None  # [J] nodes whose servers' known installed set lacks it
+    # (heddle.models.installed.has_model; None: no node's set rules one out); the MODEL rule
+    missing_list: list | None = None  # `missing` as a Python list (the one-task paths)
     _by_bucket: dict = field(default_factory=dict)
     _lists: dict = field(default_factory=dict)
 
@@ -177,8 +181,23 @@ class FleetArrays:
         arrays = self._models.get(key)
         if arrays is None:
             arrays = _model_arrays(self, model_id, quant)
+            nodes = self.fleet.nodes
+            if model_id and any(nd.installed is not None for nd in nodes):
+                missing = [not has_model(nd.installed, model_id, quant) for nd in nodes]
+                if any(missing):
+                    arrays.missing_list = missing + [False] * (self.n_targets - self.n_nodes)
+                    arrays.missing = np.array(arrays.missing_list, dtype=bool)
             self._models[key] = arrays
         return arrays
+
+    def missing_text(self, model_id: str | None, quant: str | None) -> str:
+        """Which nodes' servers lack (model, quant), in words (heddle.models.installed.missing_text);
+        empty when none does."""
+        arrays = self.model(model_id, quant)
+        if arrays.missing is None or not model_id:
+            return ""
+        return missing_text([n for n, lacks in zip(self.node_ids, arrays.missing_list, strict=False) if lacks],
+                            model_id, quant)
 
     def weights_gb(self, model_id: str, quant: str) -> float:
         """Resident size of a model (0 if unknown: an unknown resident model frees nothing)."""

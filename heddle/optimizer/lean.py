@@ -183,6 +183,7 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
     too_long = llm and p + o > ma.context_tokens  # where the model itself runs (nodes, instances)
     chat = llm and not ma.embedding  # what an API offer can serve
     lacks = fa.lacking_list(task.needs) if task.needs else None  # targets without a needed feature
+    missing = ma.missing_list if llm else None  # nodes whose servers lack the model
     static_need = kv + w
     counts: dict[int, int] = {}
     any_local = any_ok = False
@@ -220,6 +221,8 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
             code = Reason.PRIVACY
         elif tier > model_tier:
             code = Reason.TIER
+        elif missing is not None and missing[i]:
+            code = Reason.MODEL
         elif lacks is not None and lacks[i]:
             code = Reason.FEATURE
         elif too_long:
@@ -374,7 +377,8 @@ def place_one(fa: FleetArrays, state: FleetState, task: Task, policy: Policy,
         decision = Decision(
             tid, DecisionStatus.REJECTED if permanent else DecisionStatus.DEFERRED,
             reason=unplaced_reason(counts, any_ok, permanent, task.privacy.value, task.model, fa.offer_ids,
-                                   fa.lacking_text(task.needs, task.model) if Reason.FEATURE in counts else ""),
+                                   fa.lacking_text(task.needs, task.model) if Reason.FEATURE in counts else "",
+                                   fa.missing_text(task.model, task.quant) if Reason.MODEL in counts else ""),
             cost_usd={"defer": defer},
         )
         objective = defer_int

@@ -21,7 +21,8 @@ class Reason(IntEnum):
     PRIVACY = 2  # personal: not the owner's/trusted node; sensitive: cloud
     TIER = 3  # API of another tier, or a node/instance whose model's catalog tier is below it
     KIND = 4  # an API offer (a chat model) cannot run a processor step or an embedding model
-    MODEL = 5  # the catalog does not know the task's (model, quant), or it names an API offer not this one
+    MODEL = 5  # the catalog does not know the task's (model, quant), or it names an API offer not this one,
+    # or the node's servers do not have it (their installed set is known: heddle.models.installed)
     FEATURE = 6  # the target does not offer a feature the task needs (tool calls, embeddings, ...)
     CONTEXT = 7  # prompt + output exceed the model's context window (where the model itself runs)
     MEMORY_INSTALLED = 8  # weights + KV exceed the target's installed memory
@@ -65,14 +66,18 @@ _TEXT: dict[Reason, str] = {
 
 
 def reason_text(code: int, privacy: str = "", model: str | None = None, offers: Collection[str] = (),
-                lacking: str = "") -> str:
+                lacking: str = "", missing: str = "") -> str:
     """Human text for a reason code, with the task's detail: privacy gets the tag that applied;
     the model reason of a task naming a catalog API offer (`model`) names that offer, and says
     whether the fleet's offers (`offers`) list it (a real offer, not an unknown model); the
-    features reason says which targets lack which need (`lacking`: FleetArrays.lacking_text)."""
+    features reason says which targets lack which need (`lacking`: FleetArrays.lacking_text);
+    the model reason of a catalog model says whose servers do not have it (`missing`:
+    FleetArrays.missing_text)."""
     reason = Reason(code)
     if reason is Reason.FEATURE and lacking:
         return lacking
+    if reason is Reason.MODEL and missing:
+        return missing
     if reason is Reason.PRIVACY:
         if privacy == "sensitive":
             return "privacy: sensitive work stays on local nodes"
@@ -85,9 +90,10 @@ def reason_text(code: int, privacy: str = "", model: str | None = None, offers: 
 
 
 def unplaced_reason(counts: dict[int, int], any_ok: bool, permanent: bool, privacy: str,
-                    model: str | None = None, offers: Collection[str] = (), lacking: str = "") -> str:
+                    model: str | None = None, offers: Collection[str] = (), lacking: str = "",
+                    missing: str = "") -> str:
     """Why a task was not placed, from how many targets each constraint ruled out."""
     if not permanent and any_ok:
         return "waiting is cheaper than every feasible target, or their capacity went to this batch"
-    parts = [f"{reason_text(c, privacy, model, offers, lacking)} ({n})" for c, n in sorted(counts.items())]
+    parts = [f"{reason_text(c, privacy, model, offers, lacking, missing)} ({n})" for c, n in sorted(counts.items())]
     return ("no target can ever run it: " if permanent else "no target can run it now: ") + "; ".join(parts)

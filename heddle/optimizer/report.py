@@ -14,7 +14,7 @@ import numpy as np
 from heddle.models import FleetState, Task
 from heddle.optimizer.placement import Placement
 from heddle.optimizer.policy import Policy
-from heddle.optimizer.reasons import reason_text
+from heddle.optimizer.reasons import Reason, reason_text
 from heddle.optimizer.scoring import Scored
 
 __all__ = ["placement_report"]
@@ -53,7 +53,8 @@ def placement_report(state: FleetState, tasks: list[Task], placement: Placement,
             code = int(sc.codes[t, j])
             if code:
                 why = reason_text(code, task.privacy.value, task.model, fa.offer_ids,
-                                  fa.lacking_text(task.needs, task.model) if task.needs else "")
+                                  fa.lacking_text(task.needs, task.model) if task.needs else "",
+                                  fa.missing_text(task.model, task.quant) if code == Reason.MODEL else "")
                 pairs.append({"target": name, "feasible": False, "reason": why})
                 continue
             pairs.append({

@@ -147,6 +147,7 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
     context_g = np.full(g_n, np.inf)  # the model's context window (processor steps: none)
     chat_g = np.ones(g_n, dtype=bool)  # a chat API can serve it (LLM steps of non-embedding models)
     own_g = np.zeros((g_n, j_n), dtype=bool)  # APIs running an unknown name with their own model
+    missing_g = np.zeros((g_n, j_n), dtype=bool)  # nodes whose servers lack the model (installed sets)
     arrays = [None] * g_n
     for key, g in keys.items():
         if key is None:
@@ -158,6 +159,8 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
         chat_g[g] = not ma.embedding
         if ma.own_model is not None:
             own_g[g] = ma.own_model
+        if ma.missing is not None:
+            missing_g[g] = ma.missing
         if ma.known:
             load[g] = ma.load_s
             weights_g[g], kvpt_g[g] = ma.weights_gb, ma.kv_gb_per_token
@@ -212,7 +215,9 @@ def _score(fa: FleetArrays, view: StateView, tasks: list[Task], policy: Policy) 
         (Reason.KIND, ~(llm & chat_g[group])[:, None] & fa.is_api),
         # a task naming an API offer, or a tier and no model, is unknown to the machines; that
         # offer (any API of the tier) serves it, no other
-        (Reason.MODEL, (llm & ~known_g[group])[:, None] & ~(own_g[group] & names_work[:, None])),
+        # ... and a node whose servers' known installed set lacks the model does not run it
+        (Reason.MODEL, ((llm & ~known_g[group])[:, None] & ~(own_g[group] & names_work[:, None]))
+         | (llm[:, None] & missing_g[group])),
         # a target runs a task only if it offers every feature the task needs (tool calls, ...)
         (Reason.FEATURE, np.stack([fa.lacking_mask(t.needs) for t in tasks]) if any(t.needs for t in tasks)
          else np.zeros((t_n, j_n), dtype=bool)),

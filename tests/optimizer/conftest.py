@@ -1,7 +1,7 @@
 """Hypothesis strategies for small placement problems, drawn by structure (so failures shrink
 to the fleet, node, task or state field that matters): owners and whom they trust, devices
 and memory sizes, cloud offers, budgets, models that fit only some nodes or exceed their
-context window, embedding steps, features tasks need and targets offer (tool calls, ...), and
+context window, embedding steps, features tasks need and targets offer (tool calls, ...), the models nodes' servers have, and
 node trouble (drain, departure, heat, battery, load)."""
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ task naming only a tier: an API of that tier serves it, no machine can); two API
 one tier named as the model (the gateway's `claude-sonnet-4.6`: that offer alone runs it)."""
 
 
+INSTALLED = st.one_of(st.none(), st.frozensets(st.sampled_from([(m, q) for m, q in MODELS[:7] if q]), max_size=3))
+"""What a node's servers have: unknown (None: any model) or a drawn set of catalog pairs."""
+
+
 @st.composite
 def nodes(draw, k: int) -> Node:
     device = catalog.device(draw(st.sampled_from(DEVICE_IDS)))
@@ -57,7 +61,7 @@ def nodes(draw, k: int) -> Node:
     return Node(NodeId(f"n{k}"), device, memory, owner, trusted_owners=trusted, slots=draw(st.integers(1, 4)),
                 reserved_memory_gb=draw(st.sampled_from([0.0, min(4.0, memory / 4)])),
                 power_source=draw(st.sampled_from([PowerSource.AC, PowerSource.AC, PowerSource.BATTERY])),
-                features=draw(OFFERED))
+                features=draw(OFFERED), installed=draw(INSTALLED))
 
 
 @st.composite

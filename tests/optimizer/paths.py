@@ -1,7 +1,7 @@
 """Every placement path called directly on one problem, for the rules that must hold on all of
-them (`RULES`: privacy, features): the one-task path, the express path, the numpy table under every
-policy, LP rounding, CP-SAT (with and without its tricks) and the completion of a
-gap-stopped answer. Each yields (path, task, target) for every task it places."""
+them (`RULES`: privacy, features, installed models): the one-task path, the express path, the
+numpy table under every policy, LP rounding, CP-SAT (with and without its tricks) and the
+completion of a gap-stopped answer. Each yields (path, task, target) for every task it places."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from heddle.models import FleetState, Privacy, Task
+from heddle.models import FleetState, Privacy, Task, TaskKind
 from heddle.optimizer import POLICY_NAMES, DecisionStatus, Policy, TargetKind, place
 from heddle.optimizer.assign import Assignment, fill
 from heddle.optimizer.cpsat import solve_cpsat
@@ -40,7 +40,16 @@ def offers_what_it_needs(state: FleetState, task: Task, target: str) -> bool:
     return offers_needs(state, task, offer=state.fleet.offer(target))
 
 
-RULES = {"privacy": keeps_privacy, "features": offers_what_it_needs}
+def has_its_model(state: FleetState, task: Task, target: str) -> bool:
+    """The installed-models rule, recomputed: a node whose servers' installed set is known has
+    the task's model in its quant (any quant when the task names none)."""
+    if target not in {n.id for n in state.fleet.nodes} or task.kind is not TaskKind.LLM:
+        return True
+    installed = state.fleet.node(target).installed
+    return installed is None or any(m == task.model and task.quant in (None, q) for m, q in installed)
+
+
+RULES = {"privacy": keeps_privacy, "features": offers_what_it_needs, "installed": has_its_model}
 """The rules every placement path must keep: (state, task, target) -> kept."""
 
 

@@ -77,6 +77,8 @@ def fleet_document(nodes: list[tuple[Node, CapacityReport]], speeds: Mapping[str
             row["reserved_memory_gb"] = round(node.reserved_memory_gb, 3)
         if node.features is not None:  # what its backends run: the twin places by it too
             row["features"] = sorted(node.features)
+        if node.installed is not None:  # the models its servers have: the twin places by them too
+            row["installed"] = sorted(f"{m}:{q}" for m, q in node.installed)
         measured = spreads.get(str(node.id))
         # a node whose steps started idle took longer (wake_s): its speed is its warm steps'
         warm = measured.warm if measured is not None else 1.0
