@@ -72,6 +72,11 @@ new field: upgrade the control plane first, then the agents.
   it, or an API whose agents' ``claude`` backends do. Left out of the JSON when absent: an
   agent that reports none (older) runs what its version implies (1.9 tools; 1.10 also
   embeddings, raw prompts and fill in the middle; 1.11 also images).
+- 1.14: ``CapacityReport.installed`` (optional): the catalog (model, quant) pairs the node's
+  local model servers have (their inventories, loaded or not; heddle.models.installed); the
+  control plane places an LLM step only on a node whose set has its model in its quant. Left
+  out of the JSON when absent: an agent that reports none (older, or a server not asked yet)
+  may run any model, as before.
 """
 
 from __future__ import annotations
@@ -99,7 +104,7 @@ from heddle.models.ids import (
 from heddle.models.state import NodeState
 from heddle.models.task import Task
 
-PROTOCOL_VERSION = "1.13"
+PROTOCOL_VERSION = "1.14"
 """Version every message carries in ``v``: "major.minor"; receivers refuse another major."""
 PROTOCOL_MAJOR = 1
 MAX_MESSAGE_BYTES = 512 * 1024
@@ -421,6 +426,10 @@ class CapacityReport(_Message):
         None, exclude_if=lambda features: features is None,
         description="(1.13) What each LLM backend runs beyond a plain chat, by backend name, e.g. "
                     "{'mlx': ['raw']}; absent: what the protocol version implies.")
+    installed: tuple[ResidentModel, ...] | None = Field(
+        None, exclude_if=lambda installed: installed is None,
+        description="(1.14) The catalog (model, quant) pairs the local model servers have, loaded "
+                    "or not; absent: unknown (the node may run any model).")
 
 
 class Assignment(_Message):
@@ -731,5 +740,7 @@ def node_from_report(report: CapacityReport, fallback_device: str | None = None)
         slots=report.slots,
         reserved_memory_gb=report.reserved_memory_gb,
         features=node_features(report.features, report.v),
+        installed=(None if report.installed is None
+                   else frozenset((m.model, m.quant) for m in report.installed)),
         runtime=runtime(report.features),
     )

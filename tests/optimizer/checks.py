@@ -105,6 +105,14 @@ def offers_needs(state: FleetState, task: Task, node=None, offer=None) -> bool:
     return offered is None or set(task.needs) <= set(offered)
 
 
+def has_model(task: Task, node) -> bool:
+    """The installed-models rule, recomputed: a node whose servers' installed set is known has
+    an LLM step's model in its quant (any quant when the step names none)."""
+    if task.kind is not TaskKind.LLM or node.installed is None:
+        return True
+    return any(m == task.model and task.quant in (None, q) for m, q in node.installed)
+
+
 def burst_allowed(state: FleetState, task: Task, policy: Policy) -> bool:
     """The burst rule, recomputed: no node could ever run the task, or the best local finish
     (backlog + service, ignoring free slots) misses the deadline, or every local backlog is
@@ -116,7 +124,7 @@ def burst_allowed(state: FleetState, task: Task, policy: Policy) -> bool:
             continue
         if task.privacy is Privacy.PERSONAL and not node.may_hold_personal_of(task.owner):
             continue
-        if not offers_needs(state, task, node):
+        if not offers_needs(state, task, node) or not has_model(task, node):
             continue
         if task.kind is TaskKind.LLM:
             spec = catalog.model(task.model)
@@ -154,7 +162,8 @@ def ever_runnable(state: FleetState, task: Task, policy: Policy, slack_gb: float
             continue
         if task.privacy is Privacy.PERSONAL and not node.may_hold_personal_of(task.owner):
             continue
-        if need <= node.memory_gb - node.reserved_memory_gb and offers_needs(state, task, node):
+        if need <= node.memory_gb - node.reserved_memory_gb and offers_needs(state, task, node) \
+                and has_model(task, node):
             return True
     if task.privacy is not Privacy.PUBLIC:
         return False
@@ -199,6 +208,7 @@ def check_placement(state: FleetState, tasks: list[Task], placement: Placement, 
             assert tier_allowed(task), f"{task.id}: tier {task.tier} on a local node with {task.model}"
             assert fits_context(task), f"{task.id}: beyond {task.model}'s context window on {node.id}"
             assert offers_needs(state, task, node), f"{task.id}: needs {sorted(task.needs)}, {node.id} lacks some"
+            assert has_model(task, node), f"{task.id}: {task.model} {task.quant} is not on {node.id}'s servers"
             if ns.power_source is PowerSource.BATTERY:
                 resident = (task.model, task.quant) in ns.resident_models
                 assert node_service_s(node, ns, task, resident) <= policy.battery_heavy_seconds + TOL, \

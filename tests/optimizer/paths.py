@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from heddle.models import FleetState, Privacy, Task, TaskKind
+from heddle.models import FleetState, Privacy, Task
 from heddle.optimizer import POLICY_NAMES, DecisionStatus, Policy, TargetKind, place
 from heddle.optimizer.assign import Assignment, fill
 from heddle.optimizer.cpsat import solve_cpsat
@@ -19,7 +19,7 @@ from heddle.optimizer.fast import regret_order
 from heddle.optimizer.fleet_cache import fleet_arrays
 from heddle.optimizer.lean import place_one
 from heddle.optimizer.lp_round import lp_round
-from tests.optimizer.checks import offers_needs
+from tests.optimizer.checks import has_model, offers_needs
 
 __all__ = ["RULES", "batch_placements", "one_task_placements"]
 
@@ -41,12 +41,8 @@ def offers_what_it_needs(state: FleetState, task: Task, target: str) -> bool:
 
 
 def has_its_model(state: FleetState, task: Task, target: str) -> bool:
-    """The installed-models rule, recomputed: a node whose servers' installed set is known has
-    the task's model in its quant (any quant when the task names none)."""
-    if target not in {n.id for n in state.fleet.nodes} or task.kind is not TaskKind.LLM:
-        return True
-    installed = state.fleet.node(target).installed
-    return installed is None or any(m == task.model and task.quant in (None, q) for m, q in installed)
+    """The installed-models rule from the fleet itself (checks.has_model): cloud targets have none."""
+    return target not in {n.id for n in state.fleet.nodes} or has_model(task, state.fleet.node(target))
 
 
 RULES = {"privacy": keeps_privacy, "features": offers_what_it_needs, "installed": has_its_model}

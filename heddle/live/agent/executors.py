@@ -112,6 +112,8 @@ class Executor(ABC):
     reported per backend, ``backend`` its name); None: not an LLM backend."""
     refuses: ClassVar[Mapping[str, str]] = {}
     """Why it does not run each feature it lacks (the reason such a task fails with)."""
+    serves_models: ClassVar[bool] = False
+    """A local model server's backend: `installed_models` says what its server has."""
 
     def check(self, spec: ExecutorSpec) -> str | None:
         """Why this executor cannot take ``spec`` (the assignment is refused), or None."""
@@ -120,6 +122,11 @@ class Executor(ABC):
     def resident_models(self) -> Iterable[tuple[str, str]]:
         """(model, quant) pairs loaded now (LLM backends); reported in every capacity report,
         so it must be cheap: return what the backend last observed, do no I/O here."""
+        return ()
+
+    def installed_models(self) -> Iterable[tuple[str, str]] | None:
+        """(model, quant) catalog pairs its server has, loaded or not (`serves_models`
+        backends; reported); None: not known yet. Cheap like `resident_models`: no I/O."""
         return ()
 
     def cloud_offers(self) -> Iterable[str]:
@@ -294,6 +301,14 @@ class ExecutorRegistry:
 
     def cloud_offers(self) -> tuple[str, ...]:
         return tuple(sorted({o for e in self.executors() for o in e.cloud_offers()}))
+
+    def installed_models(self) -> tuple[tuple[str, str], ...] | None:
+        """What the local model servers have, together (reported: heddle.models.installed);
+        None (unknown: any model may come) when there is none or one has not answered yet."""
+        found = [e.installed_models() for e in self.executors() if e.serves_models]
+        if not found or any(f is None for f in found):
+            return None
+        return tuple(sorted({m for f in found for m in f}))
 
     def features(self) -> dict[str, tuple[str, ...]]:
         """Each LLM backend's features, by its name (`Executor.features`; reported)."""

@@ -245,6 +245,7 @@ class Agent:
     def capacity_report(self) -> p.CapacityReport:
         sample = self._sample or self.probe.sample()
         s = self.settings
+        installed = self.registry.installed_models()  # None: unknown (a server not asked yet)
         return p.CapacityReport(
             sender=s.sender, seq=self._next_seq(), sent_at=time.time(), node_id=s.node_id,
             agent_id=s.sender, hostname=sample.hostname, os=sample.os, arch=sample.arch,
@@ -259,6 +260,7 @@ class Agent:
             running=tuple(p.TaskRef(task_id=k[0], attempt=k[1]) for k in self.running),
             refused_messages=sum(self.refused.values()), accepts=ACCEPTS,
             cloud_offers=self.cloud_offers, features=self.features,
+            installed=None if installed is None else tuple(p.ResidentModel(model=m, quant=q) for m, q in installed),
         )
 
     def _report_soon(self, *, now: bool = False) -> None:

@@ -85,6 +85,7 @@ class LocalServer(Executor):
     """One local server (an Ollama or an OpenAI-compatible endpoint)."""
 
     backend: str = "local"  # name in results and reasons: "ollama", "lm-studio", "openai"
+    serves_models = True  # its inventory is reported as installed (heddle.models.installed)
     sends: frozenset[str] = ALL  # the generation fields `_request` puts in the body
     embed_api: str = ""  # its embeddings protocol (heddle.live.backends.embed.APIS), if any
 
@@ -138,6 +139,11 @@ class LocalServer(Executor):
             with contextlib.suppress(RuntimeError):  # no running loop: nothing to start yet
                 self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
         return [(m.model, m.quant) for m in self.inventory if m.loaded and m.known]
+
+    def installed_models(self) -> Iterable[tuple[str, str]] | None:
+        if self.discovered_at is None:  # not asked yet (resident_models starts the refresher)
+            return None
+        return [(m.model, m.quant) for m in self.inventory if m.known]
 
     def offers(self, model: str, quant: str | None) -> ServedModel | None:
         """The served model for a catalog (model, quant), a loaded one first."""

@@ -165,6 +165,7 @@ class MlxExecutor(Executor):
     first use); tests pass an object with the same ``load`` and ``stream_generate``."""
 
     backend = "mlx"
+    serves_models = True  # its one model is reported as installed
     features = frozenset({RAW})
     refuses = MappingProxyType({"tools": "mlx-lm has no tool calling",
                                 "images": "images are not supported (mlx-lm runs text models; mlx-vlm is not a dependency)",
@@ -196,6 +197,9 @@ class MlxExecutor(Executor):
 
     def resident_models(self) -> Iterable[tuple[str, str]]:
         return [(m.model, m.quant) for m in self.inventory if m.loaded and m.known]
+
+    def installed_models(self) -> Iterable[tuple[str, str]]:
+        return [(m.model, m.quant) for m in self.inventory if m.known]
 
     # --- running --------------------------------------------------------------------------
 
