@@ -21,7 +21,7 @@ from heddle.optimizer.lean import place_one
 from heddle.optimizer.lp_round import lp_round
 from tests.optimizer.checks import has_model, offers_needs
 
-__all__ = ["RULES", "batch_placements", "one_task_placements"]
+__all__ = ["RULES", "batch_placements", "core_starts", "one_task_placements"]
 
 
 def keeps_privacy(state: FleetState, task: Task, target: str) -> bool:
@@ -89,3 +89,21 @@ def batch_placements(state: FleetState, tasks: list[Task]) -> Iterator[tuple[str
     empty = Assignment(np.full(len(tasks), -1), np.zeros(sc.fa.n_targets, bool), np.zeros(len(tasks), bool))
     yield from _assigned(sc, fill(sc, policy, empty, regret_order(sc)), "completion")
 
+
+
+def core_starts(state: FleetState, tasks: list[Task]) -> Iterator[tuple[FleetState, Task, str]]:
+    """The scheduling core's waiting queue: the tasks arrive at once, then each start's slot
+    frees in turn (the re-offers go by constraint class); (the core's state, task, node) of
+    every start."""
+    from tests.optimizer.test_scheduling import Body
+
+    body = Body(state.fleet)
+    for task in tasks:
+        body.core.submit(0.0, task.id, task)
+    finished = 0
+    while (running := sorted(body.on)):
+        finished += 1
+        body.finish(float(finished), running[0])
+    by_id = {t.id: t for t in tasks}
+    for _, key, target in (entry for entry in body.log if entry[0] == "start"):
+        yield body.state, by_id[key], target

@@ -24,26 +24,15 @@ from heddle.models import (
 from heddle.optimizer import POLICY_NAMES, DecisionStatus, Policy, place
 from heddle.optimizer.express import ExpressPlacer, task_row
 from tests.optimizer.conftest import problems
-from tests.optimizer.paths import offers_what_it_needs
-from tests.optimizer.test_scheduling import Body
+from tests.optimizer.paths import core_starts, offers_what_it_needs
 
 
 @settings(max_examples=60, deadline=None)
 @given(problem=problems(max_nodes=4, max_tasks=6))
 def test_the_scheduling_core_starts_work_only_where_every_need_is_offered(problem):
-    """Through the waiting queue too: the tasks arrive at once, then each start's slot frees in
-    turn (the re-offers go by constraint class, which holds the needs)."""
-    state, tasks = problem
-    body = Body(state.fleet)
-    for task in tasks:
-        body.core.submit(0.0, task.id, task)
-    finished = 0
-    while (running := sorted(body.on)):
-        finished += 1
-        body.finish(float(finished), running[0])
-    by_id = {t.id: t for t in tasks}
-    for _, key, target in (entry for entry in body.log if entry[0] == "start"):
-        assert offers_what_it_needs(body.state, by_id[key], target), f"core: {key} needs {sorted(by_id[key].needs)}, on {target}"
+    """Through the waiting queue too (the re-offers go by constraint class, which holds the needs)."""
+    for state, task, target in core_starts(*problem):
+        assert offers_what_it_needs(state, task, target), f"core: {task.id} needs {sorted(task.needs)}, on {target}"
 
 
 # -- the reason, in words ------------------------------------------------------------------------

@@ -8,43 +8,22 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 
-from heddle.models import (
-    Fleet,
-    FleetState,
-    ModelId,
-    Node,
-    NodeId,
-    OwnerId,
-    Task,
-    TaskId,
-    TaskKind,
-    catalog,
-)
+from heddle.models import Fleet, FleetState, Node, NodeId, OwnerId, catalog
 from heddle.models.fleet import parse_fleet
+from heddle.models.ids import ModelId, TaskId, TaskKind
+from heddle.models.task import Task
 from heddle.optimizer import POLICY_NAMES, DecisionStatus, Policy, place
 from heddle.optimizer.express import ExpressPlacer, task_row
 from tests.optimizer.conftest import problems
-from tests.optimizer.paths import has_its_model
-from tests.optimizer.test_scheduling import Body
+from tests.optimizer.paths import core_starts, has_its_model
 
 
 @settings(max_examples=60, deadline=None)
 @given(problem=problems(max_nodes=4, max_tasks=6))
 def test_the_scheduling_core_starts_work_only_where_the_model_is_installed(problem):
-    """Through the waiting queue too: the tasks arrive at once, then each start's slot frees in
-    turn (the re-offers go by constraint class, which holds the model and quant)."""
-    state, tasks = problem
-    body = Body(state.fleet)
-    for task in tasks:
-        body.core.submit(0.0, task.id, task)
-    finished = 0
-    while (running := sorted(body.on)):
-        finished += 1
-        body.finish(float(finished), running[0])
-    by_id = {t.id: t for t in tasks}
-    for _, key, target in (entry for entry in body.log if entry[0] == "start"):
-        task = by_id[key]
-        assert has_its_model(body.state, task, target), f"core: {key} ({task.model} {task.quant}) on {target}"
+    """Through the waiting queue too (the re-offers go by constraint class, which holds the model and quant)."""
+    for state, task, target in core_starts(*problem):
+        assert has_its_model(state, task, target), f"core: {task.id} ({task.model} {task.quant}) on {target}"
 
 
 def _fleet(a_has: frozenset | None, b_has: frozenset | None) -> FleetState:
