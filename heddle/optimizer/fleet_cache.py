@@ -182,7 +182,8 @@ class FleetArrays:
         if arrays is None:
             arrays = _model_arrays(self, model_id, quant)
             nodes = self.fleet.nodes
-            if model_id and any(nd.installed is not None for nd in nodes):
+            # (a model the catalog lacks, or an API offer's id, no node runs anyway: its own reason)
+            if arrays.known and any(nd.installed is not None for nd in nodes):
                 missing = [not has_model(nd.installed, model_id, quant) for nd in nodes]
                 if any(missing):
                     arrays.missing_list = missing + [False] * (self.n_targets - self.n_nodes)
@@ -194,7 +195,7 @@ class FleetArrays:
         """Which nodes' servers lack (model, quant), in words (heddle.models.installed.missing_text);
         empty when none does."""
         arrays = self.model(model_id, quant)
-        if arrays.missing is None or not model_id:
+        if arrays.missing is None:
             return ""
         return missing_text([n for n, lacks in zip(self.node_ids, arrays.missing_list, strict=False) if lacks],
                             model_id, quant)
