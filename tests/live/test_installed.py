@@ -49,3 +49,16 @@ def test_an_mlx_backend_has_its_one_model_and_an_agent_without_a_model_server_sa
     for executor in build_backends(BackendSettings(anthropic_api_key="sk-test")):
         claude_only.register(executor)
     assert claude_only.installed_models() is None  # no local server: any model may come, as before
+
+
+def test_an_exported_fleet_keeps_what_each_nodes_servers_have_for_the_twin():
+    import yaml
+
+    from heddle.live.control.export import fleet_document
+    from heddle.models.fleet import parse_fleet
+
+    report = capacity(installed=(p.ResidentModel(model="llama-3.1-8b", quant="q4_0"),))
+    document = fleet_document([(p.node_from_report(report), report)])
+    assert document["nodes"][0]["installed"] == ["llama-3.1-8b:q4_0"]
+    assert parse_fleet(yaml.safe_dump(document)).nodes[0].installed == {("llama-3.1-8b", "q4_0")}
+    assert "installed" not in fleet_document([(p.node_from_report(capacity()), capacity())])["nodes"][0]

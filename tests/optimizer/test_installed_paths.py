@@ -6,9 +6,11 @@ whose servers do not have what."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 
 from heddle.models import Fleet, FleetState, Node, NodeId, OwnerId, catalog
+from heddle.models.errors import FleetError
 from heddle.models.fleet import parse_fleet
 from heddle.models.ids import ModelId, TaskId, TaskKind
 from heddle.models.task import Task
@@ -76,3 +78,6 @@ def test_a_fleet_file_lists_a_nodes_installed_models():
     assert fleet.nodes[0].installed == frozenset({("gpt-oss-20b", "mxfp4")})
     assert fleet.nodes[1].installed is None
     assert place(FleetState.idle(fleet, 0.0), [_chat()]).decisions[0].target == "carol-b"
+    with pytest.raises(FleetError, match=r"^f\.yaml:3: nodes\[0\]\.installed\[0\]: .*\(got 'gpt-oss-20b'\)"):
+        parse_fleet("name: f\nnodes:\n  - {id: a, device: m1-max-32, memory_gb: 32, owner: ann, "
+                    "installed: [gpt-oss-20b]}\n", "f.yaml")  # model:quant, the quant missing
