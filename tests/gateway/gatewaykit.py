@@ -60,13 +60,16 @@ class GatewayCluster(Cluster):
 
     def start_llm_agent(self, node: str, owner: str, slots: int = 2, trust: tuple[str, ...] = (),
                         server: str = "ollama", embedding: tuple[str, dict[str, str]] | None = None,
-                        also: tuple[tuple[str, dict[str, str]], ...] = (), model: str | None = None) -> StandIn:
+                        also: tuple[tuple[str, dict[str, str]], ...] = (), model: str | None = None,
+                        cold: tuple[str, ...] = ()) -> StandIn:
         """An agent whose model server is a stand-in speaking Ollama's protocol (serving
         `MODEL`) or, ``server="openai"``, the OpenAI-compatible one (serving `OPENAI_MODEL`);
         ``embedding``: an embedding model it serves too (name, Ollama details); ``also``: more
-        models it serves (a vision model); ``model``: another name for the stand-in to serve."""
+        models it serves (a vision model); ``model``: another name for the stand-in to serve;
+        ``cold``: served names it has installed but not loaded (before its agent first asks)."""
         standin = self.standins[node] = StandIn(model or (MODEL if server == "ollama" else OPENAI_MODEL),
                                                 embedding=embedding, also=also)
+        standin.loaded[:] = [name for name in standin.loaded if name not in cold]
         self.agent_specs[node] = (owner, slots, trust)
         self.embeddings[node] = embedding
         self.also[node] = also

@@ -29,8 +29,7 @@ def two(tmp_path_factory):
         c.start_control()
         c.start_llm_agent(LACKS, "ann", 1)  # first: the tie-break's choice
         c.wait_models({LACKS})
-        has = c.start_llm_agent(HAS, "ann", 1, also=(Q8,))
-        has.loaded.remove(Q8[0])  # installed, not loaded (before the agent asks): both load it cold
+        c.start_llm_agent(HAS, "ann", 1, also=(Q8,), cold=(Q8[0],))  # installed, not loaded: both load it cold
         c.wait_models({HAS})
         c.start_gateway(write_keys(c.tmp / "keys.yaml", [KEY]), "--max-wait", "30")
         c.wait_models({LACKS, HAS})
