@@ -56,7 +56,7 @@ _NAME = re.compile(NAME_PATTERN)
 
 
 def _bad(where: str, what: str) -> GatewayError:
-    return GatewayError(400, f"{where}: {what}", "invalid_request", param=where)
+    return GatewayError.at(where, what)
 
 
 def _shown(value: Any) -> str:

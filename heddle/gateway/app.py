@@ -501,7 +501,7 @@ def _parse(raw: bytes, schema: type[BaseModel]) -> Any:
         if err["type"] == "json_invalid":
             raise GatewayError(400, f"the body is not valid JSON: {err['msg']}",
                                "invalid_json") from None
-        raise GatewayError(400, f"{where}: {err['msg']}", "invalid_request", param=where) from None
+        raise GatewayError.at(where, err["msg"]) from None
 
 
 def _openai_stream(run: TaskRun, body: ChatRequest | CompletionRequest) -> AsyncIterator[bytes]:

@@ -46,8 +46,7 @@ NS = 1_000_000_000
 
 
 def _bad(field: str, message: str, status: int = 400) -> GatewayError:
-    return GatewayError(status, f"{field}: {message}", "invalid_request" if status == 400
-                        else "request_too_large", param=field)
+    return GatewayError.at(field, message, "invalid_request" if status == 400 else "request_too_large", status)
 
 
 def _inputs(value: Any, field: str) -> list[str]:

@@ -24,6 +24,12 @@ class GatewayError(Exception):
         self.status, self.message, self.code, self.param = status, message, code, param
         self.retry_after_s = retry_after_s
 
+    @classmethod
+    def at(cls, field: str, what: str, code: str = "invalid_request", status: int = 400) -> GatewayError:
+        """A request field's error, worded ``field: what`` and naming the field as ``param``:
+        how every route says which field it refused and what it expected."""
+        return cls(status, f"{field}: {what}", code, param=field)
+
     @property
     def kind(self) -> str:
         """OpenAI's error ``type`` for the status."""

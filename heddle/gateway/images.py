@@ -79,8 +79,7 @@ class Image:
 
 
 def _bad(where: str, message: str, status: int = 400) -> GatewayError:
-    return GatewayError(status, f"{where}: {message}", "invalid_image" if status == 400
-                        else "request_too_large", param=where)
+    return GatewayError.at(where, message, "invalid_image" if status == 400 else "request_too_large", status)
 
 
 def image_size(data: bytes) -> tuple[str, int, int] | None:

@@ -66,7 +66,7 @@ class _Item(ToolMessage):
 
 
 def _bad(where: str, what: str, code: str = "invalid_input") -> GatewayError:
-    return GatewayError(400, f"{where}: {what}", code, param=where)
+    return GatewayError.at(where, what, code)
 
 
 def _kind(value: Any) -> str:

@@ -175,7 +175,7 @@ class ToolMessage(BaseModel):
 
 
 def _bad(where: str, what: str) -> GatewayError:
-    return GatewayError(400, f"{where}: {what}", "invalid_messages", param=where)
+    return GatewayError.at(where, what, "invalid_messages")
 
 
 def _arguments(raw: Any, where: str) -> str:
